@@ -1,0 +1,44 @@
+# Loopline: `make demo` and `make test` are the two commands a new user runs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck pytest services-start services-stop bench clean setup
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/loopline demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# Installs the system packages it needs, starts PostgreSQL, S3 (rclone) and Redis on
+# loopback, runs ruff, mypy and the whole suite, and stops the services whatever happens.
+test: $(STAMP)
+	bash scripts/system-deps.sh
+	bash scripts/run-tests.sh $(PYTEST_ARGS)
+
+services-start: $(STAMP)
+	bash scripts/services.sh start
+
+services-stop:
+	bash scripts/services.sh stop
+
+bench: $(STAMP)
+	bash bench/run.sh
+
+clean:
+	bash scripts/services.sh stop || true
+	rm -rf $(VENV) .services .loopline .pytest_cache .mypy_cache .ruff_cache

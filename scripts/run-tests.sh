@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Start the services, run lint, type checks and the suite, stop the services on any exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+trap 'bash scripts/services.sh stop >/dev/null 2>&1 || true' EXIT
+bash scripts/services.sh start
+# shellcheck disable=SC1091
+source .services/env
+export LOOPLINE_REQUIRE_SERVICES=1
+.venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check src tests bench
+.venv/bin/mypy
+.venv/bin/python -m pytest -p no:cacheprovider "$@"

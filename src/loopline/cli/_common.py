@@ -1,0 +1,52 @@
+"""What every CLI command shares: the console, JSON output, and the error boundary."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Any
+
+import orjson
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class _State:
+    debug = False
+
+
+state = _State()
+
+
+def print_json(value: Any) -> None:
+    """Print ``value`` as JSON on stdout (for ``--json``)."""
+    sys.stdout.write(
+        orjson.dumps(
+            value,
+            option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS,
+            default=str,
+        ).decode()
+        + "\n"
+    )
+    sys.stdout.flush()
+
+
+def report_error(exc: BaseException) -> int:
+    """Print a one-line error (a traceback too with ``--debug``); return the exit code."""
+    from loopline.errors import LooplineError
+
+    if state.debug:
+        traceback.print_exception(exc)
+    if isinstance(exc, LooplineError):
+        err_console.print(
+            f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True
+        )
+        return exc.exit_code
+    err_console.print(
+        f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True
+    )
+    if not state.debug:
+        err_console.print("run again with --debug for the traceback", style="dim")
+    return 1

@@ -1,0 +1,61 @@
+"""The ``loopline`` command: a Typer app whose sub-commands live one module each."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from loopline import __version__
+from loopline.cli import audit_cmd, db_cmd, demo_cmd, doctor_cmd
+from loopline.cli._common import console, report_error, state
+
+app = typer.Typer(
+    name="loopline",
+    help="Loopline: data, experiments, training, delivery, serving and monitoring in one loop.\n\n"
+    "Example: loopline doctor",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"loopline {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+) -> None:
+    """Loopline: data, experiments, training, delivery, serving and monitoring in one loop.
+
+    Example: loopline doctor
+    """
+    state.debug = debug
+
+
+app.add_typer(db_cmd.app, name="db")
+app.add_typer(audit_cmd.app, name="audit")
+app.command("doctor")(doctor_cmd.doctor)
+app.command("demo")(demo_cmd.demo)
+
+
+def main() -> None:
+    """Entry point of the ``loopline`` script: run the app behind the error boundary."""
+    state.debug = "--debug" in sys.argv
+    try:
+        app()
+    except SystemExit:
+        raise
+    except Exception as exc:
+        sys.exit(report_error(exc))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,254 @@
+"""The tamper-evident audit log: an append-only hash chain of events.
+
+Each event (actor, action, object, before, after, reason, time) carries a sequence number,
+the hash of the event before it and its own hash over all of that (BLAKE3 of a canonical
+JSON encoding). Editing a row changes its hash; deleting or inserting one breaks the
+sequence or the chain; cutting the tail is caught against the head kept in ``audit_head``.
+:func:`verify` walks the chain and names every row that does not fit.
+
+Appending takes the head row for update inside the caller's transaction, so the event
+commits or rolls back with the change it describes and appenders never fork the chain.
+
+Example:
+    >>> from loopline.core.db import create_engine_for, upgrade
+    >>> engine = create_engine_for("sqlite:///:memory:"); upgrade(engine)
+    >>> with engine.begin() as conn:
+    ...     _ = append(conn, actor="ada", action="alias.set", object_type="model",
+    ...                object_id="churn", after={"champion": 3}, reason="passed gate")
+    >>> verify(engine).ok
+    True
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import blake3
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from loopline.core.schema import audit_events, audit_head
+
+GENESIS = "0" * 64
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One row of the audit log."""
+
+    seq: int
+    ts: float
+    actor: str
+    action: str
+    object_type: str
+    object_id: str
+    before: Any
+    after: Any
+    reason: str | None
+    prev_hash: str
+    hash: str
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify` found: ``ok`` when the chain is whole."""
+
+    checked: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _encode(value: Any) -> str | None:
+    if value is None:
+        return None
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
+def event_hash(
+    seq: int,
+    ts: float,
+    actor: str,
+    action: str,
+    object_type: str,
+    object_id: str,
+    before: str | None,
+    after: str | None,
+    reason: str | None,
+    prev_hash: str,
+) -> str:
+    """The hash of one event's fields (``before``/``after`` as stored JSON text)."""
+    payload = orjson.dumps(
+        [
+            seq,
+            repr(float(ts)),
+            actor,
+            action,
+            object_type,
+            object_id,
+            before,
+            after,
+            reason,
+            prev_hash,
+        ]
+    )
+    return blake3.blake3(payload).hexdigest()
+
+
+def append(
+    conn: Connection,
+    *,
+    actor: str,
+    action: str,
+    object_type: str,
+    object_id: str,
+    before: Any = None,
+    after: Any = None,
+    reason: str | None = None,
+) -> AuditEvent:
+    """Append an event inside the caller's transaction and return it.
+
+    Example:
+        >>> # with engine.begin() as conn: append(conn, actor="ci", action="deploy", ...)
+    """
+    head = conn.execute(
+        sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
+    ).one()
+    seq = int(head.seq) + 1
+    ts = time.time()
+    before_s, after_s = _encode(before), _encode(after)
+    digest = event_hash(
+        seq, ts, actor, action, object_type, object_id, before_s, after_s, reason, head.hash
+    )
+    conn.execute(
+        audit_events.insert().values(
+            seq=seq,
+            ts=ts,
+            actor=actor,
+            action=action,
+            object_type=object_type,
+            object_id=object_id,
+            before=before_s,
+            after=after_s,
+            reason=reason,
+            prev_hash=head.hash,
+            hash=digest,
+        )
+    )
+    conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=seq, hash=digest))
+    return AuditEvent(
+        seq, ts, actor, action, object_type, object_id, before, after, reason, head.hash, digest
+    )
+
+
+def _decode(text: str | None) -> Any:
+    return None if text is None else orjson.loads(text)
+
+
+def events(
+    engine: Engine,
+    *,
+    object_type: str | None = None,
+    object_id: str | None = None,
+    limit: int | None = None,
+) -> list[AuditEvent]:
+    """Events in order, optionally only those about one object.
+
+    Example:
+        >>> # events(engine, object_type="model", object_id="churn")
+    """
+    query = sa.select(audit_events).order_by(audit_events.c.seq)
+    if object_type is not None:
+        query = query.where(audit_events.c.object_type == object_type)
+    if object_id is not None:
+        query = query.where(audit_events.c.object_id == object_id)
+    if limit is not None:
+        query = query.limit(limit)
+    with engine.connect() as conn:
+        return [_row_event(r) for r in conn.execute(query)]
+
+
+def _row_event(r: Any) -> AuditEvent:
+    return AuditEvent(
+        r.seq,
+        r.ts,
+        r.actor,
+        r.action,
+        r.object_type,
+        r.object_id,
+        _decode(r.before),
+        _decode(r.after),
+        r.reason,
+        r.prev_hash,
+        r.hash,
+    )
+
+
+def _iter_rows(conn: Connection) -> Iterator[Any]:
+    result = conn.execution_options(yield_per=5000).execute(
+        sa.select(audit_events).order_by(audit_events.c.seq)
+    )
+    yield from result
+
+
+def verify(engine: Engine) -> VerifyReport:
+    """Walk the chain; report every edited, inserted, deleted or missing row by number.
+
+    Example:
+        >>> # verify(engine).problems  -> ['row 7: edited (stored hash ... != computed ...)']
+    """
+    report = VerifyReport()
+    expected_seq, prev = 1, GENESIS
+    with engine.connect() as conn:
+        for r in _iter_rows(conn):
+            report.checked += 1
+            if r.seq != expected_seq:
+                if r.seq > expected_seq:
+                    gap = (
+                        f"{expected_seq}"
+                        if r.seq == expected_seq + 1
+                        else (f"{expected_seq}..{r.seq - 1}")
+                    )
+                    report.problems.append(f"row {gap}: deleted (sequence jumps to {r.seq})")
+                else:
+                    report.problems.append(f"row {r.seq}: inserted out of sequence")
+            elif r.prev_hash != prev:
+                report.problems.append(
+                    f"row {r.seq}: does not follow row {r.seq - 1} (row inserted or replaced)"
+                )
+            computed = event_hash(
+                r.seq,
+                r.ts,
+                r.actor,
+                r.action,
+                r.object_type,
+                r.object_id,
+                r.before,
+                r.after,
+                r.reason,
+                r.prev_hash,
+            )
+            if computed != r.hash:
+                report.problems.append(
+                    f"row {r.seq}: edited (stored hash {r.hash[:12]}… != computed {computed[:12]}…)"
+                )
+            expected_seq, prev = r.seq + 1, r.hash
+        head = conn.execute(
+            sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
+        ).one_or_none()
+    if head is None:
+        report.problems.append("audit head is missing")
+    elif head.seq != expected_seq - 1 or head.hash != prev:
+        if head.seq > expected_seq - 1:
+            report.problems.append(
+                f"row {expected_seq}..{head.seq}: deleted from the end of the log"
+            )
+        else:
+            report.problems.append(f"row {head.seq}: head does not match the last row")
+    return report

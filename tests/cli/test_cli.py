@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+import typer.main
+
+from loopline.cli.main import app
+
+
+def _loopline(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "loopline.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def _all_commands() -> list[tuple[str, click.Command]]:
+    root = typer.main.get_command(app)
+    found: list[tuple[str, click.Command]] = []
+
+    def walk(prefix: str, cmd: click.Command) -> None:
+        found.append((prefix, cmd))
+        if isinstance(cmd, click.Group):
+            for name, sub in cmd.commands.items():
+                walk(f"{prefix} {name}".strip(), sub)
+
+    walk("", root)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("name", "cmd"), _all_commands(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_every_command_has_help_with_an_example(name: str, cmd: click.Command) -> None:
+    text = cmd.help or ""
+    assert text.strip(), f"`loopline {name}` has no help"
+    assert "Example" in text, f"`loopline {name}` help has no example"
+
+
+def test_version() -> None:
+    result = _loopline("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("loopline ")
+
+
+def test_doctor_passes_on_the_embedded_default(tmp_path: Path) -> None:
+    result = _loopline("doctor", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert '"ok": false' not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "setting"),
+    [
+        ({"LOOPLINE_URI": "foo://x"}, "LOOPLINE_URI"),
+        ({"LOOPLINE_URI": "postgresql://nobody@127.0.0.1:1/db"}, "LOOPLINE_URI"),
+        ({"LOOPLINE_ARTIFACTS": "/proc/cannot-write"}, "LOOPLINE_ARTIFACTS"),
+    ],
+    ids=["unknown-scheme", "unreachable-postgres", "unwritable-folder"],
+)
+def test_bad_backend_is_one_line_exit_2_without_traceback(
+    tmp_path: Path, env: dict[str, str], setting: str
+) -> None:
+    result = _loopline("db", "upgrade", env=env, cwd=tmp_path)
+    if setting == "LOOPLINE_ARTIFACTS":
+        result = _loopline("doctor", env=env, cwd=tmp_path)
+        assert result.returncode == 2
+        assert setting in result.stdout.replace("\n", " ") or setting in result.stdout
+        return
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert setting in result.stderr
+    assert len([ln for ln in result.stderr.splitlines() if ln.strip()]) <= 2
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    result = _loopline("--debug", "db", "upgrade", env={"LOOPLINE_URI": "foo://x"}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" in result.stderr
+
+
+def test_missing_bucket_fails_doctor_naming_the_setting(tmp_path: Path) -> None:
+    endpoint = os.environ.get("LOOPLINE_TEST_S3_ENDPOINT")
+    if not endpoint:
+        pytest.skip("needs the S3 service (make test)")
+    env = {
+        "LOOPLINE_ARTIFACTS": "s3://no-such-bucket/x",
+        "LOOPLINE_S3_ENDPOINT_URL": endpoint,
+        "LOOPLINE_S3_ACCESS_KEY_ID": os.environ["LOOPLINE_TEST_S3_KEY"],
+        "LOOPLINE_S3_SECRET_ACCESS_KEY": os.environ["LOOPLINE_TEST_S3_SECRET"],
+    }
+    result = _loopline("doctor", "--json", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "LOOPLINE_ARTIFACTS" in result.stdout
+
+
+def test_audit_verify_on_a_fresh_store(tmp_path: Path) -> None:
+    result = _loopline("audit", "verify", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert '"ok": true' in result.stdout

@@ -1,0 +1,105 @@
+"""The conformance suite every artifact store backend must pass (local folder and S3)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from loopline.core.artifacts import (
+    ArtifactStore,
+    LocalArtifactStore,
+    hash_bytes,
+    hash_file,
+    object_key,
+    open_artifact_store,
+)
+from loopline.errors import BackendUnavailable, ConfigError, IntegrityError, InvalidInput, NotFound
+from tests.conftest import s3_options
+
+
+def test_put_and_get_bytes(artifact_store: ArtifactStore) -> None:
+    digest = artifact_store.put_bytes(b"model weights")
+    assert digest == hash_bytes(b"model weights")
+    assert artifact_store.exists(digest)
+    assert artifact_store.get_bytes(digest) == b"model weights"
+
+
+def test_identical_bytes_are_stored_once(artifact_store: ArtifactStore, tmp_path: Path) -> None:
+    a = artifact_store.put_bytes(b"same")
+    src = tmp_path / "same.bin"
+    src.write_bytes(b"same")
+    b = artifact_store.put_file(src)
+    assert a == b
+    assert list(artifact_store.iter_digests()).count(a) == 1
+
+
+def test_large_file_round_trip(artifact_store: ArtifactStore, tmp_path: Path) -> None:
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(9 * 1024 * 1024 + 17))
+    digest = artifact_store.put_file(src)
+    assert digest == hash_file(src)
+    out = artifact_store.get_file(digest, tmp_path / "out" / "big.bin")
+    assert out.read_bytes() == src.read_bytes()
+
+
+def test_missing_artifact_is_not_found(artifact_store: ArtifactStore) -> None:
+    with pytest.raises(NotFound, match="0" * 64):
+        artifact_store.get_bytes("0" * 64)
+
+
+@pytest.mark.parametrize("bad", ["../../etc/passwd", "ABC", "0" * 63, "g" * 64], ids=str)
+def test_malformed_address_is_rejected(artifact_store: ArtifactStore, bad: str) -> None:
+    with pytest.raises(InvalidInput):
+        artifact_store.get_bytes(bad)
+
+
+def _corrupt(store: ArtifactStore, digest: str) -> None:
+    if isinstance(store, LocalArtifactStore):
+        (store.root / object_key(digest)).write_bytes(b"tampered")
+    else:
+        store.fs.pipe_file(f"{store._root}/{object_key(digest)}", b"tampered")  # type: ignore[attr-defined]
+
+
+def test_corruption_is_detected_and_names_the_artifact(
+    artifact_store: ArtifactStore, tmp_path: Path
+) -> None:
+    digest = artifact_store.put_bytes(b"precious")
+    _corrupt(artifact_store, digest)
+    with pytest.raises(IntegrityError, match=digest):
+        artifact_store.get_bytes(digest)
+    dest = tmp_path / "restored.bin"
+    with pytest.raises(IntegrityError, match=digest):
+        artifact_store.get_file(digest, dest)
+    assert not dest.exists()  # nothing corrupt is left behind
+
+
+def test_check_passes_on_a_working_store(artifact_store: ArtifactStore) -> None:
+    artifact_store.check()
+
+
+def test_missing_bucket_names_the_setting() -> None:
+    store = open_artifact_store("s3://no-such-bucket-here/x", s3_options())
+    with pytest.raises(BackendUnavailable, match="LOOPLINE_ARTIFACTS"):
+        store.check()
+
+
+def test_unwritable_folder_names_the_setting(tmp_path: Path) -> None:
+    store = open_artifact_store("/proc/loopline-cannot-write-here")
+    with pytest.raises(BackendUnavailable, match="LOOPLINE_ARTIFACTS"):
+        store.put_bytes(b"x")
+
+
+def test_unknown_scheme_names_the_setting() -> None:
+    with pytest.raises(ConfigError, match="LOOPLINE_ARTIFACTS"):
+        open_artifact_store("ftp://host/path")
+
+
+def test_local_write_leaves_no_temp_files(tmp_path: Path) -> None:
+    store = LocalArtifactStore(tmp_path / "a")
+    store.put_bytes(b"one")
+    src = tmp_path / "f"
+    src.write_bytes(b"two")
+    store.put_file(src)
+    assert list((tmp_path / "a" / "tmp").iterdir()) == []

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import threading
+
+import sqlalchemy as sa
+
+from loopline.core import audit
+from loopline.core.context import Context
+from loopline.core.schema import audit_events, audit_head
+
+
+def _log(ctx: Context, n: int) -> None:
+    for i in range(n):
+        with ctx.engine.begin() as conn:
+            ctx.audit(
+                conn,
+                action="alias.set",
+                object_type="model",
+                object_id=f"m{i}",
+                before={"champion": i},
+                after={"champion": i + 1},
+                reason=f"step {i}",
+            )
+
+
+def test_intact_chain_verifies(ctx: Context) -> None:
+    _log(ctx, 5)
+    report = audit.verify(ctx.engine)
+    assert report.ok, report.problems
+    assert report.checked == 5
+    events = audit.events(ctx.engine, object_type="model", object_id="m3")
+    assert [e.after for e in events] == [{"champion": 4}]
+    assert events[0].reason == "step 3"
+
+
+def test_event_rolls_back_with_its_transaction(ctx: Context) -> None:
+    try:
+        with ctx.engine.begin() as conn:
+            ctx.audit(conn, action="deploy", object_type="model", object_id="x")
+            raise RuntimeError("deploy failed")
+    except RuntimeError:
+        pass
+    assert audit.verify(ctx.engine).checked == 0
+
+
+def test_edited_row_is_named(ctx: Context) -> None:
+    _log(ctx, 5)
+    with ctx.engine.begin() as conn:
+        conn.execute(
+            audit_events.update().where(audit_events.c.seq == 3).values(reason="nothing to see")
+        )
+    problems = audit.verify(ctx.engine).problems
+    assert problems == [problems[0]] and problems[0].startswith("row 3: edited")
+
+
+def test_deleted_row_is_named(ctx: Context) -> None:
+    _log(ctx, 5)
+    with ctx.engine.begin() as conn:
+        conn.execute(audit_events.delete().where(audit_events.c.seq == 2))
+    problems = audit.verify(ctx.engine).problems
+    assert any(p.startswith("row 2: deleted") for p in problems), problems
+
+
+def test_deleted_tail_is_named(ctx: Context) -> None:
+    _log(ctx, 5)
+    with ctx.engine.begin() as conn:
+        conn.execute(audit_events.delete().where(audit_events.c.seq >= 4))
+    problems = audit.verify(ctx.engine).problems
+    assert problems == ["row 4..5: deleted from the end of the log"]
+
+
+def test_inserted_row_is_named(ctx: Context) -> None:
+    _log(ctx, 3)
+    with ctx.engine.connect() as conn:
+        row = conn.execute(sa.select(audit_events).where(audit_events.c.seq == 2)).one()
+    forged = dict(row._mapping)
+    # Shift rows up to make room, as a forger would, and slip a row in at 2.
+    with ctx.engine.begin() as conn:
+        for seq in (3, 2):
+            conn.execute(audit_events.update().where(audit_events.c.seq == seq).values(seq=seq + 1))
+        forged.update(seq=2, reason="forged approval")
+        forged["hash"] = audit.event_hash(
+            2,
+            forged["ts"],
+            forged["actor"],
+            forged["action"],
+            forged["object_type"],
+            forged["object_id"],
+            forged["before"],
+            forged["after"],
+            forged["reason"],
+            forged["prev_hash"],
+        )
+        conn.execute(audit_events.insert().values(**forged))
+        conn.execute(audit_head.update().values(seq=4))
+    problems = audit.verify(ctx.engine).problems
+    assert any(p.startswith("row 3:") for p in problems), problems
+
+
+def test_concurrent_appenders_never_fork_the_chain(ctx: Context) -> None:
+    def worker() -> None:
+        _log(ctx, 10)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    report = audit.verify(ctx.engine)
+    assert report.ok, report.problems
+    assert report.checked == 40

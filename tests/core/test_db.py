@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from loopline.core.db import create_engine_for, current_revision, ensure_schema, head_revision
+from loopline.errors import BackendUnavailable, ConfigError
+
+
+def test_migrates_to_head_on_first_use(db_uri: str) -> None:
+    engine = create_engine_for(db_uri)
+    assert current_revision(engine) is None
+    ensure_schema(engine)
+    assert current_revision(engine) == head_revision()
+    ensure_schema(engine)  # a second call is a no-op
+    tables = set(sa.inspect(engine).get_table_names())
+    assert {"audit_events", "audit_head", "alembic_version"} <= tables
+    engine.dispose()
+
+
+def test_sqlite_runs_in_wal_with_busy_timeout(sqlite_uri: str) -> None:
+    engine = create_engine_for(sqlite_uri, busy_timeout_ms=1234)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 1234
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    engine.dispose()
+
+
+@pytest.mark.parametrize("uri", ["foo://x", "mysql://u@h/db", "not a uri"], ids=str)
+def test_unknown_scheme_names_the_setting(uri: str) -> None:
+    with pytest.raises(ConfigError, match="LOOPLINE_URI"):
+        create_engine_for(uri)
+
+
+def test_unreachable_postgres_names_the_setting() -> None:
+    engine = create_engine_for("postgresql://nobody@127.0.0.1:1/nothing")
+    with pytest.raises(BackendUnavailable, match="LOOPLINE_URI") as info:
+        current_revision(engine)
+    assert info.value.exit_code == 2
+
+
+def test_unwritable_sqlite_folder_names_the_setting() -> None:
+    with pytest.raises(BackendUnavailable, match="LOOPLINE_URI"):
+        create_engine_for("sqlite:////proc/no/such/place/meta.db")
