@@ -23,6 +23,34 @@ from loopline.errors import (
     PermissionDenied,
 )
 
+# Stage APIs load on first use so that `import loopline` stays fast (the model server's
+# hot path imports it) and a stage's heavy dependencies load only when that stage is used.
+_LAZY: dict[str, tuple[str, str | None]] = {
+    # tracking (stage 2)
+    "start_run": ("loopline.tracking.api", "start_run"),
+    "active_run": ("loopline.tracking.api", "active_run"),
+    "get_run": ("loopline.tracking.api", "get_run"),
+    "search_runs": ("loopline.tracking.api", "search_runs"),
+    "metric_history": ("loopline.tracking.api", "metric_history"),
+    # data (stage 1): modules used as namespaces, e.g. ll.datasets.register(...)
+    "datasets": ("loopline.data.datasets", None),
+    "contracts": ("loopline.data.contracts", None),
+    "features": ("loopline.data.features", None),
+}
+
+
+def __getattr__(name: str) -> object:
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'loopline' has no attribute {name!r}")
+    import importlib
+
+    module = importlib.import_module(target[0])
+    value = module if target[1] is None else getattr(module, target[1])
+    globals()[name] = value
+    return value
+
+
 __all__ = [
     "BackendUnavailable",
     "ConfigError",
