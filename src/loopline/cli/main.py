@@ -7,7 +7,16 @@ import sys
 import typer
 
 from loopline import __version__
-from loopline.cli import audit_cmd, db_cmd, demo_cmd, doctor_cmd
+from loopline.cli import (
+    audit_cmd,
+    data_cmd,
+    db_cmd,
+    demo_cmd,
+    doctor_cmd,
+    features_cmd,
+    runs_cmd,
+    server_cmd,
+)
 from loopline.cli._common import console, report_error, state
 
 app = typer.Typer(
@@ -42,8 +51,12 @@ def _root(
 
 app.add_typer(db_cmd.app, name="db")
 app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(runs_cmd.app, name="runs")
+app.add_typer(data_cmd.app, name="data")
+app.add_typer(features_cmd.app, name="features")
 app.command("doctor")(doctor_cmd.doctor)
 app.command("demo")(demo_cmd.demo)
+app.command("server")(server_cmd.server)
 
 
 def main() -> None:

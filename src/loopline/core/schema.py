@@ -49,3 +49,14 @@ audit_head = sa.Table(
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
 )
+
+# Named paths over the content-addressed store: the MLflow artifact proxy and anything else
+# that must address an artifact by a path (``<experiment>/<run>/artifacts/model/MLmodel``).
+artifact_paths = sa.Table(
+    "artifact_paths",
+    metadata,
+    sa.Column("path", sa.String(1024), primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+)

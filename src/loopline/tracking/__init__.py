@@ -1,1 +1,20 @@
-"""Stage package: see DESIGN.md."""
+"""Stage 2, experiment tracking: runs, params, metrics, tags, artifacts, lineage, search.
+
+The SDK (``ll.start_run``, ``ll.get_run``, ``ll.search_runs``, ``ll.metric_history``,
+``ll.active_run``) lives in :mod:`~loopline.tracking.api`. Underneath, one module per job:
+
+* :mod:`~loopline.tracking.tables` - the tables (migration ``0002_tracking``);
+* :mod:`~loopline.tracking.experiments`, :mod:`~loopline.tracking.store`,
+  :mod:`~loopline.tracking.lineage`, :mod:`~loopline.tracking.query` - the store functions
+  (engine in, plain records out) that the SDK and the MLflow-compatible server share;
+* :mod:`~loopline.tracking.metrics` and :mod:`~loopline.tracking.ingest` - the metric write
+  path: a buffer and a background writer, bulk inserts, the latest value per key;
+* :mod:`~loopline.tracking.search` - the MLflow filter grammar, parsed into bound SQL;
+* :mod:`~loopline.tracking.validation` - keys and MLflow's value limits;
+* :mod:`~loopline.tracking.environment` - git, command, packages recorded on run start.
+
+Example:
+    >>> import loopline as ll  # doctest: +SKIP
+    >>> with ll.start_run(experiment="churn") as run:  # doctest: +SKIP
+    ...     run.log_metric("auc", 0.91)
+"""

@@ -1,0 +1,93 @@
+"""The MLflow side of bench_tracking: runs in the anchor venv (bench/.envs/mlflow).
+
+Usage: python mlflow_tracking.py MODE TRACKING_URI
+Modes: log_metric, log_batch, runs_search, mixed. Prints one JSON line of figures.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Metric
+
+
+def log_metric(uri: str, calls: int = 2000) -> dict[str, float]:
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("bench-log-metric")
+    with mlflow.start_run():
+        start = time.perf_counter()
+        for i in range(calls):
+            mlflow.log_metric("loss", 1.0 / (i + 1), step=i)
+        elapsed = time.perf_counter() - start
+    return {"calls": calls, "seconds": elapsed, "us_per_call": elapsed / calls * 1e6}
+
+
+def log_batch(uri: str, steps: int = 1000, metrics: int = 100) -> dict[str, float]:
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment(f"bench-log-batch-{time.time_ns()}")
+    run = client.create_run(exp)
+    ts = int(time.time() * 1000)
+    points = [Metric(f"m{k}", float(k * step), ts, step)
+              for step in range(steps) for k in range(metrics)]
+    start = time.perf_counter()
+    for i in range(0, len(points), 1000):
+        client.log_batch(run.info.run_id, metrics=points[i:i + 1000])
+    elapsed = time.perf_counter() - start
+    return {"points": len(points), "seconds": elapsed, "points_per_s": len(points) / elapsed}
+
+
+def runs_search(uri: str, runs: int = 1000) -> dict[str, float]:
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment(f"bench-runs-{time.time_ns()}")
+    start = time.perf_counter()
+    for i in range(runs):
+        run = client.create_run(exp)
+        rid = run.info.run_id
+        client.log_batch(rid, params=[mlflow.entities.Param("model", "lgbm" if i % 2 else "rf"),
+                                      mlflow.entities.Param("depth", str(i % 10))],
+                         metrics=[Metric("auc", (i % 100) / 100, 0, 0),
+                                  Metric("loss", 1 - (i % 100) / 100, 0, 0)])
+        client.set_terminated(rid)
+    create = time.perf_counter() - start
+    start = time.perf_counter()
+    found = client.search_runs([exp], "metrics.auc > 0.5 and params.model = 'lgbm'",
+                               order_by=["metrics.auc DESC"], max_results=1000)
+    search = time.perf_counter() - start
+    return {"runs": runs, "create_seconds": create, "search_seconds": search,
+            "found": len(found)}
+
+
+def mixed(uri: str) -> dict[str, float]:
+    """One script a user might run: runs, params, metrics one by one and batched, tags, search."""
+    client = MlflowClient(tracking_uri=uri)
+    mlflow.set_tracking_uri(uri)
+    start = time.perf_counter()
+    exp_name = f"bench-mixed-{time.time_ns()}"
+    mlflow.set_experiment(exp_name)
+    for r in range(10):
+        with mlflow.start_run(run_name=f"trial-{r}") as run:
+            mlflow.log_params({"lr": 0.1 * (r + 1), "depth": r, "model": "gbm"})
+            mlflow.set_tags({"stage": "bench", "trial": str(r)})
+            for step in range(50):
+                mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+            ts = int(time.time() * 1000)
+            client.log_batch(run.info.run_id, metrics=[
+                Metric(f"m{k}", float(k * s), ts, s) for s in range(20) for k in range(50)])
+            with mlflow.start_run(nested=True, run_name="child"):
+                mlflow.log_metric("child_metric", 1.0)
+    exp = client.get_experiment_by_name(exp_name)
+    found = client.search_runs([exp.experiment_id], "params.model = 'gbm'",
+                               order_by=["metrics.loss ASC"])
+    elapsed = time.perf_counter() - start
+    return {"seconds": elapsed, "runs_found": len(found)}
+
+
+if __name__ == "__main__":
+    mode, uri = sys.argv[1], sys.argv[2]
+    result = {"log_metric": log_metric, "log_batch": log_batch, "runs_search": runs_search,
+              "mixed": mixed}[mode](uri)
+    print(json.dumps(result))

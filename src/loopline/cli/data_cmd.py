@@ -1,0 +1,306 @@
+"""``loopline data``: versioned datasets and data contracts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from loopline.cli._common import console, err_console, print_json
+from loopline.errors import ERROR_TABLE, ContractViolation, InvalidInput
+
+app = typer.Typer(
+    help="Versioned datasets and data contracts.\n\nExample: loopline data add churn churn.csv",
+    no_args_is_help=True,
+)
+
+_JSON = typer.Option(False, "--json", help="Print the result as JSON.")
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return ""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _num(value: object) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _load_frame(ref: str) -> tuple[Any, str]:
+    """A DataFrame from a CSV/Parquet path or a ``NAME@VERSION``; and a label for it."""
+    from loopline.data import datasets, formats, tabular
+
+    path = Path(ref)
+    if path.is_file():
+        if formats.is_csv(path):
+            return tabular.read_csv(path).to_pandas(), str(path)
+        if formats.is_parquet(path):
+            return tabular.read_parquet(path).to_pandas(), str(path)
+        raise InvalidInput(
+            f"{path} is neither a CSV nor a Parquet file",
+            field="data",
+            hint="pass a .csv or .parquet file, or a dataset as NAME@VERSION",
+        )
+    if path.is_dir():
+        raise InvalidInput(
+            f"{path} is a folder; contracts apply to tables",
+            field="data",
+            hint="pass a CSV or Parquet file, or a table dataset as NAME@VERSION",
+        )
+    name, number = datasets.parse_ref(ref)
+    version = datasets.get(name, number if number is not None else "latest")
+    return version.to_pandas(), version.ref
+
+
+@app.command("add")
+def add_cmd(
+    name: str = typer.Argument(..., help="Dataset name, e.g. churn."),
+    path: Path = typer.Argument(..., help="A CSV, Parquet or other file, or a folder."),
+    description: str = typer.Option(None, "--description", "-d", help="What this data is."),
+    json_out: bool = _JSON,
+) -> None:
+    """Register PATH as the next version of dataset NAME (same content: same version).
+
+    Example: loopline data add images data/images/ --description "March photos"
+    """
+    from loopline.data import datasets
+
+    show_bar = path.is_dir() and not json_out
+    if show_bar:
+        with Progress(
+            TextColumn("[bold]adding[/] {task.description}"),
+            BarColumn(),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task(name, total=None)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            version = datasets.register(name, path, description=description, progress=progress)
+    else:
+        version = datasets.register(name, path, description=description)
+    if json_out:
+        print_json(version.to_dict(with_files=False))
+        return
+    report = version.ingest
+    state = "new version" if version.created_now else "unchanged, same version"
+    console.print(f"[green]{version.ref}[/] ({state}) {version.kind} hash {version.hash[:16]}")
+    if report is not None:
+        console.print(
+            f"{report.files} file(s), {_size(report.bytes)}: hashed {report.hashed}, "
+            f"from cache {report.cached}, stored {report.stored}, "
+            f"already stored {report.already_stored} in {report.seconds:.2f} s"
+        )
+
+
+@app.command("ls")
+def ls_cmd(json_out: bool = _JSON) -> None:
+    """List every dataset with its newest version.
+
+    Example: loopline data ls --json
+    """
+    from loopline.data import datasets
+
+    rows = datasets.list_datasets()
+    if json_out:
+        print_json([r.__dict__ for r in rows])
+        return
+    table = Table(title="datasets")
+    for col in ("name", "latest", "versions", "kind", "rows", "size", "updated", "description"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r.name,
+            str(r.latest_version or ""),
+            str(r.versions),
+            r.latest_kind or "",
+            "" if r.latest_row_count is None else str(r.latest_row_count),
+            _size(r.latest_byte_size),
+            _when(r.latest_created),
+            r.description or "",
+        )
+    console.print(table)
+
+
+@app.command("show")
+def show_cmd(
+    ref: str = typer.Argument(..., help="NAME@VERSION, or NAME for the newest version."),
+    all_files: bool = typer.Option(False, "--files", help="List every file, not only 20."),
+    json_out: bool = _JSON,
+) -> None:
+    """Show one version: hash, schema, statistics and files.
+
+    Example: loopline data show churn@3
+    """
+    from loopline.data import datasets
+
+    name, number = datasets.parse_ref(ref)
+    v = datasets.get(name, number if number is not None else "latest")
+    if json_out:
+        print_json(v.to_dict())
+        return
+    console.print(f"[bold]{v.ref}[/] {v.kind}  hash {v.hash}")
+    console.print(
+        f"created {_when(v.created)} by {v.actor}; {len(v.files)} file(s), {_size(v.byte_size)}"
+        + (f", {v.row_count} rows" if v.row_count is not None else "")
+    )
+    if v.description:
+        console.print(v.description)
+    if v.schema:
+        table = Table(title="columns")
+        for col in ("column", "type", "count", "nulls", "min", "max", "mean", "std", "distinct"):
+            table.add_column(col)
+        for col, typ in v.schema.items():
+            s = v.stats.get(col, {})
+            cells = [s.get(k) for k in ("count", "nulls", "min", "max", "mean", "std", "distinct")]
+            table.add_row(col, typ, *(_num(c) for c in cells))
+        console.print(table)
+    shown = v.files if all_files else v.files[:20]
+    files = Table(title="files")
+    for col in ("path", "size", "digest"):
+        files.add_column(col)
+    for f in shown:
+        files.add_row(f.path, _size(f.size), f.digest[:16])
+    console.print(files)
+    if len(shown) < len(v.files):
+        console.print(f"... and {len(v.files) - len(shown)} more (--files lists them all)")
+
+
+@app.command("diff")
+def diff_cmd(
+    a: str = typer.Argument(..., help="The older version, NAME@VERSION."),
+    b: str = typer.Argument(..., help="The newer version, NAME@VERSION."),
+    json_out: bool = _JSON,
+) -> None:
+    """Show what changed between two versions: files, rows, columns, statistics.
+
+    Example: loopline data diff churn@2 churn@3
+    """
+    from loopline.data import datasets
+
+    d = datasets.diff(a, b)
+    if json_out:
+        print_json(d.to_dict())
+        return
+    if d.same_content:
+        console.print(f"{d.a} and {d.b} have the same content")
+        return
+    console.print(f"[bold]{d.a} -> {d.b}[/]")
+    for label, paths in (("+", d.files_added), ("-", d.files_removed), ("~", d.files_changed)):
+        for p in paths[:50]:
+            console.print(f"  {label} {p}", highlight=False)
+    if d.rows_before is not None:
+        console.print(
+            f"rows: {d.rows_before} -> {d.rows_after} "
+            f"(+{d.rows_added if d.rows_added is not None else '?'} "
+            f"-{d.rows_removed if d.rows_removed is not None else '?'})"
+        )
+    for c in d.columns_added:
+        console.print(f"  column added: {c}")
+    for c in d.columns_removed:
+        console.print(f"  column removed: {c}")
+    for c, (before, after) in d.columns_type_changed.items():
+        console.print(f"  column {c}: type {before} -> {after}")
+    for s in d.stat_changes:
+        console.print(f"  {s.column}: {s.statistic} {_num(s.before)} -> {_num(s.after)}")
+
+
+@app.command("checkout")
+def checkout_cmd(
+    ref: str = typer.Argument(..., help="NAME@VERSION, or NAME for the newest version."),
+    dest: Path = typer.Argument(..., help="Folder to write the files into."),
+    json_out: bool = _JSON,
+) -> None:
+    """Write a version's files into a folder, each verified against its digest.
+
+    Example: loopline data checkout images@2 work/images
+    """
+    from loopline.data import datasets
+
+    name, number = datasets.parse_ref(ref)
+    version = number if number is not None else "latest"
+    v = datasets.get(name, version)
+    out = datasets.checkout(name, v.version, dest)
+    if json_out:
+        print_json({"ref": v.ref, "hash": v.hash, "dest": str(out), "files": len(v.files)})
+    else:
+        console.print(f"{v.ref}: {len(v.files)} file(s), {_size(v.byte_size)} -> {out}")
+
+
+@app.command("validate")
+def validate_cmd(
+    data: str = typer.Argument(..., help="A CSV/Parquet path, or a dataset as NAME@VERSION."),
+    contract: Path = typer.Option(..., "--contract", "-c", help="The contract YAML file."),
+    json_out: bool = _JSON,
+) -> None:
+    """Check data against a contract; list every violation (exit 3 if any).
+
+    Example: loopline data validate batch.csv --contract churn.contract.yaml
+    """
+    from loopline.data.contracts import Contract
+
+    spec = Contract.from_yaml(contract)
+    frame, label = _load_frame(data)
+    report = spec.validate(frame)
+    if json_out:
+        print_json({"data": label, **report.to_dict()})
+        if not report.ok:
+            raise typer.Exit(ERROR_TABLE[ContractViolation].exit_code)
+        return
+    if report.ok:
+        console.print(f"[green]{label} meets the contract[/] ({report.rows} rows)")
+        return
+    report.raise_for_violations()
+
+
+@app.command("infer-contract")
+def infer_contract_cmd(
+    data: str = typer.Argument(..., help="A CSV/Parquet path, or a dataset as NAME@VERSION."),
+    out: Path = typer.Argument(..., help="Where to write the contract YAML."),
+    name: str = typer.Option(None, "--name", help="The contract's name (default: the data's)."),
+    json_out: bool = _JSON,
+) -> None:
+    """Infer a contract from data and write it as YAML for a person to review.
+
+    Example: loopline data infer-contract churn@3 churn.contract.yaml
+    """
+    from loopline.data.contracts import infer
+
+    frame, label = _load_frame(data)
+    default_name = label.split("@", 1)[0] if "@" in label else Path(label).stem
+    contract = infer(frame, name=name or default_name)
+    contract.to_yaml(out)
+    if json_out:
+        print_json({"data": label, "path": str(out), "contract": contract.to_dict()})
+    else:
+        console.print(f"contract for {label}: {len(contract.columns)} column(s) -> {out}")

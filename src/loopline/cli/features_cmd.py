@@ -1,0 +1,143 @@
+"""``loopline features``: list, show and materialize feature views; read the online store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from loopline.cli._common import console, print_json
+
+app = typer.Typer(
+    help="Feature views: list, show, materialize to the online store, read online rows.\n\n"
+    "Example: loopline features materialize user_stats --end 2024-06-01T00:00:00Z",
+    no_args_is_help=True,
+)
+
+
+def _ttl(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds / 86400:g}d" if seconds % 86400 == 0 else f"{seconds:g}s"
+
+
+@app.command("ls")
+def ls_cmd(
+    json_out: bool = typer.Option(False, "--json", help="Print the views as JSON."),
+) -> None:
+    """List the registered feature views.
+
+    Example: loopline features ls --json
+    """
+    from loopline.data import features
+
+    views = features.list_views()
+    if json_out:
+        print_json([v.to_dict() for v in views])
+        return
+    table = Table(title="feature views")
+    for col in ("name", "entity", "features", "ttl", "source", "last materialized"):
+        table.add_column(col)
+    for v in views:
+        d = v.to_dict()
+        last = v.last_materialization
+        table.add_row(
+            v.name,
+            ", ".join(v.keys),
+            str(len(v.features)),
+            _ttl(d["ttl_seconds"]),
+            v.source[:24] + ("…" if len(v.source) > 24 else ""),
+            f"{last.end.isoformat()} ({last.rows} rows)" if last else "-",
+        )
+    console.print(table)
+
+
+@app.command("show")
+def show_cmd(
+    name: str = typer.Argument(..., help="The feature view's name."),
+    json_out: bool = typer.Option(False, "--json", help="Print the view as JSON."),
+) -> None:
+    """Show a feature view's definition and its last materialization.
+
+    Example: loopline features show user_stats
+    """
+    from loopline.data import features
+
+    d = features.get_view(name).to_dict()
+    if json_out:
+        print_json(d)
+        return
+    console.print(f"[bold]{d['name']}[/]")
+    console.print(f"  entity:     {', '.join(d['entity'])}")
+    console.print(
+        f"  timestamp:  {d['timestamp']}" + (f" (ties: {d['created']})" if d["created"] else "")
+    )
+    console.print(f"  ttl:        {_ttl(d['ttl_seconds'])}")
+    rows = f" ({d['rows']} rows)" if d["rows"] else ""
+    console.print(f"  source:     {d['source']}{rows}", soft_wrap=True)
+    console.print(f"  features:   {', '.join(d['features'])}")
+    last = d["last_materialization"]
+    if last:
+        console.print(
+            f"  materialized: {last['rows']} rows as of {last['end']} to {last['online_store']}",
+            soft_wrap=True,
+        )
+
+
+@app.command("materialize")
+def materialize_cmd(
+    name: str = typer.Argument(..., help="The feature view's name."),
+    end: str = typer.Option(None, "--end", help="As of this time (ISO 8601; default: now)."),
+    start: str = typer.Option(
+        None, "--start", help="Only rows at or after this time, written over (ISO 8601)."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Write the latest row per entity of a view to the online store.
+
+    Without --start the view's online rows are replaced as a whole.
+
+    Example: loopline features materialize user_stats --end 2024-06-01T00:00:00Z
+    """
+    from loopline.data import features
+
+    with console.status(f"materializing {name}…", spinner="dots"):
+        result = features.materialize(name, end=end, start=start)
+    if json_out:
+        print_json(result.to_dict())
+    else:
+        console.print(
+            f"materialized [bold]{name}[/]: {result.rows} entities as of "
+            f"{result.end.isoformat()} to {result.online_store} in {result.seconds:.2f}s",
+            soft_wrap=True,
+        )
+
+
+@app.command("get-online")
+def get_online_cmd(
+    name: str = typer.Argument(..., help="The feature view's name."),
+    keys: list[str] = typer.Argument(
+        ..., help="Entity keys; for several key columns join a key's parts with ','."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
+) -> None:
+    """Read the online features of one or more entities.
+
+    Example: loopline features get-online user_stats 42 7 --json
+    """
+    from loopline.data import features
+
+    view = features.get_view(name)
+    parsed: list[Any] = [tuple(k.split(",")) if len(view.keys) > 1 else k for k in keys]
+    rows = features.get_online(name, parsed)
+    if json_out:
+        print_json([{"key": k, "features": r} for k, r in zip(keys, rows, strict=True)])
+        return
+    table = Table(title=f"{name} (online)")
+    table.add_column(", ".join(view.keys))
+    for f in view.features:
+        table.add_column(f)
+    for k, r in zip(keys, rows, strict=True):
+        table.add_row(k, *["-" if r.get(f) is None else str(r.get(f)) for f in view.features])
+    console.print(table)

@@ -1,0 +1,332 @@
+"""The dataset catalog in the metadata database: the only module that touches the data tables.
+
+Registering a version runs in one transaction: the dataset row is locked (``FOR UPDATE`` on
+PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serialises writers), the next version
+number is taken, the version and its file rows are inserted and the audit event appended.
+Two writers racing to create the same new name collide on the unique name; the loser
+retries.
+
+Example:
+    >>> # row, created = register_version(ctx, name="churn", kind="table", ...)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from loopline.core.context import Context
+from loopline.data.ingest import FileEntry
+from loopline.data.tables import dataset_files, dataset_versions, datasets
+from loopline.errors import Conflict, NotFound
+
+_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    """One ``dataset_versions`` row and its dataset's description."""
+
+    id: int
+    name: str
+    version: int
+    created: float
+    hash: str
+    kind: str
+    schema: dict[str, str]
+    stats: dict[str, dict[str, Any]]
+    row_count: int | None
+    byte_size: int
+    file_count: int
+    actor: str
+    description: str | None
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """A dataset and its newest version, for listings."""
+
+    name: str
+    description: str | None
+    created: float
+    versions: int
+    latest_version: int | None
+    latest_hash: str | None
+    latest_kind: str | None
+    latest_created: float | None
+    latest_byte_size: int | None
+    latest_row_count: int | None
+
+
+_VERSION_COLS = (*dataset_versions.c, datasets.c.description)
+
+
+def _version_query() -> sa.Select[Any]:
+    return sa.select(*_VERSION_COLS).join(datasets, datasets.c.id == dataset_versions.c.dataset_id)
+
+
+def _row(r: Any) -> VersionRow:
+    return VersionRow(
+        id=int(r.id),
+        name=r.name,
+        version=int(r.version),
+        created=float(r.created),
+        hash=r.hash,
+        kind=r.kind,
+        schema=dict(r.schema or {}),
+        stats=dict(r.stats or {}),
+        row_count=None if r.row_count is None else int(r.row_count),
+        byte_size=int(r.byte_size),
+        file_count=int(r.file_count),
+        actor=r.actor,
+        description=r.description,
+    )
+
+
+def dataset_names(engine: Engine) -> list[str]:
+    """Every dataset name, sorted."""
+    with engine.connect() as conn:
+        return list(conn.scalars(sa.select(datasets.c.name).order_by(datasets.c.name)))
+
+
+def version_numbers(engine: Engine, name: str) -> list[int]:
+    """The version numbers of ``name``, oldest first (empty when there is no such dataset)."""
+    with engine.connect() as conn:
+        return list(
+            conn.scalars(
+                sa.select(dataset_versions.c.version)
+                .where(dataset_versions.c.name == name)
+                .order_by(dataset_versions.c.version)
+            )
+        )
+
+
+def find_version(engine: Engine, name: str, version: int | None) -> VersionRow | None:
+    """The row of ``name`` at ``version`` (None: the newest), or None when absent."""
+    query = _version_query().where(dataset_versions.c.name == name)
+    if version is None:
+        query = query.order_by(dataset_versions.c.version.desc()).limit(1)
+    else:
+        query = query.where(dataset_versions.c.version == version)
+    with engine.connect() as conn:
+        found = conn.execute(query).one_or_none()
+    return None if found is None else _row(found)
+
+
+def versions_of(engine: Engine, name: str) -> list[VersionRow]:
+    """Every version row of ``name``, oldest first."""
+    query = (
+        _version_query().where(dataset_versions.c.name == name).order_by(dataset_versions.c.version)
+    )
+    with engine.connect() as conn:
+        return [_row(r) for r in conn.execute(query)]
+
+
+def files_of(engine: Engine, version_ids: Sequence[int]) -> dict[int, list[FileEntry]]:
+    """The manifest entries of each version id, sorted by path."""
+    out: dict[int, list[FileEntry]] = {vid: [] for vid in version_ids}
+    if not version_ids:
+        return out
+    query = (
+        sa.select(
+            dataset_files.c.version_id,
+            dataset_files.c.path,
+            dataset_files.c.digest,
+            dataset_files.c.size,
+        )
+        .where(dataset_files.c.version_id.in_(list(version_ids)))
+        .order_by(dataset_files.c.version_id, dataset_files.c.path)
+    )
+    with engine.connect() as conn:
+        for r in conn.execute(query):
+            out[int(r.version_id)].append(FileEntry(r.path, r.digest, int(r.size)))
+    return out
+
+
+def summaries(engine: Engine) -> list[DatasetSummary]:
+    """Every dataset with its newest version, sorted by name."""
+    counts = (
+        sa.select(
+            dataset_versions.c.dataset_id,
+            sa.func.count().label("n"),
+            sa.func.max(dataset_versions.c.version).label("latest"),
+        )
+        .group_by(dataset_versions.c.dataset_id)
+        .subquery()
+    )
+    latest = dataset_versions.alias("latest")
+    query = (
+        sa.select(
+            datasets.c.name,
+            datasets.c.description,
+            datasets.c.created,
+            counts.c.n,
+            latest.c.version,
+            latest.c.hash,
+            latest.c.kind,
+            latest.c.created.label("latest_created"),
+            latest.c.byte_size,
+            latest.c.row_count,
+        )
+        .select_from(datasets)
+        .outerjoin(counts, counts.c.dataset_id == datasets.c.id)
+        .outerjoin(
+            latest,
+            sa.and_(latest.c.dataset_id == datasets.c.id, latest.c.version == counts.c.latest),
+        )
+        .order_by(datasets.c.name)
+    )
+    with engine.connect() as conn:
+        return [
+            DatasetSummary(
+                name=r.name,
+                description=r.description,
+                created=float(r.created),
+                versions=int(r.n or 0),
+                latest_version=r.version,
+                latest_hash=r.hash,
+                latest_kind=r.kind,
+                latest_created=r.latest_created,
+                latest_byte_size=r.byte_size,
+                latest_row_count=r.row_count,
+            )
+            for r in conn.execute(query)
+        ]
+
+
+def _lock_dataset(conn: Connection, name: str, description: str | None, now: float) -> int:
+    found = conn.execute(
+        sa.select(datasets.c.id, datasets.c.description)
+        .where(datasets.c.name == name)
+        .with_for_update()
+    ).one_or_none()
+    if found is None:
+        return int(
+            conn.execute(
+                datasets.insert()
+                .values(name=name, description=description, created=now)
+                .returning(datasets.c.id)
+            ).scalar_one()
+        )
+    if description is not None and description != found.description:
+        conn.execute(
+            datasets.update().where(datasets.c.id == found.id).values(description=description)
+        )
+    return int(found.id)
+
+
+def register_version(
+    ctx: Context,
+    *,
+    name: str,
+    description: str | None,
+    kind: str,
+    manifest_hash: str,
+    entries: Sequence[FileEntry],
+    schema: dict[str, str],
+    stats: dict[str, dict[str, Any]],
+    row_count: int | None,
+) -> tuple[VersionRow, bool]:
+    """Insert the next version of ``name`` unless its newest version has the same content.
+
+    Returns the row and whether it is new. The audit event ``dataset.register`` is written
+    in the same transaction as the rows.
+
+    Example:
+        >>> # row, created = register_version(ctx, name="churn", kind="table", ...)
+    """
+    byte_size = sum(e.size for e in entries)
+    for attempt in range(_ATTEMPTS):
+        try:
+            with ctx.engine.begin() as conn:
+                now = time.time()
+                dataset_id = _lock_dataset(conn, name, description, now)
+                newest = conn.execute(
+                    _version_query()
+                    .where(dataset_versions.c.name == name)
+                    .order_by(dataset_versions.c.version.desc())
+                    .limit(1)
+                ).one_or_none()
+                if newest is not None and newest.hash == manifest_hash and newest.kind == kind:
+                    return _row(newest), False
+                number = 1 if newest is None else int(newest.version) + 1
+                values = {
+                    "dataset_id": dataset_id,
+                    "name": name,
+                    "version": number,
+                    "created": now,
+                    "hash": manifest_hash,
+                    "kind": kind,
+                    "schema": schema,
+                    "stats": stats,
+                    "row_count": row_count,
+                    "byte_size": byte_size,
+                    "file_count": len(entries),
+                    "actor": ctx.settings.actor_name,
+                }
+                version_id = int(
+                    conn.execute(
+                        dataset_versions.insert().values(**values).returning(dataset_versions.c.id)
+                    ).scalar_one()
+                )
+                conn.execute(
+                    dataset_files.insert(),
+                    [
+                        {
+                            "version_id": version_id,
+                            "path": e.path,
+                            "digest": e.digest,
+                            "size": e.size,
+                        }
+                        for e in entries
+                    ],
+                )
+                ctx.audit(
+                    conn,
+                    action="dataset.register",
+                    object_type="dataset",
+                    object_id=f"{name}@{number}",
+                    after={
+                        "hash": manifest_hash,
+                        "kind": kind,
+                        "files": len(entries),
+                        "bytes": byte_size,
+                        "rows": row_count,
+                    },
+                )
+                current = conn.execute(
+                    _version_query().where(dataset_versions.c.id == version_id)
+                ).one()
+                return _row(current), True
+        except sa.exc.IntegrityError as exc:
+            if attempt == _ATTEMPTS - 1:
+                raise Conflict(
+                    f"dataset {name!r} was changed by another writer {_ATTEMPTS} times in a row",
+                    hint="register it again",
+                ) from exc
+    raise AssertionError("unreachable")
+
+
+def require_version(engine: Engine, name: str, version: int | None) -> VersionRow:
+    """Like :func:`find_version` but raise :class:`NotFound` saying what does exist."""
+    found = find_version(engine, name, version)
+    if found is not None:
+        return found
+    numbers = version_numbers(engine, name)
+    if not numbers:
+        names = dataset_names(engine)
+        known = ", ".join(names[:20]) + (" ..." if len(names) > 20 else "") if names else "none"
+        raise NotFound(
+            f"there is no dataset named {name!r} (datasets: {known})",
+            hint="register it first: loopline data add NAME PATH",
+        )
+    listed = ", ".join(str(n) for n in numbers)
+    raise NotFound(
+        f"dataset {name!r} has no version {version} (versions: {listed})",
+        hint=f"use one of the versions listed, or 'latest' (= {numbers[-1]})",
+    )

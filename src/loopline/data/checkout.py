@@ -1,0 +1,141 @@
+"""Put a dataset version's files on the local disk, verified.
+
+:func:`checkout` writes independent copies into a folder the caller owns (each file is
+verified against its digest by the artifact store before it is renamed into place).
+
+:func:`materialize` gives a version a stable local folder under
+``LOOPLINE_HOME/checkouts/NAME/VERSION`` for :attr:`DatasetVersion.path`. On a local artifact
+store the files are hard links to the stored objects (no copy; made read-only, since a
+write through the link would change the stored object) and verified once when the folder
+is built; elsewhere (S3) they are downloaded and verified. The folder is built under a
+temporary name and renamed into place, with a marker holding the version's hash, so a
+half-built or stale folder is never used.
+
+Example:
+    >>> # folder = materialize(ctx.artifacts, home, "churn", 3, version_hash, files)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import stat
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from loopline.core.artifacts import ArtifactStore, LocalArtifactStore, hash_file
+from loopline.data.ingest import WORKERS, FileEntry
+from loopline.errors import IntegrityError, InvalidInput
+
+MARKER = ".loopline-version"
+_READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+
+
+def _target(root: Path, rel_path: str) -> Path:
+    dest = (root / rel_path).resolve()
+    if not dest.is_relative_to(root.resolve()) or rel_path.startswith("/"):
+        raise IntegrityError(
+            f"manifest path {rel_path!r} points outside the checkout folder",
+            hint="the metadata database was tampered with; check `loopline audit verify`",
+        )
+    return dest
+
+
+def _link_verified(store: LocalArtifactStore, entry: FileEntry, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    source = store.local_path(entry.digest)
+    try:
+        os.link(source, dest)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+            raise
+        store.get_file(entry.digest, dest)  # another file system: a verified copy
+        return
+    actual = hash_file(dest)
+    if actual != entry.digest:
+        dest.unlink()
+        raise IntegrityError(
+            f"artifact {entry.digest} ({entry.path}) in {store.url} is corrupted: "
+            f"its bytes hash to {actual}",
+            hint="restore it from a backup or register the dataset again",
+        )
+    with contextlib.suppress(PermissionError):
+        dest.chmod(_READ_ONLY)
+
+
+def _fetch(store: ArtifactStore, entries: Sequence[FileEntry], root: Path, link: bool) -> None:
+    def one(entry: FileEntry) -> None:
+        dest = _target(root, entry.path)
+        if link and isinstance(store, LocalArtifactStore):
+            _link_verified(store, entry, dest)
+        else:
+            store.get_file(entry.digest, dest)
+
+    with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="checkout") as pool:
+        for fut in [pool.submit(one, e) for e in entries]:
+            fut.result()
+
+
+def checkout(store: ArtifactStore, entries: Sequence[FileEntry], dest_dir: Path) -> Path:
+    """Write every file of a manifest below ``dest_dir`` as a verified, writable copy.
+
+    Files of the dataset that already exist there are replaced; other files are left alone.
+
+    Example:
+        >>> # checkout(ctx.artifacts, version.files, Path("work/churn"))
+    """
+    if dest_dir.exists() and not dest_dir.is_dir():
+        raise InvalidInput(
+            f"{dest_dir} exists and is not a folder", field="dest_dir", hint="pick a folder"
+        )
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    _fetch(store, entries, dest_dir, link=False)
+    return dest_dir
+
+
+def materialize(
+    store: ArtifactStore,
+    home: Path,
+    name: str,
+    version: int,
+    version_hash: str,
+    entries: Sequence[FileEntry],
+) -> Path:
+    """The local folder holding a version's files, built (and verified) on first use.
+
+    Example:
+        >>> # materialize(ctx.artifacts, Path(".loopline"), "churn", 3, v.hash, v.files)
+    """
+    final = home.resolve() / "checkouts" / name / str(version)
+    marker = final / MARKER
+    if marker.is_file() and marker.read_text() == version_hash:
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    building = final.parent / f".{version}.{uuid.uuid4().hex}.tmp"
+    try:
+        building.mkdir()
+        _fetch(store, entries, building, link=True)
+        (building / MARKER).write_text(version_hash)
+        if final.exists():  # stale (another store's version of the same number): replace
+            _remove_tree(final)
+        try:
+            building.rename(final)
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            # Another process built it meanwhile; use theirs if it is this version.
+            if not (marker.is_file() and marker.read_text() == version_hash):
+                raise
+    finally:
+        if building.exists():
+            _remove_tree(building)
+    return final
+
+
+def _remove_tree(path: Path) -> None:
+    # Read-only files are no obstacle: unlinking depends on the folder's permissions.
+    shutil.rmtree(path)

@@ -1,0 +1,574 @@
+"""Versioned datasets: immutable, content-addressed snapshots of tables and folders.
+
+Used as ``ll.datasets``::
+
+    import loopline as ll
+    v = ll.datasets.register("churn", df)          # a DataFrame, a pyarrow Table,
+    v = ll.datasets.register("images", "img/")     # a CSV/Parquet/other file, or a folder
+    v = ll.datasets.get("churn", version=3)        # or "latest"; records lineage in a run
+    ll.datasets.diff("churn@2", "churn@3")
+
+A version is a manifest (the sorted list of relative path, BLAKE3 digest and size of its
+files), stored as a JSON artifact whose digest is the version's :attr:`~DatasetVersion.hash`.
+Files are stored once in the artifact store whatever the number of versions that hold
+them. Registering the same content as the newest version returns that version.
+
+Kinds: ``table`` (one Parquet file, zstd; a DataFrame, an Arrow table or a CSV is converted,
+a Parquet file is kept as it is; with schema and statistics) and ``files`` (a folder, or a
+single file of another format, kept byte for byte).
+
+Re-adding an unchanged folder is fast: a stat-keyed cache (``LOOPLINE_HOME/hashcache.db``,
+see :mod:`loopline.data.hashcache`) skips the hashing and the store is asked whether it has
+each digest before anything is copied (see :mod:`loopline.data.ingest`).
+
+Example:
+    >>> import pandas as pd, tempfile, loopline as ll
+    >>> _ = ll.init(uri="sqlite:///:memory:", artifacts=tempfile.mkdtemp())
+    >>> v = register("toy", pd.DataFrame({"x": [1, 2, 3]}))
+    >>> (v.version, v.kind, v.row_count, v.schema)
+    (1, 'table', 3, {'x': 'int64'})
+    >>> register("toy", pd.DataFrame({"x": [1, 2, 3]})).version  # same content: same version
+    1
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from loopline.core.artifacts import ArtifactStore, hash_bytes
+from loopline.core.context import Context, get_context
+from loopline.data import catalog, formats
+from loopline.data.catalog import DatasetSummary, VersionRow
+from loopline.data.checkout import checkout as _checkout_files
+from loopline.data.checkout import materialize
+from loopline.data.diff import (
+    MEAN_TOL,
+    NULL_TOL,
+    STD_TOL,
+    DatasetDiff,
+    StatChange,
+    diff_files,
+    diff_rows,
+    diff_stats,
+)
+from loopline.data.hashcache import HashCache
+from loopline.data.ingest import (
+    FileEntry,
+    IngestReport,
+    ProgressFn,
+    SourceFile,
+    cached_digests,
+    ingest,
+    scan_folder,
+    single_file,
+)
+from loopline.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = [
+    "DatasetDiff",
+    "DatasetSummary",
+    "DatasetVersion",
+    "FileEntry",
+    "IngestReport",
+    "StatChange",
+    "checkout",
+    "diff",
+    "get",
+    "list_datasets",
+    "parse_ref",
+    "register",
+    "versions",
+]
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+TABLE_FILE = "data.parquet"
+
+
+def check_name(name: object, field: str = "name") -> str:
+    """Return ``name`` if it is a valid dataset name, else raise :class:`InvalidInput`.
+
+    Example:
+        >>> check_name("churn-2024.v1")
+        'churn-2024.v1'
+    """
+    if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+        raise InvalidInput(
+            f"{field} {name!r} is not a valid dataset name",
+            field=field,
+            hint="use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit "
+            "(no '/' and no '..')",
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    """One immutable version of a dataset.
+
+    ``schema`` maps column -> Arrow type and ``stats`` column -> statistics (tables only);
+    ``files`` is the manifest; ``ingest`` says what :func:`register` had to do (None when
+    the version was loaded with :func:`get`).
+    """
+
+    name: str
+    version: int
+    hash: str
+    kind: str
+    created: float
+    schema: dict[str, str]
+    stats: dict[str, dict[str, Any]]
+    row_count: int | None
+    byte_size: int
+    files: tuple[FileEntry, ...]
+    description: str | None
+    actor: str
+    created_now: bool = field(default=False, compare=False)
+    ingest: IngestReport | None = field(default=None, compare=False, repr=False)
+    _store: ArtifactStore | None = field(default=None, compare=False, repr=False)
+    _home: Path = field(default=Path(".loopline"), compare=False, repr=False)
+
+    @property
+    def ref(self) -> str:
+        """``NAME@VERSION``, e.g. ``churn@3``."""
+        return f"{self.name}@{self.version}"
+
+    @property
+    def folder(self) -> Path:
+        """A local folder holding this version's files (see :attr:`path`)."""
+        store = self._store if self._store is not None else get_context().artifacts
+        return materialize(store, self._home, self.name, self.version, self.hash, self.files)
+
+    @property
+    def path(self) -> Path:
+        """A local path to the data: the Parquet file of a table, the folder of files.
+
+        Built on first use under ``LOOPLINE_HOME/checkouts/NAME/VERSION`` (hard links to the
+        local artifact store, or verified downloads from S3). Treat it as read-only.
+
+        Example:
+            >>> # pd.read_parquet(ll.datasets.get("churn").path)
+        """
+        folder = self.folder
+        return folder / TABLE_FILE if self.kind == "table" else folder
+
+    def to_arrow(self) -> pa.Table:
+        """The data as a pyarrow Table (a table, or a folder of Parquet files).
+
+        Example:
+            >>> # ll.datasets.get("churn").to_arrow().num_rows
+        """
+        import pyarrow as pa
+
+        from loopline.data import tabular
+
+        if self.kind == "table":
+            return tabular.read_parquet(self.path)
+        parts = [f for f in self.files if formats.is_parquet(Path(f.path))]
+        if not parts or len(parts) != len(self.files):
+            raise InvalidInput(
+                f"dataset {self.ref} is a folder of files, not a table",
+                field="kind",
+                hint="read its files from .path, or register the table as a DataFrame/CSV/Parquet",
+            )
+        folder = self.folder
+        return pa.concat_tables(
+            [tabular.read_parquet(folder / f.path) for f in parts], promote_options="default"
+        )
+
+    def to_pandas(self) -> Any:
+        """The data as a pandas DataFrame.
+
+        Example:
+            >>> # df = ll.datasets.get("churn", version=3).to_pandas()
+        """
+        return self.to_arrow().to_pandas()
+
+    def to_dict(self, *, with_files: bool = True) -> dict[str, Any]:
+        """Plain data for JSON: every attribute, the manifest too unless ``with_files=False``.
+
+        Example:
+            >>> # orjson.dumps(v.to_dict())
+        """
+        out: dict[str, Any] = {
+            "name": self.name,
+            "version": self.version,
+            "ref": self.ref,
+            "hash": self.hash,
+            "kind": self.kind,
+            "created": self.created,
+            "description": self.description,
+            "actor": self.actor,
+            "row_count": self.row_count,
+            "byte_size": self.byte_size,
+            "file_count": len(self.files),
+            "schema": self.schema,
+            "stats": self.stats,
+        }
+        if with_files:
+            out["files"] = [
+                {"path": f.path, "digest": f.digest, "size": f.size} for f in self.files
+            ]
+        if self.ingest is not None:
+            out["created_now"] = self.created_now
+            out["ingest"] = self.ingest.to_dict()
+        return out
+
+
+def _home(ctx: Context) -> Path:
+    return ctx.settings.home.expanduser().resolve()
+
+
+def _version(
+    ctx: Context,
+    row: VersionRow,
+    files: list[FileEntry],
+    *,
+    created_now: bool = False,
+    report: IngestReport | None = None,
+) -> DatasetVersion:
+    return DatasetVersion(
+        name=row.name,
+        version=row.version,
+        hash=row.hash,
+        kind=row.kind,
+        created=row.created,
+        schema=row.schema,
+        stats=row.stats,
+        row_count=row.row_count,
+        byte_size=row.byte_size,
+        files=tuple(files),
+        description=row.description,
+        actor=row.actor,
+        created_now=created_now,
+        ingest=report,
+        _store=ctx.artifacts,
+        _home=_home(ctx),
+    )
+
+
+def manifest_bytes(entries: list[FileEntry]) -> bytes:
+    """The canonical JSON of a manifest; its BLAKE3 digest is the version hash.
+
+    Example:
+        >>> manifest_bytes([FileEntry("a", "0" * 64, 1)])[:20]
+        b'[{"digest":"00000000'
+    """
+    rows = [{"path": e.path, "digest": e.digest, "size": e.size} for e in entries]
+    return orjson.dumps(rows, option=orjson.OPT_SORT_KEYS)
+
+
+def _is_dataframe(obj: object) -> bool:
+    pandas = sys.modules.get("pandas")  # an object cannot be a DataFrame if pandas is unloaded
+    return pandas is not None and isinstance(obj, pandas.DataFrame)
+
+
+def _is_arrow_table(obj: object) -> bool:
+    pyarrow = sys.modules.get("pyarrow")  # nor an Arrow table if pyarrow is unloaded
+    return pyarrow is not None and isinstance(obj, pyarrow.Table)
+
+
+def _source_table(
+    source: object, scratch: Path, skip: list[Path]
+) -> tuple[str, list[SourceFile], pa.Table | None]:
+    """Turn ``source`` into (kind, files to ingest, table for schema/stats)."""
+    if _is_dataframe(source) or _is_arrow_table(source):
+        from loopline.data import tabular
+
+        table = tabular.from_pandas(source) if _is_dataframe(source) else source
+        return "table", [_write_table(table, scratch)], table
+    if not isinstance(source, str | os.PathLike):
+        raise InvalidInput(
+            f"cannot register a {type(source).__name__}",
+            field="source",
+            hint="pass a pandas DataFrame, a pyarrow Table, or the path of a file or folder",
+        )
+    path = Path(source).expanduser()
+    if path.is_dir():
+        files = scan_folder(path, skip=skip)
+        if not files:
+            raise InvalidInput(
+                f"the folder {path} holds no files", field="source", hint="add files to it first"
+            )
+        return "files", files, None
+    if not path.is_file():
+        raise InvalidInput(
+            f"there is no file or folder at {path}",
+            field="source",
+            hint="check the path (relative paths start from the current folder)",
+        )
+    if not (formats.is_csv(path) or formats.is_parquet(path)):
+        return "files", [single_file(path, path.name)], None
+    from loopline.data import tabular
+
+    if formats.is_csv(path):
+        table = tabular.read_csv(path)
+        return "table", [_write_table(table, scratch)], table
+    table = tabular.read_parquet(path)
+    return "table", [single_file(path, TABLE_FILE)], table
+
+
+def _write_table(table: pa.Table, scratch: Path) -> SourceFile:
+    names = table.column_names
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InvalidInput(
+            f"the table has duplicate column names: {', '.join(dupes)}",
+            field="source",
+            hint="rename the columns so that each name is used once",
+        )
+    from loopline.data import tabular
+
+    out = scratch / TABLE_FILE
+    tabular.write_parquet(table, out)
+    return single_file(out, TABLE_FILE, cacheable=False)
+
+
+def register(
+    name: str,
+    source: object,
+    *,
+    description: str | None = None,
+    progress: ProgressFn | None = None,
+) -> DatasetVersion:
+    """Store ``source`` as the next version of dataset ``name``, or return the newest
+    version unchanged when it has the same content.
+
+    ``source`` is a pandas DataFrame or pyarrow Table (stored as Parquet), the path of a
+    CSV file (converted to Parquet), of a Parquet file (kept as is), of any other file, or
+    of a folder (its files kept byte for byte). ``progress(bytes_done, bytes_total)`` is
+    called while files are hashed and stored. Writes the audit event ``dataset.register``.
+
+    Example:
+        >>> # v = ll.datasets.register("churn", "data/churn.csv", description="Q3 export")
+        >>> # v.version, v.hash, v.ingest.hashed
+    """
+    check_name(name)
+    if description is not None and not isinstance(description, str):
+        raise InvalidInput("description must be text", field="description")
+    ctx = get_context()
+    home = _home(ctx)
+    (home / "tmp").mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="register-", dir=home / "tmp"))
+    cache = HashCache(home / "hashcache.db")
+    try:
+        skip = [home]
+        artifacts = ctx.settings.artifacts_uri.removeprefix("file://")
+        if "://" not in artifacts:
+            skip.append(Path(artifacts).expanduser())
+        kind, files, table = _source_table(source, scratch, skip)
+        known = cached_digests(files, cache)
+        if len(known) == len(files):
+            # Everything is known: if it is the newest version, nothing needs storing.
+            entries = sorted(
+                (FileEntry(f.rel_path, known[f.rel_path], f.stat.size) for f in files),
+                key=lambda e: e.path,
+            )
+            newest = catalog.find_version(ctx.engine, name, None)
+            if (
+                newest is not None
+                and description in (None, newest.description)
+                and newest.kind == kind
+                and newest.hash == hash_bytes(manifest_bytes(entries))
+            ):
+                report = IngestReport(
+                    files=len(files), bytes=sum(e.size for e in entries), cached=len(files)
+                )
+                if progress is not None:
+                    progress(report.bytes, report.bytes)
+                return _version(ctx, newest, entries, report=report)
+        entries, report = ingest(files, ctx.artifacts, cache, known=known, progress=progress)
+        manifest_hash = ctx.artifacts.put_bytes(manifest_bytes(entries))
+        schema: dict[str, str] = {}
+        stats: dict[str, dict[str, Any]] = {}
+        if table is not None:
+            from loopline.data import tabular
+
+            schema = tabular.parquet_schema(files[0].abs_path)
+            stats = tabular.table_stats(table)
+        row, created = catalog.register_version(
+            ctx,
+            name=name,
+            description=description,
+            kind=kind,
+            manifest_hash=manifest_hash,
+            entries=entries,
+            schema=schema,
+            stats=stats,
+            row_count=table.num_rows if table is not None else None,
+        )
+        return _version(ctx, row, entries, created_now=created, report=report)
+    finally:
+        cache.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def parse_version(version: int | str) -> int | None:
+    """``"latest"`` -> None, ``3`` or ``"3"`` -> 3; anything else is :class:`InvalidInput`.
+
+    Example:
+        >>> parse_version("latest"), parse_version("7")
+        (None, 7)
+    """
+    if version == "latest":
+        return None
+    if isinstance(version, bool):
+        raise InvalidInput(f"version {version!r} is not a version", field="version")
+    if isinstance(version, int) and version >= 1:
+        return version
+    if isinstance(version, str) and version.isdigit() and int(version) >= 1:
+        return int(version)
+    raise InvalidInput(
+        f"version {version!r} is not a version number",
+        field="version",
+        hint="use a positive whole number or 'latest'",
+    )
+
+
+def parse_ref(ref: str) -> tuple[str, int | None]:
+    """``"churn@3"`` -> ``("churn", 3)``; ``"churn"`` or ``"churn@latest"`` -> ``("churn", None)``.
+
+    Example:
+        >>> parse_ref("churn@3"), parse_ref("churn")
+        (('churn', 3), ('churn', None))
+    """
+    name, _, version = ref.partition("@")
+    return check_name(name), parse_version(version or "latest")
+
+
+def _load(name: str, version: int | str) -> DatasetVersion:
+    check_name(name)
+    number = parse_version(version)
+    ctx = get_context()
+    row = catalog.require_version(ctx.engine, name, number)
+    return _version(ctx, row, catalog.files_of(ctx.engine, [row.id])[row.id])
+
+
+def _record_lineage(v: DatasetVersion) -> None:
+    # Imported by name: the tracking stage is optional here and may not be installed yet.
+    try:
+        api = importlib.import_module("loopline.tracking.api")
+    except ModuleNotFoundError as exc:
+        if exc.name in ("loopline.tracking.api", "loopline.tracking"):
+            return
+        raise
+    run = api.active_run()
+    if run is not None:
+        run.log_input("dataset", v.name, str(v.version), v.hash)
+
+
+def get(name: str, version: int | str = "latest") -> DatasetVersion:
+    """Version ``version`` (a number or ``"latest"``) of dataset ``name``.
+
+    Inside an active tracked run the run records the version as an input (lineage).
+    Raises :class:`NotFound` listing the versions (or datasets) that do exist.
+
+    Example:
+        >>> # df = ll.datasets.get("churn", version=3).to_pandas()
+    """
+    v = _load(name, version)
+    _record_lineage(v)
+    return v
+
+
+def versions(name: str) -> list[DatasetVersion]:
+    """Every version of ``name``, oldest first (empty if there is no such dataset).
+
+    Example:
+        >>> # [v.version for v in ll.datasets.versions("churn")]  -> [1, 2, 3]
+    """
+    check_name(name)
+    ctx = get_context()
+    rows = catalog.versions_of(ctx.engine, name)
+    files = catalog.files_of(ctx.engine, [r.id for r in rows])
+    return [_version(ctx, r, files[r.id]) for r in rows]
+
+
+def list_datasets() -> list[DatasetSummary]:
+    """Every dataset with its newest version, sorted by name.
+
+    Example:
+        >>> # [(d.name, d.latest_version) for d in ll.datasets.list_datasets()]
+    """
+    return catalog.summaries(get_context().engine)
+
+
+def _resolve(ref: DatasetVersion | str) -> DatasetVersion:
+    if isinstance(ref, DatasetVersion):
+        return ref
+    name, number = parse_ref(ref)
+    return _load(name, number if number is not None else "latest")
+
+
+def diff(
+    a: DatasetVersion | str,
+    b: DatasetVersion | str,
+    *,
+    mean_tol: float = MEAN_TOL,
+    std_tol: float = STD_TOL,
+    null_tol: float = NULL_TOL,
+) -> DatasetDiff:
+    """What changed from version ``a`` to version ``b`` (``DatasetVersion`` or ``"NAME@N"``).
+
+    Files added/removed/changed; for two tables also rows added/removed, columns
+    added/removed/retyped and statistics that moved beyond the tolerances (see
+    :mod:`loopline.data.diff`).
+
+    Example:
+        >>> # d = ll.datasets.diff("churn@2", "churn@3"); d.rows_added, d.stat_changes
+    """
+    va, vb = _resolve(a), _resolve(b)
+    added, removed, changed = diff_files(list(va.files), list(vb.files))
+    same = va.hash == vb.hash
+    if va.kind != "table" or vb.kind != "table":
+        return DatasetDiff(va.ref, vb.ref, same, added, removed, changed)
+    common = [c for c in va.schema if c in vb.schema and va.schema[c] == vb.schema[c]]
+    rows_added, rows_removed = (0, 0) if same else (None, None)
+    if not same and common:
+        rows_added, rows_removed = diff_rows(va.path, vb.path, common)
+    return DatasetDiff(
+        va.ref,
+        vb.ref,
+        same,
+        added,
+        removed,
+        changed,
+        rows_before=va.row_count,
+        rows_after=vb.row_count,
+        rows_added=rows_added,
+        rows_removed=rows_removed,
+        rows_compared_on=common,
+        columns_added=[c for c in vb.schema if c not in va.schema],
+        columns_removed=[c for c in va.schema if c not in vb.schema],
+        columns_type_changed={
+            c: (va.schema[c], vb.schema[c])
+            for c in va.schema
+            if c in vb.schema and va.schema[c] != vb.schema[c]
+        },
+        stat_changes=diff_stats(
+            va.stats, vb.stats, mean_tol=mean_tol, std_tol=std_tol, null_tol=null_tol
+        ),
+    )
+
+
+def checkout(name: str, version: int | str, dest_dir: str | os.PathLike[str]) -> Path:
+    """Write the files of ``name`` at ``version`` into ``dest_dir``, each verified.
+
+    Example:
+        >>> # ll.datasets.checkout("images", 2, "work/images")
+    """
+    v = _load(name, version)
+    store = v._store if v._store is not None else get_context().artifacts
+    return _checkout_files(store, v.files, Path(dest_dir))

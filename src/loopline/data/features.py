@@ -1,0 +1,553 @@
+"""The feature store: feature views, point-in-time training sets, an online store.
+
+A :class:`FeatureView` names an entity key (one column or several), an event-timestamp
+column, the feature columns, a TTL and a source: a DataFrame (stored as Parquet in the
+artifact store, content-addressed, by :func:`register`) or the name of a versioned dataset
+(``"name"`` or ``"name@version"``, resolved through :mod:`loopline.data.datasets` at query
+time).
+
+- :func:`get_historical` builds a training set: for every entity row, in the original
+  order, the latest feature row at or before the row's timestamp and within the TTL, or
+  null. It runs in DuckDB (ASOF JOIN over Parquet), so views larger than memory work.
+- :func:`materialize` writes the latest row per entity (as of ``end``, within the TTL) to
+  the online store; :func:`get_online` reads it back in well under a millisecond.
+
+Time zones: every timestamp is compared in UTC. A tz-aware timestamp keeps its instant
+whatever its zone; a naive timestamp is taken to be UTC. Times are compared at microsecond
+precision. Ties on one key and one event timestamp are broken by the ``created`` column
+(the latest wins), then by position in the source (the last row wins). See
+:mod:`loopline.data.pit_join` for the exact rules.
+
+Example:
+    >>> import datetime as dt, pandas as pd, loopline as ll
+    >>> rows = pd.DataFrame({"user": [1, 1], "clicks": [3, 5],
+    ...     "ts": pd.to_datetime(["2024-01-01", "2024-01-03"], utc=True)})
+    >>> view = ll.features.FeatureView(name="user_stats", entity="user", timestamp="ts",
+    ...     features=["clicks"], ttl=dt.timedelta(days=7), source=rows)
+    >>> _ = ll.features.register(view)
+    >>> orders = pd.DataFrame({"user": [1, 1],
+    ...     "event_timestamp": pd.to_datetime(["2024-01-02", "2024-01-04"], utc=True)})
+    >>> ll.features.get_historical(orders, ["user_stats:clicks"])["clicks"].tolist()
+    [3, 5]
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from loopline.core.context import Context, get_context
+from loopline.data import pit_join
+from loopline.data.feature_registry import (
+    Materialization,
+    RegisteredView,
+    load_views,
+    log_materialization,
+    not_found,
+    save_view,
+)
+from loopline.data.feature_sources import missing_columns, view_source
+from loopline.data.online import OnlineStore, open_online_store
+from loopline.errors import InvalidInput, NotFound
+
+__all__ = [
+    "FeatureView",
+    "Materialization",
+    "RegisteredView",
+    "get_historical",
+    "get_online",
+    "get_view",
+    "list_views",
+    "materialize",
+    "register",
+]
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+KEY_SEP = "\x1f"
+_ROW_GROUP = 128 * 1024
+_EPOCH = pd.Timestamp(0, tz="UTC")
+
+
+def _bad(param: str, must: str, got: object, *, field: str | None = None) -> InvalidInput:
+    return InvalidInput(
+        f"The {param!r} parameter of FeatureView must be {must}. Got {got!r} instead.",
+        field=field or param,
+    )
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class FeatureView:
+    """A named set of features keyed by an entity and stamped with an event time.
+
+    ``entity`` is the key column (or a list of them); ``timestamp`` the event-time column;
+    ``created`` an optional column that breaks ties between rows with the same key and
+    event time (the latest wins); ``ttl`` how old a row may be and still count (``None``:
+    any age); ``source`` a DataFrame or the name of a versioned dataset.
+
+    Example:
+        >>> import datetime as dt, pandas as pd
+        >>> df = pd.DataFrame({"user": [1], "ts": [pd.Timestamp("2024-01-01")], "x": [0.5]})
+        >>> FeatureView(name="u", entity="user", timestamp="ts", features=["x"],
+        ...             ttl=dt.timedelta(days=1), source=df).keys
+        ('user',)
+    """
+
+    name: str
+    entity: str | Sequence[str]
+    timestamp: str
+    features: Sequence[str]
+    source: pd.DataFrame | str
+    ttl: dt.timedelta | None = None
+    created: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
+            raise _bad("name", "1-128 letters, digits, '_', '.' or '-'", self.name)
+        keys = [self.entity] if isinstance(self.entity, str) else list(self.entity)
+        if (
+            not keys
+            or not all(isinstance(k, str) and k for k in keys)
+            or len(set(keys)) < len(keys)
+        ):
+            raise _bad("entity", "a column name or a list of distinct column names", self.entity)
+        if not isinstance(self.timestamp, str) or not self.timestamp:
+            raise _bad("timestamp", "a column name", self.timestamp)
+        if self.created is not None and (not isinstance(self.created, str) or not self.created):
+            raise _bad("created", "a column name or None", self.created)
+        feats = self.features
+        if (
+            isinstance(feats, str)
+            or not feats
+            or not all(isinstance(f, str) and f for f in feats)
+            or len(set(feats)) < len(feats)
+        ):
+            raise _bad("features", "a non-empty list of distinct column names", feats)
+        special = {*keys, self.timestamp, *([self.created] if self.created else [])}
+        clash = [f for f in feats if f in special]
+        if clash:
+            raise _bad("features", "columns other than the key and timestamp columns", clash[0])
+        if self.ttl is not None and (
+            not isinstance(self.ttl, dt.timedelta) or self.ttl <= dt.timedelta(0)
+        ):
+            raise _bad("ttl", "a positive datetime.timedelta or None", self.ttl)
+        object.__setattr__(self, "features", tuple(feats))
+        if isinstance(self.source, pd.DataFrame):
+            error = missing_columns(
+                list(self.source.columns),
+                self._columns(),
+                f"the source of feature view {self.name!r}",
+            )
+            if error is not None:
+                raise error
+        elif not isinstance(self.source, str) or not self.source:
+            raise _bad("source", "a pandas DataFrame or a dataset name", type(self.source))
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The entity key columns, as a tuple.
+
+        Example:
+            >>> # FeatureView(name="shops", entity=["region", "shop"], ...).keys
+            >>> # ('region', 'shop')
+        """
+        return (self.entity,) if isinstance(self.entity, str) else tuple(self.entity)
+
+    def _columns(self) -> list[str]:
+        created = [self.created] if self.created else []
+        return list(dict.fromkeys([*self.keys, self.timestamp, *created, *self.features]))
+
+
+def _utc_column(col: pd.Series, what: str) -> pd.Series:
+    """``col`` as UTC timestamps at microsecond precision (naive values are UTC)."""
+    if pd.api.types.is_datetime64_any_dtype(col.dtype):
+        out = col if isinstance(col.dtype, pd.DatetimeTZDtype) else col.dt.tz_localize("UTC")
+        out = out.dt.tz_convert("UTC")
+    elif pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype):
+        raise InvalidInput(
+            f"{what} holds {col.dtype} values, not timestamps",
+            field=str(col.name),
+            hint="convert it with pd.to_datetime (tz-aware, or naive meaning UTC)",
+        )
+    else:
+        try:
+            out = pd.to_datetime(col, utc=True, format="ISO8601")
+        except (ValueError, TypeError) as exc:
+            raise InvalidInput(
+                f"{what} holds values that are not timestamps: {exc}",
+                field=str(col.name),
+                hint="convert it with pd.to_datetime (tz-aware, or naive meaning UTC)",
+            ) from exc
+    return out.dt.floor("us").astype("datetime64[us, UTC]")
+
+
+def _to_utc(value: dt.datetime | pd.Timestamp | str, param: str) -> pd.Timestamp:
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(
+            f"{param}={value!r} is not a timestamp", field=param, hint="use ISO 8601"
+        ) from exc
+    if pd.isna(ts):
+        raise InvalidInput(f"{param} must be a timestamp, not NaT", field=param)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _epoch_us(ts: pd.Timestamp) -> int:
+    return int((ts - _EPOCH) // dt.timedelta(microseconds=1))
+
+
+def register(view: FeatureView) -> RegisteredView:
+    """Store a feature view's definition (and its frame, for a DataFrame source).
+
+    Registering a name again replaces its definition (audited); registering the same
+    definition and data again changes nothing.
+
+    Example:
+        >>> # ll.features.register(ll.features.FeatureView(name="user_stats", ...))
+    """
+    if not isinstance(view, FeatureView):
+        raise InvalidInput(
+            f"register() takes a FeatureView. Got {type(view).__name__} instead.", field="view"
+        )
+    ctx = get_context()
+    definition: dict[str, Any] = {
+        "entity": list(view.keys),
+        "timestamp": view.timestamp,
+        "created": view.created,
+        "features": list(view.features),
+        "ttl_seconds": view.ttl.total_seconds() if view.ttl is not None else None,
+    }
+    if isinstance(view.source, pd.DataFrame):
+        digest, rows = _store_frame(ctx, view)
+        definition["rows"] = rows
+        return save_view(
+            ctx, view.name, definition, source_kind="frame", digest=digest, dataset=None
+        )
+    return save_view(
+        ctx, view.name, definition, source_kind="dataset", digest=None, dataset=view.source
+    )
+
+
+def _store_frame(ctx: Context, view: FeatureView) -> tuple[str, int]:
+    """Write the view's columns as Parquet (UTC timestamps) to the artifact store."""
+    assert isinstance(view.source, pd.DataFrame)
+    frame = view.source[view._columns()].copy()
+    what = f"column {view.timestamp!r} of the source of feature view {view.name!r}"
+    frame[view.timestamp] = _utc_column(frame[view.timestamp], what)
+    created = view.created
+    if created and (
+        pd.api.types.is_datetime64_any_dtype(frame[created].dtype)
+        or pd.api.types.is_object_dtype(frame[created].dtype)
+    ):
+        what = f"column {created!r} of the source of feature view {view.name!r}"
+        frame[created] = _utc_column(frame[created], what)
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise InvalidInput(
+            f"the source of feature view {view.name!r} cannot be stored as Parquet: {exc}",
+            field="source",
+            hint="give every column one type",
+        ) from exc
+    with tempfile.TemporaryDirectory(prefix="loopline-fv-") as tmp:
+        path = Path(tmp) / "view.parquet"
+        pq.write_table(table, path, row_group_size=_ROW_GROUP)
+        return ctx.artifacts.put_file(path), len(frame)
+
+
+def get_view(name: str) -> RegisteredView:
+    """The stored definition of the view ``name``; :class:`NotFound` if there is none.
+
+    Example:
+        >>> # ll.features.get_view("user_stats").features
+    """
+    ctx = get_context()
+    found = load_views(ctx, [name]).get(name)
+    if found is None:
+        raise not_found(ctx, name)
+    return found
+
+
+def list_views() -> list[RegisteredView]:
+    """Every registered feature view, by name.
+
+    Example:
+        >>> # [v.name for v in ll.features.list_views()]
+    """
+    return list(load_views(get_context()).values())
+
+
+def _views(ctx: Context, names: Sequence[str]) -> dict[str, RegisteredView]:
+    found = load_views(ctx, list(dict.fromkeys(names)))
+    for name in names:
+        if name not in found:
+            raise not_found(ctx, name)
+    return found
+
+
+# -- offline: point-in-time training sets --------------------------------------------
+
+
+def _parse_refs(features: Sequence[str]) -> dict[str, list[str]]:
+    if isinstance(features, str) or not features:
+        raise InvalidInput(
+            f"features must be a non-empty list of 'view:feature' strings. Got {features!r}.",
+            field="features",
+        )
+    by_view: dict[str, list[str]] = {}
+    for ref in features:
+        view, sep, feature = ref.partition(":") if isinstance(ref, str) else ("", "", "")
+        if not sep or not view or not feature:
+            raise InvalidInput(
+                f"feature reference {ref!r} is not of the form 'view:feature'",
+                field="features",
+                hint="e.g. 'user_stats:clicks_7d'",
+            )
+        by_view.setdefault(view, []).append(feature)
+    return by_view
+
+
+def get_historical(
+    entity_df: pd.DataFrame,
+    features: Sequence[str],
+    timestamp: str = "event_timestamp",
+    *,
+    full_names: bool = False,
+) -> pd.DataFrame:
+    """A point-in-time correct training set: ``entity_df`` plus one column per feature.
+
+    Every entity row is kept, in its original order and with its original index. Each
+    feature column (named after the feature; ``view__feature`` with ``full_names=True``)
+    holds, for that row's key, the latest feature value whose event time is at or before
+    the row's ``timestamp`` and not older than the view's TTL; else null. Features may come
+    from several views at once.
+
+    Example:
+        >>> # train = ll.features.get_historical(orders, ["user_stats:clicks_7d",
+        >>> #                                             "merchant:fraud_rate"])
+    """
+    if not isinstance(entity_df, pd.DataFrame):
+        raise InvalidInput(
+            f"entity_df must be a pandas DataFrame. Got {type(entity_df).__name__} instead.",
+            field="entity_df",
+        )
+    by_view = _parse_refs(features)
+    columns = [str(c) for c in entity_df.columns]
+    if timestamp not in columns:
+        raise InvalidInput(
+            f"the entity frame has no timestamp column {timestamp!r}; "
+            f"its columns: {', '.join(columns)}",
+            field="timestamp",
+            hint="pass timestamp='<the column with the event times>'",
+        )
+    ctx = get_context()
+    views = _views(ctx, list(by_view))
+    outputs: list[list[str]] = []
+    for name, feats in by_view.items():
+        view = views[name]
+        for f in feats:
+            if f not in view.features:
+                raise NotFound(
+                    f"feature view {name!r} has no feature {f!r}; "
+                    f"its features: {', '.join(view.features)}",
+                    hint="check the spelling, or register the view with that feature",
+                )
+        error = missing_columns(
+            columns, list(view.keys), f"the entity frame (keys of feature view {name!r})"
+        )
+        if error is not None:
+            raise error
+        outputs.append([f"{name}__{f}" if full_names else f for f in feats])
+    flat = [o for names in outputs for o in names]
+    clash = [o for o in flat if o in columns or flat.count(o) > 1]
+    if clash:
+        raise InvalidInput(
+            f"two columns of the result would be named {clash[0]!r}",
+            field="features",
+            hint="pass full_names=True to name columns 'view__feature', or rename the "
+            "entity frame's column",
+        )
+    keys = list(dict.fromkeys(k for name in by_view for k in views[name].keys))
+    what = f"timestamp column {timestamp!r} of the entity frame"
+    entities = pd.DataFrame(
+        {
+            **{k: entity_df[k].array for k in keys},
+            pit_join.ENTITY_TS: _utc_column(entity_df[timestamp], what).array,
+            pit_join.ROW: np.arange(len(entity_df), dtype=np.int64),
+        }
+    )
+    con = pit_join.connect(ctx.settings.home / "tmp" / "duckdb")
+    try:
+        sources = [view_source(ctx, con, views[n], feats) for n, feats in by_view.items()]
+        feats_df = pit_join.historical(con, entities, sources, outputs)
+    finally:
+        con.close()
+    result = pd.concat([entity_df.reset_index(drop=True), feats_df], axis=1)
+    result.index = entity_df.index
+    return result
+
+
+# -- online --------------------------------------------------------------------------
+
+_stores: weakref.WeakKeyDictionary[Context, OnlineStore] = weakref.WeakKeyDictionary()
+_stores_lock = threading.Lock()
+
+
+def _online_store(ctx: Context) -> OnlineStore:
+    store = _stores.get(ctx)
+    if store is None:
+        with _stores_lock:
+            store = _stores.get(ctx)
+            if store is None:
+                s = ctx.settings
+                store = open_online_store(
+                    s.online_store, home=s.home, busy_timeout_ms=s.sqlite_busy_timeout_ms
+                )
+                _stores[ctx] = store
+                weakref.finalize(ctx, store.close)
+    return store
+
+
+def encode_key(key: object) -> str:
+    """The online store's text form of an entity key (a tuple for several key columns).
+
+    Example:
+        >>> encode_key(42), encode_key(("eu", 7)) == "eu\\x1f7"
+        ('42', True)
+    """
+    if isinstance(key, tuple | list):
+        return KEY_SEP.join(map(str, key))
+    return str(key)
+
+
+def _packed_rows(
+    rows: Iterator[tuple[Any, ...]], n_keys: int, features: Sequence[str]
+) -> Iterator[tuple[str, bytes]]:
+    dumps, names = orjson.dumps, tuple(features)
+    for row in rows:
+        key = str(row[0]) if n_keys == 1 else KEY_SEP.join(map(str, row[:n_keys]))
+        yield key, dumps(dict(zip(names, row[n_keys:], strict=True)), default=str)
+
+
+def materialize(
+    view_name: str,
+    end: dt.datetime | pd.Timestamp | str | None = None,
+    start: dt.datetime | pd.Timestamp | str | None = None,
+) -> Materialization:
+    """Write the latest row per entity, as of ``end`` (default: now), to the online store.
+
+    Only rows with an event time at or before ``end`` and within the view's TTL of ``end``
+    count. Without ``start`` the view's online rows are replaced as a whole (entities
+    whose rows expired disappear); with ``start`` only entities with rows in
+    ``[start, end]`` are written over, the others are kept.
+
+    Example:
+        >>> # ll.features.materialize("user_stats", end="2024-06-01T00:00:00Z").rows
+    """
+    ctx = get_context()
+    view = _views(ctx, [view_name])[view_name]
+    started = time.time()
+    end_ts = _to_utc(end, "end") if end is not None else pd.Timestamp.now(tz="UTC")
+    start_ts = _to_utc(start, "start") if start is not None else None
+    if start_ts is not None and start_ts > end_ts:
+        raise InvalidInput(
+            f"start {start_ts.isoformat()} is after end {end_ts.isoformat()}", field="start"
+        )
+    store = _online_store(ctx)
+    meta = orjson.dumps(
+        {
+            "features": list(view.features),
+            "entity": list(view.keys),
+            "end": end_ts.isoformat(),
+            "source": view.source,
+        }
+    )
+    con = pit_join.connect(ctx.settings.home / "tmp" / "duckdb")
+    try:
+        src = view_source(ctx, con, view, view.features)
+        rows = pit_join.latest_rows(
+            con,
+            src,
+            _epoch_us(end_ts),
+            _epoch_us(start_ts) if start_ts is not None else None,
+        )
+        n = store.write(
+            view_name,
+            _packed_rows(rows, len(view.keys), view.features),
+            meta=meta,
+            replace=start_ts is None,
+        )
+    finally:
+        con.close()
+    result = Materialization(
+        view=view_name,
+        start=start_ts.to_pydatetime() if start_ts is not None else None,
+        end=end_ts.to_pydatetime(),
+        rows=n,
+        online_store=store.url,
+        source=view.source,
+        started_at=dt.datetime.fromtimestamp(started, dt.UTC),
+        seconds=time.time() - started,
+    )
+    log_materialization(ctx, result)
+    return result
+
+
+def get_online(view_name: str, keys: Sequence[Any]) -> list[dict[str, Any]]:
+    """The materialized features of each key: one ``{feature: value}`` dict per key.
+
+    A key is the entity key's value (a tuple for a view with several key columns); keys
+    match by their text form, so ``42`` and ``"42"`` are the same entity. An entity that
+    is not in the online store gets a dict of ``None`` values. Values come back as JSON
+    types (timestamps as ISO 8601 strings).
+
+    Example:
+        >>> # ll.features.get_online("user_stats", [42, 7])
+        >>> # [{'clicks_7d': 3.0, 'spend_7d': 12.5}, {'clicks_7d': None, 'spend_7d': None}]
+    """
+    if isinstance(keys, str | bytes):
+        raise InvalidInput(
+            f"keys must be a list of entity keys. Got the string {keys!r}; pass [{keys!r}].",
+            field="keys",
+        )
+    ctx = get_context()
+    store = _online_store(ctx)
+    packed = store.read(view_name, [encode_key(k) for k in keys])
+    loads = orjson.loads
+    out: list[dict[str, Any]] = []
+    empty: dict[str, Any] | None = None
+    for value in packed:
+        if value is not None:
+            out.append(loads(value))
+        else:
+            if empty is None:
+                empty = _empty_row(ctx, store, view_name)
+            out.append(dict(empty))
+    return out
+
+
+def _empty_row(ctx: Context, store: OnlineStore, view_name: str) -> dict[str, Any]:
+    meta = store.read_meta(view_name)
+    if meta is None:
+        if view_name not in load_views(ctx, [view_name]):
+            raise not_found(ctx, view_name)
+        raise NotFound(
+            f"feature view {view_name!r} has not been materialized to {store.url}",
+            hint=f"run ll.features.materialize({view_name!r}) "
+            f"or `loopline features materialize {view_name}`",
+        )
+    return dict.fromkeys(orjson.loads(meta)["features"])

@@ -1,0 +1,231 @@
+"""Bring files into the artifact store: hash them in parallel, skip what is known, copy the rest.
+
+For each file: its digest comes from the :class:`~loopline.data.hashcache.HashCache` when its
+stat is unchanged, else it is hashed (BLAKE3 releases the GIL, so a thread pool hashes on
+every core) with a stat before and after; a file that changed meanwhile is an
+:class:`InvalidInput` naming it. Then the store is asked whether it already holds that
+digest (``exists``) and only a missing object is copied (``put_file``, which hashes the bytes
+it writes again; a different digest means the file changed between the two reads).
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from loopline.core.artifacts import open_artifact_store
+    >>> root = pathlib.Path(tempfile.mkdtemp()); _ = (root / "a.txt").write_text("hi")
+    >>> cache = HashCache(root / "cache" / "hashes.db")
+    >>> files = scan_folder(root, skip=[root / "cache"])
+    >>> entries, report = ingest(files, open_artifact_store(tempfile.mkdtemp()), cache)
+    >>> [e.path for e in entries], report.hashed
+    (['a.txt'], 1)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from loopline.core.artifacts import ArtifactStore, hash_file
+from loopline.data.hashcache import FileStat, HashCache
+from loopline.errors import InvalidInput
+
+#: ``progress(bytes_done, bytes_total)``, called from the calling thread.
+ProgressFn = Callable[[int, int], None]
+
+# Threads, not cores: BLAKE3 and file I/O release the GIL, and fsyncs overlap on the disk.
+WORKERS = min(16, 4 * (os.cpu_count() or 2))
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One row of a dataset manifest: a relative POSIX path, its digest and size."""
+
+    path: str
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A file to ingest: where it is, the path it gets in the dataset, its stat at scan time."""
+
+    abs_path: Path
+    rel_path: str
+    stat: FileStat
+    cacheable: bool = True
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did; ``hashed`` and ``stored`` are 0 when nothing changed."""
+
+    files: int = 0
+    bytes: int = 0
+    hashed: int = 0
+    cached: int = 0
+    stored: int = 0
+    already_stored: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as a plain dict (for JSON).
+
+        Example:
+            >>> IngestReport(files=1).to_dict()["files"]
+            1
+        """
+        return asdict(self)
+
+
+def _stat(path: Path, field: str) -> os.stat_result:
+    try:
+        return path.stat()
+    except FileNotFoundError as exc:
+        raise InvalidInput(
+            f"{path} disappeared while the dataset was being added",
+            field=field,
+            hint="add it again once the folder is no longer being changed",
+        ) from exc
+    except PermissionError as exc:
+        raise InvalidInput(
+            f"cannot read {path}: permission denied", field=field, hint="fix its permissions"
+        ) from exc
+
+
+def single_file(path: Path, rel_path: str, *, cacheable: bool = True) -> SourceFile:
+    """Describe one file to ingest under the name ``rel_path`` (``cacheable=False`` for a
+    temporary file, whose digest is not worth remembering).
+
+    Example:
+        >>> # single_file(Path("train.parquet"), "data.parquet")
+    """
+    return SourceFile(path.resolve(), rel_path, FileStat.of(_stat(path, "source")), cacheable)
+
+
+def scan_folder(root: Path, *, skip: Sequence[Path] = ()) -> list[SourceFile]:
+    """Every regular file below ``root`` (symlinks to files followed), sorted by path.
+
+    Folders in ``skip`` are not entered (Loopline's own home and artifact folders, so that
+    registering ``.`` does not swallow the store).
+
+    Example:
+        >>> # scan_folder(Path("images/"))[0].rel_path  -> 'cats/001.jpg'
+    """
+    root = root.resolve()
+    skipped = {p.resolve() for p in skip}
+    found: list[SourceFile] = []
+    for folder, dirs, names in os.walk(root):
+        base = Path(folder)
+        dirs[:] = sorted(d for d in dirs if base / d not in skipped)
+        for fname in names:
+            path = base / fname
+            st = _stat(path, "source")
+            if not path.is_file():
+                continue
+            found.append(SourceFile(path, path.relative_to(root).as_posix(), FileStat.of(st)))
+    found.sort(key=lambda f: f.rel_path)
+    return found
+
+
+def cached_digests(files: Sequence[SourceFile], cache: HashCache) -> dict[str, str]:
+    """The digests the cache still vouches for, by relative path.
+
+    Example:
+        >>> # cached_digests(scan_folder(Path("images/")), cache)
+    """
+    hits = cache.lookup([(str(f.abs_path), f.stat) for f in files if f.cacheable])
+    return {f.rel_path: hits[str(f.abs_path)] for f in files if str(f.abs_path) in hits}
+
+
+@dataclass
+class _Outcome:
+    digest: str
+    hashed: bool
+    stored: bool
+    cache_entry: tuple[str, FileStat, str] | None
+
+
+def _changed(path: Path, what: str) -> InvalidInput:
+    return InvalidInput(
+        f"{path} changed while it was being {what}",
+        field="source",
+        hint="wait until nothing writes to it any more, then add the dataset again",
+    )
+
+
+def _ingest_one(f: SourceFile, digest: str | None, store: ArtifactStore) -> _Outcome:
+    entry: tuple[str, FileStat, str] | None = None
+    hashed = digest is None
+    if digest is None:
+        started_ns = time.time_ns()
+        try:
+            digest = hash_file(f.abs_path)
+        except FileNotFoundError:
+            _stat(f.abs_path, "source")  # raises the "disappeared" error
+            raise
+        if FileStat.of(_stat(f.abs_path, "source")) != f.stat:
+            raise _changed(f.abs_path, "hashed")
+        if f.cacheable and not f.stat.is_racy(started_ns):
+            entry = (str(f.abs_path), f.stat, digest)
+    if store.exists(digest):
+        return _Outcome(digest, hashed, False, entry)
+    stored = store.put_file(f.abs_path)
+    if stored != digest:
+        raise _changed(f.abs_path, "stored")
+    return _Outcome(digest, hashed, True, entry)
+
+
+def ingest(
+    files: Sequence[SourceFile],
+    store: ArtifactStore,
+    cache: HashCache,
+    *,
+    known: dict[str, str] | None = None,
+    progress: ProgressFn | None = None,
+    workers: int = WORKERS,
+) -> tuple[list[FileEntry], IngestReport]:
+    """Make sure every file is in ``store``; return the manifest entries and a report.
+
+    ``known`` maps relative paths to digests already taken from the cache (see
+    :func:`cached_digests`); the others are hashed. Entries come back sorted by path.
+
+    Example:
+        >>> # entries, report = ingest(scan_folder(Path("images/")), ctx.artifacts, cache)
+    """
+    started = time.perf_counter()
+    known = cached_digests(files, cache) if known is None else known
+    report = IngestReport(files=len(files), bytes=sum(f.stat.size for f in files))
+    report.cached = sum(1 for f in files if f.rel_path in known)
+    done_bytes = 0
+    if progress is not None:
+        progress(0, report.bytes)
+    outcomes: dict[str, _Outcome] = {}
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ingest") as pool:
+        futures: dict[Future[_Outcome], SourceFile] = {
+            pool.submit(_ingest_one, f, known.get(f.rel_path), store): f for f in files
+        }
+        pending: set[Future[_Outcome]] = set(futures)
+        while pending:
+            finished, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+            for fut in finished:
+                error = fut.exception()
+                if error is not None:
+                    for other in pending:
+                        other.cancel()
+                    raise error
+                src = futures[fut]
+                outcomes[src.rel_path] = fut.result()
+                done_bytes += src.stat.size
+            if progress is not None and finished:
+                progress(done_bytes, report.bytes)
+    cache.record(o.cache_entry for o in outcomes.values() if o.cache_entry is not None)
+    entries = [FileEntry(f.rel_path, outcomes[f.rel_path].digest, f.stat.size) for f in files]
+    entries.sort(key=lambda e: e.path)
+    report.hashed = sum(1 for o in outcomes.values() if o.hashed)
+    report.stored = sum(1 for o in outcomes.values() if o.stored)
+    report.already_stored = len(outcomes) - report.stored
+    report.seconds = time.perf_counter() - started
+    return entries, report

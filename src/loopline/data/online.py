@@ -1,0 +1,357 @@
+"""Online feature stores: the latest feature row per entity, for low-latency reads.
+
+One small base class, :class:`OnlineStore`, and two backends chosen by the setting
+``online_store`` (``LOOPLINE_ONLINE_STORE``):
+
+- unset or ``sqlite:///path/online.db``: :class:`SQLiteOnlineStore`, the embedded default,
+  a file under ``LOOPLINE_HOME`` (``.loopline/online.db``);
+- ``redis://host:port/db`` (or ``rediss://``, ``unix://``): :class:`RedisOnlineStore`.
+
+The stores know nothing about feature views: they keep, per view name, a map from an
+encoded entity key (text) to a packed row (bytes, orjson of ``{feature: value}``) plus one
+packed metadata record per view. Encoding and decoding live in
+:mod:`loopline.data.features`.
+
+Example:
+    >>> import tempfile
+    >>> store = open_online_store(f"sqlite:///{tempfile.mkdtemp()}/online.db")
+    >>> store.write("v", [("1", b'{"x":1}')], meta=b'{"features":["x"]}', replace=True)
+    1
+    >>> store.read("v", ["1", "2"])
+    [b'{"x":1}', None]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from loopline.errors import BackendUnavailable, ConfigError
+
+SETTING = "LOOPLINE_ONLINE_STORE"
+_WRITE_CHUNK = 10_000
+_READ_CHUNK = 500
+
+
+class OnlineStore(ABC):
+    """Where materialized rows live: per view, encoded entity key -> packed row.
+
+    A backend must:
+
+    - :meth:`write` rows for a view atomically with its metadata record; with
+      ``replace=True`` the view's previous rows vanish in the same step, so a reader sees
+      the old set or the new one, never a mix; with ``replace=False`` rows are upserted;
+    - :meth:`read` return one packed row or ``None`` per key, in the order of the keys,
+      with ``None`` for every key of a view that was never written;
+    - :meth:`read_meta` return the view's metadata record, ``None`` if never written;
+    - keep a connection open between calls (reads are on the serving hot path) and be safe
+      to call from several threads;
+    - report an unreachable backend as :class:`BackendUnavailable` naming
+      ``LOOPLINE_ONLINE_STORE``.
+
+    ``tests/data/test_features_online.py`` runs one conformance suite on every backend.
+    """
+
+    url: str
+
+    @abstractmethod
+    def write(
+        self, view: str, rows: Iterable[tuple[str, bytes]], *, meta: bytes, replace: bool
+    ) -> int:
+        """Store ``(key, packed)`` rows and the metadata record; return the row count.
+
+        Example:
+            >>> # store.write("v", [("42", b'{"x":1}')], meta=b"{}", replace=True)  -> 1
+        """
+
+    @abstractmethod
+    def read(self, view: str, keys: Sequence[str]) -> list[bytes | None]:
+        """The packed row of each key (``None`` when absent), in the order of ``keys``.
+
+        Example:
+            >>> # store.read("v", ["42", "7"])  -> [b'{"x":1}', None]
+        """
+
+    @abstractmethod
+    def read_meta(self, view: str) -> bytes | None:
+        """The metadata record of ``view``, or ``None`` if it was never written.
+
+        Example:
+            >>> # store.read_meta("v")  -> b"{}"
+        """
+
+    @abstractmethod
+    def count(self, view: str) -> int:
+        """How many entities ``view`` holds.
+
+        Example:
+            >>> # store.count("v")  -> 1
+        """
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections; the store may be used again afterwards (it reconnects).
+
+        Example:
+            >>> # store.close()
+        """
+
+
+def _chunks(rows: Iterable[tuple[str, bytes]], size: int) -> Iterator[list[tuple[str, bytes]]]:
+    it = iter(rows)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+class SQLiteOnlineStore(OnlineStore):
+    """A SQLite file: one ``WITHOUT ROWID`` table per view (key TEXT -> packed BLOB).
+
+    WAL mode lets readers run while a materialization writes. ``synchronous=NORMAL``: the
+    online store is derived data that :func:`~loopline.data.features.materialize` rebuilds,
+    so a power cut may lose the last write but never corrupts the file. Each thread keeps
+    its own connection; Python's ``sqlite3`` statement cache keeps the read statements
+    prepared.
+    """
+
+    _META = "loopline_online_views"
+
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 30_000) -> None:
+        self.path = Path(path).expanduser().resolve()
+        self.url = f"sqlite:///{self.path.as_posix()}"
+        self._busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self._busy_timeout_ms / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+                cached_statements=256,
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self._META} (view TEXT PRIMARY KEY, meta BLOB) "
+                "WITHOUT ROWID"
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise BackendUnavailable(
+                f"cannot open the online store {self.url}: {exc}",
+                hint=f"set {SETTING} (or LOOPLINE_HOME) to a writable place",
+            ) from exc
+        self._local.conn = conn
+        with self._lock:
+            self._all.append(conn)
+        return conn
+
+    @staticmethod
+    def _table(view: str) -> str:
+        return '"fv_' + view.replace('"', '""') + '"'
+
+    def write(
+        self, view: str, rows: Iterable[tuple[str, bytes]], *, meta: bytes, replace: bool
+    ) -> int:
+        conn = self._conn()
+        table = self._table(view)
+        n = 0
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if replace:
+                    conn.execute(f"DROP TABLE IF EXISTS {table}")
+                conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {table} (k TEXT PRIMARY KEY, v BLOB NOT NULL) "
+                    "WITHOUT ROWID"
+                )
+                sql = f"INSERT OR REPLACE INTO {table} (k, v) VALUES (?, ?)"
+                for chunk in _chunks(rows, _WRITE_CHUNK):
+                    conn.executemany(sql, chunk)
+                    n += len(chunk)
+                conn.execute(
+                    f"INSERT OR REPLACE INTO {self._META} (view, meta) VALUES (?, ?)",
+                    (view, meta),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise BackendUnavailable(
+                f"cannot write view {view!r} to the online store {self.url}: {exc}",
+                hint=f"check {SETTING} and the free space",
+            ) from exc
+        return n
+
+    def read(self, view: str, keys: Sequence[str]) -> list[bytes | None]:
+        conn = self._conn()
+        table = self._table(view)
+        try:
+            if len(keys) == 1:
+                row = conn.execute(f"SELECT v FROM {table} WHERE k = ?", (keys[0],)).fetchone()
+                return [row[0] if row is not None else None]
+            found: dict[str, bytes] = {}
+            for start in range(0, len(keys), _READ_CHUNK):
+                part = keys[start : start + _READ_CHUNK]
+                marks = ",".join("?" * len(part))
+                found.update(conn.execute(f"SELECT k, v FROM {table} WHERE k IN ({marks})", part))
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return [None] * len(keys)
+            raise BackendUnavailable(
+                f"cannot read the online store {self.url}: {exc}", hint=f"check {SETTING}"
+            ) from exc
+        return [found.get(k) for k in keys]
+
+    def read_meta(self, view: str) -> bytes | None:
+        row = (
+            self._conn()
+            .execute(f"SELECT meta FROM {self._META} WHERE view = ?", (view,))
+            .fetchone()
+        )
+        return None if row is None else bytes(row[0])
+
+    def count(self, view: str) -> int:
+        try:
+            row = self._conn().execute(f"SELECT count(*) FROM {self._table(view)}").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return 0
+            raise
+        return int(row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            conn.close()
+        self._local = threading.local()
+
+
+class RedisOnlineStore(OnlineStore):
+    """Redis: one hash per view (``loopline:fv:<view>``, field = entity key, value = row).
+
+    A replacing write fills a staging hash through pipelines of 10,000 fields, then
+    ``RENAME``s it over the live one and sets the metadata record (hash
+    ``loopline:fv-meta``) in one ``MULTI``/``EXEC``, so readers switch at once. A read of
+    many keys is one ``HMGET``. The connection pool of redis-py is thread-safe.
+    """
+
+    PREFIX = "loopline:fv:"
+    META_KEY = "loopline:fv-meta"
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self.url = url
+        self._redis_mod = redis
+        try:
+            self._client: Any = redis.Redis.from_url(url)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{SETTING}={url!r} is not a Redis URL: {exc}",
+                hint="use redis://host:port/db",
+            ) from exc
+
+    def _key(self, view: str) -> str:
+        return self.PREFIX + view
+
+    @contextlib.contextmanager
+    def _translate(self) -> Iterator[None]:
+        try:
+            yield
+        except self._redis_mod.RedisError as exc:
+            raise BackendUnavailable(
+                f"the online store {self.url} does not answer: {exc}",
+                hint=f"check {SETTING} and that Redis is running",
+            ) from exc
+
+    def write(
+        self, view: str, rows: Iterable[tuple[str, bytes]], *, meta: bytes, replace: bool
+    ) -> int:
+        live = self._key(view)
+        target = f"{live}:staging:{uuid.uuid4().hex}" if replace else live
+        n = 0
+        with self._translate():
+            try:
+                for chunk in _chunks(rows, _WRITE_CHUNK):
+                    pipe = self._client.pipeline(transaction=False)
+                    pipe.hset(target, mapping=dict(chunk))
+                    pipe.execute()
+                    n += len(chunk)
+                pipe = self._client.pipeline(transaction=True)
+                if replace:
+                    if n:
+                        pipe.rename(target, live)
+                    else:
+                        pipe.delete(live)
+                pipe.hset(self.META_KEY, view, meta)
+                pipe.execute()
+            except BaseException:
+                if replace:
+                    self._client.delete(target)
+                raise
+        return n
+
+    def read(self, view: str, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        with self._translate():
+            return list(self._client.hmget(self._key(view), list(keys)))
+
+    def read_meta(self, view: str) -> bytes | None:
+        with self._translate():
+            value = self._client.hget(self.META_KEY, view)
+        return None if value is None else bytes(value)
+
+    def count(self, view: str) -> int:
+        with self._translate():
+            return int(self._client.hlen(self._key(view)))
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def open_online_store(
+    url: str | None, *, home: str | Path = ".loopline", busy_timeout_ms: int = 30_000
+) -> OnlineStore:
+    """Open the online store named by ``url`` (``None``: SQLite under ``home``).
+
+    Raises :class:`ConfigError` naming ``LOOPLINE_ONLINE_STORE`` for an unknown scheme.
+
+    Example:
+        >>> import tempfile
+        >>> type(open_online_store(None, home=tempfile.mkdtemp())).__name__
+        'SQLiteOnlineStore'
+    """
+    if url is None or url == "":
+        return SQLiteOnlineStore(Path(home) / "online.db", busy_timeout_ms=busy_timeout_ms)
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///")
+        if not path or path == ":memory:":
+            raise ConfigError(
+                f"{SETTING}={url!r} names no file",
+                hint="use sqlite:///path/to/online.db (an in-memory store would be empty "
+                "in every other process)",
+            )
+        return SQLiteOnlineStore(path, busy_timeout_ms=busy_timeout_ms)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisOnlineStore(url)
+    raise ConfigError(
+        f"{SETTING} has unknown scheme in {url!r}",
+        hint="use sqlite:///path/to/online.db or redis://host:port/db",
+    )

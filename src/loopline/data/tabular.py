@@ -1,0 +1,191 @@
+"""Tables for datasets: read a source into Arrow, write Parquet, describe schema and statistics.
+
+A table dataset is stored as one Parquet file (zstd). Schema and statistics are computed
+with ``pyarrow.compute`` on the Arrow table, so no copy into pandas is needed.
+
+**CSV typing.** CSV files are read with Arrow's multi-threaded reader, which infers each
+column's type from all of its values. A column that holds numbers *and* words (``1, 2, x``)
+is typed ``string`` and every value is kept verbatim: nothing is coerced to NaN. The
+schema of the version shows that ``string``; a contract (``loopline.data.contracts``) that
+expects a number then reports a ``dtype`` violation naming the column. A CSV that Arrow
+cannot parse (a row with the wrong number of fields, say) is an :class:`InvalidInput`
+naming the file and the line.
+
+Example:
+    >>> import pyarrow as pa
+    >>> t = pa.table({"x": [1, 2, None], "c": ["a", "b", "a"]})
+    >>> table_schema(t)
+    {'x': 'int64', 'c': 'string'}
+    >>> table_stats(t)["x"]["nulls"], table_stats(t)["c"]["distinct"]
+    (1, 2)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+
+from loopline.errors import InvalidInput
+
+TOP_VALUES = 5
+PARQUET_COMPRESSION = "zstd"
+
+
+def from_pandas(df: Any) -> pa.Table:
+    """An Arrow table from a pandas DataFrame (a non-default index is kept as columns).
+
+    Example:
+        >>> import pandas as pd
+        >>> from_pandas(pd.DataFrame({"a": [1]})).num_rows
+        1
+    """
+    try:
+        return pa.Table.from_pandas(df)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise InvalidInput(
+            f"the DataFrame cannot be stored as a table: {exc}",
+            field="source",
+            hint="give each column one type (e.g. df[col] = df[col].astype(str))",
+        ) from exc
+
+
+def read_csv(path: Path) -> pa.Table:
+    """Read a CSV file into Arrow; mixed columns become ``string`` (see module docstring).
+
+    Example:
+        >>> # read_csv(Path("train.csv")).schema
+    """
+    parse = pcsv.ParseOptions(delimiter="\t" if path.name.lower().endswith(".tsv") else ",")
+    try:
+        return pcsv.read_csv(path, parse_options=parse)
+    except pa.ArrowInvalid as exc:
+        raise InvalidInput(
+            f"{path} is not a CSV file Loopline can read: {exc}",
+            field="source",
+            hint="fix the file, or load it with pandas and register the DataFrame",
+        ) from exc
+
+
+def read_parquet(path: Path) -> pa.Table:
+    """Read a Parquet file, naming the file when it is not valid Parquet.
+
+    Example:
+        >>> # read_parquet(Path("train.parquet")).num_rows
+    """
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InvalidInput(
+            f"{path} is not a readable Parquet file: {exc}",
+            field="source",
+            hint="check the file, or register it as plain files by putting it in a folder",
+        ) from exc
+
+
+def write_parquet(table: pa.Table, path: Path) -> None:
+    """Write ``table`` as one zstd-compressed Parquet file, fsynced.
+
+    Example:
+        >>> # write_parquet(table, Path("/tmp/x.parquet"))
+    """
+    pq.write_table(table, path, compression=PARQUET_COMPRESSION)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def table_schema(table: pa.Table) -> dict[str, str]:
+    """Column name -> Arrow type name, in column order.
+
+    Example:
+        >>> table_schema(pa.table({"a": [1.5]}))
+        {'a': 'double'}
+    """
+    return {f.name: str(f.type) for f in table.schema}
+
+
+def parquet_schema(path: Path) -> dict[str, str]:
+    """Column name -> Arrow type of a Parquet file as it reads back (Parquet has no
+    ``timestamp[s]``, say, so a table's stored types can differ from the table's).
+
+    Example:
+        >>> # parquet_schema(Path("data.parquet"))  -> {'x': 'int64'}
+    """
+    return {f.name: str(f.type) for f in pq.read_schema(path)}
+
+
+def _clean(value: Any) -> Any:
+    """A JSON-safe scalar: NaN/inf become None, dates ISO strings, numpy scalars Python."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def _is_numeric(t: pa.DataType) -> bool:
+    return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t))
+
+
+def _is_categorical(t: pa.DataType) -> bool:
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_boolean(t))
+
+
+def column_stats(col: pa.ChunkedArray) -> dict[str, Any]:
+    """Statistics of one column: count and nulls always; min/max/mean/std for numbers;
+    distinct count and top values for strings, booleans and categoricals; min/max for
+    dates and times. NaN counts as null.
+
+    Example:
+        >>> column_stats(pa.chunked_array([[1.0, 3.0, None]]))["mean"]
+        2.0
+    """
+    t = col.type
+    if pa.types.is_dictionary(t):
+        col = col.cast(t.value_type)
+        t = t.value_type
+    if pa.types.is_floating(t):
+        col = pc.if_else(pc.is_nan(col), pa.scalar(None, t), col)
+    nulls = int(col.null_count)
+    stats: dict[str, Any] = {"count": len(col) - nulls, "nulls": nulls}
+    if _is_numeric(t):
+        mm = pc.min_max(col).as_py()
+        stats["min"], stats["max"] = _clean(mm["min"]), _clean(mm["max"])
+        as_float = col.cast(pa.float64()) if not pa.types.is_floating(t) else col
+        stats["mean"] = _clean(pc.mean(as_float).as_py())
+        stats["std"] = _clean(pc.stddev(as_float, ddof=1).as_py()) if stats["count"] > 1 else None
+    elif _is_categorical(t):
+        counts = pc.value_counts(col.drop_null())
+        pairs = sorted(
+            zip(
+                counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True
+            ),
+            key=lambda p: (-p[1], str(p[0])),
+        )
+        stats["distinct"] = len(pairs)
+        stats["top"] = [{"value": _clean(v), "count": int(n)} for v, n in pairs[:TOP_VALUES]]
+    elif pa.types.is_temporal(t):
+        mm = pc.min_max(col).as_py()
+        stats["min"], stats["max"] = _clean(mm["min"]), _clean(mm["max"])
+    return stats
+
+
+def table_stats(table: pa.Table) -> dict[str, dict[str, Any]]:
+    """Column name -> :func:`column_stats`.
+
+    Example:
+        >>> table_stats(pa.table({"a": ["x", "x", "y"]}))["a"]["top"][0]
+        {'value': 'x', 'count': 2}
+    """
+    return {name: column_stats(table.column(name)) for name in table.column_names}

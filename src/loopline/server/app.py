@@ -1,0 +1,50 @@
+"""The control-plane HTTP server: Loopline's REST API, the MLflow-compatible API, /health.
+
+Example:
+    >>> # uvicorn.run(create_app(), host="127.0.0.1", port=5000)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+
+from loopline import __version__
+from loopline.core.context import Context, get_context
+from loopline.server.errors import install_error_handlers
+from loopline.server.responses import OrjsonResponse
+
+
+def create_app(ctx: Context | None = None) -> FastAPI:
+    """Build the server app on ``ctx`` (default: the current context).
+
+    Example:
+        >>> # app = create_app(loopline.init(uri="postgresql://..."))
+    """
+    context = ctx or get_context()
+    app = FastAPI(title="Loopline", version=__version__, default_response_class=OrjsonResponse,
+                  openapi_url="/openapi.json")
+    app.state.ctx = context
+    install_error_handlers(app)
+
+    @app.get("/health", tags=["ops"])
+    def health() -> dict[str, Any]:
+        """200 once the server and its metadata store answer."""
+        _ = context.engine  # opens and migrates on first call
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        """Prometheus text format."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    from loopline.server.mlflow_artifacts import router as artifacts_router
+    from loopline.server.mlflow_registry import router as registry_router
+
+    app.include_router(registry_router)
+    app.include_router(artifacts_router)
+    return app

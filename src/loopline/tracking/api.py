@@ -1,0 +1,589 @@
+"""The tracking SDK: ``ll.start_run``, ``Run``, ``ll.get_run``, ``ll.search_runs``, ...
+
+A run started with :func:`start_run` records, without being asked, the git commit and a
+hash of uncommitted changes, the command line, the Python version, the host and every
+installed package (see :mod:`loopline.tracking.environment`). Used as a context manager it
+ends FINISHED, or FAILED with the exception's type, message and traceback in the
+``loopline.error`` tag (KILLED on Ctrl-C). A run started while another is active in the
+same thread becomes its child.
+
+``log_metric`` and ``log_metrics`` only queue the points (:mod:`loopline.tracking.ingest`);
+a background thread writes them. ``run.flush()``, the end of the run, every read through
+this module and interpreter exit write what is queued. Params, tags, inputs and artifacts
+are written at once.
+
+Example:
+    >>> import loopline as ll  # doctest: +SKIP
+    >>> with ll.start_run(experiment="churn", name="lgbm") as run:  # doctest: +SKIP
+    ...     run.log_params({"model": "lgbm", "lr": 0.05})
+    ...     for step in range(100):
+    ...         run.log_metrics({"loss": 1 / (step + 1)}, step=step)
+    >>> ll.search_runs("churn", filter="params.model = 'lgbm'")[0].metrics["loss"]  # doctest: +SKIP
+    0.01
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from loopline.core.context import Context, get_context
+from loopline.errors import InvalidInput, NotFound
+from loopline.tracking import (
+    active,
+    artifact_files,
+    environment,
+    experiments,
+    ingest,
+    lineage,
+    query,
+    store,
+)
+from loopline.tracking.entities import (
+    ArtifactEntry,
+    MetricPoint,
+    RunInput,
+    RunRecord,
+    ViewType,
+    now_ms,
+)
+from loopline.tracking.validation import (
+    MAX_TAG_VALUE_LENGTH,
+    check_artifact_path,
+    check_int,
+    check_key,
+    metric_float,
+    stored_metric_value,
+)
+
+DEFAULT_EXPERIMENT = "Default"
+#: Tag holding the exception type, message and traceback of a FAILED run.
+ERROR_TAG = "loopline.error"
+#: Tag holding the digest of the run's environment document.
+ENVIRONMENT_TAG = "loopline.environment"
+
+
+class Run:
+    """One tracking run: read its data, log to it, end it.
+
+    ``params``, ``metrics`` (latest values), ``tags`` and ``inputs`` reflect everything
+    logged so far, including queued metric points.
+
+    Example:
+        >>> # with ll.start_run(experiment="churn") as run: run.log_metric("auc", 0.91)
+    """
+
+    def __init__(self, record: RunRecord, ctx: Context) -> None:
+        self._record = record
+        self._ctx = ctx
+        self._writer: ingest.MetricWriter | None = None
+        self._metric_keys: set[str] = set()
+        self._dirty = False
+        self._ended = False
+        #: The process that started the run; only it ends the run at exit (a forked child
+        #: may log to an inherited run, and its points are flushed, but it leaves the run open).
+        self.owner_pid = os.getpid()
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _fresh(self) -> RunRecord:
+        if self._dirty:
+            self.flush()
+            self._record = store.get_run(self._ctx.engine, self.id)
+            self._dirty = False
+        return self._record
+
+    def refresh(self) -> Run:
+        """Reload the run from the store (e.g. to see what another process logged).
+
+        Example:
+            >>> # run.refresh().status
+        """
+        self._dirty = True
+        self._fresh()
+        return self
+
+    @property
+    def id(self) -> str:
+        """The run id: 32 hex characters."""
+        return self._record.id
+
+    @property
+    def name(self) -> str | None:
+        """The run name."""
+        return self._fresh().name
+
+    @property
+    def experiment(self) -> str:
+        """The name of the run's experiment."""
+        return self._record.experiment
+
+    @property
+    def experiment_id(self) -> int:
+        """The id of the run's experiment."""
+        return self._record.experiment_id
+
+    @property
+    def status(self) -> str:
+        """RUNNING, FINISHED, FAILED or KILLED (SCHEDULED when set by an MLflow client)."""
+        return self._fresh().status
+
+    @property
+    def start_time(self) -> int:
+        """Start time, milliseconds since the epoch."""
+        return self._record.start_time
+
+    @property
+    def end_time(self) -> int | None:
+        """End time, milliseconds since the epoch, or None while running."""
+        return self._fresh().end_time
+
+    @property
+    def parent_run_id(self) -> str | None:
+        """The id of the parent run, for a nested run."""
+        return self._record.parent_run_id
+
+    @property
+    def user(self) -> str | None:
+        """Who started the run."""
+        return self._record.user_id
+
+    @property
+    def artifact_uri(self) -> str | None:
+        """Where MLflow clients find the run's artifacts (served by the Loopline server)."""
+        return self._record.artifact_uri
+
+    @property
+    def params(self) -> dict[str, str]:
+        """Params, as text."""
+        return dict(self._fresh().params)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The latest value of each metric (greatest step, then timestamp)."""
+        return self._fresh().metrics
+
+    @property
+    def tags(self) -> dict[str, str | None]:
+        """Tags, including the ones recorded automatically."""
+        return dict(self._fresh().tags)
+
+    @property
+    def inputs(self) -> list[RunInput]:
+        """Datasets the run read (lineage)."""
+        return list(self._fresh().inputs)
+
+    @property
+    def artifacts(self) -> list[ArtifactEntry]:
+        """Artifact paths of the run and the blobs they point to."""
+        return lineage.list_artifacts(self._ctx.engine, self.id)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything about the run as plain JSON-ready values.
+
+        Example:
+            >>> # run.to_dict()["metrics"]
+        """
+        r = self._fresh()
+        return {
+            "id": r.id,
+            "name": r.name,
+            "experiment": r.experiment,
+            "experiment_id": r.experiment_id,
+            "status": r.status,
+            "start_time": r.start_time,
+            "end_time": r.end_time,
+            "parent_run_id": r.parent_run_id,
+            "user": r.user_id,
+            "lifecycle_stage": r.lifecycle_stage,
+            "artifact_uri": r.artifact_uri,
+            "params": dict(r.params),
+            "metrics": r.metrics,
+            "tags": dict(r.tags),
+            "inputs": [i.__dict__ for i in r.inputs],
+        }
+
+    def __repr__(self) -> str:
+        return f"<Run {self.id} {self._record.name!r} in {self.experiment!r}>"
+
+    # -- logging -------------------------------------------------------------------------
+
+    def log_metric(
+        self, key: str, value: float, step: int | None = None, timestamp: int | None = None
+    ) -> None:
+        """Queue one metric point; cheap (microseconds), written in the background.
+
+        ``step`` defaults to 0 and ``timestamp`` (ms) to now. NaN and +/-inf are allowed
+        (stored as MLflow stores them: NaN flagged, inf as +/-1.7976931348623157e308).
+
+        Example:
+            >>> # run.log_metric("loss", 0.25, step=10)
+        """
+        if key not in self._metric_keys:
+            self._metric_keys.add(check_key(key, "metric"))
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            v = metric_float(key, value)
+        is_nan = 0
+        if v - v:  # NaN or +/-inf
+            v, nan = stored_metric_value(v)
+            is_nan = int(nan)
+        writer = self._writer or self._new_writer()
+        writer.add(
+            (
+                self._record.id,
+                key,
+                v,
+                time.time_ns() // 1_000_000
+                if timestamp is None
+                else _as_int(timestamp, "timestamp"),
+                0 if step is None else _as_int(step, "step"),
+                is_nan,
+            )
+        )
+        self._dirty = True
+
+    def log_metrics(
+        self, metrics: Mapping[str, float], step: int | None = None, timestamp: int | None = None
+    ) -> None:
+        """Queue several metric points with one step and timestamp; all or none are queued.
+
+        Example:
+            >>> # run.log_metrics({"loss": 0.25, "acc": 0.9}, step=10)
+        """
+        ts = time.time_ns() // 1_000_000 if timestamp is None else _as_int(timestamp, "timestamp")
+        st = 0 if step is None else _as_int(step, "step")
+        keys = self._metric_keys
+        run_id = self._record.id
+        rows = []
+        for key, value in metrics.items():
+            if key not in keys:
+                keys.add(check_key(key, "metric"))
+            try:
+                v = float(value)
+            except (TypeError, ValueError):
+                v = metric_float(key, value)
+            if v - v:
+                v, nan = stored_metric_value(v)
+                rows.append((run_id, key, v, ts, st, int(nan)))
+            else:
+                rows.append((run_id, key, v, ts, st, 0))
+        (self._writer or self._new_writer()).extend(rows)
+        self._dirty = True
+
+    def _new_writer(self) -> ingest.MetricWriter:
+        self._writer = ingest.MetricWriter(self._ctx.engine)
+        return self._writer
+
+    def log_param(self, key: str, value: Any) -> None:
+        """Log one param (stored as text). Logging another value later is a Conflict.
+
+        Example:
+            >>> # run.log_param("lr", 0.05)
+        """
+        self.log_params({key: value})
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log several params at once (stored as text; at most 6,000 characters each).
+
+        Example:
+            >>> # run.log_params({"model": "lgbm", "lr": 0.05})
+        """
+        store.log_batch(self._ctx.engine, self.id, params=params)
+        self._dirty = True
+
+    def set_tag(self, key: str, value: Any) -> None:
+        """Set (or overwrite) a tag (at most 8,000 characters).
+
+        Example:
+            >>> # run.set_tag("stage", "candidate")
+        """
+        self.set_tags({key: value})
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set (or overwrite) several tags.
+
+        Example:
+            >>> # run.set_tags({"team": "risk", "stage": "candidate"})
+        """
+        store.log_batch(self._ctx.engine, self.id, tags=tags)
+        self._dirty = True
+
+    def log_input(
+        self, kind: str, name: str, version: str, digest: str, context: str | None = None
+    ) -> None:
+        """Record that the run read a dataset version (lineage); idempotent.
+
+        Example:
+            >>> # run.log_input("dataset", "churn", "3", "9f86d081...", context="training")
+        """
+        item = RunInput(kind, name, str(version), digest, context)
+        lineage.log_inputs(self._ctx.engine, self.id, [item])
+        self._dirty = True
+
+    def log_artifact(
+        self, path: str | Path, artifact_path: str | None = None
+    ) -> list[ArtifactEntry]:
+        """Store a file or a folder, content-addressed, under ``artifact_path`` in the run.
+
+        A file keeps its name (``artifact_path/name``); a folder keeps its name and layout
+        (``artifact_path/folder/...``). Returns the entries recorded.
+
+        Example:
+            >>> # run.log_artifact("model.pkl", artifact_path="model")
+        """
+        entries = [
+            ArtifactEntry(rel, self._ctx.artifacts.put_file(file), file.stat().st_size)
+            for file, rel in artifact_files.collect_files(path, artifact_path)
+        ]
+        lineage.add_artifacts(self._ctx.engine, self.id, entries)
+        return entries
+
+    def _log_bytes(self, data: bytes, artifact_file: str) -> ArtifactEntry:
+        check_artifact_path(artifact_file)
+        digest = self._ctx.artifacts.put_bytes(data)
+        entry = ArtifactEntry(artifact_file.strip("/"), digest, len(data))
+        lineage.add_artifacts(self._ctx.engine, self.id, [entry])
+        return entry
+
+    def log_dict(self, dictionary: Any, artifact_file: str) -> ArtifactEntry:
+        """Store a dict (or list) as a JSON artifact, or YAML when the name ends .yaml/.yml.
+
+        Example:
+            >>> # run.log_dict({"features": ["age", "plan"]}, "config/features.json")
+        """
+        return self._log_bytes(artifact_files.encode_dict(dictionary, artifact_file), artifact_file)
+
+    def log_figure(self, figure: Any, artifact_file: str) -> ArtifactEntry:
+        """Store a matplotlib figure as an image (PNG, or SVG/PDF by the file's extension).
+
+        matplotlib is imported only when this is called; without it, InvalidInput.
+
+        Example:
+            >>> # fig, ax = plt.subplots(); ax.plot([1, 2]); run.log_figure(fig, "plots/curve.png")
+        """
+        check_artifact_path(artifact_file)
+        return self._log_bytes(artifact_files.render_figure(figure, artifact_file), artifact_file)
+
+    def flush(self) -> None:
+        """Write every queued metric point; when this returns they are committed.
+
+        Example:
+            >>> # run.flush()
+        """
+        if self._writer is not None:
+            self._writer.flush()
+
+    # -- ending --------------------------------------------------------------------------
+
+    def end(self, status: str = "FINISHED", error: BaseException | None = None) -> None:
+        """Flush, record the end time and status; idempotent. ``error`` goes to a tag.
+
+        Example:
+            >>> # run.end("KILLED")
+        """
+        if self._ended:
+            return
+        if error is not None:
+            self.set_tags(
+                {ERROR_TAG: _describe_error(error), f"{ERROR_TAG}.type": type(error).__name__}
+            )
+        if self._writer is not None:
+            self._writer.close()  # raises if the points cannot be written: the run stays open
+            self._writer = None
+        self._record = store.update_run(
+            self._ctx.engine,
+            self.id,
+            status=status,
+            end_time=now_ms(),
+            actor=self._ctx.settings.actor_name,
+        )
+        self._ended = True
+        self._dirty = False
+        active.forget(self)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.end("FINISHED")
+        elif isinstance(exc, KeyboardInterrupt):
+            self.end("KILLED", error=exc)
+        else:
+            self.end("FAILED", error=exc)
+
+
+class RunPage(list[Run]):
+    """A page of search results; pass ``next_page_token`` back for the next page (None: last).
+
+    Example:
+        >>> RunPage([], next_page_token=None).next_page_token is None
+        True
+    """
+
+    def __init__(self, runs: Sequence[Run], next_page_token: str | None) -> None:
+        super().__init__(runs)
+        self.next_page_token = next_page_token
+
+
+def active_run() -> Run | None:
+    """The innermost run started in this thread (else in the main thread), or None.
+
+    The data stage calls this to record which dataset versions a run read.
+
+    Example:
+        >>> # if (run := ll.active_run()) is not None: run.log_input("dataset", "churn", "3", d)
+    """
+    return active.current()
+
+
+def _as_int(value: Any, field: str) -> int:
+    return value if type(value) is int else check_int(value, field)
+
+
+def _describe_error(exc: BaseException) -> str:
+    head = f"{type(exc).__qualname__}: {exc}"
+    tb = "".join(traceback.format_exception(exc))
+    text = f"{head}\n\n{tb}"
+    if len(text) <= MAX_TAG_VALUE_LENGTH:
+        return text
+    keep = MAX_TAG_VALUE_LENGTH - 200
+    return f"{head[:150]}\n\n...\n{tb[-keep:]}"[:MAX_TAG_VALUE_LENGTH]
+
+
+def start_run(
+    experiment: str | None = None,
+    name: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    nested: bool = False,
+) -> Run:
+    """Start a run (use it as a context manager); a run started inside another is its child.
+
+    ``experiment`` is created if missing; it defaults to the parent's experiment, else
+    ``Default``. ``nested=True`` insists on a parent: it raises InvalidInput when no run is
+    active (MLflow's spelling; a run inside another run is nested either way).
+
+    Example:
+        >>> # with ll.start_run(experiment="churn", name="lgbm", tags={"team": "risk"}) as run:
+        >>> #     run.log_param("lr", 0.05)
+    """
+    parent = active_run()
+    if nested and parent is None:
+        raise InvalidInput(
+            "start_run(nested=True) needs an active parent run, but none is active",
+            field="nested",
+            hint="start the parent first: with ll.start_run() as parent: ...",
+        )
+    ctx = get_context()
+    engine = ctx.engine
+    actor = ctx.settings.actor_name
+    exp_name = experiment or (parent.experiment if parent else DEFAULT_EXPERIMENT)
+    exp = experiments.get_or_create_experiment(engine, exp_name, actor=actor)
+    env_doc = environment.environment_document()
+    env_digest = ctx.artifacts.put_bytes(env_doc)
+    all_tags: dict[str, Any] = {
+        **environment.run_tags(),
+        "mlflow.user": actor,
+        ENVIRONMENT_TAG: env_digest,
+        **(tags or {}),
+    }
+    record = store.create_run(
+        engine,
+        exp.id,
+        name=name,
+        tags=all_tags,
+        parent_run_id=parent.id if parent else None,
+        user_id=actor,
+        actor=actor,
+    )
+    lineage.add_artifacts(
+        engine,
+        record.id,
+        [ArtifactEntry(environment.ENVIRONMENT_ARTIFACT, env_digest, len(env_doc))],
+    )
+    run = Run(record, ctx)
+    active.push(run)
+    return run
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+def get_run(run_id: str) -> Run:
+    """The run with this id; NotFound names the id.
+
+    Example:
+        >>> # ll.get_run("3f2a9c...").metrics
+    """
+    ctx = get_context()
+    ingest.flush_all()
+    return Run(store.get_run(ctx.engine, run_id), ctx)
+
+
+def metric_history(run_id: str, key: str) -> list[MetricPoint]:
+    """Every point of one metric as ``(step, timestamp, value)`` tuples, by step.
+
+    Example:
+        >>> # [p.value for p in ll.metric_history(run.id, "loss")]
+    """
+    ctx = get_context()
+    ingest.flush_all()
+    return store.get_metric_history(ctx.engine, run_id, key)
+
+
+def search_runs(
+    experiment: str | Sequence[str] | None = None,
+    filter: str | None = None,
+    order_by: Sequence[str] | str | None = None,
+    max_results: int = 1000,
+    page_token: str | None = None,
+    view: ViewType = "active",
+) -> RunPage:
+    """Runs matching an MLflow-style filter, in order; ``.next_page_token`` pages on.
+
+    ``experiment`` is a name or a list of names (None: every experiment). The grammar is
+    in :mod:`loopline.tracking.search`: ``metrics.auc > 0.8 and params.model = 'lgbm'``.
+
+    Example:
+        >>> # page = ll.search_runs("churn", filter="metrics.auc > 0.8",
+        >>> #                       order_by=["metrics.auc DESC"])
+        >>> # best = page[0]; more = ll.search_runs("churn", page_token=page.next_page_token)
+    """
+    ctx = get_context()
+    ingest.flush_all()
+    ids: list[int] | None = None
+    if experiment is not None:
+        names = [experiment] if isinstance(experiment, str) else list(experiment)
+        found = query.search_experiments(
+            ctx.engine, names=names, view="all", max_results=query.MAX_RESULTS_LIMIT
+        ).experiments
+        missing = sorted(set(names) - {e.name for e in found})
+        if missing:
+            raise NotFound(
+                f"no experiment named {', '.join(repr(m) for m in missing)}",
+                hint="list experiments with `loopline runs ls` or check the spelling",
+            )
+        ids = [e.id for e in found]
+    orders = [order_by] if isinstance(order_by, str) else order_by
+    result = query.search_runs(
+        ctx.engine,
+        experiment_ids=ids,
+        filter=filter,
+        order_by=orders,
+        max_results=max_results,
+        page_token=page_token,
+        view=view,
+    )
+    return RunPage([Run(r, ctx) for r in result.runs], result.next_page_token)

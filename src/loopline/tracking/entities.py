@@ -1,0 +1,157 @@
+"""Plain, immutable records the tracking store returns; table rows never leave the store.
+
+Times are milliseconds since the epoch, as in MLflow. The MLflow-compatible REST server
+turns these records into its wire format; the SDK wraps :class:`RunRecord` in a ``Run``.
+
+Example:
+    >>> MetricPoint(step=3, timestamp=1700000000000, value=0.5).value
+    0.5
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
+
+#: Which runs or experiments a search sees: soft-deleted ones are hidden by default.
+ViewType = Literal["active", "deleted", "all"]
+
+
+class MetricPoint(NamedTuple):
+    """One stored metric value: ``(step, timestamp, value)``; NaN comes back as NaN.
+
+    Example:
+        >>> step, ts, value = MetricPoint(1, 1700000000000, 0.5)
+    """
+
+    step: int
+    timestamp: int
+    value: float
+
+
+class Metric(NamedTuple):
+    """A metric value to log: its key plus the point.
+
+    Example:
+        >>> Metric("loss", 0.5, 1700000000000, step=3).step
+        3
+    """
+
+    key: str
+    value: float
+    timestamp: int
+    step: int = 0
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An experiment: a named group of runs.
+
+    Example:
+        >>> # get_experiment_by_name(engine, "Default").id  -> 0
+    """
+
+    id: int
+    name: str
+    artifact_location: str | None
+    lifecycle_stage: str
+    creation_time: int
+    last_update_time: int
+    tags: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunInput:
+    """A dataset a run read: its kind (e.g. ``dataset``), name, version and content digest.
+
+    Example:
+        >>> RunInput("dataset", "churn", "3", "ab" * 32, context="training").version
+        '3'
+    """
+
+    kind: str
+    name: str
+    version: str
+    digest: str
+    context: str | None = None
+
+
+@dataclass(frozen=True)
+class ArtifactEntry:
+    """An artifact path inside a run and the content-addressed blob it points to.
+
+    Example:
+        >>> ArtifactEntry("model/weights.bin", "ab" * 32, 1024).path
+        'model/weights.bin'
+    """
+
+    path: str
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Everything stored about one run, read in one go.
+
+    Example:
+        >>> # get_run(engine, run_id).metrics  -> {'auc': 0.91}
+    """
+
+    id: str
+    experiment_id: int
+    experiment: str
+    name: str | None
+    status: str
+    start_time: int
+    end_time: int | None
+    parent_run_id: str | None
+    lifecycle_stage: str
+    user_id: str | None
+    artifact_uri: str | None
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str | None] = field(default_factory=dict)
+    latest_metrics: dict[str, MetricPoint] = field(default_factory=dict)
+    inputs: tuple[RunInput, ...] = ()
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The latest value of each metric (greatest step, then timestamp, then value)."""
+        return {key: point.value for key, point in self.latest_metrics.items()}
+
+
+@dataclass(frozen=True)
+class RunSearchResult:
+    """One page of :func:`loopline.tracking.query.search_runs`.
+
+    Example:
+        >>> RunSearchResult([], None).next_page_token is None
+        True
+    """
+
+    runs: list[RunRecord]
+    next_page_token: str | None
+
+
+@dataclass(frozen=True)
+class ExperimentSearchResult:
+    """One page of :func:`loopline.tracking.query.search_experiments`.
+
+    Example:
+        >>> ExperimentSearchResult([], None).experiments
+        []
+    """
+
+    experiments: list[Experiment]
+    next_page_token: str | None
+
+
+def now_ms() -> int:
+    """Milliseconds since the epoch, the unit of every time in the tracking store.
+
+    Example:
+        >>> now_ms() > 1_600_000_000_000
+        True
+    """
+    return time.time_ns() // 1_000_000

@@ -1,0 +1,222 @@
+"""Experiments in the embedded tracking store: create, get, get-or-create, delete, tag.
+
+Experiment ids are integers (MLflow's REST API shows them as strings); ``Default`` is
+experiment 0 and exists from the first migration. Names are unique, deleted experiments
+included. When ``actor`` is given, creation, deletion and restoration are audited in the
+same transaction.
+
+Example:
+    >>> from loopline.core.db import create_engine_for, upgrade
+    >>> engine = create_engine_for("sqlite:///:memory:"); upgrade(engine)
+    >>> get_or_create_experiment(engine, "churn").artifact_location
+    'mlflow-artifacts:/1'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from loopline.core import audit
+from loopline.errors import Conflict, InvalidInput, NotFound
+from loopline.tracking._dialect import insert_for
+from loopline.tracking.entities import Experiment, now_ms
+from loopline.tracking.tables import experiment_tags, experiments
+from loopline.tracking.validation import MAX_EXPERIMENT_NAME_LENGTH, check_key, check_tag_value
+
+
+def experiment_from_row(conn: Connection, row: Any) -> Experiment:
+    """An :class:`Experiment` from an ``experiments`` row, with its tags.
+
+    Example:
+        >>> # experiment_from_row(conn, conn.execute(sa.select(experiments)).first())
+    """
+    found = conn.execute(
+        sa.select(experiment_tags.c.key, experiment_tags.c.value).where(
+            experiment_tags.c.experiment_id == row.id
+        )
+    )
+    return Experiment(
+        id=row.id,
+        name=row.name,
+        artifact_location=row.artifact_location,
+        lifecycle_stage=row.lifecycle_stage,
+        creation_time=row.creation_time,
+        last_update_time=row.last_update_time,
+        tags={r.key: r.value for r in found},
+    )
+
+
+def _check_experiment_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput(
+            f"experiment name {name!r} must be a non-empty string",
+            field="experiment",
+            hint="e.g. experiment='churn'",
+        )
+    if len(name) > MAX_EXPERIMENT_NAME_LENGTH:
+        raise InvalidInput(
+            f"experiment name is {len(name)} characters, over the limit of "
+            f"{MAX_EXPERIMENT_NAME_LENGTH}",
+            field="experiment",
+        )
+    return name
+
+
+def create_experiment(
+    engine: Engine,
+    name: str,
+    *,
+    artifact_location: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    actor: str | None = None,
+) -> Experiment:
+    """Create an experiment; :class:`Conflict` if the name is taken (deleted ones too).
+
+    Example:
+        >>> # create_experiment(engine, "churn", tags={"team": "risk"}).id
+    """
+    _check_experiment_name(name)
+    clean_tags = {check_key(k, "tag"): check_tag_value(k, v) for k, v in (tags or {}).items()}
+    now = now_ms()
+    with engine.begin() as conn:
+        stmt = (
+            insert_for(conn, experiments)
+            .values(
+                name=name,
+                artifact_location=artifact_location,
+                lifecycle_stage="active",
+                creation_time=now,
+                last_update_time=now,
+            )
+            .on_conflict_do_nothing(index_elements=["name"])
+            .returning(experiments.c.id)
+        )
+        new_id = conn.execute(stmt).scalar()
+        if new_id is None:
+            raise Conflict(
+                f"an experiment named {name!r} already exists",
+                hint="use get_or_create_experiment, or restore it if it was deleted",
+            )
+        if artifact_location is None:
+            conn.execute(
+                experiments.update()
+                .where(experiments.c.id == new_id)
+                .values(artifact_location=f"mlflow-artifacts:/{new_id}")
+            )
+        for key, value in clean_tags.items():
+            conn.execute(
+                experiment_tags.insert().values(experiment_id=new_id, key=key, value=value)
+            )
+        if actor:
+            audit.append(
+                conn,
+                actor=actor,
+                action="experiment.create",
+                object_type="experiment",
+                object_id=str(new_id),
+                after={"name": name},
+            )
+        row = conn.execute(sa.select(experiments).where(experiments.c.id == new_id)).one()
+        return experiment_from_row(conn, row)
+
+
+def get_experiment(engine: Engine, experiment_id: int) -> Experiment:
+    """The experiment with this id, or :class:`NotFound`.
+
+    Example:
+        >>> # get_experiment(engine, 0).name  -> 'Default'
+    """
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(experiments).where(experiments.c.id == int(experiment_id))
+        ).one_or_none()
+        if row is None:
+            raise NotFound(
+                f"experiment {experiment_id} does not exist",
+                hint="list experiments with search_experiments",
+            )
+        return experiment_from_row(conn, row)
+
+
+def get_experiment_by_name(engine: Engine, name: str) -> Experiment:
+    """The experiment with this name, or :class:`NotFound`.
+
+    Example:
+        >>> # get_experiment_by_name(engine, "Default").id  -> 0
+    """
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(experiments).where(experiments.c.name == name)).one_or_none()
+        if row is None:
+            raise NotFound(
+                f"experiment {name!r} does not exist",
+                hint="check the name with `loopline runs ls`; start_run creates it",
+            )
+        return experiment_from_row(conn, row)
+
+
+def get_or_create_experiment(engine: Engine, name: str, *, actor: str | None = None) -> Experiment:
+    """The experiment with this name, created if missing; safe when processes race.
+
+    Example:
+        >>> # get_or_create_experiment(engine, "churn").name  -> 'churn'
+    """
+    _check_experiment_name(name)
+    try:
+        return get_experiment_by_name(engine, name)
+    except NotFound:
+        pass
+    try:
+        return create_experiment(engine, name, actor=actor)
+    except Conflict:  # another process created it in between
+        return get_experiment_by_name(engine, name)
+
+
+def set_experiment_lifecycle(
+    engine: Engine, experiment_id: int, stage: str, *, actor: str | None = None
+) -> None:
+    """Soft-delete (``deleted``) or restore (``active``) an experiment.
+
+    Example:
+        >>> # set_experiment_lifecycle(engine, 3, "deleted", actor="ada")
+    """
+    if stage not in ("active", "deleted"):
+        raise InvalidInput(f"unknown lifecycle stage {stage!r}", field="stage")
+    get_experiment(engine, experiment_id)
+    with engine.begin() as conn:
+        conn.execute(
+            experiments.update()
+            .where(experiments.c.id == experiment_id)
+            .values(lifecycle_stage=stage, last_update_time=now_ms())
+        )
+        if actor:
+            audit.append(
+                conn,
+                actor=actor,
+                action="experiment.delete" if stage == "deleted" else "experiment.restore",
+                object_type="experiment",
+                object_id=str(experiment_id),
+            )
+
+
+def set_experiment_tag(engine: Engine, experiment_id: int, key: str, value: str) -> None:
+    """Set (or overwrite) a tag on an experiment.
+
+    Example:
+        >>> # set_experiment_tag(engine, 3, "team", "risk")
+    """
+    check_key(key, "tag")
+    text = check_tag_value(key, value)
+    get_experiment(engine, experiment_id)
+    with engine.begin() as conn:
+        stmt = insert_for(conn, experiment_tags).values(
+            experiment_id=experiment_id, key=key, value=text
+        )
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["experiment_id", "key"], set_={"value": stmt.excluded.value}
+            )
+        )

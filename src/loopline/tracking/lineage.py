@@ -1,0 +1,130 @@
+"""Run lineage in the embedded tracking store: the datasets a run read, and its artifacts.
+
+An artifact is a path inside a run pointing to a content-addressed blob of the artifact
+store (its BLAKE3 digest); logging the same path again points it at the new blob. A
+dataset input is (kind, name, version, digest); the same version cannot change digest.
+
+Example:
+    >>> # log_inputs(engine, run_id, [RunInput("dataset", "churn", "3", "ab12...")])
+    >>> # add_artifacts(engine, run_id, [ArtifactEntry("model.pkl", digest, 1024)])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from loopline.errors import Conflict, InvalidInput
+from loopline.tracking._dialect import insert_for
+from loopline.tracking.entities import ArtifactEntry, RunInput, now_ms
+from loopline.tracking.store import require_active, require_run
+from loopline.tracking.tables import run_artifacts, run_inputs
+from loopline.tracking.validation import check_artifact_path
+
+
+def log_inputs(engine: Engine, run_id: str, inputs: Sequence[RunInput]) -> None:
+    """Record datasets a run read; logging the same one again is a no-op.
+
+    The same (kind, name, version) with another digest is :class:`Conflict`: a version's
+    content does not change.
+
+    Example:
+        >>> # log_inputs(engine, run_id, [RunInput("dataset", "churn", "3", "ab12...")])
+    """
+    now = now_ms()
+    with engine.begin() as conn:
+        require_active(conn, run_id)
+        for item in inputs:
+            for field_name in ("kind", "name", "version", "digest"):
+                if not isinstance(getattr(item, field_name), str) or not getattr(item, field_name):
+                    raise InvalidInput(
+                        f"input {field_name} must be a non-empty string, got "
+                        f"{getattr(item, field_name)!r}",
+                        field=field_name,
+                    )
+            row = {
+                "run_id": run_id,
+                "kind": item.kind,
+                "name": item.name,
+                "version": item.version,
+                "digest": item.digest,
+                "context": item.context,
+                "logged_time": now,
+            }
+            conn.execute(
+                insert_for(conn, run_inputs)
+                .values(**row)
+                .on_conflict_do_nothing(index_elements=["run_id", "kind", "name", "version"])
+            )
+            stored = conn.execute(
+                sa.select(run_inputs.c.digest).where(
+                    run_inputs.c.run_id == run_id,
+                    run_inputs.c.kind == item.kind,
+                    run_inputs.c.name == item.name,
+                    run_inputs.c.version == item.version,
+                )
+            ).scalar_one()
+            if stored != item.digest:
+                raise Conflict(
+                    f"run {run_id} already read {item.kind} {item.name!r} version "
+                    f"{item.version!r} with digest {stored}, not {item.digest}",
+                    hint="a version's content cannot change; register a new version",
+                )
+
+
+def add_artifacts(engine: Engine, run_id: str, entries: Sequence[ArtifactEntry]) -> None:
+    """Map artifact paths of a run to stored blobs; a path logged again points to the new blob.
+
+    Example:
+        >>> # add_artifacts(engine, run_id, [ArtifactEntry("model.pkl", digest, 1024)])
+    """
+    if not entries:
+        return
+    now = now_ms()
+    rows = [
+        {
+            "run_id": run_id,
+            "path": check_artifact_path(e.path),
+            "digest": e.digest,
+            "size": e.size,
+            "logged_time": now,
+        }
+        for e in entries
+    ]
+    with engine.begin() as conn:
+        require_active(conn, run_id)
+        stmt = insert_for(conn, run_artifacts)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["run_id", "path"],
+            set_={
+                "digest": stmt.excluded.digest,
+                "size": stmt.excluded.size,
+                "logged_time": stmt.excluded.logged_time,
+            },
+        )
+        conn.execute(stmt, rows)
+
+
+def list_artifacts(engine: Engine, run_id: str, prefix: str | None = None) -> list[ArtifactEntry]:
+    """The artifacts of a run (optionally only those under ``prefix/``), by path.
+
+    Example:
+        >>> # [a.path for a in list_artifacts(engine, run_id)]  -> ['model.pkl', ...]
+    """
+    require_run(engine, run_id)
+    query = sa.select(run_artifacts).where(run_artifacts.c.run_id == run_id)
+    if prefix:
+        base = prefix.rstrip("/")
+        query = query.where(
+            sa.or_(
+                run_artifacts.c.path == base,
+                sa.func.substr(run_artifacts.c.path, 1, len(base) + 1) == base + "/",
+            )
+        )
+    with engine.connect() as conn:
+        return [
+            ArtifactEntry(r.path, r.digest, r.size)
+            for r in conn.execute(query.order_by(run_artifacts.c.path))
+        ]

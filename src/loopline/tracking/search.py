@@ -1,0 +1,467 @@
+"""MLflow's run-search grammar: a tokenizer, a recursive-descent parser, and SQL for it.
+
+Filter grammar (keywords are case-insensitive)::
+
+    filter      := comparison ( AND comparison )*
+    comparison  := entity operator value
+    entity      := prefix "." key            e.g. metrics.auc, params.`max depth`
+                 | attribute                  e.g. status (same as attributes.status)
+    prefix      := metrics | params | tags | attributes | datasets   (singular forms too;
+                   attr and run mean attributes)
+    key         := name | `back-ticked` | "double-quoted" | 'single-quoted'
+    operator    := = | != | <> | < | <= | > | >= | LIKE | ILIKE | IN | NOT IN
+    value       := number | 'string' | ( 'string' , ... )
+
+* ``metrics.*`` compare the latest value with numbers (``=, !=, <, <=, >, >=``);
+  NaN values match nothing;
+* ``params.*``, ``tags.*``, ``datasets.{name,version,digest,kind,context}`` and the string
+  attributes ``status, run_name, run_id, user_id, artifact_uri`` take a quoted string with
+  ``=, !=, LIKE`` (case-sensitive), ``ILIKE``, or a list with ``IN`` / ``NOT IN``;
+  a run without the param or tag never matches, not even ``!=``;
+* ``start_time``, ``end_time`` (milliseconds) take numbers.
+
+``ORDER BY`` items are ``entity [ASC|DESC]``; runs without the metric, param or tag sort last.
+Every value becomes a bound parameter: no text from the filter is ever pasted into SQL.
+A malformed filter raises :class:`~loopline.errors.InvalidInput` naming the position, with
+the filter and a caret under the offending character.
+
+Example:
+    >>> [c.key for c in parse_filter("metrics.auc > 0.8 and params.model = 'lgbm'")]
+    ['auc', 'model']
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+
+from loopline.errors import InvalidInput
+from loopline.tracking._dialect import ilike, like
+from loopline.tracking.tables import latest_metrics, params, run_inputs, runs, tags
+
+_PREFIXES = {
+    "metric": "metric",
+    "metrics": "metric",
+    "param": "param",
+    "params": "param",
+    "parameter": "param",
+    "parameters": "param",
+    "tag": "tag",
+    "tags": "tag",
+    "attribute": "attribute",
+    "attributes": "attribute",
+    "attr": "attribute",
+    "run": "attribute",
+    "dataset": "dataset",
+    "datasets": "dataset",
+}
+STRING_ATTRIBUTES = {
+    "status": runs.c.status,
+    "run_name": runs.c.name,
+    "run_id": runs.c.id,
+    "user_id": runs.c.user_id,
+    "artifact_uri": runs.c.artifact_uri,
+}
+NUMERIC_ATTRIBUTES = {
+    "start_time": runs.c.start_time,
+    "end_time": runs.c.end_time,
+    "created": runs.c.start_time,
+}
+DATASET_FIELDS = {
+    "name": run_inputs.c.name,
+    "version": run_inputs.c.version,
+    "digest": run_inputs.c.digest,
+    "kind": run_inputs.c.kind,
+    "context": run_inputs.c.context,
+}
+NUMERIC_OPS = ("=", "!=", "<", "<=", ">", ">=")
+STRING_OPS = ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN")
+_KEYWORDS = {"AND", "OR", "LIKE", "ILIKE", "IN", "NOT", "ASC", "DESC"}
+
+_TOKEN = re.compile(
+    r"""
+    (?P<ws>\s+)
+  | (?P<number>-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![\w.]))
+  | (?P<ident>[A-Za-z_][\w.:/-]*)
+  | (?P<op><=|>=|!=|<>|=|<|>)
+  | (?P<lparen>\()
+  | (?P<rparen>\))
+  | (?P<comma>,)
+  | (?P<quote>['"`])
+    """,
+    re.VERBOSE,
+)
+
+
+@dataclass(frozen=True)
+class Token:
+    """One token of a filter: its kind, its text (unquoted for strings) and its position.
+
+    Example:
+        >>> tokenize("`a b`")[0]
+        Token(kind='backtick', text='a b', pos=0)
+    """
+
+    kind: str
+    text: str
+    pos: int
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One ``entity operator value`` of a filter.
+
+    Example:
+        >>> parse_filter("metrics.auc > 0.8")[0]
+        Comparison(kind='metric', key='auc', op='>', value=0.8, pos=0)
+    """
+
+    kind: str  # metric | param | tag | attribute | dataset
+    key: str
+    op: str
+    value: float | str | tuple[str, ...]
+    pos: int
+
+
+@dataclass(frozen=True)
+class OrderKey:
+    """One ``ORDER BY`` item.
+
+    Example:
+        >>> parse_order_by(["start_time"])[0].ascending
+        True
+    """
+
+    kind: str
+    key: str
+    ascending: bool
+
+
+def _error(text: str, pos: int, message: str, what: str = "filter") -> InvalidInput:
+    caret = " " * pos + "^"
+    return InvalidInput(
+        f"invalid {what} at position {pos}: {message}\n    {text}\n    {caret}",
+        field=what,
+        hint="e.g. metrics.auc > 0.8 and params.model = 'lgbm' "
+        "(quote strings; back-tick keys with spaces)",
+    )
+
+
+def tokenize(text: str, what: str = "filter") -> list[Token]:
+    """Split a filter into tokens; strings and back-ticked keys come back unquoted.
+
+    Example:
+        >>> [t.kind for t in tokenize("params.a = 'x'")]
+        ['ident', 'op', 'string', 'eof']
+    """
+    out: list[Token] = []
+    pos = 0
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if match is None:
+            raise _error(text, pos, f"unexpected character {text[pos]!r}", what)
+        kind = match.lastgroup or ""
+        if kind == "quote":
+            quote = match.group()
+            end, value = _read_quoted(text, pos, quote, what)
+            out.append(Token("backtick" if quote == "`" else "string", value, pos))
+            pos = end
+            continue
+        if kind == "ident" and match.group().upper() in _KEYWORDS:
+            out.append(Token("keyword", match.group().upper(), pos))
+        elif kind == "op":
+            out.append(Token("op", "!=" if match.group() == "<>" else match.group(), pos))
+        elif kind != "ws":
+            out.append(Token(kind, match.group(), pos))
+        pos = match.end()
+    out.append(Token("eof", "", len(text)))
+    return out
+
+
+def _read_quoted(text: str, start: int, quote: str, what: str) -> tuple[int, str]:
+    """Read a quoted string from ``start``: a doubled quote or ``\\<quote>`` is a quote."""
+    chars: list[str] = []
+    i = start + 1
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text) and text[i + 1] == quote:
+            chars.append(quote)
+            i += 2
+        elif ch == quote:
+            if i + 1 < len(text) and text[i + 1] == quote:
+                chars.append(quote)
+                i += 2
+            else:
+                return i + 1, "".join(chars)
+        else:
+            chars.append(ch)
+            i += 1
+    raise _error(text, start, f"unterminated {quote}-quoted string", what)
+
+
+class _Parser:
+    def __init__(self, text: str, what: str) -> None:
+        self.text = text
+        self.what = what
+        self.tokens = tokenize(text, what)
+        self.i = 0
+
+    @property
+    def tok(self) -> Token:
+        return self.tokens[self.i]
+
+    def next(self) -> Token:
+        tok = self.tokens[self.i]
+        self.i += 1
+        return tok
+
+    def fail(self, message: str, tok: Token | None = None) -> InvalidInput:
+        return _error(self.text, (tok or self.tok).pos, message, self.what)
+
+    def entity(self) -> tuple[str, str, int]:
+        tok = self.next()
+        if tok.kind != "ident":
+            raise self.fail(
+                "expected an identifier such as metrics.auc, params.model or status", tok
+            )
+        if "." not in tok.text:
+            if tok.text in STRING_ATTRIBUTES or tok.text in NUMERIC_ATTRIBUTES:
+                return "attribute", tok.text, tok.pos
+            raise self.fail(
+                f"unknown identifier {tok.text!r}: use metrics.<key>, params.<key>, "
+                "tags.<key>, datasets.<field> or an attribute "
+                f"({', '.join(sorted({*STRING_ATTRIBUTES, *NUMERIC_ATTRIBUTES}))})",
+                tok,
+            )
+        prefix, key = tok.text.split(".", 1)
+        kind = _PREFIXES.get(prefix.lower())
+        if kind is None:
+            raise self.fail(
+                f"unknown prefix {prefix!r}: use metrics., params., tags., attributes. "
+                "or datasets.",
+                tok,
+            )
+        if not key:
+            quoted = self.next()
+            if quoted.kind not in ("backtick", "string") or not quoted.text:
+                raise self.fail(f"expected a key after {tok.text!r}", quoted)
+            key = quoted.text
+        if kind == "attribute" and key not in STRING_ATTRIBUTES and key not in NUMERIC_ATTRIBUTES:
+            raise self.fail(
+                f"unknown attribute {key!r}: use one of "
+                f"{', '.join(sorted({*STRING_ATTRIBUTES, *NUMERIC_ATTRIBUTES}))}",
+                tok,
+            )
+        if kind == "dataset" and key not in DATASET_FIELDS:
+            raise self.fail(
+                f"unknown dataset field {key!r}: use one of {', '.join(sorted(DATASET_FIELDS))}",
+                tok,
+            )
+        return kind, key, tok.pos
+
+    def operator(self) -> str:
+        tok = self.next()
+        if tok.kind == "op":
+            return tok.text
+        if tok.kind == "keyword" and tok.text in ("LIKE", "ILIKE", "IN"):
+            return tok.text
+        if tok.kind == "keyword" and tok.text == "NOT":
+            after = self.next()
+            if after.kind == "keyword" and after.text == "IN":
+                return "NOT IN"
+            raise self.fail("expected IN after NOT", after)
+        raise self.fail(
+            "expected a comparison operator (=, !=, <, <=, >, >=, LIKE, ILIKE, IN)", tok
+        )
+
+    def comparison(self) -> Comparison:
+        kind, key, pos = self.entity()
+        op_tok = self.tok
+        op = self.operator()
+        numeric = kind == "metric" or (kind == "attribute" and key in NUMERIC_ATTRIBUTES)
+        allowed = NUMERIC_OPS if numeric else STRING_OPS
+        if op not in allowed:
+            raise self.fail(
+                f"{op} cannot compare {_describe(kind, key)}; use one of {', '.join(allowed)}",
+                op_tok,
+            )
+        value: float | str | tuple[str, ...]
+        if op in ("IN", "NOT IN"):
+            value = self.string_list()
+        elif numeric:
+            tok = self.next()
+            if tok.kind != "number":
+                raise self.fail(f"expected a number to compare {_describe(kind, key)} with", tok)
+            value = float(tok.text)
+        else:
+            tok = self.next()
+            if tok.kind != "string":
+                raise self.fail(
+                    f"expected a quoted string to compare {_describe(kind, key)} with "
+                    "(e.g. 'lgbm')",
+                    tok,
+                )
+            value = tok.text
+        return Comparison(kind, key, op, value, pos)
+
+    def string_list(self) -> tuple[str, ...]:
+        tok = self.next()
+        if tok.kind != "lparen":
+            raise self.fail("expected '(' to start a list such as ('a', 'b')", tok)
+        items: list[str] = []
+        while True:
+            item = self.next()
+            if item.kind != "string":
+                raise self.fail("expected a quoted string in the list", item)
+            items.append(item.text)
+            sep = self.next()
+            if sep.kind == "rparen":
+                return tuple(items)
+            if sep.kind != "comma":
+                raise self.fail("expected ',' or ')' in the list", sep)
+
+    def filter(self) -> list[Comparison]:
+        if self.tok.kind == "eof":
+            return []
+        found = [self.comparison()]
+        while self.tok.kind != "eof":
+            tok = self.next()
+            if tok.kind == "keyword" and tok.text == "OR":
+                raise self.fail("OR is not supported; use IN (...) or run two searches", tok)
+            if tok.kind != "keyword" or tok.text != "AND":
+                raise self.fail("expected AND or the end of the filter", tok)
+            found.append(self.comparison())
+        return found
+
+    def order_key(self) -> OrderKey:
+        kind, key, _pos = self.entity()
+        ascending = True
+        if self.tok.kind == "keyword" and self.tok.text in ("ASC", "DESC"):
+            ascending = self.next().text == "ASC"
+        if self.tok.kind != "eof":
+            raise self.fail("expected ASC, DESC or the end of the order_by item")
+        if kind == "dataset":
+            raise _error(self.text, 0, "runs cannot be ordered by a dataset field", self.what)
+        return OrderKey(kind, key, ascending)
+
+
+def _describe(kind: str, key: str) -> str:
+    return f"{kind} {key!r}"
+
+
+def parse_filter(text: str | None) -> list[Comparison]:
+    """Parse a search filter into comparisons (all joined by AND).
+
+    Example:
+        >>> parse_filter("status = 'FINISHED'")[0].op
+        '='
+    """
+    if text is None or not text.strip():
+        return []
+    return _Parser(text, "filter").filter()
+
+
+def parse_order_by(items: list[str] | str | None) -> list[OrderKey]:
+    """Parse ``order_by`` items such as ``"metrics.auc DESC"``.
+
+    Example:
+        >>> parse_order_by(["metrics.`val auc` DESC"])[0]
+        OrderKey(kind='metric', key='val auc', ascending=False)
+    """
+    if isinstance(items, str):
+        items = [items]
+    return [_Parser(item, "order_by").order_key() for item in items or [] if item.strip()]
+
+
+def _string_clause(
+    dialect: str, column: ColumnElement[Any], op: str, value: Any
+) -> ColumnElement[bool]:
+    if op == "=":
+        return column.__eq__(value)
+    if op == "!=":
+        return column.__ne__(value)
+    if op == "LIKE":
+        return like(dialect, column, value)
+    if op == "ILIKE":
+        return ilike(column, value)
+    if op == "IN":
+        return column.in_(list(value))
+    return column.not_in(list(value))
+
+
+def _numeric_clause(column: ColumnElement[Any], op: str, value: Any) -> ColumnElement[bool]:
+    ops: dict[str, Any] = {
+        "=": column.__eq__,
+        "!=": column.__ne__,
+        "<": column.__lt__,
+        "<=": column.__le__,
+        ">": column.__gt__,
+        ">=": column.__ge__,
+    }
+    clause: ColumnElement[bool] = ops[op](value)
+    return clause
+
+
+def to_sql(cmp: Comparison, dialect: str) -> ColumnElement[bool]:
+    """The SQL condition on ``runs`` for one comparison (values as bound parameters).
+
+    Example:
+        >>> str(to_sql(parse_filter("status = 'FINISHED'")[0], "sqlite"))
+        'runs.status = :status_1'
+    """
+    if cmp.kind == "metric":
+        sub = sa.select(latest_metrics.c.run_id).where(
+            latest_metrics.c.key == cmp.key,
+            latest_metrics.c.is_nan.is_(False),
+            _numeric_clause(latest_metrics.c.value, cmp.op, cmp.value),
+        )
+        return runs.c.id.in_(sub)
+    if cmp.kind in ("param", "tag"):
+        table = params if cmp.kind == "param" else tags
+        sub = sa.select(table.c.run_id).where(
+            table.c.key == cmp.key, _string_clause(dialect, table.c.value, cmp.op, cmp.value)
+        )
+        return runs.c.id.in_(sub)
+    if cmp.kind == "dataset":
+        column = DATASET_FIELDS[cmp.key]
+        sub = sa.select(run_inputs.c.run_id).where(
+            _string_clause(dialect, column, cmp.op, cmp.value)
+        )
+        return runs.c.id.in_(sub)
+    if cmp.key in NUMERIC_ATTRIBUTES:
+        return _numeric_clause(NUMERIC_ATTRIBUTES[cmp.key], cmp.op, cmp.value)
+    return _string_clause(dialect, STRING_ATTRIBUTES[cmp.key], cmp.op, cmp.value)
+
+
+def order_query(query: sa.Select[Any], keys: list[OrderKey]) -> sa.Select[Any]:
+    """Add ``ORDER BY`` for ``keys`` to a query on ``runs``, then MLflow's tie-breakers.
+
+    Missing metrics, params and tags (and NaN metrics) sort last in either direction;
+    ties are broken by start time (newest first), then run id.
+
+    Example:
+        >>> q = order_query(sa.select(runs.c.id), parse_order_by(["metrics.auc DESC"]))
+        >>> "ORDER BY" in str(q)
+        True
+    """
+    clauses: list[Any] = []
+    for n, key in enumerate(keys):
+        column: ColumnElement[Any]
+        if key.kind == "attribute":
+            column = {**STRING_ATTRIBUTES, **NUMERIC_ATTRIBUTES}[key.key]
+        else:
+            source = {"metric": latest_metrics, "param": params, "tag": tags}[key.kind]
+            alias = source.alias(f"order_{n}")
+            on = sa.and_(alias.c.run_id == runs.c.id, alias.c.key == key.key)
+            if key.kind == "metric":
+                on = sa.and_(on, alias.c.is_nan.is_(False))
+            query = query.outerjoin(alias, on)
+            column = alias.c.value
+        clauses.append(sa.case((column.is_(None), 1), else_=0))
+        clauses.append(column.asc() if key.ascending else column.desc())
+    clauses += [runs.c.start_time.desc(), runs.c.id.asc()]
+    return query.order_by(*clauses)

@@ -1,0 +1,477 @@
+"""The embedded tracking store: runs, params, tags and metrics (SQL).
+
+Every function takes the metadata ``Engine`` and runs in its own transaction, with MLflow's
+semantics, so that the SDK and the MLflow-compatible REST server share one implementation:
+
+* a param is written once: logging the same value again is a no-op, a different value is
+  :class:`~loopline.errors.Conflict` naming the key and both values;
+* tags are overwritten; deleting a missing tag is :class:`~loopline.errors.NotFound`;
+* only runs in the ``active`` lifecycle stage accept data; delete/restore are soft;
+* metric points go through :mod:`loopline.tracking.metrics` (history + latest value).
+
+Experiments live in :mod:`loopline.tracking.experiments`, dataset inputs and artifacts in
+:mod:`loopline.tracking.lineage`, search in :mod:`loopline.tracking.query`. When ``actor``
+is given, creating, ending, deleting and restoring runs is also written to the audit log
+in the same transaction.
+
+Example:
+    >>> from loopline.core.db import create_engine_for, upgrade
+    >>> engine = create_engine_for("sqlite:///:memory:"); upgrade(engine)
+    >>> run = create_run(engine, 0, name="baseline")
+    >>> log_batch(engine, run.id, params={"lr": "0.1"})
+    >>> get_run(engine, run.id).params
+    {'lr': '0.1'}
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from loopline.core import audit
+from loopline.errors import Conflict, InvalidInput, NotFound
+from loopline.tracking import metrics as metric_store
+from loopline.tracking._dialect import MetricRow, insert_for
+from loopline.tracking.entities import Metric, MetricPoint, RunInput, RunRecord, now_ms
+from loopline.tracking.experiments import get_experiment
+from loopline.tracking.tables import RUN_STATUSES, experiments, latest_metrics, run_inputs, runs
+from loopline.tracking.tables import params as params_table
+from loopline.tracking.tables import tags as tags_table
+from loopline.tracking.validation import (
+    MAX_RUN_NAME_LENGTH,
+    check_int,
+    check_key,
+    check_param_value,
+    check_tag_value,
+    metric_float,
+    stored_metric_value,
+)
+
+#: Tag that MLflow's UI reads to nest a child run under its parent.
+PARENT_RUN_TAG = "mlflow.parentRunId"
+_CHUNK = 500
+_names = random.Random()
+_ADJECTIVES = (
+    "bold brave bright calm clever crisp eager fast gentle glad grand keen kind lively lucky "
+    "merry neat nimble proud quick quiet sharp shiny smart steady sunny swift warm wise"
+)
+_NOUNS = (
+    "ant bass bear bee crab crane deer dove eel elk finch fox frog gull hare hawk heron ibis "
+    "koala lark lynx mole moth newt owl panda puma quail robin seal shrew slug snail stork "
+    "swan toad trout wasp whale wolf wren yak"
+)
+
+
+def random_run_name() -> str:
+    """A readable run name such as ``swift-heron-274`` (MLflow-style).
+
+    Example:
+        >>> len(random_run_name().split("-"))
+        3
+    """
+    adjective = _names.choice(_ADJECTIVES.split())
+    noun = _names.choice(_NOUNS.split())
+    return f"{adjective}-{noun}-{_names.randint(100, 999)}"
+
+
+# -- runs --------------------------------------------------------------------------------
+
+
+def create_run(
+    engine: Engine,
+    experiment_id: int,
+    *,
+    name: str | None = None,
+    start_time: int | None = None,
+    tags: Mapping[str, str] | None = None,
+    parent_run_id: str | None = None,
+    user_id: str | None = None,
+    actor: str | None = None,
+) -> RunRecord:
+    """Create a RUNNING run in an active experiment and return it.
+
+    ``name`` defaults to a random readable name; a child run also gets MLflow's
+    ``mlflow.parentRunId`` tag so that MLflow's UI nests it.
+
+    Example:
+        >>> # create_run(engine, 0, name="baseline", tags={"team": "risk"}).status -> 'RUNNING'
+    """
+    exp = get_experiment(engine, experiment_id)
+    if exp.lifecycle_stage != "active":
+        raise InvalidInput(
+            f"experiment {exp.name!r} is deleted; runs cannot be added to it",
+            field="experiment",
+            hint="restore the experiment or use another one",
+        )
+    if name is not None and len(name) > MAX_RUN_NAME_LENGTH:
+        raise InvalidInput(
+            f"run name is {len(name)} characters, over the limit of {MAX_RUN_NAME_LENGTH}",
+            field="name",
+        )
+    clean_tags = {check_key(k, "tag"): check_tag_value(k, v) for k, v in (tags or {}).items()}
+    if parent_run_id is not None:
+        require_run(engine, parent_run_id)
+        clean_tags[PARENT_RUN_TAG] = parent_run_id
+    run_id = uuid.uuid4().hex
+    location = exp.artifact_location or f"mlflow-artifacts:/{exp.id}"
+    with engine.begin() as conn:
+        conn.execute(
+            runs.insert().values(
+                id=run_id,
+                experiment_id=exp.id,
+                name=name or random_run_name(),
+                status="RUNNING",
+                start_time=start_time if start_time is not None else now_ms(),
+                parent_run_id=parent_run_id,
+                lifecycle_stage="active",
+                user_id=user_id,
+                artifact_uri=f"{location.rstrip('/')}/{run_id}/artifacts",
+            )
+        )
+        if clean_tags:
+            conn.execute(
+                tags_table.insert(),
+                [{"run_id": run_id, "key": k, "value": v} for k, v in clean_tags.items()],
+            )
+        if actor:
+            audit.append(
+                conn,
+                actor=actor,
+                action="run.create",
+                object_type="run",
+                object_id=run_id,
+                after={"experiment": exp.name, "parent_run_id": parent_run_id},
+            )
+    return get_run(engine, run_id)
+
+
+def require_run(engine_or_conn: Engine | Connection, run_id: str) -> Any:
+    """The run's id, lifecycle stage and status, or :class:`NotFound` naming the id.
+
+    Example:
+        >>> # require_run(engine, run_id).lifecycle_stage  -> 'active'
+    """
+    query = sa.select(runs.c.id, runs.c.lifecycle_stage, runs.c.status).where(runs.c.id == run_id)
+    if isinstance(engine_or_conn, Engine):
+        with engine_or_conn.connect() as conn:
+            row = conn.execute(query).one_or_none()
+    else:
+        row = engine_or_conn.execute(query).one_or_none()
+    if row is None:
+        raise NotFound(
+            f"run {run_id!r} does not exist",
+            hint="list runs with `loopline runs ls` and check the id",
+        )
+    return row
+
+
+def require_active(conn: Connection, run_id: str) -> None:
+    """Raise unless the run exists and is not deleted (only such runs accept data).
+
+    Example:
+        >>> # with engine.begin() as conn: require_active(conn, run_id)
+    """
+    row = require_run(conn, run_id)
+    if row.lifecycle_stage != "active":
+        raise InvalidInput(
+            f"run {run_id} is deleted; it accepts no more data",
+            field="run_id",
+            hint="restore the run first (restore_run)",
+        )
+
+
+def get_run(engine: Engine, run_id: str) -> RunRecord:
+    """Everything about one run, or :class:`NotFound` naming the id.
+
+    Example:
+        >>> # get_run(engine, "3f2a...").metrics  -> {'auc': 0.91}
+    """
+    found = get_runs(engine, [run_id])
+    if not found:
+        raise NotFound(
+            f"run {run_id!r} does not exist",
+            hint="list runs with `loopline runs ls` and check the id",
+        )
+    return found[0]
+
+
+def get_runs(engine: Engine, run_ids: Sequence[str]) -> list[RunRecord]:
+    """Load many runs in a few queries, in the order of ``run_ids`` (missing ids skipped).
+
+    Example:
+        >>> # [r.name for r in get_runs(engine, ids)]
+    """
+    ids = list(dict.fromkeys(run_ids))
+    with engine.connect() as conn:
+        info: dict[str, Any] = {}
+        prm: dict[str, dict[str, str]] = {i: {} for i in ids}
+        tgs: dict[str, dict[str, str | None]] = {i: {} for i in ids}
+        lat: dict[str, dict[str, MetricPoint]] = {i: {} for i in ids}
+        inp: dict[str, list[RunInput]] = {i: [] for i in ids}
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            query = (
+                sa.select(runs, experiments.c.name.label("experiment_name"))
+                .join(experiments, experiments.c.id == runs.c.experiment_id)
+                .where(runs.c.id.in_(chunk))
+            )
+            for found in conn.execute(query):
+                info[found.id] = found
+            for r in conn.execute(sa.select(params_table).where(params_table.c.run_id.in_(chunk))):
+                prm[r.run_id][r.key] = r.value
+            for r in conn.execute(sa.select(tags_table).where(tags_table.c.run_id.in_(chunk))):
+                tgs[r.run_id][r.key] = r.value
+            for r in conn.execute(
+                sa.select(latest_metrics).where(latest_metrics.c.run_id.in_(chunk))
+            ):
+                value = float("nan") if r.is_nan else r.value
+                lat[r.run_id][r.key] = MetricPoint(r.step, r.timestamp, value)
+            for r in conn.execute(
+                sa.select(run_inputs)
+                .where(run_inputs.c.run_id.in_(chunk))
+                .order_by(run_inputs.c.logged_time, run_inputs.c.name)
+            ):
+                inp[r.run_id].append(RunInput(r.kind, r.name, r.version, r.digest, r.context))
+    return [
+        RunRecord(
+            id=row.id,
+            experiment_id=row.experiment_id,
+            experiment=row.experiment_name,
+            name=row.name,
+            status=row.status,
+            start_time=row.start_time,
+            end_time=row.end_time,
+            parent_run_id=row.parent_run_id,
+            lifecycle_stage=row.lifecycle_stage,
+            user_id=row.user_id,
+            artifact_uri=row.artifact_uri,
+            params=dict(sorted(prm[i].items())),
+            tags=dict(sorted(tgs[i].items())),
+            latest_metrics=dict(sorted(lat[i].items())),
+            inputs=tuple(inp[i]),
+        )
+        for i in ids
+        if (row := info.get(i)) is not None
+    ]
+
+
+def update_run(
+    engine: Engine,
+    run_id: str,
+    *,
+    status: str | None = None,
+    end_time: int | None = None,
+    name: str | None = None,
+    actor: str | None = None,
+) -> RunRecord:
+    """Change a run's status, end time or name (MLflow's ``UpdateRun``).
+
+    Example:
+        >>> # update_run(engine, run_id, status="FINISHED", end_time=now_ms())
+    """
+    values: dict[str, Any] = {}
+    if status is not None:
+        if status not in RUN_STATUSES:
+            raise InvalidInput(
+                f"unknown run status {status!r}",
+                field="status",
+                hint=f"use one of {', '.join(RUN_STATUSES)}",
+            )
+        values["status"] = status
+    if end_time is not None:
+        values["end_time"] = check_int(end_time, "end_time")
+    if name is not None:
+        if len(name) > MAX_RUN_NAME_LENGTH:
+            raise InvalidInput(
+                f"run name is {len(name)} characters, over the limit of {MAX_RUN_NAME_LENGTH}",
+                field="name",
+            )
+        values["name"] = name
+    with engine.begin() as conn:
+        before = require_run(conn, run_id)
+        if values:
+            conn.execute(runs.update().where(runs.c.id == run_id).values(**values))
+        if actor and status is not None and status != before.status:
+            audit.append(
+                conn,
+                actor=actor,
+                action="run.update",
+                object_type="run",
+                object_id=run_id,
+                before={"status": before.status},
+                after={"status": status},
+            )
+    return get_run(engine, run_id)
+
+
+def delete_run(engine: Engine, run_id: str, *, actor: str | None = None) -> None:
+    """Soft-delete a run: it disappears from searches but can be restored.
+
+    Example:
+        >>> # delete_run(engine, run_id, actor="ada")
+    """
+    _set_run_lifecycle(engine, run_id, "deleted", now_ms(), actor)
+
+
+def restore_run(engine: Engine, run_id: str, *, actor: str | None = None) -> None:
+    """Undo :func:`delete_run`.
+
+    Example:
+        >>> # restore_run(engine, run_id)
+    """
+    _set_run_lifecycle(engine, run_id, "active", None, actor)
+
+
+def _set_run_lifecycle(
+    engine: Engine, run_id: str, stage: str, deleted_time: int | None, actor: str | None
+) -> None:
+    with engine.begin() as conn:
+        require_run(conn, run_id)
+        conn.execute(
+            runs.update()
+            .where(runs.c.id == run_id)
+            .values(lifecycle_stage=stage, deleted_time=deleted_time)
+        )
+        if actor:
+            audit.append(
+                conn,
+                actor=actor,
+                action="run.delete" if stage == "deleted" else "run.restore",
+                object_type="run",
+                object_id=run_id,
+            )
+
+
+# -- params, tags, metrics ---------------------------------------------------------------
+
+
+def _pairs(items: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    return list(items.items()) if isinstance(items, Mapping) else list(items)
+
+
+def log_batch(
+    engine: Engine,
+    run_id: str,
+    *,
+    metrics: Sequence[Metric] = (),
+    params: Mapping[str, Any] | Iterable[tuple[str, Any]] = (),
+    tags: Mapping[str, Any] | Iterable[tuple[str, Any]] = (),
+) -> None:
+    """Log metrics, params and tags to a run in one transaction (MLflow's ``LogBatch``).
+
+    Everything is validated before anything is written; a param that already has another
+    value is :class:`Conflict` naming the key and both values, and nothing is written.
+
+    Example:
+        >>> # log_batch(engine, run_id, metrics=[Metric("loss", 0.3, now_ms(), 1)],
+        >>> #           params={"lr": "0.1"}, tags={"team": "risk"})
+    """
+    param_pairs = _clean_params(_pairs(params))
+    tag_pairs = {check_key(k, "tag"): check_tag_value(k, v) for k, v in _pairs(tags)}
+    rows: list[MetricRow] = []
+    for m in metrics:
+        key = check_key(m.key, "metric")
+        value, is_nan = stored_metric_value(metric_float(key, m.value))
+        rows.append(
+            (
+                run_id,
+                key,
+                value,
+                check_int(m.timestamp, "timestamp"),
+                check_int(m.step, "step"),
+                int(is_nan),
+            )
+        )
+    with engine.begin() as conn:
+        require_active(conn, run_id)
+        if param_pairs:
+            _write_params(conn, run_id, param_pairs)
+        if tag_pairs:
+            _upsert_tags(conn, run_id, tag_pairs)
+        if rows:
+            metric_store.write_rows(conn, rows)
+
+
+def _clean_params(pairs: list[tuple[str, Any]]) -> dict[str, str]:
+    clean: dict[str, str] = {}
+    for key, value in pairs:
+        check_key(key, "param")
+        text = check_param_value(key, value)
+        if key in clean and clean[key] != text:
+            raise Conflict(
+                f"param {key!r} appears twice in one batch, as {clean[key]!r} and {text!r}",
+                hint="log each param once per batch",
+            )
+        clean[key] = text
+    return clean
+
+
+def _write_params(conn: Connection, run_id: str, values: dict[str, str]) -> None:
+    stmt = insert_for(conn, params_table).on_conflict_do_nothing(index_elements=["run_id", "key"])
+    conn.execute(stmt, [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()])
+    keys = list(values)
+    for start in range(0, len(keys), _CHUNK):
+        chunk = keys[start : start + _CHUNK]
+        stored = conn.execute(
+            sa.select(params_table.c.key, params_table.c.value).where(
+                params_table.c.run_id == run_id, params_table.c.key.in_(chunk)
+            )
+        )
+        for key, value in stored:
+            if value != values[key]:
+                raise Conflict(
+                    f"param {key!r} of run {run_id} is already {value!r}; "
+                    f"it cannot be changed to {values[key]!r}",
+                    hint="params are immutable: start a new run, or log the new value as a "
+                    "tag or a metric",
+                )
+
+
+def _upsert_tags(conn: Connection, run_id: str, values: dict[str, str | None]) -> None:
+    stmt = insert_for(conn, tags_table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["run_id", "key"], set_={"value": stmt.excluded.value}
+    )
+    conn.execute(stmt, [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()])
+
+
+def set_tag(engine: Engine, run_id: str, key: str, value: Any) -> None:
+    """Set (or overwrite) one tag on a run.
+
+    Example:
+        >>> # set_tag(engine, run_id, "stage", "candidate")
+    """
+    log_batch(engine, run_id, tags={key: value})
+
+
+def delete_tag(engine: Engine, run_id: str, key: str) -> None:
+    """Delete a tag from a run; :class:`NotFound` when the run has no such tag.
+
+    Example:
+        >>> # delete_tag(engine, run_id, "stage")
+    """
+    with engine.begin() as conn:
+        require_active(conn, run_id)
+        gone = conn.execute(
+            tags_table.delete().where(tags_table.c.run_id == run_id, tags_table.c.key == key)
+        )
+        if gone.rowcount == 0:
+            raise NotFound(
+                f"run {run_id} has no tag {key!r}", hint="see its tags: loopline runs show"
+            )
+
+
+def get_metric_history(engine: Engine, run_id: str, key: str) -> list[MetricPoint]:
+    """Every point logged for one metric of a run, by step then timestamp.
+
+    Example:
+        >>> # get_metric_history(engine, run_id, "loss")[0]  -> MetricPoint(0, 17..., 0.9)
+    """
+    require_run(engine, run_id)
+    with engine.connect() as conn:
+        return metric_store.history(conn, run_id, key)

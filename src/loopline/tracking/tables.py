@@ -1,0 +1,161 @@
+"""The experiment-tracking tables, on core's one :data:`~loopline.core.schema.metadata`.
+
+Modelled on MLflow's tracking schema so that the MLflow-compatible REST server can be built
+on the same rows: experiments have integer ids (the REST API shows them as strings),
+runs have 32-character hex ids, times are milliseconds since the epoch, metrics keep their
+whole history plus one ``latest_metrics`` row per (run, key) for fast search and ordering.
+Two tables go beyond MLflow: ``run_inputs`` (dataset lineage) and ``run_artifacts`` (maps an
+artifact path inside a run to a content-addressed blob of the artifact store).
+
+Only ``loopline.tracking`` reads or writes these tables; other stages use its functions.
+The migration ``0002_tracking`` creates exactly these tables (a test compares the two).
+
+Example:
+    >>> from loopline.tracking.tables import runs
+    >>> runs.c.status.type.length
+    20
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from loopline.core.schema import metadata
+
+#: Run statuses, as MLflow names them.
+RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
+#: Lifecycle stages of experiments and runs (soft delete).
+LIFECYCLE_STAGES = ("active", "deleted")
+
+_BIGINT_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def _run_fk() -> sa.ForeignKey:
+    return sa.ForeignKey("runs.id", ondelete="CASCADE")
+
+
+experiments = sa.Table(
+    "experiments",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("artifact_location", sa.String(500), nullable=True),
+    sa.Column("lifecycle_stage", sa.String(32), nullable=False, server_default="active"),
+    sa.Column("creation_time", sa.BigInteger, nullable=False),
+    sa.Column("last_update_time", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("name", name="uq_experiments_name"),
+    sa.CheckConstraint(sa.column("lifecycle_stage").in_(LIFECYCLE_STAGES), name="lifecycle_stage"),
+)
+
+experiment_tags = sa.Table(
+    "experiment_tags",
+    metadata,
+    sa.Column(
+        "experiment_id",
+        sa.Integer,
+        sa.ForeignKey("experiments.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("value", sa.Text, nullable=True),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.id"), nullable=False),
+    sa.Column("name", sa.String(250), nullable=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("start_time", sa.BigInteger, nullable=False),
+    sa.Column("end_time", sa.BigInteger, nullable=True),
+    sa.Column("deleted_time", sa.BigInteger, nullable=True),
+    sa.Column("parent_run_id", sa.String(32), nullable=True),
+    sa.Column("lifecycle_stage", sa.String(20), nullable=False, server_default="active"),
+    sa.Column("user_id", sa.String(256), nullable=True),
+    sa.Column("artifact_uri", sa.String(500), nullable=True),
+    sa.CheckConstraint(sa.column("status").in_(RUN_STATUSES), name="status"),
+    sa.CheckConstraint(sa.column("lifecycle_stage").in_(LIFECYCLE_STAGES), name="lifecycle_stage"),
+    sa.Index("ix_runs_experiment_id_start_time", "experiment_id", "start_time"),
+    sa.Index("ix_runs_parent_run_id", "parent_run_id"),
+)
+
+params = sa.Table(
+    "params",
+    metadata,
+    sa.Column("run_id", sa.String(32), _run_fk(), primary_key=True),
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+tags = sa.Table(
+    "tags",
+    metadata,
+    sa.Column("run_id", sa.String(32), _run_fk(), primary_key=True),
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("value", sa.Text, nullable=True),
+)
+
+# Every logged point. NaN is stored as value 0 with is_nan true, +/-inf as +/-max float
+# (as MLflow does). No natural key: the same (step, timestamp, value) may be logged twice.
+metrics = sa.Table(
+    "metrics",
+    metadata,
+    sa.Column("id", _BIGINT_ID, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(32), _run_fk(), nullable=False),
+    sa.Column("key", sa.String(250), nullable=False),
+    sa.Column("value", sa.Double, nullable=False),
+    sa.Column("timestamp", sa.BigInteger, nullable=False),
+    sa.Column("step", sa.BigInteger, nullable=False),
+    sa.Column("is_nan", sa.Boolean, nullable=False),
+    sa.Index("ix_metrics_run_id_key", "run_id", "key"),
+)
+
+# The point with the greatest (step, timestamp, value) per run and key, as in MLflow.
+latest_metrics = sa.Table(
+    "latest_metrics",
+    metadata,
+    sa.Column("run_id", sa.String(32), _run_fk(), primary_key=True),
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("value", sa.Double, nullable=False),
+    sa.Column("timestamp", sa.BigInteger, nullable=False),
+    sa.Column("step", sa.BigInteger, nullable=False),
+    sa.Column("is_nan", sa.Boolean, nullable=False),
+    sa.Index("ix_latest_metrics_key_value", "key", "value"),
+)
+
+# Dataset lineage: which version (and digest) of which data a run read.
+run_inputs = sa.Table(
+    "run_inputs",
+    metadata,
+    sa.Column("run_id", sa.String(32), _run_fk(), primary_key=True),
+    sa.Column("kind", sa.String(50), primary_key=True),
+    sa.Column("name", sa.String(500), primary_key=True),
+    sa.Column("version", sa.String(200), primary_key=True),
+    sa.Column("digest", sa.String(128), nullable=False),
+    sa.Column("context", sa.String(100), nullable=True),
+    sa.Column("logged_time", sa.BigInteger, nullable=False),
+)
+
+# An artifact path inside a run -> a content-addressed blob (BLAKE3 hex) of the store.
+run_artifacts = sa.Table(
+    "run_artifacts",
+    metadata,
+    sa.Column("run_id", sa.String(32), _run_fk(), primary_key=True),
+    sa.Column("path", sa.String(1000), primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("logged_time", sa.BigInteger, nullable=False),
+)
+
+ALL_TABLES = (
+    experiments,
+    experiment_tags,
+    runs,
+    params,
+    tags,
+    metrics,
+    latest_metrics,
+    run_inputs,
+    run_artifacts,
+)

@@ -1,0 +1,200 @@
+"""Checks on what a run logs: keys, value lengths, metric values, artifact paths.
+
+The limits are MLflow's, so that whatever Loopline accepts the MLflow client accepts too:
+
+* keys (metric, param, tag) at most :data:`MAX_KEY_LENGTH` characters; ``/`` is allowed
+  (``train/loss``), but not an absolute path, a ``..`` segment or a control character;
+* param values at most :data:`MAX_PARAM_VALUE_LENGTH` characters;
+* tag values at most :data:`MAX_TAG_VALUE_LENGTH` characters.
+
+Metric values are stored as MLflow stores them (:func:`stored_metric_value`): NaN as 0
+with the ``is_nan`` flag set, +inf and -inf as +/- :data:`MAX_FLOAT`.
+
+Example:
+    >>> check_key("train/loss")
+    'train/loss'
+    >>> stored_metric_value(float("inf"))
+    (1.7976931348623157e+308, False)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from loopline.errors import InvalidInput
+
+#: Longest metric, param or tag key (MLflow: 250).
+MAX_KEY_LENGTH = 250
+#: Longest param value (MLflow: 6000).
+MAX_PARAM_VALUE_LENGTH = 6000
+#: Longest tag value (MLflow: 8000).
+MAX_TAG_VALUE_LENGTH = 8000
+#: Longest experiment name.
+MAX_EXPERIMENT_NAME_LENGTH = 256
+#: Longest run name.
+MAX_RUN_NAME_LENGTH = 250
+#: Longest artifact path inside a run.
+MAX_ARTIFACT_PATH_LENGTH = 1000
+#: What +inf is stored as (and -inf as its negative), as in MLflow.
+MAX_FLOAT = 1.7976931348623157e308
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SEPARATORS = re.compile(r"[/\\]")
+_DRIVE = re.compile(r"^[A-Za-z]:[/\\]")
+
+
+def check_key(key: Any, what: str = "key") -> str:
+    """Return ``key`` if it may name a metric, param or tag; else raise :class:`InvalidInput`.
+
+    Example:
+        >>> check_key("eval/auc", "metric")
+        'eval/auc'
+    """
+    if not isinstance(key, str) or not key:
+        raise InvalidInput(
+            f"{what} key {key!r} must be a non-empty string", field=what, hint="e.g. 'val/auc'"
+        )
+    if len(key) > MAX_KEY_LENGTH:
+        raise InvalidInput(
+            f"{what} key {key[:40]!r}... is {len(key)} characters, over the limit of "
+            f"{MAX_KEY_LENGTH}",
+            field=what,
+            hint=f"use a key of at most {MAX_KEY_LENGTH} characters",
+        )
+    _check_path_like(key, what, "key")
+    return key
+
+
+def check_artifact_path(path: str) -> str:
+    """Return ``path`` (``/``-separated, relative) if it may name an artifact inside a run.
+
+    Example:
+        >>> check_artifact_path("plots/roc.png")
+        'plots/roc.png'
+    """
+    if not isinstance(path, str) or not path.strip("/"):
+        raise InvalidInput(
+            f"artifact path {path!r} is empty", field="artifact_path", hint="e.g. 'plots/roc.png'"
+        )
+    if len(path) > MAX_ARTIFACT_PATH_LENGTH:
+        raise InvalidInput(
+            f"artifact path is {len(path)} characters, over the limit of "
+            f"{MAX_ARTIFACT_PATH_LENGTH}",
+            field="artifact_path",
+        )
+    _check_path_like(path, "artifact_path", "path")
+    return path
+
+
+def _check_path_like(text: str, field: str, noun: str) -> None:
+    if _CONTROL.search(text):
+        raise InvalidInput(
+            f"{field} {noun} {text!r} contains a control character",
+            field=field,
+            hint="remove newlines, tabs and other control characters",
+        )
+    if text.startswith(("/", "\\")) or _DRIVE.match(text):
+        raise InvalidInput(
+            f"{field} {noun} {text!r} is an absolute path",
+            field=field,
+            hint="use a relative name such as 'train/loss'",
+        )
+    if ".." in _SEPARATORS.split(text):
+        raise InvalidInput(
+            f"{field} {noun} {text!r} contains a '..' segment",
+            field=field,
+            hint="a name may not climb out of its folder; remove the '..'",
+        )
+
+
+def check_param_value(key: str, value: Any) -> str:
+    """The param value as text, at most :data:`MAX_PARAM_VALUE_LENGTH` characters.
+
+    Example:
+        >>> check_param_value("lr", 0.1)
+        '0.1'
+    """
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > MAX_PARAM_VALUE_LENGTH:
+        raise InvalidInput(
+            f"param {key!r} has a value of {len(text)} characters, over the limit of "
+            f"{MAX_PARAM_VALUE_LENGTH} (MAX_PARAM_VALUE_LENGTH)",
+            field=f"params.{key}",
+            hint="log a long value as an artifact (run.log_dict) and the param as its name",
+        )
+    return text
+
+
+def check_tag_value(key: str, value: Any) -> str | None:
+    """The tag value as text (None stays None), at most :data:`MAX_TAG_VALUE_LENGTH` characters.
+
+    Example:
+        >>> check_tag_value("team", "fraud")
+        'fraud'
+    """
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > MAX_TAG_VALUE_LENGTH:
+        raise InvalidInput(
+            f"tag {key!r} has a value of {len(text)} characters, over the limit of "
+            f"{MAX_TAG_VALUE_LENGTH} (MAX_TAG_VALUE_LENGTH)",
+            field=f"tags.{key}",
+            hint="log a long value as an artifact (run.log_dict or run.log_artifact)",
+        )
+    return text
+
+
+def metric_float(key: str, value: Any) -> float:
+    """``value`` as a float, or :class:`InvalidInput` naming the metric.
+
+    Example:
+        >>> metric_float("acc", 1)
+        1.0
+    """
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(
+            f"metric {key!r} got {value!r}, which is not a number",
+            field=f"metrics.{key}",
+            hint="log numbers only; log text as a tag or param",
+        ) from exc
+
+
+def stored_metric_value(value: float) -> tuple[float, bool]:
+    """How a metric value is stored: ``(value, is_nan)``, exactly as MLflow stores it.
+
+    NaN becomes ``(0.0, True)``; +inf and -inf become ``(+/-MAX_FLOAT, False)``;
+    every other float is kept as is.
+
+    Example:
+        >>> stored_metric_value(float("nan"))
+        (0.0, True)
+    """
+    if math.isnan(value):
+        return 0.0, True
+    if math.isinf(value):
+        return (MAX_FLOAT if value > 0 else -MAX_FLOAT), False
+    return value, False
+
+
+def check_int(value: Any, field: str) -> int:
+    """``value`` as an int (a step or a timestamp), or :class:`InvalidInput` naming the field.
+
+    Example:
+        >>> check_int(3, "step")
+        3
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            if isinstance(value, bool) or int(value) != value:
+                raise ValueError(value)
+            return int(value)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(
+                f"{field} must be an integer, got {value!r}", field=field, hint="e.g. step=10"
+            ) from exc
+    return value

@@ -1,0 +1,626 @@
+"""SQL for the model registry: logged models, registered models, versions, tags, aliases.
+
+Rows never leave this module: every function returns plain dataclasses. Alias moves are
+written to the audit log in the same transaction. Both the Python SDK and the
+MLflow-compatible REST API are built on these functions.
+
+Example:
+    >>> import tempfile, loopline
+    >>> ctx = loopline.init(uri="sqlite:///:memory:", artifacts=tempfile.mkdtemp())
+    >>> _ = create_registered_model(ctx, "churn")
+    >>> create_model_version(ctx, "churn", source="models:/m-1", run_id=None).version
+    1
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+
+from loopline.core.context import Context
+from loopline.errors import Conflict, InvalidInput, NotFound
+from loopline.training.registry_tables import (
+    logged_model_params,
+    logged_model_tags,
+    logged_models,
+    model_aliases,
+    model_version_tags,
+    model_versions,
+    registered_model_tags,
+    registered_models,
+)
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\- ]{0,255}$")
+ALIAS_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,255}$")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def check_name(name: str, field_name: str = "name") -> str:
+    """Return a valid registry name or raise :class:`InvalidInput` naming the field.
+
+    Example:
+        >>> check_name("churn-model")
+        'churn-model'
+    """
+    if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+        raise InvalidInput(
+            f"{field_name} {name!r} is not a valid model name",
+            field=field_name,
+            hint="use letters, digits, '.', '_', '-' or spaces, starting with a letter or digit",
+        )
+    return name
+
+
+def check_alias(alias: str) -> str:
+    """Return a valid alias or raise :class:`InvalidInput`.
+
+    Aliases that look like version numbers (``v3``, ``3``) are refused, as MLflow does.
+
+    Example:
+        >>> check_alias("champion")
+        'champion'
+    """
+    if not isinstance(alias, str) or not ALIAS_RE.match(alias) or re.fullmatch(
+        r"[vV]?\d+", alias
+    ):
+        raise InvalidInput(
+            f"alias {alias!r} is not valid",
+            field="alias",
+            hint="an alias starts with a letter or '_' and is not a version number like 'v3'",
+        )
+    return alias
+
+
+@dataclass
+class RegisteredModel:
+    """A named model with numbered versions."""
+
+    name: str
+    description: str | None
+    creation_time: int
+    last_updated_time: int
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: dict[str, int] = field(default_factory=dict)
+    latest_version: int | None = None
+
+
+@dataclass
+class ModelVersion:
+    """One numbered version of a registered model."""
+
+    name: str
+    version: int
+    source: str | None
+    run_id: str | None
+    model_id: str | None
+    status: str
+    description: str | None
+    creation_time: int
+    last_updated_time: int
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoggedModel:
+    """A model logged by a run (MLflow 3's LoggedModel)."""
+
+    model_id: str
+    experiment_id: str | None
+    name: str
+    source_run_id: str | None
+    status: str
+    model_type: str | None
+    artifact_location: str
+    flavor: str | None
+    manifest_digest: str | None
+    signature: str | None
+    creation_time: int
+    last_updated_time: int
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- registered models
+
+
+def create_registered_model(
+    ctx: Context, name: str, description: str | None = None, tags: dict[str, str] | None = None
+) -> RegisteredModel:
+    """Create a registered model; :class:`Conflict` if the name is taken.
+
+    Example:
+        >>> # create_registered_model(ctx, "churn", description="predicts churn")
+    """
+    check_name(name)
+    now = _now_ms()
+    try:
+        with ctx.engine.begin() as conn:
+            conn.execute(registered_models.insert().values(
+                name=name, description=description, creation_time=now, last_updated_time=now))
+            for k, v in (tags or {}).items():
+                conn.execute(registered_model_tags.insert().values(name=name, key=k, value=v))
+            ctx.audit(conn, action="model.create", object_type="registered_model",
+                      object_id=name, after={"description": description})
+    except SAIntegrityError as exc:
+        raise Conflict(f"registered model {name!r} already exists",
+                       hint="pick another name or add a version to it") from exc
+    return get_registered_model(ctx, name)
+
+
+def ensure_registered_model(ctx: Context, name: str) -> RegisteredModel:
+    """Get the registered model, creating it when it does not exist yet."""
+    try:
+        return get_registered_model(ctx, name)
+    except NotFound:
+        try:
+            return create_registered_model(ctx, name)
+        except Conflict:  # created meanwhile by another writer
+            return get_registered_model(ctx, name)
+
+
+def _model_row(conn: Connection, name: str) -> Any:
+    row = conn.execute(sa.select(registered_models).where(registered_models.c.name == name)
+                       ).one_or_none()
+    if row is None:
+        raise NotFound(f"registered model {name!r} does not exist",
+                       hint="list models with `loopline models ls`")
+    return row
+
+
+def get_registered_model(ctx: Context, name: str) -> RegisteredModel:
+    """The registered model ``name`` with its tags, aliases and latest version.
+
+    Example:
+        >>> # get_registered_model(ctx, "churn").aliases -> {"champion": 3}
+    """
+    with ctx.engine.connect() as conn:
+        row = _model_row(conn, name)
+        return _hydrate_model(conn, row)
+
+
+def _hydrate_model(conn: Connection, row: Any) -> RegisteredModel:
+    tags = dict(conn.execute(sa.select(registered_model_tags.c.key, registered_model_tags.c.value)
+                             .where(registered_model_tags.c.name == row.name)).all())
+    aliases = dict(conn.execute(sa.select(model_aliases.c.alias, model_aliases.c.version)
+                                .where(model_aliases.c.name == row.name)).all())
+    latest = conn.execute(sa.select(sa.func.max(model_versions.c.version))
+                          .where(model_versions.c.name == row.name)).scalar()
+    return RegisteredModel(row.name, row.description, row.creation_time, row.last_updated_time,
+                           tags, aliases, latest)
+
+
+def search_registered_models(
+    ctx: Context, name_like: str | None = None, max_results: int = 1000, offset: int = 0
+) -> list[RegisteredModel]:
+    """Registered models ordered by name, optionally filtered by a SQL LIKE pattern.
+
+    Example:
+        >>> # search_registered_models(ctx, name_like="churn%")
+    """
+    query = sa.select(registered_models).order_by(registered_models.c.name)
+    if name_like:
+        query = query.where(registered_models.c.name.like(name_like))
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(query.limit(max_results).offset(offset)).all()
+        return [_hydrate_model(conn, r) for r in rows]
+
+
+def update_registered_model(ctx: Context, name: str, description: str | None) -> RegisteredModel:
+    """Set a registered model's description.
+
+    Example:
+        >>> # update_registered_model(ctx, "churn", "v2 of the churn model")
+    """
+    with ctx.engine.begin() as conn:
+        _model_row(conn, name)
+        conn.execute(registered_models.update().where(registered_models.c.name == name)
+                     .values(description=description, last_updated_time=_now_ms()))
+    return get_registered_model(ctx, name)
+
+
+def delete_registered_model(ctx: Context, name: str) -> None:
+    """Delete a registered model with its versions, tags and aliases (audited).
+
+    Example:
+        >>> # delete_registered_model(ctx, "scratch")
+    """
+    with ctx.engine.begin() as conn:
+        _model_row(conn, name)
+        for table in (model_aliases, model_version_tags, model_versions, registered_model_tags,
+                      registered_models):
+            conn.execute(table.delete().where(table.c.name == name))
+        ctx.audit(conn, action="model.delete", object_type="registered_model", object_id=name)
+
+
+def set_registered_model_tag(ctx: Context, name: str, key: str, value: str) -> None:
+    """Set a tag on a registered model.
+
+    Example:
+        >>> # set_registered_model_tag(ctx, "churn", "team", "growth")
+    """
+    with ctx.engine.begin() as conn:
+        _model_row(conn, name)
+        conn.execute(registered_model_tags.delete().where(
+            (registered_model_tags.c.name == name) & (registered_model_tags.c.key == key)))
+        conn.execute(registered_model_tags.insert().values(name=name, key=key, value=value))
+
+
+def delete_registered_model_tag(ctx: Context, name: str, key: str) -> None:
+    """Remove a tag from a registered model.
+
+    Example:
+        >>> # delete_registered_model_tag(ctx, "churn", "team")
+    """
+    with ctx.engine.begin() as conn:
+        conn.execute(registered_model_tags.delete().where(
+            (registered_model_tags.c.name == name) & (registered_model_tags.c.key == key)))
+
+
+# ---------------------------------------------------------------- model versions
+
+
+def create_model_version(
+    ctx: Context,
+    name: str,
+    *,
+    source: str | None,
+    run_id: str | None,
+    model_id: str | None = None,
+    description: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> ModelVersion:
+    """Add the next numbered version to ``name`` (created if missing); audited.
+
+    Concurrent writers get distinct numbers: the insert retries on a clash.
+
+    Example:
+        >>> # create_model_version(ctx, "churn", source="models:/m-abc", run_id="abc").version
+    """
+    ensure_registered_model(ctx, name)
+    for _ in range(20):
+        now = _now_ms()
+        try:
+            with ctx.engine.begin() as conn:
+                current = conn.execute(sa.select(sa.func.max(model_versions.c.version))
+                                       .where(model_versions.c.name == name)).scalar()
+                version = int(current or 0) + 1
+                conn.execute(model_versions.insert().values(
+                    name=name, version=version, source=source, run_id=run_id,
+                    model_id=model_id, status="READY", description=description,
+                    creation_time=now, last_updated_time=now))
+                for k, v in (tags or {}).items():
+                    conn.execute(model_version_tags.insert().values(
+                        name=name, version=version, key=k, value=v))
+                conn.execute(registered_models.update().where(registered_models.c.name == name)
+                             .values(last_updated_time=now))
+                ctx.audit(conn, action="model_version.create", object_type="model_version",
+                          object_id=f"{name}/{version}",
+                          after={"source": source, "run_id": run_id, "model_id": model_id})
+            return get_model_version(ctx, name, version)
+        except SAIntegrityError:
+            time.sleep(0.01)
+    raise Conflict(f"could not allocate a version number for {name!r}: too many writers",
+                   hint="retry")
+
+
+def _version_row(conn: Connection, name: str, version: int) -> Any:
+    row = conn.execute(sa.select(model_versions).where(
+        (model_versions.c.name == name) & (model_versions.c.version == int(version)))
+    ).one_or_none()
+    if row is None:
+        _model_row(conn, name)
+        raise NotFound(f"model {name!r} has no version {version}",
+                       hint=f"list versions with `loopline models show {name}`")
+    return row
+
+
+def _hydrate_version(conn: Connection, row: Any) -> ModelVersion:
+    tags = dict(conn.execute(sa.select(model_version_tags.c.key, model_version_tags.c.value)
+                             .where((model_version_tags.c.name == row.name)
+                                    & (model_version_tags.c.version == row.version))).all())
+    aliases = list(conn.execute(sa.select(model_aliases.c.alias).where(
+        (model_aliases.c.name == row.name) & (model_aliases.c.version == row.version))
+        .order_by(model_aliases.c.alias)).scalars())
+    return ModelVersion(row.name, row.version, row.source, row.run_id, row.model_id, row.status,
+                        row.description, row.creation_time, row.last_updated_time, tags, aliases)
+
+
+def get_model_version(ctx: Context, name: str, version: int | str) -> ModelVersion:
+    """One model version; :class:`NotFound` naming the model and version.
+
+    Example:
+        >>> # get_model_version(ctx, "churn", 3).run_id
+    """
+    try:
+        number = int(version)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"version {version!r} is not a number", field="version") from exc
+    with ctx.engine.connect() as conn:
+        return _hydrate_version(conn, _version_row(conn, name, number))
+
+
+def search_model_versions(
+    ctx: Context,
+    name: str | None = None,
+    run_id: str | None = None,
+    max_results: int = 1000,
+    offset: int = 0,
+) -> list[ModelVersion]:
+    """Model versions, newest first, optionally of one model or from one run.
+
+    Example:
+        >>> # search_model_versions(ctx, name="churn")
+    """
+    query = sa.select(model_versions).order_by(model_versions.c.name,
+                                               model_versions.c.version.desc())
+    if name is not None:
+        query = query.where(model_versions.c.name == name)
+    if run_id is not None:
+        query = query.where(model_versions.c.run_id == run_id)
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(query.limit(max_results).offset(offset)).all()
+        return [_hydrate_version(conn, r) for r in rows]
+
+
+def update_model_version(
+    ctx: Context, name: str, version: int, description: str | None
+) -> ModelVersion:
+    """Set a model version's description.
+
+    Example:
+        >>> # update_model_version(ctx, "churn", 3, "retrained on March data")
+    """
+    with ctx.engine.begin() as conn:
+        _version_row(conn, name, version)
+        conn.execute(model_versions.update().where(
+            (model_versions.c.name == name) & (model_versions.c.version == int(version)))
+            .values(description=description, last_updated_time=_now_ms()))
+    return get_model_version(ctx, name, version)
+
+
+def delete_model_version(ctx: Context, name: str, version: int) -> None:
+    """Delete a model version, its tags and any alias pointing at it (audited).
+
+    Example:
+        >>> # delete_model_version(ctx, "churn", 1)
+    """
+    v = int(version)
+    with ctx.engine.begin() as conn:
+        _version_row(conn, name, v)
+        for table in (model_aliases, model_version_tags, model_versions):
+            conn.execute(table.delete().where((table.c.name == name) & (table.c.version == v)))
+        ctx.audit(conn, action="model_version.delete", object_type="model_version",
+                  object_id=f"{name}/{v}")
+
+
+def set_model_version_tag(ctx: Context, name: str, version: int, key: str, value: str) -> None:
+    """Set a tag on a model version.
+
+    Example:
+        >>> # set_model_version_tag(ctx, "churn", 3, "validated", "yes")
+    """
+    v = int(version)
+    with ctx.engine.begin() as conn:
+        _version_row(conn, name, v)
+        cond = ((model_version_tags.c.name == name) & (model_version_tags.c.version == v)
+                & (model_version_tags.c.key == key))
+        conn.execute(model_version_tags.delete().where(cond))
+        conn.execute(model_version_tags.insert().values(name=name, version=v, key=key,
+                                                        value=value))
+
+
+def delete_model_version_tag(ctx: Context, name: str, version: int, key: str) -> None:
+    """Remove a tag from a model version.
+
+    Example:
+        >>> # delete_model_version_tag(ctx, "churn", 3, "validated")
+    """
+    with ctx.engine.begin() as conn:
+        conn.execute(model_version_tags.delete().where(
+            (model_version_tags.c.name == name) & (model_version_tags.c.version == int(version))
+            & (model_version_tags.c.key == key)))
+
+
+# ---------------------------------------------------------------- aliases
+
+
+def set_alias(
+    ctx: Context, name: str, alias: str, version: int, reason: str | None = None
+) -> None:
+    """Point ``alias`` of model ``name`` at ``version``; the move is audited with its reason.
+
+    Example:
+        >>> # set_alias(ctx, "churn", "champion", 3, reason="passed the gate")
+    """
+    check_alias(alias)
+    v = int(version)
+    with ctx.engine.begin() as conn:
+        _version_row(conn, name, v)
+        before = conn.execute(sa.select(model_aliases.c.version).where(
+            (model_aliases.c.name == name) & (model_aliases.c.alias == alias))).scalar()
+        conn.execute(model_aliases.delete().where(
+            (model_aliases.c.name == name) & (model_aliases.c.alias == alias)))
+        conn.execute(model_aliases.insert().values(name=name, alias=alias, version=v))
+        ctx.audit(conn, action="alias.set", object_type="registered_model", object_id=name,
+                  before={alias: before}, after={alias: v}, reason=reason)
+
+
+def delete_alias(ctx: Context, name: str, alias: str, reason: str | None = None) -> None:
+    """Remove an alias (audited); :class:`NotFound` when it is not set.
+
+    Example:
+        >>> # delete_alias(ctx, "churn", "challenger")
+    """
+    with ctx.engine.begin() as conn:
+        before = conn.execute(sa.select(model_aliases.c.version).where(
+            (model_aliases.c.name == name) & (model_aliases.c.alias == alias))).scalar()
+        if before is None:
+            raise NotFound(f"model {name!r} has no alias {alias!r}")
+        conn.execute(model_aliases.delete().where(
+            (model_aliases.c.name == name) & (model_aliases.c.alias == alias)))
+        ctx.audit(conn, action="alias.delete", object_type="registered_model", object_id=name,
+                  before={alias: before}, after=None, reason=reason)
+
+
+def get_version_by_alias(ctx: Context, name: str, alias: str) -> ModelVersion:
+    """The version that ``alias`` points at; :class:`NotFound` naming both.
+
+    Example:
+        >>> # get_version_by_alias(ctx, "churn", "champion").version
+    """
+    with ctx.engine.connect() as conn:
+        version = conn.execute(sa.select(model_aliases.c.version).where(
+            (model_aliases.c.name == name) & (model_aliases.c.alias == alias))).scalar()
+        if version is None:
+            _model_row(conn, name)
+            raise NotFound(f"model {name!r} has no alias {alias!r}",
+                           hint=f"see its aliases with `loopline models show {name}`")
+        return _hydrate_version(conn, _version_row(conn, name, int(version)))
+
+
+# ---------------------------------------------------------------- logged models
+
+
+def create_logged_model(
+    ctx: Context,
+    *,
+    name: str,
+    experiment_id: str | None,
+    source_run_id: str | None,
+    artifact_location: str | None = None,
+    model_type: str | None = None,
+    flavor: str | None = None,
+    params: dict[str, str] | None = None,
+    tags: dict[str, str] | None = None,
+    status: str = "PENDING",
+    model_id: str | None = None,
+) -> LoggedModel:
+    """Create a logged model (status PENDING until finalized).
+
+    Example:
+        >>> # create_logged_model(ctx, name="model", experiment_id="1", source_run_id="abc")
+    """
+    model_id = model_id or f"m-{uuid.uuid4().hex}"
+    location = artifact_location or f"mlflow-artifacts:/{experiment_id or 0}/models/{model_id}/artifacts"
+    now = _now_ms()
+    with ctx.engine.begin() as conn:
+        conn.execute(logged_models.insert().values(
+            model_id=model_id, experiment_id=experiment_id, name=name,
+            source_run_id=source_run_id, status=status, model_type=model_type,
+            artifact_location=location, flavor=flavor, creation_time=now,
+            last_updated_time=now))
+        for k, v in (params or {}).items():
+            conn.execute(logged_model_params.insert().values(model_id=model_id, key=k, value=v))
+        for k, v in (tags or {}).items():
+            conn.execute(logged_model_tags.insert().values(model_id=model_id, key=k, value=v))
+    return get_logged_model(ctx, model_id)
+
+
+def get_logged_model(ctx: Context, model_id: str) -> LoggedModel:
+    """A logged model by id; :class:`NotFound` naming it.
+
+    Example:
+        >>> # get_logged_model(ctx, "m-0123").status
+    """
+    with ctx.engine.connect() as conn:
+        row = conn.execute(sa.select(logged_models).where(logged_models.c.model_id == model_id)
+                           ).one_or_none()
+        if row is None:
+            raise NotFound(f"logged model {model_id!r} does not exist")
+        return _hydrate_logged(conn, row)
+
+
+def _hydrate_logged(conn: Connection, row: Any) -> LoggedModel:
+    tags = dict(conn.execute(sa.select(logged_model_tags.c.key, logged_model_tags.c.value)
+                             .where(logged_model_tags.c.model_id == row.model_id)).all())
+    params = dict(conn.execute(sa.select(logged_model_params.c.key, logged_model_params.c.value)
+                               .where(logged_model_params.c.model_id == row.model_id)).all())
+    return LoggedModel(row.model_id, row.experiment_id, row.name, row.source_run_id, row.status,
+                       row.model_type, row.artifact_location, row.flavor, row.manifest_digest,
+                       row.signature, row.creation_time, row.last_updated_time, tags, params)
+
+
+def update_logged_model(
+    ctx: Context,
+    model_id: str,
+    *,
+    status: str | None = None,
+    manifest_digest: str | None = None,
+    signature: str | None = None,
+    flavor: str | None = None,
+) -> LoggedModel:
+    """Update a logged model's status, manifest, signature or flavor.
+
+    Example:
+        >>> # update_logged_model(ctx, "m-0123", status="READY")
+    """
+    values: dict[str, Any] = {"last_updated_time": _now_ms()}
+    for key, value in (("status", status), ("manifest_digest", manifest_digest),
+                       ("signature", signature), ("flavor", flavor)):
+        if value is not None:
+            values[key] = value
+    with ctx.engine.begin() as conn:
+        result = conn.execute(logged_models.update()
+                              .where(logged_models.c.model_id == model_id).values(**values))
+        if not result.rowcount:
+            raise NotFound(f"logged model {model_id!r} does not exist")
+    return get_logged_model(ctx, model_id)
+
+
+def set_logged_model_tags(ctx: Context, model_id: str, tags: dict[str, str]) -> None:
+    """Set tags on a logged model.
+
+    Example:
+        >>> # set_logged_model_tags(ctx, "m-0123", {"stage": "dev"})
+    """
+    get_logged_model(ctx, model_id)
+    with ctx.engine.begin() as conn:
+        for k, v in tags.items():
+            conn.execute(logged_model_tags.delete().where(
+                (logged_model_tags.c.model_id == model_id) & (logged_model_tags.c.key == k)))
+            conn.execute(logged_model_tags.insert().values(model_id=model_id, key=k, value=v))
+
+
+def delete_logged_model_tag(ctx: Context, model_id: str, key: str) -> None:
+    """Remove a tag from a logged model.
+
+    Example:
+        >>> # delete_logged_model_tag(ctx, "m-0123", "stage")
+    """
+    with ctx.engine.begin() as conn:
+        conn.execute(logged_model_tags.delete().where(
+            (logged_model_tags.c.model_id == model_id) & (logged_model_tags.c.key == key)))
+
+
+def search_logged_models(
+    ctx: Context,
+    experiment_ids: list[str] | None = None,
+    source_run_id: str | None = None,
+    max_results: int = 1000,
+    offset: int = 0,
+) -> list[LoggedModel]:
+    """Logged models, newest first, optionally of some experiments or one run.
+
+    Example:
+        >>> # search_logged_models(ctx, experiment_ids=["1"])
+    """
+    query = sa.select(logged_models).order_by(logged_models.c.creation_time.desc(),
+                                              logged_models.c.model_id)
+    if experiment_ids:
+        query = query.where(logged_models.c.experiment_id.in_(experiment_ids))
+    if source_run_id:
+        query = query.where(logged_models.c.source_run_id == source_run_id)
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(query.limit(max_results).offset(offset)).all()
+        return [_hydrate_logged(conn, r) for r in rows]

@@ -1,0 +1,117 @@
+"""``loopline runs ls/show/compare`` in a real subprocess, on both backends."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+import loopline as ll
+from loopline.core.context import Context
+
+
+def _runs(ctx: Context, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "LOOPLINE_URI": ctx.settings.metadata_uri,
+        "LOOPLINE_ARTIFACTS": ctx.settings.artifacts_uri,
+        "COLUMNS": "200",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "loopline.cli.main", "runs", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def _json(ctx: Context, *args: str) -> Any:
+    done = _runs(ctx, *args, "--json")
+    assert done.returncode == 0, done.stderr
+    return orjson.loads(done.stdout)
+
+
+@pytest.fixture
+def three(ctx: Context) -> list[str]:
+    ids = []
+    for name, model, auc in [("a", "lgbm", 0.80), ("b", "xgb", 0.85), ("c", "lgbm", float("nan"))]:
+        with ll.start_run(experiment="cli", name=name) as run:
+            run.log_params({"model": model, "seed": 13})
+            run.log_metrics({"auc": auc, "loss": 1 - auc}, step=1)
+        ids.append(run.id)
+    with ll.start_run(experiment="elsewhere", name="z") as run:
+        run.log_metric("auc", 0.99)
+    return ids
+
+
+def test_ls_filters_orders_and_pages(ctx: Context, three: list[str]) -> None:
+    listed = _json(ctx, "ls", "--experiment", "cli")
+    assert [r["name"] for r in listed["runs"]] == ["c", "b", "a"]  # newest first
+    assert listed["next_page_token"] is None
+    best = _json(
+        ctx, "ls", "-e", "cli", "--filter", "metrics.auc > 0.8", "--order-by", "metrics.auc DESC"
+    )
+    assert [r["name"] for r in best["runs"]] == ["b"]
+    everywhere = _json(ctx, "ls", "--order-by", "metrics.auc DESC", "--max", "2")
+    assert [r["name"] for r in everywhere["runs"]] == ["z", "b"]
+    nxt = _json(
+        ctx, "ls", "--order-by", "metrics.auc DESC", "--page-token", everywhere["next_page_token"]
+    )
+    assert [r["name"] for r in nxt["runs"]] == ["a", "c"]  # NaN sorts last
+    nan_run = nxt["runs"][1]
+    assert nan_run["metrics"]["auc"] == "NaN"
+    table = _runs(ctx, "ls", "-e", "cli")
+    assert table.returncode == 0 and three[0] in table.stdout and "FINISHED" in table.stdout
+
+
+def test_ls_reports_a_bad_filter_with_its_position(ctx: Context, three: list[str]) -> None:
+    done = _runs(ctx, "ls", "--filter", "metrics.auc 0.8")
+    assert done.returncode == 2
+    assert "at position 12: expected a comparison operator" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_show_prints_one_run(ctx: Context, three: list[str]) -> None:
+    shown = _json(ctx, "show", three[1])
+    assert shown["id"] == three[1] and shown["name"] == "b" and shown["status"] == "FINISHED"
+    assert shown["params"] == {"model": "xgb", "seed": "13"}
+    assert shown["metrics"]["auc"] == 0.85
+    assert [a["path"] for a in shown["artifacts"]] == ["loopline/environment.json"]
+    assert "loopline.python" in shown["tags"]
+    text = _runs(ctx, "show", three[1])
+    assert text.returncode == 0 and "xgb" in text.stdout and "0.85" in text.stdout
+    missing = _runs(ctx, "show", "nope")
+    assert missing.returncode == 4 and "run 'nope' does not exist" in missing.stderr
+
+
+def test_compare_shows_differing_params_and_metric_deltas(ctx: Context, three: list[str]) -> None:
+    result = _json(ctx, "compare", *three)
+    assert [r["name"] for r in result["runs"]] == ["a", "b", "c"]
+    assert result["params"] == {"model": ["lgbm", "xgb", "lgbm"]}  # 'seed' is the same: hidden
+    auc = result["metrics"]["auc"]
+    assert auc["values"] == [0.8, 0.85, "NaN"]
+    assert auc["deltas"][0] is None and auc["deltas"][1] == pytest.approx(0.05)
+    assert auc["deltas"][2] == "NaN"
+    assert result["metrics"]["loss"]["deltas"][1] == pytest.approx(-0.05)
+    text = _runs(ctx, "compare", three[0], three[1])
+    assert text.returncode == 0 and "(+0.05)" in text.stdout and "(-0.05)" in text.stdout
+    one = _runs(ctx, "compare", three[0])
+    assert one.returncode == 2 and "at least two run ids" in one.stderr
+
+
+def test_every_runs_command_has_an_example(tmp_path: Path) -> None:
+    for command in ("ls", "show", "compare"):
+        done = subprocess.run(
+            [sys.executable, "-m", "loopline.cli.main", "runs", command, "--help"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=60,
+        )
+        assert done.returncode == 0 and "Example" in done.stdout

@@ -1,0 +1,247 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import loopline as ll
+from loopline.data.contracts import ColumnRule, Contract, RowRule, Violation, infer
+from loopline.errors import ContractViolation, InvalidInput
+
+
+def _train(n: int = 200) -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    score = rng.normal(size=n)
+    score[::17] = np.nan
+    return pd.DataFrame(
+        {
+            "customer_id": np.arange(1, n + 1),
+            "age": rng.integers(18, 80, n),
+            "plan": rng.choice(["basic", "pro", "team"], n),
+            "email": [f"user{i}@example.com" for i in range(n)],
+            "score": score,
+            "tier": pd.Categorical(rng.choice(["gold", "silver"], n)),
+            "active": rng.random(n) > 0.5,
+        }
+    )
+
+
+def test_infer_describes_each_column() -> None:
+    df = _train()
+    c = ll.contracts.infer(df, name="churn")
+    assert c.name == "churn" and list(c.columns) == list(df.columns)
+    cid = c.columns["customer_id"]
+    assert (cid.dtype, cid.nullable, cid.unique, cid.min, cid.max) == ("int64", False, True, 1, 200)
+    assert c.columns["age"].min == int(df.age.min()) and not c.columns["age"].unique
+    assert (
+        c.columns["plan"].allowed == ["basic", "pro", "team"] and c.columns["plan"].dtype == "str"
+    )
+    # 200 distinct e-mails: an identifier, not a category.
+    assert c.columns["email"].allowed is None and c.columns["email"].unique
+    score = c.columns["score"]
+    assert score.nullable and not score.unique and score.min == pytest.approx(np.nanmin(df.score))
+    assert c.columns["tier"].allowed == ["gold", "silver"] and c.columns["tier"].dtype == "category"
+    assert c.columns["active"].dtype == "bool" and c.columns["active"].min is None
+    assert (c.rows.min, c.rows.max) == (1, None)
+    assert (infer(df, row_tolerance=0.5).rows.min, infer(df, row_tolerance=0.5).rows.max) == (
+        100,
+        300,
+    )
+    assert c.validate(df).ok
+
+
+def test_more_than_fifty_levels_are_not_a_category() -> None:
+    df = pd.DataFrame({"city": [f"c{i % 60}" for i in range(600)]})
+    assert infer(df).columns["city"].allowed is None
+    df = pd.DataFrame({"city": [f"c{i % 50}" for i in range(600)]})
+    assert len(infer(df).columns["city"].allowed or []) == 50
+
+
+def test_yaml_round_trip_is_readable_and_equal(tmp_path: Path) -> None:
+    c = infer(_train(), name="churn")
+    path = c.to_yaml(tmp_path / "churn.contract.yaml")
+    text = path.read_text()
+    assert text.startswith("# Loopline data contract")
+    assert "  plan:\n    dtype: str\n    nullable: false\n    allowed:\n    - basic\n" in text
+    assert "unique: false" not in text  # unset rules are left out
+    back = Contract.from_yaml(path)
+    assert back == c
+    assert back.validate(_train()).ok
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "key"),
+    [
+        ("columns:\n  age:\n    dtype: int64\n    mni: 3\n", "columns.age.mni"),
+        ("columns:\n  age:\n    dtype: int64\n    nullable: perhaps\n", "columns.age.nullable"),
+        ("columns:\n  age:\n    dtype: whole-number\n", "columns.age.dtype"),
+        ("columns:\n  age:\n    nullable: true\n", "columns.age.dtype"),
+        ("rows:\n  min: -1\ncolumns: {}\n", "rows.min"),
+        ("colums:\n  age:\n    dtype: int64\n", "colums"),
+    ],
+    ids=["typo", "bad-bool", "bad-dtype", "no-dtype", "negative-rows", "top-level-typo"],
+)
+def test_a_bad_contract_file_names_the_bad_key(tmp_path: Path, yaml_text: str, key: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(InvalidInput, match=key.replace(".", r"\.")) as info:
+        Contract.from_yaml(path)
+    assert "c.yaml" in str(info.value)
+
+
+def test_unreadable_contract_files(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="no contract file"):
+        Contract.from_yaml(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(InvalidInput, match="does not hold a contract"):
+        Contract.from_yaml(tmp_path / "list.yaml")
+    (tmp_path / "bad.yaml").write_text("columns: [\n")
+    with pytest.raises(InvalidInput, match="not valid YAML"):
+        Contract.from_yaml(tmp_path / "bad.yaml")
+
+
+def _contract() -> Contract:
+    return Contract(
+        {
+            "id": ColumnRule(dtype="int64", nullable=False, unique=True),
+            "age": ColumnRule(dtype="int64", nullable=False, min=18, max=99),
+            "plan": ColumnRule(dtype="str", nullable=False, allowed=["basic", "pro"]),
+            "score": ColumnRule(dtype="float64", nullable=True),
+        },
+        rows=RowRule(min=2, max=5),
+        name="churn",
+    )
+
+
+def _good() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "id": [1, 2, 3],
+            "age": [20, 30, 40],
+            "plan": ["basic", "pro", "pro"],
+            "score": [0.1, None, 0.3],
+        }
+    )
+
+
+def _by_rule(violations: list[Violation]) -> dict[tuple[str | None, str], Violation]:
+    return {(v.column, v.rule): v for v in violations}
+
+
+def test_validate_passes_good_data() -> None:
+    report = _contract().validate(_good())
+    assert report.ok and report.violations == [] and report.rows == 3
+    report.raise_for_violations()
+
+
+@pytest.mark.parametrize(
+    ("change", "column", "rule", "expected", "actual", "rows"),
+    [
+        (lambda d: d.assign(age=[20, 7, 40]), "age", "min", ">= 18", 7, [1]),
+        (lambda d: d.assign(age=[20, 30, 120]), "age", "max", "<= 99", 120, [2]),
+        (
+            lambda d: d.assign(plan=["basic", "gold", "pro"]),
+            "plan",
+            "allowed",
+            "one of ['basic', 'pro']",
+            ["gold"],
+            [1],
+        ),
+        (lambda d: d.assign(id=[1, 1, 3]), "id", "unique", "all values unique", None, [0, 1]),
+        (
+            lambda d: d.assign(plan=["basic", None, "pro"]),
+            "plan",
+            "nullable",
+            "no nulls",
+            None,
+            [1],
+        ),
+        (
+            lambda d: d.assign(age=["20", "thirty", "40"]),
+            "age",
+            "dtype",
+            "int64",
+            "dtype str",
+            [1],
+        ),
+        (lambda d: d.drop(columns=["score"]), "score", "missing_column", None, "absent", []),
+        (lambda d: d.assign(extra=1), "extra", "extra_column", None, "dtype int64", []),
+        (lambda d: d.iloc[:1], None, "rows", "between 2 and 5", 1, []),
+    ],
+    ids=["min", "max", "allowed", "unique", "nullable", "dtype", "missing", "extra", "rows"],
+)
+def test_each_rule_is_reported_with_expected_actual_and_examples(
+    change: object,
+    column: str | None,
+    rule: str,
+    expected: str | None,
+    actual: object,
+    rows: list[int],
+) -> None:
+    bad = change(_good())  # type: ignore[operator]
+    report = _contract().validate(bad)
+    assert not report.ok
+    found = _by_rule(report.violations)
+    assert (column, rule) in found, report.violations
+    v = found[(column, rule)]
+    if expected is not None:
+        assert v.expected == expected
+    if actual is not None:
+        assert v.actual == actual
+    assert [e["row"] for e in v.examples] == rows
+
+
+def test_all_violations_are_collected_not_just_the_first() -> None:
+    bad = pd.DataFrame(
+        {
+            "id": [1, 1, 3, 4, 5, 6],
+            "age": [5, 30, 400, 30, 30, 30],
+            "plan": ["basic", "gold", "pro", "pro", "pro", "pro"],
+            "extra": [0] * 6,
+        }
+    )
+    report = _contract().validate(bad)
+    assert set(_by_rule(report.violations)) == {
+        ("id", "unique"),
+        ("age", "min"),
+        ("age", "max"),
+        ("plan", "allowed"),
+        ("score", "missing_column"),
+        ("extra", "extra_column"),
+        (None, "rows"),
+    }
+    with pytest.raises(ContractViolation) as info:
+        report.raise_for_violations()
+    message = str(info.value)
+    assert "7 violation(s)" in message and "score: missing_column" in message
+    assert "age: min: expected >= 18, actual 5 (e.g. row 0=5)" in message
+    assert info.value.exit_code == 3
+    assert len(info.value.violations) == 7  # type: ignore[attr-defined]
+
+
+def test_fifty_features_never_silently_become_forty_eight() -> None:
+    train = pd.DataFrame({f"f{i}": np.arange(10.0) for i in range(50)})
+    contract = infer(train)
+    report = contract.validate(train.drop(columns=["f7", "f31"]))
+    assert {(v.column, v.rule) for v in report.violations} == {
+        ("f7", "missing_column"),
+        ("f31", "missing_column"),
+    }
+
+
+def test_nulls_do_not_count_as_duplicates_and_bad_input_is_refused() -> None:
+    c = Contract({"k": ColumnRule(dtype="float64", unique=True)})
+    assert c.validate(pd.DataFrame({"k": [1.0, None, None, 2.0]})).ok
+    with pytest.raises(InvalidInput, match="DataFrame"):
+        c.validate([1, 2])
+    with pytest.raises(InvalidInput, match="duplicate column"):
+        c.validate(pd.DataFrame([[1.0, 2.0]], columns=["k", "k"]))
+
+
+def test_report_as_json_data() -> None:
+    report = _contract().validate(_good().assign(age=[20, 7, 40]))
+    data = report.to_dict()
+    assert data["ok"] is False and data["contract"] == "churn"
+    assert data["violations"][0]["examples"] == [{"row": 1, "value": 7}]

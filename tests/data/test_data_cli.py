@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+
+def _loopline(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPLINE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "loopline.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def _json(cwd: Path, *args: str) -> Any:
+    result = _loopline(cwd, *args, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A working folder with a CSV, a newer CSV and a folder of files."""
+    pd.DataFrame({"id": range(1, 21), "plan": ["basic", "pro"] * 10, "x": range(20)}).to_csv(
+        tmp_path / "v1.csv", index=False
+    )
+    pd.DataFrame(
+        {"id": range(1, 26), "plan": ["basic", "pro"] * 12 + ["team"], "x": range(25)}
+    ).to_csv(tmp_path / "v2.csv", index=False)
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(4):
+        (images / f"{i}.jpg").write_bytes(os.urandom(300))
+    return tmp_path
+
+
+def test_add_ls_show_diff_checkout(project: Path) -> None:
+    added = _json(project, "data", "add", "churn", "v1.csv", "--description", "first export")
+    assert (added["ref"], added["kind"], added["row_count"], added["created_now"]) == (
+        "churn@1",
+        "table",
+        20,
+        True,
+    )
+    assert added["ingest"]["stored"] == 1
+    again = _json(project, "data", "add", "churn", "v1.csv")
+    assert (again["version"], again["created_now"]) == (1, False)
+    assert _json(project, "data", "add", "churn", "v2.csv")["version"] == 2
+    images = _json(project, "data", "add", "images", "images")
+    assert images["kind"] == "files" and images["file_count"] == 4
+
+    listed = _json(project, "data", "ls")
+    assert [(d["name"], d["latest_version"], d["versions"]) for d in listed] == [
+        ("churn", 2, 2),
+        ("images", 1, 1),
+    ]
+    shown = _json(project, "data", "show", "churn@1")
+    assert shown["schema"] == {"id": "int64", "plan": "string", "x": "int64"}
+    assert shown["stats"]["x"]["max"] == 19 and shown["description"] == "first export"
+    assert [f["path"] for f in _json(project, "data", "show", "images")["files"]] == [
+        "0.jpg",
+        "1.jpg",
+        "2.jpg",
+        "3.jpg",
+    ]
+
+    d = _json(project, "data", "diff", "churn@1", "churn@2")
+    assert (d["rows_before"], d["rows_after"], d["rows_added"], d["rows_removed"]) == (20, 25, 5, 0)
+
+    out = _json(project, "data", "checkout", "images@1", "restored")
+    assert out["files"] == 4
+    for i in range(4):
+        name = f"{i}.jpg"
+        assert (project / "restored" / name).read_bytes() == (
+            project / "images" / name
+        ).read_bytes()
+
+
+def test_human_output_and_errors(project: Path) -> None:
+    result = _loopline(project, "data", "add", "images", "images")
+    assert result.returncode == 0, result.stderr
+    assert "images@1 (new version)" in result.stdout
+    result = _loopline(project, "data", "show", "images@9")
+    assert result.returncode == 4
+    assert "no version 9 (versions: 1)" in result.stderr and "Traceback" not in result.stderr
+    result = _loopline(project, "data", "add", "../evil", "images")
+    assert result.returncode == 2 and "not a valid dataset name" in result.stderr
+
+
+def test_infer_contract_then_validate(project: Path) -> None:
+    _json(project, "data", "add", "churn", "v1.csv")
+    inferred = _json(project, "data", "infer-contract", "churn@1", "churn.yaml")
+    assert inferred["contract"]["name"] == "churn"
+    contract = yaml.safe_load((project / "churn.yaml").read_text())
+    assert contract["columns"]["plan"]["allowed"] == ["basic", "pro"]
+
+    ok = _json(project, "data", "validate", "v1.csv", "--contract", "churn.yaml")
+    assert ok["ok"] is True and ok["violations"] == []
+
+    result = _loopline(project, "data", "validate", "v2.csv", "--contract", "churn.yaml", "--json")
+    assert result.returncode == 3, result.stderr
+    report = json.loads(result.stdout)
+    rules = {(v["column"], v["rule"]) for v in report["violations"]}
+    assert rules == {("id", "max"), ("x", "max"), ("plan", "allowed")}
+
+    result = _loopline(project, "data", "validate", "v2.csv", "--contract", "churn.yaml")
+    assert result.returncode == 3
+    assert "plan: allowed: expected one of ['basic', 'pro'], actual ['team']" in result.stderr
+
+
+def test_every_data_command_has_an_example_in_its_help(project: Path) -> None:
+    for command in ("add", "ls", "show", "diff", "checkout", "validate", "infer-contract"):
+        result = _loopline(project, "data", command, "--help")
+        assert result.returncode == 0 and "Example" in result.stdout, command

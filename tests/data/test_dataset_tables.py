@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from loopline.core.db import create_engine_for, upgrade
+from loopline.core.schema import metadata
+from loopline.data import tables
+
+DATA_TABLES = {"datasets", "dataset_versions", "dataset_files"}
+
+
+def _mentions_data_table(diff: object) -> bool:
+    items = diff if isinstance(diff, list) else [diff]
+    for item in items:
+        for part in item if isinstance(item, tuple) else (item,):
+            name = getattr(part, "name", None)
+            table = getattr(part, "table", None)
+            if name in DATA_TABLES or getattr(table, "name", None) in DATA_TABLES:
+                return True
+            if isinstance(part, str) and part in DATA_TABLES:
+                return True
+    return False
+
+
+def test_migration_creates_exactly_the_tables_module(db_uri: str) -> None:
+    engine = create_engine_for(db_uri)
+    upgrade(engine)
+    assert set(sa.inspect(engine).get_table_names()) >= DATA_TABLES
+    assert {t.name for t in (tables.datasets, tables.dataset_versions, tables.dataset_files)} == (
+        DATA_TABLES
+    )
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        diffs = [d for d in compare_metadata(ctx, metadata) if _mentions_data_table(d)]
+    engine.dispose()
+    assert diffs == []
+
+
+def test_kind_is_constrained(db_uri: str) -> None:
+    engine = create_engine_for(db_uri)
+    upgrade(engine)
+    with engine.begin() as conn:
+        ds_id = conn.execute(
+            tables.datasets.insert().values(name="x", created=0.0).returning(tables.datasets.c.id)
+        ).scalar_one()
+    row = {
+        "dataset_id": ds_id,
+        "name": "x",
+        "version": 1,
+        "created": 0.0,
+        "hash": "0" * 64,
+        "kind": "zip",
+        "byte_size": 0,
+        "file_count": 0,
+        "actor": "t",
+    }
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        conn.execute(tables.dataset_versions.insert().values(**row))
+    engine.dispose()

@@ -1,0 +1,351 @@
+"""The online store: one conformance suite per backend, then materialize + get_online."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+
+import loopline as ll
+from loopline.core.context import Context
+from loopline.data.features import FeatureView
+from loopline.data.online import (
+    OnlineStore,
+    RedisOnlineStore,
+    SQLiteOnlineStore,
+    open_online_store,
+)
+
+T0 = pd.Timestamp("2024-03-01T00:00:00Z")
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def online_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty online store URL: a SQLite file, then the test Redis."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'online.db'}"
+    return str(request.getfixturevalue("redis_url"))
+
+
+@pytest.fixture
+def store(online_url: str) -> Iterator[OnlineStore]:
+    s = open_online_store(online_url)
+    yield s
+    s.close()
+
+
+# -- conformance: every OnlineStore backend -------------------------------------------
+
+
+def _rows(n: int, tag: str = "a") -> list[tuple[str, bytes]]:
+    return [(str(i), orjson.dumps({"x": i, "tag": tag})) for i in range(n)]
+
+
+def test_unwritten_view_reads_as_absent(store: OnlineStore) -> None:
+    assert store.read("nothing", ["1", "2"]) == [None, None]
+    assert store.read_meta("nothing") is None
+    assert store.count("nothing") == 0
+
+
+def test_write_then_read_in_key_order(store: OnlineStore) -> None:
+    assert store.write("v", _rows(3), meta=b'{"m":1}', replace=True) == 3
+    got = store.read("v", ["2", "missing", "0"])
+    assert [orjson.loads(g)["x"] if g else None for g in got] == [2, None, 0]
+    assert store.read("v", ["1"]) == [orjson.dumps({"x": 1, "tag": "a"})]
+    assert store.read("v", []) == []
+    assert store.read_meta("v") == b'{"m":1}'
+    assert store.count("v") == 3
+
+
+def test_many_keys_keep_their_order(store: OnlineStore) -> None:
+    store.write("v", _rows(3000), meta=b"{}", replace=True)
+    keys = [str(i) for i in np.random.default_rng(1).permutation(3500)]
+    got = store.read("v", keys)
+    assert [None if g is None else orjson.loads(g)["x"] for g in got] == [
+        int(k) if int(k) < 3000 else None for k in keys
+    ]
+
+
+def test_replace_drops_rows_not_written_again(store: OnlineStore) -> None:
+    store.write("v", _rows(5), meta=b"{}", replace=True)
+    store.write("v", _rows(2, "b"), meta=b'{"m":2}', replace=True)
+    assert store.count("v") == 2
+    assert store.read("v", ["4"]) == [None]
+    assert orjson.loads(store.read("v", ["1"])[0] or b"")["tag"] == "b"
+    store.write("v", [], meta=b'{"m":3}', replace=True)
+    assert store.count("v") == 0
+    assert store.read_meta("v") == b'{"m":3}'
+
+
+def test_upsert_keeps_other_rows(store: OnlineStore) -> None:
+    store.write("v", _rows(3), meta=b"{}", replace=True)
+    store.write("v", [("1", b'{"x":10}'), ("9", b'{"x":9}')], meta=b"{}", replace=False)
+    got = store.read("v", ["0", "1", "9"])
+    assert [orjson.loads(g or b"null") for g in got] == [
+        {"x": 0, "tag": "a"},
+        {"x": 10},
+        {"x": 9},
+    ]
+
+
+def test_views_are_separate(store: OnlineStore) -> None:
+    store.write("a", [("1", b"A")], meta=b"ma", replace=True)
+    store.write("b", [("1", b"B")], meta=b"mb", replace=True)
+    assert store.read("a", ["1"]) == [b"A"]
+    assert store.read("b", ["1"]) == [b"B"]
+    assert (store.read_meta("a"), store.read_meta("b")) == (b"ma", b"mb")
+
+
+def test_failed_write_leaves_the_old_rows(store: OnlineStore) -> None:
+    store.write("v", _rows(3), meta=b"old", replace=True)
+
+    def broken() -> Iterator[tuple[str, bytes]]:
+        yield from _rows(20_001, "new")  # past the first chunk
+        raise RuntimeError("source failed half way")
+
+    with pytest.raises(RuntimeError, match="half way"):
+        store.write("v", broken(), meta=b"new", replace=True)
+    assert store.count("v") == 3
+    assert store.read_meta("v") == b"old"
+    assert orjson.loads(store.read("v", ["0"])[0] or b"")["tag"] == "a"
+
+
+def test_readers_see_the_old_or_the_new_set_never_a_mix(store: OnlineStore) -> None:
+    store.write("v", _rows(2000, "a"), meta=b"{}", replace=True)
+    seen: list[set[str]] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                got = store.read("v", ["0", "999", "1999"])
+                seen.append({orjson.loads(g)["tag"] if g else "none" for g in got})
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for tag in ("b", "c", "d"):
+        store.write("v", _rows(2000, tag), meta=b"{}", replace=True)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    assert not errors
+    assert seen and all(len(s) == 1 and "none" not in s for s in seen)
+
+
+def test_store_reconnects_after_close(store: OnlineStore) -> None:
+    store.write("v", _rows(1), meta=b"{}", replace=True)
+    store.close()
+    assert store.read("v", ["0"])[0] is not None
+
+
+def test_backends_by_url(tmp_path: Path, redis_url: str) -> None:
+    assert isinstance(open_online_store(None, home=tmp_path), SQLiteOnlineStore)
+    default = open_online_store(None, home=tmp_path)
+    assert isinstance(default, SQLiteOnlineStore) and default.path == tmp_path / "online.db"
+    assert isinstance(open_online_store(redis_url), RedisOnlineStore)
+    with pytest.raises(ll.ConfigError, match="LOOPLINE_ONLINE_STORE"):
+        open_online_store("mongodb://x")
+    with pytest.raises(ll.ConfigError, match="LOOPLINE_ONLINE_STORE"):
+        open_online_store("sqlite:///:memory:")
+
+
+def test_sqlite_store_is_wal(tmp_path: Path) -> None:
+    s = SQLiteOnlineStore(tmp_path / "o.db")
+    s.write("v", _rows(1), meta=b"{}", replace=True)
+    assert s._conn().execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    s.close()
+
+
+def test_unreachable_redis_names_the_setting() -> None:
+    s = open_online_store("redis://127.0.0.1:1/0")
+    with pytest.raises(ll.BackendUnavailable, match="LOOPLINE_ONLINE_STORE"):
+        s.read("v", ["1"])
+
+
+# -- materialize + get_online through the SDK -----------------------------------------
+
+
+@pytest.fixture
+def fs_ctx(online_url: str, tmp_path: Path) -> Iterator[Context]:
+    """The embedded metadata store with the online store on each backend."""
+    context = ll.init(
+        uri=f"sqlite:///{tmp_path / 'meta.db'}",
+        artifacts=str(tmp_path / "artifacts"),
+        online_store=None if online_url.startswith("sqlite") else online_url,
+    )
+    yield context
+    context.close()
+
+
+def _random_view(name: str, seed: int, *, ttl_s: int | None = 50) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = 400
+    frame = pd.DataFrame(
+        {
+            "user": rng.integers(0, 60, n),
+            "ts": T0 + pd.to_timedelta(rng.integers(0, 100, n), unit="s"),
+            "created": T0 + pd.to_timedelta(rng.integers(0, 3, n), unit="s"),
+            "x": rng.normal(size=n),
+            "label": [f"l{i}" for i in range(n)],
+        }
+    )
+    ll.features.register(
+        FeatureView(
+            name=name,
+            entity="user",
+            timestamp="ts",
+            features=["x", "label"],
+            ttl=dt.timedelta(seconds=ttl_s) if ttl_s else None,
+            source=frame,
+            created="created",
+        )
+    )
+    return frame
+
+
+@pytest.mark.parametrize("end_s", [30, 75, 99, 500], ids=lambda s: f"end+{s}s")
+def test_online_rows_equal_the_training_set_at_end(fs_ctx: Context, end_s: int) -> None:
+    _random_view("u", seed=end_s)
+    end = T0 + pd.Timedelta(seconds=end_s)
+    result = ll.features.materialize("u", end=end.to_pydatetime())
+    users = list(range(65))
+    online = ll.features.get_online("u", users)
+    entities = pd.DataFrame({"user": users, "event_timestamp": [end] * len(users)})
+    offline = ll.features.get_historical(entities, ["u:x", "u:label"])
+    for row, got in zip(offline.itertuples(), online, strict=True):
+        want = {
+            "x": None if pd.isna(row.x) else row.x,
+            "label": None if pd.isna(row.label) else row.label,
+        }
+        assert got == want, row.user
+    assert result.rows == sum(1 for g in online if g["x"] is not None)
+
+
+def test_missing_entity_gets_none_values(fs_ctx: Context) -> None:
+    _random_view("u", seed=3, ttl_s=None)
+    ll.features.materialize("u", end=T0 + pd.Timedelta(seconds=200))
+    got = ll.features.get_online("u", [10_000, "nope"])
+    assert got == [{"x": None, "label": None}, {"x": None, "label": None}]
+
+
+def test_keys_match_by_text(fs_ctx: Context) -> None:
+    frame = _random_view("u", seed=4, ttl_s=None)
+    ll.features.materialize("u", end=T0 + pd.Timedelta(seconds=200))
+    user = int(frame["user"].iloc[0])
+    assert ll.features.get_online("u", [user]) == ll.features.get_online("u", [str(user)])
+    assert ll.features.get_online("u", [np.int64(user)])[0]["x"] is not None
+
+
+def test_composite_keys(fs_ctx: Context) -> None:
+    frame = pd.DataFrame(
+        {
+            "region": ["eu", "eu", "us"],
+            "shop": [1, 2, 1],
+            "ts": [T0, T0, T0],
+            "rate": [0.1, 0.2, 0.3],
+        }
+    )
+    ll.features.register(
+        FeatureView(
+            name="shops", entity=["region", "shop"], timestamp="ts", features=["rate"], source=frame
+        )
+    )
+    ll.features.materialize("shops", end=T0)
+    got = ll.features.get_online("shops", [("us", 1), ("eu", 2), ("us", 2)])
+    assert got == [{"rate": 0.3}, {"rate": 0.2}, {"rate": None}]
+
+
+def test_incremental_materialize_upserts(fs_ctx: Context) -> None:
+    frame = pd.DataFrame(
+        {
+            "user": [1, 2, 1],
+            "ts": [T0, T0, T0 + pd.Timedelta(hours=2)],
+            "x": [1.0, 2.0, 3.0],
+        }
+    )
+    ll.features.register(
+        FeatureView(name="inc", entity="user", timestamp="ts", features=["x"], source=frame)
+    )
+    ll.features.materialize("inc", end=T0 + pd.Timedelta(hours=1))
+    assert ll.features.get_online("inc", [1, 2]) == [{"x": 1.0}, {"x": 2.0}]
+    step = ll.features.materialize(
+        "inc", start=T0 + pd.Timedelta(hours=1), end=T0 + pd.Timedelta(hours=3)
+    )
+    assert step.rows == 1
+    assert ll.features.get_online("inc", [1, 2]) == [{"x": 3.0}, {"x": 2.0}]
+    # a window that does not reach entity 2's row leaves it alone
+    ll.features.materialize("inc", start=T0 + pd.Timedelta(hours=2), end=T0 + pd.Timedelta(hours=3))
+    assert ll.features.get_online("inc", [1, 2]) == [{"x": 3.0}, {"x": 2.0}]
+
+
+def test_expired_entities_disappear_on_full_materialize(fs_ctx: Context) -> None:
+    frame = pd.DataFrame({"user": [1, 2], "ts": [T0, T0 + pd.Timedelta(days=5)], "x": [1.0, 2.0]})
+    ll.features.register(
+        FeatureView(
+            name="exp",
+            entity="user",
+            timestamp="ts",
+            features=["x"],
+            ttl=dt.timedelta(days=2),
+            source=frame,
+        )
+    )
+    ll.features.materialize("exp", end=T0 + pd.Timedelta(days=1))
+    assert ll.features.get_online("exp", [1, 2]) == [{"x": 1.0}, {"x": None}]
+    ll.features.materialize("exp", end=T0 + pd.Timedelta(days=6))
+    assert ll.features.get_online("exp", [1, 2]) == [{"x": None}, {"x": 2.0}]
+
+
+def test_online_errors(fs_ctx: Context) -> None:
+    _random_view("u", seed=5)
+    with pytest.raises(ll.NotFound, match="has not been materialized") as info:
+        ll.features.get_online("u", [1])
+    assert "materialize" in (info.value.hint or "")
+    with pytest.raises(ll.NotFound, match="no feature view named 'ghost'") as info2:
+        ll.features.get_online("ghost", [1])
+    assert "u" in (info2.value.hint or "")
+    with pytest.raises(ll.NotFound, match="no feature view named 'ghost'"):
+        ll.features.materialize("ghost")
+    with pytest.raises(ll.InvalidInput, match="keys"):
+        ll.features.get_online("u", "42")
+    with pytest.raises(ll.InvalidInput, match="after end"):
+        ll.features.materialize("u", start="2024-02-01", end="2024-01-01")
+    with pytest.raises(ll.InvalidInput, match="end"):
+        ll.features.materialize("u", end="not a time")
+
+
+def test_materialize_default_end_is_now(fs_ctx: Context) -> None:
+    now = pd.Timestamp.now(tz="UTC")
+    frame = pd.DataFrame(
+        {"user": [1, 2], "ts": [now - pd.Timedelta(hours=1), now + pd.Timedelta(days=1)]}
+    )
+    frame["x"] = [1.0, 2.0]
+    ll.features.register(
+        FeatureView(name="now", entity="user", timestamp="ts", features=["x"], source=frame)
+    )
+    result = ll.features.materialize("now")
+    assert abs((result.end - now.to_pydatetime()).total_seconds()) < 60
+    assert ll.features.get_online("now", [1, 2]) == [{"x": 1.0}, {"x": None}]
+
+
+def test_materialization_is_logged(fs_ctx: Context) -> None:
+    _random_view("u", seed=6)
+    result = ll.features.materialize("u", end=T0 + pd.Timedelta(seconds=80))
+    last = ll.features.get_view("u").last_materialization
+    assert last is not None
+    assert (last.rows, last.end, last.online_store) == (
+        result.rows,
+        result.end,
+        result.online_store,
+    )
+    assert last.online_store.startswith(("sqlite:///", "redis://"))

@@ -1,0 +1,361 @@
+"""Feature view definitions in the metadata store, errors, sources, schema and CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from typer.testing import CliRunner
+
+import loopline as ll
+from loopline.cli.main import app
+from loopline.core import audit
+from loopline.core.artifacts import LocalArtifactStore
+from loopline.core.context import Context
+from loopline.core.db import create_engine_for, upgrade
+from loopline.core.schema import metadata
+from loopline.data import feature_sources
+from loopline.data.feature_tables import feature_materializations, feature_views
+from loopline.data.features import FeatureView
+from tests.conftest import s3_options
+
+T0 = pd.Timestamp("2024-03-01T00:00:00Z")
+
+
+def _frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "user": [1, 1, 2],
+            "ts": [T0, T0 + pd.Timedelta(hours=1), T0],
+            "clicks": [1, 2, 3],
+            "spend": [1.5, 2.5, 3.5],
+        }
+    )
+
+
+def _view(**over: Any) -> FeatureView:
+    args: dict[str, Any] = {
+        "name": "user_stats",
+        "entity": "user",
+        "timestamp": "ts",
+        "features": ["clicks", "spend"],
+        "ttl": dt.timedelta(days=1),
+        "source": _frame(),
+    }
+    args.update(over)
+    return FeatureView(**args)
+
+
+def _entities() -> pd.DataFrame:
+    return pd.DataFrame({"user": [1, 2], "event_timestamp": [T0 + pd.Timedelta(hours=2)] * 2})
+
+
+# -- metadata: SQLite and PostgreSQL -----------------------------------------------------
+
+
+def test_register_stores_the_definition_and_the_frame(ctx: Context) -> None:
+    registered = ll.features.register(_view())
+    assert registered.keys == ("user",)
+    assert registered.features == ("clicks", "spend")
+    assert registered.ttl == dt.timedelta(days=1)
+    assert registered.rows == 3
+    kind, _, digest = registered.source.partition(":")
+    assert kind == "frame" and ctx.artifacts.exists(digest)
+    stored = pd.read_parquet(pd.io.common.BytesIO(ctx.artifacts.get_bytes(digest)))
+    assert list(stored.columns) == ["user", "ts", "clicks", "spend"]
+    assert str(stored["ts"].dtype) == "datetime64[us, UTC]"
+    assert ll.features.get_view("user_stats") == registered
+    assert [v.name for v in ll.features.list_views()] == ["user_stats"]
+    assert registered.feature_refs == ["user_stats:clicks", "user_stats:spend"]
+
+
+def test_register_again_is_idempotent_and_a_change_is_audited(ctx: Context) -> None:
+    first = ll.features.register(_view())
+    again = ll.features.register(_view())
+    assert again == first
+    events = audit.events(ctx.engine, object_type="feature_view", object_id="user_stats")
+    assert [e.action for e in events] == ["feature_view.register"]
+    changed = _frame().assign(spend=[9.0, 9.0, 9.0])
+    second = ll.features.register(_view(source=changed, ttl=dt.timedelta(hours=3)))
+    assert second.source != first.source and second.ttl == dt.timedelta(hours=3)
+    events = audit.events(ctx.engine, object_type="feature_view", object_id="user_stats")
+    assert len(events) == 2
+    assert events[1].before["source"] == first.source
+    assert events[1].after["definition"]["ttl_seconds"] == 3 * 3600
+    result = ll.features.get_historical(_entities(), ["user_stats:spend"])
+    assert result["spend"].tolist() == [9.0, 9.0]
+    with ctx.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(feature_views)).scalar() == 1
+
+
+def test_materialization_log_on_each_backend(ctx: Context) -> None:
+    ll.features.register(_view(ttl=None))
+    ll.features.materialize("user_stats", end=T0 + pd.Timedelta(hours=5))
+    ll.features.materialize("user_stats", end=T0 + pd.Timedelta(hours=6))
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(sa.select(feature_materializations)).all()
+    assert [r.rows for r in rows] == [2, 2]
+    last = ll.features.get_view("user_stats").last_materialization
+    assert last is not None and last.end == (T0 + pd.Timedelta(hours=6)).to_pydatetime()
+    assert ll.features.get_online("user_stats", [1]) == [{"clicks": 2, "spend": 2.5}]
+    actions = [e.action for e in audit.events(ctx.engine, object_type="feature_view")]
+    assert actions == ["feature_view.register"] + ["feature_view.materialize"] * 2
+
+
+def _table_of(diff: Any) -> str | None:
+    if isinstance(diff, list):
+        return _table_of(diff[0])
+    for item in diff[1:]:
+        if isinstance(item, sa.Table | sa.Index | sa.Column):
+            table = item if isinstance(item, sa.Table) else item.table
+            return str(table.name)
+        if isinstance(item, sa.Constraint):
+            return str(item.table.name)
+        if isinstance(item, str) and item.startswith("feature_"):
+            return item
+    return None
+
+
+def test_migration_matches_the_tables(db_uri: str) -> None:
+    engine = create_engine_for(db_uri)
+    upgrade(engine)
+    ours = {"feature_views", "feature_materializations"}
+    with engine.connect() as conn:
+        assert ours <= set(sa.inspect(conn).get_table_names())
+        diffs = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert [d for d in diffs if _table_of(d) in ours] == []
+    engine.dispose()
+
+
+# -- errors ---------------------------------------------------------------------------
+
+
+def test_unknown_feature_names_the_view_and_lists_its_features(embedded_ctx: Context) -> None:
+    ll.features.register(_view())
+    with pytest.raises(ll.NotFound) as info:
+        ll.features.get_historical(_entities(), ["user_stats:click"])
+    msg = str(info.value)
+    assert "'user_stats'" in msg and "'click'" in msg and "clicks, spend" in msg
+
+
+def test_unknown_view_is_not_found_listing_the_views(embedded_ctx: Context) -> None:
+    ll.features.register(_view())
+    with pytest.raises(ll.NotFound, match="no feature view named 'usr_stats'") as info:
+        ll.features.get_historical(_entities(), ["usr_stats:clicks"])
+    assert "user_stats" in (info.value.hint or "")
+    with pytest.raises(ll.NotFound, match="'usr_stats'"):
+        ll.features.get_view("usr_stats")
+
+
+def test_entity_frame_without_the_timestamp_column(embedded_ctx: Context) -> None:
+    ll.features.register(_view())
+    entities = _entities().rename(columns={"event_timestamp": "when"})
+    with pytest.raises(ll.InvalidInput) as info:
+        ll.features.get_historical(entities, ["user_stats:clicks"])
+    assert "'event_timestamp'" in str(info.value) and "user, when" in str(info.value)
+    assert info.value.field == "timestamp"
+    result = ll.features.get_historical(entities, ["user_stats:clicks"], timestamp="when")
+    assert result["clicks"].tolist() == [2, 3]
+
+
+def test_entity_frame_without_the_key_column(embedded_ctx: Context) -> None:
+    ll.features.register(_view())
+    entities = _entities().rename(columns={"user": "customer"})
+    with pytest.raises(ll.InvalidInput, match="no column 'user'") as info:
+        ll.features.get_historical(entities, ["user_stats:clicks"])
+    assert "customer, event_timestamp" in str(info.value)
+    assert info.value.field == "user"
+
+
+@pytest.mark.parametrize(
+    ("features", "match"),
+    [
+        ("user_stats:clicks", "list"),
+        ([], "list"),
+        (["clicks"], "'view:feature'"),
+        (["user_stats:"], "'view:feature'"),
+        (["user_stats:clicks", "user_stats:clicks"], "'clicks'"),
+    ],
+    ids=["a-string", "empty", "no-view", "no-feature", "twice"],
+)
+def test_bad_feature_references(embedded_ctx: Context, features: Any, match: str) -> None:
+    ll.features.register(_view())
+    with pytest.raises(ll.InvalidInput, match=match):
+        ll.features.get_historical(_entities(), features)
+
+
+def test_result_column_clashing_with_the_entity_frame(embedded_ctx: Context) -> None:
+    ll.features.register(_view())
+    with pytest.raises(ll.InvalidInput, match="'clicks'"):
+        ll.features.get_historical(_entities().assign(clicks=0), ["user_stats:clicks"])
+
+
+def test_entity_timestamps_must_be_times(embedded_ctx: Context) -> None:
+    ll.features.register(_view())
+    with pytest.raises(ll.InvalidInput, match="not timestamps"):
+        ll.features.get_historical(_entities().assign(event_timestamp=5), ["user_stats:clicks"])
+    with pytest.raises(ll.InvalidInput, match="not timestamps"):
+        ll.features.get_historical(
+            _entities().assign(event_timestamp="yesterday"), ["user_stats:clicks"]
+        )
+    iso = _entities().assign(event_timestamp=["2024-03-01T02:00:00Z", "2024-03-01T02:00:00"])
+    assert ll.features.get_historical(iso, ["user_stats:clicks"])["clicks"].tolist() == [2, 3]
+
+
+def test_key_types_that_cannot_match(embedded_ctx: Context) -> None:
+    ll.features.register(_view())
+    entities = _entities().assign(user=["1", "2"])
+    with pytest.raises(ll.InvalidInput, match="key column 'user' is VARCHAR"):
+        ll.features.get_historical(entities, ["user_stats:clicks"])
+    as_float = _entities().assign(user=[1.0, 2.0])
+    assert ll.features.get_historical(as_float, ["user_stats:clicks"])["clicks"].tolist() == [2, 3]
+
+
+@pytest.mark.parametrize(
+    ("over", "field"),
+    [
+        ({"name": "bad name!"}, "name"),
+        ({"name": "a:b"}, "name"),
+        ({"entity": []}, "entity"),
+        ({"entity": ["user", "user"]}, "entity"),
+        ({"features": "clicks"}, "features"),
+        ({"features": []}, "features"),
+        ({"features": ["clicks", "clicks"]}, "features"),
+        ({"features": ["user"]}, "features"),
+        ({"ttl": dt.timedelta(0)}, "ttl"),
+        ({"ttl": 60}, "ttl"),
+        ({"source": 5}, "source"),
+        ({"features": ["clicks", "nope"]}, "nope"),
+        ({"timestamp": "when"}, "when"),
+        ({"created": "made"}, "made"),
+    ],
+    ids=lambda v: str(v) if isinstance(v, str) else "",
+)
+def test_invalid_feature_views(over: dict[str, Any], field: str) -> None:
+    with pytest.raises(ll.InvalidInput) as info:
+        _view(**over)
+    assert info.value.field == field
+    assert info.value.exit_code == 2
+
+
+def test_source_timestamps_must_be_times(embedded_ctx: Context) -> None:
+    with pytest.raises(ll.InvalidInput, match="not timestamps"):
+        ll.features.register(_view(source=_frame().assign(ts=[1, 2, 3])))
+
+
+def test_corrupted_stored_frame_is_detected(embedded_ctx: Context) -> None:
+    digest = ll.features.register(_view()).source.partition(":")[2]
+    store = embedded_ctx.artifacts
+    assert isinstance(store, LocalArtifactStore)
+    path = store.local_path(digest)
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    feature_sources._verified.clear()
+    with pytest.raises(ll.IntegrityError, match=digest):
+        ll.features.get_historical(_entities(), ["user_stats:clicks"])
+
+
+# -- sources: S3 artifacts, versioned datasets -------------------------------------------
+
+
+@pytest.fixture
+def s3_ctx(tmp_path: Path, s3_env: None, s3_url: str) -> Iterator[Context]:
+    assert s3_options()
+    context = ll.init(uri=f"sqlite:///{tmp_path / 'meta.db'}", artifacts=s3_url)
+    yield context
+    context.close()
+
+
+def test_frames_in_s3_are_fetched_once_and_verified(s3_ctx: Context, tmp_path: Path) -> None:
+    registered = ll.features.register(_view())
+    result = ll.features.get_historical(_entities(), ["user_stats:clicks", "user_stats:spend"])
+    assert result["clicks"].tolist() == [2, 3]
+    digest = registered.source.partition(":")[2]
+    cached = Path(".loopline") / "cache" / "features" / f"{digest}.parquet"
+    assert cached.is_file()
+    assert ll.features.materialize("user_stats", end=T0 + pd.Timedelta(hours=2)).rows == 2
+
+
+def test_dataset_source_resolved_at_query_time(embedded_ctx: Context) -> None:
+    ll.datasets.register("stats", _frame())
+    ll.features.register(_view(source="stats"))
+    ll.features.register(_view(name="pinned", source="stats@1"))
+    assert ll.features.get_view("user_stats").source == "dataset:stats"
+    assert ll.features.get_historical(_entities(), ["user_stats:spend"])["spend"].tolist() == [
+        2.5,
+        3.5,
+    ]
+    ll.datasets.register("stats", _frame().assign(spend=[7.0, 8.0, 9.0]))
+    result = ll.features.get_historical(_entities(), ["user_stats:spend"])
+    assert result["spend"].tolist() == [8.0, 9.0]  # latest version
+    result = ll.features.get_historical(
+        _entities(), ["user_stats:spend", "pinned:spend"], full_names=True
+    )
+    assert result["pinned__spend"].tolist() == [2.5, 3.5]  # version 1
+    ll.features.materialize("user_stats", end=T0 + pd.Timedelta(hours=2))
+    assert ll.features.get_online("user_stats", [2]) == [{"clicks": 3, "spend": 9.0}]
+
+
+def test_dataset_source_missing_a_column(embedded_ctx: Context) -> None:
+    ll.datasets.register("thin", _frame().drop(columns=["spend"]))
+    ll.features.register(_view(source="thin"))
+    with pytest.raises(ll.InvalidInput, match="no column 'spend'"):
+        ll.features.get_historical(_entities(), ["user_stats:spend"])
+    ll.features.register(_view(name="nowhere", source="no_such_dataset"))  # resolved lazily
+    with pytest.raises(ll.NotFound, match="no_such_dataset"):
+        ll.features.get_historical(_entities(), ["nowhere:clicks"])
+
+
+# -- CLI ------------------------------------------------------------------------------
+
+
+def test_cli_ls_show_materialize_get_online(embedded_ctx: Context) -> None:
+    ll.features.register(_view(ttl=None))
+    runner = CliRunner()
+    out = runner.invoke(app, ["features", "ls", "--json"])
+    assert out.exit_code == 0, out.output
+    assert [v["name"] for v in orjson.loads(out.stdout)] == ["user_stats"]
+    out = runner.invoke(app, ["features", "show", "user_stats", "--json"])
+    assert orjson.loads(out.stdout)["features"] == ["clicks", "spend"]
+    out = runner.invoke(
+        app, ["features", "materialize", "user_stats", "--end", "2024-03-01T05:00:00Z", "--json"]
+    )
+    assert out.exit_code == 0, out.output
+    assert orjson.loads(out.stdout)["rows"] == 2
+    out = runner.invoke(app, ["features", "get-online", "user_stats", "1", "3", "--json"])
+    assert orjson.loads(out.stdout) == [
+        {"key": "1", "features": {"clicks": 2, "spend": 2.5}},
+        {"key": "3", "features": {"clicks": None, "spend": None}},
+    ]
+    for args in (["ls"], ["show", "user_stats"], ["get-online", "user_stats", "2"]):
+        out = runner.invoke(app, ["features", *args])
+        assert out.exit_code == 0, out.output
+        assert "user_stats" in out.stdout
+
+
+def test_cli_unknown_view_exits_4_with_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "LOOPLINE_HOME": str(tmp_path / "home")}
+    result = subprocess.run(
+        [sys.executable, "-m", "loopline.cli.main", "features", "show", "ghost"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert result.returncode == 4, result.stderr
+    assert "no feature view named 'ghost'" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,69 @@
+"""A real ``loopline server`` process on a free loopback port, per test."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(db_uri: str, artifacts: str, extra_env: dict[str, str] | None = None
+                 ) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `loopline server` and wait until /health answers; return (process, base URL)."""
+    port = free_port()
+    env = {**os.environ, "LOOPLINE_URI": db_uri, "LOOPLINE_ARTIFACTS": artifacts,
+           **(extra_env or {})}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loopline.cli.main", "server", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise RuntimeError(f"loopline server exited: {err}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("loopline server did not become healthy in 60 s")
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the server process."""
+    proc.terminate()
+    if proc.stderr:
+        proc.stderr.close()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def server_url(db_uri: str, tmp_path: Path) -> Iterator[str]:
+    """A running server on each metadata backend (SQLite, PostgreSQL)."""
+    proc, url = start_server(db_uri, str(tmp_path / "server-artifacts"))
+    try:
+        yield url
+    finally:
+        stop_server(proc)

@@ -1,0 +1,55 @@
+"""The unmodified MLflow client against the registry routes of `loopline server`."""
+
+from __future__ import annotations
+
+import pytest
+
+mlflow = pytest.importorskip("mlflow")
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+
+
+@pytest.fixture
+def client(server_url: str) -> MlflowClient:
+    return MlflowClient(tracking_uri=server_url, registry_uri=server_url)
+
+
+def test_registered_model_lifecycle(client: MlflowClient) -> None:
+    client.create_registered_model("churn", tags={"team": "growth"}, description="first")
+    rm = client.get_registered_model("churn")
+    assert rm.name == "churn" and rm.tags == {"team": "growth"} and rm.description == "first"
+    client.update_registered_model("churn", description="second")
+    assert client.get_registered_model("churn").description == "second"
+    names = [m.name for m in client.search_registered_models(filter_string="name = 'churn'")]
+    assert names == ["churn"]
+    with pytest.raises(MlflowException, match="already exists"):
+        client.create_registered_model("churn")
+    client.delete_registered_model("churn")
+    with pytest.raises(MlflowException, match="does not exist"):
+        client.get_registered_model("churn")
+
+
+def test_versions_and_aliases(client: MlflowClient) -> None:
+    client.create_registered_model("fraud")
+    v1 = client.create_model_version("fraud", source="mlflow-artifacts:/0/a/artifacts/model")
+    v2 = client.create_model_version("fraud", source="mlflow-artifacts:/0/b/artifacts/model")
+    assert (v1.version, v2.version) in (("1", "2"), (1, 2))
+    client.set_registered_model_alias("fraud", "champion", "1")
+    assert str(client.get_model_version_by_alias("fraud", "champion").version) == "1"
+    client.set_registered_model_alias("fraud", "champion", "2")
+    assert str(client.get_model_version_by_alias("fraud", "champion").version) == "2"
+    assert client.get_registered_model("fraud").aliases == {"champion": "2"}
+    client.delete_registered_model_alias("fraud", "champion")
+    with pytest.raises(MlflowException):
+        client.get_model_version_by_alias("fraud", "champion")
+    client.set_model_version_tag("fraud", "1", "validated", "yes")
+    assert client.get_model_version("fraud", "1").tags == {"validated": "yes"}
+    found = client.search_model_versions("name = 'fraud'")
+    assert sorted(str(v.version) for v in found) == ["1", "2"]
+
+
+def test_unknown_model_is_a_404_with_a_message(client: MlflowClient) -> None:
+    with pytest.raises(MlflowException) as info:
+        client.get_model_version("nope", "1")
+    assert info.value.get_http_status_code() == 404
+    assert "nope" in str(info.value)

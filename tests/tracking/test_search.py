@@ -1,0 +1,222 @@
+"""The MLflow filter grammar, ordering and paging, against real SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pytest
+import sqlalchemy as sa
+
+import loopline as ll
+from loopline.core.context import Context
+from loopline.errors import InvalidInput, NotFound
+from loopline.tracking import experiments, lineage, store
+from loopline.tracking.entities import Metric, RunInput
+from loopline.tracking.search import Comparison, parse_filter, parse_order_by
+
+T0 = 1_700_000_000_000
+
+
+@dataclass
+class Fixture:
+    ids: dict[str, str]
+
+
+@pytest.fixture
+def runs(ctx: Context) -> Fixture:
+    """Five runs in 'search' (start times 1..5 s after T0) and one in 'other'."""
+    exp = experiments.get_or_create_experiment(ctx.engine, "search")
+    other = experiments.get_or_create_experiment(ctx.engine, "other")
+    spec: list[tuple[str, str, dict[str, str], dict[str, float], dict[str, str]]] = [
+        ("lgbm-1", "FINISHED", {"model": "lgbm", "lr": "0.1", "x": "a"}, {"auc": 0.91},
+         {"team": "risk"}),
+        ("lgbm-2", "FINISHED", {"model": "lgbm", "lr": "0.05", "pct": "10%"}, {"auc": 0.85},
+         {"team": "fraud"}),
+        ("xgb-1", "FAILED", {"model": "xgb", "lr": "0.3", "pct": "10x"},
+         {"auc": 0.78, "val/auc": 0.7}, {"my tag": "x"}),
+        ("rf-1", "RUNNING", {"model": "RF"}, {"auc": math.nan}, {}),
+        ("none-5", "KILLED", {}, {}, {}),
+    ]  # fmt: skip
+    ids: dict[str, str] = {}
+    for i, (name, status, params, metrics, tags) in enumerate(spec, start=1):
+        run = store.create_run(ctx.engine, exp.id, name=name, start_time=T0 + i * 1000, tags=tags)
+        store.log_batch(
+            ctx.engine,
+            run.id,
+            params=params,
+            metrics=[Metric(k, v, T0, 0) for k, v in metrics.items()],
+        )
+        end = None if status == "RUNNING" else T0 + i * 1000 + 500
+        store.update_run(ctx.engine, run.id, status=status, end_time=end)
+        ids[name] = run.id
+    lineage.log_inputs(
+        ctx.engine, ids["lgbm-1"], [RunInput("dataset", "churn", "3", "d" * 64, "training")]
+    )
+    elsewhere = store.create_run(ctx.engine, other.id, name="other-1", start_time=T0)
+    store.log_batch(ctx.engine, elsewhere.id, metrics=[Metric("auc", 0.99, T0, 0)])
+    ids["other-1"] = elsewhere.id
+    return Fixture(ids)
+
+
+def _names(filter_: str, experiment: str | list[str] | None = "search") -> set[str]:
+    return {r.name or "" for r in ll.search_runs(experiment, filter=filter_)}
+
+
+MATCHES = [
+    ("metrics.auc > 0.8", {"lgbm-1", "lgbm-2"}),
+    ("metrics.auc >= 0.85", {"lgbm-1", "lgbm-2"}),
+    ("metrics.auc < 0.8", {"xgb-1"}),  # NaN matches nothing
+    ("metrics.auc <= 0.78", {"xgb-1"}),
+    ("metrics.auc = 0.78", {"xgb-1"}),
+    ("metrics.auc != 0.78", {"lgbm-1", "lgbm-2"}),
+    ("metric.auc>0.9", {"lgbm-1"}),
+    ("metrics.`val/auc` <= 0.7", {"xgb-1"}),
+    ('metrics."val/auc" = 0.7', {"xgb-1"}),
+    ("metrics.val/auc = 0.7", {"xgb-1"}),
+    ("metrics.auc > -1e3", {"lgbm-1", "lgbm-2", "xgb-1"}),
+    ("params.model = 'lgbm'", {"lgbm-1", "lgbm-2"}),
+    ('params.model = "lgbm"', {"lgbm-1", "lgbm-2"}),
+    ("params.model != 'lgbm'", {"xgb-1", "rf-1"}),  # a run without the param never matches
+    ("params.model LIKE 'lg%'", {"lgbm-1", "lgbm-2"}),
+    ("params.model LIKE '_gbm'", {"lgbm-1", "lgbm-2"}),
+    ("params.model LIKE 'rf'", set()),  # LIKE is case-sensitive on both backends
+    ("params.model ILIKE 'rf'", {"rf-1"}),
+    ("params.pct LIKE '10\\%'", {"lgbm-2"}),  # an escaped % is a literal
+    ("params.pct LIKE '10_'", {"lgbm-2", "xgb-1"}),
+    ("params.model IN ('xgb', 'RF')", {"xgb-1", "rf-1"}),
+    ("params.model NOT IN ('xgb', 'RF')", {"lgbm-1", "lgbm-2"}),
+    ("metrics.auc > 0.8 and params.model = 'lgbm' and params.lr = '0.1'", {"lgbm-1"}),
+    ("METRICS.auc > 0.8 AND Params.model = 'lgbm'", {"lgbm-1", "lgbm-2"}),
+    ("params.model = 'lgbm' and tags.team = 'fraud'", {"lgbm-2"}),
+    ("tags.team = 'risk'", {"lgbm-1"}),
+    ("tags.`my tag` = 'x'", {"xgb-1"}),
+    ("attributes.status = 'FINISHED'", {"lgbm-1", "lgbm-2"}),
+    ("status = 'FAILED'", {"xgb-1"}),
+    ("attr.status IN ('RUNNING', 'KILLED')", {"rf-1", "none-5"}),
+    ("attributes.run_name LIKE 'lgbm%'", {"lgbm-1", "lgbm-2"}),
+    ("run_name ILIKE 'XGB%'", {"xgb-1"}),
+    (f"attributes.start_time > {T0 + 3000}", {"rf-1", "none-5"}),
+    (f"attributes.end_time <= {T0 + 2500}", {"lgbm-1", "lgbm-2"}),
+    ("datasets.name = 'churn'", {"lgbm-1"}),
+    (f"datasets.digest = '{'d' * 64}' and datasets.context = 'training'", {"lgbm-1"}),
+    ("params.x = 'a'", {"lgbm-1"}),
+    # SQL injection attempts: the whole quoted text is one bound value, matching nothing.
+    ("params.x = 'a'' OR 1=1 --'", set()),
+    ("params.x = 'a\\' OR \\'1\\'=\\'1'", set()),
+    ("params.x LIKE '%'' OR ''1''=''1'", set()),
+    ("", {"lgbm-1", "lgbm-2", "xgb-1", "rf-1", "none-5"}),
+]
+
+
+@pytest.mark.parametrize(("filter_", "expected"), MATCHES, ids=[f for f, _ in MATCHES])
+def test_filter_matches(runs: Fixture, filter_: str, expected: set[str]) -> None:
+    assert _names(filter_) == expected
+
+
+def test_run_id_attribute_and_experiment_selection(runs: Fixture, ctx: Context) -> None:
+    a, b = runs.ids["lgbm-1"], runs.ids["xgb-1"]
+    assert _names(f"attributes.run_id IN ('{a}', '{b}')") == {"lgbm-1", "xgb-1"}
+    assert _names(f"run_id = '{a}'") == {"lgbm-1"}
+    assert _names("metrics.auc > 0.95", ["search", "other"]) == {"other-1"}
+    assert _names("metrics.auc > 0.95", None) == {"other-1"}
+    with pytest.raises(NotFound, match="'missing'"):
+        ll.search_runs("missing")
+    with ctx.engine.connect() as conn:  # the injection attempts left the tables alone
+        assert conn.execute(sa.text("SELECT count(*) FROM runs")).scalar_one() == 6
+
+
+MALFORMED = [
+    ("metrics.auc 0.8", 12, "expected a comparison operator"),
+    ("metrics.auc > 0.8 and params.model 'lgbm'", 35, "expected a comparison operator"),
+    ("metrics.auc > 'high'", 14, "expected a number"),
+    ("params.model = lgbm", 15, "expected a quoted string"),
+    ("params.model > 'a'", 13, "> cannot compare param 'model'"),
+    ("metrics.auc LIKE 0.8", 12, "LIKE cannot compare metric 'auc'"),
+    ("params.model = 'lgbm", 15, "unterminated '-quoted string"),
+    ("foo.bar = 'x'", 0, "unknown prefix 'foo'"),
+    ("bogus = 'x'", 0, "unknown identifier 'bogus'"),
+    ("attributes.colour = 'x'", 0, "unknown attribute 'colour'"),
+    ("datasets.size = 'x'", 0, "unknown dataset field 'size'"),
+    ("metrics.auc > 0.8 or params.a = 'b'", 18, "OR is not supported"),
+    ("metrics.auc > 0.8 params.a = 'b'", 18, "expected AND"),
+    ("params.model IN 'a'", 16, "expected '('"),
+    ("params.model IN ('a' 'b')", 21, "expected ',' or ')'"),
+    ("params.model IN ('a', 1)", 22, "expected a quoted string in the list"),
+    ("params.model NOT LIKE 'a'", 17, "expected IN after NOT"),
+    ("metrics.auc > 0.8 and", 21, "expected an identifier"),
+    ("metrics.auc > 0.8; DROP TABLE runs", 17, "unexpected character ';'"),
+    ("tags.team = 'risk'; DROP TABLE runs; --'", 18, "unexpected character ';'"),
+    ("metrics. = 1", 9, "expected a key after 'metrics.'"),
+    ("= 1", 0, "expected an identifier"),
+]
+
+
+@pytest.mark.parametrize(("filter_", "pos", "message"), MALFORMED, ids=[f for f, *_ in MALFORMED])
+def test_malformed_filter_names_the_position_with_a_caret(
+    runs: Fixture, filter_: str, pos: int, message: str
+) -> None:
+    with pytest.raises(InvalidInput) as info:
+        ll.search_runs("search", filter=filter_)
+    text = str(info.value)
+    assert f"at position {pos}: {message}" in text
+    assert f"\n    {filter_}\n    {' ' * pos}^" in text
+    assert info.value.field == "filter"
+
+
+def test_parser_unquotes_keys_and_strings() -> None:
+    assert parse_filter("tags.`a b` = 'it''s' and params.'k' = 'it\\'s'") == [
+        Comparison("tag", "a b", "=", "it's", 0),
+        Comparison("param", "k", "=", "it's", 25),
+    ]
+    assert parse_filter("metrics.m <> -0.5")[0] == Comparison("metric", "m", "!=", -0.5, 0)
+    assert parse_filter("  ") == []
+
+
+def test_order_by_metric_puts_missing_and_nan_last(runs: Fixture) -> None:
+    desc = [r.name for r in ll.search_runs("search", order_by=["metrics.auc DESC"])]
+    assert desc == ["lgbm-1", "lgbm-2", "xgb-1", "none-5", "rf-1"]
+    asc = [r.name for r in ll.search_runs("search", order_by="metrics.auc")]
+    assert asc == ["xgb-1", "lgbm-2", "lgbm-1", "none-5", "rf-1"]
+
+
+def test_order_by_params_attributes_and_default(runs: Fixture) -> None:
+    by_lr = [r.name for r in ll.search_runs("search", order_by=["params.lr ASC"])]
+    assert by_lr == ["lgbm-2", "lgbm-1", "xgb-1", "none-5", "rf-1"]
+    by_name = [r.name for r in ll.search_runs("search", order_by=["attributes.run_name"])]
+    assert by_name == ["lgbm-1", "lgbm-2", "none-5", "rf-1", "xgb-1"]
+    newest_first = [r.name for r in ll.search_runs("search")]
+    assert newest_first == ["none-5", "rf-1", "xgb-1", "lgbm-2", "lgbm-1"]
+    two_keys = ll.search_runs("search", order_by=["params.model DESC", "start_time ASC"])
+    assert [r.name for r in two_keys][:3] == ["xgb-1", "lgbm-1", "lgbm-2"]
+    assert parse_order_by(["tags.`my tag` desc"])[0].ascending is False
+
+
+def test_bad_order_by_names_the_position(runs: Fixture) -> None:
+    with pytest.raises(InvalidInput, match="at position 12: expected ASC, DESC") as info:
+        ll.search_runs("search", order_by=["metrics.auc DOWN"])
+    assert info.value.field == "order_by"
+
+
+def test_paging_returns_every_run_once(runs: Fixture) -> None:
+    seen: list[str] = []
+    token = None
+    pages = 0
+    while True:
+        page = ll.search_runs("search", max_results=2, page_token=token)
+        seen += [r.id for r in page]
+        pages += 1
+        token = page.next_page_token
+        if token is None:
+            break
+    assert pages == 3
+    assert seen == [r.id for r in ll.search_runs("search")]
+    assert len(set(seen)) == 5
+
+
+@pytest.mark.parametrize("token", ["zzz", "e30=", "eyJvZmZzZXQiOiAtMX0="], ids=str)
+def test_bad_page_token_and_max_results(runs: Fixture, token: str) -> None:
+    with pytest.raises(InvalidInput, match="page token"):
+        ll.search_runs("search", page_token=token)
+    with pytest.raises(InvalidInput, match="max_results must be between 1 and 50000"):
+        ll.search_runs("search", max_results=0)

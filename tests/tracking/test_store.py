@@ -1,0 +1,211 @@
+"""The store functions the SDK and the MLflow-compatible server share, on both backends."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import sqlalchemy as sa
+
+from loopline.core import audit
+from loopline.core.context import Context
+from loopline.errors import Conflict, InvalidInput, NotFound
+from loopline.tracking import experiments, lineage, query, store
+from loopline.tracking.entities import ArtifactEntry, Metric, MetricPoint, RunInput, now_ms
+from loopline.tracking.tables import metrics
+from loopline.tracking.validation import MAX_FLOAT
+
+
+def test_experiment_create_get_and_name_conflict(ctx: Context) -> None:
+    exp = experiments.create_experiment(ctx.engine, "churn", tags={"team": "risk"}, actor="ada")
+    assert exp.id > 0
+    assert exp.artifact_location == f"mlflow-artifacts:/{exp.id}"
+    assert experiments.get_experiment(ctx.engine, exp.id).tags == {"team": "risk"}
+    assert experiments.get_experiment_by_name(ctx.engine, "churn").id == exp.id
+    with pytest.raises(Conflict, match="'churn' already exists"):
+        experiments.create_experiment(ctx.engine, "churn")
+    assert experiments.get_or_create_experiment(ctx.engine, "churn").id == exp.id
+    with pytest.raises(NotFound, match="experiment 'nope'"):
+        experiments.get_experiment_by_name(ctx.engine, "nope")
+    with pytest.raises(NotFound, match="experiment 999"):
+        experiments.get_experiment(ctx.engine, 999)
+    assert [e.action for e in audit.events(ctx.engine)] == ["experiment.create"]
+
+
+def test_experiment_delete_restore_and_search(ctx: Context) -> None:
+    a = experiments.create_experiment(ctx.engine, "churn-a")
+    b = experiments.create_experiment(ctx.engine, "churn-b")
+    experiments.create_experiment(ctx.engine, "fraud")
+    experiments.set_experiment_lifecycle(ctx.engine, b.id, "deleted")
+    found = query.search_experiments(ctx.engine, name_like="churn%").experiments
+    assert [e.name for e in found] == ["churn-a"]
+    deleted = query.search_experiments(ctx.engine, view="deleted").experiments
+    assert [e.name for e in deleted] == ["churn-b"]
+    with pytest.raises(InvalidInput, match="deleted"):
+        store.create_run(ctx.engine, b.id)
+    experiments.set_experiment_lifecycle(ctx.engine, b.id, "active")
+    assert store.create_run(ctx.engine, b.id).status == "RUNNING"
+    experiments.set_experiment_tag(ctx.engine, a.id, "owner", "ada")
+    experiments.set_experiment_tag(ctx.engine, a.id, "owner", "bob")
+    assert experiments.get_experiment(ctx.engine, a.id).tags == {"owner": "bob"}
+    page = query.search_experiments(ctx.engine, max_results=2)
+    assert [e.name for e in page.experiments] == ["Default", "churn-a"]
+    rest = query.search_experiments(ctx.engine, max_results=2, page_token=page.next_page_token)
+    assert [e.name for e in rest.experiments] == ["churn-b", "fraud"]
+    assert rest.next_page_token is None
+
+
+def test_run_lifecycle_update_delete_restore(ctx: Context) -> None:
+    run = store.create_run(ctx.engine, 0, name="baseline", tags={"team": "risk"}, actor="ada")
+    assert len(run.id) == 32
+    assert run.status == "RUNNING"
+    assert run.experiment == "Default"
+    assert run.artifact_uri == f"mlflow-artifacts:/0/{run.id}/artifacts"
+    assert run.tags == {"team": "risk"}
+    ended = store.update_run(ctx.engine, run.id, status="FINISHED", end_time=now_ms(), actor="ada")
+    assert ended.status == "FINISHED"
+    assert ended.end_time is not None and ended.end_time >= ended.start_time
+    store.delete_run(ctx.engine, run.id, actor="ada")
+    assert store.get_run(ctx.engine, run.id).lifecycle_stage == "deleted"
+    with pytest.raises(InvalidInput, match="deleted"):
+        store.log_batch(ctx.engine, run.id, params={"a": "1"})
+    assert query.search_runs(ctx.engine).runs == []
+    assert [r.id for r in query.search_runs(ctx.engine, view="deleted").runs] == [run.id]
+    store.restore_run(ctx.engine, run.id, actor="ada")
+    assert [r.id for r in query.search_runs(ctx.engine).runs] == [run.id]
+    actions = [e.action for e in audit.events(ctx.engine, object_type="run")]
+    assert actions == ["run.create", "run.update", "run.delete", "run.restore"]
+    with pytest.raises(InvalidInput, match="unknown run status 'DONE'"):
+        store.update_run(ctx.engine, run.id, status="DONE")
+    with pytest.raises(NotFound, match="run 'f00' does not exist"):
+        store.get_run(ctx.engine, "f00")
+
+
+def test_random_run_names_and_parent_tag(ctx: Context) -> None:
+    parent = store.create_run(ctx.engine, 0)
+    child = store.create_run(ctx.engine, 0, parent_run_id=parent.id)
+    assert parent.name and len(parent.name.split("-")) == 3
+    assert child.parent_run_id == parent.id
+    assert child.tags["mlflow.parentRunId"] == parent.id
+    with pytest.raises(NotFound):
+        store.create_run(ctx.engine, 0, parent_run_id="0" * 32)
+
+
+def test_param_relogged_same_value_is_ok_different_value_conflicts(ctx: Context) -> None:
+    run = store.create_run(ctx.engine, 0)
+    store.log_batch(ctx.engine, run.id, params={"lr": "0.1", "model": "lgbm"})
+    store.log_batch(ctx.engine, run.id, params={"lr": "0.1"})
+    with pytest.raises(Conflict) as info:
+        store.log_batch(ctx.engine, run.id, params={"depth": "3", "lr": "0.2"})
+    message = str(info.value)
+    assert "'lr'" in message and "'0.1'" in message and "'0.2'" in message
+    # The batch was all or nothing: 'depth' was not written either.
+    assert store.get_run(ctx.engine, run.id).params == {"lr": "0.1", "model": "lgbm"}
+    with pytest.raises(Conflict, match="twice in one batch"):
+        store.log_batch(ctx.engine, run.id, params=[("x", "1"), ("x", "2")])
+
+
+def test_tags_overwrite_and_delete(ctx: Context) -> None:
+    run = store.create_run(ctx.engine, 0)
+    store.set_tag(ctx.engine, run.id, "stage", "candidate")
+    store.set_tag(ctx.engine, run.id, "stage", "champion")
+    assert store.get_run(ctx.engine, run.id).tags["stage"] == "champion"
+    store.delete_tag(ctx.engine, run.id, "stage")
+    assert "stage" not in store.get_run(ctx.engine, run.id).tags
+    with pytest.raises(NotFound, match="no tag 'stage'"):
+        store.delete_tag(ctx.engine, run.id, "stage")
+
+
+def test_metric_history_and_latest_follow_mlflow_rules(ctx: Context) -> None:
+    run = store.create_run(ctx.engine, 0)
+    # Arrives out of order: the latest is the greatest step, then timestamp, then value.
+    store.log_batch(
+        ctx.engine,
+        run.id,
+        metrics=[Metric("loss", 0.5, 2000, 5), Metric("loss", 0.9, 1000, 1)],
+    )
+    store.log_batch(ctx.engine, run.id, metrics=[Metric("loss", 0.7, 1500, 3)])
+    assert store.get_run(ctx.engine, run.id).metrics == {"loss": 0.5}
+    store.log_batch(ctx.engine, run.id, metrics=[Metric("loss", 0.4, 1999, 5)])
+    assert store.get_run(ctx.engine, run.id).metrics == {"loss": 0.5}  # older timestamp
+    store.log_batch(ctx.engine, run.id, metrics=[Metric("loss", 0.6, 2000, 5)])
+    assert store.get_run(ctx.engine, run.id).metrics == {"loss": 0.6}  # same, greater value
+    history = store.get_metric_history(ctx.engine, run.id, "loss")
+    assert history == [
+        MetricPoint(1, 1000, 0.9),
+        MetricPoint(3, 1500, 0.7),
+        MetricPoint(5, 1999, 0.4),
+        MetricPoint(5, 2000, 0.5),
+        MetricPoint(5, 2000, 0.6),
+    ]
+    assert store.get_run(ctx.engine, run.id).latest_metrics["loss"] == MetricPoint(5, 2000, 0.6)
+    assert store.get_metric_history(ctx.engine, run.id, "nothing") == []
+
+
+def test_nan_and_inf_are_stored_as_mlflow_stores_them(ctx: Context) -> None:
+    run = store.create_run(ctx.engine, 0)
+    store.log_batch(
+        ctx.engine,
+        run.id,
+        metrics=[
+            Metric("nan", math.nan, 1, 0),
+            Metric("pinf", math.inf, 1, 0),
+            Metric("ninf", -math.inf, 1, 0),
+        ],
+    )
+    with ctx.engine.connect() as conn:
+        rows = {
+            r.key: (r.value, r.is_nan)
+            for r in conn.execute(sa.select(metrics).where(metrics.c.run_id == run.id))
+        }
+    assert rows == {"nan": (0.0, True), "pinf": (MAX_FLOAT, False), "ninf": (-MAX_FLOAT, False)}
+    got = store.get_run(ctx.engine, run.id).metrics
+    assert math.isnan(got["nan"])
+    assert got["pinf"] == MAX_FLOAT and got["ninf"] == -MAX_FLOAT
+    assert math.isnan(store.get_metric_history(ctx.engine, run.id, "nan")[0].value)
+
+
+def test_log_batch_validates_before_writing(ctx: Context) -> None:
+    run = store.create_run(ctx.engine, 0)
+    with pytest.raises(InvalidInput, match="'abc', which is not a number"):
+        store.log_batch(
+            ctx.engine,
+            run.id,
+            metrics=[Metric("ok", 1.0, 1, 0), Metric("bad", "abc", 1, 0)],  # type: ignore[arg-type]
+            params={"p": "1"},
+        )
+    with pytest.raises(InvalidInput, match="step must be an integer"):
+        store.log_batch(ctx.engine, run.id, metrics=[Metric("ok", 1.0, 1, 1.5)])  # type: ignore[arg-type]
+    record = store.get_run(ctx.engine, run.id)
+    assert record.params == {} and record.metrics == {}
+    with pytest.raises(NotFound):
+        store.log_batch(ctx.engine, "0" * 32, params={"p": "1"})
+
+
+def test_inputs_are_idempotent_and_a_version_cannot_change_digest(ctx: Context) -> None:
+    run = store.create_run(ctx.engine, 0)
+    item = RunInput("dataset", "churn", "3", "ab" * 32, "training")
+    lineage.log_inputs(ctx.engine, run.id, [item])
+    lineage.log_inputs(ctx.engine, run.id, [item])
+    assert store.get_run(ctx.engine, run.id).inputs == (item,)
+    with pytest.raises(Conflict, match="digest"):
+        lineage.log_inputs(ctx.engine, run.id, [RunInput("dataset", "churn", "3", "cd" * 32)])
+    with pytest.raises(InvalidInput, match="name must be a non-empty string"):
+        lineage.log_inputs(ctx.engine, run.id, [RunInput("dataset", "", "1", "ef" * 32)])
+
+
+def test_artifacts_map_paths_to_blobs(ctx: Context) -> None:
+    run = store.create_run(ctx.engine, 0)
+    one = ctx.artifacts.put_bytes(b"one")
+    two = ctx.artifacts.put_bytes(b"two")
+    lineage.add_artifacts(
+        ctx.engine,
+        run.id,
+        [ArtifactEntry("model/w.bin", one, 3), ArtifactEntry("model.txt", two, 3)],
+    )
+    lineage.add_artifacts(ctx.engine, run.id, [ArtifactEntry("model/w.bin", two, 3)])
+    listed = lineage.list_artifacts(ctx.engine, run.id)
+    assert [(a.path, a.digest) for a in listed] == [("model.txt", two), ("model/w.bin", two)]
+    assert [a.path for a in lineage.list_artifacts(ctx.engine, run.id, "model")] == ["model/w.bin"]
+    with pytest.raises(InvalidInput, match=r"'\.\.' segment"):
+        lineage.add_artifacts(ctx.engine, run.id, [ArtifactEntry("../x", one, 3)])

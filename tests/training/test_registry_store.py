@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from loopline.core import audit
+from loopline.core.context import Context
+from loopline.errors import Conflict, InvalidInput, NotFound
+from loopline.training import registry_store as store
+
+
+def test_versions_are_numbered_and_aliases_audited(ctx: Context) -> None:
+    v1 = store.create_model_version(ctx, "churn", source="s1", run_id="r1")
+    v2 = store.create_model_version(ctx, "churn", source="s2", run_id="r2")
+    assert (v1.version, v2.version) == (1, 2)
+    store.set_alias(ctx, "churn", "champion", 1, reason="first")
+    store.set_alias(ctx, "churn", "champion", 2, reason="better AUC")
+    assert store.get_version_by_alias(ctx, "churn", "champion").version == 2
+    assert store.get_registered_model(ctx, "churn").aliases == {"champion": 2}
+    moves = [e for e in audit.events(ctx.engine, object_type="registered_model")
+             if e.action == "alias.set"]
+    assert [(m.before, m.after, m.reason) for m in moves] == [
+        ({"champion": None}, {"champion": 1}, "first"),
+        ({"champion": 1}, {"champion": 2}, "better AUC"),
+    ]
+    assert audit.verify(ctx.engine).ok
+
+
+def test_errors_name_what_is_missing(ctx: Context) -> None:
+    with pytest.raises(NotFound, match="'ghost'"):
+        store.get_registered_model(ctx, "ghost")
+    store.create_model_version(ctx, "m", source=None, run_id=None)
+    with pytest.raises(NotFound, match="no version 7"):
+        store.get_model_version(ctx, "m", 7)
+    with pytest.raises(NotFound, match="no alias 'prod'"):
+        store.get_version_by_alias(ctx, "m", "prod")
+    with pytest.raises(Conflict):
+        store.create_registered_model(ctx, "m")
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", "", " lead", "x" * 300], ids=str)
+def test_bad_model_names_are_rejected(ctx: Context, name: str) -> None:
+    with pytest.raises(InvalidInput):
+        store.create_registered_model(ctx, name)
+
+
+@pytest.mark.parametrize("alias", ["v3", "3", "bad alias", ""], ids=str)
+def test_bad_aliases_are_rejected(ctx: Context, alias: str) -> None:
+    store.create_model_version(ctx, "m", source=None, run_id=None)
+    with pytest.raises(InvalidInput):
+        store.set_alias(ctx, "m", alias, 1)
+
+
+def test_concurrent_writers_get_distinct_versions(ctx: Context) -> None:
+    store.create_registered_model(ctx, "busy")
+    made: list[int] = []
+
+    def worker() -> None:
+        for _ in range(5):
+            made.append(store.create_model_version(ctx, "busy", source=None, run_id=None).version)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(made) == list(range(1, 21))
+
+
+def test_logged_model_lifecycle(ctx: Context) -> None:
+    m = store.create_logged_model(ctx, name="model", experiment_id="1", source_run_id="r",
+                                  params={"depth": "3"}, tags={"a": "b"})
+    assert m.status == "PENDING" and m.artifact_location.endswith(f"{m.model_id}/artifacts")
+    store.update_logged_model(ctx, m.model_id, status="READY")
+    store.set_logged_model_tags(ctx, m.model_id, {"c": "d"})
+    got = store.get_logged_model(ctx, m.model_id)
+    assert (got.status, got.tags, got.params) == ("READY", {"a": "b", "c": "d"}, {"depth": "3"})
+    assert [x.model_id for x in store.search_logged_models(ctx, source_run_id="r")] == [m.model_id]
