@@ -20,7 +20,8 @@ def test_put_get_list_delete(ctx: Context, tmp_path: Path) -> None:
     assert top == {("1/run/artifacts/model", True), ("1/run/artifacts/notes_1%.txt", False)}
     inner = artifact_paths.list_dir(ctx, "1/run/artifacts/model")
     assert [(e.path, e.size) for e in inner if not e.is_dir] == [
-        ("1/run/artifacts/model/MLmodel", 11)]
+        ("1/run/artifacts/model/MLmodel", 11)
+    ]
     assert artifact_paths.delete_prefix(ctx, "1/run/artifacts/model") == 2
     with pytest.raises(NotFound):
         artifact_paths.get_bytes(ctx, "1/run/artifacts/model/MLmodel")
@@ -35,10 +36,26 @@ def test_overwrite_points_at_new_bytes(ctx: Context) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["../etc/passwd", "a/../../b", "/abs/path", "a\\..\\b", "a/\x00b", "a/\u2024\u2024/b",
-     "", "a/\nb"],
-    ids=["dotdot", "nested-dotdot", "absolute", "backslash", "nul", "unicode-dots", "empty",
-         "newline"],
+    [
+        "../etc/passwd",
+        "a/../../b",
+        "/abs/path",
+        "a\\..\\b",
+        "a/\x00b",
+        "a/\u2024\u2024/b",
+        "",
+        "a/\nb",
+    ],
+    ids=[
+        "dotdot",
+        "nested-dotdot",
+        "absolute",
+        "backslash",
+        "nul",
+        "unicode-dots",
+        "empty",
+        "newline",
+    ],
 )
 def test_unsafe_paths_are_rejected(ctx: Context, bad: str) -> None:
     with pytest.raises(InvalidInput):

@@ -53,8 +53,10 @@ def test_concurrent_first_migrations_do_not_clash(db_uri: str) -> None:
         "import sys; from loopline.core.db import create_engine_for, ensure_schema;"
         "ensure_schema(create_engine_for(sys.argv[1]))"
     )
-    procs = [subprocess.Popen([sys.executable, "-c", code, db_uri], stderr=subprocess.PIPE)
-             for _ in range(6)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, db_uri], stderr=subprocess.PIPE)
+        for _ in range(6)
+    ]
     errors = [p.communicate(timeout=120)[1].decode() for p in procs]
     assert all(p.returncode == 0 for p in procs), errors
     engine = create_engine_for(db_uri)

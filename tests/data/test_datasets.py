@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -97,7 +98,11 @@ def _make_folder(root: Path, n: int, size: int = 512) -> Path:
     for i in range(n):
         sub = root / f"part{i % 3}"
         sub.mkdir(parents=True, exist_ok=True)
-        (sub / f"f{i:04d}.bin").write_bytes(os.urandom(size))
+        path = sub / f"f{i:04d}.bin"
+        path.write_bytes(os.urandom(size))
+        # Files at rest: the hash cache rightly refuses files modified a moment ago.
+        past = time.time() - 60
+        os.utime(path, (past, past))
     return root
 
 

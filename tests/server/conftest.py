@@ -21,15 +21,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(db_uri: str, artifacts: str, extra_env: dict[str, str] | None = None
-                 ) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    db_uri: str, artifacts: str, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     """Start `loopline server` and wait until /health answers; return (process, base URL)."""
     port = free_port()
-    env = {**os.environ, "LOOPLINE_URI": db_uri, "LOOPLINE_ARTIFACTS": artifacts,
-           **(extra_env or {})}
+    env = {
+        **os.environ,
+        "LOOPLINE_URI": db_uri,
+        "LOOPLINE_ARTIFACTS": artifacts,
+        **(extra_env or {}),
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "loopline.cli.main", "server", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

@@ -18,8 +18,11 @@ def test_versions_are_numbered_and_aliases_audited(ctx: Context) -> None:
     store.set_alias(ctx, "churn", "champion", 2, reason="better AUC")
     assert store.get_version_by_alias(ctx, "churn", "champion").version == 2
     assert store.get_registered_model(ctx, "churn").aliases == {"champion": 2}
-    moves = [e for e in audit.events(ctx.engine, object_type="registered_model")
-             if e.action == "alias.set"]
+    moves = [
+        e
+        for e in audit.events(ctx.engine, object_type="registered_model")
+        if e.action == "alias.set"
+    ]
     assert [(m.before, m.after, m.reason) for m in moves] == [
         ({"champion": None}, {"champion": 1}, "first"),
         ({"champion": 1}, {"champion": 2}, "better AUC"),
@@ -69,8 +72,14 @@ def test_concurrent_writers_get_distinct_versions(ctx: Context) -> None:
 
 
 def test_logged_model_lifecycle(ctx: Context) -> None:
-    m = store.create_logged_model(ctx, name="model", experiment_id="1", source_run_id="r",
-                                  params={"depth": "3"}, tags={"a": "b"})
+    m = store.create_logged_model(
+        ctx,
+        name="model",
+        experiment_id="1",
+        source_run_id="r",
+        params={"depth": "3"},
+        tags={"a": "b"},
+    )
     assert m.status == "PENDING" and m.artifact_location.endswith(f"{m.model_id}/artifacts")
     store.update_logged_model(ctx, m.model_id, status="READY")
     store.set_logged_model_tags(ctx, m.model_id, {"c": "d"})

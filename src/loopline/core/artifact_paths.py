@@ -42,15 +42,24 @@ def clean_path(path: str, *, field: str = "path", allow_empty: bool = False) -> 
     """
     text = unicodedata.normalize("NFKC", path or "")
     if any(ord(c) < 32 or ord(c) == 127 for c in text) or "\\" in text:
-        raise InvalidInput(f"artifact path {path!r} has control characters or backslashes",
-                           field=field, hint="use a plain relative path like 'model/file.bin'")
+        raise InvalidInput(
+            f"artifact path {path!r} has control characters or backslashes",
+            field=field,
+            hint="use a plain relative path like 'model/file.bin'",
+        )
     if text.startswith("/"):
-        raise InvalidInput(f"artifact path {path!r} is absolute", field=field,
-                           hint="use a path relative to the run's artifact root")
+        raise InvalidInput(
+            f"artifact path {path!r} is absolute",
+            field=field,
+            hint="use a path relative to the run's artifact root",
+        )
     parts = [p for p in text.split("/") if p not in ("", ".")]
     if any(p == ".." for p in parts):
-        raise InvalidInput(f"artifact path {path!r} leaves its folder with '..'", field=field,
-                           hint="use a path inside the run's artifact root")
+        raise InvalidInput(
+            f"artifact path {path!r} leaves its folder with '..'",
+            field=field,
+            hint="use a path inside the run's artifact root",
+        )
     cleaned = "/".join(parts)
     if not cleaned and not allow_empty:
         raise InvalidInput("artifact path is empty", field=field)
@@ -73,8 +82,7 @@ def _record(ctx: Context, path: str, digest: str, size: int) -> None:
     with ctx.engine.begin() as conn:
         conn.execute(artifact_paths.delete().where(artifact_paths.c.path == path))
         conn.execute(
-            artifact_paths.insert().values(path=path, digest=digest, size=size,
-                                           created=time.time())
+            artifact_paths.insert().values(path=path, digest=digest, size=size, created=time.time())
         )
 
 
@@ -107,8 +115,9 @@ def lookup(ctx: Context, path: str) -> tuple[str, int]:
     path = clean_path(path)
     with ctx.engine.connect() as conn:
         row = conn.execute(
-            sa.select(artifact_paths.c.digest, artifact_paths.c.size)
-            .where(artifact_paths.c.path == path)
+            sa.select(artifact_paths.c.digest, artifact_paths.c.size).where(
+                artifact_paths.c.path == path
+            )
         ).one_or_none()
     if row is None:
         raise NotFound(f"no artifact at {path!r}")
@@ -132,8 +141,9 @@ def list_dir(ctx: Context, prefix: str) -> list[PathEntry]:
         >>> # list_dir(ctx, "1/run/artifacts/model")
     """
     base = clean_path(prefix, allow_empty=True)
-    like = (base + "/" if base else "").replace("\\", "\\\\").replace("%", "\\%").replace(
-        "_", "\\_")
+    like = (
+        (base + "/" if base else "").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    )
     with ctx.engine.connect() as conn:
         rows = conn.execute(
             sa.select(artifact_paths.c.path, artifact_paths.c.size, artifact_paths.c.digest)
@@ -164,8 +174,7 @@ def delete_prefix(ctx: Context, prefix: str) -> int:
     with ctx.engine.begin() as conn:
         result = conn.execute(
             artifact_paths.delete().where(
-                sa.or_(artifact_paths.c.path == base,
-                       artifact_paths.c.path.like(like, escape="\\"))
+                sa.or_(artifact_paths.c.path == base, artifact_paths.c.path.like(like, escape="\\"))
             )
         )
     return int(result.rowcount or 0)

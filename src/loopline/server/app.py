@@ -24,8 +24,12 @@ def create_app(ctx: Context | None = None) -> FastAPI:
         >>> # app = create_app(loopline.init(uri="postgresql://..."))
     """
     context = ctx or get_context()
-    app = FastAPI(title="Loopline", version=__version__, default_response_class=OrjsonResponse,
-                  openapi_url="/openapi.json")
+    app = FastAPI(
+        title="Loopline",
+        version=__version__,
+        default_response_class=OrjsonResponse,
+        openapi_url="/openapi.json",
+    )
     app.state.ctx = context
     install_error_handlers(app)
 
@@ -44,7 +48,9 @@ def create_app(ctx: Context | None = None) -> FastAPI:
 
     from loopline.server.mlflow_artifacts import router as artifacts_router
     from loopline.server.mlflow_registry import router as registry_router
+    from loopline.server.mlflow_tracking import router as tracking_router
 
+    app.include_router(tracking_router)
     app.include_router(registry_router)
     app.include_router(artifacts_router)
     return app

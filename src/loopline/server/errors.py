@@ -11,10 +11,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from loopline.server.responses import OrjsonResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loopline.errors import LooplineError
+from loopline.server.responses import OrjsonResponse
 
 MLFLOW_CODES = {
     400: "INVALID_PARAMETER_VALUE",
@@ -32,8 +32,14 @@ def _is_mlflow(request: Request) -> bool:
     return request.url.path.startswith(("/api/2.0/mlflow", "/api/3.0/mlflow", "/ajax-api/"))
 
 
-def error_response(request: Request, status: int, code: str, message: str,
-                   hint: str | None = None, field: str | None = None) -> OrjsonResponse:
+def error_response(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    hint: str | None = None,
+    field: str | None = None,
+) -> OrjsonResponse:
     """The error body for ``request``'s API family."""
     if _is_mlflow(request):
         mlflow_code = MLFLOW_CODES.get(status, "INTERNAL_ERROR")
@@ -52,8 +58,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(LooplineError)
     async def _loopline_error(request: Request, exc: LooplineError) -> OrjsonResponse:
-        return error_response(request, exc.http_status, exc.code, exc.message, exc.hint,
-                              getattr(exc, "field", None))
+        return error_response(
+            request, exc.http_status, exc.code, exc.message, exc.hint, getattr(exc, "field", None)
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> OrjsonResponse:
@@ -65,8 +72,14 @@ def install_error_handlers(app: FastAPI) -> None:
         if len(errors) > 1:
             message += f" (and {len(errors) - 1} more)"
         status = 400 if _is_mlflow(request) else 422
-        return error_response(request, status, "INVALID_INPUT", message,
-                              "fix the field and send the request again", field)
+        return error_response(
+            request,
+            status,
+            "INVALID_INPUT",
+            message,
+            "fix the field and send the request again",
+            field,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> OrjsonResponse:

@@ -2,7 +2,10 @@
 
 Uploads stream to a temporary file, are stored content-addressed (so identical files are
 stored once) and then named by their path; downloads are verified against the digest
-before a byte is sent.
+before a byte is sent. A path inside a run (``<experiment>/<run_id>/artifacts/<file>``)
+is the run's own artifact index, the one the SDK's ``run.log_artifact`` writes, so files
+logged by either client are seen by both; other paths (logged models) use the general
+path index of :mod:`loopline.core.artifact_paths`.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import re
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,8 +25,10 @@ from starlette.concurrency import run_in_threadpool
 
 from loopline.core import artifact_paths
 from loopline.core.context import Context
-from loopline.errors import InvalidInput
+from loopline.errors import InvalidInput, NotFound
 from loopline.server.deps import get_ctx
+from loopline.tracking import lineage
+from loopline.tracking.entities import ArtifactEntry
 
 router = APIRouter(prefix="/api/2.0/mlflow-artifacts", tags=["mlflow-artifacts"])
 Ctx = Annotated[Context, Depends(get_ctx)]
@@ -30,6 +36,32 @@ Ctx = Annotated[Context, Depends(get_ctx)]
 #: Largest artifact accepted in one upload (bytes).
 MAX_ARTIFACT_BYTES = 5 * 1024**3
 _SMALL = 8 * 1024 * 1024
+_RUN_PATH = re.compile(r"^\d+/([0-9a-f]{32})/artifacts(?:/(.*))?$")
+
+
+def _run_path(path: str) -> tuple[str, str] | None:
+    """``(run_id, relative path)`` when ``path`` lies in a run's artifact folder."""
+    m = _RUN_PATH.match(path)
+    return (m.group(1), m.group(2) or "") if m else None
+
+
+def _store_upload(ctx: Context, path: str, tmp_name: str, size: int) -> None:
+    run = _run_path(path)
+    if run is None or not run[1]:
+        artifact_paths.put_file(ctx, path, tmp_name)
+        return
+    digest = ctx.artifacts.put_file(tmp_name)
+    lineage.add_artifacts(ctx.engine, run[0], [ArtifactEntry(run[1], digest, size)])
+
+
+def _lookup(ctx: Context, path: str) -> tuple[str, int]:
+    run = _run_path(path)
+    if run is None or not run[1]:
+        return artifact_paths.lookup(ctx, path)
+    for entry in lineage.list_artifacts(ctx.engine, run[0], prefix=run[1]):
+        if entry.path == run[1]:
+            return entry.digest, entry.size
+    raise NotFound(f"run {run[0]} has no artifact {run[1]!r}")
 
 
 @router.put("/artifacts/{path:path}")
@@ -44,9 +76,11 @@ async def upload(path: str, request: Request, ctx: Ctx) -> dict[str, Any]:
                 if size > MAX_ARTIFACT_BYTES:
                     raise InvalidInput(
                         f"artifact {clean!r} is larger than {MAX_ARTIFACT_BYTES} bytes",
-                        field="body", hint="split it or store it as a dataset")
+                        field="body",
+                        hint="split it or store it as a dataset",
+                    )
                 tmp.write(chunk)
-        await run_in_threadpool(artifact_paths.put_file, ctx, clean, tmp_name)
+        await run_in_threadpool(_store_upload, ctx, clean, tmp_name, size)
     finally:
         with contextlib.suppress(FileNotFoundError):
             Path(tmp_name).unlink()
@@ -55,25 +89,47 @@ async def upload(path: str, request: Request, ctx: Ctx) -> dict[str, Any]:
 
 @router.get("/artifacts/{path:path}", response_model=None)
 def download(path: str, ctx: Ctx) -> Response:
-    digest, size = artifact_paths.lookup(ctx, path)
+    digest, size = _lookup(ctx, artifact_paths.clean_path(path))
     if size <= _SMALL:
         return Response(ctx.artifacts.get_bytes(digest), media_type="application/octet-stream")
     fd, tmp_name = tempfile.mkstemp(prefix="loopline-download-")
     os.close(fd)
     ctx.artifacts.get_file(digest, tmp_name)
-    return FileResponse(tmp_name, media_type="application/octet-stream",
-                        background=BackgroundTask(os.unlink, tmp_name))
+    return FileResponse(
+        tmp_name,
+        media_type="application/octet-stream",
+        background=BackgroundTask(os.unlink, tmp_name),
+    )
 
 
 @router.get("/artifacts")
 def list_artifacts(ctx: Ctx, path: str | None = None) -> dict[str, Any]:
-    entries = artifact_paths.list_dir(ctx, path or "")
+    base = artifact_paths.clean_path(path or "", allow_empty=True)
+    run = _run_path(base)
+    if run is not None:
+        return _list_run(ctx, run[0], run[1])
+    entries = artifact_paths.list_dir(ctx, base)
     files = []
     for e in entries:
         item: dict[str, Any] = {"path": posixpath.basename(e.path), "is_dir": e.is_dir}
         if not e.is_dir:
             item["file_size"] = e.size
         files.append(item)
+    return {"files": files} if files else {}
+
+
+def _list_run(ctx: Context, run_id: str, sub: str) -> dict[str, Any]:
+    cut = len(sub) + 1 if sub else 0
+    children: dict[str, dict[str, Any]] = {}
+    for entry in lineage.list_artifacts(ctx.engine, run_id, prefix=sub or None):
+        if entry.path == sub:
+            continue
+        head, sep, _ = entry.path[cut:].partition("/")
+        if sep:
+            children.setdefault(head, {"path": head, "is_dir": True})
+        else:
+            children[head] = {"path": head, "is_dir": False, "file_size": entry.size}
+    files = [children[k] for k in sorted(children)]
     return {"files": files} if files else {}
 
 

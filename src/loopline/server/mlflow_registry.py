@@ -42,25 +42,35 @@ def _kv(d: dict[str, str]) -> list[dict[str, str]]:
 def version_json(mv: store.ModelVersion) -> dict[str, Any]:
     """A model version in MLflow's JSON shape."""
     return {
-        "name": mv.name, "version": str(mv.version),
-        "creation_timestamp": mv.creation_time, "last_updated_timestamp": mv.last_updated_time,
-        "description": mv.description or "", "current_stage": "None",
-        "source": mv.source or "", "run_id": mv.run_id or "", "status": mv.status,
-        "tags": _kv(mv.tags), "aliases": mv.aliases, "model_id": mv.model_id or "",
+        "name": mv.name,
+        "version": str(mv.version),
+        "creation_timestamp": mv.creation_time,
+        "last_updated_timestamp": mv.last_updated_time,
+        "description": mv.description or "",
+        "current_stage": "None",
+        "source": mv.source or "",
+        "run_id": mv.run_id or "",
+        "status": mv.status,
+        "tags": _kv(mv.tags),
+        "aliases": mv.aliases,
+        "model_id": mv.model_id or "",
     }
 
 
 def model_json(ctx: Context, rm: store.RegisteredModel) -> dict[str, Any]:
     """A registered model in MLflow's JSON shape, with its latest version."""
     body: dict[str, Any] = {
-        "name": rm.name, "creation_timestamp": rm.creation_time,
-        "last_updated_timestamp": rm.last_updated_time, "description": rm.description or "",
+        "name": rm.name,
+        "creation_timestamp": rm.creation_time,
+        "last_updated_timestamp": rm.last_updated_time,
+        "description": rm.description or "",
         "tags": _kv(rm.tags),
         "aliases": [{"alias": a, "version": str(v)} for a, v in sorted(rm.aliases.items())],
     }
     if rm.latest_version is not None:
-        body["latest_versions"] = [version_json(
-            store.get_model_version(ctx, rm.name, rm.latest_version))]
+        body["latest_versions"] = [
+            version_json(store.get_model_version(ctx, rm.name, rm.latest_version))
+        ]
     return body
 
 
@@ -118,13 +128,14 @@ def delete_registered_model(body: NameOnly, ctx: Ctx) -> dict[str, Any]:
     return {}
 
 
-def _search_models(ctx: Context, filter_: str | None, max_results: int,
-                   page_token: str | None) -> dict[str, Any]:
+def _search_models(
+    ctx: Context, filter_: str | None, max_results: int, page_token: str | None
+) -> dict[str, Any]:
     offset = _page(page_token)
     clauses = registry_filter.parse(filter_)
     every = store.search_registered_models(ctx, None, 1_000_000, 0)
     hits = [m for m in every if registry_filter.matches(clauses, {"name": m.name}, m.tags)]
-    page = hits[offset:offset + max_results]
+    page = hits[offset : offset + max_results]
     out: dict[str, Any] = {"registered_models": [model_json(ctx, m) for m in page]}
     if offset + max_results < len(hits):
         out["next_page_token"] = _token(offset + max_results)
@@ -133,7 +144,9 @@ def _search_models(ctx: Context, filter_: str | None, max_results: int,
 
 @router.get("/registered-models/search")
 def search_registered_models_get(
-    ctx: Ctx, filter: str | None = None, max_results: int = Query(100, ge=1, le=1000),
+    ctx: Ctx,
+    filter: str | None = None,
+    max_results: int = Query(100, ge=1, le=1000),
     page_token: str | None = None,
 ) -> dict[str, Any]:
     return _search_models(ctx, filter, max_results, page_token)
@@ -160,8 +173,9 @@ def get_latest_versions(body: LatestVersions, ctx: Ctx) -> dict[str, Any]:
     rm = store.get_registered_model(ctx, body.name)
     if rm.latest_version is None:
         return {"model_versions": []}
-    return {"model_versions": [version_json(
-        store.get_model_version(ctx, body.name, rm.latest_version))]}
+    return {
+        "model_versions": [version_json(store.get_model_version(ctx, body.name, rm.latest_version))]
+    }
 
 
 class SetModelTag(_Req):
@@ -210,8 +224,10 @@ class DeleteAlias(_Req):
 
 @router.delete("/registered-models/alias")
 def delete_alias(
-    ctx: Ctx, body: Annotated[DeleteAlias | None, Body()] = None,
-    name: str | None = None, alias: str | None = None,
+    ctx: Ctx,
+    body: Annotated[DeleteAlias | None, Body()] = None,
+    name: str | None = None,
+    alias: str | None = None,
 ) -> dict[str, Any]:
     model = body.name if body else name
     target = body.alias if body else alias
@@ -242,8 +258,14 @@ class CreateVersion(_Req):
 @router.post("/model-versions/create")
 def create_model_version(body: CreateVersion, ctx: Ctx) -> dict[str, Any]:
     mv = store.create_model_version(
-        ctx, body.name, source=body.source, run_id=body.run_id or None,
-        model_id=body.model_id or None, description=body.description, tags=_tags(body.tags))
+        ctx,
+        body.name,
+        source=body.source,
+        run_id=body.run_id or None,
+        model_id=body.model_id or None,
+        description=body.description,
+        tags=_tags(body.tags),
+    )
     return {"model_version": version_json(mv)}
 
 
@@ -275,17 +297,30 @@ def delete_model_version(body: VersionRef, ctx: Ctx) -> dict[str, Any]:
     return {}
 
 
-def _search_versions(ctx: Context, filter_: str | None, max_results: int,
-                     page_token: str | None) -> dict[str, Any]:
+def _search_versions(
+    ctx: Context, filter_: str | None, max_results: int, page_token: str | None
+) -> dict[str, Any]:
     offset = _page(page_token)
     clauses = registry_filter.parse(filter_)
-    exact_name = next((c.value for c in clauses if c.key == "name" and c.op == "=" and
-                       not c.is_tag), None)
+    exact_name = next(
+        (c.value for c in clauses if c.key == "name" and c.op == "=" and not c.is_tag), None
+    )
     every = store.search_model_versions(ctx, exact_name, None, 1_000_000, 0)
-    hits = [v for v in every if registry_filter.matches(
-        clauses, {"name": v.name, "run_id": v.run_id, "source_path": v.source,
-                  "version_number": str(v.version)}, v.tags)]
-    page = hits[offset:offset + max_results]
+    hits = [
+        v
+        for v in every
+        if registry_filter.matches(
+            clauses,
+            {
+                "name": v.name,
+                "run_id": v.run_id,
+                "source_path": v.source,
+                "version_number": str(v.version),
+            },
+            v.tags,
+        )
+    ]
+    page = hits[offset : offset + max_results]
     out: dict[str, Any] = {"model_versions": [version_json(v) for v in page]}
     if offset + max_results < len(hits):
         out["next_page_token"] = _token(offset + max_results)
@@ -294,7 +329,9 @@ def _search_versions(ctx: Context, filter_: str | None, max_results: int,
 
 @router.get("/model-versions/search")
 def search_model_versions_get(
-    ctx: Ctx, filter: str | None = None, max_results: int = Query(1000, ge=1, le=200000),
+    ctx: Ctx,
+    filter: str | None = None,
+    max_results: int = Query(1000, ge=1, le=200000),
     page_token: str | None = None,
 ) -> dict[str, Any]:
     return _search_versions(ctx, filter, max_results, page_token)
@@ -346,8 +383,11 @@ def delete_model_version_tag(body: DeleteVersionTag, ctx: Ctx) -> dict[str, Any]
 
 # ------------------------------------------------------------ logged models (MLflow 3)
 
-_STATUS_TO_WIRE = {"PENDING": "LOGGED_MODEL_PENDING", "READY": "LOGGED_MODEL_READY",
-                   "FAILED": "LOGGED_MODEL_UPLOAD_FAILED"}
+_STATUS_TO_WIRE = {
+    "PENDING": "LOGGED_MODEL_PENDING",
+    "READY": "LOGGED_MODEL_READY",
+    "FAILED": "LOGGED_MODEL_UPLOAD_FAILED",
+}
 _WIRE_TO_STATUS = {v: k for k, v in _STATUS_TO_WIRE.items()}
 
 
@@ -355,12 +395,15 @@ def logged_model_json(m: store.LoggedModel) -> dict[str, Any]:
     """A logged model in MLflow 3's JSON shape."""
     return {
         "info": {
-            "model_id": m.model_id, "experiment_id": m.experiment_id or "0", "name": m.name,
+            "model_id": m.model_id,
+            "experiment_id": m.experiment_id or "0",
+            "name": m.name,
             "creation_timestamp_ms": m.creation_time,
             "last_updated_timestamp_ms": m.last_updated_time,
             "artifact_uri": m.artifact_location,
             "status": _STATUS_TO_WIRE.get(m.status, "LOGGED_MODEL_PENDING"),
-            "model_type": m.model_type or "", "source_run_id": m.source_run_id or "",
+            "model_type": m.model_type or "",
+            "source_run_id": m.source_run_id or "",
             "tags": _kv(m.tags),
         },
         "data": {"params": _kv(m.params), "metrics": []},
@@ -379,9 +422,14 @@ class CreateLoggedModel(_Req):
 @router.post("/logged-models")
 def create_logged_model(body: CreateLoggedModel, ctx: Ctx) -> dict[str, Any]:
     m = store.create_logged_model(
-        ctx, name=body.name or "model", experiment_id=body.experiment_id,
-        source_run_id=body.source_run_id or None, model_type=body.model_type,
-        params=_tags(body.params), tags=_tags(body.tags))
+        ctx,
+        name=body.name or "model",
+        experiment_id=body.experiment_id,
+        source_run_id=body.source_run_id or None,
+        model_type=body.model_type,
+        params=_tags(body.params),
+        tags=_tags(body.tags),
+    )
     return {"model": logged_model_json(m)}
 
 
@@ -397,10 +445,21 @@ def search_logged_models(body: SearchLoggedModels, ctx: Ctx) -> dict[str, Any]:
     offset = _page(body.page_token)
     clauses = registry_filter.parse(body.filter)
     every = store.search_logged_models(ctx, body.experiment_ids, None, 1_000_000, 0)
-    hits = [m for m in every if registry_filter.matches(
-        clauses, {"name": m.name, "source_run_id": m.source_run_id, "model_id": m.model_id,
-                  "status": _STATUS_TO_WIRE.get(m.status)}, m.tags)]
-    page = hits[offset:offset + body.max_results]
+    hits = [
+        m
+        for m in every
+        if registry_filter.matches(
+            clauses,
+            {
+                "name": m.name,
+                "source_run_id": m.source_run_id,
+                "model_id": m.model_id,
+                "status": _STATUS_TO_WIRE.get(m.status),
+            },
+            m.tags,
+        )
+    ]
+    page = hits[offset : offset + body.max_results]
     out: dict[str, Any] = {"models": [logged_model_json(m) for m in page]}
     if offset + body.max_results < len(hits):
         out["next_page_token"] = _token(offset + body.max_results)
@@ -418,10 +477,13 @@ class FinalizeLoggedModel(_Req):
 
 @router.patch("/logged-models/{model_id}")
 def finalize_logged_model(model_id: str, body: FinalizeLoggedModel, ctx: Ctx) -> dict[str, Any]:
-    status = _WIRE_TO_STATUS.get(body.status or "", None)
+    status = _WIRE_TO_STATUS.get(body.status or "")
     if body.status and status is None:
-        raise InvalidInput(f"status {body.status!r} is not a logged-model status",
-                           field="status", hint=f"use one of {sorted(_WIRE_TO_STATUS)}")
+        raise InvalidInput(
+            f"status {body.status!r} is not a logged-model status",
+            field="status",
+            hint=f"use one of {sorted(_WIRE_TO_STATUS)}",
+        )
     m = store.update_logged_model(ctx, model_id, status=status)
     return {"model": logged_model_json(m)}
 

@@ -77,13 +77,15 @@ def parse(text: str | None) -> list[Clause]:
         if not m:
             raise InvalidInput(
                 f"filter {text!r} at position {pos}: cannot read {part.strip()!r}",
-                field="filter", hint="write clauses like name = 'x' or tags.`k` = 'v' joined by AND")
+                field="filter",
+                hint="write clauses like name = 'x' or tags.`k` = 'v' joined by AND",
+            )
         pos += len(part) + 5
         key = m.group("key")
         is_tag = bool(re.match(r"tags?\.", key, re.IGNORECASE))
         if is_tag:
             key = key.split(".", 1)[1]
-        key = key.strip("`\"")
+        key = key.strip('`"')
         raw = m.group("value")
         value = raw[1:-1].replace(raw[0] * 2, raw[0])
         op = re.sub(r"\s+", " ", m.group("op").upper()).replace("<>", "!=")
@@ -108,8 +110,11 @@ def matches(clauses: list[Clause], attrs: dict[str, str | None], tags: dict[str,
             actual = tags.get(c.key)
         else:
             if c.key not in attrs:
-                raise InvalidInput(f"filter key {c.key!r} is not supported",
-                                   field="filter", hint=f"use one of {sorted(attrs)} or tags.<key>")
+                raise InvalidInput(
+                    f"filter key {c.key!r} is not supported",
+                    field="filter",
+                    hint=f"use one of {sorted(attrs)} or tags.<key>",
+                )
             actual = attrs[c.key]
         if c.op == "=":
             ok = actual == c.value

@@ -70,9 +70,7 @@ def check_alias(alias: str) -> str:
         >>> check_alias("champion")
         'champion'
     """
-    if not isinstance(alias, str) or not ALIAS_RE.match(alias) or re.fullmatch(
-        r"[vV]?\d+", alias
-    ):
+    if not isinstance(alias, str) or not ALIAS_RE.match(alias) or re.fullmatch(r"[vV]?\d+", alias):
         raise InvalidInput(
             f"alias {alias!r} is not valid",
             field="alias",
@@ -146,15 +144,25 @@ def create_registered_model(
     now = _now_ms()
     try:
         with ctx.engine.begin() as conn:
-            conn.execute(registered_models.insert().values(
-                name=name, description=description, creation_time=now, last_updated_time=now))
+            conn.execute(
+                registered_models.insert().values(
+                    name=name, description=description, creation_time=now, last_updated_time=now
+                )
+            )
             for k, v in (tags or {}).items():
                 conn.execute(registered_model_tags.insert().values(name=name, key=k, value=v))
-            ctx.audit(conn, action="model.create", object_type="registered_model",
-                      object_id=name, after={"description": description})
+            ctx.audit(
+                conn,
+                action="model.create",
+                object_type="registered_model",
+                object_id=name,
+                after={"description": description},
+            )
     except SAIntegrityError as exc:
-        raise Conflict(f"registered model {name!r} already exists",
-                       hint="pick another name or add a version to it") from exc
+        raise Conflict(
+            f"registered model {name!r} already exists",
+            hint="pick another name or add a version to it",
+        ) from exc
     return get_registered_model(ctx, name)
 
 
@@ -170,11 +178,14 @@ def ensure_registered_model(ctx: Context, name: str) -> RegisteredModel:
 
 
 def _model_row(conn: Connection, name: str) -> Any:
-    row = conn.execute(sa.select(registered_models).where(registered_models.c.name == name)
-                       ).one_or_none()
+    row = conn.execute(
+        sa.select(registered_models).where(registered_models.c.name == name)
+    ).one_or_none()
     if row is None:
-        raise NotFound(f"registered model {name!r} does not exist",
-                       hint="list models with `loopline models ls`")
+        raise NotFound(
+            f"registered model {name!r} does not exist",
+            hint="list models with `loopline models ls`",
+        )
     return row
 
 
@@ -190,14 +201,26 @@ def get_registered_model(ctx: Context, name: str) -> RegisteredModel:
 
 
 def _hydrate_model(conn: Connection, row: Any) -> RegisteredModel:
-    tags = dict(conn.execute(sa.select(registered_model_tags.c.key, registered_model_tags.c.value)
-                             .where(registered_model_tags.c.name == row.name)).all())
-    aliases = dict(conn.execute(sa.select(model_aliases.c.alias, model_aliases.c.version)
-                                .where(model_aliases.c.name == row.name)).all())
-    latest = conn.execute(sa.select(sa.func.max(model_versions.c.version))
-                          .where(model_versions.c.name == row.name)).scalar()
-    return RegisteredModel(row.name, row.description, row.creation_time, row.last_updated_time,
-                           tags, aliases, latest)
+    tags = dict(
+        conn.execute(
+            sa.select(registered_model_tags.c.key, registered_model_tags.c.value).where(
+                registered_model_tags.c.name == row.name
+            )
+        ).all()
+    )
+    aliases = dict(
+        conn.execute(
+            sa.select(model_aliases.c.alias, model_aliases.c.version).where(
+                model_aliases.c.name == row.name
+            )
+        ).all()
+    )
+    latest = conn.execute(
+        sa.select(sa.func.max(model_versions.c.version)).where(model_versions.c.name == row.name)
+    ).scalar()
+    return RegisteredModel(
+        row.name, row.description, row.creation_time, row.last_updated_time, tags, aliases, latest
+    )
 
 
 def search_registered_models(
@@ -224,8 +247,11 @@ def update_registered_model(ctx: Context, name: str, description: str | None) ->
     """
     with ctx.engine.begin() as conn:
         _model_row(conn, name)
-        conn.execute(registered_models.update().where(registered_models.c.name == name)
-                     .values(description=description, last_updated_time=_now_ms()))
+        conn.execute(
+            registered_models.update()
+            .where(registered_models.c.name == name)
+            .values(description=description, last_updated_time=_now_ms())
+        )
     return get_registered_model(ctx, name)
 
 
@@ -237,8 +263,13 @@ def delete_registered_model(ctx: Context, name: str) -> None:
     """
     with ctx.engine.begin() as conn:
         _model_row(conn, name)
-        for table in (model_aliases, model_version_tags, model_versions, registered_model_tags,
-                      registered_models):
+        for table in (
+            model_aliases,
+            model_version_tags,
+            model_versions,
+            registered_model_tags,
+            registered_models,
+        ):
             conn.execute(table.delete().where(table.c.name == name))
         ctx.audit(conn, action="model.delete", object_type="registered_model", object_id=name)
 
@@ -251,8 +282,11 @@ def set_registered_model_tag(ctx: Context, name: str, key: str, value: str) -> N
     """
     with ctx.engine.begin() as conn:
         _model_row(conn, name)
-        conn.execute(registered_model_tags.delete().where(
-            (registered_model_tags.c.name == name) & (registered_model_tags.c.key == key)))
+        conn.execute(
+            registered_model_tags.delete().where(
+                (registered_model_tags.c.name == name) & (registered_model_tags.c.key == key)
+            )
+        )
         conn.execute(registered_model_tags.insert().values(name=name, key=key, value=value))
 
 
@@ -263,8 +297,11 @@ def delete_registered_model_tag(ctx: Context, name: str, key: str) -> None:
         >>> # delete_registered_model_tag(ctx, "churn", "team")
     """
     with ctx.engine.begin() as conn:
-        conn.execute(registered_model_tags.delete().where(
-            (registered_model_tags.c.name == name) & (registered_model_tags.c.key == key)))
+        conn.execute(
+            registered_model_tags.delete().where(
+                (registered_model_tags.c.name == name) & (registered_model_tags.c.key == key)
+            )
+        )
 
 
 # ---------------------------------------------------------------- model versions
@@ -292,48 +329,95 @@ def create_model_version(
         now = _now_ms()
         try:
             with ctx.engine.begin() as conn:
-                current = conn.execute(sa.select(sa.func.max(model_versions.c.version))
-                                       .where(model_versions.c.name == name)).scalar()
+                current = conn.execute(
+                    sa.select(sa.func.max(model_versions.c.version)).where(
+                        model_versions.c.name == name
+                    )
+                ).scalar()
                 version = int(current or 0) + 1
-                conn.execute(model_versions.insert().values(
-                    name=name, version=version, source=source, run_id=run_id,
-                    model_id=model_id, status="READY", description=description,
-                    creation_time=now, last_updated_time=now))
+                conn.execute(
+                    model_versions.insert().values(
+                        name=name,
+                        version=version,
+                        source=source,
+                        run_id=run_id,
+                        model_id=model_id,
+                        status="READY",
+                        description=description,
+                        creation_time=now,
+                        last_updated_time=now,
+                    )
+                )
                 for k, v in (tags or {}).items():
-                    conn.execute(model_version_tags.insert().values(
-                        name=name, version=version, key=k, value=v))
-                conn.execute(registered_models.update().where(registered_models.c.name == name)
-                             .values(last_updated_time=now))
-                ctx.audit(conn, action="model_version.create", object_type="model_version",
-                          object_id=f"{name}/{version}",
-                          after={"source": source, "run_id": run_id, "model_id": model_id})
+                    conn.execute(
+                        model_version_tags.insert().values(
+                            name=name, version=version, key=k, value=v
+                        )
+                    )
+                conn.execute(
+                    registered_models.update()
+                    .where(registered_models.c.name == name)
+                    .values(last_updated_time=now)
+                )
+                ctx.audit(
+                    conn,
+                    action="model_version.create",
+                    object_type="model_version",
+                    object_id=f"{name}/{version}",
+                    after={"source": source, "run_id": run_id, "model_id": model_id},
+                )
             return get_model_version(ctx, name, version)
         except SAIntegrityError:
             time.sleep(0.01)
-    raise Conflict(f"could not allocate a version number for {name!r}: too many writers",
-                   hint="retry")
+    raise Conflict(
+        f"could not allocate a version number for {name!r}: too many writers", hint="retry"
+    )
 
 
 def _version_row(conn: Connection, name: str, version: int) -> Any:
-    row = conn.execute(sa.select(model_versions).where(
-        (model_versions.c.name == name) & (model_versions.c.version == int(version)))
+    row = conn.execute(
+        sa.select(model_versions).where(
+            (model_versions.c.name == name) & (model_versions.c.version == int(version))
+        )
     ).one_or_none()
     if row is None:
         _model_row(conn, name)
-        raise NotFound(f"model {name!r} has no version {version}",
-                       hint=f"list versions with `loopline models show {name}`")
+        raise NotFound(
+            f"model {name!r} has no version {version}",
+            hint=f"list versions with `loopline models show {name}`",
+        )
     return row
 
 
 def _hydrate_version(conn: Connection, row: Any) -> ModelVersion:
-    tags = dict(conn.execute(sa.select(model_version_tags.c.key, model_version_tags.c.value)
-                             .where((model_version_tags.c.name == row.name)
-                                    & (model_version_tags.c.version == row.version))).all())
-    aliases = list(conn.execute(sa.select(model_aliases.c.alias).where(
-        (model_aliases.c.name == row.name) & (model_aliases.c.version == row.version))
-        .order_by(model_aliases.c.alias)).scalars())
-    return ModelVersion(row.name, row.version, row.source, row.run_id, row.model_id, row.status,
-                        row.description, row.creation_time, row.last_updated_time, tags, aliases)
+    tags = dict(
+        conn.execute(
+            sa.select(model_version_tags.c.key, model_version_tags.c.value).where(
+                (model_version_tags.c.name == row.name)
+                & (model_version_tags.c.version == row.version)
+            )
+        ).all()
+    )
+    aliases = list(
+        conn.execute(
+            sa.select(model_aliases.c.alias)
+            .where((model_aliases.c.name == row.name) & (model_aliases.c.version == row.version))
+            .order_by(model_aliases.c.alias)
+        ).scalars()
+    )
+    return ModelVersion(
+        row.name,
+        row.version,
+        row.source,
+        row.run_id,
+        row.model_id,
+        row.status,
+        row.description,
+        row.creation_time,
+        row.last_updated_time,
+        tags,
+        aliases,
+    )
 
 
 def get_model_version(ctx: Context, name: str, version: int | str) -> ModelVersion:
@@ -362,8 +446,9 @@ def search_model_versions(
     Example:
         >>> # search_model_versions(ctx, name="churn")
     """
-    query = sa.select(model_versions).order_by(model_versions.c.name,
-                                               model_versions.c.version.desc())
+    query = sa.select(model_versions).order_by(
+        model_versions.c.name, model_versions.c.version.desc()
+    )
     if name is not None:
         query = query.where(model_versions.c.name == name)
     if run_id is not None:
@@ -383,9 +468,11 @@ def update_model_version(
     """
     with ctx.engine.begin() as conn:
         _version_row(conn, name, version)
-        conn.execute(model_versions.update().where(
-            (model_versions.c.name == name) & (model_versions.c.version == int(version)))
-            .values(description=description, last_updated_time=_now_ms()))
+        conn.execute(
+            model_versions.update()
+            .where((model_versions.c.name == name) & (model_versions.c.version == int(version)))
+            .values(description=description, last_updated_time=_now_ms())
+        )
     return get_model_version(ctx, name, version)
 
 
@@ -400,8 +487,12 @@ def delete_model_version(ctx: Context, name: str, version: int) -> None:
         _version_row(conn, name, v)
         for table in (model_aliases, model_version_tags, model_versions):
             conn.execute(table.delete().where((table.c.name == name) & (table.c.version == v)))
-        ctx.audit(conn, action="model_version.delete", object_type="model_version",
-                  object_id=f"{name}/{v}")
+        ctx.audit(
+            conn,
+            action="model_version.delete",
+            object_type="model_version",
+            object_id=f"{name}/{v}",
+        )
 
 
 def set_model_version_tag(ctx: Context, name: str, version: int, key: str, value: str) -> None:
@@ -413,11 +504,13 @@ def set_model_version_tag(ctx: Context, name: str, version: int, key: str, value
     v = int(version)
     with ctx.engine.begin() as conn:
         _version_row(conn, name, v)
-        cond = ((model_version_tags.c.name == name) & (model_version_tags.c.version == v)
-                & (model_version_tags.c.key == key))
+        cond = (
+            (model_version_tags.c.name == name)
+            & (model_version_tags.c.version == v)
+            & (model_version_tags.c.key == key)
+        )
         conn.execute(model_version_tags.delete().where(cond))
-        conn.execute(model_version_tags.insert().values(name=name, version=v, key=key,
-                                                        value=value))
+        conn.execute(model_version_tags.insert().values(name=name, version=v, key=key, value=value))
 
 
 def delete_model_version_tag(ctx: Context, name: str, version: int, key: str) -> None:
@@ -427,17 +520,19 @@ def delete_model_version_tag(ctx: Context, name: str, version: int, key: str) ->
         >>> # delete_model_version_tag(ctx, "churn", 3, "validated")
     """
     with ctx.engine.begin() as conn:
-        conn.execute(model_version_tags.delete().where(
-            (model_version_tags.c.name == name) & (model_version_tags.c.version == int(version))
-            & (model_version_tags.c.key == key)))
+        conn.execute(
+            model_version_tags.delete().where(
+                (model_version_tags.c.name == name)
+                & (model_version_tags.c.version == int(version))
+                & (model_version_tags.c.key == key)
+            )
+        )
 
 
 # ---------------------------------------------------------------- aliases
 
 
-def set_alias(
-    ctx: Context, name: str, alias: str, version: int, reason: str | None = None
-) -> None:
+def set_alias(ctx: Context, name: str, alias: str, version: int, reason: str | None = None) -> None:
     """Point ``alias`` of model ``name`` at ``version``; the move is audited with its reason.
 
     Example:
@@ -447,13 +542,26 @@ def set_alias(
     v = int(version)
     with ctx.engine.begin() as conn:
         _version_row(conn, name, v)
-        before = conn.execute(sa.select(model_aliases.c.version).where(
-            (model_aliases.c.name == name) & (model_aliases.c.alias == alias))).scalar()
-        conn.execute(model_aliases.delete().where(
-            (model_aliases.c.name == name) & (model_aliases.c.alias == alias)))
+        before = conn.execute(
+            sa.select(model_aliases.c.version).where(
+                (model_aliases.c.name == name) & (model_aliases.c.alias == alias)
+            )
+        ).scalar()
+        conn.execute(
+            model_aliases.delete().where(
+                (model_aliases.c.name == name) & (model_aliases.c.alias == alias)
+            )
+        )
         conn.execute(model_aliases.insert().values(name=name, alias=alias, version=v))
-        ctx.audit(conn, action="alias.set", object_type="registered_model", object_id=name,
-                  before={alias: before}, after={alias: v}, reason=reason)
+        ctx.audit(
+            conn,
+            action="alias.set",
+            object_type="registered_model",
+            object_id=name,
+            before={alias: before},
+            after={alias: v},
+            reason=reason,
+        )
 
 
 def delete_alias(ctx: Context, name: str, alias: str, reason: str | None = None) -> None:
@@ -463,14 +571,27 @@ def delete_alias(ctx: Context, name: str, alias: str, reason: str | None = None)
         >>> # delete_alias(ctx, "churn", "challenger")
     """
     with ctx.engine.begin() as conn:
-        before = conn.execute(sa.select(model_aliases.c.version).where(
-            (model_aliases.c.name == name) & (model_aliases.c.alias == alias))).scalar()
+        before = conn.execute(
+            sa.select(model_aliases.c.version).where(
+                (model_aliases.c.name == name) & (model_aliases.c.alias == alias)
+            )
+        ).scalar()
         if before is None:
             raise NotFound(f"model {name!r} has no alias {alias!r}")
-        conn.execute(model_aliases.delete().where(
-            (model_aliases.c.name == name) & (model_aliases.c.alias == alias)))
-        ctx.audit(conn, action="alias.delete", object_type="registered_model", object_id=name,
-                  before={alias: before}, after=None, reason=reason)
+        conn.execute(
+            model_aliases.delete().where(
+                (model_aliases.c.name == name) & (model_aliases.c.alias == alias)
+            )
+        )
+        ctx.audit(
+            conn,
+            action="alias.delete",
+            object_type="registered_model",
+            object_id=name,
+            before={alias: before},
+            after=None,
+            reason=reason,
+        )
 
 
 def get_version_by_alias(ctx: Context, name: str, alias: str) -> ModelVersion:
@@ -480,12 +601,17 @@ def get_version_by_alias(ctx: Context, name: str, alias: str) -> ModelVersion:
         >>> # get_version_by_alias(ctx, "churn", "champion").version
     """
     with ctx.engine.connect() as conn:
-        version = conn.execute(sa.select(model_aliases.c.version).where(
-            (model_aliases.c.name == name) & (model_aliases.c.alias == alias))).scalar()
+        version = conn.execute(
+            sa.select(model_aliases.c.version).where(
+                (model_aliases.c.name == name) & (model_aliases.c.alias == alias)
+            )
+        ).scalar()
         if version is None:
             _model_row(conn, name)
-            raise NotFound(f"model {name!r} has no alias {alias!r}",
-                           hint=f"see its aliases with `loopline models show {name}`")
+            raise NotFound(
+                f"model {name!r} has no alias {alias!r}",
+                hint=f"see its aliases with `loopline models show {name}`",
+            )
         return _hydrate_version(conn, _version_row(conn, name, int(version)))
 
 
@@ -512,14 +638,25 @@ def create_logged_model(
         >>> # create_logged_model(ctx, name="model", experiment_id="1", source_run_id="abc")
     """
     model_id = model_id or f"m-{uuid.uuid4().hex}"
-    location = artifact_location or f"mlflow-artifacts:/{experiment_id or 0}/models/{model_id}/artifacts"
+    location = (
+        artifact_location or f"mlflow-artifacts:/{experiment_id or 0}/models/{model_id}/artifacts"
+    )
     now = _now_ms()
     with ctx.engine.begin() as conn:
-        conn.execute(logged_models.insert().values(
-            model_id=model_id, experiment_id=experiment_id, name=name,
-            source_run_id=source_run_id, status=status, model_type=model_type,
-            artifact_location=location, flavor=flavor, creation_time=now,
-            last_updated_time=now))
+        conn.execute(
+            logged_models.insert().values(
+                model_id=model_id,
+                experiment_id=experiment_id,
+                name=name,
+                source_run_id=source_run_id,
+                status=status,
+                model_type=model_type,
+                artifact_location=location,
+                flavor=flavor,
+                creation_time=now,
+                last_updated_time=now,
+            )
+        )
         for k, v in (params or {}).items():
             conn.execute(logged_model_params.insert().values(model_id=model_id, key=k, value=v))
         for k, v in (tags or {}).items():
@@ -534,21 +671,45 @@ def get_logged_model(ctx: Context, model_id: str) -> LoggedModel:
         >>> # get_logged_model(ctx, "m-0123").status
     """
     with ctx.engine.connect() as conn:
-        row = conn.execute(sa.select(logged_models).where(logged_models.c.model_id == model_id)
-                           ).one_or_none()
+        row = conn.execute(
+            sa.select(logged_models).where(logged_models.c.model_id == model_id)
+        ).one_or_none()
         if row is None:
             raise NotFound(f"logged model {model_id!r} does not exist")
         return _hydrate_logged(conn, row)
 
 
 def _hydrate_logged(conn: Connection, row: Any) -> LoggedModel:
-    tags = dict(conn.execute(sa.select(logged_model_tags.c.key, logged_model_tags.c.value)
-                             .where(logged_model_tags.c.model_id == row.model_id)).all())
-    params = dict(conn.execute(sa.select(logged_model_params.c.key, logged_model_params.c.value)
-                               .where(logged_model_params.c.model_id == row.model_id)).all())
-    return LoggedModel(row.model_id, row.experiment_id, row.name, row.source_run_id, row.status,
-                       row.model_type, row.artifact_location, row.flavor, row.manifest_digest,
-                       row.signature, row.creation_time, row.last_updated_time, tags, params)
+    tags = dict(
+        conn.execute(
+            sa.select(logged_model_tags.c.key, logged_model_tags.c.value).where(
+                logged_model_tags.c.model_id == row.model_id
+            )
+        ).all()
+    )
+    params = dict(
+        conn.execute(
+            sa.select(logged_model_params.c.key, logged_model_params.c.value).where(
+                logged_model_params.c.model_id == row.model_id
+            )
+        ).all()
+    )
+    return LoggedModel(
+        row.model_id,
+        row.experiment_id,
+        row.name,
+        row.source_run_id,
+        row.status,
+        row.model_type,
+        row.artifact_location,
+        row.flavor,
+        row.manifest_digest,
+        row.signature,
+        row.creation_time,
+        row.last_updated_time,
+        tags,
+        params,
+    )
 
 
 def update_logged_model(
@@ -566,13 +727,18 @@ def update_logged_model(
         >>> # update_logged_model(ctx, "m-0123", status="READY")
     """
     values: dict[str, Any] = {"last_updated_time": _now_ms()}
-    for key, value in (("status", status), ("manifest_digest", manifest_digest),
-                       ("signature", signature), ("flavor", flavor)):
+    for key, value in (
+        ("status", status),
+        ("manifest_digest", manifest_digest),
+        ("signature", signature),
+        ("flavor", flavor),
+    ):
         if value is not None:
             values[key] = value
     with ctx.engine.begin() as conn:
-        result = conn.execute(logged_models.update()
-                              .where(logged_models.c.model_id == model_id).values(**values))
+        result = conn.execute(
+            logged_models.update().where(logged_models.c.model_id == model_id).values(**values)
+        )
         if not result.rowcount:
             raise NotFound(f"logged model {model_id!r} does not exist")
     return get_logged_model(ctx, model_id)
@@ -587,8 +753,11 @@ def set_logged_model_tags(ctx: Context, model_id: str, tags: dict[str, str]) -> 
     get_logged_model(ctx, model_id)
     with ctx.engine.begin() as conn:
         for k, v in tags.items():
-            conn.execute(logged_model_tags.delete().where(
-                (logged_model_tags.c.model_id == model_id) & (logged_model_tags.c.key == k)))
+            conn.execute(
+                logged_model_tags.delete().where(
+                    (logged_model_tags.c.model_id == model_id) & (logged_model_tags.c.key == k)
+                )
+            )
             conn.execute(logged_model_tags.insert().values(model_id=model_id, key=k, value=v))
 
 
@@ -599,8 +768,11 @@ def delete_logged_model_tag(ctx: Context, model_id: str, key: str) -> None:
         >>> # delete_logged_model_tag(ctx, "m-0123", "stage")
     """
     with ctx.engine.begin() as conn:
-        conn.execute(logged_model_tags.delete().where(
-            (logged_model_tags.c.model_id == model_id) & (logged_model_tags.c.key == key)))
+        conn.execute(
+            logged_model_tags.delete().where(
+                (logged_model_tags.c.model_id == model_id) & (logged_model_tags.c.key == key)
+            )
+        )
 
 
 def search_logged_models(
@@ -615,8 +787,9 @@ def search_logged_models(
     Example:
         >>> # search_logged_models(ctx, experiment_ids=["1"])
     """
-    query = sa.select(logged_models).order_by(logged_models.c.creation_time.desc(),
-                                              logged_models.c.model_id)
+    query = sa.select(logged_models).order_by(
+        logged_models.c.creation_time.desc(), logged_models.c.model_id
+    )
     if experiment_ids:
         query = query.where(logged_models.c.experiment_id.in_(experiment_ids))
     if source_run_id:

@@ -93,8 +93,14 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for table in (
-        "artifact_paths", "model_aliases", "model_version_tags", "model_versions",
-        "registered_model_tags", "registered_models", "logged_model_params",
-        "logged_model_tags", "logged_models",
+        "artifact_paths",
+        "model_aliases",
+        "model_version_tags",
+        "model_versions",
+        "registered_model_tags",
+        "registered_models",
+        "logged_model_params",
+        "logged_model_tags",
+        "logged_models",
     ):
         op.drop_table(table)

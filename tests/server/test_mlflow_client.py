@@ -1,0 +1,142 @@
+"""The unmodified MLflow client, end to end, against a real `loopline server` process."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+mlflow = pytest.importorskip("mlflow")
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.entities import Metric, Param, RunTag  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+
+import loopline  # noqa: E402
+
+# MLflow's own warnings (about its type hints, its telemetry) are not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore::Warning:mlflow")
+
+
+@pytest.fixture
+def tracking(server_url: str, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server_url)
+    # The fluent API remembers the active experiment across servers; start clean.
+    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    mlflow.set_tracking_uri(server_url)
+    mlflow.set_registry_uri(server_url)
+    yield MlflowClient(tracking_uri=server_url, registry_uri=server_url)
+    while mlflow.active_run():
+        mlflow.end_run()
+    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)  # mlflow.set_experiment writes it
+
+
+def test_runs_params_metrics_tags_and_search(
+    tracking: MlflowClient, db_uri: str, tmp_path: Path
+) -> None:
+    exp_id = mlflow.create_experiment("churn")
+    assert tracking.get_experiment_by_name("churn").experiment_id == exp_id
+    mlflow.set_experiment("churn")
+    with mlflow.start_run(run_name="parent") as parent:
+        mlflow.log_params({"model": "lgbm", "depth": 5})
+        mlflow.set_tags({"team": "growth"})
+        for step in range(5):
+            mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+        mlflow.log_metric("weird", math.nan)
+        tracking.log_batch(
+            parent.info.run_id,
+            metrics=[Metric("auc", 0.91, 0, 0), Metric("inf", math.inf, 0, 0)],
+            params=[Param("lr", "0.1")],
+            tags=[RunTag("stage", "dev")],
+        )
+        with mlflow.start_run(run_name="child", nested=True) as child:
+            mlflow.log_metric("child_metric", 2.0)
+    with mlflow.start_run(run_name="other"):
+        mlflow.log_params({"model": "rf"})
+        mlflow.log_metric("auc", 0.7)
+
+    run = tracking.get_run(parent.info.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"model": "lgbm", "depth": "5", "lr": "0.1"}
+    assert run.data.metrics["auc"] == pytest.approx(0.91)
+    assert math.isnan(run.data.metrics["weird"]) and run.data.metrics["inf"] > 1e300
+    assert run.data.tags["team"] == "growth" and run.data.tags["stage"] == "dev"
+    history = tracking.get_metric_history(parent.info.run_id, "loss")
+    assert [m.step for m in history] == [0, 1, 2, 3, 4]
+    assert tracking.get_run(child.info.run_id).data.tags["mlflow.parentRunId"] == parent.info.run_id
+
+    found = mlflow.search_runs(
+        [exp_id],
+        "metrics.auc > 0.8 and params.model = 'lgbm'",
+        order_by=["metrics.auc DESC"],
+        output_format="list",
+    )
+    assert [r.info.run_id for r in found] == [parent.info.run_id]
+
+    with pytest.raises(MlflowException):  # a param re-logged with another value
+        tracking.log_param(parent.info.run_id, "model", "xgb")
+
+    # What the MLflow client logged is what Loopline's SDK and CLI read.
+    loopline.init(uri=db_uri, artifacts=str(tmp_path / "unused"))
+    ours = loopline.get_run(parent.info.run_id)
+    assert ours.params["model"] == "lgbm" and ours.metrics["auc"] == pytest.approx(0.91)
+    assert [p[0] for p in loopline.metric_history(parent.info.run_id, "loss")] == [0, 1, 2, 3, 4]
+    cli = subprocess.run(
+        [sys.executable, "-m", "loopline.cli.main", "runs", "show", parent.info.run_id, "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LOOPLINE_URI": db_uri},
+        timeout=120,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert "lgbm" in cli.stdout
+
+
+def test_artifacts_round_trip(tracking: MlflowClient, tmp_path: Path) -> None:
+    src = tmp_path / "report.txt"
+    src.write_text("hello artifacts")
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "a.csv").write_text("x,y\n1,2\n")
+    with mlflow.start_run() as run:
+        mlflow.log_artifact(str(src))
+        mlflow.log_artifacts(str(tmp_path / "plots"), artifact_path="plots")
+        mlflow.log_dict({"k": 1}, "config/params.json")
+    names = sorted(f.path for f in tracking.list_artifacts(run.info.run_id))
+    assert names == ["config", "plots", "report.txt"]
+    assert [f.path for f in tracking.list_artifacts(run.info.run_id, "plots")] == ["plots/a.csv"]
+    out = Path(
+        mlflow.artifacts.download_artifacts(
+            run_id=run.info.run_id, artifact_path="report.txt", dst_path=str(tmp_path / "dl")
+        )
+    )
+    assert out.read_text() == "hello artifacts"
+    assert mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/config/params.json") == {"k": 1}
+
+
+def test_log_register_load_and_aliases(tracking: MlflowClient) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    model = LogisticRegression().fit(X, y)
+    with mlflow.start_run():
+        mlflow.sklearn.log_model(
+            model, name="model", registered_model_name="churn-clf", input_example=X[:2]
+        )
+    loaded = mlflow.pyfunc.load_model("models:/churn-clf/1")
+    assert (loaded.predict(X[:20]) == model.predict(X[:20])).all()
+    tracking.set_registered_model_alias("churn-clf", "champion", "1")
+    assert tracking.get_model_version_by_alias("churn-clf", "champion").version == "1"
+    by_alias = mlflow.pyfunc.load_model("models:/churn-clf@champion")
+    assert (by_alias.predict(X[:5]) == model.predict(X[:5])).all()
+
+
+def test_unknown_run_is_404(tracking: MlflowClient) -> None:
+    with pytest.raises(MlflowException) as info:
+        tracking.get_run("0" * 32)
+    assert info.value.get_http_status_code() == 404
