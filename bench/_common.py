@@ -40,12 +40,25 @@ def anchor_python(name: str, requirements: Sequence[str]) -> Path:
     return py
 
 
-def run_json(python: Path | str, script: Path, *args: str, env: dict[str, str] | None = None,
-             cwd: Path | None = None, timeout: float = 1800) -> Any:
+def run_json(
+    python: Path | str,
+    script: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 1800,
+) -> Any:
     """Run ``script`` with ``python`` and parse the JSON it prints on its last line."""
     full_env = {**os.environ, **(env or {})}
-    out = subprocess.run([str(python), str(script), *args], check=True, capture_output=True,
-                         text=True, env=full_env, cwd=cwd, timeout=timeout)
+    out = subprocess.run(
+        [str(python), str(script), *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=timeout,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -59,8 +72,9 @@ def median_time(fn: Callable[[], object], repeat: int = 5) -> float:
     return statistics.median(times)
 
 
-def write_result(name: str, rows: list[dict[str, Any]], details: dict[str, Any] | None = None
-                 ) -> Path:
+def write_result(
+    name: str, rows: list[dict[str, Any]], details: dict[str, Any] | None = None
+) -> Path:
     """Write ``bench/results/<name>.json`` and return its path.
 
     Each row: case, loopline (value with unit), anchor (name), anchor_value, ratio, target.
@@ -70,8 +84,11 @@ def write_result(name: str, rows: list[dict[str, Any]], details: dict[str, Any] 
     payload = {
         "name": name,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         "rows": rows,
         "details": details or {},
     }

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Install the Debian packages `make test` needs (PostgreSQL server, Redis) when missing.
+# Install the Debian packages `make test` needs (PostgreSQL server, Redis, Chromium) when missing.
 set -euo pipefail
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads one).
+[ -x /usr/bin/chromium ] || need+=(chromium)
 [ "${#need[@]}" -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "missing system packages: ${need[*]}; run: sudo apt-get install -y ${need[*]}" >&2

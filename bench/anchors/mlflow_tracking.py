@@ -31,11 +31,12 @@ def log_batch(uri: str, steps: int = 1000, metrics: int = 100) -> dict[str, floa
     exp = client.create_experiment(f"bench-log-batch-{time.time_ns()}")
     run = client.create_run(exp)
     ts = int(time.time() * 1000)
-    points = [Metric(f"m{k}", float(k * step), ts, step)
-              for step in range(steps) for k in range(metrics)]
+    points = [
+        Metric(f"m{k}", float(k * step), ts, step) for step in range(steps) for k in range(metrics)
+    ]
     start = time.perf_counter()
     for i in range(0, len(points), 1000):
-        client.log_batch(run.info.run_id, metrics=points[i:i + 1000])
+        client.log_batch(run.info.run_id, metrics=points[i : i + 1000])
     elapsed = time.perf_counter() - start
     return {"points": len(points), "seconds": elapsed, "points_per_s": len(points) / elapsed}
 
@@ -47,18 +48,28 @@ def runs_search(uri: str, runs: int = 1000) -> dict[str, float]:
     for i in range(runs):
         run = client.create_run(exp)
         rid = run.info.run_id
-        client.log_batch(rid, params=[mlflow.entities.Param("model", "lgbm" if i % 2 else "rf"),
-                                      mlflow.entities.Param("depth", str(i % 10))],
-                         metrics=[Metric("auc", (i % 100) / 100, 0, 0),
-                                  Metric("loss", 1 - (i % 100) / 100, 0, 0)])
+        client.log_batch(
+            rid,
+            params=[
+                mlflow.entities.Param("model", "lgbm" if i % 2 else "rf"),
+                mlflow.entities.Param("depth", str(i % 10)),
+            ],
+            metrics=[
+                Metric("auc", (i % 100) / 100, 0, 0),
+                Metric("loss", 1 - (i % 100) / 100, 0, 0),
+            ],
+        )
         client.set_terminated(rid)
     create = time.perf_counter() - start
     start = time.perf_counter()
-    found = client.search_runs([exp], "metrics.auc > 0.5 and params.model = 'lgbm'",
-                               order_by=["metrics.auc DESC"], max_results=1000)
+    found = client.search_runs(
+        [exp],
+        "metrics.auc > 0.5 and params.model = 'lgbm'",
+        order_by=["metrics.auc DESC"],
+        max_results=1000,
+    )
     search = time.perf_counter() - start
-    return {"runs": runs, "create_seconds": create, "search_seconds": search,
-            "found": len(found)}
+    return {"runs": runs, "create_seconds": create, "search_seconds": search, "found": len(found)}
 
 
 def mixed(uri: str) -> dict[str, float]:
@@ -75,19 +86,28 @@ def mixed(uri: str) -> dict[str, float]:
             for step in range(50):
                 mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
             ts = int(time.time() * 1000)
-            client.log_batch(run.info.run_id, metrics=[
-                Metric(f"m{k}", float(k * s), ts, s) for s in range(20) for k in range(50)])
+            client.log_batch(
+                run.info.run_id,
+                metrics=[
+                    Metric(f"m{k}", float(k * s), ts, s) for s in range(20) for k in range(50)
+                ],
+            )
             with mlflow.start_run(nested=True, run_name="child"):
                 mlflow.log_metric("child_metric", 1.0)
     exp = client.get_experiment_by_name(exp_name)
-    found = client.search_runs([exp.experiment_id], "params.model = 'gbm'",
-                               order_by=["metrics.loss ASC"])
+    found = client.search_runs(
+        [exp.experiment_id], "params.model = 'gbm'", order_by=["metrics.loss ASC"]
+    )
     elapsed = time.perf_counter() - start
     return {"seconds": elapsed, "runs_found": len(found)}
 
 
 if __name__ == "__main__":
     mode, uri = sys.argv[1], sys.argv[2]
-    result = {"log_metric": log_metric, "log_batch": log_batch, "runs_search": runs_search,
-              "mixed": mixed}[mode](uri)
+    result = {
+        "log_metric": log_metric,
+        "log_batch": log_batch,
+        "runs_search": runs_search,
+        "mixed": mixed,
+    }[mode](uri)
     print(json.dumps(result))

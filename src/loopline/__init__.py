@@ -36,6 +36,11 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "datasets": ("loopline.data.datasets", None),
     "contracts": ("loopline.data.contracts", None),
     "features": ("loopline.data.features", None),
+    # training (stage 3)
+    "registry": ("loopline.training.registry", None),
+    "step": ("loopline.training.pipeline", "step"),
+    "pipeline": ("loopline.training.pipeline", "pipeline"),
+    "tune": ("loopline.training.tuning", "tune"),
 }
 
 

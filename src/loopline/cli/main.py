@@ -14,6 +14,8 @@ from loopline.cli import (
     demo_cmd,
     doctor_cmd,
     features_cmd,
+    models_cmd,
+    pipeline_cmd,
     runs_cmd,
     server_cmd,
 )
@@ -54,6 +56,8 @@ app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(features_cmd.app, name="features")
+app.add_typer(models_cmd.app, name="models")
+app.add_typer(pipeline_cmd.app, name="pipeline")
 app.command("doctor")(doctor_cmd.doctor)
 app.command("demo")(demo_cmd.demo)
 app.command("server")(server_cmd.server)

@@ -30,5 +30,12 @@ def server(
         f"metadata {ctx.settings.metadata_uri}, artifacts {ctx.settings.artifacts_uri}",
         highlight=False,
     )
-    uvicorn.run("loopline.server.app:create_app", factory=True, host=host, port=port,
-                workers=workers, log_level=log_level, access_log=False)
+    uvicorn.run(
+        "loopline.server.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=False,
+    )

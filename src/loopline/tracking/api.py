@@ -30,7 +30,7 @@ import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loopline.core.context import Context, get_context
 from loopline.errors import InvalidInput, NotFound
@@ -60,6 +60,9 @@ from loopline.tracking.validation import (
     metric_float,
     stored_metric_value,
 )
+
+if TYPE_CHECKING:
+    from loopline.training.registry_store import LoggedModel
 
 DEFAULT_EXPERIMENT = "Default"
 #: Tag holding the exception type, message and traceback of a FAILED run.
@@ -370,6 +373,24 @@ class Run:
         """
         check_artifact_path(artifact_file)
         return self._log_bytes(artifact_files.render_figure(figure, artifact_file), artifact_file)
+
+    def log_model(
+        self, model: Any, name: str, input_example: Any = None, signature: Any = None
+    ) -> LoggedModel:
+        """Save a model (scikit-learn, XGBoost, LightGBM) as a logged model of this run.
+
+        The files are stored content-addressed with a manifest (flavor, library versions,
+        signature inferred from ``input_example``, file digests); see
+        :mod:`loopline.training.models`. Register it with ``ll.registry.register``.
+
+        Example:
+            >>> # logged = run.log_model(clf, "model", input_example=X_train.head(5))
+        """
+        from loopline.training.models import log_model
+
+        return log_model(
+            self._ctx, self, model, name, input_example=input_example, signature=signature
+        )
 
     def flush(self) -> None:
         """Write every queued metric point; when this returns they are committed.

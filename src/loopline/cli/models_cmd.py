@@ -1,0 +1,244 @@
+"""``loopline models``: list registered models, show versions and lineage, move aliases."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+import typer
+from rich.table import Table
+from rich.tree import Tree
+
+from loopline.cli._common import console, print_json
+from loopline.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from loopline.training.registry import ModelVersion
+
+app = typer.Typer(
+    help="List registered models, show their versions and lineage, and move aliases.\n\n"
+    "Example: loopline models show churn@champion",
+    no_args_is_help=True,
+)
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return ""
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _split(ref: str, *, need_version: bool) -> tuple[str, str | None]:
+    name, sep, version = ref.partition("@")
+    if not name or (sep and not version) or (need_version and not version):
+        raise InvalidInput(
+            f"{ref!r} is not NAME@VERSION or NAME@ALIAS",
+            field="model",
+            hint="e.g. churn@3 or churn@champion",
+        )
+    return name, version or None
+
+
+@app.command("ls")
+def ls_cmd(
+    name_like: str = typer.Option(
+        None, "--name", "-n", help="Only names matching this SQL LIKE pattern, e.g. 'churn%'."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print the models as JSON."),
+) -> None:
+    """List registered models with their latest version and aliases.
+
+    Example: loopline models ls --name 'churn%'
+    """
+    from loopline.training import registry
+
+    models = registry.list_models(name_like)
+    if json_out:
+        print_json({"models": [vars(m) for m in models]})
+        return
+    table = Table(title=f"registered models ({len(models)})")
+    for col in ("name", "latest", "aliases", "updated (UTC)", "description"):
+        table.add_column(col, overflow="fold")
+    for m in models:
+        aliases = ", ".join(f"{a}=v{v}" for a, v in sorted(m.aliases.items()))
+        table.add_row(
+            m.name,
+            "" if m.latest_version is None else str(m.latest_version),
+            aliases,
+            _when(m.last_updated_time),
+            m.description or "",
+        )
+    console.print(table)
+
+
+@app.command("show")
+def show_cmd(
+    model: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME@ALIAS."),
+    json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """Show a model's versions, or one version with its signature and lineage.
+
+    Example: loopline models show churn@champion
+    """
+    from loopline.training import registry
+
+    name, ref = _split(model, need_version=False)
+    if ref is None:
+        info = registry.get_model(name)
+        found = registry.versions(name)
+        if json_out:
+            print_json({**vars(info), "versions": [v.to_dict(with_lineage=False) for v in found]})
+            return
+        table = Table(title=f"{name}: {len(found)} versions")
+        for col in ("version", "aliases", "flavor", "run", "registered (UTC)"):
+            table.add_column(col, overflow="fold")
+        for v in found:
+            table.add_row(
+                str(v.version),
+                ", ".join(v.aliases),
+                v.flavor or "mlflow",
+                v.run_id or "",
+                _when(v.creation_time),
+            )
+        console.print(table)
+        return
+    mv = registry.get(name, ref)
+    if json_out:
+        print_json(mv.to_dict())
+        return
+    _print_version(mv)
+
+
+def _print_version(mv: ModelVersion) -> None:
+    data = mv.to_dict()
+    info = Table(title=f"{mv.name} version {mv.version}", show_header=False)
+    info.add_column("field", style="bold")
+    info.add_column("value", overflow="fold")
+    for key in (
+        "uri",
+        "aliases",
+        "flavor",
+        "model_type",
+        "model_id",
+        "run_id",
+        "source",
+        "description",
+    ):
+        value = data[key]
+        info.add_row(key, ", ".join(value) if isinstance(value, list) else str(value or ""))
+    info.add_row("registered (UTC)", _when(mv.creation_time))
+    for key, value in data["code_version"].items():
+        if value:
+            info.add_row(key, str(value))
+    console.print(info)
+    sig = mv.signature
+    if sig is not None:
+        table = Table(title="signature")
+        for col in ("column", "type", "nullable"):
+            table.add_column(col)
+        for c in sig.inputs:
+            table.add_row(c.name, c.type, "yes" if c.nullable else "no")
+        if sig.output is not None:
+            table.add_row("(output)", f"{sig.output.type} x{sig.output.width}", "")
+        console.print(table)
+    if data["datasets"]:
+        table = Table(title="datasets read by the run")
+        for col in ("name", "version", "digest", "context"):
+            table.add_column(col, overflow="fold")
+        for d in data["datasets"]:
+            table.add_row(d["name"], d["version"], d["digest"][:16], d["context"] or "")
+        console.print(table)
+    for title, values in (("params", data["params"]), ("metrics", data["metrics"])):
+        if values:
+            table = Table(title=title)
+            table.add_column("key", style="bold")
+            table.add_column("value", overflow="fold")
+            for k, v in values.items():
+                table.add_row(k, str(v))
+            console.print(table)
+
+
+@app.command("lineage")
+def lineage_cmd(
+    model: str = typer.Argument(..., help="NAME@VERSION or NAME@ALIAS."),
+    json_out: bool = typer.Option(False, "--json", help="Print the lineage as JSON."),
+) -> None:
+    """Show where a model version came from: datasets -> run -> version -> deployments.
+
+    Example: loopline models lineage churn@3
+    """
+    from loopline.training import registry
+
+    name, ref = _split(model, need_version=True)
+    data = registry.lineage(name, ref or "latest")
+    if json_out:
+        print_json(data)
+        return
+    mv = data["model_version"]
+    root = Tree(
+        f"[bold]{mv['name']}[/] version {mv['version']} ({', '.join(mv['aliases']) or 'no alias'})"
+    )
+    datasets = root.add("datasets")
+    for d in data["datasets"]:
+        extra = f", {d['row_count']} rows" if d.get("row_count") is not None else ""
+        note = "" if d["found"] else " [red](not found)[/]"
+        if d.get("digest_matches") is False:
+            note = " [red](content differs from what the run read)[/]"
+        datasets.add(f"{d['name']}@{d['version']} {d['digest'][:12]}{extra}{note}")
+    if not data["datasets"]:
+        datasets.add("[dim]none recorded (read data with ll.datasets.get inside the run)[/]")
+    run = data["run"]
+    if run is None:
+        root.add(f"run {data['run_id'] or '(none)'} [dim](not found)[/]")
+    else:
+        node = root.add(
+            f"run {run['id']} {run['name'] or ''} ({run['experiment']}, {run['status']})"
+        )
+        code = run["code_version"]
+        if code.get("git_commit"):
+            dirty = " (dirty)" if code.get("git_dirty") == "true" else ""
+            node.add(f"code {code['git_commit'][:12]}{dirty}")
+        if run["params"]:
+            node.add("params " + ", ".join(f"{k}={v}" for k, v in run["params"].items()))
+        if run["metrics"]:
+            node.add("metrics " + ", ".join(f"{k}={v:.6g}" for k, v in run["metrics"].items()))
+    logged = data["logged_model"]
+    if logged is not None:
+        root.add(f"logged model {logged['model_id']} ({logged['flavor'] or 'mlflow'})")
+    deployments = root.add("deployments")
+    for dep in data["deployments"]:
+        deployments.add(str(dep))
+    if not data["deployments"]:
+        deployments.add("[dim]none[/]")
+    console.print(root)
+
+
+@app.command("alias")
+def alias_cmd(
+    name: str = typer.Argument(..., help="The registered model."),
+    alias: str = typer.Argument(..., help="The alias, e.g. champion."),
+    version: int = typer.Argument(..., help="The version the alias should point at."),
+    reason: str = typer.Option(None, "--reason", "-r", help="Why (kept in the audit log)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the version as JSON."),
+) -> None:
+    """Point an alias at a version (the move is audited with its reason).
+
+    Example: loopline models alias churn champion 3 --reason "AUC 0.91 beats 0.89"
+    """
+    from loopline.training import registry
+
+    previous = registry.get_model(name).aliases.get(alias)
+    mv = registry.set_alias(name, alias, version, reason=reason)
+    if json_out:
+        print_json(
+            {
+                "name": name,
+                "alias": alias,
+                "version": mv.version,
+                "previous": previous,
+                "reason": reason,
+            }
+        )
+        return
+    moved = f" (was {previous})" if previous is not None and previous != version else ""
+    console.print(f"{name}@{alias} -> version {mv.version}{moved}")

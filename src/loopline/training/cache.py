@@ -1,0 +1,173 @@
+"""The step cache: a key from code, params and inputs; a table from key to output.
+
+A step's cache key is the BLAKE3 digest of the canonical JSON of its name, its code hash
+(see :func:`loopline.training.steps.code_hash`) and its arguments with every upstream
+output replaced by that output's digest and type. Two runs of a step with the same code,
+the same literal params and inputs with the same bytes get the same key, whichever
+pipeline run produced the inputs. A key is a hit when ``step_cache`` has it and the
+output artifact is still in the store.
+
+Example:
+    >>> from loopline.training.steps import step
+    >>> s = step(lambda x: x)
+    >>> cache_key(s, {"x": {"v": 1}}) == cache_key(s, {"x": {"v": 1}})
+    True
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from loopline.core.artifacts import ArtifactStore
+from loopline.errors import InvalidInput
+from loopline.training import outputs
+from loopline.training.outputs import StoredOutput
+from loopline.training.pipeline_tables import step_cache
+from loopline.training.steps import Spec, Step, spec_digest
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A cached output and the run of the step that produced it."""
+
+    output: StoredOutput
+    run_id: str | None
+    pipeline_run_id: str
+
+
+def cache_key(step: Step[Any, Any], args: dict[str, Spec]) -> str:
+    """The cache key of ``step`` called with resolved argument specs.
+
+    Example:
+        >>> from loopline.training.steps import step
+        >>> len(cache_key(step(len), {"obj": {"v": "abc"}}))
+        64
+    """
+    return spec_digest({"step": step.name, "code": step.code_hash, "args": args})
+
+
+def resolve(
+    spec: Spec,
+    done: dict[str, StoredOutput],
+    store: ArtifactStore,
+    inputs: dict[str, str],
+    where: str,
+) -> Spec:
+    """Replace every ``ref`` in ``spec`` by the digest and type of the finished output.
+
+    An item of a tuple/list/dict output (``handle[0]``) is resolved to that item's own
+    artifact, so the step depends on that item only. Collects ``where -> digest`` pairs of
+    the inputs into ``inputs`` (the step's lineage).
+
+    Example:
+        >>> resolve({"v": 1}, {}, None, {}, "x")  # type: ignore[arg-type]
+        {'v': 1}
+    """
+    if "ref" in spec:
+        out = done[spec["ref"]]
+        path = list(spec["path"])
+        while path:
+            item = outputs.child(out, path[0], store)
+            if item is None:
+                break
+            out = item
+            path.pop(0)
+        inputs[where] = out.digest
+        resolved: Spec = {"a": out.digest, "t": out.type}
+        if path:
+            resolved["path"] = path
+        return resolved
+    if "list" in spec or "tuple" in spec:
+        kind = "list" if "list" in spec else "tuple"
+        return {
+            kind: [
+                resolve(s, done, store, inputs, f"{where}[{i}]") for i, s in enumerate(spec[kind])
+            ]
+        }
+    if "dict" in spec:
+        return {
+            "dict": {
+                k: resolve(s, done, store, inputs, f"{where}[{k!r}]")
+                for k, s in spec["dict"].items()
+            }
+        }
+    if "a" in spec:
+        inputs[where] = spec["a"]
+    return spec
+
+
+def lookup(engine: Engine, key: str, store: ArtifactStore) -> CacheEntry | None:
+    """The cached output for ``key``, if recorded and still in the artifact store.
+
+    Example:
+        >>> # lookup(ctx.engine, key, ctx.artifacts)  -> CacheEntry(...) or None
+    """
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(
+                step_cache.c.output_digest,
+                step_cache.c.output_type,
+                step_cache.c.run_id,
+                step_cache.c.pipeline_run_id,
+            ).where(step_cache.c.cache_key == key)
+        ).one_or_none()
+    if row is None or not store.exists(row.output_digest):
+        return None
+    return CacheEntry(
+        StoredOutput(row.output_digest, row.output_type), row.run_id, row.pipeline_run_id
+    )
+
+
+def record(
+    conn: Connection,
+    *,
+    key: str,
+    step: Step[Any, Any],
+    output: StoredOutput,
+    run_id: str | None,
+    pipeline_run_id: str,
+) -> None:
+    """Remember ``output`` under ``key`` in the caller's transaction (newest wins).
+
+    Example:
+        >>> # with engine.begin() as conn: record(conn, key=k, step=s, output=o, ...)
+    """
+    if not key:
+        raise InvalidInput("an empty cache key", field="cache_key")
+    try:
+        with conn.begin_nested():
+            conn.execute(step_cache.delete().where(step_cache.c.cache_key == key))
+            conn.execute(
+                step_cache.insert().values(
+                    cache_key=key,
+                    step=step.name,
+                    code_hash=step.code_hash,
+                    output_digest=output.digest,
+                    output_type=output.type,
+                    run_id=run_id,
+                    pipeline_run_id=pipeline_run_id,
+                    created_at=time.time(),
+                )
+            )
+    except sa.exc.IntegrityError:
+        # Another run recorded the same key at the same moment: the same code, params and
+        # inputs, so its output serves as well. Only the savepoint is rolled back.
+        return
+
+
+def clear(engine: Engine, step_name: str | None = None) -> int:
+    """Forget cached outputs (of one step, or all); return how many keys were dropped.
+
+    Example:
+        >>> # clear(ctx.engine, "train")
+    """
+    query = step_cache.delete()
+    if step_name is not None:
+        query = query.where(step_cache.c.step == step_name)
+    with engine.begin() as conn:
+        return int(conn.execute(query).rowcount)

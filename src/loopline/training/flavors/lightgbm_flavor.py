@@ -1,0 +1,118 @@
+"""LightGBM models saved in LightGBM's own text format (``model.txt``), never pickled.
+
+A scikit-learn wrapper (``LGBMClassifier``, ``LGBMRegressor``, ``LGBMRanker``) is saved as
+its booster plus, for a classifier, its class labels; it loads back as a
+``lightgbm.Booster`` whose predictor maps probabilities to labels as the wrapper does
+(the wrapper itself cannot be rebuilt from the text format).
+
+Example:
+    >>> LightGBMFlavor().name
+    'lightgbm'
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from loopline.errors import InvalidInput
+from loopline.training.flavors.base import Flavor, Predictor, SavedModel, class_path, defined_in
+
+if TYPE_CHECKING:
+    from loopline.training.signature import ModelSignature
+
+MODEL_FILE = "model.txt"
+
+
+class LightGBMFlavor(Flavor):
+    """LightGBM boosters and their scikit-learn wrappers.
+
+    Example:
+        >>> LightGBMFlavor().handles(object())
+        False
+    """
+
+    name = "lightgbm"
+    libraries = ("lightgbm",)
+
+    def handles(self, model: Any) -> bool:
+        return defined_in(model, "lightgbm")
+
+    def save(self, model: Any, folder: Path) -> SavedModel:
+        lgb = importlib.import_module("lightgbm")
+        options: dict[str, Any] = {"estimator": "booster", "classes": None}
+        if isinstance(model, lgb.Booster):
+            booster = model
+        else:
+            try:
+                booster = model.booster_
+            except (AttributeError, lgb.compat.LGBMNotFittedError) as exc:
+                raise InvalidInput(
+                    f"the {type(model).__name__} is not fitted",
+                    field="model",
+                    hint="call fit() before logging it",
+                ) from exc
+            if isinstance(model, lgb.LGBMClassifier):
+                options = {
+                    "estimator": "classifier",
+                    "classes": np.asarray(model.classes_).tolist(),
+                }
+            elif isinstance(model, lgb.LGBMRanker):
+                options["estimator"] = "ranker"
+            else:
+                options["estimator"] = "regressor"
+        booster.save_model(str(folder / MODEL_FILE))
+        return SavedModel((MODEL_FILE,), class_path(model), options)
+
+    def load(
+        self, files: Mapping[str, bytes], saved: SavedModel, *, trusted_types: Sequence[str] = ()
+    ) -> Any:
+        lgb = importlib.import_module("lightgbm")
+        try:
+            text = files[MODEL_FILE].decode("utf-8")
+            return lgb.Booster(model_str=text)
+        except (UnicodeDecodeError, lgb.basic.LightGBMError) as exc:
+            raise InvalidInput(
+                f"{MODEL_FILE} is not a readable LightGBM model: {exc}",
+                field=MODEL_FILE,
+                hint="log the model again",
+            ) from exc
+
+    def predictor(
+        self,
+        model: Any,
+        saved: SavedModel,
+        signature: ModelSignature | None,
+        example: list[dict[str, Any]] | None,
+    ) -> Predictor:
+        kind: Any = "array"
+        if signature is not None and any(c.type == "string" for c in signature.inputs):
+            kind = "frame"
+        classes = saved.options.get("classes")
+        if saved.options.get("estimator") != "classifier" or not classes:
+            return Predictor(model.predict, None, kind)
+        labels = np.asarray(classes)
+        return Predictor(_labels(model.predict, labels), _proba(model.predict), kind)
+
+
+def _proba(raw: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def predict_proba(x: Any) -> Any:
+        p = np.asarray(raw(x))
+        if p.ndim == 1:  # binary: the probability of the second class
+            return np.column_stack((1.0 - p, p))
+        return p
+
+    return predict_proba
+
+
+def _labels(raw: Callable[[Any], Any], labels: np.ndarray[Any, Any]) -> Callable[[Any], Any]:
+    proba = _proba(raw)
+
+    def predict(x: Any) -> Any:
+        return labels[np.argmax(proba(x), axis=1)]
+
+    return predict

@@ -1,0 +1,557 @@
+"""The model registry SDK, used as ``ll.registry``: register, alias, get, load, lineage.
+
+A registered model has numbered versions; each version points at a logged model (saved by
+``run.log_model``) and through it at the run that made it - and so at the run's code
+version, the dataset versions it read, its params and metrics. Aliases (``champion``,
+``challenger``) name versions; every move is written to the audit log with its reason.
+
+Example:
+    >>> import loopline as ll  # doctest: +SKIP
+    >>> with ll.start_run(experiment="churn") as run:  # doctest: +SKIP
+    ...     df = ll.datasets.get("churn").to_pandas()
+    ...     clf = LogisticRegression().fit(df[features], df["churned"])
+    ...     run.log_model(clf, "model", input_example=df[features].head(5))
+    >>> v = ll.registry.register(run, "churn")  # doctest: +SKIP
+    >>> ll.registry.set_alias("churn", "champion", v.version, reason="best AUC")  # doctest: +SKIP
+    >>> ll.registry.load("models:/churn@champion").predict([{"age": 31}])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from loopline.core.context import Context, get_context
+from loopline.errors import InvalidInput, NotFound
+from loopline.training import registry_store as store
+from loopline.training.flavors import LibraryVersionWarning
+from loopline.training.models import LoadedModel, load_logged_model
+from loopline.training.registry_store import LoggedModel, RegisteredModel
+from loopline.training.signature import ModelSignature
+
+if TYPE_CHECKING:
+    from loopline.tracking.api import Run
+    from loopline.tracking.entities import RunInput
+
+__all__ = [
+    "LibraryVersionWarning",
+    "LoadedModel",
+    "LoggedModel",
+    "ModelVersion",
+    "RegisteredModel",
+    "delete_alias",
+    "get",
+    "get_model",
+    "lineage",
+    "list_models",
+    "load",
+    "parse_uri",
+    "register",
+    "set_alias",
+    "versions",
+]
+
+_MODEL_ID_RE = re.compile(r"^m-[0-9a-f]{32}$")
+#: Run tags that identify the code a run ran (see loopline.tracking.environment).
+CODE_TAGS = {
+    "git_commit": "mlflow.source.git.commit",
+    "git_branch": "mlflow.source.git.branch",
+    "git_dirty": "loopline.git.dirty",
+    "git_diff_blake3": "loopline.git.diff_blake3",
+    "source": "mlflow.source.name",
+    "command": "loopline.command",
+}
+
+
+class ModelVersion:
+    """One numbered version of a registered model, with its lineage through the run.
+
+    ``run``, ``code_version``, ``datasets``, ``params`` and ``metrics`` are read from the
+    run that logged the model, on first use.
+
+    Example:
+        >>> # v = ll.registry.get("churn", "champion"); v.version, v.datasets[0].version
+    """
+
+    def __init__(
+        self, record: store.ModelVersion, logged: LoggedModel | None, ctx: Context
+    ) -> None:
+        self._record = record
+        self._logged = logged
+        self._ctx = ctx
+
+    @property
+    def name(self) -> str:
+        """The registered model's name."""
+        return self._record.name
+
+    @property
+    def version(self) -> int:
+        """The version number (1, 2, ...)."""
+        return self._record.version
+
+    @property
+    def aliases(self) -> list[str]:
+        """The aliases pointing at this version."""
+        return list(self._record.aliases)
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """The version's tags."""
+        return dict(self._record.tags)
+
+    @property
+    def description(self) -> str | None:
+        """The version's description."""
+        return self._record.description
+
+    @property
+    def status(self) -> str:
+        """READY once registered."""
+        return self._record.status
+
+    @property
+    def creation_time(self) -> int:
+        """When the version was registered, milliseconds since the epoch."""
+        return self._record.creation_time
+
+    @property
+    def source(self) -> str | None:
+        """Where the model came from, e.g. ``models:/m-...``."""
+        return self._record.source
+
+    @property
+    def model_id(self) -> str | None:
+        """The logged model's id (None for a version registered from a bare source)."""
+        return self._record.model_id
+
+    @property
+    def run_id(self) -> str | None:
+        """The id of the run that logged the model (from the version, else its logged model)."""
+        if self._record.run_id:
+            return self._record.run_id
+        return self._logged.source_run_id if self._logged else None
+
+    @property
+    def logged_model(self) -> LoggedModel | None:
+        """The logged model this version points at."""
+        return self._logged
+
+    @property
+    def flavor(self) -> str | None:
+        """``sklearn``, ``xgboost``, ``lightgbm``; None for a model logged by MLflow."""
+        return self._logged.flavor if self._logged and self._logged.manifest_digest else None
+
+    @property
+    def signature(self) -> ModelSignature | None:
+        """The model's input/output signature, when it was logged with one."""
+        if self._logged is None or not self._logged.signature:
+            return None
+        return ModelSignature.from_json(self._logged.signature)
+
+    @property
+    def uri(self) -> str:
+        """``models:/NAME/VERSION``, what :func:`load` takes."""
+        return f"models:/{self.name}/{self.version}"
+
+    @cached_property
+    def run(self) -> Run | None:
+        """The run that logged the model (None when unknown or deleted)."""
+        if not self.run_id:
+            return None
+        from loopline.tracking.api import get_run
+
+        try:
+            return get_run(self.run_id)
+        except NotFound:
+            return None
+
+    @property
+    def code_version(self) -> dict[str, str | None]:
+        """The run's git commit, branch, dirty flag and diff hash, source and command."""
+        tags = self.run.tags if self.run else {}
+        return {key: tags.get(tag) for key, tag in CODE_TAGS.items()}
+
+    @property
+    def datasets(self) -> list[RunInput]:
+        """The dataset versions the run read (``ll.datasets.get`` inside the run)."""
+        return self.run.inputs if self.run else []
+
+    @property
+    def params(self) -> dict[str, str]:
+        """The run's params."""
+        return self.run.params if self.run else {}
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The run's metrics (latest values)."""
+        return self.run.metrics if self.run else {}
+
+    def to_dict(self, *, with_lineage: bool = True) -> dict[str, Any]:
+        """Plain JSON-ready data; with the run's lineage unless ``with_lineage=False``.
+
+        Example:
+            >>> # ll.registry.get("churn", 3).to_dict()["datasets"]
+        """
+        sig = self.signature
+        out: dict[str, Any] = {
+            "name": self.name,
+            "version": self.version,
+            "uri": self.uri,
+            "aliases": self.aliases,
+            "status": self.status,
+            "description": self.description,
+            "creation_time": self.creation_time,
+            "source": self.source,
+            "model_id": self.model_id,
+            "run_id": self.run_id,
+            "flavor": self.flavor,
+            "model_type": self._logged.model_type if self._logged else None,
+            "signature": None if sig is None else sig.to_dict(),
+            "tags": self.tags,
+        }
+        if with_lineage:
+            out["code_version"] = self.code_version
+            out["datasets"] = [vars(i) for i in self.datasets]
+            out["params"] = self.params
+            out["metrics"] = self.metrics
+        return out
+
+    def __repr__(self) -> str:
+        return f"<ModelVersion {self.name}/{self.version} aliases={self.aliases}>"
+
+
+def _wrap(ctx: Context, record: store.ModelVersion) -> ModelVersion:
+    logged = None
+    if record.model_id:
+        try:
+            logged = store.get_logged_model(ctx, record.model_id)
+        except NotFound:
+            logged = None
+    return ModelVersion(record, logged, ctx)
+
+
+def _single_logged_model(ctx: Context, run_id: str) -> LoggedModel:
+    models = store.search_logged_models(ctx, source_run_id=run_id)
+    ready = [m for m in models if m.status == "READY"]
+    if len(ready) == 1:
+        return ready[0]
+    if not ready:
+        raise InvalidInput(
+            f"run {run_id} has no logged model to register",
+            field="logged_model_or_run",
+            hint="log one first with run.log_model(model, 'model', input_example=...)",
+        )
+    ready.sort(key=lambda m: (m.creation_time, m.name))
+    listed = ", ".join(f"{m.name} ({m.model_id})" for m in ready)
+    raise InvalidInput(
+        f"run {run_id} logged {len(ready)} models: {listed}",
+        field="logged_model_or_run",
+        hint="pass the one to register: ll.registry.register(run.log_model(...), name)",
+    )
+
+
+def _resolve_source(ctx: Context, obj: Any) -> LoggedModel:
+    if isinstance(obj, LoggedModel):
+        return store.get_logged_model(ctx, obj.model_id)
+    if isinstance(obj, str):
+        if _MODEL_ID_RE.match(obj):
+            return store.get_logged_model(ctx, obj)
+        return _single_logged_model(ctx, obj)
+    from loopline.tracking.api import Run
+
+    if isinstance(obj, Run):
+        return _single_logged_model(ctx, obj.id)
+    raise InvalidInput(
+        f"register takes a run, a LoggedModel, a run id or a logged model id, "
+        f"got {type(obj).__name__}",
+        field="logged_model_or_run",
+        hint="e.g. ll.registry.register(run, 'churn')",
+    )
+
+
+def register(logged_model_or_run: Any, name: str, description: str | None = None) -> ModelVersion:
+    """Register a logged model as the next version of ``name`` (created if missing).
+
+    Takes a run that logged exactly one model, a :class:`LoggedModel` (what
+    ``run.log_model`` returns), a run id or a logged model id. The new version points at the
+    logged model and its run (lineage); the registration is audited.
+
+    Example:
+        >>> # v = ll.registry.register(run, "churn"); v.version  -> 1
+    """
+    ctx = get_context()
+    logged = _resolve_source(ctx, logged_model_or_run)
+    if logged.status != "READY":
+        raise InvalidInput(
+            f"logged model {logged.model_id} is {logged.status}, not READY",
+            field="logged_model_or_run",
+            hint="register a model whose logging finished",
+        )
+    record = store.create_model_version(
+        ctx,
+        name,
+        source=f"models:/{logged.model_id}",
+        run_id=logged.source_run_id,
+        model_id=logged.model_id,
+        description=description,
+    )
+    return ModelVersion(record, logged, ctx)
+
+
+def _version_number(ref: int | str) -> int | None:
+    if isinstance(ref, int) and not isinstance(ref, bool):
+        return ref
+    if isinstance(ref, str) and ref.isdigit():
+        return int(ref)
+    return None
+
+
+def get(name: str, version_or_alias: int | str = "latest") -> ModelVersion:
+    """A version of ``name`` by number, by alias, or ``"latest"`` (the newest).
+
+    NotFound names what is missing and says how to list what exists.
+
+    Example:
+        >>> # ll.registry.get("churn", "champion").version
+    """
+    ctx = get_context()
+    number = _version_number(version_or_alias)
+    if number is not None:
+        return _wrap(ctx, store.get_model_version(ctx, name, number))
+    if version_or_alias == "latest":
+        latest = store.get_registered_model(ctx, name).latest_version
+        if latest is None:
+            raise NotFound(
+                f"model {name!r} has no versions yet",
+                hint="register one with ll.registry.register(run, name)",
+            )
+        return _wrap(ctx, store.get_model_version(ctx, name, latest))
+    alias = str(version_or_alias)
+    try:
+        return _wrap(ctx, store.get_version_by_alias(ctx, name, alias))
+    except NotFound as exc:
+        raise NotFound(
+            exc.message, hint=f"list its aliases and versions with `loopline models show {name}`"
+        ) from exc
+
+
+def versions(name: str) -> list[ModelVersion]:
+    """Every version of ``name``, newest first.
+
+    Example:
+        >>> # [v.version for v in ll.registry.versions("churn")]  -> [3, 2, 1]
+    """
+    ctx = get_context()
+    store.get_registered_model(ctx, name)  # NotFound with a hint for an unknown name
+    return [_wrap(ctx, r) for r in store.search_model_versions(ctx, name=name)]
+
+
+def list_models(name_like: str | None = None) -> list[RegisteredModel]:
+    """Registered models by name, optionally matching a SQL LIKE pattern (``churn%``).
+
+    Example:
+        >>> # [(m.name, m.latest_version, m.aliases) for m in ll.registry.list_models()]
+    """
+    return store.search_registered_models(get_context(), name_like=name_like)
+
+
+def get_model(name: str) -> RegisteredModel:
+    """The registered model ``name``: description, tags, aliases, latest version.
+
+    Example:
+        >>> # ll.registry.get_model("churn").aliases  -> {"champion": 3}
+    """
+    return store.get_registered_model(get_context(), name)
+
+
+def set_alias(name: str, alias: str, version: int | str, reason: str | None = None) -> ModelVersion:
+    """Point ``alias`` at ``version`` of ``name``; the move is audited with ``reason``.
+
+    Example:
+        >>> # ll.registry.set_alias("churn", "champion", 3, reason="AUC 0.91 > 0.89")
+    """
+    ctx = get_context()
+    number = _version_number(version)
+    if number is None:
+        raise InvalidInput(
+            f"version {version!r} is not a number",
+            field="version",
+            hint="pass the version number, e.g. 3",
+        )
+    store.set_alias(ctx, name, alias, number, reason=reason)
+    return _wrap(ctx, store.get_model_version(ctx, name, number))
+
+
+def delete_alias(name: str, alias: str, reason: str | None = None) -> None:
+    """Remove ``alias`` from ``name`` (audited); NotFound when it is not set.
+
+    Example:
+        >>> # ll.registry.delete_alias("churn", "challenger", reason="rolled back")
+    """
+    ctx = get_context()
+    store.get_registered_model(ctx, name)
+    try:
+        store.delete_alias(ctx, name, alias, reason=reason)
+    except NotFound as exc:
+        raise NotFound(
+            exc.message, hint=f"list its aliases with `loopline models show {name}`"
+        ) from exc
+
+
+def parse_uri(uri: str) -> tuple[str, int | str]:
+    """Split ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS`` into name and reference.
+
+    Example:
+        >>> parse_uri("models:/churn@champion"), parse_uri("models:/churn/3")
+        (('churn', 'champion'), ('churn', 3))
+    """
+    if not isinstance(uri, str) or not uri.startswith("models:/"):
+        raise InvalidInput(
+            f"{uri!r} is not a model URI",
+            field="uri",
+            hint="use models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME/latest",
+        )
+    rest = uri.removeprefix("models:/").strip("/")
+    if "@" in rest:
+        name, _, alias = rest.partition("@")
+        if name and alias:
+            return name, alias
+    elif "/" in rest:
+        name, _, ref = rest.rpartition("/")
+        number = _version_number(ref)
+        if name and (number is not None or ref == "latest"):
+            return name, number if number is not None else "latest"
+    raise InvalidInput(
+        f"{uri!r} is not a model URI",
+        field="uri",
+        hint="use models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME/latest",
+    )
+
+
+def load(uri: str, trusted_types: Sequence[str] = ()) -> LoadedModel:
+    """Load a registered model, verified, ready to ``predict``.
+
+    ``uri``: ``models:/NAME/VERSION``, ``models:/NAME@ALIAS``, ``models:/NAME/latest`` or
+    ``models:/<logged model id>``. Every file is checked against the manifest digest the
+    registry recorded (IntegrityError naming the file on mismatch); a library version other
+    than the recorded one raises :class:`LibraryVersionWarning`. ``trusted_types`` adds
+    fully qualified type names to the scikit-learn allow-list - only for types you trust.
+
+    Example:
+        >>> # model = ll.registry.load("models:/churn@champion"); model.predict(X)
+    """
+    ctx = get_context()
+    rest = uri.removeprefix("models:/") if isinstance(uri, str) else ""
+    if _MODEL_ID_RE.match(rest):
+        return load_logged_model(
+            ctx, store.get_logged_model(ctx, rest), ref=uri, trusted_types=trusted_types
+        )
+    name, ref = parse_uri(uri)
+    mv = get(name, ref)
+    if mv.logged_model is None:
+        raise InvalidInput(
+            f"{uri} (version {mv.version}) was registered from {mv.source!r}, not from a "
+            "model logged with a Loopline manifest; it was logged by the MLflow client",
+            field="uri",
+            hint=f"load it with mlflow.pyfunc.load_model({mv.uri!r}) with MLFLOW_TRACKING_URI "
+            "pointing at the Loopline server",
+        )
+    return load_logged_model(
+        ctx,
+        mv.logged_model,
+        ref=mv.uri,
+        name=mv.name,
+        version=mv.version,
+        trusted_types=trusted_types,
+    )
+
+
+def _dataset_entry(item: RunInput) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "kind": item.kind,
+        "name": item.name,
+        "version": item.version,
+        "digest": item.digest,
+        "context": item.context,
+        "found": False,
+    }
+    if item.kind != "dataset":
+        return entry
+    from loopline.data import datasets
+
+    try:
+        found = [v for v in datasets.versions(item.name) if str(v.version) == item.version]
+    except InvalidInput:
+        found = []
+    if found:
+        v = found[0]
+        entry.update(
+            {
+                "found": True,
+                "digest_matches": v.hash == item.digest,
+                "ref": v.ref,
+                "data_kind": v.kind,
+                "row_count": v.row_count,
+                "byte_size": v.byte_size,
+                "file_count": len(v.files),
+                "files": [
+                    {"path": f.path, "digest": f.digest, "size": f.size} for f in v.files[:100]
+                ],
+            }
+        )
+    return entry
+
+
+def lineage(name: str, version: int | str) -> dict[str, Any]:
+    """Where a model version came from, and where it went.
+
+    ``datasets`` (the dataset versions and files the run read) -> ``run`` (code version,
+    params, metrics) -> ``model_version`` (with its logged model) -> ``deployments``
+    (empty until the serving stage records deployments).
+
+    Example:
+        >>> # ll.registry.lineage("churn", 3)["datasets"][0]["ref"]  -> 'churn-data@2'
+    """
+    mv = get(name, version)
+    run = mv.run
+    logged = mv.logged_model
+    run_info: dict[str, Any] | None = None
+    if run is not None:
+        data = run.to_dict()
+        run_info = {
+            key: data[key]
+            for key in (
+                "id",
+                "name",
+                "experiment",
+                "experiment_id",
+                "status",
+                "user",
+                "start_time",
+                "end_time",
+                "params",
+                "metrics",
+            )
+        }
+        run_info["code_version"] = mv.code_version
+    return {
+        "datasets": [_dataset_entry(i) for i in mv.datasets],
+        "run": run_info,
+        "run_id": mv.run_id,
+        "model_version": mv.to_dict(with_lineage=False),
+        "logged_model": None
+        if logged is None
+        else {
+            "model_id": logged.model_id,
+            "name": logged.name,
+            "flavor": logged.flavor,
+            "model_type": logged.model_type,
+            "status": logged.status,
+            "artifact_location": logged.artifact_location,
+            "manifest_digest": logged.manifest_digest,
+        },
+        "deployments": [],
+    }

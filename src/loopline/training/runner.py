@@ -1,0 +1,378 @@
+"""The driver of one pipeline run: schedule ready steps, hit the cache, record what happens.
+
+The driver (the process that called ``pipeline.run``) is the only writer of the metadata
+database. It walks the graph: a step whose inputs are all done is *ready*; a ready step
+whose cache key is in the step cache is ``cached`` at once (nothing runs); any other is
+submitted to the executor with its child run started. When a step fails every step that
+depends on it is ``skipped``; independent branches go on. The run ends ``finished`` when
+no step failed, else ``failed``.
+
+Each executed step gets a tracked run nested under the pipeline's run, with its params,
+and tags for lineage: ``loopline.step.inputs`` (argument -> input artifact digest),
+``loopline.step.output`` and ``loopline.step.output_type``, ``loopline.step.cache_key``,
+``loopline.step.code_hash``, ``loopline.step.attempts`` and ``loopline.step.status``; a
+failed one has the traceback in ``loopline.error``. A cached step records, in
+``step_runs.cached_from``, the run whose output it reuses rather than a run of its own
+(a tracked run costs ~20 ms of metadata writes; a cache hit must cost much less).
+
+Example:
+    >>> # Runner(pipeline, params, executor="local").run()  -- see Pipeline.run
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from loopline.core.context import Context
+from loopline.training import cache, pipeline_store
+from loopline.training.executors import Executor
+from loopline.training.outputs import StoredOutput
+from loopline.training.pipeline_store import PipelineRecord, StepRecord
+from loopline.training.steps import Graph, GraphBuilder, Node, Spec
+from loopline.training.worker import StepOutcome, StepTask, StoreSpec, execute_step
+
+if TYPE_CHECKING:
+    from loopline.tracking.api import Run
+
+#: Tag prefix of everything Loopline records about a step on its run.
+STEP_TAG = "loopline.step"
+PIPELINE_TAG = "loopline.pipeline"
+_MAX_PARAM = 500
+#: Seconds a step may run before its ``running`` status is written to the database.
+_SHOW_RUNNING_AFTER = 0.2
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """A step changed status (for progress displays): ``done`` of ``total`` steps settled."""
+
+    step: str
+    status: str
+    attempts: int
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Reused:
+    """An output a resumed run takes over from the run it resumes."""
+
+    output: StoredOutput
+    run_id: str | None
+
+
+EventFn = Callable[[StepEvent], None]
+
+
+def display(spec: Spec) -> Any:
+    """A readable JSON form of an argument spec, for params and ``pipeline show``.
+
+    Example:
+        >>> display({"list": [{"v": 1}, {"ref": "load", "path": [0]}]})
+        [1, '<output of load[0]>']
+    """
+    if "v" in spec:
+        return spec["v"]
+    if "ref" in spec:
+        path = "".join(f"[{k!r}]" if isinstance(k, str) else f"[{k}]" for k in spec["path"])
+        return f"<output of {spec['ref']}{path}>"
+    if "a" in spec:
+        return f"<{spec['t']} {spec['a'][:12]}>"
+    if "dict" in spec:
+        return {k: display(s) for k, s in spec["dict"].items()}
+    kind = "list" if "list" in spec else "tuple"
+    return [display(s) for s in spec[kind]]
+
+
+def param_text(value: Any) -> str:
+    """A param value as logged on a run: strings as they are, the rest as JSON, shortened.
+
+    Example:
+        >>> param_text([1, 2]), param_text("a")
+        ('[1, 2]', 'a')
+    """
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= _MAX_PARAM else text[: _MAX_PARAM - 3] + "..."
+
+
+def build_graph(
+    fn: Callable[..., Any], call: tuple[tuple[Any, ...], dict[str, Any]], ctx: Context
+) -> Graph:
+    """Run a pipeline function in build mode and return its checked graph.
+
+    Example:
+        >>> # build_graph(train.fn, ((), {"n": 10}), get_context()).order()
+    """
+    builder = GraphBuilder(ctx.artifacts)
+    with builder.building():
+        fn(*call[0], **call[1])
+    builder.graph.order()
+    return builder.graph
+
+
+class Runner:
+    """Runs one built pipeline graph to the end and records everything (see module doc)."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        graph: Graph,
+        record: PipelineRecord,
+        *,
+        on_event: EventFn | None = None,
+        reuse: dict[str, Reused] | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.graph = graph
+        self.record = record
+        self.order = graph.order()
+        self.on_event = on_event
+        self.reuse = reuse or {}
+        self.store = ctx.artifacts
+        self.store_spec = StoreSpec(
+            ctx.settings.artifacts_uri,
+            ctx.settings.s3_storage_options()
+            if ctx.settings.artifacts_uri.startswith("s3://")
+            else {},
+        )
+        self.done: dict[str, StoredOutput] = {}
+        self.waiting = {n.name: set(n.upstream) for n in self.order}
+        self.downstream = graph.downstream()
+        self.dirty: dict[str, StepRecord] = {}
+        self.children: dict[str, Run] = {}
+        self.settled = 0
+        for node in self.order:
+            record.steps[node.name] = StepRecord(
+                node.name,
+                node.position,
+                node.step.target,
+                upstream=list(node.upstream),
+                params={k: display(s) for k, s in node.args.items()},
+                code_hash=node.step.code_hash,
+            )
+
+    # -- driving ---------------------------------------------------------------------------
+
+    def run(self, executor: Executor) -> str:
+        """Run every step on ``executor``; return ``finished`` or ``failed``.
+
+        Call it with the pipeline's run active: step runs nest under the innermost run.
+
+        Example:
+            >>> # with start_run(...): status = Runner(ctx, graph, record).run(LocalExecutor())
+        """
+        pipeline_store.create(self.ctx.engine, self.record)
+        in_flight: dict[Future[StepOutcome], str] = {}
+        ready = [(n.position, n.name) for n in self.order if not n.upstream]
+        heapq.heapify(ready)
+        try:
+            while ready or in_flight:
+                submitted = []
+                while ready:
+                    _, name = heapq.heappop(ready)
+                    fut = self._start(self.graph.nodes[name], executor)
+                    if fut is None:
+                        self._release(name, ready)
+                    else:
+                        in_flight[fut] = name
+                        submitted.append(name)
+                # Runs are opened once every ready step is on its way, so that the ~20 ms
+                # of tracking writes per run do not hold back the steps' start.
+                for name in submitted:
+                    self._child_run(self.graph.nodes[name], self.record.steps[name])
+                if not in_flight:
+                    break
+                # Steps that end quickly are written once, when they end; slower ones are
+                # shown as running (``loopline pipeline show``) after a moment.
+                finished, _ = wait(list(in_flight), _SHOW_RUNNING_AFTER, FIRST_COMPLETED)
+                if not finished:
+                    self._flush()
+                    finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+                for fut in sorted(finished, key=lambda f: self.graph.nodes[in_flight[f]].position):
+                    name = in_flight.pop(fut)
+                    if self._finish(name, _outcome(fut, name)):
+                        self._release(name, ready)
+        except BaseException as exc:
+            for fut in in_flight:
+                fut.cancel()
+            self._abort(exc)
+            raise
+        failed = any(s.status == "failed" for s in self.record.steps.values())
+        status = "failed" if failed else "finished"
+        self.record.status = status
+        self.record.finished_at = time.time()
+        self._flush(status=status)
+        return status
+
+    def _release(self, name: str, ready: list[tuple[int, str]]) -> None:
+        for down in self.downstream[name]:
+            waiting = self.waiting[down]
+            waiting.discard(name)
+            if not waiting and self.record.steps[down].status == "pending":
+                heapq.heappush(ready, (self.graph.nodes[down].position, down))
+
+    def _event(self, rec: StepRecord) -> None:
+        if rec.status in ("finished", "failed", "cached", "skipped"):
+            self.settled += 1
+        if self.on_event is not None:
+            self.on_event(
+                StepEvent(rec.name, rec.status, rec.attempts, self.settled, len(self.order))
+            )
+
+    def _flush(self, status: str | None = None, also: Callable[[Any], None] | None = None) -> None:
+        if not self.dirty and status is None and also is None:
+            return
+        pipeline_store.save(
+            self.ctx.engine,
+            self.record.id,
+            list(self.dirty.values()),
+            status=status,
+            finished_at=self.record.finished_at,
+            also=also,
+        )
+        self.dirty.clear()
+
+    # -- one step --------------------------------------------------------------------------
+
+    def _start(self, node: Node, executor: Executor) -> Future[StepOutcome] | None:
+        """Resolve the inputs; settle the step from the cache, or submit it."""
+        rec = self.record.steps[node.name]
+        inputs: dict[str, str] = {}
+        args = {k: cache.resolve(s, self.done, self.store, inputs, k) for k, s in node.args.items()}
+        rec.inputs = inputs
+        rec.cache_key = cache.cache_key(node.step, args)
+        self.dirty[node.name] = rec
+        reused = self.reuse.get(node.name)
+        hit = None
+        if reused is None and node.step.cache:
+            hit = cache.lookup(self.ctx.engine, rec.cache_key, self.store)
+        if reused is not None or hit is not None:
+            rec.status = "cached"
+            rec.output = reused.output if reused else hit.output  # type: ignore[union-attr]
+            rec.cached_from = reused.run_id if reused else hit.run_id  # type: ignore[union-attr]
+            rec.started_at = rec.finished_at = time.time()
+            self.done[node.name] = rec.output
+            self._event(rec)
+            return None
+        rec.status = "running"
+        rec.started_at = time.time()
+        task = StepTask(node.name, node.step, args, self.store_spec)
+        future = executor.submit(execute_step, task)
+        self._event(rec)
+        return future
+
+    def _child_run(self, node: Node, rec: StepRecord) -> Run:
+        from loopline.tracking import active
+        from loopline.tracking.api import start_run
+
+        child = start_run(
+            name=node.name,
+            tags={
+                STEP_TAG: node.name,
+                f"{STEP_TAG}.function": node.step.target,
+                f"{STEP_TAG}.code_hash": node.step.code_hash,
+                f"{STEP_TAG}.cache_key": rec.cache_key,
+                f"{STEP_TAG}.inputs": json.dumps(rec.inputs),
+                f"{PIPELINE_TAG}.run": self.record.id,
+            },
+        )
+        # Keep the pipeline's run the innermost one, so the next child nests under it too.
+        active.forget(child)
+        if rec.params:
+            child.log_params({k: param_text(v) for k, v in rec.params.items()})
+        self.children[node.name] = child
+        rec.run_id = child.id
+        return child
+
+    def _finish(self, name: str, outcome: StepOutcome) -> bool:
+        """Record an outcome; True when the step finished (its dependents may start)."""
+        from loopline.tracking.api import ERROR_TAG
+        from loopline.tracking.validation import MAX_TAG_VALUE_LENGTH
+
+        rec = self.record.steps[name]
+        node = self.graph.nodes[name]
+        rec.status = outcome.status
+        rec.attempts = outcome.attempts
+        rec.output = outcome.output
+        rec.error = outcome.error
+        rec.started_at = outcome.started_at or rec.started_at
+        rec.finished_at = outcome.finished_at or time.time()
+        child = self.children.pop(name)
+        tags: dict[str, Any] = {
+            f"{STEP_TAG}.status": rec.status,
+            f"{STEP_TAG}.attempts": rec.attempts,
+        }
+        if rec.output is not None:
+            tags[f"{STEP_TAG}.output"] = rec.output.digest
+            tags[f"{STEP_TAG}.output_type"] = rec.output.type
+        if rec.error is not None:
+            tags[ERROR_TAG] = rec.error[-MAX_TAG_VALUE_LENGTH:]
+        child.set_tags(tags)
+        child.end("FINISHED" if rec.status == "finished" else "FAILED")
+        self.dirty[name] = rec
+        also = None
+        if rec.status == "finished" and node.step.cache and rec.output is not None:
+            output, key = rec.output, rec.cache_key or ""
+
+            def also(conn: Any) -> None:
+                cache.record(
+                    conn,
+                    key=key,
+                    step=node.step,
+                    output=output,
+                    run_id=child.id,
+                    pipeline_run_id=self.record.id,
+                )
+
+        if rec.status == "finished":
+            assert rec.output is not None
+            self.done[name] = rec.output
+        else:
+            for down in sorted(
+                self.graph.descendants(name), key=lambda n: self.graph.nodes[n].position
+            ):
+                skipped = self.record.steps[down]
+                if skipped.status == "pending":
+                    skipped.status = "skipped"
+                    skipped.error = f"not run: upstream step {name!r} failed"
+                    self.dirty[down] = skipped
+                    self._event(skipped)
+        self._flush(also=also)
+        self._event(rec)
+        return rec.status == "finished"
+
+    def _abort(self, exc: BaseException) -> None:
+        """The driver itself failed or was interrupted: close what is open, then re-raise."""
+        reason = f"pipeline interrupted: {type(exc).__name__}: {exc}"
+        for child in self.children.values():
+            child.end("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        self.children.clear()
+        for rec in self.record.steps.values():
+            if rec.status in ("pending", "running"):
+                rec.status = "failed" if rec.status == "running" else "skipped"
+                rec.error, rec.finished_at = reason, time.time()
+                self.dirty[rec.name] = rec
+        self.record.status, self.record.finished_at = "failed", time.time()
+        self._flush(status="failed")
+
+
+def _outcome(fut: Future[StepOutcome], name: str) -> StepOutcome:
+    """The future's outcome; an executor failure (a dead worker) becomes a failed step."""
+    try:
+        return fut.result()
+    except Exception as exc:
+        now = time.time()
+        return StepOutcome(
+            name,
+            "failed",
+            0,
+            error=f"the executor lost the step: {type(exc).__name__}: {exc}",
+            started_at=now,
+            finished_at=now,
+        )

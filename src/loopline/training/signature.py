@@ -1,0 +1,569 @@
+"""Model signatures: the columns a model takes, their types and nullability, and its output.
+
+A signature is inferred from an input example (a pandas DataFrame or a list of row dicts):
+the columns in order, each typed ``int``, ``float``, ``bool`` or ``string``, and allowed to
+hold NaN/None only when the example holds one (or when the caller says so with
+``nullable=``). The output type comes from a prediction on the example.
+
+:meth:`ModelSignature.validate` checks input at predict time and returns it as a 2-D numpy
+array in signature order; every violation is an :class:`~loopline.errors.InvalidInput`
+naming the column and what was expected. One row given as a list of one dict takes a fast
+path with no pandas (the model server validates each request with it).
+
+Example:
+    >>> sig = infer_signature([{"age": 31, "income": 52.5, "plan": "pro"}])
+    >>> [(c.name, c.type, c.nullable) for c in sig.inputs]
+    [('age', 'int', False), ('income', 'float', False), ('plan', 'string', False)]
+    >>> sig.validate([{"age": 40, "income": 61.0, "plan": "free"}]).tolist()
+    [[40, 61.0, 'free']]
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
+
+import numpy as np
+import orjson
+
+from loopline.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+ColumnType = Literal["int", "float", "bool", "string"]
+COLUMN_TYPES: tuple[str, ...] = get_args(ColumnType)
+
+_INT_TYPES = frozenset(
+    {int, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64}
+)
+_FLOAT_TYPES = frozenset({float, np.float16, np.float32, np.float64})
+_BOOL_TYPES = frozenset({bool, np.bool_})
+_STR_TYPES = frozenset({str, np.str_})
+# Python value types each column type accepts without a closer look.
+_ACCEPTS: dict[str, frozenset[type]] = {
+    "float": _FLOAT_TYPES | _INT_TYPES,
+    "int": _INT_TYPES | _FLOAT_TYPES,  # a float is accepted when it is integral (JSON 3.0)
+    "bool": _BOOL_TYPES,
+    "string": _STR_TYPES,
+}
+_HINT = "send the columns and types of the model's signature (see `loopline models show`)"
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One input column: its name, type and whether NaN/None is allowed.
+
+    Example:
+        >>> ColumnSpec("age", "int").nullable
+        False
+    """
+
+    name: str
+    type: ColumnType
+    nullable: bool = False
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """What the model returns per row: a type and how many values (1 for a label/score).
+
+    Example:
+        >>> OutputSpec("int").width
+        1
+    """
+
+    type: ColumnType
+    width: int = 1
+
+
+@dataclass(frozen=True)
+class ModelSignature:
+    """The columns a model takes (in order) and what it returns.
+
+    Example:
+        >>> sig = ModelSignature((ColumnSpec("x", "float"),), OutputSpec("float"))
+        >>> sig.validate([{"x": 1.5}]).shape
+        (1, 1)
+    """
+
+    inputs: tuple[ColumnSpec, ...]
+    output: OutputSpec | None = None
+    _index: dict[str, int] = field(init=False, repr=False, compare=False)
+    _plan: tuple[tuple[str, str, bool, frozenset[type]], ...] = field(
+        init=False, repr=False, compare=False
+    )
+    _numeric: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.inputs:
+            raise InvalidInput("a signature needs at least one input column", field="signature")
+        names = [c.name for c in self.inputs]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise InvalidInput(f"signature has duplicate columns {dupes}", field="signature")
+        for c in self.inputs:
+            if c.type not in COLUMN_TYPES:
+                raise InvalidInput(
+                    f"column {c.name!r} has type {c.type!r}",
+                    field=c.name,
+                    hint=f"use one of {', '.join(COLUMN_TYPES)}",
+                )
+        object.__setattr__(self, "_index", {n: i for i, n in enumerate(names)})
+        plan = tuple((c.name, c.type, c.nullable, _ACCEPTS[c.type]) for c in self.inputs)
+        object.__setattr__(self, "_plan", plan)
+        object.__setattr__(self, "_numeric", all(c.type != "string" for c in self.inputs))
+
+    @property
+    def names(self) -> list[str]:
+        """The input column names, in order."""
+        return [c.name for c in self.inputs]
+
+    # -- serialisation --------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data.
+
+        Example:
+            >>> ModelSignature((ColumnSpec("x", "float"),)).to_dict()["inputs"][0]["type"]
+            'float'
+        """
+        return {
+            "inputs": [
+                {"name": c.name, "type": c.type, "nullable": c.nullable} for c in self.inputs
+            ],
+            "output": None
+            if self.output is None
+            else {"type": self.output.type, "width": self.output.width},
+        }
+
+    def to_json(self) -> str:
+        """The signature as JSON text (what the registry stores).
+
+        Example:
+            >>> ModelSignature((ColumnSpec("x", "bool"),)).to_json()[:10]
+            '{"inputs":'
+        """
+        return orjson.dumps(self.to_dict()).decode()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelSignature:
+        """Rebuild a signature from :meth:`to_dict` output; InvalidInput when malformed.
+
+        Example:
+            >>> ModelSignature.from_dict({"inputs": [{"name": "x", "type": "int"}]}).names
+            ['x']
+        """
+        try:
+            inputs = tuple(
+                ColumnSpec(
+                    str(c["name"]), cast(ColumnType, c["type"]), bool(c.get("nullable", False))
+                )
+                for c in data["inputs"]
+            )
+            out = data.get("output")
+            output = (
+                None
+                if not out
+                else OutputSpec(cast(ColumnType, out["type"]), int(out.get("width", 1)))
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(
+                f"malformed signature: {exc!r}",
+                field="signature",
+                hint="build it with infer_signature(example)",
+            ) from exc
+        return cls(inputs, output)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ModelSignature:
+        """Rebuild a signature from :meth:`to_json` text.
+
+        Example:
+            >>> s = ModelSignature((ColumnSpec("x", "int"),))
+            >>> ModelSignature.from_json(s.to_json()) == s
+            True
+        """
+        return cls.from_dict(orjson.loads(text))
+
+    # -- validation -----------------------------------------------------------------------
+
+    def validate(self, rows: Any) -> np.ndarray[Any, Any]:
+        """Check ``rows`` against the signature; return them as a 2-D array in column order.
+
+        ``rows``: a pandas DataFrame, a list of row dicts (one dict is one row), or a numpy
+        array (2-D, or 1-D for one row) whose columns are in signature order. The array is
+        float64 when every column is numeric or bool, else object. A missing or extra
+        column, a wrong feature count, a wrong type, or NaN/None where the column does not
+        allow it raises :class:`InvalidInput` naming the column.
+
+        Example:
+            >>> sig = infer_signature([{"a": 1.0, "b": 2}])
+            >>> sig.validate([{"a": 0.5, "b": 3}]).tolist()
+            [[0.5, 3.0]]
+        """
+        if isinstance(rows, Mapping):
+            rows = [rows]
+        if isinstance(rows, list):
+            if len(rows) == 1 and isinstance(rows[0], Mapping):
+                values = self._check_row(rows[0], 0)
+                dtype = np.float64 if self._numeric else object
+                return np.array([values], dtype=dtype)
+            return self._from_records(rows)
+        if isinstance(rows, np.ndarray):
+            return self._from_array(rows)
+        if _is_dataframe(rows):
+            return self._from_frame(rows)
+        raise InvalidInput(
+            f"model input must be a DataFrame, a list of row dicts or a numpy array, "
+            f"got {type(rows).__name__}",
+            field="input",
+            hint=_HINT,
+        )
+
+    def to_frame(self, rows: Any) -> pd.DataFrame:
+        """Validate ``rows`` and return them as a DataFrame in signature order and types.
+
+        Example:
+            >>> infer_signature([{"a": 1}]).to_frame([{"a": 2}]).dtypes["a"].name
+            'int64'
+        """
+        import pandas as pd
+
+        if _is_dataframe(rows):
+            self._from_frame(rows)
+            frame: pd.DataFrame = rows[self.names]
+            return frame
+        arr = self.validate(rows)
+        data: dict[str, Any] = {}
+        for i, c in enumerate(self.inputs):
+            col = arr[:, i]
+            if c.type == "float" or (c.type == "int" and c.nullable):
+                data[c.name] = col.astype(np.float64)
+            elif c.type == "int":
+                data[c.name] = col.astype(np.int64)
+            elif c.type == "bool":
+                data[c.name] = col.astype(bool) if not c.nullable else col.astype(object)
+            else:
+                data[c.name] = col.astype(object)
+        return pd.DataFrame(data, columns=self.names)
+
+    def _check_row(self, row: Mapping[str, Any], r: int) -> list[Any]:
+        values: list[Any] = []
+        append = values.append
+        numeric = self._numeric
+        for name, kind, nullable, accepts in self._plan:
+            try:
+                v = row[name]
+            except KeyError:
+                raise self._missing(row, name) from None
+            t = type(v)
+            if t in accepts:
+                if t in _FLOAT_TYPES:
+                    if v != v:
+                        if not nullable:
+                            raise _null(name, r)
+                    elif kind == "int" and not float(v).is_integer():
+                        raise _wrong(name, kind, v, r)
+                append(v)
+            elif v is None:
+                if not nullable:
+                    raise _null(name, r)
+                append(math.nan if numeric else None)
+            else:
+                append(_slow_value(name, kind, nullable, v, r))
+        if len(row) != len(self._plan):
+            extra = [k for k in row if k not in self._index]
+            raise InvalidInput(
+                f"unexpected column {extra[0]!r} (row {r}); the model takes "
+                f"{len(self._plan)} columns: {', '.join(self.names)}",
+                field=str(extra[0]),
+                hint=_HINT,
+            )
+        return values
+
+    def _missing(self, row: Mapping[str, Any], name: str) -> InvalidInput:
+        return InvalidInput(
+            f"missing column {name!r}: expected {len(self._plan)} columns "
+            f"({', '.join(self.names)}), got {len(row)} ({', '.join(map(str, row))})",
+            field=name,
+            hint=_HINT,
+        )
+
+    def _from_records(self, rows: Sequence[Any]) -> np.ndarray[Any, Any]:
+        if not rows:
+            raise _no_rows()
+        out = []
+        for r, row in enumerate(rows):
+            if not isinstance(row, Mapping):
+                raise InvalidInput(
+                    f"row {r} is a {type(row).__name__}, not a dict", field="input", hint=_HINT
+                )
+            out.append(self._check_row(row, r))
+        dtype = np.float64 if self._numeric else object
+        return np.array(out, dtype=dtype).reshape(len(out), len(self._plan))
+
+    def _from_array(self, arr: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        if arr.ndim == 1:
+            arr = arr.reshape(1, -1)
+        n = len(self._plan)
+        if arr.ndim != 2 or arr.shape[1] != n:
+            got = arr.shape[1] if arr.ndim == 2 else f"an array of shape {arr.shape}"
+            raise InvalidInput(
+                f"expected {n} features ({', '.join(self.names)}), got {got}",
+                field="input",
+                hint=_HINT,
+            )
+        if arr.shape[0] == 0:
+            raise _no_rows()
+        if arr.dtype.kind == "O":
+            return self._from_records([dict(zip(self.names, row, strict=True)) for row in arr])
+        if arr.dtype.kind not in "biuf":
+            raise InvalidInput(
+                f"an array of dtype {arr.dtype} cannot feed this model",
+                field="input",
+                hint="pass a numeric array or a DataFrame",
+            )
+        for j, (name, kind, nullable, _) in enumerate(self._plan):
+            col = arr[:, j]
+            if kind == "string":
+                raise _wrong(name, kind, col[0] if len(col) else 0.0, 0)
+            if arr.dtype.kind == "f":
+                nan = np.isnan(col)
+                if not nullable and nan.any():
+                    raise _null(name, int(np.argmax(nan)))
+                if kind != "float":
+                    _check_integral(name, kind, col[~nan])
+        return arr if arr.dtype == np.float64 else arr.astype(np.float64)
+
+    def _from_frame(self, df: Any) -> np.ndarray[Any, Any]:
+        import pandas as pd
+
+        if len(df) == 0:
+            raise _no_rows()
+        cols = [str(c) for c in df.columns]
+        missing = [n for n in self.names if n not in cols]
+        if missing:
+            raise InvalidInput(
+                f"missing column {missing[0]!r}: expected {len(self.names)} columns "
+                f"({', '.join(self.names)}), got {len(cols)} ({', '.join(cols)})",
+                field=missing[0],
+                hint=_HINT,
+            )
+        extra = [c for c in cols if c not in self._index]
+        if extra:
+            raise InvalidInput(
+                f"unexpected column {extra[0]!r}; the model takes {len(self.names)} columns: "
+                f"{', '.join(self.names)}",
+                field=extra[0],
+                hint=_HINT,
+            )
+        for c in self.inputs:
+            series = df[c.name]
+            nulls = series.isna().to_numpy()
+            if nulls.any() and not c.nullable:
+                raise _null(c.name, int(np.argmax(nulls)))
+            found = _series_type(series)
+            ok = found is None or found == c.type or (c.type == "float" and found == "int")
+            if not ok and c.type == "int" and found == "float":
+                _check_integral(c.name, "int", series.to_numpy()[~nulls])
+                ok = True
+            if not ok:
+                sample = series[~series.isna()].iloc[0]
+                raise _wrong(c.name, c.type, sample, int(np.argmax(~nulls)))
+        frame = df[self.names]
+        if self._numeric:
+            return np.asarray(frame.astype("float64").to_numpy(dtype=np.float64))
+        return np.asarray(frame.astype(object).where(pd.notna(frame), None).to_numpy())
+
+
+def _is_dataframe(obj: object) -> bool:
+    return type(obj).__name__ == "DataFrame" and type(obj).__module__.startswith("pandas")
+
+
+def _no_rows() -> InvalidInput:
+    return InvalidInput("the input has no rows", field="input", hint="send at least one row")
+
+
+def _null(name: str, row: int) -> InvalidInput:
+    return InvalidInput(
+        f"column {name!r} is NaN/null in row {row}, but the signature does not allow nulls",
+        field=name,
+        hint="fill the value, or log the model with an example that holds nulls in this "
+        "column (or infer_signature(..., nullable=[...]))",
+    )
+
+
+def _wrong(name: str, kind: str, value: Any, row: int) -> InvalidInput:
+    return InvalidInput(
+        f"column {name!r} expects {kind}, got {type(value).__name__} {value!r} (row {row})",
+        field=name,
+        hint=_HINT,
+    )
+
+
+def _check_integral(name: str, kind: str, values: np.ndarray[Any, Any]) -> None:
+    bad = (values != 0) & (values != 1) if kind == "bool" else np.mod(values, 1) != 0
+    if bad.any():
+        raise _wrong(name, kind, values[int(np.argmax(bad))].item(), int(np.argmax(bad)))
+
+
+def _slow_value(name: str, kind: str, nullable: bool, v: Any, r: int) -> Any:
+    """Values of types outside the fast tables: other numeric scalars, pandas NA."""
+    if kind != "string" and not isinstance(v, bool | np.bool_) and isinstance(v, numbers.Real):
+        f = float(v)
+        if f != f:
+            if not nullable:
+                raise _null(name, r)
+            return f
+        if kind == "float" or (kind == "int" and f.is_integer()):
+            return v
+    if v is not None and type(v).__name__ in ("NAType", "NaTType"):
+        if not nullable:
+            raise _null(name, r)
+        return math.nan if kind != "string" else None
+    raise _wrong(name, kind, v, r)
+
+
+def _value_type(v: Any) -> str | None:
+    """The column type of one Python value; None for a null."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    if isinstance(v, bool | np.bool_):
+        return "bool"
+    if isinstance(v, numbers.Integral):
+        return "int"
+    if isinstance(v, numbers.Real):
+        return "float"
+    if isinstance(v, str):
+        return "string"
+    return "?" + type(v).__name__
+
+
+def _series_type(series: Any) -> str | None:
+    """The column type of a pandas Series; None when it holds only nulls."""
+    import pandas as pd
+
+    kind = pd.api.types.infer_dtype(series, skipna=True)
+    if kind == "categorical":
+        kind = pd.api.types.infer_dtype(series.cat.categories, skipna=True)
+    mapping = {
+        "integer": "int",
+        "floating": "float",
+        "mixed-integer-float": "float",
+        "boolean": "bool",
+        "string": "string",
+        "empty": None,
+    }
+    if kind in mapping:
+        return mapping[kind]
+    return "?" + kind
+
+
+def _merge(name: str, a: str | None, b: str | None) -> str | None:
+    if a is None:
+        return b
+    if b is None or a == b:
+        return a
+    if {a, b} == {"int", "float"}:
+        return "float"
+    raise InvalidInput(
+        f"column {name!r} mixes {a} and {b} values in the example",
+        field=name,
+        hint="give each column one type",
+    )
+
+
+def _checked_type(name: str, found: str | None) -> ColumnType:
+    if found is None:
+        raise InvalidInput(
+            f"column {name!r} holds only nulls in the example, so its type is unknown",
+            field=name,
+            hint="give an example with a value in every column, or a signature",
+        )
+    if found not in COLUMN_TYPES:
+        raise InvalidInput(
+            f"column {name!r} has unsupported values ({found.lstrip('?')})",
+            field=name,
+            hint="convert it to int, float, bool or string before training",
+        )
+    return cast(ColumnType, found)
+
+
+def infer_signature(
+    example: Any, output: Any = None, nullable: Iterable[str] = ()
+) -> ModelSignature:
+    """Infer a signature from an input example and, optionally, the model's output on it.
+
+    ``example``: a pandas DataFrame or a list of row dicts. A column allows NaN/None when
+    the example has one or when it is named in ``nullable``. ``output``: what the model
+    returned for the example (array-like), to record the output type.
+
+    Example:
+        >>> sig = infer_signature([{"x": 1.0, "y": None}, {"x": 2.0, "y": 3}])
+        >>> [(c.type, c.nullable) for c in sig.inputs]
+        [('float', False), ('int', True)]
+    """
+    allow = set(nullable)
+    columns: list[ColumnSpec] = []
+    if _is_dataframe(example):
+        for name in example.columns:
+            series = example[name]
+            found = _series_type(series)
+            has_null = bool(series.isna().any())
+            columns.append(
+                ColumnSpec(
+                    str(name), _checked_type(str(name), found), has_null or str(name) in allow
+                )
+            )
+    elif (
+        isinstance(example, list | tuple)
+        and example
+        and all(isinstance(r, Mapping) for r in example)
+    ):
+        order: dict[str, None] = {}
+        for row in example:
+            order.update(dict.fromkeys(row))
+        for name in order:
+            found = None
+            has_null = False
+            for row in example:
+                kind = _value_type(row.get(name))
+                has_null = has_null or kind is None
+                found = _merge(name, found, kind)
+            columns.append(
+                ColumnSpec(str(name), _checked_type(name, found), has_null or name in allow)
+            )
+    else:
+        raise InvalidInput(
+            f"an input example must be a DataFrame or a non-empty list of row dicts, "
+            f"got {type(example).__name__}",
+            field="input_example",
+            hint="pass X_train.head(5) or [{'age': 31, 'plan': 'pro'}]",
+        )
+    unknown = allow - {c.name for c in columns}
+    if unknown:
+        raise InvalidInput(f"nullable names unknown columns {sorted(unknown)}", field="nullable")
+    return ModelSignature(tuple(columns), None if output is None else infer_output(output))
+
+
+def infer_output(output: Any) -> OutputSpec:
+    """The output spec of a prediction (array-like: one value or one vector per row).
+
+    Example:
+        >>> infer_output([0.1, 0.9]), infer_output([[0.2, 0.8]]).width
+        (OutputSpec(type='float', width=1), 2)
+    """
+    arr = np.asarray(output)
+    kind = arr.dtype.kind
+    mapping = {"b": "bool", "i": "int", "u": "int", "f": "float", "U": "string", "S": "string"}
+    if kind == "O":
+        types = {_value_type(v) for v in arr.ravel()} - {None}
+        found = types.pop() if len(types) == 1 else "string"
+    else:
+        found = mapping.get(kind, "string")
+    width = 1 if arr.ndim <= 1 else int(np.prod(arr.shape[1:]))
+    return OutputSpec(cast(ColumnType, found if found in COLUMN_TYPES else "string"), width)

@@ -1,0 +1,144 @@
+"""``loopline models ls/show/lineage/alias`` in a real subprocess, on both backends."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+import loopline as ll
+from loopline.core import audit
+from loopline.core.context import Context
+
+
+def _models(ctx: Context, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "LOOPLINE_URI": ctx.settings.metadata_uri,
+        "LOOPLINE_ARTIFACTS": ctx.settings.artifacts_uri,
+        "COLUMNS": "200",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "loopline.cli.main", "models", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def _json(ctx: Context, *args: str) -> Any:
+    done = _models(ctx, *args, "--json")
+    assert done.returncode == 0, done.stderr
+    return orjson.loads(done.stdout)
+
+
+@pytest.fixture
+def churn(ctx: Context) -> list[str]:
+    """Two versions of 'churn', each from a run that read a dataset; champion -> 1."""
+    import pandas as pd
+
+    run_ids = []
+    for seed in (1, 2):
+        frame = pd.DataFrame({"x": [0.1, 0.4, 0.6, 0.9] * 5, "y": [0, 0, 1, 1] * 5})
+        ll.datasets.register("churn-data", frame.assign(seed=seed))
+        with ll.start_run(experiment="cli-models") as run:
+            df = ll.datasets.get("churn-data").to_pandas()
+            run.log_params({"seed": seed})
+            run.log_metric("auc", 0.8 + seed / 100)
+            run.log_model(
+                LogisticRegression().fit(df[["x"]], df["y"]),
+                "model",
+                input_example=df[["x"]].head(3),
+            )
+        ll.registry.register(run, "churn")
+        run_ids.append(run.id)
+    ll.registry.set_alias("churn", "champion", 1, reason="first")
+    return run_ids
+
+
+def test_ls_lists_models_with_aliases(ctx: Context, churn: list[str]) -> None:
+    listed = _json(ctx, "ls")
+    [model] = listed["models"]
+    assert model["name"] == "churn" and model["latest_version"] == 2
+    assert model["aliases"] == {"champion": 1}
+    text = _models(ctx, "ls")
+    assert text.returncode == 0 and "churn" in text.stdout and "champion=v1" in text.stdout
+    assert _json(ctx, "ls", "--name", "nothing%")["models"] == []
+
+
+def test_show_a_model_and_a_version(ctx: Context, churn: list[str]) -> None:
+    model = _json(ctx, "show", "churn")
+    assert [v["version"] for v in model["versions"]] == [2, 1]
+    assert model["aliases"] == {"champion": 1}
+    champion = _json(ctx, "show", "churn@champion")
+    assert champion["version"] == 1 and champion["run_id"] == churn[0]
+    assert champion["flavor"] == "sklearn"
+    assert champion["signature"]["inputs"] == [{"name": "x", "type": "float", "nullable": False}]
+    assert [d["version"] for d in champion["datasets"]] == ["1"]
+    assert champion["params"] == {"seed": "1"}
+    assert _json(ctx, "show", "churn@2")["run_id"] == churn[1]
+    text = _models(ctx, "show", "churn@champion")
+    assert text.returncode == 0 and "signature" in text.stdout and "churn-data" in text.stdout
+
+
+def test_lineage_json_and_tree(ctx: Context, churn: list[str]) -> None:
+    lineage = _json(ctx, "lineage", "churn@2")
+    assert lineage["run"]["id"] == churn[1]
+    assert [d["ref"] for d in lineage["datasets"]] == ["churn-data@2"]
+    assert lineage["deployments"] == []
+    text = _models(ctx, "lineage", "churn@champion")
+    assert text.returncode == 0
+    assert "churn-data@1" in text.stdout and churn[0] in text.stdout
+    assert "deployments" in text.stdout
+    bad = _models(ctx, "lineage", "churn")
+    assert bad.returncode == 2 and "NAME@VERSION" in bad.stderr
+
+
+def test_alias_moves_are_audited(ctx: Context, churn: list[str]) -> None:
+    moved = _json(ctx, "alias", "churn", "champion", "2", "--reason", "AUC 0.82 beats 0.81")
+    assert moved == {
+        "name": "churn",
+        "alias": "champion",
+        "version": 2,
+        "previous": 1,
+        "reason": "AUC 0.82 beats 0.81",
+    }
+    assert ll.registry.get("churn", "champion").version == 2
+    last = audit.events(ctx.engine, object_type="registered_model", object_id="churn")[-1]
+    assert (last.action, last.before, last.after, last.reason) == (
+        "alias.set",
+        {"champion": 1},
+        {"champion": 2},
+        "AUC 0.82 beats 0.81",
+    )
+    text = _models(ctx, "alias", "churn", "challenger", "1")
+    assert text.returncode == 0 and "churn@challenger -> version 1" in text.stdout
+
+
+def test_unknown_names_exit_4_with_a_hint(ctx: Context, churn: list[str]) -> None:
+    ghost = _models(ctx, "show", "ghost")
+    assert ghost.returncode == 4 and "loopline models ls" in ghost.stderr
+    assert "Traceback" not in ghost.stderr
+    alias = _models(ctx, "show", "churn@prod")
+    assert alias.returncode == 4 and "loopline models show churn" in alias.stderr
+    version = _models(ctx, "alias", "churn", "champion", "7")
+    assert version.returncode == 4 and "no version 7" in version.stderr
+
+
+def test_every_models_command_has_an_example(tmp_path: Path) -> None:
+    for command in ("ls", "show", "lineage", "alias"):
+        done = subprocess.run(
+            [sys.executable, "-m", "loopline.cli.main", "models", command, "--help"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=60,
+        )
+        assert done.returncode == 0 and "Example" in done.stdout

@@ -1,0 +1,131 @@
+"""``loopline pipeline run/resume/ls/show`` in a real subprocess, on both backends."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from loopline.cli.main import app
+from loopline.cli.pipeline_cmd import parse_params
+from loopline.core.context import Context
+from loopline.errors import InvalidInput
+from tests.training import pipeline_steps as ps
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli(ctx: Context, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "LOOPLINE_URI": ctx.settings.metadata_uri,
+        "LOOPLINE_ARTIFACTS": ctx.settings.artifacts_uri,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "COLUMNS": "200",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "loopline.cli.main", "pipeline", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+
+
+def _json(done: subprocess.CompletedProcess[str]) -> Any:
+    return orjson.loads(done.stdout)
+
+
+def test_run_prints_the_summary_and_resume_reruns_the_failed_steps(
+    ctx: Context, tmp_path: Path
+) -> None:
+    (tmp_path / "broken").touch()
+    target = "tests.training.pipeline_steps:resumable"
+    done = _cli(ctx, "run", target, "--param", f"workdir={tmp_path}", "--json")
+    assert done.returncode == 1, done.stderr
+    first = _json(done)
+    assert set(first) == {"run_id", "status", "steps"}
+    assert first["status"] == "failed"
+    assert first["steps"] == {
+        "load": {"status": "finished", "attempts": 1},
+        "double": {"status": "finished", "attempts": 1},
+        "gate": {"status": "failed", "attempts": 1},
+        "after": {"status": "skipped", "attempts": 0},
+    }
+    (tmp_path / "broken").unlink()
+    done = _cli(ctx, "resume", first["run_id"], "--json")
+    assert done.returncode == 0, done.stderr
+    second = _json(done)
+    assert second["status"] == "finished"
+    assert second["run_id"] != first["run_id"]
+    assert second["steps"] == {
+        "load": {"status": "cached", "attempts": 0},
+        "double": {"status": "cached", "attempts": 0},
+        "gate": {"status": "finished", "attempts": 1},
+        "after": {"status": "finished", "attempts": 1},
+    }
+    assert ps.count(str(tmp_path), "load") == 1
+
+    listed = _json(_cli(ctx, "ls", "--json"))
+    assert [r["run_id"] for r in listed["runs"]] == [second["run_id"], first["run_id"]]
+    assert listed["runs"][1]["steps"] == {"finished": 2, "failed": 1, "skipped": 1}
+    shown = _json(_cli(ctx, "show", first["run_id"], "--json"))
+    assert shown["steps"]["gate"]["status"] == "failed"
+    assert "the gate is broken" in shown["steps"]["gate"]["error"]
+    assert shown["steps"]["double"]["inputs"] == {"df": shown["steps"]["load"]["output"]["digest"]}
+    human = _cli(ctx, "show", first["run_id"])
+    assert human.returncode == 0, human.stderr
+    assert "the gate is broken" in human.stdout
+
+
+def test_run_with_params_on_the_process_executor(ctx: Context, tmp_path: Path) -> None:
+    target = "tests.training.pipeline_steps:simple"
+    done = _cli(
+        ctx, "run", target, "-p", f"workdir={tmp_path}", "-p", "n=4", "-x", "process", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    summary = _json(done)
+    assert summary["status"] == "finished"
+    assert set(summary["steps"]) == {"load", "double", "total"}
+    human = _cli(ctx, "run", target, "-p", f"workdir={tmp_path}", "-p", "n=4")
+    assert human.returncode == 0, human.stderr
+    assert "cached" in human.stdout and "finished" in human.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "tests.training.pipeline_steps:simple", "--param", "n"], "not in k=v form"),
+        (["run", "tests.training.pipeline_steps:simple", "-x", "gpu"], "unknown executor 'gpu'"),
+        (["run", "tests.training.pipeline_steps"], "MODULE:PIPELINE"),
+        (["run", "tests.training.pipeline_steps:load"], "not a pipeline"),
+        (["run", "no_such_module:p"], "cannot be imported"),
+        (["show", "0" * 32], "no pipeline run"),
+    ],
+    ids=["param-form", "executor", "no-colon", "not-pipeline", "no-module", "no-run"],
+)
+def test_bad_input_is_a_clear_error(embedded_ctx: Context, args: list[str], message: str) -> None:
+    done = _cli(embedded_ctx, *args)
+    assert done.returncode != 0
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_parse_params_uses_annotations_and_json() -> None:
+    assert parse_params(["workdir=007", "n=5"], ps.simple) == {"workdir": "007", "n": 5}
+    assert parse_params(["x=[1, 2]", "y=text", "z="]) == {"x": [1, 2], "y": "text", "z": ""}
+    with pytest.raises(InvalidInput, match="'=5' is not in k=v form"):
+        parse_params(["=5"])
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["resume"], ["ls"], ["show"]])
+def test_every_help_has_an_example(command: list[str]) -> None:
+    result = CliRunner().invoke(app, ["pipeline", *command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Example" in result.output

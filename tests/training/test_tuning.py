@@ -1,0 +1,144 @@
+"""ll.tune on Optuna, with the study stored in the metadata database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+import pytest
+import sqlalchemy as sa
+
+import loopline as ll
+from loopline.core.context import Context
+from loopline.core.db import current_revision, head_revision
+from loopline.errors import InvalidInput
+from loopline.training.trials import open_storage, optuna_storage_url
+from loopline.training.tuning import TuningFailed, parse_space
+from tests.training import pipeline_steps as ps
+
+
+def test_finds_the_optimum_of_a_quadratic(ctx: Context) -> None:
+    result = ll.tune(ps.quadratic, {"x": ("float", -10.0, 10.0)}, n_trials=30, pruner=False)
+    assert abs(result.best_params["x"] - 2.0) < 0.5
+    assert result.best_value > 2.75
+    assert len(result.trials) == 30
+    assert {t.state for t in result.trials} == {"complete"}
+    best = max(result.trials, key=lambda t: t.value or -1e9)
+    assert result.best_run_id == best.run_id
+    assert ll.get_run(result.best_run_id).metrics["objective"] == pytest.approx(result.best_value)
+
+
+def test_trials_are_child_runs_with_params_and_the_objective(ctx: Context) -> None:
+    result = ll.tune(
+        ps.quadratic,
+        {"x": ("float", 0.0, 4.0), "kind": ("categorical", ["a", "b"]), "k": ("int", 1, 3)},
+        n_trials=4,
+        direction="minimize",
+        study_name="children",
+    )
+    parent = ll.get_run(result.run_id)
+    assert parent.tags["loopline.tune.study"] == "children"
+    assert parent.metrics["best_objective"] == pytest.approx(result.best_value)
+    assert result.best_value == min(t.value for t in result.trials if t.value is not None)
+    for trial in result.trials:
+        run = ll.get_run(trial.run_id)
+        assert run.parent_run_id == result.run_id
+        assert run.name == f"trial-{trial.number}"
+        assert run.params == {k: str(v) for k, v in trial.params.items()}
+        assert run.metrics["objective"] == pytest.approx(trial.value)
+        assert set(trial.params) == {"x", "kind", "k"}
+
+
+def test_poor_trials_are_pruned(ctx: Context) -> None:
+    result = ll.tune(ps.curve, {"x": ("float", 0.0, 1.0)}, n_trials=16)
+    states = [t.state for t in result.trials]
+    assert "pruned" in states, states
+    assert states[:5] == ["complete"] * 5  # the median pruner waits for 5 trials
+    pruned = next(t for t in result.trials if t.state == "pruned")
+    run = ll.get_run(pruned.run_id)
+    assert run.tags["loopline.tune.state"] == "pruned"
+    assert run.status == "FINISHED"
+    assert "objective" not in run.metrics
+    assert len(ll.metric_history(pruned.run_id, "objective_intermediate")) < 8
+    assert abs(result.best_params["x"] - 0.5) < 0.2
+
+
+def test_study_lives_in_the_metadata_database(ctx: Context) -> None:
+    ll.tune(ps.quadratic, {"x": ("float", -1.0, 1.0)}, n_trials=3, study_name="shared")
+    again = ll.tune(ps.quadratic, {"x": ("float", -1.0, 1.0)}, n_trials=2, study_name="shared")
+    assert [t.number for t in again.trials] == [3, 4]  # the study went on where it stopped
+    url = optuna_storage_url(ctx.settings.metadata_uri)
+    assert url is not None
+    study = optuna.load_study(study_name="shared", storage=open_storage(url))
+    assert len(study.trials) == 5
+    tables = set(sa.inspect(ctx.engine).get_table_names())
+    assert {"studies", "trials", "runs", "pipeline_runs"} <= tables
+    assert current_revision(ctx.engine) == head_revision()  # Loopline's schema untouched
+
+
+def test_trials_on_local_processes_report_through_the_shared_storage(ctx: Context) -> None:
+    result = ll.tune(ps.curve, {"x": ("float", 0.0, 1.0)}, n_trials=8, executor="process")
+    assert len(result.trials) == 8
+    assert "pruned" in [t.state for t in result.trials]
+    assert ll.get_run(result.trials[0].run_id).parent_run_id == result.run_id
+
+
+@pytest.mark.slow
+def test_trials_as_ray_tasks(ctx: Context) -> None:
+    import ray
+
+    try:
+        result = ll.tune(ps.quadratic, {"x": ("float", -4.0, 4.0)}, n_trials=6, executor="ray")
+    finally:
+        ray.shutdown()
+    assert len(result.trials) == 6
+    assert {t.state for t in result.trials} == {"complete"}
+
+
+def _raises(objective: Any) -> None:
+    raise RuntimeError("the objective is broken")
+
+
+def test_an_objective_that_always_fails(ctx: Context) -> None:
+    with pytest.raises(TuningFailed, match="the objective is broken"):
+        ll.tune(_raises, {"x": ("float", 0.0, 1.0)}, n_trials=2)
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        ({"lr": ("float", 1.0)}, r"space\['lr'\].*expected \(\"float\", low, high\)"),
+        ({"lr": ("float", 0.0, 1.0, "log")}, r"space\['lr'\].*log scale needs low > 0"),
+        ({"n": ("int", 5, 1)}, r"space\['n'\].*low 5 is above high 1"),
+        ({"n": ("int", 1.5, 3)}, r"space\['n'\].*not whole"),
+        ({"c": ("categorical", [])}, r"space\['c'\].*non-empty list"),
+        ({"c": ("categorical", [object])}, r"space\['c'\].*is not None/bool/int/float/str"),
+        ({"x": ("normal", 0, 1)}, r"space\['x'\].*unknown kind 'normal'"),
+        ({"x": 3}, r"space\['x'\].*tuple starting with its kind"),
+        ({}, r"non-empty dict"),
+    ],
+    ids=[
+        "short",
+        "log-zero",
+        "reversed",
+        "fraction",
+        "empty-choices",
+        "odd-choice",
+        "kind",
+        "not-tuple",
+        "empty",
+    ],
+)
+def test_bad_space_names_the_entry(space: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        parse_space(space)
+
+
+def test_bad_arguments_are_clear_errors(ctx: Context) -> None:
+    space = {"x": ("float", 0.0, 1.0)}
+    with pytest.raises(InvalidInput, match="'n_trials' parameter of tune"):
+        ll.tune(ps.quadratic, space, n_trials=0)
+    with pytest.raises(InvalidInput, match="'direction' parameter of tune"):
+        ll.tune(ps.quadratic, space, direction="up")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="unknown executor 'gpu'"):
+        ll.tune(ps.quadratic, space, executor="gpu")
