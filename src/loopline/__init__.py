@@ -9,8 +9,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from loopline.config import Settings, load_settings
-from loopline.core.context import Context, get_context, init
+from typing import TYPE_CHECKING
+
 from loopline.errors import (
     BackendUnavailable,
     ConfigError,
@@ -25,7 +25,17 @@ from loopline.errors import (
 
 # Stage APIs load on first use so that `import loopline` stays fast (the model server's
 # hot path imports it) and a stage's heavy dependencies load only when that stage is used.
+if TYPE_CHECKING:
+    from loopline.config import Settings, load_settings
+    from loopline.core.context import Context, get_context, init
+
 _LAZY: dict[str, tuple[str, str | None]] = {
+    # settings and the context: SQLAlchemy and Alembic load only when a store is used
+    "Settings": ("loopline.config", "Settings"),
+    "load_settings": ("loopline.config", "load_settings"),
+    "Context": ("loopline.core.context", "Context"),
+    "get_context": ("loopline.core.context", "get_context"),
+    "init": ("loopline.core.context", "init"),
     # tracking (stage 2)
     "start_run": ("loopline.tracking.api", "start_run"),
     "active_run": ("loopline.tracking.api", "active_run"),
@@ -36,7 +46,9 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "datasets": ("loopline.data.datasets", None),
     "contracts": ("loopline.data.contracts", None),
     "features": ("loopline.data.features", None),
-    # training (stage 3)
+    "gates": ("loopline.delivery.gates", None),
+    "monitor": ("loopline.monitoring.api", None),
+    "deploy": ("loopline.serving.deploy", "deploy"),
     "registry": ("loopline.training.registry", None),
     "step": ("loopline.training.pipeline", "step"),
     "pipeline": ("loopline.training.pipeline", "pipeline"),

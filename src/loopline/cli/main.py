@@ -12,11 +12,18 @@ from loopline.cli import (
     data_cmd,
     db_cmd,
     demo_cmd,
+    deploy_cmd,
     doctor_cmd,
+    drift_cmd,
     features_cmd,
+    gate_cmd,
+    loop_cmd,
     models_cmd,
+    package_cmd,
     pipeline_cmd,
     runs_cmd,
+    score_cmd,
+    serve_cmd,
     server_cmd,
 )
 from loopline.cli._common import console, report_error, state
@@ -58,9 +65,17 @@ app.add_typer(data_cmd.app, name="data")
 app.add_typer(features_cmd.app, name="features")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(pipeline_cmd.app, name="pipeline")
+app.add_typer(loop_cmd.app, name="loop")
 app.command("doctor")(doctor_cmd.doctor)
+app.command("drift")(drift_cmd.drift)
 app.command("demo")(demo_cmd.demo)
 app.command("server")(server_cmd.server)
+app.command("gate")(gate_cmd.gate)
+app.command("deploy")(deploy_cmd.deploy)
+app.add_typer(deploy_cmd.app, name="deployments")
+app.command("serve")(serve_cmd.serve)
+app.command("score")(score_cmd.score)
+app.command("package")(package_cmd.package)
 
 
 def main() -> None:

@@ -17,18 +17,17 @@ from __future__ import annotations
 import threading
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from loopline.errors import BackendUnavailable, ConfigError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SUPPORTED_SCHEMES = ("sqlite", "postgresql")
@@ -104,6 +103,8 @@ def _sqlite_engine(url: sa.URL, busy_timeout_ms: int) -> Engine:
 
 def alembic_config(engine: Engine) -> Config:
     """An Alembic config bound to ``engine`` and Loopline's migration scripts."""
+    from alembic.config import Config  # Alembic loads only when migrating (import cost)
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["engine"] = engine
@@ -113,6 +114,8 @@ def alembic_config(engine: Engine) -> Config:
 @cache
 def head_revision() -> str:
     """The newest migration revision shipped with this version of Loopline."""
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory(str(MIGRATIONS_DIR))
     head = script.get_current_head()
     assert head is not None, "migration chain has no head"
@@ -121,6 +124,8 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at, or None for an empty database."""
+    from alembic.runtime.migration import MigrationContext
+
     with _translate_connect_errors(engine), engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
@@ -131,6 +136,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     Example:
         >>> upgrade(create_engine_for("sqlite:///:memory:"))
     """
+    from alembic import command
+
     with _upgrade_lock, _translate_connect_errors(engine):
         command.upgrade(alembic_config(engine), revision)
 

@@ -53,4 +53,8 @@ def create_app(ctx: Context | None = None) -> FastAPI:
     app.include_router(tracking_router)
     app.include_router(registry_router)
     app.include_router(artifacts_router)
+
+    from loopline.server.ui import install_ui
+
+    install_ui(app)
     return app

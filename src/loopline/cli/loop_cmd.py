@@ -1,0 +1,137 @@
+"""``loopline loop``: the closed loop - watch, retrain, gate, roll out - and its kill switch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from loopline.cli._common import console, print_json
+
+app = typer.Typer(
+    help="The closed loop: drift or decay -> retrain -> gate -> canary, per policy.\n\n"
+    "Example: loopline loop once --json",
+    no_args_is_help=True,
+)
+
+_ROOT = typer.Option(Path(), "--root", help="Folder holding policies/*.yaml and loopline.toml.")
+
+
+def _policies(root: Path, model: str | None) -> list:  # type: ignore[type-arg]
+    from loopline.errors import NotFound
+    from loopline.loop.policy import load_policies
+
+    found = load_policies(root)
+    if model is not None:
+        found = [p for p in found if p.model == model]
+    if not found:
+        raise NotFound(
+            f"no loop policy{' for ' + repr(model) if model else ''} in {root / 'policies'} "
+            f"or {root / 'loopline.toml'}",
+            hint="write policies/MODEL.yaml (see `loopline loop --help`)",
+        )
+    return found
+
+
+@app.command("once")
+def once(
+    model: str | None = typer.Option(None, "--model", help="Only this model's policy."),
+    root: Path = _ROOT,
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    """Run one pass of the loop over every policy and print what it did.
+
+    Example: loopline loop once --model flights
+    """
+    from loopline.loop.controller import run_once
+
+    results = run_once(_policies(root, model), model)
+    if as_json:
+        print_json([r.to_dict() for r in results])
+        return
+    for r in results:
+        console.print(f"[bold]{r.model}[/]: {r.outcome} - {r.message}", soft_wrap=True)
+
+
+@app.command("run")
+def run(
+    interval: float = typer.Option(60.0, "--interval", min=1.0, help="Seconds between passes."),
+    root: Path = _ROOT,
+) -> None:
+    """Watch forever: a pass every --interval seconds (Ctrl-C stops).
+
+    Example: loopline loop run --interval 300
+    """
+    import logging
+
+    from loopline.loop.controller import run_forever
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    try:
+        run_forever(_policies(root, None), interval)
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
+@app.command("pause")
+def pause(
+    model: str = typer.Argument("*", help="The model to pause; '*' (default) pauses all."),
+    reason: str | None = typer.Option(None, "--reason", help="Why (kept in the audit log)."),
+) -> None:
+    """Turn the kill switch on: the loop takes no action until resumed.
+
+    Example: loopline loop pause flights --reason "data migration tonight"
+    """
+    from loopline.loop.controller import pause as do_pause
+
+    do_pause(model, reason)
+    console.print(f"loop paused for {model}")
+
+
+@app.command("resume")
+def resume(
+    model: str = typer.Argument(
+        "*", help="The model to resume; '*' (default) is the global switch."
+    ),
+    reason: str | None = typer.Option(None, "--reason", help="Why (kept in the audit log)."),
+) -> None:
+    """Turn the kill switch off again.
+
+    Example: loopline loop resume flights
+    """
+    from loopline.loop.controller import resume as do_resume
+
+    do_resume(model, reason)
+    console.print(f"loop resumed for {model}")
+
+
+@app.command("status")
+def status(
+    root: Path = _ROOT,
+    as_json: bool = typer.Option(False, "--json", help="Print the status as JSON."),
+) -> None:
+    """Per model: kill switch, cooldown, deployment and the last loop events.
+
+    Example: loopline loop status --json
+    """
+    from rich.table import Table
+
+    from loopline.loop.controller import status as get_status
+
+    rows = get_status(_policies(root, None))
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title="loopline loop status")
+    for head in ("model", "paused", "cooldown left", "deployment", "last events"):
+        table.add_column(head, overflow="fold")
+    for r in rows:
+        d = r["deployment"]
+        table.add_row(
+            r["model"],
+            "yes" if r["paused"] else "no",
+            f"{r['cooldown_left_s']:.0f} s",
+            "-" if d is None else str(d),
+            " -> ".join(e["kind"] for e in r["events"]) or "-",
+        )
+    console.print(table)

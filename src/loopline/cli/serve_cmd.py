@@ -1,0 +1,93 @@
+"""``loopline serve``: the model server (data plane) for deployed model versions."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import typer
+
+from loopline.cli._common import err_console
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
+    port: int = typer.Option(8080, "--port", min=1, max=65535, help="Port to listen on."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Worker processes."),
+    model: list[str] = typer.Option(
+        [],
+        "--model",
+        "-m",
+        help="Serve only this deployment (NAME), or pin a version (models:/NAME/VERSION or "
+        "models:/NAME@ALIAS). Repeatable. Default: every deployment.",
+    ),
+    poll_interval: float = typer.Option(
+        1.0, "--poll-interval", min=0.05, help="Seconds between polls of the deployments."
+    ),
+    max_body_mb: float = typer.Option(
+        16.0, "--max-body-mb", min=0.001, help="Largest request body, in MB (413 beyond)."
+    ),
+    log_predictions: bool = typer.Option(
+        True,
+        "--log-predictions/--no-log-predictions",
+        help="Write every answered request to the prediction log (on by default).",
+    ),
+    log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
+) -> None:
+    """Serve predictions of the deployed models at POST /v1/models/NAME/predict.
+
+    Deployment changes (loopline deploy, canary steps, rollbacks) are picked up within
+    --poll-interval seconds without dropping a request. /health and /metrics (Prometheus)
+    are served too.
+
+    Example: loopline serve --host 127.0.0.1 --port 8080 --workers 2
+    """
+    import uvicorn
+
+    from loopline.core.context import get_context
+
+    ctx = get_context()
+    _ = ctx.engine  # migrate before the first worker starts, and fail early on a bad URI
+    err_console.print(
+        f"loopline serve on http://{host}:{port} ({workers} worker(s)), "
+        f"metadata {ctx.settings.metadata_uri}, artifacts {ctx.settings.artifacts_uri}",
+        highlight=False,
+    )
+    common = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+    }
+    if workers == 1:
+        from loopline.serving.app import ModelServer, ServeSettings
+
+        settings = ServeSettings(
+            models=model,
+            poll_interval=poll_interval,
+            max_body_mb=max_body_mb,
+            log_predictions=log_predictions,
+        )
+        uvicorn.run(ModelServer(ctx, settings), **common)  # type: ignore[arg-type]
+        return
+    # Each worker process builds its app from the environment (uvicorn imports the factory).
+    import orjson
+
+    metrics_dir = tempfile.mkdtemp(prefix="loopline-serve-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    os.environ["LOOPLINE_SERVE_MODELS"] = orjson.dumps(model).decode()
+    os.environ["LOOPLINE_SERVE_POLL_INTERVAL"] = str(poll_interval)
+    os.environ["LOOPLINE_SERVE_MAX_BODY_MB"] = str(max_body_mb)
+    os.environ["LOOPLINE_SERVE_MULTIPROCESS"] = "1"
+    os.environ["LOOPLINE_SERVE_LOG_PREDICTIONS"] = "1" if log_predictions else "0"
+    try:
+        uvicorn.run(
+            "loopline.serving.app:create_app",
+            factory=True,
+            workers=workers,
+            **common,  # type: ignore[arg-type]
+        )
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)

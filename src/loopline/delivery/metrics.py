@@ -1,0 +1,242 @@
+"""Model metrics for the performance gate, and a paired bootstrap of their difference.
+
+Classifiers: accuracy, precision, recall, f1 (binary: of the greater class label; more
+classes: macro average), auc (one-vs-rest for more than two classes) and logloss (the last
+two need class probabilities). Regressors: rmse, mae, r2. All come from
+:mod:`sklearn.metrics`.
+
+Example:
+    >>> import numpy as np
+    >>> out = Outputs(np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]), None, np.array([0, 1]))
+    >>> compute("classification", out)["accuracy"]
+    0.75
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from loopline.delivery.thresholds import CLASSIFICATION_METRICS, REGRESSION_METRICS, Task
+
+Array = np.ndarray[Any, Any]
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What one model produced on the held-out rows, with the true labels.
+
+    ``proba`` holds one column per class in ``classes`` order (None without probabilities).
+    """
+
+    y_true: Array
+    y_pred: Array
+    proba: Array | None
+    classes: Array | None
+
+    def take(self, idx: Array) -> Outputs:
+        """The same outputs for the rows ``idx`` (a bootstrap sample).
+
+        Example:
+            >>> import numpy as np
+            >>> y = np.array([0, 1, 1])
+            >>> Outputs(y, y, None, None).take(np.array([2, 2])).y_true.tolist()
+            [1, 1]
+        """
+        proba = None if self.proba is None else self.proba[idx]
+        return Outputs(self.y_true[idx], self.y_pred[idx], proba, self.classes)
+
+
+def _averaging(out: Outputs) -> dict[str, Any]:
+    classes = out.classes if out.classes is not None else np.unique(out.y_true)
+    if len(classes) == 2:
+        return {"average": "binary", "pos_label": classes[1]}
+    return {"average": "macro", "labels": classes}
+
+
+def _auc(out: Outputs) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    if out.proba is None or out.classes is None:
+        raise _Missing("the model gives no class probabilities (predict_proba)")
+    if len(np.unique(out.y_true)) < 2:
+        raise _Missing("the labels hold one class only")
+    if out.proba.shape[1] == 2:
+        positive = out.y_true == out.classes[1]
+        return float(roc_auc_score(positive, out.proba[:, 1]))
+    return float(roc_auc_score(out.y_true, out.proba, multi_class="ovr", labels=list(out.classes)))
+
+
+def _logloss(out: Outputs) -> float:
+    from sklearn.metrics import log_loss
+
+    if out.proba is None or out.classes is None:
+        raise _Missing("the model gives no class probabilities (predict_proba)")
+    return float(log_loss(out.y_true, out.proba, labels=list(out.classes)))
+
+
+def _classification(name: str) -> Callable[[Outputs], float]:
+    def metric(out: Outputs) -> float:
+        from sklearn import metrics as skm
+
+        if name == "accuracy":
+            return float(skm.accuracy_score(out.y_true, out.y_pred))
+        fn = {"precision": skm.precision_score, "recall": skm.recall_score, "f1": skm.f1_score}
+        return float(fn[name](out.y_true, out.y_pred, zero_division=0, **_averaging(out)))
+
+    return metric
+
+
+def _regression(name: str) -> Callable[[Outputs], float]:
+    def metric(out: Outputs) -> float:
+        from sklearn import metrics as skm
+
+        y, p = out.y_true.astype(np.float64), out.y_pred.astype(np.float64)
+        if name == "rmse":
+            return math.sqrt(float(skm.mean_squared_error(y, p)))
+        if name == "mae":
+            return float(skm.mean_absolute_error(y, p))
+        return float(skm.r2_score(y, p))
+
+    return metric
+
+
+METRICS: dict[str, Callable[[Outputs], float]] = {
+    **{m: _classification(m) for m in ("accuracy", "precision", "recall", "f1")},
+    "auc": _auc,
+    "logloss": _logloss,
+    **{m: _regression(m) for m in REGRESSION_METRICS},
+}
+
+
+class _Missing(Exception):
+    """A metric cannot be computed for this model or data (the message says why)."""
+
+
+def value(name: str, out: Outputs) -> float:
+    """One metric; raises ``ValueError`` saying why when it cannot be computed.
+
+    Example:
+        >>> import numpy as np
+        >>> out = Outputs(np.array([1.0, 2.0]), np.array([1.0, 3.0]), None, None)
+        >>> value("mae", out)
+        0.5
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = METRICS[name](out)
+    except _Missing as exc:
+        raise ValueError(str(exc)) from exc
+    if not math.isfinite(result):
+        raise ValueError(f"{name} is not finite ({result})")
+    return result
+
+
+def compute(task: Task, out: Outputs) -> dict[str, float]:
+    """Every metric of ``task`` that can be computed for these outputs.
+
+    Example:
+        >>> import numpy as np
+        >>> out = Outputs(np.array([1.0, 2.0]), np.array([1.0, 2.0]), None, None)
+        >>> compute("regression", out)["rmse"]
+        0.0
+    """
+    names = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+    result: dict[str, float] = {}
+    for name in names:
+        try:
+            result[name] = value(name, out)
+        except ValueError:
+            continue
+    return result
+
+
+def why_missing(name: str, out: Outputs) -> str:
+    """Why ``name`` could not be computed (for the verdict's reasons).
+
+    Example:
+        >>> import numpy as np
+        >>> why_missing("auc", Outputs(np.array([0, 1]), np.array([0, 1]), None, None))
+        'the model gives no class probabilities (predict_proba)'
+    """
+    try:
+        value(name, out)
+    except ValueError as exc:
+        return str(exc)
+    return "not computed"
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A bootstrap confidence interval of the change (challenger minus champion)."""
+
+    low: float
+    high: float
+    confidence: float
+    samples: int
+
+    def to_dict(self) -> dict[str, float]:
+        """Plain data for JSON.
+
+        Example:
+            >>> Interval(-0.1, 0.2, 0.95, 100).to_dict()["low"]
+            -0.1
+        """
+        return {
+            "low": self.low,
+            "high": self.high,
+            "confidence": self.confidence,
+            "samples": self.samples,
+        }
+
+
+def bootstrap_change(
+    name: str,
+    challenger: Outputs,
+    champion: Outputs,
+    *,
+    samples: int,
+    confidence: float,
+    seed: int,
+    relative: bool = False,
+) -> Interval | None:
+    """A paired bootstrap interval of ``metric(challenger) - metric(champion)``.
+
+    The same resampled rows score both models; resamples where the metric is undefined
+    (e.g. one class only) are dropped. ``relative`` divides by the champion's value.
+    None when fewer than half of the resamples give a value.
+
+    Example:
+        >>> import numpy as np
+        >>> y = np.array([0.0, 1.0, 2.0, 3.0])
+        >>> a, b = Outputs(y, y, None, None), Outputs(y, y + 1, None, None)
+        >>> bootstrap_change("mae", a, b, samples=50, confidence=0.9, seed=0).high
+        -1.0
+    """
+    rng = np.random.default_rng(seed)
+    n = len(challenger.y_true)
+    diffs: list[float] = []
+    for _ in range(samples):
+        idx = rng.integers(0, n, size=n)
+        try:
+            a = value(name, challenger.take(idx))
+            b = value(name, champion.take(idx))
+        except ValueError:
+            continue
+        if relative:
+            if b == 0:
+                continue
+            diffs.append((a - b) / abs(b))
+        else:
+            diffs.append(a - b)
+    if len(diffs) < samples / 2:
+        return None
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(np.asarray(diffs), [alpha, 1 - alpha])
+    return Interval(float(low), float(high), confidence, len(diffs))

@@ -1,0 +1,213 @@
+"""Loop policies: per model, what to watch, when to act, how to retrain, gate and roll out.
+
+One YAML file per model under ``policies/*.yaml``, or a table ``[loopline.loop.MODEL]`` in
+``loopline.toml``, checked by pydantic; a wrong key or value is a
+:class:`~loopline.errors.ConfigError` that names the file and the key.
+
+**When the loop acts.** By default on *any drifted model feature* or a live metric below
+its floor, not on Evidently's dataset verdict (at least 50 % of the columns drifted): with
+12 features, a loop waiting for 6 to drift would keep serving a model whose three most
+important inputs have moved, and the labels that would show the decay arrive days late.
+One drifted feature the model reads is enough to retrain; columns it does not read
+trigger nothing. ``monitor.drift.share`` switches to a share rule when a model is known to
+tolerate some drift.
+
+Example file ``policies/flights.yaml``::
+
+    model: flights
+    data: flights                     # the dataset whose newest version retrains
+    reference: flights-train          # drift reference: this dataset as the model saw it
+    monitor:
+      window_requests: 1000
+      min_rows: 300
+      floors: {auc: 0.6}
+    retrain:
+      pipeline: mypkg.train:train     # takes a DatasetVersion, returns a run/logged model
+    gate:
+      dataset: flights-holdout
+      thresholds: {label: late, metrics: {auc: {lower: 0.6, change: {absolute: -0.01}}}}
+    rollout:
+      strategy: canary
+      options: {steps: [25, 50, 100], window_requests: 100}
+    cooldown_seconds: 3600
+
+Example:
+    >>> p = LoopPolicy.model_validate({"model": "m", "data": "d",
+    ...     "retrain": {"pipeline": "pkg.mod:train"}, "gate": {"dataset": "h",
+    ...     "thresholds": {"label": "y", "metrics": {"auc": {"lower": 0.6}}}}})
+    >>> p.monitor.window_requests, p.rollout.strategy
+    (1000, 'canary')
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from loopline.errors import ConfigError
+from loopline.monitoring.alerts import AlertRule
+
+_TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DriftMonitor(_Strict):
+    """Which drift verdict triggers: any drifted feature (default) or a share of them."""
+
+    enabled: bool = True
+    share: float | None = Field(None, gt=0, le=1)
+
+
+class Monitor(_Strict):
+    """What the loop watches: the newest ``window_requests`` predictions of the stable
+    version; ``floors`` are live metrics that trigger when they fall below."""
+
+    window_requests: int = Field(1000, ge=10)
+    min_rows: int = Field(200, ge=1)
+    min_labels: int = Field(100, ge=1)
+    drift: DriftMonitor = Field(default_factory=DriftMonitor)
+    floors: dict[str, float] = Field(default_factory=dict)
+    ceilings: dict[str, float] = Field(default_factory=dict)
+
+
+class Retrain(_Strict):
+    """The pipeline that retrains: ``module:function`` taking the newest data version."""
+
+    pipeline: str
+    experiment: str | None = None
+
+    @field_validator("pipeline")
+    @classmethod
+    def _target(cls, value: str) -> str:
+        if not _TARGET.match(value):
+            raise ValueError("write it as 'package.module:function'")
+        return value
+
+
+class Gate(_Strict):
+    """The held-out dataset (its newest version) and the thresholds of ``ll.gates``."""
+
+    dataset: str
+    thresholds: dict[str, Any]
+
+
+class Rollout(_Strict):
+    """How a blessed challenger is deployed: a strategy and ``ll.deploy`` options."""
+
+    strategy: Literal["canary", "direct", "blue_green", "shadow", "ab"] = "canary"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class LoopPolicy(_Strict):
+    """The loop's policy for one model."""
+
+    model: str = Field(min_length=1)
+    data: str = Field(min_length=1)
+    reference: str | None = None
+    features: list[str] | None = None
+    monitor: Monitor = Field(default_factory=Monitor)
+    retrain: Retrain
+    gate: Gate
+    rollout: Rollout = Field(default_factory=Rollout)
+    cooldown_seconds: float = Field(3600.0, ge=0)
+    webhook: str | None = None
+    alerts: list[AlertRule] = Field(default_factory=list)
+    source: str = Field("", exclude=True)
+
+    def pipeline_function(self) -> Callable[..., Any]:
+        """Import the retraining function named by ``retrain.pipeline``.
+
+        Example:
+            >>> # policy.pipeline_function()(ll.datasets.get("flights"))
+        """
+        module_name, _, attr = self.retrain.pipeline.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+            fn = getattr(module, attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(
+                f"{self.source or 'policy'}: retrain.pipeline: cannot import "
+                f"{self.retrain.pipeline!r}: {exc}",
+                hint="name an importable 'package.module:function'",
+            ) from exc
+        if not callable(fn):
+            raise ConfigError(
+                f"{self.source or 'policy'}: retrain.pipeline: {self.retrain.pipeline!r} "
+                "is not a function"
+            )
+        return fn  # type: ignore[no-any-return]
+
+
+def parse_policy(data: Any, source: str) -> LoopPolicy:
+    """Validate one policy; ConfigError names ``source`` and the bad key.
+
+    Example:
+        >>> parse_policy({"model": "m"}, "p.yaml")
+        Traceback (most recent call last):
+        ...
+        loopline.errors.ConfigError: p.yaml: data: Field required
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a loop policy is a mapping, got {type(data).__name__}")
+    try:
+        policy = LoopPolicy.model_validate(data)
+    except ValidationError as exc:
+        # a typo shows as an unknown key and a missing one: name the typo first
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        err = errors[0]
+        key = ".".join(str(p) for p in err["loc"]) or "policy"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(
+            f"{source}: {key}: {str(msg).removeprefix('Value error, ')}{more}",
+            hint="see `loopline loop --help` and loopline/loop/policy.py for the keys",
+        ) from exc
+    policy.source = source
+    return policy
+
+
+def load_policies(root: str | Path = ".") -> list[LoopPolicy]:
+    """Every policy in ``root/policies/*.yaml`` and ``[loopline.loop.*]`` of
+    ``root/loopline.toml``; ConfigError on a bad one or a model named twice.
+
+    Example:
+        >>> # [p.model for p in load_policies()]
+    """
+    base = Path(root)
+    found: list[LoopPolicy] = []
+    for path in sorted((base / "policies").glob("*.y*ml")):
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        found.append(parse_policy(data, str(path)))
+    toml = base / "loopline.toml"
+    if toml.is_file():
+        try:
+            doc = tomllib.loads(toml.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{toml}: not valid TOML: {exc}") from exc
+        section = doc.get("loopline", doc).get("loop", {})
+        for name, data in section.items():
+            if isinstance(data, dict):
+                data = {"model": name, **data}
+            found.append(parse_policy(data, f"{toml} [loopline.loop.{name}]"))
+    seen: dict[str, str] = {}
+    for p in found:
+        if p.model in seen:
+            raise ConfigError(
+                f"model {p.model!r} has two loop policies: {seen[p.model]} and {p.source}",
+                hint="keep one",
+            )
+        seen[p.model] = p.source
+    return found

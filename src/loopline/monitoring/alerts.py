@@ -1,0 +1,236 @@
+"""Alerts: threshold rules evaluated per window, stored, audited and posted to a webhook.
+
+A rule names a metric of a :class:`~loopline.monitoring.performance.WindowMetrics`
+(``auc``, ``accuracy``, ``rmse``, ``latency_p99_ms``, ``drift_share``,
+``drifted_features``, a business event, ...), a comparison and a threshold, e.g.
+``AlertRule(metric="auc", op="<", threshold=0.65)``. :func:`check_rules` returns the
+breaches; :func:`raise_alert` stores one alert in ``alerts`` and the audit log (in one
+transaction), then POSTs it as JSON to the webhook, with a timeout and retries (backing
+off); whether the webhook took it is recorded on the alert.
+
+Example:
+    >>> rule = AlertRule(metric="latency_p99_ms", op=">", threshold=50)
+    >>> rule.breached(80.0), rule.breached(None)
+    (True, False)
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
+
+from loopline.core.context import Context, get_context
+from loopline.monitoring.performance import WindowMetrics
+from loopline.monitoring.tables import alerts
+
+log = logging.getLogger("loopline.monitoring")
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+class AlertRule(BaseModel):
+    """``metric op threshold`` on a window: e.g. ``auc < 0.65`` or ``drift_share > 0.2``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str = Field(min_length=1)
+    op: Literal["<", "<=", ">", ">="] = "<"
+    threshold: float
+    severity: Literal["info", "warning", "critical"] = "warning"
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The rule's name, or ``metric op threshold``.
+
+        Example:
+            >>> AlertRule(metric="auc", op="<", threshold=0.6).label
+            'auc < 0.6'
+        """
+        return self.name or f"{self.metric} {self.op} {self.threshold:g}"
+
+    def breached(self, value: float | None) -> bool:
+        """Whether ``value`` crosses the threshold (a missing value never does).
+
+        Example:
+            >>> AlertRule(metric="auc", op="<", threshold=0.6).breached(0.55)
+            True
+        """
+        return value is not None and _OPS[self.op](value, self.threshold)
+
+
+@dataclass(frozen=True)
+class Breach:
+    """A rule crossed in a window, with the value that crossed it."""
+
+    rule: AlertRule
+    window: WindowMetrics
+    value: float
+
+
+@dataclass
+class Alert:
+    """A stored alert."""
+
+    id: int
+    model: str
+    rule: str
+    severity: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+    delivered: bool = False
+    ts: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The alert as the JSON the webhook receives.
+
+        Example:
+            >>> Alert(1, "m", "auc < 0.6", "warning", "auc fell")["rule"]
+            'auc < 0.6'
+        """
+        return {
+            "id": self.id,
+            "model": self.model,
+            "rule": self.rule,
+            "severity": self.severity,
+            "message": self.message,
+            "details": self.details,
+            "ts": self.ts,
+            "source": "loopline",
+        }
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+
+def check_rules(rules: Sequence[AlertRule], windows: Sequence[WindowMetrics]) -> list[Breach]:
+    """Every (rule, window) whose value crosses the rule's threshold.
+
+    Example:
+        >>> w = WindowMetrics(0, 1, "1", 10, 10, 10, {"auc": 0.5})
+        >>> [b.value for b in check_rules([AlertRule(metric="auc", threshold=0.6)], [w])]
+        [0.5]
+    """
+    out = []
+    for w in windows:
+        for rule in rules:
+            value = w.value(rule.metric)
+            if rule.breached(value):
+                assert value is not None
+                out.append(Breach(rule, w, value))
+    return out
+
+
+def post_webhook(
+    url: str, payload: dict[str, Any], *, timeout: float = 5.0, retries: int = 3
+) -> bool:
+    """POST ``payload`` as JSON; retry on errors and 5xx with backoff; True when a 2xx came.
+
+    Example:
+        >>> # post_webhook("http://127.0.0.1:9000/hook", {"text": "auc fell"})
+    """
+    import httpx
+
+    body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+    headers = {"content-type": "application/json"}
+    delay = 0.2
+    for attempt in range(retries + 1):
+        try:
+            r = httpx.post(url, content=body, headers=headers, timeout=timeout)
+        except httpx.HTTPError as exc:
+            log.warning("webhook %s attempt %d failed: %s", url, attempt + 1, exc)
+        else:
+            if r.is_success:
+                return True
+            log.warning("webhook %s attempt %d answered %d", url, attempt + 1, r.status_code)
+            if r.status_code < 500 and r.status_code != 429:
+                return False
+        if attempt < retries:
+            time.sleep(delay)
+            delay *= 2
+    return False
+
+
+def raise_alert(
+    model: str,
+    rule: str,
+    message: str,
+    *,
+    details: dict[str, Any] | None = None,
+    severity: str = "warning",
+    webhook: str | None = None,
+    timeout: float = 5.0,
+    retries: int = 3,
+    ctx: Context | None = None,
+) -> Alert:
+    """Store an alert and its audit event, then post it to ``webhook`` (if any).
+
+    Example:
+        >>> # raise_alert("flights", "auc < 0.6", "live AUC 0.55 over 500 labels",
+        >>> #             webhook="https://hooks.example.com/loopline")
+    """
+    ctx = ctx or get_context()
+    now = time.time()
+    info = details or {}
+    with ctx.engine.begin() as conn:
+        new_id = conn.execute(
+            sa.insert(alerts)
+            .values(
+                model=model,
+                rule=rule,
+                severity=severity,
+                message=message,
+                details=orjson.dumps(info, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
+                delivered=False,
+                ts=now,
+            )
+            .returning(alerts.c.id)
+        ).scalar_one()
+        ctx.audit(
+            conn,
+            action="alert.raise",
+            object_type="model",
+            object_id=model,
+            after={"alert_id": new_id, "rule": rule, "severity": severity, **info},
+            reason=message,
+        )
+    alert = Alert(int(new_id), model, rule, severity, message, info, False, now)
+    if webhook:
+        alert.delivered = post_webhook(webhook, alert.to_dict(), timeout=timeout, retries=retries)
+        with ctx.engine.begin() as conn:
+            conn.execute(
+                sa.update(alerts).where(alerts.c.id == alert.id).values(delivered=alert.delivered)
+            )
+    return alert
+
+
+def list_alerts(model: str | None = None, limit: int = 100) -> list[Alert]:
+    """The newest alerts (of ``model``), newest first.
+
+    Example:
+        >>> # [a.rule for a in list_alerts("flights")]
+    """
+    q = sa.select(alerts).order_by(alerts.c.id.desc()).limit(limit)
+    if model is not None:
+        q = q.where(alerts.c.model == model)
+    with get_context().engine.connect() as conn:
+        rows = conn.execute(q).all()
+    return [
+        Alert(
+            r.id, r.model, r.rule, r.severity, r.message, orjson.loads(r.details), r.delivered, r.ts
+        )
+        for r in rows
+    ]

@@ -1,0 +1,66 @@
+"""Business metrics: events with a value (revenue, a refund, a click), optionally tied to a
+request id so that they are attributed to the model version that answered it.
+
+They are few compared with predictions, so each is one row in ``business_events``.
+
+Example:
+    >>> # ll.monitor.log_business("rebooking_cost", 120.0, request_id="r-1")
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pandas as pd
+import sqlalchemy as sa
+
+from loopline.core.context import get_context
+from loopline.errors import InvalidInput
+from loopline.monitoring.tables import business_events
+
+
+def log_business(event: str, value: float, request_id: str | None = None) -> None:
+    """Record one business event with its value (summed per window by ``performance``).
+
+    Example:
+        >>> # ll.monitor.log_business("delay_cost", 75.0, request_id="r-1")
+    """
+    if not isinstance(event, str) or not event or len(event) > 200:
+        raise InvalidInput(
+            f"The 'event' parameter of log_business must be a name of 1-200 characters. "
+            f"Got {event!r} instead.",
+            field="event",
+        )
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        raise InvalidInput(
+            f"The 'value' parameter of log_business must be a finite number. "
+            f"Got {value!r} instead.",
+            field="value",
+        )
+    with get_context().engine.begin() as conn:
+        conn.execute(
+            sa.insert(business_events).values(
+                event=event,
+                value=float(value),
+                request_id=None if request_id is None else str(request_id),
+                ts=time.time(),
+            )
+        )
+
+
+def read_business(start: float | None = None, end: float | None = None) -> pd.DataFrame:
+    """Business events between ``start`` and ``end`` (epoch seconds), oldest first.
+
+    Example:
+        >>> # read_business().groupby("event")["value"].sum()
+    """
+    t = business_events
+    q = sa.select(t.c.event, t.c.value, t.c.request_id, t.c.ts).order_by(t.c.id)
+    if start is not None:
+        q = q.where(t.c.ts >= start)
+    if end is not None:
+        q = q.where(t.c.ts < end)
+    with get_context().engine.connect() as conn:
+        rows = conn.execute(q).all()
+    return pd.DataFrame(rows, columns=["event", "value", "request_id", "ts"])

@@ -1,0 +1,315 @@
+"""Live performance: the prediction log joined with the labels that arrived, per window.
+
+For each window (an hour, a day, or N requests in time order) and each model version:
+accuracy, precision, recall and AUC (classification) or RMSE and MAE (regression) over the
+labelled rows; latency p50/p99 and throughput over the requests; the sums of business
+events; and data drift of the window's inputs against a reference, computed with a
+:class:`~loopline.monitoring.sketch.DriftSketch` built once from the reference.
+
+AUC is computed from ``_score`` when the server logged one, else from the predicted class
+(then it is the balanced accuracy of the hard decision, still comparable across windows).
+
+Example:
+    >>> # for w in ll.monitor.performance("flights", window="hour", reference="flights-train@1"):
+    >>> #     print(w.start, w.version, w.metrics.get("auc"), w.drifted)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+
+import numpy as np
+import pandas as pd
+
+from loopline.errors import InvalidInput
+from loopline.monitoring.business import read_business
+from loopline.monitoring.labels import read_labels
+from loopline.monitoring.prediction_log import read_predictions
+from loopline.monitoring.sketch import DriftSketch
+
+Task = Literal["classification", "regression"]
+Window = Literal["hour", "day"] | int
+
+
+@dataclass
+class WindowMetrics:
+    """The live metrics of one model version over one window."""
+
+    start: float
+    end: float
+    version: str
+    requests: int
+    rows: int
+    labelled: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    latency_p50_ms: float | None = None
+    latency_p99_ms: float | None = None
+    throughput_rps: float | None = None
+    business: dict[str, float] = field(default_factory=dict)
+    drifted: list[str] = field(default_factory=list)
+    drift_scores: dict[str, float] = field(default_factory=dict)
+
+    def value(self, name: str) -> float | None:
+        """A metric by name: a live metric, ``latency_p99_ms``, ``drift_share``, ...
+
+        Example:
+            >>> WindowMetrics(0, 1, "1", 10, 10, 0, {"auc": 0.7}).value("auc")
+            0.7
+        """
+        if name in self.metrics:
+            return self.metrics[name]
+        if name in self.business:
+            return self.business[name]
+        if name == "drift_share":
+            total = len(self.drift_scores)
+            return len(self.drifted) / total if total else None
+        if name == "drifted_features":
+            return float(len(self.drifted))
+        found = getattr(self, name, None)
+        return float(found) if isinstance(found, int | float) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The window as plain data.
+
+        Example:
+            >>> WindowMetrics(0, 1, "1", 10, 10, 0).to_dict()["requests"]
+            10
+        """
+        return {
+            "start": self.start,
+            "end": self.end,
+            "version": self.version,
+            "requests": self.requests,
+            "rows": self.rows,
+            "labelled": self.labelled,
+            "metrics": self.metrics,
+            "latency_p50_ms": self.latency_p50_ms,
+            "latency_p99_ms": self.latency_p99_ms,
+            "throughput_rps": self.throughput_rps,
+            "business": self.business,
+            "drifted": self.drifted,
+            "drift_scores": self.drift_scores,
+        }
+
+
+def _check_window(window: Window) -> None:
+    if window in ("hour", "day"):
+        return
+    if isinstance(window, int) and not isinstance(window, bool) and window >= 1:
+        return
+    raise InvalidInput(
+        "The 'window' parameter of performance must be 'hour', 'day' or a number of "
+        f"requests >= 1. Got {window!r} instead.",
+        field="window",
+    )
+
+
+def assign_windows(frame: pd.DataFrame, window: Window) -> pd.Series:
+    """The window start of each row: the hour/day, or the first timestamp of each run of
+    ``window`` requests (in time order).
+
+    Example:
+        >>> f = pd.DataFrame({"_ts": [0.0, 10.0, 4000.0], "_request_id": ["a", "b", "c"]})
+        >>> assign_windows(f, "hour").tolist()
+        [0.0, 0.0, 3600.0]
+    """
+    _check_window(window)
+    ts = frame["_ts"].astype(float)
+    if window in ("hour", "day"):
+        span = 3600.0 if window == "hour" else 86400.0
+        return pd.Series(np.floor(ts.to_numpy() / span) * span, index=frame.index)
+    assert isinstance(window, int)
+    first = frame.groupby("_request_id", sort=False)["_ts"].min().sort_values(kind="stable")
+    ordinal = pd.Series(np.arange(len(first)) // window, index=first.index)
+    starts = first.groupby(ordinal).transform("min")
+    return frame["_request_id"].map(pd.Series(starts.values, index=first.index)).astype(float)
+
+
+def infer_task(y: pd.Series) -> Task:
+    """``classification`` when the labels are a few whole numbers, else ``regression``.
+
+    Example:
+        >>> infer_task(pd.Series([0.0, 1.0, 1.0]))
+        'classification'
+    """
+    values = pd.to_numeric(y, errors="coerce").dropna()
+    if values.empty:
+        return "classification"
+    whole = bool(np.all(np.equal(np.mod(values, 1), 0)))
+    return "classification" if whole and values.nunique() <= 20 else "regression"
+
+
+def label_metrics(
+    y_true: pd.Series, y_pred: pd.Series, score: pd.Series | None, task: Task
+) -> dict[str, float]:
+    """Accuracy/precision/recall/AUC or RMSE/MAE of labelled rows.
+
+    Example:
+        >>> m = label_metrics(pd.Series([1, 0]), pd.Series([1, 1]), None, "classification")
+        >>> m["accuracy"]
+        0.5
+    """
+    from sklearn import metrics as skm
+
+    if len(y_true) == 0:
+        return {}
+    if task == "regression":
+        yt = pd.to_numeric(y_true, errors="coerce").astype(float)
+        yp = pd.to_numeric(y_pred, errors="coerce").astype(float)
+        err = yp - yt
+        return {
+            "rmse": float(math.sqrt(float(np.nanmean(err**2)))),
+            "mae": float(np.nanmean(np.abs(err))),
+        }
+    yt_s = y_true.astype(str).str.replace(r"\.0$", "", regex=True)
+    yp_s = y_pred.astype(str).str.replace(r"\.0$", "", regex=True)
+    out = {"accuracy": float(skm.accuracy_score(yt_s, yp_s))}
+    classes = sorted(set(yt_s) | set(yp_s))
+    if len(classes) <= 2:
+        positive = "1" if "1" in classes else classes[-1]
+        out["precision"] = float(
+            skm.precision_score(yt_s, yp_s, pos_label=positive, zero_division=0)
+        )
+        out["recall"] = float(skm.recall_score(yt_s, yp_s, pos_label=positive, zero_division=0))
+        truth = (yt_s == positive).astype(int)
+        if truth.nunique() == 2:
+            ranked = (
+                score.astype(float)
+                if score is not None and score.notna().all()
+                else (yp_s == positive).astype(int)
+            )
+            out["auc"] = float(skm.roc_auc_score(truth, ranked))
+    else:
+        out["precision"] = float(skm.precision_score(yt_s, yp_s, average="macro", zero_division=0))
+        out["recall"] = float(skm.recall_score(yt_s, yp_s, average="macro", zero_division=0))
+    return out
+
+
+def reference_sketch(reference: Any, features: list[str] | None) -> DriftSketch:
+    """A drift sketch of the reference: a DriftSketch (kept), a DataFrame, a file or a
+    dataset reference ``"name@version"``.
+
+    Example:
+        >>> reference_sketch(pd.DataFrame({"x": [1.0, 2.0, 3.0]}), None).columns
+        ['x']
+    """
+    if isinstance(reference, DriftSketch):
+        return reference
+    if isinstance(reference, str) and "@" in reference and not reference.endswith(".parquet"):
+        from loopline.data.datasets import get, parse_ref
+
+        name, version = parse_ref(reference)
+        reference = get(name, "latest" if version is None else version).to_pandas()
+    return DriftSketch.from_reference(reference, columns=features)
+
+
+def _percentile(values: pd.Series, q: float) -> float | None:
+    vals = values.dropna().to_numpy(dtype=float)
+    return float(np.percentile(vals, q)) if len(vals) else None
+
+
+def performance(
+    model: str,
+    *,
+    window: Window = "hour",
+    start: float | pd.Timestamp | str | None = None,
+    end: float | pd.Timestamp | str | None = None,
+    last: int | None = None,
+    task: Task | None = None,
+    reference: Any = None,
+    features: list[str] | None = None,
+    by_version: bool = True,
+) -> list[WindowMetrics]:
+    """Live metrics of ``model`` per window and version, from the prediction log and the
+    labels and business events that arrived; drift per window when ``reference`` is given
+    (only ``features`` tested when given).
+
+    Example:
+        >>> # ll.monitor.performance("flights", window=500, reference="flights-train@1")
+    """
+    _check_window(window)
+    frame = read_predictions(model, start=start, end=end, last=last)
+    if frame.empty:
+        return []
+    frame["_window"] = assign_windows(frame, window)
+    labels = read_labels()
+    if not labels.empty:
+        frame = frame.merge(
+            labels.rename(columns={"request_id": "_request_id"})[
+                ["_request_id", "label", "label_num"]
+            ],
+            on="_request_id",
+            how="left",
+        )
+    else:
+        frame["label"] = None
+        frame["label_num"] = np.nan
+    labelled_all = frame[frame["label"].notna()]
+    if task is None:
+        use = (
+            labelled_all["label_num"]
+            if labelled_all["label_num"].notna().all()
+            else labelled_all["label"]
+        )
+        task = infer_task(use) if not labelled_all.empty else "classification"
+    sketch = reference_sketch(reference, features) if reference is not None else None
+    business = read_business(float(frame["_ts"].min()))
+    keys = ["_window", "_version"] if by_version else ["_window"]
+    out: list[WindowMetrics] = []
+    span = 86400.0 if window == "day" else 3600.0
+    for key, group in frame.groupby(keys, sort=True):
+        parts = key if isinstance(key, tuple) else (key,)
+        w_start = float(cast(float, parts[0]))
+        version = str(parts[1]) if by_version else "*"
+        requests = group.drop_duplicates("_request_id")
+        if isinstance(window, int):
+            w_end = float(group["_ts"].max())
+            seconds = max(w_end - float(group["_ts"].min()), 1e-9)
+        else:
+            w_end = w_start + span
+            seconds = max(float(group["_ts"].max()) - float(group["_ts"].min()), 1.0)
+        labelled = group[group["label"].notna()]
+        truth = labelled["label_num"] if task == "regression" else labelled["label"]
+        score = labelled["_score"] if "_score" in labelled.columns else None
+        w = WindowMetrics(
+            start=w_start,
+            end=w_end,
+            version=version,
+            requests=len(requests),
+            rows=len(group),
+            labelled=len(labelled),
+            metrics=label_metrics(truth, labelled["_prediction"], score, task),
+            latency_p50_ms=_percentile(requests["_latency_ms"], 50),
+            latency_p99_ms=_percentile(requests["_latency_ms"], 99),
+            throughput_rps=len(requests) / seconds,
+        )
+        if not business.empty:
+            mine = business[business["request_id"].isin(set(requests["_request_id"]))]
+            if not by_version:
+                lo, hi = float(group["_ts"].min()), float(group["_ts"].max())
+                loose = business[business["request_id"].isna() & business["ts"].between(lo, hi)]
+                mine = pd.concat([mine, loose])
+            w.business = {str(k): float(v) for k, v in mine.groupby("event")["value"].sum().items()}
+        if sketch is not None:
+            report = (
+                sketch.window()
+                .update(
+                    group.drop(
+                        columns=[
+                            c
+                            for c in group.columns
+                            if c.startswith("_") or c in ("label", "label_num")
+                        ]
+                    )
+                )
+                .drift()
+            )
+            w.drifted = list(report.drifted_columns)
+            w.drifted += [m for m in report.missing_columns if m not in w.drifted]
+            w.drift_scores = {
+                n: float(c.psi) for n, c in report.columns.items() if c.tested and c.psi is not None
+            }
+        out.append(w)
+    return out

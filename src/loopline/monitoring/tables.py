@@ -1,0 +1,105 @@
+"""Tables of the monitoring stage (stage 6) and of the loop that acts on it.
+
+The migration ``0008_monitoring`` creates exactly these tables
+(``tests/monitoring/test_prediction_log.py`` compares the two).
+
+* ``prediction_batches`` - one row per Parquet file of logged predictions: the model, the
+  hour it covers (epoch seconds of the hour's start), the file's digest in the artifact
+  store, its row and request counts and time span. Predictions themselves never go through
+  SQL: the model server buffers them and writes one file per model and hour per flush.
+* ``label_batches`` - one row per Parquet file of ground-truth labels (request id, label),
+  written by ``ll.monitor.log_labels`` whenever labels arrive.
+* ``business_events`` - business metrics (``ll.monitor.log_business``), one row each.
+* ``alerts`` - every alert raised: the rule, the value that crossed the threshold, the
+  window, whether the webhook took it.
+* ``loop_state`` - per model (``*`` for all): the kill switch and the last trigger time
+  (the cooldown).
+* ``loop_events`` - what the loop did, linked: alert -> pipeline run -> model version ->
+  gate verdict -> deployment revision.
+
+Example:
+    >>> prediction_batches.c.digest.nullable
+    False
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from loopline.core.schema import metadata
+
+prediction_batches = sa.Table(
+    "prediction_batches",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("hour", sa.Float, nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("requests", sa.Integer, nullable=False),
+    sa.Column("ts_min", sa.Float, nullable=False),
+    sa.Column("ts_max", sa.Float, nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Index("ix_prediction_batches_model_hour", "model", "hour"),
+)
+
+label_batches = sa.Table(
+    "label_batches",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("matched", sa.Integer, nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+)
+
+business_events = sa.Table(
+    "business_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("event", sa.String(200), nullable=False),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("request_id", sa.String(200), nullable=True),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Index("ix_business_events_ts", "ts"),
+)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("rule", sa.String(200), nullable=False),
+    sa.Column("severity", sa.String(20), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("details", sa.Text, nullable=False),
+    sa.Column("delivered", sa.Boolean(create_constraint=False), nullable=False),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Index("ix_alerts_model", "model"),
+)
+
+loop_state = sa.Table(
+    "loop_state",
+    metadata,
+    sa.Column("model", sa.String(256), primary_key=True),
+    sa.Column("paused", sa.Boolean(create_constraint=False), nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("last_trigger", sa.Float, nullable=True),
+    sa.Column("updated", sa.Float, nullable=False),
+)
+
+loop_events = sa.Table(
+    "loop_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("alert_id", sa.Integer, nullable=True),
+    sa.Column("run_id", sa.String(64), nullable=True),
+    sa.Column("model_version", sa.Integer, nullable=True),
+    sa.Column("verdict_id", sa.Integer, nullable=True),
+    sa.Column("deployment_revision", sa.Integer, nullable=True),
+    sa.Column("details", sa.Text, nullable=False),
+    sa.Index("ix_loop_events_model", "model"),
+)

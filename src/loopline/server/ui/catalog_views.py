@@ -1,0 +1,344 @@
+"""What the data and model pages show: datasets and their versions, registered models,
+their versions, aliases, gate verdicts and lineage from data to deployments.
+
+The delivery and serving stages are read through their public functions when they are
+installed; without them the pages say so instead of showing anything made up.
+
+Example:
+    >>> quote_part("churn model")
+    'churn%20model'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from loopline.core.context import Context
+from loopline.data import datasets, features
+from loopline.server.ui.graph import Layout, LineageGraph
+from loopline.server.ui.tracking_views import sql_string
+from loopline.tracking.entities import RunRecord
+from loopline.tracking.query import search_runs
+from loopline.tracking.store import get_runs
+from loopline.training import registry_store
+from loopline.training.registry_store import ModelVersion
+
+if TYPE_CHECKING:
+    from loopline.delivery.gates import GateVerdict
+    from loopline.serving.store import Deployment, DeploymentEvent
+
+#: Model versions per page of a model.
+VERSIONS_PER_PAGE = 25
+#: Registered models per page.
+MODELS_PER_PAGE = 50
+#: Files listed for a version of a folder dataset.
+MAX_FILES = 200
+#: Runs listed as readers of a dataset version (the runs page lists them all).
+MAX_READERS = 50
+
+
+def quote_part(text: str) -> str:
+    """``text`` quoted for one path segment of a URL.
+
+    Example:
+        >>> quote_part("a/b")
+        'a%2Fb'
+    """
+    return quote(str(text), safe="")
+
+
+def stage_missing(exc: ModuleNotFoundError, *modules: str) -> bool:
+    """True when ``exc`` says one of ``modules`` (a stage not installed yet) is missing;
+    any other missing module is a real error and the caller re-raises it.
+
+    Example:
+        >>> stage_missing(ModuleNotFoundError(name="loopline.serving"), "loopline.serving")
+        True
+    """
+    return exc.name is not None and any(
+        exc.name == m or m.startswith(exc.name + ".") for m in modules
+    )
+
+
+# -- datasets -----------------------------------------------------------------------------
+
+
+def dataset_list() -> dict[str, Any]:
+    """Every dataset with its newest version, and every feature view."""
+    return {"datasets": datasets.list_datasets(), "views": features.list_views()}
+
+
+def _column_rows(v: datasets.DatasetVersion) -> list[dict[str, Any]]:
+    rows = []
+    for column, dtype in v.schema.items():
+        stats = v.stats.get(column, {})
+        count, nulls = stats.get("count"), stats.get("nulls")
+        total = (count or 0) + (nulls or 0)
+        rows.append(
+            {
+                "name": column,
+                "type": dtype,
+                "stats": stats,
+                "null_share": (nulls / total) if total and nulls is not None else None,
+            }
+        )
+    return rows
+
+
+def dataset_detail(ctx: Context, name: str, version: int | None) -> dict[str, Any]:
+    """The versions of ``name``, and the schema, statistics, files and readers of one."""
+    all_versions = datasets.versions(name)
+    if not all_versions:
+        datasets.get(name)  # NotFound naming the datasets that exist
+    chosen = next((v for v in all_versions if v.version == version), None)
+    if chosen is None:
+        chosen = datasets.get(name, "latest" if version is None else version)
+    reader_filter = (
+        f"datasets.name = {sql_string(chosen.name)} "
+        f"and datasets.version = {sql_string(str(chosen.version))}"
+    )
+    found = search_runs(ctx.engine, filter=reader_filter, max_results=MAX_READERS).runs
+    # The two conditions may match two different inputs of one run: keep true readers.
+    readers = [
+        r
+        for r in found
+        if any(i.name == chosen.name and i.version == str(chosen.version) for i in r.inputs)
+    ]
+    return {
+        "reader_filter": reader_filter,
+        "more_readers": len(found) == MAX_READERS,
+        "name": name,
+        "versions": list(reversed(all_versions)),
+        "v": chosen,
+        "columns": _column_rows(chosen),
+        "files": chosen.files[:MAX_FILES],
+        "readers": readers,
+    }
+
+
+def dataset_diff(name: str, a: int, b: int) -> dict[str, Any]:
+    """What changed from version ``a`` to version ``b`` of ``name``."""
+    return {
+        "name": name,
+        "diff": datasets.diff(f"{name}@{a}", f"{name}@{b}"),
+        "numbers": [v.version for v in reversed(datasets.versions(name))],
+        "a": a,
+        "b": b,
+    }
+
+
+# -- models -------------------------------------------------------------------------------
+
+
+def _deployments() -> tuple[dict[str, Deployment], bool]:
+    """Every deployment by name, and whether the serving stage is installed."""
+    try:
+        from loopline.serving import deploy
+    except ModuleNotFoundError as exc:
+        if stage_missing(exc, "loopline.serving.deploy"):
+            return {}, False
+        raise
+    return {d.name: d for d in deploy.list_deployments()}, True
+
+
+def _history(name: str) -> list[DeploymentEvent]:
+    from loopline.serving import deploy
+
+    return deploy.history(name)
+
+
+def _verdicts(ctx: Context, name: str) -> tuple[dict[int, GateVerdict], bool]:
+    """The newest gate verdict per version of ``name``, and whether delivery is installed."""
+    try:
+        from loopline.delivery import gates
+    except ModuleNotFoundError as exc:
+        if stage_missing(exc, "loopline.delivery.gates"):
+            return {}, False
+        raise
+    newest: dict[int, GateVerdict] = {}
+    for verdict in gates.verdicts(name, ctx=ctx):  # newest first
+        newest.setdefault(verdict.version, verdict)
+    return newest, True
+
+
+def model_list(ctx: Context, page: int, name_like: str | None) -> dict[str, Any]:
+    """One page of registered models with their aliases and what each serves."""
+    offset = (page - 1) * MODELS_PER_PAGE
+    found = registry_store.search_registered_models(
+        ctx, name_like=name_like, max_results=MODELS_PER_PAGE + 1, offset=offset
+    )
+    deployments, serving = _deployments()
+    return {
+        "models": found[:MODELS_PER_PAGE],
+        "more": len(found) > MODELS_PER_PAGE,
+        "page": page,
+        "deployments": deployments,
+        "serving_installed": serving,
+    }
+
+
+def roles(d: Deployment) -> dict[int, str]:
+    """Version -> its role in a deployment (``stable``, ``canary 25 %``, ...).
+
+    Example:
+        >>> # roles(deployment) -> {3: 'stable', 4: 'canary 25 %'}
+    """
+    out: dict[int, str] = {}
+    if d.fallback_version is not None:
+        out[d.fallback_version] = "fallback"
+    if d.standby_version is not None:
+        out[d.standby_version] = "standby"
+    if d.candidate_version is not None:
+        share = "mirrored" if d.phase == "shadow" else f"{d.traffic:g} %"
+        out[d.candidate_version] = f"{d.phase} {share}"
+    out[d.stable_version] = "stable"
+    return out
+
+
+def _past_versions(events: Iterable[DeploymentEvent]) -> set[int]:
+    past: set[int] = set()
+    for e in events:
+        for state in (e.before or {}, e.after or {}):
+            for key in ("stable", "candidate"):
+                value = state.get(key)
+                if isinstance(value, int):
+                    past.add(value)
+    return past
+
+
+def lineage(
+    versions: Sequence[ModelVersion],
+    runs: dict[str, RunRecord],
+    deployment: Deployment | None,
+    events: Sequence[DeploymentEvent],
+) -> Layout:
+    """The graph dataset versions -> runs -> model versions -> deployment."""
+    g = LineageGraph()
+    current = roles(deployment) if deployment is not None else {}
+    past = _past_versions(events)
+    for mv in versions:
+        vid = f"v:{mv.name}/{mv.version}"
+        aliases = " ".join(f"@{a}" for a in mv.aliases)
+        g.node(
+            vid,
+            "version",
+            f"{mv.name} v{mv.version}",
+            f"/models/{quote_part(mv.name)}/versions/{mv.version}",
+            aliases,
+        )
+        if mv.run_id:
+            run = runs.get(mv.run_id)
+            rid = f"r:{mv.run_id}"
+            if run is None:
+                g.node(rid, "run", mv.run_id[:12], None, "run not found")
+            else:
+                g.node(rid, "run", run.name or run.id[:12], f"/runs/{run.id}", run.experiment)
+                for item in run.inputs:
+                    did = f"d:{item.kind}:{item.name}@{item.version}"
+                    href = (
+                        f"/datasets/{quote_part(item.name)}?version={quote_part(item.version)}"
+                        if item.kind == "dataset"
+                        else None
+                    )
+                    sub = item.context or ("" if item.kind == "dataset" else item.kind)
+                    g.node(did, "dataset", f"{item.name}@{item.version}", href, sub)
+                    g.edge(did, rid)
+            g.edge(rid, vid)
+        if deployment is not None:
+            dep = f"dep:{deployment.name}"
+            if mv.version in current or mv.version in past:
+                g.node(
+                    dep,
+                    "deployment",
+                    deployment.name,
+                    f"/deployments/{quote_part(deployment.name)}",
+                    f"{deployment.phase}, revision {deployment.revision}",
+                )
+            if mv.version in current:
+                g.edge(vid, dep, current[mv.version])
+            elif mv.version in past:
+                g.edge(vid, dep, "served before", dashed=True)
+    return g.layout()
+
+
+def _deployment_of(name: str) -> tuple[Deployment | None, list[DeploymentEvent], bool]:
+    deployments, installed = _deployments()
+    found = deployments.get(name)
+    return found, (_history(name) if found is not None else []), installed
+
+
+def model_detail(ctx: Context, name: str, page: int) -> dict[str, Any]:
+    """A registered model: a page of versions with runs, verdicts, roles, and lineage."""
+    model = registry_store.get_registered_model(ctx, name)
+    offset = (page - 1) * VERSIONS_PER_PAGE
+    found = registry_store.search_model_versions(
+        ctx, name=name, max_results=VERSIONS_PER_PAGE + 1, offset=offset
+    )
+    versions = found[:VERSIONS_PER_PAGE]
+    runs = {r.id: r for r in get_runs(ctx.engine, [v.run_id for v in versions if v.run_id])}
+    verdicts, delivery = _verdicts(ctx, name)
+    deployment, events, serving = _deployment_of(name)
+    return {
+        "model": model,
+        "versions": versions,
+        "more": len(found) > VERSIONS_PER_PAGE,
+        "page": page,
+        "runs": runs,
+        "verdicts": verdicts,
+        "delivery_installed": delivery,
+        "deployment": deployment,
+        "roles": roles(deployment) if deployment is not None else {},
+        "serving_installed": serving,
+        "graph": lineage(versions, runs, deployment, events),
+    }
+
+
+def version_detail(ctx: Context, name: str, version: int) -> dict[str, Any]:
+    """One model version: its run, every gate verdict, and its own lineage graph."""
+    mv = registry_store.get_model_version(ctx, name, version)
+    runs = {r.id: r for r in get_runs(ctx.engine, [mv.run_id] if mv.run_id else [])}
+    verdict_list: list[GateVerdict] = []
+    try:
+        from loopline.delivery import gates
+    except ModuleNotFoundError as exc:
+        if not stage_missing(exc, "loopline.delivery.gates"):
+            raise
+        delivery = False
+    else:
+        delivery = True
+        verdict_list = gates.verdicts(name, version, ctx=ctx)
+    deployment, events, serving = _deployment_of(name)
+    return {
+        "mv": mv,
+        "run": runs.get(mv.run_id) if mv.run_id else None,
+        "verdicts": verdict_list,
+        "delivery_installed": delivery,
+        "deployment": deployment,
+        "role": roles(deployment).get(mv.version) if deployment is not None else None,
+        "serving_installed": serving,
+        "graph": lineage([mv], runs, deployment, events),
+    }
+
+
+@dataclass(frozen=True)
+class TableChoice:
+    """A table dataset version offered to the drift form."""
+
+    ref: str
+    rows: int | None
+
+
+def table_versions(limit_per_dataset: int = 20) -> list[TableChoice]:
+    """``NAME@VERSION`` of the newest table versions of every dataset (for the drift form)."""
+    out: list[TableChoice] = []
+    for summary in datasets.list_datasets():
+        if summary.latest_kind != "table" or summary.latest_version is None:
+            continue
+        first = max(1, summary.latest_version - limit_per_dataset + 1)
+        for number in range(summary.latest_version, first - 1, -1):
+            rows = summary.latest_row_count if number == summary.latest_version else None
+            out.append(TableChoice(f"{summary.name}@{number}", rows))
+    return out

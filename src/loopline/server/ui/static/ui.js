@@ -1,0 +1,109 @@
+// Loopline UI: draws the charts declared in the page and enables the compare button.
+// Chart data sits in <script type="application/json"> blocks; uPlot (vendored) draws it.
+"use strict";
+
+(function () {
+  const COLORS = ["#2d5bd7", "#e0772d", "#1e7d45", "#b3261e", "#7b4fd6", "#0e8a8a",
+    "#c2185b", "#6d7a00", "#5d4037", "#455a64", "#ff8f00", "#3949ab"];
+
+  // Merge series with their own x values onto one sorted x axis (null where absent).
+  function align(series) {
+    const xs = Array.from(new Set(series.flatMap((s) => s.x))).sort((a, b) => a - b);
+    const index = new Map(xs.map((x, i) => [x, i]));
+    const ys = series.map((s) => {
+      const col = new Array(xs.length).fill(null);
+      s.x.forEach((x, i) => { col[index.get(x)] = s.y[i]; });
+      return col;
+    });
+    return [xs, ...ys];
+  }
+
+  function options(spec, width, height) {
+    const kind = spec.kind;
+    const opts = {
+      width: width, height: height,
+      legend: { show: true, live: kind !== "bars" },
+      cursor: { drag: { x: kind !== "bars", y: false } },
+      scales: { x: { time: false } },
+      axes: [{ label: spec.x_label || "" }, { label: spec.y_label || "" }],
+      series: [{ label: spec.x_label || "x" }],
+    };
+    if (spec.x_time) {  // x in epoch seconds, shown in UTC like the rest of the UI
+      opts.scales.x = { time: true };
+      opts.tzDate = (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC");
+    }
+    if (kind === "bars") {
+      const labels = spec.labels || [];
+      opts.scales.x = { time: false, range: [-0.5, Math.max(labels.length - 0.5, 0.5)] };
+      opts.axes[0].splits = () => labels.map((_, i) => i);
+      opts.axes[0].values = (u, splits) => splits.map((i) => {
+        const text = labels[i] == null ? "" : String(labels[i]);
+        return text.length > 14 ? text.slice(0, 13) + "…" : text;
+      });
+      opts.axes[0].rotate = labels.length > 8 ? -40 : 0;
+      opts.axes[0].size = labels.length > 8 ? 70 : 40;
+      opts.series[0].value = (u, v) => (v == null ? "" : labels[v]);
+    }
+    spec.series.forEach((s, i) => {
+      const color = COLORS[i % COLORS.length];
+      const serie = { label: s.label, stroke: color, width: 1.5, spanGaps: true,
+        points: { show: s.x.length < 60 } };
+      if (kind === "steps") {
+        serie.paths = uPlot.paths.stepped({ align: 1 });
+        serie.fill = color + "22";
+      }
+      if (kind === "bars") {
+        const n = spec.series.length;
+        serie.paths = uPlot.paths.bars({ size: [0.8 / n, 60], align: i === 0 ? -1 : 1 });
+        serie.fill = color + (i === 0 ? "99" : "cc");
+        serie.width = 0;
+        serie.points = { show: false };
+        serie.value = (u, v) => (v == null ? "" : v.toFixed(2));
+      }
+      opts.series.push(serie);
+    });
+    return opts;
+  }
+
+  function draw(figure) {
+    const block = document.getElementById(figure.dataset.chart);
+    if (!block || typeof uPlot === "undefined") return;
+    const spec = JSON.parse(block.textContent);
+    const height = Number(figure.dataset.height || 220);
+    const width = Math.max(260, figure.clientWidth - 16);
+    const data = spec.kind === "bars"
+      ? [spec.series[0].x, ...spec.series.map((s) => s.y)]
+      : align(spec.series);
+    const opts = options(spec, width, height);
+    if (spec.kind !== "bars" && data[0].length === 1) {  // one point: centre it
+      const x = data[0][0];
+      const half = spec.x_time ? 1800 : 1;
+      opts.scales.x = Object.assign({}, opts.scales.x, { range: [x - half, x + half] });
+    }
+    const plot = new uPlot(opts, data, figure);
+    figure.classList.add("drawn");
+    new ResizeObserver(() => {
+      const w = Math.max(260, figure.clientWidth - 16);
+      if (Math.abs(w - plot.width) > 4) plot.setSize({ width: w, height: height });
+    }).observe(figure);
+  }
+
+  function compareButton() {
+    const button = document.getElementById("compare-button");
+    if (!button) return;
+    const label = document.getElementById("compare-count");
+    const boxes = Array.from(document.querySelectorAll('input[type=checkbox][form="compare-form"]'));
+    const update = () => {
+      const n = boxes.filter((b) => b.checked).length;
+      button.disabled = n < 2;
+      label.textContent = n < 2 ? "tick two or more runs" : n + " runs selected";
+    };
+    boxes.forEach((b) => b.addEventListener("change", update));
+    update();
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    document.querySelectorAll("figure.chart[data-chart]").forEach(draw);
+    compareButton();
+  });
+})();

@@ -1,0 +1,525 @@
+"""The model server (data plane): a lean ASGI app for ``loopline serve``.
+
+Endpoints::
+
+    POST /v1/models/{name}/predict    {"instances": [...]} or {"dataframe_split": {...}}
+                                      -> {"predictions": [...], "model_version": "3",
+                                          "request_id": "..."}
+    POST /v1/models/{name}/feedback   {"request_id": "...", "label": 1} (or "labels": [...])
+    GET  /v1/models, /v1/models/{name}   what is served
+    GET  /health                      200 once the deployments are loaded
+    GET  /metrics                     Prometheus text format
+
+The request path is a plain ASGI callable - no framework routing, no pydantic, no pandas
+for one row of a numeric model: the body is read (at most ``max_body_mb``; 413 beyond),
+parsed with orjson, validated against the model's signature into a numpy row and
+predicted. Every bad input is a 4xx whose JSON body names what is wrong
+(``{"error": {"code", "message", "field", "hint"}}``); the server keeps serving.
+
+When the answering version raises (or exceeds ``timeout_ms``), the stable version answers
+for a candidate, and the deployment's fallback version answers for the stable one; the
+failure is counted (metrics and the canary window). Shadow requests run after the answer
+was sent. With ``log_predictions`` every answered request is queued for the prediction
+log (:mod:`loopline.monitoring.prediction_log`: a deque append here, written in batches by
+its own thread).
+
+Example:
+    >>> # uvicorn.run(ModelServer(), host="127.0.0.1", port=8080)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import itertools
+import logging
+import os
+import secrets
+import socket
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import orjson
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from loopline.core.context import Context, get_context
+from loopline.errors import InvalidInput
+from loopline.serving.control import Controller
+from loopline.serving.inputs import MalformedBody, loads, parse
+from loopline.serving.prom import ServingMetrics
+from loopline.serving.router import Route, ServedModel
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("loopline.serving")
+_JSON = (b"content-type", b"application/json")
+_RECENT = 100_000
+_PREFIX = "/v1/models/"
+
+
+class ServeSettings(BaseSettings):
+    """Options of ``loopline serve``, also read from ``LOOPLINE_SERVE_*`` by each worker."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_SERVE_", extra="ignore")
+
+    models: list[str] = []
+    poll_interval: float = 1.0
+    max_body_mb: float = 16.0
+    multiprocess: bool = False
+    log_predictions: bool = True
+
+
+class ModelFailed(Exception):
+    """No version could answer: the last one raised or timed out."""
+
+    def __init__(self, model: ServedModel, cause: BaseException) -> None:
+        super().__init__(
+            f"version {model.version} of {model.name!r} failed: {type(cause).__name__}: {cause}"
+        )
+        self.model = model
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _error(code: str, message: str, field: str | None = None, hint: str | None = None) -> bytes:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if field:
+        body["field"] = field
+    if hint:
+        body["hint"] = hint
+    return orjson.dumps({"error": body})
+
+
+def _first(preds: list[Any]) -> Any:
+    return preds[0] if preds else None
+
+
+class ModelServer:
+    """The ASGI app: routes prediction requests to the loaded deployment versions."""
+
+    def __init__(self, ctx: Context | None = None, settings: ServeSettings | None = None) -> None:
+        self.settings = settings or ServeSettings()
+        self.ctx = ctx or get_context()
+        self.worker = f"{socket.gethostname()}-{os.getpid()}"
+        self.control = Controller(
+            self.ctx,
+            worker=self.worker,
+            models=self.settings.models,
+            poll_interval=self.settings.poll_interval,
+        )
+        self.metrics = ServingMetrics(multiprocess=self.settings.multiprocess)
+        self.max_body = int(self.settings.max_body_mb * 1024 * 1024)
+        self.ready = False
+        self._ids = itertools.count(1)
+        self._prefix = secrets.token_hex(4) + "-"
+        self._recent: OrderedDict[str, tuple[str, int, bool, Any]] = OrderedDict()
+        self._pool: ThreadPoolExecutor | None = None
+        self._predlog: Any = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def startup(self) -> None:
+        """Load the deployments, then poll the store in the background.
+
+        Example:
+            >>> # server.startup()
+        """
+        self.control.refresh()
+        if self.settings.log_predictions:
+            # Imported here: the prediction log needs pandas/pyarrow, the request path not.
+            from loopline.monitoring.prediction_log import PredictionLogger
+
+            self._predlog = PredictionLogger(self.ctx)
+        # Models and modules loaded at start live as long as the process: move them out of
+        # the collector's reach so that a full collection never pauses a request for them.
+        gc.collect()
+        gc.freeze()
+        self.control.start()
+        self.ready = True
+
+    def shutdown(self) -> None:
+        """Stop polling and flush the counters.
+
+        Example:
+            >>> # server.shutdown()
+        """
+        self.control.stop()
+        if self._predlog is not None:
+            self._predlog.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await loop.run_in_executor(None, self.startup)
+                except Exception as exc:  # reported to uvicorn, which exits with it
+                    log.exception("model server failed to start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await loop.run_in_executor(None, self.shutdown)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- ASGI --------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if kind != "http":
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path.startswith(_PREFIX):
+            rest = path[len(_PREFIX) :]
+            if rest.endswith("/predict"):
+                if method != "POST":
+                    await self._send(send, 405, _error("METHOD_NOT_ALLOWED", "use POST to predict"))
+                    return
+                await self._predict(scope, rest[:-8], receive, send)
+                return
+            if rest.endswith("/feedback") and method == "POST":
+                await self._feedback(scope, rest[:-9], receive, send)
+                return
+            route = self.control.routes.get(rest)
+            if route is not None and method == "GET":
+                await self._send(send, 200, orjson.dumps(route.describe()))
+                return
+            await self._not_found(send, rest)
+            return
+        if path == "/health":
+            state = self.control.describe()
+            # Not ready while starting, or while a deployment has no loadable version at all.
+            ok = self.ready and not state["unavailable"]
+            state["status"] = "ok" if ok else ("unavailable" if self.ready else "starting")
+            state["worker"] = self.worker
+            await self._send(send, 200 if ok else 503, orjson.dumps(state))
+        elif path == "/metrics":
+            text, content_type = self.metrics.render()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", content_type.encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": text})
+        elif path in ("/v1/models", "/v1/models/"):
+            await self._send(send, 200, orjson.dumps(self.control.describe()["models"]))
+        else:
+            await self._send(
+                send,
+                404,
+                _error("NOT_FOUND", f"no endpoint {path}", hint="POST /v1/models/NAME/predict"),
+            )
+
+    @staticmethod
+    async def _send(send: Send, status: int, body: bytes) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [_JSON, (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def _not_found(self, send: Send, name: str) -> None:
+        served = ", ".join(sorted(self.control.routes)) or "none"
+        await self._send(
+            send,
+            404,
+            _error(
+                "NOT_FOUND",
+                f"model {name!r} is not served here",
+                field="name",
+                hint=f"served models: {served}; deploy one with `loopline deploy NAME VERSION`",
+            ),
+        )
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.max_body
+        for k, v in scope["headers"]:
+            if k == b"content-length":
+                if v.isdigit() and int(v) > limit:
+                    await self._drain(receive)
+                    raise _TooLarge
+                break
+        message = await receive()
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body", False):
+            if len(body) > limit:
+                raise _TooLarge
+            return body
+        parts = [body]
+        size = len(body)
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _TooLarge
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                if message.get("more_body", False):
+                    await self._drain(receive)
+                raise _TooLarge
+            parts.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(parts)
+
+    async def _drain(self, receive: Receive) -> None:
+        """Read and drop the rest of an oversized body, so the client can read the 413."""
+        budget = max(8 * self.max_body, 256 * 1024 * 1024)
+        while budget > 0:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
+            budget -= len(message.get("body", b""))
+
+    # -- predictions -------------------------------------------------------------------
+
+    async def _call(self, route: Route, model: ServedModel, shape: str, rows: Any) -> list[Any]:
+        if route.timeout is None:
+            return model.run(shape, rows)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="loopline-predict")
+        future = asyncio.get_running_loop().run_in_executor(self._pool, model.run, shape, rows)
+        return await asyncio.wait_for(future, route.timeout)
+
+    def _failed(self, model: ServedModel, exc: BaseException) -> None:
+        kind = "timeout" if isinstance(exc, TimeoutError) else "error"
+        self.metrics.failure(model.name, model.label, kind)
+        log.warning(
+            "version %s of %s failed (%s): %s: %s",
+            model.version,
+            model.name,
+            kind,
+            type(exc).__name__,
+            exc,
+        )
+
+    async def _answer(
+        self, route: Route, model: ServedModel, is_candidate: bool, shape: str, rows: Any
+    ) -> tuple[list[Any], ServedModel]:
+        stats = route.stats
+        if is_candidate:
+            t = time.perf_counter()
+            try:
+                preds = await self._call(route, model, shape, rows)
+            except Exception as exc:  # the stable version answers; the failure is counted
+                if stats is not None:
+                    stats.candidate.error(time.perf_counter() - t)
+                    stats.fallbacks += 1
+                self._failed(model, exc)
+            else:
+                if stats is not None:
+                    stats.candidate.record(time.perf_counter() - t, _first(preds))
+                return preds, model
+        stable = route.stable
+        t = time.perf_counter()
+        try:
+            preds = await self._call(route, stable, shape, rows)
+        except InvalidInput:
+            raise
+        except Exception as exc:  # the fallback version answers, or ModelFailed (500)
+            if stats is not None:
+                stats.stable.error(time.perf_counter() - t)
+            self._failed(stable, exc)
+            fallback = route.fallback
+            if fallback is None:
+                raise ModelFailed(stable, exc) from exc
+            try:
+                preds = fallback.run(shape, rows)
+            except InvalidInput:
+                raise
+            except Exception as exc2:
+                self._failed(fallback, exc2)
+                raise ModelFailed(fallback, exc2) from exc2
+            if stats is not None:
+                stats.fallbacks += 1
+            return preds, fallback
+        if stats is not None:
+            stats.stable.record(time.perf_counter() - t, _first(preds))
+        return preds, stable
+
+    async def _predict(self, scope: Scope, name: str, receive: Receive, send: Send) -> None:
+        start = time.perf_counter()
+        rid = key = None
+        for k, v in scope["headers"]:
+            if k == b"x-request-id":
+                rid = v.decode("latin-1")
+            elif k == b"x-loopline-key":
+                key = v.decode("latin-1")
+        try:
+            body = await self._body(scope, receive)
+        except _TooLarge:
+            limit = self.settings.max_body_mb
+            await self._send(
+                send,
+                413,
+                _error(
+                    "PAYLOAD_TOO_LARGE",
+                    f"the body exceeds {limit:g} MB",
+                    field="body",
+                    hint="send fewer rows per request, or use `loopline score` for batches",
+                ),
+            )
+            self.metrics.request(
+                name if name in self.control.routes else "-", "-", 413, time.perf_counter() - start
+            )
+            return
+        route = self.control.routes.get(name)
+        if route is None:
+            await self._not_found(send, name)
+            self.metrics.request("-", "-", 404, time.perf_counter() - start)
+            return
+        version = route.stable.label
+        try:
+            shape, rows, body_key = parse(loads(body))
+            served, is_candidate = route.pick(key or body_key)
+            preds, answered = await self._answer(route, served, is_candidate, shape, rows)
+        except MalformedBody as exc:
+            status, out = (
+                400,
+                _error("MALFORMED_JSON", str(exc), field="body", hint="send a JSON object"),
+            )
+        except InvalidInput as exc:
+            status, out = 422, _error(exc.code, exc.message, exc.field, exc.hint)
+        except ModelFailed as exc:
+            version = exc.model.label
+            status, out = (
+                500,
+                _error(
+                    "MODEL_ERROR",
+                    str(exc),
+                    hint="see the server log; deploy a fallback version "
+                    "(--fallback) to answer when this happens",
+                ),
+            )
+        else:
+            if rid is None:
+                rid = self._prefix + format(next(self._ids), "x")
+            version = answered.label
+            status = 200
+            out = orjson.dumps(
+                {"predictions": preds, "model_version": version, "request_id": rid},
+                option=orjson.OPT_SERIALIZE_NUMPY,
+            )
+            await self._send(send, 200, out)
+            elapsed = time.perf_counter() - start
+            self.metrics.request(name, version, 200, elapsed)
+            if self._predlog is not None:
+                # Only a deque append here; rows are built on the writer thread.
+                self._predlog.log_request(
+                    rid, name, version, shape, rows, answered.names, preds, elapsed * 1000
+                )
+            if route.stats is not None:
+                self._remember(
+                    rid,
+                    route,
+                    answered is not route.stable and answered is not route.fallback,
+                    _first(preds),
+                )
+                if route.shadow is not None:
+                    self._mirror(route, shape, rows, rid, _first(preds))
+            return
+        await self._send(send, status, out)
+        self.metrics.request(name, version, status, time.perf_counter() - start)
+
+    def _mirror(self, route: Route, shape: str, rows: Any, rid: str, served: Any) -> None:
+        """Ask the shadow version too, after the answer went out; log and compare."""
+        shadow = route.shadow
+        stats = route.stats
+        assert shadow is not None and stats is not None
+        t = time.perf_counter()
+        try:
+            preds = shadow.run(shape, rows)
+        except Exception as exc:  # a failing shadow never affects clients; it is counted
+            stats.candidate.error(time.perf_counter() - t)
+            self._failed(shadow, exc)
+            return
+        answer = _first(preds)
+        stats.candidate.record(time.perf_counter() - t, answer)
+        stats.compare(rid, served, answer)
+        self.metrics.shadowed(shadow.name, shadow.label, served == answer)
+        log.debug(
+            "shadow %s v%s request %s: served %r, shadow %r",
+            shadow.name,
+            shadow.version,
+            rid,
+            served,
+            answer,
+        )
+
+    # -- labels ------------------------------------------------------------------------
+
+    def _remember(self, rid: str, route: Route, is_candidate: bool, prediction: Any) -> None:
+        recent = self._recent
+        recent[rid] = (route.name, route.revision, is_candidate, prediction)
+        if len(recent) > _RECENT:
+            recent.popitem(last=False)
+
+    async def _feedback(self, scope: Scope, name: str, receive: Receive, send: Send) -> None:
+        try:
+            payload = loads(await self._body(scope, receive))
+        except _TooLarge:
+            await self._send(send, 413, _error("PAYLOAD_TOO_LARGE", "the body is too large"))
+            return
+        except MalformedBody as exc:
+            await self._send(send, 400, _error("MALFORMED_JSON", str(exc), field="body"))
+            return
+        items = payload.get("labels", [payload]) if isinstance(payload, dict) else None
+        if not isinstance(items, list) or not all(
+            isinstance(i, dict) and "request_id" in i and "label" in i for i in items
+        ):
+            await self._send(
+                send,
+                422,
+                _error(
+                    "INVALID_INPUT",
+                    "send {'request_id': ..., 'label': ...} or "
+                    "{'labels': [{'request_id': ..., 'label': ...}, ...]}",
+                    field="labels",
+                ),
+            )
+            return
+        route = self.control.routes.get(name)
+        matched = 0
+        for item in items:
+            seen = self._recent.pop(str(item["request_id"]), None)
+            if seen is None or route is None or route.stats is None:
+                continue
+            model, revision, is_candidate, prediction = seen
+            if model != name or revision != route.revision:
+                continue
+            route.stats.role("candidate" if is_candidate else "stable").label(
+                prediction == item["label"]
+            )
+            matched += 1
+        await self._send(
+            send, 200, orjson.dumps({"matched": matched, "unmatched": len(items) - matched})
+        )
+
+
+def create_app() -> ModelServer:
+    """The app factory uvicorn calls in each worker (settings from the environment).
+
+    Example:
+        >>> # uvicorn.run("loopline.serving.app:create_app", factory=True, workers=4)
+    """
+    return ModelServer()

@@ -1,0 +1,506 @@
+"""Canary analysis: per-version counters gathered while serving, and the judgement of a step.
+
+A model server records, per deployment revision and per role (``stable``/``candidate``),
+the requests, the errors (raised or timed out), a latency histogram with fixed buckets, a
+reservoir sample of predictions and, when labels arrive, how many were right. Recording is
+a few integer updates on the request path. Every second the counters are written to
+``canary_windows`` (one row per worker), and the step is judged on their sum across workers
+and replicas by :func:`analyse` (see :mod:`loopline.serving.policy` for the checks).
+
+Example:
+    >>> s, c = WindowStats(), WindowStats()
+    >>> for _ in range(60):
+    ...     s.stable.record(0.001, 0); c.candidate.record(0.001, 0)
+    >>> merged = WindowStats.merge([s.to_dict(), c.to_dict()])
+    >>> analyse(RolloutPolicy(window_requests=50), merged, elapsed=1.0).decision
+    'pass'
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from loopline.serving.policy import RolloutPolicy
+
+#: Upper bounds (seconds) of the latency histogram buckets: 50 us to 30 s, ~12 % apart.
+BOUNDS: tuple[float, ...] = tuple(5e-5 * 1.12**i for i in range(118))
+SAMPLE_SIZE = 1000
+
+
+class RoleStats:
+    """Counters for one version in one window; :meth:`record` is on the request path."""
+
+    __slots__ = ("correct", "errors", "hist", "labels", "requests", "sample", "seen")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.errors = 0
+        self.hist = [0] * (len(BOUNDS) + 1)
+        self.sample: list[Any] = []
+        self.seen = 0
+        self.labels = 0
+        self.correct = 0
+
+    def record(self, latency: float, prediction: Any) -> None:
+        """Count one answered request and sample its (scalar) prediction.
+
+        Example:
+            >>> s = RoleStats(); s.record(0.002, 1); (s.requests, s.sample)
+            (1, [1])
+        """
+        self.requests += 1
+        self.hist[bisect_left(BOUNDS, latency)] += 1
+        if prediction is None or isinstance(prediction, list | dict):
+            return
+        self.seen += 1
+        if len(self.sample) < SAMPLE_SIZE:
+            self.sample.append(prediction)
+        else:
+            j = random.randrange(self.seen)
+            if j < SAMPLE_SIZE:
+                self.sample[j] = prediction
+
+    def error(self, latency: float) -> None:
+        """Count one request that raised or timed out.
+
+        Example:
+            >>> s = RoleStats(); s.error(0.01); s.error_rate
+            1.0
+        """
+        self.requests += 1
+        self.errors += 1
+        self.hist[bisect_left(BOUNDS, latency)] += 1
+
+    def label(self, correct: bool) -> None:
+        """Count one label that arrived for a prediction of this version.
+
+        Example:
+            >>> s = RoleStats(); s.label(True); (s.labels, s.correct)
+            (1, 1)
+        """
+        self.labels += 1
+        self.correct += int(correct)
+
+    @property
+    def error_rate(self) -> float:
+        """Errors over requests (0 without requests).
+
+        Example:
+            >>> RoleStats().error_rate
+            0.0
+        """
+        return self.errors / self.requests if self.requests else 0.0
+
+    def p99(self) -> float | None:
+        """The 99th percentile latency in seconds (a bucket's upper bound), or None.
+
+        Example:
+            >>> RoleStats().p99() is None
+            True
+        """
+        total = sum(self.hist)
+        if not total:
+            return None
+        rank = math.ceil(0.99 * total)
+        running = 0
+        for i, n in enumerate(self.hist):
+            running += n
+            if running >= rank:
+                return BOUNDS[min(i, len(BOUNDS) - 1)]
+        return BOUNDS[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (stored as JSON per worker).
+
+        Example:
+            >>> RoleStats().to_dict()["requests"]
+            0
+        """
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "hist": list(self.hist),
+            "sample": list(self.sample),
+            "seen": self.seen,
+            "labels": self.labels,
+            "correct": self.correct,
+        }
+
+    def add(self, data: dict[str, Any]) -> None:
+        """Add another worker's counters to these.
+
+        Example:
+            >>> s = RoleStats(); s.add({"requests": 4, "errors": 1}); s.error_rate
+            0.25
+        """
+        self.requests += int(data.get("requests", 0))
+        self.errors += int(data.get("errors", 0))
+        for i, n in enumerate(data.get("hist", ())[: len(self.hist)]):
+            self.hist[i] += int(n)
+        self.sample.extend(data.get("sample", ()))
+        self.seen += int(data.get("seen", 0))
+        self.labels += int(data.get("labels", 0))
+        self.correct += int(data.get("correct", 0))
+
+
+@dataclass
+class WindowStats:
+    """The counters of both roles for one deployment revision, plus shadow comparisons."""
+
+    stable: RoleStats = field(default_factory=RoleStats)
+    candidate: RoleStats = field(default_factory=RoleStats)
+    fallbacks: int = 0
+    compared: int = 0
+    agreed: int = 0
+    disagreements: list[dict[str, Any]] = field(default_factory=list)
+
+    def role(self, name: str) -> RoleStats:
+        """The counters of ``stable`` or ``candidate``.
+
+        Example:
+            >>> WindowStats().role("candidate").requests
+            0
+        """
+        return self.candidate if name == "candidate" else self.stable
+
+    def compare(self, request_id: str, served: Any, shadow: Any) -> None:
+        """Count one shadow comparison; keep a few disagreements for the log.
+
+        Example:
+            >>> w = WindowStats(); w.compare("r1", 1, 0); (w.compared, w.agreed)
+            (1, 0)
+        """
+        self.compared += 1
+        if served == shadow:
+            self.agreed += 1
+        elif len(self.disagreements) < 20:
+            self.disagreements.append(
+                {"request_id": request_id, "served": served, "shadow": shadow}
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (stored as JSON per worker).
+
+        Example:
+            >>> WindowStats().to_dict()["fallbacks"]
+            0
+        """
+        return {
+            "stable": self.stable.to_dict(),
+            "candidate": self.candidate.to_dict(),
+            "fallbacks": self.fallbacks,
+            "compared": self.compared,
+            "agreed": self.agreed,
+            "disagreements": list(self.disagreements),
+        }
+
+    def to_json(self) -> bytes:
+        """JSON bytes of :meth:`to_dict`.
+
+        Example:
+            >>> WindowStats().to_json()[:10]
+            b'{"stable":'
+        """
+        return orjson.dumps(self.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY)
+
+    @classmethod
+    def merge(cls, parts: Iterable[dict[str, Any]]) -> WindowStats:
+        """Sum the counters of several workers.
+
+        Example:
+            >>> WindowStats.merge([WindowStats().to_dict()]).stable.requests
+            0
+        """
+        out = cls()
+        for part in parts:
+            out.stable.add(part.get("stable", {}))
+            out.candidate.add(part.get("candidate", {}))
+            out.fallbacks += int(part.get("fallbacks", 0))
+            out.compared += int(part.get("compared", 0))
+            out.agreed += int(part.get("agreed", 0))
+            out.disagreements.extend(part.get("disagreements", ())[:20])
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """Rates and percentiles for people (``loopline deployments show``).
+
+        Example:
+            >>> WindowStats().summary()["candidate"]["requests"]
+            0
+        """
+
+        def role(s: RoleStats) -> dict[str, Any]:
+            p99 = s.p99()
+            return {
+                "requests": s.requests,
+                "errors": s.errors,
+                "error_rate": round(s.error_rate, 6),
+                "p99_ms": None if p99 is None else round(p99 * 1000, 3),
+                "labels": s.labels,
+                "accuracy": round(s.correct / s.labels, 6) if s.labels else None,
+            }
+
+        out = {
+            "stable": role(self.stable),
+            "candidate": role(self.candidate),
+            "fallbacks": self.fallbacks,
+        }
+        if self.compared:
+            out["shadow"] = {
+                "compared": self.compared,
+                "agreed": self.agreed,
+                "agreement": round(self.agreed / self.compared, 6),
+                "disagreements": self.disagreements[:5],
+            }
+        return out
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check of a canary window; ``passed`` None when skipped (not enough data)."""
+
+    name: str
+    passed: bool | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """The judgement of a window: ``wait``, ``pass`` or ``fail``, with the checks and why."""
+
+    decision: str
+    reason: str
+    checks: tuple[Check, ...] = ()
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> int:
+        """How many checks failed.
+
+        Example:
+            >>> Analysis("fail", "x", (Check("error_rate", False, "20%"),)).failed
+            1
+        """
+        return sum(1 for c in self.checks if c.passed is False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (stored with the deployment event).
+
+        Example:
+            >>> Analysis("wait", "too little traffic").to_dict()["decision"]
+            'wait'
+        """
+        return {
+            "decision": self.decision,
+            "reason": self.reason,
+            "failed": self.failed,
+            "checks": [
+                {"name": c.name, "passed": c.passed, "detail": c.detail} for c in self.checks
+            ],
+            "stats": self.stats,
+        }
+
+
+def _allowed_error_rate(policy: RolloutPolicy, stable: RoleStats) -> float:
+    return max(policy.max_error_rate, stable.error_rate + policy.error_rate_margin)
+
+
+def _error_check(policy: RolloutPolicy, w: WindowStats) -> Check:
+    allowed = _allowed_error_rate(policy, w.stable)
+    rate = w.candidate.error_rate
+    ok = rate <= allowed
+    return Check(
+        "error_rate",
+        ok,
+        f"candidate error rate {rate:.2%} ({w.candidate.errors}/{w.candidate.requests})"
+        f" {'<=' if ok else '>'} allowed {allowed:.2%} "
+        f"(stable {w.stable.error_rate:.2%})",
+    )
+
+
+def _latency_check(policy: RolloutPolicy, w: WindowStats) -> Check:
+    cand = w.candidate.p99()
+    if cand is None:
+        return Check("latency_p99", None, "no candidate latency yet")
+    cand_ms = cand * 1000
+    problems = []
+    if policy.max_p99_ms is not None and cand_ms > policy.max_p99_ms:
+        problems.append(f"above max_p99_ms {policy.max_p99_ms}")
+    stable = w.stable.p99()
+    detail = f"candidate p99 {cand_ms:.2f} ms"
+    if stable is not None:
+        stable_ms = stable * 1000
+        detail += f", stable {stable_ms:.2f} ms"
+        limit = stable_ms * policy.max_p99_ratio
+        if cand_ms > limit and cand_ms - stable_ms > policy.p99_slack_ms:
+            problems.append(f"above {policy.max_p99_ratio}x stable + {policy.p99_slack_ms} ms")
+    return Check(
+        "latency_p99", not problems, detail + ("; " + "; ".join(problems) if problems else "")
+    )
+
+
+def _numeric(values: list[Any]) -> list[float] | None:
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            return None
+        out.append(float(v))
+    return out
+
+
+def psi(expected: list[Any], actual: list[Any], bins: int = 10) -> float:
+    """Population stability index of ``actual`` against ``expected``.
+
+    Numbers are binned at the deciles of ``expected`` (labels with few distinct values are
+    compared value by value); empty bins get a small floor.
+
+    Example:
+        >>> round(psi([0, 1] * 50, [0, 1] * 50), 6)
+        0.0
+    """
+    import numpy as np
+
+    e_num, a_num = _numeric(expected), _numeric(actual)
+    distinct = len(set(expected) | set(actual))
+    if e_num is None or a_num is None or distinct <= bins:
+        keys = sorted(set(map(str, expected)) | set(map(str, actual)))
+        ec, ac = Counter(map(str, expected)), Counter(map(str, actual))
+        e = np.array([ec[k] for k in keys], dtype=np.float64)
+        a = np.array([ac[k] for k in keys], dtype=np.float64)
+    else:
+        edges = np.unique(np.quantile(np.asarray(e_num), np.linspace(0, 1, bins + 1)[1:-1]))
+        width = len(edges) + 1
+        e = np.bincount(np.searchsorted(edges, e_num, side="right"), minlength=width).astype(
+            np.float64
+        )
+        a = np.bincount(np.searchsorted(edges, a_num, side="right"), minlength=width).astype(
+            np.float64
+        )
+    pe = np.maximum(e / e.sum(), 1e-4)
+    pa = np.maximum(a / a.sum(), 1e-4)
+    return float(np.sum((pa - pe) * np.log(pa / pe)))
+
+
+def ks(expected: list[Any], actual: list[Any]) -> float:
+    """The two-sample Kolmogorov-Smirnov statistic (:func:`scipy.stats.ks_2samp`).
+
+    Example:
+        >>> ks([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
+        0.0
+    """
+    from scipy.stats import ks_2samp
+
+    e_num, a_num = _numeric(expected), _numeric(actual)
+    if e_num is None or a_num is None:
+        raise ValueError("the KS test needs numeric predictions")
+    return float(ks_2samp(e_num, a_num).statistic)
+
+
+def _shift_check(policy: RolloutPolicy, w: WindowStats) -> Check:
+    s, c = w.stable.sample, w.candidate.sample
+    n = policy.min_shift_samples
+    if len(s) < n or len(c) < n:
+        return Check(
+            "prediction_shift",
+            None,
+            f"too few predictions to compare ({len(c)} candidate, {len(s)} stable, need {n})",
+        )
+    if policy.shift_test == "ks":
+        try:
+            value = ks(s, c)
+        except ValueError as exc:
+            return Check("prediction_shift", None, str(exc))
+        ok = value <= policy.max_ks
+        return Check(
+            "prediction_shift", ok, f"KS {value:.3f} {'<=' if ok else '>'} max_ks {policy.max_ks}"
+        )
+    value = psi(s, c)
+    ok = value <= policy.max_psi
+    return Check(
+        "prediction_shift", ok, f"PSI {value:.3f} {'<=' if ok else '>'} max_psi {policy.max_psi}"
+    )
+
+
+def _accuracy_check(policy: RolloutPolicy, w: WindowStats) -> Check:
+    s, c = w.stable, w.candidate
+    if s.labels < policy.min_labels or c.labels < policy.min_labels:
+        return Check(
+            "live_accuracy",
+            None,
+            f"too few labels ({c.labels} candidate, {s.labels} stable, need {policy.min_labels})",
+        )
+    acc_s, acc_c = s.correct / s.labels, c.correct / c.labels
+    ok = acc_c >= acc_s - policy.max_accuracy_drop
+    return Check(
+        "live_accuracy",
+        ok,
+        f"candidate accuracy {acc_c:.2%} vs stable {acc_s:.2%} "
+        f"(may drop {policy.max_accuracy_drop:.2%})",
+    )
+
+
+def analyse(policy: RolloutPolicy, w: WindowStats, elapsed: float) -> Analysis:
+    """Judge one canary window: wait for more traffic, pass the step, or fail it.
+
+    Example:
+        >>> w = WindowStats()
+        >>> for _ in range(10):
+        ...     w.candidate.error(0.001)
+        >>> analyse(RolloutPolicy(window_requests=100), w, elapsed=1.0).decision
+        'fail'
+    """
+    n = w.candidate.requests
+    stats = w.summary()
+    allowed = _allowed_error_rate(policy, w.stable)
+    if w.candidate.errors > allowed * policy.window_requests:
+        check = _error_check(policy, w)
+        return Analysis(
+            "fail",
+            f"{w.candidate.errors} errors already exceed the "
+            f"{allowed:.2%} the window of {policy.window_requests} requests "
+            f"allows: {check.detail}",
+            (check,),
+            stats,
+        )
+    complete = n >= policy.window_requests or (
+        elapsed >= policy.window_seconds and n >= policy.min_requests
+    )
+    if not complete:
+        if elapsed >= policy.window_seconds:
+            why = (
+                f"too little traffic to judge: {n}/{policy.min_requests} candidate requests "
+                f"after {elapsed:.0f} s; waiting"
+            )
+        else:
+            why = (
+                f"collecting: {n}/{policy.window_requests} candidate requests, "
+                f"{elapsed:.0f}/{policy.window_seconds:.0f} s"
+            )
+        return Analysis("wait", why, (), stats)
+    checks = (
+        _error_check(policy, w),
+        _latency_check(policy, w),
+        _shift_check(policy, w),
+        _accuracy_check(policy, w),
+    )
+    failed = [c for c in checks if c.passed is False]
+    if len(failed) > policy.max_failed_checks:
+        return Analysis(
+            "fail",
+            f"{len(failed)} check(s) failed (max {policy.max_failed_checks}"
+            "): " + "; ".join(c.detail for c in failed),
+            checks,
+            stats,
+        )
+    judged = sum(1 for c in checks if c.passed is not None)
+    return Analysis(
+        "pass", f"{judged - len(failed)}/{judged} checks passed over {n} requests", checks, stats
+    )

@@ -1,0 +1,287 @@
+"""The model server's control loop: keep the routes in step with the store, judge canaries.
+
+Every ``poll_interval`` seconds a background thread:
+
+1. reads each deployment's revision (one small query); for a changed one it loads any
+   model version not loaded yet, builds a new :class:`~loopline.serving.router.Route`
+   and swaps the routes dict in one assignment - requests never wait for a load and none
+   is dropped; a version that fails to load leaves the previous route serving and the
+   error shows in ``/health``;
+2. writes this worker's counters of every rollout to ``canary_windows``;
+3. judges the current step of every canary on the counters of all workers and replicas
+   and, when the window says pass or fail, moves the deployment to its next step,
+   promotes it or rolls it back - a compare-and-set on the revision, so among many
+   workers exactly one decision is written - with the analysis and the reason recorded
+   and audited.
+
+Example:
+    >>> # control = Controller(ctx, worker="host-1"); control.refresh(); control.routes
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from loopline.core.context import Context
+from loopline.errors import InvalidInput
+from loopline.serving import store
+from loopline.serving.canary import Analysis, WindowStats, analyse
+from loopline.serving.policy import RolloutPolicy
+from loopline.serving.router import Route, ServedModel
+from loopline.serving.store import Deployment
+
+log = logging.getLogger("loopline.serving")
+#: A waiting step's status is written at most this often (seconds).
+STATUS_EVERY = 5.0
+#: A revision whose models failed to load is tried again after this many seconds.
+RETRY_LOAD_AFTER = 30.0
+
+
+def parse_selection(models: list[str]) -> tuple[set[str] | None, dict[str, str]]:
+    """Split ``--model`` values into deployment names to follow and pinned model URIs.
+
+    ``NAME`` follows the deployment of NAME; ``models:/NAME/VERSION`` or
+    ``models:/NAME@ALIAS`` serves that version (an alias is followed as it moves).
+
+    Example:
+        >>> parse_selection(["churn", "models:/fraud@champion"])
+        ({'churn'}, {'fraud': 'champion'})
+    """
+    names: set[str] = set()
+    pins: dict[str, str] = {}
+    for spec in models:
+        if spec.startswith("models:/"):
+            from loopline.training.registry import parse_uri
+
+            name, ref = parse_uri(spec)
+            pins[name] = str(ref)
+        else:
+            names.add(spec)
+    if names:
+        return names, pins
+    return (set() if pins else None), pins
+
+
+class Controller:
+    """Owns the routes of one model-server worker and keeps them current."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        worker: str,
+        models: list[str] | None = None,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.ctx = ctx
+        self.worker = worker
+        self.poll_interval = poll_interval
+        self.names, self.pins = parse_selection(models or [])
+        self.routes: dict[str, Route] = {}
+        self.errors: dict[str, str] = {}
+        self._models: dict[tuple[str, int], ServedModel] = {}
+        self._status_at: dict[str, float] = {}
+        self._failed: dict[str, tuple[int, float]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.actor = f"loopline-serve:{worker}"
+
+    # -- loading -----------------------------------------------------------------------
+
+    def _model(self, name: str, version: int) -> ServedModel:
+        key = (name, version)
+        found = self._models.get(key)
+        if found is None:
+            from loopline.training import registry
+
+            loaded = registry.load(f"models:/{name}/{version}")
+            found = self._models[key] = ServedModel(loaded, name, version)
+        return found
+
+    def _build(self, d: Deployment) -> Route | None:
+        failed = self._failed.get(d.name)
+        if failed is not None and failed[0] == d.revision and time.monotonic() < failed[1]:
+            return None  # this revision failed to load a moment ago; retried later
+        try:
+            models = {v: self._model(d.name, v) for v in d.versions()}
+        except Exception as exc:  # any failure to load keeps the old route; shown in /health
+            log.exception("cannot load a version of %s (revision %s)", d.name, d.revision)
+            self.errors[d.name] = f"revision {d.revision}: {type(exc).__name__}: {exc}"
+            self._failed[d.name] = (d.revision, time.monotonic() + RETRY_LOAD_AFTER)
+            return None
+        self.errors.pop(d.name, None)
+        self._failed.pop(d.name, None)
+        return Route(d, models)
+
+    def _pinned(self, name: str, ref: str) -> Deployment:
+        from loopline.training import registry
+
+        version = registry.get(name, int(ref) if ref.isdigit() else ref).version
+        return Deployment.new(name, "direct", version, RolloutPolicy())
+
+    def refresh(self) -> None:
+        """Poll once: reload changed deployments, flush counters, judge canaries.
+
+        Example:
+            >>> # controller.refresh()
+        """
+        engine = self.ctx.engine
+        revs = store.revisions(engine) if self.names != set() else {}
+        if self.names:
+            revs = {n: r for n, r in revs.items() if n in self.names}
+        current = self.routes
+        new: dict[str, Route] | None = None
+        for name in [n for n in current if n not in revs and n not in self.pins]:
+            new = new if new is not None else dict(current)
+            del new[name]
+        for name, rev in revs.items():
+            if name in self.pins or (name in current and current[name].revision == rev):
+                continue
+            with engine.connect() as conn:
+                d = store.get(conn, name)
+            route = None if d is None else self._build(d)
+            if route is not None:
+                new = new if new is not None else dict(current)
+                new[name] = route
+        for name, ref in self.pins.items():
+            try:
+                d = self._pinned(name, ref)
+            except InvalidInput as exc:
+                self.errors[name] = str(exc)
+                continue
+            old = current.get(name)
+            if old is None or old.stable.version != d.stable_version:
+                route = self._build(d)
+                if route is not None:
+                    new = new if new is not None else dict(current)
+                    new[name] = route
+        if new is not None:
+            self.routes = new  # one assignment: requests see the old or the new dict
+            used = {(r.name, v) for r in new.values() for v in r.deployment.versions()}
+            self._models = {k: m for k, m in self._models.items() if k in used}
+        self._flush_and_judge()
+
+    # -- canary analysis ---------------------------------------------------------------
+
+    def _flush_and_judge(self) -> None:
+        engine = self.ctx.engine
+        for route in list(self.routes.values()):
+            if route.stats is None or route.revision <= 0:
+                continue
+            store.put_window(engine, route.name, route.revision, self.worker, route.stats.to_json())
+            if route.analysed:
+                self._judge(route)
+
+    def _judge(self, route: Route) -> None:
+        d = route.deployment
+        merged = WindowStats.merge(store.get_windows(self.ctx.engine, d.name, d.revision))
+        result = analyse(d.policy, merged, time.time() - d.step_started)
+        if result.decision == "wait":
+            last = self._status_at.get(d.name, 0.0)
+            if time.monotonic() - last >= STATUS_EVERY:
+                self._status_at[d.name] = time.monotonic()
+                store.set_status(self.ctx.engine, d.name, d.revision, result.reason)
+            return
+        after, action = next_state(d, result)
+        written = store.save(
+            self.ctx,
+            d,
+            after,
+            action=action,
+            reason=result.reason,
+            actor=self.actor,
+            analysis=result.to_dict(),
+        )
+        if written is None:
+            return  # another worker decided first; the next poll picks its revision up
+        log.warning("%s: %s (%s)", d.name, action, result.reason)
+        store.prune_windows(self.ctx.engine, d.name, written.revision - 10)
+        rebuilt = self._build(written)
+        if rebuilt is not None:
+            self.routes = {**self.routes, d.name: rebuilt}
+
+    # -- the thread --------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.poll_interval):
+            try:
+                self.refresh()
+            except Exception:  # the loop must outlive a database hiccup; it is logged
+                log.exception("refreshing the deployments failed; retrying")
+
+    def start(self) -> None:
+        """Start polling in a daemon thread.
+
+        Example:
+            >>> # controller.start()
+        """
+        self._thread = threading.Thread(
+            target=self._loop, name="loopline-serve-control", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop polling and write the counters one last time.
+
+        Example:
+            >>> # controller.stop()
+        """
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        for route in list(self.routes.values()):
+            if route.stats is not None and route.revision > 0:
+                store.put_window(
+                    self.ctx.engine, route.name, route.revision, self.worker, route.stats.to_json()
+                )
+
+    def describe(self) -> dict[str, Any]:
+        """Routes and load errors (for ``/health``).
+
+        Example:
+            >>> # controller.describe()["models"]
+        """
+        return {
+            "models": {n: r.describe() for n, r in sorted(self.routes.items())},
+            "errors": dict(self.errors),
+            "unavailable": sorted(n for n in self.errors if n not in self.routes),
+        }
+
+
+def next_state(d: Deployment, result: Analysis) -> tuple[Deployment, str]:
+    """The deployment after a judged canary step, and the action name.
+
+    Example:
+        >>> # next_state(d, Analysis("pass", "4/4 checks passed")) -> (d at the next step, ..)
+    """
+    now = time.time()
+    steps = d.policy.steps
+    pct = f"{d.traffic:g}%"
+    if result.decision == "fail":
+        return d.replace(
+            candidate_version=None,
+            traffic=0.0,
+            step=0,
+            step_started=now,
+            status=f"rolled back canary of version {d.candidate_version} at {pct}: {result.reason}",
+        ), "canary.rollback"
+    nxt = d.step + 1
+    if nxt < len(steps) and steps[nxt] < 100:
+        return d.replace(
+            traffic=steps[nxt],
+            step=nxt,
+            step_started=now,
+            status=f"step {nxt + 1}/{len(steps)}: {steps[nxt]:g}% after passing {pct}",
+        ), "canary.step"
+    return d.replace(
+        stable_version=d.candidate_version or d.stable_version,
+        standby_version=d.stable_version,
+        candidate_version=None,
+        traffic=0.0,
+        step=0,
+        step_started=now,
+        status=f"promoted version {d.candidate_version} to 100% after passing {pct}",
+    ), "canary.promote"

@@ -1,0 +1,175 @@
+"""Request bodies of ``POST /v1/models/NAME/predict``, parsed into rows for a model.
+
+Three shapes are accepted::
+
+    {"instances": [{"age": 31, "plan": "pro"}, ...]}          # rows as objects
+    {"instances": [[31, "pro"], ...]}                          # rows in signature order
+    {"dataframe_split": {"columns": ["age", "plan"], "data": [[31, "pro"], ...]}}
+
+(``dataframe_records`` is accepted as a synonym of ``instances`` with objects, as MLflow
+sends it.) An optional top-level ``"key"`` makes A/B routing sticky. Anything else is an
+:class:`~loopline.errors.InvalidInput` naming the field, which the server answers with 422.
+
+Example:
+    >>> parse({"instances": [[1.0, 2.0]]})
+    ('lists', [[1.0, 2.0]], None)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+
+from loopline.errors import InvalidInput
+
+RECORDS = "records"
+LISTS = "lists"
+SPLIT = "split"
+_SHAPES = (
+    "{'instances': [{...}, ...]}, {'instances': [[...], ...]} or "
+    "{'dataframe_split': {'columns': [...], 'data': [[...], ...]}}"
+)
+
+
+class MalformedBody(ValueError):
+    """The body is not JSON (answered with 400)."""
+
+
+def loads(body: bytes) -> Any:
+    """Parse JSON; NaN and Infinity are accepted (the signature then rejects them).
+
+    Example:
+        >>> loads(b'{"x": NaN}')["x"]
+        nan
+    """
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        try:
+            return json.loads(body)  # the standard parser reads NaN/Infinity literals
+        except (ValueError, RecursionError):
+            raise MalformedBody(f"the body is not valid JSON: {exc}") from None
+
+
+def _rows(value: Any, field: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise InvalidInput(
+            f"{field} must be a list of rows, got {type(value).__name__}",
+            field=field,
+            hint=f"send {_SHAPES}",
+        )
+    if not value:
+        raise InvalidInput(f"{field} is empty", field=field, hint="send at least one row")
+    return value
+
+
+def parse(payload: Any) -> tuple[str, Any, str | None]:
+    """Split a parsed body into (shape, rows, key); InvalidInput names the bad field.
+
+    Example:
+        >>> parse({"instances": [{"x": 1}], "key": "user-7"})
+        ('records', [{'x': 1}], 'user-7')
+    """
+    if not isinstance(payload, dict):
+        raise InvalidInput(
+            f"the body must be a JSON object, got {type(payload).__name__}",
+            field="body",
+            hint=f"send {_SHAPES}",
+        )
+    key = payload.get("key")
+    if key is not None and not isinstance(key, str | int):
+        raise InvalidInput("key must be a string or a number", field="key")
+    skey = None if key is None else str(key)
+    if "instances" in payload or "dataframe_records" in payload:
+        field = "instances" if "instances" in payload else "dataframe_records"
+        rows = _rows(payload[field], field)
+        first = type(rows[0])
+        if first is dict:
+            for i, row in enumerate(rows):
+                if type(row) is not dict:
+                    raise InvalidInput(
+                        f"{field}[{i}] is a {type(row).__name__}; every row "
+                        "must be an object like the first",
+                        field=field,
+                    )
+            return RECORDS, rows, skey
+        if first is list:
+            for i, row in enumerate(rows):
+                if type(row) is not list:
+                    raise InvalidInput(
+                        f"{field}[{i}] is a {type(row).__name__}; every row "
+                        "must be a list like the first",
+                        field=field,
+                    )
+            return LISTS, rows, skey
+        raise InvalidInput(
+            f"{field}[0] is a {first.__name__}; a row is an object or a list",
+            field=field,
+            hint=f"send {_SHAPES}",
+        )
+    if "dataframe_split" in payload:
+        split = payload["dataframe_split"]
+        if not isinstance(split, dict):
+            raise InvalidInput(
+                "dataframe_split must be an object with columns and data",
+                field="dataframe_split",
+                hint=f"send {_SHAPES}",
+            )
+        columns = split.get("columns")
+        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+            raise InvalidInput(
+                "dataframe_split.columns must be a list of column names",
+                field="dataframe_split.columns",
+            )
+        data = _rows(split.get("data"), "dataframe_split.data")
+        n = len(columns)
+        for i, row in enumerate(data):
+            if type(row) is not list or len(row) != n:
+                got = len(row) if isinstance(row, list) else type(row).__name__
+                raise InvalidInput(
+                    f"dataframe_split.data[{i}] has {got} values for {n} columns",
+                    field="dataframe_split.data",
+                )
+        return SPLIT, (columns, data), skey
+    raise InvalidInput(
+        f"the body has no rows (keys: {', '.join(map(str, payload)) or 'none'})",
+        field="instances",
+        hint=f"send {_SHAPES}",
+    )
+
+
+def as_records(shape: str, rows: Any, names: list[str] | None) -> Any:
+    """Rows in the form the model's ``predict`` takes: a list of row dicts.
+
+    ``names`` are the signature's columns (None without a signature: lists become a numpy
+    array, a split becomes a DataFrame).
+
+    Example:
+        >>> as_records("lists", [[1, 2]], ["a", "b"])
+        [{'a': 1, 'b': 2}]
+    """
+    if shape == RECORDS:
+        return rows
+    if shape == LISTS:
+        if names is None:
+            import numpy as np
+
+            return np.asarray(rows)
+        n = len(names)
+        for i, row in enumerate(rows):
+            if len(row) != n:
+                raise InvalidInput(
+                    f"instances[{i}] has {len(row)} values, but the model takes {n} features "
+                    f"in this order: {', '.join(names)}",
+                    field="instances",
+                    hint="send one value per feature, or send objects with feature names",
+                )
+        return [dict(zip(names, row, strict=True)) for row in rows]
+    columns, data = rows
+    if names is None:
+        import pandas as pd
+
+        return pd.DataFrame(data, columns=columns)
+    return [dict(zip(columns, row, strict=True)) for row in data]

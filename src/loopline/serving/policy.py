@@ -1,0 +1,106 @@
+"""Rollout policies: the knobs of A/B splits, canary steps and their automatic analysis.
+
+Every knob has a default; :func:`loopline.deploy` takes any of them as a keyword
+(``ll.deploy("churn", 4, strategy="canary", steps=[10, 50, 100], window_requests=500)``)
+and a wrong name or value is an :class:`~loopline.errors.InvalidInput` naming it.
+
+A canary step is judged once its **window** is complete: ``window_requests`` requests
+reached the candidate, or ``window_seconds`` passed with at least ``min_requests`` of
+them. A step with too little traffic to judge waits (it never passes by default). The
+checks, each counted as failed or passed:
+
+* **error rate** - the candidate's share of requests that raised or timed out must not
+  exceed ``max(max_error_rate, stable's rate + error_rate_margin)``;
+* **latency p99** - at most ``max_p99_ms`` (if set), and not above the stable version's p99
+  times ``max_p99_ratio`` by more than ``p99_slack_ms``;
+* **prediction shift** - PSI (or the KS statistic, ``shift_test: ks``) between the
+  candidate's and the stable version's predictions at most ``max_psi`` (``max_ks``);
+  skipped with fewer than ``min_shift_samples`` predictions on either side;
+* **live accuracy** - once ``min_labels`` labels arrived for both (``POST
+  /v1/models/NAME/feedback``), at most ``max_accuracy_drop`` below the stable version's.
+
+More than ``max_failed_checks`` failed checks roll the canary back; otherwise it moves to
+the next step, and passing the last step below 100 % promotes it. The error-rate check can
+fail a window early: once the errors seen exceed what the whole window may hold.
+
+Example:
+    >>> p = RolloutPolicy.from_kwargs({"steps": [10, 50, 100]})
+    >>> p.steps, p.window_requests
+    ([10.0, 50.0, 100.0], 200)
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from loopline.errors import InvalidInput
+
+
+class RolloutPolicy(BaseModel):
+    """How traffic moves to a candidate version, and how a canary step is judged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: list[float] = Field(default_factory=lambda: [5.0, 25.0, 50.0, 100.0])
+    split: float = Field(50.0, gt=0, lt=100, description="A/B: percent of traffic to B.")
+    window_requests: int = Field(200, ge=1)
+    window_seconds: float = Field(300.0, gt=0)
+    min_requests: int = Field(50, ge=1)
+    max_error_rate: float = Field(0.01, ge=0, le=1)
+    error_rate_margin: float = Field(0.005, ge=0, le=1)
+    max_p99_ms: float | None = Field(None, gt=0)
+    max_p99_ratio: float = Field(1.5, ge=1)
+    p99_slack_ms: float = Field(5.0, ge=0)
+    shift_test: Literal["psi", "ks"] = "psi"
+    max_psi: float = Field(0.25, gt=0)
+    max_ks: float = Field(0.3, gt=0, le=1)
+    min_shift_samples: int = Field(30, ge=5)
+    max_accuracy_drop: float = Field(0.02, ge=0, le=1)
+    min_labels: int = Field(30, ge=1)
+    max_failed_checks: int = Field(0, ge=0)
+    timeout_ms: float | None = Field(None, gt=0)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, value: list[float]) -> list[float]:
+        if not value:
+            raise ValueError("give at least one step, e.g. [5, 25, 50, 100]")
+        if any(not 0 < s <= 100 for s in value):
+            raise ValueError("each step is a percentage in (0, 100]")
+        if any(b <= a for a, b in itertools.pairwise(value)):
+            raise ValueError("steps must increase, e.g. [5, 25, 50, 100]")
+        if value[-1] != 100:
+            value = [*value, 100.0]
+        return [float(s) for s in value]
+
+    @classmethod
+    def from_kwargs(cls, values: dict[str, Any]) -> RolloutPolicy:
+        """Build a policy from keyword arguments; InvalidInput names a bad one.
+
+        Example:
+            >>> RolloutPolicy.from_kwargs({"split": 20}).split
+            20.0
+        """
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            key = ".".join(str(p) for p in err["loc"]) or "policy"
+            msg = "unknown policy option" if err["type"] == "extra_forbidden" else err["msg"]
+            raise InvalidInput(
+                f"{key}: {str(msg).removeprefix('Value error, ')}",
+                field=key,
+                hint=f"policy options: {', '.join(cls.model_fields)}",
+            ) from exc
+
+    def to_json(self) -> str:
+        """The policy as JSON text (stored with the deployment).
+
+        Example:
+            >>> RolloutPolicy().to_json()[:9]
+            '{"steps":'
+        """
+        return self.model_dump_json()

@@ -1,0 +1,124 @@
+"""The router: which loaded model version answers a request, and who else hears it.
+
+A :class:`Route` is an immutable snapshot of one deployment revision with its models
+loaded; the model server swaps a whole new dict of routes in one assignment when a
+deployment changes, so a request in flight finishes on the snapshot it started with.
+
+:meth:`Route.pick` is on every request: without a candidate it returns the stable version;
+with one (A/B, canary) it sends ``traffic`` percent of requests to it - by a CRC32 hash of
+the request key when there is one (sticky: the same key, the same side), else at random.
+A shadow candidate is never picked; the server mirrors requests to it after answering.
+
+Example:
+    >>> # route = Route(deployment, {3: ServedModel(m3), 4: ServedModel(m4)})
+    >>> # model, is_candidate = route.pick(b"user-7")
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from typing import Any
+
+from loopline.serving.canary import WindowStats
+from loopline.serving.inputs import as_records
+from loopline.serving.store import Deployment
+
+#: Traffic is split in 1/10,000ths.
+_SCALE = 10_000
+
+
+class ServedModel:
+    """A loaded model version and the one call the request path makes on it."""
+
+    __slots__ = ("label", "loaded", "name", "names", "predict", "version")
+
+    def __init__(self, loaded: Any, name: str, version: int) -> None:
+        self.loaded = loaded
+        self.name = name
+        self.version = version
+        self.label = str(version)
+        signature = loaded.signature
+        self.names: list[str] | None = None if signature is None else signature.names
+        self.predict = loaded.predict
+
+    def run(self, shape: str, rows: Any) -> list[Any]:
+        """Validate ``rows`` against the signature, predict, return plain Python values.
+
+        Example:
+            >>> # served.run("records", [{"x": 1.0}]) -> [0]
+        """
+        out = self.predict(as_records(shape, rows, self.names))
+        return out.tolist() if hasattr(out, "tolist") else list(out)
+
+
+class Route:
+    """One deployment revision with its models: who answers, who hears, what is counted."""
+
+    __slots__ = (
+        "analysed",
+        "candidate",
+        "deployment",
+        "fallback",
+        "name",
+        "revision",
+        "shadow",
+        "stable",
+        "stats",
+        "threshold",
+        "timeout",
+    )
+
+    def __init__(self, deployment: Deployment, models: dict[int, ServedModel]) -> None:
+        d = deployment
+        self.deployment = d
+        self.name = d.name
+        self.revision = d.revision
+        self.stable = models[d.stable_version]
+        other = models[d.candidate_version] if d.candidate_version is not None else None
+        phase = d.phase
+        self.candidate = other if phase in ("ab", "canary") else None
+        self.shadow = other if phase == "shadow" else None
+        self.fallback = (
+            models[d.fallback_version]
+            if d.fallback_version is not None and d.fallback_version != d.stable_version
+            else None
+        )
+        self.threshold = d.traffic / 100 * _SCALE
+        self.timeout = None if d.policy.timeout_ms is None else d.policy.timeout_ms / 1000
+        self.stats: WindowStats | None = None if phase == "stable" else WindowStats()
+        self.analysed = phase == "canary"
+
+    def pick(self, key: str | None) -> tuple[ServedModel, bool]:
+        """The version that answers, and whether it is the candidate.
+
+        Example:
+            >>> # route.pick("user-7") -> (served_model, True)
+        """
+        candidate = self.candidate
+        if candidate is None:
+            return self.stable, False
+        if key is None:
+            hit = random.random() * _SCALE < self.threshold
+        else:
+            hit = zlib.crc32(key.encode()) % _SCALE < self.threshold
+        return (candidate, True) if hit else (self.stable, False)
+
+    def describe(self) -> dict[str, Any]:
+        """What this route serves (for ``GET /v1/models``).
+
+        Example:
+            >>> # route.describe()["stable"]  -> 3
+        """
+        d = self.deployment
+        return {
+            "name": self.name,
+            "revision": self.revision,
+            "strategy": d.strategy,
+            "phase": d.phase,
+            "stable": d.stable_version,
+            "candidate": d.candidate_version,
+            "traffic": d.traffic,
+            "fallback": d.fallback_version,
+            "inputs": self.stable.names,
+        }

@@ -1,0 +1,246 @@
+"""Gates on real stores: data gate, value and change bounds, bootstrap, storage, CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+import loopline as ll
+from loopline.cli.main import app
+from loopline.core import audit
+from loopline.core.context import Context
+from loopline.delivery.gates import GateVerdict, latest_verdict, verdicts
+from loopline.errors import InvalidInput
+from loopline.training import registry_store
+from tests.serving.helpers import FEATURES, good_model, register, toy_data, weak_model
+
+
+@pytest.fixture
+def models(ctx: Context) -> dict[str, int]:
+    """train@1 and holdout@1; versions: good (read train@1), weak, good again."""
+    train = toy_data(240, seed=0)
+    ll.datasets.register("train", train)
+    ll.datasets.register("holdout", toy_data(150, seed=1))
+    return {
+        "good": register(good_model(train), "churn", train, train_ref="train@1"),
+        "weak": register(weak_model(train), "churn", train, train_ref="train@1"),
+        "twin": register(good_model(train), "churn", train, train_ref="train@1"),
+    }
+
+
+def _checks(v: GateVerdict) -> dict[str, bool]:
+    return {c.check: c.passed for c in v.checks}
+
+
+def test_the_first_model_is_judged_by_value_bounds_alone(
+    ctx: Context, models: dict[str, int]
+) -> None:
+    v = ll.gates.evaluate(
+        "churn",
+        models["good"],
+        "holdout@1",
+        {
+            "label": "label",
+            "metrics": {
+                "accuracy": {"lower": 0.8},
+                "auc": {"lower": 0.9, "change": {"absolute": 0}},
+                "logloss": {"upper": 0.5},
+            },
+        },
+    )
+    assert v.blessed and v.champion_version is None and v.metrics["champion"] is None
+    assert _checks(v) == {
+        "contract": True,
+        "accuracy.lower": True,
+        "auc.lower": True,
+        "auc.change": True,
+        "logloss.upper": True,
+    }
+    assert any("no champion yet" in r for r in v.reasons)
+    assert "the training data contract of train@1" in v.reasons[0]
+    assert set(v.metrics["challenger"]) == {
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "auc",
+        "logloss",
+    }
+
+
+def test_every_bound_kind_against_the_champion(ctx: Context, models: dict[str, int]) -> None:
+    ll.registry.set_alias("churn", "champion", models["good"])
+    thresholds: dict[str, Any] = {
+        "label": "label",
+        "metrics": {
+            "accuracy": {"lower": 0.7, "upper": 0.8},  # value: lower ok, upper not
+            "auc": {"change": {"absolute": -0.01}},  # may fall by 0.01
+            "logloss": {"change": {"relative": 0.05}},  # may grow by 5 %
+            "f1": {"change": {"absolute": 0.05}},  # must gain 0.05
+            "recall": {"change": {"direction": "lower", "absolute": 0.0}},  # lower is better
+        },
+    }
+    twin = ll.gates.evaluate("churn", models["twin"], "holdout@1", thresholds)
+    assert twin.champion_version == models["good"]
+    assert _checks(twin) == {
+        "contract": True,
+        "accuracy.lower": True,
+        "accuracy.upper": False,
+        "auc.change.absolute": True,
+        "logloss.change.relative": True,
+        "f1.change.absolute": False,
+        "recall.change.absolute": True,
+    }
+    assert not twin.blessed
+    assert any("accuracy" in r and "upper bound 0.8" in r for r in twin.reasons)
+    assert twin.metrics["change"]["auc"]["absolute"] == pytest.approx(0.0, abs=1e-12)
+
+    weak = ll.gates.evaluate(
+        "churn",
+        models["weak"],
+        "holdout@1",
+        {"label": "label", "metrics": {"auc": {"lower": 0.5, "change": {"absolute": -0.01}}}},
+    )
+    assert not weak.blessed and _checks(weak)["auc.change.absolute"] is False
+    assert weak.metrics["champion"]["auc"] > weak.metrics["challenger"]["auc"]
+    assert "vs champion" in weak.reasons[0] and "higher is better" in weak.reasons[0]
+
+
+def test_a_missing_metric_fails(ctx: Context, models: dict[str, int]) -> None:
+    from sklearn.svm import LinearSVC
+
+    train = toy_data(240, seed=0)
+    svc = register(LinearSVC().fit(train[FEATURES], train["label"]), "churn", train)
+    v = ll.gates.evaluate(
+        "churn",
+        svc,
+        "holdout@1",
+        {
+            "label": "label",
+            "data": {"validate": False},
+            "metrics": {"accuracy": {"lower": 0.5}, "auc": {"lower": 0.5}},
+        },
+    )
+    assert not v.blessed and _checks(v) == {"accuracy.lower": True, "auc": False}
+    assert v.reasons == ["auc: missing: the model gives no class probabilities (predict_proba)"]
+
+
+def test_bootstrap_intervals_are_seeded_and_judge_the_worse_end(
+    ctx: Context, models: dict[str, int]
+) -> None:
+    ll.registry.set_alias("churn", "champion", models["good"])
+    spec = {
+        "label": "label",
+        "data": {"validate": False},
+        "metrics": {"auc": {"change": {"absolute": -0.05}}},
+        "bootstrap": {"samples": 200, "confidence": 0.9, "seed": 3},
+    }
+    first = ll.gates.evaluate("churn", models["weak"], "holdout@1", spec)
+    again = ll.gates.evaluate("churn", models["weak"], "holdout@1", spec)
+    interval = first.metrics["intervals"]["auc"]["absolute"]
+    assert interval == again.metrics["intervals"]["auc"]["absolute"]
+    assert interval["low"] < first.metrics["change"]["auc"]["absolute"] < interval["high"]
+    assert interval["samples"] == 200 and not first.blessed
+    assert "90% interval" in first.reasons[0]
+    twin = ll.gates.evaluate("churn", models["twin"], "holdout@1", spec)
+    assert twin.blessed and twin.metrics["intervals"]["auc"]["absolute"]["low"] == 0.0
+
+
+def test_the_data_gate_checks_the_holdout_and_a_serving_sample(
+    ctx: Context, models: dict[str, int], tmp_path: Path
+) -> None:
+    bad = toy_data(100, seed=2)
+    bad["bucket"] = bad["bucket"].astype("float64")
+    bad.loc[3, "b"] = None
+    ll.datasets.register("holdout-bad", bad)
+    spec: dict[str, Any] = {"label": "label", "metrics": {"accuracy": {"lower": 0.0}}}
+    v = ll.gates.evaluate("churn", models["good"], "holdout-bad@1", spec)
+    assert not v.blessed and _checks(v)["contract"] is False
+    assert "bucket: dtype: expected int64" in v.reasons[0]
+    assert "b: nullable" in v.reasons[0]
+
+    live = toy_data(50, seed=3).drop(columns=["label"])
+    live.loc[0, "a"] = None
+    ll.datasets.register("live", live)
+    contract = tmp_path / "churn.contract.yaml"
+    ll.contracts.infer(toy_data(150, seed=1), name="churn").to_yaml(contract)
+    spec["data"] = {"contract": str(contract), "serving_sample": "live@1"}
+    v = ll.gates.evaluate("churn", models["good"], "holdout@1", spec)
+    assert _checks(v) == {"contract": True, "serving_sample": False, "accuracy.lower": True}
+    assert f"contract {contract}" in v.reasons[0] and "a: nullable" in v.reasons[0]
+
+
+def test_regression_metrics(ctx: Context) -> None:
+    from sklearn.linear_model import LinearRegression, Ridge
+
+    data = toy_data(200).assign(y=lambda d: 3 * d.a - d.b + 0.1 * d.bucket)
+    ll.datasets.register("prices", data.drop(columns=["label"]))
+    v1 = register(LinearRegression().fit(data[FEATURES], data.y), "price", data)
+    ll.registry.set_alias("price", "champion", v1)
+    v2 = register(Ridge(alpha=50.0).fit(data[FEATURES], data.y), "price", data)
+    v = ll.gates.evaluate(
+        "price",
+        v2,
+        "prices@1",
+        {
+            "label": "y",
+            "data": {"validate": False},
+            "metrics": {
+                "rmse": {"upper": 1.0},
+                "r2": {"lower": 0.9},
+                "mae": {"change": {"relative": 0.10}},
+            },
+        },
+    )
+    assert v.metrics["task"] == "regression"
+    assert set(v.metrics["challenger"]) == {"rmse", "mae", "r2"}
+    assert _checks(v)["rmse.upper"] and _checks(v)["r2.lower"]
+    assert _checks(v)["mae.change.relative"] is False  # Ridge(50) is > 10 % worse
+    assert v.metrics["champion"]["rmse"] < 1e-6
+
+
+def test_the_verdict_is_stored_tagged_audited_and_the_cli_exits_1_when_blocked(
+    ctx: Context, models: dict[str, int], tmp_path: Path
+) -> None:
+    ll.registry.set_alias("churn", "champion", models["good"])
+    gate = tmp_path / "gate.yaml"
+    gate.write_text("label: label\nmetrics:\n  auc: {change: {absolute: -0.01}}\n")
+    result = CliRunner().invoke(
+        app,
+        [
+            "gate",
+            "churn",
+            str(models["weak"]),
+            "--dataset",
+            "holdout@1",
+            "--thresholds",
+            str(gate),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    shown = orjson.loads(result.stdout)
+    assert shown["blessed"] is False and shown["champion_version"] == models["good"]
+    stored = latest_verdict("churn", models["weak"])
+    assert stored is not None and stored.id == shown["id"] and stored.reasons == shown["reasons"]
+    assert stored.checks == [c for c in stored.checks if c.gate in ("data", "performance")]
+    tags = registry_store.get_model_version(ctx, "churn", models["weak"]).tags
+    assert tags["loopline.gate"] == "blocked"
+    events = audit.events(
+        ctx.engine, object_type="model_version", object_id=f"churn/{models['weak']}"
+    )
+    assert events[-1].action == "gate.evaluate" and events[-1].after["blessed"] is False
+    assert events[-1].reason == "; ".join(stored.reasons)
+
+    ok = CliRunner().invoke(
+        app, ["gate", "churn", str(models["twin"]), "-d", "holdout@1", "-t", str(gate)]
+    )
+    assert ok.exit_code == 0 and "blessed" in ok.output
+    assert [v.blessed for v in verdicts("churn")] == [True, False]
+    bad = CliRunner().invoke(app, ["gate", "churn", "1", "-d", "holdout", "-t", str(gate)])
+    assert isinstance(bad.exception, InvalidInput) and bad.exception.field == "dataset"
+    assert bad.exception.exit_code == 2 and "names no version" in str(bad.exception)

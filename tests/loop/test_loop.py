@@ -1,0 +1,129 @@
+"""The loop end to end on real data with drift: detect, retrain, gate, canary, promote -
+and a worse challenger blocked; the kill switch; the cooldown. All in the audit log."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+import loopline as ll
+from loopline.core import audit
+from loopline.core.context import Context
+from loopline.loop import controller
+from loopline.loop.demo import Server
+from loopline.monitoring.alerts import list_alerts
+from loopline.serving.deploy import get_deployment
+from tests.loop import scenario
+
+
+def _actions(ctx: Context) -> list[str]:
+    return [e.action for e in audit.events(ctx.engine)]
+
+
+def test_drift_retrains_gates_canaries_and_promotes(ctx: Context, tmp_path: Path) -> None:
+    state = scenario.setup()
+    policy = scenario.policy()
+    result = controller.run_once([policy])[0]
+    assert result.outcome == "deployed", result.message
+    assert result.triggers and "temp" in result.triggers[0]  # the warm spring drifted
+    d = get_deployment("flights")
+    assert (d.stable_version, d.candidate_version, d.traffic) == (state["v1"], 2, 50.0)
+    assert controller.run_once([policy])[0].outcome == "rollout"  # no second retrain meanwhile
+    server = Server(ctx.settings.metadata_uri, ctx.settings.artifacts_uri, tmp_path / "s.log")
+    try:
+        with httpx.Client(timeout=30) as client:
+            server.wait_ready(client)
+            sent = []
+            for row, label in scenario.june_requests(state["june"])[:400]:
+                r = client.post(
+                    f"{server.url}/v1/models/flights/predict", json={"instances": [row]}
+                )
+                sent.append({"request_id": r.json()["request_id"], "label": label})
+                if len(sent) == 20:  # labels a little later, per batch
+                    client.post(f"{server.url}/v1/models/flights/feedback", json={"labels": sent})
+                    sent = []
+                if get_deployment("flights").candidate_version is None:
+                    break
+            deadline = time.monotonic() + 30
+            while get_deployment("flights").candidate_version is not None:
+                assert time.monotonic() < deadline, get_deployment("flights").status
+                time.sleep(0.2)
+    finally:
+        server.stop()
+    after = controller.run_once([policy])[0]
+    assert after.outcome in ("promoted", "rolled_back"), after.message
+    d = get_deployment("flights")
+    if after.outcome == "promoted":
+        assert d.stable_version == 2
+    events = controller.events("flights")
+    assert [e["kind"] for e in events] == ["trigger", "retrain", "gate", "deploy", after.outcome]
+    # every step is linked: alert -> pipeline run -> model version -> verdict -> deployment
+    deploy = events[3]
+    assert deploy["alert_id"] == events[0]["alert_id"] and deploy["run_id"] == events[1]["run_id"]
+    assert deploy["model_version"] == 2 and deploy["verdict_id"] is not None
+    assert ll.registry.get("flights", 2).run_id == deploy["run_id"]
+    actions = _actions(ctx)
+    for action in ("alert.raise", "loop.trigger", "loop.retrain", "loop.gate", "loop.deploy"):
+        assert action in actions
+    assert f"loop.{after.outcome}" in actions
+    assert audit.verify(ctx.engine).ok
+
+
+def test_a_worse_challenger_is_blocked_and_alerted(embedded_ctx: Context) -> None:
+    state = scenario.setup(seed=11, per_month=400)
+    before = get_deployment("flights")
+    policy = scenario.policy("loopline.loop.flights:train_bad")
+    result = controller.run_once([policy])[0]
+    assert result.outcome == "blocked", result.message
+    assert "gate blocked version 2" in result.message
+    after = get_deployment("flights")
+    assert (after.revision, after.stable_version, after.candidate_version) == (
+        before.revision,
+        state["v1"],
+        None,
+    )  # nothing deployed
+    assert [a.rule for a in list_alerts("flights")][:2] == ["challenger blocked", "loop trigger"]
+    assert [e["kind"] for e in controller.events("flights")] == ["trigger", "retrain", "blocked"]
+    # the cooldown keeps it from retraining again in a storm
+    again = controller.run_once([policy])[0]
+    assert again.outcome == "cooldown" and "cooling down" in again.message
+    assert "loop.blocked" in _actions(embedded_ctx)
+
+
+def test_the_kill_switch_stops_the_loop(embedded_ctx: Context) -> None:
+    policy = scenario.policy()
+    controller.pause(reason="maintenance")
+    assert controller.run_once([policy])[0].outcome == "paused"
+    controller.resume()
+    controller.pause("flights")
+    status = controller.status([policy])[0]
+    assert status["paused"] and status["deployment"] is None
+    controller.resume("flights")
+    assert controller.run_once([policy])[0].outcome == "idle"  # not deployed yet
+    assert [a for a in _actions(embedded_ctx) if a.startswith("loop.")] == [
+        "loop.pause",
+        "loop.resume",
+        "loop.pause",
+        "loop.resume",
+    ]
+
+
+@pytest.mark.parametrize("n", [1])
+def test_loop_events_survive_as_ordered_links(embedded_ctx: Context, n: int) -> None:
+    event_id = controller.record(embedded_ctx, "m", "trigger", "why", alert_id=3, details={"a": n})
+    [e] = controller.events("m")
+    assert (e["id"], e["alert_id"], e["details"]) == (event_id, 3, {"message": "why", "a": 1})
+
+
+def test_drift_without_newer_data_alerts_instead_of_retraining(embedded_ctx: Context) -> None:
+    scenario.setup(seed=5, per_month=300)
+    # the policy retrains from flights-train, whose newest version v1 was trained on
+    policy = scenario.policy(data="flights-train")
+    result = controller.run_once([policy])[0]
+    assert result.outcome == "no_new_data", result.message
+    assert "already trained on flights-train@1" in result.message
+    assert len(ll.registry.versions("flights")) == 1  # nothing retrained
+    assert list_alerts("flights")[0].rule == "no newer data"

@@ -1,0 +1,68 @@
+"""Loop policies: YAML and loopline.toml, checked, with errors that name file and key."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from loopline.errors import ConfigError
+from loopline.loop.policy import load_policies
+
+GOOD = """
+model: flights
+data: flights
+retrain: {pipeline: "loopline.loop.flights:train"}
+gate: {dataset: flights-holdout, thresholds: {label: late, metrics: {auc: {lower: 0.6}}}}
+"""
+
+
+def test_a_yaml_policy_and_a_toml_one_load_with_defaults(tmp_path: Path) -> None:
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "flights.yaml").write_text(GOOD)
+    (tmp_path / "loopline.toml").write_text(
+        '[loopline.loop.churn]\ndata = "churn"\ncooldown_seconds = 60\n'
+        '[loopline.loop.churn.retrain]\npipeline = "pkg.train:main"\n'
+        '[loopline.loop.churn.gate]\ndataset = "churn-holdout"\n'
+        '[loopline.loop.churn.gate.thresholds]\nlabel = "churned"\n'
+    )
+    flights, churn = load_policies(tmp_path)
+    assert flights.model == "flights" and flights.monitor.drift.share is None
+    assert flights.rollout.strategy == "canary" and flights.pipeline_function().__name__ == "train"
+    assert churn.model == "churn" and churn.cooldown_seconds == 60
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (GOOD + "cooldown: 5\n", "flights.yaml: cooldown: unknown key"),
+        (GOOD.replace("pipeline:", "pipline:"), "retrain.pipline: unknown key"),
+        (GOOD + "monitor: {drift: {share: 2}}\n", "monitor.drift.share: Input should be less"),
+        (GOOD.replace('"loopline.loop.flights:train"', "train"), "retrain.pipeline: write it as"),
+        ("- a list\n", "a loop policy is a mapping"),
+        ("model: [unclosed\n", "not valid YAML"),
+    ],
+    ids=["unknown-key", "nested-typo", "bad-value", "bad-target", "not-a-mapping", "bad-yaml"],
+)
+def test_a_bad_policy_file_names_the_key(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "flights.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        load_policies(tmp_path)
+
+
+def test_a_pipeline_that_cannot_be_imported_is_named(tmp_path: Path) -> None:
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "f.yaml").write_text(GOOD.replace("flights:train", "flights:nope"))
+    [policy] = load_policies(tmp_path)
+    with pytest.raises(ConfigError, match=re.escape("cannot import 'loopline.loop.flights:nope'")):
+        policy.pipeline_function()
+
+
+def test_a_model_with_two_policies_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "a.yaml").write_text(GOOD)
+    (tmp_path / "policies" / "b.yaml").write_text(GOOD)
+    with pytest.raises(ConfigError, match="two loop policies"):
+        load_policies(tmp_path)

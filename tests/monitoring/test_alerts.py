@@ -1,0 +1,117 @@
+"""Alerts: rules per window, a webhook on a local HTTP server (with retries), the audit log."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from loopline.core import audit
+from loopline.core.context import Context
+from loopline.monitoring.alerts import AlertRule, check_rules, list_alerts, raise_alert
+from loopline.monitoring.performance import WindowMetrics
+
+
+class Hook:
+    """A webhook receiver on 127.0.0.1 that fails the first ``fail`` requests with a 503."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.fail = fail
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                if hook.fail > 0:
+                    hook.fail -= 1
+                    self.send_response(503)
+                else:
+                    hook.received.append(json.loads(body))
+                    self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hook() -> Iterator[Hook]:
+    h = Hook(fail=2)
+    yield h
+    h.close()
+
+
+def test_rules_fire_per_window() -> None:
+    good = WindowMetrics(0, 1, "1", 100, 100, 100, {"auc": 0.8}, latency_p99_ms=12.0)
+    bad = WindowMetrics(1, 2, "1", 100, 100, 100, {"auc": 0.55}, latency_p99_ms=80.0)
+    bad.drifted, bad.drift_scores = ["temp"], {"temp": 0.9, "dist": 0.01}
+    rules = [
+        AlertRule(metric="auc", op="<", threshold=0.6),
+        AlertRule(metric="latency_p99_ms", op=">", threshold=50),
+        AlertRule(metric="drift_share", op=">", threshold=0.3),
+        AlertRule(metric="rmse", op=">", threshold=1),  # absent: never fires
+    ]
+    breaches = check_rules(rules, [good, bad])
+    assert [(b.rule.label, b.window.start, b.value) for b in breaches] == [
+        ("auc < 0.6", 1, 0.55),
+        ("latency_p99_ms > 50", 1, 80.0),
+        ("drift_share > 0.3", 1, 0.5),
+    ]
+
+
+def test_an_alert_is_stored_audited_and_posted_with_retries(ctx: Context, hook: Hook) -> None:
+    alert = raise_alert(
+        "flights", "auc < 0.6", "live AUC 0.55", details={"auc": 0.55}, webhook=hook.url
+    )
+    assert alert.delivered  # two 503s, then a 200
+    assert hook.received == [alert.to_dict()]
+    assert hook.received[0]["details"] == {"auc": 0.55}
+    stored = list_alerts("flights")
+    assert [(a.id, a.delivered) for a in stored] == [(alert.id, True)]
+    raised = [e for e in audit.events(ctx.engine) if e.action == "alert.raise"]
+    assert raised[-1].after["alert_id"] == alert.id and raised[-1].reason == "live AUC 0.55"
+
+
+def test_an_unreachable_webhook_is_recorded_as_undelivered(ctx: Context) -> None:
+    alert = raise_alert(
+        "flights", "p99", "slow", webhook="http://127.0.0.1:9/none", timeout=0.5, retries=1
+    )
+    assert not alert.delivered
+    assert not list_alerts("flights")[0].delivered
+
+
+def test_the_grafana_dashboard_reads_only_metrics_the_server_exports() -> None:
+    import re
+    from pathlib import Path
+
+    from loopline.serving.prom import ServingMetrics
+
+    path = Path(__file__).parents[2] / "deploy" / "grafana" / "loopline.json"
+    dashboard = json.loads(path.read_text())
+    m = ServingMetrics()
+    m.request("flights", "1", 200, 0.01)
+    m.failure("flights", "1", "error")
+    m.shadowed("flights", "2", True)
+    exported = set(re.findall(r"^(loopline_\w+?)(?:\{| )", m.render()[0].decode(), re.M))
+    used = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"loopline_\w+", target["expr"])
+    }
+    assert used and used <= exported, used - exported
+    assert {"loopline_predictions_total", "loopline_prediction_latency_seconds_bucket"} <= used

@@ -1,0 +1,172 @@
+"""``loopline drift`` on files and on ``NAME@VERSION`` datasets (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import loopline as ll
+from loopline.core.context import Context
+
+
+def _loopline(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("LOOPLINE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "loopline.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env={**base, **(env or {})},
+        cwd=cwd,
+        timeout=180,
+    )
+
+
+def _frames(n: int = 2000) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(9)
+    ref = pd.DataFrame(
+        {
+            "age": rng.normal(40, 10, n),
+            "income": rng.lognormal(10, 1, n),
+            "plan": rng.choice(["basic", "pro", "team"], n, p=[0.6, 0.3, 0.1]),
+        }
+    )
+    cur = pd.DataFrame(
+        {
+            "age": rng.normal(46, 10, n),  # drifted
+            "income": rng.lognormal(10, 1, n),
+            "plan": rng.choice(["basic", "pro", "team"], n, p=[0.2, 0.3, 0.5]),  # drifted
+        }
+    )
+    return ref, cur
+
+
+def _check_shape(data: dict[str, Any]) -> None:
+    assert list(data) == ["drifted", "share_drifted", "columns"]
+    assert isinstance(data["drifted"], bool) and isinstance(data["share_drifted"], float)
+    for col in data["columns"].values():
+        assert list(col) == ["test", "statistic", "p_value", "threshold", "drifted"]
+        assert isinstance(col["test"], str) and isinstance(col["statistic"], float)
+        assert col["p_value"] is None or isinstance(col["p_value"], float)
+        assert isinstance(col["threshold"], float) and isinstance(col["drifted"], bool)
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    ref, cur = _frames()
+    ref.to_parquet(tmp_path / "ref.parquet")
+    cur.to_csv(tmp_path / "cur.csv", index=False)
+    ref.to_csv(tmp_path / "ref.csv", index=False)
+    return tmp_path
+
+
+def test_json_shape_exit_codes_and_html_on_files(files: Path) -> None:
+    result = _loopline(files, "drift", "ref.parquet", "cur.csv", "--json", "--html", "out.html")
+    assert result.returncode == 0, result.stderr  # drift found, but no --fail-on-drift
+    data = json.loads(result.stdout)
+    _check_shape(data)
+    assert data["drifted"] is True and data["share_drifted"] == pytest.approx(2 / 3)
+    cols = data["columns"]
+    assert set(cols) == {"age", "income", "plan"}
+    assert (cols["age"]["test"], cols["age"]["drifted"], cols["age"]["p_value"]) == (
+        "wasserstein", True, None,
+    )  # fmt: skip
+    assert (cols["plan"]["test"], cols["plan"]["drifted"]) == ("jensenshannon", True)
+    assert cols["income"]["drifted"] is False and cols["income"]["threshold"] == 0.1
+    html = (files / "out.html").read_text()
+    assert html.count("<svg") == 3
+
+    failing = _loopline(files, "drift", "ref.parquet", "cur.csv", "--fail-on-drift")
+    assert failing.returncode == 1, failing.stderr
+    assert "DRIFT" in failing.stdout and "age" in failing.stdout
+    same = _loopline(files, "drift", "ref.parquet", "ref.csv", "--json", "--fail-on-drift")
+    assert same.returncode == 0, same.stderr
+    assert json.loads(same.stdout)["drifted"] is False
+
+
+def test_columns_option_and_column_mismatch_warnings(files: Path) -> None:
+    result = _loopline(files, "drift", "ref.parquet", "cur.csv", "--json", "--columns", "income")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert list(data["columns"]) == ["income"] and data["drifted"] is False
+    ref, cur = _frames(300)
+    ref.assign(gone=1.0, note=[f"t{i}" for i in range(300)]).to_parquet(files / "ref2.parquet")
+    cur.drop(columns=["income"]).assign(note=[f"u{i}" for i in range(300)]).to_parquet(
+        files / "cur2.parquet"
+    )
+    mismatch = _loopline(files, "drift", "ref2.parquet", "cur2.parquet", "--json")
+    assert mismatch.returncode == 0, mismatch.stderr
+    got = json.loads(mismatch.stdout)
+    _check_shape(got)
+    assert set(got["columns"]) == {"age", "plan"}
+    assert "missing from the current data: income, gone" in mismatch.stderr
+    assert "note: skipped: text" in mismatch.stderr
+    bad = _loopline(files, "drift", "ref.parquet", "cur.csv", "--columns", "nope")
+    assert bad.returncode == 2 and "not in the reference data: nope" in bad.stderr
+
+
+def test_human_output_lists_every_column(files: Path) -> None:
+    result = _loopline(files, "drift", "ref.parquet", "cur.csv", env={"COLUMNS": "160"})
+    assert result.returncode == 0, result.stderr
+    for word in ("age", "income", "plan", "wasserstein", "jensenshannon", "2 of 3"):
+        assert word in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("missing.parquet", "cur.csv"), 4, "there is no file"),
+        (("ref.parquet", "data/none.csv"), 4, "there is no file"),
+        (("ref.parquet", "nosuch@1"), 4, "nosuch"),
+        (("ref.parquet", "bad name!"), 4, "neither an existing file nor a dataset"),
+    ],
+    ids=["missing-file", "missing-file-in-folder", "missing-dataset", "not-a-ref"],
+)
+def test_missing_inputs_are_one_line_errors(
+    files: Path, args: tuple[str, str], code: int, message: str
+) -> None:
+    result = _loopline(files, "drift", *args)
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_help_has_an_example(files: Path) -> None:
+    result = _loopline(files, "drift", "--help")
+    assert result.returncode == 0 and "Example" in result.stdout
+    assert "--fail-on-drift" in result.stdout
+
+
+def test_datasets_by_name_and_version(ctx: Context, tmp_path: Path) -> None:
+    ref, cur = _frames(1500)
+    v1 = ll.datasets.register("customers", ref)
+    v2 = ll.datasets.register("customers", cur)
+    assert (v1.version, v2.version) == (1, 2)
+    # SDK: refs and versions are read from the store.
+    report = ll.monitor.drift("customers@1", "customers@2")
+    assert report.drifted_columns == ["age", "plan"]
+    assert report.reference_label == "customers@1" and report.current_label == "customers@2"
+    assert ll.monitor.drift(v1, "customers@1").drifted_columns == []
+    # CLI in a fresh process, on the same store.
+    env = {
+        "LOOPLINE_URI": ctx.settings.metadata_uri,
+        "LOOPLINE_ARTIFACTS": ctx.settings.artifacts_uri,
+    }
+    cur.to_parquet(tmp_path / "cur.parquet")
+    result = _loopline(tmp_path, "drift", "customers@1", "cur.parquet", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    _check_shape(data)
+    assert sorted(n for n, c in data["columns"].items() if c["drifted"]) == ["age", "plan"]
+    latest = _loopline(tmp_path, "drift", "customers@1", "customers", "--json", env=env)
+    assert json.loads(latest.stdout) == data
+    missing = _loopline(tmp_path, "drift", "customers@1", "customers@9", env=env)
+    assert missing.returncode == 4 and "customers" in missing.stderr

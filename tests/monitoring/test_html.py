@@ -1,0 +1,56 @@
+"""``DriftReport.to_html``: one self-contained page with a plot per tested column."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from loopline.monitoring.drift import drift
+from loopline.monitoring.sketch import DriftSketch
+
+
+def _report_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(4)
+    n = 3000
+    ref = pd.DataFrame(
+        {
+            "age": rng.normal(40, 10, n),
+            "plan": rng.choice(["basic", "pro", "<b>team</b>"], n),
+            "few": rng.integers(0, 4, n).astype(float),
+            "comment": [f"free text {i}" for i in range(n)],
+            "gone": rng.normal(size=n),
+        }
+    )
+    cur = ref.drop(columns=["gone"]).assign(age=rng.normal(45, 10, n), extra=1.0)
+    return ref, cur
+
+
+def test_html_is_self_contained_with_a_plot_per_tested_column(tmp_path: Path) -> None:
+    ref, cur = _report_frames()
+    report = drift(ref, cur)
+    path = report.to_html(tmp_path / "drift.html")
+    text = path.read_text()
+    assert text.startswith("<!DOCTYPE html>")
+    svgs = re.findall(r'<figure id="col-([^"]+)"><h2>.*?<svg ', text)
+    assert svgs == ["age", "plan", "few"]  # one plot per tested column; text is skipped
+    assert text.count("<svg") == 3 and text.count("<rect") > 3 * 2
+    # Nothing to fetch: no scripts, no external stylesheets, images or fonts.
+    assert "<script" not in text and "<link" not in text
+    assert not re.search(r"(src|href)=\"https?:", text)
+    assert "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    # The table has every column with its test, and the mismatch is shown.
+    for name in ("age", "plan", "few", "comment", "gone", "extra"):
+        assert name in text
+    assert "wasserstein" in text and "skipped: text" in text
+    assert "missing from current" in text and "only in current" in text
+    assert "&lt;b&gt;team&lt;/b&gt;" in text and "<b>team</b>" not in text  # escaped
+
+
+def test_html_of_a_sketch_report(tmp_path: Path) -> None:
+    ref, cur = _report_frames()
+    sketch = DriftSketch.from_reference(ref.drop(columns=["gone"])).update(cur)
+    text = sketch.drift().to_html(tmp_path / "s.html").read_text()
+    assert text.count("<svg") == 3 and "wasserstein_binned" in text

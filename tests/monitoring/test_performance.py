@@ -1,0 +1,77 @@
+"""Live performance per window and version: label metrics, latency, throughput, drift."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import accuracy_score, precision_score, recall_score, roc_auc_score
+
+import loopline as ll
+from loopline.core.context import Context
+from loopline.monitoring.performance import assign_windows, infer_task
+from loopline.monitoring.prediction_log import PredictionLogger
+
+
+def test_classification_metrics_per_window_and_version_match_sklearn(ctx: Context) -> None:
+    rng = np.random.default_rng(1)
+    truth = rng.integers(0, 2, 400)
+    pred = np.where(rng.random(400) < 0.8, truth, 1 - truth)
+    with PredictionLogger(ctx, start=False) as logger:
+        for i in range(400):
+            version = "1" if i < 200 else "2"
+            latency = 2.0 if i % 100 else 50.0
+            logger.log(f"r{i}", "m", version, [{"x": float(i)}], [int(pred[i])], latency)
+    ll.monitor.log_labels([f"r{i}" for i in range(400)], truth.tolist())
+    windows = ll.monitor.performance("m", window=100)
+    assert [(w.version, w.requests) for w in windows] == [("1", 100)] * 2 + [("2", 100)] * 2
+    w = windows[2]
+    t, p = truth[200:300], pred[200:300]
+    assert w.metrics["accuracy"] == pytest.approx(accuracy_score(t, p))
+    assert w.metrics["precision"] == pytest.approx(precision_score(t, p))
+    assert w.metrics["recall"] == pytest.approx(recall_score(t, p))
+    assert w.metrics["auc"] == pytest.approx(roc_auc_score(t, p))
+    assert w.latency_p50_ms == 2.0 and w.latency_p99_ms is not None and w.latency_p99_ms > 2.0
+    assert w.throughput_rps is not None and w.throughput_rps > 0
+    merged = ll.monitor.performance("m", window=1000, by_version=False)
+    assert len(merged) == 1 and merged[0].labelled == 400
+
+
+def test_regression_metrics(embedded_ctx: Context) -> None:
+    with PredictionLogger(embedded_ctx, start=False) as logger:
+        for i in range(50):
+            logger.log(f"r{i}", "price", "1", [{"x": 1.0}], [10.0 + (i % 2) * 2.5], 1.0)
+    ll.monitor.log_labels([f"r{i}" for i in range(50)], [10.0 + 0.1 * i for i in range(50)])
+    w = ll.monitor.performance("price", window="day", task="regression")[0]
+    err = np.array([10.0 + (i % 2) * 2.5 - (10.0 + 0.1 * i) for i in range(50)])
+    assert w.metrics["rmse"] == pytest.approx(float(np.sqrt(np.mean(err**2))))
+    assert w.metrics["mae"] == pytest.approx(float(np.mean(np.abs(err))))
+
+
+def test_drift_per_window_against_the_reference(embedded_ctx: Context) -> None:
+    rng = np.random.default_rng(2)
+    reference = pd.DataFrame({"temp": rng.normal(35, 8, 3000), "dist": rng.normal(1000, 300, 3000)})
+    with PredictionLogger(embedded_ctx, start=False) as logger:
+        for i in range(1000):
+            shifted = i >= 500  # spring arrives: warmer, same distances
+            row = {
+                "temp": float(rng.normal(65 if shifted else 35, 8)),
+                "dist": float(rng.normal(1000, 300)),
+            }
+            logger.log(f"r{i}", "m", "1", [row], [0], 1.0)
+    windows = ll.monitor.performance(
+        "m", window=500, reference=reference, features=["temp", "dist"]
+    )
+    assert windows[0].drifted == [] and windows[1].drifted == ["temp"]
+    assert windows[1].drift_scores["temp"] > windows[1].drift_scores["dist"]
+    assert windows[1].value("drift_share") == 0.5
+
+
+def test_windows_and_task_inference() -> None:
+    f = pd.DataFrame({"_ts": [0.0, 1.0, 2.0, 3.0, 90000.0], "_request_id": list("abcde")})
+    assert assign_windows(f, 2).tolist() == [0.0, 0.0, 2.0, 2.0, 90000.0]
+    assert assign_windows(f, "day").tolist() == [0.0] * 4 + [86400.0]
+    with pytest.raises(ll.InvalidInput, match="window"):
+        assign_windows(f, 0)
+    assert infer_task(pd.Series([0, 1, 1])) == "classification"
+    assert infer_task(pd.Series([0.5, 1.7])) == "regression"

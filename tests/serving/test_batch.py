@@ -1,0 +1,168 @@
+"""Batch scoring in chunks (local and on Ray), and packaging for containers/Kubernetes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import kubernetes_validate
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+import loopline as ll
+from loopline.core.context import Context
+from loopline.errors import InvalidInput
+from loopline.serving.batch import score
+from loopline.serving.package import app_name, package
+from tests.serving.helpers import FEATURES, good_model, register, toy_data
+
+
+@pytest.fixture
+def model_uri(embedded_ctx: Context) -> str:
+    data = toy_data(200)
+    version = register(good_model(data), "churn", data)
+    return f"models:/churn/{version}"
+
+
+def test_scoring_a_parquet_file_in_chunks_keeps_rows_and_adds_the_version(
+    model_uri: str, tmp_path: Path
+) -> None:
+    frame = toy_data(2500, seed=5).drop(columns=["label"]).assign(id=range(2500))
+    src = tmp_path / "events.parquet"
+    frame.to_parquet(src, row_group_size=700)
+    seen: list[tuple[int, int | None]] = []
+    report = score(
+        model_uri,
+        src,
+        tmp_path / "out.parquet",
+        chunk_rows=600,
+        probabilities=True,
+        progress=lambda done, total: seen.append((done, total)),
+    )
+    assert (report.rows, report.model_version) == (2500, "1") and report.chunks >= 5
+    assert seen[-1] == (2500, 2500) and len(seen) == report.chunks
+    out = pq.read_table(tmp_path / "out.parquet").to_pandas()
+    assert list(out.columns) == [
+        *FEATURES,
+        "id",
+        "prediction",
+        "proba_0",
+        "proba_1",
+        "model_version",
+    ]
+    assert out["id"].tolist() == list(range(2500)) and set(out["model_version"]) == {"1"}
+    expected = ll.registry.load(model_uri).predict(frame[FEATURES])
+    assert out["prediction"].tolist() == expected.tolist()
+    assert not (tmp_path / ".out.parquet.part").exists()
+
+
+def test_scoring_csv_to_csv_with_the_cli_and_a_bad_chunk_names_rows_and_column(
+    model_uri: str, tmp_path: Path, embedded_ctx: Context
+) -> None:
+    frame = toy_data(300, seed=6).drop(columns=["label"])
+    src = tmp_path / "events.csv"
+    frame.to_csv(src, index=False)
+    env = {
+        "LOOPLINE_URI": embedded_ctx.settings.metadata_uri,
+        "LOOPLINE_ARTIFACTS": embedded_ctx.settings.artifacts_uri,
+    }
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "loopline.cli.main",
+            "score",
+            model_uri,
+            str(src),
+            str(tmp_path / "scored.csv"),
+            "--chunk-rows",
+            "100",
+        ],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, **env},
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "scored 300 rows in 3 chunk(s)" in out.stdout and "scoring" in out.stdout
+    scored = pd.read_csv(tmp_path / "scored.csv")
+    assert len(scored) == 300 and set(scored["model_version"]) == {1}
+
+    broken = frame.astype({"bucket": "float64"})
+    broken.loc[150, "bucket"] = None
+    broken.to_parquet(tmp_path / "broken.parquet")
+    with pytest.raises(InvalidInput, match=r"rows 100\.\.199: column 'bucket' is NaN") as e:
+        score(model_uri, tmp_path / "broken.parquet", tmp_path / "x.parquet", chunk_rows=100)
+    assert e.value.field == "bucket"
+    assert not (tmp_path / "x.parquet").exists()
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("a,b,bucket\n0.1,0.2,1\n0.3,0.4\n")
+    with pytest.raises(InvalidInput, match="cannot read") as e:
+        score(model_uri, ragged, tmp_path / "y.csv")
+    assert e.value.field == "input"
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Data's own deprecations
+def test_scoring_on_ray(model_uri: str, tmp_path: Path) -> None:
+    frame = toy_data(1000, seed=7).drop(columns=["label"])
+    src = tmp_path / "events.parquet"
+    frame.to_parquet(src)
+    report = score(model_uri, src, tmp_path / "out.parquet", chunk_rows=250, executor="ray")
+    assert report.rows == 1000 and report.executor == "ray"
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert len(out) == 1000 and set(out["model_version"]) == {"1"}
+    expected = ll.registry.load(model_uri).predict(frame[FEATURES])
+    merged = out.sort_values(FEATURES).reset_index(drop=True)
+    want = frame.assign(prediction=expected).sort_values(FEATURES).reset_index(drop=True)
+    assert merged["prediction"].tolist() == want["prediction"].tolist()
+
+
+def test_package_writes_valid_kubernetes_manifests_and_a_pinned_dockerfile(
+    model_uri: str, tmp_path: Path
+) -> None:
+    files = package(
+        "models:/churn",
+        tmp_path / "pkg",
+        image="registry.local/churn:1",
+        replicas=3,
+        max_replicas=6,
+        namespace="ml",
+    )
+    names = sorted(str(f.relative_to(tmp_path / "pkg")) for f in files)
+    assert names == [
+        "Dockerfile",
+        "README.md",
+        "k8s/deployment.yaml",
+        "k8s/hpa.yaml",
+        "k8s/service.yaml",
+    ]
+    kinds = {}
+    for path in (tmp_path / "pkg" / "k8s").iterdir():
+        doc = yaml.safe_load(path.read_text())
+        # offline: kubernetes-validate ships the OpenAPI schemas of each Kubernetes version
+        kubernetes_validate.validate(doc, "1.30.0", strict=True)
+        kinds[doc["kind"]] = doc
+    assert set(kinds) == {"Deployment", "Service", "HorizontalPodAutoscaler"}
+    container = kinds["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "registry.local/churn:1"
+    assert kinds["Deployment"]["spec"]["replicas"] == 3
+    assert kinds["HorizontalPodAutoscaler"]["spec"]["maxReplicas"] == 6
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert kinds["Service"]["metadata"]["namespace"] == "ml"
+    docker = (tmp_path / "pkg" / "Dockerfile").read_text()
+    from sklearn import __version__ as sklearn_version
+
+    assert f'"scikit-learn=={sklearn_version}"' in docker
+    assert '"--model", "models:/churn"' in docker and "USER 10001" in docker
+
+    broken = dict(kinds["Deployment"])
+    broken["spec"] = {**broken["spec"], "replicas": "three"}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, "1.30.0", strict=True)
+    assert app_name("Churn Model_v2") == "loopline-churn-model-v2"
+    with pytest.raises(InvalidInput):
+        package("churn", tmp_path / "x")

@@ -1,0 +1,198 @@
+"""Deployments without a server: strategies, gates, force with a reason, audit, history."""
+
+from __future__ import annotations
+
+import pytest
+
+import loopline as ll
+from loopline.core import audit
+from loopline.core.context import Context
+from loopline.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from loopline.serving.canary import Analysis
+from loopline.serving.control import next_state
+from loopline.serving.deploy import (
+    deployments_of_version,
+    get_deployment,
+    history,
+    list_deployments,
+    promote,
+    rollback,
+)
+from tests.serving.helpers import good_model, register, toy_data, weak_model
+
+GATE = {"label": "label", "metrics": {"accuracy": {"lower": 0.99}}}
+
+
+@pytest.fixture
+def versions(ctx: Context) -> tuple[int, int, int]:
+    """Three versions of ``churn`` (good, weak, good)."""
+    data = toy_data(200)
+    return (
+        register(good_model(data), "churn", data),
+        register(weak_model(data), "churn", data),
+        register(good_model(data), "churn", data),
+    )
+
+
+def test_a_blocked_challenger_cannot_be_deployed_unless_forced_with_a_reason(
+    ctx: Context, versions: tuple[int, int, int]
+) -> None:
+    v1, v2, _ = versions
+    ll.deploy("churn", v1)
+    ll.datasets.register("holdout", toy_data(120, seed=1))
+    verdict = ll.gates.evaluate("churn", v2, "holdout@1", GATE)
+    assert not verdict.blessed
+    with pytest.raises(PermissionDenied, match="blocked by its gate verdict") as blocked:
+        ll.deploy("churn", v2, strategy="canary")
+    assert "force" in (blocked.value.hint or "")
+    with pytest.raises(InvalidInput, match="needs a reason") as no_reason:
+        ll.deploy("churn", v2, strategy="canary", force=True)
+    assert no_reason.value.field == "reason"
+    assert get_deployment("churn").candidate_version is None  # nothing changed
+
+    d = ll.deploy("churn", v2, strategy="canary", force=True, reason="hotfix INC-42")
+    assert (d.candidate_version, d.traffic) == (v2, 5.0)
+    forced = audit.events(ctx.engine, object_type="model_version", object_id=f"churn/{v2}")
+    override = [e for e in forced if e.action == "deployment.force"]
+    assert len(override) == 1 and override[0].reason == "hotfix INC-42"
+    assert override[0].before["verdict_id"] == verdict.id
+    deployed = audit.events(ctx.engine, object_type="deployment", object_id="churn")
+    assert deployed[-1].action == "deployment.deploy.canary"
+    assert deployed[-1].reason == "hotfix INC-42"
+    assert audit.verify(ctx.engine).ok
+
+
+def test_each_strategy_sets_traffic_and_rollback_and_promote_undo_or_finish_it(
+    ctx: Context, versions: tuple[int, int, int]
+) -> None:
+    v1, v2, v3 = versions
+    with pytest.raises(InvalidInput, match="no deployment yet"):
+        ll.deploy("churn", v2, strategy="canary")
+    d = ll.deploy("churn", v1)
+    assert (d.phase, d.stable_version, d.revision) == ("stable", v1, 1)
+
+    d = ll.deploy("churn", v2, strategy="ab", split=20)
+    assert (d.phase, d.candidate_version, d.traffic) == ("ab", v2, 20.0)
+    with pytest.raises(Conflict, match="in progress"):
+        ll.deploy("churn", v3, strategy="canary")
+    d = rollback("churn", reason="B lost")
+    assert (d.phase, d.stable_version, d.candidate_version) == ("stable", v1, None)
+
+    d = ll.deploy("churn", v2, strategy="shadow")
+    assert (d.phase, d.traffic) == ("shadow", 0.0)
+    d = promote("churn", reason="shadow agrees")
+    assert (d.stable_version, d.standby_version, d.candidate_version) == (v2, v1, None)
+
+    d = ll.deploy("churn", v3, strategy="blue_green")
+    assert (d.stable_version, d.standby_version) == (v3, v2)
+    assert d.versions() == [v3, v2]  # blue/green keeps the standby loaded
+    d = rollback("churn")
+    assert (d.stable_version, d.standby_version) == (v2, v3)
+
+    d = ll.deploy("churn", v1, strategy="canary", steps=[10, 60])
+    assert (d.traffic, d.policy.steps) == (10.0, [10.0, 60.0, 100.0])
+    assert [e.action for e in history("churn")] == [
+        "deploy.direct",
+        "deploy.ab",
+        "rollback",
+        "deploy.shadow",
+        "promote",
+        "deploy.blue_green",
+        "rollback",
+        "deploy.canary",
+    ]
+    assert [x.name for x in list_deployments()] == ["churn"]
+    assert {e.action for e in deployments_of_version("churn", v3)} == {"deploy.blue_green"}
+    revisions = [e.revision for e in history("churn")]
+    assert revisions == list(range(1, 9))
+
+
+def test_bad_deploy_arguments_are_named(ctx: Context, versions: tuple[int, int, int]) -> None:
+    v1, _, _ = versions
+    with pytest.raises(InvalidInput) as strategy:
+        ll.deploy("churn", v1, strategy="yolo")
+    assert strategy.value.field == "strategy"
+    with pytest.raises(InvalidInput) as policy:
+        ll.deploy("churn", v1, window_reqests=5)
+    assert policy.value.field == "window_reqests"
+    with pytest.raises(InvalidInput) as steps:
+        ll.deploy("churn", v1, steps=[50, 20])
+    assert steps.value.field == "steps" and "increase" in steps.value.message
+    with pytest.raises(NotFound, match="no version 99"):
+        ll.deploy("churn", 99)
+    with pytest.raises(NotFound, match="no version 42"):
+        ll.deploy("churn", v1, fallback=42)
+    with pytest.raises(NotFound, match="not deployed"):
+        rollback("churn")
+    ll.deploy("churn", v1)
+    with pytest.raises(Conflict, match="nothing to roll back"):
+        rollback("churn")
+    with pytest.raises(Conflict, match="no candidate"):
+        promote("churn")
+    with pytest.raises(InvalidInput, match="already the stable"):
+        ll.deploy("churn", v1, strategy="ab")
+
+
+def test_canary_steps_advance_then_promote_or_roll_back(
+    ctx: Context, versions: tuple[int, int, int]
+) -> None:
+    v1, v2, _ = versions
+    ll.deploy("churn", v1)
+    d = ll.deploy("churn", v2, strategy="canary", steps=[5, 25, 100])
+    passed = Analysis("pass", "4/4 checks passed")
+    d1, action = next_state(d, passed)
+    assert (action, d1.traffic, d1.step) == ("canary.step", 25.0, 1)
+    d2, action = next_state(d1, passed)
+    assert action == "canary.promote"
+    assert (d2.stable_version, d2.candidate_version, d2.standby_version) == (v2, None, v1)
+    d3, action = next_state(d1, Analysis("fail", "error rate 20% > 1%"))
+    assert action == "canary.rollback"
+    assert (d3.stable_version, d3.candidate_version, d3.traffic) == (v1, None, 0.0)
+    assert "error rate 20%" in (d3.status or "")
+
+
+def test_the_deploy_and_deployments_commands(ctx: Context, versions: tuple[int, int, int]) -> None:
+    import orjson
+    from typer.testing import CliRunner
+
+    from loopline.cli.main import app
+
+    v1, v2, _ = versions
+    run = CliRunner().invoke
+    assert run(app, ["deploy", "churn", str(v1)]).exit_code == 0
+    out = run(
+        app,
+        [
+            "deploy",
+            "churn",
+            str(v2),
+            "--strategy",
+            "canary",
+            "--steps",
+            "10,50",
+            "--window-requests",
+            "50",
+            "--fallback",
+            str(v1),
+            "--json",
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    shown = orjson.loads(out.stdout)
+    assert (shown["candidate"], shown["traffic"], shown["fallback"]) == (v2, 10.0, v1)
+    assert shown["policy"]["steps"] == [10.0, 50.0, 100.0]
+    listed = orjson.loads(run(app, ["deployments", "ls", "--json"]).stdout)
+    assert [d["name"] for d in listed] == ["churn"]
+    show = run(app, ["deployments", "show", "churn"])
+    assert show.exit_code == 0 and "canary of v2 at 10%" in show.stdout
+    assert "deploy.canary" in show.stdout
+    promoted = orjson.loads(
+        run(app, ["deployments", "promote", "churn", "--reason", "good", "--json"]).stdout
+    )
+    assert (promoted["stable"], promoted["candidate"]) == (v2, None)
+    back = run(app, ["deployments", "rollback", "churn", "--reason", "regret"])
+    assert back.exit_code == 0 and "serves v1" in back.stdout
+    bad = run(app, ["deploy", "churn", str(v1), "--steps", "5,x"])
+    assert isinstance(bad.exception, InvalidInput) and bad.exception.field == "steps"
+    events = [e.reason for e in history("churn")]
+    assert events[-2:] == ["good", "regret"]

@@ -1,0 +1,71 @@
+"""Request body shapes and their errors; the serving package's import cost."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from loopline.errors import InvalidInput
+from loopline.serving.inputs import MalformedBody, as_records, loads, parse
+
+
+def test_three_shapes_give_the_same_records() -> None:
+    names = ["a", "b"]
+    records = as_records(*parse({"instances": [{"a": 1, "b": 2}]})[:2], names)
+    lists = as_records(*parse({"instances": [[1, 2]]})[:2], names)
+    split = as_records(
+        *parse({"dataframe_split": {"columns": ["b", "a"], "data": [[2, 1]]}})[:2], names
+    )
+    assert records == lists == split == [{"a": 1, "b": 2}]
+    assert parse({"dataframe_records": [{"a": 1}], "key": 7})[2] == "7"
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"instances": "x"}, "instances"),
+        ({"instances": [{"a": 1}, [1]]}, "instances"),
+        ({"instances": [[1], {"a": 1}]}, "instances"),
+        ({"dataframe_split": {"columns": "a", "data": [[1]]}}, "dataframe_split.columns"),
+        ({"dataframe_split": [1]}, "dataframe_split"),
+        ({"instances": [{"a": 1}], "key": [1]}, "key"),
+        ("rows", "body"),
+    ],
+    ids=[
+        "not-a-list",
+        "mixed-dict-first",
+        "mixed-list-first",
+        "columns",
+        "split-not-object",
+        "key",
+        "string-body",
+    ],
+)
+def test_bad_shapes_name_the_field(payload: object, field: str) -> None:
+    with pytest.raises(InvalidInput) as exc:
+        parse(payload)
+    assert exc.value.field == field
+
+
+def test_row_width_is_checked_against_the_signature() -> None:
+    with pytest.raises(InvalidInput, match=r"instances\[1\] has 1 values.*a, b"):
+        as_records("lists", [[1, 2], [3]], ["a", "b"])
+
+
+def test_json_with_nan_parses_and_garbage_does_not() -> None:
+    assert loads(b'{"x": Infinity}')["x"] == float("inf")
+    with pytest.raises(MalformedBody, match="not valid JSON"):
+        loads(b"{'x': 1}")
+
+
+def test_the_model_server_imports_without_heavy_modules() -> None:
+    code = (
+        "import sys, loopline.serving.app\n"
+        "heavy = ['pandas', 'sklearn', 'scipy', 'pyarrow', 'skops', 'fastapi', "
+        "'loopline.server', 'loopline.training.registry', 'pandera', 'duckdb']\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -1,0 +1,395 @@
+"""The model server as a real process, on SQLite and PostgreSQL: inputs, routing, rollouts."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import httpx
+import pytest
+
+import loopline as ll
+from loopline.core import audit
+from loopline.core.context import Context
+from loopline.serving.deploy import get_deployment, history, live_window, rollback
+from loopline.training import registry_store
+from tests.serving.helpers import (
+    FEATURES,
+    good_model,
+    picky_model,
+    register,
+    row,
+    serving,
+    toy_data,
+    wait_for,
+    weak_model,
+)
+
+
+def _predict(client: httpx.Client, name: str, body: Any, **kw: Any) -> httpx.Response:
+    return client.post(f"/v1/models/{name}/predict", json=body, **kw)
+
+
+def _error(r: httpx.Response) -> dict[str, Any]:
+    err: dict[str, Any] = r.json()["error"]
+    return err
+
+
+BAD_INPUTS = [
+    pytest.param({"instances": [[0.1, 0.2]]}, 422, "instances", "3 features", id="feature-count"),
+    pytest.param({"instances": [{"a": 0.1, "b": 0.2}]}, 422, "bucket", "missing", id="missing"),
+    pytest.param({"instances": [{**row(), "zz": 1}]}, 422, "zz", "unexpected", id="extra"),
+    pytest.param(
+        {"instances": [{**row(), "a": "high"}]}, 422, "a", "expects float", id="wrong-type"
+    ),
+    pytest.param(
+        {"instances": [{**row(), "bucket": 1.5}]}, 422, "bucket", "expects int", id="fractional-int"
+    ),
+    pytest.param({"instances": [{**row(), "b": None}]}, 422, "b", "NaN/null", id="null"),
+    pytest.param({"instances": []}, 422, "instances", "empty", id="no-rows"),
+    pytest.param({"instances": [1, 2]}, 422, "instances", "a row is", id="scalar-rows"),
+    pytest.param({"rows": [row()]}, 422, "instances", "no rows", id="no-instances"),
+    pytest.param([row()], 422, "body", "JSON object", id="not-an-object"),
+    pytest.param(
+        {"dataframe_split": {"columns": FEATURES, "data": [[1.0, 2.0]]}},
+        422,
+        "dataframe_split.data",
+        "2 values for 3 columns",
+        id="split-width",
+    ),
+]
+
+
+def test_bad_inputs_get_a_4xx_naming_the_problem_and_the_server_keeps_serving(
+    ctx: Context,
+) -> None:
+    data = toy_data()
+    v1 = register(good_model(data), "churn", data)
+    ll.deploy("churn", v1)
+    with serving(ctx, "--log-predictions") as url, httpx.Client(base_url=url, timeout=30) as client:
+        good = _predict(client, "churn", {"instances": [row()]})
+        assert good.status_code == 200
+        body = good.json()
+        assert body["model_version"] == str(v1) and len(body["predictions"]) == 1
+        assert body["request_id"]
+        lists = _predict(client, "churn", {"instances": [[0.5, 0.5, 1], [-2.0, -1.0, 3]]})
+        split = _predict(
+            client,
+            "churn",
+            {"dataframe_split": {"columns": FEATURES, "data": [[0.5, 0.5, 1], [-2.0, -1.0, 3]]}},
+        )
+        assert lists.status_code == split.status_code == 200
+        assert lists.json()["predictions"] == split.json()["predictions"] == [1, 0]
+
+        for case in BAD_INPUTS:
+            payload, status, field, words = case.values
+            r = _predict(client, "churn", payload)
+            assert r.status_code == status, (case.id, r.text)
+            err = _error(r)
+            assert err["field"] == field and words in err["message"], (case.id, err)
+
+        nan = client.post(
+            "/v1/models/churn/predict",
+            content=b'{"instances": [{"a": NaN, "b": 0.1, "bucket": 1}]}',
+        )
+        assert nan.status_code == 422 and _error(nan)["field"] == "a"
+        broken = client.post("/v1/models/churn/predict", content=b'{"instances": [{"a": ')
+        assert broken.status_code == 400 and _error(broken)["code"] == "MALFORMED_JSON"
+        unknown = _predict(client, "nope", {"instances": [row()]})
+        assert unknown.status_code == 404 and "churn" in _error(unknown)["hint"]
+        huge = client.post("/v1/models/churn/predict", content=b" " * (50 * 1024 * 1024))
+        assert huge.status_code == 413 and _error(huge)["code"] == "PAYLOAD_TOO_LARGE"
+        assert client.get("/v1/models/churn/predict").status_code == 405
+
+        again = _predict(client, "churn", {"instances": [row()]})
+        assert again.status_code == 200  # still serving after every bad request
+        assert client.get("/health").json()["models"]["churn"]["stable"] == v1
+        metrics = client.get("/metrics").text
+        assert f'loopline_predictions_total{{model="churn",status="422",version="{v1}"}}' in (
+            metrics
+        )
+        assert f'loopline_predictions_total{{model="churn",status="200",version="{v1}"}} 4.0' in (
+            metrics
+        )
+        assert "loopline_prediction_latency_seconds_bucket" in metrics
+    # The server flushed its prediction log when it stopped: one row per answered input row.
+    from loopline.monitoring.prediction_log import read_predictions
+
+    logged = read_predictions("churn")
+    assert len(logged) == 6 and set(logged["_version"]) == {str(v1)}
+    assert body["request_id"] in set(logged["_request_id"])
+    assert sorted(logged.loc[logged["_request_id"] == lists.json()["request_id"], "a"]) == [
+        -2.0,
+        0.5,
+    ]
+
+
+def test_a_canary_that_raises_is_rolled_back_within_one_window_and_no_request_fails(
+    ctx: Context,
+) -> None:
+    data = toy_data()
+    v1 = register(good_model(data), "churn", data)
+    v2 = register(picky_model(data), "churn", data)  # raises on an unseen bucket
+    ll.deploy("churn", v1)
+    window = 40
+    ll.deploy(
+        "churn", v2, strategy="canary", steps=[50, 100], window_requests=window, min_requests=10
+    )
+    statuses, versions = [], []
+    with serving(ctx) as url, httpx.Client(base_url=url, timeout=30) as client:
+        for i in range(400):
+            bucket = 9 if i % 5 == 0 else 1  # 20 % of inputs make version 2 raise
+            r = _predict(client, "churn", {"instances": [row(bucket=bucket)]})
+            statuses.append(r.status_code)
+            versions.append(r.json().get("model_version"))
+            if i % 10 == 9 and get_deployment("churn").candidate_version is None:
+                break
+    assert set(statuses) == {200}  # the stable version answered every failed canary request
+    d = get_deployment("churn")
+    assert d.stable_version == v1 and d.candidate_version is None
+    event = [e for e in history("churn") if e.action == "canary.rollback"][-1]
+    assert event.actor.startswith("loopline-serve:")
+    assert event.analysis is not None and event.analysis["decision"] == "fail"
+    seen = event.analysis["stats"]["candidate"]
+    assert seen["errors"] >= 1 and seen["requests"] <= window  # within one analysis window
+    assert "error" in (event.reason or "")
+    logged = audit.events(ctx.engine, object_type="deployment", object_id="churn")
+    assert logged[-1].action == "deployment.canary.rollback"
+    assert logged[-1].reason == event.reason
+    assert str(v2) in versions  # the canary did answer some requests before the rollback
+
+
+def test_a_better_canary_is_promoted_step_by_step_to_100(ctx: Context) -> None:
+    data = toy_data()
+    v1 = register(weak_model(data), "churn", data)
+    v2 = register(good_model(data), "churn", data)
+    ll.deploy("churn", v1)
+    ll.deploy(
+        "churn",
+        v2,
+        strategy="canary",
+        steps=[25, 50, 100],
+        window_requests=30,
+        min_requests=10,
+        max_psi=2.0,
+    )
+    statuses = []
+    with serving(ctx) as url, httpx.Client(base_url=url, timeout=30) as client:
+        for i in range(2000):
+            r = _predict(client, "churn", {"instances": [row(a=(i % 7) - 3.0, b=(i % 5) - 2.0)]})
+            statuses.append(r.status_code)
+            if i % 20 == 19 and get_deployment("churn").candidate_version is None:
+                break
+        final = _predict(client, "churn", {"instances": [row()]})
+    assert set(statuses) == {200}
+    d = get_deployment("churn")
+    assert (d.stable_version, d.candidate_version, d.standby_version) == (v2, None, v1)
+    actions = [e.action for e in history("churn")]
+    assert actions == ["deploy.direct", "deploy.canary", "canary.step", "canary.promote"]
+    step = next(e for e in history("churn") if e.action == "canary.step")
+    assert step.after is not None and step.after["traffic"] == 50.0
+    assert wait_for(lambda: final.json()["model_version"] == str(v2), timeout=1)
+
+
+def test_shadow_answers_are_compared_and_never_reach_the_client(ctx: Context) -> None:
+    data = toy_data()
+    v1 = register(good_model(data), "churn", data)
+    flipped = data.assign(label=1 - data["label"])
+    v2 = register(good_model(flipped), "churn", data)  # always disagrees with v1
+    ll.deploy("churn", v1)
+    ll.deploy("churn", v2, strategy="shadow")
+    expected = ll.registry.load(f"models:/churn/{v1}")
+    rows = [row(a=(i % 9) - 4.0, b=(i % 4) - 1.5, bucket=i % 4) for i in range(60)]
+    with serving(ctx) as url, httpx.Client(base_url=url, timeout=30) as client:
+        answers = [_predict(client, "churn", {"instances": [r]}).json() for r in rows]
+        wait_for(lambda: (live_window("churn") or {}).get("shadow", {}).get("compared") == 60)
+        metrics = client.get("/metrics").text
+    assert {a["model_version"] for a in answers} == {str(v1)}
+    assert [a["predictions"][0] for a in answers] == expected.predict(rows).tolist()
+    window = live_window("churn")
+    assert window is not None
+    assert window["candidate"]["requests"] == 60 and window["shadow"]["agreed"] == 0
+    assert window["shadow"]["disagreements"][0]["request_id"]
+    assert f'loopline_shadow_predictions_total{{agreed="false",model="churn",version="{v2}"}}' in (
+        metrics
+    )
+    assert get_deployment("churn").phase == "shadow"  # a shadow is never promoted by itself
+
+
+def test_ab_traffic_is_split_and_sticky_by_request_key(ctx: Context) -> None:
+    data = toy_data()
+    v1 = register(good_model(data), "churn", data)
+    v2 = register(weak_model(data), "churn", data)
+    ll.deploy("churn", v1)
+    ll.deploy("churn", v2, strategy="ab", split=50)
+    sides: dict[str, set[str]] = {}
+    answered: list[dict[str, Any]] = []
+    with serving(ctx) as url, httpx.Client(base_url=url, timeout=30) as client:
+        for i in range(40):
+            key = f"user-{i}"
+            for attempt in range(3):
+                if attempt == 0:
+                    r = _predict(
+                        client, "churn", {"instances": [row()]}, headers={"X-Loopline-Key": key}
+                    )
+                else:
+                    r = _predict(client, "churn", {"instances": [row()], "key": key})
+                sides.setdefault(key, set()).add(r.json()["model_version"])
+                answered.append(r.json())
+        labels = [{"request_id": a["request_id"], "label": 1} for a in answered]
+        fed = client.post(
+            "/v1/models/churn/feedback",
+            json={"labels": [*labels, {"request_id": "unknown", "label": 0}]},
+        )
+        assert fed.json() == {"matched": 120, "unmatched": 1}
+        bad_feedback = client.post("/v1/models/churn/feedback", json={"labels": [{"x": 1}]})
+        assert bad_feedback.status_code == 422
+        window = wait_for(
+            lambda: (
+                (w := live_window("churn"))
+                and (w["stable"]["labels"] + w["candidate"]["labels"] == 120)
+                and w
+            )
+        )
+        right = sum(1 for a in answered if a["predictions"] == [1])
+        acc = {k: window[k]["accuracy"] * window[k]["labels"] for k in ("stable", "candidate")}
+        assert round(acc["stable"] + acc["candidate"]) == right  # live accuracy from labels
+        unkeyed = {
+            _predict(client, "churn", {"instances": [row()]}).json()["model_version"]
+            for _ in range(40)
+        }
+    assert all(len(v) == 1 for v in sides.values())  # the same key, the same version
+    by_version = [next(iter(v)) for v in sides.values()]
+    assert {str(v1), str(v2)} == set(by_version)
+    assert 8 <= by_version.count(str(v2)) <= 32  # about half of the keys
+    assert unkeyed == {str(v1), str(v2)}
+
+
+def test_blue_green_switches_and_switches_back_without_dropping_a_request(
+    ctx: Context,
+) -> None:
+    data = toy_data()
+    v1 = register(good_model(data), "churn", data)
+    v2 = register(weak_model(data), "churn", data)
+    ll.deploy("churn", v1, strategy="blue_green")
+    seen: list[tuple[int, str | None]] = []
+    stop = threading.Event()
+    with serving(ctx) as url:
+
+        def traffic() -> None:
+            with httpx.Client(base_url=url, timeout=30) as client:
+                while not stop.is_set():
+                    r = _predict(client, "churn", {"instances": [row()]})
+                    seen.append((r.status_code, r.json().get("model_version")))
+
+        worker = threading.Thread(target=traffic)
+        worker.start()
+        try:
+            wait_for(lambda: len(seen) > 20)
+            switched = ll.deploy("churn", v2, strategy="blue_green")
+            assert switched.standby_version == v1
+            wait_for(lambda: seen[-1][1] == str(v2))
+            rollback("churn", reason="switch back")
+            wait_for(lambda: seen[-1][1] == str(v1))
+            count = len(seen)
+            wait_for(lambda: len(seen) > count + 20)
+        finally:
+            stop.set()
+            worker.join()
+    assert {s for s, _ in seen} == {200}
+    versions = [v for _, v in seen]
+    first_v2 = versions.index(str(v2))
+    last_v2 = len(versions) - 1 - versions[::-1].index(str(v2))
+    assert set(versions[:first_v2]) == {str(v1)} and set(versions[last_v2 + 1 :]) == {str(v1)}
+    assert set(versions[first_v2 : last_v2 + 1]) == {str(v2)}  # one switch each way, atomic
+    d = get_deployment("churn")
+    assert (d.stable_version, d.standby_version) == (v1, v2)
+
+
+def test_the_fallback_version_answers_when_the_serving_one_raises(ctx: Context) -> None:
+    data = toy_data()
+    v1 = register(good_model(data), "churn", data)
+    v2 = register(picky_model(data), "churn", data)
+    ll.deploy("churn", v2, fallback=v1)
+    with serving(ctx) as url, httpx.Client(base_url=url, timeout=30) as client:
+        normal = _predict(client, "churn", {"instances": [row(bucket=2)]})
+        unseen = _predict(client, "churn", {"instances": [row(bucket=9)]})
+        metrics = client.get("/metrics").text
+        ll.deploy("churn", v2)  # no fallback any more: the failure is a 500 that says why
+        wait_for(lambda: client.get("/health").json()["models"]["churn"]["fallback"] is None)
+        failed = _predict(client, "churn", {"instances": [row(bucket=9)]})
+        assert _predict(client, "churn", {"instances": [row(bucket=2)]}).status_code == 200
+        # A version that cannot be loaded (registered without a Loopline model): the server
+        # reports it, is not ready, and keeps serving the others.
+        registry_store.create_model_version(ctx, "broken", source="runs:/x/model", run_id=None)
+        ll.deploy("broken", 1)
+        health = wait_for(lambda: (r := client.get("/health")).status_code == 503 and r.json())
+        assert health["unavailable"] == ["broken"] and "MLflow" in health["errors"]["broken"]
+        assert _predict(client, "churn", {"instances": [row(bucket=2)]}).status_code == 200
+        assert _predict(client, "broken", {"instances": [row()]}).status_code == 404
+    assert normal.json()["model_version"] == str(v2)
+    assert unseen.status_code == 200 and unseen.json()["model_version"] == str(v1)
+    assert (
+        f'loopline_model_failures_total{{kind="error",model="churn",version="{v2}"}} 1.0' in metrics
+    )
+    assert failed.status_code == 500 and _error(failed)["code"] == "MODEL_ERROR"
+    assert "unknown categories" in _error(failed)["message"]
+
+
+def test_a_version_that_exceeds_its_timeout_is_answered_for_by_the_fallback(
+    ctx: Context,
+) -> None:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    data = toy_data()
+    v1 = register(good_model(data), "churn", data)
+    big = toy_data(300_000, seed=9)
+    slow = KNeighborsClassifier(n_neighbors=50, algorithm="brute").fit(big[FEATURES], big["label"])
+    v2 = register(slow, "churn", data)
+    ll.deploy("churn", v2, fallback=v1, timeout_ms=1)
+    with serving(ctx) as url, httpx.Client(base_url=url, timeout=30) as client:
+        answers = [_predict(client, "churn", {"instances": [row()]}) for _ in range(5)]
+        metrics = client.get("/metrics").text
+    assert {a.status_code for a in answers} == {200}
+    assert {a.json()["model_version"] for a in answers} == {str(v1)}
+    assert f'kind="timeout",model="churn",version="{v2}"}} 5.0' in metrics
+
+
+def test_two_workers_share_the_canary_window_and_the_metrics(embedded_ctx: Context) -> None:
+    import sqlalchemy as sa
+
+    from loopline.serving.tables import canary_windows
+
+    data = toy_data()
+    v1 = register(good_model(data), "churn", data)
+    v2 = register(picky_model(data), "churn", data)
+    ll.deploy("churn", v1)
+    ll.deploy("churn", v2, strategy="canary", steps=[50, 100], window_requests=40, min_requests=10)
+    revision = get_deployment("churn").revision
+    statuses = []
+    with serving(embedded_ctx, "--workers", "2") as url:
+        for i in range(300):
+            with httpx.Client(base_url=url, timeout=30) as client:  # new connections spread
+                r = _predict(client, "churn", {"instances": [row(bucket=9 if i % 5 == 0 else 1)]})
+            statuses.append(r.status_code)
+            if i % 10 == 9 and get_deployment("churn").candidate_version is None:
+                break
+        with httpx.Client(base_url=url, timeout=30) as client:
+            metrics = client.get("/metrics").text
+    assert set(statuses) == {200}
+    assert get_deployment("churn").candidate_version is None  # rolled back
+    with embedded_ctx.engine.connect() as conn:
+        workers = (
+            conn.execute(
+                sa.select(canary_windows.c.worker).where(canary_windows.c.revision == revision)
+            )
+            .scalars()
+            .all()
+        )
+    assert len(set(workers)) == 2  # both workers wrote their counters for the judged step
+    served = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith('loopline_predictions_total{model="churn",status="200"')
+    )
+    assert served == len(statuses)  # summed over both worker processes

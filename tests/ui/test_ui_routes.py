@@ -1,0 +1,139 @@
+"""Every UI route answers 200 from a real ``loopline server`` and escapes what users named.
+
+No browser: plain HTTP against the server process, on SQLite and on PostgreSQL, with the
+store filled through the SDK (see :mod:`tests.ui.fill`). The list of URLs must cover every
+route of :data:`loopline.server.ui.routes.router`, so a new page cannot go untested.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from markupsafe import escape
+
+import loopline as ll
+from loopline.core.context import Context
+from loopline.server.ui.routes import router
+from tests.server.conftest import start_server, stop_server
+from tests.ui.fill import XSS_EXPERIMENT, XSS_NAME, XSS_PARAM, Filled, churn_frame, fill
+
+
+@pytest.fixture
+def served(ctx: Context) -> Iterator[tuple[str, Filled]]:
+    """A filled store on each backend and a server on it."""
+    filled = fill(ctx)
+    proc, url = start_server(ctx.settings.metadata_uri, ctx.settings.artifacts_uri)
+    try:
+        yield url, filled
+    finally:
+        stop_server(proc)
+
+
+def urls(f: Filled) -> dict[str, str]:
+    """A URL for every route template of the UI router."""
+    a, b = f.run_ids["logreg-lr0.1"], f.run_ids["forest-lr0.1"]
+    return {
+        "/": "/",
+        "/runs": "/runs?filter=params.model+%3D+%27forest%27&order_by=metrics.auc+DESC",
+        "/compare": f"/compare?run={a}&run={b}&run={f.xss_run_id}",
+        "/runs/{run_id}": f"/runs/{f.xss_run_id}",
+        "/datasets": "/datasets",
+        "/datasets/{name}": "/datasets/churn-data?version=1",
+        "/datasets/{name}/diff": "/datasets/churn-data/diff?a=1&b=2",
+        "/models": "/models",
+        "/models/{name}": "/models/churn",
+        "/models/{name}/versions/{version}": "/models/churn/versions/2",
+        "/deployments": "/deployments",
+        "/deployments/{name}": "/deployments/churn",
+        "/monitoring": "/monitoring?reference=churn-data%401&current=churn-data%402",
+        "/audit": "/audit",
+    }
+
+
+def test_every_ui_route_answers_200_and_escapes_user_text(served: tuple[str, Filled]) -> None:
+    url, filled = served
+    pages = urls(filled)
+    routes = {getattr(r, "path", "") for r in router.routes}
+    assert set(pages) == routes - {"/audit/verify"}, "add the new route to urls()"
+    with httpx.Client(base_url=url, timeout=60) as client:
+        bodies = {}
+        for template, path in pages.items():
+            response = client.get(path)
+            assert response.status_code == 200, f"{path}: {response.text[:500]}"
+            assert response.headers["content-type"].startswith("text/html")
+            assert "script-src 'self'" in response.headers["content-security-policy"]
+            bodies[template] = response.text
+        verify = client.post("/audit/verify")
+        assert verify.status_code == 200 and "Intact" in verify.text
+        bodies["/audit/verify"] = verify.text
+
+        # What users typed never comes back as markup, only as text.
+        for template, body in bodies.items():
+            assert "<script>alert" not in body, template
+            assert "<img src=x" not in body, template
+            assert "<b>bold</b>" not in body, template
+        for template in ("/runs/{run_id}", "/compare"):
+            assert escape(XSS_NAME) in bodies[template], template
+            assert escape(XSS_EXPERIMENT) in bodies[template], template
+        assert escape(XSS_PARAM) in bodies["/runs/{run_id}"]
+        assert escape("<b>bold</b>") in bodies["/runs/{run_id}"]
+        assert escape(XSS_EXPERIMENT) in client.get("/").text
+        # The only scripts are the server's own files (no inline script, nothing remote).
+        for template, body in bodies.items():
+            for tag in re.findall(r"<script\b[^>]*>", body):
+                assert 'type="application/json"' in tag or re.search(
+                    r'src="/_ui/static/[^"]+"', tag
+                ), (template, tag)
+
+        # Static files are served from the package, the licence beside the library.
+        for asset in ("ui.js", "ui.css", "vendor/uplot-1.6.32/uPlot.iife.min.js",
+                      "vendor/uplot-1.6.32/LICENSE"):  # fmt: skip
+            assert client.get(f"/_ui/static/{asset}").status_code == 200, asset
+
+
+def test_empty_states_and_errors_are_html_pages(embedded_ctx: Context) -> None:
+    settings = embedded_ctx.settings
+    proc, url = start_server(settings.metadata_uri, settings.artifacts_uri)
+    try:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            # A new store: every list page says what is missing and how to add it.
+            empty = {
+                "/runs": "No runs yet.",
+                "/datasets": "No datasets yet.",
+                "/models": "No registered models yet.",
+                "/deployments": "No deployments yet.",
+                "/monitoring": "No table datasets yet",
+                "/audit": "No audit events match.",
+            }
+            for path, text in empty.items():
+                response = client.get(path)
+                assert response.status_code == 200, path
+                assert text in response.text, path
+            assert "Default" in client.get("/").text
+
+            ll.datasets.register("churn-data", churn_frame(50, seed=0))
+            missing = client.get("/runs/0123456789abcdef0123456789abcdef")
+            assert missing.status_code == 404
+            assert "text/html" in missing.headers["content-type"]
+            assert "does not exist" in missing.text and "loopline runs ls" in missing.text
+
+            bad_filter = client.get("/runs", params={"filter": "metrics.auc > 'high'"})
+            assert bad_filter.status_code == 400
+            assert "position 14" in bad_filter.text and "<mark>" in bad_filter.text
+
+            assert client.get("/models/nope").status_code == 404
+            assert client.get("/datasets/churn-data", params={"version": 9}).status_code == 404
+            assert client.get("/runs", params={"per_page": "lots"}).status_code == 422
+            assert client.get("/compare", params={"run": "x"}).status_code == 422
+            assert client.get("/deployments/nope").status_code == 404
+            # The drift form takes dataset versions only, never a path on the server.
+            drift = client.get(
+                "/monitoring", params={"reference": "/etc/passwd", "current": "churn-data@1"}
+            )
+            assert drift.status_code == 400 and "root:" not in drift.text
+            assert "not a valid dataset name" in drift.text
+    finally:
+        stop_server(proc)
