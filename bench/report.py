@@ -18,9 +18,12 @@ def render() -> str:
     for path in sorted((ROOT / "bench" / "results").glob("*.json")):
         result = json.loads(path.read_text())
         for row in result.get("rows", []):
+            target = row.get("target", "")
+            if row.get("met") is not None:  # whether the target was met, when it says
+                target = f"{target} ({'met' if row['met'] else 'NOT met'})"
             lines.append(
                 f"| {result['name']} | {row['case']} | {row['loopline']} | {row['anchor']} "
-                f"| {row['anchor_value']} | {row['ratio']} | {row.get('target', '')} |"
+                f"| {row['anchor_value']} | {row['ratio']} | {target} |"
             )
     if len(lines) == 2:
         lines.append("| (no results yet: run `make bench`) | | | | | | |")

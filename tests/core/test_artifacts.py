@@ -103,3 +103,69 @@ def test_local_write_leaves_no_temp_files(tmp_path: Path) -> None:
     src.write_bytes(b"two")
     store.put_file(src)
     assert list((tmp_path / "a" / "tmp").iterdir()) == []
+
+
+def test_a_batch_stores_files_once_and_commits_them(
+    artifact_store: ArtifactStore, tmp_path: Path
+) -> None:
+    paths = []
+    for i in range(5):
+        p = tmp_path / f"f{i}"
+        p.write_bytes(b"dup" if i < 2 else os.urandom(100))
+        paths.append(p)
+    with artifact_store.batch() as batch:
+        results = [batch.put_file(p) for p in paths]
+    assert [d for d, _ in results] == [hash_file(p) for p in paths]
+    assert [new for _, new in results] == [True, False, True, True, True]
+    for p, (digest, _) in zip(paths, results, strict=True):
+        assert artifact_store.get_bytes(digest) == p.read_bytes()
+    with artifact_store.batch() as batch:
+        assert batch.put_file(paths[2]) == (results[2][0], False)  # already stored
+
+
+def test_a_failed_batch_leaves_nothing_behind(tmp_path: Path) -> None:
+    store = LocalArtifactStore(tmp_path / "a")
+    src = tmp_path / "f"
+    src.write_bytes(b"never committed")
+    with pytest.raises(RuntimeError), store.batch() as batch:
+        digest, new = batch.put_file(src)
+        assert new and not store.exists(digest)  # not visible before the commit
+        raise RuntimeError("the caller failed")
+    assert list(store.iter_digests()) == []
+    assert list((tmp_path / "a" / "tmp").iterdir()) == []
+
+
+def test_a_file_changing_during_the_copy_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import loopline.core.artifacts as artifacts_mod
+
+    store = LocalArtifactStore(tmp_path / "a")
+    src = tmp_path / "f"
+    src.write_bytes(os.urandom(1000))
+    real = artifacts_mod.blake3.blake3
+
+    class AppendingHasher:
+        """Hashes like BLAKE3, and a writer appends to the source after the first chunk."""
+
+        appended = False
+
+        def __init__(self, **kwargs: object) -> None:
+            self._h = real(**kwargs)
+
+        def update(self, data: object) -> None:
+            self._h.update(data)
+            if not AppendingHasher.appended:
+                AppendingHasher.appended = True
+                with src.open("ab") as f:
+                    f.write(b"more")
+
+        def hexdigest(self) -> str:
+            return str(self._h.hexdigest())
+
+    monkeypatch.setattr(artifacts_mod.blake3, "blake3", AppendingHasher)
+    with pytest.raises(InvalidInput, match="changed while it was being stored"):
+        store.put_file(src)
+    monkeypatch.undo()
+    assert list(store.iter_digests()) == []
+    assert list((tmp_path / "a" / "tmp").iterdir()) == []

@@ -1,31 +1,56 @@
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 import loopline as ll
-from loopline.core.artifacts import ArtifactStore, open_artifact_store
+from loopline.core.artifacts import (
+    ArtifactBatch,
+    ArtifactStore,
+    LocalArtifactStore,
+    open_artifact_store,
+)
 from loopline.core.context import Context
 from loopline.data import ingest as ingest_mod
 from loopline.data.hashcache import FileStat, HashCache
 from loopline.errors import InvalidInput, NotFound
 
 
-class Counter:
-    """Wraps a function and counts the calls."""
+class Reads:
+    """Counts the files an ingest reads: each read is one copy-and-hash by the store."""
 
-    def __init__(self, fn: object) -> None:
-        self.fn = fn
+    def __init__(self) -> None:
         self.calls = 0
+        self.before: Callable[[Path], None] | None = None
 
-    def __call__(self, *args: object) -> object:
-        self.calls += 1
-        return self.fn(*args)  # type: ignore[operator]
+
+def _count_reads(monkeypatch: pytest.MonkeyPatch, store: ArtifactStore) -> Reads:
+    reads = Reads()
+    real_batch = store.batch
+
+    @contextlib.contextmanager
+    def counting_batch() -> Iterator[ArtifactBatch]:
+        with real_batch() as batch:
+            real_put = batch.put_file
+
+            def put(path: str | os.PathLike[str]) -> tuple[str, bool]:
+                reads.calls += 1
+                if reads.before is not None:
+                    reads.before(Path(path))
+                return real_put(path)
+
+            batch.put_file = put  # type: ignore[method-assign]
+            yield batch
+
+    monkeypatch.setattr(store, "batch", counting_batch)
+    return reads
 
 
 def _folder(root: Path, n: int, size: int = 256) -> Path:
@@ -37,89 +62,105 @@ def _folder(root: Path, n: int, size: int = 256) -> Path:
     return root
 
 
-def _count_io(monkeypatch: pytest.MonkeyPatch, store: ArtifactStore) -> tuple[Counter, Counter]:
-    hashes = Counter(ingest_mod.hash_file)
-    monkeypatch.setattr(ingest_mod, "hash_file", hashes)
-    puts = Counter(store.put_file)
-    monkeypatch.setattr(store, "put_file", puts)
-    return hashes, puts
+def _objects(store: ArtifactStore) -> list[str]:
+    return list(store.iter_digests())
 
 
-def test_readd_of_an_unchanged_folder_hashes_and_copies_nothing(
+def test_readd_of_an_unchanged_folder_reads_nothing(
     ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = _folder(tmp_path / "data", 200)
-    hashes, puts = _count_io(monkeypatch, ctx.artifacts)
+    reads = _count_reads(monkeypatch, ctx.artifacts)
     v1 = ll.datasets.register("raw", folder)
-    assert (hashes.calls, puts.calls) == (200, 200)
+    assert reads.calls == 200  # each file read once: copied and hashed in one pass
     assert v1.ingest is not None and (v1.ingest.hashed, v1.ingest.stored) == (200, 200)
 
     again = ll.datasets.register("raw", folder)
-    assert (hashes.calls, puts.calls) == (200, 200)  # not one more hash, not one more copy
+    assert reads.calls == 200  # not one more read
     assert again.version == 1 and not again.created_now
     assert again.ingest is not None
     assert (again.ingest.hashed, again.ingest.cached, again.ingest.stored) == (0, 200, 0)
 
 
-def test_only_changed_files_are_hashed_and_only_new_bytes_stored(
+def test_only_changed_files_are_read_and_only_new_bytes_stored(
     ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = _folder(tmp_path / "data", 20)
     ll.datasets.register("raw", folder)
-    hashes, puts = _count_io(monkeypatch, ctx.artifacts)
+    reads = _count_reads(monkeypatch, ctx.artifacts)
 
     (folder / "f0003.bin").write_bytes(os.urandom(256))  # same size, new bytes
     time.sleep(0.05)
     v2 = ll.datasets.register("raw", folder)
-    assert v2.version == 2 and (hashes.calls, puts.calls) == (1, 1)
+    assert v2.version == 2 and reads.calls == 1
+    assert v2.ingest is not None and (v2.ingest.hashed, v2.ingest.stored) == (1, 1)
 
-    os.utime(folder / "f0004.bin")  # touched, same bytes: hashed again, not stored
+    os.utime(folder / "f0004.bin")  # touched, same bytes: read again, not stored
     time.sleep(0.05)
+    before = _objects(ctx.artifacts)
     v = ll.datasets.register("raw", folder)
-    assert v.version == 2 and not v.created_now and (hashes.calls, puts.calls) == (2, 1)
+    assert v.version == 2 and not v.created_now and reads.calls == 2
+    assert v.ingest is not None and (v.ingest.hashed, v.ingest.stored) == (1, 0)
 
     copy = tmp_path / "copy"
-    shutil.copytree(folder, copy)  # new inodes: hashed, but the store has every digest
+    shutil.copytree(folder, copy)  # new inodes: read, but the store has every digest
     c = ll.datasets.register("raw-copy", copy)
-    assert c.hash == v2.hash and puts.calls == 1
+    assert c.hash == v2.hash and reads.calls == 22
     assert c.ingest is not None and (c.ingest.hashed, c.ingest.already_stored) == (20, 20)
+    assert c.ingest.stored == 0
+    assert _objects(ctx.artifacts) == before  # the copies made while hashing were dropped
+    assert list((tmp_path / "artifacts" / "tmp").iterdir()) == []
 
 
-def test_a_file_changing_while_hashed_is_refused_by_name(
+def test_a_file_changing_while_read_is_refused_by_name(
     ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = _folder(tmp_path / "data", 5)
     victim = folder / "f0002.bin"
-    real = ingest_mod.hash_file
+    reads = _count_reads(monkeypatch, ctx.artifacts)
 
-    def hash_while_someone_appends(path: str | os.PathLike[str]) -> str:
-        if Path(path) == victim:
+    def someone_appends(path: Path) -> None:
+        if path == victim:
             with victim.open("ab") as f:  # a writer appends while we read
                 f.write(b"more")
-        return real(path)
 
-    monkeypatch.setattr(ingest_mod, "hash_file", hash_while_someone_appends)
-    with pytest.raises(InvalidInput, match=r"f0002\.bin changed while it was being hashed") as info:
+    reads.before = someone_appends
+    with pytest.raises(InvalidInput, match=r"f0002\.bin changed while it was being stored") as info:
         ll.datasets.register("raw", folder)
     assert info.value.field == "source"
     with pytest.raises(NotFound):
         ll.datasets.get("raw")
+    # Nothing of the failed ingest is kept: no object, no temp file.
+    assert _objects(ctx.artifacts) == []
+    assert list((tmp_path / "artifacts" / "tmp").iterdir()) == []
 
 
-def test_a_file_changing_between_hash_and_copy_is_refused(
+def test_a_file_rewritten_after_the_scan_is_refused(
     ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = _folder(tmp_path / "data", 3)
-    store = ctx.artifacts
-    real = store.put_file
-
-    def put_after_a_rewrite(path: str | os.PathLike[str]) -> str:
-        Path(path).write_bytes(os.urandom(256))
-        return real(path)
-
-    monkeypatch.setattr(store, "put_file", put_after_a_rewrite)
+    reads = _count_reads(monkeypatch, ctx.artifacts)
+    reads.before = lambda path: path.write_bytes(os.urandom(256))
     with pytest.raises(InvalidInput, match="changed while it was being stored"):
         ll.datasets.register("raw", folder)
+
+
+def test_a_lost_object_is_stored_again_from_a_cached_digest(
+    ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _folder(tmp_path / "data", 3)
+    files = ingest_mod.scan_folder(folder)
+    cache = HashCache(tmp_path / "cache.db")
+    store = ctx.artifacts
+    entries, _ = ingest_mod.ingest(files, store, cache)
+    assert isinstance(store, LocalArtifactStore)
+    store.local_path(entries[0].digest).unlink()  # the store lost one object's bytes
+    reads = _count_reads(monkeypatch, store)
+    again, report = ingest_mod.ingest(files, store, cache)
+    assert again == entries and reads.calls == 1
+    assert (report.cached, report.hashed, report.stored) == (3, 0, 1)
+    assert store.get_bytes(entries[0].digest) == (folder / entries[0].path).read_bytes()
+    cache.close()
 
 
 def test_recently_written_files_are_not_cached(tmp_path: Path) -> None:

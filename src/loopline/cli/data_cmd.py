@@ -7,14 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Table
 
 from loopline.cli._common import console, err_console, print_json
@@ -92,6 +84,15 @@ def add_cmd(
 
     show_bar = path.is_dir() and not json_out
     if show_bar:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         with Progress(
             TextColumn("[bold]adding[/] {task.description}"),
             BarColumn(),

@@ -11,6 +11,23 @@ and the folder fsynced; on S3 one PUT (or the completion of a multipart upload) 
 object visible whole. Every read recomputes the digest and raises :class:`IntegrityError`
 naming the artifact when the bytes do not match.
 
+**Batches.** Through :meth:`~ArtifactStore.put_file` each file costs two fsyncs (its
+bytes, then its folder) and, in ``put_file``'s callers that first ask ``exists``, two reads.
+:meth:`ArtifactStore.batch` stores many files (a dataset folder) for less: each file is read
+once, copied to ``tmp/`` and hashed in the same pass (the digest is known only once the
+bytes are read, so a copy whose digest the store already has is dropped at once, unsynced);
+a new copy is fsynced straight away in the caller's thread (callers put from a thread pool,
+so the fsyncs overlap; a long copy also starts its writeback as it goes). Deferring every
+fsync to the end was measured to be slower: a gigabyte of dirty pages gets the writers
+throttled. When the batch commits, the copies are renamed into place and each object
+folder touched is fsynced once, instead of once per object. The guarantees are those of a
+single write: no object is visible under its address before its bytes are durable (a
+crash can only leave files in ``tmp/``), and when ``commit`` returns every object of the
+batch is durable under its name, including one that was already there (its folder is
+fsynced too, in case its writer had not yet done it). A caller that records the digests
+(a dataset version) commits the batch before its metadata transaction.
+:meth:`~ArtifactStore.put_file` is a batch of one.
+
 Example:
     >>> import tempfile
     >>> store = open_artifact_store(tempfile.mkdtemp())
@@ -26,9 +43,11 @@ import errno
 import os
 import re
 import shutil
+import threading
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -40,6 +59,13 @@ CHUNK = 8 * 1024 * 1024
 # Above this size BLAKE3 hashes one buffer on several threads.
 _THREADED_HASH_MIN = 4 * 1024 * 1024
 _DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
+# Threads for a batch's folder fsyncs: they wait on the disk, not the CPU, and the file
+# system commits concurrent fsyncs together.
+_SYNC_WORKERS = 16
+_buffers = threading.local()
+# A long copy starts the writeback of every _KICK bytes as it goes (see _start_writeback).
+_KICK = 64 * 1024 * 1024
+_FADVISE: int | None = getattr(os, "POSIX_FADV_DONTNEED", None)
 
 
 def hash_bytes(data: bytes | memoryview) -> str:
@@ -123,6 +149,30 @@ class ArtifactStore(ABC):
     def check(self) -> None:
         """Raise :class:`BackendUnavailable` unless the store answers and is writable."""
 
+    def _new_batch(self) -> ArtifactBatch:
+        return ArtifactBatch(self)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[ArtifactBatch]:
+        """Store several files and make them durable together (see the module docstring).
+
+        The batch commits when the block ends normally; on an exception what was not yet
+        committed is discarded.
+
+        Example:
+            >>> # with store.batch() as batch:
+            >>> #     digests = [batch.put_file(p)[0] for p in paths]
+        """
+        batch = self._new_batch()
+        committed = False
+        try:
+            yield batch
+            batch.commit()
+            committed = True
+        finally:
+            if not committed:
+                batch.abort()
+
     def get_bytes(self, digest: str) -> bytes:
         """The bytes stored under ``digest``, verified.
 
@@ -163,12 +213,90 @@ class ArtifactStore(ABC):
         return dest_path
 
 
-def _fsync_dir(path: Path) -> None:
+class ArtifactBatch:
+    """Files stored together; every object is durable once :meth:`commit` returns.
+
+    This default stores each file at once through the store's ``put_file`` (right for a
+    remote store, where each upload is durable by itself); a local store reads each file
+    once and defers the renames and folder fsyncs to :meth:`commit`. Safe to use from
+    several threads.
+    """
+
+    def __init__(self, store: ArtifactStore) -> None:
+        self.store = store
+
+    def put_file(self, path: str | os.PathLike[str]) -> tuple[str, bool]:
+        """Store a file's bytes; return their digest and whether they were new to the store.
+
+        Raises :class:`InvalidInput` when the file changes while it is being read.
+        """
+        before = Path(path).stat()
+        digest = hash_file(path)
+        if self.store.exists(digest):
+            _check_unchanged(Path(path), before)
+            return digest, False
+        if self.store.put_file(path) != digest:
+            raise _changed_while_stored(Path(path))
+        return digest, True
+
+    def commit(self) -> None:
+        """Return once every object put so far is durable."""
+
+    def abort(self) -> None:
+        """Discard what was put but not committed."""
+
+
+def _changed_while_stored(src: Path) -> InvalidInput:
+    return InvalidInput(
+        f"{src} changed while it was being stored",
+        field="path",
+        hint="wait until the file is no longer being written, then add it again",
+    )
+
+
+def _check_unchanged(src: Path, before: os.stat_result) -> None:
+    after = src.stat()
+    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+        raise _changed_while_stored(src)
+
+
+def _fsync(path: Path) -> None:
+    """fsync a file or a folder by its path (Linux flushes a file's data through any fd)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _fsync_all(paths: list[Path]) -> None:
+    """fsync each path (a file or a folder), several at once when there are many."""
+    if len(paths) <= 1:
+        for path in paths:
+            _fsync(path)
+        return
+    with ThreadPoolExecutor(max_workers=min(_SYNC_WORKERS, len(paths))) as pool:
+        for _ in pool.map(_fsync, paths):
+            pass
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing these bytes to disk now, without waiting for them.
+
+    During a long copy the disk then writes while the next bytes are read and hashed, and
+    the fsync at the end finds little left to do. (``POSIX_FADV_DONTNEED`` starts the
+    writeback of dirty pages on Linux; elsewhere it is a harmless hint.)
+    """
+    if _FADVISE is not None:
+        os.posix_fadvise(fd, offset, length, _FADVISE)
+
+
+def _buffer() -> memoryview:
+    """This thread's copy buffer (reused: a fresh 8 MiB buffer per read costs page faults)."""
+    buf: memoryview | None = getattr(_buffers, "buf", None)
+    if buf is None:
+        buf = _buffers.buf = memoryview(bytearray(CHUNK))
+    return buf
 
 
 class LocalArtifactStore(ArtifactStore):
@@ -206,35 +334,49 @@ class LocalArtifactStore(ArtifactStore):
         return digest
 
     def put_file(self, path: str | os.PathLike[str]) -> str:
-        src = Path(path)
-        self._prepare()
-        tmp = self._tmp / uuid.uuid4().hex
-        # One pass: copy and hash together, so a file that changes meanwhile is caught below.
-        before = src.stat()
-        hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
-        try:
-            with src.open("rb") as fin, tmp.open("wb") as fout:
-                while chunk := fin.read(CHUNK):
-                    hasher.update(chunk)
-                    fout.write(chunk)
-                fout.flush()
-                os.fsync(fout.fileno())
-            after = src.stat()
-            if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
-                raise InvalidInput(
-                    f"{src} changed while it was being stored",
-                    field="path",
-                    hint="wait until the file is no longer being written, then add it again",
-                )
-            digest = hasher.hexdigest()
-            if not self.exists(digest):
-                self._rename_into_place(tmp, digest)
-        except OSError as exc:
-            raise _unwritable(self.url, exc) from exc
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        with self.batch() as batch:
+            digest, _ = batch.put_file(path)
         return digest
+
+    def _new_batch(self) -> ArtifactBatch:
+        return _LocalBatch(self)
+
+    def _copy_hashing(self, src: Path) -> tuple[str, Path]:
+        """Copy ``src`` to a new file in ``tmp/`` and hash it in the same pass (not fsynced).
+
+        Errors reading ``src`` rise as they are; errors writing the store are
+        :class:`BackendUnavailable`; a source that changes meanwhile is :class:`InvalidInput`.
+        """
+        self._prepare()
+        fin = src.open("rb")
+        tmp = self._tmp / uuid.uuid4().hex
+        done = False
+        try:
+            before = os.fstat(fin.fileno())
+            threads = blake3.blake3.AUTO if before.st_size >= _THREADED_HASH_MIN else 1
+            hasher = blake3.blake3(max_threads=threads)
+            buf = _buffer()
+            try:
+                with tmp.open("wb", buffering=0) as fout:
+                    written = kicked = 0
+                    while n := fin.readinto(buf):
+                        chunk = buf[:n]
+                        hasher.update(chunk)
+                        fout.write(chunk)
+                        written += n
+                        if written - kicked >= _KICK:
+                            _start_writeback(fout.fileno(), kicked, written - kicked)
+                            kicked = written
+            except OSError as exc:
+                raise _unwritable(self.url, exc) from exc
+            _check_unchanged(src, before)
+            done = True
+            return hasher.hexdigest(), tmp
+        finally:
+            fin.close()
+            if not done:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
 
     def _commit(self, digest: str, write: Any) -> None:
         tmp = self._tmp / uuid.uuid4().hex
@@ -252,9 +394,13 @@ class LocalArtifactStore(ArtifactStore):
 
     def _rename_into_place(self, tmp: Path, digest: str) -> None:
         final = self._path(digest)
-        final.parent.mkdir(exist_ok=True)
+        made_folder = not final.parent.is_dir()
+        if made_folder:
+            final.parent.mkdir(exist_ok=True)
         os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        _fsync(final.parent)
+        if made_folder:
+            _fsync(self._objects)
 
     def _read_raw(self, digest: str) -> bytes:
         return self._path(digest).read_bytes()
@@ -284,6 +430,72 @@ class LocalArtifactStore(ArtifactStore):
             probe.unlink()
         except OSError as exc:
             raise _unwritable(self.url, exc) from exc
+
+
+class _LocalBatch(ArtifactBatch):
+    """Fsynced copies wait in ``tmp/`` until :meth:`commit` renames them, fsyncs folders."""
+
+    store: LocalArtifactStore
+
+    def __init__(self, store: LocalArtifactStore) -> None:
+        super().__init__(store)
+        self._lock = threading.Lock()
+        self._pending: dict[str, Path] = {}  # digest -> its fsynced copy in tmp/
+        self._folders: set[Path] = set()  # object folders whose entries must be made durable
+
+    def put_file(self, path: str | os.PathLike[str]) -> tuple[str, bool]:
+        digest, tmp = self.store._copy_hashing(Path(path))
+        final = self.store._path(digest)
+        if not self._known(digest, final):
+            try:
+                _fsync(tmp)  # now, in the caller's thread: see the module docstring
+            except OSError as exc:
+                tmp.unlink()
+                raise _unwritable(self.store.url, exc) from exc
+            with self._lock:
+                if digest not in self._pending:
+                    self._pending[digest] = tmp
+                    return digest, True
+        tmp.unlink()  # the store has these bytes already (or will, at commit)
+        return digest, False
+
+    def _known(self, digest: str, final: Path) -> bool:
+        """Whether the store has ``digest`` or this batch will; remember its folder."""
+        on_disk = final.is_file()
+        with self._lock:
+            if on_disk:
+                self._folders.add(final.parent)
+            return on_disk or digest in self._pending
+
+    def commit(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            folders, self._folders = self._folders, set()
+        try:
+            made_folder = False
+            for digest, tmp in pending.items():
+                final = self.store._path(digest)
+                if not final.parent.is_dir():
+                    final.parent.mkdir(exist_ok=True)
+                    made_folder = True
+                os.replace(tmp, final)
+                folders.add(final.parent)
+            _fsync_all(sorted(folders))
+            if made_folder:
+                _fsync(self.store._objects)
+        except OSError as exc:
+            for tmp in pending.values():
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+            raise _unwritable(self.store.url, exc) from exc
+
+    def abort(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            self._folders.clear()
+        for tmp in pending.values():
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
 
 
 def _unwritable(url: str, exc: OSError) -> BackendUnavailable:

@@ -1,11 +1,17 @@
-"""Bring files into the artifact store: hash them in parallel, skip what is known, copy the rest.
+"""Bring files into the artifact store: read each new file once, skip what is known.
 
 For each file: its digest comes from the :class:`~loopline.data.hashcache.HashCache` when its
-stat is unchanged, else it is hashed (BLAKE3 releases the GIL, so a thread pool hashes on
-every core) with a stat before and after; a file that changed meanwhile is an
-:class:`InvalidInput` naming it. Then the store is asked whether it already holds that
-digest (``exists``) and only a missing object is copied (``put_file``, which hashes the bytes
-it writes again; a different digest means the file changed between the two reads).
+stat is unchanged, and then the file is not even read when the store already holds that
+digest. Any other file is read exactly once: the store copies it to a temporary file and
+hashes the bytes in the same pass (BLAKE3 and file I/O release the GIL, so a thread pool
+keeps every core busy); when the digest turns out to be stored already, the copy is
+dropped. A file whose stat after the copy differs from its stat at scan time changed while
+it was being read: an :class:`InvalidInput` naming it, and nothing is kept.
+
+All the copies of one ingest form one artifact batch (:meth:`ArtifactStore.batch`): each
+new copy is fsynced as soon as it is made, and at the end they are renamed into place with
+one fsync per object folder, before :func:`ingest` returns, so the caller's metadata
+transaction only ever names durable objects.
 
 Example:
     >>> import tempfile, pathlib
@@ -28,14 +34,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from loopline.core.artifacts import ArtifactStore, hash_file
+from loopline.core.artifacts import ArtifactBatch, ArtifactStore
 from loopline.data.hashcache import FileStat, HashCache
 from loopline.errors import InvalidInput
 
 #: ``progress(bytes_done, bytes_total)``, called from the calling thread.
 ProgressFn = Callable[[int, int], None]
 
-# Threads, not cores: BLAKE3 and file I/O release the GIL, and fsyncs overlap on the disk.
+# Threads, not cores: BLAKE3 and file I/O release the GIL, and I/O waits overlap.
 WORKERS = min(16, 4 * (os.cpu_count() or 2))
 
 
@@ -156,26 +162,35 @@ def _changed(path: Path, what: str) -> InvalidInput:
     )
 
 
-def _ingest_one(f: SourceFile, digest: str | None, store: ArtifactStore) -> _Outcome:
-    entry: tuple[str, FileStat, str] | None = None
-    hashed = digest is None
-    if digest is None:
-        started_ns = time.time_ns()
-        try:
-            digest = hash_file(f.abs_path)
-        except FileNotFoundError:
-            _stat(f.abs_path, "source")  # raises the "disappeared" error
-            raise
-        if FileStat.of(_stat(f.abs_path, "source")) != f.stat:
-            raise _changed(f.abs_path, "hashed")
-        if f.cacheable and not f.stat.is_racy(started_ns):
-            entry = (str(f.abs_path), f.stat, digest)
-    if store.exists(digest):
-        return _Outcome(digest, hashed, False, entry)
-    stored = store.put_file(f.abs_path)
-    if stored != digest:
+def _ingest_one(
+    f: SourceFile, digest: str | None, store: ArtifactStore, batch: ArtifactBatch
+) -> _Outcome:
+    if digest is not None and store.exists(digest):
+        return _Outcome(digest, False, False, None)
+    started_ns = time.time_ns()
+    try:
+        stored, new = batch.put_file(f.abs_path)
+    except FileNotFoundError:
+        _stat(f.abs_path, "source")  # raises the "disappeared" error
+        raise
+    except PermissionError as exc:
+        raise InvalidInput(
+            f"cannot read {f.abs_path}: permission denied",
+            field="source",
+            hint="fix its permissions",
+        ) from exc
+    except InvalidInput as exc:
+        raise _changed(f.abs_path, "stored") from exc
+    if FileStat.of(_stat(f.abs_path, "source")) != f.stat:
         raise _changed(f.abs_path, "stored")
-    return _Outcome(digest, hashed, True, entry)
+    if digest is not None:  # known from the cache, but the store had lost the bytes
+        if stored != digest:
+            raise _changed(f.abs_path, "stored")
+        return _Outcome(digest, False, new, None)
+    entry = None
+    if f.cacheable and not f.stat.is_racy(started_ns):
+        entry = (str(f.abs_path), f.stat, stored)
+    return _Outcome(stored, True, new, entry)
 
 
 def ingest(
@@ -203,9 +218,12 @@ def ingest(
     if progress is not None:
         progress(0, report.bytes)
     outcomes: dict[str, _Outcome] = {}
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ingest") as pool:
+    with (
+        store.batch() as batch,
+        ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ingest") as pool,
+    ):
         futures: dict[Future[_Outcome], SourceFile] = {
-            pool.submit(_ingest_one, f, known.get(f.rel_path), store): f for f in files
+            pool.submit(_ingest_one, f, known.get(f.rel_path), store, batch): f for f in files
         }
         pending: set[Future[_Outcome]] = set(futures)
         while pending:
