@@ -174,6 +174,40 @@ def events(
         return [_row_event(r) for r in conn.execute(query)]
 
 
+def events_page(
+    engine: Engine,
+    *,
+    before: int | None = None,
+    limit: int = 100,
+    object_type: str | None = None,
+    object_id: str | None = None,
+    actor: str | None = None,
+) -> tuple[list[AuditEvent], int | None, int]:
+    """Newest events first, older than sequence number ``before``, for paging back.
+
+    Returns ``(events, older, newest_seq)``: ``older`` is the ``before`` of the next page
+    (None on the last page) and ``newest_seq`` the sequence number of the newest event.
+
+    Example:
+        >>> # events, older, newest = events_page(engine, limit=50)
+    """
+    query = sa.select(audit_events).order_by(audit_events.c.seq.desc()).limit(limit + 1)
+    if before is not None:
+        query = query.where(audit_events.c.seq < before)
+    if object_type:
+        query = query.where(audit_events.c.object_type == object_type)
+    if object_id:
+        query = query.where(audit_events.c.object_id == object_id)
+    if actor:
+        query = query.where(audit_events.c.actor == actor)
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+        newest = conn.execute(sa.select(sa.func.max(audit_events.c.seq))).scalar()
+    page = [_row_event(r) for r in rows[:limit]]
+    older = page[-1].seq if len(rows) > limit else None
+    return page, older, int(newest or 0)
+
+
 def _row_event(r: Any) -> AuditEvent:
     return AuditEvent(
         r.seq,

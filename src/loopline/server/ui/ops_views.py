@@ -18,11 +18,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from loopline.core.audit import AuditEvent
-from loopline.core.schema import audit_events
+from loopline.core import audit
 from loopline.errors import LooplineError, NotFound
 from loopline.server.ui.catalog_views import stage_missing, table_versions
 from loopline.server.ui.charts import bars_chart, steps_chart, time_chart
@@ -293,10 +291,6 @@ def live_windows() -> list[dict[str, Any]]:
 # -- audit --------------------------------------------------------------------------------
 
 
-def _decode(text: str | None) -> Any:
-    return None if text is None else orjson.loads(text)
-
-
 def audit_page(
     engine: Engine,
     *,
@@ -305,44 +299,16 @@ def audit_page(
     object_id: str | None,
     actor: str | None,
 ) -> dict[str, Any]:
-    """A page of audit events, newest first, older than sequence number ``before``.
-
-    Reads ``audit_events`` directly because :func:`loopline.core.audit.events` pages only
-    from the oldest event; the rows become the same :class:`AuditEvent` records.
-    """
-    query = sa.select(audit_events).order_by(audit_events.c.seq.desc()).limit(AUDIT_PAGE + 1)
-    if before is not None:
-        query = query.where(audit_events.c.seq < before)
-    if object_type:
-        query = query.where(audit_events.c.object_type == object_type)
-    if object_id:
-        query = query.where(audit_events.c.object_id == object_id)
-    if actor:
-        query = query.where(audit_events.c.actor == actor)
-    with engine.connect() as conn:
-        rows = conn.execute(query).all()
-        total = conn.execute(sa.select(sa.func.max(audit_events.c.seq))).scalar()
-    events = [
-        AuditEvent(
-            r.seq,
-            r.ts,
-            r.actor,
-            r.action,
-            r.object_type,
-            r.object_id,
-            _decode(r.before),
-            _decode(r.after),
-            r.reason,
-            r.prev_hash,
-            r.hash,
-        )
-        for r in rows[:AUDIT_PAGE]
-    ]
-    return {
-        "events": events,
-        "older": events[-1].seq if len(rows) > AUDIT_PAGE else None,
-        "newest_seq": int(total or 0),
-    }
+    """A page of audit events, newest first, older than sequence number ``before``."""
+    events, older, newest = audit.events_page(
+        engine,
+        before=before,
+        limit=AUDIT_PAGE,
+        object_type=object_type,
+        object_id=object_id,
+        actor=actor,
+    )
+    return {"events": events, "older": older, "newest_seq": newest}
 
 
 def as_json(value: Any) -> str:
