@@ -132,10 +132,16 @@ def installed_version(dist: str) -> str:
     """
     if dist == "python":
         return ".".join(map(str, sys.version_info[:3]))
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
+    # The same import can come from another distribution (xgboost-cpu installs `xgboost`).
+    for name in (dist, *_ALTERNATIVE_DISTS.get(dist, ())):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "not installed"
+
+
+_ALTERNATIVE_DISTS: dict[str, tuple[str, ...]] = {"xgboost": ("xgboost-cpu",)}
 
 
 def class_path(obj: Any) -> str:
