@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 trap 'bash scripts/services.sh stop >/dev/null 2>&1 || true' EXIT
 bash scripts/services.sh start
 # shellcheck disable=SC1091
-source .services/env
+source "${LOOPLINE_SERVICES_DIR:-.services}/env"
 export LOOPLINE_REQUIRE_SERVICES=1
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
