@@ -45,6 +45,20 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _drop_tag(conn: Connection, table: sa.Table, owner: dict[str, Any], key: str) -> None:
+    """Delete tag ``key`` of the object whose key columns are ``owner``."""
+    cond = sa.and_(*(table.c[col] == val for col, val in owner.items()), table.c.key == key)
+    conn.execute(table.delete().where(cond))
+
+
+def _put_tag(
+    conn: Connection, table: sa.Table, owner: dict[str, Any], key: str, value: str | None
+) -> None:
+    """Set (or overwrite) tag ``key`` of the object whose key columns are ``owner``."""
+    _drop_tag(conn, table, owner, key)
+    conn.execute(table.insert().values(**owner, key=key, value=value))
+
+
 def check_name(name: str, field_name: str = "name") -> str:
     """Return a valid registry name or raise :class:`InvalidInput` naming the field.
 
@@ -282,12 +296,7 @@ def set_registered_model_tag(ctx: Context, name: str, key: str, value: str) -> N
     """
     with ctx.engine.begin() as conn:
         _model_row(conn, name)
-        conn.execute(
-            registered_model_tags.delete().where(
-                (registered_model_tags.c.name == name) & (registered_model_tags.c.key == key)
-            )
-        )
-        conn.execute(registered_model_tags.insert().values(name=name, key=key, value=value))
+        _put_tag(conn, registered_model_tags, {"name": name}, key, value)
 
 
 def delete_registered_model_tag(ctx: Context, name: str, key: str) -> None:
@@ -297,11 +306,7 @@ def delete_registered_model_tag(ctx: Context, name: str, key: str) -> None:
         >>> # delete_registered_model_tag(ctx, "churn", "team")
     """
     with ctx.engine.begin() as conn:
-        conn.execute(
-            registered_model_tags.delete().where(
-                (registered_model_tags.c.name == name) & (registered_model_tags.c.key == key)
-            )
-        )
+        _drop_tag(conn, registered_model_tags, {"name": name}, key)
 
 
 # ---------------------------------------------------------------- model versions
@@ -504,13 +509,7 @@ def set_model_version_tag(ctx: Context, name: str, version: int, key: str, value
     v = int(version)
     with ctx.engine.begin() as conn:
         _version_row(conn, name, v)
-        cond = (
-            (model_version_tags.c.name == name)
-            & (model_version_tags.c.version == v)
-            & (model_version_tags.c.key == key)
-        )
-        conn.execute(model_version_tags.delete().where(cond))
-        conn.execute(model_version_tags.insert().values(name=name, version=v, key=key, value=value))
+        _put_tag(conn, model_version_tags, {"name": name, "version": v}, key, value)
 
 
 def delete_model_version_tag(ctx: Context, name: str, version: int, key: str) -> None:
@@ -520,13 +519,7 @@ def delete_model_version_tag(ctx: Context, name: str, version: int, key: str) ->
         >>> # delete_model_version_tag(ctx, "churn", 3, "validated")
     """
     with ctx.engine.begin() as conn:
-        conn.execute(
-            model_version_tags.delete().where(
-                (model_version_tags.c.name == name)
-                & (model_version_tags.c.version == int(version))
-                & (model_version_tags.c.key == key)
-            )
-        )
+        _drop_tag(conn, model_version_tags, {"name": name, "version": int(version)}, key)
 
 
 # ---------------------------------------------------------------- aliases
@@ -753,12 +746,7 @@ def set_logged_model_tags(ctx: Context, model_id: str, tags: dict[str, str]) -> 
     get_logged_model(ctx, model_id)
     with ctx.engine.begin() as conn:
         for k, v in tags.items():
-            conn.execute(
-                logged_model_tags.delete().where(
-                    (logged_model_tags.c.model_id == model_id) & (logged_model_tags.c.key == k)
-                )
-            )
-            conn.execute(logged_model_tags.insert().values(model_id=model_id, key=k, value=v))
+            _put_tag(conn, logged_model_tags, {"model_id": model_id}, k, v)
 
 
 def delete_logged_model_tag(ctx: Context, model_id: str, key: str) -> None:
@@ -768,11 +756,7 @@ def delete_logged_model_tag(ctx: Context, model_id: str, key: str) -> None:
         >>> # delete_logged_model_tag(ctx, "m-0123", "stage")
     """
     with ctx.engine.begin() as conn:
-        conn.execute(
-            logged_model_tags.delete().where(
-                (logged_model_tags.c.model_id == model_id) & (logged_model_tags.c.key == key)
-            )
-        )
+        _drop_tag(conn, logged_model_tags, {"model_id": model_id}, key)
 
 
 def search_logged_models(
