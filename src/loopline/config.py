@@ -79,6 +79,15 @@ class Settings(BaseSettings):
     s3_region: str | None = Field(None, description="S3 region name.")
     actor: str | None = Field(None, description="Who is acting, for the audit log. Default: $USER.")
     sqlite_busy_timeout_ms: int = Field(30_000, ge=0, description="SQLite busy timeout.")
+    http_timeout_s: float = Field(
+        60.0, gt=0, description="Remote mode: timeout of one request to a Loopline server."
+    )
+    http_retry_s: float = Field(
+        120.0,
+        ge=0,
+        description="Remote mode: how long a request is retried, with backoff, on connection "
+        "errors and 503 before BackendUnavailable is raised.",
+    )
     debug: bool = Field(False, description="Show tracebacks on errors.")
 
     @classmethod

@@ -46,13 +46,20 @@ def create_app(ctx: Context | None = None) -> FastAPI:
 
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    from loopline.server.api_v1 import router as api_v1_router
     from loopline.server.mlflow_artifacts import router as artifacts_router
     from loopline.server.mlflow_registry import router as registry_router
     from loopline.server.mlflow_tracking import router as tracking_router
 
+    # The MLflow client sends many small requests; its routes are matched first.
     app.include_router(tracking_router)
+    app.include_router(api_v1_router)
     app.include_router(registry_router)
     app.include_router(artifacts_router)
+
+    from loopline.server.fast_path import MlflowLogMetricFastPath
+
+    app.add_middleware(MlflowLogMetricFastPath, ctx=context)
 
     from loopline.server.ui import install_ui
 

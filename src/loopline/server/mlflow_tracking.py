@@ -13,11 +13,13 @@ import math
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from loopline.core.context import Context
 from loopline.errors import InvalidInput
 from loopline.server.deps import get_ctx
+from loopline.server.responses import OrjsonResponse
 from loopline.tracking import experiments as exp_store
 from loopline.tracking import lineage, query, store
 from loopline.tracking.entities import (
@@ -153,6 +155,11 @@ def run_json(r: RunRecord) -> dict[str, Any]:
         "data": {"metrics": metrics, "params": _kv(r.params), "tags": _kv(tags)},
         "inputs": {"dataset_inputs": inputs},
     }
+
+
+def _ok() -> Response:
+    """MLflow's empty answer, sent as is (no response model to validate on hot routes)."""
+    return Response(b"{}", media_type="application/json")
 
 
 def _point(key: str, p: MetricPoint) -> dict[str, Any]:
@@ -310,7 +317,7 @@ class CreateRun(_Req):
 
 
 @router.post("/runs/create")
-def create_run(body: CreateRun, ctx: Ctx) -> dict[str, Any]:
+def create_run(body: CreateRun, ctx: Ctx) -> Response:
     tags = {t.key: t.value or "" for t in body.tags or []}
     parent = tags.get(PARENT_TAG) or None
     name = body.run_name or tags.get(RUN_NAME_TAG) or None
@@ -324,7 +331,7 @@ def create_run(body: CreateRun, ctx: Ctx) -> dict[str, Any]:
         user_id=body.user_id,
         actor=ctx.settings.actor_name,
     )
-    return {"run": run_json(record)}
+    return OrjsonResponse({"run": run_json(record)})
 
 
 class UpdateRun(_Req):
@@ -336,7 +343,7 @@ class UpdateRun(_Req):
 
 
 @router.post("/runs/update")
-def update_run(body: UpdateRun, ctx: Ctx) -> dict[str, Any]:
+def update_run(body: UpdateRun, ctx: Ctx) -> Response:
     run_id = body.run_id or body.run_uuid
     if not run_id:
         raise InvalidInput("run_id is required", field="run_id")
@@ -348,15 +355,15 @@ def update_run(body: UpdateRun, ctx: Ctx) -> dict[str, Any]:
         name=body.run_name or None,
         actor=ctx.settings.actor_name,
     )
-    return {"run_info": run_info_json(record)}
+    return OrjsonResponse({"run_info": run_info_json(record)})
 
 
 @router.get("/runs/get")
-def get_run(ctx: Ctx, run_id: str | None = None, run_uuid: str | None = None) -> dict[str, Any]:
+def get_run(ctx: Ctx, run_id: str | None = None, run_uuid: str | None = None) -> Response:
     rid = run_id or run_uuid
     if not rid:
         raise InvalidInput("run_id is required", field="run_id")
-    return {"run": run_json(store.get_run(ctx.engine, rid))}
+    return OrjsonResponse({"run": run_json(store.get_run(ctx.engine, rid))})
 
 
 class RunRef(_Req):
@@ -385,7 +392,7 @@ class SearchRuns(_Req):
 
 
 @router.post("/runs/search")
-def search_runs(body: SearchRuns, ctx: Ctx) -> dict[str, Any]:
+def search_runs(body: SearchRuns, ctx: Ctx) -> Response:
     ids = [_exp_id(e) for e in body.experiment_ids or []] or None
     view = _VIEWS.get(body.run_view_type or "ACTIVE_ONLY", "active")
     page = query.search_runs(
@@ -400,7 +407,7 @@ def search_runs(body: SearchRuns, ctx: Ctx) -> dict[str, Any]:
     out: dict[str, Any] = {"runs": [run_json(r) for r in page.runs]}
     if page.next_page_token:
         out["next_page_token"] = page.next_page_token
-    return out
+    return OrjsonResponse(out)
 
 
 class LogMetric(MetricIn):
@@ -409,13 +416,13 @@ class LogMetric(MetricIn):
 
 
 @router.post("/runs/log-metric")
-def log_metric(body: LogMetric, ctx: Ctx) -> dict[str, Any]:
+def log_metric(body: LogMetric, ctx: Ctx) -> Response:
     run_id = body.run_id or body.run_uuid or ""
     metric = Metric(
         body.key, _value(body.value, body.key), body.timestamp or now_ms(), body.step or 0
     )
     store.log_batch(ctx.engine, run_id, metrics=[metric])
-    return {}
+    return _ok()
 
 
 class LogParam(_Req):
@@ -426,9 +433,9 @@ class LogParam(_Req):
 
 
 @router.post("/runs/log-parameter")
-def log_param(body: LogParam, ctx: Ctx) -> dict[str, Any]:
+def log_param(body: LogParam, ctx: Ctx) -> Response:
     store.log_batch(ctx.engine, body.run_id or body.run_uuid or "", params={body.key: body.value})
-    return {}
+    return _ok()
 
 
 class SetTag(_Req):
@@ -439,12 +446,12 @@ class SetTag(_Req):
 
 
 @router.post("/runs/set-tag")
-def set_tag(body: SetTag, ctx: Ctx) -> dict[str, Any]:
+def set_tag(body: SetTag, ctx: Ctx) -> Response:
     run_id = body.run_id or body.run_uuid or ""
     if body.key == RUN_NAME_TAG:
         store.update_run(ctx.engine, run_id, name=body.value)
     store.set_tag(ctx.engine, run_id, body.key, body.value)
-    return {}
+    return _ok()
 
 
 class DeleteTag(_Req):
@@ -466,7 +473,7 @@ class LogBatch(_Req):
 
 
 @router.post("/runs/log-batch")
-def log_batch(body: LogBatch, ctx: Ctx) -> dict[str, Any]:
+def log_batch(body: LogBatch, ctx: Ctx) -> Response:
     now = now_ms()
     metrics = [
         Metric(m.key, _value(m.value, m.key), m.timestamp or now, m.step or 0)
@@ -479,7 +486,7 @@ def log_batch(body: LogBatch, ctx: Ctx) -> dict[str, Any]:
         params=[(p.key, p.value or "") for p in body.params or []],
         tags=[(t.key, t.value or "") for t in body.tags or []],
     )
-    return {}
+    return _ok()
 
 
 class DatasetIn(_Req):

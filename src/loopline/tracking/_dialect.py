@@ -14,7 +14,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -43,6 +43,25 @@ def insert_for(conn: Connection, table: sa.Table) -> Any:
     if name == "postgresql":
         return postgresql.insert(table)
     raise ConfigError(f"the tracking store does not support the {name!r} database")
+
+
+_STATEMENTS: dict[tuple[str, str], Any] = {}
+
+
+def cached_statement(conn: Connection, name: str, build: Callable[[Connection], Any]) -> Any:
+    """The statement ``name`` for ``conn``'s dialect, built by ``build`` once and reused.
+
+    Building an upsert (``ON CONFLICT ... excluded``) costs more than running it on a hot
+    path such as logging one metric; a statement with bound parameters can be reused.
+
+    Example:
+        >>> # stmt = cached_statement(conn, "params.insert", lambda c: insert_for(c, params))
+    """
+    key = (conn.dialect.name, name)
+    stmt = _STATEMENTS.get(key)
+    if stmt is None:
+        stmt = _STATEMENTS[key] = build(conn)
+    return stmt
 
 
 def bulk_insert_metrics(conn: Connection, rows: Sequence[MetricRow]) -> None:

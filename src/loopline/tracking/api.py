@@ -12,6 +12,10 @@ a background thread writes them. ``run.flush()``, the end of the run, every read
 this module and interpreter exit write what is queued. Params, tags, inputs and artifacts
 are written at once.
 
+Everything goes through a :class:`~loopline.tracking.backend.TrackingBackend` chosen by
+``LOOPLINE_URI``: the database itself (``sqlite://``, ``postgresql://``) or a Loopline
+server (``http(s)://``, the REST API ``/api/v1``); the code using the SDK is the same.
+
 Example:
     >>> import loopline as ll  # doctest: +SKIP
     >>> with ll.start_run(experiment="churn", name="lgbm") as run:  # doctest: +SKIP
@@ -32,18 +36,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from loopline.core.artifacts import hash_bytes
 from loopline.core.context import Context, get_context
-from loopline.errors import InvalidInput, NotFound
-from loopline.tracking import (
-    active,
-    artifact_files,
-    environment,
-    experiments,
-    ingest,
-    lineage,
-    query,
-    store,
-)
+from loopline.errors import InvalidInput
+from loopline.tracking import active, artifact_files, environment, ingest
+from loopline.tracking.backend import TrackingBackend, backend_for
 from loopline.tracking.entities import (
     ArtifactEntry,
     MetricPoint,
@@ -84,6 +81,7 @@ class Run:
     def __init__(self, record: RunRecord, ctx: Context) -> None:
         self._record = record
         self._ctx = ctx
+        self._backend: TrackingBackend = backend_for(ctx)
         self._writer: ingest.MetricWriter | None = None
         self._metric_keys: set[str] = set()
         self._dirty = False
@@ -97,7 +95,7 @@ class Run:
     def _fresh(self) -> RunRecord:
         if self._dirty:
             self.flush()
-            self._record = store.get_run(self._ctx.engine, self.id)
+            self._record = self._backend.get_run(self.id)
             self._dirty = False
         return self._record
 
@@ -184,7 +182,23 @@ class Run:
     @property
     def artifacts(self) -> list[ArtifactEntry]:
         """Artifact paths of the run and the blobs they point to."""
-        return lineage.list_artifacts(self._ctx.engine, self.id)
+        return self._backend.list_artifacts(self.id)
+
+    def read_artifact(self, path: str) -> bytes:
+        """The bytes of one artifact of the run, verified against their digest.
+
+        Example:
+            >>> # orjson.loads(run.read_artifact("config/features.json"))
+        """
+        return self._backend.read_artifact(self.id, path)
+
+    def download_artifact(self, path: str, dest: str | Path) -> Path:
+        """Write one artifact of the run to the file ``dest`` and return its path.
+
+        Example:
+            >>> # run.download_artifact("model/model.pkl", "/tmp/model.pkl")
+        """
+        return self._backend.download_artifact(self.id, path, Path(dest))
 
     def to_dict(self) -> dict[str, Any]:
         """Everything about the run as plain JSON-ready values.
@@ -281,7 +295,7 @@ class Run:
         self._dirty = True
 
     def _new_writer(self) -> ingest.MetricWriter:
-        self._writer = ingest.MetricWriter(self._ctx.engine)
+        self._writer = ingest.MetricWriter(self._backend.metric_sink())
         return self._writer
 
     def log_param(self, key: str, value: Any) -> None:
@@ -298,7 +312,7 @@ class Run:
         Example:
             >>> # run.log_params({"model": "lgbm", "lr": 0.05})
         """
-        store.log_batch(self._ctx.engine, self.id, params=params)
+        self._backend.log_batch(self.id, params=params, tags={})
         self._dirty = True
 
     def set_tag(self, key: str, value: Any) -> None:
@@ -315,7 +329,7 @@ class Run:
         Example:
             >>> # run.set_tags({"team": "risk", "stage": "candidate"})
         """
-        store.log_batch(self._ctx.engine, self.id, tags=tags)
+        self._backend.log_batch(self.id, params={}, tags=tags)
         self._dirty = True
 
     def log_input(
@@ -327,7 +341,7 @@ class Run:
             >>> # run.log_input("dataset", "churn", "3", "9f86d081...", context="training")
         """
         item = RunInput(kind, name, str(version), digest, context)
-        lineage.log_inputs(self._ctx.engine, self.id, [item])
+        self._backend.log_inputs(self.id, [item])
         self._dirty = True
 
     def log_artifact(
@@ -341,19 +355,12 @@ class Run:
         Example:
             >>> # run.log_artifact("model.pkl", artifact_path="model")
         """
-        entries = [
-            ArtifactEntry(rel, self._ctx.artifacts.put_file(file), file.stat().st_size)
-            for file, rel in artifact_files.collect_files(path, artifact_path)
-        ]
-        lineage.add_artifacts(self._ctx.engine, self.id, entries)
-        return entries
+        files = artifact_files.collect_files(path, artifact_path)
+        return self._backend.log_artifact_files(self.id, files)
 
     def _log_bytes(self, data: bytes, artifact_file: str) -> ArtifactEntry:
         check_artifact_path(artifact_file)
-        digest = self._ctx.artifacts.put_bytes(data)
-        entry = ArtifactEntry(artifact_file.strip("/"), digest, len(data))
-        lineage.add_artifacts(self._ctx.engine, self.id, [entry])
-        return entry
+        return self._backend.log_artifact_bytes(self.id, artifact_file.strip("/"), data)
 
     def log_dict(self, dictionary: Any, artifact_file: str) -> ArtifactEntry:
         """Store a dict (or list) as a JSON artifact, or YAML when the name ends .yaml/.yml.
@@ -415,18 +422,11 @@ class Run:
             self.set_tags(
                 {ERROR_TAG: _describe_error(error), f"{ERROR_TAG}.type": type(error).__name__}
             )
-        if self._writer is not None:
-            self._writer.close()  # raises if the points cannot be written: the run stays open
-            self._writer = None
-        self._record = store.update_run(
-            self._ctx.engine,
-            self.id,
-            status=status,
-            end_time=now_ms(),
-            actor=self._ctx.settings.actor_name,
-        )
+        # Raises if the points cannot be written: the run stays open, its points queued.
+        self._backend.finish_run(self.id, status=status, end_time=now_ms(), writer=self._writer)
+        self._writer = None
         self._ended = True
-        self._dirty = False
+        self._dirty = True  # the next read fetches the final record
         active.forget(self)
 
     def __enter__(self) -> Run:
@@ -508,31 +508,21 @@ def start_run(
             hint="start the parent first: with ll.start_run() as parent: ...",
         )
     ctx = get_context()
-    engine = ctx.engine
     actor = ctx.settings.actor_name
-    exp_name = experiment or (parent.experiment if parent else DEFAULT_EXPERIMENT)
-    exp = experiments.get_or_create_experiment(engine, exp_name, actor=actor)
     env_doc = environment.environment_document()
-    env_digest = ctx.artifacts.put_bytes(env_doc)
     all_tags: dict[str, Any] = {
         **environment.run_tags(),
         "mlflow.user": actor,
-        ENVIRONMENT_TAG: env_digest,
+        ENVIRONMENT_TAG: hash_bytes(env_doc),
         **(tags or {}),
     }
-    record = store.create_run(
-        engine,
-        exp.id,
+    record = backend_for(ctx).create_run(
+        experiment=experiment or (parent.experiment if parent else DEFAULT_EXPERIMENT),
         name=name,
         tags=all_tags,
         parent_run_id=parent.id if parent else None,
         user_id=actor,
-        actor=actor,
-    )
-    lineage.add_artifacts(
-        engine,
-        record.id,
-        [ArtifactEntry(environment.ENVIRONMENT_ARTIFACT, env_digest, len(env_doc))],
+        files={environment.ENVIRONMENT_ARTIFACT: env_doc},
     )
     run = Run(record, ctx)
     active.push(run)
@@ -550,7 +540,7 @@ def get_run(run_id: str) -> Run:
     """
     ctx = get_context()
     ingest.flush_all()
-    return Run(store.get_run(ctx.engine, run_id), ctx)
+    return Run(backend_for(ctx).get_run(run_id), ctx)
 
 
 def metric_history(run_id: str, key: str) -> list[MetricPoint]:
@@ -561,7 +551,7 @@ def metric_history(run_id: str, key: str) -> list[MetricPoint]:
     """
     ctx = get_context()
     ingest.flush_all()
-    return store.get_metric_history(ctx.engine, run_id, key)
+    return backend_for(ctx).metric_history(run_id, key)
 
 
 def search_runs(
@@ -584,25 +574,13 @@ def search_runs(
     """
     ctx = get_context()
     ingest.flush_all()
-    ids: list[int] | None = None
+    names = None
     if experiment is not None:
         names = [experiment] if isinstance(experiment, str) else list(experiment)
-        found = query.search_experiments(
-            ctx.engine, names=names, view="all", max_results=query.MAX_RESULTS_LIMIT
-        ).experiments
-        missing = sorted(set(names) - {e.name for e in found})
-        if missing:
-            raise NotFound(
-                f"no experiment named {', '.join(repr(m) for m in missing)}",
-                hint="list experiments with `loopline runs ls` or check the spelling",
-            )
-        ids = [e.id for e in found]
-    orders = [order_by] if isinstance(order_by, str) else order_by
-    result = query.search_runs(
-        ctx.engine,
-        experiment_ids=ids,
+    result = backend_for(ctx).search_runs(
+        experiments=names,
         filter=filter,
-        order_by=orders,
+        order_by=[order_by] if isinstance(order_by, str) else order_by,
         max_results=max_results,
         page_token=page_token,
         view=view,

@@ -27,6 +27,7 @@ import sys
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import blake3
@@ -101,6 +102,18 @@ def _diff_hash(cwd: str | None) -> str | None:
     return hasher.hexdigest() if code == 0 else None
 
 
+def _may_be_in_git(cwd: str | None) -> bool:
+    """False when no folder from ``cwd`` up holds ``.git``: git itself would find nothing.
+
+    Saves starting a ``git`` process (milliseconds) for every run started outside a
+    repository. Git's own variables that point elsewhere (``GIT_DIR``) defeat the check.
+    """
+    if "GIT_DIR" in os.environ or "GIT_WORK_TREE" in os.environ:  # git's settings, not ours
+        return True
+    folder = (Path(cwd) if cwd else Path.cwd()).resolve()
+    return any((d / ".git").exists() for d in (folder, *folder.parents))
+
+
 def git_state(cwd: str | None = None) -> GitState | None:
     """The git commit, branch and uncommitted-diff hash of ``cwd``, or None outside git.
 
@@ -109,6 +122,8 @@ def git_state(cwd: str | None = None) -> GitState | None:
         >>> state is None
         True
     """
+    if not _may_be_in_git(cwd):
+        return None
     out = _git(["rev-parse", "--show-toplevel", "HEAD", "--abbrev-ref", "HEAD"], cwd)
     if out is None:
         return None

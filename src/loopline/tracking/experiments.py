@@ -27,6 +27,14 @@ from loopline.tracking.entities import Experiment, now_ms
 from loopline.tracking.tables import experiment_tags, experiments
 from loopline.tracking.validation import MAX_EXPERIMENT_NAME_LENGTH, check_key, check_tag_value
 
+# Lookups built once: every run start looks its experiment up (building a statement costs
+# more than running it).
+_TAGS = sa.select(experiment_tags.c.key, experiment_tags.c.value).where(
+    experiment_tags.c.experiment_id == sa.bindparam("experiment_id")
+)
+_BY_ID = sa.select(experiments).where(experiments.c.id == sa.bindparam("experiment_id"))
+_BY_NAME = sa.select(experiments).where(experiments.c.name == sa.bindparam("name"))
+
 
 def experiment_from_row(conn: Connection, row: Any) -> Experiment:
     """An :class:`Experiment` from an ``experiments`` row, with its tags.
@@ -34,11 +42,7 @@ def experiment_from_row(conn: Connection, row: Any) -> Experiment:
     Example:
         >>> # experiment_from_row(conn, conn.execute(sa.select(experiments)).first())
     """
-    found = conn.execute(
-        sa.select(experiment_tags.c.key, experiment_tags.c.value).where(
-            experiment_tags.c.experiment_id == row.id
-        )
-    )
+    found = conn.execute(_TAGS, {"experiment_id": row.id})
     return Experiment(
         id=row.id,
         name=row.name,
@@ -131,9 +135,7 @@ def get_experiment(engine: Engine, experiment_id: int) -> Experiment:
         >>> # get_experiment(engine, 0).name  -> 'Default'
     """
     with engine.connect() as conn:
-        row = conn.execute(
-            sa.select(experiments).where(experiments.c.id == int(experiment_id))
-        ).one_or_none()
+        row = conn.execute(_BY_ID, {"experiment_id": int(experiment_id)}).one_or_none()
         if row is None:
             raise NotFound(
                 f"experiment {experiment_id} does not exist",
@@ -149,7 +151,7 @@ def get_experiment_by_name(engine: Engine, name: str) -> Experiment:
         >>> # get_experiment_by_name(engine, "Default").id  -> 0
     """
     with engine.connect() as conn:
-        row = conn.execute(sa.select(experiments).where(experiments.c.name == name)).one_or_none()
+        row = conn.execute(_BY_NAME, {"name": name}).one_or_none()
         if row is None:
             raise NotFound(
                 f"experiment {name!r} does not exist",

@@ -2,17 +2,22 @@
 
 Logging a metric costs the caller one append to a list under a lock (well under 10 µs).
 A daemon thread wakes every :data:`FLUSH_INTERVAL_S` seconds, or as soon as
-:data:`BATCH_ROWS` points are waiting, takes the whole buffer and writes it with
-:func:`loopline.tracking.metrics.write_rows`: one bulk insert and one ``latest_metrics``
-upsert per key, in one transaction per batch of at most :data:`MAX_TRANSACTION_ROWS`.
+:data:`BATCH_ROWS` points are waiting, cuts the buffer into numbered batches of at most
+the sink's ``max_batch_rows`` points and hands them, one at a time and in order, to a
+:class:`MetricSink`: the embedded sink writes each batch in one transaction
+(:func:`loopline.tracking.metrics.write_rows`), the remote sink POSTs it to a Loopline
+server (:mod:`loopline.tracking.remote`).
 
 Durability contract: when :meth:`MetricWriter.flush` returns, every point added before the
-call is committed. A batch that fails to write goes back to the front of the buffer and is
-retried; the error is raised by the next ``flush``. Writers are flushed at run end and at
-interpreter exit (``atexit``). When more than :data:`MAX_PENDING_ROWS` points are waiting
-(the database is down or too slow), ``add`` flushes in the caller's thread, so memory stays
-bounded and the error reaches the caller. A forked child starts with an empty buffer
-(the parent writes what was pending) and reconnects.
+call is committed (acknowledged by the server, in remote mode). A batch that fails to write
+stays at the front of the queue, with its number, and is retried as it was: a server that
+applied it but whose answer was lost recognises ``(writer id, number)`` and does not apply
+it again (see :func:`loopline.tracking.store.log_batch`). The error is raised by the next
+``flush``. Writers are flushed at run end and at interpreter exit (``atexit``). When more
+than :data:`MAX_PENDING_ROWS` points are waiting (the backend is down or too slow), ``add``
+flushes in the caller's thread, so memory stays bounded and the error reaches the caller.
+A forked child starts with an empty buffer and a new writer id (the parent writes what was
+pending) and reconnects.
 
 Example:
     >>> from loopline.core.db import create_engine_for, upgrade
@@ -28,12 +33,14 @@ import atexit
 import os
 import sys
 import threading
+import uuid
 from collections.abc import Sequence
+from typing import Protocol
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from loopline.errors import BackendUnavailable
+from loopline.errors import BackendUnavailable, LooplineError
 from loopline.tracking._dialect import MetricRow
 from loopline.tracking.metrics import write_rows
 
@@ -41,7 +48,7 @@ from loopline.tracking.metrics import write_rows
 FLUSH_INTERVAL_S = 0.1
 #: The background thread is woken early once this many points wait.
 BATCH_ROWS = 20_000
-#: A batch is written in transactions of at most this many points.
+#: A batch for the embedded store is written in transactions of at most this many points.
 MAX_TRANSACTION_ROWS = 100_000
 #: Past this many waiting points, ``add`` writes in the caller's thread (backpressure).
 MAX_PENDING_ROWS = 1_000_000
@@ -51,6 +58,83 @@ _live: set[MetricWriter] = set()
 _live_lock = threading.Lock()
 
 
+class MetricSink(Protocol):
+    """Where a :class:`MetricWriter` sends its batches.
+
+    ``write`` must make the batch durable before it returns, raise
+    :class:`BackendUnavailable` when the backend cannot take it now (the batch is retried
+    later, unchanged, with the same ``writer`` and ``seq``), and raise another
+    :class:`LooplineError` when the backend refuses it for good (the batch is dropped).
+    A sink that may see a batch twice must apply each ``(writer, seq)`` at most once.
+    """
+
+    #: The most points one ``write`` receives.
+    max_batch_rows: int
+
+    def write(self, rows: Sequence[MetricRow], writer: str, seq: int) -> None:
+        """Make ``rows`` durable.
+
+        Example:
+            >>> # sink.write([(run_id, "loss", 0.5, 1700000000000, 3, 0)], "ab12cd34", 1)
+        """
+
+    def describe(self) -> str:
+        """Where the points go, for error messages (no secrets).
+
+        Example:
+            >>> # sink.describe()  -> 'http://127.0.0.1:5000'
+        """
+
+    def after_fork(self) -> None:
+        """Drop connections inherited from the parent process.
+
+        Example:
+            >>> # sink.after_fork()
+        """
+
+
+class EmbeddedSink:
+    """Writes batches straight into the metadata database, one transaction each.
+
+    Example:
+        >>> # MetricWriter(EmbeddedSink(engine))
+    """
+
+    max_batch_rows = MAX_TRANSACTION_ROWS
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def write(self, rows: Sequence[MetricRow], writer: str, seq: int) -> None:
+        """Write ``rows`` in one transaction (a rolled-back batch leaves nothing behind).
+
+        Example:
+            >>> # EmbeddedSink(engine).write(rows, "ab12cd34", 1)
+        """
+        try:
+            with self.engine.begin() as conn:
+                write_rows(conn, rows)
+        except DBAPIError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise BackendUnavailable(reason) from exc
+
+    def describe(self) -> str:
+        """The database URL without its password.
+
+        Example:
+            >>> # EmbeddedSink(engine).describe()  -> 'sqlite:///.loopline/loopline.db'
+        """
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def after_fork(self) -> None:
+        """Forget the parent's pooled connections without closing them.
+
+        Example:
+            >>> # sink.after_fork()
+        """
+        self.engine.dispose(close=False)
+
+
 class MetricWriter:
     """Buffers stored-form metric rows and writes them on a background thread.
 
@@ -58,8 +142,8 @@ class MetricWriter:
         >>> # w = MetricWriter(engine); w.add(row); w.flush(); w.close()
     """
 
-    def __init__(self, engine: Engine, *, interval: float = FLUSH_INTERVAL_S) -> None:
-        self.engine = engine
+    def __init__(self, sink: MetricSink | Engine, *, interval: float = FLUSH_INTERVAL_S) -> None:
+        self.sink: MetricSink = EmbeddedSink(sink) if isinstance(sink, Engine) else sink
         self.interval = interval
         self.written = 0
         self._init_state()
@@ -68,10 +152,14 @@ class MetricWriter:
 
     def _init_state(self) -> None:
         self._lock = threading.Lock()  # guards _buf
-        self._write_lock = threading.Lock()  # one batch in flight at a time
+        self._write_lock = threading.Lock()  # one batch in flight at a time; guards _queue
         self._buf: list[MetricRow] = []
+        self._queue: list[tuple[int, list[MetricRow]]] = []  # numbered, not yet acknowledged
+        self._next_seq = 1
+        self.writer_id = uuid.uuid4().hex[:16]
         self._wake = threading.Event()
-        self._stopping = False
+        self._stopping = False  # the thread drains once more, then ends
+        self._abandon = False  # the thread ends without draining (take_pending)
         self._closed = False
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
@@ -113,16 +201,21 @@ class MetricWriter:
 
     @property
     def pending(self) -> int:
-        """How many points wait to be written."""
+        """How many points wait to be written (including a batch being retried).
+
+        Example:
+            >>> # writer.pending  -> 0 after writer.flush()
+        """
         with self._lock:
-            return len(self._buf)
+            waiting = len(self._buf)
+        return waiting + sum(len(rows) for _seq, rows in list(self._queue))
 
     def _start(self) -> None:
         with self._lock:
             if self._thread is not None:
                 return
             if self._closed:  # used again after close(): live again until the next close
-                self._closed = self._stopping = False
+                self._closed = self._stopping = self._abandon = False
                 with _live_lock:
                     _live.add(self)
             self._thread = threading.Thread(
@@ -134,6 +227,8 @@ class MetricWriter:
         while True:
             self._wake.wait(self.interval)
             self._wake.clear()
+            if self._abandon:
+                return
             stopping = self._stopping
             try:
                 self._drain()
@@ -146,31 +241,34 @@ class MetricWriter:
             if stopping:
                 return
 
+    def _cut(self) -> None:
+        """Move the buffer into numbered batches (caller holds ``_write_lock``)."""
+        with self._lock:
+            buf, self._buf = self._buf, []
+        size = self.sink.max_batch_rows
+        for start in range(0, len(buf), size):
+            self._queue.append((self._next_seq, buf[start : start + size]))
+            self._next_seq += 1
+
     def _drain(self) -> None:
         with self._write_lock:
-            with self._lock:
-                batch, self._buf = self._buf, []
-            done = 0
-            try:
-                while done < len(batch):
-                    chunk = (
-                        batch
-                        if len(batch) <= MAX_TRANSACTION_ROWS
-                        else batch[done : done + MAX_TRANSACTION_ROWS]
-                    )
-                    with self.engine.begin() as conn:
-                        write_rows(conn, chunk)
-                    done += len(chunk)
-                    self.written += len(chunk)
-            except BaseException:
-                with self._lock:
-                    self._buf[:0] = batch[done:]
-                raise
+            self._cut()
+            while self._queue:
+                seq, rows = self._queue[0]
+                try:
+                    self.sink.write(rows, self.writer_id, seq)
+                except BackendUnavailable:
+                    raise  # the batch stays first in the queue, with its number
+                except LooplineError:
+                    self._queue.pop(0)  # refused for good: retrying cannot help
+                    raise
+                self._queue.pop(0)
+                self.written += len(rows)
 
     def flush(self) -> None:
         """Write everything queued so far; when this returns, it is committed.
 
-        Raises :class:`BackendUnavailable` when the database cannot take the write; the
+        Raises :class:`BackendUnavailable` when the backend cannot take the write; the
         points stay queued and the next flush tries again.
 
         Example:
@@ -178,14 +276,54 @@ class MetricWriter:
         """
         try:
             self._drain()
-        except DBAPIError as exc:
-            safe = self.engine.url.render_as_string(hide_password=True)
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        except BackendUnavailable as exc:
             raise BackendUnavailable(
-                f"could not write {self.pending} metric points to {safe}: {reason}",
-                hint="they are still queued: fix the database (LOOPLINE_URI) and flush again",
+                f"could not write {self.pending} metric points to {self.sink.describe()}: "
+                f"{exc.message}",
+                hint="they are still queued: fix the backend (LOOPLINE_URI) and flush again",
+            ) from exc
+        except LooplineError as exc:
+            raise type(exc)(
+                f"metric points were refused by {self.sink.describe()}: {exc.message}",
+                hint=exc.hint,
             ) from exc
         self.error = None
+
+    def take_pending(self) -> list[MetricRow]:
+        """Stop the background thread and hand over every point not yet written.
+
+        For ending a run in the same transaction as its last points; give the points back
+        with :meth:`put_back` if that fails. The writer is no longer flushed at exit.
+
+        Example:
+            >>> # rows = writer.take_pending()
+        """
+        thread = self._thread
+        self._closed = True
+        self._abandon = True
+        self._wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=60)
+        self._thread = None
+        with self._write_lock:
+            self._cut()
+            rows = [row for _seq, batch in self._queue for row in batch]
+            self._queue.clear()
+        with _live_lock:
+            _live.discard(self)
+        return rows
+
+    def put_back(self, rows: Sequence[MetricRow]) -> None:
+        """Queue again points that :meth:`take_pending` handed over (ahead of newer ones).
+
+        Example:
+            >>> # writer.put_back(rows)
+        """
+        with self._lock:
+            self._buf[:0] = rows
+        self._closed = self._stopping = self._abandon = False
+        with _live_lock:
+            _live.add(self)
 
     def close(self) -> None:
         """Flush, stop the background thread and forget this writer.
@@ -214,10 +352,10 @@ class MetricWriter:
             _live.discard(self)
 
     def _after_fork_in_child(self) -> None:
-        # The parent still holds (and will write) what was queued; the child starts empty
-        # and must not reuse the parent's database connections.
+        # The parent still holds (and will write) what was queued; the child starts empty,
+        # under a new writer id, and must not reuse the parent's connections.
         self._init_state()
-        self.engine.dispose(close=False)
+        self.sink.after_fork()
 
 
 def flush_all() -> None:

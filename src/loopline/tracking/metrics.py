@@ -19,11 +19,17 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from loopline.tracking._dialect import MetricRow, bulk_insert_metrics, insert_for
+from loopline.tracking._dialect import (
+    MetricRow,
+    bulk_insert_metrics,
+    cached_statement,
+    insert_for,
+)
 from loopline.tracking.entities import MetricPoint
 from loopline.tracking.tables import latest_metrics, metrics
 
@@ -60,22 +66,8 @@ def write_rows(conn: Connection, rows: Sequence[MetricRow]) -> None:
         return
     bulk_insert_metrics(conn, rows)
     latest = latest_of(rows)
-    stmt = insert_for(conn, latest_metrics)
-    new = stmt.excluded
-    old = latest_metrics.c
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["run_id", "key"],
-        set_={
-            "value": new.value,
-            "timestamp": new.timestamp,
-            "step": new.step,
-            "is_nan": new.is_nan,
-        },
-        where=sa.tuple_(new.step, new.timestamp, new.value)
-        > sa.tuple_(old.step, old.timestamp, old.value),
-    )
     conn.execute(
-        stmt,
+        cached_statement(conn, "latest_metrics.upsert", _latest_upsert),
         [
             {
                 "run_id": r[0],
@@ -87,6 +79,24 @@ def write_rows(conn: Connection, rows: Sequence[MetricRow]) -> None:
             }
             for r in sorted(latest.values())  # a fixed order: no deadlock between writers
         ],
+    )
+
+
+def _latest_upsert(conn: Connection) -> Any:
+    """Keep whichever of the stored and the new point has the greater (step, timestamp, value)."""
+    stmt = insert_for(conn, latest_metrics)
+    new = stmt.excluded
+    old = latest_metrics.c
+    return stmt.on_conflict_do_update(
+        index_elements=["run_id", "key"],
+        set_={
+            "value": new.value,
+            "timestamp": new.timestamp,
+            "step": new.step,
+            "is_nan": new.is_nan,
+        },
+        where=sa.tuple_(new.step, new.timestamp, new.value)
+        > sa.tuple_(old.step, old.timestamp, old.value),
     )
 
 

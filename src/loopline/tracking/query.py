@@ -21,7 +21,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from loopline.errors import InvalidInput
+from loopline.errors import InvalidInput, NotFound
 from loopline.tracking.entities import ExperimentSearchResult, RunSearchResult, ViewType
 from loopline.tracking.experiments import experiment_from_row
 from loopline.tracking.search import order_query, parse_filter, parse_order_by, to_sql
@@ -122,6 +122,32 @@ def search_runs(
     ids = ids[:max_results]
     token = encode_page_token(offset + max_results) if more else None
     return RunSearchResult(get_runs(engine, ids), token)
+
+
+def experiment_ids_by_name(engine: Engine, names: Sequence[str]) -> list[int]:
+    """The ids of the experiments named ``names`` (deleted ones too), in that order.
+
+    :class:`NotFound` names every name that has no experiment.
+
+    Example:
+        >>> # experiment_ids_by_name(engine, ["Default"])  -> [0]
+    """
+    wanted = list(dict.fromkeys(names))
+    by_name: dict[str, int] = {}
+    with engine.connect() as conn:
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            query = sa.select(experiments.c.name, experiments.c.id).where(
+                experiments.c.name.in_(chunk)
+            )
+            by_name.update({name: int(i) for name, i in conn.execute(query)})
+    missing = [n for n in wanted if n not in by_name]
+    if missing:
+        raise NotFound(
+            f"no experiment named {', '.join(repr(m) for m in sorted(missing))}",
+            hint="list experiments with `loopline runs ls` or check the spelling",
+        )
+    return [by_name[n] for n in names]
 
 
 def search_experiments(

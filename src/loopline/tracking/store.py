@@ -36,14 +36,26 @@ from sqlalchemy.engine import Connection, Engine
 from loopline.core import audit
 from loopline.errors import Conflict, InvalidInput, NotFound
 from loopline.tracking import metrics as metric_store
-from loopline.tracking._dialect import MetricRow, insert_for
-from loopline.tracking.entities import Metric, MetricPoint, RunInput, RunRecord, now_ms
+from loopline.tracking._dialect import MetricRow, cached_statement, insert_for
+from loopline.tracking.entities import (
+    ArtifactEntry,
+    Metric,
+    MetricPoint,
+    RunRecord,
+    now_ms,
+)
 from loopline.tracking.experiments import get_experiment
-from loopline.tracking.tables import RUN_STATUSES, experiments, latest_metrics, run_inputs, runs
+from loopline.tracking.run_records import get_runs as get_runs  # re-exported
+from loopline.tracking.tables import (
+    RUN_STATUSES,
+    run_artifacts,
+    runs,
+)
 from loopline.tracking.tables import params as params_table
 from loopline.tracking.tables import tags as tags_table
 from loopline.tracking.validation import (
     MAX_RUN_NAME_LENGTH,
+    check_artifact_path,
     check_int,
     check_key,
     check_param_value,
@@ -54,6 +66,9 @@ from loopline.tracking.validation import (
 
 #: Tag that MLflow's UI reads to nest a child run under its parent.
 PARENT_RUN_TAG = "mlflow.parentRunId"
+#: Tags ``loopline.ingest.<writer>`` hold the last batch number applied from each metric
+#: writer (see :func:`log_batch`); they are written by the server only.
+INGEST_TAG_PREFIX = "loopline.ingest."
 _CHUNK = 500
 _names = random.Random()
 _ADJECTIVES = (
@@ -88,15 +103,17 @@ def create_run(
     *,
     name: str | None = None,
     start_time: int | None = None,
-    tags: Mapping[str, str] | None = None,
+    tags: Mapping[str, Any] | None = None,
     parent_run_id: str | None = None,
     user_id: str | None = None,
     actor: str | None = None,
+    artifacts: Sequence[ArtifactEntry] = (),
 ) -> RunRecord:
     """Create a RUNNING run in an active experiment and return it.
 
     ``name`` defaults to a random readable name; a child run also gets MLflow's
-    ``mlflow.parentRunId`` tag so that MLflow's UI nests it.
+    ``mlflow.parentRunId`` tag so that MLflow's UI nests it. ``artifacts`` (blobs already
+    in the artifact store) are indexed in the same transaction.
 
     Example:
         >>> # create_run(engine, 0, name="baseline", tags={"team": "risk"}).status -> 'RUNNING'
@@ -113,30 +130,62 @@ def create_run(
             f"run name is {len(name)} characters, over the limit of {MAX_RUN_NAME_LENGTH}",
             field="name",
         )
-    clean_tags = {check_key(k, "tag"): check_tag_value(k, v) for k, v in (tags or {}).items()}
+    clean_tags = _clean_tags(tags or {})
     if parent_run_id is not None:
         require_run(engine, parent_run_id)
         clean_tags[PARENT_RUN_TAG] = parent_run_id
+    for entry in artifacts:
+        check_artifact_path(entry.path)
     run_id = uuid.uuid4().hex
     location = exp.artifact_location or f"mlflow-artifacts:/{exp.id}"
+    record = RunRecord(
+        id=run_id,
+        experiment_id=exp.id,
+        experiment=exp.name,
+        name=name or random_run_name(),
+        status="RUNNING",
+        start_time=check_int(start_time, "start_time") if start_time is not None else now_ms(),
+        end_time=None,
+        parent_run_id=parent_run_id,
+        lifecycle_stage="active",
+        user_id=user_id,
+        artifact_uri=f"{location.rstrip('/')}/{run_id}/artifacts",
+        tags=dict(sorted(clean_tags.items())),
+    )
     with engine.begin() as conn:
         conn.execute(
-            runs.insert().values(
-                id=run_id,
-                experiment_id=exp.id,
-                name=name or random_run_name(),
-                status="RUNNING",
-                start_time=start_time if start_time is not None else now_ms(),
-                parent_run_id=parent_run_id,
-                lifecycle_stage="active",
-                user_id=user_id,
-                artifact_uri=f"{location.rstrip('/')}/{run_id}/artifacts",
-            )
+            runs.insert(),
+            {
+                "id": run_id,
+                "experiment_id": exp.id,
+                "name": record.name,
+                "status": "RUNNING",
+                "start_time": record.start_time,
+                "parent_run_id": parent_run_id,
+                "lifecycle_stage": "active",
+                "user_id": user_id,
+                "artifact_uri": record.artifact_uri,
+            },
         )
         if clean_tags:
             conn.execute(
                 tags_table.insert(),
                 [{"run_id": run_id, "key": k, "value": v} for k, v in clean_tags.items()],
+            )
+        if artifacts:
+            now = now_ms()
+            conn.execute(
+                run_artifacts.insert(),
+                [
+                    {
+                        "run_id": run_id,
+                        "path": e.path,
+                        "digest": e.digest,
+                        "size": e.size,
+                        "logged_time": now,
+                    }
+                    for e in artifacts
+                ],
             )
         if actor:
             audit.append(
@@ -147,7 +196,12 @@ def create_run(
                 object_id=run_id,
                 after={"experiment": exp.name, "parent_run_id": parent_run_id},
             )
-    return get_run(engine, run_id)
+    return record
+
+
+_RUN_STATE = sa.select(runs.c.id, runs.c.lifecycle_stage, runs.c.status).where(
+    runs.c.id == sa.bindparam("run_id")
+)
 
 
 def require_run(engine_or_conn: Engine | Connection, run_id: str) -> Any:
@@ -156,12 +210,12 @@ def require_run(engine_or_conn: Engine | Connection, run_id: str) -> Any:
     Example:
         >>> # require_run(engine, run_id).lifecycle_stage  -> 'active'
     """
-    query = sa.select(runs.c.id, runs.c.lifecycle_stage, runs.c.status).where(runs.c.id == run_id)
+    bound = {"run_id": run_id}
     if isinstance(engine_or_conn, Engine):
         with engine_or_conn.connect() as conn:
-            row = conn.execute(query).one_or_none()
+            row = conn.execute(_RUN_STATE, bound).one_or_none()
     else:
-        row = engine_or_conn.execute(query).one_or_none()
+        row = engine_or_conn.execute(_RUN_STATE, bound).one_or_none()
     if row is None:
         raise NotFound(
             f"run {run_id!r} does not exist",
@@ -198,66 +252,6 @@ def get_run(engine: Engine, run_id: str) -> RunRecord:
             hint="list runs with `loopline runs ls` and check the id",
         )
     return found[0]
-
-
-def get_runs(engine: Engine, run_ids: Sequence[str]) -> list[RunRecord]:
-    """Load many runs in a few queries, in the order of ``run_ids`` (missing ids skipped).
-
-    Example:
-        >>> # [r.name for r in get_runs(engine, ids)]
-    """
-    ids = list(dict.fromkeys(run_ids))
-    with engine.connect() as conn:
-        info: dict[str, Any] = {}
-        prm: dict[str, dict[str, str]] = {i: {} for i in ids}
-        tgs: dict[str, dict[str, str | None]] = {i: {} for i in ids}
-        lat: dict[str, dict[str, MetricPoint]] = {i: {} for i in ids}
-        inp: dict[str, list[RunInput]] = {i: [] for i in ids}
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            query = (
-                sa.select(runs, experiments.c.name.label("experiment_name"))
-                .join(experiments, experiments.c.id == runs.c.experiment_id)
-                .where(runs.c.id.in_(chunk))
-            )
-            for found in conn.execute(query):
-                info[found.id] = found
-            for r in conn.execute(sa.select(params_table).where(params_table.c.run_id.in_(chunk))):
-                prm[r.run_id][r.key] = r.value
-            for r in conn.execute(sa.select(tags_table).where(tags_table.c.run_id.in_(chunk))):
-                tgs[r.run_id][r.key] = r.value
-            for r in conn.execute(
-                sa.select(latest_metrics).where(latest_metrics.c.run_id.in_(chunk))
-            ):
-                value = float("nan") if r.is_nan else r.value
-                lat[r.run_id][r.key] = MetricPoint(r.step, r.timestamp, value)
-            for r in conn.execute(
-                sa.select(run_inputs)
-                .where(run_inputs.c.run_id.in_(chunk))
-                .order_by(run_inputs.c.logged_time, run_inputs.c.name)
-            ):
-                inp[r.run_id].append(RunInput(r.kind, r.name, r.version, r.digest, r.context))
-    return [
-        RunRecord(
-            id=row.id,
-            experiment_id=row.experiment_id,
-            experiment=row.experiment_name,
-            name=row.name,
-            status=row.status,
-            start_time=row.start_time,
-            end_time=row.end_time,
-            parent_run_id=row.parent_run_id,
-            lifecycle_stage=row.lifecycle_stage,
-            user_id=row.user_id,
-            artifact_uri=row.artifact_uri,
-            params=dict(sorted(prm[i].items())),
-            tags=dict(sorted(tgs[i].items())),
-            latest_metrics=dict(sorted(lat[i].items())),
-            inputs=tuple(inp[i]),
-        )
-        for i in ids
-        if (row := info.get(i)) is not None
-    ]
 
 
 def update_run(
@@ -361,23 +355,33 @@ def log_batch(
     metrics: Sequence[Metric] = (),
     params: Mapping[str, Any] | Iterable[tuple[str, Any]] = (),
     tags: Mapping[str, Any] | Iterable[tuple[str, Any]] = (),
-) -> None:
+    rows: Sequence[MetricRow] = (),
+    batch: tuple[str, int] | None = None,
+) -> bool:
     """Log metrics, params and tags to a run in one transaction (MLflow's ``LogBatch``).
 
     Everything is validated before anything is written; a param that already has another
     value is :class:`Conflict` naming the key and both values, and nothing is written.
+    ``rows`` are metric points already in stored form and checked (the REST API's decoder
+    makes them).
+
+    ``batch=(writer, seq)`` makes a retried batch harmless: the batch is applied only when
+    ``seq`` is greater than the last one applied from ``writer`` to this run (kept in the
+    tag ``loopline.ingest.<writer>``, updated in the same transaction), so a batch whose
+    acknowledgement was lost can be sent again. Returns False when it had been applied
+    already (nothing is written), else True.
 
     Example:
         >>> # log_batch(engine, run_id, metrics=[Metric("loss", 0.3, now_ms(), 1)],
         >>> #           params={"lr": "0.1"}, tags={"team": "risk"})
     """
     param_pairs = _clean_params(_pairs(params))
-    tag_pairs = {check_key(k, "tag"): check_tag_value(k, v) for k, v in _pairs(tags)}
-    rows: list[MetricRow] = []
+    tag_pairs = _clean_tags(tags)
+    all_rows: list[MetricRow] = list(rows)
     for m in metrics:
         key = check_key(m.key, "metric")
         value, is_nan = stored_metric_value(metric_float(key, m.value))
-        rows.append(
+        all_rows.append(
             (
                 run_id,
                 key,
@@ -389,12 +393,96 @@ def log_batch(
         )
     with engine.begin() as conn:
         require_active(conn, run_id)
+        if batch is not None and not _claim_batch(conn, run_id, *batch):
+            return False
         if param_pairs:
             _write_params(conn, run_id, param_pairs)
         if tag_pairs:
             _upsert_tags(conn, run_id, tag_pairs)
+        if all_rows:
+            metric_store.write_rows(conn, all_rows)
+    return True
+
+
+def _claim_batch(conn: Connection, run_id: str, writer: str, seq: int) -> bool:
+    """Record ``seq`` as the last batch applied from ``writer``; False if it was already.
+
+    The conditional upsert is the gate: on PostgreSQL a concurrent retry of the same batch
+    waits on the row lock and then finds the condition false; on SQLite the write lock
+    serialises whole transactions.
+    """
+    stmt = cached_statement(conn, "tags.claim_batch", _claim_statement)
+    bound = {"run_id": run_id, "key": INGEST_TAG_PREFIX + writer, "value": str(seq), "seq": seq}
+    return conn.execute(stmt, bound).first() is not None
+
+
+def _claim_statement(conn: Connection) -> Any:
+    stmt = insert_for(conn, tags_table)
+    return stmt.on_conflict_do_update(
+        index_elements=["run_id", "key"],
+        set_={"value": stmt.excluded.value},
+        where=sa.cast(tags_table.c.value, sa.BigInteger) < sa.bindparam("seq", type_=sa.BigInteger),
+    ).returning(tags_table.c.key)
+
+
+_FINISH = (
+    runs.update()
+    .where(runs.c.id == sa.bindparam("run"))
+    .values(status=sa.bindparam("new_status"), end_time=sa.bindparam("new_end"))
+)
+
+
+def finish_run(
+    engine: Engine,
+    run_id: str,
+    *,
+    status: str,
+    end_time: int,
+    rows: Sequence[MetricRow] = (),
+    actor: str | None = None,
+) -> None:
+    """End a run: write its last metric points and set status and end time, in one transaction.
+
+    Example:
+        >>> # finish_run(engine, run_id, status="FINISHED", end_time=now_ms(), rows=pending)
+    """
+    if status not in RUN_STATUSES:
+        raise InvalidInput(
+            f"unknown run status {status!r}",
+            field="status",
+            hint=f"use one of {', '.join(RUN_STATUSES)}",
+        )
+    end = check_int(end_time, "end_time")
+    with engine.begin() as conn:
+        before = require_run(conn, run_id)
         if rows:
             metric_store.write_rows(conn, rows)
+        conn.execute(_FINISH, {"run": run_id, "new_status": status, "new_end": end})
+        if actor and status != before.status:
+            audit.append(
+                conn,
+                actor=actor,
+                action="run.update",
+                object_type="run",
+                object_id=run_id,
+                before={"status": before.status},
+                after={"status": status},
+            )
+
+
+def _clean_tags(tags: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> dict[str, str | None]:
+    clean: dict[str, str | None] = {}
+    for key, value in _pairs(tags):
+        check_key(key, "tag")
+        if key.startswith(INGEST_TAG_PREFIX):
+            raise InvalidInput(
+                f"tag {key!r} is reserved: tags starting with {INGEST_TAG_PREFIX!r} record "
+                "which metric batches a run has received",
+                field=f"tags.{key}",
+                hint="choose another tag key",
+            )
+        clean[key] = check_tag_value(key, value)
+    return clean
 
 
 def _clean_params(pairs: list[tuple[str, Any]]) -> dict[str, str]:
@@ -411,17 +499,30 @@ def _clean_params(pairs: list[tuple[str, Any]]) -> dict[str, str]:
     return clean
 
 
+_STORED_PARAMS = sa.select(params_table.c.key, params_table.c.value).where(
+    params_table.c.run_id == sa.bindparam("run_id"),
+    params_table.c.key.in_(sa.bindparam("keys", expanding=True)),
+)
+
+
+def _insert_params(conn: Connection) -> Any:
+    return insert_for(conn, params_table).on_conflict_do_nothing(index_elements=["run_id", "key"])
+
+
+def _upsert_tag(conn: Connection) -> Any:
+    stmt = insert_for(conn, tags_table)
+    return stmt.on_conflict_do_update(
+        index_elements=["run_id", "key"], set_={"value": stmt.excluded.value}
+    )
+
+
 def _write_params(conn: Connection, run_id: str, values: dict[str, str]) -> None:
-    stmt = insert_for(conn, params_table).on_conflict_do_nothing(index_elements=["run_id", "key"])
+    stmt = cached_statement(conn, "params.insert", _insert_params)
     conn.execute(stmt, [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()])
     keys = list(values)
     for start in range(0, len(keys), _CHUNK):
         chunk = keys[start : start + _CHUNK]
-        stored = conn.execute(
-            sa.select(params_table.c.key, params_table.c.value).where(
-                params_table.c.run_id == run_id, params_table.c.key.in_(chunk)
-            )
-        )
+        stored = conn.execute(_STORED_PARAMS, {"run_id": run_id, "keys": chunk})
         for key, value in stored:
             if value != values[key]:
                 raise Conflict(
@@ -433,10 +534,7 @@ def _write_params(conn: Connection, run_id: str, values: dict[str, str]) -> None
 
 
 def _upsert_tags(conn: Connection, run_id: str, values: dict[str, str | None]) -> None:
-    stmt = insert_for(conn, tags_table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["run_id", "key"], set_={"value": stmt.excluded.value}
-    )
+    stmt = cached_statement(conn, "tags.upsert", _upsert_tag)
     conn.execute(stmt, [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()])
 
 
@@ -455,6 +553,11 @@ def delete_tag(engine: Engine, run_id: str, key: str) -> None:
     Example:
         >>> # delete_tag(engine, run_id, "stage")
     """
+    if key.startswith(INGEST_TAG_PREFIX):
+        raise InvalidInput(
+            f"tag {key!r} is reserved for the metric batch ledger and cannot be deleted",
+            field="key",
+        )
     with engine.begin() as conn:
         require_active(conn, run_id)
         gone = conn.execute(

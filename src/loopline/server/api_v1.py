@@ -1,0 +1,490 @@
+"""Loopline's own REST API for tracking, ``/api/v1`` (the remote SDK's backend).
+
+Routes (bodies and answers are the models of :mod:`loopline.tracking.wire`)::
+
+    POST   /experiments                        create (409 when the name is taken)
+    GET    /experiments/{id}                   get
+    GET    /experiments/by-name?name=          get by name
+    POST   /experiments/search                 search by names / LIKE pattern
+    POST   /runs                               create (the experiment is made if missing)
+    POST   /runs/search                        search with MLflow's filter grammar
+    GET    /runs/{id}                          get
+    PATCH  /runs/{id}                          update status / end time / name (ends a run)
+    DELETE /runs/{id}                          soft delete;  POST /runs/{id}/restore
+    POST   /runs/{id}/log-batch                metrics + params + tags in one transaction
+    GET    /runs/{id}/metric-history?key=      every point of one metric, in columns
+    POST   /runs/{id}/tags                     set a tag;  DELETE /runs/{id}/tags?key=
+    POST   /runs/{id}/inputs                   dataset versions read (lineage)
+    GET    /runs/{id}/artifacts?prefix=        list artifacts
+    PUT    /runs/{id}/artifacts/content?path=  upload one file (raw bytes)
+    GET    /runs/{id}/artifacts/content?path=  download one file (digest in X-Loopline-Digest)
+
+Keys and paths travel in bodies and query strings, never in the URL path, so that no HTTP
+client can normalise a ``..`` away before the server rejects it. Errors are
+``{"error": {"code", "message", "hint", "field"}}`` with a 4xx status
+(:mod:`loopline.server.errors`). Everything goes through the same store functions as the
+SDK's embedded mode and the MLflow-compatible API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+
+from loopline.core.context import Context
+from loopline.errors import InvalidInput, NotFound
+from loopline.server.deps import get_ctx
+from loopline.tracking import experiments as exp_store
+from loopline.tracking import lineage, query, store
+from loopline.tracking.batch_codec import decode_metrics
+from loopline.tracking.entities import ArtifactEntry, now_ms
+from loopline.tracking.validation import check_artifact_path
+from loopline.tracking.wire import (
+    MAX_BATCH_BYTES,
+    WRITER_ID,
+    ArtifactListModel,
+    ArtifactModel,
+    CreateExperimentRequest,
+    CreateRunRequest,
+    ExperimentModel,
+    ExperimentPageModel,
+    LogBatchRequest,
+    LogBatchResponse,
+    LogInputsRequest,
+    MetricHistoryModel,
+    RunModel,
+    RunPageModel,
+    SearchExperimentsRequest,
+    SearchRunsRequest,
+    SetTagRequest,
+    UpdateRunRequest,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["tracking"])
+Ctx = Annotated[Context, Depends(get_ctx)]
+
+#: Largest artifact accepted in one upload (bytes).
+MAX_ARTIFACT_BYTES = 5 * 1024**3
+#: Header carrying an artifact's BLAKE3 digest with its bytes.
+DIGEST_HEADER = "X-Loopline-Digest"
+_SMALL = 8 * 1024 * 1024
+_BATCH_FIELDS = frozenset(LogBatchRequest.model_fields)
+
+
+def _answer(model: BaseModel, status: int = 200) -> Response:
+    """A model as JSON (NaN and infinities as the strings "NaN", "Infinity", "-Infinity")."""
+    return Response(model.model_dump_json(), status_code=status, media_type="application/json")
+
+
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON schema with its ``$defs`` references resolved in place (for openapi_extra)."""
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.rsplit("/", 1)[1]])
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
+# -- experiments -------------------------------------------------------------------------
+
+
+@router.post("/experiments", response_model=ExperimentModel, status_code=201)
+def create_experiment(body: CreateExperimentRequest, ctx: Ctx) -> Response:
+    """Create an experiment; 409 when the name is taken (deleted experiments included).
+
+    Example: ``POST /api/v1/experiments {"name": "churn", "tags": {"team": "risk"}}``
+    """
+    exp = exp_store.create_experiment(
+        ctx.engine,
+        body.name,
+        tags={k: v or "" for k, v in body.tags.items()},
+        actor=ctx.settings.actor_name,
+    )
+    return _answer(ExperimentModel.from_entity(exp), 201)
+
+
+@router.get("/experiments/by-name", response_model=ExperimentModel)
+def get_experiment_by_name(ctx: Ctx, name: str = Query(examples=["churn"])) -> Response:
+    """The experiment with this name; 404 names it.
+
+    Example: ``GET /api/v1/experiments/by-name?name=churn``
+    """
+    return _answer(ExperimentModel.from_entity(exp_store.get_experiment_by_name(ctx.engine, name)))
+
+
+@router.get("/experiments/{experiment_id}", response_model=ExperimentModel)
+def get_experiment(experiment_id: int, ctx: Ctx) -> Response:
+    """The experiment with this id; 404 names it.
+
+    Example: ``GET /api/v1/experiments/3``
+    """
+    return _answer(ExperimentModel.from_entity(exp_store.get_experiment(ctx.engine, experiment_id)))
+
+
+@router.post("/experiments/search", response_model=ExperimentPageModel)
+def search_experiments(body: SearchExperimentsRequest, ctx: Ctx) -> Response:
+    """Experiments by exact names and/or a case-insensitive LIKE pattern, by id.
+
+    Example: ``POST /api/v1/experiments/search {"name_like": "churn%"}``
+    """
+    page = query.search_experiments(
+        ctx.engine,
+        names=body.names,
+        name_like=body.name_like,
+        view=body.view,
+        max_results=body.max_results,
+        page_token=body.page_token,
+    )
+    return _answer(ExperimentPageModel.from_result(page))
+
+
+# -- runs --------------------------------------------------------------------------------
+
+
+@router.post("/runs", response_model=RunModel, status_code=201)
+def create_run(body: CreateRunRequest, ctx: Ctx) -> Response:
+    """Start a RUNNING run in the named experiment, which is created when missing.
+
+    Example: ``POST /api/v1/runs {"experiment": "churn", "name": "lgbm", "tags": {"team": "risk"}}``
+    """
+    actor = ctx.settings.actor_name
+    exp = exp_store.get_or_create_experiment(ctx.engine, body.experiment, actor=actor)
+    record = store.create_run(
+        ctx.engine,
+        exp.id,
+        name=body.name,
+        start_time=body.start_time,
+        tags=body.tags,
+        parent_run_id=body.parent_run_id,
+        user_id=body.user_id,
+        actor=actor,
+    )
+    return _answer(RunModel.from_record(record), 201)
+
+
+@router.post("/runs/search", response_model=RunPageModel)
+def search_runs(body: SearchRunsRequest, ctx: Ctx) -> Response:
+    """Runs matching an MLflow filter, ordered, one page at a time.
+
+    A malformed filter is a 422 whose message gives the position and shows a caret.
+
+    Example: ``POST /api/v1/runs/search {"experiments": ["churn"],
+    "filter": "metrics.auc > 0.8", "order_by": ["metrics.auc DESC"]}``
+    """
+    ids = None
+    if body.experiments is not None:
+        ids = query.experiment_ids_by_name(ctx.engine, body.experiments)
+    page = query.search_runs(
+        ctx.engine,
+        experiment_ids=ids,
+        filter=body.filter,
+        order_by=body.order_by,
+        max_results=body.max_results,
+        page_token=body.page_token,
+        view=body.view,
+    )
+    return _answer(RunPageModel.from_result(page))
+
+
+@router.get("/runs/{run_id}", response_model=RunModel)
+def get_run(run_id: str, ctx: Ctx) -> Response:
+    """Everything about one run; 404 names the id.
+
+    Example: ``GET /api/v1/runs/3f2a9c...``
+    """
+    return _answer(RunModel.from_record(store.get_run(ctx.engine, run_id)))
+
+
+@router.patch("/runs/{run_id}", response_model=RunModel)
+def update_run(run_id: str, body: UpdateRunRequest, ctx: Ctx) -> Response:
+    """Change status, end time or name; end a run with ``{"status": "FINISHED", ...}``.
+
+    Example: ``PATCH /api/v1/runs/3f2a9c... {"status": "FINISHED", "end_time": 1700000000000}``
+    """
+    record = store.update_run(
+        ctx.engine,
+        run_id,
+        status=body.status,
+        end_time=body.end_time,
+        name=body.name,
+        actor=ctx.settings.actor_name,
+    )
+    return _answer(RunModel.from_record(record))
+
+
+@router.delete("/runs/{run_id}", response_model=RunModel)
+def delete_run(run_id: str, ctx: Ctx) -> Response:
+    """Soft-delete a run: hidden from searches, no more data accepted, restorable.
+
+    Example: ``DELETE /api/v1/runs/3f2a9c...``
+    """
+    store.delete_run(ctx.engine, run_id, actor=ctx.settings.actor_name)
+    return _answer(RunModel.from_record(store.get_run(ctx.engine, run_id)))
+
+
+@router.post("/runs/{run_id}/restore", response_model=RunModel)
+def restore_run(run_id: str, ctx: Ctx) -> Response:
+    """Undo a delete.
+
+    Example: ``POST /api/v1/runs/3f2a9c.../restore``
+    """
+    store.restore_run(ctx.engine, run_id, actor=ctx.settings.actor_name)
+    return _answer(RunModel.from_record(store.get_run(ctx.engine, run_id)))
+
+
+_LOG_BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": _inline(LogBatchRequest.model_json_schema())}},
+    }
+}
+
+
+@router.post(
+    "/runs/{run_id}/log-batch", response_model=LogBatchResponse, openapi_extra=_LOG_BATCH_BODY
+)
+async def log_batch(run_id: str, request: Request, ctx: Ctx) -> Response:
+    """Metrics, params and tags for one run in one transaction (the remote ingest path).
+
+    The body is parsed with orjson, not pydantic, so that a batch of 100,000 points costs
+    microseconds per point; see :class:`~loopline.tracking.wire.LogBatchRequest`.
+
+    Example: ``POST /api/v1/runs/3f2a9c.../log-batch {"metrics": {"keys": ["loss"],
+    "values": [0.5], "steps": [3]}, "params": {"lr": "0.1"}}``
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BATCH_BYTES:
+        raise _too_large(int(declared))
+    raw = await request.body()
+    if len(raw) > MAX_BATCH_BYTES:
+        raise _too_large(len(raw))
+    return await run_in_threadpool(_apply_batch, ctx, run_id, raw)
+
+
+def _too_large(size: int) -> InvalidInput:
+    return InvalidInput(
+        f"the request body is {size} bytes, over the limit of {MAX_BATCH_BYTES} (MAX_BATCH_BYTES)",
+        field="body",
+        hint="split the points into several batches",
+    )
+
+
+def _apply_batch(ctx: Context, run_id: str, raw: bytes) -> Response:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"the body is not valid JSON at position {exc.pos}: {exc.msg}",
+            field="body",
+            hint='send a JSON object such as {"metrics": {"keys": [...], "values": [...]}}',
+        ) from exc
+    if not isinstance(body, dict):
+        raise InvalidInput("the body must be a JSON object", field="body")
+    unknown = set(body) - _BATCH_FIELDS
+    if unknown:
+        raise InvalidInput(
+            f"unknown field(s) {', '.join(sorted(unknown))}",
+            field=sorted(unknown)[0],
+            hint=f"the fields are {', '.join(sorted(_BATCH_FIELDS))}",
+        )
+    params, tags = body.get("params") or {}, body.get("tags") or {}
+    for name, value in (("params", params), ("tags", tags)):
+        if not isinstance(value, dict):
+            raise InvalidInput(f"{name} must be an object of key: value", field=name)
+    for key, value in params.items():
+        if not isinstance(value, str | int | float):
+            raise InvalidInput(
+                f"param {key!r} is {value!r}: a param is a string or a number",
+                field=f"params.{key}",
+                hint="log structured values as an artifact (run.log_dict)",
+            )
+    for key, value in tags.items():
+        if value is not None and not isinstance(value, str):
+            raise InvalidInput(
+                f"tag {key!r} is {value!r}: a tag value is a string or null",
+                field=f"tags.{key}",
+            )
+    batch = _batch_id(body.get("writer"), body.get("seq"))
+    rows = decode_metrics(body.get("metrics"), run_id, now_ms())
+    applied = store.log_batch(ctx.engine, run_id, params=params, tags=tags, rows=rows, batch=batch)
+    return _answer(LogBatchResponse(stored=len(rows) if applied else 0, duplicate=not applied))
+
+
+def _batch_id(writer: Any, seq: Any) -> tuple[str, int] | None:
+    if writer is None and seq is None:
+        return None
+    if not isinstance(writer, str) or not WRITER_ID.match(writer):
+        raise InvalidInput(
+            f"writer must be 8 to 32 lowercase hex characters, got {writer!r}",
+            field="writer",
+            hint="send writer and seq together, or neither",
+        )
+    if type(seq) is not int or seq < 1:
+        raise InvalidInput(
+            f"seq must be a positive integer, got {seq!r}",
+            field="seq",
+            hint="number a writer's batches 1, 2, 3, ...",
+        )
+    return writer, seq
+
+
+@router.get("/runs/{run_id}/metric-history", response_model=MetricHistoryModel)
+def metric_history(run_id: str, ctx: Ctx, key: str = Query(examples=["loss"])) -> Response:
+    """Every point of one metric, in columns, by step then timestamp; 404 for the run.
+
+    Example: ``GET /api/v1/runs/3f2a9c.../metric-history?key=loss``
+    """
+    points = store.get_metric_history(ctx.engine, run_id, key)
+    return _answer(MetricHistoryModel.from_points(run_id, key, points))
+
+
+@router.post("/runs/{run_id}/tags", status_code=204)
+def set_tag(run_id: str, body: SetTagRequest, ctx: Ctx) -> Response:
+    """Set (or overwrite) a tag; a value over 8,000 characters is a 422.
+
+    Example: ``POST /api/v1/runs/3f2a9c.../tags {"key": "stage", "value": "candidate"}``
+    """
+    store.set_tag(ctx.engine, run_id, body.key, body.value)
+    return Response(status_code=204)
+
+
+@router.delete("/runs/{run_id}/tags", status_code=204)
+def delete_tag(run_id: str, ctx: Ctx, key: str = Query(examples=["stage"])) -> Response:
+    """Delete a tag; 404 when the run has no such tag.
+
+    Example: ``DELETE /api/v1/runs/3f2a9c.../tags?key=stage``
+    """
+    store.delete_tag(ctx.engine, run_id, key)
+    return Response(status_code=204)
+
+
+@router.post("/runs/{run_id}/inputs", status_code=204)
+def log_inputs(run_id: str, body: LogInputsRequest, ctx: Ctx) -> Response:
+    """Record dataset versions the run read; the same version with another digest is 409.
+
+    Example: ``POST /api/v1/runs/3f2a9c.../inputs {"inputs": [{"kind": "dataset",
+    "name": "churn", "version": "3", "digest": "ab12..."}]}``
+    """
+    lineage.log_inputs(ctx.engine, run_id, [i.to_entity() for i in body.inputs])
+    return Response(status_code=204)
+
+
+# -- artifacts ---------------------------------------------------------------------------
+
+
+@router.get("/runs/{run_id}/artifacts", response_model=ArtifactListModel)
+def list_artifacts(run_id: str, ctx: Ctx, prefix: str | None = None) -> Response:
+    """The run's artifacts (only those under ``prefix/`` when given), by path.
+
+    Example: ``GET /api/v1/runs/3f2a9c.../artifacts?prefix=model``
+    """
+    entries = lineage.list_artifacts(ctx.engine, run_id, prefix)
+    return _answer(ArtifactListModel(artifacts=[ArtifactModel.from_entity(e) for e in entries]))
+
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+@router.put(
+    "/runs/{run_id}/artifacts/content", response_model=ArtifactModel, openapi_extra=_UPLOAD_BODY
+)
+async def upload_artifact(
+    run_id: str, request: Request, ctx: Ctx, path: str = Query(examples=["model/model.pkl"])
+) -> Response:
+    """Store the body content-addressed as artifact ``path`` of the run; answers its entry.
+
+    Example: ``PUT /api/v1/runs/3f2a9c.../artifacts/content?path=model/model.pkl (raw bytes)``
+    """
+    clean = check_artifact_path(path).strip("/")
+    await run_in_threadpool(_check_active, ctx, run_id)
+    fd, tmp_name = tempfile.mkstemp(prefix="loopline-upload-")
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as tmp:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_ARTIFACT_BYTES:
+                    raise InvalidInput(
+                        f"artifact {clean!r} is larger than {MAX_ARTIFACT_BYTES} bytes",
+                        field="body",
+                        hint="split it or store it as a dataset",
+                    )
+                tmp.write(chunk)
+        entry = await run_in_threadpool(_store_artifact, ctx, run_id, clean, tmp_name, size)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            Path(tmp_name).unlink()
+    return _answer(ArtifactModel.from_entity(entry))
+
+
+def _check_active(ctx: Context, run_id: str) -> None:
+    with ctx.engine.connect() as conn:
+        store.require_active(conn, run_id)
+
+
+def _store_artifact(
+    ctx: Context, run_id: str, path: str, tmp_name: str, size: int
+) -> ArtifactEntry:
+    entry = ArtifactEntry(path, ctx.artifacts.put_file(tmp_name), size)
+    lineage.add_artifacts(ctx.engine, run_id, [entry])
+    return entry
+
+
+@router.get(
+    "/runs/{run_id}/artifacts/content",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+def download_artifact(
+    run_id: str, ctx: Ctx, path: str = Query(examples=["model/model.pkl"])
+) -> Response:
+    """The artifact's bytes, verified against their digest (sent in X-Loopline-Digest).
+
+    Example: ``GET /api/v1/runs/3f2a9c.../artifacts/content?path=model/model.pkl``
+    """
+    clean = check_artifact_path(path).strip("/")
+    entry = next(
+        (e for e in lineage.list_artifacts(ctx.engine, run_id, prefix=clean) if e.path == clean),
+        None,
+    )
+    if entry is None:
+        raise NotFound(
+            f"run {run_id} has no artifact {clean!r}", hint="list them: GET .../artifacts"
+        )
+    headers = {DIGEST_HEADER: entry.digest}
+    if entry.size <= _SMALL:
+        data = ctx.artifacts.get_bytes(entry.digest)
+        return Response(data, media_type="application/octet-stream", headers=headers)
+    fd, tmp_name = tempfile.mkstemp(prefix="loopline-download-")
+    os.close(fd)
+    ctx.artifacts.get_file(entry.digest, tmp_name)
+    return FileResponse(
+        tmp_name,
+        media_type="application/octet-stream",
+        headers=headers,
+        background=BackgroundTask(os.unlink, tmp_name),
+    )

@@ -1,0 +1,431 @@
+"""Loopline's REST API ``/api/v1`` against a real ``loopline server``, on SQLite and PostgreSQL:
+the routes, bad input (always a 4xx naming the field), and eight writers at once.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+import loopline as ll
+from loopline.core.artifacts import hash_bytes
+from loopline.tracking.batch_codec import MAX_BATCH_POINTS
+from loopline.tracking.validation import MAX_FLOAT
+from tests.tracking.backends import count_points, database, server
+
+LOGGER = Path(__file__).parents[1] / "tracking" / "metric_logger.py"
+REPO = Path(__file__).parents[2]
+WRITER = "0123456789abcdef"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
+    """(server URL, database URI): one server per backend for the module."""
+    folder = tmp_path_factory.mktemp(request.param)
+    with database(request.param, folder) as db_uri, server(db_uri, folder) as url:
+        yield url, db_uri
+
+
+@pytest.fixture
+def api(served: tuple[str, str]) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=f"{served[0]}/api/v1", timeout=120) as client:
+        yield client
+
+
+def _run(api: httpx.Client, **body: Any) -> dict[str, Any]:
+    body.setdefault("experiment", f"exp-{uuid.uuid4().hex[:12]}")
+    answer = api.post("/runs", json=body)
+    assert answer.status_code == 201, answer.text
+    run: dict[str, Any] = answer.json()
+    return run
+
+
+def _error(answer: httpx.Response, status: int) -> dict[str, Any]:
+    assert answer.status_code == status, answer.text
+    error: dict[str, Any] = answer.json()["error"]
+    return error
+
+
+def test_experiments_create_get_and_search(api: httpx.Client) -> None:
+    name = f"churn-{uuid.uuid4().hex[:8]}"
+    created = api.post("/experiments", json={"name": name, "tags": {"team": "risk"}})
+    assert created.status_code == 201
+    exp = created.json()
+    assert exp["name"] == name and exp["tags"] == {"team": "risk"}
+    assert api.get(f"/experiments/{exp['id']}").json() == exp
+    assert api.get("/experiments/by-name", params={"name": name}).json() == exp
+    again = _error(api.post("/experiments", json={"name": name}), 409)
+    assert again["code"] == "CONFLICT" and name in again["message"]
+    missing = _error(api.get("/experiments/by-name", params={"name": "no-such"}), 404)
+    assert "'no-such'" in missing["message"]
+    assert _error(api.get("/experiments/999999"), 404)["code"] == "NOT_FOUND"
+    assert _error(api.get("/experiments/abc"), 422)["field"] == "experiment_id"
+    found = api.post("/experiments/search", json={"name_like": f"{name[:10]}%"}).json()
+    assert [e["name"] for e in found["experiments"]] == [name]
+    page = api.post("/experiments/search", json={"max_results": 1}).json()
+    assert len(page["experiments"]) == 1 and page["next_page_token"]
+
+
+def test_run_create_get_end_delete_restore(api: httpx.Client) -> None:
+    run = _run(api, name="base", tags={"team": "risk"}, user_id="ada", start_time=1_000)
+    assert (run["status"], run["name"], run["start_time"], run["user_id"]) == (
+        "RUNNING",
+        "base",
+        1_000,
+        "ada",
+    )
+    assert api.get(f"/runs/{run['id']}").json() == run
+    ended = api.patch(f"/runs/{run['id']}", json={"status": "FINISHED", "end_time": 2_000})
+    assert (ended.json()["status"], ended.json()["end_time"]) == ("FINISHED", 2_000)
+    bad_status = _error(api.patch(f"/runs/{run['id']}", json={"status": "DONE"}), 422)
+    assert bad_status["field"] == "status"
+    deleted = api.delete(f"/runs/{run['id']}").json()
+    assert deleted["lifecycle_stage"] == "deleted"
+    refused = _error(api.post(f"/runs/{run['id']}/log-batch", json={"params": {"a": 1}}), 422)
+    assert "deleted" in refused["message"] and refused["field"] == "run_id"
+    assert api.post(f"/runs/{run['id']}/restore").json()["lifecycle_stage"] == "active"
+    child = _run(api, experiment=run["experiment"], parent_run_id=run["id"])
+    assert child["tags"]["mlflow.parentRunId"] == run["id"]
+
+
+def test_log_batch_columns_rows_and_history(api: httpx.Client) -> None:
+    run = _run(api)
+    rid = run["id"]
+    columns = {
+        "keys": ["loss", "loss", "loss", "acc"],
+        "values": [0.5, "NaN", "Infinity", 1],
+        "steps": [0, 1, 2, 0],
+        "timestamps": [10, 11, 12, 10],
+    }
+    body = {"metrics": columns, "params": {"lr": 0.1, "model": "lgbm"}, "tags": {"t": "x"}}
+    answer = api.post(f"/runs/{rid}/log-batch", content=orjson.dumps(body))
+    assert answer.json() == {"stored": 4, "duplicate": False}
+    rows = [["loss", "-Infinity", 3, 13], ["acc", 0.75, 1]]
+    assert api.post(f"/runs/{rid}/log-batch", json={"metrics": rows}).json()["stored"] == 2
+    history = api.get(f"/runs/{rid}/metric-history", params={"key": "loss"}).json()
+    assert history["steps"] == [0, 1, 2, 3] and history["timestamps"] == [10, 11, 12, 13]
+    assert history["values"] == [0.5, "NaN", MAX_FLOAT, -MAX_FLOAT]
+    acc = api.get(f"/runs/{rid}/metric-history", params={"key": "acc"}).json()
+    assert acc["values"] == [1.0, 0.75] and acc["timestamps"][1] > 13  # defaulted to now
+    stored = api.get(f"/runs/{rid}").json()
+    assert stored["params"] == {"lr": "0.1", "model": "lgbm"} and stored["tags"]["t"] == "x"
+    assert stored["latest_metrics"]["loss"] == {"step": 3, "timestamp": 13, "value": -MAX_FLOAT}
+    search = api.post(
+        "/runs/search",
+        json={
+            "experiments": [run["experiment"]],
+            "filter": "params.model = 'lgbm'",
+            "order_by": ["metrics.acc DESC"],
+        },
+    ).json()
+    assert [r["id"] for r in search["runs"]] == [rid] and search["next_page_token"] is None
+
+
+def test_a_batch_is_applied_once_per_writer_and_seq(api: httpx.Client, served: Any) -> None:
+    rid = _run(api)["id"]
+
+    def send(seq: int, n: int) -> dict[str, Any]:
+        metrics = {
+            "keys": ["m"] * n,
+            "values": [float(seq)] * n,
+            "steps": list(range(n)),
+            "timestamps": [seq] * n,
+        }
+        body = {"metrics": metrics, "writer": WRITER, "seq": seq}
+        result: dict[str, Any] = api.post(f"/runs/{rid}/log-batch", json=body).json()
+        return result
+
+    assert send(1, 100) == {"stored": 100, "duplicate": False}
+    assert send(1, 100) == {"stored": 0, "duplicate": True}  # a retry after a lost answer
+    assert send(2, 50) == {"stored": 50, "duplicate": False}
+    assert send(1, 100) == {"stored": 0, "duplicate": True}  # a late copy of an older batch
+    other = {"metrics": [["m", 9.0, 0, 99]], "writer": "fedcba9876543210", "seq": 1}
+    assert api.post(f"/runs/{rid}/log-batch", json=other).json()["stored"] == 1
+    counts, dupes = count_points(served[1], [rid])
+    assert counts == {rid: 151} and dupes == []
+    assert api.get(f"/runs/{rid}").json()["tags"][f"loopline.ingest.{WRITER}"] == "2"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field", "message"),
+    [
+        (b"{not json", 422, "body", "not valid JSON at position 1"),
+        (b"[1, 2]", 422, "body", "must be a JSON object"),
+        (b'{"metric": []}', 422, "metric", "unknown field"),
+        (b'{"metrics": {"keys": ["a", "b"], "values": [1]}}', 422, "metrics.values", "as long"),
+        (b'{"metrics": {"keys": ["a"]}}', 422, "metrics.values", "required"),
+        (
+            b'{"metrics": {"keys": ["a", "b"], "values": [1, "x"]}}',
+            422,
+            "metrics.values[1]",
+            "'x' is not a number",
+        ),
+        (
+            b'{"metrics": {"keys": ["a"], "values": [1], "steps": [true]}}',
+            422,
+            "metrics.steps[0]",
+            "not an integer",
+        ),
+        (
+            b'{"metrics": {"keys": ["a/../b"], "values": [1]}}',
+            422,
+            "metrics.keys[0]",
+            "'..' segment",
+        ),
+        (
+            b'{"metrics": {"keys": ["a\\u0007"], "values": [1]}}',
+            422,
+            "metrics.keys[0]",
+            "control character",
+        ),
+        (b'{"metrics": [["a", 1, 2, 3, 4]]}', 422, "metrics[0]", "[key, value, step, timestamp]"),
+        (b'{"params": {"../x": 1}}', 422, "param", "'..' segment"),
+        (b'{"tags": {"x": "1"}, "writer": "XYZ", "seq": 1}', 422, "writer", "hex"),
+        (b'{"params": {"a": {"b": 1}}}', 422, "params.a", "a string or a number"),
+        (b'{"tags": {"t": 5}}', 422, "tags.t", "a string or null"),
+        (b'{"writer": "0123456789abcdef", "seq": 0}', 422, "seq", "positive"),
+        (
+            b'{"tags": {"loopline.ingest.0123456789abcdef": "5"}}',
+            422,
+            "tags.loopline.ingest.0123456789abcdef",
+            "reserved",
+        ),
+    ],
+    ids=[
+        "malformed-json",
+        "not-an-object",
+        "unknown-field",
+        "columns-of-different-lengths",
+        "values-missing",
+        "value-not-a-number",
+        "bool-step",
+        "dotdot-key",
+        "control-character-key",
+        "row-too-long",
+        "dotdot-param",
+        "bad-writer",
+        "object-param",
+        "number-tag",
+        "seq-zero",
+        "reserved-tag",
+    ],
+)
+def test_bad_log_batch_is_a_4xx_naming_the_field(
+    api: httpx.Client, body: bytes, status: int, field: str, message: str
+) -> None:
+    rid = _run(api)["id"]
+    error = _error(api.post(f"/runs/{rid}/log-batch", content=body), status)
+    assert error["field"] == field
+    assert message in error["message"]
+    assert api.get(f"/runs/{rid}").json()["params"] == {}  # nothing was written
+
+
+def test_bad_requests_elsewhere_are_4xx_with_a_message(api: httpx.Client) -> None:
+    unknown = _error(api.get("/runs/0000abc"), 404)
+    assert unknown["message"] == "run '0000abc' does not exist" and unknown["hint"]
+    assert _error(api.post("/runs/0000abc/log-batch", json={}), 404)["code"] == "NOT_FOUND"
+    assert _error(api.get("/runs/0000abc/metric-history", params={"key": "x"}), 404)
+    run = _run(api)
+    bad_filter = _error(
+        api.post("/runs/search", json={"filter": "metrics.auc > 0.8 and params.x == 'a'"}), 422
+    )
+    assert bad_filter["field"] == "filter"
+    assert "position 32" in bad_filter["message"] and "^" in bad_filter["message"]
+    huge = "x" * (10 * 1024 * 1024)
+    too_long = _error(
+        api.post(f"/runs/{run['id']}/tags", json={"key": "notes", "value": huge}), 422
+    )
+    assert too_long["field"] == "tags.notes"
+    assert "over the limit of 8000 (MAX_TAG_VALUE_LENGTH)" in too_long["message"]
+    for key, why in (
+        ("a/../b", "'..' segment"),
+        ("a\tb", "control character"),
+        ("/abs", "absolute"),
+    ):
+        error = _error(api.post(f"/runs/{run['id']}/tags", json={"key": key, "value": "v"}), 422)
+        assert why in error["message"] and error["field"] == "tag"
+    missing_field = _error(api.post(f"/runs/{run['id']}/tags", json={"value": "v"}), 422)
+    assert missing_field["field"] == "key"
+    extra = _error(api.post("/runs", json={"experiment": "e", "colour": "red"}), 422)
+    assert extra["field"] == "colour"
+    big = _error(api.post("/runs/search", json={"max_results": 50_001}), 422)
+    assert big["field"] == "max_results"
+    token = _error(api.post("/runs/search", json={"page_token": "zzz"}), 422)
+    assert token["field"] == "page_token"
+    no_exp = _error(api.post("/runs/search", json={"experiments": ["nope-nope"]}), 404)
+    assert "'nope-nope'" in no_exp["message"]
+    too_many = {
+        "metrics": {"keys": ["k"] * (MAX_BATCH_POINTS + 1), "values": [1] * (MAX_BATCH_POINTS + 1)}
+    }
+    over = _error(api.post(f"/runs/{run['id']}/log-batch", json=too_many), 422)
+    assert "MAX_BATCH_POINTS" in over["message"]
+
+
+def test_tags_and_inputs(api: httpx.Client) -> None:
+    rid = _run(api)["id"]
+    assert api.post(f"/runs/{rid}/tags", json={"key": "stage", "value": "dev"}).status_code == 204
+    assert api.post(f"/runs/{rid}/tags", json={"key": "stage", "value": "prod"}).status_code == 204
+    assert api.get(f"/runs/{rid}").json()["tags"]["stage"] == "prod"
+    assert api.delete(f"/runs/{rid}/tags", params={"key": "stage"}).status_code == 204
+    assert "stage" not in api.get(f"/runs/{rid}").json()["tags"]
+    gone = _error(api.delete(f"/runs/{rid}/tags", params={"key": "stage"}), 404)
+    assert "no tag 'stage'" in gone["message"]
+    item = {
+        "kind": "dataset",
+        "name": "churn",
+        "version": "3",
+        "digest": "ab" * 32,
+        "context": "training",
+    }
+    assert api.post(f"/runs/{rid}/inputs", json={"inputs": [item]}).status_code == 204
+    assert api.post(f"/runs/{rid}/inputs", json={"inputs": [item]}).status_code == 204
+    assert api.get(f"/runs/{rid}").json()["inputs"] == [item]
+    clash = _error(
+        api.post(f"/runs/{rid}/inputs", json={"inputs": [{**item, "digest": "cd"}]}), 409
+    )
+    assert "digest" in clash["message"]
+    empty = _error(api.post(f"/runs/{rid}/inputs", json={"inputs": [{**item, "name": ""}]}), 422)
+    assert empty["field"] == "inputs.0.name"
+
+
+def test_artifacts_upload_list_download(api: httpx.Client) -> None:
+    rid = _run(api)["id"]
+    data = bytes(range(256)) * 1000
+    put = api.put(f"/runs/{rid}/artifacts/content", params={"path": "model/w.bin"}, content=data)
+    assert put.json() == {"path": "model/w.bin", "digest": hash_bytes(data), "size": len(data)}
+    api.put(f"/runs/{rid}/artifacts/content", params={"path": "notes.txt"}, content=b"hi")
+    listed = api.get(f"/runs/{rid}/artifacts").json()["artifacts"]
+    assert [a["path"] for a in listed] == ["model/w.bin", "notes.txt"]
+    under = api.get(f"/runs/{rid}/artifacts", params={"prefix": "model"}).json()["artifacts"]
+    assert [a["path"] for a in under] == ["model/w.bin"]
+    got = api.get(f"/runs/{rid}/artifacts/content", params={"path": "model/w.bin"})
+    assert got.content == data and got.headers["x-loopline-digest"] == hash_bytes(data)
+    missing = _error(api.get(f"/runs/{rid}/artifacts/content", params={"path": "nope"}), 404)
+    assert "no artifact 'nope'" in missing["message"]
+    climb = _error(
+        api.put(f"/runs/{rid}/artifacts/content", params={"path": "../etc/x"}, content=b"x"), 422
+    )
+    assert climb["field"] == "artifact_path"
+    assert _error(api.get("/runs/0000abc/artifacts"), 404)["code"] == "NOT_FOUND"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"run_id": "0000abc", "key": "loss", "value": 0.5, "timestamp": 1, "step": 0},
+        {"key": "loss", "value": 0.5, "timestamp": 1, "step": 0},
+        {"run_id": "RUN", "key": "a/../b", "value": 0.5, "timestamp": 1, "step": 0},
+        {"run_id": "RUN", "key": "loss", "value": 0.5, "timestamp": 1, "step": 3},
+        {"run_id": "RUN", "key": "loss", "value": 7, "step": 4},
+    ],
+    ids=["unknown-run", "no-run-id", "dotdot-key", "float", "int-value-default-timestamp"],
+)
+def test_mlflow_log_metric_fast_path_answers_like_the_fastapi_route(
+    served: tuple[str, str], api: httpx.Client, body: dict[str, Any]
+) -> None:
+    # An unknown field sends the same request down the FastAPI route instead.
+    rid = _run(api)["id"]
+    fast = {k: rid if v == "RUN" else v for k, v in body.items()}
+    slow = {**fast, "extra_field_for_the_slow_path": 1}
+    url = f"{served[0]}/api/2.0/mlflow/runs/log-metric"
+    answers = [httpx.post(url, json=b, timeout=60) for b in (fast, slow)]
+    assert answers[0].status_code == answers[1].status_code
+    assert answers[0].json() == answers[1].json()
+    if answers[0].status_code == 200:
+        history = api.get(f"/runs/{rid}/metric-history", params={"key": "loss"}).json()
+        assert history["values"] == [float(body["value"])] * 2
+        assert history["steps"] == [body["step"]] * 2
+    else:
+        assert answers[0].json()["error_code"] in (
+            "RESOURCE_DOES_NOT_EXIST",
+            "INVALID_PARAMETER_VALUE",
+        )
+
+
+def test_openapi_describes_the_routes(api: httpx.Client, served: tuple[str, str]) -> None:
+    spec = httpx.get(f"{served[0]}/openapi.json").json()
+    paths = spec["paths"]
+    expected = {
+        "/api/v1/experiments": {"post"},
+        "/api/v1/experiments/{experiment_id}": {"get"},
+        "/api/v1/experiments/by-name": {"get"},
+        "/api/v1/experiments/search": {"post"},
+        "/api/v1/runs": {"post"},
+        "/api/v1/runs/search": {"post"},
+        "/api/v1/runs/{run_id}": {"get", "patch", "delete"},
+        "/api/v1/runs/{run_id}/restore": {"post"},
+        "/api/v1/runs/{run_id}/log-batch": {"post"},
+        "/api/v1/runs/{run_id}/metric-history": {"get"},
+        "/api/v1/runs/{run_id}/tags": {"post", "delete"},
+        "/api/v1/runs/{run_id}/inputs": {"post"},
+        "/api/v1/runs/{run_id}/artifacts": {"get"},
+        "/api/v1/runs/{run_id}/artifacts/content": {"get", "put"},
+    }
+    for path, methods in expected.items():
+        assert methods <= set(paths[path]), path
+    batch = paths["/api/v1/runs/{run_id}/log-batch"]["post"]
+    schema = batch["requestBody"]["content"]["application/json"]["schema"]
+    assert {"metrics", "params", "tags", "writer", "seq"} <= set(schema["properties"])
+    assert "LogBatchResponse" in str(batch["responses"]["200"])
+    assert {"RunModel", "ExperimentModel", "RunPageModel"} <= set(spec["components"]["schemas"])
+
+
+def test_eight_processes_log_through_the_server(served: tuple[str, str], tmp_path: Path) -> None:
+    url, db_uri = served
+    workers, steps, keys = 8, 300, 40
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(LOGGER),
+                "concurrent",
+                url,
+                "unused",
+                str(go),
+                str(i),
+                str(steps),
+                str(keys),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        for i in range(workers)
+    ]
+    for proc in procs:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "READY", proc.stderr and proc.stderr.read()
+    go.touch()  # all eight start logging at the same moment
+    started = time.monotonic()
+    run_ids = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err
+        run_ids.append(out.strip().splitlines()[-1])
+    assert time.monotonic() - started < 240
+    singles = len(range(0, steps, 50))
+    counts, dupes = count_points(db_uri, run_ids)
+    assert counts == {rid: steps * keys + singles for rid in run_ids}
+    assert dupes == []
+    ll.init(uri=url)
+    page = ll.search_runs("concurrent", max_results=100)
+    assert sorted(r.id for r in page) == sorted(run_ids)
+    assert {r.status for r in page} == {"FINISHED"}
+    assert len({r.experiment_id for r in page}) == 1  # the racing creations made one experiment
+    for run in page:
+        index = int((run.name or "").split("-")[1])
+        assert run.params == {"worker": str(index)}
+        assert run.metrics["m0"] == index * 1e6 + (steps - 1) * 100

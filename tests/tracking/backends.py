@@ -1,0 +1,72 @@
+"""Module-scoped metadata databases and ``loopline server`` processes for backend tests.
+
+Starting a server takes seconds, so the conformance suite and the REST tests share one
+database and one server per module and backend, and isolate tests by experiment name.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from loopline.core.db import create_engine_for
+from tests.conftest import _require
+from tests.server.conftest import start_server, stop_server
+
+
+@contextmanager
+def database(kind: str, folder: Path) -> Iterator[str]:
+    """A fresh metadata database: a SQLite file in ``folder`` or a new PostgreSQL database."""
+    if kind == "sqlite":
+        yield f"sqlite:///{folder / 'meta.db'}"
+        return
+    admin_uri = _require("LOOPLINE_TEST_PG_ADMIN_URI")
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    admin = create_engine_for(admin_uri).execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_uri.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextmanager
+def server(db_uri: str, folder: Path) -> Iterator[str]:
+    """A running ``loopline server`` on ``db_uri``; yields its base URL."""
+    proc, url = start_server(db_uri, str(folder / "server-artifacts"))
+    try:
+        yield url
+    finally:
+        stop_server(proc)
+
+
+def count_points(db_uri: str, run_ids: list[str]) -> tuple[dict[str, int], list[tuple[str, ...]]]:
+    """Points stored per run, and every (run, key, step, timestamp) stored more than once."""
+    from loopline.tracking.tables import metrics
+
+    engine = create_engine_for(db_uri)
+    try:
+        with engine.connect() as conn:
+            counts = dict(
+                conn.execute(
+                    sa.select(metrics.c.run_id, sa.func.count())
+                    .where(metrics.c.run_id.in_(run_ids))
+                    .group_by(metrics.c.run_id)
+                ).all()
+            )
+            dupes = conn.execute(
+                sa.select(metrics.c.run_id, metrics.c.key, metrics.c.step, metrics.c.timestamp)
+                .where(metrics.c.run_id.in_(run_ids))
+                .group_by(metrics.c.run_id, metrics.c.key, metrics.c.step, metrics.c.timestamp)
+                .having(sa.func.count() > 1)
+            ).all()
+    finally:
+        engine.dispose()
+    return {k: int(v) for k, v in counts.items()}, [tuple(d) for d in dupes]

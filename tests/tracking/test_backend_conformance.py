@@ -1,0 +1,284 @@
+"""One SDK suite, four backends: embedded and remote (a real ``loopline server``), on
+SQLite and PostgreSQL. Whatever a script does through ``ll.*`` and ``Run`` must behave the
+same, errors included, whichever ``LOOPLINE_URI`` it runs under.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+import loopline as ll
+from loopline.core.artifacts import hash_bytes
+from loopline.core.context import Context
+from loopline.errors import Conflict, InvalidInput, NotFound
+from loopline.tracking.api import ENVIRONMENT_TAG, ERROR_TAG
+from loopline.tracking.backend import TrackingBackend, backend_for
+from loopline.tracking.embedded import EmbeddedBackend
+from loopline.tracking.entities import MetricPoint
+from loopline.tracking.environment import ENVIRONMENT_ARTIFACT
+from loopline.tracking.remote import RemoteBackend, RemoteSink
+from loopline.tracking.validation import MAX_FLOAT
+from tests.tracking.backends import count_points, database, server
+
+BACKENDS = ["embedded-sqlite", "embedded-postgresql", "remote-sqlite", "remote-postgresql"]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend_env(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str, str, Path]]:
+    """(kind, LOOPLINE_URI, database URI, folder) shared by the module's tests."""
+    kind, db = request.param.split("-")
+    folder = tmp_path_factory.mktemp(request.param)
+    with database(db, folder) as db_uri:
+        if kind == "embedded":
+            yield kind, db_uri, db_uri, folder
+        else:
+            with server(db_uri, folder) as url:
+                yield kind, url, db_uri, folder
+
+
+@pytest.fixture
+def tracking(backend_env: tuple[str, str, str, Path]) -> Iterator[Context]:
+    """The SDK pointed at the backend under test."""
+    kind, uri, _db, folder = backend_env
+    ctx = ll.init(uri=uri, artifacts=str(folder / "artifacts") if kind == "embedded" else None)
+    yield ctx
+    backend_for(ctx).close()
+    ctx.close()
+
+
+@pytest.fixture
+def exp() -> str:
+    """A fresh experiment name: tests share the module's store."""
+    return f"exp-{uuid.uuid4().hex[:12]}"
+
+
+def test_the_backend_follows_the_uri_scheme(
+    tracking: Context, backend_env: tuple[str, str, str, Path]
+) -> None:
+    backend = backend_for(tracking)
+    assert isinstance(backend, TrackingBackend)
+    expected = RemoteBackend if backend_env[0] == "remote" else EmbeddedBackend
+    assert type(backend) is expected
+    assert backend_for(tracking) is backend  # one per context
+    with pytest.raises(TypeError, match="abstract"):
+        TrackingBackend()  # type: ignore[abstract]
+
+
+def test_lifecycle_params_metrics_tags(tracking: Context, exp: str) -> None:
+    with ll.start_run(experiment=exp, name="lgbm", tags={"team": "risk"}) as run:
+        assert ll.active_run() is run
+        assert run.status == "RUNNING" and run.end_time is None
+        run.log_params({"model": "lgbm", "lr": 0.05})
+        run.log_param("depth", 7)
+        run.log_param("depth", 7)  # the same value again is a no-op
+        run.log_metric("loss", 0.5)
+        run.log_metrics({"loss": 0.25, "acc": 0.9}, step=1)
+        run.set_tag("stage", "candidate")
+        run.set_tags({"owner": "ada", "empty": None})
+        assert run.metrics == {"acc": 0.9, "loss": 0.25}  # queued points count too
+    assert ll.active_run() is None
+    assert run.status == "FINISHED"
+    assert run.end_time is not None and run.end_time >= run.start_time
+    stored = ll.get_run(run.id)
+    assert (stored.experiment, stored.name, stored.status) == (exp, "lgbm", "FINISHED")
+    assert stored.params == {"model": "lgbm", "lr": "0.05", "depth": "7"}
+    assert stored.metrics == {"acc": 0.9, "loss": 0.25}
+    assert {"team": "risk", "stage": "candidate", "owner": "ada", "empty": None}.items() <= (
+        stored.tags.items()
+    )
+    assert stored.user == tracking.settings.actor_name
+    history = ll.metric_history(run.id, "loss")
+    assert [(p.step, p.value) for p in history] == [(0, 0.5), (1, 0.25)]
+    assert stored.to_dict()["params"]["lr"] == "0.05"
+
+
+def test_failed_and_killed_runs_keep_what_was_logged(tracking: Context, exp: str) -> None:
+    def train() -> None:
+        raise ValueError("learning rate diverged")
+
+    with pytest.raises(ValueError, match="diverged"), ll.start_run(experiment=exp) as failed:
+        failed.log_metric("loss", 3.0)
+        train()
+    with pytest.raises(KeyboardInterrupt), ll.start_run(experiment=exp) as killed:
+        raise KeyboardInterrupt
+    assert failed.status == "FAILED" and killed.status == "KILLED"
+    error = failed.tags[ERROR_TAG] or ""
+    assert error.startswith("ValueError: learning rate diverged") and "in train" in error
+    assert failed.tags[f"{ERROR_TAG}.type"] == "ValueError"
+    assert ll.get_run(failed.id).metrics == {"loss": 3.0}
+
+
+def test_nested_runs_record_their_parent(tracking: Context, exp: str) -> None:
+    with ll.start_run(experiment=exp) as parent:
+        with ll.start_run(name="trial-1", nested=True) as child:
+            assert child.parent_run_id == parent.id
+        with ll.start_run(name="trial-2"):
+            pass
+    children = ll.search_runs(exp, filter=f"tags.`mlflow.parentRunId` = '{parent.id}'")
+    assert sorted(r.name or "" for r in children) == ["trial-1", "trial-2"]
+    assert {r.experiment for r in children} == {exp}
+
+
+def test_nan_and_infinities_survive_the_round_trip(tracking: Context, exp: str) -> None:
+    with ll.start_run(experiment=exp) as run:
+        run.log_metric("nan", math.nan, step=0)
+        run.log_metrics({"pos": math.inf, "neg": -math.inf, "nan": 1.0}, step=1)
+        run.log_metric("nan", math.nan, step=2)
+    assert [p.value for p in ll.metric_history(run.id, "pos")] == [MAX_FLOAT]
+    assert [p.value for p in ll.metric_history(run.id, "neg")] == [-MAX_FLOAT]
+    values = [p.value for p in ll.metric_history(run.id, "nan")]
+    assert math.isnan(values[0]) and values[1] == 1.0 and math.isnan(values[2])
+    assert math.isnan(ll.get_run(run.id).metrics["nan"])
+    found = ll.search_runs(exp, filter="metrics.pos > 1e300")
+    assert [r.id for r in found] == [run.id]
+
+
+def test_explicit_steps_and_timestamps(tracking: Context, exp: str) -> None:
+    with ll.start_run(experiment=exp) as run:
+        run.log_metric("m", 1.0, step=10, timestamp=1_000)
+        run.log_metric("m", 2.0, step=5, timestamp=2_000)
+        run.log_metrics({"m": 3.0}, step=10, timestamp=500)
+    assert ll.metric_history(run.id, "m") == [
+        MetricPoint(5, 2000, 2.0),
+        MetricPoint(10, 500, 3.0),
+        MetricPoint(10, 1000, 1.0),
+    ]
+    assert run.metrics == {"m": 1.0}
+
+
+def test_search_filters_orders_and_pages(tracking: Context, exp: str) -> None:
+    for i in range(5):
+        with ll.start_run(experiment=exp, name=f"r{i}") as run:
+            run.log_params({"model": "lgbm" if i % 2 else "rf"})
+            run.log_metric("auc", i / 10)
+    page = ll.search_runs(
+        exp, filter="params.model = 'rf'", order_by="metrics.auc DESC", max_results=2
+    )
+    assert [r.name for r in page] == ["r4", "r2"] and page.next_page_token is not None
+    rest = ll.search_runs(
+        exp,
+        filter="params.model = 'rf'",
+        order_by=["metrics.auc DESC"],
+        page_token=page.next_page_token,
+    )
+    assert [r.name for r in rest] == ["r0"] and rest.next_page_token is None
+    both = ll.search_runs([exp], filter="metrics.auc >= 0.1 and attributes.status = 'FINISHED'")
+    assert len(both) == 4
+    assert ll.search_runs(exp, view="deleted") == []
+    with pytest.raises(InvalidInput, match="position 13") as info:
+        ll.search_runs(exp, filter="metrics.auc >> 0.5")
+    assert info.value.field == "filter" and "^" in info.value.message
+    with pytest.raises(NotFound, match="no experiment named 'nope-"):
+        ll.search_runs(f"nope-{exp}")
+    with pytest.raises(InvalidInput, match="page token") as bad_token:
+        ll.search_runs(exp, page_token="not-a-token")
+    assert bad_token.value.field == "page_token"
+    with pytest.raises(InvalidInput, match="max_results"):
+        ll.search_runs(exp, max_results=0)
+
+
+def test_errors_name_what_is_wrong(tracking: Context, exp: str) -> None:
+    with pytest.raises(NotFound, match="run 'abc123' does not exist"):
+        ll.get_run("abc123")
+    with pytest.raises(NotFound, match="'abc123'"):
+        ll.metric_history("abc123", "loss")
+    with ll.start_run(experiment=exp) as run:
+        run.log_param("lr", 0.1)
+        with pytest.raises(Conflict, match=r"'lr' of run \w+ is already '0\.1'"):
+            run.log_param("lr", 0.2)
+        with pytest.raises(InvalidInput, match=r"'\.\.' segment") as up:
+            run.set_tag("../up", "x")
+        assert up.value.field == "tag"
+        with pytest.raises(InvalidInput, match="control character"):
+            run.log_param("a\nb", 1)
+        with pytest.raises(InvalidInput, match="over the limit of 8000") as long_tag:
+            run.set_tag("notes", "x" * 10_000)
+        assert long_tag.value.field == "tags.notes"
+        with pytest.raises(InvalidInput, match="reserved"):
+            run.set_tag("loopline.ingest.0123456789abcdef", "9")
+        with pytest.raises(InvalidInput, match="not a number"):
+            run.log_metric("loss", "high")  # type: ignore[arg-type]
+    assert ll.get_run(run.id).params == {"lr": "0.1"}
+
+
+def test_artifacts_files_folders_and_dicts(tracking: Context, exp: str, tmp_path: Path) -> None:
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "weights.bin").write_bytes(bytes(range(256)) * 40)
+    (tmp_path / "model" / "sub").mkdir()
+    (tmp_path / "model" / "sub" / "vocab.txt").write_text("a\nb\n")
+    (tmp_path / "report.md").write_text("# report\n")
+    with ll.start_run(experiment=exp) as run:
+        (entry,) = run.log_artifact(tmp_path / "report.md")
+        run.log_artifact(tmp_path / "model", artifact_path="outputs")
+        cfg = run.log_dict({"features": ["age", "plan"]}, "config/features.json")
+        with pytest.raises(InvalidInput, match="does not exist"):
+            run.log_artifact(tmp_path / "missing.bin")
+        with pytest.raises(InvalidInput, match=r"'\.\.' segment"):
+            run.log_artifact(tmp_path / "report.md", artifact_path="../up")
+    assert entry.digest == hash_bytes(b"# report\n")
+    found = {a.path: a for a in run.artifacts}
+    assert set(found) == {
+        ENVIRONMENT_ARTIFACT,
+        "report.md",
+        "outputs/model/weights.bin",
+        "outputs/model/sub/vocab.txt",
+        "config/features.json",
+    }
+    assert found["outputs/model/weights.bin"].size == 10240
+    assert run.read_artifact("outputs/model/sub/vocab.txt") == b"a\nb\n"
+    assert orjson.loads(run.read_artifact(cfg.path)) == {"features": ["age", "plan"]}
+    dest = run.download_artifact("outputs/model/weights.bin", tmp_path / "out" / "w.bin")
+    assert dest.read_bytes() == bytes(range(256)) * 40
+    env = found[ENVIRONMENT_ARTIFACT]
+    assert run.tags[ENVIRONMENT_TAG] == env.digest
+    assert "packages" in orjson.loads(run.read_artifact(ENVIRONMENT_ARTIFACT))
+    with pytest.raises(NotFound, match=r"no artifact 'nope\.txt'"):
+        run.read_artifact("nope.txt")
+
+
+def test_inputs_record_lineage(tracking: Context, exp: str) -> None:
+    digest = "9f" * 32
+    with ll.start_run(experiment=exp) as run:
+        run.log_input("dataset", "churn", 3, digest, context="training")
+        run.log_input("dataset", "churn", "3", digest, context="training")  # idempotent
+        with pytest.raises(Conflict, match="digest"):
+            run.log_input("dataset", "churn", "3", "ab" * 32)
+    (item,) = run.inputs
+    assert (item.kind, item.name, item.version, item.digest, item.context) == (
+        "dataset",
+        "churn",
+        "3",
+        digest,
+        "training",
+    )
+    assert [r.id for r in ll.search_runs(exp, filter="datasets.name = 'churn'")] == [run.id]
+
+
+def test_many_points_are_stored_exactly_once(
+    tracking: Context,
+    exp: str,
+    backend_env: tuple[str, str, str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(RemoteSink, "max_batch_rows", 4_000)  # several batches per flush
+    steps, keys = 2_500, 10
+    assert steps * keys > 2 * RemoteSink.max_batch_rows
+    with ll.start_run(experiment=exp) as run:
+        for step in range(steps):
+            run.log_metrics({f"k{k}": step * 10 + k for k in range(keys)}, step=step)
+        run.flush()
+        assert run.metrics == {f"k{k}": (steps - 1) * 10 + k for k in range(keys)}
+        for step in range(100):  # left queued: the end of the run writes them
+            run.log_metric("tail", step, step=step)
+    counts, dupes = count_points(backend_env[2], [run.id])
+    assert counts == {run.id: steps * keys + 100}
+    assert dupes == []
+    assert [p.step for p in ll.metric_history(run.id, "tail")] == list(range(100))
