@@ -53,6 +53,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "step": ("loopline.training.pipeline", "step"),
     "pipeline": ("loopline.training.pipeline", "pipeline"),
     "tune": ("loopline.training.tuning", "tune"),
+    "reproduce": ("loopline.training.reproduce", "reproduce"),
 }
 
 

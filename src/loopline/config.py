@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,11 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from loopline.errors import ConfigError
 
 DEFAULT_HOME = ".loopline"
+
+#: Who acts for the HTTP request being served, set by the servers' auth gate
+#: (``token:NAME``); it wins over ``LOOPLINE_ACTOR`` so that the audit log names the token
+#: behind each change made through a server started with ``--auth``.
+request_actor: ContextVar[str | None] = ContextVar("loopline_request_actor", default=None)
 
 
 class _TomlSource(PydanticBaseSettingsSource):
@@ -88,7 +94,42 @@ class Settings(BaseSettings):
         description="Remote mode: how long a request is retried, with backoff, on connection "
         "errors and 503 before BackendUnavailable is raised.",
     )
+    db_retry_s: float = Field(
+        30.0,
+        ge=0,
+        description="PostgreSQL: how long a metric write is retried, with backoff, while the "
+        "database is unreachable or restarting (a write whose commit was cut off is looked "
+        "up, never applied twice) before BackendUnavailable is raised.",
+    )
     debug: bool = Field(False, description="Show tracebacks on errors.")
+    max_request_mb: float = Field(
+        64.0,
+        gt=0,
+        description="`loopline server`: largest request body in MB, artifact uploads "
+        "excepted (413 beyond). `loopline serve` has its own: --max-body-mb.",
+    )
+    max_artifact_mb: float = Field(
+        5120.0,
+        gt=0,
+        description="`loopline server`: largest artifact upload in MB (413 beyond).",
+    )
+    token: SecretStr | None = Field(
+        None,
+        description="Remote mode: the API token sent as 'Authorization: Bearer' to a server "
+        "started with --auth (make one with `loopline tokens create`).",
+    )
+    auth: bool = Field(
+        False,
+        description="Servers: require an API token on every request but /health "
+        "(`loopline server --auth`, `loopline serve --auth` set it).",
+    )
+    auth_refresh_s: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="Servers with auth: seconds between reloads of the tokens, i.e. the "
+        "longest a revoked token is still accepted.",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -113,8 +154,14 @@ class Settings(BaseSettings):
 
     @property
     def actor_name(self) -> str:
-        """The name recorded in the audit log for actions of this process."""
-        return self.actor or os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
+        """The name recorded in the audit log: the request's token, else this process's."""
+        return (
+            request_actor.get()
+            or self.actor
+            or os.environ.get("USER")
+            or os.environ.get("USERNAME")
+            or "unknown"
+        )
 
     def s3_storage_options(self) -> dict[str, Any]:
         """Keyword arguments for ``s3fs.S3FileSystem`` built from the S3 settings."""

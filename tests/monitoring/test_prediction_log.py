@@ -31,6 +31,7 @@ NAMES = {
         tables.alerts,
         tables.loop_state,
         tables.loop_events,
+        tables.drift_results,
     )
 }
 

@@ -196,3 +196,34 @@ def test_the_deploy_and_deployments_commands(ctx: Context, versions: tuple[int, 
     assert isinstance(bad.exception, InvalidInput) and bad.exception.field == "steps"
     events = [e.reason for e in history("churn")]
     assert events[-2:] == ["good", "regret"]
+
+
+def test_champion_follows_the_stable_version_with_an_audited_move(
+    ctx: Context, versions: tuple[int, int, int]
+) -> None:
+    v1, v2, v3 = versions
+
+    def champion() -> int:
+        return ll.registry.get("churn", "champion").version
+
+    ll.deploy("churn", v1)
+    assert champion() == v1  # the first deploy names the champion the gates compare with
+    ll.deploy("churn", v3, strategy="canary")
+    assert champion() == v1  # a candidate does not replace it
+    rollback("churn", reason="canary regressed")
+    assert champion() == v1
+    ll.deploy("churn", v3, strategy="canary")
+    promote("churn", reason="canary passed")
+    assert champion() == v3
+    ll.deploy("churn", v2, strategy="blue_green", force=True, reason="test the switch back")
+    assert champion() == v2
+    rollback("churn", reason="switch back")
+    assert champion() == v3
+    moves = [
+        e
+        for e in audit.events(ctx.engine, object_type="registered_model", object_id="churn")
+        if e.action == "alias.set"
+    ]
+    assert [m.after["champion"] for m in moves] == [v1, v3, v2, v3]
+    assert "after promote" in (moves[1].reason or "")
+    assert audit.verify(ctx.engine).ok

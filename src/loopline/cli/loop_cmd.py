@@ -28,7 +28,7 @@ def _policies(root: Path, model: str | None) -> list:  # type: ignore[type-arg]
         raise NotFound(
             f"no loop policy{' for ' + repr(model) if model else ''} in {root / 'policies'} "
             f"or {root / 'loopline.toml'}",
-            hint="write policies/MODEL.yaml (see `loopline loop --help`)",
+            hint="write policies/MODEL.yaml (see docs/monitoring.md, Loop policies)",
         )
     return found
 
@@ -60,15 +60,17 @@ def run(
 ) -> None:
     """Watch forever: a pass every --interval seconds (Ctrl-C stops).
 
+    Of several processes on one store (servers included), one runs the loop at a time;
+    this one waits for the loop lock if another holds it (see `loopline loop status`).
     Example: loopline loop run --interval 300
     """
     import logging
 
-    from loopline.loop.controller import run_forever
+    from loopline.loop.runner import LoopRunner
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
-        run_forever(_policies(root, None), interval)
+        LoopRunner(_policies(root, None), interval).run()
     except KeyboardInterrupt:
         console.print("stopped")
 
@@ -110,18 +112,37 @@ def status(
     root: Path = _ROOT,
     as_json: bool = typer.Option(False, "--json", help="Print the status as JSON."),
 ) -> None:
-    """Per model: kill switch, cooldown, deployment and the last loop events.
+    """Who runs the loop now, and per model: kill switch, cooldown, deployment and the
+    last loop events. --json prints {"leader": {"holder", "since", "lock"} or null,
+    "models": [...]}.
 
     Example: loopline loop status --json
     """
+    import datetime
+
     from rich.table import Table
 
+    from loopline.core.context import get_context
     from loopline.loop.controller import status as get_status
+    from loopline.loop.leader import holder
+    from loopline.loop.policy import load_policies
 
-    rows = get_status(_policies(root, None))
+    lead = holder(get_context())
+    rows = get_status(load_policies(root))
     if as_json:
-        print_json(rows)
+        print_json({"leader": lead, "models": rows})
         return
+    if lead is None:
+        console.print("loop leader: none (no server or `loopline loop run` holds the lock)")
+    else:
+        since = (
+            "?"
+            if lead["since"] is None
+            else datetime.datetime.fromtimestamp(lead["since"], datetime.UTC).isoformat(
+                timespec="seconds"
+            )
+        )
+        console.print(f"loop leader: {lead['holder']} since {since} ({lead['lock']})")
     table = Table(title="loopline loop status")
     for head in ("model", "paused", "cooldown left", "deployment", "last events"):
         table.add_column(head, overflow="fold")

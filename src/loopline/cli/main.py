@@ -9,6 +9,7 @@ import typer
 from loopline import __version__
 from loopline.cli import (
     audit_cmd,
+    backup_cmd,
     data_cmd,
     db_cmd,
     demo_cmd,
@@ -21,10 +22,12 @@ from loopline.cli import (
     models_cmd,
     package_cmd,
     pipeline_cmd,
+    reproduce_cmd,
     runs_cmd,
     score_cmd,
     serve_cmd,
     server_cmd,
+    tokens_cmd,
 )
 from loopline.cli._common import console, report_error, state
 
@@ -66,6 +69,7 @@ app.add_typer(features_cmd.app, name="features")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(pipeline_cmd.app, name="pipeline")
 app.add_typer(loop_cmd.app, name="loop")
+app.add_typer(tokens_cmd.app, name="tokens")
 app.command("doctor")(doctor_cmd.doctor)
 app.command("drift")(drift_cmd.drift)
 app.command("demo")(demo_cmd.demo)
@@ -76,6 +80,9 @@ app.add_typer(deploy_cmd.app, name="deployments")
 app.command("serve")(serve_cmd.serve)
 app.command("score")(score_cmd.score)
 app.command("package")(package_cmd.package)
+app.command("backup")(backup_cmd.backup)
+app.command("restore")(backup_cmd.restore)
+app.command("reproduce")(reproduce_cmd.reproduce)
 
 
 def main() -> None:

@@ -33,7 +33,21 @@ def serve(
         "--log-predictions/--no-log-predictions",
         help="Write every answered request to the prediction log (on by default).",
     ),
+    predict_timeout: float | None = typer.Option(
+        None,
+        "--predict-timeout",
+        min=0.001,
+        help="Seconds one prediction may take before the fallback version answers (or 504); "
+        "a deployment's timeout_ms overrides it. Also LOOPLINE_SERVE_PREDICT_TIMEOUT_S. "
+        "Default: no limit.",
+    ),
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
+    auth: bool = typer.Option(
+        False,
+        "--auth",
+        help="Require an API token (Authorization: Bearer): viewer to predict, editor to "
+        "send feedback; /health stays open. See `loopline tokens`.",
+    ),
 ) -> None:
     """Serve predictions of the deployed models at POST /v1/models/NAME/predict.
 
@@ -41,19 +55,22 @@ def serve(
     --poll-interval seconds without dropping a request. /health and /metrics (Prometheus)
     are served too.
 
-    Example: loopline serve --host 127.0.0.1 --port 8080 --workers 2
+    Example: loopline serve --host 127.0.0.1 --port 8080 --workers 2 --auth
     """
     import uvicorn
 
+    from loopline.cli._listen import announce, enable_auth
     from loopline.core.context import get_context
 
+    enable_auth(auth)  # before the context is built; workers read it from the environment
     ctx = get_context()
     _ = ctx.engine  # migrate before the first worker starts, and fail early on a bad URI
     err_console.print(
-        f"loopline serve on http://{host}:{port} ({workers} worker(s)), "
+        f"loopline serve: {workers} worker(s), "
         f"metadata {ctx.settings.metadata_uri}, artifacts {ctx.settings.artifacts_uri}",
         highlight=False,
     )
+    announce("loopline serve", host, port, ctx=ctx)
     common = {
         "host": host,
         "port": port,
@@ -70,7 +87,15 @@ def serve(
             max_body_mb=max_body_mb,
             log_predictions=log_predictions,
         )
-        uvicorn.run(ModelServer(ctx, settings), **common)  # type: ignore[arg-type]
+        if predict_timeout is not None:  # else LOOPLINE_SERVE_PREDICT_TIMEOUT_S, if set
+            settings.predict_timeout_s = predict_timeout
+        server = ModelServer(ctx, settings)
+        if ctx.settings.auth:
+            from loopline.serving.auth import with_auth
+
+            uvicorn.run(with_auth(server), **common)  # type: ignore[arg-type]
+            return
+        uvicorn.run(server, **common)  # type: ignore[arg-type]
         return
     # Each worker process builds its app from the environment (uvicorn imports the factory).
     import orjson
@@ -82,9 +107,11 @@ def serve(
     os.environ["LOOPLINE_SERVE_MAX_BODY_MB"] = str(max_body_mb)
     os.environ["LOOPLINE_SERVE_MULTIPROCESS"] = "1"
     os.environ["LOOPLINE_SERVE_LOG_PREDICTIONS"] = "1" if log_predictions else "0"
+    if predict_timeout is not None:
+        os.environ["LOOPLINE_SERVE_PREDICT_TIMEOUT_S"] = str(predict_timeout)
     try:
         uvicorn.run(
-            "loopline.serving.app:create_app",
+            f"loopline.serving.{'auth' if ctx.settings.auth else 'app'}:create_app",
             factory=True,
             workers=workers,
             **common,  # type: ignore[arg-type]

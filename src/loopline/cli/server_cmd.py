@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+from pathlib import Path
+from types import FrameType
+
 import typer
 
 from loopline.cli._common import err_console
@@ -12,30 +16,81 @@ def server(
     port: int = typer.Option(5000, "--port", min=1, max=65535, help="Port to listen on."),
     workers: int = typer.Option(1, "--workers", min=1, help="Worker processes."),
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
+    auth: bool = typer.Option(
+        False,
+        "--auth",
+        help="Require an API token (Authorization: Bearer) with the right role on every "
+        "request but /health; see `loopline tokens`.",
+    ),
+    loop: bool = typer.Option(
+        True,
+        "--loop/--no-loop",
+        envvar="LOOPLINE_SERVER_LOOP",
+        help="Run the closed loop (as `loopline loop run`) when policies exist; of several "
+        "servers on one store, one runs it at a time.",
+    ),
+    loop_interval: float = typer.Option(
+        60.0,
+        "--loop-interval",
+        min=0.1,
+        envvar="LOOPLINE_LOOP_INTERVAL",
+        help="Seconds between loop passes (and between tries to take the loop lock).",
+    ),
+    loop_root: Path = typer.Option(
+        Path(),
+        "--loop-root",
+        help="Folder holding the loop's policies/*.yaml and loopline.toml.",
+    ),
 ) -> None:
-    """Serve Loopline's REST API, the MLflow-compatible API and the UI.
+    """Serve Loopline's REST API, the MLflow-compatible API and the UI, and run the loop.
 
     Point the MLflow client at it with mlflow.set_tracking_uri("http://127.0.0.1:5000").
-    Example: loopline server --host 127.0.0.1 --port 5000
+    With policies in ./policies/*.yaml or loopline.toml the server also runs the closed
+    loop in the background (--no-loop turns it off).
+    With --auth every request but /health needs an API token (loopline tokens create).
+    Example: loopline server --host 127.0.0.1 --port 5000 --auth
     """
     import uvicorn
 
+    from loopline.cli._listen import announce, enable_auth
     from loopline.core.context import get_context
 
+    enable_auth(auth)  # before the context is built: its settings carry it to create_app
     ctx = get_context()
     _ = ctx.engine  # migrate before the first request, and fail early on a bad URI
     err_console.print(
-        f"loopline server on http://{host}:{port} (bound to {host}"
-        f"{'; loopback only' if host in ('127.0.0.1', 'localhost', '::1') else ''}), "
         f"metadata {ctx.settings.metadata_uri}, artifacts {ctx.settings.artifacts_uri}",
         highlight=False,
     )
-    uvicorn.run(
-        "loopline.server.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        access_log=False,
-    )
+    announce("loopline server", host, port, ctx=ctx)
+    from loopline.loop.runner import server_loop
+
+    runner, line = server_loop(ctx, enabled=loop, root=loop_root, interval=loop_interval)
+    err_console.print(line, highlight=False, soft_wrap=True)
+    # uvicorn shuts down on SIGTERM/SIGINT, then re-raises the signal to the handler that
+    # was there before it: ours ends run() normally, so that the loop is stopped below.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stopped)
+    try:
+        uvicorn.run(
+            "loopline.server.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            access_log=False,
+        )
+    except _Stopped:
+        pass
+    finally:
+        if runner is not None and not runner.stop(timeout=30):
+            err_console.print("loop: a pass was still running at shutdown; left to exit")
+
+
+class _Stopped(Exception):
+    """The server was asked to stop (after uvicorn's graceful shutdown)."""
+
+
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    raise _Stopped(signum)

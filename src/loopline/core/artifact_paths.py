@@ -16,8 +16,10 @@ Example:
 
 from __future__ import annotations
 
+import re
 import time
 import unicodedata
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,18 +30,84 @@ from loopline.core.schema import artifact_paths
 from loopline.errors import InvalidInput, NotFound
 
 MAX_PATH = 1024
+#: How many layers of percent-encoding are peeled off before a path is judged
+#: (``%252e`` is ``.`` encoded twice); more layers than this are refused outright.
+_DECODE_DEPTH = 3
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DRIVE = re.compile(r"^[A-Za-z]:[/\\]")
+
+
+def _readings(text: str) -> tuple[list[str], bool]:
+    """``text`` as each layer that decodes it could read it: raw, NFKC, percent-decoded.
+
+    A name is stored as sent, but a proxy, a browser or a later ``unquote`` may decode it
+    once more, and a filesystem may fold full-width dots; each reading must be safe. The
+    flag says whether yet another layer of encoding is left after the last one peeled.
+    """
+    seen = [text]
+    current = text
+    for _ in range(_DECODE_DEPTH):
+        decoded = urllib.parse.unquote(current)
+        if decoded == current:
+            break
+        seen.append(decoded)
+        current = decoded
+    deeper = urllib.parse.unquote(current) != current
+    return seen + [unicodedata.normalize("NFKC", t) for t in seen], deeper
+
+
+def unsafe_reason(text: str) -> str | None:
+    """Why ``text`` may not name something below a folder, or None when it may.
+
+    Every reading of ``text`` (as sent, percent-decoded up to three times, and
+    NFKC-normalised so that full-width dots and slash, U+FF0E U+FF0E U+FF0F, count as
+    ``../``) must be free of control characters and NUL, must not be absolute (``/x``,
+    ``\\x``, ``C:\\``) and must have no ``..`` segment, with ``/`` or ``\\`` as separator.
+
+    Example:
+        >>> unsafe_reason("plots/roc.png") is None
+        True
+        >>> unsafe_reason("%252e%252e%252fetc")
+        "has a '..' segment (in the reading '../etc')"
+    """
+    if text.isascii() and "%" not in text:
+        # The common case, on the metric-logging path: nothing to decode or normalise.
+        readings, deeper = [text], False
+    else:
+        readings, deeper = _readings(text)
+    if deeper:
+        return f"is percent-encoded more than {_DECODE_DEPTH} times"
+    for reading in readings:
+        where = "" if reading == text else f" (in the reading {reading!r})"
+        if _CONTROL.search(reading):
+            return f"has a control character or NUL{where}"
+        if reading.startswith(("/", "\\")) or _DRIVE.match(reading):
+            return f"is an absolute path{where}"
+        if ".." in re.split(r"[/\\]", reading):
+            return f"has a '..' segment{where}"
+    return None
 
 
 def clean_path(path: str, *, field: str = "path", allow_empty: bool = False) -> str:
     """Normalise a relative artifact path or reject it with :class:`InvalidInput`.
 
     Rejects absolute paths, ``..`` segments, backslashes, control characters and NUL,
-    after Unicode normalisation (so look-alike dots cannot sneak through).
+    after Unicode normalisation (so look-alike dots cannot sneak through) and after
+    percent-decoding (so ``%2e%2e%2f`` and ``%252e%252e%252f`` cannot either).
 
     Example:
         >>> clean_path("model//MLmodel")
         'model/MLmodel'
     """
+    if not isinstance(path, str):
+        raise InvalidInput(f"artifact path {path!r} must be a string", field=field)
+    reason = unsafe_reason(path)
+    if reason is not None:
+        raise InvalidInput(
+            f"artifact path {path!r} {reason}",
+            field=field,
+            hint="use a plain relative path inside the artifact root, like 'model/file.bin'",
+        )
     text = unicodedata.normalize("NFKC", path or "")
     if any(ord(c) < 32 or ord(c) == 127 for c in text) or "\\" in text:
         raise InvalidInput(

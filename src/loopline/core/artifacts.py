@@ -95,7 +95,7 @@ def hash_file(path: str | os.PathLike[str]) -> str:
 
 def check_digest(digest: str) -> str:
     """Return ``digest`` if it is a well-formed address, else raise :class:`InvalidInput`."""
-    if not isinstance(digest, str) or not _DIGEST_RE.match(digest):
+    if not isinstance(digest, str) or not _DIGEST_RE.fullmatch(digest):
         raise InvalidInput(
             f"{digest!r} is not an artifact address",
             field="digest",
@@ -280,6 +280,21 @@ def _fsync_all(paths: list[Path]) -> None:
             pass
 
 
+def _write_all(out: BinaryIO, data: memoryview) -> None:
+    """Write all of ``data`` to an unbuffered file.
+
+    An unbuffered write may write only part (a file system that is nearly full writes
+    what fits and says how much); the rest is written again, which raises the real error
+    (``ENOSPC``) - ignoring the count would store a truncated object under the digest of
+    the whole.
+    """
+    while data:
+        n = out.write(data)
+        if not n:
+            raise OSError(errno.EIO, "the file system accepted no bytes")
+        data = data[n:]
+
+
 def _start_writeback(fd: int, offset: int, length: int) -> None:
     """Ask the kernel to start writing these bytes to disk now, without waiting for them.
 
@@ -362,7 +377,7 @@ class LocalArtifactStore(ArtifactStore):
                     while n := fin.readinto(buf):
                         chunk = buf[:n]
                         hasher.update(chunk)
-                        fout.write(chunk)
+                        _write_all(fout, chunk)
                         written += n
                         if written - kicked >= _KICK:
                             _start_writeback(fout.fileno(), kicked, written - kicked)
@@ -499,10 +514,18 @@ class _LocalBatch(ArtifactBatch):
 
 
 def _unwritable(url: str, exc: OSError) -> BackendUnavailable:
-    if exc.errno == errno.ENOSPC:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return BackendUnavailable(
-            f"the artifact store {url} is full: nothing was written",
+            f"the artifact store {url} is full (disk full: {exc.strerror}): nothing was "
+            "written and every object stored before is intact",
             hint="free space or point LOOPLINE_ARTIFACTS at a larger volume",
+        )
+    if exc.errno == errno.EFBIG:  # a file size limit (ulimit -f, the file system's own)
+        return BackendUnavailable(
+            f"the artifact store {url} cannot take a file this large (disk full for this "
+            f"process: {exc.strerror}): nothing was written",
+            hint="raise the file size limit (ulimit -f) or point LOOPLINE_ARTIFACTS at "
+            "another volume",
         )
     return BackendUnavailable(
         f"cannot write to the artifact store {url}: {exc.strerror or exc}",

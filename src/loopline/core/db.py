@@ -3,7 +3,8 @@
 SQLite (the embedded default) runs in WAL mode with a busy timeout and ``synchronous=FULL``
 so that a committed transaction survives a crash of the process or the machine.
 PostgreSQL is used as is; its connection errors are turned into :class:`BackendUnavailable`
-naming ``LOOPLINE_URI``.
+naming ``LOOPLINE_URI``. Pooled connections are pinged before use, so a restarted server is
+reconnected to; :func:`run_transaction` also retries a transaction cut off by a restart.
 
 Example:
     >>> engine = create_engine_for("sqlite:///:memory:")
@@ -15,14 +16,16 @@ Example:
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine.url import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from loopline.errors import BackendUnavailable, ConfigError
 
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SUPPORTED_SCHEMES = ("sqlite", "postgresql")
 _upgrade_lock = threading.Lock()
+T = TypeVar("T")
 
 
 def create_engine_for(uri: str, *, busy_timeout_ms: int = 30_000) -> Engine:
@@ -165,3 +169,93 @@ class _translate_connect_errors:
                 f"cannot reach the metadata database {safe}: {reason}",
                 hint="check LOOPLINE_URI and that the database server is running",
             ) from exc
+
+
+# -- retrying a transaction across a database restart ------------------------------------
+
+
+def is_transient(engine: Engine, exc: DBAPIError) -> bool:
+    """Whether ``exc`` is worth retrying: the connection broke, or PostgreSQL could not be
+    reached, was shutting down or starting up (its ``OperationalError`` class). SQLite's
+    errors are not: its ``OperationalError`` also means a missing table.
+
+    Example:
+        >>> # is_transient(engine, exc)  -> True for "connection refused" on PostgreSQL
+    """
+    if exc.connection_invalidated:
+        return True
+    return engine.dialect.name == "postgresql" and isinstance(exc, OperationalError)
+
+
+def run_transaction(engine: Engine, work: Callable[[Connection], T], *, retry_s: float) -> T:
+    """Run ``work(conn)`` in one transaction, retried while PostgreSQL restarts.
+
+    A transaction that failed before its COMMIT was sent is simply run again (it was rolled
+    back). One whose COMMIT was cut off may or may not have committed: its transaction id,
+    taken at the start, is looked up with ``txid_status`` once the server answers again, and
+    the work is run again only if it did not commit - so it is never applied twice. Retries
+    stop after ``retry_s`` seconds with :class:`BackendUnavailable` naming ``LOOPLINE_URI``;
+    other errors rise as they are. On SQLite this is one plain transaction.
+
+    Example:
+        >>> engine = create_engine_for("sqlite:///:memory:")
+        >>> run_transaction(engine, lambda conn: conn.exec_driver_sql("SELECT 1").scalar(),
+        ...                 retry_s=5)
+        1
+    """
+    postgres = engine.dialect.name == "postgresql"
+    deadline = time.monotonic() + retry_s
+    pause = 0.05
+    while True:
+        xid: int | None = None
+        committing = False
+        try:
+            with engine.connect() as conn, conn.begin():
+                if postgres:
+                    xid = conn.exec_driver_sql("SELECT txid_current()").scalar_one()
+                result = work(conn)
+                committing = True  # the block's end sends COMMIT
+            return result
+        except DBAPIError as exc:
+            if not is_transient(engine, exc):
+                raise
+            # A cut-off COMMIT is settled first (with a full retry window of its own): a
+            # caller told "unavailable" retries the work, which must not apply it twice.
+            if (
+                committing
+                and xid is not None
+                and _committed(engine, xid, time.monotonic() + retry_s, retry_s)
+            ):
+                return result
+            if time.monotonic() > deadline:
+                raise _unavailable(engine, exc, retry_s) from exc
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
+
+
+def _committed(engine: Engine, xid: int, deadline: float, retry_s: float) -> bool:
+    """Whether transaction ``xid`` committed, asked again until the server answers."""
+    pause = 0.05
+    while True:
+        try:
+            with engine.connect() as conn:
+                status = conn.execute(sa.text("SELECT txid_status(:x)"), {"x": xid}).scalar()
+        except DBAPIError as exc:
+            if not is_transient(engine, exc):
+                raise
+            if time.monotonic() > deadline:
+                raise _unavailable(engine, exc, retry_s) from exc
+        else:
+            if status != "in progress":  # committed, aborted, or too old to know (None)
+                return status == "committed"
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
+
+
+def _unavailable(engine: Engine, exc: DBAPIError, retry_s: float) -> BackendUnavailable:
+    safe = engine.url.render_as_string(hide_password=True)
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+    return BackendUnavailable(
+        f"the metadata database {safe} did not answer for {retry_s:g} s: {reason}",
+        hint="check that the database server runs (LOOPLINE_URI), or raise LOOPLINE_DB_RETRY_S",
+    )

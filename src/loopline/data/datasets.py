@@ -33,12 +33,16 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
 import os
 import re
 import shutil
 import sys
 import tempfile
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,6 +93,8 @@ __all__ = [
     "get",
     "list_datasets",
     "parse_ref",
+    "pinned",
+    "pins",
     "register",
     "versions",
 ]
@@ -104,7 +110,7 @@ def check_name(name: object, field: str = "name") -> str:
         >>> check_name("churn-2024.v1")
         'churn-2024.v1'
     """
-    if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or ".." in name:
         raise InvalidInput(
             f"{field} {name!r} is not a valid dataset name",
             field=field,
@@ -448,9 +454,95 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
     return check_name(name), parse_version(version or "latest")
 
 
+#: The environment variable holding dataset pins as JSON ``{"NAME": VERSION}``. Read here
+#: rather than through the settings because it must reach every process a pipeline's steps
+#: run in (process pools and Ray workers inherit the environment, not our context).
+PINS_ENV = "LOOPLINE_DATASET_PINS"
+_pin_stack: list[dict[str, int]] = []
+_pin_lock = threading.Lock()
+
+
+def _check_pins(pins: Mapping[str, object], where: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for name, version in pins.items():
+        check_name(name, field=where)
+        number = parse_version(version) if isinstance(version, int | str) else None
+        if number is None:
+            raise InvalidInput(
+                f"{where}: the pin of dataset {name!r} is {version!r}, not a version number",
+                field=where,
+                hint='pin whole version numbers, e.g. {"churn": 3}',
+            )
+        out[name] = number
+    return out
+
+
+@functools.cache
+def _env_pins(raw: str) -> dict[str, int]:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"{PINS_ENV} is not JSON: {exc}",
+            field=PINS_ENV,
+            hint='set it to a JSON object of dataset name -> version, e.g. {"churn": 3}',
+        ) from exc
+    if not isinstance(value, dict):
+        raise InvalidInput(
+            f"{PINS_ENV} must be a JSON object, got {type(value).__name__}",
+            field=PINS_ENV,
+            hint='e.g. {"churn": 3}',
+        )
+    return _check_pins(value, PINS_ENV)
+
+
+def pins() -> dict[str, int]:
+    """The dataset versions that ``get(name)`` returns instead of ``"latest"``.
+
+    From :data:`PINS_ENV` (set by ``loopline reproduce`` for the pipeline it reruns), then
+    the innermost :func:`pinned` block on top. Process-wide, not per thread: the steps of a
+    pipeline run in the executor's threads.
+
+    Example:
+        >>> with pinned({"churn": 2}):
+        ...     pins()["churn"]
+        2
+    """
+    raw = os.environ.get(PINS_ENV)
+    out = dict(_env_pins(raw)) if raw else {}
+    with _pin_lock:
+        for layer in _pin_stack:
+            out.update(layer)
+    return out
+
+
+@contextlib.contextmanager
+def pinned(versions: Mapping[str, int]) -> Iterator[dict[str, int]]:
+    """Within the block, ``get(name)`` (``"latest"``) returns the pinned version of ``name``.
+
+    An explicit version (``get(name, 3)``) is returned as asked. Used to rerun a pipeline
+    on the data versions it read the first time (``loopline reproduce``).
+
+    Example:
+        >>> with pinned({"churn": 1}) as active:
+        ...     active
+        {'churn': 1}
+    """
+    layer = _check_pins(versions, "pins")
+    with _pin_lock:
+        _pin_stack.append(layer)
+    try:
+        yield dict(layer)
+    finally:
+        with _pin_lock:
+            _pin_stack.remove(layer)
+
+
 def _load(name: str, version: int | str) -> DatasetVersion:
     check_name(name)
     number = parse_version(version)
+    if number is None:
+        number = pins().get(name)
     ctx = get_context()
     row = catalog.require_version(ctx.engine, name, number)
     return _version(ctx, row, catalog.files_of(ctx.engine, [row.id])[row.id])
@@ -473,6 +565,7 @@ def get(name: str, version: int | str = "latest") -> DatasetVersion:
     """Version ``version`` (a number or ``"latest"``) of dataset ``name``.
 
     Inside an active tracked run the run records the version as an input (lineage).
+    ``"latest"`` means the pinned version when the name is pinned (:func:`pinned`).
     Raises :class:`NotFound` listing the versions (or datasets) that do exist.
 
     Example:

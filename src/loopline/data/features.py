@@ -115,7 +115,7 @@ class FeatureView:
     created: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
+        if not isinstance(self.name, str) or not _NAME_RE.fullmatch(self.name):
             raise _bad("name", "1-128 letters, digits, '_', '.' or '-'", self.name)
         keys = [self.entity] if isinstance(self.entity, str) else list(self.entity)
         if (

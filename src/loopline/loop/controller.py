@@ -38,6 +38,7 @@ from loopline.core.context import Context, get_context
 from loopline.errors import LooplineError
 from loopline.loop.policy import LoopPolicy
 from loopline.monitoring.alerts import check_rules, raise_alert
+from loopline.monitoring.drift_results import store_drift
 from loopline.monitoring.performance import WindowMetrics, performance
 from loopline.monitoring.tables import loop_events, loop_state
 
@@ -223,6 +224,8 @@ def watch(policy: LoopPolicy, version: int) -> tuple[WindowMetrics | None, list[
         features=features,
     )
     mine = [w for w in windows if w.version == str(version)]
+    if mine and ref is not None and mine[-1].drift_scores:
+        store_drift(policy.model, mine[-1], ref)
     if not mine or mine[-1].rows < m.min_rows:
         return (mine[-1] if mine else None), []
     w = mine[-1]
@@ -503,18 +506,14 @@ def status(policies: list[LoopPolicy]) -> list[dict[str, Any]]:
 
 
 def run_forever(policies: list[LoopPolicy], interval: float = 60.0, stop: Any = None) -> None:
-    """Run a pass every ``interval`` seconds until ``stop`` (a threading.Event) is set.
+    """Run a pass every ``interval`` seconds, as the store's loop leader, until ``stop``
+    (a threading.Event) is set (see :class:`loopline.loop.runner.LoopRunner`).
 
     Example:
         >>> # run_forever(load_policies(), interval=300)
     """
     import threading
 
-    stop = stop or threading.Event()
-    while not stop.is_set():
-        try:
-            for r in run_once(policies):
-                log.info("%s: %s (%s)", r.model, r.outcome, r.message)
-        except Exception:  # the watcher outlives a database hiccup; logged and retried
-            log.exception("a loop pass failed; retrying in %s s", interval)
-        stop.wait(interval)
+    from loopline.loop.runner import LoopRunner
+
+    LoopRunner(policies, interval, stop=stop or threading.Event()).run()

@@ -170,7 +170,7 @@ def parse_policy(data: Any, source: str) -> LoopPolicy:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise ConfigError(
             f"{source}: {key}: {str(msg).removeprefix('Value error, ')}{more}",
-            hint="see `loopline loop --help` and loopline/loop/policy.py for the keys",
+            hint="the keys are in docs/monitoring.md (Loop policies) and loopline/loop/policy.py",
         ) from exc
     policy.source = source
     return policy

@@ -15,13 +15,23 @@ import time
 import pandas as pd
 import sqlalchemy as sa
 
-from loopline.core.context import get_context
+from loopline.core.context import Context, get_context
 from loopline.errors import InvalidInput
 from loopline.monitoring.tables import business_events
 
 
-def log_business(event: str, value: float, request_id: str | None = None) -> None:
-    """Record one business event with its value (summed per window by ``performance``).
+def log_business(
+    event: str,
+    value: float,
+    request_id: str | None = None,
+    *,
+    model: str | None = None,
+    ctx: Context | None = None,
+) -> None:
+    """Record one business event with its value (summed per window by ``performance``):
+    attributed to the version that answered ``request_id``, or, without one, to the
+    windows of ``model`` (of every model when None) that cover the time it arrived. Over a
+    server (``LOOPLINE_URI=http(s)://``) it goes through ``POST /api/v1/monitor/business``.
 
     Example:
         >>> # ll.monitor.log_business("delay_cost", 75.0, request_id="r-1")
@@ -38,13 +48,17 @@ def log_business(event: str, value: float, request_id: str | None = None) -> Non
             f"Got {value!r} instead.",
             field="value",
         )
-    with get_context().engine.begin() as conn:
+    ctx = ctx or get_context()
+    rid = None if request_id is None else str(request_id)
+    if ctx.is_remote:
+        from loopline.monitoring import remote
+
+        remote.log_business(ctx.settings, event, float(value), rid, model)
+        return
+    with ctx.engine.begin() as conn:
         conn.execute(
             sa.insert(business_events).values(
-                event=event,
-                value=float(value),
-                request_id=None if request_id is None else str(request_id),
-                ts=time.time(),
+                event=event, value=float(value), request_id=rid, model=model, ts=time.time()
             )
         )
 
@@ -56,11 +70,11 @@ def read_business(start: float | None = None, end: float | None = None) -> pd.Da
         >>> # read_business().groupby("event")["value"].sum()
     """
     t = business_events
-    q = sa.select(t.c.event, t.c.value, t.c.request_id, t.c.ts).order_by(t.c.id)
+    q = sa.select(t.c.event, t.c.value, t.c.request_id, t.c.ts, t.c.model).order_by(t.c.id)
     if start is not None:
         q = q.where(t.c.ts >= start)
     if end is not None:
         q = q.where(t.c.ts < end)
     with get_context().engine.connect() as conn:
         rows = conn.execute(q).all()
-    return pd.DataFrame(rows, columns=["event", "value", "request_id", "ts"])
+    return pd.DataFrame(rows, columns=["event", "value", "request_id", "ts", "model"])

@@ -2,10 +2,20 @@
 
 ``ll.monitor.log_labels(request_ids, labels)`` stores one small Parquet batch per call in
 the artifact store (content-addressed) with an index row in ``label_batches``; labels may
-come hours late and in any order, and a request labelled twice keeps the label that
-arrived last. Request ids the prediction log does not know are not dropped silently: they
-are stored as well (their prediction may still be in a model server's buffer) and
-reported back in :class:`LabelReport` so that the caller sees them.
+come hours late and in any order.
+
+**Duplicates: the last write wins.** A request labelled twice keeps the label that arrived
+last (a later call; within one call, the later position in the list). A correction is the
+common reason to label again, and it comes after the mistake. :class:`LabelReport` counts
+the repeats within a call (``duplicates``).
+
+Request ids the prediction log does not know are not dropped silently: they are stored as
+well (their prediction may still be in a model server's buffer) and reported back in
+:class:`LabelReport` (a count and the first 20 ids) so that the caller sees them.
+
+Matching does not read the whole log: the request-id index of each prediction file
+(:mod:`.rid_index`) rules out the files that cannot hold a labelled id, and the ids are
+matched exactly against the ``_request_id`` column of the others only.
 
 Example:
     >>> # report = ll.monitor.log_labels(["r-1", "r-2"], [1, 0])
@@ -23,15 +33,25 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
-from loopline.core.context import get_context
+from loopline.core.context import Context, get_context
 from loopline.errors import InvalidInput
 from loopline.monitoring.prediction_log import (
     _parquet_bytes,
     batch_files,
     flush_default,
+    index_hashes,
+    index_ranges,
     local_files,
 )
+from loopline.monitoring.rid_index import WantedIds, contains
 from loopline.monitoring.tables import label_batches
+
+#: Up to this many candidate files are matched with pyarrow, more with DuckDB.
+_FEW_FILES = 8
+#: Prediction files whose fingerprints are loaded per query.
+_HASH_CHUNK = 200
+#: How many unknown request ids a report lists (all are counted).
+UNMATCHED_SHOWN = 20
 
 
 @dataclass(frozen=True)
@@ -42,6 +62,7 @@ class LabelReport:
     matched: int
     unmatched: int
     unmatched_ids: list[str] = field(default_factory=list)
+    duplicates: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain data (``unmatched_ids`` holds at most 20 ids).
@@ -54,7 +75,8 @@ class LabelReport:
             "received": self.received,
             "matched": self.matched,
             "unmatched": self.unmatched,
-            "unmatched_ids": self.unmatched_ids[:20],
+            "unmatched_ids": self.unmatched_ids[:UNMATCHED_SHOWN],
+            "duplicates": self.duplicates,
         }
 
 
@@ -66,46 +88,138 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def known_request_ids(ids: Sequence[str], model: str | None = None) -> set[str]:
-    """Which of ``ids`` the prediction log holds (of ``model``, or of any model).
+def candidate_files(
+    ids: Sequence[str], model: str | None = None, ctx: Context | None = None
+) -> tuple[list[str], int]:
+    """The prediction files (of ``model``) that can hold any of ``ids``, by their id range
+    and fingerprints (:mod:`.rid_index`), and how many files there are in all.
+
+    Example:
+        >>> # digests, total = candidate_files(["r-1"], "flights")
+    """
+    ctx = ctx or get_context()
+    wanted = WantedIds(ids)
+    files = index_ranges(ctx, model)
+    in_range = [
+        (row_id, digest, span)
+        for row_id, digest, lo, hi in files
+        if (span := wanted.in_range(lo, hi)) is not None
+    ]
+    found: list[str] = []
+    for start in range(0, len(in_range), _HASH_CHUNK):
+        part = in_range[start : start + _HASH_CHUNK]
+        hashes = index_hashes(ctx, [row_id for row_id, _, _ in part])
+        for row_id, digest, (lo, hi) in part:
+            index = hashes.get(row_id)
+            if index is None or contains(index, wanted.prints[lo:hi]).any():
+                found.append(digest)
+    return found, len(files)
+
+
+def known_request_ids(
+    ids: Sequence[str], model: str | None = None, ctx: Context | None = None
+) -> set[str]:
+    """Which of ``ids`` the prediction log holds (of ``model``, or of any model): an exact
+    match against the ``_request_id`` column of only the files that can hold them: with
+    pyarrow, one file at a time, for a few files (no DuckDB start-up); a DuckDB join that
+    scans them in parallel for more.
 
     Example:
         >>> # known_request_ids(["r-1", "nope"])  -> {"r-1"}
     """
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    ctx = ctx or get_context()
+    flush_default()
+    if not ids:
+        return set()
+    digests, _ = candidate_files(ids, model, ctx)
+    if not digests:
+        return set()
+    wanted = pa.array(list(dict.fromkeys(ids)), pa.string())
+    with local_files(ctx, digests) as paths:
+        if len(paths) > _FEW_FILES:
+            return _join_many(paths, wanted)
+        found = pa.array([False] * len(wanted))
+        for path in paths:
+            logged = pq.read_table(path, columns=["_request_id"]).column(0)
+            found = pc.or_(found, pc.is_in(wanted, value_set=logged.cast(pa.string())))
+    return set(wanted.filter(found).to_pylist())
+
+
+def _join_many(paths: list[str], wanted: pa.Array) -> set[str]:
+    """The exact match over many files: DuckDB scans them in parallel."""
     import duckdb
 
-    ctx = get_context()
-    flush_default()
-    digests = batch_files(ctx, model, None, None)
-    if not digests or not ids:
-        return set()
-    with local_files(ctx, digests) as paths:
-        con = duckdb.connect()
-        try:
-            wanted = pa.table({"rid": pa.array(list(ids), pa.string())})
-            con.register("wanted", wanted)
-            rows = con.execute(
-                "SELECT DISTINCT p._request_id FROM read_parquet(?, union_by_name=true) p "
-                "JOIN wanted w ON p._request_id = w.rid",
-                [paths],
-            ).fetchall()
-        finally:
-            con.close()
+    con = duckdb.connect()
+    try:
+        con.register("wanted", pa.table({"rid": wanted}))
+        rows = con.execute(
+            "SELECT DISTINCT p._request_id FROM read_parquet(?, union_by_name=true) p "
+            "JOIN wanted w ON p._request_id = w.rid",
+            [paths],
+        ).fetchall()
+    finally:
+        con.close()
     return {str(r[0]) for r in rows}
 
 
+def _plain(value: Any) -> Any:
+    """A NumPy scalar as the Python number it holds (labels often come from a frame)."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) and not isinstance(value, str | bytes) else value
+
+
+def _predicts_numbers(ctx: Context, model: str) -> bool | None:
+    """Whether ``model``'s logged predictions are numbers (None: nothing logged yet)."""
+    import pyarrow.parquet as pq
+
+    digests = batch_files(ctx, model, None, None)
+    if not digests:
+        return None
+    with local_files(ctx, digests[-1:]) as paths:
+        schema = pq.read_schema(paths[0])
+    if "_prediction" not in schema.names:
+        return None
+    kind = schema.field("_prediction").type
+    return bool(
+        pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+    )
+
+
+def _check_numeric(
+    ctx: Context, model: str, values: Sequence[Any], numbers: Sequence[float | None]
+) -> None:
+    if not _predicts_numbers(ctx, model):
+        return
+    for i, (v, n) in enumerate(zip(values, numbers, strict=True)):
+        if v is not None and n is None:
+            raise InvalidInput(
+                f"label {i} is {v!r}, but model {model!r} predicts numbers",
+                field=f"labels[{i}]",
+                hint="send numbers (or null) as the labels of a numeric model",
+            )
+
+
 def log_labels(
-    request_ids: Sequence[str], labels: Sequence[Any], *, model: str | None = None
+    request_ids: Sequence[str],
+    labels: Sequence[Any],
+    *,
+    model: str | None = None,
+    ctx: Context | None = None,
 ) -> LabelReport:
     """Store ground-truth ``labels`` for logged predictions, by request id; report how
-    many ids matched a logged prediction (of ``model`` if given).
+    many ids matched a logged prediction (of ``model`` if given; then labels of a model
+    that predicts numbers must be numbers). Over a server (``LOOPLINE_URI=http(s)://``)
+    this goes through ``POST /api/v1/monitor/labels``.
 
     Example:
         >>> # ll.monitor.log_labels(["r-1", "r-2"], [1, 0]).unmatched
         >>> # 0
     """
     ids = [str(r) for r in request_ids]
-    values = list(labels)
+    values = [_plain(v) for v in labels]
     if len(ids) != len(values):
         raise InvalidInput(
             f"got {len(ids)} request ids and {len(values)} labels",
@@ -114,19 +228,27 @@ def log_labels(
         )
     if not ids:
         return LabelReport(0, 0, 0)
-    known = known_request_ids(ids, model)
+    ctx = ctx or get_context()
+    if ctx.is_remote:
+        from loopline.monitoring import remote
+
+        answer = remote.log_labels(ctx.settings, ids, values, model)
+        return LabelReport(**answer.model_dump())
+    numbers = [_number(v) for v in values]
+    if model is not None:
+        _check_numeric(ctx, model, values, numbers)
+    known = known_request_ids(ids, model, ctx)
     unmatched_ids = [r for r in ids if r not in known]
     now = time.time()
     table = pa.table(
         {
             "request_id": pa.array(ids, pa.string()),
             "label": pa.array([None if v is None else str(v) for v in values], pa.string()),
-            "label_num": pa.array([_number(v) for v in values], pa.float64()),
+            "label_num": pa.array(numbers, pa.float64()),
             "arrived": pa.array([now] * len(ids), pa.float64()),
             "seq": pa.array(range(len(ids)), pa.int64()),
         }
     )
-    ctx = get_context()
     digest = ctx.artifacts.put_bytes(_parquet_bytes(table))
     with ctx.engine.begin() as conn:
         conn.execute(
@@ -134,7 +256,13 @@ def log_labels(
                 digest=digest, rows=len(ids), matched=len(ids) - len(unmatched_ids), created=now
             )
         )
-    return LabelReport(len(ids), len(ids) - len(unmatched_ids), len(unmatched_ids), unmatched_ids)
+    return LabelReport(
+        len(ids),
+        len(ids) - len(unmatched_ids),
+        len(unmatched_ids),
+        unmatched_ids[:UNMATCHED_SHOWN],
+        duplicates=len(ids) - len(set(ids)),
+    )
 
 
 def label_files() -> list[str]:

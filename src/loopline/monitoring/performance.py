@@ -289,7 +289,11 @@ def performance(
             mine = business[business["request_id"].isin(set(requests["_request_id"]))]
             if not by_version:
                 lo, hi = float(group["_ts"].min()), float(group["_ts"].max())
-                loose = business[business["request_id"].isna() & business["ts"].between(lo, hi)]
+                loose = business[
+                    business["request_id"].isna()
+                    & business["ts"].between(lo, hi)
+                    & (business["model"].isna() | (business["model"] == model))
+                ]
                 mine = pd.concat([mine, loose])
             w.business = {str(k): float(v) for k, v in mine.groupby("event")["value"].sum().items()}
         if sketch is not None:

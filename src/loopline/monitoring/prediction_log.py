@@ -7,7 +7,9 @@ waiting, every ``interval`` seconds, on :meth:`~PredictionLogger.flush` and at e
 turns the waiting requests into rows (one per input row), groups them by model and hour,
 writes one Parquet file per group into the artifact store (content-addressed, fsynced and
 renamed into place by the store) and then records one index row per file in
-``prediction_batches``. A batch is durable once :meth:`~PredictionLogger.flush` returned:
+``prediction_batches``, with the file's request-id range and fingerprints
+(:mod:`.rid_index`) so that labels find their files without reading the others. A batch
+is durable once :meth:`~PredictionLogger.flush` returned:
 the file is in the store and its index row committed.
 
 A file's columns: the model's input columns under their own names, and ``_request_id``,
@@ -44,6 +46,7 @@ import sqlalchemy as sa
 from loopline.core.artifacts import LocalArtifactStore
 from loopline.core.context import Context, get_context
 from loopline.errors import InvalidInput
+from loopline.monitoring.rid_index import index_columns
 from loopline.monitoring.tables import prediction_batches
 
 log = logging.getLogger("loopline.monitoring")
@@ -280,6 +283,7 @@ class PredictionLogger:
                     "ts_min": min(stamps),
                     "ts_max": max(stamps),
                     "created": time.time(),
+                    **index_columns([e[1] for e in items]),
                 }
             )
             rows += table.num_rows
@@ -372,6 +376,33 @@ def batch_files(
         q = q.where(t.c.ts_min < end)
     with ctx.engine.connect() as conn:
         return [r[0] for r in conn.execute(q)]
+
+
+def index_ranges(ctx: Context, model: str | None) -> list[tuple[int, str, str | None, str | None]]:
+    """``(row id, digest, rid_min, rid_max)`` of every prediction file (of ``model``): the
+    small part of the request-id index, read whole.
+
+    Example:
+        >>> # [digest for _, digest, lo, hi in index_ranges(ctx, "flights")][:1]
+    """
+    t = prediction_batches
+    q = sa.select(t.c.id, t.c.digest, t.c.rid_min, t.c.rid_max).order_by(t.c.id)
+    if model is not None:
+        q = q.where(t.c.model == model)
+    with ctx.engine.connect() as conn:
+        return [(int(r[0]), str(r[1]), r[2], r[3]) for r in conn.execute(q)]
+
+
+def index_hashes(ctx: Context, ids: Sequence[int]) -> dict[int, bytes | None]:
+    """The request-id fingerprints of the prediction files with these row ids.
+
+    Example:
+        >>> # index_hashes(ctx, [1, 2])[1][:4]  -> b'LLF1'
+    """
+    t = prediction_batches
+    q = sa.select(t.c.id, t.c.rid_hashes).where(t.c.id.in_(list(ids)))
+    with ctx.engine.connect() as conn:
+        return {int(r[0]): None if r[1] is None else bytes(r[1]) for r in conn.execute(q)}
 
 
 @contextmanager

@@ -7,13 +7,19 @@ The migration ``0008_monitoring`` creates exactly these tables
   hour it covers (epoch seconds of the hour's start), the file's digest in the artifact
   store, its row and request counts and time span. Predictions themselves never go through
   SQL: the model server buffers them and writes one file per model and hour per flush.
+  ``rid_min``, ``rid_max`` and ``rid_hashes`` (added by ``0010_monitoring_index``) index the
+  file's request ids (:mod:`.rid_index`): ``log_labels`` opens only the files that can hold
+  a labelled id. They are NULL for files written before the index existed (always opened).
 * ``label_batches`` - one row per Parquet file of ground-truth labels (request id, label),
   written by ``ll.monitor.log_labels`` whenever labels arrive.
-* ``business_events`` - business metrics (``ll.monitor.log_business``), one row each.
+* ``business_events`` - business metrics (``ll.monitor.log_business``), one row each; the
+  model it concerns when no request id ties it to one (``model``, added by ``0010``).
 * ``alerts`` - every alert raised: the rule, the value that crossed the threshold, the
   window, whether the webhook took it.
 * ``loop_state`` - per model (``*`` for all): the kill switch and the last trigger time
   (the cooldown).
+* ``drift_results`` - the drift of each window the loop watched (``0010``): per model and
+  version, the window, the drifted features and every feature's score, as JSON.
 * ``loop_events`` - what the loop did, linked: alert -> pipeline run -> model version ->
   gate verdict -> deployment revision.
 
@@ -40,6 +46,9 @@ prediction_batches = sa.Table(
     sa.Column("ts_min", sa.Float, nullable=False),
     sa.Column("ts_max", sa.Float, nullable=False),
     sa.Column("created", sa.Float, nullable=False),
+    sa.Column("rid_min", sa.String(200), nullable=True),
+    sa.Column("rid_max", sa.String(200), nullable=True),
+    sa.Column("rid_hashes", sa.LargeBinary, nullable=True),
     sa.Index("ix_prediction_batches_model_hour", "model", "hour"),
 )
 
@@ -61,6 +70,7 @@ business_events = sa.Table(
     sa.Column("value", sa.Float, nullable=False),
     sa.Column("request_id", sa.String(200), nullable=True),
     sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("model", sa.String(256), nullable=True),
     sa.Index("ix_business_events_ts", "ts"),
 )
 
@@ -102,4 +112,20 @@ loop_events = sa.Table(
     sa.Column("deployment_revision", sa.Integer, nullable=True),
     sa.Column("details", sa.Text, nullable=False),
     sa.Index("ix_loop_events_model", "model"),
+)
+
+drift_results = sa.Table(
+    "drift_results",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("window_start", sa.Float, nullable=True),
+    sa.Column("window_end", sa.Float, nullable=True),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("reference", sa.String(512), nullable=True),
+    sa.Column("drifted", sa.Text, nullable=False),
+    sa.Column("scores", sa.Text, nullable=False),
+    sa.Index("ix_drift_results_model", "model"),
 )

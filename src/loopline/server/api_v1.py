@@ -18,6 +18,9 @@ Routes (bodies and answers are the models of :mod:`loopline.tracking.wire`)::
     GET    /runs/{id}/artifacts?prefix=        list artifacts
     PUT    /runs/{id}/artifacts/content?path=  upload one file (raw bytes)
     GET    /runs/{id}/artifacts/content?path=  download one file (digest in X-Loopline-Digest)
+    POST   /monitor/labels                     late labels by request id -> matched/unknown
+    POST   /monitor/business                   one business event (value, request id, model)
+    GET    /monitor/drift?model=&limit=        the loop's stored drift results, newest first
 
 Keys and paths travel in bodies and query strings, never in the URL path, so that no HTTP
 client can normalise a ``..`` away before the server rejects it. Errors are
@@ -43,7 +46,16 @@ from starlette.concurrency import run_in_threadpool
 
 from loopline.core.context import Context
 from loopline.errors import InvalidInput, NotFound
+from loopline.monitoring.wire import (
+    BusinessRequest,
+    BusinessResponse,
+    DriftResultModel,
+    DriftResultsResponse,
+    LabelsRequest,
+    LabelsResponse,
+)
 from loopline.server.deps import get_ctx
+from loopline.server.errors import ERROR_RESPONSES
 from loopline.tracking import experiments as exp_store
 from loopline.tracking import lineage, query, store
 from loopline.tracking.batch_codec import decode_metrics
@@ -70,7 +82,7 @@ from loopline.tracking.wire import (
     UpdateRunRequest,
 )
 
-router = APIRouter(prefix="/api/v1", tags=["tracking"])
+router = APIRouter(prefix="/api/v1", tags=["tracking"], responses=ERROR_RESPONSES)
 Ctx = Annotated[Context, Depends(get_ctx)]
 
 #: Largest artifact accepted in one upload (bytes).
@@ -488,3 +500,59 @@ def download_artifact(
         headers=headers,
         background=BackgroundTask(os.unlink, tmp_name),
     )
+
+
+# -- monitoring (ll.monitor over HTTP; bodies in loopline.monitoring.wire) ----------------
+
+
+@router.post("/monitor/labels", response_model=LabelsResponse, tags=["monitor"])
+def monitor_labels(body: LabelsRequest, ctx: Ctx) -> Response:
+    """Ground truth for logged predictions, by request id: how many matched one, and the
+    first unknown ids (stored all the same). At most 10,000 ids per request; a model that
+    predicts numbers takes numeric labels only.
+
+    Example: ``POST /api/v1/monitor/labels {"request_ids": ["a1-1", "a1-2"], "labels": [1, 0]}``
+    """
+    from loopline.monitoring.labels import log_labels
+
+    if len(body.request_ids) != len(body.labels):
+        raise InvalidInput(
+            f"got {len(body.request_ids)} request ids and {len(body.labels)} labels",
+            field="labels",
+            hint="send one label per request id, in the same order",
+        )
+    report = log_labels(body.request_ids, body.labels, model=body.model, ctx=ctx)
+    return _answer(LabelsResponse.model_validate(report.to_dict()))
+
+
+@router.post(
+    "/monitor/business", response_model=BusinessResponse, status_code=201, tags=["monitor"]
+)
+def monitor_business(body: BusinessRequest, ctx: Ctx) -> Response:
+    """Record one business event (a refund, a click) with its value, optionally tied to the
+    request that caused it or to a model.
+
+    Example: ``POST /api/v1/monitor/business {"event": "refund", "value": 12.5}``
+    """
+    from loopline.monitoring.business import log_business
+
+    log_business(body.event, body.value, body.request_id, model=body.model, ctx=ctx)
+    return _answer(BusinessResponse.model_validate(body.model_dump()), 201)
+
+
+@router.get("/monitor/drift", response_model=DriftResultsResponse, tags=["monitor"])
+def monitor_drift(
+    ctx: Ctx,
+    model: str = Query(min_length=1, max_length=256, examples=["flights"]),
+    limit: int = Query(100, ge=1, le=1000),
+) -> Response:
+    """The drift of the newest windows the loop watched for ``model``, newest first.
+
+    Example: ``GET /api/v1/monitor/drift?model=flights&limit=10``
+    """
+    from loopline.monitoring.drift_results import read_drift
+
+    results = [
+        DriftResultModel.model_validate(r.__dict__) for r in read_drift(model, limit=limit, ctx=ctx)
+    ]
+    return _answer(DriftResultsResponse(model=model, results=results))

@@ -64,4 +64,14 @@ def create_app(ctx: Context | None = None) -> FastAPI:
     from loopline.server.ui import install_ui
 
     install_ui(app)
+
+    from loopline.server.limits import install_body_limit
+
+    # Around every route and the fast path: no handler sees a body over the limit.
+    install_body_limit(app, context.settings.max_request_mb, context.settings.max_artifact_mb)
+
+    from loopline.server.auth import install_auth
+
+    # Last, so that with --auth its gate is the outermost layer, before the fast path.
+    install_auth(app, context, enabled=context.settings.auth)
     return app

@@ -11,6 +11,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loopline.errors import LooplineError
@@ -25,6 +27,42 @@ MLFLOW_CODES = {
     413: "INVALID_PARAMETER_VALUE",
     422: "INVALID_PARAMETER_VALUE",
     503: "TEMPORARILY_UNAVAILABLE",
+}
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable code, a message, and where possible the field and a fix."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str
+    message: str
+    hint: str | None = None
+    field: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx answer of Loopline's own API: ``{"error": {...}}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: ErrorDetail
+
+
+#: The error answers every ``/api/v1`` operation may give, for its OpenAPI description.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in (
+        (400, "Malformed request"),
+        (401, "No valid API token (servers started with --auth)"),
+        (403, "The token's role may not do this"),
+        (404, "Not found"),
+        (405, "Method not allowed"),
+        (409, "Conflict with the stored state"),
+        (413, "Request body over the limit"),
+        (422, "Invalid input; `field` names it"),
+        (503, "A backend is unavailable; retry"),
+    )
 }
 
 
@@ -81,6 +119,51 @@ def install_error_handlers(app: FastAPI) -> None:
             field,
         )
 
+    @app.exception_handler(DBAPIError)
+    async def _database_error(request: Request, exc: DBAPIError) -> OrjsonResponse:
+        # The database restarting or unreachable: 503, which clients retry (the metric
+        # batches of Loopline's SDK carry their number, so a retry is never applied twice).
+        if exc.connection_invalidated or isinstance(exc, OperationalError):
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            return error_response(
+                request,
+                503,
+                "BACKEND_UNAVAILABLE",
+                f"the metadata database is unavailable: {reason}",
+                "retry shortly; check the database server behind LOOPLINE_URI",
+            )
+        raise exc
+
+    install_data_error_handler(app)
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> OrjsonResponse:
         return error_response(request, exc.status_code, "HTTP_ERROR", str(exc.detail))
+
+
+def install_data_error_handler(app: FastAPI) -> None:
+    """Answer 422, not 500, when the database refuses a value the request carried.
+
+    A safety net behind the validation of each field: PostgreSQL refuses NUL in text and
+    numbers out of its column's range (``psycopg.DataError``, wrapped or not by
+    SQLAlchemy), which SQLite stores; either way it is the client's value that is wrong.
+
+    Example:
+        >>> # install_data_error_handler(app)  # DataError -> 422 INVALID_INPUT
+    """
+    import psycopg
+    from sqlalchemy.exc import DataError
+
+    async def _data_error(request: Request, exc: Exception) -> OrjsonResponse:
+        orig = getattr(exc, "orig", None) or exc
+        reason = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        return error_response(
+            request,
+            422,
+            "INVALID_INPUT",
+            f"a value in the request cannot be stored by the database: {reason}",
+            "remove NUL (\\u0000) characters from text and keep ids and numbers in range",
+        )
+
+    app.add_exception_handler(DataError, _data_error)
+    app.add_exception_handler(psycopg.DataError, _data_error)

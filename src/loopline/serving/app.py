@@ -9,6 +9,7 @@ Endpoints::
     GET  /v1/models, /v1/models/{name}   what is served
     GET  /health                      200 once the deployments are loaded
     GET  /metrics                     Prometheus text format
+    GET  /openapi.json                the routes above, typed by each model's signature
 
 The request path is a plain ASGI callable - no framework routing, no pydantic, no pandas
 for one row of a numeric model: the body is read (at most ``max_body_mb``; 413 beyond),
@@ -39,10 +40,10 @@ import socket
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from loopline.core.context import Context, get_context
@@ -51,6 +52,7 @@ from loopline.serving.control import Controller
 from loopline.serving.inputs import MalformedBody, loads, parse
 from loopline.serving.prom import ServingMetrics
 from loopline.serving.router import Route, ServedModel
+from loopline.serving.timeouts import PredictRunner
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -73,6 +75,9 @@ class ServeSettings(BaseSettings):
     max_body_mb: float = 16.0
     multiprocess: bool = False
     log_predictions: bool = True
+    #: Seconds one prediction may take (a deployment's ``timeout_ms`` overrides it); past
+    #: it the fallback answers, or 504. None: no limit, predictions run inline (fastest).
+    predict_timeout_s: float | None = Field(None, gt=0)
 
 
 class ModelFailed(Exception):
@@ -83,6 +88,7 @@ class ModelFailed(Exception):
             f"version {model.version} of {model.name!r} failed: {type(cause).__name__}: {cause}"
         )
         self.model = model
+        self.timed_out = isinstance(cause, TimeoutError)
 
 
 class _TooLarge(Exception):
@@ -121,7 +127,7 @@ class ModelServer:
         self._ids = itertools.count(1)
         self._prefix = secrets.token_hex(4) + "-"
         self._recent: OrderedDict[str, tuple[str, int, bool, Any]] = OrderedDict()
-        self._pool: ThreadPoolExecutor | None = None
+        self._runner: PredictRunner | None = None
         self._predlog: Any = None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -154,8 +160,8 @@ class ModelServer:
         self.control.stop()
         if self._predlog is not None:
             self._predlog.close()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._runner is not None:
+            self._runner.close()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         loop = asyncio.get_running_loop()
@@ -221,6 +227,10 @@ class ModelServer:
             await send({"type": "http.response.body", "body": text})
         elif path in ("/v1/models", "/v1/models/"):
             await self._send(send, 200, orjson.dumps(self.control.describe()["models"]))
+        elif path == "/openapi.json":
+            from loopline.serving.openapi import describe  # only when asked: off the hot path
+
+            await self._send(send, 200, orjson.dumps(describe(self.control.routes)))
         else:
             await self._send(
                 send,
@@ -282,6 +292,16 @@ class ModelServer:
             if not message.get("more_body", False):
                 return b"".join(parts)
 
+    def _too_large(self, advice: str) -> bytes:
+        """The 413 body: the limit, and the setting that raises it."""
+        return _error(
+            "PAYLOAD_TOO_LARGE",
+            f"the request body is over the limit of {self.settings.max_body_mb:g} MB",
+            field="body",
+            hint=f"{advice}, or raise the limit: loopline serve --max-body-mb N "
+            "(LOOPLINE_SERVE_MAX_BODY_MB)",
+        )
+
     async def _drain(self, receive: Receive) -> None:
         """Read and drop the rest of an oversized body, so the client can read the 413."""
         budget = max(8 * self.max_body, 256 * 1024 * 1024)
@@ -293,13 +313,19 @@ class ModelServer:
 
     # -- predictions -------------------------------------------------------------------
 
-    async def _call(self, route: Route, model: ServedModel, shape: str, rows: Any) -> list[Any]:
-        if route.timeout is None:
+    async def _call(
+        self, route: Route, model: ServedModel, shape: str, rows: Any, *, last_resort: bool = False
+    ) -> list[Any]:
+        # A deployment's timeout_ms bounds the versions it routes to; the fallback, the last
+        # resort, is bounded by the server's limit only (which protects the event loop).
+        timeout = self.settings.predict_timeout_s
+        if route.timeout is not None and not last_resort:
+            timeout = route.timeout
+        if timeout is None:
             return model.run(shape, rows)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="loopline-predict")
-        future = asyncio.get_running_loop().run_in_executor(self._pool, model.run, shape, rows)
-        return await asyncio.wait_for(future, route.timeout)
+        if self._runner is None:
+            self._runner = PredictRunner()
+        return await self._runner.run(model, shape, rows, timeout)
 
     def _failed(self, model: ServedModel, exc: BaseException) -> None:
         kind = "timeout" if isinstance(exc, TimeoutError) else "error"
@@ -344,7 +370,7 @@ class ModelServer:
             if fallback is None:
                 raise ModelFailed(stable, exc) from exc
             try:
-                preds = fallback.run(shape, rows)
+                preds = await self._call(route, fallback, shape, rows, last_resort=True)
             except InvalidInput:
                 raise
             except Exception as exc2:
@@ -368,16 +394,8 @@ class ModelServer:
         try:
             body = await self._body(scope, receive)
         except _TooLarge:
-            limit = self.settings.max_body_mb
             await self._send(
-                send,
-                413,
-                _error(
-                    "PAYLOAD_TOO_LARGE",
-                    f"the body exceeds {limit:g} MB",
-                    field="body",
-                    hint="send fewer rows per request, or use `loopline score` for batches",
-                ),
+                send, 413, self._too_large("send fewer rows per request, or `loopline score`")
             )
             self.metrics.request(
                 name if name in self.control.routes else "-", "-", 413, time.perf_counter() - start
@@ -402,15 +420,18 @@ class ModelServer:
             status, out = 422, _error(exc.code, exc.message, exc.field, exc.hint)
         except ModelFailed as exc:
             version = exc.model.label
-            status, out = (
-                500,
-                _error(
-                    "MODEL_ERROR",
-                    str(exc),
-                    hint="see the server log; deploy a fallback version "
-                    "(--fallback) to answer when this happens",
-                ),
-            )
+            if exc.timed_out:
+                status, out = 504, self._timeout_error(route, exc)
+            else:
+                status, out = (
+                    500,
+                    _error(
+                        "MODEL_ERROR",
+                        str(exc),
+                        hint="see the server log; deploy a fallback version "
+                        "(--fallback) to answer when this happens",
+                    ),
+                )
         else:
             if rid is None:
                 rid = self._prefix + format(next(self._ids), "x")
@@ -436,19 +457,32 @@ class ModelServer:
                     _first(preds),
                 )
                 if route.shadow is not None:
-                    self._mirror(route, shape, rows, rid, _first(preds))
+                    await self._mirror(route, shape, rows, rid, _first(preds))
             return
         await self._send(send, status, out)
         self.metrics.request(name, version, status, time.perf_counter() - start)
 
-    def _mirror(self, route: Route, shape: str, rows: Any, rid: str, served: Any) -> None:
+    def _timeout_error(self, route: Route, exc: ModelFailed) -> bytes:
+        if route.timeout is not None and exc.model is not route.fallback:
+            limit = f"{route.timeout:g} s (the deployment's timeout_ms)"
+        else:
+            limit = f"{self.settings.predict_timeout_s:g} s (LOOPLINE_SERVE_PREDICT_TIMEOUT_S)"
+        return _error(
+            "MODEL_TIMEOUT",
+            f"version {exc.model.version} of {exc.model.name!r} did not answer within {limit}",
+            hint="deploy a fallback version (--fallback) to answer meanwhile, or raise the "
+            "timeout: `loopline serve --predict-timeout SECONDS` or the deployment's "
+            "timeout_ms",
+        )
+
+    async def _mirror(self, route: Route, shape: str, rows: Any, rid: str, served: Any) -> None:
         """Ask the shadow version too, after the answer went out; log and compare."""
         shadow = route.shadow
         stats = route.stats
         assert shadow is not None and stats is not None
         t = time.perf_counter()
         try:
-            preds = shadow.run(shape, rows)
+            preds = await self._call(route, shadow, shape, rows)  # bounded like the others
         except Exception as exc:  # a failing shadow never affects clients; it is counted
             stats.candidate.error(time.perf_counter() - t)
             self._failed(shadow, exc)
@@ -478,7 +512,7 @@ class ModelServer:
         try:
             payload = loads(await self._body(scope, receive))
         except _TooLarge:
-            await self._send(send, 413, _error("PAYLOAD_TOO_LARGE", "the body is too large"))
+            await self._send(send, 413, self._too_large("send fewer labels per request"))
             return
         except MalformedBody as exc:
             await self._send(send, 400, _error("MALFORMED_JSON", str(exc), field="body"))

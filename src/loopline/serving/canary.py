@@ -309,12 +309,18 @@ class Analysis:
         }
 
 
-def _allowed_error_rate(policy: RolloutPolicy, stable: RoleStats) -> float:
+def allowed_error_rate(policy: RolloutPolicy, stable: RoleStats) -> float:
+    """The candidate error rate a window tolerates: the policy's, or stable's plus a margin.
+
+    Example:
+        >>> allowed_error_rate(RolloutPolicy(max_error_rate=0.01), RoleStats())
+        0.01
+    """
     return max(policy.max_error_rate, stable.error_rate + policy.error_rate_margin)
 
 
 def _error_check(policy: RolloutPolicy, w: WindowStats) -> Check:
-    allowed = _allowed_error_rate(policy, w.stable)
+    allowed = allowed_error_rate(policy, w.stable)
     rate = w.candidate.error_rate
     ok = rate <= allowed
     return Check(
@@ -459,7 +465,7 @@ def analyse(policy: RolloutPolicy, w: WindowStats, elapsed: float) -> Analysis:
     """
     n = w.candidate.requests
     stats = w.summary()
-    allowed = _allowed_error_rate(policy, w.stable)
+    allowed = allowed_error_rate(policy, w.stable)
     if w.candidate.errors > allowed * policy.window_requests:
         check = _error_check(policy, w)
         return Analysis(

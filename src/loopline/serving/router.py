@@ -20,7 +20,7 @@ import random
 import zlib
 from typing import Any
 
-from loopline.serving.canary import WindowStats
+from loopline.serving.canary import WindowStats, allowed_error_rate
 from loopline.serving.inputs import as_records
 from loopline.serving.store import Deployment
 
@@ -61,6 +61,7 @@ class Route:
         "deployment",
         "fallback",
         "name",
+        "policy",
         "revision",
         "shadow",
         "stable",
@@ -88,6 +89,7 @@ class Route:
         self.timeout = None if d.policy.timeout_ms is None else d.policy.timeout_ms / 1000
         self.stats: WindowStats | None = None if phase == "stable" else WindowStats()
         self.analysed = phase == "canary"
+        self.policy = d.policy
 
     def pick(self, key: str | None) -> tuple[ServedModel, bool]:
         """The version that answers, and whether it is the candidate.
@@ -96,13 +98,30 @@ class Route:
             >>> # route.pick("user-7") -> (served_model, True)
         """
         candidate = self.candidate
-        if candidate is None:
+        if candidate is None or (self.analysed and self.window_closed()):
             return self.stable, False
         if key is None:
             hit = random.random() * _SCALE < self.threshold
         else:
             hit = zlib.crc32(key.encode()) % _SCALE < self.threshold
         return (candidate, True) if hit else (self.stable, False)
+
+    def window_closed(self) -> bool:
+        """Whether this canary step has seen enough to be judged (its full window of candidate
+        requests, or more errors than the window allows): until the controller writes its
+        decision, the candidate gets no more traffic, so a failing canary is rolled back
+        within one window however late the next poll comes.
+
+        Example:
+            >>> # route.window_closed()  -> True once 50 of a 50-request window were served
+        """
+        assert self.stats is not None
+        c = self.stats.candidate
+        if c.requests >= self.policy.window_requests:
+            return True
+        return c.errors > 0 and c.errors > self.policy.window_requests * allowed_error_rate(
+            self.policy, self.stats.stable
+        )
 
     def describe(self) -> dict[str, Any]:
         """What this route serves (for ``GET /v1/models``).

@@ -308,12 +308,39 @@ def save(
                 after=written.summary(),
                 reason=reason,
             )
+            if written.stable_version != (None if before is None else before.stable_version):
+                _follow_champion(ctx, conn, written, action, who)
     except SAIntegrityError as exc:
         raise Conflict(
             f"deployment {after.name!r} was created by another writer meanwhile",
             hint="look at it with `loopline deployments show` and try again",
         ) from exc
     return written
+
+
+def _follow_champion(ctx: Context, conn: Connection, d: Deployment, action: str, who: str) -> None:
+    """Point the model's ``champion`` alias at the version now serving as stable.
+
+    The gates judge a challenger against ``champion``, so once a canary is promoted (or a
+    blue/green switch is rolled back) the next challenger must be compared with what
+    really serves, not with the model that was replaced. Same transaction as the
+    deployment change, so the alias never disagrees with the deployment. A deployment of a
+    version the registry does not know (only the low-level store allows it) moves nothing.
+    """
+    # Imported here: the model server imports this module and must start fast.
+    from loopline.training import registry_store
+
+    if not registry_store.version_exists(conn, d.name, d.stable_version):
+        return
+    registry_store.move_alias(
+        ctx,
+        conn,
+        d.name,
+        "champion",
+        d.stable_version,
+        reason=f"serves as the stable version of deployment {d.name!r} after {action}",
+        actor=who,
+    )
 
 
 def set_status(engine: Engine, name: str, revision: int, status: str) -> None:

@@ -36,12 +36,30 @@ def collect_files(path: str | Path, artifact_path: str | None) -> list[tuple[Pat
         files = [
             (f, f.relative_to(src.parent).as_posix()) for f in sorted(src.rglob("*")) if f.is_file()
         ]
+        _refuse_links_out(src, [f for f, _ in files])
     else:
         raise InvalidInput(
             f"{src} does not exist", field="path", hint="pass an existing file or folder"
         )
     prefix = check_artifact_path(artifact_path).strip("/") + "/" if artifact_path else ""
     return [(file, prefix + rel) for file, rel in files]
+
+
+def _refuse_links_out(folder: Path, files: list[Path]) -> None:
+    """Refuse a symlink in ``folder`` that leads outside it (e.g. to ~/.ssh/id_rsa).
+
+    Logging a folder must store that folder; a link inside it to elsewhere would copy
+    files the user did not mean to publish. Links that stay inside are fine.
+    """
+    root = folder.resolve()
+    for file in files:
+        target = file.resolve()
+        if not target.is_relative_to(root):
+            raise InvalidInput(
+                f"{file} is a symlink to {target}, outside the logged folder {folder}",
+                field="path",
+                hint="copy the file into the folder, or log it on its own with log_artifact",
+            )
 
 
 def encode_dict(dictionary: Any, artifact_file: str) -> bytes:

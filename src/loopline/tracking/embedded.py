@@ -139,7 +139,7 @@ class EmbeddedBackend(TrackingBackend):
         Example:
             >>> # MetricWriter(backend.metric_sink())
         """
-        return EmbeddedSink(self.ctx.engine)
+        return EmbeddedSink(self.ctx.engine, retry_s=self.ctx.settings.db_retry_s)
 
     def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
         """See :meth:`TrackingBackend.metric_history`.

@@ -54,6 +54,10 @@ def experiment_from_row(conn: Connection, row: Any) -> Experiment:
     )
 
 
+#: The largest experiment id (the column is a 32-bit integer).
+_MAX_ID = 2**31 - 1
+
+
 def _check_experiment_name(name: Any) -> str:
     if not isinstance(name, str) or not name.strip():
         raise InvalidInput(
@@ -66,6 +70,14 @@ def _check_experiment_name(name: Any) -> str:
             f"experiment name is {len(name)} characters, over the limit of "
             f"{MAX_EXPERIMENT_NAME_LENGTH}",
             field="experiment",
+        )
+    # Names never become paths (artifacts live under the numeric id), so '/' and '..'
+    # stay allowed as in MLflow; control characters and NUL do not (PostgreSQL refuses NUL).
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise InvalidInput(
+            f"experiment name {name!r} contains a control character or NUL",
+            field="experiment",
+            hint="remove newlines, tabs and other control characters",
         )
     return name
 
@@ -134,8 +146,15 @@ def get_experiment(engine: Engine, experiment_id: int) -> Experiment:
     Example:
         >>> # get_experiment(engine, 0).name  -> 'Default'
     """
+    # An id past the column's 32-bit range names no experiment (PostgreSQL would refuse
+    # to compare it).
+    in_range = 0 <= int(experiment_id) <= _MAX_ID
     with engine.connect() as conn:
-        row = conn.execute(_BY_ID, {"experiment_id": int(experiment_id)}).one_or_none()
+        row = (
+            conn.execute(_BY_ID, {"experiment_id": int(experiment_id)}).one_or_none()
+            if in_range
+            else None
+        )
         if row is None:
             raise NotFound(
                 f"experiment {experiment_id} does not exist",

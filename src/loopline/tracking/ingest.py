@@ -40,6 +40,7 @@ from typing import Protocol
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
+from loopline.core.db import run_transaction
 from loopline.errors import BackendUnavailable, LooplineError
 from loopline.tracking._dialect import MetricRow
 from loopline.tracking.metrics import write_rows
@@ -53,6 +54,8 @@ MAX_TRANSACTION_ROWS = 100_000
 #: Past this many waiting points, ``add`` writes in the caller's thread (backpressure).
 MAX_PENDING_ROWS = 1_000_000
 _RETRY_PAUSE_S = 0.5
+#: How long an embedded batch is retried while PostgreSQL restarts (LOOPLINE_DB_RETRY_S).
+DEFAULT_DB_RETRY_S = 30.0
 
 _live: set[MetricWriter] = set()
 _live_lock = threading.Lock()
@@ -96,14 +99,19 @@ class MetricSink(Protocol):
 class EmbeddedSink:
     """Writes batches straight into the metadata database, one transaction each.
 
+    On PostgreSQL a batch cut off by a restart of the server is retried for up to
+    ``retry_s`` seconds (``LOOPLINE_DB_RETRY_S``), and never applied twice (see
+    :func:`loopline.core.db.run_transaction`).
+
     Example:
-        >>> # MetricWriter(EmbeddedSink(engine))
+        >>> # MetricWriter(EmbeddedSink(engine, retry_s=30))
     """
 
     max_batch_rows = MAX_TRANSACTION_ROWS
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, retry_s: float = DEFAULT_DB_RETRY_S) -> None:
         self.engine = engine
+        self.retry_s = retry_s
 
     def write(self, rows: Sequence[MetricRow], writer: str, seq: int) -> None:
         """Write ``rows`` in one transaction (a rolled-back batch leaves nothing behind).
@@ -112,8 +120,7 @@ class EmbeddedSink:
             >>> # EmbeddedSink(engine).write(rows, "ab12cd34", 1)
         """
         try:
-            with self.engine.begin() as conn:
-                write_rows(conn, rows)
+            run_transaction(self.engine, lambda conn: write_rows(conn, rows), retry_s=self.retry_s)
         except DBAPIError as exc:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
             raise BackendUnavailable(reason) from exc

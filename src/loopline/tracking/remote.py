@@ -99,10 +99,16 @@ class HttpTransport:
         'http://127.0.0.1:5000'
     """
 
-    def __init__(self, base_url: str, *, timeout_s: float, retry_s: float) -> None:
+    def __init__(
+        self, base_url: str, *, timeout_s: float, retry_s: float, token: str | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.retry_s = retry_s
+        # Sent on every request to a server started with --auth (LOOPLINE_TOKEN).
+        self._headers = {"User-Agent": f"loopline/{__version__}"}
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
         self._client: httpx.Client | None = None
         self._pid = os.getpid()
         self._lock = threading.Lock()
@@ -124,7 +130,7 @@ class HttpTransport:
                         base_url=self.base_url,
                         timeout=httpx.Timeout(self.timeout_s),
                         limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
-                        headers={"User-Agent": f"loopline/{__version__}"},
+                        headers=self._headers,
                     )
         return self._client
 
@@ -312,7 +318,10 @@ class RemoteBackend(TrackingBackend):
 
     def __init__(self, settings: Settings) -> None:
         self.transport = HttpTransport(
-            settings.metadata_uri, timeout_s=settings.http_timeout_s, retry_s=settings.http_retry_s
+            settings.metadata_uri,
+            timeout_s=settings.http_timeout_s,
+            retry_s=settings.http_retry_s,
+            token=settings.token.get_secret_value() if settings.token else None,
         )
         # Close the connections when the backend goes (with its context), not at GC of a
         # socket that would then warn about being left open.

@@ -158,6 +158,9 @@ def tokenize(text: str, what: str = "filter") -> list[Token]:
         >>> [t.kind for t in tokenize("params.a = 'x'")]
         ['ident', 'op', 'string', 'eof']
     """
+    nul = text.find("\x00")
+    if nul >= 0:  # no key or value holds NUL, and PostgreSQL cannot even compare it
+        raise _error(text, nul, "a NUL character (\\x00) is not allowed", what)
     out: list[Token] = []
     pos = 0
     while pos < len(text):

@@ -23,6 +23,7 @@ import math
 import re
 from typing import Any
 
+from loopline.core.artifact_paths import unsafe_reason
 from loopline.errors import InvalidInput
 
 #: Longest metric, param or tag key (MLflow: 250).
@@ -107,6 +108,26 @@ def _check_path_like(text: str, field: str, noun: str) -> None:
             field=field,
             hint="a name may not climb out of its folder; remove the '..'",
         )
+    # The same checks on the percent-decoded and NFKC readings (``%2e%2e%2f``,
+    # full-width dots).
+    # Plain ASCII without '%' has no other reading: the checks above were enough.
+    reason = None if text.isascii() and "%" not in text else unsafe_reason(text)
+    if reason is not None:
+        raise InvalidInput(
+            f"{field} {noun} {text!r} {reason}",
+            field=field,
+            hint="use a plain relative name such as 'train/loss'",
+        )
+
+
+def _check_no_nul(text: str, field: str) -> None:
+    # PostgreSQL text cannot hold NUL; refuse it on every backend so both agree.
+    if "\x00" in text:
+        raise InvalidInput(
+            f"{field} contains a NUL character",
+            field=field,
+            hint="remove the NUL (\\x00); store binary data as an artifact",
+        )
 
 
 def check_param_value(key: str, value: Any) -> str:
@@ -117,6 +138,7 @@ def check_param_value(key: str, value: Any) -> str:
         '0.1'
     """
     text = value if isinstance(value, str) else str(value)
+    _check_no_nul(text, f"params.{key}")
     if len(text) > MAX_PARAM_VALUE_LENGTH:
         raise InvalidInput(
             f"param {key!r} has a value of {len(text)} characters, over the limit of "
@@ -137,6 +159,7 @@ def check_tag_value(key: str, value: Any) -> str | None:
     if value is None:
         return None
     text = value if isinstance(value, str) else str(value)
+    _check_no_nul(text, f"tags.{key}")
     if len(text) > MAX_TAG_VALUE_LENGTH:
         raise InvalidInput(
             f"tag {key!r} has a value of {len(text)} characters, over the limit of "

@@ -41,7 +41,7 @@ from typing import Any, Generic, ParamSpec, overload
 from loopline.core.artifacts import ArtifactStore
 from loopline.core.context import Context, get_context
 from loopline.errors import InvalidInput, LooplineError, NotFound
-from loopline.training import pipeline_store
+from loopline.training import pipeline_store, reproduce_record
 from loopline.training.executors import (
     Executor,
     check_executor_name,
@@ -247,17 +247,29 @@ class Pipeline(Generic[P]):
         max_workers: int | None = None,
         experiment: str | None = None,
         on_event: EventFn | None = None,
+        cache: bool = True,
+        tags: Mapping[str, str] | None = None,
     ) -> PipelineResult:
         """Run the pipeline with ``params`` on ``executor`` (``local``, ``process``, ``ray``).
 
         Returns when every step has settled; a failed run returns with ``status ==
         "failed"`` (see :meth:`PipelineResult.raise_for_status`). ``on_event`` is called
-        in this thread each time a step starts or settles.
+        in this thread each time a step starts or settles. ``cache=False`` runs every step
+        even when the step cache has its output (a reproduction must recompute); ``tags``
+        are added to the pipeline's run.
 
         Example:
             >>> # train.run({"n": 100}, executor="process").raise_for_status()
         """
-        return self._run(dict(params or {}), executor, max_workers, experiment, on_event)
+        return self._run(
+            dict(params or {}),
+            executor,
+            max_workers,
+            experiment,
+            on_event,
+            use_cache=cache,
+            extra_tags=tags,
+        )
 
     def _run(
         self,
@@ -268,6 +280,9 @@ class Pipeline(Generic[P]):
         on_event: EventFn | None,
         reuse: dict[str, Reused] | None = None,
         resumed_from: str | None = None,
+        *,
+        use_cache: bool = True,
+        extra_tags: Mapping[str, str] | None = None,
     ) -> PipelineResult:
         if is_building():
             raise InvalidInput(
@@ -282,9 +297,11 @@ class Pipeline(Generic[P]):
         specs = GraphBuilder(ctx.artifacts)
         stored = {k: specs.spec(v, [], where=f"param {k!r}") for k, v in bound.arguments.items()}
         tags = {
+            **(extra_tags or {}),
             PIPELINE_TAG: self.name,
             f"{PIPELINE_TAG}.target": self.target,
             f"{PIPELINE_TAG}.executor": executor_name,
+            **reproduce_record.entry_tags(self.target),
         }
         if resumed_from:
             tags[f"{PIPELINE_TAG}.resumed_from"] = resumed_from
@@ -294,7 +311,16 @@ class Pipeline(Generic[P]):
                 for node in graph.nodes.values():
                     check_importable(node.step, allow_main=ex.name != "ray")
             return self._track(
-                ctx, graph, ex, stored, tags, experiment, on_event, reuse, resumed_from
+                ctx,
+                graph,
+                ex,
+                stored,
+                tags,
+                experiment,
+                on_event,
+                reuse,
+                resumed_from,
+                use_cache,
             )
         finally:
             if ex is not executor:  # close only what this call opened
@@ -311,12 +337,15 @@ class Pipeline(Generic[P]):
         on_event: EventFn | None,
         reuse: dict[str, Reused] | None,
         resumed_from: str | None,
+        use_cache: bool,
     ) -> PipelineResult:
         from loopline.tracking.api import ERROR_TAG, start_run
 
         with start_run(
             experiment=experiment or self.experiment or self.name, name=self.name, tags=tags
         ) as run:
+            # What `loopline reproduce` needs beyond the run's tags: a dirty tree's diff.
+            reproduce_record.record_code(run)
             if stored:
                 run.log_params({k: param_text(display(s)) for k, s in stored.items()})
             record = PipelineRecord(
@@ -329,9 +358,9 @@ class Pipeline(Generic[P]):
                 time.time(),
                 resumed_from=resumed_from,
             )
-            runner = Runner(ctx, graph, record, on_event=on_event, reuse=reuse)
+            runner = Runner(ctx, graph, record, on_event=on_event, reuse=reuse, use_cache=use_cache)
             status = runner.run(ex)
-            run.set_tag(f"{PIPELINE_TAG}.status", status)
+            run.set_tags({f"{PIPELINE_TAG}.status": status, **reproduce_record.modules_tags()})
             if status == "failed":
                 failed = [s.name for s in record.steps.values() if s.status == "failed"]
                 run.set_tag(ERROR_TAG, "failed steps: " + ", ".join(failed))

@@ -116,6 +116,13 @@ def create(engine: Engine, record: PipelineRecord) -> None:
             )
 
 
+# SET takes every other key of the parameter rows (the columns of StepRecord.row()).
+_UPDATE_STEP = step_runs.update().where(
+    step_runs.c.pipeline_run_id == sa.bindparam("b_run"),
+    step_runs.c.step == sa.bindparam("b_step"),
+)
+
+
 def save(
     engine: Engine,
     run_id: str,
@@ -131,14 +138,16 @@ def save(
         >>> # save(ctx.engine, run_id, [record], status="finished", finished_at=time.time())
     """
     with engine.begin() as conn:
-        for s in steps:
-            values = s.row()
-            values.pop("step")
-            conn.execute(
-                step_runs.update()
-                .where(step_runs.c.pipeline_run_id == run_id, step_runs.c.step == s.name)
-                .values(**values)
-            )
+        if steps:
+            # One statement executed for many rows: building an UPDATE per step cost more
+            # than a cached step's whole budget.
+            rows = []
+            for s in steps:
+                values = s.row()
+                values["b_step"] = values.pop("step")
+                values["b_run"] = run_id
+                rows.append(values)
+            conn.execute(_UPDATE_STEP, rows)
         if status is not None:
             conn.execute(
                 pipeline_runs.update()

@@ -257,7 +257,7 @@ def _resolve_source(ctx: Context, obj: Any) -> LoggedModel:
     if isinstance(obj, LoggedModel):
         return store.get_logged_model(ctx, obj.model_id)
     if isinstance(obj, str):
-        if _MODEL_ID_RE.match(obj):
+        if _MODEL_ID_RE.fullmatch(obj):
             return store.get_logged_model(ctx, obj)
         return _single_logged_model(ctx, obj)
     from loopline.tracking.api import Run
@@ -445,7 +445,7 @@ def load(uri: str, trusted_types: Sequence[str] = ()) -> LoadedModel:
     """
     ctx = get_context()
     rest = uri.removeprefix("models:/") if isinstance(uri, str) else ""
-    if _MODEL_ID_RE.match(rest):
+    if _MODEL_ID_RE.fullmatch(rest):
         return load_logged_model(
             ctx, store.get_logged_model(ctx, rest), ref=uri, trusted_types=trusted_types
         )

@@ -66,7 +66,7 @@ def check_name(name: str, field_name: str = "name") -> str:
         >>> check_name("churn-model")
         'churn-model'
     """
-    if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or ".." in name:
         raise InvalidInput(
             f"{field_name} {name!r} is not a valid model name",
             field=field_name,
@@ -84,7 +84,11 @@ def check_alias(alias: str) -> str:
         >>> check_alias("champion")
         'champion'
     """
-    if not isinstance(alias, str) or not ALIAS_RE.match(alias) or re.fullmatch(r"[vV]?\d+", alias):
+    if (
+        not isinstance(alias, str)
+        or not ALIAS_RE.fullmatch(alias)
+        or re.fullmatch(r"[vV]?\d+", alias)
+    ):
         raise InvalidInput(
             f"alias {alias!r} is not valid",
             field="alias",
@@ -192,6 +196,9 @@ def ensure_registered_model(ctx: Context, name: str) -> RegisteredModel:
 
 
 def _model_row(conn: Connection, name: str) -> Any:
+    # A name that could never have been registered is bad input (4xx), not a miss; this
+    # also keeps NUL away from PostgreSQL, which cannot compare it.
+    check_name(name)
     row = conn.execute(
         sa.select(registered_models).where(registered_models.c.name == name)
     ).one_or_none()
@@ -532,29 +539,62 @@ def set_alias(ctx: Context, name: str, alias: str, version: int, reason: str | N
         >>> # set_alias(ctx, "churn", "champion", 3, reason="passed the gate")
     """
     check_alias(alias)
-    v = int(version)
     with ctx.engine.begin() as conn:
-        _version_row(conn, name, v)
-        before = conn.execute(
-            sa.select(model_aliases.c.version).where(
-                (model_aliases.c.name == name) & (model_aliases.c.alias == alias)
-            )
-        ).scalar()
-        conn.execute(
-            model_aliases.delete().where(
-                (model_aliases.c.name == name) & (model_aliases.c.alias == alias)
-            )
+        _version_row(conn, name, int(version))
+        move_alias(ctx, conn, name, alias, int(version), reason=reason, unchanged_too=True)
+
+
+def move_alias(
+    ctx: Context,
+    conn: Connection,
+    name: str,
+    alias: str,
+    version: int,
+    reason: str | None = None,
+    actor: str | None = None,
+    unchanged_too: bool = False,
+) -> bool:
+    """Point ``alias`` at ``version`` inside the caller's transaction; False if it was there.
+
+    The caller has checked the version exists. Unless ``unchanged_too`` (a person setting
+    an alias explicitly, whose reason is worth keeping), a move to where the alias already
+    points writes nothing, so automatic re-assertions leave no noise in the audit log.
+
+    Example:
+        >>> # with ctx.engine.begin() as conn: move_alias(ctx, conn, "churn", "champion", 3)
+    """
+    where = (model_aliases.c.name == name) & (model_aliases.c.alias == alias)
+    before = conn.execute(sa.select(model_aliases.c.version).where(where)).scalar()
+    if before == version and not unchanged_too:
+        return False
+    conn.execute(model_aliases.delete().where(where))
+    conn.execute(model_aliases.insert().values(name=name, alias=alias, version=version))
+    event: dict[str, Any] = {} if actor is None else {"actor": actor}
+    ctx.audit(
+        conn,
+        action="alias.set",
+        object_type="registered_model",
+        object_id=name,
+        before={alias: before},
+        after={alias: version},
+        reason=reason,
+        **event,
+    )
+    return True
+
+
+def version_exists(conn: Connection, name: str, version: int) -> bool:
+    """Whether model ``name`` has version ``version`` (inside the caller's transaction).
+
+    Example:
+        >>> # with ctx.engine.begin() as conn: version_exists(conn, "churn", 3)
+    """
+    found = conn.execute(
+        sa.select(model_versions.c.version).where(
+            (model_versions.c.name == name) & (model_versions.c.version == int(version))
         )
-        conn.execute(model_aliases.insert().values(name=name, alias=alias, version=v))
-        ctx.audit(
-            conn,
-            action="alias.set",
-            object_type="registered_model",
-            object_id=name,
-            before={alias: before},
-            after={alias: v},
-            reason=reason,
-        )
+    ).first()
+    return found is not None
 
 
 def delete_alias(ctx: Context, name: str, alias: str, reason: str | None = None) -> None:

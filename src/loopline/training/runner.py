@@ -127,8 +127,10 @@ class Runner:
         *,
         on_event: EventFn | None = None,
         reuse: dict[str, Reused] | None = None,
+        use_cache: bool = True,
     ) -> None:
         self.ctx = ctx
+        self.use_cache = use_cache
         self.graph = graph
         self.record = record
         self.order = graph.order()
@@ -250,7 +252,7 @@ class Runner:
         self.dirty[node.name] = rec
         reused = self.reuse.get(node.name)
         hit = None
-        if reused is None and node.step.cache:
+        if reused is None and node.step.cache and self.use_cache:
             hit = cache.lookup(self.ctx.engine, rec.cache_key, self.store)
         if reused is not None or hit is not None:
             rec.status = "cached"

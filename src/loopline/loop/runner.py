@@ -1,0 +1,148 @@
+"""Running the loop: a pass every interval, by the one process that holds the loop lock.
+
+:class:`LoopRunner` is what ``loopline loop run`` runs in the foreground and what
+``loopline server`` runs in a background thread: before each pass it makes sure it holds
+the store's loop lock (:mod:`.leader`), so that of several servers on one store only one
+retrains; the others wait and take over when the leader stops or dies. A pass that fails
+(the database went away) is logged and retried at the next interval; :meth:`stop` lets the
+pass in progress finish, then gives the lock up.
+
+Example:
+    >>> # runner = LoopRunner(load_policies(), interval=60).start()
+    >>> # ...; runner.stop()
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from loopline.core.context import Context, get_context
+from loopline.loop.controller import run_once
+from loopline.loop.leader import Leader, leader_for
+from loopline.loop.policy import LoopPolicy
+
+log = logging.getLogger("loopline.loop")
+
+
+class LoopRunner:
+    """Passes of the loop over ``policies`` every ``interval`` seconds, while leader.
+
+    Example:
+        >>> # LoopRunner(policies, interval=5).run()  # blocks; Ctrl-C or stop() ends it
+    """
+
+    def __init__(
+        self,
+        policies: list[LoopPolicy],
+        interval: float = 60.0,
+        *,
+        ctx: Context | None = None,
+        leader: Leader | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.policies = policies
+        self.interval = interval
+        self.ctx = ctx or get_context()
+        self.leader = leader or leader_for(self.ctx)
+        self.passes = 0
+        self._stop = stop or threading.Event()
+        self._thread: threading.Thread | None = None
+        self._leading = False
+
+    def step(self) -> bool:
+        """One tick: take or keep the lock and, as leader, run one pass. True if it ran.
+
+        Example:
+            >>> # runner.step()
+        """
+        held = self.leader.holds() or self.leader.try_acquire()
+        if held != self._leading:
+            self._leading = held
+            if held:
+                log.info("this process now runs the loop (%s)", self.leader.kind)
+            else:
+                log.warning("this process lost the loop lock; another one runs the loop")
+        if not held:
+            return False
+        for r in run_once(self.policies):
+            log.info("%s: %s (%s)", r.model, r.outcome, r.message)
+        self.passes += 1
+        return True
+
+    def run(self) -> None:
+        """Tick every interval until :meth:`stop` (or Ctrl-C); then release the lock.
+
+        Example:
+            >>> # LoopRunner(policies).run()
+        """
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.step()
+                except Exception:  # the watcher outlives a database hiccup; logged, retried
+                    log.exception("a loop pass failed; retrying in %s s", self.interval)
+                self._stop.wait(self.interval)
+        finally:
+            self.leader.release()
+            self._leading = False
+
+    def start(self) -> LoopRunner:
+        """Run in a background thread (``loopline server``); return self.
+
+        Example:
+            >>> # runner = LoopRunner(policies).start()
+        """
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, name="loopline-loop", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 60.0) -> bool:
+        """Stop after the pass in progress (waiting up to ``timeout`` s); True if stopped.
+
+        A pass still running after ``timeout`` (a long retraining) is left to the daemon
+        thread; the lock goes with the process.
+
+        Example:
+            >>> # runner.stop()
+        """
+        self._stop.set()
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        stopped = not self._thread.is_alive()
+        if stopped:
+            self._thread = None
+        return stopped
+
+
+def server_loop(
+    ctx: Context, *, enabled: bool, root: Path, interval: float
+) -> tuple[LoopRunner | None, str]:
+    """The loop of ``loopline server``: started in the background when ``enabled`` and
+    ``root`` has policies; returns the runner (None: off) and a line saying which.
+
+    A bad policy raises :class:`~loopline.errors.ConfigError`: the server does not start
+    with a loop it cannot run (``--no-loop`` starts it without).
+
+    Example:
+        >>> # runner, line = server_loop(ctx, enabled=True, root=Path("."), interval=60)
+    """
+    from loopline.loop.policy import load_policies
+
+    if not enabled:
+        return None, "loop: off (--no-loop)"
+    policies = load_policies(root)
+    if not policies:
+        return None, (
+            f"loop: off (no policies in {root / 'policies'}/*.yaml or {root / 'loopline.toml'})"
+        )
+    runner = LoopRunner(policies, interval, ctx=ctx)
+    models = ", ".join(p.model for p in policies)
+    runner.start()
+    return runner, (
+        f"loop: on for {models} (a pass every {interval:g} s, by the process holding the "
+        f"{runner.leader.kind})"
+    )

@@ -1,0 +1,171 @@
+"""The request-id index of the prediction log: which files can hold a given request id.
+
+Labels arrive as request ids; finding their predictions by reading the ``_request_id``
+column of every prediction file grows with all the traffic ever logged. Instead, when the
+writer flushes a file it stores, in the file's own ``prediction_batches`` row (the same
+single insert, never a row per request):
+
+* ``rid_min`` / ``rid_max`` - the smallest and largest request id in the file. Ids the
+  model server makes share a per-process prefix, so the range alone rules out the files
+  of other processes (compared in Python, by code point: a database collation could
+  order them differently);
+* ``rid_hashes`` - the file's **fingerprints**: the low 32 bits of a keyed 64-bit hash of
+  each distinct id, sorted (4 bytes per request).
+
+Why fingerprints and not a Bloom filter: labels come in batches of thousands. A filter
+with a 1 % false-positive rate per id says "maybe" for almost every file when 10,000 ids
+are tested against it. A sorted fingerprint list errs for one id with probability
+``n / 2**32`` (``n`` ids in the file): for 10,000 wanted ids against a file of 10,000,
+about 2 % of files are opened in vain; a file that holds a wanted id is never missed.
+
+:func:`candidate_files` (in :mod:`.labels`) reads the small range columns of every file,
+keeps the files whose range holds a wanted id, loads only their fingerprints and keeps the
+files where one matches (a binary search of the wanted fingerprints); the exact match is
+then made against those files' ``_request_id`` column only. Files written before the
+index existed (NULL columns) are always candidates.
+
+Hashing: pandas' SipHash-2-4 (``pandas.util.hash_array``) with a fixed key; the header
+names the scheme (``LLF1``) and a test pins hash values, so that a change in pandas is
+caught before it could lose a label.
+
+Example:
+    >>> index = build_fingerprints(["a-1", "a-2", "a-3"])
+    >>> WantedIds(["a-2", "zz"]).may_be_in(FileIndex("d", "a-1", "a-3", index))
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+_MAGIC = b"LLF1"
+_KEY = "loopline.rid.v1!"  # 16 characters: SipHash's key
+#: Width of the ``rid_min`` / ``rid_max`` columns; a longer id leaves the range unset.
+RID_RANGE_CHARS = 200
+
+
+def hash_ids(ids: Sequence[str] | npt.NDArray[np.object_]) -> npt.NDArray[np.uint64]:
+    """The 64-bit hash of each id (SipHash-2-4 with Loopline's fixed key).
+
+    Example:
+        >>> int(hash_ids(["abc"])[0])
+        5171166672679695367
+    """
+    arr = ids if isinstance(ids, np.ndarray) else np.asarray(list(ids), dtype=object)
+    out: npt.NDArray[np.uint64] = pd.util.hash_array(arr, hash_key=_KEY, categorize=False)
+    return out
+
+
+def fingerprints(ids: Sequence[str] | npt.NDArray[np.object_]) -> npt.NDArray[np.uint32]:
+    """The 32-bit fingerprint of each id (the low half of :func:`hash_ids`).
+
+    Example:
+        >>> int(fingerprints(["abc"])[0]) == int(hash_ids(["abc"])[0]) & 0xFFFFFFFF
+        True
+    """
+    return (hash_ids(ids) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+
+
+def build_fingerprints(ids: Sequence[str] | npt.NDArray[np.object_]) -> bytes:
+    """The index of a file's ids: ``LLF1`` and their distinct fingerprints, sorted.
+
+    Example:
+        >>> len(build_fingerprints(["r-1", "r-2", "r-1"]))
+        12
+    """
+    sorted_unique = np.unique(fingerprints(ids))
+    return _MAGIC + sorted_unique.astype("<u4").tobytes()
+
+
+def _decode(index: bytes) -> npt.NDArray[np.uint32]:
+    if index[:4] != _MAGIC:
+        raise ValueError(f"not a Loopline request-id index (header {index[:4]!r})")
+    return np.frombuffer(index, dtype="<u4", offset=4)
+
+
+def contains(index: bytes, prints: npt.NDArray[np.uint32]) -> npt.NDArray[np.bool_]:
+    """For each fingerprint: whether the index holds it (False: surely not in the file).
+
+    Example:
+        >>> contains(build_fingerprints(["a"]), fingerprints(["a", "b"])).tolist()
+        [True, False]
+    """
+    stored = _decode(index)
+    if len(stored) == 0 or len(prints) == 0:
+        return np.zeros(len(prints), dtype=np.bool_)
+    at = np.minimum(np.searchsorted(stored, prints), len(stored) - 1)
+    found: npt.NDArray[np.bool_] = np.asarray(stored[at] == prints, dtype=np.bool_)
+    return found
+
+
+@dataclass(frozen=True)
+class FileIndex:
+    """One prediction file's index: its digest, id range and fingerprints (None: unset)."""
+
+    digest: str
+    rid_min: str | None
+    rid_max: str | None
+    hashes: bytes | None
+
+
+class WantedIds:
+    """The request ids looked for, sorted once and fingerprinted once for every file.
+
+    Example:
+        >>> w = WantedIds(["b", "a", "c"])
+        >>> w.in_range("a", "b"), w.in_range("x", "z")
+        ((0, 2), None)
+    """
+
+    def __init__(self, ids: Iterable[str]) -> None:
+        self.sorted: npt.NDArray[np.object_] = np.array(sorted(set(ids)), dtype=object)
+        self.prints = fingerprints(self.sorted)
+
+    def in_range(self, rid_min: str | None, rid_max: str | None) -> tuple[int, int] | None:
+        """The slice of the sorted wanted ids inside a file's range (None: none is).
+
+        Example:
+            >>> WantedIds(["a", "m", "z"]).in_range("b", "n")
+            (1, 2)
+        """
+        lo, hi = 0, len(self.sorted)
+        if rid_min is not None and rid_max is not None:
+            lo = int(np.searchsorted(self.sorted, rid_min, side="left"))
+            hi = int(np.searchsorted(self.sorted, rid_max, side="right"))
+        return (lo, hi) if lo < hi else None
+
+    def may_be_in(self, entry: FileIndex) -> bool:
+        """Whether the file can hold any wanted id (True for a file without an index).
+
+        Example:
+            >>> WantedIds(["z"]).may_be_in(FileIndex("d", "a", "b", None))
+            False
+        """
+        span = self.in_range(entry.rid_min, entry.rid_max)
+        if span is None:
+            return False
+        if entry.hashes is None:
+            return True
+        return bool(contains(entry.hashes, self.prints[span[0] : span[1]]).any())
+
+
+def index_columns(ids: Sequence[str]) -> dict[str, object]:
+    """The index columns of a prediction file's row for the request ids it holds.
+
+    Example:
+        >>> cols = index_columns(["r-2", "r-1"])
+        >>> cols["rid_min"], cols["rid_max"]
+        ('r-1', 'r-2')
+    """
+    if not ids:
+        return {"rid_min": None, "rid_max": None, "rid_hashes": None}
+    lo: str | None = min(ids)
+    hi: str | None = max(ids)
+    if max(len(lo or ""), len(hi or "")) > RID_RANGE_CHARS:  # wider than the column
+        lo = hi = None  # the fingerprints alone then decide
+    return {"rid_min": lo, "rid_max": hi, "rid_hashes": build_fingerprints(ids)}

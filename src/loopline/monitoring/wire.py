@@ -1,0 +1,117 @@
+"""The bodies and answers of the monitoring routes ``/api/v1/monitor/...``, shared by the
+server (:mod:`loopline.server.api_v1`) and the remote SDK (:mod:`.remote`).
+
+Limits: at most :data:`MAX_LABELS` request ids per ``POST /monitor/labels`` (the SDK splits
+longer lists into several requests); request ids and event names of 1-200 characters.
+
+Example:
+    >>> LabelsRequest(request_ids=["r-1"], labels=[1]).labels
+    [1]
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+
+#: The most request ids (and labels) one ``POST /api/v1/monitor/labels`` may carry.
+MAX_LABELS = 10_000
+
+#: The longest text label.
+MAX_LABEL_CHARS = 1000
+
+RequestId = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def _label(value: Any) -> bool | int | float | str | None:
+    """A label: a number, a short text, true/false or null (one error, at ``labels.N``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("a label must be a finite number")
+    if isinstance(value, str) and len(value) > MAX_LABEL_CHARS:
+        raise ValueError(f"a text label has at most {MAX_LABEL_CHARS} characters")
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise ValueError("a label is a number, a text, true/false or null")
+
+
+Label = Annotated[
+    Any,
+    AfterValidator(_label),
+    WithJsonSchema({"type": ["number", "string", "boolean", "null"]}),
+]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class LabelsRequest(_Request):
+    """Ground truth for logged predictions: one label per request id, in the same order."""
+
+    request_ids: list[RequestId] = Field(
+        min_length=1, max_length=MAX_LABELS, examples=[["a1b2c3d4-1", "a1b2c3d4-2"]]
+    )
+    labels: list[Label] = Field(min_length=1, max_length=MAX_LABELS, examples=[[1, 0]])
+    model: str | None = Field(
+        None, min_length=1, max_length=256, description="match only this model's predictions"
+    )
+
+
+class LabelsResponse(_Answer):
+    """How many labels matched a logged prediction; the first unknown ids.
+
+    ``unmatched_ids`` lists at most 20 of the ``unmatched`` ids; they are stored all the
+    same (their prediction may still be in a model server's buffer).
+    """
+
+    received: int
+    matched: int
+    unmatched: int
+    unmatched_ids: list[str]
+    duplicates: int = 0
+
+
+class BusinessRequest(_Request):
+    """One business event with its value, optionally tied to a request and a model."""
+
+    event: str = Field(min_length=1, max_length=200, examples=["rebooking_cost"])
+    value: float = Field(examples=[120.0])
+    request_id: RequestId | None = None
+    model: str | None = Field(None, min_length=1, max_length=256)
+
+
+class BusinessResponse(_Answer):
+    """The event as stored."""
+
+    event: str
+    value: float
+    request_id: str | None
+    model: str | None
+
+
+class DriftResultModel(_Answer):
+    """The drift of one window of logged predictions, as the loop computed it."""
+
+    id: int
+    model: str
+    version: str
+    ts: float
+    window_start: float | None
+    window_end: float | None
+    rows: int
+    reference: str | None
+    drifted: list[str]
+    scores: dict[str, float]
+
+
+class DriftResultsResponse(_Answer):
+    """The newest stored drift results of one model, newest first."""
+
+    model: str
+    results: list[DriftResultModel]

@@ -1,0 +1,276 @@
+"""``loopline server --auth``, endpoint by endpoint: 401 without a token, 403 a role too low.
+
+The endpoints come from the server's own ``/openapi.json`` (Loopline's API v1, the
+MLflow-compatible tracking, registry and artifact routes) plus the routes the schema leaves
+out (the UI's pages): a route added to the app is swept here without anyone listing it,
+and fails until the access table gives it a role.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
+
+import loopline
+from loopline.core import audit, auth
+from loopline.core.access import DENY, PUBLIC
+from loopline.core.context import Context
+from loopline.server.access import RULES, TABLE
+from loopline.server.app import create_app
+
+with warnings.catch_warnings():
+    # Starlette asks for its httpx fork ("httpx2"); the test client works the same on httpx.
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+LOWER: dict[str, str | None] = {"viewer": None, "editor": "viewer", "admin": "editor"}
+
+
+class Setup:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.tokens: dict[str, str] = {
+            role: auth.create_token(ctx.engine, role, name=role, actor="test").token
+            for role in auth.ROLES
+        }
+        self.app = create_app(ctx)
+
+    def client(self, role: str | None = None) -> TestClient:
+        headers = {"Authorization": f"Bearer {self.tokens[role]}"} if role else {}
+        return TestClient(self.app, headers=headers, follow_redirects=False)
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[Setup]:
+    ctx = loopline.init(
+        uri=f"sqlite:///{tmp_path / 'meta.db'}", artifacts=str(tmp_path / "art"), auth=True
+    )
+    setup = Setup(ctx)
+    yield setup
+    setup.app.state.token_cache.stop()
+    ctx.close()
+
+
+def _app_routes(app: FastAPI) -> set[tuple[str, str]]:
+    routes = set()
+    for r in iter_route_contexts(app.routes):
+        pattern = str(r.path)
+        methods = r.methods or {"GET"}  # a mount (static files) answers GET
+        if not r.methods:
+            pattern = pattern.rstrip("/") + "/{path:path}"
+        routes |= {(m, pattern) for m in methods if m != "HEAD"}
+    return routes
+
+
+def _endpoints(s: Setup) -> list[tuple[str, str]]:
+    answer = s.client("viewer").get("/openapi.json")
+    assert answer.status_code == 200, answer.text
+    schema = answer.json()
+    documented = {(method.upper(), path) for path, ops in schema["paths"].items() for method in ops}
+    # OpenAPI writes {path:path} as {path}; the sweep uses the app's own patterns.
+    routes = {(m, p.replace(":path}", "}")): (m, p) for m, p in _app_routes(s.app)}
+    mlflow = {e for e in routes if e[1].startswith("/api/2.0/mlflow")}
+    assert len(mlflow) > 50 and mlflow <= documented, "MLflow routes are in the description"
+    return sorted({routes.get(e, e) for e in documented} | set(routes.values()))
+
+
+def _concrete(pattern: str) -> str:
+    path = re.sub(r"\{[^}]+:path\}", "dir/file.txt", pattern)
+    return re.sub(r"\{[^}]+\}", "x1", path)
+
+
+def _send(client: TestClient, method: str, pattern: str) -> httpx.Response:
+    path = _concrete(pattern)
+    if method in ("POST", "PUT", "PATCH"):
+        return client.request(method, path, json={})
+    return client.request(method, path)
+
+
+def _call(client: TestClient, method: str, pattern: str) -> int:
+    return _send(client, method, pattern).status_code
+
+
+def test_every_route_of_the_app_has_a_role_in_the_table(setup: Setup) -> None:
+    missing = [e for e in _app_routes(setup.app) if not TABLE.covers(*e)]
+    assert missing == [], f"routes without a role in loopline/server/access.py: {missing}"
+
+
+def test_every_endpoint_refuses_no_token_and_a_role_too_low_and_admits_the_role(
+    setup: Setup,
+) -> None:
+    anonymous = setup.client()
+    clients: dict[str, TestClient] = {role: setup.client(role) for role in auth.ROLES}
+    endpoints = _endpoints(setup)
+    assert len(endpoints) > 90
+    checked = 0
+    for method, pattern in endpoints:
+        need = TABLE.lookup(method, _concrete(pattern))
+        assert need != DENY, f"{method} {pattern} has no role"
+        where = f"{method} {pattern} (needs {need})"
+        if need == PUBLIC:
+            # Not refused by the gate (the login form itself answers 401 to a bad token).
+            assert "www-authenticate" not in _send(anonymous, method, pattern).headers, where
+            continue
+        r = anonymous.request(method, _concrete(pattern))
+        assert r.status_code == 401, where
+        assert r.headers["www-authenticate"].startswith("Bearer"), where
+        lower = LOWER[need]
+        if lower is not None:
+            assert _call(clients[lower], method, pattern) == 403, where
+        assert _call(clients[need], method, pattern) not in (401, 403), where
+        checked += 1
+    assert checked > 80
+
+
+def test_the_refusals_are_json_naming_what_is_needed(setup: Setup) -> None:
+    r = setup.client().post("/api/2.0/mlflow/runs/search", json={})
+    assert r.status_code == 401
+    assert r.json()["error_code"] == "UNAUTHENTICATED"
+    assert "MLFLOW_TRACKING_TOKEN" in r.json()["message"]
+    r = setup.client("viewer").post("/api/2.0/mlflow/runs/create", json={})
+    assert r.status_code == 403
+    assert r.json()["error_code"] == "PERMISSION_DENIED"
+    assert "needs the role 'editor'; token 'viewer' has 'viewer'" in r.json()["message"]
+    r = setup.client("editor").delete("/api/v1/runs/abc")
+    assert r.status_code == 403
+    assert r.json()["error"]["code"] == "PERMISSION_DENIED"
+    assert "needs the role 'admin'" in r.json()["error"]["message"]
+    bad = TestClient(setup.app, headers={"Authorization": "Bearer ll_made-up"})
+    r = bad.get("/api/v1/whoami")
+    assert r.status_code == 401
+    assert 'error="invalid_token"' in r.headers["www-authenticate"]
+    assert "not valid" in r.json()["error"]["message"]
+    r = TestClient(setup.app, headers={"Authorization": "Basic YTpi"}).get("/api/v1/whoami")
+    assert r.status_code == 401
+
+
+def test_a_route_added_without_a_role_is_refused_even_to_admin(setup: Setup) -> None:
+    @setup.app.get("/api/v1/forgotten")
+    def forgotten() -> dict[str, str]:
+        return {"secret": "yes"}
+
+    assert not TABLE.covers("GET", "/api/v1/forgotten")
+    assert setup.client().get("/api/v1/forgotten").status_code == 401
+    r = setup.client("admin").get("/api/v1/forgotten")
+    assert r.status_code == 403
+    assert "has no role in the access table" in r.json()["error"]["message"]
+    # A path that is no route at all is a 404 for a valid token, a 401 without one.
+    assert setup.client("viewer").get("/api/v1/no-such-thing").status_code == 404
+    assert setup.client().get("/api/v1/no-such-thing").status_code == 401
+
+
+def test_health_stays_open_and_metrics_needs_a_viewer(setup: Setup) -> None:
+    assert setup.client().get("/health").status_code == 200
+    assert setup.client().get("/metrics").status_code == 401
+    assert setup.client("viewer").get("/metrics").status_code == 200
+
+
+def test_the_log_metric_fast_path_is_behind_the_gate(setup: Setup) -> None:
+    body = {"run_id": "x", "key": "k", "value": 1.0, "timestamp": 0, "step": 0}
+    for path in ("/api/2.0/mlflow/runs/log-metric", "/ajax-api/2.0/mlflow/runs/log-metric"):
+        assert setup.client().post(path, json=body).status_code == 401
+        assert setup.client("viewer").post(path, json=body).status_code == 403
+
+
+def test_tokens_over_http_are_admin_only_audited_and_revocation_is_immediate(
+    setup: Setup,
+) -> None:
+    admin = setup.client("admin")
+    assert setup.client("editor").get("/api/v1/tokens").status_code == 403
+    r = admin.post("/api/v1/tokens", json={"role": "viewer", "name": "grafana"})
+    assert r.status_code == 201, r.text
+    token = r.json()["token"]
+    grafana = TestClient(setup.app, headers={"Authorization": f"Bearer {token}"})
+    assert grafana.get("/api/v1/whoami").json() == {
+        "auth": True,
+        "name": "grafana",
+        "role": "viewer",
+    }
+    listed = admin.get("/api/v1/tokens").json()
+    assert {t["name"] for t in listed} == {"viewer", "editor", "admin", "grafana"}
+    assert token not in str(listed)
+    assert admin.delete("/api/v1/tokens/grafana").status_code == 200
+    assert grafana.get("/api/v1/whoami").status_code == 401
+    assert admin.delete("/api/v1/tokens/grafana").status_code == 409
+    events = audit.events(setup.ctx.engine, object_type="token", object_id="grafana")
+    assert [(e.action, e.actor) for e in events] == [
+        ("token.create", "token:admin"),
+        ("token.revoke", "token:admin"),
+    ]
+
+
+def test_without_auth_everything_is_open_but_the_token_api(tmp_path: Path) -> None:
+    ctx = loopline.init(uri=f"sqlite:///{tmp_path / 'm.db'}", artifacts=str(tmp_path / "a"))
+    client = TestClient(create_app(ctx))
+    assert client.get("/api/v1/whoami").json() == {"auth": False, "name": None, "role": "admin"}
+    assert client.post("/api/2.0/mlflow/experiments/search", json={}).status_code == 200
+    r = client.post("/api/v1/tokens", json={"role": "admin"})
+    assert r.status_code == 403
+    assert "--auth" in r.json()["error"]["message"]
+    ctx.close()
+
+
+# -- the UI --------------------------------------------------------------------------------
+
+
+def test_a_browser_logs_in_with_an_httponly_samesite_strict_cookie(setup: Setup) -> None:
+    browser = setup.client()
+    r = browser.get("/runs?filter=x")
+    assert r.status_code == 401
+    assert "text/html" in r.headers["content-type"]
+    assert 'name="token"' in r.text and 'value="/runs?filter=x"' in r.text
+    assert browser.get("/_ui/static/ui.css").status_code == 200  # the form's styles
+
+    r = browser.post("/login", data={"token": "ll_wrong", "next": "/runs"})
+    assert r.status_code == 401 and "not valid" in r.text
+    r = browser.post("/login", data={"token": setup.tokens["viewer"], "next": "/runs"})
+    assert r.status_code == 303 and r.headers["location"] == "/runs"
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
+    assert browser.get("/runs").status_code == 200
+    assert browser.post("/audit/verify").status_code == 200
+    # The cookie opens the UI only: the API wants the header.
+    assert browser.get("/api/v1/whoami").status_code == 401
+    # A form posted from another site is refused even if a browser sent the cookie.
+    r = browser.post("/audit/verify", headers={"Origin": "https://evil.example"})
+    assert r.status_code == 403
+    r = browser.post("/logout")
+    assert r.status_code == 303 and 'loopline_token=""' in r.headers["set-cookie"]
+
+
+def test_login_never_redirects_off_the_server(setup: Setup) -> None:
+    for target in ("https://evil.example/", "//evil.example/x", "/\\evil.example"):
+        r = setup.client().post("/login", data={"token": setup.tokens["viewer"], "next": target})
+        assert r.status_code == 303 and r.headers["location"] == "/", target
+
+
+def test_ui_pages_need_a_viewer_and_show_a_403_page_to_nobody_else(setup: Setup) -> None:
+    ui = [(m, p) for m, p, need in RULES if not p.startswith(("/api", "/_ui")) and need != PUBLIC]
+    assert ("POST", "/audit/verify") in ui and ("GET", "/") in ui
+    for method, pattern in ui:
+        if pattern in ("/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"):
+            continue
+        assert setup.client().request(method, _concrete(pattern)).status_code == 401, pattern
+        status = setup.client("viewer").request(method, _concrete(pattern)).status_code
+        assert status not in (401, 403), pattern
+
+
+def test_changes_made_through_the_server_are_audited_as_the_token(setup: Setup) -> None:
+    r = setup.client("editor").post("/api/2.0/mlflow/experiments/create", json={"name": "e1"})
+    assert r.status_code == 200, r.text
+    r = setup.client("editor").post("/api/v1/runs", json={"experiment": "e2"})
+    assert r.status_code == 201, r.text
+    r = setup.client("admin").delete(f"/api/v1/runs/{r.json()['id']}")
+    assert r.status_code == 200, r.text
+    actors = {(e.action, e.actor) for e in audit.events(setup.ctx.engine)}
+    assert {a for _, a in actors if not _.startswith("token.")} == {
+        "token:editor",
+        "token:admin",
+    }

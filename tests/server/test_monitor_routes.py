@@ -1,0 +1,162 @@
+"""``/api/v1/monitor``: labels, business events and stored drift over HTTP, and the remote
+SDK (``ll.monitor`` with ``LOOPLINE_URI=http://...``) through the same routes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+import loopline as ll
+from loopline.core.context import Context
+from loopline.monitoring.drift_results import store_drift
+from loopline.monitoring.performance import WindowMetrics
+from loopline.monitoring.prediction_log import PredictionLogger
+from loopline.monitoring.wire import MAX_LABELS
+from tests.server.conftest import start_server, stop_server
+
+
+@pytest.fixture
+def served(db_uri: str, tmp_path: Path) -> Iterator[tuple[Context, str]]:
+    """An embedded context and a server on the same store."""
+    artifacts = str(tmp_path / "server-artifacts")
+    ctx = ll.init(uri=db_uri, artifacts=artifacts)
+    proc, url = start_server(db_uri, artifacts)
+    try:
+        yield ctx, url
+    finally:
+        stop_server(proc)
+        ctx.close()
+
+
+def _log(ctx: Context, n: int, model: str = "m") -> list[str]:
+    ids = [f"feed0000-{i:x}" for i in range(n)]
+    with PredictionLogger(ctx, start=False) as logger:
+        for i, rid in enumerate(ids):
+            logger.log(rid, model, "1", [{"x": float(i)}], [i % 2], 1.0)
+    return ids
+
+
+def _error(r: httpx.Response, status: int) -> dict[str, str]:
+    assert r.status_code == status, r.text
+    error: dict[str, str] = r.json()["error"]
+    return error
+
+
+def test_labels_report_matched_and_unknown_ids(served: tuple[Context, str]) -> None:
+    ctx, url = served
+    ids = _log(ctx, 40)
+    body = {"request_ids": [*ids[5:25], "ghost-1", ids[5]], "labels": [1] * 20 + [0, 0]}
+    r = httpx.post(f"{url}/api/v1/monitor/labels", json={**body, "model": "m"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "received": 22,
+        "matched": 21,
+        "unmatched": 1,
+        "unmatched_ids": ["ghost-1"],
+        "duplicates": 1,
+    }
+    labels = ll.monitor.read_labels().set_index("request_id")
+    assert labels.loc[ids[5], "label_num"] == 0.0  # the last label of a repeated id wins
+    assert "ghost-1" in labels.index  # stored, not dropped
+
+
+BAD_LABELS = [
+    ({"request_ids": ["a", "b"], "labels": [1]}, "labels", "2 request ids and 1 labels"),
+    ({"request_ids": [], "labels": []}, "request_ids", "at least 1"),
+    (
+        {"request_ids": ["r"] * (MAX_LABELS + 1), "labels": [1] * (MAX_LABELS + 1)},
+        "request_ids",
+        f"at most {MAX_LABELS}",
+    ),
+    ({"request_ids": ["a"], "labels": [{"x": 1}]}, "labels.0", "a label is a number"),
+    ({"request_ids": ["a"], "labels": [1], "extra": 1}, "extra", "not permitted"),
+    ({"request_ids": [""], "labels": [1]}, "request_ids.0", "at least 1 character"),
+    (
+        {"request_ids": ["feed0000-0", "feed0000-1"], "labels": [1, "late"], "model": "m"},
+        "labels[1]",
+        "predicts numbers",
+    ),
+]
+
+
+def test_bad_labels_are_422_naming_the_field(served: tuple[Context, str]) -> None:
+    ctx, url = served
+    _log(ctx, 3)  # model "m" predicts numbers
+    for body, field, words in BAD_LABELS:
+        error = _error(httpx.post(f"{url}/api/v1/monitor/labels", json=body), 422)
+        assert error["field"] == field and words in error["message"], (body, error)
+    assert ll.monitor.read_labels().empty  # nothing stored from a rejected request
+
+
+def test_business_events_are_stored_with_their_model(served: tuple[Context, str]) -> None:
+    _, url = served
+    body = {"event": "refund", "value": 12.5, "request_id": "r-1", "model": "m"}
+    r = httpx.post(f"{url}/api/v1/monitor/business", json=body)
+    assert r.status_code == 201 and r.json() == body
+    stored = ll.monitor.read_business()
+    assert stored[["event", "value", "request_id", "model"]].values.tolist() == [
+        ["refund", 12.5, "r-1", "m"]
+    ]
+    bad = _error(httpx.post(f"{url}/api/v1/monitor/business", json={"event": "x"}), 422)
+    assert bad["field"] == "value"
+    bad = _error(
+        httpx.post(f"{url}/api/v1/monitor/business", json={"event": "x", "value": "a lot"}), 422
+    )
+    assert bad["field"] == "value"
+
+
+def test_stored_drift_results_newest_first(served: tuple[Context, str]) -> None:
+    ctx, url = served
+    for i, drifted in enumerate([["temp"], []]):
+        window = WindowMetrics(
+            float(i), float(i + 1), "3", 10, 400, 0, drifted=drifted, drift_scores={"temp": 0.2}
+        )
+        store_drift("flights", window, "flights-train@1", ctx)
+    r = httpx.get(f"{url}/api/v1/monitor/drift", params={"model": "flights", "limit": 5})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x["drifted"] for x in results] == [[], ["temp"]]
+    assert results[1]["scores"] == {"temp": 0.2} and results[1]["reference"] == "flights-train@1"
+    assert httpx.get(f"{url}/api/v1/monitor/drift", params={"model": "none"}).json() == {
+        "model": "none",
+        "results": [],
+    }
+    assert _error(httpx.get(f"{url}/api/v1/monitor/drift"), 422)["field"] == "model"
+    bad = httpx.get(f"{url}/api/v1/monitor/drift", params={"model": "flights", "limit": 0})
+    assert _error(bad, 422)["field"] == "limit"
+
+
+def test_the_remote_sdk_goes_through_the_routes(served: tuple[Context, str]) -> None:
+    ctx, url = served
+    ids = _log(ctx, 50)
+    n = MAX_LABELS + 5  # more than one request's worth: the SDK splits them
+    many = [ids[i % 50] if i < 50 else f"late-{i}" for i in range(n)]
+    remote = ll.init(uri=url)
+    try:
+        assert remote.is_remote
+        report = ll.monitor.log_labels(many, [1] * n, model="m")
+        assert (report.received, report.matched, report.unmatched) == (n, 50, n - 50)
+        assert (
+            report.unmatched_ids[:2] == ["late-50", "late-51"] and len(report.unmatched_ids) == 20
+        )
+        ll.monitor.log_business("refund", 3.0, request_id=ids[0], model="m")
+        with pytest.raises(ll.InvalidInput, match="predicts numbers") as err:
+            ll.monitor.log_labels(ids[:1], ["late"], model="m")
+        assert err.value.field == "labels[0]"
+        tail = [*many[: MAX_LABELS + 1], ids[1]]  # the bad label is in the second request
+        with pytest.raises(ll.InvalidInput, match=f"label {MAX_LABELS + 1} is 'late'") as err:
+            ll.monitor.log_labels(tail, [1] * (MAX_LABELS + 1) + ["late"], model="m")
+        assert err.value.field == f"labels[{MAX_LABELS + 1}]"
+        with pytest.raises(ll.InvalidInput, match="2 request ids and 1 labels"):
+            ll.monitor.log_labels(["a", "b"], [1])
+    finally:
+        remote.close()
+    embedded = ll.init(uri=ctx.settings.metadata_uri, artifacts=ctx.settings.artifacts_uri)
+    try:
+        assert set(ll.monitor.read_labels()["request_id"]) >= {ids[0], "late-50"}
+        assert ll.monitor.read_business()["event"].tolist() == ["refund"]
+    finally:
+        embedded.close()

@@ -1,0 +1,112 @@
+"""Schemathesis against the OpenAPI description of ``loopline serve`` (``/openapi.json``):
+no 5xx, every answer matches its declared schema.
+
+A real server process serves one deployed model; the description types the request body
+by that model's signature, so the fuzzer sends both rows that fit it and, in negative
+mode, rows that break it (which must be 4xx naming the field). Bounded and derandomised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.generation.modes import GenerationMode
+from schemathesis.specs.openapi.checks import response_schema_conformance
+
+import loopline as ll
+from tests.serving.helpers import FEATURES, good_model, register, row, serving, toy_data
+
+#: Generated requests per operation and mode; enough to reach every field, small for CI.
+MAX_EXAMPLES = 40
+
+OPERATIONS = [
+    ("GET", "/health", "positive"),
+    ("GET", "/metrics", "positive"),
+    ("GET", "/v1/models", "positive"),
+    ("GET", "/v1/models/churn", "positive"),
+    ("POST", "/v1/models/churn/predict", "positive"),
+    ("POST", "/v1/models/churn/predict", "negative"),
+    ("POST", "/v1/models/churn/feedback", "positive"),
+    ("POST", "/v1/models/churn/feedback", "negative"),
+]
+
+
+@dataclass(frozen=True)
+class Served:
+    """The running server's URL and its description."""
+
+    url: str
+    schema: schemathesis.BaseSchema
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """`loopline serve` with model "churn" deployed; its own description, loaded by URL."""
+    folder: Path = tmp_path_factory.mktemp("fuzz-serve")
+    ctx = ll.init(uri=f"sqlite:///{folder / 'meta.db'}", artifacts=str(folder / "artifacts"))
+    try:
+        data = toy_data()
+        ll.deploy("churn", register(good_model(data), "churn", data))
+        with serving(ctx, "--no-log-predictions") as url:
+            yield Served(url, schemathesis.openapi.from_url(f"{url}/openapi.json"))
+    finally:
+        ctx.close()
+
+
+def test_the_description_types_the_body_by_the_signature(served: Served) -> None:
+    raw = served.schema.raw_schema
+    body = raw["paths"]["/v1/models/churn/predict"]["post"]["requestBody"]
+    record = body["content"]["application/json"]["schema"]["oneOf"][0]["properties"]
+    columns = record["instances"]["items"]["oneOf"][0]
+    assert columns["required"] == FEATURES
+    assert columns["properties"] == {
+        "a": {"type": "number"},
+        "b": {"type": "number"},
+        "bucket": {"type": "integer"},
+    }
+    answer = httpx.post(f"{served.url}/v1/models/churn/predict", json={"instances": [row()]})
+    assert answer.status_code == 200
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("method", "path", "mode"), OPERATIONS, ids=[f"{m} {p} {g}" for m, p, g in OPERATIONS]
+)
+def test_the_prediction_api_never_fails_and_answers_its_schema(
+    served: Served, method: str, path: str, mode: str
+) -> None:
+    operation = served.schema[path][method]
+    strategy = operation.as_strategy(
+        GenerationMode.NEGATIVE if mode == "negative" else GenerationMode.POSITIVE
+    )
+
+    @given(case=strategy)
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    def fuzz(case: schemathesis.Case) -> None:
+        case.call_and_validate(
+            base_url=served.url, checks=[not_a_server_error, response_schema_conformance]
+        )
+
+    fuzz()
+
+
+def test_an_oversized_body_is_a_413_naming_the_limit_and_the_setting(served: Served) -> None:
+    for path in ("/v1/models/churn/predict", "/v1/models/churn/feedback"):
+        answer = httpx.post(f"{served.url}{path}", content=b" " * (17 * 1024 * 1024), timeout=60)
+        assert answer.status_code == 413
+        error = answer.json()["error"]
+        assert error["field"] == "body" and "16 MB" in error["message"]
+        assert "--max-body-mb" in error["hint"] and "LOOPLINE_SERVE_MAX_BODY_MB" in error["hint"]
