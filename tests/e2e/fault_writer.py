@@ -45,12 +45,13 @@ def sdk(out: TextIO, stop: Path) -> None:
 def mlflow(out: TextIO, stop: Path) -> None:
     from mlflow import MlflowClient
     from mlflow.entities import Metric
+    from mlflow.exceptions import MlflowException
 
     client = MlflowClient()
-    experiment = client.get_experiment_by_name("faults-mlflow")
-    experiment_id = (
-        experiment.experiment_id if experiment else client.create_experiment("faults-mlflow")
-    )
+    try:
+        experiment_id = client.create_experiment("faults-mlflow")
+    except MlflowException:  # another writer made it first
+        experiment_id = client.get_experiment_by_name("faults-mlflow").experiment_id
     run_id = client.create_run(experiment_id).info.run_id
     _say(out, run_id=run_id)
     step = 0
