@@ -97,6 +97,14 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     assert "Traceback" in result.stderr
 
 
+def test_the_debug_setting_shows_the_traceback_too(tmp_path: Path) -> None:
+    quiet = _loopline("runs", "show", "no-such-run", cwd=tmp_path)
+    loud = _loopline("runs", "show", "no-such-run", env={"LOOPLINE_DEBUG": "1"}, cwd=tmp_path)
+    assert quiet.returncode == loud.returncode == 4
+    assert "Traceback" not in quiet.stderr
+    assert "Traceback" in loud.stderr and "no-such-run" in loud.stderr
+
+
 def test_missing_bucket_fails_doctor_naming_the_setting(tmp_path: Path) -> None:
     endpoint = os.environ.get("LOOPLINE_TEST_S3_ENDPOINT")
     if not endpoint:

@@ -37,7 +37,8 @@ def report_error(exc: BaseException) -> int:
     """Print a one-line error (a traceback too with ``--debug``); return the exit code."""
     from loopline.errors import LooplineError
 
-    if state.debug:
+    debug = state.debug or _debug_setting()
+    if debug:
         traceback.print_exception(exc)
     if isinstance(exc, LooplineError):
         err_console.print(
@@ -47,6 +48,16 @@ def report_error(exc: BaseException) -> int:
     err_console.print(
         f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True
     )
-    if not state.debug:
+    if not debug:
         err_console.print("run again with --debug for the traceback", style="dim")
     return 1
+
+
+def _debug_setting() -> bool:
+    """``LOOPLINE_DEBUG`` (or ``debug`` in loopline.toml); read only when an error is shown."""
+    from loopline.config import load_settings
+
+    try:
+        return load_settings().debug
+    except Exception:  # a broken setting must not hide the error being reported
+        return False
