@@ -118,10 +118,14 @@ def artifact_store(artifacts_url: str) -> ArtifactStore:
 
 @pytest.fixture
 def redis_url() -> str:
-    """The test Redis server (database 0 flushed first)."""
+    """The test Redis server, on a database of its own per xdist worker, flushed first."""
     import redis
 
     url = _require("LOOPLINE_TEST_REDIS_URL")
+    # One Redis database per pytest-xdist worker (gw0 -> 0, gw1 -> 1, ...), so a worker's
+    # flush never empties a store another worker's test is using.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    url = f"{url.rsplit('/', 1)[0]}/{int(worker.removeprefix('gw') or 0) % 16}"
     redis.Redis.from_url(url).flushdb()
     return url
 
