@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
@@ -23,6 +24,13 @@ ROOT = Path(__file__).resolve().parents[1]
 ENVS = ROOT / "bench" / ".envs"
 RESULTS = ROOT / "bench" / "results"
 WORK = ROOT / "bench" / ".work"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a server a bench starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def anchor_python(name: str, requirements: Sequence[str]) -> Path:

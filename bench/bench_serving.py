@@ -43,7 +43,7 @@ from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import loopline as ll
-from _common import ROOT, WORK, anchor_python, fmt_ratio, run_json, write_result
+from _common import ROOT, WORK, anchor_python, fmt_ratio, free_port, run_json, write_result
 
 COLUMNS = [f"f{i}" for i in range(8)]
 ANCHOR = ["mlflow>=3.4,<4"]
@@ -176,12 +176,6 @@ def _percentiles(lat: list[float], prefix: str = "") -> dict[str, float]:
 # -- the two servers --------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _wait(port: int, path: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -201,7 +195,7 @@ def _wait(port: int, path: str, proc: subprocess.Popen[bytes], log: Path) -> Non
 def _start(
     cmd: list[str], env: dict[str, str], health: str, log: Path
 ) -> tuple[subprocess.Popen[bytes], int]:
-    port = _free_port()
+    port = free_port()
     full = [*cmd, "--port", str(port)]
     with log.open("wb") as out:
         proc = subprocess.Popen(

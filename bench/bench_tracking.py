@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,18 +50,12 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, anchor_python, fmt_ratio, run_json, write_result
+from _common import ROOT, anchor_python, fmt_ratio, free_port, run_json, write_result
 
 ANCHOR = ["mlflow>=3.4,<4"]
 ANCHOR_SCRIPT = ROOT / "bench" / "anchors" / "mlflow_tracking.py"
 LOOPLINE_SCRIPT = ROOT / "bench" / "loopline_tracking.py"
 LOOPLINE_PY = ROOT / ".venv" / "bin" / "python"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 _SCRATCH: list[Path] = []
@@ -114,7 +107,7 @@ class Server:
 
 
 def loopline_server(folder: Path) -> Server:
-    port = _free_port()
+    port = free_port()
     env = {
         "LOOPLINE_URI": f"sqlite:///{folder / 'loopline.db'}",
         "LOOPLINE_ARTIFACTS": str(folder / "artifacts"),
@@ -124,7 +117,7 @@ def loopline_server(folder: Path) -> Server:
 
 
 def mlflow_server(mlflow_py: Path, folder: Path) -> Server:
-    port = _free_port()
+    port = free_port()
     cmd = [
         str(mlflow_py.parent / "mlflow"), "server",
         "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",

@@ -43,11 +43,10 @@ from loopline.core.access import DENY, PUBLIC, AccessTable, bearer_token, compil
 from loopline.core.auth import Principal, TokenCache
 from loopline.core.context import Context
 from loopline.server.access import TABLE, canonical_path
-from loopline.server.responses import OrjsonResponse
+from loopline.server.errors import error_for_path
 
 COOKIE = "loopline_token"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_MLFLOW_PREFIXES = ("/api/2.0/mlflow", "/api/3.0/mlflow", "/ajax-api/")
 _MACHINE_PATHS = ("/api/", "/ajax-api/", "/metrics", "/openapi.json", "/health")
 _HINT_401 = (
     "make a token with `loopline tokens create --role viewer` on the server and send it as "
@@ -177,16 +176,6 @@ class AuthGate:
         await response(scope, receive, send)
 
 
-def _json_error(path: str, status: int, code: str, message: str, hint: str) -> Response:
-    if path.startswith(_MLFLOW_PREFIXES):
-        return OrjsonResponse(
-            {"error_code": code, "message": f"{message} (hint: {hint})"}, status_code=status
-        )
-    return OrjsonResponse(
-        {"error": {"code": code, "message": message, "hint": hint}}, status_code=status
-    )
-
-
 def _unauthenticated(scope: Scope, path: str, sent: bool) -> Response:
     if sent:
         message = "the API token is not valid: unknown or revoked"
@@ -200,7 +189,7 @@ def _unauthenticated(scope: Scope, path: str, sent: bool) -> Response:
         target = scope["path"] + (f"?{query}" if query else "")
         response = login_page(target, message if sent else None, status=401)
     else:
-        response = _json_error(path, 401, "UNAUTHENTICATED", message, _HINT_401)
+        response = error_for_path(path, 401, "UNAUTHENTICATED", message, _HINT_401)
     response.headers["WWW-Authenticate"] = challenge
     return response
 
@@ -212,7 +201,7 @@ def _forbidden(scope: Scope, path: str, message: str, hint: str) -> Response:
 
         response = error_page(403, "Not allowed", message, hint)
     else:
-        response = _json_error(path, 403, "PERMISSION_DENIED", message, hint)
+        response = error_for_path(path, 403, "PERMISSION_DENIED", message, hint)
     response.headers["WWW-Authenticate"] = 'Bearer realm="loopline", error="insufficient_scope"'
     return response
 

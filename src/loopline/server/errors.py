@@ -66,8 +66,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+#: Paths of the MLflow-compatible API, whose clients expect MLflow's error body.
+MLFLOW_PREFIXES = ("/api/2.0/mlflow", "/api/3.0/mlflow", "/ajax-api/")
+
+
 def _is_mlflow(request: Request) -> bool:
-    return request.url.path.startswith(("/api/2.0/mlflow", "/api/3.0/mlflow", "/ajax-api/"))
+    return request.url.path.startswith(MLFLOW_PREFIXES)
 
 
 def error_response(
@@ -79,7 +83,24 @@ def error_response(
     field: str | None = None,
 ) -> OrjsonResponse:
     """The error body for ``request``'s API family."""
-    if _is_mlflow(request):
+    return error_for_path(request.url.path, status, code, message, hint, field)
+
+
+def error_for_path(
+    path: str,
+    status: int,
+    code: str,
+    message: str,
+    hint: str | None = None,
+    field: str | None = None,
+) -> OrjsonResponse:
+    """The error body for a request to ``path``: MLflow's shape on its routes, else ours.
+
+    Example:
+        >>> error_for_path("/api/v1/runs", 404, "NOT_FOUND", "no run 'x'").status_code
+        404
+    """
+    if path.startswith(MLFLOW_PREFIXES):
         mlflow_code = MLFLOW_CODES.get(status, "INTERNAL_ERROR")
         text = f"{message} (hint: {hint})" if hint else message
         return OrjsonResponse({"error_code": mlflow_code, "message": text}, status_code=status)

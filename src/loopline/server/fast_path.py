@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loopline.core.context import Context
 from loopline.errors import LooplineError
-from loopline.server.errors import MLFLOW_CODES
+from loopline.server.errors import error_for_path
 from loopline.tracking import store
 from loopline.tracking.entities import Metric, now_ms
 
@@ -58,10 +58,8 @@ class MlflowLogMetricFastPath:
         try:
             await anyio.to_thread.run_sync(_write, self.ctx, run_id, metric)
         except LooplineError as exc:
-            text = f"{exc.message} (hint: {exc.hint})" if exc.hint else exc.message
-            code = MLFLOW_CODES.get(exc.http_status, "INTERNAL_ERROR")
-            error = orjson.dumps({"error_code": code, "message": text})
-            await _answer(send, exc.http_status, error)
+            error = error_for_path(scope["path"], exc.http_status, exc.code, exc.message, exc.hint)
+            await _answer(send, exc.http_status, bytes(error.body))
             return
         await _answer(send, 200, b"{}")
 
