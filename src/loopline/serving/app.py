@@ -95,7 +95,13 @@ class _TooLarge(Exception):
     pass
 
 
-def _error(code: str, message: str, field: str | None = None, hint: str | None = None) -> bytes:
+def error_body(code: str, message: str, field: str | None = None, hint: str | None = None) -> bytes:
+    """The JSON error body of the model server: ``{"error": {code, message, field?, hint?}}``.
+
+    Example:
+        >>> error_body("NOT_FOUND", "no such model", hint="GET /v1/models")
+        b'{"error":{"code":"NOT_FOUND","message":"no such model","hint":"GET /v1/models"}}'
+    """
     body: dict[str, Any] = {"code": code, "message": message}
     if field:
         body["field"] = field
@@ -195,7 +201,9 @@ class ModelServer:
             rest = path[len(_PREFIX) :]
             if rest.endswith("/predict"):
                 if method != "POST":
-                    await self._send(send, 405, _error("METHOD_NOT_ALLOWED", "use POST to predict"))
+                    await self._send(
+                        send, 405, error_body("METHOD_NOT_ALLOWED", "use POST to predict")
+                    )
                     return
                 await self._predict(scope, rest[:-8], receive, send)
                 return
@@ -235,7 +243,7 @@ class ModelServer:
             await self._send(
                 send,
                 404,
-                _error("NOT_FOUND", f"no endpoint {path}", hint="POST /v1/models/NAME/predict"),
+                error_body("NOT_FOUND", f"no endpoint {path}", hint="POST /v1/models/NAME/predict"),
             )
 
     @staticmethod
@@ -254,7 +262,7 @@ class ModelServer:
         await self._send(
             send,
             404,
-            _error(
+            error_body(
                 "NOT_FOUND",
                 f"model {name!r} is not served here",
                 field="name",
@@ -294,7 +302,7 @@ class ModelServer:
 
     def _too_large(self, advice: str) -> bytes:
         """The 413 body: the limit, and the setting that raises it."""
-        return _error(
+        return error_body(
             "PAYLOAD_TOO_LARGE",
             f"the request body is over the limit of {self.settings.max_body_mb:g} MB",
             field="body",
@@ -414,10 +422,10 @@ class ModelServer:
         except MalformedBody as exc:
             status, out = (
                 400,
-                _error("MALFORMED_JSON", str(exc), field="body", hint="send a JSON object"),
+                error_body("MALFORMED_JSON", str(exc), field="body", hint="send a JSON object"),
             )
         except InvalidInput as exc:
-            status, out = 422, _error(exc.code, exc.message, exc.field, exc.hint)
+            status, out = 422, error_body(exc.code, exc.message, exc.field, exc.hint)
         except ModelFailed as exc:
             version = exc.model.label
             if exc.timed_out:
@@ -425,7 +433,7 @@ class ModelServer:
             else:
                 status, out = (
                     500,
-                    _error(
+                    error_body(
                         "MODEL_ERROR",
                         str(exc),
                         hint="see the server log; deploy a fallback version "
@@ -467,7 +475,7 @@ class ModelServer:
             limit = f"{route.timeout:g} s (the deployment's timeout_ms)"
         else:
             limit = f"{self.settings.predict_timeout_s:g} s (LOOPLINE_SERVE_PREDICT_TIMEOUT_S)"
-        return _error(
+        return error_body(
             "MODEL_TIMEOUT",
             f"version {exc.model.version} of {exc.model.name!r} did not answer within {limit}",
             hint="deploy a fallback version (--fallback) to answer meanwhile, or raise the "
@@ -515,7 +523,7 @@ class ModelServer:
             await self._send(send, 413, self._too_large("send fewer labels per request"))
             return
         except MalformedBody as exc:
-            await self._send(send, 400, _error("MALFORMED_JSON", str(exc), field="body"))
+            await self._send(send, 400, error_body("MALFORMED_JSON", str(exc), field="body"))
             return
         items = payload.get("labels", [payload]) if isinstance(payload, dict) else None
         if not isinstance(items, list) or not all(
@@ -524,7 +532,7 @@ class ModelServer:
             await self._send(
                 send,
                 422,
-                _error(
+                error_body(
                     "INVALID_INPUT",
                     "send {'request_id': ..., 'label': ...} or "
                     "{'labels': [{'request_id': ..., 'label': ...}, ...]}",

@@ -27,11 +27,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import orjson
-
 from loopline.core.access import PUBLIC, AccessTable, Rule, bearer_token
 from loopline.core.auth import TokenCache
-from loopline.serving.app import Message, ModelServer, Receive, Scope, Send
+from loopline.serving.app import Message, ModelServer, Receive, Scope, Send, error_body
 
 RULES: list[Rule] = [
     ("GET", "/health", PUBLIC),
@@ -49,7 +47,7 @@ _HINT = (
 
 
 def _answer(status: int, code: str, message: str, hint: str, challenge: str) -> list[Message]:
-    body = orjson.dumps({"error": {"code": code, "message": message, "hint": hint}})
+    body = error_body(code, message, hint=hint)
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
