@@ -68,12 +68,7 @@ def transport(settings: Settings) -> HttpTransport:
     with _lock:
         found = _transports.get(settings.metadata_uri)
         if found is None:
-            found = HttpTransport(
-                settings.metadata_uri,
-                timeout_s=settings.http_timeout_s,
-                retry_s=settings.http_retry_s,
-                token=settings.token.get_secret_value() if settings.token else None,
-            )
+            found = HttpTransport.from_settings(settings)
             weakref.finalize(found, found.close)
             _transports[settings.metadata_uri] = found
         return found

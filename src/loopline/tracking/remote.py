@@ -220,6 +220,20 @@ class HttpTransport:
             "LOOPLINE_HTTP_RETRY_S",
         )
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HttpTransport:
+        """A transport to the server ``settings.metadata_uri`` names, with its timeouts and token.
+
+        Example:
+            >>> # HttpTransport.from_settings(load_settings(uri="http://127.0.0.1:5000"))
+        """
+        return cls(
+            settings.metadata_uri,
+            timeout_s=settings.http_timeout_s,
+            retry_s=settings.http_retry_s,
+            token=settings.token.get_secret_value() if settings.token else None,
+        )
+
     def close(self) -> None:
         """Close this process's connections.
 
@@ -317,12 +331,7 @@ class RemoteBackend(TrackingBackend):
     """
 
     def __init__(self, settings: Settings) -> None:
-        self.transport = HttpTransport(
-            settings.metadata_uri,
-            timeout_s=settings.http_timeout_s,
-            retry_s=settings.http_retry_s,
-            token=settings.token.get_secret_value() if settings.token else None,
-        )
+        self.transport = HttpTransport.from_settings(settings)
         # Close the connections when the backend goes (with its context), not at GC of a
         # socket that would then warn about being left open.
         weakref.finalize(self, self.transport.close)
