@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 import loopline as ll
 from loopline.tracking.api import Run, start_run
-from loopline.tracking.tables import latest_metrics, metrics
+from loopline.tracking.tables import latest_metrics, metric_chunks
 
 
 def _bulk(run: Run, steps: int, keys: int) -> float:
@@ -80,8 +80,8 @@ def measure(uri: str, artifacts: str, steps: int, keys: int, repeat: int) -> dic
 
 def _check_stored(engine: sa.Engine, run_id: str, steps: int, keys: int) -> None:
     with engine.connect() as conn:
-        stored = conn.execute(
-            sa.select(sa.func.count()).select_from(metrics).where(metrics.c.run_id == run_id)
+        stored = conn.execute(  # points, packed in chunks
+            sa.select(sa.func.sum(metric_chunks.c.points)).where(metric_chunks.c.run_id == run_id)
         ).scalar_one()
         latest = conn.execute(
             sa.select(sa.func.count())

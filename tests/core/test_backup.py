@@ -456,7 +456,7 @@ def _assert_untouched(engine: sa.Engine, store: ArtifactStore) -> None:
     ("damage", "error", "names"),
     [
         ("flip-table", IntegrityError, "tables/runs.parquet"),
-        ("truncate-table", IntegrityError, "tables/metrics.parquet"),
+        ("truncate-table", IntegrityError, "tables/metric_chunks.parquet"),
         ("missing-table", NotFound, "tables/params.parquet"),
         ("flip-index", IntegrityError, "artifacts/index.tsv"),
         ("no-manifest", IntegrityError, "no manifest.json"),
@@ -472,7 +472,7 @@ def test_restore_refuses_a_damaged_backup_naming_the_file(
     if damage == "flip-table":
         _flip_byte(bk / "tables/runs.parquet")
     elif damage == "truncate-table":
-        path = bk / "tables/metrics.parquet"
+        path = bk / "tables/metric_chunks.parquet"
         path.write_bytes(path.read_bytes()[:-100])
     elif damage == "missing-table":
         (bk / "tables/params.parquet").unlink()

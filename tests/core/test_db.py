@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 
@@ -62,3 +64,27 @@ def test_concurrent_first_migrations_do_not_clash(db_uri: str) -> None:
     engine = create_engine_for(db_uri)
     assert current_revision(engine) == head_revision()
     engine.dispose()
+
+
+def test_head_revision_constant_is_alembics_head() -> None:
+    """ensure_schema compares with HEAD_REVISION instead of loading Alembic: keep it true."""
+    from loopline.core.db import HEAD_REVISION
+
+    assert head_revision() == HEAD_REVISION
+
+
+def test_ensure_schema_does_not_import_alembic_when_current(tmp_path: Path) -> None:
+    """A current database is recognised without importing Alembic (start-up cost)."""
+    import subprocess
+    import sys
+
+    uri = f"sqlite:///{tmp_path / 'meta.db'}"
+    ensure_schema(create_engine_for(uri))
+    code = (
+        "import sys\n"
+        "from loopline.core.db import create_engine_for, ensure_schema\n"
+        f"ensure_schema(create_engine_for({uri!r}))\n"
+        "print('alembic' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

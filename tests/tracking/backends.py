@@ -7,6 +7,7 @@ database and one server per module and backend, and isolate tests by experiment 
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,24 +50,14 @@ def server(db_uri: str, folder: Path) -> Iterator[str]:
 
 def count_points(db_uri: str, run_ids: list[str]) -> tuple[dict[str, int], list[tuple[str, ...]]]:
     """Points stored per run, and every (run, key, step, timestamp) stored more than once."""
-    from loopline.tracking.tables import metrics
+    from loopline.tracking.metrics import stored_points
 
     engine = create_engine_for(db_uri)
     try:
         with engine.connect() as conn:
-            counts = dict(
-                conn.execute(
-                    sa.select(metrics.c.run_id, sa.func.count())
-                    .where(metrics.c.run_id.in_(run_ids))
-                    .group_by(metrics.c.run_id)
-                ).all()
-            )
-            dupes = conn.execute(
-                sa.select(metrics.c.run_id, metrics.c.key, metrics.c.step, metrics.c.timestamp)
-                .where(metrics.c.run_id.in_(run_ids))
-                .group_by(metrics.c.run_id, metrics.c.key, metrics.c.step, metrics.c.timestamp)
-                .having(sa.func.count() > 1)
-            ).all()
+            points = [(r, k, p.step, p.timestamp) for r, k, p in stored_points(conn, run_ids)]
     finally:
         engine.dispose()
-    return {k: int(v) for k, v in counts.items()}, [tuple(d) for d in dupes]
+    counts = Counter(run_id for run_id, *_rest in points)
+    dupes = [tuple(str(x) for x in point) for point, n in Counter(points).items() if n > 1]
+    return dict(counts), dupes

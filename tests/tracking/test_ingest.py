@@ -8,6 +8,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -18,23 +19,27 @@ from loopline.core.context import Context
 from loopline.core.db import create_engine_for
 from loopline.errors import BackendUnavailable
 from loopline.tracking import ingest
-from loopline.tracking.tables import latest_metrics, metrics, runs
+from loopline.tracking.metrics import stored_points
+from loopline.tracking.tables import latest_metrics, runs
 
 LOGGER = Path(__file__).with_name("metric_logger.py")
 REPO = Path(__file__).parents[2]
 
 
-def _count(uri: str, run_id: str, where: sa.ColumnElement[bool] | None = None) -> int:
-    """Count a run's points through a separate engine: only committed rows are visible."""
+def _points(uri: str, run_ids: list[str]) -> list[tuple[str, str, int]]:
+    """``(run_id, key, step)`` of every stored point, read through a separate engine: only
+    committed rows are visible."""
     engine = create_engine_for(uri)
     try:
-        query = sa.select(sa.func.count()).select_from(metrics).where(metrics.c.run_id == run_id)
-        if where is not None:
-            query = query.where(where)
         with engine.connect() as conn:
-            return int(conn.execute(query).scalar_one())
+            return [(r, k, p.step) for r, k, p in stored_points(conn, run_ids)]
     finally:
         engine.dispose()
+
+
+def _count(uri: str, run_id: str, max_step: int | None = None) -> int:
+    """How many points of a run are committed (those with step <= ``max_step`` if given)."""
+    return sum(1 for _r, _k, step in _points(uri, [run_id]) if max_step is None or step <= max_step)
 
 
 def _logger(*args: str) -> subprocess.Popen[str]:
@@ -149,16 +154,9 @@ def test_sigkill_never_loses_a_flushed_point(ctx: Context, db_uri: str) -> None:
     assert proc.returncode == -signal.SIGKILL
     assert len(acked) >= 30, "the logger made no progress"
     run_id, last = acked[-1]
-    assert _count(db_uri, run_id, metrics.c.step <= last) == (last + 1) * keys
-    engine = create_engine_for(db_uri)
-    with engine.connect() as conn:  # nothing was stored twice
-        dupes = conn.execute(
-            sa.select(metrics.c.key, metrics.c.step)
-            .where(metrics.c.run_id == run_id)
-            .group_by(metrics.c.key, metrics.c.step)
-            .having(sa.func.count() > 1)
-        ).all()
-    engine.dispose()
+    assert _count(db_uri, run_id, last) == (last + 1) * keys
+    stored = Counter((key, step) for _r, key, step in _points(db_uri, [run_id]))
+    dupes = [point for point, n in stored.items() if n > 1]  # nothing was stored twice
     assert dupes == []
 
 
@@ -189,21 +187,11 @@ def test_eight_processes_log_to_one_experiment_at_once(
     assert sorted(r.id for r in page) == sorted(run_ids)
     assert {r.status for r in page} == {"FINISHED"}
     assert len({r.experiment_id for r in page}) == 1  # the racing creations made one experiment
+    points = _points(db_uri, run_ids)
+    counts = Counter(run_id for run_id, _k, _s in points)
+    dupes = [point for point, n in Counter(points).items() if n > 1]
     engine = create_engine_for(db_uri)
     with engine.connect() as conn:
-        counts = dict(
-            conn.execute(
-                sa.select(metrics.c.run_id, sa.func.count())
-                .where(metrics.c.run_id.in_(run_ids))
-                .group_by(metrics.c.run_id)
-            ).all()
-        )
-        dupes = conn.execute(
-            sa.select(metrics.c.run_id, metrics.c.key, metrics.c.step)
-            .where(metrics.c.run_id.in_(run_ids))
-            .group_by(metrics.c.run_id, metrics.c.key, metrics.c.step)
-            .having(sa.func.count() > 1)
-        ).all()
         latest = conn.execute(
             sa.select(runs.c.name, latest_metrics.c.value, latest_metrics.c.step)
             .join(runs, runs.c.id == latest_metrics.c.run_id)

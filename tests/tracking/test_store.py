@@ -12,7 +12,8 @@ from loopline.core.context import Context
 from loopline.errors import Conflict, InvalidInput, NotFound
 from loopline.tracking import experiments, lineage, query, store
 from loopline.tracking.entities import ArtifactEntry, Metric, MetricPoint, RunInput, now_ms
-from loopline.tracking.tables import metrics
+from loopline.tracking.metrics import stored_points
+from loopline.tracking.tables import latest_metrics
 from loopline.tracking.validation import MAX_FLOAT
 
 
@@ -156,9 +157,14 @@ def test_nan_and_inf_are_stored_as_mlflow_stores_them(ctx: Context) -> None:
     with ctx.engine.connect() as conn:
         rows = {
             r.key: (r.value, r.is_nan)
-            for r in conn.execute(sa.select(metrics).where(metrics.c.run_id == run.id))
+            for r in conn.execute(
+                sa.select(latest_metrics).where(latest_metrics.c.run_id == run.id)
+            )
         }
+        history = {key: point.value for _r, key, point in stored_points(conn, [run.id])}
     assert rows == {"nan": (0.0, True), "pinf": (MAX_FLOAT, False), "ninf": (-MAX_FLOAT, False)}
+    assert math.isnan(history.pop("nan"))  # the packed history keeps NaN as NaN
+    assert history == {"pinf": MAX_FLOAT, "ninf": -MAX_FLOAT}
     got = store.get_run(ctx.engine, run.id).metrics
     assert math.isnan(got["nan"])
     assert got["pinf"] == MAX_FLOAT and got["ninf"] == -MAX_FLOAT

@@ -146,9 +146,30 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(alembic_config(engine), revision)
 
 
+#: The newest migration's revision id. ``ensure_schema`` compares the database with it
+#: without importing Alembic (which costs ~0.15 s of every command's start-up to import
+#: and to parse the migration scripts); a test keeps it equal to Alembic's own head.
+HEAD_REVISION = "0011_metric_chunks"
+
+_VERSION_QUERY = sa.text("SELECT version_num FROM alembic_version")
+
+
+def _stored_revision(engine: Engine) -> str | None:
+    """The revision in ``alembic_version``; None when the table is missing or empty."""
+    with _translate_connect_errors(engine), engine.connect() as conn:
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return None
+        rows = conn.execute(_VERSION_QUERY).scalars().all()
+    return rows[0] if len(rows) == 1 else None
+
+
 def ensure_schema(engine: Engine) -> None:
-    """Migrate the database if it is behind; cheap when it is already current."""
-    if current_revision(engine) != head_revision():
+    """Migrate the database if it is behind; cheap when it is already current.
+
+    Example:
+        >>> ensure_schema(create_engine_for("sqlite:///:memory:"))
+    """
+    if _stored_revision(engine) != HEAD_REVISION:
         upgrade(engine)
 
 

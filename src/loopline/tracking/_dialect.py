@@ -2,8 +2,7 @@
 
 * upserts: ``INSERT ... ON CONFLICT`` is spelled the same on both, but SQLAlchemy builds it
   from each dialect's own ``insert``;
-* bulk metric inserts: ``executemany`` on SQLite (one prepared statement, no per-row
-  Python work), ``COPY ... FROM STDIN`` on PostgreSQL (the fastest way in);
+* bulk metric-chunk inserts: the driver's ``executemany``, whose placeholders differ;
 * case-sensitive ``LIKE``: PostgreSQL's ``LIKE`` is, SQLite's is not, so on SQLite the
   pattern is rewritten as an equivalent ``GLOB``.
 
@@ -27,8 +26,6 @@ from loopline.errors import ConfigError
 #: One stored metric row: (run_id, key, value, timestamp, step, is_nan). ``is_nan`` is 0 or 1
 #: (an int binds measurably faster than a bool in SQLite's executemany).
 MetricRow = tuple[str, str, float, int, int, int]
-
-_METRIC_COLUMNS = ("run_id", "key", "value", "timestamp", "step", "is_nan")
 
 
 def insert_for(conn: Connection, table: sa.Table) -> Any:
@@ -64,42 +61,31 @@ def cached_statement(conn: Connection, name: str, build: Callable[[Connection], 
     return stmt
 
 
-def bulk_insert_metrics(conn: Connection, rows: Sequence[MetricRow]) -> None:
-    """Insert stored-form metric rows into ``metrics`` in the caller's transaction.
+_CHUNK_INSERT = (
+    "INSERT INTO metric_chunks (run_id, key, points, steps, timestamps, metric_values) "
+    "VALUES ({p}, {p}, {p}, {p}, {p}, {p})"
+)
+
+
+def bulk_insert_chunks(conn: Connection, chunks: Sequence[tuple[Any, ...]]) -> None:
+    """Insert packed metric chunks into ``metric_chunks`` in the caller's transaction.
+
+    Straight through the driver's ``executemany`` (``?`` placeholders on SQLite, ``%s`` on
+    PostgreSQL): a batch is a few rows, and SQLAlchemy's per-statement work would cost more
+    than the insert on the one-point-per-request MLflow path.
 
     Example:
-        >>> # bulk_insert_metrics(conn, [("ab" * 16, "loss", 0.5, 1700000000000, 0, 0)])
+        >>> # bulk_insert_chunks(conn, [(run_id, "loss", 1, steps, timestamps, values)])
     """
-    if not rows:
+    if not chunks:
         return
     raw: Any = conn.connection.dbapi_connection
-    if conn.dialect.name == "postgresql":
-        columns = ", ".join(f'"{c}"' for c in _METRIC_COLUMNS)
-        with raw.cursor() as cur, cur.copy(f"COPY metrics ({columns}) FROM STDIN") as copy:
-            copy.write(_copy_text(rows))
-        return
+    placeholder = "%s" if conn.dialect.name == "postgresql" else "?"
     cur = raw.cursor()
     try:
-        cur.executemany(
-            "INSERT INTO metrics (run_id, key, value, timestamp, step, is_nan) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            rows,
-        )
+        cur.executemany(_CHUNK_INSERT.format(p=placeholder), chunks)
     finally:
         cur.close()
-
-
-def _copy_text(rows: Sequence[MetricRow]) -> bytes:
-    """Rows in COPY's text format. Keys hold no control characters (validated), so only a
-    backslash needs escaping; run ids are hex; numbers print as Python writes them."""
-    keys: dict[str, str] = {}
-    lines = []
-    for run_id, key, value, ts, step, is_nan in rows:
-        text = keys.get(key)
-        if text is None:
-            text = keys[key] = key.replace("\\", "\\\\")
-        lines.append(f"{run_id}\t{text}\t{value!r}\t{ts}\t{step}\t{'t' if is_nan else 'f'}\n")
-    return "".join(lines).encode()
 
 
 def like_to_glob(pattern: str) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 from loopline.errors import InvalidInput
@@ -33,6 +34,7 @@ MAX_BATCH_POINTS = 100_000
 #: How NaN and the infinities travel in JSON.
 NAN, POS_INF, NEG_INF = "NaN", "Infinity", "-Infinity"
 _SPECIAL = {NAN: (0.0, 1), POS_INF: (MAX_FLOAT, 0), NEG_INF: (-MAX_FLOAT, 0)}
+_KEY, _VALUE, _TIMESTAMP, _STEP, _IS_NAN = (itemgetter(i) for i in (1, 2, 3, 4, 5))
 
 
 def encode_metric_rows(rows: Sequence[MetricRow]) -> dict[str, list[Any]]:
@@ -42,18 +44,18 @@ def encode_metric_rows(rows: Sequence[MetricRow]) -> dict[str, list[Any]]:
         >>> encode_metric_rows([("r" * 32, "acc", 0.5, 7, 2, 0)])
         {'keys': ['acc'], 'values': [0.5], 'steps': [2], 'timestamps': [7]}
     """
-    # One comprehension per column: cheaper than transposing with zip(*rows), which
-    # builds a tuple per column over every row at once.
-    values: list[Any] = [r[2] for r in rows]
-    if any(r[5] for r in rows):
+    # One C-level pass per column (map + itemgetter): no Python frame per point, and no
+    # tuple per row as transposing with zip(*rows) would build.
+    values: list[Any] = list(map(_VALUE, rows))
+    if any(map(_IS_NAN, rows)):
         for i, row in enumerate(rows):
             if row[5]:
                 values[i] = NAN
     return {
-        "keys": [r[1] for r in rows],
+        "keys": list(map(_KEY, rows)),
         "values": values,
-        "steps": [r[4] for r in rows],
-        "timestamps": [r[3] for r in rows],
+        "steps": list(map(_STEP, rows)),
+        "timestamps": list(map(_TIMESTAMP, rows)),
     }
 
 

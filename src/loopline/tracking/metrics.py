@@ -1,11 +1,16 @@
 """Metric points: the bulk write path (history + latest value) and history reads.
 
 :func:`write_rows` is what the background ingest writer and ``log_batch`` both call. In the
-caller's transaction it bulk-inserts every point into ``metrics`` and then upserts
-``latest_metrics`` once per (run, key) of the batch: the batch's own latest point is found
-in Python in one pass, and the database keeps whichever of it and the stored row has the
+caller's transaction it packs the batch's points into one ``metric_chunks`` row per
+(run, key) and then upserts ``latest_metrics`` once per (run, key): the batch's own latest
+point is found per chunk, and the database keeps whichever of it and the stored row has the
 greater ``(step, timestamp, value)`` (MLflow's rule), so batches may arrive in any order and
 from several processes.
+
+A chunk holds its points in the order they were logged as three little-endian arrays
+(steps and timestamps int64, values float64, NaN as NaN): storing a point costs a few
+bytes instead of a table row and an index entry, so ingest is no longer capped by the
+database's per-row insert rate. :func:`history` and :func:`stored_points` unpack them.
 
 Rows are in stored form (:data:`~loopline.tracking._dialect.MetricRow`): NaN as value 0
 with ``is_nan`` 1, +/-inf as +/-1.7976931348623157e308
@@ -18,20 +23,32 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from array import array
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from loopline.errors import InvalidInput
 from loopline.tracking._dialect import (
     MetricRow,
-    bulk_insert_metrics,
+    bulk_insert_chunks,
     cached_statement,
     insert_for,
 )
 from loopline.tracking.entities import MetricPoint
-from loopline.tracking.tables import latest_metrics, metrics
+from loopline.tracking.tables import latest_metrics, metric_chunks
+
+_NAN = float("nan")
+_RUN, _VALUE, _TIMESTAMP, _STEP, _IS_NAN = (itemgetter(i) for i in (0, 2, 3, 4, 5))
+_SWAP = sys.byteorder != "little"  # chunks are little-endian on every machine
+
+#: One packed chunk, as inserted: (run_id, key, points, steps, timestamps, values).
+ChunkRow = tuple[str, str, int, bytes, bytes, bytes]
 
 
 def latest_of(rows: Sequence[MetricRow]) -> dict[tuple[str, str], MetricRow]:
@@ -56,16 +73,93 @@ def latest_of(rows: Sequence[MetricRow]) -> dict[tuple[str, str], MetricRow]:
     return best
 
 
+def _pack(typecode: str, values: Iterable[Any], field: str) -> bytes:
+    try:
+        packed = array(typecode, values)
+    except OverflowError as exc:
+        raise InvalidInput(
+            f"a metric {field} does not fit in 64 bits",
+            hint=f"log {field}s between -2**63 and 2**63 - 1",
+        ) from exc
+    if _SWAP:
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def _unpack(typecode: str, data: bytes) -> array[Any]:
+    out = array(typecode)
+    out.frombytes(data)
+    if _SWAP:
+        out.byteswap()
+    return out
+
+
+def pack_chunks(rows: Sequence[MetricRow]) -> tuple[list[ChunkRow], list[MetricRow]]:
+    """Group stored-form rows into one chunk per (run_id, key), and each group's latest row.
+
+    The chunks keep the rows' order; the latest row is the first with the greatest
+    ``(step, timestamp, value)`` (as :func:`latest_of` picks it). Both lists are sorted by
+    (run_id, key), a fixed order in which concurrent writers take their locks.
+
+    Example:
+        >>> rows = [("r", "loss", 0.9, 10, 0, 0), ("r", "loss", 0.5, 11, 1, 0)]
+        >>> chunks, latest = pack_chunks(rows)
+        >>> chunks[0][2], latest[0][2]
+        (2, 0.5)
+    """
+    groups: defaultdict[tuple[str, str], list[MetricRow]] = defaultdict(list)
+    runs = set(map(_RUN, rows))
+    if len(runs) == 1:  # the usual batch: one run, so group by key alone (half the cost)
+        by_key: defaultdict[str, list[MetricRow]] = defaultdict(list)
+        for row in rows:
+            by_key[row[1]].append(row)
+        (only,) = runs
+        groups.update(((only, key), group) for key, group in by_key.items())
+    else:
+        for row in rows:
+            groups[row[0], row[1]].append(row)
+    chunks: list[ChunkRow] = []
+    latest: list[MetricRow] = []
+    for (run_id, key), group in sorted(groups.items()):
+        values = list(map(_VALUE, group))
+        stamps = list(map(_TIMESTAMP, group))
+        steps = list(map(_STEP, group))
+        latest.append(group[_latest_index(steps, stamps, values)])
+        stored: list[float] = values
+        if any(map(_IS_NAN, group)):
+            stored = [_NAN if row[5] else row[2] for row in group]
+        chunks.append(
+            (
+                run_id,
+                key,
+                len(group),
+                _pack("q", steps, "step"),
+                _pack("q", stamps, "timestamp"),
+                _pack("d", stored, "value"),
+            )
+        )
+    return chunks, latest
+
+
+def _latest_index(steps: list[int], stamps: list[int], values: list[float]) -> int:
+    """Index of the first point with the greatest (step, timestamp, value)."""
+    top = max(steps)
+    if steps.count(top) == 1:  # the usual case, found in C
+        return steps.index(top)
+    tied = [i for i, step in enumerate(steps) if step == top]
+    return max(tied, key=lambda i: (stamps[i], values[i], -i))
+
+
 def write_rows(conn: Connection, rows: Sequence[MetricRow]) -> None:
-    """Insert stored-form points and bring ``latest_metrics`` up to date, in ``conn``'s transaction.
+    """Store stored-form points and bring ``latest_metrics`` up to date, in ``conn``'s transaction.
 
     Example:
         >>> # with engine.begin() as conn: write_rows(conn, rows)
     """
     if not rows:
         return
-    bulk_insert_metrics(conn, rows)
-    latest = latest_of(rows)
+    chunks, latest = pack_chunks(rows)
+    bulk_insert_chunks(conn, chunks)
     conn.execute(
         cached_statement(conn, "latest_metrics.upsert", _latest_upsert),
         [
@@ -77,7 +171,7 @@ def write_rows(conn: Connection, rows: Sequence[MetricRow]) -> None:
                 "step": r[4],
                 "is_nan": bool(r[5]),
             }
-            for r in sorted(latest.values())  # a fixed order: no deadlock between writers
+            for r in latest
         ],
     )
 
@@ -100,6 +194,24 @@ def _latest_upsert(conn: Connection) -> Any:
     )
 
 
+def unpack_chunk(steps: bytes, timestamps: bytes, values: bytes) -> list[MetricPoint]:
+    """The points of one chunk, in the order they were logged.
+
+    Example:
+        >>> chunks, _ = pack_chunks([("r", "loss", 0.5, 1700000000000, 3, 0)])
+        >>> unpack_chunk(*chunks[0][3:])
+        [MetricPoint(step=3, timestamp=1700000000000, value=0.5)]
+    """
+    return list(
+        map(
+            MetricPoint,
+            _unpack("q", steps),
+            _unpack("q", timestamps),
+            _unpack("d", values),
+        )
+    )
+
+
 def history(conn: Connection, run_id: str, key: str) -> list[MetricPoint]:
     """Every point of one metric of one run, by step, then timestamp, then insertion order.
 
@@ -107,11 +219,42 @@ def history(conn: Connection, run_id: str, key: str) -> list[MetricPoint]:
         >>> # with engine.connect() as conn: history(conn, run_id, "loss")
     """
     query = (
-        sa.select(metrics.c.step, metrics.c.timestamp, metrics.c.value, metrics.c.is_nan)
-        .where(metrics.c.run_id == run_id, metrics.c.key == key)
-        .order_by(metrics.c.step, metrics.c.timestamp, metrics.c.id)
+        sa.select(metric_chunks.c.steps, metric_chunks.c.timestamps, metric_chunks.c.metric_values)
+        .where(metric_chunks.c.run_id == run_id, metric_chunks.c.key == key)
+        .order_by(metric_chunks.c.id)
+    )
+    points: list[MetricPoint] = []
+    for steps, stamps, values in conn.execute(query):
+        points += unpack_chunk(steps, stamps, values)
+    points.sort(key=_step_time)  # stable: equal (step, timestamp) stay in logged order
+    return points
+
+
+def _step_time(point: MetricPoint) -> tuple[int, int]:
+    return point.step, point.timestamp
+
+
+def stored_points(conn: Connection, run_ids: Sequence[str]) -> list[tuple[str, str, MetricPoint]]:
+    """Every stored point of the given runs as ``(run_id, key, point)``, in logged order.
+
+    For checks that count what was stored (every point exactly once).
+
+    Example:
+        >>> # with engine.connect() as conn: len(stored_points(conn, [run_id]))
+    """
+    query = (
+        sa.select(
+            metric_chunks.c.run_id,
+            metric_chunks.c.key,
+            metric_chunks.c.steps,
+            metric_chunks.c.timestamps,
+            metric_chunks.c.metric_values,
+        )
+        .where(metric_chunks.c.run_id.in_(list(run_ids)))
+        .order_by(metric_chunks.c.id)
     )
     return [
-        MetricPoint(step, ts, float("nan") if is_nan else value)
-        for step, ts, value, is_nan in conn.execute(query)
+        (run_id, key, point)
+        for run_id, key, steps, stamps, values in conn.execute(query)
+        for point in unpack_chunk(steps, stamps, values)
     ]

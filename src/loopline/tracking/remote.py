@@ -291,10 +291,16 @@ class RemoteSink:
         Example:
             >>> # sink.write(rows, writer_id, 7)
         """
-        by_run: dict[str, list[MetricRow]] = {}
-        for row in rows:
-            by_run.setdefault(row[0], []).append(row)
-        for run_id, run_rows in by_run.items():
+        by_run: list[tuple[str, Sequence[MetricRow]]]
+        runs = {row[0] for row in rows}
+        if len(runs) == 1:  # the usual batch: one run, sent as it is
+            by_run = [(runs.pop(), rows)]
+        else:
+            split: dict[str, list[MetricRow]] = {}
+            for row in rows:
+                split.setdefault(row[0], []).append(row)
+            by_run = list(split.items())
+        for run_id, run_rows in by_run:
             body = orjson.dumps(
                 {"metrics": encode_metric_rows(run_rows), "writer": writer, "seq": seq}
             )

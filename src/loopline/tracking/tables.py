@@ -3,12 +3,14 @@
 Modelled on MLflow's tracking schema so that the MLflow-compatible REST server can be built
 on the same rows: experiments have integer ids (the REST API shows them as strings),
 runs have 32-character hex ids, times are milliseconds since the epoch, metrics keep their
-whole history plus one ``latest_metrics`` row per (run, key) for fast search and ordering.
+whole history (packed in ``metric_chunks``) plus one ``latest_metrics`` row per (run, key)
+for fast search and ordering.
 Two tables go beyond MLflow: ``run_inputs`` (dataset lineage) and ``run_artifacts`` (maps an
 artifact path inside a run to a content-addressed blob of the artifact store).
 
 Only ``loopline.tracking`` reads or writes these tables; other stages use its functions.
-The migration ``0002_tracking`` creates exactly these tables (a test compares the two).
+The migrations ``0002_tracking`` and ``0011_metric_chunks`` create exactly these tables (a
+test compares the two).
 
 Example:
     >>> from loopline.tracking.tables import runs
@@ -96,19 +98,22 @@ tags = sa.Table(
     sa.Column("value", sa.Text, nullable=True),
 )
 
-# Every logged point. NaN is stored as value 0 with is_nan true, +/-inf as +/-max float
-# (as MLflow does). No natural key: the same (step, timestamp, value) may be logged twice.
-metrics = sa.Table(
-    "metrics",
+# Every logged point, packed: one row per (run, key) per written batch holds that batch's
+# points as little-endian arrays (steps and timestamps int64, values float64), in the order
+# they were logged. One row per point cost an index entry per point and capped ingest at
+# the database's per-row insert rate; a chunk costs one. NaN is stored as NaN, +/-inf as
+# +/-max float (as MLflow does). Read through :func:`loopline.tracking.metrics.history`.
+metric_chunks = sa.Table(
+    "metric_chunks",
     metadata,
     sa.Column("id", _BIGINT_ID, primary_key=True, autoincrement=True),
     sa.Column("run_id", sa.String(32), _run_fk(), nullable=False),
     sa.Column("key", sa.String(250), nullable=False),
-    sa.Column("value", sa.Double, nullable=False),
-    sa.Column("timestamp", sa.BigInteger, nullable=False),
-    sa.Column("step", sa.BigInteger, nullable=False),
-    sa.Column("is_nan", sa.Boolean, nullable=False),
-    sa.Index("ix_metrics_run_id_key", "run_id", "key"),
+    sa.Column("points", sa.Integer, nullable=False),
+    sa.Column("steps", sa.LargeBinary, nullable=False),
+    sa.Column("timestamps", sa.LargeBinary, nullable=False),
+    sa.Column("metric_values", sa.LargeBinary, nullable=False),
+    sa.Index("ix_metric_chunks_run_id_key", "run_id", "key"),
 )
 
 # The point with the greatest (step, timestamp, value) per run and key, as in MLflow.
@@ -154,7 +159,7 @@ ALL_TABLES = (
     runs,
     params,
     tags,
-    metrics,
+    metric_chunks,
     latest_metrics,
     run_inputs,
     run_artifacts,
