@@ -10,7 +10,12 @@ same thread becomes its child.
 ``log_metric`` and ``log_metrics`` only queue the points (:mod:`loopline.tracking.ingest`);
 a background thread writes them. ``run.flush()``, the end of the run, every read through
 this module and interpreter exit write what is queued. Params, tags, inputs and artifacts
-are written at once.
+are written at once - except that a new run is written together with its first data: the
+params and tags logged right after ``start_run`` (checked at once, as always), and for a
+run that ends quickly its points and its end too, all in one commit. A started run is
+written at the latest :data:`~loopline.tracking.deferred.WRITE_DELAY_S` after it started,
+and as soon as anything needs it to exist: reading it, ``run.id``, an artifact, an input,
+``flush``, a search or ``get_run`` in this process (see :mod:`loopline.tracking.deferred`).
 
 Everything goes through a :class:`~loopline.tracking.backend.TrackingBackend` chosen by
 ``LOOPLINE_URI``: the database itself (``sqlite://``, ``postgresql://``) or a Loopline
@@ -29,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import os
+import threading
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -36,19 +42,21 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from loopline.core.artifacts import hash_bytes
 from loopline.core.context import Context, get_context
-from loopline.errors import InvalidInput
-from loopline.tracking import active, artifact_files, environment, ingest
+from loopline.errors import BackendUnavailable, Conflict, InvalidInput
+from loopline.tracking import active, artifact_files, deferred, environment, ingest
+from loopline.tracking._dialect import MetricRow
 from loopline.tracking.backend import TrackingBackend, backend_for
 from loopline.tracking.entities import (
     ArtifactEntry,
     MetricPoint,
+    NewRun,
     RunInput,
     RunRecord,
     ViewType,
     now_ms,
 )
+from loopline.tracking.store import check_params, check_tags
 from loopline.tracking.validation import (
     MAX_TAG_VALUE_LENGTH,
     check_artifact_path,
@@ -78,22 +86,72 @@ class Run:
         >>> # with ll.start_run(experiment="churn") as run: run.log_metric("auc", 0.91)
     """
 
-    def __init__(self, record: RunRecord, ctx: Context) -> None:
+    def __init__(
+        self,
+        record: RunRecord,
+        ctx: Context,
+        new: NewRun | None = None,
+        parent: Run | None = None,
+        backend: TrackingBackend | None = None,
+    ) -> None:
         self._record = record
         self._ctx = ctx
-        self._backend: TrackingBackend = backend_for(ctx)
+        self._backend: TrackingBackend = backend or backend_for(ctx)
         self._writer: ingest.MetricWriter | None = None
+        #: Where log_metric puts points: the writer, or the early buffer while unwritten.
+        self._log_to: ingest.MetricWriter | _EarlyPoints | None = None
         self._metric_keys: set[str] = set()
         self._dirty = False
         self._ended = False
+        #: The run as prepared, until it is written (None once it is, or when the backend
+        #: wrote it at once), with the params and tags logged before that, checked.
+        self._new = new if new is not None and not new.written else None
+        self._parent = parent
+        self._params: dict[str, str] = {}
+        self._tags: dict[str, str | None] = {}
+        self._early: _EarlyPoints | None = None
+        self._lock = threading.RLock()  # guards _new and the buffers
         #: The process that started the run; only it ends the run at exit (a forked child
         #: may log to an inherited run, and its points are flushed, but it leaves the run open).
         self.owner_pid = os.getpid()
+        if self._new is not None:
+            deferred.schedule(self)
+
+    def write_pending(self) -> None:
+        """Write the run with what was logged so far, if it is not written yet; idempotent.
+
+        Called before anything that needs the run in the store. Raises (and the run stays
+        unwritten, nothing lost) when the store refuses or cannot be reached.
+
+        Example:
+            >>> # run.write_pending()  # other processes now see the run
+        """
+        if self._new is None:
+            return
+        if self.owner_pid != os.getpid():  # inherited through fork: the parent writes it
+            return
+        with self._lock:
+            new = self._new
+            if new is None:
+                return
+            if self._parent is not None:
+                self._parent.write_pending()
+            self._backend.write_run(new, params=self._params, tags=self._tags, rows=(), end=None)
+            self._new = None
+            self._params, self._tags = {}, {}
+            early, self._early = self._early, None
+            self._log_to = self._writer
+            if early is not None:  # the run lives on: its points go the usual way from now
+                with early.lock:
+                    rows, early.rows = early.rows, None
+                if rows:
+                    self._points_writer().extend(rows)
+        deferred.cancel(self)
 
     # -- reading -------------------------------------------------------------------------
 
     def _fresh(self) -> RunRecord:
-        if self._dirty:
+        if self._dirty or self._new is not None:
             self.flush()
             self._record = self._backend.get_run(self.id)
             self._dirty = False
@@ -111,7 +169,8 @@ class Run:
 
     @property
     def id(self) -> str:
-        """The run id: 32 hex characters."""
+        """The run id: 32 hex characters. The run is in the store when this returns."""
+        self.write_pending()
         return self._record.id
 
     @property
@@ -182,7 +241,8 @@ class Run:
     @property
     def artifacts(self) -> list[ArtifactEntry]:
         """Artifact paths of the run and the blobs they point to."""
-        return self._backend.list_artifacts(self.id)
+        self.write_pending()
+        return self._backend.list_artifacts(self._record.id)
 
     def read_artifact(self, path: str) -> bytes:
         """The bytes of one artifact of the run, verified against their digest.
@@ -226,7 +286,7 @@ class Run:
         }
 
     def __repr__(self) -> str:
-        return f"<Run {self.id} {self._record.name!r} in {self.experiment!r}>"
+        return f"<Run {self._record.id} {self._record.name!r} in {self.experiment!r}>"
 
     # -- logging -------------------------------------------------------------------------
 
@@ -251,7 +311,7 @@ class Run:
         if v - v:  # NaN or +/-inf
             v, nan = stored_metric_value(v)
             is_nan = int(nan)
-        writer = self._writer or self._new_writer()
+        writer = self._log_to or self._new_writer()
         writer.add(
             (
                 self._record.id,
@@ -291,12 +351,24 @@ class Run:
                 rows.append((run_id, key, v, ts, st, int(nan)))
             else:
                 rows.append((run_id, key, v, ts, st, 0))
-        (self._writer or self._new_writer()).extend(rows)
+        (self._log_to or self._new_writer()).extend(rows)
         self._dirty = True
 
-    def _new_writer(self) -> ingest.MetricWriter:
-        self._writer = ingest.MetricWriter(self._backend.metric_sink())
-        return self._writer
+    def _new_writer(self) -> ingest.MetricWriter | _EarlyPoints:
+        with self._lock:
+            if self._new is not None:  # not written yet: keep the points for the write
+                if self._early is None:
+                    self._early = _EarlyPoints(self)
+                self._log_to = self._early
+                return self._early
+            return self._points_writer()
+
+    def _points_writer(self) -> ingest.MetricWriter:
+        with self._lock:  # two threads logging the first points make one writer
+            if self._writer is None:
+                self._writer = ingest.MetricWriter(self._backend.metric_sink())
+            self._log_to = self._writer
+            return self._writer
 
     def log_param(self, key: str, value: Any) -> None:
         """Log one param (stored as text). Logging another value later is a Conflict.
@@ -312,7 +384,12 @@ class Run:
         Example:
             >>> # run.log_params({"model": "lgbm", "lr": 0.05})
         """
-        self._backend.log_batch(self.id, params=params, tags={})
+        if self._new is not None:
+            with self._lock:
+                if self._new is not None:
+                    self._buffer(check_params(params), {})
+                    return
+        self._backend.log_batch(self._record.id, params=params, tags={})
         self._dirty = True
 
     def set_tag(self, key: str, value: Any) -> None:
@@ -329,7 +406,27 @@ class Run:
         Example:
             >>> # run.set_tags({"team": "risk", "stage": "candidate"})
         """
-        self._backend.log_batch(self.id, params={}, tags=tags)
+        if self._new is not None:
+            with self._lock:
+                if self._new is not None:
+                    self._buffer({}, check_tags(tags))
+                    return
+        self._backend.log_batch(self._record.id, params={}, tags=tags)
+        self._dirty = True
+
+    def _buffer(self, params: dict[str, str], tags: dict[str, str | None]) -> None:
+        """Keep checked params and tags for the run's write (caller holds the lock)."""
+        for key, text in params.items():
+            old = self._params.get(key)
+            if old is not None and old != text:
+                raise Conflict(
+                    f"param {key!r} of run {self._record.id} is already {old!r}; "
+                    f"it cannot be changed to {text!r}",
+                    hint="params are immutable: start a new run, or log the new value as a "
+                    "tag or a metric",
+                )
+        self._params.update(params)
+        self._tags.update(tags)
         self._dirty = True
 
     def log_input(
@@ -405,6 +502,16 @@ class Run:
         Example:
             >>> # run.flush()
         """
+        try:
+            self.write_pending()
+        except BackendUnavailable as exc:
+            early = self._early
+            waiting = len(early.rows or ()) if early is not None else 0
+            raise BackendUnavailable(
+                f"could not write {waiting} metric points (nor run {self._record.id}, "
+                f"not yet written either): {exc.message}",
+                hint="they are still queued: fix the backend (LOOPLINE_URI) and flush again",
+            ) from exc
         if self._writer is not None:
             self._writer.flush()
 
@@ -422,12 +529,46 @@ class Run:
             self.set_tags(
                 {ERROR_TAG: _describe_error(error), f"{ERROR_TAG}.type": type(error).__name__}
             )
-        # Raises if the points cannot be written: the run stays open, its points queued.
-        self._backend.finish_run(self.id, status=status, end_time=now_ms(), writer=self._writer)
-        self._writer = None
+        if self._new is None or not self._end_unwritten(status):
+            # Raises if the points cannot be written: the run stays open, its points queued.
+            self._backend.finish_run(
+                self._record.id, status=status, end_time=now_ms(), writer=self._writer
+            )
+        self._writer = self._log_to = None
         self._ended = True
         self._dirty = True  # the next read fetches the final record
         active.forget(self)
+
+    def _end_unwritten(self, status: str) -> bool:
+        """Write a run not written yet together with its end: one commit. False if it was
+        written meanwhile (by the background thread), and the caller ends it as usual."""
+        if self.owner_pid != os.getpid():
+            return True  # inherited through fork: the parent writes and ends it
+        with self._lock:
+            new = self._new
+            if new is None:
+                return False
+            if self._parent is not None:
+                self._parent.write_pending()
+            early = self._early
+            rows: list[MetricRow] = []
+            if early is not None:
+                with early.lock:
+                    rows = early.rows or []
+                    self._backend.write_run(
+                        new, params=self._params, tags=self._tags, rows=rows,
+                        end=(status, now_ms()),
+                    )  # fmt: skip
+                    early.rows = None
+            else:
+                self._backend.write_run(
+                    new, params=self._params, tags=self._tags, rows=(), end=(status, now_ms())
+                )
+            self._new = None
+            self._params, self._tags = {}, {}
+            self._early = None
+        deferred.cancel(self)
+        return True
 
     def __enter__(self) -> Run:
         return self
@@ -444,6 +585,59 @@ class Run:
             self.end("KILLED", error=exc)
         else:
             self.end("FAILED", error=exc)
+
+
+#: Points a run not yet written keeps before it writes itself to hand them to a writer.
+_EARLY_ROWS = 10_000
+
+
+class _EarlyPoints:
+    """Metric points of a run not yet written: written with the run (often with its end).
+
+    Same ``add``/``extend`` as :class:`~loopline.tracking.ingest.MetricWriter`, without its
+    thread: a short run then costs one commit. ``rows`` is None once handed over; later
+    points go to the run's writer.
+    """
+
+    __slots__ = ("_run", "lock", "rows")
+
+    def __init__(self, run: Run) -> None:
+        self.lock = threading.Lock()
+        self.rows: list[MetricRow] | None = []
+        self._run = run
+
+    def add(self, row: MetricRow) -> None:
+        with self.lock:
+            rows = self.rows
+            if rows is not None:
+                rows.append(row)
+                if len(rows) < _EARLY_ROWS:
+                    return
+        if rows is None:
+            self._run._points_writer().add(row)
+        else:
+            self._hand_over(len(rows))
+
+    def extend(self, new: Sequence[MetricRow]) -> None:
+        with self.lock:
+            rows = self.rows
+            if rows is not None:
+                rows.extend(new)
+                if len(rows) < _EARLY_ROWS:
+                    return
+        if rows is None:
+            self._run._points_writer().extend(new)
+        else:
+            self._hand_over(len(rows))
+
+    def _hand_over(self, waiting: int) -> None:
+        """Enough points wait: write the run with them; later points go to a writer."""
+        try:
+            self._run.write_pending()
+        except BackendUnavailable:
+            if waiting >= ingest.MAX_PENDING_ROWS:
+                raise  # as MetricWriter does: the loop learns that the backend is gone
+            # else the background thread, the next hand-over or the end writes them
 
 
 class RunPage(list[Run]):
@@ -513,18 +707,18 @@ def start_run(
     all_tags: dict[str, Any] = {
         **environment.run_tags(),
         "mlflow.user": actor,
-        ENVIRONMENT_TAG: hash_bytes(env_doc),
+        ENVIRONMENT_TAG: environment.environment_digest(),
         **(tags or {}),
     }
-    record = backend_for(ctx).create_run(
+    new = backend_for(ctx).prepare_run(
         experiment=experiment or (parent.experiment if parent else DEFAULT_EXPERIMENT),
         name=name,
         tags=all_tags,
-        parent_run_id=parent.id if parent else None,
+        parent_run_id=parent._record.id if parent else None,
         user_id=actor,
         files={environment.ENVIRONMENT_ARTIFACT: env_doc},
     )
-    run = Run(record, ctx)
+    run = Run(new.record, ctx, new, parent)
     active.push(run)
     return run
 
@@ -539,6 +733,7 @@ def get_run(run_id: str) -> Run:
         >>> # ll.get_run("3f2a9c...").metrics
     """
     ctx = get_context()
+    deferred.write_all()
     ingest.flush_all()
     return Run(backend_for(ctx).get_run(run_id), ctx)
 
@@ -550,6 +745,7 @@ def metric_history(run_id: str, key: str) -> list[MetricPoint]:
         >>> # [p.value for p in ll.metric_history(run.id, "loss")]
     """
     ctx = get_context()
+    deferred.write_all()
     ingest.flush_all()
     return backend_for(ctx).metric_history(run_id, key)
 
@@ -573,11 +769,13 @@ def search_runs(
         >>> # best = page[0]; more = ll.search_runs("churn", page_token=page.next_page_token)
     """
     ctx = get_context()
+    deferred.write_all()
     ingest.flush_all()
     names = None
     if experiment is not None:
         names = [experiment] if isinstance(experiment, str) else list(experiment)
-    result = backend_for(ctx).search_runs(
+    backend = backend_for(ctx)
+    result = backend.search_runs(
         experiments=names,
         filter=filter,
         order_by=[order_by] if isinstance(order_by, str) else order_by,
@@ -585,4 +783,4 @@ def search_runs(
         page_token=page_token,
         view=view,
     )
-    return RunPage([Run(r, ctx) for r in result.runs], result.next_page_token)
+    return RunPage([Run(r, ctx, backend=backend) for r in result.runs], result.next_page_token)

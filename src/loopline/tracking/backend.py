@@ -34,9 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from loopline.core.context import Context
+from loopline.errors import InvalidInput
+from loopline.tracking._dialect import MetricRow
 from loopline.tracking.entities import (
     ArtifactEntry,
     MetricPoint,
+    NewRun,
     RunInput,
     RunRecord,
     RunSearchResult,
@@ -74,6 +77,71 @@ class TrackingBackend(ABC):
             >>> # backend.create_run(experiment="churn", name="lgbm", tags={}, parent_run_id=None,
             >>> #                    user_id="ada", files={"notes.txt": b"hi"}).status  -> 'RUNNING'
         """
+
+    def prepare_run(
+        self,
+        *,
+        experiment: str,
+        name: str | None,
+        tags: Mapping[str, Any],
+        parent_run_id: str | None,
+        user_id: str | None,
+        files: Mapping[str, bytes],
+    ) -> NewRun:
+        """Check and name a run as :meth:`create_run` would; :meth:`write_run` writes it.
+
+        The SDK uses the pair to write a run together with its first data (often: the whole
+        run in one commit). This default writes the run at once and returns it ``written``;
+        a backend that can defer the write overrides both methods.
+
+        Example:
+            >>> # new = backend.prepare_run(experiment="churn", name=None, tags={},
+            >>> #                           parent_run_id=None, user_id="ada", files={})
+        """
+        record = self.create_run(
+            experiment=experiment,
+            name=name,
+            tags=tags,
+            parent_run_id=parent_run_id,
+            user_id=user_id,
+            files=files,
+        )
+        return NewRun(record, written=True)
+
+    def write_run(
+        self,
+        new: NewRun,
+        *,
+        params: Mapping[str, str],
+        tags: Mapping[str, str | None],
+        rows: Sequence[MetricRow],
+        end: tuple[str, int] | None,
+    ) -> None:
+        """Write a run from :meth:`prepare_run` with checked params, tags and metric rows.
+
+        ``end=(status, end_time)`` also ends it. This default, for a run already
+        ``written``, logs the data with :meth:`log_batch`, :meth:`metric_sink` and
+        :meth:`finish_run`; a backend that defers the write does it in one commit.
+
+        Example:
+            >>> # backend.write_run(new, params={"lr": "0.1"}, tags={}, rows=[],
+            >>> #                   end=("FINISHED", now_ms()))
+        """
+        run_id = new.record.id
+        if not new.written:
+            raise InvalidInput(
+                f"run {run_id} was prepared by another backend and cannot be written here",
+                field="run",
+            )
+        if params or tags:
+            self.log_batch(run_id, params=params, tags=tags)
+        writer = MetricWriter(self.metric_sink()) if rows else None
+        if writer is not None:
+            writer.extend(rows)
+        if end is not None:
+            self.finish_run(run_id, status=end[0], end_time=end[1], writer=writer)
+        elif writer is not None:
+            writer.close()
 
     @abstractmethod
     def get_run(self, run_id: str) -> RunRecord:

@@ -24,10 +24,12 @@ from sqlalchemy.exc import DBAPIError
 from loopline.core.context import Context
 from loopline.errors import BackendUnavailable, NotFound
 from loopline.tracking import experiments, lineage, query, store
+from loopline.tracking._dialect import MetricRow
 from loopline.tracking.backend import TrackingBackend
 from loopline.tracking.entities import (
     ArtifactEntry,
     MetricPoint,
+    NewRun,
     RunInput,
     RunRecord,
     RunSearchResult,
@@ -46,6 +48,8 @@ class EmbeddedBackend(TrackingBackend):
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        #: Files this process put in the artifact store, by content (a few small documents).
+        self._stored: dict[bytes, str] = {}
 
     @property
     def _actor(self) -> str:
@@ -82,6 +86,75 @@ class EmbeddedBackend(TrackingBackend):
             actor=self._actor,
             artifacts=entries,
         )
+
+    def prepare_run(
+        self,
+        *,
+        experiment: str,
+        name: str | None,
+        tags: Mapping[str, Any],
+        parent_run_id: str | None,
+        user_id: str | None,
+        files: Mapping[str, bytes],
+    ) -> NewRun:
+        """See :meth:`TrackingBackend.prepare_run`: checked and named, nothing written yet.
+
+        The experiment is looked up (created when missing) now, so that a deleted one is
+        refused at once; the files go to the artifact store (content-addressed: the same
+        environment document is stored once).
+
+        Example:
+            >>> # new = backend.prepare_run(experiment="churn", name=None, tags={},
+            >>> #                           parent_run_id=None, user_id="ada", files={})
+        """
+        exp = experiments.active_experiment(self.ctx.engine, experiment, actor=self._actor)
+        entries = [self._stored_file(path, data) for path, data in files.items()]
+        return store.new_run(
+            exp,
+            name=name,
+            tags=tags,
+            parent_run_id=parent_run_id,
+            user_id=user_id,
+            actor=self._actor,
+            artifacts=entries,
+        )
+
+    def _stored_file(self, path: str, data: bytes) -> ArtifactEntry:
+        """Store ``data`` for a new run; the same bytes again (the environment document of
+        every run) are stored once per process."""
+        check_artifact_path(path)
+        digest = self._stored.get(data)  # the same bytes object: its hash is cached by Python
+        if digest is None:
+            digest = self.ctx.artifacts.put_bytes(data)
+            if len(self._stored) >= 16:  # a bound, should callers pass other files
+                self._stored.clear()
+            self._stored[data] = digest
+        return ArtifactEntry(path, digest, len(data))
+
+    def write_run(
+        self,
+        new: NewRun,
+        *,
+        params: Mapping[str, str],
+        tags: Mapping[str, str | None],
+        rows: Sequence[MetricRow],
+        end: tuple[str, int] | None,
+    ) -> None:
+        """See :meth:`TrackingBackend.write_run`: the run and its data in one commit.
+
+        Example:
+            >>> # backend.write_run(new, params={"lr": "0.1"}, tags={}, rows=[], end=None)
+        """
+        try:
+            store.write_run(self.ctx.engine, new, params=params, tags=tags, rows=rows, end=end)
+        except DBAPIError as exc:
+            safe = self.ctx.engine.url.render_as_string(hide_password=True)
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise BackendUnavailable(
+                f"could not write run {new.record.id} to {safe}: {reason}",
+                hint="nothing of it is lost: fix the database (LOOPLINE_URI); the run is "
+                "written with its next call (or its end)",
+            ) from exc
 
     def get_run(self, run_id: str) -> RunRecord:
         """See :meth:`TrackingBackend.get_run`.

@@ -122,6 +122,23 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
+class NewRun:
+    """A run checked and named but not yet written: what the first write of a run inserts.
+
+    ``written`` is True when the backend wrote it already (a remote backend creates runs
+    at once); the SDK then treats it as any existing run.
+
+    Example:
+        >>> # new = backend.prepare_run(...); backend.write_run(new, params={...}, ...)
+    """
+
+    record: RunRecord
+    artifacts: tuple[ArtifactEntry, ...] = ()
+    actor: str | None = None
+    written: bool = False
+
+
+@dataclass(frozen=True)
 class RunSearchResult:
     """One page of :func:`loopline.tracking.query.search_runs`.
 

@@ -24,6 +24,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
@@ -33,6 +34,7 @@ from typing import Any
 import blake3
 import orjson
 
+from loopline.core.artifacts import hash_bytes
 from loopline.tracking.validation import MAX_TAG_VALUE_LENGTH
 
 GIT_TIMEOUT_S = 10.0
@@ -102,6 +104,9 @@ def _diff_hash(cwd: str | None) -> str | None:
     return hasher.hexdigest() if code == 0 else None
 
 
+_PARENTS: dict[str, tuple[str, ...]] = {}
+
+
 def _may_be_in_git(cwd: str | None) -> bool:
     """False when no folder from ``cwd`` up holds ``.git``: git itself would find nothing.
 
@@ -110,12 +115,54 @@ def _may_be_in_git(cwd: str | None) -> bool:
     """
     if "GIT_DIR" in os.environ or "GIT_WORK_TREE" in os.environ:  # git's settings, not ours
         return True
-    folder = (Path(cwd) if cwd else Path.cwd()).resolve()
-    return any((d / ".git").exists() for d in (folder, *folder.parents))
+    start = cwd or str(Path.cwd())
+    folders = _PARENTS.get(start)
+    if folders is None:  # resolving the path costs more than the checks; it does not change
+        folder = Path(start).resolve()
+        folders = _PARENTS[start] = tuple(str(d / ".git") for d in (folder, *folder.parents))
+    return any(_stat_key(d) is not None for d in folders)
+
+
+def _stat_key(path: str) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
+
+
+@dataclass(frozen=True)
+class _Watch:
+    """What :func:`git_state`'s answer for one folder depends on, and that answer.
+
+    ``meta`` are git's own files (HEAD, the index, the refs) and ``files`` every tracked
+    file of the work tree: ``git diff HEAD`` can change only when one of them does (a
+    commit, a checkout, ``git add``, an edit, a ``chmod``). Untracked files are not in the
+    diff.
+    """
+
+    paths: tuple[str, ...]
+    key: tuple[tuple[int, int, int, int] | None, ...]
+    state: GitState
+
+    def still_valid(self) -> bool:
+        return self.key == tuple(_stat_key(p) for p in self.paths)
+
+
+#: The last git state per folder, reused while nothing it depends on changed.
+_WATCHES: dict[str, _Watch] = {}
+#: A git state is not reused while any file it depends on changed less than this ago (s).
+RACY_S = 2.0
+#: Above this many tracked files, stat-ing them all is not worth it: ask git each time.
+_MAX_WATCHED_FILES = 50_000
 
 
 def git_state(cwd: str | None = None) -> GitState | None:
     """The git commit, branch and uncommitted-diff hash of ``cwd``, or None outside git.
+
+    Asking git costs milliseconds (two processes, and hashing the diff); the answer is kept
+    per folder and reused while git's files (HEAD, index, refs) and every tracked file keep
+    their size, times and inode - so an edit between two runs of one process is seen.
 
     Example:
         >>> state = git_state("/")  # not a repository
@@ -124,24 +171,82 @@ def git_state(cwd: str | None = None) -> GitState | None:
     """
     if not _may_be_in_git(cwd):
         return None
-    out = _git(["rev-parse", "--show-toplevel", "HEAD", "--abbrev-ref", "HEAD"], cwd)
+    folder = cwd or str(Path.cwd())
+    watch = _WATCHES.get(folder)
+    if watch is not None and watch.still_valid():
+        return watch.state
+    _WATCHES.pop(folder, None)
+    out = _git(
+        [
+            "rev-parse",
+            "--path-format=absolute",
+            "--git-dir",
+            "--git-common-dir",
+            "--show-toplevel",
+            "HEAD",
+            "--abbrev-ref",
+            "HEAD",
+        ],
+        cwd,
+    )
     if out is None:
         return None
     lines = out.splitlines()
-    if len(lines) != 3:
+    if len(lines) != 5:
         return None
-    root, commit, branch = lines
+    git_dir, common_dir, root, commit, branch = lines
+    # Stat-ed before git is asked, so that a change while it answers is seen next time.
+    # Plain strings (git prints "/"-separated paths): they are stat-ed at every run start.
+    meta = (
+        f"{git_dir}/HEAD",
+        f"{git_dir}/index",
+        f"{common_dir}/packed-refs",
+        *([f"{common_dir}/refs/heads/{branch}"] if branch != "HEAD" else []),
+    )
+    meta_key = tuple(_stat_key(p) for p in meta)
+    files = _tracked_files(root)
+    files_key = tuple(_stat_key(p) for p in files or ())
     diff = _diff_hash(cwd)
     if diff is None:
         return None
     empty = blake3.blake3(b"").hexdigest()
-    return GitState(
+    state = GitState(
         root=root,
         commit=commit,
         branch=None if branch == "HEAD" else branch,
         diff_blake3=diff,
         dirty=diff != empty,
     )
+    key = meta_key + files_key
+    # "Racy git": a file changed within the file system's clock tick after it was stat-ed
+    # keeps its times. Only an answer whose files all changed a while ago is kept.
+    racy = time.time_ns() - int(RACY_S * 1e9)
+    settled = all(k is None or max(k[0], k[1]) < racy for k in key)
+    # git may rewrite its index while answering (refreshing file times): then the next
+    # call asks again, and keeps that answer.
+    if files is not None and settled and meta_key == tuple(_stat_key(p) for p in meta):
+        _WATCHES[folder] = _Watch((*meta, *files), key, state)
+    return state
+
+
+def _tracked_files(root: str) -> tuple[str, ...] | None:
+    """Absolute paths of every file git tracks (None: too many, or git failed)."""
+    try:
+        done = subprocess.run(
+            ["git", "--no-optional-locks", "ls-files", "-z", "--full-name"],
+            cwd=root,
+            capture_output=True,
+            timeout=GIT_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    names = [n for n in done.stdout.decode("utf-8", "surrogateescape").split("\0") if n]
+    if len(names) > _MAX_WATCHED_FILES:
+        return None
+    return tuple(f"{root}/{n}" for n in names)
 
 
 @cache
@@ -154,10 +259,31 @@ def installed_packages() -> dict[str, str]:
     """
     found: dict[str, str] = {}
     for dist in metadata.distributions():
+        quick = _from_folder_name(dist)
+        if quick is not None:
+            found.setdefault(*quick)
+            continue
         name = dist.metadata["Name"] if dist.metadata else None
         if name:
             found.setdefault(name.lower().replace("_", "-"), dist.version)
     return dict(sorted(found.items()))
+
+
+def _from_folder_name(dist: metadata.Distribution) -> tuple[str, str] | None:
+    """Name and version from a ``name-version.dist-info`` folder, when it says them exactly.
+
+    Parsing every METADATA file costs a quarter of a second in a full environment, paid
+    by the first run of every process. A folder name holds the same name (up to case)
+    unless it had to escape ``-``, ``.`` or ``_`` as ``_``: such names are read the slow way.
+    """
+    folder = getattr(dist, "_path", None)
+    if not isinstance(folder, Path):
+        return None
+    stem, _, suffix = folder.name.rpartition(".")
+    name, dash, version = stem.partition("-")
+    if suffix != "dist-info" or not dash or not name or "_" in name or "-" in version:
+        return None
+    return name.lower(), version
 
 
 @cache
@@ -178,6 +304,17 @@ def environment_document() -> bytes:
         "requirements": [f"{name}=={ver}" for name, ver in installed_packages().items()],
     }
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+
+
+@cache
+def environment_digest() -> str:
+    """The digest of :func:`environment_document`: its address in the artifact store.
+
+    Example:
+        >>> environment_digest() == hash_bytes(environment_document())
+        True
+    """
+    return hash_bytes(environment_document())
 
 
 def _clip(text: str) -> str:

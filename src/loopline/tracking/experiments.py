@@ -14,6 +14,9 @@ Example:
 
 from __future__ import annotations
 
+import threading
+import time
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -196,6 +199,46 @@ def get_or_create_experiment(engine: Engine, name: str, *, actor: str | None = N
         return get_experiment_by_name(engine, name)
 
 
+#: How long :func:`active_experiment` trusts what it read (seconds). A change made in this
+#: process is seen at once; one made by another process within this time is still caught
+#: when the run is written (:func:`loopline.tracking.store.write_run` checks the stage).
+ACTIVE_CACHE_S = 1.0
+_generation = 0  # bumped by every change to an experiment made through this module
+_cache_lock = threading.Lock()
+_active: weakref.WeakKeyDictionary[Engine, dict[str, tuple[int, float, Experiment]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _changed() -> None:
+    global _generation
+    with _cache_lock:
+        _generation += 1
+
+
+def active_experiment(engine: Engine, name: str, *, actor: str | None = None) -> Experiment:
+    """:func:`get_or_create_experiment`, remembered for :data:`ACTIVE_CACHE_S` per engine.
+
+    Every run start looks its experiment up; this spares the query when runs start in a
+    loop. Only an active experiment is remembered, and any change to an experiment made
+    in this process forgets them all.
+
+    Example:
+        >>> # active_experiment(engine, "churn").id  -> 3
+    """
+    now = time.monotonic()
+    with _cache_lock:
+        generation = _generation
+        known = _active.get(engine, {}).get(name)
+    if known is not None and known[0] == generation and now - known[1] < ACTIVE_CACHE_S:
+        return known[2]
+    exp = get_or_create_experiment(engine, name, actor=actor)
+    if exp.lifecycle_stage == "active":
+        with _cache_lock:
+            _active.setdefault(engine, {})[name] = (generation, now, exp)
+    return exp
+
+
 def set_experiment_lifecycle(
     engine: Engine, experiment_id: int, stage: str, *, actor: str | None = None
 ) -> None:
@@ -207,6 +250,7 @@ def set_experiment_lifecycle(
     if stage not in ("active", "deleted"):
         raise InvalidInput(f"unknown lifecycle stage {stage!r}", field="stage")
     get_experiment(engine, experiment_id)
+    _changed()  # lookups from now on do not trust what they remembered
     with engine.begin() as conn:
         conn.execute(
             experiments.update()
@@ -221,6 +265,7 @@ def set_experiment_lifecycle(
                 object_type="experiment",
                 object_id=str(experiment_id),
             )
+    _changed()  # again: a lookup between the first bump and the commit saw the old stage
 
 
 def set_experiment_tag(engine: Engine, experiment_id: int, key: str, value: str) -> None:
@@ -232,6 +277,7 @@ def set_experiment_tag(engine: Engine, experiment_id: int, key: str, value: str)
     check_key(key, "tag")
     text = check_tag_value(key, value)
     get_experiment(engine, experiment_id)
+    _changed()  # lookups from now on do not trust what they remembered
     with engine.begin() as conn:
         stmt = insert_for(conn, experiment_tags).values(
             experiment_id=experiment_id, key=key, value=text

@@ -2,7 +2,7 @@
 
 Shared by :func:`loopline.tracking.store.get_run` and every search
 (:func:`loopline.tracking.query.search_runs`), so it is written for pages of hundreds of
-runs: the statements are built once, rows are fetched in bulk and unpacked as tuples.
+runs: five fixed statements on the driver's cursor, rows fetched in bulk as tuples.
 
 Example:
     >>> # [r.name for r in get_runs(engine, ["3f2a...", "9c1b..."])]
@@ -13,62 +13,53 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import sqlalchemy as sa
+import orjson
 from sqlalchemy.engine import Engine
 
+from loopline.errors import ConfigError
 from loopline.tracking.entities import MetricPoint, RunInput, RunRecord
-from loopline.tracking.tables import experiments, latest_metrics, run_inputs, runs
-from loopline.tracking.tables import params as params_table
-from loopline.tracking.tables import tags as tags_table
 
 _CHUNK = 500
 
-# The statements get_runs runs, built once: a search page reads a few thousand rows, and
-# building the statements (and unpacking rows by name) would cost more than reading them.
-_IDS: sa.BindParameter[list[str]] = sa.bindparam("ids", expanding=True)
-_RUNS_QUERY = (
-    sa.select(
-        runs.c.id,
-        runs.c.experiment_id,
-        experiments.c.name,
-        runs.c.name,
-        runs.c.status,
-        runs.c.start_time,
-        runs.c.end_time,
-        runs.c.parent_run_id,
-        runs.c.lifecycle_stage,
-        runs.c.user_id,
-        runs.c.artifact_uri,
+# What get_runs reads, as plain SQL run on the driver's own cursor: a search page reads a
+# few thousand rows, and SQLAlchemy's statement and row handling cost several times the
+# reading. The run ids go in as ONE bound value (see _ID_LIST), so each statement is one
+# fixed string whatever the page size. Every name is quoted (``key``, ``value`` and
+# ``timestamp`` are words of SQL); the columns are plain text and numbers on both backends.
+_RUNS_SQL = (
+    'SELECT r."id", r."experiment_id", e."name", r."name", r."status", r."start_time", '
+    'r."end_time", r."parent_run_id", r."lifecycle_stage", r."user_id", r."artifact_uri" '
+    'FROM "runs" r JOIN "experiments" e ON e."id" = r."experiment_id" WHERE r."id" {ids}'
+)
+_PARAMS_SQL = 'SELECT "run_id", "key", "value" FROM "params" WHERE "run_id" {ids}'
+_TAGS_SQL = 'SELECT "run_id", "key", "value" FROM "tags" WHERE "run_id" {ids}'
+_LATEST_SQL = (
+    'SELECT "run_id", "key", "step", "timestamp", "value", "is_nan" FROM "latest_metrics" '
+    'WHERE "run_id" {ids}'
+)
+_INPUTS_SQL = (
+    'SELECT "run_id", "kind", "name", "version", "digest", "context" FROM "run_inputs" '
+    'WHERE "run_id" {ids} ORDER BY "logged_time", "name"'
+)
+#: How each backend takes a list of ids as one bound value: a JSON array that SQLite's
+#: ``json_each`` unpacks, a PostgreSQL array.
+_ID_LIST = {
+    "sqlite": "IN (SELECT value FROM json_each(?))",
+    "postgresql": "= ANY(%s)",
+}
+
+
+def _statements(dialect: str) -> tuple[str, str, str, str, str]:
+    clause = _ID_LIST.get(dialect)
+    if clause is None:
+        raise ConfigError(f"the tracking store does not support the {dialect!r} database")
+    return (
+        _RUNS_SQL.format(ids=clause),
+        _PARAMS_SQL.format(ids=clause),
+        _TAGS_SQL.format(ids=clause),
+        _LATEST_SQL.format(ids=clause),
+        _INPUTS_SQL.format(ids=clause),
     )
-    .join(experiments, experiments.c.id == runs.c.experiment_id)
-    .where(runs.c.id.in_(_IDS))
-)
-_PARAMS_QUERY = sa.select(params_table.c.run_id, params_table.c.key, params_table.c.value).where(
-    params_table.c.run_id.in_(_IDS)
-)
-_TAGS_QUERY = sa.select(tags_table.c.run_id, tags_table.c.key, tags_table.c.value).where(
-    tags_table.c.run_id.in_(_IDS)
-)
-_LATEST_QUERY = sa.select(
-    latest_metrics.c.run_id,
-    latest_metrics.c.key,
-    latest_metrics.c.step,
-    latest_metrics.c.timestamp,
-    latest_metrics.c.value,
-    latest_metrics.c.is_nan,
-).where(latest_metrics.c.run_id.in_(_IDS))
-_INPUTS_QUERY = (
-    sa.select(
-        run_inputs.c.run_id,
-        run_inputs.c.kind,
-        run_inputs.c.name,
-        run_inputs.c.version,
-        run_inputs.c.digest,
-        run_inputs.c.context,
-    )
-    .where(run_inputs.c.run_id.in_(_IDS))
-    .order_by(run_inputs.c.logged_time, run_inputs.c.name)
-)
 
 
 def get_runs(engine: Engine, run_ids: Sequence[str]) -> list[RunRecord]:
@@ -78,25 +69,39 @@ def get_runs(engine: Engine, run_ids: Sequence[str]) -> list[RunRecord]:
         >>> # [r.name for r in get_runs(engine, ids)]
     """
     ids = list(dict.fromkeys(run_ids))
+    if not ids:
+        return []
     info: dict[str, Any] = {}
     prm: dict[str, dict[str, str]] = {i: {} for i in ids}
     tgs: dict[str, dict[str, str | None]] = {i: {} for i in ids}
     lat: dict[str, dict[str, MetricPoint]] = {i: {} for i in ids}
     inp: dict[str, list[RunInput]] = {i: [] for i in ids}
     nan = float("nan")
+    dialect = engine.dialect.name
+    runs_sql, params_sql, tags_sql, latest_sql, inputs_sql = _statements(dialect)
     with engine.connect() as conn:
-        for start in range(0, len(ids), _CHUNK):
-            chunk = {"ids": ids[start : start + _CHUNK]}
-            for found in conn.execute(_RUNS_QUERY, chunk).all():
-                info[found[0]] = found
-            for run_id, key, text in conn.execute(_PARAMS_QUERY, chunk).all():
-                prm[run_id][key] = text
-            for run_id, key, value in conn.execute(_TAGS_QUERY, chunk).all():
-                tgs[run_id][key] = value
-            for run_id, key, step, ts, number, is_nan in conn.execute(_LATEST_QUERY, chunk).all():
-                lat[run_id][key] = MetricPoint(step, ts, nan if is_nan else number)
-            for run_id, *fields in conn.execute(_INPUTS_QUERY, chunk).all():
-                inp[run_id].append(RunInput(*fields))
+        cur: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                bound = (orjson.dumps(chunk).decode() if dialect == "sqlite" else chunk,)
+                cur.execute(runs_sql, bound)
+                for found in cur.fetchall():
+                    info[found[0]] = found
+                cur.execute(params_sql, bound)
+                for run_id, key, text in cur.fetchall():
+                    prm[run_id][key] = text
+                cur.execute(tags_sql, bound)
+                for run_id, key, value in cur.fetchall():
+                    tgs[run_id][key] = value
+                cur.execute(latest_sql, bound)
+                for run_id, key, step, ts, number, is_nan in cur.fetchall():
+                    lat[run_id][key] = MetricPoint(step, ts, nan if is_nan else number)
+                cur.execute(inputs_sql, bound)
+                for run_id, *fields in cur.fetchall():
+                    inp[run_id].append(RunInput(*fields))
+        finally:
+            cur.close()
     records = []
     for i in ids:
         row = info.get(i)

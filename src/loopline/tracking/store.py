@@ -19,6 +19,7 @@ Example:
     >>> engine = create_engine_for("sqlite:///:memory:"); upgrade(engine)
     >>> run = create_run(engine, 0, name="baseline")
     >>> log_batch(engine, run.id, params={"lr": "0.1"})
+    True
     >>> get_run(engine, run.id).params
     {'lr': '0.1'}
 """
@@ -39,8 +40,10 @@ from loopline.tracking import metrics as metric_store
 from loopline.tracking._dialect import MetricRow, cached_statement, insert_for
 from loopline.tracking.entities import (
     ArtifactEntry,
+    Experiment,
     Metric,
     MetricPoint,
+    NewRun,
     RunRecord,
     now_ms,
 )
@@ -51,6 +54,7 @@ from loopline.tracking.tables import (
     run_artifacts,
     runs,
 )
+from loopline.tracking.tables import experiments as experiments_table
 from loopline.tracking.tables import params as params_table
 from loopline.tracking.tables import tags as tags_table
 from loopline.tracking.validation import (
@@ -118,13 +122,43 @@ def create_run(
     Example:
         >>> # create_run(engine, 0, name="baseline", tags={"team": "risk"}).status -> 'RUNNING'
     """
-    exp = get_experiment(engine, experiment_id)
+    new = new_run(
+        get_experiment(engine, experiment_id),
+        name=name,
+        start_time=start_time,
+        tags=tags,
+        parent_run_id=parent_run_id,
+        user_id=user_id,
+        actor=actor,
+        artifacts=artifacts,
+    )
+    write_run(engine, new)
+    return new.record
+
+
+def new_run(
+    exp: Experiment,
+    *,
+    name: str | None = None,
+    start_time: int | None = None,
+    tags: Mapping[str, Any] | None = None,
+    parent_run_id: str | None = None,
+    user_id: str | None = None,
+    actor: str | None = None,
+    artifacts: Sequence[ArtifactEntry] = (),
+) -> NewRun:
+    """Check and name a RUNNING run of ``exp`` without writing it (see :func:`write_run`).
+
+    Everything that can be refused is refused here, so that the write can come later (the
+    SDK writes a run with its first params, or whole when it ends quickly).
+
+    Example:
+        >>> from loopline.tracking.entities import Experiment
+        >>> new_run(Experiment(0, "Default", None, "active", 0, 0, {})).record.status
+        'RUNNING'
+    """
     if exp.lifecycle_stage != "active":
-        raise InvalidInput(
-            f"experiment {exp.name!r} is deleted; runs cannot be added to it",
-            field="experiment",
-            hint="restore the experiment or use another one",
-        )
+        raise _deleted_experiment(exp.name)
     if name is not None and len(name) > MAX_RUN_NAME_LENGTH:
         raise InvalidInput(
             f"run name is {len(name)} characters, over the limit of {MAX_RUN_NAME_LENGTH}",
@@ -132,7 +166,6 @@ def create_run(
         )
     clean_tags = _clean_tags(tags or {})
     if parent_run_id is not None:
-        require_run(engine, parent_run_id)
         clean_tags[PARENT_RUN_TAG] = parent_run_id
     for entry in artifacts:
         check_artifact_path(entry.path)
@@ -152,51 +185,142 @@ def create_run(
         artifact_uri=f"{location.rstrip('/')}/{run_id}/artifacts",
         tags=dict(sorted(clean_tags.items())),
     )
+    return NewRun(record, tuple(artifacts), actor)
+
+
+def _deleted_experiment(name: str) -> InvalidInput:
+    return InvalidInput(
+        f"experiment {name!r} is deleted; runs cannot be added to it",
+        field="experiment",
+        hint="restore the experiment or use another one",
+    )
+
+
+_EXPERIMENT_STAGE = sa.select(experiments_table.c.lifecycle_stage).where(
+    experiments_table.c.id == sa.bindparam("experiment_id")
+)
+_RUN_EXISTS = sa.select(runs.c.id).where(runs.c.id == sa.bindparam("run_id"))
+_INSERT_RUN = runs.insert()
+_INSERT_TAGS = tags_table.insert()
+_INSERT_PARAMS = params_table.insert()
+
+
+def write_run(
+    engine: Engine,
+    new: NewRun,
+    *,
+    params: Mapping[str, str] | None = None,
+    tags: Mapping[str, str | None] | None = None,
+    rows: Sequence[MetricRow] = (),
+    end: tuple[str, int] | None = None,
+) -> None:
+    """Insert a run made by :func:`new_run`, in one transaction with its first data.
+
+    ``params`` and ``tags`` (already checked: :func:`check_params`, :func:`check_tags`) and
+    metric ``rows`` are written with it; ``end=(status, end_time)`` ends it in the same
+    commit. The experiment must still be active and the parent must exist. The audit log
+    gets the run's creation (and its end) as separate calls to the store would record them.
+
+    Example:
+        >>> # write_run(engine, new_run(exp), params={"lr": "0.1"}, end=("FINISHED", now_ms()))
+    """
+    record = new.record
+    status, end_time = "RUNNING", None
+    if end is not None:
+        status, end_time = _check_status(end[0]), check_int(end[1], "end_time")
+    all_tags = {**record.tags, **(tags or {})}
     with engine.begin() as conn:
+        stage = conn.execute(
+            _EXPERIMENT_STAGE, {"experiment_id": record.experiment_id}
+        ).scalar_one_or_none()
+        if stage is None:
+            raise NotFound(
+                f"experiment {record.experiment!r} (id {record.experiment_id}) does not exist",
+                hint="it was removed while the run started; start the run again",
+            )
+        if stage != "active":
+            raise _deleted_experiment(record.experiment)
+        if record.parent_run_id is not None:
+            found = conn.execute(_RUN_EXISTS, {"run_id": record.parent_run_id}).first()
+            if found is None:
+                raise NotFound(
+                    f"run {record.parent_run_id!r} does not exist",
+                    hint="list runs with `loopline runs ls` and check the parent run id",
+                )
         conn.execute(
-            runs.insert(),
+            _INSERT_RUN,
             {
-                "id": run_id,
-                "experiment_id": exp.id,
+                "id": record.id,
+                "experiment_id": record.experiment_id,
                 "name": record.name,
-                "status": "RUNNING",
+                "status": status,
                 "start_time": record.start_time,
-                "parent_run_id": parent_run_id,
+                "end_time": end_time,
+                "parent_run_id": record.parent_run_id,
                 "lifecycle_stage": "active",
-                "user_id": user_id,
+                "user_id": record.user_id,
                 "artifact_uri": record.artifact_uri,
             },
         )
-        if clean_tags:
+        if all_tags:
             conn.execute(
-                tags_table.insert(),
-                [{"run_id": run_id, "key": k, "value": v} for k, v in clean_tags.items()],
+                _INSERT_TAGS,
+                [{"run_id": record.id, "key": k, "value": v} for k, v in all_tags.items()],
             )
-        if artifacts:
+        if params:
+            conn.execute(
+                _INSERT_PARAMS,
+                [{"run_id": record.id, "key": k, "value": v} for k, v in params.items()],
+            )
+        if new.artifacts:
             now = now_ms()
             conn.execute(
                 run_artifacts.insert(),
                 [
                     {
-                        "run_id": run_id,
+                        "run_id": record.id,
                         "path": e.path,
                         "digest": e.digest,
                         "size": e.size,
                         "logged_time": now,
                     }
-                    for e in artifacts
+                    for e in new.artifacts
                 ],
             )
-        if actor:
-            audit.append(
-                conn,
-                actor=actor,
-                action="run.create",
-                object_type="run",
-                object_id=run_id,
-                after={"experiment": exp.name, "parent_run_id": parent_run_id},
-            )
-    return record
+        if rows:
+            metric_store.write_rows(conn, rows)
+        if new.actor:
+            events = [
+                audit.NewEvent(
+                    new.actor,
+                    "run.create",
+                    "run",
+                    record.id,
+                    after={"experiment": record.experiment, "parent_run_id": record.parent_run_id},
+                )
+            ]
+            if status != "RUNNING":
+                events.append(
+                    audit.NewEvent(
+                        new.actor,
+                        "run.update",
+                        "run",
+                        record.id,
+                        before={"status": "RUNNING"},
+                        after={"status": status},
+                    )
+                )
+            audit.append_many(conn, events)
+
+
+def _check_status(status: str) -> str:
+    if status not in RUN_STATUSES:
+        raise InvalidInput(
+            f"unknown run status {status!r}",
+            field="status",
+            hint=f"use one of {', '.join(RUN_STATUSES)}",
+        )
+    return status
 
 
 _RUN_STATE = sa.select(runs.c.id, runs.c.lifecycle_stage, runs.c.status).where(
@@ -378,19 +502,7 @@ def log_batch(
     param_pairs = _clean_params(_pairs(params))
     tag_pairs = _clean_tags(tags)
     all_rows: list[MetricRow] = list(rows)
-    for m in metrics:
-        key = check_key(m.key, "metric")
-        value, is_nan = stored_metric_value(metric_float(key, m.value))
-        all_rows.append(
-            (
-                run_id,
-                key,
-                value,
-                check_int(m.timestamp, "timestamp"),
-                check_int(m.step, "step"),
-                int(is_nan),
-            )
-        )
+    all_rows.extend(_metric_rows(run_id, metrics))
     with engine.begin() as conn:
         require_active(conn, run_id)
         if batch is not None and not _claim_batch(conn, run_id, *batch):
@@ -402,6 +514,27 @@ def log_batch(
         if all_rows:
             metric_store.write_rows(conn, all_rows)
     return True
+
+
+def _metric_rows(run_id: str, metrics: Sequence[Metric]) -> list[MetricRow]:
+    """Checked, stored-form rows; a batch repeats few keys, so each is checked once, and
+    plain ints and finite floats skip the general conversions."""
+    rows: list[MetricRow] = []
+    keys: set[str] = set()
+    for key, raw, timestamp, step in metrics:
+        if type(key) is not str or key not in keys:
+            keys.add(check_key(key, "metric"))
+        value = raw if type(raw) is float else metric_float(key, raw)
+        is_nan = 0
+        if value - value:  # NaN or +/-inf (value - value is 0.0 for every finite float)
+            value, nan = stored_metric_value(value)
+            is_nan = int(nan)
+        if type(timestamp) is not int:
+            timestamp = check_int(timestamp, "timestamp")
+        if type(step) is not int:
+            step = check_int(step, "step")
+        rows.append((run_id, key, value, timestamp, step, is_nan))
+    return rows
 
 
 def _claim_batch(conn: Connection, run_id: str, writer: str, seq: int) -> bool:
@@ -446,12 +579,7 @@ def finish_run(
     Example:
         >>> # finish_run(engine, run_id, status="FINISHED", end_time=now_ms(), rows=pending)
     """
-    if status not in RUN_STATUSES:
-        raise InvalidInput(
-            f"unknown run status {status!r}",
-            field="status",
-            hint=f"use one of {', '.join(RUN_STATUSES)}",
-        )
+    _check_status(status)
     end = check_int(end_time, "end_time")
     with engine.begin() as conn:
         before = require_run(conn, run_id)
@@ -468,6 +596,26 @@ def finish_run(
                 before={"status": before.status},
                 after={"status": status},
             )
+
+
+def check_params(params: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> dict[str, str]:
+    """Params as stored (text), checked as :func:`log_batch` checks them; raises on a bad one.
+
+    Example:
+        >>> check_params({"lr": 0.1})
+        {'lr': '0.1'}
+    """
+    return _clean_params(_pairs(params))
+
+
+def check_tags(tags: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> dict[str, str | None]:
+    """Tags as stored, checked as :func:`log_batch` checks them; raises on the first bad one.
+
+    Example:
+        >>> check_tags({"team": "risk"})
+        {'team': 'risk'}
+    """
+    return _clean_tags(tags)
 
 
 def _clean_tags(tags: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> dict[str, str | None]:
