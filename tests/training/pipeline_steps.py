@@ -229,3 +229,18 @@ def curve(params: dict[str, Any], trial: Any) -> float:
         score = (step + 1) / 8 * (1.0 - abs(params["x"] - 0.5))
         trial.report(score, step)
     return score
+
+
+@ll.step(cache=False)
+def hold(workdir: str) -> str:
+    """Runs until ``<workdir>/go`` exists (at most 60 s): a step a test can watch running."""
+    bump(workdir, "hold")
+    deadline = time.monotonic() + 60
+    while not (Path(workdir) / "go").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return "released"
+
+
+@ll.pipeline
+def held(workdir: str) -> None:
+    after(workdir, hold(workdir))

@@ -22,7 +22,7 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from loopline.core.bulk import insert_rows
 from loopline.core.schema import audit_events, audit_head
 
 GENESIS = "0" * 64
@@ -145,6 +146,109 @@ def append(
     return AuditEvent(
         seq, ts, actor, action, object_type, object_id, before, after, reason, head.hash, digest
     )
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to append with :func:`append_many` (the arguments of :func:`append`).
+
+    Example:
+        >>> NewEvent("ada", "run.create", "run", "3f2a", after={"experiment": "churn"}).action
+        'run.create'
+    """
+
+    actor: str
+    action: str
+    object_type: str
+    object_id: str
+    before: Any = None
+    after: Any = None
+    reason: str | None = None
+
+
+# Built once: append_many runs on hot paths (a pipeline's step runs).
+_LOCK_HEAD = (
+    sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
+)
+_SET_HEAD = (
+    audit_head.update()
+    .where(audit_head.c.id == 1)
+    .values(seq=sa.bindparam("new_seq"), hash=sa.bindparam("new_hash"))
+)
+
+
+def append_many(conn: Connection, new: Sequence[NewEvent]) -> list[AuditEvent]:
+    """Append several events in order inside the caller's transaction; return them.
+
+    The chain is the same as from one :func:`append` per event, but the head is read and
+    updated once and the rows are inserted in one statement: a batch of run records
+    (a pipeline's step runs) then costs one audit round trip instead of one per event.
+
+    Example:
+        >>> from loopline.core.db import create_engine_for, upgrade
+        >>> engine = create_engine_for("sqlite:///:memory:"); upgrade(engine)
+        >>> with engine.begin() as conn:
+        ...     done = append_many(conn, [NewEvent("ci", "run.create", "run", "a"),
+        ...                               NewEvent("ci", "run.update", "run", "a")])
+        >>> [e.seq for e in done], verify(engine).ok
+        ([1, 2], True)
+    """
+    if not new:
+        return []
+    head = conn.execute(_LOCK_HEAD).one()
+    seq, prev = int(head.seq), str(head.hash)
+    rows: list[dict[str, Any]] = []
+    done: list[AuditEvent] = []
+    for e in new:
+        seq += 1
+        ts = time.time()
+        before_s, after_s = _encode(e.before), _encode(e.after)
+        digest = event_hash(
+            seq,
+            ts,
+            e.actor,
+            e.action,
+            e.object_type,
+            e.object_id,
+            before_s,
+            after_s,
+            e.reason,
+            prev,
+        )
+        rows.append(
+            {
+                "seq": seq,
+                "ts": ts,
+                "actor": e.actor,
+                "action": e.action,
+                "object_type": e.object_type,
+                "object_id": e.object_id,
+                "before": before_s,
+                "after": after_s,
+                "reason": e.reason,
+                "prev_hash": prev,
+                "hash": digest,
+            }
+        )
+        done.append(
+            AuditEvent(
+                seq,
+                ts,
+                e.actor,
+                e.action,
+                e.object_type,
+                e.object_id,
+                e.before,
+                e.after,
+                e.reason,
+                prev,
+                digest,
+            )
+        )
+        prev = digest
+    insert_rows(conn, audit_events, rows)
+    conn.execute(_SET_HEAD, {"new_seq": seq, "new_hash": prev})
+    return done
 
 
 def _decode(text: str | None) -> Any:

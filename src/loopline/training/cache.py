@@ -24,11 +24,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from loopline.core.artifacts import ArtifactStore
+from loopline.core.bulk import insert_rows
 from loopline.errors import InvalidInput
 from loopline.training import outputs
 from loopline.training.outputs import StoredOutput
 from loopline.training.pipeline_tables import step_cache
 from loopline.training.steps import Spec, Step, spec_digest
+
+_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -101,26 +104,59 @@ def resolve(
     return spec
 
 
+# Built once: building the SELECT took twice as long as running it, on every step.
+_LOOKUP = sa.select(
+    step_cache.c.output_digest,
+    step_cache.c.output_type,
+    step_cache.c.run_id,
+    step_cache.c.pipeline_run_id,
+).where(step_cache.c.cache_key == sa.bindparam("key"))
+
+
 def lookup(engine: Engine, key: str, store: ArtifactStore) -> CacheEntry | None:
     """The cached output for ``key``, if recorded and still in the artifact store.
 
     Example:
         >>> # lookup(ctx.engine, key, ctx.artifacts)  -> CacheEntry(...) or None
     """
-    with engine.connect() as conn:
-        row = conn.execute(
-            sa.select(
-                step_cache.c.output_digest,
-                step_cache.c.output_type,
-                step_cache.c.run_id,
-                step_cache.c.pipeline_run_id,
-            ).where(step_cache.c.cache_key == key)
-        ).one_or_none()
-    if row is None or not store.exists(row.output_digest):
+    row = _read_entry(engine, key)
+    if row is None or not store.exists(row[0]):
         return None
-    return CacheEntry(
-        StoredOutput(row.output_digest, row.output_type), row.run_id, row.pipeline_run_id
-    )
+    digest, kind, run_id, pipeline_run_id = row
+    return CacheEntry(StoredOutput(digest, kind), run_id, pipeline_run_id)
+
+
+_COMPILED: dict[str, tuple[str, tuple[str, ...] | None]] = {}
+
+
+def _read_entry(engine: Engine, key: str) -> Any:
+    """The ``_LOOKUP`` row for ``key`` (a tuple) or None, read on a pooled connection.
+
+    Not through a SQLAlchemy transaction: on SQLite each of those begins IMMEDIATE (takes
+    the write lock, see :mod:`loopline.core.db`), which a read does not need and which cost
+    twice the query on every step. The statement is compiled once for the engine's dialect;
+    returning the connection to the pool rolls back whatever the driver opened.
+    """
+    compiled = _COMPILED.get(engine.dialect.name)
+    if compiled is None:
+        stmt = _LOOKUP.compile(dialect=engine.dialect)
+        positions = getattr(stmt, "positiontup", None)
+        compiled = _COMPILED[engine.dialect.name] = (
+            stmt.string,
+            tuple(positions) if positions else None,
+        )
+    sql, positions = compiled
+    params: Any = (key,) * len(positions) if positions else {"key": key}
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        try:
+            cur.execute(sql, params)
+            return cur.fetchone()
+        finally:
+            cur.close()
+    finally:
+        raw.close()
 
 
 def record(
@@ -158,6 +194,65 @@ def record(
         # Another run recorded the same key at the same moment: the same code, params and
         # inputs, so its output serves as well. Only the savepoint is rolled back.
         return
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    """A cache entry to record with :func:`record_many`."""
+
+    key: str
+    step: Step[Any, Any]
+    output: StoredOutput
+    run_id: str | None
+    pipeline_run_id: str
+
+
+def record_many(conn: Connection, entries: list[NewEntry]) -> None:
+    """Remember several outputs in the caller's transaction: :func:`record` for many.
+
+    One delete and one insert for the lot (a savepoint and two statements per entry cost
+    more than a no-op step). When another run recorded one of the keys at the same
+    moment, the entries are recorded one by one instead (see :func:`record`).
+
+    Example:
+        >>> # with engine.begin() as conn: record_many(conn, [NewEntry(k, s, o, rid, pid)])
+    """
+    latest = {e.key: e for e in entries}  # a key written twice in one batch: newest wins
+    if not latest:
+        return
+    if "" in latest:
+        raise InvalidInput("an empty cache key", field="cache_key")
+    now = time.time()
+    rows = [
+        {
+            "cache_key": e.key,
+            "step": e.step.name,
+            "code_hash": e.step.code_hash,
+            "output_digest": e.output.digest,
+            "output_type": e.output.type,
+            "run_id": e.run_id,
+            "pipeline_run_id": e.pipeline_run_id,
+            "created_at": now,
+        }
+        for e in latest.values()
+    ]
+    try:
+        with conn.begin_nested():
+            keys = list(latest)
+            for start in range(0, len(keys), _CHUNK):  # stay under the bound-variable limit
+                chunk = keys[start : start + _CHUNK]
+                conn.execute(step_cache.delete().where(step_cache.c.cache_key.in_(chunk)))
+            insert_rows(conn, step_cache, rows)
+    except sa.exc.IntegrityError:
+        for e in latest.values():
+            record(
+                conn,
+                key=e.key,
+                step=e.step,
+                output=e.output,
+                run_id=e.run_id,
+                pipeline_run_id=e.pipeline_run_id,
+            )
 
 
 def clear(engine: Engine, step_name: str | None = None) -> int:

@@ -358,7 +358,9 @@ class Pipeline(Generic[P]):
                 time.time(),
                 resumed_from=resumed_from,
             )
-            runner = Runner(ctx, graph, record, on_event=on_event, reuse=reuse, use_cache=use_cache)
+            runner = Runner(
+                ctx, graph, record, run=run, on_event=on_event, reuse=reuse, use_cache=use_cache
+            )
             status = runner.run(ex)
             run.set_tags({f"{PIPELINE_TAG}.status": status, **reproduce_record.modules_tags()})
             if status == "failed":

@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from loopline.core.bulk import insert_rows, update_rows
 from loopline.errors import NotFound
 from loopline.training.outputs import StoredOutput
 from loopline.training.pipeline_tables import pipeline_runs, step_runs
@@ -109,18 +110,11 @@ def create(engine: Engine, record: PipelineRecord) -> None:
                 finished_at=record.finished_at,
             )
         )
-        if record.steps:
-            conn.execute(
-                step_runs.insert(),
-                [{"pipeline_run_id": record.id, **s.row()} for s in record.steps.values()],
-            )
-
-
-# SET takes every other key of the parameter rows (the columns of StepRecord.row()).
-_UPDATE_STEP = step_runs.update().where(
-    step_runs.c.pipeline_run_id == sa.bindparam("b_run"),
-    step_runs.c.step == sa.bindparam("b_step"),
-)
+        insert_rows(
+            conn,
+            step_runs,
+            [{"pipeline_run_id": record.id, **s.row()} for s in record.steps.values()],
+        )
 
 
 def save(
@@ -138,16 +132,14 @@ def save(
         >>> # save(ctx.engine, run_id, [record], status="finished", finished_at=time.time())
     """
     with engine.begin() as conn:
-        if steps:
-            # One statement executed for many rows: building an UPDATE per step cost more
-            # than a cached step's whole budget.
-            rows = []
-            for s in steps:
-                values = s.row()
-                values["b_step"] = values.pop("step")
-                values["b_run"] = run_id
-                rows.append(values)
-            conn.execute(_UPDATE_STEP, rows)
+        # One statement executed for many rows: building an UPDATE per step cost more
+        # than a cached step's whole budget.
+        update_rows(
+            conn,
+            step_runs,
+            ["pipeline_run_id", "step"],
+            [{"pipeline_run_id": run_id, **s.row()} for s in steps],
+        )
         if status is not None:
             conn.execute(
                 pipeline_runs.update()

@@ -12,28 +12,35 @@ and tags for lineage: ``loopline.step.inputs`` (argument -> input artifact diges
 ``loopline.step.output`` and ``loopline.step.output_type``, ``loopline.step.cache_key``,
 ``loopline.step.code_hash``, ``loopline.step.attempts`` and ``loopline.step.status``; a
 failed one has the traceback in ``loopline.error``. A cached step records, in
-``step_runs.cached_from``, the run whose output it reuses rather than a run of its own
-(a tracked run costs ~20 ms of metadata writes; a cache hit must cost much less).
+``step_runs.cached_from``, the run whose output it reuses rather than a run of its own.
+
+All of this is written behind, by a :class:`~loopline.training.step_journal.StepJournal`:
+a step's run (created, tagged and ended), its record and its cache entry commit in one
+transaction, together with those of the steps that ended around it, so that a short step
+costs well under a millisecond of bookkeeping; a crash loses only steps that resume
+reruns (see the journal's module doc).
 
 Example:
-    >>> # Runner(pipeline, params, executor="local").run()  -- see Pipeline.run
+    >>> # Runner(ctx, graph, record, run=pipeline_run).run(executor)  -- see Pipeline.run
 """
 
 from __future__ import annotations
 
 import heapq
 import json
+import queue
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from loopline.core.context import Context
-from loopline.training import cache, pipeline_store
+from loopline.training import cache
 from loopline.training.executors import Executor
 from loopline.training.outputs import StoredOutput
 from loopline.training.pipeline_store import PipelineRecord, StepRecord
+from loopline.training.step_journal import CacheWrite, StepJournal
 from loopline.training.steps import Graph, GraphBuilder, Node, Spec
 from loopline.training.worker import StepOutcome, StepTask, StoreSpec, execute_step
 
@@ -44,7 +51,7 @@ if TYPE_CHECKING:
 STEP_TAG = "loopline.step"
 PIPELINE_TAG = "loopline.pipeline"
 _MAX_PARAM = 500
-#: Seconds a step may run before its ``running`` status is written to the database.
+#: Seconds a step may run before its ``running`` status (and RUNNING run) is written.
 _SHOW_RUNNING_AFTER = 0.2
 
 
@@ -125,11 +132,13 @@ class Runner:
         graph: Graph,
         record: PipelineRecord,
         *,
+        run: Run,
         on_event: EventFn | None = None,
         reuse: dict[str, Reused] | None = None,
         use_cache: bool = True,
     ) -> None:
         self.ctx = ctx
+        self.pipeline_run = run
         self.use_cache = use_cache
         self.graph = graph
         self.record = record
@@ -146,8 +155,7 @@ class Runner:
         self.done: dict[str, StoredOutput] = {}
         self.waiting = {n.name: set(n.upstream) for n in self.order}
         self.downstream = graph.downstream()
-        self.dirty: dict[str, StepRecord] = {}
-        self.children: dict[str, Run] = {}
+        self.journal = StepJournal(ctx.engine, record, ctx.settings.actor_name)
         self.settled = 0
         for node in self.order:
             record.steps[node.name] = StepRecord(
@@ -164,18 +172,21 @@ class Runner:
     def run(self, executor: Executor) -> str:
         """Run every step on ``executor``; return ``finished`` or ``failed``.
 
-        Call it with the pipeline's run active: step runs nest under the innermost run.
+        Step runs are children of ``run`` (the pipeline's run) and inherit its environment.
 
         Example:
-            >>> # with start_run(...): status = Runner(ctx, graph, record).run(LocalExecutor())
+            >>> # with start_run(...) as run:
+            >>> #     status = Runner(ctx, graph, record, run=run).run(LocalExecutor())
         """
-        pipeline_store.create(self.ctx.engine, self.record)
+        self.journal.begin(self.pipeline_run)
         in_flight: dict[Future[StepOutcome], str] = {}
+        # Futures report here when done: lighter than concurrent.futures.wait, which
+        # registers a waiter on every pending future each time it is called.
+        done: queue.SimpleQueue[Future[StepOutcome]] = queue.SimpleQueue()
         ready = [(n.position, n.name) for n in self.order if not n.upstream]
         heapq.heapify(ready)
         try:
             while ready or in_flight:
-                submitted = []
                 while ready:
                     _, name = heapq.heappop(ready)
                     fut = self._start(self.graph.nodes[name], executor)
@@ -183,19 +194,20 @@ class Runner:
                         self._release(name, ready)
                     else:
                         in_flight[fut] = name
-                        submitted.append(name)
-                # Runs are opened once every ready step is on its way, so that the ~20 ms
-                # of tracking writes per run do not hold back the steps' start.
-                for name in submitted:
-                    self._child_run(self.graph.nodes[name], self.record.steps[name])
+                        fut.add_done_callback(done.put)
                 if not in_flight:
                     break
                 # Steps that end quickly are written once, when they end; slower ones are
-                # shown as running (``loopline pipeline show``) after a moment.
-                finished, _ = wait(list(in_flight), _SHOW_RUNNING_AFTER, FIRST_COMPLETED)
-                if not finished:
-                    self._flush()
-                    finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+                # shown as running (``loopline pipeline show``) after a moment, and what
+                # ended meanwhile is not kept waiting longer than the journal allows.
+                try:
+                    first = done.get(timeout=self.journal.timeout(_SHOW_RUNNING_AFTER))
+                except queue.Empty:
+                    self.journal.flush()
+                    first = done.get()
+                finished = [first]
+                while not done.empty():
+                    finished.append(done.get_nowait())
                 for fut in sorted(finished, key=lambda f: self.graph.nodes[in_flight[f]].position):
                     name = in_flight.pop(fut)
                     if self._finish(name, _outcome(fut, name)):
@@ -209,7 +221,7 @@ class Runner:
         status = "failed" if failed else "finished"
         self.record.status = status
         self.record.finished_at = time.time()
-        self._flush(status=status)
+        self.journal.flush(status=status, finished_at=self.record.finished_at)
         return status
 
     def _release(self, name: str, ready: list[tuple[int, str]]) -> None:
@@ -227,19 +239,6 @@ class Runner:
                 StepEvent(rec.name, rec.status, rec.attempts, self.settled, len(self.order))
             )
 
-    def _flush(self, status: str | None = None, also: Callable[[Any], None] | None = None) -> None:
-        if not self.dirty and status is None and also is None:
-            return
-        pipeline_store.save(
-            self.ctx.engine,
-            self.record.id,
-            list(self.dirty.values()),
-            status=status,
-            finished_at=self.record.finished_at,
-            also=also,
-        )
-        self.dirty.clear()
-
     # -- one step --------------------------------------------------------------------------
 
     def _start(self, node: Node, executor: Executor) -> Future[StepOutcome] | None:
@@ -249,7 +248,7 @@ class Runner:
         args = {k: cache.resolve(s, self.done, self.store, inputs, k) for k, s in node.args.items()}
         rec.inputs = inputs
         rec.cache_key = cache.cache_key(node.step, args)
-        self.dirty[node.name] = rec
+        self.journal.touch(rec)
         reused = self.reuse.get(node.name)
         hit = None
         if reused is None and node.step.cache and self.use_cache:
@@ -264,17 +263,19 @@ class Runner:
             return None
         rec.status = "running"
         rec.started_at = time.time()
+        # The run's bookkeeping is done before the step starts: done while a local step
+        # runs, it would fight the step's thread for the GIL.
+        self._open_run(node, rec)
         task = StepTask(node.name, node.step, args, self.store_spec)
         future = executor.submit(execute_step, task)
         self._event(rec)
         return future
 
-    def _child_run(self, node: Node, rec: StepRecord) -> Run:
-        from loopline.tracking import active
-        from loopline.tracking.api import start_run
-
-        child = start_run(
-            name=node.name,
+    def _open_run(self, node: Node, rec: StepRecord) -> None:
+        """Give the submitted step its run (written by the journal, with the parent's
+        environment tags), tagged for lineage and with the step's params."""
+        rec.run_id = self.journal.started(
+            rec,
             tags={
                 STEP_TAG: node.name,
                 f"{STEP_TAG}.function": node.step.target,
@@ -283,14 +284,8 @@ class Runner:
                 f"{STEP_TAG}.inputs": json.dumps(rec.inputs),
                 f"{PIPELINE_TAG}.run": self.record.id,
             },
+            params={k: param_text(v) for k, v in (rec.params or {}).items()},
         )
-        # Keep the pipeline's run the innermost one, so the next child nests under it too.
-        active.forget(child)
-        if rec.params:
-            child.log_params({k: param_text(v) for k, v in rec.params.items()})
-        self.children[node.name] = child
-        rec.run_id = child.id
-        return child
 
     def _finish(self, name: str, outcome: StepOutcome) -> bool:
         """Record an outcome; True when the step finished (its dependents may start)."""
@@ -305,7 +300,6 @@ class Runner:
         rec.error = outcome.error
         rec.started_at = outcome.started_at or rec.started_at
         rec.finished_at = outcome.finished_at or time.time()
-        child = self.children.pop(name)
         tags: dict[str, Any] = {
             f"{STEP_TAG}.status": rec.status,
             f"{STEP_TAG}.attempts": rec.attempts,
@@ -315,23 +309,11 @@ class Runner:
             tags[f"{STEP_TAG}.output_type"] = rec.output.type
         if rec.error is not None:
             tags[ERROR_TAG] = rec.error[-MAX_TAG_VALUE_LENGTH:]
-        child.set_tags(tags)
-        child.end("FINISHED" if rec.status == "finished" else "FAILED")
-        self.dirty[name] = rec
-        also = None
+        entry = None
         if rec.status == "finished" and node.step.cache and rec.output is not None:
-            output, key = rec.output, rec.cache_key or ""
-
-            def also(conn: Any) -> None:
-                cache.record(
-                    conn,
-                    key=key,
-                    step=node.step,
-                    output=output,
-                    run_id=child.id,
-                    pipeline_run_id=self.record.id,
-                )
-
+            entry = CacheWrite(rec.cache_key or "", node.step, rec.output, rec.run_id)
+        self.journal.ended(rec, "FINISHED" if rec.status == "finished" else "FAILED", tags, entry)
+        skipped: list[StepRecord] = []
         if rec.status == "finished":
             assert rec.output is not None
             self.done[name] = rec.output
@@ -339,29 +321,32 @@ class Runner:
             for down in sorted(
                 self.graph.descendants(name), key=lambda n: self.graph.nodes[n].position
             ):
-                skipped = self.record.steps[down]
-                if skipped.status == "pending":
-                    skipped.status = "skipped"
-                    skipped.error = f"not run: upstream step {name!r} failed"
-                    self.dirty[down] = skipped
-                    self._event(skipped)
-        self._flush(also=also)
+                skip = self.record.steps[down]
+                if skip.status == "pending":
+                    skip.status = "skipped"
+                    skip.error = f"not run: upstream step {name!r} failed"
+                    self.journal.touch(skip)
+                    skipped.append(skip)
+        # A failure is durable before anyone hears of it; the rest is written in batches.
+        if rec.status != "finished" or self.journal.due():
+            self.journal.flush()
+        for skip in skipped:
+            self._event(skip)
         self._event(rec)
         return rec.status == "finished"
 
     def _abort(self, exc: BaseException) -> None:
         """The driver itself failed or was interrupted: close what is open, then re-raise."""
         reason = f"pipeline interrupted: {type(exc).__name__}: {exc}"
-        for child in self.children.values():
-            child.end("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-        self.children.clear()
+        now = time.time()
         for rec in self.record.steps.values():
             if rec.status in ("pending", "running"):
                 rec.status = "failed" if rec.status == "running" else "skipped"
-                rec.error, rec.finished_at = reason, time.time()
-                self.dirty[rec.name] = rec
-        self.record.status, self.record.finished_at = "failed", time.time()
-        self._flush(status="failed")
+                rec.error, rec.finished_at = reason, now
+                self.journal.touch(rec)
+        self.journal.end_open("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        self.record.status, self.record.finished_at = "failed", now
+        self.journal.flush(status="failed", finished_at=now)
 
 
 def _outcome(fut: Future[StepOutcome], name: str) -> StepOutcome:
