@@ -124,3 +124,32 @@ def test_audit_verify_on_a_fresh_store(tmp_path: Path) -> None:
     result = _loopline("audit", "verify", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert '"ok": true' in result.stdout
+
+
+_IMPORTS_OF_DATA_ADD = """
+import sys
+from loopline.cli.main import app
+app(["data", "add", "toy", sys.argv[1], "--json"], standalone_mode=False)
+heavy = ["fastapi", "pandas", "pyarrow", "rich", "sqlalchemy.orm", "loopline.server"]
+print(sorted(m for m in heavy if m in sys.modules))
+print(sorted(m for m in sys.modules if m.startswith("loopline.cli.")))
+"""
+
+
+def test_a_command_loads_only_its_own_module_and_what_it_needs(tmp_path: Path) -> None:
+    # The start-up of a quick command is its import time: `data add` of an unchanged folder
+    # must not pay for the server, the UI, pandas or the other commands.
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.txt").write_text("a")
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORTS_OF_DATA_ADD, str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith("LOOPLINE_")},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[-2] == "[]", f"heavy modules loaded by `data add --json`: {lines[-2]}"
+    assert lines[-1] == "['loopline.cli._common', 'loopline.cli.data_cmd', 'loopline.cli.main']"

@@ -169,3 +169,43 @@ def test_a_file_changing_during_the_copy_is_refused(
     monkeypatch.undo()
     assert list(store.iter_digests()) == []
     assert list((tmp_path / "a" / "tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "buffered"])
+def test_every_copy_is_fsynced_before_it_is_renamed_into_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, direct: bool
+) -> None:
+    import loopline.core.artifact_copy as artifact_copy
+    import loopline.core.artifacts as artifacts_mod
+
+    if not direct:
+        monkeypatch.setattr(artifact_copy, "_O_DIRECT", 0)
+    store = LocalArtifactStore(tmp_path / "a")
+    synced_in_tmp: set[str] = set()
+    real_fsync = artifacts_mod._fsync
+
+    def fsync(path: Path) -> None:
+        if path.parent == store.root / "tmp":
+            synced_in_tmp.add(path.name)
+        real_fsync(path)
+
+    monkeypatch.setattr(artifacts_mod, "_fsync", fsync)
+    real_replace = os.replace
+    renamed: list[str] = []
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        if Path(src).parent == store.root / "tmp":
+            assert Path(src).name in synced_in_tmp, f"{src} renamed before it was fsynced"
+            renamed.append(Path(src).name)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    paths = []
+    for i in range(20):
+        p = tmp_path / f"f{i}"
+        p.write_bytes(os.urandom(5000 + i))
+        paths.append(p)
+    with store.batch() as batch:
+        for p in paths:
+            batch.put_file(p)
+    assert len(renamed) == 20

@@ -204,3 +204,37 @@ def test_progress_reports_bytes(ctx: Context, tmp_path: Path) -> None:
     ll.datasets.register("raw", folder, progress=lambda done, total: seen.append((done, total)))
     assert seen and seen[-1] == (30_000, 30_000)
     assert all(a <= b for (a, _), (b, _) in itertools.pairwise(seen))
+
+
+def test_the_scan_finds_nested_files_follows_file_links_and_skips_folder_links(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "root"
+    (root / "b" / "c").mkdir(parents=True)
+    (root / "a.txt").write_text("a")
+    (root / "b" / "c" / "d.txt").write_text("d")
+    (root / "skipped").mkdir()
+    (root / "skipped" / "x.txt").write_text("x")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "o.txt").write_text("o")
+    (root / "link.txt").symlink_to(root / "a.txt")
+    (root / "folder-link").symlink_to(outside)
+    os.mkfifo(root / "pipe")
+    files = ingest_mod.scan_folder(root, skip=[root / "skipped"])
+    assert [f.rel_path for f in files] == ["a.txt", "b/c/d.txt", "link.txt"]
+    assert files[2].abs_path == root.resolve() / "link.txt"  # the link, not its target
+    assert files[2].stat == FileStat.of((root / "a.txt").stat())
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every folder")
+def test_an_unreadable_folder_is_refused_by_name(tmp_path: Path) -> None:
+    locked = tmp_path / "root" / "locked"
+    locked.mkdir(parents=True)
+    (locked / "a.txt").write_text("a")
+    locked.chmod(0)
+    try:
+        with pytest.raises(InvalidInput, match="locked: permission denied"):
+            ingest_mod.scan_folder(tmp_path / "root")
+    finally:
+        locked.chmod(0o755)

@@ -4,13 +4,33 @@ from __future__ import annotations
 
 import sys
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    console: Console
+    err_console: Console
+
+_consoles: dict[str, Console] = {}
+
+
+def _console(name: str) -> Console:
+    if name not in _consoles:
+        from rich.console import Console
+
+        _consoles[name] = Console(stderr=name == "err_console")
+    return _consoles[name]
+
+
+def __getattr__(name: str) -> Console:
+    """``console`` (stdout) and ``err_console`` (stderr), made on first use: importing Rich
+    costs a quick command (``loopline data add --json``) more than its work."""
+    if name not in ("console", "err_console"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _console(name)
 
 
 class _State:
@@ -40,6 +60,7 @@ def report_error(exc: BaseException) -> int:
     debug = state.debug or _debug_setting()
     if debug:
         traceback.print_exception(exc)
+    err_console = _console("err_console")
     if isinstance(exc, LooplineError):
         err_console.print(
             f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True

@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
-from loopline.cli._common import console, err_console, print_json
+# Rich and the consoles load on first use (`_common.console`): `data add --json` needs
+# neither.
+from loopline.cli import _common
+from loopline.cli._common import print_json
 from loopline.errors import ERROR_TABLE, ContractViolation, InvalidInput
 
 app = typer.Typer(
@@ -99,7 +101,7 @@ def add_cmd(
             DownloadColumn(binary_units=True),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
-            console=err_console,
+            console=_common.err_console,
             transient=True,
         ) as bar:
             task = bar.add_task(name, total=None)
@@ -115,9 +117,11 @@ def add_cmd(
         return
     report = version.ingest
     state = "new version" if version.created_now else "unchanged, same version"
-    console.print(f"[green]{version.ref}[/] ({state}) {version.kind} hash {version.hash[:16]}")
+    _common.console.print(
+        f"[green]{version.ref}[/] ({state}) {version.kind} hash {version.hash[:16]}"
+    )
     if report is not None:
-        console.print(
+        _common.console.print(
             f"{report.files} file(s), {_size(report.bytes)}: hashed {report.hashed}, "
             f"from cache {report.cached}, stored {report.stored}, "
             f"already stored {report.already_stored} in {report.seconds:.2f} s"
@@ -130,6 +134,8 @@ def ls_cmd(json_out: bool = _JSON) -> None:
 
     Example: loopline data ls --json
     """
+    from rich.table import Table
+
     from loopline.data import datasets
 
     rows = datasets.list_datasets()
@@ -150,7 +156,7 @@ def ls_cmd(json_out: bool = _JSON) -> None:
             _when(r.latest_created),
             r.description or "",
         )
-    console.print(table)
+    _common.console.print(table)
 
 
 @app.command("show")
@@ -163,6 +169,8 @@ def show_cmd(
 
     Example: loopline data show churn@3
     """
+    from rich.table import Table
+
     from loopline.data import datasets
 
     name, number = datasets.parse_ref(ref)
@@ -170,13 +178,13 @@ def show_cmd(
     if json_out:
         print_json(v.to_dict())
         return
-    console.print(f"[bold]{v.ref}[/] {v.kind}  hash {v.hash}")
-    console.print(
+    _common.console.print(f"[bold]{v.ref}[/] {v.kind}  hash {v.hash}")
+    _common.console.print(
         f"created {_when(v.created)} by {v.actor}; {len(v.files)} file(s), {_size(v.byte_size)}"
         + (f", {v.row_count} rows" if v.row_count is not None else "")
     )
     if v.description:
-        console.print(v.description)
+        _common.console.print(v.description)
     if v.schema:
         table = Table(title="columns")
         for col in ("column", "type", "count", "nulls", "min", "max", "mean", "std", "distinct"):
@@ -185,16 +193,16 @@ def show_cmd(
             s = v.stats.get(col, {})
             cells = [s.get(k) for k in ("count", "nulls", "min", "max", "mean", "std", "distinct")]
             table.add_row(col, typ, *(_num(c) for c in cells))
-        console.print(table)
+        _common.console.print(table)
     shown = v.files if all_files else v.files[:20]
     files = Table(title="files")
     for col in ("path", "size", "digest"):
         files.add_column(col)
     for f in shown:
         files.add_row(f.path, _size(f.size), f.digest[:16])
-    console.print(files)
+    _common.console.print(files)
     if len(shown) < len(v.files):
-        console.print(f"... and {len(v.files) - len(shown)} more (--files lists them all)")
+        _common.console.print(f"... and {len(v.files) - len(shown)} more (--files lists them all)")
 
 
 @app.command("diff")
@@ -214,26 +222,26 @@ def diff_cmd(
         print_json(d.to_dict())
         return
     if d.same_content:
-        console.print(f"{d.a} and {d.b} have the same content")
+        _common.console.print(f"{d.a} and {d.b} have the same content")
         return
-    console.print(f"[bold]{d.a} -> {d.b}[/]")
+    _common.console.print(f"[bold]{d.a} -> {d.b}[/]")
     for label, paths in (("+", d.files_added), ("-", d.files_removed), ("~", d.files_changed)):
         for p in paths[:50]:
-            console.print(f"  {label} {p}", highlight=False)
+            _common.console.print(f"  {label} {p}", highlight=False)
     if d.rows_before is not None:
-        console.print(
+        _common.console.print(
             f"rows: {d.rows_before} -> {d.rows_after} "
             f"(+{d.rows_added if d.rows_added is not None else '?'} "
             f"-{d.rows_removed if d.rows_removed is not None else '?'})"
         )
     for c in d.columns_added:
-        console.print(f"  column added: {c}")
+        _common.console.print(f"  column added: {c}")
     for c in d.columns_removed:
-        console.print(f"  column removed: {c}")
+        _common.console.print(f"  column removed: {c}")
     for c, (before, after) in d.columns_type_changed.items():
-        console.print(f"  column {c}: type {before} -> {after}")
+        _common.console.print(f"  column {c}: type {before} -> {after}")
     for s in d.stat_changes:
-        console.print(f"  {s.column}: {s.statistic} {_num(s.before)} -> {_num(s.after)}")
+        _common.console.print(f"  {s.column}: {s.statistic} {_num(s.before)} -> {_num(s.after)}")
 
 
 @app.command("checkout")
@@ -255,7 +263,7 @@ def checkout_cmd(
     if json_out:
         print_json({"ref": v.ref, "hash": v.hash, "dest": str(out), "files": len(v.files)})
     else:
-        console.print(f"{v.ref}: {len(v.files)} file(s), {_size(v.byte_size)} -> {out}")
+        _common.console.print(f"{v.ref}: {len(v.files)} file(s), {_size(v.byte_size)} -> {out}")
 
 
 @app.command("validate")
@@ -279,7 +287,7 @@ def validate_cmd(
             raise typer.Exit(ERROR_TABLE[ContractViolation].exit_code)
         return
     if report.ok:
-        console.print(f"[green]{label} meets the contract[/] ({report.rows} rows)")
+        _common.console.print(f"[green]{label} meets the contract[/] ({report.rows} rows)")
         return
     report.raise_for_violations()
 
@@ -304,4 +312,4 @@ def infer_contract_cmd(
     if json_out:
         print_json({"data": label, "path": str(out), "contract": contract.to_dict()})
     else:
-        console.print(f"contract for {label}: {len(contract.columns)} column(s) -> {out}")
+        _common.console.print(f"contract for {label}: {len(contract.columns)} column(s) -> {out}")

@@ -1,38 +1,130 @@
-"""The ``loopline`` command: a Typer app whose sub-commands live one module each."""
+"""The ``loopline`` command: a Typer app whose sub-commands live one module each.
+
+Sub-commands load on first use: ``loopline data add`` imports the data commands and
+nothing else, so a quick command does not pay for the imports of all the others
+(SQLAlchemy models, FastAPI, pandas, ...). ``--help`` and the tests that walk the command
+tree still see every command (:class:`LazyGroup`).
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
+from collections.abc import Iterator, MutableMapping
+from typing import Any
 
 import typer
+import typer.main
+from typer.core import TyperGroup
 
 from loopline import __version__
-from loopline.cli import (
-    audit_cmd,
-    backup_cmd,
-    data_cmd,
-    db_cmd,
-    demo_cmd,
-    deploy_cmd,
-    doctor_cmd,
-    drift_cmd,
-    features_cmd,
-    gate_cmd,
-    loop_cmd,
-    models_cmd,
-    package_cmd,
-    pipeline_cmd,
-    reproduce_cmd,
-    runs_cmd,
-    score_cmd,
-    serve_cmd,
-    server_cmd,
-    tokens_cmd,
-)
-from loopline.cli._common import console, report_error, state
+from loopline.cli import _common
+from loopline.cli._common import report_error, state
+
+#: Each command: its name -> (module, attribute, whether the attribute is a Typer sub-app),
+#: in the order ``--help`` lists them.
+LAZY_COMMANDS: dict[str, tuple[str, str, bool]] = {
+    "doctor": ("loopline.cli.doctor_cmd", "doctor", False),
+    "drift": ("loopline.cli.drift_cmd", "drift", False),
+    "demo": ("loopline.cli.demo_cmd", "demo", False),
+    "server": ("loopline.cli.server_cmd", "server", False),
+    "gate": ("loopline.cli.gate_cmd", "gate", False),
+    "deploy": ("loopline.cli.deploy_cmd", "deploy", False),
+    "serve": ("loopline.cli.serve_cmd", "serve", False),
+    "score": ("loopline.cli.score_cmd", "score", False),
+    "package": ("loopline.cli.package_cmd", "package", False),
+    "backup": ("loopline.cli.backup_cmd", "backup", False),
+    "restore": ("loopline.cli.backup_cmd", "restore", False),
+    "reproduce": ("loopline.cli.reproduce_cmd", "reproduce", False),
+    "db": ("loopline.cli.db_cmd", "app", True),
+    "audit": ("loopline.cli.audit_cmd", "app", True),
+    "runs": ("loopline.cli.runs_cmd", "app", True),
+    "data": ("loopline.cli.data_cmd", "app", True),
+    "features": ("loopline.cli.features_cmd", "app", True),
+    "models": ("loopline.cli.models_cmd", "app", True),
+    "pipeline": ("loopline.cli.pipeline_cmd", "app", True),
+    "loop": ("loopline.cli.loop_cmd", "app", True),
+    "tokens": ("loopline.cli.tokens_cmd", "app", True),
+    "deployments": ("loopline.cli.deploy_cmd", "app", True),
+}
+
+
+def _noop() -> None:
+    """A placeholder callback: it makes the holder app a group (see :func:`load_command`)."""
+
+
+def load_command(name: str) -> Any:
+    """Import the module of command ``name`` and build its click command as Typer would.
+
+    Example:
+        >>> load_command("doctor").name
+        'doctor'
+    """
+    module, attr, is_group = LAZY_COMMANDS[name]
+    target = getattr(importlib.import_module(module), attr)
+    # A throw-away app with a callback is always a group, so the command can be picked
+    # out of it exactly as `app.add_typer(...)` / `app.command(...)` would have built it.
+    holder = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    holder.callback()(_noop)
+    if is_group:
+        holder.add_typer(target, name=name)
+    else:
+        holder.command(name)(target)
+    return typer.main.get_command(holder).commands[name]  # type: ignore[attr-defined]
+
+
+class _LazyCommands(MutableMapping[str, Any]):
+    """A group's commands by name; a lazy one is built the first time it is looked up.
+
+    Iterating lists every name without importing anything; looking one up (``get``,
+    ``[]``, ``items()``) imports its module.
+    """
+
+    def __init__(self, eager: MutableMapping[str, Any]) -> None:
+        self._loaded: dict[str, Any] = {}
+        self._order = [n for n in LAZY_COMMANDS if n not in eager]
+        for name, cmd in eager.items():
+            self._loaded[name] = cmd
+            if name not in self._order:
+                self._order.append(name)
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._loaded:
+            if name not in self._order:
+                raise KeyError(name)
+            self._loaded[name] = load_command(name)
+        return self._loaded[name]
+
+    def __setitem__(self, name: str, cmd: Any) -> None:
+        self._loaded[name] = cmd
+        if name not in self._order:
+            self._order.append(name)
+
+    def __delitem__(self, name: str) -> None:
+        self._loaded.pop(name, None)
+        self._order.remove(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._order))
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._order
+
+
+class LazyGroup(TyperGroup):
+    """The root group: the commands of :data:`LAZY_COMMANDS` load when first looked up."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        self.commands = _LazyCommands(self.commands)
+
 
 app = typer.Typer(
     name="loopline",
+    cls=LazyGroup,
     help="Loopline: data, experiments, training, delivery, serving and monitoring in one loop.\n\n"
     "Example: loopline doctor",
     no_args_is_help=True,
@@ -43,7 +135,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        console.print(f"loopline {__version__}")
+        _common.console.print(f"loopline {__version__}")
         raise typer.Exit()
 
 
@@ -61,28 +153,8 @@ def _root(
     state.debug = debug
 
 
-app.add_typer(db_cmd.app, name="db")
-app.add_typer(audit_cmd.app, name="audit")
-app.add_typer(runs_cmd.app, name="runs")
-app.add_typer(data_cmd.app, name="data")
-app.add_typer(features_cmd.app, name="features")
-app.add_typer(models_cmd.app, name="models")
-app.add_typer(pipeline_cmd.app, name="pipeline")
-app.add_typer(loop_cmd.app, name="loop")
-app.add_typer(tokens_cmd.app, name="tokens")
-app.command("doctor")(doctor_cmd.doctor)
-app.command("drift")(drift_cmd.drift)
-app.command("demo")(demo_cmd.demo)
-app.command("server")(server_cmd.server)
-app.command("gate")(gate_cmd.gate)
-app.command("deploy")(deploy_cmd.deploy)
-app.add_typer(deploy_cmd.app, name="deployments")
-app.command("serve")(serve_cmd.serve)
-app.command("score")(score_cmd.score)
-app.command("package")(package_cmd.package)
-app.command("backup")(backup_cmd.backup)
-app.command("restore")(backup_cmd.restore)
-app.command("reproduce")(reproduce_cmd.reproduce)
+# Commands are listed in LAZY_COMMANDS above (loaded on first use). A command registered
+# here with app.command(...)/app.add_typer(...) works too, but its module loads every time.
 
 
 def main() -> None:

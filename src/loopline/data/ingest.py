@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -56,12 +57,20 @@ class FileEntry:
 
 @dataclass(frozen=True)
 class SourceFile:
-    """A file to ingest: where it is, the path it gets in the dataset, its stat at scan time."""
+    """A file to ingest: where it is (absolute), the path it gets in the dataset, its stat at
+    scan time."""
 
-    abs_path: Path
+    # A string, not a Path: building a Path per file costs a re-add of a large folder more
+    # than its stat call.
+    location: str
     rel_path: str
     stat: FileStat
     cacheable: bool = True
+
+    @property
+    def abs_path(self) -> Path:
+        """Where the file is, as a Path."""
+        return Path(self.location)
 
 
 @dataclass
@@ -86,9 +95,9 @@ class IngestReport:
         return asdict(self)
 
 
-def _stat(path: Path, field: str) -> os.stat_result:
+def _stat(path: str | Path, field: str) -> os.stat_result:
     try:
-        return path.stat()
+        return os.stat(path)  # noqa: PTH116 - paths are strings here (see SourceFile)
     except FileNotFoundError as exc:
         raise InvalidInput(
             f"{path} disappeared while the dataset was being added",
@@ -108,32 +117,54 @@ def single_file(path: Path, rel_path: str, *, cacheable: bool = True) -> SourceF
     Example:
         >>> # single_file(Path("train.parquet"), "data.parquet")
     """
-    return SourceFile(path.resolve(), rel_path, FileStat.of(_stat(path, "source")), cacheable)
+    st = _stat(path, "source")
+    return SourceFile(os.fspath(path.resolve()), rel_path, FileStat.of(st), cacheable)
 
 
 def scan_folder(root: Path, *, skip: Sequence[Path] = ()) -> list[SourceFile]:
     """Every regular file below ``root`` (symlinks to files followed), sorted by path.
 
     Folders in ``skip`` are not entered (Loopline's own home and artifact folders, so that
-    registering ``.`` does not swallow the store).
+    registering ``.`` does not swallow the store); symlinks to folders are not followed. A
+    folder that cannot be read is an :class:`InvalidInput` naming it, not a silent gap.
 
     Example:
         >>> # scan_folder(Path("images/"))[0].rel_path  -> 'cats/001.jpg'
     """
-    root = root.resolve()
-    skipped = {p.resolve() for p in skip}
+    skipped = {os.fspath(p.resolve()) for p in skip}
     found: list[SourceFile] = []
-    for folder, dirs, names in os.walk(root):
-        base = Path(folder)
-        dirs[:] = sorted(d for d in dirs if base / d not in skipped)
-        for fname in names:
-            path = base / fname
-            st = _stat(path, "source")
-            if not path.is_file():
+    # One stat per file and plain strings: on a re-add this scan is most of the work.
+    pending = [(os.fspath(root.resolve()), "")]
+    while pending:
+        folder, prefix = pending.pop()
+        for entry in _entries(folder):
+            if entry.is_dir(follow_symlinks=False):
+                if entry.path not in skipped:
+                    pending.append((entry.path, f"{prefix}{entry.name}/"))
                 continue
-            found.append(SourceFile(path, path.relative_to(root).as_posix(), FileStat.of(st)))
+            st = _stat(entry.path, "source")
+            if stat.S_ISREG(st.st_mode):
+                found.append(SourceFile(entry.path, prefix + entry.name, FileStat.of(st)))
     found.sort(key=lambda f: f.rel_path)
     return found
+
+
+def _entries(folder: str) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as it:
+            return list(it)
+    except FileNotFoundError as exc:
+        raise InvalidInput(
+            f"{folder} disappeared while the dataset was being added",
+            field="source",
+            hint="add it again once the folder is no longer being changed",
+        ) from exc
+    except PermissionError as exc:
+        raise InvalidInput(
+            f"cannot read the folder {folder}: permission denied",
+            field="source",
+            hint="fix its permissions",
+        ) from exc
 
 
 def cached_digests(files: Sequence[SourceFile], cache: HashCache) -> dict[str, str]:
@@ -142,8 +173,8 @@ def cached_digests(files: Sequence[SourceFile], cache: HashCache) -> dict[str, s
     Example:
         >>> # cached_digests(scan_folder(Path("images/")), cache)
     """
-    hits = cache.lookup([(str(f.abs_path), f.stat) for f in files if f.cacheable])
-    return {f.rel_path: hits[str(f.abs_path)] for f in files if str(f.abs_path) in hits}
+    hits = cache.lookup([(f.location, f.stat) for f in files if f.cacheable])
+    return {f.rel_path: hits[f.location] for f in files if f.location in hits}
 
 
 @dataclass
@@ -154,7 +185,7 @@ class _Outcome:
     cache_entry: tuple[str, FileStat, str] | None
 
 
-def _changed(path: Path, what: str) -> InvalidInput:
+def _changed(path: str, what: str) -> InvalidInput:
     return InvalidInput(
         f"{path} changed while it was being {what}",
         field="source",
@@ -169,27 +200,27 @@ def _ingest_one(
         return _Outcome(digest, False, False, None)
     started_ns = time.time_ns()
     try:
-        stored, new = batch.put_file(f.abs_path)
+        stored, new = batch.put_file(f.location)
     except FileNotFoundError:
-        _stat(f.abs_path, "source")  # raises the "disappeared" error
+        _stat(f.location, "source")  # raises the "disappeared" error
         raise
     except PermissionError as exc:
         raise InvalidInput(
-            f"cannot read {f.abs_path}: permission denied",
+            f"cannot read {f.location}: permission denied",
             field="source",
             hint="fix its permissions",
         ) from exc
     except InvalidInput as exc:
-        raise _changed(f.abs_path, "stored") from exc
-    if FileStat.of(_stat(f.abs_path, "source")) != f.stat:
-        raise _changed(f.abs_path, "stored")
+        raise _changed(f.location, "stored") from exc
+    if FileStat.of(_stat(f.location, "source")) != f.stat:
+        raise _changed(f.location, "stored")
     if digest is not None:  # known from the cache, but the store had lost the bytes
         if stored != digest:
-            raise _changed(f.abs_path, "stored")
+            raise _changed(f.location, "stored")
         return _Outcome(digest, False, new, None)
     entry = None
     if f.cacheable and not f.stat.is_racy(started_ns):
-        entry = (str(f.abs_path), f.stat, stored)
+        entry = (f.location, f.stat, stored)
     return _Outcome(stored, True, new, entry)
 
 
