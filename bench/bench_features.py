@@ -138,7 +138,9 @@ def worker(mode: str, home: Path, data: Path, out: str) -> dict[str, Any]:
             ttl=dt.timedelta(days=TTL_DAYS),
             source=frame,
         )
-        ll.features.register(view)
+        started = time.perf_counter()
+        ll.features.register(view)  # also writes the sorted, deduplicated copy the join reads
+        result["seconds"] = time.perf_counter() - started
     elif mode == "historical":
         entities = pd.read_parquet(data / "entities.parquet")
         started = time.perf_counter()
@@ -334,10 +336,10 @@ def main() -> None:
         make_data(data)
         details["data_seconds"] = round(time.perf_counter() - started, 1)
         home = work / "home"
-        _ours("setup", home, data)
+        details["setup"] = {"ours": _ours("setup", home, data)}
         duck = _feast_repo(work / "feast_duckdb", "duckdb")
         files = _feast_repo(work / "feast_file", "file")
-        _feast(feast_py, "apply", duck, data)
+        details["setup"]["feast_duckdb"] = _feast(feast_py, "apply", duck, data)
         _feast(feast_py, "apply", files, data)
         rows = _run_all(args, feast_py, feast_name, work, data, home, duck, files, details)
     finally:
@@ -416,7 +418,26 @@ def _run_all(
     details["online"] = {"ours": online, "feast": feast_online}
     details["online_compare"] = compare_online(sample_ours, sample_feast)
     print("online:", details["online"], details["online_compare"], flush=True)
-    return _rows(feast_name, hist, cmp, file_run, mat, online, feast_online)
+    rows = _rows(feast_name, hist, cmp, file_run, mat, online, feast_online)
+    # Loopline prepares the view's rows (deduplicated, sorted) when it is registered, so the
+    # join itself does less: this row shows the preparation and the first join together.
+    setup_ours = float(details["setup"]["ours"]["seconds"])
+    setup_feast = float(details["setup"]["feast_duckdb"]["seconds"])
+    ours_first = setup_ours + float(hist["ours"][0]["seconds"])
+    feast_first = setup_feast + float(hist["duckdb"][0]["seconds"])
+    rows.insert(
+        1,
+        {
+            "case": "register the view + first get_historical (preparation included)",
+            "loopline": f"{ours_first:.2f} s ({setup_ours:.2f} s register)",
+            "anchor": f"{feast_name} apply + get_historical_features, DuckDB offline store",
+            "anchor_value": f"{feast_first:.2f} s ({setup_feast:.2f} s apply)",
+            "ratio": fmt_ratio(feast_first / ours_first),
+            "target": "reference",
+            "met": True,
+        },
+    )
+    return rows
 
 
 def _rows(

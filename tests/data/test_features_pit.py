@@ -339,6 +339,61 @@ def test_empty_entity_frame(embedded_ctx: Context) -> None:
     assert list(result.columns) == ["user", "event_timestamp", "x"] and len(result) == 0
 
 
+def test_feature_dtypes_hold_their_values_and_nulls(embedded_ctx: Context) -> None:
+    frame = pd.DataFrame(
+        {
+            "user": [1, 2],
+            "ts": [_t(0), _t(0)],
+            "i": [1, 2],
+            "flag": [True, False],
+            "s": ["a", "b"],
+            "f32": np.array([1.5, 2.5], dtype="float32"),
+            "u8": np.array([1, 2], dtype="uint8"),
+            "when": [_t(5), _t(6)],
+            "naive": [_t(5, None), _t(6, None)],
+            "day": [dt.date(2024, 1, 1), dt.date(2024, 1, 2)],
+            "ni": pd.array([None, 2], dtype="Int64"),
+        }
+    )
+    feats = [c for c in frame.columns if c not in ("user", "ts")]
+    _register(RefView("dt", frame, ["user"], "ts", feats))
+    refs = [f"dt:{f}" for f in feats]
+    every = pd.DataFrame({"user": [2, 1], "event_timestamp": [_t(1), _t(1)]})
+    result = ll.features.get_historical(every, refs)
+    assert {f: str(result[f].dtype) for f in feats} == {
+        "i": "int64",
+        "flag": "bool",
+        "s": "str",
+        "f32": "float32",
+        "u8": "uint8",
+        "when": "datetime64[us, UTC]",
+        "naive": "datetime64[us]",
+        "day": "datetime64[us]",
+        "ni": "Int64",
+    }
+    assert result.iloc[0][["i", "flag", "s", "f32", "u8", "ni"]].tolist() == [
+        2,
+        False,
+        "b",
+        2.5,
+        2,
+        2,
+    ]
+    assert result["when"].tolist() == [_t(6), _t(5)]
+    # A row without a match: integers and booleans become nullable, floats hold NaN.
+    some = pd.DataFrame({"user": [2, 3], "event_timestamp": [_t(1), _t(1)]})
+    result = ll.features.get_historical(some, refs)
+    assert {f: str(result[f].dtype) for f in ("i", "flag", "u8", "f32", "when")} == {
+        "i": "Int64",
+        "flag": "boolean",
+        "u8": "UInt8",
+        "f32": "float32",
+        "when": "datetime64[us, UTC]",
+    }
+    assert result.iloc[0][["i", "flag", "s", "u8"]].tolist() == [2, False, "b", 2]
+    assert result.iloc[1][feats].isna().all()
+
+
 # -- property-based: random small data against the reference ------------------------
 
 _keys = st.integers(min_value=0, max_value=2)
@@ -398,3 +453,23 @@ def test_matches_the_reference_on_random_data(
         created="created" if with_created else None,
     )
     check(entities, [view])
+
+
+def test_large_training_set_keeps_values_with_their_rows(embedded_ctx: Context) -> None:
+    # Big enough for DuckDB to scan in parallel: every fetch path (floats by NumPy, text
+    # by Arrow, integers by DuckDB) must keep each value on its own entity row.
+    n_keys, n_rows = 50_000, 400_000
+    keys = np.arange(n_keys)
+    frame = pd.DataFrame(
+        {"user": keys, "ts": _t(0), "i": keys * 3, "x": keys * 0.5, "s": keys.astype(str)}
+    )
+    _register(RefView("big", frame, ["user"], "ts", ["i", "x", "s"]))
+    users = np.random.default_rng(5).integers(0, n_keys + 5_000, n_rows)  # some unknown
+    entities = pd.DataFrame({"user": users, "event_timestamp": _t(1)})
+    result = ll.features.get_historical(entities, ["big:i", "big:x", "big:s"])
+    known = users < n_keys
+    assert result["user"].tolist() == users.tolist()
+    assert result["i"].isna().to_numpy().tolist() == (~known).tolist()
+    assert (result["i"][known].to_numpy() == users[known] * 3).all()
+    assert (result["x"][known].to_numpy() == users[known] * 0.5).all()
+    assert result["s"][known].tolist() == users[known].astype(str).tolist()

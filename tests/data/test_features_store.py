@@ -268,6 +268,57 @@ def test_corrupted_stored_frame_is_detected(embedded_ctx: Context) -> None:
         ll.features.get_historical(_entities(), ["user_stats:clicks"])
 
 
+def _prepared(ctx: Context) -> dict[str, int]:
+    folder = ctx.settings.home / "cache" / "features" / "prepared"
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} if folder.is_dir() else {}
+
+
+def test_prepared_copy_is_written_at_register_and_reused(embedded_ctx: Context) -> None:
+    ll.features.register(_view())
+    first = _prepared(embedded_ctx)
+    assert len(first) == 1  # written by register, not by the first training set
+    result = ll.features.get_historical(_entities(), ["user_stats:clicks", "user_stats:spend"])
+    assert result["clicks"].tolist() == [2, 3]
+    assert _prepared(embedded_ctx) == first  # reused as it is
+    # New data under the same name: a new copy; the training set sees the new data.
+    ll.features.register(_view(source=_frame().assign(spend=[5.0, 6.0, 7.0])))
+    assert len(_prepared(embedded_ctx)) == 2
+    result = ll.features.get_historical(_entities(), ["user_stats:spend"])
+    assert result["spend"].tolist() == [6.0, 7.0]
+    # A changed definition over the same data (a TTL alone does not change the rows).
+    ll.features.register(
+        _view(source=_frame().assign(spend=[5.0, 6.0, 7.0]), created="clicks", features=["spend"])
+    )
+    assert len(_prepared(embedded_ctx)) == 3
+    ll.features.register(_view(ttl=dt.timedelta(minutes=30)))
+    assert len(_prepared(embedded_ctx)) == 3
+    assert ll.features.get_historical(_entities(), ["user_stats:spend"])["spend"].isna().all()
+
+
+def test_deleted_prepared_copy_is_written_again(embedded_ctx: Context) -> None:
+    ll.features.register(_view())
+    folder = embedded_ctx.settings.home / "cache" / "features" / "prepared"
+    for path in folder.iterdir():
+        path.unlink()
+    result = ll.features.get_historical(_entities(), ["user_stats:spend"])
+    assert result["spend"].tolist() == [2.5, 3.5]
+    assert [p.suffix for p in folder.iterdir()] == [".parquet"]  # no temporary file left
+
+
+def test_dataset_source_is_prepared_on_first_use_per_version(embedded_ctx: Context) -> None:
+    ll.datasets.register("stats", _frame())
+    ll.features.register(_view(source="stats"))
+    assert _prepared(embedded_ctx) == {}  # the dataset may move on before it is used
+    ll.features.get_historical(_entities(), ["user_stats:spend"])
+    assert len(_prepared(embedded_ctx)) == 1
+    ll.datasets.register("stats", _frame().assign(spend=[7.0, 8.0, 9.0]))
+    assert ll.features.get_historical(_entities(), ["user_stats:spend"])["spend"].tolist() == [
+        8.0,
+        9.0,
+    ]
+    assert len(_prepared(embedded_ctx)) == 2
+
+
 # -- sources: S3 artifacts, versioned datasets -------------------------------------------
 
 

@@ -7,6 +7,15 @@ local store DuckDB reads the object file in place; its digest is checked once pe
 (``name`` or ``name@version``) is resolved through :mod:`loopline.data.datasets` at query
 time, so ``name`` follows the dataset's latest version.
 
+Training sets read a *prepared* copy of a view's rows (:func:`prepared_view`): the rows
+deduplicated by the tie-breaking rules and sorted by key and event time, written once per
+version of the view's data to ``LOOPLINE_HOME/cache/features/prepared/<key>.parquet``.
+The key hashes what the rows depend on: the stored frame's digest (or each dataset file's
+path, size and modification time) and the view's keys, timestamp, created and feature
+columns, so a new version of the data or of the definition gets a new file. A file
+appears whole or not at all (written to a temporary name, then renamed); the cache can be
+deleted at any time and is rebuilt on the next use.
+
 Example:
     >>> # src = view_source(ctx, con, ll.features.get_view("user_stats"), ["clicks"])
 """
@@ -14,8 +23,12 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import importlib
+import json
+import os
 import threading
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -99,21 +112,28 @@ def _dataset_files(ref: str) -> tuple[str, ...]:
     return tuple(files)
 
 
+def _ttl_us(view: RegisteredView) -> int | None:
+    return int(view.ttl / dt.timedelta(microseconds=1)) if view.ttl is not None else None
+
+
 def view_source(
     ctx: Context,
     con: Any,
     view: RegisteredView,
     features: Sequence[str],
+    files: tuple[str, ...] | None = None,
 ) -> pit_join.ViewSource:
     """The view's files, keys and TTL for the queries, after checking its columns.
 
+    ``files`` skips resolving the source again when the caller already has its files.
     Raises :class:`InvalidInput` naming a column the source lacks.
 
     Example:
         >>> # src = view_source(ctx, pit_join.connect(), view, ["clicks"]); src.files
     """
-    kind, _, ref = view.source.partition(":")
-    files = (str(_frame_file(ctx, ref)),) if kind == "frame" else _dataset_files(ref)
+    if files is None:
+        kind, _, ref = view.source.partition(":")
+        files = (str(_frame_file(ctx, ref)),) if kind == "frame" else _dataset_files(ref)
     src = pit_join.ViewSource(
         name=view.name,
         files=files,
@@ -121,7 +141,7 @@ def view_source(
         timestamp=view.timestamp,
         created=view.created,
         features=tuple(features),
-        ttl_us=int(view.ttl / dt.timedelta(microseconds=1)) if view.ttl is not None else None,
+        ttl_us=_ttl_us(view),
     )
     types = pit_join.describe(con, src)
     wanted = [*view.keys, view.timestamp, *([view.created] if view.created else []), *features]
@@ -130,3 +150,61 @@ def view_source(
         raise error
     pit_join.check_timestamp_type(src, types)
     return src
+
+
+# Bump when the prepared file's layout or the rules that make it change.
+_PREPARED_FORMAT = 1
+
+
+def _prepared_path(ctx: Context, view: RegisteredView, files: tuple[str, ...] | None) -> Path:
+    """Where the prepared copy of ``view``'s rows lives; ``files`` for a dataset source."""
+    if files is None:  # a stored frame: its digest names its bytes
+        identity: Any = view.source
+    else:
+        stats = [Path(f).stat() for f in files]
+        identity = [[f, st.st_size, st.st_mtime_ns] for f, st in zip(files, stats, strict=True)]
+    what = [
+        _PREPARED_FORMAT,
+        identity,
+        list(view.keys),
+        view.timestamp,
+        view.created,
+        list(view.features),
+    ]
+    key = hashlib.sha256(json.dumps(what).encode()).hexdigest()[:40]
+    return ctx.settings.home / "cache" / "features" / "prepared" / f"{key}.parquet"
+
+
+def prepared_view(
+    ctx: Context, con: Any, view: RegisteredView, features: Sequence[str]
+) -> pit_join.PreparedView:
+    """The prepared copy of ``view``'s rows for the join, written first if it is missing.
+
+    Raises :class:`InvalidInput` naming a column the source lacks (when it is written).
+
+    Example:
+        >>> # prepared_view(ctx, pit_join.connect(), view, ["clicks"]).path
+    """
+    kind, _, ref = view.source.partition(":")
+    files = None if kind == "frame" else _dataset_files(ref)
+    path = _prepared_path(ctx, view, files)
+    if kind == "frame" and isinstance(ctx.artifacts, LocalArtifactStore):
+        # A corrupted stored frame is an error even while its prepared copy is intact:
+        # the copy is only as good as the bytes it came from (verified once per process).
+        _frame_file(ctx, ref)
+    if not path.is_file():
+        src = view_source(ctx, con, view, view.features, files)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.tmp")
+        try:
+            pit_join.write_prepared(con, src, tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return pit_join.PreparedView(
+        name=view.name,
+        path=str(path),
+        keys=view.keys,
+        features=tuple(features),
+        ttl_us=_ttl_us(view),
+    )

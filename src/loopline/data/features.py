@@ -60,7 +60,7 @@ from loopline.data.feature_registry import (
     not_found,
     save_view,
 )
-from loopline.data.feature_sources import missing_columns, view_source
+from loopline.data.feature_sources import missing_columns, prepared_view
 from loopline.data.online import OnlineStore, open_online_store
 from loopline.errors import InvalidInput, NotFound
 
@@ -234,9 +234,16 @@ def register(view: FeatureView) -> RegisteredView:
     if isinstance(view.source, pd.DataFrame):
         digest, rows = _store_frame(ctx, view)
         definition["rows"] = rows
-        return save_view(
+        saved = save_view(
             ctx, view.name, definition, source_kind="frame", digest=digest, dataset=None
         )
+        # Write the join's prepared copy now, not in the first get_historical call.
+        con = pit_join.connect(ctx.settings.home / "tmp" / "duckdb")
+        try:
+            prepared_view(ctx, con, saved, saved.features)
+        finally:
+            con.close()
+        return saved
     return save_view(
         ctx, view.name, definition, source_kind="dataset", digest=None, dataset=view.source
     )
@@ -392,8 +399,8 @@ def get_historical(
     )
     con = pit_join.connect(ctx.settings.home / "tmp" / "duckdb")
     try:
-        sources = [view_source(ctx, con, views[n], feats) for n, feats in by_view.items()]
-        feats_df = pit_join.historical(con, entities, sources, outputs)
+        prepared = [prepared_view(ctx, con, views[n], feats) for n, feats in by_view.items()]
+        feats_df = pit_join.historical(con, entities, prepared, outputs)
     finally:
         con.close()
     result = pd.concat([entity_df.reset_index(drop=True), feats_df], axis=1)
@@ -478,10 +485,10 @@ def materialize(
     )
     con = pit_join.connect(ctx.settings.home / "tmp" / "duckdb")
     try:
-        src = view_source(ctx, con, view, view.features)
+        prepared = prepared_view(ctx, con, view, view.features)
         rows = pit_join.latest_rows(
             con,
-            src,
+            prepared,
             _epoch_us(end_ts),
             _epoch_us(start_ts) if start_ts is not None else None,
         )

@@ -3,6 +3,15 @@
 Both read the feature rows straight from Parquet (``read_parquet``), so a view larger than
 memory works: DuckDB streams the files and spills its sorts to disk.
 
+The join runs in three steps:
+
+1. once per version of a view's data, :func:`write_prepared` stores its rows
+   deduplicated (the tie rules below) and sorted by key and event time;
+2. per training set, an ASOF JOIN of the entity rows against the prepared file's keys and
+   times finds the position of each entity row's feature row (:func:`historical_sql`);
+3. the feature values are fetched at those positions (:mod:`loopline.data.parquet_take`)
+   and put back in entity order with an O(n) scatter, not a sort.
+
 Rules, shared by both queries so that the online store agrees with training sets:
 
 - Timestamps are compared as microseconds since the epoch in UTC. A tz-aware timestamp
@@ -15,7 +24,7 @@ Rules, shared by both queries so that the online store agrees with training sets
   before ``ts`` and, with a TTL, not older than ``ts - ttl``.
 
 Example:
-    >>> # frame = historical(con, entities, [ViewSource(...)], outputs=[["clicks"]])
+    >>> # frame = historical(con, entities, [PreparedView(...)], outputs=[["clicks"]])
 """
 
 from __future__ import annotations
@@ -28,7 +37,9 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from loopline.data.parquet_take import Column, take_rows
 from loopline.errors import InvalidInput
 
 ROW = "__ll_row"
@@ -179,43 +190,126 @@ def _deduped(src: ViewSource) -> str:
     )
 
 
-def historical_sql(sources: Sequence[ViewSource], outputs: Sequence[Sequence[str]]) -> str:
-    """The ASOF query: one row per entity row, with its ``__ll_row``, in no set order.
+def prepare_sql(src: ViewSource) -> str:
+    """The rows of a view ready for the join: deduplicated, sorted by key and event time.
 
-    ``outputs[i][j]`` names the output column of ``sources[i].features[j]``. The entity
-    relation ``__ll_entities`` has the key columns, ``__ll_ets`` (UTC) and ``__ll_row``.
+    The columns are the keys, the features and ``__ll_ts`` (UTC microseconds). This is
+    what :func:`write_prepared` stores, so the tie-breaking window runs once per version
+    of a view's data instead of once per training set.
 
     Example:
-        >>> # con.execute(historical_sql([src], [["clicks"]])).df()
+        >>> # con.execute(f"COPY ({prepare_sql(src)}) TO 'view.parquet'")
     """
-    ctes = [f"f{i} AS ({_deduped(src)})" for i, src in enumerate(sources)]
+    keys = [quote(k) for k in src.keys]
+    cols = ", ".join(dict.fromkeys([*keys, *(quote(f) for f in src.features), _TS]))
+    return f"SELECT {cols} FROM ({_deduped(src)}) ORDER BY {', '.join(keys)}, {_TS}"
+
+
+def write_prepared(con: duckdb.DuckDBPyConnection, src: ViewSource, path: Path) -> None:
+    """Write :func:`prepare_sql`'s rows of ``src`` to the Parquet file ``path``.
+
+    Example:
+        >>> # write_prepared(connect(), src, Path("/tmp/view.parquet"))
+    """
+    con.execute(f"COPY ({prepare_sql(src)}) TO {_literal(str(path))} (FORMAT parquet)")
+
+
+@dataclass(frozen=True)
+class PreparedView:
+    """A view's prepared Parquet file (:func:`write_prepared`) and what to take from it."""
+
+    name: str
+    path: str
+    keys: tuple[str, ...]
+    features: tuple[str, ...]
+    ttl_us: int | None
+
+
+def _pos(i: int) -> str:
+    return f"__ll_pos{i}"
+
+
+def historical_sql(views: Sequence[PreparedView]) -> str:
+    """The ASOF query: each entity row's ``__ll_row`` and, per view, its feature row.
+
+    ``__ll_pos<i>`` is the position in view ``i``'s prepared file of the feature row that
+    the entity row sees, or -1 (no row at or before its time, or one older than the TTL).
+    Only keys, times and positions go through the join's sort; the feature values are
+    fetched afterwards by position (:mod:`loopline.data.parquet_take`), which halves the
+    join's work for ten features. The entity relation ``__ll_entities`` has the key
+    columns, ``__ll_ets`` (UTC) and ``__ll_row``. Rows come out in no set order.
+
+    Example:
+        >>> # con.execute(historical_sql([view])).fetchnumpy()["__ll_pos0"]
+    """
     select = [f"e.{ROW}"]
     joins = []
-    for i, (src, names) in enumerate(zip(sources, outputs, strict=True)):
+    for i, view in enumerate(views):
         alias = f"f{i}"
-        for feature, out in zip(src.features, names, strict=True):
-            value = f"{alias}.{quote(feature)}"
-            if src.ttl_us is not None:
-                value = f"CASE WHEN {alias}.{_TS} >= e.{_TS} - {int(src.ttl_us)} THEN {value} END"
-            select.append(f"{value} AS {quote(out)}")
-        on = " AND ".join(f"e.{quote(k)} = {alias}.{quote(k)}" for k in src.keys)
-        joins.append(f"ASOF LEFT JOIN {alias} ON {on} AND e.{_TS} >= {alias}.{_TS}")
+        pos = f"{alias}.__ll_pos"
+        if view.ttl_us is not None:
+            pos = f"CASE WHEN {alias}.{_TS} >= e.{_TS} - {int(view.ttl_us)} THEN {pos} END"
+        select.append(f"coalesce({pos}, -1) AS {_pos(i)}")
+        keys = ", ".join(quote(k) for k in view.keys)
+        rows = (
+            f"SELECT {keys}, {_TS}, file_row_number AS __ll_pos "
+            f"FROM read_parquet({_literal(view.path)}, file_row_number = true)"
+        )
+        on = " AND ".join(f"e.{quote(k)} = {alias}.{quote(k)}" for k in view.keys)
+        joins.append(f"ASOF LEFT JOIN ({rows}) {alias} ON {on} AND e.{_TS} >= {alias}.{_TS}")
     entities = f"SELECT *, epoch_us({ENTITY_TS}) AS {_TS} FROM __ll_entities"
-    return (
-        f"WITH {', '.join(ctes)} SELECT {', '.join(select)} FROM ({entities}) e {' '.join(joins)}"
+    return f"SELECT {', '.join(select)} FROM ({entities}) e {' '.join(joins)}"
+
+
+# Arrow types whose pandas form (``to_pandas``) is the one DuckDB's ``df()`` gives; the
+# others (integers and booleans that may hold nulls, decimals, dates, ...) go through
+# DuckDB so that a training set's dtypes do not depend on how its values were fetched.
+def _same_in_pandas(t: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or (pa.types.is_timestamp(t) and t.tz in (None, "UTC", "+00:00"))
     )
+
+
+def _to_pandas(con: duckdb.DuckDBPyConnection, columns: dict[str, Column]) -> pd.DataFrame:
+    """A frame of the fetched columns: NumPy ones as they are, Arrow ones converted."""
+    out: dict[str, Any] = {}
+    slow: dict[str, Column] = {}
+    for name, column in columns.items():
+        if isinstance(column, np.ndarray):
+            out[name] = column
+        elif _same_in_pandas(column.type):
+            series = column.to_pandas()
+            if isinstance(series.dtype, pd.DatetimeTZDtype):
+                series = series.dt.tz_convert("UTC")
+            out[name] = series
+        else:
+            slow[name] = column
+    if slow:
+        # The connection may reorder rows (connect() turns preserve_insertion_order off);
+        # this scan must not, or values would land on other entity rows.
+        con.execute("SET preserve_insertion_order = true")
+        try:
+            table = pa.table(list(slow.values()), names=list(slow))
+            out.update(con.from_arrow(table).df().items())
+        finally:
+            con.execute("SET preserve_insertion_order = false")
+    return pd.DataFrame({n: out[n] for n in columns}, copy=False)
 
 
 def historical(
     con: duckdb.DuckDBPyConnection,
     entities: pd.DataFrame,
-    sources: Sequence[ViewSource],
+    views: Sequence[PreparedView],
     outputs: Sequence[Sequence[str]],
 ) -> pd.DataFrame:
     """Run the point-in-time join; return the feature columns in entity row order.
 
+    ``outputs[i][j]`` names the output column of ``views[i].features[j]``.
+
     Example:
-        >>> # historical(connect(), entities, [src], [["clicks"]]).columns.tolist()
+        >>> # historical(connect(), entities, [view], [["clicks"]]).columns.tolist()
         >>> # ['clicks']
     """
     con.register("__ll_entities", entities)
@@ -224,53 +318,69 @@ def historical(
             str(r[0]): str(r[1])
             for r in con.execute("DESCRIBE SELECT * FROM __ll_entities").fetchall()
         }
-        for src in sources:
-            types = describe(con, src)
-            check_key_types(entity_types, src, types)
-        frame = con.execute(historical_sql(sources, outputs)).df()
+        for view in views:
+            src = ViewSource(
+                name=view.name,
+                files=(view.path,),
+                keys=view.keys,
+                timestamp=_TS,
+                created=None,
+                features=view.features,
+                ttl_us=view.ttl_us,
+            )
+            check_key_types(entity_types, src, describe(con, src))
+        found = con.sql(historical_sql(views)).fetchnumpy()
     finally:
         con.unregister("__ll_entities")
-    # Put the rows back in entity order: an O(n) scatter here is cheaper than ORDER BY.
-    rows = frame[ROW].to_numpy()
+    # Back to entity order: an O(n) scatter of the row numbers is cheaper than ORDER BY.
+    rows = np.asarray(found[ROW], dtype=np.int64)
     where = np.empty_like(rows)
-    where[rows] = np.arange(len(rows), dtype=rows.dtype)
-    return frame.drop(columns=[ROW]).take(where).reset_index(drop=True)
+    where[rows] = np.arange(len(rows), dtype=np.int64)
+    columns: dict[str, Column] = {}
+    for i, (view, outs) in enumerate(zip(views, outputs, strict=True)):
+        positions = np.asarray(found[_pos(i)], dtype=np.int64)[where]
+        taken = take_rows(view.path, view.features, positions)
+        columns.update(zip(outs, (taken[f] for f in view.features), strict=True))
+    return _to_pandas(con, columns)
 
 
-def latest_sql(src: ViewSource, end_us: int, start_us: int | None) -> str:
+def latest_sql(view: PreparedView, end_us: int, start_us: int | None) -> str:
     """The newest row per entity with ``start <= ts <= end`` (and within the TTL of end).
 
+    It reads the view's prepared file, whose rows are already one per key and event time
+    (:func:`prepare_sql`), so the newest event time alone picks the row.
+
     Example:
-        >>> # con.execute(latest_sql(src, end_us, None)).fetchall()
+        >>> # con.execute(latest_sql(view, end_us, None)).fetchall()
     """
     lo = [start_us] if start_us is not None else []
-    if src.ttl_us is not None:
-        lo.append(end_us - src.ttl_us)
+    if view.ttl_us is not None:
+        lo.append(end_us - view.ttl_us)
     where = f"{_TS} <= {int(end_us)}"
     if lo:
         where += f" AND {_TS} >= {int(max(lo))}"
-    keys = ", ".join(quote(k) for k in src.keys)
-    not_null = " AND ".join(f"{quote(k)} IS NOT NULL" for k in src.keys)
-    cols = ", ".join(dict.fromkeys([quote(k) for k in src.keys] + [quote(f) for f in src.features]))
-    order = f"{_TS} DESC, " + _dedup_order(src, "__ll_cr")
+    keys = ", ".join(quote(k) for k in view.keys)
+    cols = ", ".join(
+        dict.fromkeys([quote(k) for k in view.keys] + [quote(f) for f in view.features])
+    )
     # Rows come out sorted by the keys' text, the order of the online store's B-tree, so
     # that its inserts append instead of splitting pages (1.5x faster on SQLite).
-    text = ", ".join(f"CAST({quote(k)} AS VARCHAR)" for k in src.keys)
+    text = ", ".join(f"CAST({quote(k)} AS VARCHAR)" for k in view.keys)
     return (
-        f"SELECT {cols} FROM ({_base(src)}) WHERE {where} AND {not_null} "
-        f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {order}) = 1 "
+        f"SELECT {cols} FROM read_parquet({_literal(view.path)}) WHERE {where} "
+        f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {_TS} DESC) = 1 "
         f"ORDER BY {text}"
     )
 
 
 def latest_rows(
-    con: duckdb.DuckDBPyConnection, src: ViewSource, end_us: int, start_us: int | None
+    con: duckdb.DuckDBPyConnection, view: PreparedView, end_us: int, start_us: int | None
 ) -> Iterator[tuple[Any, ...]]:
     """Stream ``(key..., feature...)`` tuples of the newest row per entity, in batches.
 
     Example:
-        >>> # for row in latest_rows(connect(), src, end_us, None): ...
+        >>> # for row in latest_rows(connect(), view, end_us, None): ...
     """
-    result = con.execute(latest_sql(src, end_us, start_us))
+    result = con.execute(latest_sql(view, end_us, start_us))
     while batch := result.fetchmany(_FETCH):
         yield from batch
