@@ -6,7 +6,8 @@ driver sees it; for bookkeeping rows written in bulk (a pipeline's step runs, th
 their audit events) that cost more than the inserts. On SQLite the rows go straight to
 the driver's ``executemany`` on the transaction's own connection; on other databases
 through SQLAlchemy (the driver paths differ; PostgreSQL's batching is SQLAlchemy's own).
-This module is the only place that knows the difference.
+This module is the only place that talks to the driver directly
+(:mod:`loopline.tracking._dialect` writes metric chunks through :func:`driver_executemany`).
 
 Example:
     >>> from loopline.core.db import create_engine_for, upgrade
@@ -36,7 +37,13 @@ def _check_columns(table: sa.Table, names: Sequence[str]) -> None:
             raise ValueError(f"table {table.name!r} has no column {name!r}")
 
 
-def _executemany(conn: Connection, sql: str, values: list[tuple[Any, ...]]) -> None:
+def driver_executemany(conn: Connection, sql: str, values: Sequence[tuple[Any, ...]]) -> None:
+    """Run ``sql`` (in the driver's own placeholder style) once per tuple of ``values``,
+    on the transaction's own connection, with driver errors raised as SQLAlchemy's.
+
+    Example:
+        >>> # driver_executemany(conn, "INSERT INTO t (a, b) VALUES (?, ?)", [(1, 2)])
+    """
     raw: Any = conn.connection.dbapi_connection
     dbapi: Any = conn.dialect.dbapi
     cur = raw.cursor()
@@ -73,7 +80,7 @@ def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, A
     names = ", ".join(f'"{c}"' for c in columns)
     marks = ", ".join("?" * len(columns))
     sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})'
-    _executemany(conn, sql, _tuples(rows, columns))
+    driver_executemany(conn, sql, _tuples(rows, columns))
 
 
 def update_rows(
@@ -102,4 +109,4 @@ def update_rows(
     sets = ", ".join(f'"{c}" = ?' for c in columns)
     where = " AND ".join(f'"{k}" = ?' for k in keys)
     sql = f'UPDATE "{table.name}" SET {sets} WHERE {where}'
-    _executemany(conn, sql, _tuples(rows, [*columns, *keys]))
+    driver_executemany(conn, sql, _tuples(rows, [*columns, *keys]))

@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
+from loopline.core.bulk import driver_executemany
 from loopline.errors import ConfigError
 
 #: One stored metric row: (run_id, key, value, timestamp, step, is_nan). ``is_nan`` is 0 or 1
@@ -79,13 +80,8 @@ def bulk_insert_chunks(conn: Connection, chunks: Sequence[tuple[Any, ...]]) -> N
     """
     if not chunks:
         return
-    raw: Any = conn.connection.dbapi_connection
     placeholder = "%s" if conn.dialect.name == "postgresql" else "?"
-    cur = raw.cursor()
-    try:
-        cur.executemany(_CHUNK_INSERT.format(p=placeholder), chunks)
-    finally:
-        cur.close()
+    driver_executemany(conn, _CHUNK_INSERT.format(p=placeholder), chunks)
 
 
 def like_to_glob(pattern: str) -> str:

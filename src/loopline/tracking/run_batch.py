@@ -38,23 +38,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from loopline.core import audit
 from loopline.core.bulk import insert_rows
-from loopline.errors import InvalidInput
-from loopline.tracking._dialect import cached_statement, insert_for
+from loopline.tracking._dialect import cached_statement
 from loopline.tracking.entities import ArtifactEntry, now_ms
 from loopline.tracking.environment import ENVIRONMENT_ARTIFACT
-from loopline.tracking.store import PARENT_RUN_TAG
-from loopline.tracking.tables import RUN_STATUSES, run_artifacts, runs
+from loopline.tracking.store import (
+    END_RUN,
+    PARENT_RUN_TAG,
+    check_run_status,
+    upsert_tag_statement,
+)
 from loopline.tracking.tables import params as params_table
+from loopline.tracking.tables import run_artifacts, runs
 from loopline.tracking.tables import tags as tags_table
 from loopline.tracking.validation import (
-    MAX_RUN_NAME_LENGTH,
     check_key,
     check_param_value,
+    check_run_name,
     check_tag_value,
 )
 
@@ -174,30 +177,6 @@ def _clean_tags(tags: Mapping[str, Any]) -> dict[str, str | None]:
     return {_key(k, "tag"): check_tag_value(k, v) for k, v in tags.items()}
 
 
-def _check_status(status: str) -> str:
-    if status not in RUN_STATUSES:
-        raise InvalidInput(
-            f"unknown run status {status!r}",
-            field="status",
-            hint=f"use one of {', '.join(RUN_STATUSES)}",
-        )
-    return status
-
-
-def _upsert_tag(conn: Connection) -> Any:
-    stmt = insert_for(conn, tags_table)
-    return stmt.on_conflict_do_update(
-        index_elements=["run_id", "key"], set_={"value": stmt.excluded.value}
-    )
-
-
-_END = (
-    runs.update()
-    .where(runs.c.id == sa.bindparam("b_id"))
-    .values(status=sa.bindparam("b_status"), end_time=sa.bindparam("b_end"))
-)
-
-
 def write_runs(
     conn: Connection,
     parent: Parent,
@@ -225,13 +204,8 @@ def write_runs(
     events: list[audit.NewEvent] = []
     now = now_ms()
     for child in created:
-        if len(child.name) > MAX_RUN_NAME_LENGTH:
-            raise InvalidInput(
-                f"run name is {len(child.name)} characters, over the limit of "
-                f"{MAX_RUN_NAME_LENGTH}",
-                field="name",
-            )
-        _check_status(child.status)
+        check_run_name(child.name)
+        check_run_status(child.status)
         tags = {**parent.tags, **_clean_tags(child.tags), PARENT_RUN_TAG: parent.run_id}
         run_rows.append(
             {
@@ -278,7 +252,7 @@ def write_runs(
     end_tags: list[dict[str, Any]] = []
     for end in ended:
         end_rows.append(
-            {"b_id": end.id, "b_status": _check_status(end.status), "b_end": end.end_time}
+            {"run": end.id, "new_status": check_run_status(end.status), "new_end": end.end_time}
         )
         end_tags.extend(
             {"run_id": end.id, "key": k, "value": v} for k, v in _clean_tags(end.tags).items()
@@ -290,9 +264,9 @@ def write_runs(
     insert_rows(conn, params_table, param_rows)
     insert_rows(conn, run_artifacts, artifact_rows)
     if end_rows:
-        conn.execute(_END, end_rows)
+        conn.execute(END_RUN, end_rows)
     if end_tags:
-        conn.execute(cached_statement(conn, "run_batch.tags.upsert", _upsert_tag), end_tags)
+        conn.execute(cached_statement(conn, "tags.upsert", upsert_tag_statement), end_tags)
     audit.append_many(conn, events)
 
 

@@ -58,11 +58,11 @@ from loopline.tracking.tables import experiments as experiments_table
 from loopline.tracking.tables import params as params_table
 from loopline.tracking.tables import tags as tags_table
 from loopline.tracking.validation import (
-    MAX_RUN_NAME_LENGTH,
     check_artifact_path,
     check_int,
     check_key,
     check_param_value,
+    check_run_name,
     check_tag_value,
     metric_float,
     stored_metric_value,
@@ -159,11 +159,8 @@ def new_run(
     """
     if exp.lifecycle_stage != "active":
         raise _deleted_experiment(exp.name)
-    if name is not None and len(name) > MAX_RUN_NAME_LENGTH:
-        raise InvalidInput(
-            f"run name is {len(name)} characters, over the limit of {MAX_RUN_NAME_LENGTH}",
-            field="name",
-        )
+    if name is not None:
+        check_run_name(name)
     clean_tags = _clean_tags(tags or {})
     if parent_run_id is not None:
         clean_tags[PARENT_RUN_TAG] = parent_run_id
@@ -227,7 +224,7 @@ def write_run(
     record = new.record
     status, end_time = "RUNNING", None
     if end is not None:
-        status, end_time = _check_status(end[0]), check_int(end[1], "end_time")
+        status, end_time = check_run_status(end[0]), check_int(end[1], "end_time")
     all_tags = {**record.tags, **(tags or {})}
     with engine.begin() as conn:
         stage = conn.execute(
@@ -313,7 +310,13 @@ def write_run(
             audit.append_many(conn, events)
 
 
-def _check_status(status: str) -> str:
+def check_run_status(status: str) -> str:
+    """``status`` if it is one of MLflow's run statuses, else InvalidInput naming them.
+
+    Example:
+        >>> check_run_status("FINISHED")
+        'FINISHED'
+    """
     if status not in RUN_STATUSES:
         raise InvalidInput(
             f"unknown run status {status!r}",
@@ -394,22 +397,11 @@ def update_run(
     """
     values: dict[str, Any] = {}
     if status is not None:
-        if status not in RUN_STATUSES:
-            raise InvalidInput(
-                f"unknown run status {status!r}",
-                field="status",
-                hint=f"use one of {', '.join(RUN_STATUSES)}",
-            )
-        values["status"] = status
+        values["status"] = check_run_status(status)
     if end_time is not None:
         values["end_time"] = check_int(end_time, "end_time")
     if name is not None:
-        if len(name) > MAX_RUN_NAME_LENGTH:
-            raise InvalidInput(
-                f"run name is {len(name)} characters, over the limit of {MAX_RUN_NAME_LENGTH}",
-                field="name",
-            )
-        values["name"] = name
+        values["name"] = check_run_name(name)
     with engine.begin() as conn:
         before = require_run(conn, run_id)
         if values:
@@ -558,7 +550,8 @@ def _claim_statement(conn: Connection) -> Any:
     ).returning(tags_table.c.key)
 
 
-_FINISH = (
+#: Sets a run's status and end time (bound: ``run``, ``new_status``, ``new_end``).
+END_RUN = (
     runs.update()
     .where(runs.c.id == sa.bindparam("run"))
     .values(status=sa.bindparam("new_status"), end_time=sa.bindparam("new_end"))
@@ -579,13 +572,13 @@ def finish_run(
     Example:
         >>> # finish_run(engine, run_id, status="FINISHED", end_time=now_ms(), rows=pending)
     """
-    _check_status(status)
+    check_run_status(status)
     end = check_int(end_time, "end_time")
     with engine.begin() as conn:
         before = require_run(conn, run_id)
         if rows:
             metric_store.write_rows(conn, rows)
-        conn.execute(_FINISH, {"run": run_id, "new_status": status, "new_end": end})
+        conn.execute(END_RUN, {"run": run_id, "new_status": status, "new_end": end})
         if actor and status != before.status:
             audit.append(
                 conn,
@@ -657,7 +650,12 @@ def _insert_params(conn: Connection) -> Any:
     return insert_for(conn, params_table).on_conflict_do_nothing(index_elements=["run_id", "key"])
 
 
-def _upsert_tag(conn: Connection) -> Any:
+def upsert_tag_statement(conn: Connection) -> Any:
+    """INSERT of a tag that overwrites the value of an existing (run, key).
+
+    Example:
+        >>> # conn.execute(cached_statement(conn, "tags.upsert", upsert_tag_statement), rows)
+    """
     stmt = insert_for(conn, tags_table)
     return stmt.on_conflict_do_update(
         index_elements=["run_id", "key"], set_={"value": stmt.excluded.value}
@@ -682,7 +680,7 @@ def _write_params(conn: Connection, run_id: str, values: dict[str, str]) -> None
 
 
 def _upsert_tags(conn: Connection, run_id: str, values: dict[str, str | None]) -> None:
-    stmt = cached_statement(conn, "tags.upsert", _upsert_tag)
+    stmt = cached_statement(conn, "tags.upsert", upsert_tag_statement)
     conn.execute(stmt, [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()])
 
 

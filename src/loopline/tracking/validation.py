@@ -204,6 +204,21 @@ def stored_metric_value(value: float) -> tuple[float, bool]:
     return value, False
 
 
+def check_run_name(name: str) -> str:
+    """A run name within :data:`MAX_RUN_NAME_LENGTH` characters, returned as it is.
+
+    Example:
+        >>> check_run_name("baseline")
+        'baseline'
+    """
+    if len(name) > MAX_RUN_NAME_LENGTH:
+        raise InvalidInput(
+            f"run name is {len(name)} characters, over the limit of {MAX_RUN_NAME_LENGTH}",
+            field="name",
+        )
+    return name
+
+
 def check_int(value: Any, field: str) -> int:
     """``value`` as an int (a step or a timestamp), or :class:`InvalidInput` naming the field.
 
