@@ -12,4 +12,4 @@ export LOOPLINE_REQUIRE_SERVICES=1
 .venv/bin/mypy
 # Two workers: the suite is mostly waiting on subprocesses, databases and fsync, so two
 # processes on two cores finish it in well under the 15 minutes one process needs.
-.venv/bin/python -m pytest -p no:cacheprovider -n "${LOOPLINE_TEST_WORKERS:-2}" --dist worksteal "$@"
+.venv/bin/python -m pytest -p no:cacheprovider -n "${LOOPLINE_TEST_WORKERS:-2}" --dist worksteal --durations=30 "$@"

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
+from loopline.core.schema_revision import HEAD_REVISION as _HEAD_REVISION
 from loopline.errors import BackendUnavailable, ConfigError
 
 if TYPE_CHECKING:
@@ -146,10 +147,12 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(alembic_config(engine), revision)
 
 
-#: The newest migration's revision id. ``ensure_schema`` compares the database with it
-#: without importing Alembic (which costs ~0.15 s of every command's start-up to import
-#: and to parse the migration scripts); a test keeps it equal to Alembic's own head.
-HEAD_REVISION = "0011_metric_chunks"
+#: The newest migration's revision id (:data:`loopline.core.schema_revision.HEAD_REVISION`,
+#: a module without imports, so that a quick path can read it too). ``ensure_schema``
+#: compares the database with it without importing Alembic (which costs ~0.15 s of every
+#: command's start-up to import and to parse the migration scripts); a test keeps it equal
+#: to Alembic's own head.
+HEAD_REVISION = _HEAD_REVISION
 
 _VERSION_QUERY = sa.text("SELECT version_num FROM alembic_version")
 

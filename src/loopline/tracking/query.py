@@ -3,6 +3,11 @@
 Page tokens are opaque to callers: URL-safe base64 of a small JSON document holding the
 offset of the next page. A token that does not decode is :class:`InvalidInput`.
 
+A run search is built and compiled by SQLAlchemy once per *shape* (which comparisons,
+operators, list lengths and order keys; never the keys or values, which are all bound
+parameters) and then run on the driver's cursor: building and compiling cost more than
+the query itself. Nothing about results is cached.
+
 Example:
     >>> from loopline.core.db import create_engine_for, upgrade
     >>> engine = create_engine_for("sqlite:///:memory:"); upgrade(engine)
@@ -15,16 +20,27 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Dialect, Engine
 
 from loopline.errors import InvalidInput, NotFound
 from loopline.tracking.entities import ExperimentSearchResult, RunSearchResult, ViewType
 from loopline.tracking.experiments import experiment_from_row
-from loopline.tracking.search import order_query, parse_filter, parse_order_by, to_sql
+from loopline.tracking.run_records import ID_LIST, list_value
+from loopline.tracking.search import (
+    Comparison,
+    OrderKey,
+    bound_value,
+    condition,
+    order_query,
+    parse_filter,
+    parse_order_by,
+)
 from loopline.tracking.store import get_runs
 from loopline.tracking.tables import experiments, runs
 
@@ -109,19 +125,124 @@ def search_runs(
     comparisons = parse_filter(filter)
     keys = parse_order_by(list(order_by) if order_by else None)
     offset = decode_page_token(page_token)
+    if view not in ("active", "deleted", "all"):
+        _lifecycle(runs.c.lifecycle_stage, view)  # raises, naming the field
+    exp_ids = None if experiment_ids is None else [int(i) for i in experiment_ids]
     dialect = engine.dialect.name
-    query = sa.select(runs.c.id).select_from(runs).where(_lifecycle(runs.c.lifecycle_stage, view))
-    if experiment_ids is not None:
-        query = query.where(runs.c.experiment_id.in_([int(i) for i in experiment_ids]))
-    for cmp in comparisons:
-        query = query.where(to_sql(cmp, dialect))
-    query = order_query(query, keys).limit(max_results + 1).offset(offset)
-    with engine.connect() as conn:
-        ids = [row[0] for row in conn.execute(query)]
+    statement = _page_statement(
+        engine.dialect,
+        view,
+        None if exp_ids is None else len(exp_ids),
+        tuple(_comparison_shape(c) for c in comparisons),
+        tuple(_order_shape(k) for k in keys),
+    )
+    values: dict[str, Any] = {"lim": max_results + 1, "off": offset}
+    for j, exp_id in enumerate(exp_ids or ()):
+        values[f"e{j}"] = exp_id
+    for n, cmp in enumerate(comparisons):
+        if cmp.kind in _KEYED:
+            values[f"k{n}"] = cmp.key
+        value = bound_value(cmp, dialect)
+        if isinstance(value, tuple):
+            values.update({f"v{n}_{j}": item for j, item in enumerate(value)})
+        else:
+            values[f"v{n}"] = value
+    for n, key in enumerate(keys):
+        if key.kind in _KEYED:
+            values[f"o{n}"] = key.key
+    ids = [row[0] for row in _fetch(engine, statement.sql, _bind(statement, values))]
     more = len(ids) > max_results
     ids = ids[:max_results]
     token = encode_page_token(offset + max_results) if more else None
     return RunSearchResult(get_runs(engine, ids), token)
+
+
+#: Comparison and order kinds whose key (a metric, param or tag name) is a bound value.
+_KEYED = ("metric", "param", "tag")
+
+
+@dataclass(frozen=True)
+class _Statement:
+    """A page query compiled for one filter shape: its SQL, and how to bind its values."""
+
+    sql: str
+    #: The order of the driver's positional placeholders (None: it takes names).
+    positions: tuple[str, ...] | None
+    #: Values SQLAlchemy bound by itself (the 1 and 0 of the CASE of an order key).
+    constants: dict[str, Any]
+
+
+def _comparison_shape(cmp: Comparison) -> tuple[str, str, str, int | None]:
+    """What of a comparison the SQL depends on; keys and values are bound, not part of it."""
+    size = len(cmp.value) if isinstance(cmp.value, tuple) else None
+    return cmp.kind, cmp.op, "" if cmp.kind in _KEYED else cmp.key, size
+
+
+def _order_shape(key: OrderKey) -> tuple[str, str, bool]:
+    return key.kind, "" if key.kind in _KEYED else key.key, key.ascending
+
+
+@lru_cache(maxsize=256)
+def _page_statement(
+    dialect: Dialect,
+    view: ViewType,
+    experiments: int | None,
+    filter_shape: tuple[tuple[str, str, str, int | None], ...],
+    order_shape: tuple[tuple[str, str, bool], ...],
+) -> _Statement:
+    """The page query for one shape of search, built and compiled once.
+
+    Building and compiling the query through SQLAlchemy cost more than running it; every
+    key and value is a named bound parameter (``k0``, ``v0``, ``v0_1``, ``o0``, ``e0``,
+    ``lim``, ``off``), so one compiled statement serves every search of the same shape.
+    """
+    query = sa.select(runs.c.id).select_from(runs).where(_lifecycle(runs.c.lifecycle_stage, view))
+    if experiments == 0:  # SQLAlchemy renders an empty IN at execution time only
+        query = query.where(sa.false())
+    elif experiments is not None:
+        query = query.where(
+            runs.c.experiment_id.in_([sa.bindparam(f"e{j}") for j in range(experiments)])
+        )
+    for n, (kind, op, key, size) in enumerate(filter_shape):
+        value: Any
+        if size is None:
+            value = sa.bindparam(f"v{n}")
+        else:
+            value = [sa.bindparam(f"v{n}_{j}") for j in range(size)]
+        cmp = Comparison(kind, key, op, "", 0)
+        query = query.where(condition(cmp, dialect.name, sa.bindparam(f"k{n}"), value))
+    keys = [OrderKey(kind, key, ascending) for kind, key, ascending in order_shape]
+    bound: list[Any] = [sa.bindparam(f"o{n}") for n in range(len(keys))]
+    query = order_query(query, keys, bound).limit(sa.bindparam("lim")).offset(sa.bindparam("off"))
+    compiled = query.compile(dialect=dialect)
+    positions = tuple(compiled.positiontup or ()) if compiled.positional else None
+    constants = {
+        name: bind.value for bind, name in compiled.bind_names.items() if bind.value is not None
+    }
+    return _Statement(str(compiled), positions, constants)
+
+
+def _bind(statement: _Statement, values: dict[str, Any]) -> Any:
+    """The driver's parameters for a compiled page query: a tuple, or names for PostgreSQL."""
+    bound = {**statement.constants, **values}
+    if statement.positions is None:
+        return bound
+    return tuple(bound[name] for name in statement.positions)
+
+
+def _fetch(engine: Engine, sql: str, args: Any) -> list[Any]:
+    """The rows of ``sql`` run on the driver's cursor (errors raised as SQLAlchemy's)."""
+    with engine.connect() as conn:
+        dbapi: Any = conn.dialect.dbapi
+        cur: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cur.execute(sql, args)
+            rows: list[Any] = cur.fetchall()
+        except dbapi.Error as exc:
+            raise sa.exc.DBAPIError.instance(sql, args, exc, dbapi.Error) from exc
+        finally:
+            cur.close()
+    return rows
 
 
 def experiment_ids_by_name(engine: Engine, names: Sequence[str]) -> list[int]:
@@ -133,14 +254,13 @@ def experiment_ids_by_name(engine: Engine, names: Sequence[str]) -> list[int]:
         >>> # experiment_ids_by_name(engine, ["Default"])  -> [0]
     """
     wanted = list(dict.fromkeys(names))
+    dialect = engine.dialect.name
+    sql = f'SELECT "name", "id" FROM "experiments" WHERE "name" {ID_LIST[dialect]}'
     by_name: dict[str, int] = {}
-    with engine.connect() as conn:
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            query = sa.select(experiments.c.name, experiments.c.id).where(
-                experiments.c.name.in_(chunk)
-            )
-            by_name.update({name: int(i) for name, i in conn.execute(query)})
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        rows = _fetch(engine, sql, (list_value(dialect, chunk),))
+        by_name.update({name: int(i) for name, i in rows})
     missing = [n for n in wanted if n not in by_name]
     if missing:
         raise NotFound(

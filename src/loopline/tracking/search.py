@@ -33,6 +33,7 @@ Example:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +41,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from loopline.errors import InvalidInput
-from loopline.tracking._dialect import ilike, like
+from loopline.tracking._dialect import ilike, like_to_glob
 from loopline.tracking.tables import latest_metrics, params, run_inputs, runs, tags
 
 _PREFIXES = {
@@ -383,12 +384,15 @@ def parse_order_by(items: list[str] | str | None) -> list[OrderKey]:
 def _string_clause(
     dialect: str, column: ColumnElement[Any], op: str, value: Any
 ) -> ColumnElement[bool]:
+    # ``value`` is what is bound (see bound_value): for LIKE on SQLite, the GLOB pattern.
     if op == "=":
         return column.__eq__(value)
     if op == "!=":
         return column.__ne__(value)
     if op == "LIKE":
-        return like(dialect, column, value)
+        if dialect == "sqlite":  # SQLite's LIKE ignores case; GLOB is the same match with case
+            return column.op("GLOB", is_comparison=True)(value)
+        return column.like(value, escape="\\")
     if op == "ILIKE":
         return ilike(column, value)
     if op == "IN":
@@ -409,6 +413,52 @@ def _numeric_clause(column: ColumnElement[Any], op: str, value: Any) -> ColumnEl
     return clause
 
 
+def bound_value(cmp: Comparison, dialect: str) -> float | str | tuple[str, ...]:
+    """The value :func:`condition` binds for ``cmp``: its value, as a GLOB for SQLite LIKE.
+
+    Example:
+        >>> bound_value(parse_filter("params.m LIKE 'lg%'")[0], "sqlite")
+        'lg*'
+    """
+    if cmp.op == "LIKE" and dialect == "sqlite":
+        return like_to_glob(str(cmp.value))
+    return cmp.value
+
+
+def condition(cmp: Comparison, dialect: str, key: Any, value: Any) -> ColumnElement[bool]:
+    """The SQL condition on ``runs`` for ``cmp``, comparing with ``key`` and ``value``.
+
+    ``key`` and ``value`` are either the comparison's own (see :func:`to_sql`) or bound
+    parameters standing for them (a statement built once per filter shape, see
+    :mod:`loopline.tracking.query`); for ``IN`` ``value`` is a list of either.
+
+    Example:
+        >>> cmp = parse_filter("params.model = 'lgbm'")[0]
+        >>> "params" in str(condition(cmp, "sqlite", cmp.key, cmp.value))
+        True
+    """
+    if cmp.kind == "metric":
+        sub = sa.select(latest_metrics.c.run_id).where(
+            latest_metrics.c.key == key,
+            latest_metrics.c.is_nan.is_(False),
+            _numeric_clause(latest_metrics.c.value, cmp.op, value),
+        )
+        return runs.c.id.in_(sub)
+    if cmp.kind in ("param", "tag"):
+        table = params if cmp.kind == "param" else tags
+        sub = sa.select(table.c.run_id).where(
+            table.c.key == key, _string_clause(dialect, table.c.value, cmp.op, value)
+        )
+        return runs.c.id.in_(sub)
+    if cmp.kind == "dataset":
+        column = DATASET_FIELDS[cmp.key]
+        sub = sa.select(run_inputs.c.run_id).where(_string_clause(dialect, column, cmp.op, value))
+        return runs.c.id.in_(sub)
+    if cmp.key in NUMERIC_ATTRIBUTES:
+        return _numeric_clause(NUMERIC_ATTRIBUTES[cmp.key], cmp.op, value)
+    return _string_clause(dialect, STRING_ATTRIBUTES[cmp.key], cmp.op, value)
+
+
 def to_sql(cmp: Comparison, dialect: str) -> ColumnElement[bool]:
     """The SQL condition on ``runs`` for one comparison (values as bound parameters).
 
@@ -416,35 +466,17 @@ def to_sql(cmp: Comparison, dialect: str) -> ColumnElement[bool]:
         >>> str(to_sql(parse_filter("status = 'FINISHED'")[0], "sqlite"))
         'runs.status = :status_1'
     """
-    if cmp.kind == "metric":
-        sub = sa.select(latest_metrics.c.run_id).where(
-            latest_metrics.c.key == cmp.key,
-            latest_metrics.c.is_nan.is_(False),
-            _numeric_clause(latest_metrics.c.value, cmp.op, cmp.value),
-        )
-        return runs.c.id.in_(sub)
-    if cmp.kind in ("param", "tag"):
-        table = params if cmp.kind == "param" else tags
-        sub = sa.select(table.c.run_id).where(
-            table.c.key == cmp.key, _string_clause(dialect, table.c.value, cmp.op, cmp.value)
-        )
-        return runs.c.id.in_(sub)
-    if cmp.kind == "dataset":
-        column = DATASET_FIELDS[cmp.key]
-        sub = sa.select(run_inputs.c.run_id).where(
-            _string_clause(dialect, column, cmp.op, cmp.value)
-        )
-        return runs.c.id.in_(sub)
-    if cmp.key in NUMERIC_ATTRIBUTES:
-        return _numeric_clause(NUMERIC_ATTRIBUTES[cmp.key], cmp.op, cmp.value)
-    return _string_clause(dialect, STRING_ATTRIBUTES[cmp.key], cmp.op, cmp.value)
+    return condition(cmp, dialect, cmp.key, bound_value(cmp, dialect))
 
 
-def order_query(query: sa.Select[Any], keys: list[OrderKey]) -> sa.Select[Any]:
+def order_query(
+    query: sa.Select[Any], keys: list[OrderKey], bound_keys: Sequence[Any] | None = None
+) -> sa.Select[Any]:
     """Add ``ORDER BY`` for ``keys`` to a query on ``runs``, then MLflow's tie-breakers.
 
     Missing metrics, params and tags (and NaN metrics) sort last in either direction;
-    ties are broken by start time (newest first), then run id.
+    ties are broken by start time (newest first), then run id. ``bound_keys`` (one per
+    key) are bound parameters standing for the metric, param or tag names.
 
     Example:
         >>> q = order_query(sa.select(runs.c.id), parse_order_by(["metrics.auc DESC"]))
@@ -459,7 +491,8 @@ def order_query(query: sa.Select[Any], keys: list[OrderKey]) -> sa.Select[Any]:
         else:
             source = {"metric": latest_metrics, "param": params, "tag": tags}[key.kind]
             alias = source.alias(f"order_{n}")
-            on = sa.and_(alias.c.run_id == runs.c.id, alias.c.key == key.key)
+            name = key.key if bound_keys is None else bound_keys[n]
+            on = sa.and_(alias.c.run_id == runs.c.id, alias.c.key == name)
             if key.kind == "metric":
                 on = sa.and_(on, alias.c.is_nan.is_(False))
             query = query.outerjoin(alias, on)

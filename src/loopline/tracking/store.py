@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from loopline.core import audit
+from loopline.core.bulk import driver_executemany
 from loopline.errors import Conflict, InvalidInput, NotFound
 from loopline.tracking import metrics as metric_store
 from loopline.tracking._dialect import MetricRow, cached_statement, insert_for
@@ -54,7 +55,6 @@ from loopline.tracking.tables import (
     run_artifacts,
     runs,
 )
-from loopline.tracking.tables import experiments as experiments_table
 from loopline.tracking.tables import params as params_table
 from loopline.tracking.tables import tags as tags_table
 from loopline.tracking.validation import (
@@ -193,13 +193,34 @@ def _deleted_experiment(name: str) -> InvalidInput:
     )
 
 
-_EXPERIMENT_STAGE = sa.select(experiments_table.c.lifecycle_stage).where(
-    experiments_table.c.id == sa.bindparam("experiment_id")
-)
 _RUN_EXISTS = sa.select(runs.c.id).where(runs.c.id == sa.bindparam("run_id"))
-_INSERT_RUN = runs.insert()
-_INSERT_TAGS = tags_table.insert()
-_INSERT_PARAMS = params_table.insert()
+# A new run's statements go straight to the driver (``?`` on SQLite, ``%s`` on PostgreSQL),
+# inside the transaction ``engine.begin()`` opened: they are fixed, and SQLAlchemy's work
+# per statement (~50 us) added up to a fifth of the CPU time of creating a run.
+_INSERT_RUN_SQL = (
+    'INSERT INTO "runs" ("id", "experiment_id", "name", "status", "start_time", "end_time", '
+    '"parent_run_id", "lifecycle_stage", "user_id", "artifact_uri") '
+    "VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
+)
+_INSERT_TAGS_SQL = 'INSERT INTO "tags" ("run_id", "key", "value") VALUES ({p}, {p}, {p})'
+_INSERT_PARAMS_SQL = 'INSERT INTO "params" ("run_id", "key", "value") VALUES ({p}, {p}, {p})'
+_EXPERIMENT_STAGE_SQL = 'SELECT "lifecycle_stage" FROM "experiments" WHERE "id" = {p}'
+_PLACEHOLDER = {"sqlite": "?", "postgresql": "%s"}
+
+
+def _driver_scalar(conn: Connection, sql: str, args: tuple[Any, ...]) -> Any:
+    """The first column of the first row of ``sql`` run on the transaction's own driver
+    connection (None: no row), driver errors raised as SQLAlchemy's."""
+    dbapi: Any = conn.dialect.dbapi
+    cur: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cur.execute(sql, args)
+        row = cur.fetchone()
+    except dbapi.Error as exc:
+        raise sa.exc.DBAPIError.instance(sql, args, exc, dbapi.Error) from exc
+    finally:
+        cur.close()
+    return None if row is None else row[0]
 
 
 def write_run(
@@ -227,9 +248,8 @@ def write_run(
         status, end_time = check_run_status(end[0]), check_int(end[1], "end_time")
     all_tags = {**record.tags, **(tags or {})}
     with engine.begin() as conn:
-        stage = conn.execute(
-            _EXPERIMENT_STAGE, {"experiment_id": record.experiment_id}
-        ).scalar_one_or_none()
+        p = _PLACEHOLDER[conn.dialect.name]
+        stage = _driver_scalar(conn, _EXPERIMENT_STAGE_SQL.format(p=p), (record.experiment_id,))
         if stage is None:
             raise NotFound(
                 f"experiment {record.experiment!r} (id {record.experiment_id}) does not exist",
@@ -244,31 +264,31 @@ def write_run(
                     f"run {record.parent_run_id!r} does not exist",
                     hint="list runs with `loopline runs ls` and check the parent run id",
                 )
-        conn.execute(
-            _INSERT_RUN,
-            {
-                "id": record.id,
-                "experiment_id": record.experiment_id,
-                "name": record.name,
-                "status": status,
-                "start_time": record.start_time,
-                "end_time": end_time,
-                "parent_run_id": record.parent_run_id,
-                "lifecycle_stage": "active",
-                "user_id": record.user_id,
-                "artifact_uri": record.artifact_uri,
-            },
+        driver_executemany(
+            conn,
+            _INSERT_RUN_SQL.format(p=p),
+            [
+                (
+                    record.id,
+                    record.experiment_id,
+                    record.name,
+                    status,
+                    record.start_time,
+                    end_time,
+                    record.parent_run_id,
+                    "active",
+                    record.user_id,
+                    record.artifact_uri,
+                )
+            ],
         )
+        run_id = record.id
         if all_tags:
-            conn.execute(
-                _INSERT_TAGS,
-                [{"run_id": record.id, "key": k, "value": v} for k, v in all_tags.items()],
-            )
+            rows_t = [(run_id, k, v) for k, v in all_tags.items()]
+            driver_executemany(conn, _INSERT_TAGS_SQL.format(p=p), rows_t)
         if params:
-            conn.execute(
-                _INSERT_PARAMS,
-                [{"run_id": record.id, "key": k, "value": v} for k, v in params.items()],
-            )
+            rows_p = [(run_id, k, v) for k, v in params.items()]
+            driver_executemany(conn, _INSERT_PARAMS_SQL.format(p=p), rows_p)
         if new.artifacts:
             now = now_ms()
             conn.execute(

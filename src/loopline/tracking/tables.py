@@ -9,8 +9,8 @@ Two tables go beyond MLflow: ``run_inputs`` (dataset lineage) and ``run_artifact
 artifact path inside a run to a content-addressed blob of the artifact store).
 
 Only ``loopline.tracking`` reads or writes these tables; other stages use its functions.
-The migrations ``0002_tracking`` and ``0011_metric_chunks`` create exactly these tables (a
-test compares the two).
+The migrations ``0002_tracking``, ``0011_metric_chunks`` and ``0012_tracking_without_rowid``
+create exactly these tables (a test compares the two).
 
 Example:
     >>> from loopline.tracking.tables import runs
@@ -82,12 +82,17 @@ runs = sa.Table(
     sa.Index("ix_runs_parent_run_id", "parent_run_id"),
 )
 
+# Params, tags and latest metrics are read a run at a time (every get and search page): on
+# SQLite they are WITHOUT ROWID tables, their rows kept in (run_id, key) order in the
+# primary key's own b-tree, so a run's rows are one b-tree walk, not an index walk plus a
+# table lookup per row (migration 0012).
 params = sa.Table(
     "params",
     metadata,
     sa.Column("run_id", sa.String(32), _run_fk(), primary_key=True),
     sa.Column("key", sa.String(250), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 tags = sa.Table(
@@ -96,6 +101,7 @@ tags = sa.Table(
     sa.Column("run_id", sa.String(32), _run_fk(), primary_key=True),
     sa.Column("key", sa.String(250), primary_key=True),
     sa.Column("value", sa.Text, nullable=True),
+    sqlite_with_rowid=False,
 )
 
 # Every logged point, packed: one row per (run, key) per written batch holds that batch's
@@ -127,6 +133,7 @@ latest_metrics = sa.Table(
     sa.Column("step", sa.BigInteger, nullable=False),
     sa.Column("is_nan", sa.Boolean, nullable=False),
     sa.Index("ix_latest_metrics_key_value", "key", "value"),
+    sqlite_with_rowid=False,
 )
 
 # Dataset lineage: which version (and digest) of which data a run read.

@@ -1,0 +1,70 @@
+"""Migrations that move existing rows: every row survives, up and down, on both backends."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import command
+
+from loopline.core.db import alembic_config, create_engine_for, current_revision, upgrade
+
+_RUN = "r" * 32
+_ROWS: dict[str, list[tuple[object, ...]]] = {
+    "params": [(_RUN, "lr", "0.1"), (_RUN, "model", "lgbm")],
+    "tags": [(_RUN, "note", None), (_RUN, "team", "risk")],
+    "latest_metrics": [(_RUN, "auc", 0.1 + 0.2, 7, 3, False)],
+}
+
+
+def _rows(engine: sa.Engine) -> dict[str, list[tuple[object, ...]]]:
+    with engine.connect() as conn:
+        return {
+            table: [tuple(r) for r in conn.execute(sa.text(f'SELECT * FROM "{table}" ORDER BY 2'))]
+            for table in _ROWS
+        }
+
+
+def _insert(conn: sa.Connection, table: str, rows: list[tuple[object, ...]]) -> None:
+    names = [f"v{n}" for n in range(len(rows[0]))]
+    insert = f'INSERT INTO "{table}" VALUES ({", ".join(":" + n for n in names)})'
+    conn.execute(sa.text(insert), [dict(zip(names, row, strict=True)) for row in rows])
+
+
+def _without_rowid(engine: sa.Engine) -> set[str]:
+    if engine.dialect.name != "sqlite":
+        return set()
+    with engine.connect() as conn:
+        found = conn.execute(sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
+        return {name for name, sql in found if "WITHOUT ROWID" in sql}
+
+
+def test_0012_keeps_run_rows_and_clusters_them_on_sqlite(db_uri: str) -> None:
+    engine = create_engine_for(db_uri)
+    upgrade(engine, "0011_metric_chunks")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO runs (id, experiment_id, status, start_time, lifecycle_stage) "
+                "VALUES (:id, 0, 'RUNNING', 1, 'active')"
+            ),
+            {"id": _RUN},
+        )
+        for table, rows in _ROWS.items():
+            _insert(conn, table, rows)
+    before = _rows(engine)
+    assert before["tags"] == _ROWS["tags"]
+    assert _without_rowid(engine) == set()
+    upgrade(engine)
+    assert current_revision(engine) == "0012_tracking_without_rowid"
+    assert _rows(engine) == before
+    clustered = {"params", "tags", "latest_metrics"} if engine.dialect.name == "sqlite" else set()
+    assert _without_rowid(engine) == clustered
+    if engine.dialect.name == "sqlite":  # the copies kept their keys, foreign keys and index
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+            assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+        indexes = sa.inspect(engine).get_indexes("latest_metrics")
+        assert [i["name"] for i in indexes] == ["ix_latest_metrics_key_value"]
+    command.downgrade(alembic_config(engine), "0011_metric_chunks")
+    assert _rows(engine) == before
+    assert _without_rowid(engine) == set()
+    engine.dispose()

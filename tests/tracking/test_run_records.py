@@ -1,0 +1,53 @@
+"""Reading whole runs (params and tags as database-built JSON objects), on both backends."""
+
+from __future__ import annotations
+
+import math
+
+from loopline.core.context import Context
+from loopline.tracking import store
+from loopline.tracking.entities import Metric
+from loopline.tracking.run_records import get_runs
+from loopline.tracking.validation import MAX_FLOAT
+
+# Text that JSON must carry exactly: quotes, backslashes, control characters, non-ASCII,
+# text that looks like JSON, an empty string.
+_AWKWARD = ['a "quoted" \\ value', "line\nbreak\ttab\x01", "naïve ☃ 😀", '{"a": [1, 2]}', ""]
+# Doubles that SQLite's own number printing (JSON, printf) does not round-trip.
+_DOUBLES = [0.1, 1 / 3, 5e-324, 1.5460700127525939e265, 1.7976931348623155e308, -2.5]
+
+
+def test_params_tags_and_metrics_come_back_exact_and_in_key_order(ctx: Context) -> None:
+    run = store.create_run(ctx.engine, 0)
+    params = {key: _AWKWARD[n % len(_AWKWARD)] for n, key in enumerate(["é", "Z", "a", "10", "9"])}
+    store.log_batch(
+        ctx.engine,
+        run.id,
+        params=params,
+        tags={"z.none": None, "b": _AWKWARD[0], "A": "x"},
+        metrics=[Metric(f"m{n}", value, 1_700_000_000_000 + n, step=n) for n, value in
+                 enumerate([*_DOUBLES, math.inf, math.nan])],
+    )  # fmt: skip
+    (found,) = get_runs(ctx.engine, [run.id])
+    assert list(found.params.items()) == sorted(params.items())
+    tags = {k: v for k, v in found.tags.items() if k in ("z.none", "b", "A")}
+    assert tags == {"A": "x", "b": _AWKWARD[0], "z.none": None}
+    assert list(found.tags) == sorted(found.tags)
+    values = [found.metrics[f"m{n}"] for n in range(len(_DOUBLES))]
+    assert [v.hex() for v in values] == [v.hex() for v in _DOUBLES]  # bit for bit
+    assert found.metrics[f"m{len(_DOUBLES)}"] == MAX_FLOAT  # +inf is stored as MLflow does
+    assert math.isnan(found.metrics[f"m{len(_DOUBLES) + 1}"])
+    assert found.latest_metrics["m2"].step == 2
+    assert found.latest_metrics["m2"].timestamp == 1_700_000_000_002
+
+
+def test_runs_come_back_in_the_asked_order_and_empty_runs_have_empty_dicts(ctx: Context) -> None:
+    bare = store.create_run(ctx.engine, 0)
+    full = store.create_run(ctx.engine, 0)
+    store.log_batch(ctx.engine, full.id, params={"p": "1"}, tags={"t": "2"})
+    found = get_runs(ctx.engine, [full.id, "0" * 32, bare.id, full.id])
+    assert [r.id for r in found] == [full.id, bare.id]
+    assert (found[0].params, found[0].tags["t"]) == ({"p": "1"}, "2")
+    assert (found[1].params, found[1].latest_metrics, found[1].inputs) == ({}, {}, ())
+    assert found[1].tags == store.get_run(ctx.engine, bare.id).tags
+    assert get_runs(ctx.engine, []) == []
