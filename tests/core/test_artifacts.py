@@ -209,3 +209,48 @@ def test_every_copy_is_fsynced_before_it_is_renamed_into_place(
         for p in paths:
             batch.put_file(p)
     assert len(renamed) == 20
+
+
+def test_new_fan_out_folders_and_objects_are_fsynced_at_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # put_file makes an object's fan-out folder at once (in the copying thread); commit must
+    # still make every entry durable: each folder an object lands in, and objects/ itself.
+    import loopline.core.artifacts as artifacts_mod
+
+    store = LocalArtifactStore(tmp_path / "a")
+    synced: list[Path] = []
+    real_fsync = artifacts_mod._fsync
+
+    def fsync(path: Path) -> None:
+        synced.append(path)
+        real_fsync(path)
+
+    monkeypatch.setattr(artifacts_mod, "_fsync", fsync)
+    paths = []
+    for i in range(10):
+        paths.append(tmp_path / f"f{i}")
+        paths[-1].write_bytes(os.urandom(3000 + i))
+    with store.batch() as batch:
+        digests = [batch.put_file(p)[0] for p in paths]
+        assert synced == []  # nothing durable is promised before the commit
+    for d in digests:
+        assert store.root / "objects" / d[:2] in synced
+    assert store.root / "objects" in synced
+    # Objects already in place: their folders are fsynced again, objects/ need not be.
+    synced.clear()
+    with store.batch() as batch:
+        batch.put_file(paths[0])
+    assert synced == [store.root / "objects" / digests[0][:2]]
+
+
+def test_a_fan_out_folder_removed_before_the_commit_is_made_again(tmp_path: Path) -> None:
+    store = LocalArtifactStore(tmp_path / "a")
+    src = tmp_path / "f"
+    src.write_bytes(b"fan-out")
+    with store.batch() as batch:
+        digest, new = batch.put_file(src)
+        folder = store.root / "objects" / digest[:2]
+        assert new and folder.is_dir() and not store.exists(digest)
+        folder.rmdir()
+    assert store.get_bytes(digest) == b"fan-out"

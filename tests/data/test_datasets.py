@@ -16,7 +16,7 @@ from loopline.core import audit
 from loopline.core.artifacts import LocalArtifactStore, hash_file
 from loopline.core.context import Context
 from loopline.data import datasets
-from loopline.errors import IntegrityError, InvalidInput, NotFound
+from loopline.errors import ConfigError, IntegrityError, InvalidInput, NotFound
 
 
 def _frame(n: int = 100, seed: int = 0) -> pd.DataFrame:
@@ -340,3 +340,55 @@ def test_register_on_the_s3_artifact_store(
         assert (d.rows_added, d.rows_removed) == (0, 10)
     finally:
         context.close()
+
+
+_CATALOG_OPENED_DURING_THE_COPY = """
+import sys, threading
+import loopline as ll
+from loopline.data import datasets
+from loopline.core import artifacts
+assert "sqlalchemy" not in sys.modules, "importing ll.datasets loaded SQLAlchemy"
+ll.init(home=sys.argv[1])
+importers = []
+def hook(event, args):
+    if event == "import" and args[0] == "sqlalchemy":
+        importers.append(threading.current_thread().name.split("_")[0])
+sys.addaudithook(hook)
+seen = []
+real = artifacts.LocalArtifactStore.put_bytes
+def put_bytes(self, data):  # the manifest, stored once every file is copied
+    seen.append("sqlalchemy" in sys.modules)
+    return real(self, data)
+artifacts.LocalArtifactStore.put_bytes = put_bytes
+v = datasets.register("d", sys.argv[2])
+print(v.ref, v.created_now, seen, importers)
+"""
+
+
+def test_register_opens_the_catalog_while_the_bytes_are_copied(tmp_path: Path) -> None:
+    # Importing ll.datasets does not load SQLAlchemy (~0.2 s of a CLI start); register loads
+    # it and opens the database on a helper thread during the copy.
+    import subprocess
+    import sys
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.bin").write_bytes(os.urandom(3 * 1024 * 1024))
+    done = subprocess.run(
+        [sys.executable, "-c", _CATALOG_OPENED_DURING_THE_COPY, str(tmp_path / "h"), "d"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith("LOOPLINE_")},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["d@1", "True", "[True]", "['catalog-open']"]
+
+
+def test_a_catalog_that_cannot_be_opened_fails_the_register_and_records_nothing(
+    tmp_path: Path,
+) -> None:
+    ll.init(uri="mysql://nowhere/db", artifacts=str(tmp_path / "store"))
+    (tmp_path / "f.bin").write_bytes(b"bytes")
+    with pytest.raises(ConfigError, match="LOOPLINE_URI"):
+        datasets.register("d", tmp_path / "f.bin")

@@ -205,7 +205,10 @@ def copy_hashing(fin: io.BufferedIOBase, dest: Path, size: int) -> tuple[str, bo
                 total = _copy_direct_pipelined(fin, fd, hasher)
             else:
                 total = _copy_direct(fin, fd, hasher)
-            os.ftruncate(fd, total)  # drop the padding of the last block
+            if total % _ALIGN:
+                # Drop the padding of the last block. (A size already a whole number of
+                # blocks needs nothing: a truncate would still journal an inode update.)
+                os.ftruncate(fd, total)
             return str(hasher.hexdigest()), True
         except _DirectRefused:
             fin.seek(start)

@@ -1,4 +1,5 @@
-"""The dataset catalog in the metadata database: the only module that touches the data tables.
+"""The dataset catalog in the metadata database: the only module that touches the data tables
+(but for the read-only, stdlib lookup of :mod:`loopline.data.quick_readd`; keep it in step).
 
 Registering a version runs in one transaction: the dataset row is locked (``FOR UPDATE`` on
 PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serialises writers), the next version
@@ -14,53 +15,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from loopline.core.context import Context
+from loopline.data.catalog_rows import DatasetSummary, VersionRow
 from loopline.data.ingest import FileEntry
 from loopline.data.tables import dataset_files, dataset_versions, datasets
 from loopline.errors import Conflict, NotFound
 
+if TYPE_CHECKING:
+    from loopline.core.context import Context
+
 _ATTEMPTS = 3
-
-
-@dataclass(frozen=True)
-class VersionRow:
-    """One ``dataset_versions`` row and its dataset's description."""
-
-    id: int
-    name: str
-    version: int
-    created: float
-    hash: str
-    kind: str
-    schema: dict[str, str]
-    stats: dict[str, dict[str, Any]]
-    row_count: int | None
-    byte_size: int
-    file_count: int
-    actor: str
-    description: str | None
-
-
-@dataclass(frozen=True)
-class DatasetSummary:
-    """A dataset and its newest version, for listings."""
-
-    name: str
-    description: str | None
-    created: float
-    versions: int
-    latest_version: int | None
-    latest_hash: str | None
-    latest_kind: str | None
-    latest_created: float | None
-    latest_byte_size: int | None
-    latest_row_count: int | None
 
 
 _VERSION_COLS = (*dataset_versions.c, datasets.c.description)

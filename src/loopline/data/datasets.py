@@ -43,6 +43,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,8 +52,11 @@ import orjson
 
 from loopline.core.artifacts import ArtifactStore, hash_bytes
 from loopline.core.context import Context, get_context
-from loopline.data import catalog, formats
-from loopline.data.catalog import DatasetSummary, VersionRow
+
+# The catalog (and SQLAlchemy with it) is imported where it is used: register() loads it
+# while the bytes are copied (see _open_catalog), and the CLI's start-up does not wait.
+from loopline.data import formats
+from loopline.data.catalog_rows import DatasetSummary, VersionRow
 from loopline.data.checkout import checkout as _checkout_files
 from loopline.data.checkout import materialize
 from loopline.data.diff import (
@@ -73,6 +77,8 @@ from loopline.data.ingest import (
     SourceFile,
     cached_digests,
     ingest,
+    known_entries,
+    manifest_bytes,
     scan_folder,
     single_file,
 )
@@ -265,17 +271,6 @@ def _version(
     )
 
 
-def manifest_bytes(entries: list[FileEntry]) -> bytes:
-    """The canonical JSON of a manifest; its BLAKE3 digest is the version hash.
-
-    Example:
-        >>> manifest_bytes([FileEntry("a", "0" * 64, 1)])[:20]
-        b'[{"digest":"00000000'
-    """
-    rows = [{"path": e.path, "digest": e.digest, "size": e.size} for e in entries]
-    return orjson.dumps(rows, option=orjson.OPT_SORT_KEYS)
-
-
 def _is_dataframe(obj: object) -> bool:
     pandas = sys.modules.get("pandas")  # an object cannot be a DataFrame if pandas is unloaded
     return pandas is not None and isinstance(obj, pandas.DataFrame)
@@ -342,6 +337,12 @@ def _write_table(table: pa.Table, scratch: Path) -> SourceFile:
     return single_file(out, TABLE_FILE, cacheable=False)
 
 
+def _open_catalog(ctx: Context) -> None:
+    """Import the catalog (and with it SQLAlchemy) and open the migrated database."""
+    importlib.import_module("loopline.data.catalog")
+    ctx.engine  # noqa: B018 - a cached property: opening it is the point
+
+
 def register(
     name: str,
     source: object,
@@ -376,12 +377,12 @@ def register(
             skip.append(Path(artifacts).expanduser())
         kind, files, table = _source_table(source, scratch, skip)
         known = cached_digests(files, cache)
-        if len(known) == len(files):
+        entries = known_entries(files, known)
+        if entries is not None:
             # Everything is known: if it is the newest version, nothing needs storing.
-            entries = sorted(
-                (FileEntry(f.rel_path, known[f.rel_path], f.stat.size) for f in files),
-                key=lambda e: e.path,
-            )
+            # (loopline.data.quick_readd answers this case for the CLI without SQLAlchemy.)
+            from loopline.data import catalog
+
             newest = catalog.find_version(ctx.engine, name, None)
             if (
                 newest is not None
@@ -395,8 +396,17 @@ def register(
                 if progress is not None:
                     progress(report.bytes, report.bytes)
                 return _version(ctx, newest, entries, report=report)
-        entries, report = ingest(files, ctx.artifacts, cache, known=known, progress=progress)
-        manifest_hash = ctx.artifacts.put_bytes(manifest_bytes(entries))
+        # The copy does not need the catalog: a helper thread loads it (SQLAlchemy) and opens
+        # the database meanwhile, which hides that start-up (~0.3 s in a fresh process: the
+        # CLI) behind the disk. An error opening it is raised once the copy is done, before
+        # anything is recorded; the copied objects are then unreferenced but harmless.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-open") as opener:
+            opening = opener.submit(_open_catalog, ctx)
+            entries, report = ingest(files, ctx.artifacts, cache, known=known, progress=progress)
+            manifest_hash = ctx.artifacts.put_bytes(manifest_bytes(entries))
+            opening.result()
+        from loopline.data import catalog
+
         schema: dict[str, str] = {}
         stats: dict[str, dict[str, Any]] = {}
         if table is not None:
@@ -543,6 +553,8 @@ def _load(name: str, version: int | str) -> DatasetVersion:
     number = parse_version(version)
     if number is None:
         number = pins().get(name)
+    from loopline.data import catalog
+
     ctx = get_context()
     row = catalog.require_version(ctx.engine, name, number)
     return _version(ctx, row, catalog.files_of(ctx.engine, [row.id])[row.id])
@@ -583,6 +595,8 @@ def versions(name: str) -> list[DatasetVersion]:
         >>> # [v.version for v in ll.datasets.versions("churn")]  -> [1, 2, 3]
     """
     check_name(name)
+    from loopline.data import catalog
+
     ctx = get_context()
     rows = catalog.versions_of(ctx.engine, name)
     files = catalog.files_of(ctx.engine, [r.id for r in rows])
@@ -595,6 +609,8 @@ def list_datasets() -> list[DatasetSummary]:
     Example:
         >>> # [(d.name, d.latest_version) for d in ll.datasets.list_datasets()]
     """
+    from loopline.data import catalog
+
     return catalog.summaries(get_context().engine)
 
 

@@ -30,14 +30,18 @@ import os
 import stat
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from loopline.core.artifacts import ArtifactBatch, ArtifactStore
 from loopline.data.hashcache import FileStat, HashCache
 from loopline.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 #: ``progress(bytes_done, bytes_total)``, called from the calling thread.
 ProgressFn = Callable[[int, int], None]
@@ -53,6 +57,18 @@ class FileEntry:
     path: str
     digest: str
     size: int
+
+
+def manifest_bytes(entries: Sequence[FileEntry]) -> bytes:
+    """The canonical JSON of a manifest (entries sorted by path); its BLAKE3 digest is the
+    version hash.
+
+    Example:
+        >>> manifest_bytes([FileEntry("a", "0" * 64, 1)])[:20]
+        b'[{"digest":"00000000'
+    """
+    rows = [{"path": e.path, "digest": e.digest, "size": e.size} for e in entries]
+    return orjson.dumps(rows, option=orjson.OPT_SORT_KEYS)
 
 
 @dataclass(frozen=True)
@@ -167,6 +183,20 @@ def _entries(folder: str) -> list[os.DirEntry[str]]:
         ) from exc
 
 
+def known_entries(files: Sequence[SourceFile], known: dict[str, str]) -> list[FileEntry] | None:
+    """The manifest entries of ``files`` (sorted by path) when ``known`` (see
+    :func:`cached_digests`) has every file's digest, else None.
+
+    Example:
+        >>> # known_entries(files, cached_digests(files, cache))  -> None if any file changed
+    """
+    if len(known) != len(files):
+        return None
+    entries = [FileEntry(f.rel_path, known[f.rel_path], f.stat.size) for f in files]
+    entries.sort(key=lambda e: e.path)
+    return entries
+
+
 def cached_digests(files: Sequence[SourceFile], cache: HashCache) -> dict[str, str]:
     """The digests the cache still vouches for, by relative path.
 
@@ -241,6 +271,10 @@ def ingest(
     Example:
         >>> # entries, report = ingest(scan_folder(Path("images/")), ctx.artifacts, cache)
     """
+    # Imported here: the quick re-add (loopline.data.quick_readd) imports this module and
+    # never copies, so it does not pay for concurrent.futures (and logging with it).
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
     started = time.perf_counter()
     known = cached_digests(files, cache) if known is None else known
     report = IngestReport(files=len(files), bytes=sum(f.stat.size for f in files))

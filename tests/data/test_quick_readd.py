@@ -1,0 +1,224 @@
+"""The quick re-add answers exactly as the full path does, and only when it can be sure."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from loopline.data.quick_readd import unchanged_readd
+
+# The `loopline` script's entry in a fresh interpreter; prints which heavy modules it loaded
+# on stderr, so a test can tell the quick path from the full one.
+_ENTRY = """
+import gc, sys
+from loopline.cli.entry import main
+sys.argv = ["loopline", *sys.argv[1:]]
+try:
+    main()
+finally:
+    heavy = ("sqlalchemy", "typer", "pydantic_settings", "rich")
+    print("frozen" if gc.get_freeze_count() else "not frozen", file=sys.stderr)
+    print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)
+"""
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("LOOPLINE_")}
+    env.update(extra)
+    return env
+
+
+def _run(cwd: Path, args: list[str], *, quick: bool, **env: str) -> tuple[str, str]:
+    """(stdout, the heavy modules loaded) of ``loopline ARGS``: through the script's entry
+    (``quick``) or straight through the Typer app."""
+    stdout, stderr = _run_full(cwd, args, quick=quick, **env)
+    return stdout, stderr[-1] if quick else ""
+
+
+def _run_full(cwd: Path, args: list[str], *, quick: bool, **env: str) -> tuple[str, list[str]]:
+    cmd = (
+        [sys.executable, "-c", _ENTRY, *args]
+        if quick
+        else [sys.executable, "-m", "loopline.cli.main", *args]
+    )
+    done = subprocess.run(
+        cmd, cwd=cwd, env=_env(**env), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout, done.stderr.strip().splitlines()
+
+
+def _folder(root: Path, n: int = 5) -> Path:
+    root.mkdir(parents=True)
+    for i in range(n):
+        (root / f"f{i}.bin").write_bytes(os.urandom(100 + i))
+    (root / "sub").mkdir()
+    (root / "sub" / "g.txt").write_text("nested")
+    time.sleep(0.05)  # older than the hash cache's racy window
+    return root
+
+
+@pytest.fixture
+def added(tmp_path: Path) -> Path:
+    """A folder added once as dataset ``imgs`` (full path) to the home ``tmp_path/home``."""
+    folder = _folder(tmp_path / "imgs")
+    out, _ = _run(
+        tmp_path, ["data", "add", "imgs", "imgs", "--json"], quick=False, LOOPLINE_HOME="home"
+    )
+    assert '"created_now": true' in out
+    return folder
+
+
+def test_the_quick_answer_is_the_full_answer_byte_for_byte(tmp_path: Path, added: Path) -> None:
+    full, _ = _run(
+        tmp_path, ["data", "add", "imgs", "imgs", "--json"], quick=False, LOOPLINE_HOME="home"
+    )
+    quick, heavy = _run(
+        tmp_path, ["data", "add", "imgs", "imgs", "--json"], quick=True, LOOPLINE_HOME="home"
+    )
+    assert quick == full
+    assert heavy == "[]", f"the quick re-add imported {heavy}"
+    assert '"created_now": false' in quick and '"cached": 6' in quick
+
+
+def test_a_single_file_and_a_version_with_a_description(tmp_path: Path) -> None:
+    (tmp_path / "model.bin").write_bytes(os.urandom(1000))
+    time.sleep(0.05)
+    first, _ = _run(
+        tmp_path,
+        ["data", "add", "m", "model.bin", "-d", "weights", "--json"],
+        quick=False,
+        LOOPLINE_HOME="h",
+    )
+    assert '"description": "weights"' in first
+    full, _ = _run(
+        tmp_path, ["data", "add", "m", "model.bin", "--json"], quick=False, LOOPLINE_HOME="h"
+    )
+    quick, heavy = _run(
+        tmp_path, ["data", "add", "m", "model.bin", "--json"], quick=True, LOOPLINE_HOME="h"
+    )
+    assert (quick, heavy) == (full, "[]")
+
+
+def test_an_explicit_sqlite_uri_and_artifact_folder(tmp_path: Path) -> None:
+    _folder(tmp_path / "d")
+    env = {
+        "LOOPLINE_URI": f"sqlite:///{tmp_path / 'meta.db'}",
+        "LOOPLINE_ARTIFACTS": str(tmp_path / "store"),
+        "LOOPLINE_HOME": "hh",
+    }
+    _run(tmp_path, ["data", "add", "d", "d", "--json"], quick=False, **env)
+    full, _ = _run(tmp_path, ["data", "add", "d", "d", "--json"], quick=False, **env)
+    quick, heavy = _run(tmp_path, ["data", "add", "d", "d", "--json"], quick=True, **env)
+    assert (quick, heavy) == (full, "[]")
+
+
+def _home_env() -> dict[str, str]:
+    return {"LOOPLINE_HOME": "home"}
+
+
+def test_it_answers_in_process_for_the_unchanged_folder(tmp_path: Path, added: Path) -> None:
+    answer = unchanged_readd("imgs", "imgs", environ=_home_env())
+    assert answer is not None
+    assert (answer["ref"], answer["created_now"], answer["file_count"]) == ("imgs@1", False, 6)
+
+
+def test_a_changed_added_or_removed_file_is_left_to_the_full_path(
+    tmp_path: Path, added: Path
+) -> None:
+    (added / "f0.bin").write_bytes(b"changed")
+    assert unchanged_readd("imgs", "imgs", environ=_home_env()) is None
+    out, heavy = _run(
+        tmp_path, ["data", "add", "imgs", "imgs", "--json"], quick=True, LOOPLINE_HOME="home"
+    )
+    assert '"version": 2' in out and '"created_now": true' in out
+    assert "sqlalchemy" in heavy
+    # Version 2 is now known and unchanged: quick again.
+    time.sleep(0.05)
+    out, _ = _run(
+        tmp_path, ["data", "add", "imgs", "imgs", "--json"], quick=False, LOOPLINE_HOME="home"
+    )  # caches the changed file's digest
+    assert unchanged_readd("imgs", "imgs", environ=_home_env()) is not None
+    (added / "new.bin").write_bytes(b"new")
+    assert unchanged_readd("imgs", "imgs", environ=_home_env()) is None
+    (added / "new.bin").unlink()
+    (added / "f1.bin").unlink()
+    assert unchanged_readd("imgs", "imgs", environ=_home_env()) is None
+
+
+def test_content_that_is_not_the_newest_version_is_left_to_the_full_path(
+    tmp_path: Path, added: Path
+) -> None:
+    _folder(tmp_path / "other")
+    _run(tmp_path, ["data", "add", "imgs", "other", "--json"], quick=False, LOOPLINE_HOME="home")
+    # imgs@1's content again: the full path makes version 3, so no quick answer.
+    assert unchanged_readd("imgs", "imgs", environ=_home_env()) is None
+    assert unchanged_readd("ghost", "imgs", environ=_home_env()) is None
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"LOOPLINE_HOME": "home", "LOOPLINE_SQLITE_BUSY_TIMEOUT_MS": "-1"},
+        {"LOOPLINE_HOME": "home", "LOOPLINE_DEBUG": "maybe"},
+        {"LOOPLINE_HOME": "home", "loopline_home": "home"},
+        {"LOOPLINE_HOME": "home", "LOOPLINE_CONFIG": "x.toml"},
+        {"LOOPLINE_HOME": "home", "LOOPLINE_URI": "sqlite://"},
+        {"LOOPLINE_HOME": "home", "LOOPLINE_URI": "http://localhost:1"},
+        {"LOOPLINE_HOME": "elsewhere"},
+    ],
+    ids=[
+        "other-setting",
+        "invalid-setting",
+        "lower-case",
+        "config-file",
+        "memory-db",
+        "remote",
+        "other-home",
+    ],
+)
+def test_settings_it_does_not_read_are_left_to_the_full_path(
+    tmp_path: Path, added: Path, env: dict[str, str]
+) -> None:
+    assert unchanged_readd("imgs", "imgs", environ=env) is None
+
+
+def test_a_loopline_toml_is_left_to_the_full_path(tmp_path: Path, added: Path) -> None:
+    (tmp_path / "loopline.toml").write_text('home = "home"\n')
+    assert unchanged_readd("imgs", "imgs", environ=_home_env()) is None
+
+
+def test_a_schema_behind_the_newest_is_left_to_the_full_path(tmp_path: Path, added: Path) -> None:
+    with sqlite3.connect(tmp_path / "home" / "loopline.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0010_monitoring_index'")
+    assert unchanged_readd("imgs", "imgs", environ=_home_env()) is None
+
+
+def test_tables_missing_sources_and_a_missing_store_are_left_to_the_full_path(
+    tmp_path: Path, added: Path
+) -> None:
+    (tmp_path / "t.csv").write_text("a\n1\n")
+    (tmp_path / "empty").mkdir()
+    for source in ("t.csv", "empty", "nothing-here"):
+        assert unchanged_readd("imgs", source, environ=_home_env()) is None
+    (tmp_path / "home" / "hashcache.db").unlink()
+    assert unchanged_readd("imgs", "imgs", environ=_home_env()) is None
+    assert unchanged_readd("imgs", "imgs", environ={"LOOPLINE_HOME": "nowhere"}) is None
+
+
+def test_the_entry_runs_the_full_app_for_a_first_add(tmp_path: Path) -> None:
+    _folder(tmp_path / "d")
+    out, err = _run_full(
+        tmp_path, ["data", "add", "d", "d", "--json"], quick=True, LOOPLINE_HOME="home"
+    )
+    assert '"created_now": true' in out
+    # The full app ran, and the collector's walk at exit was skipped for `data add` only.
+    assert "sqlalchemy" in err[-1] and err[-2] == "frozen"
+    out, err = _run_full(tmp_path, ["data", "ls", "--json"], quick=True, LOOPLINE_HOME="home")
+    assert '"name": "d"' in out and err[-2] == "not frozen"
