@@ -179,6 +179,19 @@ def test_the_log_metric_fast_path_is_behind_the_gate(setup: Setup) -> None:
         assert setup.client("viewer").post(path, json=body).status_code == 403
 
 
+def test_every_fast_path_route_is_behind_the_gate(setup: Setup) -> None:
+    from loopline.server.fast_routes import ROUTES
+
+    body = {"run_id": "x", "key": "k", "value": "v", "experiment_id": "0"}
+    for method, path in ROUTES:
+        if method == "GET":
+            anonymous = setup.client().get(path, params={"run_id": "x", "experiment_id": "0"})
+            assert anonymous.status_code == 401, path
+        else:
+            assert setup.client().post(path, json=body).status_code == 401, path
+            assert setup.client("viewer").post(path, json=body).status_code == 403, path
+
+
 def test_tokens_over_http_are_admin_only_audited_and_revocation_is_immediate(
     setup: Setup,
 ) -> None:
@@ -274,3 +287,19 @@ def test_changes_made_through_the_server_are_audited_as_the_token(setup: Setup) 
         "token:editor",
         "token:admin",
     }
+
+
+def test_a_fast_path_write_is_audited_under_the_tokens_actor(setup: Setup) -> None:
+    # The MLflow fast path runs its transaction in a worker thread; the actor the token gate
+    # set for the request must still reach the audit log there.
+    editor = setup.client("editor")
+    r = editor.post("/api/2.0/mlflow/experiments/create", json={"name": "audited"})
+    assert r.status_code == 200, r.text
+    r = editor.post(
+        "/api/2.0/mlflow/runs/create",
+        json={"experiment_id": r.json()["experiment_id"], "start_time": 1},
+    )
+    assert r.status_code == 200, r.text
+    run_id = r.json()["run"]["info"]["run_id"]
+    events = audit.events(setup.ctx.engine, object_type="run", object_id=run_id)
+    assert [(e.action, e.actor) for e in events] == [("run.create", "token:editor")]

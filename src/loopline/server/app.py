@@ -6,15 +6,28 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
+from starlette.types import ASGIApp
 
 from loopline import __version__
 from loopline.core.context import Context, get_context
 from loopline.server.errors import install_error_handlers
 from loopline.server.responses import OrjsonResponse
+
+
+class _App(FastAPI):
+    """FastAPI with an optional layer in front of its whole middleware stack."""
+
+    front: Callable[[ASGIApp], ASGIApp] | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        return stack if self.front is None else self.front(stack)
 
 
 def create_app(ctx: Context | None = None) -> FastAPI:
@@ -24,7 +37,7 @@ def create_app(ctx: Context | None = None) -> FastAPI:
         >>> # app = create_app(loopline.init(uri="postgresql://..."))
     """
     context = ctx or get_context()
-    app = FastAPI(
+    app = _App(
         title="Loopline",
         version=__version__,
         default_response_class=OrjsonResponse,
@@ -57,9 +70,15 @@ def create_app(ctx: Context | None = None) -> FastAPI:
     app.include_router(registry_router)
     app.include_router(artifacts_router)
 
-    from loopline.server.fast_path import MlflowLogMetricFastPath
+    from loopline.server.fast_path import MAX_BODY, MlflowFastPath
 
-    app.add_middleware(MlflowLogMetricFastPath, ctx=context)
+    # The MLflow client's frequent calls (log-metric, log-batch, runs/create, ...) skip
+    # FastAPI's routing and validation; anything unexpected still reaches the routes.
+    if context.settings.auth:  # behind the token gate, like every route
+        app.add_middleware(MlflowFastPath, ctx=context)
+    else:  # in front of every layer; reads no body the size limit would refuse
+        limit = min(MAX_BODY, int(context.settings.max_request_mb * 1024 * 1024))
+        app.front = partial(MlflowFastPath, ctx=context, max_body=limit)
 
     from loopline.server.ui import install_ui
 

@@ -142,18 +142,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _database_error(request: Request, exc: DBAPIError) -> OrjsonResponse:
-        # The database restarting or unreachable: 503, which clients retry (the metric
-        # batches of Loopline's SDK carry their number, so a retry is never applied twice).
-        if exc.connection_invalidated or isinstance(exc, OperationalError):
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-            return error_response(
-                request,
-                503,
-                "BACKEND_UNAVAILABLE",
-                f"the metadata database is unavailable: {reason}",
-                "retry shortly; check the database server behind LOOPLINE_URI",
-            )
-        raise exc
+        found = database_error(exc)
+        if found is None:
+            raise exc
+        return error_response(request, *found)
 
     install_data_error_handler(app)
 
@@ -176,15 +168,48 @@ def install_data_error_handler(app: FastAPI) -> None:
     from sqlalchemy.exc import DataError
 
     async def _data_error(request: Request, exc: Exception) -> OrjsonResponse:
+        found = database_error(exc)
+        if found is None:  # not reached: registered for data errors only
+            raise exc
+        return error_response(request, *found)
+
+    app.add_exception_handler(DataError, _data_error)
+    app.add_exception_handler(psycopg.DataError, _data_error)
+
+
+def database_error(exc: BaseException) -> tuple[int, str, str, str] | None:
+    """``(status, code, message, hint)`` for a database error a client should get as such.
+
+    A value the database refuses (:class:`sqlalchemy.exc.DataError`, ``psycopg.DataError``)
+    is the client's: 422. The database restarting or unreachable is 503, which clients
+    retry (the metric batches of Loopline's SDK carry their number, so a retry is never
+    applied twice). Anything else is None: a bug, left to rise as a 500. One table for the
+    exception handlers above and the fast path, so both answer alike.
+
+    Example:
+        >>> database_error(ValueError("x")) is None
+        True
+    """
+    import psycopg
+    from sqlalchemy.exc import DataError
+
+    if isinstance(exc, DataError | psycopg.DataError):
         orig = getattr(exc, "orig", None) or exc
         reason = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-        return error_response(
-            request,
+        return (
             422,
             "INVALID_INPUT",
             f"a value in the request cannot be stored by the database: {reason}",
             "remove NUL (\\u0000) characters from text and keep ids and numbers in range",
         )
-
-    app.add_exception_handler(DataError, _data_error)
-    app.add_exception_handler(psycopg.DataError, _data_error)
+    if isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or isinstance(exc, OperationalError)
+    ):
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        return (
+            503,
+            "BACKEND_UNAVAILABLE",
+            f"the metadata database is unavailable: {reason}",
+            "retry shortly; check the database server behind LOOPLINE_URI",
+        )
+    return None

@@ -1,95 +1,116 @@
-"""A lean path for the MLflow client's most frequent request: ``POST .../runs/log-metric``.
+"""A lean path for the MLflow client's frequent requests, beside FastAPI's routes.
 
-The unmodified MLflow client sends one HTTP request per ``mlflow.log_metric`` call, so a
-training script makes hundreds of them. FastAPI's routing, dependency injection and body
-validation cost about a millisecond per request on a small machine, twice what writing the
-point costs. This ASGI middleware answers that one route itself: the body is parsed with
-orjson, the point written by the same store function as the FastAPI route
-(:func:`loopline.tracking.store.log_batch`, in a worker thread) and the errors are MLflow's
-(``{"error_code", "message"}``, the status from :data:`loopline.errors.ERROR_TABLE`).
+The unmodified MLflow client sends one HTTP request per call - ``log_metric``,
+``start_run``, ``end_run``, ``set_tags`` - so a training script makes hundreds of them.
+FastAPI's routing, dependency injection and body validation cost more per request than
+writing the data does. This ASGI middleware answers the routes of
+:data:`loopline.server.fast_routes.ROUTES` itself: the body is parsed with orjson by the
+route's strict parser, the operation (:mod:`loopline.server.mlflow_ops`, the same the FastAPI
+route calls) runs in a worker thread and commits before the answer is sent, and errors are
+MLflow's (``{"error_code", "message"}``, the status from :data:`loopline.errors.ERROR_TABLE`
+and :func:`loopline.server.errors.database_error`).
 
-Anything it does not expect (a body that is not a JSON object, a missing field, a value of
-another type, a body over 64 KiB) goes on, unchanged, to the FastAPI route, which answers as
-it always does; so both paths accept and refuse exactly the same requests.
+Anything a parser does not expect (see :mod:`.fast_routes`), a body that is not JSON, or
+one over 1 MiB goes on, unchanged, to the FastAPI route, which answers as it always does;
+so both paths accept and refuse exactly the same requests. The operation runs in one of
+the fast path's own thread pool, in a copy of the request's context (so the actor set by
+the auth gate reaches the audit log); ``run_in_executor`` costs the loop about half what
+``anyio.to_thread.run_sync`` does per call.
 
 Example:
-    >>> # app.add_middleware(MlflowLogMetricFastPath, ctx=ctx)
+    >>> # app.add_middleware(MlflowFastPath, ctx=ctx)
 """
 
 from __future__ import annotations
 
-import anyio
+import asyncio
+import contextvars
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loopline.core.context import Context
 from loopline.errors import LooplineError
-from loopline.server.errors import error_for_path
-from loopline.tracking import store
-from loopline.tracking.entities import Metric, now_ms
+from loopline.server.errors import database_error, error_for_path
+from loopline.server.fast_routes import ROUTES, Operation
+from loopline.server.mlflow_wire import ORJSON_OPTIONS
 
-PATHS = frozenset({"/api/2.0/mlflow/runs/log-metric", "/ajax-api/2.0/mlflow/runs/log-metric"})
-_MAX_BODY = 64 * 1024
-_FIELDS = frozenset({"run_id", "run_uuid", "key", "value", "timestamp", "step"})
-_JSON = [(b"content-type", b"application/json")]
+#: A log-batch of MLflow's maximum 1,000 metrics is ~80 KB; bigger bodies are rare enough to
+#: take the FastAPI route.
+MAX_BODY = 1024 * 1024
+_JSON = (b"content-type", b"application/json")
+# One set of threads for every app in the process (tests build many), started on first use;
+# 8 keeps PostgreSQL's pool (5 + 10 overflow) busy without queueing on it.
+_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="loopline-fast-path")
 
 
-class MlflowLogMetricFastPath:
-    """ASGI middleware answering MLflow's log-metric route without FastAPI's machinery.
+class MlflowFastPath:
+    """ASGI middleware answering MLflow's frequent routes without FastAPI's machinery.
+
+    ``max_body`` is the largest body it reads; a bigger one goes to ``app``, whose body size
+    limit then applies (so it must not exceed that limit when the path stands outside it).
 
     Example:
-        >>> # app.add_middleware(MlflowLogMetricFastPath, ctx=ctx)
+        >>> # app.add_middleware(MlflowFastPath, ctx=ctx)
     """
 
-    def __init__(self, app: ASGIApp, ctx: Context) -> None:
+    def __init__(self, app: ASGIApp, ctx: Context, max_body: int = MAX_BODY) -> None:
         self.app = app
         self.ctx = ctx
+        self.max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in PATHS:
+        parse = ROUTES.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
+        if parse is None or not _json_or_none(scope):
             await self.app(scope, receive, send)
             return
-        body, complete = await _read(receive)
-        parsed = _parse(body) if complete else None
-        if parsed is None:
-            await self.app(scope, _replay(body, receive, complete), send)
-            return
-        run_id, metric = parsed
+        if scope["method"] == "GET":  # the query string is all there is
+            operation = parse(b"", scope["query_string"])
+            if operation is None:
+                await self.app(scope, receive, send)
+                return
+        else:
+            body, complete = await _read(receive, self.max_body)
+            operation = parse(body, scope["query_string"]) if complete else None
+            if operation is None:
+                await self.app(scope, _replay(body, receive, complete), send)
+                return
         try:
-            await anyio.to_thread.run_sync(_write, self.ctx, run_id, metric)
+            # A cancelled request stops waiting; a started transaction still runs to its end.
+            answer = await asyncio.get_running_loop().run_in_executor(
+                _POOL, contextvars.copy_context().run, partial(_run, operation, self.ctx)
+            )
         except LooplineError as exc:
             error = error_for_path(scope["path"], exc.http_status, exc.code, exc.message, exc.hint)
             await _answer(send, exc.http_status, bytes(error.body))
             return
-        await _answer(send, 200, b"{}")
+        except Exception as exc:
+            found = database_error(exc)
+            if found is None:
+                raise  # a bug: answered 500 and logged (by Starlette, or uvicorn in front)
+            error = error_for_path(scope["path"], *found)
+            await _answer(send, found[0], bytes(error.body))
+            return
+        await _answer(send, 200, answer)
 
 
-def _write(ctx: Context, run_id: str, metric: Metric) -> None:
-    store.log_batch(ctx.engine, run_id, metrics=[metric])
+def _run(operation: Operation, ctx: Context) -> bytes:
+    """Run ``operation`` (it commits before returning) and render its answer, off the loop."""
+    return orjson.dumps(operation(ctx), option=ORJSON_OPTIONS)
 
 
-def _parse(body: bytes) -> tuple[str, Metric] | None:
-    """``(run_id, metric)`` for a plain, well-typed body; None for anything else."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(data, dict) or not data.keys() <= _FIELDS:
-        return None
-    run_id = data.get("run_id") or data.get("run_uuid")
-    key, value = data.get("key"), data.get("value")
-    timestamp, step = data.get("timestamp"), data.get("step")
-    if not isinstance(run_id, str) or not run_id or not isinstance(key, str):
-        return None
-    if not isinstance(value, float | int) or isinstance(value, bool):
-        return None  # "NaN", "Infinity" and anything odd take the FastAPI route
-    if not (timestamp is None or type(timestamp) is int) or not (step is None or type(step) is int):
-        return None
-    return run_id, Metric(key, float(value), timestamp or now_ms(), step or 0)
+def _json_or_none(scope: Scope) -> bool:
+    """True without a content type or with JSON's: what MLflow's client sends."""
+    for key, value in scope["headers"]:
+        if key == b"content-type":
+            return bool(value.split(b";", 1)[0].strip().lower() == b"application/json")
+    return True
 
 
-async def _read(receive: Receive) -> tuple[bytes, bool]:
-    """The request body, and whether it was read whole (False past the size limit)."""
+async def _read(receive: Receive, limit: int) -> tuple[bytes, bool]:
+    """The request body, and whether it was read whole (False past ``limit``)."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -100,8 +121,8 @@ async def _read(receive: Receive) -> tuple[bytes, bool]:
         chunks.append(chunk)
         size += len(chunk)
         if not message.get("more_body", False):
-            return b"".join(chunks), size <= _MAX_BODY
-        if size > _MAX_BODY:
+            return b"".join(chunks), size <= limit
+        if size > limit:
             return b"".join(chunks), False
 
 
@@ -121,6 +142,6 @@ def _replay(body: bytes, receive: Receive, complete: bool) -> Receive:
 
 
 async def _answer(send: Send, status: int, body: bytes) -> None:
-    headers: list[tuple[bytes, bytes]] = [*_JSON, (b"content-length", str(len(body)).encode())]
+    headers = [_JSON, (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -9,7 +9,6 @@ times are milliseconds, and non-finite metric values travel as the strings ``"Na
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -18,24 +17,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from loopline.core.context import Context
 from loopline.errors import InvalidInput
+from loopline.server import mlflow_ops as ops
 from loopline.server.deps import get_ctx
+from loopline.server.mlflow_wire import experiment_id as _exp_id
+from loopline.server.mlflow_wire import experiment_json, run_json, wire_float
+from loopline.server.mlflow_wire import metric_value as _value
 from loopline.server.responses import OrjsonResponse
 from loopline.tracking import experiments as exp_store
 from loopline.tracking import lineage, query, store
-from loopline.tracking.entities import (
-    Experiment,
-    Metric,
-    MetricPoint,
-    RunInput,
-    RunRecord,
-    ViewType,
-    now_ms,
-)
+from loopline.tracking.entities import Metric, MetricPoint, RunInput, ViewType, now_ms
 
 router = APIRouter(prefix="/api/2.0/mlflow", tags=["mlflow-tracking"])
 Ctx = Annotated[Context, Depends(get_ctx)]
-PARENT_TAG = "mlflow.parentRunId"
-RUN_NAME_TAG = "mlflow.runName"
 _VIEWS: dict[str, ViewType] = {
     "ACTIVE_ONLY": "active",
     "DELETED_ONLY": "deleted",
@@ -62,108 +55,13 @@ class MetricIn(_Req):
     step: int | None = 0
 
 
-def _value(v: float | str, key: str) -> float:
-    if isinstance(v, float | int):
-        return float(v)
-    try:
-        return float({"Infinity": "inf", "-Infinity": "-inf"}.get(v, v))
-    except ValueError as exc:
-        raise InvalidInput(
-            f"metric {key!r} has value {v!r}, which is not a number", field="value"
-        ) from exc
-
-
-def _wire_float(v: float) -> float | str:
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "Infinity" if v > 0 else "-Infinity"
-    return v
-
-
-def _kv(d: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"key": k, "value": "" if v is None else v} for k, v in sorted(d.items())]
-
-
-def _exp_id(raw: str | int | None) -> int:
-    try:
-        return int(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(
-            f"experiment_id {raw!r} is not an experiment id",
-            field="experiment_id",
-            hint="experiment ids are numbers",
-        ) from exc
-
-
-def experiment_json(e: Experiment) -> dict[str, Any]:
-    """An experiment in MLflow's JSON shape."""
-    return {
-        "experiment_id": str(e.id),
-        "name": e.name,
-        "artifact_location": e.artifact_location or f"mlflow-artifacts:/{e.id}",
-        "lifecycle_stage": e.lifecycle_stage,
-        "creation_time": e.creation_time,
-        "last_update_time": e.last_update_time,
-        "tags": _kv(e.tags),
-    }
-
-
-def run_info_json(r: RunRecord) -> dict[str, Any]:
-    """The ``info`` part of a run in MLflow's JSON shape."""
-    info: dict[str, Any] = {
-        "run_id": r.id,
-        "run_uuid": r.id,
-        "run_name": r.name or "",
-        "experiment_id": str(r.experiment_id),
-        "user_id": r.user_id or "",
-        "status": r.status,
-        "start_time": r.start_time,
-        "artifact_uri": f"mlflow-artifacts:/{r.experiment_id}/{r.id}/artifacts",
-        "lifecycle_stage": r.lifecycle_stage,
-    }
-    if r.end_time is not None:
-        info["end_time"] = r.end_time
-    return info
-
-
-def run_json(r: RunRecord) -> dict[str, Any]:
-    """A run in MLflow's JSON shape."""
-    tags = dict(r.tags)
-    if r.name and RUN_NAME_TAG not in tags:
-        tags[RUN_NAME_TAG] = r.name
-    if r.parent_run_id and PARENT_TAG not in tags:
-        tags[PARENT_TAG] = r.parent_run_id
-    metrics = [
-        {"key": k, "value": _wire_float(p.value), "timestamp": p.timestamp, "step": p.step}
-        for k, p in sorted(r.latest_metrics.items())
-    ]
-    inputs = [
-        {
-            "tags": [{"key": "mlflow.data.context", "value": i.context or ""}],
-            "dataset": {
-                "name": i.name,
-                "digest": i.digest,
-                "source_type": i.kind,
-                "source": f"{i.name}@{i.version}",
-            },
-        }
-        for i in r.inputs
-    ]
-    return {
-        "info": run_info_json(r),
-        "data": {"metrics": metrics, "params": _kv(r.params), "tags": _kv(tags)},
-        "inputs": {"dataset_inputs": inputs},
-    }
-
-
 def _ok() -> Response:
     """MLflow's empty answer, sent as is (no response model to validate on hot routes)."""
     return Response(b"{}", media_type="application/json")
 
 
 def _point(key: str, p: MetricPoint) -> dict[str, Any]:
-    return {"key": key, "value": _wire_float(p.value), "timestamp": p.timestamp, "step": p.step}
+    return {"key": key, "value": wire_float(p.value), "timestamp": p.timestamp, "step": p.step}
 
 
 # ------------------------------------------------------------------ experiments
@@ -189,16 +87,12 @@ def create_experiment(body: CreateExperiment, ctx: Ctx) -> dict[str, Any]:
 
 @router.get("/experiments/get")
 def get_experiment(experiment_id: str, ctx: Ctx) -> dict[str, Any]:
-    return {
-        "experiment": experiment_json(exp_store.get_experiment(ctx.engine, _exp_id(experiment_id)))
-    }
+    return ops.get_experiment(ctx, experiment_id)
 
 
 @router.get("/experiments/get-by-name")
 def get_experiment_by_name(experiment_name: str, ctx: Ctx) -> dict[str, Any]:
-    return {
-        "experiment": experiment_json(exp_store.get_experiment_by_name(ctx.engine, experiment_name))
-    }
+    return ops.get_experiment_by_name(ctx, experiment_name)
 
 
 class SearchExperiments(_Req):
@@ -318,20 +212,15 @@ class CreateRun(_Req):
 
 @router.post("/runs/create")
 def create_run(body: CreateRun, ctx: Ctx) -> Response:
-    tags = {t.key: t.value or "" for t in body.tags or []}
-    parent = tags.get(PARENT_TAG) or None
-    name = body.run_name or tags.get(RUN_NAME_TAG) or None
-    record = store.create_run(
-        ctx.engine,
-        _exp_id(body.experiment_id or "0"),
-        name=name,
-        start_time=body.start_time,
-        tags=tags,
-        parent_run_id=parent,
+    answer = ops.create_run(
+        ctx,
+        experiment=body.experiment_id,
         user_id=body.user_id,
-        actor=ctx.settings.actor_name,
+        start_time=body.start_time,
+        tags={t.key: t.value or "" for t in body.tags or []},
+        run_name=body.run_name,
     )
-    return OrjsonResponse({"run": run_json(record)})
+    return OrjsonResponse(answer)
 
 
 class UpdateRun(_Req):
@@ -344,26 +233,19 @@ class UpdateRun(_Req):
 
 @router.post("/runs/update")
 def update_run(body: UpdateRun, ctx: Ctx) -> Response:
-    run_id = body.run_id or body.run_uuid
-    if not run_id:
-        raise InvalidInput("run_id is required", field="run_id")
-    record = store.update_run(
-        ctx.engine,
-        run_id,
+    answer = ops.update_run(
+        ctx,
+        run_id=body.run_id or body.run_uuid,
         status=body.status,
         end_time=body.end_time,
-        name=body.run_name or None,
-        actor=ctx.settings.actor_name,
+        run_name=body.run_name,
     )
-    return OrjsonResponse({"run_info": run_info_json(record)})
+    return OrjsonResponse(answer)
 
 
 @router.get("/runs/get")
 def get_run(ctx: Ctx, run_id: str | None = None, run_uuid: str | None = None) -> Response:
-    rid = run_id or run_uuid
-    if not rid:
-        raise InvalidInput("run_id is required", field="run_id")
-    return OrjsonResponse({"run": run_json(store.get_run(ctx.engine, rid))})
+    return OrjsonResponse(ops.get_run(ctx, run_id or run_uuid))
 
 
 class RunRef(_Req):
@@ -421,7 +303,7 @@ def log_metric(body: LogMetric, ctx: Ctx) -> Response:
     metric = Metric(
         body.key, _value(body.value, body.key), body.timestamp or now_ms(), body.step or 0
     )
-    store.log_batch(ctx.engine, run_id, metrics=[metric])
+    ops.log_batch(ctx, run_id, metrics=[metric])
     return _ok()
 
 
@@ -434,7 +316,7 @@ class LogParam(_Req):
 
 @router.post("/runs/log-parameter")
 def log_param(body: LogParam, ctx: Ctx) -> Response:
-    store.log_batch(ctx.engine, body.run_id or body.run_uuid or "", params={body.key: body.value})
+    ops.log_batch(ctx, body.run_id or body.run_uuid or "", params=[(body.key, body.value)])
     return _ok()
 
 
@@ -447,10 +329,7 @@ class SetTag(_Req):
 
 @router.post("/runs/set-tag")
 def set_tag(body: SetTag, ctx: Ctx) -> Response:
-    run_id = body.run_id or body.run_uuid or ""
-    if body.key == RUN_NAME_TAG:
-        store.update_run(ctx.engine, run_id, name=body.value)
-    store.set_tag(ctx.engine, run_id, body.key, body.value)
+    ops.set_tag(ctx, body.run_id or body.run_uuid or "", body.key, body.value)
     return _ok()
 
 
@@ -479,8 +358,8 @@ def log_batch(body: LogBatch, ctx: Ctx) -> Response:
         Metric(m.key, _value(m.value, m.key), m.timestamp or now, m.step or 0)
         for m in body.metrics or []
     ]
-    store.log_batch(
-        ctx.engine,
+    ops.log_batch(
+        ctx,
         body.run_id,
         metrics=metrics,
         params=[(p.key, p.value or "") for p in body.params or []],

@@ -1,0 +1,147 @@
+"""What the MLflow client's frequent tracking calls do, given their already-parsed fields.
+
+Both ways into the server call these: the FastAPI routes (:mod:`.mlflow_tracking`, after
+pydantic has validated the request) and the fast path (:mod:`.fast_routes`, after its strict
+parser has accepted it). Each writes through :mod:`loopline.tracking`'s store in one
+transaction, which commits before the answer is returned, and returns the JSON answer.
+
+Example:
+    >>> # get_run(ctx, run_id)["run"]["info"]["status"] -> 'RUNNING'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from loopline.core.context import Context
+from loopline.errors import InvalidInput
+from loopline.server.mlflow_wire import (
+    PARENT_TAG,
+    RUN_NAME_TAG,
+    experiment_id,
+    experiment_json,
+    run_info_json,
+    run_json,
+)
+from loopline.tracking import experiments as exp_store
+from loopline.tracking import store
+from loopline.tracking.entities import Metric
+
+#: MLflow's answer to a write that returns nothing.
+EMPTY: dict[str, Any] = {}
+
+
+def create_run(
+    ctx: Context,
+    *,
+    experiment: str | None,
+    user_id: str | None,
+    start_time: int | None,
+    tags: dict[str, str],
+    run_name: str | None,
+) -> dict[str, Any]:
+    """``runs/create``: a RUNNING run; the parent and the name may come as MLflow's tags.
+
+    Example:
+        >>> # create_run(ctx, experiment="1", user_id=None, start_time=None, tags={},
+        >>> #            run_name="trial")["run"]["info"]["run_name"] -> 'trial'
+    """
+    record = store.create_run(
+        ctx.engine,
+        experiment_id(experiment or "0"),
+        name=run_name or tags.get(RUN_NAME_TAG) or None,
+        start_time=start_time,
+        tags=tags,
+        parent_run_id=tags.get(PARENT_TAG) or None,
+        user_id=user_id,
+        actor=ctx.settings.actor_name,
+    )
+    return {"run": run_json(record)}
+
+
+def _require_run_id(run_id: str | None) -> str:
+    if not run_id:
+        raise InvalidInput("run_id is required", field="run_id")
+    return run_id
+
+
+def update_run(
+    ctx: Context,
+    *,
+    run_id: str | None,
+    status: str | None,
+    end_time: int | None,
+    run_name: str | None,
+) -> dict[str, Any]:
+    """``runs/update``: status, end time or name; answers the run's new ``run_info``.
+
+    Example:
+        >>> # update_run(ctx, run_id=rid, status="FINISHED", end_time=None, run_name=None)
+    """
+    record = store.update_run(
+        ctx.engine,
+        _require_run_id(run_id),
+        status=status,
+        end_time=end_time,
+        name=run_name or None,
+        actor=ctx.settings.actor_name,
+    )
+    return {"run_info": run_info_json(record)}
+
+
+def get_run(ctx: Context, run_id: str | None) -> dict[str, Any]:
+    """``runs/get``: the whole run (latest metrics, params, tags, inputs).
+
+    Example:
+        >>> # get_run(ctx, rid)["run"]["data"]["params"] -> [{'key': 'lr', 'value': '0.1'}]
+    """
+    return {"run": run_json(store.get_run(ctx.engine, _require_run_id(run_id)))}
+
+
+def log_batch(
+    ctx: Context,
+    run_id: str,
+    *,
+    metrics: Sequence[Metric] = (),
+    params: Sequence[tuple[str, str]] = (),
+    tags: Sequence[tuple[str, str]] = (),
+) -> dict[str, Any]:
+    """``runs/log-batch``, ``runs/log-metric`` and ``runs/log-parameter``: one transaction.
+
+    Example:
+        >>> # log_batch(ctx, rid, metrics=[Metric("loss", 0.3, now_ms(), 1)]) -> {}
+    """
+    store.log_batch(ctx.engine, run_id, metrics=metrics, params=params, tags=tags)
+    return EMPTY
+
+
+def set_tag(ctx: Context, run_id: str, key: str, value: str) -> dict[str, Any]:
+    """``runs/set-tag``; MLflow renames a run by setting its ``mlflow.runName`` tag.
+
+    Example:
+        >>> # set_tag(ctx, rid, "mlflow.runName", "better-name") -> {}
+    """
+    if key == RUN_NAME_TAG:
+        store.update_run(ctx.engine, run_id, name=value)
+    store.set_tag(ctx.engine, run_id, key, value)
+    return EMPTY
+
+
+def get_experiment(ctx: Context, raw_id: str) -> dict[str, Any]:
+    """``experiments/get``.
+
+    Example:
+        >>> # get_experiment(ctx, "0")["experiment"]["name"] -> 'Default'
+    """
+    found = exp_store.get_experiment(ctx.engine, experiment_id(raw_id))
+    return {"experiment": experiment_json(found)}
+
+
+def get_experiment_by_name(ctx: Context, name: str) -> dict[str, Any]:
+    """``experiments/get-by-name``; MLflow's ``set_experiment`` asks it first.
+
+    Example:
+        >>> # get_experiment_by_name(ctx, "Default")["experiment"]["experiment_id"] -> '0'
+    """
+    return {"experiment": experiment_json(exp_store.get_experiment_by_name(ctx.engine, name))}

@@ -1,0 +1,244 @@
+"""The fast path answers MLflow's frequent routes exactly as the FastAPI routes do.
+
+Every case is sent twice to a real ``loopline server`` (SQLite and PostgreSQL): once as the
+MLflow client sends it, which the fast path answers, and once with one field more (an
+unknown body field, an unknown query parameter), which the fast path leaves to FastAPI
+(both ignore unknown fields). Status, answer and the stored run must be the same.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tests.server.conftest import start_server, stop_server
+from tests.tracking.backends import database, server
+
+SLOW_FIELD = "extra_field_for_the_slow_path"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def mlflow(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[httpx.Client]:
+    """A client of the MLflow-compatible API of one server per backend."""
+    folder = tmp_path_factory.mktemp(request.param)
+    with (
+        database(request.param, folder) as db_uri,
+        server(db_uri, folder) as url,
+        httpx.Client(base_url=f"{url}/api/2.0/mlflow", timeout=120) as client,
+    ):
+        yield client
+
+
+@dataclass
+class Case:
+    """One request; ``runs`` collects the ids it made, so that answers can be compared."""
+
+    client: httpx.Client
+    experiment: str
+    runs: list[str] = field(default_factory=list)
+
+    def new_run(self, **extra: Any) -> str:
+        body = {"experiment_id": self.experiment, "start_time": 1000, "run_name": "r", **extra}
+        answer = self.client.post("/runs/create", json=body)
+        assert answer.status_code == 200, answer.text
+        run_id: str = answer.json()["run"]["info"]["run_id"]
+        self.runs.append(run_id)
+        return run_id
+
+
+Request = tuple[str, str, dict[str, Any]]  # method, path, JSON body or query parameters
+
+
+def _create(c: Case) -> Request:
+    tags = [{"key": "mlflow.user", "value": "ada"}, {"key": "mlflow.source.name", "value": "t.py"}]
+    body = {"experiment_id": c.experiment, "user_id": "ada", "run_name": "trial", "tags": tags}
+    return "POST", "/runs/create", {**body, "start_time": 1234}
+
+
+CASES: dict[str, Callable[[Case], Request]] = {
+    "create-run": _create,
+    "create-run-named-by-tag": lambda c: (
+        "POST",
+        "/runs/create",
+        {
+            "experiment_id": c.experiment,
+            "start_time": 1,
+            "tags": [{"key": "mlflow.runName", "value": "n"}],
+        },
+    ),
+    "create-run-unknown-experiment": lambda c: ("POST", "/runs/create", {"experiment_id": "98765"}),
+    "create-run-bad-experiment-id": lambda c: ("POST", "/runs/create", {"experiment_id": "abc"}),
+    "create-run-bad-name": lambda c: (
+        "POST",
+        "/runs/create",
+        {"experiment_id": c.experiment, "run_name": "x" * 1000},
+    ),
+    "update-run": lambda c: (
+        "POST",
+        "/runs/update",
+        {"run_id": c.new_run(), "status": "FINISHED", "end_time": 2000},
+    ),
+    "update-run-by-uuid": lambda c: (
+        "POST",
+        "/runs/update",
+        {"run_uuid": c.new_run(), "status": "KILLED", "run_name": "renamed"},
+    ),
+    "update-run-no-id": lambda c: ("POST", "/runs/update", {"status": "FINISHED"}),
+    "update-run-bad-status": lambda c: (
+        "POST",
+        "/runs/update",
+        {"run_id": c.new_run(), "status": "DONE"},
+    ),
+    "update-run-unknown": lambda c: ("POST", "/runs/update", {"run_id": "0" * 32}),
+    "get-run": lambda c: ("GET", "/runs/get", {"run_id": c.new_run(), "run_uuid": "ignored"}),
+    "get-run-empty-id": lambda c: ("GET", "/runs/get", {"run_id": ""}),
+    "get-run-unknown": lambda c: ("GET", "/runs/get", {"run_uuid": "0" * 32}),
+    "log-batch": lambda c: (
+        "POST",
+        "/runs/log-batch",
+        {
+            "run_id": c.new_run(),
+            "metrics": [
+                {"key": "loss", "value": 0.5, "timestamp": 7, "step": 1},
+                {"key": "acc", "value": 1, "timestamp": 7},
+            ],
+            "params": [{"key": "lr", "value": "0.1"}, {"key": "empty"}],
+            "tags": [{"key": "team", "value": "risk"}],
+        },
+    ),
+    "log-batch-unknown-run": lambda c: ("POST", "/runs/log-batch", {"run_id": "0" * 32}),
+    "log-batch-bad-key": lambda c: (
+        "POST",
+        "/runs/log-batch",
+        {"run_id": c.new_run(), "params": [{"key": "a/../b", "value": "1"}]},
+    ),
+    "log-batch-param-changed": lambda c: (
+        "POST",
+        "/runs/log-batch",
+        {
+            "run_id": c.new_run(),
+            "params": [{"key": "lr", "value": "0.1"}, {"key": "lr", "value": "0.2"}],
+        },
+    ),
+    "log-metric": lambda c: (
+        "POST",
+        "/runs/log-metric",
+        {"run_uuid": c.new_run(), "key": "loss", "value": 2, "timestamp": 5, "step": 3},
+    ),
+    "log-parameter": lambda c: (
+        "POST",
+        "/runs/log-parameter",
+        {"run_id": c.new_run(), "key": "depth", "value": "7"},
+    ),
+    "log-parameter-unknown-run": lambda c: (
+        "POST",
+        "/runs/log-parameter",
+        {"run_id": "0" * 32, "key": "depth", "value": "7"},
+    ),
+    "set-tag": lambda c: (
+        "POST",
+        "/runs/set-tag",
+        {"run_id": c.new_run(), "key": "stage", "value": "candidate"},
+    ),
+    "set-tag-renames": lambda c: (
+        "POST",
+        "/runs/set-tag",
+        {"run_id": c.new_run(), "key": "mlflow.runName", "value": "better"},
+    ),
+    "get-by-name": lambda c: ("GET", "/experiments/get-by-name", {"experiment_name": "Default"}),
+    "get-by-name-missing": lambda c: (
+        "GET",
+        "/experiments/get-by-name",
+        {"experiment_name": "no-such-experiment"},
+    ),
+    "get-experiment": lambda c: ("GET", "/experiments/get", {"experiment_id": c.experiment}),
+    "get-experiment-bad-id": lambda c: ("GET", "/experiments/get", {"experiment_id": "abc"}),
+}
+
+
+def _send(client: httpx.Client, request: Request, *, slow: bool) -> httpx.Response:
+    method, path, data = request
+    if method == "GET":
+        params = {**data, SLOW_FIELD: "1"} if slow else data
+        return client.get(path, params=params)
+    return client.post(path, json={**data, SLOW_FIELD: 1} if slow else data)
+
+
+def _normal(value: Any, case: Case) -> Any:
+    """``value`` with the case's run ids written as their order of creation."""
+    text = orjson.dumps(value).decode()
+    for i, run_id in enumerate(case.runs):
+        text = text.replace(run_id, f"RUN{i}")
+    return orjson.loads(text)
+
+
+@pytest.mark.parametrize("name", list(CASES), ids=list(CASES))
+def test_the_fast_path_answers_like_the_fastapi_route(mlflow: httpx.Client, name: str) -> None:
+    created = mlflow.post("/experiments/create", json={"name": f"fast-{uuid.uuid4().hex}"})
+    experiment = created.json()["experiment_id"]
+    outcomes = []
+    for slow in (False, True):
+        case = Case(mlflow, experiment)
+        answer = _send(mlflow, CASES[name](case), slow=slow)
+        body = answer.json()
+        if "run" in body:  # a created run is one more id to write in its place
+            case.runs.append(body["run"]["info"]["run_id"])
+        stored = [mlflow.get("/runs/get", params={"run_id": r}).json() for r in case.runs]
+        outcomes.append((answer.status_code, _normal(body, case), _normal(stored, case)))
+    assert outcomes[0] == outcomes[1]
+    status, body, _stored = outcomes[0]
+    if status != 200:
+        assert 400 <= status < 500 and body["error_code"] and body["message"], body
+
+
+def test_the_fast_path_writes_what_it_acknowledges(mlflow: httpx.Client) -> None:
+    created = mlflow.post("/experiments/create", json={"name": f"fast-{uuid.uuid4().hex}"})
+    case = Case(mlflow, created.json()["experiment_id"])
+    run_id = case.new_run()
+    metrics = [
+        {"key": f"m{k}", "value": float(k), "timestamp": 9, "step": s}
+        for s in range(20)
+        for k in range(50)
+    ]  # MLflow's largest batch, 1,000 points, as the mixed benchmark sends it
+    batch = mlflow.post("/runs/log-batch", json={"run_id": run_id, "metrics": metrics})
+    assert batch.status_code == 200 and batch.json() == {}
+    history = mlflow.get("/metrics/get-history", params={"run_id": run_id, "metric_key": "m7"})
+    assert [p["step"] for p in history.json()["metrics"]] == list(range(20))
+    assert {p["value"] for p in history.json()["metrics"]} == {7.0}
+    ended = mlflow.post("/runs/update", json={"run_id": run_id, "status": "FINISHED"})
+    assert ended.json()["run_info"]["status"] == "FINISHED"
+    run = mlflow.get("/runs/get", params={"run_id": run_id}).json()["run"]
+    assert run["info"]["status"] == "FINISHED" and len(run["data"]["metrics"]) == 50
+
+
+def test_a_body_over_the_request_limit_is_refused_on_the_fast_path_too(
+    tmp_path: Path,
+) -> None:
+    # The fast path stands in front of the body limit: it must not accept what it refuses.
+    env = {"LOOPLINE_MAX_REQUEST_MB": "0.01"}
+    proc, url = start_server(f"sqlite:///{tmp_path / 'meta.db'}", str(tmp_path / "art"), env)
+    try:
+        with httpx.Client(base_url=f"{url}/api/2.0/mlflow", timeout=60) as client:
+            run = client.post("/runs/create", json={"experiment_id": "0"}).json()["run"]
+            run_id = run["info"]["run_id"]
+            metrics = [{"key": "loss", "value": 0.5, "timestamp": 1, "step": s} for s in range(300)]
+            answer = client.post("/runs/log-batch", json={"run_id": run_id, "metrics": metrics})
+            assert answer.status_code == 413, answer.text
+            assert "LOOPLINE_MAX_REQUEST_MB" in answer.json()["message"]
+            small = client.post("/runs/log-batch", json={"run_id": run_id, "metrics": metrics[:5]})
+            assert small.status_code == 200, small.text
+            history = client.get(
+                "/metrics/get-history", params={"run_id": run_id, "metric_key": "loss"}
+            )
+            assert [p["step"] for p in history.json()["metrics"]] == [0, 1, 2, 3, 4]
+    finally:
+        stop_server(proc)
