@@ -51,3 +51,15 @@ def test_runs_come_back_in_the_asked_order_and_empty_runs_have_empty_dicts(ctx: 
     assert (found[1].params, found[1].latest_metrics, found[1].inputs) == ({}, {}, ())
     assert found[1].tags == store.get_run(ctx.engine, bare.id).tags
     assert get_runs(ctx.engine, []) == []
+
+
+def test_latest_metrics_come_back_in_code_point_order_not_the_databases_locale(
+    ctx: Context,
+) -> None:
+    # A locale collation (PostgreSQL's en_US) puts "a" before "Z" and "é" among the e's;
+    # Python, and every other dict of a run, orders by code point.
+    run = store.create_run(ctx.engine, 0)
+    keys = ["é", "Z", "a", "e", "B", "10", "9", "_x"]
+    store.log_batch(ctx.engine, run.id, metrics=[Metric(k, 1.0, 1, step=0) for k in keys])
+    (found,) = get_runs(ctx.engine, [run.id])
+    assert list(found.latest_metrics) == sorted(keys)

@@ -76,7 +76,10 @@ def test_same_pipeline_same_outputs(ctx: Context, executor: Executor, tmp_path: 
 
 def test_independent_steps_overlap(ctx: Context, executor: Executor) -> None:
     # Warm up: two overlapping naps make every executor start (and import into) two workers.
-    ps.parallel.run({"seconds": 0.3}, executor=executor)
+    # Ray starts its second worker only when the second task is waiting, which takes over a
+    # second on a loaded machine: its warm-up naps outlast that start, or the first worker
+    # runs both naps in turn and the measured run starts the second worker all over again.
+    ps.parallel.run({"seconds": 3.0 if executor.name == "ray" else 0.3}, executor=executor)
     result = ps.parallel.run({"seconds": 0.5}, executor=executor)
     assert result.status == "finished"
     naps: list[dict[str, Any]] = [result.output("nap"), result.output("nap_2")]

@@ -31,7 +31,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from loopline.core.bulk import insert_rows
+from loopline.core.bulk import driver_executemany, driver_fetchone, insert_rows
 from loopline.core.schema import audit_events, audit_head
 
 GENESIS = "0" * 64
@@ -118,34 +118,8 @@ def append(
     Example:
         >>> # with engine.begin() as conn: append(conn, actor="ci", action="deploy", ...)
     """
-    head = conn.execute(
-        sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
-    ).one()
-    seq = int(head.seq) + 1
-    ts = time.time()
-    before_s, after_s = _encode(before), _encode(after)
-    digest = event_hash(
-        seq, ts, actor, action, object_type, object_id, before_s, after_s, reason, head.hash
-    )
-    conn.execute(
-        audit_events.insert().values(
-            seq=seq,
-            ts=ts,
-            actor=actor,
-            action=action,
-            object_type=object_type,
-            object_id=object_id,
-            before=before_s,
-            after=after_s,
-            reason=reason,
-            prev_hash=head.hash,
-            hash=digest,
-        )
-    )
-    conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=seq, hash=digest))
-    return AuditEvent(
-        seq, ts, actor, action, object_type, object_id, before, after, reason, head.hash, digest
-    )
+    event = NewEvent(actor, action, object_type, object_id, before, after, reason)
+    return append_many(conn, [event])[0]
 
 
 @dataclass(frozen=True)
@@ -166,15 +140,16 @@ class NewEvent:
     reason: str | None = None
 
 
-# Built once: append_many runs on hot paths (a pipeline's step runs).
-_LOCK_HEAD = (
-    sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
-)
-_SET_HEAD = (
-    audit_head.update()
-    .where(audit_head.c.id == 1)
-    .values(seq=sa.bindparam("new_seq"), hash=sa.bindparam("new_hash"))
-)
+# Plain SQL run on the driver: append_many runs on hot paths (every run created, a
+# pipeline's step runs), where SQLAlchemy's statement handling costs more than the work.
+# FOR UPDATE holds the head on PostgreSQL; SQLite's write lock is already the
+# transaction's (BEGIN IMMEDIATE).
+_LOCK_HEAD = {
+    "sqlite": 'SELECT "seq", "hash" FROM "audit_head" WHERE "id" = 1',
+    "postgresql": 'SELECT "seq", "hash" FROM "audit_head" WHERE "id" = 1 FOR UPDATE',
+}
+_SET_HEAD = 'UPDATE "audit_head" SET "seq" = {p}, "hash" = {p} WHERE "id" = 1'
+_PLACEHOLDER = {"sqlite": "?", "postgresql": "%s"}
 
 
 def append_many(conn: Connection, new: Sequence[NewEvent]) -> list[AuditEvent]:
@@ -195,8 +170,11 @@ def append_many(conn: Connection, new: Sequence[NewEvent]) -> list[AuditEvent]:
     """
     if not new:
         return []
-    head = conn.execute(_LOCK_HEAD).one()
-    seq, prev = int(head.seq), str(head.hash)
+    dialect = conn.dialect.name
+    head = driver_fetchone(conn, _LOCK_HEAD[dialect], ())
+    if head is None:
+        raise RuntimeError("the audit log has no head row: run `loopline db upgrade`")
+    seq, prev = int(head[0]), str(head[1])
     rows: list[dict[str, Any]] = []
     done: list[AuditEvent] = []
     for e in new:
@@ -247,7 +225,7 @@ def append_many(conn: Connection, new: Sequence[NewEvent]) -> list[AuditEvent]:
         )
         prev = digest
     insert_rows(conn, audit_events, rows)
-    conn.execute(_SET_HEAD, {"new_seq": seq, "new_hash": prev})
+    driver_executemany(conn, _SET_HEAD.format(p=_PLACEHOLDER[dialect]), [(seq, prev)])
     return done
 
 

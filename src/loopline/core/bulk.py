@@ -56,6 +56,25 @@ def driver_executemany(conn: Connection, sql: str, values: Sequence[tuple[Any, .
         cur.close()
 
 
+def driver_fetchone(conn: Connection, sql: str, args: Sequence[Any]) -> tuple[Any, ...] | None:
+    """The first row of ``sql`` (in the driver's placeholder style) run on the
+    transaction's own connection (None: no row), driver errors raised as SQLAlchemy's.
+
+    Example:
+        >>> # driver_fetchone(conn, "SELECT seq FROM audit_head WHERE id = ?", (1,))
+    """
+    dbapi: Any = conn.dialect.dbapi
+    cur: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cur.execute(sql, tuple(args))
+        row: tuple[Any, ...] | None = cur.fetchone()
+    except dbapi.Error as exc:
+        raise sa.exc.DBAPIError.instance(sql, args, exc, dbapi.Error) from exc
+    finally:
+        cur.close()
+    return row
+
+
 def _tuples(rows: Sequence[Mapping[str, Any]], columns: list[str]) -> list[tuple[Any, ...]]:
     get = operator.itemgetter(*columns)
     return [get(r) for r in rows] if len(columns) > 1 else [(get(r),) for r in rows]

@@ -84,6 +84,35 @@ def bulk_insert_chunks(conn: Connection, chunks: Sequence[tuple[Any, ...]]) -> N
     driver_executemany(conn, _CHUNK_INSERT.format(p=placeholder), chunks)
 
 
+# Keep whichever of the stored and the new point has the greater (step, timestamp, value):
+# a late or replayed batch never moves the latest value back. Row-value comparison and
+# ON CONFLICT are spelled the same on SQLite (3.24+) and PostgreSQL.
+_LATEST_UPSERT = (
+    'INSERT INTO latest_metrics (run_id, "key", "value", "timestamp", step, is_nan) '
+    "VALUES ({p}, {p}, {p}, {p}, {p}, {p}) "
+    'ON CONFLICT (run_id, "key") DO UPDATE SET "value" = excluded."value", '
+    '"timestamp" = excluded."timestamp", step = excluded.step, is_nan = excluded.is_nan '
+    'WHERE (excluded.step, excluded."timestamp", excluded."value") > '
+    '(latest_metrics.step, latest_metrics."timestamp", latest_metrics."value")'
+)
+
+
+def bulk_upsert_latest(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Bring ``latest_metrics`` up to date with ``(run_id, key, value, timestamp, step,
+    is_nan)`` rows (one per run and key) in the caller's transaction.
+
+    Through the driver like :func:`bulk_insert_chunks`: the MLflow client logs one point
+    per request, and SQLAlchemy's statement handling cost more than the upsert.
+
+    Example:
+        >>> # bulk_upsert_latest(conn, [(run_id, "loss", 0.3, 1700000000000, 1, False)])
+    """
+    if not rows:
+        return
+    placeholder = "%s" if conn.dialect.name == "postgresql" else "?"
+    driver_executemany(conn, _LATEST_UPSERT.format(p=placeholder), rows)
+
+
 def like_to_glob(pattern: str) -> str:
     r"""Rewrite a SQL ``LIKE`` pattern (``%``, ``_``, ``\`` escapes) as a SQLite ``GLOB``.
 

@@ -37,11 +37,10 @@ from loopline.errors import InvalidInput
 from loopline.tracking._dialect import (
     MetricRow,
     bulk_insert_chunks,
-    cached_statement,
-    insert_for,
+    bulk_upsert_latest,
 )
 from loopline.tracking.entities import MetricPoint
-from loopline.tracking.tables import latest_metrics, metric_chunks
+from loopline.tracking.tables import metric_chunks
 
 _NAN = float("nan")
 _RUN, _VALUE, _TIMESTAMP, _STEP, _IS_NAN = (itemgetter(i) for i in (0, 2, 3, 4, 5))
@@ -160,38 +159,7 @@ def write_rows(conn: Connection, rows: Sequence[MetricRow]) -> None:
         return
     chunks, latest = pack_chunks(rows)
     bulk_insert_chunks(conn, chunks)
-    conn.execute(
-        cached_statement(conn, "latest_metrics.upsert", _latest_upsert),
-        [
-            {
-                "run_id": r[0],
-                "key": r[1],
-                "value": r[2],
-                "timestamp": r[3],
-                "step": r[4],
-                "is_nan": bool(r[5]),
-            }
-            for r in latest
-        ],
-    )
-
-
-def _latest_upsert(conn: Connection) -> Any:
-    """Keep whichever of the stored and the new point has the greater (step, timestamp, value)."""
-    stmt = insert_for(conn, latest_metrics)
-    new = stmt.excluded
-    old = latest_metrics.c
-    return stmt.on_conflict_do_update(
-        index_elements=["run_id", "key"],
-        set_={
-            "value": new.value,
-            "timestamp": new.timestamp,
-            "step": new.step,
-            "is_nan": new.is_nan,
-        },
-        where=sa.tuple_(new.step, new.timestamp, new.value)
-        > sa.tuple_(old.step, old.timestamp, old.value),
-    )
+    bulk_upsert_latest(conn, [(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in latest])
 
 
 def unpack_chunk(steps: bytes, timestamps: bytes, values: bytes) -> list[MetricPoint]:

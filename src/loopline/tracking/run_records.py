@@ -45,10 +45,13 @@ _OBJECT_SQL = {
         'SELECT json_object_agg("key", "value")::text FROM "{table}" WHERE "run_id" = r."id"'
     ),
 }
+# Ordered by key as Python orders text (code points: SQLite's BINARY, PostgreSQL's "C",
+# not the database's locale), so each run's metrics arrive in key order with no check.
 _LATEST_SQL = (
     'SELECT "run_id", "key", "step", "timestamp", "value", "is_nan" FROM "latest_metrics" '
-    'WHERE "run_id" {ids}'
+    'WHERE "run_id" {ids} ORDER BY "run_id", "key"{collate}'
 )
+_CODE_POINT_ORDER = {"sqlite": "", "postgresql": ' COLLATE "C"'}
 _INPUTS_SQL = (
     'SELECT "run_id", "kind", "name", "version", "digest", "context" FROM "run_inputs" '
     'WHERE "run_id" {ids} ORDER BY "logged_time", "name"'
@@ -69,14 +72,15 @@ def _statements(dialect: str) -> tuple[str, str, str]:
     runs_sql = _RUNS_SQL.format(
         params=obj.format(table="params"), tags=obj.format(table="tags"), ids=clause
     )
-    return runs_sql, _LATEST_SQL.format(ids=clause), _INPUTS_SQL.format(ids=clause)
+    latest_sql = _LATEST_SQL.format(ids=clause, collate=_CODE_POINT_ORDER[dialect])
+    return runs_sql, latest_sql, _INPUTS_SQL.format(ids=clause)
 
 
 def _in_key_order(found: dict[str, Any]) -> dict[str, Any]:
     """``found`` with its keys in order (the database usually hands them so already)."""
     keys = list(found)
-    # SQL promises no order of rows into an aggregate or out of a scan; in practice both
-    # databases follow the primary key (run_id, key), and checking costs less than sorting.
+    # SQL promises no order of rows into an aggregate; in practice both databases follow
+    # the primary key (run_id, key), and checking costs less than sorting.
     if len(keys) > 1 and keys != sorted(keys):
         return dict(sorted(found.items()))
     return found
@@ -151,7 +155,7 @@ def get_runs(engine: Engine, run_ids: Sequence[str]) -> list[RunRecord]:
                 uri,
                 _in_key_order(orjson.loads(params_json)) if params_json else {},
                 _in_key_order(orjson.loads(tags_json)) if tags_json else {},
-                _in_key_order(lat[i]) if i in lat else {},
+                lat.get(i) or {},
                 tuple(inp[i]) if i in inp else (),
             )
         )

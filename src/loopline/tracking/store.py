@@ -29,13 +29,13 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from loopline.core import audit
-from loopline.core.bulk import driver_executemany
+from loopline.core.bulk import driver_executemany, driver_fetchone
 from loopline.errors import Conflict, InvalidInput, NotFound
 from loopline.tracking import metrics as metric_store
 from loopline.tracking._dialect import MetricRow, cached_statement, insert_for
@@ -208,21 +208,6 @@ _EXPERIMENT_STAGE_SQL = 'SELECT "lifecycle_stage" FROM "experiments" WHERE "id" 
 _PLACEHOLDER = {"sqlite": "?", "postgresql": "%s"}
 
 
-def _driver_scalar(conn: Connection, sql: str, args: tuple[Any, ...]) -> Any:
-    """The first column of the first row of ``sql`` run on the transaction's own driver
-    connection (None: no row), driver errors raised as SQLAlchemy's."""
-    dbapi: Any = conn.dialect.dbapi
-    cur: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cur.execute(sql, args)
-        row = cur.fetchone()
-    except dbapi.Error as exc:
-        raise sa.exc.DBAPIError.instance(sql, args, exc, dbapi.Error) from exc
-    finally:
-        cur.close()
-    return None if row is None else row[0]
-
-
 def write_run(
     engine: Engine,
     new: NewRun,
@@ -249,13 +234,15 @@ def write_run(
     all_tags = {**record.tags, **(tags or {})}
     with engine.begin() as conn:
         p = _PLACEHOLDER[conn.dialect.name]
-        stage = _driver_scalar(conn, _EXPERIMENT_STAGE_SQL.format(p=p), (record.experiment_id,))
-        if stage is None:
+        found_stage = driver_fetchone(
+            conn, _EXPERIMENT_STAGE_SQL.format(p=p), (record.experiment_id,)
+        )
+        if found_stage is None:
             raise NotFound(
                 f"experiment {record.experiment!r} (id {record.experiment_id}) does not exist",
                 hint="it was removed while the run started; start the run again",
             )
-        if stage != "active":
+        if found_stage[0] != "active":
             raise _deleted_experiment(record.experiment)
         if record.parent_run_id is not None:
             found = conn.execute(_RUN_EXISTS, {"run_id": record.parent_run_id}).first()
@@ -346,29 +333,36 @@ def check_run_status(status: str) -> str:
     return status
 
 
-_RUN_STATE = sa.select(runs.c.id, runs.c.lifecycle_stage, runs.c.status).where(
-    runs.c.id == sa.bindparam("run_id")
-)
+class RunState(NamedTuple):
+    """What a write checks before it touches a run (:func:`require_run`)."""
+
+    id: str
+    lifecycle_stage: str
+    status: str
 
 
-def require_run(engine_or_conn: Engine | Connection, run_id: str) -> Any:
+# On the driver: every write through the MLflow REST API checks its run first, one request
+# per metric, and SQLAlchemy's statement handling cost more than the lookup.
+_RUN_STATE_SQL = 'SELECT "id", "lifecycle_stage", "status" FROM "runs" WHERE "id" = {p}'
+
+
+def require_run(engine_or_conn: Engine | Connection, run_id: str) -> RunState:
     """The run's id, lifecycle stage and status, or :class:`NotFound` naming the id.
 
     Example:
         >>> # require_run(engine, run_id).lifecycle_stage  -> 'active'
     """
-    bound = {"run_id": run_id}
     if isinstance(engine_or_conn, Engine):
         with engine_or_conn.connect() as conn:
-            row = conn.execute(_RUN_STATE, bound).one_or_none()
-    else:
-        row = engine_or_conn.execute(_RUN_STATE, bound).one_or_none()
+            return require_run(conn, run_id)
+    sql = _RUN_STATE_SQL.format(p=_PLACEHOLDER[engine_or_conn.dialect.name])
+    row = driver_fetchone(engine_or_conn, sql, (run_id,))
     if row is None:
         raise NotFound(
             f"run {run_id!r} does not exist",
             hint="list runs with `loopline runs ls` and check the id",
         )
-    return row
+    return RunState(*row)
 
 
 def require_active(conn: Connection, run_id: str) -> None:
