@@ -31,7 +31,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from loopline.core.bulk import driver_executemany, driver_fetchone, insert_rows
+from loopline.core.bulk import driver_executemany, driver_fetchone, insert_rows, placeholder
 from loopline.core.schema import audit_events, audit_head
 
 GENESIS = "0" * 64
@@ -149,7 +149,6 @@ _LOCK_HEAD = {
     "postgresql": 'SELECT "seq", "hash" FROM "audit_head" WHERE "id" = 1 FOR UPDATE',
 }
 _SET_HEAD = 'UPDATE "audit_head" SET "seq" = {p}, "hash" = {p} WHERE "id" = 1'
-_PLACEHOLDER = {"sqlite": "?", "postgresql": "%s"}
 
 
 def append_many(conn: Connection, new: Sequence[NewEvent]) -> list[AuditEvent]:
@@ -170,8 +169,7 @@ def append_many(conn: Connection, new: Sequence[NewEvent]) -> list[AuditEvent]:
     """
     if not new:
         return []
-    dialect = conn.dialect.name
-    head = driver_fetchone(conn, _LOCK_HEAD[dialect], ())
+    head = driver_fetchone(conn, _LOCK_HEAD[conn.dialect.name], ())
     if head is None:
         raise RuntimeError("the audit log has no head row: run `loopline db upgrade`")
     seq, prev = int(head[0]), str(head[1])
@@ -225,7 +223,7 @@ def append_many(conn: Connection, new: Sequence[NewEvent]) -> list[AuditEvent]:
         )
         prev = digest
     insert_rows(conn, audit_events, rows)
-    driver_executemany(conn, _SET_HEAD.format(p=_PLACEHOLDER[dialect]), [(seq, prev)])
+    driver_executemany(conn, _SET_HEAD.format(p=placeholder(conn)), [(seq, prev)])
     return done
 
 

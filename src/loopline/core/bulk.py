@@ -6,8 +6,10 @@ driver sees it; for bookkeeping rows written in bulk (a pipeline's step runs, th
 their audit events) that cost more than the inserts. On SQLite the rows go straight to
 the driver's ``executemany`` on the transaction's own connection; on other databases
 through SQLAlchemy (the driver paths differ; PostgreSQL's batching is SQLAlchemy's own).
-This module is the only place that talks to the driver directly
-(:mod:`loopline.tracking._dialect` writes metric chunks through :func:`driver_executemany`).
+This module is the only place that talks to the driver directly: the tracking store's hot
+statements (metric chunks, run rows, search pages, audit appends) go through
+:func:`driver_executemany`, :func:`driver_fetchall` and :func:`driver_fetchone`, with
+:func:`placeholder` for the driver's parameter style.
 
 Example:
     >>> from loopline.core.db import create_engine_for, upgrade
@@ -56,23 +58,42 @@ def driver_executemany(conn: Connection, sql: str, values: Sequence[tuple[Any, .
         cur.close()
 
 
-def driver_fetchone(conn: Connection, sql: str, args: Sequence[Any]) -> tuple[Any, ...] | None:
-    """The first row of ``sql`` (in the driver's placeholder style) run on the
-    transaction's own connection (None: no row), driver errors raised as SQLAlchemy's.
+def placeholder(conn: Connection) -> str:
+    """The driver's positional placeholder on ``conn``: ``%s`` for psycopg, ``?`` for sqlite3.
 
     Example:
-        >>> # driver_fetchone(conn, "SELECT seq FROM audit_head WHERE id = ?", (1,))
+        >>> # 'SELECT 1 FROM runs WHERE id = {p}'.format(p=placeholder(conn))
+    """
+    return "%s" if conn.dialect.name == "postgresql" else "?"
+
+
+def driver_fetchall(conn: Connection, sql: str, args: Any) -> list[Any]:
+    """The rows of ``sql`` (in the driver's placeholder style) run on the transaction's own
+    connection, driver errors raised as SQLAlchemy's.
+
+    Example:
+        >>> # driver_fetchall(conn, "SELECT id FROM runs WHERE experiment_id = ?", (1,))
     """
     dbapi: Any = conn.dialect.dbapi
     cur: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        cur.execute(sql, tuple(args))
-        row: tuple[Any, ...] | None = cur.fetchone()
+        cur.execute(sql, args)
+        rows: list[Any] = cur.fetchall()
     except dbapi.Error as exc:
         raise sa.exc.DBAPIError.instance(sql, args, exc, dbapi.Error) from exc
     finally:
         cur.close()
-    return row
+    return rows
+
+
+def driver_fetchone(conn: Connection, sql: str, args: Sequence[Any]) -> tuple[Any, ...] | None:
+    """The first row of ``sql`` like :func:`driver_fetchall` (None: no row).
+
+    Example:
+        >>> # driver_fetchone(conn, "SELECT seq FROM audit_head WHERE id = ?", (1,))
+    """
+    rows = driver_fetchall(conn, sql, tuple(args))
+    return tuple(rows[0]) if rows else None
 
 
 def _tuples(rows: Sequence[Mapping[str, Any]], columns: list[str]) -> list[tuple[Any, ...]]:

@@ -244,15 +244,13 @@ def update_run(body: bytes, query: bytes) -> Operation | None:
     data = _object(body, _UPDATE_RUN)
     if data is None:
         return None
-    run_id, run_uuid = data.get("run_id"), data.get("run_uuid")
+    run_id = _run_id(data)
     status, end_time, run_name = data.get("status"), data.get("end_time"), data.get("run_name")
-    if not (_opt_str(run_id) and _opt_str(run_uuid) and _opt_str(status)):
-        return None
-    if not (_opt_str(run_name) and _opt_int(end_time)):
+    if run_id is None or not (_opt_str(status) and _opt_str(run_name) and _opt_int(end_time)):
         return None
     return partial(
         ops.update_run,
-        run_id=run_id or run_uuid,
+        run_id=run_id,
         status=status,
         end_time=end_time,
         run_name=run_name,

@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from loopline.core.bulk import driver_executemany
+from loopline.core.bulk import driver_executemany, placeholder
 from loopline.errors import ConfigError
 
 #: One stored metric row: (run_id, key, value, timestamp, step, is_nan). ``is_nan`` is 0 or 1
@@ -80,8 +80,7 @@ def bulk_insert_chunks(conn: Connection, chunks: Sequence[tuple[Any, ...]]) -> N
     """
     if not chunks:
         return
-    placeholder = "%s" if conn.dialect.name == "postgresql" else "?"
-    driver_executemany(conn, _CHUNK_INSERT.format(p=placeholder), chunks)
+    driver_executemany(conn, _CHUNK_INSERT.format(p=placeholder(conn)), chunks)
 
 
 # Keep whichever of the stored and the new point has the greater (step, timestamp, value):
@@ -109,8 +108,7 @@ def bulk_upsert_latest(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> Non
     """
     if not rows:
         return
-    placeholder = "%s" if conn.dialect.name == "postgresql" else "?"
-    driver_executemany(conn, _LATEST_UPSERT.format(p=placeholder), rows)
+    driver_executemany(conn, _LATEST_UPSERT.format(p=placeholder(conn)), rows)
 
 
 def like_to_glob(pattern: str) -> str:
@@ -137,18 +135,6 @@ def like_to_glob(pattern: str) -> str:
 
 def _glob_literal(ch: str) -> str:
     return f"[{ch}]" if ch in "*?[" else ch
-
-
-def like(conn_dialect: str, column: ColumnElement[Any], pattern: str) -> ColumnElement[bool]:
-    r"""A case-sensitive ``column LIKE pattern`` on either backend (``\`` escapes ``%``/``_``).
-
-    Example:
-        >>> str(like("postgresql", sa.column("x"), "a%"))
-        "x LIKE :x_1 ESCAPE '\\'"
-    """
-    if conn_dialect == "sqlite":
-        return column.op("GLOB", is_comparison=True)(like_to_glob(pattern))
-    return column.like(pattern, escape="\\")
 
 
 def ilike(column: ColumnElement[Any], pattern: str) -> ColumnElement[bool]:

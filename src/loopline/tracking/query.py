@@ -28,6 +28,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect, Engine
 
+from loopline.core.bulk import driver_fetchall
 from loopline.errors import InvalidInput, NotFound
 from loopline.tracking.entities import ExperimentSearchResult, RunSearchResult, ViewType
 from loopline.tracking.experiments import experiment_from_row
@@ -233,16 +234,7 @@ def _bind(statement: _Statement, values: dict[str, Any]) -> Any:
 def _fetch(engine: Engine, sql: str, args: Any) -> list[Any]:
     """The rows of ``sql`` run on the driver's cursor (errors raised as SQLAlchemy's)."""
     with engine.connect() as conn:
-        dbapi: Any = conn.dialect.dbapi
-        cur: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cur.execute(sql, args)
-            rows: list[Any] = cur.fetchall()
-        except dbapi.Error as exc:
-            raise sa.exc.DBAPIError.instance(sql, args, exc, dbapi.Error) from exc
-        finally:
-            cur.close()
-    return rows
+        return driver_fetchall(conn, sql, args)
 
 
 def experiment_ids_by_name(engine: Engine, names: Sequence[str]) -> list[int]:

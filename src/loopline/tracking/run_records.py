@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from sqlalchemy.engine import Engine
 
+from loopline.core.bulk import driver_fetchall
 from loopline.errors import ConfigError
 from loopline.tracking.entities import MetricPoint, RunInput, RunRecord
 
@@ -112,25 +113,18 @@ def get_runs(engine: Engine, run_ids: Sequence[str]) -> list[RunRecord]:
     dialect = engine.dialect.name
     runs_sql, latest_sql, inputs_sql = _statements(dialect)
     with engine.connect() as conn:
-        cur: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            for start in range(0, len(ids), _CHUNK):
-                chunk = ids[start : start + _CHUNK]
-                bound = (list_value(dialect, chunk),)
-                cur.execute(runs_sql, bound)
-                for found in cur.fetchall():
-                    info[found[0]] = found
-                cur.execute(latest_sql, bound)
-                for run_id, key, step, ts, number, is_nan in cur.fetchall():
-                    points = lat.get(run_id)
-                    if points is None:
-                        points = lat[run_id] = {}
-                    points[key] = MetricPoint(step, ts, nan if is_nan else number)
-                cur.execute(inputs_sql, bound)
-                for run_id, *fields in cur.fetchall():
-                    inp.setdefault(run_id, []).append(RunInput(*fields))
-        finally:
-            cur.close()
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            bound = (list_value(dialect, chunk),)
+            for found in driver_fetchall(conn, runs_sql, bound):
+                info[found[0]] = found
+            for run_id, key, step, ts, number, is_nan in driver_fetchall(conn, latest_sql, bound):
+                points = lat.get(run_id)
+                if points is None:
+                    points = lat[run_id] = {}
+                points[key] = MetricPoint(step, ts, nan if is_nan else number)
+            for run_id, *fields in driver_fetchall(conn, inputs_sql, bound):
+                inp.setdefault(run_id, []).append(RunInput(*fields))
     records = []
     for i in ids:
         row = info.get(i)

@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from loopline.core import audit
-from loopline.core.bulk import driver_executemany, driver_fetchone
+from loopline.core.bulk import driver_executemany, driver_fetchone, placeholder
 from loopline.errors import Conflict, InvalidInput, NotFound
 from loopline.tracking import metrics as metric_store
 from loopline.tracking._dialect import MetricRow, cached_statement, insert_for
@@ -205,7 +205,6 @@ _INSERT_RUN_SQL = (
 _INSERT_TAGS_SQL = 'INSERT INTO "tags" ("run_id", "key", "value") VALUES ({p}, {p}, {p})'
 _INSERT_PARAMS_SQL = 'INSERT INTO "params" ("run_id", "key", "value") VALUES ({p}, {p}, {p})'
 _EXPERIMENT_STAGE_SQL = 'SELECT "lifecycle_stage" FROM "experiments" WHERE "id" = {p}'
-_PLACEHOLDER = {"sqlite": "?", "postgresql": "%s"}
 
 
 def write_run(
@@ -233,7 +232,7 @@ def write_run(
         status, end_time = check_run_status(end[0]), check_int(end[1], "end_time")
     all_tags = {**record.tags, **(tags or {})}
     with engine.begin() as conn:
-        p = _PLACEHOLDER[conn.dialect.name]
+        p = placeholder(conn)
         found_stage = driver_fetchone(
             conn, _EXPERIMENT_STAGE_SQL.format(p=p), (record.experiment_id,)
         )
@@ -355,7 +354,7 @@ def require_run(engine_or_conn: Engine | Connection, run_id: str) -> RunState:
     if isinstance(engine_or_conn, Engine):
         with engine_or_conn.connect() as conn:
             return require_run(conn, run_id)
-    sql = _RUN_STATE_SQL.format(p=_PLACEHOLDER[engine_or_conn.dialect.name])
+    sql = _RUN_STATE_SQL.format(p=placeholder(engine_or_conn))
     row = driver_fetchone(engine_or_conn, sql, (run_id,))
     if row is None:
         raise NotFound(
