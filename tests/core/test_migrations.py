@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import sqlalchemy as sa
 from alembic import command
 
@@ -53,7 +55,7 @@ def test_0012_keeps_run_rows_and_clusters_them_on_sqlite(db_uri: str) -> None:
     before = _rows(engine)
     assert before["tags"] == _ROWS["tags"]
     assert _without_rowid(engine) == set()
-    upgrade(engine)
+    upgrade(engine, "0012_tracking_without_rowid")
     assert current_revision(engine) == "0012_tracking_without_rowid"
     assert _rows(engine) == before
     clustered = {"params", "tags", "latest_metrics"} if engine.dialect.name == "sqlite" else set()
@@ -67,4 +69,37 @@ def test_0012_keeps_run_rows_and_clusters_them_on_sqlite(db_uri: str) -> None:
     command.downgrade(alembic_config(engine), "0011_metric_chunks")
     assert _rows(engine) == before
     assert _without_rowid(engine) == set()
+    engine.dispose()
+
+
+def test_0013_copies_each_runs_params_and_tags_into_its_row(db_uri: str) -> None:
+    engine = create_engine_for(db_uri)
+    upgrade(engine, "0012_tracking_without_rowid")
+    other = "o" * 32
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO runs (id, experiment_id, status, start_time, lifecycle_stage) "
+                "VALUES (:id, 0, 'RUNNING', 1, 'active')"
+            ),
+            [{"id": _RUN}, {"id": other}],
+        )
+        for table in ("params", "tags"):
+            _insert(conn, table, _ROWS[table])
+    upgrade(engine, "0013_run_params_tags_json")
+    with engine.connect() as conn:
+        found = {
+            run_id: (params, tags)
+            for run_id, params, tags in conn.execute(
+                sa.text("SELECT id, params_json, tags_json FROM runs")
+            )
+        }
+    assert json.loads(found[_RUN][0]) == {"lr": "0.1", "model": "lgbm"}
+    assert json.loads(found[_RUN][1]) == {"note": None, "team": "risk"}
+    # a run without params or tags: NULL (PostgreSQL) or an empty object (SQLite)
+    assert [json.loads(v or "{}") for v in found[other]] == [{}, {}]
+    command.downgrade(alembic_config(engine), "0012_tracking_without_rowid")
+    assert {"params_json", "tags_json"}.isdisjoint(
+        c["name"] for c in sa.inspect(engine).get_columns("runs")
+    )
     engine.dispose()

@@ -12,4 +12,4 @@ Example:
 
 from __future__ import annotations
 
-HEAD_REVISION = "0012_tracking_without_rowid"
+HEAD_REVISION = "0013_run_params_tags_json"

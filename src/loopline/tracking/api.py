@@ -86,6 +86,19 @@ class Run:
         >>> # with ll.start_run(experiment="churn") as run: run.log_metric("auc", 0.91)
     """
 
+    # Immutable starting values live on the class, set on the instance when they change: a
+    # search page makes hundreds of runs that are only read.
+    _writer: ingest.MetricWriter | None = None
+    #: Where log_metric puts points: the writer, or the early buffer while unwritten.
+    _log_to: ingest.MetricWriter | _EarlyPoints | None = None
+    _dirty = False
+    _ended = False
+    #: The run as prepared, until it is written (None once it is, or when the backend
+    #: wrote it at once), with the params and tags logged before that, checked.
+    _new: NewRun | None = None
+    _parent: Run | None = None
+    _early: _EarlyPoints | None = None
+
     def __init__(
         self,
         record: RunRecord,
@@ -97,19 +110,13 @@ class Run:
         self._record = record
         self._ctx = ctx
         self._backend: TrackingBackend = backend or backend_for(ctx)
-        self._writer: ingest.MetricWriter | None = None
-        #: Where log_metric puts points: the writer, or the early buffer while unwritten.
-        self._log_to: ingest.MetricWriter | _EarlyPoints | None = None
         self._metric_keys: set[str] = set()
-        self._dirty = False
-        self._ended = False
-        #: The run as prepared, until it is written (None once it is, or when the backend
-        #: wrote it at once), with the params and tags logged before that, checked.
-        self._new = new if new is not None and not new.written else None
-        self._parent = parent
+        if new is not None and not new.written:
+            self._new = new
+        if parent is not None:
+            self._parent = parent
         self._params: dict[str, str] = {}
         self._tags: dict[str, str | None] = {}
-        self._early: _EarlyPoints | None = None
         self._lock = threading.RLock()  # guards _new and the buffers
         #: The process that started the run; only it ends the run at exit (a forked child
         #: may log to an inherited run, and its points are flushed, but it leaves the run open).

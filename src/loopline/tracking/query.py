@@ -38,6 +38,7 @@ from loopline.tracking.search import (
     OrderKey,
     bound_value,
     condition,
+    join_keyed,
     order_query,
     parse_filter,
     parse_order_by,
@@ -211,7 +212,10 @@ def _page_statement(
         else:
             value = [sa.bindparam(f"v{n}_{j}") for j in range(size)]
         cmp = Comparison(kind, key, op, "", 0)
-        query = query.where(condition(cmp, dialect.name, sa.bindparam(f"k{n}"), value))
+        if kind in _KEYED:
+            query = join_keyed(query, cmp, dialect.name, sa.bindparam(f"k{n}"), value, n)
+        else:
+            query = query.where(condition(cmp, dialect.name, sa.bindparam(f"k{n}"), value))
     keys = [OrderKey(kind, key, ascending) for kind, key, ascending in order_shape]
     bound: list[Any] = [sa.bindparam(f"o{n}") for n in range(len(keys))]
     query = order_query(query, keys, bound).limit(sa.bindparam("lim")).offset(sa.bindparam("off"))

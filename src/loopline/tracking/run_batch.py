@@ -42,6 +42,7 @@ from sqlalchemy.engine import Connection
 
 from loopline.core import audit
 from loopline.core.bulk import insert_rows
+from loopline.tracking import run_json
 from loopline.tracking._dialect import cached_statement
 from loopline.tracking.entities import ArtifactEntry, now_ms
 from loopline.tracking.environment import ENVIRONMENT_ARTIFACT
@@ -221,10 +222,12 @@ def write_runs(
                 "artifact_uri": f"{parent.artifact_root}/{child.id}/artifacts",
             }
         )
+        child_params = {_key(k, "param"): check_param_value(k, v) for k, v in child.params.items()}
+        run_rows[-1]["params_json"] = run_json.object_json(child_params)
+        run_rows[-1]["tags_json"] = run_json.object_json(tags)
         tag_rows.extend({"run_id": child.id, "key": k, "value": v} for k, v in tags.items())
         param_rows.extend(
-            {"run_id": child.id, "key": _key(k, "param"), "value": check_param_value(k, v)}
-            for k, v in child.params.items()
+            {"run_id": child.id, "key": k, "value": v} for k, v in child_params.items()
         )
         artifact_rows.extend(
             {
@@ -263,10 +266,13 @@ def write_runs(
     insert_rows(conn, tags_table, tag_rows)
     insert_rows(conn, params_table, param_rows)
     insert_rows(conn, run_artifacts, artifact_rows)
+    if end_tags:
+        run_json.lock_runs(conn, [row["run_id"] for row in end_tags])
     if end_rows:
         conn.execute(END_RUN, end_rows)
     if end_tags:
         conn.execute(cached_statement(conn, "tags.upsert", upsert_tag_statement), end_tags)
+        run_json.refresh(conn, [row["run_id"] for row in end_tags], tags=True)
     audit.append_many(conn, events)
 
 

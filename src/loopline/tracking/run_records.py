@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,24 +29,17 @@ _CHUNK = 500
 # fixed string whatever the page size. Every name is quoted (``key``, ``value`` and
 # ``timestamp`` are words of SQL); the columns are plain text and numbers on both backends.
 #
-# A run's params and tags come back as one JSON object each, built by the database: a page
-# of 250 runs with ten params and tags each is 2,500 rows of three values otherwise, and
-# making those Python objects cost twice the database's work. Latest metrics stay rows:
-# JSON would round their values (SQLite's JSON and printf do not print every double
-# exactly).
+# A run's params and tags come with its row as one JSON object each, kept in key order by
+# every write (runs.params_json and tags_json: loopline.tracking.run_json). A page of 250
+# runs with ten params and tags each is 2,500 rows otherwise, which cost more to aggregate,
+# or to make into Python objects, than the runs themselves. Latest metrics stay rows: JSON
+# would round their values (SQLite's JSON and printf do not print every double exactly).
 _RUNS_SQL = (
     'SELECT r."id", r."experiment_id", e."name", r."name", r."status", r."start_time", '
     'r."end_time", r."parent_run_id", r."lifecycle_stage", r."user_id", r."artifact_uri", '
-    '({params}), ({tags}) FROM "runs" r JOIN "experiments" e ON e."id" = r."experiment_id" '
-    'WHERE r."id" {ids}'
+    'r."params_json", r."tags_json" FROM "runs" r '
+    'JOIN "experiments" e ON e."id" = r."experiment_id" WHERE r."id" {ids}'
 )
-_OBJECT_SQL = {
-    "sqlite": 'SELECT json_group_object("key", "value") FROM "{table}" WHERE "run_id" = r."id"',
-    # ::text hands orjson the text; psycopg would parse json with the slower json module.
-    "postgresql": (
-        'SELECT json_object_agg("key", "value")::text FROM "{table}" WHERE "run_id" = r."id"'
-    ),
-}
 # Ordered by key as Python orders text (code points: SQLite's BINARY, PostgreSQL's "C",
 # not the database's locale), so each run's metrics arrive in key order with no check.
 _LATEST_SQL = (
@@ -69,22 +63,9 @@ def _statements(dialect: str) -> tuple[str, str, str]:
     clause = ID_LIST.get(dialect)
     if clause is None:
         raise ConfigError(f"the tracking store does not support the {dialect!r} database")
-    obj = _OBJECT_SQL[dialect]
-    runs_sql = _RUNS_SQL.format(
-        params=obj.format(table="params"), tags=obj.format(table="tags"), ids=clause
-    )
+    runs_sql = _RUNS_SQL.format(ids=clause)
     latest_sql = _LATEST_SQL.format(ids=clause, collate=_CODE_POINT_ORDER[dialect])
     return runs_sql, latest_sql, _INPUTS_SQL.format(ids=clause)
-
-
-def _in_key_order(found: dict[str, Any]) -> dict[str, Any]:
-    """``found`` with its keys in order (the database usually hands them so already)."""
-    keys = list(found)
-    # SQL promises no order of rows into an aggregate; in practice both databases follow
-    # the primary key (run_id, key), and checking costs less than sorting.
-    if len(keys) > 1 and keys != sorted(keys):
-        return dict(sorted(found.items()))
-    return found
 
 
 def list_value(dialect: str, items: list[str]) -> str | list[str]:
@@ -132,25 +113,40 @@ def get_runs(engine: Engine, run_ids: Sequence[str]) -> list[RunRecord]:
             continue
         (rid, exp_id, exp_name, name, status, start_time, end_time, parent, stage, user, uri,
          params_json, tags_json) = row  # fmt: skip
-        # Positional arguments: a frozen dataclass's __init__ costs a third less than with
-        # keywords, and a page builds hundreds of records.
         records.append(
-            RunRecord(
-                rid,
-                exp_id,
-                exp_name,
-                name,
-                status,
-                start_time,
-                end_time,
-                parent,
-                stage,
-                user,
-                uri,
-                _in_key_order(orjson.loads(params_json)) if params_json else {},
-                _in_key_order(orjson.loads(tags_json)) if tags_json else {},
-                lat.get(i) or {},
-                tuple(inp[i]) if i in inp else (),
+            _record(
+                (
+                    rid,
+                    exp_id,
+                    exp_name,
+                    name,
+                    status,
+                    start_time,
+                    end_time,
+                    parent,
+                    stage,
+                    user,
+                    uri,
+                    orjson.loads(params_json) if params_json else {},
+                    orjson.loads(tags_json) if tags_json else {},
+                    lat.get(i) or {},
+                    tuple(inp[i]) if i in inp else (),
+                )
             )
         )
     return records
+
+
+_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(RunRecord))
+
+
+def _record(values: tuple[Any, ...]) -> RunRecord:
+    """A :class:`RunRecord` of every field's value, in field order.
+
+    Made without the frozen dataclass's ``__init__``, which sets each of the 15 fields
+    through ``object.__setattr__`` and cost more than reading the run; the record is as
+    frozen as any other (its ``__setattr__`` still refuses).
+    """
+    record = object.__new__(RunRecord)
+    record.__dict__.update(zip(_RECORD_FIELDS, values, strict=True))
+    return record

@@ -38,6 +38,7 @@ from loopline.core import audit
 from loopline.core.bulk import driver_executemany, driver_fetchone, placeholder
 from loopline.errors import Conflict, InvalidInput, NotFound
 from loopline.tracking import metrics as metric_store
+from loopline.tracking import run_json
 from loopline.tracking._dialect import MetricRow, cached_statement, insert_for
 from loopline.tracking.entities import (
     ArtifactEntry,
@@ -199,8 +200,8 @@ _RUN_EXISTS = sa.select(runs.c.id).where(runs.c.id == sa.bindparam("run_id"))
 # per statement (~50 us) added up to a fifth of the CPU time of creating a run.
 _INSERT_RUN_SQL = (
     'INSERT INTO "runs" ("id", "experiment_id", "name", "status", "start_time", "end_time", '
-    '"parent_run_id", "lifecycle_stage", "user_id", "artifact_uri") '
-    "VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
+    '"parent_run_id", "lifecycle_stage", "user_id", "artifact_uri", "params_json", "tags_json") '
+    "VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
 )
 _INSERT_TAGS_SQL = 'INSERT INTO "tags" ("run_id", "key", "value") VALUES ({p}, {p}, {p})'
 _INSERT_PARAMS_SQL = 'INSERT INTO "params" ("run_id", "key", "value") VALUES ({p}, {p}, {p})'
@@ -265,6 +266,8 @@ def write_run(
                     "active",
                     record.user_id,
                     record.artifact_uri,
+                    run_json.object_json(params or {}),
+                    run_json.object_json(all_tags),
                 )
             ],
         )
@@ -364,12 +367,17 @@ def require_run(engine_or_conn: Engine | Connection, run_id: str) -> RunState:
     return RunState(*row)
 
 
-def require_active(conn: Connection, run_id: str) -> None:
+def require_active(conn: Connection, run_id: str, *, lock: bool = False) -> None:
     """Raise unless the run exists and is not deleted (only such runs accept data).
+
+    ``lock=True`` first locks the run's row for the transaction (PostgreSQL; see
+    :func:`loopline.tracking.run_json.lock_runs`): pass it before writing params or tags.
 
     Example:
         >>> # with engine.begin() as conn: require_active(conn, run_id)
     """
+    if lock:
+        run_json.lock_runs(conn, (run_id,))
     row = require_run(conn, run_id)
     if row.lifecycle_stage != "active":
         raise InvalidInput(
@@ -509,13 +517,17 @@ def log_batch(
     all_rows: list[MetricRow] = list(rows)
     all_rows.extend(_metric_rows(run_id, metrics))
     with engine.begin() as conn:
-        require_active(conn, run_id)
+        require_active(conn, run_id, lock=bool(param_pairs or tag_pairs or batch))
         if batch is not None and not _claim_batch(conn, run_id, *batch):
             return False
         if param_pairs:
             _write_params(conn, run_id, param_pairs)
         if tag_pairs:
             _upsert_tags(conn, run_id, tag_pairs)
+        if param_pairs or tag_pairs or batch:
+            run_json.refresh(
+                conn, (run_id,), params=bool(param_pairs), tags=bool(tag_pairs or batch)
+            )
         if all_rows:
             metric_store.write_rows(conn, all_rows)
     return True
@@ -718,7 +730,7 @@ def delete_tag(engine: Engine, run_id: str, key: str) -> None:
             field="key",
         )
     with engine.begin() as conn:
-        require_active(conn, run_id)
+        require_active(conn, run_id, lock=True)
         gone = conn.execute(
             tags_table.delete().where(tags_table.c.run_id == run_id, tags_table.c.key == key)
         )
@@ -726,6 +738,7 @@ def delete_tag(engine: Engine, run_id: str, key: str) -> None:
             raise NotFound(
                 f"run {run_id} has no tag {key!r}", hint="see its tags: loopline runs show"
             )
+        run_json.refresh(conn, (run_id,), tags=True)
 
 
 def get_metric_history(engine: Engine, run_id: str, key: str) -> list[MetricPoint]:

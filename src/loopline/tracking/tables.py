@@ -9,8 +9,8 @@ Two tables go beyond MLflow: ``run_inputs`` (dataset lineage) and ``run_artifact
 artifact path inside a run to a content-addressed blob of the artifact store).
 
 Only ``loopline.tracking`` reads or writes these tables; other stages use its functions.
-The migrations ``0002_tracking``, ``0011_metric_chunks`` and ``0012_tracking_without_rowid``
-create exactly these tables (a test compares the two).
+The migrations ``0002_tracking``, ``0011_metric_chunks``, ``0012_tracking_without_rowid`` and
+``0013_run_params_tags_json`` create exactly these tables (a test compares the two).
 
 Example:
     >>> from loopline.tracking.tables import runs
@@ -76,6 +76,11 @@ runs = sa.Table(
     sa.Column("lifecycle_stage", sa.String(20), nullable=False, server_default="active"),
     sa.Column("user_id", sa.String(256), nullable=True),
     sa.Column("artifact_uri", sa.String(500), nullable=True),
+    # The run's params and tags rows as one JSON object each, kept by every write in the
+    # rows' own transaction (loopline.tracking.run_json): a search page reads them with the
+    # run instead of aggregating thousands of rows. NULL: the run has none.
+    sa.Column("params_json", sa.Text, nullable=True),
+    sa.Column("tags_json", sa.Text, nullable=True),
     sa.CheckConstraint(sa.column("status").in_(RUN_STATUSES), name="status"),
     sa.CheckConstraint(sa.column("lifecycle_stage").in_(LIFECYCLE_STAGES), name="lifecycle_stage"),
     sa.Index("ix_runs_experiment_id_start_time", "experiment_id", "start_time"),

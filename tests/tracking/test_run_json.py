@@ -1,0 +1,91 @@
+"""``runs.params_json`` and ``tags_json`` always equal the run's params and tags rows."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import sqlalchemy as sa
+
+import loopline as ll
+from loopline.core.context import Context
+from loopline.tracking import run_batch, store
+from loopline.tracking.entities import now_ms
+
+
+def _assert_copies_match_rows(engine: sa.Engine) -> int:
+    """Check every run; return how many were checked."""
+    with engine.connect() as conn:
+        found = conn.execute(sa.text("SELECT id, params_json, tags_json FROM runs")).all()
+        for run_id, params_json, tags_json in found:
+            for table, copy in (("params", params_json), ("tags", tags_json)):
+                rows = conn.execute(
+                    sa.text(f'SELECT "key", "value" FROM {table} WHERE run_id = :r'),
+                    {"r": run_id},
+                ).all()
+                copied = json.loads(copy or "{}")
+                assert copied == dict(rows), (run_id, table)
+                assert list(copied) == sorted(copied), (run_id, table)  # code-point order
+    return len(found)
+
+
+def test_every_write_keeps_the_copies_equal_to_the_rows(ctx: Context) -> None:
+    engine = ctx.engine
+    with ll.start_run(experiment="json", tags={"b": "2", "a": "1"}) as run:
+        run.log_params({"z": "1", "é": "2", "A": "3", "a/b": "4"})
+        run.set_tag("stage", "x")
+        run.set_tags({"stage": "y", "Zed": "z"})
+        with ll.start_run(name="child", nested=True) as child:
+            child.log_param("depth", 3)
+        run.log_metric("loss", 0.5)
+    store.delete_tag(engine, run.id, "stage")
+    assert store.log_batch(engine, run.id, tags={"late": "1"}, batch=("writer-1", 1))
+    assert not store.log_batch(engine, run.id, tags={"late": "2"}, batch=("writer-1", 1))
+    with ll.start_run(experiment="json", name="pipeline") as parent:
+        p = run_batch.parent_of(parent)
+        step = run_batch.ChildRun(
+            run_batch.new_run_id(), "fit", now_ms(), tags={"s": "1"}, params={"k": "v"}
+        )
+        with engine.begin() as conn:
+            run_batch.write_runs(conn, p, created=[step])
+        end = run_batch.RunEnd(step.id, "FINISHED", now_ms(), {"s": "2", "done": "yes"})
+        with engine.begin() as conn:
+            run_batch.write_runs(conn, p, ended=[end])
+    assert _assert_copies_match_rows(engine) == 4
+    stored = ll.get_run(run.id)
+    assert stored.params == {"A": "3", "a/b": "4", "z": "1", "é": "2"}
+    assert "stage" not in stored.tags and stored.tags["Zed"] == "z" and stored.tags["late"] == "1"
+    assert stored.tags["loopline.ingest.writer-1"] == "1"
+    assert list(stored.tags) == sorted(stored.tags)
+    assert ll.get_run(step.id).tags["s"] == "2"
+
+
+def test_writers_of_one_run_at_once_lose_no_key(ctx: Context) -> None:
+    engine = ctx.engine
+    with ll.start_run(experiment="json-concurrent") as run:
+        run_id = run.id
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def write(n: int) -> None:
+        try:
+            start.wait()
+            for i in range(5):
+                store.log_batch(
+                    engine, run_id, params={f"p{n}-{i}": str(i)}, tags={f"t{n}-{i}": str(n)}
+                )
+            store.log_batch(engine, run_id, tags={"shared": str(n)}, batch=(f"w{n}", 1))
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    _assert_copies_match_rows(engine)
+    stored = ll.get_run(run_id)
+    assert {f"p{n}-{i}" for n in range(8) for i in range(5)} <= set(stored.params)
+    assert {f"t{n}-{i}" for n in range(8) for i in range(5)} <= set(stored.tags)
+    assert {f"loopline.ingest.w{n}" for n in range(8)} <= set(stored.tags)
