@@ -360,29 +360,36 @@ def put_bytes(self, data):  # the manifest, stored once every file is copied
     seen.append("sqlalchemy" in sys.modules)
     return real(self, data)
 artifacts.LocalArtifactStore.put_bytes = put_bytes
-v = datasets.register("d", sys.argv[2])
+v = datasets.register(sys.argv[2], sys.argv[2])
 print(v.ref, v.created_now, seen, importers)
 """
 
 
 def test_register_opens_the_catalog_while_the_bytes_are_copied(tmp_path: Path) -> None:
     # Importing ll.datasets does not load SQLAlchemy (~0.2 s of a CLI start); register loads
-    # it and opens the database on a helper thread during the copy.
+    # it and opens the database on a helper thread during the copy - except on first use,
+    # when opening migrates a new database: that is opened before the copy.
     import subprocess
     import sys
 
-    (tmp_path / "d").mkdir()
-    (tmp_path / "d" / "a.bin").write_bytes(os.urandom(3 * 1024 * 1024))
-    done = subprocess.run(
-        [sys.executable, "-c", _CATALOG_OPENED_DURING_THE_COPY, str(tmp_path / "h"), "d"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={k: v for k, v in os.environ.items() if not k.startswith("LOOPLINE_")},
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["d@1", "True", "[True]", "['catalog-open']"]
+    for folder in ("d", "e"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "a.bin").write_bytes(os.urandom(3 * 1024 * 1024))
+
+    def register(folder: str) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", _CATALOG_OPENED_DURING_THE_COPY, str(tmp_path / "h"), folder],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env={k: v for k, v in os.environ.items() if not k.startswith("LOOPLINE_")},
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    assert register("d") == ["d@1", "True", "[True]", "['MainThread']"]  # a new home
+    assert register("e") == ["e@1", "True", "[True]", "['catalog-open']"]
 
 
 def test_a_catalog_that_cannot_be_opened_fails_the_register_and_records_nothing(

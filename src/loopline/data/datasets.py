@@ -343,6 +343,15 @@ def _open_catalog(ctx: Context) -> None:
     ctx.engine  # noqa: B018 - a cached property: opening it is the point
 
 
+def _first_use(ctx: Context) -> bool:
+    """Whether the metadata database is a SQLite file not made yet (opening it migrates it)."""
+    uri = ctx.settings.metadata_uri
+    if not uri.startswith("sqlite:///") or "engine" in vars(ctx):
+        return False
+    database = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    return database not in ("", ":memory:") and not Path(database).exists()
+
+
 def register(
     name: str,
     source: object,
@@ -400,6 +409,11 @@ def register(
         # the database meanwhile, which hides that start-up (~0.3 s in a fresh process: the
         # CLI) behind the disk. An error opening it is raised once the copy is done, before
         # anything is recorded; the copied objects are then unreferenced but harmless.
+        if _first_use(ctx):
+            # A new database is migrated when opened: a fraction of a second of Python holding
+            # the GIL that the copying threads need between reads, which slows the copy more than
+            # it hides. Open it first.
+            _open_catalog(ctx)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-open") as opener:
             opening = opener.submit(_open_catalog, ctx)
             entries, report = ingest(files, ctx.artifacts, cache, known=known, progress=progress)
