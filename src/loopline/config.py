@@ -25,6 +25,14 @@ from loopline.errors import ConfigError
 
 DEFAULT_HOME = ".loopline"
 
+#: Bounded waits on S3 (see :mod:`loopline.core.s3`): the defaults of the
+#: ``LOOPLINE_S3_*_TIMEOUT_S`` and ``LOOPLINE_S3_MAX_ATTEMPTS`` settings, also used when an
+#: S3 store is opened with storage options that name none. One request gives up after at
+#: most ``attempts x (connect + read)`` seconds plus a few seconds of backoff: 105 s here.
+S3_CONNECT_TIMEOUT_S = 5.0
+S3_READ_TIMEOUT_S = 30.0
+S3_MAX_ATTEMPTS = 3
+
 #: Who acts for the HTTP request being served, set by the servers' auth gate
 #: (``token:NAME``); it wins over ``LOOPLINE_ACTOR`` so that the audit log names the token
 #: behind each change made through a server started with ``--auth``.
@@ -83,6 +91,25 @@ class Settings(BaseSettings):
     s3_access_key_id: str | None = Field(None, description="S3 access key id.")
     s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret access key.")
     s3_region: str | None = Field(None, description="S3 region name.")
+    s3_connect_timeout_s: float = Field(
+        S3_CONNECT_TIMEOUT_S,
+        gt=0,
+        description="S3: seconds to wait for a connection to the endpoint, per attempt.",
+    )
+    s3_read_timeout_s: float = Field(
+        S3_READ_TIMEOUT_S,
+        gt=0,
+        description="S3: seconds an attempt waits for the endpoint to answer, or (Linux) to "
+        "take more of an upload, before it is given up.",
+    )
+    s3_max_attempts: int = Field(
+        S3_MAX_ATTEMPTS,
+        ge=1,
+        le=20,
+        description="S3: attempts per request on timeouts, connection errors, throttling and "
+        "5xx answers, after which BackendUnavailable names the endpoint. Worst case per "
+        "request: attempts x (connect + read timeout) plus a few seconds of backoff.",
+    )
     actor: str | None = Field(None, description="Who is acting, for the audit log. Default: $USER.")
     sqlite_busy_timeout_ms: int = Field(30_000, ge=0, description="SQLite busy timeout.")
     http_timeout_s: float = Field(
@@ -164,7 +191,12 @@ class Settings(BaseSettings):
         )
 
     def s3_storage_options(self) -> dict[str, Any]:
-        """Keyword arguments for ``s3fs.S3FileSystem`` built from the S3 settings."""
+        """Keyword arguments for ``s3fs.S3FileSystem`` built from the S3 settings.
+
+        Example:
+            >>> Settings(s3_read_timeout_s=2).s3_storage_options()["config_kwargs"]["read_timeout"]
+            2.0
+        """
         opts: dict[str, Any] = {}
         if self.s3_endpoint_url:
             opts["endpoint_url"] = self.s3_endpoint_url
@@ -174,6 +206,12 @@ class Settings(BaseSettings):
             opts["secret"] = self.s3_secret_access_key.get_secret_value()
         if self.s3_region:
             opts["client_kwargs"] = {"region_name": self.s3_region}
+        # Plain values only: the options travel to step workers in other processes.
+        opts["config_kwargs"] = {
+            "connect_timeout": self.s3_connect_timeout_s,
+            "read_timeout": self.s3_read_timeout_s,
+            "retries": {"mode": "standard", "total_max_attempts": self.s3_max_attempts},
+        }
         return opts
 
 

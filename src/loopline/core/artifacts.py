@@ -521,7 +521,8 @@ class S3ArtifactStore(ArtifactStore):
     """
 
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
-        import s3fs  # heavy; only a team deployment pays for it
+        # Heavy (botocore); only a team deployment pays for it.
+        from loopline.core.s3 import s3_filesystem
 
         self.url = url.rstrip("/")
         self._root = self.url.removeprefix("s3://")
@@ -530,7 +531,7 @@ class S3ArtifactStore(ArtifactStore):
             raise ConfigError(
                 f"LOOPLINE_ARTIFACTS={url!r} names no bucket", hint="use s3://bucket/prefix"
             )
-        self.fs = s3fs.S3FileSystem(**(storage_options or {}))
+        self.fs = s3_filesystem(storage_options)  # every wait bounded: see core.s3
 
     def _key(self, digest: str) -> str:
         return f"{self._root}/{object_key(digest)}"
@@ -587,17 +588,14 @@ class S3ArtifactStore(ArtifactStore):
             self.fs.pipe_file(probe, b"ok")
             self.fs.rm_file(probe)
 
-    @contextlib.contextmanager
-    def _translate(self) -> Iterator[None]:
-        try:
-            yield
-        except FileNotFoundError:
-            raise
-        except (PermissionError, OSError) as exc:
-            raise BackendUnavailable(
-                f"the artifact store {self.url} does not answer: {exc}",
-                hint="check LOOPLINE_ARTIFACTS, LOOPLINE_S3_ENDPOINT_URL and the S3 keys",
-            ) from exc
+    def _translate(self) -> contextlib.AbstractContextManager[None]:
+        from loopline.core.s3 import translated
+
+        return translated(
+            f"the artifact store {self.url}",
+            self.fs,
+            hint="check LOOPLINE_ARTIFACTS, LOOPLINE_S3_ENDPOINT_URL and the S3 keys",
+        )
 
 
 def open_artifact_store(url: str, storage_options: dict[str, Any] | None = None) -> ArtifactStore:

@@ -207,8 +207,13 @@ def _copy_artifacts(
             progress("artifacts", done[0], len(digests))
         return digest, size
 
-    with ThreadPoolExecutor(max_workers=_COPY_WORKERS) as pool:
+    pool = ThreadPoolExecutor(max_workers=_COPY_WORKERS)
+    try:
         return list(pool.map(copy, digests))
+    finally:
+        # After a failure the queued copies are dropped: each would otherwise wait out the
+        # store's timeouts in turn before the error reached the caller.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _write_index(sink: BackupSink, sizes: list[tuple[str, int]]) -> str:

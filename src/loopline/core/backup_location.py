@@ -129,24 +129,27 @@ class LocalSink(BackupSink):
 
 
 class FsspecSink(BackupSink):
-    """A prefix in an object store: files uploaded one by one, ``manifest.json`` last."""
+    """A prefix in an object store: files uploaded one by one, ``manifest.json`` last.
+
+    Every call to the store ends within the bounded S3 waits (:mod:`loopline.core.s3`) and
+    fails as :class:`BackendUnavailable` naming the endpoint.
+    """
 
     def __init__(self, url: str, storage_options: dict[str, Any]) -> None:
-        import fsspec
+        from loopline.core.s3 import url_to_fs  # heavy (botocore): remote backups only
 
         self.url = url.rstrip("/")
-        self.fs, self._root = fsspec.core.url_to_fs(self.url, **storage_options)
+        self.fs, self._root = url_to_fs(self.url, storage_options)
         self._work = Path(tempfile.mkdtemp(prefix="loopline-backup-"))
         self._uploaded: list[str] = []
         try:
-            taken = self.fs.exists(f"{self._root}/{MANIFEST}") or bool(
-                self.fs.find(self._root, maxdepth=None)
-            )
-        except OSError as exc:
-            raise BackendUnavailable(
-                f"cannot reach the backup destination {self.url}: {exc}",
-                hint="check DEST and the LOOPLINE_S3_* settings",
-            ) from exc
+            with self._translate(f"cannot reach the backup destination {self.url}"):
+                taken = self.fs.exists(f"{self._root}/{MANIFEST}") or bool(
+                    self.fs.find(self._root, maxdepth=None)
+                )
+        except BackendUnavailable:
+            shutil.rmtree(self._work, ignore_errors=True)
+            raise
         if taken:
             shutil.rmtree(self._work, ignore_errors=True)
             raise Conflict(
@@ -159,27 +162,35 @@ class FsspecSink(BackupSink):
         target.parent.mkdir(parents=True, exist_ok=True)
         return target
 
+    def _translate(self, what: str) -> contextlib.AbstractContextManager[None]:
+        from loopline.core.s3 import translated
+
+        return translated(what, self.fs, hint="check DEST and the LOOPLINE_S3_* settings")
+
     def publish(self, rel: str) -> None:
         local = self._work / rel
         key = f"{self._root}/{rel}"
-        try:
+        with self._translate(f"cannot upload {rel} to {self.url}"):
             self.fs.put_file(os.fspath(local), key)
-        except OSError as exc:
-            raise BackendUnavailable(
-                f"cannot upload {rel} to {self.url}: {exc}", hint="check DEST and the S3 keys"
-            ) from exc
         self._uploaded.append(key)
         local.unlink()
 
     def finish(self, manifest: bytes) -> None:
-        self.fs.pipe_file(f"{self._root}/{MANIFEST}", manifest)
+        with self._translate(f"cannot write {MANIFEST} to {self.url}"):
+            self.fs.pipe_file(f"{self._root}/{MANIFEST}", manifest)
         shutil.rmtree(self._work, ignore_errors=True)
 
     def abort(self) -> None:
         shutil.rmtree(self._work, ignore_errors=True)
-        for key in self._uploaded:
-            with contextlib.suppress(OSError):
-                self.fs.rm_file(key)
+        if not self._uploaded:
+            return
+        # One bulk delete, given up on when the store does not answer: what stays behind has
+        # no manifest, which restore refuses, so it is not worth one bounded wait per file.
+        with (
+            contextlib.suppress(BackendUnavailable, FileNotFoundError),
+            self._translate(f"cannot remove the partial backup {self.url}"),
+        ):
+            self.fs.rm(list(self._uploaded))
 
 
 def open_sink(url: str, storage_options: dict[str, Any] | None = None) -> BackupSink:
@@ -204,11 +215,9 @@ class BackupSource:
         self.url = url.rstrip("/")
         self._work: Path | None = None
         if is_remote(url):
-            import fsspec
+            from loopline.core.s3 import url_to_fs  # heavy (botocore): remote backups only
 
-            self.fs: Any = fsspec.core.url_to_fs(self.url, **(storage_options or {}))
-            self._root = str(self.fs[1])
-            self.fs = self.fs[0]
+            self.fs, self._root = url_to_fs(self.url, storage_options)
             self._local: Path | None = None
         else:
             self._local = _local(url)
@@ -224,14 +233,15 @@ class BackupSource:
             path = self._local / MANIFEST
             return path.read_bytes() if path.is_file() else None
         try:
-            return bytes(self.fs.cat_file(f"{self._root}/{MANIFEST}"))
+            with self._translate(f"cannot read the backup {self.url}"):
+                return bytes(self.fs.cat_file(f"{self._root}/{MANIFEST}"))
         except FileNotFoundError:
             return None
-        except OSError as exc:
-            raise BackendUnavailable(
-                f"cannot read the backup {self.url}: {exc}",
-                hint="check SRC and the LOOPLINE_S3_* settings",
-            ) from exc
+
+    def _translate(self, what: str) -> contextlib.AbstractContextManager[None]:
+        from loopline.core.s3 import translated
+
+        return translated(what, self.fs, hint="check SRC and the LOOPLINE_S3_* settings")
 
     def fetch(self, rel: str) -> Path:
         """A local path holding the backup file ``rel`` (downloaded when remote).
@@ -250,7 +260,8 @@ class BackupSource:
             self._work = Path(tempfile.mkdtemp(prefix="loopline-restore-"))
         local = self._work / uuid.uuid4().hex
         try:
-            self.fs.get_file(f"{self._root}/{rel}", os.fspath(local))
+            with self._translate(f"cannot fetch {rel} from the backup {self.url}"):
+                self.fs.get_file(f"{self._root}/{rel}", os.fspath(local))
         except FileNotFoundError as exc:
             raise NotFound(
                 f"backup {self.url} is missing {rel}",

@@ -228,9 +228,15 @@ def _restore_artifacts(
             progress("artifacts", counts[0], len(index))
 
     progress("artifacts", 0, len(index))
-    with store.batch() as batch, ThreadPoolExecutor(max_workers=_COPY_WORKERS) as pool:
-        for _ in pool.map(lambda d: copy(batch, d), [d for d, _ in index]):
-            pass
+    with store.batch() as batch:
+        pool = ThreadPoolExecutor(max_workers=_COPY_WORKERS)
+        try:
+            for _ in pool.map(lambda d: copy(batch, d), [d for d, _ in index]):
+                pass
+        finally:
+            # After a failure the queued copies are dropped: each would otherwise wait out
+            # the store's timeouts in turn before the error reached the caller.
+            pool.shutdown(wait=True, cancel_futures=True)
     return counts[1]
 
 
