@@ -75,9 +75,14 @@ def _fetch(store: ArtifactStore, entries: Sequence[FileEntry], root: Path, link:
         else:
             store.get_file(entry.digest, dest)
 
-    with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="checkout") as pool:
+    pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="checkout")
+    try:
         for fut in [pool.submit(one, e) for e in entries]:
             fut.result()
+    finally:
+        # After a failure the queued downloads are dropped: each would otherwise wait out
+        # the store's timeouts in turn before the error reached the caller.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def checkout(store: ArtifactStore, entries: Sequence[FileEntry], dest_dir: Path) -> Path:
