@@ -8,6 +8,7 @@ renders them into the README.
 
 from __future__ import annotations
 
+import compileall
 import json
 import os
 import platform
@@ -24,6 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 ENVS = ROOT / "bench" / ".envs"
 RESULTS = ROOT / "bench" / "results"
 WORK = ROOT / "bench" / ".work"
+
+# Loopline runs from the source tree (an editable install) in every benchmark: compile it
+# now, as pip compiles an installed package (and the anchors' venvs), so that no measured
+# process compiles a changed module itself - with PYTHONDONTWRITEBYTECODE set, as on this
+# machine, Python would not keep what it compiled, and every CLI start would pay again.
+compileall.compile_dir(ROOT / "src", quiet=1)
 
 
 def free_port() -> int:
