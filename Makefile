@@ -26,8 +26,11 @@ typecheck: $(STAMP)
 
 # Installs the system packages it needs, starts PostgreSQL, S3 (rclone) and Redis on
 # loopback, runs ruff, mypy and the whole suite, and stops the services whatever happens.
-test: $(STAMP)
-	bash scripts/system-deps.sh
+# apt (system-deps.sh) runs while pip fills the venv: neither needs the other.
+test:
+	@bash scripts/system-deps.sh & deps=$$!; \
+	$(MAKE) --no-print-directory setup; made=$$?; \
+	wait $$deps && exit $$made
 	bash scripts/run-tests.sh $(PYTEST_ARGS)
 
 services-start: $(STAMP)
