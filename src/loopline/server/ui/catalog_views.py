@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from loopline.core.context import Context
-from loopline.data import datasets, features
+from loopline.data import datasets
 from loopline.server.ui.graph import Layout, LineageGraph
 from loopline.server.ui.tracking_views import sql_string
 from loopline.tracking.entities import RunRecord
@@ -68,6 +68,10 @@ def stage_missing(exc: ModuleNotFoundError, *modules: str) -> bool:
 
 def dataset_list() -> dict[str, Any]:
     """Every dataset with its newest version, and every feature view."""
+    # Imported here: the feature store loads pandas and DuckDB's glue (~0.6 s), which every
+    # `loopline server` start paid for a page few open.
+    from loopline.data import features
+
     return {"datasets": datasets.list_datasets(), "views": features.list_views()}
 
 
