@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +39,25 @@ def _require(var: str) -> str:
     if os.environ.get("LOOPLINE_REQUIRE_SERVICES") == "1" or os.environ.get("CI"):
         pytest.fail(msg)
     pytest.skip(msg)
+
+
+def env_without_loopline() -> dict[str, str]:
+    """This process's environment without any ``LOOPLINE_*`` setting, for a subprocess that
+    must start from Loopline's defaults (plus what the caller adds)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("LOOPLINE_")}
+
+
+def run_python(code: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` (``python -c``) with ``args`` in a fresh interpreter in ``cwd``, with
+    :func:`env_without_loopline`; its output is text."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env_without_loopline(),
+        timeout=120,
+    )
 
 
 @pytest.fixture(autouse=True)

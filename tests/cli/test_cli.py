@@ -10,6 +10,7 @@ import pytest
 import typer.main
 
 from loopline.cli.main import app
+from tests.conftest import run_python
 
 
 def _loopline(
@@ -141,14 +142,7 @@ def test_a_command_loads_only_its_own_module_and_what_it_needs(tmp_path: Path) -
     # must not pay for the server, the UI, pandas or the other commands.
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "a.txt").write_text("a")
-    done = subprocess.run(
-        [sys.executable, "-c", _IMPORTS_OF_DATA_ADD, str(tmp_path / "data")],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={k: v for k, v in os.environ.items() if not k.startswith("LOOPLINE_")},
-        timeout=120,
-    )
+    done = run_python(_IMPORTS_OF_DATA_ADD, str(tmp_path / "data"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert lines[-2] == "[]", f"heavy modules loaded by `data add --json`: {lines[-2]}"

@@ -11,9 +11,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.conftest import env_without_loopline
+
 
 def _loopline(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPLINE_")}
+    env = env_without_loopline()
     return subprocess.run(
         [sys.executable, "-m", "loopline.cli.main", *args],
         capture_output=True,

@@ -17,6 +17,7 @@ from loopline.core.artifacts import LocalArtifactStore, hash_file
 from loopline.core.context import Context
 from loopline.data import datasets
 from loopline.errors import ConfigError, IntegrityError, InvalidInput, NotFound
+from tests.conftest import run_python
 
 
 def _frame(n: int = 100, seed: int = 0) -> pd.DataFrame:
@@ -369,21 +370,13 @@ def test_register_opens_the_catalog_while_the_bytes_are_copied(tmp_path: Path) -
     # Importing ll.datasets does not load SQLAlchemy (~0.2 s of a CLI start); register loads
     # it and opens the database on a helper thread during the copy - except on first use,
     # when opening migrates a new database: that is opened before the copy.
-    import subprocess
-    import sys
-
     for folder in ("d", "e"):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "a.bin").write_bytes(os.urandom(3 * 1024 * 1024))
 
     def register(folder: str) -> list[str]:
-        done = subprocess.run(
-            [sys.executable, "-c", _CATALOG_OPENED_DURING_THE_COPY, str(tmp_path / "h"), folder],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            env={k: v for k, v in os.environ.items() if not k.startswith("LOOPLINE_")},
-            timeout=120,
+        done = run_python(
+            _CATALOG_OPENED_DURING_THE_COPY, str(tmp_path / "h"), folder, cwd=tmp_path
         )
         assert done.returncode == 0, done.stderr
         return done.stdout.split()

@@ -38,6 +38,7 @@ import pytest
 import typer.main
 
 from loopline.cli.main import app
+from tests.conftest import env_without_loopline
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -210,7 +211,7 @@ def run_page(page: Path, tmp_path: Path, settings: dict[str, str]) -> None:
     ]
     (tmp_path / "blocks.json").write_text(json.dumps(blocks))
     (tmp_path / "runner.py").write_text(_RUNNER)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPLINE_")}
+    env = env_without_loopline()
     env.update({"LOOPLINE_HOME": str(work / ".loopline"), "PYTHONWARNINGS": "ignore"})
     env.update(settings)
     result = subprocess.run(

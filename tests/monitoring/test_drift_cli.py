@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,12 +14,13 @@ import pytest
 
 import loopline as ll
 from loopline.core.context import Context
+from tests.conftest import env_without_loopline
 
 
 def _loopline(
     cwd: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("LOOPLINE_")}
+    base = env_without_loopline()
     return subprocess.run(
         [sys.executable, "-m", "loopline.cli.main", *args],
         capture_output=True,

@@ -36,9 +36,8 @@ from loopline.tracking.run_records import ID_LIST, list_value
 from loopline.tracking.search import (
     Comparison,
     OrderKey,
+    add_comparison,
     bound_value,
-    condition,
-    join_keyed,
     order_query,
     parse_filter,
     parse_order_by,
@@ -212,10 +211,7 @@ def _page_statement(
         else:
             value = [sa.bindparam(f"v{n}_{j}") for j in range(size)]
         cmp = Comparison(kind, key, op, "", 0)
-        if kind in _KEYED:
-            query = join_keyed(query, cmp, dialect.name, sa.bindparam(f"k{n}"), value, n)
-        else:
-            query = query.where(condition(cmp, dialect.name, sa.bindparam(f"k{n}"), value))
+        query = add_comparison(query, cmp, dialect.name, sa.bindparam(f"k{n}"), value, n)
     keys = [OrderKey(kind, key, ascending) for kind, key, ascending in order_shape]
     bound: list[Any] = [sa.bindparam(f"o{n}") for n in range(len(keys))]
     query = order_query(query, keys, bound).limit(sa.bindparam("lim")).offset(sa.bindparam("off"))

@@ -266,13 +266,13 @@ def write_runs(
     insert_rows(conn, tags_table, tag_rows)
     insert_rows(conn, params_table, param_rows)
     insert_rows(conn, run_artifacts, artifact_rows)
-    if end_tags:
-        run_json.lock_runs(conn, [row["run_id"] for row in end_tags])
+    tagged = {row["run_id"] for row in end_tags}
+    run_json.lock_runs(conn, tagged)
     if end_rows:
         conn.execute(END_RUN, end_rows)
     if end_tags:
         conn.execute(cached_statement(conn, "tags.upsert", upsert_tag_statement), end_tags)
-        run_json.refresh(conn, [row["run_id"] for row in end_tags], tags=True)
+        run_json.refresh(conn, tagged, tags=True)
     audit.append_many(conn, events)
 
 

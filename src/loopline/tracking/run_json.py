@@ -32,24 +32,31 @@ import orjson
 from sqlalchemy.engine import Connection
 
 from loopline.core.bulk import driver_executemany, driver_fetchall
+from loopline.tracking.run_records import ID_LIST, list_value
 
-#: The rebuild of one object column from its table, for the runs whose ids are bound as one
-#: value (as :data:`loopline.tracking.run_records.ID_LIST` takes them).
-_REFRESH = {
+# The rebuild of one object column from its table, for the runs whose ids are bound as one
+# value (:data:`~loopline.tracking.run_records.ID_LIST`).
+_REBUILD = {
     # SQLite before 3.44 takes no ORDER BY inside an aggregate; an ordered subquery in FROM
     # is not flattened into an aggregate, and feeds it in order.
     "sqlite": (
-        'UPDATE "runs" SET "{column}" = (SELECT json_group_object("key", "value") '
+        'UPDATE "runs" SET "{table}_json" = (SELECT json_group_object("key", "value") '
         'FROM (SELECT "key", "value" FROM "{table}" WHERE "run_id" = "runs"."id" '
-        'ORDER BY "key")) WHERE "id" IN (SELECT value FROM json_each(?))'
+        'ORDER BY "key")) WHERE "id" {ids}'
     ),
     "postgresql": (
-        'UPDATE "runs" SET "{column}" = (SELECT json_object_agg("key", "value" '
+        'UPDATE "runs" SET "{table}_json" = (SELECT json_object_agg("key", "value" '
         'ORDER BY "key" COLLATE "C")::text FROM "{table}" WHERE "run_id" = "runs"."id") '
-        'WHERE "id" = ANY(%s)'
+        'WHERE "id" {ids}'
     ),
 }
-_LOCK_SQL = 'SELECT "id" FROM "runs" WHERE "id" = ANY(%s) ORDER BY "id" FOR UPDATE'
+#: (dialect, table) -> the statement that rebuilds that table's column.
+_REFRESH = {
+    (dialect, table): sql.format(table=table, ids=ID_LIST[dialect])
+    for dialect, sql in _REBUILD.items()
+    for table in ("params", "tags")
+}
+_LOCK_SQL = f'SELECT "id" FROM "runs" WHERE "id" {ID_LIST["postgresql"]} ORDER BY "id" FOR UPDATE'
 
 
 def object_json(values: Mapping[str, str | None]) -> str | None:
@@ -64,11 +71,6 @@ def object_json(values: Mapping[str, str | None]) -> str | None:
     return orjson.dumps(values, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def _ids_value(dialect: str, run_ids: Collection[str]) -> str | list[str]:
-    ids = sorted(set(run_ids))
-    return orjson.dumps(ids).decode() if dialect == "sqlite" else ids
-
-
 def lock_runs(conn: Connection, run_ids: Collection[str]) -> None:
     """On PostgreSQL, lock the runs' rows until ``conn``'s transaction ends (in id order, so
     two writers never wait on each other in a circle); nothing on SQLite (see above).
@@ -79,7 +81,7 @@ def lock_runs(conn: Connection, run_ids: Collection[str]) -> None:
         >>> # with engine.begin() as conn: lock_runs(conn, [run_id]); ...; refresh(...)
     """
     if conn.dialect.name == "postgresql" and run_ids:
-        driver_fetchall(conn, _LOCK_SQL, (_ids_value("postgresql", run_ids),))
+        driver_fetchall(conn, _LOCK_SQL, (list_value("postgresql", sorted(set(run_ids))),))
 
 
 def refresh(
@@ -91,11 +93,10 @@ def refresh(
     Example:
         >>> # refresh(conn, [run_id], tags=True)
     """
-    if not run_ids:
+    if not (params or tags) or not run_ids:  # a metrics-only write: nothing to do
         return
     dialect = conn.dialect.name
-    bound = (_ids_value(dialect, run_ids),)
-    for wanted, table in ((params, "params"), (tags, "tags")):
+    bound = (list_value(dialect, sorted(set(run_ids))),)
+    for table, wanted in (("params", params), ("tags", tags)):
         if wanted:
-            sql = _REFRESH[dialect].format(column=f"{table}_json", table=table)
-            driver_executemany(conn, sql, [bound])
+            driver_executemany(conn, _REFRESH[dialect, table], [bound])

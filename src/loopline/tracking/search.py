@@ -414,7 +414,8 @@ def _numeric_clause(column: ColumnElement[Any], op: str, value: Any) -> ColumnEl
 
 
 def bound_value(cmp: Comparison, dialect: str) -> float | str | tuple[str, ...]:
-    """The value :func:`condition` binds for ``cmp``: its value, as a GLOB for SQLite LIKE.
+    """The value bound for ``cmp`` (see :func:`add_comparison`): its value, as a GLOB for
+    SQLite's LIKE.
 
     Example:
         >>> bound_value(parse_filter("params.m LIKE 'lg%'")[0], "sqlite")
@@ -425,55 +426,24 @@ def bound_value(cmp: Comparison, dialect: str) -> float | str | tuple[str, ...]:
     return cmp.value
 
 
-def condition(cmp: Comparison, dialect: str, key: Any, value: Any) -> ColumnElement[bool]:
-    """The SQL condition on ``runs`` for ``cmp``, comparing with ``key`` and ``value``.
-
-    ``key`` and ``value`` are either the comparison's own (see :func:`to_sql`) or bound
-    parameters standing for them (a statement built once per filter shape, see
-    :mod:`loopline.tracking.query`); for ``IN`` ``value`` is a list of either.
-
-    Example:
-        >>> cmp = parse_filter("params.model = 'lgbm'")[0]
-        >>> "params" in str(condition(cmp, "sqlite", cmp.key, cmp.value))
-        True
-    """
-    if cmp.kind == "metric":
-        sub = sa.select(latest_metrics.c.run_id).where(
-            latest_metrics.c.key == key,
-            latest_metrics.c.is_nan.is_(False),
-            _numeric_clause(latest_metrics.c.value, cmp.op, value),
-        )
-        return runs.c.id.in_(sub)
-    if cmp.kind in ("param", "tag"):
-        table = params if cmp.kind == "param" else tags
-        sub = sa.select(table.c.run_id).where(
-            table.c.key == key, _string_clause(dialect, table.c.value, cmp.op, value)
-        )
-        return runs.c.id.in_(sub)
-    if cmp.kind == "dataset":
-        column = DATASET_FIELDS[cmp.key]
-        sub = sa.select(run_inputs.c.run_id).where(_string_clause(dialect, column, cmp.op, value))
-        return runs.c.id.in_(sub)
-    if cmp.key in NUMERIC_ATTRIBUTES:
-        return _numeric_clause(NUMERIC_ATTRIBUTES[cmp.key], cmp.op, value)
-    return _string_clause(dialect, STRING_ATTRIBUTES[cmp.key], cmp.op, value)
-
-
-def join_keyed(
+def add_comparison(
     query: sa.Select[Any], cmp: Comparison, dialect: str, key: Any, value: Any, n: int
 ) -> sa.Select[Any]:
-    """``query`` on ``runs`` joined to the row of the metric, param or tag ``cmp`` compares,
-    keeping the runs whose row matches (``key`` and ``value`` as in :func:`condition`).
+    """``query`` on ``runs`` narrowed to the runs ``cmp`` keeps, comparing with ``key`` and
+    ``value``: bound parameters standing for the comparison's own (a statement is built
+    once per filter shape, see :mod:`loopline.tracking.query`); for ``IN`` ``value`` is a
+    list of them. ``n`` numbers the comparison (it names the join of a keyed one).
 
-    The same runs as ``WHERE runs.id IN (subquery)`` (:func:`condition`): a run has at most
-    one row per (run, key) in each of these tables, so the join never repeats a run. As a
-    join the database can start from either side; as a subquery SQLite built the whole
-    list of matching ids first, reading every row of the key, which took longer than the
-    rest of a search page.
+    A metric, param or tag comparison joins the run's row of that key: a run has at most
+    one row per (run, key) in each of these tables, so the join never repeats a run, and
+    the database can start from either side (as ``WHERE runs.id IN (subquery)`` SQLite
+    built the whole list of matching ids first, reading every row of the key, which took
+    longer than the rest of a search page). A run has many inputs: a dataset comparison
+    stays a subquery.
 
     Example:
         >>> cmp = parse_filter("params.model = 'lgbm'")[0]
-        >>> q = join_keyed(sa.select(runs.c.id), cmp, "sqlite", cmp.key, cmp.value, 0)
+        >>> q = add_comparison(sa.select(runs.c.id), cmp, "sqlite", cmp.key, cmp.value, 0)
         >>> "JOIN params AS filter_0" in str(q)
         True
     """
@@ -486,25 +456,21 @@ def join_keyed(
             _numeric_clause(metric.c.value, cmp.op, value),
         )
         return query.join(metric, on)
-    if cmp.kind not in ("param", "tag"):
-        raise ValueError(f"{cmp.kind} comparisons are not joined; use condition()")
-    table = (params if cmp.kind == "param" else tags).alias(f"filter_{n}")
-    on = sa.and_(
-        table.c.run_id == runs.c.id,
-        table.c.key == key,
-        _string_clause(dialect, table.c.value, cmp.op, value),
-    )
-    return query.join(table, on)
-
-
-def to_sql(cmp: Comparison, dialect: str) -> ColumnElement[bool]:
-    """The SQL condition on ``runs`` for one comparison (values as bound parameters).
-
-    Example:
-        >>> str(to_sql(parse_filter("status = 'FINISHED'")[0], "sqlite"))
-        'runs.status = :status_1'
-    """
-    return condition(cmp, dialect, cmp.key, bound_value(cmp, dialect))
+    if cmp.kind in ("param", "tag"):
+        table = (params if cmp.kind == "param" else tags).alias(f"filter_{n}")
+        on = sa.and_(
+            table.c.run_id == runs.c.id,
+            table.c.key == key,
+            _string_clause(dialect, table.c.value, cmp.op, value),
+        )
+        return query.join(table, on)
+    if cmp.kind == "dataset":
+        column = DATASET_FIELDS[cmp.key]
+        sub = sa.select(run_inputs.c.run_id).where(_string_clause(dialect, column, cmp.op, value))
+        return query.where(runs.c.id.in_(sub))
+    if cmp.key in NUMERIC_ATTRIBUTES:
+        return query.where(_numeric_clause(NUMERIC_ATTRIBUTES[cmp.key], cmp.op, value))
+    return query.where(_string_clause(dialect, STRING_ATTRIBUTES[cmp.key], cmp.op, value))
 
 
 def order_query(

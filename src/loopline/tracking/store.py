@@ -517,17 +517,16 @@ def log_batch(
     all_rows: list[MetricRow] = list(rows)
     all_rows.extend(_metric_rows(run_id, metrics))
     with engine.begin() as conn:
-        require_active(conn, run_id, lock=bool(param_pairs or tag_pairs or batch))
+        # The batch ledger is a tag too.
+        tags_written = bool(tag_pairs) or batch is not None
+        require_active(conn, run_id, lock=bool(param_pairs) or tags_written)
         if batch is not None and not _claim_batch(conn, run_id, *batch):
             return False
         if param_pairs:
             _write_params(conn, run_id, param_pairs)
         if tag_pairs:
             _upsert_tags(conn, run_id, tag_pairs)
-        if param_pairs or tag_pairs or batch:
-            run_json.refresh(
-                conn, (run_id,), params=bool(param_pairs), tags=bool(tag_pairs or batch)
-            )
+        run_json.refresh(conn, (run_id,), params=bool(param_pairs), tags=tags_written)
         if all_rows:
             metric_store.write_rows(conn, all_rows)
     return True
