@@ -57,9 +57,9 @@ def _logged_by_user(ctx: Context, run_id: str) -> list[str]:
 
 
 @pytest.fixture
-def store_ctx(sqlite_uri: str, artifacts_url: str, tmp_path: Path) -> Iterator[Context]:
+def store_ctx(migrated_sqlite_uri: str, artifacts_url: str, tmp_path: Path) -> Iterator[Context]:
     """A context on each artifact store (a local folder and S3)."""
-    context = ll.init(uri=sqlite_uri, artifacts=artifacts_url)
+    context = ll.init(uri=migrated_sqlite_uri, artifacts=artifacts_url)
     yield context
     context.close()
 

@@ -175,7 +175,7 @@ def test_every_register_is_audited_in_the_same_transaction(ctx: Context) -> None
     ["", "../etc", "a/b", "-lead", ".hidden", "a" * 129, "sp ace", "x..y", 7],
     ids=["empty", "traversal", "slash", "dash", "dot", "long", "space", "dotdot", "int"],
 )
-def test_bad_names_are_invalid_input_naming_the_field(ctx: Context, name: object) -> None:
+def test_bad_names_are_invalid_input_naming_the_field(module_ctx: Context, name: object) -> None:
     with pytest.raises(InvalidInput) as info:
         ll.datasets.register(name, _frame())  # type: ignore[arg-type]
     assert info.value.field == "name"

@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +19,27 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
 import loopline  # noqa: E402
+from tests.tracking.backends import database, server  # noqa: E402
 
 # MLflow's own warnings (about its type hints, its telemetry) are not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore::Warning:mlflow")
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
+    """(server URL, database URI): one server per backend for the module, as starting one
+    takes seconds. The tests share it without seeing each other's data: each makes its own
+    runs, and only one makes the experiment "churn" and the registered model "churn-clf"."""
+    folder = tmp_path_factory.mktemp(request.param)
+    with database(request.param, folder) as db_uri, server(db_uri, folder) as url:
+        yield url, db_uri
+
+
 @pytest.fixture
-def tracking(server_url: str, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
+def tracking(served: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[MlflowClient]:
+    server_url = served[0]
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server_url)
     # The fluent API remembers the active experiment across servers; start clean.
     monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
@@ -38,8 +53,9 @@ def tracking(server_url: str, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
 
 
 def test_runs_params_metrics_tags_and_search(
-    tracking: MlflowClient, db_uri: str, tmp_path: Path
+    tracking: MlflowClient, served: tuple[str, str], tmp_path: Path
 ) -> None:
+    db_uri = served[1]
     exp_id = mlflow.create_experiment("churn")
     assert tracking.get_experiment_by_name("churn").experiment_id == exp_id
     mlflow.set_experiment("churn")

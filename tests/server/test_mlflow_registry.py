@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
+
+from tests.tracking.backends import database, server  # noqa: E402
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """One server per backend for the module, as starting one takes seconds. The tests share
+    it without seeing each other's data: each uses its own model names."""
+    folder: Path = tmp_path_factory.mktemp(request.param)
+    with database(request.param, folder) as db_uri, server(db_uri, folder) as url:
+        yield url
 
 
 @pytest.fixture

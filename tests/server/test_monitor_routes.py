@@ -19,11 +19,11 @@ from tests.server.conftest import start_server, stop_server
 
 
 @pytest.fixture
-def served(db_uri: str, tmp_path: Path) -> Iterator[tuple[Context, str]]:
+def served(migrated_db_uri: str, tmp_path: Path) -> Iterator[tuple[Context, str]]:
     """An embedded context and a server on the same store."""
     artifacts = str(tmp_path / "server-artifacts")
-    ctx = ll.init(uri=db_uri, artifacts=artifacts)
-    proc, url = start_server(db_uri, artifacts)
+    ctx = ll.init(uri=migrated_db_uri, artifacts=artifacts)
+    proc, url = start_server(migrated_db_uri, artifacts)
     try:
         yield ctx, url
     finally:

@@ -32,7 +32,7 @@ BAD_KEYS = [
 @pytest.mark.parametrize(("key", "reason"), BAD_KEYS, ids=[r for _k, r in BAD_KEYS])
 @pytest.mark.parametrize("what", ["metric", "param", "tag"])
 def test_bad_keys_are_rejected_naming_the_key(
-    ctx: Context, key: str, reason: str, what: str
+    module_ctx: Context, key: str, reason: str, what: str
 ) -> None:
     with ll.start_run(experiment="keys") as run:
         with pytest.raises(InvalidInput) as info:

@@ -120,7 +120,9 @@ CASES: dict[str, Case] = {
 }
 
 
-@pytest.fixture(params=sorted(CASES), ids=str)
+# Fitted once per module: the four tests of a case only read the model (save, load, detect),
+# and fitting the eleven of them again for each test cost ~0.3 s a test.
+@pytest.fixture(scope="module", params=sorted(CASES), ids=str)
 def case(request: pytest.FixtureRequest) -> tuple[Case, Any]:
     c = CASES[request.param]
     X, y = _data()

@@ -82,8 +82,8 @@ def test_log_model_stores_files_and_loads_back_equal(ctx: Context, flavor: str) 
 
 
 @pytest.mark.usefixtures("s3_env")
-def test_log_and_load_with_s3_artifacts(sqlite_uri: str, s3_url: str) -> None:
-    ctx = ll.init(uri=sqlite_uri, artifacts=s3_url)
+def test_log_and_load_with_s3_artifacts(migrated_sqlite_uri: str, s3_url: str) -> None:
+    ctx = ll.init(uri=migrated_sqlite_uri, artifacts=s3_url)
     try:
         model, logged = _logged(ctx, "lightgbm")
         loaded = models.load_logged_model(ctx, logged, ref="models:/s3/1")

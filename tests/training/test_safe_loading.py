@@ -43,9 +43,9 @@ def _frame() -> tuple[pd.DataFrame, np.ndarray]:
 
 
 @pytest.fixture
-def store_ctx(sqlite_uri: str, artifacts_url: str) -> Iterator[Context]:
+def store_ctx(migrated_sqlite_uri: str, artifacts_url: str) -> Iterator[Context]:
     """A context on each artifact store (a local folder and S3)."""
-    context = ll.init(uri=sqlite_uri, artifacts=artifacts_url)
+    context = ll.init(uri=migrated_sqlite_uri, artifacts=artifacts_url)
     yield context
     context.close()
 
