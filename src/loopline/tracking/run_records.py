@@ -10,7 +10,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -92,33 +91,40 @@ def get_runs(engine: Engine, run_ids: Sequence[str]) -> list[RunRecord]:
                 inp.setdefault(run_id, []).append(RunInput(*fields))
     records = []
     loads = orjson.loads
+    new, set_attr = object.__new__, object.__setattr__
     for i in ids:
         row = info.get(i)
         if row is None:
             continue
         (rid, exp_id, exp_name, name, status, start_time, end_time, parent, stage, user, uri,
          params_json, tags_json, metrics_json) = row  # fmt: skip
-        records.append(
-            _record(
-                (
-                    rid,
-                    exp_id,
-                    exp_name,
-                    name,
-                    status,
-                    start_time,
-                    end_time,
-                    parent,
-                    stage,
-                    user,
-                    uri,
-                    loads(params_json) if params_json else {},
-                    loads(tags_json) if tags_json else {},
-                    _latest_points(loads(metrics_json)) if metrics_json else {},
-                    tuple(inp[i]) if i in inp else (),
-                )
-            )
+        # The frozen dataclass's __init__ sets each of the 15 fields through
+        # object.__setattr__, which cost more than reading the run: the record gets its
+        # fields as one dict instead (as frozen as any other; tests/tracking keep the names
+        # equal to the dataclass's fields).
+        record = new(RunRecord)
+        set_attr(
+            record,
+            "__dict__",
+            {
+                "id": rid,
+                "experiment_id": exp_id,
+                "experiment": exp_name,
+                "name": name,
+                "status": status,
+                "start_time": start_time,
+                "end_time": end_time,
+                "parent_run_id": parent,
+                "lifecycle_stage": stage,
+                "user_id": user,
+                "artifact_uri": uri,
+                "params": loads(params_json) if params_json else {},
+                "tags": loads(tags_json) if tags_json else {},
+                "latest_metrics": _latest_points(loads(metrics_json)) if metrics_json else {},
+                "inputs": tuple(inp[i]) if i in inp else (),
+            },
         )
+        records.append(record)
     return records
 
 
@@ -139,18 +145,3 @@ def _latest_points(latest: dict[str, list[Any]]) -> dict[str, MetricPoint]:
             point[2] = _NAN
         points[key] = _new_tuple(MetricPoint, point)
     return points
-
-
-_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(RunRecord))
-
-
-def _record(values: tuple[Any, ...]) -> RunRecord:
-    """A :class:`RunRecord` of every field's value, in field order.
-
-    Made without the frozen dataclass's ``__init__``, which sets each of the 15 fields
-    through ``object.__setattr__`` and cost more than reading the run; the record is as
-    frozen as any other (its ``__setattr__`` still refuses).
-    """
-    record = object.__new__(RunRecord)
-    record.__dict__.update(zip(_RECORD_FIELDS, values, strict=True))
-    return record
