@@ -505,8 +505,8 @@ def order_query(
     key) are bound parameters standing for the metric, param or tag names. ``joined`` (one
     per key) names the comparison of the filter on the same metric, param or tag, if any:
     its join (:func:`filter_join`) holds the row the key's own join would find (the row of
-    that run and key; for a metric, one that is not NaN), so the query orders by it
-    instead of joining the table once more.
+    that run and key; for a metric, one that is not NaN), never without a value, so the
+    query orders by it instead of joining the table once more.
 
     Example:
         >>> q = order_query(sa.select(runs.c.id), parse_order_by(["metrics.auc DESC"]))
@@ -519,7 +519,12 @@ def order_query(
         if key.kind == "attribute":
             column = {**STRING_ATTRIBUTES, **NUMERIC_ATTRIBUTES}[key.key]
         elif joined is not None and (filtered := joined[n]) is not None:
+            # Every comparison is false on NULL, so the filter's row always has a value:
+            # no "missing last" term, and SQLite can walk the filter's (key, value) index
+            # in order instead of sorting every matching run.
             column = filter_join(key.kind, filtered).c.value
+            clauses.append(column.asc() if key.ascending else column.desc())
+            continue
         else:
             alias = _KEYED_TABLES[key.kind].alias(f"order_{n}")
             name = key.key if bound_keys is None else bound_keys[n]
