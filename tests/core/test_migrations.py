@@ -103,3 +103,28 @@ def test_0013_copies_each_runs_params_and_tags_into_its_row(db_uri: str) -> None
         c["name"] for c in sa.inspect(engine).get_columns("runs")
     )
     engine.dispose()
+
+
+def test_0014_copies_each_runs_latest_metrics_exactly_into_its_row(db_uri: str) -> None:
+    engine = create_engine_for(db_uri)
+    upgrade(engine, "0013_run_params_tags_json")
+    other = "o" * 32
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO runs (id, experiment_id, status, start_time, lifecycle_stage) "
+                "VALUES (:id, 0, 'RUNNING', 1, 'active')"
+            ),
+            [{"id": _RUN}, {"id": other}],
+        )
+        # 0.1 + 0.2 is 0.30000000000000004: SQLite's own JSON would print it as 0.3
+        _insert(conn, "latest_metrics", [*_ROWS["latest_metrics"], (_RUN, "nan", 0.0, 8, 4, True)])
+    upgrade(engine, "0014_run_metrics_json")
+    with engine.connect() as conn:
+        found = {r: m for r, m in conn.execute(sa.text("SELECT id, metrics_json FROM runs"))}
+    assert found[_RUN] == '{"auc":[3,7,0.30000000000000004],"nan":[4,8,null]}'
+    assert json.loads(found[_RUN])["auc"][2] == 0.1 + 0.2
+    assert found[other] is None  # a run without metrics
+    command.downgrade(alembic_config(engine), "0013_run_params_tags_json")
+    assert "metrics_json" not in {c["name"] for c in sa.inspect(engine).get_columns("runs")}
+    engine.dispose()

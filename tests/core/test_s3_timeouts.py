@@ -23,11 +23,13 @@ from typing import Any
 import pytest
 
 import loopline as ll
+from loopline.config import Settings
 from loopline.core.artifacts import LocalArtifactStore, open_artifact_store
 from loopline.core.backup import _copy_artifacts, backup
 from loopline.core.backup_location import FsspecSink, LocalSink
 from loopline.core.backup_restore import restore
 from loopline.core.db import create_engine_for
+from loopline.core.doctor import run_checks
 from loopline.errors import BackendUnavailable, ConfigError
 from tests.conftest import s3_options
 
@@ -308,3 +310,21 @@ def test_a_hung_test_fails_the_run_with_a_stack_dump(tmp_path: Path) -> None:
     assert proc.returncode != 0, out
     assert "Timeout" in out and "test_waits_on_a_hung_worker" in out, out
     assert "Stack of" in out, out  # every thread's stack, the hung worker's included
+
+
+def test_doctor_reports_a_mute_endpoint_within_one_wait(mute: MuteEndpoint) -> None:
+    settings = Settings(
+        uri="sqlite:///:memory:",
+        artifacts="s3://bucket/prefix",
+        s3_endpoint_url=mute.url,
+        s3_access_key_id="k",
+        s3_secret_access_key="s",
+        s3_connect_timeout_s=1,
+        s3_read_timeout_s=1,
+        s3_max_attempts=5,  # what uploads may spend; the doctor makes one attempt
+    )
+    start = time.monotonic()
+    (artifacts,) = [c for c in run_checks(settings) if c.name == "artifacts"]
+    assert time.monotonic() - start < 10
+    assert not artifacts.ok and f"the S3 endpoint {mute.url} did not answer" in artifacts.detail
+    assert mute.connections == 1

@@ -278,3 +278,21 @@ def test_search_runs_returns_a_page_of_runs(ctx: Context) -> None:
         "paging", order_by=["metrics.score DESC"], page_token=page.next_page_token
     )
     assert [r.name for r in rest] == ["r0"] and rest.next_page_token is None
+
+
+def test_searched_runs_are_made_as_init_makes_them_and_accept_writes(ctx: Context) -> None:
+    with ll.start_run(experiment="read") as run:
+        run.log_metric("loss", 0.5)
+    (found,) = ll.search_runs("read")
+    made = Run(found._record, ctx, backend=found._backend)
+    # Run._read skips __init__ for a search page: it must set the same attributes
+    assert vars(found).keys() == vars(made).keys()
+    assert {k: type(v) for k, v in vars(found).items()} == {
+        k: type(v) for k, v in vars(made).items()
+    }
+    assert found._lock is not made._lock and found.owner_pid == made.owner_pid
+    found.set_tag("later", "yes")
+    found.log_metric("loss", 0.25, step=1)
+    found.flush()
+    assert ll.get_run(run.id).tags["later"] == "yes"
+    assert ll.get_run(run.id).metrics == {"loss": 0.25}

@@ -7,6 +7,7 @@ import pytest
 from loopline.core.context import Context
 from loopline.tracking import query, store
 from loopline.tracking.entities import Metric
+from loopline.tracking.search import parse_filter, parse_order_by
 
 
 @pytest.fixture
@@ -70,3 +71,32 @@ def test_pages_and_experiments_are_bound_values_too(
     assert query.search_runs(ctx.engine, experiment_ids=[12345]).runs == []
     assert query.search_runs(ctx.engine, experiment_ids=[]).runs == []
     assert len(query.search_runs(ctx.engine, experiment_ids=[0, 12345]).runs) == 3
+
+
+def test_ordering_by_a_filtered_key_reuses_its_join_and_orders_the_same(ctx: Context) -> None:
+    # Ties on the value fall back to start time (newest first), then run id; a run without
+    # the metric, or with NaN, is not matched by the filter at all.
+    for n, (auc, model) in enumerate(
+        [(0.7, "b"), (0.9, "a"), (0.7, "a"), (float("nan"), "c"), (None, "b"), (0.9, "c")]
+    ):
+        run = store.create_run(ctx.engine, 0, name=f"r{n}", start_time=1000 + n % 3)
+        metrics = [] if auc is None else [Metric("auc", auc, 1, 0)]
+        store.log_batch(ctx.engine, run.id, params={"model": model}, metrics=metrics)
+    unfiltered = _names(ctx, None, ["metrics.auc DESC"])
+    assert unfiltered[:4] == ["r5", "r1", "r2", "r0"] and set(unfiltered[4:]) == {"r3", "r4"}
+    for order in (["metrics.auc DESC"], ["metrics.auc ASC"], ["params.model DESC", "run_name"]):
+        reference = [
+            name for name in _names(ctx, None, order) if name not in ("r3", "r4")
+        ]  # the runs the filter below keeps, in the order of a search without it
+        filtered = _names(ctx, "metrics.auc >= 0 and params.model != 'z'", order)
+        assert filtered == reference, order
+    comparisons = parse_filter("metrics.auc >= 0")
+    keys = parse_order_by(["metrics.auc DESC"])
+    statement = query._page_statement(
+        ctx.engine.dialect,
+        "active",
+        1,
+        tuple(query._comparison_shape(c) for c in comparisons),
+        tuple(query._order_shape(k, comparisons) for k in keys),
+    )
+    assert "order_0" not in statement.sql and "filter_0.value DESC" in statement.sql

@@ -1,8 +1,10 @@
-"""``runs.params_json`` and ``tags_json`` always equal the run's params and tags rows."""
+"""``runs.params_json``, ``tags_json`` and ``metrics_json`` always equal the run's rows."""
 
 from __future__ import annotations
 
 import json
+import math
+import sys
 import threading
 
 import sqlalchemy as sa
@@ -10,7 +12,7 @@ import sqlalchemy as sa
 import loopline as ll
 from loopline.core.context import Context
 from loopline.tracking import run_batch, store
-from loopline.tracking.entities import now_ms
+from loopline.tracking.entities import Metric, now_ms
 
 
 def _assert_copies_match_rows(engine: sa.Engine) -> int:
@@ -26,6 +28,22 @@ def _assert_copies_match_rows(engine: sa.Engine) -> int:
                 copied = json.loads(copy or "{}")
                 assert copied == dict(rows), (run_id, table)
                 assert list(copied) == sorted(copied), (run_id, table)  # code-point order
+            latest = conn.execute(
+                sa.text(
+                    'SELECT "key", step, "timestamp", "value", is_nan FROM latest_metrics '
+                    "WHERE run_id = :r"
+                ),
+                {"r": run_id},
+            ).all()
+            metrics_json = conn.execute(
+                sa.text("SELECT metrics_json FROM runs WHERE id = :r"), {"r": run_id}
+            ).scalar()
+            copied = json.loads(metrics_json or "{}")
+            assert copied == {
+                key: [step, stamp, None if nan else value]
+                for key, step, stamp, value, nan in latest
+            }, run_id  # exactly: json reads back the same doubles
+            assert list(copied) == sorted(copied), run_id
     return len(found)
 
 
@@ -38,7 +56,12 @@ def test_every_write_keeps_the_copies_equal_to_the_rows(ctx: Context) -> None:
         with ll.start_run(name="child", nested=True) as child:
             child.log_param("depth", 3)
         run.log_metric("loss", 0.5)
+        run.log_metrics({"b": 0.1 + 0.2, "a": float("nan"), "é": float("inf"), "Z": 1e-310})
+        run.flush()
+        run.log_metric("loss", 0.25, step=2)
     store.delete_tag(engine, run.id, "stage")
+    # a late point (an older step) does not replace the latest one, in the copy either
+    store.log_batch(engine, run.id, metrics=[Metric("loss", 9.0, now_ms(), 1)])
     assert store.log_batch(engine, run.id, tags={"late": "1"}, batch=("writer-1", 1))
     assert not store.log_batch(engine, run.id, tags={"late": "2"}, batch=("writer-1", 1))
     with ll.start_run(experiment="json", name="pipeline") as parent:
@@ -58,6 +81,10 @@ def test_every_write_keeps_the_copies_equal_to_the_rows(ctx: Context) -> None:
     assert stored.tags["loopline.ingest.writer-1"] == "1"
     assert list(stored.tags) == sorted(stored.tags)
     assert ll.get_run(step.id).tags["s"] == "2"
+    assert stored.metrics["loss"] == 0.25 and stored.metrics["b"] == 0.1 + 0.2
+    assert math.isnan(stored.metrics["a"]) and stored.metrics["Z"] == 1e-310
+    assert stored.metrics["é"] == sys.float_info.max  # +inf is stored as MLflow stores it
+    assert list(stored.metrics) == sorted(stored.metrics)
 
 
 def test_writers_of_one_run_at_once_lose_no_key(ctx: Context) -> None:
@@ -75,6 +102,10 @@ def test_writers_of_one_run_at_once_lose_no_key(ctx: Context) -> None:
                     engine, run_id, params={f"p{n}-{i}": str(i)}, tags={f"t{n}-{i}": str(n)}
                 )
             store.log_batch(engine, run_id, tags={"shared": str(n)}, batch=(f"w{n}", 1))
+            for i in range(5):  # metrics only, and metrics with a param, to one run at once
+                metric = Metric(f"m{n}", float(i), now_ms(), i)
+                store.log_batch(engine, run_id, metrics=[metric])
+                store.log_batch(engine, run_id, metrics=[metric], params={f"q{n}-{i}": "1"})
         except BaseException as exc:  # reported below, not lost in the thread
             errors.append(exc)
 
@@ -89,3 +120,4 @@ def test_writers_of_one_run_at_once_lose_no_key(ctx: Context) -> None:
     assert {f"p{n}-{i}" for n in range(8) for i in range(5)} <= set(stored.params)
     assert {f"t{n}-{i}" for n in range(8) for i in range(5)} <= set(stored.tags)
     assert {f"loopline.ingest.w{n}" for n in range(8)} <= set(stored.tags)
+    assert stored.metrics == {f"m{n}": 4.0 for n in range(8)}

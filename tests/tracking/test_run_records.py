@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+
+import pytest
 
 from loopline.core.context import Context
 from loopline.tracking import store
-from loopline.tracking.entities import Metric
+from loopline.tracking.entities import Metric, RunRecord
 from loopline.tracking.run_records import get_runs
 from loopline.tracking.validation import MAX_FLOAT
 
@@ -63,3 +66,15 @@ def test_latest_metrics_come_back_in_code_point_order_not_the_databases_locale(
     store.log_batch(ctx.engine, run.id, metrics=[Metric(k, 1.0, 1, step=0) for k in keys])
     (found,) = get_runs(ctx.engine, [run.id])
     assert list(found.latest_metrics) == sorted(keys)
+
+
+def test_a_read_record_is_the_dataclass_with_every_field(ctx: Context) -> None:
+    run = store.create_run(ctx.engine, 0)
+    store.log_batch(ctx.engine, run.id, params={"p": "1"}, metrics=[Metric("m", 0.5, 1, 0)])
+    (found,) = get_runs(ctx.engine, [run.id])
+    # get_runs fills the record's fields without __init__: the same names, and an object
+    # equal to one the dataclass makes from them
+    assert list(vars(found)) == [f.name for f in dataclasses.fields(RunRecord)]
+    assert dataclasses.replace(found) == found
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        found.name = "x"  # type: ignore[misc]

@@ -50,7 +50,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import blake3
 
@@ -562,11 +562,6 @@ class S3ArtifactStore(ArtifactStore):
         with self._translate():
             self.fs.get_file(self._key(digest), os.fspath(dest))
 
-    def open_raw(self, digest: str) -> BinaryIO:
-        """A file object on the stored object (unverified; for streaming readers)."""
-        with self._translate():
-            return self.fs.open(self._key(digest), "rb")  # type: ignore[no-any-return]
-
     def iter_digests(self) -> Iterator[str]:
         with self._translate():
             try:
@@ -578,14 +573,18 @@ class S3ArtifactStore(ArtifactStore):
             yield parts[-2] + parts[-1]
 
     def check(self) -> None:
+        # Write a probe rather than ask whether the bucket exists: s3fs's exists() answers
+        # False for an endpoint that does not answer too, which would send the user looking
+        # for a bucket that is there. A missing bucket fails the write as not found.
+        probe = f"{self._root}/tmp/probe-{uuid.uuid4().hex}"
         with self._translate():
-            if not self.fs.exists(self.bucket):
+            try:
+                self.fs.pipe_file(probe, b"ok")
+            except FileNotFoundError as exc:
                 raise BackendUnavailable(
                     f"the bucket {self.bucket!r} of LOOPLINE_ARTIFACTS={self.url} does not exist",
                     hint="create the bucket or fix LOOPLINE_ARTIFACTS",
-                )
-            probe = f"{self._root}/tmp/probe-{uuid.uuid4().hex}"
-            self.fs.pipe_file(probe, b"ok")
+                ) from exc
             self.fs.rm_file(probe)
 
     def _translate(self) -> contextlib.AbstractContextManager[None]:

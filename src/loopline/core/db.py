@@ -172,8 +172,15 @@ def ensure_schema(engine: Engine) -> None:
     Example:
         >>> ensure_schema(create_engine_for("sqlite:///:memory:"))
     """
-    if _stored_revision(engine) != HEAD_REVISION:
-        upgrade(engine)
+    stored = _stored_revision(engine)
+    if stored == HEAD_REVISION:
+        return
+    if stored is None:
+        from loopline.core.sqlite_schema import create_if_empty
+
+        if create_if_empty(engine):  # a new SQLite file: the newest schema in one step
+            return
+    upgrade(engine)
 
 
 class _translate_connect_errors:

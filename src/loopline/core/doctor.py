@@ -72,8 +72,20 @@ def _check_metadata(settings: Settings) -> str:
         engine.dispose()
 
 
+#: A doctor answers within seconds: on S3 one attempt, each wait at most this long, not the
+#: retries (about 105 s with the defaults) a real upload may spend on a slow endpoint.
+DOCTOR_S3_WAIT_S = 10.0
+
+
 def _check_artifacts(settings: Settings) -> str:
-    store = open_artifact_store(settings.artifacts_uri, settings.s3_storage_options())
+    quick = settings.model_copy(
+        update={
+            "s3_max_attempts": 1,
+            "s3_connect_timeout_s": min(settings.s3_connect_timeout_s, DOCTOR_S3_WAIT_S),
+            "s3_read_timeout_s": min(settings.s3_read_timeout_s, DOCTOR_S3_WAIT_S),
+        }
+    )
+    store = open_artifact_store(settings.artifacts_uri, quick.s3_storage_options())
     store.check()
     return "writable"
 

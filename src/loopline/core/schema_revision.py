@@ -12,4 +12,4 @@ Example:
 
 from __future__ import annotations
 
-HEAD_REVISION = "0013_run_params_tags_json"
+HEAD_REVISION = "0014_run_metrics_json"

@@ -76,6 +76,9 @@ ERROR_TAG = "loopline.error"
 ENVIRONMENT_TAG = "loopline.environment"
 
 
+_new_rlock = threading.RLock
+
+
 class Run:
     """One tracking run: read its data, log to it, end it.
 
@@ -117,12 +120,42 @@ class Run:
             self._parent = parent
         self._params: dict[str, str] = {}
         self._tags: dict[str, str | None] = {}
-        self._lock = threading.RLock()  # guards _new and the buffers
+        self._lock = _new_rlock()  # guards _new and the buffers
         #: The process that started the run; only it ends the run at exit (a forked child
         #: may log to an inherited run, and its points are flushed, but it leaves the run open).
         self.owner_pid = os.getpid()
         if self._new is not None:
             deferred.schedule(self)
+
+    @classmethod
+    def _read(
+        cls, records: Sequence[RunRecord], ctx: Context, backend: TrackingBackend
+    ) -> list[Run]:
+        """Runs read from the store, as ``Run(record, ctx, backend=backend)`` makes each.
+
+        A search page makes hundreds at once: this sets the same attributes without a
+        call of ``__init__`` per run (``tests/tracking/test_api.py`` keeps the two equal).
+
+        Example:
+            >>> # Run._read(backend.search_runs(...).runs, ctx, backend)
+        """
+        pid = os.getpid()
+        new_lock = _new_rlock
+        runs = []
+        for record in records:
+            run = object.__new__(cls)
+            run.__dict__.update(
+                _record=record,
+                _ctx=ctx,
+                _backend=backend,
+                _metric_keys=set(),
+                _params={},
+                _tags={},
+                _lock=new_lock(),
+                owner_pid=pid,
+            )
+            runs.append(run)
+        return runs
 
     def write_pending(self) -> None:
         """Write the run with what was logged so far, if it is not written yet; idempotent.
@@ -790,4 +823,4 @@ def search_runs(
         page_token=page_token,
         view=view,
     )
-    return RunPage([Run(r, ctx, backend=backend) for r in result.runs], result.next_page_token)
+    return RunPage(Run._read(result.runs, ctx, backend), result.next_page_token)

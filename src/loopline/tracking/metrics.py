@@ -5,7 +5,9 @@ caller's transaction it packs the batch's points into one ``metric_chunks`` row 
 (run, key) and then upserts ``latest_metrics`` once per (run, key): the batch's own latest
 point is found per chunk, and the database keeps whichever of it and the stored row has the
 greater ``(step, timestamp, value)`` (MLflow's rule), so batches may arrive in any order and
-from several processes.
+from several processes. Each run's ``runs.metrics_json`` (its latest metrics as one object,
+read with the run by every get and search) is rewritten in the same transaction
+(:func:`loopline.tracking.run_json.refresh_metrics`).
 
 A chunk holds its points in the order they were logged as three little-endian arrays
 (steps and timestamps int64, values float64, NaN as NaN): storing a point costs a few
@@ -26,7 +28,7 @@ from __future__ import annotations
 import sys
 from array import array
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -34,6 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from loopline.errors import InvalidInput
+from loopline.tracking import run_json
 from loopline.tracking._dialect import (
     MetricRow,
     bulk_insert_chunks,
@@ -149,8 +152,11 @@ def _latest_index(steps: list[int], stamps: list[int], values: list[float]) -> i
     return max(tied, key=lambda i: (stamps[i], values[i], -i))
 
 
-def write_rows(conn: Connection, rows: Sequence[MetricRow]) -> None:
-    """Store stored-form points and bring ``latest_metrics`` up to date, in ``conn``'s transaction.
+def write_rows(conn: Connection, rows: Sequence[MetricRow], new_runs: Collection[str] = ()) -> None:
+    """Store stored-form points and bring ``latest_metrics`` and each run's copy of it
+    (``runs.metrics_json``) up to date, in ``conn``'s transaction.
+
+    ``new_runs``: runs created in this transaction, which have no other points.
 
     Example:
         >>> # with engine.begin() as conn: write_rows(conn, rows)
@@ -158,8 +164,11 @@ def write_rows(conn: Connection, rows: Sequence[MetricRow]) -> None:
     if not rows:
         return
     chunks, latest = pack_chunks(rows)
+    # Runs' rows first, then latest rows, in every writer: see run_json.lock_runs.
+    run_json.lock_runs(conn, {row[0] for row in latest if row[0] not in new_runs})
     bulk_insert_chunks(conn, chunks)
     bulk_upsert_latest(conn, [(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in latest])
+    run_json.refresh_metrics(conn, latest, new_runs)
 
 
 def unpack_chunk(steps: bytes, timestamps: bytes, values: bytes) -> list[MetricPoint]:

@@ -130,12 +130,13 @@ def search_runs(
         _lifecycle(runs.c.lifecycle_stage, view)  # raises, naming the field
     exp_ids = None if experiment_ids is None else [int(i) for i in experiment_ids]
     dialect = engine.dialect.name
+    order_shape = tuple(_order_shape(k, comparisons) for k in keys)
     statement = _page_statement(
         engine.dialect,
         view,
         None if exp_ids is None else len(exp_ids),
         tuple(_comparison_shape(c) for c in comparisons),
-        tuple(_order_shape(k) for k in keys),
+        order_shape,
     )
     values: dict[str, Any] = {"lim": max_results + 1, "off": offset}
     for j, exp_id in enumerate(exp_ids or ()):
@@ -148,8 +149,8 @@ def search_runs(
             values.update({f"v{n}_{j}": item for j, item in enumerate(value)})
         else:
             values[f"v{n}"] = value
-    for n, key in enumerate(keys):
-        if key.kind in _KEYED:
+    for n, (key, shape) in enumerate(zip(keys, order_shape, strict=True)):
+        if key.kind in _KEYED and shape[3] is None:  # else ordered by a filter's join
             values[f"o{n}"] = key.key
     ids = [row[0] for row in _fetch(engine, statement.sql, _bind(statement, values))]
     more = len(ids) > max_results
@@ -179,8 +180,14 @@ def _comparison_shape(cmp: Comparison) -> tuple[str, str, str, int | None]:
     return cmp.kind, cmp.op, "" if cmp.kind in _KEYED else cmp.key, size
 
 
-def _order_shape(key: OrderKey) -> tuple[str, str, bool]:
-    return key.kind, "" if key.kind in _KEYED else key.key, key.ascending
+def _order_shape(
+    key: OrderKey, comparisons: Sequence[Comparison]
+) -> tuple[str, str, bool, int | None]:
+    """What of an order key the SQL depends on, with the comparison whose join it reuses."""
+    if key.kind not in _KEYED:
+        return key.kind, key.key, key.ascending, None
+    same = (n for n, c in enumerate(comparisons) if (c.kind, c.key) == (key.kind, key.key))
+    return key.kind, "", key.ascending, next(same, None)
 
 
 @lru_cache(maxsize=256)
@@ -189,7 +196,7 @@ def _page_statement(
     view: ViewType,
     experiments: int | None,
     filter_shape: tuple[tuple[str, str, str, int | None], ...],
-    order_shape: tuple[tuple[str, str, bool], ...],
+    order_shape: tuple[tuple[str, str, bool, int | None], ...],
 ) -> _Statement:
     """The page query for one shape of search, built and compiled once.
 
@@ -212,9 +219,11 @@ def _page_statement(
             value = [sa.bindparam(f"v{n}_{j}") for j in range(size)]
         cmp = Comparison(kind, key, op, "", 0)
         query = add_comparison(query, cmp, dialect.name, sa.bindparam(f"k{n}"), value, n)
-    keys = [OrderKey(kind, key, ascending) for kind, key, ascending in order_shape]
+    keys = [OrderKey(kind, key, ascending) for kind, key, ascending, _ in order_shape]
     bound: list[Any] = [sa.bindparam(f"o{n}") for n in range(len(keys))]
-    query = order_query(query, keys, bound).limit(sa.bindparam("lim")).offset(sa.bindparam("off"))
+    joined = [filtered for *_, filtered in order_shape]
+    query = order_query(query, keys, bound, joined)
+    query = query.limit(sa.bindparam("lim")).offset(sa.bindparam("off"))
     compiled = query.compile(dialect=dialect)
     positions = tuple(compiled.positiontup or ()) if compiled.positional else None
     constants = {

@@ -1,10 +1,10 @@
-"""Each run's params and tags as one JSON object in its ``runs`` row, kept with the rows.
+"""Each run's params, tags and latest metrics as one JSON object each in its ``runs`` row.
 
-Every get and search page reads whole runs, and aggregating each run's ``params`` and
-``tags`` rows into objects at read time cost more than reading the runs themselves. So
-``runs.params_json`` and ``runs.tags_json`` hold a copy (migration
-``0013_run_params_tags_json``), written by every write of those rows in the same
-transaction:
+Every get and search page reads whole runs, and aggregating each run's ``params``,
+``tags`` and ``latest_metrics`` rows into objects at read time cost more than reading the
+runs themselves. So ``runs.params_json``, ``runs.tags_json`` (migration
+``0013_run_params_tags_json``) and ``runs.metrics_json`` (``0014_run_metrics_json``) hold a
+copy, written by every write of those rows in the same transaction:
 
 * a new run gets its objects with its row (:func:`object_json`);
 * a write to an existing run's params or tags rebuilds the object from the rows
@@ -14,6 +14,10 @@ transaction:
   began, and lose that writer's keys; a writer that takes the run's lock first starts every
   later statement after the other has committed. On SQLite a write transaction already
   holds the database's write lock from its first statement (``BEGIN IMMEDIATE``).
+
+Latest metrics are ``{"key": [step, timestamp, value]}`` with ``null`` for a NaN value
+(:func:`metrics_json`), and written by Python from the rows (:func:`refresh_metrics`): SQLite
+before 3.43 prints a REAL with 15 significant digits, and a value must read back exactly.
 
 Objects are in code-point key order, the order in which readers hand keys out, so readers
 take them as they are (SQLite's BINARY collation and PostgreSQL's ``COLLATE "C"`` compare
@@ -26,7 +30,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
 
 import orjson
 from sqlalchemy.engine import Connection
@@ -57,6 +62,18 @@ _REFRESH = {
     for table in ("params", "tags")
 }
 _LOCK_SQL = f'SELECT "id" FROM "runs" WHERE "id" {ID_LIST["postgresql"]} ORDER BY "id" FOR UPDATE'
+#: The runs' latest metric rows, each run's in key order (code points, as Python orders text).
+_LATEST_SQL = {
+    dialect: (
+        'SELECT "run_id", "key", "step", "timestamp", "value", "is_nan" FROM "latest_metrics" '
+        f'WHERE "run_id" {ID_LIST[dialect]} ORDER BY "run_id", "key"{collate}'
+    )
+    for dialect, collate in (("sqlite", ""), ("postgresql", ' COLLATE "C"'))
+}
+_SET_METRICS_SQL = {
+    "sqlite": 'UPDATE "runs" SET "metrics_json" = ? WHERE "id" = ?',
+    "postgresql": 'UPDATE "runs" SET "metrics_json" = %s WHERE "id" = %s',
+}
 
 
 def object_json(values: Mapping[str, str | None]) -> str | None:
@@ -100,3 +117,52 @@ def refresh(
     for table, wanted in (("params", params), ("tags", tags)):
         if wanted:
             driver_executemany(conn, _REFRESH[dialect, table], [bound])
+
+
+def metrics_json(points: Iterable[tuple[str, int, int, float, Any]]) -> str | None:
+    """Latest points ``(key, step, timestamp, value, is_nan)`` as a run's ``metrics_json``.
+
+    A NaN value is ``null`` (it is stored as 0.0 with ``is_nan``); every other value is
+    written exactly (orjson prints the shortest text that reads back as the same double).
+
+    Example:
+        >>> metrics_json([("loss", 3, 1700000000000, 0.1, False), ("acc", 3, 1, 0.0, True)])
+        '{"acc":[3,1,null],"loss":[3,1700000000000,0.1]}'
+    """
+    latest = {key: [step, stamp, None if nan else value] for key, step, stamp, value, nan in points}
+    if not latest:
+        return None
+    return orjson.dumps(latest, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def refresh_metrics(
+    conn: Connection,
+    latest: Sequence[tuple[Any, ...]],
+    new_runs: Collection[str] = (),
+) -> None:
+    """Rewrite ``metrics_json`` of the runs of ``latest`` after their latest rows were
+    upserted, in ``conn``'s transaction.
+
+    ``latest`` holds stored-form rows ``(run_id, key, value, timestamp, step, is_nan)``.
+    The runs in ``new_runs`` were created in this transaction with these points only, so
+    their object is made from ``latest`` itself; every other run's is read back from its
+    rows (a late point may have lost to a stored one). On PostgreSQL call
+    :func:`lock_runs` for those before upserting the rows.
+
+    Example:
+        >>> # refresh_metrics(conn, [(run_id, "loss", 0.3, 1700000000000, 1, 0)])
+    """
+    if not latest:
+        return
+    dialect = conn.dialect.name
+    fresh: dict[str, list[tuple[str, int, int, float, Any]]] = {}
+    stored = sorted({row[0] for row in latest if row[0] not in new_runs})
+    for run_id, key, value, stamp, step, nan in latest:
+        if run_id in new_runs:
+            fresh.setdefault(run_id, []).append((key, step, stamp, value, nan))
+    if stored:
+        found = driver_fetchall(conn, _LATEST_SQL[dialect], (list_value(dialect, stored),))
+        for run_id, *point in found:
+            fresh.setdefault(run_id, []).append(tuple(point))
+    updates = [(metrics_json(points), run_id) for run_id, points in fresh.items()]
+    driver_executemany(conn, _SET_METRICS_SQL[dialect], updates)

@@ -2,7 +2,7 @@
 
 Shared by :func:`loopline.tracking.store.get_run` and every search
 (:func:`loopline.tracking.query.search_runs`), so it is written for pages of hundreds of
-runs: three fixed statements on the driver's cursor, rows fetched in bulk as tuples.
+runs: two fixed statements on the driver's cursor, rows fetched in bulk as tuples.
 
 Example:
     >>> # [r.name for r in get_runs(engine, ["3f2a...", "9c1b..."])]
@@ -10,7 +10,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,29 +23,22 @@ from loopline.tracking.entities import MetricPoint, RunInput, RunRecord
 _CHUNK = 500
 
 # What get_runs reads, as plain SQL run on the driver's own cursor: a search page reads a
-# few thousand rows, and SQLAlchemy's statement and row handling cost several times the
+# few hundred runs, and SQLAlchemy's statement and row handling cost several times the
 # reading. The run ids go in as ONE bound value (see ID_LIST), so each statement is one
 # fixed string whatever the page size. Every name is quoted (``key``, ``value`` and
 # ``timestamp`` are words of SQL); the columns are plain text and numbers on both backends.
 #
-# A run's params and tags come with its row as one JSON object each, kept in key order by
-# every write (runs.params_json and tags_json: loopline.tracking.run_json). A page of 250
-# runs with ten params and tags each is 2,500 rows otherwise, which cost more to aggregate,
-# or to make into Python objects, than the runs themselves. Latest metrics stay rows: JSON
-# would round their values (SQLite's JSON and printf do not print every double exactly).
+# A run's params, tags and latest metrics come with its row as one JSON object each, kept
+# in key order by every write (runs.params_json, tags_json and metrics_json:
+# loopline.tracking.run_json). A page of 250 runs with ten params, tags and metrics each is
+# 7,500 rows otherwise, which cost more to read, or to make into Python objects, than the
+# runs themselves.
 _RUNS_SQL = (
     'SELECT r."id", r."experiment_id", e."name", r."name", r."status", r."start_time", '
     'r."end_time", r."parent_run_id", r."lifecycle_stage", r."user_id", r."artifact_uri", '
-    'r."params_json", r."tags_json" FROM "runs" r '
+    'r."params_json", r."tags_json", r."metrics_json" FROM "runs" r '
     'JOIN "experiments" e ON e."id" = r."experiment_id" WHERE r."id" {ids}'
 )
-# Ordered by key as Python orders text (code points: SQLite's BINARY, PostgreSQL's "C",
-# not the database's locale), so each run's metrics arrive in key order with no check.
-_LATEST_SQL = (
-    'SELECT "run_id", "key", "step", "timestamp", "value", "is_nan" FROM "latest_metrics" '
-    'WHERE "run_id" {ids} ORDER BY "run_id", "key"{collate}'
-)
-_CODE_POINT_ORDER = {"sqlite": "", "postgresql": ' COLLATE "C"'}
 _INPUTS_SQL = (
     'SELECT "run_id", "kind", "name", "version", "digest", "context" FROM "run_inputs" '
     'WHERE "run_id" {ids} ORDER BY "logged_time", "name"'
@@ -59,13 +51,11 @@ ID_LIST = {
 }
 
 
-def _statements(dialect: str) -> tuple[str, str, str]:
+def _statements(dialect: str) -> tuple[str, str]:
     clause = ID_LIST.get(dialect)
     if clause is None:
         raise ConfigError(f"the tracking store does not support the {dialect!r} database")
-    runs_sql = _RUNS_SQL.format(ids=clause)
-    latest_sql = _LATEST_SQL.format(ids=clause, collate=_CODE_POINT_ORDER[dialect])
-    return runs_sql, latest_sql, _INPUTS_SQL.format(ids=clause)
+    return _RUNS_SQL.format(ids=clause), _INPUTS_SQL.format(ids=clause)
 
 
 def list_value(dialect: str, items: list[str]) -> str | list[str]:
@@ -88,65 +78,70 @@ def get_runs(engine: Engine, run_ids: Sequence[str]) -> list[RunRecord]:
     if not ids:
         return []
     info: dict[str, Any] = {}
-    lat: dict[str, dict[str, MetricPoint]] = {}
     inp: dict[str, list[RunInput]] = {}
-    nan = float("nan")
     dialect = engine.dialect.name
-    runs_sql, latest_sql, inputs_sql = _statements(dialect)
+    runs_sql, inputs_sql = _statements(dialect)
     with engine.connect() as conn:
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start : start + _CHUNK]
             bound = (list_value(dialect, chunk),)
             for found in driver_fetchall(conn, runs_sql, bound):
                 info[found[0]] = found
-            for run_id, key, step, ts, number, is_nan in driver_fetchall(conn, latest_sql, bound):
-                points = lat.get(run_id)
-                if points is None:
-                    points = lat[run_id] = {}
-                points[key] = MetricPoint(step, ts, nan if is_nan else number)
             for run_id, *fields in driver_fetchall(conn, inputs_sql, bound):
                 inp.setdefault(run_id, []).append(RunInput(*fields))
     records = []
+    loads = orjson.loads
+    new, set_attr = object.__new__, object.__setattr__
     for i in ids:
         row = info.get(i)
         if row is None:
             continue
         (rid, exp_id, exp_name, name, status, start_time, end_time, parent, stage, user, uri,
-         params_json, tags_json) = row  # fmt: skip
-        records.append(
-            _record(
-                (
-                    rid,
-                    exp_id,
-                    exp_name,
-                    name,
-                    status,
-                    start_time,
-                    end_time,
-                    parent,
-                    stage,
-                    user,
-                    uri,
-                    orjson.loads(params_json) if params_json else {},
-                    orjson.loads(tags_json) if tags_json else {},
-                    lat.get(i) or {},
-                    tuple(inp[i]) if i in inp else (),
-                )
-            )
+         params_json, tags_json, metrics_json) = row  # fmt: skip
+        # The frozen dataclass's __init__ sets each of the 15 fields through
+        # object.__setattr__, which cost more than reading the run: the record gets its
+        # fields as one dict instead (as frozen as any other; tests/tracking keep the names
+        # equal to the dataclass's fields).
+        record = new(RunRecord)
+        set_attr(
+            record,
+            "__dict__",
+            {
+                "id": rid,
+                "experiment_id": exp_id,
+                "experiment": exp_name,
+                "name": name,
+                "status": status,
+                "start_time": start_time,
+                "end_time": end_time,
+                "parent_run_id": parent,
+                "lifecycle_stage": stage,
+                "user_id": user,
+                "artifact_uri": uri,
+                "params": loads(params_json) if params_json else {},
+                "tags": loads(tags_json) if tags_json else {},
+                "latest_metrics": _latest_points(loads(metrics_json)) if metrics_json else {},
+                "inputs": tuple(inp[i]) if i in inp else (),
+            },
         )
+        records.append(record)
     return records
 
 
-_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(RunRecord))
+_NAN = float("nan")
+_new_tuple = tuple.__new__
 
 
-def _record(values: tuple[Any, ...]) -> RunRecord:
-    """A :class:`RunRecord` of every field's value, in field order.
+def _latest_points(latest: dict[str, list[Any]]) -> dict[str, MetricPoint]:
+    """A run's ``metrics_json`` object as points (``null`` is a NaN value).
 
-    Made without the frozen dataclass's ``__init__``, which sets each of the 15 fields
-    through ``object.__setattr__`` and cost more than reading the run; the record is as
-    frozen as any other (its ``__setattr__`` still refuses).
+    Each ``[step, timestamp, value]`` list becomes the point's tuple directly: the named
+    tuple's own ``__new__`` is a Python function, called 2,500 times for a page of 250 runs
+    with ten metrics.
     """
-    record = object.__new__(RunRecord)
-    record.__dict__.update(zip(_RECORD_FIELDS, values, strict=True))
-    return record
+    points: dict[str, MetricPoint] = {}
+    for key, point in latest.items():
+        if point[2] is None:
+            point[2] = _NAN
+        points[key] = _new_tuple(MetricPoint, point)
+    return points

@@ -35,10 +35,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import NamedFromClause
 
 from loopline.errors import InvalidInput
 from loopline.tracking._dialect import ilike, like_to_glob
@@ -448,7 +450,7 @@ def add_comparison(
         True
     """
     if cmp.kind == "metric":
-        metric = latest_metrics.alias(f"filter_{n}")
+        metric = filter_join(cmp.kind, n)
         on = sa.and_(
             metric.c.run_id == runs.c.id,
             metric.c.key == key,
@@ -457,7 +459,7 @@ def add_comparison(
         )
         return query.join(metric, on)
     if cmp.kind in ("param", "tag"):
-        table = (params if cmp.kind == "param" else tags).alias(f"filter_{n}")
+        table = filter_join(cmp.kind, n)
         on = sa.and_(
             table.c.run_id == runs.c.id,
             table.c.key == key,
@@ -473,14 +475,38 @@ def add_comparison(
     return query.where(_string_clause(dialect, STRING_ATTRIBUTES[cmp.key], cmp.op, value))
 
 
+_KEYED_TABLES = {"metric": latest_metrics, "param": params, "tag": tags}
+
+
+@lru_cache(maxsize=64)
+def filter_join(kind: str, n: int) -> NamedFromClause[Any]:
+    """The joined table of the ``n``-th comparison of a filter on a metric, param or tag.
+
+    The same object each time, so that :func:`order_query` can order by a join that
+    :func:`add_comparison` made.
+
+    Example:
+        >>> str(filter_join("param", 0).c.value)
+        'filter_0.value'
+    """
+    return _KEYED_TABLES[kind].alias(f"filter_{n}")
+
+
 def order_query(
-    query: sa.Select[Any], keys: list[OrderKey], bound_keys: Sequence[Any] | None = None
+    query: sa.Select[Any],
+    keys: list[OrderKey],
+    bound_keys: Sequence[Any] | None = None,
+    joined: Sequence[int | None] | None = None,
 ) -> sa.Select[Any]:
     """Add ``ORDER BY`` for ``keys`` to a query on ``runs``, then MLflow's tie-breakers.
 
     Missing metrics, params and tags (and NaN metrics) sort last in either direction;
     ties are broken by start time (newest first), then run id. ``bound_keys`` (one per
-    key) are bound parameters standing for the metric, param or tag names.
+    key) are bound parameters standing for the metric, param or tag names. ``joined`` (one
+    per key) names the comparison of the filter on the same metric, param or tag, if any:
+    its join (:func:`filter_join`) holds the row the key's own join would find (the row of
+    that run and key; for a metric, one that is not NaN), never without a value, so the
+    query orders by it instead of joining the table once more.
 
     Example:
         >>> q = order_query(sa.select(runs.c.id), parse_order_by(["metrics.auc DESC"]))
@@ -492,9 +518,15 @@ def order_query(
         column: ColumnElement[Any]
         if key.kind == "attribute":
             column = {**STRING_ATTRIBUTES, **NUMERIC_ATTRIBUTES}[key.key]
+        elif joined is not None and (filtered := joined[n]) is not None:
+            # Every comparison is false on NULL, so the filter's row always has a value:
+            # no "missing last" term, and SQLite can walk the filter's (key, value) index
+            # in order instead of sorting every matching run.
+            column = filter_join(key.kind, filtered).c.value
+            clauses.append(column.asc() if key.ascending else column.desc())
+            continue
         else:
-            source = {"metric": latest_metrics, "param": params, "tag": tags}[key.kind]
-            alias = source.alias(f"order_{n}")
+            alias = _KEYED_TABLES[key.kind].alias(f"order_{n}")
             name = key.key if bound_keys is None else bound_keys[n]
             on = sa.and_(alias.c.run_id == runs.c.id, alias.c.key == name)
             if key.kind == "metric":

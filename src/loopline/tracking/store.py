@@ -294,7 +294,7 @@ def write_run(
                 ],
             )
         if rows:
-            metric_store.write_rows(conn, rows)
+            metric_store.write_rows(conn, rows, new_runs=(run_id,))
         if new.actor:
             events = [
                 audit.NewEvent(

@@ -76,11 +76,12 @@ runs = sa.Table(
     sa.Column("lifecycle_stage", sa.String(20), nullable=False, server_default="active"),
     sa.Column("user_id", sa.String(256), nullable=True),
     sa.Column("artifact_uri", sa.String(500), nullable=True),
-    # The run's params and tags rows as one JSON object each, kept by every write in the
-    # rows' own transaction (loopline.tracking.run_json): a search page reads them with the
-    # run instead of aggregating thousands of rows. NULL: the run has none.
+    # The run's params, tags and latest metrics rows as one JSON object each, kept by every
+    # write in the rows' own transaction (loopline.tracking.run_json): a search page reads
+    # them with the run instead of thousands of rows. NULL: the run has none.
     sa.Column("params_json", sa.Text, nullable=True),
     sa.Column("tags_json", sa.Text, nullable=True),
+    sa.Column("metrics_json", sa.Text, nullable=True),
     sa.CheckConstraint(sa.column("status").in_(RUN_STATUSES), name="status"),
     sa.CheckConstraint(sa.column("lifecycle_stage").in_(LIFECYCLE_STAGES), name="lifecycle_stage"),
     sa.Index("ix_runs_experiment_id_start_time", "experiment_id", "start_time"),
