@@ -62,6 +62,11 @@ def test_every_write_keeps_the_copies_equal_to_the_rows(ctx: Context) -> None:
     store.delete_tag(engine, run.id, "stage")
     # a late point (an older step) does not replace the latest one, in the copy either
     store.log_batch(engine, run.id, metrics=[Metric("loss", 9.0, now_ms(), 1)])
+    # same step and time: the greater value wins, NaN counting as its stored 0.0
+    ts = now_ms()
+    for key, first, then in (("tie", math.nan, -0.5), ("tie2", 0.5, math.nan), ("t3", -1.0, 2.0)):
+        store.log_batch(engine, run.id, metrics=[Metric(key, first, ts, 5)])
+        store.log_batch(engine, run.id, metrics=[Metric(key, then, ts, 5)])
     assert store.log_batch(engine, run.id, tags={"late": "1"}, batch=("writer-1", 1))
     assert not store.log_batch(engine, run.id, tags={"late": "2"}, batch=("writer-1", 1))
     with ll.start_run(experiment="json", name="pipeline") as parent:
@@ -85,6 +90,8 @@ def test_every_write_keeps_the_copies_equal_to_the_rows(ctx: Context) -> None:
     assert math.isnan(stored.metrics["a"]) and stored.metrics["Z"] == 1e-310
     assert stored.metrics["é"] == sys.float_info.max  # +inf is stored as MLflow stores it
     assert list(stored.metrics) == sorted(stored.metrics)
+    assert math.isnan(stored.metrics["tie"]) and stored.metrics["tie2"] == 0.5
+    assert stored.metrics["t3"] == 2.0
 
 
 def test_writers_of_one_run_at_once_lose_no_key(ctx: Context) -> None:

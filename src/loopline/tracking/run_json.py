@@ -15,9 +15,9 @@ copy, written by every write of those rows in the same transaction:
   later statement after the other has committed. On SQLite a write transaction already
   holds the database's write lock from its first statement (``BEGIN IMMEDIATE``).
 
-Latest metrics are ``{"key": [step, timestamp, value]}`` with ``null`` for a NaN value
-(:func:`metrics_json`), and written by Python from the rows (:func:`refresh_metrics`): SQLite
-before 3.43 prints a REAL with 15 significant digits, and a value must read back exactly.
+Latest metrics are ``{"key": [step, timestamp, value]}`` with ``null`` for a NaN value,
+kept by Python (:func:`refresh_metrics`) with the rule the rows' upsert keeps: SQLite before
+3.43 prints a REAL with 15 significant digits, and a value must read back exactly.
 
 Objects are in code-point key order, the order in which readers hand keys out, so readers
 take them as they are (SQLite's BINARY collation and PostgreSQL's ``COLLATE "C"`` compare
@@ -30,7 +30,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -62,13 +62,10 @@ _REFRESH = {
     for table in ("params", "tags")
 }
 _LOCK_SQL = f'SELECT "id" FROM "runs" WHERE "id" {ID_LIST["postgresql"]} ORDER BY "id" FOR UPDATE'
-#: The runs' latest metric rows, each run's in key order (code points, as Python orders text).
-_LATEST_SQL = {
-    dialect: (
-        'SELECT "run_id", "key", "step", "timestamp", "value", "is_nan" FROM "latest_metrics" '
-        f'WHERE "run_id" {ID_LIST[dialect]} ORDER BY "run_id", "key"{collate}'
-    )
-    for dialect, collate in (("sqlite", ""), ("postgresql", ' COLLATE "C"'))
+#: The runs' current copies of their latest metrics.
+_COPIES_SQL = {
+    dialect: f'SELECT "id", "metrics_json" FROM "runs" WHERE "id" {ID_LIST[dialect]}'
+    for dialect in ("sqlite", "postgresql")
 }
 _SET_METRICS_SQL = {
     "sqlite": 'UPDATE "runs" SET "metrics_json" = ? WHERE "id" = ?',
@@ -119,35 +116,21 @@ def refresh(
             driver_executemany(conn, _REFRESH[dialect, table], [bound])
 
 
-def metrics_json(points: Iterable[tuple[str, int, int, float, Any]]) -> str | None:
-    """Latest points ``(key, step, timestamp, value, is_nan)`` as a run's ``metrics_json``.
-
-    A NaN value is ``null`` (it is stored as 0.0 with ``is_nan``); every other value is
-    written exactly (orjson prints the shortest text that reads back as the same double).
-
-    Example:
-        >>> metrics_json([("loss", 3, 1700000000000, 0.1, False), ("acc", 3, 1, 0.0, True)])
-        '{"acc":[3,1,null],"loss":[3,1700000000000,0.1]}'
-    """
-    latest = {key: [step, stamp, None if nan else value] for key, step, stamp, value, nan in points}
-    if not latest:
-        return None
-    return orjson.dumps(latest, option=orjson.OPT_SORT_KEYS).decode()
-
-
 def refresh_metrics(
     conn: Connection,
     latest: Sequence[tuple[Any, ...]],
     new_runs: Collection[str] = (),
 ) -> None:
-    """Rewrite ``metrics_json`` of the runs of ``latest`` after their latest rows were
-    upserted, in ``conn``'s transaction.
+    """Bring ``metrics_json`` of the runs of ``latest`` up to date with it, in ``conn``'s
+    transaction, as the upsert of the same rows brings ``latest_metrics`` up to date.
 
-    ``latest`` holds stored-form rows ``(run_id, key, value, timestamp, step, is_nan)``.
-    The runs in ``new_runs`` were created in this transaction with these points only, so
-    their object is made from ``latest`` itself; every other run's is read back from its
-    rows (a late point may have lost to a stored one). On PostgreSQL call
-    :func:`lock_runs` for those before upserting the rows.
+    ``latest`` holds stored-form rows ``(run_id, key, value, timestamp, step, is_nan)``,
+    one per run and key. Each point replaces the copy's point of its key only when its
+    ``(step, timestamp, value)`` is greater (NaN compared as its stored 0.0), the rule of the
+    upsert: the copy stays equal to the rows without reading them back, so a write costs
+    the keys it writes, not every key of the run. The runs in ``new_runs`` were created in
+    this transaction and have no copy yet. On PostgreSQL call :func:`lock_runs` for the
+    others before upserting the rows.
 
     Example:
         >>> # refresh_metrics(conn, [(run_id, "loss", 0.3, 1700000000000, 1, 0)])
@@ -155,14 +138,22 @@ def refresh_metrics(
     if not latest:
         return
     dialect = conn.dialect.name
-    fresh: dict[str, list[tuple[str, int, int, float, Any]]] = {}
+    copies: dict[str, dict[str, list[Any]]] = {}
     stored = sorted({row[0] for row in latest if row[0] not in new_runs})
-    for run_id, key, value, stamp, step, nan in latest:
-        if run_id in new_runs:
-            fresh.setdefault(run_id, []).append((key, step, stamp, value, nan))
     if stored:
-        found = driver_fetchall(conn, _LATEST_SQL[dialect], (list_value(dialect, stored),))
-        for run_id, *point in found:
-            fresh.setdefault(run_id, []).append(tuple(point))
-    updates = [(metrics_json(points), run_id) for run_id, points in fresh.items()]
+        found = driver_fetchall(conn, _COPIES_SQL[dialect], (list_value(dialect, stored),))
+        copies.update((run_id, orjson.loads(copy) if copy else {}) for run_id, copy in found)
+    for run_id, key, value, stamp, step, nan in latest:
+        points = copies.setdefault(run_id, {})
+        old = points.get(key)
+        if old is None or (step, stamp, value) > (
+            old[0],
+            old[1],
+            0.0 if old[2] is None else old[2],
+        ):
+            points[key] = [step, stamp, None if nan else value]
+    updates = [
+        (orjson.dumps(points, option=orjson.OPT_SORT_KEYS).decode(), run_id)
+        for run_id, points in copies.items()
+    ]
     driver_executemany(conn, _SET_METRICS_SQL[dialect], updates)
