@@ -73,13 +73,16 @@ def test_head_revision_constant_is_alembics_head() -> None:
     assert head_revision() == HEAD_REVISION
 
 
-def test_ensure_schema_does_not_import_alembic_when_current(tmp_path: Path) -> None:
-    """A current database is recognised without importing Alembic (start-up cost)."""
+@pytest.mark.parametrize("state", ["current", "new"])
+def test_ensure_schema_does_not_import_alembic(tmp_path: Path, state: str) -> None:
+    """A current database is recognised, and a new SQLite file gets the newest schema
+    (loopline.core.sqlite_schema), without importing Alembic (start-up cost)."""
     import subprocess
     import sys
 
     uri = f"sqlite:///{tmp_path / 'meta.db'}"
-    ensure_schema(create_engine_for(uri))
+    if state == "current":
+        ensure_schema(create_engine_for(uri))
     code = (
         "import sys\n"
         "from loopline.core.db import create_engine_for, ensure_schema\n"

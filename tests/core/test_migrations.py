@@ -31,6 +31,17 @@ def _insert(conn: sa.Connection, table: str, rows: list[tuple[object, ...]]) -> 
     conn.execute(sa.text(insert), [dict(zip(names, row, strict=True)) for row in rows])
 
 
+def _insert_runs(conn: sa.Connection, *run_ids: str) -> None:
+    """Running runs in the Default experiment, with only the columns every revision has."""
+    conn.execute(
+        sa.text(
+            "INSERT INTO runs (id, experiment_id, status, start_time, lifecycle_stage) "
+            "VALUES (:id, 0, 'RUNNING', 1, 'active')"
+        ),
+        [{"id": run_id} for run_id in run_ids],
+    )
+
+
 def _without_rowid(engine: sa.Engine) -> set[str]:
     if engine.dialect.name != "sqlite":
         return set()
@@ -43,13 +54,7 @@ def test_0012_keeps_run_rows_and_clusters_them_on_sqlite(db_uri: str) -> None:
     engine = create_engine_for(db_uri)
     upgrade(engine, "0011_metric_chunks")
     with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO runs (id, experiment_id, status, start_time, lifecycle_stage) "
-                "VALUES (:id, 0, 'RUNNING', 1, 'active')"
-            ),
-            {"id": _RUN},
-        )
+        _insert_runs(conn, _RUN)
         for table, rows in _ROWS.items():
             _insert(conn, table, rows)
     before = _rows(engine)
@@ -77,13 +82,7 @@ def test_0013_copies_each_runs_params_and_tags_into_its_row(db_uri: str) -> None
     upgrade(engine, "0012_tracking_without_rowid")
     other = "o" * 32
     with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO runs (id, experiment_id, status, start_time, lifecycle_stage) "
-                "VALUES (:id, 0, 'RUNNING', 1, 'active')"
-            ),
-            [{"id": _RUN}, {"id": other}],
-        )
+        _insert_runs(conn, _RUN, other)
         for table in ("params", "tags"):
             _insert(conn, table, _ROWS[table])
     upgrade(engine, "0013_run_params_tags_json")
@@ -110,13 +109,7 @@ def test_0014_copies_each_runs_latest_metrics_exactly_into_its_row(db_uri: str) 
     upgrade(engine, "0013_run_params_tags_json")
     other = "o" * 32
     with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO runs (id, experiment_id, status, start_time, lifecycle_stage) "
-                "VALUES (:id, 0, 'RUNNING', 1, 'active')"
-            ),
-            [{"id": _RUN}, {"id": other}],
-        )
+        _insert_runs(conn, _RUN, other)
         # 0.1 + 0.2 is 0.30000000000000004: SQLite's own JSON would print it as 0.3
         _insert(conn, "latest_metrics", [*_ROWS["latest_metrics"], (_RUN, "nan", 0.0, 8, 4, True)])
     upgrade(engine, "0014_run_metrics_json")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -77,15 +75,3 @@ def test_a_schema_file_of_another_revision_is_not_used(
     assert current_revision(engine) == HEAD_REVISION
     assert "wrong" not in sa.inspect(engine).get_table_names()
     engine.dispose()
-
-
-def test_a_new_home_starts_without_alembic(tmp_path: Path) -> None:
-    """The first use of a new SQLite home neither imports Alembic nor runs migrations."""
-    code = (
-        "import sys\n"
-        "from loopline.core.db import create_engine_for, ensure_schema\n"
-        f"ensure_schema(create_engine_for('sqlite:///{tmp_path / 'meta.db'}'))\n"
-        "print('alembic' in sys.modules)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"

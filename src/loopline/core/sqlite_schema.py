@@ -28,7 +28,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from loopline.core.schema_revision import HEAD_REVISION
 
@@ -90,7 +90,7 @@ def create_if_empty(engine: Engine) -> bool:
     return True
 
 
-def _stamp(conn: Any, now_ms: int) -> None:
+def _stamp(conn: Connection, now_ms: int) -> None:
     for statement in _STAMPED:
         conn.exec_driver_sql(statement.format(t=int(now_ms)))
 

@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 from sqlalchemy.engine import Connection
 
-from loopline.core.bulk import driver_executemany, driver_fetchall
+from loopline.core.bulk import driver_executemany, driver_fetchall, placeholder
 from loopline.tracking.run_records import ID_LIST, list_value
 
 # The rebuild of one object column from its table, for the runs whose ids are bound as one
@@ -67,10 +67,7 @@ _COPIES_SQL = {
     dialect: f'SELECT "id", "metrics_json" FROM "runs" WHERE "id" {ID_LIST[dialect]}'
     for dialect in ("sqlite", "postgresql")
 }
-_SET_METRICS_SQL = {
-    "sqlite": 'UPDATE "runs" SET "metrics_json" = ? WHERE "id" = ?',
-    "postgresql": 'UPDATE "runs" SET "metrics_json" = %s WHERE "id" = %s',
-}
+_SET_METRICS_SQL = 'UPDATE "runs" SET "metrics_json" = {p} WHERE "id" = {p}'
 
 
 def object_json(values: Mapping[str, str | None]) -> str | None:
@@ -146,14 +143,13 @@ def refresh_metrics(
     for run_id, key, value, stamp, step, nan in latest:
         points = copies.setdefault(run_id, {})
         old = points.get(key)
-        if old is None or (step, stamp, value) > (
-            old[0],
-            old[1],
-            0.0 if old[2] is None else old[2],
-        ):
-            points[key] = [step, stamp, None if nan else value]
+        if old is not None:
+            old_value = 0.0 if old[2] is None else old[2]  # NaN, stored as 0.0
+            if (step, stamp, value) <= (old[0], old[1], old_value):
+                continue
+        points[key] = [step, stamp, None if nan else value]
     updates = [
         (orjson.dumps(points, option=orjson.OPT_SORT_KEYS).decode(), run_id)
         for run_id, points in copies.items()
     ]
-    driver_executemany(conn, _SET_METRICS_SQL[dialect], updates)
+    driver_executemany(conn, _SET_METRICS_SQL.format(p=placeholder(conn)), updates)
