@@ -1,7 +1,9 @@
 """The MLflow side of bench_tracking: runs in the anchor venv (bench/.envs/mlflow).
 
-Usage: python mlflow_tracking.py MODE TRACKING_URI
+Usage: python mlflow_tracking.py MODE TRACKING_URI [RECORDING]
 Modes: log_metric, log_batch, runs_search, mixed. Prints one JSON line of figures.
+``mixed`` with RECORDING also writes every exchange's method, path, status and answer
+there, for ``bench/replay_server.py``.
 """
 
 from __future__ import annotations
@@ -80,33 +82,43 @@ def runs_search(uri: str, runs: int = 1000) -> dict[str, float]:
     }
 
 
-def _timing_http() -> list[float]:
-    """Time every HTTP exchange of the MLflow client from now on; returns where they add up.
+def _timing_http(exchanges: list[list[object]] | None = None) -> list[float]:
+    """Time every HTTP exchange of the MLflow client from now on; returns where their time
+    and their count add up. With ``exchanges``, each one's method, path, status and answer
+    is appended to it (after its time is taken).
 
     What the script spends outside them is the client's own work: no server can make the
     script faster than that.
     """
+    from urllib.parse import urlsplit
+
     import requests
 
-    spent = [0.0]
+    spent = [0.0, 0.0]
     send = requests.Session.send
 
     def timed(self: requests.Session, request: requests.PreparedRequest, **kw: object) -> object:
         started = time.perf_counter()
         try:
-            return send(self, request, **kw)
+            response = send(self, request, **kw)
         finally:
             spent[0] += time.perf_counter() - started
+            spent[1] += 1
+        if exchanges is not None:
+            path = urlsplit(request.url).path
+            exchanges.append([request.method, path, response.status_code, response.text])
+        return response
 
     requests.Session.send = timed  # type: ignore[method-assign,assignment]
     return spent
 
 
-def mixed(uri: str) -> dict[str, float]:
+def mixed(uri: str, recording: str | None = None) -> dict[str, float]:
     """One script a user might run: runs, params, metrics one by one and batched, tags, search."""
     client = MlflowClient(tracking_uri=uri)
     mlflow.set_tracking_uri(uri)
-    in_http = _timing_http()
+    exchanges: list[list[object]] | None = None if recording is None else []
+    in_http = _timing_http(exchanges)
     start = time.perf_counter()
     exp_name = f"bench-mixed-{time.time_ns()}"
     mlflow.set_experiment(exp_name)
@@ -130,20 +142,24 @@ def mixed(uri: str) -> dict[str, float]:
         [exp.experiment_id], "params.model = 'gbm'", order_by=["metrics.loss ASC"]
     )
     elapsed = time.perf_counter() - start
+    if recording is not None:
+        with open(recording, "w") as f:
+            json.dump(exchanges, f)
     return {
         "seconds": elapsed,
         "runs_found": len(found),
+        "exchanges": int(in_http[1]),
         "http_seconds": in_http[0],
         "client_seconds": elapsed - in_http[0],
     }
 
 
 if __name__ == "__main__":
-    mode, uri = sys.argv[1], sys.argv[2]
+    mode, uri, extra = sys.argv[1], sys.argv[2], sys.argv[3:]
     result = {
         "log_metric": log_metric,
         "log_batch": log_batch,
         "runs_search": runs_search,
         "mixed": mixed,
-    }[mode](uri)
+    }[mode](uri, *extra)
     print(json.dumps(result))
