@@ -17,11 +17,13 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loopline.core.context import Context, get_context
-from loopline.loop.controller import run_once
 from loopline.loop.leader import Leader, leader_for
-from loopline.loop.policy import LoopPolicy
+
+if TYPE_CHECKING:
+    from loopline.loop.policy import LoopPolicy
 
 log = logging.getLogger("loopline.loop")
 
@@ -66,6 +68,10 @@ class LoopRunner:
                 log.warning("this process lost the loop lock; another one runs the loop")
         if not held:
             return False
+        # The controller (pandas, the monitors) loads on the first pass, not with the
+        # server: most servers run no loop.
+        from loopline.loop.controller import run_once
+
         for r in run_once(self.policies):
             log.info("%s: %s (%s)", r.model, r.outcome, r.message)
         self.passes += 1

@@ -21,15 +21,17 @@ import operator
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 
 from loopline.core.context import Context, get_context
-from loopline.monitoring.performance import WindowMetrics
 from loopline.monitoring.tables import alerts
+
+if TYPE_CHECKING:  # pandas loads with it: `loopline server` reads policies without it
+    from loopline.monitoring.performance import WindowMetrics
 
 log = logging.getLogger("loopline.monitoring")
 

@@ -7,6 +7,7 @@ the right exception (``RESOURCE_DOES_NOT_EXIST`` for a 404, and so on).
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -160,11 +161,12 @@ def install_data_error_handler(app: FastAPI) -> None:
     A safety net behind the validation of each field: PostgreSQL refuses NUL in text and
     numbers out of its column's range (``psycopg.DataError``, wrapped or not by
     SQLAlchemy), which SQLite stores; either way it is the client's value that is wrong.
+    On SQLite (``app.state.ctx``) psycopg is not imported: it cannot raise, and loading it
+    costs every server start 0.1 s.
 
     Example:
         >>> # install_data_error_handler(app)  # DataError -> 422 INVALID_INPUT
     """
-    import psycopg
     from sqlalchemy.exc import DataError
 
     async def _data_error(request: Request, exc: Exception) -> OrjsonResponse:
@@ -174,7 +176,11 @@ def install_data_error_handler(app: FastAPI) -> None:
         return error_response(request, *found)
 
     app.add_exception_handler(DataError, _data_error)
-    app.add_exception_handler(psycopg.DataError, _data_error)
+    ctx = getattr(app.state, "ctx", None)
+    if ctx is None or not ctx.settings.metadata_uri.startswith("sqlite"):
+        import psycopg
+
+        app.add_exception_handler(psycopg.DataError, _data_error)
 
 
 def database_error(exc: BaseException) -> tuple[int, str, str, str] | None:
@@ -190,10 +196,11 @@ def database_error(exc: BaseException) -> tuple[int, str, str, str] | None:
         >>> database_error(ValueError("x")) is None
         True
     """
-    import psycopg
     from sqlalchemy.exc import DataError
 
-    if isinstance(exc, DataError | psycopg.DataError):
+    # Only a loaded psycopg can have raised its own errors (SQLite servers never load it).
+    psycopg = sys.modules.get("psycopg")
+    if isinstance(exc, DataError) or (psycopg is not None and isinstance(exc, psycopg.DataError)):
         orig = getattr(exc, "orig", None) or exc
         reason = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
         return (

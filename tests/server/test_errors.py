@@ -1,0 +1,68 @@
+"""A value the database refuses is the client's error: 422, on either backend."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import psycopg
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.exc import DataError
+
+from loopline.core.context import Context
+from loopline.server.errors import database_error, install_error_handlers
+
+with warnings.catch_warnings():
+    # Starlette asks for its httpx fork ("httpx2"); the test client works the same on httpx.
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+
+def _app_raising(ctx: Context, error: Exception) -> FastAPI:
+    app = FastAPI()
+    app.state.ctx = ctx
+    install_error_handlers(app)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise error
+
+    return app
+
+
+def _refused(driver_error: Exception) -> DataError:
+    return DataError("INSERT ...", {}, driver_error)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        _refused(psycopg.DataError("invalid byte sequence: 0x00")),
+        psycopg.DataError("value out of range for type bigint"),
+    ],
+    ids=["wrapped", "raw-driver"],
+)
+def test_a_refused_value_is_422_naming_the_reason(module_ctx: Context, error: Exception) -> None:
+    wrapped = isinstance(error, DataError)
+    if not wrapped and module_ctx.settings.metadata_uri.startswith("sqlite"):
+        pytest.skip("SQLite servers raise no psycopg errors: no handler for them")
+    client = TestClient(_app_raising(module_ctx, error), raise_server_exceptions=False)
+    answer = client.get("/boom")
+    assert answer.status_code == 422, answer.text
+    body = answer.json()["error"]
+    assert body["code"] == "INVALID_INPUT"
+    reason = "0x00" if wrapped else "out of range"
+    assert reason in body["message"]
+
+
+def test_database_error_reads_psycopg_errors_only_once_loaded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    raw = psycopg.DataError("value out of range")
+    assert database_error(raw) is not None
+    assert database_error(ValueError("x")) is None
+    # Without psycopg loaded no psycopg error can exist; the check must not import it.
+    monkeypatch.delitem(sys.modules, "psycopg")
+    assert database_error(ValueError("x")) is None
+    assert "psycopg" not in sys.modules
