@@ -44,6 +44,12 @@ class LoopRunner:
         leader: Leader | None = None,
         stop: threading.Event | None = None,
     ) -> None:
+        # The controller (pandas, the monitors) loads here, in the caller's thread, when a
+        # loop is made: not with every server (most run none), and not in the loop's thread
+        # while the server's first requests import the same modules.
+        from loopline.loop.controller import run_once
+
+        self._run_once = run_once
         self.policies = policies
         self.interval = interval
         self.ctx = ctx or get_context()
@@ -68,11 +74,7 @@ class LoopRunner:
                 log.warning("this process lost the loop lock; another one runs the loop")
         if not held:
             return False
-        # The controller (pandas, the monitors) loads on the first pass, not with the
-        # server: most servers run no loop.
-        from loopline.loop.controller import run_once
-
-        for r in run_once(self.policies):
+        for r in self._run_once(self.policies):
             log.info("%s: %s (%s)", r.model, r.outcome, r.message)
         self.passes += 1
         return True
