@@ -69,3 +69,31 @@ def test_unknown_model_is_a_404_with_a_message(client: MlflowClient) -> None:
         client.get_model_version("nope", "1")
     assert info.value.get_http_status_code() == 404
     assert "nope" in str(info.value)
+
+
+@pytest.mark.parametrize("version", ["0.1.0", "", " 1", "+1", "1_0", "٣"])
+def test_a_version_that_is_not_a_whole_number_is_a_422_naming_it(
+    client: MlflowClient, server_url: str, version: str
+) -> None:
+    import uuid
+
+    import requests
+
+    name = f"bad-version-{uuid.uuid4().hex[:8]}"
+    client.create_registered_model(name)
+    client.create_model_version(name, source="mlflow-artifacts:/0/a/artifacts/model")
+    base = f"{server_url}/api/2.0/mlflow"
+    calls = [
+        ("PATCH", "model-versions/update", {"description": "d"}),
+        ("DELETE", "model-versions/delete", {}),
+        ("POST", "model-versions/set-tag", {"key": "k", "value": "v"}),
+        ("DELETE", "model-versions/delete-tag", {"key": "k"}),
+        ("POST", "registered-models/alias", {"alias": "champion"}),
+    ]
+    for method, route, extra in calls:
+        body = {"name": name, "version": version, **extra}
+        answer = requests.request(method, f"{base}/{route}", json=body, timeout=30)
+        assert answer.status_code == 422, (route, answer.text)  # InvalidInput, as everywhere
+        assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE", (route, answer.text)
+        assert f"version {version!r} is not a version number" in answer.json()["message"]
+    assert str(client.get_model_version(name, "1").version) == "1"  # nothing was touched

@@ -161,7 +161,7 @@ def test_alias_errors(ctx: Context) -> None:
     with pytest.raises(NotFound, match="no alias 'prod'") as info:
         ll.registry.delete_alias("churn", "prod")
     assert "loopline models show churn" in str(info.value)
-    with pytest.raises(InvalidInput, match="version 'two' is not a number"):
+    with pytest.raises(InvalidInput, match="version 'two' is not a version number"):
         ll.registry.set_alias("churn", "champion", "two")
     with pytest.raises(NotFound, match="no version 5"):
         ll.registry.set_alias("churn", "champion", 5)

@@ -86,3 +86,16 @@ def test_logged_model_lifecycle(ctx: Context) -> None:
     got = store.get_logged_model(ctx, m.model_id)
     assert (got.status, got.tags, got.params) == ("READY", {"a": "b", "c": "d"}, {"depth": "3"})
     assert [x.model_id for x in store.search_logged_models(ctx, source_run_id="r")] == [m.model_id]
+
+
+@pytest.mark.parametrize(
+    ("ref", "number"),
+    [(3, 3), ("3", 3), ("007", 7), (" 3", None), ("+3", None), ("1_0", None), ("٣", None),
+     ("²", None), ("", None), ("latest", None), (True, None), (None, None), (2.0, None)],
+)  # fmt: skip
+def test_a_version_number_is_an_int_or_ascii_digits(ref: object, number: int | None) -> None:
+    assert store.version_number(ref) == number
+    if number is None:
+        with pytest.raises(InvalidInput, match="is not a version number") as info:
+            store.require_version_number(ref)
+        assert info.value.field == "version"

@@ -49,6 +49,7 @@ from loopline.delivery.verdicts import (
     verdicts,
 )
 from loopline.errors import InvalidInput, LooplineError, NotFound
+from loopline.training.registry_store import require_version_number
 
 if TYPE_CHECKING:
     from loopline.data.contracts import Contract
@@ -127,12 +128,7 @@ def evaluate(
 
     ctx = get_context()
     spec = _thresholds(thresholds)
-    try:
-        version = int(challenger_version)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(
-            f"version {challenger_version!r} is not a number", field="version"
-        ) from exc
+    version = require_version_number(challenger_version)
     mv = registry.get(name, version)
     data = _dataset(dataset)
     frame = data.to_pandas()

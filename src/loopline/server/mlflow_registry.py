@@ -209,10 +209,7 @@ class SetAlias(_Req):
 
 @router.post("/registered-models/alias")
 def set_alias(body: SetAlias, ctx: Ctx) -> dict[str, Any]:
-    try:
-        version = int(body.version)
-    except ValueError as exc:
-        raise InvalidInput(f"version {body.version!r} is not a number", field="version") from exc
+    version = store.require_version_number(body.version)
     store.set_alias(ctx, body.name, body.alias, version, reason="set through the MLflow API")
     return {}
 
@@ -282,7 +279,9 @@ class UpdateVersion(_Req):
 
 @router.patch("/model-versions/update")
 def update_model_version(body: UpdateVersion, ctx: Ctx) -> dict[str, Any]:
-    mv = store.update_model_version(ctx, body.name, int(body.version), body.description)
+    mv = store.update_model_version(
+        ctx, body.name, store.require_version_number(body.version), body.description
+    )
     return {"model_version": version_json(mv)}
 
 
@@ -293,7 +292,7 @@ class VersionRef(_Req):
 
 @router.delete("/model-versions/delete")
 def delete_model_version(body: VersionRef, ctx: Ctx) -> dict[str, Any]:
-    store.delete_model_version(ctx, body.name, int(body.version))
+    store.delete_model_version(ctx, body.name, store.require_version_number(body.version))
     return {}
 
 
@@ -365,7 +364,9 @@ class SetVersionTag(_Req):
 
 @router.post("/model-versions/set-tag")
 def set_model_version_tag(body: SetVersionTag, ctx: Ctx) -> dict[str, Any]:
-    store.set_model_version_tag(ctx, body.name, int(body.version), body.key, body.value)
+    store.set_model_version_tag(
+        ctx, body.name, store.require_version_number(body.version), body.key, body.value
+    )
     return {}
 
 
@@ -377,7 +378,9 @@ class DeleteVersionTag(_Req):
 
 @router.delete("/model-versions/delete-tag")
 def delete_model_version_tag(body: DeleteVersionTag, ctx: Ctx) -> dict[str, Any]:
-    store.delete_model_version_tag(ctx, body.name, int(body.version), body.key)
+    store.delete_model_version_tag(
+        ctx, body.name, store.require_version_number(body.version), body.key
+    )
     return {}
 
 

@@ -301,14 +301,6 @@ def register(logged_model_or_run: Any, name: str, description: str | None = None
     return ModelVersion(record, logged, ctx)
 
 
-def _version_number(ref: int | str) -> int | None:
-    if isinstance(ref, int) and not isinstance(ref, bool):
-        return ref
-    if isinstance(ref, str) and ref.isdigit():
-        return int(ref)
-    return None
-
-
 def get(name: str, version_or_alias: int | str = "latest") -> ModelVersion:
     """A version of ``name`` by number, by alias, or ``"latest"`` (the newest).
 
@@ -318,7 +310,7 @@ def get(name: str, version_or_alias: int | str = "latest") -> ModelVersion:
         >>> # ll.registry.get("churn", "champion").version
     """
     ctx = get_context()
-    number = _version_number(version_or_alias)
+    number = store.version_number(version_or_alias)
     if number is not None:
         return _wrap(ctx, store.get_model_version(ctx, name, number))
     if version_or_alias == "latest":
@@ -374,13 +366,7 @@ def set_alias(name: str, alias: str, version: int | str, reason: str | None = No
         >>> # ll.registry.set_alias("churn", "champion", 3, reason="AUC 0.91 > 0.89")
     """
     ctx = get_context()
-    number = _version_number(version)
-    if number is None:
-        raise InvalidInput(
-            f"version {version!r} is not a number",
-            field="version",
-            hint="pass the version number, e.g. 3",
-        )
+    number = store.require_version_number(version)
     store.set_alias(ctx, name, alias, number, reason=reason)
     return _wrap(ctx, store.get_model_version(ctx, name, number))
 
@@ -421,7 +407,7 @@ def parse_uri(uri: str) -> tuple[str, int | str]:
             return name, alias
     elif "/" in rest:
         name, _, ref = rest.rpartition("/")
-        number = _version_number(ref)
+        number = store.version_number(ref)
         if name and (number is not None or ref == "latest"):
             return name, number if number is not None else "latest"
     raise InvalidInput(

@@ -432,16 +432,47 @@ def _hydrate_version(conn: Connection, row: Any) -> ModelVersion:
     )
 
 
+def version_number(ref: object) -> int | None:
+    """``ref`` as a model version number: an int, or a string of ASCII digits; else None.
+
+    Strict on purpose: ``int()`` also takes ``" 3"``, ``"+3"``, ``"1_0"`` and other
+    scripts' digits, and would name a version nobody wrote.
+
+    Example:
+        >>> version_number("3"), version_number(3), version_number("champion")
+        (3, 3, None)
+    """
+    if isinstance(ref, int) and not isinstance(ref, bool):
+        return ref
+    if isinstance(ref, str) and ref.isascii() and ref.isdigit():
+        return int(ref)
+    return None
+
+
+def require_version_number(ref: object) -> int:
+    """:func:`version_number`, or :class:`InvalidInput` naming the field ``version``.
+
+    Example:
+        >>> require_version_number("12")
+        12
+    """
+    number = version_number(ref)
+    if number is None:
+        raise InvalidInput(
+            f"version {ref!r} is not a version number",
+            field="version",
+            hint="give the model version as a whole number, such as 3",
+        )
+    return number
+
+
 def get_model_version(ctx: Context, name: str, version: int | str) -> ModelVersion:
     """One model version; :class:`NotFound` naming the model and version.
 
     Example:
         >>> # get_model_version(ctx, "churn", 3).run_id
     """
-    try:
-        number = int(version)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"version {version!r} is not a number", field="version") from exc
+    number = require_version_number(version)
     with ctx.engine.connect() as conn:
         return _hydrate_version(conn, _version_row(conn, name, number))
 
