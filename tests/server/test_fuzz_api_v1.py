@@ -2,7 +2,9 @@
 
 Each operation gets a bounded, derandomised set of generated requests (the same ones on
 every run), sent in-process to the real app over a real store on SQLite and PostgreSQL.
-A failure prints the request that reproduces it.
+A failure prints the request that reproduces it. The MLflow-compatible routes get the
+same treatment (no 5xx; their answers are MLflow's, which the description leaves open),
+with the fast path in front of them as in ``loopline server``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import schemathesis
@@ -33,8 +36,9 @@ from loopline.tracking import store
 MAX_EXAMPLES = 30
 
 
-def _operations() -> list[tuple[str, str, str]]:
-    """(method, path, mode) for every /api/v1 operation and each way of generating for it.
+def _operations(*prefixes: str) -> list[tuple[str, str, str]]:
+    """(method, path, mode) for every operation under ``prefixes`` and each way of
+    generating for it.
 
     ``negative`` (requests that break the schema) only where something can break it: a
     body or a query parameter; ``existing`` (ids of a real run) only where a path names one.
@@ -43,7 +47,7 @@ def _operations() -> list[tuple[str, str, str]]:
     app = create_app(Context(Settings(uri="sqlite:///:memory:")))
     found = []
     for path, item in app.openapi()["paths"].items():
-        if not path.startswith("/api/v1/"):
+        if not path.startswith(prefixes):
             continue
         for method, operation in item.items():
             modes = ["positive"]
@@ -56,7 +60,10 @@ def _operations() -> list[tuple[str, str, str]]:
     return found
 
 
-OPERATIONS = _operations()
+OPERATIONS = _operations("/api/v1/")
+MLFLOW_OPERATIONS = _operations("/api/2.0/mlflow/", "/api/2.0/mlflow-artifacts/", "/api/3.0/")
+#: Generated requests per MLflow operation: there are 45 routes, and they share their parsing.
+MLFLOW_MAX_EXAMPLES = 15
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,24 @@ def _pg_database() -> Iterator[str]:
 def test_api_v1_never_fails_and_answers_its_schema(
     target: Target, method: str, path: str, mode: str
 ) -> None:
+    _fuzz(
+        target, method, path, mode, MAX_EXAMPLES, [not_a_server_error, response_schema_conformance]
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("method", "path", "mode"),
+    MLFLOW_OPERATIONS,
+    ids=[f"{m} {p} {g}" for m, p, g in MLFLOW_OPERATIONS],
+)
+def test_mlflow_routes_never_fail(target: Target, method: str, path: str, mode: str) -> None:
+    _fuzz(target, method, path, mode, MLFLOW_MAX_EXAMPLES, [not_a_server_error])
+
+
+def _fuzz(
+    target: Target, method: str, path: str, mode: str, examples: int, checks: list[Any]
+) -> None:
     operation = target.schema[path][method]
     ids = {k: v for k, v in target.ids.items() if "{" + k + "}" in path}
     strategy = operation.as_strategy(
@@ -124,13 +149,13 @@ def test_api_v1_never_fails_and_answers_its_schema(
 
     @given(case=strategy)
     @settings(
-        max_examples=MAX_EXAMPLES,
+        max_examples=examples,
         derandomize=True,
         deadline=None,
         database=None,
         suppress_health_check=list(HealthCheck),
     )
     def fuzz(case: schemathesis.Case) -> None:
-        case.call_and_validate(checks=[not_a_server_error, response_schema_conformance])
+        case.call_and_validate(checks=checks)
 
     fuzz()
