@@ -392,3 +392,12 @@ def test_a_catalog_that_cannot_be_opened_fails_the_register_and_records_nothing(
     (tmp_path / "f.bin").write_bytes(b"bytes")
     with pytest.raises(ConfigError, match="LOOPLINE_URI"):
         datasets.register("d", tmp_path / "f.bin")
+
+
+@pytest.mark.parametrize("version", ["²", "٣", " 1", "+1", "1_0", "0", "", "v1", True])
+def test_a_version_that_is_not_a_positive_whole_number_is_invalid_input(version: object) -> None:
+    # "²" passes str.isdigit() and fails int(): it used to escape as a ValueError.
+    with pytest.raises(InvalidInput) as info:
+        datasets.parse_version(version)  # type: ignore[arg-type]
+    assert info.value.field == "version"
+    assert datasets.parse_version("12") == 12 and datasets.parse_version("latest") is None

@@ -120,6 +120,13 @@ def test_bad_deploy_arguments_are_named(ctx: Context, versions: tuple[int, int, 
     assert steps.value.field == "steps" and "increase" in steps.value.message
     with pytest.raises(NotFound, match="no version 99"):
         ll.deploy("churn", 99)
+    for spelled, field in ((" 1", "version"), ("1.0", "version"), ("+1", "fallback")):
+        with pytest.raises(InvalidInput, match="is not a version number") as bad:
+            if field == "version":
+                ll.deploy("churn", spelled)
+            else:
+                ll.deploy("churn", v1, fallback=spelled)
+        assert bad.value.field == field
     with pytest.raises(NotFound, match="no version 42"):
         ll.deploy("churn", v1, fallback=42)
     with pytest.raises(NotFound, match="not deployed"):

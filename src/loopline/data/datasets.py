@@ -458,7 +458,8 @@ def parse_version(version: int | str) -> int | None:
         raise InvalidInput(f"version {version!r} is not a version", field="version")
     if isinstance(version, int) and version >= 1:
         return version
-    if isinstance(version, str) and version.isdigit() and int(version) >= 1:
+    # ASCII only: "²" is a digit to isdigit() and not to int(); "٣" is to both.
+    if isinstance(version, str) and version.isascii() and version.isdigit() and int(version) >= 1:
         return int(version)
     raise InvalidInput(
         f"version {version!r} is not a version number",

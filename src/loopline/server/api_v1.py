@@ -284,7 +284,12 @@ async def log_batch(run_id: str, request: Request, ctx: Ctx) -> Response:
     "values": [0.5], "steps": [3]}, "params": {"lr": "0.1"}}``
     """
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BATCH_BYTES:
+    if (
+        declared is not None
+        and declared.isascii()
+        and declared.isdigit()
+        and int(declared) > MAX_BATCH_BYTES
+    ):
         raise _too_large(int(declared))
     raw = await request.body()
     if len(raw) > MAX_BATCH_BYTES:

@@ -75,14 +75,17 @@ def experiment_id(raw: str | int | None) -> int:
         >>> experiment_id("12")
         12
     """
-    try:
-        return int(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(
-            f"experiment_id {raw!r} is not an experiment id",
-            field="experiment_id",
-            hint="experiment ids are numbers",
-        ) from exc
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    # ASCII digits only: int() would also read " 1", "+1", "1_0" or other scripts' digits
+    # as an id the client never sent.
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit():
+        return int(raw)
+    raise InvalidInput(
+        f"experiment_id {raw!r} is not an experiment id",
+        field="experiment_id",
+        hint="experiment ids are numbers",
+    )
 
 
 def experiment_json(e: Experiment) -> dict[str, Any]:

@@ -64,14 +64,13 @@ __all__ = [
 def _check_version(ctx: Context, name: str, version: int | str, what: str) -> int:
     from loopline.training import registry_store
 
-    try:
-        number = int(version)
-    except (TypeError, ValueError) as exc:
+    number = registry_store.version_number(version)
+    if number is None:
         raise InvalidInput(
             f"{what} {version!r} is not a version number",
             field=what,
             hint="pass the version number, e.g. 3",
-        ) from exc
+        )
     registry_store.get_model_version(ctx, name, number)  # NotFound names model and version
     return number
 

@@ -139,7 +139,8 @@ def decode_metrics(raw: Any, run_id: str, now: int) -> list[MetricRow]:
         if fast is not None:
             return fast
         for i, (key, value, step, ts) in enumerate(zip(keys, values, steps, stamps, strict=True)):
-            if key not in checked:
+            # Not a str (a list, say) cannot be looked up in ``checked``: checked, and refused.
+            if type(key) is not str or key not in checked:
                 _check_metric_key(key, f"metrics.keys[{i}]")
                 checked.add(key)
             v, nan = _stored_value(value, f"metrics.values[{i}]")
@@ -162,7 +163,7 @@ def decode_metrics(raw: Any, run_id: str, now: int) -> list[MetricRow]:
                 field=f"metrics[{i}]",
             )
         key = row[0]
-        if key not in checked:
+        if type(key) is not str or key not in checked:
             _check_metric_key(key, f"metrics[{i}][0]")
             checked.add(key)
         v, nan = _stored_value(row[1], f"metrics[{i}][1]")
@@ -186,9 +187,9 @@ def _fast_columns(
         return None
     if set(map(type, stamps)) - {int}:
         return None
+    if set(map(type, keys)) - {str}:
+        return None  # before set(keys): a list among them is unhashable
     distinct = set(keys)
-    if set(map(type, distinct)) - {str}:
-        return None
     try:
         for key in distinct:
             check_key(key, "metric")
