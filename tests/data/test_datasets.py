@@ -394,9 +394,12 @@ def test_a_catalog_that_cannot_be_opened_fails_the_register_and_records_nothing(
         datasets.register("d", tmp_path / "f.bin")
 
 
-@pytest.mark.parametrize("version", ["²", "٣", " 1", "+1", "1_0", "0", "", "v1", True])
+@pytest.mark.parametrize(
+    "version", ["²", "٣", " 1", "+1", "1_0", "0", "", "v1", True, 2**31, "9" * 25]
+)
 def test_a_version_that_is_not_a_positive_whole_number_is_invalid_input(version: object) -> None:
-    # "²" passes str.isdigit() and fails int(): it used to escape as a ValueError.
+    # "²" passes str.isdigit() and fails int(): it used to escape as a ValueError; a number
+    # past the column's 32 bits used to reach SQLite, which could not bind it.
     with pytest.raises(InvalidInput) as info:
         datasets.parse_version(version)  # type: ignore[arg-type]
     assert info.value.field == "version"

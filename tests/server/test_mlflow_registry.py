@@ -71,7 +71,7 @@ def test_unknown_model_is_a_404_with_a_message(client: MlflowClient) -> None:
     assert "nope" in str(info.value)
 
 
-@pytest.mark.parametrize("version", ["0.1.0", "", " 1", "+1", "1_0", "٣"])
+@pytest.mark.parametrize("version", ["0.1.0", "", " 1", "+1", "1_0", "٣", "9" * 25])
 def test_a_version_that_is_not_a_whole_number_is_a_422_naming_it(
     client: MlflowClient, server_url: str, version: str
 ) -> None:

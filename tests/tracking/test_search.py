@@ -240,6 +240,19 @@ def test_paging_returns_every_run_once(filled: Context) -> None:
     assert len(set(seen)) == 5
 
 
+def test_an_experiment_id_past_the_column_names_no_experiment(filled: Context) -> None:
+    # 2**31 and up cannot be bound (SQLite overflows, PostgreSQL refuses to compare): such an
+    # id matches nothing instead of failing, as an unknown id in range does.
+    from loopline.tracking import query
+
+    engine = filled.engine
+    search = experiments.get_experiment_by_name(engine, "search").id
+    for past in (2**31, 10**25):
+        assert query.search_runs(engine, experiment_ids=[past]).runs == []
+        mixed = query.search_runs(engine, experiment_ids=[past, search]).runs
+        assert len(mixed) == 5
+
+
 @pytest.mark.parametrize("token", ["zzz", "e30=", "eyJvZmZzZXQiOiAtMX0="], ids=str)
 def test_bad_page_token_and_max_results(filled: Context, token: str) -> None:
     with pytest.raises(InvalidInput, match="page token"):

@@ -91,7 +91,9 @@ def test_logged_model_lifecycle(ctx: Context) -> None:
 @pytest.mark.parametrize(
     ("ref", "number"),
     [(3, 3), ("3", 3), ("007", 7), (" 3", None), ("+3", None), ("1_0", None), ("٣", None),
-     ("²", None), ("", None), ("latest", None), (True, None), (None, None), (2.0, None)],
+     ("²", None), ("", None), ("latest", None), (True, None), (None, None), (2.0, None),
+     ("2147483647", 2**31 - 1), ("2147483648", None), (2**31, None), ("9" * 25, None),
+     (-1, None)],
 )  # fmt: skip
 def test_a_version_number_is_an_int_or_ascii_digits(ref: object, number: int | None) -> None:
     assert store.version_number(ref) == number

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from loopline.core.artifacts import ArtifactStore, hash_bytes
+from loopline.core.columns import MAX_INTEGER
 from loopline.core.context import Context, get_context
 
 # The catalog (and SQLAlchemy with it) is imported where it is used: register() loads it
@@ -454,17 +455,17 @@ def parse_version(version: int | str) -> int | None:
     """
     if version == "latest":
         return None
-    if isinstance(version, bool):
-        raise InvalidInput(f"version {version!r} is not a version", field="version")
-    if isinstance(version, int) and version >= 1:
-        return version
+    number: object = version
     # ASCII only: "²" is a digit to isdigit() and not to int(); "٣" is to both.
-    if isinstance(version, str) and version.isascii() and version.isdigit() and int(version) >= 1:
-        return int(version)
+    if isinstance(version, str) and version.isascii() and version.isdigit():
+        number = int(version)
+    # Past the column's range a version names nothing, and SQLite could not bind it.
+    if type(number) is int and 1 <= number <= MAX_INTEGER:
+        return number
     raise InvalidInput(
         f"version {version!r} is not a version number",
         field="version",
-        hint="use a positive whole number or 'latest'",
+        hint=f"use a whole number from 1 to {MAX_INTEGER} or 'latest'",
     )
 
 

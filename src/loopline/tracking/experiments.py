@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from loopline.core import audit
+from loopline.core.columns import MAX_INTEGER
 from loopline.errors import Conflict, InvalidInput, NotFound
 from loopline.tracking._dialect import insert_for
 from loopline.tracking.entities import Experiment, now_ms
@@ -55,10 +56,6 @@ def experiment_from_row(conn: Connection, row: Any) -> Experiment:
         last_update_time=row.last_update_time,
         tags={r.key: r.value for r in found},
     )
-
-
-#: The largest experiment id (the column is a 32-bit integer).
-_MAX_ID = 2**31 - 1
 
 
 def _check_experiment_name(name: Any) -> str:
@@ -151,7 +148,7 @@ def get_experiment(engine: Engine, experiment_id: int) -> Experiment:
     """
     # An id past the column's 32-bit range names no experiment (PostgreSQL would refuse
     # to compare it).
-    in_range = 0 <= int(experiment_id) <= _MAX_ID
+    in_range = 0 <= int(experiment_id) <= MAX_INTEGER
     with engine.connect() as conn:
         row = (
             conn.execute(_BY_ID, {"experiment_id": int(experiment_id)}).one_or_none()

@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect, Engine
 
 from loopline.core.bulk import driver_fetchall
+from loopline.core.columns import MAX_INTEGER
 from loopline.errors import InvalidInput, NotFound
 from loopline.tracking.entities import ExperimentSearchResult, RunSearchResult, ViewType
 from loopline.tracking.experiments import experiment_from_row
@@ -129,6 +130,11 @@ def search_runs(
     if view not in ("active", "deleted", "all"):
         _lifecycle(runs.c.lifecycle_stage, view)  # raises, naming the field
     exp_ids = None if experiment_ids is None else [int(i) for i in experiment_ids]
+    if exp_ids is not None:
+        # An id past the column's range names no experiment (and would not bind).
+        exp_ids = [i for i in exp_ids if 0 <= i <= MAX_INTEGER]
+        if not exp_ids and experiment_ids:
+            return RunSearchResult([], None)
     dialect = engine.dialect.name
     order_shape = tuple(_order_shape(k, comparisons) for k in keys)
     statement = _page_statement(

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
+from loopline.core.columns import MAX_INTEGER
 from loopline.core.context import Context
 from loopline.errors import Conflict, InvalidInput, NotFound
 from loopline.training.registry_tables import (
@@ -433,7 +434,8 @@ def _hydrate_version(conn: Connection, row: Any) -> ModelVersion:
 
 
 def version_number(ref: object) -> int | None:
-    """``ref`` as a model version number: an int, or a string of ASCII digits; else None.
+    """``ref`` as a model version number: an int, or a string of ASCII digits, from 0 to
+    :data:`~loopline.core.columns.MAX_INTEGER`; else None.
 
     Strict on purpose: ``int()`` also takes ``" 3"``, ``"+3"``, ``"1_0"`` and other
     scripts' digits, and would name a version nobody wrote.
@@ -442,10 +444,10 @@ def version_number(ref: object) -> int | None:
         >>> version_number("3"), version_number(3), version_number("champion")
         (3, 3, None)
     """
-    if isinstance(ref, int) and not isinstance(ref, bool):
-        return ref
     if isinstance(ref, str) and ref.isascii() and ref.isdigit():
-        return int(ref)
+        ref = int(ref)
+    if isinstance(ref, int) and not isinstance(ref, bool) and 0 <= ref <= MAX_INTEGER:
+        return ref  # past the column's range it names no version (and would not bind)
     return None
 
 
@@ -461,7 +463,7 @@ def require_version_number(ref: object) -> int:
         raise InvalidInput(
             f"version {ref!r} is not a version number",
             field="version",
-            hint="give the model version as a whole number, such as 3",
+            hint=f"give the model version as a whole number up to {MAX_INTEGER}, such as 3",
         )
     return number
 
