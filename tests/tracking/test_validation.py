@@ -82,3 +82,20 @@ def test_non_numeric_metric_values_are_rejected(ctx: Context, value: object) -> 
         with pytest.raises(InvalidInput, match="step must be an integer"):
             run.log_metric("m", 1.0, step=1.5)  # type: ignore[arg-type]
     assert run.metrics == {}  # log_metrics queued nothing: all or none
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [(2**63, "does not fit in 64 bits"), (-(2**63) - 1, "does not fit in 64 bits"),
+     (1e25, "does not fit in 64 bits"), (float("inf"), "must be an integer"),
+     (float("nan"), "must be an integer"), ("12", "must be an integer")],
+)  # fmt: skip
+def test_an_int_field_outside_64_bits_is_invalid_input(value: object, why: str) -> None:
+    # The columns are BIGINT: past them SQLite cannot bind (OverflowError, a 500 from
+    # runs/create's start_time and runs/update's end_time), and int(inf) raised one too.
+    from loopline.tracking.validation import check_int
+
+    with pytest.raises(InvalidInput, match=why) as info:
+        check_int(value, "end_time")
+    assert info.value.field == "end_time"
+    assert check_int(2**63 - 1, "end_time") == 2**63 - 1 and check_int(3.0, "step") == 3

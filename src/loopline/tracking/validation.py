@@ -219,6 +219,9 @@ def check_run_name(name: str) -> str:
     return name
 
 
+_MIN_INT64, _MAX_INT64 = -(2**63), 2**63 - 1
+
+
 def check_int(value: Any, field: str) -> int:
     """``value`` as an int (a step or a timestamp), or :class:`InvalidInput` naming the field.
 
@@ -226,13 +229,20 @@ def check_int(value: Any, field: str) -> int:
         >>> check_int(3, "step")
         3
     """
+    number = value
     if isinstance(value, bool) or not isinstance(value, int):
         try:
             if isinstance(value, bool) or int(value) != value:
                 raise ValueError(value)
-            return int(value)
-        except (TypeError, ValueError) as exc:
+            number = int(value)
+        except (TypeError, ValueError, OverflowError) as exc:
             raise InvalidInput(
                 f"{field} must be an integer, got {value!r}", field=field, hint="e.g. step=10"
             ) from exc
-    return value
+    if not _MIN_INT64 <= number <= _MAX_INT64:  # the columns are 64-bit (BIGINT)
+        raise InvalidInput(
+            f"{field} {number} does not fit in 64 bits",
+            field=field,
+            hint=f"give {field} between -2**63 and 2**63 - 1",
+        )
+    return int(number)
