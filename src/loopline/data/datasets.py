@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from loopline.core.artifacts import ArtifactStore, hash_bytes
-from loopline.core.columns import MAX_INTEGER
+from loopline.core.columns import MAX_INTEGER, integer_value
 from loopline.core.context import Context, get_context
 
 # The catalog (and SQLAlchemy with it) is imported where it is used: register() loads it
@@ -455,12 +455,8 @@ def parse_version(version: int | str) -> int | None:
     """
     if version == "latest":
         return None
-    number: object = version
-    # ASCII only: "²" is a digit to isdigit() and not to int(); "٣" is to both.
-    if isinstance(version, str) and version.isascii() and version.isdigit():
-        number = int(version)
-    # Past the column's range a version names nothing, and SQLite could not bind it.
-    if type(number) is int and 1 <= number <= MAX_INTEGER:
+    number = integer_value(version, low=1)
+    if number is not None:
         return number
     raise InvalidInput(
         f"version {version!r} is not a version number",

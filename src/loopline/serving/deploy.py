@@ -64,13 +64,7 @@ __all__ = [
 def _check_version(ctx: Context, name: str, version: int | str, what: str) -> int:
     from loopline.training import registry_store
 
-    number = registry_store.version_number(version)
-    if number is None:
-        raise InvalidInput(
-            f"{what} {version!r} is not a version number",
-            field=what,
-            hint="pass the version number, e.g. 3",
-        )
+    number = registry_store.require_version_number(version, field=what)
     registry_store.get_model_version(ctx, name, number)  # NotFound names model and version
     return number
 

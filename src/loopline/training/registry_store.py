@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
-from loopline.core.columns import MAX_INTEGER
+from loopline.core.columns import MAX_INTEGER, integer_value
 from loopline.core.context import Context
 from loopline.errors import Conflict, InvalidInput, NotFound
 from loopline.training.registry_tables import (
@@ -434,25 +434,18 @@ def _hydrate_version(conn: Connection, row: Any) -> ModelVersion:
 
 
 def version_number(ref: object) -> int | None:
-    """``ref`` as a model version number: an int, or a string of ASCII digits, from 0 to
-    :data:`~loopline.core.columns.MAX_INTEGER`; else None.
-
-    Strict on purpose: ``int()`` also takes ``" 3"``, ``"+3"``, ``"1_0"`` and other
-    scripts' digits, and would name a version nobody wrote.
+    """``ref`` as a model version number (see :func:`~loopline.core.columns.integer_value`),
+    else None.
 
     Example:
         >>> version_number("3"), version_number(3), version_number("champion")
         (3, 3, None)
     """
-    if isinstance(ref, str) and ref.isascii() and ref.isdigit():
-        ref = int(ref)
-    if isinstance(ref, int) and not isinstance(ref, bool) and 0 <= ref <= MAX_INTEGER:
-        return ref  # past the column's range it names no version (and would not bind)
-    return None
+    return integer_value(ref)
 
 
-def require_version_number(ref: object) -> int:
-    """:func:`version_number`, or :class:`InvalidInput` naming the field ``version``.
+def require_version_number(ref: object, field: str = "version") -> int:
+    """:func:`version_number`, or :class:`InvalidInput` naming ``field``.
 
     Example:
         >>> require_version_number("12")
@@ -461,8 +454,8 @@ def require_version_number(ref: object) -> int:
     number = version_number(ref)
     if number is None:
         raise InvalidInput(
-            f"version {ref!r} is not a version number",
-            field="version",
+            f"{field} {ref!r} is not a version number",
+            field=field,
             hint=f"give the model version as a whole number up to {MAX_INTEGER}, such as 3",
         )
     return number
