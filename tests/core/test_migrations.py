@@ -121,3 +121,29 @@ def test_0014_copies_each_runs_latest_metrics_exactly_into_its_row(db_uri: str) 
     command.downgrade(alembic_config(engine), "0013_run_params_tags_json")
     assert "metrics_json" not in {c["name"] for c in sa.inspect(engine).get_columns("runs")}
     engine.dispose()
+
+
+def test_0015_counts_each_models_versions_and_adds_input_details(db_uri: str) -> None:
+    engine = create_engine_for(db_uri)
+    upgrade(engine, "0014_run_metrics_json")
+    with engine.begin() as conn:
+        _insert(conn, "registered_models", [("churn", None, 1, 1), ("empty", None, 1, 1)])
+        _insert(
+            conn,
+            "model_versions",
+            [("churn", v, "s", None, None, "READY", None, 1, 1) for v in (1, 2, 5)],
+        )
+        _insert_runs(conn, _RUN)
+        _insert(conn, "run_inputs", [(_RUN, "dataset", "d", "1", "ab", None, 1)])
+    upgrade(engine, "0015_version_counter_inputs")
+    with engine.connect() as conn:
+        found = conn.execute(sa.text("SELECT name, last_version FROM registered_models"))
+        counted = {name: last for name, last in found}
+        details = conn.execute(sa.text("SELECT details FROM run_inputs")).scalar_one()
+    assert counted == {"churn": 5, "empty": 0}  # the highest number given so far
+    assert details is None  # inputs logged before keep no details
+    command.downgrade(alembic_config(engine), "0014_run_metrics_json")
+    inspector = sa.inspect(engine)
+    assert "last_version" not in {c["name"] for c in inspector.get_columns("registered_models")}
+    assert "details" not in {c["name"] for c in inspector.get_columns("run_inputs")}
+    engine.dispose()

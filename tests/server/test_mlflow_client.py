@@ -140,10 +140,15 @@ def test_log_register_load_and_aliases(tracking: MlflowClient) -> None:
     X = rng.normal(size=(200, 3))
     y = (X[:, 0] + X[:, 1] > 0).astype(int)
     model = LogisticRegression().fit(X, y)
-    with mlflow.start_run():
+    with mlflow.start_run() as run:
         mlflow.sklearn.log_model(
             model, name="model", registered_model_name="churn-clf", input_example=X[:2]
         )
+    version = tracking.get_model_version("churn-clf", "1")
+    # The client sends only the logged model's id: the server records the run that logged it.
+    assert version.run_id == run.info.run_id
+    found = tracking.search_model_versions(f"run_id = '{run.info.run_id}'")
+    assert [str(v.version) for v in found] == ["1"]
     loaded = mlflow.pyfunc.load_model("models:/churn-clf/1")
     assert (loaded.predict(X[:20]) == model.predict(X[:20])).all()
     tracking.set_registered_model_alias("churn-clf", "champion", "1")
@@ -156,3 +161,89 @@ def test_unknown_run_is_404(tracking: MlflowClient) -> None:
     with pytest.raises(MlflowException) as info:
         tracking.get_run("0" * 32)
     assert info.value.get_http_status_code() == 404
+
+
+def test_experiment_search_orders_and_like_is_case_sensitive(tracking: MlflowClient) -> None:
+    ids = {name: tracking.create_experiment(name) for name in ("xs-b", "xs-a", "xs-c", "xs-A")}
+    names = [e.name for e in tracking.search_experiments(filter_string="name LIKE 'xs-%'")]
+    assert names == ["xs-A", "xs-c", "xs-a", "xs-b"]  # MLflow's default: newest first
+    asc = tracking.search_experiments(filter_string="name LIKE 'xs-%'", order_by=["name ASC"])
+    assert [e.name for e in asc] == ["xs-A", "xs-a", "xs-b", "xs-c"]
+    assert [e.name for e in tracking.search_experiments(filter_string="name LIKE 'xs-a'")] == [
+        "xs-a"
+    ]
+    found = tracking.search_experiments(filter_string="name ILIKE 'xs-a'", order_by=["name"])
+    assert [e.name for e in found] == ["xs-A", "xs-a"]
+    found = tracking.search_experiments(
+        filter_string=f"experiment_id = '{ids['xs-c']}'", max_results=1
+    )
+    assert [e.name for e in found] == ["xs-c"]
+    page = tracking.search_experiments(
+        filter_string="name LIKE 'xs-%'", order_by=["name DESC"], max_results=3
+    )
+    rest = tracking.search_experiments(
+        filter_string="name LIKE 'xs-%'",
+        order_by=["name DESC"],
+        max_results=3,
+        page_token=page.token,
+    )
+    assert [e.name for e in [*page, *rest]] == ["xs-c", "xs-b", "xs-a", "xs-A"]
+    with pytest.raises(MlflowException, match="order_by 'color' is not supported"):
+        tracking.search_experiments(order_by=["color"])
+
+
+def test_the_run_name_is_a_tag_filters_find_and_time_zero_is_kept(
+    tracking: MlflowClient,
+) -> None:
+    exp = tracking.create_experiment("run-names")
+    run = tracking.create_run(exp, run_name="first")
+    assert tracking.get_run(run.info.run_id).data.tags["mlflow.runName"] == "first"
+
+    def named(name: str) -> list[str]:
+        found = tracking.search_runs([exp], f"tags.mlflow.runName = '{name}'")
+        return [r.info.run_name for r in found]
+
+    assert named("first") == ["first"]
+    tracking.update_run(run.info.run_id, name="second")
+    assert named("second") == ["second"] and named("first") == []
+    # a timestamp of 0 is a time (1970), not "now"
+    tracking.log_metric(run.info.run_id, "at_zero", 1.0, timestamp=0)
+    tracking.log_batch(run.info.run_id, metrics=[Metric("batch_zero", 1.0, 0, 0)])
+    for key in ("at_zero", "batch_zero"):
+        assert [m.timestamp for m in tracking.get_metric_history(run.info.run_id, key)] == [0]
+
+
+def test_dataset_inputs_read_back_as_logged(tracking: MlflowClient) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"x": [1, 2], "y": [3, 4]})
+    dataset = mlflow.data.from_pandas(frame, source="s3://bucket/train.csv", name="train")
+    with mlflow.start_run() as run:
+        mlflow.log_input(dataset, context="training", tags={"split": "train"})
+    (logged,) = tracking.get_run(run.info.run_id).inputs.dataset_inputs
+    assert logged.dataset.name == "train" and logged.dataset.digest == dataset.digest
+    assert logged.dataset.source == dataset.source.to_json()
+    assert logged.dataset.schema == dataset.to_dict()["schema"]
+    assert logged.dataset.profile == dataset.to_dict()["profile"]
+    assert {t.key: t.value for t in logged.tags} == {
+        "mlflow.data.context": "training",
+        "split": "train",
+    }
+    assert mlflow.data.get_source(logged).uri == "s3://bucket/train.csv"
+
+
+def test_deleted_artifacts_are_gone(tracking: MlflowClient) -> None:
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    with mlflow.start_run() as run:
+        mlflow.log_text("a", "notes/a.txt")
+        mlflow.log_text("b", "notes/b.txt")
+        mlflow.log_text("c", "keep.txt")
+    repo = get_artifact_repository(run.info.artifact_uri)
+    repo.delete_artifacts("notes/a.txt")
+    listed = [f.path for f in tracking.list_artifacts(run.info.run_id, "notes")]
+    assert listed == ["notes/b.txt"]
+    with pytest.raises(MlflowException):
+        mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/notes/a.txt")
+    repo.delete_artifacts("notes")
+    assert [f.path for f in tracking.list_artifacts(run.info.run_id)] == ["keep.txt"]

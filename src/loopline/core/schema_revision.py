@@ -12,4 +12,4 @@ Example:
 
 from __future__ import annotations
 
-HEAD_REVISION = "0014_run_metrics_json"
+HEAD_REVISION = "0015_version_counter_inputs"

@@ -113,6 +113,35 @@ def error_for_path(
     return OrjsonResponse({"error": body}, status_code=status)
 
 
+#: What to do instead, for MLflow routes Loopline does not serve (by the path's tail).
+_UNSERVED_HINTS = {
+    "experiments/update": "create an experiment with the new name; runs keep their experiment",
+    "registered-models/rename": "register the versions under the new name",
+    "model-versions/transition-stage": "stages are deprecated in MLflow: set an alias "
+    "(client.set_registered_model_alias) and load models:/NAME@ALIAS",
+    "logged-models": "logged models are kept: register or alias the ones you use",
+}
+
+
+def unserved_mlflow_route(method: str, path: str, status: int) -> OrjsonResponse:
+    """MLflow's ``ENDPOINT_NOT_FOUND`` for a route or method Loopline does not serve, naming
+    it: the client shows the message, which must not read as "your model is missing".
+
+    Example:
+        >>> unserved_mlflow_route("POST", "/api/2.0/mlflow/experiments/update", 404).status_code
+        404
+    """
+    tail = path.split("/mlflow/", 1)[-1]
+    hint = next(
+        (text for prefix, text in _UNSERVED_HINTS.items() if tail.startswith(prefix)),
+        "docs/migrating-from-mlflow.md lists the routes Loopline serves",
+    )
+    message = f"Loopline's MLflow-compatible server does not serve {method} {path} (hint: {hint})"
+    return OrjsonResponse(
+        {"error_code": "ENDPOINT_NOT_FOUND", "message": message}, status_code=status
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map Loopline errors and request validation errors to 4xx/5xx JSON bodies."""
 
@@ -152,6 +181,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> OrjsonResponse:
+        if exc.status_code in (404, 405) and _is_mlflow(request):
+            return unserved_mlflow_route(request.method, request.url.path, exc.status_code)
         return error_response(request, exc.status_code, "HTTP_ERROR", str(exc.detail))
 
 

@@ -75,7 +75,8 @@ def _metric(item: Any, now: int) -> Metric | None:
         return None  # "NaN", "Infinity" and anything odd take the FastAPI route
     if not (_opt_int(timestamp) and _opt_int(step)):
         return None
-    return Metric(key, float(value), timestamp or now, step or 0)
+    # 0 is a time like any other (1970): only a missing timestamp means "now".
+    return Metric(key, float(value), now if timestamp is None else timestamp, step or 0)
 
 
 def _pairs(items: Any) -> list[tuple[str, str]] | None:

@@ -135,5 +135,11 @@ def _list_run(ctx: Context, run_id: str, sub: str) -> dict[str, Any]:
 
 @router.delete("/artifacts/{path:path}")
 def delete(path: str, ctx: Ctx) -> dict[str, Any]:
-    artifact_paths.delete_prefix(ctx, path)
+    """Forget a file or a folder of files; the run's own index for paths inside a run."""
+    clean = artifact_paths.clean_path(path)
+    run = _run_path(clean)
+    if run is not None:
+        lineage.delete_artifacts(ctx.engine, run[0], run[1] or None)
+    else:
+        artifact_paths.delete_prefix(ctx, clean)
     return {}

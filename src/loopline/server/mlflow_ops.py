@@ -47,10 +47,14 @@ def create_run(
         >>> # create_run(ctx, experiment="1", user_id=None, start_time=None, tags={},
         >>> #            run_name="trial")["run"]["info"]["run_name"] -> 'trial'
     """
+    name = run_name or tags.get(RUN_NAME_TAG) or None
+    if name is not None and RUN_NAME_TAG not in tags:
+        # MLflow's server stores the name as this tag too: filters on it find the run.
+        tags = {**tags, RUN_NAME_TAG: name}
     record = store.create_run(
         ctx.engine,
         experiment_id(experiment or "0"),
-        name=run_name or tags.get(RUN_NAME_TAG) or None,
+        name=name,
         start_time=start_time,
         tags=tags,
         parent_run_id=tags.get(PARENT_TAG) or None,
@@ -87,6 +91,8 @@ def update_run(
         name=run_name or None,
         actor=ctx.settings.actor_name,
     )
+    if run_name:  # the tag follows the name, as in MLflow's server
+        store.set_tag(ctx.engine, record.id, RUN_NAME_TAG, run_name)
     return {"run_info": run_info_json(record)}
 
 

@@ -128,13 +128,38 @@ def delete_registered_model(body: NameOnly, ctx: Ctx) -> dict[str, Any]:
     return {}
 
 
+_MODEL_FIELDS: dict[str, registry_filter.Kind] = {
+    "name": "str",
+    "creation_timestamp": "int",
+    "last_updated_timestamp": "int",
+}
+
+
+def _model_field(m: store.RegisteredModel, key: str) -> Any:
+    return {
+        "name": m.name,
+        "creation_timestamp": m.creation_time,
+        "last_updated_timestamp": m.last_updated_time,
+    }[key]
+
+
 def _search_models(
-    ctx: Context, filter_: str | None, max_results: int, page_token: str | None
+    ctx: Context,
+    filter_: str | None,
+    max_results: int,
+    page_token: str | None,
+    order_by: list[str] | None = None,
 ) -> dict[str, Any]:
     offset = _page(page_token)
-    clauses = registry_filter.parse(filter_)
+    where = registry_filter.compile_filter(filter_, _MODEL_FIELDS)
+    order = registry_filter.parse_order_by(order_by, list(_MODEL_FIELDS))
+    if not any(key == "name" for key, _ in order):  # MLflow's tie-breaker
+        order.append(("name", True))
     every = store.search_registered_models(ctx, None, 1_000_000, 0)
-    hits = [m for m in every if registry_filter.matches(clauses, {"name": m.name}, m.tags)]
+    hits = [
+        m for m in every if where.matches({k: _model_field(m, k) for k in _MODEL_FIELDS}, m.tags)
+    ]
+    hits = registry_filter.sort(hits, order, _model_field)
     page = hits[offset : offset + max_results]
     out: dict[str, Any] = {"registered_models": [model_json(ctx, m) for m in page]}
     if offset + max_results < len(hits):
@@ -148,19 +173,21 @@ def search_registered_models_get(
     filter: str | None = None,
     max_results: int = Query(100, ge=1, le=1000),
     page_token: str | None = None,
+    order_by: list[str] | None = Query(None),
 ) -> dict[str, Any]:
-    return _search_models(ctx, filter, max_results, page_token)
+    return _search_models(ctx, filter, max_results, page_token, order_by)
 
 
 class SearchModels(_Req):
     filter: str | None = None
     max_results: int = Field(100, ge=1, le=1000)
     page_token: str | None = None
+    order_by: list[str] | None = None
 
 
 @router.post("/registered-models/search")
 def search_registered_models_post(body: SearchModels, ctx: Ctx) -> dict[str, Any]:
-    return _search_models(ctx, body.filter, body.max_results, body.page_token)
+    return _search_models(ctx, body.filter, body.max_results, body.page_token, body.order_by)
 
 
 class LatestVersions(_Req):
@@ -296,29 +323,52 @@ def delete_model_version(body: VersionRef, ctx: Ctx) -> dict[str, Any]:
     return {}
 
 
+_VERSION_FIELDS: dict[str, registry_filter.Kind] = {
+    "name": "str",
+    "run_id": "str",
+    "source_path": "str",
+    "version_number": "int",
+    "creation_timestamp": "int",
+    "last_updated_timestamp": "int",
+}
+_VERSION_ORDER = ["name", "version_number", "creation_timestamp", "last_updated_timestamp"]
+
+
+def _version_field(v: store.ModelVersion, key: str) -> Any:
+    return {
+        "name": v.name,
+        "run_id": v.run_id,
+        "source_path": v.source,
+        "version_number": v.version,
+        "creation_timestamp": v.creation_time,
+        "last_updated_timestamp": v.last_updated_time,
+    }[key]
+
+
 def _search_versions(
-    ctx: Context, filter_: str | None, max_results: int, page_token: str | None
+    ctx: Context,
+    filter_: str | None,
+    max_results: int,
+    page_token: str | None,
+    order_by: list[str] | None = None,
 ) -> dict[str, Any]:
     offset = _page(page_token)
-    clauses = registry_filter.parse(filter_)
-    exact_name = next(
-        (c.value for c in clauses if c.key == "name" and c.op == "=" and not c.is_tag), None
+    where = registry_filter.compile_filter(filter_, _VERSION_FIELDS)
+    # MLflow's default order and tie-breakers.
+    order = registry_filter.parse_order_by(
+        order_by or ["last_updated_timestamp DESC", "name ASC", "version_number DESC"],
+        _VERSION_ORDER,
     )
-    every = store.search_model_versions(ctx, exact_name, None, 1_000_000, 0)
+    for key, ascending in (("name", True), ("version_number", False)):
+        if not any(k == key for k, _ in order):
+            order.append((key, ascending))
+    every = store.search_model_versions(ctx, where.equals("name"), None, 1_000_000, 0)
     hits = [
         v
         for v in every
-        if registry_filter.matches(
-            clauses,
-            {
-                "name": v.name,
-                "run_id": v.run_id,
-                "source_path": v.source,
-                "version_number": str(v.version),
-            },
-            v.tags,
-        )
+        if where.matches({k: _version_field(v, k) for k in _VERSION_FIELDS}, v.tags)
     ]
+    hits = registry_filter.sort(hits, order, _version_field)
     page = hits[offset : offset + max_results]
     out: dict[str, Any] = {"model_versions": [version_json(v) for v in page]}
     if offset + max_results < len(hits):
@@ -332,19 +382,21 @@ def search_model_versions_get(
     filter: str | None = None,
     max_results: int = Query(1000, ge=1, le=200000),
     page_token: str | None = None,
+    order_by: list[str] | None = Query(None),
 ) -> dict[str, Any]:
-    return _search_versions(ctx, filter, max_results, page_token)
+    return _search_versions(ctx, filter, max_results, page_token, order_by)
 
 
 class SearchVersions(_Req):
     filter: str | None = None
     max_results: int = Field(1000, ge=1, le=200000)
     page_token: str | None = None
+    order_by: list[str] | None = None
 
 
 @router.post("/model-versions/search")
 def search_model_versions_post(body: SearchVersions, ctx: Ctx) -> dict[str, Any]:
-    return _search_versions(ctx, body.filter, body.max_results, body.page_token)
+    return _search_versions(ctx, body.filter, body.max_results, body.page_token, body.order_by)
 
 
 @router.get("/model-versions/get-download-uri")
@@ -436,32 +488,77 @@ def create_logged_model(body: CreateLoggedModel, ctx: Ctx) -> dict[str, Any]:
     return {"model": logged_model_json(m)}
 
 
+class LoggedModelOrder(_Req):
+    field_name: str
+    ascending: bool = True
+    dataset_name: str | None = None
+    dataset_digest: str | None = None
+
+
 class SearchLoggedModels(_Req):
     experiment_ids: list[str] | None = None
     filter: str | None = None
     max_results: int = Field(100, ge=1, le=10000)
     page_token: str | None = None
+    order_by: list[LoggedModelOrder] | None = None
+
+
+_LOGGED_FIELDS: dict[str, registry_filter.Kind] = {
+    "name": "str",
+    "model_id": "str",
+    "source_run_id": "str",
+    "experiment_id": "str",
+    "status": "str",
+    "creation_time": "int",
+    "creation_timestamp": "int",
+    "last_updated_timestamp": "int",
+}
+
+
+def _logged_field(m: store.LoggedModel, key: str) -> Any:
+    return {
+        "name": m.name,
+        "model_id": m.model_id,
+        "source_run_id": m.source_run_id,
+        "experiment_id": m.experiment_id,
+        "status": _STATUS_TO_WIRE.get(m.status),
+        "creation_time": m.creation_time,
+        "creation_timestamp": m.creation_time,
+        "last_updated_timestamp": m.last_updated_time,
+    }[key]
+
+
+def _logged_order(order_by: list[LoggedModelOrder] | None) -> list[tuple[str, bool]]:
+    order: list[tuple[str, bool]] = []
+    for item in order_by or []:
+        if item.field_name.startswith("metrics."):
+            raise InvalidInput(
+                f"ordering logged models by {item.field_name!r} is not supported",
+                field="order_by",
+                hint="order by name, model_id, creation_timestamp or last_updated_timestamp",
+            )
+        direction = "ASC" if item.ascending else "DESC"
+        order += registry_filter.parse_order_by(
+            [f"`{item.field_name}` {direction}"], list(_LOGGED_FIELDS)
+        )
+    # MLflow's tie-breakers: newest first, then by id.
+    if not any(k in ("creation_time", "creation_timestamp") for k, _ in order):
+        order.append(("creation_timestamp", False))
+    if not any(k == "model_id" for k, _ in order):
+        order.append(("model_id", True))
+    return order
 
 
 @router.post("/logged-models/search")
 def search_logged_models(body: SearchLoggedModels, ctx: Ctx) -> dict[str, Any]:
     offset = _page(body.page_token)
-    clauses = registry_filter.parse(body.filter)
+    where = registry_filter.compile_filter(body.filter, _LOGGED_FIELDS)
+    order = _logged_order(body.order_by)
     every = store.search_logged_models(ctx, body.experiment_ids, None, 1_000_000, 0)
     hits = [
-        m
-        for m in every
-        if registry_filter.matches(
-            clauses,
-            {
-                "name": m.name,
-                "source_run_id": m.source_run_id,
-                "model_id": m.model_id,
-                "status": _STATUS_TO_WIRE.get(m.status),
-            },
-            m.tags,
-        )
+        m for m in every if where.matches({k: _logged_field(m, k) for k in _LOGGED_FIELDS}, m.tags)
     ]
+    hits = registry_filter.sort(hits, order, _logged_field)
     page = hits[offset : offset + body.max_results]
     out: dict[str, Any] = {"models": [logged_model_json(m) for m in page]}
     if offset + body.max_results < len(hits):

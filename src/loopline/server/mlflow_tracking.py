@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from loopline.core.context import Context
-from loopline.errors import InvalidInput
 from loopline.server import mlflow_ops as ops
+from loopline.server import registry_filter
 from loopline.server.deps import get_ctx
 from loopline.server.mlflow_wire import experiment_id as _exp_id
 from loopline.server.mlflow_wire import experiment_json, run_json, wire_float
@@ -25,7 +26,14 @@ from loopline.server.mlflow_wire import metric_value as _value
 from loopline.server.responses import OrjsonResponse
 from loopline.tracking import experiments as exp_store
 from loopline.tracking import lineage, query, store
-from loopline.tracking.entities import Metric, MetricPoint, RunInput, ViewType, now_ms
+from loopline.tracking.entities import (
+    Experiment,
+    Metric,
+    MetricPoint,
+    RunInput,
+    ViewType,
+    now_ms,
+)
 
 router = APIRouter(prefix="/api/2.0/mlflow", tags=["mlflow-tracking"])
 Ctx = Annotated[Context, Depends(get_ctx)]
@@ -103,46 +111,69 @@ class SearchExperiments(_Req):
     view_type: str | None = None
 
 
-def _experiment_filter(text: str | None) -> tuple[list[str] | None, str | None]:
-    """MLflow clients filter experiments by name: ``name = 'x'`` or ``name LIKE 'x%'``."""
-    from loopline.server import registry_filter
+#: What an MLflow experiment search filters on (``experiment_id`` compares as a string,
+#: as in MLflow) and orders by.
+_EXPERIMENT_FIELDS: dict[str, registry_filter.Kind] = {
+    "name": "str",
+    "experiment_id": "str",
+    "creation_time": "int",
+    "last_update_time": "int",
+}
 
-    names: list[str] | None = None
-    like: str | None = None
-    for c in registry_filter.parse(text):
-        if c.is_tag or c.key not in ("name", "attribute.name", "attributes.name"):
-            raise InvalidInput(
-                f"experiment filter on {c.key!r} is not supported",
-                field="filter",
-                hint="filter experiments by name",
-            )
-        if c.op == "=":
-            names = [c.value]
-        elif c.op in ("LIKE", "ILIKE"):
-            like = c.value
-        else:
-            raise InvalidInput(
-                f"operator {c.op} is not supported on experiment names",
-                field="filter",
-                hint="use = or LIKE",
-            )
-    return names, like
+
+def _experiment_field(e: Experiment, key: str) -> Any:
+    if key == "experiment_id":
+        return e.id  # ordered as a number
+    fields = {
+        "name": e.name,
+        "creation_time": e.creation_time,
+        "last_update_time": e.last_update_time,
+    }
+    return fields[key]
 
 
 def _search_experiments(ctx: Context, body: SearchExperiments) -> dict[str, Any]:
-    names, like = _experiment_filter(body.filter)
-    view = _VIEWS.get(body.view_type or "ACTIVE_ONLY", "active")
-    page = query.search_experiments(
-        ctx.engine,
-        names=names,
-        name_like=like,
-        view=view,
-        max_results=body.max_results,
-        page_token=body.page_token,
+    where = registry_filter.compile_filter(body.filter, _EXPERIMENT_FIELDS)
+    order = registry_filter.parse_order_by(
+        body.order_by or ["creation_time DESC", "experiment_id ASC"], list(_EXPERIMENT_FIELDS)
     )
-    out: dict[str, Any] = {"experiments": [experiment_json(e) for e in page.experiments]}
-    if page.next_page_token:
-        out["next_page_token"] = page.next_page_token
+    if not any(key == "experiment_id" for key, _ in order):  # MLflow's tie-breaker
+        order.append(("experiment_id", False))
+    offset = query.decode_page_token(body.page_token)
+    view = _VIEWS.get(body.view_type or "ACTIVE_ONLY", "active")
+    name = where.equals("name")
+    every: list[Experiment] = []
+    token: str | None = None
+    while True:  # experiments are few: read them all, then filter, order and page
+        found = query.search_experiments(
+            ctx.engine,
+            names=None if name is None else [name],
+            view=view,
+            max_results=query.MAX_RESULTS_LIMIT,
+            page_token=token,
+        )
+        every += found.experiments
+        token = found.next_page_token
+        if token is None:
+            break
+    hits = [
+        e
+        for e in every
+        if where.matches(
+            {
+                "name": e.name,
+                "experiment_id": str(e.id),
+                "creation_time": e.creation_time,
+                "last_update_time": e.last_update_time,
+            },
+            {k: v for k, v in e.tags.items() if v is not None},
+        )
+    ]
+    hits = registry_filter.sort(hits, order, _experiment_field)
+    page = hits[offset : offset + body.max_results]
+    out: dict[str, Any] = {"experiments": [experiment_json(e) for e in page]}
+    if offset + body.max_results < len(hits):
+        out["next_page_token"] = query.encode_page_token(offset + body.max_results)
     return out
 
 
@@ -158,11 +189,16 @@ def search_experiments_get(
     page_token: str | None = None,
     filter: str | None = None,
     view_type: str | None = None,
+    order_by: list[str] | None = Query(None),
 ) -> dict[str, Any]:
     return _search_experiments(
         ctx,
         SearchExperiments(
-            max_results=max_results, page_token=page_token, filter=filter, view_type=view_type
+            max_results=max_results,
+            page_token=page_token,
+            filter=filter,
+            view_type=view_type,
+            order_by=order_by,
         ),
     )
 
@@ -300,9 +336,8 @@ class LogMetric(MetricIn):
 @router.post("/runs/log-metric")
 def log_metric(body: LogMetric, ctx: Ctx) -> Response:
     run_id = body.run_id or body.run_uuid or ""
-    metric = Metric(
-        body.key, _value(body.value, body.key), body.timestamp or now_ms(), body.step or 0
-    )
+    stamp = now_ms() if body.timestamp is None else body.timestamp  # 0 is a time, 1970
+    metric = Metric(body.key, _value(body.value, body.key), stamp, body.step or 0)
     ops.log_batch(ctx, run_id, metrics=[metric])
     return _ok()
 
@@ -355,7 +390,9 @@ class LogBatch(_Req):
 def log_batch(body: LogBatch, ctx: Ctx) -> Response:
     now = now_ms()
     metrics = [
-        Metric(m.key, _value(m.value, m.key), m.timestamp or now, m.step or 0)
+        Metric(
+            m.key, _value(m.value, m.key), now if m.timestamp is None else m.timestamp, m.step or 0
+        )
         for m in body.metrics or []
     ]
     ops.log_batch(
@@ -373,6 +410,8 @@ class DatasetIn(_Req):
     digest: str
     source_type: str | None = None
     source: str | None = None
+    schema_: str | None = Field(None, alias="schema")
+    profile: str | None = None
 
 
 class DatasetInputIn(_Req):
@@ -389,14 +428,25 @@ class LogInputs(_Req):
 def log_inputs(body: LogInputs, ctx: Ctx) -> dict[str, Any]:
     inputs = []
     for item in body.datasets or []:
-        context = next((t.value for t in item.tags or [] if t.key == "mlflow.data.context"), None)
+        tags = [(t.key, t.value) for t in item.tags or []]
+        context = next((v for k, v in tags if k == "mlflow.data.context"), None)
+        dataset = item.dataset
+        # Kept as sent, so that the client reads back what it logged (mlflow.data.get_source
+        # parses the source, schema and profile).
+        details = {
+            "source": dataset.source,
+            "schema": dataset.schema_,
+            "profile": dataset.profile,
+            "tags": tags,
+        }
         inputs.append(
             RunInput(
-                item.dataset.source_type or "dataset",
-                item.dataset.name,
+                dataset.source_type or "dataset",
+                dataset.name,
                 "mlflow",
-                item.dataset.digest,
+                dataset.digest,
                 context,
+                orjson.dumps(details).decode(),
             )
         )
     lineage.log_inputs(ctx.engine, body.run_id, inputs)

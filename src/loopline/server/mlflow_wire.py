@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from loopline.errors import InvalidInput
-from loopline.tracking.entities import Experiment, RunRecord
+from loopline.tracking.entities import Experiment, RunInput, RunRecord
 
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
@@ -127,6 +127,30 @@ def run_info_json(r: RunRecord) -> dict[str, Any]:
     return info
 
 
+def dataset_input_json(i: RunInput) -> dict[str, Any]:
+    """A run's input in MLflow's ``DatasetInput`` shape: as the MLflow client sent it, or,
+    for a dataset version read through ``ll.datasets``, its name, digest and ``NAME@VERSION``.
+
+    Example:
+        >>> dataset_input_json(RunInput("dataset", "churn", "3", "ab"))["dataset"]["source"]
+        'churn@3'
+    """
+    dataset: dict[str, Any] = {
+        "name": i.name,
+        "digest": i.digest,
+        "source_type": i.kind,
+        "source": f"{i.name}@{i.version}",
+    }
+    tags = [{"key": "mlflow.data.context", "value": i.context or ""}]
+    if i.details_json:
+        sent = orjson.loads(i.details_json)
+        for key in ("source", "schema", "profile"):
+            if sent.get(key) is not None:
+                dataset[key] = sent[key]
+        tags = [{"key": k, "value": v} for k, v in sent.get("tags", [])]
+    return {"tags": tags, "dataset": dataset}
+
+
 def run_json(r: RunRecord) -> dict[str, Any]:
     """A run in MLflow's JSON shape.
 
@@ -142,18 +166,7 @@ def run_json(r: RunRecord) -> dict[str, Any]:
         {"key": k, "value": wire_float(p.value), "timestamp": p.timestamp, "step": p.step}
         for k, p in sorted(r.latest_metrics.items())
     ]
-    inputs = [
-        {
-            "tags": [{"key": "mlflow.data.context", "value": i.context or ""}],
-            "dataset": {
-                "name": i.name,
-                "digest": i.digest,
-                "source_type": i.kind,
-                "source": f"{i.name}@{i.version}",
-            },
-        }
-        for i in r.inputs
-    ]
+    inputs = [dataset_input_json(i) for i in r.inputs]
     return {
         "info": run_info_json(r),
         "data": {"metrics": metrics, "params": key_values(r.params), "tags": key_values(tags)},

@@ -1,39 +1,75 @@
-"""The filter strings MLflow's client sends for registry searches, evaluated on entities.
+"""The filter and order strings MLflow's client sends for searches evaluated on entities.
 
-Registry listings are small (models and versions, not metric points), so a filter is
-parsed into clauses and applied in Python: ``name = 'x'``, ``name LIKE 'churn%'``,
-``run_id = '...'``, ``source_run_id = '...'``, ``tags.`key` != 'value'`` joined by AND.
+Experiments, registered models, model versions and logged models are few (not metric
+points), so their searches read every candidate and apply the filter in Python. A filter
+is clauses joined by AND, each ``key op value``:
+
+- a string attribute or a tag (``tags.key``, ``tag.`key```): ``=``, ``!=``, ``LIKE``
+  (case-sensitive), ``ILIKE``, ``NOT LIKE``, ``IN ('a', 'b')``, ``NOT IN (...)``, and
+  ``IS NULL`` / ``IS NOT NULL``, on a quoted value;
+- a numeric attribute (``version_number``, ``creation_timestamp``...): ``=``, ``!=``,
+  ``<``, ``<=``, ``>``, ``>=`` on a whole number, quoted or not.
+
+:func:`compile_filter` checks every clause against the entity's fields once, so a bad key,
+operator or value is an :class:`InvalidInput` naming it even when nothing would match.
+:func:`sort` orders entities by MLflow ``order_by`` strings (``"name ASC"``).
 
 Example:
-    >>> clauses = parse("name LIKE 'ch%' AND tag.`team` = 'growth'")
-    >>> matches(clauses, {"name": "churn"}, {"team": "growth"})
+    >>> f = compile_filter("name LIKE 'ch%' AND tag.`team` = 'growth'", {"name": "str"})
+    >>> f.matches({"name": "churn"}, {"team": "growth"})
+    True
+    >>> compile_filter("version_number >= 2", {"version_number": "int"}).matches(
+    ...     {"version_number": 3}, {})
     True
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
 
 from loopline.errors import InvalidInput
 
+Kind = Literal["str", "int"]
+T = TypeVar("T")
+
 _CLAUSE = re.compile(
     r"""\s*(?P<key>(?:tags?\.)?(?:`[^`]+`|"[^"]+"|[A-Za-z_][\w.]*))\s*
-        (?P<op>!=|=|<>|NOT\s+LIKE|LIKE|ILIKE)\s*
-        (?P<value>'(?:[^']|'')*'|"(?:[^"]|"")*")\s*""",
+        (?:
+            (?P<null>IS\s+NOT\s+NULL|IS\s+NULL)
+          | (?P<op>!=|=|<>|<=|>=|<|>|NOT\s+LIKE|LIKE|ILIKE|NOT\s+IN|IN)\s*
+            (?P<value>'(?:[^']|'')*'|"(?:[^"]|"")*"|-?\d+|\((?P<items>[^)]*)\))
+        )\s*""",
     re.IGNORECASE | re.VERBOSE,
 )
+_ITEM = re.compile(r"""\s*('(?:[^']|'')*'|"(?:[^"]|"")*")\s*(?:,|$)""")
 _AND = re.compile(r"\s+AND\s+", re.IGNORECASE)
+_ATTRIBUTE_PREFIX = re.compile(r"^attributes?\.", re.IGNORECASE)
+_NUMERIC_OPS = frozenset({"=", "!=", "<", "<=", ">", ">="})
+_STRING_OPS = frozenset(
+    {"=", "!=", "LIKE", "NOT LIKE", "ILIKE", "IN", "NOT IN", "IS NULL", "IS NOT NULL"}
+)
+_IS_PROMPT = "mlflow.prompt.is_prompt"
+_ORDER = re.compile(
+    r"""\s*(?P<key>`[^`]+`|"[^"]+"|[A-Za-z_][\w.]*)(?:\s+(?P<dir>ASC|DESC))?\s*""",
+    re.IGNORECASE | re.VERBOSE,
+)
 
 
 @dataclass(frozen=True)
 class Clause:
-    """One comparison: on a tag when ``is_tag``, else on an attribute."""
+    """One comparison: on a tag when ``is_tag``, else on an attribute.
+
+    ``value`` is a string, an int (numeric attributes), a tuple of strings (``IN``) or
+    None (``IS NULL``).
+    """
 
     key: str
     is_tag: bool
     op: str
-    value: str
+    value: str | int | tuple[str, ...] | None
 
 
 def _split_and(text: str) -> list[str]:
@@ -61,12 +97,38 @@ def _split_and(text: str) -> list[str]:
     return parts
 
 
+def _unquote(raw: str) -> str:
+    return raw[1:-1].replace(raw[0] * 2, raw[0])
+
+
+def _bad(text: str, pos: int, what: str, hint: str) -> InvalidInput:
+    return InvalidInput(f"filter {text!r} at position {pos}: {what}", field="filter", hint=hint)
+
+
+def _list_items(text: str, pos: int, inner: str) -> tuple[str, ...]:
+    items: list[str] = []
+    at = 0
+    while at < len(inner):
+        m = _ITEM.match(inner, at)
+        if not m or m.end() == at:
+            raise _bad(
+                text, pos, f"cannot read the list ({inner})", "write IN ('a', 'b') with quotes"
+            )
+        items.append(_unquote(m.group(1)))
+        at = m.end()
+    if not items:
+        raise _bad(text, pos, "the list is empty", "give at least one value: IN ('a')")
+    return tuple(items)
+
+
 def parse(text: str | None) -> list[Clause]:
-    """Parse a registry filter; :class:`InvalidInput` pointing at the bad clause.
+    """Parse a filter into clauses; :class:`InvalidInput` pointing at the bad clause.
 
     Example:
         >>> parse("name = 'a'")[0].value
         'a'
+        >>> parse("name IN ('a', 'b')")[0].value
+        ('a', 'b')
     """
     if not text or not text.strip():
         return []
@@ -75,55 +137,202 @@ def parse(text: str | None) -> list[Clause]:
     for part in _split_and(text):
         m = _CLAUSE.fullmatch(part)
         if not m:
-            raise InvalidInput(
-                f"filter {text!r} at position {pos}: cannot read {part.strip()!r}",
-                field="filter",
-                hint="write clauses like name = 'x' or tags.`k` = 'v' joined by AND",
+            raise _bad(
+                text,
+                pos,
+                f"cannot read {part.strip()!r}",
+                "write clauses like name = 'x', version_number > 2 or tags.`k` = 'v' joined by AND",
             )
-        pos += len(part) + 5
-        key = m.group("key")
+        key = _ATTRIBUTE_PREFIX.sub("", m.group("key"))
         is_tag = bool(re.match(r"tags?\.", key, re.IGNORECASE))
         if is_tag:
             key = key.split(".", 1)[1]
         key = key.strip('`"')
-        raw = m.group("value")
-        value = raw[1:-1].replace(raw[0] * 2, raw[0])
-        op = re.sub(r"\s+", " ", m.group("op").upper()).replace("<>", "!=")
+        value: str | int | tuple[str, ...] | None
+        if m.group("null"):
+            op = re.sub(r"\s+", " ", m.group("null").upper())
+            value = None
+        else:
+            op = re.sub(r"\s+", " ", m.group("op").upper()).replace("<>", "!=")
+            raw = m.group("value")
+            if m.group("items") is not None:
+                value = _list_items(text, pos, m.group("items"))
+            elif raw[0] in "'\"":
+                value = _unquote(raw)
+            else:
+                value = int(raw)
+            if isinstance(value, tuple) != (op in ("IN", "NOT IN")):
+                raise _bad(
+                    text,
+                    pos,
+                    f"{op} takes {'a list' if op in ('IN', 'NOT IN') else 'one value'}",
+                    "write IN ('a', 'b') for a list, = 'a' for one value",
+                )
         clauses.append(Clause(key, is_tag, op, value))
+        pos += len(part) + 5
     return clauses
 
 
 def _like(pattern: str, value: str, ignore_case: bool) -> bool:
     regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, value, re.IGNORECASE if ignore_case else 0) is not None
+    flags = re.IGNORECASE | re.DOTALL if ignore_case else re.DOTALL
+    return re.fullmatch(regex, value, flags) is not None
 
 
-def matches(clauses: list[Clause], attrs: dict[str, str | None], tags: dict[str, str]) -> bool:
-    """Whether an entity with ``attrs`` and ``tags`` satisfies every clause.
+def _check(clause: Clause, fields: Mapping[str, Kind]) -> Clause:
+    """``clause`` with its value typed for its field; InvalidInput when it cannot apply."""
+    kind: Kind = "str"
+    if not clause.is_tag:
+        if clause.key not in fields:
+            raise InvalidInput(
+                f"filter key {clause.key!r} is not supported",
+                field="filter",
+                hint=f"use one of {sorted(fields)} or tags.<key>",
+            )
+        kind = fields[clause.key]
+    allowed = _NUMERIC_OPS if kind == "int" else _STRING_OPS
+    if clause.op not in allowed:
+        raise InvalidInput(
+            f"filter operator {clause.op} does not apply to {clause.key!r}",
+            field="filter",
+            hint=f"on {clause.key!r} use one of {', '.join(sorted(allowed))}",
+        )
+    if kind == "int":
+        # MLflow's client quotes numbers or not: both name the same number.
+        number = clause.value
+        if isinstance(number, str) and re.fullmatch(r"-?[0-9]+", number):
+            number = int(number)
+        if not isinstance(number, int):
+            raise InvalidInput(
+                f"filter value {clause.value!r} for {clause.key!r} is not a whole number",
+                field="filter",
+                hint=f"write {clause.key} {clause.op} 2",
+            )
+        return Clause(clause.key, clause.is_tag, clause.op, number)
+    if isinstance(clause.value, int):
+        raise InvalidInput(
+            f"filter value {clause.value} for {clause.key!r} must be quoted",
+            field="filter",
+            hint=f"write {clause.key} {clause.op} '{clause.value}'",
+        )
+    return clause
+
+
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "=": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def _holds(clause: Clause, actual: Any) -> bool:
+    op, value = clause.op, clause.value
+    if op == "IS NULL":
+        return actual is None
+    if op == "IS NOT NULL":
+        return actual is not None
+    if actual is None:  # as in MLflow: an absent tag or value matches no comparison
+        return False
+    if op in ("LIKE", "ILIKE"):
+        return _like(str(value), str(actual), op == "ILIKE")
+    if op == "NOT LIKE":
+        return not _like(str(value), str(actual), False)
+    if op in ("IN", "NOT IN"):
+        listed = value if isinstance(value, tuple) else ()
+        return (actual in listed) == (op == "IN")
+    return _COMPARE[op](actual, value)
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Checked clauses of one filter string; :meth:`matches` tests one entity."""
+
+    clauses: tuple[Clause, ...]
+
+    def matches(self, attrs: Mapping[str, Any], tags: Mapping[str, str]) -> bool:
+        """Whether an entity with ``attrs`` and ``tags`` satisfies every clause.
+
+        Example:
+            >>> compile_filter("name != 'a'", {"name": "str"}).matches({"name": "b"}, {})
+            True
+        """
+        for c in self.clauses:
+            if c.is_tag:
+                # MLflow 3's client hides prompts with tags.`mlflow.prompt.is_prompt` != 'true';
+                # a model without the tag is not a prompt (MLflow's own special case).
+                actual = tags.get(c.key, "false" if c.key == _IS_PROMPT else None)
+            else:
+                actual = attrs.get(c.key)
+            if not _holds(c, actual):
+                return False
+        return True
+
+    def equals(self, key: str) -> str | None:
+        """The value an attribute must equal (``key = 'x'``), to narrow the candidates.
+
+        Example:
+            >>> compile_filter("name = 'a'", {"name": "str"}).equals("name")
+            'a'
+        """
+        for c in self.clauses:
+            if not c.is_tag and c.key == key and c.op == "=" and isinstance(c.value, str):
+                return c.value
+        return None
+
+
+def compile_filter(text: str | None, fields: Mapping[str, Kind]) -> Filter:
+    """Parse ``text`` and check it against the entity's ``fields`` (name -> kind).
 
     Example:
-        >>> matches(parse("name != 'a'"), {"name": "b"}, {})
-        True
+        >>> compile_filter("version_number = '2'", {"version_number": "int"}).clauses[0].value
+        2
     """
-    for c in clauses:
-        if c.is_tag:
-            actual = tags.get(c.key)
-        else:
-            if c.key not in attrs:
-                raise InvalidInput(
-                    f"filter key {c.key!r} is not supported",
-                    field="filter",
-                    hint=f"use one of {sorted(attrs)} or tags.<key>",
-                )
-            actual = attrs[c.key]
-        if c.op == "=":
-            ok = actual == c.value
-        elif c.op == "!=":
-            ok = actual != c.value
-        elif c.op in ("LIKE", "ILIKE"):
-            ok = actual is not None and _like(c.value, actual, c.op == "ILIKE")
-        else:  # NOT LIKE
-            ok = actual is None or not _like(c.value, actual, False)
-        if not ok:
-            return False
-    return True
+    return Filter(tuple(_check(c, fields) for c in parse(text)))
+
+
+def parse_order_by(order_by: Sequence[str] | None, fields: Sequence[str]) -> list[tuple[str, bool]]:
+    """``(field, ascending)`` for each ``"key [ASC|DESC]"``; InvalidInput naming a bad one.
+
+    Example:
+        >>> parse_order_by(["name DESC", "creation_time"], ["name", "creation_time"])
+        [('name', False), ('creation_time', True)]
+    """
+    out: list[tuple[str, bool]] = []
+    for text in order_by or []:
+        m = _ORDER.fullmatch(text or "")
+        key = _ATTRIBUTE_PREFIX.sub("", m.group("key")).strip('`"') if m else ""
+        if not m or key not in fields:
+            raise InvalidInput(
+                f"order_by {text!r} is not supported",
+                field="order_by",
+                hint=f"order by one of {', '.join(fields)}, then ASC or DESC",
+            )
+        if any(seen == key for seen, _ in out):
+            raise InvalidInput(
+                f"order_by names {key!r} twice", field="order_by", hint="name each field once"
+            )
+        out.append((key, (m.group("dir") or "ASC").upper() == "ASC"))
+    return out
+
+
+def sort(
+    items: Sequence[T], keys: Sequence[tuple[str, bool]], value: Callable[[T, str], Any]
+) -> list[T]:
+    """``items`` ordered by ``keys`` (``(field, ascending)``, first is most significant);
+    ``value(item, field)`` reads a field. Missing values (None) come last either way.
+
+    Example:
+        >>> sort([{"n": 2}, {"n": None}, {"n": 1}], [("n", False)], lambda d, k: d[k])
+        [{'n': 2}, {'n': 1}, {'n': None}]
+    """
+    out = list(items)
+    # Stable sorts from the least significant key up give the combined order.
+    for field_name, ascending in reversed(keys):
+        present = [i for i in out if value(i, field_name) is not None]
+        absent = [i for i in out if value(i, field_name) is None]
+        present.sort(key=lambda i: value(i, field_name), reverse=not ascending)
+        out = present + absent
+    return out

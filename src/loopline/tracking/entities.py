@@ -75,6 +75,9 @@ class RunInput:
     version: str
     digest: str
     context: str | None = None
+    #: What an MLflow client sent besides name and digest (source, schema, profile, input
+    #: tags), a JSON object as text; None for inputs read through ``ll.datasets``.
+    details_json: str | None = None
 
 
 @dataclass(frozen=True)

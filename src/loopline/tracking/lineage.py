@@ -52,6 +52,7 @@ def log_inputs(engine: Engine, run_id: str, inputs: Sequence[RunInput]) -> None:
                 "digest": item.digest,
                 "context": item.context,
                 "logged_time": now,
+                "details": item.details_json,
             }
             conn.execute(
                 insert_for(conn, run_inputs)
@@ -107,6 +108,33 @@ def add_artifacts(engine: Engine, run_id: str, entries: Sequence[ArtifactEntry])
         conn.execute(stmt, rows)
 
 
+def _under(prefix: str) -> sa.ColumnElement[bool]:
+    """Paths equal to ``prefix`` or inside it as a folder."""
+    base = prefix.rstrip("/")
+    return sa.or_(
+        run_artifacts.c.path == base,
+        sa.func.substr(run_artifacts.c.path, 1, len(base) + 1) == base + "/",
+    )
+
+
+def delete_artifacts(engine: Engine, run_id: str, prefix: str | None) -> int:
+    """Forget a run's artifact at ``prefix``, or every one under it (all for None); how
+    many were forgotten.
+
+    The bytes stay in the content-addressed store (other runs or versions may share them).
+
+    Example:
+        >>> # delete_artifacts(engine, run_id, "plots")  -> 2
+    """
+    where = run_artifacts.c.run_id == run_id
+    if prefix is not None:
+        where = sa.and_(where, _under(check_artifact_path(prefix)))
+    with engine.begin() as conn:
+        require_active(conn, run_id)
+        result = conn.execute(run_artifacts.delete().where(where))
+    return int(result.rowcount or 0)
+
+
 def list_artifacts(engine: Engine, run_id: str, prefix: str | None = None) -> list[ArtifactEntry]:
     """The artifacts of a run (optionally only those under ``prefix/``), by path.
 
@@ -116,13 +144,7 @@ def list_artifacts(engine: Engine, run_id: str, prefix: str | None = None) -> li
     require_run(engine, run_id)
     query = sa.select(run_artifacts).where(run_artifacts.c.run_id == run_id)
     if prefix:
-        base = prefix.rstrip("/")
-        query = query.where(
-            sa.or_(
-                run_artifacts.c.path == base,
-                sa.func.substr(run_artifacts.c.path, 1, len(base) + 1) == base + "/",
-            )
-        )
+        query = query.where(_under(prefix))
     with engine.connect() as conn:
         return [
             ArtifactEntry(r.path, r.digest, r.size)

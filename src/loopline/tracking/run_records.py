@@ -40,7 +40,8 @@ _RUNS_SQL = (
     'JOIN "experiments" e ON e."id" = r."experiment_id" WHERE r."id" {ids}'
 )
 _INPUTS_SQL = (
-    'SELECT "run_id", "kind", "name", "version", "digest", "context" FROM "run_inputs" '
+    'SELECT "run_id", "kind", "name", "version", "digest", "context", "details" '
+    'FROM "run_inputs" '
     'WHERE "run_id" {ids} ORDER BY "logged_time", "name"'
 )
 #: How each backend takes a list of ids (or names) as one bound value: a JSON array that

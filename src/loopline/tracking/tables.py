@@ -9,8 +9,9 @@ Two tables go beyond MLflow: ``run_inputs`` (dataset lineage) and ``run_artifact
 artifact path inside a run to a content-addressed blob of the artifact store).
 
 Only ``loopline.tracking`` reads or writes these tables; other stages use its functions.
-The migrations ``0002_tracking``, ``0011_metric_chunks``, ``0012_tracking_without_rowid`` and
-``0013_run_params_tags_json`` create exactly these tables (a test compares the two).
+The migrations ``0002_tracking``, ``0011_metric_chunks``, ``0012_tracking_without_rowid``,
+``0013_run_params_tags_json``, ``0014_run_metrics_json`` and
+``0015_version_counter_inputs`` create exactly these tables (a test compares them).
 
 Example:
     >>> from loopline.tracking.tables import runs
@@ -153,6 +154,8 @@ run_inputs = sa.Table(
     sa.Column("digest", sa.String(128), nullable=False),
     sa.Column("context", sa.String(100), nullable=True),
     sa.Column("logged_time", sa.BigInteger, nullable=False),
+    # What an MLflow dataset input carried besides name and digest, as JSON (0015).
+    sa.Column("details", sa.Text, nullable=True),
 )
 
 # An artifact path inside a run -> a content-addressed blob (BLAKE3 hex) of the store.

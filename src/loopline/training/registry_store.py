@@ -79,7 +79,8 @@ def check_name(name: str, field_name: str = "name") -> str:
 def check_alias(alias: str) -> str:
     """Return a valid alias or raise :class:`InvalidInput`.
 
-    Aliases that look like version numbers (``v3``, ``3``) are refused, as MLflow does.
+    Aliases that look like version numbers (``v3``, ``3``) and ``latest`` (any case) are
+    refused, as MLflow does: ``models:/NAME/latest`` must keep naming the newest version.
 
     Example:
         >>> check_alias("champion")
@@ -94,6 +95,12 @@ def check_alias(alias: str) -> str:
             f"alias {alias!r} is not valid",
             field="alias",
             hint="an alias starts with a letter or '_' and is not a version number like 'v3'",
+        )
+    if alias.lower() == "latest":
+        raise InvalidInput(
+            f"alias {alias!r} is reserved: models:/NAME/latest names the newest version",
+            field="alias",
+            hint="pick another name, such as 'champion'",
         )
     return alias
 
@@ -332,22 +339,27 @@ def create_model_version(
 ) -> ModelVersion:
     """Add the next numbered version to ``name`` (created if missing); audited.
 
-    Concurrent writers get distinct numbers: the insert retries on a clash.
+    A number is never given twice, even after its version is deleted: the model's
+    ``last_version`` counts every number handed out. Concurrent writers get distinct
+    numbers (the counter's update locks the model's row; the insert retries on a clash).
+    A version of a logged model (``model_id``, or a ``models:/<model_id>`` source) without
+    ``run_id`` records the run that logged the model, as MLflow's server does.
 
     Example:
         >>> # create_model_version(ctx, "churn", source="models:/m-abc", run_id="abc").version
     """
+    if model_id is None and source and source.startswith("models:/"):
+        candidate = source.removeprefix("models:/")
+        if _logged_model_exists(ctx, candidate):
+            model_id = candidate
+    if model_id is not None and not run_id:
+        run_id = get_logged_model(ctx, model_id).source_run_id
     ensure_registered_model(ctx, name)
     for _ in range(20):
         now = _now_ms()
         try:
             with ctx.engine.begin() as conn:
-                current = conn.execute(
-                    sa.select(sa.func.max(model_versions.c.version)).where(
-                        model_versions.c.name == name
-                    )
-                ).scalar()
-                version = int(current or 0) + 1
+                version = _next_version(conn, name)
                 conn.execute(
                     model_versions.insert().values(
                         name=name,
@@ -385,6 +397,36 @@ def create_model_version(
     raise Conflict(
         f"could not allocate a version number for {name!r}: too many writers", hint="retry"
     )
+
+
+def _logged_model_exists(ctx: Context, model_id: str) -> bool:
+    with ctx.engine.connect() as conn:
+        found = conn.execute(
+            sa.select(logged_models.c.model_id).where(logged_models.c.model_id == model_id)
+        ).first()
+    return found is not None
+
+
+def _next_version(conn: Connection, name: str) -> int:
+    """The next number of ``name``'s versions, counted in its ``last_version``."""
+    counter = registered_models.c.last_version
+    conn.execute(
+        registered_models.update()
+        .where(registered_models.c.name == name)
+        .values(last_version=counter + 1)
+    )
+    counted = conn.execute(sa.select(counter).where(registered_models.c.name == name)).scalar()
+    highest = conn.execute(
+        sa.select(sa.func.max(model_versions.c.version)).where(model_versions.c.name == name)
+    ).scalar()
+    version = max(int(counted or 0), int(highest or 0) + 1)
+    if version != counted:  # rows written without the counter (a restore of old rows)
+        conn.execute(
+            registered_models.update()
+            .where(registered_models.c.name == name)
+            .values(last_version=version)
+        )
+    return version
 
 
 def _version_row(conn: Connection, name: str, version: int) -> Any:

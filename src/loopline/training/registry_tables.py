@@ -49,6 +49,8 @@ registered_models = sa.Table(
     sa.Column("description", sa.Text, nullable=True),
     sa.Column("creation_time", sa.BigInteger, nullable=False),
     sa.Column("last_updated_time", sa.BigInteger, nullable=False),
+    # The highest version number ever given (0015): a deleted version's number is not reused.
+    sa.Column("last_version", sa.Integer, nullable=False, server_default="0"),
 )
 
 registered_model_tags = sa.Table(

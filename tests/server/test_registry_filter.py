@@ -1,0 +1,106 @@
+"""The filter and order strings of MLflow's registry and experiment searches."""
+
+from __future__ import annotations
+
+import pytest
+
+from loopline.errors import InvalidInput
+from loopline.server.registry_filter import compile_filter, parse, parse_order_by, sort
+
+_FIELDS = {"name": "str", "run_id": "str", "version_number": "int"}
+
+
+def _match(text: str, attrs: dict[str, object], tags: dict[str, str] | None = None) -> bool:
+    return compile_filter(text, _FIELDS).matches(attrs, tags or {})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("version_number = 2", True),
+        ("version_number = '2'", True),
+        ("version_number != 2", False),
+        ("version_number > 1 AND version_number <= 2", True),
+        ("version_number < 2", False),
+        ("version_number >= -1", True),
+        ("name = 'churn'", True),
+        ("name LIKE 'ch%'", True),
+        ("name LIKE 'CH%'", False),  # LIKE is case-sensitive, as in MLflow
+        ("name ILIKE 'CH%'", True),
+        ("name NOT LIKE 'ch%'", False),
+        ("name IN ('fraud', 'churn')", True),
+        ("name NOT IN ('fraud', 'churn')", False),
+        ("name = 'it''s'", False),
+        ("run_id IS NULL", True),
+        ("run_id IS NOT NULL", False),
+        ("run_id = 'r1'", False),  # a missing value matches no comparison
+        ("tags.team = 'growth'", True),
+        ("tag.`team` LIKE 'gr%'", True),
+        ("tags.missing != 'x'", False),  # nor does a missing tag, even !=
+        ("tags.`mlflow.prompt.is_prompt` != 'true'", True),  # MLflow's special case
+        ("name LIKE 'a_b'", False),
+    ],
+)
+def test_each_operator_on_strings_numbers_and_tags(text: str, expected: bool) -> None:
+    attrs = {"name": "churn", "run_id": None, "version_number": 2}
+    assert _match(text, attrs, {"team": "growth"}) is expected
+
+
+def test_like_wildcards_and_quotes() -> None:
+    assert _match("name LIKE 'a_b%'", {"name": "axb-1"})
+    assert _match("name LIKE '%'", {"name": "line\nbreak"})
+    assert parse("name IN ('a', \"b\")")[0].value == ("a", "b")
+    assert parse("name = 'a AND b'")[0].value == "a AND b"  # AND inside quotes stays
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("name ~ 'x'", "at position 0: cannot read"),
+        ("name = 'a' AND bogus", "at position 15: cannot read 'bogus'"),
+        ("name IN 'a'", "IN takes a list"),
+        ("name = ('a')", "= takes one value"),
+        ("name IN ()", "the list is empty"),
+        ("name IN ('a' 'b')", "cannot read the list"),
+        ("version_number LIKE '2'", "does not apply to 'version_number'"),
+        ("version_number = 'two'", "'two' for 'version_number' is not a whole number"),
+        ("name > 'a'", "does not apply to 'name'"),
+        ("name = 3", "must be quoted"),
+        ("color = 'red'", "filter key 'color' is not supported"),
+    ],
+)
+def test_a_bad_filter_is_refused_before_any_entity_is_read(text: str, said: str) -> None:
+    with pytest.raises(InvalidInput, match=said) as info:
+        compile_filter(text, _FIELDS)  # type: ignore[arg-type]
+    assert info.value.field == "filter"
+
+
+def test_order_by_parses_directions_and_refuses_unknown_or_repeated_fields() -> None:
+    fields = ["name", "creation_time"]
+    assert parse_order_by(["name DESC", "`creation_time`"], fields) == [
+        ("name", False),
+        ("creation_time", True),
+    ]
+    assert parse_order_by(["attribute.name asc"], fields) == [("name", True)]
+    for bad, said in [(["color"], "not supported"), (["name", "name DESC"], "twice")]:
+        with pytest.raises(InvalidInput, match=said) as info:
+            parse_order_by(bad, fields)
+        assert info.value.field == "order_by"
+
+
+def test_sort_is_stable_across_keys_and_puts_missing_values_last() -> None:
+    rows = [
+        {"name": "b", "t": 1},
+        {"name": "a", "t": None},
+        {"name": "a", "t": 2},
+        {"name": "b", "t": 3},
+    ]
+    ordered = sort(rows, [("name", True), ("t", False)], lambda r, k: r[k])
+    assert ordered == [
+        {"name": "a", "t": 2},
+        {"name": "a", "t": None},
+        {"name": "b", "t": 3},
+        {"name": "b", "t": 1},
+    ]
+    ascending = sort(rows, [("t", True)], lambda r, k: r[k])
+    assert [r["t"] for r in ascending] == [1, 2, 3, None]
