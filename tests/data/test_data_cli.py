@@ -122,6 +122,32 @@ def test_infer_contract_then_validate(project: Path) -> None:
     assert "plan: allowed: expected one of ['basic', 'pro'], actual ['team']" in result.stderr
 
 
+def test_square_brackets_in_data_and_paths_print_verbatim(project: Path) -> None:
+    # Rich reads "[...]" as markup: "[/quote]" crashed the error printer (MarkupError) and
+    # "[ns]" vanished from "datetime64[ns]".
+    (project / "train.csv").write_text("comment,price[usd]\nok,1\nok,2\n")
+    (project / "batch.csv").write_text("comment,price[usd]\nok,1\nquoted text[/quote],2\n")
+    assert _loopline(project, "data", "infer-contract", "train.csv", "c.yaml").returncode == 0
+    result = _loopline(project, "data", "validate", "batch.csv", "--contract", "c.yaml")
+    assert result.returncode == 3, result.stderr
+    assert "actual ['quoted text[/quote]']" in result.stderr
+    assert "MarkupError" not in result.stderr and "Traceback" not in result.stderr
+
+    (project / "dt.yaml").write_text('columns:\n  t: {dtype: "datetime64[ns]"}\n')
+    result = _loopline(project, "data", "validate", "train.csv", "--contract", "dt.yaml")
+    assert result.returncode == 3
+    assert "expected column of dtype datetime64[ns]" in result.stderr
+
+    result = _loopline(project, "data", "add", "x", "nope[/y]/z.csv")
+    assert result.returncode == 2
+    assert "there is no file or folder at nope[/y]/z.csv" in result.stderr
+
+    assert _loopline(project, "data", "add", "prices", "train.csv").returncode == 0
+    result = _loopline(project, "data", "show", "prices@1")
+    assert result.returncode == 0, result.stderr
+    assert "price[usd]" in result.stdout
+
+
 def test_every_data_command_has_an_example_in_its_help(project: Path) -> None:
     for command in ("add", "ls", "show", "diff", "checkout", "validate", "infer-contract"):
         result = _loopline(project, "data", command, "--help")

@@ -53,6 +53,22 @@ def print_json(value: Any) -> None:
     sys.stdout.flush()
 
 
+def esc(value: object) -> str:
+    """``value`` as text that Rich prints verbatim inside a markup string or a table cell.
+
+    Data values, paths, dtypes and error messages can hold ``[...]`` (``datetime64[ns]``,
+    ``a[/b]``); Rich would take that for markup, dropping the text or failing on a closing
+    tag it did not open.
+
+    Example:
+        >>> print(esc("datetime64[ns] or [/quote]"))
+        datetime64\\[ns] or \\[/quote]
+    """
+    from rich.markup import escape
+
+    return escape(str(value))
+
+
 def report_error(exc: BaseException) -> int:
     """Print a one-line error (a traceback too with ``--debug``); return the exit code."""
     from loopline.errors import LooplineError
@@ -63,11 +79,11 @@ def report_error(exc: BaseException) -> int:
     err_console = _console("err_console")
     if isinstance(exc, LooplineError):
         err_console.print(
-            f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True
+            f"[bold red]error:[/] {esc(exc)}", highlight=False, markup=True, soft_wrap=True
         )
         return exc.exit_code
     err_console.print(
-        f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True
+        f"[bold red]error:[/] {type(exc).__name__}: {esc(exc)}", highlight=False, soft_wrap=True
     )
     if not debug:
         err_console.print("run again with --debug for the traceback", style="dim")

@@ -11,7 +11,7 @@ import typer
 # Rich and the consoles load on first use (`_common.console`): `data add --json` needs
 # neither.
 from loopline.cli import _common
-from loopline.cli._common import print_json
+from loopline.cli._common import esc, print_json
 from loopline.errors import ERROR_TABLE, ContractViolation, InvalidInput
 
 app = typer.Typer(
@@ -118,7 +118,7 @@ def add_cmd(
     report = version.ingest
     state = "new version" if version.created_now else "unchanged, same version"
     _common.console.print(
-        f"[green]{version.ref}[/] ({state}) {version.kind} hash {version.hash[:16]}"
+        f"[green]{esc(version.ref)}[/] ({state}) {version.kind} hash {version.hash[:16]}"
     )
     if report is not None:
         _common.console.print(
@@ -147,14 +147,14 @@ def ls_cmd(json_out: bool = _JSON) -> None:
         table.add_column(col)
     for r in rows:
         table.add_row(
-            r.name,
+            esc(r.name),
             str(r.latest_version or ""),
             str(r.versions),
             r.latest_kind or "",
             "" if r.latest_row_count is None else str(r.latest_row_count),
             _size(r.latest_byte_size),
             _when(r.latest_created),
-            r.description or "",
+            esc(r.description or ""),
         )
     _common.console.print(table)
 
@@ -178,13 +178,14 @@ def show_cmd(
     if json_out:
         print_json(v.to_dict())
         return
-    _common.console.print(f"[bold]{v.ref}[/] {v.kind}  hash {v.hash}")
+    _common.console.print(f"[bold]{esc(v.ref)}[/] {v.kind}  hash {v.hash}")
     _common.console.print(
-        f"created {_when(v.created)} by {v.actor}; {len(v.files)} file(s), {_size(v.byte_size)}"
+        f"created {_when(v.created)} by {esc(v.actor)}; "
+        f"{len(v.files)} file(s), {_size(v.byte_size)}"
         + (f", {v.row_count} rows" if v.row_count is not None else "")
     )
     if v.description:
-        _common.console.print(v.description)
+        _common.console.print(esc(v.description))
     if v.schema:
         table = Table(title="columns")
         for col in ("column", "type", "count", "nulls", "min", "max", "mean", "std", "distinct"):
@@ -192,14 +193,14 @@ def show_cmd(
         for col, typ in v.schema.items():
             s = v.stats.get(col, {})
             cells = [s.get(k) for k in ("count", "nulls", "min", "max", "mean", "std", "distinct")]
-            table.add_row(col, typ, *(_num(c) for c in cells))
+            table.add_row(esc(col), esc(typ), *(esc(_num(c)) for c in cells))
         _common.console.print(table)
     shown = v.files if all_files else v.files[:20]
     files = Table(title="files")
     for col in ("path", "size", "digest"):
         files.add_column(col)
     for f in shown:
-        files.add_row(f.path, _size(f.size), f.digest[:16])
+        files.add_row(esc(f.path), _size(f.size), f.digest[:16])
     _common.console.print(files)
     if len(shown) < len(v.files):
         _common.console.print(f"... and {len(v.files) - len(shown)} more (--files lists them all)")
@@ -222,12 +223,12 @@ def diff_cmd(
         print_json(d.to_dict())
         return
     if d.same_content:
-        _common.console.print(f"{d.a} and {d.b} have the same content")
+        _common.console.print(f"{esc(d.a)} and {esc(d.b)} have the same content")
         return
-    _common.console.print(f"[bold]{d.a} -> {d.b}[/]")
+    _common.console.print(f"[bold]{esc(d.a)} -> {esc(d.b)}[/]")
     for label, paths in (("+", d.files_added), ("-", d.files_removed), ("~", d.files_changed)):
         for p in paths[:50]:
-            _common.console.print(f"  {label} {p}", highlight=False)
+            _common.console.print(f"  {label} {esc(p)}", highlight=False)
     if d.rows_before is not None:
         _common.console.print(
             f"rows: {d.rows_before} -> {d.rows_after} "
@@ -235,13 +236,15 @@ def diff_cmd(
             f"-{d.rows_removed if d.rows_removed is not None else '?'})"
         )
     for c in d.columns_added:
-        _common.console.print(f"  column added: {c}")
+        _common.console.print(f"  column added: {esc(c)}")
     for c in d.columns_removed:
-        _common.console.print(f"  column removed: {c}")
+        _common.console.print(f"  column removed: {esc(c)}")
     for c, (before, after) in d.columns_type_changed.items():
-        _common.console.print(f"  column {c}: type {before} -> {after}")
+        _common.console.print(f"  column {esc(c)}: type {esc(before)} -> {esc(after)}")
     for s in d.stat_changes:
-        _common.console.print(f"  {s.column}: {s.statistic} {_num(s.before)} -> {_num(s.after)}")
+        _common.console.print(
+            f"  {esc(s.column)}: {s.statistic} {esc(_num(s.before))} -> {esc(_num(s.after))}"
+        )
 
 
 @app.command("checkout")
@@ -263,7 +266,9 @@ def checkout_cmd(
     if json_out:
         print_json({"ref": v.ref, "hash": v.hash, "dest": str(out), "files": len(v.files)})
     else:
-        _common.console.print(f"{v.ref}: {len(v.files)} file(s), {_size(v.byte_size)} -> {out}")
+        _common.console.print(
+            f"{esc(v.ref)}: {len(v.files)} file(s), {_size(v.byte_size)} -> {esc(out)}"
+        )
 
 
 @app.command("validate")
@@ -287,7 +292,7 @@ def validate_cmd(
             raise typer.Exit(ERROR_TABLE[ContractViolation].exit_code)
         return
     if report.ok:
-        _common.console.print(f"[green]{label} meets the contract[/] ({report.rows} rows)")
+        _common.console.print(f"[green]{esc(label)} meets the contract[/] ({report.rows} rows)")
         return
     report.raise_for_violations()
 
@@ -312,4 +317,6 @@ def infer_contract_cmd(
     if json_out:
         print_json({"data": label, "path": str(out), "contract": contract.to_dict()})
     else:
-        _common.console.print(f"contract for {label}: {len(contract.columns)} column(s) -> {out}")
+        _common.console.print(
+            f"contract for {esc(label)}: {len(contract.columns)} column(s) -> {esc(out)}"
+        )

@@ -7,7 +7,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from loopline.cli._common import console, print_json
+from loopline.cli._common import console, esc, print_json
 
 app = typer.Typer(
     help="Feature views: list, show, materialize to the online store, read online rows.\n\n"
@@ -43,11 +43,11 @@ def ls_cmd(
         d = v.to_dict()
         last = v.last_materialization
         table.add_row(
-            v.name,
-            ", ".join(v.keys),
+            esc(v.name),
+            esc(", ".join(v.keys)),
             str(len(v.features)),
             _ttl(d["ttl_seconds"]),
-            v.source[:24] + ("…" if len(v.source) > 24 else ""),
+            esc(v.source[:24] + ("…" if len(v.source) > 24 else "")),
             f"{last.end.isoformat()} ({last.rows} rows)" if last else "-",
         )
     console.print(table)
@@ -68,19 +68,21 @@ def show_cmd(
     if json_out:
         print_json(d)
         return
-    console.print(f"[bold]{d['name']}[/]")
-    console.print(f"  entity:     {', '.join(d['entity'])}")
+    console.print(f"[bold]{esc(d['name'])}[/]")
+    console.print(f"  entity:     {esc(', '.join(d['entity']))}")
     console.print(
-        f"  timestamp:  {d['timestamp']}" + (f" (ties: {d['created']})" if d["created"] else "")
+        f"  timestamp:  {esc(d['timestamp'])}"
+        + (f" (ties: {esc(d['created'])})" if d["created"] else "")
     )
     console.print(f"  ttl:        {_ttl(d['ttl_seconds'])}")
     rows = f" ({d['rows']} rows)" if d["rows"] else ""
-    console.print(f"  source:     {d['source']}{rows}", soft_wrap=True)
-    console.print(f"  features:   {', '.join(d['features'])}")
+    console.print(f"  source:     {esc(d['source'])}{rows}", soft_wrap=True)
+    console.print(f"  features:   {esc(', '.join(d['features']))}")
     last = d["last_materialization"]
     if last:
         console.print(
-            f"  materialized: {last['rows']} rows as of {last['end']} to {last['online_store']}",
+            f"  materialized: {last['rows']} rows as of {last['end']} "
+            f"to {esc(last['online_store'])}",
             soft_wrap=True,
         )
 
@@ -102,14 +104,14 @@ def materialize_cmd(
     """
     from loopline.data import features
 
-    with console.status(f"materializing {name}…", spinner="dots"):
+    with console.status(f"materializing {esc(name)}…", spinner="dots"):
         result = features.materialize(name, end=end, start=start)
     if json_out:
         print_json(result.to_dict())
     else:
         console.print(
-            f"materialized [bold]{name}[/]: {result.rows} entities as of "
-            f"{result.end.isoformat()} to {result.online_store} in {result.seconds:.2f}s",
+            f"materialized [bold]{esc(name)}[/]: {result.rows} entities as of "
+            f"{result.end.isoformat()} to {esc(result.online_store)} in {result.seconds:.2f}s",
             soft_wrap=True,
         )
 
@@ -134,10 +136,10 @@ def get_online_cmd(
     if json_out:
         print_json([{"key": k, "features": r} for k, r in zip(keys, rows, strict=True)])
         return
-    table = Table(title=f"{name} (online)")
-    table.add_column(", ".join(view.keys))
+    table = Table(title=f"{esc(name)} (online)")
+    table.add_column(esc(", ".join(view.keys)))
     for f in view.features:
-        table.add_column(f)
+        table.add_column(esc(f))
     for k, r in zip(keys, rows, strict=True):
-        table.add_row(k, *["-" if r.get(f) is None else str(r.get(f)) for f in view.features])
+        table.add_row(esc(k), *["-" if r.get(f) is None else esc(r.get(f)) for f in view.features])
     console.print(table)
