@@ -254,6 +254,51 @@ def test_source_timestamps_must_be_times(embedded_ctx: Context) -> None:
         ll.features.register(_view(source=_frame().assign(ts=[1, 2, 3])))
 
 
+def _text_created_frame() -> pd.DataFrame:
+    # 10:00+05:00 is 05:00 UTC, an hour older than 06:00Z: the x=2 row must win, though
+    # as text "2024-01-01T10..." sorts after "2024-01-01T06...".
+    return pd.DataFrame(
+        {
+            "user": [1, 1],
+            "ts": [T0, T0],
+            "made": ["2024-01-01T10:00:00+05:00", "2024-01-01T06:00:00+00:00"],
+            "clicks": [1, 2],
+        }
+    )
+
+
+@pytest.mark.parametrize("source", ["frame", "dataset"])
+def test_created_as_iso_text_breaks_ties_as_times(embedded_ctx: Context, source: str) -> None:
+    frame = _text_created_frame()
+    if source == "dataset":
+        ll.datasets.register("made", frame)
+    view = _view(source=frame if source == "frame" else "made", created="made", features=["clicks"])
+    ll.features.register(view)
+    entities = pd.DataFrame({"user": [1], "event_timestamp": [T0 + pd.Timedelta(hours=1)]})
+    assert ll.features.get_historical(entities, ["user_stats:clicks"])["clicks"].tolist() == [2]
+    ll.features.materialize("user_stats", end=T0 + pd.Timedelta(hours=1))
+    assert ll.features.get_online("user_stats", [1]) == [{"clicks": 2}]
+
+
+@pytest.mark.parametrize("column", ["made", "ts"])
+@pytest.mark.parametrize("source", ["frame", "dataset"])
+def test_text_times_that_are_not_times_are_refused(
+    embedded_ctx: Context, source: str, column: str
+) -> None:
+    frame = _text_created_frame()
+    frame["ts"] = ["2024-03-01T00:00:00Z"] * 2
+    frame[column] = ["2024-01-01T06:00:00Z", "not a time"]
+    if source == "dataset":
+        ll.datasets.register("made", frame)
+    view = _view(source=frame if source == "frame" else "made", created="made", features=["clicks"])
+    entities = pd.DataFrame({"user": [1], "event_timestamp": [T0 + pd.Timedelta(hours=1)]})
+    with pytest.raises(ll.InvalidInput, match=r"e\.g\. 'not a time'") as info:
+        ll.features.register(view)
+        ll.features.get_historical(entities, ["user_stats:clicks"])  # a dataset: read here
+    assert info.value.field == column
+    assert f"column {column!r}" in str(info.value)
+
+
 def test_corrupted_stored_frame_is_detected(embedded_ctx: Context) -> None:
     digest = ll.features.register(_view()).source.partition(":")[2]
     store = embedded_ctx.artifacts

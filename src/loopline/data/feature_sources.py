@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import importlib
@@ -149,6 +150,9 @@ def view_source(
     if error is not None:
         raise error
     pit_join.check_timestamp_type(src, types)
+    pit_join.check_text_times(con, src, types)
+    if view.created and types[view.created] == "VARCHAR":
+        src = dataclasses.replace(src, created_is_text=True)
     return src
 
 

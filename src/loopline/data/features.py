@@ -187,11 +187,29 @@ def _utc_column(col: pd.Series, what: str) -> pd.Series:
             out = pd.to_datetime(col, utc=True, format="ISO8601")
         except (ValueError, TypeError) as exc:
             raise InvalidInput(
-                f"{what} holds values that are not timestamps: {exc}",
+                f"{what} holds values that are not timestamps, e.g. {_first_bad(col)!r}",
                 field=str(col.name),
-                hint="convert it with pd.to_datetime (tz-aware, or naive meaning UTC)",
+                hint="give ISO 8601 times, or convert the column with pd.to_datetime "
+                "(tz-aware, or naive meaning UTC)",
             ) from exc
     return out.dt.floor("us").astype("datetime64[us, UTC]")
+
+
+def _first_bad(col: pd.Series) -> object:
+    """The first value of ``col`` that does not parse as an ISO 8601 time (for messages)."""
+    try:
+        parsed = pd.to_datetime(col, utc=True, format="ISO8601", errors="coerce")
+        bad = col[col.notna().to_numpy() & parsed.isna().to_numpy()]
+        if len(bad):
+            return bad.iloc[0]
+    except (ValueError, TypeError):  # values of several types: try them one by one
+        pass
+    for value in col:
+        try:
+            pd.to_datetime(pd.Series([value]), utc=True, format="ISO8601")
+        except (ValueError, TypeError):
+            return value
+    return None
 
 
 def _to_utc(value: dt.datetime | pd.Timestamp | str, param: str) -> pd.Timestamp:
@@ -256,9 +274,12 @@ def _store_frame(ctx: Context, view: FeatureView) -> tuple[str, int]:
     what = f"column {view.timestamp!r} of the source of feature view {view.name!r}"
     frame[view.timestamp] = _utc_column(frame[view.timestamp], what)
     created = view.created
+    # Text (pandas 3 reads it as the ``str`` dtype, not object) must become times: compared
+    # as text, "10:00+05:00" is newer than "06:00Z" though it is an hour older.
     if created and (
         pd.api.types.is_datetime64_any_dtype(frame[created].dtype)
         or pd.api.types.is_object_dtype(frame[created].dtype)
+        or pd.api.types.is_string_dtype(frame[created].dtype)
     ):
         what = f"column {created!r} of the source of feature view {view.name!r}"
         frame[created] = _utc_column(frame[created], what)

@@ -59,6 +59,9 @@ class ViewSource:
     created: str | None
     features: tuple[str, ...]
     ttl_us: int | None
+    # The created column holds text (ISO 8601 times), read as times: as text
+    # "10:00+05:00" would sort after "06:00Z" though it is an hour older.
+    created_is_text: bool = False
 
 
 def quote(name: str) -> str:
@@ -160,6 +163,34 @@ def check_timestamp_type(src: ViewSource, source_types: dict[str, str]) -> None:
         )
 
 
+def check_text_times(
+    con: duckdb.DuckDBPyConnection, src: ViewSource, source_types: dict[str, str]
+) -> None:
+    """Raise :class:`InvalidInput` naming a text time column and a value that is no time.
+
+    The event timestamp and the created column may hold ISO 8601 text; the queries cast it
+    to TIMESTAMPTZ, which would fail there with DuckDB's own error.
+
+    Example:
+        >>> # check_text_times(con, src, {"ts": "VARCHAR", ...})  -> InvalidInput
+    """
+    for column in dict.fromkeys([src.timestamp, *([src.created] if src.created else [])]):
+        if source_types[column] != "VARCHAR":
+            continue
+        col = quote(column)
+        bad = con.execute(
+            f"SELECT {col} FROM {_scan(src)} WHERE {col} IS NOT NULL "
+            f"AND TRY_CAST({col} AS TIMESTAMPTZ) IS NULL LIMIT 1"
+        ).fetchone()
+        if bad is not None:
+            raise InvalidInput(
+                f"column {column!r} of the source of feature view {src.name!r} holds values "
+                f"that are not timestamps, e.g. {bad[0]!r}",
+                field=column,
+                hint="store ISO 8601 times (or timestamps) in the dataset and register it again",
+            )
+
+
 def _dedup_order(src: ViewSource, created: str) -> str:
     parts = [f"{created} DESC NULLS LAST"] if src.created else []
     # One file: its name orders nothing, and carrying it through the sort costs a third of
@@ -171,7 +202,14 @@ def _dedup_order(src: ViewSource, created: str) -> str:
 def _base(src: ViewSource) -> str:
     """Rows of a view with the event time as UTC microseconds in ``__ll_ts``."""
     cols = [quote(k) for k in src.keys] + [quote(f) for f in src.features]
-    created = f", {quote(src.created)} AS __ll_cr" if src.created else ""
+    created = ""
+    if src.created:
+        cr = quote(src.created)
+        created = (
+            f", CAST({cr} AS TIMESTAMPTZ) AS __ll_cr"
+            if src.created_is_text
+            else f", {cr} AS __ll_cr"
+        )
     file = "filename AS __ll_file, " if len(src.files) > 1 else ""
     return (
         f"SELECT {', '.join(dict.fromkeys(cols))}, "
