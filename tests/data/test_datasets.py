@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import decimal
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -179,6 +180,25 @@ def test_bad_names_are_invalid_input_naming_the_field(module_ctx: Context, name:
     with pytest.raises(InvalidInput) as info:
         ll.datasets.register(name, _frame())  # type: ignore[arg-type]
     assert info.value.field == "name"
+
+
+def test_register_big_ints_durations_and_decimals(embedded_ctx: Context) -> None:
+    # Each raised from the statistics: ArrowInvalid (a safe float cast of 2**53 + 1),
+    # ArrowNotImplementedError (min_max of a duration), a Decimal that is not JSON.
+    big = 2**53 + 1
+    df = pd.DataFrame(
+        {
+            "id": np.array([big, 1], dtype="int64"),
+            "wait": pd.to_timedelta([1, 2], unit="s"),
+            "price": [decimal.Decimal("1.10"), decimal.Decimal("2.25")],
+        }
+    )
+    v = ll.datasets.register("odd", df)
+    again = ll.datasets.get("odd", 1)
+    assert again.stats["id"]["max"] == big and again.stats["id"]["min"] == 1
+    assert (again.stats["wait"]["min"], again.stats["wait"]["max"]) == ("PT1S", "PT2S")
+    assert (again.stats["price"]["min"], again.stats["price"]["max"]) == ("1.10", "2.25")
+    assert v.to_pandas()["id"].tolist() == [big, 1]
 
 
 def test_bad_sources_say_what_to_pass(ctx: Context, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import decimal
 import math
 import os
 from pathlib import Path
@@ -124,14 +125,33 @@ def parquet_schema(path: Path) -> dict[str, str]:
 
 
 def _clean(value: Any) -> Any:
-    """A JSON-safe scalar: NaN/inf become None, dates ISO strings, numpy scalars Python."""
+    """A JSON-safe scalar: NaN/inf become None, dates ISO strings, numpy scalars Python,
+    decimals their exact text."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
+    if isinstance(value, decimal.Decimal):
+        return str(value)
     if hasattr(value, "isoformat"):
         return str(value.isoformat())
     if isinstance(value, bytes):
         return value.hex()
     return value
+
+
+_DURATION_DIGITS = {"s": 0, "ms": 3, "us": 6, "ns": 9}
+
+
+def _duration_text(count: int, unit: str) -> str:
+    """``count`` of ``unit`` as an exact ISO 8601 duration in seconds.
+
+    Example:
+        >>> _duration_text(-1_500, "ms"), _duration_text(2, "s")
+        ('-PT1.5S', 'PT2S')
+    """
+    digits = _DURATION_DIGITS[unit]
+    whole, frac = divmod(abs(count), 10**digits)
+    text = str(whole) + (f".{frac:0{digits}d}".rstrip("0").rstrip(".") if digits else "")
+    return f"{'-' if count < 0 else ''}PT{text}S"
 
 
 def _is_numeric(t: pa.DataType) -> bool:
@@ -143,9 +163,10 @@ def _is_categorical(t: pa.DataType) -> bool:
 
 
 def column_stats(col: pa.ChunkedArray) -> dict[str, Any]:
-    """Statistics of one column: count and nulls always; min/max/mean/std for numbers;
-    distinct count and top values for strings, booleans and categoricals; min/max for
-    dates and times. NaN counts as null.
+    """Statistics of one column: count and nulls always; min/max/mean/std for numbers
+    (integer min/max exact, a decimal's as text); distinct count and top values for
+    strings, booleans and categoricals; min/max for dates, times and durations (ISO 8601
+    text); nothing more for binary, nested and interval columns. NaN counts as null.
 
     Example:
         >>> column_stats(pa.chunked_array([[1.0, 3.0, None]]))["mean"]
@@ -162,7 +183,9 @@ def column_stats(col: pa.ChunkedArray) -> dict[str, Any]:
     if _is_numeric(t):
         mm = pc.min_max(col).as_py()
         stats["min"], stats["max"] = _clean(mm["min"]), _clean(mm["max"])
-        as_float = col.cast(pa.float64()) if not pa.types.is_floating(t) else col
+        # An unsafe cast: integers past 2**53 (and wide decimals) have no exact float, which
+        # the safe cast refuses; mean and std are approximate anyway, min and max are not.
+        as_float = col.cast(pa.float64(), safe=False) if not pa.types.is_floating(t) else col
         stats["mean"] = _clean(pc.mean(as_float).as_py())
         stats["std"] = _clean(pc.stddev(as_float, ddof=1).as_py()) if stats["count"] > 1 else None
     elif _is_categorical(t):
@@ -175,9 +198,15 @@ def column_stats(col: pa.ChunkedArray) -> dict[str, Any]:
         )
         stats["distinct"] = len(pairs)
         stats["top"] = [{"value": _clean(v), "count": int(n)} for v, n in pairs[:TOP_VALUES]]
-    elif pa.types.is_temporal(t):
+    elif pa.types.is_duration(t):
+        # Arrow has no min_max kernel for durations; their integer counts order the same.
+        mm = pc.min_max(col.cast(pa.int64())).as_py()
+        for key in ("min", "max"):
+            stats[key] = None if mm[key] is None else _duration_text(mm[key], t.unit)
+    elif pa.types.is_temporal(t) and not pa.types.is_interval(t):
         mm = pc.min_max(col).as_py()
         stats["min"], stats["max"] = _clean(mm["min"]), _clean(mm["max"])
+    # Intervals, binary, lists, structs and maps: count and nulls only.
     return stats
 
 

@@ -1,0 +1,74 @@
+"""Statistics of table columns (``loopline.data.tabular``) for every Arrow type."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+
+import orjson
+import pyarrow as pa
+import pytest
+
+from loopline.data import tabular
+
+
+def test_integers_past_2_53_keep_exact_min_and_max() -> None:
+    # A safe cast to float64 refused 2**53 + 1 (ArrowInvalid), so such ids could not be
+    # registered.
+    big = 2**53 + 1
+    stats = tabular.column_stats(pa.chunked_array([[big, 1, None]]))
+    assert (stats["min"], stats["max"], stats["count"], stats["nulls"]) == (1, big, 2, 1)
+    assert stats["mean"] == pytest.approx(big / 2)
+    top = 2**64 - 1
+    stats = tabular.column_stats(pa.chunked_array([pa.array([top, 0], pa.uint64())]))
+    assert (stats["min"], stats["max"]) == (0, top)
+    assert isinstance(stats["mean"], float)
+
+
+@pytest.mark.parametrize(
+    ("column", "expected"),
+    [
+        (
+            pa.array([dt.timedelta(seconds=1), None, dt.timedelta(days=-1)], pa.duration("us")),
+            {"count": 2, "nulls": 1, "min": "-PT86400S", "max": "PT1S"},
+        ),
+        (
+            pa.array([1, 2_500_000_001], pa.duration("ns")),
+            {"count": 2, "nulls": 0, "min": "PT0.000000001S", "max": "PT2.500000001S"},
+        ),
+        (pa.array([None, None], pa.duration("s")), {"count": 0, "nulls": 2}),
+        (pa.array([b"a", None, b"bc"]), {"count": 2, "nulls": 1}),
+        (pa.array([[1, 2], None, []]), {"count": 2, "nulls": 1}),
+        (pa.array([{"a": 1}, {"a": 2}]), {"count": 2, "nulls": 0}),
+        (pa.array([[("k", 1)]], pa.map_(pa.string(), pa.int64())), {"count": 1, "nulls": 0}),
+        (
+            pa.array([pa.MonthDayNano([1, 2, 3])], pa.month_day_nano_interval()),
+            {"count": 1, "nulls": 0},
+        ),
+    ],
+    ids=[
+        "duration-us",
+        "duration-ns",
+        "duration-null",
+        "binary",
+        "list",
+        "struct",
+        "map",
+        "interval",
+    ],
+)
+def test_columns_without_numbers_get_what_can_be_computed(
+    column: pa.Array, expected: dict[str, object]
+) -> None:
+    stats = tabular.column_stats(pa.chunked_array([column]))
+    assert {k: v for k, v in stats.items() if k in expected} == expected
+    assert "mean" not in stats
+    orjson.dumps(stats)  # stored as JSON with the version
+
+
+def test_decimal_min_and_max_are_exact_text() -> None:
+    values = [decimal.Decimal("1.10"), decimal.Decimal("12345678901234567890.01"), None]
+    stats = tabular.column_stats(pa.chunked_array([pa.array(values)]))
+    assert (stats["min"], stats["max"]) == ("1.10", "12345678901234567890.01")
+    assert stats["mean"] == pytest.approx(12345678901234567890.01 / 2)
+    orjson.dumps(stats)
