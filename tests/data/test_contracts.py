@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +71,44 @@ def test_yaml_round_trip_is_readable_and_equal(tmp_path: Path) -> None:
     back = Contract.from_yaml(path)
     assert back == c
     assert back.validate(_train()).ok
+
+
+def _every_kind_of_column() -> pd.DataFrame:
+    day, t = dt.date(2024, 1, 1), pd.Timestamp("2024-01-01T00:00:00Z")
+    return pd.DataFrame(
+        {
+            "day": [day, day + dt.timedelta(days=1)] * 2,
+            "day_id": [day + dt.timedelta(days=i) for i in range(4)],
+            "when": [t, t + pd.Timedelta(hours=1)] * 2,
+            "naive": [dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 2)] * 2,
+            "price": [decimal.Decimal("1.10"), decimal.Decimal("2.25")] * 2,
+            "blob": [b"a", b"\xff"] * 2,
+            "flag": [True, False] * 2,
+            "maybe": [True, None, False, True],
+            "n": [1, 2, 3, 4],
+            "x": [0.1, 0.2, 0.1, 1e300],
+            "plan": ["a", "b"] * 2,
+            "level": pd.Categorical([day, day + dt.timedelta(days=1)] * 2),
+            "mixed": [1, "a", 1, "a"],
+        }
+    )
+
+
+def test_an_inferred_contract_accepts_its_own_data_after_a_yaml_round_trip(
+    tmp_path: Path,
+) -> None:
+    # Dates, decimals and bytes went into ``allowed`` as objects, were written as text
+    # (with a pydantic serializer warning; bytes that are not UTF-8 raised), and the
+    # contract read back refused the very data it was inferred from.
+    df = _every_kind_of_column()
+    contract = infer(df, name="kinds")
+    back = Contract.from_yaml(contract.to_yaml(tmp_path / "kinds.yaml"))  # warnings: errors
+    report = back.validate(df)
+    assert report.violations == []
+    assert back.columns["plan"].allowed == ["a", "b"]
+    assert back.columns["mixed"].allowed == [1, "a"]
+    assert back.columns["maybe"].allowed == [False, True]
+    assert back.columns["day"].allowed is None and back.columns["day_id"].unique
 
 
 @pytest.mark.parametrize(

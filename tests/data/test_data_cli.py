@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import json
 import os
 import subprocess
@@ -8,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -146,6 +150,30 @@ def test_square_brackets_in_data_and_paths_print_verbatim(project: Path) -> None
     result = _loopline(project, "data", "show", "prices@1")
     assert result.returncode == 0, result.stderr
     assert "price[usd]" in result.stdout
+
+
+def test_infer_contract_then_validate_the_same_parquet(project: Path) -> None:
+    # Parquet dates, decimals and binary arrive as Python objects; the inferred contract
+    # refused them once written and read back.
+    day = dt.date(2024, 1, 1)
+    table = pa.table(
+        {
+            "day": [day, day, day + dt.timedelta(days=1)],
+            "price": pa.array([decimal.Decimal("1.10")] * 3, pa.decimal128(5, 2)),
+            "blob": [b"a", b"a", b"\xff"],
+            "when": pa.array([dt.datetime(2024, 1, 1)] * 3, pa.timestamp("us", tz="UTC")),
+            "flag": [True, False, True],
+            "n": [1, 2, 3],
+            "x": [0.5, 0.25, 0.5],
+            "plan": ["a", "a", "b"],
+        }
+    )
+    pq.write_table(table, project / "kinds.parquet")
+    result = _loopline(project, "data", "infer-contract", "kinds.parquet", "kinds.yaml")
+    assert result.returncode == 0, result.stderr
+    result = _loopline(project, "data", "validate", "kinds.parquet", "--contract", "kinds.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "meets the contract" in result.stdout
 
 
 def test_every_data_command_has_an_example_in_its_help(project: Path) -> None:

@@ -485,16 +485,24 @@ def _is_float(series: Any) -> bool:
     return bool(pd.api.types.is_float_dtype(series.dtype))
 
 
+def _plain(values: list[Any]) -> bool:
+    """True when every value is a str, int, float or bool: what ``allowed`` can hold and
+    YAML gives back as it was. Dates, decimals and bytes would come back as text and no
+    longer equal the data they were inferred from."""
+    return all(type(v) in (str, int, float, bool) for v in values)
+
+
 def infer(df: Any, *, name: str | None = None, row_tolerance: float | None = None) -> Contract:
     """A contract that ``df`` meets, to be reviewed and edited by a person.
 
     For every column: its dtype; ``nullable`` when it has nulls; ``min``/``max`` for numbers
     (not booleans); ``allowed`` for strings and categoricals with at most 50 distinct values
     (for strings, only when some value repeats: a column of distinct names is an
-    identifier, not a category); ``unique`` when every value differs and none is null
-    (integers, strings and dates; not floating-point measurements, booleans or categoricals;
-    at least two rows). Rows: at least 1, no upper
-    bound, or ``n * (1 ± row_tolerance)`` when ``row_tolerance`` is given.
+    identifier, not a category; not for dates, decimals or bytes held as Python objects,
+    which a YAML contract would give back as text); ``unique`` when every value differs
+    and none is null (integers, strings and dates; not floating-point measurements,
+    booleans or categoricals; at least two rows). Rows: at least 1, no upper bound, or
+    ``n * (1 ± row_tolerance)`` when ``row_tolerance`` is given.
 
     Example:
         >>> import pandas as pd
@@ -515,12 +523,16 @@ def infer(df: Any, *, name: str | None = None, row_tolerance: float | None = Non
                 rule.min, rule.max = _py(non_null.min()), _py(non_null.max())
         elif isinstance(dtype, pd.CategoricalDtype):
             levels = [_py(v) for v in dtype.categories]
-            if len(levels) <= MAX_CATEGORIES:
+            if len(levels) <= MAX_CATEGORIES and _plain(levels):
                 rule.allowed = sorted(levels, key=str)
         elif pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
-            distinct = non_null.unique()
-            if len(distinct) <= MAX_CATEGORIES and len(distinct) < len(non_null):
-                rule.allowed = sorted((_py(v) for v in distinct), key=str)
+            distinct = [_py(v) for v in non_null.unique()]
+            if (
+                len(distinct) <= MAX_CATEGORIES
+                and len(distinct) < len(non_null)
+                and _plain(distinct)
+            ):
+                rule.allowed = sorted(distinct, key=str)
         if (
             not _is_float(series)
             and not pd.api.types.is_bool_dtype(dtype)
