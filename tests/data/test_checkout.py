@@ -1,9 +1,10 @@
-"""``loopline.data.checkout``: a failed download stops the queued ones."""
+"""``loopline.data.checkout``: a failed download stops the queued ones; what is in the way."""
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from loopline.core.artifacts import LocalArtifactStore
 from loopline.data.checkout import checkout
 from loopline.data.ingest import WORKERS, FileEntry
-from loopline.errors import BackendUnavailable
+from loopline.errors import BackendUnavailable, InvalidInput
 
 
 def test_a_failed_download_stops_the_queued_ones(tmp_path: Path) -> None:
@@ -35,3 +36,55 @@ def test_a_failed_download_stops_the_queued_ones(tmp_path: Path) -> None:
     # The downloads running at the failure (a worker may start one more before the pool is
     # shut down), not all 64 one after the other.
     assert 0 < len(calls) < 2 * WORKERS < len(entries)
+
+
+def _store_with_files(tmp_path: Path) -> tuple[LocalArtifactStore, list[FileEntry]]:
+    store = LocalArtifactStore(tmp_path / "art")
+    entries = []
+    for path in ("a.txt", "sub/b.txt"):
+        data = path.encode()
+        entries.append(FileEntry(path, store.put_bytes(data), len(data)))
+    return store, entries
+
+
+@pytest.mark.parametrize(
+    ("make", "culprit", "problem"),
+    [
+        (lambda out: (out / "a.txt").mkdir(), "a.txt", "is a folder, where the dataset has"),
+        (lambda out: (out / "sub").write_text("x"), "sub", "is a file, where the dataset has"),
+        (
+            lambda out: (out / "a.txt").symlink_to(out.parent / "outside.txt"),
+            "a.txt",
+            "is a symbolic link",
+        ),
+        (lambda out: (out / "sub").symlink_to(out.parent), "sub", "is a symbolic link"),
+    ],
+    ids=["folder-for-a-file", "file-for-a-folder", "symlink-file", "symlink-folder"],
+)
+def test_an_entry_in_the_way_is_named_before_anything_is_written(
+    tmp_path: Path, make: Callable[[Path], object], culprit: str, problem: str
+) -> None:
+    # Were IsADirectoryError, FileExistsError, and "the metadata database was tampered
+    # with" (the symlink resolved outside the folder).
+    store, entries = _store_with_files(tmp_path)
+    (tmp_path / "outside.txt").write_text("keep me")
+    out = tmp_path / "out"
+    out.mkdir()
+    make(out)
+    with pytest.raises(InvalidInput, match=problem) as info:
+        checkout(store, entries, out)
+    assert str(out / culprit) in str(info.value)
+    assert info.value.field == "dest_dir" and "empty or new folder" in (info.value.hint or "")
+    assert (tmp_path / "outside.txt").read_text() == "keep me"
+    assert not (tmp_path / "b.txt").exists()
+
+
+def test_checkout_over_an_earlier_checkout_replaces_its_files(tmp_path: Path) -> None:
+    store, entries = _store_with_files(tmp_path)
+    out = tmp_path / "out"
+    checkout(store, entries, out)
+    (out / "a.txt").write_text("edited")
+    (out / "mine.txt").write_text("mine")
+    checkout(store, entries, out)
+    assert (out / "a.txt").read_text() == "a.txt"
+    assert (out / "mine.txt").read_text() == "mine"

@@ -25,7 +25,7 @@ import stat
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from loopline.core.artifacts import ArtifactStore, LocalArtifactStore, hash_file
 from loopline.data.ingest import WORKERS, FileEntry
@@ -98,8 +98,44 @@ def checkout(store: ArtifactStore, entries: Sequence[FileEntry], dest_dir: Path)
             f"{dest_dir} exists and is not a folder", field="dest_dir", hint="pick a folder"
         )
     dest_dir.mkdir(parents=True, exist_ok=True)
+    if any(dest_dir.iterdir()):
+        _check_conflicts(dest_dir, entries)
     _fetch(store, entries, dest_dir, link=False)
     return dest_dir
+
+
+def _check_conflicts(root: Path, entries: Sequence[FileEntry]) -> None:
+    """Raise :class:`InvalidInput` naming the first entry of ``root`` in a file's way.
+
+    Checked before anything is written: a folder where a file goes, a file where a folder
+    goes, and a symbolic link anywhere on a file's path (writing through it would change
+    a file elsewhere).
+    """
+    checked: set[Path] = set()
+    for entry in entries:
+        parts = PurePosixPath(entry.path).parts
+        if entry.path.startswith("/") or ".." in parts:
+            continue  # _target refuses it as a tampered manifest
+        here = root
+        for i, part in enumerate(parts):
+            here = here / part
+            last = i == len(parts) - 1
+            if here in checked and not last:
+                continue
+            checked.add(here)
+            if here.is_symlink():
+                problem = "is a symbolic link"
+            elif last and here.is_dir():
+                problem = f"is a folder, where the dataset has the file {entry.path!r}"
+            elif not last and here.exists() and not here.is_dir():
+                problem = f"is a file, where the dataset has a folder (for {entry.path!r})"
+            else:
+                continue
+            raise InvalidInput(
+                f"cannot check out into {root}: {here} {problem}",
+                field="dest_dir",
+                hint=f"check out into an empty or new folder, or remove {here}",
+            )
 
 
 def materialize(
