@@ -238,3 +238,18 @@ def test_an_unreadable_folder_is_refused_by_name(tmp_path: Path) -> None:
             ingest_mod.scan_folder(tmp_path / "root")
     finally:
         locked.chmod(0o755)
+
+
+@pytest.mark.parametrize("target", ["nowhere.txt", "loop"], ids=["dangling", "loop"])
+def test_a_broken_link_in_the_folder_is_named(tmp_path: Path, target: str) -> None:
+    # Was "disappeared while the dataset was being added", as if the folder were changing.
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "a.txt").write_text("a")
+    # "loop" points at itself: stat fails with ELOOP, not FileNotFoundError.
+    (root / "broken").symlink_to(root / "broken" if target == "loop" else root / target)
+    with pytest.raises(InvalidInput, match="broken is a broken symbolic link") as info:
+        ingest_mod.scan_folder(root)
+    assert info.value.field == "source"
+    assert "remove the link" in (info.value.hint or "")
+    assert "disappeared" not in str(info.value)

@@ -114,15 +114,25 @@ class IngestReport:
 def _stat(path: str | Path, field: str) -> os.stat_result:
     try:
         return os.stat(path)  # noqa: PTH116 - paths are strings here (see SourceFile)
-    except FileNotFoundError as exc:
+    except PermissionError as exc:
+        raise InvalidInput(
+            f"cannot read {path}: permission denied", field=field, hint="fix its permissions"
+        ) from exc
+    except OSError as exc:
+        # A link to a missing file (or a loop of links) fails like a file that vanished,
+        # but it is a fault in the folder, not a race with whoever changes it.
+        if os.path.islink(path):  # noqa: PTH114 - a string path, as above
+            raise InvalidInput(
+                f"{path} is a broken symbolic link (to {os.readlink(path)!r})",  # noqa: PTH115
+                field=field,
+                hint="remove the link or point it at an existing file, then add again",
+            ) from exc
+        if not isinstance(exc, FileNotFoundError):
+            raise
         raise InvalidInput(
             f"{path} disappeared while the dataset was being added",
             field=field,
             hint="add it again once the folder is no longer being changed",
-        ) from exc
-    except PermissionError as exc:
-        raise InvalidInput(
-            f"cannot read {path}: permission denied", field=field, hint="fix its permissions"
         ) from exc
 
 
