@@ -201,6 +201,17 @@ def test_register_big_ints_durations_and_decimals(embedded_ctx: Context) -> None
     assert v.to_pandas()["id"].tolist() == [big, 1]
 
 
+@pytest.mark.parametrize("columns", [["a", "a", "b"], [1, "1", "b"]], ids=["same", "same-as-text"])
+def test_duplicate_column_names_are_named(embedded_ctx: Context, columns: list[object]) -> None:
+    # Arrow's from_pandas raised a bare ValueError before the table's own check ran.
+    df = pd.DataFrame([[1, 2, 3]], columns=columns)
+    with pytest.raises(InvalidInput) as info:
+        ll.datasets.register("dup", df)
+    named = repr(str(columns[0]))
+    assert str(info.value).startswith(f"the DataFrame has duplicate column names: {named}")
+    assert info.value.field == "source" and "rename the columns" in (info.value.hint or "")
+
+
 def test_bad_sources_say_what_to_pass(ctx: Context, tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="DataFrame") as info:
         ll.datasets.register("x", [1, 2, 3])

@@ -47,6 +47,15 @@ def from_pandas(df: Any) -> pa.Table:
         >>> from_pandas(pd.DataFrame({"a": [1]})).num_rows
         1
     """
+    # Arrow refuses these with a bare ValueError; name the column instead.
+    names = [str(c) for c in df.columns]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InvalidInput(
+            f"the DataFrame has duplicate column names: {', '.join(map(repr, dupes))}",
+            field="source",
+            hint="rename the columns so that each name is used once",
+        )
     try:
         return pa.Table.from_pandas(df)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
