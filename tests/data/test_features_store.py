@@ -223,6 +223,62 @@ def test_key_types_that_cannot_match(embedded_ctx: Context) -> None:
 
 
 @pytest.mark.parametrize(
+    "entities",
+    [
+        pd.DataFrame({"user": [], "event_timestamp": pd.to_datetime([], utc=True)}),
+        pd.DataFrame(columns=["user", "event_timestamp"]),
+        _entities().iloc[:0],
+    ],
+    ids=["empty-object-key", "no-dtypes", "empty-slice"],
+)
+def test_an_empty_entity_frame_gives_empty_feature_columns(
+    embedded_ctx: Context, entities: pd.DataFrame
+) -> None:
+    # An empty object key column was "VARCHAR in the entity frame but BIGINT in the view".
+    ll.features.register(_view())
+    full = ll.features.get_historical(_entities(), ["user_stats:clicks", "user_stats:spend"])
+    empty = ll.features.get_historical(entities, ["user_stats:clicks", "user_stats:spend"])
+    assert list(empty.columns) == ["user", "event_timestamp", "clicks", "spend"]
+    assert len(empty) == 0
+    assert (empty["clicks"].dtype, empty["spend"].dtype) == (
+        full["clicks"].dtype,
+        full["spend"].dtype,
+    )
+    # A text key: an empty column (float64 or object) was "DOUBLE ... but VARCHAR".
+    text = pd.DataFrame({"k": ["a"], "ts": [T0], "clicks": [5]})
+    ll.features.register(_view(name="by_text", entity="k", features=["clicks"], source=text))
+    no_rows = entities.rename(columns={"user": "k"})
+    assert ll.features.get_historical(no_rows, ["by_text:clicks"])["clicks"].tolist() == []
+
+
+def test_a_categorical_key_is_read_as_its_categories(embedded_ctx: Context) -> None:
+    # DuckDB saw it as an ENUM, refused as a key type that cannot match.
+    ll.features.register(_view())
+    entities = _entities()
+    for key, clicks in (([1, 2], [2, 3]), ([2, 1], [3, 2]), ([1, None], [2, None])):
+        result = ll.features.get_historical(
+            entities.assign(user=pd.Categorical(key)), ["user_stats:clicks"]
+        )
+        got = [None if pd.isna(v) else v for v in result["clicks"]]
+        assert got == clicks, key
+    text = pd.DataFrame({"k": ["a"], "ts": [T0], "clicks": [5]})
+    ll.features.register(_view(name="by_text", entity="k", features=["clicks"], source=text))
+    cat = pd.DataFrame({"k": pd.Categorical(["a", "b"]), "event_timestamp": [T0, T0]})
+    result = ll.features.get_historical(cat, ["by_text:clicks"])
+    assert result["clicks"].tolist()[0] == 5 and pd.isna(result["clicks"].tolist()[1])
+    assert isinstance(result["k"].dtype, pd.CategoricalDtype)  # the caller's frame unchanged
+
+
+def test_duplicate_entity_columns_are_named(embedded_ctx: Context) -> None:
+    # Was AttributeError: 'DataFrame' object has no attribute 'array'.
+    ll.features.register(_view())
+    entities = pd.concat([_entities(), _entities()[["user"]]], axis=1)
+    with pytest.raises(ll.InvalidInput, match="duplicate column names: 'user'") as info:
+        ll.features.get_historical(entities, ["user_stats:clicks"])
+    assert info.value.field == "user"
+
+
+@pytest.mark.parametrize(
     ("over", "field"),
     [
         ({"name": "bad name!"}, "name"),

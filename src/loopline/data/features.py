@@ -349,6 +349,17 @@ def _parse_refs(features: Sequence[str]) -> dict[str, list[str]]:
     return by_view
 
 
+def _plain_key(col: pd.Series) -> pd.Series:
+    """A categorical key column as its categories' type (DuckDB sees a categorical as an
+    ENUM, which no view's key column is); other columns as they are."""
+    if not isinstance(col.dtype, pd.CategoricalDtype):
+        return col
+    try:
+        return col.astype(col.cat.categories.dtype)
+    except (TypeError, ValueError):  # integer categories and nulls: no int64 holds both
+        return col.astype(object)
+
+
 def get_historical(
     entity_df: pd.DataFrame,
     features: Sequence[str],
@@ -375,6 +386,13 @@ def get_historical(
         )
     by_view = _parse_refs(features)
     columns = [str(c) for c in entity_df.columns]
+    dupes = sorted({c for c in columns if columns.count(c) > 1})
+    if dupes:
+        raise InvalidInput(
+            f"the entity frame has duplicate column names: {', '.join(map(repr, dupes))}",
+            field=dupes[0],
+            hint="rename the columns so that each name is used once",
+        )
     if timestamp not in columns:
         raise InvalidInput(
             f"the entity frame has no timestamp column {timestamp!r}; "
@@ -413,7 +431,7 @@ def get_historical(
     what = f"timestamp column {timestamp!r} of the entity frame"
     entities = pd.DataFrame(
         {
-            **{k: entity_df[k].array for k in keys},
+            **{k: _plain_key(entity_df[k]).array for k in keys},
             pit_join.ENTITY_TS: _utc_column(entity_df[timestamp], what).array,
             pit_join.ROW: np.arange(len(entity_df), dtype=np.int64),
         }

@@ -350,6 +350,29 @@ def historical(
         >>> # historical(connect(), entities, [view], [["clicks"]]).columns.tolist()
         >>> # ['clicks']
     """
+    if len(entities) == 0:
+        # Nothing to join, and an empty column's type says nothing (an empty object column
+        # is not a text key): the feature columns come out empty with the view's types.
+        found: dict[str, Any] = {ROW: np.empty(0, np.int64)}
+        found.update({_pos(i): np.empty(0, np.int64) for i in range(len(views))})
+    else:
+        found = _join(con, entities, views)
+    # Back to entity order: an O(n) scatter of the row numbers is cheaper than ORDER BY.
+    rows = np.asarray(found[ROW], dtype=np.int64)
+    where = np.empty_like(rows)
+    where[rows] = np.arange(len(rows), dtype=np.int64)
+    columns: dict[str, Column] = {}
+    for i, (view, outs) in enumerate(zip(views, outputs, strict=True)):
+        positions = np.asarray(found[_pos(i)], dtype=np.int64)[where]
+        taken = take_rows(view.path, view.features, positions)
+        columns.update(zip(outs, (taken[f] for f in view.features), strict=True))
+    return _to_pandas(con, columns)
+
+
+def _join(
+    con: duckdb.DuckDBPyConnection, entities: pd.DataFrame, views: Sequence[PreparedView]
+) -> dict[str, Any]:
+    """The ASOF join's row numbers and positions (:func:`historical_sql`), keys checked."""
     con.register("__ll_entities", entities)
     try:
         entity_types = {
@@ -367,19 +390,9 @@ def historical(
                 ttl_us=view.ttl_us,
             )
             check_key_types(entity_types, src, describe(con, src))
-        found = con.sql(historical_sql(views)).fetchnumpy()
+        return dict(con.sql(historical_sql(views)).fetchnumpy())
     finally:
         con.unregister("__ll_entities")
-    # Back to entity order: an O(n) scatter of the row numbers is cheaper than ORDER BY.
-    rows = np.asarray(found[ROW], dtype=np.int64)
-    where = np.empty_like(rows)
-    where[rows] = np.arange(len(rows), dtype=np.int64)
-    columns: dict[str, Column] = {}
-    for i, (view, outs) in enumerate(zip(views, outputs, strict=True)):
-        positions = np.asarray(found[_pos(i)], dtype=np.int64)[where]
-        taken = take_rows(view.path, view.features, positions)
-        columns.update(zip(outs, (taken[f] for f in view.features), strict=True))
-    return _to_pandas(con, columns)
 
 
 def latest_sql(view: PreparedView, end_us: int, start_us: int | None) -> str:
