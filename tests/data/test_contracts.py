@@ -131,6 +131,40 @@ def test_a_bad_contract_file_names_the_bad_key(tmp_path: Path, yaml_text: str, k
     assert "c.yaml" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("yaml_text", "key", "message"),
+    [
+        ("columns:\n  a: {dtype: object, min: 3}\n", "columns.a", "min applies to numbers"),
+        ("columns:\n  a: {dtype: str, max: 3}\n", "columns.a", "max applies to numbers"),
+        ("columns:\n  a: {dtype: bool, min: 0}\n", "columns.a", "min applies to numbers"),
+        ("columns:\n  a: {dtype: int64, min: 10, max: 1}\n", "columns.a", "min 10 is greater"),
+        ("rows: {min: 10, max: 1}\ncolumns: {}\n", "rows", "min 10 is greater than max 1"),
+    ],
+    ids=["min-on-object", "max-on-str", "min-on-bool", "column-min-over-max", "rows-min-over-max"],
+)
+def test_rules_that_cannot_hold_are_refused_when_loading(
+    tmp_path: Path, yaml_text: str, key: str, message: str
+) -> None:
+    # "min: 3" on an object column of mixed values raised a raw TypeError from validate;
+    # "min > max" was accepted and refused every value.
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(InvalidInput, match=message) as info:
+        Contract.from_yaml(path)
+    assert info.value.field == key
+    assert f"{key}: {message}" in str(info.value)
+
+
+def test_rules_that_cannot_hold_are_refused_when_built() -> None:
+    with pytest.raises(ValueError, match="min applies to numbers"):  # ValidationError
+        ColumnRule(dtype="object", min=3)
+    with pytest.raises(ValueError, match="min 10 is greater than max 1"):
+        ColumnRule(dtype="float64", min=10, max=1)
+    with pytest.raises(ValueError, match="min 10 is greater than max 1"):
+        RowRule(min=10, max=1)
+    assert ColumnRule(dtype="Int64", min=1, max=1).min == 1
+
+
 def test_unreadable_contract_files(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="no contract file"):
         Contract.from_yaml(tmp_path / "missing.yaml")

@@ -38,7 +38,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from loopline.errors import ContractViolation, InvalidInput
 
@@ -84,6 +91,31 @@ class ColumnRule(BaseModel):
             ) from exc
         return value
 
+    @model_validator(mode="after")
+    def _sensible_range(self) -> ColumnRule:
+        if (self.min is not None or self.max is not None) and not _is_number_dtype(self.dtype):
+            rule = "min" if self.min is not None else "max"
+            raise ValueError(
+                f"{rule} applies to numbers, and dtype {self.dtype} is not a number type "
+                "(remove the rule, or use allowed)"
+            )
+        _check_range(self.min, self.max)
+        return self
+
+
+def _is_number_dtype(dtype: str) -> bool:
+    """True for integer and floating-point dtypes (not bool): what min/max compare."""
+    import pandas as pd
+    from pandera.engines import pandas_engine
+
+    native = pandas_engine.Engine.dtype(dtype).type
+    return bool(pd.api.types.is_numeric_dtype(native) and not pd.api.types.is_bool_dtype(native))
+
+
+def _check_range(low: float | None, high: float | None) -> None:
+    if low is not None and high is not None and low > high:
+        raise ValueError(f"min {low} is greater than max {high}: nothing can pass")
+
 
 class RowRule(BaseModel):
     """The allowed number of rows (``max: null`` for no upper bound)."""
@@ -92,6 +124,11 @@ class RowRule(BaseModel):
 
     min: int | None = Field(default=None, ge=0)
     max: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _sensible_range(self) -> RowRule:
+        _check_range(self.min, self.max)
+        return self
 
 
 class _ContractFile(BaseModel):
