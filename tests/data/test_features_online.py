@@ -265,6 +265,29 @@ def test_composite_keys(fs_ctx: Context) -> None:
     assert got == [{"rate": 0.3}, {"rate": 0.2}, {"rate": None}]
 
 
+def test_keys_with_the_wrong_number_of_parts_are_refused(fs_ctx: Context) -> None:
+    # They matched nothing and read as all-null rows, as if the entity were unknown.
+    frame = pd.DataFrame({"region": ["eu"], "shop": [1], "ts": [T0], "rate": [0.1]})
+    ll.features.register(
+        FeatureView(
+            name="shops", entity=["region", "shop"], timestamp="ts", features=["rate"], source=frame
+        )
+    )
+    ll.features.materialize("shops", end=T0)
+    for key in (("eu", 1, "extra"), ("eu",), "eu", ["eu", 1, 2]):
+        with pytest.raises(ll.InvalidInput, match=r"has 2 key column\(s\): region, shop") as info:
+            ll.features.get_online("shops", [("eu", 1), key])
+        assert f"key {key!r} has" in str(info.value) and info.value.field == "keys"
+    assert ll.features.get_online("shops", [("eu", 1), ["eu", 2]]) == [
+        {"rate": 0.1},
+        {"rate": None},
+    ]
+    _random_view("u", seed=6, ttl_s=None)
+    ll.features.materialize("u", end=T0 + pd.Timedelta(seconds=200))
+    with pytest.raises(ll.InvalidInput, match=r"key \(1, 2\) has 2 part\(s\)"):
+        ll.features.get_online("u", [(1, 2)])
+
+
 def test_incremental_materialize_upserts(fs_ctx: Context) -> None:
     frame = pd.DataFrame(
         {

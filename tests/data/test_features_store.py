@@ -498,6 +498,27 @@ def test_cli_ls_show_materialize_get_online(embedded_ctx: Context) -> None:
         assert "user_stats" in out.stdout
 
 
+def test_cli_get_online_refuses_a_key_with_the_wrong_number_of_parts(
+    embedded_ctx: Context,
+) -> None:
+    frame = pd.DataFrame({"region": ["eu"], "shop": [1], "ts": [T0], "rate": [0.1]})
+    ll.features.register(
+        FeatureView(
+            name="shops", entity=["region", "shop"], timestamp="ts", features=["rate"], source=frame
+        )
+    )
+    ll.features.materialize("shops", end=T0)
+    runner = CliRunner()
+    out = runner.invoke(app, ["features", "get-online", "shops", "eu,1", "eu,1,extra", "--json"])
+    assert isinstance(out.exception, ll.InvalidInput)  # the CLI's boundary prints it, exit 2
+    assert out.exception.exit_code == 2 and out.exception.field == "keys"
+    assert "key 'eu,1,extra' has 3 part(s)" in str(out.exception)
+    assert "region, shop" in str(out.exception)
+    out = runner.invoke(app, ["features", "get-online", "shops", "eu,1", "--json"])
+    assert out.exit_code == 0, out.output
+    assert orjson.loads(out.stdout) == [{"key": "eu,1", "features": {"rate": 0.1}}]
+
+
 def test_cli_unknown_view_exits_4_with_one_line(tmp_path: Path) -> None:
     env = {**os.environ, "LOOPLINE_HOME": str(tmp_path / "home")}
     result = subprocess.run(

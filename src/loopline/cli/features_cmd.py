@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from loopline.cli._common import console, esc, print_json
+from loopline.errors import InvalidInput
 
 app = typer.Typer(
     help="Feature views: list, show, materialize to the online store, read online rows.\n\n"
@@ -132,6 +133,15 @@ def get_online_cmd(
 
     view = features.get_view(name)
     parsed: list[Any] = [tuple(k.split(",")) if len(view.keys) > 1 else k for k in keys]
+    for k, p in zip(keys, parsed, strict=True):
+        if len(view.keys) > 1 and len(p) != len(view.keys):
+            raise InvalidInput(
+                f"key {k!r} has {len(p)} part(s), but feature view {name!r} has "
+                f"{len(view.keys)} key columns: {', '.join(view.keys)}",
+                field="keys",
+                hint=f"join one value per key column with ',', e.g. "
+                f"{','.join(['...'] * len(view.keys))}",
+            )
     rows = features.get_online(name, parsed)
     if json_out:
         print_json([{"key": k, "features": r} for k, r in zip(keys, rows, strict=True)])

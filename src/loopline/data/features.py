@@ -576,17 +576,36 @@ def get_online(view_name: str, keys: Sequence[Any]) -> list[dict[str, Any]]:
     loads = orjson.loads
     out: list[dict[str, Any]] = []
     empty: dict[str, Any] | None = None
-    for value in packed:
+    entity: list[str] = []
+    for key, value in zip(keys, packed, strict=True):
         if value is not None:
             out.append(loads(value))
         else:
             if empty is None:
-                empty = _empty_row(ctx, store, view_name)
+                empty, entity = _empty_row(ctx, store, view_name)
+            # Checked on a miss only (a key of the wrong shape never hits), so that the
+            # serving path does not pay for it.
+            _check_key_parts(key, entity, view_name)
             out.append(dict(empty))
     return out
 
 
-def _empty_row(ctx: Context, store: OnlineStore, view_name: str) -> dict[str, Any]:
+def _check_key_parts(key: object, entity: list[str], view_name: str) -> None:
+    parts = len(key) if isinstance(key, tuple | list) else 1
+    if entity and parts != len(entity):
+        raise InvalidInput(
+            f"key {key!r} has {parts} part(s), but feature view {view_name!r} has "
+            f"{len(entity)} key column(s): {', '.join(entity)}",
+            field="keys",
+            hint="pass one value per key column"
+            + (", as a tuple (e.g. ('eu', 42))" if len(entity) > 1 else ""),
+        )
+
+
+def _empty_row(
+    ctx: Context, store: OnlineStore, view_name: str
+) -> tuple[dict[str, Any], list[str]]:
+    """A row of ``None`` for each feature of the materialized view, and its key columns."""
     meta = store.read_meta(view_name)
     if meta is None:
         if view_name not in load_views(ctx, [view_name]):
@@ -596,4 +615,5 @@ def _empty_row(ctx: Context, store: OnlineStore, view_name: str) -> dict[str, An
             hint=f"run ll.features.materialize({view_name!r}) "
             f"or `loopline features materialize {view_name}`",
         )
-    return dict.fromkeys(orjson.loads(meta)["features"])
+    record = orjson.loads(meta)
+    return dict.fromkeys(record["features"]), list(record.get("entity") or [])
