@@ -471,6 +471,31 @@ def test_dataset_source_missing_a_column(embedded_ctx: Context) -> None:
         ll.features.get_historical(_entities(), ["nowhere:clicks"])
 
 
+@pytest.mark.parametrize("source", ["stats@zero", "stats@0", "stats@-1", "../stats"])
+def test_a_dataset_source_that_is_no_reference_is_refused_at_register(
+    embedded_ctx: Context, source: str
+) -> None:
+    # Was registered, and failed only at the first query.
+    with pytest.raises(ll.InvalidInput, match="is not a dataset reference") as info:
+        ll.features.register(_view(source=source))
+    assert repr(source) in str(info.value) and info.value.field == "source"
+    assert ll.features.list_views() == []
+
+
+def test_a_files_dataset_source_says_a_view_needs_a_table(
+    embedded_ctx: Context, tmp_path: Path
+) -> None:
+    # Was NotFound "has no Parquet file ... hint: register the dataset again".
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"jpg")
+    ll.datasets.register("photos", folder)
+    ll.features.register(_view(source="photos"))
+    with pytest.raises(ll.InvalidInput, match="photos@1 is a files dataset") as info:
+        ll.features.get_historical(_entities(), ["user_stats:clicks"])
+    assert "table" in str(info.value) and "DataFrame, CSV or Parquet" in (info.value.hint or "")
+
+
 # -- CLI ------------------------------------------------------------------------------
 
 

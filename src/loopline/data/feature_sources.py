@@ -100,11 +100,20 @@ def _dataset_files(ref: str) -> tuple[str, ...]:
             f"feature views on datasets need loopline.data.datasets, which is missing ({ref})",
             hint="install a Loopline with datasets, or register the view on a DataFrame",
         ) from exc
-    path = Path(datasets.get(name, version=version or "latest").path)
+    found = datasets.get(name, version=version or "latest")
+    path = Path(found.path)
     if path.is_dir():
         files = sorted(str(p) for p in path.rglob("*.parquet"))
     else:
         files = [str(path)] if path.is_file() else []
+    if not files and found.kind != "table":
+        raise InvalidInput(
+            f"dataset {found.ref} is a files dataset with no Parquet file; "
+            "a feature view reads a table dataset",
+            field="source",
+            hint="register the feature rows as a table (a DataFrame, CSV or Parquet file) "
+            "and point the view at that dataset",
+        )
     if not files:
         raise NotFound(
             f"dataset {ref!r} has no Parquet file at {path}",

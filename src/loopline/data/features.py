@@ -262,9 +262,29 @@ def register(view: FeatureView) -> RegisteredView:
         finally:
             con.close()
         return saved
+    _check_dataset_ref(view)
     return save_view(
         ctx, view.name, definition, source_kind="dataset", digest=None, dataset=view.source
     )
+
+
+def _check_dataset_ref(view: FeatureView) -> None:
+    """Refuse a dataset source that is no ``name[@version]`` now, not at the first query.
+
+    The dataset itself is looked up at query time (``name`` follows its latest version).
+    """
+    from loopline.data.datasets import parse_ref
+
+    assert isinstance(view.source, str)
+    try:
+        parse_ref(view.source)
+    except InvalidInput as exc:
+        raise InvalidInput(
+            f"the source {view.source!r} of feature view {view.name!r} is not a dataset "
+            f"reference: {exc.args[0]}",
+            field="source",
+            hint="pass a DataFrame, or a dataset as NAME or NAME@VERSION (e.g. churn@3)",
+        ) from exc
 
 
 def _store_frame(ctx: Context, view: FeatureView) -> tuple[str, int]:
