@@ -114,6 +114,17 @@ def test_columns_option_and_column_mismatch_warnings(files: Path) -> None:
     assert bad.returncode == 2 and "not in the reference data: nope" in bad.stderr
 
 
+def test_column_names_with_square_brackets_print_verbatim(files: Path) -> None:
+    # Rich took "[/x]" in a column name for markup: MarkupError instead of the warning.
+    ref, cur = _frames(300)
+    ref.assign(**{"gone[/x]": 1.0}).to_parquet(files / "ref3.parquet")
+    cur.assign(**{"new[red]": 1.0}).to_parquet(files / "cur3.parquet")
+    result = _loopline(files, "drift", "ref3.parquet", "cur3.parquet", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "missing from the current data: gone[/x]" in result.stderr
+    assert "only in the current data (not tested): new[red]" in result.stderr
+
+
 def test_human_output_lists_every_column(files: Path) -> None:
     result = _loopline(files, "drift", "ref.parquet", "cur.csv", env={"COLUMNS": "160"})
     assert result.returncode == 0, result.stderr

@@ -7,7 +7,7 @@ import datetime as dt
 import typer
 from rich.table import Table
 
-from loopline.cli._common import console, err_console, print_json
+from loopline.cli._common import console, err_console, esc, print_json
 from loopline.core import audit
 from loopline.core.context import get_context
 
@@ -31,7 +31,7 @@ def verify_cmd(
         console.print(f"[green]audit log intact[/]: {report.checked} events verified")
     else:
         for problem in report.problems:
-            err_console.print(f"[red]{problem}[/]")
+            err_console.print(f"[red]{esc(problem)}[/]")
         err_console.print(
             f"audit log BROKEN: {len(report.problems)} problem(s) in {report.checked} events"
         )

@@ -13,7 +13,7 @@ from dataclasses import asdict
 
 import typer
 
-from loopline.cli._common import console, err_console, print_json
+from loopline.cli._common import console, err_console, esc, print_json
 from loopline.config import Settings, load_settings
 from loopline.errors import ConfigError
 
@@ -158,7 +158,7 @@ def restore(
         )
     if report.audit_problems:
         for problem in report.audit_problems:
-            err_console.print(f"[red]audit: {problem}[/]")
+            err_console.print(f"[red]audit: {esc(problem)}[/]")
         err_console.print("the audit log of the backup is broken (restored as it was)")
     elif not json_out:
         console.print(f"audit log intact: {report.audit_checked} events verified")

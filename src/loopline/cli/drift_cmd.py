@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from loopline.cli._common import console, err_console, print_json
+from loopline.cli._common import console, err_console, esc, print_json
 
 if TYPE_CHECKING:
     from loopline.monitoring.report import DriftReport
@@ -54,17 +54,17 @@ def _warn(report: DriftReport) -> None:
     if report.missing_columns:
         err_console.print(
             "[yellow]warning:[/] missing from the current data: "
-            + ", ".join(report.missing_columns),
+            + esc(", ".join(report.missing_columns)),
             highlight=False,
         )
     if report.extra_columns:
         err_console.print(
             f"[yellow]warning:[/] only in the current data (not tested): "
-            f"{', '.join(report.extra_columns)}",
+            f"{esc(', '.join(report.extra_columns))}",
             highlight=False,
         )
     for name, status in report.skipped_columns.items():
-        err_console.print(f"[yellow]warning:[/] {name}: {status}", highlight=False)
+        err_console.print(f"[yellow]warning:[/] {esc(name)}: {esc(status)}", highlight=False)
 
 
 def drift(

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from loopline.cli._common import console, print_json
+from loopline.cli._common import console, esc, print_json
 
 #: Exit code when the challenger is blocked (distinct from errors, for CI scripts).
 BLOCKED_EXIT = 1
@@ -48,7 +48,10 @@ def gate(
         table.add_column("detail", overflow="fold")
         for c in verdict.checks:
             table.add_row(
-                c.gate, c.check, "[green]pass[/]" if c.passed else "[red]FAIL[/]", c.message
+                esc(c.gate),
+                esc(c.check),
+                "[green]pass[/]" if c.passed else "[red]FAIL[/]",
+                esc(c.message),
             )
         console.print(table)
         if verdict.blessed:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from loopline.cli._common import console, print_json
+from loopline.cli._common import console, esc, print_json
 
 app = typer.Typer(
     help="The closed loop: drift or decay -> retrain -> gate -> canary, per policy.\n\n"
@@ -50,7 +50,7 @@ def once(
         print_json([r.to_dict() for r in results])
         return
     for r in results:
-        console.print(f"[bold]{r.model}[/]: {r.outcome} - {r.message}", soft_wrap=True)
+        console.print(f"[bold]{esc(r.model)}[/]: {r.outcome} - {esc(r.message)}", soft_wrap=True)
 
 
 @app.command("run")

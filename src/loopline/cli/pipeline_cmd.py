@@ -15,7 +15,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from loopline.cli._common import console, err_console, print_json
+from loopline.cli._common import console, err_console, esc, print_json
 from loopline.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ def _print_result(result: PipelineResult, json_out: bool) -> None:
             if rec.status == "failed":
                 console.print(
                     f"[red]{rec.name}[/] failed after {rec.attempts} attempt(s): "
-                    f"{_first_line(rec.error)}",
+                    f"{esc(_first_line(rec.error))}",
                     highlight=False,
                 )
         if result.status == "failed":
@@ -332,4 +332,4 @@ def show_cmd(
     _print_steps(result)
     for s in rec.steps.values():
         if s.status == "failed" and s.error:
-            console.print(f"[red]{s.name}[/] error:\n{s.error.strip()}", highlight=False)
+            console.print(f"[red]{esc(s.name)}[/] error:\n{esc(s.error.strip())}", highlight=False)
