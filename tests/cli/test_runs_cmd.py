@@ -115,3 +115,21 @@ def test_every_runs_command_has_an_example(tmp_path: Path) -> None:
             timeout=60,
         )
         assert done.returncode == 0 and "Example" in done.stdout
+
+
+def test_square_brackets_in_names_params_and_tags_print_verbatim(ctx: Context) -> None:
+    """Rich reads '[...]' as markup: '[/x]' crashed the table and '[red]' vanished."""
+    ids = []
+    for value in ("[red]lgbm", "xgb[/x]"):
+        with ll.start_run(experiment="brackets", name=f"run {value}") as run:
+            run.log_params({"model[kind]": value})
+            run.set_tag("note", f"see [{value}]")
+            run.log_metric("auc[val]", 0.5)
+        ids.append(run.id)
+    for args in (("ls", "-e", "brackets"), ("show", ids[0]), ("compare", *ids)):
+        done = _runs(ctx, *args)
+        assert done.returncode == 0, (args, done.stderr)
+        assert "auc[val]" in done.stdout, args
+    shown = _runs(ctx, "show", ids[1]).stdout
+    assert "run xgb[/x]" in shown and "model[kind]" in shown and "see [xgb[/x]]" in shown
+    assert "[red]lgbm" in _runs(ctx, "compare", *ids).stdout

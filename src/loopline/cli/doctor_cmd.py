@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from loopline.cli._common import console, print_json
+from loopline.cli._common import console, esc, print_json
 from loopline.config import load_settings
 from loopline.core.doctor import run_checks
 
@@ -26,7 +26,7 @@ def doctor(
             table.add_column(col)
         for c in checks:
             status = "[green]ok[/]" if c.ok else "[red]FAIL[/]"
-            table.add_row(c.name, c.target, status, c.detail)
+            table.add_row(c.name, esc(c.target), status, esc(c.detail))
         console.print(table)
     if not all(c.ok for c in checks):
         raise typer.Exit(2)

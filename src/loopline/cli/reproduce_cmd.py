@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from loopline.cli._common import console, err_console, print_json
+from loopline.cli._common import console, err_console, esc, print_json
 
 if TYPE_CHECKING:
     from loopline.training.reproduce import Reproduction
@@ -35,7 +35,8 @@ def _print(result: Reproduction) -> None:
     )
     if result.datasets:
         console.print(
-            "data pinned to: " + ", ".join(f"{n}@{v}" for n, v in sorted(result.datasets.items())),
+            "data pinned to: "
+            + ", ".join(f"{esc(n)}@{v}" for n, v in sorted(result.datasets.items())),
             highlight=False,
         )
     for p in result.package_mismatches:
@@ -44,12 +45,12 @@ def _print(result: Reproduction) -> None:
             f"installed {p.installed or 'absent'}[/]",
             highlight=False,
         )
-    table = Table(title=result.model or result.original_run_id)
+    table = Table(title=esc(result.model or result.original_run_id))
     for col in ("metric", "recorded", "reproduced", "abs diff", "rel diff", "match"):
         table.add_column(col)
     for name, m in result.metrics.items():
         table.add_row(
-            name,
+            esc(name),
             _number(m.recorded),
             _number(m.reproduced),
             _number(m.abs_diff),
@@ -63,7 +64,7 @@ def _print(result: Reproduction) -> None:
         f"{result.abs_tolerance:g} (absolute)"
     )
     if result.workdir:
-        console.print(f"code and environment kept in {result.workdir}", highlight=False)
+        console.print(f"code and environment kept in {esc(result.workdir)}", highlight=False)
 
 
 def reproduce(

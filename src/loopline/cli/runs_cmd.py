@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from loopline.cli._common import console, print_json
+from loopline.cli._common import console, esc, print_json
 from loopline.errors import InvalidInput
 
 app = typer.Typer(
@@ -96,13 +96,13 @@ def ls_cmd(
     for run in page:
         data = run.to_dict()
         shown = list(data["metrics"].items())[:4]
-        metrics = ", ".join(f"{k}={_num(v)}" for k, v in shown)
+        metrics = ", ".join(f"{esc(k)}={_num(v)}" for k, v in shown)
         if len(data["metrics"]) > len(shown):
             metrics += ", ..."
         table.add_row(
             data["id"],
-            data["name"] or "",
-            data["experiment"],
+            esc(data["name"] or ""),
+            esc(data["experiment"]),
             data["status"],
             _when(data["start_time"]),
             _duration(data["start_time"], data["end_time"]),
@@ -134,7 +134,7 @@ def show_cmd(
     info.add_column("field", style="bold")
     info.add_column("value", overflow="fold")
     for field in ("name", "experiment", "status", "user", "parent_run_id", "artifact_uri"):
-        info.add_row(field, str(data[field] or ""))
+        info.add_row(field, esc(data[field] or ""))
     info.add_row("started (UTC)", _when(data["start_time"]))
     info.add_row("ended (UTC)", _when(data["end_time"]))
     console.print(info)
@@ -149,14 +149,14 @@ def show_cmd(
         for col in _INPUT_COLUMNS:
             table.add_column(col, overflow="fold")
         for item in data["inputs"]:
-            table.add_row(*(str(item[c] or "") for c in _INPUT_COLUMNS))
+            table.add_row(*(esc(item[c] or "") for c in _INPUT_COLUMNS))
         console.print(table)
     if artifacts:
         table = Table(title="artifacts")
         for col in ("path", "size", "digest"):
             table.add_column(col, overflow="fold")
         for a in artifacts:
-            table.add_row(a["path"], str(a["size"]), a["digest"][:16])
+            table.add_row(esc(a["path"]), str(a["size"]), a["digest"][:16])
         console.print(table)
 
 
@@ -168,7 +168,7 @@ def _kv_table(title: str, values: dict[str, Any]) -> None:
     table.add_column("value", overflow="fold")
     for key, value in values.items():
         text = "" if value is None else str(value)
-        table.add_row(key, text if len(text) <= 300 else text[:300] + " ...")
+        table.add_row(esc(key), esc(text if len(text) <= 300 else text[:300] + " ..."))
     console.print(table)
 
 
@@ -223,13 +223,13 @@ def compare_cmd(
     if json_out:
         print_json(result)
         return
-    headers = [f"{r['name'] or ''}\n{r['id'][:12]}" for r in result["runs"]]
+    headers = [f"{esc(r['name'] or '')}\n{r['id'][:12]}" for r in result["runs"]]
     params = Table(title="params that differ")
     params.add_column("param", style="bold")
     for h in headers:
         params.add_column(h, overflow="fold")
     for key, values in result["params"].items():
-        params.add_row(key, *("-" if v is None else str(v) for v in values))
+        params.add_row(esc(key), *("-" if v is None else esc(v) for v in values))
     if result["params"]:
         console.print(params)
     else:
@@ -246,5 +246,5 @@ def compare_cmd(
                 color = "green" if delta > 0 else "red" if delta < 0 else "dim"
                 shown += f" [{color}]({delta:+.4g})[/]"
             cells.append(shown)
-        table.add_row(key, *cells)
+        table.add_row(esc(key), *cells)
     console.print(table)
