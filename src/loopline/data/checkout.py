@@ -22,6 +22,7 @@ import errno
 import os
 import shutil
 import stat
+import threading
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -68,12 +69,22 @@ def _link_verified(store: LocalArtifactStore, entry: FileEntry, dest: Path) -> N
 
 
 def _fetch(store: ArtifactStore, entries: Sequence[FileEntry], root: Path, link: bool) -> None:
+    failed = threading.Event()
+
     def one(entry: FileEntry) -> None:
+        # A worker free at the moment another fails must not start a download that would
+        # wait out the store's timeouts too: the first failure is the answer.
+        if failed.is_set():
+            return
         dest = _target(root, entry.path)
-        if link and isinstance(store, LocalArtifactStore):
-            _link_verified(store, entry, dest)
-        else:
-            store.get_file(entry.digest, dest)
+        try:
+            if link and isinstance(store, LocalArtifactStore):
+                _link_verified(store, entry, dest)
+            else:
+                store.get_file(entry.digest, dest)
+        except BaseException:
+            failed.set()
+            raise
 
     pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="checkout")
     try:
