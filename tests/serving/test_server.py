@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -396,3 +401,71 @@ def test_two_workers_share_the_canary_window_and_the_metrics(embedded_ctx: Conte
         if line.startswith('loopline_predictions_total{model="churn",status="200"')
     )
     assert served == len(statuses)  # summed over both worker processes
+
+
+def _entrypoint(dockerfile: str) -> list[str]:
+    line = next(x for x in dockerfile.splitlines() if x.startswith("ENTRYPOINT "))
+    args: list[str] = json.loads(line.removeprefix("ENTRYPOINT "))
+    return args
+
+
+def test_the_packaged_image_command_is_one_serve_accepts_and_follows_the_deployment(
+    ctx: Context, tmp_path: Path
+) -> None:
+    from loopline.cli.main import load_command
+    from loopline.serving.control import parse_selection
+    from loopline.serving.package import package
+
+    data = toy_data()
+    v1 = register(good_model(data), "churn", data)
+    v2 = register(weak_model(data), "churn", data)
+    ll.deploy("churn", v1)
+    package("models:/churn", tmp_path / "pkg")
+    entry = _entrypoint((tmp_path / "pkg" / "Dockerfile").read_text())
+    assert entry[:2] == ["loopline", "serve"]
+    parsed = load_command("serve").make_context("serve", entry[2:]).params
+    assert parsed["model"] == ["models:/churn"]
+    assert parse_selection(parsed["model"]) == ({"churn"}, {})  # follows, pins nothing
+    rest = list(entry[2:])
+    for option in ("--host", "--port"):  # the test server picks a free local port
+        at = rest.index(option)
+        del rest[at : at + 2]
+    with serving(ctx, *rest) as url, httpx.Client(base_url=url, timeout=30) as client:
+        assert _predict(client, "churn", {"instances": [row()]}).json()["model_version"] == str(v1)
+        ll.deploy("churn", v2)
+        wait_for(
+            lambda: (
+                _predict(client, "churn", {"instances": [row()]}).json()["model_version"] == str(v2)
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    ("model", "code", "words"),
+    [
+        pytest.param("models:/churn/99", 4, "99", id="no-such-version"),
+        pytest.param("models:/churn@nope", 4, "nope", id="no-such-alias"),
+        pytest.param("models:/churn/x", 2, "not a model URI", id="malformed"),
+    ],
+)
+def test_serve_stops_with_one_line_before_listening_when_a_pin_does_not_resolve(
+    ctx: Context, model: str, code: int, words: str
+) -> None:
+    data = toy_data()
+    register(good_model(data), "churn", data)
+    env = {
+        **os.environ,
+        "LOOPLINE_URI": ctx.settings.metadata_uri,
+        "LOOPLINE_ARTIFACTS": ctx.settings.artifacts_uri,
+        "COLUMNS": "200",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "loopline.cli.main", "serve", "--port", "1", "-m", model],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == code, done.stderr
+    assert "Traceback" not in done.stderr and "listening" not in done.stderr
+    assert words in done.stderr and "error:" in done.stderr

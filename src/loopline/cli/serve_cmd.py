@@ -19,8 +19,8 @@ def serve(
         [],
         "--model",
         "-m",
-        help="Serve only this deployment (NAME), or pin a version (models:/NAME/VERSION or "
-        "models:/NAME@ALIAS). Repeatable. Default: every deployment.",
+        help="Serve only this deployment (NAME or models:/NAME), or pin a version "
+        "(models:/NAME/VERSION or models:/NAME@ALIAS). Repeatable. Default: every deployment.",
     ),
     poll_interval: float = typer.Option(
         1.0, "--poll-interval", min=0.05, help="Seconds between polls of the deployments."
@@ -61,10 +61,14 @@ def serve(
 
     from loopline.cli._listen import announce, enable_auth
     from loopline.core.context import get_context
+    from loopline.serving.control import check_selection
 
     enable_auth(auth)  # before the context is built; workers read it from the environment
     ctx = get_context()
     _ = ctx.engine  # migrate before the first worker starts, and fail early on a bad URI
+    # A bad --model value or a missing pinned version stops here with one line; inside
+    # uvicorn's startup it would be a traceback after "listening on".
+    check_selection(model)
     err_console.print(
         f"loopline serve: {workers} worker(s), "
         f"metadata {ctx.settings.metadata_uri}, artifacts {ctx.settings.artifacts_uri}",

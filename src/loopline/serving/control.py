@@ -26,7 +26,7 @@ import time
 from typing import Any
 
 from loopline.core.context import Context
-from loopline.errors import InvalidInput
+from loopline.errors import InvalidInput, NotFound
 from loopline.serving import store
 from loopline.serving.canary import Analysis, WindowStats, analyse
 from loopline.serving.policy import RolloutPolicy
@@ -43,17 +43,22 @@ RETRY_LOAD_AFTER = 30.0
 def parse_selection(models: list[str]) -> tuple[set[str] | None, dict[str, str]]:
     """Split ``--model`` values into deployment names to follow and pinned model URIs.
 
-    ``NAME`` follows the deployment of NAME; ``models:/NAME/VERSION`` or
+    ``NAME`` or ``models:/NAME`` follows the deployment of NAME (the form ``loopline
+    package models:/NAME`` writes into the image); ``models:/NAME/VERSION`` or
     ``models:/NAME@ALIAS`` serves that version (an alias is followed as it moves).
 
     Example:
-        >>> parse_selection(["churn", "models:/fraud@champion"])
+        >>> parse_selection(["models:/churn", "models:/fraud@champion"])
         ({'churn'}, {'fraud': 'champion'})
     """
     names: set[str] = set()
     pins: dict[str, str] = {}
     for spec in models:
         if spec.startswith("models:/"):
+            rest = spec.removeprefix("models:/").strip("/")
+            if rest and "@" not in rest and "/" not in rest:
+                names.add(rest)
+                continue
             from loopline.training.registry import parse_uri
 
             name, ref = parse_uri(spec)
@@ -63,6 +68,22 @@ def parse_selection(models: list[str]) -> tuple[set[str] | None, dict[str, str]]
     if names:
         return names, pins
     return (set() if pins else None), pins
+
+
+def check_selection(models: list[str]) -> dict[str, int]:
+    """Check ``--model`` values before the server starts; the version each pin serves now.
+
+    A malformed value is an :class:`InvalidInput`, a pinned version or alias that does not
+    exist a :class:`NotFound` - raised here, so ``loopline serve`` stops with one line
+    before it listens instead of failing inside the server's startup.
+
+    Example:
+        >>> # check_selection(["churn", "models:/fraud@champion"])  -> {'fraud': 7}
+    """
+    from loopline.training import registry
+
+    _, pins = parse_selection(models)
+    return {name: registry.get(name, ref).version for name, ref in pins.items()}
 
 
 class Controller:
@@ -149,7 +170,7 @@ class Controller:
         for name, ref in self.pins.items():
             try:
                 d = self._pinned(name, ref)
-            except InvalidInput as exc:
+            except (InvalidInput, NotFound) as exc:  # e.g. the alias was deleted meanwhile
                 self.errors[name] = str(exc)
                 continue
             old = current.get(name)
