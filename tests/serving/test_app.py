@@ -13,8 +13,8 @@ from pydantic import ValidationError
 
 from loopline.core.context import Context
 from loopline.serving.app import GC_THRESHOLDS, ModelServer, ServeSettings
-from loopline.serving.deploy import deploy
-from tests.serving.helpers import good_model, register, row, toy_data
+from loopline.serving.deploy import deploy, get_deployment, history, live_window
+from tests.serving.helpers import good_model, register, row, toy_data, weak_model
 
 
 async def _post(app: ModelServer, path: str, payload: Any) -> tuple[int, dict[str, Any]]:
@@ -75,3 +75,94 @@ def test_a_bad_switch_interval_is_refused_naming_the_setting(
     monkeypatch.setenv("LOOPLINE_SERVE_SWITCH_INTERVAL_MS", value)
     with pytest.raises(ValidationError, match="switch_interval_ms"):
         ServeSettings()
+
+
+def _served(ctx: Context) -> ModelServer:
+    """A server with its routes loaded, without the startup's interpreter tuning."""
+    server = ModelServer(ctx, ServeSettings(log_predictions=False))
+    server.control.refresh()
+    return server
+
+
+INVALID = [
+    {"instances": [{**row(), "a": "oops"}]},
+    {"instances": [{"a": 0.1, "b": 0.2}]},
+    {"instances": [[0.1, 0.2]]},
+    {"instances": [{**row(), "b": None}]},
+]
+
+
+def test_a_canary_that_gets_only_bad_requests_stays_in_place(embedded_ctx: Context) -> None:
+    data = toy_data()
+    v1 = register(good_model(data), "churn", data)
+    v2 = register(weak_model(data), "churn", data)
+    deploy("churn", v1)
+    deploy("churn", v2, strategy="canary", steps=[50, 100], window_requests=20, min_requests=5)
+    server = _served(embedded_ctx)
+    for i in range(80):  # keyless: half of them pick the candidate
+        status, answer = asyncio.run(
+            _post(server, "/v1/models/churn/predict", INVALID[i % len(INVALID)])
+        )
+        assert status == 422, answer
+    server.control.refresh()  # flushes the counters and judges the step
+    d = get_deployment("churn")
+    assert (d.stable_version, d.candidate_version) == (v1, v2)
+    assert [e.action for e in history("churn")] == ["deploy.direct", "deploy.canary"]
+    window = live_window("churn")
+    assert window is not None
+    assert window["candidate"]["errors"] == window["stable"]["errors"] == 0
+    assert window["candidate"]["requests"] == window["stable"]["requests"] == 0
+    assert "loopline_model_failures_total{" not in server.metrics.render()[0].decode()
+
+
+def test_ab_counters_leave_out_bad_requests(embedded_ctx: Context) -> None:
+    data = toy_data()
+    v1 = register(good_model(data), "churn", data)
+    v2 = register(weak_model(data), "churn", data)
+    deploy("churn", v1)
+    deploy("churn", v2, strategy="ab", split=50)
+    server = _served(embedded_ctx)
+    sides = set()
+    for i in range(40):
+        bad = {**INVALID[i % len(INVALID)], "key": f"user-{i}"}
+        assert asyncio.run(_post(server, "/v1/models/churn/predict", bad))[0] == 422
+        good = {"instances": [row()], "key": f"user-{i}"}
+        status, answer = asyncio.run(_post(server, "/v1/models/churn/predict", good))
+        assert status == 200, answer
+        sides.add(answer["model_version"])
+    assert sides == {str(v1), str(v2)}
+    stats = server.control.routes["churn"].stats
+    assert stats is not None and stats.fallbacks == 0
+    assert stats.candidate.errors == stats.stable.errors == 0
+    assert stats.candidate.requests + stats.stable.requests == 40  # the good ones only
+
+
+def test_a_canary_that_refuses_what_the_stable_version_takes_is_rolled_back(
+    embedded_ctx: Context,
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    import loopline as ll
+
+    data = toy_data()
+    v1 = register(good_model(data), "churn", data)
+    with ll.start_run(experiment="exp-narrow") as run:  # a signature without 'bucket'
+        narrow = data[["a", "b"]]
+        run.log_model(
+            LogisticRegression().fit(narrow, data["label"]), "model", input_example=narrow
+        )
+    v2 = int(ll.registry.register(run, "churn").version)
+    deploy("churn", v1)
+    deploy("churn", v2, strategy="canary", steps=[50, 100], window_requests=20, min_requests=5)
+    server = _served(embedded_ctx)
+    for _ in range(40):
+        status, answer = asyncio.run(
+            _post(server, "/v1/models/churn/predict", {"instances": [row()]})
+        )
+        assert status == 200 and answer["model_version"] == str(v1), answer
+    stats = server.control.routes["churn"].stats
+    assert stats is not None and stats.candidate.errors >= 1
+    server.control.refresh()
+    d = get_deployment("churn")
+    assert (d.stable_version, d.candidate_version) == (v1, None)
+    assert history("churn")[-1].action == "canary.rollback"

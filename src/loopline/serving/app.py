@@ -19,10 +19,12 @@ predicted. Every bad input is a 4xx whose JSON body names what is wrong
 
 When the answering version raises (or exceeds ``timeout_ms``), the stable version answers
 for a candidate, and the deployment's fallback version answers for the stable one; the
-failure is counted (metrics and the canary window). Shadow requests run after the answer
-was sent. With ``log_predictions`` every answered request is queued for the prediction
-log (:mod:`loopline.monitoring.prediction_log`: a deque append here, written in batches by
-its own thread).
+failure is counted (metrics and the canary window). A request the signature rejects is
+the client's error - a 422 that counts against no version, so bad input cannot roll a
+canary back; a candidate that refuses what the stable version takes did fail. Shadow
+requests run after the answer was sent. With ``log_predictions`` every answered request
+is queued for the prediction log (:mod:`loopline.monitoring.prediction_log`: a deque
+append here, written in batches by its own thread).
 
 The tail latency of one-row requests is the server's own background work more than the
 request path: at startup the loaded models are frozen out of the collector's reach, the
@@ -389,10 +391,16 @@ class ModelServer:
         self, route: Route, model: ServedModel, is_candidate: bool, shape: str, rows: Any
     ) -> tuple[list[Any], ServedModel]:
         stats = route.stats
+        rejected: tuple[InvalidInput, float] | None = None
         if is_candidate:
             t = time.perf_counter()
             try:
                 preds = await self._call(route, model, shape, rows)
+            except InvalidInput as exc:
+                # Bad input is the client's fault, not the candidate's: the stable version
+                # judges the input below, and only when it accepts it did the candidate
+                # fail (a signature the deployment's clients do not send).
+                rejected = exc, time.perf_counter() - t
             except Exception as exc:  # the stable version answers; the failure is counted
                 if stats is not None:
                     stats.candidate.error(time.perf_counter() - t)
@@ -407,7 +415,7 @@ class ModelServer:
         try:
             preds = await self._call(route, stable, shape, rows)
         except InvalidInput:
-            raise
+            raise  # a 422 for the client; no version failed
         except Exception as exc:  # the fallback version answers, or ModelFailed (500)
             if stats is not None:
                 stats.stable.error(time.perf_counter() - t)
@@ -427,6 +435,11 @@ class ModelServer:
             return preds, fallback
         if stats is not None:
             stats.stable.record(time.perf_counter() - t, _first(preds))
+        if rejected is not None:  # the stable version took what the candidate refused
+            if stats is not None:
+                stats.candidate.error(rejected[1])
+                stats.fallbacks += 1
+            self._failed(model, rejected[0])
         return preds, stable
 
     async def _predict(self, scope: Scope, name: str, receive: Receive, send: Send) -> None:
