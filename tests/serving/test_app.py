@@ -18,8 +18,8 @@ from tests.serving.helpers import good_model, register, row, toy_data, weak_mode
 
 
 async def _post(app: ModelServer, path: str, payload: Any) -> tuple[int, dict[str, Any]]:
-    """One POST through the ASGI callable, as uvicorn would make it."""
-    body = orjson.dumps(payload)
+    """One POST through the ASGI callable, as uvicorn would make it (bytes are sent as is)."""
+    body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -166,3 +166,32 @@ def test_a_canary_that_refuses_what_the_stable_version_takes_is_rolled_back(
     d = get_deployment("churn")
     assert (d.stable_version, d.candidate_version) == (v1, None)
     assert history("churn")[-1].action == "canary.rollback"
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        (b'{"instances": [{"a": Infinity, "b": 0.5, "bucket": 1}]}', "a", "is inf in row 0"),
+        (b'{"instances": [{"a": 0.5, "b": -Infinity, "bucket": 1}]}', "b", "is -inf"),
+        (b'{"instances": [{"a": 0.5, "b": 1e400, "bucket": 1}]}', "b", "is inf"),
+        (b'{"instances": [[0.5, 0.5, 1], [0.5, Infinity, 1]]}', "b", "is inf in row 1"),
+        (b'{"instances": [{"a": 0.5, "b": 0.5, "bucket": 1e30}]}', "bucket", "out of range"),
+        (
+            b'{"instances": [{"a": 0.5, "b": 0.5, "bucket": 1180591620717411303424}]}',
+            "bucket",
+            "out of range",
+        ),
+        (b'{"instances": [{"a": 0.5, "b": 0.5, "bucket": -1e19}]}', "bucket", "out of range"),
+    ],
+    ids=["inf", "minus-inf", "1e400", "inf-second-row", "1e30-int", "2**70-int", "-1e19-int"],
+)
+def test_values_beyond_a_column_are_422_naming_it_and_count_against_no_version(
+    embedded_ctx: Context, body: bytes, field: str, words: str
+) -> None:
+    data = toy_data()
+    deploy("churn", register(good_model(data), "churn", data))
+    server = _served(embedded_ctx)
+    status, answer = asyncio.run(_post(server, "/v1/models/churn/predict", body))
+    assert status == 422, answer
+    assert answer["error"]["field"] == field and words in answer["error"]["message"], answer
+    assert "loopline_model_failures_total{" not in server.metrics.render()[0].decode()

@@ -105,6 +105,53 @@ def test_scoring_csv_to_csv_with_the_cli_and_a_bad_chunk_names_rows_and_column(
     assert e.value.field == "input"
 
 
+def _score_cli(ctx: Context, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **__import__("os").environ,
+        "LOOPLINE_URI": ctx.settings.metadata_uri,
+        "LOOPLINE_ARTIFACTS": ctx.settings.artifacts_uri,
+        "COLUMNS": "200",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "loopline.cli.main", "score", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def test_scoring_a_file_with_inf_or_a_stray_word_names_the_column_and_the_file_row(
+    model_uri: str, tmp_path: Path, embedded_ctx: Context
+) -> None:
+    frame = toy_data(300, seed=7).drop(columns=["label"])
+    with_inf = frame.copy()
+    with_inf.loc[158, "b"] = float("inf")
+    with_inf.to_csv(tmp_path / "inf.csv", index=False)
+    with_inf.to_parquet(tmp_path / "inf.parquet")
+    with pytest.raises(InvalidInput, match=r"column 'b' is inf in row 158") as e:
+        score(model_uri, tmp_path / "inf.parquet", tmp_path / "x.parquet", chunk_rows=100)
+    assert e.value.field == "b"
+    done = _score_cli(
+        embedded_ctx, model_uri, str(tmp_path / "inf.csv"), str(tmp_path / "o.csv"),
+        "--chunk-rows", "100",
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "column 'b' is inf in row 158" in done.stderr and "Traceback" not in done.stderr
+
+    # One word in a float column: pandas reads the whole column as text.
+    words = frame.astype({"a": object})
+    words.loc[205, "a"] = "abc"
+    words.to_csv(tmp_path / "word.csv", index=False)
+    done = _score_cli(embedded_ctx, model_uri, str(tmp_path / "word.csv"), str(tmp_path / "o.csv"))
+    assert done.returncode == 2, done.stderr
+    assert "column 'a' expects float, got str 'abc' (row 205)" in done.stderr
+    # In chunks, an earlier chunk holds only numbers as text: the hint says what to look for.
+    with pytest.raises(InvalidInput, match=r"rows 0\.\.99: column 'a' expects float") as e:
+        score(model_uri, tmp_path / "word.csv", tmp_path / "o.csv", chunk_rows=100)
+    assert e.value.hint is not None and "one value that is not a number" in e.value.hint
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Data's own deprecations
 def test_scoring_on_ray(model_uri: str, tmp_path: Path) -> None:

@@ -193,6 +193,7 @@ def _score_local(
     probabilities: bool,
     progress: ProgressFn | None,
 ) -> tuple[int, int]:
+    import pandas as pd
     import pyarrow as pa
 
     data = _dataset(src)
@@ -206,6 +207,8 @@ def _score_local(
             if batch.num_rows == 0:
                 continue
             frame = batch.to_pandas()
+            # Numbered from the chunk's first row, so a bad value is named by its row in the file.
+            frame.index = pd.RangeIndex(rows, rows + len(frame))
             try:
                 scored = _predict_frame(model, frame, version, probabilities)
             except InvalidInput as exc:

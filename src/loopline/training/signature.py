@@ -51,6 +51,13 @@ _ACCEPTS: dict[str, frozenset[type]] = {
     "string": _STR_TYPES,
 }
 _HINT = "send the columns and types of the model's signature (see `loopline models show`)"
+_INF = math.inf
+#: The range of an ``int`` column (int64), as ints and as the floats that bound it.
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+_INT_LOW, _INT_HIGH = float(INT_MIN), float(2**63)  # a float v fits when _INT_LOW <= v < _INT_HIGH
+_INT_TOP = float(np.nextafter(_INT_HIGH, 0.0))  # the largest float64 that is an int64
+#: The largest finite float: an int beyond it cannot feed a ``float`` column.
+_FLOAT_MAX = float(np.finfo(np.float64).max)
 
 
 @dataclass(frozen=True)
@@ -244,6 +251,10 @@ class ModelSignature:
             if c.type == "float" or (c.type == "int" and c.nullable):
                 data[c.name] = col.astype(np.float64)
             elif c.type == "int":
+                if col.dtype == np.float64:
+                    # A numeric model's rows are float64: ints within 512 of INT_MAX (valid)
+                    # round up to 2**63, one past int64; they go back to the nearest int64.
+                    col = np.minimum(col, _INT_TOP)
                 data[c.name] = col.astype(np.int64)
             elif c.type == "bool":
                 data[c.name] = col.astype(bool) if not c.nullable else col.astype(object)
@@ -263,11 +274,22 @@ class ModelSignature:
             t = type(v)
             if t in accepts:
                 if t in _FLOAT_TYPES:
-                    if v != v:
+                    # One chained comparison on the hot path catches NaN and +-inf alike.
+                    if not -_INF < v < _INF:
+                        if v == v:
+                            raise _infinite(name, v, r)
                         if not nullable:
                             raise _null(name, r)
-                    elif kind == "int" and not float(v).is_integer():
-                        raise _wrong(name, kind, v, r)
+                    elif kind == "int":
+                        if not float(v).is_integer():
+                            raise _wrong(name, kind, v, r)
+                        if not _INT_LOW <= v < _INT_HIGH:
+                            raise _out_of_range(name, kind, v, r)
+                elif kind == "int":
+                    if not INT_MIN <= v <= INT_MAX:
+                        raise _out_of_range(name, kind, v, r)
+                elif t is int and not -_FLOAT_MAX <= v <= _FLOAT_MAX:  # float(v) would overflow
+                    raise _out_of_range(name, kind, v, r)
                 append(v)
             elif v is None:
                 if not nullable:
@@ -336,7 +358,8 @@ class ModelSignature:
                 if not nullable and nan.any():
                     raise _null(name, int(np.argmax(nan)))
                 if kind != "float":
-                    _check_integral(name, kind, col[~nan])
+                    _check_integral(name, kind, col, ~nan)
+            _check_numbers(name, kind, col, int)
         return arr if arr.dtype == np.float64 else arr.astype(np.float64)
 
     def _from_frame(self, df: Any) -> np.ndarray[Any, Any]:
@@ -361,19 +384,29 @@ class ModelSignature:
                 field=extra[0],
                 hint=_HINT,
             )
+        row_of = _row_labels(df)
         for c in self.inputs:
             series = df[c.name]
             nulls = series.isna().to_numpy()
             if nulls.any() and not c.nullable:
-                raise _null(c.name, int(np.argmax(nulls)))
+                raise _null(c.name, row_of(int(np.argmax(nulls))))
             found = _series_type(series)
             ok = found is None or found == c.type or (c.type == "float" and found == "int")
+            if found in ("int", "float") and c.type in ("int", "float"):
+                _check_numbers(c.name, c.type, series.to_numpy(), row_of, nulls)
             if not ok and c.type == "int" and found == "float":
-                _check_integral(c.name, "int", series.to_numpy()[~nulls])
+                _check_integral(c.name, "int", series.to_numpy(), ~nulls, row_of)
                 ok = True
             if not ok:
-                sample = series[~series.isna()].iloc[0]
-                raise _wrong(c.name, c.type, sample, int(np.argmax(~nulls)))
+                values = series.to_numpy()
+                at = _first_offending(values, nulls, c.type)
+                error = _wrong(c.name, c.type, _py(values[at]), row_of(at))
+                if isinstance(values[at], str) and _is_number(values[at]):
+                    error.hint = (
+                        "the column holds numbers as text: a CSV column with one value that "
+                        "is not a number is read as text throughout - fix that value"
+                    )
+                raise error
         frame = df[self.names]
         if self._numeric:
             return np.asarray(frame.astype("float64").to_numpy(dtype=np.float64))
@@ -405,21 +438,140 @@ def _wrong(name: str, kind: str, value: Any, row: int) -> InvalidInput:
     )
 
 
-def _check_integral(name: str, kind: str, values: np.ndarray[Any, Any]) -> None:
-    bad = (values != 0) & (values != 1) if kind == "bool" else np.mod(values, 1) != 0
+def _infinite(name: str, value: Any, row: int) -> InvalidInput:
+    return InvalidInput(
+        f"column {name!r} is {value!r} in row {row}; the model takes finite numbers only",
+        field=name,
+        hint="send a finite number (or null, where the signature allows nulls)",
+    )
+
+
+def _out_of_range(name: str, kind: str, value: Any, row: int) -> InvalidInput:
+    shown = repr(value)
+    if len(shown) > 32:  # a 400-digit integer helps nobody
+        shown = f"{shown[:12]}... ({len(shown)} characters)"
+    limits = f"{INT_MIN}..{INT_MAX}" if kind == "int" else "finite 64-bit floats"
+    return InvalidInput(
+        f"column {name!r} ({kind}) is out of range in row {row}: {shown}; it takes {limits}",
+        field=name,
+        hint="send a value within that range",
+    )
+
+
+def _py(value: Any) -> Any:
+    """A numpy scalar as the Python value (for messages: 'abc', not np.str_('abc'))."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _row_labels(df: Any) -> Any:
+    """Position -> the row number to report: a RangeIndex's label (a chunk of a file scored in
+    chunks is indexed from its first row), else the position."""
+    import pandas as pd
+
+    index = df.index
+    if isinstance(index, pd.RangeIndex):
+        return lambda pos: int(index[pos])  # type: ignore[call-overload]
+    return int
+
+
+def _check_integral(
+    name: str, kind: str, values: np.ndarray[Any, Any], mask: Any, row_of: Any = int
+) -> None:
+    """Non-integral (or, for bool, non-0/1) values among ``values[mask]``, named by row."""
+    positions = np.flatnonzero(mask)
+    checked = values[positions].astype(np.float64)
+    finite = np.isfinite(checked)
+    if not finite.all():  # inf is not "fractional": say what it is
+        at = int(positions[int(np.argmax(~finite))])
+        raise _infinite(name, _py(values[at]), row_of(at))
+    bad = (checked != 0) & (checked != 1) if kind == "bool" else np.mod(checked, 1) != 0
     if bad.any():
-        raise _wrong(name, kind, values[int(np.argmax(bad))].item(), int(np.argmax(bad)))
+        at = int(positions[int(np.argmax(bad))])
+        raise _wrong(name, kind, _py(values[at]), row_of(at))
+
+
+def _check_numbers(
+    name: str, kind: str, values: np.ndarray[Any, Any], row_of: Any, nulls: Any = None
+) -> None:
+    """+-inf in a numeric column, and values an int column (int64) cannot hold."""
+    dtype = values.dtype.kind
+    if dtype in "ib":
+        return  # fits int64 and float64 by construction
+    if dtype == "u":
+        bad = values > INT_MAX if kind == "int" else np.zeros(len(values), dtype=bool)
+    elif dtype == "f":
+        inf = np.isinf(values)
+        if inf.any():
+            at = int(np.argmax(inf))
+            raise _infinite(name, _py(values[at]), row_of(at))
+        if kind != "int":
+            return
+        bad = (values < _INT_LOW) | (values >= _INT_HIGH)  # NaN compares False: not bad
+    else:  # object or an extension type: one Python value at a time (only on a frame)
+        for at, v in enumerate(values):
+            if (nulls is not None and nulls[at]) or isinstance(v, bool | np.bool_):
+                continue
+            if isinstance(v, numbers.Integral):
+                n = int(v)
+                fits = INT_MIN <= n <= INT_MAX if kind == "int" else abs(n) <= _FLOAT_MAX
+                if not fits:
+                    raise _out_of_range(name, kind, v, row_of(at))
+            elif isinstance(v, numbers.Real):
+                f = float(v)
+                if f in (_INF, -_INF):
+                    raise _infinite(name, v, row_of(at))
+                if kind == "int" and not _INT_LOW <= f < _INT_HIGH:
+                    raise _out_of_range(name, kind, v, row_of(at))
+        return
+    if bad.any():
+        at = int(np.argmax(bad))
+        raise _out_of_range(name, kind, _py(values[at]), row_of(at))
+
+
+def _first_offending(values: np.ndarray[Any, Any], nulls: Any, kind: str) -> int:
+    """The position of the first value a ``kind`` column cannot take.
+
+    A number written as text counts only when nothing else is wrong: a CSV column with one
+    stray word is read as text throughout, and the word is what the user must fix.
+    """
+    allowed = ("int", "float") if kind in ("int", "float") else (kind,)
+    numeric_text: int | None = None
+    for at, v in enumerate(values):
+        if nulls[at] or _value_type(v) in allowed:
+            continue
+        if kind in allowed[:2] and kind != "bool" and isinstance(v, str) and _is_number(v):
+            numeric_text = at if numeric_text is None else numeric_text
+            continue
+        return at
+    return numeric_text if numeric_text is not None else int(np.argmax(~np.asarray(nulls)))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _slow_value(name: str, kind: str, nullable: bool, v: Any, r: int) -> Any:
     """Values of types outside the fast tables: other numeric scalars, pandas NA."""
     if kind != "string" and not isinstance(v, bool | np.bool_) and isinstance(v, numbers.Real):
-        f = float(v)
+        try:
+            f = float(v)
+        except OverflowError:  # e.g. a huge Fraction
+            raise _out_of_range(name, kind, v, r) from None
         if f != f:
             if not nullable:
                 raise _null(name, r)
             return f
-        if kind == "float" or (kind == "int" and f.is_integer()):
+        if f in (_INF, -_INF):
+            raise _infinite(name, v, r)
+        if kind == "float":
+            return v
+        if kind == "int" and f.is_integer():
+            if not _INT_LOW <= f < _INT_HIGH:
+                raise _out_of_range(name, kind, v, r)
             return v
     if v is not None and type(v).__name__ in ("NAType", "NaTType"):
         if not nullable:
