@@ -101,6 +101,19 @@ def test_lineage_json_and_tree(ctx: Context, churn: list[str]) -> None:
     assert bad.returncode == 2 and "NAME@VERSION" in bad.stderr
 
 
+def test_lineage_shows_the_deployments_of_the_version(ctx: Context, churn: list[str]) -> None:
+    ll.deploy("churn", 1, reason="first [release]")
+    ll.deploy("churn", 2, strategy="canary", steps=[50, 100])
+    lineage = _json(ctx, "lineage", "churn@1")
+    assert [e["action"] for e in lineage["deployments"]] == ["deploy.direct", "deploy.canary"]
+    text = _models(ctx, "lineage", "churn@1")
+    assert text.returncode == 0, text.stderr
+    assert "churn rev 1 deploy.direct (stable v1)" in text.stdout
+    assert ": first [release]" in text.stdout  # the reason as written, not read as markup
+    assert "rev 2 deploy.canary (stable v1, candidate v2)" in text.stdout
+    assert "none" not in text.stdout.split("deployments", 1)[1]
+
+
 def test_alias_moves_are_audited(ctx: Context, churn: list[str]) -> None:
     moved = _json(ctx, "alias", "churn", "champion", "2", "--reason", "AUC 0.82 beats 0.81")
     assert moved == {

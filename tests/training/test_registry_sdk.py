@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 from sklearn.linear_model import LinearRegression, LogisticRegression
@@ -181,6 +182,19 @@ def test_lineage_goes_from_data_to_deployments(ctx: Context) -> None:
     assert lineage["logged_model"]["flavor"] == "sklearn"
     assert lineage["deployments"] == []
     assert ll.registry.lineage("churn", "latest")["run_id"] == run.id
+
+
+def test_lineage_lists_the_deployments_a_version_took_part_in(ctx: Context) -> None:
+    for seed in (1, 2):
+        ll.registry.register(_train(seed=seed), "churn")
+    ll.deploy("churn", 1, reason="first release")
+    ll.deploy("churn", 2, strategy="canary", steps=[50, 100])
+    one = ll.registry.lineage("churn", 1)["deployments"]
+    assert [e["action"] for e in one] == ["deploy.direct", "deploy.canary"]
+    assert one[0]["reason"] == "first release" and one[0]["after"]["stable"] == 1
+    two = ll.registry.lineage("churn", 2)["deployments"]
+    assert [(e["action"], e["after"]["candidate"]) for e in two] == [("deploy.canary", 2)]
+    assert orjson.dumps(one)  # plain JSON data, as the CLI's --json prints it
 
 
 def test_versions_registered_by_the_mlflow_client_explain_how_to_load(ctx: Context) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 from loopline.cli._common import console, print_json
@@ -207,10 +208,26 @@ def lineage_cmd(
         root.add(f"logged model {logged['model_id']} ({logged['flavor'] or 'mlflow'})")
     deployments = root.add("deployments")
     for dep in data["deployments"]:
-        deployments.add(str(dep))
+        deployments.add(Text(_deployment_line(dep)))  # Text: a reason is not markup
     if not data["deployments"]:
         deployments.add("[dim]none[/]")
     console.print(root)
+
+
+def _deployment_line(event: dict[str, Any]) -> str:
+    """One deployment event: when, what, the versions after it, who and why."""
+    after = event.get("after") or {}
+    roles = [
+        f"{role} v{after[key]}"
+        for role, key in (("stable", "stable"), ("candidate", "candidate"))
+        if after.get(key) is not None
+    ]
+    when = dt.datetime.fromtimestamp(event["ts"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    reason = f": {event['reason']}" if event.get("reason") else ""
+    return (
+        f"{when} {event['name']} rev {event['revision']} {event['action']} "
+        f"({', '.join(roles)}) by {event['actor']}{reason}"
+    )
 
 
 @app.command("alias")

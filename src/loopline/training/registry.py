@@ -495,12 +495,15 @@ def lineage(name: str, version: int | str) -> dict[str, Any]:
     """Where a model version came from, and where it went.
 
     ``datasets`` (the dataset versions and files the run read) -> ``run`` (code version,
-    params, metrics) -> ``model_version`` (with its logged model) -> ``deployments``
-    (empty until the serving stage records deployments).
+    params, metrics) -> ``model_version`` (with its logged model) -> ``deployments`` (the
+    deployment events in which this version served or was rolled out, oldest first).
 
     Example:
         >>> # ll.registry.lineage("churn", 3)["datasets"][0]["ref"]  -> 'churn-data@2'
     """
+    # Imported here: serving imports the registry, and lineage is off every hot path.
+    from loopline.serving.deploy import deployments_of_version
+
     mv = get(name, version)
     run = mv.run
     logged = mv.logged_model
@@ -539,5 +542,5 @@ def lineage(name: str, version: int | str) -> dict[str, Any]:
             "artifact_location": logged.artifact_location,
             "manifest_digest": logged.manifest_digest,
         },
-        "deployments": [],
+        "deployments": [e.to_dict() for e in deployments_of_version(mv.name, mv.version)],
     }
