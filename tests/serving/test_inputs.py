@@ -49,6 +49,35 @@ def test_bad_shapes_name_the_field(payload: object, field: str) -> None:
     assert exc.value.field == field
 
 
+@pytest.mark.parametrize(
+    ("payload", "field", "words"),
+    [
+        (
+            {"dataframe_split": {"columns": ["a", "b", "a"], "data": [[1, 2, 3]]}},
+            "dataframe_split.columns",
+            "names column 'a' twice",
+        ),
+        (
+            {"instances": [{"a": 1}], "dataframe_split": {"columns": ["x"], "data": [[1]]}},
+            "dataframe_split",
+            "both 'instances' and 'dataframe_split'",
+        ),
+        (
+            {"instances": [{"a": 1}], "dataframe_records": [{"a": 2}]},
+            "dataframe_records",
+            "both 'instances' and 'dataframe_records'",
+        ),
+    ],
+    ids=["duplicate-column", "instances-and-split", "instances-and-records"],
+)
+def test_ambiguous_bodies_are_refused_instead_of_one_part_winning(
+    payload: object, field: str, words: str
+) -> None:
+    with pytest.raises(InvalidInput) as exc:
+        parse(payload)
+    assert exc.value.field == field and words in exc.value.message
+
+
 def test_row_width_is_checked_against_the_signature() -> None:
     with pytest.raises(InvalidInput, match=r"instances\[1\] has 1 values.*a, b"):
         as_records("lists", [[1, 2], [3]], ["a", "b"])

@@ -62,6 +62,20 @@ BAD_INPUTS = [
         "2 values for 3 columns",
         id="split-width",
     ),
+    pytest.param(
+        {"dataframe_split": {"columns": [*FEATURES, "a"], "data": [[1.0, 2.0, 1, 9.0]]}},
+        422,
+        "dataframe_split.columns",
+        "names column 'a' twice",
+        id="split-duplicate-column",
+    ),
+    pytest.param(
+        {"instances": [row()], "dataframe_split": {"columns": FEATURES, "data": [[1.0, 2.0, 1]]}},
+        422,
+        "dataframe_split",
+        "both 'instances' and 'dataframe_split'",
+        id="two-row-keys",
+    ),
 ]
 
 

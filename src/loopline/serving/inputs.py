@@ -7,7 +7,8 @@ Three shapes are accepted::
     {"dataframe_split": {"columns": ["age", "plan"], "data": [[31, "pro"], ...]}}
 
 (``dataframe_records`` is accepted as a synonym of ``instances`` with objects, as MLflow
-sends it.) An optional top-level ``"key"`` makes A/B routing sticky. Anything else is an
+sends it.) One of these keys per body; ``dataframe_split`` names each column once. An
+optional top-level ``"key"`` makes A/B routing sticky. Anything else is an
 :class:`~loopline.errors.InvalidInput` naming the field, which the server answers with 422.
 
 Example:
@@ -31,6 +32,9 @@ _SHAPES = (
     "{'instances': [{...}, ...]}, {'instances': [[...], ...]} or "
     "{'dataframe_split': {'columns': [...], 'data': [[...], ...]}}"
 )
+
+
+_ROW_KEYS = ("instances", "dataframe_records", "dataframe_split")
 
 
 class MalformedBody(ValueError):
@@ -82,6 +86,13 @@ def parse(payload: Any) -> tuple[str, Any, str | None]:
     if key is not None and not isinstance(key, str | int):
         raise InvalidInput("key must be a string or a number", field="key")
     skey = None if key is None else str(key)
+    given = [k for k in _ROW_KEYS if k in payload]
+    if len(given) > 1:  # which one would win is a guess the client did not ask for
+        raise InvalidInput(
+            f"the body has both {given[0]!r} and {given[1]!r}; send the rows under one of them",
+            field=given[1],
+            hint=f"send {_SHAPES}",
+        )
     if "instances" in payload or "dataframe_records" in payload:
         field = "instances" if "instances" in payload else "dataframe_records"
         rows = _rows(payload[field], field)
@@ -123,6 +134,15 @@ def parse(payload: Any) -> tuple[str, Any, str | None]:
                 "dataframe_split.columns must be a list of column names",
                 field="dataframe_split.columns",
             )
+        seen: set[str] = set()
+        for c in columns:
+            if c in seen:  # a dict of the row would keep the last value and drop the first
+                raise InvalidInput(
+                    f"dataframe_split.columns names column {c!r} twice",
+                    field="dataframe_split.columns",
+                    hint="name each column once",
+                )
+            seen.add(c)
         data = _rows(split.get("data"), "dataframe_split.data")
         n = len(columns)
         for i, row in enumerate(data):
