@@ -195,3 +195,15 @@ def test_values_beyond_a_column_are_422_naming_it_and_count_against_no_version(
     assert status == 422, answer
     assert answer["error"]["field"] == field and words in answer["error"]["message"], answer
     assert "loopline_model_failures_total{" not in server.metrics.render()[0].decode()
+
+
+def test_feedback_for_a_model_not_served_here_is_404(embedded_ctx: Context) -> None:
+    data = toy_data()
+    deploy("churn", register(good_model(data), "churn", data))
+    server = _served(embedded_ctx)
+    label = {"request_id": "r-1", "label": 1}
+    status, answer = asyncio.run(_post(server, "/v1/models/nosuch/feedback", label))
+    assert status == 404, answer
+    assert answer["error"]["field"] == "name" and "churn" in answer["error"]["hint"]
+    status, answer = asyncio.run(_post(server, "/v1/models/churn/feedback", label))
+    assert status == 200 and answer == {"matched": 0, "unmatched": 1}

@@ -576,6 +576,10 @@ class ModelServer:
         except MalformedBody as exc:
             await self._send(send, 400, error_body("MALFORMED_JSON", str(exc), field="body"))
             return
+        route = self.control.routes.get(name)
+        if route is None:  # as for predict: labels for a model not served here match nothing
+            await self._not_found(send, name)
+            return
         items = payload.get("labels", [payload]) if isinstance(payload, dict) else None
         if not isinstance(items, list) or not all(
             isinstance(i, dict) and "request_id" in i and "label" in i for i in items
@@ -591,11 +595,10 @@ class ModelServer:
                 ),
             )
             return
-        route = self.control.routes.get(name)
         matched = 0
         for item in items:
             seen = self._recent.pop(str(item["request_id"]), None)
-            if seen is None or route is None or route.stats is None:
+            if seen is None or route.stats is None:
                 continue
             model, revision, is_candidate, prediction = seen
             if model != name or revision != route.revision:
