@@ -244,3 +244,12 @@ def test_the_verdict_is_stored_tagged_audited_and_the_cli_exits_1_when_blocked(
     bad = CliRunner().invoke(app, ["gate", "churn", "1", "-d", "holdout", "-t", str(gate)])
     assert isinstance(bad.exception, InvalidInput) and bad.exception.field == "dataset"
     assert bad.exception.exit_code == 2 and "names no version" in str(bad.exception)
+
+
+def test_the_cli_refuses_a_thresholds_folder_with_a_usage_error(
+    ctx: Context, tmp_path: Path
+) -> None:
+    done = CliRunner().invoke(app, ["gate", "churn", "2", "-d", "holdout@1", "-t", str(tmp_path)])
+    assert isinstance(done.exception, InvalidInput), done.exception
+    assert done.exception.field == "thresholds" and done.exception.exit_code == 2
+    assert f"--thresholds {tmp_path} is a folder" in str(done.exception)

@@ -97,3 +97,14 @@ def test_file_errors_say_what_to_do(tmp_path: Path) -> None:
     bad.write_text("- a list\n")
     with pytest.raises(InvalidInput, match="must be a mapping"):
         load_thresholds(bad)
+
+
+def test_a_folder_or_a_binary_file_is_named_as_the_thresholds_option(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="is a folder, not a thresholds file") as exc:
+        load_thresholds(tmp_path)
+    assert exc.value.field == "thresholds" and "--thresholds" in str(exc.value)
+    binary = tmp_path / "model.pkl"
+    binary.write_bytes(b"\x80\x04\x95\xff\xfe")
+    with pytest.raises(InvalidInput, match="not a text file") as exc:
+        load_thresholds(binary)
+    assert exc.value.field == "thresholds"

@@ -231,6 +231,18 @@ def load_thresholds(path: str | os.PathLike[str]) -> Thresholds:
             field="thresholds",
             hint="write one: see loopline.delivery.thresholds for an example",
         ) from exc
+    except IsADirectoryError as exc:
+        raise InvalidInput(
+            f"--thresholds {src} is a folder, not a thresholds file",
+            field="thresholds",
+            hint="pass the YAML file itself, e.g. --thresholds gate.yaml",
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(
+            f"--thresholds {src} is not a text file ({exc.reason})",
+            field="thresholds",
+            hint="pass the thresholds YAML file",
+        ) from exc
     except yaml.YAMLError as exc:
         raise InvalidInput(
             f"{src} is not valid YAML: {exc}", field="thresholds", hint="fix the YAML syntax"
