@@ -105,6 +105,36 @@ def test_scoring_csv_to_csv_with_the_cli_and_a_bad_chunk_names_rows_and_column(
     assert e.value.field == "input"
 
 
+@pytest.mark.parametrize(
+    ("options", "field", "words"),
+    [
+        ({"replicas": 12, "max_replicas": 10}, "replicas", "replicas 12 must be between 1 and"),
+        ({"namespace": "Bad NS!"}, "namespace", "not a Kubernetes namespace name"),
+        ({"namespace": "a" * 64}, "namespace", "not a Kubernetes namespace name"),
+        ({"namespace": "-ml"}, "namespace", "not a Kubernetes namespace name"),
+    ],
+    ids=["replicas-above-max", "namespace-chars", "namespace-too-long", "namespace-dash"],
+)
+def test_package_refuses_a_spec_kubernetes_would_refuse(
+    model_uri: str, tmp_path: Path, options: dict[str, object], field: str, words: str
+) -> None:
+    with pytest.raises(InvalidInput, match=words) as e:
+        package("models:/churn", tmp_path / "pkg", **options)
+    assert e.value.field == field
+    assert not (tmp_path / "pkg").exists()  # nothing written
+
+
+def test_package_into_a_file_names_the_out_dir(model_uri: str, tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(InvalidInput, match="is a file, not a folder") as e:
+        package("models:/churn", afile)
+    assert e.value.field == "out_dir"
+    with pytest.raises(InvalidInput, match="cannot make the folder") as e:
+        package("models:/churn", afile / "pkg")
+    assert e.value.field == "out_dir" and afile.read_text() == "x"
+
+
 def _score_cli(ctx: Context, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
         **__import__("os").environ,

@@ -252,6 +252,33 @@ replicas poll the store and follow the deployment (when the URI names no version
 """
 
 
+#: A Kubernetes namespace is a DNS-1123 label.
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def _check_spec(spec: PackageSpec) -> None:
+    """Refuse a spec Kubernetes would refuse (or that contradicts itself)."""
+    if not 1 <= spec.min_replicas <= spec.max_replicas:
+        raise InvalidInput(
+            f"min_replicas {spec.min_replicas} must be between 1 and "
+            f"max_replicas {spec.max_replicas}",
+            field="min_replicas",
+        )
+    if not 1 <= spec.replicas <= spec.max_replicas:
+        raise InvalidInput(
+            f"replicas {spec.replicas} must be between 1 and max_replicas {spec.max_replicas}",
+            field="replicas",
+            hint="lower --replicas or raise --max-replicas",
+        )
+    if spec.namespace is not None and not _DNS_LABEL.fullmatch(spec.namespace):
+        raise InvalidInput(
+            f"namespace {spec.namespace!r} is not a Kubernetes namespace name",
+            field="namespace",
+            hint="use at most 63 lowercase letters, digits and '-', starting and ending "
+            "with a letter or digit, e.g. ml-serving",
+        )
+
+
 def package(
     model_uri: str, out_dir: str | Path, *, image: str | None = None, **options: Any
 ) -> list[Path]:
@@ -266,15 +293,23 @@ def package(
     name, pinned = _model_parts(model_uri)
     app = app_name(name)
     spec = PackageSpec(model_uri=model_uri, app=app, image=image or f"{app}:latest", **options)
-    if not 1 <= spec.min_replicas <= spec.max_replicas:
+    _check_spec(spec)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
         raise InvalidInput(
-            f"min_replicas {spec.min_replicas} must be between 1 and "
-            f"max_replicas {spec.max_replicas}",
-            field="min_replicas",
+            f"out_dir {out} is a file, not a folder",
+            field="out_dir",
+            hint="name a new or existing folder to write the Dockerfile and manifests into",
         )
     libraries = _libraries(model_uri, name, pinned)
-    out = Path(out_dir)
-    (out / "k8s").mkdir(parents=True, exist_ok=True)
+    try:
+        (out / "k8s").mkdir(parents=True, exist_ok=True)
+    except (NotADirectoryError, FileExistsError) as exc:  # a file where a parent folder goes
+        raise InvalidInput(
+            f"cannot make the folder {out / 'k8s'}: {exc.strerror}",
+            field="out_dir",
+            hint="name a folder whose parents are folders, not files",
+        ) from exc
     written = [out / "Dockerfile", out / "README.md"]
     written[0].write_text(dockerfile(spec, libraries), encoding="utf-8")
     written[1].write_text(_readme(spec), encoding="utf-8")
