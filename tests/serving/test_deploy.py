@@ -138,6 +138,27 @@ def test_bad_deploy_arguments_are_named(ctx: Context, versions: tuple[int, int, 
         promote("churn")
     with pytest.raises(InvalidInput, match="already the stable"):
         ll.deploy("churn", v1, strategy="ab")
+    with pytest.raises(InvalidInput, match="fallback version 2 is the version being") as same:
+        ll.deploy("churn", 2, fallback=2)
+    assert same.value.field == "fallback"
+
+
+def test_the_deploy_command_refuses_an_empty_canary_step(
+    ctx: Context, versions: tuple[int, int, int]
+) -> None:
+    from typer.testing import CliRunner
+
+    from loopline.cli.main import app
+
+    v1, v2, _ = versions
+    ll.deploy("churn", v1)
+    for steps in ("5,,50", "5,50,", " "):
+        done = CliRunner().invoke(
+            app, ["deploy", "churn", str(v2), "-s", "canary", "--steps", steps]
+        )
+        assert isinstance(done.exception, InvalidInput), (steps, done.output)
+        assert done.exception.field == "steps" and done.exception.exit_code == 2
+    assert get_deployment("churn").candidate_version is None  # nothing was rolled out
 
 
 def test_canary_steps_advance_then_promote_or_roll_back(

@@ -22,7 +22,8 @@ def _steps(text: str | None) -> list[float] | None:
     if text is None:
         return None
     try:
-        return [float(s) for s in text.split(",") if s.strip()]
+        # An empty item (5,,50) is a typo, not a step to skip: float('') refuses it.
+        return [float(s) for s in text.split(",")]
     except ValueError as exc:
         raise InvalidInput(
             f"--steps {text!r} is not a list of percentages",

@@ -134,6 +134,12 @@ def deploy(
     rollout = RolloutPolicy.from_kwargs(policy)
     number = _check_version(ctx, name, version, "version")
     fallback_number = None if fallback is None else _check_version(ctx, name, fallback, "fallback")
+    if fallback_number == number:  # it would answer for itself: no fallback at all
+        raise InvalidInput(
+            f"fallback version {number} is the version being deployed",
+            field="fallback",
+            hint="name another version to answer when this one fails, e.g. the current one",
+        )
     _gate(ctx, name, number, force, reason)
     before = _current(ctx, name)
     now = time.time()
