@@ -155,3 +155,35 @@ def test_every_models_command_has_an_example(tmp_path: Path) -> None:
             timeout=60,
         )
         assert done.returncode == 0 and "Example" in done.stdout
+
+
+def _deployments(ctx: Context, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "LOOPLINE_URI": ctx.settings.metadata_uri,
+        "LOOPLINE_ARTIFACTS": ctx.settings.artifacts_uri,
+        "COLUMNS": "200",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "loopline.cli.main", "deployments", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_square_brackets_in_descriptions_params_and_reasons_print_verbatim(
+    ctx: Context, churn: list[str]
+) -> None:
+    """Rich reads '[...]' as markup: '[/x]' crashed a table and '[red]' vanished."""
+    from loopline.training import registry_store
+
+    registry_store.update_registered_model(ctx, "churn", "v2 [/x] beats [red]v1")
+    ll.deploy("churn", 1, reason="first [/release]")
+    listed = _models(ctx, "ls")
+    assert listed.returncode == 0, listed.stderr
+    assert "v2 [/x] beats [red]v1" in listed.stdout
+    shown = _deployments(ctx, "show", "churn")
+    assert shown.returncode == 0, shown.stderr
+    assert "first [/release]" in shown.stdout

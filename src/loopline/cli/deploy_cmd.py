@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from loopline.cli._common import console, print_json
+from loopline.cli._common import console, esc, print_json
 from loopline.errors import InvalidInput
 
 app = typer.Typer(
@@ -48,7 +48,7 @@ def _print_deployment(d: Any) -> None:
         line += f"; standby v{d.standby_version}"
     console.print(line + f" (strategy {d.strategy}, revision {d.revision})", highlight=False)
     if d.status:
-        console.print(f"  status: {d.status}", highlight=False)
+        console.print(f"  status: {esc(d.status)}", highlight=False)
 
 
 def deploy(
@@ -132,7 +132,7 @@ def ls_cmd(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")
             f"{d.traffic:g}%" if d.candidate_version is not None else "",
             "" if d.fallback_version is None else str(d.fallback_version),
             str(d.revision),
-            d.status or "",
+            esc(d.status or ""),
         )
     console.print(table)
 
@@ -171,7 +171,9 @@ def show_cmd(
         state = f"stable v{after.get('stable')}"
         if after.get("candidate") is not None:
             state += f", {after.get('phase')} v{after.get('candidate')} {after.get('traffic')}%"
-        table.add_row(_when(e.ts), str(e.revision), e.action, e.actor, state, e.reason or "")
+        table.add_row(
+            _when(e.ts), str(e.revision), e.action, esc(e.actor), state, esc(e.reason or "")
+        )
     console.print(table)
 
 

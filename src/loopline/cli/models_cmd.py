@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from loopline.cli._common import console, print_json
+from loopline.cli._common import console, esc, print_json
 from loopline.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def ls_cmd(
             "" if m.latest_version is None else str(m.latest_version),
             aliases,
             _when(m.last_updated_time),
-            m.description or "",
+            esc(m.description or ""),
         )
     console.print(table)
 
@@ -126,11 +126,11 @@ def _print_version(mv: ModelVersion) -> None:
         "description",
     ):
         value = data[key]
-        info.add_row(key, ", ".join(value) if isinstance(value, list) else str(value or ""))
+        info.add_row(key, esc(", ".join(value) if isinstance(value, list) else value or ""))
     info.add_row("registered (UTC)", _when(mv.creation_time))
     for key, value in data["code_version"].items():
         if value:
-            info.add_row(key, str(value))
+            info.add_row(key, esc(value))
     console.print(info)
     sig = mv.signature
     if sig is not None:
@@ -138,7 +138,7 @@ def _print_version(mv: ModelVersion) -> None:
         for col in ("column", "type", "nullable"):
             table.add_column(col)
         for c in sig.inputs:
-            table.add_row(c.name, c.type, "yes" if c.nullable else "no")
+            table.add_row(esc(c.name), c.type, "yes" if c.nullable else "no")
         if sig.output is not None:
             table.add_row("(output)", f"{sig.output.type} x{sig.output.width}", "")
         console.print(table)
@@ -147,7 +147,9 @@ def _print_version(mv: ModelVersion) -> None:
         for col in ("name", "version", "digest", "context"):
             table.add_column(col, overflow="fold")
         for d in data["datasets"]:
-            table.add_row(d["name"], d["version"], d["digest"][:16], d["context"] or "")
+            table.add_row(
+                esc(d["name"]), esc(d["version"]), d["digest"][:16], esc(d["context"] or "")
+            )
         console.print(table)
     for title, values in (("params", data["params"]), ("metrics", data["metrics"])):
         if values:
@@ -155,7 +157,7 @@ def _print_version(mv: ModelVersion) -> None:
             table.add_column("key", style="bold")
             table.add_column("value", overflow="fold")
             for k, v in values.items():
-                table.add_row(k, str(v))
+                table.add_row(esc(k), esc(v))
             console.print(table)
 
 
