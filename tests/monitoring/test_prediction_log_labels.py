@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 import loopline as ll
 from loopline.core.context import Context
 from loopline.monitoring.prediction_log import PredictionLogger
+from loopline.monitoring.wire import LabelsRequest
 
 
 def _traffic(ctx: Context, n: int = 200) -> None:
@@ -54,3 +58,86 @@ def test_business_events_sum_per_window_and_version(ctx: Context) -> None:
     assert window.business == {"rebooking_cost": 150.5}
     with pytest.raises(ll.InvalidInput, match="value"):
         ll.monitor.log_business("x", float("nan"))
+
+
+def test_a_label_counts_only_for_the_model_it_was_sent_for(ctx: Context) -> None:
+    # churn and fraud answer the same request ids; fraud's labels must not become churn's
+    with PredictionLogger(ctx, start=False) as logger:
+        for i in range(10):
+            logger.log(f"r-{i}", "churn", "1", [{"x": float(i)}], [i % 2], 1.0)
+            logger.log(f"r-{i}", "fraud", "1", [{"y": float(i)}], [0], 1.0)
+    ids = [f"r-{i}" for i in range(10)]
+    ll.monitor.log_labels(ids, [i % 2 for i in range(9)] + [0], model="churn")
+    ll.monitor.log_labels(ids, [1] * 10, model="fraud")  # arrives later: newest overall
+    [churn] = ll.monitor.performance("churn", window=100)
+    [fraud] = ll.monitor.performance("fraud", window=100)
+    assert churn.labelled == 10 and churn.metrics["accuracy"] == pytest.approx(0.9)
+    assert fraud.labelled == 10 and fraud.metrics["accuracy"] == 0.0
+    mine = ll.monitor.read_labels("churn").set_index("request_id")
+    assert len(mine) == 10 and set(mine["model"]) == {"churn"}
+    assert mine.loc["r-9", "label_num"] == 0.0
+    # a label sent for no model in particular still counts for every model
+    ll.monitor.log_labels(["r-9"], [1])
+    assert ll.monitor.performance("churn", window=100)[0].metrics["accuracy"] == 1.0
+
+
+def test_label_batches_written_before_the_model_was_stored_count_for_any_model(
+    ctx: Context,
+) -> None:
+    import time
+
+    import pyarrow as pa
+    import sqlalchemy as sa
+
+    from loopline.monitoring.prediction_log import _parquet_bytes
+    from loopline.monitoring.tables import label_batches
+
+    _traffic(ctx, 4)
+    old = pa.table(  # the columns of a batch before the model column existed
+        {
+            "request_id": pa.array(["r0", "r1", "r2", "r3"], pa.string()),
+            "label": pa.array(["0", "1", "0", "0"], pa.string()),
+            "label_num": pa.array([0.0, 1.0, 0.0, 0.0], pa.float64()),
+            "arrived": pa.array([time.time()] * 4, pa.float64()),
+            "seq": pa.array(range(4), pa.int64()),
+        }
+    )
+    digest = ctx.artifacts.put_bytes(_parquet_bytes(old))
+    with ctx.engine.begin() as conn:
+        conn.execute(
+            sa.insert(label_batches).values(digest=digest, rows=4, matched=4, created=time.time())
+        )
+    assert ll.monitor.read_labels("m")["model"].isna().all()
+    assert ll.monitor.performance("m", window=100)[0].metrics["accuracy"] == 0.75
+    ll.monitor.log_labels(["r3"], [1], model="m")  # a newer batch, with the column
+    labels = ll.monitor.read_labels("m").set_index("request_id")
+    assert len(labels) == 4 and labels.loc["r3", "model"] == "m"
+    assert ll.monitor.performance("m", window=100)[0].metrics["accuracy"] == 1.0
+
+
+# What POST /api/v1/monitor/labels refuses with a 422, the embedded SDK refuses too.
+REFUSED_LABELS = [
+    ([None], [1], "request_ids[0]"),
+    ([5], [1], "request_ids[0]"),
+    ([""], [1], "request_ids[0]"),
+    (["r" * 201], [1], "request_ids[0]"),
+    (["r0", "r1"], [1, float("inf")], "labels[1]"),
+    (["r0"], [float("nan")], "labels[0]"),
+    (["r0"], [{"x": 1}], "labels[0]"),
+    (["r0"], [[1, 0]], "labels[0]"),
+    (["r0"], ["x" * 1001], "labels[0]"),
+]
+REFUSED_IDS = ["none-id", "int-id", "empty-id", "long-id", "inf", "nan", "dict", "list", "long"]
+
+
+@pytest.mark.parametrize(("ids", "labels", "field"), REFUSED_LABELS, ids=REFUSED_IDS)
+def test_the_sdk_refuses_what_the_server_refuses(
+    ctx: Context, ids: list[Any], labels: list[Any], field: str
+) -> None:
+    _traffic(ctx, 4)
+    with pytest.raises(ll.InvalidInput) as err:
+        ll.monitor.log_labels(ids, labels, model="m")
+    assert err.value.field == field and field in str(err.value)
+    assert ll.monitor.read_labels().empty  # nothing stored
+    with pytest.raises(ValidationError):  # the server's body: the same rule
+        LabelsRequest.model_validate({"request_ids": ids, "labels": labels})

@@ -9,6 +9,12 @@ last (a later call; within one call, the later position in the list). A correcti
 common reason to label again, and it comes after the mistake. :class:`LabelReport` counts
 the repeats within a call (``duplicates``).
 
+**A label belongs to the model it was sent for.** ``log_labels(..., model="churn")`` stores
+the model's name with every label of the batch, and only ``churn``'s live performance (and
+its loop floors) reads them: two models that share request ids never overwrite each
+other's ground truth. A label sent without ``model`` (and every batch written before the
+name was stored) counts for any model that logged that request id.
+
 Request ids the prediction log does not know are not dropped silently: they are stored as
 well (their prediction may still be in a model server's buffer) and reported back in
 :class:`LabelReport` (a count and the first 20 ids) so that the caller sees them.
@@ -45,6 +51,7 @@ from loopline.monitoring.prediction_log import (
 )
 from loopline.monitoring.rid_index import WantedIds, contains
 from loopline.monitoring.tables import label_batches
+from loopline.monitoring.wire import checked_labels
 
 #: Up to this many candidate files are matched with pyarrow, more with DuckDB.
 _FEW_FILES = 8
@@ -218,8 +225,10 @@ def log_labels(
         >>> # ll.monitor.log_labels(["r-1", "r-2"], [1, 0]).unmatched
         >>> # 0
     """
-    ids = [str(r) for r in request_ids]
     values = [_plain(v) for v in labels]
+    # the server's rule, before anything is stored or sent: str() would store None as 'None'
+    checked_labels(request_ids, values)
+    ids = list(request_ids)
     if len(ids) != len(values):
         raise InvalidInput(
             f"got {len(ids)} request ids and {len(values)} labels",
@@ -247,6 +256,7 @@ def log_labels(
             "label_num": pa.array(numbers, pa.float64()),
             "arrived": pa.array([now] * len(ids), pa.float64()),
             "seq": pa.array(range(len(ids)), pa.int64()),
+            "model": pa.array([model] * len(ids), pa.string()),
         }
     )
     digest = ctx.artifacts.put_bytes(_parquet_bytes(table))
@@ -276,30 +286,39 @@ def label_files() -> list[str]:
         return [r[0] for r in conn.execute(q)]
 
 
-def read_labels() -> pd.DataFrame:
+def read_labels(model: str | None = None) -> pd.DataFrame:
     """The newest label of every labelled request id (``request_id``, ``label``,
-    ``label_num``, ``arrived``).
+    ``label_num``, ``arrived``, ``model``): among the labels sent for ``model`` and those
+    sent for no model in particular when ``model`` is given (what its live performance
+    reads), else among all (``model`` says which model each was sent for; None: any).
 
     Example:
-        >>> # read_labels().set_index("request_id").loc["r-1", "label_num"]
+        >>> # read_labels("churn").set_index("request_id").loc["r-1", "label_num"]
     """
     import duckdb
 
     ctx = get_context()
     digests = label_files()
-    cols = ["request_id", "label", "label_num", "arrived"]
+    cols = ["request_id", "label", "label_num", "arrived", "model"]
     if not digests:
         return pd.DataFrame(columns=cols)
+    mine = "WHERE model IS NULL OR model = ?" if model is not None else ""
     with local_files(ctx, digests) as paths:
         con = duckdb.connect()
         try:
+            batches = con.read_parquet(paths, filename=True, union_by_name=True)
+            # Batches written before the model was stored have no `model` column: such a
+            # label is for any model, as it was when it was written.
+            stored = "model" if "model" in batches.columns else "CAST(NULL AS VARCHAR) AS model"
+            batches.create_view("batches")
             frame: pd.DataFrame = con.execute(
-                "SELECT request_id, label, label_num, arrived FROM ("
+                "SELECT request_id, label, label_num, arrived, model FROM ("
                 " SELECT *, row_number() OVER (PARTITION BY request_id"
-                "   ORDER BY arrived DESC, file DESC, seq DESC) AS k"
-                " FROM (SELECT *, filename AS file FROM read_parquet(?, filename=true))"
+                "   ORDER BY arrived DESC, file DESC, seq DESC) AS k FROM ("
+                "  SELECT request_id, label, label_num, arrived, seq, filename AS file,"
+                f"  {stored} FROM batches) {mine}"
                 ") WHERE k = 1",
-                [paths],
+                [] if model is None else [model],
             ).df()
         finally:
             con.close()

@@ -234,7 +234,7 @@ def performance(
     if frame.empty:
         return []
     frame["_window"] = assign_windows(frame, window)
-    labels = read_labels()
+    labels = read_labels(model)
     if not labels.empty:
         frame = frame.merge(
             labels.rename(columns={"request_id": "_request_id"})[

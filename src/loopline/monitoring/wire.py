@@ -12,9 +12,12 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+
+from loopline.errors import InvalidInput
 
 #: The most request ids (and labels) one ``POST /api/v1/monitor/labels`` may carry.
 MAX_LABELS = 10_000
@@ -22,11 +25,22 @@ MAX_LABELS = 10_000
 #: The longest text label.
 MAX_LABEL_CHARS = 1000
 
-RequestId = Annotated[str, Field(min_length=1, max_length=200)]
+#: The longest request id.
+MAX_REQUEST_ID_CHARS = 200
+
+RequestId = Annotated[str, Field(min_length=1, max_length=MAX_REQUEST_ID_CHARS)]
 
 
-def _label(value: Any) -> bool | int | float | str | None:
-    """A label: a number, a short text, true/false or null (one error, at ``labels.N``)."""
+def check_label(value: Any) -> bool | int | float | str | None:
+    """A label: a number, a short text, true/false or null; ValueError for anything else.
+
+    The one rule for labels: the server's bodies validate with it, and so does the
+    embedded ``ll.monitor.log_labels`` (through :func:`checked_labels`).
+
+    Example:
+        >>> check_label(1), check_label("spam")
+        (1, 'spam')
+    """
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("a label must be a finite number")
     if isinstance(value, str) and len(value) > MAX_LABEL_CHARS:
@@ -36,9 +50,56 @@ def _label(value: Any) -> bool | int | float | str | None:
     raise ValueError("a label is a number, a text, true/false or null")
 
 
+def check_request_id(value: Any) -> str:
+    """A request id as the server takes it (:data:`RequestId`): a text of 1-200
+    characters; ValueError for anything else (None is not the id ``'None'``).
+
+    Example:
+        >>> check_request_id("r-1")
+        'r-1'
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"a request id is a text, got {type(value).__name__}")
+    if not 1 <= len(value) <= MAX_REQUEST_ID_CHARS:
+        raise ValueError(f"a request id has 1 to {MAX_REQUEST_ID_CHARS} characters")
+    return value
+
+
+def checked_labels(request_ids: Sequence[Any], labels: Sequence[Any]) -> None:
+    """Refuse what ``POST /monitor/labels`` refuses with a 422: InvalidInput naming the
+    first bad ``request_ids[i]`` or ``labels[i]`` (the SDK checks before storing or
+    sending anything).
+
+    Example:
+        >>> try:
+        ...     checked_labels(["r-1"], [float("inf")])
+        ... except InvalidInput as exc:
+        ...     print(exc.field, exc.message)
+        labels[0] labels[0] is inf: a label must be a finite number
+    """
+    for i, rid in enumerate(request_ids):
+        try:
+            check_request_id(rid)
+        except ValueError as exc:
+            raise InvalidInput(
+                f"request_ids[{i}] is {rid!r}: {exc}",
+                field=f"request_ids[{i}]",
+                hint="send the request id the model server answered with (a text)",
+            ) from None
+    for i, value in enumerate(labels):
+        try:
+            check_label(value)
+        except ValueError as exc:
+            raise InvalidInput(
+                f"labels[{i}] is {value!r}: {exc}",
+                field=f"labels[{i}]",
+                hint="send a number, a text, true/false or None (a missing label) per id",
+            ) from None
+
+
 Label = Annotated[
     Any,
-    AfterValidator(_label),
+    AfterValidator(check_label),
     WithJsonSchema({"type": ["number", "string", "boolean", "null"]}),
 ]
 
