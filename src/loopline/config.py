@@ -25,6 +25,10 @@ from loopline.errors import ConfigError
 
 DEFAULT_HOME = ".loopline"
 
+#: The ``LOOPLINE_ONLINE_STORE`` schemes that name a Redis server (TCP, TLS, a Unix socket);
+#: the online store opens them and ``loopline doctor`` pings them, from this one list.
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
 #: Bounded waits on S3 (see :mod:`loopline.core.s3`): the defaults of the
 #: ``LOOPLINE_S3_*_TIMEOUT_S`` and ``LOOPLINE_S3_MAX_ATTEMPTS`` settings, also used when an
 #: S3 store is opened with storage options that name none. One request gives up after at

@@ -2,7 +2,7 @@
 
 Example:
     >>> import tempfile
-    >>> from loopline.config import Settings
+    >>> from loopline.config import REDIS_SCHEMES, Settings
     >>> checks = run_checks(Settings(uri="sqlite:///:memory:", artifacts=tempfile.mkdtemp()))
     >>> all(c.ok for c in checks)
     True
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from loopline.config import Settings
+from loopline.config import REDIS_SCHEMES, Settings
 from loopline.core.artifacts import open_artifact_store
 from loopline.core.db import create_engine_for, current_revision, head_revision
-from loopline.errors import LooplineError
+from loopline.errors import ConfigError, LooplineError
 
 
 @dataclass(frozen=True)
@@ -92,17 +92,40 @@ def _check_artifacts(settings: Settings) -> str:
 
 def _check_online(settings: Settings) -> str:
     uri = settings.online_store or ""
-    if uri.startswith("redis://"):
+    if not uri:
+        return "sqlite (embedded)"
+    if uri.startswith(REDIS_SCHEMES):
         import redis
 
         try:
-            redis.Redis.from_url(uri, socket_timeout=3).ping()
+            client = redis.Redis.from_url(uri, socket_timeout=3, socket_connect_timeout=3)
+        except ValueError as exc:
+            raise ConfigError(
+                f"LOOPLINE_ONLINE_STORE={uri} is not a Redis URL: {exc}",
+                hint="use redis://host:port/db, rediss://host:port/db or unix:///path.sock",
+            ) from exc
+        try:
+            client.ping()
         except redis.RedisError as exc:
             raise LooplineError(
                 f"Redis at LOOPLINE_ONLINE_STORE={uri} does not answer: {exc}"
             ) from exc
+        finally:
+            client.close()
         return "redis answers"
-    return "sqlite (embedded)"
+    if uri.startswith("sqlite:///"):
+        path = uri.removeprefix("sqlite:///")
+        if not path or path == ":memory:":
+            raise ConfigError(
+                f"LOOPLINE_ONLINE_STORE={uri} names no file",
+                hint="use sqlite:///path/to/online.db",
+            )
+        return f"sqlite at {path}"
+    # the online store refuses any other scheme on first use: say so now, not then
+    raise ConfigError(
+        f"LOOPLINE_ONLINE_STORE has unknown scheme in {uri!r}",
+        hint="use sqlite:///path/to/online.db, redis://host:port/db, rediss://... or unix://...",
+    )
 
 
 def run_checks(settings: Settings) -> list[Check]:

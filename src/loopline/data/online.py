@@ -33,6 +33,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from loopline.config import REDIS_SCHEMES
 from loopline.errors import BackendUnavailable, ConfigError
 
 SETTING = "LOOPLINE_ONLINE_STORE"
@@ -349,7 +350,7 @@ def open_online_store(
                 "in every other process)",
             )
         return SQLiteOnlineStore(path, busy_timeout_ms=busy_timeout_ms)
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if url.startswith(REDIS_SCHEMES):
         return RedisOnlineStore(url)
     raise ConfigError(
         f"{SETTING} has unknown scheme in {url!r}",

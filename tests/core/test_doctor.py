@@ -1,0 +1,59 @@
+"""``loopline doctor``'s checks: an online store that cannot be used is a failed check."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from loopline.config import Settings
+from loopline.core.doctor import run_checks
+
+
+def _online(tmp_path: Path, url: str) -> tuple[bool, str]:
+    settings = Settings(
+        uri=f"sqlite:///{tmp_path / 'meta.db'}",
+        artifacts=str(tmp_path / "artifacts"),
+        online_store=url,
+    )
+    [check] = [c for c in run_checks(settings) if c.name == "online store"]
+    return check.ok, check.detail
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("foo://x", "unknown scheme"),
+        ("rediss://nohost.invalid:6379/0", "does not answer"),
+        ("unix:///nonexistent/loopline.sock", "does not answer"),
+        ("redis://127.0.0.1:1/0", "does not answer"),
+        ("sqlite:///:memory:", "names no file"),
+    ],
+    ids=[
+        "unknown-scheme",
+        "rediss-no-host",
+        "unix-no-socket",
+        "redis-closed-port",
+        "sqlite-memory",
+    ],
+)
+def test_an_unusable_online_store_fails_naming_the_setting(
+    tmp_path: Path, url: str, words: str
+) -> None:
+    ok, detail = _online(tmp_path, url)
+    assert not ok
+    assert "LOOPLINE_ONLINE_STORE" in detail and words in detail
+
+
+def test_the_embedded_and_a_sqlite_online_store_pass(tmp_path: Path) -> None:
+    assert _online(tmp_path, "") == (True, "sqlite (embedded)")
+    ok, detail = _online(tmp_path, f"sqlite:///{tmp_path / 'online.db'}")
+    assert ok and "sqlite" in detail
+
+
+def test_a_redis_that_answers_passes(tmp_path: Path) -> None:
+    url = os.environ.get("LOOPLINE_TEST_REDIS_URL")
+    if not url:
+        pytest.skip("needs the Redis service (make test)")
+    assert _online(tmp_path, url) == (True, "redis answers")
