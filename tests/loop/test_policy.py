@@ -42,8 +42,27 @@ def test_a_yaml_policy_and_a_toml_one_load_with_defaults(tmp_path: Path) -> None
         (GOOD.replace('"loopline.loop.flights:train"', "train"), "retrain.pipeline: write it as"),
         ("- a list\n", "a loop policy is a mapping"),
         ("model: [unclosed\n", "not valid YAML"),
+        (GOOD + "monitor: {floors: {acuracy: 0.9}}\n", "monitor.floors: unknown metric 'acuracy'"),
+        (
+            GOOD + "monitor: {ceilings: {latency_p99_ms: .nan}}\n",
+            "monitor.ceilings: the threshold of 'latency_p99_ms' is nan",
+        ),
+        (
+            GOOD + "alerts: [{metric: acuracy, threshold: 1}]\n",
+            "alerts.0: AlertRule metric: unknown metric",
+        ),
     ],
-    ids=["unknown-key", "nested-typo", "bad-value", "bad-target", "not-a-mapping", "bad-yaml"],
+    ids=[
+        "unknown-key",
+        "nested-typo",
+        "bad-value",
+        "bad-target",
+        "not-a-mapping",
+        "bad-yaml",
+        "floor-on-unknown-metric",
+        "nan-ceiling",
+        "alert-on-unknown-metric",
+    ],
 )
 def test_a_bad_policy_file_names_the_key(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "policies").mkdir()

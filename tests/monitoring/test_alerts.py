@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,6 +13,7 @@ import pytest
 
 from loopline.core import audit
 from loopline.core.context import Context
+from loopline.errors import InvalidInput
 from loopline.monitoring.alerts import AlertRule, check_rules, list_alerts, raise_alert
 from loopline.monitoring.performance import WindowMetrics
 
@@ -115,3 +117,29 @@ def test_the_grafana_dashboard_reads_only_metrics_the_server_exports() -> None:
     }
     assert used and used <= exported, used - exported
     assert {"loopline_predictions_total", "loopline_prediction_latency_seconds_bucket"} <= used
+
+
+@pytest.mark.parametrize(
+    ("rule", "field", "words"),
+    [
+        ({"metric": "acuracy", "threshold": 0.9}, "metric", "unknown metric 'acuracy'"),
+        ({"metric": "refund", "threshold": 1}, "metric", "business.<event>"),
+        ({"metric": "business.", "threshold": 1}, "metric", "unknown metric"),
+        ({"metric": "auc", "threshold": float("nan")}, "threshold", "'auc' is nan"),
+        ({"metric": "auc", "threshold": float("inf")}, "threshold", "finite"),
+    ],
+    ids=["typo", "bare-business-event", "empty-business-event", "nan", "inf"],
+)
+def test_a_rule_that_could_never_fire_is_refused(
+    rule: dict[str, Any], field: str, words: str
+) -> None:
+    with pytest.raises(InvalidInput, match=re.escape(words)) as err:
+        AlertRule(**rule)
+    assert err.value.field == field
+    assert "accuracy, precision" in str(err.value) or field == "threshold"
+
+
+def test_a_rule_on_a_business_event_reads_its_sum() -> None:
+    w = WindowMetrics(0, 1, "1", 10, 10, 0, business={"refund": 30.0})
+    [breach] = check_rules([AlertRule(metric="business.refund", op=">", threshold=20)], [w])
+    assert breach.value == 30.0

@@ -52,7 +52,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from loopline.errors import ConfigError
-from loopline.monitoring.alerts import AlertRule
+from loopline.monitoring.alerts import AlertRule, check_metric, check_threshold
 
 _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
@@ -70,7 +70,9 @@ class DriftMonitor(_Strict):
 
 class Monitor(_Strict):
     """What the loop watches: the newest ``window_requests`` predictions of the stable
-    version; ``floors`` are live metrics that trigger when they fall below."""
+    version; ``floors`` are live metrics that trigger when they fall below, ``ceilings``
+    when they rise above (metrics of :data:`~loopline.monitoring.alerts.METRICS` or
+    ``business.<event>``, finite bounds)."""
 
     window_requests: int = Field(1000, ge=10)
     min_rows: int = Field(200, ge=1)
@@ -78,6 +80,15 @@ class Monitor(_Strict):
     drift: DriftMonitor = Field(default_factory=DriftMonitor)
     floors: dict[str, float] = Field(default_factory=dict)
     ceilings: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("floors", "ceilings")
+    @classmethod
+    def _known_metrics(cls, value: dict[str, float]) -> dict[str, float]:
+        # a floor on a misspelled metric would never fire, and nothing would say so
+        for name, bound in value.items():
+            check_metric(name)
+            check_threshold(name, bound)
+        return value
 
 
 class Retrain(_Strict):

@@ -1,9 +1,11 @@
 """Alerts: threshold rules evaluated per window, stored, audited and posted to a webhook.
 
 A rule names a metric of a :class:`~loopline.monitoring.performance.WindowMetrics`
-(``auc``, ``accuracy``, ``rmse``, ``latency_p99_ms``, ``drift_share``,
-``drifted_features``, a business event, ...), a comparison and a threshold, e.g.
-``AlertRule(metric="auc", op="<", threshold=0.65)``. :func:`check_rules` returns the
+(one of :data:`METRICS`: ``auc``, ``accuracy``, ``rmse``, ``latency_p99_ms``,
+``drift_share``, ``drifted_features``, ... or ``business.<event>``, the sum of a business
+event), a comparison and a finite threshold, e.g.
+``AlertRule(metric="auc", op="<", threshold=0.65)``. Any other name is refused: a rule on a
+misspelled metric would never fire. :func:`check_rules` returns the
 breaches; :func:`raise_alert` stores one alert in ``alerts`` and the audit log (in one
 transaction), then POSTs it as JSON to the webhook, with a timeout and retries (backing
 off); whether the webhook took it is recorded on the alert.
@@ -17,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 import operator
 import time
 from collections.abc import Callable, Sequence
@@ -25,9 +28,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from loopline.core.context import Context, get_context
+from loopline.errors import InvalidInput
 from loopline.monitoring.tables import alerts
 
 if TYPE_CHECKING:  # pandas loads with it: `loopline server` reads policies without it
@@ -43,8 +47,65 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 }
 
 
+#: The metrics a window has (:meth:`WindowMetrics.value`): from the labels, the traffic and
+#: the drift; a business event's sum is ``business.<event>``.
+METRICS = (
+    "accuracy",
+    "precision",
+    "recall",
+    "auc",
+    "rmse",
+    "mae",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "throughput_rps",
+    "requests",
+    "rows",
+    "labelled",
+    "drift_share",
+    "drifted_features",
+)
+BUSINESS_PREFIX = "business."
+
+
+def check_metric(name: str) -> str:
+    """``name`` if a window has such a metric (:data:`METRICS` or ``business.<event>``), else
+    ValueError listing them: a threshold on a misspelled metric would never fire.
+
+    Example:
+        >>> check_metric("auc"), check_metric("business.refund")
+        ('auc', 'business.refund')
+    """
+    if name in METRICS or (name.startswith(BUSINESS_PREFIX) and name != BUSINESS_PREFIX):
+        return name
+    raise ValueError(
+        f"unknown metric {name!r}; the metrics are {', '.join(METRICS)} "
+        f"and {BUSINESS_PREFIX}<event> for a business event's sum"
+    )
+
+
+def check_threshold(name: str, value: float) -> float:
+    """``value`` if it is a finite number, else ValueError naming the metric it bounds.
+
+    Example:
+        >>> check_threshold("auc", 0.6)
+        0.6
+    """
+    if not math.isfinite(value):
+        raise ValueError(f"the threshold of {name!r} is {value}; give a finite number")
+    return value
+
+
+class BadRule(InvalidInput, ValueError):
+    """An :class:`AlertRule` that cannot be made (InvalidInput naming the field)."""
+
+
 class AlertRule(BaseModel):
-    """``metric op threshold`` on a window: e.g. ``auc < 0.65`` or ``drift_share > 0.2``."""
+    """``metric op threshold`` on a window: e.g. ``auc < 0.65`` or ``drift_share > 0.2``.
+
+    A bad rule is :class:`~loopline.errors.InvalidInput` naming the field: a metric no
+    window has (:data:`METRICS`, ``business.<event>``), a threshold that is not finite.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -53,6 +114,31 @@ class AlertRule(BaseModel):
     threshold: float
     severity: Literal["info", "warning", "critical"] = "warning"
     name: str | None = None
+
+    def __init__(self, **data: Any) -> None:
+        # A rule written in Python gets Loopline's error. Pydantic calls this __init__ for a
+        # rule inside a loop policy too: being a ValueError as well, the error becomes one
+        # of the policy's, which names the file and the rule's place.
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "rule"
+            raise BadRule(
+                f"AlertRule {where}: {str(err['msg']).removeprefix('Value error, ')}",
+                field=where,
+                hint="e.g. AlertRule(metric='auc', op='<', threshold=0.6)",
+            ) from None
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        return check_metric(value)
+
+    @field_validator("threshold")
+    @classmethod
+    def _finite(cls, value: float, info: ValidationInfo) -> float:
+        return check_threshold(str(info.data.get("metric", "the rule")), value)
 
     @property
     def label(self) -> str:

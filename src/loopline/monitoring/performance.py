@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from loopline.errors import InvalidInput
+from loopline.monitoring.alerts import BUSINESS_PREFIX
 from loopline.monitoring.business import read_business
 from loopline.monitoring.labels import read_labels
 from loopline.monitoring.prediction_log import read_predictions
@@ -52,7 +53,8 @@ class WindowMetrics:
     drift_scores: dict[str, float] = field(default_factory=dict)
 
     def value(self, name: str) -> float | None:
-        """A metric by name: a live metric, ``latency_p99_ms``, ``drift_share``, ...
+        """A metric by name: a live metric, ``latency_p99_ms``, ``drift_share``,
+        ``business.<event>`` (the event's sum), ...
 
         Example:
             >>> WindowMetrics(0, 1, "1", 10, 10, 0, {"auc": 0.7}).value("auc")
@@ -60,6 +62,8 @@ class WindowMetrics:
         """
         if name in self.metrics:
             return self.metrics[name]
+        if name.startswith(BUSINESS_PREFIX):
+            return self.business.get(name.removeprefix(BUSINESS_PREFIX))
         if name in self.business:
             return self.business[name]
         if name == "drift_share":
