@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -20,7 +22,7 @@ from loopline.core.context import Context
 from loopline.core.db import create_engine_for, current_revision, upgrade
 from loopline.core.schema import metadata
 from loopline.monitoring import tables
-from loopline.monitoring.prediction_log import PredictionLogger, read_predictions
+from loopline.monitoring.prediction_log import PredictionLogger, flush_default, read_predictions
 
 NAMES = {
     t.name
@@ -175,3 +177,53 @@ def test_the_model_servers_parsed_bodies_become_named_rows(embedded_ctx: Context
     frame = read_predictions("m").set_index("_request_id")
     assert frame.loc[["a", "b", "c"], "x"].tolist() == [1.0, 3.0, 5.0]
     assert frame.loc[["a", "b", "c"], "y"].tolist() == [2.0, 4.0, 6.0]
+
+
+BAD_PREDICTIONS = [
+    ({"inputs": [{"x": 1.0}], "outputs": [1, 0]}, "outputs", "1 input rows and 2 outputs"),
+    ({"inputs": [{"x": 1.0}, {"x": 2.0}], "outputs": [1]}, "outputs", "2 input rows"),
+    ({"inputs": [], "outputs": []}, "inputs", "not a non-empty list"),
+    ({"outputs": 1}, "outputs", "not a non-empty list"),
+    ({"latency_ms": -3.0}, "latency_ms", "-3.0"),
+    ({"latency_ms": float("nan")}, "latency_ms", "nan"),
+    ({"latency_ms": "fast"}, "latency_ms", "fast"),
+    ({"model": "../m"}, "model", "'../m' is not a valid model name"),
+    ({"model": ""}, "model", "not a valid model name"),
+    ({"request_id": None}, "request_id", "a request id is a text"),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "words"),
+    BAD_PREDICTIONS,
+    ids=[
+        "more-outputs",
+        "fewer-outputs",
+        "no-rows",
+        "outputs-not-a-list",
+        "negative-latency",
+        "nan-latency",
+        "text-latency",
+        "dotdot-model",
+        "empty-model",
+        "none-request-id",
+    ],
+)
+def test_log_prediction_refuses_what_it_cannot_log_as_given(
+    embedded_ctx: Context, change: dict[str, Any], field: str, words: str
+) -> None:
+    call: dict[str, Any] = {
+        "request_id": "r-1",
+        "model": "m",
+        "version": 1,
+        "inputs": [{"x": 1.0}],
+        "outputs": [1],
+        "latency_ms": 1.0,
+    }
+    with pytest.raises(ll.InvalidInput, match=re.escape(words)) as err:
+        ll.monitor.log_prediction(**{**call, **change})
+    assert err.value.field == field
+    ll.monitor.log_prediction(**call)  # the same call, right, is logged
+    flush_default()
+    logged = ll.monitor.read_predictions("m")
+    assert logged["_request_id"].tolist() == ["r-1"] and logged["_prediction"].tolist() == [1]

@@ -14,6 +14,10 @@ Example:
 
 from __future__ import annotations
 
+import math
+import numbers
+
+from loopline.errors import InvalidInput
 from loopline.monitoring.alerts import Alert, AlertRule, check_rules, raise_alert
 from loopline.monitoring.business import log_business, read_business
 from loopline.monitoring.drift import drift
@@ -22,6 +26,7 @@ from loopline.monitoring.performance import WindowMetrics, performance
 from loopline.monitoring.prediction_log import PredictionLogger, get_logger, read_predictions
 from loopline.monitoring.report import ColumnDrift, DriftReport, Histogram
 from loopline.monitoring.sketch import DriftSketch
+from loopline.monitoring.wire import check_request_id
 
 
 def log_prediction(
@@ -34,10 +39,59 @@ def log_prediction(
 ) -> None:
     """Queue one answered request in the process's prediction logger (no I/O here).
 
+    One output per input row; ``latency_ms`` a finite number >= 0; ``model`` a valid model
+    name (no ``..``); ``request_id`` a text of 1-200 characters. Anything else is
+    :class:`~loopline.errors.InvalidInput` naming the argument, before it is queued.
+
     Example:
         >>> # ll.monitor.log_prediction("r-1", "flights", 3, [{"temp": 41.0}], [1], 0.8)
     """
+    _check_prediction(request_id, model, inputs, outputs, latency_ms)
     get_logger().log(request_id, model, version, inputs, outputs, latency_ms)
+
+
+def _check_prediction(
+    request_id: object, model: object, inputs: object, outputs: object, latency_ms: object
+) -> None:
+    # The model server's own logging (PredictionLogger.log_request) skips these checks: it
+    # is the hot path, and its rows and outputs come from the model. A caller of the SDK
+    # gets them, or a row would be logged without its prediction, or a prediction dropped.
+    from loopline.training.registry_store import check_name
+
+    try:
+        check_request_id(request_id)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"request_id {request_id!r}: {exc}",
+            field="request_id",
+            hint="pass the id the request was answered with",
+        ) from None
+    check_name(model, "model")  # type: ignore[arg-type]
+    for name, value in (("inputs", inputs), ("outputs", outputs)):
+        if not isinstance(value, list) or not value:
+            raise InvalidInput(
+                f"{name} is {type(value).__name__} {value!r:.80}, not a non-empty list",
+                field=name,
+                hint="pass a list with one entry per input row",
+            )
+    assert isinstance(inputs, list) and isinstance(outputs, list)
+    if len(inputs) != len(outputs):
+        raise InvalidInput(
+            f"got {len(inputs)} input rows and {len(outputs)} outputs",
+            field="outputs",
+            hint="pass one output per input row, in the same order",
+        )
+    if (
+        isinstance(latency_ms, bool)
+        or not isinstance(latency_ms, numbers.Real)
+        or not math.isfinite(float(latency_ms))
+        or latency_ms < 0
+    ):
+        raise InvalidInput(
+            f"latency_ms is {latency_ms!r}",
+            field="latency_ms",
+            hint="pass the time the model took to answer, in milliseconds (a number >= 0)",
+        )
 
 
 __all__ = [
