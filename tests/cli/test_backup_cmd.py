@@ -126,3 +126,16 @@ def test_a_server_url_is_refused_with_the_setting_named(command: str, tmp_path: 
     )
     assert result.returncode == 2
     assert "LOOPLINE_URI is a server URL" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "manifest", [b"[]", b'"x"', b"5", b"null"], ids=["list", "text", "number", "null"]
+)
+def test_a_manifest_that_is_json_but_not_an_object_exits_6(tmp_path: Path, manifest: bytes) -> None:
+    (tmp_path / "bk").mkdir()
+    (tmp_path / "bk" / "manifest.json").write_bytes(manifest)
+    target = f"sqlite:///{tmp_path / 'dst.db'}"
+    bad = _loopline("restore", str(tmp_path / "bk"), uri=target, artifacts=str(tmp_path / "dst"))
+    assert bad.returncode == 6, bad.stderr
+    assert "not a valid Loopline backup manifest" in bad.stderr and "not an object" in bad.stderr
+    assert "Traceback" not in bad.stderr

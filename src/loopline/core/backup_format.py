@@ -252,6 +252,9 @@ class Manifest:
         """Parse ``manifest.json`` read from ``where``; :class:`IntegrityError` when invalid."""
         try:
             raw = orjson.loads(data)
+            if not isinstance(raw, dict):
+                # valid JSON all the same ([], "x", 5, null): .get would be an AttributeError
+                raise ValueError(f"it holds a JSON {type(raw).__name__}, not an object")
             if raw.get("format") != FORMAT:
                 raise ValueError(f"format is {raw.get('format')!r}, not {FORMAT!r}")
             if raw.get("format_version") != FORMAT_VERSION:
