@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,33 @@ def test_a_model_with_two_policies_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "policies" / "b.yaml").write_text(GOOD)
     with pytest.raises(ConfigError, match="two loop policies"):
         load_policies(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("toml", "key"),
+    [
+        ('[loopline]\nloop = "x"\n', "loopline.loop: is str 'x', not a table"),
+        ("loopline = 5\n", "loopline: is int 5, not a table"),
+        ("loop = [1, 2]\n", "loop: is list [1, 2], not a table"),
+    ],
+    ids=["loop-is-text", "loopline-is-number", "top-level-loop-is-list"],
+)
+def test_a_toml_whose_loop_is_not_a_table_names_file_and_key(
+    tmp_path: Path, toml: str, key: str
+) -> None:
+    (tmp_path / "loopline.toml").write_text(toml)
+    with pytest.raises(ConfigError, match=re.escape(f"loopline.toml: {key}")):
+        load_policies(tmp_path)
+
+
+def test_loop_once_on_such_a_toml_exits_2_without_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "loopline.toml").write_text('[loopline]\nloop = "x"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "loopline.cli.main", "loop", "once", "--root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "loopline.toml: loopline.loop" in result.stderr and "Traceback" not in result.stderr

@@ -187,6 +187,25 @@ def parse_policy(data: Any, source: str) -> LoopPolicy:
     return policy
 
 
+def _loop_section(doc: dict[str, Any], toml: Path) -> dict[str, Any]:
+    """The ``[loopline.loop]`` table (or a top-level ``[loop]``); ConfigError naming the
+    key when ``loopline`` or ``loop`` is there but is not a table (``loop = "x"``)."""
+    top = doc.get("loopline", doc)
+    if not isinstance(top, dict):
+        raise ConfigError(
+            f"{toml}: loopline: is {type(top).__name__} {top!r}, not a table",
+            hint="write the settings under a [loopline] table",
+        )
+    section = top.get("loop", {})
+    if not isinstance(section, dict):
+        key = "loopline.loop" if "loopline" in doc else "loop"
+        raise ConfigError(
+            f"{toml}: {key}: is {type(section).__name__} {section!r}, not a table",
+            hint="write one table [loopline.loop.MODEL] per model",
+        )
+    return section
+
+
 def load_policies(root: str | Path = ".") -> list[LoopPolicy]:
     """Every policy in ``root/policies/*.yaml`` and ``[loopline.loop.*]`` of
     ``root/loopline.toml``; ConfigError on a bad one or a model named twice.
@@ -208,7 +227,7 @@ def load_policies(root: str | Path = ".") -> list[LoopPolicy]:
             doc = tomllib.loads(toml.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{toml}: not valid TOML: {exc}") from exc
-        section = doc.get("loopline", doc).get("loop", {})
+        section = _loop_section(doc, toml)
         for name, data in section.items():
             if isinstance(data, dict):
                 data = {"model": name, **data}
