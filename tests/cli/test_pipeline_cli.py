@@ -129,3 +129,23 @@ def test_every_help_has_an_example(command: list[str]) -> None:
     result = CliRunner().invoke(app, ["pipeline", *command, "--help"])
     assert result.exit_code == 0, result.output
     assert "Example" in result.output
+
+
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [
+        ("def f(:\n    pass\n", "line 1"),
+        ("x = 1\nraise RuntimeError('no config at import')\n", "line 2: RuntimeError"),
+    ],
+    ids=["syntax-error", "import-time-error"],
+)
+def test_a_module_that_fails_to_import_is_exit_2_naming_file_and_line(
+    embedded_ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, words: str
+) -> None:
+    (tmp_path / "badsyn.py").write_text(source)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # _cli puts the repository before it
+    done = _cli(embedded_ctx, "run", "badsyn:f")
+    assert done.returncode == 2, done.stderr
+    assert "badsyn:f cannot be imported" in done.stderr and "hint" in done.stderr
+    assert "badsyn.py" in done.stderr and words in done.stderr
+    assert "Traceback" not in done.stderr

@@ -36,6 +36,7 @@ import functools
 import importlib
 import inspect
 import textwrap
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, ParamSpec, TypeVar, overload
@@ -241,15 +242,33 @@ def resolve_target(target: str, *, what: str) -> Any:
             hint=f"define the {what} at the top level of an importable module "
             "(not inside a function)",
         )
+    hint = f"define the {what} at the top level of a module on the workers' PYTHONPATH"
     try:
         obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InvalidInput(
+            f"the {what} {target} cannot be imported: {exc}", field=what, hint=hint
+        ) from exc
+    except SyntaxError as exc:
+        raise InvalidInput(
+            f"the {what} {target} cannot be imported: {exc.filename}, line {exc.lineno}: {exc.msg}",
+            field=what,
+            hint=f"fix the syntax error; {hint}",
+        ) from exc
+    except Exception as exc:  # the module's own code failed: its error, not "a step failed"
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        raise InvalidInput(
+            f"the {what} {target} cannot be imported: {where.filename}, line {where.lineno}: "
+            f"{type(exc).__name__}: {exc}",
+            field=what,
+            hint=f"fix the error the module raises when it is imported; {hint}",
+        ) from exc
+    try:
         for part in qualname.split("."):
             obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
+    except AttributeError as exc:
         raise InvalidInput(
-            f"the {what} {target} cannot be imported: {exc}",
-            field=what,
-            hint=f"define the {what} at the top level of a module on the workers' PYTHONPATH",
+            f"the {what} {target} cannot be imported: {exc}", field=what, hint=hint
         ) from exc
     return obj
 
