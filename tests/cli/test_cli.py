@@ -147,3 +147,20 @@ def test_a_command_loads_only_its_own_module_and_what_it_needs(tmp_path: Path) -
     lines = done.stdout.strip().splitlines()
     assert lines[-2] == "[]", f"heavy modules loaded by `data add --json`: {lines[-2]}"
     assert lines[-1] == "['loopline.cli._common', 'loopline.cli.data_cmd', 'loopline.cli.main']"
+
+
+def test_loop_pause_refuses_a_model_it_does_not_know(tmp_path: Path) -> None:
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "churn.yaml").write_text(
+        "model: churn\ndata: churn\nretrain: {pipeline: 'pkg.mod:train'}\n"
+        "gate: {dataset: h, thresholds: {label: y}}\n"
+    )
+    typo = _loopline("loop", "pause", "chrun", "--reason", "typo", cwd=tmp_path)
+    assert typo.returncode == 4, typo.stderr
+    assert "'chrun'" in typo.stderr and "churn" in typo.stderr and "Traceback" not in typo.stderr
+    empty = _loopline("loop", "resume", "", cwd=tmp_path)
+    assert empty.returncode == 2 and "model name is empty" in empty.stderr
+    assert _loopline("loop", "pause", "churn", cwd=tmp_path).returncode == 0
+    assert _loopline("loop", "resume", "*", cwd=tmp_path).returncode == 0
+    audit = _loopline("audit", "ls", "--json", cwd=tmp_path)
+    assert "chrun" not in audit.stdout and audit.stdout.count("loop.pause") == 1, audit.stderr

@@ -75,18 +75,49 @@ def run(
         console.print("stopped")
 
 
+def _known_model(model: str, root: Path) -> str:
+    """``model`` if it is ``*``, has a loop policy under ``root`` or is a registered model;
+    else NotFound (InvalidInput when empty): a switch on a typo would be audited and
+    would stop nothing."""
+    from loopline.errors import InvalidInput, NotFound
+    from loopline.loop.policy import load_policies
+    from loopline.training import registry
+
+    if model == "*":
+        return model
+    if not model.strip():
+        raise InvalidInput(
+            "the model name is empty", field="model", hint="name a model, or '*' for all"
+        )
+    policies = sorted(p.model for p in load_policies(root))
+    if model in policies:
+        return model
+    try:
+        registry.get_model(model)
+    except NotFound:
+        known = ", ".join(policies) or "none"
+        raise NotFound(
+            f"no loop policy and no registered model is named {model!r} "
+            f"(policies under {root}: {known})",
+            hint="check the spelling (`loopline models ls`), or pass '*' for every model",
+        ) from None
+    return model
+
+
 @app.command("pause")
 def pause(
     model: str = typer.Argument("*", help="The model to pause; '*' (default) pauses all."),
     reason: str | None = typer.Option(None, "--reason", help="Why (kept in the audit log)."),
+    root: Path = _ROOT,
 ) -> None:
-    """Turn the kill switch on: the loop takes no action until resumed.
+    """Turn the kill switch on: the loop takes no action until resumed. The model must
+    have a loop policy (under --root) or be registered.
 
     Example: loopline loop pause flights --reason "data migration tonight"
     """
     from loopline.loop.controller import pause as do_pause
 
-    do_pause(model, reason)
+    do_pause(_known_model(model, root), reason)
     console.print(f"loop paused for {model}")
 
 
@@ -96,14 +127,15 @@ def resume(
         "*", help="The model to resume; '*' (default) is the global switch."
     ),
     reason: str | None = typer.Option(None, "--reason", help="Why (kept in the audit log)."),
+    root: Path = _ROOT,
 ) -> None:
-    """Turn the kill switch off again.
+    """Turn the kill switch off again (for a model with a policy or a registered one).
 
     Example: loopline loop resume flights
     """
     from loopline.loop.controller import resume as do_resume
 
-    do_resume(model, reason)
+    do_resume(_known_model(model, root), reason)
     console.print(f"loop resumed for {model}")
 
 
