@@ -253,7 +253,17 @@ def test_an_experiment_id_past_the_column_names_no_experiment(filled: Context) -
         assert len(mixed) == 5
 
 
-@pytest.mark.parametrize("token", ["zzz", "e30=", "eyJvZmZzZXQiOiAtMX0="], ids=str)
+@pytest.mark.parametrize(
+    "token",
+    [
+        "zzz",
+        "e30=",
+        "eyJvZmZzZXQiOiAtMX0=",  # {"offset": -1}
+        "eyJvZmZzZXQiOjkyMjMzNzIwMzY4NTQ3NzU4MDh9",  # 2**63: SQLite overflowed, a 500
+        "eyJvZmZzZXQiOnRydWV9",  # {"offset":true}: a bool is no offset
+    ],
+    ids=str,
+)
 def test_bad_page_token_and_max_results(filled: Context, token: str) -> None:
     with pytest.raises(InvalidInput, match="page token"):
         ll.search_runs("search", page_token=token)

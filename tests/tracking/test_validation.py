@@ -72,8 +72,13 @@ def test_param_values_over_the_limit_are_rejected(ctx: Context) -> None:
     assert set(run.params) == {"ok"}
 
 
-@pytest.mark.parametrize("value", ["abc", None, [1.0]], ids=["text", "none", "list"])
+@pytest.mark.parametrize(
+    "value",
+    ["abc", None, [1.0], "0.93", "nan", " 1e3 ", b"1"],
+    ids=["text", "none", "list", "number-as-text", "nan-as-text", "padded", "bytes"],
+)
 def test_non_numeric_metric_values_are_rejected(ctx: Context, value: object) -> None:
+    # Text that reads as a number is refused too, as the REST routes and MLflow refuse it.
     with ll.start_run(experiment="values") as run:
         with pytest.raises(InvalidInput, match="not a number"):
             run.log_metric("m", value)  # type: ignore[arg-type]
@@ -99,3 +104,56 @@ def test_an_int_field_outside_64_bits_is_invalid_input(value: object, why: str) 
         check_int(value, "end_time")
     assert info.value.field == "end_time"
     assert check_int(2**63 - 1, "end_time") == 2**63 - 1 and check_int(3.0, "step") == 3
+
+
+@pytest.mark.parametrize("field", ["step", "timestamp"])
+def test_a_step_or_time_past_64_bits_is_refused_at_the_call_and_loses_nothing(
+    ctx: Context, field: str
+) -> None:
+    """Found at the flush, it refused the whole batch: every good point was lost with it."""
+    with ll.start_run(experiment="bigstep") as run:
+        run.flush()  # the run is written: points go to the background writer
+        for step in range(100):
+            run.log_metric("loss", 1.0, step=step)
+        with pytest.raises(InvalidInput, match="does not fit in 64 bits") as info:
+            run.log_metric("bad", 1.0, **{field: 2**63})
+        assert info.value.field == field
+        with pytest.raises(InvalidInput, match="does not fit in 64 bits"):
+            run.log_metrics({"bad": 1.0}, **{field: -(2**63) - 1})
+    assert len(ll.metric_history(run.id, "loss")) == 100
+    assert "bad" not in ll.get_run(run.id).metrics
+
+
+def test_text_without_a_utf8_form_is_refused_where_it_is_given(ctx: Context) -> None:
+    """A lone surrogate passed set_tag and failed the run's write at its end: the run, its
+    params and its points were lost."""
+    lone = "bad \ud800 text"
+    with ll.start_run(experiment="surrogates") as run:
+        run.log_param("lr", 0.1)
+        for call, field in [
+            (lambda: run.set_tag("note", lone), "tags.note"),
+            (lambda: run.log_param("p", lone), "params.p"),
+            (lambda: run.log_metric(lone, 1.0), "metric"),
+        ]:
+            with pytest.raises(InvalidInput, match="lone surrogate") as info:
+                call()
+            assert info.value.field == field
+        run.log_metric("loss", 0.5)
+    stored = ll.get_run(run.id)
+    assert stored.status == "FINISHED" and stored.params == {"lr": "0.1"}
+    assert stored.metrics == {"loss": 0.5}
+    with pytest.raises(InvalidInput, match="lone surrogate"):
+        ll.start_run(experiment="surrogates", name=lone)
+
+
+def test_nul_in_a_run_name_or_user_is_refused(ctx: Context) -> None:
+    from loopline.tracking import experiments, store
+
+    with pytest.raises(InvalidInput, match="NUL") as info:
+        ll.start_run(experiment="nul", name="a\x00b")
+    assert info.value.field == "name"
+    exp = experiments.get_or_create_experiment(ctx.engine, "nul")
+    for bad, said in [("a\x00b", "NUL"), ("u" * 257, "limit of 256"), (5, "must be text")]:
+        with pytest.raises(InvalidInput, match=said) as info:
+            store.create_run(ctx.engine, exp.id, user_id=bad)  # type: ignore[arg-type]
+        assert info.value.field == "user_id"

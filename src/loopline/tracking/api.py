@@ -343,10 +343,7 @@ class Run:
         """
         if key not in self._metric_keys:
             self._metric_keys.add(check_key(key, "metric"))
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
-            v = metric_float(key, value)
+        v = value if type(value) is float else metric_float(key, value)
         is_nan = 0
         if v - v:  # NaN or +/-inf
             v, nan = stored_metric_value(v)
@@ -382,10 +379,7 @@ class Run:
         for key, value in metrics.items():
             if key not in keys:
                 keys.add(check_key(key, "metric"))
-            try:
-                v = float(value)
-            except (TypeError, ValueError):
-                v = metric_float(key, value)
+            v = value if type(value) is float else metric_float(key, value)
             if v - v:
                 v, nan = stored_metric_value(v)
                 rows.append((run_id, key, v, ts, st, int(nan)))
@@ -705,7 +699,11 @@ def active_run() -> Run | None:
 
 
 def _as_int(value: Any, field: str) -> int:
-    return value if type(value) is int else check_int(value, field)
+    # Checked here, at the call: a step or timestamp past 64 bits found only at the flush
+    # would refuse the whole batch, the good points with it.
+    if type(value) is int and -(2**63) <= value < 2**63:
+        return value
+    return check_int(value, field)
 
 
 def _describe_error(exc: BaseException) -> str:

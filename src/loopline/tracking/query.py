@@ -48,6 +48,8 @@ from loopline.tracking.tables import experiments, runs
 
 #: The most runs or experiments one page may hold (MLflow's limit).
 MAX_RESULTS_LIMIT = 50_000
+#: The largest offset a page token may hold (PostgreSQL's and SQLite's OFFSET are 64-bit).
+MAX_OFFSET = 2**62
 
 
 def encode_page_token(offset: int) -> str:
@@ -72,7 +74,9 @@ def decode_page_token(token: str | None) -> int:
     try:
         data = orjson.loads(base64.urlsafe_b64decode(token.encode()))
         offset = data["offset"]
-        if not isinstance(offset, int) or offset < 0:
+        # A bool is an int to Python; past MAX_OFFSET the database cannot bind it (SQLite
+        # raised OverflowError, a 500) and no result is that long anyway.
+        if type(offset) is not int or not 0 <= offset <= MAX_OFFSET:
             raise ValueError(offset)
     except (binascii.Error, orjson.JSONDecodeError, ValueError, KeyError, TypeError) as exc:
         raise InvalidInput(

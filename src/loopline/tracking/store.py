@@ -65,6 +65,7 @@ from loopline.tracking.validation import (
     check_param_value,
     check_run_name,
     check_tag_value,
+    check_user_id,
     metric_float,
     stored_metric_value,
 )
@@ -162,6 +163,8 @@ def new_run(
         raise _deleted_experiment(exp.name)
     if name is not None:
         check_run_name(name)
+    if user_id is not None:
+        check_user_id(user_id)
     clean_tags = _clean_tags(tags or {})
     if parent_run_id is not None:
         clean_tags[PARENT_RUN_TAG] = parent_run_id

@@ -65,6 +65,7 @@ def check_key(key: Any, what: str = "key") -> str:
             hint=f"use a key of at most {MAX_KEY_LENGTH} characters",
         )
     _check_path_like(key, what, "key")
+    check_utf8(key, what)
     return key
 
 
@@ -128,6 +129,30 @@ def _check_no_nul(text: str, field: str) -> None:
             field=field,
             hint="remove the NUL (\\x00); store binary data as an artifact",
         )
+    check_utf8(text, field)
+
+
+def check_utf8(text: str, field: str) -> None:
+    """Refuse text that has no UTF-8 form (a lone surrogate such as ``"\\ud800"``).
+
+    Python strings may hold one (from ``errors="surrogateescape"`` decoding, or bad JSON);
+    no database or JSON encoder stores it, so it would fail later, with the run's other
+    data, instead of here.
+
+    Example:
+        >>> check_utf8("naïve", "tags.note")
+    """
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(
+            f"{field} holds {text[exc.start : exc.end]!r} at position {exc.start}, a lone "
+            "surrogate that has no UTF-8 form",
+            field=field,
+            hint="decode the text with errors='replace', or remove the character",
+        ) from exc
 
 
 def check_param_value(key: str, value: Any) -> str:
@@ -173,10 +198,20 @@ def check_tag_value(key: str, value: Any) -> str | None:
 def metric_float(key: str, value: Any) -> float:
     """``value`` as a float, or :class:`InvalidInput` naming the metric.
 
+    Text is refused even when it reads as a number (``"0.93"``, ``"nan"``), as MLflow's
+    client and the REST routes refuse it: a metric logged as text is a bug upstream.
+
     Example:
         >>> metric_float("acc", 1)
         1.0
     """
+    if isinstance(value, str | bytes | bytearray):
+        raise InvalidInput(
+            f"metric {key!r} got the text {value!r}, not a number",
+            field=f"metrics.{key}",
+            hint="log numbers only (float(...) it first if it is a number as text); "
+            "log text as a tag or param",
+        )
     try:
         return float(value)
     except (TypeError, ValueError) as exc:
@@ -216,7 +251,32 @@ def check_run_name(name: str) -> str:
             f"run name is {len(name)} characters, over the limit of {MAX_RUN_NAME_LENGTH}",
             field="name",
         )
+    _check_no_nul(name, "name")
     return name
+
+
+#: The ``runs.user_id`` column's width.
+MAX_USER_ID_LENGTH = 256
+
+
+def check_user_id(user_id: Any) -> str:
+    """A run's user id: text of at most :data:`MAX_USER_ID_LENGTH` characters, no NUL.
+
+    Example:
+        >>> check_user_id("ada")
+        'ada'
+    """
+    if not isinstance(user_id, str):
+        raise InvalidInput(
+            f"user_id must be text, got {user_id!r}", field="user_id", hint="e.g. 'ada'"
+        )
+    if len(user_id) > MAX_USER_ID_LENGTH:
+        raise InvalidInput(
+            f"user_id is {len(user_id)} characters, over the limit of {MAX_USER_ID_LENGTH}",
+            field="user_id",
+        )
+    _check_no_nul(user_id, "user_id")
+    return user_id
 
 
 _MIN_INT64, _MAX_INT64 = -(2**63), 2**63 - 1
