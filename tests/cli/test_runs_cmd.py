@@ -133,3 +133,16 @@ def test_square_brackets_in_names_params_and_tags_print_verbatim(ctx: Context) -
     shown = _runs(ctx, "show", ids[1]).stdout
     assert "run xgb[/x]" in shown and "model[kind]" in shown and "see [xgb[/x]]" in shown
     assert "[red]lgbm" in _runs(ctx, "compare", *ids).stdout
+
+
+def test_a_time_outside_the_calendar_prints_as_its_number(ctx: Context) -> None:
+    """MLflow takes any 64-bit time; one such run failed 'runs ls' for everyone."""
+    from loopline.tracking import store
+
+    with ll.start_run(experiment="far", name="far") as run:
+        run.log_metric("m", 1.0)
+    store.update_run(ctx.engine, run.id, end_time=10**16)
+    for args in (("ls", "-e", "far"), ("show", run.id)):
+        done = _runs(ctx, *args)
+        assert done.returncode == 0, (args, done.stderr)
+    assert "outside the calendar" in _runs(ctx, "show", run.id).stdout

@@ -59,6 +59,21 @@ def test_a_request_over_the_limit_is_a_413_naming_the_setting(small_server: http
     assert small_server.get(f"/api/v1/runs/{run['id']}").json()["params"] == {}
 
 
+@pytest.mark.parametrize(
+    "path", ["/api/v1/runs", "/api/2.0/mlflow/experiments/create", "/api/v1/experiments"]
+)
+def test_a_streamed_body_over_the_limit_on_a_json_route_is_a_413(
+    small_server: httpx.Client, path: str
+) -> None:
+    """FastAPI's body reader caught the overflow and answered 400 'error parsing the body'."""
+    answer = small_server.post(
+        path, content=_chunks(200_000), headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == 413, answer.text
+    assert "LOOPLINE_MAX_REQUEST_MB" in answer.text
+    assert small_server.get("/health").status_code == 200
+
+
 def test_mlflow_clients_get_their_own_error_shape(small_server: httpx.Client) -> None:
     answer = small_server.post("/api/2.0/mlflow/experiments/create", json={"name": "x" * 100_000})
     assert answer.status_code == 413

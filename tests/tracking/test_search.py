@@ -269,3 +269,22 @@ def test_bad_page_token_and_max_results(filled: Context, token: str) -> None:
         ll.search_runs("search", page_token=token)
     with pytest.raises(InvalidInput, match="max_results must be between 1 and 50000"):
         ll.search_runs("search", max_results=0)
+
+
+def test_a_filter_or_order_past_what_one_query_joins_is_refused_naming_the_limit(
+    filled: Context,
+) -> None:
+    """Each term joins a table; past 64 SQLite failed as 'unavailable, retry shortly' and
+    SQLAlchemy recursed past its limit (a 500)."""
+    from loopline.tracking.search import MAX_FILTER_TERMS, MAX_ORDER_KEYS
+
+    most = " and ".join([f"metrics.m{i} > 0" for i in range(MAX_FILTER_TERMS)])
+    assert ll.search_runs("search", filter=most, order_by=[
+        f"params.p{i} DESC" for i in range(MAX_ORDER_KEYS)
+    ]) == []  # fmt: skip
+    with pytest.raises(InvalidInput, match="at most 50 comparisons") as info:
+        ll.search_runs("search", filter=most + " and metrics.x > 0")
+    assert info.value.field == "filter"
+    with pytest.raises(InvalidInput, match="over the limit of 10") as info:
+        ll.search_runs("search", order_by=[f"params.p{i}" for i in range(MAX_ORDER_KEYS + 1)])
+    assert info.value.field == "order_by"

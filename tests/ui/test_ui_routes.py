@@ -129,6 +129,31 @@ def test_empty_states_and_errors_are_html_pages(embedded_ctx: Context) -> None:
             assert client.get("/runs", params={"per_page": "lots"}).status_code == 422
             assert client.get("/compare", params={"run": "x"}).status_code == 422
             assert client.get("/deployments/nope").status_code == 404
+            nothing = client.get("/compare", params={"run": ["nope", "nope2"]})
+            assert nothing.status_code == 404 and "none of the runs" in nothing.text
+            # Numbers past what a query binds are a 422, not a 500 (OverflowError).
+            for path, params in [
+                ("/models", {"page": 2**63 - 1}),
+                ("/audit", {"before": 2**63}),
+                ("/", {"page_token": "eyJvZmZzZXQiOjkyMjMzNzIwMzY4NTQ3NzU4MDh9"}),
+            ]:
+                assert client.get(path, params=params).status_code in (400, 422), path
+            # Too many terms for one query: a 400 naming the limit, not "unavailable, retry".
+            many = " and ".join(["metrics.a > 0"] * 70)
+            refused = client.get("/runs", params={"filter": many})
+            assert refused.status_code == 400 and "MAX_FILTER_TERMS" in refused.text
+            # A time outside the calendar still renders (it failed every runs page).
+            with ll.start_run(experiment="far") as far:
+                far.log_metric("m", 1.0, timestamp=10**16)
+            from loopline.tracking import store
+
+            store.update_run(embedded_ctx.engine, far.id, end_time=10**16)
+            for path in ("/runs", f"/runs/{far.id}"):
+                shown = client.get(path)
+                assert shown.status_code == 200, (path, shown.text[:300])
+            assert "outside the calendar" in client.get(f"/runs/{far.id}").text
+            # "Name contains" takes '_' and '%' as themselves, not as wildcards.
+            assert "No registered models" in client.get("/models", params={"q": "_"}).text
             # The drift form takes dataset versions only, never a path on the server.
             drift = client.get(
                 "/monitoring", params={"reference": "/etc/passwd", "current": "churn-data@1"}

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import typer
 from rich.table import Table
 
 from loopline.cli._common import console, err_console, esc, print_json
 from loopline.core import audit
+from loopline.core.calendar import utc_text
 from loopline.core.context import get_context
 
 app = typer.Typer(
@@ -60,8 +59,12 @@ def ls_cmd(
     for col in ("seq", "time", "actor", "action", "object", "reason"):
         table.add_column(col)
     for e in rows:
-        when = dt.datetime.fromtimestamp(e.ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
         table.add_row(
-            str(e.seq), when, e.actor, e.action, f"{e.object_type}:{e.object_id}", e.reason or ""
+            str(e.seq),
+            utc_text(e.ts),
+            esc(e.actor),
+            e.action,
+            esc(f"{e.object_type}:{e.object_id}"),
+            esc(e.reason or ""),
         )
     console.print(table)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import typer
 # neither.
 from loopline.cli import _common
 from loopline.cli._common import esc, print_json
+from loopline.core.calendar import utc_text
 from loopline.errors import ERROR_TABLE, ContractViolation, InvalidInput
 
 app = typer.Typer(
@@ -40,9 +40,7 @@ def _num(value: object) -> str:
 
 
 def _when(ts: float | None) -> str:
-    if ts is None:
-        return ""
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return utc_text(ts)
 
 
 def _load_frame(ref: str) -> tuple[Any, str]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import typer
 from rich.table import Table
 
 from loopline.cli._common import console, esc, print_json
+from loopline.core.calendar import utc_text
 from loopline.errors import InvalidInput
 
 app = typer.Typer(
@@ -33,7 +33,7 @@ def _steps(text: str | None) -> list[float] | None:
 
 
 def _when(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return utc_text(ts)
 
 
 def _print_deployment(d: Any) -> None:

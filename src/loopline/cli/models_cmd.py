@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -11,6 +10,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from loopline.cli._common import console, esc, print_json
+from loopline.core.calendar import utc_text
 from loopline.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -24,9 +24,7 @@ app = typer.Typer(
 
 
 def _when(ms: int | None) -> str:
-    if ms is None:
-        return ""
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return utc_text(None if ms is None else ms / 1000)
 
 
 def _split(ref: str, *, need_version: bool) -> tuple[str, str | None]:
@@ -224,7 +222,7 @@ def _deployment_line(event: dict[str, Any]) -> str:
         for role, key in (("stable", "stable"), ("candidate", "candidate"))
         if after.get(key) is not None
     ]
-    when = dt.datetime.fromtimestamp(event["ts"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    when = utc_text(event["ts"])
     reason = f": {event['reason']}" if event.get("reason") else ""
     return (
         f"{when} {event['name']} rev {event['revision']} {event['action']} "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import inspect
 import json
 import sys
@@ -16,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from loopline.cli._common import console, err_console, esc, print_json
+from loopline.core.calendar import utc_text
 from loopline.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -74,9 +74,7 @@ def parse_params(items: list[str] | None, pipe: Pipeline[Any] | None = None) -> 
 
 
 def _when(ts: float | None) -> str:
-    if ts is None:
-        return ""
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return utc_text(ts)
 
 
 def _seconds(start: float | None, end: float | None) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from typing import Any
 
@@ -10,6 +9,7 @@ import typer
 from rich.table import Table
 
 from loopline.cli._common import console, esc, print_json
+from loopline.core.calendar import utc_text
 from loopline.errors import InvalidInput
 
 app = typer.Typer(
@@ -23,9 +23,7 @@ _INPUT_COLUMNS = ("kind", "name", "version", "digest", "context")
 
 
 def _when(ms: int | None) -> str:
-    if ms is None:
-        return ""
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return utc_text(None if ms is None else ms / 1000)
 
 
 def _duration(start: int, end: int | None) -> str:

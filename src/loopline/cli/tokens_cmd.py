@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import typer
 from rich.table import Table
 
 from loopline.cli._common import console, err_console, print_json
 from loopline.core import auth
+from loopline.core.calendar import utc_text
 from loopline.core.context import get_context
 
 app = typer.Typer(
@@ -19,9 +18,7 @@ app = typer.Typer(
 
 
 def _when(ts: float | None) -> str:
-    if ts is None:
-        return ""
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return utc_text(ts)
 
 
 @app.command("create")

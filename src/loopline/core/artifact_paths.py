@@ -26,6 +26,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from loopline.core.context import Context
+from loopline.core.db import like_literal
 from loopline.core.schema import artifact_paths
 from loopline.errors import InvalidInput, NotFound
 
@@ -209,9 +210,7 @@ def list_dir(ctx: Context, prefix: str) -> list[PathEntry]:
         >>> # list_dir(ctx, "1/run/artifacts/model")
     """
     base = clean_path(prefix, allow_empty=True)
-    like = (
-        (base + "/" if base else "").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    )
+    like = like_literal(base + "/" if base else "")
     with ctx.engine.connect() as conn:
         rows = conn.execute(
             sa.select(artifact_paths.c.path, artifact_paths.c.size, artifact_paths.c.digest)
@@ -238,7 +237,7 @@ def delete_prefix(ctx: Context, prefix: str) -> int:
         >>> # delete_prefix(ctx, "1/run/artifacts/tmp")
     """
     base = clean_path(prefix)
-    like = base.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
+    like = like_literal(base) + "/%"
     with ctx.engine.begin() as conn:
         result = conn.execute(
             artifact_paths.delete().where(

@@ -39,6 +39,17 @@ _upgrade_lock = threading.Lock()
 T = TypeVar("T")
 
 
+def like_literal(text: str) -> str:
+    """``text`` as part of a LIKE pattern that matches only itself (use ``escape="\\"``):
+    ``%``, ``_`` and the escape character are escaped.
+
+    Example:
+        >>> like_literal("a_b%c")
+        'a\\_b\\%c'
+    """
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def create_engine_for(uri: str, *, busy_timeout_ms: int = 30_000) -> Engine:
     """Create a SQLAlchemy engine for a ``sqlite://`` or ``postgresql://`` URI.
 

@@ -65,19 +65,27 @@ class BodySizeLimit:
             await self._refuse(scope, send, limit_mb, setting)
             return
         seen = 0
-        started = False
+        started = crossed = refused = False
 
         async def counted_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, crossed
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
+                    crossed = True
                     raise _TooLarge
             return message
 
         async def tracked_send(message: Message) -> None:
-            nonlocal started
+            nonlocal started, refused
+            if crossed and not started:
+                # The app caught the overflow (FastAPI's body reader answers any error
+                # while reading with a 400 "error parsing the body"): the answer is ours.
+                if not refused:
+                    refused = True
+                    await self._refuse(scope, send, limit_mb, setting)
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
@@ -86,7 +94,8 @@ class BodySizeLimit:
         except _TooLarge:
             if started:  # the answer is on its way; nothing sensible is left to send
                 raise
-            await self._refuse(scope, send, limit_mb, setting)
+            if not refused:
+                await self._refuse(scope, send, limit_mb, setting)
 
     async def _refuse(self, scope: Scope, send: Send, limit_mb: float, setting: str) -> None:
         response = error_response(

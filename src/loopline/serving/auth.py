@@ -34,6 +34,7 @@ from loopline.serving.app import Message, ModelServer, Receive, Scope, Send, err
 RULES: list[Rule] = [
     ("GET", "/health", PUBLIC),
     ("GET", "/metrics", "viewer"),
+    ("GET", "/openapi.json", "viewer"),  # as on loopline server
     ("GET", "/v1/models", "viewer"),
     ("GET", "/v1/models/{name}", "viewer"),
     ("POST", "/v1/models/{name}/predict", "viewer"),

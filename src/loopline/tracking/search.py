@@ -83,6 +83,10 @@ DATASET_FIELDS = {
 }
 NUMERIC_OPS = ("=", "!=", "<", "<=", ">", ">=")
 STRING_OPS = ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN")
+#: Each comparison and order key on a metric, param or tag joins one table, and a database
+#: joins at most 64 (SQLite's limit; past it the search failed as "unavailable, retry").
+MAX_FILTER_TERMS = 50
+MAX_ORDER_KEYS = 10
 _KEYWORDS = {"AND", "OR", "LIKE", "ILIKE", "IN", "NOT", "ASC", "DESC"}
 
 _TOKEN = re.compile(
@@ -340,6 +344,12 @@ class _Parser:
                 raise self.fail("OR is not supported; use IN (...) or run two searches", tok)
             if tok.kind != "keyword" or tok.text != "AND":
                 raise self.fail("expected AND or the end of the filter", tok)
+            if len(found) == MAX_FILTER_TERMS:
+                raise self.fail(
+                    f"a filter holds at most {MAX_FILTER_TERMS} comparisons "
+                    "(MAX_FILTER_TERMS); this is one more",
+                    self.tok,
+                )
             found.append(self.comparison())
         return found
 
@@ -380,7 +390,14 @@ def parse_order_by(items: list[str] | str | None) -> list[OrderKey]:
     """
     if isinstance(items, str):
         items = [items]
-    return [_Parser(item, "order_by").order_key() for item in items or [] if item.strip()]
+    keys = [_Parser(item, "order_by").order_key() for item in items or [] if item.strip()]
+    if len(keys) > MAX_ORDER_KEYS:
+        raise InvalidInput(
+            f"order_by has {len(keys)} items, over the limit of {MAX_ORDER_KEYS} (MAX_ORDER_KEYS)",
+            field="order_by",
+            hint="order by fewer fields",
+        )
+    return keys
 
 
 def _string_clause(

@@ -262,7 +262,7 @@ def search_registered_models(
     """
     query = sa.select(registered_models).order_by(registered_models.c.name)
     if name_like:
-        query = query.where(registered_models.c.name.like(name_like))
+        query = query.where(registered_models.c.name.like(name_like, escape="\\"))
     with ctx.engine.connect() as conn:
         rows = conn.execute(query.limit(max_results).offset(offset)).all()
         return [_hydrate_model(conn, r) for r in rows]

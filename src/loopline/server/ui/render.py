@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +24,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from loopline import __version__
+from loopline.core.calendar import utc_datetime, utc_text
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -81,7 +81,9 @@ def fmt_s(seconds: int | float | None) -> Markup:
     """
     if seconds is None:
         return Markup("")
-    when = dt.datetime.fromtimestamp(float(seconds), tz=dt.UTC)
+    when = utc_datetime(seconds)
+    if when is None:  # outside the calendar: the number, which still sorts and reads
+        return Markup("{}").format(utc_text(seconds))
     return Markup('<time datetime="{}">{}</time>').format(
         when.strftime("%Y-%m-%dT%H:%M:%SZ"), when.strftime("%Y-%m-%d %H:%M:%S")
     )

@@ -36,7 +36,9 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from loopline.core import audit
+from loopline.core.columns import MAX_INTEGER
 from loopline.core.context import Context
+from loopline.core.db import like_literal
 from loopline.errors import InvalidInput, LooplineError
 from loopline.server.deps import get_ctx
 from loopline.server.ui import catalog_views, ops_views, tracking_views
@@ -77,6 +79,9 @@ class PageRoute(APIRoute):
 
         return page_handler
 
+
+#: The last page number a listing takes: past it, the row offset would not fit a query.
+MAX_PAGE = MAX_INTEGER // 1000
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -205,11 +210,12 @@ def dataset_diff_page(
 @router.get("/models", response_class=HTMLResponse)
 def models_page(
     ctx: Ctx,
-    page_number: Annotated[int, Query(alias="page", ge=1)] = 1,
+    page_number: Annotated[int, Query(alias="page", ge=1, le=MAX_PAGE)] = 1,
     q: Annotated[str, Query(max_length=200)] = "",
 ) -> HTMLResponse:
     """Registered models with their aliases and deployments."""
-    like = f"%{q.strip()}%" if q.strip() else None
+    # "Name contains": the words as typed, '_' and '%' included, not as wildcards.
+    like = f"%{like_literal(q.strip())}%" if q.strip() else None
     return page(
         "models.html", nav="models", q=q, **catalog_views.model_list(ctx, page_number, like)
     )
@@ -217,7 +223,7 @@ def models_page(
 
 @router.get("/models/{name}", response_class=HTMLResponse)
 def model_page(
-    ctx: Ctx, name: str, page_number: Annotated[int, Query(alias="page", ge=1)] = 1
+    ctx: Ctx, name: str, page_number: Annotated[int, Query(alias="page", ge=1, le=MAX_PAGE)] = 1
 ) -> HTMLResponse:
     """A registered model: versions, aliases, gate verdicts, roles, lineage graph."""
     return page("model.html", nav="models", **catalog_views.model_detail(ctx, name, page_number))
@@ -297,7 +303,7 @@ def _audit(
 @router.get("/audit", response_class=HTMLResponse)
 def audit_log_page(
     ctx: Ctx,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     object_type: Annotated[str, Query(max_length=100)] = "",
     object_id: Annotated[str, Query(max_length=500)] = "",
     actor: Annotated[str, Query(max_length=200)] = "",

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from loopline.core.context import Context
-from loopline.errors import InvalidInput
+from loopline.errors import InvalidInput, NotFound
 from loopline.server.ui.charts import metric_chart
 from loopline.tracking import metrics as metric_store
 from loopline.tracking.entities import MetricPoint, RunRecord, ViewType
@@ -194,6 +194,11 @@ def compare(engine: Engine, run_ids: Sequence[str]) -> dict[str, Any]:
     """
     ids = list(dict.fromkeys(i for i in run_ids if i))[:MAX_COMPARE]
     runs = get_runs(engine, ids)
+    if not runs:  # nothing to compare: the page would be an empty table
+        raise NotFound(
+            f"none of the runs {', '.join(map(repr, ids))} exist",
+            hint="pick runs from the runs table",
+        )
     found = {r.id for r in runs}
     missing = [i for i in ids if i not in found]
     param_keys = sorted({k for r in runs for k in r.params})
