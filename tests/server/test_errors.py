@@ -9,6 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from fastapi import FastAPI
+from pydantic import BaseModel
 from sqlalchemy.exc import DataError
 
 import loopline
@@ -71,3 +72,35 @@ def test_database_error_reads_psycopg_errors_only_once_loaded(
     monkeypatch.delitem(sys.modules, "psycopg")
     assert database_error(ValueError("x")) is None
     assert "psycopg" not in sys.modules
+
+
+class Thing(BaseModel):
+    name: str
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "said"),
+    [
+        ("/api/v1/things", b"{bad", "the request body is not valid JSON at character 1"),
+        ("/api/v1/things", b"[1]", "the request body must be an object"),
+        ("/api/2.0/mlflow/things", b"{bad", "the request body is not valid JSON"),
+    ],
+)
+def test_a_body_that_is_no_json_object_is_named_as_the_body(
+    embedded_ctx: Context, path: str, body: bytes, said: str
+) -> None:
+    """It was "1: JSON decode error" (the character position as a field name)."""
+    app = FastAPI()
+    app.state.ctx = embedded_ctx
+    install_error_handlers(app)
+
+    @app.post(path)
+    def make(thing: Thing) -> str:
+        return thing.name
+
+    answer = TestClient(app).post(path, content=body, headers={"content-type": "application/json"})
+    assert answer.status_code in (400, 422)
+    text = answer.text
+    assert said in text and "Content-Type: application/json" in text
+    if path.startswith("/api/v1"):
+        assert answer.json()["error"]["field"] == "body"

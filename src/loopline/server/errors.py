@@ -155,12 +155,27 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation_error(request: Request, exc: RequestValidationError) -> OrjsonResponse:
         errors = exc.errors()
         first = errors[0] if errors else {}
-        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+        status = 400 if _is_mlflow(request) else 422
+        where = tuple(first.get("loc", ()))
+        if first.get("type") == "json_invalid" or where == ("body",):
+            # The body itself: its place in the JSON text is no field name.
+            at = f" at character {where[1]}" if len(where) > 1 else ""
+            what = (
+                "is not valid JSON" if first.get("type") == "json_invalid" else "must be an object"
+            )
+            return error_response(
+                request,
+                status,
+                "INVALID_INPUT",
+                f"the request body {what}{at}: {first.get('msg', 'invalid')}",
+                "send a JSON object with 'Content-Type: application/json'",
+                "body",
+            )
+        loc = [str(p) for p in where if p not in ("body", "query", "path")]
         field = ".".join(loc) or None
         message = f"{field or 'request'}: {first.get('msg', 'invalid')}"
         if len(errors) > 1:
             message += f" (and {len(errors) - 1} more)"
-        status = 400 if _is_mlflow(request) else 422
         return error_response(
             request,
             status,
