@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from loopline.core.artifacts import LocalArtifactStore
+from loopline.core.context import Context
 from loopline.data.checkout import checkout
 from loopline.data.ingest import WORKERS, FileEntry
 from loopline.errors import BackendUnavailable, InvalidInput
@@ -88,3 +89,52 @@ def test_checkout_over_an_earlier_checkout_replaces_its_files(tmp_path: Path) ->
     checkout(store, entries, out)
     assert (out / "a.txt").read_text() == "a.txt"
     assert (out / "mine.txt").read_text() == "mine"
+
+
+def test_a_copied_checkout_added_again_never_writes_into_the_store(
+    embedded_ctx: Context, tmp_path: Path
+) -> None:
+    """A folder copied from a version's .path holds its marker file; added again, the marker
+    was stored as data, and opening the new version wrote the marker into the store's
+    object through its hard link: every dataset sharing those bytes was corrupted."""
+    import shutil
+
+    import loopline as ll
+    from loopline.data.ingest import CHECKOUT_MARKER
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("a")
+    (src / "empty").write_text("")
+    first = ll.datasets.get(ll.datasets.register("orig", src).name)
+    assert first.path.is_dir()
+    copy = tmp_path / "copy"
+    shutil.copytree(first.path, copy)
+    assert (copy / CHECKOUT_MARKER).is_file()
+    (copy / "b.txt").write_text("b")
+    again = ll.datasets.register("copied", copy)
+    assert sorted(f.path for f in again.files) == ["a.txt", "b.txt", "empty"]
+    assert ll.datasets.get("copied").path.is_dir()
+    # A marker that is no version hash is data like any other file.
+    (copy / CHECKOUT_MARKER).write_text("my notes")
+    kept = ll.datasets.register("copied", copy)
+    assert CHECKOUT_MARKER in {f.path for f in kept.files}
+    opened = ll.datasets.get("copied").path
+    assert (opened / CHECKOUT_MARKER).read_text() == ll.datasets.get("copied").hash
+    for name in ("orig", "copied"):  # every stored object still hashes to its name
+        checkout_dir = tmp_path / f"out-{name}"
+        ll.datasets.checkout(name, 1, checkout_dir)
+    assert (tmp_path / "out-orig" / "empty").read_text() == ""
+
+
+def test_a_name_near_the_length_limit_checks_out(embedded_ctx: Context, tmp_path: Path) -> None:
+    """The temporary name added 39 bytes to the file's: past 255, checkout failed."""
+    import loopline as ll
+
+    src = tmp_path / "src"
+    src.mkdir()
+    long_name = "n" * 250 + ".txt"
+    (src / long_name).write_text("long")
+    ll.datasets.register("long", src)
+    out = ll.datasets.checkout("long", 1, tmp_path / "out")
+    assert (out / long_name).read_text() == "long"

@@ -198,6 +198,33 @@ def test_a_damaged_cache_file_is_replaced(tmp_path: Path) -> None:
     cache.close()
 
 
+def test_a_cache_file_with_another_hashes_table_is_replaced(tmp_path: Path) -> None:
+    """Valid SQLite, wrong table: every add failed with 'no such column: size'."""
+    import sqlite3
+
+    path = tmp_path / "hashcache.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE hashes (path TEXT PRIMARY KEY, digest TEXT)")
+    cache = HashCache(path)
+    st = FileStat(1, 2, 3, 4)
+    assert cache.lookup([("/x", st)]) == {}
+    assert cache.record([("/x", st, "a" * 64)]) == 1
+    assert cache.lookup([("/x", st)]) == {"/x": "a" * 64}
+    cache.close()
+
+
+def test_a_name_that_is_not_utf8_is_named(ctx: Context, tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "ok.txt").write_text("ok")
+    bad = os.fsencode(folder) + b"/caf\xe9.txt"  # Latin-1, as old zip archives write names
+    with open(bad, "wb") as f:
+        f.write(b"x")
+    with pytest.raises(InvalidInput, match="is not valid UTF-8") as info:
+        ll.datasets.register("latin", folder)
+    assert "caf" in str(info.value) and "rename" in (info.value.hint or "")
+
+
 def test_progress_reports_bytes(ctx: Context, tmp_path: Path) -> None:
     folder = _folder(tmp_path / "data", 30, size=1000)
     seen: list[tuple[int, int]] = []

@@ -190,7 +190,9 @@ class ArtifactStore(ABC):
         """Write the verified object to ``dest`` atomically and return the path."""
         dest_path = Path(dest)
         dest_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest_path.with_name(f".{dest_path.name}.{uuid.uuid4().hex}.part")
+        # Not named after the file: a name near the 255-byte limit plus a suffix would pass
+        # it (File name too long), though the file itself fits.
+        tmp = dest_path.with_name(f".loopline-{uuid.uuid4().hex}.part")
         try:
             try:
                 self._download_raw(check_digest(digest), tmp)

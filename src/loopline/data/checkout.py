@@ -29,10 +29,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 from loopline.core.artifacts import ArtifactStore, LocalArtifactStore, hash_file
-from loopline.data.ingest import WORKERS, FileEntry
+from loopline.data.ingest import CHECKOUT_MARKER, WORKERS, FileEntry
 from loopline.errors import IntegrityError, InvalidInput
 
-MARKER = ".loopline-version"
+MARKER = CHECKOUT_MARKER
 _READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 
 
@@ -171,7 +171,12 @@ def materialize(
     try:
         building.mkdir()
         _fetch(store, entries, building, link=True)
-        (building / MARKER).write_text(version_hash)
+        # A new file put in place, never a write into the one there: a version that holds a
+        # file of this name (added before such files were skipped) has it hard-linked to
+        # the store's object, which a write would change for every dataset sharing it.
+        staged = building / f".{MARKER}.{uuid.uuid4().hex}"
+        staged.write_text(version_hash)
+        os.replace(staged, building / MARKER)
         if final.exists():  # stale (another store's version of the same number): replace
             _remove_tree(final)
         try:

@@ -66,6 +66,9 @@ class FileStat:
         return self.mtime_ns >= hashed_at_ns - window
 
 
+_COLUMNS = ("path", "size", "mtime_ns", "ctime_ns", "inode", "digest")
+
+
 class HashCache:
     """Stat-keyed digests in a small SQLite file; safe to share between threads."""
 
@@ -97,6 +100,12 @@ class HashCache:
             " digest TEXT NOT NULL)"
         )
         conn.commit()
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(hashes)")]
+        if columns != list(_COLUMNS):
+            # Another program's (or another version's) table of that name: not ours to
+            # read, and only a cache, so it is replaced like a damaged file.
+            conn.close()
+            raise sqlite3.DatabaseError(f"{self.path}: hashes has columns {columns}")
         return conn
 
     def lookup(self, items: Sequence[tuple[str, FileStat]]) -> dict[str, str]:

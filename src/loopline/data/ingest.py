@@ -49,6 +49,11 @@ ProgressFn = Callable[[int, int], None]
 # Threads, not cores: BLAKE3 and file I/O release the GIL, and I/O waits overlap.
 WORKERS = min(16, 4 * (os.cpu_count() or 2))
 
+#: The file naming the version a materialized folder (``DatasetVersion.path``) holds.
+#: A copy of such a folder added again carries it: it is Loopline's, not the data's.
+CHECKOUT_MARKER = ".loopline-version"
+_HASH_HEX = frozenset("0123456789abcdef")
+
 
 @dataclass(frozen=True)
 class FileEntry:
@@ -151,8 +156,11 @@ def scan_folder(root: Path, *, skip: Sequence[Path] = ()) -> list[SourceFile]:
     """Every regular file below ``root`` (symlinks to files followed), sorted by path.
 
     Folders in ``skip`` are not entered (Loopline's own home and artifact folders, so that
-    registering ``.`` does not swallow the store); symlinks to folders are not followed. A
-    folder that cannot be read is an :class:`InvalidInput` naming it, not a silent gap.
+    registering ``.`` does not swallow the store), nor is a checkout's marker at the top
+    (:data:`CHECKOUT_MARKER`, when it holds a version hash: a copied checkout added again is
+    its data, not Loopline's bookkeeping); symlinks to folders are not followed. A folder
+    that cannot be read, or a name with no UTF-8 form, is an :class:`InvalidInput` naming
+    it, not a silent gap.
 
     Example:
         >>> # scan_folder(Path("images/"))[0].rel_path  -> 'cats/001.jpg'
@@ -164,15 +172,43 @@ def scan_folder(root: Path, *, skip: Sequence[Path] = ()) -> list[SourceFile]:
     while pending:
         folder, prefix = pending.pop()
         for entry in _entries(folder):
+            name = entry.name
+            if not name.isascii():
+                _check_name(entry.path)
             if entry.is_dir(follow_symlinks=False):
                 if entry.path not in skipped:
-                    pending.append((entry.path, f"{prefix}{entry.name}/"))
+                    pending.append((entry.path, f"{prefix}{name}/"))
+                continue
+            if not prefix and name == CHECKOUT_MARKER and _is_marker(entry.path):
                 continue
             st = _stat(entry.path, "source")
             if stat.S_ISREG(st.st_mode):
-                found.append(SourceFile(entry.path, prefix + entry.name, FileStat.of(st)))
+                found.append(SourceFile(entry.path, prefix + name, FileStat.of(st)))
     found.sort(key=lambda f: f.rel_path)
     return found
+
+
+def _check_name(path: str) -> None:
+    """Refuse a file name with no UTF-8 form (bytes of another encoding, as old zip and tar
+    archives write them): no manifest or database can hold it."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(
+            f"the name of {path!r} is not valid UTF-8 (byte {path[exc.start]!r})",
+            field="source",
+            hint="rename the file to a UTF-8 name (e.g. convmv -f latin1 -t utf8)",
+        ) from exc
+
+
+def _is_marker(path: str) -> bool:
+    """Whether ``path`` is a checkout marker (a version hash), not a file of the data."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read(65)
+    except OSError:
+        return False
+    return len(text) == 64 and set(text.decode("latin-1")) <= _HASH_HEX
 
 
 def _entries(folder: str) -> list[os.DirEntry[str]]:
