@@ -9,6 +9,7 @@ times are milliseconds, and non-finite metric values travel as the strings ``"Na
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
 import orjson
@@ -34,6 +35,7 @@ from loopline.tracking.entities import (
     ViewType,
     now_ms,
 )
+from loopline.tracking.validation import stored_metric_value
 
 router = APIRouter(prefix="/api/2.0/mlflow", tags=["mlflow-tracking"])
 Ctx = Annotated[Context, Depends(get_ctx)]
@@ -61,6 +63,7 @@ class MetricIn(_Req):
     value: float | str
     timestamp: int | None = None
     step: int | None = 0
+    model_id: str | None = None
 
 
 def _ok() -> Response:
@@ -386,15 +389,44 @@ class LogBatch(_Req):
     tags: list[KeyValue] | None = None
 
 
+def _same_point(a: MetricPoint, b: MetricPoint) -> bool:
+    both_nan = math.isnan(a.value) and math.isnan(b.value)
+    return a.step == b.step and a.timestamp == b.timestamp and (a.value == b.value or both_nan)
+
+
+def _not_yet_stored(ctx: Context, run_id: str, linked: list[Metric]) -> list[Metric]:
+    """The points of ``linked`` the run does not hold yet.
+
+    MLflow 3's ``log_model`` sends the run's points at the model's step again, each with
+    the new model's id, to link them to it; MLflow's server keeps one copy of a point
+    (its key includes the time, step and value). A point sent with a model id for the
+    first time (``mlflow.log_metric(..., model_id=...)``) is new, and stored.
+    """
+    fresh = []
+    seen: dict[str, list[MetricPoint]] = {}
+    for m in linked:
+        if m.key not in seen:
+            seen[m.key] = store.get_metric_history(ctx.engine, run_id, m.key)
+        # As history reads it back: NaN as NaN, +/-inf as the largest float (MLflow's).
+        value = stored_metric_value(m.value)[0] if math.isinf(m.value) else m.value
+        point = MetricPoint(m.step, m.timestamp, value)
+        if not any(_same_point(point, p) for p in seen[m.key]):
+            fresh.append(m)
+            seen[m.key].append(point)
+    return fresh
+
+
 @router.post("/runs/log-batch")
 def log_batch(body: LogBatch, ctx: Ctx) -> Response:
     now = now_ms()
-    metrics = [
-        Metric(
-            m.key, _value(m.value, m.key), now if m.timestamp is None else m.timestamp, m.step or 0
-        )
-        for m in body.metrics or []
-    ]
+    metrics: list[Metric] = []
+    linked: list[Metric] = []
+    for m in body.metrics or []:
+        stamp = now if m.timestamp is None else m.timestamp
+        metric = Metric(m.key, _value(m.value, m.key), stamp, m.step or 0)
+        (linked if m.model_id else metrics).append(metric)
+    if linked:
+        metrics += _not_yet_stored(ctx, body.run_id, linked)
     ops.log_batch(
         ctx,
         body.run_id,
