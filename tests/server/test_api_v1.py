@@ -25,6 +25,7 @@ from tests.tracking.backends import count_points, database, server
 LOGGER = Path(__file__).parents[1] / "tracking" / "metric_logger.py"
 REPO = Path(__file__).parents[2]
 WRITER = "0123456789abcdef"
+DIGEST = "X-Loopline-Digest"
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -327,6 +328,30 @@ def test_artifacts_upload_list_download(api: httpx.Client) -> None:
     )
     assert climb["field"] == "artifact_path"
     assert _error(api.get("/runs/0000abc/artifacts"), 404)["code"] == "NOT_FOUND"
+
+
+def test_an_upload_whose_digest_header_is_wrong_is_refused_and_not_stored(
+    api: httpx.Client,
+) -> None:
+    rid = _run(api)["id"]
+    url = f"/runs/{rid}/artifacts/content"
+    wrong = _error(
+        api.put(
+            url, params={"path": "x.txt"}, content=b"abc", headers={DIGEST: hash_bytes(b"abd")}
+        ),
+        422,
+    )
+    assert wrong["field"] == DIGEST and hash_bytes(b"abc") in wrong["message"]
+    bad = _error(
+        api.put(url, params={"path": "y.txt"}, content=b"abc", headers={DIGEST: "abc"}), 422
+    )
+    assert bad["field"] == DIGEST and "'abc' is not a BLAKE3 digest" in bad["message"]
+    assert api.get(f"/runs/{rid}/artifacts").json()["artifacts"] == []
+    right = api.put(
+        url, params={"path": "x.txt"}, content=b"abc", headers={DIGEST: hash_bytes(b"abc")}
+    )
+    assert right.status_code == 200 and right.json()["digest"] == hash_bytes(b"abc")
+    assert api.get(url, params={"path": "x.txt"}).content == b"abc"
 
 
 @pytest.mark.parametrize(

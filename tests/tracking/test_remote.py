@@ -22,7 +22,7 @@ import orjson
 import pytest
 
 import loopline as ll
-from loopline.errors import BackendUnavailable
+from loopline.errors import BackendUnavailable, InvalidInput
 from loopline.tracking.api import Run
 from loopline.tracking.backend import backend_for
 from loopline.tracking.remote import RemoteSink
@@ -42,6 +42,7 @@ class FlakyProxy:
         self.lock = threading.Lock()
         self.to_lose: dict[str, int] = {}  # path suffix -> answers to lose after forwarding
         self.to_refuse = 0  # requests to answer 503 without forwarding
+        self.to_corrupt = 0  # uploads (PUT) to forward with their first byte changed
         self.lost = self.refused = self.duplicates = 0
         self.client = httpx.Client(timeout=120)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -55,6 +56,9 @@ class FlakyProxy:
 
     def _plan(self, method: str, path: str) -> str:
         with self.lock:
+            if self.to_corrupt > 0 and method == "PUT":
+                self.to_corrupt -= 1
+                return "corrupt"
             if self.to_refuse > 0:
                 self.to_refuse -= 1
                 self.refused += 1
@@ -95,12 +99,12 @@ class FlakyProxy:
                 if plan == "refuse" or upstream is None:
                     self._reply(503, {"Content-Type": "application/json"}, unavailable)
                     return
+                if plan == "corrupt" and body:  # damaged on the way, not by the client
+                    body = bytes([body[0] ^ 0xFF]) + body[1:]
+                sent = {k: v for k, v in self.headers.items() if k.lower() in _PASSED_HEADERS}
                 try:
                     answer = proxy.client.request(
-                        self.command,
-                        upstream + self.path,
-                        content=body,
-                        headers={"Content-Type": self.headers.get("Content-Type", "")},
+                        self.command, upstream + self.path, content=body, headers=sent
                     )
                 except httpx.TransportError:
                     self._reply(503, {"Content-Type": "application/json"}, unavailable)
@@ -220,6 +224,26 @@ def test_creating_a_run_is_not_repeated_when_its_answer_is_lost(
     with pytest.raises(BackendUnavailable, match="did not take POST /api/v1/runs"):
         ll.start_run(experiment="once")
     assert len(ll.search_runs("once")) == 1  # created once, never twice
+    backend_for(ctx).close()
+
+
+def test_an_upload_damaged_in_transit_is_refused_by_the_server_and_not_stored(
+    proxy: FlakyProxy, db_and_server: tuple[str, list[subprocess.Popen[bytes]], str], tmp_path: Path
+) -> None:
+    ctx = ll.init(uri=proxy.url, http_retry_s=30)
+    (tmp_path / "w.bin").write_bytes(b"weights" * 1000)
+    with ll.start_run(experiment="damaged") as run:
+        proxy.to_corrupt = 1
+        with pytest.raises(InvalidInput, match="nothing was stored") as info:
+            run.log_dict({"a": 1}, "config.json")  # sent from memory
+        assert info.value.field == "X-Loopline-Digest"
+        proxy.to_corrupt = 1
+        with pytest.raises(InvalidInput, match="nothing was stored"):
+            run.log_artifact(tmp_path / "w.bin")  # streamed from a file
+        run.log_artifact(tmp_path / "w.bin")  # sent again, intact
+    assert proxy.to_corrupt == 0
+    assert "config.json" not in {a.path for a in run.artifacts}
+    assert run.read_artifact("w.bin") == b"weights" * 1000
     backend_for(ctx).close()
 
 

@@ -16,7 +16,7 @@ Routes (bodies and answers are the models of :mod:`loopline.tracking.wire`)::
     POST   /runs/{id}/tags                     set a tag;  DELETE /runs/{id}/tags?key=
     POST   /runs/{id}/inputs                   dataset versions read (lineage)
     GET    /runs/{id}/artifacts?prefix=        list artifacts
-    PUT    /runs/{id}/artifacts/content?path=  upload one file (raw bytes)
+    PUT    /runs/{id}/artifacts/content?path=  upload one file (raw bytes, X-Loopline-Digest)
     GET    /runs/{id}/artifacts/content?path=  download one file (digest in X-Loopline-Digest)
     POST   /monitor/labels                     late labels by request id -> matched/unknown
     POST   /monitor/business                   one business event (value, request id, model)
@@ -37,6 +37,7 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
+import blake3
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response
@@ -44,6 +45,7 @@ from pydantic import BaseModel
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
+from loopline.core.artifacts import check_digest
 from loopline.core.context import Context
 from loopline.errors import InvalidInput, NotFound
 from loopline.monitoring.wire import (
@@ -434,12 +436,19 @@ async def upload_artifact(
 ) -> Response:
     """Store the body content-addressed as artifact ``path`` of the run; answers its entry.
 
+    With an ``X-Loopline-Digest`` header (the remote SDK always sends one) the body's BLAKE3
+    digest must equal it, or the upload is refused (422) and nothing is stored.
+
     Example: ``PUT /api/v1/runs/3f2a9c.../artifacts/content?path=model/model.pkl (raw bytes)``
     """
     clean = check_artifact_path(path).strip("/")
+    claimed = _claimed_digest(request)
     await run_in_threadpool(_check_active, ctx, run_id)
     fd, tmp_name = tempfile.mkstemp(prefix="loopline-upload-")
     size = 0
+    # Hashed as it arrives, so that a body damaged in transit is refused before it is
+    # stored (the store hashes the file again: its address is its own digest).
+    hasher = blake3.blake3()
     try:
         with os.fdopen(fd, "wb") as tmp:
             async for chunk in request.stream():
@@ -451,11 +460,36 @@ async def upload_artifact(
                         hint="split it or store it as a dataset",
                     )
                 tmp.write(chunk)
+                if claimed is not None:
+                    hasher.update(chunk)
+        if claimed is not None and hasher.hexdigest() != claimed:
+            raise InvalidInput(
+                f"artifact {clean!r}: the {size} bytes received hash to {hasher.hexdigest()}, "
+                f"not to the {DIGEST_HEADER} {claimed} sent with them; nothing was stored",
+                field=DIGEST_HEADER,
+                hint="the body changed in transit or the header is wrong: send it again with "
+                "the BLAKE3 digest of its bytes",
+            )
         entry = await run_in_threadpool(_store_artifact, ctx, run_id, clean, tmp_name, size)
     finally:
         with contextlib.suppress(FileNotFoundError):
             Path(tmp_name).unlink()
     return _answer(ArtifactModel.from_entity(entry))
+
+
+def _claimed_digest(request: Request) -> str | None:
+    """The upload's ``X-Loopline-Digest`` header (None when absent), if well-formed."""
+    claimed = request.headers.get(DIGEST_HEADER)
+    if claimed is None:
+        return None
+    try:
+        return check_digest(claimed)
+    except InvalidInput as exc:
+        raise InvalidInput(
+            f"{DIGEST_HEADER} {claimed[:80]!r} is not a BLAKE3 digest",
+            field=DIGEST_HEADER,
+            hint="send the 64-character lowercase hex BLAKE3 digest of the body, or no header",
+        ) from exc
 
 
 def _check_active(ctx: Context, run_id: str) -> None:
