@@ -244,6 +244,39 @@ def test_artifacts_files_folders_and_dicts(tracking: Context, exp: str, tmp_path
         run.read_artifact("nope.txt")
 
 
+def test_a_logged_folder_follows_links_inside_it_and_refuses_links_out(
+    tracking: Context, exp: str, tmp_path: Path
+) -> None:
+    model = tmp_path / "model"
+    (model / "weights").mkdir(parents=True)
+    (model / "weights" / "w.bin").write_bytes(b"w" * 100)
+    (model / "latest").symlink_to("weights")  # a folder link that stays inside
+    (model / "card.md").symlink_to("weights/w.bin")  # a file link that stays inside
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "secret.txt").write_text("not for the run")
+    with ll.start_run(experiment=exp) as run:
+        stored = run.log_artifact(model)
+        assert [e.path for e in stored] == [
+            "model/card.md",
+            "model/latest/w.bin",
+            "model/weights/w.bin",
+        ]
+        (model / "ext").symlink_to("../elsewhere")
+        with pytest.raises(InvalidInput, match=r"model/ext is a symlink to .*elsewhere, outside"):
+            run.log_artifact(model, artifact_path="again")
+        (model / "ext").unlink()
+        (model / "weights" / "up").symlink_to("..")  # back to model/: endless
+        with pytest.raises(InvalidInput, match=r"weights/up is a symlink .* contains it"):
+            run.log_artifact(model, artifact_path="again")
+    assert {a.path for a in run.artifacts} == {
+        ENVIRONMENT_ARTIFACT,
+        "model/card.md",
+        "model/latest/w.bin",
+        "model/weights/w.bin",
+    }
+    assert run.read_artifact("model/latest/w.bin") == b"w" * 100
+
+
 def test_inputs_record_lineage(tracking: Context, exp: str) -> None:
     digest = "9f" * 32
     with ll.start_run(experiment=exp) as run:

@@ -24,7 +24,9 @@ def collect_files(path: str | Path, artifact_path: str | None) -> list[tuple[Pat
     """The files to store for ``path`` and the artifact path each gets inside the run.
 
     A file keeps its name (``artifact_path/name``); a folder keeps its name and layout
-    (``artifact_path/folder/...``).
+    (``artifact_path/folder/...``). A symlink inside the folder that stays inside it is
+    followed (a linked folder's files are stored under the link's name too); one that leads
+    outside the folder, or back into a folder that contains it, is refused.
 
     Example:
         >>> # collect_files("model", "out")  -> [(Path("model/w.bin"), "out/model/w.bin")]
@@ -33,10 +35,7 @@ def collect_files(path: str | Path, artifact_path: str | None) -> list[tuple[Pat
     if src.is_file():
         files = [(src, src.name)]
     elif src.is_dir():
-        files = [
-            (f, f.relative_to(src.parent).as_posix()) for f in sorted(src.rglob("*")) if f.is_file()
-        ]
-        _refuse_links_out(src, [f for f, _ in files])
+        files = [(f, f.relative_to(src.parent).as_posix()) for f in _folder_files(src)]
     else:
         raise InvalidInput(
             f"{src} does not exist", field="path", hint="pass an existing file or folder"
@@ -45,21 +44,55 @@ def collect_files(path: str | Path, artifact_path: str | None) -> list[tuple[Pat
     return [(file, prefix + rel) for file, rel in files]
 
 
-def _refuse_links_out(folder: Path, files: list[Path]) -> None:
-    """Refuse a symlink in ``folder`` that leads outside it (e.g. to ~/.ssh/id_rsa).
+def _folder_files(folder: Path) -> list[Path]:
+    """Every regular file below ``folder``, symlinks followed, sorted; paths go through links.
 
-    Logging a folder must store that folder; a link inside it to elsewhere would copy
-    files the user did not mean to publish. Links that stay inside are fine.
+    ``Path.rglob`` does not enter linked folders, so a folder logged with ``latest ->
+    weights`` lost ``latest/``: this walk enters them. Logging a folder must store that
+    folder only: a link to elsewhere (e.g. ``~/.ssh``) would publish files the user did not
+    mean to, so it is refused rather than skipped, and so is a link to a folder above it,
+    which would be walked forever.
     """
     root = folder.resolve()
-    for file in files:
-        target = file.resolve()
-        if not target.is_relative_to(root):
-            raise InvalidInput(
-                f"{file} is a symlink to {target}, outside the logged folder {folder}",
-                field="path",
-                hint="copy the file into the folder, or log it on its own with log_artifact",
-            )
+    found: list[Path] = []
+    # (folder as reached, its real path, the real paths of the folders it is inside)
+    todo: list[tuple[Path, Path, frozenset[Path]]] = [(folder, root, frozenset())]
+    while todo:
+        here, real_here, above = todo.pop()
+        inside = above | {real_here}
+        for entry in here.iterdir():
+            real = _link_target(entry) if entry.is_symlink() else real_here / entry.name
+            if not real.is_relative_to(root):
+                raise InvalidInput(
+                    f"{entry} is a symlink to {real}, outside the logged folder {folder}",
+                    field="path",
+                    hint="copy what it points to into the folder, or log it on its own "
+                    "with log_artifact",
+                )
+            if entry.is_dir():
+                if real in inside:
+                    raise InvalidInput(
+                        f"{entry} is a symlink to {real}, a folder that contains it: the "
+                        "folder would repeat forever",
+                        field="path",
+                        hint="remove the link, or log the folder it points to instead",
+                    )
+                todo.append((entry, real, inside))
+            elif entry.is_file():
+                found.append(entry)
+    return sorted(found)
+
+
+def _link_target(link: Path) -> Path:
+    """Where ``link`` leads, fully resolved; InvalidInput for a loop of links."""
+    try:
+        return link.resolve()
+    except (RuntimeError, OSError) as exc:  # "Symlink loop" (RuntimeError before 3.13)
+        raise InvalidInput(
+            f"{link} is a symlink that leads back to itself",
+            field="path",
+            hint="remove or fix the link",
+        ) from exc
 
 
 def encode_dict(dictionary: Any, artifact_file: str) -> bytes:
