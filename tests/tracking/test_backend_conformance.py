@@ -6,6 +6,7 @@ same, errors included, whichever ``LOOPLINE_URI`` it runs under.
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -207,6 +208,47 @@ def test_errors_name_what_is_wrong(tracking: Context, exp: str) -> None:
         with pytest.raises(InvalidInput, match="not a number"):
             run.log_metric("loss", "high")  # type: ignore[arg-type]
     assert ll.get_run(run.id).params == {"lr": "0.1"}
+
+
+@pytest.mark.parametrize(
+    "suffix",
+    ["?x=1", "#frag", "/", "/artifacts", "/../..", "%2F", " x", "?key=zz&"],
+    ids=["query", "fragment", "slash", "route", "dotdot", "percent", "space", "history-query"],
+)
+def test_an_id_that_only_starts_like_a_run_id_is_not_found(
+    tracking: Context, exp: str, suffix: str
+) -> None:
+    with ll.start_run(experiment=exp) as run:
+        run.log_metric("m", 1.0)
+    odd = run.id + suffix
+    with pytest.raises(NotFound, match=f"run {re.escape(repr(odd))} does not exist"):
+        ll.get_run(odd)
+    with pytest.raises(NotFound, match=f"run {re.escape(repr(odd))} does not exist"):
+        ll.metric_history(odd, "m")
+
+
+@pytest.mark.parametrize("odd", ["", ".", "..", "search", "%2e%2e", 5], ids=repr)
+def test_odd_run_ids_are_not_found_naming_the_id(tracking: Context, odd: str) -> None:
+    with pytest.raises(NotFound, match=f"run {re.escape(repr(odd))} does not exist"):
+        ll.get_run(odd)
+
+
+def test_bad_arguments_are_invalid_input_in_every_mode(tracking: Context, exp: str) -> None:
+    with ll.start_run(experiment=exp) as run:
+        run.flush()  # written: later calls go to the backend, not the run's buffer
+        with pytest.raises(InvalidInput, match="tag key 5 must be a non-empty string") as tag:
+            run.set_tag(5, "x")  # type: ignore[arg-type]
+        assert tag.value.field == "tag"
+        with pytest.raises(InvalidInput, match="param key None must be") as param:
+            run.log_params({None: 1})  # type: ignore[dict-item]
+        assert param.value.field == "param"
+        run.log_metric("m", 1.0)
+        with pytest.raises(InvalidInput, match="unknown run status 'DONE'") as status:
+            run.end("DONE")
+        assert status.value.field == "status"
+        assert ll.get_run(run.id).status == "RUNNING"  # still open, its point still queued
+    assert ll.get_run(run.id).status == "FINISHED"
+    assert ll.get_run(run.id).metrics == {"m": 1.0}
 
 
 def test_artifacts_files_folders_and_dicts(tracking: Context, exp: str, tmp_path: Path) -> None:

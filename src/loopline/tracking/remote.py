@@ -35,6 +35,7 @@ import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -62,7 +63,8 @@ from loopline.tracking.entities import (
     ViewType,
 )
 from loopline.tracking.ingest import MetricSink, MetricWriter
-from loopline.tracking.validation import check_artifact_path
+from loopline.tracking.store import check_params, check_run_status, check_tags
+from loopline.tracking.validation import check_artifact_path, check_int
 from loopline.tracking.wire import (
     ArtifactListModel,
     ArtifactModel,
@@ -255,6 +257,32 @@ def _read_chunks(path: Path) -> Iterator[bytes]:
             yield chunk
 
 
+def run_route(run_id: Any, tail: str = "") -> str:
+    """``/runs/{run_id}{tail}`` with the id escaped as one path segment.
+
+    An id is sent as it is, so the server answers what the embedded store answers for it
+    (NotFound naming it): quoted, ``?``, ``#``, ``%`` and spaces stay in the id, and dot
+    segments are spelled ``%2E`` so that no HTTP client drops them. An id that no URL can
+    carry (not a string, empty, or with a ``/``, which the server decodes before routing)
+    names no run: :class:`NotFound` here, as the embedded store says.
+
+    Example:
+        >>> run_route("3f2a", "/log-batch")
+        '/runs/3f2a/log-batch'
+        >>> run_route("a?b#c")
+        '/runs/a%3Fb%23c'
+    """
+    if not isinstance(run_id, str) or not run_id or "/" in run_id:
+        raise NotFound(
+            f"run {run_id!r} does not exist",
+            hint="list runs with `loopline runs ls` and check the id",
+        )
+    segment = quote(run_id, safe="")
+    if run_id in (".", ".."):  # dot segments: URL normalisation would remove them
+        segment = segment.replace(".", "%2E")
+    return f"/runs/{segment}{tail}"
+
+
 def _error_from(response: httpx.Response) -> LooplineError:
     """The LooplineError a server's error answer stands for."""
     try:
@@ -309,7 +337,7 @@ class RemoteSink:
                 {"metrics": encode_metric_rows(run_rows), "writer": writer, "seq": seq}
             )
             self.transport.request(
-                "POST", f"{API}/runs/{run_id}/log-batch", body=body, idempotent=True
+                "POST", API + run_route(run_id, "/log-batch"), body=body, idempotent=True
             )
 
     def describe(self) -> str:
@@ -387,7 +415,7 @@ class RemoteBackend(TrackingBackend):
         Example:
             >>> # backend.get_run(run_id).status
         """
-        return RunModel.model_validate_json(self._get(f"/runs/{run_id}").content).to_record()
+        return RunModel.model_validate_json(self._get(run_route(run_id)).content).to_record()
 
     def finish_run(
         self, run_id: str, *, status: str, end_time: int, writer: MetricWriter | None
@@ -397,10 +425,14 @@ class RemoteBackend(TrackingBackend):
         Example:
             >>> # backend.finish_run(run_id, status="FINISHED", end_time=now_ms(), writer=w)
         """
+        # Checked here, as the embedded store checks them, before the writer is closed: a
+        # bad status leaves the run open with its points queued, and raises InvalidInput.
+        update = {"status": check_run_status(status), "end_time": check_int(end_time, "end_time")}
+        route = API + run_route(run_id)
         if writer is not None:
             writer.close()
-        body = _json(UpdateRunRequest.model_validate({"status": status, "end_time": end_time}))
-        self.transport.request("PATCH", f"{API}/runs/{run_id}", body=body, idempotent=True)
+        body = _json(UpdateRunRequest.model_validate(update))
+        self.transport.request("PATCH", route, body=body, idempotent=True)
 
     def log_batch(self, run_id: str, *, params: Mapping[str, Any], tags: Mapping[str, Any]) -> None:
         """See :meth:`TrackingBackend.log_batch`: ``POST /runs/{id}/log-batch``.
@@ -408,13 +440,10 @@ class RemoteBackend(TrackingBackend):
         Example:
             >>> # backend.log_batch(run_id, params={"lr": 0.1}, tags={})
         """
-        body = orjson.dumps(
-            {
-                "params": {k: v if isinstance(v, str) else str(v) for k, v in params.items()},
-                "tags": {k: None if v is None else str(v) for k, v in tags.items()},
-            }
-        )
-        self._post(f"/runs/{run_id}/log-batch", body)
+        # Checked as the embedded store checks them, so that a bad key (not a string, too
+        # long, '..') is the same InvalidInput in both modes, not an encoding error here.
+        body = orjson.dumps({"params": check_params(params), "tags": check_tags(tags)})
+        self._post(run_route(run_id, "/log-batch"), body)
 
     def metric_sink(self) -> MetricSink:
         """See :meth:`TrackingBackend.metric_sink`: batches of up to 50,000 points per POST.
@@ -430,7 +459,7 @@ class RemoteBackend(TrackingBackend):
         Example:
             >>> # backend.metric_history(run_id, "loss")[-1].value
         """
-        answer = self._get(f"/runs/{run_id}/metric-history", key=key)
+        answer = self._get(run_route(run_id, "/metric-history"), key=key)
         return MetricHistoryModel.model_validate_json(answer.content).to_points()
 
     def search_runs(
@@ -474,7 +503,7 @@ class RemoteBackend(TrackingBackend):
             >>> # backend.log_inputs(run_id, [RunInput("dataset", "churn", "3", digest)])
         """
         request = LogInputsRequest(inputs=[RunInputModel.from_entity(i) for i in inputs])
-        self._post(f"/runs/{run_id}/inputs", _json(request))
+        self._post(run_route(run_id, "/inputs"), _json(request))
 
     def log_artifact_files(
         self, run_id: str, files: Sequence[tuple[Path, str]]
@@ -493,7 +522,7 @@ class RemoteBackend(TrackingBackend):
             digest = hash_file(file)
             answer = self.transport.request(
                 "PUT",
-                f"{API}/runs/{run_id}/artifacts/content",
+                API + run_route(run_id, "/artifacts/content"),
                 params={"path": check_artifact_path(rel)},
                 upload=file,
                 headers={DIGEST_HEADER: digest},
@@ -511,7 +540,7 @@ class RemoteBackend(TrackingBackend):
         digest = hash_bytes(data)
         answer = self.transport.request(
             "PUT",
-            f"{API}/runs/{run_id}/artifacts/content",
+            API + run_route(run_id, "/artifacts/content"),
             params={"path": check_artifact_path(path)},
             body=data,
             headers={DIGEST_HEADER: digest},
@@ -526,7 +555,7 @@ class RemoteBackend(TrackingBackend):
             >>> # [a.path for a in backend.list_artifacts(run_id)]
         """
         params = {"prefix": prefix} if prefix else {}
-        answer = self._get(f"/runs/{run_id}/artifacts", **params)
+        answer = self._get(run_route(run_id, "/artifacts"), **params)
         return [
             a.to_entity() for a in ArtifactListModel.model_validate_json(answer.content).artifacts
         ]
@@ -537,7 +566,7 @@ class RemoteBackend(TrackingBackend):
         Example:
             >>> # backend.read_artifact(run_id, "config.json")
         """
-        answer = self._get(f"/runs/{run_id}/artifacts/content", path=check_artifact_path(path))
+        answer = self._get(run_route(run_id, "/artifacts/content"), path=check_artifact_path(path))
         _verify(answer.headers.get(DIGEST_HEADER), hash_bytes(answer.content), path)
         return answer.content
 
@@ -553,7 +582,7 @@ class RemoteBackend(TrackingBackend):
         try:
             answer = self.transport.request(
                 "GET",
-                f"{API}/runs/{run_id}/artifacts/content",
+                API + run_route(run_id, "/artifacts/content"),
                 params={"path": check_artifact_path(path)},
                 stream_to=tmp,
                 idempotent=True,
