@@ -18,6 +18,7 @@ import yaml
 import loopline as ll
 from loopline.core.context import Context
 from loopline.errors import InvalidInput, NotFound
+from loopline.tracking import environment
 from loopline.tracking.api import ENVIRONMENT_TAG, ERROR_TAG, Run, RunPage
 from loopline.tracking.entities import MetricPoint
 from loopline.tracking.environment import ENVIRONMENT_ARTIFACT, installed_packages
@@ -157,6 +158,53 @@ def test_git_commit_and_uncommitted_diff_are_recorded(
     assert dirty.tags["loopline.git.dirty"] == "true"
     assert dirty.tags["loopline.git.diff_blake3"] == blake3.blake3(diff).hexdigest()
     assert dirty.tags["loopline.git.diff_blake3"] != clean.tags["loopline.git.diff_blake3"]
+
+
+_TRAIN = """
+import sys
+import loopline as ll
+
+ll.init(uri=sys.argv[1], artifacts=sys.argv[2])
+with ll.start_run(experiment="git") as run:
+    pass
+print(run.id)
+"""
+
+
+def test_git_state_is_the_scripts_not_the_working_directorys(tmp_path: Path) -> None:
+    repo, other = tmp_path / "repo", tmp_path / "other"
+    for folder, text in ((repo, _TRAIN), (other, "# another project\n")):
+        folder.mkdir()
+        _git(folder, "init", "-q", "-b", "main")
+        (folder / "train.py").write_text(text)
+        _git(folder, "add", "train.py")
+        _git(folder, "commit", "-q", "-m", "v1")
+    head = _git(repo, "rev-parse", "HEAD").strip()
+    uri = f"sqlite:///{tmp_path / 'meta.db'}"
+    for cwd in (tmp_path, other):  # outside any repository, and inside another one
+        done = subprocess.run(
+            [sys.executable, str(repo / "train.py"), uri, str(tmp_path / "artifacts")],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        ctx = ll.init(uri=uri, artifacts=str(tmp_path / "artifacts"))
+        tags = ll.get_run(done.stdout.split()[-1]).tags
+        ctx.close()
+        assert tags["mlflow.source.git.commit"] == head, cwd
+        assert Path(tags["mlflow.source.git.repoRoot"]).resolve() == repo.resolve()
+        assert tags["loopline.git.dirty"] == "false"
+    # A tool's entry point (pytest, Loopline's CLI run as a module) is not the user's code:
+    # then the working directory's repository is recorded, as before.
+    assert environment.code_folder([str(repo / "train.py")]) == str(repo.resolve())
+    assert environment.code_folder([sys.argv[0]]) is None
+    assert (
+        environment.code_folder([str(Path(environment.__file__).parents[1] / "cli" / "main.py")])
+        is None
+    )
+    assert environment.code_folder(["-c"]) is None
 
 
 def test_log_artifact_files_and_folders_content_addressed(ctx: Context, tmp_path: Path) -> None:

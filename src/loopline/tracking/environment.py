@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import platform
 import shlex
+import site
 import socket
 import subprocess
 import sys
@@ -323,13 +324,57 @@ def _clip(text: str) -> str:
     return text[: MAX_TAG_VALUE_LENGTH - 3] + "..."
 
 
+def code_folder(argv: list[str] | None = None) -> str | None:
+    """The folder of the entry-point script, whose git state a run records; None: the cwd.
+
+    ``cd /tmp && python ~/repo/train.py`` runs the code of ``~/repo``, as MLflow records
+    it. The script is ``argv[0]`` when given, else ``__main__.__file__`` or ``sys.argv[0]``,
+    if it is a file. A script installed in this Python (``pytest``, Jupyter's kernel
+    launcher, ``python -m`` of a package in site-packages) or a Loopline module (its CLI)
+    is a tool, not the user's code: then, as without a script (``python -c``, a REPL), the
+    working directory is used.
+
+    Example:
+        >>> code_folder(["-c"]) is None
+        True
+    """
+    candidates: list[str | None]
+    if argv is not None:
+        candidates = [*argv[:1]]
+    else:
+        main = getattr(sys.modules.get("__main__"), "__file__", None)
+        candidates = [main, sys.argv[0] if sys.argv else None]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            script = Path(candidate).resolve()
+            return None if _installed(script) else str(script.parent)
+    return None
+
+
+def _installed(script: Path) -> bool:
+    """Whether ``script`` is a tool's: in this Python's installation (its prefix or
+    site-packages) or Loopline's own (``python -m loopline.cli.main pipeline run`` from an
+    editable install runs the user's pipeline, not Loopline's repository)."""
+    package = str(Path(__file__).resolve().parents[1])
+    roots = {sys.prefix, sys.exec_prefix, sys.base_prefix, *site.getsitepackages(), package}
+    for root in roots:
+        folder = Path(root).resolve()
+        if folder.parent != folder and script.is_relative_to(folder):  # never "/" itself
+            return True
+    return False
+
+
 def run_tags(argv: list[str] | None = None, cwd: str | None = None) -> dict[str, str]:
     """The tags every run gets on start: code version, command, Python, host, source.
+
+    The git tags describe the repository of the entry-point script (:func:`code_folder`),
+    or of ``cwd`` when given.
 
     Example:
         >>> run_tags(["train.py", "--fast"])["loopline.command"]
         'train.py --fast'
     """
+    argv_given = argv is not None
     argv = list(sys.argv if argv is None else argv)
     tags = {
         "mlflow.source.type": "LOCAL",
@@ -339,7 +384,7 @@ def run_tags(argv: list[str] | None = None, cwd: str | None = None) -> dict[str,
         "loopline.host": socket.gethostname(),
         "loopline.pid": str(os.getpid()),
     }
-    state = git_state(cwd)
+    state = git_state(cwd if cwd is not None else code_folder(argv if argv_given else None))
     if state is not None:
         tags["mlflow.source.git.commit"] = state.commit
         tags["mlflow.source.git.repoRoot"] = _clip(state.root)
