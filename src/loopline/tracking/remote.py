@@ -578,7 +578,7 @@ class RemoteBackend(TrackingBackend):
         """
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
+        tmp = dest.with_name(f".loopline-{uuid.uuid4().hex}.part")  # fits any name length
         try:
             answer = self.transport.request(
                 "GET",
