@@ -127,3 +127,24 @@ def test_drift_without_newer_data_alerts_instead_of_retraining(embedded_ctx: Con
     assert "already trained on flights-train@1" in result.message
     assert len(ll.registry.versions("flights")) == 1  # nothing retrained
     assert list_alerts("flights")[0].rule == "no newer data"
+
+
+def test_an_alert_rule_pages_once_per_window_not_once_per_pass(
+    embedded_ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each pass over the same, unchanged window raised (and posted) the alert again: under
+    `loop run --interval 300`, a page every five minutes for one breach."""
+    from loopline.monitoring.performance import WindowMetrics
+
+    scenario.setup(seed=7, per_month=300)
+    policy = scenario.policy(alerts=[{"metric": "latency_p99_ms", "op": ">", "threshold": 0.5}])
+    window = WindowMetrics(0.0, 10.0, "1", 300, 300, 0, {}, latency_p99_ms=9.0)
+    monkeypatch.setattr(controller, "watch", lambda *_: (window, []))
+    for _ in range(3):
+        assert controller.run_once([policy])[0].outcome == "ok"
+    raised = [a for a in list_alerts("flights") if a.rule.startswith("latency_p99_ms")]
+    assert len(raised) == 1
+    newer = WindowMetrics(10.0, 20.0, "1", 300, 300, 0, {}, latency_p99_ms=9.0)
+    monkeypatch.setattr(controller, "watch", lambda *_: (newer, []))
+    controller.run_once([policy])
+    assert len([a for a in list_alerts("flights") if a.rule.startswith("latency_p99_ms")]) == 2

@@ -17,7 +17,9 @@ from loopline.serving.deploy import deploy, get_deployment, history, live_window
 from tests.serving.helpers import good_model, register, row, toy_data, weak_model
 
 
-async def _post(app: ModelServer, path: str, payload: Any) -> tuple[int, dict[str, Any]]:
+async def _post(
+    app: ModelServer, path: str, payload: Any, headers: list[tuple[bytes, bytes]] | None = None
+) -> tuple[int, dict[str, Any]]:
     """One POST through the ASGI callable, as uvicorn would make it (bytes are sent as is)."""
     body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     sent: list[dict[str, Any]] = []
@@ -32,7 +34,7 @@ async def _post(app: ModelServer, path: str, payload: Any) -> tuple[int, dict[st
         "type": "http",
         "method": "POST",
         "path": path,
-        "headers": [(b"content-length", str(len(body)).encode())],
+        "headers": [(b"content-length", str(len(body)).encode()), *(headers or [])],
     }
     await app(scope, receive, send)
     status = next(m["status"] for m in sent if m["type"] == "http.response.start")
@@ -207,3 +209,22 @@ def test_feedback_for_a_model_not_served_here_is_404(embedded_ctx: Context) -> N
     assert answer["error"]["field"] == "name" and "churn" in answer["error"]["hint"]
     status, answer = asyncio.run(_post(server, "/v1/models/churn/feedback", label))
     assert status == 200 and answer == {"matched": 0, "unmatched": 1}
+
+
+def test_a_request_id_labels_could_never_name_is_refused(embedded_ctx: Context) -> None:
+    """An empty or 300-character X-Request-ID was answered and logged, and then no label
+    could ever reach that prediction (labels take 1 to 200 characters)."""
+    data = toy_data()
+    deploy("churn", register(good_model(data), "churn", data))
+    server = _served(embedded_ctx)
+    body = {"instances": [row()]}
+    for rid in (b"", b"b" * 201):
+        status, answer = asyncio.run(
+            _post(server, "/v1/models/churn/predict", body, [(b"x-request-id", rid)])
+        )
+        assert status == 422, answer
+        assert answer["error"]["field"] == "X-Request-ID"
+    status, answer = asyncio.run(
+        _post(server, "/v1/models/churn/predict", body, [(b"x-request-id", b"b" * 200)])
+    )
+    assert status == 200 and answer["request_id"] == "b" * 200

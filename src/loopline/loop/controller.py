@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from loopline.core.context import Context, get_context
 from loopline.errors import LooplineError
 from loopline.loop.policy import LoopPolicy
-from loopline.monitoring.alerts import check_rules, raise_alert
+from loopline.monitoring.alerts import check_rules, last_details, raise_alert
 from loopline.monitoring.drift_results import store_drift
 from loopline.monitoring.performance import WindowMetrics, performance
 from loopline.monitoring.tables import loop_events, loop_state
@@ -419,6 +419,8 @@ def run_policy(policy: LoopPolicy, ctx: Context | None = None) -> LoopResult:
     summary = None if window is None else window.to_dict()
     if window is not None and policy.alerts:
         for b in check_rules(policy.alerts, [window]):
+            if last_details(model, b.rule.label, ctx) == {"window": summary}:
+                continue  # this very window was alerted on already: one page per breach
             raise_alert(
                 model,
                 b.rule.label,

@@ -305,6 +305,24 @@ def raise_alert(
     return alert
 
 
+def last_details(model: str, rule: str, ctx: Context | None = None) -> dict[str, Any] | None:
+    """The details of the newest alert of ``model`` under ``rule``, or None.
+
+    Example:
+        >>> # last_details("flights", "auc < 0.6")["window"]["end"]
+    """
+    ctx = ctx or get_context()
+    q = (
+        sa.select(alerts.c.details)
+        .where(alerts.c.model == model, alerts.c.rule == rule)
+        .order_by(alerts.c.id.desc())
+        .limit(1)
+    )
+    with ctx.engine.connect() as conn:
+        found = conn.execute(q).scalar()
+    return None if found is None else dict(orjson.loads(found))
+
+
 def list_alerts(model: str | None = None, limit: int = 100) -> list[Alert]:
     """The newest alerts (of ``model``), newest first.
 

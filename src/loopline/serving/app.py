@@ -57,6 +57,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from loopline.core.context import Context, get_context
 from loopline.errors import InvalidInput
+from loopline.monitoring.wire import MAX_REQUEST_ID_CHARS
 from loopline.serving.control import Controller
 from loopline.serving.inputs import MalformedBody, loads, parse
 from loopline.serving.prom import ServingMetrics
@@ -467,6 +468,15 @@ class ModelServer:
             return
         version = route.stable.label
         try:
+            if rid is not None and not 0 < len(rid) <= MAX_REQUEST_ID_CHARS:
+                # Logged under an id that labels can never name, its prediction would never
+                # meet its ground truth (POST /monitor/labels takes 1-200 characters).
+                raise InvalidInput(
+                    f"the X-Request-ID header has {len(rid)} characters; a request id has 1 to "
+                    f"{MAX_REQUEST_ID_CHARS}",
+                    field="X-Request-ID",
+                    hint="send a shorter id, or none and use the one the answer gives",
+                )
             shape, rows, body_key = parse(loads(body))
             served, is_candidate = route.pick(key or body_key)
             preds, answered = await self._answer(route, served, is_candidate, shape, rows)
