@@ -244,3 +244,20 @@ def hold(workdir: str) -> str:
 @ll.pipeline
 def held(workdir: str) -> None:
     after(workdir, hold(workdir))
+
+
+@ll.step
+def load_dataset(workdir: str, name: str) -> pd.DataFrame:
+    bump(workdir, "load_dataset")
+    return ll.datasets.get(name).to_pandas()
+
+
+@ll.step
+def rows_plus(workdir: str, df: pd.DataFrame, extra: int) -> int:
+    bump(workdir, "rows_plus")
+    return len(df) + extra
+
+
+@ll.pipeline
+def reads_data(workdir: str, name: str, extra: int = 0) -> None:
+    rows_plus(workdir, load_dataset(workdir, name), extra)

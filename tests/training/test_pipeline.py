@@ -60,6 +60,34 @@ def test_cache_hit_skips_the_step_body(ctx: Context, tmp_path: Path) -> None:
         assert second.steps[name].cache_key == first.steps[name].cache_key
 
 
+def test_a_cached_step_keeps_its_dataset_lineage_and_misses_on_newer_data(
+    ctx: Context, tmp_path: Path
+) -> None:
+    """A cached step did not run, so its read of the dataset was not recorded: the model
+    of that pipeline run had no datasets (reproduce pinned nothing). And the cache key
+    cannot see a read of "latest", so a newer version still hit the stale output."""
+    import pandas as pd
+
+    wd = str(tmp_path)
+    ll.datasets.register("pp-data", pd.DataFrame({"x": range(10)}))
+    first = ps.reads_data.run({"workdir": wd, "name": "pp-data", "extra": 0})
+    again = ps.reads_data.run({"workdir": wd, "name": "pp-data", "extra": 1})
+    assert _statuses(again) == {"load_dataset": "cached", "rows_plus": "finished"}
+    for result in (first, again):
+        assert [(i.name, i.version) for i in ll.get_run(result.run_id).inputs] == [("pp-data", "1")]
+    ll.datasets.register("pp-data", pd.DataFrame({"x": range(15)}))
+    newer = ps.reads_data.run({"workdir": wd, "name": "pp-data", "extra": 1})
+    assert _statuses(newer) == {"load_dataset": "finished", "rows_plus": "finished"}
+    assert newer.output("rows_plus") == 16
+    assert [(i.name, i.version) for i in ll.get_run(newer.run_id).inputs] == [("pp-data", "2")]
+    # Pinned back to version 1, "latest" reads it: the step runs again (its cache entry is
+    # the newest output, made from version 2), and the next step finds its old output.
+    with ll.datasets.pinned({"pp-data": 1}):
+        pinned = ps.reads_data.run({"workdir": wd, "name": "pp-data", "extra": 0})
+    assert _statuses(pinned) == {"load_dataset": "finished", "rows_plus": "cached"}
+    assert pinned.output("rows_plus") == 10
+
+
 def test_cache_misses_when_a_param_changes(ctx: Context, tmp_path: Path) -> None:
     wd = str(tmp_path)
     ps.simple.run({"workdir": wd, "n": 5})

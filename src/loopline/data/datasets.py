@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import importlib
 import os
@@ -572,7 +573,29 @@ def _load(name: str, version: int | str) -> DatasetVersion:
     return _version(ctx, row, catalog.files_of(ctx.engine, [row.id])[row.id])
 
 
-def _record_lineage(v: DatasetVersion) -> None:
+#: Where :func:`get` also reports each version it hands out, as ``(name, version, hash,
+#: asked_for_latest)``: a pipeline step sets it, so that a later run reusing the step's
+#: cached output records the versions the step read (the step does not run again to read
+#: them), and does not reuse it once "latest" names a newer version.
+READS: contextvars.ContextVar[list[tuple[str, int, str, bool]] | None] = contextvars.ContextVar(
+    "loopline_dataset_reads", default=None
+)
+
+
+def latest_number(name: str) -> int:
+    """The version ``get(name)`` would read now (the pinned one when pinned), recording
+    nothing; NotFound when there is none.
+
+    Example:
+        >>> # ll.datasets.latest_number("churn")  -> 3
+    """
+    return _load(name, "latest").version
+
+
+def _record_lineage(v: DatasetVersion, latest: bool = False) -> None:
+    reads = READS.get()
+    if reads is not None:
+        reads.append((v.name, v.version, v.hash, latest))
     # Imported by name: the tracking stage is optional here and may not be installed yet.
     try:
         api = importlib.import_module("loopline.tracking.api")
@@ -596,7 +619,7 @@ def get(name: str, version: int | str = "latest") -> DatasetVersion:
         >>> # df = ll.datasets.get("churn", version=3).to_pandas()
     """
     v = _load(name, version)
-    _record_lineage(v)
+    _record_lineage(v, latest=parse_version(version) is None)
     return v
 
 

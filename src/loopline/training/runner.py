@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from loopline.core.context import Context
+from loopline.errors import NotFound
 from loopline.training import cache
 from loopline.training.executors import Executor
 from loopline.training.outputs import StoredOutput
@@ -251,13 +252,21 @@ class Runner:
         self.journal.touch(rec)
         reused = self.reuse.get(node.name)
         hit = None
+        reads: list[list[Any]] = []
         if reused is None and node.step.cache and self.use_cache:
             hit = cache.lookup(self.ctx.engine, rec.cache_key, self.store)
+            if hit is not None:
+                reads = _step_reads(hit.run_id)
+                if _read_newer_data(reads):  # the output was made from data now replaced
+                    hit = None
+        elif reused is not None:
+            reads = _step_reads(reused.run_id)
         if reused is not None or hit is not None:
             rec.status = "cached"
             rec.output = reused.output if reused else hit.output  # type: ignore[union-attr]
             rec.cached_from = reused.run_id if reused else hit.run_id  # type: ignore[union-attr]
             rec.started_at = rec.finished_at = time.time()
+            _carry_reads(reads)
             self.done[node.name] = rec.output
             self._event(rec)
             return None
@@ -307,6 +316,8 @@ class Runner:
         if rec.output is not None:
             tags[f"{STEP_TAG}.output"] = rec.output.digest
             tags[f"{STEP_TAG}.output_type"] = rec.output.type
+        if outcome.reads:  # kept with the step's run: a cache hit on it reads them again
+            tags[READS_TAG] = json.dumps([list(r) for r in outcome.reads])
         if rec.error is not None:
             tags[ERROR_TAG] = rec.error[-MAX_TAG_VALUE_LENGTH:]
         entry = None
@@ -363,3 +374,49 @@ def _outcome(fut: Future[StepOutcome], name: str) -> StepOutcome:
             started_at=now,
             finished_at=now,
         )
+
+
+#: The tag of a step's run listing the dataset versions the step read, as JSON.
+READS_TAG = f"{STEP_TAG}.datasets"
+
+
+def _step_reads(step_run_id: str | None) -> list[list[Any]]:
+    """The dataset reads a step's run recorded: ``[name, version, hash, latest]`` each."""
+    from loopline.tracking.api import get_run
+
+    if step_run_id is None:
+        return []
+    try:
+        raw = get_run(step_run_id).tags.get(READS_TAG)
+    except NotFound:  # the step's run was deleted: nothing left to carry
+        return []
+    return list(json.loads(raw or "[]"))
+
+
+def _read_newer_data(reads: list[list[Any]]) -> bool:
+    """Whether a read of "latest" would now give another version: the cache key (code and
+    arguments) cannot see what a step reads inside, so a hit is checked against it."""
+    from loopline.data.datasets import latest_number
+
+    for name, version, _digest, *latest in reads:
+        if latest and latest[0]:
+            try:
+                if latest_number(name) != version:
+                    return True
+            except NotFound:  # the dataset is gone: the step must run to say so
+                return True
+    return False
+
+
+def _carry_reads(reads: list[list[Any]]) -> None:
+    """Record, on the active (pipeline) run, the dataset versions the step whose output is
+    reused had read: the model built from that output came from them (lineage, and what
+    ``reproduce`` pins), though the step does not run again to read them.
+    """
+    from loopline.tracking.api import active_run
+
+    run = active_run()
+    if run is None:
+        return
+    for name, version, digest, *_ in reads:
+        run.log_input("dataset", name, str(version), digest)

@@ -65,6 +65,9 @@ class StepOutcome:
     error: str | None = None
     started_at: float = 0.0
     finished_at: float = 0.0
+    #: The dataset versions the step read, ``(name, version, hash, asked_for_latest)``:
+    #: its output's lineage.
+    reads: tuple[tuple[str, int, str, bool], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -154,9 +157,13 @@ def execute_step(task: StepTask) -> StepOutcome:
             started_at=started,
             finished_at=time.time(),
         )
+    from loopline.data.datasets import READS
+
     attempt = 0
+    reads: list[tuple[str, int, str, bool]]
     while True:
         token = _current.set(StepInfo(task.node, attempt + 1))
+        reads_token = READS.set(reads := [])  # the reads of the attempt that succeeds
         try:
             value = step.fn(*call_args, **call_kwargs)
         except Exception as exc:
@@ -174,6 +181,7 @@ def execute_step(task: StepTask) -> StepOutcome:
             continue
         finally:
             _current.reset(token)
+            READS.reset(reads_token)
         break
     try:
         output = store_value(value, store, step=task.node)
@@ -193,4 +201,5 @@ def execute_step(task: StepTask) -> StepOutcome:
         output=output,
         started_at=started,
         finished_at=time.time(),
+        reads=tuple(dict.fromkeys(reads)),
     )
