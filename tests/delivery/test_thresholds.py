@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,12 @@ def test_a_full_file_parses_with_directions(tmp_path: Path) -> None:
             "greater than or equal to 10",
         ),
         ({"label": "y", "metrics": {"r2": {"lower": 0}}, "extra": 1}, "extra", "unknown key"),
+        ({"label": "y", "metrics": {"auc": {"lower": math.nan}}}, "metrics.auc.lower", "finite"),
+        (
+            {"label": "y", "metrics": {"auc": {"change": {"absolute": math.inf}}}},
+            "metrics.auc.change.absolute",
+            "finite",
+        ),
     ],
     ids=[
         "bad-bound-key",
@@ -78,6 +85,8 @@ def test_a_full_file_parses_with_directions(tmp_path: Path) -> None:
         "no-metrics",
         "bootstrap",
         "top-level",
+        "nan-bound",
+        "inf-change",
     ],
 )
 def test_mistakes_name_the_key(data: dict[str, object], field: str, words: str) -> None:

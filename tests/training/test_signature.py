@@ -69,6 +69,15 @@ def test_values_a_column_cannot_hold_are_invalid_input_naming_column_and_row(
         sig.to_frame(rows)
 
 
+def test_a_column_given_twice_is_named() -> None:
+    """df[name] of a duplicated name is a frame: numpy's 'truth value is ambiguous' leaked."""
+    sig = infer_signature(pd.DataFrame({"a": [1.0], "b": [2.0]}))
+    frame = pd.DataFrame([[1.0, 2.0, 3.0]], columns=["a", "b", "a"])
+    with pytest.raises(InvalidInput, match="column 'a' appears more than once") as info:
+        sig.validate(frame)
+    assert info.value.field == "a"
+
+
 def test_the_ends_of_int64_are_accepted() -> None:
     frame = SIG.to_frame([{**GOOD, "age": INT_MAX}, {**GOOD, "age": INT_MIN}])
     assert frame["age"].tolist() == [INT_MAX, INT_MIN]

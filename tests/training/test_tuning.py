@@ -104,6 +104,16 @@ def test_an_objective_that_always_fails(ctx: Context) -> None:
         ll.tune(_raises, {"x": ("float", 0.0, 1.0)}, n_trials=2)
 
 
+def test_a_score_given_as_text_is_no_score(ctx: Context) -> None:
+    """'1.5' was converted and became the best value: an objective returning text is a bug."""
+    with pytest.raises(TuningFailed, match=r"the objective returned '1\.5'"):
+        ll.tune(_text_score, {"x": ("float", 0.0, 1.0)}, n_trials=2, seed=0)
+
+
+def _text_score(params: dict[str, Any]) -> str:
+    return "1.5"
+
+
 @pytest.mark.parametrize(
     ("space", "message"),
     [

@@ -40,14 +40,20 @@ def verify_cmd(
 
 @app.command("ls")
 def ls_cmd(
-    object_type: str = typer.Option(None, "--type", help="Only events about this object type."),
+    object_type: str = typer.Option(
+        None,
+        "--type",
+        help="Only events about this object type: experiment, run, dataset, feature_view, "
+        "registered_model, model_version, model (alerts, gates, the loop), deployment, loop, "
+        "token.",
+    ),
     object_id: str = typer.Option(None, "--id", help="Only events about this object id."),
     limit: int = typer.Option(100, "--limit", min=1, help="At most this many events."),
     json_out: bool = typer.Option(False, "--json", help="Print the events as JSON."),
 ) -> None:
     """List audit events, oldest first.
 
-    Example: loopline audit ls --type model --id churn
+    Example: loopline audit ls --type registered_model --id churn
     """
     rows = audit.events(
         get_context().engine, object_type=object_type, object_id=object_id, limit=limit

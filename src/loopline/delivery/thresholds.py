@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError, model_validator
 
 from loopline.errors import InvalidInput
 
@@ -70,8 +70,8 @@ class ChangeBound(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     direction: Direction | None = None
-    absolute: float | None = None
-    relative: float | None = None
+    absolute: FiniteFloat | None = None
+    relative: FiniteFloat | None = None
 
     @model_validator(mode="after")
     def _one_bound(self) -> ChangeBound:
@@ -85,8 +85,9 @@ class MetricBound(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    lower: float | None = None
-    upper: float | None = None
+    # Finite: a NaN bound compares false with every value, and blocked every model.
+    lower: FiniteFloat | None = None
+    upper: FiniteFloat | None = None
     change: ChangeBound | None = None
 
     @model_validator(mode="after")

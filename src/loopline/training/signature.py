@@ -368,6 +368,9 @@ class ModelSignature:
         if len(df) == 0:
             raise _no_rows()
         cols = [str(c) for c in df.columns]
+        if len(set(cols)) != len(cols):  # df[name] would be a frame, not a column
+            twice = next(c for c in cols if cols.count(c) > 1)
+            raise InvalidInput(f"column {twice!r} appears more than once", field=twice, hint=_HINT)
         missing = [n for n in self.names if n not in cols]
         if missing:
             raise InvalidInput(

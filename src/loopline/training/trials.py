@@ -22,7 +22,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from loopline.errors import ConfigError
+from loopline.errors import ConfigError, InvalidInput
 
 TrialState = Literal["complete", "pruned", "failed"]
 
@@ -96,6 +96,12 @@ class TrialReporter:
         Example:
             >>> TrialReporter(None, number=0, params={}).report(1.0, step=0)
         """
+        if isinstance(value, str | bytes):
+            raise InvalidInput(
+                f"trial {self.number} reported the text {value!r} at step {step}, not a number",
+                field="value",
+                hint="report the score itself, e.g. reporter.report(0.93, step)",
+            )
         value = float(value)
         self.reported.append((int(step), value))
         if self._trial is None:
@@ -211,7 +217,8 @@ def run_trial(task: TrialTask) -> TrialOutcome:
             task.number, "failed", None, reporter.reported, text, time.perf_counter() - started
         )
     try:
-        value = float(raw)
+        # Text is no score, even when it reads as one ("1.5"): the objective has a bug.
+        value = math.nan if isinstance(raw, str | bytes) else float(raw)
     except (TypeError, ValueError):
         value = math.nan
     if not math.isfinite(value):
