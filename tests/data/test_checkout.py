@@ -54,7 +54,7 @@ def _store_with_files(tmp_path: Path) -> tuple[LocalArtifactStore, list[FileEntr
         (lambda out: (out / "a.txt").mkdir(), "a.txt", "is a folder, where the dataset has"),
         (lambda out: (out / "sub").write_text("x"), "sub", "is a file, where the dataset has"),
         (
-            lambda out: (out / "a.txt").symlink_to(out.parent / "outside.txt"),
+            lambda out: (out / "a.txt").symlink_to(out.parent / "elsewhere.txt"),
             "a.txt",
             "is a symbolic link",
         ),
@@ -68,7 +68,7 @@ def test_an_entry_in_the_way_is_named_before_anything_is_written(
     # Were IsADirectoryError, FileExistsError, and "the metadata database was tampered
     # with" (the symlink resolved outside the folder).
     store, entries = _store_with_files(tmp_path)
-    (tmp_path / "outside.txt").write_text("keep me")
+    (tmp_path / "elsewhere.txt").write_text("keep me")
     out = tmp_path / "out"
     out.mkdir()
     make(out)
@@ -76,7 +76,7 @@ def test_an_entry_in_the_way_is_named_before_anything_is_written(
         checkout(store, entries, out)
     assert str(out / culprit) in str(info.value)
     assert info.value.field == "dest_dir" and "empty or new folder" in (info.value.hint or "")
-    assert (tmp_path / "outside.txt").read_text() == "keep me"
+    assert (tmp_path / "elsewhere.txt").read_text() == "keep me"
     assert not (tmp_path / "b.txt").exists()
 
 

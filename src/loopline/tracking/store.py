@@ -361,7 +361,7 @@ def require_run(engine_or_conn: Engine | Connection, run_id: str) -> RunState:
         with engine_or_conn.connect() as conn:
             return require_run(conn, run_id)
     sql = _RUN_STATE_SQL.format(p=placeholder(engine_or_conn))
-    row = driver_fetchone(engine_or_conn, sql, (run_id,))
+    row = driver_fetchone(engine_or_conn, sql, (run_id,)) if type(run_id) is str else None
     if row is None:
         raise NotFound(
             f"run {run_id!r} does not exist",
@@ -396,7 +396,8 @@ def get_run(engine: Engine, run_id: str) -> RunRecord:
     Example:
         >>> # get_run(engine, "3f2a...").metrics  -> {'auc': 0.91}
     """
-    found = get_runs(engine, [run_id])
+    # A run id is text: another type names no run (PostgreSQL refused to compare it).
+    found = get_runs(engine, [run_id]) if type(run_id) is str else []
     if not found:
         raise NotFound(
             f"run {run_id!r} does not exist",

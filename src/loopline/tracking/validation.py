@@ -207,7 +207,8 @@ def metric_float(key: str, value: Any) -> float:
     """
     if isinstance(value, str | bytes | bytearray):
         raise InvalidInput(
-            f"metric {key!r} got the text {value!r}, not a number",
+            f"metric {key!r} got {value!r}, which is not a number (text is refused, even "
+            "when it reads as one)",
             field=f"metrics.{key}",
             hint="log numbers only (float(...) it first if it is a number as text); "
             "log text as a tag or param",
