@@ -117,8 +117,10 @@ def test_every_runs_command_has_an_example(tmp_path: Path) -> None:
         assert done.returncode == 0 and "Example" in done.stdout
 
 
-def test_square_brackets_in_names_params_and_tags_print_verbatim(ctx: Context) -> None:
-    """Rich reads '[...]' as markup: '[/x]' crashed the table and '[red]' vanished."""
+def test_square_brackets_in_names_params_and_tags_print_verbatim(embedded_ctx: Context) -> None:
+    """Rich reads '[...]' as markup: '[/x]' crashed the table and '[red]' vanished.
+    Printing is the same on every backend: SQLite only."""
+    ctx = embedded_ctx
     ids = []
     for value in ("[red]lgbm", "xgb[/x]"):
         with ll.start_run(experiment="brackets", name=f"run {value}") as run:
@@ -135,8 +137,10 @@ def test_square_brackets_in_names_params_and_tags_print_verbatim(ctx: Context) -
     assert "[red]lgbm" in _runs(ctx, "compare", *ids).stdout
 
 
-def test_a_time_outside_the_calendar_prints_as_its_number(ctx: Context) -> None:
-    """MLflow takes any 64-bit time; one such run failed 'runs ls' for everyone."""
+def test_a_time_outside_the_calendar_prints_as_its_number(embedded_ctx: Context) -> None:
+    """MLflow takes any 64-bit time; one such run failed 'runs ls' for everyone (printing
+    is the same on every backend: SQLite only)."""
+    ctx = embedded_ctx
     from loopline.tracking import store
 
     with ll.start_run(experiment="far", name="far") as run:

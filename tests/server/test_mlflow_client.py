@@ -141,9 +141,19 @@ def test_log_register_load_and_aliases(tracking: MlflowClient) -> None:
     y = (X[:, 0] + X[:, 1] > 0).astype(int)
     model = LogisticRegression().fit(X, y)
     with mlflow.start_run() as run:
-        mlflow.sklearn.log_model(
+        for step in range(3):
+            mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+        mlflow.log_metric("odd", math.nan, step=0)
+        info = mlflow.sklearn.log_model(
             model, name="model", registered_model_name="churn-clf", input_example=X[:2]
         )
+        # a point sent with a model id for the first time is new: kept
+        mlflow.log_metric("loss", 0.1, step=3, model_id=info.model_id)
+    # MLflow 3's log_model sends the run's points at the model's step again, with the
+    # model's id; MLflow's server keeps one copy of a point, and so must we.
+    history = tracking.get_metric_history(run.info.run_id, "loss")
+    assert [(m.step, m.value) for m in history] == [(0, 1.0), (1, 0.5), (2, 1 / 3), (3, 0.1)]
+    assert len(tracking.get_metric_history(run.info.run_id, "odd")) == 1
     version = tracking.get_model_version("churn-clf", "1")
     # The client sends only the logged model's id: the server records the run that logged it.
     assert version.run_id == run.info.run_id
@@ -247,20 +257,3 @@ def test_deleted_artifacts_are_gone(tracking: MlflowClient) -> None:
         mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/notes/a.txt")
     repo.delete_artifacts("notes")
     assert [f.path for f in tracking.list_artifacts(run.info.run_id)] == ["keep.txt"]
-
-
-def test_log_model_does_not_store_the_runs_points_twice(tracking: MlflowClient) -> None:
-    """MLflow 3's log_model sends the run's points at the model's step again, with the
-    model's id; MLflow's server keeps one copy of a point, and so must we."""
-    X = np.array([[0.0], [1.0], [2.0], [3.0]])
-    y = np.array([0, 0, 1, 1])
-    with mlflow.start_run() as run:
-        for step in range(3):
-            mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
-        mlflow.log_metric("odd", math.nan, step=0)
-        info = mlflow.sklearn.log_model(LogisticRegression().fit(X, y), name="model")
-        # a point sent with a model id for the first time is new: kept
-        mlflow.log_metric("loss", 0.1, step=3, model_id=info.model_id)
-    history = tracking.get_metric_history(run.info.run_id, "loss")
-    assert [(m.step, m.value) for m in history] == [(0, 1.0), (1, 0.5), (2, 1 / 3), (3, 0.1)]
-    assert len(tracking.get_metric_history(run.info.run_id, "odd")) == 1
