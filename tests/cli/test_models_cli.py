@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,22 +14,11 @@ from sklearn.linear_model import LogisticRegression
 import loopline as ll
 from loopline.core import audit
 from loopline.core.context import Context
+from tests.cli_run import run_loopline
 
 
 def _models(ctx: Context, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "LOOPLINE_URI": ctx.settings.metadata_uri,
-        "LOOPLINE_ARTIFACTS": ctx.settings.artifacts_uri,
-        "COLUMNS": "200",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "loopline.cli.main", "models", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    return run_loopline(ctx, "models", *args)
 
 
 def _json(ctx: Context, *args: str) -> Any:
@@ -158,19 +146,7 @@ def test_every_models_command_has_an_example(tmp_path: Path) -> None:
 
 
 def _deployments(ctx: Context, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "LOOPLINE_URI": ctx.settings.metadata_uri,
-        "LOOPLINE_ARTIFACTS": ctx.settings.artifacts_uri,
-        "COLUMNS": "200",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "loopline.cli.main", "deployments", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    return run_loopline(ctx, "deployments", *args)
 
 
 def test_square_brackets_in_descriptions_params_and_reasons_print_verbatim(

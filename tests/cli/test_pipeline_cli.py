@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,26 +15,15 @@ from loopline.cli.main import app
 from loopline.cli.pipeline_cmd import parse_params
 from loopline.core.context import Context
 from loopline.errors import InvalidInput
+from tests.cli_run import run_loopline
 from tests.training import pipeline_steps as ps
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cli(ctx: Context, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "LOOPLINE_URI": ctx.settings.metadata_uri,
-        "LOOPLINE_ARTIFACTS": ctx.settings.artifacts_uri,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        "COLUMNS": "200",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "loopline.cli.main", "pipeline", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=180,
-    )
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    return run_loopline(ctx, "pipeline", *args, env={"PYTHONPATH": path}, timeout=180)
 
 
 def _json(done: subprocess.CompletedProcess[str]) -> Any:

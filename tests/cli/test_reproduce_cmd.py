@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from loopline.core.context import Context
 from loopline.data import datasets
 from loopline.tracking.api import get_run
 from loopline.training import reproduce_record
+from tests.cli_run import run_loopline
 from tests.training import reproduce_project as rp
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,21 +31,8 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def _cli(ctx: Context, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "LOOPLINE_URI": ctx.settings.metadata_uri,
-        "LOOPLINE_ARTIFACTS": ctx.settings.artifacts_uri,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        "COLUMNS": "200",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "loopline.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=300,
-    )
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    return run_loopline(ctx, *args, env={"PYTHONPATH": path}, cwd=cwd, timeout=300)
 
 
 def _train(repo: Path, pipeline: str) -> str:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
-import sys
 from typing import Any
 
 import orjson
@@ -15,23 +13,11 @@ import sqlalchemy as sa
 from loopline.cli._listen import announce, is_loopback
 from loopline.core import audit, auth
 from loopline.core.context import Context
+from tests.cli_run import run_loopline
 
 
 def _tokens(ctx: Context, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "LOOPLINE_URI": ctx.settings.metadata_uri,
-        "LOOPLINE_ARTIFACTS": ctx.settings.artifacts_uri,
-        "LOOPLINE_ACTOR": "ada",
-        "COLUMNS": "200",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "loopline.cli.main", "tokens", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    return run_loopline(ctx, "tokens", *args, env={"LOOPLINE_ACTOR": "ada"})
 
 
 def _json(ctx: Context, *args: str) -> Any:

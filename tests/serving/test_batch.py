@@ -17,6 +17,7 @@ from loopline.core.context import Context
 from loopline.errors import InvalidInput
 from loopline.serving.batch import score
 from loopline.serving.package import app_name, package
+from tests.cli_run import run_loopline
 from tests.serving.helpers import FEATURES, good_model, register, toy_data
 
 
@@ -136,19 +137,7 @@ def test_package_into_a_file_names_the_out_dir(model_uri: str, tmp_path: Path) -
 
 
 def _score_cli(ctx: Context, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **__import__("os").environ,
-        "LOOPLINE_URI": ctx.settings.metadata_uri,
-        "LOOPLINE_ARTIFACTS": ctx.settings.artifacts_uri,
-        "COLUMNS": "200",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "loopline.cli.main", "score", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    return run_loopline(ctx, "score", *args, timeout=300)
 
 
 def test_scoring_a_file_with_inf_or_a_stray_word_names_the_column_and_the_file_row(

@@ -39,10 +39,6 @@ def _num(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _when(ts: float | None) -> str:
-    return utc_text(ts)
-
-
 def _load_frame(ref: str) -> tuple[Any, str]:
     """A DataFrame from a CSV/Parquet path or a ``NAME@VERSION``; and a label for it."""
     from loopline.data import datasets, formats, tabular
@@ -151,7 +147,7 @@ def ls_cmd(json_out: bool = _JSON) -> None:
             r.latest_kind or "",
             "" if r.latest_row_count is None else str(r.latest_row_count),
             _size(r.latest_byte_size),
-            _when(r.latest_created),
+            utc_text(r.latest_created),
             esc(r.description or ""),
         )
     _common.console.print(table)
@@ -178,7 +174,7 @@ def show_cmd(
         return
     _common.console.print(f"[bold]{esc(v.ref)}[/] {v.kind}  hash {v.hash}")
     _common.console.print(
-        f"created {_when(v.created)} by {esc(v.actor)}; "
+        f"created {utc_text(v.created)} by {esc(v.actor)}; "
         f"{len(v.files)} file(s), {_size(v.byte_size)}"
         + (f", {v.row_count} rows" if v.row_count is not None else "")
     )

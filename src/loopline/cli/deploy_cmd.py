@@ -32,10 +32,6 @@ def _steps(text: str | None) -> list[float] | None:
         ) from exc
 
 
-def _when(ts: float) -> str:
-    return utc_text(ts)
-
-
 def _print_deployment(d: Any) -> None:
     line = f"[bold]{d.name}[/] serves v{d.stable_version}"
     if d.candidate_version is not None:
@@ -172,7 +168,7 @@ def show_cmd(
         if after.get("candidate") is not None:
             state += f", {after.get('phase')} v{after.get('candidate')} {after.get('traffic')}%"
         table.add_row(
-            _when(e.ts), str(e.revision), e.action, esc(e.actor), state, esc(e.reason or "")
+            utc_text(e.ts), str(e.revision), e.action, esc(e.actor), state, esc(e.reason or "")
         )
     console.print(table)
 

@@ -10,7 +10,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from loopline.cli._common import console, esc, print_json
-from loopline.core.calendar import utc_text
+from loopline.core.calendar import utc_text, utc_text_ms
 from loopline.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -21,10 +21,6 @@ app = typer.Typer(
     "Example: loopline models show churn@champion",
     no_args_is_help=True,
 )
-
-
-def _when(ms: int | None) -> str:
-    return utc_text(None if ms is None else ms / 1000)
 
 
 def _split(ref: str, *, need_version: bool) -> tuple[str, str | None]:
@@ -64,7 +60,7 @@ def ls_cmd(
             m.name,
             "" if m.latest_version is None else str(m.latest_version),
             aliases,
-            _when(m.last_updated_time),
+            utc_text_ms(m.last_updated_time),
             esc(m.description or ""),
         )
     console.print(table)
@@ -97,7 +93,7 @@ def show_cmd(
                 ", ".join(v.aliases),
                 v.flavor or "mlflow",
                 v.run_id or "",
-                _when(v.creation_time),
+                utc_text_ms(v.creation_time),
             )
         console.print(table)
         return
@@ -125,7 +121,7 @@ def _print_version(mv: ModelVersion) -> None:
     ):
         value = data[key]
         info.add_row(key, esc(", ".join(value) if isinstance(value, list) else value or ""))
-    info.add_row("registered (UTC)", _when(mv.creation_time))
+    info.add_row("registered (UTC)", utc_text_ms(mv.creation_time))
     for key, value in data["code_version"].items():
         if value:
             info.add_row(key, esc(value))

@@ -73,10 +73,6 @@ def parse_params(items: list[str] | None, pipe: Pipeline[Any] | None = None) -> 
     return out
 
 
-def _when(ts: float | None) -> str:
-    return utc_text(ts)
-
-
 def _seconds(start: float | None, end: float | None) -> str:
     if start is None or end is None:
         return ""
@@ -258,7 +254,7 @@ def ls_cmd(
             r.pipeline,
             f"[{style}]{r.status}[/]",
             r.record.executor,
-            _when(r.record.started_at),
+            utc_text(r.record.started_at),
             _seconds(r.record.started_at, r.record.finished_at),
             ", ".join(f"{n} {s}" for s, n in _counts(r).items()),
         )
@@ -318,7 +314,7 @@ def show_cmd(
     style = _STYLE.get(rec.status, "")
     console.print(
         f"[bold]{rec.pipeline}[/] ({rec.target}) run {rec.id}: [{style}]{rec.status}[/] "
-        f"on {rec.executor}, started {_when(rec.started_at)}"
+        f"on {rec.executor}, started {utc_text(rec.started_at)}"
         + (f", resumed from {rec.resumed_from}" if rec.resumed_from else ""),
         highlight=False,
     )

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from loopline.cli._common import console, esc, print_json
-from loopline.core.calendar import utc_text
+from loopline.core.calendar import utc_text_ms
 from loopline.errors import InvalidInput
 
 app = typer.Typer(
@@ -20,10 +20,6 @@ app = typer.Typer(
 
 _SYSTEM_TAG_PREFIXES = ("mlflow.", "loopline.")
 _INPUT_COLUMNS = ("kind", "name", "version", "digest", "context")
-
-
-def _when(ms: int | None) -> str:
-    return utc_text(None if ms is None else ms / 1000)
 
 
 def _duration(start: int, end: int | None) -> str:
@@ -102,7 +98,7 @@ def ls_cmd(
             esc(data["name"] or ""),
             esc(data["experiment"]),
             data["status"],
-            _when(data["start_time"]),
+            utc_text_ms(data["start_time"]),
             _duration(data["start_time"], data["end_time"]),
             metrics,
         )
@@ -133,8 +129,8 @@ def show_cmd(
     info.add_column("value", overflow="fold")
     for field in ("name", "experiment", "status", "user", "parent_run_id", "artifact_uri"):
         info.add_row(field, esc(data[field] or ""))
-    info.add_row("started (UTC)", _when(data["start_time"]))
-    info.add_row("ended (UTC)", _when(data["end_time"]))
+    info.add_row("started (UTC)", utc_text_ms(data["start_time"]))
+    info.add_row("ended (UTC)", utc_text_ms(data["end_time"]))
     console.print(info)
     _kv_table("params", data["params"])
     _kv_table("metrics (latest)", {k: _num(v) for k, v in run.metrics.items()})

@@ -17,10 +17,6 @@ app = typer.Typer(
 )
 
 
-def _when(ts: float | None) -> str:
-    return utc_text(ts)
-
-
 @app.command("create")
 def create_cmd(
     role: str = typer.Option(
@@ -79,10 +75,10 @@ def ls_cmd(
         table.add_row(
             t.name,
             t.role,
-            _when(t.created_at),
+            utc_text(t.created_at),
             t.created_by,
-            _when(t.last_used),
-            _when(t.revoked_at),
+            utc_text(t.last_used),
+            utc_text(t.revoked_at),
         )
     console.print(table)
 

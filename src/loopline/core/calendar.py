@@ -43,3 +43,13 @@ def utc_text(seconds: float | None) -> str:
     if when is None:
         return f"{seconds:g} s (outside the calendar)"
     return when.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def utc_text_ms(ms: int | None) -> str:
+    """:func:`utc_text` of a time in milliseconds (runs, metrics and models keep those).
+
+    Example:
+        >>> utc_text_ms(86_400_000)
+        '1970-01-02 00:00:00'
+    """
+    return utc_text(None if ms is None else ms / 1000)

@@ -1,4 +1,5 @@
-"""Facts about the database's column types that code outside the schema needs.
+"""Facts about columns: the database's types that code outside the schema needs, and the
+names of the tables users give (:func:`duplicate_names`).
 
 Importable without SQLAlchemy, so that a parser of ids and versions (the dataset catalog's,
 say) does not load it.
@@ -10,10 +11,17 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 #: The largest value an ``sa.Integer`` column holds on every backend (PostgreSQL's
 #: ``integer`` is 32-bit): an id or version past it names nothing, and binding it would
 #: make SQLite overflow or PostgreSQL refuse the comparison.
 MAX_INTEGER = 2**31 - 1
+
+#: The longest request id a prediction is logged under and a label can name. Here, not in
+#: :mod:`loopline.monitoring.wire`, so that the model server checks it without loading the
+#: monitoring package.
+MAX_REQUEST_ID_CHARS = 200
 
 
 def integer_value(ref: object, low: int = 0) -> int | None:
@@ -34,3 +42,17 @@ def integer_value(ref: object, low: int = 0) -> int | None:
     if type(ref) is int and low <= ref <= MAX_INTEGER:
         return ref
     return None
+
+
+def duplicate_names(names: Iterable[object]) -> list[str]:
+    """The names given more than once (as text: ``1`` and ``"1"`` are one name), sorted.
+
+    Example:
+        >>> duplicate_names(["a", "b", "a", 1, "1"])
+        ['1', 'a']
+    """
+    seen: set[str] = set()
+    twice: set[str] = set()
+    for name in map(str, names):
+        (twice if name in seen else seen).add(name)
+    return sorted(twice)

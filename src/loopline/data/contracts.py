@@ -47,6 +47,7 @@ from pydantic import (
     model_validator,
 )
 
+from loopline.core.columns import duplicate_names
 from loopline.errors import ContractViolation, InvalidInput
 
 __all__ = [
@@ -392,8 +393,7 @@ def _string_columns(df: Any) -> Any:
             field="df",
             hint="convert it first, e.g. table.to_pandas()",
         )
-    names = [str(c) for c in df.columns]
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    dupes = duplicate_names(df.columns)
     if dupes:
         raise InvalidInput(
             f"the data has duplicate column names: {', '.join(dupes)}",

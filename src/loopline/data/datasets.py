@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from loopline.core.artifacts import ArtifactStore, hash_bytes
-from loopline.core.columns import MAX_INTEGER, integer_value
+from loopline.core.columns import MAX_INTEGER, duplicate_names, integer_value
 from loopline.core.context import Context, get_context
 
 # The catalog (and SQLAlchemy with it) is imported where it is used: register() loads it
@@ -325,7 +325,7 @@ def _source_table(
 
 def _write_table(table: pa.Table, scratch: Path) -> SourceFile:
     names = table.column_names
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    dupes = duplicate_names(names)
     if dupes:
         raise InvalidInput(
             f"the table has duplicate column names: {', '.join(dupes)}",

@@ -50,6 +50,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from loopline.core.columns import duplicate_names
 from loopline.core.context import Context, get_context
 from loopline.data import pit_join
 from loopline.data.feature_registry import (
@@ -406,7 +407,7 @@ def get_historical(
         )
     by_view = _parse_refs(features)
     columns = [str(c) for c in entity_df.columns]
-    dupes = sorted({c for c in columns if columns.count(c) > 1})
+    dupes = duplicate_names(columns)
     if dupes:
         raise InvalidInput(
             f"the entity frame has duplicate column names: {', '.join(map(repr, dupes))}",

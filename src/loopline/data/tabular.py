@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
+from loopline.core.columns import duplicate_names
 from loopline.errors import InvalidInput
 
 TOP_VALUES = 5
@@ -48,8 +49,7 @@ def from_pandas(df: Any) -> pa.Table:
         1
     """
     # Arrow refuses these with a bare ValueError; name the column instead.
-    names = [str(c) for c in df.columns]
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    dupes = duplicate_names(df.columns)
     if dupes:
         raise InvalidInput(
             f"the DataFrame has duplicate column names: {', '.join(map(repr, dupes))}",

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from loopline.core.columns import duplicate_names
 from loopline.errors import InvalidInput, NotFound
 
 if TYPE_CHECKING:
@@ -122,7 +123,7 @@ class _PandasTable(Table):
 
     def __init__(self, frame: Any, label: str) -> None:
         names = [str(c) for c in frame.columns]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = duplicate_names(names)
         if dupes:
             raise InvalidInput(
                 f"the {label} table has duplicate column names: {', '.join(dupes)}",

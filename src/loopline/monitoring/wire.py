@@ -12,11 +12,12 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
+from loopline.core.columns import MAX_REQUEST_ID_CHARS
 from loopline.errors import InvalidInput
 
 #: The most request ids (and labels) one ``POST /api/v1/monitor/labels`` may carry.
@@ -25,8 +26,6 @@ MAX_LABELS = 10_000
 #: The longest text label.
 MAX_LABEL_CHARS = 1000
 
-#: The longest request id.
-MAX_REQUEST_ID_CHARS = 200
 
 RequestId = Annotated[str, Field(min_length=1, max_length=MAX_REQUEST_ID_CHARS)]
 
@@ -77,24 +76,22 @@ def checked_labels(request_ids: Sequence[Any], labels: Sequence[Any]) -> None:
         ...     print(exc.field, exc.message)
         labels[0] labels[0] is inf: a label must be a finite number
     """
-    for i, rid in enumerate(request_ids):
-        try:
-            check_request_id(rid)
-        except ValueError as exc:
-            raise InvalidInput(
-                f"request_ids[{i}] is {rid!r}: {exc}",
-                field=f"request_ids[{i}]",
-                hint="send the request id the model server answered with (a text)",
-            ) from None
-    for i, value in enumerate(labels):
-        try:
-            check_label(value)
-        except ValueError as exc:
-            raise InvalidInput(
-                f"labels[{i}] is {value!r}: {exc}",
-                field=f"labels[{i}]",
-                hint="send a number, a text, true/false or None (a missing label) per id",
-            ) from None
+    rules: tuple[tuple[str, Sequence[Any], Callable[[Any], Any], str], ...] = (
+        ("request_ids", request_ids, check_request_id, _ID_HINT),
+        ("labels", labels, check_label, _LABEL_HINT),
+    )
+    for name, values, check, hint in rules:
+        for i, value in enumerate(values):
+            try:
+                check(value)
+            except ValueError as exc:
+                raise InvalidInput(
+                    f"{name}[{i}] is {value!r}: {exc}", field=f"{name}[{i}]", hint=hint
+                ) from None
+
+
+_ID_HINT = "send the request id the model server answered with (a text)"
+_LABEL_HINT = "send a number, a text, true/false or None (a missing label) per id"
 
 
 Label = Annotated[

@@ -135,12 +135,23 @@ _MODEL_FIELDS: dict[str, registry_filter.Kind] = {
 }
 
 
-def _model_field(m: store.RegisteredModel, key: str) -> Any:
+def _model_attrs(m: store.RegisteredModel) -> dict[str, Any]:
     return {
         "name": m.name,
         "creation_timestamp": m.creation_time,
         "last_updated_timestamp": m.last_updated_time,
-    }[key]
+    }
+
+
+def _tags_of(entity: Any) -> dict[str, str]:
+    return entity.tags  # type: ignore[no-any-return]
+
+
+def _paged(key: str, page: list[Any], next_offset: int | None) -> dict[str, Any]:
+    out: dict[str, Any] = {key: page}
+    if next_offset is not None:
+        out["next_page_token"] = _token(next_offset)
+    return out
 
 
 def _search_models(
@@ -150,21 +161,18 @@ def _search_models(
     page_token: str | None,
     order_by: list[str] | None = None,
 ) -> dict[str, Any]:
-    offset = _page(page_token)
     where = registry_filter.compile_filter(filter_, _MODEL_FIELDS)
     order = registry_filter.parse_order_by(order_by, list(_MODEL_FIELDS))
-    if not any(key == "name" for key, _ in order):  # MLflow's tie-breaker
-        order.append(("name", True))
-    every = store.search_registered_models(ctx, None, 1_000_000, 0)
-    hits = [
-        m for m in every if where.matches({k: _model_field(m, k) for k in _MODEL_FIELDS}, m.tags)
-    ]
-    hits = registry_filter.sort(hits, order, _model_field)
-    page = hits[offset : offset + max_results]
-    out: dict[str, Any] = {"registered_models": [model_json(ctx, m) for m in page]}
-    if offset + max_results < len(hits):
-        out["next_page_token"] = _token(offset + max_results)
-    return out
+    page, after = registry_filter.search(
+        store.search_registered_models(ctx, None, 1_000_000, 0),
+        attrs=_model_attrs,
+        tags=_tags_of,
+        where=where,
+        order=registry_filter.tie_break(order, ("name", True)),  # MLflow's tie-breaker
+        offset=_page(page_token),
+        limit=max_results,
+    )
+    return _paged("registered_models", [model_json(ctx, m) for m in page], after)
 
 
 @router.get("/registered-models/search")
@@ -334,7 +342,7 @@ _VERSION_FIELDS: dict[str, registry_filter.Kind] = {
 _VERSION_ORDER = ["name", "version_number", "creation_timestamp", "last_updated_timestamp"]
 
 
-def _version_field(v: store.ModelVersion, key: str) -> Any:
+def _version_attrs(v: store.ModelVersion) -> dict[str, Any]:
     return {
         "name": v.name,
         "run_id": v.run_id,
@@ -342,7 +350,7 @@ def _version_field(v: store.ModelVersion, key: str) -> Any:
         "version_number": v.version,
         "creation_timestamp": v.creation_time,
         "last_updated_timestamp": v.last_updated_time,
-    }[key]
+    }
 
 
 def _search_versions(
@@ -352,28 +360,22 @@ def _search_versions(
     page_token: str | None,
     order_by: list[str] | None = None,
 ) -> dict[str, Any]:
-    offset = _page(page_token)
     where = registry_filter.compile_filter(filter_, _VERSION_FIELDS)
     # MLflow's default order and tie-breakers.
     order = registry_filter.parse_order_by(
         order_by or ["last_updated_timestamp DESC", "name ASC", "version_number DESC"],
         _VERSION_ORDER,
     )
-    for key, ascending in (("name", True), ("version_number", False)):
-        if not any(k == key for k, _ in order):
-            order.append((key, ascending))
-    every = store.search_model_versions(ctx, where.equals("name"), None, 1_000_000, 0)
-    hits = [
-        v
-        for v in every
-        if where.matches({k: _version_field(v, k) for k in _VERSION_FIELDS}, v.tags)
-    ]
-    hits = registry_filter.sort(hits, order, _version_field)
-    page = hits[offset : offset + max_results]
-    out: dict[str, Any] = {"model_versions": [version_json(v) for v in page]}
-    if offset + max_results < len(hits):
-        out["next_page_token"] = _token(offset + max_results)
-    return out
+    page, after = registry_filter.search(
+        store.search_model_versions(ctx, where.equals("name"), None, 1_000_000, 0),
+        attrs=_version_attrs,
+        tags=_tags_of,
+        where=where,
+        order=registry_filter.tie_break(order, ("name", True), ("version_number", False)),
+        offset=_page(page_token),
+        limit=max_results,
+    )
+    return _paged("model_versions", [version_json(v) for v in page], after)
 
 
 @router.get("/model-versions/search")
@@ -515,7 +517,7 @@ _LOGGED_FIELDS: dict[str, registry_filter.Kind] = {
 }
 
 
-def _logged_field(m: store.LoggedModel, key: str) -> Any:
+def _logged_attrs(m: store.LoggedModel) -> dict[str, Any]:
     return {
         "name": m.name,
         "model_id": m.model_id,
@@ -525,7 +527,7 @@ def _logged_field(m: store.LoggedModel, key: str) -> Any:
         "creation_time": m.creation_time,
         "creation_timestamp": m.creation_time,
         "last_updated_timestamp": m.last_updated_time,
-    }[key]
+    }
 
 
 def _logged_order(order_by: list[LoggedModelOrder] | None) -> list[tuple[str, bool]]:
@@ -541,29 +543,24 @@ def _logged_order(order_by: list[LoggedModelOrder] | None) -> list[tuple[str, bo
         order += registry_filter.parse_order_by(
             [f"`{item.field_name}` {direction}"], list(_LOGGED_FIELDS)
         )
+    if any(k == "creation_time" for k, _ in order):  # the same field (MLflow's alias)
+        return registry_filter.tie_break(order, ("model_id", True))
     # MLflow's tie-breakers: newest first, then by id.
-    if not any(k in ("creation_time", "creation_timestamp") for k, _ in order):
-        order.append(("creation_timestamp", False))
-    if not any(k == "model_id" for k, _ in order):
-        order.append(("model_id", True))
-    return order
+    return registry_filter.tie_break(order, ("creation_timestamp", False), ("model_id", True))
 
 
 @router.post("/logged-models/search")
 def search_logged_models(body: SearchLoggedModels, ctx: Ctx) -> dict[str, Any]:
-    offset = _page(body.page_token)
-    where = registry_filter.compile_filter(body.filter, _LOGGED_FIELDS)
-    order = _logged_order(body.order_by)
-    every = store.search_logged_models(ctx, body.experiment_ids, None, 1_000_000, 0)
-    hits = [
-        m for m in every if where.matches({k: _logged_field(m, k) for k in _LOGGED_FIELDS}, m.tags)
-    ]
-    hits = registry_filter.sort(hits, order, _logged_field)
-    page = hits[offset : offset + body.max_results]
-    out: dict[str, Any] = {"models": [logged_model_json(m) for m in page]}
-    if offset + body.max_results < len(hits):
-        out["next_page_token"] = _token(offset + body.max_results)
-    return out
+    page, after = registry_filter.search(
+        store.search_logged_models(ctx, body.experiment_ids, None, 1_000_000, 0),
+        attrs=_logged_attrs,
+        tags=_tags_of,
+        where=registry_filter.compile_filter(body.filter, _LOGGED_FIELDS),
+        order=_logged_order(body.order_by),
+        offset=_page(body.page_token),
+        limit=body.max_results,
+    )
+    return _paged("models", [logged_model_json(m) for m in page], after)
 
 
 @router.get("/logged-models/{model_id}")

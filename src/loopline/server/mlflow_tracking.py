@@ -10,6 +10,7 @@ times are milliseconds, and non-finite metric values travel as the strings ``"Na
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import orjson
@@ -124,15 +125,21 @@ _EXPERIMENT_FIELDS: dict[str, registry_filter.Kind] = {
 }
 
 
-def _experiment_field(e: Experiment, key: str) -> Any:
-    if key == "experiment_id":
-        return e.id  # ordered as a number
-    fields = {
+def _experiment_attrs(e: Experiment) -> dict[str, Any]:
+    return {
         "name": e.name,
+        "experiment_id": str(e.id),
         "creation_time": e.creation_time,
         "last_update_time": e.last_update_time,
     }
-    return fields[key]
+
+
+def _experiment_order_value(e: Experiment, attrs: Mapping[str, Any], key: str) -> Any:
+    return e.id if key == "experiment_id" else attrs[key]  # ids are ordered as numbers
+
+
+def _set_tags(e: Experiment) -> dict[str, str]:
+    return {k: v for k, v in e.tags.items() if v is not None}
 
 
 def _search_experiments(ctx: Context, body: SearchExperiments) -> dict[str, Any]:
@@ -140,9 +147,6 @@ def _search_experiments(ctx: Context, body: SearchExperiments) -> dict[str, Any]
     order = registry_filter.parse_order_by(
         body.order_by or ["creation_time DESC", "experiment_id ASC"], list(_EXPERIMENT_FIELDS)
     )
-    if not any(key == "experiment_id" for key, _ in order):  # MLflow's tie-breaker
-        order.append(("experiment_id", False))
-    offset = query.decode_page_token(body.page_token)
     view = _VIEWS.get(body.view_type or "ACTIVE_ONLY", "active")
     name = where.equals("name")
     every: list[Experiment] = []
@@ -159,24 +163,19 @@ def _search_experiments(ctx: Context, body: SearchExperiments) -> dict[str, Any]
         token = found.next_page_token
         if token is None:
             break
-    hits = [
-        e
-        for e in every
-        if where.matches(
-            {
-                "name": e.name,
-                "experiment_id": str(e.id),
-                "creation_time": e.creation_time,
-                "last_update_time": e.last_update_time,
-            },
-            {k: v for k, v in e.tags.items() if v is not None},
-        )
-    ]
-    hits = registry_filter.sort(hits, order, _experiment_field)
-    page = hits[offset : offset + body.max_results]
+    page, after = registry_filter.search(
+        every,
+        attrs=_experiment_attrs,
+        tags=_set_tags,
+        where=where,
+        order=registry_filter.tie_break(order, ("experiment_id", False)),  # MLflow's
+        offset=query.decode_page_token(body.page_token),
+        limit=body.max_results,
+        order_value=_experiment_order_value,
+    )
     out: dict[str, Any] = {"experiments": [experiment_json(e) for e in page]}
-    if offset + body.max_results < len(hits):
-        out["next_page_token"] = query.encode_page_token(offset + body.max_results)
+    if after is not None:
+        out["next_page_token"] = query.encode_page_token(after)
     return out
 
 

@@ -336,3 +336,47 @@ def sort(
         present.sort(key=lambda i: value(i, field_name), reverse=not ascending)
         out = present + absent
     return out
+
+
+def tie_break(order: list[tuple[str, bool]], *last: tuple[str, bool]) -> list[tuple[str, bool]]:
+    """``order`` followed by each of ``last`` whose field it does not order on yet (MLflow's
+    tie-breakers, so that pages never overlap).
+
+    Example:
+        >>> tie_break([("name", False)], ("name", True), ("version_number", False))
+        [('name', False), ('version_number', False)]
+    """
+    ordered = {key for key, _ in order}
+    return [*order, *(item for item in last if item[0] not in ordered)]
+
+
+def search(
+    items: Sequence[T],
+    *,
+    attrs: Callable[[T], Mapping[str, Any]],
+    tags: Callable[[T], Mapping[str, str]],
+    where: Filter,
+    order: Sequence[tuple[str, bool]],
+    offset: int,
+    limit: int,
+    order_value: Callable[[T, Mapping[str, Any], str], Any] | None = None,
+) -> tuple[list[T], int | None]:
+    """One page of ``items`` that match ``where``, in ``order``; and the offset of the next
+    page (None after the last). Each item's ``attrs`` are read once, for the filter and the
+    order; ``order_value(item, attrs, field)`` orders a field another way than it filters.
+
+    Example:
+        >>> rows = [{"n": "b"}, {"n": "a"}, {"n": "c"}]
+        >>> search(rows, attrs=dict, tags=lambda r: {}, where=compile_filter(None, {}),
+        ...        order=[("n", True)], offset=0, limit=2)
+        ([{'n': 'a'}, {'n': 'b'}], 2)
+    """
+    found = [(item, attrs(item)) for item in items]
+    hits = [(item, a) for item, a in found if where.matches(a, tags(item))]
+    if order_value is None:
+        hits = sort(hits, order, lambda hit, key: hit[1][key])
+    else:
+        value = order_value
+        hits = sort(hits, order, lambda hit, key: value(hit[0], hit[1], key))
+    page = [item for item, _ in hits[offset : offset + limit]]
+    return page, (offset + limit if offset + limit < len(hits) else None)

@@ -55,9 +55,9 @@ import orjson
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from loopline.core.columns import MAX_REQUEST_ID_CHARS
 from loopline.core.context import Context, get_context
 from loopline.errors import InvalidInput
-from loopline.monitoring.wire import MAX_REQUEST_ID_CHARS
 from loopline.serving.control import Controller
 from loopline.serving.inputs import MalformedBody, loads, parse
 from loopline.serving.prom import ServingMetrics

@@ -247,13 +247,7 @@ def check_run_name(name: str) -> str:
         >>> check_run_name("baseline")
         'baseline'
     """
-    if len(name) > MAX_RUN_NAME_LENGTH:
-        raise InvalidInput(
-            f"run name is {len(name)} characters, over the limit of {MAX_RUN_NAME_LENGTH}",
-            field="name",
-        )
-    _check_no_nul(name, "name")
-    return name
+    return _bounded_text(name, "name", "run name", MAX_RUN_NAME_LENGTH)
 
 
 #: The ``runs.user_id`` column's width.
@@ -271,13 +265,17 @@ def check_user_id(user_id: Any) -> str:
         raise InvalidInput(
             f"user_id must be text, got {user_id!r}", field="user_id", hint="e.g. 'ada'"
         )
-    if len(user_id) > MAX_USER_ID_LENGTH:
+    return _bounded_text(user_id, "user_id", "user_id", MAX_USER_ID_LENGTH)
+
+
+def _bounded_text(text: str, field: str, what: str, limit: int) -> str:
+    """``text`` if it fits its column (``limit`` characters) and the database can store it."""
+    if len(text) > limit:
         raise InvalidInput(
-            f"user_id is {len(user_id)} characters, over the limit of {MAX_USER_ID_LENGTH}",
-            field="user_id",
+            f"{what} is {len(text)} characters, over the limit of {limit}", field=field
         )
-    _check_no_nul(user_id, "user_id")
-    return user_id
+    _check_no_nul(text, field)
+    return text
 
 
 _MIN_INT64, _MAX_INT64 = -(2**63), 2**63 - 1

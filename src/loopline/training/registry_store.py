@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 import uuid
@@ -348,12 +349,13 @@ def create_model_version(
     Example:
         >>> # create_model_version(ctx, "churn", source="models:/m-abc", run_id="abc").version
     """
+    logged = None
     if model_id is None and source and source.startswith("models:/"):
-        candidate = source.removeprefix("models:/")
-        if _logged_model_exists(ctx, candidate):
-            model_id = candidate
+        with contextlib.suppress(NotFound):  # a registered model's URI, not a logged one
+            logged = get_logged_model(ctx, source.removeprefix("models:/"))
+            model_id = logged.model_id
     if model_id is not None and not run_id:
-        run_id = get_logged_model(ctx, model_id).source_run_id
+        run_id = (logged or get_logged_model(ctx, model_id)).source_run_id
     ensure_registered_model(ctx, name)
     for _ in range(20):
         now = _now_ms()
@@ -397,14 +399,6 @@ def create_model_version(
     raise Conflict(
         f"could not allocate a version number for {name!r}: too many writers", hint="retry"
     )
-
-
-def _logged_model_exists(ctx: Context, model_id: str) -> bool:
-    with ctx.engine.connect() as conn:
-        found = conn.execute(
-            sa.select(logged_models.c.model_id).where(logged_models.c.model_id == model_id)
-        ).first()
-    return found is not None
 
 
 def _next_version(conn: Connection, name: str) -> int:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 import numpy as np
 import orjson
 
+from loopline.core.columns import duplicate_names
 from loopline.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ class ModelSignature:
         if not self.inputs:
             raise InvalidInput("a signature needs at least one input column", field="signature")
         names = [c.name for c in self.inputs]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = duplicate_names(names)
         if dupes:
             raise InvalidInput(f"signature has duplicate columns {dupes}", field="signature")
         for c in self.inputs:
@@ -368,9 +369,11 @@ class ModelSignature:
         if len(df) == 0:
             raise _no_rows()
         cols = [str(c) for c in df.columns]
-        if len(set(cols)) != len(cols):  # df[name] would be a frame, not a column
-            twice = next(c for c in cols if cols.count(c) > 1)
-            raise InvalidInput(f"column {twice!r} appears more than once", field=twice, hint=_HINT)
+        twice = duplicate_names(cols)
+        if twice:  # df[name] would be a frame, not a column
+            raise InvalidInput(
+                f"column {twice[0]!r} appears more than once", field=twice[0], hint=_HINT
+            )
         missing = [n for n in self.names if n not in cols]
         if missing:
             raise InvalidInput(
