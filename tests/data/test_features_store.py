@@ -27,7 +27,7 @@ from loopline.core.db import create_engine_for, upgrade
 from loopline.core.schema import metadata
 from loopline.data import feature_sources
 from loopline.data.feature_tables import feature_materializations, feature_views
-from loopline.data.features import FeatureView
+from loopline.data.features import MAX_TTL, FeatureView
 from tests.conftest import s3_options
 
 T0 = pd.Timestamp("2024-03-01T00:00:00Z")
@@ -291,6 +291,8 @@ def test_duplicate_entity_columns_are_named(embedded_ctx: Context) -> None:
         ({"features": ["user"]}, "features"),
         ({"ttl": dt.timedelta(0)}, "ttl"),
         ({"ttl": 60}, "ttl"),
+        ({"ttl": dt.timedelta.max}, "ttl"),
+        ({"ttl": MAX_TTL + dt.timedelta(microseconds=1)}, "ttl"),
         ({"source": 5}, "source"),
         ({"features": ["clicks", "nope"]}, "nope"),
         ({"timestamp": "when"}, "when"),
@@ -303,6 +305,29 @@ def test_invalid_feature_views(over: dict[str, Any], field: str) -> None:
         _view(**over)
     assert info.value.field == field
     assert info.value.exit_code == 2
+
+
+def test_the_longest_ttl_comes_back_exactly(embedded_ctx: Context) -> None:
+    ttl = MAX_TTL - dt.timedelta(microseconds=1)
+    assert ll.features.register(_view(ttl=ttl)).ttl == ttl
+    assert ll.features.get_view("user_stats").ttl == ttl
+    result = ll.features.get_historical(_entities(), ["user_stats:clicks"])
+    assert result["clicks"].tolist() == [2, 3]
+
+
+def test_a_stored_ttl_too_long_for_a_timedelta_does_not_break_reads(
+    embedded_ctx: Context,
+) -> None:
+    # timedelta.max was accepted (stored as float seconds) and then every read of the views
+    # failed with OverflowError; such a stored TTL now reads as no TTL.
+    ll.features.register(_view(ttl=dt.timedelta(days=1)))
+    with embedded_ctx.engine.begin() as conn:
+        row = conn.execute(sa.select(feature_views.c.definition)).one()
+        definition = {**row.definition, "ttl_seconds": dt.timedelta.max.total_seconds()}
+        conn.execute(sa.update(feature_views).values(definition=definition))
+    assert [v.ttl for v in ll.features.list_views()] == [None]
+    result = ll.features.get_historical(_entities(), ["user_stats:clicks"])
+    assert result["clicks"].tolist() == [2, 3]
 
 
 def test_source_timestamps_must_be_times(embedded_ctx: Context) -> None:

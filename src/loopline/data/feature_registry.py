@@ -133,6 +133,17 @@ def _materialization(view: str, row: Any) -> Materialization:
     )
 
 
+def _ttl(seconds: float | None) -> dt.timedelta | None:
+    """The stored TTL; one too long for a timedelta (stored before such TTLs were refused,
+    e.g. ``timedelta.max``) reads as no TTL, instead of failing every read of the views."""
+    if seconds is None:
+        return None
+    try:
+        return dt.timedelta(seconds=seconds)
+    except OverflowError:
+        return None
+
+
 def _view(row: Any, last: Materialization | None) -> RegisteredView:
     d = row.definition
     registered, updated = _utc(row.created_at), _utc(row.updated_at)
@@ -144,7 +155,7 @@ def _view(row: Any, last: Materialization | None) -> RegisteredView:
         timestamp=d["timestamp"],
         created=d.get("created"),
         features=tuple(d["features"]),
-        ttl=dt.timedelta(seconds=ttl) if ttl is not None else None,
+        ttl=_ttl(ttl),
         source=_source_ref(row),
         rows=d.get("rows"),
         registered_at=registered,

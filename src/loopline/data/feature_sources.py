@@ -123,7 +123,7 @@ def _dataset_files(ref: str) -> tuple[str, ...]:
 
 
 def _ttl_us(view: RegisteredView) -> int | None:
-    return int(view.ttl / dt.timedelta(microseconds=1)) if view.ttl is not None else None
+    return view.ttl // dt.timedelta(microseconds=1) if view.ttl is not None else None
 
 
 def view_source(

@@ -81,6 +81,10 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 KEY_SEP = "\x1f"
 _ROW_GROUP = 128 * 1024
 _EPOCH = pd.Timestamp(0, tz="UTC")
+# The longest TTL (about 137 years): the definition stores the TTL as float seconds, which
+# give back every microsecond up to here; timedelta.max would not even come back from them
+# (OverflowError).
+MAX_TTL = dt.timedelta(days=50_000)
 
 
 def _bad(param: str, must: str, got: object, *, field: str | None = None) -> InvalidInput:
@@ -145,6 +149,15 @@ class FeatureView:
             not isinstance(self.ttl, dt.timedelta) or self.ttl <= dt.timedelta(0)
         ):
             raise _bad("ttl", "a positive datetime.timedelta or None", self.ttl)
+        if self.ttl is not None and self.ttl > MAX_TTL:
+            # The definition keeps the TTL in seconds (a float): timedelta.max does not
+            # come back from it (OverflowError on every later read of the views).
+            raise InvalidInput(
+                f"The 'ttl' parameter of FeatureView must be at most {MAX_TTL.days} days. "
+                f"Got {self.ttl!r} instead.",
+                field="ttl",
+                hint="pass ttl=None for rows that never expire",
+            )
         object.__setattr__(self, "features", tuple(feats))
         if isinstance(self.source, pd.DataFrame):
             error = missing_columns(
