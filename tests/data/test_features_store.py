@@ -330,6 +330,25 @@ def test_a_stored_ttl_too_long_for_a_timedelta_does_not_break_reads(
     assert result["clicks"].tolist() == [2, 3]
 
 
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"features": ["clicks", "file_row_number"]},
+        {"timestamp": "__ll_ts"},
+        {"entity": ["user", "__ll_row"]},
+        {"created": "__ll_cr"},
+    ],
+    ids=["file_row_number", "timestamp", "entity", "created"],
+)
+def test_columns_named_as_the_store_own_are_refused(over: dict[str, Any]) -> None:
+    # A frame column file_row_number failed register with DuckDB's BinderException (after
+    # the view was saved); __ll_ names are the queries' own columns.
+    source = _frame().assign(file_row_number=1, __ll_ts=T0, __ll_row=1, __ll_cr=T0)
+    with pytest.raises(ll.InvalidInput, match="uses itself") as info:
+        _view(source=source, **over)
+    assert info.value.field in ("file_row_number", "__ll_ts", "__ll_row", "__ll_cr")
+
+
 def test_source_timestamps_must_be_times(embedded_ctx: Context) -> None:
     with pytest.raises(ll.InvalidInput, match="not timestamps"):
         ll.features.register(_view(source=_frame().assign(ts=[1, 2, 3])))
@@ -484,6 +503,37 @@ def test_dataset_source_resolved_at_query_time(embedded_ctx: Context) -> None:
     assert result["pinned__spend"].tolist() == [2.5, 3.5]  # version 1
     ll.features.materialize("user_stats", end=T0 + pd.Timedelta(hours=2))
     assert ll.features.get_online("user_stats", [2]) == [{"clicks": 3, "spend": 9.0}]
+
+
+def test_a_dataset_of_several_files_with_a_filename_column(
+    embedded_ctx: Context, tmp_path: Path
+) -> None:
+    # DuckDB's scan of several files added its own 'filename' column, and refused files
+    # that had one (BinderException), whether the view used it or not.
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for i, frame in enumerate([_frame().iloc[:2], _frame().iloc[2:]]):
+        frame.assign(filename=f"part{i}.csv").to_parquet(folder / f"p{i}.parquet")
+    ll.datasets.register("parts", str(folder))
+    ll.features.register(_view(name="with_name", source="parts", features=["clicks", "filename"]))
+    ll.features.register(_view(name="without", source="parts"))
+    got = ll.features.get_historical(_entities(), ["with_name:clicks", "with_name:filename"])
+    assert got[["clicks", "filename"]].to_dict("list") == {
+        "clicks": [2, 3],
+        "filename": ["part0.csv", "part1.csv"],
+    }
+    got = ll.features.get_historical(_entities(), ["without:spend"])
+    assert got["spend"].tolist() == [2.5, 3.5]
+
+
+def test_a_dataset_with_a_file_row_number_column_is_refused_naming_it(
+    embedded_ctx: Context,
+) -> None:
+    ll.datasets.register("numbered", _frame().assign(file_row_number=[7, 8, 9]))
+    ll.features.register(_view(source="numbered"))
+    with pytest.raises(ll.InvalidInput, match="'file_row_number'") as info:
+        ll.features.get_historical(_entities(), ["user_stats:clicks"])
+    assert info.value.field == "file_row_number"
 
 
 def test_dataset_source_missing_a_column(embedded_ctx: Context) -> None:

@@ -154,6 +154,7 @@ def view_source(
         ttl_us=_ttl_us(view),
     )
     types = pit_join.describe(con, src)
+    pit_join.check_column_names(src, types)
     wanted = [*view.keys, view.timestamp, *([view.created] if view.created else []), *features]
     error = missing_columns(list(types), wanted, f"the source {view.source} of view {view.name!r}")
     if error is not None:

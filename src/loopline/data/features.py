@@ -145,6 +145,16 @@ class FeatureView:
         clash = [f for f in feats if f in special]
         if clash:
             raise _bad("features", "columns other than the key and timestamp columns", clash[0])
+        reserved = [c for c in [*keys, self.timestamp, *feats] if pit_join.reserved_column(c)]
+        if self.created and pit_join.reserved_column(self.created):
+            reserved.append(self.created)
+        if reserved:
+            raise InvalidInput(
+                f"column {reserved[0]!r} of feature view {self.name!r} has a name the "
+                "feature store uses itself ('file_row_number' and names starting with '__ll_')",
+                field=reserved[0],
+                hint="rename the column in the source frame",
+            )
         if self.ttl is not None and (
             not isinstance(self.ttl, dt.timedelta) or self.ttl <= dt.timedelta(0)
         ):

@@ -45,6 +45,7 @@ from loopline.errors import InvalidInput
 ROW = "__ll_row"
 ENTITY_TS = "__ll_ets"
 _TS = "__ll_ts"
+_FILE = "__ll_file"
 _FETCH = 50_000
 
 
@@ -94,9 +95,49 @@ def connect(temp_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
     return con
 
 
+# DuckDB adds the column file_row_number (the tie-break's position) to a scan, and refuses a
+# file that has a column of that name; internal columns start with __ll_.
+ROW_NUMBER_COLUMN = "file_row_number"
+INTERNAL_PREFIX = "__ll_"
+
+
+def reserved_column(name: str) -> bool:
+    """Whether a view cannot use a column named ``name`` (see :func:`check_column_names`).
+
+    Example:
+        >>> reserved_column("file_row_number"), reserved_column("__ll_ts"), reserved_column("x")
+        (True, True, False)
+    """
+    return name == ROW_NUMBER_COLUMN or name.startswith(INTERNAL_PREFIX)
+
+
+def check_column_names(src: ViewSource, source_types: dict[str, str]) -> None:
+    """Raise :class:`InvalidInput` naming a column of the source the queries cannot read.
+
+    A column ``file_row_number`` (or ``__ll_file``) anywhere in the files (DuckDB refuses
+    the scan), or one starting with ``__ll_`` among the view's columns (the queries' own
+    names).
+
+    Example:
+        >>> # check_column_names(src, {"file_row_number": "BIGINT", ...})  -> InvalidInput
+    """
+    used = [*src.keys, src.timestamp, *([src.created] if src.created else []), *src.features]
+    clash = [c for c in source_types if c in (ROW_NUMBER_COLUMN, _FILE)]
+    clash += [c for c in used if c.startswith(INTERNAL_PREFIX)]
+    if clash:
+        raise InvalidInput(
+            f"the source of feature view {src.name!r} has a column named {clash[0]!r}, "
+            f"which the feature store uses itself ({ROW_NUMBER_COLUMN!r} and names "
+            f"starting with {INTERNAL_PREFIX!r})",
+            field=clash[0],
+            hint="rename the column in the source and register it again",
+        )
+
+
 def _scan(src: ViewSource) -> str:
     files = "[" + ", ".join(_literal(f) for f in src.files) + "]"
-    many = ", filename = true, union_by_name = true" if len(src.files) > 1 else ""
+    # The file name goes to a column of our own: 'filename' may be a column of the data.
+    many = f", filename = '{_FILE}', union_by_name = true" if len(src.files) > 1 else ""
     return f"read_parquet({files}, file_row_number = true{many})"
 
 
@@ -210,7 +251,7 @@ def _base(src: ViewSource) -> str:
             if src.created_is_text
             else f", {cr} AS __ll_cr"
         )
-    file = "filename AS __ll_file, " if len(src.files) > 1 else ""
+    file = f"{_FILE}, " if len(src.files) > 1 else ""
     return (
         f"SELECT {', '.join(dict.fromkeys(cols))}, "
         f"epoch_us(CAST({quote(src.timestamp)} AS TIMESTAMPTZ)) AS {_TS}{created}, "
