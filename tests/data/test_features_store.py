@@ -536,6 +536,51 @@ def test_a_dataset_with_a_file_row_number_column_is_refused_naming_it(
     assert info.value.field == "file_row_number"
 
 
+def test_nanosecond_times_of_a_dataset_are_floored_as_a_frame_s_are(
+    embedded_ctx: Context,
+) -> None:
+    # DuckDB's cast of a nanosecond timestamp to microseconds rounds (.0000015 -> .000002,
+    # -500 ns -> -1 us); times are compared with sub-microsecond digits dropped.
+    ns = pd.Timedelta(nanoseconds=1)
+    times = [T0 + 1500 * ns, T0 + 1400 * ns, T0 + 9500 * ns, T0 + 9500 * ns]
+    frame = pd.DataFrame(
+        {
+            "user": [1, 2, 3, 3],
+            "ts": pd.Series(times, dtype="datetime64[ns, UTC]"),
+            # created 0.6 us apart in the same microsecond: a tie, the last row wins
+            "created": pd.Series(
+                [T0, T0, T0 + 900 * ns, T0 + 300 * ns], dtype="datetime64[ns, UTC]"
+            ),
+            "x": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
+    epoch = pd.Timestamp(0, tz="UTC")
+    before = pd.DataFrame(
+        {
+            "user": [4],
+            "ts": pd.Series([epoch - 400 * ns], dtype="datetime64[ns, UTC]"),
+            "created": pd.Series([T0], dtype="datetime64[ns, UTC]"),
+            "x": [5.0],
+        }
+    )
+    frame = pd.concat([frame, before], ignore_index=True)
+    ll.datasets.register("nanos", frame)
+    entities = pd.DataFrame(
+        {
+            "user": [1, 2, 3, 4],
+            "event_timestamp": [T0 + 1000 * ns, T0 + 1000 * ns, T0 + 9000 * ns, epoch - 1000 * ns],
+        }
+    )
+    got = {}
+    for source in ("nanos", frame):
+        name = "ds" if isinstance(source, str) else "fr"
+        ll.features.register(
+            _view(name=name, source=source, features=["x"], created="created", ttl=None)
+        )
+        got[name] = ll.features.get_historical(entities, [f"{name}:x"])["x"].tolist()
+    assert got["ds"] == got["fr"] == [1.0, 2.0, 4.0, 5.0]
+
+
 def test_dataset_source_missing_a_column(embedded_ctx: Context) -> None:
     ll.datasets.register("thin", _frame().drop(columns=["spend"]))
     ll.features.register(_view(source="thin"))

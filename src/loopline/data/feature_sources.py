@@ -163,11 +163,14 @@ def view_source(
     pit_join.check_text_times(con, src, types)
     if view.created and types[view.created] == "VARCHAR":
         src = dataclasses.replace(src, created_is_text=True)
+    nanoseconds = pit_join.nanosecond_types(types)
+    if nanoseconds:
+        src = dataclasses.replace(src, nanosecond_columns=nanoseconds)
     return src
 
 
 # Bump when the prepared file's layout or the rules that make it change.
-_PREPARED_FORMAT = 1
+_PREPARED_FORMAT = 2  # 2: nanosecond event times floored, not rounded
 
 
 def _prepared_path(ctx: Context, view: RegisteredView, files: tuple[str, ...] | None) -> Path:

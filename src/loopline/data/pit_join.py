@@ -63,6 +63,9 @@ class ViewSource:
     # The created column holds text (ISO 8601 times), read as times: as text
     # "10:00+05:00" would sort after "06:00Z" though it is an hour older.
     created_is_text: bool = False
+    # Columns of nanosecond timestamps: DuckDB's cast to microseconds rounds them (.0000015
+    # becomes .000002), where the rule (and a frame source) drops the digits.
+    nanosecond_columns: tuple[str, ...] = ()
 
 
 def quote(name: str) -> str:
@@ -240,21 +243,42 @@ def _dedup_order(src: ViewSource, created: str) -> str:
     return ", ".join(parts)
 
 
+def _floor_us(column: str) -> str:
+    """A nanosecond timestamp column as UTC microseconds, sub-microsecond digits dropped
+    (toward the past, before 1970 too: the remainder is taken positive first)."""
+    ns = f"epoch_ns({quote(column)})"
+    return f"(({ns} - (({ns} % 1000) + 1000) % 1000) // 1000)"
+
+
+def nanosecond_types(source_types: dict[str, str]) -> tuple[str, ...]:
+    """The columns of ``source_types`` that hold nanosecond timestamps.
+
+    Example:
+        >>> nanosecond_types({"ts": "TIMESTAMP_NS", "x": "DOUBLE"})
+        ('ts',)
+    """
+    return tuple(c for c, t in source_types.items() if t in ("TIMESTAMP_NS", "TIMESTAMPTZ_NS"))
+
+
 def _base(src: ViewSource) -> str:
     """Rows of a view with the event time as UTC microseconds in ``__ll_ts``."""
     cols = [quote(k) for k in src.keys] + [quote(f) for f in src.features]
     created = ""
     if src.created:
         cr = quote(src.created)
-        created = (
-            f", CAST({cr} AS TIMESTAMPTZ) AS __ll_cr"
-            if src.created_is_text
-            else f", {cr} AS __ll_cr"
-        )
+        if src.created in src.nanosecond_columns:
+            created = f", {_floor_us(src.created)} AS __ll_cr"
+        elif src.created_is_text:
+            created = f", CAST({cr} AS TIMESTAMPTZ) AS __ll_cr"
+        else:
+            created = f", {cr} AS __ll_cr"
+    if src.timestamp in src.nanosecond_columns:
+        ts = _floor_us(src.timestamp)
+    else:
+        ts = f"epoch_us(CAST({quote(src.timestamp)} AS TIMESTAMPTZ))"
     file = f"{_FILE}, " if len(src.files) > 1 else ""
     return (
-        f"SELECT {', '.join(dict.fromkeys(cols))}, "
-        f"epoch_us(CAST({quote(src.timestamp)} AS TIMESTAMPTZ)) AS {_TS}{created}, "
+        f"SELECT {', '.join(dict.fromkeys(cols))}, {ts} AS {_TS}{created}, "
         f"{file}file_row_number AS __ll_frn FROM {_scan(src)}"
     )
 
