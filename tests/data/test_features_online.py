@@ -265,6 +265,41 @@ def test_composite_keys(fs_ctx: Context) -> None:
     assert got == [{"rate": 0.3}, {"rate": 0.2}, {"rate": None}]
 
 
+def test_a_float_key_matches_its_integer_as_in_training_sets(fs_ctx: Context) -> None:
+    # A key column with a missing value is float64 in pandas; the join matches 1 to 1.0,
+    # but the online store keyed the row by '1.0', so get_online(1) read all-None.
+    frame = pd.DataFrame({"user": [1.0, 2.0, None, 2.5], "ts": [T0] * 4, "x": [0.1, 0.2, 0.3, 0.4]})
+    ll.features.register(
+        FeatureView(name="fk", entity="user", timestamp="ts", features=["x"], source=frame)
+    )
+    ll.features.materialize("fk", end=T0)
+    entities = pd.DataFrame({"user": [1, 2], "event_timestamp": [T0, T0]})
+    assert ll.features.get_historical(entities, ["fk:x"])["x"].tolist() == [0.1, 0.2]
+    got = ll.features.get_online("fk", [1, 2, 1.0, np.float64(2.0), "1", 2.5, 3])
+    assert [g["x"] for g in got] == [0.1, 0.2, 0.1, 0.2, 0.1, 0.4, None]
+
+
+def test_key_parts_holding_the_separator_do_not_collide(fs_ctx: Context) -> None:
+    # ('a\x1fb', 'c') and ('a', 'b\x1fc') were both stored as 'a\x1fb\x1fc': one row
+    # overwrote the other and both keys read its values.
+    sep, esc = "\x1f", "\x1e"
+    keys = [(f"a{sep}b", "c"), ("a", f"b{sep}c"), (f"a{esc}1b", "c"), (f"a{esc}", "0"), ("a", "b")]
+    frame = pd.DataFrame(
+        {
+            "p": [k[0] for k in keys],
+            "q": [k[1] for k in keys],
+            "ts": [T0] * len(keys),
+            "v": list(range(len(keys))),
+        }
+    )
+    ll.features.register(
+        FeatureView(name="sep", entity=["p", "q"], timestamp="ts", features=["v"], source=frame)
+    )
+    assert ll.features.materialize("sep", end=T0).rows == len(keys)
+    got = ll.features.get_online("sep", [*keys, ("a", f"b{sep}")])
+    assert [g["v"] for g in got] == [0, 1, 2, 3, 4, None]
+
+
 def test_keys_with_the_wrong_number_of_parts_are_refused(fs_ctx: Context) -> None:
     # They matched nothing and read as all-null rows, as if the entity were unknown.
     frame = pd.DataFrame({"region": ["eu"], "shop": [1], "ts": [T0], "rate": [0.1]})

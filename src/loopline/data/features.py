@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 import tempfile
 import threading
@@ -79,6 +80,7 @@ __all__ = [
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 KEY_SEP = "\x1f"
+_ESC = "\x1e"
 _ROW_GROUP = 128 * 1024
 _EPOCH = pd.Timestamp(0, tz="UTC")
 # The longest TTL (about 137 years): the definition stores the TTL as float seconds, which
@@ -512,24 +514,47 @@ def _online_store(ctx: Context) -> OnlineStore:
     return store
 
 
+def _key_part(value: object) -> str:
+    """One key value's text: a whole float as an integer, since the join matches 1.0 to 1
+    (a key column with a missing value is float64 in pandas)."""
+    if isinstance(value, float | np.floating) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _joined(parts: Iterator[str]) -> str:
+    """Key parts joined by KEY_SEP, escaped so that no two keys share a text: a part holding
+    KEY_SEP (or the escape character) would otherwise read as two parts."""
+    return KEY_SEP.join(
+        p.replace(_ESC, _ESC + "0").replace(KEY_SEP, _ESC + "1") if _ESC in p or KEY_SEP in p else p
+        for p in parts
+    )
+
+
 def encode_key(key: object) -> str:
     """The online store's text form of an entity key (a tuple for several key columns).
 
     Example:
-        >>> encode_key(42), encode_key(("eu", 7)) == "eu\\x1f7"
-        ('42', True)
+        >>> encode_key(42), encode_key(42.0), encode_key(("eu", 7)) == "eu\\x1f7"
+        ('42', '42', True)
     """
     if isinstance(key, tuple | list):
-        return KEY_SEP.join(map(str, key))
-    return str(key)
+        return _joined(_key_part(k) for k in key)
+    return _key_part(key)
 
 
 def _packed_rows(
     rows: Iterator[tuple[Any, ...]], n_keys: int, features: Sequence[str]
 ) -> Iterator[tuple[str, bytes]]:
     dumps, names = orjson.dumps, tuple(features)
-    for row in rows:
-        key = str(row[0]) if n_keys == 1 else KEY_SEP.join(map(str, row[:n_keys]))
+    rows = iter(rows)
+    first = next(rows, None)
+    if first is None:
+        return
+    # A column's values all have one type: only float keys need _key_part's care.
+    part: Any = _key_part if any(isinstance(k, float) for k in first[:n_keys]) else str
+    for row in itertools.chain([first], rows):
+        key = part(row[0]) if n_keys == 1 else _joined(map(part, row[:n_keys]))
         yield key, dumps(dict(zip(names, row[n_keys:], strict=True)), default=str)
 
 
@@ -602,8 +627,9 @@ def get_online(view_name: str, keys: Sequence[Any]) -> list[dict[str, Any]]:
 
     A key is the entity key's value (a tuple for a view with several key columns); keys
     match by their text form, so ``42`` and ``"42"`` are the same entity. An entity that
-    is not in the online store gets a dict of ``None`` values. Values come back as JSON
-    types (timestamps as ISO 8601 strings).
+    is not in the online store gets a dict of ``None`` values. A whole float is its
+    integer (``42.0`` is ``42``), as in training sets. Values come back as JSON types
+    (timestamps as ISO 8601 strings).
 
     Example:
         >>> # ll.features.get_online("user_stats", [42, 7])
