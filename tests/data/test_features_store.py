@@ -251,6 +251,25 @@ def test_an_empty_entity_frame_gives_empty_feature_columns(
     assert ll.features.get_historical(no_rows, ["by_text:clicks"])["clicks"].tolist() == []
 
 
+def test_key_columns_of_nothing_but_nulls_match_nothing(embedded_ctx: Context) -> None:
+    # A view with no rows (or no row with a key) has key columns whose type says nothing
+    # (an empty object column is NULL to DuckDB): every entity frame was refused as having
+    # keys of another type, and so was an entity key column of nothing but None.
+    empty = _frame().iloc[:0].astype({"user": object})
+    nulls = _frame().assign(user=None)
+    ll.features.register(_view(name="empty", source=empty))
+    ll.features.register(_view(name="nulls", source=nulls))
+    ll.features.register(_view(name="full", source=_frame()))
+    refs = ["empty:clicks", "nulls:spend", "full:clicks"]
+    got = ll.features.get_historical(_entities(), refs, full_names=True)
+    assert got["empty__clicks"].isna().all() and got["nulls__spend"].isna().all()
+    assert got["full__clicks"].tolist() == [2, 3]
+    texts = _entities().assign(user=["a", "b"])
+    assert ll.features.get_historical(texts, refs[:2])[["clicks", "spend"]].isna().all().all()
+    unknown = _entities().assign(user=[None, None])
+    assert ll.features.get_historical(unknown, ["full:clicks"])["clicks"].isna().all()
+
+
 def test_a_categorical_key_is_read_as_its_categories(embedded_ctx: Context) -> None:
     # DuckDB saw it as an ENUM, refused as a key type that cannot match.
     ll.features.register(_view())

@@ -38,6 +38,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from loopline.data.parquet_take import Column, take_rows
 from loopline.errors import InvalidInput
@@ -157,7 +158,7 @@ def describe(con: duckdb.DuckDBPyConnection, src: ViewSource) -> dict[str, str]:
 
 
 def _family(duck_type: str) -> str:
-    t = duck_type.upper()
+    t = duck_type.upper().strip('"')  # DuckDB names the type of a column of nulls '"NULL"'
     if t in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT"):
         return "integer"
     if t in ("UINTEGER", "UBIGINT", "UHUGEINT"):
@@ -182,7 +183,8 @@ def check_key_types(
     for key in src.keys:
         left, right = entity_types[key], source_types[key]
         fl, fr = _family(left), _family(right)
-        if fl != fr and {fl, fr} != {"integer", "number"}:
+        # NULL: a key column of nothing but nulls, which matches nothing whatever its type.
+        if fl != fr and {fl, fr} != {"integer", "number"} and "NULL" not in (fl, fr):
             raise InvalidInput(
                 f"key column {key!r} is {left} in the entity frame but {right} in feature "
                 f"view {src.name!r}",
@@ -444,7 +446,11 @@ def _join(
             str(r[0]): str(r[1])
             for r in con.execute("DESCRIBE SELECT * FROM __ll_entities").fetchall()
         }
-        for view in views:
+        # A view without rows (none, or none with a whole key) matches nothing, and its key
+        # columns' types say nothing (an empty text column is NULL or DOUBLE): no join.
+        joined = [i for i, view in enumerate(views) if pq.read_metadata(view.path).num_rows]
+        for i in joined:
+            view = views[i]
             src = ViewSource(
                 name=view.name,
                 files=(view.path,),
@@ -455,9 +461,15 @@ def _join(
                 ttl_us=view.ttl_us,
             )
             check_key_types(entity_types, src, describe(con, src))
-        return dict(con.sql(historical_sql(views)).fetchnumpy())
+        found = dict(con.sql(historical_sql([views[i] for i in joined])).fetchnumpy())
     finally:
         con.unregister("__ll_entities")
+    out = {ROW: found[ROW]}
+    for i in range(len(views)):
+        out[_pos(i)] = np.full(len(found[ROW]), -1, dtype=np.int64)
+    for j, i in enumerate(joined):
+        out[_pos(i)] = found[_pos(j)]
+    return out
 
 
 def latest_sql(view: PreparedView, end_us: int, start_us: int | None) -> str:
