@@ -93,7 +93,10 @@ MATCHES = [
     ("metrics.auc < 0.8", {"xgb-1"}),  # NaN matches nothing
     ("metrics.auc <= 0.78", {"xgb-1"}),
     ("metrics.auc = 0.78", {"xgb-1"}),
-    ("metrics.auc != 0.78", {"lgbm-1", "lgbm-2"}),
+    # NaN satisfies != and nothing else, as in MLflow (its stored 0.0 never matches)
+    ("metrics.auc != 0.78", {"lgbm-1", "lgbm-2", "rf-1"}),
+    ("metrics.auc = 0", set()),
+    ("metrics.auc <= 0", set()),
     ("metric.auc>0.9", {"lgbm-1"}),
     ("metrics.`val/auc` <= 0.7", {"xgb-1"}),
     ('metrics."val/auc" = 0.7', {"xgb-1"}),
@@ -199,11 +202,18 @@ def test_parser_unquotes_keys_and_strings() -> None:
     assert parse_filter("  ") == []
 
 
-def test_order_by_metric_puts_missing_and_nan_last(filled: Context) -> None:
+def test_order_by_metric_puts_nan_then_missing_last(filled: Context) -> None:
+    # MLflow's order in both directions: numbers, NaN (rf-1), no metric (none-5); by start
+    # time alone none-5 (the newer) would come first
     desc = [r.name for r in ll.search_runs("search", order_by=["metrics.auc DESC"])]
-    assert desc == ["lgbm-1", "lgbm-2", "xgb-1", "none-5", "rf-1"]
+    assert desc == ["lgbm-1", "lgbm-2", "xgb-1", "rf-1", "none-5"]
     asc = [r.name for r in ll.search_runs("search", order_by="metrics.auc")]
-    assert asc == ["xgb-1", "lgbm-2", "lgbm-1", "none-5", "rf-1"]
+    assert asc == ["xgb-1", "lgbm-2", "lgbm-1", "rf-1", "none-5"]
+    # ordered through the filter's own join, which holds the NaN that != keeps
+    ne = ll.search_runs("search", filter="metrics.auc != 0.85", order_by="metrics.auc DESC")
+    assert [r.name for r in ne] == ["lgbm-1", "xgb-1", "rf-1"]
+    ne = ll.search_runs("search", filter="metrics.auc != 0.85", order_by="metrics.auc")
+    assert [r.name for r in ne] == ["xgb-1", "lgbm-1", "rf-1"]
 
 
 def test_order_by_params_attributes_and_default(filled: Context) -> None:

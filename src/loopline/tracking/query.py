@@ -196,7 +196,12 @@ def _order_shape(
     """What of an order key the SQL depends on, with the comparison whose join it reuses."""
     if key.kind not in _KEYED:
         return key.kind, key.key, key.ascending, None
-    same = (n for n, c in enumerate(comparisons) if (c.kind, c.key) == (key.kind, key.key))
+    # A metric's != keeps NaN values, which need their own place in the order.
+    same = (
+        n
+        for n, c in enumerate(comparisons)
+        if (c.kind, c.key) == (key.kind, key.key) and (c.kind, c.op) != ("metric", "!=")
+    )
     return key.kind, "", key.ascending, next(same, None)
 
 

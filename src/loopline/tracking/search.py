@@ -13,14 +13,15 @@ Filter grammar (keywords are case-insensitive)::
     value       := number | 'string' | ( 'string' , ... )
 
 * ``metrics.*`` compare the latest value with numbers (``=, !=, <, <=, >, >=``);
-  NaN values match nothing;
+  a NaN value matches ``!=`` only (as in MLflow);
 * ``params.*``, ``tags.*``, ``datasets.{name,version,digest,kind,context}`` and the string
   attributes ``status, run_name, run_id, user_id, artifact_uri`` take a quoted string with
   ``=, !=, LIKE`` (case-sensitive), ``ILIKE``, or a list with ``IN`` / ``NOT IN``;
   a run without the param or tag never matches, not even ``!=``;
 * ``start_time``, ``end_time`` (milliseconds) take numbers.
 
-``ORDER BY`` items are ``entity [ASC|DESC]``; runs without the metric, param or tag sort last.
+``ORDER BY`` items are ``entity [ASC|DESC]``; runs without the metric, param or tag sort last
+(NaN metrics just before them, as in MLflow).
 Every value becomes a bound parameter: no text from the filter is ever pasted into SQL.
 A malformed filter raises :class:`~loopline.errors.InvalidInput` naming the position, with
 the filter and a caret under the offending character.
@@ -468,12 +469,16 @@ def add_comparison(
     """
     if cmp.kind == "metric":
         metric = filter_join(cmp.kind, n)
-        on = sa.and_(
-            metric.c.run_id == runs.c.id,
-            metric.c.key == key,
-            metric.c.is_nan.is_(False),
-            _numeric_clause(metric.c.value, cmp.op, value),
-        )
+        # A NaN is stored as 0.0 with is_nan set, as MLflow stores it. NaN compares false
+        # with every number except by !=, which it always satisfies (MLflow's rule, IEEE
+        # 754's too): the stored 0.0 must never match, and a NaN must match !=.
+        if cmp.op == "!=":
+            matches = sa.or_(metric.c.is_nan.is_(True), metric.c.value != value)
+        else:
+            matches = sa.and_(
+                metric.c.is_nan.is_(False), _numeric_clause(metric.c.value, cmp.op, value)
+            )
+        on = sa.and_(metric.c.run_id == runs.c.id, metric.c.key == key, matches)
         return query.join(metric, on)
     if cmp.kind in ("param", "tag"):
         table = filter_join(cmp.kind, n)
@@ -517,13 +522,13 @@ def order_query(
 ) -> sa.Select[Any]:
     """Add ``ORDER BY`` for ``keys`` to a query on ``runs``, then MLflow's tie-breakers.
 
-    Missing metrics, params and tags (and NaN metrics) sort last in either direction;
-    ties are broken by start time (newest first), then run id. ``bound_keys`` (one per
-    key) are bound parameters standing for the metric, param or tag names. ``joined`` (one
-    per key) names the comparison of the filter on the same metric, param or tag, if any:
-    its join (:func:`filter_join`) holds the row the key's own join would find (the row of
-    that run and key; for a metric, one that is not NaN), never without a value, so the
-    query orders by it instead of joining the table once more.
+    Missing metrics, params and tags sort last in either direction, and NaN metrics just
+    before them (as in MLflow); ties are broken by start time (newest first), then run id.
+    ``bound_keys`` (one per key) are bound parameters standing for the metric, param or
+    tag names. ``joined`` (one per key) names the comparison of the filter on the same
+    metric, param or tag, if any, whose rows always hold a value (for a metric, not NaN:
+    not a ``!=``): its join (:func:`filter_join`) holds the row the key's own join would
+    find, so the query orders by it instead of joining the table once more.
 
     Example:
         >>> q = order_query(sa.select(runs.c.id), parse_order_by(["metrics.auc DESC"]))
@@ -546,10 +551,16 @@ def order_query(
             alias = _KEYED_TABLES[key.kind].alias(f"order_{n}")
             name = key.key if bound_keys is None else bound_keys[n]
             on = sa.and_(alias.c.run_id == runs.c.id, alias.c.key == name)
-            if key.kind == "metric":
-                on = sa.and_(on, alias.c.is_nan.is_(False))
             query = query.outerjoin(alias, on)
             column = alias.c.value
+            if key.kind == "metric":
+                # MLflow's order in either direction: numbers, then NaN (stored as 0.0
+                # with is_nan set), then runs without the metric.
+                clauses.append(
+                    sa.case((alias.c.is_nan.is_(True), 1), (column.is_(None), 2), else_=0)
+                )
+                clauses.append(column.asc() if key.ascending else column.desc())
+                continue
         clauses.append(sa.case((column.is_(None), 1), else_=0))
         clauses.append(column.asc() if key.ascending else column.desc())
     clauses += [runs.c.start_time.desc(), runs.c.id.asc()]
