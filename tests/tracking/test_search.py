@@ -128,6 +128,12 @@ MATCHES = [
     ("datasets.name = 'churn'", {"lgbm-1"}),
     (f"datasets.digest = '{'d' * 64}' and datasets.context = 'training'", {"lgbm-1"}),
     ("params.x = 'a'", {"lgbm-1"}),
+    # MLflow's IS NULL / IS NOT NULL: whether the run has the param or tag at all
+    ("params.pct IS NULL", {"lgbm-1", "rf-1", "none-5"}),
+    ("params.pct is not null", {"lgbm-2", "xgb-1"}),
+    ("tags.`my tag` IS NOT NULL", {"xgb-1"}),
+    ("tags.team IS NULL and params.model IS NOT NULL and metrics.auc > 0.5", {"xgb-1"}),
+    ("params.model IS NOT NULL and params.model != 'lgbm'", {"xgb-1", "rf-1"}),
     # SQL injection attempts: the whole quoted text is one bound value, matching nothing.
     ("params.x = 'a'' OR 1=1 --'", set()),
     ("params.x = 'a\\' OR \\'1\\'=\\'1'", set()),
@@ -173,6 +179,10 @@ MALFORMED = [
     ("params.model IN ('a' 'b')", 21, "expected ',' or ')'"),
     ("params.model IN ('a', 1)", 22, "expected a quoted string in the list"),
     ("params.model NOT LIKE 'a'", 17, "expected IN after NOT"),
+    ("metrics.auc IS NULL", 12, "IS NULL tests a param or tag (as in MLflow), not metric 'auc'"),
+    ("status IS NOT NULL", 7, "IS NOT NULL tests a param or tag"),
+    ("params.model IS 'a'", 16, "expected NULL or NOT NULL after IS"),
+    ("params.model IS NOT 'a'", 20, "expected NULL or NOT NULL after IS"),
     ("metrics.auc > 0.8 and", 21, "expected an identifier"),
     ("metrics.auc > 0.8; DROP TABLE runs", 17, "unexpected character ';'"),
     ("tags.team = 'risk'; DROP TABLE runs; --'", 18, "unexpected character ';'"),
@@ -214,6 +224,14 @@ def test_order_by_metric_puts_nan_then_missing_last(filled: Context) -> None:
     assert [r.name for r in ne] == ["lgbm-1", "xgb-1", "rf-1"]
     ne = ll.search_runs("search", filter="metrics.auc != 0.85", order_by="metrics.auc")
     assert [r.name for r in ne] == ["xgb-1", "lgbm-1", "rf-1"]
+
+
+def test_order_by_a_param_tested_for_null(filled: Context) -> None:
+    # IS NOT NULL joins nothing: the order key still needs its own join
+    page = ll.search_runs("search", filter="params.lr IS NOT NULL", order_by="params.lr DESC")
+    assert [r.name for r in page] == ["xgb-1", "lgbm-1", "lgbm-2"]
+    page = ll.search_runs("search", filter="params.lr IS NULL", order_by="params.lr DESC")
+    assert [r.name for r in page] == ["none-5", "rf-1"]
 
 
 def test_order_by_params_attributes_and_default(filled: Context) -> None:

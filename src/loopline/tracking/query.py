@@ -35,6 +35,7 @@ from loopline.tracking.entities import ExperimentSearchResult, RunSearchResult, 
 from loopline.tracking.experiments import experiment_from_row
 from loopline.tracking.run_records import ID_LIST, list_value
 from loopline.tracking.search import (
+    NULL_OPS,
     Comparison,
     OrderKey,
     add_comparison,
@@ -154,6 +155,8 @@ def search_runs(
     for n, cmp in enumerate(comparisons):
         if cmp.kind in _KEYED:
             values[f"k{n}"] = cmp.key
+        if cmp.op in NULL_OPS:  # no value to compare with
+            continue
         value = bound_value(cmp, dialect)
         if isinstance(value, tuple):
             values.update({f"v{n}_{j}": item for j, item in enumerate(value)})
@@ -200,7 +203,9 @@ def _order_shape(
     same = (
         n
         for n, c in enumerate(comparisons)
-        if (c.kind, c.key) == (key.kind, key.key) and (c.kind, c.op) != ("metric", "!=")
+        if (c.kind, c.key) == (key.kind, key.key)
+        and (c.kind, c.op) != ("metric", "!=")
+        and c.op not in NULL_OPS  # a test in WHERE, no join to order by
     )
     return key.kind, "", key.ascending, next(same, None)
 

@@ -10,6 +10,7 @@ Filter grammar (keywords are case-insensitive)::
                    attr and run mean attributes)
     key         := name | `back-ticked` | "double-quoted" | 'single-quoted'
     operator    := = | != | <> | < | <= | > | >= | LIKE | ILIKE | IN | NOT IN
+                 | IS NULL | IS NOT NULL      (params and tags; no value follows)
     value       := number | 'string' | ( 'string' , ... )
 
 * ``metrics.*`` compare the latest value with numbers (``=, !=, <, <=, >, >=``);
@@ -17,7 +18,8 @@ Filter grammar (keywords are case-insensitive)::
 * ``params.*``, ``tags.*``, ``datasets.{name,version,digest,kind,context}`` and the string
   attributes ``status, run_name, run_id, user_id, artifact_uri`` take a quoted string with
   ``=, !=, LIKE`` (case-sensitive), ``ILIKE``, or a list with ``IN`` / ``NOT IN``;
-  a run without the param or tag never matches, not even ``!=``;
+  a run without the param or tag never matches, not even ``!=``; ``IS NULL`` and
+  ``IS NOT NULL`` test whether a run has the param or tag;
 * ``start_time``, ``end_time`` (milliseconds) take numbers.
 
 ``ORDER BY`` items are ``entity [ASC|DESC]``; runs without the metric, param or tag sort last
@@ -88,7 +90,9 @@ STRING_OPS = ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN")
 #: joins at most 64 (SQLite's limit; past it the search failed as "unavailable, retry").
 MAX_FILTER_TERMS = 50
 MAX_ORDER_KEYS = 10
-_KEYWORDS = {"AND", "OR", "LIKE", "ILIKE", "IN", "NOT", "ASC", "DESC"}
+_KEYWORDS = {"AND", "OR", "LIKE", "ILIKE", "IN", "NOT", "IS", "NULL", "ASC", "DESC"}
+#: MLflow's test for a param or tag being there at all; they take no value.
+NULL_OPS = ("IS NULL", "IS NOT NULL")
 
 _TOKEN = re.compile(
     r"""
@@ -285,14 +289,30 @@ class _Parser:
             if after.kind == "keyword" and after.text == "IN":
                 return "NOT IN"
             raise self.fail("expected IN after NOT", after)
+        if tok.kind == "keyword" and tok.text == "IS":
+            after = self.next()
+            negated = after.kind == "keyword" and after.text == "NOT"
+            if negated:
+                after = self.next()
+            if after.kind == "keyword" and after.text == "NULL":
+                return "IS NOT NULL" if negated else "IS NULL"
+            raise self.fail("expected NULL or NOT NULL after IS", after)
         raise self.fail(
-            "expected a comparison operator (=, !=, <, <=, >, >=, LIKE, ILIKE, IN)", tok
+            "expected a comparison operator (=, !=, <, <=, >, >=, LIKE, ILIKE, IN, IS NULL)",
+            tok,
         )
 
     def comparison(self) -> Comparison:
         kind, key, pos = self.entity()
         op_tok = self.tok
         op = self.operator()
+        if op in NULL_OPS:
+            if kind not in ("param", "tag"):
+                raise self.fail(
+                    f"{op} tests a param or tag (as in MLflow), not {_describe(kind, key)}",
+                    op_tok,
+                )
+            return Comparison(kind, key, op, "", pos)
         numeric = kind == "metric" or (kind == "attribute" and key in NUMERIC_ATTRIBUTES)
         allowed = NUMERIC_OPS if numeric else STRING_OPS
         if op not in allowed:
@@ -480,6 +500,10 @@ def add_comparison(
             )
         on = sa.and_(metric.c.run_id == runs.c.id, metric.c.key == key, matches)
         return query.join(metric, on)
+    if cmp.op in NULL_OPS:  # a param or tag: is there a row of that key at all?
+        keyed = _KEYED_TABLES[cmp.kind]
+        there = sa.exists().where(keyed.c.run_id == runs.c.id, keyed.c.key == key)
+        return query.where(there if cmp.op == "IS NOT NULL" else ~there)
     if cmp.kind in ("param", "tag"):
         table = filter_join(cmp.kind, n)
         on = sa.and_(
