@@ -56,6 +56,22 @@ def test_experiment_delete_restore_and_search(ctx: Context) -> None:
     assert rest.next_page_token is None
 
 
+def test_deleting_an_experiment_deletes_its_runs_as_mlflow_does(ctx: Context) -> None:
+    exp = experiments.create_experiment(ctx.engine, "churn")
+    other = experiments.create_experiment(ctx.engine, "fraud")
+    runs = [store.create_run(ctx.engine, exp.id).id for _ in range(2)]
+    kept = store.create_run(ctx.engine, other.id).id
+    experiments.set_experiment_lifecycle(ctx.engine, exp.id, "deleted")
+    assert {store.get_run(ctx.engine, r).lifecycle_stage for r in runs} == {"deleted"}
+    assert [r.id for r in query.search_runs(ctx.engine).runs] == [kept]
+    in_deleted = query.search_runs(ctx.engine, experiment_ids=[exp.id], view="deleted").runs
+    assert sorted(r.id for r in in_deleted) == sorted(runs)
+    experiments.set_experiment_lifecycle(ctx.engine, exp.id, "active")
+    assert {store.get_run(ctx.engine, r).lifecycle_stage for r in runs} == {"active"}
+    assert len(query.search_runs(ctx.engine, experiment_ids=[exp.id]).runs) == 2
+    assert store.get_run(ctx.engine, kept).lifecycle_stage == "active"
+
+
 def test_run_lifecycle_update_delete_restore(ctx: Context) -> None:
     run = store.create_run(ctx.engine, 0, name="baseline", tags={"team": "risk"}, actor="ada")
     assert len(run.id) == 32

@@ -28,7 +28,7 @@ from loopline.core.columns import MAX_INTEGER
 from loopline.errors import Conflict, InvalidInput, NotFound
 from loopline.tracking._dialect import insert_for
 from loopline.tracking.entities import Experiment, now_ms
-from loopline.tracking.tables import experiment_tags, experiments
+from loopline.tracking.tables import experiment_tags, experiments, runs
 from loopline.tracking.validation import MAX_EXPERIMENT_NAME_LENGTH, check_key, check_tag_value
 
 # Lookups built once: every run start looks its experiment up (building a statement costs
@@ -239,7 +239,10 @@ def active_experiment(engine: Engine, name: str, *, actor: str | None = None) ->
 def set_experiment_lifecycle(
     engine: Engine, experiment_id: int, stage: str, *, actor: str | None = None
 ) -> None:
-    """Soft-delete (``deleted``) or restore (``active``) an experiment.
+    """Soft-delete (``deleted``) or restore (``active``) an experiment, with its runs.
+
+    As MLflow's server does, deleting an experiment deletes every run in it (searches of
+    active runs no longer find them) and restoring it restores every run in it.
 
     Example:
         >>> # set_experiment_lifecycle(engine, 3, "deleted", actor="ada")
@@ -253,6 +256,11 @@ def set_experiment_lifecycle(
             experiments.update()
             .where(experiments.c.id == experiment_id)
             .values(lifecycle_stage=stage, last_update_time=now_ms())
+        )
+        conn.execute(
+            runs.update()
+            .where(runs.c.experiment_id == experiment_id)
+            .values(lifecycle_stage=stage, deleted_time=now_ms() if stage == "deleted" else None)
         )
         if actor:
             audit.append(
