@@ -387,6 +387,22 @@ def test_mlflow_log_metric_fast_path_answers_like_the_fastapi_route(
         )
 
 
+def test_mlflow_run_search_of_no_experiment_finds_no_run(
+    served: tuple[str, str], api: httpx.Client
+) -> None:
+    # As MLflow's server: it searches the experiments it is given (Loopline's own
+    # /api/v1 search takes none to mean all of them).
+    run = _run(api)
+    url = f"{served[0]}/api/2.0/mlflow/runs/search"
+    for body in ({}, {"experiment_ids": []}):
+        answer = httpx.post(url, json=body, timeout=60)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"runs": []}
+    mine = {"experiment_ids": [str(run["experiment_id"])], "max_results": 1000}
+    found = httpx.post(url, json=mine, timeout=60).json()["runs"]
+    assert run["id"] in [r["info"]["run_id"] for r in found]
+
+
 def test_openapi_describes_the_routes(api: httpx.Client, served: tuple[str, str]) -> None:
     spec = httpx.get(f"{served[0]}/openapi.json").json()
     paths = spec["paths"]

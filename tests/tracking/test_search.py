@@ -125,6 +125,12 @@ MATCHES = [
     ("run_name ILIKE 'XGB%'", {"xgb-1"}),
     (f"attributes.start_time > {T0 + 3000}", {"rf-1", "none-5"}),
     (f"attributes.end_time <= {T0 + 2500}", {"lgbm-1", "lgbm-2"}),
+    # the other spellings MLflow's grammar takes
+    (f"attributes.Created > {T0 + 3000}", {"rf-1", "none-5"}),
+    (f"Created > {T0 + 3000}", {"rf-1", "none-5"}),
+    ("attributes.`Run name` = 'xgb-1'", {"xgb-1"}),
+    ("attributes.`run name` LIKE 'lgbm%'", {"lgbm-1", "lgbm-2"}),
+    ("run.`Run Name` = 'rf-1'", {"rf-1"}),
     ("datasets.name = 'churn'", {"lgbm-1"}),
     (f"datasets.digest = '{'d' * 64}' and datasets.context = 'training'", {"lgbm-1"}),
     ("params.x = 'a'", {"lgbm-1"}),

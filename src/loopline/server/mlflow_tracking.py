@@ -313,7 +313,11 @@ class SearchRuns(_Req):
 
 @router.post("/runs/search")
 def search_runs(body: SearchRuns, ctx: Ctx) -> Response:
-    ids = [_exp_id(e) for e in body.experiment_ids or []] or None
+    if not body.experiment_ids:
+        # MLflow searches the experiments it is given: none given, no runs (Loopline's own
+        # search takes "no experiment" to mean all of them).
+        return OrjsonResponse({"runs": []})
+    ids = [_exp_id(e) for e in body.experiment_ids]
     view = _VIEWS.get(body.run_view_type or "ACTIVE_ONLY", "active")
     page = query.search_runs(
         ctx.engine,

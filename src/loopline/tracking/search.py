@@ -77,6 +77,13 @@ NUMERIC_ATTRIBUTES = {
     "end_time": runs.c.end_time,
     "created": runs.c.start_time,
 }
+#: Other spellings MLflow's grammar takes for an attribute (``attributes.`Run name```).
+ATTRIBUTE_ALIASES = {
+    "Created": "created",
+    "run name": "run_name",
+    "Run name": "run_name",
+    "Run Name": "run_name",
+}
 DATASET_FIELDS = {
     "name": run_inputs.c.name,
     "version": run_inputs.c.version,
@@ -244,6 +251,8 @@ class _Parser:
                 "expected an identifier such as metrics.auc, params.model or status", tok
             )
         if "." not in tok.text:
+            if tok.text == "Created":
+                return "attribute", "created", tok.pos
             if tok.text in STRING_ATTRIBUTES or tok.text in NUMERIC_ATTRIBUTES:
                 return "attribute", tok.text, tok.pos
             raise self.fail(
@@ -265,6 +274,8 @@ class _Parser:
             if quoted.kind not in ("backtick", "string") or not quoted.text:
                 raise self.fail(f"expected a key after {tok.text!r}", quoted)
             key = quoted.text
+        if kind == "attribute":
+            key = ATTRIBUTE_ALIASES.get(key, key)
         if kind == "attribute" and key not in STRING_ATTRIBUTES and key not in NUMERIC_ATTRIBUTES:
             raise self.fail(
                 f"unknown attribute {key!r}: use one of "
