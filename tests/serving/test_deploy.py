@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 import loopline as ll
@@ -18,6 +20,7 @@ from loopline.serving.deploy import (
     promote,
     rollback,
 )
+from loopline.training import registry_store
 from tests.serving.helpers import good_model, register, toy_data, weak_model
 
 GATE = {"label": "label", "metrics": {"accuracy": {"lower": 0.99}}}
@@ -254,4 +257,38 @@ def test_champion_follows_the_stable_version_with_an_audited_move(
     ]
     assert [m.after["champion"] for m in moves] == [v1, v3, v2, v3]
     assert "after promote" in (moves[1].reason or "")
+    assert audit.verify(ctx.engine).ok
+
+
+def test_deploys_and_alias_moves_at_once_neither_deadlock_nor_fail(ctx: Context) -> None:
+    # PostgreSQL: a deploy took the audit head and then the champion alias, a person's move
+    # the alias and then the audit head - DeadlockDetected for one of them (or a raw
+    # UniqueViolation when both inserted the alias).
+    for _ in range(3):
+        registry_store.create_model_version(ctx, "churn", source=None, run_id=None)
+    ll.deploy("churn", 1)
+    errors: list[BaseException] = []
+
+    def deployer(k: int) -> None:
+        for i in range(12):
+            try:
+                ll.deploy("churn", 2 + (i + k) % 2)
+            except Conflict:  # the other deployer changed it meanwhile: said as such
+                pass
+            except BaseException as exc:  # the test reports every one
+                errors.append(exc)
+
+    def mover(k: int) -> None:
+        for i in range(12):
+            try:
+                ll.registry.set_alias("churn", "champion", 1 + (i + k) % 3, reason="person")
+            except BaseException as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=f, args=(k,)) for f in (deployer, mover) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
     assert audit.verify(ctx.engine).ok

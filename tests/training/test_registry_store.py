@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import contextlib
+import itertools
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -101,3 +104,52 @@ def test_a_version_number_is_an_int_or_ascii_digits(ref: object, number: int | N
         with pytest.raises(InvalidInput, match="is not a version number") as info:
             store.require_version_number(ref)
         assert info.value.field == "version"
+
+
+def _run_together(*workers: Callable[[], None]) -> list[BaseException]:
+    """Run ``workers`` in threads at once; the exceptions they raised."""
+    errors: list[BaseException] = []
+
+    def guarded(work: Callable[[], None]) -> None:
+        try:
+            work()
+        except BaseException as exc:  # the test reports every one
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
+def test_concurrent_alias_moves_queue_up_and_audit_true_befores(ctx: Context) -> None:
+    # PostgreSQL: two moves of an alias not set yet (or deleted meanwhile) both inserted
+    # it, and the second failed with a raw UniqueViolation; 'before' could be stale.
+    for _ in range(3):
+        store.create_model_version(ctx, "busy", source=None, run_id=None)
+
+    def mover(k: int) -> Callable[[], None]:
+        def work() -> None:
+            for i in range(12):
+                if (i + k) % 4 == 3:
+                    with contextlib.suppress(NotFound):  # deleted by another mover first
+                        store.delete_alias(ctx, "busy", "champion")
+                else:
+                    store.set_alias(ctx, "busy", "champion", 1 + (i + k) % 3, reason=f"{k}")
+
+        return work
+
+    assert _run_together(*(mover(k) for k in range(4))) == []
+    moves = [
+        e
+        for e in audit.events(ctx.engine, object_type="registered_model", object_id="busy")
+        if e.action.startswith("alias.")
+    ]
+    assert len(moves) >= 36  # every set, and each delete that found the alias
+    for earlier, later in itertools.pairwise(moves):  # each move starts where the last ended
+        assert (earlier.after or {}).get("champion") == later.before["champion"]
+    last = moves[-1].after
+    assert store.get_registered_model(ctx, "busy").aliases == ({} if last is None else last)
+    assert audit.verify(ctx.engine).ok

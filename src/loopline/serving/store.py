@@ -283,6 +283,11 @@ def save(
                 if result.rowcount != 1:
                     return None
             prior = None if before is None else before.summary()
+            moves_champion = written.stable_version != (
+                None if before is None else before.stable_version
+            )
+            if moves_champion:
+                _lock_model(conn, after.name)
             conn.execute(
                 deployment_events.insert().values(
                     name=after.name,
@@ -308,7 +313,7 @@ def save(
                 after=written.summary(),
                 reason=reason,
             )
-            if written.stable_version != (None if before is None else before.stable_version):
+            if moves_champion:
                 _follow_champion(ctx, conn, written, action, who)
     except SAIntegrityError as exc:
         raise Conflict(
@@ -316,6 +321,15 @@ def save(
             hint="look at it with `loopline deployments show` and try again",
         ) from exc
     return written
+
+
+def _lock_model(conn: Connection, name: str) -> None:
+    """Lock the registered model's row before the audit head, the order every registry
+    writer takes them in (:func:`registry_store.lock_model`): moving ``champion`` after
+    the audit event would otherwise deadlock with a person moving the alias."""
+    from loopline.training import registry_store
+
+    registry_store.lock_model(conn, name)
 
 
 def _follow_champion(ctx: Context, conn: Connection, d: Deployment, action: str, who: str) -> None:

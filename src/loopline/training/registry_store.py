@@ -219,6 +219,26 @@ def _model_row(conn: Connection, name: str) -> Any:
     return row
 
 
+def lock_model(conn: Connection, name: str) -> bool:
+    """Lock model ``name``'s row until the caller's transaction ends; False if it has none.
+
+    Every change of a model's aliases or versions takes this lock first, and before the
+    audit head (which :func:`~loopline.core.audit.append` locks), so writers of one model
+    queue up: two alias moves read a true ``before`` and never both insert the alias (a
+    raw unique violation on PostgreSQL), and a deployment that moves ``champion`` cannot
+    deadlock with a person moving it. SQLite's write lock already serializes writers.
+
+    Example:
+        >>> # with ctx.engine.begin() as conn: lock_model(conn, "churn")
+    """
+    found = conn.execute(
+        sa.select(registered_models.c.name)
+        .where(registered_models.c.name == name)
+        .with_for_update()
+    ).first()
+    return found is not None
+
+
 def get_registered_model(ctx: Context, name: str) -> RegisteredModel:
     """The registered model ``name`` with its tags, aliases and latest version.
 
@@ -293,6 +313,7 @@ def delete_registered_model(ctx: Context, name: str) -> None:
     """
     with ctx.engine.begin() as conn:
         _model_row(conn, name)
+        lock_model(conn, name)
         for table in (
             model_aliases,
             model_version_tags,
@@ -558,6 +579,7 @@ def delete_model_version(ctx: Context, name: str, version: int) -> None:
     """
     v = int(version)
     with ctx.engine.begin() as conn:
+        lock_model(conn, name)
         _version_row(conn, name, v)
         for table in (model_aliases, model_version_tags, model_versions):
             conn.execute(table.delete().where((table.c.name == name) & (table.c.version == v)))
@@ -602,6 +624,8 @@ def set_alias(ctx: Context, name: str, alias: str, version: int, reason: str | N
     """
     check_alias(alias)
     with ctx.engine.begin() as conn:
+        _model_row(conn, name)
+        lock_model(conn, name)  # so that the version cannot be deleted meanwhile
         _version_row(conn, name, int(version))
         move_alias(ctx, conn, name, alias, int(version), reason=reason, unchanged_too=True)
 
@@ -625,6 +649,7 @@ def move_alias(
     Example:
         >>> # with ctx.engine.begin() as conn: move_alias(ctx, conn, "churn", "champion", 3)
     """
+    lock_model(conn, name)  # a no-op when the caller holds it already
     where = (model_aliases.c.name == name) & (model_aliases.c.alias == alias)
     before = conn.execute(sa.select(model_aliases.c.version).where(where)).scalar()
     if before == version and not unchanged_too:
@@ -666,6 +691,7 @@ def delete_alias(ctx: Context, name: str, alias: str, reason: str | None = None)
         >>> # delete_alias(ctx, "churn", "challenger")
     """
     with ctx.engine.begin() as conn:
+        lock_model(conn, name)  # a concurrent delete waits and then finds nothing
         before = conn.execute(
             sa.select(model_aliases.c.version).where(
                 (model_aliases.c.name == name) & (model_aliases.c.alias == alias)
