@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from loopline.data.online import (
     SQLiteOnlineStore,
     open_online_store,
 )
+from tests.conftest import run_python
 
 T0 = pd.Timestamp("2024-03-01T00:00:00Z")
 
@@ -114,6 +116,43 @@ def test_failed_write_leaves_the_old_rows(store: OnlineStore) -> None:
     assert store.count("v") == 3
     assert store.read_meta("v") == b"old"
     assert orjson.loads(store.read("v", ["0"])[0] or b"")["tag"] == "a"
+
+
+_KILLED_WRITER = """
+import os, signal, sys
+from loopline.data.online import open_online_store
+
+def rows():
+    for i in range(25_000):
+        if i == 21_000:  # two chunks are written: SIGKILL, as a killed process gets it
+            os.kill(os.getpid(), signal.SIGKILL)
+        yield (str(i), b'{"tag": "new"}')
+
+open_online_store(sys.argv[1]).write("v", rows(), meta=b"new", replace=True)
+"""
+
+
+def test_a_writer_killed_midway_leaves_the_old_rows_and_nothing_forever(
+    store: OnlineStore, online_url: str, tmp_path: Path
+) -> None:
+    store.write("v", _rows(3), meta=b"old", replace=True)
+    for _ in range(2):
+        killed = run_python(_KILLED_WRITER, online_url, cwd=tmp_path)
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert store.count("v") == 3
+    assert store.read_meta("v") == b"old"
+    assert orjson.loads(store.read("v", ["0"])[0] or b"")["tag"] == "a"
+    if isinstance(store, RedisOnlineStore):
+        # Each killed write left a full staging copy of the view that no one deleted.
+        client = store._client
+        left = [k for k in client.scan_iter() if b":staging:" in k]
+        assert len(left) == 2
+        assert all(0 < client.ttl(k) <= RedisOnlineStore.STAGING_TTL_S for k in left)
+        store.write("v", _rows(4, "b"), meta=b"next", replace=True)
+        assert client.ttl(store._key("v")) == -1  # the live hash never expires
+    else:
+        store.write("v", _rows(4, "b"), meta=b"next", replace=True)
+    assert store.count("v") == 4
 
 
 def test_readers_see_the_old_or_the_new_set_never_a_mix(store: OnlineStore) -> None:

@@ -248,12 +248,17 @@ class RedisOnlineStore(OnlineStore):
 
     A replacing write fills a staging hash through pipelines of 10,000 fields, then
     ``RENAME``s it over the live one and sets the metadata record (hash
-    ``loopline:fv-meta``) in one ``MULTI``/``EXEC``, so readers switch at once. A read of
-    many keys is one ``HMGET``. The connection pool of redis-py is thread-safe.
+    ``loopline:fv-meta``) in one ``MULTI``/``EXEC``, so readers switch at once. The staging
+    hash expires :attr:`STAGING_TTL_S` after its last chunk, so a writer killed midway
+    (SIGKILL, a lost node) leaves no copy of the view behind; the switch makes the live
+    hash persistent again (``RENAME`` carries the expiry over). A read of many keys is one
+    ``HMGET``. The connection pool of redis-py is thread-safe.
     """
 
     PREFIX = "loopline:fv:"
     META_KEY = "loopline:fv-meta"
+    #: Seconds a staging hash outlives its last written chunk.
+    STAGING_TTL_S = 3600
 
     def __init__(self, url: str) -> None:
         import redis
@@ -292,12 +297,15 @@ class RedisOnlineStore(OnlineStore):
                 for chunk in _chunks(rows, _WRITE_CHUNK):
                     pipe = self._client.pipeline(transaction=False)
                     pipe.hset(target, mapping=dict(chunk))
+                    if replace:
+                        pipe.expire(target, self.STAGING_TTL_S)
                     pipe.execute()
                     n += len(chunk)
                 pipe = self._client.pipeline(transaction=True)
                 if replace:
                     if n:
                         pipe.rename(target, live)
+                        pipe.persist(live)
                     else:
                         pipe.delete(live)
                 pipe.hset(self.META_KEY, view, meta)
