@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -97,6 +99,40 @@ def test_register_again_is_idempotent_and_a_change_is_audited(ctx: Context) -> N
     assert result["spend"].tolist() == [9.0, 9.0]
     with ctx.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(feature_views)).scalar() == 1
+
+
+def test_concurrent_registrations_audit_what_they_replaced(ctx: Context) -> None:
+    # PostgreSQL: registrations of one name at once each read the same old row, so the
+    # audit log said several of them replaced it (stale 'before'), and two first
+    # registrations both inserted the name: a Conflict for a definition that is valid.
+    errors: list[BaseException] = []
+
+    def registrar(k: int) -> None:
+        for i in range(8):
+            view = FeatureView(
+                name="busy",
+                entity="user_id",
+                timestamp="ts",
+                features=[f"f{k}_{i}"],
+                ttl=dt.timedelta(days=1),
+                source="clicks",  # a dataset source: read at query time, not now
+            )
+            try:
+                ll.features.register(view)
+            except BaseException as exc:  # the test reports every one
+                errors.append(exc)
+
+    threads = [threading.Thread(target=registrar, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    events = audit.events(ctx.engine, object_type="feature_view", object_id="busy")
+    assert len(events) == 24 and events[0].before is None
+    for earlier, later in itertools.pairwise(events):
+        assert later.before["definition"] == earlier.after["definition"]
+    assert audit.verify(ctx.engine).ok
 
 
 def test_materialization_log_on_each_backend(ctx: Context) -> None:

@@ -23,6 +23,8 @@ from loopline.core.context import Context
 from loopline.data.feature_tables import feature_materializations, feature_views
 from loopline.errors import Conflict, NotFound
 
+_ATTEMPTS = 3
+
 
 def _utc(ts: float | None) -> dt.datetime | None:
     return None if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC)
@@ -237,53 +239,63 @@ def save_view(
     Example:
         >>> # save_view(ctx, "u", {...}, source_kind="frame", digest="ab12...", dataset=None)
     """
-    fv = feature_views
     values = {
         "definition": definition,
         "source_kind": source_kind,
         "source_digest": digest,
         "source_dataset": dataset,
     }
+    for attempt in range(_ATTEMPTS):
+        try:
+            return _save_view(ctx, name, definition, values)
+        except SAIntegrityError as exc:
+            # Two first registrations of one name both inserted it; the next attempt
+            # finds the other's row and locks it.
+            if attempt == _ATTEMPTS - 1:
+                raise Conflict(
+                    f"feature view {name!r} was registered by other processes {_ATTEMPTS} "
+                    "times in a row",
+                    hint="register it again",
+                ) from exc
+    raise AssertionError("unreachable")
+
+
+def _save_view(
+    ctx: Context, name: str, definition: dict[str, Any], values: dict[str, Any]
+) -> RegisteredView:
+    fv = feature_views
     now = time.time()
-    try:
-        with ctx.engine.begin() as conn:
-            old = conn.execute(sa.select(fv).where(fv.c.name == name)).one_or_none()
-            before = None
-            if old is not None:
-                before = {
-                    "definition": old.definition,
-                    "source": _source_ref(old),
-                }
-                unchanged = (
-                    old.definition == definition
-                    and old.source_kind == source_kind
-                    and old.source_digest == digest
-                    and old.source_dataset == dataset
-                )
-                if unchanged:
-                    return _view(old, _last_materializations(conn, {old.id: name}).get(old.id))
-                conn.execute(
-                    sa.update(fv).where(fv.c.id == old.id).values(updated_at=now, **values)
-                )
-            else:
-                conn.execute(
-                    sa.insert(fv).values(name=name, created_at=now, updated_at=now, **values)
-                )
-            row = conn.execute(sa.select(fv).where(fv.c.name == name)).one()
-            ctx.audit(
-                conn,
-                action="feature_view.register",
-                object_type="feature_view",
-                object_id=name,
-                before=before,
-                after={"definition": definition, "source": _source_ref(row)},
+    with ctx.engine.begin() as conn:
+        # Locked, so that a concurrent registration waits and then audits the definition
+        # it really replaced (PostgreSQL; SQLite's write lock already serializes them).
+        old = conn.execute(sa.select(fv).where(fv.c.name == name).with_for_update()).one_or_none()
+        before = None
+        if old is not None:
+            before = {
+                "definition": old.definition,
+                "source": _source_ref(old),
+            }
+            unchanged = (
+                old.definition == definition
+                and old.source_kind == values["source_kind"]
+                and old.source_digest == values["source_digest"]
+                and old.source_dataset == values["source_dataset"]
             )
-            last = _last_materializations(conn, {row.id: name}).get(row.id)
-    except SAIntegrityError as exc:
-        raise Conflict(
-            f"feature view {name!r} was registered by another process at the same time",
-            hint="register it again",
-        ) from exc
+            if unchanged:
+                return _view(old, _last_materializations(conn, {old.id: name}).get(old.id))
+            conn.execute(sa.update(fv).where(fv.c.id == old.id).values(updated_at=now, **values))
+        else:
+            conn.execute(sa.insert(fv).values(name=name, created_at=now, updated_at=now, **values))
+        row = conn.execute(sa.select(fv).where(fv.c.name == name)).one()
+        ctx.audit(
+            conn,
+            action="feature_view.register",
+            object_type="feature_view",
+            object_id=name,
+            before=before,
+            after={"definition": definition, "source": _source_ref(row)},
+        )
+        last = _last_materializations(conn, {row.id: name}).get(row.id)
     return _view(row, last)
 
 
