@@ -26,6 +26,7 @@ LOGGER = Path(__file__).parents[1] / "tracking" / "metric_logger.py"
 REPO = Path(__file__).parents[2]
 WRITER = "0123456789abcdef"
 DIGEST = "X-Loopline-Digest"
+JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -110,7 +111,7 @@ def test_log_batch_columns_rows_and_history(api: httpx.Client) -> None:
         "timestamps": [10, 11, 12, 10],
     }
     body = {"metrics": columns, "params": {"lr": 0.1, "model": "lgbm"}, "tags": {"t": "x"}}
-    answer = api.post(f"/runs/{rid}/log-batch", content=orjson.dumps(body))
+    answer = api.post(f"/runs/{rid}/log-batch", content=orjson.dumps(body), headers=JSON)
     assert answer.json() == {"stored": 4, "duplicate": False}
     rows = [["loss", "-Infinity", 3, 13], ["acc", 0.75, 1]]
     assert api.post(f"/runs/{rid}/log-batch", json={"metrics": rows}).json()["stored"] == 2
@@ -235,10 +236,29 @@ def test_bad_log_batch_is_a_4xx_naming_the_field(
     api: httpx.Client, body: bytes, status: int, field: str, message: str
 ) -> None:
     rid = _run(api)["id"]
-    error = _error(api.post(f"/runs/{rid}/log-batch", content=body), status)
+    error = _error(api.post(f"/runs/{rid}/log-batch", content=body, headers=JSON), status)
     assert error["field"] == field
     assert message in error["message"]
     assert api.get(f"/runs/{rid}").json()["params"] == {}  # nothing was written
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+def test_a_log_batch_not_sent_as_json_is_refused(
+    api: httpx.Client, content_type: str | None
+) -> None:
+    # A web page on another site can make a browser send such a body without asking the
+    # server first: read as JSON anyway, it wrote to the runs of a server without --auth.
+    rid = _run(api)["id"]
+    body = b'{"params": {"from": "elsewhere"}, "tags": {"a": "="}}'
+    request = api.build_request("POST", f"/runs/{rid}/log-batch", content=body)
+    if content_type:
+        request.headers["Content-Type"] = content_type
+    error = _error(api.send(request), 422)
+    assert error["field"] == "Content-Type" and "application/json" in error["hint"]
+    stored = api.get(f"/runs/{rid}").json()
+    assert stored["params"] == {} and "a" not in stored["tags"]
+    sent = api.post(f"/runs/{rid}/log-batch", content=body, headers=JSON)
+    assert sent.status_code == 200, sent.text  # the same body as JSON is taken
 
 
 def test_bad_requests_elsewhere_are_4xx_with_a_message(api: httpx.Client) -> None:

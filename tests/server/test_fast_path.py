@@ -242,3 +242,39 @@ def test_a_body_over_the_request_limit_is_refused_on_the_fast_path_too(
             assert [p["step"] for p in history.json()["metrics"]] == [0, 1, 2, 3, 4]
     finally:
         stop_server(proc)
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain"], ids=["untyped", "text"])
+def test_a_body_not_sent_as_json_is_refused_as_the_fastapi_route_refuses_it(
+    mlflow: httpx.Client, content_type: str | None
+) -> None:
+    # What a page on another site can make a browser send without asking the server first
+    # (fetch with mode "no-cors", a form): the fast path took it, and a run was created on
+    # a server without --auth by any web page its user opened.
+    created = mlflow.post("/experiments/create", json={"name": f"csrf-{uuid.uuid4().hex}"})
+    experiment = created.json()["experiment_id"]
+    run_id = Case(mlflow, experiment).new_run()
+    headers = {"Content-Type": content_type} if content_type else {}
+    requests = [
+        ("/runs/create", {"experiment_id": experiment, "run_name": "from-elsewhere"}),
+        ("/runs/log-metric", {"run_id": run_id, "key": "m", "value": 1.0, "timestamp": 1}),
+        ("/runs/log-parameter", {"run_id": run_id, "key": "p", "value": "1"}),
+        ("/runs/set-tag", {"run_id": run_id, "key": "t", "value": "1"}),
+        ("/runs/log-batch", {"run_id": run_id, "params": [{"key": "b", "value": "1"}]}),
+        ("/runs/update", {"run_id": run_id, "status": "KILLED"}),
+    ]
+    for path, body in requests:
+        request = mlflow.build_request("POST", path, content=orjson.dumps(body), headers=headers)
+        request.headers.pop("Content-Type", None)
+        if content_type:
+            request.headers["Content-Type"] = content_type
+        answer = mlflow.send(request)
+        assert answer.status_code == 400, (path, answer.text)
+        assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE", answer.text
+        assert "Content-Type: application/json" in answer.json()["message"], answer.text
+    found = mlflow.post("/runs/search", json={"experiment_ids": [experiment]}).json()["runs"]
+    assert [r["info"]["run_id"] for r in found] == [run_id]
+    run = found[0]
+    assert run["info"]["status"] == "RUNNING"
+    assert not run["data"].get("metrics") and not run["data"].get("params")
+    assert {t["key"] for t in run["data"].get("tags", [])} <= {"mlflow.runName"}

@@ -296,7 +296,30 @@ async def log_batch(run_id: str, request: Request, ctx: Ctx) -> Response:
     raw = await request.body()
     if len(raw) > MAX_BATCH_BYTES:
         raise _too_large(len(raw))
+    _check_json_content_type(request)
     return await run_in_threadpool(_apply_batch, ctx, run_id, raw)
+
+
+def _check_json_content_type(request: Request) -> None:
+    """Refuse a body not sent as JSON, as FastAPI refuses it on every other JSON route.
+
+    A browser sends a ``text/plain`` or untyped body from any web page without asking the
+    server first; read anyway, it would let another site write to a server without
+    ``--auth``.
+    """
+    sent = request.headers.get("content-type", "")
+    kind = sent.split(";", 1)[0].strip().lower()
+    json_kind = kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )
+    if not json_kind:
+        raise InvalidInput(
+            f"the request body must be sent as JSON, not {sent!r}"
+            if sent
+            else "the request body must be sent as JSON: it has no Content-Type",
+            field="Content-Type",
+            hint="send the JSON object with 'Content-Type: application/json'",
+        )
 
 
 def _too_large(size: int) -> InvalidInput:

@@ -63,7 +63,7 @@ class MlflowFastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         parse = ROUTES.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
-        if parse is None or not _json_or_none(scope):
+        if parse is None or not _json_content(scope):
             await self.app(scope, receive, send)
             return
         if scope["method"] == "GET":  # the query string is all there is
@@ -101,12 +101,18 @@ def _run(operation: Operation, ctx: Context) -> bytes:
     return orjson.dumps(operation(ctx), option=ORJSON_OPTIONS)
 
 
-def _json_or_none(scope: Scope) -> bool:
-    """True without a content type or with JSON's: what MLflow's client sends."""
+def _json_content(scope: Scope) -> bool:
+    """True for a GET without a content type or with JSON's, and a body sent as JSON.
+
+    A body without ``Content-Type: application/json`` is FastAPI's to refuse (400), as
+    MLflow's client always sends one: a browser sends such a body from any web page without
+    asking the server first (a form, or ``fetch`` with ``mode: "no-cors"``), so taking it
+    would let another site write to a server without ``--auth``.
+    """
     for key, value in scope["headers"]:
         if key == b"content-type":
             return bool(value.split(b";", 1)[0].strip().lower() == b"application/json")
-    return True
+    return bool(scope["method"] == "GET")
 
 
 async def _read(receive: Receive, limit: int) -> tuple[bytes, bool]:
