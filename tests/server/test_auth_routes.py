@@ -258,6 +258,26 @@ def test_a_browser_logs_in_with_an_httponly_samesite_strict_cookie(setup: Setup)
     assert r.status_code == 303 and 'loopline_token=""' in r.headers["set-cookie"]
 
 
+def test_a_logged_in_browser_downloads_the_artifacts_a_run_page_links(
+    setup: Setup, tmp_path: Path
+) -> None:
+    # The run page linked the MLflow artifact route, which takes no cookie: every download
+    # was a 401 for a browser logged in with --auth.
+    (tmp_path / "report.html").write_text("<script>alert(1)</script>")
+    with loopline.start_run(experiment="e") as run:
+        run.log_artifact(str(tmp_path / "report.html"), artifact_path="out")
+    browser = setup.client()
+    r = browser.post("/login", data={"token": setup.tokens["viewer"], "next": "/"})
+    assert r.status_code == 303
+    links = re.findall(r'href="(/runs/[^"]+/artifact[^"]*)"', browser.get(f"/runs/{run.id}").text)
+    assert len(links) >= 2  # out/report.html and loopline/environment.json
+    for link in links:
+        answer = browser.get(link.replace("&amp;", "&"))
+        assert answer.status_code == 200, (link, answer.text[:300])
+        assert answer.headers["content-disposition"].startswith("attachment;")
+    assert setup.client().get(links[0]).status_code == 401  # the cookie is what let it in
+
+
 def test_login_never_redirects_off_the_server(setup: Setup) -> None:
     for target in ("https://evil.example/", "//evil.example/x", "/\\evil.example"):
         r = setup.client().post("/login", data={"token": setup.tokens["viewer"], "next": target})

@@ -7,8 +7,11 @@ route of :data:`loopline.server.ui.routes.router`, so a new page cannot go untes
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -57,7 +60,10 @@ def test_every_ui_route_answers_200_and_escapes_user_text(served: tuple[str, Fil
     url, filled = served
     pages = urls(filled)
     routes = {getattr(r, "path", "") for r in router.routes}
-    assert set(pages) == routes - {"/audit/verify"}, "add the new route to urls()"
+    # Not pages: verify is a POST, an artifact is a download (test_artifact_links_download).
+    assert set(pages) == routes - {"/audit/verify", "/runs/{run_id}/artifact"}, (
+        "add the new route to urls()"
+    )
     with httpx.Client(base_url=url, timeout=60) as client:
         bodies = {}
         for template, path in pages.items():
@@ -92,6 +98,43 @@ def test_every_ui_route_answers_200_and_escapes_user_text(served: tuple[str, Fil
         for asset in ("ui.js", "ui.css", "vendor/uplot-1.6.32/uPlot.iife.min.js",
                       "vendor/uplot-1.6.32/LICENSE"):  # fmt: skip
             assert client.get(f"/_ui/static/{asset}").status_code == 200, asset
+
+
+def test_artifact_links_download_the_file_as_an_attachment(
+    served: tuple[str, Filled], tmp_path: Path
+) -> None:
+    url, _ = served
+    odd = tmp_path / "a b#?%&<x>.html"
+    odd.write_text("<script>alert(1)</script>")
+    with ll.start_run(experiment="artifacts") as run:
+        run.log_artifact(str(odd), artifact_path="out dir")
+    run_id = run.id
+    with httpx.Client(base_url=url, timeout=60) as client:
+        page = client.get(f"/runs/{run_id}").text
+        links = re.findall(r'<a href="([^"]+)" download>([^<]+)</a>', page)
+        assert len(links) == 2, page[:2000]  # the file and loopline/environment.json
+        for href, shown in links:
+            href = html.unescape(href)
+            # A page of the UI (the API takes no login cookie, see test_auth_routes).
+            assert href.startswith(f"/runs/{run_id}/artifact?path="), href
+            answer = client.get(href)
+            assert answer.status_code == 200, (href, answer.text[:300])
+            expected = client.get(
+                f"/api/v1/runs/{run_id}/artifacts/content", params={"path": html.unescape(shown)}
+            )
+            assert answer.content == expected.content
+            name = html.unescape(shown).rsplit("/", 1)[-1]
+            assert answer.headers["content-disposition"] == (
+                f"attachment; filename*=utf-8''{quote(name, safe='')}"
+            )
+            # Saved, never rendered as a page of this server (an HTML artifact, say).
+            assert answer.headers["content-type"] == "application/octet-stream"
+            assert answer.headers["x-content-type-options"] == "nosniff"
+            assert "sandbox" in answer.headers["content-security-policy"]
+        missing = client.get(f"/runs/{run_id}/artifact", params={"path": "nope.txt"})
+        assert missing.status_code == 404 and "text/html" in missing.headers["content-type"]
+        outside = client.get(f"/runs/{run_id}/artifact", params={"path": "../../meta.db"})
+        assert outside.status_code == 422 and "text/html" in outside.headers["content-type"]
 
 
 def test_empty_states_and_errors_are_html_pages(embedded_ctx: Context) -> None:

@@ -133,6 +133,7 @@ RULES: list[Rule] = [
     ("GET", "/runs", "viewer"),
     ("GET", "/compare", "viewer"),
     ("GET", "/runs/{run_id}", "viewer"),
+    ("GET", "/runs/{run_id}/artifact", "viewer"),
     ("GET", "/datasets", "viewer"),
     ("GET", "/datasets/{name}", "viewer"),
     ("GET", "/datasets/{name}/diff", "viewer"),

@@ -540,6 +540,18 @@ def download_artifact(
 
     Example: ``GET /api/v1/runs/3f2a9c.../artifacts/content?path=model/model.pkl``
     """
+    return artifact_response(ctx, run_id, path)
+
+
+def artifact_response(
+    ctx: Context, run_id: str, path: str, headers: dict[str, str] | None = None
+) -> Response:
+    """The bytes of the run's artifact ``path``, verified against their digest, with
+    ``X-Loopline-Digest`` and ``headers`` (the UI's download adds an attachment's).
+
+    Example:
+        >>> # artifact_response(ctx, run.id, "model/model.pkl").headers["x-loopline-digest"]
+    """
     clean = check_artifact_path(path).strip("/")
     entry = next(
         (e for e in lineage.list_artifacts(ctx.engine, run_id, prefix=clean) if e.path == clean),
@@ -549,7 +561,7 @@ def download_artifact(
         raise NotFound(
             f"run {run_id} has no artifact {clean!r}", hint="list them: GET .../artifacts"
         )
-    headers = {DIGEST_HEADER: entry.digest}
+    headers = {**(headers or {}), DIGEST_HEADER: entry.digest}
     if entry.size <= _SMALL:
         data = ctx.artifacts.get_bytes(entry.digest)
         return Response(data, media_type="application/octet-stream", headers=headers)

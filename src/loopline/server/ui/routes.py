@@ -4,6 +4,7 @@
 ``/``                                  experiments
 ``/runs``                              runs: filter (MLflow grammar), order, paging
 ``/runs/{run_id}``                     one run: params, metrics + charts, tags, lineage
+``/runs/{run_id}/artifact?path=``      download one of its artifacts (as an attachment)
 ``/compare?run=A&run=B``               runs side by side: differing params, deltas, charts
 ``/datasets``                          datasets and feature views
 ``/datasets/{name}``                   versions, schema, statistics, files, readers
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -40,6 +42,7 @@ from loopline.core.columns import MAX_INTEGER
 from loopline.core.context import Context
 from loopline.core.db import like_literal
 from loopline.errors import InvalidInput, LooplineError
+from loopline.server.api_v1 import artifact_response
 from loopline.server.deps import get_ctx
 from loopline.server.ui import catalog_views, ops_views, tracking_views
 from loopline.server.ui.render import STATIC_DIR, STATIC_URL, page
@@ -177,6 +180,27 @@ def compare_page(
 def run_page(ctx: Ctx, run_id: str) -> HTMLResponse:
     """One run: params, metrics with charts, tags, inputs, artifacts, children, models."""
     return page("run.html", nav="runs", **tracking_views.run_detail(ctx, run_id))
+
+
+#: Sent with a downloaded artifact: saved, never shown, so its bytes cannot act as a page of
+#: this server (an HTML file logged by anyone with write access, say).
+_ATTACHMENT_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+}
+
+
+@router.get("/runs/{run_id}/artifact", response_model=None)
+def run_artifact(ctx: Ctx, run_id: str, path: Annotated[str, Query(max_length=5000)]) -> Response:
+    """One artifact of a run, as a file to save (the run page's links).
+
+    A page of the UI, not of the API, so that a browser logged in with ``--auth`` (its
+    cookie is taken on UI pages only) can download what the run page lists.
+    """
+    name = path.rstrip("/").rsplit("/", 1)[-1] or "artifact"
+    disposition = f"attachment; filename*=utf-8''{quote(name, safe='')}"
+    headers = {**_ATTACHMENT_HEADERS, "Content-Disposition": disposition}
+    return artifact_response(ctx, run_id, path, headers)
 
 
 # -- data ---------------------------------------------------------------------------------
