@@ -8,7 +8,9 @@
   ``@champion`` -> v1, ``@challenger`` -> v2, v2 gated on ``churn-holdout@1``, deployed as a
   10 % canary of v2 over v1;
 * model ``fraud``: v1 deployed, v2 deployed, then rolled back;
-* a run and an experiment whose names are HTML (``<script>...``), to check escaping.
+* a run and an experiment whose names are HTML (``<script>...``), to check escaping;
+* experiment ``edges``: run ``diverged``, whose ``loss`` went to inf and NaN on the way and
+  whose ``seen`` metric was logged at steps up to 2**63 - 1.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class Filled:
 
     run_ids: dict[str, str] = field(default_factory=dict)
     xss_run_id: str = ""
+    diverged_run_id: str = ""
     model_versions: dict[str, int] = field(default_factory=dict)
 
 
@@ -98,6 +101,12 @@ def fill(ctx: Context) -> Filled:
         run.set_tag("html", "<b>bold</b>")
         run.log_metric("score", 1.0)
     out.xss_run_id = run.id
+    with ll.start_run(experiment="edges", name="diverged") as run:
+        for step, loss in enumerate([1.0, 0.5, math.inf, math.nan, 0.25, -math.inf]):
+            run.log_metric("loss", loss, step=step)
+        for step in (0, 2**40, 2**62, 2**63 - 1):
+            run.log_metric("seen", float(step % 7), step=step)
+    out.diverged_run_id = run.id
 
     for version_data, kind in ((1, "logreg"), (2, "forest")):
         frame = ll.datasets.get("churn-data", version_data).to_pandas()

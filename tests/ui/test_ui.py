@@ -156,6 +156,7 @@ def test_every_page_loads_without_errors(ui: UI, server: tuple[str, Filled]) -> 
         "runs": ("/runs", 0),
         "run": (f"/runs/{a}", 2),
         "run-xss": (f"/runs/{f.xss_run_id}", 0),
+        "run-diverged": (f"/runs/{f.diverged_run_id}", 2),
         "compare": (f"/compare?run={a}&run={b}", 2),
         "datasets": ("/datasets", 0),
         "dataset": ("/datasets/churn-data", 0),
@@ -178,6 +179,40 @@ def test_every_page_loads_without_errors(ui: UI, server: tuple[str, Filled]) -> 
         assert ui.problems == [], name
     ui.open(f"/runs/{f.xss_run_id}")
     assert ui.page.locator("h1").inner_text().startswith(XSS_NAME)  # shown as text
+
+
+def test_charts_draw_a_metric_that_went_to_inf_and_steps_up_to_2_63(
+    ui: UI, server: tuple[str, Filled]
+) -> None:
+    ui.open(f"/runs/{server[1].diverged_run_id}")
+    assert ui.charts_drawn() == 2
+    # Its last loss, -inf, is named so (it read -1.798e+308, the number it is stored as).
+    row = ui.page.locator("#metrics tr:has(th:text-is('loss'))")
+    assert "-inf" in row.inner_text().split()
+
+    def chart(title: str) -> Any:
+        figure = ui.page.locator(f"figure.chart:has(figcaption:text-is('{title}'))")
+        return figure.evaluate(
+            "f => ({y: [f.uplot.scales.y.min, f.uplot.scales.y.max],"
+            " ticks: f.uplot.axes[0]._values})"
+        )
+
+    # The store keeps inf as the largest float: drawn, the axis spanned 1e308 and the chart
+    # came out empty. The finite points set the scale.
+    loss = chart("loss")
+    assert loss["y"][0] is not None and loss["y"][1] is not None, loss
+    assert 0 < loss["y"][0] <= 0.25 and 1 <= loss["y"][1] < 2, loss
+    # Steps past a million are written short (8e+18): in full they ran into each other.
+    ticks = chart("seen")["ticks"]
+    assert ticks and all(len(t) <= 6 for t in ticks), ticks
+    assert any(t.endswith("e+18") for t in ticks), ticks
+    ui.shot("run-diverged")
+    # Against a run whose loss is finite: -inf, and no difference taken from it.
+    f = server[1]
+    ui.open(f"/compare?run={f.run_ids['logreg-lr0.1']}&run={f.diverged_run_id}")
+    cells = ui.page.locator("#metric-deltas tr:has(th:text-is('loss')) td")
+    assert cells.nth(1).inner_text().split()[0] == "-inf"
+    assert cells.nth(1).locator(".delta").count() == 0
 
 
 def test_runs_filter_narrows_the_table(ui: UI) -> None:

@@ -5,7 +5,9 @@ A chart is ``{"title", "kind", "x_label", "series": [{"label", "x", "y"}], ...}`
 such as canary traffic; ``x`` in epoch seconds) or ``bars`` (two distributions on shared
 bins, with ``labels`` naming the bins). Long histories are thinned to at most
 :data:`MAX_POINTS` points keeping each bucket's lowest and highest value, so spikes
-survive; non-finite values become ``null``.
+survive; non-finite values become ``null`` - a metric's +/-inf too, which the store keeps
+as +/- the largest float (as MLflow does): drawn, it stretched the axis past what a chart
+can scale and the whole chart came out empty.
 
 Example:
     >>> from loopline.tracking.entities import MetricPoint
@@ -19,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from loopline.server.ui.render import finite
+from loopline.server.ui.render import finite, stored_infinity
 from loopline.tracking.entities import MetricPoint
 
 #: Points per series sent to the browser.
@@ -43,7 +45,9 @@ def downsample(points: Sequence[MetricPoint], limit: int = MAX_POINTS) -> list[M
         chunk = points[int(b * size) : int((b + 1) * size)]
         if not chunk:
             continue
-        finite_pts = [p for p in chunk if p.value == p.value]  # NaN != NaN
+        # NaN != NaN; a stored infinity is not drawn either, so it must not hide the
+        # bucket's real extremes.
+        finite_pts = [p for p in chunk if p.value == p.value and not stored_infinity(p.value)]
         if not finite_pts:
             out.append(chunk[0])
             continue
@@ -74,7 +78,8 @@ def metric_chart(
     for label, pts in histories:
         thin = downsample(pts)
         xs = [(p.timestamp - start) / 1000 if by_time else p.step for p in thin]
-        series.append({"label": label, "x": xs, "y": finite([p.value for p in thin])})
+        ys = [None if stored_infinity(p.value) else p.value for p in thin]
+        series.append({"label": label, "x": xs, "y": finite(ys)})
     return {
         "title": key,
         "kind": "lines",

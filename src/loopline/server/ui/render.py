@@ -25,6 +25,7 @@ from markupsafe import Markup
 
 from loopline import __version__
 from loopline.core.calendar import utc_datetime, utc_text
+from loopline.tracking.validation import MAX_FLOAT
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -58,6 +59,17 @@ def finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [finite(v) for v in value]
     return value
+
+
+def stored_infinity(value: Any) -> bool:
+    """True for a metric value that stands for +/-inf: the store keeps them as +/- the
+    largest float (:data:`~loopline.tracking.validation.MAX_FLOAT`), as MLflow does.
+
+    Example:
+        >>> stored_infinity(1.7976931348623157e308), stored_infinity(1e308)
+        (True, False)
+    """
+    return isinstance(value, float) and abs(value) >= MAX_FLOAT
 
 
 def fmt_ms(ms: int | float | None) -> Markup:
@@ -109,11 +121,14 @@ def fmt_duration(start_ms: int | None, end_ms: int | None) -> str:
 
 
 def fmt_num(value: Any, digits: int = 4) -> str:
-    """A number with ``digits`` significant digits; NaN and infinities spelled out.
+    """A number with ``digits`` significant digits; NaN and infinities spelled out (a
+    metric's stored infinity, +/- the largest float, too).
 
     Example:
         >>> fmt_num(0.123456), fmt_num(12), fmt_num(None), fmt_num(float("nan"))
         ('0.1235', '12', '', 'NaN')
+        >>> fmt_num(1.7976931348623157e308)
+        'inf'
     """
     if value is None:
         return ""
@@ -124,7 +139,7 @@ def fmt_num(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return "NaN"
-        if math.isinf(value):
+        if math.isinf(value) or stored_infinity(value):
             return "inf" if value > 0 else "-inf"
         return f"{value:.{digits}g}"
     return str(value)

@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from sqlalchemy.engine import Engine
 from loopline.core.context import Context
 from loopline.errors import InvalidInput, NotFound
 from loopline.server.ui.charts import metric_chart
+from loopline.server.ui.render import stored_infinity
 from loopline.tracking import metrics as metric_store
 from loopline.tracking.entities import MetricPoint, RunRecord, ViewType
 from loopline.tracking.lineage import list_artifacts
@@ -188,6 +190,11 @@ def run_detail(ctx: Context, run_id: str) -> dict[str, Any]:
     }
 
 
+def _countable(value: float) -> bool:
+    """True for a metric value a difference can be taken from: not NaN, not inf."""
+    return math.isfinite(value) and not stored_infinity(value)
+
+
 def compare(engine: Engine, run_ids: Sequence[str]) -> dict[str, Any]:
     """Runs side by side: the params that differ, metric deltas against the first run,
     and one chart per metric with a line per run.
@@ -217,7 +224,8 @@ def compare(engine: Engine, run_ids: Sequence[str]) -> dict[str, Any]:
             delta = None
             if base is not None and r is not base and value is not None:
                 ref = base.metrics.get(k)
-                if ref is not None and ref == ref and value == value:
+                # No delta from or to NaN or inf (a stored inf is +/- the largest float).
+                if ref is not None and _countable(ref) and _countable(value):
                     delta = {
                         "abs": value - ref,
                         "rel": (value - ref) / abs(ref) if ref not in (0, 0.0) else None,
