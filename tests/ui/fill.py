@@ -9,8 +9,10 @@
   10 % canary of v2 over v1;
 * model ``fraud``: v1 deployed, v2 deployed, then rolled back;
 * a run and an experiment whose names are HTML (``<script>...``), to check escaping;
-* experiment ``edges``: run ``diverged``, whose ``loss`` went to inf and NaN on the way and
-  whose ``seen`` metric was logged at steps up to 2**63 - 1.
+* experiment ``edges``: run ``diverged``, whose ``loss`` went to inf and NaN on the way,
+  whose ``seen`` metric was logged at steps up to 2**63 - 1; and a run whose name, tag and
+  param are each one long word (:data:`LONG_NAME`, :data:`LONG_TEXT`), as is an alert's
+  message.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ FEATURES = ["tenure", "spend", "plan"]
 XSS_NAME = "<script>alert('run')</script>"
 XSS_EXPERIMENT = "<script>alert('exp')</script>"
 XSS_PARAM = "<img src=x onerror=alert(1)>"
+#: A value without a space to break it at (a path, a hash, a serialized object).
+LONG_TEXT = "s3://bucket/" + "x" * 3000
+LONG_NAME = "run-" + "y" * 246  # MAX_RUN_NAME_LENGTH
 #: The stage modules the deployment and gate parts of the store need.
 SERVING = "loopline.serving.deploy"
 DELIVERY = "loopline.delivery.gates"
@@ -53,6 +58,7 @@ class Filled:
     run_ids: dict[str, str] = field(default_factory=dict)
     xss_run_id: str = ""
     diverged_run_id: str = ""
+    long_run_id: str = ""
     model_versions: dict[str, int] = field(default_factory=dict)
 
 
@@ -107,6 +113,9 @@ def fill(ctx: Context) -> Filled:
         for step in (0, 2**40, 2**62, 2**63 - 1):
             run.log_metric("seen", float(step % 7), step=step)
     out.diverged_run_id = run.id
+    with ll.start_run(experiment="edges", name=LONG_NAME, tags={"data": LONG_TEXT}) as run:
+        run.log_param("source", LONG_TEXT)
+    out.long_run_id = run.id
 
     for version_data, kind in ((1, "logreg"), (2, "forest")):
         frame = ll.datasets.get("churn-data", version_data).to_pandas()
@@ -168,3 +177,4 @@ def _serve_traffic(ctx: Context) -> None:
         "churn", "accuracy < 0.9", "live accuracy 0.88 over 400 labelled requests",
         details={"value": 0.88}, severity="warning", ctx=ctx,
     )  # fmt: skip
+    raise_alert("churn", "payload", LONG_TEXT, severity="info", ctx=ctx)

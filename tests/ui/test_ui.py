@@ -23,7 +23,18 @@ import pytest
 
 import loopline
 from tests.server.conftest import start_server, stop_server
-from tests.ui.fill import ALERTS, LIVE, MONITORING, SERVING, XSS_NAME, Filled, fill, has_module
+from tests.ui.fill import (
+    ALERTS,
+    LIVE,
+    LONG_NAME,
+    LONG_TEXT,
+    MONITORING,
+    SERVING,
+    XSS_NAME,
+    Filled,
+    fill,
+    has_module,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -213,6 +224,24 @@ def test_charts_draw_a_metric_that_went_to_inf_and_steps_up_to_2_63(
     cells = ui.page.locator("#metric-deltas tr:has(th:text-is('loss')) td")
     assert cells.nth(1).inner_text().split()[0] == "-inf"
     assert cells.nth(1).locator(".delta").count() == 0
+
+
+def test_long_user_text_wraps_inside_the_window(ui: UI, server: tuple[str, Filled]) -> None:
+    # A long name or message without a space (a path, a hash) widened the page past the
+    # window - 40,000 pixels for an alert's 5,000 characters: every table ran off the right.
+    f = server[1]
+    pages = {
+        f"/runs/{f.long_run_id}": LONG_NAME,
+        "/runs": LONG_NAME,
+        f"/compare?run={f.run_ids['logreg-lr0.1']}&run={f.long_run_id}": LONG_TEXT,
+    }
+    if has_module(ALERTS):
+        pages["/monitoring"] = LONG_TEXT
+    for path, text in pages.items():
+        ui.open(path)
+        width = ui.page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 1300, (path, width)  # the viewport's width
+        assert text in ui.page.locator("main").inner_text(), path  # all of it, wrapped
 
 
 def test_runs_filter_narrows_the_table(ui: UI) -> None:
