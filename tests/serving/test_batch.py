@@ -60,6 +60,45 @@ def test_scoring_a_parquet_file_in_chunks_keeps_rows_and_adds_the_version(
     assert not (tmp_path / ".out.parquet.part").exists()
 
 
+def test_scoring_keeps_the_input_columns_exactly_ids_past_2_53_with_nulls_included(
+    model_uri: str, tmp_path: Path
+) -> None:
+    import pyarrow as pa
+
+    frame = toy_data(10, seed=8).drop(columns=["label"])
+    # An id column with a null went through pandas as float64: ids were rounded to
+    # the nearest double, so 2**53 + 3 and 2**53 + 5 both became 2**53 + 4.
+    ids = [2**53 + 1 + 2 * i if i != 3 else None for i in range(10)]
+    table = pa.Table.from_pandas(frame, preserve_index=False).append_column(
+        "cid", pa.array(ids, pa.int64())
+    )
+    table = table.append_column(
+        "seen", pa.array([1_700_000_000_123_456_789 + i for i in range(10)], pa.timestamp("ns"))
+    )
+    pq.write_table(table, tmp_path / "ids.parquet")
+    score(model_uri, tmp_path / "ids.parquet", tmp_path / "out.parquet", chunk_rows=4)
+    out = pq.read_table(tmp_path / "out.parquet")
+    assert out.select(table.schema.names).equals(table)  # same values, same types
+    assert out.schema.names == [*table.schema.names, "prediction", "model_version"]
+    expected = ll.registry.load(model_uri).predict(frame[FEATURES])
+    assert out["prediction"].to_pylist() == expected.tolist()
+
+
+@pytest.mark.parametrize(
+    ("column", "proba"),
+    [("prediction", False), ("model_version", False), ("proba_1", True)],
+)
+def test_an_input_column_scoring_would_overwrite_is_refused_naming_it(
+    model_uri: str, tmp_path: Path, column: str, proba: bool
+) -> None:
+    frame = toy_data(20, seed=9).drop(columns=["label"]).assign(**{column: -1})
+    frame.to_parquet(tmp_path / "in.parquet")
+    with pytest.raises(InvalidInput, match=f"has a column '{column}'") as e:
+        score(model_uri, tmp_path / "in.parquet", tmp_path / "out.parquet", probabilities=proba)
+    assert e.value.field == column
+    assert not (tmp_path / "out.parquet").exists()
+
+
 def test_scoring_csv_to_csv_with_the_cli_and_a_bad_chunk_names_rows_and_column(
     model_uri: str, tmp_path: Path, embedded_ctx: Context
 ) -> None:

@@ -85,21 +85,75 @@ def _dataset(path: Path) -> Any:
         ) from exc
 
 
-def _predict_frame(model: Any, frame: Any, version: str, probabilities: bool) -> Any:
-    names = model.signature.names if model.signature is not None else None
-    features = frame[names] if names is not None and all(n in frame for n in names) else frame
-    out = frame.copy()
+def _output_names(model: Any, probabilities: bool) -> list[str]:
+    """The columns scoring adds, in order (``proba_<class>`` only with ``probabilities``)."""
+    names = [PREDICTION]
+    if probabilities:
+        classes = getattr(getattr(model, "native", None), "classes_", None)
+        if classes is not None:
+            names += [f"proba_{c}" for c in classes]
+    return [*names, VERSION]
+
+
+def _check_columns(columns: list[str], model: Any, probabilities: bool) -> None:
+    """Refuse an input column that scoring would overwrite (its values would be lost)."""
+    clash = [c for c in _output_names(model, probabilities) if c in columns]
+    if clash:
+        raise InvalidInput(
+            f"the input has a column {clash[0]!r}, which scoring adds to the output; its "
+            "values would be overwritten",
+            field=clash[0],
+            hint="rename or drop that column in the input (e.g. a previous model's "
+            "prediction) and score again",
+        )
+
+
+def _outputs(model: Any, features: Any, version: str, probabilities: bool) -> dict[str, Any]:
+    """The columns scoring adds for ``features``: prediction, probabilities, model version."""
     preds = model.predict(features)
     if getattr(preds, "ndim", 1) > 1 and preds.shape[1] == 1:
         preds = preds.ravel()
-    out[PREDICTION] = list(preds) if getattr(preds, "ndim", 1) > 1 else preds
+    out: dict[str, Any] = {PREDICTION: list(preds) if getattr(preds, "ndim", 1) > 1 else preds}
     if probabilities:
         proba = model.predict_proba(features)
         classes = getattr(getattr(model, "native", None), "classes_", range(proba.shape[1]))
         for j, cls in enumerate(classes):
             out[f"proba_{cls}"] = proba[:, j]
-    out[VERSION] = version
+    out[VERSION] = [version] * len(features)
     return out
+
+
+def _features(model: Any, frame: Any) -> Any:
+    names = model.signature.names if model.signature is not None else None
+    return frame[names] if names is not None and all(n in frame for n in names) else frame
+
+
+def _predict_frame(model: Any, frame: Any, version: str, probabilities: bool) -> Any:
+    _check_columns(list(frame.columns), model, probabilities)
+    return frame.assign(**_outputs(model, _features(model, frame), version, probabilities))
+
+
+def _score_batch(model: Any, batch: Any, first_row: int, version: str, probabilities: bool) -> Any:
+    """The input batch's own columns, untouched, plus the scoring columns (an Arrow table).
+
+    Only the model's features go through pandas: an id column with a null read through
+    pandas became float64, so ids past 2**53 were rounded (two ids could become one).
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    names = model.signature.names if model.signature is not None else None
+    columns = batch.schema.names
+    if names is not None and all(n in columns for n in names):
+        frame = batch.select(names).to_pandas()
+    else:  # the signature check names what is missing
+        frame = batch.to_pandas()
+    # Numbered from the chunk's first row, so a bad value is named by its row in the file.
+    frame.index = pd.RangeIndex(first_row, first_row + len(frame))
+    table = pa.Table.from_batches([batch])
+    for name, values in _outputs(model, frame, version, probabilities).items():
+        table = table.append_column(name, pa.array(values))
+    return table
 
 
 class _Writer:
@@ -193,10 +247,8 @@ def _score_local(
     probabilities: bool,
     progress: ProgressFn | None,
 ) -> tuple[int, int]:
-    import pandas as pd
-    import pyarrow as pa
-
     data = _dataset(src)
+    _check_columns(data.schema.names, model, probabilities)
     total = data.count_rows() if _format(src, "input") == "parquet" else None
     writer = _Writer(dst, _format(dst, "output"))
     rows = chunks = 0
@@ -206,19 +258,16 @@ def _score_local(
         while (batch := _next_batch(batches, src, rows)) is not None:
             if batch.num_rows == 0:
                 continue
-            frame = batch.to_pandas()
-            # Numbered from the chunk's first row, so a bad value is named by its row in the file.
-            frame.index = pd.RangeIndex(rows, rows + len(frame))
             try:
-                scored = _predict_frame(model, frame, version, probabilities)
+                scored = _score_batch(model, batch, rows, version, probabilities)
             except InvalidInput as exc:
                 raise InvalidInput(
-                    f"rows {rows}..{rows + len(frame) - 1}: {exc.message}",
+                    f"rows {rows}..{rows + batch.num_rows - 1}: {exc.message}",
                     field=exc.field,
                     hint=exc.hint,
                 ) from exc
-            writer.write(pa.Table.from_pandas(scored, preserve_index=False))
-            rows += len(frame)
+            writer.write(scored)
+            rows += batch.num_rows
             chunks += 1
             if progress is not None:
                 progress(rows, total)
@@ -240,6 +289,7 @@ def _score_ray(
 
     kind = _format(src, "input")
     out_kind = _format(dst, "output")
+    _check_columns(_dataset(src).schema.names, model, probabilities)
     source = ray.data.read_parquet(str(src)) if kind == "parquet" else ray.data.read_csv(str(src))
     model_ref = ray.put(model)
 
