@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
+import threading
+import time
 from typing import Any
 
 import orjson
@@ -12,7 +14,7 @@ import pytest
 from pydantic import ValidationError
 
 from loopline.core.context import Context
-from loopline.serving.app import GC_THRESHOLDS, ModelServer, ServeSettings
+from loopline.serving.app import GC_THRESHOLDS, SHADOW_BACKLOG, ModelServer, ServeSettings
 from loopline.serving.deploy import deploy, get_deployment, history, live_window
 from tests.serving.helpers import good_model, register, row, toy_data, weak_model
 
@@ -228,3 +230,49 @@ def test_a_request_id_labels_could_never_name_is_refused(embedded_ctx: Context) 
         _post(server, "/v1/models/churn/predict", body, [(b"x-request-id", b"b" * 200)])
     )
     assert status == 200 and answer["request_id"] == "b" * 200
+
+
+def test_a_slow_shadow_never_holds_the_answers_and_a_busy_one_is_skipped(
+    embedded_ctx: Context,
+) -> None:
+    data = toy_data()
+    v1 = register(good_model(data), "churn", data)
+    v2 = register(weak_model(data), "churn", data)
+    deploy("churn", v1)
+    deploy("churn", v2, strategy="shadow")
+    server = _served(embedded_ctx)
+    route = server.control.routes["churn"]
+    assert route.shadow is not None and route.stats is not None
+    stats = route.stats
+    release = threading.Event()
+    real = route.shadow.predict
+
+    def held(rows: Any) -> Any:  # the shadow version takes as long as the test says
+        release.wait(3)
+        return real(rows)
+
+    route.shadow.predict = held
+    sent = SHADOW_BACKLOG + 2
+
+    async def scenario() -> tuple[list[tuple[int, dict[str, Any]]], float, int]:
+        start = time.perf_counter()
+        answers = [
+            await _post(server, "/v1/models/churn/predict", {"instances": [row()]})
+            for _ in range(sent)
+        ]
+        took = time.perf_counter() - start
+        compared_while_held = stats.compared
+        release.set()
+        deadline = time.monotonic() + 30
+        while stats.compared < SHADOW_BACKLOG and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return answers, took, compared_while_held
+
+    answers, took, compared_while_held = asyncio.run(scenario())
+    # Inline, each answer waited for the shadow (the event loop was blocked): 3 s each.
+    assert took < 2.5
+    assert {(status, a["model_version"]) for status, a in answers} == {(200, str(v1))}
+    assert compared_while_held == 0
+    assert stats.compared == stats.candidate.requests == SHADOW_BACKLOG
+    metrics = server.metrics.render()[0].decode()
+    assert f'loopline_shadow_skipped_total{{model="churn",version="{v2}"}} 2.0' in metrics

@@ -4,7 +4,9 @@
 * ``loopline_prediction_latency_seconds{model, version}`` - request latency histogram;
 * ``loopline_model_failures_total{model, version, kind}`` - a version raised or timed out
   (``kind``: ``error``/``timeout``) and another one answered, or none could;
-* ``loopline_shadow_predictions_total{model, version, agreed}`` - mirrored requests.
+* ``loopline_shadow_predictions_total{model, version, agreed}`` - mirrored requests;
+* ``loopline_shadow_skipped_total{model, version}`` - requests not mirrored because the
+  shadow version was still busy with ``SHADOW_BACKLOG`` earlier ones.
 
 With ``--workers N`` the server sets ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` sums the
 workers' values (prometheus_client's multiprocess mode).
@@ -62,6 +64,12 @@ class ServingMetrics:
             ["model", "version", "agreed"],
             registry=self.registry,
         )
+        self.shadow_skips = Counter(
+            "loopline_shadow_skipped",
+            "Requests not mirrored to a shadow version that was still busy.",
+            ["model", "version"],
+            registry=self.registry,
+        )
         self._counters: dict[tuple[str, str, int], Any] = {}
         self._histograms: dict[tuple[str, str], Any] = {}
 
@@ -97,6 +105,14 @@ class ServingMetrics:
             >>> ServingMetrics().shadowed("churn", "4", agreed=True)
         """
         self.shadow.labels(model, version, "true" if agreed else "false").inc()
+
+    def shadow_skipped(self, model: str, version: str) -> None:
+        """Count one request not mirrored to a busy shadow version.
+
+        Example:
+            >>> ServingMetrics().shadow_skipped("churn", "4")
+        """
+        self.shadow_skips.labels(model, version).inc()
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition format and its content type (all workers in multiprocess).

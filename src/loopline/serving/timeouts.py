@@ -99,8 +99,16 @@ class PredictRunner:
         """
         return self._stuck.get(model, 0)
 
-    async def run(self, model: Runnable, shape: str, rows: Any, timeout: float) -> list[Any]:
-        """``model.run(shape, rows)`` on a worker thread; :class:`TimeoutError` after ``timeout`` s.
+    async def run(
+        self,
+        model: Runnable,
+        shape: str,
+        rows: Any,
+        timeout: float | None,
+        call: Callable[[str, Any], Any] | None = None,
+    ) -> Any:
+        """``model.run(shape, rows)`` (or ``call(shape, rows)``, a call of that model) on a
+        worker thread; :class:`TimeoutError` after ``timeout`` s (None: no limit).
 
         Example:
             >>> # await runner.run(served, "records", [{"x": 1.0}], timeout=1.0)
@@ -111,8 +119,8 @@ class PredictRunner:
                 f"{stuck} earlier predictions of version {model.label} of {model.name!r} are "
                 f"still running past their timeout; it is skipped until one returns"
             )
-        future: Future[list[Any]] = Future()
-        self._queue.put((future, model.run, (shape, rows)))
+        future: Future[Any] = Future()
+        self._queue.put((future, model.run if call is None else call, (shape, rows)))
         waiter = asyncio.wrap_future(future)
         try:
             return await asyncio.wait_for(waiter, timeout)
@@ -121,9 +129,7 @@ class PredictRunner:
                 self._lost(model, future, asyncio.get_running_loop())
             raise
 
-    def _lost(
-        self, model: Runnable, future: Future[list[Any]], loop: asyncio.AbstractEventLoop
-    ) -> None:
+    def _lost(self, model: Runnable, future: Future[Any], loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:
             if future.done():  # it returned just now: its thread is free again
                 return
@@ -131,7 +137,7 @@ class PredictRunner:
         self._spawn()
         self._stuck[model] = self._stuck.get(model, 0) + 1
 
-        def returned(_: Future[list[Any]]) -> None:
+        def returned(_: Future[Any]) -> None:
             # On the worker thread: the count is kept on the event loop's thread.
             with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to count
                 loop.call_soon_threadsafe(self._released, model)
