@@ -163,3 +163,17 @@ def test_square_brackets_in_descriptions_params_and_reasons_print_verbatim(
     shown = _deployments(ctx, "show", "churn")
     assert shown.returncode == 0, shown.stderr
     assert "first [/release]" in shown.stdout
+
+
+def test_show_prints_the_categories_of_a_category_column(embedded_ctx: Context) -> None:
+    import lightgbm as lgb
+    import pandas as pd
+
+    X = pd.DataFrame({"plan": pd.Categorical(["free", "pro", "team"] * 10), "n": range(30)})
+    model = lgb.LGBMClassifier(n_estimators=2, min_child_samples=2, verbose=-1)
+    with ll.start_run(experiment="cli-models") as run:
+        run.log_model(model.fit(X, [0, 1, 1] * 10), "model", input_example=X.head(3))
+    ll.registry.register(run, "plans")
+    text = _models(embedded_ctx, "show", "plans@1")
+    assert text.returncode == 0, text.stderr
+    assert "category: free, pro, team" in text.stdout, text.stdout

@@ -276,3 +276,40 @@ def test_a_slow_shadow_never_holds_the_answers_and_a_busy_one_is_skipped(
     assert stats.compared == stats.candidate.requests == SHADOW_BACKLOG
     metrics = server.metrics.render()[0].decode()
     assert f'loopline_shadow_skipped_total{{model="churn",version="{v2}"}} 2.0' in metrics
+
+
+def test_a_model_trained_on_a_categorical_column_takes_its_categories_as_json(
+    embedded_ctx: Context,
+) -> None:
+    """A LightGBM model fitted on a pandas categorical could not be logged with an example
+    (the signature read the column as text), so it could not be served at all."""
+    import lightgbm as lgb
+    import pandas as pd
+
+    from loopline.serving.openapi import describe
+
+    data = toy_data()
+    data["bucket"] = pd.Categorical(data["bucket"].map("b{}".format))
+    model = lgb.LGBMClassifier(n_estimators=8, min_child_samples=5, verbose=-1)
+    model.fit(data[["a", "b", "bucket"]], data["label"])
+    deploy("churn", register(model, "churn", data))
+    server = _served(embedded_ctx)
+    rows = data[["a", "b", "bucket"]].head(6).astype({"bucket": str})
+    expected = model.predict(data[["a", "b", "bucket"]].head(6)).tolist()
+    records = rows.to_dict("records")
+    split = {"columns": list(rows), "data": rows.to_numpy().tolist()}
+    for body in (
+        {"instances": records},
+        {"instances": [list(r.values()) for r in records]},
+        {"dataframe_split": split},
+    ):
+        status, answer = asyncio.run(_post(server, "/v1/models/churn/predict", body))
+        assert status == 200, answer
+        assert answer["predictions"] == expected, body
+    status, answer = asyncio.run(
+        _post(server, "/v1/models/churn/predict", {"instances": [{**records[0], "bucket": 1}]})
+    )
+    assert status == 422 and answer["error"]["field"] == "bucket", answer
+    assert "'b0', 'b1', 'b2', 'b3'" in answer["error"]["message"]
+    schema = describe(server.control.routes)["paths"]["/v1/models/churn/predict"]
+    assert "'enum': ['b0', 'b1', 'b2', 'b3']" in str(schema)

@@ -202,6 +202,54 @@ def test_a_model_logged_without_example_loads_unvalidated(ctx: Context) -> None:
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
 
 
+def _categorical_data(n: int = 300) -> tuple[pd.DataFrame, pd.Series]:
+    rng = np.random.default_rng(5)
+    X = pd.DataFrame(
+        {
+            "plan": pd.Categorical(rng.choice(["free", "pro", "team"], n), ["free", "pro", "team"]),
+            "age": rng.integers(18, 80, n),
+            "code": pd.Categorical(rng.choice([10, 20, 30], n)),
+        }
+    )
+    return X, pd.Series(((X.plan == "pro") | (X.age > 60) | (X.code == 30)).astype(int))
+
+
+CATEGORICAL_MAKERS = {
+    "xgboost": lambda X, y: xgb.XGBClassifier(n_estimators=8, enable_categorical=True).fit(X, y),
+    "lightgbm": lambda X, y: lgb.LGBMClassifier(
+        n_estimators=8, min_child_samples=5, verbose=-1
+    ).fit(X, y),
+}
+
+
+@pytest.mark.parametrize("flavor", sorted(CATEGORICAL_MAKERS), ids=str)
+def test_a_model_trained_on_categorical_columns_logs_loads_and_predicts(
+    ctx: Context, flavor: str
+) -> None:
+    """A categorical column was read as text: logging raised the library's ValueError
+    ('categorical_feature do not match', 'Invalid columns: plan: str')."""
+    X, y = _categorical_data()
+    model = CATEGORICAL_MAKERS[flavor](X, y)
+    with ll.start_run(experiment="models") as run:
+        logged = run.log_model(model, "model", input_example=X.head(5))
+    version = ll.registry.register(logged, f"cat-{flavor}")
+    plan = version.signature.inputs[0] if version.signature else None
+    assert plan is not None and (plan.type, plan.categories) == (
+        "category",
+        ("free", "pro", "team"),
+    )
+    loaded = ll.registry.load(version.uri)
+    expected = model.predict(X)
+    np.testing.assert_array_equal(loaded.predict(X), expected)
+    np.testing.assert_allclose(loaded.predict_proba(X), model.predict_proba(X), rtol=1e-6)
+    as_json = orjson.loads(orjson.dumps(X.astype({"plan": str, "code": int}).to_dict("records")))
+    np.testing.assert_array_equal(loaded.predict(as_json), expected)
+    np.testing.assert_array_equal(loaded.predict(as_json[:1]), expected[:1])
+    with pytest.raises(InvalidInput, match="expects one of its categories") as info:
+        loaded.predict([{**as_json[0], "plan": "gold"}])
+    assert info.value.field == "plan"
+
+
 def test_mlflow_logged_models_are_not_unpickled(ctx: Context) -> None:
     m = store.create_logged_model(ctx, name="model", experiment_id="0", source_run_id=None)
     prefix = models.artifact_prefix(m)

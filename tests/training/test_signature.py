@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from loopline.errors import InvalidInput
-from loopline.training.signature import INT_MAX, INT_MIN, infer_signature
+from loopline.training.signature import INT_MAX, INT_MIN, ModelSignature, infer_signature
 
 SIG = infer_signature([{"age": 30, "income": 1.5, "plan": "pro"}])  # object rows
 NUMERIC = infer_signature([{"age": 30, "income": 1.5}])  # float64 rows
@@ -101,3 +101,108 @@ def test_a_type_error_names_the_first_offending_value_and_its_row() -> None:
     chunk = _frame(income=[1.0, 2.0, np.inf]).set_axis(pd.RangeIndex(100, 103))
     with pytest.raises(InvalidInput, match="in row 102"):  # a chunk numbered from its file row
         SIG.validate(chunk)
+
+
+# -- category columns (pandas categoricals: LightGBM, XGBoost enable_categorical) --------------
+
+PLANS = ("free", "pro", "team")
+CATEGORIES = pd.DataFrame(
+    {
+        "plan": pd.Categorical(["pro", "free"], categories=PLANS),
+        "code": pd.Categorical([20, 10], categories=[10, 20, 30]),
+        "age": [30, 40],
+    }
+)
+
+
+def test_a_categorical_column_is_a_category_column_with_its_categories_in_order() -> None:
+    sig = infer_signature(CATEGORIES)
+    plan, code, age = sig.inputs
+    assert (plan.type, plan.categories, code.categories) == ("category", PLANS, (10, 20, 30))
+    assert (age.type, age.categories, sig.numeric) == ("int", None, False)
+    data = sig.to_dict()["inputs"]
+    assert data[0]["categories"] == list(PLANS) and "categories" not in data[2]
+    assert ModelSignature.from_json(sig.to_json()) == sig
+    # A category not in the example's rows is kept: the dtype, not the values, says them.
+    assert "team" in (sig.inputs[0].categories or ())
+
+
+def test_category_input_is_given_back_as_a_categorical_of_exactly_the_categories() -> None:
+    sig = infer_signature(CATEGORIES)
+    reordered = CATEGORIES.assign(plan=CATEGORIES.plan.cat.reorder_categories(["team", *PLANS[:2]]))
+    as_text = CATEGORIES.astype({"plan": str, "code": int})
+    for given in (
+        CATEGORIES,
+        reordered,
+        as_text,
+        as_text.to_dict("records"),
+        [{"plan": "pro", "code": 20.0, "age": 30}, {"plan": "free", "code": 10, "age": 40}],
+        np.array([["pro", 20, 30], ["free", 10, 40]], dtype=object),
+    ):
+        frame = sig.to_frame(given)
+        for name, cats in (("plan", PLANS), ("code", (10, 20, 30))):
+            assert list(frame[name].cat.categories) == list(cats), (given, name)
+        assert frame["plan"].tolist() == ["pro", "free"] and frame["code"].tolist() == [20, 10]
+    one = sig.to_frame([{"plan": "team", "code": 30, "age": 1}])  # the one-row fast path
+    assert one["plan"].cat.codes.tolist() == [2] and one["code"].cat.codes.tolist() == [2]
+
+
+@pytest.mark.parametrize(
+    ("rows", "field", "words"),
+    [
+        ([{"plan": "gold", "code": 10, "age": 1}], "plan", "got str 'gold' (row 0)"),
+        ([{"plan": "pro", "code": "10", "age": 1}], "code", "got str '10' (row 0)"),
+        ([{"plan": "pro", "code": True, "age": 1}], "code", "got bool True (row 0)"),
+        ([{"plan": "pro", "code": 10.5, "age": 1}], "code", "got float 10.5 (row 0)"),
+        ([{"plan": None, "code": 10, "age": 1}], "plan", "is NaN/null in row 0"),
+        (CATEGORIES.assign(plan=["pro", "Pro"]), "plan", "got str 'Pro' (row 1)"),
+        (np.array([[0, 10, 1]]), "plan", "got int 0 (row 0)"),
+    ],
+    ids=["unknown", "number-as-text", "bool-for-number", "fraction", "null", "frame", "array"],
+)
+def test_a_value_that_is_not_a_category_is_invalid_input_listing_the_categories(
+    rows: Any, field: str, words: str
+) -> None:
+    sig = infer_signature(CATEGORIES)
+    with pytest.raises(InvalidInput) as info:
+        sig.to_frame(rows)
+    assert info.value.field == field and words in info.value.message, info.value.message
+    if "null" not in words:
+        assert "expects one of its categories" in info.value.message
+
+
+def test_a_category_column_with_nulls_in_the_example_takes_nulls() -> None:
+    sig = infer_signature(CATEGORIES.assign(plan=pd.Categorical(["pro", None], categories=PLANS)))
+    assert sig.inputs[0].nullable
+    frame = sig.to_frame(
+        [{"plan": None, "code": 10, "age": 1}, {"plan": "pro", "code": 10, "age": 2}]
+    )
+    assert frame["plan"].isna().tolist() == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("column", "words"),
+    [
+        ({"name": "c", "type": "category"}, "without categories"),
+        ({"name": "c", "type": "category", "categories": []}, "without categories"),
+        ({"name": "c", "type": "category", "categories": ["a", "a"]}, "'a' twice"),
+        ({"name": "c", "type": "category", "categories": [1, 1.0]}, "1.0 twice"),
+        ({"name": "c", "type": "category", "categories": [None]}, "not a string"),
+        ({"name": "c", "type": "category", "categories": [[1]]}, "not a string"),
+        ({"name": "c", "type": "string", "categories": ["a"]}, "cannot have categories"),
+    ],
+    ids=["missing", "empty", "twice", "int-and-float", "null", "list", "not-category"],
+)
+def test_malformed_categories_are_refused_naming_the_column(
+    column: dict[str, Any], words: str
+) -> None:
+    with pytest.raises(InvalidInput, match=words) as info:
+        ModelSignature.from_dict({"inputs": [column]})
+    assert info.value.field in ("c", "signature")
+
+
+def test_categories_a_signature_cannot_hold_are_refused_at_inference() -> None:
+    dates = pd.DataFrame({"d": pd.Categorical(pd.to_datetime(["2024-01-01"]))})
+    with pytest.raises(InvalidInput, match="column 'd' has the category") as info:
+        infer_signature(dates)
+    assert info.value.field == "d"

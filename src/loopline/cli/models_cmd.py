@@ -132,7 +132,12 @@ def _print_version(mv: ModelVersion) -> None:
         for col in ("column", "type", "nullable"):
             table.add_column(col)
         for c in sig.inputs:
-            table.add_row(esc(c.name), c.type, "yes" if c.nullable else "no")
+            kind: str = c.type
+            if c.categories is not None:  # the first few: a column may have hundreds
+                shown = ", ".join(map(str, c.categories[:8]))
+                more = f", ... ({len(c.categories)})" if len(c.categories) > 8 else ""
+                kind = f"category: {shown}{more}"
+            table.add_row(esc(c.name), esc(kind), "yes" if c.nullable else "no")
         if sig.output is not None:
             table.add_row("(output)", f"{sig.output.type} x{sig.output.width}", "")
         console.print(table)

@@ -85,6 +85,8 @@ def _errors(*codes: str) -> dict[str, Any]:
 
 
 def _column(spec: Any) -> dict[str, Any]:
+    if spec.type == "category":  # one of the categories the model was trained with
+        return {"enum": [*spec.categories, *([None] if spec.nullable else [])]}
     schema = dict(_TYPES.get(spec.type, {}))
     if spec.nullable and "type" in schema:
         schema["type"] = [schema["type"], "null"]

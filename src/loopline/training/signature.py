@@ -1,9 +1,14 @@
 """Model signatures: the columns a model takes, their types and nullability, and its output.
 
 A signature is inferred from an input example (a pandas DataFrame or a list of row dicts):
-the columns in order, each typed ``int``, ``float``, ``bool`` or ``string``, and allowed to
-hold NaN/None only when the example holds one (or when the caller says so with
-``nullable=``). The output type comes from a prediction on the example.
+the columns in order, each typed ``int``, ``float``, ``bool``, ``string`` or ``category``,
+and allowed to hold NaN/None only when the example holds one (or when the caller says so
+with ``nullable=``). The output type comes from a prediction on the example.
+
+A pandas categorical column (what LightGBM and XGBoost with ``enable_categorical=True``
+train on) is a ``category`` column that records its categories, in order: input must be
+one of them, and the model is given the column back as a categorical of exactly those
+categories (a JSON client sends the values, e.g. ``"pro"``).
 
 :meth:`ModelSignature.validate` checks input at predict time and returns it as a 2-D numpy
 array in signature order; every violation is an :class:`~loopline.errors.InvalidInput`
@@ -35,8 +40,10 @@ from loopline.errors import InvalidInput
 if TYPE_CHECKING:
     import pandas as pd
 
-ColumnType = Literal["int", "float", "bool", "string"]
+ColumnType = Literal["int", "float", "bool", "string", "category"]
 COLUMN_TYPES: tuple[str, ...] = get_args(ColumnType)
+#: The values a ``category`` column's categories may be (JSON scalars, as pandas holds them).
+Category = str | int | float | bool
 
 _INT_TYPES = frozenset(
     {int, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64}
@@ -50,7 +57,9 @@ _ACCEPTS: dict[str, frozenset[type]] = {
     "int": _INT_TYPES | _FLOAT_TYPES,  # a float is accepted when it is integral (JSON 3.0)
     "bool": _BOOL_TYPES,
     "string": _STR_TYPES,
+    "category": frozenset(),  # every value is looked up among the column's categories
 }
+_TEXT_TYPES = ("string", "category")  # the types that make a signature's rows non-numeric
 _HINT = "send the columns and types of the model's signature (see `loopline models show`)"
 _INF = math.inf
 #: The range of an ``int`` column (int64), as ints and as the floats that bound it.
@@ -63,16 +72,20 @@ _FLOAT_MAX = float(np.finfo(np.float64).max)
 
 @dataclass(frozen=True)
 class ColumnSpec:
-    """One input column: its name, type and whether NaN/None is allowed.
+    """One input column: its name, type, whether NaN/None is allowed and, for a
+    ``category`` column, its categories in order (the codes a model was trained on).
 
     Example:
         >>> ColumnSpec("age", "int").nullable
         False
+        >>> ColumnSpec("plan", "category", categories=("free", "pro")).categories
+        ('free', 'pro')
     """
 
     name: str
     type: ColumnType
     nullable: bool = False
+    categories: tuple[Category, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +118,8 @@ class ModelSignature:
         init=False, repr=False, compare=False
     )
     _numeric: bool = field(init=False, repr=False, compare=False)
+    # category column -> {membership key: the category}, see _category_key.
+    _lookup: dict[str, dict[Any, Category]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.inputs:
@@ -120,15 +135,35 @@ class ModelSignature:
                     field=c.name,
                     hint=f"use one of {', '.join(COLUMN_TYPES)}",
                 )
+        lookup = {c.name: _category_lookup(c) for c in self.inputs if c.type == "category"}
+        for c in self.inputs:
+            if c.type != "category" and c.categories is not None:
+                raise InvalidInput(
+                    f"column {c.name!r} is {c.type}, so it cannot have categories",
+                    field=c.name,
+                    hint="give categories to category columns only",
+                )
         object.__setattr__(self, "_index", {n: i for i, n in enumerate(names)})
         plan = tuple((c.name, c.type, c.nullable, _ACCEPTS[c.type]) for c in self.inputs)
         object.__setattr__(self, "_plan", plan)
-        object.__setattr__(self, "_numeric", all(c.type != "string" for c in self.inputs))
+        object.__setattr__(self, "_numeric", all(c.type not in _TEXT_TYPES for c in self.inputs))
+        object.__setattr__(self, "_lookup", lookup)
 
     @property
     def names(self) -> list[str]:
         """The input column names, in order."""
         return [c.name for c in self.inputs]
+
+    @property
+    def numeric(self) -> bool:
+        """Whether every column is int, float or bool: rows are then a float64 array (a
+        model that needs ``string`` or ``category`` columns takes a DataFrame).
+
+        Example:
+            >>> infer_signature([{"x": 1.0, "ok": True}]).numeric
+            True
+        """
+        return self._numeric
 
     # -- serialisation --------------------------------------------------------------------
 
@@ -140,9 +175,7 @@ class ModelSignature:
             'float'
         """
         return {
-            "inputs": [
-                {"name": c.name, "type": c.type, "nullable": c.nullable} for c in self.inputs
-            ],
+            "inputs": [_column_dict(c) for c in self.inputs],
             "output": None
             if self.output is None
             else {"type": self.output.type, "width": self.output.width},
@@ -168,7 +201,10 @@ class ModelSignature:
         try:
             inputs = tuple(
                 ColumnSpec(
-                    str(c["name"]), cast(ColumnType, c["type"]), bool(c.get("nullable", False))
+                    str(c["name"]),
+                    cast(ColumnType, c["type"]),
+                    bool(c.get("nullable", False)),
+                    None if c.get("categories") is None else tuple(c["categories"]),
                 )
                 for c in data["inputs"]
             )
@@ -244,6 +280,13 @@ class ModelSignature:
         if _is_dataframe(rows):
             self._from_frame(rows)
             frame: pd.DataFrame = rows[self.names]
+            recode = [
+                c for c in self.inputs if c.type == "category" and not _same_categories(frame, c)
+            ]
+            if recode:
+                frame = frame.copy()
+                for c in recode:
+                    frame[c.name] = self._categorical(c, frame[c.name].to_numpy(dtype=object))
             return frame
         arr = self.validate(rows)
         data: dict[str, Any] = {}
@@ -259,9 +302,31 @@ class ModelSignature:
                 data[c.name] = col.astype(np.int64)
             elif c.type == "bool":
                 data[c.name] = col.astype(bool) if not c.nullable else col.astype(object)
+            elif c.type == "category":
+                data[c.name] = self._categorical(c, col)
             else:
                 data[c.name] = col.astype(object)
         return pd.DataFrame(data, columns=self.names)
+
+    def _categorical(self, c: ColumnSpec, values: Any) -> pd.Categorical:
+        """Validated values of category column ``c`` as a categorical of its categories."""
+        import pandas as pd
+
+        lookup = self._lookup[c.name]
+        canonical = [None if (k := _category_key(v)) is None else lookup[k] for v in values]
+        return pd.Categorical(canonical, categories=list(c.categories or ()))
+
+    def _category(self, name: str, nullable: bool, v: Any, r: int) -> Any:
+        """The category ``v`` stands for (``3.0`` is the category ``3``), else InvalidInput."""
+        key = _category_key(v)
+        if key is None:
+            if not nullable:
+                raise _null(name, r)
+            return None
+        found = self._lookup[name].get(key, _NOT_FOUND)
+        if found is _NOT_FOUND:
+            raise _not_a_category(name, list(self._lookup[name].values()), v, r)
+        return found
 
     def _check_row(self, row: Mapping[str, Any], r: int) -> list[Any]:
         values: list[Any] = []
@@ -296,6 +361,8 @@ class ModelSignature:
                 if not nullable:
                     raise _null(name, r)
                 append(math.nan if numeric else None)
+            elif kind == "category":
+                append(self._category(name, nullable, v, r))
             else:
                 append(_slow_value(name, kind, nullable, v, r))
         if len(row) != len(self._plan):
@@ -342,7 +409,8 @@ class ModelSignature:
             )
         if arr.shape[0] == 0:
             raise _no_rows()
-        if arr.dtype.kind == "O":
+        if arr.dtype.kind == "O" or (self._lookup and arr.dtype.kind in "biuf"):
+            # Numbers may be categories: each is looked up, one row at a time.
             return self._from_records([dict(zip(self.names, row, strict=True)) for row in arr])
         if arr.dtype.kind not in "biuf":
             raise InvalidInput(
@@ -396,6 +464,9 @@ class ModelSignature:
             nulls = series.isna().to_numpy()
             if nulls.any() and not c.nullable:
                 raise _null(c.name, row_of(int(np.argmax(nulls))))
+            if c.type == "category":
+                self._check_categories(c.name, series.to_numpy(dtype=object), nulls, row_of)
+                continue
             found = _series_type(series)
             ok = found is None or found == c.type or (c.type == "float" and found == "int")
             if found in ("int", "float") and c.type in ("int", "float"):
@@ -417,6 +488,120 @@ class ModelSignature:
         if self._numeric:
             return np.asarray(frame.astype("float64").to_numpy(dtype=np.float64))
         return np.asarray(frame.astype(object).where(pd.notna(frame), None).to_numpy())
+
+    def _check_categories(self, name: str, values: Any, nulls: Any, row_of: Any) -> None:
+        """Every non-null value of a category column is one of its categories."""
+        import pandas as pd
+
+        present = values[~nulls]
+        for v in pd.unique(present):
+            try:
+                self._category(name, True, v, 0)
+            except InvalidInput:
+                at = int(np.flatnonzero(~nulls)[_first_index(present, v)])
+                raise _not_a_category(
+                    name, list(self._lookup[name].values()), _py(v), row_of(at)
+                ) from None
+
+
+_NOT_FOUND = object()
+
+
+def _first_index(values: Any, v: Any) -> int:
+    for i, x in enumerate(values):
+        if x is v or x == v:
+            return i
+    return 0
+
+
+def _category_key(v: Any) -> Any:
+    """How a value is matched to a category: by kind and value, so ``True`` is not the
+    category ``1`` and ``"1"`` is not ``1``, but ``3.0`` (JSON has one number type) is
+    ``3``; None for a null."""
+    if v is None:
+        return None
+    if isinstance(v, bool | np.bool_):
+        return ("bool", bool(v))
+    if isinstance(v, str):
+        return ("str", str(v))
+    if isinstance(v, numbers.Integral):
+        return ("num", int(v))
+    if isinstance(v, numbers.Real):
+        f = float(v)
+        if f != f:
+            return None
+        return ("num", int(f)) if f.is_integer() else ("num", f)
+    if type(v).__name__ in ("NAType", "NaTType"):
+        return None
+    return ("other", repr(v))  # never a category: lists, dicts, dates...
+
+
+def _category_lookup(c: ColumnSpec) -> dict[Any, Category]:
+    """{key: category} of a category column; InvalidInput when its categories are not
+    a non-empty list of distinct JSON scalars."""
+    hint = "give the column's categories as a non-empty list of distinct strings or numbers"
+    if not c.categories:
+        raise InvalidInput(
+            f"column {c.name!r} is a category column without categories", field=c.name, hint=hint
+        )
+    lookup: dict[Any, Category] = {}
+    for v in c.categories:
+        key = _category_key(v)
+        ok = isinstance(v, Category) and key is not None and key[0] != "other"
+        if not ok or (isinstance(v, float) and math.isinf(v)):
+            raise InvalidInput(
+                f"column {c.name!r} has the category {v!r} ({type(v).__name__}), which is not "
+                "a string, a finite number or a bool",
+                field=c.name,
+                hint="convert the categories to strings before training "
+                "(df[col] = df[col].astype(str).astype('category'))",
+            )
+        if key in lookup:
+            raise InvalidInput(
+                f"column {c.name!r} has the category {v!r} twice (as {lookup[key]!r})",
+                field=c.name,
+                hint=hint,
+            )
+        lookup[key] = v
+    return lookup
+
+
+def _same_categories(frame: Any, c: ColumnSpec) -> bool:
+    """Whether ``frame[c.name]`` is already a categorical of exactly ``c``'s categories."""
+    import pandas as pd
+
+    dtype = frame[c.name].dtype
+    if not isinstance(dtype, pd.CategoricalDtype):
+        return False
+    have = [_category_key(v) for v in dtype.categories]
+    return have == [_category_key(v) for v in c.categories or ()]
+
+
+def _not_a_category(name: str, categories: list[Any], value: Any, row: int) -> InvalidInput:
+    value = _py(value)
+    shown = ", ".join(repr(v) for v in categories[:10])
+    if len(categories) > 10:
+        shown += f", ... ({len(categories)} in all)"
+    return InvalidInput(
+        f"column {name!r} expects one of its categories ({shown}), got "
+        f"{type(value).__name__} {value!r} (row {row})",
+        field=name,
+        hint="send a category the model was trained with; a new category needs a model "
+        "trained and logged with it",
+    )
+
+
+def _column_dict(c: ColumnSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": c.name, "type": c.type, "nullable": c.nullable}
+    if c.categories is not None:
+        out["categories"] = list(c.categories)
+    return out
+
+
+def _category_spec(name: str, series: Any, nullable: bool) -> ColumnSpec:
+    """The ``category`` column of a pandas categorical Series (its categories, in order)."""
+    categories = tuple(_py(v) for v in series.cat.categories)
+    return ColumnSpec(name, "category", nullable, categories)
 
 
 def _is_dataframe(obj: object) -> bool:
@@ -670,8 +855,11 @@ def infer_signature(
     if _is_dataframe(example):
         for name in example.columns:
             series = example[name]
-            found = _series_type(series)
             has_null = bool(series.isna().any())
+            if type(series.dtype).__name__ == "CategoricalDtype":
+                columns.append(_category_spec(str(name), series, has_null or str(name) in allow))
+                continue
+            found = _series_type(series)
             columns.append(
                 ColumnSpec(
                     str(name), _checked_type(str(name), found), has_null or str(name) in allow

@@ -90,7 +90,7 @@ class LightGBMFlavor(Flavor):
         example: list[dict[str, Any]] | None,
     ) -> Predictor:
         kind: Any = "array"
-        if signature is not None and any(c.type == "string" for c in signature.inputs):
+        if signature is not None and not signature.numeric:
             kind = "frame"
         classes = saved.options.get("classes")
         if saved.options.get("estimator") != "classifier" or not classes:

@@ -232,4 +232,4 @@ def _same_predictions(
 
 def _placeholder_row(signature: ModelSignature) -> dict[str, Any]:
     zero: dict[str, Any] = {"int": 0, "float": 0.0, "bool": False, "string": ""}
-    return {c.name: zero[c.type] for c in signature.inputs}
+    return {c.name: c.categories[0] if c.categories else zero[c.type] for c in signature.inputs}

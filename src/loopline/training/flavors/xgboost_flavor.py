@@ -98,6 +98,6 @@ class XGBoostFlavor(Flavor):
 
 
 def _input_kind(signature: ModelSignature | None) -> Any:
-    if signature is not None and any(c.type == "string" for c in signature.inputs):
+    if signature is not None and not signature.numeric:
         return "frame"
     return "array"
