@@ -196,6 +196,45 @@ def modelling(n: int = 10) -> None:
 
 
 @ll.step
+def exact_values(workdir: str) -> dict[str, Any]:
+    bump(workdir, "exact_values")
+    return {
+        "zeta": {"b": 1, "a": [2, {"y": 1, "x": 0}]},  # JSON, keys not in sorted order
+        "alpha": np.float32(0.1),
+        "mid": [np.int8(-3), np.float64(2.5), np.str_("s"), np.bool_(True), 1.5],
+        "blob": bytearray(b"\x00ab"),
+    }
+
+
+@ll.step
+def type_names(workdir: str, values: dict[str, Any]) -> list[Any]:
+    bump(workdir, "type_names")
+    return [list(values), list(values["zeta"]), type(values["alpha"]).__name__]
+
+
+@ll.pipeline
+def exact(workdir: str) -> None:
+    type_names(workdir, exact_values(workdir))
+
+
+@ll.step
+def subclass_output(kind: str) -> Any:
+    import collections
+    import enum
+
+    if kind == "namedtuple":
+        return collections.namedtuple("Pair", "a b")(1, 2)
+    if kind == "ordered":
+        return {"d": collections.OrderedDict(b=1, a=2)}
+    return [enum.IntEnum("Level", "LOW HIGH").HIGH]
+
+
+@ll.pipeline
+def subclass(kind: str) -> None:
+    subclass_output(kind)
+
+
+@ll.step
 def unstorable() -> Any:
     return object()
 

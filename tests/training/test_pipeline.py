@@ -281,6 +281,50 @@ def test_values_of_every_kind_round_trip(ctx: Context) -> None:
     assert len(set(inputs.values())) == 6
 
 
+def test_a_cached_step_returns_exactly_what_the_step_returned(ctx: Context, tmp_path: Path) -> None:
+    """JSON was stored with sorted keys and numpy scalars as Python values: a cache hit (and
+    the next step) got {'a', 'b'} for {'b', 'a'}, a float for a float32."""
+    import numpy as np
+
+    wd = str(tmp_path)
+    first = ps.exact.run({"workdir": wd})
+    second = ps.exact.run({"workdir": wd})
+    assert _statuses(second) == {"exact_values": "cached", "type_names": "cached"}
+    assert ps.count(wd, "exact_values") == 1
+    expected = ps.exact_values.fn(wd)
+    for result in (first, second):
+        got = result.output("exact_values")
+        assert list(got) == ["zeta", "alpha", "mid", "blob"]
+        assert got["zeta"] == expected["zeta"] and list(got["zeta"]) == ["b", "a"]
+        assert list(got["zeta"]["a"][1]) == ["y", "x"]
+        assert [type(v) for v in got["mid"]] == [type(v) for v in expected["mid"]]
+        assert got["mid"] == expected["mid"] and got["mid"][0].dtype == np.int8
+        assert type(got["alpha"]) is np.float32 and got["alpha"] == np.float32(0.1)
+        assert type(got["blob"]) is bytearray and got["blob"] == expected["blob"]
+        assert result.output("type_names") == [
+            ["zeta", "alpha", "mid", "blob"],
+            ["b", "a"],
+            "float32",
+        ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [
+        ("namedtuple", "a subclass of tuple: it would load back as a plain tuple"),
+        ("ordered", "collections.OrderedDict, a subclass of dict"),
+        ("intenum", "a subclass of int"),
+    ],
+)
+def test_a_subclass_of_a_storable_type_is_refused_naming_the_step(
+    ctx: Context, kind: str, words: str
+) -> None:
+    """A namedtuple loaded back as a plain tuple: result.a worked on a run, not on a hit."""
+    rec = ps.subclass.run({"kind": kind}).steps["subclass_output"]
+    assert rec.status == "failed" and words in (rec.error or ""), rec.error
+    assert "step 'subclass_output' returned a" in (rec.error or "")
+
+
 def test_models_are_stored_with_their_flavor(ctx: Context) -> None:
     result = ps.modelling.run({"n": 10})
     assert result.steps["fit_model"].output is not None

@@ -1,27 +1,33 @@
 """Step outputs as typed, content-addressed artifacts: a safe format for each kind of value.
 
-=============================  ==========  ==========================================
-value                          type        bytes
-=============================  ==========  ==========================================
-None, bool, int, float, str,   ``json``    JSON (NaN and +/-inf round-trip)
-and lists/dicts of those
-``pandas.DataFrame``           ``parquet`` Parquet (pyarrow), index kept
-``pandas.Series``              ``series``  Parquet of a one-column frame
-``numpy.ndarray`` (not object) ``npy``     ``.npy`` without pickle
-``bytes`` / ``bytearray``      ``bytes``   as is
-scikit-learn, XGBoost and      ``model``   the model flavor's own format (skops,
-LightGBM models                            UBJSON, LightGBM text): a JSON manifest
-                                           of flavor, class, options and file digests
-tuple / list / dict holding    ``tuple``,  a JSON manifest of the items' types and
-any of the above               ``list``,   digests; each item is its own artifact
-                               ``dict``
-=============================  ==========  ==========================================
+=============================  ==============  ==========================================
+value                          type            bytes
+=============================  ==============  ==========================================
+None, bool, int, float, str,   ``json``        JSON (NaN and +/-inf round-trip, dict
+and lists/dicts of those                       keys in their order)
+``pandas.DataFrame``           ``parquet``     Parquet (pyarrow), index kept
+``pandas.Series``              ``series``      Parquet of a one-column frame
+``numpy.ndarray`` (not object) ``npy``         ``.npy`` without pickle
+a numpy scalar (``float32``..) ``npscalar``    ``.npy`` of a 0-d array: the dtype is kept
+``bytes``                      ``bytes``       as is
+``bytearray``                  ``bytearray``   as is
+scikit-learn, XGBoost and      ``model``       the model flavor's own format (skops,
+LightGBM models                                UBJSON, LightGBM text): a JSON manifest
+                                               of flavor, class, options and file digests
+tuple / list / dict holding    ``tuple``,      a JSON manifest of the items' types and
+any of the above               ``list``,       digests (dict keys in their order); each
+                               ``dict``        item is its own artifact
+=============================  ==============  ==========================================
 
-Nothing is ever pickled: a value of any other type (a lambda, an open file, an object
-of your own class) is refused with :class:`~loopline.errors.InvalidInput` naming the step
-and the type, with a hint. A numpy scalar is stored as its Python value. Models are saved
-and loaded by :mod:`loopline.training.flavors` (the registry's flavors), so a step's model
-loads the same way as a registered one.
+A stored value loads back as what the step returned: the same types (a ``numpy.float32``
+stays one, a ``float`` stays a ``float``) and a dict's keys in the same order - a cache hit
+gives the next step exactly what a run would. Nothing is ever pickled: a value of any
+other type (a lambda, an open file, an object of your own class) is refused with
+:class:`~loopline.errors.InvalidInput` naming the step and the type, with a hint; so is a
+subclass of a type above (a namedtuple, an ``OrderedDict``, an ``IntEnum``), which would
+come back as the plain type. Models are saved and loaded by
+:mod:`loopline.training.flavors` (the registry's flavors), so a step's model loads the
+same way as a registered one.
 
 The digest of an output is the BLAKE3 digest of its bytes, so the same value produces the
 same digest and downstream steps hit the cache.
@@ -49,6 +55,7 @@ from loopline.core.artifacts import ArtifactStore
 from loopline.errors import InvalidInput
 
 _COMPOSITES = ("tuple", "list", "dict")
+_JSON_SCALARS = (bool, int, float, str)
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,24 @@ def is_json(value: Any) -> bool:
     if type(value) is dict:
         return all(isinstance(k, str) and is_json(v) for k, v in value.items())
     return False
+
+
+def _exact_json(value: Any) -> bool:
+    """Whether ``value`` is made only of JSON types themselves, not subclasses (an IntEnum
+    or a numpy float64 would load back as a plain int or float), with ``str`` keys."""
+    kind = type(value)
+    if value is None or kind in _JSON_SCALARS:
+        return True
+    if kind is list:
+        return all(_exact_json(v) for v in value)
+    if kind is dict:
+        return all(type(k) is str and _exact_json(v) for k, v in value.items())
+    return False
+
+
+def _encode_ordered(value: Any) -> bytes:
+    """JSON bytes with dict keys in their order (an output must load back as it was)."""
+    return json.dumps(value, separators=(",", ":"), allow_nan=True).encode()
 
 
 def encode_json(value: Any) -> bytes:
@@ -152,23 +177,23 @@ def _unstorable(value: Any, step: str, detail: str = "") -> InvalidInput:
 
 def _encode_leaf(value: Any, step: str) -> tuple[str, bytes] | None:
     """(type, bytes) for a value with a format of its own; None for containers to split."""
-    if isinstance(value, bytes | bytearray | memoryview):
-        return "bytes", bytes(value)
-    if is_json(value):
-        return "json", encode_json(value)
+    if type(value) is bytes:
+        return "bytes", value
+    if type(value) is bytearray:
+        return "bytearray", bytes(value)
+    if _exact_json(value):
+        return "json", _encode_ordered(value)
     mod = type(value).__module__.split(".", 1)[0]
     if mod == "numpy":
         import numpy as np
 
-        if isinstance(value, np.generic):
-            return "json", encode_json(value.item())
-        if isinstance(value, np.ndarray):
+        if isinstance(value, np.generic | np.ndarray):
             buf = io.BytesIO()
-            try:
-                np.save(buf, value, allow_pickle=False)
+            try:  # a scalar as a 0-d array: its dtype (float32, int8...) comes back
+                np.save(buf, np.asarray(value), allow_pickle=False)
             except ValueError as exc:
                 raise _unstorable(value, step, f" (dtype {value.dtype})") from exc
-            return "npy", buf.getvalue()
+            return ("npscalar" if isinstance(value, np.generic) else "npy"), buf.getvalue()
     if mod == "pandas":
         import pandas as pd
 
@@ -213,17 +238,46 @@ def store_value(value: Any, store: ArtifactStore, *, step: str) -> StoredOutput:
     if leaf is not None:
         kind, data = leaf
         return StoredOutput(store.put_bytes(data), kind)
-    if isinstance(value, tuple | list):
+    if type(value) in (tuple, list):
         items = [store_value(v, store, step=step) for v in value]
         manifest: Any = [[o.type, o.digest] for o in items]
-        kind = "tuple" if isinstance(value, tuple) else "list"
-    elif isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        kind = "tuple" if type(value) is tuple else "list"
+    elif type(value) is dict and all(type(k) is str for k in value):
         stored = {k: store_value(v, store, step=step) for k, v in value.items()}
         manifest = {k: [o.type, o.digest] for k, o in stored.items()}
         kind = "dict"
     else:
-        raise _unstorable(value, step)
-    return StoredOutput(store.put_bytes(encode_json(manifest)), kind)
+        raise _subclass(value, step) or _unstorable(value, step, _subclass_detail(value))
+    return StoredOutput(store.put_bytes(_encode_ordered(manifest)), kind)
+
+
+def _subclass_detail(value: Any) -> str:
+    """What to add to the refusal of a value that is almost storable."""
+    if isinstance(value, memoryview):
+        return "; return bytes(value)"
+    if isinstance(value, dict):
+        keys = sorted({type(k).__name__ for k in value if type(k) is not str})
+        if keys:
+            return f"; its keys must be str, not {', '.join(keys)}"
+    return ""
+
+
+def _subclass(value: Any, step: str) -> InvalidInput | None:
+    """A subclass of a storable type (a namedtuple, an OrderedDict, an IntEnum) is refused:
+    it would load back as its base type, so a cache hit would differ from a run."""
+    for base in (*_JSON_SCALARS, bytes, tuple, list, dict):
+        if isinstance(value, base) and type(value) is not base:
+            kind = f"{type(value).__module__}.{type(value).__qualname__}"
+            name = base.__name__
+            extra = " or value._asdict()" if base is tuple else ""
+            return InvalidInput(
+                f"step {step!r} returned a {kind}, a subclass of {name}: it would load back "
+                f"as a plain {name}, so a cached step would not return what it returned",
+                field=step,
+                hint=f"return {name}(value){extra}; Loopline stores the built-in types "
+                "exactly and never pickles",
+            )
+    return None
 
 
 def load_value(output: StoredOutput, store: ArtifactStore) -> Any:
@@ -242,10 +296,13 @@ def load_value(output: StoredOutput, store: ArtifactStore) -> Any:
         return json.loads(data)
     if kind == "bytes":
         return data
-    if kind == "npy":
+    if kind == "bytearray":
+        return bytearray(data)
+    if kind in ("npy", "npscalar"):
         import numpy as np
 
-        return np.load(io.BytesIO(data), allow_pickle=False)
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+        return array[()] if kind == "npscalar" else array
     if kind in ("parquet", "series"):
         import pandas as pd
 
