@@ -76,6 +76,48 @@ def test_study_lives_in_the_metadata_database(ctx: Context) -> None:
     assert current_revision(ctx.engine) == head_revision()  # Loopline's schema untouched
 
 
+def test_a_study_resumed_with_a_space_its_trials_do_not_fit_is_refused_before_a_trial(
+    ctx: Context,
+) -> None:
+    """A param searched as a float, then as an int or a categorical (or a categorical with
+    other choices), raised Optuna's raw ValueError from the first trial, which stayed
+    RUNNING in the study for ever; and the tuning run was left FAILED."""
+    space = {"x": ("float", 0.0, 4.0), "kind": ("categorical", ["a", "b"])}
+    ll.tune(ps.quadratic, space, n_trials=2, study_name="resumed")
+    runs_before = len(ll.search_runs(experiment="tuning"))
+    for param, dimension, old in (
+        ("x", ("int", 0, 4), "('float', 0.0, 4.0)"),
+        ("x", ("float", 0.5, 4.0, "log"), "('float', 0.0, 4.0)"),
+        ("kind", ("categorical", ["a", "b", "c"]), "('categorical', ['a', 'b'])"),
+        ("kind", ("categorical", ["b", "a"]), "('categorical', ['a', 'b'])"),
+    ):
+        with pytest.raises(InvalidInput, match="study 'resumed' exists") as info:
+            ll.tune(ps.quadratic, {**space, param: dimension}, n_trials=2, study_name="resumed")
+        assert info.value.field == f"space.{param}"
+        assert f"give {param!r} as {old}" in (info.value.hint or "")
+    assert len(ll.search_runs(experiment="tuning")) == runs_before
+    url = optuna_storage_url(ctx.settings.metadata_uri)
+    assert url is not None
+    study = optuna.load_study(study_name="resumed", storage=open_storage(url))
+    assert {t.state for t in study.trials} == {optuna.trial.TrialState.COMPLETE}
+    # What Optuna allows goes on: another float range, a new param.
+    wider = {**space, "x": ("float", -1.0, 5.0), "k": ("int", 1, 3)}
+    again = ll.tune(ps.quadratic, wider, n_trials=2, study_name="resumed")
+    assert [t.number for t in again.trials] == [2, 3]
+
+
+def test_a_multi_objective_study_of_that_name_is_refused_naming_it(ctx: Context) -> None:
+    """Optuna's RuntimeError ('not available during multi-objective optimization') leaked."""
+    ctx.engine  # noqa: B018 - Loopline's schema first, as ll.tune does
+    url = optuna_storage_url(ctx.settings.metadata_uri)
+    assert url is not None
+    optuna.create_study(
+        study_name="pareto", storage=open_storage(url), directions=["maximize", "minimize"]
+    )
+    with pytest.raises(InvalidInput, match="study 'pareto' exists and has 2 objectives"):
+        ll.tune(ps.quadratic, {"x": ("float", 0.0, 1.0)}, n_trials=1, study_name="pareto")
+
+
 def test_trials_on_local_processes_report_through_the_shared_storage(ctx: Context) -> None:
     result = ll.tune(ps.curve, {"x": ("float", 0.0, 1.0)}, n_trials=8, executor="process")
     assert len(result.trials) == 8

@@ -274,12 +274,20 @@ def tune(
         )
     except ValueError as exc:
         raise InvalidInput(f"study {name!r}: {exc}", field="study_name") from exc
+    if len(study.directions) != 1:
+        raise InvalidInput(
+            f"study {name!r} exists and has {len(study.directions)} objectives; ll.tune "
+            "optimizes one",
+            field="study_name",
+            hint="use another study_name",
+        )
     if study.direction.name.lower() != direction:
         raise InvalidInput(
             f"study {name!r} exists and goes the other way ({study.direction.name.lower()})",
             field="direction",
             hint="use another study_name or the study's direction",
         )
+    _check_resumable(study, distributions)
     ex = get_executor(executor)
     try:
         if ex.remote:
@@ -315,6 +323,46 @@ def tune(
     return TuneResult(
         name, direction, dict(best.params), float(best.value), best_run, trials, parent.id
     )
+
+
+def _check_resumable(study: optuna.Study, distributions: Mapping[str, Any]) -> None:
+    """A study goes on only with a space its earlier trials fit (Optuna's rule): the same
+    kind and log scale for a float or int param (its range may change) and the same choices
+    in the same order for a categorical one. Checked before the first trial, so a refused
+    call leaves neither a trial stuck RUNNING in the study nor a tuning run."""
+    from optuna.distributions import check_distribution_compatibility
+
+    earlier: dict[str, Any] = {}
+    for trial in study.get_trials(deepcopy=False):
+        for param, dist in trial.distributions.items():
+            earlier.setdefault(param, dist)
+    for param, dist in distributions.items():
+        old = earlier.get(param)
+        if old is None:
+            continue
+        try:
+            check_distribution_compatibility(old, dist)
+        except ValueError as exc:
+            raise InvalidInput(
+                f"study {study.study_name!r} exists and its trials searched {param!r} as "
+                f"{_dimension(old)}, not {_dimension(dist)}: {exc}",
+                field=f"space.{param}",
+                hint=f"to go on with the study, give {param!r} as {_dimension(old)} (a float "
+                "or int range may change); to search the new space, use another study_name",
+            ) from exc
+
+
+def _dimension(dist: Any) -> str:
+    """An Optuna distribution in ``space`` syntax (what the user would write)."""
+    import optuna.distributions as d
+
+    if isinstance(dist, d.CategoricalDistribution):
+        return repr(("categorical", list(dist.choices)))
+    if isinstance(dist, d.IntDistribution) and not dist.log and dist.step == 1:
+        return repr(("int", dist.low, dist.high))
+    if isinstance(dist, d.FloatDistribution) and dist.step is None:
+        return repr(("float", dist.low, dist.high, *(["log"] if dist.log else [])))
+    return repr(dist)  # made outside ll.tune (a step, an int log scale): Optuna's own words
 
 
 def _any_complete(study: optuna.Study) -> bool:
