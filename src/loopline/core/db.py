@@ -40,7 +40,7 @@ T = TypeVar("T")
 
 
 def like_literal(text: str) -> str:
-    """``text`` as part of a LIKE pattern that matches only itself (use ``escape="\\"``):
+    r"""``text`` as part of a LIKE pattern that matches only itself (use ``escape="\\"``):
     ``%``, ``_`` and the escape character are escaped.
 
     Example:

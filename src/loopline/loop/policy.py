@@ -163,10 +163,10 @@ def parse_policy(data: Any, source: str) -> LoopPolicy:
     """Validate one policy; ConfigError names ``source`` and the bad key.
 
     Example:
-        >>> parse_policy({"model": "m"}, "p.yaml")
+        >>> parse_policy({"model": "m"}, "p.yaml")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        loopline.errors.ConfigError: p.yaml: data: Field required
+        loopline.errors.ConfigError: p.yaml: data: Field required (and 2 more) (hint: ...)
     """
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a loop policy is a mapping, got {type(data).__name__}")

@@ -208,6 +208,7 @@ def check_rules(rules: Sequence[AlertRule], windows: Sequence[WindowMetrics]) ->
     """Every (rule, window) whose value crosses the rule's threshold.
 
     Example:
+        >>> from loopline.monitoring.performance import WindowMetrics
         >>> w = WindowMetrics(0, 1, "1", 10, 10, 10, {"auc": 0.5})
         >>> [b.value for b in check_rules([AlertRule(metric="auc", threshold=0.6)], [w])]
         [0.5]
