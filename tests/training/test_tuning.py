@@ -106,6 +106,21 @@ def test_a_study_resumed_with_a_space_its_trials_do_not_fit_is_refused_before_a_
     assert [t.number for t in again.trials] == [2, 3]
 
 
+def test_a_named_study_goes_on_with_the_metadata_database_in_memory(tmp_path: Any) -> None:
+    """Each call made a new in-memory storage: the 'same' study started again from trial 0
+    (and a changed space was never checked)."""
+    memory = ll.init(uri="sqlite:///:memory:", artifacts=str(tmp_path / "artifacts"))
+    try:
+        space = {"x": ("float", -1.0, 1.0)}
+        ll.tune(ps.quadratic, space, n_trials=2, study_name="kept")
+        again = ll.tune(ps.quadratic, space, n_trials=2, study_name="kept")
+        assert [t.number for t in again.trials] == [2, 3]
+        with pytest.raises(InvalidInput, match="study 'kept' exists"):
+            ll.tune(ps.quadratic, {"x": ("int", -1, 1)}, n_trials=1, study_name="kept")
+    finally:
+        memory.close()
+
+
 def test_a_multi_objective_study_of_that_name_is_refused_naming_it(ctx: Context) -> None:
     """Optuna's RuntimeError ('not available during multi-objective optimization') leaked."""
     ctx.engine  # noqa: B018 - Loopline's schema first, as ll.tune does

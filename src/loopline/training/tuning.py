@@ -9,9 +9,10 @@ params, the objective's value as the metric ``objective`` and reported values as
 
 Optuna's study storage is the metadata database (its RDBStorage on the same SQLAlchemy URL:
 on SQLite the same file; on PostgreSQL several machines can work on one named study). An
-in-memory SQLite database keeps the study in memory. Loopline's Alembic revision sits in
-the ``alembic_version`` table Optuna would also use, so open the study from Optuna itself
-with ``optuna.load_study(study_name=..., storage=loopline.training.trials.open_storage(url))``
+in-memory SQLite database keeps its studies in memory, for the context's lifetime.
+Loopline's Alembic revision sits in the ``alembic_version`` table Optuna would also use, so
+open the study from Optuna itself with
+``optuna.load_study(study_name=..., storage=loopline.training.trials.open_storage(url))``
 (it skips Optuna's schema check), and never run ``optuna storage upgrade`` on the database.
 
 ``space`` maps each param to one of::
@@ -34,12 +35,13 @@ import inspect
 import math
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from loopline.core.context import get_context
+from loopline.core.context import Context, get_context
 from loopline.errors import InvalidInput, LooplineError
 from loopline.training.executors import (
     Executor,
@@ -257,9 +259,7 @@ def tune(
     ctx = get_context()
     ctx.engine  # noqa: B018 - migrate Loopline's schema before Optuna adds its tables
     url = optuna_storage_url(ctx.settings.metadata_uri)
-    storage: str | optuna.storages.BaseStorage = (
-        open_storage(url) if url else optuna.storages.InMemoryStorage()
-    )
+    storage: str | optuna.storages.BaseStorage = open_storage(url) if url else _in_memory(ctx)
     name = study_name or f"{getattr(objective, '__name__', 'objective')}-{uuid.uuid4().hex[:8]}"
     try:
         study = optuna.create_study(
@@ -323,6 +323,21 @@ def tune(
     return TuneResult(
         name, direction, dict(best.params), float(best.value), best_run, trials, parent.id
     )
+
+
+#: The in-memory study storage of each context (a metadata database in memory).
+_MEMORY: weakref.WeakKeyDictionary[Context, Any] = weakref.WeakKeyDictionary()
+
+
+def _in_memory(ctx: Context) -> Any:
+    """One in-memory storage per context: a named study goes on in the next ``tune`` call,
+    as it does on a database (a new storage per call started every study afresh)."""
+    import optuna
+
+    storage = _MEMORY.get(ctx)
+    if storage is None:
+        storage = _MEMORY[ctx] = optuna.storages.InMemoryStorage()
+    return storage
 
 
 def _check_resumable(study: optuna.Study, distributions: Mapping[str, Any]) -> None:
