@@ -226,6 +226,48 @@ def test_scoring_on_ray(model_uri: str, tmp_path: Path) -> None:
     assert merged["prediction"].tolist() == want["prediction"].tolist()
 
 
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Data's own deprecations
+def test_a_bad_row_on_ray_is_named_by_its_row_in_the_input_as_locally(
+    model_uri: str, tmp_path: Path, embedded_ctx: Context
+) -> None:
+    frame = toy_data(2000, seed=8).drop(columns=["label"])
+    frame.loc[1612, "b"] = float("inf")
+    frame.to_parquet(tmp_path / "inf.parquet", row_group_size=700)  # chunks cross groups
+    said = {}
+    for executor in ("local", "ray"):
+        with pytest.raises(InvalidInput, match=r"column 'b' is inf in row 1612") as e:
+            score(
+                model_uri, tmp_path / "inf.parquet", tmp_path / f"{executor}.parquet",
+                chunk_rows=250, executor=executor,
+            )  # fmt: skip
+        assert e.value.field == "b"
+        said[executor] = e.value.message
+    assert (
+        said["ray"]
+        == said["local"]
+        == ("rows 1400..1649: column 'b' is inf in row 1612; the model takes finite numbers only")
+    )
+    frame.drop(index=1612).to_parquet(tmp_path / "ok.parquet", row_group_size=700)
+    report = score(
+        model_uri, tmp_path / "ok.parquet", tmp_path / "ok-out.parquet", chunk_rows=250,
+        executor="ray",
+    )  # fmt: skip
+    assert report.rows == 1999
+
+    # The CLI on Ray: a CSV's bad row, by its row in the file, exit 2, no Ray traceback.
+    words = toy_data(600, seed=9).drop(columns=["label"])
+    words.loc[433, "a"] = float("nan")
+    words.to_csv(tmp_path / "nan.csv", index=False)
+    done = _score_cli(
+        embedded_ctx, model_uri, str(tmp_path / "nan.csv"), str(tmp_path / "o.csv"),
+        "--chunk-rows", "100", "--executor", "ray",
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "rows 400..499: column 'a' is NaN/null in row 433" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_package_writes_valid_kubernetes_manifests_and_a_pinned_dockerfile(
     model_uri: str, tmp_path: Path
 ) -> None:

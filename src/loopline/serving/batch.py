@@ -9,8 +9,9 @@ predicted, and the rows are written out as they come - the input's columns, then
 column named.
 
 With ``executor="ray"`` the same work runs as Ray Data ``map_batches`` on the cluster at
-``LOOPLINE_RAY_ADDRESS`` (a local Ray otherwise) and OUTPUT is a folder of Parquet or CSV
-parts.
+``LOOPLINE_RAY_ADDRESS`` (a local Ray otherwise), one task per Parquet row group (one for a
+CSV file), cut into the same chunks as locally so that an error names the same row of the
+input; OUTPUT is a folder of Parquet or CSV parts.
 
 Example:
     >>> # report = score("models:/churn@champion", "big.parquet", "scored.parquet")
@@ -20,7 +21,8 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,16 +123,6 @@ def _outputs(model: Any, features: Any, version: str, probabilities: bool) -> di
             out[f"proba_{cls}"] = proba[:, j]
     out[VERSION] = [version] * len(features)
     return out
-
-
-def _features(model: Any, frame: Any) -> Any:
-    names = model.signature.names if model.signature is not None else None
-    return frame[names] if names is not None and all(n in frame for n in names) else frame
-
-
-def _predict_frame(model: Any, frame: Any, version: str, probabilities: bool) -> Any:
-    _check_columns(list(frame.columns), model, probabilities)
-    return frame.assign(**_outputs(model, _features(model, frame), version, probabilities))
 
 
 def _score_batch(model: Any, batch: Any, first_row: int, version: str, probabilities: bool) -> Any:
@@ -238,6 +230,19 @@ def _next_batch(batches: Any, src: Path, done: int) -> Any:
         ) from exc
 
 
+def _score_chunk(model: Any, batch: Any, start: int, version: str, probabilities: bool) -> Any:
+    """One chunk scored (see :func:`_score_batch`); ``start`` is its first row's number in
+    the input, so a bad value is named by its row in the input on every executor."""
+    try:
+        return _score_batch(model, batch, start, version, probabilities)
+    except InvalidInput as exc:
+        raise InvalidInput(
+            f"rows {start}..{start + batch.num_rows - 1}: {exc.message}",
+            field=exc.field,
+            hint=exc.hint,
+        ) from exc
+
+
 def _score_local(
     model: Any,
     src: Path,
@@ -258,15 +263,7 @@ def _score_local(
         while (batch := _next_batch(batches, src, rows)) is not None:
             if batch.num_rows == 0:
                 continue
-            try:
-                scored = _score_batch(model, batch, rows, version, probabilities)
-            except InvalidInput as exc:
-                raise InvalidInput(
-                    f"rows {rows}..{rows + batch.num_rows - 1}: {exc.message}",
-                    field=exc.field,
-                    hint=exc.hint,
-                ) from exc
-            writer.write(scored)
+            writer.write(_score_chunk(model, batch, rows, version, probabilities))
             rows += batch.num_rows
             chunks += 1
             if progress is not None:
@@ -279,6 +276,76 @@ def _score_local(
     return rows, chunks
 
 
+def _ray_units(data: Any, src: Path, kind: str) -> list[dict[str, Any]]:
+    """Ray's work: one unit per Parquet row group (one for a CSV file), with its first row's
+    number in the input, counted in the order the local path reads (from metadata only).
+
+    Ray Data's own readers number nothing, so a worker could only name a bad row by its
+    place in its block; planning here keeps every error's row the row in the input.
+    """
+    if kind != "parquet":
+        return [{"path": str(src.resolve()), "row_group": -1, "start": 0}]
+    units: list[dict[str, Any]] = []
+    start = 0
+    for fragment in data.get_fragments():
+        for group in fragment.row_groups:
+            if group.num_rows:
+                path = str(Path(fragment.path).resolve())
+                units.append({"path": path, "row_group": group.id, "start": start})
+                start += group.num_rows
+    return units
+
+
+def _unit_batches(unit: dict[str, Any], kind: str, schema: Any, chunk_rows: int) -> Any:
+    """The unit's record batches of at most ``chunk_rows`` rows, as the local path cuts them."""
+    import pyarrow.dataset as ds
+
+    if kind != "parquet":
+        return _dataset(Path(unit["path"])).to_batches(batch_size=chunk_rows)
+    data = ds.dataset(unit["path"], format="parquet", schema=schema)
+    fragment = next(iter(data.get_fragments())).subset(row_group_ids=[unit["row_group"]])
+    return fragment.to_batches(schema=schema, batch_size=chunk_rows)
+
+
+def _ray_failure(exc: BaseException) -> InvalidInput | None:
+    """The InvalidInput a Ray task raised, out of Ray's wrappers (None if there is none)."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        err = todo.pop()
+        if err is None or id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, InvalidInput):
+            return err
+        todo += [err.__cause__, err.__context__, getattr(err, "cause", None)]
+    return None
+
+
+@contextmanager
+def _ray_data_console_quiet() -> Iterator[None]:
+    """Ray Data's progress and error logs kept off stderr (they stay in its session log).
+
+    Ray Data prints a failed task's whole traceback to stderr before raising it, so a bad
+    row gave pages of Ray internals above the one-line error the CLI prints.
+    """
+    import logging
+
+    consoles = [
+        h
+        for h in logging.getLogger("ray.data").handlers
+        if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+    ]
+    levels = [h.level for h in consoles]
+    for handler in consoles:
+        handler.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for handler, level in zip(consoles, levels, strict=True):
+            handler.setLevel(level)
+
+
 def _score_ray(
     model: Any, src: Path, dst: Path, chunk_rows: int, version: str, probabilities: bool
 ) -> tuple[int, int]:
@@ -289,18 +356,37 @@ def _score_ray(
 
     kind = _format(src, "input")
     out_kind = _format(dst, "output")
-    _check_columns(_dataset(src).schema.names, model, probabilities)
-    source = ray.data.read_parquet(str(src)) if kind == "parquet" else ray.data.read_csv(str(src))
+    data = _dataset(src)
+    _check_columns(data.schema.names, model, probabilities)
+    schema = data.schema if kind == "parquet" else None
+    units = _ray_units(data, src, kind)
+    if not units:
+        raise InvalidInput(f"input {src} has no rows", field="input")
     model_ref = ray.put(model)
 
-    def predict(frame: Any) -> Any:
-        return _predict_frame(ray.get(model_ref), frame, version, probabilities)
+    def predict(batch: Any) -> Any:
+        scorer = ray.get(model_ref)
+        for unit in batch.to_dict("records"):
+            start = int(unit["start"])
+            batches = iter(_unit_batches(unit, kind, schema, chunk_rows))
+            while (chunk := _next_batch(batches, Path(unit["path"]), start)) is not None:
+                if chunk.num_rows:
+                    yield _score_chunk(scorer, chunk, start, version, probabilities)
+                    start += chunk.num_rows
 
-    scored = source.map_batches(predict, batch_size=chunk_rows, batch_format="pandas")
-    if out_kind == "parquet":
-        scored.write_parquet(str(dst))
-    else:
-        scored.write_csv(str(dst))
+    scored = ray.data.from_items(units).map_batches(predict, batch_size=1, batch_format="pandas")
+    try:
+        with _ray_data_console_quiet():
+            if out_kind == "parquet":
+                scored.write_parquet(str(dst))
+            else:
+                scored.write_csv(str(dst))
+    except Exception as exc:
+        # Ray wraps a task's error in its own; a bad row is the same InvalidInput as locally.
+        failure = _ray_failure(exc)
+        if failure is None:
+            raise
+        raise InvalidInput(failure.message, field=failure.field, hint=failure.hint) from None
     written = (
         ray.data.read_parquet(str(dst)) if out_kind == "parquet" else ray.data.read_csv(str(dst))
     )
