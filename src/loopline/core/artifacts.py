@@ -54,6 +54,7 @@ from typing import Any
 
 import blake3
 
+from loopline.core import scratch
 from loopline.core.artifact_copy import THREADED_HASH_MIN as _THREADED_HASH_MIN
 from loopline.core.artifact_copy import copy_hashing
 from loopline.errors import BackendUnavailable, ConfigError, IntegrityError, InvalidInput, NotFound
@@ -145,6 +146,14 @@ class ArtifactStore(ABC):
     def check(self) -> None:
         """Raise :class:`BackendUnavailable` unless the store answers and is writable."""
 
+    def sweep_tmp(self) -> scratch.Sweep | None:
+        """Remove the temp files that killed writers left in the store (None: it keeps none).
+
+        Example:
+            >>> # store.sweep_tmp().removed_bytes
+        """
+        return None
+
     def _new_batch(self) -> ArtifactBatch:
         return ArtifactBatch(self)
 
@@ -159,15 +168,20 @@ class ArtifactStore(ABC):
             >>> # with store.batch() as batch:
             >>> #     digests = [batch.put_file(p)[0] for p in paths]
         """
-        batch = self._new_batch()
-        committed = False
-        try:
-            yield batch
-            batch.commit()
-            committed = True
-        finally:
-            if not committed:
-                batch.abort()
+        with self._writing():
+            batch = self._new_batch()
+            committed = False
+            try:
+                yield batch
+                batch.commit()
+                committed = True
+            finally:
+                if not committed:
+                    batch.abort()
+
+    def _writing(self) -> contextlib.AbstractContextManager[object]:
+        """Held while temp files of this process may exist in the store (none here)."""
+        return contextlib.nullcontext()
 
     def get_bytes(self, digest: str) -> bytes:
         """The bytes stored under ``digest``, verified.
@@ -304,6 +318,14 @@ class LocalArtifactStore(ArtifactStore):
     def _path(self, digest: str) -> Path:
         return self.root / object_key(digest)
 
+    def sweep_tmp(self) -> scratch.Sweep:
+        """Remove the copies in ``tmp/`` whose writer is gone (see :mod:`loopline.core.scratch`).
+
+        Example:
+            >>> # LocalArtifactStore("art").sweep_tmp().removed
+        """
+        return scratch.sweep(self._tmp)
+
     def exists(self, digest: str) -> bool:
         return self._path(digest).is_file()
 
@@ -330,7 +352,7 @@ class LocalArtifactStore(ArtifactStore):
         :class:`BackendUnavailable`; a source that changes meanwhile is :class:`InvalidInput`.
         """
         self._prepare()
-        tmp = self._tmp / uuid.uuid4().hex
+        tmp = self._tmp / scratch.temp_name(self._tmp)
         done = False
         with src.open("rb") as fin:
             try:
@@ -347,19 +369,25 @@ class LocalArtifactStore(ArtifactStore):
                     with contextlib.suppress(FileNotFoundError):
                         tmp.unlink()
 
+    def _writing(self) -> contextlib.AbstractContextManager[object]:
+        """This process's writer lock in ``tmp/``: a sweep keeps its temp files meanwhile."""
+        self._prepare()
+        return scratch.writing(self._tmp)
+
     def _commit(self, digest: str, write: Any) -> None:
-        tmp = self._tmp / uuid.uuid4().hex
-        try:
-            with tmp.open("wb") as f:
-                write(f)
-                f.flush()
-                os.fsync(f.fileno())
-            self._rename_into_place(tmp, digest)
-        except OSError as exc:
-            raise _unwritable(self.url, exc) from exc
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        with self._writing():
+            tmp = self._tmp / scratch.temp_name(self._tmp)
+            try:
+                with tmp.open("wb") as f:
+                    write(f)
+                    f.flush()
+                    os.fsync(f.fileno())
+                self._rename_into_place(tmp, digest)
+            except OSError as exc:
+                raise _unwritable(self.url, exc) from exc
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
 
     def _rename_into_place(self, tmp: Path, digest: str) -> None:
         final = self._path(digest)
@@ -393,10 +421,11 @@ class LocalArtifactStore(ArtifactStore):
 
     def check(self) -> None:
         self._prepare()
-        probe = self._tmp / f"probe-{uuid.uuid4().hex}"
         try:
-            probe.write_bytes(b"ok")
-            probe.unlink()
+            with self._writing():
+                probe = self._tmp / scratch.temp_name(self._tmp, "-probe")
+                probe.write_bytes(b"ok")
+                probe.unlink()
         except OSError as exc:
             raise _unwritable(self.url, exc) from exc
 
@@ -588,6 +617,31 @@ class S3ArtifactStore(ArtifactStore):
                     hint="create the bucket or fix LOOPLINE_ARTIFACTS",
                 ) from exc
             self.fs.rm_file(probe)
+
+    def unfinished_uploads(self) -> list[tuple[str, str]]:
+        """The multipart uploads begun under the store's prefix and never completed nor
+        aborted, as (key, started at): what a killed upload of a file of 100 MiB or more
+        leaves. Their parts are stored (and billed) until aborted; no writer can be told
+        alive from gone here, so they are listed, not removed.
+
+        Example:
+            >>> # store.unfinished_uploads() -> [('bucket/objects/8b/c9f1...', '2026-...')]
+        """
+        prefix = self._root.split("/", 1)[1] + "/" if "/" in self._root else ""
+        found: list[tuple[str, str]] = []
+        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        with self._translate():
+            while True:
+                try:
+                    page = self.fs.call_s3("list_multipart_uploads", **args)
+                except FileNotFoundError:
+                    return found  # some S3 servers answer NoSuchUpload when there are none
+                for upload in page.get("Uploads", []):
+                    found.append((upload["Key"], str(upload.get("Initiated", ""))))
+                if not page.get("IsTruncated"):
+                    return found
+                args["KeyMarker"] = page.get("NextKeyMarker", "")
+                args["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
 
     def _translate(self) -> contextlib.AbstractContextManager[None]:
         from loopline.core.s3 import translated

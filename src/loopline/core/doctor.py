@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from loopline.config import REDIS_SCHEMES, Settings
-from loopline.core.artifacts import open_artifact_store
+from loopline.core.artifacts import S3ArtifactStore, open_artifact_store
 from loopline.core.db import create_engine_for, current_revision, head_revision
+from loopline.core.scratch import Sweep, sweep
 from loopline.errors import ConfigError, LooplineError
 
 
@@ -77,17 +78,64 @@ def _check_metadata(settings: Settings) -> str:
 DOCTOR_S3_WAIT_S = 10.0
 
 
-def _check_artifacts(settings: Settings) -> str:
-    quick = settings.model_copy(
+def _quick(settings: Settings) -> Settings:
+    return settings.model_copy(
         update={
             "s3_max_attempts": 1,
             "s3_connect_timeout_s": min(settings.s3_connect_timeout_s, DOCTOR_S3_WAIT_S),
             "s3_read_timeout_s": min(settings.s3_read_timeout_s, DOCTOR_S3_WAIT_S),
         }
     )
-    store = open_artifact_store(settings.artifacts_uri, quick.s3_storage_options())
+
+
+def _check_artifacts(settings: Settings) -> str:
+    store = open_artifact_store(settings.artifacts_uri, _quick(settings).s3_storage_options())
     store.check()
     return "writable"
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
+def _describe(found: Sweep) -> str:
+    parts = [f"{found.folder}: nothing left by killed writers"]
+    if found.removed:
+        parts[0] = (
+            f"{found.folder}: removed {found.removed} left by killed writers "
+            f"({_mib(found.removed_bytes)})"
+        )
+    if found.live:
+        parts.append(f"{found.live} in use by running writers")
+    if found.unknown:
+        shown = ", ".join(found.unknown[:3]) + (", ..." if len(found.unknown) > 3 else "")
+        parts.append(
+            f"{len(found.unknown)} of unknown origin kept ({_mib(found.unknown_bytes)}: "
+            f"{shown}; an earlier version's? remove them by hand while nothing runs)"
+        )
+    return "; ".join(parts)
+
+
+def _check_temp_files(settings: Settings) -> str:
+    """Remove what killed writers left in LOOPLINE_HOME/tmp and the store's tmp/; report."""
+    from loopline.data.datasets import HOME_TMP_IN_USE
+
+    home = settings.home.expanduser().resolve()
+    lines = [_describe(sweep(home / "tmp", keep=HOME_TMP_IN_USE))]
+    store = open_artifact_store(settings.artifacts_uri, _quick(settings).s3_storage_options())
+    in_store = store.sweep_tmp()
+    if in_store is not None:
+        lines.append(_describe(in_store))
+    if isinstance(store, S3ArtifactStore):
+        uploads = store.unfinished_uploads()
+        if uploads:
+            oldest = min(started for _, started in uploads)
+            lines.append(
+                f"{store.url}: {len(uploads)} unfinished multipart upload(s), oldest begun "
+                f"{oldest} (a killed upload's parts stay stored until aborted: a bucket "
+                "lifecycle rule AbortIncompleteMultipartUpload removes them)"
+            )
+    return "\n".join(lines)
 
 
 def _check_online(settings: Settings) -> str:
@@ -137,6 +185,7 @@ def run_checks(settings: Settings) -> list[Check]:
     checks = [
         _timed("metadata", settings.metadata_uri, lambda: _check_metadata(settings)),
         _timed("artifacts", settings.artifacts_uri, lambda: _check_artifacts(settings)),
+        _timed("temp files", "killed writers' leftovers", lambda: _check_temp_files(settings)),
         _timed(
             "online store",
             settings.online_store or "sqlite (embedded)",

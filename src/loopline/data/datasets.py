@@ -54,6 +54,7 @@ import orjson
 from loopline.core.artifacts import ArtifactStore, hash_bytes
 from loopline.core.columns import MAX_INTEGER, duplicate_names, integer_value
 from loopline.core.context import Context, get_context
+from loopline.core.scratch import Sweep, sweep, writing
 
 # The catalog (and SQLAlchemy with it) is imported where it is used: register() loads it
 # while the bytes are copied (see _open_catalog), and the CLI's start-up does not wait.
@@ -354,6 +355,24 @@ def _first_use(ctx: Context) -> bool:
     return database not in ("", ":memory:") and not Path(database).exists()
 
 
+#: Folders of LOOPLINE_HOME/tmp that other code uses (DuckDB's spill folder): not temp files.
+HOME_TMP_IN_USE = ("duckdb",)
+
+
+def sweep_temp_files(ctx: Context) -> list[Sweep]:
+    """Remove what killed ``data add`` runs left in ``LOOPLINE_HOME/tmp`` and in the local
+    artifact store's ``tmp/`` (only files whose writer is gone: :mod:`loopline.core.scratch`).
+
+    Example:
+        >>> # [s.removed_bytes for s in sweep_temp_files(get_context())]
+    """
+    done = [sweep(_home(ctx) / "tmp", keep=HOME_TMP_IN_USE)]
+    in_store = ctx.artifacts.sweep_tmp()
+    if in_store is not None:
+        done.append(in_store)
+    return done
+
+
 def register(
     name: str,
     source: object,
@@ -378,8 +397,27 @@ def register(
         raise InvalidInput("description must be text", field="description")
     ctx = get_context()
     home = _home(ctx)
-    (home / "tmp").mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="register-", dir=home / "tmp"))
+    sweep_temp_files(ctx)
+    # The scratch folder (a CSV's Parquet copy) is a temp file of this process: a sweep by
+    # another leaves it alone until the block ends, and removes it if this process is killed.
+    with writing(home / "tmp") as token:
+        scratch = Path(tempfile.mkdtemp(prefix=f"{token}.register-", dir=home / "tmp"))
+        try:
+            return _store_version(ctx, home, scratch, name, source, description, progress)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _store_version(
+    ctx: Context,
+    home: Path,
+    scratch: Path,
+    name: str,
+    source: object,
+    description: str | None,
+    progress: ProgressFn | None,
+) -> DatasetVersion:
+    """:func:`register`'s work, with ``scratch`` its own folder for converted files."""
     cache = HashCache(home / "hashcache.db")
     try:
         skip = [home]
@@ -444,7 +482,6 @@ def register(
         return _version(ctx, row, entries, created_now=created, report=report)
     finally:
         cache.close()
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def parse_version(version: int | str) -> int | None:
