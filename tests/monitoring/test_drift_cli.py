@@ -150,6 +150,25 @@ def test_missing_inputs_are_one_line_errors(
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("target", "why"),
+    [
+        ("/proc/x.html", "No such file or directory"),
+        (".", "it is a folder"),
+        ("no/such/folder/out.html", "the folder no/such/folder does not exist"),
+        ("ref.csv/out.html", "ref.csv is a file, not a folder"),
+    ],
+    ids=["proc", "folder", "missing-folder", "under-a-file"],
+)
+def test_an_html_path_that_cannot_be_written_names_the_option(
+    files: Path, target: str, why: str
+) -> None:
+    result = _loopline(files, "drift", "ref.parquet", "cur.csv", "--html", target)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert f"cannot write --html {target}: {why}" in result.stderr
+    assert "Traceback" not in result.stderr and "--debug" not in result.stderr
+
+
 def test_help_has_an_example(files: Path) -> None:
     result = _loopline(files, "drift", "--help")
     assert result.returncode == 0 and "Example" in result.stdout

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
+from loopline.errors import InvalidInput
 from loopline.monitoring.drift import drift
 from loopline.monitoring.sketch import DriftSketch
 
@@ -54,3 +56,15 @@ def test_html_of_a_sketch_report(tmp_path: Path) -> None:
     sketch = DriftSketch.from_reference(ref.drop(columns=["gone"])).update(cur)
     text = sketch.drift().to_html(tmp_path / "s.html").read_text()
     assert text.count("<svg") == 3 and "wasserstein_binned" in text
+
+
+def test_html_to_a_path_that_cannot_be_written_is_invalid_input(tmp_path: Path) -> None:
+    report = drift(*_report_frames())
+    for target, why in [
+        (tmp_path, "it is a folder"),
+        (tmp_path / "none" / "x.html", f"the folder {tmp_path / 'none'} does not exist"),
+        (Path("/proc/x.html"), "No such file or directory"),
+    ]:
+        with pytest.raises(InvalidInput, match=f"cannot write the HTML report to .*: {why}") as e:
+            report.to_html(target)
+        assert e.value.field == "path"

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from loopline.cli._common import console, err_console, esc, print_json
+from loopline.errors import InvalidInput
 
 if TYPE_CHECKING:
     from loopline.monitoring.report import DriftReport
@@ -67,6 +68,20 @@ def _warn(report: DriftReport) -> None:
         err_console.print(f"[yellow]warning:[/] {esc(name)}: {esc(status)}", highlight=False)
 
 
+def _check_html(path: Path, exc: OSError | None) -> None:
+    """Refuse an --html path the report cannot be written to, naming the option (exit 2)."""
+    from loopline.monitoring.report import why_unwritable
+
+    why = why_unwritable(path, exc)
+    if why is not None:
+        raise InvalidInput(
+            f"cannot write --html {path}: {why}",
+            field="--html",
+            hint="name a file in a folder that exists and that you can write, "
+            "e.g. --html drift.html",
+        )
+
+
 def drift(
     reference: str = typer.Argument(
         ..., help="Reference data: a Parquet or CSV file, or a dataset NAME@VERSION."
@@ -106,6 +121,8 @@ def drift(
 
     from loopline.monitoring.drift import drift as compute
 
+    if html is not None:
+        _check_html(html, None)  # before the drift is computed, not after
     names = [c.strip() for c in columns.split(",") if c.strip()] if columns is not None else None
     with Progress(
         TextColumn("drift"),
@@ -123,7 +140,12 @@ def drift(
         report = compute(reference, current, names, progress=tick)
     _warn(report)
     if html is not None:
-        path = report.to_html(html)
+        try:
+            path = report.to_html(html)
+        except InvalidInput as exc:
+            cause = exc.__cause__
+            _check_html(html, cause if isinstance(cause, OSError) else None)
+            raise
         if not json_out:
             console.print(f"wrote {path}", highlight=False)
     if json_out:

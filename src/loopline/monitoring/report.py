@@ -316,5 +316,33 @@ class DriftReport:
         from loopline.monitoring.html import render
 
         out = Path(path)
-        out.write_text(render(self), encoding="utf-8")
+        page = render(self)
+        try:
+            out.write_text(page, encoding="utf-8")
+        except OSError as exc:
+            raise InvalidInput(
+                f"cannot write the HTML report to {out}: {why_unwritable(out, exc)}",
+                field="path",
+                hint="name a file in a folder that exists and that you can write",
+            ) from exc
         return out
+
+
+def why_unwritable(out: Path, exc: OSError | None = None) -> str | None:
+    """Why ``out`` cannot be written, in words (None when nothing is known against it before
+    trying); ``exc`` is the error a write raised. The OS says 'no such file' for a missing
+    folder and for a path under /proc alike.
+
+    Example:
+        >>> why_unwritable(Path("/no/such/folder/x.html"))
+        'the folder /no/such/folder does not exist'
+    """
+    if out.is_dir():
+        return "it is a folder"
+    if out.parent.exists() and not out.parent.is_dir():
+        return f"{out.parent} is a file, not a folder"
+    if not out.parent.is_dir():
+        return f"the folder {out.parent} does not exist"
+    if exc is None:
+        return None
+    return exc.strerror or str(exc)
