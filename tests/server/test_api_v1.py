@@ -101,6 +101,42 @@ def test_run_create_get_end_delete_restore(api: httpx.Client) -> None:
     assert child["tags"]["mlflow.parentRunId"] == run["id"]
 
 
+def test_an_encoded_slash_in_an_id_is_the_404_of_an_unknown_id(
+    api: httpx.Client, served: tuple[str, str]
+) -> None:
+    # The ASGI server decodes %2F before routing: abc%2Fdef was a generic 'Not Found',
+    # <id>%2F a 307 to <id> (a DELETE repeated on another run), <id>%2Fmetric-history the
+    # history of <id>.
+    run = _run(api)
+    rid = run["id"]
+    cases = [
+        ("GET", "/runs/abc%2Fdef", "abc%2Fdef"),
+        ("GET", "/runs/abc%2fdef/metric-history?key=m", "abc%2Fdef"),
+        ("GET", f"/runs/{rid}%2F", f"{rid}%2F"),
+        ("DELETE", f"/runs/{rid}%2F", f"{rid}%2F"),
+        ("GET", f"/runs/{rid}%2Fmetric-history?key=m", f"{rid}%2Fmetric-history"),
+        ("GET", "/runs/%2F", "%2F"),
+    ]
+    for method, path, shown in cases:
+        error = _error(api.request(method, path), 404)
+        assert error["code"] == "NOT_FOUND", (method, path)
+        assert error["message"] == f"run '{shown}' does not exist", (method, path)
+    assert api.get(f"/runs/{rid}").json()["lifecycle_stage"] == "active"  # not deleted
+    with httpx.Client(base_url=served[0], timeout=60) as root:
+        plain = root.get("/api/2.0/mlflow/logged-models/m-12")
+        slashed = root.get("/api/2.0/mlflow/logged-models/m-1%2F2")
+        assert plain.status_code == slashed.status_code == 404, slashed.text
+        assert slashed.json() == {
+            "error_code": "RESOURCE_DOES_NOT_EXIST",
+            "message": "logged model 'm-1%2F2' does not exist",
+        }
+        assert plain.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+        # In an artifact path (a path parameter) %2F is still a slash.
+        put = root.put("/api/2.0/mlflow-artifacts/artifacts/0/slash%2Fx.txt", content=b"hi")
+        assert put.status_code == 200, put.text
+        assert root.get("/api/2.0/mlflow-artifacts/artifacts/0/slash/x.txt").content == b"hi"
+
+
 def test_log_batch_columns_rows_and_history(api: httpx.Client) -> None:
     run = _run(api)
     rid = run["id"]

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 from loopline import __version__
 from loopline.core.context import Context, get_context
 from loopline.server.errors import install_error_handlers
+from loopline.server.raw_path import EncodedSlashes
 from loopline.server.responses import OrjsonResponse
 
 
@@ -27,7 +28,11 @@ class _App(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()
-        return stack if self.front is None else self.front(stack)
+        if self.front is not None:
+            stack = self.front(stack)
+        # Outermost: every layer (the auth gate, the fast path) and the router see a
+        # segment holding %2F whole, not split at the slash the server decoded.
+        return EncodedSlashes(stack)
 
 
 def create_app(ctx: Context | None = None) -> FastAPI:
