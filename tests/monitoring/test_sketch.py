@@ -166,3 +166,10 @@ def test_empty_window_missing_columns_and_skipped_columns() -> None:
     window = sketch.window().update(pd.DataFrame({"x": np.arange(50.0)}))
     report = window.drift()
     assert report.missing_columns == ["c"] and "x" in report.columns
+
+
+def test_integers_past_2_53_are_sketched() -> None:
+    ids = pd.DataFrame({"id": np.arange(10**17, 10**17 + 3000, dtype=np.int64)})
+    sketch = DriftSketch.from_reference(ids)
+    assert sketch.window().update(ids).drift().columns["id"].statistic == 0.0
+    assert sketch.window().update(ids.iloc[:500]).drift().drifted_columns == ["id"]

@@ -363,7 +363,9 @@ def numeric_values(column: pa.ChunkedArray) -> Floats:
     ):
         raise InvalidInput(f"type {t} is not numeric", field="column")
     if t != pa.float64():
-        column = pc.cast(column, pa.float64())
+        # Unsafe: integers past 2**53 (ids, nanosecond times) and wide decimals round to the
+        # nearest float64, which is all a distribution needs (a safe cast raised ArrowInvalid).
+        column = pc.cast(column, pa.float64(), safe=False)
     if column.null_count:
         column = pc.fill_null(column, np.nan)
     if column.num_chunks == 1:
