@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import accuracy_score, precision_score, recall_score, roc_auc_score
+from sklearn.metrics import (
+    accuracy_score,
+    mean_absolute_error,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+    root_mean_squared_error,
+)
 
 import loopline as ll
 from loopline.core.context import Context
@@ -75,3 +82,46 @@ def test_windows_and_task_inference() -> None:
         assign_windows(f, 0)
     assert infer_task(pd.Series([0, 1, 1])) == "classification"
     assert infer_task(pd.Series([0.5, 1.7])) == "regression"
+    # Whole-number labels with predictions that are not: a regressor of counts.
+    assert infer_task(pd.Series([3, 5, 4]), pd.Series([3.2, 4.9, 4.0])) == "regression"
+    assert infer_task(pd.Series([0, 1]), pd.Series([1.0, 0.0])) == "classification"
+    assert infer_task(pd.Series([0, 1]), pd.Series([True, False])) == "classification"
+    assert infer_task(pd.Series(["a", "b"]), pd.Series(["a", "a"])) == "classification"
+
+
+def test_labels_and_predictions_of_one_class_compare_alike(embedded_ctx: Context) -> None:
+    # A model trained on a bool target predicts True/False while the labels come as 0/1
+    # (or the other way round): both name the same classes. Each was 'True' against '1',
+    # accuracy 0.0.
+    rng = np.random.default_rng(3)
+    truth = rng.integers(0, 2, 100)
+    pred = np.where(rng.random(100) < 0.8, truth, 1 - truth)
+    with PredictionLogger(embedded_ctx, start=False) as logger:
+        for i in range(100):
+            logger.log(f"i{i}", "ints", "1", [{"x": 1.0}], [int(pred[i])], 1.0)
+            logger.log(f"b{i}", "bools", "1", [{"x": 1.0}], [bool(pred[i])], 1.0)
+    ll.monitor.log_labels([f"i{i}" for i in range(100)], [bool(t) for t in truth], model="ints")
+    ll.monitor.log_labels([f"b{i}" for i in range(100)], truth.tolist(), model="bools")
+    for model in ("ints", "bools"):
+        m = ll.monitor.performance(model, window="day")[0].metrics
+        assert m["accuracy"] == pytest.approx(accuracy_score(truth, pred))
+        assert m["precision"] == pytest.approx(precision_score(truth, pred))
+        assert m["recall"] == pytest.approx(recall_score(truth, pred))
+        assert m["auc"] == pytest.approx(roc_auc_score(truth, pred))
+
+
+def test_a_regressor_with_whole_number_labels_is_scored_as_a_regressor(
+    embedded_ctx: Context,
+) -> None:
+    # Counts (items bought, a rating) are a few whole numbers; the model predicts 4.7.
+    rng = np.random.default_rng(4)
+    truth = rng.poisson(5, 200)
+    pred = truth + rng.normal(0, 0.7, 200)
+    with PredictionLogger(embedded_ctx, start=False) as logger:
+        for i in range(200):
+            logger.log(f"r{i}", "items", "1", [{"x": 1.0}], [float(pred[i])], 1.0)
+    ll.monitor.log_labels([f"r{i}" for i in range(200)], truth.tolist(), model="items")
+    m = ll.monitor.performance("items", window="day")[0].metrics
+    assert m.keys() == {"rmse", "mae"}  # was accuracy 0.0: 4.7 never equals 5
+    assert m["rmse"] == pytest.approx(root_mean_squared_error(truth, pred))
+    assert m["mae"] == pytest.approx(mean_absolute_error(truth, pred))

@@ -131,18 +131,57 @@ def assign_windows(frame: pd.DataFrame, window: Window) -> pd.Series:
     return frame["_request_id"].map(pd.Series(starts.values, index=first.index)).astype(float)
 
 
-def infer_task(y: pd.Series) -> Task:
-    """``classification`` when the labels are a few whole numbers, else ``regression``.
+def _numbers(values: pd.Series) -> np.ndarray | None:
+    """The values as floats, or None when any non-null one is not a number (or a bool)."""
+    kept = values.dropna()
+    if kept.dtype == bool or (kept.dtype == object and all(isinstance(v, bool) for v in kept)):
+        kept = kept.astype(int)
+    numbers = pd.to_numeric(kept, errors="coerce")
+    if numbers.isna().any():
+        return None
+    return numbers.to_numpy(dtype=float)
+
+
+def infer_task(y: pd.Series, predictions: pd.Series | None = None) -> Task:
+    """``classification`` when the labels are a few whole numbers (or not numbers) and the
+    predictions, if numbers, are whole too; else ``regression``: a model of counts or
+    ratings predicts 4.7 for a label of 5, which is an error to measure, not a wrong class.
 
     Example:
         >>> infer_task(pd.Series([0.0, 1.0, 1.0]))
         'classification'
+        >>> infer_task(pd.Series([4, 5, 5]), pd.Series([4.7, 5.1, 4.9]))
+        'regression'
     """
     values = pd.to_numeric(y, errors="coerce").dropna()
     if values.empty:
         return "classification"
     whole = bool(np.all(np.equal(np.mod(values, 1), 0)))
-    return "classification" if whole and values.nunique() <= 20 else "regression"
+    if not (whole and values.nunique() <= 20):
+        return "regression"
+    predicted = None if predictions is None else _numbers(predictions)
+    if predicted is not None and not bool(np.all(np.equal(np.mod(predicted, 1), 0))):
+        return "regression"
+    return "classification"
+
+
+def class_name(value: Any) -> str:
+    """The class a label or a prediction names, as text: a bool, an int and a whole float
+    name the same class (``True``, ``1``, ``1.0`` and ``"1.0"`` are all ``"1"``).
+
+    Example:
+        >>> [class_name(v) for v in (True, 1, 1.0, "1.0", "yes", 0.5)]
+        ['1', '1', '1', '1', 'yes', '0.5']
+    """
+    if isinstance(value, bool | np.bool_):
+        return "1" if value else "0"
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        f = float(value)
+        return str(int(f)) if f.is_integer() else repr(f)
+    text = str(value)
+    return text[:-2] if text.endswith(".0") else text
 
 
 def label_metrics(
@@ -167,8 +206,8 @@ def label_metrics(
             "rmse": float(math.sqrt(float(np.nanmean(err**2)))),
             "mae": float(np.nanmean(np.abs(err))),
         }
-    yt_s = y_true.astype(str).str.replace(r"\.0$", "", regex=True)
-    yp_s = y_pred.astype(str).str.replace(r"\.0$", "", regex=True)
+    yt_s = y_true.map(class_name).astype(str)
+    yp_s = y_pred.map(class_name).astype(str)
     out = {"accuracy": float(skm.accuracy_score(yt_s, yp_s))}
     classes = sorted(set(yt_s) | set(yp_s))
     if len(classes) <= 2:
@@ -257,7 +296,11 @@ def performance(
             if labelled_all["label_num"].notna().all()
             else labelled_all["label"]
         )
-        task = infer_task(use) if not labelled_all.empty else "classification"
+        task = (
+            infer_task(use, labelled_all["_prediction"])
+            if not labelled_all.empty
+            else "classification"
+        )
     sketch = reference_sketch(reference, features) if reference is not None else None
     business = read_business(float(frame["_ts"].min()))
     keys = ["_window", "_version"] if by_version else ["_window"]
@@ -275,7 +318,15 @@ def performance(
             w_end = w_start + span
             seconds = max(float(group["_ts"].max()) - float(group["_ts"].min()), 1.0)
         labelled = group[group["label"].notna()]
-        truth = labelled["label_num"] if task == "regression" else labelled["label"]
+        # A label sent as a number or a bool is compared by its number (label_num): stored
+        # as text, True was 'True' and never met a prediction of 1.
+        truth = (
+            labelled["label_num"]
+            if task == "regression"
+            else labelled["label_num"]
+            .astype(object)
+            .where(labelled["label_num"].notna(), labelled["label"])
+        )
         score = labelled["_score"] if "_score" in labelled.columns else None
         w = WindowMetrics(
             start=w_start,
