@@ -141,3 +141,28 @@ def test_the_sdk_refuses_what_the_server_refuses(
     assert ll.monitor.read_labels().empty  # nothing stored
     with pytest.raises(ValidationError):  # the server's body: the same rule
         LabelsRequest.model_validate({"request_ids": ids, "labels": labels})
+
+
+def test_a_business_event_counts_only_for_the_model_it_was_sent_for(ctx: Context) -> None:
+    # churn and fraud answer the same request ids, as in the labels' test above
+    with PredictionLogger(ctx, start=False) as logger:
+        for i in range(3):
+            logger.log(f"r-{i}", "churn", "1", [{"x": float(i)}], [0], 1.0)
+            logger.log(f"r-{i}", "fraud", "1", [{"y": float(i)}], [0], 1.0)
+    ll.monitor.log_business("chargeback", 40.0, request_id="r-1", model="fraud")
+    ll.monitor.log_business("offer_cost", 5.0, request_id="r-1", model="churn")
+    ll.monitor.log_business("any_model", 1.0, request_id="r-2")
+    [churn] = ll.monitor.performance("churn", window=100)
+    [fraud] = ll.monitor.performance("fraud", window=100)
+    assert churn.business == {"offer_cost": 5.0, "any_model": 1.0}
+    assert fraud.business == {"chargeback": 40.0, "any_model": 1.0}
+
+
+def test_an_event_without_a_request_counts_in_the_hour_it_arrived(ctx: Context) -> None:
+    # The window is the hour, not the span between its first and last prediction: an event
+    # that arrives after the hour's last answered request was never counted.
+    _traffic(ctx, 5)
+    ll.monitor.log_business("refund", 12.5, model="m")
+    ll.monitor.log_business("refund", 99.0, model="other")
+    [w] = ll.monitor.performance("m", window="hour", by_version=False)
+    assert w.business == {"refund": 12.5}

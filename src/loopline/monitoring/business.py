@@ -30,7 +30,9 @@ def log_business(
 ) -> None:
     """Record one business event with its value (summed per window by ``performance``):
     attributed to the version that answered ``request_id``, or, without one, to the
-    windows of ``model`` (of every model when None) that cover the time it arrived. Over a
+    windows of ``model`` (of every model when None) that cover the time it arrived (windows
+    over all versions, ``performance(..., by_version=False)``: no version answered it). An
+    event sent for ``model`` counts for that model only. Over a
     server (``LOOPLINE_URI=http(s)://``) it goes through ``POST /api/v1/monitor/business``.
 
     Example:

@@ -302,7 +302,9 @@ def performance(
             else "classification"
         )
     sketch = reference_sketch(reference, features) if reference is not None else None
-    business = read_business(float(frame["_ts"].min()))
+    business = read_business(float(frame["_window"].min()))
+    if not business.empty:  # an event sent for another model is not this one's
+        business = business[business["model"].isna() | (business["model"] == model)]
     keys = ["_window", "_version"] if by_version else ["_window"]
     out: list[WindowMetrics] = []
     span = 86400.0 if window == "day" else 3600.0
@@ -343,12 +345,15 @@ def performance(
         if not business.empty:
             mine = business[business["request_id"].isin(set(requests["_request_id"]))]
             if not by_version:
-                lo, hi = float(group["_ts"].min()), float(group["_ts"].max())
-                loose = business[
-                    business["request_id"].isna()
-                    & business["ts"].between(lo, hi)
-                    & (business["model"].isna() | (business["model"] == model))
-                ]
+                # An hour (a day) holds what arrived in it, after its last request too; a
+                # window of N requests spans its first to its last request.
+                ts = business["ts"]
+                inside = (
+                    ts.between(float(group["_ts"].min()), w_end)
+                    if isinstance(window, int)
+                    else (ts >= w_start) & (ts < w_end)
+                )
+                loose = business[business["request_id"].isna() & inside]
                 mine = pd.concat([mine, loose])
             w.business = {str(k): float(v) for k, v in mine.groupby("event")["value"].sum().items()}
         if sketch is not None:
