@@ -161,6 +161,11 @@ def test_stattest_psi_and_threshold_override() -> None:
         drift(ref, cur, stattest="anderson")
     with pytest.raises(InvalidInput, match="'threshold' parameter"):
         drift(ref, cur, threshold=-1)
+    for bad in (True, float("inf"), float("nan")):  # True was 1.0: every p-value test drifted
+        with pytest.raises(InvalidInput, match="'threshold' parameter"):
+            drift(ref, cur, threshold=bad)
+    with pytest.raises(InvalidInput, match="'drift_share' parameter"):
+        drift(ref, cur, drift_share=True)
 
 
 def test_mismatched_columns_are_reported_and_shared_ones_tested() -> None:

@@ -123,13 +123,19 @@ def drift(
             f"jensenshannon, psi, or None. Got {stattest!r} instead.",
             field="stattest",
         )
-    if threshold is not None and not (isinstance(threshold, int | float) and threshold > 0):
+    if threshold is not None and not (
+        isinstance(threshold, int | float)
+        and not isinstance(threshold, bool)  # True was read as 1.0: every p-value below it
+        and 0 < threshold < float("inf")
+    ):
         raise InvalidInput(
-            "The 'threshold' parameter of drift must be a positive number. "
+            "The 'threshold' parameter of drift must be a positive finite number. "
             f"Got {threshold!r} instead.",
             field="threshold",
         )
-    if not (isinstance(drift_share, int | float) and 0 < drift_share <= 1):
+    if isinstance(drift_share, bool) or not (
+        isinstance(drift_share, int | float) and 0 < drift_share <= 1
+    ):
         raise InvalidInput(
             f"The 'drift_share' parameter of drift must be in (0, 1]. Got {drift_share!r} instead.",
             field="drift_share",
