@@ -125,3 +125,17 @@ def test_a_regressor_with_whole_number_labels_is_scored_as_a_regressor(
     assert m.keys() == {"rmse", "mae"}  # was accuracy 0.0: 4.7 never equals 5
     assert m["rmse"] == pytest.approx(root_mean_squared_error(truth, pred))
     assert m["mae"] == pytest.approx(mean_absolute_error(truth, pred))
+
+
+def test_drift_share_counts_a_missing_feature_once(embedded_ctx: Context) -> None:
+    # b is never logged: it is drifted and counts among the columns (the share was
+    # drifted / tested: 2 of 2 here, and 1.5 when c drifted too).
+    rng = np.random.default_rng(5)
+    reference = pd.DataFrame({k: rng.normal(size=2000) for k in "abc"})
+    with PredictionLogger(embedded_ctx, start=False) as logger:
+        for i in range(300):
+            row = {"a": float(rng.normal(3)), "c": float(rng.normal())}
+            logger.log(f"r{i}", "m", "1", [row], [0], 1.0)
+    [w] = ll.monitor.performance("m", window=1000, reference=reference)
+    assert sorted(w.drifted) == ["a", "b"] and sorted(w.drift_scores) == ["a", "c"]
+    assert w.value("drift_share") == pytest.approx(2 / 3)

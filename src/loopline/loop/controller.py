@@ -232,10 +232,13 @@ def watch(policy: LoopPolicy, version: int) -> tuple[WindowMetrics | None, list[
     triggers = []
     if ref is not None:
         drifted = [c for c in w.drifted if features is None or c in features]
-        total = len(w.drift_scores)
+        # The window's sketch holds the features only; its share counts a missing feature
+        # once, as drifted (it was drifted / tested, which could pass 1).
+        share = w.value("drift_share")
         if m.drift.share is None and drifted:
             triggers.append(f"drift in {', '.join(drifted)}")
-        elif m.drift.share is not None and total and len(drifted) / total >= m.drift.share:
+        elif m.drift.share is not None and share is not None and share >= m.drift.share:
+            total = len(w.drift_scores.keys() | set(w.drifted))
             triggers.append(f"drift in {len(drifted)}/{total} features")
     if w.labelled >= m.min_labels:
         for metric, floor in m.floors.items():

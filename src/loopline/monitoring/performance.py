@@ -67,7 +67,8 @@ class WindowMetrics:
         if name in self.business:
             return self.business[name]
         if name == "drift_share":
-            total = len(self.drift_scores)
+            # over the tested and the missing columns: a missing one counts as drifted
+            total = len(self.drift_scores.keys() | set(self.drifted))
             return len(self.drifted) / total if total else None
         if name == "drifted_features":
             return float(len(self.drifted))
