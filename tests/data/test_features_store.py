@@ -698,6 +698,25 @@ def test_cli_ls_show_materialize_get_online(embedded_ctx: Context) -> None:
         assert "user_stats" in out.stdout
 
 
+def test_cli_get_online_json_writes_non_finite_floats_as_strings(embedded_ctx: Context) -> None:
+    # JSON has no inf or NaN: orjson printed null, the form of a missing value.
+    inf = float("inf")
+    frame = pd.DataFrame(
+        {"user": [1, 2], "ts": [T0, T0], "x": [inf, 1.5], "lst": [[-inf, 2.0], []]}
+    )
+    ll.features.register(
+        FeatureView(name="odd", entity="user", timestamp="ts", features=["x", "lst"], source=frame)
+    )
+    ll.features.materialize("odd", end=T0)
+    out = CliRunner().invoke(app, ["features", "get-online", "odd", "1", "2", "3", "--json"])
+    assert out.exit_code == 0, out.output
+    assert [r["features"] for r in orjson.loads(out.stdout)] == [
+        {"x": "Infinity", "lst": ["-Infinity", 2.0]},
+        {"x": 1.5, "lst": []},
+        {"x": None, "lst": None},
+    ]
+
+
 def test_cli_get_online_refuses_a_key_with_the_wrong_number_of_parts(
     embedded_ctx: Context,
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import typer
@@ -117,6 +118,19 @@ def materialize_cmd(
         )
 
 
+def _json_safe(value: Any) -> Any:
+    """``value`` with inf, -inf and NaN as the strings "Infinity", "-Infinity" and "NaN"
+    (protobuf's JSON mapping, as the tracking server writes metrics): JSON has no form of
+    them and would print null, the form of a missing value."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    return value
+
+
 @app.command("get-online")
 def get_online_cmd(
     name: str = typer.Argument(..., help="The feature view's name."),
@@ -144,7 +158,7 @@ def get_online_cmd(
             )
     rows = features.get_online(name, parsed)
     if json_out:
-        print_json([{"key": k, "features": r} for k, r in zip(keys, rows, strict=True)])
+        print_json([{"key": k, "features": _json_safe(r)} for k, r in zip(keys, rows, strict=True)])
         return
     table = Table(title=f"{esc(name)} (online)")
     table.add_column(esc(", ".join(view.keys)))

@@ -42,6 +42,7 @@ import time
 import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -543,9 +544,53 @@ def encode_key(key: object) -> str:
     return _key_part(key)
 
 
+def _json_value(value: object) -> object:
+    """What orjson writes for a value it has no JSON form of (called for those only)."""
+    if isinstance(value, Decimal):  # one nested in a list or struct: a float, as at the top
+        return float(value)
+    return str(value)
+
+
+def _finite(value: Any, path: list[Any], odd: list[list[Any]]) -> Any:
+    """``value`` with each inf, -inf and NaN in it replaced by None, noted in ``odd`` as
+    ``[*path, text]``."""
+    if isinstance(value, float):
+        if value - value == 0:  # finite (inf - inf and NaN - NaN are NaN)
+            return value
+        odd.append([*path, repr(value)])  # 'inf', '-inf', 'nan': float() reads them back
+        return None
+    if isinstance(value, list | tuple):
+        return [_finite(v, [*path, i], odd) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: _finite(v, [*path, k], odd) for k, v in value.items()}
+    return value
+
+
+def _pack_non_finite(row: dict[str, Any]) -> bytes:
+    """A row holding inf, -inf or NaN, which JSON has no form of (orjson writes null):
+    ``[row with nulls there, [[*path, 'inf'], ...]]``. A plain row is a JSON object, so
+    the first byte tells the two apart (:func:`_unpack`)."""
+    odd: list[list[Any]] = []
+    clean = {k: _finite(v, [k], odd) for k, v in row.items()}
+    return orjson.dumps([clean, odd], default=_json_value)
+
+
+def _unpack(packed: bytes) -> dict[str, Any]:
+    """A row written by :func:`_pack_non_finite`, with its non-finite floats back."""
+    row, odd = orjson.loads(packed)
+    for *path, text in odd:
+        target = row
+        for step in path[:-1]:
+            target = target[step]
+        target[path[-1]] = float(text)
+    result: dict[str, Any] = row
+    return result
+
+
 def _packed_rows(
     rows: Iterator[tuple[Any, ...]], n_keys: int, features: Sequence[str]
 ) -> Iterator[tuple[str, bytes]]:
+    """``(key text, packed row)`` of :func:`pit_join.latest_rows`'s tuples."""
     dumps, names = orjson.dumps, tuple(features)
     rows = iter(rows)
     first = next(rows, None)
@@ -555,7 +600,11 @@ def _packed_rows(
     part: Any = _key_part if any(isinstance(k, float) for k in first[:n_keys]) else str
     for row in itertools.chain([first], rows):
         key = part(row[0]) if n_keys == 1 else _joined(map(part, row[:n_keys]))
-        yield key, dumps(dict(zip(names, row[n_keys:], strict=True)), default=str)
+        values = dict(zip(names, row[n_keys:-1], strict=True))
+        if row[-1]:  # may hold inf, -inf or NaN
+            yield key, _pack_non_finite(values)
+        else:
+            yield key, dumps(values, default=_json_value)
 
 
 def materialize(
@@ -628,8 +677,9 @@ def get_online(view_name: str, keys: Sequence[Any]) -> list[dict[str, Any]]:
     A key is the entity key's value (a tuple for a view with several key columns); keys
     match by their text form, so ``42`` and ``"42"`` are the same entity. An entity that
     is not in the online store gets a dict of ``None`` values. A whole float is its
-    integer (``42.0`` is ``42``), as in training sets. Values come back as JSON types
-    (timestamps as ISO 8601 strings).
+    integer (``42.0`` is ``42``), as in training sets. Values come back as JSON types:
+    timestamps as ISO 8601 strings, decimals as floats, and inf, -inf and
+    NaN as floats (see docs/data.md).
 
     Example:
         >>> # ll.features.get_online("user_stats", [42, 7])
@@ -649,7 +699,8 @@ def get_online(view_name: str, keys: Sequence[Any]) -> list[dict[str, Any]]:
     entity: list[str] = []
     for key, value in zip(keys, packed, strict=True):
         if value is not None:
-            out.append(loads(value))
+            # A plain row is a JSON object ('{' is 123); one with inf or NaN is not.
+            out.append(loads(value) if value[0] == 123 else _unpack(value))
         else:
             if empty is None:
                 empty, entity = _empty_row(ctx, store, view_name)

@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -397,7 +398,16 @@ def _to_pandas(con: duckdb.DuckDBPyConnection, columns: dict[str, Column]) -> pd
         con.execute("SET preserve_insertion_order = true")
         try:
             table = pa.table(list(slow.values()), names=list(slow))
-            out.update(con.from_arrow(table).df().items())
+            # A decimal as DuckDB's CAST makes it (the nearest double, as float(Decimal)
+            # and the online store give); df() alone is off by an ulp for about a quarter
+            # of the values of a DECIMAL(18, 4).
+            select = [
+                f"CAST({quote(n)} AS DOUBLE) AS {quote(n)}"
+                if isinstance(c, pa.Array | pa.ChunkedArray) and pa.types.is_decimal(c.type)
+                else quote(n)
+                for n, c in slow.items()
+            ]
+            out.update(con.from_arrow(table).project(", ".join(select)).df().items())
         finally:
             con.execute("SET preserve_insertion_order = false")
     return pd.DataFrame({n: out[n] for n in columns}, copy=False)
@@ -472,15 +482,47 @@ def _join(
     return out
 
 
-def latest_sql(view: PreparedView, end_us: int, start_us: int | None) -> str:
+NON_FINITE = "__ll_odd"
+_FLOATS = re.compile(r"\b(FLOAT|DOUBLE)\b")
+
+
+def _online_value(view: PreparedView, feature: str, duck_type: str) -> str:
+    """A feature as the online store writes it: a decimal as the nearest double (what
+    training sets give)."""
+    col = quote(feature)
+    if duck_type.startswith("DECIMAL"):
+        return f"CAST({col} AS DOUBLE) AS {col}"
+    return col
+
+
+def _non_finite(features: Sequence[str], types: dict[str, str]) -> str:
+    """A flag for rows that may hold inf, -inf or NaN, which JSON cannot carry: exact for a
+    FLOAT or DOUBLE feature, a conservative test of the text for one that nests them."""
+    tests = []
+    for f in features:
+        t = types.get(f, "")
+        if t in ("FLOAT", "DOUBLE"):
+            tests.append(f"coalesce(NOT isfinite({quote(f)}), false)")
+        elif _FLOATS.search(t):
+            text = f"CAST({quote(f)} AS VARCHAR)"
+            tests.append(f"coalesce(regexp_matches({text}, 'inf|nan', 'i'), false)")
+    return " OR ".join(tests) if tests else "false"
+
+
+def latest_sql(
+    view: PreparedView, end_us: int, start_us: int | None, types: dict[str, str] | None = None
+) -> str:
     """The newest row per entity with ``start <= ts <= end`` (and within the TTL of end).
 
     It reads the view's prepared file, whose rows are already one per key and event time
-    (:func:`prepare_sql`), so the newest event time alone picks the row.
+    (:func:`prepare_sql`), so the newest event time alone picks the row. ``types`` are the
+    file's column types (:func:`describe`); the last column, ``__ll_odd``, is true for a
+    row that may hold a non-finite float.
 
     Example:
         >>> # con.execute(latest_sql(view, end_us, None)).fetchall()
     """
+    types = types or {}
     lo = [start_us] if start_us is not None else []
     if view.ttl_us is not None:
         lo.append(end_us - view.ttl_us)
@@ -488,14 +530,14 @@ def latest_sql(view: PreparedView, end_us: int, start_us: int | None) -> str:
     if lo:
         where += f" AND {_TS} >= {int(max(lo))}"
     keys = ", ".join(quote(k) for k in view.keys)
-    cols = ", ".join(
-        dict.fromkeys([quote(k) for k in view.keys] + [quote(f) for f in view.features])
-    )
+    values = [_online_value(view, f, types.get(f, "")) for f in view.features]
+    cols = ", ".join(dict.fromkeys([quote(k) for k in view.keys] + values))
+    odd = f"{_non_finite(view.features, types)} AS {NON_FINITE}"
     # Rows come out sorted by the keys' text, the order of the online store's B-tree, so
     # that its inserts append instead of splitting pages (1.5x faster on SQLite).
     text = ", ".join(f"CAST({quote(k)} AS VARCHAR)" for k in view.keys)
     return (
-        f"SELECT {cols} FROM read_parquet({_literal(view.path)}) WHERE {where} "
+        f"SELECT {cols}, {odd} FROM read_parquet({_literal(view.path)}) WHERE {where} "
         f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {_TS} DESC) = 1 "
         f"ORDER BY {text}"
     )
@@ -504,11 +546,16 @@ def latest_sql(view: PreparedView, end_us: int, start_us: int | None) -> str:
 def latest_rows(
     con: duckdb.DuckDBPyConnection, view: PreparedView, end_us: int, start_us: int | None
 ) -> Iterator[tuple[Any, ...]]:
-    """Stream ``(key..., feature...)`` tuples of the newest row per entity, in batches.
+    """Stream ``(key..., feature..., non_finite)`` tuples of the newest row per entity.
+
+    ``non_finite`` is true when the row may hold inf, -inf or NaN (:func:`latest_sql`).
+    Decimals come as floats.
 
     Example:
-        >>> # for row in latest_rows(connect(), view, end_us, None): ...
+        >>> # for *row, odd in latest_rows(connect(), view, end_us, None): ...
     """
-    result = con.execute(latest_sql(view, end_us, start_us))
+    rows = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_literal(view.path)})").fetchall()
+    types = {str(r[0]): str(r[1]) for r in rows}
+    result = con.execute(latest_sql(view, end_us, start_us, types))
     while batch := result.fetchmany(_FETCH):
         yield from batch
