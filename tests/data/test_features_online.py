@@ -428,6 +428,47 @@ def test_decimals_are_the_nearest_float_online_and_offline(fs_ctx: Context) -> N
     assert offline.dtype == np.float64 and offline.tolist() == want
 
 
+def test_durations_keep_their_type(fs_ctx: Context) -> None:
+    # DuckDB reads Arrow's duration as a plain integer: training sets and the online store
+    # gave 1000000 for one second.
+    ns = pd.Timedelta(nanoseconds=1)
+    frame = pd.DataFrame(
+        {
+            "u": [1, 2, 3],
+            "ts": [T0] * 3,
+            "s": pd.Series(pd.to_timedelta([1, -90061, None], unit="s"), dtype="timedelta64[s]"),
+            "us": pd.to_timedelta([1.5, 0, 86_400], unit="s").astype("timedelta64[us]"),
+            "nano": pd.Series([1500 * ns, -1500 * ns, None], dtype="timedelta64[ns]"),
+        }
+    )
+    feats = ["s", "us", "nano"]
+    ll.features.register(
+        FeatureView(name="dur", entity="u", timestamp="ts", features=feats, source=frame)
+    )
+    entities = pd.DataFrame({"u": [1, 2, 3, 4], "event_timestamp": [T0] * 4})
+    offline = ll.features.get_historical(entities, [f"dur:{f}" for f in feats])
+    assert all(offline[f].dtype == "timedelta64[us]" for f in feats)
+    sec, us = pd.Timedelta(seconds=1), pd.Timedelta(microseconds=1)
+    assert offline["s"].tolist()[:2] == [sec, -90061 * sec]
+    assert offline["us"].tolist()[:3] == [1.5 * sec, 0 * sec, 86_400 * sec]
+    # sub-microsecond digits floored, as for timestamps
+    assert offline["nano"].tolist()[:2] == [us, -2 * us]
+    assert offline[["s", "nano"]].iloc[2:].isna().all().all() and pd.isna(offline["us"][3])
+    ll.features.materialize("dur", end=T0)
+    online = ll.features.get_online("dur", [1, 2, 3, 4])
+    assert online[:3] == [
+        {"s": "P0DT0H0M1S", "us": "P0DT0H0M1.5S", "nano": "P0DT0H0M0.000001S"},
+        {"s": "-P1DT1H1M1S", "us": "P0DT0H0M0S", "nano": "-P0DT0H0M0.000002S"},
+        {"s": None, "us": "P1DT0H0M0S", "nano": None},
+    ]
+    for row, got in zip(offline.itertuples(), online, strict=True):
+        for f in feats:
+            value = getattr(row, f)
+            assert (None if pd.isna(value) else value) == (
+                None if got[f] is None else pd.Timedelta(got[f])
+            )
+
+
 def test_keys_with_the_wrong_number_of_parts_are_refused(fs_ctx: Context) -> None:
     # They matched nothing and read as all-null rows, as if the entity were unknown.
     frame = pd.DataFrame({"region": ["eu"], "shop": [1], "ts": [T0], "rate": [0.1]})

@@ -636,6 +636,29 @@ def test_nanosecond_times_of_a_dataset_are_floored_as_a_frame_s_are(
     assert got["ds"] == got["fr"] == [1.0, 2.0, 4.0, 5.0]
 
 
+def test_a_dataset_duration_feature_keeps_its_type_and_one_per_file_is_refused(
+    embedded_ctx: Context, tmp_path: Path
+) -> None:
+    # DuckDB reads Arrow's duration as plain integers in the file's unit: a training set
+    # gave 1 (seconds) or 1000 (milliseconds) for the same second.
+    folder = tmp_path / "waits"
+    folder.mkdir()
+    for i, unit in enumerate(["s", "ms"]):
+        part = _frame().iloc[[i]].assign(wait=pd.Series([pd.Timedelta(seconds=1)] * 1))
+        part["wait"] = part["wait"].astype(f"timedelta64[{unit}]")
+        part.to_parquet(folder / f"p{i}.parquet")
+    ll.datasets.register("waits", str(folder))
+    ll.features.register(_view(name="waits", source="waits", features=["wait"], ttl=None))
+    with pytest.raises(ll.InvalidInput, match="'wait' of feature view 'waits' holds") as info:
+        ll.features.get_historical(_entities(), ["waits:wait"])
+    assert info.value.field == "wait"
+    ll.datasets.register("wait", _frame().assign(wait=pd.to_timedelta([1, 2, 3], unit="min")))
+    ll.features.register(_view(name="wait", source="wait", features=["wait"]))
+    got = ll.features.get_historical(_entities(), ["wait:wait"])["wait"]
+    assert str(got.dtype) == "timedelta64[us]"
+    assert got.tolist() == [pd.Timedelta(minutes=2), pd.Timedelta(minutes=3)]
+
+
 def test_dataset_source_missing_a_column(embedded_ctx: Context) -> None:
     ll.datasets.register("thin", _frame().drop(columns=["spend"]))
     ll.features.register(_view(source="thin"))

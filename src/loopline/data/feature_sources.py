@@ -166,11 +166,53 @@ def view_source(
     nanoseconds = pit_join.nanosecond_types(types)
     if nanoseconds:
         src = dataclasses.replace(src, nanosecond_columns=nanoseconds)
+    durations = _duration_units(view, features, files)
+    if durations:
+        src = dataclasses.replace(src, duration_units=durations)
     return src
 
 
+def _duration_units(
+    view: RegisteredView, features: Sequence[str], files: Sequence[str]
+) -> tuple[tuple[str, str], ...]:
+    """The features that hold durations (Arrow's type, which DuckDB reads as plain
+    integers) and their unit, from the files' Arrow schemas.
+
+    Raises :class:`InvalidInput` for a feature that is a duration in one file and not in
+    another (or in another unit): its integers would mean different things.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    found: dict[str, set[str | None]] = {f: set() for f in features}
+    for file in files:
+        schema = pq.read_schema(file)
+        for f in features:
+            i = schema.get_field_index(f)
+            if i < 0:  # absent from this file of a dataset: nulls there
+                continue
+            t = schema.field(i).type
+            found[f].add(t.unit if pa.types.is_duration(t) else None)
+    out = []
+    for f, units in found.items():
+        if units == {None} or not units:
+            continue
+        if len(units) > 1:
+            raise InvalidInput(
+                f"feature {f!r} of feature view {view.name!r} holds durations in some files "
+                "of its source and other values (or another unit) in others",
+                field=f,
+                hint="store the column with one type in every file and register it again",
+            )
+        (unit,) = units
+        assert unit is not None
+        out.append((f, unit))
+    return tuple(out)
+
+
 # Bump when the prepared file's layout or the rules that make it change.
-_PREPARED_FORMAT = 2  # 2: nanosecond event times floored, not rounded
+# 2: nanosecond event times floored, not rounded; 3: durations kept (as microseconds)
+_PREPARED_FORMAT = 3
 
 
 def _prepared_path(ctx: Context, view: RegisteredView, files: tuple[str, ...] | None) -> Path:
@@ -224,4 +266,5 @@ def prepared_view(
         keys=view.keys,
         features=tuple(features),
         ttl_us=_ttl_us(view),
+        durations=tuple(f for f in pit_join.prepared_durations(path) if f in features),
     )

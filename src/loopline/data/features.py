@@ -544,10 +544,32 @@ def encode_key(key: object) -> str:
     return _key_part(key)
 
 
+def iso_duration(value: dt.timedelta) -> str:
+    """A duration as ISO 8601 text, the form of ``pd.Timedelta.isoformat`` (a negative one
+    with a leading ``-``); ``pd.Timedelta(text)`` reads it back.
+
+    Example:
+        >>> iso_duration(dt.timedelta(days=1, seconds=5, microseconds=500_000))
+        'P1DT0H0M5.5S'
+        >>> iso_duration(-dt.timedelta(seconds=1))
+        '-P0DT0H0M1S'
+    """
+    us = value // dt.timedelta(microseconds=1)
+    sign, us = ("-", -us) if us < 0 else ("", us)
+    days, us = divmod(us, 86_400_000_000)
+    seconds, fraction = divmod(us, 1_000_000)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    digits = f".{fraction:06d}".rstrip("0") if fraction else ""
+    return f"{sign}P{days}DT{hours}H{minutes}M{seconds}{digits}S"
+
+
 def _json_value(value: object) -> object:
     """What orjson writes for a value it has no JSON form of (called for those only)."""
     if isinstance(value, Decimal):  # one nested in a list or struct: a float, as at the top
         return float(value)
+    if isinstance(value, dt.timedelta):
+        return iso_duration(value)
     return str(value)
 
 
@@ -678,7 +700,7 @@ def get_online(view_name: str, keys: Sequence[Any]) -> list[dict[str, Any]]:
     match by their text form, so ``42`` and ``"42"`` are the same entity. An entity that
     is not in the online store gets a dict of ``None`` values. A whole float is its
     integer (``42.0`` is ``42``), as in training sets. Values come back as JSON types:
-    timestamps as ISO 8601 strings, decimals as floats, and inf, -inf and
+    timestamps and durations as ISO 8601 strings, decimals as floats, and inf, -inf and
     NaN as floats (see docs/data.md).
 
     Example:

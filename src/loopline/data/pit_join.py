@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -68,6 +69,9 @@ class ViewSource:
     # Columns of nanosecond timestamps: DuckDB's cast to microseconds rounds them (.0000015
     # becomes .000002), where the rule (and a frame source) drops the digits.
     nanosecond_columns: tuple[str, ...] = ()
+    # Features of Arrow's duration type and their unit ("s", "ms", "us", "ns"): DuckDB reads
+    # them as plain integers in that unit; the prepared copy stores them as microseconds.
+    duration_units: tuple[tuple[str, str], ...] = ()
 
 
 def quote(name: str) -> str:
@@ -263,9 +267,25 @@ def nanosecond_types(source_types: dict[str, str]) -> tuple[str, ...]:
     return tuple(c for c, t in source_types.items() if t in ("TIMESTAMP_NS", "TIMESTAMPTZ_NS"))
 
 
+_US_PER = {"s": 1_000_000, "ms": 1_000, "us": 1}
+
+
+def _duration_us(column: str, unit: str) -> str:
+    """An integer duration column in ``unit`` as microseconds (nanoseconds floored, like
+    timestamps)."""
+    col = quote(column)
+    if unit == "ns":
+        return f"(({col} - (({col} % 1000) + 1000) % 1000) // 1000)"
+    return f"({col} * {_US_PER[unit]})"
+
+
 def _base(src: ViewSource) -> str:
     """Rows of a view with the event time as UTC microseconds in ``__ll_ts``."""
-    cols = [quote(k) for k in src.keys] + [quote(f) for f in src.features]
+    units = dict(src.duration_units)
+    cols = [quote(k) for k in src.keys] + [
+        f"{_duration_us(f, units[f])} AS {quote(f)}" if f in units else quote(f)
+        for f in src.features
+    ]
     created = ""
     if src.created:
         cr = quote(src.created)
@@ -311,13 +331,32 @@ def prepare_sql(src: ViewSource) -> str:
     return f"SELECT {cols} FROM ({_deduped(src)}) ORDER BY {', '.join(keys)}, {_TS}"
 
 
+# The prepared file's key-value metadata entry naming its duration features (a JSON list):
+# Parquet written by DuckDB has no duration type, so the file says which integers are
+# microseconds of a duration.
+DURATIONS_KEY = b"loopline.durations"
+
+
 def write_prepared(con: duckdb.DuckDBPyConnection, src: ViewSource, path: Path) -> None:
     """Write :func:`prepare_sql`'s rows of ``src`` to the Parquet file ``path``.
 
     Example:
         >>> # write_prepared(connect(), src, Path("/tmp/view.parquet"))
     """
-    con.execute(f"COPY ({prepare_sql(src)}) TO {_literal(str(path))} (FORMAT parquet)")
+    durations = json.dumps([f for f, _ in src.duration_units])
+    meta = f"KV_METADATA {{{_literal(DURATIONS_KEY.decode())}: {_literal(durations)}}}"
+    con.execute(f"COPY ({prepare_sql(src)}) TO {_literal(str(path))} (FORMAT parquet, {meta})")
+
+
+def prepared_durations(path: str | Path) -> tuple[str, ...]:
+    """The duration features of a prepared file (:func:`write_prepared`), by name.
+
+    Example:
+        >>> # prepared_durations("view.parquet")  -> ('wait',)
+    """
+    meta = pq.read_metadata(path).metadata or {}
+    raw = meta.get(DURATIONS_KEY)
+    return tuple(json.loads(raw)) if raw else ()
 
 
 @dataclass(frozen=True)
@@ -329,6 +368,8 @@ class PreparedView:
     keys: tuple[str, ...]
     features: tuple[str, ...]
     ttl_us: int | None
+    # Features stored as microseconds of a duration: timedelta64[us] in training sets.
+    durations: tuple[str, ...] = ()
 
 
 def _pos(i: int) -> str:
@@ -374,6 +415,7 @@ def _same_in_pandas(t: pa.DataType) -> bool:
     return bool(
         pa.types.is_string(t)
         or pa.types.is_large_string(t)
+        or pa.types.is_duration(t)
         or (pa.types.is_timestamp(t) and t.tz in (None, "UTC", "+00:00"))
     )
 
@@ -442,6 +484,10 @@ def historical(
     for i, (view, outs) in enumerate(zip(views, outputs, strict=True)):
         positions = np.asarray(found[_pos(i)], dtype=np.int64)[where]
         taken = take_rows(view.path, view.features, positions)
+        for f in view.durations:  # microseconds in the file; never a float (NumPy) column
+            column = taken[f]
+            assert isinstance(column, pa.Array | pa.ChunkedArray)
+            taken[f] = column.cast(pa.duration("us"))
         columns.update(zip(outs, (taken[f] for f in view.features), strict=True))
     return _to_pandas(con, columns)
 
@@ -487,9 +533,11 @@ _FLOATS = re.compile(r"\b(FLOAT|DOUBLE)\b")
 
 
 def _online_value(view: PreparedView, feature: str, duck_type: str) -> str:
-    """A feature as the online store writes it: a decimal as the nearest double (what
-    training sets give)."""
+    """A feature as the online store writes it: a duration as an INTERVAL (a Python
+    timedelta), a decimal as the nearest double (what training sets give)."""
     col = quote(feature)
+    if feature in view.durations:
+        return f"to_microseconds({col}) AS {col}"
     if duck_type.startswith("DECIMAL"):
         return f"CAST({col} AS DOUBLE) AS {col}"
     return col
@@ -549,7 +597,7 @@ def latest_rows(
     """Stream ``(key..., feature..., non_finite)`` tuples of the newest row per entity.
 
     ``non_finite`` is true when the row may hold inf, -inf or NaN (:func:`latest_sql`).
-    Decimals come as floats.
+    Durations come as ``datetime.timedelta``, decimals as floats.
 
     Example:
         >>> # for *row, odd in latest_rows(connect(), view, end_us, None): ...
