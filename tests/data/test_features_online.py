@@ -428,6 +428,38 @@ def test_decimals_are_the_nearest_float_online_and_offline(fs_ctx: Context) -> N
     assert offline.dtype == np.float64 and offline.tolist() == want
 
 
+def test_bytes_come_back_as_bytes(fs_ctx: Context) -> None:
+    # orjson has no form of bytes: the default=str fallback stored their Python repr, so
+    # get_online gave the text "b'\\x00ab'" where the training set had the bytes.
+    blobs = [b"\x00ab", b"", None, bytes(range(256))]
+    frame = pd.DataFrame(
+        {
+            "u": [1, 2, 3, 4],
+            "ts": [T0] * 4,
+            "b": blobs,
+            "bl": [[b"x", None], [], None, [b"\xff"]],
+            "x": [1.5, 2.5, 3.5, 4.5],
+        }
+    )
+    feats = ["b", "bl", "x"]
+    ll.features.register(
+        FeatureView(name="blob", entity="u", timestamp="ts", features=feats, source=frame)
+    )
+    ll.features.materialize("blob", end=T0)
+    got = ll.features.get_online("blob", [1, 2, 3, 4, 5])
+    assert got == [
+        {"b": b"\x00ab", "bl": [b"x", None], "x": 1.5},
+        {"b": b"", "bl": [], "x": 2.5},
+        {"b": None, "bl": None, "x": 3.5},
+        {"b": bytes(range(256)), "bl": [b"\xff"], "x": 4.5},
+        dict.fromkeys(feats),
+    ]
+    assert all(type(g["b"]) is bytes for g in got[:4] if g["b"] is not None)
+    entities = pd.DataFrame({"u": [1, 2, 3, 4], "event_timestamp": [T0] * 4})
+    offline = ll.features.get_historical(entities, ["blob:b"])["b"]
+    assert [None if pd.isna(v) else v for v in offline] == blobs
+
+
 def test_durations_keep_their_type(fs_ctx: Context) -> None:
     # DuckDB reads Arrow's duration as a plain integer: training sets and the online store
     # gave 1000000 for one second.

@@ -721,22 +721,32 @@ def test_cli_ls_show_materialize_get_online(embedded_ctx: Context) -> None:
         assert "user_stats" in out.stdout
 
 
-def test_cli_get_online_json_writes_non_finite_floats_as_strings(embedded_ctx: Context) -> None:
-    # JSON has no inf or NaN: orjson printed null, the form of a missing value.
+def test_cli_get_online_json_writes_non_finite_floats_and_bytes_as_strings(
+    embedded_ctx: Context,
+) -> None:
+    # JSON has no inf, NaN or bytes: orjson printed null (the form of a missing value) and
+    # the bytes' Python repr.
     inf = float("inf")
     frame = pd.DataFrame(
-        {"user": [1, 2], "ts": [T0, T0], "x": [inf, 1.5], "lst": [[-inf, 2.0], []]}
+        {
+            "user": [1, 2],
+            "ts": [T0, T0],
+            "x": [inf, 1.5],
+            "lst": [[-inf, 2.0], []],
+            "b": [b"\x00a", b"z"],
+        }
     )
+    feats = ["x", "lst", "b"]
     ll.features.register(
-        FeatureView(name="odd", entity="user", timestamp="ts", features=["x", "lst"], source=frame)
+        FeatureView(name="odd", entity="user", timestamp="ts", features=feats, source=frame)
     )
     ll.features.materialize("odd", end=T0)
     out = CliRunner().invoke(app, ["features", "get-online", "odd", "1", "2", "3", "--json"])
     assert out.exit_code == 0, out.output
     assert [r["features"] for r in orjson.loads(out.stdout)] == [
-        {"x": "Infinity", "lst": ["-Infinity", 2.0]},
-        {"x": 1.5, "lst": []},
-        {"x": None, "lst": None},
+        {"x": "Infinity", "lst": ["-Infinity", 2.0], "b": "AGE="},  # bytes: base64
+        {"x": 1.5, "lst": [], "b": "eg=="},
+        {"x": None, "lst": None, "b": None},
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import math
 from typing import Any
 
@@ -120,10 +121,12 @@ def materialize_cmd(
 
 def _json_safe(value: Any) -> Any:
     """``value`` with inf, -inf and NaN as the strings "Infinity", "-Infinity" and "NaN"
-    (protobuf's JSON mapping, as the tracking server writes metrics): JSON has no form of
-    them and would print null, the form of a missing value."""
+    and bytes as base64 text (protobuf's JSON mapping, as the tracking server writes
+    metrics): JSON has no form of them and would print null (or the bytes' repr)."""
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
     if isinstance(value, list):
         return [_json_safe(v) for v in value]
     if isinstance(value, dict):

@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import itertools
 import re
@@ -573,38 +574,43 @@ def _json_value(value: object) -> object:
     return str(value)
 
 
-def _finite(value: Any, path: list[Any], odd: list[list[Any]]) -> Any:
-    """``value`` with each inf, -inf and NaN in it replaced by None, noted in ``odd`` as
-    ``[*path, text]``."""
+def _special(value: Any, path: list[Any], odd: list[list[Any]]) -> Any:
+    """``value`` with each value JSON has no form of replaced by None, noted in ``odd`` as
+    ``[path, kind, text]``: an inf, -inf or NaN (kind ``"f"``, text ``'inf'``...) and
+    bytes (kind ``"b"``, text base64)."""
     if isinstance(value, float):
         if value - value == 0:  # finite (inf - inf and NaN - NaN are NaN)
             return value
-        odd.append([*path, repr(value)])  # 'inf', '-inf', 'nan': float() reads them back
+        odd.append([path, "f", repr(value)])  # 'inf', '-inf', 'nan': float() reads them
+        return None
+    if isinstance(value, bytes | bytearray):
+        odd.append([path, "b", base64.b64encode(value).decode()])
         return None
     if isinstance(value, list | tuple):
-        return [_finite(v, [*path, i], odd) for i, v in enumerate(value)]
+        return [_special(v, [*path, i], odd) for i, v in enumerate(value)]
     if isinstance(value, dict):
-        return {k: _finite(v, [*path, k], odd) for k, v in value.items()}
+        return {k: _special(v, [*path, k], odd) for k, v in value.items()}
     return value
 
 
-def _pack_non_finite(row: dict[str, Any]) -> bytes:
-    """A row holding inf, -inf or NaN, which JSON has no form of (orjson writes null):
-    ``[row with nulls there, [[*path, 'inf'], ...]]``. A plain row is a JSON object, so
-    the first byte tells the two apart (:func:`_unpack`)."""
+def _pack_special(row: dict[str, Any]) -> bytes:
+    """A row holding inf, -inf, NaN or bytes, which JSON has no form of (orjson writes
+    null for the first and refuses bytes): ``[row with nulls there, [[path, kind, text],
+    ...]]``. A plain row is a JSON object, so the first byte tells the two apart
+    (:func:`_unpack`)."""
     odd: list[list[Any]] = []
-    clean = {k: _finite(v, [k], odd) for k, v in row.items()}
+    clean = {k: _special(v, [k], odd) for k, v in row.items()}
     return orjson.dumps([clean, odd], default=_json_value)
 
 
 def _unpack(packed: bytes) -> dict[str, Any]:
-    """A row written by :func:`_pack_non_finite`, with its non-finite floats back."""
+    """A row written by :func:`_pack_special`, with its floats and bytes back."""
     row, odd = orjson.loads(packed)
-    for *path, text in odd:
+    for path, kind, text in odd:
         target = row
         for step in path[:-1]:
             target = target[step]
-        target[path[-1]] = float(text)
+        target[path[-1]] = float(text) if kind == "f" else base64.b64decode(text)
     result: dict[str, Any] = row
     return result
 
@@ -623,8 +629,8 @@ def _packed_rows(
     for row in itertools.chain([first], rows):
         key = part(row[0]) if n_keys == 1 else _joined(map(part, row[:n_keys]))
         values = dict(zip(names, row[n_keys:-1], strict=True))
-        if row[-1]:  # may hold inf, -inf or NaN
-            yield key, _pack_non_finite(values)
+        if row[-1]:  # may hold inf, -inf, NaN or bytes
+            yield key, _pack_special(values)
         else:
             yield key, dumps(values, default=_json_value)
 
@@ -721,7 +727,7 @@ def get_online(view_name: str, keys: Sequence[Any]) -> list[dict[str, Any]]:
     entity: list[str] = []
     for key, value in zip(keys, packed, strict=True):
         if value is not None:
-            # A plain row is a JSON object ('{' is 123); one with inf or NaN is not.
+            # A plain row is a JSON object ('{' is 123); one with inf, NaN or bytes is not.
             out.append(loads(value) if value[0] == 123 else _unpack(value))
         else:
             if empty is None:

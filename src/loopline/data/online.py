@@ -9,7 +9,7 @@ One small base class, :class:`OnlineStore`, and two backends chosen by the setti
 
 The stores know nothing about feature views: they keep, per view name, a map from an
 encoded entity key (text) to a packed row (bytes, orjson of ``{feature: value}``; a row
-holding inf or NaN, which JSON has no form of, is a JSON array instead) plus one packed
+holding inf, NaN or bytes, which JSON has no form of, is a JSON array instead) plus one packed
 metadata record per view. Encoding and decoding live in
 :mod:`loopline.data.features`.
 

@@ -528,8 +528,9 @@ def _join(
     return out
 
 
-NON_FINITE = "__ll_odd"
+SPECIAL = "__ll_odd"
 _FLOATS = re.compile(r"\b(FLOAT|DOUBLE)\b")
+_BLOBS = re.compile(r"\bBLOB\b")
 
 
 def _online_value(view: PreparedView, feature: str, duck_type: str) -> str:
@@ -543,13 +544,16 @@ def _online_value(view: PreparedView, feature: str, duck_type: str) -> str:
     return col
 
 
-def _non_finite(features: Sequence[str], types: dict[str, str]) -> str:
-    """A flag for rows that may hold inf, -inf or NaN, which JSON cannot carry: exact for a
-    FLOAT or DOUBLE feature, a conservative test of the text for one that nests them."""
+def _special_flag(features: Sequence[str], types: dict[str, str]) -> str:
+    """A flag for rows that may hold inf, -inf, NaN or bytes, which JSON cannot carry: exact
+    for a FLOAT or DOUBLE feature, a conservative test of the text for one that nests
+    them; any value of a feature that is or holds a BLOB."""
     tests = []
     for f in features:
         t = types.get(f, "")
-        if t in ("FLOAT", "DOUBLE"):
+        if _BLOBS.search(t):
+            tests.append(f"{quote(f)} IS NOT NULL")
+        elif t in ("FLOAT", "DOUBLE"):
             tests.append(f"coalesce(NOT isfinite({quote(f)}), false)")
         elif _FLOATS.search(t):
             text = f"CAST({quote(f)} AS VARCHAR)"
@@ -565,7 +569,7 @@ def latest_sql(
     It reads the view's prepared file, whose rows are already one per key and event time
     (:func:`prepare_sql`), so the newest event time alone picks the row. ``types`` are the
     file's column types (:func:`describe`); the last column, ``__ll_odd``, is true for a
-    row that may hold a non-finite float.
+    row that may hold a non-finite float or bytes.
 
     Example:
         >>> # con.execute(latest_sql(view, end_us, None)).fetchall()
@@ -580,7 +584,7 @@ def latest_sql(
     keys = ", ".join(quote(k) for k in view.keys)
     values = [_online_value(view, f, types.get(f, "")) for f in view.features]
     cols = ", ".join(dict.fromkeys([quote(k) for k in view.keys] + values))
-    odd = f"{_non_finite(view.features, types)} AS {NON_FINITE}"
+    odd = f"{_special_flag(view.features, types)} AS {SPECIAL}"
     # Rows come out sorted by the keys' text, the order of the online store's B-tree, so
     # that its inserts append instead of splitting pages (1.5x faster on SQLite).
     text = ", ".join(f"CAST({quote(k)} AS VARCHAR)" for k in view.keys)
@@ -594,13 +598,14 @@ def latest_sql(
 def latest_rows(
     con: duckdb.DuckDBPyConnection, view: PreparedView, end_us: int, start_us: int | None
 ) -> Iterator[tuple[Any, ...]]:
-    """Stream ``(key..., feature..., non_finite)`` tuples of the newest row per entity.
+    """Stream ``(key..., feature..., special)`` tuples of the newest row per entity.
 
-    ``non_finite`` is true when the row may hold inf, -inf or NaN (:func:`latest_sql`).
+    ``special`` is true when the row may hold inf, -inf, NaN or bytes
+    (:func:`latest_sql`).
     Durations come as ``datetime.timedelta``, decimals as floats.
 
     Example:
-        >>> # for *row, odd in latest_rows(connect(), view, end_us, None): ...
+        >>> # for *row, special in latest_rows(connect(), view, end_us, None): ...
     """
     rows = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_literal(view.path)})").fetchall()
     types = {str(r[0]): str(r[1]) for r in rows}
