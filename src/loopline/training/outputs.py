@@ -6,7 +6,9 @@ value                          type            bytes
 None, bool, int, float, str,   ``json``        JSON (NaN and +/-inf round-trip, dict
 and lists/dicts of those                       keys in their order)
 ``pandas.DataFrame``           ``parquet``     Parquet (pyarrow), index kept
-``pandas.Series``              ``series``      Parquet of a one-column frame
+``pandas.Series``              ``series``      Parquet of a one-column frame; the name
+                                               (text, number, Timestamp, tuple) in its
+                                               metadata
 ``numpy.ndarray`` (not object) ``npy``         ``.npy`` without pickle
 a numpy scalar (``float32``..) ``npscalar``    ``.npy`` of a 0-d array: the dtype is kept
 ``bytes``                      ``bytes``       as is
@@ -200,17 +202,71 @@ def _encode_leaf(value: Any, step: str) -> tuple[str, bytes] | None:
         if isinstance(value, pd.DataFrame):
             return "parquet", _parquet(value, step)
         if isinstance(value, pd.Series):
-            name = value.name if isinstance(value.name, str) else "__series__"
-            return "series", _parquet(value.to_frame(name=name), step)
+            name = _SERIES_NAME_KEY, _series_name(value.name, step)
+            return "series", _parquet(value.to_frame(name=_SERIES_COLUMN), step, name)
     return None
 
 
-def _parquet(frame: Any, step: str) -> bytes:
+#: A Series is stored as a one-column frame of this column; its name (any label: a row of
+#: ``df.iloc[i]`` is named by its index label, an int or a Timestamp) goes in the file's
+#: metadata, since Parquet column names are text.
+_SERIES_COLUMN = "__series__"
+_SERIES_NAME_KEY = b"loopline.series_name"
+
+
+def _series_name(name: Any, step: str) -> bytes:
+    """A Series name as tagged JSON: None, text, numbers, bools, times and tuples of them."""
+    import numpy as np
+    import pandas as pd
+
+    def tag(v: Any) -> Any:
+        if isinstance(v, np.generic):
+            v = v.item()
+        if v is None or isinstance(v, str | bool | int | float):
+            return ["v", v]
+        if isinstance(v, pd.Timestamp):
+            return ["ts", v.isoformat()]
+        if isinstance(v, tuple):
+            return ["tuple", [tag(x) for x in v]]
+        raise InvalidInput(
+            f"step {step!r} returned a Series named {v!r} ({type(v).__name__}), a name that "
+            "cannot be stored",
+            field=step,
+            hint="rename the Series (series.rename('name')) or return series.to_frame()",
+        )
+
+    # allow_nan: a NaN label is a float like any other
+    return json.dumps(tag(name), allow_nan=True).encode()
+
+
+def _series_name_back(data: bytes) -> Any:
+    import pandas as pd
+
+    def untag(t: list[Any]) -> Any:
+        kind, v = t
+        if kind == "ts":
+            return pd.Timestamp(v)
+        if kind == "tuple":
+            return tuple(untag(x) for x in v)
+        return v
+
+    return untag(json.loads(data))
+
+
+def _parquet(frame: Any, step: str, meta: tuple[bytes, bytes] | None = None) -> bytes:
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     buf = io.BytesIO()
     try:
-        frame.to_parquet(buf, engine="pyarrow", compression="zstd")
+        if meta is None:
+            frame.to_parquet(buf, engine="pyarrow", compression="zstd")
+        else:
+            table = pa.Table.from_pandas(frame)
+            table = table.replace_schema_metadata(
+                {**(table.schema.metadata or {}), meta[0]: meta[1]}
+            )
+            pq.write_table(table, buf, compression="zstd")
     except (pa.ArrowException, ValueError, TypeError) as exc:
         raise InvalidInput(
             f"step {step!r} returned a DataFrame that cannot be stored as Parquet: {exc}",
@@ -306,11 +362,17 @@ def load_value(output: StoredOutput, store: ArtifactStore) -> Any:
     if kind in ("parquet", "series"):
         import pandas as pd
 
-        frame = pd.read_parquet(io.BytesIO(data), engine="pyarrow")
         if kind == "parquet":
-            return frame
-        series = frame.iloc[:, 0]
-        return series.rename(None) if frame.columns[0] == "__series__" else series
+            return pd.read_parquet(io.BytesIO(data), engine="pyarrow")
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(io.BytesIO(data))
+        series = table.to_pandas().iloc[:, 0]
+        name = (table.schema.metadata or {}).get(_SERIES_NAME_KEY)
+        if name is not None:
+            return series.rename(_series_name_back(name))
+        # stored before the name went to the metadata: a text name, or none
+        return series.rename(None) if table.column_names[0] == _SERIES_COLUMN else series
     if kind == "model":
         return _load_model(data, store)
     if kind in _COMPOSITES:
