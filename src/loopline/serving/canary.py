@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import math
 import random
-from bisect import bisect_left
-from collections import Counter
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +28,16 @@ from typing import Any
 import orjson
 
 from loopline.serving.policy import RolloutPolicy
+from loopline.serving.significance import (
+    accuracy_drop_pvalue,
+    binomial_excess,
+    chi2_homogeneity,
+    continuous,
+    ks_test,
+    numeric,
+    psi_of_counts,
+    shift_bins,
+)
 
 #: Upper bounds (seconds) of the latency histogram buckets: 50 us to 30 s, ~12 % apart.
 BOUNDS: tuple[float, ...] = tuple(5e-5 * 1.12**i for i in range(118))
@@ -116,6 +125,17 @@ class RoleStats:
             if running >= rank:
                 return BOUNDS[min(i, len(BOUNDS) - 1)]
         return BOUNDS[-1]
+
+    def over(self, limit: float) -> int:
+        """How many requests took longer than ``limit`` seconds, at the histogram's
+        resolution: those in a bucket whose upper bound is above it (so the p99 is above
+        ``limit`` exactly when more than 1 % of the requests are).
+
+        Example:
+            >>> s = RoleStats(); s.record(0.001, 0); s.record(0.5, 0); s.over(0.1)
+            1
+        """
+        return sum(self.hist[bisect_right(BOUNDS, limit) :])
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (stored as JSON per worker).
@@ -265,11 +285,38 @@ class WindowStats:
 
 @dataclass(frozen=True)
 class Check:
-    """One check of a canary window; ``passed`` None when skipped (not enough data)."""
+    """One check of a canary window; ``passed`` None when skipped (not enough data).
+
+    ``value`` is what the window measured, ``bound`` what the policy allows, ``exceeded``
+    whether the value is beyond the bound and ``p_value`` how likely an excess at least as
+    large is for a candidate exactly at the bound: the check fails only when the bound is
+    exceeded and ``p_value`` is below the policy's ``alpha``.
+    """
 
     name: str
     passed: bool | None
     detail: str
+    value: float | None = None
+    bound: float | None = None
+    p_value: float | None = None
+    exceeded: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (stored with the deployment event).
+
+        Example:
+            >>> Check("error_rate", True, "0.00%", 0.0, 0.01, 1.0).to_dict()["bound"]
+            0.01
+        """
+        return {
+            "name": self.name,
+            "passed": self.passed,
+            "detail": self.detail,
+            "value": self.value,
+            "bound": self.bound,
+            "p_value": self.p_value,
+            "exceeded": self.exceeded,
+        }
 
 
 @dataclass(frozen=True)
@@ -280,6 +327,7 @@ class Analysis:
     reason: str
     checks: tuple[Check, ...] = ()
     stats: dict[str, Any] = field(default_factory=dict)
+    alpha: float | None = None
 
     @property
     def failed(self) -> int:
@@ -302,9 +350,8 @@ class Analysis:
             "decision": self.decision,
             "reason": self.reason,
             "failed": self.failed,
-            "checks": [
-                {"name": c.name, "passed": c.passed, "detail": c.detail} for c in self.checks
-            ],
+            "alpha": self.alpha,
+            "checks": [c.to_dict() for c in self.checks],
             "stats": self.stats,
         }
 
@@ -319,47 +366,102 @@ def allowed_error_rate(policy: RolloutPolicy, stable: RoleStats) -> float:
     return max(policy.max_error_rate, stable.error_rate + policy.error_rate_margin)
 
 
+def significant(policy: RolloutPolicy, p_value: float) -> bool:
+    """Whether a p-value is below the policy's ``alpha`` (``alpha`` 1: always, so the bounds
+    alone decide).
+
+    Example:
+        >>> significant(RolloutPolicy(), 0.002), significant(RolloutPolicy(), 0.2)
+        (True, False)
+    """
+    return policy.alpha >= 1 or p_value < policy.alpha
+
+
+def errors_fail_window(policy: RolloutPolicy, stable: RoleStats, candidate: RoleStats) -> bool:
+    """Whether the candidate's errors fail its window before it is complete: there are more
+    than the whole window may hold, and significantly more than the allowed rate explains
+    over the requests so far. The router stops sending the candidate traffic at that point.
+
+    Example:
+        >>> c = RoleStats(); c.error(0.01); c.error(0.01)
+        >>> errors_fail_window(RolloutPolicy(window_requests=100), RoleStats(), c)
+        True
+    """
+    errors = candidate.errors
+    allowed = allowed_error_rate(policy, stable)
+    if errors == 0 or errors <= allowed * policy.window_requests:
+        return False  # the cheap test first: this runs on the request path
+    return significant(policy, binomial_excess(errors, candidate.requests, allowed))
+
+
+def _p_text(p: float) -> str:
+    return f"{p:.1e}" if p < 1e-4 else f"{p:.4f}"
+
+
+def _verdict(policy: RolloutPolicy, exceeded: bool, p: float, test: str) -> tuple[bool, str]:
+    """Whether a check passes, and the words that say why, once its bound is compared."""
+    if not exceeded:
+        return True, ""
+    if policy.alpha >= 1:
+        return False, f" ({test} p {_p_text(p)}; alpha 1: the bound alone decides)"
+    if p < policy.alpha:
+        return False, f", significant: {test} p {_p_text(p)} < alpha {policy.alpha:g}"
+    return True, f", but not significant: {test} p {_p_text(p)} >= alpha {policy.alpha:g}"
+
+
 def _error_check(policy: RolloutPolicy, w: WindowStats) -> Check:
     allowed = allowed_error_rate(policy, w.stable)
-    rate = w.candidate.error_rate
-    ok = rate <= allowed
+    c = w.candidate
+    rate = c.error_rate
+    p = binomial_excess(c.errors, c.requests, allowed)
+    exceeded = rate > allowed
+    passed, why = _verdict(policy, exceeded, p, "binomial test")
     return Check(
         "error_rate",
-        ok,
-        f"candidate error rate {rate:.2%} ({w.candidate.errors}/{w.candidate.requests})"
-        f" {'<=' if ok else '>'} allowed {allowed:.2%} "
-        f"(stable {w.stable.error_rate:.2%})",
+        passed,
+        f"candidate error rate {rate:.2%} ({c.errors}/{c.requests})"
+        f" {'>' if exceeded else '<='} allowed {allowed:.2%} "
+        f"(stable {w.stable.error_rate:.2%})" + why,
+        rate,
+        allowed,
+        p,
+        exceeded,
     )
 
 
+#: The share of requests a p99 leaves above it.
+P99_SHARE = 0.01
+
+
 def _latency_check(policy: RolloutPolicy, w: WindowStats) -> Check:
-    cand = w.candidate.p99()
+    c = w.candidate
+    cand = c.p99()
     if cand is None:
         return Check("latency_p99", None, "no candidate latency yet")
     cand_ms = cand * 1000
-    problems = []
-    if policy.max_p99_ms is not None and cand_ms > policy.max_p99_ms:
-        problems.append(f"above max_p99_ms {policy.max_p99_ms}")
+    limits: list[tuple[float, str]] = []
+    if policy.max_p99_ms is not None:
+        limits.append((policy.max_p99_ms, f"max_p99_ms {policy.max_p99_ms}"))
     stable = w.stable.p99()
     detail = f"candidate p99 {cand_ms:.2f} ms"
     if stable is not None:
         stable_ms = stable * 1000
         detail += f", stable {stable_ms:.2f} ms"
-        limit = stable_ms * policy.max_p99_ratio
-        if cand_ms > limit and cand_ms - stable_ms > policy.p99_slack_ms:
-            problems.append(f"above {policy.max_p99_ratio}x stable + {policy.p99_slack_ms} ms")
-    return Check(
-        "latency_p99", not problems, detail + ("; " + "; ".join(problems) if problems else "")
-    )
-
-
-def _numeric(values: list[Any]) -> list[float] | None:
-    out = []
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            return None
-        out.append(float(v))
-    return out
+        limit = max(stable_ms * policy.max_p99_ratio, stable_ms + policy.p99_slack_ms)
+        limits.append((limit, f"{policy.max_p99_ratio}x stable + {policy.p99_slack_ms} ms"))
+    if not limits:
+        return Check("latency_p99", True, detail, cand_ms)
+    # the p99 is above a limit exactly when more than 1 % of the requests are, so the test
+    # is whether the share over the tightest limit is significantly above 1 %: on a window
+    # of 100 requests the p99 is its second slowest, and one pause would otherwise fail it
+    limit_ms, label = min(limits)
+    over, total = c.over(limit_ms / 1000), sum(c.hist)
+    p = binomial_excess(over, total, P99_SHARE)
+    exceeded = cand_ms > limit_ms
+    passed, why = _verdict(policy, exceeded, p, "binomial test of more than 1% over it")
+    if exceeded:
+        detail += f"; above {label} (limit {limit_ms:.2f} ms): {over}/{total} requests over it"
+    return Check("latency_p99", passed, detail + why, cand_ms, limit_ms, p, exceeded)
 
 
 def psi(expected: list[Any], actual: list[Any], bins: int = 10) -> float:
@@ -372,27 +474,7 @@ def psi(expected: list[Any], actual: list[Any], bins: int = 10) -> float:
         >>> round(psi([0, 1] * 50, [0, 1] * 50), 6)
         0.0
     """
-    import numpy as np
-
-    e_num, a_num = _numeric(expected), _numeric(actual)
-    distinct = len(set(expected) | set(actual))
-    if e_num is None or a_num is None or distinct <= bins:
-        keys = sorted(set(map(str, expected)) | set(map(str, actual)))
-        ec, ac = Counter(map(str, expected)), Counter(map(str, actual))
-        e = np.array([ec[k] for k in keys], dtype=np.float64)
-        a = np.array([ac[k] for k in keys], dtype=np.float64)
-    else:
-        edges = np.unique(np.quantile(np.asarray(e_num), np.linspace(0, 1, bins + 1)[1:-1]))
-        width = len(edges) + 1
-        e = np.bincount(np.searchsorted(edges, e_num, side="right"), minlength=width).astype(
-            np.float64
-        )
-        a = np.bincount(np.searchsorted(edges, a_num, side="right"), minlength=width).astype(
-            np.float64
-        )
-    pe = np.maximum(e / e.sum(), 1e-4)
-    pa = np.maximum(a / a.sum(), 1e-4)
-    return float(np.sum((pa - pe) * np.log(pa / pe)))
+    return psi_of_counts(*shift_bins(expected, actual, bins))
 
 
 def ks(expected: list[Any], actual: list[Any]) -> float:
@@ -402,12 +484,10 @@ def ks(expected: list[Any], actual: list[Any]) -> float:
         >>> ks([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
         0.0
     """
-    from scipy.stats import ks_2samp
-
-    e_num, a_num = _numeric(expected), _numeric(actual)
+    e_num, a_num = numeric(expected), numeric(actual)
     if e_num is None or a_num is None:
         raise ValueError("the KS test needs numeric predictions")
-    return float(ks_2samp(e_num, a_num).statistic)
+    return ks_test(e_num, a_num)[0]
 
 
 def _shift_check(policy: RolloutPolicy, w: WindowStats) -> Check:
@@ -420,18 +500,29 @@ def _shift_check(policy: RolloutPolicy, w: WindowStats) -> Check:
             f"too few predictions to compare ({len(c)} candidate, {len(s)} stable, need {n})",
         )
     if policy.shift_test == "ks":
-        try:
-            value = ks(s, c)
-        except ValueError as exc:
-            return Check("prediction_shift", None, str(exc))
-        ok = value <= policy.max_ks
-        return Check(
-            "prediction_shift", ok, f"KS {value:.3f} {'<=' if ok else '>'} max_ks {policy.max_ks}"
-        )
-    value = psi(s, c)
-    ok = value <= policy.max_psi
+        s_num, c_num = numeric(s), numeric(c)
+        if s_num is None or c_num is None:
+            return Check("prediction_shift", None, "the KS test needs numeric predictions")
+        value, p = ks_test(s_num, c_num)
+        label, bound, test = "KS", policy.max_ks, "KS test"
+    else:
+        e, a = shift_bins(s, c)
+        value, label, bound = psi_of_counts(e, a), "PSI", policy.max_psi
+        s_num, c_num = numeric(s), numeric(c)
+        if s_num is not None and c_num is not None and continuous(s, c):
+            p, test = ks_test(s_num, c_num)[1], "KS test"
+        else:
+            p, test = chi2_homogeneity(e, a), "chi-square test on its bins"
+    exceeded = value > bound
+    passed, why = _verdict(policy, exceeded, p, test)
     return Check(
-        "prediction_shift", ok, f"PSI {value:.3f} {'<=' if ok else '>'} max_psi {policy.max_psi}"
+        "prediction_shift",
+        passed,
+        f"{label} {value:.3f} {'>' if exceeded else '<='} max_{label.lower()} {bound}" + why,
+        value,
+        bound,
+        p,
+        exceeded,
     )
 
 
@@ -444,17 +535,28 @@ def _accuracy_check(policy: RolloutPolicy, w: WindowStats) -> Check:
             f"too few labels ({c.labels} candidate, {s.labels} stable, need {policy.min_labels})",
         )
     acc_s, acc_c = s.correct / s.labels, c.correct / c.labels
-    ok = acc_c >= acc_s - policy.max_accuracy_drop
+    bound = acc_s - policy.max_accuracy_drop
+    p = accuracy_drop_pvalue(s.correct, s.labels, c.correct, c.labels, policy.max_accuracy_drop)
+    exceeded = acc_c < bound
+    passed, why = _verdict(policy, exceeded, p, "z-test")
     return Check(
         "live_accuracy",
-        ok,
+        passed,
         f"candidate accuracy {acc_c:.2%} vs stable {acc_s:.2%} "
-        f"(may drop {policy.max_accuracy_drop:.2%})",
+        f"(may drop {policy.max_accuracy_drop:.2%})" + why,
+        acc_c,
+        bound,
+        p,
+        exceeded,
     )
 
 
 def analyse(policy: RolloutPolicy, w: WindowStats, elapsed: float) -> Analysis:
     """Judge one canary window: wait for more traffic, pass the step, or fail it.
+
+    A check fails when its bound is exceeded and the excess is significant at the policy's
+    ``alpha`` (see :mod:`loopline.serving.significance`), so a candidate as good as the
+    stable version is rarely rolled back by the noise of a small window.
 
     Example:
         >>> w = WindowStats()
@@ -466,7 +568,7 @@ def analyse(policy: RolloutPolicy, w: WindowStats, elapsed: float) -> Analysis:
     n = w.candidate.requests
     stats = w.summary()
     allowed = allowed_error_rate(policy, w.stable)
-    if w.candidate.errors > allowed * policy.window_requests:
+    if errors_fail_window(policy, w.stable, w.candidate):
         check = _error_check(policy, w)
         return Analysis(
             "fail",
@@ -475,6 +577,7 @@ def analyse(policy: RolloutPolicy, w: WindowStats, elapsed: float) -> Analysis:
             f"allows: {check.detail}",
             (check,),
             stats,
+            policy.alpha,
         )
     complete = n >= policy.window_requests or (
         elapsed >= policy.window_seconds and n >= policy.min_requests
@@ -490,7 +593,7 @@ def analyse(policy: RolloutPolicy, w: WindowStats, elapsed: float) -> Analysis:
                 f"collecting: {n}/{policy.window_requests} candidate requests, "
                 f"{elapsed:.0f}/{policy.window_seconds:.0f} s"
             )
-        return Analysis("wait", why, (), stats)
+        return Analysis("wait", why, (), stats, policy.alpha)
     checks = (
         _error_check(policy, w),
         _latency_check(policy, w),
@@ -502,11 +605,14 @@ def analyse(policy: RolloutPolicy, w: WindowStats, elapsed: float) -> Analysis:
         return Analysis(
             "fail",
             f"{len(failed)} check(s) failed (max {policy.max_failed_checks}"
-            "): " + "; ".join(c.detail for c in failed),
+            "): " + "; ".join(f"{c.name}: {c.detail}" for c in failed),
             checks,
             stats,
+            policy.alpha,
         )
     judged = sum(1 for c in checks if c.passed is not None)
-    return Analysis(
-        "pass", f"{judged - len(failed)}/{judged} checks passed over {n} requests", checks, stats
-    )
+    reason = f"{judged - len(failed)}/{judged} checks passed over {n} requests"
+    noise = [c for c in checks if c.passed and c.exceeded]
+    if noise:
+        reason += "; " + "; ".join(f"{c.name}: {c.detail}" for c in noise)
+    return Analysis("pass", reason, checks, stats, policy.alpha)

@@ -19,9 +19,17 @@ checks, each counted as failed or passed:
 * **live accuracy** - once ``min_labels`` labels arrived for both (``POST
   /v1/models/NAME/feedback``), at most ``max_accuracy_drop`` below the stable version's.
 
+A window is small, so a candidate as good as the stable version often exceeds a bound by
+chance; a check therefore **fails only when its bound is exceeded and the excess is
+significant at** ``alpha`` (default 0.01; 1 judges on the bounds alone): a one-sided
+binomial test of the errors against the allowed rate, and of the requests over the p99
+limit against 1 %; a chi-square test on the PSI's bins (the KS test's p-value with
+``shift_test: ks``); a z-test of the accuracy drop. See :mod:`loopline.serving.significance`.
+
 More than ``max_failed_checks`` failed checks roll the canary back; otherwise it moves to
 the next step, and passing the last step below 100 % promotes it. The error-rate check can
-fail a window early: once the errors seen exceed what the whole window may hold.
+fail a window early: once the errors seen exceed what the whole window may hold, and
+significantly so.
 
 Example:
     >>> p = RolloutPolicy.from_kwargs({"steps": [10, 50, 100]})
@@ -61,6 +69,7 @@ class RolloutPolicy(BaseModel):
     max_accuracy_drop: float = Field(0.02, ge=0, le=1)
     min_labels: int = Field(30, ge=1)
     max_failed_checks: int = Field(0, ge=0)
+    alpha: float = Field(0.01, gt=0, le=1)
     timeout_ms: float | None = Field(None, gt=0)
 
     @field_validator("steps")

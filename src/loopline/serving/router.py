@@ -21,7 +21,7 @@ import time
 import zlib
 from typing import Any
 
-from loopline.serving.canary import WindowStats, allowed_error_rate
+from loopline.serving.canary import WindowStats, errors_fail_window
 from loopline.serving.inputs import as_records
 from loopline.serving.store import Deployment
 
@@ -119,7 +119,8 @@ class Route:
 
     def window_closed(self) -> bool:
         """Whether this canary step has seen enough to be judged (its full window of candidate
-        requests, or more errors than the window allows): until the controller writes its
+        requests, or significantly more errors than the window allows: see
+        :func:`~loopline.serving.canary.errors_fail_window`): until the controller writes its
         decision, the candidate gets no more traffic, so a failing canary is rolled back
         within one window however late the next poll comes.
 
@@ -130,9 +131,7 @@ class Route:
         c = self.stats.candidate
         if c.requests >= self.policy.window_requests:
             return True
-        return c.errors > 0 and c.errors > self.policy.window_requests * allowed_error_rate(
-            self.policy, self.stats.stable
-        )
+        return errors_fail_window(self.policy, self.stats.stable, c)
 
     def describe(self) -> dict[str, Any]:
         """What this route serves (for ``GET /v1/models``).
