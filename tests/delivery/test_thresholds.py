@@ -117,3 +117,91 @@ def test_a_folder_or_a_binary_file_is_named_as_the_thresholds_option(tmp_path: P
     with pytest.raises(InvalidInput, match="not a text file") as exc:
         load_thresholds(binary)
     assert exc.value.field == "thresholds"
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "words"),
+    [
+        ({"lower": True}, "metrics.accuracy.lower", "must be a number, got bool True"),
+        ({"upper": "0.9"}, "metrics.accuracy.upper", "must be a number, got str '0.9'"),
+        ({"change": {"absolute": "-0.01"}}, "metrics.accuracy.change.absolute", "got str"),
+    ],
+    ids=["bool-bound", "text-bound", "text-change"],
+)
+def test_a_bound_is_a_number_as_written(data: dict[str, object], field: str, words: str) -> None:
+    # Lax parsing read 'lower: yes' as 1.0 (every model blocked) and "0.9" as 0.9.
+    with pytest.raises(InvalidInput) as exc:
+        parse_thresholds({"label": "y", "metrics": {"accuracy": data}})
+    assert exc.value.field == field, str(exc.value)
+    assert words in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("extra", "field", "words"),
+    [
+        ({"data": {"validate": "no"}}, "data.validate", "must be true or false, got str 'no'"),
+        ({"data": {"validate": 0}}, "data.validate", "must be true or false"),
+        ({"bootstrap": {"seed": -1}}, "bootstrap.seed", "greater than or equal to 0"),
+        ({"bootstrap": {"seed": 2**64}}, "bootstrap.seed", "less than or equal to"),
+        ({"bootstrap": {"seed": True}}, "bootstrap.seed", "whole number, got bool"),
+        ({"bootstrap": {"samples": 100.0}}, "bootstrap.samples", "whole number, got float"),
+        ({"bootstrap": {"confidence": "0.9"}}, "bootstrap.confidence", "must be a number"),
+    ],
+    ids=["text-flag", "int-flag", "negative-seed", "huge-seed", "bool-seed", "float", "text"],
+)
+def test_options_refuse_what_they_would_have_coerced(
+    extra: dict[str, object], field: str, words: str
+) -> None:
+    # validate: "no" turned the data gate off; seed -1 raised NumPy's ValueError in the
+    # middle of a gate and a seed past 64 bits failed storing the verdict after it.
+    with pytest.raises(InvalidInput) as exc:
+        parse_thresholds({"label": "y", "metrics": {"accuracy": {"lower": 0.5}}, **extra})
+    assert exc.value.field == field, str(exc.value)
+    assert words in str(exc.value)
+
+
+def test_numbers_of_any_numeric_type_still_parse() -> None:
+    import numpy as np
+
+    t = parse_thresholds(
+        {
+            "label": "y",
+            "data": {"validate": False},
+            "metrics": {"accuracy": {"lower": 1, "upper": np.float32(1.0)}},
+            "bootstrap": {"samples": np.int64(200), "seed": 2**64 - 1, "confidence": 0.9},
+        }
+    )
+    assert t.metrics["accuracy"].lower == 1.0 and t.data.validate_ is False
+    assert t.bootstrap is not None and (t.bootstrap.samples, t.bootstrap.seed) == (200, 2**64 - 1)
+
+
+def test_metrics_of_both_tasks_are_refused() -> None:
+    # Without 'task' the model was scored as a classifier and rmse read 'missing: not
+    # computed', blocking every model.
+    with pytest.raises(InvalidInput) as exc:
+        parse_thresholds(
+            {"label": "y", "metrics": {"accuracy": {"lower": 0.5}, "rmse": {"upper": 1}}}
+        )
+    assert exc.value.field == "metrics"
+    assert "classification metrics (accuracy) and regression metrics (rmse)" in str(exc.value)
+
+
+def test_a_key_written_twice_is_refused(tmp_path: Path) -> None:
+    # PyYAML kept the last one silently: the second accuracy bound replaced the first.
+    path = tmp_path / "gate.yaml"
+    path.write_text("label: y\nmetrics:\n  accuracy: {lower: 0.9}\n  accuracy: {lower: 0.1}\n")
+    with pytest.raises(InvalidInput, match="found the key 'accuracy' twice") as exc:
+        load_thresholds(path)
+    assert exc.value.field == "thresholds"
+    path.write_text("label: y\nlabel: z\nmetrics: {f1: {lower: 0.5}}\n")
+    with pytest.raises(InvalidInput, match="found the key 'label' twice"):
+        load_thresholds(path)
+
+
+def test_merge_keys_may_be_overridden(tmp_path: Path) -> None:
+    path = tmp_path / "gate.yaml"
+    path.write_text(
+        "label: y\nmetrics:\n  accuracy: &b {lower: 0.5, upper: 0.99}\n  f1: {<<: *b, lower: 0.6}\n"
+    )
+    t = load_thresholds(path)
+    assert (t.metrics["f1"].lower, t.metrics["f1"].upper) == (0.6, 0.99)

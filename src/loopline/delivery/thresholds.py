@@ -36,12 +36,21 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    ValidationError,
+    model_validator,
+)
 
 from loopline.errors import InvalidInput
 
@@ -64,14 +73,44 @@ METRIC_DIRECTIONS: dict[str, Direction] = {
 }
 
 
+def _number(value: Any) -> Any:
+    """A bound is a number as written: pydantic's lax mode read ``lower: yes`` as 1.0 and
+    the text ``"0.8"`` as 0.8, so a typo could set a bound nobody wrote."""
+    if value is None or (isinstance(value, numbers.Real) and not isinstance(value, bool)):
+        return value
+    raise ValueError(f"must be a number, got {_shown(value)}")
+
+
+def _integer(value: Any) -> Any:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    raise ValueError(f"must be a whole number, got {_shown(value)}")
+
+
+def _flag(value: Any) -> Any:
+    """``validate: "no"`` (text) turned the data gate off through lax parsing; only a
+    YAML boolean (true/false, yes/no unquoted) is one."""
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"must be true or false, got {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+Bound = Annotated[FiniteFloat | None, BeforeValidator(_number)]
+
+
 class ChangeBound(BaseModel):
     """A bound on the change against the champion (``absolute`` and/or ``relative``)."""
 
     model_config = ConfigDict(extra="forbid")
 
     direction: Direction | None = None
-    absolute: FiniteFloat | None = None
-    relative: FiniteFloat | None = None
+    absolute: Bound = None
+    relative: Bound = None
 
     @model_validator(mode="after")
     def _one_bound(self) -> ChangeBound:
@@ -86,8 +125,8 @@ class MetricBound(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # Finite: a NaN bound compares false with every value, and blocked every model.
-    lower: FiniteFloat | None = None
-    upper: FiniteFloat | None = None
+    lower: Bound = None
+    upper: Bound = None
     change: ChangeBound | None = None
 
     @model_validator(mode="after")
@@ -104,7 +143,7 @@ class DataGate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    validate_: bool = Field(True, alias="validate")
+    validate_: Annotated[bool, BeforeValidator(_flag)] = Field(True, alias="validate")
     contract: str | None = None
     serving_sample: str | None = None
 
@@ -114,9 +153,11 @@ class Bootstrap(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    samples: int = Field(1000, ge=10, le=100_000)
-    confidence: float = Field(0.95, gt=0.5, lt=1.0)
-    seed: int = 0
+    samples: Annotated[int, BeforeValidator(_integer)] = Field(1000, ge=10, le=100_000)
+    confidence: Annotated[float, BeforeValidator(_number)] = Field(0.95, gt=0.5, lt=1.0)
+    # NumPy's generator takes a non-negative seed (-1 raised its ValueError mid-gate), and
+    # the verdict's JSON holds 64 bits (a longer one failed storing it, after the gate ran).
+    seed: Annotated[int, BeforeValidator(_integer)] = Field(0, ge=0, le=2**64 - 1)
 
 
 class Thresholds(BaseModel):
@@ -140,6 +181,9 @@ class Thresholds(BaseModel):
         wrong = _wrong_task(self.task, list(self.metrics))
         if wrong:
             raise ValueError(f"metric {wrong!r} does not apply to task {self.task!r}")
+        mixed = _mixed_tasks(list(self.metrics))
+        if mixed:
+            raise ValueError(mixed)
         return self
 
     def task_for(self) -> Task:
@@ -178,6 +222,20 @@ def _wrong_task(task: Any, metrics: list[str]) -> str | None:
     return None
 
 
+def _mixed_tasks(metrics: list[str]) -> str | None:
+    """Why ``metrics`` name both tasks' metrics, or None: a model is scored as one, so
+    the other's were reported as 'missing: not computed' and blocked every model."""
+    known = [m for m in metrics if m in METRIC_DIRECTIONS]
+    cls = [m for m in known if m in CLASSIFICATION_METRICS]
+    reg = [m for m in known if m in REGRESSION_METRICS]
+    if cls and reg:
+        return (
+            f"classification metrics ({', '.join(cls)}) and regression metrics "
+            f"({', '.join(reg)}) cannot judge one model"
+        )
+    return None
+
+
 def parse_thresholds(data: Any, source: str = "thresholds") -> Thresholds:
     """Check plain data against the thresholds schema; InvalidInput names the bad key.
 
@@ -211,10 +269,43 @@ def parse_thresholds(data: Any, source: str = "thresholds") -> Thresholds:
                 hint=f"classification metrics: {', '.join(CLASSIFICATION_METRICS)}; "
                 f"regression metrics: {', '.join(REGRESSION_METRICS)}",
             )
+        mixed = _mixed_tasks(list(metrics))
+        if mixed:
+            raise InvalidInput(
+                f"{source}: metrics: {mixed}",
+                field="metrics",
+                hint="name the metrics of the model's task only",
+            )
     try:
         return Thresholds.model_validate(data)
     except ValidationError as exc:
         raise _structure_error(source, exc) from exc
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key written twice in one mapping: it kept the last
+    silently, so a second ``accuracy:`` entry replaced the bound above it."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # '<<: *anchor' entries may be overridden, as YAML says
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:
+                    continue  # unhashable: the base class says so
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"found the key {key!r} twice",
+                        key_node.start_mark,
+                    )
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_thresholds(path: str | os.PathLike[str]) -> Thresholds:
@@ -225,7 +316,7 @@ def load_thresholds(path: str | os.PathLike[str]) -> Thresholds:
     """
     src = Path(path)
     try:
-        data = yaml.safe_load(src.read_text(encoding="utf-8"))
+        data = yaml.load(src.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a SafeLoader
     except FileNotFoundError as exc:
         raise InvalidInput(
             f"there is no thresholds file at {src}",
