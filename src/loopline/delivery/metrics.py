@@ -1,9 +1,9 @@
 """Model metrics for the performance gate, and a paired bootstrap of their difference.
 
 Classifiers: accuracy, precision, recall, f1 (binary: of the greater class label; more
-classes: macro average), auc (one-vs-rest for more than two classes) and logloss (the last
-two need class probabilities). Regressors: rmse, mae, r2. All come from
-:mod:`sklearn.metrics`.
+classes: macro average over the classes the labels and predictions hold), auc
+(one-vs-rest for more than two classes) and logloss (the last two need class
+probabilities). Regressors: rmse, mae, r2. All come from :mod:`sklearn.metrics`.
 
 Example:
     >>> import numpy as np
@@ -56,7 +56,11 @@ def _averaging(out: Outputs) -> dict[str, Any]:
     classes = out.classes if out.classes is not None else np.unique(out.y_true)
     if len(classes) == 2:
         return {"average": "binary", "pos_label": classes[1]}
-    return {"average": "macro", "labels": classes}
+    # The macro average over the classes the labels or predictions hold, as scikit-learn
+    # takes it by default: a class the model knows but the held-out rows never name (and
+    # the model never predicts there) has no precision or recall to average, and counting
+    # it as 0 put a 0.97-accurate model's macro f1 at 0.65.
+    return {"average": "macro"}
 
 
 def _auc(out: Outputs) -> float:
