@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from typer.testing import CliRunner
@@ -253,3 +254,46 @@ def test_the_cli_refuses_a_thresholds_folder_with_a_usage_error(
     assert isinstance(done.exception, InvalidInput), done.exception
     assert done.exception.field == "thresholds" and done.exception.exit_code == 2
     assert f"--thresholds {tmp_path} is a folder" in str(done.exception)
+
+
+def _three_classes(n: int, seed: int) -> Any:
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n)})
+    frame["y"] = np.select([frame.a < -0.5, frame.a < 0.5], ["zeta", "alpha"], "mid")
+    return frame
+
+
+def test_lightgbm_probabilities_are_scored_by_the_classes_the_model_recorded(
+    ctx: Context,
+) -> None:
+    # A LightGBM classifier loads as its Booster, which has no classes_: the gate took the
+    # classes the labels and predictions held, so held-out rows without 'zeta' but with an
+    # unseen 'omega' scored the 'zeta' column as 'omega' (auc 0.79, logloss 0.29, where
+    # scikit-learn refuses both), and rows without 'zeta' lost logloss altogether.
+    import lightgbm as lgb
+    from sklearn import metrics as skm
+
+    train = _three_classes(600, seed=0)
+    model = lgb.LGBMClassifier(n_estimators=20, verbose=-1).fit(train[["a", "b"]], train.y)
+    with ll.start_run(experiment="lgb") as run:
+        run.log_model(model, "model", input_example=train[["a", "b"]].head(5))
+    version = ll.registry.register(run, "lgb").version
+    rows = _three_classes(300, seed=1)
+    rows = rows[(rows.y != "zeta") & (model.predict(rows[["a", "b"]]) != "zeta")]
+    rows = rows.reset_index(drop=True)
+    unseen = rows.assign(y=np.where(rows.index < 10, "omega", rows.y))
+    ll.datasets.register("lgb-two", rows)
+    ll.datasets.register("lgb-unseen", unseen)
+    spec = {"label": "y", "data": {"validate": False}, "metrics": {"accuracy": {"lower": 0}}}
+
+    two = ll.gates.evaluate("lgb", version, "lgb-two@1", spec).metrics["challenger"]
+    proba = model.predict_proba(rows[["a", "b"]])
+    assert two["logloss"] == pytest.approx(skm.log_loss(rows.y, proba, labels=model.classes_))
+    odd = ll.gates.evaluate("lgb", version, "lgb-unseen@1", spec)
+    assert "auc" not in odd.metrics["challenger"] and "logloss" not in odd.metrics["challenger"]
+    with_auc = ll.gates.evaluate(
+        "lgb", version, "lgb-unseen@1", {**spec, "metrics": {"logloss": {"upper": 1}}}
+    )
+    assert "omega" in with_auc.reasons[0] and not with_auc.blessed

@@ -267,10 +267,19 @@ def _signature_check(spec: Thresholds, frame: Any, ref: str, model: Any, source:
 
 
 def _classes(model: Any) -> Any:
+    """The model's classes in the order of its probability columns, or None if unknown.
+
+    scikit-learn and XGBoost keep them on the estimator (``classes_``); a LightGBM
+    classifier is loaded as its Booster, which has none, so they come from the manifest
+    (recorded at logging).
+    """
     import numpy as np
 
     native = getattr(model, "native", model)
     classes = getattr(native, "classes_", None)
+    if classes is None:
+        saved = getattr(getattr(model, "manifest", None), "saved", None)
+        classes = None if saved is None else saved.options.get("classes")
     return None if classes is None else np.asarray(classes)
 
 
@@ -280,6 +289,7 @@ def _outputs(model: Any, features: Any, y_true: Any, task: str) -> gm.Outputs:
     y_pred = np.asarray(model.predict(features))
     proba = None
     classes = None
+    no_proba = None
     if task == "classification":
         classes = _classes(model)
         try:
@@ -288,13 +298,19 @@ def _outputs(model: Any, features: Any, y_true: Any, task: str) -> gm.Outputs:
             predict_proba = None
         if predict_proba is not None:
             proba = np.asarray(predict_proba(features), dtype=np.float64)
-            if classes is None or len(classes) != proba.shape[1]:
-                classes = np.unique(np.concatenate([np.asarray(y_true), y_pred]))
-                if len(classes) != proba.shape[1]:
-                    proba, classes = None, None
+            # Never guess which class a column is: taking the classes the labels and
+            # predictions hold scored one class's probabilities as another's when the
+            # held-out rows named a class the model never saw.
+            if classes is None or proba.ndim != 2 or len(classes) != proba.shape[1]:
+                no_proba = (
+                    "the model does not say which class each probability column is "
+                    f"(classes: {'unknown' if classes is None else len(classes)}, "
+                    f"probability columns: {proba.shape[1] if proba.ndim == 2 else 1})"
+                )
+                proba, classes = None, None
     if y_pred.ndim > 1 and y_pred.shape[1] == 1:
         y_pred = y_pred.ravel()
-    return gm.Outputs(np.asarray(y_true), y_pred, proba, classes)
+    return gm.Outputs(np.asarray(y_true), y_pred, proba, classes, no_proba)
 
 
 def _features(spec: Thresholds, frame: Any, model: Any) -> Any:

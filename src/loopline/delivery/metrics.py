@@ -31,13 +31,15 @@ Array = np.ndarray[Any, Any]
 class Outputs:
     """What one model produced on the held-out rows, with the true labels.
 
-    ``proba`` holds one column per class in ``classes`` order (None without probabilities).
+    ``proba`` holds one column per class in ``classes`` order (None without probabilities;
+    ``no_proba`` then says why, when the model does give some).
     """
 
     y_true: Array
     y_pred: Array
     proba: Array | None
     classes: Array | None
+    no_proba: str | None = None
 
     def take(self, idx: Array) -> Outputs:
         """The same outputs for the rows ``idx`` (a bootstrap sample).
@@ -49,7 +51,17 @@ class Outputs:
             [1, 1]
         """
         proba = None if self.proba is None else self.proba[idx]
-        return Outputs(self.y_true[idx], self.y_pred[idx], proba, self.classes)
+        return Outputs(self.y_true[idx], self.y_pred[idx], proba, self.classes, self.no_proba)
+
+    def why_no_proba(self) -> str:
+        """Why there are no class probabilities to score (auc and logloss need them).
+
+        Example:
+            >>> import numpy as np
+            >>> Outputs(np.array([0]), np.array([0]), None, None).why_no_proba()
+            'the model gives no class probabilities (predict_proba)'
+        """
+        return self.no_proba or "the model gives no class probabilities (predict_proba)"
 
 
 def _averaging(out: Outputs) -> dict[str, Any]:
@@ -67,7 +79,7 @@ def _auc(out: Outputs) -> float:
     from sklearn.metrics import roc_auc_score
 
     if out.proba is None or out.classes is None:
-        raise _Missing("the model gives no class probabilities (predict_proba)")
+        raise _Missing(out.why_no_proba())
     if len(np.unique(out.y_true)) < 2:
         raise _Missing("the labels hold one class only")
     if out.proba.shape[1] == 2:
@@ -80,7 +92,7 @@ def _logloss(out: Outputs) -> float:
     from sklearn.metrics import log_loss
 
     if out.proba is None or out.classes is None:
-        raise _Missing("the model gives no class probabilities (predict_proba)")
+        raise _Missing(out.why_no_proba())
     return float(log_loss(out.y_true, out.proba, labels=list(out.classes)))
 
 
