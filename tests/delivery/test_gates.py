@@ -297,3 +297,17 @@ def test_lightgbm_probabilities_are_scored_by_the_classes_the_model_recorded(
         "lgb", version, "lgb-unseen@1", {**spec, "metrics": {"logloss": {"upper": 1}}}
     )
     assert "omega" in with_auc.reasons[0] and not with_auc.blessed
+
+
+def test_a_held_out_row_without_a_label_is_refused(ctx: Context, models: dict[str, int]) -> None:
+    # The AUC counted a missing label as a negative (NaN == 1 is False) while the other
+    # metrics failed on it: a gate on auc alone blessed on a wrong value.
+    rows = toy_data(100, seed=4)
+    rows["label"] = rows["label"].astype("float64").where(rows.index % 10 != 3)
+    ll.datasets.register("holdout-unlabelled", rows)
+    spec = {"label": "label", "data": {"validate": False}, "metrics": {"auc": {"lower": 0.5}}}
+    with pytest.raises(InvalidInput) as exc:
+        ll.gates.evaluate("churn", models["good"], "holdout-unlabelled@1", spec)
+    assert exc.value.field == "label"
+    assert "has 10 missing value(s) (rows 3, 13, 23, 33, 43, ...)" in str(exc.value)
+    assert "holdout-unlabelled@1" in str(exc.value) and verdicts("churn") == []

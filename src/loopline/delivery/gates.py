@@ -94,6 +94,24 @@ def _dataset(dataset: DatasetVersion | str) -> DatasetVersion:
     return dataset
 
 
+def _check_labels(frame: Any, label: str, ref: str) -> None:
+    """Every held-out row must have a label: a missing one cannot be scored, and the AUC
+    counted it as a negative (``y == positive`` is False for NaN) while the other metrics
+    failed on it."""
+    missing = frame[label].isna().to_numpy()
+    if not missing.any():
+        return
+    rows = [int(i) for i in missing.nonzero()[0][:5]]
+    more = ", ..." if int(missing.sum()) > len(rows) else ""
+    raise InvalidInput(
+        f"the label column {label!r} of dataset {ref} has {int(missing.sum())} missing "
+        f"value(s) (rows {', '.join(map(str, rows))}{more}); every held-out row needs a label",
+        field="label",
+        hint=f"register a version of the held-out data without them, e.g. "
+        f"df.dropna(subset=[{label!r}])",
+    )
+
+
 def _load_model(name: str, version: int) -> Any:
     from loopline.training import registry
 
@@ -139,6 +157,7 @@ def evaluate(
             field="label",
             hint="set 'label' in the thresholds file to the dataset's label column",
         )
+    _check_labels(frame, spec.label, data.ref)
     challenger = _load_model(name, version)
     champion_version = _champion(name)
     checks: list[GateCheck] = []
