@@ -286,6 +286,69 @@ def test_a_backup_from_an_older_schema_is_restored_then_migrated(
     target.close()
 
 
+def _studies(uri: str) -> dict[str, int]:
+    """Optuna's studies in the metadata database at ``uri``: name -> finished trials."""
+    import optuna
+
+    from loopline.training.trials import open_storage, optuna_storage_url
+
+    url = optuna_storage_url(uri)
+    assert url is not None
+    storage = open_storage(url)
+    return {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
+
+
+def test_tuning_studies_are_restored_and_a_forced_restore_replaces_them(
+    db_uri: str, new_db: Callable[[str], str], tmp_path: Path
+) -> None:
+    """ll.tune keeps Optuna's tables in the metadata database; no migration makes them.
+
+    A backup of a store that had tuned once could not be restored at all ('the backup has
+    tables ['studies', ...] that schema revision ... does not have'), and a forced restore
+    of a backup without them left the replaced store's studies in place.
+    """
+    src_uri = new_db("sqlite")
+    src = ll.init(uri=src_uri, artifacts=str(tmp_path / "art"))
+    build_store(src, model=False)
+    ll.tune(lambda p: -((p["x"] - 1) ** 2), {"x": ("float", -3, 3)}, n_trials=3, study_name="s")
+    backup(src.engine, src.artifacts, str(tmp_path / "bk"))
+    src.close()
+
+    target_uri = new_db(_kind(db_uri))
+    target = ll.init(uri=target_uri, artifacts=str(tmp_path / "dst"))
+    restore(target.engine, target.artifacts, str(tmp_path / "bk"))
+    assert_same_store(src.engine, src.artifacts, target.engine, target.artifacts)
+    assert _studies(target_uri) == {"s": 3}
+    # the study continues where it stopped, and new ids do not clash with restored ones
+    ll.tune(lambda p: -((p["x"] - 1) ** 2), {"x": ("float", -3, 3)}, n_trials=2, study_name="s")
+    ll.tune(lambda p: p["x"], {"x": ("float", 0, 1)}, n_trials=1, study_name="other")
+    assert _studies(target_uri) == {"s": 5, "other": 1}
+
+    # a backup made before any tuning, forced over it: no study of the old store stays
+    plain = ll.init(uri=new_db("sqlite"), artifacts=str(tmp_path / "plain-art"))
+    build_store(plain, model=False)
+    backup(plain.engine, plain.artifacts, str(tmp_path / "plain-bk"))
+    restore(target.engine, target.artifacts, str(tmp_path / "plain-bk"), force=True)
+    assert _studies(target_uri) == {}
+    for c in (plain, target):
+        c.close()
+
+
+def test_restore_refuses_a_manifest_that_leaves_a_table_out(
+    small_source: Context, tmp_path: Path
+) -> None:
+    """The manifest has no checksum: one edited to drop a table must not restore without it."""
+    bk = tmp_path / "bk"
+    backup(small_source.engine, small_source.artifacts, str(bk))
+    manifest = orjson.loads((bk / "manifest.json").read_bytes())
+    manifest["tables"] = [t for t in manifest["tables"] if t["name"] != "audit_events"]
+    (bk / "manifest.json").write_bytes(orjson.dumps(manifest))
+    engine, store = _empty_target(tmp_path)
+    with pytest.raises(IntegrityError, match=r"lacks tables \['audit_events'\]"):
+        restore(engine, store, str(bk))
+    _assert_untouched(engine, store)
+
+
 # ---------------------------------------------------------------- exact types
 
 _UTC_NOON = dt.datetime(2024, 6, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)

@@ -120,6 +120,24 @@ def _check_revision(manifest: Manifest, source: BackupSource) -> None:
         )
 
 
+def _check_tables(manifest: Manifest, source: BackupSource) -> None:
+    """Refuse a backup without a file for every table of its schema revision.
+
+    The manifest has no checksum of its own: one edited to leave a table out would
+    otherwise restore without it (and ``--force`` would leave the replaced store's rows
+    in that table).
+    """
+    lacking = sorted(
+        set(_seeded_rows(manifest.alembic_revision)) - {t.name for t in manifest.tables}
+    )
+    if lacking:
+        raise IntegrityError(
+            f"backup {source.url} lacks tables {lacking} of its schema revision "
+            f"{manifest.alembic_revision}",
+            hint="the backup is incomplete or its manifest was edited: restore another one",
+        )
+
+
 def _verify_file(source: BackupSource, rel: str, expected: str) -> Path:
     path = source.fetch(rel)
     actual = hash_file(path)
@@ -238,6 +256,35 @@ def _restore_artifacts(
             # the store's timeouts in turn before the error reached the caller.
             pool.shutdown(wait=True, cancel_futures=True)
     return counts[1]
+
+
+@cache
+def optuna_table_names() -> tuple[str, ...]:
+    """The tables Optuna's storage keeps in the metadata database (``ll.tune``'s studies).
+
+    Example:
+        >>> "trials" in optuna_table_names()
+        True
+    """
+    from optuna.storages._rdb import models
+
+    return tuple(sorted(models.BaseModel.metadata.tables))
+
+
+def _create_optuna_tables(conn: Connection, missing: set[str]) -> bool:
+    """Create Optuna's tables in the target when the backup has some it lacks.
+
+    A store that ran ``ll.tune`` holds Optuna's tables, which no Loopline migration makes
+    (Optuna creates them on first use), so a new target has none. They are created in the
+    restore's transaction, as Optuna itself would (a failed restore takes them back on
+    PostgreSQL). Returns whether any were created.
+    """
+    if not missing or not missing <= set(optuna_table_names()):
+        return False
+    from optuna.storages._rdb import models
+
+    models.BaseModel.metadata.create_all(conn, checkfirst=True)
+    return True
 
 
 def _prepare_schema(engine: Engine, revision: str) -> None:
@@ -360,6 +407,8 @@ def _load_rows(
     progress("tables", 0, total)
     with engine.begin() as conn:
         tables = reflect_tables(conn)
+        if _create_optuna_tables(conn, set(entries) - {t.name for t in tables}):
+            tables = reflect_tables(conn)
         missing = sorted(set(entries) - {t.name for t in tables})
         if missing:
             raise IntegrityError(
@@ -367,8 +416,13 @@ def _load_rows(
                 f"{manifest.alembic_revision} does not have",
                 hint="the backup does not match its own schema revision: restore another one",
             )
-        for table in reversed(tables):  # children first; tables foreign to Loopline stay
-            if table.name in entries:
+        # Every row of the target is replaced: Loopline's tables and Optuna's (tuning
+        # studies live in the same database), even those the backup has no file for, so
+        # no study of the replaced store survives beside the backup's runs. Tables
+        # foreign to both stay.
+        optuna = set(optuna_table_names())
+        for table in reversed(tables):  # children first
+            if table.name in entries or table.name in optuna:
                 conn.execute(table.delete())
         for table in tables:
             entry = entries.get(table.name)
@@ -420,6 +474,7 @@ def restore(
     try:
         manifest = read_manifest(source)
         _check_revision(manifest, source)
+        _check_tables(manifest, source)
         files = _verify_tables(source, manifest)
         index = _read_index(source, manifest)
         target_rev = current_revision(engine)
