@@ -349,6 +349,80 @@ def test_restore_refuses_a_manifest_that_leaves_a_table_out(
     _assert_untouched(engine, store)
 
 
+def _old_backup(path: Path, revision: str, *, events: int, nul: bool = False) -> None:
+    """A backup of a SQLite store at an older ``revision``: audit events, a NUL if asked."""
+    old = create_engine_for(f"sqlite:///{path}.db")
+    upgrade(old, revision)
+    with old.begin() as conn:
+        audit.append_many(conn, [audit.NewEvent("ada", "old", "t", str(i)) for i in range(events)])
+        if nul:  # SQLite stores a NUL in text; PostgreSQL cannot
+            conn.execute(
+                sa.text("INSERT INTO datasets (name, description, created) VALUES ('ds', :d, 1)"),
+                {"d": "a\x00b"},
+            )
+    backup(old, open_artifact_store(f"{path}-art"), str(path))
+    old.dispose()
+
+
+def _head_store_with_a_model(uri: str, tmp_path: Path) -> Context:
+    ctx = ll.init(uri=uri, artifacts=str(tmp_path / "target-art"))
+    build_store(ctx)
+    with ctx.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT last_version FROM registered_models")).scalar() == 1
+    return ctx
+
+
+def _assert_unchanged(ctx: Context, rows: dict[str, list[tuple[Any, ...]]]) -> None:
+    assert current_revision(ctx.engine) == head_revision()
+    assert table_rows(ctx.engine) == rows  # the columns 0015 adds included
+    assert audit.verify(ctx.engine).ok
+
+
+def test_a_failed_restore_leaves_the_target_at_its_schema_with_its_rows(
+    new_db: Callable[[str], str], tmp_path: Path
+) -> None:
+    """A forced restore of an older backup downgraded the target in a transaction of its
+    own: when loading then failed, the target was left at the old revision with the
+    columns of the newer migrations dropped (registered_models.last_version, ...)."""
+    _old_backup(tmp_path / "bk", "0014_run_metrics_json", events=5, nul=True)
+    target = _head_store_with_a_model(new_db("postgresql"), tmp_path)
+    rows = table_rows(target.engine)
+    with pytest.raises(InvalidInput, match=r"table datasets, row 1 \(id=1\): description") as bad:
+        restore(target.engine, target.artifacts, str(tmp_path / "bk"), force=True)
+    assert bad.value.field == "datasets.description" and "SQLite" in (bad.value.hint or "")
+    _assert_unchanged(target, rows)
+    target.close()
+
+
+def test_sigkill_during_a_restore_leaves_the_target_as_it_was(tmp_path: Path) -> None:
+    _old_backup(tmp_path / "bk", "0014_run_metrics_json", events=200_000)
+    target = _head_store_with_a_model(f"sqlite:///{tmp_path / 'target.db'}", tmp_path)
+    rows = table_rows(target.engine)
+    env = {
+        **os.environ,
+        "LOOPLINE_URI": target.settings.metadata_uri,
+        "LOOPLINE_ARTIFACTS": target.settings.artifacts_uri,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loopline.cli.main", "restore", str(tmp_path / "bk"), "--force"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wal = tmp_path / "target.db-wal"
+    start = wal.stat().st_size if wal.exists() else 0
+    deadline = time.monotonic() + 120
+    # rows are being loaded once the write-ahead log grows by several megabytes
+    while time.monotonic() < deadline and proc.poll() is None:
+        if wal.exists() and wal.stat().st_size > start + 8_000_000:
+            break
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL, "the restore finished before the kill"
+    _assert_unchanged(target, rows)
+    target.close()
+
+
 # ---------------------------------------------------------------- exact types
 
 _UTC_NOON = dt.datetime(2024, 6, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)

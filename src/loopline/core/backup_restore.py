@@ -8,10 +8,10 @@ Order of work, so that a bad backup is refused before anything is written:
 4. refuse a target database that holds data, unless ``force`` (then say what is replaced);
 5. copy the artifacts into the store, each verified against its content address (bytes
    go first, as everywhere in Loopline: no row may name missing bytes);
-6. bring the target schema to the backup's revision (Alembic), then in ONE transaction
-   empty every table, insert the rows in foreign-key order in batches, reset PostgreSQL
-   sequences and check every row count; a failure rolls all of it back;
-7. migrate to the newest schema this code knows.
+6. in ONE transaction: bring the target schema to the backup's revision (Alembic, up or
+   down), empty every table, insert the rows in foreign-key order in batches, reset
+   PostgreSQL sequences, check every row count and migrate to the newest schema this
+   code knows; a failure (or a kill) rolls all of it back, schema changes included.
 
 Rows are bound through the *target's* reflected column types, so a backup taken on SQLite
 loads into PostgreSQL and back.
@@ -50,7 +50,14 @@ from loopline.core.backup_format import (
     decode_batch,
 )
 from loopline.core.backup_location import BackupSource
-from loopline.core.db import MIGRATIONS_DIR, create_engine_for, current_revision, head_revision
+from loopline.core.db import (
+    MIGRATIONS_DIR,
+    create_engine_for,
+    current_revision,
+    head_revision,
+    lock_migrations,
+    migrate_in,
+)
 from loopline.core.db import upgrade as upgrade_to
 from loopline.errors import Conflict, IntegrityError, InvalidInput
 
@@ -287,21 +294,6 @@ def _create_optuna_tables(conn: Connection, missing: set[str]) -> bool:
     return True
 
 
-def _prepare_schema(engine: Engine, revision: str) -> None:
-    """Bring the target schema to ``revision`` with Alembic (up or down)."""
-    from alembic import command
-
-    from loopline.core.db import alembic_config
-
-    current = current_revision(engine)
-    if current == revision:
-        return
-    if current is None or known_revisions().index(current) < known_revisions().index(revision):
-        upgrade_to(engine, revision)
-    else:
-        command.downgrade(alembic_config(engine), revision)
-
-
 def _insert_statement(conn: Connection, table: sa.Table) -> sa.Insert:
     values: dict[str, Any] = {}
     for i, col in enumerate(table.columns):
@@ -331,6 +323,48 @@ def _check_columns(table: sa.Table, entry: TableEntry, revision: str) -> None:
         )
 
 
+def _text_limits(conn: Connection, table: sa.Table) -> dict[str, int | None]:
+    """Text columns of a PostgreSQL target and their length limit (None: unlimited).
+
+    SQLite stores any text in any text column: a NUL character, or more characters than
+    ``VARCHAR(n)`` declares. PostgreSQL refuses both, which in the middle of a restore was
+    a raw ``DataError``; :func:`_check_text` names the value instead.
+    """
+    if conn.dialect.name != "postgresql":
+        return {}
+    return {
+        c.name: getattr(c.type, "length", None)
+        for c in table.columns
+        if column_kind(c.type) in ("str", "json")
+    }
+
+
+def _check_text(
+    table: sa.Table, rows: list[dict[str, Any]], fits: dict[str, int | None], first: int
+) -> None:
+    """Refuse a text value PostgreSQL cannot store, naming the table, column and row."""
+    for i, row in enumerate(rows):
+        for name, limit in fits.items():
+            value = row[name]
+            if not isinstance(value, str):
+                continue
+            if "\x00" in value:
+                why = "contains a NUL character (\\x00), which PostgreSQL cannot store"
+            elif limit is not None and len(value) > limit:
+                why = f"is {len(value)} characters, over the column's limit of {limit}"
+            else:
+                continue
+            key = ", ".join(f"{c.name}={row[c.name]!r}" for c in table.primary_key.columns)
+            raise InvalidInput(
+                f"table {table.name}, row {first + i + 1}"
+                + (f" ({key})" if key else "")
+                + f": {name} {why}",
+                field=f"{table.name}.{name}",
+                hint="the backup was made on SQLite, which stores it: restore it into "
+                "SQLite, or fix the value in the source store and back up again",
+            )
+
+
 def load_table(
     conn: Connection,
     table: sa.Table,
@@ -353,9 +387,12 @@ def load_table(
     # SQLite keeps no time zone: its timestamps come back naive, as UTC wall time; a
     # time-zone-aware target column (PostgreSQL) gets them as UTC instants.
     to_utc = [c.name for c in table.columns if column_kind(c.type) == "datetime_tz"]
+    fits = _text_limits(conn, table)
     count = 0
     for arrow_batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=names):
         rows = decode_batch(entry.columns, arrow_batch)
+        if fits:
+            _check_text(table, rows, fits, count)
         for row in rows if to_utc else ():
             for name in to_utc:
                 value = row[name]
@@ -396,7 +433,7 @@ def _reset_sequences(conn: Connection, tables: list[sa.Table]) -> None:
 
 
 def _load_rows(
-    engine: Engine,
+    conn: Connection,
     manifest: Manifest,
     files: dict[str, Path],
     progress: Progress,
@@ -405,48 +442,45 @@ def _load_rows(
     total, done = manifest.total_rows(), 0
     entries = {e.name: e for e in manifest.tables}
     progress("tables", 0, total)
-    with engine.begin() as conn:
+    tables = reflect_tables(conn)
+    if _create_optuna_tables(conn, set(entries) - {t.name for t in tables}):
         tables = reflect_tables(conn)
-        if _create_optuna_tables(conn, set(entries) - {t.name for t in tables}):
-            tables = reflect_tables(conn)
-        missing = sorted(set(entries) - {t.name for t in tables})
-        if missing:
-            raise IntegrityError(
-                f"the backup has tables {missing} that schema revision "
-                f"{manifest.alembic_revision} does not have",
-                hint="the backup does not match its own schema revision: restore another one",
-            )
-        # Every row of the target is replaced: Loopline's tables and Optuna's (tuning
-        # studies live in the same database), even those the backup has no file for, so
-        # no study of the replaced store survives beside the backup's runs. Tables
-        # foreign to both stay.
-        optuna = set(optuna_table_names())
-        for table in reversed(tables):  # children first
-            if table.name in entries or table.name in optuna:
-                conn.execute(table.delete())
-        for table in tables:
-            entry = entries.get(table.name)
-            if entry is None:
-                continue
+    missing = sorted(set(entries) - {t.name for t in tables})
+    if missing:
+        raise IntegrityError(
+            f"the backup has tables {missing} that schema revision "
+            f"{manifest.alembic_revision} does not have",
+            hint="the backup does not match its own schema revision: restore another one",
+        )
+    # Every row of the target is replaced: Loopline's tables and Optuna's (tuning
+    # studies live in the same database), even those the backup has no file for, so
+    # no study of the replaced store survives beside the backup's runs. Tables
+    # foreign to both stay.
+    optuna = set(optuna_table_names())
+    for table in reversed(tables):  # children first
+        if table.name in entries or table.name in optuna:
+            conn.execute(table.delete())
+    for table in tables:
+        entry = entries.get(table.name)
+        if entry is None:
+            continue
 
-            def on_rows(n: int) -> None:
-                nonlocal done
-                done += n
-                progress("tables", done, total)
+        def on_rows(n: int) -> None:
+            nonlocal done
+            done += n
+            progress("tables", done, total)
 
-            _check_columns(table, entry, manifest.alembic_revision)
-            load_table(
-                conn, table, entry, files[table.name], batch_rows=batch_rows, on_rows=on_rows
-            )
-        if conn.dialect.name == "postgresql":
-            _reset_sequences(conn, tables)
-        counts = _row_counts(conn, [t for t in tables if t.name in entries])
-        wrong = {n: c for n, c in counts.items() if c != entries[n].rows}
-        if wrong:
-            raise IntegrityError(
-                f"after loading, row counts differ from the manifest: {wrong}",
-                hint="nothing was restored (rolled back); report this as a bug",
-            )
+        _check_columns(table, entry, manifest.alembic_revision)
+        load_table(conn, table, entry, files[table.name], batch_rows=batch_rows, on_rows=on_rows)
+    if conn.dialect.name == "postgresql":
+        _reset_sequences(conn, tables)
+    counts = _row_counts(conn, [t for t in tables if t.name in entries])
+    wrong = {n: c for n, c in counts.items() if c != entries[n].rows}
+    if wrong:
+        raise IntegrityError(
+            f"after loading, row counts differ from the manifest: {wrong}",
+            hint="nothing was restored (rolled back); report this as a bug",
+        )
 
 
 def restore(
@@ -492,9 +526,14 @@ def restore(
                 hint="restore into an empty database, or pass --force to replace its contents",
             )
         present = _restore_artifacts(source, store, index, report)
-        _prepare_schema(engine, manifest.alembic_revision)
-        _load_rows(engine, manifest, files, report, batch_rows)
-        upgrade_to(engine)
+        # One transaction from the schema's first change to the newest schema: a failure
+        # or a kill anywhere leaves the target as it was (a forced restore of an older
+        # backup downgrades the target first, and that must not outlive a failed load).
+        with engine.begin() as conn:
+            lock_migrations(conn)
+            migrate_in(conn, manifest.alembic_revision)
+            _load_rows(conn, manifest, files, report, batch_rows)
+            migrate_in(conn, "head")
         verified = audit.verify(engine)
     finally:
         source.close()

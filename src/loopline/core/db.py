@@ -117,14 +117,65 @@ def _sqlite_engine(url: sa.URL, busy_timeout_ms: int) -> Engine:
     return engine
 
 
-def alembic_config(engine: Engine) -> Config:
-    """An Alembic config bound to ``engine`` and Loopline's migration scripts."""
+#: PostgreSQL advisory lock (transaction-scoped) that queues migrations of one database.
+MIGRATION_LOCK_ID = 7_274_231
+
+
+def alembic_config(engine: Engine, connection: Connection | None = None) -> Config:
+    """An Alembic config bound to ``engine`` and Loopline's migration scripts.
+
+    With ``connection``, migrations run on it inside the caller's transaction (which has
+    taken :func:`lock_migrations`) instead of a transaction of their own.
+    """
     from alembic.config import Config  # Alembic loads only when migrating (import cost)
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["engine"] = engine
+    if connection is not None:
+        cfg.attributes["connection"] = connection
     return cfg
+
+
+def lock_migrations(conn: Connection) -> None:
+    """Queue behind any other migration of this database until ``conn``'s transaction ends.
+
+    PostgreSQL: a transaction-scoped advisory lock; SQLite: the transaction's
+    ``BEGIN IMMEDIATE`` already holds the write lock.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
+
+
+def migrate_in(conn: Connection, revision: str = "head") -> None:
+    """Move the schema to ``revision`` (up or down) inside ``conn``'s transaction.
+
+    Nothing is committed here: a caller that fails later rolls the migration back with
+    its own work (``restore`` loads a backup this way). The caller holds
+    :func:`lock_migrations`.
+
+    Example:
+        >>> engine = create_engine_for("sqlite:///:memory:")
+        >>> with engine.begin() as conn:
+        ...     migrate_in(conn, "0002_tracking")
+        >>> current_revision(engine)
+        '0002_tracking'
+    """
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    current = MigrationContext.configure(conn).get_current_revision()
+    script = ScriptDirectory(str(MIGRATIONS_DIR))
+    target = script.get_current_head() if revision == "head" else revision
+    if current == target:
+        return
+    cfg = alembic_config(conn.engine, conn)
+    order = [s.revision for s in script.walk_revisions()]  # newest first
+    if current is not None and order.index(current) < order.index(str(target)):
+        command.downgrade(cfg, str(target))
+    else:
+        command.upgrade(cfg, str(target))
 
 
 @cache
