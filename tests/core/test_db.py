@@ -91,3 +91,26 @@ def test_ensure_schema_does_not_import_alembic(tmp_path: Path, state: str) -> No
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_database_of_a_newer_loopline_is_named_as_one(db_uri: str, tmp_path: Path) -> None:
+    """Alembic's "Can't locate revision identified by ..." (exit 1) said nothing of why, and
+    doctor passed the database, advising the `loopline db upgrade` that fails."""
+    from loopline.config import Settings
+    from loopline.core.db import upgrade
+    from loopline.core.doctor import run_checks
+
+    engine = create_engine_for(db_uri)
+    ensure_schema(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0099_from_the_future'"))
+    for call in (ensure_schema, upgrade):
+        with pytest.raises(ConfigError, match="'0099_from_the_future'") as refused:
+            call(engine)
+        assert "newer Loopline" in refused.value.message
+        assert "upgrade Loopline" in (refused.value.hint or "")
+    settings = Settings(uri=db_uri, artifacts=str(tmp_path / "artifacts"))
+    [check] = [c for c in run_checks(settings) if c.name == "metadata"]
+    assert not check.ok and "newer Loopline" in check.detail
+    assert current_revision(engine) == "0099_from_the_future"  # untouched
+    engine.dispose()

@@ -51,10 +51,10 @@ from loopline.core.backup_format import (
 )
 from loopline.core.backup_location import BackupSource
 from loopline.core.db import (
-    MIGRATIONS_DIR,
     create_engine_for,
     current_revision,
     head_revision,
+    known_revisions,
     lock_migrations,
     migrate_in,
 )
@@ -84,20 +84,6 @@ class RestoreReport:
 
 def _no_progress(phase: str, done: int, total: int) -> None:
     return None
-
-
-@cache
-def known_revisions() -> tuple[str, ...]:
-    """Every migration revision this version of Loopline ships, oldest first.
-
-    Example:
-        >>> known_revisions()[0]
-        '0001_core'
-    """
-    from alembic.script import ScriptDirectory
-
-    script = ScriptDirectory(str(MIGRATIONS_DIR))
-    return tuple(reversed([s.revision for s in script.walk_revisions()]))
 
 
 def read_manifest(source: BackupSource) -> Manifest:

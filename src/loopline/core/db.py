@@ -197,8 +197,49 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+@cache
+def known_revisions() -> tuple[str, ...]:
+    """Every migration revision this version of Loopline ships, oldest first.
+
+    Example:
+        >>> known_revisions()[0]
+        '0001_core'
+    """
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory(str(MIGRATIONS_DIR))
+    return tuple(reversed([s.revision for s in script.walk_revisions()]))
+
+
+def check_known_revision(engine: Engine, revision: str | None) -> None:
+    """Refuse a database whose schema revision this Loopline does not ship.
+
+    Such a database was written by a newer Loopline: Alembic's own error ("Can't locate
+    revision identified by ...") said nothing of that, and ``loopline doctor`` advised
+    ``loopline db upgrade``, which is what fails.
+
+    Example:
+        >>> check_known_revision(create_engine_for("sqlite:///:memory:"), "0001_core")
+    """
+    if revision is None or revision in known_revisions():
+        return
+    from loopline import __version__
+
+    safe = engine.url.render_as_string(hide_password=True)
+    raise ConfigError(
+        f"the metadata database {safe} is at schema revision {revision!r}, which this "
+        f"Loopline ({__version__}, newest revision {known_revisions()[-1]!r}) does not "
+        "know: a newer Loopline has migrated it",
+        hint="upgrade Loopline to the version that uses this database (an older one "
+        "cannot read it), or set LOOPLINE_URI to another database",
+    )
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate the database to ``revision`` (default: the newest).
+
+    Raises :class:`ConfigError` when the database is at a revision this Loopline does not
+    ship (a newer Loopline migrated it).
 
     Example:
         >>> upgrade(create_engine_for("sqlite:///:memory:"))
@@ -206,6 +247,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     from alembic import command
 
     with _upgrade_lock, _translate_connect_errors(engine):
+        check_known_revision(engine, _stored_revision(engine))
         command.upgrade(alembic_config(engine), revision)
 
 

@@ -18,7 +18,12 @@ import sqlalchemy as sa
 
 from loopline.config import REDIS_SCHEMES, Settings
 from loopline.core.artifacts import S3ArtifactStore, open_artifact_store
-from loopline.core.db import create_engine_for, current_revision, head_revision
+from loopline.core.db import (
+    check_known_revision,
+    create_engine_for,
+    current_revision,
+    head_revision,
+)
 from loopline.core.scratch import Sweep, sweep
 from loopline.errors import ConfigError, LooplineError
 
@@ -64,6 +69,7 @@ def _check_metadata(settings: Settings) -> str:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
         head = head_revision()
+        check_known_revision(engine, rev)  # a newer Loopline's database fails the check
         if rev is None:
             return f"{engine.dialect.name} answers; empty (migrates to {head} on first use)"
         if rev != head:
