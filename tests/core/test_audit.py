@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import threading
 
 import sqlalchemy as sa
@@ -109,3 +110,30 @@ def test_concurrent_appenders_never_fork_the_chain(ctx: Context) -> None:
     report = audit.verify(ctx.engine)
     assert report.ok, report.problems
     assert report.checked == 40
+
+
+def test_rows_edited_into_values_no_appender_writes_are_named_and_listed(ctx: Context) -> None:
+    """verify raised ValueError on a time edited into text (SQLite keeps it) and stopped;
+    events/events_page (audit ls, the UI) raised JSONDecodeError on a before/after edited
+    into text that is no JSON, so the log could not be read at all."""
+    _log(ctx, 6)
+    sqlite = ctx.engine.dialect.name == "sqlite"
+    with ctx.engine.begin() as conn:
+        conn.execute(audit_events.update().where(audit_events.c.seq == 2).values(after="{bad"))
+        if sqlite:  # PostgreSQL's columns refuse these
+            conn.exec_driver_sql("UPDATE audit_events SET ts = 'abc' WHERE seq = 4")
+            conn.exec_driver_sql("UPDATE audit_events SET before = x'00ff' WHERE seq = 5")
+    problems = audit.verify(ctx.engine).problems
+    assert problems[0].startswith("row 2: edited")
+    if sqlite:
+        assert (
+            problems[1] == "row 4: edited (a field holds could not convert string to float: 'abc')"
+        )
+        assert problems[2].startswith("row 5: edited (a field holds Type is not JSON")
+    assert len(problems) == (3 if sqlite else 1)
+    listed = audit.events(ctx.engine)
+    assert [e.seq for e in listed] == [1, 2, 3, 4, 5, 6] and listed[1].after == "{bad"
+    page, _, newest = audit.events_page(ctx.engine)
+    assert newest == 6 and [e.seq for e in page] == [6, 5, 4, 3, 2, 1]
+    if sqlite:
+        assert math.isnan(listed[3].ts) and listed[4].before == "\x00\ufffd"

@@ -227,8 +227,29 @@ def append_many(conn: Connection, new: Sequence[NewEvent]) -> list[AuditEvent]:
     return done
 
 
-def _decode(text: str | None) -> Any:
-    return None if text is None else orjson.loads(text)
+def _decode(text: Any) -> Any:
+    """A stored ``before``/``after`` as the value it encodes.
+
+    A row edited by hand may hold text that is no JSON (or, on SQLite, a value of another
+    type): it is shown as stored rather than failing the whole listing; ``verify`` names
+    the row as edited.
+    """
+    if text is None:
+        return None
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    try:
+        return orjson.loads(text)
+    except (orjson.JSONDecodeError, TypeError):
+        return text
+
+
+def _seconds(value: Any) -> float:
+    """A stored time as a float; NaN for one edited into something else (``verify`` says)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def events(
@@ -289,18 +310,23 @@ def events_page(
 
 
 def _row_event(r: Any) -> AuditEvent:
+    # Rows are shown as stored even when edited by hand into values no appender writes
+    # (SQLite keeps any type in any column): listing them must not fail, verify names them.
+    def text(value: Any) -> Any:
+        return value if value is None or isinstance(value, str) else str(value)
+
     return AuditEvent(
         r.seq,
-        r.ts,
-        r.actor,
-        r.action,
-        r.object_type,
-        r.object_id,
+        _seconds(r.ts),
+        text(r.actor),
+        text(r.action),
+        text(r.object_type),
+        text(r.object_id),
         _decode(r.before),
         _decode(r.after),
-        r.reason,
-        r.prev_hash,
-        r.hash,
+        text(r.reason),
+        text(r.prev_hash),
+        text(r.hash),
     )
 
 
@@ -336,22 +362,30 @@ def verify(engine: Engine) -> VerifyReport:
                 report.problems.append(
                     f"row {r.seq}: does not follow row {r.seq - 1} (row inserted or replaced)"
                 )
-            computed = event_hash(
-                r.seq,
-                r.ts,
-                r.actor,
-                r.action,
-                r.object_type,
-                r.object_id,
-                r.before,
-                r.after,
-                r.reason,
-                r.prev_hash,
-            )
-            if computed != r.hash:
-                report.problems.append(
-                    f"row {r.seq}: edited (stored hash {r.hash[:12]}… != computed {computed[:12]}…)"
+            try:
+                computed = event_hash(
+                    r.seq,
+                    r.ts,
+                    r.actor,
+                    r.action,
+                    r.object_type,
+                    r.object_id,
+                    r.before,
+                    r.after,
+                    r.reason,
+                    r.prev_hash,
                 )
+            except (TypeError, ValueError) as exc:
+                # A value no appender writes (SQLite keeps any type in any column: a time
+                # that is text, a blob): the row was edited, which is the finding - not a
+                # reason to stop checking the others.
+                report.problems.append(f"row {r.seq}: edited (a field holds {exc})")
+            else:
+                if computed != r.hash:
+                    report.problems.append(
+                        f"row {r.seq}: edited (stored hash {str(r.hash)[:12]}… != "
+                        f"computed {computed[:12]}…)"
+                    )
             expected_seq, prev = r.seq + 1, r.hash
         head = conn.execute(
             sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
