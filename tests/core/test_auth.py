@@ -138,6 +138,56 @@ def test_the_cache_sees_new_tokens_at_once_and_revocations_after_a_refresh(
     assert info.last_used is not None  # written by a refresh, not on the request path
 
 
+def test_a_token_revoked_through_the_api_during_a_miss_stays_refused(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A miss queried the table, the API revoked the token and reloaded the cache (forget)
+    # before the miss's answer was stored: the stored answer put the revoked token back
+    # in memory until the next refresh, though the API's revocation is meant to be at once.
+    engine = ctx.engine
+    cache = auth.TokenCache(engine, refresh_s=300)
+    cache.refresh()
+    made = auth.create_token(engine, "editor", name="ci", actor="ada")
+    real_verify = auth.verify_token
+    revoked = False
+
+    def verify_then_revoke(engine_: sa.Engine, token: str) -> auth.Principal | None:
+        nonlocal revoked
+        answer = real_verify(engine_, token)
+        if not revoked:  # the DELETE /api/v1/tokens/ci request, between query and store
+            revoked = True
+            auth.revoke_token(engine, "ci", actor="ada")
+            cache.forget()
+        return answer
+
+    monkeypatch.setattr(auth, "verify_token", verify_then_revoke)
+    assert cache.lookup_after_miss(made.token) is None
+    assert cache.lookup(made.token) is None
+
+
+def test_a_new_token_is_found_when_a_reload_runs_during_its_lookup(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = ctx.engine
+    cache = auth.TokenCache(engine, refresh_s=300)
+    cache.refresh()
+    made = auth.create_token(engine, "viewer", name="grafana", actor="ada")
+    real_verify = auth.verify_token
+    reloads = 0
+
+    def verify_during_a_reload(engine_: sa.Engine, token: str) -> auth.Principal | None:
+        nonlocal reloads
+        answer = real_verify(engine_, token)
+        if reloads == 0:  # the periodic refresh, run between query and store
+            reloads += 1
+            cache.refresh()
+        return answer
+
+    monkeypatch.setattr(auth, "verify_token", verify_during_a_reload)
+    assert cache.lookup_after_miss(made.token) == auth.Principal("grafana", "viewer")
+    assert cache.lookup(made.token) == auth.Principal("grafana", "viewer")
+
+
 def test_a_stream_of_bad_tokens_costs_a_bounded_number_of_queries(
     embedded_ctx: Context,
 ) -> None:

@@ -329,6 +329,10 @@ class TokenCache:
         self._by_hash: dict[str, Principal] = {}
         self._seen: dict[str, Principal] = {}
         self._used: set[str] = set()
+        # Counts the reloads: a token looked up in the table is added to memory only when
+        # no reload (a revocation's ``forget``) happened during the query, else the query
+        # may predate the revocation and would put the revoked token back.
+        self._generation = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -355,6 +359,7 @@ class TokenCache:
             # One assignment: readers on other threads see the old dict or the new one.
             self._by_hash = {r.token_hash: Principal(r.name, r.role) for r in rows}
             self._seen = {}  # revoked tokens must go through the new table
+            self._generation += 1
 
     def lookup(self, token: str) -> Principal | None:
         """The caller for ``token`` from memory, or None (no database access).
@@ -390,19 +395,27 @@ class TokenCache:
         found = self.lookup(token)
         if found is not None:
             return found
-        with self._lock:
-            now = time.monotonic()
-            if now - self._window >= 1.0:
-                self._window, self._misses = now, 0
-            self._misses += 1
-            if self._misses > self.miss_queries_per_s:
+        for _ in range(3):
+            with self._lock:
+                now = time.monotonic()
+                if now - self._window >= 1.0:
+                    self._window, self._misses = now, 0
+                self._misses += 1
+                if self._misses > self.miss_queries_per_s:
+                    return None
+                generation = self._generation
+            found = verify_token(self.engine, token)  # not under the lock: readers go on
+            if found is None:
                 return None
-        found = verify_token(self.engine, token)
-        if found is not None:
-            # A new dict, not an update in place: readers iterate nothing, but stay simple.
-            self._by_hash = {**self._by_hash, hash_token(token): found}
-            self._used.add(found.name)
-        return found
+            with self._lock:
+                if self._generation == generation:
+                    # A new dict, not an update in place: readers see the old or the new.
+                    self._by_hash = {**self._by_hash, hash_token(token): found}
+                    self._used.add(found.name)
+                    return found
+            # A reload ran during the query, maybe for a revocation it did not see yet:
+            # ask again (a token is revoked once, so the next answer is current).
+        return self.lookup(token)  # reloads keep coming: trust the latest one
 
     def forget(self) -> None:
         """Drop what is in memory (after a revocation in this process): reload at once.
