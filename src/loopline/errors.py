@@ -9,6 +9,7 @@ The tree::
     │   └── ContractViolation       data breaks its contract (column, rule, expected, actual)
     ├── NotFound                    an object that does not exist (names what was looked up)
     ├── Conflict                    the request clashes with stored state (e.g. a param re-logged)
+    │   └── LostLeadership          a loop pass whose process no longer leads the loop
     ├── IntegrityError              stored bytes or rows fail verification (names the object)
     └── PermissionDenied            the caller lacks the role for the action
 
@@ -83,6 +84,11 @@ class Conflict(LooplineError):
     """The request clashes with what is already stored."""
 
 
+class LostLeadership(Conflict):
+    """This process no longer runs the loop: another one took the loop lock (a newer
+    leadership term), so the write of its pass was refused and the pass stops."""
+
+
 class IntegrityError(LooplineError):
     """Stored data failed verification (hash mismatch, broken audit chain)."""
 
@@ -107,6 +113,7 @@ ERROR_TABLE: dict[type[LooplineError], ErrorMapping] = {
     ContractViolation: ErrorMapping(422, 3, "CONTRACT_VIOLATION"),
     InvalidInput: ErrorMapping(422, 2, "INVALID_INPUT"),
     NotFound: ErrorMapping(404, 4, "NOT_FOUND"),
+    LostLeadership: ErrorMapping(409, 5, "LOST_LEADERSHIP"),
     Conflict: ErrorMapping(409, 5, "CONFLICT"),
     IntegrityError: ErrorMapping(500, 6, "INTEGRITY_ERROR"),
     PermissionDenied: ErrorMapping(403, 7, "PERMISSION_DENIED"),

@@ -34,6 +34,7 @@ NAMES = {
         tables.loop_state,
         tables.loop_events,
         tables.drift_results,
+        tables.loop_leader,
     )
 }
 

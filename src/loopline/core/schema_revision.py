@@ -12,4 +12,4 @@ Example:
 
 from __future__ import annotations
 
-HEAD_REVISION = "0015_version_counter_inputs"
+HEAD_REVISION = "0016_loop_leader"

@@ -19,6 +19,15 @@ One pass (:func:`run_once`, ``loopline loop once``) does, for every policy:
 Every step is a row of ``loop_events`` linking the alert, the pipeline run, the model
 version, the gate verdict and the deployment revision, and an audit event.
 
+A pass that stopped half-way (its process lost the loop lock to another one, or died, or
+the database failed it) leaves its last event a ``trigger``, ``retrain`` or ``gate``: the
+next pass **takes it up** (:func:`_take_up`) - it records the deployment that went out if
+there was one, else an ``interrupted`` event, and starts over without the cooldown (once:
+an action interrupted twice in a row waits for the cooldown, so a retraining that kills its
+process is not restarted every interval). Under :func:`~loopline.loop.leader.fenced` the
+pass checks its leadership before each long step (watch, retrain, gate, deploy), and a
+write of a deposed leader is refused (:class:`~loopline.errors.LostLeadership`).
+
 Example:
     >>> # results = run_once(load_policies())
     >>> # [(r.model, r.outcome) for r in results]
@@ -35,7 +44,8 @@ import orjson
 import sqlalchemy as sa
 
 from loopline.core.context import Context, get_context
-from loopline.errors import LooplineError
+from loopline.errors import LooplineError, LostLeadership
+from loopline.loop.leader import still_leading
 from loopline.loop.policy import LoopPolicy
 from loopline.monitoring.alerts import check_rules, last_details, raise_alert
 from loopline.monitoring.drift_results import store_drift
@@ -80,21 +90,25 @@ def _state(ctx: Context, model: str) -> Any:
 
 
 def _upsert(ctx: Context, model: str, **values: Any) -> None:
-    values["updated"] = time.time()
     with ctx.engine.begin() as conn:
-        done = conn.execute(
-            sa.update(loop_state).where(loop_state.c.model == model).values(**values)
-        ).rowcount
-        if not done:
-            conn.execute(
-                sa.insert(loop_state).values(
-                    model=model,
-                    paused=values.get("paused", False),
-                    reason=values.get("reason"),
-                    last_trigger=values.get("last_trigger"),
-                    updated=values["updated"],
-                )
+        _upsert_in(conn, model, **values)
+
+
+def _upsert_in(conn: sa.Connection, model: str, **values: Any) -> None:
+    values["updated"] = time.time()
+    done = conn.execute(
+        sa.update(loop_state).where(loop_state.c.model == model).values(**values)
+    ).rowcount
+    if not done:
+        conn.execute(
+            sa.insert(loop_state).values(
+                model=model,
+                paused=values.get("paused", False),
+                reason=values.get("reason"),
+                last_trigger=values.get("last_trigger"),
+                updated=values["updated"],
             )
+        )
 
 
 def pause(model: str = ALL, reason: str | None = None) -> None:
@@ -131,8 +145,20 @@ def is_paused(model: str, ctx: Context | None = None) -> bool:
     return any((row := _state(ctx, name)) is not None and bool(row.paused) for name in (ALL, model))
 
 
-def record(ctx: Context, model: str, kind: str, message: str, **links: Any) -> int:
+def record(
+    ctx: Context,
+    model: str,
+    kind: str,
+    message: str,
+    *,
+    state: dict[str, Any] | None = None,
+    **links: Any,
+) -> int:
     """Append a loop event (and its audit event) with its links; return its id.
+
+    ``state`` sets columns of the model's ``loop_state`` row (``last_trigger``: the
+    cooldown) in the same transaction, so a pass stopped between the two cannot leave a
+    cooldown without the event that explains it.
 
     Example:
         >>> # record(ctx, "flights", "trigger", "temp drifted", alert_id=3)
@@ -160,6 +186,8 @@ def record(ctx: Context, model: str, kind: str, message: str, **links: Any) -> i
             after={"loop_event": new_id, **{k: v for k, v in cols.items() if v is not None}},
             reason=message,
         )
+        if state is not None:
+            _upsert_in(conn, model, **state)
     return int(new_id)
 
 
@@ -275,6 +303,61 @@ def _register(policy: LoopPolicy, result: Any) -> Any:
     return registry.register(result, policy.model, description="retrained by the loop")
 
 
+#: Events after which a pass still had work to do: a later pass that finds one of them last
+#: knows the pass that wrote it stopped half-way.
+IN_PROGRESS = ("trigger", "retrain", "gate")
+
+
+def _take_up(ctx: Context, policy: LoopPolicy, deployment: Any) -> None:
+    """Close the action a stopped pass left half-done, if the model's last event is one.
+
+    A pass runs its steps one after another and each pass of one leader starts after the
+    previous one ended, so the action is not running any more: its process stopped, or
+    lost the loop lock and its writes are refused. The deployment it made, if its ``deploy``
+    event was lost, is recorded (the follow-up then watches it as usual); otherwise an
+    ``interrupted`` event closes the action and the cooldown is lifted so the triggers can
+    act again - unless the action before was interrupted too.
+    """
+    from loopline.serving.store import events as deployment_events
+
+    history = events(policy.model, limit=len(IN_PROGRESS) + 1)
+    if not history or history[-1]["kind"] not in IN_PROGRESS:
+        return
+    e = history[-1]
+    before = [h["kind"] for h in history if h["kind"] not in IN_PROGRESS]
+    version = e["model_version"]
+    links = {k: e[k] for k in ("alert_id", "run_id", "model_version", "verdict_id")}
+    if e["kind"] == "gate" and version is not None:
+        for change in deployment_events(ctx.engine, policy.model):
+            after = change.after or {}
+            if (
+                change.ts >= e["ts"]
+                and change.action.startswith("deploy.")
+                and version in (after.get("candidate"), after.get("stable"))
+            ):
+                msg = (
+                    f"{change.action.removeprefix('deploy.')} of version {version} started "
+                    f"(revision {change.revision}) by a pass that stopped before recording it"
+                )
+                links["deployment_revision"] = change.revision
+                record(ctx, policy.model, "deploy", msg, **links)
+                return
+    again = bool(before) and before[-1] == "interrupted"
+    msg = (
+        f"the pass acting on this model stopped after its {e['kind']!r} event (its process lost "
+        "the loop lock, died, or failed)"
+        + ("; the action before was interrupted too, so the cooldown stays" if again else "")
+    )
+    record(
+        ctx,
+        policy.model,
+        "interrupted",
+        msg,
+        state=None if again else {"last_trigger": None},
+        **links,
+    )
+
+
 def _follow_up(ctx: Context, policy: LoopPolicy, deployment: Any) -> LoopResult | None:
     last = [
         e
@@ -319,7 +402,6 @@ def _act(
 
     model = policy.model
     why = "; ".join(triggers)
-    _upsert(ctx, model, last_trigger=time.time())
     alert = raise_alert(
         model,
         "loop trigger",
@@ -329,8 +411,17 @@ def _act(
         ctx=ctx,
     )
     res = LoopResult(model, "triggered", why, triggers, window.to_dict(), alert_id=alert.id)
-    record(ctx, model, "trigger", why, alert_id=alert.id, details={"triggers": triggers})
+    record(
+        ctx,
+        model,
+        "trigger",
+        why,
+        state={"last_trigger": time.time()},
+        alert_id=alert.id,
+        details={"triggers": triggers},
+    )
     data = datasets.get(policy.data)
+    still_leading()
     try:
         mv = _register(policy, policy.pipeline_function()(data))
     except LooplineError:
@@ -355,6 +446,7 @@ def _act(
         details={"dataset": data.ref},
     )
     holdout = datasets.get(policy.gate.dataset)
+    still_leading()
     verdict = gates.evaluate(model, mv.version, holdout.ref, policy.gate.thresholds)
     res.verdict_id = verdict.id
     links = {
@@ -378,6 +470,7 @@ def _act(
         res.outcome, res.message, res.alert_id = "blocked", msg, blocked.id
         return res
     record(ctx, model, "gate", f"version {mv.version} blessed on {holdout.ref}", **links)
+    still_leading()
     d = deploy(
         model,
         mv.version,
@@ -403,12 +496,14 @@ def run_policy(policy: LoopPolicy, ctx: Context | None = None) -> LoopResult:
 
     ctx = ctx or get_context()
     model = policy.model
+    still_leading()
     if is_paused(model, ctx):
         return LoopResult(model, "paused", "the kill switch is on (loopline loop resume)")
     try:
         d = get_deployment(model)
     except NotFound:
         return LoopResult(model, "idle", f"{model!r} is not deployed")
+    _take_up(ctx, policy, d)
     followed = _follow_up(ctx, policy, d)
     if followed is not None:
         return followed
@@ -418,6 +513,7 @@ def run_policy(policy: LoopPolicy, ctx: Context | None = None) -> LoopResult:
             "rollout",
             f"a {d.phase} of version {d.candidate_version} is in progress ({d.traffic:g}%)",
         )
+    still_leading()
     window, triggers = watch(policy, d.stable_version)
     summary = None if window is None else window.to_dict()
     if window is not None and policy.alerts:
@@ -448,10 +544,11 @@ def run_policy(policy: LoopPolicy, ctx: Context | None = None) -> LoopResult:
         return LoopResult(model, "cooldown", msg, triggers, summary)
     stale = _trained_on_newest(policy, d.stable_version)
     if stale is not None:
-        _upsert(ctx, model, last_trigger=time.time())
         msg = f"{'; '.join(triggers)} - but version {d.stable_version} already trained on {stale}"
         alert = raise_alert(model, "no newer data", msg, webhook=policy.webhook, ctx=ctx)
-        record(ctx, model, "no_new_data", msg, alert_id=alert.id)
+        record(
+            ctx, model, "no_new_data", msg, state={"last_trigger": time.time()}, alert_id=alert.id
+        )
         return LoopResult(model, "no_new_data", msg, triggers, summary, alert_id=alert.id)
     return _act(ctx, policy, window, triggers)  # type: ignore[arg-type]
 
@@ -470,6 +567,8 @@ def run_once(policies: list[LoopPolicy], model: str | None = None) -> list[LoopR
             continue
         try:
             out.append(run_policy(policy, ctx))
+        except LostLeadership:
+            raise  # the whole pass stops: another process leads now (and records nothing)
         except LooplineError as exc:
             msg = f"{type(exc).__name__}: {exc.message}"
             record(ctx, policy.model, "error", msg)

@@ -16,9 +16,24 @@ or dies, and the others keep trying at every interval.
   start time into the file for :func:`holder`.
 * an in-memory SQLite database is private to its process: a process-local lock.
 
+**Fencing.** A lock can go while its holder still works: a PostgreSQL restart, a network
+blip or ``pg_terminate_backend`` drops the lock connection in the middle of a pass, another
+process takes the lock, and the first one would go on retraining, gating and deploying
+next to the new leader. So taking the lock also takes a **leadership term**: the row of
+``loop_leader`` gets the next term number and this holder's name. A pass runs inside
+:func:`fenced`: every transaction it commits on the store first locks that row
+(``SELECT ... FOR UPDATE``) and checks that it still names this term, in the same
+transaction as the pass's writes (a commit hook on the engine); a deposed leader's write is
+rolled back and raises :class:`~loopline.errors.LostLeadership`, which stops its pass. The
+new leader's term is written only once the lock is held, and it waits for a transaction
+that holds the row, so every write of the old term commits before the new term or not at
+all. :func:`still_leading` checks the lock and the term before each long step (watching,
+retraining, gating, deploying).
+
 Example:
     >>> # leader = leader_for(ctx)
-    >>> # if leader.holds() or leader.try_acquire(): run_once(policies)
+    >>> # if leader.holds() or leader.try_acquire():
+    >>> #     with fenced(leader): run_once(policies)
 """
 
 from __future__ import annotations
@@ -29,7 +44,10 @@ import os
 import socket
 import threading
 import time
+import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +55,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from loopline.core.context import Context
+from loopline.errors import LostLeadership
+from loopline.monitoring.tables import loop_leader
 
 #: The advisory lock's two int4 keys: "LOOP" and the lock's purpose (1: the controller).
 PG_LOCK_KEYS = (0x4C4F4F50, 1)
 _APP_PREFIX = "loopline-loop "
+#: The ``loop_leader`` row of the loop lock.
+TERM_ROW = "loop"
 
 
 def _me() -> str:
@@ -48,39 +70,131 @@ def _me() -> str:
 
 
 class Leader(ABC):
-    """The loop lock of one store, as seen by this process.
+    """The loop lock of one store, as seen by this process, and its leadership term.
 
-    A subclass must make :meth:`try_acquire` non-blocking, make the lock go away with the
-    process (a crash must not leave the loop without a leader), and make :meth:`holds`
-    answer False once the lock may have been lost.
+    A subclass must make :meth:`_lock` non-blocking, make the lock go away with the
+    process (a crash must not leave the loop without a leader), and make :meth:`_locked`
+    answer False once the lock may have been lost. With an ``engine`` (the store's), taking
+    the lock takes the next leadership term too (see the module docstring); without one
+    there is no term and :meth:`check` passes.
     """
 
     #: How the lock is held, for the server's start-up line and ``loop status``.
     kind: str = ""
 
+    def __init__(self, engine: Engine | None = None) -> None:
+        self.engine = engine
+        #: The leadership term taken with the lock (None: not held, or no engine).
+        self.term: int | None = None
+        self._holder: str | None = None
+
     @abstractmethod
+    def _lock(self) -> bool:
+        """Take the lock without waiting; True if taken."""
+
+    @abstractmethod
+    def _locked(self) -> bool:
+        """True while this process surely holds the lock."""
+
+    @abstractmethod
+    def _unlock(self) -> None:
+        """Give the lock up (a no-op when not held)."""
+
     def try_acquire(self) -> bool:
-        """Take the lock if nobody holds it; True when this process holds it now.
+        """Take the lock (and the next term) if nobody holds it; True when held now.
 
         Example:
             >>> # leader.try_acquire()
         """
+        if self.holds():
+            return True
+        if not self._lock():
+            return False
+        try:
+            self._take_term()
+        except BaseException:  # a lock without a term would fence every write of its pass
+            self._unlock()
+            raise
+        return True
 
-    @abstractmethod
     def holds(self) -> bool:
         """True while this process surely holds the lock.
 
         Example:
             >>> # leader.holds()
         """
+        return self._locked()
 
-    @abstractmethod
     def release(self) -> None:
         """Give the lock up (a no-op when not held).
 
         Example:
             >>> # leader.release()
         """
+        self.term = self._holder = None
+        self._unlock()
+
+    def _take_term(self) -> None:
+        if self.engine is None:
+            return
+        holder = f"{_me()}:{uuid.uuid4().hex[:8]}"[:256]
+        now = time.time()
+        row = loop_leader.c
+        with self.engine.begin() as conn:
+            term = conn.execute(
+                sa.update(loop_leader)
+                .where(row.name == TERM_ROW)
+                .values(term=row.term + 1, holder=holder, since=now)
+                .returning(row.term)
+            ).scalar()
+            if term is None:  # the store's first leader; only a lock holder gets here
+                term = 1
+                conn.execute(
+                    sa.insert(loop_leader).values(name=TERM_ROW, term=1, holder=holder, since=now)
+                )
+        self.term, self._holder = int(term), holder
+
+    def check(self, conn: Connection, *, lock: bool = True) -> None:
+        """Raise :class:`LostLeadership` unless the store's term is still this process's.
+
+        With ``lock`` the row stays locked (``FOR UPDATE``) until ``conn``'s transaction
+        ends, so no new term can be taken before the writes of that transaction commit.
+
+        Example:
+            >>> # with engine.begin() as conn: leader.check(conn); conn.execute(write)
+        """
+        if self.engine is None:
+            return
+        q = sa.select(loop_leader.c.term, loop_leader.c.holder).where(
+            loop_leader.c.name == TERM_ROW
+        )
+        row = conn.execute(q.with_for_update() if lock else q).first()
+        if row is not None and (row.term, row.holder) == (self.term, self._holder):
+            return
+        now = "no term" if row is None else f"term {row.term} ({row.holder})"
+        raise LostLeadership(
+            f"this process no longer leads the loop: it took term {self.term} of the loop "
+            f"lock, the store is at {now}",
+            hint="another process runs the loop now (`loopline loop status`); this one "
+            "takes the lock again when it is free",
+        )
+
+    def ensure(self) -> None:
+        """Raise :class:`LostLeadership` unless the lock is held and the term current:
+        before a long step of a pass.
+
+        Example:
+            >>> # leader.ensure()
+        """
+        if not self.holds():
+            raise LostLeadership(
+                f"this process lost the loop lock ({self.kind}) during a pass",
+                hint="the lock's database connection dropped; the loop takes it again "
+                "at its next interval if no other process holds it",
+            )
+        if self.engine is not None:
+            with self.engine.connect() as conn:
+                self.check(conn, lock=False)
 
 
 class PostgresLeader(Leader):
@@ -93,6 +207,7 @@ class PostgresLeader(Leader):
     kind = "PostgreSQL advisory lock"
 
     def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
         self._engine = sa.create_engine(
             engine.url,
             poolclass=sa.pool.NullPool,
@@ -101,14 +216,7 @@ class PostgresLeader(Leader):
         )
         self._conn: Connection | None = None
 
-    def try_acquire(self) -> bool:
-        """See :meth:`Leader.try_acquire`.
-
-        Example:
-            >>> # PostgresLeader(ctx.engine).try_acquire()
-        """
-        if self.holds():
-            return True
+    def _lock(self) -> bool:
         conn = self._engine.connect()
         got = conn.execute(
             sa.text("SELECT pg_try_advisory_lock(:a, :b)"),
@@ -120,12 +228,8 @@ class PostgresLeader(Leader):
         conn.close()
         return False
 
-    def holds(self) -> bool:
-        """See :meth:`Leader.holds`: the lock lives as long as its connection answers.
-
-        Example:
-            >>> # leader.holds()
-        """
+    def _locked(self) -> bool:
+        # The lock lives as long as its connection answers.
         if self._conn is None:
             return False
         try:
@@ -141,12 +245,7 @@ class PostgresLeader(Leader):
             with contextlib.suppress(sa.exc.DBAPIError):  # broken: the lock went with it
                 conn.close()
 
-    def release(self) -> None:
-        """See :meth:`Leader.release`.
-
-        Example:
-            >>> # leader.release()
-        """
+    def _unlock(self) -> None:
         if self._conn is not None:
             with contextlib.suppress(sa.exc.DBAPIError):  # closing it below frees it too
                 self._conn.execute(
@@ -180,20 +279,14 @@ class FileLeader(Leader):
 
     kind = "file lock"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, engine: Engine | None = None) -> None:
+        super().__init__(engine)
         self.path = path
         self._fd: int | None = None
 
-    def try_acquire(self) -> bool:
-        """See :meth:`Leader.try_acquire`.
-
-        Example:
-            >>> # FileLeader(path).try_acquire()
-        """
+    def _lock(self) -> bool:
         import fcntl
 
-        if self._fd is not None:
-            return True
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -206,20 +299,10 @@ class FileLeader(Leader):
         self._fd = fd
         return True
 
-    def holds(self) -> bool:
-        """See :meth:`Leader.holds`: a flock stays until released or the process ends.
+    def _locked(self) -> bool:
+        return self._fd is not None  # a flock stays until released or the process ends
 
-        Example:
-            >>> # leader.holds()
-        """
-        return self._fd is not None
-
-    def release(self) -> None:
-        """See :meth:`Leader.release`.
-
-        Example:
-            >>> # leader.release()
-        """
+    def _unlock(self) -> None:
         import fcntl
 
         fd, self._fd = self._fd, None
@@ -240,42 +323,27 @@ class LocalLeader(Leader):
     """
 
     kind = "process-local lock"
-    _lock = threading.Lock()
+    _mutex = threading.Lock()
     _since: float | None = None
 
-    def __init__(self) -> None:
+    def __init__(self, engine: Engine | None = None) -> None:
+        super().__init__(engine)
         self._held = False
 
-    def try_acquire(self) -> bool:
-        """See :meth:`Leader.try_acquire`.
-
-        Example:
-            >>> # LocalLeader().try_acquire()
-        """
-        if not self._held and LocalLeader._lock.acquire(blocking=False):
+    def _lock(self) -> bool:
+        if not self._held and LocalLeader._mutex.acquire(blocking=False):
             self._held = True
             LocalLeader._since = time.time()
         return self._held
 
-    def holds(self) -> bool:
-        """See :meth:`Leader.holds`.
-
-        Example:
-            >>> LocalLeader().holds()
-            False
-        """
+    def _locked(self) -> bool:
         return self._held
 
-    def release(self) -> None:
-        """See :meth:`Leader.release`.
-
-        Example:
-            >>> LocalLeader().release()
-        """
+    def _unlock(self) -> None:
         if self._held:
             self._held = False
             LocalLeader._since = None
-            LocalLeader._lock.release()
+            LocalLeader._mutex.release()
 
 
 def leader_for(ctx: Context) -> Leader:
@@ -288,7 +356,52 @@ def leader_for(ctx: Context) -> Leader:
     if engine.dialect.name == "postgresql":
         return PostgresLeader(engine)
     path = sqlite_lock_path(engine)
-    return LocalLeader() if path is None else FileLeader(path)
+    return LocalLeader(engine) if path is None else FileLeader(path, engine)
+
+
+# -- fencing: the pass in progress and its writes ------------------------------------------
+
+#: The leader whose pass runs in this thread (a context variable: a server's request
+#: threads, which share the engine, are not part of the pass and are never fenced).
+_passing: ContextVar[Leader | None] = ContextVar("loopline_loop_leader", default=None)
+
+
+@contextlib.contextmanager
+def fenced(leader: Leader) -> Iterator[None]:
+    """Run a pass as ``leader``: every transaction the pass commits on the leader's store
+    checks the leadership term first (see the module docstring).
+
+    Example:
+        >>> # with fenced(leader): run_once(policies)
+    """
+    engine = leader.engine
+    if engine is not None and not sa.event.contains(engine, "commit", _check_on_commit):
+        sa.event.listen(engine, "commit", _check_on_commit)
+    token = _passing.set(leader)
+    try:
+        yield
+    finally:
+        _passing.reset(token)
+
+
+def still_leading() -> None:
+    """Raise :class:`LostLeadership` if the pass running in this thread lost its lock or
+    its term: before a long step, so a deposed leader stops before it starts one. A no-op
+    outside :func:`fenced` (``ll.loop`` called as a library, ``loopline loop once``).
+
+    Example:
+        >>> still_leading()
+    """
+    leader = _passing.get()
+    if leader is not None:
+        leader.ensure()
+
+
+def _check_on_commit(conn: Connection) -> None:
+    # Runs inside the transaction, just before COMMIT: raising leaves it to be rolled back.
+    leader = _passing.get()
+    if leader is not None and leader.engine is not None and conn.engine.url == leader.engine.url:
+        leader.check(conn)
 
 
 def holder(ctx: Context) -> dict[str, Any] | None:

@@ -3,9 +3,12 @@
 :class:`LoopRunner` is what ``loopline loop run`` runs in the foreground and what
 ``loopline server`` runs in a background thread: before each pass it makes sure it holds
 the store's loop lock (:mod:`.leader`), so that of several servers on one store only one
-retrains; the others wait and take over when the leader stops or dies. A pass that fails
-(the database went away) is logged and retried at the next interval; :meth:`stop` lets the
-pass in progress finish, then gives the lock up.
+retrains; the others wait and take over when the leader stops or dies. The pass runs
+:func:`~loopline.loop.leader.fenced`: if the lock goes while it runs (its PostgreSQL
+connection dropped) and another process takes it, the pass's next write is refused and the
+pass stops (logged), so two processes never retrain, gate or deploy at once. A pass that
+fails (the database went away) is logged and retried at the next interval; :meth:`stop`
+lets the pass in progress finish, then gives the lock up.
 
 Example:
     >>> # runner = LoopRunner(load_policies(), interval=60).start()
@@ -20,7 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loopline.core.context import Context, get_context
-from loopline.loop.leader import Leader, leader_for
+from loopline.errors import LostLeadership
+from loopline.loop.leader import Leader, fenced, leader_for
 
 if TYPE_CHECKING:
     from loopline.loop.policy import LoopPolicy
@@ -69,12 +73,26 @@ class LoopRunner:
         if held != self._leading:
             self._leading = held
             if held:
-                log.info("this process now runs the loop (%s)", self.leader.kind)
+                log.info(
+                    "this process now runs the loop (%s, term %s)",
+                    self.leader.kind,
+                    self.leader.term,
+                )
             else:
                 log.warning("this process lost the loop lock; another one runs the loop")
         if not held:
             return False
-        for r in self._run_once(self.policies):
+        try:
+            with fenced(self.leader):
+                results = self._run_once(self.policies)
+        except LostLeadership as exc:
+            # Deposed mid-pass: the refused write was rolled back, and the new leader's
+            # next pass takes up what this one left (controller: interrupted actions).
+            log.warning("the loop pass stopped: %s", exc.message)
+            self.leader.release()
+            self._leading = False
+            return False
+        for r in results:
             log.info("%s: %s (%s)", r.model, r.outcome, r.message)
         self.passes += 1
         return True

@@ -22,6 +22,9 @@ The migration ``0008_monitoring`` creates exactly these tables
   version, the window, the drifted features and every feature's score, as JSON.
 * ``loop_events`` - what the loop did, linked: alert -> pipeline run -> model version ->
   gate verdict -> deployment revision.
+* ``loop_leader`` - the loop lock's leadership term (``0016_loop_leader``): one row per lock,
+  its ``term`` bumped by every process that takes the lock, the ``holder`` that did and
+  ``since`` when. A loop pass's writes check it (:mod:`loopline.loop.leader`).
 
 Example:
     >>> prediction_batches.c.digest.nullable
@@ -112,6 +115,15 @@ loop_events = sa.Table(
     sa.Column("deployment_revision", sa.Integer, nullable=True),
     sa.Column("details", sa.Text, nullable=False),
     sa.Index("ix_loop_events_model", "model"),
+)
+
+loop_leader = sa.Table(
+    "loop_leader",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("term", sa.Integer, nullable=False),
+    sa.Column("holder", sa.String(256), nullable=False),
+    sa.Column("since", sa.Float, nullable=False),
 )
 
 drift_results = sa.Table(
