@@ -10,13 +10,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import sqlalchemy as sa
+import yaml
+from typer.testing import CliRunner
 
 import loopline as ll
+from loopline.cli.main import app
 from loopline.core import audit
 from loopline.core.context import Context
-from loopline.errors import LostLeadership
+from loopline.errors import Conflict, LostLeadership
 from loopline.loop import controller
 from loopline.loop.leader import (
     FileLeader,
@@ -30,7 +34,7 @@ from loopline.loop.leader import (
     still_leading,
 )
 from loopline.loop.policy import LoopPolicy
-from loopline.loop.runner import LoopRunner
+from loopline.loop.runner import LoopRunner, as_leader
 from loopline.monitoring.prediction_log import PredictionLogger
 from loopline.monitoring.tables import loop_leader
 from loopline.serving.deploy import get_deployment
@@ -278,3 +282,25 @@ def test_an_action_interrupted_twice_in_a_row_keeps_the_cooldown(ctx: Context) -
     assert [e["kind"] for e in events][-1] == "interrupted" and events[-1]["model_version"] == 1
     assert "interrupted too" in events[-1]["details"]["message"]
     assert controller._state(ctx, TOY).last_trigger == 200.0
+
+
+def test_a_pass_by_hand_refuses_while_another_process_leads(ctx: Context, tmp_path: Path) -> None:
+    (tmp_path / "policies").mkdir()
+    policy = scenario.policy(model="not-deployed").model_dump(mode="json")
+    (tmp_path / "policies" / "p.yaml").write_text(yaml.safe_dump(policy))
+    other = leader_for(ctx)
+    assert other.try_acquire()
+    busy = pytest.raises(Conflict, match=rf"runs the loop on this store: .*:{os.getpid()}")
+    with busy, as_leader(ctx):
+        pass
+    refused = CliRunner().invoke(app, ["loop", "once", "--root", str(tmp_path)])
+    assert isinstance(refused.exception, Conflict)  # `loopline` exits 5 on it
+    assert refused.exception.exit_code == 5 and "runs the loop" in refused.exception.message
+    other.release()
+    with as_leader(ctx) as leader:
+        assert leader.holds() and leader.term == 2
+        still_leading()
+    done = CliRunner().invoke(app, ["loop", "once", "--root", str(tmp_path), "--json"])
+    assert done.exit_code == 0, done.output
+    assert orjson.loads(done.output)[0]["outcome"] == "idle"
+    assert holder(ctx) is None

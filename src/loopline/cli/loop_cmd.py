@@ -41,11 +41,16 @@ def once(
 ) -> None:
     """Run one pass of the loop over every policy and print what it did.
 
+    The pass takes the loop lock like `loopline loop run`: while another process runs the
+    loop on this store it refuses (exit 5) instead of acting next to it.
     Example: loopline loop once --model flights
     """
     from loopline.loop.controller import run_once
+    from loopline.loop.runner import as_leader
 
-    results = run_once(_policies(root, model), model)
+    policies = _policies(root, model)
+    with as_leader():
+        results = run_once(policies, model)
     if as_json:
         print_json([r.to_dict() for r in results])
         return

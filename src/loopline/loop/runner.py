@@ -17,8 +17,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -142,6 +144,33 @@ class LoopRunner:
         if stopped:
             self._thread = None
         return stopped
+
+
+@contextlib.contextmanager
+def as_leader(ctx: Context | None = None) -> Iterator[Leader]:
+    """Hold the loop lock of ``ctx``'s store for one pass, fenced (``loopline loop once``);
+    :class:`~loopline.errors.Conflict` naming the holder when another process leads.
+
+    Example:
+        >>> # with as_leader(): run_once(policies)
+    """
+    from loopline.errors import Conflict
+    from loopline.loop.leader import holder
+
+    ctx = ctx or get_context()
+    leader = leader_for(ctx)
+    if not leader.try_acquire():
+        who = holder(ctx)
+        raise Conflict(
+            f"another process runs the loop on this store: {who['holder'] if who else '?'}",
+            hint="its next pass comes within its interval (`loopline loop status`); stop it "
+            "to run a pass by hand",
+        )
+    try:
+        with fenced(leader):
+            yield leader
+    finally:
+        leader.release()
 
 
 def server_loop(
