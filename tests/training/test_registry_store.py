@@ -153,3 +153,26 @@ def test_concurrent_alias_moves_queue_up_and_audit_true_befores(ctx: Context) ->
     last = moves[-1].after
     assert store.get_registered_model(ctx, "busy").aliases == ({} if last is None else last)
     assert audit.verify(ctx.engine).ok
+
+
+def test_a_version_its_deployment_names_cannot_be_deleted(ctx: Context) -> None:
+    # Deleting the served version broke serving (loopline serve: NotFound on start) and
+    # took 'champion' with it, so the next gate skipped every change bound.
+    import loopline as ll
+
+    for i in range(5):
+        store.create_model_version(ctx, "served", source=f"s{i}", run_id=None)
+    ll.deploy("served", 1)
+    ll.deploy("served", 2, strategy="blue_green")  # 1 is the standby now
+    ll.deploy("served", 3, strategy="canary", fallback=4)
+    for version, role in ((1, "standby"), (2, "stable"), (3, "candidate"), (4, "fallback")):
+        with pytest.raises(Conflict, match=f"version {version} of 'served' is the {role}"):
+            store.delete_model_version(ctx, "served", version)
+    assert [v.version for v in store.search_model_versions(ctx, name="served")] == [5, 4, 3, 2, 1]
+    assert store.get_registered_model(ctx, "served").aliases == {"champion": 2}
+    with pytest.raises(Conflict, match="model 'served' is deployed"):
+        store.delete_registered_model(ctx, "served")
+    store.delete_model_version(ctx, "served", 5)  # not deployed: deleted as before
+    assert [v.version for v in store.search_model_versions(ctx, name="served")] == [4, 3, 2, 1]
+    store.create_model_version(ctx, "idle", source="s", run_id=None)
+    store.delete_registered_model(ctx, "idle")

@@ -314,6 +314,7 @@ def delete_registered_model(ctx: Context, name: str) -> None:
     with ctx.engine.begin() as conn:
         _model_row(conn, name)
         lock_model(conn, name)
+        _refuse_if_deployed(conn, name, None)
         for table in (
             model_aliases,
             model_version_tags,
@@ -581,6 +582,7 @@ def delete_model_version(ctx: Context, name: str, version: int) -> None:
     with ctx.engine.begin() as conn:
         lock_model(conn, name)
         _version_row(conn, name, v)
+        _refuse_if_deployed(conn, name, v)
         for table in (model_aliases, model_version_tags, model_versions):
             conn.execute(table.delete().where((table.c.name == name) & (table.c.version == v)))
         ctx.audit(
@@ -589,6 +591,43 @@ def delete_model_version(ctx: Context, name: str, version: int) -> None:
             object_type="model_version",
             object_id=f"{name}/{v}",
         )
+
+
+def _refuse_if_deployed(conn: Connection, name: str, version: int | None) -> None:
+    """Conflict when the deployment of ``name`` names ``version`` (any, when None).
+
+    Deleting a version its deployment serves broke serving (``loopline serve`` failed on
+    the missing version) and took the ``champion`` alias with it, so the next gate found
+    no champion and skipped every change bound: a worse challenger was blessed on value
+    bounds alone. The caller holds the model's lock, which a deployment that moves
+    ``champion`` takes too.
+    """
+    # Imported here: serving imports the registry.
+    from loopline.serving.tables import deployments
+
+    row = conn.execute(sa.select(deployments).where(deployments.c.name == name)).first()
+    if row is None:
+        return
+    roles = {
+        "stable": row.stable_version,
+        "candidate": row.candidate_version,
+        "standby (the blue/green rollback target)": row.standby_version,
+        "fallback": row.fallback_version,
+    }
+    if version is None:
+        raise Conflict(
+            f"model {name!r} is deployed (stable version {row.stable_version}), so it cannot "
+            "be deleted",
+            hint=f"its model servers load its versions; see `loopline deployments show {name}`",
+        )
+    for role, number in roles.items():
+        if number == version:
+            raise Conflict(
+                f"version {version} of {name!r} is the {role} version of its deployment "
+                f"(revision {row.revision}), so it cannot be deleted",
+                hint=f"deploy another version first (`loopline deploy {name} VERSION`), "
+                f"then delete it; see `loopline deployments show {name}`",
+            )
 
 
 def set_model_version_tag(ctx: Context, name: str, version: int, key: str, value: str) -> None:
