@@ -177,3 +177,20 @@ def test_show_prints_the_categories_of_a_category_column(embedded_ctx: Context) 
     text = _models(embedded_ctx, "show", "plans@1")
     assert text.returncode == 0, text.stderr
     assert "category: free, pro, team" in text.stdout, text.stdout
+
+
+def test_lineage_prints_run_names_params_and_metrics_verbatim(embedded_ctx: Context) -> None:
+    """The lineage tree took a run name, experiment, param or metric key for Rich markup:
+    '[/x]' crashed it with MarkupError and '[red]' vanished."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"x": [0.1, 0.4, 0.6, 0.9] * 5, "y": [0, 0, 1, 1] * 5})
+    with ll.start_run(experiment="odd [/exp]", name="xgb[/x]") as run:
+        run.log_param("[red]p", "[red]lgbm")
+        run.log_metric("auc[/]", 0.9)
+        run.log_model(LogisticRegression().fit(frame[["x"]], frame.y), "model")
+    ll.registry.register(run, "odd")
+    tree = _models(embedded_ctx, "lineage", "odd@1")
+    assert tree.returncode == 0, tree.stderr
+    for text in ("xgb[/x]", "odd [/exp]", "[red]p=[red]lgbm", "auc[/]=0.9"):
+        assert text in tree.stdout, tree.stdout

@@ -177,36 +177,40 @@ def lineage_cmd(
         print_json(data)
         return
     mv = data["model_version"]
-    root = Tree(
-        f"[bold]{mv['name']}[/] version {mv['version']} ({', '.join(mv['aliases']) or 'no alias'})"
-    )
+    # Every user text below goes through esc: a run name, experiment, param or metric key
+    # with '[/x]' crashed the tree with MarkupError, and '[red]' vanished.
+    aliases = ", ".join(mv["aliases"]) or "no alias"
+    root = Tree(f"[bold]{esc(mv['name'])}[/] version {mv['version']} ({esc(aliases)})")
     datasets = root.add("datasets")
     for d in data["datasets"]:
         extra = f", {d['row_count']} rows" if d.get("row_count") is not None else ""
         note = "" if d["found"] else " [red](not found)[/]"
         if d.get("digest_matches") is False:
             note = " [red](content differs from what the run read)[/]"
-        datasets.add(f"{d['name']}@{d['version']} {d['digest'][:12]}{extra}{note}")
+        digest = esc((d["digest"] or "")[:12])
+        datasets.add(f"{esc(d['name'])}@{esc(d['version'])} {digest}{extra}{note}")
     if not data["datasets"]:
         datasets.add("[dim]none recorded (read data with ll.datasets.get inside the run)[/]")
     run = data["run"]
     if run is None:
-        root.add(f"run {data['run_id'] or '(none)'} [dim](not found)[/]")
+        root.add(f"run {esc(data['run_id'] or '(none)')} [dim](not found)[/]")
     else:
         node = root.add(
-            f"run {run['id']} {run['name'] or ''} ({run['experiment']}, {run['status']})"
+            f"run {esc(run['id'])} {esc(run['name'] or '')} "
+            f"({esc(run['experiment'])}, {esc(run['status'])})"
         )
         code = run["code_version"]
         if code.get("git_commit"):
             dirty = " (dirty)" if code.get("git_dirty") == "true" else ""
-            node.add(f"code {code['git_commit'][:12]}{dirty}")
+            node.add(f"code {esc(code['git_commit'][:12])}{dirty}")
         if run["params"]:
-            node.add("params " + ", ".join(f"{k}={v}" for k, v in run["params"].items()))
+            node.add(Text("params " + ", ".join(f"{k}={v}" for k, v in run["params"].items())))
         if run["metrics"]:
-            node.add("metrics " + ", ".join(f"{k}={v:.6g}" for k, v in run["metrics"].items()))
+            shown = ", ".join(f"{k}={v:.6g}" for k, v in run["metrics"].items())
+            node.add(Text("metrics " + shown))
     logged = data["logged_model"]
     if logged is not None:
-        root.add(f"logged model {logged['model_id']} ({logged['flavor'] or 'mlflow'})")
+        root.add(Text(f"logged model {logged['model_id']} ({logged['flavor'] or 'mlflow'})"))
     deployments = root.add("deployments")
     for dep in data["deployments"]:
         deployments.add(Text(_deployment_line(dep)))  # Text: a reason is not markup
