@@ -311,3 +311,30 @@ def test_a_held_out_row_without_a_label_is_refused(ctx: Context, models: dict[st
     assert exc.value.field == "label"
     assert "has 10 missing value(s) (rows 3, 13, 23, 33, 43, ...)" in str(exc.value)
     assert "holdout-unlabelled@1" in str(exc.value) and verdicts("churn") == []
+
+
+def test_the_data_gate_skips_a_folder_of_files_the_run_read(ctx: Context, tmp_path: Path) -> None:
+    # A run that read a folder of files before its table made the gate fail ('is a folder
+    # of files, not a table'), so no model of such a run could be gated.
+    folder = tmp_path / "vocab"
+    folder.mkdir()
+    (folder / "words.txt").write_text("churn\nstay\n")
+    ll.datasets.register("vocab", folder)
+    train = toy_data(200, seed=0)
+    ll.datasets.register("train", train)
+    ll.datasets.register("holdout", toy_data(100, seed=1))
+    with ll.start_run(experiment="files") as run:
+        ll.datasets.get("vocab", 1)
+        ll.datasets.get("train", 1)
+        run.log_model(good_model(train), "model", input_example=train[FEATURES].head(5))
+    version = ll.registry.register(run, "files").version
+    spec = {"label": "label", "metrics": {"accuracy": {"lower": 0.5}}}
+    v = ll.gates.evaluate("files", version, "holdout@1", spec)
+    assert v.blessed and "the training data contract of train@1" in v.reasons[0]
+    with ll.start_run(experiment="files") as run:
+        ll.datasets.get("vocab", 1)
+        run.log_model(good_model(train), "model", input_example=train[FEATURES].head(5))
+    version = ll.registry.register(run, "files").version
+    v = ll.gates.evaluate("files", version, "holdout@1", spec)
+    assert v.blessed and "read no table dataset (vocab@1: files)" in v.reasons[0]
+    assert "fits the model's signature" in v.reasons[0]

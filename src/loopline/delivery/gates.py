@@ -208,10 +208,19 @@ def _training_contract(mv: Any, held_out: str) -> tuple[Contract | None, str]:
         return None, f"run {mv.run_id} recorded no dataset input"
     preferred = [i for i in inputs if (i.context or "").lower() in ("training", "train")]
     others = [i for i in inputs if f"{i.name}@{i.version}" != held_out]
-    chosen = (preferred or others or inputs)[0]
-    train = datasets.get(chosen.name, chosen.version)
-    contract = _relaxed(contracts.infer(train.to_pandas(), name=train.ref))
-    return contract, f"the training data contract of {train.ref}"
+    skipped = []
+    # The first one that is a table: a run that also read a folder of files (images, a
+    # vocabulary) made the whole gate fail with 'is a folder of files, not a table'.
+    for chosen in dict.fromkeys([*preferred, *others, *inputs]):
+        train = datasets.get(chosen.name, chosen.version)
+        try:
+            frame = train.to_pandas()
+        except InvalidInput:
+            skipped.append(train.ref)
+            continue
+        contract = _relaxed(contracts.infer(frame, name=train.ref))
+        return contract, f"the training data contract of {train.ref}"
+    return None, f"run {mv.run_id} read no table dataset ({', '.join(skipped)}: files)"
 
 
 def _data_gate(spec: Thresholds, frame: Any, held_out: str, model: Any, mv: Any) -> list[GateCheck]:
