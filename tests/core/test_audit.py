@@ -3,11 +3,13 @@ from __future__ import annotations
 import math
 import threading
 
+import pytest
 import sqlalchemy as sa
 
 from loopline.core import audit
 from loopline.core.context import Context
 from loopline.core.schema import audit_events, audit_head
+from loopline.errors import InvalidInput
 
 
 def _log(ctx: Context, n: int) -> None:
@@ -137,3 +139,29 @@ def test_rows_edited_into_values_no_appender_writes_are_named_and_listed(ctx: Co
     assert newest == 6 and [e.seq for e in page] == [6, 5, 4, 3, 2, 1]
     if sqlite:
         assert math.isnan(listed[3].ts) and listed[4].before == "\x00\ufffd"
+
+
+def test_text_the_chain_cannot_hold_is_refused_naming_the_field(ctx: Context) -> None:
+    """A reason that is no UTF-8 (a shell argument in Latin-1: 'caf\\udce9') escaped as
+    'TypeError: str is not valid UTF-8' (exit 1); a NUL was a raw DataError on PostgreSQL
+    and stored on SQLite (so the store could not be restored onto PostgreSQL)."""
+    _log(ctx, 1)
+    cases = [
+        ({"reason": "caf\udce9"}, "reason", "not valid text"),
+        ({"reason": "a\x00b"}, "reason", "NUL"),
+        ({"actor": "ad\x00a"}, "actor", "NUL"),
+        ({"after": {"k": "\ud800"}}, "after", "cannot be recorded"),
+    ]
+    for extra, field, words in cases:
+        args: dict[str, object] = {
+            "actor": "ada",
+            "action": "alias.set",
+            "object_type": "model",
+            "object_id": "m",
+            **extra,
+        }
+        with pytest.raises(InvalidInput, match=words) as refused, ctx.engine.begin() as conn:
+            audit.append(conn, **args)  # type: ignore[arg-type]
+        assert refused.value.field == field
+    report = audit.verify(ctx.engine)
+    assert report.ok and report.checked == 1

@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from loopline.core.bulk import driver_executemany, driver_fetchone, insert_rows, placeholder
 from loopline.core.schema import audit_events, audit_head
+from loopline.errors import InvalidInput
 
 GENESIS = "0" * 64
 
@@ -151,6 +152,52 @@ _LOCK_HEAD = {
 _SET_HEAD = 'UPDATE "audit_head" SET "seq" = {p}, "hash" = {p} WHERE "id" = 1'
 
 
+def _check_text(e: NewEvent) -> None:
+    """Refuse text the chain cannot hold, naming the field (``reason`` comes from users).
+
+    A lone surrogate (what a shell argument that is not UTF-8 decodes to) cannot be
+    hashed, and PostgreSQL cannot store a NUL: both escaped as a raw TypeError or
+    DataError, and SQLite stored the NUL, so such a store could not be restored onto
+    PostgreSQL.
+    """
+    fields = {
+        "actor": e.actor,
+        "action": e.action,
+        "object_type": e.object_type,
+        "object_id": e.object_id,
+        "reason": e.reason,
+    }
+    for name, value in fields.items():
+        if value is None:
+            continue
+        if "\x00" in value:
+            raise InvalidInput(
+                f"{name} {value!r} contains a NUL character",
+                field=name,
+                hint="remove the NUL (\\x00)",
+            )
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInput(
+                f"{name} {value!r} is not valid text: {exc.reason} at character {exc.start}",
+                field=name,
+                hint="pass UTF-8 text (a shell argument in another encoding arrives like "
+                "this: set a UTF-8 locale or re-encode it)",
+            ) from exc
+
+
+def _encode_change(e: NewEvent, name: str, value: Any) -> str | None:
+    try:
+        return _encode(value)
+    except TypeError as exc:
+        raise InvalidInput(
+            f"audit {name} of {e.action} {e.object_id!r} cannot be recorded: {exc}",
+            field=name,
+            hint="use JSON values of UTF-8 text",
+        ) from exc
+
+
 def append_many(conn: Connection, new: Sequence[NewEvent]) -> list[AuditEvent]:
     """Append several events in order inside the caller's transaction; return them.
 
@@ -169,6 +216,8 @@ def append_many(conn: Connection, new: Sequence[NewEvent]) -> list[AuditEvent]:
     """
     if not new:
         return []
+    for e in new:
+        _check_text(e)
     head = driver_fetchone(conn, _LOCK_HEAD[conn.dialect.name], ())
     if head is None:
         raise RuntimeError("the audit log has no head row: run `loopline db upgrade`")
@@ -178,7 +227,8 @@ def append_many(conn: Connection, new: Sequence[NewEvent]) -> list[AuditEvent]:
     for e in new:
         seq += 1
         ts = time.time()
-        before_s, after_s = _encode(e.before), _encode(e.after)
+        before_s = _encode_change(e, "before", e.before)
+        after_s = _encode_change(e, "after", e.after)
         digest = event_hash(
             seq,
             ts,
