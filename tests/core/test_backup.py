@@ -693,6 +693,13 @@ def test_an_s3_backup_without_its_manifest_is_refused(
     _assert_untouched(engine, store)
 
 
+def test_a_backup_to_a_missing_bucket_names_the_bucket(small_source: Context, s3_env: None) -> None:
+    dest = f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/bk"
+    with pytest.raises(NotFound, match=r"the bucket 'no-such-bucket-\w+' does not exist") as bad:
+        backup(small_source.engine, small_source.artifacts, dest, storage_options=_options(dest))
+    assert "create the bucket" in (bad.value.hint or "")
+
+
 def test_sigkill_during_backup_leaves_nothing_restore_would_accept(tmp_path: Path) -> None:
     ctx = ll.init(uri=f"sqlite:///{tmp_path / 'src.db'}", artifacts=str(tmp_path / "art"))
     build_store(ctx, model=False)

@@ -26,6 +26,7 @@ import shutil
 import tempfile
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -143,11 +144,11 @@ class FsspecSink(BackupSink):
         self._work = Path(tempfile.mkdtemp(prefix="loopline-backup-"))
         self._uploaded: list[str] = []
         try:
-            with self._translate(f"cannot reach the backup destination {self.url}"):
+            with self._writing(f"cannot reach the backup destination {self.url}"):
                 taken = self.fs.exists(f"{self._root}/{MANIFEST}") or bool(
                     self.fs.find(self._root, maxdepth=None)
                 )
-        except BackendUnavailable:
+        except (BackendUnavailable, NotFound):
             shutil.rmtree(self._work, ignore_errors=True)
             raise
         if taken:
@@ -167,16 +168,30 @@ class FsspecSink(BackupSink):
 
         return translated(what, self.fs, hint="check DEST and the LOOPLINE_S3_* settings")
 
+    @contextlib.contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        # A write answered "not found" means the bucket is missing (s3fs: "The specified
+        # bucket does not exist"), which escaped as a raw FileNotFoundError (exit 1).
+        try:
+            with self._translate(what):
+                yield
+        except FileNotFoundError as exc:
+            bucket = self._root.split("/", 1)[0]
+            raise NotFound(
+                f"{what}: the bucket {bucket!r} does not exist ({exc})",
+                hint="create the bucket first, or choose another DEST",
+            ) from exc
+
     def publish(self, rel: str) -> None:
         local = self._work / rel
         key = f"{self._root}/{rel}"
-        with self._translate(f"cannot upload {rel} to {self.url}"):
+        with self._writing(f"cannot upload {rel} to {self.url}"):
             self.fs.put_file(os.fspath(local), key)
         self._uploaded.append(key)
         local.unlink()
 
     def finish(self, manifest: bytes) -> None:
-        with self._translate(f"cannot write {MANIFEST} to {self.url}"):
+        with self._writing(f"cannot write {MANIFEST} to {self.url}"):
             self.fs.pipe_file(f"{self._root}/{MANIFEST}", manifest)
         shutil.rmtree(self._work, ignore_errors=True)
 
