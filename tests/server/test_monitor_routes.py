@@ -57,6 +57,11 @@ def test_labels_report_matched_and_unknown_ids(served: tuple[Context, str]) -> N
         "unmatched": 1,
         "unmatched_ids": ["ghost-1"],
         "duplicates": 1,
+        "no_row": 0,
+        "no_row_ids": [],
+        "out_of_range": 0,
+        "out_of_range_rows": [],
+        "warnings": [],
     }
     labels = ll.monitor.read_labels().set_index("request_id")
     assert labels.loc[ids[5], "label_num"] == 0.0  # the last label of a repeated id wins
@@ -158,5 +163,85 @@ def test_the_remote_sdk_goes_through_the_routes(served: tuple[Context, str]) -> 
     try:
         assert set(ll.monitor.read_labels()["request_id"]) >= {ids[0], "late-50"}
         assert ll.monitor.read_business()["event"].tolist() == ["refund"]
+    finally:
+        embedded.close()
+
+
+def _batch(ctx: Context) -> None:
+    """Request b-1 of 3 rows (predictions 1, 0, 1) and s-1 of one row (prediction 1)."""
+    with PredictionLogger(ctx, start=False) as logger:
+        logger.log("b-1", "m", "1", [{"x": 1.0}, {"x": 2.0}, {"x": 3.0}], [1, 0, 1], 1.0)
+        logger.log("s-1", "m", "1", [{"x": 4.0}], [1], 1.0)
+
+
+def test_labels_name_the_rows_of_a_batch_request(served: tuple[Context, str]) -> None:
+    ctx, url = served
+    _batch(ctx)
+    post = f"{url}/api/v1/monitor/labels"
+    # One label for a request of 3 rows fits none of them: reported, compared with none.
+    r = httpx.post(post, json={"request_ids": ["b-1", "s-1"], "labels": [1, 1], "model": "m"})
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert (answer["matched"], answer["no_row"], answer["no_row_ids"]) == (1, 1, ["b-1"])
+    assert len(answer["warnings"]) == 1 and "rows=" in answer["warnings"][0]
+    [w] = ll.monitor.performance("m", window="day")
+    assert (w.requests, w.rows, w.labelled, w.no_row_labels) == (2, 4, 1, 1)
+    body = {"request_ids": ["b-1"] * 4, "labels": [1, 1, 0, 1], "rows": [0, 1, 2, 3], "model": "m"}
+    answer = httpx.post(post, json=body).json()
+    assert (answer["matched"], answer["out_of_range"]) == (3, 1)
+    assert answer["out_of_range_rows"] == [{"request_id": "b-1", "row": 3, "rows": 3}]
+    [w] = ll.monitor.performance("m", window="day")
+    assert (w.labelled, w.no_row_labels, w.out_of_range_labels) == (4, 0, 1)
+    assert w.metrics["accuracy"] == 0.5
+    answer = httpx.post(post, json={"request_ids": ["b-1"], "labels": [0], "rows": "all"}).json()
+    assert (answer["matched"], answer["warnings"]) == (1, [])
+    assert ll.monitor.performance("m", window="day")[0].metrics["accuracy"] == 0.5
+
+
+BAD_ROWS = [
+    ({"rows": [-1]}, "rows[0]", "from 0"),
+    ({"rows": [1.0]}, "rows[0]", "whole number"),
+    ({"rows": [True]}, "rows[0]", "whole number"),
+    ({"rows": ["1"]}, "rows[0]", "whole number"),
+    ({"rows": [2**31]}, "rows[0]", "from 0"),
+    ({"rows": [0, 1]}, "rows", "1 request ids and 2 rows"),
+    ({"rows": "some"}, "rows", "'some'"),
+    ({"rows": {"b-1": 0}}, "rows", "rows is dict"),
+]
+
+
+def test_bad_rows_are_422_naming_the_field(served: tuple[Context, str]) -> None:
+    ctx, url = served
+    _batch(ctx)
+    for extra, field, words in BAD_ROWS:
+        body = {"request_ids": ["b-1"], "labels": [1], **extra}
+        error = _error(httpx.post(f"{url}/api/v1/monitor/labels", json=body), 422)
+        assert error["field"] == field and words in error["message"], (extra, error)
+    assert ll.monitor.read_labels().empty  # nothing stored from a rejected request
+
+
+def test_the_remote_sdk_sends_rows(served: tuple[Context, str]) -> None:
+    ctx, url = served
+    _batch(ctx)
+    n = MAX_LABELS + 4  # two requests; the rows of the second are cut where its ids are
+    ids = ["ghost"] * MAX_LABELS + ["b-1", "b-1", "b-1", "s-1"]
+    rows: list[int | None] = [0] * MAX_LABELS + [0, 2, 7, None]
+    remote = ll.init(uri=url)
+    try:
+        report = ll.monitor.log_labels(ids, [1] * n, model="m", rows=rows)
+        assert (report.received, report.matched, report.unmatched) == (n, 3, MAX_LABELS)
+        assert report.out_of_range_rows == [("b-1", 7, 3)]
+        assert report.duplicates == MAX_LABELS - 1 and len(report.warnings) == 1
+        with pytest.raises(ll.InvalidInput, match=r"rows\[1\]") as err:
+            ll.monitor.log_labels(["b-1", "b-1"], [1, 1], model="m", rows=[0, -1])
+        assert err.value.field == "rows[1]"
+        report = ll.monitor.log_labels(["b-1"], [0], model="m", rows="all")
+        assert report.matched == 1
+    finally:
+        remote.close()
+    embedded = ll.init(uri=ctx.settings.metadata_uri, artifacts=ctx.settings.artifacts_uri)
+    try:
+        [w] = ll.monitor.performance("m", window="day")
+        assert (w.labelled, w.out_of_range_labels, w.metrics["accuracy"]) == (4, 1, 0.5)
     finally:
         embedded.close()

@@ -62,6 +62,8 @@ METRICS = (
     "requests",
     "rows",
     "labelled",
+    "no_row_labels",
+    "out_of_range_labels",
     "drift_share",
     "drifted_features",
 )

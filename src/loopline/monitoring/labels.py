@@ -4,8 +4,20 @@
 the artifact store (content-addressed) with an index row in ``label_batches``; labels may
 come hours late and in any order.
 
-**Duplicates: the last write wins.** A request labelled twice keeps the label that arrived
-last (a later call; within one call, the later position in the list). A correction is the
+**A label is for one row.** A request may carry several rows (a batch: one prediction
+each). ``rows=[...]`` names the row each label is for, by its index in the request (the
+``_row`` column of the log, from 0). A label that names no row (``rows`` not given, or
+None in the list) is for the request as a whole: it is compared with the prediction of a
+request of one row, and with none of a request of several rows - which of its
+predictions would it be the truth of? - unless it was sent with ``rows="all"`` (the same
+label for every row of the request). Such labels and labels for a row the request does not
+have are stored, and counted where they can be seen: in :class:`LabelReport` when the
+prediction is already logged, and in each window of live performance (``no_row_labels``,
+``out_of_range_labels``) when it comes later.
+
+**Duplicates: the last write wins.** A row labelled twice keeps the label that arrived
+last (a later call; within one call, the later position in the list); a label for the
+whole request and one for its row: the newer, the row's on a tie. A correction is the
 common reason to label again, and it comes after the mistake. :class:`LabelReport` counts
 the repeats within a call (``duplicates``).
 
@@ -26,6 +38,7 @@ matched exactly against the ``_request_id`` column of the others only.
 Example:
     >>> # report = ll.monitor.log_labels(["r-1", "r-2"], [1, 0])
     >>> # report.matched, report.unmatched
+    >>> # ll.monitor.log_labels(["b-7", "b-7", "b-7"], [1, 0, 1], rows=[0, 1, 2])
 """
 
 from __future__ import annotations
@@ -51,7 +64,7 @@ from loopline.monitoring.prediction_log import (
 )
 from loopline.monitoring.rid_index import WantedIds, contains
 from loopline.monitoring.tables import label_batches
-from loopline.monitoring.wire import checked_labels
+from loopline.monitoring.wire import ALL_ROWS, checked_labels
 
 #: Up to this many candidate files are matched with pyarrow, more with DuckDB.
 _FEW_FILES = 8
@@ -63,16 +76,54 @@ UNMATCHED_SHOWN = 20
 
 @dataclass(frozen=True)
 class LabelReport:
-    """What :func:`log_labels` stored: how many labels matched a logged prediction."""
+    """What :func:`log_labels` stored: how many labels matched a logged prediction.
+
+    ``received`` = ``matched`` + ``unmatched`` (request id not logged, yet) + ``no_row``
+    (a label that names no row, for a request of several rows) + ``out_of_range`` (a row
+    past the request's last: ``(request id, row, rows it has)``). All are stored; the
+    lists hold the first 20 of each kind and :attr:`warnings` says what to do.
+    """
 
     received: int
     matched: int
     unmatched: int
     unmatched_ids: list[str] = field(default_factory=list)
     duplicates: int = 0
+    no_row: int = 0
+    no_row_ids: list[str] = field(default_factory=list)
+    out_of_range: int = 0
+    out_of_range_rows: list[tuple[str, int, int]] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """The labels that will not be compared with a prediction, in words.
+
+        Example:
+            >>> LabelReport(1, 0, 0, no_row=1, no_row_ids=["b-1"]).warnings[0][:32]
+            '1 label names no row of a reques'
+        """
+        out = []
+        if self.no_row:
+            out.append(
+                f"{_labels(self.no_row)} no row of a request of several rows "
+                f"({_first(self.no_row_ids)}): stored, but compared with no prediction; "
+                "pass rows= (the row of each label, from 0), or rows='all' when a label "
+                "is the truth of every row of its request"
+            )
+        if self.out_of_range:
+            shown = ", ".join(
+                f"{rid!r} row {row}: its rows are 0-{n - 1}"
+                for rid, row, n in self.out_of_range_rows[:3]
+            )
+            out.append(
+                f"{_labels(self.out_of_range)} a row that its request does not have "
+                f"({shown}{'; ...' if self.out_of_range > 3 else ''}): stored, but "
+                "compared with no prediction; rows count from 0 within each request"
+            )
+        return out
 
     def to_dict(self) -> dict[str, Any]:
-        """The report as plain data (``unmatched_ids`` holds at most 20 ids).
+        """The report as plain data (the id lists hold at most 20 entries each).
 
         Example:
             >>> LabelReport(2, 1, 1, ["x"]).to_dict()["unmatched"]
@@ -84,7 +135,46 @@ class LabelReport:
             "unmatched": self.unmatched,
             "unmatched_ids": self.unmatched_ids[:UNMATCHED_SHOWN],
             "duplicates": self.duplicates,
+            "no_row": self.no_row,
+            "no_row_ids": self.no_row_ids[:UNMATCHED_SHOWN],
+            "out_of_range": self.out_of_range,
+            "out_of_range_rows": [
+                {"request_id": rid, "row": row, "rows": n}
+                for rid, row, n in self.out_of_range_rows[:UNMATCHED_SHOWN]
+            ],
+            "warnings": self.warnings,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LabelReport:
+        """The report from :meth:`to_dict` (a server's answer); ``warnings`` is derived.
+
+        Example:
+            >>> LabelReport.from_dict(LabelReport(1, 1, 0).to_dict()).matched
+            1
+        """
+        return cls(
+            received=data["received"],
+            matched=data["matched"],
+            unmatched=data["unmatched"],
+            unmatched_ids=list(data.get("unmatched_ids", [])),
+            duplicates=data.get("duplicates", 0),
+            no_row=data.get("no_row", 0),
+            no_row_ids=list(data.get("no_row_ids", [])),
+            out_of_range=data.get("out_of_range", 0),
+            out_of_range_rows=[
+                (o["request_id"], o["row"], o["rows"]) for o in data.get("out_of_range_rows", [])
+            ],
+        )
+
+
+def _labels(n: int) -> str:
+    return "1 label names" if n == 1 else f"{n} labels name"
+
+
+def _first(ids: Sequence[str]) -> str:
+    shown = ", ".join(repr(r) for r in ids[:3])
+    return f"first: {shown}" if len(ids) > 1 else shown
 
 
 def _number(value: Any) -> float | None:
@@ -104,72 +194,129 @@ def candidate_files(
     Example:
         >>> # digests, total = candidate_files(["r-1"], "flights")
     """
-    ctx = ctx or get_context()
+    found, total = _candidates(ids, model, ctx or get_context())
+    return [digest for digest, _ in found], total
+
+
+def _candidates(
+    ids: Sequence[str], model: str | None, ctx: Context
+) -> tuple[list[tuple[str, bool]], int]:
+    """:func:`candidate_files`, each with whether its file has a request of several rows."""
     wanted = WantedIds(ids)
     files = index_ranges(ctx, model)
     in_range = [
-        (row_id, digest, span)
-        for row_id, digest, lo, hi in files
+        (row_id, digest, span, several)
+        for row_id, digest, lo, hi, several in files
         if (span := wanted.in_range(lo, hi)) is not None
     ]
-    found: list[str] = []
+    found: dict[str, bool] = {}
     for start in range(0, len(in_range), _HASH_CHUNK):
         part = in_range[start : start + _HASH_CHUNK]
-        hashes = index_hashes(ctx, [row_id for row_id, _, _ in part])
-        for row_id, digest, (lo, hi) in part:
+        hashes = index_hashes(ctx, [row_id for row_id, _, _, _ in part])
+        for row_id, digest, (lo, hi), several in part:
             index = hashes.get(row_id)
             if index is None or contains(index, wanted.prints[lo:hi]).any():
-                found.append(digest)
-    return found, len(files)
+                found[digest] = found.get(digest, False) or several
+    return list(found.items()), len(files)
+
+
+def logged_rows(
+    ids: Sequence[str], model: str | None = None, ctx: Context | None = None
+) -> dict[str, int]:
+    """How many rows each of ``ids`` that the prediction log holds (of ``model``, or of
+    any model) had: an exact match against the ``_request_id`` column of only the files
+    that can hold them (and their ``_row`` column, in a file with requests of several
+    rows): with pyarrow, one file at a time, for a few files (no DuckDB start-up); a
+    DuckDB join that scans them in parallel for more.
+
+    Example:
+        >>> # logged_rows(["r-1", "b-7", "nope"])  -> {"r-1": 1, "b-7": 3}
+    """
+    ctx = ctx or get_context()
+    flush_default()
+    if not ids:
+        return {}
+    found, _ = _candidates(ids, model, ctx)
+    if not found:
+        return {}
+    wanted = pa.array(list(dict.fromkeys(ids)), pa.string())
+    several = {digest for digest, many in found if many}
+    digests = [digest for digest, _ in found]
+    with local_files(ctx, digests) as paths:
+        if len(paths) > _FEW_FILES:
+            return _join_many(
+                [p for p, d in zip(paths, digests, strict=True) if d not in several],
+                [p for p, d in zip(paths, digests, strict=True) if d in several],
+                wanted,
+            )
+        return _match_few(paths, [d in several for d in digests], wanted)
+
+
+def _match_few(paths: list[str], several: list[bool], wanted: pa.Array) -> dict[str, int]:
+    """The exact match over a few files with pyarrow: the ``_row`` column is read only in
+    a file with requests of several rows (single-row traffic reads the ids alone)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    seen = pa.array([False] * len(wanted))
+    rows: dict[str, int] = {}
+    for path, many in zip(paths, several, strict=True):
+        if not many:
+            logged = pq.read_table(path, columns=["_request_id"]).column(0)
+            seen = pc.or_(seen, pc.is_in(wanted, value_set=logged.cast(pa.string())))
+            continue
+        logged = pq.read_table(path, columns=["_request_id", "_row"])
+        rid = logged.column(0).cast(pa.string())
+        hits = pa.table({"rid": rid, "row": logged.column(1).cast(pa.int64())}).filter(
+            pc.is_in(rid, value_set=wanted)
+        )
+        top = hits.group_by("rid").aggregate([("row", "max")])
+        for r, n in zip(
+            top.column("rid").to_pylist(), top.column("row_max").to_pylist(), strict=True
+        ):
+            rows[r] = max(rows.get(r, 0), n + 1)
+    for r in wanted.filter(seen).to_pylist():
+        rows.setdefault(r, 1)
+    return rows
 
 
 def known_request_ids(
     ids: Sequence[str], model: str | None = None, ctx: Context | None = None
 ) -> set[str]:
-    """Which of ``ids`` the prediction log holds (of ``model``, or of any model): an exact
-    match against the ``_request_id`` column of only the files that can hold them: with
-    pyarrow, one file at a time, for a few files (no DuckDB start-up); a DuckDB join that
-    scans them in parallel for more.
+    """Which of ``ids`` the prediction log holds (of ``model``, or of any model).
 
     Example:
         >>> # known_request_ids(["r-1", "nope"])  -> {"r-1"}
     """
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    ctx = ctx or get_context()
-    flush_default()
-    if not ids:
-        return set()
-    digests, _ = candidate_files(ids, model, ctx)
-    if not digests:
-        return set()
-    wanted = pa.array(list(dict.fromkeys(ids)), pa.string())
-    with local_files(ctx, digests) as paths:
-        if len(paths) > _FEW_FILES:
-            return _join_many(paths, wanted)
-        found = pa.array([False] * len(wanted))
-        for path in paths:
-            logged = pq.read_table(path, columns=["_request_id"]).column(0)
-            found = pc.or_(found, pc.is_in(wanted, value_set=logged.cast(pa.string())))
-    return set(wanted.filter(found).to_pylist())
+    return set(logged_rows(ids, model, ctx))
 
 
-def _join_many(paths: list[str], wanted: pa.Array) -> set[str]:
-    """The exact match over many files: DuckDB scans them in parallel."""
+def _join_many(single: list[str], several: list[str], wanted: pa.Array) -> dict[str, int]:
+    """The exact match over many files: DuckDB scans them in parallel (the ``_row``
+    column of the files with requests of several rows only)."""
     import duckdb
 
+    rows: dict[str, int] = {}
     con = duckdb.connect()
     try:
         con.register("wanted", pa.table({"rid": wanted}))
-        rows = con.execute(
-            "SELECT DISTINCT p._request_id FROM read_parquet(?, union_by_name=true) p "
-            "JOIN wanted w ON p._request_id = w.rid",
-            [paths],
-        ).fetchall()
+        if several:
+            for rid, n in con.execute(
+                "SELECT p._request_id, max(p._row) + 1 FROM read_parquet(?, union_by_name=true) p "
+                "JOIN wanted w ON p._request_id = w.rid GROUP BY p._request_id",
+                [several],
+            ).fetchall():
+                rows[str(rid)] = int(n)
+        if single:
+            for (rid,) in con.execute(
+                "SELECT DISTINCT p._request_id FROM read_parquet(?, union_by_name=true) p "
+                "JOIN wanted w ON p._request_id = w.rid",
+                [single],
+            ).fetchall():
+                rows.setdefault(str(rid), 1)
     finally:
         con.close()
-    return {str(r[0]) for r in rows}
+    return rows
 
 
 def _plain(value: Any) -> Any:
@@ -214,20 +361,28 @@ def log_labels(
     labels: Sequence[Any],
     *,
     model: str | None = None,
+    rows: Sequence[int | None] | str | None = None,
     ctx: Context | None = None,
 ) -> LabelReport:
     """Store ground-truth ``labels`` for logged predictions, by request id; report how
-    many ids matched a logged prediction (of ``model`` if given; then labels of a model
-    that predicts numbers must be numbers). Over a server (``LOOPLINE_URI=http(s)://``)
-    this goes through ``POST /api/v1/monitor/labels``.
+    many matched a logged prediction (of ``model`` if given; then labels of a model that
+    predicts numbers must be numbers). Over a server (``LOOPLINE_URI=http(s)://``) this
+    goes through ``POST /api/v1/monitor/labels``.
+
+    ``rows``: the row of its request each label is for (from 0; None: the request as a
+    whole, which labels a request of one row only); ``"all"``: each label is for every row
+    of its request; not given: every label is for its request as a whole.
 
     Example:
         >>> # ll.monitor.log_labels(["r-1", "r-2"], [1, 0]).unmatched
         >>> # 0
+        >>> # ll.monitor.log_labels(["b-7"] * 3, [1, 0, 1], rows=[0, 1, 2]).matched
+        >>> # 3
     """
     values = [_plain(v) for v in labels]
+    wanted_rows = _rows(rows)
     # the server's rule, before anything is stored or sent: str() would store None as 'None'
-    checked_labels(request_ids, values)
+    checked_labels(request_ids, values, wanted_rows)
     ids = list(request_ids)
     if len(ids) != len(values):
         raise InvalidInput(
@@ -241,13 +396,14 @@ def log_labels(
     if ctx.is_remote:
         from loopline.monitoring import remote
 
-        answer = remote.log_labels(ctx.settings, ids, values, model)
-        return LabelReport(**answer.model_dump())
+        answer = remote.log_labels(ctx.settings, ids, values, model, wanted_rows)
+        return LabelReport.from_dict(answer.model_dump())
     numbers = [_number(v) for v in values]
     if model is not None:
         _check_numeric(ctx, model, values, numbers)
-    known = known_request_ids(ids, model, ctx)
-    unmatched_ids = [r for r in ids if r not in known]
+    every = wanted_rows == ALL_ROWS
+    per_label = None if wanted_rows is None or isinstance(wanted_rows, str) else wanted_rows
+    report = _report(ids, per_label, every, logged_rows(ids, model, ctx))
     now = time.time()
     table = pa.table(
         {
@@ -257,21 +413,68 @@ def log_labels(
             "arrived": pa.array([now] * len(ids), pa.float64()),
             "seq": pa.array(range(len(ids)), pa.int64()),
             "model": pa.array([model] * len(ids), pa.string()),
+            "row": pa.nulls(len(ids), pa.int64())
+            if per_label is None
+            else pa.array(per_label, pa.int64()),
+            "all_rows": pa.array([every] * len(ids), pa.bool_()),
         }
     )
     digest = ctx.artifacts.put_bytes(_parquet_bytes(table))
     with ctx.engine.begin() as conn:
         conn.execute(
             sa.insert(label_batches).values(
-                digest=digest, rows=len(ids), matched=len(ids) - len(unmatched_ids), created=now
+                digest=digest, rows=len(ids), matched=report.matched, created=now
             )
         )
+    return report
+
+
+def _rows(rows: Sequence[Any] | str | None) -> list[Any] | str | None:
+    """``rows`` as a list (NumPy integers as ints, a pandas NA as None), or as given."""
+    if rows is None or isinstance(rows, str):
+        return rows
+    if isinstance(rows, bytes | dict | set) or not hasattr(rows, "__iter__"):
+        raise InvalidInput(
+            f"rows is {type(rows).__name__} {rows!r:.80}",
+            field="rows",
+            hint="pass a list with one row (from 0) or None per request id, or 'all'",
+        )
+    return [None if v is None or v is pd.NA else _plain(v) for v in rows]
+
+
+def _report(
+    ids: list[str], rows: list[int | None] | None, every: bool, logged: dict[str, int]
+) -> LabelReport:
+    """Where each label goes (``rows`` None: every label is for its request as a whole):
+    to a logged row, to no row (and why), or not known yet."""
+    unmatched = [rid for rid in ids if rid not in logged]
+    no_row: list[str] = []
+    out_of_range: list[tuple[str, int, int]] = []
+    if rows is None:  # the usual bulk call: kept to a pass or two over the ids
+        if not every and any(n > 1 for n in logged.values()):
+            no_row = [rid for rid in ids if logged.get(rid, 1) > 1]
+        duplicates = len(ids) - len(set(ids))
+    else:
+        for rid, row in zip(ids, rows, strict=True):
+            n = logged.get(rid)
+            if n is None:
+                continue
+            if row is None:
+                if n > 1:
+                    no_row.append(rid)
+            elif row >= n:
+                out_of_range.append((rid, row, n))
+        duplicates = len(ids) - len(set(zip(ids, rows, strict=True)))
     return LabelReport(
         len(ids),
-        len(ids) - len(unmatched_ids),
-        len(unmatched_ids),
-        unmatched_ids[:UNMATCHED_SHOWN],
-        duplicates=len(ids) - len(set(ids)),
+        len(ids) - len(unmatched) - len(no_row) - len(out_of_range),
+        len(unmatched),
+        unmatched[:UNMATCHED_SHOWN],
+        duplicates=duplicates,
+        no_row=len(no_row),
+        no_row_ids=no_row[:UNMATCHED_SHOWN],
+        out_of_range=len(out_of_range),
+        out_of_range_rows=out_of_range[:UNMATCHED_SHOWN],
     )
 
 
@@ -287,10 +490,12 @@ def label_files() -> list[str]:
 
 
 def read_labels(model: str | None = None) -> pd.DataFrame:
-    """The newest label of every labelled request id (``request_id``, ``label``,
-    ``label_num``, ``arrived``, ``model``): among the labels sent for ``model`` and those
-    sent for no model in particular when ``model`` is given (what its live performance
-    reads), else among all (``model`` says which model each was sent for; None: any).
+    """The newest label of every labelled row and request (``request_id``, ``label``,
+    ``label_num``, ``arrived``, ``model``, ``row``, ``all_rows``): among the labels sent
+    for ``model`` and those sent for no model in particular when ``model`` is given (what
+    its live performance reads), else among all (``model`` says which model each was sent
+    for; None: any). ``row`` is the row a label is for (``<NA>``: the request as a whole;
+    then ``all_rows`` says whether it was sent for every row of the request).
 
     Example:
         >>> # read_labels("churn").set_index("request_id").loc["r-1", "label_num"]
@@ -299,7 +504,7 @@ def read_labels(model: str | None = None) -> pd.DataFrame:
 
     ctx = get_context()
     digests = label_files()
-    cols = ["request_id", "label", "label_num", "arrived", "model"]
+    cols = ["request_id", "label", "label_num", "arrived", "model", "row", "all_rows"]
     if not digests:
         return pd.DataFrame(columns=cols)
     mine = "WHERE model IS NULL OR model = ?" if model is not None else ""
@@ -307,19 +512,30 @@ def read_labels(model: str | None = None) -> pd.DataFrame:
         con = duckdb.connect()
         try:
             batches = con.read_parquet(paths, filename=True, union_by_name=True)
-            # Batches written before the model was stored have no `model` column: such a
-            # label is for any model, as it was when it was written.
-            stored = "model" if "model" in batches.columns else "CAST(NULL AS VARCHAR) AS model"
+            # Batches written before the model (the row) was stored have no such column:
+            # such a label is for any model (for its request as a whole), as when written.
+            have = set(batches.columns)
+            stored = {
+                "model": "model" if "model" in have else "CAST(NULL AS VARCHAR) AS model",
+                "row": "row" if "row" in have else "CAST(NULL AS BIGINT) AS row",
+                "all_rows": (
+                    "coalesce(all_rows, false) AS all_rows"
+                    if "all_rows" in have
+                    else "false AS all_rows"
+                ),
+            }
             batches.create_view("batches")
             frame: pd.DataFrame = con.execute(
-                "SELECT request_id, label, label_num, arrived, model FROM ("
-                " SELECT *, row_number() OVER (PARTITION BY request_id"
+                "SELECT request_id, label, label_num, arrived, model, row, all_rows FROM ("
+                " SELECT *, row_number() OVER (PARTITION BY request_id, row"
                 "   ORDER BY arrived DESC, file DESC, seq DESC) AS k FROM ("
                 "  SELECT request_id, label, label_num, arrived, seq, filename AS file,"
-                f"  {stored} FROM batches) {mine}"
+                f"  {', '.join(stored.values())} FROM batches) {mine}"
                 ") WHERE k = 1",
                 [] if model is None else [model],
             ).df()
         finally:
             con.close()
+    frame["row"] = frame["row"].astype("Int64")
+    frame["all_rows"] = frame["all_rows"].astype(bool)
     return frame

@@ -26,6 +26,7 @@ import pandas as pd
 from loopline.errors import InvalidInput
 from loopline.monitoring.alerts import BUSINESS_PREFIX
 from loopline.monitoring.business import read_business
+from loopline.monitoring.label_join import join_labels
 from loopline.monitoring.labels import read_labels
 from loopline.monitoring.prediction_log import read_predictions
 from loopline.monitoring.sketch import DriftSketch
@@ -36,7 +37,14 @@ Window = Literal["hour", "day"] | int
 
 @dataclass
 class WindowMetrics:
-    """The live metrics of one model version over one window."""
+    """The live metrics of one model version over one window.
+
+    ``requests`` answered, the ``rows`` they carried (one prediction each) and how many of
+    those rows are ``labelled``: a label for the row, or for the request as a whole when
+    it had one row or the label was sent for every row (:mod:`.label_join`). Labels that
+    fit no row are counted, not compared: ``no_row_labels`` (requests of several rows
+    labelled as a whole) and ``out_of_range_labels`` (a row the request does not have).
+    """
 
     start: float
     end: float
@@ -51,6 +59,8 @@ class WindowMetrics:
     business: dict[str, float] = field(default_factory=dict)
     drifted: list[str] = field(default_factory=list)
     drift_scores: dict[str, float] = field(default_factory=dict)
+    no_row_labels: int = 0
+    out_of_range_labels: int = 0
 
     def value(self, name: str) -> float | None:
         """A metric by name: a live metric, ``latency_p99_ms``, ``drift_share``,
@@ -96,6 +106,8 @@ class WindowMetrics:
             "business": self.business,
             "drifted": self.drifted,
             "drift_scores": self.drift_scores,
+            "no_row_labels": self.no_row_labels,
+            "out_of_range_labels": self.out_of_range_labels,
         }
 
 
@@ -278,18 +290,9 @@ def performance(
     if frame.empty:
         return []
     frame["_window"] = assign_windows(frame, window)
-    labels = read_labels(model)
-    if not labels.empty:
-        frame = frame.merge(
-            labels.rename(columns={"request_id": "_request_id"})[
-                ["_request_id", "label", "label_num"]
-            ],
-            on="_request_id",
-            how="left",
-        )
-    else:
-        frame["label"] = None
-        frame["label_num"] = np.nan
+    # Each row meets the label sent for it (or for its request of one row, or for every
+    # row of its request); the labels that fit no row are counted per window.
+    frame = join_labels(frame, read_labels(model))
     labelled_all = frame[frame["label"].notna()]
     if task is None:
         use = (
@@ -342,6 +345,8 @@ def performance(
             latency_p50_ms=_percentile(requests["_latency_ms"], 50),
             latency_p99_ms=_percentile(requests["_latency_ms"], 99),
             throughput_rps=len(requests) / seconds,
+            no_row_labels=int(group["_no_row_label"].sum()),
+            out_of_range_labels=int(group["_out_of_range_labels"].sum()),
         )
         if not business.empty:
             mine = business[business["request_id"].isin(set(requests["_request_id"]))]

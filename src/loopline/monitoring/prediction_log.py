@@ -378,19 +378,25 @@ def batch_files(
         return [r[0] for r in conn.execute(q)]
 
 
-def index_ranges(ctx: Context, model: str | None) -> list[tuple[int, str, str | None, str | None]]:
-    """``(row id, digest, rid_min, rid_max)`` of every prediction file (of ``model``): the
-    small part of the request-id index, read whole.
+def index_ranges(
+    ctx: Context, model: str | None
+) -> list[tuple[int, str, str | None, str | None, bool]]:
+    """``(row id, digest, rid_min, rid_max, several)`` of every prediction file (of
+    ``model``): the small part of the request-id index, read whole. ``several``: the file
+    has more rows than requests, so some request in it has several rows (a request has
+    one row at least: the server and ``log_prediction`` refuse an empty one).
 
     Example:
-        >>> # [digest for _, digest, lo, hi in index_ranges(ctx, "flights")][:1]
+        >>> # [digest for _, digest, lo, hi, _ in index_ranges(ctx, "flights")][:1]
     """
     t = prediction_batches
-    q = sa.select(t.c.id, t.c.digest, t.c.rid_min, t.c.rid_max).order_by(t.c.id)
+    q = sa.select(
+        t.c.id, t.c.digest, t.c.rid_min, t.c.rid_max, (t.c.rows > t.c.requests).label("several")
+    ).order_by(t.c.id)
     if model is not None:
         q = q.where(t.c.model == model)
     with ctx.engine.connect() as conn:
-        return [(int(r[0]), str(r[1]), r[2], r[3]) for r in conn.execute(q)]
+        return [(int(r[0]), str(r[1]), r[2], r[3], bool(r[4])) for r in conn.execute(q)]
 
 
 def index_hashes(ctx: Context, ids: Sequence[int]) -> dict[int, bytes | None]:

@@ -50,13 +50,15 @@ def _checked(kind: type[_M], /, **values: Any) -> _M:
 
 
 def _shifted(exc: InvalidInput, offset: int) -> InvalidInput:
-    """The server's error about ``labels[i]`` of one request, as ``labels[offset + i]``."""
-    found = re.fullmatch(r"labels\[(\d+)\]", exc.field or "")
+    """The server's error about ``labels[i]`` (``rows[i]``) of one request, as
+    ``labels[offset + i]``."""
+    found = re.fullmatch(r"(labels|rows)\[(\d+)\]", exc.field or "")
     if found is None or offset == 0:
         return exc
-    at = offset + int(found.group(1))
+    name, at = found.group(1), offset + int(found.group(2))
     message = re.sub(r"^label \d+ ", f"label {at} ", exc.message)
-    return InvalidInput(message, field=f"labels[{at}]", hint=exc.hint)
+    message = re.sub(rf"^{name}\[\d+\]", f"{name}[{at}]", message)
+    return InvalidInput(message, field=f"{name}[{at}]", hint=exc.hint)
 
 
 def transport(settings: Settings) -> HttpTransport:
@@ -75,9 +77,15 @@ def transport(settings: Settings) -> HttpTransport:
 
 
 def log_labels(
-    settings: Settings, ids: Sequence[str], labels: Sequence[Any], model: str | None
+    settings: Settings,
+    ids: Sequence[str],
+    labels: Sequence[Any],
+    model: str | None,
+    rows: Sequence[int | None] | str | None = None,
 ) -> LabelsResponse:
-    """POST the labels, :data:`MAX_LABELS` at a time; one report for all of them.
+    """POST the labels (and their ``rows``), :data:`MAX_LABELS` at a time; one report for
+    all of them (its ``warnings`` are the server's of the last request; the SDK words
+    them again from the sums).
 
     Labels are stored content-addressed and the last write wins, so a request retried
     after a lost answer stores the same labels again, harmlessly.
@@ -85,8 +93,10 @@ def log_labels(
     Example:
         >>> # log_labels(settings, ["r-1"], [1], None).matched
     """
+    each = rows if rows is not None and not isinstance(rows, str) else None
+    keys = list(ids) if each is None else list(zip(ids, each, strict=True))
     total = LabelsResponse(
-        received=0, matched=0, unmatched=0, unmatched_ids=[], duplicates=len(ids) - len(set(ids))
+        received=0, matched=0, unmatched=0, unmatched_ids=[], duplicates=len(keys) - len(set(keys))
     )
     for start in range(0, len(ids), MAX_LABELS):
         body = _checked(
@@ -94,6 +104,7 @@ def log_labels(
             request_ids=list(ids[start : start + MAX_LABELS]),
             labels=list(labels[start : start + MAX_LABELS]),
             model=model,
+            rows=rows if each is None else list(each[start : start + MAX_LABELS]),
         )
         try:
             raw = transport(settings).request(
@@ -109,7 +120,12 @@ def log_labels(
         total.matched += part.matched
         total.unmatched += part.unmatched
         total.unmatched_ids.extend(part.unmatched_ids)
-    del total.unmatched_ids[20:]
+        total.no_row += part.no_row
+        total.no_row_ids.extend(part.no_row_ids)
+        total.out_of_range += part.out_of_range
+        total.out_of_range_rows.extend(part.out_of_range_rows)
+    for shown in (total.unmatched_ids, total.no_row_ids, total.out_of_range_rows):
+        del shown[20:]
     return total
 
 

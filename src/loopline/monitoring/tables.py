@@ -10,7 +10,7 @@ The migration ``0008_monitoring`` creates exactly these tables
   ``rid_min``, ``rid_max`` and ``rid_hashes`` (added by ``0010_monitoring_index``) index the
   file's request ids (:mod:`.rid_index`): ``log_labels`` opens only the files that can hold
   a labelled id. They are NULL for files written before the index existed (always opened).
-* ``label_batches`` - one row per Parquet file of ground-truth labels (request id, label),
+* ``label_batches`` - one row per Parquet file of ground-truth labels (request id, row, label),
   written by ``ll.monitor.log_labels`` whenever labels arrive.
 * ``business_events`` - business metrics (``ll.monitor.log_business``), one row each; the
   model it concerns when no request id ties it to one (``model``, added by ``0010``).

@@ -2,7 +2,8 @@
 server (:mod:`loopline.server.api_v1`) and the remote SDK (:mod:`.remote`).
 
 Limits: at most :data:`MAX_LABELS` request ids per ``POST /monitor/labels`` (the SDK splits
-longer lists into several requests); request ids and event names of 1-200 characters.
+longer lists into several requests); request ids and event names of 1-200 characters; a
+label's ``row`` a whole number from 0 to :data:`MAX_ROW`.
 
 Example:
     >>> LabelsRequest(request_ids=["r-1"], labels=[1]).labels
@@ -25,6 +26,12 @@ MAX_LABELS = 10_000
 
 #: The longest text label.
 MAX_LABEL_CHARS = 1000
+
+#: The highest row a label may name (a row's index in its request, from 0).
+MAX_ROW = 2**31 - 1
+
+#: ``rows="all"``: each label is for every row of its request.
+ALL_ROWS = "all"
 
 
 RequestId = Annotated[str, Field(min_length=1, max_length=MAX_REQUEST_ID_CHARS)]
@@ -64,10 +71,30 @@ def check_request_id(value: Any) -> str:
     return value
 
 
-def checked_labels(request_ids: Sequence[Any], labels: Sequence[Any]) -> None:
+def check_row(value: Any) -> int | None:
+    """The row a label names: a whole number from 0 to :data:`MAX_ROW` (the row's index
+    in its request), or None (the request as a whole); ValueError for anything else (a
+    bool, 2.0 or "2" is not a row).
+
+    Example:
+        >>> check_row(2), check_row(None)
+        (2, None)
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"a row is a whole number or null, got {type(value).__name__}")
+    if not 0 <= value <= MAX_ROW:
+        raise ValueError(f"a row is from 0 (the request's first row) to {MAX_ROW}")
+    return value
+
+
+def checked_labels(
+    request_ids: Sequence[Any], labels: Sequence[Any], rows: Sequence[Any] | str | None = None
+) -> None:
     """Refuse what ``POST /monitor/labels`` refuses with a 422: InvalidInput naming the
-    first bad ``request_ids[i]`` or ``labels[i]`` (the SDK checks before storing or
-    sending anything).
+    first bad ``request_ids[i]``, ``labels[i]`` or ``rows[i]`` (the SDK checks before
+    storing or sending anything). ``rows`` is None, ``"all"`` or one row (or None) per id.
 
     Example:
         >>> try:
@@ -80,6 +107,19 @@ def checked_labels(request_ids: Sequence[Any], labels: Sequence[Any]) -> None:
         ("request_ids", request_ids, check_request_id, _ID_HINT),
         ("labels", labels, check_label, _LABEL_HINT),
     )
+    if isinstance(rows, str):
+        if rows != ALL_ROWS:
+            raise InvalidInput(
+                f"rows is {rows!r}", field="rows", hint=f"{_ROWS_HINT}, or {ALL_ROWS!r}"
+            )
+    elif rows is not None:
+        if len(rows) != len(request_ids):
+            raise InvalidInput(
+                f"got {len(request_ids)} request ids and {len(rows)} rows",
+                field="rows",
+                hint="pass one row (or None) per request id, in the same order",
+            )
+        rules += (("rows", rows, check_row, _ROWS_HINT),)
     for name, values, check, hint in rules:
         for i, value in enumerate(values):
             try:
@@ -92,6 +132,10 @@ def checked_labels(request_ids: Sequence[Any], labels: Sequence[Any]) -> None:
 
 _ID_HINT = "send the request id the model server answered with (a text)"
 _LABEL_HINT = "send a number, a text, true/false or None (a missing label) per id"
+_ROWS_HINT = (
+    "send the index of the labelled row in its request (0 for the first) or None (the "
+    "request as a whole) per id"
+)
 
 
 Label = Annotated[
@@ -99,6 +143,23 @@ Label = Annotated[
     AfterValidator(check_label),
     WithJsonSchema({"type": ["number", "string", "boolean", "null"]}),
 ]
+
+
+_ROWS_DOC = (
+    "the row of its request each label is for (from 0), or null for the request as a "
+    "whole, one per request id; 'all': each label is for every row of its request"
+)
+_ROWS_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {
+            "type": "array",
+            "items": {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_ROW},
+            "maxItems": MAX_LABELS,
+        },
+        {"const": ALL_ROWS},
+        {"type": "null"},
+    ]
+}
 
 
 class _Request(BaseModel):
@@ -110,7 +171,12 @@ class _Answer(BaseModel):
 
 
 class LabelsRequest(_Request):
-    """Ground truth for logged predictions: one label per request id, in the same order."""
+    """Ground truth for logged predictions: one label per request id, in the same order.
+
+    ``rows`` says which row of its request each label is for: one index (from 0) or null
+    per id; ``"all"``: every row of the request; absent: the request as a whole, which is
+    compared with a prediction only when the request had one row.
+    """
 
     request_ids: list[RequestId] = Field(
         min_length=1, max_length=MAX_LABELS, examples=[["a1b2c3d4-1", "a1b2c3d4-2"]]
@@ -119,13 +185,30 @@ class LabelsRequest(_Request):
     model: str | None = Field(
         None, min_length=1, max_length=256, description="match only this model's predictions"
     )
+    # Checked by checked_labels (as the embedded SDK checks it), so that a bad row is
+    # named rows[i] over HTTP too.
+    rows: Annotated[Any, WithJsonSchema(_ROWS_SCHEMA)] = Field(
+        None, examples=[[0, 1, 2]], description=_ROWS_DOC
+    )
+
+
+class OutOfRange(_Answer):
+    """A label for a row that its request does not have."""
+
+    request_id: str
+    row: int
+    rows: int
 
 
 class LabelsResponse(_Answer):
-    """How many labels matched a logged prediction; the first unknown ids.
+    """What became of the labels (``received`` = ``matched`` + ``unmatched`` +
+    ``no_row`` + ``out_of_range``), and the first ids of each kind.
 
     ``unmatched_ids`` lists at most 20 of the ``unmatched`` ids; they are stored all the
-    same (their prediction may still be in a model server's buffer).
+    same (their prediction may still be in a model server's buffer). ``no_row``: labels
+    that name no row for a request that had several (compared with no prediction);
+    ``out_of_range``: labels for a row past the request's last. ``warnings`` says so in
+    words.
     """
 
     received: int
@@ -133,6 +216,11 @@ class LabelsResponse(_Answer):
     unmatched: int
     unmatched_ids: list[str]
     duplicates: int = 0
+    no_row: int = 0
+    no_row_ids: list[str] = []
+    out_of_range: int = 0
+    out_of_range_rows: list[OutOfRange] = []
+    warnings: list[str] = []
 
 
 class BusinessRequest(_Request):

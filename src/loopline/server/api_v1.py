@@ -18,7 +18,7 @@ Routes (bodies and answers are the models of :mod:`loopline.tracking.wire`)::
     GET    /runs/{id}/artifacts?prefix=        list artifacts
     PUT    /runs/{id}/artifacts/content?path=  upload one file (raw bytes, X-Loopline-Digest)
     GET    /runs/{id}/artifacts/content?path=  download one file (digest in X-Loopline-Digest)
-    POST   /monitor/labels                     late labels by request id -> matched/unknown
+    POST   /monitor/labels                     late labels by request id (and row) -> matched
     POST   /monitor/business                   one business event (value, request id, model)
     GET    /monitor/drift?model=&limit=        the loop's stored drift results, newest first
 
@@ -581,11 +581,15 @@ def artifact_response(
 
 @router.post("/monitor/labels", response_model=LabelsResponse, tags=["monitor"])
 def monitor_labels(body: LabelsRequest, ctx: Ctx) -> Response:
-    """Ground truth for logged predictions, by request id: how many matched one, and the
-    first unknown ids (stored all the same). At most 10,000 ids per request; a model that
-    predicts numbers takes numeric labels only.
+    """Ground truth for logged predictions, by request id (and ``rows``: the row of its
+    request each label is for, from 0, or ``"all"``): how many matched a prediction, the
+    first unknown ids (stored all the same), and the labels that fit no row - a label for
+    the whole of a request of several rows, a row the request does not have - with
+    ``warnings`` in words. At most 10,000 ids per request; a model that predicts numbers
+    takes numeric labels only.
 
-    Example: ``POST /api/v1/monitor/labels {"request_ids": ["a1-1", "a1-2"], "labels": [1, 0]}``
+    Example: ``POST /api/v1/monitor/labels {"request_ids": ["b1", "b1"], "labels": [1, 0],
+    "rows": [0, 1]}``
     """
     from loopline.monitoring.labels import log_labels
 
@@ -595,7 +599,7 @@ def monitor_labels(body: LabelsRequest, ctx: Ctx) -> Response:
             field="labels",
             hint="send one label per request id, in the same order",
         )
-    report = log_labels(body.request_ids, body.labels, model=body.model, ctx=ctx)
+    report = log_labels(body.request_ids, body.labels, model=body.model, rows=body.rows, ctx=ctx)
     return _answer(LabelsResponse.model_validate(report.to_dict()))
 
 

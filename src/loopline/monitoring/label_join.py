@@ -1,0 +1,104 @@
+"""Which label each logged prediction row is compared with, and the labels that fit none.
+
+The prediction log has one row per input row of a request (``_request_id``, ``_row``);
+:func:`~.labels.read_labels` gives the newest label of each ``(request_id, row)`` and of
+each request as a whole (``row`` missing). A prediction row takes:
+
+* the label sent for its row;
+* the label sent for its request as a whole, when the request had one row, or when that
+  label was sent for every row (``all_rows``) - the newer of the two when both apply, the
+  row's on a tie (it is the more precise).
+
+A label for the request as a whole of a request of several rows is compared with none of
+them (which prediction would it be the truth of?); it is counted in ``_no_row_label`` on
+the request's first row, unless every row has a label of its own. A label for a row past
+the request's last is counted in ``_out_of_range_labels`` there. A window's counts are the
+sums of these columns over its rows.
+
+Example:
+    >>> f = pd.DataFrame({"_request_id": ["b", "b", "s"], "_row": [0, 1, 0]})
+    >>> labels = pd.DataFrame({"request_id": ["b", "s", "b"], "row": [pd.NA, pd.NA, 7],
+    ...     "label": ["1", "0", "1"], "label_num": [1.0, 0.0, 1.0],
+    ...     "arrived": [1.0, 1.0, 1.0], "all_rows": [False, False, False]})
+    >>> out = join_labels(f, labels)
+    >>> out["label"].notna().tolist(), out["label"].iloc[2]
+    ([False, False, True], '0')
+    >>> out["_no_row_label"].tolist(), out["_out_of_range_labels"].tolist()
+    ([1, 0, 0], [1, 0, 0])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+#: Columns :func:`join_labels` adds besides ``label`` and ``label_num``.
+ISSUE_COLUMNS = ("_no_row_label", "_out_of_range_labels")
+
+
+def join_labels(frame: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (the prediction log) with ``label``, ``label_num`` and the counts of
+    :data:`ISSUE_COLUMNS` (see the module); ``labels`` as :func:`~.labels.read_labels`
+    gives them. The frame's own columns are not copied.
+
+    Example:
+        >>> f = pd.DataFrame({"_request_id": ["a"], "_row": [0]})
+        >>> join_labels(f, pd.DataFrame(columns=["request_id", "row"]))["label"].tolist()
+        [None]
+    """
+    n = len(frame)
+    out = frame.assign(
+        label=np.full(n, None, dtype=object),
+        label_num=np.full(n, np.nan),
+        _no_row_label=np.zeros(n, dtype=np.int64),
+        _out_of_range_labels=np.zeros(n, dtype=np.int64),
+    )
+    if labels.empty or n == 0:
+        return out
+    rids = frame["_request_id"].astype(str).to_numpy(dtype=object)
+    rows = frame["_row"].to_numpy(dtype=np.int64)
+    # The rows a request had: its highest row + 1 (a window of the ``last`` rows may cut
+    # the oldest request, but keeps its highest rows: they are logged after the lower).
+    top = pd.Series(rows, index=rids).groupby(level=0, sort=False).max()
+    n_rows = top.reindex(rids).to_numpy(dtype=np.int64) + 1
+
+    has_row = labels["row"].notna().to_numpy(dtype=bool)
+    by_row = labels[has_row]
+    whole = labels[~has_row]
+
+    keys = pd.MultiIndex.from_arrays(
+        [by_row["request_id"].astype(str), by_row["row"].astype(np.int64)]
+    )
+    at_r = keys.get_indexer(pd.MultiIndex.from_arrays([rids, rows]))
+    at_q = pd.Index(whole["request_id"].astype(str)).get_indexer(pd.Index(rids))
+    got_r, got_q = at_r >= 0, at_q >= 0
+    every = _pick(whole["all_rows"].to_numpy(dtype=bool), at_q, False)
+    applies = got_q & (every | (n_rows == 1))
+    arrived_r = _pick(by_row["arrived"].to_numpy(dtype=float), at_r, -np.inf)
+    arrived_q = _pick(whole["arrived"].to_numpy(dtype=float), at_q, -np.inf)
+    use_q = applies & (~got_r | (arrived_q > arrived_r))
+    use_r = got_r & ~use_q
+    for column in ("label", "label_num"):
+        values = out[column].to_numpy(copy=True)
+        values[use_r] = by_row[column].to_numpy()[at_r[use_r]]
+        values[use_q] = whole[column].to_numpy()[at_q[use_q]]
+        out[column] = values
+
+    first = ~pd.Series(rids).duplicated().to_numpy()
+    # A label for the whole of a request of several rows, that some row is left without.
+    unmet = pd.Series(got_q & ~applies & ~got_r, index=rids).groupby(level=0, sort=False).any()
+    out["_no_row_label"] = (first & unmet.reindex(rids).to_numpy(dtype=bool)).astype(np.int64)
+    label_top = top.reindex(by_row["request_id"].astype(str).to_numpy(dtype=object))
+    past = by_row["row"].to_numpy(dtype=np.int64) > label_top.to_numpy()  # NaN: not logged
+    beyond = pd.Series(past, index=label_top.index).groupby(level=0, sort=False).sum()
+    counts = beyond.reindex(rids).fillna(0).to_numpy(dtype=np.int64)
+    out["_out_of_range_labels"] = np.where(first, counts, 0)
+    return out
+
+
+def _pick(values: np.ndarray, at: np.ndarray, missing: object) -> np.ndarray:
+    """``values[at]``, with ``missing`` where ``at`` is -1 (no such label)."""
+    out = np.full(len(at), missing, dtype=values.dtype)
+    found = at >= 0
+    out[found] = values[at[found]]
+    return out
