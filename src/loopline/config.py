@@ -154,6 +154,14 @@ class Settings(BaseSettings):
         description="Servers: require an API token on every request but /health "
         "(`loopline server --auth`, `loopline serve --auth` set it).",
     )
+    allowed_hosts: str | None = Field(
+        None,
+        description="Servers: Host header values answered besides localhost, 127.0.0.1 and "
+        "[::1] (any port), comma separated: 'name', 'name:port', '*.domain', or '*' for any; "
+        "others get 403 (DNS rebinding). `--allowed-hosts` sets it; unset, `loopline server` "
+        "and `loopline serve` allow only those three on a loopback address and any Host on "
+        "another (--host 0.0.0.0).",
+    )
     auth_refresh_s: float = Field(
         5.0,
         gt=0,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from typing import Any
 
@@ -10,7 +11,7 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from loopline.cli._listen import announce, is_loopback
+from loopline.cli._listen import announce, configure_hosts, is_loopback
 from loopline.core import audit, auth
 from loopline.core.context import Context
 from tests.cli_run import run_loopline
@@ -119,3 +120,44 @@ def test_servers_warn_when_bound_to_the_network_without_auth(
     err = " ".join(capsys.readouterr().err.split())
     assert "auth ON" in err and "not a loopback" not in err
     assert "no active API token yet" in err
+
+
+@pytest.mark.parametrize(
+    ("bind", "option", "setting", "effective"),
+    [
+        ("127.0.0.1", None, None, ""),  # the loopback names only
+        ("::1", None, None, ""),
+        ("0.0.0.0", None, None, "*"),  # names unknown here: any Host
+        ("0.0.0.0", None, "a.internal", "a.internal"),
+        ("127.0.0.1", None, "a.internal", "a.internal"),
+        ("0.0.0.0", "b.internal", "a.internal", "b.internal"),
+        ("0.0.0.0", "", None, ""),  # loopback names only, also on the network
+    ],
+)
+def test_the_allowed_hosts_default_by_the_address_bound(
+    monkeypatch: pytest.MonkeyPatch,
+    bind: str,
+    option: str | None,
+    setting: str | None,
+    effective: str,
+) -> None:
+    monkeypatch.setenv("LOOPLINE_ALLOWED_HOSTS", "placeholder")  # restored after the test
+    if setting is None:
+        monkeypatch.delenv("LOOPLINE_ALLOWED_HOSTS")
+    else:
+        monkeypatch.setenv("LOOPLINE_ALLOWED_HOSTS", setting)
+    assert configure_hosts(bind, option) == effective
+    assert os.environ["LOOPLINE_ALLOWED_HOSTS"] == effective  # for uvicorn's workers too
+
+
+def test_servers_say_which_host_names_they_answer(
+    embedded_ctx: Context, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(embedded_ctx.settings, "allowed_hosts", "")
+    announce("loopline server", "127.0.0.1", 5000, ctx=embedded_ctx)
+    err = " ".join(capsys.readouterr().err.split())
+    assert "Host localhost, 127.0.0.1, [::1] only (--allowed-hosts adds names)" in err
+    monkeypatch.setattr(embedded_ctx.settings, "allowed_hosts", "*")
+    announce("loopline serve", "0.0.0.0", 8080, ctx=embedded_ctx)
+    err = " ".join(capsys.readouterr().err.split())
+    assert "any Host name (--allowed-hosts NAME,... limits it, against DNS rebinding)" in err

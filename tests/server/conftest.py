@@ -22,9 +22,13 @@ def free_port() -> int:
 
 
 def start_server(
-    db_uri: str, artifacts: str, extra_env: dict[str, str] | None = None
+    db_uri: str,
+    artifacts: str,
+    extra_env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start `loopline server` and wait until /health answers; return (process, base URL)."""
+    """Start `loopline server` (with ``args``) and wait until /health answers; return
+    (process, base URL)."""
     port = free_port()
     env = {
         **os.environ,
@@ -33,7 +37,7 @@ def start_server(
         **(extra_env or {}),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "loopline.cli.main", "server", "--port", str(port)],
+        [sys.executable, "-m", "loopline.cli.main", "server", "--port", str(port), *args],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

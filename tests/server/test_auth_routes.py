@@ -31,6 +31,8 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 LOWER: dict[str, str | None] = {"viewer": None, "editor": "viewer", "admin": "editor"}
+#: The server answers loopback names only (TestClient's default, "testserver", is refused).
+LOCAL = "http://127.0.0.1:5000"
 
 
 class Setup:
@@ -44,7 +46,7 @@ class Setup:
 
     def client(self, role: str | None = None) -> TestClient:
         headers = {"Authorization": f"Bearer {self.tokens[role]}"} if role else {}
-        return TestClient(self.app, headers=headers, follow_redirects=False)
+        return TestClient(self.app, headers=headers, follow_redirects=False, base_url=LOCAL)
 
 
 @pytest.fixture
@@ -142,12 +144,14 @@ def test_the_refusals_are_json_naming_what_is_needed(setup: Setup) -> None:
     assert r.status_code == 403
     assert r.json()["error"]["code"] == "PERMISSION_DENIED"
     assert "needs the role 'admin'" in r.json()["error"]["message"]
-    bad = TestClient(setup.app, headers={"Authorization": "Bearer ll_made-up"})
+    bad = TestClient(setup.app, headers={"Authorization": "Bearer ll_made-up"}, base_url=LOCAL)
     r = bad.get("/api/v1/whoami")
     assert r.status_code == 401
     assert 'error="invalid_token"' in r.headers["www-authenticate"]
     assert "not valid" in r.json()["error"]["message"]
-    r = TestClient(setup.app, headers={"Authorization": "Basic YTpi"}).get("/api/v1/whoami")
+    r = TestClient(setup.app, headers={"Authorization": "Basic YTpi"}, base_url=LOCAL).get(
+        "/api/v1/whoami"
+    )
     assert r.status_code == 401
 
 
@@ -200,7 +204,7 @@ def test_tokens_over_http_are_admin_only_audited_and_revocation_is_immediate(
     r = admin.post("/api/v1/tokens", json={"role": "viewer", "name": "grafana"})
     assert r.status_code == 201, r.text
     token = r.json()["token"]
-    grafana = TestClient(setup.app, headers={"Authorization": f"Bearer {token}"})
+    grafana = TestClient(setup.app, headers={"Authorization": f"Bearer {token}"}, base_url=LOCAL)
     assert grafana.get("/api/v1/whoami").json() == {
         "auth": True,
         "name": "grafana",
@@ -221,7 +225,7 @@ def test_tokens_over_http_are_admin_only_audited_and_revocation_is_immediate(
 
 def test_without_auth_everything_is_open_but_the_token_api(tmp_path: Path) -> None:
     ctx = loopline.init(uri=f"sqlite:///{tmp_path / 'm.db'}", artifacts=str(tmp_path / "a"))
-    client = TestClient(create_app(ctx))
+    client = TestClient(create_app(ctx), base_url=LOCAL)
     assert client.get("/api/v1/whoami").json() == {"auth": False, "name": None, "role": "admin"}
     assert client.post("/api/2.0/mlflow/experiments/search", json={}).status_code == 200
     r = client.post("/api/v1/tokens", json={"role": "admin"})
@@ -276,6 +280,15 @@ def test_a_logged_in_browser_downloads_the_artifacts_a_run_page_links(
         assert answer.status_code == 200, (link, answer.text[:300])
         assert answer.headers["content-disposition"].startswith("attachment;")
     assert setup.client().get(links[0]).status_code == 401  # the cookie is what let it in
+
+
+def test_a_host_name_not_allowed_is_refused_before_the_token_is_asked(setup: Setup) -> None:
+    # DNS rebinding: a page of attacker.example calls this server by that name.
+    for path in ("/api/v1/whoami", "/api/2.0/mlflow/experiments/search", "/runs", "/login"):
+        r = setup.client("admin").get(path, headers={"Host": "attacker.example:5000"})
+        assert r.status_code == 403, path
+        assert "'attacker.example:5000'" in r.text and "--allowed-hosts" in r.text, path
+    assert setup.client().get("/health", headers={"Host": "10.0.0.7:5000"}).status_code == 200
 
 
 def test_login_never_redirects_off_the_server(setup: Setup) -> None:

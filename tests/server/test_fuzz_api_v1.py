@@ -86,7 +86,8 @@ def target(
             uri = f"sqlite:///{folder / 'meta.db'}"
         else:
             uri = stack.enter_context(_pg_database())
-        ctx = ll.init(uri=uri, artifacts=str(folder / "artifacts"))
+        # The fuzzer's in-process client calls the app as "testserver".
+        ctx = ll.init(uri=uri, artifacts=str(folder / "artifacts"), allowed_hosts="testserver")
         stack.callback(ctx.close)
         exp = exp_store.get_or_create_experiment(ctx.engine, "fuzz", actor="fuzz")
         run = store.create_run(ctx.engine, exp.id, name="fuzz", actor="fuzz")

@@ -99,7 +99,7 @@ def _call(ctx: Context, method: str, url: str, **kw: Any) -> httpx.Response:
 
     async def go() -> httpx.Response:
         transport = httpx.ASGITransport(app=create_app(ctx))
-        async with httpx.AsyncClient(transport=transport, base_url="http://loopline") as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
             return await c.request(method, url, **kw)
 
     return asyncio.run(go())

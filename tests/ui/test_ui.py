@@ -400,3 +400,38 @@ def test_monitoring_page_shows_live_metrics_and_alerts(ui: UI) -> None:
     ui.charts_drawn()
     assert "accuracy < 0.9" in ui.page.locator("#alerts").inner_text()
     ui.shot("monitoring-live")
+
+
+def test_a_rebound_page_can_neither_read_nor_write_the_server(
+    browser: Browser, server: tuple[str, Filled]
+) -> None:
+    # DNS rebinding, as a browser sees it: attacker.example resolves to 127.0.0.1, so its
+    # page's requests to attacker.example:PORT are same-origin and reach this server.
+    base = server[0]
+    port = base.rsplit(":", 1)[1]
+    evil = f"http://attacker.example:{port}"
+    rules = "--host-resolver-rules=MAP attacker.example 127.0.0.1"
+    # Another Chromium of the same Playwright, with the name mapped.
+    rebound = browser.browser_type.launch(
+        executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, rules]
+    )
+    try:
+        page = rebound.new_page()
+        # The attacker's document, loaded from this machine (/health answers any Host,
+        # for probes; Chromium would keep a page loaded from elsewhere from calling a
+        # loopback address, other browsers do not).
+        page.goto(f"{evil}/health")
+        statuses = page.evaluate(
+            """async () => {
+                const read = await fetch('/api/v1/experiments/by-name?name=Default');
+                const write = await fetch('/api/2.0/mlflow/runs/create', {
+                    method: 'POST', headers: {'Content-Type': 'application/json'},
+                    body: JSON.stringify({experiment_id: '0'})});
+                const ui = await fetch('/runs');
+                return [read.status, write.status, ui.status, (await write.json()).message];
+            }"""
+        )
+    finally:
+        rebound.close()
+    assert statuses[:3] == [403, 403, 403], statuses
+    assert f"'attacker.example:{port}'" in statuses[3]

@@ -39,6 +39,31 @@ def enable_auth(auth: bool) -> None:
         os.environ["LOOPLINE_AUTH"] = "1"
 
 
+def configure_hosts(host: str, allowed_hosts: str | None) -> str:
+    """Set the Host names the server answers (``LOOPLINE_ALLOWED_HOSTS``) for this process
+    and uvicorn's workers, and return them; a bad name is a ConfigError here, at start.
+
+    ``allowed_hosts`` (``--allowed-hosts``) wins; then the setting (environment,
+    ``loopline.toml``); else, bound to a loopback address, only ``localhost``,
+    ``127.0.0.1`` and ``[::1]`` (the names a DNS rebinding attack cannot use), and on any
+    other address any Host (``*``): its names - a Service, a load balancer, a pod IP - are
+    not known here. Call it before the context is first built.
+
+    Example:
+        >>> # configure_hosts("0.0.0.0", None) -> '*'
+    """
+    from loopline.config import load_settings
+    from loopline.core.hosts import AllowedHosts
+
+    if allowed_hosts is None:
+        allowed_hosts = load_settings().allowed_hosts
+    if allowed_hosts is None:
+        allowed_hosts = "" if is_loopback(host) else "*"
+    AllowedHosts.parse(allowed_hosts)
+    os.environ["LOOPLINE_ALLOWED_HOSTS"] = allowed_hosts
+    return allowed_hosts
+
+
 def announce(what: str, host: str, port: int, *, ctx: Context) -> None:
     """Print the address bound and whether tokens are required; warn when that is unsafe.
 
@@ -53,9 +78,17 @@ def announce(what: str, host: str, port: int, *, ctx: Context) -> None:
         active_tokens = count_active(ctx.engine)
     where = "loopback only" if is_loopback(host) else "reachable from the network"
     shown = f"[{host}]" if ":" in host else host
+    from loopline.core.hosts import OPTION, AllowedHosts
+
+    hosts = AllowedHosts.parse(ctx.settings.allowed_hosts)
+    names = (
+        f"any Host name ({OPTION} NAME,... limits it, against DNS rebinding)"
+        if hosts.any
+        else f"Host {hosts.describe()} only ({OPTION} adds names)"
+    )
     err_console.print(
         f"{what} listening on http://{shown}:{port} ({where}); "
-        f"auth {'ON: every request but /health needs a token' if auth else 'OFF'}",
+        f"auth {'ON: every request but /health needs a token' if auth else 'OFF'}; {names}",
         highlight=False,
     )
     if not auth and not is_loopback(host):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from typing import Any
 
 import typer
 
@@ -41,6 +42,14 @@ def serve(
         "a deployment's timeout_ms overrides it. Also LOOPLINE_SERVE_PREDICT_TIMEOUT_S. "
         "Default: no limit.",
     ),
+    allowed_hosts: str | None = typer.Option(
+        None,
+        "--allowed-hosts",
+        help="Host header names answered besides localhost, 127.0.0.1 and [::1], comma "
+        "separated ('name', 'name:port', '*.domain', '*' for any); others get 403 (DNS "
+        "rebinding). Default: LOOPLINE_ALLOWED_HOSTS, else none on a loopback --host and "
+        "'*' on another.",
+    ),
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
     auth: bool = typer.Option(
         False,
@@ -59,10 +68,11 @@ def serve(
     """
     import uvicorn
 
-    from loopline.cli._listen import announce, enable_auth
+    from loopline.cli._listen import announce, configure_hosts, enable_auth
     from loopline.core.context import get_context
     from loopline.serving.control import check_selection
 
+    configure_hosts(host, allowed_hosts)
     enable_auth(auth)  # before the context is built; workers read it from the environment
     ctx = get_context()
     _ = ctx.engine  # migrate before the first worker starts, and fail early on a bad URI
@@ -83,7 +93,7 @@ def serve(
         "timeout_graceful_shutdown": 10,
     }
     if workers == 1:
-        from loopline.serving.app import ModelServer, ServeSettings
+        from loopline.serving.app import ModelServer, ServeSettings, with_host_check
 
         settings = ServeSettings(
             models=model,
@@ -94,12 +104,12 @@ def serve(
         if predict_timeout is not None:  # else LOOPLINE_SERVE_PREDICT_TIMEOUT_S, if set
             settings.predict_timeout_s = predict_timeout
         server = ModelServer(ctx, settings)
+        app: Any = server
         if ctx.settings.auth:
             from loopline.serving.auth import with_auth
 
-            uvicorn.run(with_auth(server), **common)  # type: ignore[arg-type]
-            return
-        uvicorn.run(server, **common)  # type: ignore[arg-type]
+            app = with_auth(server)
+        uvicorn.run(with_host_check(app, ctx), **common)  # type: ignore[arg-type]
         return
     # Each worker process builds its app from the environment (uvicorn imports the factory).
     import orjson

@@ -22,6 +22,14 @@ def server(
         help="Require an API token (Authorization: Bearer) with the right role on every "
         "request but /health; see `loopline tokens`.",
     ),
+    allowed_hosts: str | None = typer.Option(
+        None,
+        "--allowed-hosts",
+        help="Host header names answered besides localhost, 127.0.0.1 and [::1], comma "
+        "separated ('name', 'name:port', '*.domain', '*' for any); others get 403 (DNS "
+        "rebinding). Default: LOOPLINE_ALLOWED_HOSTS, else none on a loopback --host and "
+        "'*' on another.",
+    ),
     loop: bool = typer.Option(
         True,
         "--loop/--no-loop",
@@ -52,9 +60,10 @@ def server(
     """
     import uvicorn
 
-    from loopline.cli._listen import announce, enable_auth
+    from loopline.cli._listen import announce, configure_hosts, enable_auth
     from loopline.core.context import get_context
 
+    configure_hosts(host, allowed_hosts)
     enable_auth(auth)  # before the context is built: its settings carry it to create_app
     ctx = get_context()
     _ = ctx.engine  # migrate before the first request, and fail early on a bad URI

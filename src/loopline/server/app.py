@@ -16,23 +16,35 @@ from starlette.types import ASGIApp
 
 from loopline import __version__
 from loopline.core.context import Context, get_context
-from loopline.server.errors import install_error_handlers
+from loopline.core.hosts import AllowedHosts, protect
+from loopline.server.errors import error_for_path, install_error_handlers
 from loopline.server.raw_path import EncodedSlashes
 from loopline.server.responses import OrjsonResponse
 
 
 class _App(FastAPI):
-    """FastAPI with an optional layer in front of its whole middleware stack."""
+    """FastAPI with optional layers in front of its whole middleware stack."""
 
     front: Callable[[ASGIApp], ASGIApp] | None = None
+    allowed_hosts: AllowedHosts | None = None
 
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()
-        if self.front is not None:
-            stack = self.front(stack)
-        # Outermost: every layer (the auth gate, the fast path) and the router see a
-        # segment holding %2F whole, not split at the slash the server decoded.
-        return EncodedSlashes(stack)
+        stack = stack if self.front is None else self.front(stack)
+        # Every layer (the auth gate, the fast path) and the router see a segment holding
+        # %2F whole, not split at the slash the server decoded.
+        stack = EncodedSlashes(stack)
+        # Outermost, before the auth gate and the MLflow fast path: a request by a name
+        # this server does not answer to (DNS rebinding) reaches nothing.
+        if self.allowed_hosts is None:
+            return stack
+        return protect(stack, self.allowed_hosts, _host_refused)
+
+
+def _host_refused(path: str, message: str, hint: str) -> ASGIApp:
+    response = error_for_path(path, 403, "PERMISSION_DENIED", message, hint, field="Host")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 def create_app(ctx: Context | None = None) -> FastAPI:
@@ -49,6 +61,8 @@ def create_app(ctx: Context | None = None) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.ctx = context
+    # A bad value fails here, at start.
+    app.allowed_hosts = AllowedHosts.parse(context.settings.allowed_hosts)
     install_error_handlers(app)
 
     @app.get("/health", tags=["ops"])

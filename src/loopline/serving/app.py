@@ -57,6 +57,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from loopline.core.columns import MAX_REQUEST_ID_CHARS
 from loopline.core.context import Context, get_context
+from loopline.core.hosts import AllowedHosts, protect
 from loopline.errors import InvalidInput
 from loopline.serving.control import Controller
 from loopline.serving.inputs import MalformedBody, loads, parse
@@ -68,6 +69,7 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger("loopline.serving")
 _JSON = (b"content-type", b"application/json")
@@ -653,10 +655,31 @@ class ModelServer:
         )
 
 
-def create_app() -> ModelServer:
+def with_host_check(app: ASGIApp, ctx: Context) -> ASGIApp:
+    """``app`` answering only the Host names its settings allow (``LOOPLINE_ALLOWED_HOSTS``,
+    :mod:`loopline.core.hosts`): a 403 for any other, against DNS rebinding.
+
+    Example:
+        >>> # uvicorn.run(with_host_check(ModelServer(ctx), ctx), port=8080)
+    """
+    hosts = AllowedHosts.parse(ctx.settings.allowed_hosts)
+    return protect(app, hosts, _host_refused)
+
+
+def _host_refused(path: str, message: str, hint: str) -> ASGIApp:
+    body = error_body("PERMISSION_DENIED", message, field="Host", hint=hint)
+
+    async def refuse(scope: Scope, receive: Receive, send: Send) -> None:
+        await ModelServer._send(send, 403, body)
+
+    return refuse
+
+
+def create_app() -> ASGIApp:
     """The app factory uvicorn calls in each worker (settings from the environment).
 
     Example:
         >>> # uvicorn.run("loopline.serving.app:create_app", factory=True, workers=4)
     """
-    return ModelServer()
+    server = ModelServer()
+    return with_host_check(server, server.ctx)

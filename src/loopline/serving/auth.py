@@ -29,7 +29,16 @@ from typing import Any
 
 from loopline.core.access import PUBLIC, AccessTable, Rule, bearer_token
 from loopline.core.auth import TokenCache
-from loopline.serving.app import Message, ModelServer, Receive, Scope, Send, error_body
+from loopline.serving.app import (
+    ASGIApp,
+    Message,
+    ModelServer,
+    Receive,
+    Scope,
+    Send,
+    error_body,
+    with_host_check,
+)
 
 RULES: list[Rule] = [
     ("GET", "/health", PUBLIC),
@@ -170,10 +179,11 @@ def with_auth(server: ModelServer) -> ServingAuthGate:
     return ServingAuthGate(server, TokenCache(server.ctx.engine, refresh_s=settings.auth_refresh_s))
 
 
-def create_app() -> ServingAuthGate:
+def create_app() -> ASGIApp:
     """The app factory uvicorn calls in each worker of ``loopline serve --auth --workers N``.
 
     Example:
         >>> # uvicorn.run("loopline.serving.auth:create_app", factory=True, workers=4)
     """
-    return with_auth(ModelServer())
+    server = ModelServer()
+    return with_host_check(with_auth(server), server.ctx)
