@@ -282,6 +282,42 @@ def test_a_logged_in_browser_downloads_the_artifacts_a_run_page_links(
     assert setup.client().get(links[0]).status_code == 401  # the cookie is what let it in
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Origin": "http://127.0.0.1:8888"},  # another port of this machine: another origin
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+    ],
+    ids=["other-site", "opaque-origin", "other-port", "fetch-cross-site", "fetch-same-site"],
+)
+def test_login_and_logout_forms_posted_from_another_origin_are_refused(
+    setup: Setup, headers: dict[str, str]
+) -> None:
+    # Login CSRF: a page on another site posted its own token to /login and the browser
+    # got the attacker's cookie (what the user logged then went to the attacker's name);
+    # or it posted /logout.
+    browser = setup.client()
+    r = browser.post("/login", data={"token": setup.tokens["viewer"]}, headers=headers)
+    assert r.status_code == 403, r.text
+    assert "set-cookie" not in r.headers and "another site" in r.text
+    assert browser.post("/login", data={"token": setup.tokens["viewer"]}).status_code == 303
+    r = browser.post("/logout", headers=headers)
+    assert r.status_code == 403 and "set-cookie" not in r.headers
+    assert browser.get("/runs").status_code == 200  # still logged in
+
+
+def test_login_from_the_servers_own_form_works(setup: Setup) -> None:
+    browser = setup.client()
+    own = {"Origin": LOCAL, "Sec-Fetch-Site": "same-origin"}
+    r = browser.post("/login", data={"token": setup.tokens["viewer"]}, headers=own)
+    assert r.status_code == 303, r.text
+    r = browser.post("/logout", headers={**own, "Sec-Fetch-Site": "none"})
+    assert r.status_code == 303
+
+
 def test_a_host_name_not_allowed_is_refused_before_the_token_is_asked(setup: Setup) -> None:
     # DNS rebinding: a page of attacker.example calls this server by that name.
     for path in ("/api/v1/whoami", "/api/2.0/mlflow/experiments/search", "/runs", "/login"):

@@ -12,6 +12,7 @@ install``: the browser is Debian's).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterator
@@ -400,6 +401,56 @@ def test_monitoring_page_shows_live_metrics_and_alerts(ui: UI) -> None:
     ui.charts_drawn()
     assert "accuracy < 0.9" in ui.page.locator("#alerts").inner_text()
     ui.shot("monitoring-live")
+
+
+def _html(body: str, route: Any) -> None:
+    route.fulfill(body=body, content_type="text/html")
+
+
+def test_a_browser_logs_in_and_out_and_no_other_site_can_do_it_for_it(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The login and logout forms refuse posts from another origin (login CSRF); the
+    # server's own forms, by any of its loopback names, must keep working.
+    from loopline.core import auth
+
+    uri, artifacts = f"sqlite:///{tmp_path / 'meta.db'}", str(tmp_path / "artifacts")
+    ctx = loopline.init(uri=uri, artifacts=artifacts)
+    try:
+        token = auth.create_token(ctx.engine, "viewer", name="browser", actor="test").token
+    finally:
+        ctx.close()
+    proc, url = start_server(uri, artifacts, {"LOOPLINE_AUTH": "1"})
+    try:
+        for base in (url, url.replace("127.0.0.1", "localhost")):
+            context = browser.new_context()
+            page = context.new_page()
+            page.goto(f"{base}/runs")
+            page.fill("#token", token)
+            with page.expect_navigation():
+                page.click("button:has-text('Log in')")
+            assert page.url == f"{base}/runs"
+            assert page.locator("h1").first.inner_text() == "Runs"
+            assert [c["name"] for c in context.cookies()] == ["loopline_token"]
+            page.goto(f"{base}/login")
+            with page.expect_navigation():
+                page.click("button:has-text('Log out')")
+            assert page.url == f"{base}/login"
+            assert context.cookies() == []
+            # Another site's page posting its token to this server's login form.
+            form = (
+                f'<form method="post" action="{base}/login"><input name="token" '
+                f'value="{token}"><button>go</button></form>'
+            )
+            context.route("http://evil.example/", functools.partial(_html, form))
+            page.goto("http://evil.example/")
+            with page.expect_response(f"{base}/login") as answer:
+                page.click("text=go")
+            assert answer.value.status == 403
+            assert context.cookies() == []
+            context.close()
+    finally:
+        stop_server(proc)
 
 
 def test_a_rebound_page_can_neither_read_nor_write_the_server(

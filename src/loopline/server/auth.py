@@ -77,11 +77,37 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 def _same_origin(scope: Scope) -> bool:
-    """False when the browser says the request comes from another site."""
+    """False when the browser says the request comes from another origin.
+
+    ``Sec-Fetch-Site`` (sent by current browsers) must be ``same-origin`` or ``none`` (the
+    user typed the address); ``Origin``, when sent, must be this server's own.
+    """
+    site = _header(scope, b"sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
     origin = _header(scope, b"origin")
     if origin is None or origin == "null":
         return origin is None
     return urlsplit(origin).netloc == (_header(scope, b"host") or "")
+
+
+def _cross_origin_form(request: Request) -> Response | None:
+    """The 403 for a login or logout form posted from another origin, else None.
+
+    Without it a page on another site could log the user's browser in with the attacker's
+    token (login CSRF: what the user then logs or uploads goes to the attacker's account,
+    under the attacker's name in the audit log), or log the user out.
+    """
+    if _same_origin(request.scope):
+        return None
+    from loopline.server.ui.routes import error_page
+
+    return error_page(
+        403,
+        "Not allowed",
+        f"{request.url.path} was posted from another site",
+        "log in with the form of this server",
+    )
 
 
 class AuthGate:
@@ -240,6 +266,9 @@ def login_form(next: str = "/") -> HTMLResponse:
 @router.post("/login", response_model=None)
 async def login(request: Request) -> Response:
     """Check the posted token; on success keep it in an HttpOnly, SameSite=Strict cookie."""
+    refused = _cross_origin_form(request)
+    if refused is not None:
+        return refused
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     token = (form.get("token") or [""])[0].strip()
     target = _safe_next((form.get("next") or ["/"])[0])
@@ -262,6 +291,9 @@ async def login(request: Request) -> Response:
 @router.post("/logout", response_model=None)
 def logout(request: Request) -> Response:
     """Forget the cookie."""
+    refused = _cross_origin_form(request)
+    if refused is not None:
+        return refused
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
     return response
