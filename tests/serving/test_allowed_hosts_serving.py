@@ -33,10 +33,12 @@ def test_a_rebound_page_gets_nothing_from_a_loopback_model_server(
             error = r.json()["error"]
             assert error["field"] == "Host" and "'attacker.example:8080'" in error["message"]
             assert "--allowed-hosts attacker.example" in error["hint"]
+            assert r.headers["x-content-type-options"] == "nosniff"
         assert client.get("/health", headers={"Host": "10.1.2.3:8080"}).status_code == 200
         for host in ("localhost:8080", "127.0.0.1", "[::1]:1"):
-            status = client.get("/v1/models", headers={"Host": host}).status_code
-            assert status == (401 if "--auth" in args else 200), host
+            r = client.get("/v1/models", headers={"Host": host})
+            assert r.status_code == (401 if "--auth" in args else 200), host
+            assert r.headers["x-content-type-options"] == "nosniff"
 
 
 def test_the_packaged_server_answers_its_probes_and_any_host(embedded_ctx: Context) -> None:

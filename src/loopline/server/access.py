@@ -38,7 +38,6 @@ RULES: list[Rule] = [
     ("GET", "/metrics", "viewer"),
     ("GET", "/openapi.json", "viewer"),
     ("GET", "/docs", "viewer"),
-    ("GET", "/docs/oauth2-redirect", "viewer"),
     ("GET", "/redoc", "viewer"),
     # -- Loopline REST API v1 ----------------------------------------------------------
     ("POST", f"{_V1}/experiments", "editor"),

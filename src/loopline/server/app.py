@@ -10,7 +10,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
 from starlette.types import ASGIApp
 
@@ -19,7 +19,7 @@ from loopline.core.context import Context, get_context
 from loopline.core.hosts import AllowedHosts, protect
 from loopline.server.errors import error_for_path, install_error_handlers
 from loopline.server.raw_path import EncodedSlashes
-from loopline.server.responses import OrjsonResponse
+from loopline.server.responses import NoSniff, OrjsonResponse
 
 
 class _App(FastAPI):
@@ -29,7 +29,9 @@ class _App(FastAPI):
     allowed_hosts: AllowedHosts | None = None
 
     def build_middleware_stack(self) -> ASGIApp:
-        stack = super().build_middleware_stack()
+        # Every answer of the routes, static files and error handlers says nosniff (the
+        # fast path's answers carry it themselves: no extra layer on its requests).
+        stack: ASGIApp = NoSniff(super().build_middleware_stack())
         stack = stack if self.front is None else self.front(stack)
         # Every layer (the auth gate, the fast path) and the router see a segment holding
         # %2F whole, not split at the slash the server decoded.
@@ -59,6 +61,11 @@ def create_app(ctx: Context | None = None) -> FastAPI:
         version=__version__,
         default_response_class=OrjsonResponse,
         openapi_url="/openapi.json",
+        # Swagger UI and ReDoc are pages that load their scripts from a CDN: they fail
+        # without network and would run a third party's code on this server's origin.
+        # /docs and /redoc say where the description is instead.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.ctx = context
     # A bad value fails here, at start.
@@ -70,6 +77,19 @@ def create_app(ctx: Context | None = None) -> FastAPI:
         """200 once the server and its metadata store answer."""
         _ = context.engine  # opens and migrates on first call
         return {"status": "ok", "version": __version__}
+
+    @app.get("/docs", include_in_schema=False)
+    @app.get("/redoc", include_in_schema=False)
+    def no_api_browser(request: Request) -> OrjsonResponse:
+        """No API browser here: where the API's description is."""
+        return error_for_path(
+            request.url.path,
+            404,
+            "NOT_FOUND",
+            "this server has no API browser (Swagger UI and ReDoc would load from a CDN)",
+            "the OpenAPI description is GET /openapi.json: open it in any OpenAPI viewer or "
+            "client generator",
+        )
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     def metrics() -> PlainTextResponse:

@@ -36,6 +36,7 @@ from loopline.errors import LooplineError
 from loopline.server.errors import database_error, error_for_path
 from loopline.server.fast_routes import ROUTES, Operation
 from loopline.server.mlflow_wire import ORJSON_OPTIONS
+from loopline.server.responses import NOSNIFF
 
 #: A log-batch of MLflow's maximum 1,000 metrics is ~80 KB; bigger bodies are rare enough to
 #: take the FastAPI route.
@@ -148,6 +149,6 @@ def _replay(body: bytes, receive: Receive, complete: bool) -> Receive:
 
 
 async def _answer(send: Send, status: int, body: bytes) -> None:
-    headers = [_JSON, (b"content-length", str(len(body)).encode())]
+    headers = [_JSON, NOSNIFF, (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

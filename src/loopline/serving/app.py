@@ -73,6 +73,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger("loopline.serving")
 _JSON = (b"content-type", b"application/json")
+# Browsers take the declared type: an answer echoing input is never read as a page.
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
 _RECENT = 100_000
 _PREFIX = "/v1/models/"
 #: Collector thresholds while serving. A request leaves ~7 tracked objects behind (its
@@ -303,7 +305,7 @@ class ModelServer:
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [_JSON, (b"content-length", str(len(body)).encode())],
+                "headers": [_JSON, _NOSNIFF, (b"content-length", str(len(body)).encode())],
             }
         )
         await send({"type": "http.response.body", "body": body})

@@ -60,6 +60,7 @@ def _answer(status: int, code: str, message: str, hint: str, challenge: str) -> 
     body = error_body(code, message, hint=hint)
     headers = [
         (b"content-type", b"application/json"),
+        (b"x-content-type-options", b"nosniff"),
         (b"content-length", str(len(body)).encode()),
         (b"www-authenticate", challenge.encode()),
     ]
