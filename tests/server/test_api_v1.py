@@ -96,7 +96,8 @@ def test_run_create_get_end_delete_restore(api: httpx.Client) -> None:
     assert deleted["lifecycle_stage"] == "deleted"
     refused = _error(api.post(f"/runs/{run['id']}/log-batch", json={"params": {"a": 1}}), 422)
     assert "deleted" in refused["message"] and refused["field"] == "run_id"
-    assert api.post(f"/runs/{run['id']}/restore").json()["lifecycle_stage"] == "active"
+    restored = api.post(f"/runs/{run['id']}/restore", headers=JSON)
+    assert restored.json()["lifecycle_stage"] == "active"
     child = _run(api, experiment=run["experiment"], parent_run_id=run["id"])
     assert child["tags"]["mlflow.parentRunId"] == run["id"]
 
@@ -135,6 +136,47 @@ def test_an_encoded_slash_in_an_id_is_the_404_of_an_unknown_id(
         put = root.put("/api/2.0/mlflow-artifacts/artifacts/0/slash%2Fx.txt", content=b"hi")
         assert put.status_code == 200, put.text
         assert root.get("/api/2.0/mlflow-artifacts/artifacts/0/slash/x.txt").content == b"hi"
+
+
+SIMPLE = [  # what a page of another site can make a browser send without asking first
+    {},
+    {"Content-Type": "text/plain"},
+    {"Content-Type": "application/x-www-form-urlencoded"},
+    {"Content-Type": "multipart/form-data; boundary=x"},
+]
+
+
+def test_restore_needs_a_json_content_type(api: httpx.Client) -> None:
+    # Restore takes no body: a cross-site form (or fetch with mode "no-cors") restored a
+    # deleted run on a server without --auth.
+    run = _run(api)
+    api.delete(f"/runs/{run['id']}")
+    for headers in SIMPLE:
+        error = _error(api.post(f"/runs/{run['id']}/restore", headers=headers), 422)
+        assert error["field"] == "Content-Type", headers
+        assert "application/json" in error["message"] + error["hint"]
+    assert api.get(f"/runs/{run['id']}").json()["lifecycle_stage"] == "deleted"
+    restored = api.post(f"/runs/{run['id']}/restore", headers=JSON)
+    assert restored.status_code == 200 and restored.json()["lifecycle_stage"] == "active"
+
+
+def test_no_post_route_takes_a_request_a_browser_sends_cross_site(
+    api: httpx.Client, served: tuple[str, str]
+) -> None:
+    run = _run(api)
+    api.delete(f"/runs/{run['id']}")
+    paths = httpx.get(f"{served[0]}/openapi.json").json()["paths"]
+    posts = [p for p, ops in paths.items() if "post" in ops and p.startswith("/api/")]
+    assert len(posts) > 30
+    for pattern in posts:
+        path = pattern.replace("{run_id}", run["id"])
+        for headers in SIMPLE:
+            answer = api.post(f"{served[0]}{path}", content=b"{}", headers=headers)
+            assert answer.status_code in (400, 415, 422), (path, headers, answer.text)
+            if not headers:
+                answer = api.post(f"{served[0]}{path}")  # no body at all
+                assert answer.status_code in (400, 415, 422), (path, answer.text)
+    assert api.get(f"/runs/{run['id']}").json()["lifecycle_stage"] == "deleted"
 
 
 def test_log_batch_columns_rows_and_history(api: httpx.Client) -> None:

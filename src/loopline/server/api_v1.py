@@ -255,11 +255,44 @@ def delete_run(run_id: str, ctx: Ctx) -> Response:
     return _answer(RunModel.from_record(store.get_run(ctx.engine, run_id)))
 
 
-@router.post("/runs/{run_id}/restore", response_model=RunModel)
-def restore_run(run_id: str, ctx: Ctx) -> Response:
-    """Undo a delete.
+def json_request(request: Request) -> None:
+    """Refuse a POST without ``Content-Type: application/json``, on routes that read no body.
 
-    Example: ``POST /api/v1/runs/3f2a9c.../restore``
+    A request without a body and without that header is a "simple" one: a page on another
+    site can make a browser send it (a form, or ``fetch`` with ``mode: "no-cors"``) without
+    asking the server first, so a server without ``--auth`` would run it. Asking for JSON's
+    content type makes it one a browser sends cross-site only after a preflight, which this
+    server never grants. The routes that read a JSON body refuse other bodies already.
+
+    Example: ``curl -X POST -H 'Content-Type: application/json' .../runs/ID/restore``
+    """
+    sent = request.headers.get("content-type", "")
+    kind = sent.split(";", 1)[0].strip().lower()
+    if not _is_json(kind):
+        raise InvalidInput(
+            f"{request.url.path} must be sent with 'Content-Type: application/json', not {sent!r}"
+            if sent
+            else f"{request.url.path} must be sent with 'Content-Type: application/json' "
+            "(it takes no body; the header keeps other web sites from sending it)",
+            field="Content-Type",
+            hint="send the header 'Content-Type: application/json' (curl -H ...), with no "
+            "body or an empty JSON object",
+        )
+
+
+def _is_json(kind: str) -> bool:
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )
+
+
+@router.post(
+    "/runs/{run_id}/restore", response_model=RunModel, dependencies=[Depends(json_request)]
+)
+def restore_run(run_id: str, ctx: Ctx) -> Response:
+    """Undo a delete (send ``Content-Type: application/json``; no body).
+
+    Example: ``POST /api/v1/runs/3f2a9c.../restore`` with ``Content-Type: application/json``
     """
     store.restore_run(ctx.engine, run_id, actor=ctx.settings.actor_name)
     return _answer(RunModel.from_record(store.get_run(ctx.engine, run_id)))
@@ -308,11 +341,7 @@ def _check_json_content_type(request: Request) -> None:
     ``--auth``.
     """
     sent = request.headers.get("content-type", "")
-    kind = sent.split(";", 1)[0].strip().lower()
-    json_kind = kind == "application/json" or (
-        kind.startswith("application/") and kind.endswith("+json")
-    )
-    if not json_kind:
+    if not _is_json(sent.split(";", 1)[0].strip().lower()):
         raise InvalidInput(
             f"the request body must be sent as JSON, not {sent!r}"
             if sent
