@@ -29,8 +29,6 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from scipy import special
-
 
 def binomial_excess(events: int, trials: int, share: float) -> float:
     """P(X >= ``events``) for X ~ Binomial(``trials``, ``share``): the p-value of "more than
@@ -49,6 +47,8 @@ def binomial_excess(events: int, trials: int, share: float) -> float:
     if share >= 1:
         return 1.0
     # bdtrc(k, n, p) = P(X > k); scipy.special is a ufunc, cheap enough for the request path
+    from scipy import special  # lazily: the model server starts without SciPy
+
     return float(special.bdtrc(events - 1, trials, share))
 
 
@@ -105,6 +105,8 @@ def accuracy_drop_pvalue(
     pc = (cand_correct + 1) / (cand_labels + 2)
     se = math.sqrt(ps * (1 - ps) / (stable_labels + 2) + pc * (1 - pc) / (cand_labels + 2))
     z = (pc - ps + drop) / se
+    from scipy import special
+
     return float(special.ndtr(z))
 
 
