@@ -8,6 +8,14 @@ from typing import TYPE_CHECKING
 
 from loopline.cli._common import err_console
 
+#: The --allowed-hosts help of both servers (loopline server, loopline serve).
+ALLOWED_HOSTS_HELP = (
+    "Host header names answered besides localhost, 127.0.0.1 and [::1], comma "
+    "separated ('name', 'name:port', '*.domain', '*' for any); others get 403 (DNS "
+    "rebinding). Default: LOOPLINE_ALLOWED_HOSTS, else none on a loopback --host and "
+    "'*' on another."
+)
+
 if TYPE_CHECKING:
     from loopline.core.context import Context
 

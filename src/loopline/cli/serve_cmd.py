@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from loopline.cli._common import err_console
+from loopline.cli._listen import ALLOWED_HOSTS_HELP
 
 
 def serve(
@@ -45,10 +46,7 @@ def serve(
     allowed_hosts: str | None = typer.Option(
         None,
         "--allowed-hosts",
-        help="Host header names answered besides localhost, 127.0.0.1 and [::1], comma "
-        "separated ('name', 'name:port', '*.domain', '*' for any); others get 403 (DNS "
-        "rebinding). Default: LOOPLINE_ALLOWED_HOSTS, else none on a loopback --host and "
-        "'*' on another.",
+        help=ALLOWED_HOSTS_HELP,
     ),
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
     auth: bool = typer.Option(
