@@ -122,12 +122,19 @@ def _describe(found: Sweep) -> str:
     return "; ".join(parts)
 
 
-def _check_temp_files(settings: Settings) -> str:
-    """Remove what killed writers left in LOOPLINE_HOME/tmp and the store's tmp/; report."""
+def _check_temp_files(settings: Settings, store_answers: bool) -> str:
+    """Remove what killed writers left in LOOPLINE_HOME/tmp and the store's tmp/; report.
+
+    When the artifact check failed, the store is not asked again: a mute endpoint would
+    cost the doctor a second wait to learn what the first already said.
+    """
     from loopline.data.datasets import HOME_TMP_IN_USE
 
     home = settings.home.expanduser().resolve()
     lines = [_describe(sweep(home / "tmp", keep=HOME_TMP_IN_USE))]
+    if not store_answers:
+        lines.append(f"{settings.artifacts_uri}: not checked (the artifact store did not answer)")
+        return "\n".join(lines)
     store = open_artifact_store(settings.artifacts_uri, _quick(settings).s3_storage_options())
     in_store = store.sweep_tmp()
     if in_store is not None:
@@ -188,10 +195,15 @@ def run_checks(settings: Settings) -> list[Check]:
     Example:
         >>> # [c.name for c in run_checks(load_settings())] -> ['metadata', 'artifacts', ...]
     """
+    artifacts = _timed("artifacts", settings.artifacts_uri, lambda: _check_artifacts(settings))
     checks = [
         _timed("metadata", settings.metadata_uri, lambda: _check_metadata(settings)),
-        _timed("artifacts", settings.artifacts_uri, lambda: _check_artifacts(settings)),
-        _timed("temp files", "killed writers' leftovers", lambda: _check_temp_files(settings)),
+        artifacts,
+        _timed(
+            "temp files",
+            "killed writers' leftovers",
+            lambda: _check_temp_files(settings, store_answers=artifacts.ok),
+        ),
         _timed(
             "online store",
             settings.online_store or "sqlite (embedded)",

@@ -218,11 +218,12 @@ class Controller:
         )
         if written is None:
             return  # another worker decided first; the next poll picks its revision up
-        log.warning("%s: %s (%s)", d.name, action, result.reason)
-        store.prune_windows(self.ctx.engine, d.name, written.revision - 10)
+        # the new route first: requests keep following the old one until it is installed
         rebuilt = self._build(written)
         if rebuilt is not None:
             self.routes = {**self.routes, d.name: rebuilt}
+        log.warning("%s: %s (%s)", d.name, action, result.reason)
+        store.prune_windows(self.ctx.engine, d.name, written.revision - 10)
 
     # -- the thread --------------------------------------------------------------------
 
