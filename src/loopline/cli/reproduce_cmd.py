@@ -74,7 +74,8 @@ def reproduce(
     env: str = typer.Option(
         "fresh",
         "--env",
-        help="fresh: build a venv with the recorded package versions from PyPI (slow). "
+        help="fresh: build a venv with the recorded package versions from PyPI (slow; uv when "
+        "installed, else pip). "
         "current: reuse this interpreter, reporting each version that differs.",
     ),
     tolerance: float = typer.Option(

@@ -571,10 +571,11 @@ def reproduce(
 
     ``ref``: ``models:/NAME/VERSION``, ``models:/NAME@ALIAS`` or a run id (a pipeline run
     or one of its steps). ``env="fresh"`` builds a venv of the recorded package versions
-    from PyPI; ``"current"`` reuses this interpreter and reports each version that differs.
-    A metric matches when ``|reproduced - recorded| <= max(tolerance * |recorded|,
-    abs_tolerance)``. ``pin_data=False`` lets the pipeline read the latest data instead
-    (to see what the pins change); ``keep`` keeps the temporary folder (code and venv).
+    from PyPI (with uv when it is installed, else pip); ``"current"`` reuses this
+    interpreter and reports each version that differs. A metric matches when
+    ``|reproduced - recorded| <= max(tolerance * |recorded|, abs_tolerance)``.
+    ``pin_data=False`` lets the pipeline read the latest data instead (to see what the pins
+    change); ``keep`` keeps the temporary folder (code and venv).
 
     Example:
         >>> # r = reproduce("models:/churn@champion", env="current")
