@@ -435,3 +435,14 @@ def test_a_version_that_is_not_a_positive_whole_number_is_invalid_input(version:
         datasets.parse_version(version)  # type: ignore[arg-type]
     assert info.value.field == "version"
     assert datasets.parse_version("12") == 12 and datasets.parse_version("latest") is None
+
+
+def test_a_description_with_nul_is_refused_before_anything_is_stored(ctx: Context) -> None:
+    # On PostgreSQL this was a raw psycopg DataError after the bytes were copied.
+    frame = pd.DataFrame({"x": [1, 2]})
+    with pytest.raises(InvalidInput, match="description contains a NUL character") as e:
+        datasets.register("d", frame, description="Q3\x00export")
+    assert e.value.field == "description"
+    with pytest.raises(NotFound):
+        datasets.get("d")
+    assert datasets.register("d", frame, description="Q3 export").version == 1

@@ -292,3 +292,15 @@ def test_deploys_and_alias_moves_at_once_neither_deadlock_nor_fail(ctx: Context)
         t.join()
     assert errors == []
     assert audit.verify(ctx.engine).ok
+
+
+def test_a_reason_with_nul_is_refused_and_nothing_moves(
+    ctx: Context, versions: tuple[int, int, int]
+) -> None:
+    # PostgreSQL raised a raw psycopg DataError from the deployment event's insert.
+    v1, v2, _ = versions
+    ll.deploy("churn", v1)
+    with pytest.raises(InvalidInput, match="reason contains a NUL character") as e:
+        ll.deploy("churn", v2, reason="hotfix\x00")
+    assert e.value.field == "reason"
+    assert get_deployment("churn").stable_version == v1

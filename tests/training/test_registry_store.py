@@ -176,3 +176,27 @@ def test_a_version_its_deployment_names_cannot_be_deleted(ctx: Context) -> None:
     assert [v.version for v in store.search_model_versions(ctx, name="served")] == [4, 3, 2, 1]
     store.create_model_version(ctx, "idle", source="s", run_id=None)
     store.delete_registered_model(ctx, "idle")
+
+
+def test_a_description_with_nul_is_refused_naming_it_on_both_backends(ctx: Context) -> None:
+    # PostgreSQL raised a raw psycopg DataError; SQLite stored the NUL (then no restore onto
+    # PostgreSQL could take it). Each writer of a description refuses it before writing.
+    attempts: list[Callable[[], object]] = [
+        lambda: store.create_registered_model(ctx, "churn", description="a\x00b"),
+        lambda: store.create_model_version(
+            ctx, "churn", source="s", run_id="r", description="\x00"
+        ),
+    ]
+    for attempt in attempts:
+        with pytest.raises(InvalidInput, match="description contains a NUL character") as e:
+            attempt()
+        assert e.value.field == "description"
+    v1 = store.create_model_version(ctx, "churn", source="s1", run_id="r1")
+    for attempt in [
+        lambda: store.update_registered_model(ctx, "churn", "x\x00"),
+        lambda: store.update_model_version(ctx, "churn", v1.version, "x\x00"),
+    ]:
+        with pytest.raises(InvalidInput, match="description contains a NUL character"):
+            attempt()
+    assert store.get_registered_model(ctx, "churn").description is None
+    assert [v.version for v in store.search_model_versions(ctx, name="churn")] == [1]

@@ -395,6 +395,11 @@ def register(
     check_name(name)
     if description is not None and not isinstance(description, str):
         raise InvalidInput("description must be text", field="description")
+    if description is not None:
+        # imported here: tracking.validation loads SQLAlchemy, which `import ll.datasets` must not
+        from loopline.tracking.validation import check_no_nul
+
+        check_no_nul(description, "description")
     ctx = get_context()
     home = _home(ctx)
     sweep_temp_files(ctx)

@@ -259,6 +259,10 @@ def save(
     Example:
         >>> # save(ctx, current, current.replace(traffic=25.0), action="canary.step", reason=..)
     """
+    if reason is not None and "\x00" in reason:
+        from loopline.tracking.validation import check_no_nul
+
+        check_no_nul(reason, "reason")  # before the event row, which PostgreSQL would refuse
     now = time.time()
     who = actor or ctx.settings.actor_name
     revision = 1 if before is None else before.revision + 1

@@ -121,8 +121,20 @@ def _check_path_like(text: str, field: str, noun: str) -> None:
         )
 
 
-def _check_no_nul(text: str, field: str) -> None:
-    # PostgreSQL text cannot hold NUL; refuse it on every backend so both agree.
+def check_no_nul(text: str, field: str) -> None:
+    """Refuse text with a NUL character, or with no UTF-8 form, naming ``field``.
+
+    PostgreSQL text cannot hold NUL (a raw DataError there); it is refused on every backend
+    so both agree.
+
+    Example:
+        >>> check_no_nul("churn model", "description")
+        >>> try:
+        ...     check_no_nul("a\\x00b", "description")
+        ... except InvalidInput as e:
+        ...     print(e.field, "-", e.message)
+        description - description contains a NUL character
+    """
     if "\x00" in text:
         raise InvalidInput(
             f"{field} contains a NUL character",
@@ -163,7 +175,7 @@ def check_param_value(key: str, value: Any) -> str:
         '0.1'
     """
     text = value if isinstance(value, str) else str(value)
-    _check_no_nul(text, f"params.{key}")
+    check_no_nul(text, f"params.{key}")
     if len(text) > MAX_PARAM_VALUE_LENGTH:
         raise InvalidInput(
             f"param {key!r} has a value of {len(text)} characters, over the limit of "
@@ -184,7 +196,7 @@ def check_tag_value(key: str, value: Any) -> str | None:
     if value is None:
         return None
     text = value if isinstance(value, str) else str(value)
-    _check_no_nul(text, f"tags.{key}")
+    check_no_nul(text, f"tags.{key}")
     if len(text) > MAX_TAG_VALUE_LENGTH:
         raise InvalidInput(
             f"tag {key!r} has a value of {len(text)} characters, over the limit of "
@@ -274,7 +286,7 @@ def _bounded_text(text: str, field: str, what: str, limit: int) -> str:
         raise InvalidInput(
             f"{what} is {len(text)} characters, over the limit of {limit}", field=field
         )
-    _check_no_nul(text, field)
+    check_no_nul(text, field)
     return text
 
 

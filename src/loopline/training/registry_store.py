@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from loopline.core.columns import MAX_INTEGER, integer_value
 from loopline.core.context import Context
 from loopline.errors import Conflict, InvalidInput, NotFound
+from loopline.tracking.validation import check_no_nul
 from loopline.training.registry_tables import (
     logged_model_params,
     logged_model_tags,
@@ -159,6 +160,11 @@ class LoggedModel:
 # ---------------------------------------------------------------- registered models
 
 
+def _check_description(description: str | None) -> None:
+    if description is not None:
+        check_no_nul(description, "description")
+
+
 def create_registered_model(
     ctx: Context, name: str, description: str | None = None, tags: dict[str, str] | None = None
 ) -> RegisteredModel:
@@ -168,6 +174,7 @@ def create_registered_model(
         >>> # create_registered_model(ctx, "churn", description="predicts churn")
     """
     check_name(name)
+    _check_description(description)
     now = _now_ms()
     try:
         with ctx.engine.begin() as conn:
@@ -295,6 +302,7 @@ def update_registered_model(ctx: Context, name: str, description: str | None) ->
     Example:
         >>> # update_registered_model(ctx, "churn", "v2 of the churn model")
     """
+    _check_description(description)
     with ctx.engine.begin() as conn:
         _model_row(conn, name)
         conn.execute(
@@ -371,6 +379,7 @@ def create_model_version(
     Example:
         >>> # create_model_version(ctx, "churn", source="models:/m-abc", run_id="abc").version
     """
+    _check_description(description)
     logged = None
     if model_id is None and source and source.startswith("models:/"):
         with contextlib.suppress(NotFound):  # a registered model's URI, not a logged one
@@ -562,6 +571,7 @@ def update_model_version(
     Example:
         >>> # update_model_version(ctx, "churn", 3, "retrained on March data")
     """
+    _check_description(description)
     with ctx.engine.begin() as conn:
         _version_row(conn, name, version)
         conn.execute(
