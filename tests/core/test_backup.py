@@ -700,6 +700,16 @@ def test_a_backup_to_a_missing_bucket_names_the_bucket(small_source: Context, s3
     assert "create the bucket" in (bad.value.hint or "")
 
 
+def test_a_restore_from_a_missing_bucket_names_the_bucket(s3_env: None, tmp_path: Path) -> None:
+    # It said "has no manifest.json: the backup is incomplete", as if the bucket held one.
+    src = f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/bk"
+    engine, store = _empty_target(tmp_path)
+    with pytest.raises(NotFound, match=r"the bucket 'no-such-bucket-\w+' does not exist") as bad:
+        restore(engine, store, src, storage_options=_options(src))
+    assert "SRC" in (bad.value.hint or "")
+    _assert_untouched(engine, store)
+
+
 def test_sigkill_during_backup_leaves_nothing_restore_would_accept(tmp_path: Path) -> None:
     ctx = ll.init(uri=f"sqlite:///{tmp_path / 'src.db'}", artifacts=str(tmp_path / "art"))
     build_store(ctx, model=False)

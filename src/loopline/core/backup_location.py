@@ -251,7 +251,16 @@ class BackupSource:
             with self._translate(f"cannot read the backup {self.url}"):
                 return bytes(self.fs.cat_file(f"{self._root}/{MANIFEST}"))
         except FileNotFoundError:
-            return None
+            pass
+        # No manifest: an incomplete backup, unless there is no bucket to hold one at all.
+        bucket = self._root.split("/", 1)[0]
+        with self._translate(f"cannot read the backup {self.url}"):
+            if not self.fs.exists(bucket):
+                raise NotFound(
+                    f"cannot read the backup {self.url}: the bucket {bucket!r} does not exist",
+                    hint="check SRC (the bucket's name) and LOOPLINE_S3_ENDPOINT_URL",
+                )
+        return None
 
     def _translate(self, what: str) -> contextlib.AbstractContextManager[None]:
         from loopline.core.s3 import translated
