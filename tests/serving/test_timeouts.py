@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from typing import Any
@@ -79,3 +80,29 @@ def test_a_model_error_reaches_the_caller() -> None:
         runner.close()
 
     asyncio.run(scenario())
+
+
+def test_a_late_answer_is_a_timeout_even_when_the_model_starved_the_event_loop() -> None:
+    # A model that holds the GIL for its whole call kept the loop from running wait_for's
+    # timer until it returned; wait_for then handed back the late answer, and a version
+    # past its timeout_ms answered (seen in CI with a brute-force KNN at timeout_ms=1).
+    class Greedy(Quick):
+        def run(self, shape: str, rows: Any) -> list[Any]:
+            end = time.perf_counter() + 0.05
+            while time.perf_counter() < end:  # pure Python: holds the GIL throughout
+                pass
+            return ["late"]
+
+    async def scenario() -> None:
+        runner = PredictRunner(workers=1)
+        with pytest.raises(TimeoutError, match=r"took longer than 0\.001 s"):
+            await runner.run(Greedy(), "records", [{}], timeout=0.001)
+        assert await runner.run(Quick(), "records", [{}, {}], timeout=5) == [2]
+        runner.close()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1.0)  # the loop's thread gets the GIL back only when run() ends
+    try:
+        asyncio.run(scenario())
+    finally:
+        sys.setswitchinterval(interval)

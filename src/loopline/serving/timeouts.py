@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from queue import SimpleQueue
@@ -120,14 +121,20 @@ class PredictRunner:
                 f"still running past their timeout; it is skipped until one returns"
             )
         future: Future[Any] = Future()
+        started = time.monotonic()
         self._queue.put((future, model.run if call is None else call, (shape, rows)))
         waiter = asyncio.wrap_future(future)
         try:
-            return await asyncio.wait_for(waiter, timeout)
+            result = await asyncio.wait_for(waiter, timeout)
         except TimeoutError:
             if future.running():  # it holds a thread until the model returns
                 self._lost(model, future, asyncio.get_running_loop())
             raise
+        # A model that holds the GIL keeps the event loop from running wait_for's timer until
+        # it returns, and wait_for then hands back the late answer: the bound still holds.
+        if timeout is not None and time.monotonic() - started > timeout:
+            raise TimeoutError(f"the prediction took longer than {timeout:g} s")
+        return result
 
     def _lost(self, model: Runnable, future: Future[Any], loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:
