@@ -87,6 +87,11 @@ def test_windows_and_task_inference() -> None:
     assert infer_task(pd.Series([0, 1]), pd.Series([1.0, 0.0])) == "classification"
     assert infer_task(pd.Series([0, 1]), pd.Series([True, False])) == "classification"
     assert infer_task(pd.Series(["a", "b"]), pd.Series(["a", "a"])) == "classification"
+    # Labels of 0/1 met by probabilities: a binary classifier; met by numbers past 1 (or
+    # labels beyond 0/1): a regressor.
+    assert infer_task(pd.Series([0, 1, 1]), pd.Series([0.1, 0.8, 1.0])) == "classification"
+    assert infer_task(pd.Series([0, 1, 1]), pd.Series([0.1, 0.8, 1.4])) == "regression"
+    assert infer_task(pd.Series([0, 1, 2]), pd.Series([0.1, 0.8, 0.9])) == "regression"
 
 
 def test_labels_and_predictions_of_one_class_compare_alike(embedded_ctx: Context) -> None:
@@ -125,6 +130,29 @@ def test_a_regressor_with_whole_number_labels_is_scored_as_a_regressor(
     assert m.keys() == {"rmse", "mae"}  # was accuracy 0.0: 4.7 never equals 5
     assert m["rmse"] == pytest.approx(root_mean_squared_error(truth, pred))
     assert m["mae"] == pytest.approx(mean_absolute_error(truth, pred))
+
+
+def test_a_binary_classifiers_probabilities_are_scored_as_a_classifier(
+    embedded_ctx: Context,
+) -> None:
+    # A model that answers P(class 1) (a pyfunc wrapping predict_proba): labels are 0 and 1,
+    # predictions 0.83. It was scored as a regressor (RMSE against 0/1), with no accuracy
+    # and no AUC.
+    rng = np.random.default_rng(5)
+    truth = rng.integers(0, 2, 300)
+    proba = np.clip(truth * 0.6 + rng.normal(0.2, 0.2, 300), 0.01, 0.99)
+    with PredictionLogger(embedded_ctx, start=False) as logger:
+        for i in range(300):
+            logger.log(f"p{i}", "proba", "1", [{"x": 1.0}], [float(proba[i])], 1.0)
+    ll.monitor.log_labels([f"p{i}" for i in range(300)], truth.tolist(), model="proba")
+    m = ll.monitor.performance("proba", window="day")[0].metrics
+    hard = (proba >= 0.5).astype(int)
+    assert m.keys() == {"accuracy", "precision", "recall", "auc"}
+    assert m["accuracy"] == pytest.approx(accuracy_score(truth, hard))
+    assert m["precision"] == pytest.approx(precision_score(truth, hard))
+    assert m["recall"] == pytest.approx(recall_score(truth, hard))
+    assert m["auc"] == pytest.approx(roc_auc_score(truth, proba))  # ranked by probability
+    assert roc_auc_score(truth, proba) != pytest.approx(roc_auc_score(truth, hard))
 
 
 def test_drift_share_counts_a_missing_feature_once(embedded_ctx: Context) -> None:

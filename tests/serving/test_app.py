@@ -141,6 +141,41 @@ def test_ab_counters_leave_out_bad_requests(embedded_ctx: Context) -> None:
     assert stats.candidate.requests + stats.stable.requests == 40  # the good ones only
 
 
+def test_labels_for_the_rows_of_a_batch_request_count_towards_live_accuracy(
+    embedded_ctx: Context,
+) -> None:
+    data = toy_data()
+    v1 = register(good_model(data), "churn", data)
+    v2 = register(weak_model(data), "churn", data)
+    deploy("churn", v1)
+    deploy("churn", v2, strategy="ab", split=50)
+    server = _served(embedded_ctx)
+    rows = [dict(r) for r in data[["a", "b", "bucket"]].head(6).to_dict("records")]
+    status, answer = asyncio.run(
+        _post(server, "/v1/models/churn/predict", {"instances": rows, "key": "u1"})
+    )
+    assert status == 200, answer
+    preds, rid = answer["predictions"], answer["request_id"]
+    # Row 3's label is the opposite of its prediction: only the row it names can tell.
+    labels = [
+        {"request_id": rid, "row": i, "label": p if i != 3 else 1 - p} for i, p in enumerate(preds)
+    ]
+    whole = {"request_id": rid, "label": preds[0]}  # names no row of six
+    status, fed = asyncio.run(
+        _post(server, "/v1/models/churn/feedback", {"labels": [whole, *labels]})
+    )
+    assert status == 200 and fed == {"matched": 6, "unmatched": 1}, fed
+    stats = server.control.routes["churn"].stats
+    assert stats is not None
+    role = stats.candidate if answer["model_version"] == str(v2) else stats.stable
+    assert (role.labels, role.correct) == (6, 5)
+    for bad in (-1, "2", 1.5, True):
+        status, error = asyncio.run(
+            _post(server, "/v1/models/churn/feedback", {"labels": [{**labels[0], "row": bad}]})
+        )
+        assert status == 422 and error["error"]["field"] == "labels[0].row", error
+
+
 def test_a_canary_that_refuses_what_the_stable_version_takes_is_rolled_back(
     embedded_ctx: Context,
 ) -> None:

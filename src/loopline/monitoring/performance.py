@@ -26,6 +26,7 @@ import pandas as pd
 from loopline.errors import InvalidInput
 from loopline.monitoring.alerts import BUSINESS_PREFIX
 from loopline.monitoring.business import read_business
+from loopline.monitoring.classes import BINARY, THRESHOLD, class_name
 from loopline.monitoring.label_join import join_labels
 from loopline.monitoring.labels import read_labels
 from loopline.monitoring.prediction_log import read_predictions
@@ -157,14 +158,17 @@ def _numbers(values: pd.Series) -> np.ndarray | None:
 
 def infer_task(y: pd.Series, predictions: pd.Series | None = None) -> Task:
     """``classification`` when the labels are a few whole numbers (or not numbers) and the
-    predictions, if numbers, are whole too; else ``regression``: a model of counts or
-    ratings predicts 4.7 for a label of 5, which is an error to measure, not a wrong class.
+    predictions, if numbers, are whole too, or, for labels of 0 and 1, probabilities from 0
+    to 1 (a binary classifier's, :mod:`.classes`); else ``regression``: a model of counts
+    or ratings predicts 4.7 for a label of 5, which is an error to measure, not a wrong class.
 
     Example:
         >>> infer_task(pd.Series([0.0, 1.0, 1.0]))
         'classification'
         >>> infer_task(pd.Series([4, 5, 5]), pd.Series([4.7, 5.1, 4.9]))
         'regression'
+        >>> infer_task(pd.Series([0, 1, 1]), pd.Series([0.2, 0.9, 0.6]))
+        'classification'
     """
     values = pd.to_numeric(y, errors="coerce").dropna()
     if values.empty:
@@ -174,27 +178,21 @@ def infer_task(y: pd.Series, predictions: pd.Series | None = None) -> Task:
         return "regression"
     predicted = None if predictions is None else _numbers(predictions)
     if predicted is not None and not bool(np.all(np.equal(np.mod(predicted, 1), 0))):
+        # Labels of 0 and 1 met by numbers from 0 to 1: a binary classifier's probability
+        # of class 1 (:mod:`.classes`), not a regressor's estimate.
+        if _probabilities(predicted) and set(np.unique(values)) <= {0.0, 1.0}:
+            return "classification"
         return "regression"
     return "classification"
 
 
-def class_name(value: Any) -> str:
-    """The class a label or a prediction names, as text: a bool, an int and a whole float
-    name the same class (``True``, ``1``, ``1.0`` and ``"1.0"`` are all ``"1"``).
-
-    Example:
-        >>> [class_name(v) for v in (True, 1, 1.0, "1.0", "yes", 0.5)]
-        ['1', '1', '1', '1', 'yes', '0.5']
-    """
-    if isinstance(value, bool | np.bool_):
-        return "1" if value else "0"
-    if isinstance(value, int | np.integer):
-        return str(int(value))
-    if isinstance(value, float | np.floating):
-        f = float(value)
-        return str(int(f)) if f.is_integer() else repr(f)
-    text = str(value)
-    return text[:-2] if text.endswith(".0") else text
+def _probabilities(values: np.ndarray) -> bool:
+    """Whether every value lies from 0 to 1, and some strictly between (not all classes)."""
+    return bool(
+        len(values)
+        and np.all((values >= 0.0) & (values <= 1.0))
+        and np.any((values > 0.0) & (values < 1.0))
+    )
 
 
 def label_metrics(
@@ -221,6 +219,13 @@ def label_metrics(
         }
     yt_s = y_true.map(class_name).astype(str)
     yp_s = y_pred.map(class_name).astype(str)
+    probs = _numbers(y_pred) if set(yt_s) <= BINARY else None
+    if probs is not None and len(probs) == len(y_pred) and _probabilities(probs):
+        # A binary classifier's probabilities: class 1 from THRESHOLD up, and AUC ranks
+        # by the probability unless the server logged a score of its own.
+        yp_s = pd.Series(np.where(probs >= THRESHOLD, "1", "0"), index=y_pred.index).astype(str)
+        if score is None or not score.notna().all():
+            score = pd.Series(probs, index=y_pred.index)
     out = {"accuracy": float(skm.accuracy_score(yt_s, yp_s))}
     classes = sorted(set(yt_s) | set(yp_s))
     if len(classes) <= 2:

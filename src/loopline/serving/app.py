@@ -5,7 +5,8 @@ Endpoints::
     POST /v1/models/{name}/predict    {"instances": [...]} or {"dataframe_split": {...}}
                                       -> {"predictions": [...], "model_version": "3",
                                           "request_id": "..."}
-    POST /v1/models/{name}/feedback   {"request_id": "...", "label": 1} (or "labels": [...])
+    POST /v1/models/{name}/feedback   {"request_id": "...", "label": 1} (or "labels": [...];
+                                      "row": N labels row N of a request of several rows)
     GET  /v1/models, /v1/models/{name}   what is served
     GET  /health                      200 once the deployments are loaded
     GET  /metrics                     Prometheus text format
@@ -47,7 +48,6 @@ import secrets
 import socket
 import sys
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -60,6 +60,7 @@ from loopline.core.context import Context, get_context
 from loopline.core.hosts import AllowedHosts, protect
 from loopline.errors import InvalidInput
 from loopline.serving.control import Controller
+from loopline.serving.feedback import RecentAnswers
 from loopline.serving.inputs import MalformedBody, loads, parse
 from loopline.serving.prom import ServingMetrics
 from loopline.serving.router import Route, ServedModel
@@ -75,7 +76,6 @@ log = logging.getLogger("loopline.serving")
 _JSON = (b"content-type", b"application/json")
 # Browsers take the declared type: an answer echoing input is never read as a page.
 _NOSNIFF = (b"x-content-type-options", b"nosniff")
-_RECENT = 100_000
 _PREFIX = "/v1/models/"
 #: Collector thresholds while serving. A request leaves ~7 tracked objects behind (its
 #: prediction-log entry, until the next flush): at CPython's (700, 10, 10) a young
@@ -161,7 +161,7 @@ class ModelServer:
         self.ready = False
         self._ids = itertools.count(1)
         self._prefix = secrets.token_hex(4) + "-"
-        self._recent: OrderedDict[str, tuple[str, int, bool, Any]] = OrderedDict()
+        self._recent = RecentAnswers()
         self._runner: PredictRunner | None = None
         self._shadow_runner: PredictRunner | None = None
         self._shadow_tasks: set[asyncio.Task[None]] = set()
@@ -532,11 +532,12 @@ class ModelServer:
                     rid, name, version, shape, rows, answered.names, preds, elapsed * 1000
                 )
             if route.stats is not None:
-                self._remember(
+                self._recent.remember(
                     rid,
-                    route,
+                    route.name,
+                    route.revision,
                     answered is not route.stable and answered is not route.fallback,
-                    _first(preds),
+                    preds,
                 )
                 if route.shadow is not None:
                     self._shadow(route, shape, rows, rid, _first(preds))
@@ -606,12 +607,6 @@ class ModelServer:
 
     # -- labels ------------------------------------------------------------------------
 
-    def _remember(self, rid: str, route: Route, is_candidate: bool, prediction: Any) -> None:
-        recent = self._recent
-        recent[rid] = (route.name, route.revision, is_candidate, prediction)
-        if len(recent) > _RECENT:
-            recent.popitem(last=False)
-
     async def _feedback(self, scope: Scope, name: str, receive: Receive, send: Send) -> None:
         try:
             payload = loads(await self._body(scope, receive))
@@ -637,20 +632,34 @@ class ModelServer:
                     "send {'request_id': ..., 'label': ...} or "
                     "{'labels': [{'request_id': ..., 'label': ...}, ...]}",
                     field="labels",
+                    hint="add 'row': N to label row N (from 0) of a request of several rows",
                 ),
             )
             return
+        for i, item in enumerate(items):
+            row = item.get("row")
+            if row is not None and (type(row) is not int or row < 0):
+                await self._send(
+                    send,
+                    422,
+                    error_body(
+                        "INVALID_INPUT",
+                        f"row {row!r} is not a row number",
+                        field=f"labels[{i}].row",
+                        hint="give the row of the request the label is for, from 0, or "
+                        "leave it out for a request of one row",
+                    ),
+                )
+                return
         matched = 0
         for item in items:
-            seen = self._recent.pop(str(item["request_id"]), None)
-            if seen is None or route.stats is None:
-                continue
-            model, revision, is_candidate, prediction = seen
-            if model != name or revision != route.revision:
-                continue
-            route.stats.role("candidate" if is_candidate else "stable").label(
-                prediction == item["label"]
+            scored = self._recent.match(
+                str(item["request_id"]), name, route.revision, item.get("row"), item["label"]
             )
+            if scored is None or route.stats is None:
+                continue
+            role, right = scored
+            route.stats.role(role).label(right)
             matched += 1
         await self._send(
             send, 200, orjson.dumps({"matched": matched, "unmatched": len(items) - matched})
