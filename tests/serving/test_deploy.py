@@ -65,6 +65,53 @@ def test_a_blocked_challenger_cannot_be_deployed_unless_forced_with_a_reason(
     assert audit.verify(ctx.engine).ok
 
 
+def test_a_blocked_version_cannot_be_the_fallback_unless_forced(
+    ctx: Context, versions: tuple[int, int, int]
+) -> None:
+    # The fallback answers clients whenever the serving version fails: a version its gate
+    # blocked was kept out as the version and let in as the fallback.
+    v1, v2, v3 = versions
+    ll.deploy("churn", v1)
+    ll.datasets.register("holdout", toy_data(120, seed=1))
+    assert not ll.gates.evaluate("churn", v2, "holdout@1", GATE).blessed
+    with pytest.raises(PermissionDenied, match=f"fallback version {v2} of 'churn' is blocked"):
+        ll.deploy("churn", v3, fallback=v2)
+    assert get_deployment("churn").stable_version == v1  # nothing changed
+    d = ll.deploy("churn", v3, fallback=v2, force=True, reason="v2 is better than nothing")
+    assert (d.stable_version, d.fallback_version) == (v3, v2)
+    forced = audit.events(ctx.engine, object_type="model_version", object_id=f"churn/{v2}")
+    assert [e.after["as"] for e in forced if e.action == "deployment.force"] == [
+        "fallback version"
+    ]
+
+
+def test_a_verdict_against_an_older_champion_is_stale(
+    ctx: Context, versions: tuple[int, int, int]
+) -> None:
+    # v3 was blessed against v1; v4 has served (and been the champion) since, so the verdict
+    # says nothing about whether v3 is better than what serves now.
+    v1, _, v3 = versions
+    data = toy_data(200)
+    v4 = register(good_model(data), "churn", data)
+    passing = {"label": "label", "metrics": {"accuracy": {"lower": 0.5}}}
+    ll.deploy("churn", v1)
+    ll.datasets.register("holdout", toy_data(120, seed=1))
+    assert ll.gates.evaluate("churn", v3, "holdout@1", passing).champion_version == v1
+    assert ll.gates.evaluate("churn", v4, "holdout@1", passing).champion_version == v1
+    ll.deploy("churn", v4)
+    assert ll.registry.get("churn", "champion").version == v4
+    with pytest.raises(PermissionDenied, match=f"against version {v1}.*now version {v4}") as e:
+        ll.deploy("churn", v3, strategy="canary")
+    assert "stale" in e.value.message and "gate it again" in (e.value.hint or "")
+    assert get_deployment("churn").candidate_version is None
+    again = ll.gates.evaluate("churn", v3, "holdout@1", passing)
+    assert again.blessed and again.champion_version == v4
+    assert ll.deploy("churn", v3, strategy="canary").candidate_version == v3
+    rollback("churn")
+    # v4's verdict was made against v1 too, but v4 is the champion: nothing newer to beat.
+    assert ll.deploy("churn", v4, strategy="blue_green").stable_version == v4
+
+
 def test_each_strategy_sets_traffic_and_rollback_and_promote_undo_or_finish_it(
     ctx: Context, versions: tuple[int, int, int]
 ) -> None:

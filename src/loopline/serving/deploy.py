@@ -25,8 +25,10 @@ Strategies:
 * ``shadow`` - every request is also sent to the new version after the answer went out;
   its answers are compared and logged, never returned.
 
-A version whose newest gate verdict is not blessed is blocked: deploying it needs
-``force=True`` and a ``reason``, and the override is audited. Every change is a new
+A version whose newest gate verdict is not blessed is blocked, and so is one blessed
+against another champion than the current one (the verdict is stale: gate it again); the
+same holds for the ``fallback`` version, which answers clients too. Deploying such a
+version needs ``force=True`` and a ``reason``, and the override is audited. Every change is a new
 revision of the deployment, recorded in its history and the audit log.
 
 Example:
@@ -69,19 +71,61 @@ def _check_version(ctx: Context, name: str, version: int | str, what: str) -> in
     return number
 
 
-def _gate(ctx: Context, name: str, version: int, force: bool, reason: str | None) -> None:
+def _champion(ctx: Context, name: str) -> int | None:
+    from loopline.training import registry_store
+
+    try:
+        return registry_store.get_version_by_alias(ctx, name, "champion").version
+    except NotFound:
+        return None
+
+
+def _gate(
+    ctx: Context,
+    name: str,
+    version: int,
+    force: bool,
+    reason: str | None,
+    role: str = "version",
+) -> None:
+    """Refuse ``version`` (to serve as ``role``) unless its newest gate verdict blesses it
+    against the model's current champion; with ``force`` the override is audited instead.
+
+    A verdict made against another champion than today's is stale: a challenger blessed
+    against version 3 says nothing about the version 5 that has served since.
+    """
     from loopline.delivery.gates import latest_verdict
 
     verdict = latest_verdict(name, version, ctx=ctx)
-    if verdict is None or verdict.blessed:
+    if verdict is None:
         return
-    why = "; ".join(verdict.reasons) or "not blessed"
+    what = f"{role} {version} of {name!r}"
+    if not verdict.blessed:
+        why = "; ".join(verdict.reasons) or "not blessed"
+        problem = f"{what} is blocked by its gate verdict #{verdict.id} on {verdict.dataset}: {why}"
+        hint = "fix the model and gate it again"
+    else:
+        champion = _champion(ctx, name)
+        if champion is None or champion in (version, verdict.champion_version):
+            return
+        against = (
+            "no champion"
+            if verdict.champion_version is None
+            else f"version {verdict.champion_version}"
+        )
+        problem = (
+            f"{what} was blessed by gate verdict #{verdict.id} against {against}, but the "
+            f"champion is now version {champion}: the verdict is stale"
+        )
+        hint = (
+            f"gate it again against the champion (`loopline gate {name} {version} "
+            "--dataset ... --thresholds ...`)"
+        )
     if not force:
         raise PermissionDenied(
-            f"version {version} of {name!r} is blocked by its gate verdict "
-            f"#{verdict.id} on {verdict.dataset}: {why}",
-            hint="fix the model and gate it again, or deploy with force=True and a reason "
-            "(--force --reason ...); the override is audited",
+            problem,
+            hint=f"{hint}, or deploy with force=True and a reason (--force --reason ...); "
+            "the override is audited",
         )
     with ctx.engine.begin() as conn:
         ctx.audit(
@@ -89,8 +133,13 @@ def _gate(ctx: Context, name: str, version: int, force: bool, reason: str | None
             action="deployment.force",
             object_type="model_version",
             object_id=f"{name}/{version}",
-            before={"verdict_id": verdict.id, "blessed": False, "reasons": verdict.reasons},
-            after={"deployed": True},
+            before={
+                "verdict_id": verdict.id,
+                "blessed": verdict.blessed,
+                "reasons": verdict.reasons,
+                "champion_version": verdict.champion_version,
+            },
+            after={"deployed": True, "as": role},
             reason=reason,
         )
 
@@ -141,6 +190,8 @@ def deploy(
             hint="name another version to answer when this one fails, e.g. the current one",
         )
     _gate(ctx, name, number, force, reason)
+    if fallback_number is not None:  # it answers clients too, when the version fails
+        _gate(ctx, name, fallback_number, force, reason, role="fallback version")
     before = _current(ctx, name)
     now = time.time()
     if before is None:
