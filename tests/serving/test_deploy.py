@@ -80,9 +80,7 @@ def test_a_blocked_version_cannot_be_the_fallback_unless_forced(
     d = ll.deploy("churn", v3, fallback=v2, force=True, reason="v2 is better than nothing")
     assert (d.stable_version, d.fallback_version) == (v3, v2)
     forced = audit.events(ctx.engine, object_type="model_version", object_id=f"churn/{v2}")
-    assert [e.after["as"] for e in forced if e.action == "deployment.force"] == [
-        "fallback version"
-    ]
+    assert [e.after["as"] for e in forced if e.action == "deployment.force"] == ["fallback version"]
 
 
 def test_a_verdict_against_an_older_champion_is_stale(
