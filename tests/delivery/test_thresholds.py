@@ -205,3 +205,24 @@ def test_merge_keys_may_be_overridden(tmp_path: Path) -> None:
     )
     t = load_thresholds(path)
     assert (t.metrics["f1"].lower, t.metrics["f1"].upper) == (0.6, 0.99)
+
+
+def test_a_contract_path_is_relative_to_the_thresholds_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It was read relative to the working directory: `loopline gate ... -t gates/gate.yaml`
+    # run from the project's root did not find the contract beside gate.yaml.
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    text = "label: y\ndata: {contract: churn.contract.yaml}\nmetrics: {auc: {lower: 0.5}}\n"
+    (gates / "gate.yaml").write_text(text)
+    (gates / "abs.yaml").write_text(text.replace("churn.contract.yaml", "/etc/c.yaml"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert load_thresholds("../gates/gate.yaml").data.contract == str(gates / "churn.contract.yaml")
+    assert load_thresholds(gates / "abs.yaml").data.contract == "/etc/c.yaml"
+    # Given as a mapping there is no file to be relative to: the working directory.
+    data = {"label": "y", "data": {"contract": "c.yaml"}, "metrics": {"auc": {"lower": 0.5}}}
+    spec = parse_thresholds(data)
+    assert spec.data.contract == "c.yaml"

@@ -117,3 +117,21 @@ def test_loop_once_on_such_a_toml_exits_2_without_a_traceback(tmp_path: Path) ->
     )
     assert result.returncode == 2, result.stderr
     assert "loopline.toml: loopline.loop" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_gate_contract_is_relative_to_the_policy_file(tmp_path: Path) -> None:
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "flights.yaml").write_text(
+        GOOD.replace("{label: late,", "{label: late, data: {contract: flights.contract.yaml},")
+    )
+    (tmp_path / "loopline.toml").write_text(
+        '[loopline.loop.churn]\ndata = "churn"\n'
+        '[loopline.loop.churn.retrain]\npipeline = "pkg.train:main"\n'
+        '[loopline.loop.churn.gate]\ndataset = "churn-holdout"\n'
+        '[loopline.loop.churn.gate.thresholds]\nlabel = "churned"\n'
+        '[loopline.loop.churn.gate.thresholds.data]\ncontract = "contracts/churn.yaml"\n'
+    )
+    flights, churn = load_policies(tmp_path)
+    contract = flights.gate.thresholds["data"]["contract"]
+    assert contract == str(tmp_path / "policies" / "flights.contract.yaml")
+    assert churn.gate.thresholds["data"]["contract"] == str(tmp_path / "contracts" / "churn.yaml")

@@ -20,7 +20,8 @@ Example file::
     task: classification          # optional: classification | regression
     data:
       validate: true              # the data gate (default: true)
-      contract: churn.contract.yaml   # optional; default: the model's training data contract
+      contract: churn.contract.yaml   # optional (relative to this file); default: the
+                                      # model's training data contract
       serving_sample: churn-live@4    # optional: recent serving inputs to validate too
     metrics:
       accuracy: {lower: 0.8}
@@ -339,7 +340,26 @@ def load_thresholds(path: str | os.PathLike[str]) -> Thresholds:
         raise InvalidInput(
             f"{src} is not valid YAML: {exc}", field="thresholds", hint="fix the YAML syntax"
         ) from exc
-    return parse_thresholds(data, str(src))
+    # Absolute: the verdict keeps the thresholds, and names the contract it checked.
+    folder = Path(os.path.abspath(src)).parent  # noqa: PTH100 - normalises '..', unlike absolute()
+    return parse_thresholds(anchor_paths(data, folder), str(src))
+
+
+def anchor_paths(data: Any, folder: str | os.PathLike[str]) -> Any:
+    """``data`` (a thresholds mapping read from a file in ``folder``) with a relative
+    ``data.contract`` path made relative to ``folder``: a file names other files relative
+    to itself, not to wherever the process that reads it was started.
+
+    Example:
+        >>> anchor_paths({"data": {"contract": "c.yaml"}}, "/gates")["data"]["contract"]
+        '/gates/c.yaml'
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("data"), dict):
+        return data
+    contract = data["data"].get("contract")
+    if not isinstance(contract, str) or not contract or Path(contract).is_absolute():
+        return data
+    return {**data, "data": {**data["data"], "contract": str(Path(folder) / contract)}}
 
 
 def _structure_error(source: str, exc: ValidationError) -> InvalidInput:

@@ -206,6 +206,17 @@ def _loop_section(doc: dict[str, Any], toml: Path) -> dict[str, Any]:
     return section
 
 
+def _anchored(data: Any, folder: Path) -> Any:
+    """A policy whose gate thresholds name a contract file relative to ``folder`` (the
+    policy file's): the server reads it whatever its working directory."""
+    from loopline.delivery.thresholds import anchor_paths
+
+    gate = data.get("gate") if isinstance(data, dict) else None
+    if not isinstance(gate, dict) or not isinstance(gate.get("thresholds"), dict):
+        return data
+    return {**data, "gate": {**gate, "thresholds": anchor_paths(gate["thresholds"], folder)}}
+
+
 def load_policies(root: str | Path = ".") -> list[LoopPolicy]:
     """Every policy in ``root/policies/*.yaml`` and ``[loopline.loop.*]`` of
     ``root/loopline.toml``; ConfigError on a bad one or a model named twice.
@@ -220,7 +231,7 @@ def load_policies(root: str | Path = ".") -> list[LoopPolicy]:
             data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-        found.append(parse_policy(data, str(path)))
+        found.append(parse_policy(_anchored(data, path.parent), str(path)))
     toml = base / "loopline.toml"
     if toml.is_file():
         try:
@@ -231,7 +242,7 @@ def load_policies(root: str | Path = ".") -> list[LoopPolicy]:
         for name, data in section.items():
             if isinstance(data, dict):
                 data = {"model": name, **data}
-            found.append(parse_policy(data, f"{toml} [loopline.loop.{name}]"))
+            found.append(parse_policy(_anchored(data, base), f"{toml} [loopline.loop.{name}]"))
     seen: dict[str, str] = {}
     for p in found:
         if p.model in seen:
