@@ -338,3 +338,48 @@ def test_the_data_gate_skips_a_folder_of_files_the_run_read(ctx: Context, tmp_pa
     v = ll.gates.evaluate("files", version, "holdout@1", spec)
     assert v.blessed and "read no table dataset (vocab@1: files)" in v.reasons[0]
     assert "fits the model's signature" in v.reasons[0]
+
+
+def test_the_positive_class_of_a_binary_classifier_can_be_named(ctx: Context) -> None:
+    # 'stayed' sorts after 'churned', so precision, recall, f1 and auc were those of
+    # 'stayed': a churn model that misses most churners passed a recall bound meant for them.
+    from sklearn import metrics as skm
+    from sklearn.linear_model import LogisticRegression
+
+    train = toy_data(300, seed=0)
+    train["label"] = np.where(train.label == 1, "churned", "stayed")
+    model = LogisticRegression().fit(train[FEATURES], train.label)
+    version = register(model, "churn-text", train)
+    holdout = toy_data(200, seed=1)
+    holdout["label"] = np.where(holdout.label == 1, "churned", "stayed")
+    ll.datasets.register("holdout-text", holdout)
+    metrics = {"recall": {"lower": 0.0}, "auc": {"lower": 0.0}}
+    spec: dict[str, Any] = {"label": "label", "data": {"validate": False}, "metrics": metrics}
+    y, pred = holdout.label, model.predict(holdout[FEATURES])
+    proba = model.predict_proba(holdout[FEATURES])[:, list(model.classes_).index("churned")]
+
+    default = ll.gates.evaluate("churn-text", version, "holdout-text@1", spec)
+    assert default.metrics["challenger"]["recall"] == pytest.approx(
+        skm.recall_score(y, pred, pos_label="stayed")
+    )
+    named = ll.gates.evaluate(
+        "churn-text", version, "holdout-text@1", {**spec, "positive": "churned"}
+    ).metrics["challenger"]
+    assert named["recall"] == pytest.approx(skm.recall_score(y, pred, pos_label="churned"))
+    assert named["precision"] == pytest.approx(skm.precision_score(y, pred, pos_label="churned"))
+    assert named["auc"] == pytest.approx(skm.roc_auc_score(y == "churned", proba))
+
+    wrong = ll.gates.evaluate(
+        "churn-text", version, "holdout-text@1", {**spec, "positive": "churn"}
+    )
+    assert not wrong.blessed
+    assert "the positive class 'churn' is not one of the classes" in " ".join(wrong.reasons)
+    with pytest.raises(InvalidInput, match=r"positive: .*class label"):
+        ll.gates.evaluate("churn-text", version, "holdout-text@1", {**spec, "positive": 0.5})
+    with pytest.raises(InvalidInput, match="applies to a classifier only"):
+        ll.gates.evaluate(
+            "churn-text",
+            version,
+            "holdout-text@1",
+            {**spec, "positive": "churned", "metrics": {"rmse": {"upper": 1}}},
+        )

@@ -311,7 +311,7 @@ def _classes(model: Any) -> Any:
     return None if classes is None else np.asarray(classes)
 
 
-def _outputs(model: Any, features: Any, y_true: Any, task: str) -> gm.Outputs:
+def _outputs(model: Any, features: Any, y_true: Any, task: str, positive: Any = None) -> gm.Outputs:
     import numpy as np
 
     y_pred = np.asarray(model.predict(features))
@@ -338,7 +338,7 @@ def _outputs(model: Any, features: Any, y_true: Any, task: str) -> gm.Outputs:
                 proba, classes = None, None
     if y_pred.ndim > 1 and y_pred.shape[1] == 1:
         y_pred = y_pred.ravel()
-    return gm.Outputs(np.asarray(y_true), y_pred, proba, classes, no_proba)
+    return gm.Outputs(np.asarray(y_true), y_pred, proba, classes, no_proba, positive)
 
 
 def _features(spec: Thresholds, frame: Any, model: Any) -> Any:
@@ -352,7 +352,13 @@ def _predict_all(
     spec: Thresholds, frame: Any, model: Any, label: str
 ) -> tuple[gm.Outputs | None, str | None]:
     try:
-        out = _outputs(model, _features(spec, frame, model), frame[spec.label], spec.task_for())
+        out = _outputs(
+            model,
+            _features(spec, frame, model),
+            frame[spec.label],
+            spec.task_for(),
+            spec.positive,
+        )
     except (LooplineError, ValueError, TypeError) as exc:
         return None, f"{label} could not predict the held-out data: {exc}"
     return out, None

@@ -1,7 +1,8 @@
 """Model metrics for the performance gate, and a paired bootstrap of their difference.
 
-Classifiers: accuracy, precision, recall, f1 (binary: of the greater class label; more
-classes: macro average over the classes the labels and predictions hold), auc
+Classifiers: accuracy, precision, recall, f1 (binary: of the ``positive`` class, by default
+the greater class label; more classes: macro average over the classes the labels and
+predictions hold), auc
 (one-vs-rest for more than two classes) and logloss (the last two need class
 probabilities). Regressors: rmse, mae, r2. All come from :mod:`sklearn.metrics`.
 
@@ -40,6 +41,7 @@ class Outputs:
     proba: Array | None
     classes: Array | None
     no_proba: str | None = None
+    positive: Any = None  # the positive class of a binary classifier (None: the greater)
 
     def take(self, idx: Array) -> Outputs:
         """The same outputs for the rows ``idx`` (a bootstrap sample).
@@ -51,7 +53,30 @@ class Outputs:
             [1, 1]
         """
         proba = None if self.proba is None else self.proba[idx]
-        return Outputs(self.y_true[idx], self.y_pred[idx], proba, self.classes, self.no_proba)
+        return Outputs(
+            self.y_true[idx], self.y_pred[idx], proba, self.classes, self.no_proba, self.positive
+        )
+
+    def positive_class(self, classes: Array | list[Any]) -> Any:
+        """The positive class among the two ``classes``: as given, else the greater one.
+
+        Example:
+            >>> import numpy as np
+            >>> y = ["no", "yes"]
+            >>> Outputs(np.array(y), np.array(y), None, None).positive_class(y)
+            'yes'
+            >>> Outputs(np.array(y), np.array(y), None, None, positive="no").positive_class(y)
+            'no'
+        """
+        if self.positive is None:
+            return classes[1]
+        if self.positive not in list(classes):
+            raise _Missing(
+                f"the positive class {self.positive!r} is not one of the classes "
+                f"{[c.item() if hasattr(c, 'item') else c for c in classes]}: set 'positive' "
+                "in the thresholds to one of them, written as the labels are"
+            )
+        return self.positive
 
     def why_no_proba(self) -> str:
         """Why there are no class probabilities to score (auc and logloss need them).
@@ -67,7 +92,12 @@ class Outputs:
 def _averaging(out: Outputs) -> dict[str, Any]:
     classes = out.classes if out.classes is not None else np.unique(out.y_true)
     if len(classes) == 2:
-        return {"average": "binary", "pos_label": classes[1]}
+        return {"average": "binary", "pos_label": out.positive_class(classes)}
+    if out.positive is not None:
+        raise _Missing(
+            f"'positive' names the class of a binary classifier; there are {len(classes)} "
+            "classes here (precision, recall and f1 are their macro average): remove it"
+        )
     # The macro average over the classes the labels or predictions hold, as scikit-learn
     # takes it by default: a class the model knows but the held-out rows never name (and
     # the model never predicts there) has no precision or recall to average, and counting
@@ -83,8 +113,9 @@ def _auc(out: Outputs) -> float:
     if len(np.unique(out.y_true)) < 2:
         raise _Missing("the labels hold one class only")
     if out.proba.shape[1] == 2:
-        positive = out.y_true == out.classes[1]
-        return float(roc_auc_score(positive, out.proba[:, 1]))
+        positive = out.positive_class(out.classes)
+        column = list(out.classes).index(positive)
+        return float(roc_auc_score(out.y_true == positive, out.proba[:, column]))
     return float(roc_auc_score(out.y_true, out.proba, multi_class="ovr", labels=list(out.classes)))
 
 

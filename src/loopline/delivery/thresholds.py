@@ -18,6 +18,8 @@ Example file::
 
     label: churned
     task: classification          # optional: classification | regression
+    positive: churned             # optional: the positive class of a binary classifier
+                                  # (precision, recall, f1, auc); default: the greater label
     data:
       validate: true              # the data gate (default: true)
       contract: churn.contract.yaml   # optional (relative to this file); default: the
@@ -96,6 +98,16 @@ def _flag(value: Any) -> Any:
     raise ValueError(f"must be true or false, got {_shown(value)}")
 
 
+def _class_label(value: Any) -> Any:
+    """A class as the labels hold it: text, a whole number or a bool, kept as written (a
+    float would never be equal to an integer label's class exactly as meant)."""
+    if value is None or isinstance(value, str | bool):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    raise ValueError(f"must be a class label (text, a whole number or a bool), got {_shown(value)}")
+
+
 def _shown(value: Any) -> str:
     text = repr(value)
     return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
@@ -168,6 +180,7 @@ class Thresholds(BaseModel):
 
     label: str = Field(min_length=1)
     task: Task | None = None
+    positive: Annotated[str | bool | int | None, BeforeValidator(_class_label)] = None
     data: DataGate = Field(default_factory=lambda: DataGate.model_validate({}))
     metrics: dict[str, MetricBound] = Field(min_length=1)
     bootstrap: Bootstrap | None = None
@@ -185,6 +198,8 @@ class Thresholds(BaseModel):
         mixed = _mixed_tasks(list(self.metrics))
         if mixed:
             raise ValueError(mixed)
+        if self.positive is not None and self.task_for() == "regression":
+            raise ValueError("'positive' names a class: it applies to a classifier only")
         return self
 
     def task_for(self) -> Task:
@@ -379,6 +394,6 @@ def _structure_error(source: str, exc: ValidationError) -> InvalidInput:
     return InvalidInput(
         f"{source} is not a valid thresholds file: " + "; ".join(problems),
         field=keys[0] if keys else None,
-        hint="top-level keys are label, task, data, metrics, bootstrap; per metric lower, "
-        "upper, change (direction, absolute, relative)",
+        hint="top-level keys are label, task, positive, data, metrics, bootstrap; per metric "
+        "lower, upper, change (direction, absolute, relative)",
     )
