@@ -110,6 +110,29 @@ def test_a_verdict_against_an_older_champion_is_stale(
     assert ll.deploy("churn", v4, strategy="blue_green").stable_version == v4
 
 
+def test_a_version_deleted_while_it_is_deployed_is_never_served(
+    ctx: Context, versions: tuple[int, int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # deploy() checks the version exists, then writes the deployment in a later
+    # transaction; a delete in between left a canary naming a version no server can load
+    # (the delete saw no deployment naming it yet).
+    import loopline.serving.deploy as deploy_module
+
+    v1, v2, _ = versions
+    ll.deploy("churn", v1)
+    gate = deploy_module._gate
+
+    def gate_then_delete(*args: object, **kwargs: object) -> None:
+        gate(*args, **kwargs)  # type: ignore[arg-type]
+        registry_store.delete_model_version(ctx, "churn", v2)
+
+    monkeypatch.setattr(deploy_module, "_gate", gate_then_delete)
+    with pytest.raises(Conflict, match=f"version {v2} of 'churn' was deleted while"):
+        ll.deploy("churn", v2, strategy="canary")
+    d = get_deployment("churn")
+    assert (d.stable_version, d.candidate_version, d.revision) == (v1, None, 1)
+
+
 def test_each_strategy_sets_traffic_and_rollback_and_promote_undo_or_finish_it(
     ctx: Context, versions: tuple[int, int, int]
 ) -> None:

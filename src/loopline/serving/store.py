@@ -290,8 +290,9 @@ def save(
             moves_champion = written.stable_version != (
                 None if before is None else before.stable_version
             )
-            if moves_champion:
-                _lock_model(conn, after.name)
+            named = _newly_named(before, written)
+            if (moves_champion or named) and _lock_model(conn, after.name):
+                _check_versions_exist(conn, after.name, named)
             conn.execute(
                 deployment_events.insert().values(
                     name=after.name,
@@ -327,13 +328,43 @@ def save(
     return written
 
 
-def _lock_model(conn: Connection, name: str) -> None:
+def _lock_model(conn: Connection, name: str) -> bool:
     """Lock the registered model's row before the audit head, the order every registry
     writer takes them in (:func:`registry_store.lock_model`): moving ``champion`` after
-    the audit event would otherwise deadlock with a person moving the alias."""
+    the audit event would otherwise deadlock with a person moving the alias. False when
+    the registry has no such model (only the low-level store writes such deployments)."""
     from loopline.training import registry_store
 
-    registry_store.lock_model(conn, name)
+    return registry_store.lock_model(conn, name)
+
+
+def _newly_named(before: Deployment | None, after: Deployment) -> set[int]:
+    """The versions ``after`` serves in some role that ``before`` named in none."""
+
+    def named(d: Deployment | None) -> set[int]:
+        if d is None:
+            return set()
+        roles = (d.stable_version, d.candidate_version, d.standby_version, d.fallback_version)
+        return {v for v in roles if v is not None}
+
+    return named(after) - named(before)
+
+
+def _check_versions_exist(conn: Connection, name: str, versions: set[int]) -> None:
+    """Conflict when a version the deployment is about to serve was deleted meanwhile.
+
+    ``deploy`` checks its versions exist before this transaction; a delete that ran in
+    between (it holds the same model lock, and refuses versions a committed deployment
+    names) would leave the deployment naming a version no model server can load.
+    """
+    from loopline.training import registry_store
+
+    for version in sorted(versions):
+        if not registry_store.version_exists(conn, name, version):
+            raise Conflict(
+                f"version {version} of {name!r} was deleted while it was being deployed",
+                hint=f"deploy an existing version; see `loopline models show {name}`",
+            )
 
 
 def _follow_champion(ctx: Context, conn: Connection, d: Deployment, action: str, who: str) -> None:

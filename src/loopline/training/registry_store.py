@@ -610,7 +610,7 @@ def _refuse_if_deployed(conn: Connection, name: str, version: int | None) -> Non
     the missing version) and took the ``champion`` alias with it, so the next gate found
     no champion and skipped every change bound: a worse challenger was blessed on value
     bounds alone. The caller holds the model's lock, which a deployment that moves
-    ``champion`` takes too.
+    ``champion`` or names a version anew takes too (and then checks the version exists).
     """
     # Imported here: serving imports the registry.
     from loopline.serving.tables import deployments
