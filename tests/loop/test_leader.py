@@ -210,6 +210,26 @@ def test_a_deposed_leaders_writes_are_refused_whole(ctx: Context) -> None:
     new.release()
 
 
+def test_a_deposed_leaders_pipeline_step_threads_are_fenced_too(ctx: Context) -> None:
+    # A retrain's steps run on the local executor's threads; a pool thread started with an
+    # empty context, so a deposed leader's step committed unfenced.
+    from loopline.training.executors import LocalExecutor
+
+    old, new = leader_for(ctx), leader_for(ctx)
+    assert old.try_acquire()
+    _drop_lock(old, ctx)
+    assert new.try_acquire()
+    with fenced(old), LocalExecutor(max_workers=2) as pool:
+        step = pool.submit(controller.record, ctx, TOY, "retrain", "from a step thread")
+        with pytest.raises(LostLeadership):
+            step.result()
+    assert _kinds() == []
+    with LocalExecutor(max_workers=1) as pool:  # outside a pass nothing is fenced
+        pool.submit(controller.record, ctx, TOY, "gate", "a library call").result()
+    assert _kinds() == ["gate"]
+    new.release()
+
+
 def test_a_leader_deposed_mid_retrain_stops_and_the_next_one_starts_over(
     ctx: Context, caplog: pytest.LogCaptureFixture
 ) -> None:

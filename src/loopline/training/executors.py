@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import multiprocessing
 import os
@@ -126,7 +127,10 @@ class LocalExecutor(Executor):
         self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="loopline-step")
 
     def submit(self, fn: Callable[..., T], /, *args: Any) -> Future[T]:
-        return self._pool.submit(fn, *args)
+        # In a copy of the submitter's context, as asyncio's to_thread does: a step of a
+        # loop pass commits under the pass's leadership fence (loopline.loop.leader), and
+        # a server request's actor reaches the audit log. A pool thread alone starts empty.
+        return self._pool.submit(contextvars.copy_context().run, fn, *args)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
