@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from loopline.core.bulk import driver_executemany, driver_fetchone, insert_rows, placeholder
 from loopline.core.schema import audit_events, audit_head
+from loopline.core.text import check_no_nul
 from loopline.errors import InvalidInput
 
 GENESIS = "0" * 64
@@ -168,23 +169,8 @@ def _check_text(e: NewEvent) -> None:
         "reason": e.reason,
     }
     for name, value in fields.items():
-        if value is None:
-            continue
-        if "\x00" in value:
-            raise InvalidInput(
-                f"{name} {value!r} contains a NUL character",
-                field=name,
-                hint="remove the NUL (\\x00)",
-            )
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InvalidInput(
-                f"{name} {value!r} is not valid text: {exc.reason} at character {exc.start}",
-                field=name,
-                hint="pass UTF-8 text (a shell argument in another encoding arrives like "
-                "this: set a UTF-8 locale or re-encode it)",
-            ) from exc
+        if value is not None:
+            check_no_nul(value, name)
 
 
 def _encode_change(e: NewEvent, name: str, value: Any) -> str | None:

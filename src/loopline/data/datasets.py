@@ -397,7 +397,7 @@ def register(
         raise InvalidInput("description must be text", field="description")
     if description is not None:
         # imported here: tracking.validation loads SQLAlchemy, which `import ll.datasets` must not
-        from loopline.tracking.validation import check_no_nul
+        from loopline.core.text import check_no_nul
 
         check_no_nul(description, "description")
     ctx = get_context()

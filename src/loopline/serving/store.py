@@ -260,7 +260,7 @@ def save(
         >>> # save(ctx, current, current.replace(traffic=25.0), action="canary.step", reason=..)
     """
     if reason is not None and "\x00" in reason:
-        from loopline.tracking.validation import check_no_nul
+        from loopline.core.text import check_no_nul
 
         check_no_nul(reason, "reason")  # before the event row, which PostgreSQL would refuse
     now = time.time()

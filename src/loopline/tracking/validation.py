@@ -24,6 +24,7 @@ import re
 from typing import Any
 
 from loopline.core.artifact_paths import unsafe_reason
+from loopline.core.text import check_no_nul, check_utf8
 from loopline.errors import InvalidInput
 
 #: Longest metric, param or tag key (MLflow: 250).
@@ -119,52 +120,6 @@ def _check_path_like(text: str, field: str, noun: str) -> None:
             field=field,
             hint="use a plain relative name such as 'train/loss'",
         )
-
-
-def check_no_nul(text: str, field: str) -> None:
-    """Refuse text with a NUL character, or with no UTF-8 form, naming ``field``.
-
-    PostgreSQL text cannot hold NUL (a raw DataError there); it is refused on every backend
-    so both agree.
-
-    Example:
-        >>> check_no_nul("churn model", "description")
-        >>> try:
-        ...     check_no_nul("a\\x00b", "description")
-        ... except InvalidInput as e:
-        ...     print(e.field, "-", e.message)
-        description - description contains a NUL character
-    """
-    if "\x00" in text:
-        raise InvalidInput(
-            f"{field} contains a NUL character",
-            field=field,
-            hint="remove the NUL (\\x00); store binary data as an artifact",
-        )
-    check_utf8(text, field)
-
-
-def check_utf8(text: str, field: str) -> None:
-    """Refuse text that has no UTF-8 form (a lone surrogate such as ``"\\ud800"``).
-
-    Python strings may hold one (from ``errors="surrogateescape"`` decoding, or bad JSON);
-    no database or JSON encoder stores it, so it would fail later, with the run's other
-    data, instead of here.
-
-    Example:
-        >>> check_utf8("naïve", "tags.note")
-    """
-    if text.isascii():
-        return
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidInput(
-            f"{field} holds {text[exc.start : exc.end]!r} at position {exc.start}, a lone "
-            "surrogate that has no UTF-8 form",
-            field=field,
-            hint="decode the text with errors='replace', or remove the character",
-        ) from exc
 
 
 def check_param_value(key: str, value: Any) -> str:

@@ -27,8 +27,8 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from loopline.core.columns import MAX_INTEGER, integer_value
 from loopline.core.context import Context
+from loopline.core.text import check_no_nul
 from loopline.errors import Conflict, InvalidInput, NotFound
-from loopline.tracking.validation import check_no_nul
 from loopline.training.registry_tables import (
     logged_model_params,
     logged_model_tags,
