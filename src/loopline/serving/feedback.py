@@ -48,7 +48,7 @@ class _Answer:
         self.revision = revision
         self.is_candidate = is_candidate
         self.predictions = predictions
-        self.labelled: set[int] = set()
+        self.labelled: set[int] | None = None  # made on the first label: most get none
 
 
 class RecentAnswers:
@@ -116,10 +116,13 @@ class RecentAnswers:
             if n != 1:
                 return None  # which of the rows would this be the truth of?
             row = 0
-        if row >= n or row in answer.labelled:
+        labelled = answer.labelled
+        if labelled is None:
+            labelled = answer.labelled = set()
+        if row >= n or row in labelled:
             return None
-        answer.labelled.add(row)
-        if len(answer.labelled) == n:
+        labelled.add(row)
+        if len(labelled) == n:
             del self._answers[request_id]
             self._rows -= n
         truth = class_name(label)
