@@ -153,6 +153,32 @@ def test_a_binary_classifiers_probabilities_are_scored_as_a_classifier(
     assert m["recall"] == pytest.approx(recall_score(truth, hard))
     assert m["auc"] == pytest.approx(roc_auc_score(truth, proba))  # ranked by probability
     assert roc_auc_score(truth, proba) != pytest.approx(roc_auc_score(truth, hard))
+    zero = ll.monitor.performance("proba", window="day", positive=0)[0].metrics
+    assert zero["recall"] == pytest.approx(recall_score(truth, hard, pos_label=0))
+    assert zero["auc"] == pytest.approx(roc_auc_score(truth == 0, 1 - proba))
+
+
+def test_the_positive_class_of_live_metrics_can_be_named(embedded_ctx: Context) -> None:
+    # 'stayed' sorts after 'churned': without positive=, precision and recall are those of
+    # 'stayed'; the loop passes its gate's 'positive' so both score the same class.
+    rng = np.random.default_rng(6)
+    truth = np.where(rng.random(200) < 0.3, "churned", "stayed")
+    pred = np.where(
+        rng.random(200) < 0.75, truth, np.where(truth == "churned", "stayed", "churned")
+    )
+    with PredictionLogger(embedded_ctx, start=False) as logger:
+        for i in range(200):
+            logger.log(f"c{i}", "churn", "1", [{"x": 1.0}], [str(pred[i])], 1.0)
+    ll.monitor.log_labels([f"c{i}" for i in range(200)], truth.tolist(), model="churn")
+    default = ll.monitor.performance("churn", window="day")[0].metrics
+    assert default["recall"] == pytest.approx(recall_score(truth, pred, pos_label="stayed"))
+    named = ll.monitor.performance("churn", window="day", positive="churned")[0].metrics
+    assert named["recall"] == pytest.approx(recall_score(truth, pred, pos_label="churned"))
+    assert named["precision"] == pytest.approx(precision_score(truth, pred, pos_label="churned"))
+    assert named["accuracy"] == default["accuracy"]
+    with pytest.raises(ll.InvalidInput, match="positive class 'churn' is not one of") as e:
+        ll.monitor.performance("churn", window="day", positive="churn")
+    assert e.value.field == "positive"
 
 
 def test_drift_share_counts_a_missing_feature_once(embedded_ctx: Context) -> None:

@@ -250,6 +250,7 @@ def watch(policy: LoopPolicy, version: int) -> tuple[WindowMetrics | None, list[
         last=m.window_requests,
         reference=ref,
         features=features,
+        positive=policy.gate.thresholds.get("positive"),  # the class the gate scores
     )
     mine = [w for w in windows if w.version == str(version)]
     if mine and ref is not None and mine[-1].drift_scores:

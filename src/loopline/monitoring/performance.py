@@ -196,9 +196,15 @@ def _probabilities(values: np.ndarray) -> bool:
 
 
 def label_metrics(
-    y_true: pd.Series, y_pred: pd.Series, score: pd.Series | None, task: Task
+    y_true: pd.Series,
+    y_pred: pd.Series,
+    score: pd.Series | None,
+    task: Task,
+    positive: Any = None,
 ) -> dict[str, float]:
-    """Accuracy/precision/recall/AUC or RMSE/MAE of labelled rows.
+    """Accuracy/precision/recall/AUC or RMSE/MAE of labelled rows; for two classes,
+    precision, recall and AUC are those of ``positive`` (default: ``1`` when it is one of
+    them, else the greater class).
 
     Example:
         >>> m = label_metrics(pd.Series([1, 0]), pd.Series([1, 1]), None, "classification")
@@ -219,17 +225,25 @@ def label_metrics(
         }
     yt_s = y_true.map(class_name).astype(str)
     yp_s = y_pred.map(class_name).astype(str)
+    wanted = None if positive is None else class_name(positive)
     probs = _numbers(y_pred) if set(yt_s) <= BINARY else None
     if probs is not None and len(probs) == len(y_pred) and _probabilities(probs):
         # A binary classifier's probabilities: class 1 from THRESHOLD up, and AUC ranks
-        # by the probability unless the server logged a score of its own.
+        # by the probability (of class 0's when that is the positive one) unless the
+        # server logged a score of its own.
         yp_s = pd.Series(np.where(probs >= THRESHOLD, "1", "0"), index=y_pred.index).astype(str)
         if score is None or not score.notna().all():
-            score = pd.Series(probs, index=y_pred.index)
+            score = pd.Series(probs if wanted != "0" else 1.0 - probs, index=y_pred.index)
     out = {"accuracy": float(skm.accuracy_score(yt_s, yp_s))}
     classes = sorted(set(yt_s) | set(yp_s))
     if len(classes) <= 2:
-        positive = "1" if "1" in classes else classes[-1]
+        if wanted is not None and len(classes) == 2 and wanted not in classes:
+            raise InvalidInput(
+                f"the positive class {positive!r} is not one of the classes {classes}",
+                field="positive",
+                hint="name one of them, as the labels write it",
+            )
+        positive = wanted or ("1" if "1" in classes else classes[-1])
         out["precision"] = float(
             skm.precision_score(yt_s, yp_s, pos_label=positive, zero_division=0)
         )
@@ -282,10 +296,12 @@ def performance(
     reference: Any = None,
     features: list[str] | None = None,
     by_version: bool = True,
+    positive: Any = None,
 ) -> list[WindowMetrics]:
     """Live metrics of ``model`` per window and version, from the prediction log and the
     labels and business events that arrived; drift per window when ``reference`` is given
-    (only ``features`` tested when given).
+    (only ``features`` tested when given). ``positive`` names a binary classifier's
+    positive class (as the gate's thresholds do; see :func:`label_metrics`).
 
     Example:
         >>> # ll.monitor.performance("flights", window=500, reference="flights-train@1")
@@ -346,7 +362,7 @@ def performance(
             requests=len(requests),
             rows=len(group),
             labelled=len(labelled),
-            metrics=label_metrics(truth, labelled["_prediction"], score, task),
+            metrics=label_metrics(truth, labelled["_prediction"], score, task, positive),
             latency_p50_ms=_percentile(requests["_latency_ms"], 50),
             latency_p99_ms=_percentile(requests["_latency_ms"], 99),
             throughput_rps=len(requests) / seconds,
