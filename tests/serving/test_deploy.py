@@ -110,6 +110,22 @@ def test_a_verdict_against_an_older_champion_is_stale(
     assert ll.deploy("churn", v4, strategy="blue_green").stable_version == v4
 
 
+def test_going_back_from_a_champion_forced_past_its_gate_needs_no_new_verdict(
+    ctx: Context, versions: tuple[int, int, int]
+) -> None:
+    # v1 was blessed with no champion; v2, blocked, was forced in and became the champion.
+    # v2 is no bar to clear: going back to v1 is not refused as stale.
+    v1, v2, _ = versions
+    ll.datasets.register("holdout", toy_data(120, seed=1))
+    passing = {"label": "label", "metrics": {"accuracy": {"lower": 0.5}}}
+    assert ll.gates.evaluate("churn", v1, "holdout@1", passing).champion_version is None
+    ll.deploy("churn", v1)
+    assert not ll.gates.evaluate("churn", v2, "holdout@1", GATE).blessed
+    ll.deploy("churn", v2, force=True, reason="hotfix INC-7")
+    assert ll.registry.get("churn", "champion").version == v2
+    assert ll.deploy("churn", v1, strategy="canary").candidate_version == v1
+
+
 def test_a_version_deleted_while_it_is_deployed_is_never_served(
     ctx: Context, versions: tuple[int, int, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:

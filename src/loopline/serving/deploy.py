@@ -92,7 +92,8 @@ def _gate(
     against the model's current champion; with ``force`` the override is audited instead.
 
     A verdict made against another champion than today's is stale: a challenger blessed
-    against version 3 says nothing about the version 5 that has served since.
+    against version 3 says nothing about the version 5 that has served since - unless
+    version 5 was forced in past a verdict that blocked it.
     """
     from loopline.delivery.gates import latest_verdict
 
@@ -108,6 +109,9 @@ def _gate(
         champion = _champion(ctx, name)
         if champion is None or champion in (version, verdict.champion_version):
             return
+        own = latest_verdict(name, champion, ctx=ctx)
+        if own is not None and not own.blessed:
+            return  # a champion forced in past its own gate is no bar to clear
         against = (
             "no champion"
             if verdict.champion_version is None
