@@ -66,6 +66,30 @@ def test_concurrent_first_migrations_do_not_clash(db_uri: str) -> None:
     engine.dispose()
 
 
+def test_of_concurrent_upgrades_only_the_one_that_migrated_reports_a_change(db_uri: str) -> None:
+    # Each read the revision before taking the migration lock, so every one of them printed
+    # "schema (empty) -> head" though only one migrated.
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, json; from loopline.core.db import create_engine_for, upgrade;"
+        "print(json.dumps(upgrade(create_engine_for(sys.argv[1]))))"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, db_uri], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(4)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err.decode() for _, err in outs]
+    reports = sorted((tuple(json.loads(out)) for out, _ in outs), key=str)
+    head = head_revision()
+    assert reports == sorted([(None, head)] + [(head, head)] * 3, key=str)
+
+
 def test_head_revision_constant_is_alembics_head() -> None:
     """ensure_schema compares with HEAD_REVISION instead of loading Alembic: keep it true."""
     from loopline.core.db import HEAD_REVISION

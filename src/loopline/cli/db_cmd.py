@@ -24,9 +24,7 @@ def upgrade_cmd(
     """
     settings = load_settings()
     engine = create_engine_for(settings.metadata_uri)
-    before = current_revision(engine)
-    upgrade(engine)
-    after = current_revision(engine)
+    before, after = upgrade(engine)  # read under the migration lock: see upgrade()
     engine.dispose()
     if json_out:
         print_json({"from": before, "to": after})

@@ -8,7 +8,7 @@ reconnected to; :func:`run_transaction` also retries a transaction cut off by a 
 
 Example:
     >>> engine = create_engine_for("sqlite:///:memory:")
-    >>> upgrade(engine)
+    >>> before, after = upgrade(engine)
     >>> current_revision(engine) == head_revision()
     True
 """
@@ -235,20 +235,29 @@ def check_known_revision(engine: Engine, revision: str | None) -> None:
     )
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Migrate the database to ``revision`` (default: the newest).
+def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
+    """Migrate the database to ``revision`` (default: the newest); return the revisions
+    before and after, read under the migration lock, so that of two concurrent upgrades
+    the one that found the schema already migrated reports no change.
 
     Raises :class:`ConfigError` when the database is at a revision this Loopline does not
     ship (a newer Loopline migrated it).
 
     Example:
-        >>> upgrade(create_engine_for("sqlite:///:memory:"))
+        >>> upgrade(create_engine_for("sqlite:///:memory:"))[0] is None
+        True
     """
-    from alembic import command
+    from alembic.runtime.migration import MigrationContext
 
     with _upgrade_lock, _translate_connect_errors(engine):
         check_known_revision(engine, _stored_revision(engine))
-        command.upgrade(alembic_config(engine), revision)
+        with engine.begin() as conn:
+            lock_migrations(conn)
+            before = MigrationContext.configure(conn).get_current_revision()
+            check_known_revision(engine, before)  # migrated by a newer one meanwhile
+            migrate_in(conn, revision)
+            after = MigrationContext.configure(conn).get_current_revision()
+    return before, after
 
 
 #: The newest migration's revision id (:data:`loopline.core.schema_revision.HEAD_REVISION`,
