@@ -74,8 +74,8 @@ def test_of_concurrent_upgrades_only_the_one_that_migrated_reports_a_change(db_u
     import sys
 
     code = (
-        "import sys, json; from loopline.core.db import create_engine_for, upgrade;"
-        "print(json.dumps(upgrade(create_engine_for(sys.argv[1]))))"
+        "import sys, json; from loopline.core.db import create_engine_for, upgrade_reporting;"
+        "print(json.dumps(upgrade_reporting(create_engine_for(sys.argv[1]))))"
     )
     procs = [
         subprocess.Popen(

@@ -6,7 +6,12 @@ import typer
 
 from loopline.cli._common import console, print_json
 from loopline.config import load_settings
-from loopline.core.db import create_engine_for, current_revision, head_revision, upgrade
+from loopline.core.db import (
+    create_engine_for,
+    current_revision,
+    head_revision,
+    upgrade_reporting,
+)
 
 app = typer.Typer(
     help="Manage the metadata database schema.\n\nExample: loopline db upgrade",
@@ -24,7 +29,7 @@ def upgrade_cmd(
     """
     settings = load_settings()
     engine = create_engine_for(settings.metadata_uri)
-    before, after = upgrade(engine)  # read under the migration lock: see upgrade()
+    before, after = upgrade_reporting(engine)  # read under the migration lock
     engine.dispose()
     if json_out:
         print_json({"from": before, "to": after})

@@ -8,7 +8,7 @@ reconnected to; :func:`run_transaction` also retries a transaction cut off by a 
 
 Example:
     >>> engine = create_engine_for("sqlite:///:memory:")
-    >>> before, after = upgrade(engine)
+    >>> upgrade(engine)
     >>> current_revision(engine) == head_revision()
     True
 """
@@ -235,16 +235,25 @@ def check_known_revision(engine: Engine, revision: str | None) -> None:
     )
 
 
-def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
-    """Migrate the database to ``revision`` (default: the newest); return the revisions
-    before and after, read under the migration lock, so that of two concurrent upgrades
-    the one that found the schema already migrated reports no change.
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate the database to ``revision`` (default: the newest).
 
     Raises :class:`ConfigError` when the database is at a revision this Loopline does not
     ship (a newer Loopline migrated it).
 
     Example:
-        >>> upgrade(create_engine_for("sqlite:///:memory:"))[0] is None
+        >>> upgrade(create_engine_for("sqlite:///:memory:"))
+    """
+    upgrade_reporting(engine, revision)
+
+
+def upgrade_reporting(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
+    """:func:`upgrade`, returning the revisions before and after, read under the migration
+    lock: of two concurrent upgrades, the one that found the schema already migrated
+    reports no change (``loopline db upgrade`` prints them).
+
+    Example:
+        >>> upgrade_reporting(create_engine_for("sqlite:///:memory:"))[0] is None
         True
     """
     from alembic.runtime.migration import MigrationContext
