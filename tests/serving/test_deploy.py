@@ -102,6 +102,8 @@ def test_a_verdict_against_an_older_champion_is_stale(
         ll.deploy("churn", v3, strategy="canary")
     assert "stale" in e.value.message and "gate it again" in (e.value.hint or "")
     assert get_deployment("churn").candidate_version is None
+    # As the fallback, a stale blessing is fine: it answers only when v4 fails.
+    assert ll.deploy("churn", v4, fallback=v3).fallback_version == v3
     again = ll.gates.evaluate("churn", v3, "holdout@1", passing)
     assert again.blessed and again.champion_version == v4
     assert ll.deploy("churn", v3, strategy="canary").candidate_version == v3

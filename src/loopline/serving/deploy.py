@@ -26,10 +26,10 @@ Strategies:
   its answers are compared and logged, never returned.
 
 A version whose newest gate verdict is not blessed is blocked, and so is one blessed
-against another champion than the current one (the verdict is stale: gate it again); the
-same holds for the ``fallback`` version, which answers clients too. Deploying such a
-version needs ``force=True`` and a ``reason``, and the override is audited. Every change is a new
-revision of the deployment, recorded in its history and the audit log.
+against another champion than the current one (the verdict is stale: gate it again); a
+``fallback`` version, which answers clients too, must not be blocked either. Deploying
+such a version needs ``force=True`` and a ``reason``, and the override is audited. Every
+change is a new revision of the deployment, recorded in its history and the audit log.
 
 Example:
     >>> # d = ll.deploy("churn", 4, strategy="canary"); d.phase, d.traffic
@@ -93,7 +93,8 @@ def _gate(
 
     A verdict made against another champion than today's is stale: a challenger blessed
     against version 3 says nothing about the version 5 that has served since - unless
-    version 5 was forced in past a verdict that blocked it.
+    version 5 was forced in past a verdict that blocked it. A fallback version only must
+    not be blocked: it answers when the serving version fails, it does not replace it.
     """
     from loopline.delivery.gates import latest_verdict
 
@@ -106,6 +107,8 @@ def _gate(
         problem = f"{what} is blocked by its gate verdict #{verdict.id} on {verdict.dataset}: {why}"
         hint = "fix the model and gate it again"
     else:
+        if role != "version":
+            return  # a fallback is a safety net, not a challenger: it need not beat anyone
         champion = _champion(ctx, name)
         if champion is None or champion in (version, verdict.champion_version):
             return
