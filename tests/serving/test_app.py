@@ -88,6 +88,17 @@ def _served(ctx: Context) -> ModelServer:
     return server
 
 
+def _good_then_weak(ctx: Context, strategy: str, **policy: Any) -> tuple[ModelServer, int, int]:
+    """``churn`` version 1 (good) served and version 2 (weak) deployed beside it with
+    ``strategy``; the server's routes loaded. Returns the server and both versions."""
+    data = toy_data()
+    v1 = register(good_model(data), "churn", data)
+    v2 = register(weak_model(data), "churn", data)
+    deploy("churn", v1)
+    deploy("churn", v2, strategy=strategy, **policy)
+    return _served(ctx), v1, v2
+
+
 INVALID = [
     {"instances": [{**row(), "a": "oops"}]},
     {"instances": [{"a": 0.1, "b": 0.2}]},
@@ -97,12 +108,9 @@ INVALID = [
 
 
 def test_a_canary_that_gets_only_bad_requests_stays_in_place(embedded_ctx: Context) -> None:
-    data = toy_data()
-    v1 = register(good_model(data), "churn", data)
-    v2 = register(weak_model(data), "churn", data)
-    deploy("churn", v1)
-    deploy("churn", v2, strategy="canary", steps=[50, 100], window_requests=20, min_requests=5)
-    server = _served(embedded_ctx)
+    server, v1, v2 = _good_then_weak(
+        embedded_ctx, "canary", steps=[50, 100], window_requests=20, min_requests=5
+    )
     for i in range(80):  # keyless: half of them pick the candidate
         status, answer = asyncio.run(
             _post(server, "/v1/models/churn/predict", INVALID[i % len(INVALID)])
@@ -120,12 +128,7 @@ def test_a_canary_that_gets_only_bad_requests_stays_in_place(embedded_ctx: Conte
 
 
 def test_ab_counters_leave_out_bad_requests(embedded_ctx: Context) -> None:
-    data = toy_data()
-    v1 = register(good_model(data), "churn", data)
-    v2 = register(weak_model(data), "churn", data)
-    deploy("churn", v1)
-    deploy("churn", v2, strategy="ab", split=50)
-    server = _served(embedded_ctx)
+    server, v1, v2 = _good_then_weak(embedded_ctx, "ab", split=50)
     sides = set()
     for i in range(40):
         bad = {**INVALID[i % len(INVALID)], "key": f"user-{i}"}
@@ -144,13 +147,8 @@ def test_ab_counters_leave_out_bad_requests(embedded_ctx: Context) -> None:
 def test_labels_for_the_rows_of_a_batch_request_count_towards_live_accuracy(
     embedded_ctx: Context,
 ) -> None:
-    data = toy_data()
-    v1 = register(good_model(data), "churn", data)
-    v2 = register(weak_model(data), "churn", data)
-    deploy("churn", v1)
-    deploy("churn", v2, strategy="ab", split=50)
-    server = _served(embedded_ctx)
-    rows = [dict(r) for r in data[["a", "b", "bucket"]].head(6).to_dict("records")]
+    server, _, v2 = _good_then_weak(embedded_ctx, "ab", split=50)
+    rows = [dict(r) for r in toy_data()[["a", "b", "bucket"]].head(6).to_dict("records")]
     status, answer = asyncio.run(
         _post(server, "/v1/models/churn/predict", {"instances": rows, "key": "u1"})
     )
@@ -270,12 +268,7 @@ def test_a_request_id_labels_could_never_name_is_refused(embedded_ctx: Context) 
 def test_a_slow_shadow_never_holds_the_answers_and_a_busy_one_is_skipped(
     embedded_ctx: Context,
 ) -> None:
-    data = toy_data()
-    v1 = register(good_model(data), "churn", data)
-    v2 = register(weak_model(data), "churn", data)
-    deploy("churn", v1)
-    deploy("churn", v2, strategy="shadow")
-    server = _served(embedded_ctx)
+    server, v1, v2 = _good_then_weak(embedded_ctx, "shadow")
     route = server.control.routes["churn"]
     assert route.shadow is not None and route.stats is not None
     stats = route.stats

@@ -258,14 +258,12 @@ def upgrade_reporting(engine: Engine, revision: str = "head") -> tuple[str | Non
     """
     from alembic.runtime.migration import MigrationContext
 
-    with _upgrade_lock, _translate_connect_errors(engine):
-        check_known_revision(engine, _stored_revision(engine))
-        with engine.begin() as conn:
-            lock_migrations(conn)
-            before = MigrationContext.configure(conn).get_current_revision()
-            check_known_revision(engine, before)  # migrated by a newer one meanwhile
-            migrate_in(conn, revision)
-            after = MigrationContext.configure(conn).get_current_revision()
+    with _upgrade_lock, _translate_connect_errors(engine), engine.begin() as conn:
+        lock_migrations(conn)
+        before = MigrationContext.configure(conn).get_current_revision()
+        check_known_revision(engine, before)  # read under the lock: a newer one may have won
+        migrate_in(conn, revision)
+        after = MigrationContext.configure(conn).get_current_revision()
     return before, after
 
 

@@ -118,7 +118,12 @@ def _load_model(name: str, version: int) -> Any:
     return registry.load(f"models:/{name}/{version}")
 
 
-def _champion(name: str) -> int | None:
+def current_champion(name: str) -> int | None:
+    """The version the ``champion`` alias of model ``name`` points at, or None.
+
+    Example:
+        >>> # current_champion("churn")  -> 3
+    """
     from loopline.training import registry
 
     try:
@@ -159,7 +164,7 @@ def evaluate(
         )
     _check_labels(frame, spec.label, data.ref)
     challenger = _load_model(name, version)
-    champion_version = _champion(name)
+    champion_version = current_champion(name)
     checks: list[GateCheck] = []
     if spec.data.validate_:
         checks.extend(_data_gate(spec, frame, data.ref, challenger, mv))

@@ -71,15 +71,6 @@ def _check_version(ctx: Context, name: str, version: int | str, what: str) -> in
     return number
 
 
-def _champion(ctx: Context, name: str) -> int | None:
-    from loopline.training import registry_store
-
-    try:
-        return registry_store.get_version_by_alias(ctx, name, "champion").version
-    except NotFound:
-        return None
-
-
 def _gate(
     ctx: Context,
     name: str,
@@ -96,7 +87,7 @@ def _gate(
     version 5 was forced in past a verdict that blocked it. A fallback version only must
     not be blocked: it answers when the serving version fails, it does not replace it.
     """
-    from loopline.delivery.gates import latest_verdict
+    from loopline.delivery.gates import current_champion, latest_verdict
 
     verdict = latest_verdict(name, version, ctx=ctx)
     if verdict is None:
@@ -109,7 +100,7 @@ def _gate(
     else:
         if role != "version":
             return  # a fallback is a safety net, not a challenger: it need not beat anyone
-        champion = _champion(ctx, name)
+        champion = current_champion(name)
         if champion is None or champion in (version, verdict.champion_version):
             return
         own = latest_verdict(name, champion, ctx=ctx)
