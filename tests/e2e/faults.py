@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+from tests.health import wait_healthy
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -156,17 +156,13 @@ class KillableServer:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-
-        def healthy() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"loopline server exited: {self.log.read_text()[-3000:]}")
-            try:
-                return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(healthy, timeout, "loopline server healthy")
+        wait_healthy(
+            self.url,
+            self.proc,
+            lambda: self.log.read_text()[-3000:],
+            timeout=timeout,
+            what="loopline server",
+        )
 
     def kill(self) -> None:
         """SIGKILL: no shutdown handler runs, in-flight requests are cut off."""

@@ -24,6 +24,7 @@ import pytest
 import loopline as ll
 from loopline.core.context import Context
 from tests.e2e.hang_flavor import SERVE_WITH_HANG_FLAVOR, Sleeper, install, uninstall
+from tests.health import wait_healthy
 from tests.serving.helpers import free_port, good_model, register, row, toy_data
 
 TIMEOUT_S = 0.5
@@ -57,17 +58,8 @@ def _start(ctx: Context, log: Path, *args: str) -> tuple[subprocess.Popen[bytes]
             stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(f"loopline serve did not start: {log.read_text()}")
+    wait_healthy(url, proc, log.read_text, timeout=120, what="loopline serve")
+    return proc, url
 
 
 def _timed_post(url: str, name: str) -> tuple[float, httpx.Response]:

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 import yaml
@@ -24,6 +23,7 @@ from loopline.loop import controller
 from loopline.loop.leader import holder
 from loopline.loop.runner import server_loop
 from loopline.serving.deploy import get_deployment
+from tests.health import wait_healthy
 from tests.loop import scenario
 from tests.server.conftest import free_port
 
@@ -48,17 +48,7 @@ class Server:
                 stdout=subprocess.DEVNULL,
                 stderr=err,
             )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.proc.kill()
-        raise AssertionError(f"the server did not start: {log.read_text()}")
+        wait_healthy(self.url, self.proc, log.read_text, what="loopline server")
 
     @property
     def holder_name(self) -> str:

@@ -6,12 +6,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+
+from tests.health import wait_healthy
 
 
 def free_port() -> int:
@@ -43,19 +43,13 @@ def start_server(
         stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            err = proc.stderr.read().decode() if proc.stderr else ""
-            raise RuntimeError(f"loopline server exited: {err}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("loopline server did not become healthy in 60 s")
+
+    def stderr() -> str:
+        # Read only once the process has ended (exited, or killed on the timeout).
+        return proc.stderr.read().decode() if proc.stderr else ""
+
+    wait_healthy(url, proc, stderr, what="loopline server")
+    return proc, url
 
 
 def stop_server(proc: subprocess.Popen[bytes]) -> None:

@@ -15,6 +15,7 @@ import pytest
 import loopline
 from loopline.core import auth
 from loopline.errors import LooplineError
+from tests.health import wait_healthy
 from tests.server.conftest import free_port, stop_server
 
 mlflow = pytest.importorskip("mlflow")
@@ -56,16 +57,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
             stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, log.read_text()
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.1)
+    wait_healthy(url, proc, log.read_text, what="loopline server --auth")
     try:
         yield Server(url, tokens, log, db_uri)
     finally:

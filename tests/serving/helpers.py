@@ -21,12 +21,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pandas as pd
 
 import loopline as ll
 from loopline.core.context import Context
+from tests.health import wait_healthy
 
 FEATURES = ["a", "b", "bucket"]
 
@@ -114,18 +114,7 @@ def serving(ctx: Context, *args: str, poll: float = 0.2) -> Iterator[str]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"loopline serve exited: {log.read_text()}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"loopline serve did not start: {log.read_text()}")
-            time.sleep(0.1)
+        wait_healthy(url, proc, log.read_text, timeout=120, what="loopline serve")
         yield url
     finally:
         proc.terminate()
