@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 import loopline as ll
 from loopline.core.artifacts import open_artifact_store
 from loopline.core.db import create_engine_for
+from tests.cli_run import run_cli
 from tests.conftest import s3_options
 from tests.core.test_backup import _kind, _s3_prefix, assert_same_store, build_store, new_db
 
@@ -23,13 +23,7 @@ __all__ = ["new_db"]  # the fixture, re-used from the core tests
 
 def _loopline(*args: str, uri: str, artifacts: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LOOPLINE_URI": uri, "LOOPLINE_ARTIFACTS": artifacts}
-    return subprocess.run(
-        [sys.executable, "-m", "loopline.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    return run_cli(args, env=env, timeout=300)
 
 
 _SLOW = pytest.mark.slow  # several `loopline` processes each: over 20 s on a shared machine

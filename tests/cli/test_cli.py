@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,21 +9,14 @@ import pytest
 import typer.main
 
 from loopline.cli.main import app
+from tests.cli_run import run_cli
 from tests.conftest import run_python
 
 
 def _loopline(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "loopline.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        cwd=cwd,
-        timeout=120,
-    )
+    return run_cli(args, env={**os.environ, **(env or {})}, cwd=cwd, timeout=120)
 
 
 def _all_commands() -> list[tuple[str, Any]]:

@@ -5,7 +5,6 @@ import decimal
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from tests.cli_run import run_cli
 from tests.conftest import env_without_loopline
 
 
 def _loopline(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = env_without_loopline()
-    return subprocess.run(
-        [sys.executable, "-m", "loopline.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=120,
-    )
+    return run_cli(args, env=env_without_loopline(), cwd=cwd, timeout=120)
 
 
 def _json(cwd: Path, *args: str) -> Any:

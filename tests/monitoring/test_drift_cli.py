@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +13,14 @@ import pytest
 
 import loopline as ll
 from loopline.core.context import Context
+from tests.cli_run import run_cli
 from tests.conftest import env_without_loopline
 
 
 def _loopline(
     cwd: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    base = env_without_loopline()
-    return subprocess.run(
-        [sys.executable, "-m", "loopline.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env={**base, **(env or {})},
-        cwd=cwd,
-        timeout=180,
-    )
+    return run_cli(args, env={**env_without_loopline(), **(env or {})}, cwd=cwd, timeout=180)
 
 
 def _frames(n: int = 2000) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -1,0 +1,122 @@
+"""A process that has imported the ``loopline`` CLI once and forks a child per command.
+
+Run as a script by :mod:`tests.cli_run` (never imported by the tests): ``python
+tests/cli_zygote.py SOCKET``. It imports what nearly every ``loopline`` command imports
+(SQLAlchemy, pydantic, Typer, the tracking API, pandas), then serves requests on the Unix
+socket ``SOCKET``: each names the arguments, the environment and the working folder, and
+carries the child's stdin, stdout and stderr as file descriptors. For each, a waiter is
+forked, which forks the command's process, sends its pid, waits for it and sends its exit
+status. The command's process sets its environment, folder, ``sys.path`` and ``sys.argv``
+as ``python -m loopline.cli.main ARGS`` would have, runs the module as ``__main__`` and
+exits the interpreter the usual way (non-daemon threads joined, ``atexit`` handlers run).
+
+It exits when its stdin closes: the pytest worker that started it has gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import select
+import signal
+import socket
+import sys
+from pathlib import Path
+
+# The interpreter's own entries, as a fresh `python -m` would have them after its first
+# (the working folder) and PYTHONPATH's.
+_BASE_PATH = sys.path[1:]
+
+
+def _preload() -> None:
+    import pandas
+    import pyarrow
+    import rich.console
+    import rich.table
+    import sqlalchemy
+
+    import loopline.cli._common
+    import loopline.cli.main
+    import loopline.core.context
+    import loopline.tracking.api
+
+    del loopline, pandas, pyarrow, rich, sqlalchemy
+
+
+def _run_command(request: dict[str, object], fds: list[int]) -> None:
+    """In the command's process: become ``python -m loopline.cli.main ARGS`` and run."""
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.chdir(str(request["cwd"]))
+    cwd = str(Path.cwd())  # as `python -m` puts it first on sys.path
+    env = request["env"]
+    assert isinstance(env, dict)
+    os.environ.clear()
+    os.environ.update(env)
+    extra = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    sys.path[:] = [cwd, *[str(Path(p).absolute()) for p in extra], *_BASE_PATH]
+    args = request["args"]
+    assert isinstance(args, list)
+    sys.argv = ["loopline", *args]
+    # Run from its source as `python -m` does, not as the module the preload imported.
+    del sys.modules["loopline.cli.main"]
+    runpy.run_module("loopline.cli.main", run_name="__main__", alter_sys=True)
+
+
+def _serve(path: str) -> dict[str, object] | None:
+    """Accept requests until stdin closes; in a command's process, return its request."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)
+    print("ready", flush=True)
+    while True:
+        while True:  # reap the waiters that have finished
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+        readable, _, _ = select.select([listener, sys.stdin], [], [], 1.0)
+        if sys.stdin in readable and not os.read(sys.stdin.fileno(), 1):
+            return None
+        if listener not in readable:
+            continue
+        conn, _ = listener.accept()
+        with conn:
+            message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+            request = json.loads(message)
+            if os.fork() == 0:  # the waiter
+                listener.close()
+                child = os.fork()
+                if child == 0:
+                    conn.close()
+                    return {"request": request, "fds": fds}
+                for fd in fds:
+                    os.close(fd)
+                conn.sendall(f"{child}\n".encode())
+                _, status = os.waitpid(child, 0)
+                conn.sendall(f"{os.waitstatus_to_exitcode(status)}\n".encode())
+                os._exit(0)
+            for fd in fds:
+                os.close(fd)
+
+
+def main() -> None:
+    """Preload, serve, and in each command's process run the command."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker's ^C is its own to handle
+    _preload()
+    sys.stdout.flush()
+    job = _serve(sys.argv[1])
+    if job is None:
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    request, fds = job["request"], job["fds"]
+    assert isinstance(request, dict) and isinstance(fds, list)
+    _run_command(request, fds)
+
+
+if __name__ == "__main__":
+    main()
