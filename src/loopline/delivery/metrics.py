@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from loopline.delivery.resampled import resampled
 from loopline.delivery.thresholds import CLASSIFICATION_METRICS, REGRESSION_METRICS, Task
 
 Array = np.ndarray[Any, Any]
@@ -219,6 +220,35 @@ def why_missing(name: str, out: Outputs) -> str:
     return "not computed"
 
 
+def _resampled(name: str, out: Outputs, idx: Array) -> Array:
+    """``name`` on each resample (row of ``idx``); NaN where it cannot be computed."""
+    fast = None
+    try:
+        scores = None
+        if name == "auc" and out.proba is not None and out.classes is not None:
+            if out.proba.shape[1] == 2:
+                positive = out.positive_class(out.classes)
+                scores = out.proba[:, list(out.classes).index(positive)]
+                fast = resampled(name, out.y_true, out.y_pred, scores, positive, idx)
+        elif name in ("precision", "recall", "f1"):
+            if out.classes is not None and len(out.classes) == 2:  # else as _averaging
+                positive = out.positive_class(out.classes)
+                fast = resampled(name, out.y_true, out.y_pred, None, positive, idx)
+        elif name != "auc":
+            fast = resampled(name, out.y_true, out.y_pred, None, None, idx)
+    except _Missing:
+        fast = None
+    if fast is not None:
+        return fast
+    found = np.full(len(idx), np.nan)
+    for i, rows in enumerate(idx):
+        try:
+            found[i] = value(name, out.take(rows))
+        except ValueError:
+            continue
+    return found
+
+
 @dataclass(frozen=True)
 class Interval:
     """A bootstrap confidence interval of the change (challenger minus champion)."""
@@ -269,19 +299,20 @@ def bootstrap_change(
     rng = np.random.default_rng(seed)
     n = len(challenger.y_true)
     diffs: list[float] = []
-    for _ in range(samples):
-        idx = rng.integers(0, n, size=n)
-        try:
-            a = value(name, challenger.take(idx))
-            b = value(name, champion.take(idx))
-        except ValueError:
-            continue
+    # Resamples in blocks (an index matrix of ~2M entries at most): the rows drawn are the
+    # same as one draw of n per resample, in the same order.
+    block = max(1, min(samples, 2_000_000 // max(1, n)))
+    done = 0
+    while done < samples:
+        idx = rng.integers(0, n, size=(min(block, samples - done), n))
+        done += len(idx)
+        a, b = _resampled(name, challenger, idx), _resampled(name, champion, idx)
+        keep = np.isfinite(a) & np.isfinite(b)
         if relative:
-            if b == 0:
-                continue
-            diffs.append((a - b) / abs(b))
+            keep &= b != 0
+            diffs.extend(((a[keep] - b[keep]) / np.abs(b[keep])).tolist())
         else:
-            diffs.append(a - b)
+            diffs.extend((a[keep] - b[keep]).tolist())
     if len(diffs) < samples / 2:
         return None
     alpha = (1 - confidence) / 2
