@@ -15,6 +15,7 @@ It exits when its stdin closes: the pytest worker that started it has gone.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import runpy
@@ -108,6 +109,10 @@ def main() -> None:
     """Preload, serve, and in each command's process run the command."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker's ^C is its own to handle
     _preload()
+    # Out of the collector's sight: a child's collections would otherwise walk (and so copy,
+    # page by page) every object the preload made, as CPython's docs advise before a fork.
+    gc.collect()
+    gc.freeze()
     sys.stdout.flush()
     job = _serve(sys.argv[1])
     if job is None:
