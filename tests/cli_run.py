@@ -15,6 +15,7 @@ import atexit
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -45,7 +46,7 @@ def _startup_env(env: Mapping[str, str]) -> dict[str, str]:
 def _fork_server() -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
     global _server
     with _lock:
-        if _server is None or _server[0].poll() is not None or _server[0].pid is None:
+        if _server is None or _server[0].poll() is not None:
             folder = tempfile.mkdtemp(prefix="loopline-cli-")
             path = str(Path(folder) / "fork.sock")
             env = {
@@ -65,6 +66,7 @@ def _fork_server() -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
                 proc.kill()
                 raise RuntimeError("the loopline fork server did not start")
             atexit.register(proc.kill)
+            atexit.register(shutil.rmtree, folder, True)
             _server = (proc, path, _startup_env(env))
         return _server
 
@@ -109,9 +111,7 @@ def run_cli(
     argv = [sys.executable, "-m", "loopline.cli.main", *args]
     server = _fork_server()
     if _startup_env(env) != server[2]:
-        return subprocess.run(
-            argv, capture_output=True, text=True, env=dict(env), cwd=cwd, timeout=timeout
-        )
+        return _fresh(argv, env, cwd, timeout)
     folder = str(Path(cwd).absolute() if cwd is not None else Path.cwd())
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -121,11 +121,15 @@ def run_cli(
         try:
             conn.connect(server[1])
             socket.send_fds(conn, [request], [null, out_w, err_w])
+            answers = conn.makefile("rb")
+            pid = int(answers.readline())
+        except (OSError, ValueError):  # the fork server is gone: no command was started
+            os.close(out_r)
+            os.close(err_r)
+            return _fresh(argv, env, cwd, timeout)
         finally:
             for fd in (null, out_w, err_w):
                 os.close(fd)
-        answers = conn.makefile("rb")
-        pid = int(answers.readline())
         output = {out_r: bytearray(), err_r: bytearray()}
         try:
             finished = _read_all(output, time.monotonic() + timeout)
@@ -139,6 +143,15 @@ def run_cli(
     if not finished:
         raise subprocess.TimeoutExpired(argv, timeout, stdout, stderr)
     return subprocess.CompletedProcess(argv, code, stdout, stderr)
+
+
+def _fresh(
+    argv: list[str], env: Mapping[str, str], cwd: Path | str | None, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """The command in a new interpreter, as ``python -m`` starts it."""
+    return subprocess.run(
+        argv, capture_output=True, text=True, env=dict(env), cwd=cwd, timeout=timeout
+    )
 
 
 def run_loopline(
