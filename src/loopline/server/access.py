@@ -147,18 +147,3 @@ RULES: list[Rule] = [
 ]
 
 TABLE = AccessTable(RULES)
-
-#: Paths the MLflow UI's JavaScript uses for the same handlers as ``/api/2.0/...``.
-AJAX_PREFIX = "/ajax-api/2.0/"
-
-
-def canonical_path(path: str) -> str:
-    """``path`` with MLflow's ``/ajax-api/2.0/`` alias written as ``/api/2.0/``.
-
-    Example:
-        >>> canonical_path("/ajax-api/2.0/mlflow/runs/log-metric")
-        '/api/2.0/mlflow/runs/log-metric'
-    """
-    if path.startswith(AJAX_PREFIX):
-        return "/api/2.0/" + path[len(AJAX_PREFIX) :]
-    return path

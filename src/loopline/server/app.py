@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 from loopline import __version__
 from loopline.core.context import Context, get_context
 from loopline.core.hosts import AllowedHosts, protect
+from loopline.server.ajax_api import AjaxApiAlias
 from loopline.server.errors import error_for_path, install_error_handlers
 from loopline.server.raw_path import EncodedSlashes
 from loopline.server.responses import NoSniff, OrjsonResponse
@@ -36,6 +37,8 @@ class _App(FastAPI):
         # Every layer (the auth gate, the fast path) and the router see a segment holding
         # %2F whole, not split at the slash the server decoded.
         stack = EncodedSlashes(stack)
+        # Before anything routes on the path: MLflow's /ajax-api/ alias of /api/.
+        stack = AjaxApiAlias(stack)
         # Outermost, before the auth gate and the MLflow fast path: a request by a name
         # this server does not answer to (DNS rebinding) reaches nothing.
         if self.allowed_hosts is None:

@@ -42,12 +42,12 @@ from loopline.config import request_actor
 from loopline.core.access import DENY, PUBLIC, AccessTable, bearer_token, compile_route
 from loopline.core.auth import Principal, TokenCache
 from loopline.core.context import Context
-from loopline.server.access import TABLE, canonical_path
+from loopline.server.access import TABLE
 from loopline.server.errors import error_for_path
 
 COOKIE = "loopline_token"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_MACHINE_PATHS = ("/api/", "/ajax-api/", "/metrics", "/openapi.json", "/health")
+_MACHINE_PATHS = ("/api/", "/metrics", "/openapi.json", "/health")
 _HINT_401 = (
     "make a token with `loopline tokens create --role viewer` on the server and send it as "
     "'Authorization: Bearer TOKEN' (MLflow client: MLFLOW_TRACKING_TOKEN; Loopline SDK: "
@@ -156,7 +156,7 @@ class AuthGate:
                 await self.app(scope, receive, send)
             return  # no websockets here: nothing to authenticate them against
         method: str = scope["method"]
-        path = canonical_path(scope["path"])
+        path = scope["path"]  # MLflow's /ajax-api/ alias is already /api/ here (ajax_api.py)
         need = self.table.lookup(method, path)
         if need == PUBLIC:
             await self.app(scope, receive, send)

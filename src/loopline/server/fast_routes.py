@@ -307,11 +307,10 @@ def get_experiment(body: bytes, query: bytes) -> Operation | None:
 
 
 _PREFIX = "/api/2.0/mlflow/"
-#: ``(method, path) -> parser``. MLflow's ``/ajax-api/`` alias of log-metric is kept, as
-#: the fast path has always answered it.
+#: ``(method, path) -> parser``. MLflow's ``/ajax-api/`` alias reaches the fast path as
+#: ``/api/`` (:mod:`loopline.server.ajax_api`).
 ROUTES: dict[tuple[str, str], Parser] = {
     ("POST", _PREFIX + "runs/log-metric"): log_metric,
-    ("POST", "/ajax-api/2.0/mlflow/runs/log-metric"): log_metric,
     ("POST", _PREFIX + "runs/log-batch"): log_batch,
     ("POST", _PREFIX + "runs/log-parameter"): log_parameter,
     ("POST", _PREFIX + "runs/set-tag"): set_tag,
