@@ -129,7 +129,8 @@ class PredictRunner:
         except TimeoutError:
             if future.running():  # it holds a thread until the model returns
                 self._lost(model, future, asyncio.get_running_loop())
-            raise
+            # wait_for's own TimeoutError says nothing; both ways of timing out say the same.
+            raise TimeoutError(f"the prediction took longer than {timeout:g} s") from None
         # A model that holds the GIL keeps the event loop from running wait_for's timer until
         # it returns, and wait_for then hands back the late answer: the bound still holds.
         if timeout is not None and time.monotonic() - started > timeout:
