@@ -24,6 +24,7 @@ import signal
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 # The interpreter's own entries, as a fresh `python -m` would have them after its first
 # (the working folder) and PYTHONPATH's.
@@ -45,28 +46,25 @@ def _preload() -> None:
     del loopline, pandas, pyarrow, rich, sqlalchemy
 
 
-def _run_command(request: dict[str, object], fds: list[int]) -> None:
+def _run_command(request: dict[str, Any], fds: list[int]) -> None:
     """In the command's process: become ``python -m loopline.cli.main ARGS`` and run."""
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
     os.chdir(str(request["cwd"]))
     cwd = str(Path.cwd())  # as `python -m` puts it first on sys.path
-    env = request["env"]
-    assert isinstance(env, dict)
+    env: dict[str, str] = request["env"]
     os.environ.clear()
     os.environ.update(env)
     extra = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     sys.path[:] = [cwd, *[str(Path(p).absolute()) for p in extra], *_BASE_PATH]
-    args = request["args"]
-    assert isinstance(args, list)
-    sys.argv = ["loopline", *args]
+    sys.argv = ["loopline", *request["args"]]
     # Run from its source as `python -m` does, not as the module the preload imported.
     del sys.modules["loopline.cli.main"]
     runpy.run_module("loopline.cli.main", run_name="__main__", alter_sys=True)
 
 
-def _serve(path: str) -> dict[str, object] | None:
+def _serve(path: str) -> tuple[dict[str, Any], list[int]] | None:
     """Accept requests until stdin closes; in a command's process, return its request."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
@@ -94,7 +92,7 @@ def _serve(path: str) -> dict[str, object] | None:
                 child = os.fork()
                 if child == 0:
                     conn.close()
-                    return {"request": request, "fds": fds}
+                    return request, fds
                 for fd in fds:
                     os.close(fd)
                 conn.sendall(f"{child}\n".encode())
@@ -118,9 +116,7 @@ def main() -> None:
     if job is None:
         return
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    request, fds = job["request"], job["fds"]
-    assert isinstance(request, dict) and isinstance(fds, list)
-    _run_command(request, fds)
+    _run_command(*job)
 
 
 if __name__ == "__main__":

@@ -45,14 +45,3 @@ def wait_healthy(
                 proc.wait()
                 raise AssertionError(f"{what} did not answer /health in {timeout:g} s: {output()}")
             time.sleep(0.1)
-
-
-def client_for(url: str, timeout: float = 30.0) -> httpx.Client:
-    """A client on ``url`` for a test's requests (close it, or use it in ``with``).
-
-    Example:
-        >>> with client_for("http://127.0.0.1:5000") as c:  # doctest: +SKIP
-        ...     c.get("/health").status_code
-        200
-    """
-    return httpx.Client(base_url=url, timeout=timeout)

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections.abc import Callable
@@ -223,21 +224,16 @@ def why_missing(name: str, out: Outputs) -> str:
 def _resampled(name: str, out: Outputs, idx: Array) -> Array:
     """``name`` on each resample (row of ``idx``); NaN where it cannot be computed."""
     fast = None
-    try:
-        scores = None
-        if name == "auc" and out.proba is not None and out.classes is not None:
-            if out.proba.shape[1] == 2:
-                positive = out.positive_class(out.classes)
-                scores = out.proba[:, list(out.classes).index(positive)]
-                fast = resampled(name, out.y_true, out.y_pred, scores, positive, idx)
-        elif name in ("precision", "recall", "f1"):
-            if out.classes is not None and len(out.classes) == 2:  # else as _averaging
-                positive = out.positive_class(out.classes)
-                fast = resampled(name, out.y_true, out.y_pred, None, positive, idx)
-        elif name != "auc":
-            fast = resampled(name, out.y_true, out.y_pred, None, None, idx)
-    except _Missing:
-        fast = None
+    classes, proba = out.classes, out.proba
+    if name not in ("auc", "precision", "recall", "f1"):
+        fast = resampled(name, out.y_true, out.y_pred, None, None, idx)
+    elif classes is not None and len(classes) == 2 and (name != "auc" or proba is not None):
+        # Binary only (else as _averaging and _auc); a positive class the labels lack is
+        # the loop's to report.
+        with contextlib.suppress(_Missing):
+            positive = out.positive_class(classes)
+            scores = None if proba is None else proba[:, list(classes).index(positive)]
+            fast = resampled(name, out.y_true, out.y_pred, scores, positive, idx)
     if fast is not None:
         return fast
     found = np.full(len(idx), np.nan)
