@@ -15,6 +15,7 @@ from loopline.core.artifacts import (
     object_key,
     open_artifact_store,
 )
+from loopline.core.syncfs import _libc_syncfs
 from loopline.errors import BackendUnavailable, ConfigError, IntegrityError, InvalidInput, NotFound
 from tests.conftest import s3_options
 
@@ -242,6 +243,69 @@ def test_new_fan_out_folders_and_objects_are_fsynced_at_commit(
     with store.batch() as batch:
         batch.put_file(paths[0])
     assert synced == [store.root / "objects" / digests[0][:2]]
+
+
+def _files(folder: Path, count: int) -> list[Path]:
+    folder.mkdir()
+    paths = [folder / f"f{i}" for i in range(count)]
+    for i, p in enumerate(paths):
+        p.write_bytes(os.urandom(4000 + i))
+    return paths
+
+
+@pytest.mark.skipif(_libc_syncfs() is None, reason="syncfs(2) with error reporting: Linux 5.8+")
+def test_a_large_batch_flushes_the_file_system_before_and_after_its_renames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import loopline.core.artifacts as artifacts_mod
+
+    store = LocalArtifactStore(tmp_path / "a")
+    events: list[str] = []
+    real_syncfs, real_replace = artifacts_mod.syncfs, os.replace
+
+    def syncfs(path: Path) -> bool:
+        events.append(f"syncfs {Path(path).name}")
+        return real_syncfs(path)
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        events.append("rename")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(artifacts_mod, "syncfs", syncfs)
+    monkeypatch.setattr(artifacts_mod, "_fsync", lambda path: events.append("fsync"))
+    monkeypatch.setattr(os, "replace", replace)
+    paths = _files(tmp_path / "src", artifacts_mod.SYNCFS_MIN)
+    with store.batch() as batch:
+        digests = [batch.put_file(p)[0] for p in paths]
+        assert events == []  # nothing durable is promised before the commit
+    n = len(paths)
+    assert events == ["syncfs tmp", *["rename"] * n, "syncfs objects"]
+    for p, digest in zip(paths, digests, strict=True):
+        assert store.get_bytes(digest) == p.read_bytes()
+
+
+def test_a_large_batch_fsyncs_each_copy_where_syncfs_is_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import loopline.core.artifacts as artifacts_mod
+
+    store = LocalArtifactStore(tmp_path / "a")
+    synced: list[Path] = []
+    real_fsync = artifacts_mod._fsync
+
+    def fsync(path: Path) -> None:
+        synced.append(path)
+        real_fsync(path)
+
+    monkeypatch.setattr(artifacts_mod, "syncfs", lambda path: False)
+    monkeypatch.setattr(artifacts_mod, "_fsync", fsync)
+    paths = _files(tmp_path / "src", artifacts_mod.SYNCFS_MIN)
+    with store.batch() as batch:
+        digests = [batch.put_file(p)[0] for p in paths]
+    in_tmp = [p for p in synced if p.parent == store.root / "tmp"]
+    assert len(in_tmp) == len(paths)
+    assert {store.root / "objects" / d[:2] for d in digests} <= set(synced)
+    assert store.root / "objects" in synced
 
 
 def test_a_fan_out_folder_removed_before_the_commit_is_made_again(tmp_path: Path) -> None:
