@@ -10,7 +10,8 @@
 * model ``fraud``: v1 deployed, v2 deployed, then rolled back;
 * a run and an experiment whose names are HTML (``<script>...``), to check escaping;
 * experiment ``edges``: run ``diverged``, whose ``loss`` went to inf and NaN on the way,
-  whose ``seen`` metric was logged at steps up to 2**63 - 1; and a run whose name, tag and
+  whose ``seen`` metric was logged at steps up to 2**63 - 1 and whose ``huge`` one holds
+  finite values up to 1.7e308; and a run whose name, tag and
   param are each one long word (:data:`LONG_NAME`, :data:`LONG_TEXT`), as is an alert's
   message.
 """
@@ -112,6 +113,8 @@ def fill(ctx: Context) -> Filled:
             run.log_metric("loss", loss, step=step)
         for step in (0, 2**40, 2**62, 2**63 - 1):
             run.log_metric("seen", float(step % 7), step=step)
+        for step, value in enumerate([1e308, -1.5e308, 1.7e308, 3.0]):  # finite, all of them
+            run.log_metric("huge", value, step=step)
     out.diverged_run_id = run.id
     with ll.start_run(experiment="edges", name=LONG_NAME, tags={"data": LONG_TEXT}) as run:
         run.log_param("source", LONG_TEXT)

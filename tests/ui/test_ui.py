@@ -13,6 +13,7 @@ install``: the browser is Debian's).
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -168,7 +169,7 @@ def test_every_page_loads_without_errors(ui: UI, server: tuple[str, Filled]) -> 
         "runs": ("/runs", 0),
         "run": (f"/runs/{a}", 2),
         "run-xss": (f"/runs/{f.xss_run_id}", 0),
-        "run-diverged": (f"/runs/{f.diverged_run_id}", 2),
+        "run-diverged": (f"/runs/{f.diverged_run_id}", 3),
         "compare": (f"/compare?run={a}&run={b}", 2),
         "datasets": ("/datasets", 0),
         "dataset": ("/datasets/churn-data", 0),
@@ -197,7 +198,7 @@ def test_charts_draw_a_metric_that_went_to_inf_and_steps_up_to_2_63(
     ui: UI, server: tuple[str, Filled]
 ) -> None:
     ui.open(f"/runs/{server[1].diverged_run_id}")
-    assert ui.charts_drawn() == 2
+    assert ui.charts_drawn() == 3
     # Its last loss, -inf, is named so (it read -1.798e+308, the number it is stored as).
     row = ui.page.locator("#metrics tr:has(th:text-is('loss'))")
     assert "-inf" in row.inner_text().split()
@@ -218,6 +219,18 @@ def test_charts_draw_a_metric_that_went_to_inf_and_steps_up_to_2_63(
     ticks = chart("seen")["ticks"]
     assert ticks and all(len(t) <= 6 for t in ticks), ticks
     assert any(t.endswith("e+18") for t in ticks), ticks
+    # Finite values up to 1.7e308: uPlot ticks in steps of at most 5e31 and places a point
+    # by its distance from the scale's minimum, which overflowed: no ticks, no line. Drawn
+    # in units of 1e308, labelled in the data's numbers.
+    huge = ui.page.locator("figure.chart:has(figcaption:text-is('huge'))").evaluate(
+        "f => ({unit: f.unit, ticks: f.uplot.axes[1]._values,"
+        " pos: f.uplot.data[1].map(v => f.uplot.valToPos(v, 'y'))})"
+    )
+    assert huge["unit"] == 1e308, huge
+    assert len(huge["pos"]) == 4 and all(math.isfinite(p) for p in huge["pos"]), huge
+    ticks = [float(t) for t in huge["ticks"]]  # written short, as 1.5e+308
+    assert 3 <= len(ticks) <= 12 and all(len(t) <= 9 for t in huge["ticks"]), huge
+    assert min(ticks) <= -1e308 and max(ticks) >= 1.5e308, huge
     ui.shot("run-diverged")
     # Against a run whose loss is finite: -inf, and no difference taken from it.
     f = server[1]

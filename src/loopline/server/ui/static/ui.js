@@ -25,7 +25,25 @@
     return Math.abs(v) < 1e6 ? NUMBER.format(v) : Number(v.toPrecision(3)).toExponential();
   }
 
-  function options(spec, width, height) {
+  // uPlot places a point at (v - min) / (max - min) and ticks in steps of at most 5e31: a
+  // metric of 1e40 got no y ticks, and finite values near the largest double (1.8e308),
+  // whose span overflows to Infinity, no line either. Such a chart is drawn in units of a
+  // power of ten (its "unit") and labelled with the data's own numbers.
+  const HUGE = 1e30;
+
+  function unitOf(columns) {
+    let top = 0;
+    columns.forEach((col) => col.forEach((v) => { if (v != null) top = Math.max(top, Math.abs(v)); }));
+    return top >= HUGE ? Math.pow(10, Math.floor(Math.log10(top))) : 1;
+  }
+
+  function scaled(v, unit) {  // a value drawn in units of `unit`, written as the data's
+    const x = v * unit;
+    if (isFinite(x)) return tick(x);
+    return Number(v.toPrecision(3)) + "e+" + Math.round(Math.log10(unit));  // past 1.8e308
+  }
+
+  function options(spec, width, height, unit) {
     const kind = spec.kind;
     const opts = {
       width: width, height: height,
@@ -38,6 +56,10 @@
     if (!spec.x_time && kind !== "bars") {
       // Steps run to 2**63: in full, their ticks ran into each other and could not be read.
       opts.axes[0].values = (u, splits) => splits.map((v) => (v == null ? "" : tick(v)));
+    }
+    if (unit !== 1) {
+      opts.axes[1].values = (u, splits) => splits.map((v) => (v == null ? "" : scaled(v, unit)));
+      opts.axes[1].size = 70;
     }
     if (spec.x_time) {  // x in epoch seconds, shown in UTC like the rest of the UI
       opts.scales.x = { time: true };
@@ -59,6 +81,7 @@
       const color = COLORS[i % COLORS.length];
       const serie = { label: s.label, stroke: color, width: 1.5, spanGaps: true,
         points: { show: s.x.length < 60 } };
+      if (unit !== 1) serie.value = (u, v) => (v == null ? "" : scaled(v, unit));
       if (kind === "steps") {
         serie.paths = uPlot.paths.stepped({ align: 1 });
         serie.fill = color + "22";
@@ -85,7 +108,11 @@
     const data = spec.kind === "bars"
       ? [spec.series[0].x, ...spec.series.map((s) => s.y)]
       : align(spec.series);
-    const opts = options(spec, width, height);
+    const unit = unitOf(data.slice(1));
+    for (let i = 1; unit !== 1 && i < data.length; i++) {
+      data[i] = data[i].map((v) => (v == null ? v : v / unit));
+    }
+    const opts = options(spec, width, height, unit);
     if (spec.kind !== "bars" && data[0].length === 1) {  // one point: centre it
       const x = data[0][0];
       const half = spec.x_time ? 1800 : 1;
@@ -93,6 +120,7 @@
     }
     const plot = new uPlot(opts, data, figure);
     figure.uplot = plot;  // for the browser tests: scales and axis ticks as drawn
+    figure.unit = unit;
     figure.classList.add("drawn");
     new ResizeObserver(() => {
       const w = Math.max(260, figure.clientWidth - 16);
