@@ -13,15 +13,20 @@ import pytest
 
 import loopline
 from loopline.core import audit
-from loopline.core.artifacts import LocalArtifactStore, hash_bytes
+from loopline.core.artifacts import SYNCFS_MIN, LocalArtifactStore, hash_bytes
+from loopline.core.syncfs import _libc_syncfs
 
 KILLS = 20
 WRITER = Path(__file__).with_name("crash_writer.py")
+DATASET_WRITER = Path(__file__).with_name("crash_dataset_writer.py")
 
 
-def _run_and_kill(uri: str, artifacts: str, delay: float) -> list[tuple[int, str]]:
+def _kill_during(writer: Path, uri: str, artifacts: str, delay: float) -> list[list[str]]:
+    """Run ``writer`` and SIGKILL it ``delay`` seconds after its first ACK line; return the
+    fields after ``ACK`` of every whole line it printed (a torn last line was never
+    acknowledged)."""
     proc = subprocess.Popen(
-        [sys.executable, str(WRITER), uri, artifacts],
+        [sys.executable, str(writer), uri, artifacts],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -35,12 +40,20 @@ def _run_and_kill(uri: str, artifacts: str, delay: float) -> list[tuple[int, str
     proc.send_signal(signal.SIGKILL)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL, err
-    acks = []
-    for line in (first + out).splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[0] == "ACK":  # a torn last line was never acknowledged
-            acks.append((int(parts[1]), parts[2]))
-    return acks
+    return [line.split()[1:] for line in (first + out).splitlines(keepends=True)
+            if line.startswith("ACK ") and line.endswith("\n")]  # fmt: skip
+
+
+def _run_and_kill(uri: str, artifacts: str, delay: float) -> list[tuple[int, str]]:
+    acks = _kill_during(WRITER, uri, artifacts, delay)
+    return [(int(seq), digest) for seq, digest in acks if len(digest) == 64]
+
+
+def _every_object_hashes_to_its_address(store: object) -> None:
+    # No partial object is visible: every stored object hashes to its address.
+    assert isinstance(store, LocalArtifactStore)
+    for digest in store.iter_digests():
+        assert hash_bytes(store.local_path(digest).read_bytes()) == digest
 
 
 @pytest.mark.parametrize("kills", [KILLS])
@@ -54,10 +67,7 @@ def test_sigkill_never_loses_an_acknowledged_write(db_uri: str, tmp_path: Path, 
         store = ctx.artifacts
         for _seq, digest in acknowledged:
             assert store.get_bytes(digest)  # present and intact
-        # No partial object is visible: every stored object hashes to its address.
-        assert isinstance(store, LocalArtifactStore)
-        for digest in store.iter_digests():
-            assert hash_bytes(store.local_path(digest).read_bytes()) == digest
+        _every_object_hashes_to_its_address(store)
         report = audit.verify(ctx.engine)
         assert report.ok, report.problems
         seqs = {e.seq: e.object_id for e in audit.events(ctx.engine)}
@@ -65,3 +75,30 @@ def test_sigkill_never_loses_an_acknowledged_write(db_uri: str, tmp_path: Path, 
             assert seqs[seq] == digest
         ctx.close()
     assert len(acknowledged) > kills  # the writer made progress between kills
+
+
+def test_sigkill_during_dataset_folder_adds_loses_no_registered_version(tmp_path: Path) -> None:
+    # A folder of more than SYNCFS_MIN new files is one batch made durable by syncfs before
+    # and after its renames (where trusted): a kill at any moment leaves every version that
+    # register returned whole, and no object under its address that is not its bytes.
+    uri, artifacts = f"sqlite:///{tmp_path / 'catalog.db'}", str(tmp_path / "artifacts")
+    rng = random.Random(20261127)
+    registered: dict[int, str] = {}
+    flushes = 0
+    for _ in range(6):
+        for version, digest, flushed in _kill_during(
+            DATASET_WRITER, uri, artifacts, rng.uniform(0.0, 0.6)
+        ):
+            registered[int(version)] = digest
+            flushes = max(flushes, int(flushed))
+        ctx = loopline.init(uri=uri, artifacts=artifacts)
+        for version, digest in registered.items():
+            v = loopline.datasets.get("killed", version)
+            assert v.hash == digest and len(v.files) == SYNCFS_MIN + 16
+            for entry in v.files:
+                assert len(ctx.artifacts.get_bytes(entry.digest)) == entry.size  # verified
+        _every_object_hashes_to_its_address(ctx.artifacts)
+        ctx.close()
+    assert len(registered) > 6  # the writer made progress between kills
+    if _libc_syncfs() is not None:
+        assert flushes >= 2  # the batches went the syncfs way
