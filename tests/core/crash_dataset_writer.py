@@ -12,6 +12,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import loopline
 import loopline.core.artifacts as artifacts_mod
@@ -26,9 +27,9 @@ def main() -> None:
     flushes = 0
     real_syncfs = artifacts_mod.syncfs
 
-    def counted(path: str | os.PathLike[str]) -> bool:
+    def counted(path: str | os.PathLike[str], **kw: Any) -> bool:
         nonlocal flushes
-        done = real_syncfs(path)
+        done = real_syncfs(path, **kw)
         flushes += done
         return done
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -263,9 +264,9 @@ def test_a_large_batch_flushes_the_file_system_before_and_after_its_renames(
     events: list[str] = []
     real_syncfs, real_replace = artifacts_mod.syncfs, os.replace
 
-    def syncfs(path: Path) -> bool:
+    def syncfs(path: Path, **kw: Any) -> bool:
         events.append(f"syncfs {Path(path).name}")
-        return real_syncfs(path)
+        return real_syncfs(path, **kw)
 
     def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
         events.append("rename")
@@ -297,7 +298,7 @@ def test_a_large_batch_fsyncs_each_copy_where_syncfs_is_unavailable(
         synced.append(path)
         real_fsync(path)
 
-    monkeypatch.setattr(artifacts_mod, "syncfs", lambda path: False)
+    monkeypatch.setattr(artifacts_mod, "syncfs", lambda path, **kw: False)
     monkeypatch.setattr(artifacts_mod, "_fsync", fsync)
     paths = _files(tmp_path / "src", artifacts_mod.SYNCFS_MIN)
     with store.batch() as batch:
@@ -306,6 +307,31 @@ def test_a_large_batch_fsyncs_each_copy_where_syncfs_is_unavailable(
     assert len(in_tmp) == len(paths)
     assert {store.root / "objects" / d[:2] for d in digests} <= set(synced)
     assert store.root / "objects" in synced
+
+
+def test_a_large_batch_fsyncs_each_copy_while_much_else_waits_to_be_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # syncfs would flush every other process's dirty pages too (a training job's
+    # checkpoints): past SYNCFS_MAX_DIRTY the batch goes file by file instead.
+    import loopline.core.artifacts as artifacts_mod
+    import loopline.core.syncfs as syncfs_mod
+
+    store = LocalArtifactStore(tmp_path / "a")
+    synced: list[Path] = []
+    real_fsync = artifacts_mod._fsync
+
+    def fsync(path: Path) -> None:
+        synced.append(path)
+        real_fsync(path)
+
+    monkeypatch.setattr(syncfs_mod, "dirty_bytes", lambda: artifacts_mod.SYNCFS_MAX_DIRTY + 1)
+    monkeypatch.setattr(artifacts_mod, "_fsync", fsync)
+    paths = _files(tmp_path / "src", artifacts_mod.SYNCFS_MIN)
+    with store.batch() as batch:
+        for p in paths:
+            batch.put_file(p)
+    assert len([p for p in synced if p.parent == store.root / "tmp"]) == len(paths)
 
 
 def test_a_fan_out_folder_removed_before_the_commit_is_made_again(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from loopline.core import syncfs as syncfs_mod
-from loopline.core.syncfs import _kernel, syncfs
+from loopline.core.syncfs import _kernel, dirty_bytes, syncfs
 
 _LOOKUP = syncfs_mod._libc_syncfs
 
@@ -80,3 +80,26 @@ def test_a_sandbox_without_the_call_falls_back(
 ) -> None:
     monkeypatch.setattr(syncfs_mod, "_libc_syncfs", lambda: _Failing(errno.ENOSYS))
     assert syncfs(tmp_path) is False
+
+
+def test_dirty_bytes_adds_dirty_and_writeback(tmp_path: Path) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text(
+        "MemTotal:       24000000 kB\nDirty:              1536 kB\nWriteback:           512 kB\n"
+        "WritebackTmp:          7 kB\n"
+    )
+    assert dirty_bytes(str(meminfo)) == 2048 * 1024
+    meminfo.write_text("Dirty: lots\n")
+    assert dirty_bytes(str(meminfo)) is None
+    assert dirty_bytes(str(tmp_path / "missing")) is None
+
+
+@pytest.mark.skipif(_kernel() < (5, 8), reason="needs Linux 5.8+")
+@pytest.mark.parametrize(
+    ("dirty", "flushed"), [(0, True), (4096, True), (4097, False), (None, False)]
+)
+def test_it_declines_while_more_than_max_dirty_waits_to_be_written(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, dirty: int | None, flushed: bool
+) -> None:
+    monkeypatch.setattr(syncfs_mod, "dirty_bytes", lambda: dirty)
+    assert syncfs(tmp_path, max_dirty=4096) is flushed

@@ -24,7 +24,8 @@ away in the caller's thread, because a gigabyte of dirty pages left for the end 
 writers throttled. When the batch commits, the pending copies are fsynced, renamed into
 place and each object folder touched is fsynced once, instead of once per object (a batch
 of :data:`SYNCFS_MIN` direct copies or more flushes the whole file system instead, once
-before the renames and once after: see :mod:`loopline.core.syncfs`). The
+before the renames and once after, unless much else waits to be written: see
+:mod:`loopline.core.syncfs`). The
 guarantees are those of a single write: no object is visible under its address before its
 bytes are durable (a crash can only leave files in ``tmp/``), and when ``commit`` returns
 every object of the batch is durable under its name, including one that was already there
@@ -67,8 +68,10 @@ _DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 # system commits concurrent fsyncs together.
 _SYNC_WORKERS = 16
 # From this many direct copies a batch commit flushes the whole file system (two syncfs)
-# instead of fsyncing each copy and folder: see loopline.core.syncfs.
+# instead of fsyncing each copy and folder, unless more than SYNCFS_MAX_DIRTY bytes of
+# other writes would be flushed with them: see loopline.core.syncfs.
 SYNCFS_MIN = 64
+SYNCFS_MAX_DIRTY = 256 * 1024 * 1024
 
 
 def hash_bytes(data: bytes | memoryview) -> str:
@@ -498,7 +501,9 @@ class _LocalBatch(ArtifactBatch):
             # many at once share the file system's journal commits (measured ~20 % faster
             # on a folder of 1,000 files than one fsync after each copy). Many more are
             # cheaper still as one flush of the file system, before and after the renames.
-            whole = len(unsynced) >= SYNCFS_MIN and syncfs(self.store._tmp)
+            whole = len(unsynced) >= SYNCFS_MIN and syncfs(
+                self.store._tmp, max_dirty=SYNCFS_MAX_DIRTY
+            )
             if not whole:
                 _fsync_all(sorted(unsynced))
             for digest, tmp in pending.items():
@@ -513,9 +518,7 @@ class _LocalBatch(ArtifactBatch):
                     made_folder = True
                     os.replace(tmp, final)
                 folders.add(final.parent)
-            if whole:
-                syncfs(self.store._objects)
-            else:
+            if not (whole and syncfs(self.store._objects, max_dirty=SYNCFS_MAX_DIRTY)):
                 _fsync_all(sorted(folders))
                 if made_folder:
                     _fsync(self.store._objects)

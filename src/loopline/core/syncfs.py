@@ -7,10 +7,14 @@ measured on ext4 (2 cores, 1,000 files of 1 MiB written past the page cache), th
 batch's fsyncs took ~0.1 s and one ``syncfs`` ~0.01 s.
 
 It flushes everything dirty on that file system, other processes' writes too, so it is
-worth it only for a large batch (the caller decides) and it is used only where it
-reports failure: Linux from 5.8 returns a writeback error from ``syncfs``; before that it
-returned 0 whatever happened. Anywhere else (another OS, an older kernel, a C library
-without it) :func:`syncfs` returns False and the caller fsyncs file by file.
+worth it only for a large batch (the caller decides), and not while much else waits to be
+written: with ``max_dirty`` it declines when the machine holds more dirty or in-flight
+pages than that (``Dirty`` + ``Writeback`` in ``/proc/meminfo``, every file system's:
+a bound, not a measure), since a training job's 20 GB of checkpoints would otherwise be
+flushed before the add returns. It is used only where it reports failure: Linux from 5.8
+returns a writeback error from ``syncfs``; before that it returned 0 whatever happened.
+Anywhere else (another OS, an older kernel, a C library without it) :func:`syncfs`
+returns False and the caller fsyncs file by file.
 
 Example:
     >>> import tempfile
@@ -53,19 +57,42 @@ def _kernel() -> tuple[int, int]:
     return (int(found[1]), int(found[2])) if found else (0, 0)
 
 
-def syncfs(path: str | os.PathLike[str]) -> bool:
+def dirty_bytes(meminfo: str = "/proc/meminfo") -> int | None:
+    """Bytes the kernel has yet to write to any disk (dirty plus under writeback), or None
+    where ``meminfo`` cannot be read.
+
+    Example:
+        >>> dirty_bytes("/no/such/file") is None
+        True
+    """
+    total = 0
+    try:
+        with open(meminfo, "rb") as f:
+            for line in f:
+                if line.startswith((b"Dirty:", b"Writeback:")):
+                    total += int(line.split()[1]) * 1024  # in kB
+    except (OSError, ValueError, IndexError):
+        return None
+    return total
+
+
+def syncfs(path: str | os.PathLike[str], *, max_dirty: int | None = None) -> bool:
     """Flush the file system holding ``path`` (data and metadata) to the disk.
 
     Returns True once it is durable, False where ``syncfs`` is not available or not
-    trusted (the caller then fsyncs each file); raises :class:`OSError` when the kernel
-    reports a failed write.
+    trusted, or when more than ``max_dirty`` bytes wait to be written (the caller then
+    fsyncs each file); raises :class:`OSError` when the kernel reports a failed write.
 
     Example:
-        >>> # if not syncfs(store_root): fsync_each(files)
+        >>> # if not syncfs(store_root, max_dirty=256 << 20): fsync_each(files)
     """
     call = _libc_syncfs()
     if call is None:
         return False
+    if max_dirty is not None:
+        dirty = dirty_bytes()
+        if dirty is None or dirty > max_dirty:
+            return False
     fd = os.open(path, os.O_RDONLY)
     try:
         if call(fd) != 0:
