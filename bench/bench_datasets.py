@@ -29,7 +29,8 @@ untimed), and the source data is hot in the page cache for every contender.
   that keeps Loopline's durability guarantee. Its ratio to ``dvc add`` (which does not
   fsync) is the most such an add can reach on this machine.
 - Re-add: the same commands again on the same, unchanged data (Loopline's home from its
-  SDK run; DVC's repository from its first add).
+  SDK run; DVC's repository from its first add); the CLI twice, with ``--json`` and with
+  the output for people.
 
 Usage:
     .venv/bin/python bench/bench_datasets.py [--repeat 5] [--files 1000] [--mib 1024]
@@ -254,6 +255,10 @@ def _round(work: Path, dvc: Path, folder: Path, one: Path, i: int) -> dict[str, 
             seconds, cli_again = _cli(home, "bench", path)
             assert not cli_again["created_now"], cli_again
             t["readd/cli"] = seconds
+            env = {**_env(), "LOOPLINE_HOME": str(home)}
+            seconds, said = _timed([str(LOOPLINE_CLI), "data", "add", "bench", str(path)], env=env)
+            assert "(unchanged, same version)" in said, said
+            t["readd/cli-people"] = seconds
         shutil.rmtree(home)
         # Loopline CLI on a fresh (already initialised) home.
         home = work / f"ll-cli-{label}-{i}"
@@ -347,7 +352,11 @@ def _rows(med: dict[str, float], gib: str, files: int, dvc_name: str) -> list[di
                 None,
             )
         )
-    for how, name in (("sdk", "ll.datasets.register"), ("cli", "`loopline data add`")):
+    for how, name in (
+        ("sdk", "ll.datasets.register"),
+        ("cli", "`loopline data add --json`"),
+        ("cli-people", "`loopline data add` (people's output)"),
+    ):
         rows.append(
             _row(
                 f"re-add of the unchanged folder, {name}",

@@ -1,4 +1,4 @@
-"""The script's entry takes only the plain `data add NAME PATH --json` to the quick re-add."""
+"""The script's entry takes only the plain `data add NAME PATH [--json]` to the quick re-add."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from loopline.cli.entry import quick_add_request
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["data", "add", "n", "p", "--json"], ("n", "p")),
-        (["data", "add", "--json", "n", "p"], ("n", "p")),
-        (["data", "add", "n", "--json", "p"], ("n", "p")),
-        (["data", "add", "n", "p"], None),
+        (["data", "add", "n", "p", "--json"], ("n", "p", True)),
+        (["data", "add", "--json", "n", "p"], ("n", "p", True)),
+        (["data", "add", "n", "--json", "p"], ("n", "p", True)),
+        (["data", "add", "n", "p"], ("n", "p", False)),
+        (["data", "add", "n"], None),
+        (["data", "add", "n", "p", "q"], None),
         (["data", "add", "n", "p", "--json", "--json"], None),
         (["data", "add", "n", "p", "-d", "x", "--json"], None),
         (["data", "add", "n", "--description=x", "--json"], None),
@@ -29,6 +31,8 @@ from loopline.cli.entry import quick_add_request
         "json-first",
         "json-between",
         "human-output",
+        "one-argument",
+        "three-arguments",
         "json-twice",
         "description",
         "option-with-value",
@@ -40,5 +44,5 @@ from loopline.cli.entry import quick_add_request
         "nothing",
     ],
 )
-def test_quick_add_request(args: list[str], expected: tuple[str, str] | None) -> None:
+def test_quick_add_request(args: list[str], expected: tuple[str, str, bool] | None) -> None:
     assert quick_add_request(args) == expected

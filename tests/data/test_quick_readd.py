@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -85,6 +86,22 @@ def test_the_quick_answer_is_the_full_answer_byte_for_byte(tmp_path: Path, added
     assert quick == full
     assert heavy == "[]", f"the quick re-add imported {heavy}"
     assert '"created_now": false' in quick and '"cached": 6' in quick
+
+
+@pytest.mark.parametrize("color", ["", "1"], ids=["plain", "FORCE_COLOR"])
+def test_the_quick_answer_for_people_is_the_full_one_byte_for_byte(
+    tmp_path: Path, added: Path, color: str
+) -> None:
+    # Without --json too: a person re-adding unchanged data waited ~0.65 s for Typer and
+    # SQLAlchemy to import; the quick path needs Rich's console alone.
+    env = {"LOOPLINE_HOME": "home", "FORCE_COLOR": color, "COLUMNS": "100"}
+    full, _ = _run(tmp_path, ["data", "add", "imgs", "imgs"], quick=False, **env)
+    quick, heavy = _run(tmp_path, ["data", "add", "imgs", "imgs"], quick=True, **env)
+    assert quick == full
+    assert heavy == "['rich']", f"the quick re-add imported {heavy}"
+    assert ("\x1b[" in quick) == bool(color)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", quick)
+    assert "imgs@1 (unchanged, same version)" in text and "from cache 6" in text
 
 
 def test_a_single_file_and_a_version_with_a_description(tmp_path: Path) -> None:

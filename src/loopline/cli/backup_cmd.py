@@ -13,7 +13,7 @@ from dataclasses import asdict
 
 import typer
 
-from loopline.cli._common import console, err_console, esc, print_json
+from loopline.cli._common import console, err_console, esc, human_size, print_json
 from loopline.config import Settings, load_settings
 from loopline.errors import ConfigError
 
@@ -56,15 +56,6 @@ def _progress_bar(verb: str, show: bool) -> Iterator[Callable[[str, int, int], N
         yield update
 
 
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
-
-
 def backup(
     dest: str = typer.Argument(..., help="A new folder, or s3://bucket/prefix."),
     json_out: bool = _JSON,
@@ -100,7 +91,7 @@ def backup(
         return
     console.print(
         f"[green]backup complete[/]: {report.dest} — {report.tables} tables, {report.rows} rows, "
-        f"{report.artifact_count} artifacts ({_size(report.artifact_bytes)}), "
+        f"{report.artifact_count} artifacts ({human_size(report.artifact_bytes)}), "
         f"schema {report.alembic_revision}, {report.seconds:.1f} s"
     )
 
@@ -152,7 +143,7 @@ def restore(
     else:
         console.print(
             f"[green]restore complete[/]: {report.tables} tables, {report.rows} rows, "
-            f"{report.artifact_count} artifacts ({_size(report.artifact_bytes)}, "
+            f"{report.artifact_count} artifacts ({human_size(report.artifact_bytes)}, "
             f"{report.artifacts_present} already present), schema {report.alembic_revision}"
             f" -> {report.schema_after}, {report.seconds:.1f} s"
         )

@@ -10,7 +10,8 @@ import typer
 # Rich and the consoles load on first use (`_common.console`): `data add --json` needs
 # neither.
 from loopline.cli import _common
-from loopline.cli._common import esc, print_json
+from loopline.cli._common import esc, human_size, print_json
+from loopline.cli.data_add_summary import summary_lines
 from loopline.core.calendar import utc_text
 from loopline.errors import ERROR_TABLE, ContractViolation, InvalidInput
 
@@ -20,17 +21,6 @@ app = typer.Typer(
 )
 
 _JSON = typer.Option(False, "--json", help="Print the result as JSON.")
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return ""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
 
 
 def _num(value: object) -> str:
@@ -106,20 +96,12 @@ def add_cmd(
             version = datasets.register(name, path, description=description, progress=progress)
     else:
         version = datasets.register(name, path, description=description)
+    answer = version.to_dict(with_files=False)
     if json_out:
-        print_json(version.to_dict(with_files=False))
+        print_json(answer)
         return
-    report = version.ingest
-    state = "new version" if version.created_now else "unchanged, same version"
-    _common.console.print(
-        f"[green]{esc(version.ref)}[/] ({state}) {version.kind} hash {version.hash[:16]}"
-    )
-    if report is not None:
-        _common.console.print(
-            f"{report.files} file(s), {_size(report.bytes)}: hashed {report.hashed}, "
-            f"from cache {report.cached}, stored {report.stored}, "
-            f"already stored {report.already_stored} in {report.seconds:.2f} s"
-        )
+    for line in summary_lines(answer):
+        _common.console.print(line)
 
 
 @app.command("ls")
@@ -146,7 +128,7 @@ def ls_cmd(json_out: bool = _JSON) -> None:
             str(r.versions),
             r.latest_kind or "",
             "" if r.latest_row_count is None else str(r.latest_row_count),
-            _size(r.latest_byte_size),
+            human_size(r.latest_byte_size),
             utc_text(r.latest_created),
             esc(r.description or ""),
         )
@@ -175,7 +157,7 @@ def show_cmd(
     _common.console.print(f"[bold]{esc(v.ref)}[/] {v.kind}  hash {v.hash}")
     _common.console.print(
         f"created {utc_text(v.created)} by {esc(v.actor)}; "
-        f"{len(v.files)} file(s), {_size(v.byte_size)}"
+        f"{len(v.files)} file(s), {human_size(v.byte_size)}"
         + (f", {v.row_count} rows" if v.row_count is not None else "")
     )
     if v.description:
@@ -194,7 +176,7 @@ def show_cmd(
     for col in ("path", "size", "digest"):
         files.add_column(col)
     for f in shown:
-        files.add_row(esc(f.path), _size(f.size), f.digest[:16])
+        files.add_row(esc(f.path), human_size(f.size), f.digest[:16])
     _common.console.print(files)
     if len(shown) < len(v.files):
         _common.console.print(f"... and {len(v.files) - len(shown)} more (--files lists them all)")
@@ -261,7 +243,7 @@ def checkout_cmd(
         print_json({"ref": v.ref, "hash": v.hash, "dest": str(out), "files": len(v.files)})
     else:
         _common.console.print(
-            f"{esc(v.ref)}: {len(v.files)} file(s), {_size(v.byte_size)} -> {esc(out)}"
+            f"{esc(v.ref)}: {len(v.files)} file(s), {human_size(v.byte_size)} -> {esc(out)}"
         )
 
 

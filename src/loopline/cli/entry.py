@@ -1,20 +1,23 @@
 """The ``loopline`` script's entry point: the quick re-add first, else the Typer app.
 
-``loopline data add NAME PATH --json`` of data that has not changed since the newest
-version is answered by :mod:`loopline.data.quick_readd` with the standard library, before
-Typer, SQLAlchemy and pydantic-settings are imported (~0.4 s of start-up for a ~10 ms
-answer). Every other command line, and a re-add that module cannot decide, runs the full
-app (:func:`loopline.cli.main.main`), which prints the same answer the slow way (and, for
+``loopline data add NAME PATH`` (with or without ``--json``) of data that has not changed
+since the newest version is answered by :mod:`loopline.data.quick_readd` with the
+standard library, before Typer, SQLAlchemy and pydantic-settings are imported (~0.4 s of
+start-up for a ~10 ms answer); the people's output then needs only Rich's console. Every
+other command line, and a re-add that module cannot decide, runs the full app
+(:func:`loopline.cli.main.main`), which prints the same answer the slow way (and, for
 ``data add``, skips the collector's walk at exit: :func:`_skip_the_last_collections`).
 
 Only the plain shape is taken: exactly ``data add``, two arguments that are not options,
-and ``--json`` (in any order after ``add``). Anything else (``--description``, ``--debug``,
-``--help``, the human output with its progress bar) goes to the full app.
+and at most ``--json`` (in any order after ``add``). Anything else (``--description``,
+``--debug``, ``--help``) goes to the full app.
 
 Example:
     >>> quick_add_request(["data", "add", "images", "img/", "--json"])
-    ('images', 'img/')
-    >>> quick_add_request(["data", "add", "images", "img/"]) is None
+    ('images', 'img/', True)
+    >>> quick_add_request(["data", "add", "images", "img/"])
+    ('images', 'img/', False)
+    >>> quick_add_request(["data", "add", "images", "img/", "-d", "March"]) is None
     True
 """
 
@@ -25,41 +28,50 @@ import sys
 from collections.abc import Sequence
 
 
-def quick_add_request(args: Sequence[str]) -> tuple[str, str] | None:
-    """``(NAME, PATH)`` when ``args`` is ``data add NAME PATH --json`` (options after
-    ``add`` in any order), else None.
+def quick_add_request(args: Sequence[str]) -> tuple[str, str, bool] | None:
+    """``(NAME, PATH, JSON)`` when ``args`` is ``data add NAME PATH`` with or without
+    ``--json`` (options after ``add`` in any order), else None.
 
     Example:
         >>> quick_add_request(["data", "add", "--json", "churn", "x.bin"])
-        ('churn', 'x.bin')
+        ('churn', 'x.bin', True)
     """
-    if len(args) != 5 or list(args[:2]) != ["data", "add"]:
+    if len(args) not in (4, 5) or list(args[:2]) != ["data", "add"]:
         return None
     rest = list(args[2:])
-    if rest.count("--json") != 1:
+    json_out = "--json" in rest
+    if rest.count("--json") > 1 or len(rest) - json_out != 2:
         return None
-    rest.remove("--json")
+    if json_out:
+        rest.remove("--json")
     # An empty argument or one that looks like an option is the full app's to judge.
     if any(not arg or arg.startswith("-") for arg in rest):
         return None
-    return rest[0], rest[1]
+    return rest[0], rest[1], json_out
 
 
 def main() -> None:
     """Run ``loopline``: the quick re-add when it can answer, else the full app.
 
     Example:
-        >>> # $ loopline data add images data/images/ --json   (unchanged: ~0.1 s)
+        >>> # $ loopline data add images data/images/   (unchanged: ~0.1 s)
     """
     request = quick_add_request(sys.argv[1:])
     if request is not None:
         from loopline.data.quick_readd import unchanged_readd
 
-        answer = unchanged_readd(*request)
+        name, path, json_out = request
+        answer = unchanged_readd(name, path)
         if answer is not None:
-            from loopline.cli._common import print_json
+            from loopline.cli import _common
 
-            print_json(answer)
+            if json_out:
+                _common.print_json(answer)
+                return
+            from loopline.cli.data_add_summary import summary_lines
+
+            for line in summary_lines(answer):
+                _common.console.print(line)
             return
     from loopline.cli.main import main as full_main
 

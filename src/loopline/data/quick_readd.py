@@ -1,5 +1,5 @@
-"""The quick re-add: answer ``loopline data add NAME PATH --json`` for unchanged data with the
-standard library alone.
+"""The quick re-add: answer ``loopline data add NAME PATH [--json]`` for unchanged data with
+the standard library alone.
 
 Re-adding a folder that has not changed is a question, not work: every file's stat still
 matches the hash cache and the manifest they make is the newest version's. Its answer costs
@@ -145,7 +145,8 @@ def unchanged_readd(
     name: str, source: str, *, environ: Mapping[str, str] | None = None
 ) -> dict[str, Any] | None:
     """What ``loopline data add NAME SOURCE --json`` prints when ``SOURCE`` is unchanged
-    since the newest version of ``NAME`` (a dict for JSON), or None when this cannot be
+    since the newest version of ``NAME`` (a dict for JSON; the people's output is made
+    from it too), or None when this cannot be
     decided here (the full path then runs; see the module docstring).
 
     ``environ`` defaults to the process environment.
