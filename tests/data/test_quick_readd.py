@@ -88,20 +88,34 @@ def test_the_quick_answer_is_the_full_answer_byte_for_byte(tmp_path: Path, added
     assert '"created_now": false' in quick and '"cached": 6' in quick
 
 
-@pytest.mark.parametrize("color", ["", "1"], ids=["plain", "FORCE_COLOR"])
+@pytest.mark.parametrize(
+    ("env", "styled"),
+    [
+        ({}, False),
+        ({"FORCE_COLOR": "1"}, True),
+        ({"TTY_COMPATIBLE": "1"}, True),
+        ({"FORCE_COLOR": "1", "TTY_COMPATIBLE": "0"}, False),
+        ({"FORCE_COLOR": ""}, False),
+    ],
+    ids=["piped", "FORCE_COLOR", "TTY_COMPATIBLE", "not-TTY_COMPATIBLE", "empty-FORCE_COLOR"],
+)
 def test_the_quick_answer_for_people_is_the_full_one_byte_for_byte(
-    tmp_path: Path, added: Path, color: str
+    tmp_path: Path, added: Path, env: dict[str, str], styled: bool
 ) -> None:
     # Without --json too: a person re-adding unchanged data waited ~0.65 s for Typer and
-    # SQLAlchemy to import; the quick path needs Rich's console alone.
-    env = {"LOOPLINE_HOME": "home", "FORCE_COLOR": color, "COLUMNS": "100"}
+    # SQLAlchemy to import. Where Rich would style nothing the lines are written as plain
+    # text, without importing Rich; else Rich's console prints them.
+    env = {"LOOPLINE_HOME": "home", "COLUMNS": "60", **env}
     full, _ = _run(tmp_path, ["data", "add", "imgs", "imgs"], quick=False, **env)
     quick, heavy = _run(tmp_path, ["data", "add", "imgs", "imgs"], quick=True, **env)
     assert quick == full
-    assert heavy == "['rich']", f"the quick re-add imported {heavy}"
-    assert ("\x1b[" in quick) == bool(color)
+    assert heavy == ("['rich']" if styled else "[]"), f"the quick re-add imported {heavy}"
+    assert ("\x1b[" in quick) == styled
     text = re.sub(r"\x1b\[[0-9;]*m", "", quick)
-    assert "imgs@1 (unchanged, same version)" in text and "from cache 6" in text
+    # Each line whole, even past the 60 columns: a log line is not broken in two.
+    first, second = text.splitlines()
+    assert first.startswith("imgs@1 (unchanged, same version) files hash ")
+    assert second.startswith("6 file(s)") and second.endswith(" in 0.00 s"), second
 
 
 def test_a_single_file_and_a_version_with_a_description(tmp_path: Path) -> None:

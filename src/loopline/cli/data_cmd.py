@@ -101,7 +101,7 @@ def add_cmd(
         print_json(answer)
         return
     for line in summary_lines(answer):
-        _common.console.print(line)
+        _common.console.print(line, soft_wrap=True)
 
 
 @app.command("ls")

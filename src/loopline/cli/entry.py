@@ -3,7 +3,8 @@
 ``loopline data add NAME PATH`` (with or without ``--json``) of data that has not changed
 since the newest version is answered by :mod:`loopline.data.quick_readd` with the
 standard library, before Typer, SQLAlchemy and pydantic-settings are imported (~0.4 s of
-start-up for a ~10 ms answer); the people's output then needs only Rich's console. Every
+start-up for a ~10 ms answer); the people's output needs Rich's console only for a
+terminal (see :mod:`loopline.cli.data_add_summary`). Every
 other command line, and a re-add that module cannot decide, runs the full app
 (:func:`loopline.cli.main.main`), which prints the same answer the slow way (and, for
 ``data add``, skips the collector's walk at exit: :func:`_skip_the_last_collections`).
@@ -68,10 +69,16 @@ def main() -> None:
             if json_out:
                 _common.print_json(answer)
                 return
-            from loopline.cli.data_add_summary import summary_lines
+            from loopline.cli.data_add_summary import styled, summary_lines
 
+            if not styled():  # what Rich prints here is the plain text: no need of Rich
+                sys.stdout.write(
+                    "".join(f"{line}\n" for line in summary_lines(answer, markup=False))
+                )
+                sys.stdout.flush()
+                return
             for line in summary_lines(answer):
-                _common.console.print(line)
+                _common.console.print(line, soft_wrap=True)
             return
     from loopline.cli.main import main as full_main
 

@@ -24,7 +24,6 @@ Example:
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import platform
@@ -40,6 +39,8 @@ def _libc_syncfs() -> Any | None:
     """The C library's ``syncfs`` where the kernel reports its errors, else None."""
     if platform.system() != "Linux" or _kernel() < _MIN_KERNEL:
         return None
+    import ctypes  # here: every command that stores a file imports this module
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
     except OSError:
@@ -93,6 +94,8 @@ def syncfs(path: str | os.PathLike[str], *, max_dirty: int | None = None) -> boo
         dirty = dirty_bytes()
         if dirty is None or dirty > max_dirty:
             return False
+    import ctypes
+
     fd = os.open(path, os.O_RDONLY)
     try:
         if call(fd) != 0:
