@@ -4,10 +4,10 @@
 since the newest version is answered by :mod:`loopline.data.quick_readd` with the
 standard library, before Typer, SQLAlchemy and pydantic-settings are imported (~0.4 s of
 start-up for a ~10 ms answer); the people's output needs Rich's console only for a
-terminal (see :mod:`loopline.cli.data_add_summary`). Every
-other command line, and a re-add that module cannot decide, runs the full app
-(:func:`loopline.cli.main.main`), which prints the same answer the slow way (and, for
-``data add``, skips the collector's walk at exit: :func:`_skip_the_last_collections`).
+terminal (see :mod:`loopline.cli.data_add_summary`). Every other command line, and a
+re-add that module cannot decide, runs the full app (:func:`loopline.cli.main.main`),
+which prints the same answer the slow way (and, for ``data add``, skips the collector's
+walk at exit: :func:`_skip_the_last_collections`).
 
 Only the plain shape is taken: exactly ``data add``, two arguments that are not options,
 and at most ``--json`` (in any order after ``add``). Anything else (``--description``,
