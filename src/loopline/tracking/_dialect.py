@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -39,6 +39,10 @@ def insert_for(conn: Connection, table: sa.Table) -> Any:
     if name == "sqlite":
         return sqlite.insert(table)
     if name == "postgresql":
+        # Imported here: SQLAlchemy's PostgreSQL dialect costs a command on SQLite ~80 ms
+        # of start-up (its asyncpg and catalog modules come with it).
+        from sqlalchemy.dialects import postgresql
+
         return postgresql.insert(table)
     raise ConfigError(f"the tracking store does not support the {name!r} database")
 
