@@ -27,13 +27,13 @@ from loopline.core.context import Context, get_context
 from loopline.errors import InvalidInput, NotFound
 from loopline.training import registry_store as store
 from loopline.training.flavors import LibraryVersionWarning
-from loopline.training.models import LoadedModel, load_logged_model
 from loopline.training.registry_store import LoggedModel, RegisteredModel
-from loopline.training.signature import ModelSignature
 
 if TYPE_CHECKING:
     from loopline.tracking.api import Run
     from loopline.tracking.entities import RunInput
+    from loopline.training.models import LoadedModel
+    from loopline.training.signature import ModelSignature
 
 __all__ = [
     "LibraryVersionWarning",
@@ -52,6 +52,17 @@ __all__ = [
     "set_alias",
     "versions",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``LoadedModel``, imported on first use: with it come numpy and the model code, which
+    listing models (``loopline models ls``) does not need."""
+    if name == "LoadedModel":
+        from loopline.training.models import LoadedModel
+
+        return LoadedModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _MODEL_ID_RE = re.compile(r"^m-[0-9a-f]{32}$")
 #: Run tags that identify the code a run ran (see loopline.tracking.environment).
@@ -149,6 +160,8 @@ class ModelVersion:
         """The model's input/output signature, when it was logged with one."""
         if self._logged is None or not self._logged.signature:
             return None
+        from loopline.training.signature import ModelSignature
+
         return ModelSignature.from_json(self._logged.signature)
 
     @property
@@ -429,6 +442,8 @@ def load(uri: str, trusted_types: Sequence[str] = ()) -> LoadedModel:
     Example:
         >>> # model = ll.registry.load("models:/churn@champion"); model.predict(X)
     """
+    from loopline.training.models import load_logged_model
+
     ctx = get_context()
     rest = uri.removeprefix("models:/") if isinstance(uri, str) else ""
     if _MODEL_ID_RE.fullmatch(rest):

@@ -17,13 +17,16 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from loopline.errors import InvalidInput
 from loopline.training.flavors.base import Flavor, Predictor, SavedModel, class_path, defined_in
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from loopline.training.signature import ModelSignature
+
+# numpy is imported where a model is saved or served, not with the module: the registry
+# imports every flavor, and `loopline models ls` has no use for numpy's start-up.
 
 MODEL_FILE = "model.txt"
 
@@ -57,6 +60,8 @@ class LightGBMFlavor(Flavor):
                     hint="call fit() before logging it",
                 ) from exc
             if isinstance(model, lgb.LGBMClassifier):
+                import numpy as np
+
                 options = {
                     "estimator": "classifier",
                     "classes": np.asarray(model.classes_).tolist(),
@@ -95,11 +100,15 @@ class LightGBMFlavor(Flavor):
         classes = saved.options.get("classes")
         if saved.options.get("estimator") != "classifier" or not classes:
             return Predictor(model.predict, None, kind)
+        import numpy as np
+
         labels = np.asarray(classes)
         return Predictor(_labels(model.predict, labels), _proba(model.predict), kind)
 
 
 def _proba(raw: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    import numpy as np
+
     def predict_proba(x: Any) -> Any:
         p = np.asarray(raw(x))
         if p.ndim == 1:  # binary: the probability of the second class
@@ -110,6 +119,8 @@ def _proba(raw: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 def _labels(raw: Callable[[Any], Any], labels: np.ndarray[Any, Any]) -> Callable[[Any], Any]:
+    import numpy as np
+
     proba = _proba(raw)
 
     def predict(x: Any) -> Any:

@@ -28,8 +28,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from loopline.errors import InvalidInput
 from loopline.training.flavors.base import (
     Flavor,
@@ -214,6 +212,8 @@ def _same_predictions(
     model: Any, view: Any, signature: ModelSignature, example: list[dict[str, Any]] | None
 ) -> bool:
     """Probe once: does the array path predict exactly what the DataFrame path does?"""
+    import numpy as np  # here: the registry imports every flavor; listing models needs none
+
     rows = example or [_placeholder_row(signature)]
     try:
         frame = signature.to_frame(rows)
