@@ -78,7 +78,7 @@ def _copy_floor(src: Path, dest: Path) -> float:
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from loopline.core.artifacts import SYNCFS_MIN
+    from loopline.core.artifacts import SYNCFS_MIN, _fsync, _fsync_all
     from loopline.core.syncfs import syncfs
 
     files = sorted(src.iterdir()) if src.is_dir() else [src]
@@ -121,18 +121,9 @@ def _copy_floor(src: Path, dest: Path) -> float:
         list(pool.map(piece, jobs))
         list(pool.map(finish, files))
     if not (whole and syncfs(dest)):
-        if whole:
-            list(ThreadPoolExecutor(max_workers=16).map(lambda f: _fsync(dest / f.name), files))
+        _fsync_all([dest / f.name for f in files] if whole else [])
         _fsync(dest)
     return time.perf_counter() - started
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _worker(mode: str, home: Path, name: str, path: str) -> None:

@@ -213,22 +213,28 @@ def test_every_copy_is_fsynced_before_it_is_renamed_into_place(
     assert len(renamed) == 20
 
 
-def test_new_fan_out_folders_and_objects_are_fsynced_at_commit(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # put_file makes an object's fan-out folder at once (in the copying thread); commit must
-    # still make every entry durable: each folder an object lands in, and objects/ itself.
+@pytest.fixture
+def synced(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every path the local store fsyncs, in order (the fsyncs still happen)."""
     import loopline.core.artifacts as artifacts_mod
 
-    store = LocalArtifactStore(tmp_path / "a")
-    synced: list[Path] = []
+    done: list[Path] = []
     real_fsync = artifacts_mod._fsync
 
     def fsync(path: Path) -> None:
-        synced.append(path)
+        done.append(path)
         real_fsync(path)
 
     monkeypatch.setattr(artifacts_mod, "_fsync", fsync)
+    return done
+
+
+def test_new_fan_out_folders_and_objects_are_fsynced_at_commit(
+    tmp_path: Path, synced: list[Path]
+) -> None:
+    # put_file makes an object's fan-out folder at once (in the copying thread); commit must
+    # still make every entry durable: each folder an object lands in, and objects/ itself.
+    store = LocalArtifactStore(tmp_path / "a")
     paths = []
     for i in range(10):
         paths.append(tmp_path / f"f{i}")
@@ -285,21 +291,22 @@ def test_a_large_batch_flushes_the_file_system_before_and_after_its_renames(
         assert store.get_bytes(digest) == p.read_bytes()
 
 
-def test_a_large_batch_fsyncs_each_copy_where_syncfs_is_unavailable(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("why", ["syncfs unavailable", "much else waits to be written"])
+def test_a_large_batch_fsyncs_each_copy_when_syncfs_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, synced: list[Path], why: str
 ) -> None:
+    # syncfs would flush every other process's dirty pages too (a training job's
+    # checkpoints): past SYNCFS_MAX_DIRTY, as where there is no syncfs, the batch goes file
+    # by file instead.
     import loopline.core.artifacts as artifacts_mod
+    import loopline.core.syncfs as syncfs_mod
 
+    if why == "syncfs unavailable":
+        monkeypatch.setattr(artifacts_mod, "syncfs", lambda path, **kw: False)
+    else:
+        dirty = artifacts_mod.SYNCFS_MAX_DIRTY + 1
+        monkeypatch.setattr(syncfs_mod, "dirty_bytes", lambda: dirty)
     store = LocalArtifactStore(tmp_path / "a")
-    synced: list[Path] = []
-    real_fsync = artifacts_mod._fsync
-
-    def fsync(path: Path) -> None:
-        synced.append(path)
-        real_fsync(path)
-
-    monkeypatch.setattr(artifacts_mod, "syncfs", lambda path, **kw: False)
-    monkeypatch.setattr(artifacts_mod, "_fsync", fsync)
     paths = _files(tmp_path / "src", artifacts_mod.SYNCFS_MIN)
     with store.batch() as batch:
         digests = [batch.put_file(p)[0] for p in paths]
@@ -307,31 +314,6 @@ def test_a_large_batch_fsyncs_each_copy_where_syncfs_is_unavailable(
     assert len(in_tmp) == len(paths)
     assert {store.root / "objects" / d[:2] for d in digests} <= set(synced)
     assert store.root / "objects" in synced
-
-
-def test_a_large_batch_fsyncs_each_copy_while_much_else_waits_to_be_written(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # syncfs would flush every other process's dirty pages too (a training job's
-    # checkpoints): past SYNCFS_MAX_DIRTY the batch goes file by file instead.
-    import loopline.core.artifacts as artifacts_mod
-    import loopline.core.syncfs as syncfs_mod
-
-    store = LocalArtifactStore(tmp_path / "a")
-    synced: list[Path] = []
-    real_fsync = artifacts_mod._fsync
-
-    def fsync(path: Path) -> None:
-        synced.append(path)
-        real_fsync(path)
-
-    monkeypatch.setattr(syncfs_mod, "dirty_bytes", lambda: artifacts_mod.SYNCFS_MAX_DIRTY + 1)
-    monkeypatch.setattr(artifacts_mod, "_fsync", fsync)
-    paths = _files(tmp_path / "src", artifacts_mod.SYNCFS_MIN)
-    with store.batch() as batch:
-        for p in paths:
-            batch.put_file(p)
-    assert len([p for p in synced if p.parent == store.root / "tmp"]) == len(paths)
 
 
 def test_a_fan_out_folder_removed_before_the_commit_is_made_again(tmp_path: Path) -> None:

@@ -53,23 +53,6 @@ def print_json(value: Any) -> None:
     sys.stdout.flush()
 
 
-def human_size(n: int | None) -> str:
-    """A byte count as people read it, in binary units ("" for None).
-
-    Example:
-        >>> human_size(512), human_size(1536), human_size(3 * 1024**4)
-        ('512 B', '1.5 KiB', '3.0 TiB')
-    """
-    if n is None:
-        return ""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
-
-
 def esc(value: object) -> str:
     """``value`` as text that Rich prints verbatim inside a markup string or a table cell.
 

@@ -13,8 +13,9 @@ from dataclasses import asdict
 
 import typer
 
-from loopline.cli._common import console, err_console, esc, human_size, print_json
+from loopline.cli._common import console, err_console, esc, print_json
 from loopline.config import Settings, load_settings
+from loopline.core.sizes import fmt_bytes
 from loopline.errors import ConfigError
 
 _JSON = typer.Option(False, "--json", help="Print the result as JSON.")
@@ -91,7 +92,7 @@ def backup(
         return
     console.print(
         f"[green]backup complete[/]: {report.dest} — {report.tables} tables, {report.rows} rows, "
-        f"{report.artifact_count} artifacts ({human_size(report.artifact_bytes)}), "
+        f"{report.artifact_count} artifacts ({fmt_bytes(report.artifact_bytes)}), "
         f"schema {report.alembic_revision}, {report.seconds:.1f} s"
     )
 
@@ -143,7 +144,7 @@ def restore(
     else:
         console.print(
             f"[green]restore complete[/]: {report.tables} tables, {report.rows} rows, "
-            f"{report.artifact_count} artifacts ({human_size(report.artifact_bytes)}, "
+            f"{report.artifact_count} artifacts ({fmt_bytes(report.artifact_bytes)}, "
             f"{report.artifacts_present} already present), schema {report.alembic_revision}"
             f" -> {report.schema_after}, {report.seconds:.1f} s"
         )

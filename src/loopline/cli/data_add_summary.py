@@ -23,7 +23,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from loopline.cli._common import esc, human_size
+from loopline.cli._common import esc
+from loopline.core.sizes import fmt_bytes
 
 
 def summary_lines(answer: Mapping[str, Any], *, markup: bool = True) -> list[str]:
@@ -41,7 +42,7 @@ def summary_lines(answer: Mapping[str, Any], *, markup: bool = True) -> list[str
     report = answer.get("ingest")
     if report is not None:
         lines.append(
-            f"{report['files']} file(s), {human_size(report['bytes'])}: hashed "
+            f"{report['files']} file(s), {fmt_bytes(report['bytes'])}: hashed "
             f"{report['hashed']}, from cache {report['cached']}, stored {report['stored']}, "
             f"already stored {report['already_stored']} in {report['seconds']:.2f} s"
         )

@@ -10,9 +10,10 @@ import typer
 # Rich and the consoles load on first use (`_common.console`): `data add --json` needs
 # neither.
 from loopline.cli import _common
-from loopline.cli._common import esc, human_size, print_json
+from loopline.cli._common import esc, print_json
 from loopline.cli.data_add_summary import summary_lines
 from loopline.core.calendar import utc_text
+from loopline.core.sizes import fmt_bytes
 from loopline.errors import ERROR_TABLE, ContractViolation, InvalidInput
 
 app = typer.Typer(
@@ -128,7 +129,7 @@ def ls_cmd(json_out: bool = _JSON) -> None:
             str(r.versions),
             r.latest_kind or "",
             "" if r.latest_row_count is None else str(r.latest_row_count),
-            human_size(r.latest_byte_size),
+            fmt_bytes(r.latest_byte_size),
             utc_text(r.latest_created),
             esc(r.description or ""),
         )
@@ -157,7 +158,7 @@ def show_cmd(
     _common.console.print(f"[bold]{esc(v.ref)}[/] {v.kind}  hash {v.hash}")
     _common.console.print(
         f"created {utc_text(v.created)} by {esc(v.actor)}; "
-        f"{len(v.files)} file(s), {human_size(v.byte_size)}"
+        f"{len(v.files)} file(s), {fmt_bytes(v.byte_size)}"
         + (f", {v.row_count} rows" if v.row_count is not None else "")
     )
     if v.description:
@@ -176,7 +177,7 @@ def show_cmd(
     for col in ("path", "size", "digest"):
         files.add_column(col)
     for f in shown:
-        files.add_row(esc(f.path), human_size(f.size), f.digest[:16])
+        files.add_row(esc(f.path), fmt_bytes(f.size), f.digest[:16])
     _common.console.print(files)
     if len(shown) < len(v.files):
         _common.console.print(f"... and {len(v.files) - len(shown)} more (--files lists them all)")
@@ -243,7 +244,7 @@ def checkout_cmd(
         print_json({"ref": v.ref, "hash": v.hash, "dest": str(out), "files": len(v.files)})
     else:
         _common.console.print(
-            f"{esc(v.ref)}: {len(v.files)} file(s), {human_size(v.byte_size)} -> {esc(out)}"
+            f"{esc(v.ref)}: {len(v.files)} file(s), {fmt_bytes(v.byte_size)} -> {esc(out)}"
         )
 
 

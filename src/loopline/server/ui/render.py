@@ -25,6 +25,7 @@ from markupsafe import Markup
 
 from loopline import __version__
 from loopline.core.calendar import utc_datetime, utc_text
+from loopline.core.sizes import fmt_bytes
 from loopline.tracking.validation import MAX_FLOAT
 
 HERE = Path(__file__).parent
@@ -143,23 +144,6 @@ def fmt_num(value: Any, digits: int = 4) -> str:
             return "inf" if value > 0 else "-inf"
         return f"{value:.{digits}g}"
     return str(value)
-
-
-def fmt_bytes(size: int | None) -> str:
-    """A byte count in binary units.
-
-    Example:
-        >>> fmt_bytes(10), fmt_bytes(3 * 1024**2)
-        ('10 B', '3.0 MiB')
-    """
-    if size is None:
-        return ""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"  # pragma: no cover - the loop always returns
 
 
 def fmt_pct(share: float | None, digits: int = 1) -> str:
