@@ -341,3 +341,60 @@ def test_a_model_trained_on_a_categorical_column_takes_its_categories_as_json(
     assert "'b0', 'b1', 'b2', 'b3'" in answer["error"]["message"]
     schema = describe(server.control.routes)["paths"]["/v1/models/churn/predict"]
     assert "'enum': ['b0', 'b1', 'b2', 'b3']" in str(schema)
+
+
+@pytest.mark.parametrize("setting", [None, 0, 2], ids=["default", "library-default", "two"])
+def test_predictions_use_the_native_threads_set_for_the_server(
+    embedded_ctx: Context, monkeypatch: pytest.MonkeyPatch, setting: int | None
+) -> None:
+    """What each library is told: scikit-learn's gradient boosting asks OpenMP how wide a
+    team to start, LightGBM takes ``num_threads`` on each call (0 is its default)."""
+    import lightgbm as lgb
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.ensemble._hist_gradient_boosting import gradient_boosting
+    from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+
+    asked: dict[str, list[int]] = {"sklearn": [], "lightgbm": []}
+
+    def openmp_teams(n_threads: int | None = None, **kw: Any) -> int:
+        asked["sklearn"].append(n := _openmp_effective_n_threads(n_threads, **kw))
+        return n
+
+    real_predict = lgb.Booster.predict
+
+    def lgb_predict(self: Any, data: Any, *args: Any, **kwargs: Any) -> Any:
+        asked["lightgbm"].append(kwargs["num_threads"])
+        return real_predict(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(gradient_boosting, "_openmp_effective_n_threads", openmp_teams)
+    monkeypatch.setattr(lgb.Booster, "predict", lgb_predict)
+    data = toy_data()
+    X, y = data[["a", "b", "bucket"]], data["label"]
+    deploy("hgb", register(HistGradientBoostingClassifier(max_iter=5).fit(X, y), "hgb", data))
+    deploy("lgbm", register(lgb.LGBMClassifier(n_estimators=5, verbose=-1).fit(X, y), "lgbm", data))
+    full = _openmp_effective_n_threads()
+    settings = ServeSettings(log_predictions=False)
+    if setting is not None:
+        settings.native_threads = setting
+    server = ModelServer(embedded_ctx, settings)
+    server.control.refresh()
+    asked["sklearn"].clear()
+    asked["lightgbm"].clear()
+    for name in ("hgb", "lgbm"):
+        status, answer = asyncio.run(
+            _post(server, f"/v1/models/{name}/predict", {"instances": [row()]})
+        )
+        assert status == 200, answer
+    expected = {None: 1, 0: full, 2: min(2, full)}[setting]
+    assert asked["sklearn"] and set(asked["sklearn"]) == {expected}
+    assert asked["lightgbm"] == [1 if setting is None else setting]
+    assert _openmp_effective_n_threads() == full  # the request thread got its count back
+
+
+@pytest.mark.parametrize("value", ["-1", "many", "5000"])
+def test_a_bad_native_thread_count_is_refused_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("LOOPLINE_SERVE_NATIVE_THREADS", value)
+    with pytest.raises(ValidationError, match="native_threads"):
+        ServeSettings()

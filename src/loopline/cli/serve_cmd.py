@@ -43,6 +43,15 @@ def serve(
         "a deployment's timeout_ms overrides it. Also LOOPLINE_SERVE_PREDICT_TIMEOUT_S. "
         "Default: no limit.",
     ),
+    native_threads: int | None = typer.Option(
+        None,
+        "--native-threads",
+        min=0,
+        max=1024,
+        help="Native (OpenMP) threads one prediction may use: LightGBM, XGBoost and "
+        "scikit-learn's gradient boosting. 0: the library's default, all cores (for large "
+        "batches on a machine of its own). Also LOOPLINE_SERVE_NATIVE_THREADS. Default: 1.",
+    ),
     allowed_hosts: str | None = typer.Option(
         None,
         "--allowed-hosts",
@@ -101,6 +110,8 @@ def serve(
         )
         if predict_timeout is not None:  # else LOOPLINE_SERVE_PREDICT_TIMEOUT_S, if set
             settings.predict_timeout_s = predict_timeout
+        if native_threads is not None:  # else LOOPLINE_SERVE_NATIVE_THREADS, or 1
+            settings.native_threads = native_threads
         server = ModelServer(ctx, settings)
         app: Any = server
         if ctx.settings.auth:
@@ -121,6 +132,8 @@ def serve(
     os.environ["LOOPLINE_SERVE_LOG_PREDICTIONS"] = "1" if log_predictions else "0"
     if predict_timeout is not None:
         os.environ["LOOPLINE_SERVE_PREDICT_TIMEOUT_S"] = str(predict_timeout)
+    if native_threads is not None:
+        os.environ["LOOPLINE_SERVE_NATIVE_THREADS"] = str(native_threads)
     try:
         uvicorn.run(
             f"loopline.serving.{'auth' if ctx.settings.auth else 'app'}:create_app",

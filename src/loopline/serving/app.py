@@ -107,6 +107,11 @@ class ServeSettings(BaseSettings):
     #: GIL while a request waits for it, in ms (``sys.setswitchinterval``; CPython's
     #: default is 5 ms, which a request paid in full whenever it arrived during a flush).
     switch_interval_ms: float = Field(0.5, gt=0, le=100)
+    #: Native (OpenMP) threads one prediction may use; 0: the model library's default, a
+    #: team as wide as the machine. One by default: many small requests side by side each
+    #: on one thread use the cores without the spinning and descheduled-team stalls of
+    #: wide teams (see loopline.training.native_threads).
+    native_threads: int = Field(1, ge=0, le=1024)
 
 
 class ModelFailed(Exception):
@@ -155,6 +160,7 @@ class ModelServer:
             worker=self.worker,
             models=self.settings.models,
             poll_interval=self.settings.poll_interval,
+            native_threads=self.settings.native_threads,
         )
         self.metrics = ServingMetrics(multiprocess=self.settings.multiprocess)
         self.max_body = int(self.settings.max_body_mb * 1024 * 1024)

@@ -96,10 +96,12 @@ class Controller:
         worker: str,
         models: list[str] | None = None,
         poll_interval: float = 1.0,
+        native_threads: int = 1,
     ) -> None:
         self.ctx = ctx
         self.worker = worker
         self.poll_interval = poll_interval
+        self.native_threads = native_threads
         self.names, self.pins = parse_selection(models or [])
         self.routes: dict[str, Route] = {}
         self.errors: dict[str, str] = {}
@@ -119,7 +121,9 @@ class Controller:
             from loopline.training import registry
 
             loaded = registry.load(f"models:/{name}/{version}")
-            found = self._models[key] = ServedModel(loaded, name, version)
+            found = self._models[key] = ServedModel(
+                loaded, name, version, threads=self.native_threads
+            )
         return found
 
     def _build(self, d: Deployment) -> Route | None:

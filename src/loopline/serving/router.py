@@ -24,6 +24,7 @@ from typing import Any
 from loopline.serving.canary import WindowStats, errors_fail_window
 from loopline.serving.inputs import as_records
 from loopline.serving.store import Deployment
+from loopline.training import native_threads
 
 #: Traffic is split in 1/10,000ths.
 _SCALE = 10_000
@@ -32,12 +33,16 @@ _SCALE = 10_000
 class ServedModel:
     """A loaded model version and the one call the request path makes on it."""
 
-    __slots__ = ("label", "loaded", "name", "names", "predict", "version")
+    __slots__ = ("label", "loaded", "name", "names", "predict", "threads", "version")
 
-    def __init__(self, loaded: Any, name: str, version: int) -> None:
+    def __init__(self, loaded: Any, name: str, version: int, threads: int = 0) -> None:
         self.loaded = loaded
         self.name = name
         self.version = version
+        #: Native threads one prediction may use (0: the libraries' default, all cores).
+        self.threads = threads
+        if threads:  # the model's library may have loaded its own OpenMP runtime
+            native_threads.refresh()
         self.label = str(version)
         signature = loaded.signature
         self.names: list[str] | None = None if signature is None else signature.names
@@ -49,7 +54,12 @@ class ServedModel:
         Example:
             >>> # served.run("records", [{"x": 1.0}]) -> [0]
         """
-        out = self.predict(as_records(shape, rows, self.names))
+        records = as_records(shape, rows, self.names)
+        if self.threads:
+            with native_threads.limited(self.threads):
+                out = self.predict(records)
+        else:
+            out = self.predict(records)
         return out.tolist() if hasattr(out, "tolist") else list(out)
 
     def timed_run(self, shape: str, rows: Any) -> tuple[list[Any], float]:

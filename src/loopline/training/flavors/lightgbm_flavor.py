@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loopline.errors import InvalidInput
+from loopline.training import native_threads
 from loopline.training.flavors.base import Flavor, Predictor, SavedModel, class_path, defined_in
 
 if TYPE_CHECKING:
@@ -97,13 +98,27 @@ class LightGBMFlavor(Flavor):
         kind: Any = "array"
         if signature is not None and not signature.numeric:
             kind = "frame"
+        raw = _threaded(model.predict)
         classes = saved.options.get("classes")
         if saved.options.get("estimator") != "classifier" or not classes:
-            return Predictor(model.predict, None, kind)
+            return Predictor(raw, None, kind)
         import numpy as np
 
         labels = np.asarray(classes)
-        return Predictor(_labels(model.predict, labels), _proba(model.predict), kind)
+        return Predictor(_labels(raw, labels), _proba(raw), kind)
+
+
+def _threaded(predict: Callable[..., Any]) -> Callable[[Any], Any]:
+    """``predict`` on the native thread limit in force (see ``loopline.training.native_threads``).
+
+    LightGBM keeps the thread count of its last call in a process-wide setting, so every call
+    names one: the limit, or 0 for LightGBM's default.
+    """
+
+    def call(x: Any) -> Any:
+        return predict(x, num_threads=native_threads.current() or 0)
+
+    return call
 
 
 def _proba(raw: Callable[[Any], Any]) -> Callable[[Any], Any]:
