@@ -36,6 +36,7 @@ from loopline.training.flavors.base import (
     class_path,
     defined_in,
 )
+from loopline.training.flavors.sklearn_trees import check_trees
 
 if TYPE_CHECKING:
     from loopline.training.signature import ModelSignature
@@ -96,6 +97,16 @@ ALLOWED_TYPES: frozenset[str] = frozenset(
 )
 
 
+#: The allowed types whose content skops cannot vouch for: node arrays the compiled
+#: prediction code follows without bounds checks. Loopline checks them after loading.
+TREE_TYPES: frozenset[str] = frozenset(
+    {
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.tree._tree.Tree",
+    }
+)
+
+
 def _skops() -> Any:
     return importlib.import_module("skops.io")
 
@@ -147,7 +158,12 @@ class SklearnFlavor(Flavor):
                 hint="if you trust these types, load with "
                 f"trusted_types={refused!r}; otherwise do not load this model",
             )
-        return sio.load(io.BytesIO(data), trusted=untrusted)
+        model = sio.load(io.BytesIO(data), trusted=untrusted)
+        # skops checked the types; the trees' node arrays it cannot check (see
+        # sklearn_trees). Naming a tree type in trusted_types skips this.
+        if not TREE_TYPES.intersection(trusted_types):
+            check_trees(model)
+        return model
 
     def predictor(
         self,

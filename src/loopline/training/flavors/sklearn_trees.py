@@ -1,0 +1,282 @@
+"""Check the node arrays of scikit-learn tree models loaded from a file, before any use.
+
+skops can check that a loaded object is of an allowed type, not that its content is sound.
+scikit-learn's trees (``sklearn.tree._tree.Tree``: decision trees, random forests, extra
+trees, gradient boosting, isolation forests) and the predictors of histogram gradient
+boosting (``TreePredictor``) keep child and feature indices that the compiled prediction
+code follows without bounds checks. A file with one index changed loads without a word and
+then crashes the process, or reads memory it should not, on its first prediction (skops
+names both types as unsafe for that reason; scikit-learn issue 34558). So a model server
+would go down on a model someone logged.
+
+:func:`check_trees` walks the loaded model and checks every tree the prediction code would
+follow: children point forward inside the tree (so a walk ends, at a leaf), features are
+inside the input the tree receives, categorical splits name a categorical feature and a
+bitset that exists. A legitimate model passes; any other is refused with
+:class:`~loopline.errors.InvalidInput` naming the tree and the node.
+
+Example:
+    >>> from sklearn.tree import DecisionTreeClassifier
+    >>> check_trees(DecisionTreeClassifier().fit([[0.0], [1.0]], [0, 1]))
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from loopline.errors import InvalidInput
+
+FIELD = "model.skops"
+HINT = "the file was altered after scikit-learn wrote it; do not load it"
+
+
+def _refuse(message: str) -> InvalidInput:
+    return InvalidInput(f"model.skops: {message}", field=FIELD, hint=HINT)
+
+
+def _walk(root: Any) -> Iterator[Any]:
+    """Every object reachable from ``root`` through attributes, containers and object
+    arrays, once each (a loaded model may share sub-objects)."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or obj is None or isinstance(obj, str | bytes | int | float):
+            continue
+        seen.add(id(obj))
+        yield obj
+        if isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, list | tuple | set | frozenset):
+            stack.extend(obj)
+        elif isinstance(obj, np.ndarray):
+            if obj.dtype == object:
+                stack.extend(obj.ravel().tolist())
+        elif hasattr(obj, "__dict__") and not isinstance(obj, _OPAQUE):
+            stack.extend(vars(obj).values())
+
+
+#: Objects whose attributes are code, not model state.
+_OPAQUE = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType)
+
+
+def _members(estimators: Any) -> list[Any]:
+    """The sub-estimators of an ensemble: a list, or (gradient boosting) an array of them."""
+    if isinstance(estimators, np.ndarray):
+        return list(estimators.ravel())
+    out: list[Any] = []
+    for item in estimators:
+        out.extend(_members(item) if isinstance(item, list | tuple | np.ndarray) else [item])
+    return out
+
+
+def _width(obj: Any, what: str) -> int:
+    width = getattr(obj, "n_features_in_", None)
+    if not isinstance(width, int | np.integer) or width < 1:
+        raise _refuse(f"{what} has no valid n_features_in_ ({width!r})")
+    return int(width)
+
+
+def _check_children(left: Any, right: Any, leaf: Any, n: int, what: str) -> None:
+    """Inner nodes point forward inside the ``n`` nodes: every walk ends at a leaf."""
+    at = np.arange(n)
+    inner = ~leaf
+    for side, child in (("left", left), ("right", right)):
+        bad = inner & ((child <= at) | (child >= n))
+        if bad.any():
+            node = int(np.flatnonzero(bad)[0])
+            raise _refuse(
+                f"{what}: node {node}'s {side} child is {int(child[node])}, not a later "
+                f"node of the tree's {n}"
+            )
+
+
+def _check_features(feature: Any, inner: Any, width: int, what: str) -> None:
+    bad = inner & ((feature < 0) | (feature >= width))
+    if bad.any():
+        node = int(np.flatnonzero(bad)[0])
+        raise _refuse(
+            f"{what}: node {node} splits on feature {int(feature[node])}, outside the "
+            f"{width} features the tree receives"
+        )
+
+
+def check_decision_tree(estimator: Any, what: str, width: int | None = None) -> None:
+    """Check ``estimator.tree_`` (a fitted decision tree); ``width`` bounds its input
+    further when an ensemble hands it rows without checking them.
+
+    Example:
+        >>> from sklearn.tree import DecisionTreeRegressor
+        >>> check_decision_tree(DecisionTreeRegressor().fit([[0.0], [1.0]], [0, 1]), "tree")
+    """
+    tree = estimator.tree_
+    own = _width(estimator, what)
+    if int(tree.n_features) != own:
+        raise _refuse(f"{what} has {int(tree.n_features)} features, its estimator {own}")
+    if width is not None and own > width:
+        raise _refuse(f"{what} reads {own} features, its ensemble gives it {width}")
+    # Prediction starts at node 0 of a buffer sized by the stored node array (an empty
+    # one is no buffer); node_count is stored apart and bounds the arrays read below
+    n, capacity = int(tree.node_count), int(tree.capacity)
+    if not 0 < n <= capacity:
+        raise _refuse(f"{what} claims {n} nodes and holds {capacity}")
+    left = np.asarray(tree.children_left)
+    right = np.asarray(tree.children_right)
+    leaf = left == -1  # scikit-learn's TREE_LEAF: a leaf has no children
+    if (right[leaf] != -1).any():
+        node = int(np.flatnonzero(leaf & (right != -1))[0])
+        raise _refuse(f"{what}: node {node} has a right child and no left one")
+    _check_children(left, right, leaf, n, what)
+    _check_features(np.asarray(tree.feature), ~leaf, own, what)
+
+
+def check_hist_gradient_boosting(estimator: Any, what: str) -> None:
+    """Check the predictors, the bin mapper and the categorical preprocessing of a
+    fitted ``HistGradientBoosting*`` model.
+
+    Example:
+        >>> from sklearn.ensemble import HistGradientBoostingRegressor
+        >>> m = HistGradientBoostingRegressor(max_iter=2).fit([[0.0], [1.0]] * 20, [0, 1] * 20)
+        >>> check_hist_gradient_boosting(m, "model")
+    """
+    width = _width(estimator, what)
+    if getattr(estimator, "_in_fit", False):
+        raise _refuse(f"{what} is marked as being fitted")
+    is_categorical = np.asarray(getattr(estimator._bin_mapper, "is_categorical_", None))
+    if is_categorical.shape != (width,):
+        raise _refuse(f"{what}: the bin mapper knows {is_categorical.size} features, not {width}")
+    _check_preprocessor(estimator._preprocessor, width, what)
+    for i, iteration in enumerate(estimator._predictors):
+        for k, predictor in enumerate(iteration):
+            _check_predictor(predictor, width, is_categorical, f"{what}, tree {i}.{k}")
+
+
+def _check_predictor(predictor: Any, width: int, is_categorical: Any, what: str) -> None:
+    nodes = np.asarray(predictor.nodes)
+    try:
+        leaf = nodes["is_leaf"].astype(bool)
+        left, right = nodes["left"].astype(np.int64), nodes["right"].astype(np.int64)
+        feature = nodes["feature_idx"].astype(np.int64)
+        categorical = nodes["is_categorical"].astype(bool) & ~leaf
+        bitset = nodes["bitset_idx"].astype(np.int64)
+    except (ValueError, KeyError, IndexError) as exc:
+        raise _refuse(f"{what} has no node array scikit-learn reads: {exc}") from exc
+    if nodes.ndim != 1 or len(nodes) == 0:
+        raise _refuse(f"{what} has no nodes")
+    _check_children(left, right, leaf, len(nodes), what)
+    _check_features(feature, ~leaf, width, what)
+    if categorical.any():
+        bad = categorical & (is_categorical[np.clip(feature, 0, width - 1)] == 0)
+        if bad.any():
+            node = int(np.flatnonzero(bad)[0])
+            raise _refuse(f"{what}: node {node} splits feature {feature[node]} by category")
+        for name in ("raw_left_cat_bitsets", "binned_left_cat_bitsets"):
+            sets = np.asarray(getattr(predictor, name))
+            # a bitset is 8 words of 32 bits, one bit per category 0..255
+            if sets.ndim != 2 or sets.shape[1] != 8:
+                raise _refuse(f"{what}: {name} has shape {sets.shape}, not (n, 8)")
+            bad = categorical & ((bitset < 0) | (bitset >= len(sets)))
+            if bad.any():
+                node = int(np.flatnonzero(bad)[0])
+                raise _refuse(f"{what}: node {node} names bitset {bitset[node]} of {len(sets)}")
+
+
+def _check_preprocessor(pre: Any, width: int, what: str) -> None:
+    """The categorical encoding scikit-learn puts in front of the predictors must hand
+    them ``width`` columns. It is built of steps that keep one column per column they
+    select: an ordinal encoder, a passthrough, and ``check_array`` in a function
+    transformer (a function transformer may hold any allowed function, and ``numpy.mean``
+    would give one column)."""
+    if pre is None:
+        return
+    from sklearn.compose import ColumnTransformer
+
+    if not isinstance(pre, ColumnTransformer):
+        raise _refuse(f"{what}: the categorical preprocessing is a {type(pre).__name__}")
+    if getattr(pre, "sparse_output_", False):
+        raise _refuse(f"{what}: the categorical preprocessing gives a sparse matrix")
+    given = _width(pre, f"{what}'s categorical preprocessing")
+    out = 0
+    for _name, step, columns in pre.transformers_:
+        if isinstance(step, str) and step == "drop":
+            continue
+        if not _keeps_columns(step):
+            raise _refuse(
+                f"{what}: the categorical preprocessing holds a {type(step).__name__} "
+                "scikit-learn does not put there"
+            )
+        picked = np.asarray(columns)
+        if picked.dtype == bool:
+            if picked.shape != (given,):
+                raise _refuse(f"{what}: a column mask of {picked.size} for {given} columns")
+            out += int(picked.sum())
+        else:
+            out += picked.size
+    if out != width:
+        raise _refuse(f"{what}: the categorical preprocessing gives {out} columns, not {width}")
+
+
+def _keeps_columns(step: Any) -> bool:
+    """Whether ``step`` gives one column per column it is given."""
+    import functools
+
+    from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
+    from sklearn.utils.validation import check_array
+
+    if isinstance(step, str):
+        return step == "passthrough"
+    if isinstance(step, OrdinalEncoder):
+        return True
+    if type(step) is FunctionTransformer and step.inverse_func is None:
+        func = step.func
+        if isinstance(func, functools.partial):
+            func = func.func
+        return func is check_array
+    return False
+
+
+def check_trees(model: Any) -> None:
+    """Check every tree in ``model`` (an estimator, pipeline or anything holding them).
+
+    Raises InvalidInput naming the tree and node when one would make scikit-learn read or
+    jump outside its arrays.
+
+    Example:
+        >>> from sklearn.ensemble import RandomForestClassifier
+        >>> check_trees(RandomForestClassifier(n_estimators=2).fit([[0.0], [1.0]], [0, 1]))
+    """
+    from sklearn.ensemble import BaseEnsemble
+    from sklearn.ensemble._hist_gradient_boosting.gradient_boosting import (
+        BaseHistGradientBoosting,
+    )
+    from sklearn.tree import BaseDecisionTree
+
+    try:
+        _check_all(model, BaseEnsemble, BaseHistGradientBoosting, BaseDecisionTree)
+    except (AttributeError, TypeError, ValueError, IndexError) as exc:
+        # a part the prediction code needs is missing or of the wrong kind
+        raise _refuse(f"a tree model in it is incomplete: {type(exc).__name__}: {exc}") from exc
+
+
+def _check_all(model: Any, ensemble: type, hist: type, decision_tree: type) -> None:
+    bounded: dict[int, int] = {}  # tree id -> the width its ensemble hands it
+    found = list(_walk(model))
+    for obj in found:
+        if isinstance(obj, ensemble) and hasattr(obj, "estimators_"):
+            width = _width(obj, type(obj).__name__)
+            subsets = getattr(obj, "estimators_features_", None)
+            members = _members(obj.estimators_)
+            for i, member in enumerate(members):
+                limit = width
+                if subsets is not None and i < len(subsets):
+                    limit = min(width, len(subsets[i]))
+                bounded[id(member)] = min(limit, bounded.get(id(member), limit))
+    for number, obj in enumerate(found):
+        if isinstance(obj, decision_tree) and hasattr(obj, "tree_"):
+            check_decision_tree(obj, f"{type(obj).__name__} #{number}", bounded.get(id(obj)))
+        elif isinstance(obj, hist) and hasattr(obj, "_predictors"):
+            check_hist_gradient_boosting(obj, type(obj).__name__)
