@@ -1,9 +1,11 @@
 """Tree models loaded from a file: every legitimate kind loads and predicts as it was saved;
 a file whose node arrays were altered is refused before the model is used.
 
-The altered files are what scikit-learn's compiled prediction code would follow without
-bounds checks: before these checks, each one loaded and then crashed the process
-(SIGSEGV) on its first prediction. None of them is ever predicted here.
+Each altered file points scikit-learn's compiled prediction code, which does not check
+bounds, outside its arrays: it would read memory it should not or crash. Before these
+checks such files loaded without a word; a changed child index (decision tree and
+histogram gradient boosting) and a changed row index (KDTree, BallTree) were seen to kill
+the process with SIGSEGV on the first prediction. None of them is ever predicted here.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sklearn.ensemble import (
     IsolationForest,
     RandomForestClassifier,
 )
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
@@ -76,6 +79,17 @@ LEGITIMATE: dict[str, tuple[Callable[[], Any], pd.DataFrame]] = {
         X,
     ),
     "hist-gradient-boosting-categorical": (_hist_categorical, CATS),
+    "nearest-neighbours-kd-tree": (
+        lambda: KNeighborsClassifier(algorithm="kd_tree", leaf_size=5).fit(X, Y3),
+        X,
+    ),
+    "nearest-neighbours-ball-tree-weighted-minkowski": (
+        lambda: KNeighborsRegressor(
+            algorithm="ball_tree", metric="minkowski", p=3, metric_params={"w": np.arange(1.0, 5.0)}
+        ).fit(X, X["a"]),
+        X,
+    ),
+    "nearest-neighbours-auto": (lambda: KNeighborsClassifier().fit(X, Y2), X),
     "pipeline-one-hot-then-tree": (
         lambda: make_pipeline(
             make_column_transformer((OneHotEncoder(), ["d"]), remainder="passthrough"),
@@ -212,7 +226,53 @@ def _hist_preprocessing_averages(model: Any, predictor: Any) -> None:
     model._preprocessor.transformers_[1] = (name, FunctionTransformer(np.mean), columns)
 
 
+def _index(change: Callable[[list[Any]], None], algorithm: str = "kd_tree", **kw: Any) -> Any:
+    """A nearest-neighbours model whose KDTree / BallTree state was changed."""
+    model = KNeighborsClassifier(algorithm=algorithm, leaf_size=5, **kw).fit(X, Y2)
+    state = list(model._tree.__getstate__())
+    change(state)
+    model._tree.__setstate__(tuple(state))
+    return model
+
+
+def _row_far_away(state: list[Any]) -> None:
+    state[1] = state[1].copy()
+    state[1][0] = 100_000_000
+
+
+def _leaf_past_the_rows(state: list[Any]) -> None:
+    state[2] = state[2].copy()
+    state[2]["idx_end"][-1] = len(state[0]) + 40
+
+
+def _inner_node_at_the_bottom(state: list[Any]) -> None:
+    state[2] = state[2].copy()
+    state[2]["is_leaf"][-1] = 0
+
+
+def _short_weights(state: list[Any]) -> None:
+    from sklearn.metrics import DistanceMetric
+
+    state[11] = DistanceMetric.get_metric("minkowski", p=3, w=np.ones(2))
+
+
 ALTERED: dict[str, tuple[Callable[[], Any], str]] = {
+    "kd-tree-row-far-away": (
+        lambda: _index(_row_far_away),
+        r"KDTree: its row index does not point into its 240 rows",
+    ),
+    "ball-tree-leaf-past-the-rows": (
+        lambda: _index(_leaf_past_the_rows, "ball_tree"),
+        r"BallTree: node \d+ holds rows \d+\.\.280 of 240",
+    ),
+    "kd-tree-inner-node-at-the-bottom": (
+        lambda: _index(_inner_node_at_the_bottom),
+        r"node \d+ has no children to visit",
+    ),
+    "ball-tree-short-minkowski-weights": (
+        lambda: _index(_short_weights, "ball_tree", metric="minkowski", p=3),
+        r"2 Minkowski weights for 4 features",
+    ),
     "left-child-far-away": (
         lambda: _altered_tree(_left_child_far_away),
         r"left child is 10000000, not a later node",

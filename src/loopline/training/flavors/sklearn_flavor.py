@@ -102,6 +102,8 @@ ALLOWED_TYPES: frozenset[str] = frozenset(
 TREE_TYPES: frozenset[str] = frozenset(
     {
         "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.neighbors._ball_tree.BallTree",
+        "sklearn.neighbors._kd_tree.KDTree",
         "sklearn.tree._tree.Tree",
     }
 )

@@ -3,7 +3,8 @@
 skops can check that a loaded object is of an allowed type, not that its content is sound.
 scikit-learn's trees (``sklearn.tree._tree.Tree``: decision trees, random forests, extra
 trees, gradient boosting, isolation forests) and the predictors of histogram gradient
-boosting (``TreePredictor``) keep child and feature indices that the compiled prediction
+boosting (``TreePredictor``) keep child and feature indices, and the ``KDTree`` and
+``BallTree`` of nearest-neighbours models keep row indices, that the compiled prediction
 code follows without bounds checks. A file with one index changed loads without a word and
 then crashes the process, or reads memory it should not, on its first prediction (skops
 names both types as unsafe for that reason; scikit-learn issue 34558). So a model server
@@ -239,6 +240,50 @@ def _keeps_columns(step: Any) -> bool:
     return False
 
 
+def check_binary_tree(tree: Any, what: str) -> None:
+    """Check a ``KDTree`` or ``BallTree`` (the index of a nearest-neighbours model).
+
+    A query walks nodes ``2i+1`` and ``2i+2`` below each inner node and, at a leaf, the
+    rows ``idx_array[idx_start:idx_end]`` of ``data``; none of it is bounds-checked.
+
+    Example:
+        >>> from sklearn.neighbors import KDTree
+        >>> check_binary_tree(KDTree([[0.0], [1.0], [2.0]]), "index")
+    """
+    state = tree.__getstate__()
+    data, idx, node_data, bounds = (np.asarray(a) for a in state[:4])
+    n_levels, n_nodes, metric, weights = state[5], state[6], state[11], state[12]
+    if data.ndim != 2 or data.shape[0] < 1:
+        raise _refuse(f"{what}: its data has shape {data.shape}")
+    n_samples, n_features = data.shape
+    if idx.shape != (n_samples,) or ((idx < 0) | (idx >= n_samples)).any():
+        raise _refuse(f"{what}: its row index does not point into its {n_samples} rows")
+    if not (1 <= n_levels < 64 and n_nodes == 2**n_levels - 1 == len(node_data)):
+        raise _refuse(f"{what}: {n_levels} levels, {n_nodes} nodes, {len(node_data)} stored")
+    planes = 2 if type(tree).__name__ == "KDTree" else 1  # lower and upper bounds; centres
+    if bounds.shape != (planes, n_nodes, n_features):
+        raise _refuse(f"{what}: node bounds of shape {bounds.shape}")
+    try:
+        start = node_data["idx_start"].astype(np.int64)
+        end = node_data["idx_end"].astype(np.int64)
+        inner = node_data["is_leaf"] == 0
+    except (ValueError, KeyError, IndexError) as exc:
+        raise _refuse(f"{what} has no node array scikit-learn reads: {exc}") from exc
+    bad = (start < 0) | (start > end) | (end > n_samples)
+    if bad.any():
+        node = int(np.flatnonzero(bad)[0])
+        raise _refuse(f"{what}: node {node} holds rows {start[node]}..{end[node]} of {n_samples}")
+    bad = inner & (2 * np.arange(n_nodes) + 2 >= n_nodes)
+    if bad.any():
+        raise _refuse(f"{what}: node {int(np.flatnonzero(bad)[0])} has no children to visit")
+    if weights is not None and np.asarray(weights).shape != (n_samples,):
+        raise _refuse(f"{what}: {np.asarray(weights).size} sample weights for {n_samples} rows")
+    if type(metric).__name__.startswith("MinkowskiDistance"):
+        w = np.asarray(metric.__getstate__()[1])
+        if w.size not in (0, n_features):  # 0: unweighted
+            raise _refuse(f"{what}: {w.size} Minkowski weights for {n_features} features")
+
+
 def check_trees(model: Any) -> None:
     """Check every tree in ``model`` (an estimator, pipeline or anything holding them).
 
@@ -253,16 +298,21 @@ def check_trees(model: Any) -> None:
     from sklearn.ensemble._hist_gradient_boosting.gradient_boosting import (
         BaseHistGradientBoosting,
     )
+    from sklearn.neighbors import BallTree, KDTree
     from sklearn.tree import BaseDecisionTree
 
     try:
-        _check_all(model, BaseEnsemble, BaseHistGradientBoosting, BaseDecisionTree)
+        _check_all(
+            model, BaseEnsemble, BaseHistGradientBoosting, BaseDecisionTree, (KDTree, BallTree)
+        )
     except (AttributeError, TypeError, ValueError, IndexError) as exc:
         # a part the prediction code needs is missing or of the wrong kind
         raise _refuse(f"a tree model in it is incomplete: {type(exc).__name__}: {exc}") from exc
 
 
-def _check_all(model: Any, ensemble: type, hist: type, decision_tree: type) -> None:
+def _check_all(
+    model: Any, ensemble: type, hist: type, decision_tree: type, index: tuple[type, ...]
+) -> None:
     bounded: dict[int, int] = {}  # tree id -> the width its ensemble hands it
     found = list(_walk(model))
     for obj in found:
@@ -280,3 +330,5 @@ def _check_all(model: Any, ensemble: type, hist: type, decision_tree: type) -> N
             check_decision_tree(obj, f"{type(obj).__name__} #{number}", bounded.get(id(obj)))
         elif isinstance(obj, hist) and hasattr(obj, "_predictors"):
             check_hist_gradient_boosting(obj, type(obj).__name__)
+        elif isinstance(obj, index):
+            check_binary_tree(obj, type(obj).__name__)
