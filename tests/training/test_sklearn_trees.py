@@ -33,6 +33,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
+import loopline as ll
+from loopline.core.context import Context
 from loopline.errors import InvalidInput
 from loopline.training.flavors import get_flavor
 from loopline.training.flavors.sklearn_flavor import TREE_TYPES
@@ -100,12 +102,6 @@ LEGITIMATE: dict[str, tuple[Callable[[], Any], pd.DataFrame]] = {
 }
 
 
-#: What a categorical HistGradientBoosting* model needs named to load: its preprocessing
-#: holds functools.partial(check_array), outside the allow-list of sklearn/NumPy/SciPy types.
-#: Naming them does not skip the tree checks.
-CATEGORICAL_TRUST = ["functools.partial", "sklearn.utils.validation.check_array"]
-
-
 def _save(model: Any, folder: Path) -> tuple[Any, dict[str, bytes]]:
     flavor = get_flavor("sklearn")
     folder.mkdir()
@@ -118,7 +114,7 @@ def test_every_kind_of_tree_model_loads_and_predicts_as_saved(kind: str, tmp_pat
     make, data = LEGITIMATE[kind]
     model = make()
     saved, files = _save(model, tmp_path / "m")
-    loaded = get_flavor("sklearn").load(files, saved, trusted_types=CATEGORICAL_TRUST)
+    loaded = get_flavor("sklearn").load(files, saved)
     np.testing.assert_array_equal(loaded.predict(data), model.predict(data))
 
 
@@ -320,7 +316,7 @@ def test_an_altered_tree_is_refused_when_loaded_naming_the_node(kind: str, tmp_p
     make, message = ALTERED[kind]
     saved, files = _save(make(), tmp_path / "m")
     with pytest.raises(InvalidInput, match=message) as info:
-        get_flavor("sklearn").load(files, saved, trusted_types=CATEGORICAL_TRUST)
+        get_flavor("sklearn").load(files, saved)
     assert info.value.field == "model.skops"
     assert "do not load it" in (info.value.hint or "")
 
@@ -331,3 +327,42 @@ def test_naming_the_tree_types_as_trusted_skips_the_checks(tmp_path: Path) -> No
     saved, files = _save(_altered_tree(_left_child_far_away), tmp_path / "m")
     loaded = get_flavor("sklearn").load(files, saved, trusted_types=sorted(TREE_TYPES))
     assert isinstance(loaded, DecisionTreeClassifier)
+
+
+# -- functools.partial: only around check_array -------------------------------------------
+
+
+def test_a_partial_of_another_function_is_refused_after_loading(tmp_path: Path) -> None:
+    """numpy.mean is on the allow-list, but a model that calls a partial of it is not one
+    scikit-learn writes: only the HistGradientBoosting preprocessing's check_array is."""
+    from functools import partial
+
+    from sklearn.linear_model import LinearRegression
+    from sklearn.preprocessing import FunctionTransformer
+
+    data = X.to_numpy()
+    model = make_pipeline(
+        FunctionTransformer(partial(np.mean, axis=1, keepdims=True)), LinearRegression()
+    ).fit(data, X["a"])
+    saved, files = _save(model, tmp_path / "m")
+    with pytest.raises(InvalidInput, match=r"functools\.partial\(numpy\.mean") as info:
+        get_flavor("sklearn").load(files, saved)
+    assert info.value.field == "trusted_types"
+    loaded = get_flavor("sklearn").load(files, saved, trusted_types=["functools.partial"])
+    np.testing.assert_allclose(loaded.predict(data), model.predict(data))
+
+
+def test_a_model_on_category_columns_is_registered_loaded_and_predicts(
+    embedded_ctx: Context,
+) -> None:
+    """HistGradientBoosting fitted on category columns (scikit-learn's default,
+    categorical_features="from_dtype") needed trusted_types to load, which the model
+    server cannot pass: it could not be served."""
+    model = _hist_categorical()
+    with ll.start_run(experiment="trees") as run:
+        run.log_model(model, "model", input_example=CATS.head(5))
+    version = ll.registry.register(run, "by-category").version
+    loaded = ll.registry.load(f"models:/by-category/{version}")
+    rows = CATS.head(20)
+    records = [{**{c: float(r[c]) for c in "abc"}, "d": str(r["d"])} for _, r in rows.iterrows()]
+    np.testing.assert_array_equal(loaded.predict(records), model.predict(rows))

@@ -4,7 +4,8 @@ On load, :func:`skops.io.get_untrusted_types` lists the types skops does not tru
 itself; every one must be in :data:`ALLOWED_TYPES` (a fixed list of scikit-learn, NumPy
 and SciPy internals found in fitted estimators) or named by the caller in
 ``trusted_types``. Anything else is refused with :class:`InvalidInput` naming the types,
-before a single object is built.
+before a single object is built. The types of :data:`CHECKED_TYPES` are loaded and then
+checked object by object, and so are the node arrays of trees (see ``sklearn_trees``).
 
 Models fitted on a DataFrame remember their column names and warn when given a bare
 array. For the fast path the predictor uses a shallow copy that has forgotten the names
@@ -36,7 +37,7 @@ from loopline.training.flavors.base import (
     class_path,
     defined_in,
 )
-from loopline.training.flavors.sklearn_trees import check_trees
+from loopline.training.flavors.sklearn_trees import check_trees, walk
 
 if TYPE_CHECKING:
     from loopline.training.signature import ModelSignature
@@ -93,8 +94,15 @@ ALLOWED_TYPES: frozenset[str] = frozenset(
         "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
         "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
         "sklearn.tree._tree.Tree",
+        "sklearn.utils.validation.check_array",
     }
 )
+
+#: Types outside the allow-list accepted when every object of the type in the loaded model
+#: passes a check: ``functools.partial`` only around ``check_array``, which scikit-learn's
+#: HistGradientBoosting* puts in front of its trees when it is fitted on category columns
+#: (calling a partial of another function, even an allowed one, is not what a model does).
+CHECKED_TYPES: frozenset[str] = frozenset({"functools.partial"})
 
 
 #: The allowed types whose content skops cannot vouch for: node arrays the compiled
@@ -107,6 +115,25 @@ TREE_TYPES: frozenset[str] = frozenset(
         "sklearn.tree._tree.Tree",
     }
 )
+
+
+def _check_partials(model: Any) -> None:
+    """Refuse a loaded model holding a ``functools.partial`` of anything but
+    ``check_array`` (see :data:`CHECKED_TYPES`); nothing was called while loading it."""
+    import functools
+
+    from sklearn.utils.validation import check_array
+
+    for obj in walk(model):
+        if isinstance(obj, functools.partial) and obj.func is not check_array:
+            name = f"{getattr(obj.func, '__module__', '?')}.{getattr(obj.func, '__name__', '?')}"
+            raise InvalidInput(
+                f"{MODEL_FILE} holds functools.partial({name}, ...); Loopline loads a partial "
+                "only around sklearn.utils.validation.check_array",
+                field="trusted_types",
+                hint="if you trust this model, load with trusted_types=['functools.partial']; "
+                "otherwise do not load it",
+            )
 
 
 def _skops() -> Any:
@@ -151,7 +178,11 @@ class SklearnFlavor(Flavor):
                 field=MODEL_FILE,
                 hint="log the model again",
             ) from exc
-        refused = [t for t in untrusted if t not in ALLOWED_TYPES and t not in trusted_types]
+        refused = [
+            t
+            for t in untrusted
+            if t not in ALLOWED_TYPES and t not in CHECKED_TYPES and t not in trusted_types
+        ]
         if refused:
             raise InvalidInput(
                 f"{MODEL_FILE} holds types that are not on the allow-list of scikit-learn/"
@@ -161,6 +192,8 @@ class SklearnFlavor(Flavor):
                 f"trusted_types={refused!r}; otherwise do not load this model",
             )
         model = sio.load(io.BytesIO(data), trusted=untrusted)
+        if "functools.partial" in untrusted and "functools.partial" not in trusted_types:
+            _check_partials(model)
         # skops checked the types; the trees' node arrays it cannot check (see
         # sklearn_trees). Naming a tree type in trusted_types skips this.
         if not TREE_TYPES.intersection(trusted_types):

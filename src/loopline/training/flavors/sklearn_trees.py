@@ -39,9 +39,14 @@ def _refuse(message: str) -> InvalidInput:
     return InvalidInput(f"model.skops: {message}", field=FIELD, hint=HINT)
 
 
-def _walk(root: Any) -> Iterator[Any]:
+def walk(root: Any) -> Iterator[Any]:
     """Every object reachable from ``root`` through attributes, containers and object
-    arrays, once each (a loaded model may share sub-objects)."""
+    arrays, once each (a loaded model may share sub-objects).
+
+    Example:
+        >>> [type(o).__name__ for o in walk({"a": [1.5, None]})]
+        ['dict', 'list']
+    """
     seen: set[int] = set()
     stack = [root]
     while stack:
@@ -314,7 +319,7 @@ def _check_all(
     model: Any, ensemble: type, hist: type, decision_tree: type, index: tuple[type, ...]
 ) -> None:
     bounded: dict[int, int] = {}  # tree id -> the width its ensemble hands it
-    found = list(_walk(model))
+    found = list(walk(model))
     for obj in found:
         if isinstance(obj, ensemble) and hasattr(obj, "estimators_"):
             width = _width(obj, type(obj).__name__)
