@@ -11,6 +11,7 @@ the process with SIGSEGV on the first prediction. None of them is ever predicted
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,12 @@ from sklearn.ensemble import (
     IsolationForest,
     RandomForestClassifier,
 )
+from sklearn.linear_model import LinearRegression
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+from sklearn.utils.validation import check_array
 
 import loopline as ll
 from loopline.core.context import Context
@@ -332,18 +335,23 @@ def test_naming_the_tree_types_as_trusted_skips_the_checks(tmp_path: Path) -> No
 # -- functools.partial: only around check_array -------------------------------------------
 
 
-def test_a_partial_of_another_function_is_refused_after_loading(tmp_path: Path) -> None:
-    """numpy.mean is on the allow-list, but a model that calls a partial of it is not one
+def _outer_partial() -> Any:
+    return partial(np.mean, axis=1, keepdims=True)
+
+
+def _nested_partial() -> Any:
+    """check_array outside (accepted), numpy.mean inside, as an argument."""
+    return partial(check_array, estimator=partial(np.mean, axis=1, keepdims=True))
+
+
+@pytest.mark.parametrize("make", [_outer_partial, _nested_partial], ids=["outer", "nested"])
+def test_a_partial_of_another_function_is_refused_after_loading(
+    make: Callable[[], Any], tmp_path: Path
+) -> None:
+    """numpy.mean is on the allow-list, but a model holding a partial of it is not one
     scikit-learn writes: only the HistGradientBoosting preprocessing's check_array is."""
-    from functools import partial
-
-    from sklearn.linear_model import LinearRegression
-    from sklearn.preprocessing import FunctionTransformer
-
     data = X.to_numpy()
-    model = make_pipeline(
-        FunctionTransformer(partial(np.mean, axis=1, keepdims=True)), LinearRegression()
-    ).fit(data, X["a"])
+    model = make_pipeline(FunctionTransformer(make()), LinearRegression()).fit(data, X["a"])
     saved, files = _save(model, tmp_path / "m")
     with pytest.raises(InvalidInput, match=r"functools\.partial\(numpy\.mean") as info:
         get_flavor("sklearn").load(files, saved)

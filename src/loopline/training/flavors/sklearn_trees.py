@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import types
 from collections.abc import Iterator
 from typing import Any
@@ -62,6 +63,8 @@ def walk(root: Any) -> Iterator[Any]:
         elif isinstance(obj, np.ndarray):
             if obj.dtype == object:
                 stack.extend(obj.ravel().tolist())
+        elif isinstance(obj, functools.partial):  # its arguments live outside __dict__
+            stack.extend((obj.func, *obj.args, *obj.keywords.values()))
         elif hasattr(obj, "__dict__") and not isinstance(obj, _OPAQUE):
             stack.extend(vars(obj).values())
 
