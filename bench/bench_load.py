@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pickle
 import shutil
 import subprocess
 import sys
@@ -47,8 +46,8 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, anchor_python, fmt_ratio, run_json, write_result
-from bench_serving import ANCHOR, COLUMNS, _setup_loopline, _start, _stop
+from _common import ROOT, anchor_python, fmt_ratio, write_result
+from bench_serving import ANCHOR, COLUMNS, _setup_loopline, _start, _stop, mlflow_model_server
 from bench_tracking import loopline_server, mlflow_server
 
 LOCUSTFILE = ROOT / "bench" / "locust_workload.py"
@@ -151,28 +150,9 @@ def predict(args: argparse.Namespace, work: Path, details: dict[str, Any]) -> li
     details["predict_loopline"] = ours
     if args.no_anchor:
         return [_row("predict, one row", ours, None, "mlflow models serve (skipped)")]
-    py = anchor_python("mlflow", ANCHOR)
-    pkl = work / "model.pkl"
-    pkl.write_bytes(pickle.dumps(model))  # the very object Loopline serves
-    versions = run_json(
-        py,
-        ROOT / "bench" / "anchors" / "mlflow_serving.py",
-        str(pkl),
-        str(work / "mlflow-model"),
-        json.dumps(COLUMNS),
+    cmd, path_env, versions = mlflow_model_server(
+        anchor_python("mlflow", ANCHOR), model, work, "model"
     )
-    cmd = [
-        str(py.with_name("mlflow")),
-        "models",
-        "serve",
-        "-m",
-        str(work / "mlflow-model"),
-        "--env-manager",
-        "local",
-        "-w",
-        "1",
-    ]
-    path_env = {"PATH": f"{py.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     proc, port = _start(cmd, path_env, "/ping", work / "mlflow-serve.log")
     try:
         theirs = locust(

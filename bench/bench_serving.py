@@ -221,15 +221,9 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def _setup_loopline(
-    work: Path, model: LogisticRegression, tree: Any, X: pd.DataFrame
-) -> dict[str, str]:
+def _setup_loopline(work: Path, model: LogisticRegression, X: pd.DataFrame) -> dict[str, str]:
     uri, artifacts = f"sqlite:///{work / 'loopline.db'}", str(work / "artifacts")
     ll.init(uri=uri, artifacts=artifacts)
-    with ll.start_run(experiment="bench-serving") as run:
-        run.log_model(tree, "model", input_example=X.head(5))
-    ll.registry.register(run, "bench-tree")
-    ll.deploy("bench-tree", 1)
     for name in ("bench", "bench-canary"):
         for _ in range(2):
             with ll.start_run(experiment="bench-serving") as run:
@@ -246,6 +240,32 @@ def _setup_loopline(
         window_seconds=10**7,
     )
     return {"LOOPLINE_URI": uri, "LOOPLINE_ARTIFACTS": artifacts}
+
+
+def mlflow_model_server(
+    py: Path, model: Any, work: Path, label: str, trusted: list[str] | None = None
+) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    """Save ``model`` (the very object Loopline serves) as an MLflow model with the anchor
+    venv's Python ``py``; return the ``mlflow models serve`` command (one worker), the
+    environment it needs and the MLflow and scikit-learn versions.
+
+    ``trusted``: skops types MLflow must be told to trust (a tree predictor).
+    """
+    pkl = work / f"{label}.pkl"
+    pkl.write_bytes(pickle.dumps(model))
+    folder = work / f"mlflow-{label}"
+    versions: dict[str, str] = run_json(
+        py,
+        ROOT / "bench" / "anchors" / "mlflow_serving.py",
+        str(pkl),
+        str(folder),
+        json.dumps(COLUMNS),
+        *([json.dumps(trusted)] if trusted else []),
+    )
+    cmd = [str(py.with_name("mlflow")), "models", "serve", "-m", str(folder)]
+    # mlflow execs `uvicorn` by name: the anchor venv's bin must come first on PATH
+    path_env = {"PATH": f"{py.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return [*cmd, "--env-manager", "local", "-w", "1"], path_env, versions
 
 
 def measure(port: int, path: str, body: bytes, args: argparse.Namespace) -> dict[str, Any]:
@@ -301,7 +321,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
         {"dataframe_split": {"columns": COLUMNS, "data": row.to_numpy().tolist()}}
     ).encode()
     expected = int(model.predict(row)[0])
-    env = _setup_loopline(work, model, tree, X)
+    env = _setup_loopline(work, model, X)
     serve = [str(Path(sys.executable).with_name("loopline")), "serve", "--workers", "1"]
     details: dict[str, Any] = {
         "requests": args.requests,
@@ -329,29 +349,8 @@ def run(args: argparse.Namespace, work: Path) -> None:
     overhead_p50 = canary["p50_ms"] / direct["p50_ms"] - 1
     if not args.no_anchor:
         py = anchor_python("mlflow", ANCHOR)
-        pkl = work / "model.pkl"
-        pkl.write_bytes(pickle.dumps(model))  # the very object Loopline serves
-        versions = run_json(
-            py,
-            ROOT / "bench" / "anchors" / "mlflow_serving.py",
-            str(pkl),
-            str(work / "mlflow-model"),
-            json.dumps(COLUMNS),
-        )
+        mlflow_cmd, path_env, versions = mlflow_model_server(py, model, work, "model")
         details["mlflow_versions"] = versions
-        mlflow_cmd = [
-            str(py.with_name("mlflow")),
-            "models",
-            "serve",
-            "-m",
-            str(work / "mlflow-model"),
-            "--env-manager",
-            "local",
-            "-w",
-            "1",
-        ]
-        # mlflow execs `uvicorn` by name: the anchor venv's bin must come first on PATH
-        path_env = {"PATH": f"{py.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         proc, port = _start(mlflow_cmd, path_env, "/ping", work / "mlflow.log")
         try:
             anchor = best([measure(port, "/invocations", body, args) for _ in range(args.rounds)])
@@ -406,7 +405,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
             "target": "<= 10 %",
         }
     )
-    rows += run_tree(args, work, env, serve, tree, row, body)
+    rows += run_tree(args, work, env, serve, tree, X, row, body)
     details["tree"] = {"model": "HistGradientBoostingClassifier", "trees": tree.n_iter_}
     path = write_result("serving", rows, details)
     for r in rows:
@@ -423,11 +422,16 @@ def run_tree(
     env: dict[str, str],
     serve: list[str],
     tree: Any,
+    X: pd.DataFrame,
     row: pd.DataFrame,
     body: bytes,
 ) -> list[dict[str, Any]]:
     """The tree model: Loopline (one native thread per prediction, the default, and the
     library's full team) and MLflow, in rounds interleaved over the three servers."""
+    with ll.start_run(experiment="bench-serving") as run:
+        run.log_model(tree, "model", input_example=X.head(5))
+    ll.registry.register(run, "bench-tree")
+    ll.deploy("bench-tree", 1)
     expected = int(tree.predict(row)[0])
     servers: dict[str, tuple[list[str], dict[str, str], str, str]] = {
         "one": ([*serve, "--model", "bench-tree"], env, "/health", "/v1/models/bench-tree/predict"),
@@ -440,26 +444,15 @@ def run_tree(
     }
     name = "MLflow models serve"
     if not args.no_anchor:
-        py = anchor_python("mlflow", ANCHOR)
-        pkl = work / "tree.pkl"
-        pkl.write_bytes(pickle.dumps(tree))
-        versions = run_json(
-            py,
-            ROOT / "bench" / "anchors" / "mlflow_serving.py",
-            str(pkl),
-            str(work / "mlflow-tree"),
-            json.dumps(COLUMNS),
-            json.dumps(["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]),
+        cmd, path_env, versions = mlflow_model_server(
+            anchor_python("mlflow", ANCHOR),
+            tree,
+            work,
+            "tree",
+            ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"],
         )
         name = f"MLflow {versions['mlflow']} models serve"
-        cmd = [str(py.with_name("mlflow")), "models", "serve", "-m", str(work / "mlflow-tree")]
-        path_env = {"PATH": f"{py.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-        servers["mlflow"] = (
-            [*cmd, "--env-manager", "local", "-w", "1"],
-            path_env,
-            "/ping",
-            "/invocations",
-        )
+        servers["mlflow"] = (cmd, path_env, "/ping", "/invocations")
     rounds: dict[str, list[dict[str, Any]]] = {k: [] for k in servers}
     for _ in range(args.rounds):
         for key, (cmd, server_env, health, path) in servers.items():
