@@ -83,6 +83,12 @@ def _members(estimators: Any) -> list[Any]:
     return out
 
 
+def _first(bad: Any) -> int | None:
+    """The first node a boolean array over the nodes marks, or None."""
+    found = np.flatnonzero(bad)
+    return int(found[0]) if found.size else None
+
+
 def _width(obj: Any, what: str) -> int:
     width = getattr(obj, "n_features_in_", None)
     if not isinstance(width, int | np.integer) or width < 1:
@@ -95,9 +101,7 @@ def _check_children(left: Any, right: Any, leaf: Any, n: int, what: str) -> None
     at = np.arange(n)
     inner = ~leaf
     for side, child in (("left", left), ("right", right)):
-        bad = inner & ((child <= at) | (child >= n))
-        if bad.any():
-            node = int(np.flatnonzero(bad)[0])
+        if (node := _first(inner & ((child <= at) | (child >= n)))) is not None:
             raise _refuse(
                 f"{what}: node {node}'s {side} child is {int(child[node])}, not a later "
                 f"node of the tree's {n}"
@@ -105,9 +109,7 @@ def _check_children(left: Any, right: Any, leaf: Any, n: int, what: str) -> None
 
 
 def _check_features(feature: Any, inner: Any, width: int, what: str) -> None:
-    bad = inner & ((feature < 0) | (feature >= width))
-    if bad.any():
-        node = int(np.flatnonzero(bad)[0])
+    if (node := _first(inner & ((feature < 0) | (feature >= width)))) is not None:
         raise _refuse(
             f"{what}: node {node} splits on feature {int(feature[node])}, outside the "
             f"{width} features the tree receives"
@@ -136,8 +138,7 @@ def check_decision_tree(estimator: Any, what: str, width: int | None = None) -> 
     left = np.asarray(tree.children_left)
     right = np.asarray(tree.children_right)
     leaf = left == -1  # scikit-learn's TREE_LEAF: a leaf has no children
-    if (right[leaf] != -1).any():
-        node = int(np.flatnonzero(leaf & (right != -1))[0])
+    if (node := _first(leaf & (right != -1))) is not None:
         raise _refuse(f"{what}: node {node} has a right child and no left one")
     _check_children(left, right, leaf, n, what)
     _check_features(np.asarray(tree.feature), ~leaf, own, what)
@@ -179,18 +180,16 @@ def _check_predictor(predictor: Any, width: int, is_categorical: Any, what: str)
     _check_children(left, right, leaf, len(nodes), what)
     _check_features(feature, ~leaf, width, what)
     if categorical.any():
-        bad = categorical & (is_categorical[np.clip(feature, 0, width - 1)] == 0)
-        if bad.any():
-            node = int(np.flatnonzero(bad)[0])
+        if (
+            node := _first(categorical & (is_categorical[np.clip(feature, 0, width - 1)] == 0))
+        ) is not None:
             raise _refuse(f"{what}: node {node} splits feature {feature[node]} by category")
         for name in ("raw_left_cat_bitsets", "binned_left_cat_bitsets"):
             sets = np.asarray(getattr(predictor, name))
             # a bitset is 8 words of 32 bits, one bit per category 0..255
             if sets.ndim != 2 or sets.shape[1] != 8:
                 raise _refuse(f"{what}: {name} has shape {sets.shape}, not (n, 8)")
-            bad = categorical & ((bitset < 0) | (bitset >= len(sets)))
-            if bad.any():
-                node = int(np.flatnonzero(bad)[0])
+            if (node := _first(categorical & ((bitset < 0) | (bitset >= len(sets))))) is not None:
                 raise _refuse(f"{what}: node {node} names bitset {bitset[node]} of {len(sets)}")
 
 
@@ -277,13 +276,10 @@ def check_binary_tree(tree: Any, what: str) -> None:
         inner = node_data["is_leaf"] == 0
     except (ValueError, KeyError, IndexError) as exc:
         raise _refuse(f"{what} has no node array scikit-learn reads: {exc}") from exc
-    bad = (start < 0) | (start > end) | (end > n_samples)
-    if bad.any():
-        node = int(np.flatnonzero(bad)[0])
+    if (node := _first((start < 0) | (start > end) | (end > n_samples))) is not None:
         raise _refuse(f"{what}: node {node} holds rows {start[node]}..{end[node]} of {n_samples}")
-    bad = inner & (2 * np.arange(n_nodes) + 2 >= n_nodes)
-    if bad.any():
-        raise _refuse(f"{what}: node {int(np.flatnonzero(bad)[0])} has no children to visit")
+    if (node := _first(inner & (2 * np.arange(n_nodes) + 2 >= n_nodes))) is not None:
+        raise _refuse(f"{what}: node {node} has no children to visit")
     if weights is not None and np.asarray(weights).shape != (n_samples,):
         raise _refuse(f"{what}: {np.asarray(weights).size} sample weights for {n_samples} rows")
     if type(metric).__name__.startswith("MinkowskiDistance"):
@@ -302,6 +298,14 @@ def check_trees(model: Any) -> None:
         >>> from sklearn.ensemble import RandomForestClassifier
         >>> check_trees(RandomForestClassifier(n_estimators=2).fit([[0.0], [1.0]], [0, 1]))
     """
+    try:
+        _check_all(model)
+    except (AttributeError, TypeError, ValueError, IndexError) as exc:
+        # a part the prediction code needs is missing or of the wrong kind
+        raise _refuse(f"a tree model in it is incomplete: {type(exc).__name__}: {exc}") from exc
+
+
+def _check_all(model: Any) -> None:
     from sklearn.ensemble import BaseEnsemble
     from sklearn.ensemble._hist_gradient_boosting.gradient_boosting import (
         BaseHistGradientBoosting,
@@ -309,22 +313,10 @@ def check_trees(model: Any) -> None:
     from sklearn.neighbors import BallTree, KDTree
     from sklearn.tree import BaseDecisionTree
 
-    try:
-        _check_all(
-            model, BaseEnsemble, BaseHistGradientBoosting, BaseDecisionTree, (KDTree, BallTree)
-        )
-    except (AttributeError, TypeError, ValueError, IndexError) as exc:
-        # a part the prediction code needs is missing or of the wrong kind
-        raise _refuse(f"a tree model in it is incomplete: {type(exc).__name__}: {exc}") from exc
-
-
-def _check_all(
-    model: Any, ensemble: type, hist: type, decision_tree: type, index: tuple[type, ...]
-) -> None:
     bounded: dict[int, int] = {}  # tree id -> the width its ensemble hands it
     found = list(walk(model))
     for obj in found:
-        if isinstance(obj, ensemble) and hasattr(obj, "estimators_"):
+        if isinstance(obj, BaseEnsemble) and hasattr(obj, "estimators_"):
             width = _width(obj, type(obj).__name__)
             subsets = getattr(obj, "estimators_features_", None)
             members = _members(obj.estimators_)
@@ -334,9 +326,9 @@ def _check_all(
                     limit = min(width, len(subsets[i]))
                 bounded[id(member)] = min(limit, bounded.get(id(member), limit))
     for number, obj in enumerate(found):
-        if isinstance(obj, decision_tree) and hasattr(obj, "tree_"):
+        if isinstance(obj, BaseDecisionTree) and hasattr(obj, "tree_"):
             check_decision_tree(obj, f"{type(obj).__name__} #{number}", bounded.get(id(obj)))
-        elif isinstance(obj, hist) and hasattr(obj, "_predictors"):
+        elif isinstance(obj, BaseHistGradientBoosting) and hasattr(obj, "_predictors"):
             check_hist_gradient_boosting(obj, type(obj).__name__)
-        elif isinstance(obj, index):
+        elif isinstance(obj, KDTree | BallTree):
             check_binary_tree(obj, type(obj).__name__)
