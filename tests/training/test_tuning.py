@@ -76,6 +76,19 @@ def test_study_lives_in_the_metadata_database(ctx: Context) -> None:
     assert current_revision(ctx.engine) == head_revision()  # Loopline's schema untouched
 
 
+def test_tuning_does_not_log_optunas_study_created_line(
+    ctx: Context, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Optuna's handler writes to the stderr of its first import (pytest's capture by now),
+    # so the record is checked, not the stream: a filtered record reaches no handler.
+    with caplog.at_level("INFO"):
+        result = ll.tune(ps.quadratic, {"x": ("float", -1.0, 1.0)}, n_trials=2, study_name="quiet")
+    assert not [r for r in caplog.records if "A new study created" in r.getMessage()]
+    assert ll.get_run(result.run_id).tags["loopline.tune.study"] == "quiet"
+    # Optuna's own logger keeps its level: only that one line is filtered.
+    assert optuna.logging.get_verbosity() == optuna.logging.INFO
+
+
 def test_a_study_resumed_with_a_space_its_trials_do_not_fit_is_refused_before_a_trial(
     ctx: Context,
 ) -> None:

@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 import time
 import uuid
@@ -74,6 +75,29 @@ _SPACE_HINT = (
     'use ("float", low, high), ("float", low, high, "log"), ("int", low, high) '
     'or ("categorical", [choices])'
 )
+
+
+class _DropStudyCreated(logging.Filter):
+    """Drops Optuna's "A new study created in RDB" line: ``ll.tune`` creates a study for
+    every call, the tuning run records its name (tag ``loopline.tune.study``), and the line went
+    to stderr on every ``loopline demo`` and pipeline run. Optuna's other messages pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("A new study created")
+
+
+_STUDY_CREATED_FILTER = _DropStudyCreated()
+
+
+def _quiet_study_creation() -> None:
+    """Attach :class:`_DropStudyCreated` to the logger of Optuna's RDB storage (once).
+
+    A filter on that one logger, not ``optuna.logging.set_verbosity``: the user's choice of
+    Optuna's verbosity for everything else stays theirs.
+    """
+    logger = logging.getLogger("optuna.storages._rdb.storage")
+    if _STUDY_CREATED_FILTER not in logger.filters:
+        logger.addFilter(_STUDY_CREATED_FILTER)
 
 
 class TuningFailed(LooplineError):
@@ -251,6 +275,7 @@ def tune(
 
     from loopline.tracking.api import start_run
 
+    _quiet_study_creation()
     distributions = parse_space(space)
     _check(n_trials, direction, timeout, n_jobs)
     check_executor_name(executor)
