@@ -52,6 +52,19 @@ def test_a_refused_value_is_422_naming_the_reason(module_ctx: Context) -> None:
     assert "0x00" in body["message"]
 
 
+def test_a_like_pattern_sqlite_finds_too_complex_is_422_not_an_outage(
+    module_ctx: Context,
+) -> None:
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    refused = OperationalError(
+        "SELECT ...", {}, sqlite3.OperationalError("LIKE or GLOB pattern too complex")
+    )
+    assert "LIKE pattern" in _answer(module_ctx, refused)["message"]
+
+
 def test_a_raw_driver_error_is_422_on_postgresql(pg_uri: str, tmp_path: Path) -> None:
     # core.bulk writes through the driver's own cursor: its errors arrive unwrapped.
     ctx = loopline.init(uri=pg_uri, artifacts=str(tmp_path / "artifacts"))

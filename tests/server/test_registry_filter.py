@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import re
+import time
+
 import pytest
 
 from loopline.errors import InvalidInput
@@ -46,6 +50,28 @@ def test_each_operator_on_strings_numbers_and_tags(text: str, expected: bool) ->
     assert _match(text, attrs, {"team": "growth"}) is expected
 
 
+def test_like_takes_time_linear_in_the_pattern_and_name() -> None:
+    """A regular expression with one ``.*`` per ``%`` took 2 s for six ``%a`` on 60 ``a``
+    (Python backtracks), and each more multiplied it: one request could hold a core."""
+    started = time.perf_counter()
+    assert not _match("name LIKE '" + "%a" * 200 + "%b'", {"name": "a" * 5000})
+    assert _match("name LIKE '" + "%a" * 200 + "%'", {"name": "a" * 5000})
+    assert time.perf_counter() - started < 1.0
+
+
+def test_like_agrees_with_a_regular_expression_on_every_small_case() -> None:
+    def expected(pattern: str, value: str, ignore_case: bool) -> bool:
+        regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+        flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
+        return re.fullmatch(regex, value, flags) is not None
+
+    for pattern in ("".join(p) for n in range(5) for p in itertools.product("a%_B", repeat=n)):
+        for value in ("".join(v) for n in range(5) for v in itertools.product("aBb", repeat=n)):
+            for op, ignore_case in (("LIKE", False), ("ILIKE", True)):
+                text = f"name {op} '{pattern}'"
+                assert _match(text, {"name": value}) is expected(pattern, value, ignore_case)
+
+
 def test_like_wildcards_and_quotes() -> None:
     assert _match("name LIKE 'a_b%'", {"name": "axb-1"})
     assert _match("name LIKE '%'", {"name": "line\nbreak"})
@@ -67,6 +93,7 @@ def test_like_wildcards_and_quotes() -> None:
         ("name > 'a'", "does not apply to 'name'"),
         ("name = 3", "must be quoted"),
         ("color = 'red'", "filter key 'color' is not supported"),
+        ("name LIKE '" + "x" * 10_001 + "'", "at most 10,000 bytes"),
     ],
 )
 def test_a_bad_filter_is_refused_before_any_entity_is_read(text: str, said: str) -> None:

@@ -209,6 +209,24 @@ def test_malformed_filter_names_the_position_with_a_caret(
     assert info.value.field == "filter"
 
 
+@pytest.mark.parametrize(
+    ("filter_", "pos", "size"),
+    [
+        ("params.m LIKE '" + "x" * 10_001 + "'", 14, "10,001"),
+        ("tags.t ILIKE '" + "é" * 5_001 + "'", 13, "10,002"),
+    ],
+    ids=["like", "ilike-utf8"],
+)
+def test_a_like_pattern_past_the_limit_is_refused_at_its_place(
+    filter_: str, pos: int, size: str
+) -> None:
+    # SQLite answered "LIKE or GLOB pattern too complex", which read as an outage (503).
+    with pytest.raises(InvalidInput) as info:
+        parse_filter(filter_)
+    assert f"at position {pos}: a LIKE pattern may be at most 10,000 bytes" in str(info.value)
+    assert f"this one has {size}" in str(info.value)
+
+
 def test_parser_unquotes_keys_and_strings() -> None:
     assert parse_filter("tags.`a b` = 'it''s' and params.'k' = 'it\\'s'") == [
         Comparison("tag", "a b", "=", "it's", 0),

@@ -40,6 +40,9 @@ def test_experiment_delete_restore_and_search(ctx: Context) -> None:
     experiments.set_experiment_lifecycle(ctx.engine, b.id, "deleted")
     found = query.search_experiments(ctx.engine, name_like="churn%").experiments
     assert [e.name for e in found] == ["churn-a"]
+    with pytest.raises(InvalidInput, match="at most 10,000 bytes") as info:
+        query.search_experiments(ctx.engine, name_like="x" * 60_000)
+    assert info.value.field == "name_like"
     deleted = query.search_experiments(ctx.engine, view="deleted").experiments
     assert [e.name for e in deleted] == ["churn-b"]
     with pytest.raises(InvalidInput, match="deleted"):

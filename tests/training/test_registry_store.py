@@ -200,3 +200,10 @@ def test_a_description_with_nul_is_refused_naming_it_on_both_backends(ctx: Conte
             attempt()
     assert store.get_registered_model(ctx, "churn").description is None
     assert [v.version for v in store.search_model_versions(ctx, name="churn")] == [1]
+
+
+def test_a_name_pattern_past_the_like_limit_is_refused_naming_it(ctx: Context) -> None:
+    # SQLite refused it as "too complex", which the server answered as an outage (503).
+    with pytest.raises(InvalidInput, match="at most 10,000 bytes") as info:
+        store.search_registered_models(ctx, name_like="x" * 60_000)
+    assert info.value.field == "name_like"

@@ -58,6 +58,7 @@ from loopline.monitoring.wire import (
 )
 from loopline.server.deps import get_ctx
 from loopline.server.errors import ERROR_RESPONSES
+from loopline.server.strict_json import StrictJsonRoute
 from loopline.tracking import experiments as exp_store
 from loopline.tracking import lineage, query, store
 from loopline.tracking.batch_codec import decode_metrics
@@ -84,7 +85,9 @@ from loopline.tracking.wire import (
     UpdateRunRequest,
 )
 
-router = APIRouter(prefix="/api/v1", tags=["tracking"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    route_class=StrictJsonRoute, prefix="/api/v1", tags=["tracking"], responses=ERROR_RESPONSES
+)
 Ctx = Annotated[Context, Depends(get_ctx)]
 
 #: Largest artifact accepted in one upload (bytes).

@@ -44,6 +44,7 @@ from loopline.core.auth import Principal, TokenCache
 from loopline.core.context import Context
 from loopline.server.access import TABLE
 from loopline.server.errors import error_for_path
+from loopline.server.strict_json import StrictJsonRoute
 
 COOKIE = "loopline_token"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -254,7 +255,7 @@ def login_page(next_path: str, error: str | None, status: int = 200) -> HTMLResp
     return page("login.html", status, nav="", next=_safe_next(next_path), error=error)
 
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(route_class=StrictJsonRoute, include_in_schema=False)
 
 
 @router.get("/login", response_class=HTMLResponse)

@@ -167,7 +167,7 @@ def install_error_handlers(app: FastAPI) -> None:
                 request,
                 status,
                 "INVALID_INPUT",
-                f"the request body {what}{at}: {first.get('msg', 'invalid')}",
+                f"the request body {what}{at}: {_reason(first)}",
                 "send a JSON object with 'Content-Type: application/json'",
                 "body",
             )
@@ -199,6 +199,12 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code in (404, 405) and _is_mlflow(request):
             return unserved_mlflow_route(request.method, request.url.path, exc.status_code)
         return error_response(request, exc.status_code, "HTTP_ERROR", str(exc.detail))
+
+
+def _reason(error: dict[str, Any]) -> str:
+    """What is wrong with the body: the JSON parser's own words when it gave some."""
+    said = (error.get("ctx") or {}).get("error")
+    return str(said) if said else str(error.get("msg", "invalid"))
 
 
 def install_data_error_handler(app: FastAPI) -> None:
@@ -254,6 +260,15 @@ def database_error(exc: BaseException) -> tuple[int, str, str, str] | None:
             "INVALID_INPUT",
             f"a value in the request cannot be stored by the database: {reason}",
             "remove NUL (\\u0000) characters from text and keep ids and numbers in range",
+        )
+    if isinstance(exc, OperationalError) and "pattern too complex" in str(exc.orig):
+        # SQLite's word for a LIKE or GLOB pattern over its length limit: the client's
+        # pattern, not an outage (searches check the length first: a safety net).
+        return (
+            422,
+            "INVALID_INPUT",
+            "a LIKE pattern in the request is longer than the database takes",
+            "shorten the pattern",
         )
     if isinstance(exc, DBAPIError) and (
         exc.connection_invalidated or isinstance(exc, OperationalError)

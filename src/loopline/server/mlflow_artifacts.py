@@ -27,10 +27,13 @@ from loopline.core import artifact_paths
 from loopline.core.context import Context
 from loopline.errors import InvalidInput, NotFound
 from loopline.server.deps import get_ctx
+from loopline.server.strict_json import StrictJsonRoute
 from loopline.tracking import lineage
 from loopline.tracking.entities import ArtifactEntry
 
-router = APIRouter(prefix="/api/2.0/mlflow-artifacts", tags=["mlflow-artifacts"])
+router = APIRouter(
+    route_class=StrictJsonRoute, prefix="/api/2.0/mlflow-artifacts", tags=["mlflow-artifacts"]
+)
 Ctx = Annotated[Context, Depends(get_ctx)]
 
 #: Largest artifact accepted in one upload (bytes).

@@ -16,9 +16,10 @@ from loopline.core.context import Context
 from loopline.errors import InvalidInput
 from loopline.server import registry_filter
 from loopline.server.deps import get_ctx
+from loopline.server.strict_json import StrictJsonRoute
 from loopline.training import registry_store as store
 
-router = APIRouter(prefix="/api/2.0/mlflow", tags=["mlflow-registry"])
+router = APIRouter(route_class=StrictJsonRoute, prefix="/api/2.0/mlflow", tags=["mlflow-registry"])
 Ctx = Annotated[Context, Depends(get_ctx)]
 
 

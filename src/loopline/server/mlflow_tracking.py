@@ -26,6 +26,7 @@ from loopline.server.mlflow_wire import experiment_id as _exp_id
 from loopline.server.mlflow_wire import experiment_json, run_json, wire_float
 from loopline.server.mlflow_wire import metric_value as _value
 from loopline.server.responses import OrjsonResponse
+from loopline.server.strict_json import StrictJsonRoute
 from loopline.tracking import experiments as exp_store
 from loopline.tracking import lineage, query, store
 from loopline.tracking.entities import (
@@ -38,7 +39,7 @@ from loopline.tracking.entities import (
 )
 from loopline.tracking.validation import stored_metric_value
 
-router = APIRouter(prefix="/api/2.0/mlflow", tags=["mlflow-tracking"])
+router = APIRouter(route_class=StrictJsonRoute, prefix="/api/2.0/mlflow", tags=["mlflow-tracking"])
 Ctx = Annotated[Context, Depends(get_ctx)]
 _VIEWS: dict[str, ViewType] = {
     "ACTIVE_ONLY": "active",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -22,7 +23,14 @@ class OrjsonResponse(JSONResponse):
     """
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+        try:
+            return orjson.dumps(
+                content, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+            )
+        except orjson.JSONEncodeError:
+            # A string that is not text (a lone surrogate quoted back in an error message)
+            # must not turn the answer into a 500: the standard library writes it escaped.
+            return json.dumps(content, default=str, ensure_ascii=True).encode("ascii")
 
 
 class NoSniff:

@@ -24,8 +24,11 @@ from loopline.errors import PermissionDenied
 from loopline.server.auth import principal_of
 from loopline.server.deps import get_ctx
 from loopline.server.errors import ERROR_RESPONSES
+from loopline.server.strict_json import StrictJsonRoute
 
-router = APIRouter(prefix="/api/v1", tags=["auth"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    route_class=StrictJsonRoute, prefix="/api/v1", tags=["auth"], responses=ERROR_RESPONSES
+)
 Ctx = Annotated[Context, Depends(get_ctx)]
 
 

@@ -115,6 +115,30 @@ def bulk_upsert_latest(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> Non
     driver_executemany(conn, _LATEST_UPSERT.format(p=placeholder(conn)), rows)
 
 
+#: The longest LIKE pattern a search takes, in UTF-8 bytes. SQLite refuses a pattern over
+#: 50,000 bytes ("LIKE or GLOB pattern too complex", which read as an outage); the rewrite
+#: as a GLOB (:func:`like_to_glob`) may triple it. One limit on both backends.
+MAX_LIKE_PATTERN_BYTES = 10_000
+
+
+def like_pattern_too_long(pattern: str) -> str | None:
+    """Why ``pattern`` is too long for a LIKE search, or None when it is not.
+
+    Example:
+        >>> like_pattern_too_long("churn%") is None
+        True
+        >>> like_pattern_too_long("x" * 10_001)
+        'a LIKE pattern may be at most 10,000 bytes (UTF-8); this one has 10,001'
+    """
+    size = len(pattern.encode("utf-8", "surrogatepass"))
+    if size <= MAX_LIKE_PATTERN_BYTES:
+        return None
+    return (
+        f"a LIKE pattern may be at most {MAX_LIKE_PATTERN_BYTES:,} bytes (UTF-8); "
+        f"this one has {size:,}"
+    )
+
+
 def like_to_glob(pattern: str) -> str:
     r"""Rewrite a SQL ``LIKE`` pattern (``%``, ``_``, ``\`` escapes) as a SQLite ``GLOB``.
 

@@ -31,6 +31,7 @@ from sqlalchemy.engine import Dialect, Engine
 from loopline.core.bulk import driver_fetchall
 from loopline.core.columns import MAX_INTEGER
 from loopline.errors import InvalidInput, NotFound
+from loopline.tracking._dialect import like_pattern_too_long
 from loopline.tracking.entities import ExperimentSearchResult, RunSearchResult, ViewType
 from loopline.tracking.experiments import experiment_from_row
 from loopline.tracking.run_records import ID_LIST, list_value
@@ -306,6 +307,9 @@ def search_experiments(
         >>> # search_experiments(engine, name_like="churn%").experiments
     """
     _check_max_results(max_results)
+    too_long = like_pattern_too_long(name_like) if name_like else None
+    if too_long is not None:
+        raise InvalidInput(too_long, field="name_like", hint="shorten the pattern")
     offset = decode_page_token(page_token)
     query = sa.select(experiments).where(_lifecycle(experiments.c.lifecycle_stage, view))
     if names is not None:

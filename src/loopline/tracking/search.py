@@ -46,7 +46,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import NamedFromClause
 
 from loopline.errors import InvalidInput
-from loopline.tracking._dialect import ilike, like_to_glob
+from loopline.tracking._dialect import ilike, like_pattern_too_long, like_to_glob
 from loopline.tracking.tables import latest_metrics, params, run_inputs, runs, tags
 
 _PREFIXES = {
@@ -348,6 +348,9 @@ class _Parser:
                     tok,
                 )
             value = tok.text
+            too_long = like_pattern_too_long(value) if op in ("LIKE", "ILIKE") else None
+            if too_long is not None:
+                raise self.fail(too_long, tok)
         return Comparison(kind, key, op, value, pos)
 
     def string_list(self) -> tuple[str, ...]:

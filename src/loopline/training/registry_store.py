@@ -29,6 +29,7 @@ from loopline.core.columns import MAX_INTEGER, integer_value
 from loopline.core.context import Context
 from loopline.core.text import check_no_nul
 from loopline.errors import Conflict, InvalidInput, NotFound
+from loopline.tracking._dialect import like_pattern_too_long
 from loopline.training.registry_tables import (
     logged_model_params,
     logged_model_tags,
@@ -289,6 +290,9 @@ def search_registered_models(
         >>> # search_registered_models(ctx, name_like="churn%")
     """
     query = sa.select(registered_models).order_by(registered_models.c.name)
+    too_long = like_pattern_too_long(name_like) if name_like else None
+    if too_long is not None:
+        raise InvalidInput(too_long, field="name_like", hint="shorten the pattern")
     if name_like:
         query = query.where(registered_models.c.name.like(name_like, escape="\\"))
     with ctx.engine.connect() as conn:

@@ -34,7 +34,6 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
-from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from loopline.core import audit
@@ -44,6 +43,7 @@ from loopline.core.db import like_literal
 from loopline.errors import InvalidInput, LooplineError
 from loopline.server.api_v1 import artifact_response
 from loopline.server.deps import get_ctx
+from loopline.server.strict_json import StrictJsonRoute
 from loopline.server.ui import catalog_views, ops_views, tracking_views
 from loopline.server.ui.render import STATIC_DIR, STATIC_URL, page
 from loopline.tracking.entities import ViewType
@@ -58,7 +58,7 @@ def error_page(status: int, title: str, message: str, hint: str | None) -> HTMLR
     return page("error.html", status, title=title, message=message, hint=hint, nav="")
 
 
-class PageRoute(APIRoute):
+class PageRoute(StrictJsonRoute):
     """A route whose Loopline errors and invalid parameters render as an HTML page."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
