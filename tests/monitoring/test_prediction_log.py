@@ -228,3 +228,79 @@ def test_log_prediction_refuses_what_it_cannot_log_as_given(
     flush_default()
     logged = ll.monitor.read_predictions("m")
     assert logged["_request_id"].tolist() == ["r-1"] and logged["_prediction"].tolist() == [1]
+
+
+def test_a_request_the_log_cannot_store_is_dropped_alone_and_the_rest_is_written(
+    embedded_ctx: Context, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One entry Arrow or Parquet cannot store used to fail its whole batch for good: the
+    batch went back to the head of the queue, and every later flush failed on it again."""
+    logger = PredictionLogger(embedded_ctx, start=False)
+    logger.log("g1", "m", "1", [{"x": 1.0}], [0], 1.0)
+    logger.log("huge", "m", "1", [{"x": 2**64}], [0], 1.0)  # no Arrow integer holds it
+    logger.log("g2", "m", "1", [{"x": 2.0}], [1], 1.0)
+    logger.log("empty", "m", "1", [{"x": 3.0, "y": {}}], [0], 1.0)  # Parquet: no empty struct
+    logger.log("other", "n", "1", [{"z": 1}], [0], 1.0)
+    # Each fine alone, not side by side in one file: both kept, in two files.
+    logger.log("number", "t", "1", [{"x": 1.5}], [0], 1.0)
+    logger.log("text", "t", "1", [{"x": "text"}, {"x": 2**64}], [0, 1], 1.0)
+    logger.log("word", "t", "1", [{"x": "word"}], [0], 1.0)
+    with caplog.at_level("ERROR", logger="loopline.monitoring"):
+        assert logger.flush() == 5
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1  # one line for the batch, naming what was dropped and why
+    assert "3 of 8 requests" in errors[0].getMessage() and "'huge'" in errors[0].getMessage()
+    assert logger.dropped == 3
+    assert logger.flush() == 0  # the dropped ones were not put back in the queue
+    frame = read_predictions("m").set_index("_request_id")
+    assert sorted(frame.index) == ["g1", "g2"]
+    assert frame.loc[["g1", "g2"], "x"].tolist() == [1.0, 2.0]
+    assert read_predictions("n")["_request_id"].tolist() == ["other"]
+    assert sorted(read_predictions("t")["_request_id"]) == ["number", "word"]
+
+
+def test_a_store_that_fails_keeps_every_storable_request_for_the_next_flush(
+    embedded_ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logger = PredictionLogger(embedded_ctx, start=False)
+    for i in range(3):
+        logger.log(f"r{i}", "m", "1", [{"x": float(i)}], [0], 1.0)
+    logger.log("huge", "m", "1", [{"x": 2**64}], [0], 1.0)
+    store = embedded_ctx.artifacts
+    real = store.put_bytes
+
+    def down(data: bytes) -> str:
+        raise OSError("the disk is full")
+
+    monkeypatch.setattr(store, "put_bytes", down)
+    with pytest.raises(OSError, match="disk is full"):
+        logger.flush()
+    assert logger.dropped == 1  # counted once, not again on each retry
+    monkeypatch.setattr(store, "put_bytes", real)
+    assert logger.flush() == 3 and logger.dropped == 1
+    assert sorted(read_predictions("m")["_request_id"]) == ["r0", "r1", "r2"]
+
+
+def test_the_model_servers_rows_are_logged_in_their_columns_types(
+    embedded_ctx: Context,
+) -> None:
+    """An int for a float column is the float the model took (2**63 has no int64), and an
+    integral float for an int column the int, so that a column keeps one type in a file."""
+    with PredictionLogger(embedded_ctx, start=False) as logger:
+        logger.log_request(
+            "a",
+            "m",
+            "1",
+            "records",
+            [{"x": 2**63, "k": 3.0}],
+            ["x", "k"],
+            [0],
+            1.0,
+            types=["float", "int"],
+        )
+        logger.log_request(
+            "b", "m", "1", "lists", [[1, 4]], ["x", "k"], [0], 1.0, types=["float", "int"]
+        )
+    frame = read_predictions("m").set_index("_request_id")
+    assert frame.loc[["a", "b"], "x"].tolist() == [float(2**63), 1.0]
+    assert frame["k"].dtype.kind == "i" and frame.loc[["a", "b"], "k"].tolist() == [3, 4]

@@ -143,6 +143,34 @@ def test_bad_inputs_get_a_4xx_naming_the_problem_and_the_server_keeps_serving(
     ]
 
 
+def test_one_request_the_log_cannot_store_never_stops_the_prediction_log(
+    embedded_ctx: Context,
+) -> None:
+    """An int of 2**63 for a float column was answered, then Arrow could not type it: the
+    writer put the failed batch back at the head of its queue, and no later request of
+    any model was ever logged. The model takes the float; so does the log now."""
+    data = toy_data()
+    ll.deploy("churn", register(good_model(data), "churn", data))
+    with (
+        serving(embedded_ctx, "--log-predictions") as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        huge = _predict(client, "churn", {"instances": [{**row(), "a": 2**63}]})
+        assert huge.status_code == 200, huge.text
+        good = []
+        for i in range(5):
+            r = _predict(client, "churn", {"instances": [row(b=i / 10)]})
+            assert r.status_code == 200
+            good.append(r.json()["request_id"])
+    # The server flushed its log when it stopped.
+    from loopline.monitoring.prediction_log import read_predictions
+
+    logged = read_predictions("churn").set_index("_request_id")
+    assert set(good) <= set(logged.index)
+    assert logged.loc[good, "b"].tolist() == [i / 10 for i in range(5)]
+    assert logged.loc[huge.json()["request_id"], "a"] == float(2**63)  # as the model saw it
+
+
 def test_a_canary_that_raises_is_rolled_back_within_one_window_and_no_request_fails(
     ctx: Context,
 ) -> None:

@@ -86,6 +86,16 @@ def test_the_ends_of_int64_are_accepted() -> None:
     assert NUMERIC.validate([{"age": 2.0**62, "income": 1e308}]).shape == (1, 2)
 
 
+def test_accepted_values_come_back_as_their_columns_type() -> None:
+    """The model server logs the rows the signature accepted; an int of 2**63 accepted for a
+    float column stayed an int, which the log could not store (no int64 holds it)."""
+    rows = SIG.validate([{**GOOD, "income": 2**63}, {**GOOD, "age": 31.0, "income": 2}])
+    assert [[type(v) for v in row[:2]] for row in rows.tolist()] == [[int, float]] * 2
+    assert rows[0][1] == float(2**63) and rows[1].tolist()[:2] == [31, 2.0]
+    frame = SIG.to_frame([{**GOOD, "income": 10**300}])
+    assert frame["income"].dtype == np.float64 and frame["income"][0] == 1e300
+
+
 def test_a_type_error_names_the_first_offending_value_and_its_row() -> None:
     # As `pd.read_csv` reads a column with one word in it: text throughout.
     text = ["48.0", "12.5", "3", "7.25", "1", "abc", "2"]

@@ -12,6 +12,12 @@ renamed into place by the store) and then records one index row per file in
 is durable once :meth:`~PredictionLogger.flush` returned:
 the file is in the store and its index row committed.
 
+A request whose rows Arrow or Parquet cannot store (a value no column type holds, columns
+whose types clash) is dropped on its own, counted in ``dropped`` and named in one logged
+error; the rest of its batch is written. Only a failing store (the artifact store or the
+database) puts a batch back in the queue, to be retried: a request that cannot be
+converted now never can, and retrying it would stop the log for every model.
+
 A file's columns: the model's input columns under their own names, and ``_request_id``,
 ``_ts`` (epoch seconds), ``_version``, ``_latency_ms``, ``_row`` (index of the row in its
 request) and ``_prediction`` (``_score`` too when an output is a dict with a ``score`` or
@@ -55,6 +61,10 @@ log = logging.getLogger("loopline.monitoring")
 META_COLUMNS = ("_request_id", "_ts", "_version", "_latency_ms", "_row", "_prediction")
 
 _Entry = tuple[float, str, str, str, Any, Any, float]
+#: What turning entries into a Parquet file raises when the data cannot be stored (no Arrow
+#: type holds a value, values of one column clash, Parquet has no form for a type): errors
+#: of the entries, which no retry cures. The store's own errors are not among them.
+_DATA_ERRORS = (pa.ArrowException, ValueError, TypeError, OverflowError)
 
 
 def _hour(ts: float) -> float:
@@ -70,29 +80,65 @@ def _split_output(out: Any) -> tuple[Any, float | None]:
 
 
 class RawInputs:
-    """A request body as the model server parsed it, turned into rows on the writer thread."""
+    """A request body as the model server parsed it, turned into rows on the writer thread.
 
-    __slots__ = ("names", "rows", "shape")
+    ``names`` and ``types`` are the signature's columns and their types (None without a
+    signature): a value is logged as the column's type, as the model took it.
+    """
 
-    def __init__(self, shape: str, rows: Any, names: list[str] | None) -> None:
-        self.shape, self.rows, self.names = shape, rows, names
+    __slots__ = ("names", "rows", "shape", "types")
+
+    def __init__(
+        self,
+        shape: str,
+        rows: Any,
+        names: list[str] | None,
+        types: Sequence[str] | None = None,
+    ) -> None:
+        self.shape, self.rows, self.names, self.types = shape, rows, names, types
 
     def records(self) -> list[dict[str, Any]]:
-        """One dict per row: ``records`` as sent, ``lists`` by the signature's names,
-        ``split`` by its ``columns``.
+        """One new dict per row: ``records`` as sent, ``lists`` by the signature's names,
+        ``split`` by its ``columns``; with ``types``, an int in a ``float`` column is the
+        float and an integral float in an ``int`` column the int.
 
         Example:
             >>> RawInputs("split", (["a"], [[1], [2]]), None).records()
             [{'a': 1}, {'a': 2}]
+            >>> rows = [{"a": 2**63, "b": 3.0}]
+            >>> RawInputs("records", rows, ["a", "b"], ["float", "int"]).records()
+            [{'a': 9.223372036854776e+18, 'b': 3}]
         """
         if self.shape == "split":
             columns, data = self.rows
-            return [dict(zip(columns, row, strict=False)) for row in data]
-        if self.shape == "lists":
-            if self.names:
-                return [dict(zip(self.names, row, strict=False)) for row in self.rows]
-            return [{"_input": list(row)} for row in self.rows]
-        return list(self.rows)
+            recs = [dict(zip(columns, row, strict=False)) for row in data]
+        elif self.shape == "lists":
+            if not self.names:
+                return [{"_input": list(row)} for row in self.rows]
+            recs = [dict(zip(self.names, row, strict=False)) for row in self.rows]
+        else:
+            # Copies: the rows are the request's own, which a shadow version may still read.
+            recs = [dict(row) for row in self.rows]
+        if self.names and self.types:
+            _as_column_types(recs, self.names, self.types)
+        return recs
+
+
+def _as_column_types(recs: list[dict[str, Any]], names: list[str], types: Sequence[str]) -> None:
+    """Give each value its column's type, as the signature gave it to the model: an int in a
+    ``float`` column became a float (2**63 has no int64, and a column of 1 and 1.5 would
+    have two types), an integral float in an ``int`` column an int."""
+    floats = [n for n, t in zip(names, types, strict=False) if t == "float"]
+    ints = [n for n, t in zip(names, types, strict=False) if t == "int"]
+    for rec in recs:
+        for n in floats:
+            v = rec.get(n)
+            if type(v) is int:
+                rec[n] = float(v)
+        for n in ints:
+            v = rec.get(n)
+            if type(v) is float and v.is_integer():
+                rec[n] = int(v)
 
 
 def entries_to_table(entries: Sequence[_Entry]) -> pa.Table:
@@ -106,13 +152,14 @@ def entries_to_table(entries: Sequence[_Entry]) -> pa.Table:
     records: list[dict[str, Any]] = []
     scored = False
     for ts, rid, _model, version, inputs, outputs, latency in entries:
-        if isinstance(inputs, RawInputs):
+        fresh = isinstance(inputs, RawInputs)  # its records are new dicts, ours to fill
+        if fresh:
             inputs = inputs.records()
         rows = inputs if isinstance(inputs, list) else [inputs]
         outs = outputs if isinstance(outputs, list) else [outputs]
         for i, row in enumerate(rows):
             value, score = _split_output(outs[i] if i < len(outs) else None)
-            rec = dict(row) if isinstance(row, dict) else {"_input": row}
+            rec = row if fresh else dict(row) if isinstance(row, dict) else {"_input": row}
             rec.update(
                 _request_id=rid,
                 _ts=ts,
@@ -137,12 +184,57 @@ def _parquet_bytes(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
+class _File:
+    """One Parquet file to store: its entries (one model and hour), bytes and row count."""
+
+    __slots__ = ("data", "entries", "hour", "model", "rows")
+
+    def __init__(self, model: str, hour: float, entries: list[_Entry], table: pa.Table) -> None:
+        self.model, self.hour, self.entries = model, hour, entries
+        self.data = _parquet_bytes(table)
+        self.rows = table.num_rows
+
+
+def _files(
+    model: str, hour: float, entries: list[_Entry], bad: list[tuple[_Entry, Exception]]
+) -> list[_File]:
+    """The files of one model and hour: one, unless some entries cannot be stored. Then
+    each entry is converted alone; those that fail go to ``bad``, the others are written
+    one file per column layout (entries that are fine alone may clash with each other: a
+    column of numbers in one request and of text in another)."""
+    try:
+        return [_File(model, hour, entries, entries_to_table(entries))]
+    except _DATA_ERRORS:
+        pass
+    layouts: dict[pa.Schema, list[tuple[_File, pa.Table]]] = {}
+    for e in entries:
+        try:
+            table = entries_to_table([e])
+            alone = _File(model, hour, [e], table)  # Parquet's refusals show here too
+        except _DATA_ERRORS as exc:
+            bad.append((e, exc))
+            continue
+        layouts.setdefault(table.schema, []).append((alone, table))
+    files: list[_File] = []
+    for same in layouts.values():
+        if len(same) == 1:
+            files.append(same[0][0])
+            continue
+        try:
+            merged = pa.concat_tables([table for _, table in same])
+            files.append(_File(model, hour, [f.entries[0] for f, _ in same], merged))
+        except _DATA_ERRORS:  # each was stored alone above: keep those files, never lose them
+            files.extend(f for f, _ in same)
+    return files
+
+
 class PredictionLogger:
     """Buffers predictions in memory and writes them as Parquet batches in a thread.
 
     ``max_rows`` requests waiting wake the writer; ``interval`` seconds bound how long a
     request waits; ``max_buffer`` requests waiting make :meth:`log` drop the oldest (counted
-    in ``dropped``) rather than grow without bound when the store is down.
+    in ``dropped``) rather than grow without bound when the store is down. ``dropped`` also
+    counts the requests whose rows could not be stored (see the module).
 
     Example:
         >>> # with PredictionLogger(ctx, interval=1.0) as logger:
@@ -208,15 +300,18 @@ class PredictionLogger:
         names: list[str] | None,
         outputs: list[Any],
         latency_ms: float,
+        types: Sequence[str] | None = None,
     ) -> None:
         """:meth:`log` for the model server: the parsed body as it is (``shape``, ``rows``
-        from ``serving.inputs.parse``), turned into named rows on the writer thread.
+        from ``serving.inputs.parse``), turned into named rows on the writer thread, each
+        value of the type of its column in ``types`` (the signature's, with ``names``).
 
         Example:
-            >>> # logger.log_request(rid, "flights", "3", "records", [{"temp": 41.0}],
-            >>> #                    None, [1], 0.9)
+            >>> # logger.log_request(rid, "flights", "3", "records", [{"temp": 41}],
+            >>> #                    ["temp"], [1], 0.9, types=["float"])
         """
-        self.log(request_id, model, version, RawInputs(shape, rows, names), outputs, latency_ms)
+        inputs = RawInputs(shape, rows, names, types)
+        self.log(request_id, model, version, inputs, outputs, latency_ms)
 
     # -- the writer ------------------------------------------------------------------------
 
@@ -258,37 +353,69 @@ class PredictionLogger:
             if not entries:
                 return 0
             try:
-                return self._write(entries)
+                files = self._convert(entries)
             except BaseException:
                 self._buf.extendleft(reversed(entries))  # not lost: retried on the next flush
                 raise
+            try:
+                return self._write(files)
+            except BaseException:
+                # Not lost: retried on the next flush, in their order; the entries that
+                # could not be converted were dropped and counted once, not again.
+                kept = {id(e) for f in files for e in f.entries}
+                self._buf.extendleft(reversed([e for e in entries if id(e) in kept]))
+                raise
 
-    def _write(self, entries: list[_Entry]) -> int:
+    def _convert(self, entries: list[_Entry]) -> list[_File]:
+        """The Parquet files of ``entries``, by model and hour; the entries that cannot be
+        stored are dropped, counted and named in one logged error."""
         groups: dict[tuple[str, float], list[_Entry]] = {}
         for e in entries:
             groups.setdefault((e[2], _hour(e[0])), []).append(e)
+        bad: list[tuple[_Entry, Exception]] = []
+        files = [
+            f for (model, hour), items in groups.items() for f in _files(model, hour, items, bad)
+        ]
+        if bad:
+            self.dropped += len(bad)
+            (first, exc), *_ = bad
+            models = sorted({e[2] for e, _ in bad})
+            log.error(
+                "the prediction log cannot store %d of %d requests (models %s): dropped them, "
+                "wrote the others; the first, request %r of %r: %s: %s",
+                len(bad),
+                len(entries),
+                ", ".join(map(repr, models)),
+                first[1],
+                first[2],
+                type(exc).__name__,
+                exc,
+            )
+        return files
+
+    def _write(self, files: list[_File]) -> int:
         index: list[dict[str, Any]] = []
         rows = 0
-        for (model, hour), items in groups.items():
-            table = entries_to_table(items)
-            digest = self.ctx.artifacts.put_bytes(_parquet_bytes(table))
-            stamps = [e[0] for e in items]
+        for f in files:
+            digest = self.ctx.artifacts.put_bytes(f.data)
+            stamps = [e[0] for e in f.entries]
             index.append(
                 {
-                    "model": model,
-                    "hour": hour,
+                    "model": f.model,
+                    "hour": f.hour,
                     "digest": digest,
-                    "rows": table.num_rows,
-                    "requests": len(items),
+                    "rows": f.rows,
+                    "requests": len(f.entries),
                     "ts_min": min(stamps),
                     "ts_max": max(stamps),
                     "created": time.time(),
-                    **index_columns([e[1] for e in items]),
+                    **index_columns([e[1] for e in f.entries]),
                 }
             )
-            rows += table.num_rows
-        with self.ctx.engine.begin() as conn:
-            conn.execute(sa.insert(prediction_batches), index)
+            rows += f.rows
+        if index:
+            with self.ctx.engine.begin() as conn:
+                conn.execute(sa.insert(prediction_batches), index)
         self.written_files += len(index)
         self.written_rows += rows
         return rows

@@ -535,7 +535,15 @@ class ModelServer:
             if self._predlog is not None:
                 # Only a deque append here; rows are built on the writer thread.
                 self._predlog.log_request(
-                    rid, name, version, shape, rows, answered.names, preds, elapsed * 1000
+                    rid,
+                    name,
+                    version,
+                    shape,
+                    rows,
+                    answered.names,
+                    preds,
+                    elapsed * 1000,
+                    answered.types,
                 )
             if route.stats is not None:
                 self._recent.remember(

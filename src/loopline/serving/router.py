@@ -33,7 +33,7 @@ _SCALE = 10_000
 class ServedModel:
     """A loaded model version and the one call the request path makes on it."""
 
-    __slots__ = ("label", "loaded", "name", "names", "predict", "threads", "version")
+    __slots__ = ("label", "loaded", "name", "names", "predict", "threads", "types", "version")
 
     def __init__(self, loaded: Any, name: str, version: int, threads: int = 0) -> None:
         self.loaded = loaded
@@ -46,6 +46,10 @@ class ServedModel:
         self.label = str(version)
         signature = loaded.signature
         self.names: list[str] | None = None if signature is None else signature.names
+        #: The columns' types, for the prediction log to store each value as the model took it.
+        self.types: list[str] | None = (
+            None if signature is None else [c.type for c in signature.inputs]
+        )
         self.predict = loaded.predict
 
     def run(self, shape: str, rows: Any) -> list[Any]:

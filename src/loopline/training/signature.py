@@ -351,11 +351,16 @@ class ModelSignature:
                             raise _wrong(name, kind, v, r)
                         if not _INT_LOW <= v < _INT_HIGH:
                             raise _out_of_range(name, kind, v, r)
+                        v = int(v)  # the column's type: 3.0 is the int 3
                 elif kind == "int":
                     if not INT_MIN <= v <= INT_MAX:
                         raise _out_of_range(name, kind, v, r)
-                elif t is int and not -_FLOAT_MAX <= v <= _FLOAT_MAX:  # float(v) would overflow
-                    raise _out_of_range(name, kind, v, r)
+                elif t is int:
+                    if not -_FLOAT_MAX <= v <= _FLOAT_MAX:  # float(v) would overflow
+                        raise _out_of_range(name, kind, v, r)
+                    # The column's type: the float the model takes, also in an object row
+                    # (2**63 stayed an int there, which no int64 column could hold).
+                    v = float(v)
                 append(v)
             elif v is None:
                 if not nullable:
