@@ -14,7 +14,13 @@ import pytest
 from pydantic import ValidationError
 
 from loopline.core.context import Context
-from loopline.serving.app import GC_THRESHOLDS, SHADOW_BACKLOG, ModelServer, ServeSettings
+from loopline.serving.app import (
+    GC_THRESHOLDS,
+    SHADOW_BACKLOG,
+    ModelServer,
+    ServeSettings,
+    error_body,
+)
 from loopline.serving.deploy import deploy, get_deployment, history, live_window
 from tests.serving.helpers import good_model, register, row, toy_data, weak_model
 
@@ -398,3 +404,16 @@ def test_a_bad_native_thread_count_is_refused_naming_the_setting(
     monkeypatch.setenv("LOOPLINE_SERVE_NATIVE_THREADS", value)
     with pytest.raises(ValidationError, match="native_threads"):
         ServeSettings()
+
+
+def test_an_error_body_can_hold_any_message() -> None:
+    """A message echoing a lone surrogate made orjson raise, and the client got a 500."""
+    body = orjson.loads(error_body("X", "column '\udfff'", field="\ud800", hint="h\udbff"))
+    assert body == {
+        "error": {
+            "code": "X",
+            "message": "column '\\udfff'",
+            "field": "\\ud800",
+            "hint": "h\\udbff",
+        }
+    }

@@ -110,3 +110,35 @@ def test_an_oversized_body_is_a_413_naming_the_limit_and_the_setting(served: Ser
         error = answer.json()["error"]
         assert error["field"] == "body" and "16 MB" in error["message"]
         assert "--max-body-mb" in error["hint"] and "LOOPLINE_SERVE_MAX_BODY_MB" in error["hint"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (rb'{"instances": [{"a": 0.5, "b": 0.5, "bucket": 1, "\udfff": 3}]}', "instances[0]"),
+        (rb'{"request_id": "r", "label": "\ud800"}', "label"),
+        (b'{"instances": [{"a": "\xed\xa0\x80", "b": 0.5, "bucket": 1}]}', "body"),
+        (b'{"instances": [{"\xed\xa0\x80": 1, "b": 0.5, "bucket": 1}]}', "body"),
+    ],
+    ids=[
+        "lone-surrogate-key",
+        "lone-surrogate-label",
+        "utf8-surrogate-value",
+        "utf8-surrogate-key",
+    ],
+)
+def test_text_that_is_not_unicode_is_a_400_naming_where_never_a_500(
+    served: Served, body: bytes, field: str
+) -> None:
+    """Found by a fuzzing audit: the JSON escape \\udfff (or a surrogate encoded in UTF-8)
+    was parsed into a string that the error body, which echoes it, could not encode."""
+    for path in ("/v1/models/churn/predict", "/v1/models/churn/feedback"):
+        answer = httpx.post(f"{served.url}{path}", content=body)
+        assert answer.status_code == 400, (path, answer.text)
+        error = answer.json()["error"]
+        assert error["code"] == "MALFORMED_JSON" and error["field"] == field, error
+    fine = httpx.post(
+        f"{served.url}/v1/models/churn/predict",
+        content=rb'{"instances": [{"a": 0.5, "b": NaN, "bucket": 1, "\ud83d\ude00": 1}]}',
+    )
+    assert fine.status_code == 422 and fine.json()["error"]["field"] == "b"  # a pair is text

@@ -98,3 +98,35 @@ def test_the_model_server_imports_without_heavy_modules() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        (rb'{"instances": [{"a": 1, "\udfff": 3}]}', "instances[0]", r"key '\udfff'"),
+        (rb'{"instances": [[1, "x\ud800y"]]}', "instances[0][1]", r"lone surrogate (\ud800)"),
+        (rb'{"instances": [[1, 2]], "key": "\uDBFF"}', "key", r"\udbff"),
+        (rb'{"a": "\ude00\ud83d", "b": NaN}', "a", "lone surrogate"),  # a pair reversed
+        (
+            b'{"instances": [{"a": "\xed\xa0\x80"}]}',
+            "body",
+            "not valid UTF-8: byte 0xed at offset 22",
+        ),
+        (b'{"instances": [[1, 2]]}\xff', "body", "byte 0xff at offset 23"),
+    ],
+    ids=["key", "value", "key-field", "reversed-pair", "utf8-surrogate", "invalid-byte"],
+)
+def test_text_that_is_not_unicode_is_malformed_naming_where(
+    body: bytes, field: str, words: str
+) -> None:
+    """The fallback parser (for NaN/Infinity) took lone surrogate escapes and surrogates
+    encoded in UTF-8: strings no JSON answer can hold, so echoing one was a 500."""
+    with pytest.raises(MalformedBody) as info:
+        loads(body)
+    assert info.value.field == field and words in str(info.value), str(info.value)
+
+
+def test_escaped_pairs_byte_order_marks_and_nan_still_parse() -> None:
+    assert loads(rb'{"x": "\ud83d\ude00", "y": NaN}')["x"] == "\U0001f600"
+    assert loads(rb'{"x": "\\ud800", "y": NaN}')["x"] == "\\ud800"  # an escaped backslash
+    assert loads(b'\xef\xbb\xbf{"x": 1}') == {"x": 1}

@@ -141,7 +141,13 @@ def error_body(code: str, message: str, field: str | None = None, hint: str | No
         body["field"] = field
     if hint:
         body["hint"] = hint
-    return orjson.dumps({"error": body})
+    try:
+        return orjson.dumps({"error": body})
+    except TypeError:
+        # A message echoing what no UTF-8 holds (a lone surrogate) must not turn a 4xx into
+        # a 500: such characters are written as their escapes (\udfff) instead.
+        printable = {k: v.encode("utf-8", "backslashreplace").decode() for k, v in body.items()}
+        return orjson.dumps({"error": printable})
 
 
 def _first(preds: list[Any]) -> Any:
@@ -500,10 +506,7 @@ class ModelServer:
             served, is_candidate = route.pick(key or body_key)
             preds, answered = await self._answer(route, served, is_candidate, shape, rows)
         except MalformedBody as exc:
-            status, out = (
-                400,
-                error_body("MALFORMED_JSON", str(exc), field="body", hint="send a JSON object"),
-            )
+            status, out = 400, error_body("MALFORMED_JSON", str(exc), exc.field, exc.hint)
         except InvalidInput as exc:
             status, out = 422, error_body(exc.code, exc.message, exc.field, exc.hint)
         except ModelFailed as exc:
@@ -628,7 +631,7 @@ class ModelServer:
             await self._send(send, 413, self._too_large("send fewer labels per request"))
             return
         except MalformedBody as exc:
-            await self._send(send, 400, error_body("MALFORMED_JSON", str(exc), field="body"))
+            await self._send(send, 400, error_body("MALFORMED_JSON", str(exc), exc.field, exc.hint))
             return
         route = self.control.routes.get(name)
         if route is None:  # as for predict: labels for a model not served here match nothing

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
@@ -38,23 +39,100 @@ _ROW_KEYS = ("instances", "dataframe_records", "dataframe_split")
 
 
 class MalformedBody(ValueError):
-    """The body is not JSON (answered with 400)."""
+    """The body is not JSON text (answered with 400); ``field`` says where, when known.
+
+    Example:
+        >>> MalformedBody("the body is not valid UTF-8").field
+        'body'
+    """
+
+    def __init__(self, message: str, field: str = "body", hint: str = "send a JSON object"):
+        super().__init__(message)
+        self.field = field
+        self.hint = hint
+
+
+#: A lone surrogate: in a string the standard parser made, what an escape like \ud800 with
+#: no partner became (a pair becomes one character). Such a string is not text: it has no
+#: UTF-8, so no answer echoing it could be written.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: The JSON escape of a surrogate (\ud800 to \udfff): only a body holding one is searched.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_TEXT_HINT = (
+    "send JSON text in UTF-8; a character beyond U+FFFF is escaped as a pair, e.g. \\ud83d\\ude00"
+)
 
 
 def loads(body: bytes) -> Any:
-    """Parse JSON; NaN and Infinity are accepted (the signature then rejects them).
+    """Parse JSON text; NaN and Infinity are accepted (the signature then rejects them).
+
+    A body that is not UTF-8 (a byte order mark is allowed), or whose strings hold a lone
+    surrogate escape (``\\ud800`` without its partner), is :class:`MalformedBody` naming
+    the byte offset or the place of the string: neither is text.
 
     Example:
         >>> loads(b'{"x": NaN}')["x"]
         nan
+        >>> try:
+        ...     loads(b'{"k": "\\\\udfff"}')
+        ... except MalformedBody as exc:
+        ...     print(exc.field)
+        k
     """
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        try:
-            return json.loads(body)  # the standard parser reads NaN/Infinity literals
-        except (ValueError, RecursionError):
-            raise MalformedBody(f"the body is not valid JSON: {exc}") from None
+        error = exc
+    # The standard parser reads NaN/Infinity literals. Given bytes, it would also decode
+    # surrogates encoded in UTF-8 (surrogatepass) and it keeps lone surrogate escapes; both
+    # are refused here, as orjson refuses them.
+    try:
+        text = body.decode(json.detect_encoding(body))
+    except UnicodeDecodeError as bad:
+        encoding = bad.encoding.upper().replace("-SIG", "")
+        raise MalformedBody(
+            f"the body is not valid {encoding}: byte {body[bad.start]:#04x} at offset "
+            f"{bad.start} ({bad.reason})",
+            hint=_TEXT_HINT,
+        ) from None
+    try:
+        payload = json.loads(text)
+    except (ValueError, RecursionError):
+        raise MalformedBody(f"the body is not valid JSON: {error}") from None
+    if _SURROGATE_ESCAPE.search(text):
+        _refuse_lone_surrogates(payload)
+    return payload
+
+
+def _refuse_lone_surrogates(payload: Any) -> None:
+    """MalformedBody naming the first string (or object key) with a lone surrogate."""
+    # Iterative: a body nested as deep as the parser allows must not overflow the stack.
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(payload, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            found = _SURROGATE.search(value)
+            if found:
+                raise _lone_surrogate(path, "the string", found.group())
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                found = _SURROGATE.search(k)
+                if found:
+                    shown = ascii(k if len(k) <= 40 else k[:40] + "...")
+                    raise _lone_surrogate(path, f"the key {shown}", found.group())
+                stack.append((v, (*path, k)))
+        elif isinstance(value, list):
+            stack.extend((v, (*path, i)) for i, v in enumerate(value))
+
+
+def _lone_surrogate(path: tuple[Any, ...], subject: str, surrogate: str) -> MalformedBody:
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+    return MalformedBody(
+        f"{where or 'the body'}: {subject} holds a lone surrogate ({ascii(surrogate)[1:-1]}); "
+        "a surrogate escape without its partner is not a character, so the body is not text",
+        field=where or "body",
+        hint=_TEXT_HINT,
+    )
 
 
 def _rows(value: Any, field: str) -> list[Any]:
