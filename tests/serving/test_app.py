@@ -225,8 +225,24 @@ def test_a_canary_that_refuses_what_the_stable_version_takes_is_rolled_back(
             "out of range",
         ),
         (b'{"instances": [{"a": 0.5, "b": 0.5, "bucket": -1e19}]}', "bucket", "out of range"),
+        (
+            b'{"instances": [[0.5, 0.5, 1], [0.5, 0.5, -9223372036854775809]]}',
+            "bucket",
+            "out of range in row 1: -9.223372036854776e+18",
+        ),
+        (b'{"instances": [[0.5, 0.5, 9007199254740993.0]]}', "bucket", "below 2**53"),
     ],
-    ids=["inf", "minus-inf", "1e400", "inf-second-row", "1e30-int", "2**70-int", "-1e19-int"],
+    ids=[
+        "inf",
+        "minus-inf",
+        "1e400",
+        "inf-second-row",
+        "1e30-int",
+        "2**70-int",
+        "-1e19-int",
+        "below-int64-min",
+        "float-past-2**53",
+    ],
 )
 def test_values_beyond_a_column_are_422_naming_it_and_count_against_no_version(
     embedded_ctx: Context, body: bytes, field: str, words: str

@@ -40,6 +40,10 @@ def _frame(**columns: Any) -> pd.DataFrame:
         (SIG, _frame(income=[1.0, 2.0, np.inf]), "income", "is inf in row 2"),
         (SIG, _frame(age=[1.0, 1e30]), "age", "out of range in row 1"),
         (SIG, _frame(age=pd.Series([1, 2**70], dtype=object)), "age", "out of range in row 1"),
+        # orjson reads an integer past 64 bits as the nearest float: -2**63 - 1 became -2**63.
+        (SIG, [{**GOOD, "age": float(INT_MIN)}], "age", "out of range in row 0: -9.2"),
+        (NUMERIC, [{"age": 2.0**53, "income": 1.0}], "age", "only below 2**53"),
+        (SIG, [GOOD, {**GOOD, "age": 2.0**62}], "age", "out of range in row 1"),
     ],
     ids=[
         "inf-float",
@@ -57,6 +61,9 @@ def _frame(**columns: Any) -> pd.DataFrame:
         "frame-inf",
         "frame-1e30-for-int",
         "frame-2**70-for-int",
+        "float-int64-min-for-int",
+        "float-2**53-for-int",
+        "float-2**62-for-int",
     ],
 )
 def test_values_a_column_cannot_hold_are_invalid_input_naming_column_and_row(
@@ -83,7 +90,9 @@ def test_the_ends_of_int64_are_accepted() -> None:
     assert frame["age"].tolist() == [INT_MAX, INT_MIN]
     numeric = NUMERIC.to_frame([{"age": INT_MAX, "income": 1.0}])  # float64 rows: rounded
     assert numeric["age"].dtype == np.int64 and numeric["age"][0] > 2**62
-    assert NUMERIC.validate([{"age": 2.0**62, "income": 1e308}]).shape == (1, 2)
+    assert NUMERIC.validate([{"age": 2**62, "income": 1e308}]).shape == (1, 2)
+    # A float stands for one integer up to 2**53 only: from there on it is refused (above).
+    assert SIG.validate([{**GOOD, "age": 1 - 2.0**53}])[0][0] == 1 - 2**53
 
 
 def test_accepted_values_come_back_as_their_columns_type() -> None:

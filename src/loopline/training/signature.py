@@ -66,6 +66,12 @@ _INF = math.inf
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 _INT_LOW, _INT_HIGH = float(INT_MIN), float(2**63)  # a float v fits when _INT_LOW <= v < _INT_HIGH
 _INT_TOP = float(np.nextafter(_INT_HIGH, 0.0))  # the largest float64 that is an int64
+#: A float is a value of an ``int`` column only below this magnitude (2**53): from there on
+#: floats no longer hold every integer, so one may stand for another integer than was sent -
+#: orjson reads an integer beyond 64 bits as the float nearest to it (-2**63 - 1 became
+#: -2**63, in range), and 9007199254740993 written as 9007199254740993.0 is the float 2**53.
+INT_EXACT_FLOAT = 2**53
+_EXACT = float(INT_EXACT_FLOAT)
 #: The largest finite float: an int beyond it cannot feed a ``float`` column.
 _FLOAT_MAX = float(np.finfo(np.float64).max)
 
@@ -349,8 +355,8 @@ class ModelSignature:
                     elif kind == "int":
                         if not float(v).is_integer():
                             raise _wrong(name, kind, v, r)
-                        if not _INT_LOW <= v < _INT_HIGH:
-                            raise _out_of_range(name, kind, v, r)
+                        if not -_EXACT < v < _EXACT:
+                            raise _inexact(name, v, r)
                         v = int(v)  # the column's type: 3.0 is the int 3
                 elif kind == "int":
                     if not INT_MIN <= v <= INT_MAX:
@@ -651,6 +657,19 @@ def _out_of_range(name: str, kind: str, value: Any, row: int) -> InvalidInput:
         f"column {name!r} ({kind}) is out of range in row {row}: {shown}; it takes {limits}",
         field=name,
         hint="send a value within that range",
+    )
+
+
+def _inexact(name: str, value: float, row: int) -> InvalidInput:
+    """A float for an ``int`` column from :data:`INT_EXACT_FLOAT` on: which integer it
+    stands for is not known (see there)."""
+    return InvalidInput(
+        f"column {name!r} (int) is out of range in row {row}: {value!r}; it takes integers "
+        f"from {INT_MIN} to {INT_MAX}, and a value that arrives as a float (a number with a "
+        "fraction or an exponent, or an integer beyond 64 bits) only below 2**53 "
+        f"({INT_EXACT_FLOAT}) in magnitude, where a float stands for one integer",
+        field=name,
+        hint="send the integer in digits, without a fraction or an exponent, within that range",
     )
 
 
