@@ -142,3 +142,23 @@ def test_text_that_is_not_unicode_is_a_400_naming_where_never_a_500(
         content=rb'{"instances": [{"a": 0.5, "b": NaN, "bucket": 1, "\ud83d\ude00": 1}]}',
     )
     assert fine.status_code == 422 and fine.json()["error"]["field"] == "b"  # a pair is text
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"instances": [row()], "params": {"a": 1}}, "params"),
+        ({"instances": [row()], "extra": 1}, "extra"),
+        ({"instances": [row()], "key": True}, "key"),
+        ({"instances": [row()], "key": 7}, "key"),
+    ],
+    ids=["params", "extra", "key-bool", "key-number"],
+)
+def test_the_server_answers_its_own_schema_for_the_top_level_fields(
+    served: Served, body: dict[str, object], field: str
+) -> None:
+    """Found by a fuzzing audit: the description declares additionalProperties: false and a
+    string key, but any extra field was ignored and a key of true or 7 taken (200)."""
+    answer = httpx.post(f"{served.url}/v1/models/churn/predict", json=body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["field"] == field

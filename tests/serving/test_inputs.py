@@ -19,7 +19,7 @@ def test_three_shapes_give_the_same_records() -> None:
         *parse({"dataframe_split": {"columns": ["b", "a"], "data": [[2, 1]]}})[:2], names
     )
     assert records == lists == split == [{"a": 1, "b": 2}]
-    assert parse({"dataframe_records": [{"a": 1}], "key": 7})[2] == "7"
+    assert parse({"dataframe_records": [{"a": 1}], "key": "7"})[2] == "7"
 
 
 @pytest.mark.parametrize(
@@ -31,6 +31,9 @@ def test_three_shapes_give_the_same_records() -> None:
         ({"dataframe_split": {"columns": "a", "data": [[1]]}}, "dataframe_split.columns"),
         ({"dataframe_split": [1]}, "dataframe_split"),
         ({"instances": [{"a": 1}], "key": [1]}, "key"),
+        ({"instances": [{"a": 1}], "key": 7}, "key"),
+        ({"instances": [{"a": 1}], "key": True}, "key"),
+        ({"instances": [{"a": 1}], "key": None}, "key"),
         ("rows", "body"),
     ],
     ids=[
@@ -40,6 +43,9 @@ def test_three_shapes_give_the_same_records() -> None:
         "columns",
         "split-not-object",
         "key",
+        "key-number",
+        "key-bool",
+        "key-null",
         "string-body",
     ],
 )
@@ -130,3 +136,29 @@ def test_escaped_pairs_byte_order_marks_and_nan_still_parse() -> None:
     assert loads(rb'{"x": "\ud83d\ude00", "y": NaN}')["x"] == "\U0001f600"
     assert loads(rb'{"x": "\\ud800", "y": NaN}')["x"] == "\\ud800"  # an escaped backslash
     assert loads(b'\xef\xbb\xbf{"x": 1}') == {"x": 1}
+
+
+@pytest.mark.parametrize(
+    ("payload", "field", "words"),
+    [
+        (
+            {"instances": [[1, 2]], "params": {"a": 1}},
+            "params",
+            "params are not supported by Loopline's model server; remove the field",
+        ),
+        (
+            {"dataframe_split": {"columns": ["a"], "data": [[1]]}, "Key": "u"},
+            "Key",
+            "unknown field 'Key'; the body takes instances, dataframe_records, "
+            "dataframe_split and key",
+        ),
+    ],
+    ids=["mlflow-params", "unknown"],
+)
+def test_a_field_the_server_does_not_read_is_refused_not_ignored(
+    payload: object, field: str, words: str
+) -> None:
+    """The OpenAPI description says additionalProperties: false; the field was ignored."""
+    with pytest.raises(InvalidInput) as exc:
+        parse(payload)
+    assert exc.value.field == field and words in exc.value.message, exc.value.message

@@ -8,7 +8,9 @@ Three shapes are accepted::
 
 (``dataframe_records`` is accepted as a synonym of ``instances`` with objects, as MLflow
 sends it.) One of these keys per body; ``dataframe_split`` names each column once. An
-optional top-level ``"key"`` makes A/B routing sticky. Anything else is an
+optional top-level ``"key"`` (a string) makes A/B routing sticky. No other top-level field
+is read, so none is taken: MLflow's ``params`` (model parameters at predict time) and any
+unknown field are refused rather than silently ignored. Anything else is an
 :class:`~loopline.errors.InvalidInput` naming the field, which the server answers with 422.
 
 Example:
@@ -36,6 +38,8 @@ _SHAPES = (
 
 
 _ROW_KEYS = ("instances", "dataframe_records", "dataframe_split")
+#: Every top-level field a body may have.
+_FIELDS = frozenset((*_ROW_KEYS, "key"))
 
 
 class MalformedBody(ValueError):
@@ -160,10 +164,14 @@ def parse(payload: Any) -> tuple[str, Any, str | None]:
             field="body",
             hint=f"send {_SHAPES}",
         )
-    key = payload.get("key")
-    if key is not None and not isinstance(key, str | int):
-        raise InvalidInput("key must be a string or a number", field="key")
-    skey = None if key is None else str(key)
+    key = payload.get("key", "")
+    if type(key) is not str:  # 7 and "7", or true and "True", must not be one routing key
+        raise InvalidInput(
+            f"key must be a string, got {_json_type(key)}",
+            field="key",
+            hint='send the routing key as a string, e.g. "user-7", or leave the field out',
+        )
+    skey = key if "key" in payload else None
     given = [k for k in _ROW_KEYS if k in payload]
     if len(given) > 1:  # which one would win is a guess the client did not ask for
         raise InvalidInput(
@@ -171,6 +179,8 @@ def parse(payload: Any) -> tuple[str, Any, str | None]:
             field=given[1],
             hint=f"send {_SHAPES}",
         )
+    if given and not _FIELDS.issuperset(payload):
+        _refuse_unknown(payload)
     if "instances" in payload or "dataframe_records" in payload:
         field = "instances" if "instances" in payload else "dataframe_records"
         rows = _rows(payload[field], field)
@@ -236,6 +246,30 @@ def parse(payload: Any) -> tuple[str, Any, str | None]:
         field="instances",
         hint=f"send {_SHAPES}",
     )
+
+
+def _refuse_unknown(payload: dict[str, Any]) -> None:
+    """InvalidInput naming the first top-level field the server does not read."""
+    field = next(k for k in payload if k not in _FIELDS)
+    if field == "params":  # MLflow's scoring protocol has it; a client may expect it to work
+        message = "params are not supported by Loopline's model server; remove the field"
+    else:
+        message = (
+            f"unknown field {field!r}; the body takes instances, dataframe_records, "
+            "dataframe_split and key"
+        )
+    raise InvalidInput(message, field=field, hint=f"send {_SHAPES}, and optionally a 'key'")
+
+
+def _json_type(value: Any) -> str:
+    """What a parsed JSON value is, in JSON's words (for messages)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "an object" if isinstance(value, dict) else "an array"
 
 
 def as_records(shape: str, rows: Any, names: list[str] | None) -> Any:
