@@ -433,3 +433,31 @@ def test_an_error_body_can_hold_any_message() -> None:
             "hint": "h\\udbff",
         }
     }
+
+
+def test_feedback_live_accuracy_cannot_use_is_a_422_and_scores_nothing(
+    embedded_ctx: Context,
+) -> None:
+    """Found by a fuzzing audit: a label of null, {}, [], NaN or 100,000 characters for a
+    real request was matched and scored, and 200,000 labels in one request were taken."""
+    server, _, _ = _good_then_weak(embedded_ctx, "ab", split=50)
+    status, answer = asyncio.run(_post(server, "/v1/models/churn/predict", {"instances": [row()]}))
+    assert status == 200, answer
+    rid = answer["request_id"]
+    feedback = "/v1/models/churn/feedback"
+    bodies: list[tuple[Any, str]] = [
+        *(
+            ({"request_id": rid, "label": label}, "label")
+            for label in (None, {}, {"a": 1}, [], [[[]]], "x" * 100_000)
+        ),
+        (b'{"request_id": "%s", "label": NaN}' % rid.encode(), "label"),
+        *(({"request_id": bad, "label": 1}, "request_id") for bad in (None, [], {}, True, 1.5)),
+        ({"labels": [{"request_id": rid, "label": 1}] * 200_000}, "labels"),
+    ]
+    for body, field in bodies:
+        status, error = asyncio.run(_post(server, feedback, body))
+        assert status == 422 and error["error"]["field"] == field, (body, error)
+    stats = server.control.routes["churn"].stats
+    assert stats is not None and stats.stable.labels == stats.candidate.labels == 0
+    status, fed = asyncio.run(_post(server, feedback, {"request_id": rid, "label": 1}))
+    assert status == 200 and fed == {"matched": 1, "unmatched": 0}

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
+import math
+from typing import Any
 
-from loopline.serving.feedback import RecentAnswers
+import numpy as np
+import pytest
+
+from loopline.errors import InvalidInput
+from loopline.monitoring.limits import MAX_LABEL_CHARS
+from loopline.serving.feedback import MAX_FEEDBACK, RecentAnswers, read_feedback
 
 
 def test_each_row_of_a_request_is_scored_against_its_own_prediction() -> None:
@@ -64,3 +70,71 @@ def test_memory_is_bounded_by_requests_and_by_rows() -> None:
     recent.remember("again", "m", 1, False, [0])
     recent.remember("again", "m", 1, False, [1, 1])  # a repeated id replaces the answer
     assert recent.match("again", "m", 1, 1, 1) == ("stable", True)
+
+
+LONG = "x" * (MAX_LABEL_CHARS + 1)
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        ({"request_id": "r", "label": None}, "label", "is null"),
+        ({"request_id": "r", "label": {}}, "label", "is an object"),
+        ({"request_id": "r", "label": {"a": 1}}, "label", "is an object"),
+        ({"request_id": "r", "label": []}, "label", "is an array"),
+        ({"request_id": "r", "label": [[[]]]}, "label", "is an array"),
+        ({"request_id": "r", "label": math.nan}, "label", "is NaN: a label must be finite"),
+        ({"request_id": "r", "label": -math.inf}, "label", "is -Infinity"),
+        ({"request_id": "r", "label": LONG}, "label", f"text of {MAX_LABEL_CHARS + 1} char"),
+        (
+            {"labels": [{"request_id": "r", "label": 1}, {"request_id": "r", "label": None}]},
+            "labels[1].label",
+            "is null",
+        ),
+        ({"request_id": None, "label": 1}, "request_id", "is null: a request id is a string"),
+        ({"request_id": [], "label": 1}, "request_id", "is an array"),
+        ({"request_id": {}, "label": 1}, "request_id", "is an object"),
+        ({"request_id": True, "label": 1}, "request_id", "is true"),
+        ({"request_id": 1.5, "label": 1}, "request_id", "is the number 1.5"),
+        ({"request_id": "", "label": 1}, "request_id", "1 to 200 characters"),
+        ({"labels": [{"request_id": 7, "label": 1}]}, "labels[0].request_id", "number 7"),
+        ({"request_id": "r", "label": 1, "row": 1e30}, "row", "a whole number from 0"),
+        ({"request_id": "r", "label": 1, "row": 2**31}, "row", "2147483648 is past"),
+        ({"request_id": "r", "label": 1, "rwo": 1}, "rwo", "unknown field 'rwo'"),
+        ({"labels": [], "label": 1}, "label", "unknown field 'label'"),
+        ({"labels": [[]]}, "labels[0]", "is an array"),
+        ({"labels": [{"label": 1}]}, "labels[0].request_id", "missing"),
+        ({"request_id": "r"}, "label", "missing"),
+        ({"labels": {"request_id": "r"}}, "labels", "is an object"),
+        ([1], "body", "is an array"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and len(v) < 40 else None,
+)
+def test_a_label_the_live_accuracy_cannot_use_is_refused_naming_field_and_index(
+    body: Any, field: str, words: str
+) -> None:
+    """A null, an object or NaN as a label was matched and scored (an accuracy computed from
+    nothing); a request id of null or 1.5 became the text 'None' or '1.5'."""
+    with pytest.raises(InvalidInput) as info:
+        read_feedback(body)
+    assert info.value.field == field and words in info.value.message, info.value.message
+
+
+def test_one_request_carries_at_most_max_feedback_labels() -> None:
+    label = {"request_id": "r", "label": 1}
+    assert len(read_feedback({"labels": [label] * MAX_FEEDBACK})) == MAX_FEEDBACK
+    with pytest.raises(InvalidInput, match=f"at most {MAX_FEEDBACK}") as info:
+        read_feedback({"labels": [label] * (MAX_FEEDBACK + 1)})
+    assert info.value.field == "labels" and "several requests" in (info.value.hint or "")
+
+
+def test_good_labels_are_read_with_their_rows() -> None:
+    assert read_feedback({"request_id": "r", "label": "spam"}) == [("r", None, "spam")]
+    body = {
+        "labels": [
+            {"request_id": "a", "label": True, "row": 2},
+            {"request_id": "b", "label": 0.5, "row": None},
+            {"request_id": "c", "label": "x" * MAX_LABEL_CHARS},
+        ]
+    }
+    assert read_feedback(body) == [("a", 2, True), ("b", None, 0.5), ("c", None, "x" * 1000)]

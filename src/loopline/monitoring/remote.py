@@ -2,7 +2,7 @@
 ``/api/v1/monitor``, when ``LOOPLINE_URI`` is ``http(s)://``.
 
 The requests and answers are the models of :mod:`.wire`, which the server uses too. A long
-list of labels goes in requests of :data:`~.wire.MAX_LABELS` ids; their reports are added
+list of labels goes in requests of :data:`~.limits.MAX_LABELS` ids; their reports are added
 up (the first 20 unknown ids are kept). Errors keep their class across the wire (a 422
 becomes :class:`~loopline.errors.InvalidInput` naming the field).
 
@@ -23,8 +23,8 @@ from pydantic import BaseModel, ValidationError
 
 from loopline.config import Settings
 from loopline.errors import InvalidInput
+from loopline.monitoring.limits import MAX_LABELS
 from loopline.monitoring.wire import (
-    MAX_LABELS,
     BusinessRequest,
     BusinessResponse,
     DriftResultsResponse,

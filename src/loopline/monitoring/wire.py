@@ -20,15 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 
 from loopline.core.columns import MAX_REQUEST_ID_CHARS
 from loopline.errors import InvalidInput
-
-#: The most request ids (and labels) one ``POST /api/v1/monitor/labels`` may carry.
-MAX_LABELS = 10_000
-
-#: The longest text label.
-MAX_LABEL_CHARS = 1000
-
-#: The highest row a label may name (a row's index in its request, from 0).
-MAX_ROW = 2**31 - 1
+from loopline.monitoring.limits import MAX_LABEL_CHARS, MAX_LABELS, MAX_ROW
 
 #: ``rows="all"``: each label is for every row of its request.
 ALL_ROWS = "all"

@@ -60,7 +60,7 @@ from loopline.core.context import Context, get_context
 from loopline.core.hosts import AllowedHosts, protect
 from loopline.errors import InvalidInput
 from loopline.serving.control import Controller
-from loopline.serving.feedback import RecentAnswers
+from loopline.serving.feedback import RecentAnswers, read_feedback
 from loopline.serving.inputs import MalformedBody, loads, parse
 from loopline.serving.prom import ServingMetrics
 from loopline.serving.router import Route, ServedModel
@@ -637,49 +637,21 @@ class ModelServer:
         if route is None:  # as for predict: labels for a model not served here match nothing
             await self._not_found(send, name)
             return
-        items = payload.get("labels", [payload]) if isinstance(payload, dict) else None
-        if not isinstance(items, list) or not all(
-            isinstance(i, dict) and "request_id" in i and "label" in i for i in items
-        ):
-            await self._send(
-                send,
-                422,
-                error_body(
-                    "INVALID_INPUT",
-                    "send {'request_id': ..., 'label': ...} or "
-                    "{'labels': [{'request_id': ..., 'label': ...}, ...]}",
-                    field="labels",
-                    hint="add 'row': N to label row N (from 0) of a request of several rows",
-                ),
-            )
+        try:
+            labels = read_feedback(payload)
+        except InvalidInput as exc:
+            await self._send(send, 422, error_body(exc.code, exc.message, exc.field, exc.hint))
             return
-        for i, item in enumerate(items):
-            row = item.get("row")
-            if row is not None and (type(row) is not int or row < 0):
-                await self._send(
-                    send,
-                    422,
-                    error_body(
-                        "INVALID_INPUT",
-                        f"row {row!r} is not a row number",
-                        field=f"labels[{i}].row",
-                        hint="give the row of the request the label is for, from 0, or "
-                        "leave it out for a request of one row",
-                    ),
-                )
-                return
         matched = 0
-        for item in items:
-            scored = self._recent.match(
-                str(item["request_id"]), name, route.revision, item.get("row"), item["label"]
-            )
+        for rid, row, label in labels:
+            scored = self._recent.match(rid, name, route.revision, row, label)
             if scored is None or route.stats is None:
                 continue
             role, right = scored
             route.stats.role(role).label(right)
             matched += 1
         await self._send(
-            send, 200, orjson.dumps({"matched": matched, "unmatched": len(items) - matched})
+            send, 200, orjson.dumps({"matched": matched, "unmatched": len(labels) - matched})
         )
 
 

@@ -16,6 +16,13 @@ Labels and predictions are compared by the class they name (``1``, ``1.0`` and `
 one class), and a binary classifier's probability of class 1 is that class from 0.5 up
 (:mod:`loopline.monitoring.classes`).
 
+:func:`read_feedback` checks a body before anything is matched, and refuses it whole
+(422, naming the field and the index) when a label could not be scored: a label is a
+finite number, true/false or a text of at most :data:`MAX_LABEL_CHARS` characters (null,
+an object or an array names no class); a request id is a string of 1 to 200 characters; a
+row is a whole number from 0; one request carries at most :data:`MAX_FEEDBACK` labels (as
+``POST /api/v1/monitor/labels``).
+
 Example:
     >>> recent = RecentAnswers()
     >>> recent.remember("r1", "churn", 3, False, [0.91, 0.12])
@@ -25,17 +32,153 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
+from loopline.core.columns import MAX_REQUEST_ID_CHARS
+from loopline.errors import InvalidInput
 from loopline.monitoring.classes import class_name, predicted_class
+from loopline.monitoring.limits import MAX_LABEL_CHARS, MAX_LABELS, MAX_ROW
 
 #: Requests remembered for their labels; the oldest are forgotten first.
 MAX_REQUESTS = 100_000
 #: Predicted rows remembered in all: a few requests of a million rows each do not hold
 #: every row's prediction in memory.
 MAX_ROWS = 1_000_000
+#: The most labels one ``/feedback`` request carries: as many as one request to the
+#: monitoring API's ``POST /api/v1/monitor/labels``.
+MAX_FEEDBACK = MAX_LABELS
+
+#: One checked label: (request id, row or None, label).
+Feedback = tuple[str, int | None, bool | int | float | str]
+
+_ITEM_FIELDS = frozenset(("request_id", "label", "row"))
+_LIST_FIELDS = frozenset(("labels",))
+_SHAPE = (
+    "send {'request_id': ..., 'label': ...} or {'labels': [{'request_id': ..., 'label': ...}, ...]}"
+)
+_ROW_HINT = "add 'row': N to label row N (from 0) of a request of several rows"
+
+
+def read_feedback(payload: Any) -> list[Feedback]:
+    """The labels of a ``/feedback`` body, checked (see the module); InvalidInput names the
+    first bad field (``label``, or ``labels[3].label`` in a list of labels).
+
+    Example:
+        >>> read_feedback({"labels": [{"request_id": "r1", "row": 2, "label": "spam"}]})
+        [('r1', 2, 'spam')]
+        >>> try:
+        ...     read_feedback({"request_id": "r1", "label": None})
+        ... except InvalidInput as exc:
+        ...     print(exc.field, "-", exc.message)
+        label - label is null: a label is a finite number, true/false or a text
+    """
+    if not isinstance(payload, dict):
+        raise InvalidInput(f"the body is {_shown(payload)}", field="body", hint=_SHAPE)
+    if "labels" not in payload:
+        return [_item(payload, "")]
+    _no_other_fields(payload, _LIST_FIELDS, "", "a body with 'labels' has no other field")
+    items = payload["labels"]
+    if not isinstance(items, list):
+        raise InvalidInput(f"labels is {_shown(items)}, not an array", field="labels", hint=_SHAPE)
+    if len(items) > MAX_FEEDBACK:
+        raise InvalidInput(
+            f"labels has {len(items)} labels; one request takes at most {MAX_FEEDBACK}",
+            field="labels",
+            hint=f"send them in several requests of at most {MAX_FEEDBACK} labels",
+        )
+    return [_item(item, f"labels[{i}]") for i, item in enumerate(items)]
+
+
+def _item(item: Any, at: str) -> Feedback:
+    """One label object; ``at`` is where it is in the body ("" for the body itself)."""
+    prefix = f"{at}." if at else ""
+    if not isinstance(item, dict):
+        raise InvalidInput(f"{at} is {_shown(item)}, not an object", field=at, hint=_SHAPE)
+    _no_other_fields(item, _ITEM_FIELDS, prefix, "a label has request_id, label and row")
+    for name in ("request_id", "label"):
+        if name not in item:
+            raise InvalidInput(f"{prefix}{name} is missing", field=prefix + name, hint=_SHAPE)
+    rid, label, row = item["request_id"], item["label"], item.get("row")
+    if type(rid) is not str or not 0 < len(rid) <= MAX_REQUEST_ID_CHARS:
+        # str(None) was the id 'None': a label that named nothing was answered 200.
+        raise InvalidInput(
+            f"{prefix}request_id is {_shown(rid)}: a request id is a string of 1 to "
+            f"{MAX_REQUEST_ID_CHARS} characters",
+            field=f"{prefix}request_id",
+            hint="send the request_id the prediction's answer gave",
+        )
+    if not _is_label(label):
+        raise InvalidInput(
+            f"{prefix}label is {_shown(label)}: {_label_rule(label)}",
+            field=f"{prefix}label",
+            hint=f"send the true class or value: a number, true/false or a text of at most "
+            f"{MAX_LABEL_CHARS} characters",
+        )
+    if row is not None and (type(row) is not int or not 0 <= row <= MAX_ROW):
+        if type(row) is int and row > MAX_ROW:
+            problem = f"{prefix}row {row} is past the last row a request can have"
+        else:
+            problem = f"{prefix}row is {_shown(row)}"
+        raise InvalidInput(
+            f"{problem}: a row is a whole number from 0 (the request's first row) to "
+            f"{MAX_ROW}, written without a fraction or an exponent",
+            field=f"{prefix}row",
+            hint="give the row of the request the label is for, from 0, or leave it out "
+            "for a request of one row",
+        )
+    return rid, row, label
+
+
+def _no_other_fields(body: dict[str, Any], fields: frozenset[str], prefix: str, rule: str) -> None:
+    """InvalidInput naming the first field of ``body`` that is not among ``fields``: a
+    misspelt "row" would label the request as a whole, silently."""
+    for name in body:
+        if name not in fields:
+            raise InvalidInput(
+                f"unknown field {name!r}: {rule}", field=f"{prefix}{name}", hint=_ROW_HINT
+            )
+
+
+def _is_label(value: Any) -> bool:
+    if isinstance(value, str):
+        return len(value) <= MAX_LABEL_CHARS
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, int)  # bool too
+
+
+def _label_rule(value: Any) -> str:
+    if isinstance(value, float):
+        return "a label must be finite"
+    if isinstance(value, str):
+        return f"a text label has at most {MAX_LABEL_CHARS} characters"
+    return "a label is a finite number, true/false or a text"
+
+
+def _shown(value: Any) -> str:
+    """A parsed JSON value as a message shows it: short, and in JSON's words - never in a
+    form the client did not send (orjson reads the integer 10**30 as the float 1e+30)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+        if value.is_integer() and abs(value) >= 2**53:
+            return f"a number of about {value:.3g}, too large to be exact"
+        return f"the number {value!r}"
+    if isinstance(value, int):
+        text = str(value) if abs(value) < 10**30 else f"an integer of {len(str(abs(value)))} digits"
+        return f"the number {text}"
+    if isinstance(value, str):
+        if len(value) > 40:
+            return f"a text of {len(value)} characters"
+        return f"the text {value!r}"
+    return "an array" if isinstance(value, list) else "an object"
 
 
 class _Answer:

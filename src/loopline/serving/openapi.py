@@ -17,6 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from loopline import __version__
+from loopline.core.columns import MAX_REQUEST_ID_CHARS
+from loopline.monitoring.limits import MAX_LABEL_CHARS, MAX_LABELS, MAX_ROW
 
 #: JSON Schema of each signature column type.
 _TYPES: dict[str, dict[str, Any]] = {
@@ -31,7 +33,8 @@ _ERRORS = {
     "404": "No such model is served here",
     "405": "Wrong method",
     "413": "The body is over --max-body-mb",
-    "422": "The body does not fit the model's signature; `field` names the column",
+    "422": "The body does not fit the model's signature (or the labels' rules); `field` "
+    "names the column or field",
     "500": "The model raised (and no fallback version answered)",
     "504": "The model did not answer in time (and no fallback version answered)",
 }
@@ -153,10 +156,21 @@ def _predict_body(signature: Any) -> dict[str, Any]:
 
 
 def _feedback_body() -> dict[str, Any]:
+    """The body :func:`~loopline.serving.feedback.read_feedback` takes."""
     one = {
         "type": "object",
         "required": ["request_id", "label"],
-        "properties": {"request_id": {"type": "string"}, "label": {}},
+        "additionalProperties": False,
+        "properties": {
+            "request_id": {"type": "string", "minLength": 1, "maxLength": MAX_REQUEST_ID_CHARS},
+            "label": {
+                "anyOf": [
+                    {"type": ["number", "boolean"]},
+                    {"type": "string", "maxLength": MAX_LABEL_CHARS},
+                ]
+            },
+            "row": {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_ROW},
+        },
     }
     return {
         "oneOf": [
@@ -165,7 +179,7 @@ def _feedback_body() -> dict[str, Any]:
                 "type": "object",
                 "required": ["labels"],
                 "additionalProperties": False,
-                "properties": {"labels": {"type": "array", "items": one}},
+                "properties": {"labels": {"type": "array", "items": one, "maxItems": MAX_LABELS}},
             },
         ]
     }
