@@ -162,3 +162,36 @@ def test_the_server_answers_its_own_schema_for_the_top_level_fields(
     answer = httpx.post(f"{served.url}/v1/models/churn/predict", json=body)
     assert answer.status_code == 422, answer.text
     assert answer.json()["error"]["field"] == field
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("POST", "/v1/models/churn", "GET"),
+        ("DELETE", "/v1/models/churn", "GET"),
+        ("GET", "/v1/models/churn/feedback", "POST"),
+        ("GET", "/v1/models/churn/predict", "POST"),
+        ("PUT", "/v1/models/nosuch/predict", "POST"),
+        ("POST", "/v1/models/", "GET"),
+    ],
+    ids=lambda v: v.replace("/v1/models", "") or "list" if isinstance(v, str) else None,
+)
+def test_a_wrong_method_is_a_405_with_the_allowed_one(
+    served: Served, method: str, path: str, allow: str
+) -> None:
+    """Found by a fuzzing audit: POST /v1/models/churn answered 404 "model 'churn' is not
+    served here" (it is), and GET .../feedback 404 "model 'churn/feedback' ..."."""
+    answer = httpx.request(method, f"{served.url}{path}", json={"instances": [row()]})
+    assert answer.status_code == 405, answer.text
+    assert answer.headers["allow"] == allow
+    error = answer.json()["error"]
+    assert error["code"] == "METHOD_NOT_ALLOWED" and allow in error["message"], error
+
+
+def test_a_path_under_a_model_that_is_no_endpoint_is_a_404_saying_so(served: Served) -> None:
+    for path in ("/v1/models/churn/explain", "/v1/models/churn/predict/", "/v1/models/a/b/c"):
+        answer = httpx.post(f"{served.url}{path}", json={"instances": [row()]})
+        assert answer.status_code == 404, answer.text
+        assert answer.json()["error"]["message"] == f"no endpoint {path}"
+    assert httpx.get(f"{served.url}/v1/models/churn").json()["name"] == "churn"
+    assert "churn" in httpx.get(f"{served.url}/v1/models/").json()  # was a 404

@@ -263,23 +263,32 @@ class ModelServer:
         path: str = scope["path"]
         method: str = scope["method"]
         if path.startswith(_PREFIX):
+            # /v1/models/{name}[/predict|/feedback]; a model name has no "/" (the registry's
+            # names), so the part after the name says the endpoint, and the method is
+            # checked against the endpoint before the model is looked up.
             rest = path[len(_PREFIX) :]
-            if rest.endswith("/predict"):
+            name, slash, action = rest.partition("/")
+            if not slash:
+                if method != "GET":
+                    await self._not_allowed(send, method, path, "GET")
+                elif not rest:
+                    await self._send(send, 200, orjson.dumps(self.control.describe()["models"]))
+                elif (route := self.control.routes.get(rest)) is not None:
+                    await self._send(send, 200, orjson.dumps(route.describe()))
+                else:
+                    await self._not_found(send, rest)
+            elif action == "predict":
                 if method != "POST":
-                    await self._send(
-                        send, 405, error_body("METHOD_NOT_ALLOWED", "use POST to predict")
-                    )
-                    return
-                await self._predict(scope, rest[:-8], receive, send)
-                return
-            if rest.endswith("/feedback") and method == "POST":
-                await self._feedback(scope, rest[:-9], receive, send)
-                return
-            route = self.control.routes.get(rest)
-            if route is not None and method == "GET":
-                await self._send(send, 200, orjson.dumps(route.describe()))
-                return
-            await self._not_found(send, rest)
+                    await self._not_allowed(send, method, path, "POST")
+                else:
+                    await self._predict(scope, name, receive, send)
+            elif action == "feedback":
+                if method != "POST":
+                    await self._not_allowed(send, method, path, "POST")
+                else:
+                    await self._feedback(scope, name, receive, send)
+            else:
+                await self._no_endpoint(send, path)
             return
         if path == "/health":
             state = self.control.describe()
@@ -298,29 +307,48 @@ class ModelServer:
                 }
             )
             await send({"type": "http.response.body", "body": text})
-        elif path in ("/v1/models", "/v1/models/"):
-            await self._send(send, 200, orjson.dumps(self.control.describe()["models"]))
+        elif path == "/v1/models":
+            if method != "GET":
+                await self._not_allowed(send, method, path, "GET")
+            else:
+                await self._send(send, 200, orjson.dumps(self.control.describe()["models"]))
         elif path == "/openapi.json":
             from loopline.serving.openapi import describe  # only when asked: off the hot path
 
             await self._send(send, 200, orjson.dumps(describe(self.control.routes)))
         else:
-            await self._send(
-                send,
-                404,
-                error_body("NOT_FOUND", f"no endpoint {path}", hint="POST /v1/models/NAME/predict"),
-            )
+            await self._no_endpoint(send, path)
 
     @staticmethod
-    async def _send(send: Send, status: int, body: bytes) -> None:
+    async def _send(
+        send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         await send(
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [_JSON, _NOSNIFF, (b"content-length", str(len(body)).encode())],
+                "headers": [
+                    _JSON,
+                    _NOSNIFF,
+                    (b"content-length", str(len(body)).encode()),
+                    *(headers or ()),
+                ],
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+    async def _no_endpoint(self, send: Send, path: str) -> None:
+        body = error_body("NOT_FOUND", f"no endpoint {path}", hint="POST /v1/models/NAME/predict")
+        await self._send(send, 404, body)
+
+    async def _not_allowed(self, send: Send, method: str, path: str, allow: str) -> None:
+        """405 with the ``Allow`` header: the endpoint exists, not with this method."""
+        body = error_body(
+            "METHOD_NOT_ALLOWED",
+            f"{method} is not allowed on {path}; use {allow}",
+            hint=f"{allow} {path}",
+        )
+        await self._send(send, 405, body, [(b"allow", allow.encode())])
 
     async def _not_found(self, send: Send, name: str) -> None:
         served = ", ".join(sorted(self.control.routes)) or "none"
