@@ -16,7 +16,8 @@ The request path is a plain ASGI callable - no framework routing, no pydantic, n
 for one row of a numeric model: the body is read (at most ``max_body_mb``; 413 beyond),
 parsed with orjson, validated against the model's signature into a numpy row and
 predicted. Every bad input is a 4xx whose JSON body names what is wrong
-(``{"error": {"code", "message", "field", "hint"}}``); the server keeps serving.
+(``{"error": {"code", "message", "field", "hint"}}``); the server keeps serving. A wrong
+method on one of these endpoints is a 405 with the ``Allow`` header.
 
 When the answering version raises (or exceeds ``timeout_ms``), the stable version answers
 for a candidate, and the deployment's fallback version answers for the stable one; the
