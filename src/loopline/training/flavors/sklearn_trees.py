@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 import types
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -288,8 +288,9 @@ def check_binary_tree(tree: Any, what: str) -> None:
             raise _refuse(f"{what}: {w.size} Minkowski weights for {n_features} features")
 
 
-def check_trees(model: Any) -> None:
-    """Check every tree in ``model`` (an estimator, pipeline or anything holding them).
+def check_trees(model: Any, found: Sequence[Any] | None = None) -> None:
+    """Check every tree in ``model`` (an estimator, pipeline or anything holding them;
+    ``found``: the objects :func:`walk` gives for it, if the caller listed them already).
 
     Raises InvalidInput naming the tree and node when one would make scikit-learn read or
     jump outside its arrays.
@@ -299,13 +300,13 @@ def check_trees(model: Any) -> None:
         >>> check_trees(RandomForestClassifier(n_estimators=2).fit([[0.0], [1.0]], [0, 1]))
     """
     try:
-        _check_all(model)
+        _check_all(list(walk(model)) if found is None else found)
     except (AttributeError, TypeError, ValueError, IndexError) as exc:
         # a part the prediction code needs is missing or of the wrong kind
         raise _refuse(f"a tree model in it is incomplete: {type(exc).__name__}: {exc}") from exc
 
 
-def _check_all(model: Any) -> None:
+def _check_all(found: Sequence[Any]) -> None:
     from sklearn.ensemble import BaseEnsemble
     from sklearn.ensemble._hist_gradient_boosting.gradient_boosting import (
         BaseHistGradientBoosting,
@@ -314,7 +315,6 @@ def _check_all(model: Any) -> None:
     from sklearn.tree import BaseDecisionTree
 
     bounded: dict[int, int] = {}  # tree id -> the width its ensemble hands it
-    found = list(walk(model))
     for obj in found:
         if isinstance(obj, BaseEnsemble) and hasattr(obj, "estimators_"):
             width = _width(obj, type(obj).__name__)
