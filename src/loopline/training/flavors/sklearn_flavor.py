@@ -5,7 +5,8 @@ itself; every one must be in :data:`ALLOWED_TYPES` (a fixed list of scikit-learn
 and SciPy internals found in fitted estimators) or named by the caller in
 ``trusted_types``. Anything else is refused with :class:`InvalidInput` naming the types,
 before a single object is built. The types of :data:`CHECKED_TYPES` are loaded and then
-checked object by object, and so are the node arrays of trees (see ``sklearn_trees``).
+checked object by object, and so are the node arrays of trees (see ``sklearn_trees``) and
+the arrays other estimators' compiled code trusts (see ``sklearn_arrays``).
 
 Models fitted on a DataFrame remember their column names and warn when given a bare
 array. For the fast path the predictor uses a shallow copy that has forgotten the names
@@ -37,6 +38,7 @@ from loopline.training.flavors.base import (
     class_path,
     defined_in,
 )
+from loopline.training.flavors.sklearn_arrays import check_arrays
 from loopline.training.flavors.sklearn_trees import check_trees, walk
 
 if TYPE_CHECKING:
@@ -194,10 +196,14 @@ class SklearnFlavor(Flavor):
         model = sio.load(io.BytesIO(data), trusted=untrusted)
         if "functools.partial" in untrusted and "functools.partial" not in trusted_types:
             _check_partials(model)
-        # skops checked the types; the trees' node arrays it cannot check (see
-        # sklearn_trees). Naming a tree type in trusted_types skips this.
+        # skops checked the types; the trees' node arrays (sklearn_trees) and the other
+        # estimators' arrays (sklearn_arrays) it cannot check. One walk lists the objects
+        # for both. Naming a tree type in trusted_types skips the trees' check; the other
+        # estimators are types skops trusts by itself, and a fitted one always passes.
+        found = list(walk(model))
         if not TREE_TYPES.intersection(trusted_types):
-            check_trees(model)
+            check_trees(model, found)
+        check_arrays(model, found)
         return model
 
     def predictor(
