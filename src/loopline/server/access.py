@@ -116,6 +116,7 @@ RULES: list[Rule] = [
     ("POST", f"{_MLF}/logged-models/search", "viewer"),
     ("GET", f"{_MLF}/logged-models/{{model_id}}", "viewer"),
     ("PATCH", f"{_MLF}/logged-models/{{model_id}}", "editor"),
+    ("POST", f"{_MLF}/logged-models/{{model_id}}/params", "editor"),
     ("PATCH", f"{_MLF}/logged-models/{{model_id}}/tags", "editor"),
     ("DELETE", f"{_MLF}/logged-models/{{model_id}}/tags/{{key}}", "editor"),
     # -- MLflow artifact proxy ---------------------------------------------------------

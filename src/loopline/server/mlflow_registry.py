@@ -17,6 +17,7 @@ from loopline.errors import InvalidInput
 from loopline.server import registry_filter
 from loopline.server.deps import get_ctx
 from loopline.server.strict_json import StrictJsonRoute
+from loopline.training import logged_model_data
 from loopline.training import registry_store as store
 
 router = APIRouter(route_class=StrictJsonRoute, prefix="/api/2.0/mlflow", tags=["mlflow-registry"])
@@ -584,6 +585,32 @@ def finalize_logged_model(model_id: str, body: FinalizeLoggedModel, ctx: Ctx) ->
         )
     m = store.update_logged_model(ctx, model_id, status=status)
     return {"model": logged_model_json(m)}
+
+
+class LoggedModelParams(_Req):
+    model_id: str | None = None
+    params: list[KeyValue] | None = None
+
+
+@router.post("/logged-models/{model_id}/params")
+def log_logged_model_params(model_id: str, body: LoggedModelParams, ctx: Ctx) -> dict[str, Any]:
+    """MLflow's ``LogLoggedModelParams``: the params past the 100 sent with the creation, and
+    ``mlflow.log_model_params``; checked as a run's params are.
+
+    Example:
+        >>> # POST /api/2.0/mlflow/logged-models/m-0123/params
+        >>> #      {"model_id": "m-0123", "params": [{"key": "depth", "value": "3"}]}
+    """
+    if body.model_id and body.model_id != model_id:
+        # Which model was meant is unclear: refused, not guessed.
+        raise InvalidInput(
+            f"model_id {body.model_id!r} of the body is not {model_id!r} of the path",
+            field="model_id",
+            hint="send the model's id in both, or only in the path",
+        )
+    pairs = [(p.key, p.value or "") for p in body.params or []]
+    logged_model_data.log_params(ctx, model_id, pairs)
+    return {}
 
 
 class LoggedModelTags(_Req):

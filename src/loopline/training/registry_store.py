@@ -30,6 +30,7 @@ from loopline.core.context import Context
 from loopline.core.text import check_no_nul
 from loopline.errors import Conflict, InvalidInput, NotFound
 from loopline.tracking._dialect import like_pattern_too_long
+from loopline.tracking.store import check_params
 from loopline.training.registry_tables import (
     logged_model_params,
     logged_model_tags,
@@ -808,9 +809,13 @@ def create_logged_model(
 ) -> LoggedModel:
     """Create a logged model (status PENDING until finalized).
 
+    ``params`` are checked as a run's are (:func:`loopline.tracking.store.check_params`),
+    like those logged later (:func:`loopline.training.logged_model_data.log_params`).
+
     Example:
         >>> # create_logged_model(ctx, name="model", experiment_id="1", source_run_id="abc")
     """
+    checked = check_params(params or {})
     model_id = model_id or f"m-{uuid.uuid4().hex}"
     location = (
         artifact_location or f"mlflow-artifacts:/{experiment_id or 0}/models/{model_id}/artifacts"
@@ -831,7 +836,7 @@ def create_logged_model(
                 last_updated_time=now,
             )
         )
-        for k, v in (params or {}).items():
+        for k, v in checked.items():
             conn.execute(logged_model_params.insert().values(model_id=model_id, key=k, value=v))
         for k, v in (tags or {}).items():
             conn.execute(logged_model_tags.insert().values(model_id=model_id, key=k, value=v))

@@ -1,6 +1,7 @@
 """Tables of the model registry and of logged models (stage 3).
 
-Only :mod:`loopline.training.registry_store` reads or writes them.
+Only :mod:`loopline.training.registry_store` and :mod:`loopline.training.logged_model_data`
+read or write them.
 """
 
 from __future__ import annotations
