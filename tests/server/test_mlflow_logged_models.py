@@ -114,3 +114,34 @@ def test_logged_model_params_are_checked_as_run_params_are(
         {"experiment_id": experiment_id, "params": [{"key": "v", "value": "x" * 6001}]},
     )
     assert answer.status_code == 422 and "over the limit" in answer.json()["message"]
+
+
+# ------------------------------------------------------------------ searches
+
+
+def test_logged_models_are_found_by_their_params(client: MlflowClient) -> None:
+    experiment_id = _experiment(client, "by-params")
+    made = {
+        name: client.create_logged_model(experiment_id, name=name, params=params).model_id
+        for name, params in (("a", {"p1": "v1", "n": "x"}), ("b", {"p1": "v2"}), ("c", {}))
+    }
+
+    def names(text: str) -> list[str]:
+        found = mlflow.search_logged_models(
+            experiment_ids=[experiment_id], filter_string=text, output_format="list"
+        )
+        return sorted(m.name for m in found)
+
+    assert names("params.p1 = 'v1'") == ["a"]
+    assert names("params.p1 != 'v1'") == ["b"]  # a model without the param matches nothing
+    assert names("params.`p1` IN ('v1', 'v2') AND name != 'b'") == ["a"]
+    assert names("params.p1 LIKE 'v%' AND params.n = 'x'") == ["a"]
+    assert names(f"params.p1 = 'v2' AND model_id = '{made['b']}'") == ["b"]
+    for bad, said in [
+        ("params.p1 > 'v1'", "operator > does not apply to 'params.p1'"),
+        ("params.p1 = 1", "for 'params.p1' must be quoted"),
+        ("param.p1 ~ 'v1'", "cannot read"),
+    ]:
+        with pytest.raises(MlflowException, match=said) as info:
+            names(bad)
+        assert info.value.error_code == "INVALID_PARAMETER_VALUE"

@@ -131,3 +131,47 @@ def test_sort_is_stable_across_keys_and_puts_missing_values_last() -> None:
     ]
     ascending = sort(rows, [("t", True)], lambda r, k: r[k])
     assert [r["t"] for r in ascending] == [1, 2, 3, None]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("params.lr = '0.1'", True),
+        ("param.`lr` != '0.1'", False),
+        ("params.missing != 'x'", False),  # an absent param matches no comparison
+        ("params.missing IS NULL", True),
+        ("params.lr IN ('0.1', '0.2') AND metrics.acc > 0.5", True),
+        ("metrics.acc > 0.9", True),  # one of the values is enough
+        ("metrics.acc >= 9.5e-1", False),
+        ("metrics.acc < '0.5'", True),  # a quoted number is the same number
+        ("metrics.acc = 1", False),
+        ("metrics.loss > -1", False),  # NaN satisfies no comparison
+        ("metrics.loss != 0", False),
+        ("metrics.missing < 1", False),
+    ],
+)
+def test_params_and_metrics_where_a_search_allows_them(text: str, expected: bool) -> None:
+    where = compile_filter(text, _FIELDS, extra=["param", "metric"])  # type: ignore[arg-type]
+    params = {"lr": "0.1"}
+    metrics = {"acc": [0.4, 0.93], "loss": [float("nan")]}
+    assert where.matches({}, {}, params, metrics) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "extra", "said"),
+    [
+        ("params.lr = '1'", [], "filter key 'params.lr' is not supported"),
+        ("metrics.acc > 0.5", ["param"], "filter key 'metrics.acc' is not supported"),
+        ("metrics.acc LIKE '1%'", ["metric"], "operator LIKE does not apply to 'metrics.acc'"),
+        ("metrics.acc > 'high'", ["metric"], "'high' for 'metrics.acc' is not a number"),
+        ("params.lr = 0.5", ["param"], "0.5 for 'params.lr' must be quoted"),
+        ("version_number = 2.5", [], "2.5 for 'version_number' is not a whole number"),
+        ("version_number = 1e3", [], "is not a whole number"),
+    ],
+)
+def test_params_and_metrics_are_refused_where_they_do_not_apply(
+    text: str, extra: list[str], said: str
+) -> None:
+    with pytest.raises(InvalidInput, match=said) as info:
+        compile_filter(text, _FIELDS, extra=extra)  # type: ignore[arg-type]
+    assert info.value.field == "filter"

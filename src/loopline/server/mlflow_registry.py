@@ -551,13 +551,22 @@ def _logged_order(order_by: list[LoggedModelOrder] | None) -> list[tuple[str, bo
     return registry_filter.tie_break(order, ("creation_timestamp", False), ("model_id", True))
 
 
+#: What a logged-model filter compares beyond attributes and tags.
+_LOGGED_EXTRA: tuple[registry_filter.Entity, ...] = ("param",)
+
+
+def _params_of(m: store.LoggedModel) -> dict[str, str]:
+    return m.params
+
+
 @router.post("/logged-models/search")
 def search_logged_models(body: SearchLoggedModels, ctx: Ctx) -> dict[str, Any]:
     page, after = registry_filter.search(
         store.search_logged_models(ctx, body.experiment_ids, None, 1_000_000, 0),
         attrs=_logged_attrs,
         tags=_tags_of,
-        where=registry_filter.compile_filter(body.filter, _LOGGED_FIELDS),
+        params=_params_of,
+        where=registry_filter.compile_filter(body.filter, _LOGGED_FIELDS, _LOGGED_EXTRA),
         order=_logged_order(body.order_by),
         offset=_page(body.page_token),
         limit=body.max_results,

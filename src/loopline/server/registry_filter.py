@@ -8,7 +8,10 @@ is clauses joined by AND, each ``key op value``:
   (case-sensitive), ``ILIKE``, ``NOT LIKE``, ``IN ('a', 'b')``, ``NOT IN (...)``, and
   ``IS NULL`` / ``IS NOT NULL``, on a quoted value;
 - a numeric attribute (``version_number``, ``creation_timestamp``...): ``=``, ``!=``,
-  ``<``, ``<=``, ``>``, ``>=`` on a whole number, quoted or not.
+  ``<``, ``<=``, ``>``, ``>=`` on a whole number, quoted or not;
+- where the search allows them (logged models): a param (``params.key``) with the string
+  operators, and a metric (``metrics.key``) with the numeric ones on any number; an entity
+  matches a metric clause when one of its values for the key does.
 
 :func:`compile_filter` checks every clause against the entity's fields once, so a bad key,
 operator or value is an :class:`InvalidInput` naming it even when nothing would match.
@@ -26,22 +29,27 @@ Example:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 
 from loopline.errors import InvalidInput
 from loopline.tracking._dialect import like_pattern_too_long
 
-Kind = Literal["str", "int"]
+Kind = Literal["str", "int", "float"]
+#: What a clause compares: an attribute of the entity, or one of its tags, params, metrics.
+Entity = Literal["attribute", "tag", "param", "metric"]
 T = TypeVar("T")
 
 _CLAUSE = re.compile(
-    r"""\s*(?P<key>(?:tags?\.)?(?:`[^`]+`|"[^"]+"|[A-Za-z_][\w.]*))\s*
+    r"""\s*(?P<key>(?:(?:tags?|params?|metrics?)\.)?(?:`[^`]+`|"[^"]+"|[A-Za-z_][\w.]*))\s*
         (?:
             (?P<null>IS\s+NOT\s+NULL|IS\s+NULL)
           | (?P<op>!=|=|<>|<=|>=|<|>|NOT\s+LIKE|LIKE|ILIKE|NOT\s+IN|IN)\s*
-            (?P<value>'(?:[^']|'')*'|"(?:[^"]|"")*"|-?\d+|\((?P<items>[^)]*)\))
+            (?P<value>'(?:[^']|'')*'|"(?:[^"]|"")*"
+              | -?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?
+              | \((?P<items>[^)]*)\))
         )\s*""",
     re.IGNORECASE | re.VERBOSE,
 )
@@ -53,24 +61,46 @@ _STRING_OPS = frozenset(
     {"=", "!=", "LIKE", "NOT LIKE", "ILIKE", "IN", "NOT IN", "IS NULL", "IS NOT NULL"}
 )
 _IS_PROMPT = "mlflow.prompt.is_prompt"
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 _ORDER = re.compile(
     r"""\s*(?P<key>`[^`]+`|"[^"]+"|[A-Za-z_][\w.]*)(?:\s+(?P<dir>ASC|DESC))?\s*""",
     re.IGNORECASE | re.VERBOSE,
 )
 
 
+_ENTITY_PREFIX = re.compile(r"^(tags?|params?|metrics?)\.", re.IGNORECASE)
+_ENTITIES: dict[str, Entity] = {"tag": "tag", "param": "param", "metric": "metric"}
+_INTEGER = re.compile(r"-?[0-9]+")
+_NUMBER = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+
+
 @dataclass(frozen=True)
 class Clause:
-    """One comparison: on a tag when ``is_tag``, else on an attribute.
+    """One comparison, on an attribute of the entity or on one of its tags, params, metrics.
 
-    ``value`` is a string, an int (numeric attributes), a tuple of strings (``IN``) or
-    None (``IS NULL``).
+    ``value`` is a string, a number (numeric attributes, metrics), a tuple of strings
+    (``IN``) or None (``IS NULL``).
     """
 
     key: str
-    is_tag: bool
+    entity: Entity
     op: str
-    value: str | int | tuple[str, ...] | None
+    value: str | int | float | tuple[str, ...] | None
+
+    @property
+    def is_tag(self) -> bool:
+        """Whether the clause compares a tag."""
+        return self.entity == "tag"
+
+    @property
+    def name(self) -> str:
+        """The key as the filter names it (``params.lr``), for messages.
+
+        Example:
+            >>> parse("params.lr = '0.1'")[0].name
+            'params.lr'
+        """
+        return self.key if self.entity == "attribute" else f"{self.entity}s.{self.key}"
 
 
 def _split_and(text: str) -> list[str]:
@@ -145,11 +175,13 @@ def parse(text: str | None) -> list[Clause]:
                 "write clauses like name = 'x', version_number > 2 or tags.`k` = 'v' joined by AND",
             )
         key = _ATTRIBUTE_PREFIX.sub("", m.group("key"))
-        is_tag = bool(re.match(r"tags?\.", key, re.IGNORECASE))
-        if is_tag:
-            key = key.split(".", 1)[1]
+        entity: Entity = "attribute"
+        prefix = _ENTITY_PREFIX.match(key)
+        if prefix:
+            entity = _ENTITIES[prefix.group(1).lower().rstrip("s")]
+            key = key[prefix.end() :]
         key = key.strip('`"')
-        value: str | int | tuple[str, ...] | None
+        value: str | int | float | tuple[str, ...] | None
         if m.group("null"):
             op = re.sub(r"\s+", " ", m.group("null").upper())
             value = None
@@ -161,7 +193,7 @@ def parse(text: str | None) -> list[Clause]:
             elif raw[0] in "'\"":
                 value = _unquote(raw)
             else:
-                value = int(raw)
+                value = int(raw) if _INTEGER.fullmatch(raw) else float(raw)
             if isinstance(value, tuple) != (op in ("IN", "NOT IN")):
                 raise _bad(
                     text,
@@ -169,7 +201,7 @@ def parse(text: str | None) -> list[Clause]:
                     f"{op} takes {'a list' if op in ('IN', 'NOT IN') else 'one value'}",
                     "write IN ('a', 'b') for a list, = 'a' for one value",
                 )
-        clauses.append(Clause(key, is_tag, op, value))
+        clauses.append(Clause(key, entity, op, value))
         pos += len(part) + 5
     return clauses
 
@@ -203,46 +235,66 @@ def _like(pattern: str, value: str, ignore_case: bool) -> bool:
     return True
 
 
-def _check(clause: Clause, fields: Mapping[str, Kind]) -> Clause:
+def _not_supported(clause: Clause, fields: Mapping[str, Kind], extra: Collection[Entity]) -> Any:
+    others = " or ".join(f"{e}s.<key>" for e in ("tag", *sorted(extra)))
+    return InvalidInput(
+        f"filter key {clause.name!r} is not supported",
+        field="filter",
+        hint=f"use one of {sorted(fields)} or {others}",
+    )
+
+
+def _check(clause: Clause, fields: Mapping[str, Kind], extra: Collection[Entity]) -> Clause:
     """``clause`` with its value typed for its field; InvalidInput when it cannot apply."""
     kind: Kind = "str"
-    if not clause.is_tag:
+    if clause.entity == "attribute":
         if clause.key not in fields:
-            raise InvalidInput(
-                f"filter key {clause.key!r} is not supported",
-                field="filter",
-                hint=f"use one of {sorted(fields)} or tags.<key>",
-            )
+            raise _not_supported(clause, fields, extra)
         kind = fields[clause.key]
-    allowed = _NUMERIC_OPS if kind == "int" else _STRING_OPS
+    elif clause.entity != "tag" and clause.entity not in extra:
+        raise _not_supported(clause, fields, extra)
+    elif clause.entity == "metric":
+        kind = "float"
+    name = clause.name
+    allowed = _STRING_OPS if kind == "str" else _NUMERIC_OPS
     if clause.op not in allowed:
         raise InvalidInput(
-            f"filter operator {clause.op} does not apply to {clause.key!r}",
+            f"filter operator {clause.op} does not apply to {name!r}",
             field="filter",
-            hint=f"on {clause.key!r} use one of {', '.join(sorted(allowed))}",
+            hint=f"on {name!r} use one of {', '.join(sorted(allowed))}",
         )
+    # MLflow's client quotes numbers or not: both name the same number.
+    number = clause.value
     if kind == "int":
-        # MLflow's client quotes numbers or not: both name the same number.
-        number = clause.value
-        if isinstance(number, str) and re.fullmatch(r"-?[0-9]+", number):
+        if isinstance(number, str) and _INTEGER.fullmatch(number):
             number = int(number)
         if not isinstance(number, int):
             raise InvalidInput(
-                f"filter value {clause.value!r} for {clause.key!r} is not a whole number",
+                f"filter value {clause.value!r} for {name!r} is not a whole number",
                 field="filter",
-                hint=f"write {clause.key} {clause.op} 2",
+                hint=f"write {name} {clause.op} 2",
             )
-        return Clause(clause.key, clause.is_tag, clause.op, number)
-    if isinstance(clause.value, int):
+        return Clause(clause.key, clause.entity, clause.op, number)
+    if kind == "float":
+        if isinstance(number, str) and _NUMBER.fullmatch(number):
+            number = float(number)
+        if not isinstance(number, int | float):
+            raise InvalidInput(
+                f"filter value {clause.value!r} for {name!r} is not a number",
+                field="filter",
+                hint=f"write {name} {clause.op} 0.5",
+            )
+        return Clause(clause.key, clause.entity, clause.op, float(number))
+    if isinstance(clause.value, int | float):
         raise InvalidInput(
-            f"filter value {clause.value} for {clause.key!r} must be quoted",
+            f"filter value {clause.value} for {name!r} must be quoted",
             field="filter",
-            hint=f"write {clause.key} {clause.op} '{clause.value}'",
+            hint=f"write {name} {clause.op} '{clause.value}'",
         )
     too_long = like_pattern_too_long(str(clause.value)) if "LIKE" in clause.op else None
     if too_long is not None:
         raise InvalidInput(
-            f"filter value for {clause.key!r}: {too_long}",
+            f"filter value for {name!r}: {too_long}",
             field="filter",
             hint="shorten the pattern",
         )
@@ -283,23 +335,50 @@ class Filter:
 
     clauses: tuple[Clause, ...]
 
-    def matches(self, attrs: Mapping[str, Any], tags: Mapping[str, str]) -> bool:
-        """Whether an entity with ``attrs`` and ``tags`` satisfies every clause.
+    def matches(
+        self,
+        attrs: Mapping[str, Any],
+        tags: Mapping[str, str],
+        params: Mapping[str, str] = _EMPTY,
+        metrics: Mapping[str, Sequence[float]] = _EMPTY,
+    ) -> bool:
+        """Whether an entity with ``attrs``, ``tags``, ``params`` and ``metrics`` (each key's
+        values) satisfies every clause.
 
         Example:
             >>> compile_filter("name != 'a'", {"name": "str"}).matches({"name": "b"}, {})
             True
+            >>> compile_filter("metrics.acc > 0.5", {}, extra=["metric"]).matches(
+            ...     {}, {}, metrics={"acc": [0.4, 0.9]})
+            True
         """
         for c in self.clauses:
-            if c.is_tag:
+            if c.entity == "metric":
+                # As in MLflow, any of the entity's values for the key may satisfy it; a NaN
+                # satisfies no comparison (v == v is False only for NaN).
+                if not any(_holds(c, v) for v in metrics.get(c.key, ()) if v == v):
+                    return False
+                continue
+            if c.entity == "tag":
                 # MLflow 3's client hides prompts with tags.`mlflow.prompt.is_prompt` != 'true';
                 # a model without the tag is not a prompt (MLflow's own special case).
                 actual = tags.get(c.key, "false" if c.key == _IS_PROMPT else None)
+            elif c.entity == "param":
+                actual = params.get(c.key)
             else:
                 actual = attrs.get(c.key)
             if not _holds(c, actual):
                 return False
         return True
+
+    def uses(self, entity: Entity) -> bool:
+        """Whether a clause compares an ``entity`` (``"metric"``...).
+
+        Example:
+            >>> compile_filter("params.lr = '1'", {}, extra=["param"]).uses("param")
+            True
+        """
+        return any(c.entity == entity for c in self.clauses)
 
     def equals(self, key: str) -> str | None:
         """The value an attribute must equal (``key = 'x'``), to narrow the candidates.
@@ -309,19 +388,29 @@ class Filter:
             'a'
         """
         for c in self.clauses:
-            if not c.is_tag and c.key == key and c.op == "=" and isinstance(c.value, str):
+            if (
+                c.entity == "attribute"
+                and c.key == key
+                and c.op == "="
+                and isinstance(c.value, str)
+            ):
                 return c.value
         return None
 
 
-def compile_filter(text: str | None, fields: Mapping[str, Kind]) -> Filter:
-    """Parse ``text`` and check it against the entity's ``fields`` (name -> kind).
+def compile_filter(
+    text: str | None, fields: Mapping[str, Kind], extra: Collection[Entity] = ()
+) -> Filter:
+    """Parse ``text`` and check it against the entity's ``fields`` (name -> kind); tags are
+    always allowed, params and metrics when ``extra`` names them.
 
     Example:
         >>> compile_filter("version_number = '2'", {"version_number": "int"}).clauses[0].value
         2
+        >>> compile_filter("metrics.auc >= '0.5'", {}, extra=["metric"]).clauses[0].value
+        0.5
     """
-    return Filter(tuple(_check(c, fields) for c in parse(text)))
+    return Filter(tuple(_check(c, fields, extra) for c in parse(text)))
 
 
 def parse_order_by(order_by: Sequence[str] | None, fields: Sequence[str]) -> list[tuple[str, bool]]:
@@ -391,10 +480,13 @@ def search(
     offset: int,
     limit: int,
     order_value: Callable[[T, Mapping[str, Any], str], Any] | None = None,
+    params: Callable[[T], Mapping[str, str]] | None = None,
+    metrics: Callable[[T], Mapping[str, Sequence[float]]] | None = None,
 ) -> tuple[list[T], int | None]:
     """One page of ``items`` that match ``where``, in ``order``; and the offset of the next
     page (None after the last). Each item's ``attrs`` are read once, for the filter and the
     order; ``order_value(item, attrs, field)`` orders a field another way than it filters.
+    ``params`` and ``metrics`` read what ``params.*`` and ``metrics.*`` clauses compare.
 
     Example:
         >>> rows = [{"n": "b"}, {"n": "a"}, {"n": "c"}]
@@ -403,7 +495,16 @@ def search(
         ([{'n': 'a'}, {'n': 'b'}], 2)
     """
     found = [(item, attrs(item)) for item in items]
-    hits = [(item, a) for item, a in found if where.matches(a, tags(item))]
+    hits = [
+        (item, a)
+        for item, a in found
+        if where.matches(
+            a,
+            tags(item),
+            params(item) if params is not None and where.uses("param") else _EMPTY,
+            metrics(item) if metrics is not None and where.uses("metric") else _EMPTY,
+        )
+    ]
     if order_value is None:
         hits = sort(hits, order, lambda hit, key: hit[1][key])
     else:
