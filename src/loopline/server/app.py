@@ -103,6 +103,7 @@ def create_app(ctx: Context | None = None) -> FastAPI:
 
     from loopline.server.api_v1 import router as api_v1_router
     from loopline.server.mlflow_artifacts import router as artifacts_router
+    from loopline.server.mlflow_logged_models import router as logged_models_router
     from loopline.server.mlflow_registry import router as registry_router
     from loopline.server.mlflow_tracking import router as tracking_router
 
@@ -110,6 +111,7 @@ def create_app(ctx: Context | None = None) -> FastAPI:
     app.include_router(tracking_router)
     app.include_router(api_v1_router)
     app.include_router(registry_router)
+    app.include_router(logged_models_router)
     app.include_router(artifacts_router)
 
     from loopline.server.fast_path import MAX_BODY, MlflowFastPath
