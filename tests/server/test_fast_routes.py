@@ -43,6 +43,8 @@ def test_a_plain_log_batch_becomes_the_call_the_route_makes() -> None:
         b'{"run_id": "R", "params": [{"key": "lr", "value": 0.1}]}',
         b'{"run_id": "R", "tags": [{"key": 1, "value": "x"}]}',
         b'{"run_id": "R", "tags": [{"key": "a", "value": "x", "more": 1}]}',
+        b'{"run_id": "R", "metrics": [{"key": "acc", "value": 0.9, "model_id": "m-1"}]}',
+        b'{"run_id": "R", "metrics": [{"key": "acc", "value": 1, "dataset_name": "train"}]}',
     ],
     ids=[
         "not-json",
@@ -57,6 +59,8 @@ def test_a_plain_log_batch_becomes_the_call_the_route_makes() -> None:
         "number-param-value",
         "number-tag-key",
         "unknown-tag-field",
+        "linked-to-a-logged-model",  # the FastAPI route stores the link
+        "on-a-dataset",
     ],
 )
 def test_anything_unusual_in_a_log_batch_is_left_to_fastapi(body: bytes) -> None:
@@ -69,6 +73,7 @@ def test_anything_unusual_in_a_log_batch_is_left_to_fastapi(body: bytes) -> None
         (fast_routes.log_metric, b'{"key": "loss", "value": 1.0}'),
         (fast_routes.log_metric, b'{"run_id": "", "key": "loss", "value": 1.0}'),
         (fast_routes.log_metric, b'{"run_id": "R", "key": "loss", "value": "Infinity"}'),
+        (fast_routes.log_metric, b'{"run_id": "R", "key": "acc", "value": 1, "model_id": "m"}'),
         (fast_routes.log_parameter, b'{"run_id": "R", "key": "lr", "value": 0.1}'),
         (fast_routes.set_tag, b'{"run_id": "R", "key": "a"}'),
         (fast_routes.create_run, b'{"experiment_id": 1}'),
@@ -80,6 +85,7 @@ def test_anything_unusual_in_a_log_batch_is_left_to_fastapi(body: bytes) -> None
         "metric-no-run",
         "metric-empty-run",
         "metric-infinity-string",
+        "metric-linked-to-a-logged-model",
         "param-number",
         "tag-no-value",
         "create-number-experiment",

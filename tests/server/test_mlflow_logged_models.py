@@ -145,3 +145,145 @@ def test_logged_models_are_found_by_their_params(client: MlflowClient) -> None:
         with pytest.raises(MlflowException, match=said) as info:
             names(bad)
         assert info.value.error_code == "INVALID_PARAMETER_VALUE"
+
+
+# ------------------------------------------------------------------ metrics
+
+
+def test_metrics_linked_to_a_logged_model_read_back_and_stay_the_runs(
+    client: MlflowClient,
+) -> None:
+    _experiment(client, "model-metrics")
+    with mlflow.start_run() as run:
+        for step in range(2):
+            mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+        # log_model links the run's points at its step to the model it logs
+        info = mlflow.sklearn.log_model(LogisticRegression().fit(X, y), name="m", step=1)
+        mlflow.log_metric("acc", 0.9, step=1, model_id=info.model_id)
+        mlflow.log_metric("nan", float("nan"), step=1, model_id=info.model_id)
+    run_id = run.info.run_id
+    model = mlflow.get_logged_model(info.model_id)
+    found = sorted((m.key, m.value, m.step, m.run_id, m.model_id) for m in model.metrics)
+    assert found[:2] == [
+        ("acc", 0.9, 1, run_id, info.model_id),
+        ("loss", 0.5, 1, run_id, info.model_id),
+    ]
+    assert found[2][0] == "nan" and found[2][1] != found[2][1]  # NaN reads back as NaN
+    # each point is the run's too, kept once
+    history = client.get_metric_history(run_id, "loss")
+    assert [(p.step, p.value) for p in history] == [(0, 1.0), (1, 0.5)]
+    assert [p.value for p in client.get_metric_history(run_id, "acc")] == [0.9]
+    assert client.get_run(run_id).data.metrics["acc"] == 0.9
+
+
+def test_sklearn_autolog_links_its_training_metrics_to_the_model(client: MlflowClient) -> None:
+    experiment_id = _experiment(client, "autolog")
+    mlflow.sklearn.autolog()
+    try:
+        with mlflow.start_run() as run:
+            LogisticRegression().fit(X, y)
+    finally:
+        mlflow.sklearn.autolog(disable=True)
+    run_id = run.info.run_id
+    (model,) = mlflow.search_logged_models(
+        experiment_ids=[experiment_id],
+        filter_string=f"source_run_id = '{run_id}'",
+        output_format="list",
+    )
+    by_key = {m.key: m for m in model.metrics}
+    assert by_key["training_score"].value == client.get_run(run_id).data.metrics["training_score"]
+    assert by_key["training_score"].dataset_name and by_key["training_score"].dataset_digest
+    assert len(client.get_metric_history(run_id, "training_score")) == 1
+
+
+def test_logged_models_are_searched_and_ordered_by_metrics_on_datasets(
+    client: MlflowClient,
+) -> None:
+    experiment_id = _experiment(client, "by-metrics")
+    run_id = client.create_run(experiment_id).info.run_id
+    ids = {n: client.create_logged_model(experiment_id, name=n).model_id for n in "abcd"}
+
+    def link(name: str, value: float, dataset: str, digest: str, timestamp: int) -> None:
+        client.log_metric(
+            run_id, "acc", value, timestamp=timestamp, step=0, model_id=ids[name],
+            dataset_name=dataset, dataset_digest=digest,
+        )  # fmt: skip
+
+    link("a", 0.9, "train", "d1", 1000)
+    link("a", 0.6, "test", "d2", 2000)  # a's latest point
+    link("b", 0.7, "train", "d1", 1000)
+    link("c", 0.4, "test", "d2", 1000)
+
+    def names(
+        text: str | None = None,
+        datasets: list[dict[str, str]] | None = None,
+        order_by: list[dict[str, object]] | None = None,
+    ) -> list[str]:
+        found = mlflow.search_logged_models(
+            experiment_ids=[experiment_id],
+            filter_string=text,
+            datasets=datasets,
+            order_by=order_by,
+            output_format="list",
+        )
+        return [m.name for m in found]
+
+    assert sorted(names("metrics.acc > 0.5")) == ["a", "b"]  # any of a model's points
+    assert sorted(names("metrics.acc >= 0.6 AND metrics.acc < 0.65")) == ["a"]
+    assert names("metrics.acc > 0.5", datasets=[{"dataset_name": "test"}]) == ["a"]
+    test_d1 = [{"dataset_name": "test", "dataset_digest": "d1"}]
+    assert names("metrics.acc > 0.5", datasets=test_d1) == []
+    # datasets alone: the models with a point on one of them
+    assert sorted(names(datasets=[{"dataset_name": "test"}])) == ["a", "c"]
+    train_or_test = [{"dataset_name": "train", "dataset_digest": "d1"}, {"dataset_name": "test"}]
+    assert sorted(names(datasets=train_or_test)) == ["a", "b", "c"]
+    assert names(datasets=[{"dataset_name": "nope"}]) == []
+    # ordered by each model's latest point; a model without one comes last
+    by_acc = [{"field_name": "metrics.acc", "ascending": False}]
+    assert names(order_by=by_acc) == ["b", "a", "c", "d"]
+    on_train = [{"field_name": "metrics.acc", "ascending": True, "dataset_name": "train"}]
+    assert names(order_by=on_train) == ["b", "a", "d", "c"]  # then newest first
+
+
+def test_bad_metric_searches_and_links_are_refused_naming_the_field(
+    client: MlflowClient, server_url: str
+) -> None:
+    experiment_id = _experiment(client, "bad-metrics")
+    run_id = client.create_run(experiment_id).info.run_id
+    model_id = client.create_logged_model(experiment_id, name="m").model_id
+    search = "logged-models/search"
+    for body, said in [
+        ({"datasets": [{"dataset_digest": "d1"}]}, "datasets[0] names no dataset_name"),
+        ({"filter": "metrics.acc > 'high'"}, "'high' for 'metrics.acc' is not a number"),
+        ({"filter": "metrics.acc LIKE '1%'"}, "LIKE does not apply to 'metrics.acc'"),
+        (
+            {"order_by": [{"field_name": "name", "dataset_name": "train"}]},
+            "names a dataset for 'name', which is not a metric",
+        ),
+        (
+            {"order_by": [{"field_name": "metrics.acc", "dataset_digest": "d1"}]},
+            "dataset_digest without its dataset_name",
+        ),
+        ({"order_by": [{"field_name": "params.lr"}]}, "is not supported"),
+    ]:
+        answer = _post(server_url, search, {"experiment_ids": [experiment_id], **body})
+        assert answer.status_code == 422, (body, answer.text)
+        assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+        assert said in answer.json()["message"], answer.text
+    for metric, status, said in [
+        ({"model_id": "m-nope"}, 404, "logged model 'm-nope' does not exist"),
+        ({"model_id": model_id, "dataset_name": "d" * 501}, 422, "dataset_name is 501 characters"),
+        ({"model_id": model_id, "dataset_digest": "x\x00"}, 422, "dataset_digest contains a NUL"),
+        ({"model_id": model_id, "key": "/abs"}, 422, "is an absolute path"),
+    ]:
+        point = {"key": "acc", "value": 0.5, "timestamp": 1, "step": 0, **metric}
+        for route, body in [
+            ("runs/log-metric", {"run_id": run_id, **point}),
+            ("runs/log-batch", {"run_id": run_id, "metrics": [point]}),
+        ]:
+            answer = _post(server_url, route, body)
+            assert answer.status_code == status, (route, metric, answer.text)
+            assert said in answer.json()["message"], answer.text
+    # a refused link left nothing behind: not the run's point, not a link
+    assert client.get_metric_history(run_id, "acc") == []
+    assert client.get_logged_model(model_id).metrics in (None, [])

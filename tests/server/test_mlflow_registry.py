@@ -196,7 +196,13 @@ def test_logged_models_search_in_the_order_asked(client: MlflowClient) -> None:
     assert {m.model_id for m in oldest_first} == set(made)
     stamps = [m.creation_timestamp for m in oldest_first]
     assert stamps == sorted(stamps)
+    # metrics.<key> orders (tests/server/test_mlflow_logged_models.py); params do not, as
+    # in MLflow
     with pytest.raises(MlflowException, match="not supported"):
         client.search_logged_models(
-            [exp], order_by=[{"field_name": "metrics.auc", "ascending": True}]
+            [exp], order_by=[{"field_name": "params.auc", "ascending": True}]
         )
+    by_metric = client.search_logged_models(
+        [exp], order_by=[{"field_name": "metrics.auc", "ascending": True}]
+    )
+    assert {m.model_id for m in by_metric} == set(made)  # none has it: every one, last

@@ -32,6 +32,9 @@ Operation = Callable[[Context], dict[str, Any]]
 #: ``(body, query string) -> operation``, or None to leave the request to FastAPI.
 Parser = Callable[[bytes, bytes], Operation | None]
 
+# A point with MLflow 3's model_id (and dataset_name, dataset_digest) links to a logged
+# model: outside this set, it takes the FastAPI route, which stores the link. Plain points,
+# the common case, cost nothing more here.
 _METRIC = frozenset({"key", "value", "timestamp", "step"})
 _KEY_VALUE = frozenset({"key", "value"})
 

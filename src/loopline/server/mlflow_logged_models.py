@@ -14,6 +14,9 @@ Example:
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -23,11 +26,12 @@ from loopline.core.context import Context
 from loopline.errors import InvalidInput
 from loopline.server import registry_filter
 from loopline.server.deps import get_ctx
-from loopline.server.mlflow_wire import key_values
+from loopline.server.mlflow_wire import key_values, wire_float
 from loopline.server.strict_json import StrictJsonRoute
 from loopline.tracking import query
 from loopline.training import logged_model_data
 from loopline.training import registry_store as store
+from loopline.training.logged_model_data import ModelMetric
 from loopline.training.registry_store import LoggedModel
 
 router = APIRouter(
@@ -80,8 +84,25 @@ def logged_model_json(m: LoggedModel) -> dict[str, Any]:
             "source_run_id": m.source_run_id or "",
             "tags": key_values(m.tags),
         },
-        "data": {"params": key_values(m.params), "metrics": []},
+        "data": {"params": key_values(m.params), "metrics": [_metric_json(x) for x in m.metrics]},
     }
+
+
+def _metric_json(m: ModelMetric) -> dict[str, Any]:
+    """A linked metric point as MLflow's ``Metric`` (a dataset's fields only when named)."""
+    out: dict[str, Any] = {
+        "key": m.key,
+        "value": wire_float(m.value),
+        "timestamp": m.timestamp,
+        "step": m.step,
+        "run_id": m.run_id,
+        "model_id": m.model_id,
+    }
+    if m.dataset_name is not None:
+        out["dataset_name"] = m.dataset_name
+    if m.dataset_digest is not None:
+        out["dataset_digest"] = m.dataset_digest
+    return out
 
 
 class CreateLoggedModel(_Req):
@@ -114,9 +135,15 @@ class LoggedModelOrder(_Req):
     dataset_digest: str | None = None
 
 
+class DatasetFilter(_Req):
+    dataset_name: str | None = None
+    dataset_digest: str | None = None
+
+
 class SearchLoggedModels(_Req):
     experiment_ids: list[str] | None = None
     filter: str | None = None
+    datasets: list[DatasetFilter] | None = None
     max_results: int = Field(100, ge=1, le=10000)
     page_token: str | None = None
     order_by: list[LoggedModelOrder] | None = None
@@ -132,6 +159,9 @@ _LOGGED_FIELDS: dict[str, registry_filter.Kind] = {
     "creation_timestamp": "int",
     "last_updated_timestamp": "int",
 }
+#: What a logged-model filter compares beyond attributes and tags.
+_LOGGED_EXTRA: tuple[registry_filter.Entity, ...] = ("param", "metric")
+_METRICS = "metrics."
 
 
 def _logged_attrs(m: store.LoggedModel) -> dict[str, Any]:
@@ -147,27 +177,99 @@ def _logged_attrs(m: store.LoggedModel) -> dict[str, Any]:
     }
 
 
-def _logged_order(order_by: list[LoggedModelOrder] | None) -> list[tuple[str, bool]]:
-    order: list[tuple[str, bool]] = []
-    for item in order_by or []:
-        if item.field_name.startswith("metrics."):
+#: A dataset a search names: its name, and its digest when given.
+Dataset = tuple[str, str | None]
+
+
+def _on(m: ModelMetric, datasets: list[Dataset]) -> bool:
+    """Whether point ``m`` was computed on one of ``datasets`` (on any, when none is named)."""
+    return not datasets or any(
+        m.dataset_name == name and (digest is None or m.dataset_digest == digest)
+        for name, digest in datasets
+    )
+
+
+def _datasets(items: list[DatasetFilter] | None) -> list[Dataset]:
+    out: list[Dataset] = []
+    for n, item in enumerate(items or []):
+        if not item.dataset_name:
             raise InvalidInput(
-                f"ordering logged models by {item.field_name!r} is not supported",
-                field="order_by",
-                hint="order by name, model_id, creation_timestamp or last_updated_timestamp",
+                f"datasets[{n}] names no dataset_name",
+                field="datasets",
+                hint="give each dataset as {'dataset_name': 'train'}, with its "
+                "'dataset_digest' to pick one version",
             )
-        direction = "ASC" if item.ascending else "DESC"
-        order += registry_filter.parse_order_by(
-            [f"`{item.field_name}` {direction}"], list(_LOGGED_FIELDS)
+        out.append((item.dataset_name, item.dataset_digest or None))
+    return out
+
+
+@dataclass(frozen=True)
+class _MetricOrder:
+    """Order by the latest value of metric ``key`` (on one dataset, when named)."""
+
+    key: str
+    dataset: list[Dataset]
+
+    def value(self, m: LoggedModel) -> float | None:
+        """The model's latest point of the metric, as MLflow picks it: the newest time, then
+        the greatest step, then the first run id; None (ordered last) without one, or NaN."""
+        points = sorted(
+            (x for x in m.metrics if x.key == self.key and _on(x, self.dataset)),
+            key=lambda x: x.run_id,
         )
+        if not points:
+            return None
+        latest = max(points, key=lambda x: (x.timestamp, x.step)).value  # first of equals
+        return None if math.isnan(latest) else latest
+
+
+def _logged_order(
+    order_by: list[LoggedModelOrder] | None,
+) -> tuple[list[tuple[str, bool]], dict[str, _MetricOrder]]:
+    """``(field, ascending)`` pairs with MLflow's tie-breakers, and what each ``metrics.*``
+    field among them orders by."""
+    order: list[tuple[str, bool]] = []
+    by_metric: dict[str, _MetricOrder] = {}
+    for n, item in enumerate(order_by or []):
+        is_metric = item.field_name.startswith(_METRICS)
+        if item.dataset_digest and not item.dataset_name:
+            raise InvalidInput(
+                f"order_by[{n}] names a dataset_digest without its dataset_name",
+                field="order_by",
+                hint="give the dataset_name too",
+            )
+        if item.dataset_name and not is_metric:
+            # Only a metric is computed on a dataset: refused rather than ignored.
+            raise InvalidInput(
+                f"order_by[{n}] names a dataset for {item.field_name!r}, which is not a metric",
+                field="order_by",
+                hint="name a dataset only to order by metrics.<key>",
+            )
+        if not is_metric:
+            direction = "ASC" if item.ascending else "DESC"
+            order += registry_filter.parse_order_by(
+                [f"`{item.field_name}` {direction}"], list(_LOGGED_FIELDS)
+            )
+            continue
+        key = item.field_name[len(_METRICS) :].strip("`")
+        if not key:
+            raise InvalidInput(
+                f"order_by[{n}] names no metric", field="order_by", hint="write metrics.<key>"
+            )
+        dataset = [(item.dataset_name, item.dataset_digest or None)] if item.dataset_name else []
+        # A name no attribute has, one per metric and dataset: the same twice is refused.
+        field_name = f"{item.field_name}@{item.dataset_name or ''}@{item.dataset_digest or ''}"
+        if field_name in by_metric:
+            raise InvalidInput(
+                f"order_by names {item.field_name!r} twice", field="order_by", hint="name it once"
+            )
+        by_metric[field_name] = _MetricOrder(key, dataset)
+        order.append((field_name, item.ascending))
     if any(k == "creation_time" for k, _ in order):  # the same field (MLflow's alias)
-        return registry_filter.tie_break(order, ("model_id", True))
+        return registry_filter.tie_break(order, ("model_id", True)), by_metric
     # MLflow's tie-breakers: newest first, then by id.
-    return registry_filter.tie_break(order, ("creation_timestamp", False), ("model_id", True))
-
-
-#: What a logged-model filter compares beyond attributes and tags.
-_LOGGED_EXTRA: tuple[registry_filter.Entity, ...] = ("param",)
+    tied = registry_filter.tie_break(order, ("creation_timestamp", False), ("model_id", True))
+    return tied, by_metric
 
 
 def _params_of(m: store.LoggedModel) -> dict[str, str]:
@@ -176,15 +278,49 @@ def _params_of(m: store.LoggedModel) -> dict[str, str]:
 
 @router.post("/logged-models/search")
 def search_logged_models(body: SearchLoggedModels, ctx: Ctx) -> dict[str, Any]:
+    """MLflow's ``SearchLoggedModels``: a filter on attributes, ``tags.*``, ``params.*`` and
+    ``metrics.*``, datasets, and an order on attributes and metrics.
+
+    As in MLflow, a ``metrics.<key>`` clause holds when one of the model's points of that
+    key does, counting only points on the named ``datasets`` (by name, and digest if
+    given); with datasets and no metric clause, a model matches when it has a point on one
+    of them. Ordering by a metric takes the model's latest point (on the order's dataset
+    when named); models without one come last.
+
+    Example:
+        >>> # POST /api/2.0/mlflow/logged-models/search {"experiment_ids": ["1"],
+        >>> #   "filter": "metrics.acc > 0.5", "datasets": [{"dataset_name": "train"}],
+        >>> #   "order_by": [{"field_name": "metrics.acc", "ascending": false}]}
+    """
+    where = registry_filter.compile_filter(body.filter, _LOGGED_FIELDS, _LOGGED_EXTRA)
+    datasets = _datasets(body.datasets)
+    order, by_metric = _logged_order(body.order_by)
+    models = store.search_logged_models(ctx, body.experiment_ids, None, 1_000_000, 0)
+    if datasets and not where.uses("metric"):
+        models = [m for m in models if any(_on(x, datasets) for x in m.metrics)]
+
+    def metrics_of(m: LoggedModel) -> dict[str, list[float]]:
+        values: dict[str, list[float]] = {}
+        for x in m.metrics:
+            if _on(x, datasets):
+                values.setdefault(x.key, []).append(x.value)
+        return values
+
+    def order_value(m: LoggedModel, attrs: Mapping[str, Any], field_name: str) -> Any:
+        found = by_metric.get(field_name)
+        return attrs[field_name] if found is None else found.value(m)
+
     page, after = registry_filter.search(
-        store.search_logged_models(ctx, body.experiment_ids, None, 1_000_000, 0),
+        models,
         attrs=_logged_attrs,
         tags=_tags_of,
         params=_params_of,
-        where=registry_filter.compile_filter(body.filter, _LOGGED_FIELDS, _LOGGED_EXTRA),
-        order=_logged_order(body.order_by),
+        metrics=metrics_of,
+        where=where,
+        order=order,
         offset=query.decode_page_token(body.page_token),
         limit=body.max_results,
+        order_value=order_value,
     )
     out: dict[str, Any] = {"models": [logged_model_json(m) for m in page]}
     if after is not None:

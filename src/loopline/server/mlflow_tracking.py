@@ -38,6 +38,7 @@ from loopline.tracking.entities import (
     now_ms,
 )
 from loopline.tracking.validation import stored_metric_value
+from loopline.training import logged_model_data
 
 router = APIRouter(route_class=StrictJsonRoute, prefix="/api/2.0/mlflow", tags=["mlflow-tracking"])
 Ctx = Annotated[Context, Depends(get_ctx)]
@@ -65,7 +66,10 @@ class MetricIn(_Req):
     value: float | str
     timestamp: int | None = None
     step: int | None = 0
+    # MLflow 3 links a point to a logged model, computed on a dataset when it names one.
     model_id: str | None = None
+    dataset_name: str | None = None
+    dataset_digest: str | None = None
 
 
 def _ok() -> Response:
@@ -343,6 +347,9 @@ class LogMetric(MetricIn):
 @router.post("/runs/log-metric")
 def log_metric(body: LogMetric, ctx: Ctx) -> Response:
     run_id = body.run_id or body.run_uuid or ""
+    if body.model_id:  # left here by the fast path: a link to a logged model
+        _log_batch(ctx, run_id, [body], now_ms())
+        return _ok()
     stamp = now_ms() if body.timestamp is None else body.timestamp  # 0 is a time, 1970
     metric = Metric(body.key, _value(body.value, body.key), stamp, body.step or 0)
     ops.log_batch(ctx, run_id, metrics=[metric])
@@ -420,21 +427,49 @@ def _not_yet_stored(ctx: Context, run_id: str, linked: list[Metric]) -> list[Met
     return fresh
 
 
-@router.post("/runs/log-batch")
-def log_batch(body: LogBatch, ctx: Ctx) -> Response:
-    now = now_ms()
+def _log_batch(
+    ctx: Context,
+    run_id: str,
+    items: list[MetricIn],
+    now: int,
+    params: list[tuple[str, str]] | None = None,
+    tags: list[tuple[str, str]] | None = None,
+) -> None:
+    """Log a batch whose points may link to logged models: each linked point is kept once
+    by the run and linked to its model. Every link is checked (the model exists) before
+    the run's points are written, and written after them, so a refused batch leaves no
+    link behind and a retried one none twice."""
     metrics: list[Metric] = []
     linked: list[Metric] = []
-    for m in body.metrics or []:
+    links: list[logged_model_data.ModelMetric] = []
+    for m in items:
         stamp = now if m.timestamp is None else m.timestamp
         metric = Metric(m.key, _value(m.value, m.key), stamp, m.step or 0)
-        (linked if m.model_id else metrics).append(metric)
+        if not m.model_id:
+            metrics.append(metric)
+            continue
+        linked.append(metric)
+        links.append(
+            logged_model_data.ModelMetric(
+                m.model_id, metric.key, metric.value, metric.timestamp, metric.step, run_id,
+                m.dataset_name, m.dataset_digest,
+            )
+        )  # fmt: skip
+    prepared = logged_model_data.prepare_metrics(ctx, links) if links else None
     if linked:
-        metrics += _not_yet_stored(ctx, body.run_id, linked)
-    ops.log_batch(
+        metrics += _not_yet_stored(ctx, run_id, linked)
+    ops.log_batch(ctx, run_id, metrics=metrics, params=params or [], tags=tags or [])
+    if prepared is not None:
+        logged_model_data.write_metrics(ctx, prepared)
+
+
+@router.post("/runs/log-batch")
+def log_batch(body: LogBatch, ctx: Ctx) -> Response:
+    _log_batch(
         ctx,
         body.run_id,
-        metrics=metrics,
+        body.metrics or [],
+        now_ms(),
         params=[(p.key, p.value or "") for p in body.params or []],
         tags=[(t.key, t.value or "") for t in body.tags or []],
     )

@@ -31,6 +31,7 @@ from loopline.core.text import check_no_nul
 from loopline.errors import Conflict, InvalidInput, NotFound
 from loopline.tracking._dialect import like_pattern_too_long
 from loopline.tracking.store import check_params
+from loopline.training.logged_model_data import ModelMetric, metrics_of
 from loopline.training.registry_tables import (
     logged_model_params,
     logged_model_tags,
@@ -157,6 +158,8 @@ class LoggedModel:
     last_updated_time: int
     tags: dict[str, str] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
+    #: The metric points runs linked to the model (:mod:`.logged_model_data`).
+    metrics: list[ModelMetric] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- registered models
@@ -858,7 +861,10 @@ def get_logged_model(ctx: Context, model_id: str) -> LoggedModel:
         return _hydrate_logged(conn, row)
 
 
-def _hydrate_logged(conn: Connection, row: Any) -> LoggedModel:
+def _hydrate_logged(
+    conn: Connection, row: Any, metrics: dict[str, list[ModelMetric]] | None = None
+) -> LoggedModel:
+    """The model of ``row``; ``metrics`` are those of a page of models read at once."""
     tags = dict(
         conn.execute(
             sa.select(logged_model_tags.c.key, logged_model_tags.c.value).where(
@@ -888,6 +894,7 @@ def _hydrate_logged(conn: Connection, row: Any) -> LoggedModel:
         row.last_updated_time,
         tags,
         params,
+        (metrics_of(conn, [row.model_id]) if metrics is None else metrics).get(row.model_id, []),
     )
 
 
@@ -966,4 +973,5 @@ def search_logged_models(
         query = query.where(logged_models.c.source_run_id == source_run_id)
     with ctx.engine.connect() as conn:
         rows = conn.execute(query.limit(max_results).offset(offset)).all()
-        return [_hydrate_logged(conn, r) for r in rows]
+        metrics = metrics_of(conn, [r.model_id for r in rows])
+        return [_hydrate_logged(conn, r, metrics) for r in rows]

@@ -43,6 +43,22 @@ logged_model_params = sa.Table(
     sa.Column("value", sa.Text, nullable=True),
 )
 
+# The metric points runs linked to a logged model (MLflow 3), keyed as MLflow keys them;
+# values stored as a run's are (NaN as 0 with is_nan, +/-inf as +/- the largest float).
+logged_model_metrics = sa.Table(
+    "logged_model_metrics",
+    metadata,
+    sa.Column("model_id", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("timestamp", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("step", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("run_id", sa.String(32), primary_key=True),
+    sa.Column("value", sa.Double, nullable=False),
+    sa.Column("is_nan", sa.Boolean, nullable=False),
+    sa.Column("dataset_name", sa.String(500), nullable=True),
+    sa.Column("dataset_digest", sa.String(128), nullable=True),
+)
+
 registered_models = sa.Table(
     "registered_models",
     metadata,
@@ -91,4 +107,16 @@ model_aliases = sa.Table(
     sa.Column("name", sa.String(256), primary_key=True),
     sa.Column("alias", sa.String(256), primary_key=True),
     sa.Column("version", sa.Integer, nullable=False),
+)
+
+ALL_TABLES = (
+    logged_models,
+    logged_model_tags,
+    logged_model_params,
+    logged_model_metrics,
+    registered_models,
+    registered_model_tags,
+    model_versions,
+    model_version_tags,
+    model_aliases,
 )
