@@ -147,3 +147,25 @@ def test_0015_counts_each_models_versions_and_adds_input_details(db_uri: str) ->
     assert "last_version" not in {c["name"] for c in inspector.get_columns("registered_models")}
     assert "details" not in {c["name"] for c in inspector.get_columns("run_inputs")}
     engine.dispose()
+
+
+def test_0018_keeps_every_run_and_what_refers_to_it_up_and_down(db_uri: str) -> None:
+    engine = create_engine_for(db_uri)
+    upgrade(engine, "0017_logged_model_metrics")
+    with engine.begin() as conn:
+        _insert_runs(conn, _RUN)
+        for table in ("params", "tags"):
+            _insert(conn, table, _ROWS[table])
+    before = _rows(engine)
+    upgrade(engine, "0018_run_outputs")
+    with engine.begin() as conn:
+        assert conn.execute(sa.text("SELECT outputs_json FROM runs")).scalar_one() is None
+        _insert(conn, "run_outputs", [(_RUN, "m-1", 0, 1)])
+    assert _rows(engine) == before
+    # a plain DROP COLUMN: no rebuild of runs, which would cascade to its params and tags
+    command.downgrade(alembic_config(engine), "0017_logged_model_metrics")
+    assert _rows(engine) == before
+    inspector = sa.inspect(engine)
+    assert "outputs_json" not in {c["name"] for c in inspector.get_columns("runs")}
+    assert "run_outputs" not in inspector.get_table_names()
+    engine.dispose()

@@ -287,3 +287,40 @@ def test_bad_metric_searches_and_links_are_refused_naming_the_field(
     # a refused link left nothing behind: not the run's point, not a link
     assert client.get_metric_history(run_id, "acc") == []
     assert client.get_logged_model(model_id).metrics in (None, [])
+
+
+# ------------------------------------------------------------------ run outputs
+
+
+def test_a_run_lists_the_models_it_logged_as_its_outputs(
+    client: MlflowClient, server_url: str
+) -> None:
+    experiment_id = _experiment(client, "outputs")
+    with mlflow.start_run() as run:
+        first = mlflow.sklearn.log_model(LogisticRegression().fit(X, y), name="a")
+        second = mlflow.sklearn.log_model(LogisticRegression().fit(X, y), name="b", step=3)
+    run_id = run.info.run_id
+    outputs = client.get_run(run_id).outputs
+    assert [(o.model_id, o.step) for o in outputs.model_outputs] == [
+        (first.model_id, 0),
+        (second.model_id, 3),
+    ]
+    (found,) = client.search_runs([experiment_id], f"attributes.run_id = '{run_id}'")
+    assert [o.model_id for o in found.outputs.model_outputs] == [first.model_id, second.model_id]
+    with mlflow.start_run() as bare:
+        pass
+    assert client.get_run(bare.info.run_id).outputs.model_outputs == []
+    # the same output again is kept once; what is not a logged model is refused
+    again = {"run_id": run_id, "models": [{"model_id": first.model_id, "step": 0}]}
+    assert _post(server_url, "runs/outputs", again).status_code == 200
+    assert len(client.get_run(run_id).outputs.model_outputs) == 2
+    for models, status, said in [
+        ([{"model_id": "m-nope"}], 404, "logged model 'm-nope' does not exist"),
+        ([{"model_id": first.model_id, "step": 2**63}], 422, "does not fit in 64 bits"),
+    ]:
+        answer = _post(server_url, "runs/outputs", {"run_id": run_id, "models": models})
+        assert answer.status_code == status, answer.text
+        assert said in answer.json()["message"], answer.text
+    unknown = _post(server_url, "runs/outputs", {"run_id": "0" * 32, "models": []})
+    assert unknown.status_code == 404
+    assert len(client.get_run(run_id).outputs.model_outputs) == 2

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 
 import pytest
 
 from loopline.core.context import Context
+from loopline.errors import InvalidInput
 from loopline.tracking import store
 from loopline.tracking.entities import Metric, RunRecord
 from loopline.tracking.run_records import get_runs
@@ -78,3 +80,27 @@ def test_a_read_record_is_the_dataclass_with_every_field(ctx: Context) -> None:
     assert dataclasses.replace(found) == found
     with pytest.raises(dataclasses.FrozenInstanceError):
         found.name = "x"  # type: ignore[misc]
+
+
+def test_outputs_come_back_in_the_order_they_were_logged(ctx: Context) -> None:
+    from loopline.tracking import lineage
+    from loopline.tracking.entities import RunOutput
+
+    run = store.create_run(ctx.engine, 0)
+    lineage.log_outputs(ctx.engine, run.id, [RunOutput("m-b", 0)])
+    time.sleep(0.002)  # logged a millisecond later at least
+    lineage.log_outputs(ctx.engine, run.id, [RunOutput("m-a", 2), RunOutput("m-b", 0)])
+    (found,) = get_runs(ctx.engine, [run.id])
+    assert found.outputs == (RunOutput("m-b", 0), RunOutput("m-a", 2))
+    assert store.get_run(ctx.engine, run.id).outputs == found.outputs
+    store.delete_run(ctx.engine, run.id)
+    with pytest.raises(InvalidInput, match="is deleted"):
+        lineage.log_outputs(ctx.engine, run.id, [RunOutput("m-c", 0)])
+    for bad, said in [
+        (RunOutput("", 0), "must be a non-empty string"),
+        (RunOutput("m" * 65, 0), "over the limit of 64"),
+        (RunOutput("m\x00", 0), "contains a NUL"),
+        (RunOutput("m-d", 2**63), "does not fit in 64 bits"),
+    ]:
+        with pytest.raises(InvalidInput, match=said):
+            lineage.log_outputs(ctx.engine, run.id, [bad])

@@ -12,4 +12,4 @@ Example:
 
 from __future__ import annotations
 
-HEAD_REVISION = "0017_logged_model_metrics"
+HEAD_REVISION = "0018_run_outputs"

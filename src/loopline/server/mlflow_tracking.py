@@ -34,6 +34,7 @@ from loopline.tracking.entities import (
     Metric,
     MetricPoint,
     RunInput,
+    RunOutput,
     ViewType,
     now_ms,
 )
@@ -536,11 +537,20 @@ class LogOutputs(_Req):
 
 @router.post("/runs/outputs")
 def log_outputs(body: LogOutputs, ctx: Ctx) -> dict[str, Any]:
+    """MLflow 3's ``LogOutputs``: the models a run logged (``log_model`` sends it), read back
+    in ``runs/get``'s ``outputs.model_outputs``.
+
+    Example:
+        >>> # POST /api/2.0/mlflow/runs/outputs
+        >>> #      {"run_id": "3f2a...", "models": [{"model_id": "m-0123", "step": 0}]}
+    """
     store.get_run(ctx.engine, body.run_id)  # 404 for an unknown run
     from loopline.training import registry_store
 
     for m in body.models or []:
         registry_store.get_logged_model(ctx, m.model_id)
+    outputs = [RunOutput(m.model_id, 0 if m.step is None else m.step) for m in body.models or []]
+    lineage.log_outputs(ctx.engine, body.run_id, outputs)
     return {}
 
 

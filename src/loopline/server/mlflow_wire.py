@@ -152,7 +152,7 @@ def dataset_input_json(i: RunInput) -> dict[str, Any]:
 
 
 def run_json(r: RunRecord) -> dict[str, Any]:
-    """A run in MLflow's JSON shape.
+    """A run in MLflow's JSON shape, with its dataset inputs and model outputs.
 
     Example:
         >>> # run_json(get_run(engine, run_id))["data"]["params"] -> [{'key': 'lr', ...}]
@@ -167,8 +167,10 @@ def run_json(r: RunRecord) -> dict[str, Any]:
         for k, p in sorted(r.latest_metrics.items())
     ]
     inputs = [dataset_input_json(i) for i in r.inputs]
+    outputs = [{"model_id": o.model_id, "step": o.step} for o in r.outputs]
     return {
         "info": run_info_json(r),
         "data": {"metrics": metrics, "params": key_values(r.params), "tags": key_values(tags)},
         "inputs": {"dataset_inputs": inputs},
+        "outputs": {"model_outputs": outputs},
     }

@@ -81,6 +81,19 @@ class RunInput:
 
 
 @dataclass(frozen=True)
+class RunOutput:
+    """A model a run logged (MLflow 3's ``LoggedModelOutput``): its id and the run's step.
+
+    Example:
+        >>> RunOutput("m-0123", step=2).step
+        2
+    """
+
+    model_id: str
+    step: int = 0
+
+
+@dataclass(frozen=True)
 class ArtifactEntry:
     """An artifact path inside a run and the content-addressed blob it points to.
 
@@ -117,6 +130,8 @@ class RunRecord:
     tags: dict[str, str | None] = field(default_factory=dict)
     latest_metrics: dict[str, MetricPoint] = field(default_factory=dict)
     inputs: tuple[RunInput, ...] = ()
+    #: The models the run logged, as MLflow 3's client records them (``runs/outputs``).
+    outputs: tuple[RunOutput, ...] = ()
 
     @property
     def metrics(self) -> dict[str, float]:

@@ -1,11 +1,16 @@
-"""Run lineage in the embedded tracking store: the datasets a run read, and its artifacts.
+"""Run lineage in the embedded tracking store: the datasets a run read, the models it
+logged, and its artifacts.
 
 An artifact is a path inside a run pointing to a content-addressed blob of the artifact
 store (its BLAKE3 digest); logging the same path again points it at the new blob. A
 dataset input is (kind, name, version, digest); the same version cannot change digest.
 
+A run's output is a logged model's id and the run's step (MLflow 3's run outputs); the
+id is the registry's (:mod:`loopline.training`), which checks it names a model.
+
 Example:
     >>> # log_inputs(engine, run_id, [RunInput("dataset", "churn", "3", "ab12...")])
+    >>> # log_outputs(engine, run_id, [RunOutput("m-0123", step=0)])
     >>> # add_artifacts(engine, run_id, [ArtifactEntry("model.pkl", digest, 1024)])
 """
 
@@ -16,12 +21,14 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from loopline.core.text import check_no_nul
 from loopline.errors import Conflict, InvalidInput
+from loopline.tracking import run_json
 from loopline.tracking._dialect import insert_for
-from loopline.tracking.entities import ArtifactEntry, RunInput, now_ms
+from loopline.tracking.entities import ArtifactEntry, RunInput, RunOutput, now_ms
 from loopline.tracking.store import require_active, require_run
-from loopline.tracking.tables import run_artifacts, run_inputs
-from loopline.tracking.validation import check_artifact_path
+from loopline.tracking.tables import run_artifacts, run_inputs, run_outputs
+from loopline.tracking.validation import check_artifact_path, check_int
 
 
 def log_inputs(engine: Engine, run_id: str, inputs: Sequence[RunInput]) -> None:
@@ -73,6 +80,48 @@ def log_inputs(engine: Engine, run_id: str, inputs: Sequence[RunInput]) -> None:
                     f"{item.version!r} with digest {stored}, not {item.digest}",
                     hint="a version's content cannot change; register a new version",
                 )
+
+
+#: The width of ``run_outputs.model_id`` (a logged model's id).
+MAX_MODEL_ID_LENGTH = 64
+
+
+def log_outputs(engine: Engine, run_id: str, outputs: Sequence[RunOutput]) -> None:
+    """Record models a run logged; the same (model, step) again is a no-op.
+
+    The run must exist and not be deleted; each model id is checked to fit its column (the
+    caller checks it names a logged model), each step to be a 64-bit integer.
+
+    Example:
+        >>> # log_outputs(engine, run_id, [RunOutput("m-0123", step=0)])
+    """
+    rows = []
+    now = now_ms()
+    for n, item in enumerate(outputs):
+        what = f"models[{n}].model_id"
+        if not isinstance(item.model_id, str) or not item.model_id:
+            raise InvalidInput(f"{what} must be a non-empty string", field=what)
+        check_no_nul(item.model_id, what)
+        if len(item.model_id) > MAX_MODEL_ID_LENGTH:
+            raise InvalidInput(
+                f"{what} is {len(item.model_id)} characters, over the limit of "
+                f"{MAX_MODEL_ID_LENGTH}",
+                field=what,
+                hint="send the id of a logged model (m-...)",
+            )
+        step = check_int(item.step, f"models[{n}].step")
+        rows.append({"run_id": run_id, "model_id": item.model_id, "step": step, "logged_time": now})
+    with engine.begin() as conn:
+        # The lock makes the rebuild of the run's copy see every committed output.
+        require_active(conn, run_id, lock=True)
+        if rows:
+            conn.execute(
+                insert_for(conn, run_outputs).on_conflict_do_nothing(
+                    index_elements=["run_id", "model_id", "step"]
+                ),
+                rows,
+            )
+            run_json.refresh_outputs(conn, run_id)
 
 
 def add_artifacts(engine: Engine, run_id: str, entries: Sequence[ArtifactEntry]) -> None:

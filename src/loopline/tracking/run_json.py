@@ -1,4 +1,4 @@
-"""Each run's params, tags and latest metrics as one JSON object each in its ``runs`` row.
+"""Each run's params, tags, latest metrics and outputs as JSON in its ``runs`` row.
 
 Every get and search page reads whole runs, and aggregating each run's ``params``,
 ``tags`` and ``latest_metrics`` rows into objects at read time cost more than reading the
@@ -14,6 +14,10 @@ copy, written by every write of those rows in the same transaction:
   began, and lose that writer's keys; a writer that takes the run's lock first starts every
   later statement after the other has committed. On SQLite a write transaction already
   holds the database's write lock from its first statement (``BEGIN IMMEDIATE``).
+
+``runs.outputs_json`` (``0018_run_outputs``) holds the run's ``run_outputs`` rows (the
+models it logged) as ``[[model_id, step], ...]`` in logged order, rebuilt by
+:func:`refresh_outputs` after writing them, under the same lock.
 
 Latest metrics are ``{"key": [step, timestamp, value]}`` with ``null`` for a NaN value,
 kept by Python (:func:`refresh_metrics`) with the rule the rows' upsert keeps: SQLite before
@@ -34,10 +38,12 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import orjson
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from loopline.core.bulk import driver_executemany, driver_fetchall, placeholder
 from loopline.tracking.run_records import ID_LIST, list_value
+from loopline.tracking.tables import run_outputs, runs
 
 # The rebuild of one object column from its table, for the runs whose ids are bound as one
 # value (:data:`~loopline.tracking.run_records.ID_LIST`).
@@ -153,3 +159,19 @@ def refresh_metrics(
         for run_id, points in copies.items()
     ]
     driver_executemany(conn, _SET_METRICS_SQL.format(p=placeholder(conn)), updates)
+
+
+def refresh_outputs(conn: Connection, run_id: str) -> None:
+    """Rebuild run ``run_id``'s ``outputs_json`` from its ``run_outputs`` rows, in ``conn``'s
+    transaction, after writing them (and :func:`lock_runs` before, on PostgreSQL).
+
+    Example:
+        >>> # refresh_outputs(conn, run_id)
+    """
+    rows = conn.execute(
+        sa.select(run_outputs.c.model_id, run_outputs.c.step)
+        .where(run_outputs.c.run_id == run_id)
+        .order_by(run_outputs.c.logged_time, run_outputs.c.model_id, run_outputs.c.step)
+    ).all()
+    copy = orjson.dumps([[model_id, step] for model_id, step in rows]).decode() if rows else None
+    conn.execute(runs.update().where(runs.c.id == run_id).values(outputs_json=copy))

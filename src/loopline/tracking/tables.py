@@ -10,8 +10,8 @@ artifact path inside a run to a content-addressed blob of the artifact store).
 
 Only ``loopline.tracking`` reads or writes these tables; other stages use its functions.
 The migrations ``0002_tracking``, ``0011_metric_chunks``, ``0012_tracking_without_rowid``,
-``0013_run_params_tags_json``, ``0014_run_metrics_json`` and
-``0015_version_counter_inputs`` create exactly these tables (a test compares them).
+``0013_run_params_tags_json``, ``0014_run_metrics_json``, ``0015_version_counter_inputs``
+and ``0018_run_outputs`` create exactly these tables (a test compares them).
 
 Example:
     >>> from loopline.tracking.tables import runs
@@ -83,6 +83,9 @@ runs = sa.Table(
     sa.Column("params_json", sa.Text, nullable=True),
     sa.Column("tags_json", sa.Text, nullable=True),
     sa.Column("metrics_json", sa.Text, nullable=True),
+    # The run's run_outputs rows as [[model_id, step], ...] in logged order, the same way
+    # (0018); NULL: none.
+    sa.Column("outputs_json", sa.Text, nullable=True),
     sa.CheckConstraint(sa.column("status").in_(RUN_STATUSES), name="status"),
     sa.CheckConstraint(sa.column("lifecycle_stage").in_(LIFECYCLE_STAGES), name="lifecycle_stage"),
     sa.Index("ix_runs_experiment_id_start_time", "experiment_id", "start_time"),
@@ -158,6 +161,17 @@ run_inputs = sa.Table(
     sa.Column("details", sa.Text, nullable=True),
 )
 
+# The models a run logged, at which step (MLflow 3's run outputs, migration 0018); the id
+# of a logged model of the registry (loopline.training), which tracking does not read.
+run_outputs = sa.Table(
+    "run_outputs",
+    metadata,
+    sa.Column("run_id", sa.String(32), _run_fk(), primary_key=True),
+    sa.Column("model_id", sa.String(64), primary_key=True),
+    sa.Column("step", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("logged_time", sa.BigInteger, nullable=False),
+)
+
 # An artifact path inside a run -> a content-addressed blob (BLAKE3 hex) of the store.
 run_artifacts = sa.Table(
     "run_artifacts",
@@ -178,5 +192,6 @@ ALL_TABLES = (
     metric_chunks,
     latest_metrics,
     run_inputs,
+    run_outputs,
     run_artifacts,
 )
