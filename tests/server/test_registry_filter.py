@@ -175,3 +175,22 @@ def test_params_and_metrics_are_refused_where_they_do_not_apply(
     with pytest.raises(InvalidInput, match=said) as info:
         compile_filter(text, _FIELDS, extra=extra)  # type: ignore[arg-type]
     assert info.value.field == "filter"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["version_number = " + "1" * 5000, "version_number = '" + "1" * 5000 + "'"],
+    ids=["unquoted", "quoted"],
+)
+def test_a_number_python_will_not_read_is_refused_not_a_crash(text: str) -> None:
+    # int() refuses more than 4,300 digits (ValueError): that was a 500
+    with pytest.raises(InvalidInput, match="a number of 5000 digits") as info:
+        compile_filter(text, _FIELDS)  # type: ignore[arg-type]
+    assert info.value.field == "filter"
+
+
+def test_a_metric_past_the_largest_float_compares_as_infinity() -> None:
+    # float() of such an int raises OverflowError (a 500); its text reads as inf
+    for number in ("9" * 400, "1e400"):
+        where = compile_filter(f"metrics.acc < {number}", {}, extra=["metric"])
+        assert where.matches({}, {}, metrics={"acc": [1e308]})

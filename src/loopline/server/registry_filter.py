@@ -152,6 +152,16 @@ def _list_items(text: str, pos: int, inner: str) -> tuple[str, ...]:
     return tuple(items)
 
 
+def _whole(text: str, pos: int, digits: str) -> int:
+    """``digits`` as an int; Python refuses to read more than 4,300 digits (a 500 before)."""
+    try:
+        return int(digits)
+    except ValueError as exc:
+        raise _bad(
+            text, pos, f"a number of {len(digits)} digits", "write a number of fewer digits"
+        ) from exc
+
+
 def parse(text: str | None) -> list[Clause]:
     """Parse a filter into clauses; :class:`InvalidInput` pointing at the bad clause.
 
@@ -192,8 +202,10 @@ def parse(text: str | None) -> list[Clause]:
                 value = _list_items(text, pos, m.group("items"))
             elif raw[0] in "'\"":
                 value = _unquote(raw)
+            elif _INTEGER.fullmatch(raw):
+                value = _whole(text, pos, raw)
             else:
-                value = int(raw) if _INTEGER.fullmatch(raw) else float(raw)
+                value = float(raw)  # past the largest float: inf, as Python reads it
             if isinstance(value, tuple) != (op in ("IN", "NOT IN")):
                 raise _bad(
                     text,
@@ -267,7 +279,7 @@ def _check(clause: Clause, fields: Mapping[str, Kind], extra: Collection[Entity]
     number = clause.value
     if kind == "int":
         if isinstance(number, str) and _INTEGER.fullmatch(number):
-            number = int(number)
+            number = _whole(repr(clause.value), 0, number)
         if not isinstance(number, int):
             raise InvalidInput(
                 f"filter value {clause.value!r} for {name!r} is not a whole number",
@@ -277,14 +289,17 @@ def _check(clause: Clause, fields: Mapping[str, Kind], extra: Collection[Entity]
         return Clause(clause.key, clause.entity, clause.op, number)
     if kind == "float":
         if isinstance(number, str) and _NUMBER.fullmatch(number):
-            number = float(number)
-        if not isinstance(number, int | float):
+            number = float(number)  # a string reads past the largest float as inf
+        if isinstance(number, int):
+            # An int past the largest float does not convert (OverflowError): its string does.
+            number = float(str(number))
+        if not isinstance(number, float):
             raise InvalidInput(
                 f"filter value {clause.value!r} for {name!r} is not a number",
                 field="filter",
                 hint=f"write {name} {clause.op} 0.5",
             )
-        return Clause(clause.key, clause.entity, clause.op, float(number))
+        return Clause(clause.key, clause.entity, clause.op, number)
     if isinstance(clause.value, int | float):
         raise InvalidInput(
             f"filter value {clause.value} for {name!r} must be quoted",
