@@ -114,6 +114,9 @@ def test_logged_model_params_are_checked_as_run_params_are(
         {"experiment_id": experiment_id, "params": [{"key": "v", "value": "x" * 6001}]},
     )
     assert answer.status_code == 422 and "over the limit" in answer.json()["message"]
+    twice = [{"key": "v", "value": "1"}, {"key": "v", "value": "2"}]
+    answer = _post(server_url, "logged-models", {"experiment_id": experiment_id, "params": twice})
+    assert answer.status_code == 409 and "appears twice" in answer.json()["message"]
 
 
 # ------------------------------------------------------------------ searches

@@ -122,7 +122,8 @@ def create_logged_model(body: CreateLoggedModel, ctx: Ctx) -> dict[str, Any]:
         experiment_id=body.experiment_id,
         source_run_id=body.source_run_id or None,
         model_type=body.model_type,
-        params=_tags(body.params),
+        # As pairs: a key sent twice with two values is refused, not the last one kept.
+        params=[(p.key, p.value or "") for p in body.params or []],
         tags=_tags(body.tags),
     )
     return {"model": logged_model_json(m)}

@@ -18,6 +18,7 @@ import contextlib
 import re
 import time
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -805,15 +806,17 @@ def create_logged_model(
     artifact_location: str | None = None,
     model_type: str | None = None,
     flavor: str | None = None,
-    params: dict[str, str] | None = None,
+    params: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
     tags: dict[str, str] | None = None,
     status: str = "PENDING",
     model_id: str | None = None,
 ) -> LoggedModel:
     """Create a logged model (status PENDING until finalized).
 
-    ``params`` are checked as a run's are (:func:`loopline.tracking.store.check_params`),
-    like those logged later (:func:`loopline.training.logged_model_data.log_params`).
+    ``params`` (a mapping or ``(key, value)`` pairs) are checked as a run's are
+    (:func:`loopline.tracking.store.check_params`: a key given twice with two values is
+    :class:`Conflict`), like those logged later
+    (:func:`loopline.training.logged_model_data.log_params`).
 
     Example:
         >>> # create_logged_model(ctx, name="model", experiment_id="1", source_run_id="abc")
