@@ -1,10 +1,12 @@
 """MLflow 3's logged-model routes (``/api/2.0/mlflow/logged-models...``).
 
 A logged model is what ``mlflow.<flavor>.log_model`` makes: created PENDING, its files
-uploaded, then finalized READY. Shapes follow MLflow's REST API: tags and params are lists
-of ``{"key", "value"}``, timestamps are milliseconds, statuses ``LOGGED_MODEL_*``. Logged
-models are few, so a search reads every candidate and filters in Python
-(:mod:`loopline.server.registry_filter`).
+uploaded, then finalized READY; params past the first 100 come after
+(:mod:`loopline.training.logged_model_data`), and so do the metric points runs link to it
+(through ``runs/log-metric`` and ``runs/log-batch``). Shapes follow MLflow's REST API: tags
+and params are lists of ``{"key", "value"}``, metrics MLflow's ``Metric``, timestamps are
+milliseconds, statuses ``LOGGED_MODEL_*``. Logged models are few, so a search reads every
+candidate and filters in Python (:mod:`loopline.server.registry_filter`).
 
 Example:
     >>> logged_model_json(LoggedModel("m-1", "0", "model", None, "READY", None,
