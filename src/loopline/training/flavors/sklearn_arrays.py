@@ -33,8 +33,8 @@ invariants scikit-learn's own ``fit`` establishes (so a model scikit-learn fitte
   coefficients agree (and the degree is small: evaluation costs its square per point);
 * every CSR/CSC/BSR/COO matrix in the model: its index arrays stay inside its shape.
 
-Any other model is refused with :class:`~loopline.errors.InvalidInput` naming the estimator
-and the attribute. Unlike the tree checks there is no way to skip these through
+A model that breaks one is refused with :class:`~loopline.errors.InvalidInput` naming the
+estimator and the attribute. Unlike the tree checks there is no way to skip these through
 ``trusted_types``: the estimators checked are types skops trusts by itself, and a model
 scikit-learn fitted always passes.
 
