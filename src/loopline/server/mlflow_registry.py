@@ -16,6 +16,7 @@ from loopline.core.context import Context
 from loopline.errors import InvalidInput
 from loopline.server import registry_filter
 from loopline.server.deps import get_ctx
+from loopline.server.mlflow_wire import WireInt64
 from loopline.server.strict_json import StrictJsonRoute
 from loopline.training import registry_store as store
 
@@ -180,7 +181,7 @@ def _search_models(
 def search_registered_models_get(
     ctx: Ctx,
     filter: str | None = None,
-    max_results: int = Query(100, ge=1, le=1000),
+    max_results: Annotated[WireInt64, Query(ge=1, le=1000)] = 100,
     page_token: str | None = None,
     order_by: list[str] | None = Query(None),
 ) -> dict[str, Any]:
@@ -189,7 +190,7 @@ def search_registered_models_get(
 
 class SearchModels(_Req):
     filter: str | None = None
-    max_results: int = Field(100, ge=1, le=1000)
+    max_results: WireInt64 = Field(100, ge=1, le=1000)
     page_token: str | None = None
     order_by: list[str] | None = None
 
@@ -383,7 +384,7 @@ def _search_versions(
 def search_model_versions_get(
     ctx: Ctx,
     filter: str | None = None,
-    max_results: int = Query(1000, ge=1, le=200000),
+    max_results: Annotated[WireInt64, Query(ge=1, le=200000)] = 1000,
     page_token: str | None = None,
     order_by: list[str] | None = Query(None),
 ) -> dict[str, Any]:
@@ -392,7 +393,7 @@ def search_model_versions_get(
 
 class SearchVersions(_Req):
     filter: str | None = None
-    max_results: int = Field(1000, ge=1, le=200000)
+    max_results: WireInt64 = Field(1000, ge=1, le=200000)
     page_token: str | None = None
     order_by: list[str] | None = None
 

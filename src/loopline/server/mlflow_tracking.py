@@ -22,9 +22,15 @@ from loopline.core.context import Context
 from loopline.server import mlflow_ops as ops
 from loopline.server import registry_filter
 from loopline.server.deps import get_ctx
+from loopline.server.mlflow_wire import (
+    WireDouble,
+    WireInt64,
+    WireViewType,
+    experiment_json,
+    run_json,
+    wire_float,
+)
 from loopline.server.mlflow_wire import experiment_id as _exp_id
-from loopline.server.mlflow_wire import experiment_json, run_json, wire_float
-from loopline.server.mlflow_wire import metric_value as _value
 from loopline.server.responses import OrjsonResponse
 from loopline.server.strict_json import StrictJsonRoute
 from loopline.tracking import experiments as exp_store
@@ -35,7 +41,6 @@ from loopline.tracking.entities import (
     MetricPoint,
     RunInput,
     RunOutput,
-    ViewType,
     now_ms,
 )
 from loopline.tracking.validation import stored_metric_value
@@ -43,14 +48,6 @@ from loopline.training import logged_model_data
 
 router = APIRouter(route_class=StrictJsonRoute, prefix="/api/2.0/mlflow", tags=["mlflow-tracking"])
 Ctx = Annotated[Context, Depends(get_ctx)]
-_VIEWS: dict[str, ViewType] = {
-    "ACTIVE_ONLY": "active",
-    "DELETED_ONLY": "deleted",
-    "ALL": "all",
-    "1": "active",
-    "2": "deleted",
-    "3": "all",
-}
 
 
 class _Req(BaseModel):
@@ -64,10 +61,9 @@ class KeyValue(_Req):
 
 class MetricIn(_Req):
     key: str
-    value: float | str
-    timestamp: int | None = None
-    step: int | None = 0
-    # MLflow 3 links a point to a logged model, computed on a dataset when it names one.
+    value: WireDouble
+    timestamp: WireInt64 | None = None
+    step: WireInt64 | None = 0
     model_id: str | None = None
     dataset_name: str | None = None
     dataset_digest: str | None = None
@@ -114,11 +110,11 @@ def get_experiment_by_name(experiment_name: str, ctx: Ctx) -> dict[str, Any]:
 
 
 class SearchExperiments(_Req):
-    max_results: int = Field(1000, ge=1, le=50000)
+    max_results: WireInt64 = Field(1000, ge=1, le=50000)
     page_token: str | None = None
     filter: str | None = None
     order_by: list[str] | None = None
-    view_type: str | None = None
+    view_type: WireViewType = None
 
 
 #: What an MLflow experiment search filters on (``experiment_id`` compares as a string,
@@ -153,7 +149,7 @@ def _search_experiments(ctx: Context, body: SearchExperiments) -> dict[str, Any]
     order = registry_filter.parse_order_by(
         body.order_by or ["creation_time DESC", "experiment_id ASC"], list(_EXPERIMENT_FIELDS)
     )
-    view = _VIEWS.get(body.view_type or "ACTIVE_ONLY", "active")
+    view = body.view_type or "active"
     name = where.equals("name")
     every: list[Experiment] = []
     token: str | None = None
@@ -193,15 +189,15 @@ def search_experiments(body: SearchExperiments, ctx: Ctx) -> dict[str, Any]:
 @router.get("/experiments/search")
 def search_experiments_get(
     ctx: Ctx,
-    max_results: int = Query(1000, ge=1, le=50000),
+    max_results: Annotated[WireInt64, Query(ge=1, le=50000)] = 1000,
     page_token: str | None = None,
     filter: str | None = None,
-    view_type: str | None = None,
+    view_type: Annotated[WireViewType, Query()] = None,
     order_by: list[str] | None = Query(None),
 ) -> dict[str, Any]:
     return _search_experiments(
         ctx,
-        SearchExperiments(
+        SearchExperiments.model_construct(
             max_results=max_results,
             page_token=page_token,
             filter=filter,
@@ -249,7 +245,7 @@ def set_experiment_tag(body: ExperimentTag, ctx: Ctx) -> dict[str, Any]:
 class CreateRun(_Req):
     experiment_id: str | None = None
     user_id: str | None = None
-    start_time: int | None = None
+    start_time: WireInt64 | None = None
     tags: list[KeyValue] | None = None
     run_name: str | None = None
 
@@ -271,7 +267,7 @@ class UpdateRun(_Req):
     run_id: str | None = None
     run_uuid: str | None = None
     status: str | None = None
-    end_time: int | None = None
+    end_time: WireInt64 | None = None
     run_name: str | None = None
 
 
@@ -311,8 +307,8 @@ def restore_run(body: RunRef, ctx: Ctx) -> dict[str, Any]:
 class SearchRuns(_Req):
     experiment_ids: list[str] | None = None
     filter: str | None = None
-    run_view_type: str | None = None
-    max_results: int = Field(1000, ge=1, le=50000)
+    run_view_type: WireViewType = None
+    max_results: WireInt64 = Field(1000, ge=1, le=50000)
     order_by: list[str] | None = None
     page_token: str | None = None
 
@@ -324,7 +320,7 @@ def search_runs(body: SearchRuns, ctx: Ctx) -> Response:
         # search takes "no experiment" to mean all of them).
         return OrjsonResponse({"runs": []})
     ids = [_exp_id(e) for e in body.experiment_ids]
-    view = _VIEWS.get(body.run_view_type or "ACTIVE_ONLY", "active")
+    view = body.run_view_type or "active"
     page = query.search_runs(
         ctx.engine,
         experiment_ids=ids,
@@ -352,7 +348,7 @@ def log_metric(body: LogMetric, ctx: Ctx) -> Response:
         _log_batch(ctx, run_id, [body], now_ms())
         return _ok()
     stamp = now_ms() if body.timestamp is None else body.timestamp  # 0 is a time, 1970
-    metric = Metric(body.key, _value(body.value, body.key), stamp, body.step or 0)
+    metric = Metric(body.key, body.value, stamp, body.step or 0)
     ops.log_batch(ctx, run_id, metrics=[metric])
     return _ok()
 
@@ -445,7 +441,7 @@ def _log_batch(
     links: list[logged_model_data.ModelMetric] = []
     for m in items:
         stamp = now if m.timestamp is None else m.timestamp
-        metric = Metric(m.key, _value(m.value, m.key), stamp, m.step or 0)
+        metric = Metric(m.key, m.value, stamp, m.step or 0)
         if not m.model_id:
             metrics.append(metric)
             continue
@@ -560,7 +556,7 @@ def get_metric_history(
     metric_key: str,
     run_id: str | None = None,
     run_uuid: str | None = None,
-    max_results: int | None = Query(None, ge=1),
+    max_results: Annotated[WireInt64 | None, Query(ge=1)] = None,
     page_token: str | None = None,
 ) -> dict[str, Any]:
     rid = run_id or run_uuid or ""

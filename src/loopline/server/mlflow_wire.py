@@ -5,20 +5,34 @@ milliseconds, and non-finite metric values as the strings ``"NaN"``, ``"Infinity
 ``"-Infinity"`` (protobuf's JSON mapping). Shared by the FastAPI routes
 (:mod:`.mlflow_tracking`) and the fast path (:mod:`.fast_routes`), so both answer alike.
 
+What a request may send is protobuf's JSON mapping, read strictly (:func:`wire_double`,
+:func:`wire_int64`, :func:`view_type`): a ``double`` is a JSON number, a string in JSON's
+number syntax, or one of the three strings above; an ``int64`` is a JSON integer or a
+string of ASCII digits with an optional ``-``; a ``ViewType`` is its name or its number.
+Python's ``float()`` and ``int()`` (which protobuf's Python parser calls) would also read
+``"1_000"``, ``" 5 "``, ``"+3"``, other scripts' digits and ``true`` as numbers the client
+never meant: those are refused, as :func:`experiment_id` refuses ``" 1"``.
+
 Example:
     >>> wire_float(float("inf"))
     'Infinity'
+    >>> wire_double("1e3"), wire_int64("-7")
+    (1000.0, -7)
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+import re
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import orjson
+from pydantic import BeforeValidator
+from pydantic_core import PydanticCustomError
 
 from loopline.errors import InvalidInput
-from loopline.tracking.entities import Experiment, RunInput, RunRecord
+from loopline.tracking.entities import Experiment, RunInput, RunRecord, ViewType
 
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
@@ -27,21 +41,142 @@ RUN_NAME_TAG = "mlflow.runName"
 ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
-def metric_value(v: float | str, key: str) -> float:
-    """A metric value from the wire: a number, or one of protobuf's non-finite strings.
+#: JSON's number syntax (RFC 8259), in ASCII: no sign '+', no space, no '_', no '.5'.
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+#: An int64 as protobuf's JSON writes it in a string.
+_INT64 = re.compile(r"-?[0-9]+")
+#: The non-finite doubles, as protobuf's JSON mapping spells them (and nothing else:
+#: ``"nan"`` and ``"inf"`` are Python's spellings, not the wire's).
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_DOUBLE_HINT = 'send a JSON number, or "NaN", "Infinity" or "-Infinity"'
+
+
+def _shown(raw: Any) -> str:
+    """``raw`` as a message quotes it: its repr (a bool as JSON writes it, as it was sent),
+    cut short (a fuzzer sends megabytes)."""
+    text = ("true" if raw else "false") if type(raw) is bool else repr(raw)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def wire_double(raw: Any) -> float:
+    """A protobuf ``double`` from MLflow's JSON, or ValueError saying why it is none.
+
+    A JSON number is taken as it is (a bare ``NaN`` or ``Infinity`` literal included: the
+    MLflow client sends them); a string must hold a number in JSON's own syntax, or be
+    ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``. A bool is not a number.
 
     Example:
-        >>> metric_value("-Infinity", "loss")
-        -inf
+        >>> wire_double(0.5), wire_double("-Infinity"), wire_double("2.5e-3")
+        (0.5, -inf, 0.0025)
+        >>> try:
+        ...     wire_double("1_000")
+        ... except ValueError as exc:
+        ...     print(exc)
+        '1_000' is not a number: send a JSON number, or "NaN", "Infinity" or "-Infinity"
     """
-    if isinstance(v, float | int):
-        return float(v)
-    try:
-        return float({"Infinity": "inf", "-Infinity": "-inf"}.get(v, v))
-    except ValueError as exc:
-        raise InvalidInput(
-            f"metric {key!r} has value {v!r}, which is not a number", field="value"
-        ) from exc
+    kind = type(raw)
+    if kind is float:
+        return float(raw)
+    if kind is int:
+        try:
+            return float(raw)
+        except OverflowError:
+            raise ValueError(f"{raw} is beyond the range of a double") from None
+    if kind is str:
+        special = _NON_FINITE.get(raw)
+        if special is not None:
+            return special
+        if _JSON_NUMBER.fullmatch(raw):
+            number = float(raw)
+            if math.isinf(number):
+                raise ValueError(f'{_shown(raw)} is beyond the range of a double: send "Infinity"')
+            return number
+    raise ValueError(f"{_shown(raw)} is not a number: {_DOUBLE_HINT}")
+
+
+def wire_int64(raw: Any) -> int:
+    """A protobuf ``int64`` from MLflow's JSON (a JSON integer, or a string of ASCII digits
+    with an optional ``-``), or ValueError saying why it is none.
+
+    Its range is the store's to check (as for a JSON integer the fast path takes), so that
+    both ways into the server refuse an out-of-range step with the same answer.
+
+    Example:
+        >>> wire_int64(3), wire_int64("-12")
+        (3, -12)
+        >>> try:
+        ...     wire_int64(True)
+        ... except ValueError as exc:
+        ...     print(exc)
+        true is not an integer: send a JSON integer such as 3, or its digits as a string
+    """
+    if type(raw) is int:
+        return int(raw)
+    if type(raw) is str and _INT64.fullmatch(raw):
+        return int(raw)
+    raise ValueError(
+        f"{_shown(raw)} is not an integer: send a JSON integer such as 3, or its digits as a string"
+    )
+
+
+#: ViewType by its name and by its number, as protobuf's JSON mapping writes an enum (the
+#: numbers also as text: a query string holds nothing else).
+_VIEW_TYPES: dict[Any, ViewType] = {
+    "ACTIVE_ONLY": "active",
+    "DELETED_ONLY": "deleted",
+    "ALL": "all",
+    1: "active",
+    2: "deleted",
+    3: "all",
+    "1": "active",
+    "2": "deleted",
+    "3": "all",
+}
+
+
+def view_type(raw: Any) -> ViewType | None:
+    """MLflow's ``ViewType`` (``ACTIVE_ONLY``, ``DELETED_ONLY``, ``ALL`` or its number 1, 2,
+    3) as Loopline's view; None (not sent) stays None; ValueError for anything else.
+
+    Example:
+        >>> view_type("DELETED_ONLY"), view_type(3), view_type(None)
+        ('deleted', 'all', None)
+    """
+    if raw is None:
+        return None
+    # type() and not isinstance(): True == 1 would find ACTIVE_ONLY's number.
+    found = _VIEW_TYPES.get(raw) if type(raw) is str or type(raw) is int else None
+    if found is None:
+        raise ValueError(
+            f"{_shown(raw)} is not a view type: use ACTIVE_ONLY, DELETED_ONLY or ALL "
+            "(or their numbers 1, 2, 3)"
+        )
+    return found
+
+
+def _pydantic(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``check`` as a pydantic validator: its ValueError becomes the field's error, its own
+    words the message (the 400 names the field, as for any other bad field)."""
+
+    def validate(raw: Any) -> Any:
+        try:
+            return check(raw)
+        except ValueError as exc:
+            raise PydanticCustomError("mlflow_wire", "{reason}", {"reason": str(exc)}) from None
+
+    return validate
+
+
+#: A request field that is a protobuf ``double`` (:func:`wire_double`).
+WireDouble = Annotated[
+    float, BeforeValidator(_pydantic(wire_double), json_schema_input_type=float | str)
+]
+#: A request field that is a protobuf ``int64`` (:func:`wire_int64`); bounds go in ``Field``.
+WireInt64 = Annotated[int, BeforeValidator(_pydantic(wire_int64))]
+#: A request field that is MLflow's ``ViewType`` (:func:`view_type`).
+WireViewType = Annotated[
+    ViewType | None, BeforeValidator(_pydantic(view_type), json_schema_input_type=str | int | None)
+]
 
 
 def wire_float(v: float) -> float | str:

@@ -387,7 +387,7 @@ class SearchRunsRequest(WireModel):
     )
     filter: str | None = Field(None, examples=["metrics.auc > 0.8 and params.model = 'lgbm'"])
     order_by: list[str] | None = Field(None, examples=[["metrics.auc DESC"]])
-    max_results: int = Field(1000, ge=1, le=50_000)
+    max_results: int = Field(1000, ge=1, le=50_000, strict=True)
     page_token: str | None = None
     view: View = "active"
 
@@ -397,7 +397,7 @@ class SearchExperimentsRequest(WireModel):
 
     names: list[str] | None = None
     name_like: str | None = Field(None, examples=["churn%"])
-    max_results: int = Field(1000, ge=1, le=50_000)
+    max_results: int = Field(1000, ge=1, le=50_000, strict=True)
     page_token: str | None = None
     view: View = "active"
 
