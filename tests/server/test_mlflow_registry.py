@@ -109,7 +109,7 @@ def test_a_deleted_versions_number_is_never_given_again(client: MlflowClient) ->
         client.create_model_version("renumber", source="mlflow-artifacts:/0/a/artifacts/m")
     client.delete_model_version("renumber", "3")
     # as in MLflow: models:/renumber/3 and the audit log's renumber/3 keep naming one model
-    assert int(client.create_model_version("renumber", source="s").version) == 4
+    assert int(client.create_model_version("renumber", source="runs:/r/m").version) == 4
     assert sorted(_names(client.search_model_versions("name = 'renumber'"))) == [
         ("renumber", 1),
         ("renumber", 2),
@@ -206,3 +206,67 @@ def test_logged_models_search_in_the_order_asked(client: MlflowClient) -> None:
         [exp], order_by=[{"field_name": "metrics.auc", "ascending": True}]
     )
     assert {m.model_id for m in by_metric} == set(made)  # none has it: every one, last
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("", "a\x00b"), ("k" * 70_000, "v"), ("team", "a\x00b"), ("../up", "v")],
+    ids=["empty-key-nul-value", "huge-key", "nul-value", "dotdot-key"],
+)
+def test_a_bad_registry_tag_is_a_4xx_and_not_stored(
+    client: MlflowClient, server_url: str, key: str, value: str
+) -> None:
+    import uuid
+
+    import requests
+
+    name = f"tags-{uuid.uuid4().hex[:8]}"
+    client.create_registered_model(name)
+    client.create_model_version(name, source="mlflow-artifacts:/0/a/artifacts/model")
+    base = f"{server_url}/api/2.0/mlflow"
+    for route, extra in (
+        ("registered-models/set-tag", {}),
+        ("model-versions/set-tag", {"version": "1"}),
+    ):
+        body = {"name": name, "key": key, "value": value, **extra}
+        answer = requests.post(f"{base}/{route}", json=body, timeout=30)
+        assert answer.status_code == 422, (route, answer.text)
+        assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE", answer.text
+        assert "tag" in answer.json()["message"] and len(answer.text) < 1000, answer.text
+    assert client.get_registered_model(name).tags == {}
+    assert client.get_model_version(name, "1").tags == {}
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "\x00../../etc/passwd",
+        "file:///etc/passwd",
+        "/etc",
+        "../../etc",
+        "mlflow-artifacts:/../../etc",
+        "mlflow-artifacts:/%2e%2e/%2e%2e/etc",
+    ],
+)
+def test_a_source_outside_this_servers_artifacts_is_refused_as_mlflow_refuses_it(
+    client: MlflowClient, source: str
+) -> None:
+    # MLflow answers 400 "Invalid model version source"; Loopline stored the path as sent, so
+    # the download URI pointed at it and models:/NAME/latest failed only when loaded.
+    import uuid
+
+    name = f"sources-{uuid.uuid4().hex[:8]}"
+    client.create_registered_model(name)
+    with pytest.raises(MlflowException, match="model version source") as info:
+        client.create_model_version(name, source=source)
+    assert info.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert client.search_model_versions(f"name = '{name}'") == []
+
+
+def test_a_version_needs_a_source(server_url: str) -> None:
+    import requests
+
+    base = f"{server_url}/api/2.0/mlflow"
+    requests.post(f"{base}/registered-models/create", json={"name": "sourceless"}, timeout=30)
+    answer = requests.post(f"{base}/model-versions/create", json={"name": "sourceless"}, timeout=30)
+    assert answer.status_code == 400 and "source" in answer.json()["message"], answer.text

@@ -14,8 +14,8 @@ from loopline.training import registry_store as store
 
 
 def test_versions_are_numbered_and_aliases_audited(ctx: Context) -> None:
-    v1 = store.create_model_version(ctx, "churn", source="s1", run_id="r1")
-    v2 = store.create_model_version(ctx, "churn", source="s2", run_id="r2")
+    v1 = store.create_model_version(ctx, "churn", source="runs:/r1/model", run_id="r1")
+    v2 = store.create_model_version(ctx, "churn", source="runs:/r2/model", run_id="r2")
     assert (v1.version, v2.version) == (1, 2)
     store.set_alias(ctx, "churn", "champion", 1, reason="first")
     store.set_alias(ctx, "churn", "champion", 2, reason="better AUC")
@@ -161,7 +161,7 @@ def test_a_version_its_deployment_names_cannot_be_deleted(ctx: Context) -> None:
     import loopline as ll
 
     for i in range(5):
-        store.create_model_version(ctx, "served", source=f"s{i}", run_id=None)
+        store.create_model_version(ctx, "served", source=f"runs:/r{i}/model", run_id=None)
     ll.deploy("served", 1)
     ll.deploy("served", 2, strategy="blue_green")  # 1 is the standby now
     ll.deploy("served", 3, strategy="canary", fallback=4)
@@ -174,7 +174,7 @@ def test_a_version_its_deployment_names_cannot_be_deleted(ctx: Context) -> None:
         store.delete_registered_model(ctx, "served")
     store.delete_model_version(ctx, "served", 5)  # not deployed: deleted as before
     assert [v.version for v in store.search_model_versions(ctx, name="served")] == [4, 3, 2, 1]
-    store.create_model_version(ctx, "idle", source="s", run_id=None)
+    store.create_model_version(ctx, "idle", source="runs:/r/model", run_id=None)
     store.delete_registered_model(ctx, "idle")
 
 
@@ -184,14 +184,14 @@ def test_a_description_with_nul_is_refused_naming_it_on_both_backends(ctx: Conte
     attempts: list[Callable[[], object]] = [
         lambda: store.create_registered_model(ctx, "churn", description="a\x00b"),
         lambda: store.create_model_version(
-            ctx, "churn", source="s", run_id="r", description="\x00"
+            ctx, "churn", source="runs:/r/model", run_id="r", description="\x00"
         ),
     ]
     for attempt in attempts:
         with pytest.raises(InvalidInput, match="description contains a NUL character") as e:
             attempt()
         assert e.value.field == "description"
-    v1 = store.create_model_version(ctx, "churn", source="s1", run_id="r1")
+    v1 = store.create_model_version(ctx, "churn", source="runs:/r1/model", run_id="r1")
     for attempt in [
         lambda: store.update_registered_model(ctx, "churn", "x\x00"),
         lambda: store.update_model_version(ctx, "churn", v1.version, "x\x00"),
@@ -207,3 +207,94 @@ def test_a_name_pattern_past_the_like_limit_is_refused_naming_it(ctx: Context) -
     with pytest.raises(InvalidInput, match="at most 10,000 bytes") as info:
         store.search_registered_models(ctx, name_like="x" * 60_000)
     assert info.value.field == "name_like"
+
+
+#: (key, value, what the message says): tag keys are checked as a run's, values too.
+BAD_TAGS = [
+    ("", "a", "non-empty"),
+    ("k" * 70_000, "a", "over the limit of 250"),
+    ("a\x00b", "v", "control character"),
+    ("../up", "v", "'..' segment"),
+    ("/abs", "v", "absolute path"),
+    ("team", "a\x00b", "NUL"),
+    ("team", "v" * 8001, "over the limit of 8000"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "said"), BAD_TAGS, ids=lambda v: repr(v)[:20])
+def test_a_bad_registry_tag_is_refused_and_not_stored(
+    ctx: Context, key: str, value: str, said: str
+) -> None:
+    store.create_registered_model(ctx, "tagged")
+    v1 = store.create_model_version(ctx, "tagged", source="runs:/r1/model", run_id="r1")
+    attempts: list[Callable[[], object]] = [
+        lambda: store.set_registered_model_tag(ctx, "tagged", key, value),
+        lambda: store.set_model_version_tag(ctx, "tagged", v1.version, key, value),
+        lambda: store.create_registered_model(ctx, "tagged-2", tags={key: value}),
+        lambda: store.create_model_version(
+            ctx, "tagged", source="runs:/r1/model", run_id="r1", tags={key: value}
+        ),
+    ]
+    for attempt in attempts:
+        with pytest.raises(InvalidInput, match=said) as info:
+            attempt()
+        assert info.value.field is not None and "tag" in info.value.field
+    assert store.get_registered_model(ctx, "tagged").tags == {}
+    assert store.get_model_version(ctx, "tagged", 1).tags == {}
+    assert [v.version for v in store.search_model_versions(ctx, name="tagged")] == [1]
+    with pytest.raises(NotFound):
+        store.get_registered_model(ctx, "tagged-2")
+
+
+def test_a_tag_at_the_limits_is_stored(ctx: Context) -> None:
+    store.set_registered_model_tag(
+        ctx, store.create_registered_model(ctx, "edge").name, "k" * 250, "v" * 8000
+    )
+    assert store.get_registered_model(ctx, "edge").tags == {"k" * 250: "v" * 8000}
+
+
+#: Sources that name no artifact of this server (or climb out of one), and why.
+BAD_SOURCES = [
+    ("\x00../../etc/passwd", "not an artifact URI"),
+    ("file:///etc/passwd", "not an artifact URI"),
+    ("/etc", "not an artifact URI"),
+    ("../../etc", "not an artifact URI"),
+    ("s3://bucket/model", "not an artifact URI"),
+    ("mlflow-artifacts:/../../etc", "'..' segment"),
+    ("mlflow-artifacts:/0/r/artifacts/../../../etc", "'..' segment"),
+    ("mlflow-artifacts:/%2e%2e/%2e%2e/etc", "'..' segment"),
+    ("mlflow-artifacts://elsewhere:5000/0/r/artifacts/m", "absolute"),
+    ("runs:/r1/../../model", "'..' segment"),
+    ("runs:/r1/model\x00", "control character"),
+    ("models:/", "names no model"),
+    ("", "non-empty"),
+    ("runs:/r1/" + "m" * 600, "over the limit of 500"),
+]
+
+
+@pytest.mark.parametrize(("source", "said"), BAD_SOURCES, ids=lambda v: repr(v)[:30])
+def test_a_source_that_is_no_artifact_uri_of_this_server_is_refused(
+    ctx: Context, source: str, said: str
+) -> None:
+    with pytest.raises(InvalidInput, match=said) as info:
+        store.create_model_version(ctx, "sourced", source=source, run_id=None)
+    assert info.value.field == "source"
+    assert len(info.value.message) < 300  # a long source is not echoed whole
+    with pytest.raises(NotFound):
+        store.get_model_version(ctx, "sourced", 1)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "runs:/0a1b2c3d/model",
+        "models:/m-0123456789abcdef",
+        "models:/churn/3",
+        "models:/churn@champion",
+        "mlflow-artifacts:/1/0a1b2c3d/artifacts/model",
+    ],
+)
+def test_what_the_sdk_and_the_mlflow_client_register_from_is_kept(
+    ctx: Context, source: str
+) -> None:
+    assert store.create_model_version(ctx, "sourced", source=source, run_id=None).source == source

@@ -281,7 +281,7 @@ def get_by_alias(name: str, alias: str, ctx: Ctx) -> dict[str, Any]:
 
 class CreateVersion(_Req):
     name: str
-    source: str | None = None
+    source: str  # required, as on MLflow's server: a version without one loads nothing
     run_id: str | None = None
     tags: list[KeyValue] | None = None
     run_link: str | None = None

@@ -2,7 +2,15 @@
 
 Rows never leave this module: every function returns plain dataclasses. Alias moves are
 written to the audit log in the same transaction. Both the Python SDK and the
-MLflow-compatible REST API are built on these functions.
+MLflow-compatible REST API are built on these functions, so both refuse what they refuse:
+
+* a tag key is checked as a run's (:func:`~loopline.tracking.validation.check_key`: 1-250
+  characters, no control character, no absolute path or ``..`` segment) and its value too
+  (at most 8,000 characters, no NUL);
+* a version's source is an artifact URI of this server (:func:`check_model_source`):
+  ``runs:/RUN_ID/PATH``, ``models:/...`` or ``mlflow-artifacts:/PATH``, at most 500
+  characters, with no ``..`` segment in any reading; a local path or a ``file://`` URI
+  names a file on some machine, not an artifact this server holds.
 
 Example:
     >>> import tempfile, loopline
@@ -26,12 +34,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
+from loopline.core.artifact_paths import unsafe_reason
 from loopline.core.columns import MAX_INTEGER, integer_value
 from loopline.core.context import Context
 from loopline.core.text import check_no_nul
 from loopline.errors import Conflict, InvalidInput, NotFound
 from loopline.tracking._dialect import like_pattern_too_long
 from loopline.tracking.store import check_params
+from loopline.tracking.validation import check_key, check_tag_value
 from loopline.training.logged_model_data import ModelMetric, metrics_of
 from loopline.training.registry_tables import (
     logged_model_params,
@@ -46,6 +56,11 @@ from loopline.training.registry_tables import (
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\- ]{0,255}$")
 ALIAS_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,255}$")
+#: Longest model version source (MLflow's column: 500).
+MAX_SOURCE_LENGTH = 500
+#: The URIs a version's source may be: what the SDK (``models:/<model id>``) and the MLflow
+#: client (``runs:/``, ``models:/``, the run's ``mlflow-artifacts:/`` location) register.
+SOURCE_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")
 
 
 def _now_ms() -> int:
@@ -58,12 +73,77 @@ def _drop_tag(conn: Connection, table: sa.Table, owner: dict[str, Any], key: str
     conn.execute(table.delete().where(cond))
 
 
+def check_tag(key: Any, value: Any) -> str | None:
+    """A registry tag's value as stored, if ``key`` and ``value`` pass a run tag's checks
+    (:func:`~loopline.tracking.validation.check_key`, ``check_tag_value``); else
+    :class:`InvalidInput` naming the tag.
+
+    Example:
+        >>> check_tag("team", "growth")
+        'growth'
+    """
+    check_key(key, "tag")
+    return check_tag_value(key, value)
+
+
+def _checked_tags(tags: dict[str, str] | None) -> dict[str, str | None]:
+    return {key: check_tag(key, value) for key, value in (tags or {}).items()}
+
+
 def _put_tag(
     conn: Connection, table: sa.Table, owner: dict[str, Any], key: str, value: str | None
 ) -> None:
     """Set (or overwrite) tag ``key`` of the object whose key columns are ``owner``."""
+    value = check_tag(key, value)
     _drop_tag(conn, table, owner, key)
     conn.execute(table.insert().values(**owner, key=key, value=value))
+
+
+def check_model_source(source: Any) -> str:
+    """``source`` if it may be a model version's source: an artifact URI of this server
+    (:data:`SOURCE_SCHEMES`) naming a path with no ``..`` segment, absolute part, control
+    character or NUL in any reading (percent-decoded, NFKC), at most
+    :data:`MAX_SOURCE_LENGTH` characters; else :class:`InvalidInput` naming ``source``.
+
+    The download URI of a version is its source: ``file:///etc/passwd`` or
+    ``mlflow-artifacts:/../../etc`` would point the MLflow client at a file outside every
+    run (MLflow's server refuses both), and a source naming nothing breaks
+    ``models:/NAME/latest`` only when it is loaded.
+
+    Example:
+        >>> check_model_source("runs:/0a1b2c/model")
+        'runs:/0a1b2c/model'
+        >>> try:
+        ...     check_model_source("file:///etc/passwd")
+        ... except InvalidInput as exc:
+        ...     print(exc.field)
+        source
+    """
+    reason: str | None
+    if not isinstance(source, str) or not source:
+        reason = "must be a non-empty string"
+    elif len(source) > MAX_SOURCE_LENGTH:
+        reason = f"is {len(source)} characters, over the limit of {MAX_SOURCE_LENGTH}"
+    else:
+        scheme = next((s for s in SOURCE_SCHEMES if source.startswith(s)), None)
+        path = source[len(scheme) :] if scheme else ""
+        if scheme is None:
+            reason = "is not an artifact URI of this server (a local path or file:// URI is not)"
+        elif not path.strip("/"):
+            reason = "names no model"
+        else:
+            # An absolute path here is an authority ('mlflow-artifacts://host/...'): another
+            # server's artifact, not this one's.
+            reason = unsafe_reason(path)
+    if reason is None:
+        return str(source)
+    shown = repr(source) if len(repr(source)) <= 80 else repr(source)[:77] + "..."
+    raise InvalidInput(
+        f"model version source {shown} {reason}",
+        field="source",
+        hint="register from runs:/RUN_ID/PATH, models:/MODEL_ID or the run's "
+        "mlflow-artifacts:/EXPERIMENT/RUN_ID/artifacts/PATH",
+    )
 
 
 def check_name(name: str, field_name: str = "name") -> str:
@@ -181,6 +261,7 @@ def create_registered_model(
     """
     check_name(name)
     _check_description(description)
+    checked = _checked_tags(tags)
     now = _now_ms()
     try:
         with ctx.engine.begin() as conn:
@@ -189,7 +270,7 @@ def create_registered_model(
                     name=name, description=description, creation_time=now, last_updated_time=now
                 )
             )
-            for k, v in (tags or {}).items():
+            for k, v in checked.items():
                 conn.execute(registered_model_tags.insert().values(name=name, key=k, value=v))
             ctx.audit(
                 conn,
@@ -383,12 +464,16 @@ def create_model_version(
     ``last_version`` counts every number handed out. Concurrent writers get distinct
     numbers (the counter's update locks the model's row; the insert retries on a clash).
     A version of a logged model (``model_id``, or a ``models:/<model_id>`` source) without
-    ``run_id`` records the run that logged the model, as MLflow's server does.
+    ``run_id`` records the run that logged the model, as MLflow's server does. ``source``
+    is checked by :func:`check_model_source` (None: a version without one).
 
     Example:
         >>> # create_model_version(ctx, "churn", source="models:/m-abc", run_id="abc").version
     """
     _check_description(description)
+    if source is not None:
+        check_model_source(source)
+    checked = _checked_tags(tags)
     logged = None
     if model_id is None and source and source.startswith("models:/"):
         with contextlib.suppress(NotFound):  # a registered model's URI, not a logged one
@@ -415,7 +500,7 @@ def create_model_version(
                         last_updated_time=now,
                     )
                 )
-                for k, v in (tags or {}).items():
+                for k, v in checked.items():
                     conn.execute(
                         model_version_tags.insert().values(
                             name=name, version=version, key=k, value=v
