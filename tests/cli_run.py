@@ -49,10 +49,13 @@ def _fork_server() -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
         if _server is None or _server[0].poll() is not None:
             folder = tempfile.mkdtemp(prefix="loopline-cli-")
             path = str(Path(folder) / "fork.sock")
+            # PYTHONPATH is kept: the preload must import the loopline the tests import (a
+            # clone's src/ on PYTHONPATH, not the copy installed in the environment), or
+            # every command would run the installed one.
             env = {
                 k: v
                 for k, v in os.environ.items()
-                if not k.startswith("LOOPLINE_") and k not in ("PYTHONPATH", "PYTEST_CURRENT_TEST")
+                if not k.startswith("LOOPLINE_") and k != "PYTEST_CURRENT_TEST"
             }
             proc = subprocess.Popen(
                 [sys.executable, str(_ZYGOTE), path],
