@@ -138,3 +138,20 @@ def test_a_time_outside_the_calendar_prints_as_its_number(embedded_ctx: Context)
         done = _runs(ctx, *args)
         assert done.returncode == 0, (args, done.stderr)
     assert "outside the calendar" in _runs(ctx, "show", run.id).stdout
+
+
+def test_ls_and_show_print_control_characters_as_escapes(ctx: Context) -> None:
+    # A name stored before names were checked (or by another tool) held ESC sequences that
+    # `runs ls` wrote to the terminal as they were: recolouring or clearing it.
+
+    from loopline.tracking.tables import runs
+
+    with ll.start_run(experiment="escapes", name="plain") as run:
+        run.log_param("note", "a\x1b[2Jb")
+    with ctx.engine.begin() as conn:
+        conn.execute(runs.update().where(runs.c.id == run.id).values(name="x\x1b[31mred\x07"))
+    for args in (("ls", "-e", "escapes"), ("show", run.id)):
+        done = _runs(ctx, *args)
+        assert done.returncode == 0, done.stderr
+        assert "\x1b" not in done.stdout and "\x07" not in done.stdout, done.stdout
+        assert "\\x1b" in done.stdout, done.stdout

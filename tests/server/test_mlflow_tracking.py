@@ -191,3 +191,79 @@ def test_a_view_type_is_read_by_its_name_or_its_number(mlflow: httpx.Client, vie
         mlflow.get("/experiments/search", params={"view_type": str(view)}),
     ):
         assert gone in [e["experiment_id"] for e in answer.json()["experiments"]], answer.text
+
+
+def _dataset(**change: Any) -> dict[str, Any]:
+    dataset = {"name": "churn", "digest": "d0", "source_type": "code", "source": "{}"}
+    return {
+        "dataset": {**dataset, **change},
+        "tags": [{"key": "mlflow.data.context", "value": "train"}],
+    }
+
+
+#: (dataset input, the field the refusal names): NUL, control characters, MLflow's limits.
+BAD_DATASETS = [
+    (_dataset(name="a\x00b"), "datasets.0.dataset.name"),
+    (_dataset(name="\x01\nb"), "datasets.0.dataset.name"),
+    (_dataset(name="x" * 100_000), "datasets.0.dataset.name"),
+    (_dataset(digest="d\x00"), "datasets.0.dataset.digest"),
+    (_dataset(digest="d" * 37), "datasets.0.dataset.digest"),
+    (_dataset(source_type="s\x00"), "datasets.0.dataset.source_type"),
+    (_dataset(source_type="\x01\n"), "datasets.0.dataset.source_type"),
+    (_dataset(source_type="s" * 37), "datasets.0.dataset.source_type"),
+    ({**_dataset(), "tags": [{"key": "k" * 256, "value": "v"}]}, "datasets.0.tags.0.key"),
+    ({**_dataset(), "tags": [{"key": "k", "value": "v" * 501}]}, "datasets.0.tags.0.value"),
+]
+
+
+@pytest.mark.parametrize(("item", "field"), BAD_DATASETS, ids=lambda v: repr(v)[:40])
+def test_a_dataset_input_with_nul_control_characters_or_over_mlflows_limits_is_refused(
+    mlflow: httpx.Client, item: dict[str, Any], field: str
+) -> None:
+    run_id = _run(mlflow)
+    answer = mlflow.post("/runs/log-inputs", json={"run_id": run_id, "datasets": [item]})
+    assert len(_refused(answer, field)) < 1000
+    run = mlflow.get("/runs/get", params={"run_id": run_id}).json()["run"]
+    assert run["inputs"] == {"dataset_inputs": []}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"run_name": "a\x01\nb"}, "name"),
+        ({"run_name": "x\x1b[2J"}, "name"),
+        ({"tags": [{"key": "mlflow.runName", "value": "x\x1b[2J"}]}, "name"),
+        ({"user_id": "u\x1b[31m"}, "user_id"),
+        ({"user_id": "u\x00"}, "user_id"),
+    ],
+    ids=[
+        "control-in-name",
+        "escape-in-name",
+        "escape-in-name-tag",
+        "escape-in-user",
+        "nul-in-user",
+    ],
+)
+def test_a_run_name_or_user_with_control_characters_is_refused(
+    mlflow: httpx.Client, body: dict[str, Any], field: str
+) -> None:
+    experiment = _experiment(mlflow)
+    _refused(mlflow.post("/runs/create", json={"experiment_id": experiment, **body}), field)
+    found = mlflow.post("/runs/search", json={"experiment_ids": [experiment]}).json()
+    assert found == {"runs": []}
+
+
+def test_renaming_a_run_to_a_name_with_escapes_is_refused(mlflow: httpx.Client) -> None:
+    run_id = _run(mlflow)
+    _refused(mlflow.post("/runs/update", json={"run_id": run_id, "run_name": "x\x1b[2J"}), "name")
+    tag = {"run_id": run_id, "key": "mlflow.runName", "value": "x\x1b[2J"}
+    _refused(mlflow.post("/runs/set-tag", json=tag), "name")
+    info = mlflow.get("/runs/get", params={"run_id": run_id}).json()["run"]
+    assert "\x1b" not in info["info"]["run_name"]
+    assert all("\x1b" not in t["value"] for t in info["data"]["tags"])
+
+
+def test_a_run_name_keeps_tab_and_newline_as_in_mlflow(mlflow: httpx.Client) -> None:
+    body = {"experiment_id": _experiment(mlflow), "run_name": "a\tb\nc"}
+    created = mlflow.post("/runs/create", json=body)
+    assert created.status_code == 200 and created.json()["run"]["info"]["run_name"] == "a\tb\nc"

@@ -219,6 +219,43 @@ def test_inputs_are_idempotent_and_a_version_cannot_change_digest(ctx: Context) 
         lineage.log_inputs(ctx.engine, run.id, [RunInput("dataset", "", "1", "ef" * 32)])
 
 
+#: (input, field, what the message says): every part of an input is checked.
+BAD_INPUTS = [
+    (RunInput("dataset", "a\x00b", "1", "ab"), "name", "NUL"),
+    (RunInput("dataset", "\x01\nb", "1", "ab"), "name", "control character"),
+    (RunInput("dataset", "x" * 100_000, "1", "ab"), "name", "limit of 500"),
+    (RunInput("dataset", "churn", "1", "a\x00"), "digest", "NUL"),
+    (RunInput("dataset", "churn", "1", "d" * 129), "digest", "limit of 128"),
+    (RunInput("s\x00", "churn", "1", "ab"), "kind", "NUL"),
+    (RunInput("\x01\n", "churn", "1", "ab"), "kind", "control character"),
+    (RunInput("k" * 51, "churn", "1", "ab"), "kind", "limit of 50"),
+    (RunInput("dataset", "churn", "1\x1b[2J", "ab"), "version", "control character"),
+    (RunInput("dataset", "churn", "v" * 201, "ab"), "version", "limit of 200"),
+    (RunInput("dataset", "churn", "1", "ab", "c" * 101), "context", "limit of 100"),
+    (RunInput("dataset", "churn", "1", "ab", "train\x00"), "context", "NUL"),
+]
+
+
+@pytest.mark.parametrize(("item", "field", "said"), BAD_INPUTS, ids=lambda v: repr(v)[:30])
+def test_a_bad_input_is_refused_naming_its_field_and_nothing_is_stored(
+    ctx: Context, item: RunInput, field: str, said: str
+) -> None:
+    # They were stored as sent on SQLite (returned by runs/get, printed by `runs show`).
+    run = store.create_run(ctx.engine, 0)
+    good = RunInput("dataset", "churn", "1", "ab" * 32)
+    with pytest.raises(InvalidInput, match=said) as info:
+        lineage.log_inputs(ctx.engine, run.id, [good, item])
+    assert info.value.field == field
+    assert store.get_run(ctx.engine, run.id).inputs == ()
+
+
+def test_an_input_at_the_limits_is_stored(ctx: Context) -> None:
+    run = store.create_run(ctx.engine, 0)
+    item = RunInput("k" * 50, "n" * 499 + "\n", "v" * 200, "d" * 128, "c" * 100)
+    lineage.log_inputs(ctx.engine, run.id, [item])
+    assert store.get_run(ctx.engine, run.id).inputs == (item,)
+
+
 def test_artifacts_map_paths_to_blobs(ctx: Context) -> None:
     run = store.create_run(ctx.engine, 0)
     one = ctx.artifacts.put_bytes(b"one")

@@ -157,3 +157,33 @@ def test_nul_in_a_run_name_or_user_is_refused(ctx: Context) -> None:
         with pytest.raises(InvalidInput, match=said) as info:
             store.create_run(ctx.engine, exp.id, user_id=bad)  # type: ignore[arg-type]
         assert info.value.field == "user_id"
+
+
+#: Control characters a terminal acts on: ESC starts a sequence (recolour, clear, move).
+CONTROLS = ["a\x01b", "u\x1b[31m", "x\x1b[2J", "cr\rover", "del\x7f", "csi\x9b31m"]
+
+
+@pytest.mark.parametrize("bad", CONTROLS, ids=repr)
+def test_a_control_character_in_a_run_name_or_user_is_refused(ctx: Context, bad: str) -> None:
+    # Stored as sent, they reached `loopline runs ls`, which printed ESC to the terminal.
+    from loopline.tracking import experiments, store
+
+    with pytest.raises(InvalidInput, match="control character") as info:
+        ll.start_run(experiment="controls", name=bad)
+    assert info.value.field == "name"
+    exp = experiments.get_or_create_experiment(ctx.engine, "controls")
+    with pytest.raises(InvalidInput, match="control character") as info:
+        store.create_run(ctx.engine, exp.id, user_id=bad)
+    assert info.value.field == "user_id"
+    run = store.create_run(ctx.engine, exp.id, name="fine")
+    with pytest.raises(InvalidInput, match="control character"):
+        store.update_run(ctx.engine, run.id, name=bad)
+    with pytest.raises(InvalidInput, match="control character"):
+        store.create_run(ctx.engine, exp.id, user_id="ada\nlovelace")  # a user id is one line
+    assert store.get_run(ctx.engine, run.id).name == "fine"
+
+
+def test_a_run_name_may_hold_tab_and_newline_as_mlflows_may(ctx: Context) -> None:
+    with ll.start_run(experiment="controls", name="lr=0.1\tdepth=3\nsecond line") as run:
+        pass
+    assert ll.get_run(run.id).name == "lr=0.1\tdepth=3\nsecond line"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import traceback
 from typing import TYPE_CHECKING, Any
@@ -58,15 +59,27 @@ def esc(value: object) -> str:
 
     Data values, paths, dtypes and error messages can hold ``[...]`` (``datetime64[ns]``,
     ``a[/b]``); Rich would take that for markup, dropping the text or failing on a closing
-    tag it did not open.
+    tag it did not open. A control character but tab and newline is shown as its escape
+    (``\\x1b``): Rich passes ESC through, and a stored name holding ``ESC[31m`` (written
+    before names were checked, or by another tool) would recolour or rewrite the terminal.
 
     Example:
         >>> print(esc("datetime64[ns] or [/quote]"))
         datetime64\\[ns] or \\[/quote]
+        >>> print(esc("u\\x1b[31m"))
+        u\\x1b[31m
     """
     from rich.markup import escape
 
-    return escape(str(value))
+    return escape(_UNPRINTABLE.sub(_visible, str(value)))
+
+
+#: What :func:`esc` shows as an escape: C0 controls but tab and newline, DEL, C1 controls.
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _visible(found: re.Match[str]) -> str:
+    return f"\\x{ord(found.group()):02x}"
 
 
 def report_error(exc: BaseException) -> int:

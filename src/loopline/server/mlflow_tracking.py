@@ -19,6 +19,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from loopline.core.context import Context
+from loopline.errors import InvalidInput
 from loopline.server import mlflow_ops as ops
 from loopline.server import registry_filter
 from loopline.server.deps import get_ctx
@@ -473,17 +474,25 @@ def log_batch(body: LogBatch, ctx: Ctx) -> Response:
     return _ok()
 
 
+# MLflow's limits (mlflow.utils.validation: MAX_DATASET_*, MAX_INPUT_TAG_*; its datasets
+# table's columns), so that what is refused here is what MLflow's server refuses too.
+# The run's input row checks the rest (lineage.check_input: no NUL, no control character).
 class DatasetIn(_Req):
-    name: str
-    digest: str
-    source_type: str | None = None
-    source: str | None = None
-    schema_: str | None = Field(None, alias="schema")
-    profile: str | None = None
+    name: str = Field(max_length=500)
+    digest: str = Field(max_length=36)
+    source_type: str | None = Field(None, max_length=36)
+    source: str | None = Field(None, max_length=65_535)
+    schema_: str | None = Field(None, alias="schema", max_length=1_048_575)
+    profile: str | None = Field(None, max_length=16_777_215)
+
+
+class InputTag(_Req):
+    key: str = Field(max_length=255)
+    value: str | None = Field(None, max_length=500)
 
 
 class DatasetInputIn(_Req):
-    tags: list[KeyValue] | None = None
+    tags: list[InputTag] | None = None
     dataset: DatasetIn
 
 
@@ -492,10 +501,28 @@ class LogInputs(_Req):
     datasets: list[DatasetInputIn] | None = None
 
 
+#: Where each field of a run's input comes from in MLflow's request (to name it there).
+_INPUT_FIELDS = {
+    "kind": "dataset.source_type",
+    "name": "dataset.name",
+    "digest": "dataset.digest",
+    "context": "tags.mlflow.data.context",
+}
+
+
+def _mlflow_input(index: int, item: RunInput) -> RunInput:
+    """``item`` checked as the store checks it, a refusal naming the request's field."""
+    try:
+        return lineage.check_input(item)
+    except InvalidInput as exc:
+        where = f"datasets.{index}.{_INPUT_FIELDS.get(exc.field or '', exc.field)}"
+        raise InvalidInput(f"{where}: {exc.message}", field=where, hint=exc.hint) from None
+
+
 @router.post("/runs/log-inputs")
 def log_inputs(body: LogInputs, ctx: Ctx) -> dict[str, Any]:
     inputs = []
-    for item in body.datasets or []:
+    for index, item in enumerate(body.datasets or []):
         tags = [(t.key, t.value) for t in item.tags or []]
         context = next((v for k, v in tags if k == "mlflow.data.context"), None)
         dataset = item.dataset
@@ -507,16 +534,15 @@ def log_inputs(body: LogInputs, ctx: Ctx) -> dict[str, Any]:
             "profile": dataset.profile,
             "tags": tags,
         }
-        inputs.append(
-            RunInput(
-                dataset.source_type or "dataset",
-                dataset.name,
-                "mlflow",
-                dataset.digest,
-                context,
-                orjson.dumps(details).decode(),
-            )
+        found = RunInput(
+            dataset.source_type or "dataset",
+            dataset.name,
+            "mlflow",
+            dataset.digest,
+            context,
+            orjson.dumps(details).decode(),
         )
+        inputs.append(_mlflow_input(index, found))
     lineage.log_inputs(ctx.engine, body.run_id, inputs)
     return {}
 

@@ -4,6 +4,9 @@ logged, and its artifacts.
 An artifact is a path inside a run pointing to a content-addressed blob of the artifact
 store (its BLAKE3 digest); logging the same path again points it at the new blob. A
 dataset input is (kind, name, version, digest); the same version cannot change digest.
+Each of the four is non-empty text of at most :data:`INPUT_LIMITS` characters (their
+columns' widths; the optional context at most 100), without NUL or another control
+character (a name and a context may hold tab and newline).
 
 A run's output is a logged model's id and the run's step (MLflow 3's run outputs); the
 id is the registry's (:mod:`loopline.training`), which checks it names a model.
@@ -21,7 +24,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from loopline.core.text import check_no_nul
+from loopline.core.text import check_no_control, check_no_nul
 from loopline.errors import Conflict, InvalidInput
 from loopline.tracking import run_json
 from loopline.tracking._dialect import insert_for
@@ -30,9 +33,47 @@ from loopline.tracking.store import require_active, require_run
 from loopline.tracking.tables import run_artifacts, run_inputs, run_outputs
 from loopline.tracking.validation import check_artifact_path, check_int
 
+#: The longest kind, name, version and digest of a dataset input (its columns' widths).
+INPUT_LIMITS = {"kind": 50, "name": 500, "version": 200, "digest": 128}
+#: The longest context of a dataset input (``training``, ``evaluation``).
+MAX_INPUT_CONTEXT_LENGTH = 100
+#: The fields that may hold tab and newline (free text, as MLflow's dataset name is).
+_MULTILINE = frozenset({"name", "context"})
+
+
+def check_input(item: RunInput) -> RunInput:
+    """``item`` if it may be stored as a run's dataset input, else :class:`InvalidInput`
+    naming the field: kind, name, version and digest are non-empty text within
+    :data:`INPUT_LIMITS`, the context (optional) within :data:`MAX_INPUT_CONTEXT_LENGTH`,
+    and none holds NUL or a control character but a name's or context's tab and newline.
+
+    Example:
+        >>> check_input(RunInput("dataset", "churn", "3", "ab12")).name
+        'churn'
+    """
+    for field_name, limit in (*INPUT_LIMITS.items(), ("context", MAX_INPUT_CONTEXT_LENGTH)):
+        value = getattr(item, field_name)
+        if value is None and field_name == "context":
+            continue
+        if not isinstance(value, str) or not value:
+            raise InvalidInput(
+                f"input {field_name} must be a non-empty string, got {value!r}",
+                field=field_name,
+            )
+        if len(value) > limit:
+            raise InvalidInput(
+                f"input {field_name} is {len(value)} characters, over the limit of {limit}",
+                field=field_name,
+                hint=f"give a {field_name} of at most {limit} characters",
+            )
+        check_no_nul(value, field_name)
+        check_no_control(value, field_name, lines=field_name in _MULTILINE)
+    return item
+
 
 def log_inputs(engine: Engine, run_id: str, inputs: Sequence[RunInput]) -> None:
-    """Record datasets a run read; logging the same one again is a no-op.
+    """Record datasets a run read (each checked by :func:`check_input`, all before any is
+    written); logging the same one again is a no-op.
 
     The same (kind, name, version) with another digest is :class:`Conflict`: a version's
     content does not change.
@@ -40,17 +81,12 @@ def log_inputs(engine: Engine, run_id: str, inputs: Sequence[RunInput]) -> None:
     Example:
         >>> # log_inputs(engine, run_id, [RunInput("dataset", "churn", "3", "ab12...")])
     """
+    for item in inputs:
+        check_input(item)
     now = now_ms()
     with engine.begin() as conn:
         require_active(conn, run_id)
         for item in inputs:
-            for field_name in ("kind", "name", "version", "digest"):
-                if not isinstance(getattr(item, field_name), str) or not getattr(item, field_name):
-                    raise InvalidInput(
-                        f"input {field_name} must be a non-empty string, got "
-                        f"{getattr(item, field_name)!r}",
-                        field=field_name,
-                    )
             row = {
                 "run_id": run_id,
                 "kind": item.kind,

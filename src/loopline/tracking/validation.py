@@ -5,7 +5,11 @@ The limits are MLflow's, so that whatever Loopline accepts the MLflow client acc
 * keys (metric, param, tag) at most :data:`MAX_KEY_LENGTH` characters; ``/`` is allowed
   (``train/loss``), but not an absolute path, a ``..`` segment or a control character;
 * param values at most :data:`MAX_PARAM_VALUE_LENGTH` characters;
-* tag values at most :data:`MAX_TAG_VALUE_LENGTH` characters.
+* tag values at most :data:`MAX_TAG_VALUE_LENGTH` characters;
+* a run name at most :data:`MAX_RUN_NAME_LENGTH` characters, a user id at most
+  :data:`MAX_USER_ID_LENGTH`; neither holds a control character (ESC would recolour or
+  rewrite the terminal that lists runs), but a run name may hold tab and newline, as
+  MLflow's may.
 
 Metric values are stored as MLflow stores them (:func:`stored_metric_value`): NaN as 0
 with the ``is_nan`` flag set, +inf and -inf as +/- :data:`MAX_FLOAT`.
@@ -24,7 +28,7 @@ import re
 from typing import Any
 
 from loopline.core.artifact_paths import unsafe_reason
-from loopline.core.text import check_no_nul, check_utf8
+from loopline.core.text import check_no_control, check_no_nul, check_utf8
 from loopline.errors import InvalidInput
 
 #: Longest metric, param or tag key (MLflow: 250).
@@ -208,13 +212,16 @@ def stored_metric_value(value: float) -> tuple[float, bool]:
 
 
 def check_run_name(name: str) -> str:
-    """A run name within :data:`MAX_RUN_NAME_LENGTH` characters, returned as it is.
+    """A run name within :data:`MAX_RUN_NAME_LENGTH` characters, without a control
+    character but tab and newline, returned as it is.
 
     Example:
         >>> check_run_name("baseline")
         'baseline'
     """
-    return _bounded_text(name, "name", "run name", MAX_RUN_NAME_LENGTH)
+    _bounded_text(name, "name", "run name", MAX_RUN_NAME_LENGTH)
+    check_no_control(name, "name", lines=True)
+    return name
 
 
 #: The ``runs.user_id`` column's width.
@@ -222,7 +229,8 @@ MAX_USER_ID_LENGTH = 256
 
 
 def check_user_id(user_id: Any) -> str:
-    """A run's user id: text of at most :data:`MAX_USER_ID_LENGTH` characters, no NUL.
+    """A run's user id: text of at most :data:`MAX_USER_ID_LENGTH` characters, without a
+    control character.
 
     Example:
         >>> check_user_id("ada")
@@ -232,7 +240,9 @@ def check_user_id(user_id: Any) -> str:
         raise InvalidInput(
             f"user_id must be text, got {user_id!r}", field="user_id", hint="e.g. 'ada'"
         )
-    return _bounded_text(user_id, "user_id", "user_id", MAX_USER_ID_LENGTH)
+    _bounded_text(user_id, "user_id", "user_id", MAX_USER_ID_LENGTH)
+    check_no_control(user_id, "user_id")
+    return user_id
 
 
 def _bounded_text(text: str, field: str, what: str, limit: int) -> str:
