@@ -113,6 +113,43 @@ def test_business_events_are_stored_with_their_model(served: tuple[Context, str]
     assert bad["field"] == "value"
 
 
+#: (body, field, what the message says): a business event the server refuses.
+BAD_BUSINESS = [
+    ({"event": "e\u0000", "value": 1.0}, "event", "NUL"),
+    ({"event": "e\u001b[2J", "value": 1.0}, "event", "control character"),
+    ({"event": "e", "value": True}, "value", "valid number"),
+    ({"event": "e", "value": "12.5"}, "value", "valid number"),
+    ({"event": "e", "value": 1, "model": "\u0001"}, "model", "control character"),
+    ({"event": "e", "value": 1, "model": "m\u0000"}, "model", "NUL"),
+    ({"event": "e", "value": 1, "request_id": "r\u0000"}, "request_id", "NUL"),
+]
+
+
+def test_a_business_event_that_is_not_a_number_or_has_control_characters_is_refused(
+    served: tuple[Context, str],
+) -> None:
+    # true was echoed back as 1.0 and names with NUL or ESC were stored (201).
+    _, url = served
+    for body, field, words in BAD_BUSINESS:
+        error = _error(httpx.post(f"{url}/api/v1/monitor/business", json=body), 422)
+        assert error["field"] == field and words in error["message"], (body, error)
+    assert ll.monitor.read_business().empty
+
+
+def test_labels_for_a_model_name_with_control_characters_are_refused(
+    served: tuple[Context, str],
+) -> None:
+    _, url = served
+    for model in ("m\u0000", "m\u001b[31m"):
+        body = {"request_ids": ["r"], "labels": [1], "model": model}
+        error = _error(httpx.post(f"{url}/api/v1/monitor/labels", json=body), 422)
+        assert error["field"] == "model" and "model contains" in error["message"], error
+    assert ll.monitor.read_labels().empty
+    # true/false stay labels: a classifier may predict booleans (check_label's rule).
+    ok = httpx.post(f"{url}/api/v1/monitor/labels", json={"request_ids": ["r"], "labels": [True]})
+    assert ok.status_code == 200, ok.text
+
+
 def test_stored_drift_results_newest_first(served: tuple[Context, str]) -> None:
     ctx, url = served
     for i, drifted in enumerate([["temp"], []]):

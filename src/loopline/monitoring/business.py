@@ -16,8 +16,10 @@ import pandas as pd
 import sqlalchemy as sa
 
 from loopline.core.context import Context, get_context
+from loopline.core.text import check_no_nul
 from loopline.errors import InvalidInput
 from loopline.monitoring.tables import business_events
+from loopline.monitoring.wire import check_names
 
 
 def log_business(
@@ -44,6 +46,9 @@ def log_business(
             f"Got {event!r} instead.",
             field="event",
         )
+    check_names(event=event, model=model)
+    if request_id is not None:
+        check_no_nul(str(request_id), "request_id")
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
         raise InvalidInput(
             f"The 'value' parameter of log_business must be a finite number. "

@@ -64,7 +64,7 @@ from loopline.monitoring.prediction_log import (
 )
 from loopline.monitoring.rid_index import WantedIds, contains
 from loopline.monitoring.tables import label_batches
-from loopline.monitoring.wire import ALL_ROWS, checked_labels
+from loopline.monitoring.wire import ALL_ROWS, check_names, checked_labels
 
 #: Up to this many candidate files are matched with pyarrow, more with DuckDB.
 _FEW_FILES = 8
@@ -381,6 +381,8 @@ def log_labels(
     """
     values = [_plain(v) for v in labels]
     wanted_rows = _rows(rows)
+    if model is not None:
+        check_names(model=model)
     # the server's rule, before anything is stored or sent: str() would store None as 'None'
     checked_labels(request_ids, values, wanted_rows)
     ids = list(request_ids)

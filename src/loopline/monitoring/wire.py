@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from loopline.core.columns import MAX_REQUEST_ID_CHARS
+from loopline.core.text import check_no_control, check_no_nul
 from loopline.errors import InvalidInput
 from loopline.monitoring.limits import MAX_LABEL_CHARS, MAX_LABELS, MAX_ROW
 
@@ -79,6 +80,22 @@ def check_row(value: Any) -> int | None:
     if not 0 <= value <= MAX_ROW:
         raise ValueError(f"a row is from 0 (the request's first row) to {MAX_ROW}")
     return value
+
+
+def check_names(**names: str | None) -> None:
+    """Refuse a monitoring name (an event's, a model's) holding NUL or another control
+    character, naming its field; None (not given) passes.
+
+    Names are shown in reports and tables; ESC in one would rewrite a terminal, and
+    PostgreSQL cannot store a NUL.
+
+    Example:
+        >>> check_names(event="refund", model=None)
+    """
+    for field, name in names.items():
+        if name is not None:
+            check_no_nul(name, field)
+            check_no_control(name, field)
 
 
 def checked_labels(
@@ -219,7 +236,8 @@ class BusinessRequest(_Request):
     """One business event with its value, optionally tied to a request and a model."""
 
     event: str = Field(min_length=1, max_length=200, examples=["rebooking_cost"])
-    value: float = Field(examples=[120.0])
+    # strict: a bool or a number written as text is not a value (true was stored as 1.0).
+    value: float = Field(strict=True, examples=[120.0])
     request_id: RequestId | None = None
     model: str | None = Field(None, min_length=1, max_length=256)
 
