@@ -320,6 +320,37 @@ def test_bad_log_batch_is_a_4xx_naming_the_field(
     assert api.get(f"/runs/{rid}").json()["params"] == {}  # nothing was written
 
 
+#: (metrics, the field named): integers past 64 bits, which orjson reads as floats when
+#: they do not fit in 64 bits unsigned either ("-9.2e18 is not an integer" was said).
+HUGE_INTEGERS = [
+    (b'{"keys": ["a"], "values": [1], "steps": [-9223372036854775809]}', "metrics.steps[0]"),
+    (b'{"keys": ["a"], "values": [1], "steps": [9223372036854775808]}', "metrics.steps[0]"),
+    (
+        b'{"keys": ["a", "b"], "values": [1, 2], "timestamps": [5, 18446744073709551616]}',
+        "metrics.timestamps[1]",
+    ),
+    (b'[["a", 1, 9223372036854775808]]', "metrics[0][2]"),
+    (b'[["a", 1, 0, -9223372036854775809]]', "metrics[0][3]"),
+]
+
+
+@pytest.mark.parametrize(("metrics", "field"), HUGE_INTEGERS, ids=[f for _m, f in HUGE_INTEGERS])
+def test_a_step_or_timestamp_past_64_bits_is_named_as_out_of_range(
+    api: httpx.Client, metrics: bytes, field: str
+) -> None:
+    rid = _run(api)["id"]
+    body = b'{"metrics": ' + metrics + b', "params": {"p": "1"}}'
+    error = _error(api.post(f"/runs/{rid}/log-batch", content=body, headers=JSON), 422)
+    assert error["field"] == field, error
+    assert "out of the 64-bit integer range" in error["message"], error
+    assert "not an integer" not in error["message"], error
+    run = api.get(f"/runs/{rid}").json()
+    assert run["params"] == {} and run["latest_metrics"] == {}  # nothing was written
+    edges = b"[-9223372036854775808, 9223372036854775807]"
+    edge = b'{"metrics": {"keys": ["a", "a"], "values": [1, 2], "steps": ' + edges + b"}}"
+    assert api.post(f"/runs/{rid}/log-batch", content=edge, headers=JSON).status_code == 200
+
+
 @pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
 def test_a_log_batch_not_sent_as_json_is_refused(
     api: httpx.Client, content_type: str | None

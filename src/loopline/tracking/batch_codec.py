@@ -7,8 +7,9 @@ Points travel in columns::
 
 or as rows ``[key, value, step, timestamp]`` (step and timestamp may be left off: 0 and
 now). NaN and the infinities travel as the strings ``"NaN"``, ``"Infinity"`` and
-``"-Infinity"``. Decoding checks whole columns in C when it can and falls back to a
-point-by-point pass that names the first bad point (``metrics.values[3]``).
+``"-Infinity"``; steps and timestamps are 64-bit integers. Decoding checks whole columns
+in C when it can and falls back to a point-by-point pass that names the first bad point
+(``metrics.values[3]``).
 
 Example:
     >>> encode_metric_rows([("r" * 32, "loss", 0.0, 5, 1, 1)])["values"]
@@ -34,6 +35,8 @@ MAX_BATCH_POINTS = 100_000
 #: How NaN and the infinities travel in JSON.
 NAN, POS_INF, NEG_INF = "NaN", "Infinity", "-Infinity"
 _SPECIAL = {NAN: (0.0, 1), POS_INF: (MAX_FLOAT, 0), NEG_INF: (-MAX_FLOAT, 0)}
+#: The range of a step or timestamp (their columns are BIGINT).
+MIN_INT64, MAX_INT64 = -(2**63), 2**63 - 1
 _KEY, _VALUE, _TIMESTAMP, _STEP, _IS_NAN = (itemgetter(i) for i in (1, 2, 3, 4, 5))
 
 
@@ -86,9 +89,34 @@ def _stored_value(value: Any, field: str) -> tuple[float, int]:
 
 
 def _int(value: Any, field: str) -> int:
-    if type(value) is not int:
-        raise InvalidInput(f"{field}: {value!r} is not an integer", field=field)
-    return int(value)
+    if type(value) is int and MIN_INT64 <= value <= MAX_INT64:
+        return int(value)
+    if type(value) is int:
+        raise _out_of_range(field, str(value))
+    if type(value) is float and value.is_integer() and abs(value) >= 2.0**63:
+        # orjson reads an integer beyond 64 bits as a float (-2**63 - 1 rounds to -2**63,
+        # whose own literal orjson would have read as an int): it was sent as an integer,
+        # or as a float no 64-bit column holds, so say that, not "is not an integer".
+        raise _out_of_range(field, f"about {value:.4g}")
+    raise InvalidInput(f"{field}: {value!r} is not an integer", field=field)
+
+
+def _out_of_range(field: str, shown: str) -> InvalidInput:
+    return InvalidInput(
+        f"{field}: {shown} is out of the 64-bit integer range",
+        field=field,
+        hint="send steps and timestamps between -2**63 and 2**63 - 1",
+    )
+
+
+def _fits(column: list[int]) -> bool:
+    """Whether no int of ``column`` is past 2**63 - 1 (one pass in C).
+
+    orjson reads an integer below -2**63 (or past 2**64 - 1) as a float, which the type
+    checks send to the point-by-point pass; only 2**63 to 2**64 - 1 arrive as ints too
+    large for the column. The store refuses any other value out of range all the same.
+    """
+    return not column or max(column) <= MAX_INT64
 
 
 def _column(metrics: dict[str, Any], name: str, n: int, default: int) -> list[Any]:
@@ -144,9 +172,9 @@ def decode_metrics(raw: Any, run_id: str, now: int) -> list[MetricRow]:
                 _check_metric_key(key, f"metrics.keys[{i}]")
                 checked.add(key)
             v, nan = _stored_value(value, f"metrics.values[{i}]")
-            if type(step) is not int:
+            if type(step) is not int or not MIN_INT64 <= step <= MAX_INT64:
                 _int(step, f"metrics.steps[{i}]")
-            if type(ts) is not int:
+            if type(ts) is not int or not MIN_INT64 <= ts <= MAX_INT64:
                 _int(ts, f"metrics.timestamps[{i}]")
             append((run_id, key, v, ts, step, nan))
         return rows
@@ -178,14 +206,16 @@ def _fast_columns(
 ) -> list[MetricRow] | None:
     """The rows when every value is a JSON number and every step and timestamp an int.
 
-    The checks run over whole columns in C (``map(type, ...)``); a JSON number is always
-    finite, since NaN and the infinities travel as strings. None sends the caller to the
-    point-by-point path, which names the first bad point.
+    The checks run over whole columns in C (``map(type, ...)``, ``max``); a JSON
+    number is always finite, since NaN and the infinities travel as strings. None sends the
+    caller to the point-by-point path, which names the first bad point.
     """
     value_types = set(map(type, values))
     if not value_types <= {float, int} or set(map(type, steps)) - {int}:
         return None
     if set(map(type, stamps)) - {int}:
+        return None
+    if not (_fits(steps) and _fits(stamps)):
         return None
     if set(map(type, keys)) - {str}:
         return None  # before set(keys): a list among them is unhashable

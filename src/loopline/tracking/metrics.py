@@ -81,6 +81,7 @@ def _pack(typecode: str, values: Iterable[Any], field: str) -> bytes:
     except OverflowError as exc:
         raise InvalidInput(
             f"a metric {field} does not fit in 64 bits",
+            field=field,
             hint=f"log {field}s between -2**63 and 2**63 - 1",
         ) from exc
     if _SWAP:
