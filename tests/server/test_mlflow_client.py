@@ -257,3 +257,44 @@ def test_deleted_artifacts_are_gone(tracking: MlflowClient) -> None:
         mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/notes/a.txt")
     repo.delete_artifacts("notes")
     assert [f.path for f in tracking.list_artifacts(run.info.run_id)] == ["keep.txt"]
+
+
+def test_an_experiment_tag_is_deleted(tracking: MlflowClient) -> None:
+    # The route did not exist: ENDPOINT_NOT_FOUND (404) from delete_experiment_tag.
+    exp = tracking.create_experiment("untagged", tags={"team": "risk", "keep": "yes"})
+    tracking.delete_experiment_tag(exp, "team")
+    assert tracking.get_experiment(exp).tags == {"keep": "yes"}
+    with pytest.raises(MlflowException, match="has no tag 'team'") as info:
+        tracking.delete_experiment_tag(exp, "team")
+    assert info.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    with pytest.raises(MlflowException) as info:
+        tracking.delete_experiment_tag("987654", "keep")
+    assert info.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_a_param_changed_or_repeated_is_invalid_as_in_mlflow(
+    tracking: MlflowClient, served: tuple[str, str]
+) -> None:
+    # MLflow answers INVALID_PARAMETER_VALUE (the client raises it with the explanation);
+    # Loopline's routes said RESOURCE_ALREADY_EXISTS (409).
+    import httpx
+
+    run_id = tracking.create_run(tracking.create_experiment("params-once")).info.run_id
+    tracking.log_param(run_id, "lr", "0.1")
+    tracking.log_param(run_id, "lr", "0.1")  # the same value again is fine
+    with pytest.raises(MlflowException, match=r"'lr'.*already '0\.1'") as info:
+        tracking.log_param(run_id, "lr", "0.2")
+    assert info.value.error_code == "INVALID_PARAMETER_VALUE"
+    with pytest.raises(MlflowException) as info:
+        tracking.log_batch(run_id, params=[Param("lr", "0.3")])
+    assert info.value.error_code == "INVALID_PARAMETER_VALUE"
+    for params in ([Param("depth", "3"), Param("depth", "4")], [Param("d", "3"), Param("d", "3")]):
+        with pytest.raises(MlflowException, match="Duplicate parameter keys") as info:
+            tracking.log_batch(run_id, params=params)
+        assert info.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert tracking.get_run(run_id).data.params == {"lr": "0.1"}
+    # Loopline's own API keeps its answer: a conflict with what is stored.
+    changed = httpx.post(
+        f"{served[0]}/api/v1/runs/{run_id}/log-batch", json={"params": {"lr": "0.4"}}, timeout=30
+    )
+    assert changed.status_code == 409 and changed.json()["error"]["code"] == "CONFLICT"

@@ -59,6 +59,21 @@ def test_experiment_delete_restore_and_search(ctx: Context) -> None:
     assert rest.next_page_token is None
 
 
+def test_an_experiment_tag_is_deleted_and_a_missing_one_is_not_found(ctx: Context) -> None:
+    exp = experiments.create_experiment(ctx.engine, "tagged", tags={"owner": "ada", "team": "x"})
+    experiments.get_experiment(ctx.engine, exp.id)  # remembered, then changed below
+    experiments.delete_experiment_tag(ctx.engine, exp.id, "owner")
+    assert experiments.get_experiment(ctx.engine, exp.id).tags == {"team": "x"}
+    with pytest.raises(NotFound, match="has no tag 'owner'"):
+        experiments.delete_experiment_tag(ctx.engine, exp.id, "owner")
+    with pytest.raises(NotFound):
+        experiments.delete_experiment_tag(ctx.engine, 987_654, "team")
+    with pytest.raises(InvalidInput) as info:
+        experiments.delete_experiment_tag(ctx.engine, exp.id, "a\x00b")
+    assert info.value.field == "tag"
+    assert experiments.get_experiment(ctx.engine, exp.id).tags == {"team": "x"}
+
+
 def test_deleting_an_experiment_deletes_its_runs_as_mlflow_does(ctx: Context) -> None:
     exp = experiments.create_experiment(ctx.engine, "churn")
     other = experiments.create_experiment(ctx.engine, "fraud")

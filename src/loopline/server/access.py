@@ -76,6 +76,7 @@ RULES: list[Rule] = [
     ("POST", f"{_MLF}/experiments/delete", "admin"),
     ("POST", f"{_MLF}/experiments/restore", "admin"),
     ("POST", f"{_MLF}/experiments/set-experiment-tag", "editor"),
+    ("POST", f"{_MLF}/experiments/delete-experiment-tag", "editor"),  # as runs/delete-tag
     ("POST", f"{_MLF}/runs/create", "editor"),
     ("POST", f"{_MLF}/runs/update", "editor"),
     ("GET", f"{_MLF}/runs/get", "viewer"),

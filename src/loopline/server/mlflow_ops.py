@@ -5,6 +5,11 @@ pydantic has validated the request) and the fast path (:mod:`.fast_routes`, afte
 parser has accepted it). Each writes through :mod:`loopline.tracking`'s store in one
 transaction, which commits before the answer is returned, and returns the JSON answer.
 
+Where MLflow's server answers otherwise than Loopline's own API, these answer as MLflow's
+does: a param logged again with another value, and a key given twice in one batch, are
+``INVALID_PARAMETER_VALUE`` (the SDK and ``/api/v1`` keep Loopline's 409 ``CONFLICT`` for
+the first and take the same value twice).
+
 Example:
     >>> # get_run(ctx, run_id)["run"]["info"]["status"] -> 'RUNNING'
 """
@@ -15,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from loopline.core.context import Context
-from loopline.errors import InvalidInput
+from loopline.errors import Conflict, InvalidInput
 from loopline.server.mlflow_wire import (
     PARENT_TAG,
     RUN_NAME_TAG,
@@ -118,8 +123,34 @@ def log_batch(
     Example:
         >>> # log_batch(ctx, rid, metrics=[Metric("loss", 0.3, now_ms(), 1)]) -> {}
     """
-    store.log_batch(ctx.engine, run_id, metrics=metrics, params=params, tags=tags)
+    if len(params) > 1:
+        _refuse_duplicate_params(params)
+    try:
+        store.log_batch(ctx.engine, run_id, metrics=metrics, params=params, tags=tags)
+    except Conflict as exc:
+        # Only a param can conflict here: MLflow's client raises INVALID_PARAMETER_VALUE
+        # for it ("Changing param values is not allowed"), and so must this server.
+        raise InvalidInput(exc.message, field="params", hint=exc.hint) from exc
     return EMPTY
+
+
+def _refuse_duplicate_params(params: Sequence[tuple[str, str]]) -> None:
+    """MLflow's answer to a batch naming a param key twice, even with the same value."""
+    keys = [key for key, _ in params]
+    if len(set(keys)) == len(keys):
+        return
+    seen: set[str] = set()
+    dupes = []  # as MLflow lists them: each repeat of a key once more
+    for key in keys:
+        if key in seen:
+            dupes.append(key)
+        seen.add(key)
+    raise InvalidInput(
+        f"Duplicate parameter keys have been submitted: {dupes}. Please ensure the request "
+        "contains only one param value per param key.",
+        field="params",
+        hint="send each param once per batch",
+    )
 
 
 def set_tag(ctx: Context, run_id: str, key: str, value: str) -> dict[str, Any]:

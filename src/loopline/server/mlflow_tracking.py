@@ -240,6 +240,17 @@ def set_experiment_tag(body: ExperimentTag, ctx: Ctx) -> dict[str, Any]:
     return {}
 
 
+class ExperimentTagKey(_Req):
+    experiment_id: str
+    key: str
+
+
+@router.post("/experiments/delete-experiment-tag")
+def delete_experiment_tag(body: ExperimentTagKey, ctx: Ctx) -> dict[str, Any]:
+    exp_store.delete_experiment_tag(ctx.engine, _exp_id(body.experiment_id), body.key)
+    return {}
+
+
 # ------------------------------------------------------------------ runs
 
 

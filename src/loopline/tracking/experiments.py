@@ -1,4 +1,4 @@
-"""Experiments in the embedded tracking store: create, get, get-or-create, delete, tag.
+"""Experiments in the embedded tracking store: create, get, get-or-create, delete, tag, untag.
 
 Experiment ids are integers (MLflow's REST API shows them as strings); ``Default`` is
 experiment 0 and exists from the first migration. Names are unique, deleted experiments
@@ -291,4 +291,28 @@ def set_experiment_tag(engine: Engine, experiment_id: int, key: str, value: str)
             stmt.on_conflict_do_update(
                 index_elements=["experiment_id", "key"], set_={"value": stmt.excluded.value}
             )
+        )
+
+
+def delete_experiment_tag(engine: Engine, experiment_id: int, key: str) -> None:
+    """Delete a tag from an experiment; :class:`NotFound` when it has no such tag (as
+    MLflow's ``DeleteExperimentTag``). The key is checked as :func:`set_experiment_tag`
+    checks it: a key it refuses names no tag.
+
+    Example:
+        >>> # delete_experiment_tag(engine, 3, "team")
+    """
+    check_key(key, "tag")
+    found = get_experiment(engine, experiment_id)
+    _changed()  # lookups from now on do not trust what they remembered
+    with engine.begin() as conn:
+        gone = conn.execute(
+            experiment_tags.delete().where(
+                experiment_tags.c.experiment_id == experiment_id, experiment_tags.c.key == key
+            )
+        )
+    if gone.rowcount == 0:
+        raise NotFound(
+            f"experiment {found.name!r} (id {experiment_id}) has no tag {key!r}",
+            hint="see its tags: MlflowClient().get_experiment(id).tags",
         )
