@@ -22,13 +22,15 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from loopline.core.context import Context
 from loopline.errors import InvalidInput
 from loopline.server import registry_filter
 from loopline.server.deps import get_ctx
-from loopline.server.mlflow_wire import key_values, wire_float
+from loopline.server.mlflow_wire import KeyValue, key_values, wire_float
+from loopline.server.mlflow_wire import WireRequest as _Req
+from loopline.server.mlflow_wire import tag_map as _tags
 from loopline.server.strict_json import StrictJsonRoute
 from loopline.tracking import query
 from loopline.training import logged_model_data
@@ -40,19 +42,6 @@ router = APIRouter(
     route_class=StrictJsonRoute, prefix="/api/2.0/mlflow", tags=["mlflow-logged-models"]
 )
 Ctx = Annotated[Context, Depends(get_ctx)]
-
-
-class _Req(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class KeyValue(_Req):
-    key: str
-    value: str | None = None
-
-
-def _tags(items: list[KeyValue] | None) -> dict[str, str]:
-    return {t.key: t.value or "" for t in items or []}
 
 
 def _tags_of(m: LoggedModel) -> dict[str, str]:

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from loopline.core.context import Context
 from loopline.errors import InvalidInput
@@ -24,6 +24,7 @@ from loopline.server import mlflow_ops as ops
 from loopline.server import registry_filter
 from loopline.server.deps import get_ctx
 from loopline.server.mlflow_wire import (
+    KeyValue,
     WireDouble,
     WireInt64,
     WireViewType,
@@ -31,6 +32,7 @@ from loopline.server.mlflow_wire import (
     run_json,
     wire_float,
 )
+from loopline.server.mlflow_wire import WireRequest as _Req
 from loopline.server.mlflow_wire import experiment_id as _exp_id
 from loopline.server.responses import OrjsonResponse
 from loopline.server.strict_json import StrictJsonRoute
@@ -49,15 +51,6 @@ from loopline.training import logged_model_data
 
 router = APIRouter(route_class=StrictJsonRoute, prefix="/api/2.0/mlflow", tags=["mlflow-tracking"])
 Ctx = Annotated[Context, Depends(get_ctx)]
-
-
-class _Req(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class KeyValue(_Req):
-    key: str
-    value: str | None = None
 
 
 class MetricIn(_Req):

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import orjson
-from pydantic import BeforeValidator
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 from pydantic_core import PydanticCustomError
 
 from loopline.errors import InvalidInput
@@ -191,6 +191,42 @@ def wire_float(v: float) -> float | str:
     if math.isinf(v):
         return "Infinity" if v > 0 else "-Infinity"
     return v
+
+
+class WireRequest(BaseModel):
+    """A request body of MLflow's API: fields a newer client adds are ignored, as MLflow's
+    own server ignores unknown fields of its protobuf messages.
+
+    Example:
+        >>> class Get(WireRequest):
+        ...     run_id: str
+        >>> Get(run_id="a", extra=1).run_id
+        'a'
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class KeyValue(WireRequest):
+    """One ``{"key", "value"}`` of MLflow's tag and param lists (a missing value is "").
+
+    Example:
+        >>> KeyValue(key="team").value is None
+        True
+    """
+
+    key: str
+    value: str | None = None
+
+
+def tag_map(items: list[KeyValue] | None) -> dict[str, str]:
+    """MLflow's ``[{"key", "value"}]`` list (or None) as a mapping, a missing value as "".
+
+    Example:
+        >>> tag_map([KeyValue(key="a", value="1"), KeyValue(key="b")])
+        {'a': '1', 'b': ''}
+    """
+    return {t.key: t.value or "" for t in items or []}
 
 
 def key_values(d: dict[str, Any]) -> list[dict[str, Any]]:

@@ -697,14 +697,30 @@ def _write_params(conn: Connection, run_id: str, values: dict[str, str]) -> None
     for start in range(0, len(keys), _CHUNK):
         chunk = keys[start : start + _CHUNK]
         stored = conn.execute(_STORED_PARAMS, {"run_id": run_id, "keys": chunk})
-        for key, value in stored:
-            if value != values[key]:
-                raise Conflict(
-                    f"param {key!r} of run {run_id} is already {value!r}; "
-                    f"it cannot be changed to {values[key]!r}",
-                    hint="params are immutable: start a new run, or log the new value as a "
-                    "tag or a metric",
-                )
+        refuse_changed_params(
+            stored,
+            values,
+            f"run {run_id}",
+            "params are immutable: start a new run, or log the new value as a tag or a metric",
+        )
+
+
+def refuse_changed_params(
+    stored: Iterable[Any], values: Mapping[str, str], owner: str, hint: str
+) -> None:
+    """Raise :class:`Conflict` for the first stored ``(key, value)`` that ``values`` gives
+    another value: a param, once written, never changes (a run's, a logged model's).
+
+    Example:
+        >>> refuse_changed_params([("lr", "0.1")], {"lr": "0.1"}, "run r1", "start a new run")
+    """
+    for key, value in stored:
+        if value != values[key]:
+            raise Conflict(
+                f"param {key!r} of {owner} is already {value!r}; "
+                f"it cannot be changed to {values[key]!r}",
+                hint=hint,
+            )
 
 
 def _upsert_tags(conn: Connection, run_id: str, values: dict[str, str | None]) -> None:

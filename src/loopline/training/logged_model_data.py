@@ -47,9 +47,9 @@ from sqlalchemy.engine import Connection
 
 from loopline.core.context import Context
 from loopline.core.text import check_no_nul
-from loopline.errors import Conflict, InvalidInput, NotFound
+from loopline.errors import InvalidInput, NotFound
 from loopline.tracking._dialect import insert_for
-from loopline.tracking.store import check_params
+from loopline.tracking.store import check_params, refuse_changed_params
 from loopline.tracking.validation import check_int, check_key, metric_float, stored_metric_value
 from loopline.training.registry_tables import (
     logged_model_metrics,
@@ -140,14 +140,12 @@ def log_params(
                     logged_model_params.c.key.in_(keys[start : start + _CHUNK]),
                 )
             )
-            for key, value in stored:
-                if value != values[key]:
-                    raise Conflict(
-                        f"param {key!r} of logged model {model_id} is already {value!r}; "
-                        f"it cannot be changed to {values[key]!r}",
-                        hint="params are immutable: log a new model, or record the new "
-                        "value as a tag",
-                    )
+            refuse_changed_params(
+                stored,
+                values,
+                f"logged model {model_id}",
+                "params are immutable: log a new model, or record the new value as a tag",
+            )
 
 
 def _dataset_text(value: str | None, what: str, limit: int) -> str | None:
