@@ -1,17 +1,15 @@
 """Starting runs cheaply: a new run is written with its first data (often in one commit),
-visible soon to everyone, refused at once when its experiment is deleted; the git state is
-reused between runs of one process only while nothing it depends on changed."""
+visible soon to everyone, refused at once when its experiment is deleted. (How the git state
+is reused between runs: ``test_git_state.py``.)"""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +20,7 @@ from loopline.core import audit
 from loopline.core.context import Context
 from loopline.core.db import create_engine_for
 from loopline.errors import Conflict, InvalidInput
-from loopline.tracking import deferred, environment, experiments
+from loopline.tracking import deferred, experiments
 from loopline.tracking.api import _EARLY_ROWS
 from loopline.tracking.tables import experiments as experiments_table
 from loopline.tracking.tables import runs as runs_table
@@ -213,98 +211,6 @@ print(run._record.id)
     run = ll.get_run(done.stdout.strip())
     assert run.status == "RUNNING" and run.params == {"lr": "0.1"}
     assert len(ll.metric_history(run.id, "x")) == 100
-
-
-# -- git state reuse ---------------------------------------------------------------------
-
-
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-
-
-@pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A committed repository whose files are old, and a counter of ``git diff`` calls."""
-    folder = tmp_path / "repo"
-    folder.mkdir()
-    _git(folder, "init", "-q", "-b", "main")
-    (folder / "train.py").write_text("print('v1')\n")
-    (folder / "data.csv").write_text("a,b\n")
-    _git(folder, "add", ".")
-    _git(folder, "commit", "-q", "-m", "v1")
-    old = time.time() - 3600
-    for name in ("train.py", "data.csv"):
-        os.utime(folder / name, (old, old))
-    _git(folder, "status", "--short")  # git refreshes its index once after such a change
-    monkeypatch.setattr(environment, "RACY_S", 0.0)  # ctime is recent in a fresh folder
-    environment._WATCHES.clear()
-    return folder
-
-
-def _count_diffs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    calls = [0]
-    real = environment._diff_hash
-
-    def counting(cwd: str | None) -> str | None:
-        calls[0] += 1
-        return real(cwd)
-
-    monkeypatch.setattr(environment, "_diff_hash", counting)
-    return calls
-
-
-def test_git_state_is_reused_until_a_tracked_file_changes(
-    repo: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    diffs = _count_diffs(monkeypatch)
-    first = environment.git_state(str(repo))
-    assert first is not None and not first.dirty
-    assert environment.git_state(str(repo)) == first
-    assert diffs[0] == 1  # the second answer came from the cache
-    (repo / "train.py").write_text("print('v2')\n")  # same size, new content
-    edited = environment.git_state(str(repo))
-    assert edited is not None and edited.dirty and edited.diff_blake3 != first.diff_blake3
-    assert diffs[0] == 2
-    _git(repo, "commit", "-q", "-am", "v2")
-    committed = environment.git_state(str(repo))
-    assert committed is not None and committed.commit != first.commit and not committed.dirty
-    (repo / "new.py").write_text("x = 1\n")
-    assert environment.git_state(str(repo)) == committed  # untracked: not in the diff
-    _git(repo, "add", "new.py")  # staged: in the diff
-    staged = environment.git_state(str(repo))
-    assert staged is not None and staged.dirty
-    (repo / "data.csv").unlink()
-    assert environment.git_state(str(repo)) != staged
-
-
-def test_an_edit_between_two_runs_of_one_process_is_recorded(
-    ctx: Context, repo: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(repo)
-    with ll.start_run() as clean:
-        pass
-    (repo / "train.py").write_text("print('v3')\n")
-    with ll.start_run() as dirty:
-        pass
-    assert clean.tags["loopline.git.dirty"] == "false"
-    assert dirty.tags["loopline.git.dirty"] == "true"
-
-
-def test_a_git_state_with_recently_changed_files_is_not_reused(
-    repo: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(environment, "RACY_S", 2.0)
-    (repo / "train.py").write_text("print('v4')\n")  # within the file system's clock tick
-    diffs = _count_diffs(monkeypatch)
-    environment.git_state(str(repo))
-    environment.git_state(str(repo))
-    assert diffs[0] == 2
 
 
 def test_installed_packages_read_from_folder_names_match_their_metadata() -> None:

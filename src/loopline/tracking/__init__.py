@@ -11,7 +11,9 @@ The SDK (``ll.start_run``, ``ll.get_run``, ``ll.search_runs``, ``ll.metric_histo
   path: a buffer and a background writer, bulk inserts, the latest value per key;
 * :mod:`~loopline.tracking.search` - the MLflow filter grammar, parsed into bound SQL;
 * :mod:`~loopline.tracking.validation` - keys and MLflow's value limits;
-* :mod:`~loopline.tracking.environment` - git, command, packages recorded on run start;
+* :mod:`~loopline.tracking.environment` - command, packages and (through
+  :mod:`~loopline.tracking.git_state`, which :mod:`~loopline.tracking.file_events` tells when
+  to ask git again) the code's git state, recorded on run start;
 * :mod:`~loopline.tracking.backend` - the one interface the SDK talks to, with two
   implementations chosen by ``LOOPLINE_URI``: :mod:`~loopline.tracking.embedded` (the store
   functions above) and :mod:`~loopline.tracking.remote` (HTTP to ``/api/v1`` of a Loopline
