@@ -10,7 +10,9 @@ prediction. None of them is ever predicted here.
 
 from __future__ import annotations
 
+import io
 import warnings
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -68,6 +70,7 @@ DOCS = [" ".join(RNG.choice(["apple", "banana", "cherry", "plum", "fig"], 4)) fo
 DOC_Y = np.array(["apple" in d for d in DOCS], dtype=int)
 RECORDS = [{"city": str(RNG.choice(["paris", "rome"])), "temp": float(t)} for t in X[:, 0]]
 CSR = "scipy.sparse._csr.csr_matrix"
+DIA = "scipy.sparse._dia.dia_matrix"
 
 
 def _quiet(fit: Callable[[], Any]) -> Any:
@@ -79,6 +82,18 @@ def _quiet(fit: Callable[[], Any]) -> Any:
 
 def _svm(model: Any, data: Any = X, target: Any = Y3) -> Callable[[], Any]:
     return lambda: _quiet(lambda: model.fit(data, target))
+
+
+def _diagonal_coefficients(offsets: Any = None) -> Any:
+    """A logistic regression whose coefficients are kept as a DIA matrix (its own, or one
+    with the given diagonals)."""
+    model = LogisticRegression().fit(X, Y3)
+    if offsets is None:
+        model.coef_ = sp.dia_matrix(model.coef_)
+    else:
+        data = np.ones((len(offsets), X.shape[1]))
+        model.coef_ = sp.dia_matrix((data, np.array(offsets)), shape=model.coef_.shape)
+    return model
 
 
 #: name -> (fit, input, method compared before/after saving, trusted types to load it)
@@ -128,6 +143,13 @@ LEGITIMATE: dict[str, tuple[Callable[[], Any], Any, str, tuple[str, ...]]] = {
         sp.csr_matrix(X),
         "predict",
         (CSR,),
+    ),
+    "logistic-dia-coefficients": (_diagonal_coefficients, X, "predict_proba", (DIA,)),
+    "logistic-dia-band-coefficients": (
+        lambda: _diagonal_coefficients([-5, -2, -1, 0, 3, 9]),  # -5, 9: outside, skipped
+        X,
+        "predict_proba",
+        (DIA,),
     ),
     "gradient-boosting-regressor": (
         lambda: GradientBoostingRegressor(n_estimators=5).fit(X, X[:, 1]),
@@ -661,6 +683,11 @@ ALTERED: dict[str, tuple[Callable[[], Any], str, tuple[str, ...]]] = {
         r"SVC: support_vectors_: indices must be < 4",
         (CSR,),
     ),
+    "dia-offset-overflowing-the-index-type": (
+        lambda: _diagonal_coefficients([0, 2**31 - 1]),
+        r"dia_matrix: offsets holds 2147483647, outside \[-2147483640, 2147483641\)",
+        (DIA,),
+    ),
     "kmeans-wide-centres": (
         _altered(
             lambda: KMeans(3, n_init=1, random_state=0).fit(X),
@@ -771,3 +798,23 @@ def test_the_checks_ignore_templates_that_were_never_fitted(tmp_path: Path) -> N
     saved, files = _save(model, tmp_path / "m")
     loaded = get_flavor("sklearn").load(files, saved)
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_a_dia_matrix_in_a_file_naming_a_trusted_format_is_checked(tmp_path: Path) -> None:
+    """skops builds a sparse matrix in whatever format its npz says, not the type the file
+    names (and the caller trusts): a file naming a CSR matrix can hold a DIA one."""
+    model = LogisticRegression().fit(X, Y3).sparsify()
+    saved, files = _save(model, tmp_path / "m")
+    far = sp.dia_matrix((np.ones((2, 4)), np.array([0, 2**31 - 1])), shape=(3, 4))
+    source, rewritten = io.BytesIO(files["model.skops"]), io.BytesIO()
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(rewritten, "w") as zout:
+        for item in zin.infolist():
+            body = zin.read(item.filename)
+            if item.filename.endswith(".npz"):
+                npz = io.BytesIO()
+                sp.save_npz(npz, far)
+                body = npz.getvalue()
+            zout.writestr(item, body)
+    files = {"model.skops": rewritten.getvalue()}
+    with pytest.raises(InvalidInput, match=r"dia_matrix: offsets holds 2147483647"):
+        get_flavor("sklearn").load(files, saved, trusted_types=[CSR])

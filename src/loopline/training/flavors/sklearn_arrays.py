@@ -31,7 +31,8 @@ invariants scikit-learn's own ``fit`` establishes (so a model scikit-learn fitte
   labels match them, and metric weights the model's width;
 * ``SplineTransformer`` and every SciPy ``BSpline`` in the model: degree, knots and
   coefficients agree (and the degree is small: evaluation costs its square per point);
-* every CSR/CSC/BSR/COO matrix in the model: its index arrays stay inside its shape.
+* every CSR/CSC/BSR/COO matrix in the model: its index arrays stay inside its shape; every
+  DIA matrix: its diagonal offsets leave room for the shape in their integer type.
 
 A model that breaks one is refused with :class:`~loopline.errors.InvalidInput` naming the
 estimator and the attribute. Unlike the tree checks there is no way to skip these through
@@ -620,8 +621,10 @@ def check_spline_transformer(transformer: Any, what: str) -> None:
 
 def check_sparse_matrix(matrix: Any, what: str) -> None:
     """Check the structure of a SciPy sparse matrix: SciPy's compiled routines (products,
-    ``toarray``) follow its index arrays without bounds checks, and loading it checks only
-    their lengths. Formats other than CSR, CSC, BSR and COO are left as they are.
+    ``toarray``, sums) follow its index arrays without bounds checks, and loading it checks
+    only their lengths. skops stores CSR, CSC, BSR, COO and DIA (SciPy's ``save_npz``
+    formats; LIL and DOK it can neither save nor load), and the file, not the type it names
+    and the caller trusts, decides which of them is built.
 
     Example:
         >>> import scipy.sparse as sp
@@ -636,6 +639,29 @@ def check_sparse_matrix(matrix: Any, what: str) -> None:
         n_rows, n_cols = matrix.shape
         _within(matrix.row, 0, n_rows, what, "row")
         _within(matrix.col, 0, n_cols, what, "col")
+    elif getattr(matrix, "format", None) == "dia":
+        _check_dia(matrix, what)
+
+
+def _check_dia(matrix: Any, what: str) -> None:
+    """No offset of a DIA matrix, added to its number of rows and columns, overflows the
+    offsets' integer type.
+
+    SciPy's compiled product with a vector and its ``sum`` compute ``rows + offset`` and
+    differences of such bounds in that type: an offset near its limit (2**31 - 1 for the
+    int32 offsets of any matrix smaller than that) overflowed it, and the loop then read
+    and wrote far outside ``data`` (SIGSEGV). Diagonals merely outside the shape, which
+    SciPy accepts and skips, still pass.
+    """
+    n_rows, n_cols = (_int(n, what, "shape", 0) for n in matrix.shape)
+    offsets = _array(matrix.offsets, what, "offsets", ndim=1, integer=True)
+    data = _array(matrix.data, what, "data", ndim=2)
+    if data.shape[0] != offsets.size:
+        raise _refuse(f"{what}: data holds {data.shape[0]} diagonals, offsets {offsets.size}")
+    margin = int(np.iinfo(offsets.dtype).max) - n_rows - n_cols
+    if margin < 0:
+        raise _refuse(f"{what}: shape {matrix.shape} overflows offsets of {offsets.dtype}")
+    _within(offsets, -margin, margin + 1, what, "offsets")
 
 
 # -- the walk -----------------------------------------------------------------------------
