@@ -40,6 +40,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import (
     FunctionTransformer,
     OneHotEncoder,
+    PolynomialFeatures,
     SplineTransformer,
     StandardScaler,
 )
@@ -70,6 +71,7 @@ DOCS = [" ".join(RNG.choice(["apple", "banana", "cherry", "plum", "fig"], 4)) fo
 DOC_Y = np.array(["apple" in d for d in DOCS], dtype=int)
 RECORDS = [{"city": str(RNG.choice(["paris", "rome"])), "temp": float(t)} for t in X[:, 0]]
 CSR = "scipy.sparse._csr.csr_matrix"
+CSC = "scipy.sparse._csc.csc_matrix"
 DIA = "scipy.sparse._dia.dia_matrix"
 
 
@@ -150,6 +152,36 @@ LEGITIMATE: dict[str, tuple[Callable[[], Any], Any, str, tuple[str, ...]]] = {
         X,
         "predict_proba",
         (DIA,),
+    ),
+    "polynomial-degree-2": (lambda: PolynomialFeatures(2).fit(X), X, "transform", ()),
+    "polynomial-degree-0": (lambda: PolynomialFeatures(0).fit(X), X, "transform", ()),
+    "polynomial-interactions-no-bias-csr": (
+        lambda: PolynomialFeatures(3, interaction_only=True, include_bias=False).fit(
+            sp.csr_matrix(X)
+        ),
+        sp.csr_matrix(X),
+        "transform",
+        (CSR,),
+    ),
+    "polynomial-interactions-past-the-features": (
+        lambda: PolynomialFeatures(9, interaction_only=True).fit(X),
+        X,
+        "transform",
+        (),
+    ),
+    "polynomial-min-degree-csc": (
+        lambda: PolynomialFeatures((2, 4)).fit(sp.csc_matrix(X)),
+        sp.csc_matrix(X),
+        "transform",
+        (CSC,),
+    ),
+    "polynomial-min-degree-no-bias-ridge": (
+        lambda: make_pipeline(PolynomialFeatures((2, 3), include_bias=False), Ridge()).fit(
+            X, X[:, 1]
+        ),
+        X,
+        "predict",
+        (),
     ),
     "gradient-boosting-regressor": (
         lambda: GradientBoostingRegressor(n_estimators=5).fit(X, X[:, 1]),
@@ -687,6 +719,19 @@ ALTERED: dict[str, tuple[Callable[[], Any], str, tuple[str, ...]]] = {
         lambda: _diagonal_coefficients([0, 2**31 - 1]),
         r"dia_matrix: offsets holds 2147483647, outside \[-2147483640, 2147483641\)",
         (DIA,),
+    ),
+    "polynomial-more-columns-than-terms": (
+        _altered(lambda: PolynomialFeatures(2).fit(X), _set(_n_out_full=4000)),
+        r"PolynomialFeatures: _n_out_full is 4000, its 4 features and degree 2 give 15",
+        (),
+    ),
+    "polynomial-interactions-of-degree-1e9": (
+        _altered(
+            lambda: PolynomialFeatures(2, interaction_only=True).fit(X),
+            _set(degree=10**9, _max_degree=10**9),
+        ),
+        r"PolynomialFeatures: _max_degree is 1000000000, not an integer in \[0, 100\]",
+        (),
     ),
     "kmeans-wide-centres": (
         _altered(

@@ -8,7 +8,8 @@ k-means and nearest-neighbour kernels read as many columns of the stored centres
 the input has, gradient boosting writes one column per tree of a stage, SciPy builds sparse
 matrices from stored column numbers and evaluates B-splines from stored knots without
 checking either. A file with one such number changed loads without a word and then crashes
-the process (SIGSEGV, SIGABRT, SIGFPE), hangs it, or reads memory it should not.
+the process (SIGSEGV, SIGABRT, SIGFPE), hangs it, reads memory it should not, or returns
+output columns it never wrote (memory the process freed before, e.g. another request's).
 
 :func:`check_arrays` walks the loaded model and checks, for each estimator below, the
 invariants scikit-learn's own ``fit`` establishes (so a model scikit-learn fitted passes):
@@ -18,6 +19,8 @@ invariants scikit-learn's own ``fit`` establishes (so a model scikit-learn fitte
   columns (the one check that runs model code: ``init_`` on one row of zeros);
 * ``OneHotEncoder``: categories, infrequent-category mappings and dropped columns give each
   feature's codes inside its own block of output columns;
+* ``PolynomialFeatures``: a degree of at most ``MAX_POLYNOMIAL_DEGREE`` and as many output
+  columns as terms;
 * ``DictVectorizer``, ``CountVectorizer``, ``TfidfVectorizer``: the vocabulary numbers
   each of its columns once; ``FeatureHasher``, ``HashingVectorizer``: 1 <= ``n_features``
   < 2**31;
@@ -46,6 +49,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -59,6 +63,13 @@ from loopline.training.flavors.sklearn_trees import FIELD, HINT, walk
 #: per point, and a file bounds the degree only by the length of its knots: a degree of a
 #: million hung ``transform``. scikit-learn's SplineTransformer defaults to 3.
 MAX_SPLINE_DEGREE = 100
+
+#: The largest PolynomialFeatures degree accepted. ``transform`` loops over the degrees
+#: even past the last one that adds a column (with ``interaction_only``, every degree above
+#: the number of features), and on sparse input multiplies a column per factor of every
+#: term: a file with degree 10**9 and the 8 columns of 3 features hung the process, and
+#: scikit-learn's own degree 1000 on one sparse column took 68 s.
+MAX_POLYNOMIAL_DEGREE = 100
 
 _INT32_MAX = 2**31 - 1
 _FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
@@ -541,6 +552,47 @@ def _check_neighbor_labels(estimator: Any, n: int, what: str) -> None:
         _within(labels, 0, len(estimator.classes_), what, "_y")
 
 
+# -- polynomial features ------------------------------------------------------------------
+
+
+def check_polynomial_features(transformer: Any, what: str) -> None:
+    """Check a fitted ``PolynomialFeatures``: its degree is at most
+    :data:`MAX_POLYNOMIAL_DEGREE`, and ``_n_out_full`` counts the terms it gives.
+
+    On dense input ``transform`` allocates ``_n_out_full`` columns uninitialised and fills
+    one per term: with more columns than terms the rest of the output was whatever memory
+    the process had freed there before (another request's data, in a server).
+
+    Example:
+        >>> from sklearn.preprocessing import PolynomialFeatures
+        >>> check_polynomial_features(PolynomialFeatures(3).fit([[0.0, 1.0]]), "poly")
+    """
+    width = _width(transformer, what)
+    degree = transformer.degree
+    # private names of scikit-learn >= 1.0; a degree is an int or (min, max)
+    default = degree[-1] if isinstance(degree, tuple) and degree else degree
+    top = _int(getattr(transformer, "_max_degree", default), what, "_max_degree", 0)
+    if top > MAX_POLYNOMIAL_DEGREE:
+        _int(top, what, "_max_degree", 0, MAX_POLYNOMIAL_DEGREE)
+    interaction_only = transformer.interaction_only
+    include_bias = transformer.include_bias
+    for name, flag in (("interaction_only", interaction_only), ("include_bias", include_bias)):
+        if not isinstance(flag, bool | np.bool_):
+            raise _refuse(f"{what}: {name} is {flag!r}")
+    if not hasattr(transformer, "_n_out_full"):
+        return  # a scikit-learn that sizes its output otherwise
+    if interaction_only:  # products of distinct features: i of them, i <= degree
+        terms = sum(math.comb(width, i) for i in range(1, min(top, width) + 1))
+    else:  # monomials of degree 1 to top in width variables
+        terms = math.comb(width + top, top) - 1
+    terms += 1 if include_bias else 0
+    stored = transformer._n_out_full
+    if not _is_int(stored) or stored != terms:
+        raise _refuse(
+            f"{what}: _n_out_full is {stored!r}, its {width} features and degree {top} give {terms}"
+        )
+
+
 # -- splines ------------------------------------------------------------------------------
 
 
@@ -696,7 +748,11 @@ def _check_all(found: Sequence[Any]) -> None:
     from sklearn.feature_extraction import DictVectorizer, FeatureHasher
     from sklearn.feature_extraction.text import CountVectorizer, HashingVectorizer
     from sklearn.neighbors._base import NeighborsBase
-    from sklearn.preprocessing import OneHotEncoder, SplineTransformer
+    from sklearn.preprocessing import (
+        OneHotEncoder,
+        PolynomialFeatures,
+        SplineTransformer,
+    )
     from sklearn.svm._base import BaseLibSVM
 
     # (types, whether one is in use, its check); the first type that matches decides
@@ -712,6 +768,7 @@ def _check_all(found: Sequence[Any]) -> None:
         (OneHotEncoder, _fitted, check_one_hot_encoder),
         (DictVectorizer | CountVectorizer, _fitted, check_vocabulary),
         (SplineTransformer, _fitted, check_spline_transformer),
+        (PolynomialFeatures, _fitted, check_polynomial_features),
     ]
     checked = (BaseGradientBoosting, *(kind for kind, _, _ in checks))
     boosting = []
