@@ -43,6 +43,7 @@ from sklearn.preprocessing import (
     PolynomialFeatures,
     SplineTransformer,
     StandardScaler,
+    TargetEncoder,
 )
 from sklearn.svm import SVC, SVR, NuSVC, NuSVR, OneClassSVM
 from sklearn.tree import DecisionTreeClassifier
@@ -181,6 +182,24 @@ LEGITIMATE: dict[str, tuple[Callable[[], Any], Any, str, tuple[str, ...]]] = {
         ),
         X,
         "predict",
+        (),
+    ),
+    "target-encoder-continuous": (
+        lambda: TargetEncoder().fit(CODES, X[:, 0]),
+        CODES,
+        "transform",
+        (),
+    ),
+    "target-encoder-binary-strings": (
+        lambda: TargetEncoder().fit(WORDS[["colour", "size"]], Y2),
+        WORDS[["colour", "size"]],
+        "transform",
+        (),
+    ),
+    "target-encoder-3-classes-logistic": (
+        lambda: make_pipeline(TargetEncoder(), LogisticRegression()).fit(CODES, Y3),
+        CODES,
+        "predict_proba",
         (),
     ),
     "gradient-boosting-regressor": (
@@ -563,6 +582,13 @@ def _spline_function() -> Any:
     return model
 
 
+def _target_encodings(n: int) -> Callable[[Any], None]:
+    def change(model: Any) -> None:
+        model.encodings_ = model.encodings_[:n]
+
+    return change
+
+
 def _svc(**kw: Any) -> Callable[[], Any]:
     return _svm(SVC(**kw))
 
@@ -731,6 +757,16 @@ ALTERED: dict[str, tuple[Callable[[], Any], str, tuple[str, ...]]] = {
             _set(degree=10**9, _max_degree=10**9),
         ),
         r"PolynomialFeatures: _max_degree is 1000000000, not an integer in \[0, 100\]",
+        (),
+    ),
+    "target-encoder-one-encoding-for-two-features": (
+        _altered(lambda: TargetEncoder().fit(CODES, X[:, 0]), _target_encodings(1)),
+        r"TargetEncoder: encodings_ holds 1 encodings, not 2 \(2 features, 1 per feature\)",
+        (),
+    ),
+    "target-encoder-3-classes-four-encodings": (
+        _altered(lambda: TargetEncoder().fit(CODES, Y3), _target_encodings(4)),
+        r"TargetEncoder: encodings_ holds 4 encodings, not 6 \(2 features, 3 per feature\)",
         (),
     ),
     "kmeans-wide-centres": (

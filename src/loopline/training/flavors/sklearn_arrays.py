@@ -19,6 +19,7 @@ invariants scikit-learn's own ``fit`` establishes (so a model scikit-learn fitte
   columns (the one check that runs model code: ``init_`` on one row of zeros);
 * ``OneHotEncoder``: categories, infrequent-category mappings and dropped columns give each
   feature's codes inside its own block of output columns;
+* ``TargetEncoder``: one encoding per feature (and class);
 * ``PolynomialFeatures``: a degree of at most ``MAX_POLYNOMIAL_DEGREE`` and as many output
   columns as terms;
 * ``DictVectorizer``, ``CountVectorizer``, ``TfidfVectorizer``: the vocabulary numbers
@@ -326,6 +327,34 @@ def check_feature_hasher(hasher: Any, what: str) -> None:
         >>> check_feature_hasher(FeatureHasher(n_features=8), "FeatureHasher")
     """
     _int(hasher.n_features, what, "n_features", 1, _INT32_MAX)
+
+
+def check_target_encoder(encoder: Any, what: str) -> None:
+    """Check a fitted ``TargetEncoder``: one encoding per feature (per feature and class for
+    a multiclass target).
+
+    ``transform`` allocates its output uninitialised, one column per feature (times the
+    classes), and fills one column per encoding: with fewer encodings the rest of the
+    output was whatever memory the process had freed there before (another request's data,
+    in a server).
+
+    Example:
+        >>> from sklearn.preprocessing import TargetEncoder
+        >>> m = TargetEncoder().fit([["a"], ["b"]] * 5, [0.0, 1.0] * 5)
+        >>> check_target_encoder(m, "TargetEncoder")
+    """
+    width = _width(encoder, what)
+    kind = encoder.target_type_
+    if kind not in ("binary", "multiclass", "continuous"):
+        raise _refuse(f"{what}: target_type_ is {kind!r}")
+    per_feature = len(encoder.classes_) if kind == "multiclass" else 1
+    encodings = encoder.encodings_
+    if not isinstance(encodings, list) or len(encodings) != width * per_feature:
+        n = len(encodings) if isinstance(encodings, list) else type(encodings).__name__
+        raise _refuse(
+            f"{what}: encodings_ holds {n} encodings, not {width * per_feature} "
+            f"({width} features, {per_feature} per feature)"
+        )
 
 
 # -- support vector machines -------------------------------------------------------------
@@ -752,6 +781,7 @@ def _check_all(found: Sequence[Any]) -> None:
         OneHotEncoder,
         PolynomialFeatures,
         SplineTransformer,
+        TargetEncoder,
     )
     from sklearn.svm._base import BaseLibSVM
 
@@ -769,6 +799,7 @@ def _check_all(found: Sequence[Any]) -> None:
         (DictVectorizer | CountVectorizer, _fitted, check_vocabulary),
         (SplineTransformer, _fitted, check_spline_transformer),
         (PolynomialFeatures, _fitted, check_polynomial_features),
+        (TargetEncoder, _fitted, check_target_encoder),
     ]
     checked = (BaseGradientBoosting, *(kind for kind, _, _ in checks))
     boosting = []
