@@ -39,6 +39,7 @@ from sklearn.neighbors import (
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import (
     FunctionTransformer,
+    MultiLabelBinarizer,
     OneHotEncoder,
     PolynomialFeatures,
     SplineTransformer,
@@ -70,6 +71,7 @@ DATES = np.array(["2024-01-01", "NaT", "2024-03-01", "2024-01-01"], dtype="datet
 ]  # NaT is sorted last, as NaN is
 DOCS = [" ".join(RNG.choice(["apple", "banana", "cherry", "plum", "fig"], 4)) for _ in range(60)]
 DOC_Y = np.array(["apple" in d for d in DOCS], dtype=int)
+LABEL_SETS = [set(RNG.choice(["x", "y", "z", "w"], RNG.integers(0, 4))) for _ in range(40)]
 RECORDS = [{"city": str(RNG.choice(["paris", "rome"])), "temp": float(t)} for t in X[:, 0]]
 CSR = "scipy.sparse._csr.csr_matrix"
 CSC = "scipy.sparse._csc.csc_matrix"
@@ -96,6 +98,12 @@ def _diagonal_coefficients(offsets: Any = None) -> Any:
     else:
         data = np.ones((len(offsets), X.shape[1]))
         model.coef_ = sp.dia_matrix((data, np.array(offsets)), shape=model.coef_.shape)
+    return model
+
+
+def _used(model: Any, data: Any) -> Any:
+    """``model`` after one ``transform``, which leaves a cache in it that is saved too."""
+    model.transform(data)
     return model
 
 
@@ -200,6 +208,24 @@ LEGITIMATE: dict[str, tuple[Callable[[], Any], Any, str, tuple[str, ...]]] = {
         lambda: make_pipeline(TargetEncoder(), LogisticRegression()).fit(CODES, Y3),
         CODES,
         "predict_proba",
+        (),
+    ),
+    "multilabel-binarizer": (
+        lambda: MultiLabelBinarizer().fit(LABEL_SETS),
+        LABEL_SETS,
+        "transform",
+        (),
+    ),
+    "multilabel-binarizer-used-before-saving-sparse": (
+        lambda: _used(MultiLabelBinarizer(sparse_output=True).fit(LABEL_SETS), LABEL_SETS),
+        LABEL_SETS,
+        "transform",
+        (),
+    ),
+    "multilabel-binarizer-given-classes-used": (
+        lambda: _used(MultiLabelBinarizer(classes=[3, 1, 2, 0]).fit([[0], [1, 2]]), [[3]]),
+        [[0, 3], [1], [2, 1]],
+        "transform",
         (),
     ),
     "gradient-boosting-regressor": (
@@ -767,6 +793,22 @@ ALTERED: dict[str, tuple[Callable[[], Any], str, tuple[str, ...]]] = {
     "target-encoder-3-classes-four-encodings": (
         _altered(lambda: TargetEncoder().fit(CODES, Y3), _target_encodings(4)),
         r"TargetEncoder: encodings_ holds 4 encodings, not 6 \(2 features, 3 per feature\)",
+        (),
+    ),
+    "multilabel-binarizer-column-far-away": (
+        _altered(
+            lambda: MultiLabelBinarizer().fit(LABEL_SETS),
+            _set(_cached_dict={"w": 10**9, "x": 1, "y": 2, "z": 3}),
+        ),
+        r"MultiLabelBinarizer: _cached_dict does not map classes_ to their positions",
+        (),
+    ),
+    "multilabel-binarizer-column-before-the-first": (
+        _altered(
+            lambda: _used(MultiLabelBinarizer().fit(LABEL_SETS), LABEL_SETS),
+            lambda m: m._cached_dict.update(x=-(10**8)),
+        ),
+        r"MultiLabelBinarizer: _cached_dict does not map classes_ to their positions",
         (),
     ),
     "kmeans-wide-centres": (

@@ -19,7 +19,8 @@ invariants scikit-learn's own ``fit`` establishes (so a model scikit-learn fitte
   columns (the one check that runs model code: ``init_`` on one row of zeros);
 * ``OneHotEncoder``: categories, infrequent-category mappings and dropped columns give each
   feature's codes inside its own block of output columns;
-* ``TargetEncoder``: one encoding per feature (and class);
+* ``TargetEncoder``: one encoding per feature (and class); ``MultiLabelBinarizer``: its
+  cache maps each class to its own column;
 * ``PolynomialFeatures``: a degree of at most ``MAX_POLYNOMIAL_DEGREE`` and as many output
   columns as terms;
 * ``DictVectorizer``, ``CountVectorizer``, ``TfidfVectorizer``: the vocabulary numbers
@@ -315,6 +316,28 @@ def check_vocabulary(vectorizer: Any, what: str) -> None:
         names = vectorizer.feature_names_
         if not isinstance(names, list) or len(names) != n:
             raise _refuse(f"{what}: feature_names_ does not name the {n} columns of vocabulary_")
+
+
+def check_multilabel_binarizer(binarizer: Any, what: str) -> None:
+    """Check the class-to-column cache of a ``MultiLabelBinarizer``, if it holds one.
+
+    The first ``transform`` caches ``classes_`` as a dict of columns, saved with the model,
+    and later ones build a sparse matrix of ``len(dict)`` columns from its values, which
+    SciPy does not check: a value outside was written out of bounds by the dense output's
+    ``toarray()`` (SIGSEGV).
+
+    Example:
+        >>> from sklearn.preprocessing import MultiLabelBinarizer
+        >>> m = MultiLabelBinarizer().fit([["a", "b"], ["c"]])
+        >>> _ = m.transform([["a"]])
+        >>> check_multilabel_binarizer(m, "MultiLabelBinarizer")
+    """
+    cache = binarizer._cached_dict
+    if cache is None:
+        return  # built from classes_ on the first transform
+    classes = _array(binarizer.classes_, what, "classes_", ndim=1).tolist()
+    if not isinstance(cache, dict) or cache != {c: i for i, c in enumerate(classes)}:
+        raise _refuse(f"{what}: _cached_dict does not map classes_ to their positions")
 
 
 def check_feature_hasher(hasher: Any, what: str) -> None:
@@ -778,6 +801,7 @@ def _check_all(found: Sequence[Any]) -> None:
     from sklearn.feature_extraction.text import CountVectorizer, HashingVectorizer
     from sklearn.neighbors._base import NeighborsBase
     from sklearn.preprocessing import (
+        MultiLabelBinarizer,
         OneHotEncoder,
         PolynomialFeatures,
         SplineTransformer,
@@ -800,6 +824,7 @@ def _check_all(found: Sequence[Any]) -> None:
         (SplineTransformer, _fitted, check_spline_transformer),
         (PolynomialFeatures, _fitted, check_polynomial_features),
         (TargetEncoder, _fitted, check_target_encoder),
+        (MultiLabelBinarizer, _fitted, check_multilabel_binarizer),
     ]
     checked = (BaseGradientBoosting, *(kind for kind, _, _ in checks))
     boosting = []
