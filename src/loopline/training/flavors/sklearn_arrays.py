@@ -332,7 +332,7 @@ def check_multilabel_binarizer(binarizer: Any, what: str) -> None:
         >>> _ = m.transform([["a"]])
         >>> check_multilabel_binarizer(m, "MultiLabelBinarizer")
     """
-    cache = binarizer._cached_dict
+    cache = getattr(binarizer, "_cached_dict", None)  # a private name
     if cache is None:
         return  # built from classes_ on the first transform
     classes = _array(binarizer.classes_, what, "classes_", ndim=1).tolist()
