@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 from sklearn._loss.loss import HalfBinomialLoss
-from sklearn.cluster import BisectingKMeans, KMeans, MiniBatchKMeans
+from sklearn.cluster import HDBSCAN, BisectingKMeans, KMeans, MiniBatchKMeans
 from sklearn.compose import make_column_transformer
 from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
 from sklearn.feature_extraction import DictVectorizer, FeatureHasher
@@ -347,6 +347,18 @@ LEGITIMATE: dict[str, tuple[Callable[[], Any], Any, str, tuple[str, ...]]] = {
         "predict",
         (),
     ),
+    "hdbscan-dbscan-clustering": (
+        lambda: HDBSCAN(min_cluster_size=5, copy=True).fit(X),
+        0.8,  # the cut distance
+        "dbscan_clustering",
+        (),
+    ),
+    "hdbscan-with-missing-and-infinite-rows": (
+        lambda: HDBSCAN(min_cluster_size=5, copy=True).fit(np.r_[X, [[np.nan] * 4, [np.inf] * 4]]),
+        1.5,
+        "dbscan_clustering",
+        (),
+    ),
     "mini-batch-kmeans": (
         lambda: MiniBatchKMeans(3, n_init=1, random_state=0).fit(X),
         X,
@@ -615,6 +627,17 @@ def _target_encodings(n: int) -> Callable[[Any], None]:
     return change
 
 
+def _linkage_node(field: str, node: int) -> Callable[[Any], None]:
+    """Change a child of the last row of an HDBSCAN's single-linkage tree."""
+
+    def change(model: Any) -> None:
+        tree = model._single_linkage_tree_.copy()
+        tree[field][-1] = node
+        model._single_linkage_tree_ = tree
+
+    return change
+
+
 def _svc(**kw: Any) -> Callable[[], Any]:
     return _svm(SVC(**kw))
 
@@ -809,6 +832,13 @@ ALTERED: dict[str, tuple[Callable[[], Any], str, tuple[str, ...]]] = {
             lambda m: m._cached_dict.update(x=-(10**8)),
         ),
         r"MultiLabelBinarizer: _cached_dict does not map classes_ to their positions",
+        (),
+    ),
+    "hdbscan-tree-joins-a-node-far-away": (
+        _altered(
+            lambda: HDBSCAN(min_cluster_size=5, copy=True).fit(X), _linkage_node("left_node", 10**9)
+        ),
+        r"HDBSCAN: _single_linkage_tree_ row 118 joins node 1000000000, outside \[0, 238\)",
         (),
     ),
     "kmeans-wide-centres": (

@@ -31,7 +31,8 @@ invariants scikit-learn's own ``fit`` establishes (so a model scikit-learn fitte
   parameters agree in length and type, and a precomputed kernel's support indices point
   inside the training kernel;
 * ``KMeans``, ``MiniBatchKMeans``, ``BisectingKMeans``: centres (and every node of the
-  bisecting tree) have the model's width;
+  bisecting tree) have the model's width; ``HDBSCAN``: each row of the single-linkage tree
+  joins nodes before it;
 * nearest-neighbour models: the stored training rows have the model's width and count,
   labels match them, and metric weights the model's width;
 * ``SplineTransformer`` and every SciPy ``BSpline`` in the model: degree, knots and
@@ -506,6 +507,38 @@ def check_kmeans(estimator: Any, what: str) -> None:
         _check_bisecting_tree(estimator._bisecting_tree, n_clusters, width, what)
 
 
+def check_hdbscan(estimator: Any, what: str) -> None:
+    """Check the single-linkage tree of a fitted ``HDBSCAN``: row ``i`` joins two of the
+    ``n_samples + i`` nodes before it (the samples, then one node per earlier row).
+
+    ``dbscan_clustering`` hands the tree to compiled code that uses each row's nodes as
+    positions in a union-find of ``2 * rows + 1`` entries, unchecked: a node of 10**9
+    crashed the process (SIGSEGV).
+
+    Example:
+        >>> from sklearn.cluster import HDBSCAN
+        >>> m = HDBSCAN(min_cluster_size=2, copy=True).fit([[0.0], [0.1], [5.0], [5.1]])
+        >>> check_hdbscan(m, "HDBSCAN")
+    """
+    tree = getattr(estimator, "_single_linkage_tree_", None)  # a private name
+    if tree is None:
+        return
+    tree = _array(tree, what, "_single_linkage_tree_", ndim=1)
+    n_samples = tree.size + 1
+    limit = n_samples + np.arange(tree.size)  # the nodes before each row
+    for field in ("left_node", "right_node"):
+        nodes = tree[field]
+        if nodes.dtype.kind not in "iu":
+            raise _refuse(f"{what}: _single_linkage_tree_ {field} holds {nodes.dtype}")
+        bad = np.flatnonzero((nodes < 0) | (nodes >= limit))
+        if bad.size:
+            row = int(bad[0])
+            raise _refuse(
+                f"{what}: _single_linkage_tree_ row {row} joins node {int(nodes[row])}, "
+                f"outside [0, {int(limit[row])})"
+            )
+
+
 def _check_bisecting_tree(root: Any, n_clusters: int, width: int, what: str) -> None:
     """A binary tree of at most ``2 * n_clusters - 1`` nodes, each centre of the model's
     width (prediction stacks the two children's centres at every inner node)."""
@@ -795,6 +828,7 @@ def check_arrays(model: Any, found: Sequence[Any] | None = None) -> None:
 def _check_all(found: Sequence[Any]) -> None:
     import scipy.sparse as sp
     from scipy.interpolate import BSpline
+    from sklearn.cluster import HDBSCAN
     from sklearn.cluster._kmeans import _BaseKMeans
     from sklearn.ensemble._gb import BaseGradientBoosting
     from sklearn.feature_extraction import DictVectorizer, FeatureHasher
@@ -819,6 +853,7 @@ def _check_all(found: Sequence[Any]) -> None:
         (NeighborsBase, lambda obj: hasattr(obj, "_fit_method"), check_neighbors),
         (BaseLibSVM, _fitted, check_libsvm),
         (_BaseKMeans, _fitted, check_kmeans),
+        (HDBSCAN, _fitted, check_hdbscan),
         (OneHotEncoder, _fitted, check_one_hot_encoder),
         (DictVectorizer | CountVectorizer, _fitted, check_vocabulary),
         (SplineTransformer, _fitted, check_spline_transformer),
