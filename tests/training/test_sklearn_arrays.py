@@ -365,6 +365,12 @@ LEGITIMATE: dict[str, tuple[Callable[[], Any], Any, str, tuple[str, ...]]] = {
         "predict",
         (),
     ),
+    "mini-batch-kmeans-partial-fit": (
+        lambda: MiniBatchKMeans(3, random_state=0).partial_fit(X[:60]).partial_fit(X[60:]),
+        X,
+        "predict",
+        (),
+    ),
     "bisecting-kmeans": (lambda: BisectingKMeans(5, random_state=0).fit(X), X, "predict", ()),
     "bisecting-kmeans-sparse": (
         lambda: BisectingKMeans(4, random_state=0).fit(sp.csr_matrix(X)),
@@ -852,6 +858,14 @@ ALTERED: dict[str, tuple[Callable[[], Any], str, tuple[str, ...]]] = {
     "mini-batch-kmeans-negative-threads": (
         _altered(lambda: MiniBatchKMeans(3, n_init=1).fit(X), _set(_n_threads=-5)),
         r"MiniBatchKMeans: _n_threads is -5",
+        (),
+    ),
+    "mini-batch-kmeans-short-counts": (
+        _altered(
+            lambda: MiniBatchKMeans(20, n_init=1, random_state=0).partial_fit(X),
+            lambda m: setattr(m, "_counts", m._counts[:1].copy()),
+        ),
+        r"MiniBatchKMeans: _counts has shape \(1,\), not \(20,\)",
         (),
     ),
     "bisecting-kmeans-wide-centre": (

@@ -31,8 +31,8 @@ invariants scikit-learn's own ``fit`` establishes (so a model scikit-learn fitte
   parameters agree in length and type, and a precomputed kernel's support indices point
   inside the training kernel;
 * ``KMeans``, ``MiniBatchKMeans``, ``BisectingKMeans``: centres (and every node of the
-  bisecting tree) have the model's width; ``HDBSCAN``: each row of the single-linkage tree
-  joins nodes before it;
+  bisecting tree) have the model's width, and mini-batch counts one per centre;
+  ``HDBSCAN``: each row of the single-linkage tree joins nodes before it;
 * nearest-neighbour models: the stored training rows have the model's width and count,
   labels match them, and metric weights the model's width;
 * ``SplineTransformer`` and every SciPy ``BSpline`` in the model: degree, knots and
@@ -486,6 +486,8 @@ def check_kmeans(estimator: Any, what: str) -> None:
 
     The compiled assignment kernel reads as many columns of each centre as the input has,
     and runs on ``_n_threads`` OpenMP threads (a negative count aborted the process).
+    ``MiniBatchKMeans.partial_fit`` adds each centre's weight to ``_counts`` unchecked (a
+    short one corrupted the heap: SIGABRT, SIGSEGV).
 
     Example:
         >>> from sklearn.cluster import KMeans
@@ -501,6 +503,8 @@ def check_kmeans(estimator: Any, what: str) -> None:
         shape=(n_clusters, width),
     )
     _int(estimator._n_threads, what, "_n_threads", 1)
+    if hasattr(estimator, "_counts"):  # MiniBatchKMeans: partial_fit adds to one per centre
+        _array(estimator._counts, what, "_counts", dtypes=_FLOATS, shape=(n_clusters,))
     if hasattr(estimator, "_X_mean"):
         _array(estimator._X_mean, what, "_X_mean", dtypes=_FLOATS, shape=(width,))
     if hasattr(estimator, "_bisecting_tree"):
