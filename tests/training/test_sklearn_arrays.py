@@ -27,7 +27,14 @@ from sklearn.compose import make_column_transformer
 from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
 from sklearn.feature_extraction import DictVectorizer, FeatureHasher
 from sklearn.feature_extraction.text import CountVectorizer, HashingVectorizer, TfidfVectorizer
-from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.linear_model import (
+    LogisticRegression,
+    Perceptron,
+    Ridge,
+    SGDClassifier,
+    SGDOneClassSVM,
+    SGDRegressor,
+)
 from sklearn.neighbors import (
     KNeighborsClassifier,
     KNeighborsRegressor,
@@ -228,6 +235,41 @@ LEGITIMATE: dict[str, tuple[Callable[[], Any], Any, str, tuple[str, ...]]] = {
         "transform",
         (),
     ),
+    "sgd-classifier-averaged-3-classes": (
+        lambda: SGDClassifier(average=True, random_state=0).fit(X, Y3),
+        X,
+        "decision_function",
+        (),
+    ),
+    "sgd-classifier-averaged-binary-partial-fit": (
+        lambda: (
+            SGDClassifier(average=True, random_state=0)
+            .partial_fit(X[:60], Y2[:60], classes=[0, 1])
+            .partial_fit(X[60:], Y2[60:])
+        ),
+        X,
+        "decision_function",
+        (),
+    ),
+    "sgd-classifier-sparsified": (
+        lambda: SGDClassifier(random_state=0).fit(X, Y2).sparsify(),
+        X,
+        "decision_function",
+        (CSR,),
+    ),
+    "sgd-regressor-averaged-partial-fit": (
+        lambda: SGDRegressor(average=True, random_state=0).partial_fit(X, X[:, 1]),
+        X,
+        "predict",
+        (),
+    ),
+    "sgd-one-class-averaged": (
+        lambda: SGDOneClassSVM(average=True, random_state=0).fit(X),
+        X,
+        "decision_function",
+        (),
+    ),
+    "perceptron": (lambda: Perceptron(random_state=0).fit(X, Y3), X, "predict", ()),
     "gradient-boosting-regressor": (
         lambda: GradientBoostingRegressor(n_estimators=5).fit(X, X[:, 1]),
         X,
@@ -845,6 +887,22 @@ ALTERED: dict[str, tuple[Callable[[], Any], str, tuple[str, ...]]] = {
             lambda: HDBSCAN(min_cluster_size=5, copy=True).fit(X), _linkage_node("left_node", 10**9)
         ),
         r"HDBSCAN: _single_linkage_tree_ row 118 joins node 1000000000, outside \[0, 238\)",
+        (),
+    ),
+    "sgd-regressor-short-average": (
+        _altered(
+            lambda: SGDRegressor(average=True, random_state=0).fit(X, X[:, 1]),
+            lambda m: setattr(m, "_average_coef", m._average_coef[:1].copy()),
+        ),
+        r"SGDRegressor: _average_coef has shape \(1,\), coef_ \(4,\)",
+        (),
+    ),
+    "sgd-classifier-short-weights": (
+        _altered(
+            lambda: SGDClassifier(average=True, random_state=0).fit(X, Y3),
+            lambda m: setattr(m, "_standard_coef", m._standard_coef[:, :1].copy()),
+        ),
+        r"SGDClassifier: _standard_coef has shape \(3, 1\), coef_ \(3, 4\)",
         (),
     ),
     "kmeans-wide-centres": (

@@ -26,6 +26,8 @@ invariants scikit-learn's own ``fit`` establishes (so a model scikit-learn fitte
 * ``DictVectorizer``, ``CountVectorizer``, ``TfidfVectorizer``: the vocabulary numbers
   each of its columns once; ``FeatureHasher``, ``HashingVectorizer``: 1 <= ``n_features``
   < 2**31;
+* ``SGD*``, ``Perceptron``, ``PassiveAggressive*``: the weights ``partial_fit`` continues
+  from have the shape of ``coef_``;
 * libsvm models (``SVC``, ``NuSVC``, ``SVR``, ``NuSVR``, ``OneClassSVM``): support
   vectors, their counts per class, dual coefficients, intercepts and probability
   parameters agree in length and type, and a precomputed kernel's support indices point
@@ -379,6 +381,38 @@ def check_target_encoder(encoder: Any, what: str) -> None:
             f"{what}: encodings_ holds {n} encodings, not {width * per_feature} "
             f"({width} features, {per_feature} per feature)"
         )
+
+
+# -- stochastic gradient descent ---------------------------------------------------------
+
+
+def check_sgd(estimator: Any, what: str) -> None:
+    """Check the weights ``partial_fit`` continues from in a fitted ``SGD*``, ``Perceptron``
+    or ``PassiveAggressive*`` model: ``_standard_coef`` and ``_average_coef`` have the shape
+    of ``coef_``.
+
+    ``partial_fit`` on a loaded model hands them to the compiled SGD loop, which updates
+    as many weights of each as the input has features (``coef_``'s width, which
+    ``partial_fit`` checks): a short one corrupted the heap (SIGABRT).
+
+    Example:
+        >>> from sklearn.linear_model import SGDRegressor
+        >>> m = SGDRegressor(average=True).fit([[0.0], [1.0]], [0.0, 1.0])
+        >>> check_sgd(m, "SGDRegressor")
+    """
+    shape = np.shape(estimator.coef_)  # a sparse matrix once sparsify() ran
+    if len(shape) not in (1, 2):
+        raise _refuse(f"{what}: coef_ has shape {shape}")
+    for name in ("_standard_coef", "_average_coef"):
+        weights = getattr(estimator, name, None)  # private names; None: not averaged
+        if weights is None:
+            continue
+        weights = _array(weights, what, name, dtypes=_FLOATS)
+        # a binary classifier keeps one row of coef_ as a vector
+        if weights.ndim not in (1, 2) or weights.shape[-1:] != shape[-1:]:
+            raise _refuse(f"{what}: {name} has shape {weights.shape}, coef_ {shape}")
+        if weights.size != math.prod(shape):
+            raise _refuse(f"{what}: {name} has shape {weights.shape}, coef_ {shape}")
 
 
 # -- support vector machines -------------------------------------------------------------
@@ -837,6 +871,7 @@ def _check_all(found: Sequence[Any]) -> None:
     from sklearn.ensemble._gb import BaseGradientBoosting
     from sklearn.feature_extraction import DictVectorizer, FeatureHasher
     from sklearn.feature_extraction.text import CountVectorizer, HashingVectorizer
+    from sklearn.linear_model._stochastic_gradient import BaseSGD
     from sklearn.neighbors._base import NeighborsBase
     from sklearn.preprocessing import (
         MultiLabelBinarizer,
@@ -864,6 +899,7 @@ def _check_all(found: Sequence[Any]) -> None:
         (PolynomialFeatures, _fitted, check_polynomial_features),
         (TargetEncoder, _fitted, check_target_encoder),
         (MultiLabelBinarizer, _fitted, check_multilabel_binarizer),
+        (BaseSGD, _fitted, check_sgd),
     ]
     checked = (BaseGradientBoosting, *(kind for kind, _, _ in checks))
     boosting = []
