@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 from pathlib import Path
@@ -8,7 +9,7 @@ from typing import Any
 import pytest
 import typer.main
 
-from loopline.cli.main import app
+from loopline.cli.main import COMMAND_SUMMARIES, LAZY_COMMANDS, app, load_command
 from tests.cli_run import run_cli
 from tests.conftest import run_python
 
@@ -146,6 +147,51 @@ def test_a_command_loads_only_its_own_module_and_what_it_needs(tmp_path: Path) -
             "loopline.cli.main",
         ]
     )
+
+
+_IMPORTS_OF_HELP = """
+import sys
+from typer.testing import CliRunner
+from loopline.cli.main import app
+result = CliRunner().invoke(app, ["--help"], terminal_width=100)
+assert result.exit_code == 0, result.output
+assert "deployments" in result.output and "Versioned datasets" in result.output
+print(sorted(m for m in sys.modules if m.startswith("loopline.cli.")))
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("sqlalchemy", "pandas")))
+"""
+
+
+def test_the_root_help_imports_no_command(tmp_path: Path) -> None:
+    done = run_python(_IMPORTS_OF_HELP, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    commands, heavy = done.stdout.strip().splitlines()[-2:]
+    assert commands == str(["loopline.cli._common", "loopline.cli.main"])
+    assert heavy == "[]"
+
+
+def test_each_command_summary_is_the_first_paragraph_of_its_help() -> None:
+    assert list(COMMAND_SUMMARIES) == list(LAZY_COMMANDS)
+    for name in LAZY_COMMANDS:
+        cmd = load_command(name)
+        first = inspect.cleandoc(cmd.short_help or cmd.help or "").split("\n\n")[0]
+        assert COMMAND_SUMMARIES[name] == " ".join(first.split()), name
+
+
+def test_the_root_help_reads_the_same_with_every_command_loaded(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+
+    def root_help(load: bool) -> str:
+        group: Any = typer.main.get_command(app)
+        if load:
+            for name in LAZY_COMMANDS:
+                _ = group.commands[name]
+        with group.make_context("loopline", [], resilient_parsing=True) as ctx:
+            text = ctx.get_help()
+        return str(text) + capsys.readouterr().out
+
+    assert root_help(load=False) == root_help(load=True)
 
 
 def test_loop_pause_refuses_a_model_it_does_not_know(tmp_path: Path) -> None:
