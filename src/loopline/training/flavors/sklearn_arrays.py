@@ -89,6 +89,21 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
 
 
+def _degree(value: Any, what: str, name: str, high: int) -> int:
+    """A degree: an integer >= 0 (else the file was altered) and at most ``high``, the
+    most Loopline evaluates (a model scikit-learn fitted with more is refused too, with a
+    hint that says so)."""
+    degree = _int(value, what, name, 0)
+    if degree > high:
+        raise InvalidInput(
+            f"model.skops: {what}: {name} is {degree}, above {high}, the highest degree "
+            "Loopline loads (evaluating one costs its square, or more, per value)",
+            field=FIELD,
+            hint=f"refit with a degree of at most {high}",
+        )
+    return degree
+
+
 def _int(value: Any, what: str, name: str, low: int, high: int | None = None) -> int:
     """``value`` as an int in ``[low, high]`` (no upper bound when ``high`` is None)."""
     if not _is_int(value) or value < low or (high is not None and value > high):
@@ -694,9 +709,9 @@ def check_polynomial_features(transformer: Any, what: str) -> None:
     degree = transformer.degree
     # private names of scikit-learn >= 1.0; a degree is an int or (min, max)
     default = degree[-1] if isinstance(degree, tuple) and degree else degree
-    top = _int(getattr(transformer, "_max_degree", default), what, "_max_degree", 0)
-    if top > MAX_POLYNOMIAL_DEGREE:
-        _int(top, what, "_max_degree", 0, MAX_POLYNOMIAL_DEGREE)
+    top = _degree(
+        getattr(transformer, "_max_degree", default), what, "_max_degree", MAX_POLYNOMIAL_DEGREE
+    )
     interaction_only = transformer.interaction_only
     include_bias = transformer.include_bias
     for name, flag in (("interaction_only", interaction_only), ("include_bias", include_bias)):
@@ -728,7 +743,7 @@ def check_bspline(spline: Any, what: str) -> None:
         >>> from scipy.interpolate import BSpline
         >>> check_bspline(BSpline([0.0, 0.0, 1.0, 1.0], [1.0, 2.0], 1), "spline")
     """
-    k = _int(spline.k, what, "k", 0, MAX_SPLINE_DEGREE)
+    k = _degree(spline.k, what, "k", MAX_SPLINE_DEGREE)
     knots = _array(spline._t, what, "t", ndim=1, dtypes=_F64)
     n = knots.size - k - 1  # the number of coefficients the knots define
     if n < k + 1:
@@ -763,7 +778,7 @@ def check_spline_transformer(transformer: Any, what: str) -> None:
     splines = transformer.bsplines_
     if not isinstance(splines, list) or len(splines) != width:
         raise _refuse(f"{what}: bsplines_ is not a list of {width} splines")
-    degree = _int(transformer.degree, what, "degree", 0, MAX_SPLINE_DEGREE)
+    degree = _degree(transformer.degree, what, "degree", MAX_SPLINE_DEGREE)
     total = _int(transformer.n_features_out_, what, "n_features_out_", 0)
     if not transformer.include_bias:
         total += width  # transform drops the last spline of each feature
