@@ -227,3 +227,36 @@ def test_a_forked_child_does_not_take_the_parents_events(repo: Path) -> None:
     assert status == b"\x00"  # the child saw the edit itself
     after = gs.git_state(str(repo))
     assert before is not None and after is not None and after.dirty and not before.dirty
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_a_child_forked_while_another_thread_asks_git_does_not_wait_for_ever(
+    repo: Path,
+) -> None:
+    before = gs.git_state(str(repo))
+    read, write = os.pipe()
+    lock = gs._LOCK
+    lock.acquire()  # as a thread of this process asking git at the moment of the fork holds it
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through the pipe
+            code = 1
+            try:
+                state = gs.git_state(str(repo))
+                code = 0 if state == before else 2
+            finally:
+                os.write(write, bytes([code]))
+                os._exit(0)
+    finally:
+        lock.release()
+    os.close(write)
+    deadline = time.monotonic() + 60
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child waited for a lock its parent's thread held")
+        time.sleep(0.01)
+    status = os.read(read, 1)
+    os.close(read)
+    assert status == b"\x00"

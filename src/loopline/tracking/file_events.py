@@ -205,6 +205,9 @@ class ChangeWatch:
             >>> ChangeWatch.start([], "/") is None
             True
         """
+        if os.getpid() != self._pid:  # the parent's lock may be held for ever here
+            self._notify.close()
+            return
         with self._lock:
             self._changed = True
             self._notify.close()

@@ -151,6 +151,18 @@ class _Watch:
 _WATCHES: dict[str, _Watch] = {}
 #: One answer at a time: a run start in another thread waits rather than asking git twice.
 _LOCK = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    # A thread of the parent may have held the lock at the fork: the child's only thread
+    # would wait for it for ever. The child starts with a free one (and, since the kernel's
+    # watch is the parent's, asks git again: ChangeWatch.changed says so in a child).
+    global _LOCK
+    _LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 #: A git state is not reused, by comparing ``lstat`` results, while any file it depends on
 #: changed less than this ago (s): "racy git", a change within the file system's clock tick
 #: keeps the file's times. The kernel's watch has no such blind spot.
