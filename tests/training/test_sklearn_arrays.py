@@ -27,6 +27,7 @@ from sklearn.compose import make_column_transformer
 from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
 from sklearn.feature_extraction import DictVectorizer, FeatureHasher
 from sklearn.feature_extraction.text import CountVectorizer, HashingVectorizer, TfidfVectorizer
+from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import (
     LogisticRegression,
     Perceptron,
@@ -1063,3 +1064,14 @@ def test_a_dia_matrix_in_a_file_naming_a_trusted_format_is_checked(tmp_path: Pat
     files = {"model.skops": rewritten.getvalue()}
     with pytest.raises(InvalidInput, match=r"dia_matrix: offsets holds 2147483647"):
         get_flavor("sklearn").load(files, saved, trusted_types=[CSR])
+
+
+def test_a_file_an_estimator_refuses_to_rebuild_is_invalid_input(tmp_path: Path) -> None:
+    """IsotonicRegression builds its interpolator on load: thresholds of unequal lengths
+    made load raise a bare ValueError."""
+    model = IsotonicRegression().fit([1.0, 2.0, 3.0, 4.0], [1.0, 3.0, 2.0, 4.0])
+    model.X_thresholds_ = model.X_thresholds_[:2]
+    saved, files = _save(model, tmp_path / "m")
+    with pytest.raises(InvalidInput, match="could not be loaded: ValueError") as info:
+        get_flavor("sklearn").load(files, saved)
+    assert info.value.field == "model.skops"

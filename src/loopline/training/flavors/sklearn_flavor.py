@@ -193,7 +193,16 @@ class SklearnFlavor(Flavor):
                 hint="if you trust these types, load with "
                 f"trusted_types={refused!r}; otherwise do not load this model",
             )
-        model = sio.load(io.BytesIO(data), trusted=untrusted)
+        try:
+            model = sio.load(io.BytesIO(data), trusted=untrusted)
+        except (zipfile.BadZipFile, KeyError, ValueError, TypeError, IndexError) as exc:
+            # An estimator's __setstate__, or skops itself, refused what the file holds
+            # (e.g. IsotonicRegression thresholds of unequal lengths).
+            raise InvalidInput(
+                f"{MODEL_FILE} could not be loaded: {type(exc).__name__}: {exc}",
+                field=MODEL_FILE,
+                hint="the file is damaged or was altered; log the model again",
+            ) from exc
         if "functools.partial" in untrusted and "functools.partial" not in trusted_types:
             _check_partials(model)
         # skops checked the types; the trees' node arrays (sklearn_trees) and the other
