@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import os
 import subprocess
 import threading
@@ -163,6 +164,15 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@atexit.register
+def _stop_watching() -> None:
+    """Close the kernel's watch at exit (else its descriptor is collected unclosed)."""
+    for watch in list(_WATCHES.values()):
+        watch.stop_events()
+
+
 #: A git state is not reused, by comparing ``lstat`` results, while any file it depends on
 #: changed less than this ago (s): "racy git", a change within the file system's clock tick
 #: keeps the file's times. The kernel's watch has no such blind spot.
