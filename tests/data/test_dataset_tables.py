@@ -2,27 +2,12 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 
 from loopline.core.db import create_engine_for, upgrade
-from loopline.core.schema import metadata
 from loopline.data import tables
+from tests.schema_diff import schema_diffs
 
 DATA_TABLES = {"datasets", "dataset_versions", "dataset_files"}
-
-
-def _mentions_data_table(diff: object) -> bool:
-    items = diff if isinstance(diff, list) else [diff]
-    for item in items:
-        for part in item if isinstance(item, tuple) else (item,):
-            name = getattr(part, "name", None)
-            table = getattr(part, "table", None)
-            if name in DATA_TABLES or getattr(table, "name", None) in DATA_TABLES:
-                return True
-            if isinstance(part, str) and part in DATA_TABLES:
-                return True
-    return False
 
 
 def test_migration_creates_exactly_the_tables_module(db_uri: str) -> None:
@@ -32,9 +17,7 @@ def test_migration_creates_exactly_the_tables_module(db_uri: str) -> None:
     assert {t.name for t in (tables.datasets, tables.dataset_versions, tables.dataset_files)} == (
         DATA_TABLES
     )
-    with engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
-        diffs = [d for d in compare_metadata(ctx, metadata) if _mentions_data_table(d)]
+    diffs = schema_diffs(engine, DATA_TABLES)
     engine.dispose()
     assert diffs == []
 

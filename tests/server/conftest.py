@@ -7,7 +7,9 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,3 +74,21 @@ def server_url(db_uri: str, tmp_path: Path) -> Iterator[str]:
         yield url
     finally:
         stop_server(proc)
+
+
+@contextmanager
+def mlflow_client_on(server_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """An ``MlflowClient`` of ``server_url``, the fluent API pointed there too, and no
+    experiment or run left active for the next test."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server_url)
+    # The fluent API remembers the active experiment across servers; start clean.
+    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    mlflow.set_tracking_uri(server_url)
+    mlflow.set_registry_uri(server_url)
+    yield mlflow.MlflowClient(tracking_uri=server_url, registry_uri=server_url)
+    while mlflow.active_run():
+        mlflow.end_run()
+    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)  # mlflow.set_experiment writes it

@@ -19,6 +19,7 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
 import loopline  # noqa: E402
+from tests.server.conftest import mlflow_client_on  # noqa: E402
 from tests.tracking.backends import database, server  # noqa: E402
 
 # MLflow's own warnings (about its type hints, its telemetry) are not ours to fix.
@@ -40,16 +41,8 @@ def served(
 @pytest.fixture
 def tracking(served: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[MlflowClient]:
     server_url = served[0]
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", server_url)
-    # The fluent API remembers the active experiment across servers; start clean.
-    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
-    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
-    mlflow.set_tracking_uri(server_url)
-    mlflow.set_registry_uri(server_url)
-    yield MlflowClient(tracking_uri=server_url, registry_uri=server_url)
-    while mlflow.active_run():
-        mlflow.end_run()
-    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)  # mlflow.set_experiment writes it
+    with mlflow_client_on(server_url, monkeypatch) as client:
+        yield client
 
 
 def test_runs_params_metrics_tags_and_search(

@@ -22,6 +22,7 @@ from loopline.tracking import environment
 from loopline.tracking.api import ENVIRONMENT_TAG, ERROR_TAG, Run, RunPage
 from loopline.tracking.entities import MetricPoint
 from loopline.tracking.environment import ENVIRONMENT_ARTIFACT, installed_packages
+from tests.git_repo import git
 
 
 def test_lifecycle_params_metrics_tags(ctx: Context) -> None:
@@ -120,26 +121,16 @@ def test_recorded_without_being_asked_outside_git(ctx: Context) -> None:
     assert f"sqlalchemy=={installed_packages()['sqlalchemy']}" in doc["requirements"]
 
 
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-
-
 def test_git_commit_and_uncommitted_diff_are_recorded(
     ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
-    _git(repo, "init", "-q", "-b", "main")
+    git(repo, "init", "-q", "-b", "main")
     (repo / "train.py").write_text("print('v1')\n")
-    _git(repo, "add", "train.py")
-    _git(repo, "commit", "-q", "-m", "v1")
-    head = _git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "add", "train.py")
+    git(repo, "commit", "-q", "-m", "v1")
+    head = git(repo, "rev-parse", "HEAD").strip()
     monkeypatch.chdir(repo)
     with ll.start_run() as clean:
         pass
@@ -175,11 +166,11 @@ def test_git_state_is_the_scripts_not_the_working_directorys(tmp_path: Path) -> 
     repo, other = tmp_path / "repo", tmp_path / "other"
     for folder, text in ((repo, _TRAIN), (other, "# another project\n")):
         folder.mkdir()
-        _git(folder, "init", "-q", "-b", "main")
+        git(folder, "init", "-q", "-b", "main")
         (folder / "train.py").write_text(text)
-        _git(folder, "add", "train.py")
-        _git(folder, "commit", "-q", "-m", "v1")
-    head = _git(repo, "rev-parse", "HEAD").strip()
+        git(folder, "add", "train.py")
+        git(folder, "commit", "-q", "-m", "v1")
+    head = git(repo, "rev-parse", "HEAD").strip()
     uri = f"sqlite:///{tmp_path / 'meta.db'}"
     for cwd in (tmp_path, other):  # outside any repository, and inside another one
         done = subprocess.run(

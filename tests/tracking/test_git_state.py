@@ -5,7 +5,6 @@ comparisons (its fallback), and both must see every change."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,31 +15,22 @@ import loopline as ll
 from loopline.core.context import Context
 from loopline.tracking import file_events
 from loopline.tracking import git_state as gs
-
-
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+from tests.git_repo import git
 
 
 def _make_repo(folder: Path) -> Path:
     """A committed repository whose files are old."""
     (folder / "src").mkdir(parents=True)
-    _git(folder, "init", "-q", "-b", "main")
+    git(folder, "init", "-q", "-b", "main")
     (folder / "train.py").write_text("print('v1')\n")
     (folder / "data.csv").write_text("a,b\n")
     (folder / "src" / "model.py").write_text("K = 1\n")
-    _git(folder, "add", ".")
-    _git(folder, "commit", "-q", "-m", "v1")
+    git(folder, "add", ".")
+    git(folder, "commit", "-q", "-m", "v1")
     old = time.time() - 3600
     for name in ("train.py", "data.csv", "src/model.py"):
         os.utime(folder / name, (old, old))
-    _git(folder, "status", "--short")  # git refreshes its index once after such a change
+    git(folder, "status", "--short")  # git refreshes its index once after such a change
     return folder
 
 
@@ -92,7 +82,7 @@ def test_git_state_is_reused_until_a_tracked_file_changes(
     edited = gs.git_state(str(repo))
     assert edited is not None and edited.dirty and edited.diff_blake3 != first.diff_blake3
     assert diffs[0] == 2
-    _git(repo, "commit", "-q", "-am", "v2")
+    git(repo, "commit", "-q", "-am", "v2")
     committed = gs.git_state(str(repo))
     assert committed is not None and committed.commit != first.commit and not committed.dirty
     calls = diffs[0]
@@ -100,7 +90,7 @@ def test_git_state_is_reused_until_a_tracked_file_changes(
     (repo / "src" / "notes.txt").write_text("untracked\n")
     assert gs.git_state(str(repo)) == committed  # untracked: not in the diff
     assert diffs[0] == calls  # and not a reason to ask git again
-    _git(repo, "add", "new.py")  # staged: in the diff
+    git(repo, "add", "new.py")  # staged: in the diff
     staged = gs.git_state(str(repo))
     assert staged is not None and staged.dirty
     (repo / "data.csv").unlink()
@@ -124,7 +114,9 @@ def test_an_edit_between_two_runs_of_one_process_is_recorded(
     "change",
     ["chmod", "rename a folder", "rename the file over", "checkout", "truncate", "touch"],
 )
-def test_every_kind_of_change_is_seen(repo: Path, change: str) -> None:
+def test_every_kind_of_change_is_seen(
+    repo: Path, change: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     before = gs.git_state(str(repo))
     assert before is not None and gs.git_state(str(repo)) == before
     model = repo / "src" / "model.py"
@@ -136,24 +128,14 @@ def test_every_kind_of_change_is_seen(repo: Path, change: str) -> None:
         (repo / "src" / "model.py.tmp").write_text("K = 2\n")
         (repo / "src" / "model.py.tmp").replace(model)
     elif change == "checkout":  # HEAD names another branch
-        _git(repo, "checkout", "-q", "-b", "other")
+        git(repo, "checkout", "-q", "-b", "other")
     elif change == "truncate":
         with model.open("r+") as handle:
             handle.truncate(0)
     elif change == "touch":  # new times, same bytes: git diff is the same, asked again
-        calls = [0]
-        real = gs._diff_hash
-
-        def counting(cwd: str | None) -> str | None:
-            calls[0] += 1
-            return real(cwd)
-
-        gs._diff_hash = counting  # type: ignore[assignment]
-        try:
-            os.utime(model, None)
-            assert gs.git_state(str(repo)) == before
-        finally:
-            gs._diff_hash = real  # type: ignore[assignment]
+        calls = _count_diffs(monkeypatch)
+        os.utime(model, None)
+        assert gs.git_state(str(repo)) == before
         assert calls == [1]
         return
     after = gs.git_state(str(repo))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from loopline.core.context import Context
 from loopline.errors import InvalidInput, NotFound
 from loopline.training import registry
 from loopline.training import registry_store as store
+from tests.git_repo import git
 
 
 def _frame(n: int = 60, seed: int = 1) -> pd.DataFrame:
@@ -28,20 +28,11 @@ def _frame(n: int = 60, seed: int = 1) -> pd.DataFrame:
 
 
 def _git_repo(path: Path) -> str:
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", "-c", "user.name=t", "-c", "user.email=t@x", *args],
-            cwd=path,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-
-    git("init", "-q")
+    git(path, "init", "-q")
     (path / "train.py").write_text("print('train')\n")
-    git("add", "train.py")
-    git("commit", "-qm", "train")
-    return git("rev-parse", "HEAD").strip()
+    git(path, "add", "train.py")
+    git(path, "commit", "-qm", "train")
+    return git(path, "rev-parse", "HEAD").strip()
 
 
 def _train(experiment: str = "churn", seed: int = 1, dataset: str = "churn-data") -> Any:

@@ -162,14 +162,15 @@ class LazyGroup(TyperGroup):
 
     def __init__(self, **attrs: Any) -> None:
         super().__init__(**attrs)
-        self.commands = _LazyCommands(self.commands)
+        self._lazy = _LazyCommands(self.commands)
+        self.commands = self._lazy
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        if ctx.meta.get(_SUMMARIES_ONLY) and cmd_name in COMMAND_SUMMARIES:
-            commands = self.commands
-            loaded = commands._loaded if isinstance(commands, _LazyCommands) else commands
-            if cmd_name not in loaded:
-                return _Summary(cmd_name, COMMAND_SUMMARIES[cmd_name])
+        summary = COMMAND_SUMMARIES.get(cmd_name)
+        # Only while the help is written, and only for a command not loaded already.
+        loaded = cmd_name in self._lazy._loaded
+        if summary is not None and ctx.meta.get(_SUMMARIES_ONLY) and not loaded:
+            return _Summary(cmd_name, summary)
         return super().get_command(ctx, cmd_name)
 
     def list_commands(self, ctx: Any) -> list[str]:

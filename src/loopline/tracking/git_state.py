@@ -48,19 +48,24 @@ class GitState:
     dirty: bool
 
 
-def _git(args: list[str], cwd: str | None) -> str | None:
+def _git_output(args: list[str], cwd: str | None) -> bytes | None:
+    """What ``git ARGS`` prints in ``cwd``; None when it fails, hangs or is not installed."""
     try:
         done = subprocess.run(
             ["git", "--no-optional-locks", *args],
             cwd=cwd,
             capture_output=True,
-            text=True,
             timeout=GIT_TIMEOUT_S,
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired):  # no git, or a hung repository
         return None
-    return done.stdout.strip() if done.returncode == 0 else None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _git(args: list[str], cwd: str | None) -> str | None:
+    out = _git_output(args, cwd)
+    return None if out is None else out.decode("utf-8", "surrogateescape").strip()
 
 
 def _diff_hash(cwd: str | None) -> str | None:
@@ -274,19 +279,10 @@ def _ask_git(cwd: str | None, folder: str) -> GitState | None:
 
 def _tracked_files(root: str) -> tuple[str, ...] | None:
     """Absolute paths of every file git tracks (None: too many, or git failed)."""
-    try:
-        done = subprocess.run(
-            ["git", "--no-optional-locks", "ls-files", "-z", "--full-name"],
-            cwd=root,
-            capture_output=True,
-            timeout=GIT_TIMEOUT_S,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
+    out = _git_output(["ls-files", "-z", "--full-name"], root)
+    if out is None:
         return None
-    if done.returncode != 0:
-        return None
-    names = [n for n in done.stdout.decode("utf-8", "surrogateescape").split("\0") if n]
+    names = [n for n in out.decode("utf-8", "surrogateescape").split("\0") if n]
     if len(names) > _MAX_WATCHED_FILES:
         return None
     return tuple(f"{root}/{n}" for n in names)
