@@ -12,6 +12,7 @@ fork server cannot serve a call (an environment that changes how Python starts, 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import selectors
@@ -25,6 +26,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import IO, Any
 
 from loopline.core.context import Context
 
@@ -97,6 +99,52 @@ def _text(data: bytes) -> str:
     return data.decode().replace("\r\n", "\n").replace("\r", "\n")
 
 
+def _fork(
+    run: dict[str, str],
+    args: Sequence[str],
+    env: Mapping[str, str],
+    cwd: Path | str | None,
+    fds: tuple[int, int, int],
+) -> tuple[int, socket.socket] | None:
+    """Ask the fork server to start ``run`` (a module or a script) with ``args``; return the
+    child's pid and the connection its exit status comes on, or None where the fork server
+    cannot run it (start it from scratch then). The caller keeps its ``fds``."""
+    server = _fork_server()
+    if _startup_env(env) != server[2]:
+        return None
+    folder = str(Path(cwd).absolute() if cwd is not None else Path.cwd())
+    request = json.dumps({**run, "args": list(args), "env": dict(env), "cwd": folder}).encode()
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(server[1])
+        socket.send_fds(conn, [request], list(fds))
+        pid = int(_line(conn, None) or b"")
+    except (OSError, ValueError):  # the fork server is gone: no command was started
+        conn.close()
+        return None
+    return pid, conn
+
+
+def _line(conn: socket.socket, timeout: float | None) -> bytes | None:
+    """One line from the fork server (the pid, then the exit status), None on a timeout.
+
+    Reads a byte at a time: nothing after the line may be consumed."""
+    conn.settimeout(timeout)
+    line = b""
+    try:
+        while not line.endswith(b"\n"):
+            byte = conn.recv(1)
+            if not byte:
+                raise OSError("the fork server closed the connection")
+            line += byte
+    except (TimeoutError, BlockingIOError):
+        if line:  # a partial line: the rest is on its way
+            conn.settimeout(None)
+            return line + (_line(conn, None) or b"")
+        return None
+    return line
+
+
 def run_cli(
     args: Sequence[str],
     *,
@@ -112,33 +160,26 @@ def run_cli(
         >>> # run_cli(["runs", "ls"], env=os.environ).returncode
     """
     argv = [sys.executable, "-m", "loopline.cli.main", *args]
-    server = _fork_server()
-    if _startup_env(env) != server[2]:
-        return _fresh(argv, env, cwd, timeout)
-    folder = str(Path(cwd).absolute() if cwd is not None else Path.cwd())
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     null = os.open(os.devnull, os.O_RDONLY)
-    request = json.dumps({"args": list(args), "env": dict(env), "cwd": folder}).encode()
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-        try:
-            conn.connect(server[1])
-            socket.send_fds(conn, [request], [null, out_w, err_w])
-            answers = conn.makefile("rb")
-            pid = int(answers.readline())
-        except (OSError, ValueError):  # the fork server is gone: no command was started
-            os.close(out_r)
-            os.close(err_r)
-            return _fresh(argv, env, cwd, timeout)
-        finally:
-            for fd in (null, out_w, err_w):
-                os.close(fd)
+    try:
+        forked = _fork({"module": "loopline.cli.main"}, args, env, cwd, (null, out_w, err_w))
+    finally:
+        for fd in (null, out_w, err_w):
+            os.close(fd)
+    if forked is None:
+        os.close(out_r)
+        os.close(err_r)
+        return _fresh(argv, env, cwd, timeout)
+    pid, conn = forked
+    with conn:
         output = {out_r: bytearray(), err_r: bytearray()}
         try:
             finished = _read_all(output, time.monotonic() + timeout)
             if not finished:
                 os.kill(pid, signal.SIGKILL)
-            code = int(answers.readline())
+            code = int(_line(conn, None) or b"")
         finally:
             os.close(out_r)
             os.close(err_r)
@@ -146,6 +187,165 @@ def run_cli(
     if not finished:
         raise subprocess.TimeoutExpired(argv, timeout, stdout, stderr)
     return subprocess.CompletedProcess(argv, code, stdout, stderr)
+
+
+class ForkedProcess:
+    """A process the fork server started for :func:`popen`, with the parts of
+    :class:`subprocess.Popen` the tests use. Its parent is the fork server's waiter, which
+    sends its exit status (negative for a signal, as Popen's ``returncode``)."""
+
+    def __init__(
+        self,
+        args: list[str],
+        pid: int,
+        conn: socket.socket,
+        pipes: dict[str, int],
+        text: bool,
+    ) -> None:
+        self.args = args
+        self.pid = pid
+        self.returncode: int | None = None
+        self._conn = conn
+        mode = "r" if text else "rb"  # text as Popen's: the locale's encoding, universal newlines
+        self.stdout: IO[Any] | None = (
+            open(pipes["stdout"], mode) if "stdout" in pipes else None  # noqa: SIM115
+        )
+        self.stderr: IO[Any] | None = (
+            open(pipes["stderr"], mode) if "stderr" in pipes else None  # noqa: SIM115
+        )
+
+    def poll(self) -> int | None:
+        """The exit status, or None while the process runs."""
+        return self._status(0)
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the process to end; raise TimeoutExpired after ``timeout`` seconds."""
+        status = self._status(timeout)
+        if status is None:
+            raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        return status
+
+    def _status(self, timeout: float | None) -> int | None:
+        if self.returncode is None:
+            line = _line(self._conn, timeout)
+            if line is None:
+                return None
+            self.returncode = int(line)
+            self._conn.close()
+        return self.returncode
+
+    def communicate(self, timeout: float | None = None) -> tuple[Any, Any]:
+        """Read stdout and stderr to their end and wait, as Popen.communicate does."""
+        streams = (self.stdout, self.stderr)
+        read: list[Any] = [None, None]
+
+        def drain(i: int, f: IO[Any]) -> None:
+            read[i] = f.read()  # text mode: what a readline() already buffered comes first
+
+        readers = [
+            threading.Thread(target=drain, args=(i, f), daemon=True)
+            for i, f in enumerate(streams)
+            if f is not None
+        ]
+        deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
+        for reader in readers:
+            reader.start()
+        for reader in readers:
+            reader.join(max(0.0, deadline - time.monotonic()))
+            if reader.is_alive():
+                raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        self.wait(max(0.0, deadline - time.monotonic()))
+        for f in streams:
+            if f is not None:
+                f.close()
+        return read[0], read[1]
+
+    def send_signal(self, sig: int) -> None:
+        """Send ``sig`` unless the process has already ended."""
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        """SIGTERM, as Popen.terminate."""
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL, as Popen.kill."""
+        self.send_signal(signal.SIGKILL)
+
+    def __enter__(self) -> ForkedProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for f in (self.stdout, self.stderr):
+            if f is not None:
+                f.close()
+        self.wait()
+
+
+#: What :func:`popen` returns.
+Process = ForkedProcess | subprocess.Popen[Any]
+
+
+def _target(stream: Any, pipes: dict[str, int], name: str, opened: list[int]) -> int:
+    """The file descriptor the child gets for ``stream`` (Popen's stdout= or stderr=)."""
+    if stream is None:
+        return {"stdout": 1, "stderr": 2}[name]
+    if stream == subprocess.DEVNULL:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        opened.append(fd)
+        return fd
+    if stream == subprocess.PIPE:
+        read, write = os.pipe()
+        pipes[name] = read
+        opened.append(write)
+        return write
+    return stream if isinstance(stream, int) else int(stream.fileno())
+
+
+def popen(
+    argv: Sequence[str],
+    *,
+    stdout: Any = None,
+    stderr: Any = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | str | None = None,
+    text: bool = False,
+) -> Process:
+    """``subprocess.Popen(argv, ...)`` for ``[sys.executable, "-m", MODULE, ...]`` or
+    ``[sys.executable, SCRIPT, ...]``, forked from the fork server (the imports done once);
+    anything else, or where the fork server cannot serve it, a real Popen. stdin is
+    /dev/null; stdout and stderr as Popen takes them (None, DEVNULL, PIPE, a file, and
+    STDOUT for stderr).
+
+    Example:
+        >>> # popen([sys.executable, "-m", "loopline.cli.main", "server"], stderr=PIPE)
+    """
+    env = dict(os.environ if env is None else env)
+    exe, *rest = argv
+    run: dict[str, str] | None = None
+    if exe == sys.executable and len(rest) >= 2 and rest[0] == "-m":
+        run, args = {"module": rest[1]}, rest[2:]
+    elif exe == sys.executable and rest and rest[0].endswith(".py"):
+        run, args = {"script": str(Path(cwd or ".", rest[0]).absolute())}, rest[1:]
+    if run is not None:
+        pipes: dict[str, int] = {}
+        opened: list[int] = []
+        null = os.open(os.devnull, os.O_RDONLY)
+        opened.append(null)
+        try:
+            out = _target(stdout, pipes, "stdout", opened)
+            err = out if stderr == subprocess.STDOUT else _target(stderr, pipes, "stderr", opened)
+            forked = _fork(run, args, env, cwd, (null, out, err))
+        finally:
+            for fd in opened:
+                os.close(fd)
+        if forked is not None:
+            return ForkedProcess(list(argv), *forked, pipes, text)
+        for fd in pipes.values():
+            os.close(fd)
+    return subprocess.Popen(list(argv), stdout=stdout, stderr=stderr, env=env, cwd=cwd, text=text)
 
 
 def _fresh(

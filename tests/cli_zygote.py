@@ -1,14 +1,19 @@
 """A process that has imported the ``loopline`` CLI once and forks a child per command.
 
+A command is ``python -m loopline.cli.main ARGS`` (or another module) or ``python SCRIPT
+ARGS``: the servers and the writer processes the tests start are forked here too, not only
+the short CLI calls.
+
 Run as a script by :mod:`tests.cli_run` (never imported by the tests): ``python
 tests/cli_zygote.py SOCKET``. It imports what nearly every ``loopline`` command imports
-(SQLAlchemy, pydantic, Typer, the tracking API, pandas), then serves requests on the Unix
-socket ``SOCKET``: each names the arguments, the environment and the working folder, and
-carries the child's stdin, stdout and stderr as file descriptors. For each, a waiter is
-forked, which forks the command's process, sends its pid, waits for it and sends its exit
-status. The command's process sets its environment, folder, ``sys.path`` and ``sys.argv``
-as ``python -m loopline.cli.main ARGS`` would have, runs the module as ``__main__`` and
-exits the interpreter the usual way (non-daemon threads joined, ``atexit`` handlers run).
+(SQLAlchemy, pydantic, Typer, the tracking API, pandas) and the two servers' apps, then
+serves requests on the Unix socket ``SOCKET``: each names the module or script, the
+arguments, the environment and the working folder, and carries the child's stdin, stdout
+and stderr as file descriptors. For each, a waiter is forked, which forks the command's
+process, sends its pid, waits for it and sends its exit status. The command's process sets
+its environment, folder, ``sys.path`` and ``sys.argv`` as ``python -m MODULE ARGS`` (or
+``python SCRIPT ARGS``) would have, runs it as ``__main__`` and exits the interpreter the
+usual way (non-daemon threads joined, ``atexit`` handlers run).
 
 It exits when its stdin closes: the pytest worker that started it has gone.
 """
@@ -37,17 +42,21 @@ def _preload() -> None:
     import rich.console
     import rich.table
     import sqlalchemy
+    import uvicorn
 
     import loopline.cli._common
     import loopline.cli.main
     import loopline.core.context
+    import loopline.server.app
+    import loopline.serving.app
     import loopline.tracking.api
 
-    del loopline, pandas, pyarrow, rich, sqlalchemy
+    del loopline, pandas, pyarrow, rich, sqlalchemy, uvicorn
 
 
 def _run_command(request: dict[str, Any], fds: list[int]) -> None:
-    """In the command's process: become ``python -m loopline.cli.main ARGS`` and run."""
+    """In the command's process: become ``python -m MODULE ARGS`` (``loopline.cli.main`` by
+    default) or ``python SCRIPT ARGS``, and run."""
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
@@ -56,12 +65,20 @@ def _run_command(request: dict[str, Any], fds: list[int]) -> None:
     env: dict[str, str] = request["env"]
     os.environ.clear()
     os.environ.update(env)
-    extra = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    sys.path[:] = [cwd, *[str(Path(p).absolute()) for p in extra], *_BASE_PATH]
-    sys.argv = ["loopline", *request["args"]]
-    # Run from its source as `python -m` does, not as the module the preload imported.
-    del sys.modules["loopline.cli.main"]
-    runpy.run_module("loopline.cli.main", run_name="__main__", alter_sys=True)
+    extra = [str(Path(p).absolute()) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    script = request.get("script")
+    if script is not None:
+        # As `python SCRIPT`: the script's own folder first on sys.path, then PYTHONPATH.
+        sys.path[:] = [str(Path(script).resolve().parent), *extra, *_BASE_PATH]
+        sys.argv = [script, *request["args"]]
+        runpy.run_path(script, run_name="__main__")
+    else:
+        module = request.get("module", "loopline.cli.main")
+        sys.path[:] = [cwd, *extra, *_BASE_PATH]
+        sys.argv = ["loopline" if module == "loopline.cli.main" else module, *request["args"]]
+        # Run from its source as `python -m` does, not as the module the preload imported.
+        sys.modules.pop(module, None)
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
 def _serve(path: str) -> tuple[dict[str, Any], list[int]] | None:

@@ -9,16 +9,17 @@ waited on were starting on the same two cores.
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Callable
 
 import httpx
 
+from tests.cli_run import Process
+
 
 def wait_healthy(
     url: str,
-    proc: subprocess.Popen[bytes],
+    proc: Process,
     output: Callable[[], str],
     *,
     timeout: float = 60.0,

@@ -34,6 +34,7 @@ from loopline.core.context import Context
 from loopline.core.db import create_engine_for, current_revision, head_revision, upgrade
 from loopline.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from loopline.monitoring.prediction_log import PredictionLogger
+from tests.cli_run import popen
 from tests.conftest import _require, s3_options
 from tests.serving.helpers import FEATURES, good_model, toy_data
 
@@ -403,7 +404,7 @@ def test_sigkill_during_a_restore_leaves_the_target_as_it_was(tmp_path: Path) ->
         "LOOPLINE_URI": target.settings.metadata_uri,
         "LOOPLINE_ARTIFACTS": target.settings.artifacts_uri,
     }
-    proc = subprocess.Popen(
+    proc = popen(
         [sys.executable, "-m", "loopline.cli.main", "restore", str(tmp_path / "bk"), "--force"],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -726,7 +727,7 @@ def test_sigkill_during_backup_leaves_nothing_restore_would_accept(tmp_path: Pat
         "LOOPLINE_URI": ctx.settings.metadata_uri,
         "LOOPLINE_ARTIFACTS": ctx.settings.artifacts_uri,
     }
-    proc = subprocess.Popen(
+    proc = popen(
         [sys.executable, "-m", "loopline.cli.main", "backup", str(dest), "--json"],
         env=env,
         stdout=subprocess.DEVNULL,

@@ -15,6 +15,7 @@ import loopline
 from loopline.core import audit
 from loopline.core.artifacts import SYNCFS_MIN, LocalArtifactStore, hash_bytes
 from loopline.core.syncfs import _libc_syncfs
+from tests.cli_run import popen
 
 KILLS = 20
 WRITER = Path(__file__).with_name("crash_writer.py")
@@ -25,7 +26,7 @@ def _kill_during(writer: Path, uri: str, artifacts: str, delay: float) -> list[l
     """Run ``writer`` and SIGKILL it ``delay`` seconds after its first ACK line; return the
     fields after ``ACK`` of every whole line it printed (a torn last line was never
     acknowledged)."""
-    proc = subprocess.Popen(
+    proc = popen(
         [sys.executable, str(writer), uri, artifacts],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -17,6 +17,7 @@ from loopline.config import Settings
 from loopline.core.artifacts import S3ArtifactStore
 from loopline.core.doctor import run_checks
 from loopline.core.scratch import sweep, temp_name, writing
+from tests.cli_run import Process, popen
 from tests.conftest import s3_options
 
 HOLD = """
@@ -75,9 +76,9 @@ def test_sweep_removes_only_what_dead_writers_left(tmp_path: Path) -> None:
         temp_name(folder)
 
 
-def _add(home: Path, name: str, src: Path) -> subprocess.Popen[str]:
+def _add(home: Path, name: str, src: Path) -> Process:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPLINE_")}
-    return subprocess.Popen(
+    return popen(
         [sys.executable, "-m", "loopline.cli.main", "data", "add", name, str(src)],
         env={**env, "LOOPLINE_HOME": str(home)},
         stdout=subprocess.PIPE,
@@ -92,7 +93,7 @@ def _temp_files(folder: Path, pid: int) -> list[Path]:
     return [p for p in folder.glob(f"w{pid}-*") if not p.name.endswith(".lock")]
 
 
-def _wait_mid_copy(proc: subprocess.Popen[str], store_tmp: Path) -> list[Path]:
+def _wait_mid_copy(proc: Process, store_tmp: Path) -> list[Path]:
     """Wait until ``proc`` has copies in the store's tmp/ (it is mid-copy); return them."""
     deadline = time.monotonic() + 120
     while len(found := _temp_files(store_tmp, proc.pid)) < 2:

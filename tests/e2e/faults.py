@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.cli_run import Process, popen
 from tests.health import wait_healthy
 
 HERE = Path(__file__).resolve().parent
@@ -44,7 +45,7 @@ class Writer:
 
     mode: str
     out: Path
-    proc: subprocess.Popen[bytes]
+    proc: Process
     log: Path
 
     def lines(self) -> list[dict[str, Any]]:
@@ -86,7 +87,7 @@ class WriterGroup:
             i = len(self.writers)
             out, log = self.folder / f"writer-{i}.jsonl", self.folder / f"writer-{i}.log"
             with log.open("wb") as err:
-                proc = subprocess.Popen(
+                proc = popen(
                     [sys.executable, str(HERE / "fault_writer.py"), mode, str(out),
                      str(self.stop_file)],
                     env={**os.environ, **self.env},
@@ -146,11 +147,11 @@ class KillableServer:
         self.env = env
         self.log = log
         self.url = f"http://127.0.0.1:{port}"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: Process | None = None
 
     def start(self, timeout: float = 60) -> None:
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
+            self.proc = popen(
                 [sys.executable, "-m", "loopline.cli.main", "server", "--port", str(self.port)],
                 env={**os.environ, **self.env},
                 stdout=out,

@@ -23,6 +23,7 @@ from loopline.loop import controller
 from loopline.loop.leader import holder
 from loopline.loop.runner import server_loop
 from loopline.serving.deploy import get_deployment
+from tests.cli_run import popen
 from tests.health import wait_healthy
 from tests.loop import scenario
 from tests.server.conftest import free_port
@@ -42,7 +43,7 @@ class Server:
             "LOOPLINE_LOOP_INTERVAL": str(interval),
         }
         with log.open("wb") as err:
-            self.proc = subprocess.Popen(
+            self.proc = popen(
                 [sys.executable, "-m", "loopline.cli.main", "server", "--port", str(port), *args],
                 env=env,
                 stdout=subprocess.DEVNULL,

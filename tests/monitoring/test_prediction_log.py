@@ -20,6 +20,7 @@ from loopline.core.context import Context
 from loopline.core.db import create_engine_for, current_revision, upgrade
 from loopline.monitoring import tables
 from loopline.monitoring.prediction_log import PredictionLogger, flush_default, read_predictions
+from tests.cli_run import Process, popen
 from tests.schema_diff import schema_diffs
 
 NAMES = {
@@ -122,10 +123,10 @@ _WRITER = textwrap.dedent(
 )
 
 
-def _writer(ctx: Context, tmp_path: Path, mode: str) -> subprocess.Popen[str]:
+def _writer(ctx: Context, tmp_path: Path, mode: str) -> Process:
     script = tmp_path / "writer.py"
     script.write_text(_WRITER)
-    return subprocess.Popen(
+    return popen(
         [sys.executable, str(script), ctx.settings.metadata_uri, ctx.settings.artifacts_uri, mode],
         stdout=subprocess.PIPE,
         text=True,

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.cli_run import Process, popen
 from tests.health import wait_healthy
 
 
@@ -28,9 +29,10 @@ def start_server(
     artifacts: str,
     extra_env: dict[str, str] | None = None,
     args: tuple[str, ...] = (),
-) -> tuple[subprocess.Popen[bytes], str]:
+) -> tuple[Process, str]:
     """Start `loopline server` (with ``args``) and wait until /health answers; return
-    (process, base URL)."""
+    (process, base URL). The process is forked from the worker's fork server
+    (:func:`tests.cli_run.popen`): its imports, ~1 s of CPU, are done once per worker."""
     port = free_port()
     env = {
         **os.environ,
@@ -38,7 +40,7 @@ def start_server(
         "LOOPLINE_ARTIFACTS": artifacts,
         **(extra_env or {}),
     }
-    proc = subprocess.Popen(
+    proc = popen(
         [sys.executable, "-m", "loopline.cli.main", "server", "--port", str(port), *args],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -54,7 +56,7 @@ def start_server(
     return proc, url
 
 
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
+def stop_server(proc: Process) -> None:
     """Stop the server process."""
     proc.terminate()
     if proc.stderr:

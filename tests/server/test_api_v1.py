@@ -20,6 +20,7 @@ import loopline as ll
 from loopline.core.artifacts import hash_bytes
 from loopline.tracking.batch_codec import MAX_BATCH_POINTS
 from loopline.tracking.validation import MAX_FLOAT
+from tests.cli_run import popen
 from tests.tracking.backends import count_points, database, server
 
 LOGGER = Path(__file__).parents[1] / "tracking" / "metric_logger.py"
@@ -565,7 +566,7 @@ def test_eight_processes_log_through_the_server(served: tuple[str, str], tmp_pat
     workers, steps, keys = 8, 300, 40
     go = tmp_path / "go"
     procs = [
-        subprocess.Popen(
+        popen(
             [
                 sys.executable,
                 str(LOGGER),

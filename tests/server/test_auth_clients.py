@@ -15,6 +15,7 @@ import pytest
 import loopline
 from loopline.core import auth
 from loopline.errors import LooplineError
+from tests.cli_run import popen
 from tests.health import wait_healthy
 from tests.server.conftest import free_port, stop_server
 
@@ -50,7 +51,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
     }
     log = tmp_path / "server.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(
+        proc = popen(
             [sys.executable, "-m", "loopline.cli.main", "server", "--port", str(port), "--auth"],
             env=env,
             stdout=out,

@@ -52,6 +52,12 @@ def _experiment(client: MlflowClient, what: str) -> str:
     return str(experiment_id)
 
 
+#: Given, so that the client does not infer them: it imports the model in a new Python
+#: process for that (~5 s of CPU a model), which is the client's own work, not the server's
+#: (tests/server/test_mlflow_client.py logs a model as a user does, requirements inferred).
+REQS = ["scikit-learn"]
+
+
 def _post(server_url: str, route: str, body: dict[str, object]) -> requests.Response:
     return requests.post(f"{server_url}/api/2.0/mlflow/{route}", json=body, timeout=30)
 
@@ -64,7 +70,9 @@ def test_log_model_with_more_than_100_params_keeps_them_all(client: MlflowClient
     params = {f"p{i}": i for i in range(150)}
     with mlflow.start_run():
         # the client sends 100 with the creation, the rest to logged-models/{id}/params
-        info = mlflow.sklearn.log_model(LogisticRegression().fit(X, y), name="m", params=params)
+        info = mlflow.sklearn.log_model(
+            LogisticRegression().fit(X, y), name="m", params=params, pip_requirements=REQS
+        )
     model = mlflow.get_logged_model(info.model_id)
     assert model.status == LoggedModelStatus.READY
     assert model.params == {k: str(v) for k, v in params.items()}
@@ -153,7 +161,9 @@ def test_metrics_linked_to_a_logged_model_read_back_and_stay_the_runs(
         for step in range(2):
             mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
         # log_model links the run's points at its step to the model it logs
-        info = mlflow.sklearn.log_model(LogisticRegression().fit(X, y), name="m", step=1)
+        info = mlflow.sklearn.log_model(
+            LogisticRegression().fit(X, y), name="m", step=1, pip_requirements=REQS
+        )
         mlflow.log_metric("acc", 0.9, step=1, model_id=info.model_id)
         mlflow.log_metric("nan", float("nan"), step=1, model_id=info.model_id)
     run_id = run.info.run_id
@@ -292,8 +302,12 @@ def test_a_run_lists_the_models_it_logged_as_its_outputs(
 ) -> None:
     experiment_id = _experiment(client, "outputs")
     with mlflow.start_run() as run:
-        first = mlflow.sklearn.log_model(LogisticRegression().fit(X, y), name="a")
-        second = mlflow.sklearn.log_model(LogisticRegression().fit(X, y), name="b", step=3)
+        first = mlflow.sklearn.log_model(
+            LogisticRegression().fit(X, y), name="a", pip_requirements=REQS
+        )
+        second = mlflow.sklearn.log_model(
+            LogisticRegression().fit(X, y), name="b", step=3, pip_requirements=REQS
+        )
     run_id = run.info.run_id
     outputs = client.get_run(run_id).outputs
     assert [(o.model_id, o.step) for o in outputs.model_outputs] == [

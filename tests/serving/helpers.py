@@ -26,6 +26,7 @@ import pandas as pd
 
 import loopline as ll
 from loopline.core.context import Context
+from tests.cli_run import popen
 from tests.health import wait_healthy
 
 FEATURES = ["a", "b", "bucket"]
@@ -96,7 +97,7 @@ def serving(ctx: Context, *args: str, poll: float = 0.2) -> Iterator[str]:
     }
     log = Path(ctx.settings.artifacts_uri).parent / f"serve-{port}.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(
+        proc = popen(
             [
                 sys.executable,
                 "-m",

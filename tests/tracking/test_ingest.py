@@ -21,6 +21,7 @@ from loopline.errors import BackendUnavailable
 from loopline.tracking import ingest
 from loopline.tracking.metrics import stored_points
 from loopline.tracking.tables import latest_metrics, runs
+from tests.cli_run import Process, popen
 
 LOGGER = Path(__file__).with_name("metric_logger.py")
 REPO = Path(__file__).parents[2]
@@ -42,8 +43,8 @@ def _count(uri: str, run_id: str, max_step: int | None = None) -> int:
     return sum(1 for _r, _k, step in _points(uri, [run_id]) if max_step is None or step <= max_step)
 
 
-def _logger(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+def _logger(*args: str) -> Process:
+    return popen(
         [sys.executable, str(LOGGER), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

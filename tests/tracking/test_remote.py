@@ -26,6 +26,7 @@ from loopline.errors import BackendUnavailable, InvalidInput
 from loopline.tracking.api import Run
 from loopline.tracking.backend import backend_for
 from loopline.tracking.remote import RemoteSink
+from tests.cli_run import Process, popen
 from tests.server.conftest import start_server, stop_server
 from tests.tracking.backends import count_points, database
 
@@ -137,7 +138,7 @@ def _small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def db_and_server(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]], str]]:
+def db_and_server(tmp_path: Path) -> Iterator[tuple[str, list[Process], str]]:
     """(database URI, [server process], server URL); the test may replace the process."""
     with database("sqlite", tmp_path) as db_uri:
         proc, url = start_server(db_uri, str(tmp_path / "server-artifacts"))
@@ -151,7 +152,7 @@ def db_and_server(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[b
 
 
 @pytest.fixture
-def proxy(db_and_server: tuple[str, list[subprocess.Popen[bytes]], str]) -> Iterator[FlakyProxy]:
+def proxy(db_and_server: tuple[str, list[Process], str]) -> Iterator[FlakyProxy]:
     flaky = FlakyProxy(db_and_server[2])
     yield flaky
     flaky.close()
@@ -164,7 +165,7 @@ def _log(run: Run, start: int, steps: int, keys: int = 10) -> None:
 
 def test_lost_answers_503s_and_a_restart_lose_nothing_and_duplicate_nothing(
     proxy: FlakyProxy,
-    db_and_server: tuple[str, list[subprocess.Popen[bytes]], str],
+    db_and_server: tuple[str, list[Process], str],
     tmp_path: Path,
 ) -> None:
     db_uri, procs, _url = db_and_server
@@ -195,7 +196,7 @@ def test_lost_answers_503s_and_a_restart_lose_nothing_and_duplicate_nothing(
 
 
 def test_flush_gives_up_after_the_retry_window_and_keeps_the_points(
-    proxy: FlakyProxy, db_and_server: tuple[str, list[subprocess.Popen[bytes]], str]
+    proxy: FlakyProxy, db_and_server: tuple[str, list[Process], str]
 ) -> None:
     ctx = ll.init(uri=proxy.url, http_retry_s=1)
     run = ll.start_run(experiment="down")
@@ -217,7 +218,7 @@ def test_flush_gives_up_after_the_retry_window_and_keeps_the_points(
 
 
 def test_creating_a_run_is_not_repeated_when_its_answer_is_lost(
-    proxy: FlakyProxy, db_and_server: tuple[str, list[subprocess.Popen[bytes]], str]
+    proxy: FlakyProxy, db_and_server: tuple[str, list[Process], str]
 ) -> None:
     ctx = ll.init(uri=proxy.url, http_retry_s=30)
     proxy.lose("/api/v1/runs", 1)
@@ -228,7 +229,7 @@ def test_creating_a_run_is_not_repeated_when_its_answer_is_lost(
 
 
 def test_an_upload_damaged_in_transit_is_refused_by_the_server_and_not_stored(
-    proxy: FlakyProxy, db_and_server: tuple[str, list[subprocess.Popen[bytes]], str], tmp_path: Path
+    proxy: FlakyProxy, db_and_server: tuple[str, list[Process], str], tmp_path: Path
 ) -> None:
     ctx = ll.init(uri=proxy.url, http_retry_s=30)
     (tmp_path / "w.bin").write_bytes(b"weights" * 1000)
@@ -248,11 +249,11 @@ def test_an_upload_damaged_in_transit_is_refused_by_the_server_and_not_stored(
 
 
 def test_sigkill_never_loses_an_acknowledged_point(
-    db_and_server: tuple[str, list[subprocess.Popen[bytes]], str],
+    db_and_server: tuple[str, list[Process], str],
 ) -> None:
     db_uri, _procs, url = db_and_server
     keys = 20
-    proc = subprocess.Popen(
+    proc = popen(
         [sys.executable, str(LOGGER), "killed", url, "unused", str(keys)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

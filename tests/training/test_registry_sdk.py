@@ -220,6 +220,7 @@ def test_a_model_logged_by_the_mlflow_client_is_explained_not_unpickled(
                 LogisticRegression().fit(X, X["spend"] > 5),
                 name="model",
                 registered_model_name="from-mlflow",
+                pip_requirements=["scikit-learn"],  # not inferred: see test_mlflow_logged_models
             )
     finally:
         monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
