@@ -29,6 +29,21 @@ def test_sqlite_runs_in_wal_with_busy_timeout(sqlite_uri: str) -> None:
     engine.dispose()
 
 
+def test_opening_a_current_database_waits_for_no_writer(migrated_sqlite_uri: str) -> None:
+    """Every command opens the database (the schema check) while others may be writing: a
+    read in WAL mode needs no write lock, so opening neither queues behind a writer nor,
+    when its process is stopped (^Z) mid-check, holds every writer up."""
+    writer = create_engine_for(migrated_sqlite_uri)
+    with writer.begin() as conn:  # BEGIN IMMEDIATE: the write lock, held
+        conn.exec_driver_sql("CREATE TABLE held (x INTEGER)")
+        opener = create_engine_for(migrated_sqlite_uri, busy_timeout_ms=200)
+        ensure_schema(opener)  # would fail after 0.2 s with "database is locked"
+        with opener.connect().execution_options(loopline_read_only=True) as reader:
+            assert reader.exec_driver_sql("SELECT count(*) FROM alembic_version").scalar() == 1
+        opener.dispose()
+    writer.dispose()
+
+
 @pytest.mark.parametrize("uri", ["foo://x", "mysql://u@h/db", "not a uri"], ids=str)
 def test_unknown_scheme_names_the_setting(uri: str) -> None:
     with pytest.raises(ConfigError, match="LOOPLINE_URI"):

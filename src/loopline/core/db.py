@@ -38,6 +38,13 @@ SUPPORTED_SCHEMES = ("sqlite", "postgresql")
 _upgrade_lock = threading.Lock()
 T = TypeVar("T")
 
+#: Execution option of a connection whose transactions only read. On SQLite they begin
+#: DEFERRED, reading a WAL snapshot without the write lock (every other transaction begins
+#: IMMEDIATE: see ``_sqlite_engine``): such a read neither queues behind a writer nor holds
+#: one up, even when its process is stopped (^Z) in the middle of it. A write in such a
+#: transaction fails ("database is locked") instead of waiting: mark only reads.
+READ_ONLY = "loopline_read_only"
+
 
 def like_literal(text: str) -> str:
     r"""``text`` as part of a LIKE pattern that matches only itself (use ``escape="\\"``):
@@ -112,7 +119,9 @@ def _sqlite_engine(url: sa.URL, busy_timeout_ms: int) -> Engine:
     def _on_begin(conn: sa.Connection) -> None:
         # IMMEDIATE takes the write lock up front: two writers queue on busy_timeout
         # instead of one failing with "database is locked" when it upgrades a read lock.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A transaction marked READ_ONLY never upgrades: it reads a snapshot, lock-free.
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -278,8 +287,12 @@ _VERSION_QUERY = sa.text("SELECT version_num FROM alembic_version")
 
 
 def _stored_revision(engine: Engine) -> str | None:
-    """The revision in ``alembic_version``; None when the table is missing or empty."""
+    """The revision in ``alembic_version``; None when the table is missing or empty.
+
+    Read without the write lock (:data:`READ_ONLY`): every command's start asks this.
+    """
     with _translate_connect_errors(engine), engine.connect() as conn:
+        conn.execution_options(**{READ_ONLY: True})
         if not sa.inspect(conn).has_table("alembic_version"):
             return None
         rows = conn.execute(_VERSION_QUERY).scalars().all()
