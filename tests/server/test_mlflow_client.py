@@ -265,6 +265,29 @@ def test_an_experiment_tag_is_deleted(tracking: MlflowClient) -> None:
     assert info.value.error_code == "RESOURCE_DOES_NOT_EXIST"
 
 
+def test_an_experiment_is_renamed_as_in_mlflow(tracking: MlflowClient) -> None:
+    # experiments/update was ENDPOINT_NOT_FOUND.
+    exp = tracking.create_experiment("to-rename")
+    run = tracking.create_run(exp).info.run_id
+    tracking.rename_experiment(exp, "renamed")
+    assert tracking.get_experiment_by_name("renamed").experiment_id == exp
+    assert tracking.get_experiment_by_name("to-rename") is None
+    assert [r.info.run_id for r in tracking.search_runs([exp])] == [run]
+    tracking.create_experiment("taken")
+    with pytest.raises(MlflowException, match="'taken' already exists") as info:
+        tracking.rename_experiment(exp, "taken")
+    assert info.value.error_code == "RESOURCE_ALREADY_EXISTS"
+    with pytest.raises(MlflowException) as info:
+        tracking.rename_experiment("987654", "nowhere")
+    assert info.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    tracking.delete_experiment(exp)
+    with pytest.raises(MlflowException, match="restore it first") as info:
+        tracking.rename_experiment(exp, "again")
+    assert info.value.error_code == "INVALID_PARAMETER_VALUE"
+    tracking.restore_experiment(exp)
+    assert tracking.get_experiment(exp).name == "renamed"
+
+
 def test_a_param_changed_or_repeated_is_invalid_as_in_mlflow(
     tracking: MlflowClient, served: tuple[str, str]
 ) -> None:

@@ -90,6 +90,50 @@ def test_deleting_an_experiment_deletes_its_runs_as_mlflow_does(ctx: Context) ->
     assert store.get_run(ctx.engine, kept).lifecycle_stage == "active"
 
 
+def test_an_experiment_is_renamed_keeping_its_id_and_runs(ctx: Context) -> None:
+    exp = experiments.create_experiment(ctx.engine, "churn")
+    run = store.create_run(ctx.engine, exp.id).id
+    assert experiments.active_experiment(ctx.engine, "churn").id == exp.id  # remembered
+    experiments.rename_experiment(ctx.engine, exp.id, "churn-2026", actor="ada")
+    renamed = experiments.get_experiment_by_name(ctx.engine, "churn-2026")
+    assert renamed.id == exp.id and renamed.artifact_location == exp.artifact_location
+    assert renamed.last_update_time >= exp.last_update_time
+    assert store.get_run(ctx.engine, run).experiment == "churn-2026"
+    with pytest.raises(NotFound):
+        experiments.get_experiment_by_name(ctx.engine, "churn")
+    # What asks for the old name now gets a new experiment, not the renamed one.
+    assert experiments.active_experiment(ctx.engine, "churn").id != exp.id
+    [event] = [e for e in audit.events(ctx.engine) if e.action == "experiment.rename"]
+    assert (event.object_id, event.before, event.after) == (
+        str(exp.id),
+        {"name": "churn"},
+        {"name": "churn-2026"},
+    )
+    experiments.rename_experiment(ctx.engine, exp.id, "churn-2026")  # its own name: no change
+
+
+def test_a_rename_to_a_taken_name_or_of_a_deleted_experiment_is_refused(ctx: Context) -> None:
+    exp = experiments.create_experiment(ctx.engine, "a")
+    gone = experiments.create_experiment(ctx.engine, "gone")
+    experiments.set_experiment_lifecycle(ctx.engine, gone.id, "deleted")
+    with pytest.raises(Conflict, match="'Default' already exists"):
+        experiments.rename_experiment(ctx.engine, exp.id, "Default")
+    with pytest.raises(Conflict, match="'gone' already exists"):  # deleted ones keep theirs
+        experiments.rename_experiment(ctx.engine, exp.id, "gone")
+    with pytest.raises(InvalidInput, match="is deleted") as info:
+        experiments.rename_experiment(ctx.engine, gone.id, "back")
+    assert info.value.field == "experiment_id" and info.value.hint == "restore it first"
+    for unknown in (987_654, 2**40, -1):
+        with pytest.raises(NotFound, match=f"experiment {unknown} does not exist"):
+            experiments.rename_experiment(ctx.engine, unknown, "x")
+    for bad in ("", "  ", "a\nb", "a\x00b", "x" * 600):
+        with pytest.raises(InvalidInput) as info:
+            experiments.rename_experiment(ctx.engine, exp.id, bad)
+        assert info.value.field == "experiment"
+    assert experiments.get_experiment(ctx.engine, exp.id).name == "a"
+    assert [e for e in audit.events(ctx.engine) if e.action == "experiment.rename"] == []
+
+
 def test_run_lifecycle_update_delete_restore(ctx: Context) -> None:
     run = store.create_run(ctx.engine, 0, name="baseline", tags={"team": "risk"}, actor="ada")
     assert len(run.id) == 32

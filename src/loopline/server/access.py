@@ -73,6 +73,7 @@ RULES: list[Rule] = [
     ("GET", f"{_MLF}/experiments/get-by-name", "viewer"),
     ("POST", f"{_MLF}/experiments/search", "viewer"),
     ("GET", f"{_MLF}/experiments/search", "viewer"),
+    ("POST", f"{_MLF}/experiments/update", "editor"),  # rename: MLflow's EDIT permission
     ("POST", f"{_MLF}/experiments/delete", "admin"),
     ("POST", f"{_MLF}/experiments/restore", "admin"),
     ("POST", f"{_MLF}/experiments/set-experiment-tag", "editor"),

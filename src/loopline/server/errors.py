@@ -115,7 +115,6 @@ def error_for_path(
 
 #: What to do instead, for MLflow routes Loopline does not serve (by the path's tail).
 _UNSERVED_HINTS = {
-    "experiments/update": "create an experiment with the new name; runs keep their experiment",
     "registered-models/rename": "register the versions under the new name",
     "model-versions/transition-stage": "stages are deprecated in MLflow: set an alias "
     "(client.set_registered_model_alias) and load models:/NAME@ALIAS",
@@ -128,7 +127,7 @@ def unserved_mlflow_route(method: str, path: str, status: int) -> OrjsonResponse
     it: the client shows the message, which must not read as "your model is missing".
 
     Example:
-        >>> unserved_mlflow_route("POST", "/api/2.0/mlflow/experiments/update", 404).status_code
+        >>> unserved_mlflow_route("POST", "/api/2.0/mlflow/runs/unknown", 404).status_code
         404
     """
     tail = path.split("/mlflow/", 1)[-1]

@@ -221,6 +221,19 @@ def restore_experiment(body: ExperimentRef, ctx: Ctx) -> dict[str, Any]:
     return {}
 
 
+class RenameExperiment(_Req):
+    experiment_id: str
+    new_name: str
+
+
+@router.post("/experiments/update")
+def rename_experiment(body: RenameExperiment, ctx: Ctx) -> dict[str, Any]:
+    exp_store.rename_experiment(
+        ctx.engine, _exp_id(body.experiment_id), body.new_name, actor=ctx.settings.actor_name
+    )
+    return {}
+
+
 class ExperimentTag(_Req):
     experiment_id: str
     key: str

@@ -1,9 +1,12 @@
-"""Experiments in the embedded tracking store: create, get, get-or-create, delete, tag, untag.
+"""Experiments in the embedded tracking store: create, get, get-or-create, rename, delete,
+tag, untag.
 
 Experiment ids are integers (MLflow's REST API shows them as strings); ``Default`` is
 experiment 0 and exists from the first migration. Names are unique, deleted experiments
 included. When ``actor`` is given, creation, deletion and restoration are audited in the
-same transaction.
+same transaction. A rename keeps the id, the runs and the artifacts (they live under the
+id); what asks for the experiment by its old name afterwards (a script's
+``start_run(experiment=...)``, a loop policy) gets a new experiment of that name.
 
 Example:
     >>> from loopline.core.db import create_engine_for, upgrade
@@ -271,6 +274,70 @@ def set_experiment_lifecycle(
                 object_id=str(experiment_id),
             )
     _changed()  # again: a lookup between the first bump and the commit saw the old stage
+
+
+def rename_experiment(
+    engine: Engine, experiment_id: int, new_name: str, *, actor: str | None = None
+) -> None:
+    """Give an active experiment a new name (MLflow's ``experiments/update``).
+
+    :class:`NotFound` for an unknown id, :class:`Conflict` when another experiment (a
+    deleted one too) has the name, :class:`InvalidInput` for a deleted experiment or a name
+    :func:`create_experiment` would refuse. Renaming to its own name changes nothing.
+
+    Example:
+        >>> # rename_experiment(engine, 3, "churn-2026", actor="ada")
+    """
+    _check_experiment_name(new_name)
+    in_range = 0 <= int(experiment_id) <= MAX_INTEGER  # as get_experiment
+    _changed()  # lookups from now on do not trust what they remembered
+    taken = Conflict(
+        f"an experiment named {new_name!r} already exists",
+        hint="choose another name, or rename that experiment first (a deleted experiment "
+        "keeps its name)",
+    )
+    try:
+        with engine.begin() as conn:
+            row = (
+                conn.execute(_BY_ID, {"experiment_id": int(experiment_id)}).first()
+                if in_range
+                else None
+            )
+            if row is None:
+                raise NotFound(
+                    f"experiment {experiment_id} does not exist",
+                    hint="list experiments with search_experiments",
+                )
+            if row.lifecycle_stage != "active":
+                raise InvalidInput(
+                    f"experiment {experiment_id} ({row.name!r}) is deleted: only an active "
+                    "experiment can be renamed",
+                    field="experiment_id",
+                    hint="restore it first",
+                )
+            if row.name == new_name:
+                return
+            if conn.execute(_BY_NAME, {"name": new_name}).first() is not None:
+                raise taken
+            conn.execute(
+                experiments.update()
+                .where(experiments.c.id == row.id)
+                .values(name=new_name, last_update_time=now_ms())
+            )
+            if actor:
+                audit.append(
+                    conn,
+                    actor=actor,
+                    action="experiment.rename",
+                    object_type="experiment",
+                    object_id=str(row.id),
+                    before={"name": row.name},
+                    after={"name": new_name},
+                )
+    except sa.exc.IntegrityError as exc:  # PostgreSQL: created meanwhile by another writer
+        raise taken from exc
+    finally:
+        _changed()  # again: a lookup between the first bump and the commit saw the old name
 
 
 def set_experiment_tag(engine: Engine, experiment_id: int, key: str, value: str) -> None:
