@@ -59,6 +59,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from loopline.errors import InvalidInput
 from loopline.training.flavors import get_flavor
+from loopline.training.flavors.sklearn_flavor import TREE_TYPES
 
 RNG = np.random.default_rng(11)
 X = RNG.normal(size=(120, 4))
@@ -577,6 +578,17 @@ def _gb_classification_tree(model: Any) -> None:
     model.estimators_[1, 0] = DecisionTreeClassifier(max_depth=2).fit(X, Y2)
 
 
+def _gb_tree_without_values(model: Any) -> None:
+    """A tree of the same nodes holding no value (``n_classes`` [0]): the stage loop reads
+    one per node anyway, and predicted what lay on the heap (5e240, nan)."""
+    old = model.estimators_[1, 0].tree_
+    state = old.__getstate__()
+    state["values"] = np.zeros((len(state["nodes"]), 1, 0))
+    tree = type(old)(old.n_features, np.array([0], dtype=np.intp), 1)
+    tree.__setstate__(state)
+    model.estimators_[1, 0].tree_ = tree
+
+
 def _ohe_infrequent_far_away(model: Any) -> None:
     mapping = model._default_to_infrequent_mappings[0].copy()
     mapping[:] = 10**9
@@ -717,6 +729,14 @@ ALTERED: dict[str, tuple[Callable[[], Any], str, tuple[str, ...]]] = {
         ),
         r"GradientBoostingRegressor: estimators_ item 1 is a DecisionTreeClassifier",
         (),
+    ),
+    "gb-tree-without-values-trusted-by-type": (  # the tree checks skipped: trusted_types
+        _altered(
+            lambda: GradientBoostingRegressor(n_estimators=2).fit(X, X[:, 0]),
+            _gb_tree_without_values,
+        ),
+        r"GradientBoostingRegressor: tree 1 has 1 outputs of \[0\] values, not one value",
+        tuple(TREE_TYPES),
     ),
     "one-hot-infrequent-mapping-far-away": (
         _altered(

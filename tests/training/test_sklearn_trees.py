@@ -28,6 +28,7 @@ from sklearn.ensemble import (
     HistGradientBoostingRegressor,
     IsolationForest,
     RandomForestClassifier,
+    RandomForestRegressor,
 )
 from sklearn.linear_model import LinearRegression
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
@@ -95,6 +96,14 @@ LEGITIMATE: dict[str, tuple[Callable[[], Any], pd.DataFrame]] = {
         X,
     ),
     "nearest-neighbours-auto": (lambda: KNeighborsClassifier().fit(X, Y2), X),
+    "multi-output-tree": (
+        lambda: DecisionTreeClassifier(max_depth=4).fit(X, np.c_[Y2, Y3]),
+        X,
+    ),
+    "multi-output-forest-regressor": (
+        lambda: RandomForestRegressor(n_estimators=3, max_depth=4).fit(X, X[["a", "b"]]),
+        X,
+    ),
     "pipeline-one-hot-then-tree": (
         lambda: make_pipeline(
             make_column_transformer((OneHotEncoder(), ["d"]), remainder="passthrough"),
@@ -160,6 +169,26 @@ def _no_nodes(state: dict[str, Any]) -> None:
 def _altered_tree(change: Callable[[dict[str, Any]], None]) -> Any:
     model = DecisionTreeClassifier(max_depth=4).fit(X, Y3)
     _tree_state(model.tree_, change)
+    return model
+
+
+def reshaped_values(estimator: Any, n_classes: list[int]) -> None:
+    """Give ``estimator`` a tree of the same nodes holding ``n_classes`` values per output
+    (as many outputs as items), as a crafted file would: the values scikit-learn checks
+    against that shape have it."""
+    old = estimator.tree_
+    state = old.__getstate__()
+    counts = np.asarray(n_classes, dtype=np.intp)
+    state["values"] = np.zeros((len(state["nodes"]), len(counts), max(n_classes)))
+    tree = type(old)(old.n_features, counts, len(counts))
+    tree.__setstate__(state)
+    estimator.tree_ = tree
+
+
+def _values(make: Callable[[], Any], n_classes: list[int]) -> Any:
+    model = make()
+    for tree in model.estimators_ if hasattr(model, "estimators_") else [model]:
+        reshaped_values(tree, n_classes)
     return model
 
 
@@ -285,6 +314,22 @@ ALTERED: dict[str, tuple[Callable[[], Any], str]] = {
         r"splits on feature 4, outside the 4 features",
     ),
     "no-nodes": (lambda: _altered_tree(_no_nodes), r"claims 0 nodes and holds 0"),
+    "regression-tree-without-values": (
+        lambda: _values(lambda: DecisionTreeRegressor(max_depth=4).fit(X, X["a"]), [0]),
+        r"DecisionTreeRegressor #\d+: a regression tree with n_classes \[0\], not 1s",
+    ),
+    "forest-regression-trees-of-two-values": (
+        lambda: _values(lambda: RandomForestRegressor(n_estimators=2).fit(X, X["a"]), [2]),
+        r"a regression tree with n_classes \[2\]",
+    ),
+    "classifier-tree-of-two-outputs-for-one": (
+        lambda: _values(lambda: DecisionTreeClassifier(max_depth=4).fit(X, Y3), [3, 3]),
+        r"its tree has 2 outputs, its estimator 1",
+    ),
+    "classifier-tree-without-values-for-an-output": (
+        lambda: _values(lambda: DecisionTreeClassifier(max_depth=4).fit(X, np.c_[Y2, Y3]), [2, 0]),
+        r"n_classes is \[2, 0\] for 2 outputs",
+    ),
     "forest-member-wider-than-forest": (
         _forest_member_wider_than_the_forest,
         r"reads 4 features, its ensemble gives it 2",

@@ -15,8 +15,9 @@ output columns it never wrote (memory the process freed before, e.g. another req
 invariants scikit-learn's own ``fit`` establishes (so a model scikit-learn fitted passes):
 
 * ``GradientBoosting*``: ``estimators_`` is (stages, ``n_trees_per_iteration_``) of
-  regression trees reading the model's features, and the initial estimator gives as many
-  columns (the one check that runs model code: ``init_`` on one row of zeros);
+  regression trees reading the model's features and holding one value per node, and the
+  initial estimator gives as many columns (the one check that runs model code: ``init_``
+  on one row of zeros);
 * ``OneHotEncoder``: categories, infrequent-category mappings and dropped columns give each
   feature's codes inside its own block of output columns;
 * ``TargetEncoder``: one encoding per feature (and class); ``MultiLabelBinarizer``: its
@@ -162,7 +163,8 @@ def check_gradient_boosting(estimator: Any, what: str) -> None:
     """Check a fitted ``GradientBoostingClassifier`` or ``GradientBoostingRegressor``.
 
     Its compiled stage loop adds tree ``k`` of each stage to column ``k`` of the initial
-    predictions, for every column of ``estimators_``, without a bounds check. So the stages
+    predictions, for every column of ``estimators_``, without a bounds check, reading one
+    value per node of each tree (a tree altered to hold none read the heap). So the stages
     must be as wide as ``n_trees_per_iteration_``, and the initial predictions too: their
     width is whatever ``init_`` returns, which no stored number fixes for an arbitrary
     estimator, so this runs ``init_`` on one row of zeros (call it after every other
@@ -197,6 +199,13 @@ def check_gradient_boosting(estimator: Any, what: str) -> None:
             raise _refuse(f"{what}: estimators_ item {i} is a {type(tree).__name__}")
         if _width(tree, f"{what}, tree {i}") != width:
             raise _refuse(f"{what}: tree {i} reads {tree.n_features_in_} features, not {width}")
+        # the stage loop reads one value per node: a tree of one output and one value
+        nodes = tree.tree_
+        if int(nodes.n_outputs) != 1 or np.asarray(nodes.n_classes).tolist() != [1]:
+            raise _refuse(
+                f"{what}: tree {i} has {int(nodes.n_outputs)} outputs of "
+                f"{np.asarray(nodes.n_classes).tolist()} values, not one value per node"
+            )
     init = estimator.init_
     if isinstance(init, str) and init == "zero":
         return  # the initial predictions are zeros of n_trees_per_iteration_ columns

@@ -12,9 +12,10 @@ would go down on a model someone logged.
 
 :func:`check_trees` walks the loaded model and checks every tree the prediction code would
 follow: children point forward inside the tree (so a walk ends, at a leaf), features are
-inside the input the tree receives, categorical splits name a categorical feature and a
-bitset that exists. A legitimate model passes; any other is refused with
-:class:`~loopline.errors.InvalidInput` naming the tree and the node.
+inside the input the tree receives, the node values have a value per output (one, in a
+regression tree), categorical splits name a categorical feature and a bitset that exists.
+A legitimate model passes; any other is refused with :class:`~loopline.errors.InvalidInput`
+naming the tree and the node.
 
 Example:
     >>> from sklearn.tree import DecisionTreeClassifier
@@ -130,6 +131,7 @@ def check_decision_tree(estimator: Any, what: str, width: int | None = None) -> 
         raise _refuse(f"{what} has {int(tree.n_features)} features, its estimator {own}")
     if width is not None and own > width:
         raise _refuse(f"{what} reads {own} features, its ensemble gives it {width}")
+    _check_values(estimator, tree, what)
     # Prediction starts at node 0 of a buffer sized by the stored node array (an empty
     # one is no buffer); node_count is stored apart and bounds the arrays read below
     n, capacity = int(tree.node_count), int(tree.capacity)
@@ -142,6 +144,28 @@ def check_decision_tree(estimator: Any, what: str, width: int | None = None) -> 
         raise _refuse(f"{what}: node {node} has a right child and no left one")
     _check_children(left, right, leaf, n, what)
     _check_features(np.asarray(tree.feature), ~leaf, own, what)
+
+
+def _check_values(estimator: Any, tree: Any, what: str) -> None:
+    """The node values are (nodes, ``n_outputs``, ``max_n_classes``): one output per
+    output of the estimator, and at least one value per output (one for a regression
+    tree). scikit-learn checks that the stored values have that shape, not that the shape is sound:
+    gradient boosting's stage loop and the partial dependence recursion read one value per
+    node from the buffer, and with ``n_classes`` [0] (no values at all) they read the heap
+    (a prediction of 5e240 or nan)."""
+    from sklearn.tree import DecisionTreeRegressor
+
+    outputs = int(tree.n_outputs)
+    if outputs < 1 or outputs != getattr(estimator, "n_outputs_", None):
+        raise _refuse(
+            f"{what}: its tree has {outputs} outputs, its estimator "
+            f"{getattr(estimator, 'n_outputs_', None)!r}"
+        )
+    classes = np.asarray(tree.n_classes)
+    if isinstance(estimator, DecisionTreeRegressor) and (classes != 1).any():
+        raise _refuse(f"{what}: a regression tree with n_classes {classes.tolist()}, not 1s")
+    if classes.shape != (outputs,) or (classes < 1).any():
+        raise _refuse(f"{what}: n_classes is {classes.tolist()} for {outputs} outputs")
 
 
 def check_hist_gradient_boosting(estimator: Any, what: str) -> None:
