@@ -1044,6 +1044,22 @@ TOO_HIGH = {
 }
 
 
+def test_more_threads_than_the_limit_are_refused_with_a_hint_to_refit(tmp_path: Path) -> None:
+    """MiniBatchKMeans.partial_fit starts _n_threads OpenMP threads: 100000 crashed the
+    process (SIGSEGV), 32768 made libgomp end it."""
+    model = MiniBatchKMeans(3, n_init=1).fit(X)
+    model._n_threads = 100_000
+    saved, files = _save(model, tmp_path / "m")
+    with pytest.raises(
+        InvalidInput, match=r"MiniBatchKMeans: _n_threads is 100000, above 4096"
+    ) as info:
+        get_flavor("sklearn").load(files, saved)
+    assert info.value.hint == "refit with OMP_NUM_THREADS set to at most 4096"
+    model._n_threads = 4096  # a large machine's
+    saved, files = _save(model, tmp_path / "ok")
+    get_flavor("sklearn").load(files, saved)
+
+
 @pytest.mark.parametrize("kind", sorted(TOO_HIGH))
 def test_a_degree_above_the_limit_is_refused_with_a_hint_to_refit(
     kind: str, tmp_path: Path

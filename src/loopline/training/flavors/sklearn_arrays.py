@@ -34,7 +34,8 @@ invariants scikit-learn's own ``fit`` establishes (so a model scikit-learn fitte
   parameters agree in length and type, and a precomputed kernel's support indices point
   inside the training kernel;
 * ``KMeans``, ``MiniBatchKMeans``, ``BisectingKMeans``: centres (and every node of the
-  bisecting tree) have the model's width, and mini-batch counts one per centre;
+  bisecting tree) have the model's width, mini-batch counts one per centre, and the model
+  asks for 1 to ``MAX_THREADS`` OpenMP threads;
   ``HDBSCAN``: each row of the single-linkage tree joins nodes before it;
 * nearest-neighbour models: the stored training rows have the model's width and count,
   labels match them, and metric weights the model's width;
@@ -76,6 +77,12 @@ MAX_SPLINE_DEGREE = 100
 #: term: a file with degree 10**9 and the 8 columns of 3 features hung the process, and
 #: scikit-learn's own degree 1000 on one sparse column took 68 s.
 MAX_POLYNOMIAL_DEGREE = 100
+
+#: The most OpenMP threads a model may ask for. ``KMeans`` models keep the thread count of
+#: the machine that fitted them (``_n_threads``: its CPUs, or OMP_NUM_THREADS), and
+#: ``MiniBatchKMeans.partial_fit`` starts that many: 100000 crashed the process (SIGSEGV),
+#: 32768 made libgomp end it ("Thread creation failed"), 2**31 - 1 too ("Out of memory").
+MAX_THREADS = 4096
 
 _INT32_MAX = 2**31 - 1
 _FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
@@ -543,7 +550,8 @@ def check_kmeans(estimator: Any, what: str) -> None:
     """Check a fitted ``KMeans``, ``MiniBatchKMeans`` or ``BisectingKMeans``.
 
     The compiled assignment kernel reads as many columns of each centre as the input has,
-    and runs on ``_n_threads`` OpenMP threads (a negative count aborted the process).
+    and runs on ``_n_threads`` OpenMP threads (a negative count aborted the process; one of
+    100000 crashed ``MiniBatchKMeans.partial_fit``: at most ``MAX_THREADS``).
     ``MiniBatchKMeans.partial_fit`` adds each centre's weight to ``_counts`` unchecked (a
     short one corrupted the heap: SIGABRT, SIGSEGV).
 
@@ -560,7 +568,14 @@ def check_kmeans(estimator: Any, what: str) -> None:
         dtypes=_FLOATS,
         shape=(n_clusters, width),
     )
-    _int(estimator._n_threads, what, "_n_threads", 1)
+    threads = _int(estimator._n_threads, what, "_n_threads", 1)
+    if threads > MAX_THREADS:
+        raise InvalidInput(
+            f"model.skops: {what}: _n_threads is {threads}, above {MAX_THREADS}, the most "
+            "OpenMP threads Loopline lets a model start",
+            field=FIELD,
+            hint=f"refit with OMP_NUM_THREADS set to at most {MAX_THREADS}",
+        )
     if hasattr(estimator, "_counts"):  # MiniBatchKMeans: partial_fit adds to one per centre
         _array(estimator._counts, what, "_counts", dtypes=_FLOATS, shape=(n_clusters,))
     if hasattr(estimator, "_X_mean"):
