@@ -208,7 +208,7 @@ def check_gradient_boosting(estimator: Any, what: str) -> None:
             raise _refuse(f"{what}: tree {i} reads {tree.n_features_in_} features, not {width}")
         # the stage loop reads one value per node: a tree of one output and one value
         nodes = tree.tree_
-        if int(nodes.n_outputs) != 1 or np.asarray(nodes.n_classes).tolist() != [1]:
+        if nodes.n_outputs != 1 or nodes.max_n_classes != 1:  # then n_classes is [1]
             raise _refuse(
                 f"{what}: tree {i} has {int(nodes.n_outputs)} outputs of "
                 f"{np.asarray(nodes.n_classes).tolist()} values, not one value per node"

@@ -125,13 +125,15 @@ def check_decision_tree(estimator: Any, what: str, width: int | None = None) -> 
         >>> from sklearn.tree import DecisionTreeRegressor
         >>> check_decision_tree(DecisionTreeRegressor().fit([[0.0], [1.0]], [0, 1]), "tree")
     """
+    from sklearn.tree import DecisionTreeRegressor
+
     tree = estimator.tree_
     own = _width(estimator, what)
     if int(tree.n_features) != own:
         raise _refuse(f"{what} has {int(tree.n_features)} features, its estimator {own}")
     if width is not None and own > width:
         raise _refuse(f"{what} reads {own} features, its ensemble gives it {width}")
-    _check_values(estimator, tree, what)
+    _check_values(estimator, tree, what, isinstance(estimator, DecisionTreeRegressor))
     # Prediction starts at node 0 of a buffer sized by the stored node array (an empty
     # one is no buffer); node_count is stored apart and bounds the arrays read below
     n, capacity = int(tree.node_count), int(tree.capacity)
@@ -146,23 +148,24 @@ def check_decision_tree(estimator: Any, what: str, width: int | None = None) -> 
     _check_features(np.asarray(tree.feature), ~leaf, own, what)
 
 
-def _check_values(estimator: Any, tree: Any, what: str) -> None:
+def _check_values(estimator: Any, tree: Any, what: str, regression: bool) -> None:
     """The node values are (nodes, ``n_outputs``, ``max_n_classes``): one output per
-    output of the estimator, and at least one value per output (one for a regression
-    tree). scikit-learn checks that the stored values have that shape, not that the shape is sound:
-    gradient boosting's stage loop and the partial dependence recursion read one value per
-    node from the buffer, and with ``n_classes`` [0] (no values at all) they read the heap
-    (a prediction of 5e240 or nan)."""
-    from sklearn.tree import DecisionTreeRegressor
-
+    output of the estimator, and at least one value per output (one in a regression tree).
+    scikit-learn checks that the stored values have that shape, not that the shape is
+    sound: gradient boosting's stage loop and the partial dependence recursion read one
+    value per node from the buffer, and with ``n_classes`` [0] (no values at all) they
+    read the heap (a prediction of 5e240 or nan)."""
     outputs = int(tree.n_outputs)
     if outputs < 1 or outputs != getattr(estimator, "n_outputs_", None):
         raise _refuse(
             f"{what}: its tree has {outputs} outputs, its estimator "
             f"{getattr(estimator, 'n_outputs_', None)!r}"
         )
+    most = int(tree.max_n_classes)
+    if outputs == 1 and (most == 1 or (most > 1 and not regression)):
+        return  # the common case, without building the n_classes array
     classes = np.asarray(tree.n_classes)
-    if isinstance(estimator, DecisionTreeRegressor) and (classes != 1).any():
+    if regression and (classes != 1).any():
         raise _refuse(f"{what}: a regression tree with n_classes {classes.tolist()}, not 1s")
     if classes.shape != (outputs,) or (classes < 1).any():
         raise _refuse(f"{what}: n_classes is {classes.tolist()} for {outputs} outputs")
