@@ -96,6 +96,8 @@ LEGITIMATE: dict[str, tuple[Callable[[], Any], pd.DataFrame]] = {
         X,
     ),
     "nearest-neighbours-auto": (lambda: KNeighborsClassifier().fit(X, Y2), X),
+    "pruned-tree": (lambda: DecisionTreeClassifier(ccp_alpha=0.01).fit(X, Y3), X),
+    "best-first-tree": (lambda: DecisionTreeRegressor(max_leaf_nodes=20).fit(X, X["a"]), X),
     "multi-output-tree": (
         lambda: DecisionTreeClassifier(max_depth=4).fit(X, np.c_[Y2, Y3]),
         X,
@@ -158,6 +160,17 @@ def _right_child_back_to_the_root(state: dict[str, Any]) -> None:
 def _feature_past_the_input(state: dict[str, Any]) -> None:
     nodes = state["nodes"]
     nodes["feature"][_first_inner(nodes)] = 4
+
+
+def _max_depth_zero(state: dict[str, Any]) -> None:
+    """decision_path writes 1 + max_depth nodes a row: this crashed it (SIGSEGV)."""
+    state["max_depth"] = 0
+
+
+def _two_parents(state: dict[str, Any]) -> None:
+    """The root's right child becomes its left child's left child (still a later node)."""
+    nodes = state["nodes"]
+    nodes["right_child"][0] = nodes["left_child"][nodes["left_child"][0]]
 
 
 def _no_nodes(state: dict[str, Any]) -> None:
@@ -314,6 +327,14 @@ ALTERED: dict[str, tuple[Callable[[], Any], str]] = {
         r"splits on feature 4, outside the 4 features",
     ),
     "no-nodes": (lambda: _altered_tree(_no_nodes), r"claims 0 nodes and holds 0"),
+    "max-depth-below-the-deepest-node": (
+        lambda: _altered_tree(_max_depth_zero),
+        r"DecisionTreeClassifier #0: max_depth is 0, its nodes 2 deep",
+    ),
+    "node-with-two-parents": (
+        lambda: _altered_tree(_two_parents),
+        r"node 2 is the child of 2 nodes, not 1",
+    ),
     "regression-tree-without-values": (
         lambda: _values(lambda: DecisionTreeRegressor(max_depth=4).fit(X, X["a"]), [0]),
         r"DecisionTreeRegressor #\d+: a regression tree with n_classes \[0\], not 1s",

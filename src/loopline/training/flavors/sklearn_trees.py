@@ -12,8 +12,9 @@ would go down on a model someone logged.
 
 :func:`check_trees` walks the loaded model and checks every tree the prediction code would
 follow: children point forward inside the tree (so a walk ends, at a leaf), features are
-inside the input the tree receives, the node values have a value per output (one, in a
-regression tree), categorical splits name a categorical feature and a bitset that exists.
+inside the input the tree receives, each node has one parent and ``max_depth`` is the
+depth of the deepest, the node values have a value per output (one, in a regression
+tree), categorical splits name a categorical feature and a bitset that exists.
 A legitimate model passes; any other is refused with :class:`~loopline.errors.InvalidInput`
 naming the tree and the node.
 
@@ -146,6 +147,21 @@ def check_decision_tree(estimator: Any, what: str, width: int | None = None) -> 
         raise _refuse(f"{what}: node {node} has a right child and no left one")
     _check_children(left, right, leaf, n, what)
     _check_features(np.asarray(tree.feature), ~leaf, own, what)
+    _check_depth(tree, left[~leaf], right[~leaf], n, what)
+
+
+def _check_depth(tree: Any, left: Any, right: Any, n: int, what: str) -> None:
+    """Every node but the root is the child of one node (children point forward, so all
+    are reached, each by one path), and ``max_depth`` is the depth of the deepest.
+    ``decision_path`` writes each row's path into a buffer of ``1 + max_depth`` entries per
+    row without a bounds check: a file with ``max_depth`` 0 crashed it (SIGSEGV)."""
+    parents = np.bincount(np.concatenate((left, right)), minlength=n)
+    parents[0] += 1  # the root: no parent
+    if (node := _first(parents != 1)) is not None:
+        raise _refuse(f"{what}: node {node} is the child of {int(parents[node])} nodes, not 1")
+    deepest = int(np.asarray(tree.compute_node_depths()).max()) - 1  # the root is 1
+    if int(tree.max_depth) != deepest:
+        raise _refuse(f"{what}: max_depth is {int(tree.max_depth)}, its nodes {deepest} deep")
 
 
 def _check_values(estimator: Any, tree: Any, what: str, regression: bool) -> None:
