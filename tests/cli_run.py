@@ -15,7 +15,6 @@ import atexit
 import contextlib
 import json
 import os
-import selectors
 import shutil
 import signal
 import socket
@@ -74,24 +73,6 @@ def _fork_server() -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
             atexit.register(shutil.rmtree, folder, True)
             _server = (proc, path, _startup_env(env))
         return _server
-
-
-def _read_all(fds: dict[int, bytearray], deadline: float) -> bool:
-    """Read each pipe to its end; False when ``deadline`` passes first."""
-    with selectors.DefaultSelector() as sel:
-        for fd in fds:
-            sel.register(fd, selectors.EVENT_READ)
-        while sel.get_map():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            for key, _ in sel.select(left):
-                chunk = os.read(key.fd, 1 << 16)
-                if chunk:
-                    fds[key.fd] += chunk
-                else:
-                    sel.unregister(key.fd)
-    return True
 
 
 def _text(data: bytes) -> str:
@@ -160,33 +141,14 @@ def run_cli(
         >>> # run_cli(["runs", "ls"], env=os.environ).returncode
     """
     argv = [sys.executable, "-m", "loopline.cli.main", *args]
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    null = os.open(os.devnull, os.O_RDONLY)
+    proc = popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd)
     try:
-        forked = _fork({"module": "loopline.cli.main"}, args, env, cwd, (null, out_w, err_w))
-    finally:
-        for fd in (null, out_w, err_w):
-            os.close(fd)
-    if forked is None:
-        os.close(out_r)
-        os.close(err_r)
-        return _fresh(argv, env, cwd, timeout)
-    pid, conn = forked
-    with conn:
-        output = {out_r: bytearray(), err_r: bytearray()}
-        try:
-            finished = _read_all(output, time.monotonic() + timeout)
-            if not finished:
-                os.kill(pid, signal.SIGKILL)
-            code = int(_line(conn, None) or b"")
-        finally:
-            os.close(out_r)
-            os.close(err_r)
-    stdout, stderr = _text(bytes(output[out_r])), _text(bytes(output[err_r]))
-    if not finished:
-        raise subprocess.TimeoutExpired(argv, timeout, stdout, stderr)
-    return subprocess.CompletedProcess(argv, code, stdout, stderr)
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise subprocess.TimeoutExpired(argv, timeout, _text(out), _text(err)) from None
+    return subprocess.CompletedProcess(argv, proc.wait(), _text(out), _text(err))
 
 
 class ForkedProcess:
@@ -206,6 +168,8 @@ class ForkedProcess:
         self.pid = pid
         self.returncode: int | None = None
         self._conn = conn
+        self._readers: list[threading.Thread] | None = None  # communicate's, once started
+        self._read: list[Any] = [None, None]
         mode = "r" if text else "rb"  # text as Popen's: the locale's encoding, universal newlines
         self.stdout: IO[Any] | None = (
             open(pipes["stdout"], mode) if "stdout" in pipes else None  # noqa: SIM115
@@ -235,30 +199,29 @@ class ForkedProcess:
         return self.returncode
 
     def communicate(self, timeout: float | None = None) -> tuple[Any, Any]:
-        """Read stdout and stderr to their end and wait, as Popen.communicate does."""
-        streams = (self.stdout, self.stderr)
-        read: list[Any] = [None, None]
-
-        def drain(i: int, f: IO[Any]) -> None:
-            read[i] = f.read()  # text mode: what a readline() already buffered comes first
-
-        readers = [
-            threading.Thread(target=drain, args=(i, f), daemon=True)
-            for i, f in enumerate(streams)
-            if f is not None
-        ]
+        """Read stdout and stderr to their end and wait, as Popen.communicate does; after a
+        timeout, a second call goes on reading where the first stopped."""
+        if self._readers is None:
+            self._readers = [
+                threading.Thread(target=self._drain, args=(i, f), daemon=True)
+                for i, f in enumerate((self.stdout, self.stderr))
+                if f is not None
+            ]
+            for reader in self._readers:
+                reader.start()
         deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
-        for reader in readers:
-            reader.start()
-        for reader in readers:
+        for reader in self._readers:
             reader.join(max(0.0, deadline - time.monotonic()))
             if reader.is_alive():
                 raise subprocess.TimeoutExpired(self.args, timeout or 0)
         self.wait(max(0.0, deadline - time.monotonic()))
-        for f in streams:
+        for f in (self.stdout, self.stderr):
             if f is not None:
                 f.close()
-        return read[0], read[1]
+        return self._read[0], self._read[1]
+
+    def _drain(self, i: int, f: IO[Any]) -> None:
+        self._read[i] = f.read()  # text mode: what a readline() already buffered comes first
 
     def send_signal(self, sig: int) -> None:
         """Send ``sig`` unless the process has already ended."""
@@ -346,15 +309,6 @@ def popen(
         for fd in pipes.values():
             os.close(fd)
     return subprocess.Popen(list(argv), stdout=stdout, stderr=stderr, env=env, cwd=cwd, text=text)
-
-
-def _fresh(
-    argv: list[str], env: Mapping[str, str], cwd: Path | str | None, timeout: float
-) -> subprocess.CompletedProcess[str]:
-    """The command in a new interpreter, as ``python -m`` starts it."""
-    return subprocess.run(
-        argv, capture_output=True, text=True, env=dict(env), cwd=cwd, timeout=timeout
-    )
 
 
 def run_loopline(

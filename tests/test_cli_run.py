@@ -82,10 +82,17 @@ def test_a_killed_process_reports_the_signal_and_wait_times_out_while_it_runs(
     assert proc.poll() is None
     with pytest.raises(subprocess.TimeoutExpired):
         proc.wait(timeout=0.2)
+    with pytest.raises(subprocess.TimeoutExpired):
+        proc.communicate(timeout=0.2)
     proc.terminate()
-    assert proc.wait(timeout=30) == -signal.SIGTERM
+    out, _ = proc.communicate(timeout=30)  # goes on where the timed-out call stopped
+    assert out.splitlines() == [
+        f"path0 {script.parent}".encode(),
+        f"cwd {Path.cwd()}".encode(),
+        b"env None",
+    ]
+    assert proc.returncode == -signal.SIGTERM
     proc.kill()  # after the end: nothing to signal, no error
-    proc.stdout.close()
 
 
 def test_a_module_runs_as_python_dash_m(tmp_path: Path) -> None:

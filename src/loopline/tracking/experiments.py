@@ -149,21 +149,22 @@ def get_experiment(engine: Engine, experiment_id: int) -> Experiment:
     Example:
         >>> # get_experiment(engine, 0).name  -> 'Default'
     """
+    with engine.connect() as conn:
+        return experiment_from_row(conn, _row_by_id(conn, experiment_id))
+
+
+def _row_by_id(conn: Connection, experiment_id: int) -> Any:
+    """The ``experiments`` row with this id, or :class:`NotFound`."""
     # An id past the column's 32-bit range names no experiment (PostgreSQL would refuse
     # to compare it).
-    in_range = 0 <= int(experiment_id) <= MAX_INTEGER
-    with engine.connect() as conn:
-        row = (
-            conn.execute(_BY_ID, {"experiment_id": int(experiment_id)}).one_or_none()
-            if in_range
-            else None
-        )
-        if row is None:
-            raise NotFound(
-                f"experiment {experiment_id} does not exist",
-                hint="list experiments with search_experiments",
-            )
-        return experiment_from_row(conn, row)
+    if 0 <= int(experiment_id) <= MAX_INTEGER:
+        row = conn.execute(_BY_ID, {"experiment_id": int(experiment_id)}).one_or_none()
+        if row is not None:
+            return row
+    raise NotFound(
+        f"experiment {experiment_id} does not exist",
+        hint="list experiments with search_experiments",
+    )
 
 
 def get_experiment_by_name(engine: Engine, name: str) -> Experiment:
@@ -289,7 +290,6 @@ def rename_experiment(
         >>> # rename_experiment(engine, 3, "churn-2026", actor="ada")
     """
     _check_experiment_name(new_name)
-    in_range = 0 <= int(experiment_id) <= MAX_INTEGER  # as get_experiment
     _changed()  # lookups from now on do not trust what they remembered
     taken = Conflict(
         f"an experiment named {new_name!r} already exists",
@@ -298,16 +298,7 @@ def rename_experiment(
     )
     try:
         with engine.begin() as conn:
-            row = (
-                conn.execute(_BY_ID, {"experiment_id": int(experiment_id)}).first()
-                if in_range
-                else None
-            )
-            if row is None:
-                raise NotFound(
-                    f"experiment {experiment_id} does not exist",
-                    hint="list experiments with search_experiments",
-                )
+            row = _row_by_id(conn, experiment_id)
             if row.lifecycle_stage != "active":
                 raise InvalidInput(
                     f"experiment {experiment_id} ({row.name!r}) is deleted: only an active "
