@@ -103,6 +103,38 @@ def _wait_mid_copy(proc: Process, store_tmp: Path) -> list[Path]:
     return found
 
 
+def _write_locks(pid: int) -> list[str]:
+    """The POSIX write locks ``pid`` holds. SQLite holds one only inside a write, a
+    checkpoint or a recovery; an open connection holds read locks only."""
+    lines = Path("/proc/locks").read_text().splitlines()
+    return [line for line in lines if line.split()[1:5] == ["POSIX", "ADVISORY", "WRITE", str(pid)]]
+
+
+def _stopped(pid: int) -> bool:
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "T"
+
+
+def _stop_outside_a_write(proc: Process) -> None:
+    """SIGSTOP ``proc`` at a moment it holds no database write lock.
+
+    The add opens its catalog on a helper thread during the copy. Stopped inside one of
+    SQLite's writes, checkpoints or recoveries, it would block every other writer (as a
+    stopped transaction does in any database), and the next add would fail with "database
+    is locked" or "locking protocol": a property of the stop, not of the scratch files this
+    test is about. So it is stopped again a moment later until it holds no such lock.
+    """
+    deadline = time.monotonic() + 60
+    while True:
+        proc.send_signal(signal.SIGSTOP)
+        while not _stopped(proc.pid):  # the signal is delivered asynchronously
+            time.sleep(0.0005)
+        if not _write_locks(proc.pid):
+            return
+        assert time.monotonic() < deadline, _write_locks(proc.pid)
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.001)
+
+
 def _big_folder(folder: Path, files: int) -> Path:
     folder.mkdir()
     for i in range(files):
@@ -123,26 +155,28 @@ def test_a_killed_add_leaves_nothing_after_the_next_add_and_a_live_add_keeps_its
     assert any(p.parent == home_tmp for p in left) and len(left) >= 3  # the bug: all stayed
 
     # A slow add that is still running: stopped (SIGSTOP) in the middle of its copy.
-    slow = _add(home, "slow", _big_folder(tmp_path / "b", 40))
-    try:
-        _wait_mid_copy(slow, store_tmp)
-        slow.send_signal(signal.SIGSTOP)
-        slow_files = _temp_files(store_tmp, slow.pid) + _temp_files(home_tmp, slow.pid)
+    # (Each process is a context: if an assertion fails, its pipes are closed and it is
+    # waited for here, not left to the garbage collector in a later test.)
+    with _add(home, "slow", _big_folder(tmp_path / "b", 40)) as slow:
+        try:
+            _wait_mid_copy(slow, store_tmp)
+            _stop_outside_a_write(slow)
+            slow_files = _temp_files(store_tmp, slow.pid) + _temp_files(home_tmp, slow.pid)
 
-        small = tmp_path / "c"
-        small.mkdir()
-        (small / "x.txt").write_text("x")
-        quick = _add(home, "small", small)
-        _, err = quick.communicate(timeout=120)
-        assert quick.returncode == 0, err
-        assert not any(p.exists() for p in left)  # the next add removed the leftovers
-        assert all(p.exists() for p in slow_files)  # and not one of the live add's files
-        [check] = [c for c in run_checks(Settings(home=home)) if c.name == "temp files"]
-        assert check.ok and "in use by running writers" in check.detail, check.detail
-        assert all(p.exists() for p in slow_files)
-    finally:
-        slow.send_signal(signal.SIGCONT)
-    _, err = slow.communicate(timeout=300)
+            small = tmp_path / "c"
+            small.mkdir()
+            (small / "x.txt").write_text("x")
+            with _add(home, "small", small) as quick:
+                _, err = quick.communicate(timeout=120)
+            assert quick.returncode == 0, err
+            assert not any(p.exists() for p in left)  # the next add removed the leftovers
+            assert all(p.exists() for p in slow_files)  # and not one of the live add's files
+            [check] = [c for c in run_checks(Settings(home=home)) if c.name == "temp files"]
+            assert check.ok and "in use by running writers" in check.detail, check.detail
+            assert all(p.exists() for p in slow_files)
+        finally:
+            slow.send_signal(signal.SIGCONT)
+        _, err = slow.communicate(timeout=300)
     assert slow.returncode == 0, err
     verify = subprocess.run(
         [
