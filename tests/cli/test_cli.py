@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import sqlite3
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,33 @@ def test_bad_backend_is_one_line_exit_2_without_traceback(
     assert "Traceback" not in result.stderr
     assert setting in result.stderr
     assert len([ln for ln in result.stderr.splitlines() if ln.strip()]) <= 2
+
+
+def test_a_database_another_process_holds_locked_is_one_line_saying_what_to_do(
+    tmp_path: Path,
+) -> None:
+    assert _loopline("db", "upgrade", cwd=tmp_path).returncode == 0
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.txt").write_text("x")
+    # Another process stopped in the middle of a write: here, this test's open transaction.
+    holder = sqlite3.connect(tmp_path / ".loopline" / "loopline.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        result = _loopline(
+            "data",
+            "add",
+            "x",
+            "data",
+            env={"LOOPLINE_SQLITE_BUSY_TIMEOUT_MS": "200"},
+            cwd=tmp_path,
+        )
+    finally:
+        holder.close()
+    assert result.returncode == 2, result.stderr
+    said = " ".join(result.stderr.split())
+    assert "Traceback" not in said and "OperationalError" not in said
+    assert "stayed locked by another process for longer than the busy timeout" in said
+    assert "stopped (^Z) or hung in the middle of a write" in said and "fuser -v" in said
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:

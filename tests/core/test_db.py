@@ -13,6 +13,7 @@ from loopline.core.db import (
     enable_wal,
     ensure_schema,
     head_revision,
+    lock_wait_error,
 )
 from loopline.errors import BackendUnavailable, ConfigError
 
@@ -50,6 +51,29 @@ def test_opening_a_current_database_waits_for_no_writer(migrated_sqlite_uri: str
             assert reader.exec_driver_sql("SELECT count(*) FROM alembic_version").scalar() == 1
         opener.dispose()
     writer.dispose()
+
+
+def test_a_lock_held_past_the_busy_timeout_is_explained(tmp_path: Path) -> None:
+    # Another process in the middle of a write (here: this test's connection) while a new
+    # database is created: the driver's "database is locked" says neither why nor what to do.
+    path = tmp_path / "loopline.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA journal_mode=WAL")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("CREATE TABLE held (x INTEGER)")
+    engine = create_engine_for(f"sqlite:///{path}", busy_timeout_ms=200)
+    with pytest.raises(BackendUnavailable) as info:
+        ensure_schema(engine)
+    engine.dispose()
+    holder.execute("ROLLBACK")
+    holder.close()
+    assert f"the SQLite database {path} stayed locked by another process" in info.value.message
+    assert "(database is locked)" in info.value.message
+    assert info.value.hint is not None and f"fuser -v {path}" in info.value.hint
+    assert "stopped (^Z)" in info.value.hint
+    assert lock_wait_error(sqlite3.OperationalError("locking protocol")) is not None
+    assert lock_wait_error(sqlite3.OperationalError("no such table: runs")) is None
+    assert lock_wait_error(ValueError("database is locked")) is None
 
 
 class _Cursor:

@@ -65,6 +65,22 @@ def test_a_like_pattern_sqlite_finds_too_complex_is_422_not_an_outage(
     assert "LIKE pattern" in _answer(module_ctx, refused)["message"]
 
 
+def test_a_sqlite_lock_held_past_the_busy_timeout_is_503_saying_why(module_ctx: Context) -> None:
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    locked = OperationalError("INSERT ...", {}, sqlite3.OperationalError("database is locked"))
+    answer = TestClient(_app_raising(module_ctx, locked), raise_server_exceptions=False).get(
+        "/boom"
+    )
+    assert answer.status_code == 503, answer.text
+    body = answer.json()["error"]
+    assert body["code"] == "BACKEND_UNAVAILABLE"
+    assert "stayed locked by another process" in body["message"]
+    assert "stopped (^Z) or hung" in body["hint"]
+
+
 def test_a_raw_driver_error_is_422_on_postgresql(pg_uri: str, tmp_path: Path) -> None:
     # core.bulk writes through the driver's own cursor: its errors arrive unwrapped.
     ctx = loopline.init(uri=pg_uri, artifacts=str(tmp_path / "artifacts"))

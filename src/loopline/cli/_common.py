@@ -90,6 +90,10 @@ def report_error(exc: BaseException) -> int:
     if debug:
         traceback.print_exception(exc)
     err_console = _console("err_console")
+    if type(exc).__module__.partition(".")[0] in ("sqlalchemy", "sqlite3"):
+        from loopline.core.db import lock_wait_error
+
+        exc = lock_wait_error(exc) or exc  # the driver's words say neither why nor what to do
     if isinstance(exc, LooplineError):
         err_console.print(
             f"[bold red]error:[/] {esc(exc)}", highlight=False, markup=True, soft_wrap=True

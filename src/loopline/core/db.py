@@ -341,9 +341,48 @@ def ensure_schema(engine: Engine) -> None:
     if stored is None:
         from loopline.core.sqlite_schema import create_if_empty
 
-        if create_if_empty(engine):  # a new SQLite file: the newest schema in one step
-            return
+        with _translate_connect_errors(engine):
+            if create_if_empty(engine):  # a new SQLite file: the newest schema in one step
+                return
     upgrade(engine)
+
+
+#: SQLite's words for a lock another process held past the busy timeout ("locking
+#: protocol": a WAL reader that found the lock it needs held through all its retries).
+_LOCK_WAIT_REASONS = ("database is locked", "locking protocol")
+
+
+def lock_wait_error(exc: BaseException, database: str | None = None) -> BackendUnavailable | None:
+    """The error to show when ``exc`` is SQLite giving up on a lock another process held
+    past the busy timeout (``database``: the file, when known); None for any other error.
+
+    A stopped (^Z) or hung process in the middle of a write is the usual cause; the
+    driver's own words ("database is locked") say nothing of that, nor what to do.
+
+    Example:
+        >>> import sqlite3
+        >>> error = lock_wait_error(sqlite3.OperationalError("database is locked"))
+        >>> error.message.startswith("the SQLite database stayed locked by another process")
+        True
+        >>> lock_wait_error(sqlite3.OperationalError("no such table: runs")) is None
+        True
+    """
+    import sqlite3
+
+    orig = exc.orig if isinstance(exc, OperationalError) else exc
+    if not isinstance(orig, sqlite3.OperationalError):
+        return None
+    reason = str(orig).strip()
+    if reason not in _LOCK_WAIT_REASONS:
+        return None
+    where = f" {database}" if database else ""
+    return BackendUnavailable(
+        f"the SQLite database{where} stayed locked by another process for longer than the"
+        f" busy timeout ({reason})",
+        hint="a process is stopped (^Z) or hung in the middle of a write: resume it (fg) or"
+        f" end it; `fuser -v {database or 'FILE'}` lists the processes that have the"
+        " database open. Then run this again",
+    )
 
 
 class _translate_connect_errors:
@@ -356,6 +395,8 @@ class _translate_connect_errors:
         return None
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None and (locked := lock_wait_error(exc, self.engine.url.database)):
+            raise locked from exc
         if isinstance(exc, OperationalError):
             safe = self.engine.url.render_as_string(hide_password=True)
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)

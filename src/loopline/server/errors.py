@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from loopline.core.db import lock_wait_error
 from loopline.errors import LooplineError
 from loopline.server.responses import OrjsonResponse
 
@@ -269,6 +270,9 @@ def database_error(exc: BaseException) -> tuple[int, str, str, str] | None:
             "a LIKE pattern in the request is longer than the database takes",
             "shorten the pattern",
         )
+    locked = lock_wait_error(exc)
+    if locked is not None:  # SQLite: another process held its lock past the busy timeout
+        return 503, "BACKEND_UNAVAILABLE", locked.message, locked.hint or ""
     if isinstance(exc, DBAPIError) and (
         exc.connection_invalidated or isinstance(exc, OperationalError)
     ):
