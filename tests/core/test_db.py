@@ -53,6 +53,41 @@ def test_opening_a_current_database_waits_for_no_writer(migrated_sqlite_uri: str
     writer.dispose()
 
 
+def test_reads_wait_for_no_writer(tmp_path: Path) -> None:
+    """Reads through the SDK take no write lock: a writer in the middle of a transaction
+    (or one stopped there) holds up neither a search, nor the server's UI, nor `audit
+    verify`; before, each read began IMMEDIATE and waited out the busy timeout."""
+    import pandas as pd
+
+    import loopline as ll
+    from loopline.core import audit
+
+    path = tmp_path / "loopline.db"
+    ctx = ll.init(
+        uri=f"sqlite:///{path}", artifacts=str(tmp_path / "artifacts"), sqlite_busy_timeout_ms=200
+    )
+    try:
+        with ll.start_run(experiment="e", name="r") as run:
+            run.log_param("model", "gbm")
+            run.log_metric("auc", 0.9, step=1)
+        ll.datasets.register("d", pd.DataFrame({"x": [1, 2]}))
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # the write lock, held throughout
+        try:
+            assert ll.get_run(run.id).params == {"model": "gbm"}
+            found = ll.search_runs("e", filter="params.model = 'gbm'", order_by=["metrics.auc"])
+            assert [r.id for r in found] == [run.id]
+            assert [value for _, _, value in ll.metric_history(run.id, "auc")] == [0.9]
+            assert ll.datasets.get("d").version == 1
+            assert [d.name for d in ll.datasets.list_datasets()] == ["d"]
+            assert ll.registry.list_models() == []
+            assert audit.verify(ctx.engine).ok
+        finally:
+            holder.close()
+    finally:
+        ctx.close()
+
+
 def test_a_lock_held_past_the_busy_timeout_is_explained(tmp_path: Path) -> None:
     # Another process in the middle of a write (here: this test's connection) while a new
     # database is created: the driver's "database is locked" says neither why nor what to do.

@@ -26,7 +26,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from loopline.core.context import Context
-from loopline.core.db import like_literal
+from loopline.core.db import like_literal, reading
 from loopline.core.schema import artifact_paths
 from loopline.errors import InvalidInput, NotFound
 
@@ -78,13 +78,13 @@ def unsafe_reason(text: str) -> str | None:
         readings, deeper = _readings(text)
     if deeper:
         return f"is percent-encoded more than {_DECODE_DEPTH} times"
-    for reading in readings:
-        where = "" if reading == text else f" (in the reading {reading!r})"
-        if _CONTROL.search(reading):
+    for decoded in readings:
+        where = "" if decoded == text else f" (in the reading {decoded!r})"
+        if _CONTROL.search(decoded):
             return f"has a control character or NUL{where}"
-        if reading.startswith(("/", "\\")) or _DRIVE.match(reading):
+        if decoded.startswith(("/", "\\")) or _DRIVE.match(decoded):
             return f"is an absolute path{where}"
-        if ".." in re.split(r"[/\\]", reading):
+        if ".." in re.split(r"[/\\]", decoded):
             return f"has a '..' segment{where}"
     return None
 
@@ -182,7 +182,7 @@ def put_file(ctx: Context, path: str, source: str | Path) -> str:
 def lookup(ctx: Context, path: str) -> tuple[str, int]:
     """The ``(digest, size)`` stored under ``path``; :class:`NotFound` when absent."""
     path = clean_path(path)
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         row = conn.execute(
             sa.select(artifact_paths.c.digest, artifact_paths.c.size).where(
                 artifact_paths.c.path == path
@@ -211,7 +211,7 @@ def list_dir(ctx: Context, prefix: str) -> list[PathEntry]:
     """
     base = clean_path(prefix, allow_empty=True)
     like = like_literal(base + "/" if base else "")
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         rows = conn.execute(
             sa.select(artifact_paths.c.path, artifact_paths.c.size, artifact_paths.c.digest)
             .where(artifact_paths.c.path.like(like + "%", escape="\\"))

@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from loopline.core.bulk import driver_executemany, driver_fetchone, insert_rows, placeholder
+from loopline.core.db import reading
 from loopline.core.schema import audit_events, audit_head
 from loopline.core.text import check_no_nul
 from loopline.errors import InvalidInput
@@ -307,7 +308,7 @@ def events(
         query = query.where(audit_events.c.object_id == object_id)
     if limit is not None:
         query = query.limit(limit)
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return [_row_event(r) for r in conn.execute(query)]
 
 
@@ -337,7 +338,7 @@ def events_page(
         query = query.where(audit_events.c.object_id == object_id)
     if actor:
         query = query.where(audit_events.c.actor == actor)
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         rows = conn.execute(query).all()
         newest = conn.execute(sa.select(sa.func.max(audit_events.c.seq))).scalar()
     page = [_row_event(r) for r in rows[:limit]]
@@ -381,7 +382,7 @@ def verify(engine: Engine) -> VerifyReport:
     """
     report = VerifyReport()
     expected_seq, prev = 1, GENESIS
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         for r in _iter_rows(conn):
             report.checked += 1
             if r.seq != expected_seq:

@@ -45,6 +45,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
+from loopline.core.db import reading
 from loopline.core.schema import metadata
 from loopline.errors import Conflict, InvalidInput, NotFound
 
@@ -242,7 +243,7 @@ def list_tokens(engine: Engine, *, include_revoked: bool = True) -> list[TokenIn
     query = sa.select(*_INFO_COLUMNS).order_by(api_tokens.c.id)
     if not include_revoked:
         query = query.where(api_tokens.c.revoked_at.is_(None))
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return [_info(r) for r in conn.execute(query)]
 
 
@@ -279,7 +280,7 @@ def verify_token(engine: Engine, token: str) -> Principal | None:
     Example:
         >>> # verify_token(ctx.engine, "ll_...") -> Principal(name='ci', role='editor')
     """
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         row = conn.execute(
             sa.select(api_tokens.c.name, api_tokens.c.role).where(
                 api_tokens.c.token_hash == hash_token(token), api_tokens.c.revoked_at.is_(None)
@@ -294,7 +295,7 @@ def count_active(engine: Engine) -> int:
     Example:
         >>> # count_active(ctx.engine) -> 2
     """
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         n = conn.execute(
             sa.select(sa.func.count()).where(api_tokens.c.revoked_at.is_(None))
         ).scalar_one()

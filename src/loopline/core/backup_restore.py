@@ -57,6 +57,7 @@ from loopline.core.db import (
     known_revisions,
     lock_migrations,
     migrate_in,
+    reading,
 )
 from loopline.core.db import upgrade as upgrade_to
 from loopline.errors import Conflict, IntegrityError, InvalidInput
@@ -181,7 +182,7 @@ def _seeded_rows(revision: str) -> dict[str, int]:
     engine = create_engine_for("sqlite:///:memory:")
     try:
         upgrade_to(engine, revision)
-        with engine.connect() as conn:
+        with reading(engine) as conn:
             return _row_counts(conn, reflect_tables(conn))
     finally:
         engine.dispose()
@@ -208,7 +209,7 @@ def existing_data(engine: Engine) -> dict[str, int]:
     revision = current_revision(engine)
     if revision is None:
         return {}
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         counts = _row_counts(conn, reflect_tables(conn))
     seeded = _seeded_rows(revision) if revision in known_revisions() else {}
     return {name: n for name, n in counts.items() if n > seeded.get(name, 0)}

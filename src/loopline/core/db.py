@@ -46,6 +46,20 @@ T = TypeVar("T")
 READ_ONLY = "loopline_read_only"
 
 
+def reading(engine: Engine) -> Connection:
+    """A connection of ``engine`` whose transactions only read (:data:`READ_ONLY`): on
+    SQLite they neither wait for a writer nor hold one up. For ``with`` blocks that never
+    commit (all they could write would be rolled back at their end anyway).
+
+    Example:
+        >>> engine = create_engine_for("sqlite:///:memory:")
+        >>> with reading(engine) as conn:
+        ...     conn.exec_driver_sql("SELECT 1").scalar()
+        1
+    """
+    return engine.connect().execution_options(**{READ_ONLY: True})
+
+
 def like_literal(text: str) -> str:
     r"""``text`` as part of a LIKE pattern that matches only itself (use ``escape="\\"``):
     ``%``, ``_`` and the escape character are escaped.
@@ -232,7 +246,7 @@ def current_revision(engine: Engine) -> str | None:
     """The revision the database is at, or None for an empty database."""
     from alembic.runtime.migration import MigrationContext
 
-    with _translate_connect_errors(engine), engine.connect() as conn:
+    with _translate_connect_errors(engine), reading(engine) as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
@@ -321,8 +335,7 @@ def _stored_revision(engine: Engine) -> str | None:
 
     Read without the write lock (:data:`READ_ONLY`): every command's start asks this.
     """
-    with _translate_connect_errors(engine), engine.connect() as conn:
-        conn.execution_options(**{READ_ONLY: True})
+    with _translate_connect_errors(engine), reading(engine) as conn:
         if not sa.inspect(conn).has_table("alembic_version"):
             return None
         rows = conn.execute(_VERSION_QUERY).scalars().all()
@@ -473,7 +486,7 @@ def _committed(engine: Engine, xid: int, deadline: float, retry_s: float) -> boo
     pause = 0.05
     while True:
         try:
-            with engine.connect() as conn:
+            with reading(engine) as conn:
                 status = conn.execute(sa.text("SELECT txid_status(:x)"), {"x": xid}).scalar()
         except DBAPIError as exc:
             if not is_transient(engine, exc):

@@ -23,6 +23,7 @@ from loopline.core.db import (
     create_engine_for,
     current_revision,
     head_revision,
+    reading,
 )
 from loopline.core.scratch import Sweep, sweep
 from loopline.errors import ConfigError, LooplineError
@@ -66,7 +67,7 @@ def _check_metadata(settings: Settings) -> str:
     engine = create_engine_for(uri, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     try:
         rev = current_revision(engine)
-        with engine.connect() as conn:
+        with reading(engine) as conn:
             conn.execute(sa.text("SELECT 1"))
         head = head_revision()
         check_known_revision(engine, rev)  # a newer Loopline's database fails the check

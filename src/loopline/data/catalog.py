@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from loopline.core.db import reading
 from loopline.data.catalog_rows import DatasetSummary, VersionRow
 from loopline.data.ingest import FileEntry
 from loopline.data.tables import dataset_files, dataset_versions, datasets
@@ -58,13 +59,13 @@ def _row(r: Any) -> VersionRow:
 
 def dataset_names(engine: Engine) -> list[str]:
     """Every dataset name, sorted."""
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return list(conn.scalars(sa.select(datasets.c.name).order_by(datasets.c.name)))
 
 
 def version_numbers(engine: Engine, name: str) -> list[int]:
     """The version numbers of ``name``, oldest first (empty when there is no such dataset)."""
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return list(
             conn.scalars(
                 sa.select(dataset_versions.c.version)
@@ -81,7 +82,7 @@ def find_version(engine: Engine, name: str, version: int | None) -> VersionRow |
         query = query.order_by(dataset_versions.c.version.desc()).limit(1)
     else:
         query = query.where(dataset_versions.c.version == version)
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         found = conn.execute(query).one_or_none()
     return None if found is None else _row(found)
 
@@ -91,7 +92,7 @@ def versions_of(engine: Engine, name: str) -> list[VersionRow]:
     query = (
         _version_query().where(dataset_versions.c.name == name).order_by(dataset_versions.c.version)
     )
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return [_row(r) for r in conn.execute(query)]
 
 
@@ -110,7 +111,7 @@ def files_of(engine: Engine, version_ids: Sequence[int]) -> dict[int, list[FileE
         .where(dataset_files.c.version_id.in_(list(version_ids)))
         .order_by(dataset_files.c.version_id, dataset_files.c.path)
     )
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         for r in conn.execute(query):
             out[int(r.version_id)].append(FileEntry(r.path, r.digest, int(r.size)))
     return out
@@ -149,7 +150,7 @@ def summaries(engine: Engine) -> list[DatasetSummary]:
         )
         .order_by(datasets.c.name)
     )
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return [
             DatasetSummary(
                 name=r.name,

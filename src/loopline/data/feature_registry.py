@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from loopline.core.context import Context
+from loopline.core.db import reading
 from loopline.data.feature_tables import feature_materializations, feature_views
 from loopline.errors import Conflict, NotFound
 
@@ -189,7 +190,7 @@ def load_views(ctx: Context, names: list[str] | None = None) -> dict[str, Regist
     query = sa.select(feature_views).order_by(feature_views.c.name)
     if names is not None:
         query = query.where(feature_views.c.name.in_(names))
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         rows = conn.execute(query).all()
         last = _last_materializations(conn, {r.id: r.name for r in rows})
     return {r.name: _view(r, last.get(r.id)) for r in rows}
@@ -201,7 +202,7 @@ def view_names(ctx: Context) -> list[str]:
     Example:
         >>> # view_names(ctx) -> ['merchant_stats', 'user_stats']
     """
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         return list(
             conn.execute(sa.select(feature_views.c.name).order_by(feature_views.c.name)).scalars()
         )

@@ -18,6 +18,7 @@ import orjson
 import sqlalchemy as sa
 
 from loopline.core.context import Context, get_context
+from loopline.core.db import reading
 from loopline.delivery.tables import gate_verdicts
 
 GATE_TAG = "loopline.gate"
@@ -173,7 +174,7 @@ def verdicts(
     query = sa.select(gate_verdicts).where(gate_verdicts.c.name == name)
     if version is not None:
         query = query.where(gate_verdicts.c.version == int(version))
-    with context.engine.connect() as conn:
+    with reading(context.engine) as conn:
         rows = conn.execute(query.order_by(gate_verdicts.c.id.desc())).all()
     return [_from_row(r) for r in rows]
 
@@ -191,6 +192,6 @@ def latest_verdict(name: str, version: int, ctx: Context | None = None) -> GateV
         .order_by(gate_verdicts.c.id.desc())
         .limit(1)
     )
-    with context.engine.connect() as conn:
+    with reading(context.engine) as conn:
         row = conn.execute(query).one_or_none()
     return None if row is None else _from_row(row)

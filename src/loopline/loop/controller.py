@@ -44,6 +44,7 @@ import orjson
 import sqlalchemy as sa
 
 from loopline.core.context import Context, get_context
+from loopline.core.db import reading
 from loopline.errors import LooplineError, LostLeadership
 from loopline.loop.leader import still_leading
 from loopline.loop.policy import LoopPolicy
@@ -85,7 +86,7 @@ class LoopResult:
 
 
 def _state(ctx: Context, model: str) -> Any:
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         return conn.execute(sa.select(loop_state).where(loop_state.c.model == model)).first()
 
 
@@ -200,7 +201,7 @@ def events(model: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
     q = sa.select(loop_events).order_by(loop_events.c.id.desc()).limit(limit)
     if model is not None:
         q = q.where(loop_events.c.model == model)
-    with get_context().engine.connect() as conn:
+    with reading(get_context().engine) as conn:
         rows = conn.execute(q).all()
     out = []
     for r in reversed(rows):

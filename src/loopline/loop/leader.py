@@ -55,6 +55,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from loopline.core.context import Context
+from loopline.core.db import reading
 from loopline.errors import LostLeadership
 from loopline.monitoring.tables import loop_leader
 
@@ -193,7 +194,7 @@ class Leader(ABC):
                 "at its next interval if no other process holds it",
             )
         if self.engine is not None:
-            with self.engine.connect() as conn:
+            with reading(self.engine) as conn:
                 self.check(conn, lock=False)
 
 
@@ -431,7 +432,7 @@ def _pg_holder(engine: Engine) -> dict[str, Any] | None:
         "AND l.objsubid = 2 AND l.database = "
         "(SELECT oid FROM pg_database WHERE datname = current_database())"
     )
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         row = conn.execute(q, {"a": PG_LOCK_KEYS[0], "b": PG_LOCK_KEYS[1]}).first()
     if row is None:
         return None

@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from loopline.core.context import Context, get_context
+from loopline.core.db import reading
 from loopline.errors import InvalidInput
 from loopline.monitoring.tables import alerts
 
@@ -321,7 +322,7 @@ def last_details(model: str, rule: str, ctx: Context | None = None) -> dict[str,
         .order_by(alerts.c.id.desc())
         .limit(1)
     )
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         found = conn.execute(q).scalar()
     return None if found is None else dict(orjson.loads(found))
 
@@ -335,7 +336,7 @@ def list_alerts(model: str | None = None, limit: int = 100) -> list[Alert]:
     q = sa.select(alerts).order_by(alerts.c.id.desc()).limit(limit)
     if model is not None:
         q = q.where(alerts.c.model == model)
-    with get_context().engine.connect() as conn:
+    with reading(get_context().engine) as conn:
         rows = conn.execute(q).all()
     return [
         Alert(

@@ -16,6 +16,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from loopline.core.context import Context, get_context
+from loopline.core.db import reading
 from loopline.core.text import check_no_nul
 from loopline.errors import InvalidInput
 from loopline.monitoring.tables import business_events
@@ -82,6 +83,6 @@ def read_business(start: float | None = None, end: float | None = None) -> pd.Da
         q = q.where(t.c.ts >= start)
     if end is not None:
         q = q.where(t.c.ts < end)
-    with get_context().engine.connect() as conn:
+    with reading(get_context().engine) as conn:
         rows = conn.execute(q).all()
     return pd.DataFrame(rows, columns=["event", "value", "request_id", "ts", "model"])

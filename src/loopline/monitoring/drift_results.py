@@ -19,6 +19,7 @@ import orjson
 import sqlalchemy as sa
 
 from loopline.core.context import Context, get_context
+from loopline.core.db import reading
 from loopline.errors import InvalidInput
 from loopline.monitoring.performance import WindowMetrics
 from loopline.monitoring.tables import drift_results
@@ -88,7 +89,7 @@ def read_drift(model: str, *, limit: int = 100, ctx: Context | None = None) -> l
     ctx = ctx or get_context()
     t = drift_results
     q = sa.select(t).where(t.c.model == model).order_by(t.c.id.desc()).limit(limit)
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         rows = conn.execute(q).all()
     return [
         StoredDrift(

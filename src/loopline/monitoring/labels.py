@@ -53,6 +53,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from loopline.core.context import Context, get_context
+from loopline.core.db import reading
 from loopline.errors import InvalidInput
 from loopline.monitoring.prediction_log import (
     _parquet_bytes,
@@ -486,7 +487,7 @@ def label_files() -> list[str]:
     Example:
         >>> # label_files()[:1]
     """
-    with get_context().engine.connect() as conn:
+    with reading(get_context().engine) as conn:
         q = sa.select(label_batches.c.digest).order_by(label_batches.c.id)
         return [r[0] for r in conn.execute(q)]
 

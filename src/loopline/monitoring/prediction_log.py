@@ -51,6 +51,7 @@ import sqlalchemy as sa
 
 from loopline.core.artifacts import LocalArtifactStore
 from loopline.core.context import Context, get_context
+from loopline.core.db import reading
 from loopline.errors import InvalidInput
 from loopline.monitoring.rid_index import index_columns
 from loopline.monitoring.tables import prediction_batches
@@ -501,7 +502,7 @@ def batch_files(
         q = q.where(t.c.ts_max >= start)
     if end is not None:
         q = q.where(t.c.ts_min < end)
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         return [r[0] for r in conn.execute(q)]
 
 
@@ -522,7 +523,7 @@ def index_ranges(
     ).order_by(t.c.id)
     if model is not None:
         q = q.where(t.c.model == model)
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         return [(int(r[0]), str(r[1]), r[2], r[3], bool(r[4])) for r in conn.execute(q)]
 
 
@@ -534,7 +535,7 @@ def index_hashes(ctx: Context, ids: Sequence[int]) -> dict[int, bytes | None]:
     """
     t = prediction_batches
     q = sa.select(t.c.id, t.c.rid_hashes).where(t.c.id.in_(list(ids)))
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         return {int(r[0]): None if r[1] is None else bytes(r[1]) for r in conn.execute(q)}
 
 

@@ -47,6 +47,7 @@ from starlette.concurrency import run_in_threadpool
 
 from loopline.core.artifacts import check_digest
 from loopline.core.context import Context
+from loopline.core.db import reading
 from loopline.errors import InvalidInput, NotFound
 from loopline.monitoring.wire import (
     BusinessRequest,
@@ -548,7 +549,7 @@ def _claimed_digest(request: Request) -> str | None:
 
 
 def _check_active(ctx: Context, run_id: str) -> None:
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         store.require_active(conn, run_id)
 
 

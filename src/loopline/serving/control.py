@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 from loopline.core.context import Context
+from loopline.core.db import reading
 from loopline.errors import InvalidInput, NotFound
 from loopline.serving import store
 from loopline.serving.canary import Analysis, WindowStats, analyse
@@ -165,7 +166,7 @@ class Controller:
         for name, rev in revs.items():
             if name in self.pins or (name in current and current[name].revision == rev):
                 continue
-            with engine.connect() as conn:
+            with reading(engine) as conn:
                 d = store.get(conn, name)
             route = None if d is None else self._build(d)
             if route is not None:

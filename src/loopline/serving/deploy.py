@@ -42,6 +42,7 @@ import time
 from typing import Any
 
 from loopline.core.context import Context, get_context
+from loopline.core.db import reading
 from loopline.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from loopline.serving import store
 from loopline.serving.policy import RolloutPolicy
@@ -143,7 +144,7 @@ def _gate(
 
 
 def _current(ctx: Context, name: str) -> Deployment | None:
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         return store.get(conn, name)
 
 

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from loopline.core.context import Context
+from loopline.core.db import reading
 from loopline.errors import Conflict
 from loopline.serving.policy import RolloutPolicy
 from loopline.serving.tables import canary_windows, deployment_events, deployments
@@ -213,7 +214,7 @@ def get(conn: Connection, name: str) -> Deployment | None:
     """The deployment of ``name``, or None.
 
     Example:
-        >>> # with ctx.engine.connect() as conn: get(conn, "churn")
+        >>> # with reading(ctx.engine) as conn: get(conn, "churn")
     """
     row = conn.execute(sa.select(deployments).where(deployments.c.name == name)).one_or_none()
     return None if row is None else _from_row(row)
@@ -225,7 +226,7 @@ def load_all(engine: Engine) -> list[Deployment]:
     Example:
         >>> # [d.name for d in load_all(ctx.engine)]
     """
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         rows = conn.execute(sa.select(deployments).order_by(deployments.c.name)).all()
     return [_from_row(r) for r in rows]
 
@@ -236,7 +237,7 @@ def revisions(engine: Engine) -> dict[str, int]:
     Example:
         >>> # revisions(ctx.engine) -> {"churn": 7}
     """
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         rows = conn.execute(sa.select(deployments.c.name, deployments.c.revision)).all()
     return {r.name: int(r.revision) for r in rows}
 
@@ -412,7 +413,7 @@ def events(engine: Engine, name: str) -> list[DeploymentEvent]:
     Example:
         >>> # [e.action for e in events(ctx.engine, "churn")]
     """
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         rows = conn.execute(
             sa.select(deployment_events)
             .where(deployment_events.c.name == name)
@@ -464,7 +465,7 @@ def get_windows(engine: Engine, name: str, revision: int) -> list[dict[str, Any]
     Example:
         >>> # get_windows(ctx.engine, "churn", 7)
     """
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         rows = conn.execute(
             sa.select(canary_windows.c.stats).where(
                 (canary_windows.c.name == name) & (canary_windows.c.revision == revision)

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from loopline.core import audit
 from loopline.core.columns import MAX_INTEGER
+from loopline.core.db import reading
 from loopline.errors import Conflict, InvalidInput, NotFound
 from loopline.tracking._dialect import insert_for
 from loopline.tracking.entities import Experiment, now_ms
@@ -149,7 +150,7 @@ def get_experiment(engine: Engine, experiment_id: int) -> Experiment:
     Example:
         >>> # get_experiment(engine, 0).name  -> 'Default'
     """
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return experiment_from_row(conn, _row_by_id(conn, experiment_id))
 
 
@@ -173,7 +174,7 @@ def get_experiment_by_name(engine: Engine, name: str) -> Experiment:
     Example:
         >>> # get_experiment_by_name(engine, "Default").id  -> 0
     """
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         row = conn.execute(_BY_NAME, {"name": name}).one_or_none()
         if row is None:
             raise NotFound(

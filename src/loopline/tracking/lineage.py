@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from loopline.core.db import reading
 from loopline.core.text import check_no_control, check_no_nul
 from loopline.errors import Conflict, InvalidInput
 from loopline.tracking import run_json
@@ -230,7 +231,7 @@ def list_artifacts(engine: Engine, run_id: str, prefix: str | None = None) -> li
     query = sa.select(run_artifacts).where(run_artifacts.c.run_id == run_id)
     if prefix:
         query = query.where(_under(prefix))
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return [
             ArtifactEntry(r.path, r.digest, r.size)
             for r in conn.execute(query.order_by(run_artifacts.c.path))

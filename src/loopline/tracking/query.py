@@ -30,6 +30,7 @@ from sqlalchemy.engine import Dialect, Engine
 
 from loopline.core.bulk import driver_fetchall
 from loopline.core.columns import MAX_INTEGER
+from loopline.core.db import reading
 from loopline.errors import InvalidInput, NotFound
 from loopline.tracking._dialect import like_pattern_too_long
 from loopline.tracking.entities import ExperimentSearchResult, RunSearchResult, ViewType
@@ -263,7 +264,7 @@ def _bind(statement: _Statement, values: dict[str, Any]) -> Any:
 
 def _fetch(engine: Engine, sql: str, args: Any) -> list[Any]:
     """The rows of ``sql`` run on the driver's cursor (errors raised as SQLAlchemy's)."""
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return driver_fetchall(conn, sql, args)
 
 
@@ -317,7 +318,7 @@ def search_experiments(
     if name_like:
         query = query.where(experiments.c.name.ilike(name_like, escape="\\"))
     query = query.order_by(experiments.c.id).limit(max_results + 1).offset(offset)
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         rows = list(conn.execute(query))
         found = [experiment_from_row(conn, row) for row in rows[:max_results]]
     token = encode_page_token(offset + max_results) if len(rows) > max_results else None

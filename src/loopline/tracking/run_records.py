@@ -18,6 +18,7 @@ import orjson
 from sqlalchemy.engine import Engine
 
 from loopline.core.bulk import driver_fetchall
+from loopline.core.db import reading
 from loopline.errors import ConfigError
 from loopline.tracking.entities import MetricPoint, RunInput, RunOutput, RunRecord
 
@@ -85,7 +86,7 @@ def get_runs(engine: Engine, run_ids: Sequence[str]) -> list[RunRecord]:
     inp: dict[str, list[RunInput]] = {}
     dialect = engine.dialect.name
     runs_sql, inputs_sql = _statements(dialect)
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start : start + _CHUNK]
             bound = (list_value(dialect, chunk),)

@@ -36,6 +36,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from loopline.core import audit
 from loopline.core.bulk import driver_executemany, driver_fetchone, placeholder
+from loopline.core.db import reading
 from loopline.errors import Conflict, InvalidInput, NotFound
 from loopline.tracking import metrics as metric_store
 from loopline.tracking import run_json
@@ -358,7 +359,7 @@ def require_run(engine_or_conn: Engine | Connection, run_id: str) -> RunState:
         >>> # require_run(engine, run_id).lifecycle_stage  -> 'active'
     """
     if isinstance(engine_or_conn, Engine):
-        with engine_or_conn.connect() as conn:
+        with reading(engine_or_conn) as conn:
             return require_run(conn, run_id)
     sql = _RUN_STATE_SQL.format(p=placeholder(engine_or_conn))
     row = driver_fetchone(engine_or_conn, sql, (run_id,)) if type(run_id) is str else None
@@ -767,5 +768,5 @@ def get_metric_history(engine: Engine, run_id: str, key: str) -> list[MetricPoin
         >>> # get_metric_history(engine, run_id, "loss")[0]  -> MetricPoint(0, 17..., 0.9)
     """
     require_run(engine, run_id)
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return metric_store.history(conn, run_id, key)

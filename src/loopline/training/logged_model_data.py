@@ -46,6 +46,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from loopline.core.context import Context
+from loopline.core.db import reading
 from loopline.core.text import check_no_nul
 from loopline.errors import InvalidInput, NotFound
 from loopline.tracking._dialect import insert_for
@@ -196,7 +197,7 @@ def prepare_metrics(ctx: Context, metrics: Sequence[ModelMetric]) -> PreparedMet
         )
     wanted = list(dict.fromkeys(row["model_id"] for row in rows))
     found: set[str] = set()
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         for start in range(0, len(wanted), _CHUNK):
             chunk = wanted[start : start + _CHUNK]
             query = sa.select(logged_models.c.model_id).where(logged_models.c.model_id.in_(chunk))

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from loopline.core.bulk import insert_rows, update_rows
+from loopline.core.db import reading
 from loopline.errors import NotFound
 from loopline.training.outputs import StoredOutput
 from loopline.training.pipeline_tables import pipeline_runs, step_runs
@@ -191,7 +192,7 @@ def get(engine: Engine, run_id: str) -> PipelineRecord:
     Example:
         >>> # get(ctx.engine, "3f2a...").steps["train"].status
     """
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         row = conn.execute(sa.select(pipeline_runs).where(pipeline_runs.c.id == run_id)).first()
         if row is None:
             raise NotFound(
@@ -218,7 +219,7 @@ def list_runs(engine: Engine, pipeline: str | None = None, limit: int = 50) -> l
     query = sa.select(pipeline_runs).order_by(pipeline_runs.c.started_at.desc()).limit(limit)
     if pipeline is not None:
         query = query.where(pipeline_runs.c.pipeline == pipeline)
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         records = [_pipeline(r) for r in conn.execute(query)]
         if not records:
             return []

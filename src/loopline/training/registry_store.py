@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from loopline.core.artifact_paths import unsafe_reason
 from loopline.core.columns import MAX_INTEGER, integer_value
 from loopline.core.context import Context
+from loopline.core.db import reading
 from loopline.core.text import check_no_nul
 from loopline.errors import Conflict, InvalidInput, NotFound
 from loopline.tracking._dialect import like_pattern_too_long
@@ -339,7 +340,7 @@ def get_registered_model(ctx: Context, name: str) -> RegisteredModel:
     Example:
         >>> # get_registered_model(ctx, "churn").aliases -> {"champion": 3}
     """
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         row = _model_row(conn, name)
         return _hydrate_model(conn, row)
 
@@ -381,7 +382,7 @@ def search_registered_models(
         raise InvalidInput(too_long, field="name_like", hint="shorten the pattern")
     if name_like:
         query = query.where(registered_models.c.name.like(name_like, escape="\\"))
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         rows = conn.execute(query.limit(max_results).offset(offset)).all()
         return [_hydrate_model(conn, r) for r in rows]
 
@@ -629,7 +630,7 @@ def get_model_version(ctx: Context, name: str, version: int | str) -> ModelVersi
         >>> # get_model_version(ctx, "churn", 3).run_id
     """
     number = require_version_number(version)
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         return _hydrate_version(conn, _version_row(conn, name, number))
 
 
@@ -652,7 +653,7 @@ def search_model_versions(
         query = query.where(model_versions.c.name == name)
     if run_id is not None:
         query = query.where(model_versions.c.run_id == run_id)
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         rows = conn.execute(query.limit(max_results).offset(offset)).all()
         return [_hydrate_version(conn, r) for r in rows]
 
@@ -864,7 +865,7 @@ def get_version_by_alias(ctx: Context, name: str, alias: str) -> ModelVersion:
     Example:
         >>> # get_version_by_alias(ctx, "churn", "champion").version
     """
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         version = conn.execute(
             sa.select(model_aliases.c.version).where(
                 (model_aliases.c.name == name) & (model_aliases.c.alias == alias)
@@ -940,7 +941,7 @@ def get_logged_model(ctx: Context, model_id: str) -> LoggedModel:
     Example:
         >>> # get_logged_model(ctx, "m-0123").status
     """
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         row = conn.execute(
             sa.select(logged_models).where(logged_models.c.model_id == model_id)
         ).one_or_none()
@@ -1059,7 +1060,7 @@ def search_logged_models(
         query = query.where(logged_models.c.experiment_id.in_(experiment_ids))
     if source_run_id:
         query = query.where(logged_models.c.source_run_id == source_run_id)
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         rows = conn.execute(query.limit(max_results).offset(offset)).all()
         metrics = metrics_of(conn, [r.model_id for r in rows])
         return [_hydrate_logged(conn, r, metrics) for r in rows]

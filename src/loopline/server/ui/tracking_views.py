@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from loopline.core.context import Context
+from loopline.core.db import reading
 from loopline.errors import InvalidInput, NotFound
 from loopline.server.ui.charts import metric_chart
 from loopline.server.ui.render import stored_infinity
@@ -150,7 +151,7 @@ def _histories(
     engine: Engine, pairs: Sequence[tuple[str, str]]
 ) -> dict[tuple[str, str], list[MetricPoint]]:
     """Every ``(run_id, key)`` history over one connection."""
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return {(run_id, key): metric_store.history(conn, run_id, key) for run_id, key in pairs}
 
 
