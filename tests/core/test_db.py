@@ -56,7 +56,8 @@ def test_opening_a_current_database_waits_for_no_writer(migrated_sqlite_uri: str
 def test_reads_wait_for_no_writer(tmp_path: Path) -> None:
     """Reads through the SDK take no write lock: a writer in the middle of a transaction
     (or one stopped there) holds up neither a search, nor the server's UI, nor `audit
-    verify`; before, each read began IMMEDIATE and waited out the busy timeout."""
+    verify`; before, each read began IMMEDIATE and waited out the busy timeout. A write
+    waits, then fails with BackendUnavailable saying why (not the driver's error)."""
     import pandas as pd
 
     import loopline as ll
@@ -82,8 +83,12 @@ def test_reads_wait_for_no_writer(tmp_path: Path) -> None:
             assert [d.name for d in ll.datasets.list_datasets()] == ["d"]
             assert ll.registry.list_models() == []
             assert audit.verify(ctx.engine).ok
+            # A write does wait, and after the busy timeout says why, as every write does.
+            with pytest.raises(BackendUnavailable, match="stayed locked by another process"):
+                ll.datasets.register("e", pd.DataFrame({"x": [3]}))
         finally:
             holder.close()
+        assert ll.datasets.register("e", pd.DataFrame({"x": [3]})).version == 1
     finally:
         ctx.close()
 

@@ -1,7 +1,9 @@
 """The metadata database: engine creation by URI, and migrations to the newest schema.
 
 SQLite (the embedded default) runs in WAL mode with a busy timeout and ``synchronous=FULL``
-so that a committed transaction survives a crash of the process or the machine.
+so that a committed transaction survives a crash of the process or the machine. Reads
+(:func:`reading`) take no lock; a write that waits out the busy timeout behind another
+process raises :class:`BackendUnavailable` saying so (:func:`lock_wait_error`).
 PostgreSQL is used as is; its connection errors are turned into :class:`BackendUnavailable`
 naming ``LOOPLINE_URI``. Pooled connections are pinged before use, so a restarted server is
 reconnected to; :func:`run_transaction` also retries a transaction cut off by a restart.
@@ -166,6 +168,14 @@ def _sqlite_engine(url: sa.URL, busy_timeout_ms: int) -> Engine:
         # A transaction marked READ_ONLY never upgrades: it reads a snapshot, lock-free.
         read_only = conn.get_execution_options().get(READ_ONLY, False)
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    @sa.event.listens_for(engine, "handle_error")
+    def _on_error(context: sa.engine.ExceptionContext) -> None:
+        # Every caller (SDK, CLI, server) gets a lock held past the busy timeout as
+        # BackendUnavailable saying what to do, not the driver's "database is locked".
+        locked = lock_wait_error(context.original_exception, database or None)
+        if locked is not None:
+            raise locked from context.sqlalchemy_exception
 
     return engine
 
@@ -408,8 +418,6 @@ class _translate_connect_errors:
         return None
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if exc is not None and (locked := lock_wait_error(exc, self.engine.url.database)):
-            raise locked from exc
         if isinstance(exc, OperationalError):
             safe = self.engine.url.render_as_string(hide_password=True)
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
