@@ -56,6 +56,21 @@ class LooplineError(Exception):
         return _lookup(type(self)).code
 
 
+def remedy(exc: BaseException, default: str) -> str:
+    """What to do about ``exc``: its own hint when it is a :class:`LooplineError` with one
+    (e.g. which process holds SQLite's lock), else ``default``. For errors that wrap it.
+
+    Example:
+        >>> remedy(LooplineError("locked", hint="end the stopped process"), "retry")
+        'end the stopped process'
+        >>> remedy(OSError("disk full"), "retry")
+        'retry'
+    """
+    if isinstance(exc, LooplineError) and exc.hint:
+        return exc.hint
+    return default
+
+
 class ConfigError(LooplineError):
     """A setting is invalid or missing; the message names the setting to fix."""
 

@@ -105,8 +105,11 @@ def test_a_failed_write_keeps_the_points_and_flush_raises(tmp_path: Path) -> Non
     with pytest.raises(BackendUnavailable, match="500 metric points") as info:
         run.flush()
     assert "flush again" in str(info.value)
-    with pytest.raises(BackendUnavailable):
+    with pytest.raises(BackendUnavailable) as ended:
         run.end()  # the run stays open and its points stay queued
+    said = str(ended.value)  # the run itself was never written: its first write says so
+    assert "could not write run " in said and "nothing of it is lost" in said
+    assert "stayed locked by another process" in said and "stopped (^Z) or hung" in said
     blocker.execute("ROLLBACK")
     blocker.close()
     run.end()

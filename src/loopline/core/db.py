@@ -403,8 +403,8 @@ def lock_wait_error(exc: BaseException, database: str | None = None) -> BackendU
         f"the SQLite database{where} stayed locked by another process for longer than the"
         f" busy timeout ({reason})",
         hint="a process is stopped (^Z) or hung in the middle of a write: resume it (fg) or"
-        f" end it; `fuser -v {database or 'FILE'}` lists the processes that have the"
-        " database open. Then run this again",
+        f" end it (`fuser -v {database or 'FILE'}` lists the processes that have the"
+        " database open)",
     )
 
 

@@ -43,7 +43,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from loopline.core.context import Context, get_context
-from loopline.errors import BackendUnavailable, Conflict, InvalidInput
+from loopline.errors import BackendUnavailable, Conflict, InvalidInput, remedy
 from loopline.tracking import active, artifact_files, deferred, environment, ingest
 from loopline.tracking._dialect import MetricRow
 from loopline.tracking.backend import TrackingBackend, backend_for
@@ -544,7 +544,8 @@ class Run:
             raise BackendUnavailable(
                 f"could not write {waiting} metric points (nor run {self._record.id}, "
                 f"not yet written either): {exc.message}",
-                hint="they are still queued: fix the backend (LOOPLINE_URI) and flush again",
+                hint=f"they are still queued: {remedy(exc, 'fix the backend (LOOPLINE_URI)')};"
+                " then flush again",
             ) from exc
         if self._writer is not None:
             self._writer.flush()

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from loopline.core.context import Context
-from loopline.errors import BackendUnavailable, NotFound
+from loopline.errors import BackendUnavailable, NotFound, remedy
 from loopline.tracking import experiments, lineage, query, store
 from loopline.tracking._dialect import MetricRow
 from loopline.tracking.backend import TrackingBackend
@@ -147,13 +147,12 @@ class EmbeddedBackend(TrackingBackend):
         """
         try:
             store.write_run(self.ctx.engine, new, params=params, tags=tags, rows=rows, end=end)
-        except DBAPIError as exc:
+        except (DBAPIError, BackendUnavailable) as exc:
             safe = self.ctx.engine.url.render_as_string(hide_password=True)
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
             raise BackendUnavailable(
-                f"could not write run {new.record.id} to {safe}: {reason}",
-                hint="nothing of it is lost: fix the database (LOOPLINE_URI); the run is "
-                "written with its next call (or its end)",
+                f"could not write run {new.record.id} to {safe}: {_reason(exc)}",
+                hint=f"nothing of it is lost: {remedy(exc, _FIX)}; the run is written with its "
+                "next call (or its end)",
             ) from exc
 
     def get_run(self, run_id: str) -> RunRecord:
@@ -185,14 +184,12 @@ class EmbeddedBackend(TrackingBackend):
         except BaseException as exc:
             if writer is not None:
                 writer.put_back(rows)
-            if isinstance(exc, DBAPIError):
+            if isinstance(exc, (DBAPIError, BackendUnavailable)):
                 safe = self.ctx.engine.url.render_as_string(hide_password=True)
-                reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
                 raise BackendUnavailable(
                     f"could not end run {run_id} and write its {len(rows)} queued metric "
-                    f"points to {safe}: {reason}",
-                    hint="they are still queued: fix the database (LOOPLINE_URI) and end "
-                    "the run again",
+                    f"points to {safe}: {_reason(exc)}",
+                    hint=f"they are still queued: {remedy(exc, _FIX)}; then end the run again",
                 ) from exc
             raise
         if writer is not None:
@@ -326,3 +323,13 @@ class EmbeddedBackend(TrackingBackend):
         Example:
             >>> # backend.close()
         """
+
+
+_FIX = "fix the database (LOOPLINE_URI)"
+
+
+def _reason(exc: DBAPIError | BackendUnavailable) -> str:
+    """The first line of what the database said (or of Loopline's message about it)."""
+    if isinstance(exc, BackendUnavailable):
+        return exc.message
+    return str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)

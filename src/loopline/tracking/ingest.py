@@ -41,7 +41,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from loopline.core.db import run_transaction
-from loopline.errors import BackendUnavailable, LooplineError
+from loopline.errors import BackendUnavailable, LooplineError, remedy
 from loopline.tracking._dialect import MetricRow
 from loopline.tracking.metrics import write_rows
 
@@ -287,7 +287,8 @@ class MetricWriter:
             raise BackendUnavailable(
                 f"could not write {self.pending} metric points to {self.sink.describe()}: "
                 f"{exc.message}",
-                hint="they are still queued: fix the backend (LOOPLINE_URI) and flush again",
+                hint=f"they are still queued: {remedy(exc, 'fix the backend (LOOPLINE_URI)')};"
+                " then flush again",
             ) from exc
         except LooplineError as exc:
             raise type(exc)(
