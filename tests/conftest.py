@@ -33,6 +33,12 @@ from loopline.core.artifacts import ArtifactStore, open_artifact_store
 from loopline.core.context import Context
 from loopline.core.db import create_engine_for, upgrade
 
+# The real MLflow client's telemetry, on by default: with no network here its config thread
+# gives up and deletes a variable from os.environ while the client's requests iterate over
+# it (KeyError '_MLFLOW_TELEMETRY_SESSION_ID', once in a full run). MLflow decides at import,
+# before pytest sets PYTEST_CURRENT_TEST, so the test modules' imports would switch it on.
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Modules that hold a slow test run first, each kept whole (its module fixtures are
