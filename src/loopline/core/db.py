@@ -62,6 +62,19 @@ def reading(engine: Engine) -> Connection:
     return engine.connect().execution_options(**{READ_ONLY: True})
 
 
+def driver_reason(exc: DBAPIError) -> str:
+    """The first line of what the database driver said behind ``exc``: the reason to show.
+
+    Example:
+        >>> import sqlite3
+        >>> failed = sqlite3.OperationalError("disk I/O error")
+        >>> driver_reason(OperationalError("SELECT 1", {}, failed))
+        'disk I/O error'
+    """
+    text = str(exc.orig).strip() if exc.orig is not None else ""
+    return text.splitlines()[0] if text else str(exc)
+
+
 def like_literal(text: str) -> str:
     r"""``text`` as part of a LIKE pattern that matches only itself (use ``escape="\\"``):
     ``%``, ``_`` and the escape character are escaped.
@@ -420,7 +433,7 @@ class _translate_connect_errors:
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if isinstance(exc, OperationalError):
             safe = self.engine.url.render_as_string(hide_password=True)
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            reason = driver_reason(exc)
             raise BackendUnavailable(
                 f"cannot reach the metadata database {safe}: {reason}",
                 hint="check LOOPLINE_URI and that the database server is running",
@@ -510,7 +523,7 @@ def _committed(engine: Engine, xid: int, deadline: float, retry_s: float) -> boo
 
 def _unavailable(engine: Engine, exc: DBAPIError, retry_s: float) -> BackendUnavailable:
     safe = engine.url.render_as_string(hide_password=True)
-    reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+    reason = driver_reason(exc)
     return BackendUnavailable(
         f"the metadata database {safe} did not answer for {retry_s:g} s: {reason}",
         hint="check that the database server runs (LOOPLINE_URI), or raise LOOPLINE_DB_RETRY_S",

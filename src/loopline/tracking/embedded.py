@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from loopline.core.context import Context
+from loopline.core.db import driver_reason
 from loopline.errors import BackendUnavailable, NotFound, remedy
 from loopline.tracking import experiments, lineage, query, store
 from loopline.tracking._dialect import MetricRow
@@ -332,4 +333,4 @@ def _reason(exc: DBAPIError | BackendUnavailable) -> str:
     """The first line of what the database said (or of Loopline's message about it)."""
     if isinstance(exc, BackendUnavailable):
         return exc.message
-    return str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+    return driver_reason(exc)

@@ -40,7 +40,7 @@ from typing import Protocol
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from loopline.core.db import run_transaction
+from loopline.core.db import driver_reason, run_transaction
 from loopline.errors import BackendUnavailable, LooplineError, remedy
 from loopline.tracking._dialect import MetricRow
 from loopline.tracking.metrics import write_rows
@@ -122,8 +122,7 @@ class EmbeddedSink:
         try:
             run_transaction(self.engine, lambda conn: write_rows(conn, rows), retry_s=self.retry_s)
         except DBAPIError as exc:
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-            raise BackendUnavailable(reason) from exc
+            raise BackendUnavailable(driver_reason(exc)) from exc
 
     def describe(self) -> str:
         """The database URL without its password.
