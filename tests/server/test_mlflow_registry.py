@@ -169,6 +169,32 @@ def test_latest_is_a_reserved_alias(client: MlflowClient) -> None:
     assert client.get_registered_model("reserved").aliases == {}
 
 
+@pytest.mark.filterwarnings("ignore:.*get_latest_versions.*:FutureWarning")
+def test_latest_versions_by_stage_find_none_outside_stage_none(
+    client: MlflowClient, server_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Loopline has no stages: every version is in "None". Asking for another stage must
+    # find nothing (as MLflow does when no version was moved there), not the newest version:
+    # models:/NAME/Production would otherwise load a model nobody promoted.
+    client.create_registered_model("staged")
+    for _ in range(2):
+        client.create_model_version("staged", source="mlflow-artifacts:/0/a/artifacts/m")
+    newest = client.get_latest_versions("staged")
+    assert [(str(v.version), v.current_stage) for v in newest] == [("2", "None")]
+    assert [str(v.version) for v in client.get_latest_versions("staged", ["none"])] == ["2"]
+    for stage in ("Staging", "production", "Archived"):
+        assert client.get_latest_versions("staged", [stage]) == []
+    # MLflow resolves models:/ URIs with a client of the default tracking URI.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server_url)
+    with pytest.raises(MlflowException, match="No versions of model with name 'staged'"):
+        mlflow.artifacts.download_artifacts("models:/staged/Production", dst_path=str(tmp_path))
+    with pytest.raises(MlflowException, match="'Bogus' is not a model version stage") as info:
+        client.get_latest_versions("staged", ["Bogus"])
+    assert info.value.error_code == "INVALID_PARAMETER_VALUE"
+    with pytest.raises(MlflowException, match="does not exist"):
+        client.get_latest_versions("no-such-model", ["Bogus"])
+
+
 @pytest.mark.filterwarnings("ignore:.*transition_model_version_stage.*:FutureWarning")
 def test_routes_loopline_does_not_serve_say_so(client: MlflowClient) -> None:
     client.create_registered_model("unserved")

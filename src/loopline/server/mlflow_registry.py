@@ -194,10 +194,39 @@ class LatestVersions(_Req):
     stages: list[str] | None = None
 
 
+# MLflow's (deprecated) stages, matched without regard to case as MLflow matches them.
+_STAGES = {stage.lower(): stage for stage in ("None", "Staging", "Production", "Archived")}
+
+
+def _asked_stages(stages: list[str] | None) -> set[str]:
+    """The canonical stages ``stages`` names (all four when it names none), or
+    :class:`InvalidInput` naming the one that is not a stage.
+
+    Example:
+        >>> sorted(_asked_stages(["production", "None"]))
+        ['None', 'Production']
+    """
+    if not stages:
+        return set(_STAGES.values())
+    unknown = [stage for stage in stages if stage.lower() not in _STAGES]
+    if unknown:
+        raise InvalidInput(
+            f"stages: {unknown[0]!r} is not a model version stage",
+            field="stages",
+            hint=f"use one of {', '.join(_STAGES.values())}",
+        )
+    return {_STAGES[stage.lower()] for stage in stages}
+
+
 @router.post("/registered-models/get-latest-versions")
 def get_latest_versions(body: LatestVersions, ctx: Ctx) -> dict[str, Any]:
+    """The newest version in each stage asked for. Loopline has no stages (aliases replace
+    them, as in MLflow 3): every version is in stage "None", so asking for "Staging" or
+    "Production" finds none, and ``models:/NAME/Production`` fails in the client as it does
+    against MLflow when no version was moved there, rather than loading the newest version."""
     rm = store.get_registered_model(ctx, body.name)
-    if rm.latest_version is None:
+    asked = _asked_stages(body.stages)
+    if rm.latest_version is None or "None" not in asked:
         return {"model_versions": []}
     return {
         "model_versions": [version_json(store.get_model_version(ctx, body.name, rm.latest_version))]
