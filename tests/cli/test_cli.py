@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -146,6 +147,25 @@ def test_audit_verify_on_a_fresh_store(tmp_path: Path) -> None:
     result = _loopline("audit", "verify", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert '"ok": true' in result.stdout
+
+
+def test_audit_head_is_an_anchor_verify_checks(tmp_path: Path) -> None:
+    empty = _loopline("audit", "head", "--json", cwd=tmp_path)
+    assert empty.returncode == 0 and empty.stdout.strip() == "null", empty.stderr
+    (tmp_path / "toy.csv").write_text("a,b\n1,x\n2,y\n")
+    added = _loopline("data", "add", "toy", str(tmp_path / "toy.csv"), cwd=tmp_path)
+    assert added.returncode == 0, added.stderr
+    head = _loopline("audit", "head", cwd=tmp_path)
+    assert head.returncode == 0, head.stderr
+    anchor = head.stdout.strip()
+    assert re.fullmatch(r"[0-9]+:[0-9a-f]{64}", anchor), anchor
+    ok = _loopline("audit", "verify", "--anchor", anchor, cwd=tmp_path)
+    assert ok.returncode == 0 and "intact" in ok.stdout, ok.stderr
+    seq = anchor.split(":")[0]
+    wrong = _loopline("audit", "verify", "--anchor", f"{seq}:{'0' * 64}", cwd=tmp_path)
+    assert wrong.returncode == 6 and f"row {seq}: its hash" in wrong.stderr, wrong.stderr
+    bad = _loopline("audit", "verify", "--anchor", "nope", cwd=tmp_path)
+    assert bad.returncode == 2 and "is not SEQ:HASH" in bad.stderr, bad.stderr
 
 
 _IMPORTS_OF_DATA_ADD = """

@@ -165,3 +165,63 @@ def test_text_the_chain_cannot_hold_is_refused_naming_the_field(ctx: Context) ->
         assert refused.value.field == field
     report = audit.verify(ctx.engine)
     assert report.ok and report.checked == 1
+
+
+def _rewrite_from(ctx: Context, seq: int, reason: str) -> None:
+    """Edit row ``seq`` and recompute every later hash and the head, as a forger with write
+    access to the database (and this module) can."""
+    with ctx.engine.begin() as conn:
+        rows = conn.execute(
+            sa.select(audit_events).where(audit_events.c.seq >= seq).order_by(audit_events.c.seq)
+        ).all()
+        prev = rows[0].prev_hash
+        for r in rows:
+            fields = dict(r._mapping)
+            if r.seq == seq:
+                fields["reason"] = reason
+            fields["prev_hash"] = prev
+            fields["hash"] = audit.event_hash(
+                *(fields[k] for k in ("seq", "ts", "actor", "action", "object_type")),
+                *(fields[k] for k in ("object_id", "before", "after", "reason", "prev_hash")),
+            )
+            conn.execute(audit_events.update().where(audit_events.c.seq == r.seq).values(**fields))
+            prev = fields["hash"]
+        conn.execute(audit_head.update().where(audit_head.c.id == 1).values(hash=prev))
+
+
+def test_a_rewritten_chain_is_caught_by_an_anchor_kept_elsewhere(ctx: Context) -> None:
+    assert audit.head(ctx.engine) is None
+    _log(ctx, 3)
+    kept = audit.head(ctx.engine)
+    assert kept is not None and kept.seq == 3 and audit.Anchor.parse(str(kept)) == kept
+    _log(ctx, 2)
+    assert audit.verify(ctx.engine, [kept]).ok
+    _rewrite_from(ctx, 2, "nothing to see")
+    # The chain alone cannot tell (its hashes were all recomputed); the anchor can.
+    assert audit.verify(ctx.engine).ok
+    problems = audit.verify(ctx.engine, [kept]).problems
+    assert len(problems) == 1 and problems[0].startswith("row 3: its hash"), problems
+    assert "rewritten" in problems[0]
+
+
+def test_an_anchor_past_the_end_names_the_deleted_rows(ctx: Context) -> None:
+    _log(ctx, 4)
+    kept = audit.head(ctx.engine)
+    assert kept is not None
+    with ctx.engine.begin() as conn:
+        conn.execute(audit_events.delete().where(audit_events.c.seq == 4))
+        last = conn.execute(sa.select(audit_events).where(audit_events.c.seq == 3)).one()
+        conn.execute(audit_head.update().values(seq=3, hash=last.hash))
+    assert audit.verify(ctx.engine).ok  # a cut tail with its head moved back
+    assert audit.verify(ctx.engine, [kept]).problems == [
+        "row 4: anchored but not in the log (deleted)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "text", ["", "3", "0:" + "a" * 64, "x:" + "a" * 64, "3:abc", "3:" + "g" * 64]
+)
+def test_a_malformed_anchor_is_refused_naming_it(text: str) -> None:
+    with pytest.raises(InvalidInput, match="is not SEQ:HASH") as info:
+        audit.Anchor.parse(text)
+    assert info.value.field == "anchor"

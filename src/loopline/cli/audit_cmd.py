@@ -17,13 +17,20 @@ app = typer.Typer(
 
 @app.command("verify")
 def verify_cmd(
+    anchor: list[str] = typer.Option(
+        None,
+        "--anchor",
+        help="SEQ:HASH printed by `loopline audit head` earlier and kept elsewhere: row SEQ "
+        "must still have HASH, which shows a rewrite of the whole chain. Repeatable.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Walk the hash chain and name every edited, inserted or deleted row.
 
-    Exits 6 when the chain is broken. Example: loopline audit verify
+    Exits 6 when the chain is broken. Example: loopline audit verify --anchor 45:9f2c...
     """
-    report = audit.verify(get_context().engine)
+    anchors = [audit.Anchor.parse(text) for text in anchor or []]
+    report = audit.verify(get_context().engine, anchors)
     if json_out:
         print_json({"ok": report.ok, "checked": report.checked, "problems": report.problems})
     elif report.ok:
@@ -36,6 +43,26 @@ def verify_cmd(
         )
     if not report.ok:
         raise typer.Exit(6)
+
+
+@app.command("head")
+def head_cmd(
+    json_out: bool = typer.Option(False, "--json", help="Print {seq, hash, anchor} as JSON."),
+) -> None:
+    """Print the newest event's SEQ:HASH, to keep where the database's writers cannot reach
+    and pass to `audit verify --anchor` later.
+
+    Example: loopline audit head >> /mnt/worm/loopline-anchors.txt
+    """
+    found = audit.head(get_context().engine)
+    if json_out:
+        print_json(
+            None if found is None else {"seq": found.seq, "hash": found.hash, "anchor": str(found)}
+        )
+    elif found is None:
+        err_console.print("the audit log is empty: nothing to anchor yet")
+    else:
+        console.print(str(found), soft_wrap=True, highlight=False)
 
 
 @app.command("ls")

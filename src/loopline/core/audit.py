@@ -374,17 +374,89 @@ def _iter_rows(conn: Connection) -> Iterator[Any]:
     yield from result
 
 
-def verify(engine: Engine) -> VerifyReport:
-    """Walk the chain; report every edited, inserted, deleted or missing row by number.
+@dataclass(frozen=True)
+class Anchor:
+    """A row's sequence number and hash, kept where the database's writers cannot reach.
+
+    The chain alone cannot show a rewrite of every hash from an edited row to the head;
+    the hash of a row kept elsewhere can: :func:`verify` checks that row against it.
+
+    Example:
+        >>> Anchor.parse("45:" + "ab" * 32).seq
+        45
+    """
+
+    seq: int
+    hash: str
+
+    def __str__(self) -> str:
+        return f"{self.seq}:{self.hash}"
+
+    @classmethod
+    def parse(cls, text: str) -> Anchor:
+        """``SEQ:HASH`` as :func:`head` prints it, or :class:`InvalidInput` naming ``anchor``.
+
+        Example:
+            >>> Anchor.parse("3:" + "0" * 64).hash == "0" * 64
+            True
+        """
+        seq, _, digest = text.strip().partition(":")
+        digest = digest.lower()
+        if not (
+            seq.isascii()
+            and seq.isdigit()
+            and int(seq) >= 1
+            and len(digest) == 64
+            and all(c in "0123456789abcdef" for c in digest)
+        ):
+            raise InvalidInput(
+                f"anchor {text!r} is not SEQ:HASH",
+                field="anchor",
+                hint="use what `loopline audit head` printed, e.g. 45:9f2c... (64 hex digits)",
+            )
+        return cls(int(seq), digest)
+
+
+def head(engine: Engine) -> Anchor | None:
+    """The newest event's sequence number and hash (None for an empty log): the value to
+    keep elsewhere and pass back to :func:`verify` later.
+
+    Example:
+        >>> from loopline.core.db import create_engine_for, upgrade
+        >>> engine = create_engine_for("sqlite:///:memory:"); upgrade(engine)
+        >>> head(engine) is None
+        True
+    """
+    with reading(engine) as conn:
+        row = conn.execute(
+            sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
+        ).one_or_none()
+    if row is None or not row.seq:
+        return None
+    return Anchor(int(row.seq), str(row.hash))
+
+
+def verify(engine: Engine, anchors: Sequence[Anchor] = ()) -> VerifyReport:
+    """Walk the chain; report every edited, inserted, deleted or missing row by number,
+    and every row that no longer has the hash an ``anchor`` kept for it.
 
     Example:
         >>> # verify(engine).problems  -> ['row 7: edited (stored hash ... != computed ...)']
+        >>> # verify(engine, [Anchor.parse("45:9f2c...")]).ok
     """
     report = VerifyReport()
     expected_seq, prev = 1, GENESIS
+    kept = {a.seq: a.hash for a in anchors}
     with reading(engine) as conn:
         for r in _iter_rows(conn):
             report.checked += 1
+            if r.seq in kept:
+                found = kept.pop(r.seq)
+                if r.hash != found:
+                    report.problems.append(
+                        f"row {r.seq}: its hash {str(r.hash)[:12]}… is not the anchor's "
+                        f"{found[:12]}… (the log up to this row was rewritten)"
+                    )
             if r.seq != expected_seq:
                 if r.seq > expected_seq:
                     gap = (
@@ -424,16 +496,18 @@ def verify(engine: Engine) -> VerifyReport:
                         f"computed {computed[:12]}…)"
                     )
             expected_seq, prev = r.seq + 1, r.hash
-        head = conn.execute(
+        stored = conn.execute(
             sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
         ).one_or_none()
-    if head is None:
+    for seq in sorted(kept):
+        report.problems.append(f"row {seq}: anchored but not in the log (deleted)")
+    if stored is None:
         report.problems.append("audit head is missing")
-    elif head.seq != expected_seq - 1 or head.hash != prev:
-        if head.seq > expected_seq - 1:
+    elif stored.seq != expected_seq - 1 or stored.hash != prev:
+        if stored.seq > expected_seq - 1:
             report.problems.append(
-                f"row {expected_seq}..{head.seq}: deleted from the end of the log"
+                f"row {expected_seq}..{stored.seq}: deleted from the end of the log"
             )
         else:
-            report.problems.append(f"row {head.seq}: head does not match the last row")
+            report.problems.append(f"row {stored.seq}: head does not match the last row")
     return report
