@@ -191,6 +191,21 @@ def test_a_failed_log_is_marked_failed(ctx: Context) -> None:
     assert store.search_logged_models(ctx, source_run_id=run2.id) == []
 
 
+@pytest.mark.parametrize("flavor", sorted(MAKERS))
+def test_an_example_without_the_fitted_columns_is_refused_naming_them(
+    ctx: Context, flavor: str
+) -> None:
+    X, y = _data()
+    model = MAKERS[flavor](X, y)
+    with ll.start_run(experiment="models") as run, pytest.raises(InvalidInput) as info:
+        run.log_model(model, "model", input_example=X[["age", "income"]].head(3))
+    assert info.value.field == "input_example"
+    if flavor == "sklearn":  # it knows its columns by name: they are named
+        assert "lacks 'visits', 'score'" in str(info.value), info.value
+    [failed] = store.search_logged_models(ctx, source_run_id=run.id)
+    assert failed.status == "FAILED"
+
+
 def test_a_model_logged_without_example_loads_unvalidated(ctx: Context) -> None:
     X, y = _data()
     model = MAKERS["sklearn"](X, y)

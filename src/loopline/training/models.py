@@ -38,7 +38,7 @@ import numpy as np
 from loopline.core import artifact_paths
 from loopline.core.artifacts import hash_bytes, hash_file
 from loopline.core.context import Context
-from loopline.errors import IntegrityError, InvalidInput, NotFound
+from loopline.errors import IntegrityError, InvalidInput, LooplineError, NotFound
 from loopline.training import registry_store as store
 from loopline.training.flavors import (
     Flavor,
@@ -233,7 +233,18 @@ def _save(
         warn=False,
     )
     if sig is not None and rows and sig.output is None:
-        output = infer_output(probe.predict(rows))
+        try:
+            predicted = probe.predict(rows)
+        except (LooplineError, MemoryError):
+            raise
+        except Exception as exc:  # the user's model failed on the user's example
+            raise InvalidInput(
+                f"the model could not predict on its input example: {type(exc).__name__}: {exc}",
+                field="input_example",
+                hint="pass rows like the ones the model was trained on, with every column "
+                "it needs (X.head(3))",
+            ) from exc
+        output = infer_output(predicted)
         manifest = Manifest(
             flavor.name,
             saved,

@@ -229,6 +229,20 @@ class SklearnFlavor(Flavor):
         fitted = [str(n) for n in names]
         if signature is None:
             return Predictor(model.predict, proba, "frame")
+        if set(fitted) != set(signature.names):
+            missing = [n for n in fitted if n not in signature.names]
+            extra = [n for n in signature.names if n not in fitted]
+            said = [
+                f"lacks {', '.join(map(repr, missing))}" if missing else "",
+                f"has {', '.join(map(repr, extra))} the model was not fitted on" if extra else "",
+            ]
+            raise InvalidInput(
+                f"the input example {' and '.join(p for p in said if p)}: the model was "
+                f"fitted on the columns {fitted}",
+                field="input_example",
+                hint="pass rows of the frame the model was fitted on, with every one of its "
+                "columns (X.head(3))",
+            )
         if fitted != signature.names:  # same columns in another order: reorder for the model
             return Predictor(
                 _reordered(model.predict, fitted),
