@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,25 @@ def test_parse_params_uses_annotations_and_json() -> None:
     assert parse_params(["x=[1, 2]", "y=text", "z="]) == {"x": [1, 2], "y": "text", "z": ""}
     with pytest.raises(InvalidInput, match="'=5' is not in k=v form"):
         parse_params(["=5"])
+
+
+@pytest.mark.parametrize(
+    ("item", "said"),
+    [
+        ("n=abc", 'n="abc": the pipeline takes n as int'),
+        ("n=1.5", "n=1.5: the pipeline takes n as int"),
+        ("n=true", "n=true: the pipeline takes n as int"),
+        ("seconds=fast", 'seconds="fast": the pipeline takes seconds as float'),
+        ("seconds=false", "seconds=false: the pipeline takes seconds as float"),
+    ],
+)
+def test_a_param_of_the_wrong_kind_is_refused_before_the_run(item: str, said: str) -> None:
+    # n=abc used to start the run with the text "abc" and fail inside the first step.
+    pipe = ps.parallel if item.startswith("seconds") else ps.simple
+    with pytest.raises(InvalidInput, match=re.escape(said)) as info:
+        parse_params([item], pipe)
+    assert info.value.field == f"--param {item.partition('=')[0]}"
+    assert parse_params(["seconds=2"], ps.parallel) == {"seconds": 2}  # an int is a float
 
 
 @pytest.mark.parametrize("command", [[], ["run"], ["resume"], ["ls"], ["show"]])

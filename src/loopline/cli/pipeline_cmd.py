@@ -70,7 +70,42 @@ def parse_params(items: list[str] | None, pipe: Pipeline[Any] | None = None) -> 
             out[key] = json.loads(raw)
         except ValueError:
             out[key] = raw
+        _check_scalar(key, out[key], hints.get(key))
     return out
+
+
+# Annotations a value from the shell is checked against: the value must be one of the types.
+_SCALARS: dict[Any, tuple[type, ...]] = {
+    int: (int,),
+    "int": (int,),
+    float: (int, float),
+    "float": (int, float),
+    bool: (bool,),
+    "bool": (bool,),
+}
+
+
+def _check_scalar(key: str, value: Any, annotation: Any) -> None:
+    """InvalidInput when a param annotated int, float or bool got another kind of value
+    (``n=abc`` for ``n: int`` ran the pipeline with the text ``"abc"`` until a step failed).
+
+    Example:
+        >>> _check_scalar("n", 5, int)
+    """
+    kinds = _SCALARS.get(annotation)
+    if kinds is None:
+        return
+    # bool is an int in Python: true is no count, and 1 is no flag.
+    if isinstance(value, kinds) and (bool in kinds) == isinstance(value, bool):
+        return
+    name = kinds[-1].__name__
+    raise InvalidInput(
+        f"--param {key}={json.dumps(value)}: the pipeline takes {key} as {name}",
+        field=f"--param {key}",
+        hint={"int": "e.g. --param n=1000", "float": "e.g. --param lr=0.1"}.get(
+            name, f"--param {key}=true or --param {key}=false"
+        ),
+    )
 
 
 def _seconds(start: float | None, end: float | None) -> str:
