@@ -86,6 +86,29 @@ def test_add_ls_show_diff_checkout(project: Path) -> None:
         ).read_bytes()
 
 
+def test_checkout_over_local_changes_is_refused_unless_forced(project: Path) -> None:
+    # Was rc 0: the local edit overwritten, v1's removed.txt kept beside v2's files.
+    versions = {"m1": {"a.txt": "old", "removed.txt": "gone"}, "m2": {"a.txt": "new"}}
+    for folder, files in versions.items():
+        (project / folder).mkdir()
+        for name, text in files.items():
+            (project / folder / name).write_text(text)
+        assert _loopline(project, "data", "add", "mixds", folder).returncode == 0
+    assert _loopline(project, "data", "checkout", "mixds@1", "mix").returncode == 0
+    (project / "mix" / "a.txt").write_text("my local edit")
+    refused = _loopline(project, "data", "checkout", "mixds@2", "mix")
+    assert refused.returncode == 2, refused.stderr
+    assert "(a.txt)" in refused.stderr and "(removed.txt)" in refused.stderr
+    assert "--force" in refused.stderr and "Traceback" not in refused.stderr
+    assert (project / "mix" / "a.txt").read_text() == "my local edit"
+    forced = _json(project, "data", "checkout", "mixds@2", "mix", "--force")
+    assert (forced["ref"], forced["files"]) == ("mixds@2", 1)
+    assert sorted(p.name for p in (project / "mix").iterdir()) == ["a.txt"]
+    assert (project / "mix" / "a.txt").read_text() == "new"
+    again = _json(project, "data", "add", "mixds", "mix")
+    assert (again["ref"], again["created_now"]) == ("mixds@2", False)
+
+
 def test_human_output_and_errors(project: Path) -> None:
     result = _loopline(project, "data", "add", "images", "images")
     assert result.returncode == 0, result.stderr

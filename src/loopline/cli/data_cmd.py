@@ -228,9 +228,20 @@ def diff_cmd(
 def checkout_cmd(
     ref: str = typer.Argument(..., help="NAME@VERSION, or NAME for the newest version."),
     dest: Path = typer.Argument(..., help="Folder to write the files into."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Make DEST exactly the version: overwrite files that differ from it and "
+        "remove files it does not have.",
+    ),
     json_out: bool = _JSON,
 ) -> None:
     """Write a version's files into a folder, each verified against its digest.
+
+    A missing or empty folder gets every file; a folder that already holds exactly this
+    version is left as it is. A folder holding files that differ from the version, or
+    files it does not have, is refused (exit 2) naming them, so local edits are never
+    overwritten and versions never mixed: use --force to replace and remove them.
 
     Example: loopline data checkout images@2 work/images
     """
@@ -239,7 +250,7 @@ def checkout_cmd(
     name, number = datasets.parse_ref(ref)
     version = number if number is not None else "latest"
     v = datasets.get(name, version)
-    out = datasets.checkout(name, v.version, dest)
+    out = datasets.checkout(name, v.version, dest, force=force)
     if json_out:
         print_json({"ref": v.ref, "hash": v.hash, "dest": str(out), "files": len(v.files)})
     else:

@@ -23,13 +23,16 @@ import os
 import shutil
 import stat
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from loopline.core.artifacts import ArtifactStore, LocalArtifactStore, hash_file
-from loopline.data.ingest import CHECKOUT_MARKER, WORKERS, FileEntry
+from loopline.data.hashcache import FileStat, HashCache
+from loopline.data.ingest import CHECKOUT_MARKER, WORKERS, FileEntry, is_marker
 from loopline.errors import IntegrityError, InvalidInput
 
 MARKER = CHECKOUT_MARKER
@@ -96,57 +99,302 @@ def _fetch(store: ArtifactStore, entries: Sequence[FileEntry], root: Path, link:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def checkout(store: ArtifactStore, entries: Sequence[FileEntry], dest_dir: Path) -> Path:
-    """Write every file of a manifest below ``dest_dir`` as a verified, writable copy.
+def checkout(
+    store: ArtifactStore,
+    entries: Sequence[FileEntry],
+    dest_dir: Path,
+    *,
+    force: bool = False,
+    skip: Sequence[Path] = (),
+    cache: HashCache | None = None,
+) -> Path:
+    """Make ``dest_dir`` hold the manifest's files, as verified, writable copies.
 
-    Files of the dataset that already exist there are replaced; other files are left alone.
+    A missing or empty folder gets every file. A folder that already holds exactly these
+    files (same relative paths, same bytes) is left as it is, and one that holds some of
+    them and nothing else gets the rest. Anything else would overwrite local changes or
+    leave a mix of versions, so it is an :class:`InvalidInput` naming what is in the way,
+    unless ``force``: then the folder is made exactly the version (differing files are
+    replaced, files that are not in the version removed; symbolic links are removed, never
+    followed). Paths in ``skip`` (Loopline's own home, artifact store and database) are
+    never looked into nor touched. Each file is written to a temporary name and renamed into
+    place. ``cache`` (the hash cache) spares hashing the files already there.
 
     Example:
-        >>> # checkout(ctx.artifacts, version.files, Path("work/churn"))
+        >>> # checkout(ctx.artifacts, version.files, Path("work/churn"), force=True)
     """
     if dest_dir.exists() and not dest_dir.is_dir():
         raise InvalidInput(
             f"{dest_dir} exists and is not a folder", field="dest_dir", hint="pick a folder"
         )
     dest_dir.mkdir(parents=True, exist_ok=True)
-    if any(dest_dir.iterdir()):
-        _check_conflicts(dest_dir, entries)
-    _fetch(store, entries, dest_dir, link=False)
+    if not any(dest_dir.iterdir()):
+        _fetch(store, entries, dest_dir, link=False)
+        _remember(cache, dest_dir, entries)
+        return dest_dir
+    plan = _plan(dest_dir, entries, skip, cache)
+    plan.refuse_own_files(dest_dir)
+    if not force:
+        plan.refuse_local_changes(dest_dir)
+    for rel, _ in plan.blocked:
+        _remove(dest_dir / rel)
+    _fetch(store, plan.to_write, dest_dir, link=False)
+    # Removed once the version's files are in place: a failed download leaves them.
+    for rel in plan.extra:
+        _remove(dest_dir / rel)
+    for rel in sorted(plan.extra_dirs, key=lambda d: d.count("/"), reverse=True):
+        with contextlib.suppress(OSError):  # not empty: it holds one of Loopline's own files
+            (dest_dir / rel).rmdir()
+    _remember(cache, dest_dir, plan.to_write)
     return dest_dir
 
 
-def _check_conflicts(root: Path, entries: Sequence[FileEntry]) -> None:
-    """Raise :class:`InvalidInput` naming the first entry of ``root`` in a file's way.
+#: How many paths of each kind a refusal names.
+_SHOWN = 5
 
-    Checked before anything is written: a folder where a file goes, a file where a folder
-    goes, and a symbolic link anywhere on a file's path (writing through it would change
-    a file elsewhere).
-    """
-    checked: set[Path] = set()
+
+def _some(paths: Sequence[str]) -> str:
+    shown = ", ".join(paths[:_SHOWN])
+    return shown + (f" and {len(paths) - _SHOWN} more" if len(paths) > _SHOWN else "")
+
+
+@dataclass
+class _Plan:
+    """What checking a version out into a folder that holds files would do."""
+
+    #: Entries missing from the folder or differing from the version: written.
+    to_write: list[FileEntry] = field(default_factory=list)
+    #: Files of the version already in the folder with other bytes: overwritten.
+    differ: list[str] = field(default_factory=list)
+    #: Files (and links) in the folder that the version does not hold: left, or removed.
+    extra: list[str] = field(default_factory=list)
+    #: Folders that hold nothing of the version: removed with ``force`` once empty.
+    extra_dirs: list[str] = field(default_factory=list)
+    #: What stands where a file or folder of the version goes, and why, in manifest order
+    #: (removed with ``force`` before anything is written).
+    blocked: list[tuple[str, str]] = field(default_factory=list)
+
+    def refuse_own_files(self, root: Path) -> None:
+        """Raise :class:`InvalidInput` when one of Loopline's own files is in the way:
+        not even ``force`` removes it."""
+        for rel, problem in self.blocked:
+            if _OWN.removeprefix("is ") in problem:
+                raise InvalidInput(
+                    f"cannot check out into {root}: {root / rel} {problem}",
+                    field="dest_dir",
+                    hint="check out into another folder",
+                )
+
+    def refuse_local_changes(self, root: Path) -> None:
+        """Raise :class:`InvalidInput` unless the checkout only adds missing files."""
+        hint = (
+            "check out into an empty or new folder, or pass --force (SDK: force=True) to "
+            f"make {root} exactly the version: differing files are overwritten and files "
+            "that are not in the version are removed"
+        )
+        if self.blocked:
+            rel, problem = self.blocked[0]
+            raise InvalidInput(
+                f"cannot check out into {root}: {root / rel} {problem}",
+                field="dest_dir",
+                hint=hint,
+            )
+        if not self.differ and not self.extra:
+            return
+        parts = []
+        if self.differ:
+            parts.append(
+                f"{len(self.differ)} file(s) differ from the version and would be "
+                f"overwritten ({_some(self.differ)})"
+            )
+        if self.extra:
+            parts.append(
+                f"{len(self.extra)} file(s) are not in the version and would be left "
+                f"beside it ({_some(self.extra)})"
+            )
+        raise InvalidInput(
+            f"cannot check out into {root} without losing local changes or mixing "
+            f"versions: {'; '.join(parts)}",
+            field="dest_dir",
+            hint=hint,
+        )
+
+
+@dataclass(frozen=True)
+class _Local:
+    """What the folder holds, by relative POSIX path, symbolic links never followed."""
+
+    files: dict[str, os.stat_result]  # regular files
+    dirs: set[str]
+    others: dict[str, str]  # symbolic links, sockets, FIFOs, ...: what each is
+    own: set[str]  # paths in ``skip``: never entered, never touched
+
+
+def _scan(root: Path, skip: Sequence[Path]) -> _Local:
+    skipped = {os.fspath(p.resolve()) for p in skip}
+    local = _Local({}, set(), {}, set())
+    pending = [(os.fspath(root.resolve()), "")]
+    while pending:
+        folder, prefix = pending.pop()
+        try:
+            with os.scandir(folder) as it:
+                found = list(it)
+        except OSError as exc:
+            raise InvalidInput(
+                f"cannot read the folder {folder}: {exc.strerror}",
+                field="dest_dir",
+                hint="fix its permissions, or check out into another folder",
+            ) from exc
+        for entry in found:
+            rel = prefix + entry.name
+            if entry.path in skipped:
+                local.own.add(rel)
+            elif entry.is_dir(follow_symlinks=False):
+                local.dirs.add(rel)
+                pending.append((entry.path, rel + "/"))
+            elif entry.is_symlink():
+                local.others[rel] = "is a symbolic link"
+            elif not entry.is_file(follow_symlinks=False):
+                local.others[rel] = "is not a regular file"
+            # A copied checkout's marker is Loopline's bookkeeping, not data (scan_folder).
+            elif prefix or entry.name != CHECKOUT_MARKER or not is_marker(entry.path):
+                local.files[rel] = entry.stat(follow_symlinks=False)
+    return local
+
+
+def _plan(
+    root: Path, entries: Sequence[FileEntry], skip: Sequence[Path], cache: HashCache | None
+) -> _Plan:
+    local = _scan(root, skip)
+    plan = _Plan()
+    wanted_dirs: set[str] = set()
+    blocked: set[str] = set()
+    same_size: list[tuple[FileEntry, os.stat_result]] = []
     for entry in entries:
         parts = PurePosixPath(entry.path).parts
         if entry.path.startswith("/") or ".." in parts:
-            continue  # _target refuses it as a tampered manifest
-        here = root
-        for i, part in enumerate(parts):
-            here = here / part
-            last = i == len(parts) - 1
-            if here in checked and not last:
-                continue
-            checked.add(here)
-            if here.is_symlink():
-                problem = "is a symbolic link"
-            elif last and here.is_dir():
-                problem = f"is a folder, where the dataset has the file {entry.path!r}"
-            elif not last and here.exists() and not here.is_dir():
-                problem = f"is a file, where the dataset has a folder (for {entry.path!r})"
-            else:
-                continue
-            raise InvalidInput(
-                f"cannot check out into {root}: {here} {problem}",
-                field="dest_dir",
-                hint=f"check out into an empty or new folder, or remove {here}",
-            )
+            _target(root, entry.path)  # raises when it leads outside: a tampered manifest
+            plan.to_write.append(entry)
+            continue
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts) - 1)]
+        wanted_dirs.update(prefixes)
+        problem = _blocked(local, prefixes, entry.path)
+        if problem is not None:
+            if problem[0] not in blocked:
+                blocked.add(problem[0])
+                plan.blocked.append(problem)
+            plan.to_write.append(entry)
+            continue
+        st = local.files.get(entry.path)
+        if st is None:
+            plan.to_write.append(entry)
+        elif st.st_size != entry.size:
+            plan.differ.append(entry.path)
+            plan.to_write.append(entry)
+        else:
+            same_size.append((entry, st))
+    for entry in _differing(root, same_size, cache):
+        plan.differ.append(entry.path)
+        plan.to_write.append(entry)
+    plan.to_write.sort(key=lambda e: e.path)
+    plan.differ.sort()
+    wanted = {e.path for e in entries}
+    plan.extra = sorted(
+        rel
+        for rel in (*local.files, *local.others)
+        if rel not in wanted and rel not in blocked and not _below(rel, blocked)
+    )
+    plan.extra_dirs = [
+        d
+        for d in local.dirs
+        if d not in wanted_dirs and d not in blocked and not _below(d, blocked)
+    ]
+    return plan
+
+
+def _below(rel: str, folders: set[str]) -> bool:
+    """Whether ``rel`` is inside one of ``folders`` (relative POSIX paths)."""
+    parts = rel.split("/")
+    return any("/".join(parts[:i]) in folders for i in range(1, len(parts)))
+
+
+_OWN = "is one of Loopline's own files (its home, artifact store or database)"
+
+
+def _blocked(local: _Local, prefixes: list[str], path: str) -> tuple[str, str] | None:
+    """(the entry in the way, why) when anything but folders stands on the way to
+    ``path``, or anything but a regular file at ``path``."""
+    for prefix in prefixes:
+        if prefix in local.own:
+            return prefix, _OWN
+        if prefix in local.others:
+            return prefix, local.others[prefix]
+        if prefix in local.files:
+            return prefix, f"is a file, where the dataset has a folder (for {path!r})"
+        if prefix not in local.dirs:
+            return None  # missing: nothing below it either
+    if path in local.own or any(_below(own, {path}) for own in local.own):
+        return path, _OWN if path in local.own else f"holds {_OWN.removeprefix('is ')}"
+    if path in local.dirs:
+        return path, f"is a folder, where the dataset has the file {path!r}"
+    if path in local.others:
+        return path, local.others[path]
+    return None
+
+
+def _differing(
+    root: Path, candidates: Sequence[tuple[FileEntry, os.stat_result]], cache: HashCache | None
+) -> list[FileEntry]:
+    """The entries whose file in ``root`` (of the right size) holds other bytes: digests
+    from the hash cache where it vouches for them, else hashed (and remembered)."""
+    if not candidates:
+        return []
+    # Keyed as scan_folder keys the cache (os.scandir's paths), so `data add` of the
+    # folder finds these digests too.
+    base = os.fspath(root.resolve())
+    stats = {f"{base}/{e.path}": FileStat.of(st) for e, st in candidates}
+    known = cache.lookup(list(stats.items())) if cache is not None else {}
+    started_ns = time.time_ns()
+    to_hash = [f"{base}/{e.path}" for e, _ in candidates]
+    to_hash = [p for p in to_hash if p not in known]
+    with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="checkout-hash") as pool:
+        hashed = dict(zip(to_hash, pool.map(hash_file, to_hash), strict=True))
+    if cache is not None:
+        cache.record(
+            (p, stats[p], digest)
+            for p, digest in hashed.items()
+            if not stats[p].is_racy(started_ns)
+        )
+    known.update(hashed)
+    return [e for e, _ in candidates if known[f"{base}/{e.path}"] != e.digest]
+
+
+def _remember(cache: HashCache | None, root: Path, written: Sequence[FileEntry]) -> None:
+    """Put the digests of the files just written in the hash cache (those written long
+    enough ago to trust their mtime), so that adding or checking out the folder again does
+    not hash them."""
+    if cache is None or not written:
+        return
+    base = os.fspath(root.resolve())
+    now_ns = time.time_ns()
+    rows = []
+    for entry in written:
+        path = f"{base}/{entry.path}"
+        with contextlib.suppress(OSError):
+            st = FileStat.of(os.stat(path, follow_symlinks=False))  # noqa: PTH116
+            if st.size == entry.size and not st.is_racy(now_ns):
+                rows.append((path, st, entry.digest))
+    cache.record(rows)
+
+
+def _remove(path: Path) -> None:
+    """Remove a file, a link (not what it points to) or a folder (links inside it are
+    removed, never followed)."""
+    if path.is_dir() and not path.is_symlink():
+        _remove_tree(path)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
 
 def materialize(

@@ -346,13 +346,35 @@ def _open_catalog(ctx: Context) -> None:
     ctx.engine  # noqa: B018 - a cached property: opening it is the point
 
 
+def _own_folders(ctx: Context) -> list[Path]:
+    """Loopline's home and local artifact store: never data, whatever folder holds them
+    (registering ``.`` does not swallow the store; checking out into ``.`` never touches it).
+
+    Example:
+        >>> # _own_folders(get_context())  -> [Path('/work/.loopline'), Path('/work/art')]
+    """
+    own = [_home(ctx)]
+    artifacts = ctx.settings.artifacts_uri.removeprefix("file://")
+    if "://" not in artifacts:
+        own.append(Path(artifacts).expanduser())
+    return own
+
+
+def _sqlite_file(ctx: Context) -> Path | None:
+    """The metadata database's file when it is a SQLite file, else None."""
+    uri = ctx.settings.metadata_uri
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    return None if database in ("", ":memory:") else Path(database)
+
+
 def _first_use(ctx: Context) -> bool:
     """Whether the metadata database is a SQLite file not made yet (opening it migrates it)."""
-    uri = ctx.settings.metadata_uri
-    if not uri.startswith("sqlite:///") or "engine" in vars(ctx):
+    if "engine" in vars(ctx):
         return False
-    database = uri.removeprefix("sqlite:///").split("?", 1)[0]
-    return database not in ("", ":memory:") and not Path(database).exists()
+    database = _sqlite_file(ctx)
+    return database is not None and not database.exists()
 
 
 #: Folders of LOOPLINE_HOME/tmp that other code uses (DuckDB's spill folder): not temp files.
@@ -425,11 +447,7 @@ def _store_version(
     """:func:`register`'s work, with ``scratch`` its own folder for converted files."""
     cache = HashCache(home / "hashcache.db")
     try:
-        skip = [home]
-        artifacts = ctx.settings.artifacts_uri.removeprefix("file://")
-        if "://" not in artifacts:
-            skip.append(Path(artifacts).expanduser())
-        kind, files, table = _source_table(source, scratch, skip)
+        kind, files, table = _source_table(source, scratch, _own_folders(ctx))
         known = cached_digests(files, cache)
         entries = known_entries(files, known)
         if entries is not None:
@@ -749,12 +767,34 @@ def diff(
     )
 
 
-def checkout(name: str, version: int | str, dest_dir: str | os.PathLike[str]) -> Path:
-    """Write the files of ``name`` at ``version`` into ``dest_dir``, each verified.
+def checkout(
+    name: str, version: int | str, dest_dir: str | os.PathLike[str], *, force: bool = False
+) -> Path:
+    """Make ``dest_dir`` hold the files of ``name`` at ``version``, each verified.
+
+    Into a missing or empty folder every file is written; a folder that already holds
+    exactly this version is left as it is. A folder with other content (files that differ
+    from the version's, or files the version does not have) is refused with
+    :class:`InvalidInput` naming them, so that local edits are never overwritten and
+    versions never mixed; ``force=True`` makes the folder exactly the version (differing
+    files replaced, other files and symbolic links removed, never followed out of it).
+    Loopline's own home and artifact folders are never touched.
 
     Example:
         >>> # ll.datasets.checkout("images", 2, "work/images")
+        >>> # ll.datasets.checkout("images", 3, "work/images", force=True)
     """
+    if not isinstance(force, bool):
+        raise InvalidInput("force must be True or False", field="force")
     v = _load(name, version)
-    store = v._store if v._store is not None else get_context().artifacts
-    return _checkout_files(store, v.files, Path(dest_dir))
+    ctx = get_context()
+    store = v._store if v._store is not None else ctx.artifacts
+    own = _own_folders(ctx)
+    database = _sqlite_file(ctx)
+    if database is not None:  # and its journal: removing either loses the catalog
+        own += [Path(f"{database}{end}") for end in ("", "-wal", "-shm", "-journal")]
+    cache = HashCache(_home(ctx) / "hashcache.db")
+    try:
+        return _checkout_files(store, v.files, Path(dest_dir), force=force, skip=own, cache=cache)
+    finally:
+        cache.close()

@@ -179,7 +179,7 @@ def scan_folder(root: Path, *, skip: Sequence[Path] = ()) -> list[SourceFile]:
                 if entry.path not in skipped:
                     pending.append((entry.path, f"{prefix}{name}/"))
                 continue
-            if not prefix and name == CHECKOUT_MARKER and _is_marker(entry.path):
+            if not prefix and name == CHECKOUT_MARKER and is_marker(entry.path):
                 continue
             st = _stat(entry.path, "source")
             if stat.S_ISREG(st.st_mode):
@@ -201,8 +201,13 @@ def _check_name(path: str) -> None:
         ) from exc
 
 
-def _is_marker(path: str) -> bool:
-    """Whether ``path`` is a checkout marker (a version hash), not a file of the data."""
+def is_marker(path: str) -> bool:
+    """Whether ``path`` is a checkout marker (a version hash), not a file of the data.
+
+    Example:
+        >>> is_marker("no/such/file")
+        False
+    """
     try:
         with open(path, "rb") as f:
             text = f.read(65)
