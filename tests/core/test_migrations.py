@@ -169,3 +169,38 @@ def test_0018_keeps_every_run_and_what_refers_to_it_up_and_down(db_uri: str) -> 
     assert "outputs_json" not in {c["name"] for c in inspector.get_columns("runs")}
     assert "run_outputs" not in inspector.get_table_names()
     engine.dispose()
+
+
+def test_0019_gives_each_dataset_version_its_dataset_s_description(db_uri: str) -> None:
+    engine = create_engine_for(db_uri)
+    upgrade(engine, "0018_run_outputs")
+    with engine.begin() as conn:
+        _insert(conn, "datasets", [(1, "churn", "March export", 1.0), (2, "bare", None, 1.0)])
+        conn.execute(
+            sa.text(
+                "INSERT INTO dataset_versions (id, dataset_id, name, version, created, hash, "
+                "kind, byte_size, file_count, actor) "
+                "VALUES (:id, :ds, :name, :v, 1, :h, 'files', 1, 1, 'ada')"
+            ),
+            [
+                {"id": 1, "ds": 1, "name": "churn", "v": 1, "h": "a" * 64},
+                {"id": 2, "ds": 1, "name": "churn", "v": 2, "h": "b" * 64},
+                {"id": 3, "ds": 2, "name": "bare", "v": 1, "h": "c" * 64},
+            ],
+        )
+    upgrade(engine, "0019_version_description")
+    query = "SELECT name, version, description FROM dataset_versions ORDER BY id"
+    with engine.begin() as conn:
+        assert [tuple(r) for r in conn.execute(sa.text(query))] == [
+            ("churn", 1, "March export"),
+            ("churn", 2, "March export"),
+            ("bare", 1, None),
+        ]
+        conn.execute(sa.text("UPDATE dataset_versions SET description = 'April' WHERE id = 2"))
+    command.downgrade(alembic_config(engine), "0018_run_outputs")
+    with engine.connect() as conn:  # the dataset's description is its newest version's
+        found = conn.execute(sa.text("SELECT name, description FROM datasets ORDER BY id"))
+        assert [tuple(r) for r in found] == [("churn", "April"), ("bare", None)]
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("dataset_versions")}
+    assert "description" not in columns
+    engine.dispose()

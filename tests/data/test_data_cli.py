@@ -109,6 +109,20 @@ def test_checkout_over_local_changes_is_refused_unless_forced(project: Path) -> 
     assert (again["ref"], again["created_now"]) == ("mixds@2", False)
 
 
+def test_re_adding_unchanged_data_with_a_description_describes_that_version(
+    project: Path,
+) -> None:
+    # Was: "(unchanged, same version)" while every version's description changed.
+    assert _json(project, "data", "add", "q", "v1.csv", "-d", "March")["version"] == 1
+    assert _json(project, "data", "add", "q", "v2.csv", "-d", "April")["version"] == 2
+    result = _loopline(project, "data", "add", "q", "v2.csv", "--description", "April, fixed")
+    assert result.returncode == 0, result.stderr
+    assert "q@2 (unchanged, same version, description updated)" in result.stdout
+    assert _json(project, "data", "show", "q@1")["description"] == "March"
+    assert _json(project, "data", "show", "q@2")["description"] == "April, fixed"
+    assert [d["description"] for d in _json(project, "data", "ls")] == ["April, fixed"]
+
+
 def test_human_output_and_errors(project: Path) -> None:
     result = _loopline(project, "data", "add", "images", "images")
     assert result.returncode == 0, result.stderr

@@ -171,6 +171,51 @@ def test_every_register_is_audited_in_the_same_transaction(ctx: Context) -> None
     assert audit.verify(ctx.engine).ok
 
 
+def test_each_version_keeps_the_description_it_was_registered_with(ctx: Context) -> None:
+    # Was: one description per dataset, so April's register relabelled March's version.
+    ll.datasets.register("desc", pd.DataFrame({"a": [1]}), description="March export")
+    ll.datasets.register("desc", pd.DataFrame({"a": [1, 2]}), description="April export")
+    ll.datasets.register("desc", pd.DataFrame({"a": [1, 2, 3]}))
+    assert [(v.ref, v.description) for v in ll.datasets.versions("desc")] == [
+        ("desc@1", "March export"),
+        ("desc@2", "April export"),
+        ("desc@3", None),
+    ]
+    assert ll.datasets.get("desc", 2).description == "April export"
+    ll.datasets.register("other", pd.DataFrame({"b": [1]}), description="B")
+    listed = {d.name: d.description for d in ll.datasets.list_datasets()}
+    assert listed == {"desc": None, "other": "B"}  # the newest version's
+
+
+def test_the_same_content_with_another_description_describes_that_version(
+    ctx: Context,
+) -> None:
+    # Was: "unchanged, same version", yet every version's description changed, unaudited.
+    frame = pd.DataFrame({"a": [1, 2]})
+    ll.datasets.register("q", pd.DataFrame({"a": [1]}), description="first")
+    ll.datasets.register("q", frame, description="draft")
+    again = ll.datasets.register("q", frame.copy(), description="final")
+    assert (again.version, again.created_now, again.description_updated) == (2, False, True)
+    assert again.description == "final" and again.to_dict()["description_updated"] is True
+    assert [v.description for v in ll.datasets.versions("q")] == ["first", "final"]
+    same = ll.datasets.register("q", frame.copy())  # no description: nothing changes
+    assert (same.description, same.description_updated) == ("final", False)
+    same = ll.datasets.register("q", frame.copy(), description="final")
+    assert (same.description, same.description_updated) == ("final", False)
+    events = audit.events(ctx.engine, object_type="dataset")
+    assert [(e.action, e.object_id) for e in events] == [
+        ("dataset.register", "q@1"),
+        ("dataset.register", "q@2"),
+        ("dataset.describe", "q@2"),
+    ]
+    assert events[1].after["description"] == "draft"
+    assert (events[2].before, events[2].after) == (
+        {"description": "draft"},
+        {"description": "final"},
+    )
+    assert audit.verify(ctx.engine).ok
+
+
 @pytest.mark.parametrize(
     "name",
     ["", "../etc", "a/b", "-lead", ".hidden", "a" * 129, "sp ace", "x..y", 7],

@@ -135,6 +135,22 @@ def test_a_single_file_and_a_version_with_a_description(tmp_path: Path) -> None:
         tmp_path, ["data", "add", "m", "model.bin", "--json"], quick=True, LOOPLINE_HOME="h"
     )
     assert (quick, heavy) == (full, "[]")
+    # The version's own description, as the full path reads it once it was replaced.
+    described, _ = _run(
+        tmp_path,
+        ["data", "add", "m", "model.bin", "-d", "new weights", "--json"],
+        quick=False,
+        LOOPLINE_HOME="h",
+    )
+    assert '"description_updated": true' in described
+    full, _ = _run(
+        tmp_path, ["data", "add", "m", "model.bin", "--json"], quick=False, LOOPLINE_HOME="h"
+    )
+    quick, heavy = _run(
+        tmp_path, ["data", "add", "m", "model.bin", "--json"], quick=True, LOOPLINE_HOME="h"
+    )
+    assert (quick, heavy) == (full, "[]")
+    assert '"description": "new weights"' in quick and '"description_updated": false' in quick
 
 
 def test_an_explicit_sqlite_uri_and_artifact_folder(tmp_path: Path) -> None:

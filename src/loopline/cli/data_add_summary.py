@@ -36,6 +36,8 @@ def summary_lines(answer: Mapping[str, Any], *, markup: bool = True) -> list[str
         >>> # for line in summary_lines(version.to_dict(with_files=False)): console.print(line)
     """
     state = "new version" if answer.get("created_now") else "unchanged, same version"
+    if answer.get("description_updated"):
+        state += ", description updated"
     # A dataset name is letters, digits, '.', '_' and '-': no markup, no :emoji: code.
     ref = f"[green]{esc(answer['ref'])}[/]" if markup else answer["ref"]
     lines = [f"{ref} ({state}) {answer['kind']} hash {answer['hash'][:16]}"]

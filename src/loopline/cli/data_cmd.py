@@ -60,10 +60,16 @@ def _load_frame(ref: str) -> tuple[Any, str]:
 def add_cmd(
     name: str = typer.Argument(..., help="Dataset name, e.g. churn."),
     path: Path = typer.Argument(..., help="A CSV, Parquet or other file, or a folder."),
-    description: str = typer.Option(None, "--description", "-d", help="What this data is."),
+    description: str = typer.Option(
+        None, "--description", "-d", help="What this version of the data is."
+    ),
     json_out: bool = _JSON,
 ) -> None:
     """Register PATH as the next version of dataset NAME (same content: same version).
+
+    Each version keeps its own description. The newest version's content added again
+    with another --description gets that description (audited); without one, nothing
+    changes.
 
     Example: loopline data add images data/images/ --description "March photos"
     """

@@ -12,4 +12,4 @@ Example:
 
 from __future__ import annotations
 
-HEAD_REVISION = "0018_run_outputs"
+HEAD_REVISION = "0019_version_description"

@@ -5,16 +5,20 @@ Registering a version runs in one transaction: the dataset row is locked (``FOR 
 PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serialises writers), the next version
 number is taken, the version and its file rows are inserted and the audit event appended.
 Two writers racing to create the same new name collide on the unique name; the loser
-retries.
+retries. Each version keeps the description it was registered with; registering the
+newest version's content again with another description replaces that version's
+description (audit event ``dataset.describe``) instead of making a version.
 
 Example:
-    >>> # row, created = register_version(ctx, name="churn", kind="table", ...)
+    >>> # done = register_version(ctx, name="churn", kind="table", ...); done.row.version
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -32,11 +36,8 @@ if TYPE_CHECKING:
 _ATTEMPTS = 3
 
 
-_VERSION_COLS = (*dataset_versions.c, datasets.c.description)
-
-
 def _version_query() -> sa.Select[Any]:
-    return sa.select(*_VERSION_COLS).join(datasets, datasets.c.id == dataset_versions.c.dataset_id)
+    return sa.select(dataset_versions)
 
 
 def _row(r: Any) -> VersionRow:
@@ -132,7 +133,7 @@ def summaries(engine: Engine) -> list[DatasetSummary]:
     query = (
         sa.select(
             datasets.c.name,
-            datasets.c.description,
+            latest.c.description,
             datasets.c.created,
             counts.c.n,
             latest.c.version,
@@ -168,25 +169,51 @@ def summaries(engine: Engine) -> list[DatasetSummary]:
         ]
 
 
-def _lock_dataset(conn: Connection, name: str, description: str | None, now: float) -> int:
+def _lock_dataset(conn: Connection, name: str, now: float) -> int:
     found = conn.execute(
-        sa.select(datasets.c.id, datasets.c.description)
-        .where(datasets.c.name == name)
-        .with_for_update()
-    ).one_or_none()
+        sa.select(datasets.c.id).where(datasets.c.name == name).with_for_update()
+    ).scalar_one_or_none()
     if found is None:
         return int(
             conn.execute(
-                datasets.insert()
-                .values(name=name, description=description, created=now)
-                .returning(datasets.c.id)
+                datasets.insert().values(name=name, created=now).returning(datasets.c.id)
             ).scalar_one()
         )
-    if description is not None and description != found.description:
-        conn.execute(
-            datasets.update().where(datasets.c.id == found.id).values(description=description)
-        )
-    return int(found.id)
+    return int(found)
+
+
+@dataclass(frozen=True)
+class Registered:
+    """What :func:`register_version` did: the version's row, whether the version is new,
+    and whether the newest version (same content) got the description given."""
+
+    row: VersionRow
+    created: bool
+    description_updated: bool = False
+
+
+def _describe(
+    ctx: Context, conn: Connection, row: VersionRow, description: str | None
+) -> Registered:
+    """The newest version, its description replaced by ``description`` when that is given
+    and another: the same content is the same version, and the description is what the
+    person registering it says it is now (audited, with what it was)."""
+    if description is None or description == row.description:
+        return Registered(row, created=False)
+    conn.execute(
+        dataset_versions.update()
+        .where(dataset_versions.c.id == row.id)
+        .values(description=description)
+    )
+    ctx.audit(
+        conn,
+        action="dataset.describe",
+        object_type="dataset",
+        object_id=f"{row.name}@{row.version}",
+        before={"description": row.description},
+        after={"description": description},
+    )
+    return Registered(dataclasses.replace(row, description=description), False, True)
 
 
 def register_version(
@@ -200,21 +227,22 @@ def register_version(
     schema: dict[str, str],
     stats: dict[str, dict[str, Any]],
     row_count: int | None,
-) -> tuple[VersionRow, bool]:
+) -> Registered:
     """Insert the next version of ``name`` unless its newest version has the same content.
 
-    Returns the row and whether it is new. The audit event ``dataset.register`` is written
-    in the same transaction as the rows.
+    The audit event ``dataset.register`` is written in the same transaction as the rows.
+    When the newest version has the same content and ``description`` is another one, that
+    version's description is replaced (audit event ``dataset.describe``).
 
     Example:
-        >>> # row, created = register_version(ctx, name="churn", kind="table", ...)
+        >>> # done = register_version(ctx, name="churn", kind="table", ...); done.row.version
     """
     byte_size = sum(e.size for e in entries)
     for attempt in range(_ATTEMPTS):
         try:
             with ctx.engine.begin() as conn:
                 now = time.time()
-                dataset_id = _lock_dataset(conn, name, description, now)
+                dataset_id = _lock_dataset(conn, name, now)
                 newest = conn.execute(
                     _version_query()
                     .where(dataset_versions.c.name == name)
@@ -222,7 +250,7 @@ def register_version(
                     .limit(1)
                 ).one_or_none()
                 if newest is not None and newest.hash == manifest_hash and newest.kind == kind:
-                    return _row(newest), False
+                    return _describe(ctx, conn, _row(newest), description)
                 number = 1 if newest is None else int(newest.version) + 1
                 values = {
                     "dataset_id": dataset_id,
@@ -237,6 +265,7 @@ def register_version(
                     "byte_size": byte_size,
                     "file_count": len(entries),
                     "actor": ctx.settings.actor_name,
+                    "description": description,
                 }
                 version_id = int(
                     conn.execute(
@@ -266,12 +295,13 @@ def register_version(
                         "files": len(entries),
                         "bytes": byte_size,
                         "rows": row_count,
+                        "description": description,
                     },
                 )
                 current = conn.execute(
                     _version_query().where(dataset_versions.c.id == version_id)
                 ).one()
-                return _row(current), True
+                return Registered(_row(current), created=True)
         except sa.exc.IntegrityError as exc:
             if attempt == _ATTEMPTS - 1:
                 raise Conflict(

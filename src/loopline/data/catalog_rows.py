@@ -17,7 +17,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class VersionRow:
-    """One ``dataset_versions`` row and its dataset's description."""
+    """One ``dataset_versions`` row (its ``description`` is the version's own)."""
 
     id: int
     name: str
@@ -36,7 +36,7 @@ class VersionRow:
 
 @dataclass(frozen=True)
 class DatasetSummary:
-    """A dataset and its newest version, for listings."""
+    """A dataset and its newest version, for listings (``description`` is that version's)."""
 
     name: str
     description: str | None

@@ -11,7 +11,9 @@ Used as ``ll.datasets``::
 A version is a manifest (the sorted list of relative path, BLAKE3 digest and size of its
 files), stored as a JSON artifact whose digest is the version's :attr:`~DatasetVersion.hash`.
 Files are stored once in the artifact store whatever the number of versions that hold
-them. Registering the same content as the newest version returns that version.
+them. Registering the same content as the newest version returns that version. Each
+version keeps the description it was registered with; the same content registered with
+another description gives the newest version that description (see :func:`register`).
 
 Kinds: ``table`` (one Parquet file, zstd; a DataFrame, an Arrow table or a CSV is converted,
 a Parquet file is kept as it is; with schema and statistics) and ``files`` (a folder, or a
@@ -134,8 +136,9 @@ class DatasetVersion:
     """One immutable version of a dataset.
 
     ``schema`` maps column -> Arrow type and ``stats`` column -> statistics (tables only);
-    ``files`` is the manifest; ``ingest`` says what :func:`register` had to do (None when
-    the version was loaded with :func:`get`).
+    ``files`` is the manifest; ``description`` is this version's own; ``ingest`` says what
+    :func:`register` had to do (None when the version was loaded with :func:`get`), and
+    ``description_updated`` whether it replaced the description of an unchanged version.
     """
 
     name: str
@@ -151,6 +154,7 @@ class DatasetVersion:
     description: str | None
     actor: str
     created_now: bool = field(default=False, compare=False)
+    description_updated: bool = field(default=False, compare=False)
     ingest: IngestReport | None = field(default=None, compare=False, repr=False)
     _store: ArtifactStore | None = field(default=None, compare=False, repr=False)
     _home: Path = field(default=Path(".loopline"), compare=False, repr=False)
@@ -238,6 +242,7 @@ class DatasetVersion:
             ]
         if self.ingest is not None:
             out["created_now"] = self.created_now
+            out["description_updated"] = self.description_updated
             out["ingest"] = self.ingest.to_dict()
         return out
 
@@ -252,6 +257,7 @@ def _version(
     files: list[FileEntry],
     *,
     created_now: bool = False,
+    description_updated: bool = False,
     report: IngestReport | None = None,
 ) -> DatasetVersion:
     return DatasetVersion(
@@ -268,6 +274,7 @@ def _version(
         description=row.description,
         actor=row.actor,
         created_now=created_now,
+        description_updated=description_updated,
         ingest=report,
         _store=ctx.artifacts,
         _home=_home(ctx),
@@ -410,6 +417,11 @@ def register(
     of a folder (its files kept byte for byte). ``progress(bytes_done, bytes_total)`` is
     called while files are hashed and stored. Writes the audit event ``dataset.register``.
 
+    ``description`` is the new version's. When the content is the newest version's, that
+    version is returned and, if ``description`` is given and another, its description is
+    replaced (audit event ``dataset.describe``; ``description_updated`` is then True): the
+    same content is the same version. Leaving ``description`` out changes nothing.
+
     Example:
         >>> # v = ll.datasets.register("churn", "data/churn.csv", description="Q3 export")
         >>> # v.version, v.hash, v.ingest.hashed
@@ -491,7 +503,7 @@ def _store_version(
 
             schema = tabular.parquet_schema(files[0].abs_path)
             stats = tabular.table_stats(table)
-        row, created = catalog.register_version(
+        done = catalog.register_version(
             ctx,
             name=name,
             description=description,
@@ -502,7 +514,14 @@ def _store_version(
             stats=stats,
             row_count=table.num_rows if table is not None else None,
         )
-        return _version(ctx, row, entries, created_now=created, report=report)
+        return _version(
+            ctx,
+            done.row,
+            entries,
+            created_now=done.created,
+            description_updated=done.description_updated,
+            report=report,
+        )
     finally:
         cache.close()
 

@@ -66,12 +66,10 @@ _READ = ("LOOPLINE_HOME", "LOOPLINE_URI", "LOOPLINE_ARTIFACTS")
 _HARMLESS = ("LOOPLINE_ACTOR",)
 _DEFAULT_HOME = ".loopline"
 _SQLITE = "sqlite:///"
-# The newest version's row and its dataset's description, as catalog.find_version reads it.
+# The newest version's row, as catalog.find_version reads it.
 _NEWEST = (
-    "SELECT v.version, v.created, v.hash, v.kind, v.schema, v.stats, v.row_count,"
-    " v.byte_size, v.actor, d.description"
-    " FROM dataset_versions v JOIN datasets d ON d.id = v.dataset_id"
-    " WHERE v.name = ? ORDER BY v.version DESC LIMIT 1"
+    "SELECT version, created, hash, kind, schema, stats, row_count, byte_size, actor,"
+    " description FROM dataset_versions WHERE name = ? ORDER BY version DESC LIMIT 1"
 )
 
 
@@ -207,5 +205,6 @@ def unchanged_readd(
         "schema": newest["schema"],
         "stats": newest["stats"],
         "created_now": False,
+        "description_updated": False,
         "ingest": report.to_dict(),
     }

@@ -1,11 +1,12 @@
 """Tables of versioned datasets (stage 1), on the shared :data:`loopline.core.schema.metadata`.
 
-Only :mod:`loopline.data.catalog` reads or writes them; the migration that creates them is
-``core/migrations/versions/0003_data.py`` and must be kept identical (a test compares them).
+Only :mod:`loopline.data.catalog` reads or writes them; the migrations that create them,
+``core/migrations/versions/0003_data.py`` and ``0019_version_description.py``, must be kept
+identical (a test compares them).
 
 - ``datasets``: one row per dataset name.
 - ``dataset_versions``: one immutable snapshot per (name, version); ``hash`` is the digest of
-  its manifest, itself stored as a JSON artifact.
+  its manifest, itself stored as a JSON artifact; ``description`` is the version's own.
 - ``dataset_files``: the manifest's rows (relative path, digest, size) for queries.
 """
 
@@ -23,6 +24,8 @@ datasets = sa.Table(
     metadata,
     sa.Column("id", _ID, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(128), nullable=False),
+    # Neither read nor written since each version has its own (0019), which see for why
+    # it is not dropped.
     sa.Column("description", sa.Text, nullable=True),
     sa.Column("created", sa.Float, nullable=False),
     sa.UniqueConstraint("name", name="uq_datasets_name"),
@@ -49,6 +52,9 @@ dataset_versions = sa.Table(
     sa.Column("byte_size", sa.BigInteger, nullable=False),
     sa.Column("file_count", sa.Integer, nullable=False),
     sa.Column("actor", sa.String(200), nullable=False),
+    # What the version was registered with (0019); a re-add of the same content with
+    # another description replaces it, with an audit event.
+    sa.Column("description", sa.Text, nullable=True),
     sa.UniqueConstraint("name", "version", name="uq_dataset_versions_name_version"),
     sa.CheckConstraint("kind IN ('table', 'files')", name="kind"),
     sa.Index("ix_dataset_versions_hash", "hash"),
