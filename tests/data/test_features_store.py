@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -235,6 +236,50 @@ def test_result_column_clashing_with_the_entity_frame(embedded_ctx: Context) -> 
     ll.features.register(_view())
     with pytest.raises(ll.InvalidInput, match="'clicks'"):
         ll.features.get_historical(_entities().assign(clicks=0), ["user_stats:clicks"])
+
+
+def _two_views_meeting_at_full_names() -> None:
+    """Views 'va' (b__x, x) and 'va__b' (x): 'va:b__x' and 'va__b:x' are both 'va__b__x'."""
+    frame = pd.DataFrame({"user": [1], "ts": [T0], "b__x": [1.0], "x": [2.0]})
+    for name, feats in (("va", ["b__x", "x"]), ("va__b", ["x"])):
+        ll.features.register(
+            FeatureView(name=name, entity="user", timestamp="ts", features=feats, source=frame)
+        )
+
+
+@pytest.mark.parametrize(
+    ("features", "full_names", "match", "hint"),
+    [
+        (["va:b__x", "va:b__x"], True, "'b__x' of view 'va' is listed more than once", "once"),
+        (["va:b__x", "va:b__x"], False, "'b__x' of view 'va' is listed more than once", "once"),
+        (
+            ["va:b__x", "va__b:x"],
+            True,
+            "'va:b__x' and 'va__b:x' would both be named 'va__b__x'",
+            "separate calls",
+        ),
+        (["va:x", "va__b:x"], False, "would both be named 'x'", "pass full_names=True"),
+    ],
+    ids=["twice-full-names", "twice", "meet-at-full-names", "same-feature-name"],
+)
+def test_result_columns_sharing_a_name_get_the_hint_that_fits(
+    embedded_ctx: Context, features: list[str], full_names: bool, match: str, hint: str
+) -> None:
+    # With full_names=True already passed, the hint said "pass full_names=True".
+    _two_views_meeting_at_full_names()
+    with pytest.raises(ll.InvalidInput, match=match) as info:
+        ll.features.get_historical(_entities(), features, full_names=full_names)
+    assert hint in (info.value.hint or "") and info.value.field == "features"
+    if full_names:
+        assert "full_names=True" not in (info.value.hint or "")
+
+
+def test_a_full_name_clashing_with_the_entity_frame_hints_a_rename(embedded_ctx: Context) -> None:
+    ll.features.register(_view())
+    entities = _entities().assign(user_stats__clicks=0)
+    with pytest.raises(ll.InvalidInput, match="'user_stats__clicks'") as info:
+        ll.features.get_historical(entities, ["user_stats:clicks"], full_names=True)
+    assert info.value.hint == "rename the entity frame's column"
 
 
 def test_entity_timestamps_must_be_times(embedded_ctx: Context) -> None:
@@ -769,6 +814,52 @@ def test_cli_get_online_refuses_a_key_with_the_wrong_number_of_parts(
     out = runner.invoke(app, ["features", "get-online", "shops", "eu,1", "--json"])
     assert out.exit_code == 0, out.output
     assert orjson.loads(out.stdout) == [{"key": "eu,1", "features": {"rate": 0.1}}]
+
+
+def test_cli_get_online_takes_a_key_as_a_json_array(embedded_ctx: Context) -> None:
+    # A part holding ',' could not be addressed ('a,b,1' is 3 parts) and the hint printed
+    # a literal "e.g. ...,...".
+    frame = pd.DataFrame({"region": ["eu,west", "eu"], "shop": [1, 2], "ts": [T0] * 2})
+    frame["rate"] = [0.1, 0.2]
+    ll.features.register(
+        FeatureView(
+            name="shops", entity=["region", "shop"], timestamp="ts", features=["rate"], source=frame
+        )
+    )
+    ll.features.materialize("shops", end=T0)
+    runner = CliRunner()
+    out = runner.invoke(app, ["features", "get-online", "shops", "eu,west,1"])
+    assert isinstance(out.exception, ll.InvalidInput)
+    hint = out.exception.hint or ""
+    assert "..." not in hint
+    assert "e.g. eu,42" in hint and """'["eu,west",42]'""" in hint
+    keys = ['["eu,west", 1]', '["eu,west", "1"]', "eu,2", '["eu", 2]', "eu,1"]
+    out = runner.invoke(app, ["features", "get-online", "shops", *keys, "--json"])
+    assert out.exit_code == 0, out.output
+    assert [r["features"]["rate"] for r in orjson.loads(out.stdout)] == [0.1, 0.1, 0.2, 0.2, None]
+
+
+@pytest.mark.parametrize(
+    ("key", "match"),
+    [
+        ('["eu", 1', "starts with '\\[' but is not a JSON array"),
+        ("[null, 1]", "must be a JSON array of strings and numbers"),
+        ('[["eu"], 1]', "must be a JSON array of strings and numbers"),
+        ('["eu,west"]', "has 1 part\\(s\\)"),
+    ],
+    ids=["not-json", "null", "nested", "too-few"],
+)
+def test_cli_get_online_refuses_a_bad_json_key(embedded_ctx: Context, key: str, match: str) -> None:
+    frame = pd.DataFrame({"region": ["eu"], "shop": [1], "ts": [T0], "rate": [0.1]})
+    ll.features.register(
+        FeatureView(
+            name="shops", entity=["region", "shop"], timestamp="ts", features=["rate"], source=frame
+        )
+    )
+    out = CliRunner().invoke(app, ["features", "get-online", "shops", key])
+    assert isinstance(out.exception, ll.InvalidInput)
+    assert out.exception.field == "keys"
+    assert re.search(match, str(out.exception)), str(out.exception)
 
 
 def test_cli_unknown_view_exits_4_with_one_line(tmp_path: Path) -> None:

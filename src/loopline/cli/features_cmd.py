@@ -6,6 +6,7 @@ import base64
 import math
 from typing import Any
 
+import orjson
 import typer
 from rich.table import Table
 
@@ -134,11 +135,56 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _key_hint(keys: tuple[str, ...]) -> str:
+    """How to write a key of ``keys``' columns, with examples of both forms."""
+    numbers = [42 + i for i in range(len(keys) - 1)]
+    plain = ",".join(["eu", *map(str, numbers)])
+    quoted = orjson.dumps(["eu,west", *numbers]).decode()
+    return (
+        f"give one value per key column ({', '.join(keys)}) joined with ',', e.g. {plain}; "
+        f"or, when a value holds ',' or starts with '[', a JSON array, e.g. '{quoted}'"
+    )
+
+
+def _parse_key(text: str, view_name: str, keys: tuple[str, ...]) -> Any:
+    """One CLI key argument: the text itself for a view with one key column; else its
+    parts, joined by ',' or given as a JSON array (for parts holding ',')."""
+    if len(keys) == 1:
+        return text
+    if text.startswith("["):
+        try:
+            parts = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput(
+                f"key {text!r} starts with '[' but is not a JSON array: {exc}",
+                field="keys",
+                hint=_key_hint(keys),
+            ) from exc
+        if not isinstance(parts, list) or not all(isinstance(p, str | int | float) for p in parts):
+            raise InvalidInput(
+                f"key {text!r} must be a JSON array of strings and numbers",
+                field="keys",
+                hint=_key_hint(keys),
+            )
+    else:
+        parts = text.split(",")
+    if len(parts) != len(keys):
+        raise InvalidInput(
+            f"key {text!r} has {len(parts)} part(s), but feature view {view_name!r} has "
+            f"{len(keys)} key columns: {', '.join(keys)}",
+            field="keys",
+            hint=_key_hint(keys),
+        )
+    return tuple(parts)
+
+
 @app.command("get-online")
 def get_online_cmd(
     name: str = typer.Argument(..., help="The feature view's name."),
     keys: list[str] = typer.Argument(
-        ..., help="Entity keys; for several key columns join a key's parts with ','."
+        ...,
+        help="Entity keys. For several key columns join a key's values with ',' (eu,42), "
+        "or give them as a JSON array when a value holds ',' ('[\"eu,west\", 42]').",
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
 ) -> None:
@@ -149,16 +195,7 @@ def get_online_cmd(
     from loopline.data import features
 
     view = features.get_view(name)
-    parsed: list[Any] = [tuple(k.split(",")) if len(view.keys) > 1 else k for k in keys]
-    for k, p in zip(keys, parsed, strict=True):
-        if len(view.keys) > 1 and len(p) != len(view.keys):
-            raise InvalidInput(
-                f"key {k!r} has {len(p)} part(s), but feature view {name!r} has "
-                f"{len(view.keys)} key columns: {', '.join(view.keys)}",
-                field="keys",
-                hint=f"join one value per key column with ',', e.g. "
-                f"{','.join(['...'] * len(view.keys))}",
-            )
+    parsed = [_parse_key(k, name, view.keys) for k in keys]
     rows = features.get_online(name, parsed)
     if json_out:
         print_json([{"key": k, "features": _json_safe(r)} for k, r in zip(keys, rows, strict=True)])

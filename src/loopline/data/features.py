@@ -397,6 +397,47 @@ def _parse_refs(features: Sequence[str]) -> dict[str, list[str]]:
     return by_view
 
 
+def _check_output_names(
+    by_view: dict[str, list[str]],
+    outputs: list[list[str]],
+    columns: list[str],
+    full_names: bool,
+) -> None:
+    """Refuse result columns that would share a name, with the remedy that fits the cause."""
+    refs = [(view, f) for view, feats in by_view.items() for f in feats]
+    for view, feats in by_view.items():
+        twice = duplicate_names(feats)
+        if twice:
+            raise InvalidInput(
+                f"feature {twice[0]!r} of view {view!r} is listed more than once",
+                field="features",
+                hint="list each feature once",
+            )
+    flat = [o for names in outputs for o in names]
+    taken = [o for o in flat if o in columns]
+    if taken:
+        raise InvalidInput(
+            f"result column {taken[0]!r} would clash with the entity frame's column of that name",
+            field="features",
+            hint="rename the entity frame's column"
+            + ("" if full_names else ", or pass full_names=True to name columns 'view__feature'"),
+        )
+    same = duplicate_names(flat)
+    if same:
+        clashing = [f"{v}:{f}" for (v, f), o in zip(refs, flat, strict=True) if o == same[0]]
+        raise InvalidInput(
+            f"features {' and '.join(map(repr, clashing))} would both be named {same[0]!r} in "
+            "the result",
+            field="features",
+            hint=(
+                "a view or feature name holding '__' makes 'view__feature' names meet: "
+                "get these features in separate calls, or rename the view or the feature"
+                if full_names
+                else "pass full_names=True to name the columns 'view__feature'"
+            ),
+        )
+
+
 def _plain_key(col: pd.Series) -> pd.Series:
     """A categorical key column as its categories' type (DuckDB sees a categorical as an
     ENUM, which no view's key column is); other columns as they are."""
@@ -466,15 +507,7 @@ def get_historical(
         if error is not None:
             raise error
         outputs.append([f"{name}__{f}" if full_names else f for f in feats])
-    flat = [o for names in outputs for o in names]
-    clash = [o for o in flat if o in columns or flat.count(o) > 1]
-    if clash:
-        raise InvalidInput(
-            f"two columns of the result would be named {clash[0]!r}",
-            field="features",
-            hint="pass full_names=True to name columns 'view__feature', or rename the "
-            "entity frame's column",
-        )
+    _check_output_names(by_view, outputs, columns, full_names)
     keys = list(dict.fromkeys(k for name in by_view for k in views[name].keys))
     what = f"timestamp column {timestamp!r} of the entity frame"
     entities = pd.DataFrame(
