@@ -608,3 +608,51 @@ def test_materialization_is_logged(fs_ctx: Context) -> None:
         result.online_store,
     )
     assert last.online_store.startswith(("sqlite:///", "redis://"))
+
+
+# -- a view object for its name -------------------------------------------------------
+
+
+def _small_view(name: str = "ik", features: tuple[str, ...] = ("v",)) -> FeatureView:
+    frame = pd.DataFrame({"k": [1], "ts": [T0], "v": [1.0], "w": [2.0], "j": ["a"]})
+    return FeatureView(name=name, entity="k", timestamp="ts", features=features, source=frame)
+
+
+def test_a_view_object_stands_for_its_name(fs_ctx: Context) -> None:
+    # Feast users pass view objects; they reached SQLAlchemy and the online store.
+    view = _small_view()
+    ll.features.register(view)
+    assert ll.features.materialize(view, end=T0).rows == 1
+    registered = ll.features.get_view(view)
+    assert ll.features.get_view(registered).name == "ik"
+    assert ll.features.get_online(view, [1]) == [{"v": 1.0}]
+    assert ll.features.get_online(registered, [1, 2]) == [{"v": 1.0}, {"v": None}]
+    assert ll.features.materialize(registered, end=T0).view == "ik"
+
+
+@pytest.mark.parametrize("bad", [None, 3, b"ik", ["ik"]], ids=["none", "int", "bytes", "list"])
+@pytest.mark.parametrize("call", ["get_view", "materialize", "get_online"])
+def test_a_view_name_that_is_no_string_is_invalid_input(
+    fs_ctx: Context, call: str, bad: object
+) -> None:
+    ll.features.register(_small_view())
+    ll.features.materialize("ik", end=T0)
+    fn = getattr(ll.features, call)
+    with pytest.raises(ll.InvalidInput, match="'view_name' parameter") as info:
+        fn(bad, [1]) if call == "get_online" else fn(bad)
+    assert info.value.field == "view_name"
+    assert type(bad).__name__ in str(info.value)
+
+
+def test_keys_that_are_no_collection_are_invalid_input(fs_ctx: Context) -> None:
+    # None and 42 failed with TypeError inside; a generator was read twice (ValueError).
+    ll.features.register(_small_view())
+    ll.features.materialize("ik", end=T0)
+    for bad in (None, 42, {1: "a"}):
+        with pytest.raises(ll.InvalidInput, match="keys must be a list") as info:
+            ll.features.get_online("ik", bad)  # type: ignore[arg-type]
+        assert info.value.field == "keys"
+    want = [{"v": 1.0}, {"v": None}]
+    assert ll.features.get_online("ik", (k for k in (1, 2))) == want  # type: ignore[arg-type]
+    assert ll.features.get_online("ik", np.array([1, 2])) == want  # type: ignore[arg-type]
+    assert ll.features.get_online("ik", pd.Series([1, 2])) == want

@@ -282,6 +282,21 @@ def test_a_full_name_clashing_with_the_entity_frame_hints_a_rename(embedded_ctx:
     assert info.value.hint == "rename the entity frame's column"
 
 
+def test_full_names_must_be_a_bool(embedded_ctx: Context) -> None:
+    ll.features.register(_view())
+    with pytest.raises(ll.InvalidInput, match="full_names must be True or False") as info:
+        ll.features.get_historical(_entities(), ["user_stats:clicks"], full_names="no")  # type: ignore[arg-type]
+    assert info.value.field == "full_names"
+
+
+def test_a_view_object_among_the_features_is_named_by_its_type(embedded_ctx: Context) -> None:
+    # Its repr printed the whole source frame.
+    view = _view()
+    ll.features.register(view)
+    with pytest.raises(ll.InvalidInput, match="of type FeatureView is not of the form"):
+        ll.features.get_historical(_entities(), [view])  # type: ignore[list-item]
+
+
 def test_entity_timestamps_must_be_times(embedded_ctx: Context) -> None:
     ll.features.register(_view())
     with pytest.raises(ll.InvalidInput, match="not timestamps"):

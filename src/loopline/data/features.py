@@ -41,7 +41,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -345,12 +345,30 @@ def _store_frame(ctx: Context, view: FeatureView) -> tuple[str, int]:
         return ctx.artifacts.put_file(path), len(frame)
 
 
-def get_view(name: str) -> RegisteredView:
-    """The stored definition of the view ``name``; :class:`NotFound` if there is none.
+def _view_name(view_name: object) -> str:
+    """The name ``view_name`` stands for: itself for a string, the ``name`` of a
+    :class:`FeatureView` or :class:`RegisteredView` (Feast users pass view objects);
+    anything else is :class:`InvalidInput` naming ``view_name``."""
+    if isinstance(view_name, str):
+        return view_name
+    if isinstance(view_name, FeatureView | RegisteredView):
+        return view_name.name
+    raise InvalidInput(
+        "The 'view_name' parameter must be a feature view's name, a FeatureView or a "
+        f"RegisteredView. Got {type(view_name).__name__} instead.",
+        field="view_name",
+        hint="pass the view's name, e.g. 'user_stats'",
+    )
+
+
+def get_view(view_name: str | FeatureView | RegisteredView) -> RegisteredView:
+    """The stored definition of the view ``view_name`` (a name, or a view object whose
+    name is taken); :class:`NotFound` if there is none.
 
     Example:
         >>> # ll.features.get_view("user_stats").features
     """
+    name = _view_name(view_name)
     ctx = get_context()
     found = load_views(ctx, [name]).get(name)
     if found is None:
@@ -388,8 +406,10 @@ def _parse_refs(features: Sequence[str]) -> dict[str, list[str]]:
     for ref in features:
         view, sep, feature = ref.partition(":") if isinstance(ref, str) else ("", "", "")
         if not sep or not view or not feature:
+            # A view object's repr would print its whole source frame.
+            shown = repr(ref) if isinstance(ref, str) else f"of type {type(ref).__name__}"
             raise InvalidInput(
-                f"feature reference {ref!r} is not of the form 'view:feature'",
+                f"feature reference {shown} is not of the form 'view:feature'",
                 field="features",
                 hint="e.g. 'user_stats:clicks_7d'",
             )
@@ -468,6 +488,11 @@ def get_historical(
         >>> # train = ll.features.get_historical(orders, ["user_stats:clicks_7d",
         >>> #                                             "merchant:fraud_rate"])
     """
+    if not isinstance(full_names, bool):
+        raise InvalidInput(
+            f"full_names must be True or False. Got {type(full_names).__name__} instead.",
+            field="full_names",
+        )
     if not isinstance(entity_df, pd.DataFrame):
         raise InvalidInput(
             f"entity_df must be a pandas DataFrame. Got {type(entity_df).__name__} instead.",
@@ -669,7 +694,7 @@ def _packed_rows(
 
 
 def materialize(
-    view_name: str,
+    view_name: str | FeatureView | RegisteredView,
     end: dt.datetime | pd.Timestamp | str | None = None,
     start: dt.datetime | pd.Timestamp | str | None = None,
 ) -> Materialization:
@@ -678,13 +703,15 @@ def materialize(
     Only rows with an event time at or before ``end`` and within the view's TTL of ``end``
     count. Without ``start`` the view's online rows are replaced as a whole (entities
     whose rows expired disappear); with ``start`` only entities with rows in
-    ``[start, end]`` are written over, the others are kept.
+    ``[start, end]`` are written over, the others are kept. ``view_name`` is a view's
+    name or a view object (its name is taken; the registered definition is materialized).
 
     Example:
         >>> # ll.features.materialize("user_stats", end="2024-06-01T00:00:00Z").rows
     """
+    name = _view_name(view_name)
     ctx = get_context()
-    view = _views(ctx, [view_name])[view_name]
+    view = _views(ctx, [name])[name]
     started = time.time()
     end_ts = _to_utc(end, "end") if end is not None else pd.Timestamp.now(tz="UTC")
     start_ts = _to_utc(start, "start") if start is not None else None
@@ -711,7 +738,7 @@ def materialize(
             _epoch_us(start_ts) if start_ts is not None else None,
         )
         n = store.write(
-            view_name,
+            name,
             _packed_rows(rows, len(view.keys), view.features),
             meta=meta,
             replace=start_ts is None,
@@ -719,7 +746,7 @@ def materialize(
     finally:
         con.close()
     result = Materialization(
-        view=view_name,
+        view=name,
         start=start_ts.to_pydatetime() if start_ts is not None else None,
         end=end_ts.to_pydatetime(),
         rows=n,
@@ -732,7 +759,9 @@ def materialize(
     return result
 
 
-def get_online(view_name: str, keys: Sequence[Any]) -> list[dict[str, Any]]:
+def get_online(
+    view_name: str | FeatureView | RegisteredView, keys: Sequence[Any]
+) -> list[dict[str, Any]]:
     """The materialized features of each key: one ``{feature: value}`` dict per key.
 
     A key is the entity key's value (a tuple for a view with several key columns); keys
@@ -740,20 +769,19 @@ def get_online(view_name: str, keys: Sequence[Any]) -> list[dict[str, Any]]:
     is not in the online store gets a dict of ``None`` values. A whole float is its
     integer (``42.0`` is ``42``), as in training sets. Values come back as JSON types:
     timestamps and durations as ISO 8601 strings, decimals as floats, and inf, -inf and
-    NaN as floats (see docs/data.md).
+    NaN as floats (see docs/data.md). ``view_name`` is a view's name or a view object
+    (its name is taken).
 
     Example:
         >>> # ll.features.get_online("user_stats", [42, 7])
         >>> # [{'clicks_7d': 3.0, 'spend_7d': 12.5}, {'clicks_7d': None, 'spend_7d': None}]
     """
-    if isinstance(keys, str | bytes):
-        raise InvalidInput(
-            f"keys must be a list of entity keys. Got the string {keys!r}; pass [{keys!r}].",
-            field="keys",
-        )
+    if not isinstance(keys, list | tuple):
+        keys = _key_list(keys)
+    name = view_name if isinstance(view_name, str) else _view_name(view_name)
     ctx = get_context()
     store = _online_store(ctx)
-    packed = store.read(view_name, [encode_key(k) for k in keys])
+    packed = store.read(name, [encode_key(k) for k in keys])
     loads = orjson.loads
     out: list[dict[str, Any]] = []
     empty: dict[str, Any] | None = None
@@ -764,12 +792,29 @@ def get_online(view_name: str, keys: Sequence[Any]) -> list[dict[str, Any]]:
             out.append(loads(value) if value[0] == 123 else _unpack(value))
         else:
             if empty is None:
-                empty, entity = _empty_row(ctx, store, view_name)
+                empty, entity = _empty_row(ctx, store, name)
             # Checked on a miss only (a key of the wrong shape never hits), so that the
             # serving path does not pay for it.
-            _check_key_parts(key, entity, view_name)
+            _check_key_parts(key, entity, name)
             out.append(dict(empty))
     return out
+
+
+def _key_list(keys: object) -> list[Any]:
+    """``keys`` other than a list or tuple as a list (an array, a Series, a generator,
+    which the reads below go over twice); a string or no collection is refused."""
+    if isinstance(keys, str | bytes):
+        raise InvalidInput(
+            f"keys must be a list of entity keys. Got the string {keys!r}; pass [{keys!r}].",
+            field="keys",
+        )
+    if isinstance(keys, Mapping) or not isinstance(keys, Iterable):
+        raise InvalidInput(
+            f"keys must be a list of entity keys. Got {type(keys).__name__} instead.",
+            field="keys",
+            hint="e.g. [42, 7], or [('eu', 42)] for a view with two key columns",
+        )
+    return list(keys)
 
 
 def _check_key_parts(key: object, entity: list[str], view_name: str) -> None:
