@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -19,6 +20,8 @@ import pytest
 
 import loopline as ll
 from loopline.core.context import Context
+from loopline.data import features as features_mod
+from loopline.data import pit_join
 from loopline.data.features import FeatureView
 from loopline.data.online import (
     OnlineStore,
@@ -120,6 +123,21 @@ def test_failed_write_leaves_the_old_rows(store: OnlineStore) -> None:
     assert store.count("v") == 3
     assert store.read_meta("v") == b"old"
     assert orjson.loads(store.read("v", ["0"])[0] or b"")["tag"] == "a"
+
+
+def test_invalidate_drops_the_rows_of_a_written_view_only(store: OnlineStore) -> None:
+    store.write("v", _rows(3), meta=b"old", replace=True)
+    store.write("w", _rows(2), meta=b"w", replace=True)
+    assert store.invalidate("v", meta=b"changed") is True
+    assert store.read("v", ["0", "1"]) == [None, None]
+    assert (store.count("v"), store.read_meta("v")) == (0, b"changed")
+    assert (store.count("w"), store.read_meta("w")) == (2, b"w")
+    # a view never written stays so: no metadata record appears
+    assert store.invalidate("nothing", meta=b"changed") is False
+    assert store.read_meta("nothing") is None
+    # rows written after it are read as usual
+    store.write("v", _rows(1, "new"), meta=b"new", replace=True)
+    assert orjson.loads(store.read("v", ["0"])[0] or b"")["tag"] == "new"
 
 
 _KILLED_WRITER = """
@@ -642,6 +660,140 @@ def test_a_view_name_that_is_no_string_is_invalid_input(
         fn(bad, [1]) if call == "get_online" else fn(bad)
     assert info.value.field == "view_name"
     assert type(bad).__name__ in str(info.value)
+
+
+# -- a view registered again with other features or keys ------------------------------
+
+
+def test_get_online_after_the_features_changed_raises_until_materialized(
+    fs_ctx: Context,
+) -> None:
+    # It returned the old rows: [{'x': 1.0}], a feature no longer in the view, and no z.
+    frame = pd.DataFrame({"k": [1, 2], "ts": [T0, T0], "x": [1.0, 3.0], "z": [2.0, 4.0]})
+    ll.features.register(
+        FeatureView(name="rr", entity="k", timestamp="ts", features=["x"], source=frame)
+    )
+    ll.features.materialize("rr", end=T0)
+    assert ll.features.get_online("rr", [1]) == [{"x": 1.0}]
+    ll.features.register(
+        FeatureView(name="rr", entity="k", timestamp="ts", features=["z"], source=frame)
+    )
+    for keys in ([1], [1, 9], [9]):
+        with pytest.raises(ll.Conflict, match="changed since its last materialization") as info:
+            ll.features.get_online("rr", keys)
+        assert "features x -> z" in str(info.value)
+        assert "materialize('rr')" in (info.value.hint or "")
+    ll.features.materialize("rr", end=T0)
+    assert ll.features.get_online("rr", [1, 2, 9]) == [{"z": 2.0}, {"z": 4.0}, {"z": None}]
+
+
+def test_get_online_after_the_key_columns_changed_raises(fs_ctx: Context) -> None:
+    frame = pd.DataFrame({"region": ["eu"], "shop": [1], "ts": [T0], "rate": [0.1]})
+    ll.features.register(
+        FeatureView(name="shops", entity="shop", timestamp="ts", features=["rate"], source=frame)
+    )
+    ll.features.materialize("shops", end=T0)
+    ll.features.register(
+        FeatureView(
+            name="shops", entity=["region", "shop"], timestamp="ts", features=["rate"], source=frame
+        )
+    )
+    with pytest.raises(ll.Conflict, match="key columns shop -> region, shop"):
+        ll.features.get_online("shops", [("eu", 1)])
+    ll.features.materialize("shops", end=T0)
+    assert ll.features.get_online("shops", [("eu", 1)]) == [{"rate": 0.1}]
+
+
+def test_new_data_or_reordered_features_keep_the_online_rows(fs_ctx: Context) -> None:
+    # Re-registering fresh data of the same shape is routine: serving must not stop.
+    ll.features.register(_small_view(features=("v", "w")))
+    ll.features.materialize("ik", end=T0)
+    newer = pd.DataFrame({"k": [1], "ts": [T0], "v": [5.0], "w": [6.0], "j": ["b"]})
+    ll.features.register(
+        FeatureView(
+            name="ik",
+            entity="k",
+            timestamp="ts",
+            features=["w", "v"],
+            source=newer,
+            ttl=dt.timedelta(days=3),
+        )
+    )
+    assert ll.features.get_online("ik", [1, 2]) == [{"v": 1.0, "w": 2.0}, {"v": None, "w": None}]
+
+
+def test_a_refused_registration_keeps_the_online_rows(fs_ctx: Context) -> None:
+    ll.features.register(_small_view())
+    ll.features.materialize("ik", end=T0)
+    bad = pd.DataFrame({"k": [1], "ts": ["not a time"], "v": [1.0], "j": ["a"]})
+    with pytest.raises(ll.InvalidInput, match="not timestamps"):
+        ll.features.register(
+            FeatureView(name="ik", entity="k", timestamp="ts", features=["j"], source=bad)
+        )
+    assert ll.features.get_online("ik", [1]) == [{"v": 1.0}]
+
+
+def test_a_registration_the_online_store_cannot_follow_saves_nothing(
+    fs_ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ll.features.register(_small_view())
+    ll.features.materialize("ik", end=T0)
+
+    def down(self: OnlineStore, view: str, *, meta: bytes) -> bool:
+        raise ll.BackendUnavailable("the online store does not answer")
+
+    monkeypatch.setattr(type(features_mod._online_store(fs_ctx)), "invalidate", down)
+    with pytest.raises(ll.BackendUnavailable):
+        ll.features.register(_small_view(features=("w",)))
+    assert ll.features.get_view("ik").features == ("v",)
+    assert ll.features.get_online("ik", [1]) == [{"v": 1.0}]
+
+
+def test_incremental_materialize_after_a_change_is_refused(fs_ctx: Context) -> None:
+    ll.features.register(_small_view())
+    ll.features.materialize("ik", end=T0)
+    ll.features.register(_small_view(features=("v", "w")))
+    with pytest.raises(ll.Conflict, match="would mix rows of both definitions") as info:
+        ll.features.materialize("ik", start=T0, end=T0)
+    assert "without start" in (info.value.hint or "")
+    ll.features.materialize("ik", end=T0)
+    assert ll.features.materialize("ik", start=T0, end=T0).rows == 1
+    assert ll.features.get_online("ik", [1]) == [{"v": 1.0, "w": 2.0}]
+
+
+def test_incremental_materialize_over_rows_of_another_shape_is_refused(
+    fs_ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # e.g. registered by a process whose online store is another one: nothing was dropped
+    ll.features.register(_small_view())
+    ll.features.materialize("ik", end=T0)
+    monkeypatch.setattr(features_mod, "_drop_online_rows", lambda *a, **k: None)
+    ll.features.register(_small_view(features=("w",)))
+    with pytest.raises(ll.Conflict, match=r"features v -> w\); a materialization with a start"):
+        ll.features.materialize("ik", start=T0, end=T0)
+
+
+def test_a_registration_during_a_materialization_drops_what_it_wrote(
+    fs_ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # materialize reads the definition, then writes; a registration in between dropped
+    # the online rows before they were written.
+    ll.features.register(_small_view())
+    ll.features.materialize("ik", end=T0)
+    real = pit_join.latest_rows
+
+    def register_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        ll.features.register(_small_view(features=("w",)))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pit_join, "latest_rows", register_meanwhile)
+    with pytest.raises(ll.Conflict, match="registered again while it was being materialized"):
+        ll.features.materialize("ik", end=T0)
+    with pytest.raises(ll.Conflict, match="changed since its last materialization"):
+        ll.features.get_online("ik", [1])
+    monkeypatch.setattr(pit_join, "latest_rows", real)
+    ll.features.materialize("ik", end=T0)
+    assert ll.features.get_online("ik", [1]) == [{"w": 2.0}]
 
 
 def test_keys_that_are_no_collection_are_invalid_input(fs_ctx: Context) -> None:

@@ -66,7 +66,7 @@ from loopline.data.feature_registry import (
 )
 from loopline.data.feature_sources import missing_columns, prepared_view
 from loopline.data.online import OnlineStore, open_online_store
-from loopline.errors import InvalidInput, NotFound
+from loopline.errors import Conflict, InvalidInput, NotFound
 
 __all__ = [
     "FeatureView",
@@ -260,7 +260,10 @@ def register(view: FeatureView) -> RegisteredView:
     """Store a feature view's definition (and its frame, for a DataFrame source).
 
     Registering a name again replaces its definition (audited); registering the same
-    definition and data again changes nothing.
+    definition and data again changes nothing. When the new definition has other key
+    columns or other features than the materialized one, the view's online rows are
+    dropped: :func:`get_online` raises :class:`Conflict` until :func:`materialize` writes
+    rows of the new definition (online rows of the old one would lack the new features).
 
     Example:
         >>> # ll.features.register(ll.features.FeatureView(name="user_stats", ...))
@@ -280,9 +283,7 @@ def register(view: FeatureView) -> RegisteredView:
     if isinstance(view.source, pd.DataFrame):
         digest, rows = _store_frame(ctx, view)
         definition["rows"] = rows
-        saved = save_view(
-            ctx, view.name, definition, source_kind="frame", digest=digest, dataset=None
-        )
+        saved = _save(ctx, view, definition, source_kind="frame", digest=digest, dataset=None)
         # Write the join's prepared copy now, not in the first get_historical call.
         con = pit_join.connect(ctx.settings.home / "tmp" / "duckdb")
         try:
@@ -291,9 +292,37 @@ def register(view: FeatureView) -> RegisteredView:
             con.close()
         return saved
     _check_dataset_ref(view)
-    return save_view(
-        ctx, view.name, definition, source_kind="dataset", digest=None, dataset=view.source
+    return _save(ctx, view, definition, source_kind="dataset", digest=None, dataset=view.source)
+
+
+def _save(
+    ctx: Context,
+    view: FeatureView,
+    definition: dict[str, Any],
+    *,
+    source_kind: str,
+    digest: str | None,
+    dataset: str | None,
+) -> RegisteredView:
+    """:func:`save_view`, dropping the online rows of a materialized view whose key columns
+    or features change (after the new definition was checked, so a refused one drops
+    nothing)."""
+    old = load_views(ctx, [view.name]).get(view.name)
+    change = None
+    if old is not None and old.last_materialization is not None:
+        change = online_change(old.keys, old.features, view.keys, view.features)
+    if change:
+        # Before saving, so that an unreachable online store fails the registration
+        # instead of leaving rows of the old definition to be served.
+        _drop_online_rows(ctx, view.name, view.keys, view.features, change)
+    saved = save_view(
+        ctx, view.name, definition, source_kind=source_kind, digest=digest, dataset=dataset
     )
+    if change:
+        # And after: a materialization that read the old definition may have written
+        # since (it checks the definition again after writing, see materialize).
+        _drop_online_rows(ctx, view.name, view.keys, view.features, change)
+    return saved
 
 
 def _check_dataset_ref(view: FeatureView) -> None:
@@ -703,7 +732,9 @@ def materialize(
     Only rows with an event time at or before ``end`` and within the view's TTL of ``end``
     count. Without ``start`` the view's online rows are replaced as a whole (entities
     whose rows expired disappear); with ``start`` only entities with rows in
-    ``[start, end]`` are written over, the others are kept. ``view_name`` is a view's
+    ``[start, end]`` are written over, the others are kept; that is refused
+    (:class:`Conflict`) when the view's key columns or features changed since its last
+    materialization, as it would mix rows of both definitions. ``view_name`` is a view's
     name or a view object (its name is taken; the registered definition is materialized).
 
     Example:
@@ -720,6 +751,8 @@ def materialize(
             f"start {start_ts.isoformat()} is after end {end_ts.isoformat()}", field="start"
         )
     store = _online_store(ctx)
+    if start_ts is not None:
+        _check_incremental(store, view)
     meta = orjson.dumps(
         {
             "features": list(view.features),
@@ -745,6 +778,7 @@ def materialize(
         )
     finally:
         con.close()
+    _check_unchanged(ctx, view)
     result = Materialization(
         view=name,
         start=start_ts.to_pydatetime() if start_ts is not None else None,
@@ -770,7 +804,8 @@ def get_online(
     integer (``42.0`` is ``42``), as in training sets. Values come back as JSON types:
     timestamps and durations as ISO 8601 strings, decimals as floats, and inf, -inf and
     NaN as floats (see docs/data.md). ``view_name`` is a view's name or a view object
-    (its name is taken).
+    (its name is taken). :class:`Conflict` when the view's key columns or features were
+    changed (:func:`register`) since its last materialization.
 
     Example:
         >>> # ll.features.get_online("user_stats", [42, 7])
@@ -839,8 +874,91 @@ def _empty_row(
             raise not_found(ctx, view_name)
         raise NotFound(
             f"feature view {view_name!r} has not been materialized to {store.url}",
-            hint=f"run ll.features.materialize({view_name!r}) "
-            f"or `loopline features materialize {view_name}`",
+            hint=_materialize_hint(view_name),
         )
     record = orjson.loads(meta)
+    if record.get("changed"):
+        # register() dropped the rows of the old definition; every key misses, so the
+        # serving path (a hit) never reads this record.
+        raise Conflict(
+            f"feature view {view_name!r} changed since its last materialization to "
+            f"{store.url} ({record['changed']}); its online rows were dropped",
+            hint=_materialize_hint(view_name),
+        )
     return dict.fromkeys(record["features"]), list(record.get("entity") or [])
+
+
+def _materialize_hint(view_name: str) -> str:
+    return (
+        f"run ll.features.materialize({view_name!r}) or `loopline features materialize {view_name}`"
+    )
+
+
+def online_change(
+    old_keys: Sequence[str],
+    old_features: Sequence[str],
+    keys: Sequence[str],
+    features: Sequence[str],
+) -> str | None:
+    """How a view's online rows would change shape, in words; ``None`` if they would not.
+
+    The key columns count in order (they make each key's text); the features as a set
+    (their order only orders each row's dict).
+
+    Example:
+        >>> online_change(["user"], ["x"], ["user"], ["z"])
+        'features x -> z'
+        >>> online_change(["user"], ["x", "y"], ["user"], ["y", "x"]) is None
+        True
+    """
+    changes = []
+    if tuple(old_keys) != tuple(keys):
+        changes.append(f"key columns {', '.join(old_keys)} -> {', '.join(keys)}")
+    if set(old_features) != set(features):
+        changes.append(f"features {', '.join(old_features)} -> {', '.join(features)}")
+    return "; ".join(changes) or None
+
+
+def _drop_online_rows(
+    ctx: Context, view_name: str, keys: Sequence[str], features: Sequence[str], change: str
+) -> None:
+    """Drop the online rows of a materialized view whose definition changed, leaving a
+    record that says so (read by :func:`_empty_row` and :func:`_check_incremental`)."""
+    meta = {"features": list(features), "entity": list(keys), "changed": change}
+    _online_store(ctx).invalidate(view_name, meta=orjson.dumps(meta))
+
+
+def _check_incremental(store: OnlineStore, view: RegisteredView) -> None:
+    """Refuse to upsert rows of ``view`` among online rows of another definition."""
+    meta = store.read_meta(view.name)
+    if meta is None:
+        return
+    record = orjson.loads(meta)
+    change = record.get("changed") or online_change(
+        record.get("entity") or view.keys, record["features"], view.keys, view.features
+    )
+    if change:
+        raise Conflict(
+            f"feature view {view.name!r} changed since its last materialization to "
+            f"{store.url} ({change}); a materialization with a start would mix rows of "
+            "both definitions",
+            hint=f"materialize it whole first: ll.features.materialize({view.name!r}) "
+            f"without start, or `loopline features materialize {view.name}` without --start",
+        )
+
+
+def _check_unchanged(ctx: Context, view: RegisteredView) -> None:
+    """After writing ``view``'s rows: if it was registered again with other key columns or
+    features meanwhile, drop them (the registration may have dropped the online rows
+    before they were written) and raise :class:`Conflict`."""
+    now = load_views(ctx, [view.name]).get(view.name)
+    if now is None:
+        return  # deleted meanwhile: log_materialization says so
+    change = online_change(view.keys, view.features, now.keys, now.features)
+    if change:
+        _drop_online_rows(ctx, view.name, now.keys, now.features, change)
+        raise Conflict(
+            f"feature view {view.name!r} was registered again while it was being "
+            f"materialized ({change}); the rows written were dropped",
+            hint=_materialize_hint(view.name),
+        )

@@ -53,6 +53,8 @@ class OnlineStore(ABC):
     - :meth:`read` return one packed row or ``None`` per key, in the order of the keys,
       with ``None`` for every key of a view that was never written;
     - :meth:`read_meta` return the view's metadata record, ``None`` if never written;
+    - :meth:`invalidate` drop a written view's rows and replace its metadata record in one
+      step (a reader sees the old rows or none), and do nothing to a view never written;
     - keep a connection open between calls (reads are on the serving hot path) and be safe
       to call from several threads;
     - report an unreachable backend as :class:`BackendUnavailable` naming
@@ -87,6 +89,15 @@ class OnlineStore(ABC):
 
         Example:
             >>> # store.read_meta("v")  -> b"{}"
+        """
+
+    @abstractmethod
+    def invalidate(self, view: str, *, meta: bytes) -> bool:
+        """Drop the rows of ``view`` and set its metadata record to ``meta``, if ``view``
+        was ever written; return whether it was (if not, nothing is written).
+
+        Example:
+            >>> # store.invalidate("v", meta=b'{"changed": "..."}')  -> True
         """
 
     @abstractmethod
@@ -227,6 +238,27 @@ class SQLiteOnlineStore(OnlineStore):
         )
         return None if row is None else bytes(row[0])
 
+    def invalidate(self, view: str, *, meta: bytes) -> bool:
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                written = conn.execute(
+                    f"UPDATE {self._META} SET meta = ? WHERE view = ?", (meta, view)
+                ).rowcount
+                if written:
+                    conn.execute(f"DROP TABLE IF EXISTS {self._table(view)}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise BackendUnavailable(
+                f"cannot drop the rows of view {view!r} in the online store {self.url}: {exc}",
+                hint=f"check {SETTING}",
+            ) from exc
+        return bool(written)
+
     def count(self, view: str) -> int:
         try:
             row = self._conn().execute(f"SELECT count(*) FROM {self._table(view)}").fetchone()
@@ -253,7 +285,9 @@ class RedisOnlineStore(OnlineStore):
     hash expires :attr:`STAGING_TTL_S` after its last chunk, so a writer killed midway
     (SIGKILL, a lost node) leaves no copy of the view behind; the switch makes the live
     hash persistent again (``RENAME`` carries the expiry over). A read of many keys is one
-    ``HMGET``. The connection pool of redis-py is thread-safe.
+    ``HMGET``. :meth:`invalidate` deletes the live hash and sets the metadata record in one
+    ``MULTI``/``EXEC``, watching the metadata hash. The connection pool of redis-py is
+    thread-safe.
     """
 
     PREFIX = "loopline:fv:"
@@ -327,6 +361,23 @@ class RedisOnlineStore(OnlineStore):
         with self._translate():
             value = self._client.hget(self.META_KEY, view)
         return None if value is None else bytes(value)
+
+    def invalidate(self, view: str, *, meta: bytes) -> bool:
+        with self._translate(), self._client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    # Watched, so that a first write of the view between the check
+                    # and the switch is not taken for "never written".
+                    pipe.watch(self.META_KEY)
+                    if not pipe.hexists(self.META_KEY, view):
+                        return False
+                    pipe.multi()
+                    pipe.delete(self._key(view))
+                    pipe.hset(self.META_KEY, view, meta)
+                    pipe.execute()
+                    return True
+                except self._redis_mod.WatchError:
+                    continue
 
     def count(self, view: str) -> int:
         with self._translate():
