@@ -176,38 +176,44 @@ class SQLiteOnlineStore(OnlineStore):
     def _table(view: str) -> str:
         return '"fv_' + view.replace('"', '""') + '"'
 
-    def write(
-        self, view: str, rows: Iterable[tuple[str, bytes]], *, meta: bytes, replace: bool
-    ) -> int:
+    @contextlib.contextmanager
+    def _writing(self, doing: str, hint: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``, rolled back on any error); a SQLite
+        error is :class:`BackendUnavailable` saying what was being done."""
         conn = self._conn()
-        table = self._table(view)
-        n = 0
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                if replace:
-                    conn.execute(f"DROP TABLE IF EXISTS {table}")
-                conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS {table} (k TEXT PRIMARY KEY, v BLOB NOT NULL) "
-                    "WITHOUT ROWID"
-                )
-                sql = f"INSERT OR REPLACE INTO {table} (k, v) VALUES (?, ?)"
-                for chunk in _chunks(rows, _WRITE_CHUNK):
-                    conn.executemany(sql, chunk)
-                    n += len(chunk)
-                conn.execute(
-                    f"INSERT OR REPLACE INTO {self._META} (view, meta) VALUES (?, ?)",
-                    (view, meta),
-                )
+                yield conn
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
             raise BackendUnavailable(
-                f"cannot write view {view!r} to the online store {self.url}: {exc}",
-                hint=f"check {SETTING} and the free space",
+                f"cannot {doing} the online store {self.url}: {exc}", hint=hint
             ) from exc
+
+    def write(
+        self, view: str, rows: Iterable[tuple[str, bytes]], *, meta: bytes, replace: bool
+    ) -> int:
+        table = self._table(view)
+        n = 0
+        hint = f"check {SETTING} and the free space"
+        with self._writing(f"write view {view!r} to", hint) as conn:
+            if replace:
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {table} (k TEXT PRIMARY KEY, v BLOB NOT NULL) "
+                "WITHOUT ROWID"
+            )
+            sql = f"INSERT OR REPLACE INTO {table} (k, v) VALUES (?, ?)"
+            for chunk in _chunks(rows, _WRITE_CHUNK):
+                conn.executemany(sql, chunk)
+                n += len(chunk)
+            conn.execute(
+                f"INSERT OR REPLACE INTO {self._META} (view, meta) VALUES (?, ?)", (view, meta)
+            )
         return n
 
     def read(self, view: str, keys: Sequence[str]) -> list[bytes | None]:
@@ -239,24 +245,11 @@ class SQLiteOnlineStore(OnlineStore):
         return None if row is None else bytes(row[0])
 
     def invalidate(self, view: str, *, meta: bytes) -> bool:
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                written = conn.execute(
-                    f"UPDATE {self._META} SET meta = ? WHERE view = ?", (meta, view)
-                ).rowcount
-                if written:
-                    conn.execute(f"DROP TABLE IF EXISTS {self._table(view)}")
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise BackendUnavailable(
-                f"cannot drop the rows of view {view!r} in the online store {self.url}: {exc}",
-                hint=f"check {SETTING}",
-            ) from exc
+        with self._writing(f"drop the rows of view {view!r} in", f"check {SETTING}") as conn:
+            sql = f"UPDATE {self._META} SET meta = ? WHERE view = ?"
+            written = conn.execute(sql, (meta, view)).rowcount
+            if written:
+                conn.execute(f"DROP TABLE IF EXISTS {self._table(view)}")
         return bool(written)
 
     def count(self, view: str) -> int:
