@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,7 @@ from scipy.spatial import distance
 
 import loopline as ll
 from loopline.errors import InvalidInput, NotFound
-from loopline.monitoring.drift import drift
+from loopline.monitoring.drift import drift, missing_rose
 
 RNG = np.random.default_rng(11)
 
@@ -202,7 +203,7 @@ def test_all_null_constant_text_and_unsupported_columns_do_not_crash() -> None:
     report = drift(ref, cur)
     c = report.columns
     assert c["empty"].status == "skipped: all null in reference"
-    assert c["empty_now"].status == "skipped: all null in current"
+    assert c["empty_now"].status == "broken: all null in current"  # it was "skipped"
     assert (c["const"].status, c["const"].drifted, c["const"].test) == (
         "constant",
         False,
@@ -214,8 +215,15 @@ def test_all_null_constant_text_and_unsupported_columns_do_not_crash() -> None:
     assert c["when"].status.startswith("skipped: unsupported type timestamp")
     assert report.tested_columns == ["const", "const_cat", "const_moved", "ok"]
     assert report.share_drifted == 0.25
-    assert set(report.skipped_columns) == {"empty", "empty_now", "text", "when"}
+    assert set(report.skipped_columns) == {"empty", "text", "when"}
+    assert report.broken_columns == {"empty_now": "broken: all null in current"}
     assert set(report.to_dict()["columns"]) == set(report.tested_columns)
+    assert set(report.to_dict()["not_tested"]) == {"empty", "empty_now", "text", "when"}
+    # The broken column triggers (with the drifted one); those skipped on purpose do not.
+    assert report.trigger_reasons() == {
+        "empty_now": "all null in current",
+        "const_moved": "jensenshannon 0.833 >= 0.1",
+    }
 
 
 def test_a_column_of_mixed_python_types_is_skipped_with_the_reason() -> None:
@@ -244,11 +252,11 @@ def test_single_row_tables() -> None:
     assert other.missing_columns == ["s"]
 
 
-def test_type_mismatch_is_a_skip_with_the_reason() -> None:
+def test_type_mismatch_is_broken_with_the_reason() -> None:
     ref = pd.DataFrame({"x": _num(100)})
     cur = pd.DataFrame({"x": ["a"] * 100})
     status = drift(ref, cur).columns["x"].status
-    assert status.startswith("skipped: current column is") and "string" in status
+    assert status.startswith("broken: current column is") and "string" in status
     assert status.endswith("reference is numeric")
 
 
@@ -287,8 +295,11 @@ def test_to_json_is_the_cli_shape() -> None:
 
     ref, cur = pd.DataFrame({"x": _num(500)}), pd.DataFrame({"x": _num(500, 1)})
     data = json.loads(drift(ref, cur).to_json())
-    assert set(data) == {"drifted", "share_drifted", "columns"}
-    assert set(data["columns"]["x"]) == {"test", "statistic", "p_value", "threshold", "drifted"}
+    assert list(data) == ["drifted", "share_drifted", "columns", "not_tested"]
+    assert list(data["columns"]["x"]) == [
+        "test", "statistic", "p_value", "threshold", "drifted",
+        "missing_reference", "missing_current", "missing_drifted",
+    ]  # fmt: skip
 
 
 # Last, after every draw made at import (the parametrized samples above).
@@ -306,3 +317,141 @@ def test_integers_past_2_53_are_tested_as_numbers() -> None:
     assert report.columns["id"].statistic == pytest.approx(want / ids.astype(float).std())
     assert report.columns["id"].drifted and report.columns["u"].drifted
     assert not drift(ref, ref).columns["u"].drifted
+
+
+# -- columns the current data broke, missing values, an empty window ----------------------
+
+
+def _spend(n: int = 500) -> pd.DataFrame:
+    return pd.DataFrame({"spend": np.random.default_rng(3).normal(50, 10, n)})
+
+
+@pytest.mark.parametrize(
+    ("current", "status"),
+    [
+        ([np.nan] * 300, "broken: all null in current"),
+        ([None] * 300, "broken: all null in current"),
+        ([np.inf] * 300, "broken: all null in current"),  # infinities count as missing
+        (pd.Series([None] * 300, dtype="string"), "broken: all null in current"),
+        (["50.1"] * 300, "broken: current column is large_string, reference is numeric"),
+        ([True, False] * 150, "broken: current column is bool, reference is numeric"),
+        ([1.0, "a"] * 150, "broken: column 'spend' of the current table mixes types"),
+    ],
+    ids=["nan", "none", "inf", "null-strings", "text", "bool", "mixed"],
+)
+def test_a_feature_all_null_or_of_another_type_is_broken_and_triggers(
+    current: Any, status: str
+) -> None:
+    # It was skipped: trigger() was False, --json left the column out, and the loop, whose
+    # features are exactly such columns, never fired.
+    report = ll.monitor.drift(_spend(), pd.DataFrame({"spend": current}))
+    col = report.columns["spend"]
+    assert col.status.startswith(status) and col.broken and not col.tested
+    assert report.trigger(columns=["spend"]) and report.trigger(share=1.0, columns=["spend"])
+    assert report.trigger()  # every column the tables share
+    assert report.broken_columns == {"spend": col.status}
+    assert report.trigger_reasons(["spend"]) == {"spend": col.status.removeprefix("broken: ")}
+    assert report.to_dict()["not_tested"] == {"spend": col.status}
+    assert not report.drifted and report.drifted_columns == []  # Evidently's verdict: none
+
+
+def test_a_categorical_feature_all_null_is_broken_and_other_levels_are_drift() -> None:
+    ref = pd.DataFrame({"plan": ["basic", "pro"] * 250})
+    gone = ll.monitor.drift(ref, pd.DataFrame({"plan": [None] * 300}))
+    assert gone.columns["plan"].status == "broken: all null in current"
+    assert gone.trigger(columns=["plan"])
+    # A categorical column of another type is tested: its levels are new, so it drifts.
+    coded = ll.monitor.drift(ref, pd.DataFrame({"plan": [0, 1] * 150}))
+    assert coded.columns["plan"].tested and coded.drifted_columns == ["plan"]
+
+
+def test_skips_on_purpose_never_trigger() -> None:
+    n = 500
+    ref = pd.DataFrame(
+        {
+            "x": _num(n),
+            "customer_id": [f"c{i}" for i in range(n)],  # text: skipped whatever comes
+            "never": [np.nan] * n,  # no values in the reference: nothing to compare with
+            "left_out": _num(n),
+        }
+    )
+    cur = pd.DataFrame(
+        {"x": _num(300), "customer_id": [None] * 300, "never": [np.nan] * 300,
+         "left_out": [np.nan] * 300}
+    )  # fmt: skip
+    report = drift(ref, cur, columns=["x", "customer_id", "never"])  # left_out excluded
+    assert report.columns["customer_id"].status.startswith("skipped: text")
+    assert report.columns["never"].status == "skipped: all null in reference"
+    assert "left_out" not in report.columns and report.broken_columns == {}
+    assert not report.trigger() and not report.trigger(columns=["customer_id", "never"])
+
+
+def test_a_sparse_feature_without_values_in_a_small_window_is_no_significant_change() -> None:
+    # 0.5 % of the reference has a value: 300 rows without one is what chance gives
+    # (1.5 expected), not a broken feed; the verdict says so and nothing triggers.
+    values = np.full(2000, np.nan)
+    values[:10] = 1.0 + np.arange(10)
+    report = drift(pd.DataFrame({"coupon": values}), pd.DataFrame({"coupon": [np.nan] * 300}))
+    col = report.columns["coupon"]
+    assert col.status == (
+        "skipped: all null in current, no significant change from the reference (99.5% missing)"
+    )
+    assert (col.missing_reference, col.missing_current, col.missing_drifted) == (
+        0.995, 1.0, False
+    )  # fmt: skip
+    assert not report.trigger() and report.broken_columns == {}
+
+
+def test_an_empty_current_table_is_not_enough_data_and_does_not_trigger() -> None:
+    # As the loop's window below min_rows ("not enough traffic yet"): no rows, no verdict.
+    ref = pd.DataFrame({"spend": _num(500), "plan": ["a", "b"] * 250})
+    report = drift(ref, ref.iloc[:0])
+    assert report.n_current == 0 and report.tested_columns == []
+    assert {c.status for c in report.columns.values()} == {"skipped: no current rows"}
+    assert report.skipped_columns == report.not_tested and report.broken_columns == {}
+    assert not report.trigger() and not report.trigger(share=0.1)
+    # A feature the empty table does not even have is still missing: that triggers.
+    assert drift(ref, ref.iloc[:0][["plan"]]).trigger(columns=["spend"])
+
+
+def test_share_of_missing_values_is_reported_and_a_large_rise_triggers() -> None:
+    rng = np.random.default_rng(8)
+    ref = pd.DataFrame({"spend": rng.normal(50, 10, 2000), "age": rng.normal(40, 9, 2000)})
+    spend = rng.normal(50, 10, 2000)
+    spend[rng.random(2000) < 0.6] = np.nan  # 60 % null; the rest as before
+    age = rng.normal(40, 9, 2000)
+    age[:40] = np.nan  # 2 %: the Jensen-Shannon distance of the shares is 0.08
+    report = drift(ref, pd.DataFrame({"spend": spend, "age": age}))
+    s, a = report.columns["spend"], report.columns["age"]
+    assert not s.drifted and report.drifted_columns == []  # the values have not moved
+    assert s.missing_reference == 0.0 and s.missing_current == pytest.approx(0.6, abs=0.03)
+    assert s.missing_drifted and not a.missing_drifted and a.missing_current == 0.02
+    assert report.trigger(columns=["spend"]) and not report.trigger(columns=["age"])
+    assert report.trigger(share=0.5) and not report.trigger(share=0.6)
+    why = report.trigger_reasons()
+    assert list(why) == ["spend"] and why["spend"].startswith("missing values rose from 0.0% to")
+    detailed = report.to_dict(detailed=True)["columns"]["spend"]
+    assert detailed["missing_drifted"] is True and detailed["missing_reference"] == 0.0
+    # Fewer missing values is better data, not a trigger.
+    better = drift(pd.DataFrame({"spend": spend}), ref[["spend"]]).columns["spend"]
+    assert better.missing_current == 0.0 and not better.missing_drifted
+
+
+@pytest.mark.parametrize("ref_rows", [300, 1000, 1001, 5000], ids=lambda n: f"ref-{n}")
+def test_missing_rose_is_the_default_test_of_a_two_level_column(ref_rows: int) -> None:
+    # "missing or not" as a categorical column of two levels: z-test (p < 0.05) up to 1,000
+    # reference rows, Jensen-Shannon distance (>= 0.1) above; only a rise counts.
+    for ref_share in (0.0, 0.05, 0.3):
+        for cur_share in (0.0, 0.01, 0.03, 0.07, 0.12, 0.2, 0.35, 0.6, 1.0):
+            cur_rows = 400
+            r, c = round(ref_share * ref_rows), round(cur_share * cur_rows)
+            if ref_rows <= 1000:  # the pooled z-test is the 2x2 chi-square without correction
+                table = [[r, ref_rows - r], [c, cur_rows - c]]
+                both = 0 < r + c < ref_rows + cur_rows
+                p = stats.chi2_contingency(table, correction=False).pvalue if both else 1.0
+                expected = bool(p < 0.05)
+            else:
+                d = distance.jensenshannon([r, ref_rows - r], [c, cur_rows - c])
+                expected = bool(d >= 0.1)
+            rose = c / cur_rows > r / ref_rows
+            assert missing_rose(r, ref_rows, c, cur_rows) == (expected and rose), (r, c)

@@ -43,13 +43,19 @@ def _frames(n: int = 2000) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _check_shape(data: dict[str, Any]) -> None:
-    assert list(data) == ["drifted", "share_drifted", "columns"]
+    assert list(data) == ["drifted", "share_drifted", "columns", "not_tested"]
     assert isinstance(data["drifted"], bool) and isinstance(data["share_drifted"], float)
     for col in data["columns"].values():
-        assert list(col) == ["test", "statistic", "p_value", "threshold", "drifted"]
+        assert list(col) == [
+            "test", "statistic", "p_value", "threshold", "drifted",
+            "missing_reference", "missing_current", "missing_drifted",
+        ]  # fmt: skip
         assert isinstance(col["test"], str) and isinstance(col["statistic"], float)
         assert col["p_value"] is None or isinstance(col["p_value"], float)
         assert isinstance(col["threshold"], float) and isinstance(col["drifted"], bool)
+        assert 0 <= col["missing_reference"] <= 1 and 0 <= col["missing_current"] <= 1
+        assert isinstance(col["missing_drifted"], bool)
+    assert all(isinstance(why, str) for why in data["not_tested"].values())
 
 
 @pytest.fixture
@@ -100,6 +106,12 @@ def test_columns_option_and_column_mismatch_warnings(files: Path) -> None:
     got = json.loads(mismatch.stdout)
     _check_shape(got)
     assert set(got["columns"]) == {"age", "plan"}
+    assert (
+        got["not_tested"]["income"]
+        == got["not_tested"]["gone"]
+        == ("missing from the current data")
+    )
+    assert got["not_tested"]["note"].startswith("skipped: text")
     assert "missing from the current data: income, gone" in mismatch.stderr
     assert "note: skipped: text" in mismatch.stderr
     bad = _loopline(files, "drift", "ref.parquet", "cur.csv", "--columns", "nope")
@@ -192,3 +204,81 @@ def test_datasets_by_name_and_version(ctx: Context, tmp_path: Path) -> None:
     assert json.loads(latest.stdout) == data
     missing = _loopline(tmp_path, "drift", "customers@1", "customers@9", env=env)
     assert missing.returncode == 4 and "customers" in missing.stderr
+
+
+@pytest.fixture
+def spend_files(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(12)
+    ref = pd.DataFrame({"spend": rng.normal(50, 10, 500), "tenure": rng.normal(size=500)})
+    ref.to_csv(tmp_path / "ref.csv", index=False)
+    cur = pd.DataFrame({"spend": rng.normal(50, 10, 300), "tenure": rng.normal(size=300)})
+    cur.assign(spend=np.nan).to_csv(tmp_path / "cur_nan.csv", index=False)
+    cur.assign(spend="fifty").to_csv(tmp_path / "cur_text.csv", index=False)
+    cur.iloc[:0].to_csv(tmp_path / "cur_empty.csv", index=False)
+    cur.drop(columns=["spend"]).to_csv(tmp_path / "cur_gone.csv", index=False)
+    sixty = cur["spend"].to_numpy().copy()
+    sixty[:180] = np.nan
+    cur.assign(spend=sixty).to_csv(tmp_path / "cur_60.csv", index=False)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("current", "why"),
+    [
+        ("cur_nan.csv", "broken: all null in current"),
+        ("cur_text.csv", "broken: current column is string, reference is numeric"),
+    ],
+    ids=["all-null", "text"],
+)
+def test_a_broken_column_fails_the_check_and_is_in_the_json(
+    spend_files: Path, current: str, why: str
+) -> None:
+    # It printed "0 of 0 tested columns drifted", exited 0 and left spend out of --json.
+    args = ("drift", "ref.csv", current, "--fail-on-drift", "--columns", "spend")
+    human = _loopline(spend_files, *args, env={"COLUMNS": "200"})
+    assert human.returncode == 1, (human.stdout, human.stderr)
+    assert why in human.stdout and f"spend: {why}" in human.stderr
+    assert f"Not tested, counts as drift: spend ({why.removeprefix('broken: ')})" in human.stdout
+    data = _loopline(spend_files, *args, "--json")
+    assert data.returncode == 1, data.stderr
+    got = json.loads(data.stdout)
+    _check_shape(got)
+    assert got["columns"] == {} and got["not_tested"] == {"spend": why}
+    # Without --columns too: tenure is tested, spend still fails the check.
+    every = _loopline(spend_files, "drift", "ref.csv", current, "--json", "--fail-on-drift")
+    assert every.returncode == 1 and json.loads(every.stdout)["not_tested"] == {"spend": why}
+
+
+def test_a_missing_column_fails_the_check_only_when_named(spend_files: Path) -> None:
+    # A column only the reference has (a label, an id) is a warning; one asked for is not.
+    named = ("drift", "ref.csv", "cur_gone.csv", "--fail-on-drift", "--columns", "spend")
+    assert _loopline(spend_files, *named).returncode == 1
+    every = _loopline(spend_files, "drift", "ref.csv", "cur_gone.csv", "--fail-on-drift")
+    assert every.returncode == 0, every.stderr
+    assert "missing from the current data: spend" in every.stderr
+
+
+def test_a_rise_of_missing_values_is_shown_and_counts_as_a_drifted_column(
+    spend_files: Path,
+) -> None:
+    result = _loopline(spend_files, "drift", "ref.csv", "cur_60.csv", "--json")
+    assert result.returncode == 0, result.stderr
+    spend = json.loads(result.stdout)["columns"]["spend"]
+    assert spend["drifted"] is False  # the values left are as before
+    assert (spend["missing_reference"], spend["missing_current"]) == (0.0, 0.6)
+    assert spend["missing_drifted"] is True
+    human = _loopline(spend_files, "drift", "ref.csv", "cur_60.csv", env={"COLUMNS": "200"})
+    assert "0.0% -> 60.0%" in human.stdout
+    assert "Missing values rose (counts as a drifted column): spend" in human.stdout
+    # One of two tested columns drifted, counting missing values: half, so the check fails.
+    fails = _loopline(spend_files, "drift", "ref.csv", "cur_60.csv", "--fail-on-drift")
+    assert fails.returncode == 1, fails.stdout
+
+
+def test_an_empty_current_file_tests_nothing_and_says_so(spend_files: Path) -> None:
+    args = ("drift", "ref.csv", "cur_empty.csv", "--fail-on-drift", "--json")
+    result = _loopline(spend_files, *args)
+    assert result.returncode == 0, result.stderr  # not enough data is not drift
+    got = json.loads(result.stdout)
+    assert got["not_tested"] == dict.fromkeys(["spend", "tenure"], "skipped: no current rows")
+    assert "the current data has no rows: no column was tested" in result.stderr

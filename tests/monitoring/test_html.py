@@ -68,3 +68,18 @@ def test_html_to_a_path_that_cannot_be_written_is_invalid_input(tmp_path: Path) 
         with pytest.raises(InvalidInput, match=f"cannot write the HTML report to .*: {why}") as e:
             report.to_html(target)
         assert e.value.field == "path"
+
+
+def test_html_shows_broken_columns_and_missing_values_as_drift(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    ref = pd.DataFrame({"spend": rng.normal(50, 10, 2000), "age": rng.normal(40, 9, 2000)})
+    age = rng.normal(40, 9, 2000)
+    age[:1200] = np.nan
+    cur = pd.DataFrame({"spend": [np.nan] * 2000, "age": age})
+    text = drift(ref, cur).to_html(tmp_path / "d.html").read_text()
+    assert '<span class="verdict yes">broken: all null in current</span>' in text
+    assert "Not tested, counts as drift: <b>spend (all null in current)</b>" in text
+    assert '<span class="verdict yes">0.0% &rarr; 60.0%</span>' in text
+    assert "Missing values rose (counts as drift): <b>age</b>" in text
+    empty = drift(ref, cur.iloc[:0]).to_html(tmp_path / "e.html").read_text()
+    assert "The current data has no rows: no column was tested (not enough data)." in empty

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 from scipy import stats
@@ -161,7 +162,8 @@ def test_empty_window_missing_columns_and_skipped_columns() -> None:
     sketch = DriftSketch.from_reference(ref)
     assert sketch.columns == ["x", "c"]
     empty = sketch.drift()
-    assert empty.columns["x"].status == "skipped: no current values"
+    assert empty.columns["x"].status == "skipped: no current rows"
+    assert not empty.trigger()  # no rows is not enough data, not drift
     assert empty.columns["nothing"].status == "skipped: all null in reference"
     window = sketch.window().update(pd.DataFrame({"x": np.arange(50.0)}))
     report = window.drift()
@@ -173,3 +175,59 @@ def test_integers_past_2_53_are_sketched() -> None:
     sketch = DriftSketch.from_reference(ids)
     assert sketch.window().update(ids).drift().columns["id"].statistic == 0.0
     assert sketch.window().update(ids.iloc[:500]).drift().drifted_columns == ["id"]
+
+
+def test_a_window_all_null_or_of_another_type_is_broken_and_triggers() -> None:
+    # The loop's path: a window whose feature is all null was "skipped: no current
+    # values" (no trigger), and one of text in a numeric feature raised InvalidInput.
+    ref, _ = _frames(2000, 0.0)
+    sketch = DriftSketch.from_reference(ref)
+    nulls = ref.iloc[:300].assign(x=np.nan, plan=None)
+    report = sketch.window().update(nulls).drift()
+    for name in ("x", "plan"):
+        assert report.columns[name].status == "broken: all null in current"
+        assert report.columns[name].missing_current == 1.0
+    assert report.trigger(columns=["x"]) and report.trigger(columns=["plan"])
+    assert not report.trigger(columns=["few"])
+    text = sketch.window().update(ref.iloc[:300].assign(x="50.1"))
+    assert text.drift().broken_columns == {
+        "x": "broken: current column is large_string, reference is numeric"
+    }
+    # Stored and merged windows keep it, with the rows it concerns.
+    good = sketch.window().update(ref.iloc[300:600])
+    merged = DriftSketch.merge([DriftSketch.from_json(text.to_json()), good])
+    assert merged.drift().broken_columns == {
+        "x": "broken: current column is large_string in 300 rows, reference is numeric"
+    }
+    # A window of text-typed nulls is all null, not another type.
+    typed = sketch.window().update(ref.iloc[:300].assign(x=pd.Series([None] * 300, dtype=str)))
+    assert typed.drift().columns["x"].status == "broken: all null in current"
+
+
+def test_a_sketch_stored_before_type_changes_were_counted_still_loads() -> None:
+    ref, cur = _frames(500, 0.0)
+    window = DriftSketch.from_reference(ref).update(cur)
+    data = orjson.loads(window.to_json())
+    for col in data["columns"].values():
+        del col["cur_wrong"], col["cur_wrong_type"]
+    old = DriftSketch.from_json(orjson.dumps(data))
+    assert old.drift().to_dict() == window.drift().to_dict()
+
+
+def test_missing_shares_and_their_rise_match_the_direct_computation() -> None:
+    ref, cur = _frames(3000, 0.0)
+    ref.loc[:299, "x"] = np.nan  # 10 % missing in the reference
+    cur.loc[:1799, "x"] = np.nan  # 60 % now
+    cur.loc[:29, "plan"] = None  # 1 %
+    sketch = DriftSketch.from_reference(ref).update(cur.iloc[:1500]).update(cur.iloc[1500:])
+    report, direct = sketch.drift(), drift(ref, cur)
+    for name in ("x", "plan", "few"):
+        got, want = report.columns[name], direct.columns[name]
+        assert (got.missing_reference, got.missing_current, got.missing_drifted) == (
+            want.missing_reference, want.missing_current, want.missing_drifted,
+        )  # fmt: skip
+    assert report.columns["x"].missing_drifted and not report.columns["plan"].missing_drifted
+    assert report.trigger_reasons(["x"]) == {"x": "missing values rose from 10.0% to 60.0%"}
+    # Rows of batches without the column are missing values too.
+    partial = DriftSketch.from_reference(ref).update(cur.drop(columns=["plan"])).update(cur)
+    assert partial.drift().columns["plan"].missing_current == pytest.approx(0.505)

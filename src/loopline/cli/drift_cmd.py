@@ -11,7 +11,7 @@ from loopline.cli._common import console, err_console, esc, print_json
 from loopline.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from loopline.monitoring.report import DriftReport
+    from loopline.monitoring.report import ColumnDrift, DriftReport
 
 
 def _num(x: float | None) -> str:
@@ -20,38 +20,77 @@ def _num(x: float | None) -> str:
     return "inf" if x == float("inf") else f"{x:.4g}"
 
 
-def _print_table(report: DriftReport) -> None:
+def _missing(c: ColumnDrift) -> str:
+    if c.missing_reference is None or c.missing_current is None:
+        return ""
+    return f"{c.missing_reference:.1%} -> {c.missing_current:.1%}"
+
+
+def _print_table(report: DriftReport, names: list[str] | None) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{report.current_label} against {report.reference_label}")
-    for head in ("column", "kind", "test", "statistic", "p-value", "threshold", "PSI", "verdict"):
+    from loopline.monitoring.report import MISSING
+
+    table = Table(title=f"{esc(report.current_label)} against {esc(report.reference_label)}")
+    heads = ("column", "kind", "test", "statistic", "p-value", "threshold", "PSI", "missing")
+    for head in (*heads, "verdict"):
         table.add_column(
             head,
-            justify="right" if head in ("statistic", "p-value", "threshold", "PSI") else "left",
+            justify="right" if head in heads[3:] else "left",
             overflow="fold",
         )
     for name, c in report.columns.items():
-        if not c.tested:
-            verdict = f"[dim]{c.status}[/]"
+        if c.broken:
+            verdict = f"[bold red]{esc(c.status)}[/]"
+        elif not c.tested:
+            verdict = f"[dim]{esc(c.status)}[/]"
         elif c.drifted:
             verdict = "[bold red]drift[/]"
         else:
             verdict = "[green]no drift[/]" + (" (constant)" if c.status == "constant" else "")
         table.add_row(
-            name, c.kind, c.test if c.tested else "", _num(c.statistic), _num(c.p_value),
-            _num(c.threshold), _num(c.psi), verdict,
+            esc(name), c.kind, c.test if c.tested else "", _num(c.statistic), _num(c.p_value),
+            _num(c.threshold), _num(c.psi),
+            f"[bold red]{_missing(c)}[/]" if c.missing_drifted else _missing(c), verdict,
         )  # fmt: skip
+    for name in report.missing_columns:
+        style = "bold red" if names is not None else "dim"
+        table.add_row(esc(name), *[""] * (len(heads) - 1), f"[{style}]{MISSING}[/]")
     console.print(table)
     word = "[bold red]DRIFT[/]" if report.drifted else "[green]no dataset drift[/]"
     console.print(
         f"{word}: {len(report.drifted_columns)} of {len(report.tested_columns)} tested columns "
         f"drifted ({report.share_drifted:.0%}; the dataset verdict needs "
-        f"{report.drift_share:.0%}). Drifted: {', '.join(report.drifted_columns) or 'none'}",
+        f"{report.drift_share:.0%}). Drifted: {esc(', '.join(report.drifted_columns) or 'none')}",
         highlight=False,
     )
+    rose = [n for n, c in report.columns.items() if c.tested and c.missing_drifted]
+    if rose:
+        console.print(
+            "[bold red]Missing values rose[/] (counts as a drifted column): "
+            + esc(", ".join(f"{n} ({_missing(report.columns[n])})" for n in rose)),
+            highlight=False,
+        )
+    # Without --columns, reference-only columns (labels, ids) are a warning, not drift.
+    missing = report.missing_columns if names is not None else []
+    broken = report.trigger_reasons([*report.broken_columns, *missing])
+    if broken:
+        console.print(
+            "[bold red]Not tested, counts as drift[/]: "
+            + esc("; ".join(f"{n} ({why})" for n, why in broken.items())),
+            highlight=False,
+        )
 
 
 def _warn(report: DriftReport) -> None:
+    from loopline.monitoring.report import NO_ROWS
+
+    if report.n_current == 0:
+        err_console.print(
+            "[yellow]warning:[/] the current data has no rows: no column was tested "
+            "(not enough data to judge, which is not drift)",
+            highlight=False,
+        )
     if report.missing_columns:
         err_console.print(
             "[yellow]warning:[/] missing from the current data: "
@@ -64,8 +103,11 @@ def _warn(report: DriftReport) -> None:
             f"{esc(', '.join(report.extra_columns))}",
             highlight=False,
         )
+    for name, status in report.broken_columns.items():
+        err_console.print(f"[red]error:[/] {esc(name)}: {esc(status)}", highlight=False)
     for name, status in report.skipped_columns.items():
-        err_console.print(f"[yellow]warning:[/] {esc(name)}: {esc(status)}", highlight=False)
+        if status != NO_ROWS:
+            err_console.print(f"[yellow]warning:[/] {esc(name)}: {esc(status)}", highlight=False)
 
 
 def _check_html(path: Path, exc: OSError | None) -> None:
@@ -93,13 +135,19 @@ def drift(
         False,
         "--json",
         help='Print {"drifted", "share_drifted", "columns": {NAME: {"test", "statistic", '
-        '"p_value", "threshold", "drifted"}}} for the tested columns.',
+        '"p_value", "threshold", "drifted", "missing_reference", "missing_current", '
+        '"missing_drifted"}}, "not_tested": {NAME: why}}: the tested columns, and why each '
+        "other one was not tested (skipped, broken or missing).",
     ),
     html: Path | None = typer.Option(
         None, "--html", help="Also write a self-contained HTML report with a plot per column."
     ),
     fail_on_drift: bool = typer.Option(
-        False, "--fail-on-drift", help="Exit 1 when the dataset verdict is drift (for CI)."
+        False,
+        "--fail-on-drift",
+        help="Exit 1 (for CI) when at least half of the tested columns drifted (their values, "
+        "or their share of missing values rose), a column is broken in the current data (all "
+        "null, another type) or a column named in --columns is missing from it.",
     ),
     columns: str | None = typer.Option(
         None, "--columns", help="Check only these columns, comma-separated (e.g. age,plan)."
@@ -110,10 +158,14 @@ def drift(
     Numeric columns: Kolmogorov-Smirnov (reference of at most 1,000 rows) or the normed
     Wasserstein distance; categorical ones: chi-square / z-test or the Jensen-Shannon
     distance; PSI is shown for every column. The dataset drifts when at least half of the
-    tested columns drift. Columns only on one side are reported and not tested.
+    tested columns drift. Columns only on one side are reported and not tested; so are
+    columns all null, or of another type, in CURRENT (broken: they count as drift). The
+    share of missing values is shown on both sides. A CURRENT without rows tests nothing.
 
-    Exit status: 0 whatever the verdict; with --fail-on-drift, 1 when the dataset drifts.
-    2 is a bad input, 4 a file or dataset that does not exist.
+    Exit status: 0 whatever the verdict; with --fail-on-drift, 1 when at least half of the
+    tested columns drifted (values or missing share), a column is broken or a column named
+    in --columns is missing from CURRENT. 2 is a bad input, 4 a file or dataset that does
+    not exist.
 
     Example: loopline drift churn@1 predictions.parquet --html drift.html
     """
@@ -151,6 +203,8 @@ def drift(
     if json_out:
         print_json(report.to_dict())
     else:
-        _print_table(report)
-    if fail_on_drift and report.drifted:
+        _print_table(report, names)
+    # Evidently's dataset verdict, with a rise of missing values counted as drift and a
+    # broken column, or one named by --columns and missing, failing on its own.
+    if fail_on_drift and report.trigger(share=report.drift_share, columns=names):
         raise typer.Exit(1)

@@ -23,10 +23,21 @@ Sturges bins over the range of both samples for a numeric column with more than 
 reference values, otherwise one bin per value. The dataset drifts when at least half of the
 tested columns drift (``get_dataset_drift`` in ``legacy/calculations/data_drift.py``).
 
-Infinite values count as missing and missing values are dropped, as in Evidently. Where
-Evidently raises (a column that is empty once nulls are dropped), Loopline skips the column
-with a status saying why. Each column is read, tested and released in turn, on a few
-threads (NumPy's sort and Arrow's kernels release the GIL).
+Infinite values count as missing and missing values are dropped before the test, as in
+Evidently. The share of missing values of each side is reported per column, and a
+significant rise of it (:func:`missing_rose`) triggers, as drift of the values does: a
+feature that goes 60 % null has drifted even when its remaining values have not.
+
+Where Evidently raises or coerces, Loopline gives the column a status saying why it has no
+verdict. *Skipped* (triggers nothing): text (IDs, free text), an unsupported type, no values
+in the reference, no rows in the current table (not enough data, as a loop window below
+``min_rows``), or a current side all null where the reference is mostly null too (no
+significant change). *Broken* (triggers, as a missing column does): the current side is all
+null where the reference has values, or its type no longer matches the reference's (text in
+a numeric column).
+
+Each column is read, tested and released in turn, on a few threads (NumPy's sort and
+Arrow's kernels release the GIL).
 
 Example:
     >>> import numpy as np, pandas as pd
@@ -43,6 +54,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -62,6 +74,7 @@ from loopline.monitoring.columns import (
 from loopline.monitoring.report import (
     CONSTANT,
     DRIFT_SHARE,
+    NO_ROWS,
     OK,
     ColumnDrift,
     DriftReport,
@@ -217,31 +230,106 @@ def column_drift(
     try:
         ref_col = ref.column(name)
         kind = infer_kind(ref_col, ref.declared_type(name))
-        if not kind.tested:
-            return _skipped(name, kind.kind, kind.reason or "skipped")
-        cur_col = cur.column(name)
     except InvalidInput as exc:  # a pandas column of mixed Python types
         return _skipped(name, "unsupported", f"skipped: {exc.message}")
+    if not kind.tested:
+        return _skipped(name, kind.kind, kind.reason or "skipped")
+    if cur.num_rows == 0:
+        return _skipped(name, kind.kind, NO_ROWS)
+    try:
+        cur_col = cur.column(name)
+    except InvalidInput as exc:  # the reference's type held one kind of value, this does not
+        return _skipped(name, kind.kind, f"broken: {exc.message}")
+    rows = (len(ref_col), len(cur_col))
     if kind.kind == NUMERIC:
+        r = st.finite_sorted(numeric_values(ref_col))
         try:
-            r = st.finite_sorted(numeric_values(ref_col))
             c = st.finite_sorted(numeric_values(cur_col))
         except InvalidInput:
-            return _skipped(
-                name, kind.kind, f"skipped: current column is {cur_col.type}, reference is numeric"
-            )
+            if cur_col.null_count < len(cur_col):
+                return _skipped(
+                    name,
+                    kind.kind,
+                    f"broken: current column is {cur_col.type}, reference is numeric",
+                )
+            c = np.empty(0)  # all null, of a type with no numbers (an empty CSV column)
         del ref_col, cur_col
-        if r.size == 0 or c.size == 0:
-            which = "reference" if r.size == 0 else "current"
-            return _skipped(name, kind.kind, f"skipped: all null in {which}", r.size, c.size)
-        return numeric_drift(name, r, c, stattest=stattest, threshold=threshold)
+        return with_missing(
+            name, kind.kind, rows, (r.size, c.size),
+            lambda: numeric_drift(name, r, c, stattest=stattest, threshold=threshold),
+        )  # fmt: skip
     rc = kind.counts if kind.counts is not None else value_counts(ref_col)
     cc = value_counts(cur_col)
-    n_r, n_c = sum(rc.values()), sum(cc.values())
-    if n_r == 0 or n_c == 0:
-        which = "reference" if n_r == 0 else "current"
-        return _skipped(name, kind.kind, f"skipped: all null in {which}", n_r, n_c)
-    return categorical_drift(name, rc, cc, stattest=stattest, threshold=threshold)
+    return with_missing(
+        name, kind.kind, rows, (sum(rc.values()), sum(cc.values())),
+        lambda: categorical_drift(name, rc, cc, stattest=stattest, threshold=threshold),
+    )  # fmt: skip
+
+
+def with_missing(
+    name: str,
+    kind: str,
+    rows: tuple[int, int],
+    present: tuple[int, int],
+    test: Callable[[], ColumnDrift],
+) -> ColumnDrift:
+    """The column's verdict (``test()``, run when both sides have values) with the share of
+    missing values of each side and whether it rose; a status when a side has no values.
+    ``rows`` counts the rows of each side, ``present`` their values (not null, finite).
+
+    Example:
+        >>> with_missing("x", "numeric", (100, 50), (100, 0), lambda: None).status
+        'broken: all null in current'
+    """
+    (n_ref, n_cur), (v_ref, v_cur) = rows, present
+    if v_ref == 0:
+        return _skipped(name, kind, "skipped: all null in reference", 0, v_cur)
+    rose = missing_rose(n_ref - v_ref, n_ref, n_cur - v_cur, n_cur)
+    miss_ref, miss_cur = (n_ref - v_ref) / n_ref, (n_cur - v_cur) / n_cur
+    if v_cur == 0:
+        # All null now: broken, unless the reference is so often null that a window without
+        # a value is no significant change (a sparse feature in a small window).
+        status = (
+            "broken: all null in current"
+            if rose
+            else "skipped: all null in current, no significant change from the reference "
+            f"({miss_ref:.1%} missing)"
+        )
+        result = _skipped(name, kind, status, v_ref, 0)
+    else:
+        result = test()
+    return replace(
+        result, missing_reference=miss_ref, missing_current=miss_cur, missing_drifted=rose
+    )
+
+
+def missing_rose(ref_missing: int, ref_rows: int, cur_missing: int, cur_rows: int) -> bool:
+    """Whether the share of missing values rose significantly from reference to current.
+
+    "Missing or not" gets the default test of a categorical column of two levels: the
+    two-proportion z-test (p < 0.05) when the reference has at most 1,000 rows, else the
+    Jensen-Shannon distance (>= 0.1). So from a reference without missing values, about 3 %
+    missing in a large window triggers, as does a 5 % share that becomes 15 %, but not one
+    that becomes 10 % (JS 0.068). Only a rise counts, as in Evidently's share-of-missing-values
+    check (which fails above the reference's share): fewer missing values is better data,
+    and whatever it changes in the values is for the value test to find.
+
+    Example:
+        >>> missing_rose(0, 2000, 1200, 2000), missing_rose(100, 2000, 200, 2000)
+        (True, False)
+    """
+    if ref_rows == 0 or cur_rows == 0 or cur_missing * ref_rows <= ref_missing * cur_rows:
+        return False
+    if ref_rows <= SMALL_REFERENCE:
+        spec = st.TESTS["z"]
+        _, p = st.z_proportions(ref_missing, ref_rows, cur_missing, cur_rows)
+        return spec.is_drift(statistic=0.0, p_value=p, threshold=spec.default_threshold)
+    spec = st.TESTS["jensenshannon"]
+    d = st.jensenshannon(
+        np.array([ref_missing, ref_rows - ref_missing]),
+        np.array([cur_missing, cur_rows - cur_missing]),
+    )
+    return spec.is_drift(statistic=d, p_value=None, threshold=spec.default_threshold)
 
 
 def _levels(x_sorted: st.Floats) -> st.Floats:

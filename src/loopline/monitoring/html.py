@@ -1,9 +1,11 @@
 """A drift report as one self-contained HTML page: no script, no stylesheet or font to fetch.
 
 The page has the verdicts, a table of columns (kind, test, statistic, p-value, threshold,
-PSI, verdict or status) and, per tested column, the reference and current distributions as
-an inline SVG bar chart drawn here (no charting library): numeric columns on their bins,
-categorical ones on their most frequent levels. Every text is HTML-escaped.
+PSI, share of missing values on each side, verdict or status: broken columns and rises of
+missing values, which trigger, are shown as drift) and, per tested column, the reference
+and current distributions as an inline SVG bar chart drawn here (no charting library):
+numeric columns on their bins, categorical ones on their most frequent levels. Every text
+is HTML-escaped.
 
 Example:
     >>> from loopline.monitoring.report import DriftReport
@@ -52,33 +54,57 @@ def _num(x: float | None) -> str:
 
 def _badge(c: ColumnDrift) -> str:
     if not c.tested:
-        return f'<span class="verdict skip">{_e(c.status)}</span>'
+        cls = "yes" if c.broken else "skip"
+        return f'<span class="verdict {cls}">{_e(c.status)}</span>'
     text = "drift" if c.drifted else "no drift"
     extra = " (constant)" if c.status == "constant" else ""
     return f'<span class="verdict {"yes" if c.drifted else "no"}">{text}{extra}</span>'
 
 
+def _missing(c: ColumnDrift) -> str:
+    if c.missing_reference is None or c.missing_current is None:
+        return ""
+    text = f"{c.missing_reference:.1%} &rarr; {c.missing_current:.1%}"
+    return f'<span class="verdict yes">{text}</span>' if c.missing_drifted else text
+
+
 def _rows(report: DriftReport) -> str:
     out = []
+    blank = "<td></td>" * 7
     for name, c in report.columns.items():
         out.append(
             "<tr>"
             f'<td><a href="#col-{_e(name)}">{_e(name)}</a></td><td>{_e(c.kind)}</td>'
             f"<td>{_e(c.test if c.tested else '')}</td><td>{_num(c.statistic)}</td>"
             f"<td>{_num(c.p_value)}</td><td>{_num(c.threshold)}</td><td>{_num(c.psi)}</td>"
-            f"<td>{_badge(c)}</td></tr>"
+            f"<td>{_missing(c)}</td><td>{_badge(c)}</td></tr>"
         )
     for name in report.missing_columns:
         out.append(
-            f"<tr><td>{_e(name)}</td><td></td><td></td><td></td><td></td><td></td><td></td>"
+            f"<tr><td>{_e(name)}</td>{blank}"
             '<td><span class="verdict yes">missing from current</span></td></tr>'
         )
     for name in report.extra_columns:
         out.append(
-            f"<tr><td>{_e(name)}</td><td></td><td></td><td></td><td></td><td></td><td></td>"
+            f"<tr><td>{_e(name)}</td>{blank}"
             '<td><span class="verdict skip">only in current (not tested)</span></td></tr>'
         )
     return "\n".join(out)
+
+
+def _untested(report: DriftReport) -> str:
+    """Sentences on what was not tested but counts as drift, and on an empty current table."""
+    parts = []
+    if report.n_current == 0:
+        parts.append("The current data has no rows: no column was tested (not enough data).")
+    rose = [n for n, c in report.columns.items() if c.tested and c.missing_drifted]
+    if rose:
+        parts.append(f"Missing values rose (counts as drift): <b>{_e(', '.join(rose))}</b>.")
+    broken = report.trigger_reasons(report.broken_columns)
+    if broken:
+        text = "; ".join(f"{n} ({why})" for n, why in broken.items())
+        parts.append(f"Not tested, counts as drift: <b>{_e(text)}</b>.")
+    return f"<p>{' '.join(parts)}</p>" if parts else ""
 
 
 def svg_bars(hist: Histogram, title: str) -> str:
@@ -171,11 +197,12 @@ def render(report: DriftReport) -> str:
 <p>{verdict} &nbsp; {len(report.drifted_columns)} of {len(report.tested_columns)} tested columns
 drifted ({report.share_drifted:.0%}; the dataset verdict needs {report.drift_share:.0%}).
 Drifted: <b>{_e(drifted)}</b>.</p>
+{_untested(report)}
 <p class="note">{report.n_reference:,} reference rows, {report.n_current:,} current rows
 (computed from {_e(report.method)}). The dataset verdict is Evidently's; a retraining loop
 should act on any drifted column the model uses (<code>report.trigger(columns=features)</code>).</p>
 <table><thead><tr><th>column</th><th>kind</th><th>test</th><th>statistic</th><th>p-value</th>
-<th>threshold</th><th>PSI</th><th>verdict</th></tr></thead><tbody>
+<th>threshold</th><th>PSI</th><th>missing (ref &rarr; cur)</th><th>verdict</th></tr></thead><tbody>
 {_rows(report)}
 </tbody></table>
 <p class="legend">Distributions (share of values per bin):<span style="background:{REF_COLOUR}">

@@ -23,6 +23,15 @@ from loopline.errors import InvalidInput
 DRIFT_SHARE = 0.5
 
 OK, CONSTANT = "ok", "constant"
+#: Status prefixes of a column without a verdict. ``skipped``: left out on purpose (text such
+#: as IDs, an unsupported type, no values in the reference, no current rows); it triggers
+#: nothing. ``broken``: the current data can no longer be compared with the reference (all
+#: null where the reference has values, another type); it triggers, as a missing column does.
+SKIPPED, BROKEN = "skipped", "broken"
+#: Why a column missing from the current table triggers.
+MISSING = "missing from the current data"
+#: The status of every column when the current table has no rows: not enough data to judge.
+NO_ROWS = "skipped: no current rows"
 
 
 @dataclass(frozen=True)
@@ -75,9 +84,18 @@ class ColumnDrift:
     None for distances; ``drifted`` compares the p-value (or, for a distance, the
     statistic) with ``threshold``. ``psi`` is the population stability index on the same
     bins, reported for every tested column whatever the test. ``status`` is ``"ok"``,
-    ``"constant"`` (the same single value on both sides: tested, no drift), or
-    ``"skipped: ..."`` with the reason (all null, text, unsupported or mismatched type);
-    a skipped column has no verdict and does not count in :attr:`DriftReport.share_drifted`.
+    ``"constant"`` (the same single value on both sides: tested, no drift), ``"skipped:
+    ..."`` with the reason (text, unsupported type, all null in the reference, no current
+    rows), or ``"broken: ..."`` with the reason (the current side is all null, or its type no
+    longer matches the reference). A skipped or broken column has no verdict and does not
+    count in :attr:`DriftReport.share_drifted`; a broken one makes :meth:`DriftReport.trigger`
+    fire.
+
+    ``missing_reference`` and ``missing_current`` are the shares of rows whose value is
+    missing (null, NaN or infinite) on each side; ``missing_drifted`` says that the current
+    share rose significantly above the reference's (see
+    :func:`loopline.monitoring.drift.missing_rose`). It is not part of ``drifted``, which
+    stays Evidently's verdict on the values, but it triggers.
 
     Example:
         >>> ColumnDrift("x", "numeric", "wasserstein", 0.02, None, 0.1, False).tested
@@ -96,20 +114,57 @@ class ColumnDrift:
     n_reference: int = 0
     n_current: int = 0
     histogram: Histogram | None = field(default=None, repr=False)
+    missing_reference: float | None = None
+    missing_current: float | None = None
+    missing_drifted: bool = False
 
     @property
     def tested(self) -> bool:
-        """Whether the column was tested (not skipped).
+        """Whether the column was tested (neither skipped nor broken).
 
         Example:
             >>> ColumnDrift("t", "text", "none", None, None, None, False, "skipped: text").tested
             False
         """
-        return not self.status.startswith("skipped")
+        return not self.status.startswith((SKIPPED, BROKEN))
+
+    @property
+    def broken(self) -> bool:
+        """Whether the current data broke the column (all null, another type): it triggers.
+
+        Example:
+            >>> s = "broken: all null in current"
+            >>> ColumnDrift("x", "numeric", "none", None, None, None, False, s).broken
+            True
+        """
+        return self.status.startswith(BROKEN)
+
+    @property
+    def reason(self) -> str | None:
+        """Why the column makes :meth:`DriftReport.trigger` fire, or None if it does not.
+
+        Example:
+            >>> ColumnDrift("x", "numeric", "ks", 0.5, 0.01, 0.05, True).reason
+            'ks p=0.01 <= 0.05'
+        """
+        if self.broken:
+            return self.status.removeprefix(BROKEN + ": ")
+        if not self.tested:
+            return None
+        why = []
+        if self.drifted:
+            why.append(_verdict_text(self))
+        if self.missing_drifted:
+            why.append(
+                f"missing values rose from {_pct(self.missing_reference)} "
+                f"to {_pct(self.missing_current)}"
+            )
+        return "; ".join(why) or None
 
     def to_dict(self, *, detailed: bool = False) -> dict[str, Any]:
-        """``{"test", "statistic", "p_value", "threshold", "drifted"}``; with ``detailed``
-        also kind, status, psi, the row counts and the histogram.
+        """``{"test", "statistic", "p_value", "threshold", "drifted", "missing_reference",
+        "missing_current", "missing_drifted"}``; with ``detailed`` also kind, status, psi, the
+        row counts and the histogram.
 
         Non-finite numbers (a chi-square with a level never seen in the reference is
         infinite) are written as ``null``.
@@ -124,6 +179,9 @@ class ColumnDrift:
             "p_value": _finite(self.p_value),
             "threshold": self.threshold,
             "drifted": self.drifted,
+            "missing_reference": self.missing_reference,
+            "missing_current": self.missing_current,
+            "missing_drifted": self.missing_drifted,
         }
         if detailed:
             out.update(
@@ -139,6 +197,21 @@ class ColumnDrift:
 
 def _finite(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
+
+
+def _pct(x: float | None) -> str:
+    return "?" if x is None else f"{x:.1%}"
+
+
+def _verdict_text(c: ColumnDrift) -> str:
+    """The deciding number against its threshold, e.g. ``wasserstein 0.31 >= 0.1``."""
+    from loopline.monitoring.stattests import TESTS
+
+    if c.p_value is not None:
+        op = "<=" if TESTS[c.test].inclusive else "<"
+        return f"{c.test} p={c.p_value:.3g} {op} {c.threshold:g}"
+    stat = "inf" if c.statistic is None or math.isinf(c.statistic) else f"{c.statistic:.3g}"
+    return f"{c.test} {stat} >= {c.threshold:g}"
 
 
 @dataclass(frozen=True)
@@ -160,7 +233,17 @@ class DriftReport:
     **Columns that do not match.** A column of the reference missing from the current table
     is listed in :attr:`missing_columns`, one only in the current table in
     :attr:`extra_columns`; the verdicts cover the shared columns. A missing feature makes
-    :meth:`trigger` fire (the model cannot be fed as trained).
+    :meth:`trigger` fire (the model cannot be fed as trained), and so does a *broken* one
+    (:attr:`broken_columns`): all null in the current data while the reference has values,
+    or of a type that no longer matches the reference's. Columns skipped on purpose
+    (:attr:`skipped_columns`: text such as IDs, unsupported types, a reference without
+    values) trigger nothing, and neither does an empty current table: no rows is not
+    enough data to judge, as a loop window below ``min_rows``.
+
+    **Missing values.** Each tested column reports the share of missing values on both
+    sides; a significant rise (:func:`loopline.monitoring.drift.missing_rose`) makes
+    :meth:`trigger` fire, as drift of the values does, without changing Evidently's
+    :attr:`drifted`. :meth:`trigger_reasons` says why each triggering column triggers.
 
     Example:
         >>> r = DriftReport({}, n_reference=0, n_current=0, missing_columns=["age"])
@@ -190,13 +273,37 @@ class DriftReport:
 
     @property
     def skipped_columns(self) -> dict[str, str]:
-        """Skipped columns and why.
+        """Columns skipped on purpose and why (they trigger nothing).
 
         Example:
             >>> DriftReport({}, n_reference=0, n_current=0).skipped_columns
             {}
         """
-        return {n: c.status for n, c in self.columns.items() if not c.tested}
+        return {n: c.status for n, c in self.columns.items() if not c.tested and not c.broken}
+
+    @property
+    def broken_columns(self) -> dict[str, str]:
+        """Columns the current data broke (all null, another type) and why: they trigger.
+
+        Example:
+            >>> c = ColumnDrift("x", "numeric", "none", None, None, None, False,
+            ...                 "broken: all null in current")
+            >>> DriftReport({"x": c}, n_reference=9, n_current=9).broken_columns
+            {'x': 'broken: all null in current'}
+        """
+        return {n: c.status for n, c in self.columns.items() if c.broken}
+
+    @property
+    def not_tested(self) -> dict[str, str]:
+        """Every column of the check without a verdict and why: skipped, broken or missing.
+
+        Example:
+            >>> DriftReport({}, n_reference=0, n_current=0, missing_columns=["a"]).not_tested
+            {'a': 'missing from the current data'}
+        """
+        out = {n: c.status for n, c in self.columns.items() if not c.tested}
+        out.update(dict.fromkeys(self.missing_columns, MISSING))
+        return out
 
     @property
     def drifted_columns(self) -> list[str]:
@@ -229,11 +336,44 @@ class DriftReport:
         """
         return bool(self.tested_columns) and self.share_drifted >= self.drift_share
 
+    def _names(self, columns: Iterable[str] | None) -> list[str]:
+        if isinstance(columns, str):
+            columns = [columns]
+        names = list(self.columns) if columns is None else list(columns)
+        unknown = [n for n in names if n not in self.columns and n not in self.missing_columns]
+        if unknown:
+            raise InvalidInput(
+                f"columns not in the reference data: {', '.join(unknown)}",
+                field="columns",
+                hint="pass the model's feature names as they appear in the reference table",
+            )
+        return names
+
+    def trigger_reasons(self, columns: Iterable[str] | None = None) -> dict[str, str]:
+        """The columns among ``columns`` (None: every column both tables have) that make
+        :meth:`trigger` fire, each with why: missing, broken, its values drifted, or its
+        share of missing values rose.
+
+        Example:
+            >>> c = ColumnDrift("x", "numeric", "wasserstein", 0.31, None, 0.1, True)
+            >>> r = DriftReport({"x": c}, n_reference=9, n_current=9, missing_columns=["y"])
+            >>> r.trigger_reasons(["x", "y"])
+            {'x': 'wasserstein 0.31 >= 0.1', 'y': 'missing from the current data'}
+        """
+        out: dict[str, str] = {}
+        for n in self._names(columns):
+            why = MISSING if n in self.missing_columns else self.columns[n].reason
+            if why is not None:
+                out[n] = why
+        return out
+
     def trigger(self, share: float | None = None, columns: Iterable[str] | None = None) -> bool:
-        """Whether the loop should act: by default, any drifted column among ``columns``
-        (the model's features; None means every column); with ``share``, whether the drifted
-        share of those columns is at least ``share``. A feature missing from the current
-        data always triggers; one that is not in either table is an error.
+        """Whether the loop should act: by default, any column among ``columns`` (the
+        model's features; None means every column both tables have) that drifted or whose
+        share of missing values rose; with ``share``, whether the share of those columns
+        among the tested ones is at least ``share``. A feature missing from the current data,
+        or broken in it (all null, another type), always triggers; one that is not in either
+        table is an error.
 
         Example:
             >>> c = ColumnDrift("x", "numeric", "ks", 0.5, 0.01, 0.05, True)
@@ -247,32 +387,25 @@ class DriftReport:
                 f"Got {share!r} instead.",
                 field="share",
             )
-        if isinstance(columns, str):
-            columns = [columns]
-        names = list(self.columns) if columns is None else list(columns)
-        unknown = [n for n in names if n not in self.columns and n not in self.missing_columns]
-        if unknown:
-            raise InvalidInput(
-                f"columns not in the reference data: {', '.join(unknown)}",
-                field="columns",
-                hint="pass the model's feature names as they appear in the reference table",
-            )
-        if any(n in self.missing_columns for n in names):
-            return True
-        tested = [n for n in names if self.columns[n].tested]
-        drifted = [n for n in tested if self.columns[n].drifted]
+        names = self._names(columns)
+        reasons = self.trigger_reasons(names)
         if share is None:
-            return bool(drifted)
-        return bool(tested) and len(drifted) / len(tested) >= share
+            return bool(reasons)
+        if any(n in self.missing_columns or self.columns[n].broken for n in reasons):
+            return True
+        tested = [n for n in names if n in self.columns and self.columns[n].tested]
+        return bool(tested) and sum(n in reasons for n in tested) / len(tested) >= share
 
     def to_dict(self, *, detailed: bool = False) -> dict[str, Any]:
-        """The report as plain data: ``{"drifted", "share_drifted", "columns"}`` with the
-        tested columns (the ``--json`` shape); with ``detailed``, every column (skipped ones
-        too, with their status), the histograms, the column mismatch, row counts and labels.
+        """The report as plain data (the ``--json`` shape): ``{"drifted", "share_drifted",
+        "columns", "not_tested"}`` with the tested columns in ``columns`` and every column
+        without a verdict in ``not_tested``, with why (skipped, broken or missing); with
+        ``detailed``, every column in ``columns`` (with its status), the histograms, the
+        column mismatch, row counts and labels.
 
         Example:
             >>> DriftReport({}, n_reference=0, n_current=0).to_dict()
-            {'drifted': False, 'share_drifted': 0.0, 'columns': {}}
+            {'drifted': False, 'share_drifted': 0.0, 'columns': {}, 'not_tested': {}}
         """
         out: dict[str, Any] = {
             "drifted": self.drifted,
@@ -282,11 +415,13 @@ class DriftReport:
                 for n, c in self.columns.items()
                 if detailed or c.tested
             },
+            "not_tested": self.not_tested,
         }
         if detailed:
             out.update(
                 drift_share=self.drift_share,
                 drifted_columns=self.drifted_columns,
+                broken_columns=self.broken_columns,
                 missing_columns=self.missing_columns,
                 extra_columns=self.extra_columns,
                 n_reference=self.n_reference,
@@ -302,7 +437,7 @@ class DriftReport:
 
         Example:
             >>> DriftReport({}, n_reference=0, n_current=0).to_json()
-            '{"drifted":false,"share_drifted":0.0,"columns":{}}'
+            '{"drifted":false,"share_drifted":0.0,"columns":{},"not_tested":{}}'
         """
         return orjson.dumps(self.to_dict(detailed=detailed)).decode()
 

@@ -10,8 +10,9 @@ A :class:`DriftSketch` fixes each column's bins once, from the reference:
   by default) plus ``"other"``, which collects levels never seen in the reference.
 
 :meth:`DriftSketch.update` adds a batch's counts (nulls and infinities are counted apart and
-left out, as in :func:`~loopline.monitoring.drift.drift`), so memory does not grow with
-traffic; windows are stored with :meth:`~DriftSketch.to_json` and combined with
+left out, as in :func:`~loopline.monitoring.drift.drift`, and so are the rows of a batch
+whose column no longer has the reference's type), so memory does not grow with traffic;
+windows are stored with :meth:`~DriftSketch.to_json` and combined with
 :meth:`DriftSketch.merge`, and :meth:`DriftSketch.drift` works on the counts alone.
 
 Tests on the counts. The bins decide; the raw values are gone:
@@ -26,6 +27,12 @@ Tests on the counts. The bins decide; the raw values are gone:
   over it (the open end bins closed at the smallest and largest values seen), divided by the
   reference std. Both **approximate** Evidently's KS and Wasserstein tests on the raw values.
 - every column also gets the PSI on its bins.
+
+Missing values, broken and skipped columns are decided as in
+:func:`~loopline.monitoring.drift.drift`: the share of missing values (nulls, infinities and
+rows of batches without the column) of both sides and whether it rose; a window whose
+column is all null, or held text where the reference held numbers, is *broken* and
+triggers; a window of no rows is skipped.
 
 Example:
     >>> import numpy as np, pandas as pd
@@ -44,6 +51,7 @@ import hashlib
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -60,10 +68,17 @@ from loopline.monitoring.columns import (
     sort_key,
     value_counts,
 )
-from loopline.monitoring.drift import FEW_VALUES, SMALL_REFERENCE, category_plot, match_columns
+from loopline.monitoring.drift import (
+    FEW_VALUES,
+    SMALL_REFERENCE,
+    category_plot,
+    match_columns,
+    with_missing,
+)
 from loopline.monitoring.report import (
     CONSTANT,
     DRIFT_SHARE,
+    NO_ROWS,
     OK,
     ColumnDrift,
     DriftReport,
@@ -104,6 +119,8 @@ class _Column:
     ref_null: int = 0
     cur_null: int = 0
     cur_absent: int = 0
+    cur_wrong: int = 0  # rows of batches whose column was not numeric (a numeric reference)
+    cur_wrong_type: str | None = None
     _index: dict[Any, int] | None = field(default=None, repr=False)
     _level_array: np.ndarray | None = field(default=None, repr=False)
 
@@ -245,10 +262,18 @@ class DriftSketch:
         present = set(table.names)
         rows = table.num_rows
         for name, col in self._columns.items():
-            if name in present:
-                col.add(table.column(name))
-            else:
+            if name not in present:
                 col.cur_absent += rows
+                continue
+            column = table.column(name)
+            try:
+                col.add(column)
+            except InvalidInput:  # text where the reference held numbers
+                if column.null_count == len(column):
+                    col.cur_null += len(column)  # all null, of a type with no numbers
+                else:
+                    col.cur_wrong += len(column)
+                    col.cur_wrong_type = col.cur_wrong_type or str(column.type)
         self.n_current += rows
         return self
 
@@ -266,7 +291,8 @@ class DriftSketch:
             fresh = copy.copy(col)
             fresh.current = np.zeros_like(col.current)
             fresh.cur_min, fresh.cur_max = float("inf"), float("-inf")
-            fresh.cur_null = fresh.cur_absent = 0
+            fresh.cur_null = fresh.cur_absent = fresh.cur_wrong = 0
+            fresh.cur_wrong_type = None
             cols[name] = fresh
         return DriftSketch(cols, dict(self._skipped), self.n_reference)
 
@@ -300,6 +326,8 @@ class DriftSketch:
                 col.cur_max = max(col.cur_max, other.cur_max)
                 col.cur_null += other.cur_null
                 col.cur_absent += other.cur_absent
+                col.cur_wrong += other.cur_wrong
+                col.cur_wrong_type = col.cur_wrong_type or other.cur_wrong_type
             out.n_current += s.n_current
         return out
 
@@ -369,6 +397,8 @@ class DriftSketch:
                 cur_max=_finite(c.cur_max),
                 cur_null=c.cur_null,
                 cur_absent=c.cur_absent,
+                cur_wrong=c.cur_wrong,
+                cur_wrong_type=c.cur_wrong_type,
             )
             cols[name] = d
         return orjson.dumps(
@@ -412,6 +442,9 @@ class DriftSketch:
                     ref_null=int(d["ref_null"]),
                     cur_null=int(d["cur_null"]),
                     cur_absent=int(d["cur_absent"]),
+                    # absent from sketches stored before type changes were counted
+                    cur_wrong=int(d.get("cur_wrong", 0)),
+                    cur_wrong_type=d.get("cur_wrong_type"),
                 )
             sketch = cls(
                 cols, dict(data["skipped"]), int(data["n_reference"]), int(data["n_current"])
@@ -444,16 +477,23 @@ class DriftSketch:
         missing = []
         for name, col in self._columns.items():
             n_ref, n_cur = int(col.reference.sum()), int(col.current.sum())
-            if n_cur == 0:
-                if col.cur_absent and col.cur_absent == self.n_current:
-                    missing.append(name)
-                    continue
-                out[name] = ColumnDrift(
-                    name, col.kind, "none", None, None, None, False,
-                    "skipped: no current values", None, n_ref, 0,
-                )  # fmt: skip
-                continue
-            out[name] = _sketch_column_drift(name, col, n_ref, n_cur)
+            if self.n_current == 0:
+                out[name] = _no_verdict(name, col.kind, NO_ROWS, n_ref)
+            elif col.cur_absent == self.n_current:
+                missing.append(name)
+            elif col.cur_wrong:
+                rows = "" if col.cur_wrong == self.n_current else f" in {col.cur_wrong:,} rows"
+                status = f"broken: current column is {col.cur_wrong_type}{rows}"
+                status += ", reference is numeric"
+                out[name] = _no_verdict(name, col.kind, status, n_ref)
+            else:
+                out[name] = with_missing(
+                    name,
+                    col.kind,
+                    (n_ref + col.ref_null, self.n_current),
+                    (n_ref, n_cur),
+                    partial(_sketch_column_drift, name, col, n_ref, n_cur),
+                )
         for name, status in self._skipped.items():
             out[name] = ColumnDrift(name, "", "none", None, None, None, False, status)
         return DriftReport(
@@ -466,6 +506,10 @@ class DriftSketch:
             current_label=f"window of {self.n_current:,} rows",
             method="sketch",
         )
+
+
+def _no_verdict(name: str, kind: str, status: str, n_ref: int) -> ColumnDrift:
+    return ColumnDrift(name, kind, "none", None, None, None, False, status, None, n_ref, 0)
 
 
 def _numeric_column(col: Any, bins: int) -> _Column | str:
