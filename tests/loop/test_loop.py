@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
+import pandas as pd
 import pytest
 
 import loopline as ll
@@ -14,7 +16,10 @@ from loopline.core import audit
 from loopline.core.context import Context
 from loopline.loop import controller
 from loopline.loop.demo import Server
+from loopline.loop.policy import LoopPolicy
 from loopline.monitoring.alerts import list_alerts
+from loopline.monitoring.drift_results import read_drift
+from loopline.monitoring.prediction_log import PredictionLogger
 from loopline.serving.deploy import get_deployment
 from tests.loop import scenario
 
@@ -148,3 +153,59 @@ def test_an_alert_rule_pages_once_per_window_not_once_per_pass(
     monkeypatch.setattr(controller, "watch", lambda *_: (newer, []))
     controller.run_once([policy])
     assert len([a for a in list_alerts("flights") if a.rule.startswith("latency_p99_ms")]) == 2
+
+
+def _churn_model() -> int:
+    """A small churn model trained on tenure and spend, registered and deployed."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(3)
+    train = pd.DataFrame(
+        {"tenure": rng.integers(1, 60, 500).astype(float), "spend": rng.normal(50, 10, 500)}
+    )
+    ll.datasets.register("churn", train.assign(churned=(train["tenure"] < 12).astype(int)))
+    with ll.start_run(experiment="churn") as run:
+        df = ll.datasets.get("churn").to_pandas()
+        features = df[["tenure", "spend"]]
+        model = LogisticRegression().fit(features, df["churned"])
+        logged = run.log_model(model, "model", input_example=features.head(3))
+    version = ll.registry.register(logged, "churn").version
+    ll.deploy("churn", version)
+    return version
+
+
+def test_a_feature_logged_all_null_triggers_the_loop_and_says_why(embedded_ctx: Context) -> None:
+    # Every prediction logged with spend=NaN gave outcome "ok", "no trigger", and spend
+    # dropped out of the window's drift scores without a word.
+    version = _churn_model()
+    policy = LoopPolicy.model_validate(
+        {
+            "model": "churn",
+            "data": "churn",
+            "reference": "churn",
+            "monitor": {"window_requests": 300, "min_rows": 200},
+            "retrain": {"pipeline": "churn_loop:retrain"},
+            "gate": {"dataset": "churn", "thresholds": {"label": "churned"}},
+        }
+    )
+    rng = np.random.default_rng(4)
+
+    def log(start: int, n: int) -> None:
+        with PredictionLogger(start=False) as logger:
+            for i in range(start, start + n):
+                row = {"tenure": float(rng.integers(1, 60)), "spend": float("nan")}
+                logger.log(f"r{i}", "churn", version, [row], [0], 1.0)
+
+    log(0, 100)  # below min_rows: not enough traffic to judge, as an empty drift window
+    early = controller.run_once([policy])[0]
+    assert (early.outcome, early.message) == ("ok", "not enough traffic yet")
+    log(100, 200)
+    result = controller.run_once([policy])[0]
+    # It triggered; the serving version already trained on the newest data, so no retrain.
+    assert result.outcome == "no_new_data", result.message
+    assert result.triggers == ["drift in spend (broken: all null in current)"]
+    assert result.window is not None
+    assert result.window["drifted"] == ["spend"]
+    assert result.window["drift_notes"] == {"spend": "broken: all null in current"}
+    assert list(result.window["drift_scores"]) == ["tenure"]
+    assert read_drift("churn")[0].drifted == ["spend"]

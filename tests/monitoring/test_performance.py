@@ -193,3 +193,30 @@ def test_drift_share_counts_a_missing_feature_once(embedded_ctx: Context) -> Non
     [w] = ll.monitor.performance("m", window=1000, reference=reference)
     assert sorted(w.drifted) == ["a", "b"] and sorted(w.drift_scores) == ["a", "c"]
     assert w.value("drift_share") == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize(
+    ("spend", "note"),
+    [
+        (float("nan"), "broken: all null in current"),
+        (None, "broken: all null in current"),
+        ("50.1", "broken: current column is large_string, reference is numeric"),
+    ],
+    ids=["nan", "none", "text"],
+)
+def test_a_feature_all_null_or_of_another_type_in_a_window_is_drifted_with_why(
+    embedded_ctx: Context, spend: object, note: str
+) -> None:
+    # spend silently dropped out of the window (drifted [], scores of tenure only), or, as
+    # text, the window raised InvalidInput.
+    rng = np.random.default_rng(5)
+    reference = pd.DataFrame({"tenure": rng.normal(size=2000), "spend": rng.normal(50, 10, 2000)})
+    with PredictionLogger(embedded_ctx, start=False) as logger:
+        for i in range(300):
+            row = {"tenure": float(rng.normal()), "spend": spend}
+            logger.log(f"r{i}", "m", "1", [row], [0], 1.0)
+    [w] = ll.monitor.performance("m", window=1000, reference=reference)
+    assert w.drifted == ["spend"] and list(w.drift_scores) == ["tenure"]
+    assert w.drift_notes == {"spend": note}
+    assert w.to_dict()["drift_notes"] == {"spend": note}
+    assert w.value("drift_share") == 0.5 and w.value("drifted_features") == 1.0

@@ -254,8 +254,8 @@ def watch(policy: LoopPolicy, version: int) -> tuple[WindowMetrics | None, list[
         positive=policy.gate.thresholds.get("positive"),  # the class the gate scores
     )
     mine = [w for w in windows if w.version == str(version)]
-    if mine and ref is not None and mine[-1].drift_scores:
-        store_drift(policy.model, mine[-1], ref)
+    if mine and ref is not None and (mine[-1].drift_scores or mine[-1].drifted):
+        store_drift(policy.model, mine[-1], ref)  # a window of broken features only, too
     if not mine or mine[-1].rows < m.min_rows:
         return (mine[-1] if mine else None), []
     w = mine[-1]
@@ -266,7 +266,9 @@ def watch(policy: LoopPolicy, version: int) -> tuple[WindowMetrics | None, list[
         # once, as drifted (it was drifted / tested, which could pass 1).
         share = w.value("drift_share")
         if m.drift.share is None and drifted:
-            triggers.append(f"drift in {', '.join(drifted)}")
+            # each with why: "spend (broken: all null in current)", "temp (wasserstein ...)"
+            why = [f"{c} ({w.drift_notes[c]})" if c in w.drift_notes else c for c in drifted]
+            triggers.append(f"drift in {', '.join(why)}")
         elif m.drift.share is not None and share is not None and share >= m.drift.share:
             total = len(w.drift_scores.keys() | set(w.drifted))
             triggers.append(f"drift in {len(drifted)}/{total} features")

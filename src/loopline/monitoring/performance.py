@@ -45,6 +45,12 @@ class WindowMetrics:
     it had one row or the label was sent for every row (:mod:`.label_join`). Labels that
     fit no row are counted, not compared: ``no_row_labels`` (requests of several rows
     labelled as a whole) and ``out_of_range_labels`` (a row the request does not have).
+
+    Drift (with a reference): ``drifted`` lists the features that trigger - their values
+    drifted, their share of missing values rose, or they are missing or broken (all null,
+    another type) in the window; ``drift_scores`` the PSI of each tested feature;
+    ``drift_notes`` says why for each drifted feature and each one without a verdict
+    (skipped on purpose, broken or missing), so that none silently drops out.
     """
 
     start: float
@@ -60,6 +66,7 @@ class WindowMetrics:
     business: dict[str, float] = field(default_factory=dict)
     drifted: list[str] = field(default_factory=list)
     drift_scores: dict[str, float] = field(default_factory=dict)
+    drift_notes: dict[str, str] = field(default_factory=dict)
     no_row_labels: int = 0
     out_of_range_labels: int = 0
 
@@ -78,7 +85,7 @@ class WindowMetrics:
         if name in self.business:
             return self.business[name]
         if name == "drift_share":
-            # over the tested and the missing columns: a missing one counts as drifted
+            # over the tested, missing and broken columns: those two count as drifted
             total = len(self.drift_scores.keys() | set(self.drifted))
             return len(self.drifted) / total if total else None
         if name == "drifted_features":
@@ -107,6 +114,7 @@ class WindowMetrics:
             "business": self.business,
             "drifted": self.drifted,
             "drift_scores": self.drift_scores,
+            "drift_notes": self.drift_notes,
             "no_row_labels": self.no_row_labels,
             "out_of_range_labels": self.out_of_range_labels,
         }
@@ -397,10 +405,11 @@ def performance(
                 )
                 .drift()
             )
-            w.drifted = list(report.drifted_columns)
-            w.drifted += [m for m in report.missing_columns if m not in w.drifted]
+            reasons = report.trigger_reasons([*report.columns, *report.missing_columns])
+            w.drifted = list(reasons)
             w.drift_scores = {
                 n: float(c.psi) for n, c in report.columns.items() if c.tested and c.psi is not None
             }
+            w.drift_notes = {**reasons, **report.not_tested}
         out.append(w)
     return out
