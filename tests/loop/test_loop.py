@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -174,16 +175,24 @@ def _churn_model() -> int:
     return version
 
 
-def test_a_feature_logged_all_null_triggers_the_loop_and_says_why(embedded_ctx: Context) -> None:
+@pytest.mark.parametrize("share", [None, 0.9])
+def test_a_feature_logged_all_null_triggers_the_loop_and_says_why(
+    embedded_ctx: Context, share: float | None
+) -> None:
     # Every prediction logged with spend=NaN gave outcome "ok", "no trigger", and spend
-    # dropped out of the window's drift scores without a word.
+    # dropped out of the window's drift scores without a word. With a share rule (here one
+    # feature of two is far below 90%) a broken feature triggers all the same, as
+    # DriftReport.trigger(share=...) does.
     version = _churn_model()
+    monitor: dict[str, Any] = {"window_requests": 300, "min_rows": 200}
+    if share is not None:
+        monitor["drift"] = {"share": share}
     policy = LoopPolicy.model_validate(
         {
             "model": "churn",
             "data": "churn",
             "reference": "churn",
-            "monitor": {"window_requests": 300, "min_rows": 200},
+            "monitor": monitor,
             "retrain": {"pipeline": "churn_loop:retrain"},
             "gate": {"dataset": "churn", "thresholds": {"label": "churned"}},
         }

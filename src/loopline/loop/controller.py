@@ -269,9 +269,17 @@ def watch(policy: LoopPolicy, version: int) -> tuple[WindowMetrics | None, list[
             # each with why: "spend (broken: all null in current)", "temp (wasserstein ...)"
             why = [f"{c} ({w.drift_notes[c]})" if c in w.drift_notes else c for c in drifted]
             triggers.append(f"drift in {', '.join(why)}")
-        elif m.drift.share is not None and share is not None and share >= m.drift.share:
-            total = len(w.drift_scores.keys() | set(w.drifted))
-            triggers.append(f"drift in {len(drifted)}/{total} features")
+        elif m.drift.share is not None:
+            # As DriftReport.trigger(share=...): a feature missing from the traffic, or
+            # broken in it (all null, another type), triggers whatever the share; in a wide
+            # model one dead feature is too few for a share, and it is the worst drift.
+            dead = [c for c in drifted if _dead(w.drift_notes.get(c))]
+            if share is not None and share >= m.drift.share:
+                total = len(w.drift_scores.keys() | set(w.drifted))
+                triggers.append(f"drift in {len(drifted)}/{total} features")
+            elif dead:
+                said = ", ".join(f"{c} ({w.drift_notes[c]})" for c in dead)
+                triggers.append(f"drift in {said}")
     if w.labelled >= m.min_labels:
         for metric, floor in m.floors.items():
             value = w.value(metric)
@@ -282,6 +290,18 @@ def watch(policy: LoopPolicy, version: int) -> tuple[WindowMetrics | None, list[
         if value is not None and value > ceiling:
             triggers.append(f"{metric} {value:.3g} > ceiling {ceiling:g}")
     return w, triggers
+
+
+def _dead(note: str | None) -> bool:
+    """Whether a drift note says the feature is missing or broken, not just drifted.
+
+    Example:
+        >>> _dead("broken: all null in current"), _dead("ks p=0.001 < 0.05")
+        (True, False)
+    """
+    from loopline.monitoring.report import MISSING
+
+    return note is not None and (note == MISSING or note.startswith("broken:"))
 
 
 # -- acting --------------------------------------------------------------------------------
