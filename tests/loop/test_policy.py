@@ -53,6 +53,18 @@ def test_a_yaml_policy_and_a_toml_one_load_with_defaults(tmp_path: Path) -> None
             GOOD + "alerts: [{metric: acuracy, threshold: 1}]\n",
             "alerts.0: AlertRule metric: unknown metric",
         ),
+        (
+            GOOD + "rollout: {strategy: direct, options: {split: 20}}\n",
+            "rollout: options.split: split is only used with strategy ab, not direct",
+        ),
+        (
+            GOOD + "rollout: {strategy: ab, options: {steps: [5, 50]}}\n",
+            "rollout: options.steps: steps is only used with strategy canary, not ab",
+        ),
+        (
+            GOOD + "rollout: {options: {window_reqests: 50}}\n",
+            "rollout: options.window_reqests: window_reqests: unknown policy option",
+        ),
     ],
     ids=[
         "unknown-key",
@@ -64,6 +76,9 @@ def test_a_yaml_policy_and_a_toml_one_load_with_defaults(tmp_path: Path) -> None
         "floor-on-unknown-metric",
         "nan-ceiling",
         "alert-on-unknown-metric",
+        "rollout-option-the-strategy-ignores",
+        "canary-option-for-ab",
+        "unknown-rollout-option",
     ],
 )
 def test_a_bad_policy_file_names_the_key(tmp_path: Path, text: str, message: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,8 @@ from loopline.serving.deploy import (
     promote,
     rollback,
 )
+from loopline.serving.policy import RolloutPolicy, check_options
+from loopline.serving.tables import STRATEGIES
 from loopline.training import registry_store
 from tests.serving.helpers import good_model, register, toy_data, weak_model
 
@@ -390,3 +393,88 @@ def test_a_reason_with_nul_is_refused_and_nothing_moves(
         ll.deploy("churn", v2, reason="hotfix\x00")
     assert e.value.field == "reason"
     assert get_deployment("churn").stable_version == v1
+
+
+#: Which strategies read each rollout option: split the A/B test, timeout_ms every
+#: strategy, every other option (steps, the window, the checks) the canary.
+EXPECTED_USERS = {"split": {"ab"}, "timeout_ms": set(STRATEGIES)}
+
+
+@pytest.mark.parametrize("option", list(RolloutPolicy.model_fields))
+def test_every_rollout_option_is_checked_against_every_strategy(option: str) -> None:
+    users = EXPECTED_USERS.get(option, {"canary"})
+    for strategy in STRATEGIES:
+        if strategy in users:
+            check_options(strategy, [option])
+            continue
+        with pytest.raises(InvalidInput) as refused:
+            check_options(strategy, [option])
+        assert refused.value.field == option
+        assert refused.value.message.startswith(f"{option} is only used with strategy ")
+        assert f"not {strategy}" in refused.value.message
+
+
+@pytest.mark.parametrize(
+    ("strategy", "options", "words"),
+    [
+        ("direct", {"split": 20}, "split is only used with strategy ab"),
+        ("direct", {"steps": [5, 50]}, "steps is only used with strategy canary"),
+        ("blue_green", {"steps": [5, 50]}, "steps is only used with strategy canary"),
+        ("shadow", {"split": 10}, "split is only used with strategy ab"),
+        ("ab", {"split": 20, "steps": [5, 50]}, "steps is only used with strategy canary"),
+        ("ab", {"window_requests": 50}, "window_requests is only used with strategy canary"),
+        ("canary", {"split": 20}, "split is only used with strategy ab"),
+        ("shadow", {"max_psi": 0.1}, "max_psi is only used with strategy canary"),
+    ],
+)
+def test_an_option_the_strategy_does_not_read_is_refused_and_nothing_moves(
+    ctx: Context, versions: tuple[int, int, int], strategy: str, options: dict[str, Any], words: str
+) -> None:
+    """``split=20`` without ``strategy="ab"`` was ignored: version 2 took all the traffic."""
+    v1, v2, _ = versions
+    ll.deploy("churn", v1)
+    with pytest.raises(InvalidInput, match=words) as refused:
+        ll.deploy("churn", v2, strategy=strategy, **options)
+    assert refused.value.field in options
+    d = get_deployment("churn")
+    assert (d.stable_version, d.candidate_version, d.revision) == (v1, None, 1)
+    assert ll.registry.get("churn", "champion").version == v1
+
+
+def test_the_options_each_strategy_reads_are_taken(
+    ctx: Context, versions: tuple[int, int, int]
+) -> None:
+    v1, v2, v3 = versions
+    ll.deploy("churn", v1, timeout_ms=50)
+    d = ll.deploy("churn", v2, strategy="ab", split=20, timeout_ms=50)
+    assert (d.traffic, d.policy.timeout_ms) == (20.0, 50.0)
+    rollback("churn")
+    d = ll.deploy("churn", v2, strategy="canary", steps=[5, 50], window_requests=50, alpha=0.05)
+    assert (d.traffic, d.policy.window_requests, d.policy.alpha) == (5.0, 50, 0.05)
+    rollback("churn")
+    for strategy in ("shadow", "blue_green"):
+        d = ll.deploy("churn", v3, strategy=strategy, timeout_ms=20)
+        assert d.policy.timeout_ms == 20.0
+        if d.candidate_version is not None:
+            rollback("churn")
+
+
+def test_the_deploy_command_refuses_an_option_its_strategy_does_not_read(
+    ctx: Context, versions: tuple[int, int, int]
+) -> None:
+    from typer.testing import CliRunner
+
+    from loopline.cli.main import app
+
+    v1, v2, _ = versions
+    ll.deploy("churn", v1)
+    for args, option in (
+        (["--split", "20"], "split"),  # forgot --strategy ab
+        (["--steps", "5,50"], "steps"),
+        (["-s", "shadow", "--window-requests", "50"], "window_requests"),
+        (["-s", "ab", "--window-seconds", "60"], "window_seconds"),
+    ):
+        done = CliRunner().invoke(app, ["deploy", "churn", str(v2), *args])
+        assert isinstance(done.exception, InvalidInput), (args, done.output)
+        assert done.exception.field == option and done.exception.exit_code == 2
+    assert get_deployment("churn").revision == 1

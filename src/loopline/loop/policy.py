@@ -49,10 +49,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from loopline.errors import ConfigError
+from loopline.errors import ConfigError, InvalidInput
 from loopline.monitoring.alerts import AlertRule, check_metric, check_threshold
+from loopline.serving.policy import RolloutPolicy, check_options
 
 _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
@@ -117,6 +125,17 @@ class Rollout(_Strict):
 
     strategy: Literal["canary", "direct", "blue_green", "shadow", "ab"] = "canary"
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _options(self) -> Rollout:
+        # Checked as ll.deploy checks them, when the policy is read rather than at the
+        # first retrain: an unknown option, a bad value or one the strategy never reads.
+        try:
+            RolloutPolicy.from_kwargs(self.options)
+            check_options(self.strategy, self.options)
+        except InvalidInput as exc:
+            raise ValueError(f"options.{exc.field}: {exc.message}") from exc
+        return self
 
 
 class LoopPolicy(_Strict):

@@ -45,7 +45,7 @@ from loopline.core.context import Context, get_context
 from loopline.core.db import reading
 from loopline.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from loopline.serving import store
-from loopline.serving.policy import RolloutPolicy
+from loopline.serving.policy import RolloutPolicy, check_options
 from loopline.serving.store import Deployment, DeploymentEvent
 from loopline.serving.tables import STRATEGIES
 
@@ -160,8 +160,10 @@ def deploy(
     """Serve ``version`` of model ``name`` with a rollout ``strategy``; audited.
 
     ``policy`` keywords tune the rollout (``steps``, ``split``, ``window_requests``, ...,
-    see :class:`RolloutPolicy`). ``fallback`` names a version that answers when the
-    serving one raises or exceeds ``timeout_ms``.
+    see :class:`RolloutPolicy`); one the strategy does not read is an InvalidInput
+    (``split`` is for ``ab``, ``steps`` and the window's checks for ``canary``).
+    ``fallback`` names a version that answers when the serving one raises or exceeds
+    ``timeout_ms``.
 
     Example:
         >>> # ll.deploy("churn", 4, strategy="canary", steps=[10, 50, 100], fallback=2)
@@ -180,6 +182,7 @@ def deploy(
             hint="say why the gate is overridden, e.g. reason='hotfix, INC-42'",
         )
     rollout = RolloutPolicy.from_kwargs(policy)
+    check_options(strategy, policy)
     number = _check_version(ctx, name, version, "version")
     fallback_number = None if fallback is None else _check_version(ctx, name, fallback, "fallback")
     if fallback_number == number:  # it would answer for itself: no fallback at all

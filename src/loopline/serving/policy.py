@@ -40,11 +40,50 @@ Example:
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from loopline.errors import InvalidInput
+
+#: The strategies whose rollout reads each knob (every other knob: ``canary`` only).
+USED_BY: dict[str, tuple[str, ...]] = {
+    "split": ("ab",),
+    "timeout_ms": ("direct", "blue_green", "ab", "canary", "shadow"),
+}
+
+
+def strategies_using(option: str) -> tuple[str, ...]:
+    """The strategies whose rollout reads the policy knob ``option``.
+
+    Example:
+        >>> strategies_using("split"), strategies_using("window_requests")
+        (('ab',), ('canary',))
+    """
+    return USED_BY.get(option, ("canary",))
+
+
+def check_options(strategy: str, options: Iterable[str]) -> None:
+    """Refuse a knob in ``options`` that ``strategy`` does not read (InvalidInput naming it).
+
+    Example:
+        >>> check_options("canary", ["steps", "timeout_ms"])
+        >>> try:
+        ...     check_options("direct", ["split"])
+        ... except InvalidInput as exc:
+        ...     print(exc.message)
+        split is only used with strategy ab, not direct
+    """
+    for option in options:
+        using = strategies_using(option)
+        if strategy not in using:
+            raise InvalidInput(
+                f"{option} is only used with strategy {' or '.join(using)}, not {strategy}",
+                field=option,
+                hint=f"deploy with strategy={using[0]!r} (--strategy {using[0]}) to use "
+                f"{option}, or leave {option} out",
+            )
 
 
 class RolloutPolicy(BaseModel):
