@@ -140,3 +140,19 @@ def wait_for(predicate: Any, timeout: float = 30.0, every: float = 0.1) -> Any:
 
 def row(a: float = 0.5, b: float = 0.5, bucket: int = 1) -> dict[str, Any]:
     return {"a": a, "b": b, "bucket": bucket}
+
+
+def corrupt(ctx: Context, name: str, version: int) -> Path:
+    """Flip one byte of the model file of ``name`` version ``version`` in the (local)
+    artifact store, as a failing disk would; return the object's path."""
+    import json
+
+    logged = ll.registry.get(name, version).logged_model
+    assert logged is not None and logged.manifest_digest
+    manifest = json.loads(ctx.artifacts.get_bytes(logged.manifest_digest))
+    path: Path = ctx.artifacts.local_path(manifest["files"][0]["digest"])  # type: ignore[attr-defined]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.chmod(0o644)
+    path.write_bytes(bytes(data))
+    return path

@@ -10,7 +10,7 @@ import pytest
 import loopline as ll
 from loopline.core import audit
 from loopline.core.context import Context
-from loopline.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from loopline.errors import Conflict, IntegrityError, InvalidInput, NotFound, PermissionDenied
 from loopline.serving.canary import Analysis
 from loopline.serving.control import next_state
 from loopline.serving.deploy import (
@@ -24,7 +24,7 @@ from loopline.serving.deploy import (
 from loopline.serving.policy import RolloutPolicy, check_options
 from loopline.serving.tables import STRATEGIES
 from loopline.training import registry_store
-from tests.serving.helpers import good_model, register, toy_data, weak_model
+from tests.serving.helpers import corrupt, good_model, register, toy_data, weak_model
 
 GATE = {"label": "label", "metrics": {"accuracy": {"lower": 0.99}}}
 
@@ -349,12 +349,13 @@ def test_champion_follows_the_stable_version_with_an_audited_move(
     assert audit.verify(ctx.engine).ok
 
 
-def test_deploys_and_alias_moves_at_once_neither_deadlock_nor_fail(ctx: Context) -> None:
+def test_deploys_and_alias_moves_at_once_neither_deadlock_nor_fail(
+    ctx: Context, versions: tuple[int, int, int]
+) -> None:
     # PostgreSQL: a deploy took the audit head and then the champion alias, a person's move
     # the alias and then the audit head - DeadlockDetected for one of them (or a raw
-    # UniqueViolation when both inserted the alias).
-    for _ in range(3):
-        registry_store.create_model_version(ctx, "churn", source=None, run_id=None)
+    # UniqueViolation when both inserted the alias). Versions 1 to 3, all deployable.
+    assert versions == (1, 2, 3)
     ll.deploy("churn", 1)
     errors: list[BaseException] = []
 
@@ -478,3 +479,61 @@ def test_the_deploy_command_refuses_an_option_its_strategy_does_not_read(
         assert isinstance(done.exception, InvalidInput), (args, done.output)
         assert done.exception.field == option and done.exception.exit_code == 2
     assert get_deployment("churn").revision == 1
+
+
+def test_a_version_whose_files_are_corrupted_or_missing_is_not_deployed(
+    ctx: Context, versions: tuple[int, int, int]
+) -> None:
+    """Deploying it was accepted and moved the champion; every server that started after
+    could then serve nothing (503) and answered predictions 404 "deploy one"."""
+    v1, v2, v3 = versions
+    ll.deploy("churn", v1)
+    corrupt(ctx, "churn", v2)
+    for forced in (False, True):  # force overrides a gate, not missing bytes
+        with pytest.raises(IntegrityError) as refused:
+            ll.deploy("churn", v2, force=forced, reason="hotfix" if forced else None)
+        message = refused.value.message
+        assert message.startswith(f"cannot deploy version {v2} of 'churn': the model servers")
+        assert f"model.skops of models:/churn/{v2} is corrupted" in message
+        assert "backup" in (refused.value.hint or "")
+    with pytest.raises(IntegrityError, match=f"fallback version {v2} of 'churn'"):
+        ll.deploy("churn", v3, fallback=v2)
+    with pytest.raises(IntegrityError, match=f"version {v2} of 'churn'"):
+        ll.deploy("churn", v2, strategy="canary")
+    d = get_deployment("churn")
+    assert (d.stable_version, d.candidate_version, d.revision) == (v1, None, 1)
+    assert ll.registry.get("churn", "champion").version == v1
+
+    path = corrupt(ctx, "churn", v3)
+    path.unlink()
+    with pytest.raises(IntegrityError, match="is missing from the artifact store"):
+        ll.deploy("churn", v3)
+    assert get_deployment("churn").revision == 1
+    with pytest.raises(IntegrityError, match="is corrupted"):
+        ll.registry.verify("churn", v2)
+    assert ll.registry.verify("churn", v1).version == v1
+
+
+def test_the_deploy_command_exits_6_for_a_corrupted_version(
+    ctx: Context, versions: tuple[int, int, int]
+) -> None:
+    from typer.testing import CliRunner
+
+    from loopline.cli.main import app
+
+    v1, v2, _ = versions
+    ll.deploy("churn", v1)
+    corrupt(ctx, "churn", v2)
+    done = CliRunner().invoke(app, ["deploy", "churn", str(v2)])
+    assert isinstance(done.exception, IntegrityError) and done.exception.exit_code == 6
+    assert get_deployment("churn").stable_version == v1
+
+
+def test_a_version_the_mlflow_client_logged_is_not_deployed(ctx: Context) -> None:
+    registry_store.create_model_version(ctx, "legacy", source="runs:/abc/model", run_id=None)
+    with pytest.raises(InvalidInput, match="logged by the MLflow client") as refused:
+        ll.deploy("legacy", 1)
+    assert refused.value.field == "version"
+    assert "could not load it" in refused.value.message
+    with pytest.raises(NotFound):
+        get_deployment("legacy")

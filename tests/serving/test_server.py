@@ -14,12 +14,13 @@ import httpx
 import pytest
 
 import loopline as ll
+import loopline.serving.deploy as deploy_module
 from loopline.core import audit
 from loopline.core.context import Context
 from loopline.serving.deploy import get_deployment, history, live_window, rollback
-from loopline.training import registry_store
 from tests.serving.helpers import (
     FEATURES,
+    corrupt,
     good_model,
     picky_model,
     register,
@@ -363,7 +364,9 @@ def test_blue_green_switches_and_switches_back_without_dropping_a_request(
     assert (d.stable_version, d.standby_version) == (v1, v2)
 
 
-def test_the_fallback_version_answers_when_the_serving_one_raises(ctx: Context) -> None:
+def test_the_fallback_version_answers_when_the_serving_one_raises(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = toy_data()
     v1 = register(good_model(data), "churn", data)
     v2 = register(picky_model(data), "churn", data)
@@ -376,12 +379,16 @@ def test_the_fallback_version_answers_when_the_serving_one_raises(ctx: Context) 
         wait_for(lambda: client.get("/health").json()["models"]["churn"]["fallback"] is None)
         failed = _predict(client, "churn", {"instances": [row(bucket=9)]})
         assert _predict(client, "churn", {"instances": [row(bucket=2)]}).status_code == 200
-        # A version that cannot be loaded (registered without a Loopline model): the server
-        # reports it, is not ready, and keeps serving the others.
-        registry_store.create_model_version(ctx, "broken", source="runs:/x/model", run_id=None)
-        ll.deploy("broken", 1)
+        # A version whose file rotted after it was deployed (deploy checks the files, so it
+        # is skipped here): the server reports it, is not ready, and serves the others.
+        broken_version = register(good_model(data), "broken", data)
+        corrupt(ctx, "broken", broken_version)
+        with monkeypatch.context() as patched:
+            patched.setattr(deploy_module, "_check_loadable", lambda *_: None)
+            ll.deploy("broken", broken_version)
         health = wait_for(lambda: (r := client.get("/health")).status_code == 503 and r.json())
-        assert health["unavailable"] == ["broken"] and "MLflow" in health["errors"]["broken"]
+        assert health["unavailable"] == ["broken"]
+        assert "is corrupted" in health["errors"]["broken"]
         assert _predict(client, "churn", {"instances": [row(bucket=2)]}).status_code == 200
         assert _predict(client, "broken", {"instances": [row()]}).status_code == 404
     assert normal.json()["model_version"] == str(v2)

@@ -159,9 +159,11 @@ def test_a_version_its_deployment_names_cannot_be_deleted(ctx: Context) -> None:
     # Deleting the served version broke serving (loopline serve: NotFound on start) and
     # took 'champion' with it, so the next gate skipped every change bound.
     import loopline as ll
+    from tests.serving.helpers import good_model, register, toy_data
 
-    for i in range(5):
-        store.create_model_version(ctx, "served", source=f"runs:/r{i}/model", run_id=None)
+    data = toy_data(60)
+    for _ in range(5):  # real models: a version no model server could load is not deployed
+        register(good_model(data), "served", data)
     ll.deploy("served", 1)
     ll.deploy("served", 2, strategy="blue_green")  # 1 is the standby now
     ll.deploy("served", 3, strategy="canary", fallback=4)

@@ -27,7 +27,6 @@ import pandas as pd
 
 import loopline as ll
 from loopline.core.context import Context
-from loopline.training import registry_store
 
 FEATURES = ["tenure", "spend", "plan"]
 XSS_NAME = "<script>alert('run')</script>"
@@ -130,10 +129,8 @@ def fill(ctx: Context) -> Filled:
         out.model_versions[kind] = ll.registry.register(run, "churn").version
     ll.registry.set_alias("churn", "champion", out.model_versions["logreg"], reason="first model")
     ll.registry.set_alias("churn", "challenger", out.model_versions["forest"], reason="candidate")
-    for _ in range(2):
-        registry_store.create_model_version(
-            ctx, "fraud", source="models:/external", run_id=out.run_ids["logreg-lr0.1"]
-        )
+    for kind in ("logreg", "forest"):  # deployable: their files are in the artifact store
+        ll.registry.register(out.run_ids[f"train-{kind}"], "fraud")
     if has_module(DELIVERY):
         ll.gates.evaluate(
             "churn",

@@ -43,7 +43,7 @@ from typing import Any
 
 from loopline.core.context import Context, get_context
 from loopline.core.db import reading
-from loopline.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from loopline.errors import Conflict, IntegrityError, InvalidInput, NotFound, PermissionDenied
 from loopline.serving import store
 from loopline.serving.policy import RolloutPolicy, check_options
 from loopline.serving.store import Deployment, DeploymentEvent
@@ -70,6 +70,25 @@ def _check_version(ctx: Context, name: str, version: int | str, what: str) -> in
     number = registry_store.require_version_number(version, field=what)
     registry_store.get_model_version(ctx, name, number)  # NotFound names model and version
     return number
+
+
+def _check_loadable(name: str, version: int, role: str) -> None:
+    """Refuse a version whose files the model servers could not load (IntegrityError or
+    InvalidInput naming the file or the reason), before the deployment or the alias moves.
+
+    Accepted, it would be the deployment every server follows while none can load it: a
+    server already running keeps the previous version, a new one serves nothing (503).
+    ``force`` does not skip it: it overrides a gate's judgement, not missing bytes.
+    """
+    from loopline.training import registry
+
+    what = f"cannot deploy {role} {version} of {name!r}: the model servers could not load it"
+    try:
+        registry.verify(name, version)
+    except IntegrityError as exc:
+        raise IntegrityError(f"{what}: {exc.message}", hint=exc.hint) from exc
+    except InvalidInput as exc:  # logged by the MLflow client, or of an unknown flavor
+        raise InvalidInput(f"{what}: {exc.message}", field=role.split()[0], hint=exc.hint) from exc
 
 
 def _gate(
@@ -163,7 +182,9 @@ def deploy(
     see :class:`RolloutPolicy`); one the strategy does not read is an InvalidInput
     (``split`` is for ``ab``, ``steps`` and the window's checks for ``canary``).
     ``fallback`` names a version that answers when the serving one raises or exceeds
-    ``timeout_ms``.
+    ``timeout_ms``. The files of both versions must be present and intact in the artifact
+    store (their digests are checked, even with ``force``): a version the model servers
+    cannot load is refused here, before any traffic or alias moves.
 
     Example:
         >>> # ll.deploy("churn", 4, strategy="canary", steps=[10, 50, 100], fallback=2)
@@ -191,6 +212,9 @@ def deploy(
             field="fallback",
             hint="name another version to answer when this one fails, e.g. the current one",
         )
+    _check_loadable(name, number, "version")
+    if fallback_number is not None:
+        _check_loadable(name, fallback_number, "fallback version")
     _gate(ctx, name, number, force, reason)
     if fallback_number is not None:  # it answers clients too, when the version fails
         _gate(ctx, name, fallback_number, force, reason, role="fallback version")

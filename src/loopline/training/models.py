@@ -29,7 +29,7 @@ from __future__ import annotations
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -452,6 +452,44 @@ def _not_loopline(ctx: Context, logged: store.LoggedModel, ref: str) -> InvalidI
     )
 
 
+def _verified_manifest(ctx: Context, logged: store.LoggedModel, ref: str) -> Manifest:
+    if not logged.manifest_digest:
+        raise _not_loopline(ctx, logged, ref)
+    return Manifest.from_bytes(
+        _verified_bytes(ctx, logged.manifest_digest, MANIFEST_FILE, ref), ref
+    )
+
+
+def _verified_files(
+    ctx: Context, logged: store.LoggedModel, manifest: Manifest, ref: str
+) -> Iterator[tuple[str, bytes]]:
+    """Each file of ``manifest`` with its bytes, hashed against the manifest's digest."""
+    prefix = artifact_prefix(logged)
+    for f in manifest.files:
+        if prefix is not None:
+            _check_named_path(ctx, prefix, f, ref)
+        yield f.path, _verified_bytes(ctx, f.digest, f.path, ref)
+
+
+def verify_logged_model(ctx: Context, logged: store.LoggedModel, *, ref: str) -> Manifest:
+    """Check that every file of a logged model is stored and intact, deserializing none.
+
+    The checks of :func:`load_logged_model` without the load: the manifest and each file
+    are read and hashed against the digests the registry and the manifest recorded (one
+    file in memory at a time; BLAKE3 hashes well over a GB a second), and the flavor must
+    be one this installation knows. An :class:`~loopline.errors.IntegrityError` names a
+    corrupted or missing file. Returns the manifest.
+
+    Example:
+        >>> # verify_logged_model(ctx, store.get_logged_model(ctx, "m-01..."), ref="m-01...")
+    """
+    manifest = _verified_manifest(ctx, logged, ref)
+    get_flavor(manifest.flavor)
+    for _ in _verified_files(ctx, logged, manifest, ref):
+        pass
+    return manifest
+
+
 def load_logged_model(
     ctx: Context,
     logged: store.LoggedModel,
@@ -469,17 +507,8 @@ def load_logged_model(
     Example:
         >>> # load_logged_model(ctx, store.get_logged_model(ctx, "m-01..."), ref="m-01...")
     """
-    if not logged.manifest_digest:
-        raise _not_loopline(ctx, logged, ref)
-    manifest = Manifest.from_bytes(
-        _verified_bytes(ctx, logged.manifest_digest, MANIFEST_FILE, ref), ref
-    )
-    prefix = artifact_prefix(logged)
-    files: dict[str, bytes] = {}
-    for f in manifest.files:
-        if prefix is not None:
-            _check_named_path(ctx, prefix, f, ref)
-        files[f.path] = _verified_bytes(ctx, f.digest, f.path, ref)
+    manifest = _verified_manifest(ctx, logged, ref)
+    files = dict(_verified_files(ctx, logged, manifest, ref))
     return _build(
         manifest,
         files,

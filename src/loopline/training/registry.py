@@ -50,6 +50,7 @@ __all__ = [
     "parse_uri",
     "register",
     "set_alias",
+    "verify",
     "versions",
 ]
 
@@ -452,6 +453,18 @@ def load(uri: str, trusted_types: Sequence[str] = ()) -> LoadedModel:
         )
     name, ref = parse_uri(uri)
     mv = get(name, ref)
+    return load_logged_model(
+        ctx,
+        _logged_model(mv, uri),
+        ref=mv.uri,
+        name=mv.name,
+        version=mv.version,
+        trusted_types=trusted_types,
+    )
+
+
+def _logged_model(mv: ModelVersion, uri: str) -> LoggedModel:
+    """The Loopline model behind ``mv``; InvalidInput when the MLflow client logged it."""
     if mv.logged_model is None:
         raise InvalidInput(
             f"{uri} (version {mv.version}) was registered from {mv.source!r}, not from a "
@@ -460,14 +473,26 @@ def load(uri: str, trusted_types: Sequence[str] = ()) -> LoadedModel:
             hint=f"load it with mlflow.pyfunc.load_model({mv.uri!r}) with MLFLOW_TRACKING_URI "
             "pointing at the Loopline server",
         )
-    return load_logged_model(
-        ctx,
-        mv.logged_model,
-        ref=mv.uri,
-        name=mv.name,
-        version=mv.version,
-        trusted_types=trusted_types,
-    )
+    return mv.logged_model
+
+
+def verify(name: str, version_or_alias: int | str = "latest") -> ModelVersion:
+    """Check that a version's files are all stored and intact, without loading it.
+
+    What :func:`load` checks before it deserializes anything - every file hashed against
+    the digest the registry recorded - at the cost of reading the files once: an
+    :class:`~loopline.errors.IntegrityError` names a corrupted or missing file, an
+    :class:`~loopline.errors.InvalidInput` a version the MLflow client logged (Loopline
+    cannot load it). ``ll.deploy`` runs it before a version may serve.
+
+    Example:
+        >>> # ll.registry.verify("churn", 3).version  -> 3, or IntegrityError naming the file
+    """
+    from loopline.training.models import verify_logged_model
+
+    mv = get(name, version_or_alias)
+    verify_logged_model(get_context(), _logged_model(mv, mv.uri), ref=mv.uri)
+    return mv
 
 
 def _dataset_entry(item: RunInput) -> dict[str, Any]:
