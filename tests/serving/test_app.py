@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import gzip
 import sys
 import threading
 import time
@@ -22,14 +23,23 @@ from loopline.serving.app import (
     error_body,
 )
 from loopline.serving.deploy import deploy, get_deployment, history, live_window
-from tests.serving.helpers import good_model, register, row, toy_data, weak_model
+from tests.serving.helpers import corrupt, good_model, register, row, toy_data, weak_model
 
 
 async def _post(
-    app: ModelServer, path: str, payload: Any, headers: list[tuple[bytes, bytes]] | None = None
+    app: ModelServer,
+    path: str,
+    payload: Any,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    *,
+    as_json: bool = True,
 ) -> tuple[int, dict[str, Any]]:
-    """One POST through the ASGI callable, as uvicorn would make it (bytes are sent as is)."""
+    """One POST through the ASGI callable, as uvicorn would make it (bytes are sent as is),
+    with ``Content-Type: application/json`` unless ``headers`` name one or not ``as_json``."""
     body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+    headers = list(headers or [])
+    if as_json and not any(k == b"content-type" for k, _ in headers):
+        headers.append((b"content-type", b"application/json"))
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -461,3 +471,152 @@ def test_feedback_live_accuracy_cannot_use_is_a_422_and_scores_nothing(
     assert stats is not None and stats.stable.labels == stats.candidate.labels == 0
     status, fed = asyncio.run(_post(server, feedback, {"request_id": rid, "label": 1}))
     assert status == 200 and fed == {"matched": 1, "unmatched": 0}
+
+
+async def _get(app: Any, path: str) -> tuple[int, dict[str, Any]]:
+    """One GET through an ASGI callable (the server, or the server behind a gate)."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app({"type": "http", "method": "GET", "path": path, "headers": []}, receive, send)
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    answer = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return status, orjson.loads(answer)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [b"text/plain", b"application/x-www-form-urlencoded", b"multipart/form-data; boundary=x", None],
+    ids=["text", "form", "multipart", "none"],
+)
+def test_a_body_not_sent_as_json_is_a_415_and_moves_nothing(
+    embedded_ctx: Context, content_type: bytes | None
+) -> None:
+    """CSRF: a page on another site can make a browser post a form or a text/plain body
+    without a preflight; the server read it as JSON, so such a page could post labels that
+    move a canary's live accuracy. Now only a body typed as JSON is read."""
+    server, _, _ = _good_then_weak(embedded_ctx, "ab", split=50)
+    status, answer = asyncio.run(_post(server, "/v1/models/churn/predict", {"instances": [row()]}))
+    assert status == 200, answer
+    rid = answer["request_id"]
+    headers = [] if content_type is None else [(b"content-type", content_type)]
+    for path, body in (
+        ("/v1/models/churn/predict", {"instances": [row()]}),
+        ("/v1/models/churn/feedback", {"request_id": rid, "label": 1}),
+    ):
+        status, error = asyncio.run(_post(server, path, body, headers, as_json=False))
+        assert status == 415, (path, error)
+        assert error["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
+        assert error["error"]["field"] == "Content-Type"
+        assert "application/json" in error["error"]["message"]
+    stats = server.control.routes["churn"].stats
+    assert stats is not None and stats.stable.labels == stats.candidate.labels == 0
+    assert 'status="415"' in server.metrics.render()[0].decode()
+    status, fed = asyncio.run(
+        _post(server, "/v1/models/churn/feedback", {"request_id": rid, "label": 1})
+    )
+    assert status == 200 and fed == {"matched": 1, "unmatched": 0}
+
+
+def test_json_with_parameters_or_a_json_suffix_is_taken_and_an_encoding_is_415(
+    embedded_ctx: Context,
+) -> None:
+    data = toy_data()
+    deploy("churn", register(good_model(data), "churn", data))
+    server = _served(embedded_ctx)
+    predict, body = "/v1/models/churn/predict", {"instances": [row()]}
+    for typed in (b"application/json; charset=utf-8", b"Application/JSON", b"application/x+json"):
+        status, answer = asyncio.run(_post(server, predict, body, [(b"content-type", typed)]))
+        assert status == 200, (typed, answer)
+    status, answer = asyncio.run(_post(server, predict, body, [(b"content-encoding", b"identity")]))
+    assert status == 200, answer
+    zipped = gzip.compress(orjson.dumps(body))
+    for path in (predict, "/v1/models/churn/feedback"):
+        status, error = asyncio.run(_post(server, path, zipped, [(b"content-encoding", b"gzip")]))
+        assert status == 415, error  # it said "not valid UTF-8"
+        assert error["error"]["field"] == "Content-Encoding"
+        assert "'gzip' is not supported" in error["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "key"),
+    [
+        ("predict", b'{"instances": [{"a": 0.5, "a": -3.0, "b": 0.5, "bucket": 1}]}', "a"),
+        (
+            "predict",
+            b'{"instances": [{"a": 0.5, "b": 0.5, "bucket": 1}], "instances": []}',
+            "instances",
+        ),
+        ("predict", b'{"instances": [{"a": NaN, "b": 0.5, "bucket": 1, "b": 1}]}', "b"),
+        (
+            "predict",
+            b'{"instances": [{"a": 0.5, "b": 0.5, "bucket": 1}], "key": "a:b", "key": "c"}',
+            "key",
+        ),
+        ("feedback", b'{"request_id": "r", "label": 1, "label": 0}', "label"),
+    ],
+    ids=["in-a-row", "top-level", "fallback-parser", "colon-in-a-string", "feedback"],
+)
+def test_a_key_given_twice_is_a_422_naming_it(
+    embedded_ctx: Context, path: str, body: bytes, key: str
+) -> None:
+    """Was 200 with the last value: which one the client meant is a guess."""
+    data = toy_data()
+    deploy("churn", register(good_model(data), "churn", data))
+    server = _served(embedded_ctx)
+    status, error = asyncio.run(_post(server, f"/v1/models/churn/{path}", body))
+    assert status == 422, error
+    assert error["error"]["field"] == key and "twice" in error["error"]["message"]
+
+
+def test_health_says_only_the_status_and_the_details_are_under_v1_models(
+    embedded_ctx: Context,
+) -> None:
+    """/health is open to probes (no token, any Host): it listed every model, version,
+    traffic share, input column and load error."""
+    from loopline.core.auth import TokenCache
+    from loopline.serving.auth import ServingAuthGate
+
+    data = toy_data()
+    deploy("churn", register(good_model(data), "churn", data))
+    server = _served(embedded_ctx)
+    assert asyncio.run(_get(server, "/health")) == (503, {"status": "starting"})
+    server.ready = True
+    gate = ServingAuthGate(server, TokenCache(embedded_ctx.engine))
+    assert asyncio.run(_get(gate, "/health")) == (200, {"status": "ok"})
+    assert asyncio.run(_get(gate, "/v1/models"))[0] == 401
+    status, listed = asyncio.run(_get(server, "/v1/models"))
+    assert status == 200 and listed["churn"]["inputs"] == ["a", "b", "bucket"]
+    assert listed["churn"]["load_error"] is None
+
+
+def test_a_deployed_version_that_failed_to_load_is_a_503_naming_the_error(
+    embedded_ctx: Context,
+) -> None:
+    """A fresh server that could not load the deployed version answered its clients 404
+    "model 'churn' is not served here ... deploy one" - it is deployed."""
+    data = toy_data()
+    version = register(good_model(data), "churn", data)
+    deploy("churn", version)
+    corrupt(embedded_ctx, "churn", version)  # after the deploy, which checks the files
+    server = _served(embedded_ctx)
+    server.ready = True
+    assert asyncio.run(_get(server, "/health")) == (503, {"status": "unavailable"})
+    for status, answer in (
+        asyncio.run(_post(server, "/v1/models/churn/predict", {"instances": [row()]})),
+        asyncio.run(_post(server, "/v1/models/churn/feedback", {"request_id": "r", "label": 1})),
+        asyncio.run(_get(server, "/v1/models/churn")),
+    ):
+        assert status == 503, answer
+        error = answer["error"]
+        assert error["code"] == "MODEL_UNAVAILABLE" and "deploy one" not in error["hint"]
+        assert "could not load it" in error["message"] and "is corrupted" in error["message"]
+    status, listed = asyncio.run(_get(server, "/v1/models"))
+    assert status == 200 and listed["churn"]["phase"] == "unavailable"
+    assert f"models:/churn/{version} is corrupted" in listed["churn"]["load_error"]
+    assert asyncio.run(_get(server, "/v1/models/nosuch"))[0] == 404

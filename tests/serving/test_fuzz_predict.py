@@ -25,6 +25,8 @@ from tests.serving.helpers import FEATURES, good_model, register, row, serving, 
 
 #: Generated requests per operation and mode; enough to reach every field, small for CI.
 MAX_EXAMPLES = 40
+#: A raw body is taken only when sent as JSON (415 otherwise).
+JSON = {"Content-Type": "application/json"}
 
 OPERATIONS = [
     ("GET", "/health", "positive"),
@@ -105,7 +107,9 @@ def test_the_prediction_api_never_fails_and_answers_its_schema(
 
 def test_an_oversized_body_is_a_413_naming_the_limit_and_the_setting(served: Served) -> None:
     for path in ("/v1/models/churn/predict", "/v1/models/churn/feedback"):
-        answer = httpx.post(f"{served.url}{path}", content=b" " * (17 * 1024 * 1024), timeout=60)
+        answer = httpx.post(
+            f"{served.url}{path}", content=b" " * (17 * 1024 * 1024), headers=JSON, timeout=60
+        )
         assert answer.status_code == 413
         error = answer.json()["error"]
         assert error["field"] == "body" and "16 MB" in error["message"]
@@ -133,13 +137,14 @@ def test_text_that_is_not_unicode_is_a_400_naming_where_never_a_500(
     """Found by a fuzzing audit: the JSON escape \\udfff (or a surrogate encoded in UTF-8)
     was parsed into a string that the error body, which echoes it, could not encode."""
     for path in ("/v1/models/churn/predict", "/v1/models/churn/feedback"):
-        answer = httpx.post(f"{served.url}{path}", content=body)
+        answer = httpx.post(f"{served.url}{path}", content=body, headers=JSON)
         assert answer.status_code == 400, (path, answer.text)
         error = answer.json()["error"]
         assert error["code"] == "MALFORMED_JSON" and error["field"] == field, error
     fine = httpx.post(
         f"{served.url}/v1/models/churn/predict",
         content=rb'{"instances": [{"a": 0.5, "b": NaN, "bucket": 1, "\ud83d\ude00": 1}]}',
+        headers=JSON,
     )
     assert fine.status_code == 422 and fine.json()["error"]["field"] == "b"  # a pair is text
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loopline.errors import InvalidInput
 from loopline.serving.inputs import MalformedBody, as_records, loads, parse
@@ -149,11 +152,21 @@ def test_escaped_pairs_byte_order_marks_and_nan_still_parse() -> None:
         (
             {"dataframe_split": {"columns": ["a"], "data": [[1]]}, "Key": "u"},
             "Key",
-            "unknown field 'Key'; the body takes instances, dataframe_records, "
+            "unknown field 'Key'; the body takes instances, inputs, dataframe_records, "
             "dataframe_split and key",
         ),
+        (
+            {"dataframe_split": {"columns": ["a"], "data": [[1]], "foo": 1}},
+            "dataframe_split.foo",
+            "unknown field 'foo' in dataframe_split; it takes columns and data",
+        ),
+        (
+            {"rows": [{"a": 1}]},
+            "rows",
+            "unknown field 'rows'",
+        ),
     ],
-    ids=["mlflow-params", "unknown"],
+    ids=["mlflow-params", "unknown", "unknown-in-split", "unknown-without-rows"],
 )
 def test_a_field_the_server_does_not_read_is_refused_not_ignored(
     payload: object, field: str, words: str
@@ -162,3 +175,113 @@ def test_a_field_the_server_does_not_read_is_refused_not_ignored(
     with pytest.raises(InvalidInput) as exc:
         parse(payload)
     assert exc.value.field == field and words in exc.value.message, exc.value.message
+
+
+def test_mlflow_inputs_are_rows_or_columns_of_values() -> None:
+    """MLflow's tensor input was "the body has no rows (keys: inputs)", field instances."""
+    names = ["a", "b"]
+    columns = parse({"inputs": {"b": [2, 4], "a": [1, 3]}, "key": "u"})
+    assert columns == ("split", (["b", "a"], [[2, 1], [4, 3]]), "u")
+    assert as_records(*columns[:2], names) == [{"b": 2, "a": 1}, {"b": 4, "a": 3}]
+    assert parse({"inputs": [[1, 2]]})[:2] == ("lists", [[1, 2]])
+    assert parse({"inputs": [{"a": 1, "b": 2}]})[:2] == ("records", [{"a": 1, "b": 2}])
+
+
+@pytest.mark.parametrize(
+    ("payload", "field", "words"),
+    [
+        ({"inputs": {}}, "inputs", "inputs is empty"),
+        ({"inputs": {"a": 1}}, "inputs.a", "must be a list of values, one per row, got a number"),
+        ({"inputs": {"a": [1, 2], "b": [3]}}, "inputs.b", "inputs.b has 1 values, inputs.a has 2"),
+        ({"inputs": {"a": [], "b": []}}, "inputs.a", "inputs.a is empty"),
+        ({"inputs": "x"}, "inputs", "inputs must be a list of rows, got a string"),
+        ({"inputs": [[1]], "instances": [[1]]}, "inputs", "both 'instances' and 'inputs'"),
+        ({"key": "u"}, "body", "the body has no rows: send them under instances, inputs, "),
+        ({}, "body", "(keys given: none)"),
+        ({"instances": [1]}, "instances", "instances[0] is a number; a row is"),
+        ({"instances": ["x"]}, "instances", "instances[0] is a string; a row is"),
+        ({"instances": [[1], {"a": 1}]}, "instances", "instances[1] is an object; every row"),
+        ({"instances": {"a": 1}}, "instances", "must be a list of rows, got an object"),
+        ([1], "body", "the body must be a JSON object, got an array"),
+        (
+            {"dataframe_split": {"columns": ["a"], "data": [None]}},
+            "dataframe_split.data",
+            "dataframe_split.data[0] is null; a row is a list of 1 values",
+        ),
+        (
+            {"dataframe_split": {"columns": ["a"], "data": [[1]], "index": [0, 1]}},
+            "dataframe_split.index",
+            "dataframe_split.index has 2 labels for 1 rows",
+        ),
+        (
+            {"dataframe_split": {"columns": ["a"], "data": [[1]], "index": 0}},
+            "dataframe_split.index",
+            "must be a list of row labels, got a number",
+        ),
+    ],
+)
+def test_bad_shapes_say_what_is_wrong_in_json_words(
+    payload: object, field: str, words: str
+) -> None:
+    """Python's names leaked into messages: "instances[0] is a int", "got dict"."""
+    with pytest.raises(InvalidInput) as exc:
+        parse(payload)
+    assert exc.value.field == field and words in exc.value.message, exc.value.message
+
+
+def test_pandas_split_orient_with_its_index_is_taken() -> None:
+    import pandas as pd
+
+    split = pd.DataFrame({"a": [1, 2], "b": [3, 4]}, index=[7, 9]).to_dict(orient="split")
+    assert set(split) == {"index", "columns", "data"}
+    assert parse({"dataframe_split": split})[:2] == ("split", (["a", "b"], [[1, 3], [2, 4]]))
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        (b'{"instances": [{"a": 1, "a": 2}]}', "a"),
+        (b'{"instances": [{"a": 1}], "instances": [{"a": 2}]}', "instances"),
+        (b'{"dataframe_split": {"columns": ["a"], "data": [[1]], "data": [[2]]}}', "data"),
+        (b'{"inputs": {"a": [1], "a": [2]}}', "a"),
+        (b'{"instances": [{"t": "10:00", "a": 1, "a": 2}]}', "a"),  # a colon in a string
+        (b'{"instances": [{"n": {"x": 1, "x": 2}}]}', "x"),  # an object in a value
+        (b'{"labels": [{"request_id": "r", "label": 1, "label": 0}]}', "label"),
+        (b'{"instances": [{"a": NaN, "a": 1}]}', "a"),  # the parser that reads NaN
+        (b'\xef\xbb\xbf{"a": 1, "a": 2}', "a"),  # after a byte order mark
+        (b'{"k\\u003a": 1, "k:": 2}', "k:"),  # an escaped colon is the same key
+    ],
+)
+def test_a_key_given_twice_is_refused_naming_it(body: bytes, key: str) -> None:
+    """Was taken with the last value ("tenure": 3, "tenure": 50 predicted on 50)."""
+    with pytest.raises(InvalidInput) as exc:
+        loads(body)
+    assert exc.value.field == key and "twice in one object" in exc.value.message
+
+
+def test_bodies_with_colons_in_strings_or_deep_objects_still_parse() -> None:
+    body = b'{"instances": [{"t": "10:00:00", "u": "a\\":b", "n": {"x": {"y": 1}}}], "key": ":"}'
+    assert loads(body) == {
+        "instances": [{"t": "10:00:00", "u": 'a":b', "n": {"x": {"y": 1}}}],
+        "key": ":",
+    }
+    deep = b'{"a": ' * 500 + b"1" + b"}" * 500
+    assert loads(deep) is not None
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, derandomize=True, deadline=None, database=None)
+@given(_json_values)
+def test_any_json_without_a_repeated_key_parses_as_orjson_parses_it(value: object) -> None:
+    body = orjson.dumps(value)
+    assert loads(body) == orjson.loads(body)

@@ -54,7 +54,8 @@ BAD_INPUTS = [
     pytest.param({"instances": [{**row(), "b": None}]}, 422, "b", "NaN/null", id="null"),
     pytest.param({"instances": []}, 422, "instances", "empty", id="no-rows"),
     pytest.param({"instances": [1, 2]}, 422, "instances", "a row is", id="scalar-rows"),
-    pytest.param({"rows": [row()]}, 422, "instances", "no rows", id="no-instances"),
+    pytest.param({"rows": [row()]}, 422, "rows", "unknown field 'rows'", id="unknown-rows-key"),
+    pytest.param({"key": "user-7"}, 422, "body", "no rows: send them under", id="no-rows-key"),
     pytest.param([row()], 422, "body", "JSON object", id="not-an-object"),
     pytest.param(
         {"dataframe_split": {"columns": FEATURES, "data": [[1.0, 2.0]]}},
@@ -108,22 +109,28 @@ def test_bad_inputs_get_a_4xx_naming_the_problem_and_the_server_keeps_serving(
             err = _error(r)
             assert err["field"] == field and words in err["message"], (case.id, err)
 
+        as_json = {"Content-Type": "application/json"}
         nan = client.post(
             "/v1/models/churn/predict",
             content=b'{"instances": [{"a": NaN, "b": 0.1, "bucket": 1}]}',
+            headers=as_json,
         )
         assert nan.status_code == 422 and _error(nan)["field"] == "a"
-        broken = client.post("/v1/models/churn/predict", content=b'{"instances": [{"a": ')
+        broken = client.post(
+            "/v1/models/churn/predict", content=b'{"instances": [{"a": ', headers=as_json
+        )
         assert broken.status_code == 400 and _error(broken)["code"] == "MALFORMED_JSON"
         unknown = _predict(client, "nope", {"instances": [row()]})
         assert unknown.status_code == 404 and "churn" in _error(unknown)["hint"]
-        huge = client.post("/v1/models/churn/predict", content=b" " * (50 * 1024 * 1024))
+        huge = client.post(
+            "/v1/models/churn/predict", content=b" " * (50 * 1024 * 1024), headers=as_json
+        )
         assert huge.status_code == 413 and _error(huge)["code"] == "PAYLOAD_TOO_LARGE"
         assert client.get("/v1/models/churn/predict").status_code == 405
 
         again = _predict(client, "churn", {"instances": [row()]})
         assert again.status_code == 200  # still serving after every bad request
-        assert client.get("/health").json()["models"]["churn"]["stable"] == v1
+        assert client.get("/v1/models/churn").json()["stable"] == v1
         metrics = client.get("/metrics").text
         assert f'loopline_predictions_total{{model="churn",status="422",version="{v1}"}}' in (
             metrics
@@ -376,21 +383,28 @@ def test_the_fallback_version_answers_when_the_serving_one_raises(
         unseen = _predict(client, "churn", {"instances": [row(bucket=9)]})
         metrics = client.get("/metrics").text
         ll.deploy("churn", v2)  # no fallback any more: the failure is a 500 that says why
-        wait_for(lambda: client.get("/health").json()["models"]["churn"]["fallback"] is None)
+        wait_for(lambda: client.get("/v1/models/churn").json()["fallback"] is None)
         failed = _predict(client, "churn", {"instances": [row(bucket=9)]})
         assert _predict(client, "churn", {"instances": [row(bucket=2)]}).status_code == 200
         # A version whose file rotted after it was deployed (deploy checks the files, so it
-        # is skipped here): the server reports it, is not ready, and serves the others.
+        # is skipped here): the server is not ready, says why to a viewer and to the
+        # model's clients (503, not 404 "deploy one"), and keeps serving the others.
         broken_version = register(good_model(data), "broken", data)
         corrupt(ctx, "broken", broken_version)
         with monkeypatch.context() as patched:
             patched.setattr(deploy_module, "_check_loadable", lambda *_: None)
             ll.deploy("broken", broken_version)
-        health = wait_for(lambda: (r := client.get("/health")).status_code == 503 and r.json())
-        assert health["unavailable"] == ["broken"]
-        assert "is corrupted" in health["errors"]["broken"]
+        wait_for(lambda: client.get("/health").status_code == 503)
+        assert client.get("/health").json() == {"status": "unavailable"}  # no inventory
+        listed = client.get("/v1/models").json()
+        assert listed["broken"]["phase"] == "unavailable" and listed["churn"]["load_error"] is None
+        assert f"models:/broken/{broken_version} is corrupted" in listed["broken"]["load_error"]
         assert _predict(client, "churn", {"instances": [row(bucket=2)]}).status_code == 200
-        assert _predict(client, "broken", {"instances": [row()]}).status_code == 404
+        broken = _predict(client, "broken", {"instances": [row()]})
+        assert broken.status_code == 503 and _error(broken)["code"] == "MODEL_UNAVAILABLE"
+        assert "could not load it" in _error(broken)["message"]
+        assert "is corrupted" in _error(broken)["message"]
+        assert client.get("/v1/models/broken").status_code == 503
     assert normal.json()["model_version"] == str(v2)
     assert unseen.status_code == 200 and unseen.json()["model_version"] == str(v1)
     assert (

@@ -135,3 +135,22 @@ def bearer_token(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer" or not token:
         return None
     return token
+
+
+def is_json_media_type(content_type: str) -> bool:
+    """Whether a ``Content-Type`` value says JSON: ``application/json`` or
+    ``application/*+json``, in any case, parameters (``; charset=utf-8``) aside.
+
+    Both servers take a request body only when it says so: a web page on another site can
+    make a browser send a form or an untyped body (``text/plain``) without asking the
+    server, but a JSON body cross-site only after a CORS preflight that neither server
+    grants - so a body of any other type is refused, never parsed (against CSRF).
+
+    Example:
+        >>> is_json_media_type("application/json; charset=utf-8"), is_json_media_type("text/plain")
+        (True, False)
+    """
+    kind = content_type.split(";", 1)[0].strip().lower()
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )

@@ -45,6 +45,7 @@ from pydantic import BaseModel
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
+from loopline.core.access import is_json_media_type
 from loopline.core.artifacts import check_digest
 from loopline.core.context import Context
 from loopline.core.db import reading
@@ -271,8 +272,7 @@ def json_request(request: Request) -> None:
     Example: ``curl -X POST -H 'Content-Type: application/json' .../runs/ID/restore``
     """
     sent = request.headers.get("content-type", "")
-    kind = sent.split(";", 1)[0].strip().lower()
-    if not _is_json(kind):
+    if not is_json_media_type(sent):
         raise InvalidInput(
             f"{request.url.path} must be sent with 'Content-Type: application/json', not {sent!r}"
             if sent
@@ -282,12 +282,6 @@ def json_request(request: Request) -> None:
             hint="send the header 'Content-Type: application/json' (curl -H ...), with no "
             "body or an empty JSON object",
         )
-
-
-def _is_json(kind: str) -> bool:
-    return kind == "application/json" or (
-        kind.startswith("application/") and kind.endswith("+json")
-    )
 
 
 @router.post(
@@ -345,7 +339,7 @@ def _check_json_content_type(request: Request) -> None:
     ``--auth``.
     """
     sent = request.headers.get("content-type", "")
-    if not _is_json(sent.split(";", 1)[0].strip().lower()):
+    if not is_json_media_type(sent):
         raise InvalidInput(
             f"the request body must be sent as JSON, not {sent!r}"
             if sent

@@ -2,13 +2,14 @@
 
 Endpoints::
 
-    POST /v1/models/{name}/predict    {"instances": [...]} or {"dataframe_split": {...}}
+    POST /v1/models/{name}/predict    {"instances": [...]}, {"dataframe_split": {...}} or
+                                      {"inputs": ...} (see loopline.serving.inputs)
                                       -> {"predictions": [...], "model_version": "3",
                                           "request_id": "..."}
     POST /v1/models/{name}/feedback   {"request_id": "...", "label": 1} (or "labels": [...];
                                       "row": N labels row N of a request of several rows)
-    GET  /v1/models, /v1/models/{name}   what is served
-    GET  /health                      200 once the deployments are loaded
+    GET  /v1/models, /v1/models/{name}   what is served, and why a version did not load
+    GET  /health                      {"status": "ok"}: 200 once the deployments are loaded
     GET  /metrics                     Prometheus text format
     GET  /openapi.json                the routes above, typed by each model's signature
 
@@ -17,7 +18,9 @@ for one row of a numeric model: the body is read (at most ``max_body_mb``; 413 b
 parsed with orjson, validated against the model's signature into a numpy row and
 predicted. Every bad input is a 4xx whose JSON body names what is wrong
 (``{"error": {"code", "message", "field", "hint"}}``); the server keeps serving. A wrong
-method on one of these endpoints is a 405 with the ``Allow`` header.
+method on one of these endpoints is a 405 with the ``Allow`` header; a body not sent as
+``Content-Type: application/json`` a 415 (:func:`unsupported_body`, against CSRF). A
+model deployed here whose versions failed to load is a 503 naming the error.
 
 When the answering version raises (or exceeds ``timeout_ms``), the stable version answers
 for a candidate, and the deployment's fallback version answers for the stable one; the
@@ -56,11 +59,12 @@ import orjson
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from loopline.core.access import is_json_media_type
 from loopline.core.columns import MAX_REQUEST_ID_CHARS
 from loopline.core.context import Context, get_context
 from loopline.core.hosts import AllowedHosts, protect
 from loopline.errors import InvalidInput
-from loopline.serving.control import Controller
+from loopline.serving.control import RETRY_LOAD_AFTER, Controller
 from loopline.serving.feedback import RecentAnswers, read_feedback
 from loopline.serving.inputs import MalformedBody, loads, parse
 from loopline.serving.prom import ServingMetrics
@@ -149,6 +153,43 @@ def error_body(code: str, message: str, field: str | None = None, hint: str | No
         # a 500: such characters are written as their escapes (\udfff) instead.
         printable = {k: v.encode("utf-8", "backslashreplace").decode() for k, v in body.items()}
         return orjson.dumps({"error": printable})
+
+
+def unsupported_body(content_type: bytes | None, encoding: bytes | None) -> bytes | None:
+    """The 415 error body for a request body not sent as plain JSON; None when it is.
+
+    A body is taken only with ``Content-Type: application/json`` (or ``application/*+json``,
+    as on ``loopline server``): a page on another site can make a browser post a form or a
+    ``text/plain`` body here without asking the server first, and labels posted so would
+    move canary decisions. A ``Content-Encoding`` (gzip, ...) is not decoded, so it is
+    refused too rather than read as broken text. The caller compares the usual header with
+    ``b"application/json"`` first: on the fast path this is not called.
+
+    Example:
+        >>> unsupported_body(b"application/json; charset=utf-8", None) is None
+        True
+        >>> orjson.loads(unsupported_body(b"text/plain", None))["error"]["field"]
+        'Content-Type'
+    """
+    if encoding is not None and encoding.strip().lower() not in (b"", b"identity"):
+        shown = encoding.decode("latin-1")
+        return error_body(
+            "UNSUPPORTED_MEDIA_TYPE",
+            f"Content-Encoding {shown!r} is not supported: the model server reads the body "
+            "as it is sent",
+            field="Content-Encoding",
+            hint="send the JSON body uncompressed, without a Content-Encoding header",
+        )
+    if content_type is not None and is_json_media_type(content_type.decode("latin-1")):
+        return None
+    sent = "no Content-Type" if content_type is None else repr(content_type.decode("latin-1"))
+    return error_body(
+        "UNSUPPORTED_MEDIA_TYPE",
+        f"the request body must be sent as JSON with 'Content-Type: application/json', not {sent}",
+        field="Content-Type",
+        hint="send the header 'Content-Type: application/json' (curl -H ...; clients that "
+        "send JSON set it, e.g. httpx/requests with json=...)",
+    )
 
 
 def _first(preds: list[Any]) -> Any:
@@ -273,9 +314,9 @@ class ModelServer:
                 if method != "GET":
                     await self._not_allowed(send, method, path, "GET")
                 elif not rest:
-                    await self._send(send, 200, orjson.dumps(self.control.describe()["models"]))
-                elif (route := self.control.routes.get(rest)) is not None:
-                    await self._send(send, 200, orjson.dumps(route.describe()))
+                    await self._send(send, 200, orjson.dumps(self.control.describe()))
+                elif (described := self.control.describe_model(rest)) is not None:
+                    await self._send(send, 200, orjson.dumps(described))
                 else:
                     await self._not_found(send, rest)
             elif action == "predict":
@@ -292,12 +333,12 @@ class ModelServer:
                 await self._no_endpoint(send, path)
             return
         if path == "/health":
-            state = self.control.describe()
             # Not ready while starting, or while a deployment has no loadable version at all.
-            ok = self.ready and not state["unavailable"]
-            state["status"] = "ok" if ok else ("unavailable" if self.ready else "starting")
-            state["worker"] = self.worker
-            await self._send(send, 200 if ok else 503, orjson.dumps(state))
+            # Only the status: probes need no token and any Host may ask, so what is served
+            # and why a load failed are for GET /v1/models (viewer role under --auth).
+            ok = self.ready and not self.control.unavailable()
+            status = "ok" if ok else ("unavailable" if self.ready else "starting")
+            await self._send(send, 200 if ok else 503, orjson.dumps({"status": status}))
         elif path == "/metrics":
             text, content_type = self.metrics.render()
             await send(
@@ -312,7 +353,7 @@ class ModelServer:
             if method != "GET":
                 await self._not_allowed(send, method, path, "GET")
             else:
-                await self._send(send, 200, orjson.dumps(self.control.describe()["models"]))
+                await self._send(send, 200, orjson.dumps(self.control.describe()))
         elif path == "/openapi.json":
             from loopline.serving.openapi import describe  # only when asked: off the hot path
 
@@ -351,7 +392,24 @@ class ModelServer:
         )
         await self._send(send, 405, body, [(b"allow", allow.encode())])
 
-    async def _not_found(self, send: Send, name: str) -> None:
+    async def _not_found(self, send: Send, name: str) -> int:
+        """404 for a model not served here; 503 naming the error for one deployed here
+        whose versions failed to load (deploying it again would not help). The status."""
+        failed = self.control.errors.get(name)
+        if failed is not None:
+            await self._send(
+                send,
+                503,
+                error_body(
+                    "MODEL_UNAVAILABLE",
+                    f"model {name!r} is deployed, but this server could not load it: {failed}",
+                    field="name",
+                    hint="fix what the error names (the server log has the traceback; GET "
+                    f"/v1/models lists the load errors); the server tries again every "
+                    f"{RETRY_LOAD_AFTER:g} s, or deploy a version that loads",
+                ),
+            )
+            return 503
         served = ", ".join(sorted(self.control.routes)) or "none"
         await self._send(
             send,
@@ -363,6 +421,7 @@ class ModelServer:
                 hint=f"served models: {served}; deploy one with `loopline deploy NAME VERSION`",
             ),
         )
+        return 404
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
         limit = self.max_body
@@ -499,12 +558,16 @@ class ModelServer:
 
     async def _predict(self, scope: Scope, name: str, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
-        rid = key = None
+        rid = key = content_type = encoding = None
         for k, v in scope["headers"]:
-            if k == b"x-request-id":
+            if k == b"content-type":
+                content_type = v
+            elif k == b"x-request-id":
                 rid = v.decode("latin-1")
             elif k == b"x-loopline-key":
                 key = v.decode("latin-1")
+            elif k == b"content-encoding":
+                encoding = v
         try:
             body = await self._body(scope, receive)
         except _TooLarge:
@@ -515,10 +578,21 @@ class ModelServer:
                 name if name in self.control.routes else "-", "-", 413, time.perf_counter() - start
             )
             return
+        if content_type != b"application/json" or encoding is not None:  # fast path: one compare
+            refused = unsupported_body(content_type, encoding)
+            if refused is not None:
+                await self._send(send, 415, refused)
+                self.metrics.request(
+                    name if name in self.control.routes else "-",
+                    "-",
+                    415,
+                    time.perf_counter() - start,
+                )
+                return
         route = self.control.routes.get(name)
         if route is None:
-            await self._not_found(send, name)
-            self.metrics.request("-", "-", 404, time.perf_counter() - start)
+            status = await self._not_found(send, name)
+            self.metrics.request("-", "-", status, time.perf_counter() - start)
             return
         version = route.stable.label
         try:
@@ -655,12 +729,22 @@ class ModelServer:
 
     async def _feedback(self, scope: Scope, name: str, receive: Receive, send: Send) -> None:
         try:
-            payload = loads(await self._body(scope, receive))
+            body = await self._body(scope, receive)
         except _TooLarge:
             await self._send(send, 413, self._too_large("send fewer labels per request"))
             return
+        headers = dict(scope["headers"])  # labels move canary decisions: JSON only (CSRF)
+        refused = unsupported_body(headers.get(b"content-type"), headers.get(b"content-encoding"))
+        if refused is not None:
+            await self._send(send, 415, refused)
+            return
+        try:
+            payload = loads(body)
         except MalformedBody as exc:
             await self._send(send, 400, error_body("MALFORMED_JSON", str(exc), exc.field, exc.hint))
+            return
+        except InvalidInput as exc:  # a key given twice
+            await self._send(send, 422, error_body(exc.code, exc.message, exc.field, exc.hint))
             return
         route = self.control.routes.get(name)
         if route is None:  # as for predict: labels for a model not served here match nothing

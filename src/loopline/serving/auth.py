@@ -3,7 +3,7 @@
 The same tokens and roles as ``loopline server --auth`` (:mod:`loopline.core.auth`):
 
 ==========================================  =========  ===========================
-``GET  /health``                            open       load balancers, probes
+``GET  /health``                            open       probes; the status only
 ``GET  /metrics``                           viewer     Prometheus sends a bearer token
 ``GET  /v1/models``, ``/v1/models/{name}``  viewer     what is served
 ``POST /v1/models/{name}/predict``          viewer     reading a model's answer

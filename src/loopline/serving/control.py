@@ -265,17 +265,44 @@ class Controller:
                     self.ctx.engine, route.name, route.revision, self.worker, route.stats.to_json()
                 )
 
-    def describe(self) -> dict[str, Any]:
-        """Routes and load errors (for ``/health``).
+    def unavailable(self) -> list[str]:
+        """The deployments with no loadable version here (their load failed, no older route
+        serves them): ``/health`` is 503 while there is one.
 
         Example:
-            >>> # controller.describe()["models"]
+            >>> # controller.unavailable()  -> ['fraud']
         """
-        return {
-            "models": {n: r.describe() for n, r in sorted(self.routes.items())},
-            "errors": dict(self.errors),
-            "unavailable": sorted(n for n in self.errors if n not in self.routes),
+        routes = self.routes
+        # A copy first (one C call): the poller may change the dict while a request reads.
+        return sorted(n for n in list(self.errors) if n not in routes)
+
+    def describe_model(self, name: str) -> dict[str, Any] | None:
+        """What ``name`` serves and its ``load_error`` (None when its newest revision loaded;
+        else the error, while an older revision serves); None when it is not served here.
+
+        Example:
+            >>> # controller.describe_model("churn")["stable"]  -> 3
+        """
+        route = self.routes.get(name)
+        if route is None:
+            return None
+        return {**route.describe(), "load_error": self.errors.get(name)}
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        """Every deployment of this server by name (``GET /v1/models``): what each serves and
+        its ``load_error``; one that could not be loaded at all is ``{"name",
+        "phase": "unavailable", "load_error"}``.
+
+        Example:
+            >>> # controller.describe()["churn"]["stable"]  -> 3
+        """
+        errors = dict(self.errors)
+        found: dict[str, dict[str, Any]] = {
+            n: {**r.describe(), "load_error": errors.get(n)} for n, r in self.routes.items()
         }
+        for n in self.unavailable():
+            found[n] = {"name": n, "phase": "unavailable", "load_error": errors.get(n)}
+        return dict(sorted(found.items()))
 
 
 def next_state(d: Deployment, result: Analysis) -> tuple[Deployment, str]:

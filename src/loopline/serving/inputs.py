@@ -1,21 +1,29 @@
 """Request bodies of ``POST /v1/models/NAME/predict``, parsed into rows for a model.
 
-Three shapes are accepted::
+These shapes are accepted::
 
     {"instances": [{"age": 31, "plan": "pro"}, ...]}          # rows as objects
     {"instances": [[31, "pro"], ...]}                          # rows in signature order
     {"dataframe_split": {"columns": ["age", "plan"], "data": [[31, "pro"], ...]}}
+    {"inputs": {"age": [31, 45], "plan": ["pro", "free"]}}     # columns of values
 
-(``dataframe_records`` is accepted as a synonym of ``instances`` with objects, as MLflow
-sends it.) One of these keys per body; ``dataframe_split`` names each column once. An
-optional top-level ``"key"`` (a string) makes A/B routing sticky. No other top-level field
-is read, so none is taken: MLflow's ``params`` (model parameters at predict time) and any
-unknown field are refused rather than silently ignored. Anything else is an
-:class:`~loopline.errors.InvalidInput` naming the field, which the server answers with 422.
+(As MLflow's scoring server takes them: ``dataframe_records`` is a synonym of
+``instances`` with objects; ``inputs`` is a synonym of ``instances`` when it holds rows,
+and names each column's values when it is an object - MLflow's tensor input, for a model
+with named columns; ``dataframe_split`` may carry the ``index`` pandas writes, which is
+ignored.) One of these keys per body; ``dataframe_split`` names each column once. An
+optional top-level ``"key"`` (a string) makes A/B routing sticky. No other field is read,
+so none is taken: MLflow's ``params`` (model parameters at predict time) and any unknown
+field, at the top or in ``dataframe_split``, are refused rather than silently ignored, and
+so is a key given twice in one object (JSON parsers keep one of the values, which would be
+a guess). Anything else is an :class:`~loopline.errors.InvalidInput` naming the field,
+which the server answers with 422.
 
 Example:
     >>> parse({"instances": [[1.0, 2.0]]})
     ('lists', [[1.0, 2.0]], None)
+    >>> parse({"inputs": {"a": [1, 2], "b": [3, 4]}})
+    ('split', (['a', 'b'], [[1, 3], [2, 4]]), None)
 """
 
 from __future__ import annotations
@@ -32,14 +40,17 @@ RECORDS = "records"
 LISTS = "lists"
 SPLIT = "split"
 _SHAPES = (
-    "{'instances': [{...}, ...]}, {'instances': [[...], ...]} or "
-    "{'dataframe_split': {'columns': [...], 'data': [[...], ...]}}"
+    "{'instances': [{...}, ...]}, {'instances': [[...], ...]}, "
+    "{'dataframe_split': {'columns': [...], 'data': [[...], ...]}} or "
+    "{'inputs': {'column': [...], ...}}"
 )
 
 
-_ROW_KEYS = ("instances", "dataframe_records", "dataframe_split")
+_ROW_KEYS = ("instances", "inputs", "dataframe_records", "dataframe_split")
 #: Every top-level field a body may have.
 _FIELDS = frozenset((*_ROW_KEYS, "key"))
+#: Every field of ``dataframe_split`` (pandas' split orient; the index only labels rows).
+_SPLIT_FIELDS = frozenset(("columns", "data", "index"))
 
 
 class MalformedBody(ValueError):
@@ -84,9 +95,17 @@ def loads(body: bytes) -> Any:
         k
     """
     try:
-        return orjson.loads(body)
+        payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         error = exc
+    else:
+        # Outside strings a colon ends each key, so as many colons as members counted in
+        # the parsed objects means that no key was given twice (one C count; the members
+        # counted are a lower bound). Fewer members - a key twice, a colon inside a string
+        # or an object deeper than a row - and the body is parsed again, exactly.
+        if body.count(b":") != _members(payload):
+            _refuse_duplicate_keys(body)
+        return payload
     # The standard parser reads NaN/Infinity literals. Given bytes, it would also decode
     # surrogates encoded in UTF-8 (surrogatepass) and it keeps lone surrogate escapes; both
     # are refused here, as orjson refuses them.
@@ -100,12 +119,61 @@ def loads(body: bytes) -> Any:
             hint=_TEXT_HINT,
         ) from None
     try:
-        payload = json.loads(text)
+        payload = json.loads(text, object_pairs_hook=_unique_keys)
     except (ValueError, RecursionError):
         raise MalformedBody(f"the body is not valid JSON: {error}") from None
     if _SURROGATE_ESCAPE.search(text):
         _refuse_lone_surrogates(payload)
     return payload
+
+
+def _members(payload: Any) -> int:
+    """The members of the objects in ``payload`` at the top, as its values and as items of
+    its lists (where every shape of a body keeps its objects): a lower bound of them all.
+
+    Example:
+        >>> _members({"instances": [{"a": 1, "b": 2}, {"a": 3, "b": 4}], "key": "k"})
+        6
+    """
+    if type(payload) is list:
+        return sum(len(x) for x in payload if type(x) is dict)
+    if type(payload) is not dict:
+        return 0
+    count = len(payload)
+    for value in payload.values():
+        if type(value) is dict:
+            count += len(value)
+        elif type(value) is list and value and type(value[0]) is dict:  # not rows as lists
+            count += sum(len(x) for x in value if type(x) is dict)
+    return count
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object's members as a dict; InvalidInput naming a key given twice."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                shown = key if len(key) <= 40 else key[:40] + "..."
+                raise InvalidInput(
+                    f"the body gives the key {shown!r} twice in one object; a JSON parser "
+                    "keeps one of the values, so which one counts would be a guess",
+                    field=shown,
+                    hint="send each key once per object",
+                )
+            seen.add(key)
+    return found
+
+
+def _refuse_duplicate_keys(body: bytes) -> None:
+    """Parse ``body`` (JSON that orjson took) again, refusing a key given twice."""
+    try:
+        json.loads(body.decode("utf-8-sig"), object_pairs_hook=_unique_keys)
+    except RecursionError:
+        raise MalformedBody(
+            "the body nests arrays or objects too deeply", hint="send rows of plain values"
+        ) from None
 
 
 def _refuse_lone_surrogates(payload: Any) -> None:
@@ -142,7 +210,7 @@ def _lone_surrogate(path: tuple[Any, ...], subject: str, surrogate: str) -> Malf
 def _rows(value: Any, field: str) -> list[Any]:
     if not isinstance(value, list):
         raise InvalidInput(
-            f"{field} must be a list of rows, got {type(value).__name__}",
+            f"{field} must be a list of rows, got {_json_type(value)}",
             field=field,
             hint=f"send {_SHAPES}",
         )
@@ -160,7 +228,7 @@ def parse(payload: Any) -> tuple[str, Any, str | None]:
     """
     if not isinstance(payload, dict):
         raise InvalidInput(
-            f"the body must be a JSON object, got {type(payload).__name__}",
+            f"the body must be a JSON object, got {_json_type(payload)}",
             field="body",
             hint=f"send {_SHAPES}",
         )
@@ -179,73 +247,124 @@ def parse(payload: Any) -> tuple[str, Any, str | None]:
             field=given[1],
             hint=f"send {_SHAPES}",
         )
-    if given and not _FIELDS.issuperset(payload):
+    if not _FIELDS.issuperset(payload):
         _refuse_unknown(payload)
-    if "instances" in payload or "dataframe_records" in payload:
-        field = "instances" if "instances" in payload else "dataframe_records"
-        rows = _rows(payload[field], field)
-        first = type(rows[0])
-        if first is dict:
-            for i, row in enumerate(rows):
-                if type(row) is not dict:
-                    raise InvalidInput(
-                        f"{field}[{i}] is a {type(row).__name__}; every row "
-                        "must be an object like the first",
-                        field=field,
-                    )
-            return RECORDS, rows, skey
-        if first is list:
-            for i, row in enumerate(rows):
-                if type(row) is not list:
-                    raise InvalidInput(
-                        f"{field}[{i}] is a {type(row).__name__}; every row "
-                        "must be a list like the first",
-                        field=field,
-                    )
-            return LISTS, rows, skey
+    if not given:
         raise InvalidInput(
-            f"{field}[0] is a {first.__name__}; a row is an object or a list",
+            "the body has no rows: send them under instances, inputs, dataframe_split or "
+            f"dataframe_records (keys given: {', '.join(map(str, payload)) or 'none'})",
+            field="body",
+            hint=f"send {_SHAPES}",
+        )
+    field = given[0]
+    if field == "dataframe_split":
+        return SPLIT, _split(payload[field]), skey
+    if field == "inputs" and isinstance(payload[field], dict):
+        return SPLIT, _columns(payload[field]), skey
+    return (*_row_list(payload[field], field), skey)
+
+
+def _row_list(value: Any, field: str) -> tuple[str, list[Any]]:
+    """Rows all objects (RECORDS) or all lists (LISTS)."""
+    rows = _rows(value, field)
+    first = type(rows[0])
+    if first is not dict and first is not list:
+        raise InvalidInput(
+            f"{field}[0] is {_json_type(rows[0])}; a row is an object or a list",
             field=field,
             hint=f"send {_SHAPES}",
         )
-    if "dataframe_split" in payload:
-        split = payload["dataframe_split"]
-        if not isinstance(split, dict):
+    for i, row in enumerate(rows):
+        if type(row) is not first:
             raise InvalidInput(
-                "dataframe_split must be an object with columns and data",
-                field="dataframe_split",
-                hint=f"send {_SHAPES}",
+                f"{field}[{i}] is {_json_type(row)}; every row must be "
+                f"{_json_type(rows[0])} like the first",
+                field=field,
             )
-        columns = split.get("columns")
-        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+    return (RECORDS if first is dict else LISTS), rows
+
+
+def _split(split: Any) -> tuple[list[str], list[Any]]:
+    """The columns and rows of a ``dataframe_split`` object."""
+    if not isinstance(split, dict):
+        raise InvalidInput(
+            "dataframe_split must be an object with columns and data",
+            field="dataframe_split",
+            hint=f"send {_SHAPES}",
+        )
+    if not _SPLIT_FIELDS.issuperset(split):
+        field = next(k for k in split if k not in _SPLIT_FIELDS)
+        raise InvalidInput(
+            f"unknown field {field!r} in dataframe_split; it takes columns and data (and "
+            "pandas' index, which is ignored)",
+            field=f"dataframe_split.{field}",
+            hint=f"send {_SHAPES}",
+        )
+    columns = split.get("columns")
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        raise InvalidInput(
+            "dataframe_split.columns must be a list of column names",
+            field="dataframe_split.columns",
+        )
+    seen: set[str] = set()
+    for c in columns:
+        if c in seen:  # a dict of the row would keep the last value and drop the first
             raise InvalidInput(
-                "dataframe_split.columns must be a list of column names",
+                f"dataframe_split.columns names column {c!r} twice",
                 field="dataframe_split.columns",
+                hint="name each column once",
             )
-        seen: set[str] = set()
-        for c in columns:
-            if c in seen:  # a dict of the row would keep the last value and drop the first
-                raise InvalidInput(
-                    f"dataframe_split.columns names column {c!r} twice",
-                    field="dataframe_split.columns",
-                    hint="name each column once",
-                )
-            seen.add(c)
-        data = _rows(split.get("data"), "dataframe_split.data")
-        n = len(columns)
-        for i, row in enumerate(data):
-            if type(row) is not list or len(row) != n:
-                got = len(row) if isinstance(row, list) else type(row).__name__
-                raise InvalidInput(
-                    f"dataframe_split.data[{i}] has {got} values for {n} columns",
-                    field="dataframe_split.data",
-                )
-        return SPLIT, (columns, data), skey
-    raise InvalidInput(
-        f"the body has no rows (keys: {', '.join(map(str, payload)) or 'none'})",
-        field="instances",
-        hint=f"send {_SHAPES}",
-    )
+        seen.add(c)
+    data = _rows(split.get("data"), "dataframe_split.data")
+    n = len(columns)
+    for i, row in enumerate(data):
+        if type(row) is not list or len(row) != n:
+            got = f"{len(row)} values" if isinstance(row, list) else _json_type(row)
+            raise InvalidInput(
+                f"dataframe_split.data[{i}] has {got} for {n} columns"
+                if isinstance(row, list)
+                else f"dataframe_split.data[{i}] is {got}; a row is a list of {n} values",
+                field="dataframe_split.data",
+            )
+    index = split.get("index")
+    if "index" in split and (type(index) is not list or len(index) != len(data)):
+        got = f"{len(index)} labels" if type(index) is list else _json_type(index)
+        raise InvalidInput(
+            f"dataframe_split.index has {got} for {len(data)} rows"
+            if type(index) is list
+            else f"dataframe_split.index must be a list of row labels, got {got}",
+            field="dataframe_split.index",
+            hint="send one label per row, or leave the index out (it is not used)",
+        )
+    return columns, data
+
+
+def _columns(inputs: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """MLflow's tensor input by column (``{"inputs": {"a": [1, 2], ...}}``) as split rows."""
+    if not inputs:
+        raise InvalidInput(
+            "inputs is empty", field="inputs", hint="send each column's values, one per row"
+        )
+    columns = list(inputs)
+    values = list(inputs.values())
+    for name, column in zip(columns, values, strict=True):
+        if type(column) is not list:
+            raise InvalidInput(
+                f"inputs.{name} must be a list of values, one per row, got {_json_type(column)}",
+                field=f"inputs.{name}",
+                hint="send each column as a list, e.g. {'inputs': {'age': [31, 45]}}",
+            )
+    n = len(values[0])
+    for name, column in zip(columns, values, strict=True):
+        if len(column) != n or not column:
+            raise InvalidInput(
+                f"inputs.{name} has {len(column)} values, inputs.{columns[0]} has {n}"
+                if column
+                else f"inputs.{name} is empty",
+                field=f"inputs.{name}",
+                hint="give every column one value per row (at least one row)",
+            )
+    return columns, [list(row) for row in zip(*values, strict=True)]
 
 
 def _refuse_unknown(payload: dict[str, Any]) -> None:
@@ -255,7 +374,7 @@ def _refuse_unknown(payload: dict[str, Any]) -> None:
         message = "params are not supported by Loopline's model server; remove the field"
     else:
         message = (
-            f"unknown field {field!r}; the body takes instances, dataframe_records, "
+            f"unknown field {field!r}; the body takes instances, inputs, dataframe_records, "
             "dataframe_split and key"
         )
     raise InvalidInput(message, field=field, hint=f"send {_SHAPES}, and optionally a 'key'")
@@ -269,6 +388,8 @@ def _json_type(value: Any) -> str:
         return "a boolean"
     if isinstance(value, int | float):
         return "a number"
+    if isinstance(value, str):
+        return "a string"
     return "an object" if isinstance(value, dict) else "an array"
 
 

@@ -33,10 +33,18 @@ _ERRORS = {
     "404": "No such model is served here",
     "405": "Wrong method",
     "413": "The body is over --max-body-mb",
+    "415": "The body is not sent as JSON (Content-Type: application/json), or is compressed",
     "422": "The body does not fit the model's signature (or the labels' rules); `field` "
     "names the column or field",
     "500": "The model raised (and no fallback version answered)",
+    "503": "The model is deployed, but this server could not load it (the error is named)",
     "504": "The model did not answer in time (and no fallback version answered)",
+}
+_HEALTH = {
+    "type": "object",
+    "required": ["status"],
+    "additionalProperties": False,
+    "properties": {"status": {"enum": ["ok", "starting", "unavailable"]}},
 }
 _COMPONENTS: dict[str, Any] = {
     "schemas": {
@@ -102,11 +110,24 @@ def _predict_body(signature: Any) -> dict[str, Any]:
         record: dict[str, Any] = {"type": "object", "minProperties": 1}
         row: dict[str, Any] = {"type": "array", "minItems": 1}
         columns: dict[str, Any] = {"type": "array", "items": {"type": "string"}, "minItems": 1}
+        by_column: dict[str, Any] = {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": {"type": "array", "minItems": 1},
+        }
     else:
         cols = {c.name: _column(c) for c in signature.inputs}
         record = {
             "type": "object",
             "properties": cols,
+            "required": list(cols),
+            "additionalProperties": False,
+        }
+        by_column = {
+            "type": "object",
+            "properties": {
+                n: {"type": "array", "items": spec, "minItems": 1} for n, spec in cols.items()
+            },
             "required": list(cols),
             "additionalProperties": False,
         }
@@ -146,7 +167,27 @@ def _predict_body(signature: Any) -> dict[str, Any]:
                         "properties": {
                             "columns": columns,
                             "data": {"type": "array", "minItems": 1, "items": row},
+                            "index": {
+                                "type": "array",
+                                "description": "pandas' row labels, one per row; not used",
+                            },
                         },
+                    },
+                    "key": key,
+                },
+            },
+            {
+                "type": "object",
+                "required": ["inputs"],
+                "additionalProperties": False,
+                "properties": {
+                    "inputs": {
+                        "description": "MLflow's tensor input: rows as in instances, or each "
+                        "column's values (all of one length)",
+                        "oneOf": [
+                            {"type": "array", "minItems": 1, "items": {"oneOf": [record, row]}},
+                            by_column,
+                        ],
                     },
                     "key": key,
                 },
@@ -192,7 +233,10 @@ def _model_paths(name: str, signature: Any) -> dict[str, Any]:
             "get": {
                 "operationId": f"describe_{name}",
                 "summary": f"What is served under {name!r}",
-                "responses": {"200": _json({"type": "object"}, "The deployment"), **_errors("404")},
+                "responses": {
+                    "200": _json({"type": "object"}, "The deployment"),
+                    **_errors("404", "503"),
+                },
             }
         },
         f"{base}/predict": {
@@ -205,7 +249,7 @@ def _model_paths(name: str, signature: Any) -> dict[str, Any]:
                 },
                 "responses": {
                     "200": _json({"$ref": "#/components/schemas/Prediction"}, "Predictions"),
-                    **_errors("400", "404", "413", "422", "500", "504"),
+                    **_errors("400", "404", "413", "415", "422", "500", "503", "504"),
                 },
             }
         },
@@ -219,7 +263,7 @@ def _model_paths(name: str, signature: Any) -> dict[str, Any]:
                 },
                 "responses": {
                     "200": _json({"$ref": "#/components/schemas/Feedback"}, "Labels matched"),
-                    **_errors("400", "413", "422"),
+                    **_errors("400", "404", "413", "415", "422", "503"),
                 },
             }
         },
@@ -237,10 +281,10 @@ def describe(routes: dict[str, Any]) -> dict[str, Any]:
         "/health": {
             "get": {
                 "operationId": "health",
-                "summary": "200 once every deployment is loaded, else 503",
+                "summary": "200 once every deployment is loaded, else 503; the status only",
                 "responses": {
-                    "200": _json({"type": "object"}, "Ready"),
-                    "503": _json({"type": "object"}, "Starting, or a deployment cannot load"),
+                    "200": _json(_HEALTH, "Ready"),
+                    "503": _json(_HEALTH, "Starting, or a deployment cannot load"),
                 },
             }
         },
