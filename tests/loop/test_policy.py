@@ -8,9 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from pydantic import ValidationError
+from typer.testing import CliRunner
 
+from loopline.cli.main import app
 from loopline.errors import ConfigError
-from loopline.loop.policy import load_policies
+from loopline.loop.policy import LoopPolicy, load_policies
 
 GOOD = """
 model: flights
@@ -28,6 +32,7 @@ def test_a_yaml_policy_and_a_toml_one_load_with_defaults(tmp_path: Path) -> None
         '[loopline.loop.churn.retrain]\npipeline = "pkg.train:main"\n'
         '[loopline.loop.churn.gate]\ndataset = "churn-holdout"\n'
         '[loopline.loop.churn.gate.thresholds]\nlabel = "churned"\n'
+        "[loopline.loop.churn.gate.thresholds.metrics.accuracy]\nlower = 0.6\n"
     )
     flights, churn = load_policies(tmp_path)
     assert flights.model == "flights" and flights.monitor.drift.share is None
@@ -55,15 +60,52 @@ def test_a_yaml_policy_and_a_toml_one_load_with_defaults(tmp_path: Path) -> None
         ),
         (
             GOOD + "rollout: {strategy: direct, options: {split: 20}}\n",
-            "rollout: options.split: split is only used with strategy ab, not direct",
+            "flights.yaml: rollout.options.split is only used with strategy ab, not direct",
         ),
         (
             GOOD + "rollout: {strategy: ab, options: {steps: [5, 50]}}\n",
-            "rollout: options.steps: steps is only used with strategy canary, not ab",
+            "flights.yaml: rollout.options.steps is only used with strategy canary, not ab",
         ),
         (
             GOOD + "rollout: {options: {window_reqests: 50}}\n",
-            "rollout: options.window_reqests: window_reqests: unknown policy option",
+            "flights.yaml: rollout.options.window_reqests: unknown policy option",
+        ),
+        (
+            GOOD.replace("{auc: {lower", "{acuracy: {lower"),
+            "flights.yaml: gate.thresholds: metrics.acuracy: unknown metric",
+        ),
+        (
+            GOOD.replace("{lower: 0.6}", "{lowr: 0.6}"),
+            "flights.yaml: gate.thresholds is not a valid thresholds file: "
+            "metrics.auc.lowr: unknown key",
+        ),
+        (
+            GOOD.replace("label: late, ", ""),
+            "flights.yaml: gate.thresholds is not a valid thresholds file: label: required",
+        ),
+        (
+            GOOD + "rollout: {strategy: canary, options: {stepz: [25, 100]}}\n",
+            "flights.yaml: rollout.options.stepz: unknown policy option",
+        ),
+        (
+            GOOD + "rollout: {options: {steps: [50, 25]}}\n",
+            "flights.yaml: rollout.options.steps: steps must increase",
+        ),
+        (
+            GOOD + "rollout: {options: {reason: mine}}\n",
+            "flights.yaml: rollout.options.reason: unknown policy option",
+        ),
+        (
+            GOOD + "rollout: {options: {fallback: latest}}\n",
+            "flights.yaml: rollout.options.fallback 'latest' is not a version number",
+        ),
+        (
+            GOOD + 'webhook: "not a url"\n',
+            "flights.yaml: webhook: 'not a url' is not an http(s) URL",
+        ),
+        (
+            GOOD + "webhook: ftp://hooks.example.com/x\n",
+            "flights.yaml: webhook: 'ftp://hooks.example.com/x' is not an http(s) URL",
         ),
     ],
     ids=[
@@ -79,12 +121,21 @@ def test_a_yaml_policy_and_a_toml_one_load_with_defaults(tmp_path: Path) -> None
         "rollout-option-the-strategy-ignores",
         "canary-option-for-ab",
         "unknown-rollout-option",
+        "gate-on-unknown-metric",
+        "gate-bound-typo",
+        "gate-without-label",
+        "rollout-option-typo",
+        "rollout-steps-decrease",
+        "rollout-option-deploy-sets",
+        "rollout-fallback-not-a-version",
+        "webhook-not-a-url",
+        "webhook-not-http",
     ],
 )
 def test_a_bad_policy_file_names_the_key(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "policies").mkdir()
     (tmp_path / "policies" / "flights.yaml").write_text(text)
-    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_policies(tmp_path)
 
 
@@ -144,9 +195,61 @@ def test_a_gate_contract_is_relative_to_the_policy_file(tmp_path: Path) -> None:
         '[loopline.loop.churn.retrain]\npipeline = "pkg.train:main"\n'
         '[loopline.loop.churn.gate]\ndataset = "churn-holdout"\n'
         '[loopline.loop.churn.gate.thresholds]\nlabel = "churned"\n'
+        "[loopline.loop.churn.gate.thresholds.metrics.accuracy]\nlower = 0.6\n"
         '[loopline.loop.churn.gate.thresholds.data]\ncontract = "contracts/churn.yaml"\n'
     )
     flights, churn = load_policies(tmp_path)
     contract = flights.gate.thresholds["data"]["contract"]
     assert contract == str(tmp_path / "policies" / "flights.contract.yaml")
     assert churn.gate.thresholds["data"]["contract"] == str(tmp_path / "contracts" / "churn.yaml")
+
+
+#: The tester's policy: the gate names a metric that does not exist.
+CHURN = """
+model: churn
+data: churn
+reference: churn
+monitor: {window_requests: 300, min_rows: 200}
+retrain: {pipeline: "churn_loop:retrain"}
+gate: {dataset: churn-holdout, thresholds: {label: churned, metrics: {acuracy: {lower: 0.6}}}}
+rollout: {strategy: canary, options: {steps: [25, 100]}}
+"""
+
+
+@pytest.mark.parametrize("command", ["once", "status"])
+def test_a_gate_or_rollout_the_pass_would_refuse_is_refused_before_it_runs(
+    tmp_path: Path, command: str
+) -> None:
+    """The gate's thresholds and the rollout's options were checked only when the pass
+    reached them: after retraining (an orphan version, then an hour of cooldown), or after
+    the gate blessed a challenger that then never deployed."""
+    (tmp_path / "policies").mkdir()
+    path = tmp_path / "policies" / "churn.yaml"
+    path.write_text(CHURN)
+    result = CliRunner().invoke(app, ["loop", command, "--root", str(tmp_path)])
+    assert isinstance(result.exception, ConfigError), result.output
+    assert f"{path}: gate.thresholds: metrics.acuracy: unknown metric" in str(result.exception)
+    path.write_text(CHURN.replace("acuracy", "accuracy").replace("steps:", "stepz:"))
+    result = CliRunner().invoke(app, ["loop", command, "--root", str(tmp_path)])
+    assert isinstance(result.exception, ConfigError), result.output
+    assert f"{path}: rollout.options.stepz: unknown policy option" in str(result.exception)
+    assert "steps, split" in str(result.exception)  # the hint lists the options
+
+
+def test_a_policy_made_in_python_is_checked_as_a_file_is() -> None:
+    data = yaml.safe_load(CHURN)
+    with pytest.raises(ValidationError, match=r"metrics\.acuracy: unknown metric"):
+        LoopPolicy.model_validate(data)
+    with pytest.raises(ValidationError, match="is not an http"):
+        LoopPolicy.model_validate({**yaml.safe_load(GOOD), "webhook": "hooks.example.com"})
+
+
+def test_the_deploy_options_a_rollout_takes_are_accepted(tmp_path: Path) -> None:
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "f.yaml").write_text(
+        GOOD + "rollout: {strategy: ab, options: {split: 20, fallback: 1, timeout_ms: 50}}\n"
+        "webhook: https://hooks.example.com/loopline\n"
+    )
+    [policy] = load_policies(tmp_path)
+    assert policy.rollout.options == {"split": 20, "fallback": 1, "timeout_ms": 50}
+    assert policy.webhook == "https://hooks.example.com/loopline"

@@ -143,3 +143,15 @@ def test_a_rule_on_a_business_event_reads_its_sum() -> None:
     w = WindowMetrics(0, 1, "1", 10, 10, 0, business={"refund": 30.0})
     [breach] = check_rules([AlertRule(metric="business.refund", op=">", threshold=20)], [w])
     assert breach.value == 30.0
+
+
+@pytest.mark.parametrize(
+    "url", ["hooks.example.com/loopline", "ftp://hooks.example.com/x", "http:/x", "http://"]
+)
+def test_a_webhook_that_is_not_an_http_url_is_refused_before_the_alert(
+    ctx: Context, url: str
+) -> None:
+    with pytest.raises(InvalidInput, match="is not an http") as err:
+        raise_alert("flights", "p99", "slow", webhook=url)
+    assert err.value.field == "webhook"
+    assert list_alerts("flights") == []

@@ -2,7 +2,11 @@
 
 One YAML file per model under ``policies/*.yaml``, or a table ``[loopline.loop.MODEL]`` in
 ``loopline.toml``, checked by pydantic; a wrong key or value is a
-:class:`~loopline.errors.ConfigError` that names the file and the key.
+:class:`~loopline.errors.ConfigError` that names the file and the key. The whole policy is
+checked when it is read, before any pass: the gate's thresholds by the gate's own
+validator (:func:`~loopline.delivery.thresholds.parse_thresholds`), the rollout's options
+by the rollout's (:meth:`~loopline.serving.policy.RolloutPolicy.from_kwargs`), the webhook
+as an http(s) URL - a mistake there used to surface only after a retraining.
 
 **When the loop acts.** By default on *any drifted model feature* or a live metric below
 its floor, not on Evidently's dataset verdict (at least 50 % of the columns drifted): with
@@ -59,10 +63,48 @@ from pydantic import (
 )
 
 from loopline.errors import ConfigError, InvalidInput
-from loopline.monitoring.alerts import AlertRule, check_metric, check_threshold
+from loopline.monitoring.alerts import AlertRule, check_metric, check_threshold, check_webhook
 from loopline.serving.policy import RolloutPolicy, check_options
 
 _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+#: What parse_policy says when the refusal brings no hint of its own.
+_HINT = "the keys are in docs/monitoring.md (Loop policies) and loopline/loop/policy.py"
+
+
+class _Refused(ValueError):
+    """A value refused by the validator of the step that will use it (the gate's, the
+    rollout's), carrying that validator's hint for :func:`parse_policy` to show."""
+
+    def __init__(self, message: str, hint: str | None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def _checked(key: str, check: Callable[[], object]) -> None:
+    """Run ``check``; its InvalidInput becomes a :class:`_Refused` under ``key``."""
+    try:
+        check()
+    except InvalidInput as exc:
+        raise _Refused(f"{key}{exc.message}", exc.hint) from None
+
+
+def _rollout_options(strategy: str, options: dict[str, Any]) -> None:
+    """The options as :func:`loopline.deploy` will take them with ``strategy``:
+    ``fallback`` is its own keyword (a version number), the rest are
+    :class:`RolloutPolicy` options, each one the strategy reads."""
+    rest = dict(options)
+    if "fallback" in rest:
+        from loopline.training.registry_store import require_version_number
+
+        require_version_number(rest.pop("fallback"), field="fallback")
+    try:
+        RolloutPolicy.from_kwargs(rest)
+    except InvalidInput as exc:
+        exc.hint = f"{exc.hint}; and fallback (a version number)"
+        raise
+    check_options(strategy, rest)
 
 
 class _Strict(BaseModel):
@@ -126,17 +168,6 @@ class Rollout(_Strict):
     strategy: Literal["canary", "direct", "blue_green", "shadow", "ab"] = "canary"
     options: dict[str, Any] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _options(self) -> Rollout:
-        # Checked as ll.deploy checks them, when the policy is read rather than at the
-        # first retrain: an unknown option, a bad value or one the strategy never reads.
-        try:
-            RolloutPolicy.from_kwargs(self.options)
-            check_options(self.strategy, self.options)
-        except InvalidInput as exc:
-            raise ValueError(f"options.{exc.field}: {exc.message}") from exc
-        return self
-
 
 class LoopPolicy(_Strict):
     """The loop's policy for one model."""
@@ -153,6 +184,25 @@ class LoopPolicy(_Strict):
     webhook: str | None = None
     alerts: list[AlertRule] = Field(default_factory=list)
     source: str = Field("", exclude=True)
+
+    @field_validator("webhook")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_webhook(value)
+
+    @model_validator(mode="after")
+    def _as_the_pass_will(self) -> LoopPolicy:
+        # The gate and the rollout run after a retraining: a bad threshold or option found
+        # there left an orphan version (and an hour of cooldown) or a blessed challenger
+        # that never deployed. Their own validators judge them now, before any pass.
+        from loopline.delivery.thresholds import parse_thresholds
+
+        _checked("", lambda: parse_thresholds(self.gate.thresholds, "gate.thresholds"))
+        _checked(
+            "rollout.options.",
+            lambda: _rollout_options(self.rollout.strategy, self.rollout.options),
+        )
+        return self
 
     def pipeline_function(self) -> Callable[..., Any]:
         """Import the retraining function named by ``retrain.pipeline``.
@@ -195,12 +245,14 @@ def parse_policy(data: Any, source: str) -> LoopPolicy:
         # a typo shows as an unknown key and a missing one: name the typo first
         errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
         err = errors[0]
-        key = ".".join(str(p) for p in err["loc"]) or "policy"
+        # a check of the whole policy names its key in its message
+        key = "".join(f"{'.'.join(str(p) for p in err['loc'])}: " if err["loc"] else "")
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        cause = err.get("ctx", {}).get("error")
         raise ConfigError(
-            f"{source}: {key}: {str(msg).removeprefix('Value error, ')}{more}",
-            hint="the keys are in docs/monitoring.md (Loop policies) and loopline/loop/policy.py",
+            f"{source}: {key}{str(msg).removeprefix('Value error, ')}{more}",
+            hint=(cause.hint if isinstance(cause, _Refused) else None) or _HINT,
         ) from exc
     policy.source = source
     return policy

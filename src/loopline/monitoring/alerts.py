@@ -25,10 +25,20 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 import orjson
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from loopline.core.context import Context, get_context
 from loopline.core.db import reading
@@ -97,6 +107,40 @@ def check_threshold(name: str, value: float) -> float:
     if not math.isfinite(value):
         raise ValueError(f"the threshold of {name!r} is {value}; give a finite number")
     return value
+
+
+_HTTP_URL: TypeAdapter[HttpUrl] = TypeAdapter(HttpUrl)
+
+
+def check_webhook(url: str) -> str:
+    """``url`` as written if it is an ``http://`` or ``https://`` URL with a host, else
+    ValueError saying why: alerts to any other text fail only when they are raised, and are
+    lost (the post is logged and the alert recorded as undelivered).
+
+    Example:
+        >>> check_webhook("https://hooks.example.com/loopline")
+        'https://hooks.example.com/loopline'
+        >>> check_webhook("hooks.example.com")
+        Traceback (most recent call last):
+        ...
+        ValueError: 'hooks.example.com' is not an http(s) URL: ...
+    """
+    reason = None
+    try:
+        _HTTP_URL.validate_python(url)
+    except ValidationError as exc:
+        reason = str(exc.errors()[0]["msg"])
+    # pydantic strips blanks and reads 'http:/x' as http://x/; httpx posts the text as is
+    if reason is None and url != url.strip():
+        reason = "blanks around it"
+    elif reason is None and not urlsplit(url).netloc:
+        reason = "no '//' before the host"
+    if reason is not None:
+        raise ValueError(
+            f"{url!r} is not an http(s) URL: {reason}; write one such as "
+            "https://hooks.example.com/loopline"
+        )
+    return url
 
 
 class BadRule(InvalidInput, ValueError):
@@ -268,12 +312,20 @@ def raise_alert(
     retries: int = 3,
     ctx: Context | None = None,
 ) -> Alert:
-    """Store an alert and its audit event, then post it to ``webhook`` (if any).
+    """Store an alert and its audit event, then post it to ``webhook`` (if any);
+    InvalidInput naming ``webhook`` when it is not an http(s) URL.
 
     Example:
         >>> # raise_alert("flights", "auc < 0.6", "live AUC 0.55 over 500 labels",
         >>> #             webhook="https://hooks.example.com/loopline")
     """
+    if webhook:
+        try:
+            check_webhook(webhook)
+        except ValueError as exc:
+            raise InvalidInput(
+                f"webhook: {exc}", field="webhook", hint="give the receiver's http(s) URL"
+            ) from None
     ctx = ctx or get_context()
     now = time.time()
     info = details or {}
