@@ -253,3 +253,126 @@ def test_the_deploy_options_a_rollout_takes_are_accepted(tmp_path: Path) -> None
     [policy] = load_policies(tmp_path)
     assert policy.rollout.options == {"split": 20, "fallback": 1, "timeout_ms": 50}
     assert policy.webhook == "https://hooks.example.com/loopline"
+
+
+@pytest.mark.parametrize(
+    ("monitor", "message"),
+    [
+        (
+            "{window_requests: 100, min_rows: 500}",
+            "monitor: min_rows (500) is above window_requests (100)",
+        ),
+        (
+            "{window_requests: 100, min_rows: 50, min_labels: 5000}",
+            "monitor: min_labels (5000) is above window_requests (100)",
+        ),
+        (
+            "{min_rows: 2000}",  # window_requests is 1000 by default
+            "monitor: min_rows (2000) is above window_requests (1000)",
+        ),
+        (
+            "{window_requests: 50, min_rows: 20, floors: {auc: 0.6}}",
+            "monitor: min_labels (100) is above window_requests (50)",
+        ),
+    ],
+    ids=["rows", "labels", "rows-over-the-default-window", "floors-over-the-default-labels"],
+)
+def test_a_monitor_that_could_never_fire_is_refused(
+    tmp_path: Path, monitor: str, message: str
+) -> None:
+    """The newest window_requests rows never hold more rows, nor labels: "not enough
+    traffic yet" forever."""
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "flights.yaml").write_text(GOOD + f"monitor: {monitor}\n")
+    with pytest.raises(ConfigError, match=re.escape(f"flights.yaml: {message}")):
+        load_policies(tmp_path)
+
+
+def test_a_small_window_without_floors_keeps_the_default_min_labels(tmp_path: Path) -> None:
+    """min_labels gates the floors only: a 30-request window watching a ceiling is fine."""
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "f.yaml").write_text(
+        GOOD + "monitor: {window_requests: 30, min_rows: 10, ceilings: {latency_p99_ms: 5}}\n"
+    )
+    [policy] = load_policies(tmp_path)
+    assert (policy.monitor.window_requests, policy.monitor.min_labels) == (30, 100)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            GOOD + 'monitor: {floors: {auc: "0.6"}}\n',
+            "monitor.floors.auc: Input should be a valid number, got str '0.6'",
+        ),
+        (
+            GOOD + "monitor: {floors: {auc: true}}\n",
+            "monitor.floors.auc: Input should be a valid number, got bool True",
+        ),
+        (
+            GOOD + "monitor: {ceilings: {latency_p99_ms: yes}}\n",
+            "monitor.ceilings.latency_p99_ms: Input should be a valid number",
+        ),
+        (
+            GOOD + 'cooldown_seconds: "60"\n',
+            "cooldown_seconds: Input should be a valid number, got str '60'",
+        ),
+        (
+            GOOD + 'monitor: {window_requests: "500"}\n',
+            "monitor.window_requests: Input should be a valid integer",
+        ),
+        (GOOD + "monitor: {min_rows: 20.5}\n", "monitor.min_rows: Input should be a valid integer"),
+        (
+            GOOD + 'monitor: {drift: {share: "0.3"}}\n',
+            "monitor.drift.share: Input should be a valid number",
+        ),
+        (
+            GOOD + 'monitor: {drift: {enabled: "no"}}\n',
+            "monitor.drift.enabled: Input should be a valid boolean",
+        ),
+        (
+            GOOD + 'alerts: [{metric: auc, threshold: "0.6"}]\n',
+            "alerts.0: AlertRule threshold: Input should be a valid number",
+        ),
+        (
+            GOOD + 'rollout: {options: {window_requests: "100"}}\n',
+            "rollout.options.window_requests: Input should be a valid integer",
+        ),
+        (
+            GOOD + "rollout: {options: {steps: [25, true]}}\n",
+            "rollout.options.steps.1: Input should be a valid number",
+        ),
+    ],
+    ids=[
+        "floor-text",
+        "floor-bool",
+        "ceiling-yes",
+        "cooldown-text",
+        "window-text",
+        "min-rows-fraction",
+        "share-text",
+        "drift-enabled-text",
+        "alert-threshold-text",
+        "rollout-window-text",
+        "rollout-step-bool",
+    ],
+)
+def test_a_value_is_taken_as_written(tmp_path: Path, text: str, message: str) -> None:
+    """Text or a bool where a number goes was read as one ("0.6" as 0.6, true as 1.0)."""
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "flights.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(f"flights.yaml: {message}")) as err:
+        load_policies(tmp_path)
+    assert "taken as written" in str(err.value) or "rollout" in message or "alerts" in message
+
+
+def test_a_toml_value_is_taken_as_written_too(tmp_path: Path) -> None:
+    (tmp_path / "loopline.toml").write_text(
+        '[loopline.loop.churn]\ndata = "churn"\ncooldown_seconds = "60"\n'
+        '[loopline.loop.churn.retrain]\npipeline = "pkg.train:main"\n'
+        '[loopline.loop.churn.gate]\ndataset = "churn-holdout"\n'
+        '[loopline.loop.churn.gate.thresholds]\nlabel = "churned"\n'
+        "[loopline.loop.churn.gate.thresholds.metrics.accuracy]\nlower = 0.6\n"
+    )
+    with pytest.raises(ConfigError, match=re.escape("[loopline.loop.churn]: cooldown_seconds")):
+        load_policies(tmp_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from typing import Any
 
 import pytest
@@ -271,6 +272,24 @@ def test_alpha_is_validated(bad: Any) -> None:
         RolloutPolicy.from_kwargs({"alpha": bad})
     assert info.value.field == "alpha"
     assert RolloutPolicy.from_kwargs({"alpha": 1}).alpha == 1.0
+
+
+@pytest.mark.parametrize(
+    ("options", "key"),
+    [
+        ({"window_requests": "500"}, "window_requests"),
+        ({"split": True}, "split"),
+        ({"steps": ["10", "100"]}, "steps.0"),
+        ({"max_p99_ms": "50"}, "max_p99_ms"),
+    ],
+    ids=["text-count", "bool-percent", "text-steps", "text-limit"],
+)
+def test_an_option_is_taken_as_written(options: dict[str, Any], key: str) -> None:
+    """Text and bools were read as numbers ('500' as 500, True as 1 %)."""
+    with pytest.raises(InvalidInput, match=re.escape(f"{key}: Input should be a valid")) as info:
+        RolloutPolicy.from_kwargs(options)
+    assert info.value.field == key
+    assert RolloutPolicy.from_kwargs({"split": 20, "steps": [10, 100]}).split == 20.0
 
 
 def test_significance_tests_match_scipy() -> None:

@@ -108,7 +108,9 @@ def _rollout_options(strategy: str, options: dict[str, Any]) -> None:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: values are taken as written - pydantic's lax mode read floors {auc: "0.6"}
+    # as 0.6, {auc: true} as 1.0 and cooldown_seconds: "60" as 60
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class DriftMonitor(_Strict):
@@ -139,6 +141,27 @@ class Monitor(_Strict):
             check_metric(name)
             check_threshold(name, bound)
         return value
+
+    @model_validator(mode="after")
+    def _can_fire(self) -> Monitor:
+        # A window is the newest window_requests rows: it never holds more rows, nor more
+        # labels, so a larger minimum said "not enough traffic yet" forever. min_labels
+        # gates the floors only: its default is no mistake in a small window without any.
+        w = self.window_requests
+        hint = f"lower it to at most window_requests ({w}), or raise window_requests"
+        if self.min_rows > w:
+            raise _Refused(
+                f"min_rows ({self.min_rows}) is above window_requests ({w}): a window never "
+                "holds that many rows, so the loop would wait for traffic forever",
+                hint,
+            )
+        if self.min_labels > w and ("min_labels" in self.model_fields_set or self.floors):
+            raise _Refused(
+                f"min_labels ({self.min_labels}) is above window_requests ({w}): a window "
+                "never holds that many labels, so the floors would never be checked",
+                hint,
+            )
+        return self
 
 
 class Retrain(_Strict):
@@ -228,6 +251,28 @@ class LoopPolicy(_Strict):
         return fn  # type: ignore[no-any-return]
 
 
+#: The hint for a value of the wrong type (pydantic's strict mode refused it).
+_AS_WRITTEN = (
+    "values are taken as written: a number unquoted (0.6, not '0.6'), a flag true or false"
+)
+
+
+def _problem(err: Any) -> tuple[str, str]:
+    """What one pydantic error of a policy says (``key: reason``), and its hint."""
+    # a check of the whole policy (the gate's, the rollout's) names its key itself
+    key = ".".join(str(p) for p in err["loc"])
+    where = f"{key}: " if key else ""
+    if err["type"] == "extra_forbidden":
+        return f"{where}unknown key", _HINT
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"].endswith("_type"):  # text or a bool where a number goes, ...
+        shown = repr(err["input"])
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        return f"{where}{msg}, got {type(err['input']).__name__} {shown}", _AS_WRITTEN
+    cause = err.get("ctx", {}).get("error")
+    return f"{where}{msg}", (cause.hint if isinstance(cause, _Refused) else None) or _HINT
+
+
 def parse_policy(data: Any, source: str) -> LoopPolicy:
     """Validate one policy; ConfigError names ``source`` and the bad key.
 
@@ -244,16 +289,9 @@ def parse_policy(data: Any, source: str) -> LoopPolicy:
     except ValidationError as exc:
         # a typo shows as an unknown key and a missing one: name the typo first
         errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
-        err = errors[0]
-        # a check of the whole policy names its key in its message
-        key = "".join(f"{'.'.join(str(p) for p in err['loc'])}: " if err["loc"] else "")
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        problem, hint = _problem(errors[0])
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        cause = err.get("ctx", {}).get("error")
-        raise ConfigError(
-            f"{source}: {key}{str(msg).removeprefix('Value error, ')}{more}",
-            hint=(cause.hint if isinstance(cause, _Refused) else None) or _HINT,
-        ) from exc
+        raise ConfigError(f"{source}: {problem}{more}", hint=hint) from exc
     policy.source = source
     return policy
 

@@ -158,7 +158,7 @@ class AlertRule(BaseModel):
 
     metric: str = Field(min_length=1)
     op: Literal["<", "<=", ">", ">="] = "<"
-    threshold: float
+    threshold: float = Field(strict=True)  # as written: not the text "0.6", not True as 1.0
     severity: Literal["info", "warning", "critical"] = "warning"
     name: str | None = None
 

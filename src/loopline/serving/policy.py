@@ -133,7 +133,8 @@ class RolloutPolicy(BaseModel):
             20.0
         """
         try:
-            return cls.model_validate(values)
+            # strict: as written - lax mode read window_requests="500" as 500, split=True as 1
+            return cls.model_validate(values, strict=True)
         except ValidationError as exc:
             err = exc.errors()[0]
             key = ".".join(str(p) for p in err["loc"]) or "policy"
