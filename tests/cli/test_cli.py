@@ -246,7 +246,7 @@ def test_loop_pause_refuses_a_model_it_does_not_know(tmp_path: Path) -> None:
     (tmp_path / "policies").mkdir()
     (tmp_path / "policies" / "churn.yaml").write_text(
         "model: churn\ndata: churn\nretrain: {pipeline: 'pkg.mod:train'}\n"
-        "gate: {dataset: h, thresholds: {label: y}}\n"
+        "gate: {dataset: h, thresholds: {label: y, metrics: {auc: {lower: 0.6}}}}\n"
     )
     typo = _loopline("loop", "pause", "chrun", "--reason", "typo", cwd=tmp_path)
     assert typo.returncode == 4, typo.stderr
