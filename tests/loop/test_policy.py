@@ -271,11 +271,11 @@ def test_the_deploy_options_a_rollout_takes_are_accepted(tmp_path: Path) -> None
             "monitor: min_rows (2000) is above window_requests (1000)",
         ),
         (
-            "{window_requests: 50, min_rows: 20, floors: {auc: 0.6}}",
-            "monitor: min_labels (100) is above window_requests (50)",
+            "{window_requests: 500, min_labels: 600, floors: {auc: 0.6}}",
+            "monitor: min_labels (600) is above window_requests (500)",
         ),
     ],
-    ids=["rows", "labels", "rows-over-the-default-window", "floors-over-the-default-labels"],
+    ids=["rows", "labels", "rows-over-the-default-window", "labels-for-floors"],
 )
 def test_a_monitor_that_could_never_fire_is_refused(
     tmp_path: Path, monitor: str, message: str
@@ -288,14 +288,18 @@ def test_a_monitor_that_could_never_fire_is_refused(
         load_policies(tmp_path)
 
 
-def test_a_small_window_without_floors_keeps_the_default_min_labels(tmp_path: Path) -> None:
-    """min_labels gates the floors only: a 30-request window watching a ceiling is fine."""
+def test_the_default_minimums_fit_a_small_window(tmp_path: Path) -> None:
+    """min_rows (200) and min_labels (100) left out are at most window_requests: a window of
+    30 requests held 200 rows never. The policy read back as written loads again."""
     (tmp_path / "policies").mkdir()
     (tmp_path / "policies" / "f.yaml").write_text(
-        GOOD + "monitor: {window_requests: 30, min_rows: 10, ceilings: {latency_p99_ms: 5}}\n"
+        GOOD + "monitor: {window_requests: 30, floors: {auc: 0.6}}\n"
     )
     [policy] = load_policies(tmp_path)
-    assert (policy.monitor.window_requests, policy.monitor.min_labels) == (30, 100)
+    assert (policy.monitor.min_rows, policy.monitor.min_labels) == (30, 30)
+    (tmp_path / "policies" / "f.yaml").write_text(yaml.safe_dump(policy.model_dump(mode="json")))
+    assert load_policies(tmp_path)[0].monitor == policy.monitor
+    assert LoopPolicy.model_validate(yaml.safe_load(GOOD)).monitor.min_rows == 200
 
 
 @pytest.mark.parametrize(

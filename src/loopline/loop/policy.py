@@ -124,7 +124,14 @@ class Monitor(_Strict):
     """What the loop watches: the newest ``window_requests`` predictions of the stable
     version; ``floors`` are live metrics that trigger when they fall below, ``ceilings``
     when they rise above (metrics of :data:`~loopline.monitoring.alerts.METRICS` or
-    ``business.<event>``, finite bounds)."""
+    ``business.<event>``, finite bounds). ``min_rows`` and ``min_labels`` are at most
+    ``window_requests`` (left out: their default, or ``window_requests`` when smaller).
+
+    Example:
+        >>> m = Monitor.model_validate({"window_requests": 50})
+        >>> m.min_rows, m.min_labels
+        (50, 50)
+    """
 
     window_requests: int = Field(1000, ge=10)
     min_rows: int = Field(200, ge=1)
@@ -142,25 +149,33 @@ class Monitor(_Strict):
             check_threshold(name, bound)
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_fit_the_window(cls, data: Any) -> Any:
+        # min_rows and min_labels left out take their default, or window_requests when it
+        # is smaller: a window of 50 rows never held the default 200
+        w = data.get("window_requests") if isinstance(data, dict) else None
+        if not isinstance(w, int) or isinstance(w, bool):
+            return data  # no window, or not a whole number: the defaults, or its error
+        fields = cls.model_fields
+        return {
+            "min_rows": min(fields["min_rows"].default, w),
+            "min_labels": min(fields["min_labels"].default, w),
+            **data,
+        }
+
     @model_validator(mode="after")
     def _can_fire(self) -> Monitor:
         # A window is the newest window_requests rows: it never holds more rows, nor more
-        # labels, so a larger minimum said "not enough traffic yet" forever. min_labels
-        # gates the floors only: its default is no mistake in a small window without any.
+        # labels, so a larger minimum said "not enough traffic yet" forever.
         w = self.window_requests
-        hint = f"lower it to at most window_requests ({w}), or raise window_requests"
-        if self.min_rows > w:
-            raise _Refused(
-                f"min_rows ({self.min_rows}) is above window_requests ({w}): a window never "
-                "holds that many rows, so the loop would wait for traffic forever",
-                hint,
-            )
-        if self.min_labels > w and ("min_labels" in self.model_fields_set or self.floors):
-            raise _Refused(
-                f"min_labels ({self.min_labels}) is above window_requests ({w}): a window "
-                "never holds that many labels, so the floors would never be checked",
-                hint,
-            )
+        for key, what in (("min_rows", "rows"), ("min_labels", "labels")):
+            if getattr(self, key) > w:
+                raise _Refused(
+                    f"{key} ({getattr(self, key)}) is above window_requests ({w}): a window "
+                    f"never holds that many {what}, so the loop would wait for them forever",
+                    f"lower {key} to at most {w}, or raise window_requests",
+                )
         return self
 
 
