@@ -117,7 +117,7 @@ _before_retrain: list[Callable[[], None]] = []
 
 
 def retrain(data: Any) -> Any:
-    """The toy loop's retraining pipeline (named by :func:`_toy_loop`'s policy)."""
+    """The toy loop's retraining pipeline (named by :func:`toy_loop`'s policy)."""
     while _before_retrain:
         _before_retrain.pop()()
     frame = data.to_pandas()
@@ -126,7 +126,7 @@ def retrain(data: Any) -> Any:
     return run
 
 
-def _toy_loop(ceiling: float | None = 1.0) -> LoopPolicy:
+def toy_loop(ceiling: float | None = 1.0) -> LoopPolicy:
     """A toy model deployed with 30 logged predictions of 5 ms: over a latency ceiling of
     1 ms the loop retrains (in milliseconds), gates and canaries it; without one it idles."""
     data = helpers.toy_data(200)
@@ -233,7 +233,7 @@ def test_a_deposed_leaders_pipeline_step_threads_are_fenced_too(ctx: Context) ->
 def test_a_leader_deposed_mid_retrain_stops_and_the_next_one_starts_over(
     ctx: Context, caplog: pytest.LogCaptureFixture
 ) -> None:
-    policy = _toy_loop()
+    policy = toy_loop()
     a = LoopRunner([policy], ctx=ctx)
     b = LoopRunner([policy], ctx=ctx, leader=leader_for(ctx))
     runs = _runs(ctx)
@@ -264,7 +264,7 @@ def test_a_deploy_whose_event_was_lost_is_recorded_by_the_next_leader(
 ) -> None:
     from loopline.serving import deploy as deploy_module
 
-    policy = _toy_loop()
+    policy = toy_loop()
     a = LoopRunner([policy], ctx=ctx)
     b = LoopRunner([policy], ctx=ctx, leader=leader_for(ctx))
     real = deploy_module.deploy
@@ -290,7 +290,7 @@ def test_a_deploy_whose_event_was_lost_is_recorded_by_the_next_leader(
 
 
 def test_an_action_interrupted_twice_in_a_row_keeps_the_cooldown(ctx: Context) -> None:
-    quiet = _toy_loop(ceiling=None)
+    quiet = toy_loop(ceiling=None)
     controller.record(ctx, TOY, "trigger", "t", state={"last_trigger": 100.0})
     assert controller.run_policy(quiet).outcome == "ok"
     assert _kinds() == ["trigger", "interrupted"]

@@ -16,6 +16,14 @@ app = typer.Typer(
 
 _ROOT = typer.Option(Path(), "--root", help="Folder holding policies/*.yaml and loopline.toml.")
 
+#: The exit code of a `loop once` whose pass failed for a model, as `pipeline run` exits 1
+#: when a step failed (codes 2-7 name the error classes of the whole command).
+FAILED_EXIT = 1
+#: The outcomes that make `loop once` exit FAILED_EXIT: the retraining failed, or the pass
+#: of a model raised (recorded as an `error` event). A `blocked` challenger is the gate at
+#: work, and a `rolled_back` canary the rollout's analysis at work: both exit 0.
+FAILING = ("failed", "error")
+
 
 def _policies(root: Path, model: str | None) -> list:  # type: ignore[type-arg]
     from loopline.errors import NotFound
@@ -28,7 +36,9 @@ def _policies(root: Path, model: str | None) -> list:  # type: ignore[type-arg]
         raise NotFound(
             f"no loop policy{' for ' + repr(model) if model else ''} in {root / 'policies'} "
             f"or {root / 'loopline.toml'}",
-            hint="write policies/MODEL.yaml (see docs/monitoring.md, Loop policies)",
+            hint="write policies/MODEL.yaml (see docs/monitoring.md, Loop policies)"
+            if root.is_dir()
+            else f"there is no folder {root}: pass --root the folder holding policies/",
         )
     return found
 
@@ -41,8 +51,10 @@ def once(
 ) -> None:
     """Run one pass of the loop over every policy and print what it did.
 
-    The pass takes the loop lock like `loopline loop run`: while another process runs the
-    loop on this store it refuses (exit 5) instead of acting next to it.
+    Exits 1 when the pass failed for a model (outcome `failed` or `error`), 4 without a
+    policy, 5 while another process runs the loop on this store (the pass takes the loop
+    lock like `loopline loop run`, and refuses instead of acting next to it); a `blocked`
+    challenger is the gate at work and exits 0.
     Example: loopline loop once --model flights
     """
     from loopline.loop.controller import run_once
@@ -53,9 +65,12 @@ def once(
         results = run_once(policies, model)
     if as_json:
         print_json([r.to_dict() for r in results])
-        return
-    for r in results:
-        console.print(f"[bold]{esc(r.model)}[/]: {r.outcome} - {esc(r.message)}", soft_wrap=True)
+    else:
+        for r in results:
+            line = f"[bold]{esc(r.model)}[/]: {r.outcome} - {esc(r.message)}"
+            console.print(line, soft_wrap=True)
+    if any(r.outcome in FAILING for r in results):
+        raise typer.Exit(FAILED_EXIT)
 
 
 @app.command("run")
@@ -151,7 +166,7 @@ def status(
 ) -> None:
     """Who runs the loop now, and per model: kill switch, cooldown, deployment and the
     last loop events. --json prints {"leader": {"holder", "since", "lock"} or null,
-    "models": [...]}.
+    "models": [...]}. Exits 4 without a policy under --root, as `loopline loop once` does.
 
     Example: loopline loop status --json
     """
@@ -162,10 +177,10 @@ def status(
     from loopline.core.context import get_context
     from loopline.loop.controller import status as get_status
     from loopline.loop.leader import holder
-    from loopline.loop.policy import load_policies
 
+    policies = _policies(root, None)
     lead = holder(get_context())
-    rows = get_status(load_policies(root))
+    rows = get_status(policies)
     if as_json:
         print_json({"leader": lead, "models": rows})
         return
