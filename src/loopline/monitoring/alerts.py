@@ -120,7 +120,7 @@ def check_webhook(url: str) -> str:
     Example:
         >>> check_webhook("https://hooks.example.com/loopline")
         'https://hooks.example.com/loopline'
-        >>> check_webhook("hooks.example.com")
+        >>> check_webhook("hooks.example.com")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
         ValueError: 'hooks.example.com' is not an http(s) URL: ...
