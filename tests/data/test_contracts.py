@@ -319,3 +319,26 @@ def test_report_as_json_data() -> None:
     data = report.to_dict()
     assert data["ok"] is False and data["contract"] == "churn"
     assert data["violations"][0]["examples"] == [{"row": 1, "value": 7}]
+
+
+def test_infinite_values_are_reported_as_infinite() -> None:
+    # They were reported as None: "max: expected <= 3.0, actual None (e.g. row 1=None)".
+    c = infer(pd.DataFrame({"x": [1.0, 2.0, 3.0]}), name="x")
+    report = c.validate(pd.DataFrame({"x": [1.0, np.inf, -np.inf]}))
+    found = _by_rule(report.violations)
+    assert (found[("x", "max")].actual, found[("x", "max")].examples) == (
+        np.inf,
+        [{"row": 1, "value": np.inf}],
+    )
+    assert found[("x", "min")].actual == -np.inf
+    assert "actual inf (e.g. row 1=inf)" in str(found[("x", "max")])
+    as_json = {v["rule"]: v for v in report.to_dict()["violations"]}  # JSON has no infinity
+    assert as_json["max"]["actual"] == "inf" and as_json["min"]["examples"][0]["value"] == "-inf"
+
+
+def test_infer_keeps_infinite_bounds_through_yaml(tmp_path: Path) -> None:
+    df = pd.DataFrame({"x": [1.0, np.inf, -np.inf]})
+    c = infer(df)
+    assert (c.columns["x"].min, c.columns["x"].max) == (-np.inf, np.inf)
+    back = Contract.from_yaml(c.to_yaml(tmp_path / "c.yaml"))
+    assert back == c and back.validate(df).ok

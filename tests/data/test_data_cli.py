@@ -209,3 +209,23 @@ def test_every_data_command_has_an_example_in_its_help(project: Path) -> None:
     for command in ("add", "ls", "show", "diff", "checkout", "validate", "infer-contract"):
         result = _loopline(project, "data", command, "--help")
         assert result.returncode == 0 and "Example" in result.stdout, command
+
+
+def test_infinities_in_json_output_are_text(project: Path) -> None:
+    # orjson writes an infinity as null: the contract's bound and the offending value
+    # looked absent.
+    (project / "train.csv").write_text("x\n1.5\ninf\n")
+    (project / "batch.csv").write_text("x\n1.5\n-inf\n")
+    inferred = _json(project, "data", "infer-contract", "train.csv", "c.yaml")
+    assert inferred["contract"]["columns"]["x"] == {
+        "dtype": "float64",
+        "nullable": False,
+        "min": 1.5,
+        "max": "inf",
+    }
+    assert "max: .inf" in (project / "c.yaml").read_text()
+    result = _loopline(project, "data", "validate", "batch.csv", "--contract", "c.yaml", "--json")
+    assert result.returncode == 3, result.stderr
+    (violation,) = json.loads(result.stdout)["violations"]
+    assert (violation["rule"], violation["actual"]) == ("min", "-inf")
+    assert violation["examples"] == [{"row": 1, "value": "-inf"}]

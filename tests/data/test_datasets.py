@@ -61,6 +61,7 @@ def test_register_an_arrow_table(ctx: Context) -> None:
         "max": 3.0,
         "mean": 2.0,
         "std": (2.0**0.5),
+        "infinite": 0,
     }
     assert v.stats["when"]["min"] == "1970-01-01T00:00:01"
     assert v.to_arrow().equals(

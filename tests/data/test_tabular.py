@@ -72,3 +72,25 @@ def test_decimal_min_and_max_are_exact_text() -> None:
     assert (stats["min"], stats["max"]) == ("1.10", "12345678901234567890.01")
     assert stats["mean"] == pytest.approx(12345678901234567890.01 / 2)
     orjson.dumps(stats)
+
+
+def test_infinities_are_counted_and_shown_not_dropped() -> None:
+    # min, max and mean were None for a column holding one infinity: it looked like an
+    # empty column, and the diff of a column that gained infinities said nothing.
+    col = pa.chunked_array([[1.0, float("inf"), float("-inf"), float("nan"), None, 3.0]])
+    stats = tabular.column_stats(col)
+    assert stats == {
+        "count": 4,
+        "nulls": 2,
+        "min": "-inf",
+        "max": "inf",
+        "mean": 2.0,
+        "std": pytest.approx(2.0**0.5),
+        "infinite": 2,
+    }
+    assert orjson.loads(orjson.dumps(stats))["max"] == "inf"
+    only = tabular.column_stats(pa.chunked_array([[float("inf")]]))
+    assert (only["min"], only["max"], only["mean"], only["std"]) == ("inf", "inf", None, None)
+    finite = tabular.column_stats(pa.chunked_array([[1.0, 2.0]]))
+    assert finite["infinite"] == 0 and finite["max"] == 2.0
+    assert "infinite" not in tabular.column_stats(pa.chunked_array([[1, 2]]))

@@ -13,6 +13,7 @@ from loopline.cli import _common
 from loopline.cli._common import esc, print_json
 from loopline.cli.data_add_summary import summary_lines
 from loopline.core.calendar import utc_text
+from loopline.core.columns import json_number
 from loopline.core.sizes import fmt_bytes
 from loopline.errors import ERROR_TABLE, ContractViolation, InvalidInput
 
@@ -309,7 +310,12 @@ def infer_contract_cmd(
     contract = infer(frame, name=name or default_name)
     contract.to_yaml(out)
     if json_out:
-        print_json({"data": label, "path": str(out), "contract": contract.to_dict()})
+        answer = contract.to_dict()
+        for rule in answer["columns"].values():  # JSON has no infinity (YAML's .inf is one)
+            for key in ("min", "max"):
+                if key in rule:
+                    rule[key] = json_number(rule[key])
+        print_json({"data": label, "path": str(out), "contract": answer})
     else:
         _common.console.print(
             f"contract for {esc(label)}: {len(contract.columns)} column(s) -> {esc(out)}"

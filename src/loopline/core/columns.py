@@ -1,5 +1,6 @@
 """Facts about columns: the database's types that code outside the schema needs, and the
-names of the tables users give (:func:`duplicate_names`).
+names of the tables users give (:func:`duplicate_names`), and how a value of a column is
+written as JSON (:func:`json_number`).
 
 Importable without SQLAlchemy, so that a parser of ids and versions (the dataset catalog's,
 say) does not load it.
@@ -11,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 #: The largest value an ``sa.Integer`` column holds on every backend (PostgreSQL's
@@ -56,3 +58,18 @@ def duplicate_names(names: Iterable[object]) -> list[str]:
     for name in map(str, names):
         (twice if name in seen else seen).add(name)
     return sorted(twice)
+
+
+def json_number(value: object) -> object:
+    """``value`` as JSON can hold it: a float infinity becomes the text ``"inf"`` or
+    ``"-inf"`` and NaN None (JSON has no form of them; orjson would write ``null`` for
+    both, and a column that gained infinities would look like one that lost its values).
+    Anything else is returned as it is.
+
+    Example:
+        >>> json_number(float("-inf")), json_number(float("nan")), json_number(2.5)
+        ('-inf', None, 2.5)
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value

@@ -47,7 +47,7 @@ from pydantic import (
     model_validator,
 )
 
-from loopline.core.columns import duplicate_names
+from loopline.core.columns import duplicate_names, json_number
 from loopline.errors import ContractViolation, InvalidInput
 
 __all__ = [
@@ -171,6 +171,16 @@ class ContractViolations(ContractViolation):
         self.violations = violations
 
 
+def _json_violation(v: Violation) -> dict[str, Any]:
+    data = asdict(v)
+    actual = v.actual
+    data["actual"] = (
+        [json_number(a) for a in actual] if isinstance(actual, list) else json_number(actual)
+    )
+    data["examples"] = [{**e, "value": json_number(e["value"])} for e in v.examples]
+    return data
+
+
 @dataclass(frozen=True)
 class ValidationReport:
     """What :meth:`Contract.validate` found; ``ok`` when nothing was violated."""
@@ -185,7 +195,7 @@ class ValidationReport:
         return not self.violations
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for JSON.
+        """Plain data for JSON: an infinite value is the text ``"inf"`` or ``"-inf"``.
 
         Example:
             >>> ValidationReport("c", 3, []).to_dict()["ok"]
@@ -195,7 +205,7 @@ class ValidationReport:
             "contract": self.contract,
             "ok": self.ok,
             "rows": self.rows,
-            "violations": [asdict(v) for v in self.violations],
+            "violations": [_json_violation(v) for v in self.violations],
         }
 
     def raise_for_violations(self) -> None:
@@ -216,10 +226,11 @@ class ValidationReport:
 
 
 def _py(value: Any) -> Any:
-    """A plain Python scalar (numpy scalars unwrapped, NaN -> None)."""
+    """A plain Python scalar (numpy scalars unwrapped, NaN -> None; an infinity stays one:
+    it is a value, and often the one that broke the rule)."""
     if hasattr(value, "item"):
         value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, float) and math.isnan(value):
         return None
     return value
 

@@ -7,7 +7,11 @@ name and type; and a numeric column's statistics "moved" when
 
 - its mean shifted by more than ``mean_tol`` standard deviations (of the older version),
 - its standard deviation changed by more than ``std_tol`` (relative), or
-- its share of nulls changed by more than ``null_tol`` (absolute, 0.01 = one point).
+- its share of nulls changed by more than ``null_tol`` (absolute, 0.01 = one point), or
+- its infinities (``inf``/``-inf``, counted in a floating-point column's ``infinite``
+  statistic): the column gained them where it had none, lost them all, or their share
+  changed by more than ``null_tol``. One infinity among a million rows is worth a line:
+  most models cannot take it.
 
 Example:
     >>> # d = diff_versions(a, b); d.rows_added, d.columns_added, d.stat_changes
@@ -123,7 +127,25 @@ def diff_stats(
         na, nb = null_share(sa_), null_share(sb)
         if na is not None and nb is not None and abs(nb - na) > null_tol:
             changes.append(StatChange(col, "null_share", na, nb))
+        if _infinities_moved(sa_, sb, null_tol):
+            changes.append(StatChange(col, "infinite", sa_["infinite"], sb["infinite"]))
     return changes
+
+
+def _infinities_moved(a: dict[str, Any], b: dict[str, Any], tol: float) -> bool:
+    """Whether a column gained or lost all its infinities, or their share moved past ``tol``.
+
+    Example:
+        >>> _infinities_moved({"count": 100, "infinite": 0}, {"count": 100, "infinite": 1}, 0.01)
+        True
+    """
+    ia, ib = a.get("infinite"), b.get("infinite")
+    if ia is None or ib is None:  # not a float column, or stats from before they were counted
+        return False
+    if (ia == 0) != (ib == 0):
+        return True
+    ta, tb = int(a.get("count", 0)), int(b.get("count", 0))
+    return bool(ta and tb and abs(ib / tb - ia / ta) > tol)
 
 
 def diff_rows(a_path: Path, b_path: Path, columns: list[str]) -> tuple[int, int]:

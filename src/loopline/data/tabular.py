@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from loopline.core.columns import duplicate_names
+from loopline.core.columns import duplicate_names, json_number
 from loopline.errors import InvalidInput
 
 TOP_VALUES = 5
@@ -134,10 +134,11 @@ def parquet_schema(path: Path) -> dict[str, str]:
 
 
 def _clean(value: Any) -> Any:
-    """A JSON-safe scalar: NaN/inf become None, dates ISO strings, numpy scalars Python,
-    decimals their exact text."""
+    """A JSON-safe scalar: NaN becomes None and an infinity the text ``"inf"``/``"-inf"``
+    (:func:`~loopline.core.columns.json_number`), dates ISO strings, decimals their exact
+    text."""
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        return json_number(value)
     if isinstance(value, decimal.Decimal):
         return str(value)
     if hasattr(value, "isoformat"):
@@ -171,22 +172,41 @@ def _is_categorical(t: pa.DataType) -> bool:
     return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_boolean(t))
 
 
+def _finite(value: float | None) -> float | None:
+    """A mean or standard deviation, or None when it overflowed (it has no useful text)."""
+    return value if value is not None and math.isfinite(value) else None
+
+
 def column_stats(col: pa.ChunkedArray) -> dict[str, Any]:
     """Statistics of one column: count and nulls always; min/max/mean/std for numbers
     (integer min/max exact, a decimal's as text); distinct count and top values for
     strings, booleans and categoricals; min/max for dates, times and durations (ISO 8601
     text); nothing more for binary, nested and interval columns. NaN counts as null.
 
+    A floating-point column also has ``infinite``, its number of ``inf`` and ``-inf``
+    values. They count as values (in ``count``) and as the column's ``min``/``max``,
+    written ``"-inf"``/``"inf"`` (JSON has no infinity); ``mean`` and ``std`` are those of
+    the finite values, so that one infinity does not hide how the rest moved. A
+    ``float16`` column's statistics are computed in ``float32`` (Arrow has no kernels for
+    half floats); the stored data keeps its type.
+
     Example:
         >>> column_stats(pa.chunked_array([[1.0, 3.0, None]]))["mean"]
         2.0
+        >>> s = column_stats(pa.chunked_array([[1.0, 3.0, float("inf")]]))
+        >>> s["max"], s["mean"], s["infinite"]
+        ('inf', 2.0, 1)
     """
     t = col.type
     if pa.types.is_dictionary(t):
         col = col.cast(t.value_type)
         t = t.value_type
+    if pa.types.is_float16(t):
+        col, t = col.cast(pa.float32()), pa.float32()
+    finite = col
     if pa.types.is_floating(t):
         col = pc.if_else(pc.is_nan(col), pa.scalar(None, t), col)
+        finite = pc.if_else(pc.is_inf(col), pa.scalar(None, t), col)
     nulls = int(col.null_count)
     stats: dict[str, Any] = {"count": len(col) - nulls, "nulls": nulls}
     if _is_numeric(t):
@@ -194,9 +214,12 @@ def column_stats(col: pa.ChunkedArray) -> dict[str, Any]:
         stats["min"], stats["max"] = _clean(mm["min"]), _clean(mm["max"])
         # An unsafe cast: integers past 2**53 (and wide decimals) have no exact float, which
         # the safe cast refuses; mean and std are approximate anyway, min and max are not.
-        as_float = col.cast(pa.float64(), safe=False) if not pa.types.is_floating(t) else col
-        stats["mean"] = _clean(pc.mean(as_float).as_py())
-        stats["std"] = _clean(pc.stddev(as_float, ddof=1).as_py()) if stats["count"] > 1 else None
+        as_float = finite.cast(pa.float64(), safe=False) if not pa.types.is_floating(t) else finite
+        n_finite = len(finite) - int(finite.null_count)
+        stats["mean"] = _finite(pc.mean(as_float).as_py())
+        stats["std"] = _finite(pc.stddev(as_float, ddof=1).as_py()) if n_finite > 1 else None
+        if pa.types.is_floating(t):
+            stats["infinite"] = stats["count"] - n_finite
     elif _is_categorical(t):
         counts = pc.value_counts(col.drop_null())
         pairs = sorted(
