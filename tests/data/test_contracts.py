@@ -342,3 +342,35 @@ def test_infer_keeps_infinite_bounds_through_yaml(tmp_path: Path) -> None:
     assert (c.columns["x"].min, c.columns["x"].max) == (-np.inf, np.inf)
     back = Contract.from_yaml(c.to_yaml(tmp_path / "c.yaml"))
     assert back == c and back.validate(df).ok
+
+
+def test_list_and_dict_columns_infer_and_validate() -> None:
+    # infer raised TypeError "unhashable type: 'list'" (and 'numpy.ndarray' for a list
+    # column read from Parquet); an allowed or unique rule on such a column crashed validate.
+    df = pd.DataFrame(
+        {
+            "tags": [["a"], ["b"], ["a"]],
+            "vec": [np.array([1.0]), np.array([2.0]), np.array([1.0])],
+            "meta": [{"k": 1}, {"k": 2}, {"k": 1}],
+            "n": [1, 2, 3],
+        }
+    )
+    c = infer(df)
+    for name in ("tags", "vec", "meta"):
+        rule = c.columns[name]
+        assert (rule.dtype, rule.allowed, rule.unique) == ("object", None, False), name
+    assert c.columns["n"].unique
+    assert c.validate(df).ok
+    strict = Contract(
+        {
+            "tags": ColumnRule(dtype="object", unique=True),
+            "vec": ColumnRule(dtype="object", unique=True),
+            "meta": ColumnRule(dtype="object", allowed=["x"]),
+            "n": ColumnRule(dtype="int64"),
+        }
+    )
+    found = _by_rule(strict.validate(df).violations)
+    assert set(found) == {("tags", "unique"), ("vec", "unique"), ("meta", "allowed")}
+    assert [e["row"] for e in found[("vec", "unique")].examples] == [0, 2]
+    assert found[("meta", "allowed")].actual == [{"k": 1}, {"k": 2}]
+    assert found[("vec", "unique")].examples[0]["value"] == [1.0]

@@ -229,3 +229,18 @@ def test_infinities_in_json_output_are_text(project: Path) -> None:
     (violation,) = json.loads(result.stdout)["violations"]
     assert (violation["rule"], violation["actual"]) == ("min", "-inf")
     assert violation["examples"] == [{"row": 1, "value": "-inf"}]
+
+
+def test_float16_and_list_columns_from_parquet(project: Path) -> None:
+    # "data add" of a float16 Parquet file and "infer-contract" of a list column failed
+    # with a raw Arrow/TypeError message and exit code 1.
+    pq.write_table(pa.table({"f": pa.array([1.5, 2.5], pa.float16())}), project / "half.parquet")
+    added = _json(project, "data", "add", "half", "half.parquet")
+    assert added["schema"] == {"f": "halffloat"} and added["stats"]["f"]["max"] == 2.5
+    lists = pa.table({"tags": [["a"], ["b"], ["a"]], "vec": [[1.0], [2.0], [1.0]], "n": [1, 2, 3]})
+    pq.write_table(lists, project / "lst.parquet")
+    _json(project, "data", "add", "lst", "lst.parquet")
+    inferred = _json(project, "data", "infer-contract", "lst@1", "lst.yaml")
+    assert inferred["contract"]["columns"]["tags"] == {"dtype": "object", "nullable": False}
+    ok = _json(project, "data", "validate", "lst@1", "--contract", "lst.yaml")
+    assert ok["ok"] is True

@@ -5,11 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 
+import numpy as np
 import orjson
+import pandas as pd
 import pyarrow as pa
 import pytest
 
+import loopline as ll
+from loopline.core.context import Context
 from loopline.data import tabular
+from loopline.errors import InvalidInput
 
 
 def test_integers_past_2_53_keep_exact_min_and_max() -> None:
@@ -94,3 +99,39 @@ def test_infinities_are_counted_and_shown_not_dropped() -> None:
     finite = tabular.column_stats(pa.chunked_array([[1.0, 2.0]]))
     assert finite["infinite"] == 0 and finite["max"] == 2.0
     assert "infinite" not in tabular.column_stats(pa.chunked_array([[1, 2]]))
+
+
+def test_float16_columns_get_statistics_in_float32() -> None:
+    # Arrow has no min_max kernel for half floats: registering one raised
+    # ArrowNotImplementedError.
+    col = pa.chunked_array([pa.array([1.5, None, float("inf"), -2.0], pa.float16())])
+    stats = tabular.column_stats(col)
+    assert (stats["min"], stats["max"], stats["mean"], stats["infinite"]) == (-2.0, "inf", -0.25, 1)
+    assert col.type == pa.float16()  # the column itself is not changed
+
+
+def test_register_float16_keeps_the_stored_type(ctx: Context) -> None:
+    df = pd.DataFrame({"f": np.array([1.5, 2.5], dtype="float16")})
+    v = ll.datasets.register("half", df)
+    assert v.schema == {"f": "halffloat"} and v.stats["f"]["mean"] == 2.0
+    assert v.to_pandas()["f"].dtype == np.float16
+
+
+@pytest.mark.parametrize(
+    "column",
+    [np.array([1 + 2j, 3j]), pd.Series([1 + 2j, 3j], dtype=object)],
+    ids=["complex128", "object"],
+)
+def test_complex_columns_are_refused_naming_the_column(column: object) -> None:
+    # A complex128 column raised ArrowNotImplementedError 'Unsupported numpy type 15'.
+    df = pd.DataFrame({"ok": [1, 2], "z": column})
+    with pytest.raises(InvalidInput, match="column 'z' holds complex numbers") as info:
+        tabular.from_pandas(df)
+    assert info.value.field == "source" and "df['z'].real" in (info.value.hint or "")
+
+
+def test_a_column_arrow_refuses_is_named() -> None:
+    df = pd.DataFrame({"ok": [1, 2], "mixed": pd.Series([1, "a"], dtype=object)})
+    with pytest.raises(InvalidInput, match="column 'mixed' cannot be stored") as info:
+        tabular.from_pandas(df)
+    assert "df['mixed'].astype(str)" in (info.value.hint or "")

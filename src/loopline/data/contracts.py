@@ -226,8 +226,10 @@ class ValidationReport:
 
 
 def _py(value: Any) -> Any:
-    """A plain Python scalar (numpy scalars unwrapped, NaN -> None; an infinity stays one:
-    it is a value, and often the one that broke the rule)."""
+    """A plain Python value (numpy scalars unwrapped, arrays as lists, NaN -> None; an
+    infinity stays one: it is a value, and often the one that broke the rule)."""
+    if getattr(value, "ndim", 0):  # an array held in a cell of a list column
+        return value.tolist()
     if hasattr(value, "item"):
         value = value.item()
     if isinstance(value, float) and math.isnan(value):
@@ -392,7 +394,37 @@ class Contract:
 
 
 def _unique_ignoring_nulls(series: Any) -> Any:
-    return ~series.duplicated(keep=False) | series.isna()
+    return ~_hashable(series).duplicated(keep=False) | series.isna()
+
+
+def _key(value: Any) -> Any:
+    """``value`` as something hashable that equals another's exactly when the values do:
+    lists, tuples and arrays as tuples, dicts as tuples of their items."""
+    if isinstance(value, dict):
+        items = sorted(((repr(k), _key(v)) for k, v in value.items()), key=lambda kv: kv[0])
+        return ("dict", tuple(items))
+    if isinstance(value, list | tuple) or bool(getattr(value, "ndim", 0)):
+        return ("seq", tuple(_key(v) for v in value))
+    return value
+
+
+def _hashable(series: Any) -> Any:
+    """``series``, or its values as :func:`_key` when some cannot be hashed (a list column
+    from Parquet holds arrays: pandas cannot compare them for ``unique`` or ``allowed``)."""
+    return series if _all_hashable(series) else series.map(_key)
+
+
+def _all_hashable(series: Any) -> bool:
+    import pandas as pd
+
+    if not pd.api.types.is_object_dtype(series.dtype):
+        return True
+    try:
+        for value in series:
+            hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 def _string_columns(df: Any) -> Any:
@@ -521,7 +553,8 @@ def _value_violation(
     if rule_name == "allowed":
         allowed = rule.allowed or []
         bad = series[series.notna() & ~series.isin(allowed)]
-        unexpected = sorted({_py(v) for v in bad.unique()}, key=str)[:10]
+        first = {_key(v): _py(v) for v in bad}  # a list is a value here too, not hashable
+        unexpected = sorted(first.values(), key=str)[:10]
         return Violation(column, "allowed", f"one of {allowed}", unexpected, examples)
     dupes = int(series[series.notna()].duplicated(keep=False).sum())
     return Violation(column, "unique", "all values unique", f"{dupes} rows share values", examples)
@@ -549,8 +582,9 @@ def infer(df: Any, *, name: str | None = None, row_tolerance: float | None = Non
     identifier, not a category; not for dates, decimals or bytes held as Python objects,
     which a YAML contract would give back as text); ``unique`` when every value differs
     and none is null (integers, strings and dates; not floating-point measurements,
-    booleans or categoricals; at least two rows). Rows: at least 1, no upper bound, or
-    ``n * (1 ± row_tolerance)`` when ``row_tolerance`` is given.
+    booleans or categoricals; at least two rows). A column of lists, arrays or dicts gets
+    neither ``allowed`` nor ``unique`` (its values are not plain). Rows: at least 1, no
+    upper bound, or ``n * (1 ± row_tolerance)`` when ``row_tolerance`` is given.
 
     Example:
         >>> import pandas as pd
@@ -565,6 +599,9 @@ def infer(df: Any, *, name: str | None = None, row_tolerance: float | None = Non
         series = frame[col]
         dtype = series.dtype
         non_null = series.dropna()
+        # Lists, arrays and dicts (a list column) have no set of values to allow, and
+        # pandas cannot tell whether they are unique.
+        hashable = _all_hashable(non_null)
         rule = ColumnRule(dtype=str(dtype), nullable=bool(len(non_null) < len(series)))
         if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
             if len(non_null):
@@ -573,7 +610,9 @@ def infer(df: Any, *, name: str | None = None, row_tolerance: float | None = Non
             levels = [_py(v) for v in dtype.categories]
             if len(levels) <= MAX_CATEGORIES and _plain(levels):
                 rule.allowed = sorted(levels, key=str)
-        elif pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
+        elif (pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype)) and (
+            hashable
+        ):
             distinct = [_py(v) for v in non_null.unique()]
             if (
                 len(distinct) <= MAX_CATEGORIES
@@ -582,7 +621,8 @@ def infer(df: Any, *, name: str | None = None, row_tolerance: float | None = Non
             ):
                 rule.allowed = sorted(distinct, key=str)
         if (
-            not _is_float(series)
+            hashable
+            and not _is_float(series)
             and not pd.api.types.is_bool_dtype(dtype)
             and not isinstance(dtype, pd.CategoricalDtype)
             and len(series) >= 2

@@ -43,6 +43,9 @@ PARQUET_COMPRESSION = "zstd"
 def from_pandas(df: Any) -> pa.Table:
     """An Arrow table from a pandas DataFrame (a non-default index is kept as columns).
 
+    A column Arrow cannot store (complex numbers, values of several types) is an
+    :class:`InvalidInput` naming it and saying what to store instead.
+
     Example:
         >>> import pandas as pd
         >>> from_pandas(pd.DataFrame({"a": [1]})).num_rows
@@ -56,14 +59,42 @@ def from_pandas(df: Any) -> pa.Table:
             field="source",
             hint="rename the columns so that each name is used once",
         )
+    for name in df.columns:
+        if df[name].dtype.kind == "c":
+            raise _complex_column(name)
     try:
         return pa.Table.from_pandas(df)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise InvalidInput(
-            f"the DataFrame cannot be stored as a table: {exc}",
-            field="source",
-            hint="give each column one type (e.g. df[col] = df[col].astype(str))",
-        ) from exc
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise _unstorable(df, exc) from exc
+
+
+def _complex_column(name: object) -> InvalidInput:
+    return InvalidInput(
+        f"column {name!r} holds complex numbers, which a table (Parquet) cannot store",
+        field="source",
+        hint=f"store the real and imaginary parts as two float columns "
+        f"(df[{name!r}].real and df[{name!r}].imag), or the values as text",
+    )
+
+
+def _unstorable(df: Any, exc: Exception) -> InvalidInput:
+    """The error for a DataFrame Arrow refused, naming the first column it refuses alone."""
+    for name in df.columns:
+        try:
+            pa.Table.from_pandas(df[[name]], preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as col_exc:
+            if any(isinstance(v, complex) for v in df[name]):
+                return _complex_column(name)
+            return InvalidInput(
+                f"column {name!r} cannot be stored as a table column: {col_exc}",
+                field="source",
+                hint=f"give the column one type (e.g. df[{name!r}] = df[{name!r}].astype(str))",
+            )
+    return InvalidInput(
+        f"the DataFrame cannot be stored as a table: {exc}",
+        field="source",
+        hint="give each column one type (e.g. df[col] = df[col].astype(str))",
+    )
 
 
 def read_csv(path: Path) -> pa.Table:
