@@ -174,6 +174,42 @@ def test_unreadable_contract_files(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("columns: [\n")
     with pytest.raises(InvalidInput, match="not valid YAML"):
         Contract.from_yaml(tmp_path / "bad.yaml")
+    # A folder and a binary file raised IsADirectoryError and UnicodeDecodeError.
+    with pytest.raises(InvalidInput, match="is a folder, not a contract file") as info:
+        Contract.from_yaml(tmp_path)
+    assert info.value.field == "contract"
+    (tmp_path / "bin.yaml").write_bytes(b"\x89PNG\r\n\x1a\n\xff")
+    with pytest.raises(InvalidInput, match=r"bin\.yaml is not a text file"):
+        Contract.from_yaml(tmp_path / "bin.yaml")
+
+
+def test_writing_a_contract_where_it_cannot_go(tmp_path: Path) -> None:
+    # Raw FileNotFoundError and IsADirectoryError.
+    c = infer(pd.DataFrame({"x": [1, 2]}))
+    with pytest.raises(InvalidInput, match=r"the folder .*nope does not exist") as info:
+        c.to_yaml(tmp_path / "nope" / "c.yaml")
+    assert info.value.field == "path" and "create the folder" in (info.value.hint or "")
+    with pytest.raises(InvalidInput, match="it is a folder"):
+        c.to_yaml(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "key", "line"),
+    [
+        ("columns:\n  age: {dtype: int64}\n  age: {dtype: str}\n", "age", 3),
+        ("columns:\n  a: {dtype: int64, min: 1, min: 5}\n", "min", 2),
+        ("columns: {}\nname: a\nname: b\n", "name", 3),
+    ],
+    ids=["column", "rule", "top-level"],
+)
+def test_a_key_written_twice_is_refused(
+    tmp_path: Path, yaml_text: str, key: str, line: int
+) -> None:
+    # YAML kept the last silently: a second "age:" replaced the first column's rules.
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(InvalidInput, match=f"line {line}: the key '{key}' is written twice"):
+        Contract.from_yaml(path)
 
 
 def _contract() -> Contract:

@@ -244,3 +244,17 @@ def test_float16_and_list_columns_from_parquet(project: Path) -> None:
     assert inferred["contract"]["columns"]["tags"] == {"dtype": "object", "nullable": False}
     ok = _json(project, "data", "validate", "lst@1", "--contract", "lst.yaml")
     assert ok["ok"] is True
+
+
+def test_contract_paths_that_are_not_files(project: Path) -> None:
+    # Raw FileNotFoundError / IsADirectoryError / UnicodeDecodeError, exit 1.
+    (project / "bin.yaml").write_bytes(b"\x89PNG\r\n\x1a\n\xff")
+    for args, message in [
+        (("infer-contract", "v1.csv", "nope/c.yaml"), "cannot write nope/c.yaml"),
+        (("infer-contract", "v1.csv", "images"), "cannot write images: it is a folder"),
+        (("validate", "v1.csv", "--contract", "images"), "images is a folder"),
+        (("validate", "v1.csv", "--contract", "bin.yaml"), "bin.yaml is not a text file"),
+    ]:
+        result = _loopline(project, "data", *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr and "Traceback" not in result.stderr

@@ -48,6 +48,7 @@ from pydantic import (
 )
 
 from loopline.core.columns import duplicate_names, json_number
+from loopline.core.yaml_files import read_yaml, write_text
 from loopline.errors import ContractViolation, InvalidInput
 
 __all__ = [
@@ -281,6 +282,9 @@ class Contract:
     def to_yaml(self, path: str | os.PathLike[str]) -> Path:
         """Write the contract as YAML (with a comment saying how to edit it); return the path.
 
+        A path that cannot be written (no such folder, a folder, no permission) is an
+        :class:`InvalidInput` on ``path``.
+
         Example:
             >>> # contract.to_yaml("churn.contract.yaml")
         """
@@ -293,7 +297,7 @@ class Contract:
             "# or not listed here is a violation.\n"
         )
         body = yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
-        out.write_text(header + body, encoding="utf-8")
+        write_text(out, header + body, field="path")
         return out
 
     @classmethod
@@ -301,24 +305,20 @@ class Contract:
         """Read a contract written by :meth:`to_yaml` (or by hand).
 
         A structural mistake is an :class:`InvalidInput` naming the key, e.g.
-        ``columns.age.mni: unknown key``.
+        ``columns.age.mni: unknown key``; so is a key written twice in one mapping (YAML
+        would keep the last silently), and a path that is no readable YAML file (missing,
+        a folder, not text).
 
         Example:
             >>> # contract = Contract.from_yaml("churn.contract.yaml")
         """
         src = Path(path)
-        try:
-            data = yaml.safe_load(src.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise InvalidInput(
-                f"there is no contract file at {src}",
-                field="contract",
-                hint="write one with: loopline data infer-contract DATA OUT.yaml",
-            ) from exc
-        except yaml.YAMLError as exc:
-            raise InvalidInput(
-                f"{src} is not valid YAML: {exc}", field="contract", hint="fix the YAML syntax"
-            ) from exc
+        data = read_yaml(
+            src,
+            field="contract",
+            what="contract file",
+            missing_hint="write one with: loopline data infer-contract DATA OUT.yaml",
+        )
         if not isinstance(data, dict):
             raise InvalidInput(
                 f"{src} does not hold a contract (a mapping with 'columns')",

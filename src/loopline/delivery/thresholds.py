@@ -55,6 +55,7 @@ from pydantic import (
     model_validator,
 )
 
+from loopline.core.yaml_files import UniqueKeyLoader
 from loopline.errors import InvalidInput
 
 Direction = Literal["higher", "lower"]
@@ -298,32 +299,6 @@ def parse_thresholds(data: Any, source: str = "thresholds") -> Thresholds:
         raise _structure_error(source, exc) from exc
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key written twice in one mapping: it kept the last
-    silently, so a second ``accuracy:`` entry replaced the bound above it."""
-
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        if isinstance(node, yaml.MappingNode):
-            seen: set[Any] = set()
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue  # '<<: *anchor' entries may be overridden, as YAML says
-                key = self.construct_object(key_node, deep=deep)
-                try:
-                    duplicate = key in seen
-                    seen.add(key)
-                except TypeError:
-                    continue  # unhashable: the base class says so
-                if duplicate:
-                    raise yaml.constructor.ConstructorError(
-                        "while constructing a mapping",
-                        node.start_mark,
-                        f"found the key {key!r} twice",
-                        key_node.start_mark,
-                    )
-        return super().construct_mapping(node, deep=deep)
-
-
 def load_thresholds(path: str | os.PathLike[str]) -> Thresholds:
     """Read and check a thresholds YAML file.
 
@@ -332,7 +307,7 @@ def load_thresholds(path: str | os.PathLike[str]) -> Thresholds:
     """
     src = Path(path)
     try:
-        data = yaml.load(src.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a SafeLoader
+        data = yaml.load(src.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)  # a SafeLoader
     except FileNotFoundError as exc:
         raise InvalidInput(
             f"there is no thresholds file at {src}",
