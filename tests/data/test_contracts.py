@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import re
 from pathlib import Path
 
 import numpy as np
@@ -139,8 +140,46 @@ def test_a_bad_contract_file_names_the_bad_key(tmp_path: Path, yaml_text: str, k
         ("columns:\n  a: {dtype: bool, min: 0}\n", "columns.a", "min applies to numbers"),
         ("columns:\n  a: {dtype: int64, min: 10, max: 1}\n", "columns.a", "min 10 is greater"),
         ("rows: {min: 10, max: 1}\ncolumns: {}\n", "rows", "min 10 is greater than max 1"),
+        # NaN compares false with everything: every row failed the rule.
+        ("columns:\n  a: {dtype: float64, max: .nan}\n", "columns.a.max", "NaN is not a bound"),
+        ("columns:\n  a: {dtype: float64, min: yes}\n", "columns.a.min", "True is not a number"),
+        ("columns:\n  a: {dtype: int64, min: '3'}\n", "columns.a.min", "'3' is not a number"),
+        # An allowed value of the wrong type failed only at validation, on every row.
+        (
+            "columns:\n  n: {dtype: int64, allowed: ['1', '2']}\n",
+            "columns.n",
+            "allowed holds '1' (str), and dtype int64 holds integers: it can never match",
+        ),
+        (
+            "columns:\n  zip: {dtype: str, allowed: [501, 2134]}\n",
+            "columns.zip",
+            "allowed holds 501 (int), and dtype str holds text",
+        ),
+        (
+            "columns:\n  n: {dtype: Int64, allowed: [1, 1.5]}\n",
+            "columns.n",
+            "allowed holds 1.5 (float), and dtype Int64 holds integers",
+        ),
+        (
+            "columns:\n  b: {dtype: bool, allowed: [0, 1]}\n",
+            "columns.b",
+            "allowed holds 0 (int), and dtype bool holds booleans",
+        ),
     ],
-    ids=["min-on-object", "max-on-str", "min-on-bool", "column-min-over-max", "rows-min-over-max"],
+    ids=[
+        "min-on-object",
+        "max-on-str",
+        "min-on-bool",
+        "column-min-over-max",
+        "rows-min-over-max",
+        "nan-bound",
+        "bool-bound",
+        "text-bound",
+        "text-allowed-on-int",
+        "int-allowed-on-str",
+        "fraction-allowed-on-int",
+        "int-allowed-on-bool",
+    ],
 )
 def test_rules_that_cannot_hold_are_refused_when_loading(
     tmp_path: Path, yaml_text: str, key: str, message: str
@@ -149,7 +188,7 @@ def test_rules_that_cannot_hold_are_refused_when_loading(
     # "min > max" was accepted and refused every value.
     path = tmp_path / "c.yaml"
     path.write_text(yaml_text)
-    with pytest.raises(InvalidInput, match=message) as info:
+    with pytest.raises(InvalidInput, match=re.escape(message)) as info:
         Contract.from_yaml(path)
     assert info.value.field == key
     assert f"{key}: {message}" in str(info.value)
@@ -163,6 +202,21 @@ def test_rules_that_cannot_hold_are_refused_when_built() -> None:
     with pytest.raises(ValueError, match="min 10 is greater than max 1"):
         RowRule(min=10, max=1)
     assert ColumnRule(dtype="Int64", min=1, max=1).min == 1
+    # Values the dtype can hold stay allowed; object and category columns hold anything.
+    assert ColumnRule(dtype="float64", allowed=[1, 2.5]).allowed == [1, 2.5]
+    assert ColumnRule(dtype="int64", allowed=[1, 2.0]).allowed == [1, 2.0]
+    assert ColumnRule(dtype="object", allowed=[1, "a", True]).allowed == [1, "a", True]
+    assert ColumnRule(dtype="category", allowed=["a", 1]).allowed == ["a", 1]
+
+
+def test_infer_of_something_else_says_what_it_needs() -> None:
+    # It said "can only validate a pandas DataFrame".
+    with pytest.raises(InvalidInput, match="can only infer a contract from a pandas DataFrame"):
+        ll.contracts.infer("x.csv")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="not a PosixPath") as info:
+        ll.contracts.infer(Path("x.csv"))  # type: ignore[arg-type]
+    assert "pd.read_csv(path)" in (info.value.hint or "")
+    assert "loopline data infer-contract" in (info.value.hint or "")
 
 
 def test_unreadable_contract_files(tmp_path: Path) -> None:

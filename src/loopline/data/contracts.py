@@ -10,8 +10,9 @@ Used as ``ll.contracts``::
 
 A contract names every column with its dtype (a pandas dtype string such as ``int64``,
 ``float64``, ``str``, ``bool``, ``category``, ``datetime64[ns]``) and optionally:
-``nullable`` (false: no nulls), ``min``/``max`` (numbers), ``allowed`` (the set of values),
-``unique``; and a row-count range. A missing column and an extra column are violations:
+``nullable`` (false: no nulls), ``min``/``max`` (numbers; not NaN), ``allowed`` (the set of
+values, each of a type the dtype holds: no ``'1'`` for an ``int64`` column), ``unique``; and
+a row-count range. A missing column and an extra column are violations:
 a model trained on 50 features never silently gets 48.
 
 Validation is built on pandera: the contract becomes a ``pandera.DataFrameSchema`` run
@@ -93,6 +94,22 @@ class ColumnRule(BaseModel):
             ) from exc
         return value
 
+    @field_validator("min", "max", mode="before")
+    @classmethod
+    def _a_number(cls, value: Any) -> Any:
+        # Lax mode read "min: yes" as 1 and the text "3" as 3.
+        if isinstance(value, bool | str):
+            raise ValueError(f"{value!r} is not a number (write a number, e.g. 3 or 0.5)")
+        return value
+
+    @field_validator("min", "max")
+    @classmethod
+    def _not_nan(cls, value: float | None) -> float | None:
+        # NaN compares false with everything: every row would break the rule.
+        if isinstance(value, float) and math.isnan(value):
+            raise ValueError("NaN is not a bound: no value compares with it (remove the rule)")
+        return value
+
     @model_validator(mode="after")
     def _sensible_range(self) -> ColumnRule:
         if (self.min is not None or self.max is not None) and not _is_number_dtype(self.dtype):
@@ -102,6 +119,7 @@ class ColumnRule(BaseModel):
                 "(remove the rule, or use allowed)"
             )
         _check_range(self.min, self.max)
+        _check_allowed(self.dtype, self.allowed)
         return self
 
 
@@ -112,6 +130,60 @@ def _is_number_dtype(dtype: str) -> bool:
 
     native = pandas_engine.Engine.dtype(dtype).type
     return bool(pd.api.types.is_numeric_dtype(native) and not pd.api.types.is_bool_dtype(native))
+
+
+#: What each kind of dtype can hold, and a value of that kind for a message.
+_KINDS: dict[str, tuple[str, str]] = {
+    "integer": ("integers", "1"),
+    "float": ("numbers", "0.5"),
+    "bool": ("booleans", "true"),
+    "string": ("text", "'a'"),
+}
+
+
+def _dtype_kind(dtype: str) -> str | None:
+    """integer, float, bool or string for a dtype ``allowed`` values can be checked
+    against; None for the others (object and category hold anything)."""
+    import pandas as pd
+    from pandera.engines import pandas_engine
+
+    native = pandas_engine.Engine.dtype(dtype).type
+    t = pd.api.types
+    if t.is_object_dtype(native) or isinstance(native, pd.CategoricalDtype):
+        return None
+    if t.is_bool_dtype(native):
+        return "bool"
+    if t.is_integer_dtype(native):
+        return "integer"
+    if t.is_float_dtype(native):
+        return "float"
+    return "string" if t.is_string_dtype(native) else None
+
+
+def _fits(kind: str, value: Scalar) -> bool:
+    if kind == "bool" or isinstance(value, bool):
+        return kind == "bool" and isinstance(value, bool)
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "integer":
+        return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    return isinstance(value, int | float)
+
+
+def _check_allowed(dtype: str, allowed: list[Scalar] | None) -> None:
+    """Refuse an ``allowed`` value the column's dtype cannot hold: it could never match,
+    and validation would call every value of the column unexpected."""
+    kind = _dtype_kind(dtype) if allowed else None
+    if kind is None or allowed is None:
+        return
+    wrong = [v for v in allowed if not _fits(kind, v)]
+    if wrong:
+        holds, example = _KINDS[kind]
+        raise ValueError(
+            f"allowed holds {wrong[0]!r} ({type(wrong[0]).__name__}), and dtype {dtype} holds "
+            f"{holds}: it can never match (write the values as {holds}, e.g. {example}, "
+            "or change the dtype)"
+        )
 
 
 def _check_range(low: float | None, high: float | None) -> None:
@@ -346,7 +418,7 @@ class Contract:
         import pandera.errors
         import pandera.pandas as pa
 
-        frame = _string_columns(df)
+        frame = _string_columns(df, "validate", "validate PATH --contract FILE")
         schema, check_rules = self._pandera_schema(frame, pa)
         try:
             schema.validate(frame, lazy=True)
@@ -427,14 +499,19 @@ def _all_hashable(series: Any) -> bool:
     return True
 
 
-def _string_columns(df: Any) -> Any:
+def _string_columns(df: Any, doing: str, command: str) -> Any:
+    """``df`` with its column names as text; ``doing`` says what needs a DataFrame, and
+    ``command`` the CLI command that reads a file for you."""
     import pandas as pd
 
     if not isinstance(df, pd.DataFrame):
+        hint = "convert it first, e.g. table.to_pandas()"
+        if isinstance(df, str | os.PathLike):
+            hint = f"read the file first, e.g. pd.read_csv(path); or run: loopline data {command}"
         raise InvalidInput(
-            f"can only validate a pandas DataFrame, not a {type(df).__name__}",
+            f"can only {doing} a pandas DataFrame, not a {type(df).__name__}",
             field="df",
-            hint="convert it first, e.g. table.to_pandas()",
+            hint=hint,
         )
     dupes = duplicate_names(df.columns)
     if dupes:
@@ -593,7 +670,7 @@ def infer(df: Any, *, name: str | None = None, row_tolerance: float | None = Non
     """
     import pandas as pd
 
-    frame = _string_columns(df)
+    frame = _string_columns(df, "infer a contract from", "infer-contract PATH OUT.yaml")
     columns: dict[str, ColumnRule] = {}
     for col in frame.columns:
         series = frame[col]
