@@ -258,3 +258,13 @@ def test_contract_paths_that_are_not_files(project: Path) -> None:
         result = _loopline(project, "data", *args)
         assert result.returncode == 2, (args, result.stderr)
         assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_csv_zip_codes_keep_their_leading_zeros(project: Path) -> None:
+    # loopline data add stored the zip column as [501, 2134].
+    (project / "zip.csv").write_text("id,zip\n1,00501\n2,02134\n")
+    added = _json(project, "data", "add", "zips", "zip.csv")
+    assert added["schema"] == {"id": "int64", "zip": "string"}
+    assert [t["value"] for t in added["stats"]["zip"]["top"]] == ["00501", "02134"]
+    inferred = _json(project, "data", "infer-contract", "zips@1", "zips.yaml")
+    assert inferred["contract"]["columns"]["zip"]["dtype"] == "str"

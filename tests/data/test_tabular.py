@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -135,3 +136,46 @@ def test_a_column_arrow_refuses_is_named() -> None:
     with pytest.raises(InvalidInput, match="column 'mixed' cannot be stored") as info:
         tabular.from_pandas(df)
     assert "df['mixed'].astype(str)" in (info.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "values"),
+    [
+        ("00501\n02134\n", "string", ["00501", "02134"]),  # zip codes
+        ("+4930123\n4940\n", "string", ["+4930123", "4940"]),  # phone numbers
+        ("-007\n5\n", "string", ["-007", "5"]),
+        (" 007\n5\n", "string", [" 007", "5"]),  # Arrow trims spaces around numbers
+        ("01.5\n2\n", "string", ["01.5", "2"]),
+        ("99999999999999999999\n1\n", "string", ["99999999999999999999", "1"]),  # past int64
+        ("9007199254740993\n1.5\n", "string", ["9007199254740993", "1.5"]),  # a double rounds
+        ("\nNA\nnull\n", "string", ["", "NA", "null"]),  # no value at all: not Arrow's null
+        # Numbers that keep everything they say stay numbers.
+        ("0\n-0.25\n0.5\n1e3\n 12\n1.50\n", "double", [0.0, -0.25, 0.5, 1000.0, 12.0, 1.5]),
+        ("9007199254740992\n1e20\ninf\n", "double", [2.0**53, 1e20, float("inf")]),
+        ("0\n-3\n9223372036854775807\n\n", "int64", [0, -3, 2**63 - 1, None]),
+    ],
+    ids=[
+        "zip",
+        "plus",
+        "negative-zero-padded",
+        "space-then-zero",
+        "zero-padded-float",
+        "past-int64",
+        "past-2-53-in-doubles",
+        "no-values",
+        "floats",
+        "big-doubles",
+        "ints",
+    ],
+)
+def test_csv_numbers_keep_the_text_they_would_lose(
+    tmp_path: Path, text: str, kind: str, values: list[object]
+) -> None:
+    # "00501" was read as 501, "+4930123" as 4930123.0, a 20-digit id as 1e20, and a column
+    # with no value typed null.
+    path = tmp_path / "t.csv"
+    path.write_text("id,x\n" + "".join(f"{i},{v}\n" for i, v in enumerate(text.split("\n")[:-1])))
+    table = tabular.read_csv(path)
+    assert str(table.schema.field("x").type) == kind
+    assert table.column("x").to_pylist() == values
+    assert table.schema.field("id").type == pa.int64()

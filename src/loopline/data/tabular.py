@@ -11,6 +11,15 @@ expects a number then reports a ``dtype`` violation naming the column. A CSV tha
 cannot parse (a row with the wrong number of fields, say) is an :class:`InvalidInput`
 naming the file and the line.
 
+A column of numbers whose text a number would not give back is kept as ``string`` too, so
+that no information is lost: a value with a leading zero (``00501``, a zip code; ``0.5``
+is a number), a leading ``+`` (``+4930...``, a phone number), or in a column of
+floating-point numbers an integer past 2**53 (a long id, which a double rounds). Spaces
+around a number and the spelling of a float (``1.50``, ``1e3``) are not information. A
+column with no value at all (only empty cells or null markers such as ``NA``) is
+``string`` as well, its cells kept verbatim as in any text column, rather than Arrow's
+``null`` type: nothing in the file says it holds numbers.
+
 Example:
     >>> import pyarrow as pa
     >>> t = pa.table({"x": [1, 2, None], "c": ["a", "b", "a"]})
@@ -97,21 +106,119 @@ def _unstorable(df: Any, exc: Exception) -> InvalidInput:
     )
 
 
+#: Text a number would not give back after spaces (rare: tested one by one).
+_SIGNIFICANT_TEXT = r"^\s*(\+|-?0[0-9])"
+
+
 def read_csv(path: Path) -> pa.Table:
-    """Read a CSV file into Arrow; mixed columns become ``string`` (see module docstring).
+    """Read a CSV file into Arrow; mixed columns become ``string``, and so do columns whose
+    text a number would not give back (see module docstring).
 
     Example:
         >>> # read_csv(Path("train.csv")).schema
     """
     parse = pcsv.ParseOptions(delimiter="\t" if path.name.lower().endswith(".tsv") else ",")
     try:
-        return pcsv.read_csv(path, parse_options=parse)
+        return _keep_text(path, parse, pcsv.read_csv(path, parse_options=parse))
     except pa.ArrowInvalid as exc:
         raise InvalidInput(
             f"{path} is not a CSV file Loopline can read: {exc}",
             field="source",
             hint="fix the file, or load it with pandas and register the DataFrame",
         ) from exc
+
+
+def _keep_text(path: Path, parse: pcsv.ParseOptions, table: pa.Table) -> pa.Table:
+    """``table`` with its number and all-null columns read again as text where the text
+    carries what a number would lose (:func:`_number_loses_text`), or where there is no
+    value at all (Arrow types such a column ``null``)."""
+    names = table.column_names
+    suspects = [
+        f.name
+        for f in table.schema
+        if pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_null(f.type)
+    ]
+    if not suspects or duplicate_names(names):  # duplicate names are refused where stored
+        return table
+    # A second read, of these columns only and without parsing: Arrow's reader cannot keep
+    # both a column's text and its inferred type.
+    convert = pcsv.ConvertOptions(
+        include_columns=suspects, column_types=dict.fromkeys(suspects, pa.string())
+    )
+    text = pcsv.read_csv(path, parse_options=parse, convert_options=convert)
+    for name in suspects:
+        typ = table.schema.field(name).type
+        if pa.types.is_null(typ) or _number_loses_text(text.column(name), table.column(name)):
+            table = table.set_column(names.index(name), name, text.column(name))
+    return table
+
+
+def _number_loses_text(text: pa.ChunkedArray, numbers: pa.ChunkedArray) -> bool:
+    """Whether ``numbers``, parsed from ``text``, lose some of it: a leading zero ("00501",
+    a zip code; "0.5" is a number), a leading "+" ("+4930...", a phone number), or an
+    integer past 2**53 (a long id) that a double rounds.
+
+    Example:
+        >>> zips = pa.chunked_array([["00501", "2134"]])
+        >>> _number_loses_text(zips, zips.cast(pa.int64()))
+        True
+        >>> floats = pa.chunked_array([["0.5", "-12", "1e20"]])
+        >>> _number_loses_text(floats, floats.cast(pa.float64()))
+        False
+    """
+    # The first bytes of each value, compared with NumPy: Arrow's regular expressions (or
+    # even several starts_with) cost as much as reading the file again.
+    first, second, third = _leading_bytes(text, 3)
+
+    def digit(b: Any) -> Any:
+        return (b >= ord("0")) & (b <= ord("9"))
+
+    zero, minus = ord("0"), ord("-")
+    lost = (first == ord("+")) | ((first == zero) & digit(second))
+    if bool((lost | ((first == minus) & (second == zero) & digit(third))).any()):
+        return True
+    spaced = (first == ord(" ")) | (first == ord("\t"))  # Arrow trims spaces around numbers
+    if spaced.any():
+        padded = text.filter(pa.array(spaced))
+        if pc.any(pc.match_substring_regex(padded, _SIGNIFICANT_TEXT)).as_py():
+            return True
+    if not pa.types.is_floating(numbers.type):
+        return False  # int64 holds every integer Arrow typed int64 exactly
+    # Past 2**53 a double skips integers: compare the text of integer literals (a long id)
+    # with the double; a float's text ("1e20", "2.5e16") is not an int() and is a number.
+    big = pc.fill_null(pc.greater_equal(pc.abs(numbers), 2.0**53), False)
+    pairs = zip(text.filter(big).to_pylist(), numbers.filter(big).to_pylist(), strict=True)
+    return any(_integer_text(t) not in (None, int(x)) for t, x in pairs if math.isfinite(x))
+
+
+def _integer_text(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _leading_bytes(text: pa.ChunkedArray, n: int) -> list[Any]:
+    """The first ``n`` bytes of the values of a ``string`` column: ``n`` NumPy arrays (the
+    first bytes, the second bytes, ...), 0 past the end of a value.
+
+    Example:
+        >>> [b.tolist() for b in _leading_bytes(pa.chunked_array([["ab", ""]]), 2)]
+        [[97, 0], [98, 0]]
+    """
+    import numpy as np
+
+    columns: list[list[Any]] = [[np.zeros(0, np.uint8)] for _ in range(n)]
+    for chunk in text.chunks:
+        _, offsets_buf, data_buf = chunk.buffers()
+        offsets = np.frombuffer(offsets_buf, np.int32)[chunk.offset : chunk.offset + len(chunk) + 1]
+        data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+        starts, lengths = offsets[:-1], np.diff(offsets)
+        last = max(len(data) - 1, 0)
+        safe = data if len(data) else np.zeros(1, np.uint8)
+        for i in range(n):
+            columns[i].append(np.where(lengths > i, safe[np.minimum(starts + i, last)], 0))
+    return [np.concatenate(parts).astype(np.uint8) for parts in columns]
 
 
 def read_parquet(path: Path) -> pa.Table:
