@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import json
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +180,38 @@ def test_csv_numbers_keep_the_text_they_would_lose(
     assert str(table.schema.field("x").type) == kind
     assert table.column("x").to_pylist() == values
     assert table.schema.field("id").type == pa.int64()
+
+
+@pytest.mark.parametrize(
+    ("values", "row", "back"),
+    [
+        ([{"a": 1}, {"b": 2}], 0, "{'a': 1, 'b': None}"),  # other keys: filled with null
+        ([{"a": 1}, {"a": 1.5}], 0, "{'a': 1.0}"),  # an int among floats: a float
+        ([{"a": {"x": 1}}, {"a": {"y": 2}}], 0, "{'a': {'x': 1, 'y': None}}"),
+        ([[{"a": 1}], [{"b": 1}]], 0, "[{'a': 1, 'b': None}]"),  # lists of dicts
+    ],
+    ids=["keys", "int-to-float", "nested-keys", "list-of-dicts"],
+)
+def test_dicts_a_table_would_change_are_refused(values: list[object], row: int, back: str) -> None:
+    # They were stored as a struct with every key: {'a': 1} read back as {'a': 1.0, 'b': None}.
+    df = pd.DataFrame({"id": range(len(values)), "d": values})
+    with pytest.raises(InvalidInput, match="column 'd' holds dicts a table would change") as info:
+        tabular.from_pandas(df)
+    assert f"row {row} " in info.value.message and info.value.message.endswith(back)
+    assert "df['d'].map(json.dumps)" in (info.value.hint or "")
+
+
+def test_dicts_of_one_shape_round_trip(ctx: Context) -> None:
+    values = [{"a": 1, "t": "x", "v": [1.5]}, None, {"a": None, "t": "y", "v": []}]
+    v = ll.datasets.register("dicts", pd.DataFrame({"d": values}))
+    assert v.to_arrow().column("d").to_pylist() == values
+    # JSON text, as the hint says, keeps any dict.
+    mixed = pd.DataFrame({"d": [{"a": 1}, {"b": 2.5}]})
+    text = ll.datasets.register("json", mixed.assign(d=mixed.d.map(json.dumps)))
+    assert [json.loads(t) for t in text.to_pandas().d] == list(mixed.d)
+
+
+def test_a_dict_column_arrow_refuses_gets_the_json_hint() -> None:
+    with pytest.raises(InvalidInput, match="column 'd' cannot be stored") as info:
+        tabular.from_pandas(pd.DataFrame({"d": [{"a": True}, {"a": 1}]}))
+    assert "json.dumps" in (info.value.hint or "")

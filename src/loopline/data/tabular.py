@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import decimal
 import math
+import numbers
 import os
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,8 @@ def from_pandas(df: Any) -> pa.Table:
     """An Arrow table from a pandas DataFrame (a non-default index is kept as columns).
 
     A column Arrow cannot store (complex numbers, values of several types) is an
-    :class:`InvalidInput` naming it and saying what to store instead.
+    :class:`InvalidInput` naming it and saying what to store instead. So is a column of
+    dicts that Arrow would change (:func:`_check_dicts`).
 
     Example:
         >>> import pandas as pd
@@ -72,9 +74,92 @@ def from_pandas(df: Any) -> pa.Table:
         if df[name].dtype.kind == "c":
             raise _complex_column(name)
     try:
-        return pa.Table.from_pandas(df)
+        table = pa.Table.from_pandas(df)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
         raise _unstorable(df, exc) from exc
+    # The DataFrame's columns come first, in order (an index kept as columns follows).
+    for i, name in enumerate(df.columns):
+        _check_dicts(name, df[name], table.column(i))
+    return table
+
+
+def _check_dicts(name: object, series: Any, stored: pa.ChunkedArray) -> None:
+    """Refuse a column of dicts (or of lists of dicts) that would not read back as it was.
+
+    Arrow stores dicts as a struct: one set of keys, each with one type. Dicts with other
+    keys get the missing ones as null, and an int among floats becomes a float, silently
+    (``{"a": 1}, {"b": 2}`` read back as ``{"a": 1.0, "b": None}, ...``). Such a column is
+    an :class:`InvalidInput` naming it and the first row that would change; dicts with the
+    same keys and value types are stored as they are.
+
+    Example:
+        >>> import pandas as pd
+        >>> s = pd.Series([{"a": 1}, {"b": 2}])
+        >>> try:
+        ...     _check_dicts("d", s, pa.chunked_array([pa.array(list(s))]))
+        ... except InvalidInput as e:
+        ...     print(e.message.split(": ", 1)[1])
+        row 0 {'a': 1} would read back as {'a': 1, 'b': None}
+    """
+    if series.dtype != object or not any(_holds_dict(v) for v in series):
+        return
+    for row, value, back in zip(series.index, series, stored.to_pylist(), strict=True):
+        if not _same(value, back):
+            raise InvalidInput(
+                f"column {name!r} holds dicts a table would change: row {row!r} "
+                f"{_short(value)} would read back as {_short(back)}",
+                field="source",
+                hint=_json_hint(name),
+            )
+
+
+def _json_hint(name: object) -> str:
+    return (
+        f"store them as JSON text: df[{name!r}] = df[{name!r}].map(json.dumps) (json.loads "
+        "reads them back); or give every dict the same keys, each with values of one type"
+    )
+
+
+def _holds_dict(value: Any) -> bool:
+    return isinstance(value, dict) or (
+        isinstance(value, list | tuple) and any(isinstance(v, dict) for v in value)
+    )
+
+
+def _same(value: Any, back: Any) -> bool:
+    """Whether ``back`` (as Arrow gives it back) is ``value``: same keys, same length, and
+    each scalar of the same kind (bool, integer, float, text) and equal; NaN is null."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return back is None
+    if isinstance(value, dict):
+        return (
+            isinstance(back, dict)
+            and set(value) == set(back)
+            and all(_same(v, back[k]) for k, v in value.items())
+        )
+    if isinstance(value, list | tuple) or bool(getattr(value, "ndim", 0)):
+        return (
+            isinstance(back, list)
+            and len(value) == len(back)
+            and all(_same(v, b) for v, b in zip(value, back, strict=True))
+        )
+    kind = _kind(value)
+    return kind == _kind(back) and bool(value == back)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return "bool"
+    if isinstance(value, numbers.Integral):
+        return "int"
+    if isinstance(value, numbers.Real):
+        return "float"
+    return "other"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _complex_column(name: object) -> InvalidInput:
@@ -94,10 +179,13 @@ def _unstorable(df: Any, exc: Exception) -> InvalidInput:
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as col_exc:
             if any(isinstance(v, complex) for v in df[name]):
                 return _complex_column(name)
+            dicts = any(_holds_dict(v) for v in df[name])
             return InvalidInput(
                 f"column {name!r} cannot be stored as a table column: {col_exc}",
                 field="source",
-                hint=f"give the column one type (e.g. df[{name!r}] = df[{name!r}].astype(str))",
+                hint=_json_hint(name)
+                if dicts
+                else f"give the column one type (e.g. df[{name!r}] = df[{name!r}].astype(str))",
             )
     return InvalidInput(
         f"the DataFrame cannot be stored as a table: {exc}",
