@@ -220,3 +220,27 @@ def test_a_feature_all_null_or_of_another_type_in_a_window_is_drifted_with_why(
     assert w.drift_notes == {"spend": note}
     assert w.to_dict()["drift_notes"] == {"spend": note}
     assert w.value("drift_share") == 0.5 and w.value("drifted_features") == 1.0
+
+
+def test_throughput_is_none_when_a_window_cannot_measure_a_rate(embedded_ctx: Context) -> None:
+    # Five requests logged back to back: a window of one request was divided by a 1e-9 s
+    # floor (1e9 requests per second), and two requests microseconds apart by their span.
+    for i in range(5):
+        ll.monitor.log_prediction(f"t-{i}", "m2", 1, [{"x": 1.0}], [1], latency_ms=1.0)
+    by_two = ll.monitor.performance("m2", window=2)
+    assert [w.throughput_rps for w in by_two] == [2.0, 2.0, None]
+    assert by_two[-1].to_dict()["throughput_rps"] is None
+    [hour] = ll.monitor.performance("m2", window="hour")
+    assert hour.throughput_rps == 5.0  # the same one-second floor as the windows of N
+    ceiling = ll.monitor.AlertRule(metric="throughput_rps", op=">", threshold=100)
+    assert ll.monitor.check_rules([ceiling], [*by_two, hour]) == []
+    ll.monitor.log_prediction("alone", "m3", 1, [{"x": 1.0}], [1], latency_ms=1.0)
+    assert [w.throughput_rps for w in ll.monitor.performance("m3", window="day")] == [None]
+
+
+def test_throughput_is_requests_over_their_span() -> None:
+    from loopline.monitoring.performance import throughput
+
+    assert throughput(pd.Series([0.0, 10.0, 20.0, 40.0])) == 0.1
+    assert throughput(pd.Series([3.0, 3.0, 3.0])) is None  # one instant: no rate
+    assert throughput(pd.Series([], dtype=float)) is None

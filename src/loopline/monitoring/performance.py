@@ -45,6 +45,7 @@ class WindowMetrics:
     it had one row or the label was sent for every row (:mod:`.label_join`). Labels that
     fit no row are counted, not compared: ``no_row_labels`` (requests of several rows
     labelled as a whole) and ``out_of_range_labels`` (a row the request does not have).
+    ``throughput_rps`` is None when the window cannot measure a rate (:func:`throughput`).
 
     Drift (with a reference): ``drifted`` lists the features that trigger - their values
     drifted, their share of missing values rose, or they are missing or broken (all null,
@@ -288,6 +289,34 @@ def reference_sketch(reference: Any, features: list[str] | None) -> DriftSketch:
     return DriftSketch.from_reference(reference, columns=features)
 
 
+#: The shortest span a window's rate is measured over, in seconds (see :func:`throughput`).
+MIN_RATE_SPAN_S = 1.0
+
+
+def throughput(stamps: pd.Series) -> float | None:
+    """Requests per second of a window, from its requests' timestamps: their number over
+    the span from the first to the last, a second at least; None when the window cannot
+    measure a rate - fewer than two requests, or all logged at one instant.
+
+    Why the floor: a timestamp is taken when an answer is queued, by each server worker's
+    own clock, so a span under a second is more the clocks' and the queue's jitter than
+    the traffic's - five requests logged 40 microseconds apart are not 100,000 requests per
+    second. Windows of an hour, a day and N requests all measure alike.
+
+    Example:
+        >>> throughput(pd.Series([0.0, 5.0, 10.0])), throughput(pd.Series([0.0, 0.001]))
+        (0.3, 2.0)
+        >>> throughput(pd.Series([7.0])), throughput(pd.Series([7.0, 7.0])) is None
+        (None, True)
+    """
+    if len(stamps) < 2:
+        return None
+    span = float(stamps.max()) - float(stamps.min())
+    if not span > 0:
+        return None
+    return len(stamps) / max(span, MIN_RATE_SPAN_S)
+
+
 def _percentile(values: pd.Series, q: float) -> float | None:
     vals = values.dropna().to_numpy(dtype=float)
     return float(np.percentile(vals, q)) if len(vals) else None
@@ -346,12 +375,7 @@ def performance(
         w_start = float(cast(float, parts[0]))
         version = str(parts[1]) if by_version else "*"
         requests = group.drop_duplicates("_request_id")
-        if isinstance(window, int):
-            w_end = float(group["_ts"].max())
-            seconds = max(w_end - float(group["_ts"].min()), 1e-9)
-        else:
-            w_end = w_start + span
-            seconds = max(float(group["_ts"].max()) - float(group["_ts"].min()), 1.0)
+        w_end = float(group["_ts"].max()) if isinstance(window, int) else w_start + span
         labelled = group[group["label"].notna()]
         # A label sent as a number or a bool is compared by its number (label_num): stored
         # as text, True was 'True' and never met a prediction of 1.
@@ -373,7 +397,7 @@ def performance(
             metrics=label_metrics(truth, labelled["_prediction"], score, task, positive),
             latency_p50_ms=_percentile(requests["_latency_ms"], 50),
             latency_p99_ms=_percentile(requests["_latency_ms"], 99),
-            throughput_rps=len(requests) / seconds,
+            throughput_rps=throughput(requests["_ts"]),
             no_row_labels=int(group["_no_row_label"].sum()),
             out_of_range_labels=int(group["_out_of_range_labels"].sum()),
         )
