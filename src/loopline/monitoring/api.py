@@ -14,9 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import math
-import numbers
-
 from loopline.errors import InvalidInput
 from loopline.monitoring.alerts import Alert, AlertRule, check_rules, raise_alert
 from loopline.monitoring.business import log_business, read_business
@@ -26,7 +23,7 @@ from loopline.monitoring.performance import WindowMetrics, performance
 from loopline.monitoring.prediction_log import PredictionLogger, get_logger, read_predictions
 from loopline.monitoring.report import ColumnDrift, DriftReport, Histogram
 from loopline.monitoring.sketch import DriftSketch
-from loopline.monitoring.wire import check_request_id
+from loopline.monitoring.wire import check_request_id, finite_number
 
 
 def log_prediction(
@@ -81,12 +78,8 @@ def _check_prediction(
             field="outputs",
             hint="pass one output per input row, in the same order",
         )
-    if (
-        isinstance(latency_ms, bool)
-        or not isinstance(latency_ms, numbers.Real)
-        or not math.isfinite(float(latency_ms))
-        or latency_ms < 0
-    ):
+    took = finite_number(latency_ms)
+    if took is None or took < 0:
         raise InvalidInput(
             f"latency_ms is {latency_ms!r}",
             field="latency_ms",

@@ -9,7 +9,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 import time
 
 import pandas as pd
@@ -20,7 +19,7 @@ from loopline.core.db import reading
 from loopline.core.text import check_no_nul
 from loopline.errors import InvalidInput
 from loopline.monitoring.tables import business_events
-from loopline.monitoring.wire import check_names
+from loopline.monitoring.wire import check_names, finite_number
 
 
 def log_business(
@@ -50,10 +49,11 @@ def log_business(
     check_names(event=event, model=model)
     if request_id is not None:
         check_no_nul(str(request_id), "request_id")
-    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+    amount = finite_number(value)
+    if amount is None:
         raise InvalidInput(
-            f"The 'value' parameter of log_business must be a finite number. "
-            f"Got {value!r} instead.",
+            f"The 'value' parameter of log_business must be a finite number (an int or a "
+            f"float, NumPy's too; not a bool). Got {value!r} instead.",
             field="value",
         )
     ctx = ctx or get_context()
@@ -61,12 +61,12 @@ def log_business(
     if ctx.is_remote:
         from loopline.monitoring import remote
 
-        remote.log_business(ctx.settings, event, float(value), rid, model)
+        remote.log_business(ctx.settings, event, amount, rid, model)
         return
     with ctx.engine.begin() as conn:
         conn.execute(
             sa.insert(business_events).values(
-                event=event, value=float(value), request_id=rid, model=model, ts=time.time()
+                event=event, value=amount, request_id=rid, model=model, ts=time.time()
             )
         )
 

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
@@ -47,6 +48,27 @@ def check_label(value: Any) -> bool | int | float | str | None:
     if value is None or isinstance(value, bool | int | float | str):
         return value
     raise ValueError("a label is a number, a text, true/false or null")
+
+
+def finite_number(value: Any) -> float | None:
+    """``value`` as a float when it is a finite real number - a Python or NumPy integer or
+    float (values often come out of a DataFrame as ``numpy.int64``) - else None: a bool
+    (NumPy's too) is no amount, and a number written as text is not coerced.
+
+    Example:
+        >>> import numpy as np
+        >>> finite_number(np.int64(3)), finite_number(np.float32(2.5)), finite_number(7)
+        (3.0, 2.5, 7.0)
+        >>> [finite_number(v) for v in (True, np.True_, "3", float("nan"), 10**400)]
+        [None, None, None, None, None]
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None  # numpy.bool_ is not a numbers.Real
+    try:
+        number = float(value)
+    except OverflowError:  # an int past float's range
+        return None
+    return number if math.isfinite(number) else None
 
 
 def check_request_id(value: Any) -> str:
