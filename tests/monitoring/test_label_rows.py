@@ -201,3 +201,30 @@ def test_join_labels_without_labels_keeps_the_frame() -> None:
     out = join_labels(frame, pd.DataFrame(columns=["request_id", "row", "label"]))
     assert out["label"].isna().all() and out["x"].tolist() == [1.0, 2.0]
     assert out["_no_row_label"].sum() == 0 and "label" not in frame.columns
+
+
+@pytest.mark.parametrize(
+    ("ids", "labels", "field", "words"),
+    [
+        ("r-1", [1], "request_ids", "request_ids is the text 'r-1', not a list"),
+        (["r-1"], "1", "labels", "labels is the text '1', not a list"),
+        (b"r-1", [1], "request_ids", "request_ids is bytes"),
+        ({"r-1"}, [1], "request_ids", "request_ids is set"),
+        (["r-1"], {"r-1": 1}, "labels", "labels is dict"),
+        (["r-1"], 1, "labels", "labels is int"),
+    ],
+    ids=["text-ids", "text-labels", "bytes-ids", "set-ids", "dict-labels", "int-labels"],
+)
+def test_request_ids_and_labels_must_be_lists(
+    embedded_ctx: Context, ids: Any, labels: Any, field: str, words: str
+) -> None:
+    # A text was split into its characters: "r-1" was three request ids, and the error
+    # said "got 3 request ids and 1 labels".
+    _batches(embedded_ctx)
+    with pytest.raises(ll.InvalidInput) as err:
+        ll.monitor.log_labels(ids, labels, model="m")
+    assert err.value.field == field and words in str(err.value), err.value
+    assert ll.monitor.read_labels().empty
+    # a tuple, a NumPy array or a Series is a list of ids and labels
+    report = ll.monitor.log_labels(("s-1",), np.array([1]), model="m")
+    assert report.matched == 1

@@ -44,7 +44,7 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -380,13 +380,13 @@ def log_labels(
         >>> # ll.monitor.log_labels(["b-7"] * 3, [1, 0, 1], rows=[0, 1, 2]).matched
         >>> # 3
     """
-    values = [_plain(v) for v in labels]
+    ids = _listed(request_ids, "request_ids", "pass a list with one request id per label")
+    values = [_plain(v) for v in _listed(labels, "labels", "pass a list with one label per id")]
     wanted_rows = _rows(rows)
     if model is not None:
         check_names(model=model)
     # the server's rule, before anything is stored or sent: str() would store None as 'None'
-    checked_labels(request_ids, values, wanted_rows)
-    ids = list(request_ids)
+    checked_labels(ids, values, wanted_rows)
     if len(ids) != len(values):
         raise InvalidInput(
             f"got {len(ids)} request ids and {len(values)} labels",
@@ -432,17 +432,44 @@ def log_labels(
     return report
 
 
+def _listed(values: Any, field: str, hint: str) -> list[Any]:
+    """``values`` (a list, a tuple, a NumPy array, a pandas Series, ...) as a list, or
+    InvalidInput naming ``field``: a text is one value, not a list of its characters
+    (``"r-1"`` was three request ids), and bytes, a mapping or a set are no list either
+    (a set has no order to pair its items with the other list's).
+
+    Example:
+        >>> _listed(("r-1", "r-2"), "request_ids", "")
+        ['r-1', 'r-2']
+        >>> try:
+        ...     _listed("r-1", "request_ids", "pass a list")
+        ... except InvalidInput as exc:
+        ...     print(exc.field, exc.message)
+        request_ids request_ids is the text 'r-1', not a list
+    """
+    if isinstance(values, str):
+        raise InvalidInput(
+            f"{field} is the text {values!r:.80}, not a list",
+            field=field,
+            hint=f"{hint}: [{values!r:.80}] for one",
+        )
+    if isinstance(values, bytes | Mapping | Set | pd.DataFrame) or not isinstance(values, Iterable):
+        raise InvalidInput(
+            f"{field} is {type(values).__name__} {values!r:.80}, not a list",
+            field=field,
+            hint=hint,
+        )
+    return list(values)
+
+
 def _rows(rows: Sequence[Any] | str | None) -> list[Any] | str | None:
     """``rows`` as a list (NumPy integers as ints, a pandas NA as None), or as given."""
     if rows is None or isinstance(rows, str):
         return rows
-    if isinstance(rows, bytes | dict | set) or not hasattr(rows, "__iter__"):
-        raise InvalidInput(
-            f"rows is {type(rows).__name__} {rows!r:.80}",
-            field="rows",
-            hint="pass a list with one row (from 0) or None per request id, or 'all'",
-        )
-    return [None if v is None or v is pd.NA else _plain(v) for v in rows]
+    listed = _listed(
+        rows, "rows", "pass a list with one row (from 0) or None per request id, or 'all'"
+    )
+    return [None if v is None or v is pd.NA else _plain(v) for v in listed]
 
 
 def _report(
