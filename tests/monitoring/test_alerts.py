@@ -155,3 +155,103 @@ def test_a_webhook_that_is_not_an_http_url_is_refused_before_the_alert(
         raise_alert("flights", "p99", "slow", webhook=url)
     assert err.value.field == "webhook"
     assert list_alerts("flights") == []
+
+
+@pytest.mark.parametrize(
+    ("rule", "field", "words"),
+    [
+        ({"metric": "auc", "threshold": "0.9"}, "threshold", "valid number"),
+        ({"metric": "auc", "threshold": True}, "threshold", "valid number"),
+        ({"metric": "business.refund\x00", "threshold": 1}, "metric", "control character"),
+        ({"metric": "business.re\x1b[2Jfund", "threshold": 1}, "metric", "'\\x1b'"),
+        ({"metric": "auc", "threshold": 0.6, "severity": "urgent"}, "severity", "'info'"),
+        ({"metric": "auc", "threshold": 0.6, "name": "auc\x00"}, "name", "control character"),
+    ],
+    ids=["text-threshold", "bool-threshold", "nul-metric", "escape-metric", "severity", "name"],
+)
+def test_a_rule_with_a_bad_field_is_refused_naming_it(
+    rule: dict[str, Any], field: str, words: str
+) -> None:
+    with pytest.raises(InvalidInput, match=re.escape(words)) as err:
+        AlertRule(**rule)
+    assert err.value.field == field
+
+
+def test_a_rules_threshold_is_any_real_number() -> None:
+    import numpy as np
+
+    assert AlertRule(metric="requests", op=">", threshold=50).threshold == 50.0
+    assert AlertRule(metric="auc", threshold=np.float64(0.6)).threshold == 0.6
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"severity": "urgent"}, "severity"),
+        ({"webhook": "not a url"}, "webhook"),
+        ({"webhook": "file:///etc/passwd"}, "webhook"),
+        ({"webhook": "https://"}, "webhook"),
+        ({"webhook": "http://h:99999/x"}, "webhook"),
+        ({"webhook": ""}, "webhook"),
+        ({"webhook": "http://127.0.0.1:9/x", "retries": -1}, "retries"),
+        ({"webhook": "http://127.0.0.1:9/x", "retries": True}, "retries"),
+        ({"webhook": "http://127.0.0.1:9/x", "retries": 1.0}, "retries"),
+        ({"webhook": "http://127.0.0.1:9/x", "retries": 11}, "retries"),
+        ({"timeout": 0}, "timeout"),
+        ({"timeout": float("nan")}, "timeout"),
+        ({"timeout": "5"}, "timeout"),
+        ({"model": "a/../b"}, "model"),
+        ({"model": ""}, "model"),
+        ({"rule": ""}, "rule"),
+        ({"rule": "r" * 201}, "rule"),
+        ({"rule": "auc\x1b[31m"}, "rule"),
+        ({"message": None}, "message"),
+        ({"message": "a\x00b"}, "message"),
+        ({"details": [1]}, "details"),
+        ({"details": {"x": object()}}, "details"),
+    ],
+    ids=[
+        "severity",
+        "webhook-words",
+        "webhook-file",
+        "webhook-no-host",
+        "webhook-bad-port",
+        "webhook-empty",
+        "retries-negative",
+        "retries-bool",
+        "retries-float",
+        "retries-many",
+        "timeout-zero",
+        "timeout-nan",
+        "timeout-text",
+        "model-dots",
+        "model-empty",
+        "rule-empty",
+        "rule-long",
+        "rule-escape",
+        "message-none",
+        "message-nul",
+        "details-list",
+        "details-unwritable",
+    ],
+)
+def test_a_bad_alert_is_refused_naming_the_argument_before_anything_is_stored(
+    ctx: Context, kwargs: dict[str, Any], field: str
+) -> None:
+    # severity 'urgent' was stored, a webhook that is no http(s) URL was tried with
+    # retries (1.5 s), and retries=-1 never posted at all.
+    call: dict[str, Any] = {"model": "m1", "rule": "r", "message": "m", **kwargs}
+    with pytest.raises(InvalidInput) as err:
+        raise_alert(call.pop("model"), call.pop("rule"), call.pop("message"), **call)
+    assert err.value.field == field, err.value
+    assert list_alerts() == []
+    assert not [e for e in audit.events(ctx.engine) if e.action == "alert.raise"]
+
+
+def test_an_alert_for_a_model_not_registered_is_stored(ctx: Context) -> None:
+    # A model served elsewhere logs its predictions here by name, unregistered: its alerts
+    # are stored too, and an alert may come before any prediction.
+    alert = raise_alert("served-elsewhere", "r", "line 1\nline 2", severity="info", retries=0)
+    assert [(a.id, a.model, a.severity) for a in list_alerts()] == [
+        (alert.id, "served-elsewhere", "info")
+    ]

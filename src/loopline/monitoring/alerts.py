@@ -24,7 +24,7 @@ import operator
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import orjson
@@ -42,8 +42,10 @@ from pydantic import (
 
 from loopline.core.context import Context, get_context
 from loopline.core.db import reading
+from loopline.core.text import check_no_control, check_no_nul
 from loopline.errors import InvalidInput
 from loopline.monitoring.tables import alerts
+from loopline.monitoring.wire import finite_number
 
 if TYPE_CHECKING:  # pandas loads with it: `loopline server` reads policies without it
     from loopline.monitoring.performance import WindowMetrics
@@ -80,6 +82,14 @@ METRICS = (
 )
 BUSINESS_PREFIX = "business."
 
+Severity = Literal["info", "warning", "critical"]
+#: The severities of an alert (and of a rule).
+SEVERITIES: tuple[str, ...] = get_args(Severity)
+#: The most retries of a webhook post (they back off from 0.2 s, doubling: ~3.4 min).
+MAX_RETRIES = 10
+#: The longest rule name: the ``alerts.rule`` column's width.
+MAX_RULE_CHARS = 200
+
 
 def check_metric(name: str) -> str:
     """``name`` if a window has such a metric (:data:`METRICS` or ``business.<event>``), else
@@ -89,6 +99,10 @@ def check_metric(name: str) -> str:
         >>> check_metric("auc"), check_metric("business.refund")
         ('auc', 'business.refund')
     """
+    try:  # a NUL or ESC in an event name cannot name a stored event, and is shown
+        check_no_control(name, "metric")
+    except InvalidInput as exc:
+        raise ValueError(exc.message) from None
     if name in METRICS or (name.startswith(BUSINESS_PREFIX) and name != BUSINESS_PREFIX):
         return name
     raise ValueError(
@@ -151,16 +165,19 @@ class AlertRule(BaseModel):
     """``metric op threshold`` on a window: e.g. ``auc < 0.65`` or ``drift_share > 0.2``.
 
     A bad rule is :class:`~loopline.errors.InvalidInput` naming the field: a metric no
-    window has (:data:`METRICS`, ``business.<event>``), a threshold that is not finite.
+    window has (:data:`METRICS`, ``business.<event>``) or that holds a control character,
+    a threshold that is not a finite number (text such as ``"0.9"`` and bools are not
+    numbers), a severity not in :data:`SEVERITIES`.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     metric: str = Field(min_length=1)
     op: Literal["<", "<=", ">", ">="] = "<"
-    threshold: float = Field(strict=True)  # as written: not the text "0.6", not True as 1.0
-    severity: Literal["info", "warning", "critical"] = "warning"
-    name: str | None = None
+    # strict: "0.9" or True is not a threshold (an int is, as YAML writes 50)
+    threshold: float = Field(strict=True)
+    severity: Severity = "warning"
+    name: str | None = Field(None, min_length=1, max_length=MAX_RULE_CHARS)
 
     def __init__(self, **data: Any) -> None:
         # A rule written in Python gets Loopline's error. Pydantic calls this __init__ for a
@@ -186,6 +203,16 @@ class AlertRule(BaseModel):
     @classmethod
     def _finite(cls, value: float, info: ValidationInfo) -> float:
         return check_threshold(str(info.data.get("metric", "the rule")), value)
+
+    @field_validator("name")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:  # the rule's label: stored with each alert, shown in pages and terminals
+                check_no_control(value, "name")
+            except InvalidInput as exc:
+                raise ValueError(exc.message) from None
+        return value
 
     @property
     def label(self) -> str:
@@ -300,6 +327,78 @@ def post_webhook(
     return False
 
 
+def _check_alert(
+    model: object,
+    rule: object,
+    message: object,
+    details: object,
+    severity: object,
+    webhook: object,
+    timeout: object,
+    retries: object,
+) -> bytes:
+    """Refuse what :func:`raise_alert` cannot store or post, naming the argument; return
+    the details as JSON."""
+    from loopline.training.registry_store import check_name
+
+    check_name(model, "model")  # type: ignore[arg-type]
+    if not isinstance(rule, str) or not 1 <= len(rule) <= MAX_RULE_CHARS:
+        raise InvalidInput(
+            f"rule is {rule!r:.80}, not a name of 1-{MAX_RULE_CHARS} characters",
+            field="rule",
+            hint="name the rule that fired, e.g. 'auc < 0.6'",
+        )
+    check_no_control(rule, "rule")
+    if not isinstance(message, str):
+        raise InvalidInput(
+            f"message is {type(message).__name__} {message!r:.80}, not a text",
+            field="message",
+            hint="say what happened, in words",
+        )
+    # Only what no store can hold: a message may quote a failure's own output, as it was.
+    check_no_nul(message, "message")
+    if severity not in SEVERITIES:
+        raise InvalidInput(
+            f"severity is {severity!r:.80}; it is one of {', '.join(SEVERITIES)}",
+            field="severity",
+            hint="pass severity='info', 'warning' or 'critical'",
+        )
+    if webhook is not None:
+        try:
+            check_webhook(webhook)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise InvalidInput(
+                str(exc), field="webhook", hint="pass the https:// address of the webhook"
+            ) from None
+    took = finite_number(timeout)
+    if took is None or took <= 0:
+        raise InvalidInput(
+            f"timeout is {timeout!r:.80}",
+            field="timeout",
+            hint="pass the seconds to wait for the webhook, a number > 0",
+        )
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
+        raise InvalidInput(
+            f"retries is {retries!r:.80}",
+            field="retries",
+            hint=f"pass a whole number from 0 (post once) to {MAX_RETRIES}",
+        )
+    if details is not None and not isinstance(details, dict):
+        raise InvalidInput(
+            f"details is {type(details).__name__} {details!r:.80}, not a dict",
+            field="details",
+            hint="pass a dict of JSON values, or None",
+        )
+    try:
+        return orjson.dumps(details or {}, option=orjson.OPT_SERIALIZE_NUMPY)
+    except orjson.JSONEncodeError as exc:
+        raise InvalidInput(
+            f"details cannot be written as JSON: {exc}",
+            field="details",
+            hint="pass a dict with text keys and JSON values (numbers, text, lists, dicts)",
+        ) from None
+
+
 def raise_alert(
     model: str,
     rule: str,
@@ -315,17 +414,18 @@ def raise_alert(
     """Store an alert and its audit event, then post it to ``webhook`` (if any);
     InvalidInput naming ``webhook`` when it is not an http(s) URL.
 
+    ``model`` is a valid model name - registered or not: a model served elsewhere logs
+    its predictions here too, and an alert may come before any prediction; ``rule`` a
+    name of 1-200 characters; ``severity`` one of :data:`SEVERITIES`; ``webhook`` an
+    http(s) URL (:func:`check_webhook`); ``timeout`` seconds > 0; ``retries`` from 0 to
+    :data:`MAX_RETRIES`. Anything else is :class:`~loopline.errors.InvalidInput` naming
+    the argument, before anything is stored.
+
     Example:
         >>> # raise_alert("flights", "auc < 0.6", "live AUC 0.55 over 500 labels",
         >>> #             webhook="https://hooks.example.com/loopline")
     """
-    if webhook:
-        try:
-            check_webhook(webhook)
-        except ValueError as exc:
-            raise InvalidInput(
-                f"webhook: {exc}", field="webhook", hint="give the receiver's http(s) URL"
-            ) from None
+    body = _check_alert(model, rule, message, details, severity, webhook, timeout, retries)
     ctx = ctx or get_context()
     now = time.time()
     info = details or {}
@@ -337,7 +437,7 @@ def raise_alert(
                 rule=rule,
                 severity=severity,
                 message=message,
-                details=orjson.dumps(info, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
+                details=body.decode(),
                 delivered=False,
                 ts=now,
             )
