@@ -244,3 +244,67 @@ def test_throughput_is_requests_over_their_span() -> None:
     assert throughput(pd.Series([0.0, 10.0, 20.0, 40.0])) == 0.1
     assert throughput(pd.Series([3.0, 3.0, 3.0])) is None  # one instant: no rate
     assert throughput(pd.Series([], dtype=float)) is None
+
+
+def test_precision_and_recall_are_left_out_when_a_window_cannot_define_them(
+    embedded_ctx: Context,
+) -> None:
+    # 4 predictions of 1, every label 0: recall of class 1 has no positive label to be
+    # measured on. It was 0.0, which a floor {recall: 0.5} takes for a collapse.
+    with PredictionLogger(embedded_ctx, start=False) as logger:
+        for i in range(200):
+            logger.log(f"p-{i}", "m4", "1", [{"x": 1.0}], [1 if i < 4 else 0], 1.0)
+            logger.log(f"q-{i}", "m5", "1", [{"x": 1.0}], [0], 1.0)
+    ll.monitor.log_labels([f"p-{i}" for i in range(200)], [0] * 200, model="m4")
+    ll.monitor.log_labels([f"q-{i}" for i in range(200)], [0] * 200, model="m5")
+    [w] = ll.monitor.performance("m4", window="day", positive=1)
+    assert w.metrics == {"accuracy": 0.98, "precision": 0.0}
+    assert w.value("recall") is None
+    assert ll.monitor.performance("m4", window="day")[0].metrics == w.metrics
+    # All 0: the positive class flipped to 0 (precision and recall 1.0); class 1 has
+    # neither a prediction nor a label here, so neither is defined.
+    assert ll.monitor.performance("m5", window="day")[0].metrics == {"accuracy": 1.0}
+    floor = ll.monitor.AlertRule(metric="recall", op="<", threshold=0.5)
+    assert ll.monitor.check_rules([floor], [w]) == []
+
+
+def test_the_positive_class_does_not_depend_on_the_classes_of_one_window(
+    embedded_ctx: Context,
+) -> None:
+    # 'stayed' sorts after 'churned': it is the default positive class. A window that
+    # held only 'churned' scored 'churned' as positive (precision and recall 1.0).
+    truth = ["churned", "stayed"] * 50 + ["churned"] * 100
+    pred = ["churned", "stayed"] * 40 + ["stayed", "churned"] * 10 + ["churned"] * 100
+    with PredictionLogger(embedded_ctx, start=False) as logger:
+        for i in range(200):
+            logger.log(f"c{i}", "churn", "1", [{"x": 1.0}], [pred[i]], 1.0)
+    ll.monitor.log_labels([f"c{i}" for i in range(200)], truth, model="churn")
+    first, second = ll.monitor.performance("churn", window=100)
+    assert first.metrics["recall"] == pytest.approx(
+        recall_score(truth[:100], pred[:100], pos_label="stayed")
+    )
+    assert second.metrics == {"accuracy": 1.0}  # no 'stayed' at all: undefined
+    named = ll.monitor.performance("churn", window=100, positive="churned")[1].metrics
+    assert named == {"accuracy": 1.0, "precision": 1.0, "recall": 1.0}
+
+
+def test_a_classifier_of_several_classes_is_macro_averaged_in_every_window(
+    embedded_ctx: Context,
+) -> None:
+    # A window of a 3-class model that held two classes was scored as a binary one (of
+    # the greater class), and a class predicted but never labelled counted recall 0.
+    truth = ["a", "b", "c"] * 30 + ["a", "b"] * 45
+    pred = [*truth[:90], "a", "c", *truth[92:]]
+    with PredictionLogger(embedded_ctx, start=False) as logger:
+        for i in range(180):
+            logger.log(f"k{i}", "abc", "1", [{"x": 1.0}], [pred[i]], 1.0)
+    ll.monitor.log_labels([f"k{i}" for i in range(180)], truth, model="abc")
+    _, second = ll.monitor.performance("abc", window=90)
+    t, p = truth[90:], pred[90:]
+    assert second.metrics["precision"] == pytest.approx(
+        precision_score(t, p, average="macro", zero_division=np.nan)
+    )
+    # 'c' is predicted once, never a label here: the recall of 'a' and 'b' alone
+    assert second.metrics["recall"] == pytest.approx(
+        recall_score(t, p, labels=["a", "b"], average="macro")
+    )

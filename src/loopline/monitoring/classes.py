@@ -18,9 +18,12 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
+
+from loopline.errors import InvalidInput
 
 #: The probability from which a binary classifier's answer is class ``1``.
 THRESHOLD = 0.5
@@ -72,3 +75,37 @@ def predicted_class(prediction: Any, label_class: str) -> str:
     if label_class in BINARY and is_probability(prediction):
         return "1" if float(prediction) >= THRESHOLD else "0"
     return class_name(prediction)
+
+
+def positive_class(classes: Collection[str], positive: Any = None) -> str | None:
+    """The positive class of a binary classifier seen with ``classes`` (as
+    :func:`class_name` writes them): ``positive`` when given (one of them, when there are
+    two), else ``1`` when it is one of them, else the greater of two. Of a single class:
+    ``1`` when the class is ``0`` or ``1`` (a model of 0 and 1 whose rows held one of
+    them), else None - which is the other class, and which of the two is positive?
+
+    ``classes`` are all the classes the model was seen with, not one window's: a window
+    of a 0/1 model that holds only 0 still scores class 1 (its precision and recall are
+    then undefined, not those of class 0).
+
+    Example:
+        >>> positive_class({"0", "1"}), positive_class({"0"}), positive_class({"no", "yes"})
+        ('1', '1', 'yes')
+        >>> positive_class({"stayed"}) is None, positive_class({"no", "yes"}, "no")
+        (True, 'no')
+    """
+    ordered = sorted(classes)
+    if positive is not None:
+        wanted = class_name(positive)
+        if len(ordered) == 2 and wanted not in ordered:
+            raise InvalidInput(
+                f"the positive class {positive!r} is not one of the classes {ordered}",
+                field="positive",
+                hint="name one of them, as the labels write it",
+            )
+        return wanted
+    if len(ordered) == 2:
+        return "1" if "1" in ordered else ordered[-1]
+    if len(ordered) == 1 and ordered[0] in BINARY:
+        return "1"
+    return None

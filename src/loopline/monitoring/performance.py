@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -26,7 +27,7 @@ import pandas as pd
 from loopline.errors import InvalidInput
 from loopline.monitoring.alerts import BUSINESS_PREFIX
 from loopline.monitoring.business import read_business
-from loopline.monitoring.classes import BINARY, THRESHOLD, class_name
+from loopline.monitoring.classes import BINARY, THRESHOLD, class_name, positive_class
 from loopline.monitoring.label_join import join_labels
 from loopline.monitoring.labels import read_labels
 from loopline.monitoring.prediction_log import read_predictions
@@ -204,21 +205,50 @@ def _probabilities(values: np.ndarray) -> bool:
     )
 
 
+def hard_classes(
+    y_true: pd.Series, y_pred: pd.Series
+) -> tuple[pd.Series, pd.Series, np.ndarray | None]:
+    """The class each label and each prediction names (:func:`.classes.class_name`), and
+    the predictions as probabilities when they are a binary classifier's (labels of 0 and
+    1 met by numbers from 0 to 1: class 1 from :data:`.classes.THRESHOLD` up), else None.
+
+    Example:
+        >>> t, p, probs = hard_classes(pd.Series([1, 0]), pd.Series([0.8, 0.6]))
+        >>> p.tolist(), probs.tolist()
+        (['1', '1'], [0.8, 0.6])
+    """
+    yt_s = y_true.map(class_name).astype(str)
+    yp_s = y_pred.map(class_name).astype(str)
+    probs = _numbers(y_pred) if set(yt_s) <= BINARY else None
+    if probs is None or len(probs) != len(y_pred) or not _probabilities(probs):
+        return yt_s, yp_s, None
+    hard = pd.Series(np.where(probs >= THRESHOLD, "1", "0"), index=y_pred.index).astype(str)
+    return yt_s, hard, probs
+
+
 def label_metrics(
     y_true: pd.Series,
     y_pred: pd.Series,
     score: pd.Series | None,
     task: Task,
     positive: Any = None,
+    classes: Collection[str] | None = None,
 ) -> dict[str, float]:
-    """Accuracy/precision/recall/AUC or RMSE/MAE of labelled rows; for two classes,
-    precision, recall and AUC are those of ``positive`` (default: ``1`` when it is one of
-    them, else the greater class).
+    """Accuracy/precision/recall/AUC or RMSE/MAE of labelled rows.
+
+    ``classes``: every class the model was seen with (as :func:`hard_classes` names them;
+    default: those of these rows). Of two (or one), precision, recall and AUC are those of
+    the positive class (:func:`.classes.positive_class`), whichever classes these rows
+    happen to hold; of more, their macro average. A metric these rows cannot define is
+    left out, as AUC is over labels of one class: recall without a label of the positive
+    class, precision without a prediction of it (a class's share of a macro average too).
 
     Example:
         >>> m = label_metrics(pd.Series([1, 0]), pd.Series([1, 1]), None, "classification")
         >>> m["accuracy"]
         0.5
+        >>> label_metrics(pd.Series([0, 0]), pd.Series([0, 1]), None, "classification")
+        {'accuracy': 0.5, 'precision': 0.0}
     """
     from sklearn import metrics as skm
 
@@ -232,43 +262,42 @@ def label_metrics(
             "rmse": float(math.sqrt(float(np.nanmean(err**2)))),
             "mae": float(np.nanmean(np.abs(err))),
         }
-    yt_s = y_true.map(class_name).astype(str)
-    yp_s = y_pred.map(class_name).astype(str)
-    wanted = None if positive is None else class_name(positive)
-    probs = _numbers(y_pred) if set(yt_s) <= BINARY else None
-    if probs is not None and len(probs) == len(y_pred) and _probabilities(probs):
-        # A binary classifier's probabilities: class 1 from THRESHOLD up, and AUC ranks
-        # by the probability (of class 0's when that is the positive one) unless the
-        # server logged a score of its own.
-        yp_s = pd.Series(np.where(probs >= THRESHOLD, "1", "0"), index=y_pred.index).astype(str)
-        if score is None or not score.notna().all():
-            score = pd.Series(probs if wanted != "0" else 1.0 - probs, index=y_pred.index)
+    yt_s, yp_s, probs = hard_classes(y_true, y_pred)
+    seen = set(yt_s) | set(yp_s) if classes is None else set(classes)
     out = {"accuracy": float(skm.accuracy_score(yt_s, yp_s))}
-    classes = sorted(set(yt_s) | set(yp_s))
-    if len(classes) <= 2:
-        if wanted is not None and len(classes) == 2 and wanted not in classes:
-            raise InvalidInput(
-                f"the positive class {positive!r} is not one of the classes {classes}",
-                field="positive",
-                hint="name one of them, as the labels write it",
-            )
-        positive = wanted or ("1" if "1" in classes else classes[-1])
-        out["precision"] = float(
-            skm.precision_score(yt_s, yp_s, pos_label=positive, zero_division=0)
+    if len(seen) > 2:
+        # nan: a class these rows never predict (never hold) has no precision (recall),
+        # and counts in no average, rather than as 0
+        found = {
+            "precision": skm.precision_score(yt_s, yp_s, average="macro", zero_division=np.nan),
+            "recall": skm.recall_score(yt_s, yp_s, average="macro", zero_division=np.nan),
+        }
+        return out | _defined(found)
+    pos = positive_class(seen, positive)
+    if pos is None:
+        return out
+    if probs is not None and (score is None or not score.notna().all()):
+        # AUC ranks by the probability (of class 0's when that is the positive one)
+        # unless the server logged a score of its own.
+        score = pd.Series(probs if pos != "0" else 1.0 - probs, index=y_pred.index)
+    found = {
+        "precision": skm.precision_score(yt_s, yp_s, pos_label=pos, zero_division=np.nan),
+        "recall": skm.recall_score(yt_s, yp_s, pos_label=pos, zero_division=np.nan),
+    }
+    truth = (yt_s == pos).astype(int)
+    if truth.nunique() == 2:
+        ranked = (
+            score.astype(float)
+            if score is not None and score.notna().all()
+            else (yp_s == pos).astype(int)
         )
-        out["recall"] = float(skm.recall_score(yt_s, yp_s, pos_label=positive, zero_division=0))
-        truth = (yt_s == positive).astype(int)
-        if truth.nunique() == 2:
-            ranked = (
-                score.astype(float)
-                if score is not None and score.notna().all()
-                else (yp_s == positive).astype(int)
-            )
-            out["auc"] = float(skm.roc_auc_score(truth, ranked))
-    else:
-        out["precision"] = float(skm.precision_score(yt_s, yp_s, average="macro", zero_division=0))
-        out["recall"] = float(skm.recall_score(yt_s, yp_s, average="macro", zero_division=0))
-    return out
+        found["auc"] = skm.roc_auc_score(truth, ranked)
+    return out | _defined(found)
+
+
+def _defined(values: dict[str, Any]) -> dict[str, float]:
+    """The values that are numbers (sklearn's NaN: undefined over these rows), as floats."""
+    return {k: float(v) for k, v in values.items() if not math.isnan(float(v))}
 
 
 def reference_sketch(reference: Any, features: list[str] | None) -> DriftSketch:
@@ -317,6 +346,16 @@ def throughput(stamps: pd.Series) -> float | None:
     return len(stamps) / max(span, MIN_RATE_SPAN_S)
 
 
+def _truth(labelled: pd.DataFrame, task: Task) -> pd.Series:
+    """The labels of joined rows as compared: a label sent as a number or a bool by its
+    number (``label_num``: stored as text, True was 'True' and never met a prediction of
+    1), a text label as its text."""
+    if task == "regression":
+        return labelled["label_num"]
+    number = labelled["label_num"]
+    return number.astype(object).where(number.notna(), labelled["label"])
+
+
 def _percentile(values: pd.Series, q: float) -> float | None:
     vals = values.dropna().to_numpy(dtype=float)
     return float(np.percentile(vals, q)) if len(vals) else None
@@ -363,6 +402,15 @@ def performance(
             if not labelled_all.empty
             else "classification"
         )
+    classes = None
+    if task == "classification" and not labelled_all.empty:
+        # The classes of every window, from all of them: which class is positive, and
+        # whether precision and recall are a binary's or a macro average, must not depend
+        # on the classes one window happens to hold.
+        yt_all, yp_all, _ = hard_classes(_truth(labelled_all, task), labelled_all["_prediction"])
+        classes = set(yt_all) | set(yp_all)
+        if len(classes) <= 2:
+            positive_class(classes, positive)  # a positive class that is none: refused now
     sketch = reference_sketch(reference, features) if reference is not None else None
     business = read_business(float(frame["_window"].min()))
     if not business.empty:  # an event sent for another model is not this one's
@@ -377,15 +425,7 @@ def performance(
         requests = group.drop_duplicates("_request_id")
         w_end = float(group["_ts"].max()) if isinstance(window, int) else w_start + span
         labelled = group[group["label"].notna()]
-        # A label sent as a number or a bool is compared by its number (label_num): stored
-        # as text, True was 'True' and never met a prediction of 1.
-        truth = (
-            labelled["label_num"]
-            if task == "regression"
-            else labelled["label_num"]
-            .astype(object)
-            .where(labelled["label_num"].notna(), labelled["label"])
-        )
+        truth = _truth(labelled, task)
         score = labelled["_score"] if "_score" in labelled.columns else None
         w = WindowMetrics(
             start=w_start,
@@ -394,7 +434,7 @@ def performance(
             requests=len(requests),
             rows=len(group),
             labelled=len(labelled),
-            metrics=label_metrics(truth, labelled["_prediction"], score, task, positive),
+            metrics=label_metrics(truth, labelled["_prediction"], score, task, positive, classes),
             latency_p50_ms=_percentile(requests["_latency_ms"], 50),
             latency_p99_ms=_percentile(requests["_latency_ms"], 99),
             throughput_rps=throughput(requests["_ts"]),
