@@ -308,3 +308,45 @@ def test_a_classifier_of_several_classes_is_macro_averaged_in_every_window(
     assert second.metrics["recall"] == pytest.approx(
         recall_score(t, p, labels=["a", "b"], average="macro")
     )
+
+
+def test_a_regressors_labels_that_are_not_numbers_are_counted_not_coerced(
+    embedded_ctx: Context,
+) -> None:
+    # "n/a" was dropped by nanmean and "3" (text) read as... nothing said so: labelled 4,
+    # RMSE over fewer rows. Labels sent without model= (or before the predictions were
+    # logged) are not checked when sent; the window scores the numbers and counts the rest.
+    with PredictionLogger(embedded_ctx, start=False) as logger:
+        for i in range(4):
+            logger.log(f"g-{i}", "reg", "1", [{"x": 1.0}], [i + 0.5], 1.0)
+        logger.log("g-4", "reg", "1", [{"x": 1.0}], [None], 1.0)
+    ll.monitor.log_labels([f"g-{i}" for i in range(5)], [0.0, 1.0, "n/a", "3", 4.0])
+    [w] = ll.monitor.performance("reg", window="day", task="regression")
+    assert (w.labelled, w.unscored_rows) == (2, 3)
+    assert w.metrics == {"rmse": 0.5, "mae": 0.5}
+    assert w.to_dict()["unscored_rows"] == 3 and w.value("unscored_rows") == 3.0
+    rule = ll.monitor.AlertRule(metric="unscored_rows", op=">", threshold=0)
+    assert len(ll.monitor.check_rules([rule], [w])) == 1
+    # Classifiers compare every label as a class: nothing is unscored.
+    [c] = ll.monitor.performance("reg", window="day", task="classification")
+    assert (c.labelled, c.unscored_rows) == (5, 0)
+
+
+def test_labels_for_a_numeric_model_are_checked_while_its_predictions_are_queued(
+    embedded_ctx: Context,
+) -> None:
+    # The check read the stored files only: right after log_prediction (still in the
+    # logger's queue) a text label for a regressor passed unchecked.
+    for i in range(2):
+        ll.monitor.log_prediction(f"h-{i}", "reg2", 1, [{"x": 1.0}], [i + 0.5], latency_ms=1.0)
+    with pytest.raises(ll.InvalidInput, match="predicts numbers") as err:
+        ll.monitor.log_labels(["h-0", "h-1"], [0.0, "n/a"], model="reg2")
+    assert err.value.field == "labels[1]"
+    assert ll.monitor.read_labels().empty
+
+
+def test_regression_metrics_are_nan_over_a_row_that_is_not_a_number() -> None:
+    from loopline.monitoring.performance import label_metrics
+
+    m = label_metrics(pd.Series([1.0, np.nan]), pd.Series([1.5, 2.0]), None, "regression")
+    assert np.isnan(m["rmse"]) and np.isnan(m["mae"])  # never a mean over fewer rows

@@ -77,6 +77,7 @@ METRICS = (
     "labelled",
     "no_row_labels",
     "out_of_range_labels",
+    "unscored_rows",
     "drift_share",
     "drifted_features",
 )

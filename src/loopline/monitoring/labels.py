@@ -403,6 +403,7 @@ def log_labels(
         return LabelReport.from_dict(answer.model_dump())
     numbers = [_number(v) for v in values]
     if model is not None:
+        flush_default()  # its predictions may still be queued: they say what it predicts
         _check_numeric(ctx, model, values, numbers)
     every = wanted_rows == ALL_ROWS
     per_label = None if wanted_rows is None or isinstance(wanted_rows, str) else wanted_rows

@@ -32,6 +32,7 @@ from loopline.monitoring.label_join import join_labels
 from loopline.monitoring.labels import read_labels
 from loopline.monitoring.prediction_log import read_predictions
 from loopline.monitoring.sketch import DriftSketch
+from loopline.monitoring.wire import finite_number
 
 Task = Literal["classification", "regression"]
 Window = Literal["hour", "day"] | int
@@ -42,10 +43,13 @@ class WindowMetrics:
     """The live metrics of one model version over one window.
 
     ``requests`` answered, the ``rows`` they carried (one prediction each) and how many of
-    those rows are ``labelled``: a label for the row, or for the request as a whole when
-    it had one row or the label was sent for every row (:mod:`.label_join`). Labels that
-    fit no row are counted, not compared: ``no_row_labels`` (requests of several rows
-    labelled as a whole) and ``out_of_range_labels`` (a row the request does not have).
+    those rows are ``labelled``: compared with a label for the row, or for the request as
+    a whole when it had one row or the label was sent for every row (:mod:`.label_join`).
+    Labels that fit no row are counted, not compared: ``no_row_labels`` (requests of
+    several rows labelled as a whole) and ``out_of_range_labels`` (a row the request does
+    not have); so are the rows that met a label but cannot be scored, ``unscored_rows``
+    (a regressor's row whose label or prediction is not a finite number: ``"n/a"``,
+    ``"3"``, None).
     ``throughput_rps`` is None when the window cannot measure a rate (:func:`throughput`).
 
     Drift (with a reference): ``drifted`` lists the features that trigger - their values
@@ -71,6 +75,7 @@ class WindowMetrics:
     drift_notes: dict[str, str] = field(default_factory=dict)
     no_row_labels: int = 0
     out_of_range_labels: int = 0
+    unscored_rows: int = 0
 
     def value(self, name: str) -> float | None:
         """A metric by name: a live metric, ``latency_p99_ms``, ``drift_share``,
@@ -119,6 +124,7 @@ class WindowMetrics:
             "drift_notes": self.drift_notes,
             "no_row_labels": self.no_row_labels,
             "out_of_range_labels": self.out_of_range_labels,
+            "unscored_rows": self.unscored_rows,
         }
 
 
@@ -255,12 +261,13 @@ def label_metrics(
     if len(y_true) == 0:
         return {}
     if task == "regression":
-        yt = pd.to_numeric(y_true, errors="coerce").astype(float)
-        yp = pd.to_numeric(y_pred, errors="coerce").astype(float)
-        err = yp - yt
+        # Every row counts: a label or prediction that is not a number makes the metrics
+        # NaN here, never a mean over fewer rows; performance() scores only the rows that
+        # are (and counts the others in unscored_rows).
+        err = finite_values(y_pred) - finite_values(y_true)
         return {
-            "rmse": float(math.sqrt(float(np.nanmean(err**2)))),
-            "mae": float(np.nanmean(np.abs(err))),
+            "rmse": float(math.sqrt(float(np.mean(err**2)))),
+            "mae": float(np.mean(np.abs(err))),
         }
     yt_s, yp_s, probs = hard_classes(y_true, y_pred)
     seen = set(yt_s) | set(yp_s) if classes is None else set(classes)
@@ -356,6 +363,35 @@ def _truth(labelled: pd.DataFrame, task: Task) -> pd.Series:
     return number.astype(object).where(number.notna(), labelled["label"])
 
 
+def _scored(labelled: pd.DataFrame, task: Task) -> tuple[pd.DataFrame, int]:
+    """The labelled rows that can be scored, and how many cannot: a regressor's row whose
+    label or prediction is not a finite number (a text label such as ``"n/a"`` or ``"3"``,
+    a prediction of None) - counted, never coerced nor dropped unseen. Any label is a
+    class, so a classifier scores every row."""
+    if task != "regression" or labelled.empty:
+        return labelled, 0
+    ok = labelled["label_num"].notna().to_numpy() & np.isfinite(
+        finite_values(labelled["_prediction"])
+    )
+    return labelled[ok], int((~ok).sum())
+
+
+def finite_values(values: pd.Series) -> np.ndarray:
+    """The values as floats: NaN where one is not a finite number (text, None, a bool).
+
+    Example:
+        >>> finite_values(pd.Series([1.5, "3", None, True, 2], dtype=object)).tolist()
+        [1.5, nan, nan, nan, 2.0]
+    """
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return np.full(len(values), np.nan)
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        out = values.to_numpy(dtype=float, na_value=np.nan)
+        return np.where(np.isfinite(out), out, np.nan)
+    found = (finite_number(v) for v in values)
+    return np.array([np.nan if f is None else f for f in found], dtype=float)
+
+
 def _percentile(values: pd.Series, q: float) -> float | None:
     vals = values.dropna().to_numpy(dtype=float)
     return float(np.percentile(vals, q)) if len(vals) else None
@@ -424,7 +460,7 @@ def performance(
         version = str(parts[1]) if by_version else "*"
         requests = group.drop_duplicates("_request_id")
         w_end = float(group["_ts"].max()) if isinstance(window, int) else w_start + span
-        labelled = group[group["label"].notna()]
+        labelled, unscored = _scored(group[group["label"].notna()], task)
         truth = _truth(labelled, task)
         score = labelled["_score"] if "_score" in labelled.columns else None
         w = WindowMetrics(
@@ -440,6 +476,7 @@ def performance(
             throughput_rps=throughput(requests["_ts"]),
             no_row_labels=int(group["_no_row_label"].sum()),
             out_of_range_labels=int(group["_out_of_range_labels"].sum()),
+            unscored_rows=unscored,
         )
         if not business.empty:
             mine = business[business["request_id"].isin(set(requests["_request_id"]))]
