@@ -228,3 +228,33 @@ def test_request_ids_and_labels_must_be_lists(
     # a tuple, a NumPy array or a Series is a list of ids and labels
     report = ll.monitor.log_labels(("s-1",), np.array([1]), model="m")
     assert report.matched == 1
+
+
+def test_a_request_id_logged_twice_counts_once_by_its_last_answer(embedded_ctx: Context) -> None:
+    # A client retried with its X-Request-ID (or a caller reused an id): the label met
+    # both logged answers and labelled counted the request twice.
+    ll.monitor.log_prediction("r-1", "m7", 1, [{"x": 1.0}], [1], latency_ms=1.0)
+    ll.monitor.log_prediction("r-1", "m7", 2, [{"x": 1.0}], [0], latency_ms=1.0)
+    ll.monitor.log_prediction("r-2", "m7", 2, [{"x": 1.0}], [1], latency_ms=1.0)
+    ll.monitor.log_prediction("b-1", "m7", 2, BATCH, [1, 1, 1], latency_ms=1.0)
+    ll.monitor.log_prediction("b-1", "m7", 2, BATCH[:2], [0, 0], latency_ms=1.0)
+    ll.monitor.log_labels(["r-1", "r-2"], [1, 1], model="m7")
+    ll.monitor.log_labels(["b-1", "b-1"], [0, 0], model="m7", rows=[0, 1])
+    [w] = ll.monitor.performance("m7", window="day", by_version=False)
+    # r-1's last answer (0, by version 2) against its label 1; b-1's last logging, 2 rows
+    assert (w.requests, w.rows, w.labelled) == (3, 4, 4)
+    assert w.metrics["accuracy"] == 0.75
+    assert w.relogged_requests == 2
+    assert w.to_dict()["relogged_requests"] == 2 and w.value("relogged_requests") == 2.0
+    by_version = ll.monitor.performance("m7", window="day")
+    assert [(v.version, v.rows, v.labelled) for v in by_version] == [("2", 4, 4)]
+
+
+def test_last_loggings_keeps_a_frame_without_repeats() -> None:
+    from loopline.monitoring.label_join import last_loggings
+
+    frame = pd.DataFrame(
+        {"_request_id": ["b", "b", "s"], "_row": [0, 1, 0], "_ts": [1.0, 1.0, 2.0]}
+    )
+    out = last_loggings(frame)
+    assert out.index.tolist() == [0, 1, 2] and out["_relogged"].tolist() == [0, 0, 0]

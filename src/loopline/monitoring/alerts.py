@@ -78,6 +78,7 @@ METRICS = (
     "no_row_labels",
     "out_of_range_labels",
     "unscored_rows",
+    "relogged_requests",
     "drift_share",
     "drifted_features",
 )

@@ -9,6 +9,14 @@ each request as a whole (``row`` missing). A prediction row takes:
   label was sent for every row (``all_rows``) - the newer of the two when both apply, the
   row's on a tie (it is the more precise).
 
+A request id is one answer's. One logged twice - a client that retried with its own
+``X-Request-ID``, a caller that reused an id - keeps its last logging only
+(:func:`last_loggings`): the answer the client kept, compared once with its label and
+counted once in ``rows`` and ``labelled``; the request's first row counts it in
+``_relogged``. Refusing the id when it is logged is no option: the model server has
+answered by then, several servers write the log, and the check would cost the log's
+hot path a lookup per request.
+
 A label for the request as a whole of a request of several rows is compared with none of
 them (which prediction would it be the truth of?); it is counted in ``_no_row_label`` on
 the request's first row, unless every row has a label of its own. A label for a row past
@@ -34,6 +42,30 @@ import pandas as pd
 
 #: Columns :func:`join_labels` adds besides ``label`` and ``label_num``.
 ISSUE_COLUMNS = ("_no_row_label", "_out_of_range_labels")
+
+
+def last_loggings(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (the prediction log, oldest first) with each request id's last logging
+    only - the rows logged at its newest ``_ts``, each ``_row`` once - and ``_relogged``:
+    1 on the first kept row of a request that was logged more than once, else 0.
+
+    Example:
+        >>> f = pd.DataFrame({"_request_id": ["r", "s", "r"], "_row": [0, 0, 0],
+        ...     "_ts": [1.0, 2.0, 3.0], "_prediction": [1, 0, 0]})
+        >>> out = last_loggings(f)
+        >>> out["_prediction"].tolist(), out["_relogged"].tolist()
+        ([0, 0], [0, 1])
+    """
+    n = len(frame)
+    if n == 0 or not frame.duplicated(["_request_id", "_row"]).any():
+        return frame.assign(_relogged=np.zeros(n, dtype=np.int64))
+    newest = frame.groupby("_request_id", sort=False)["_ts"].transform("max")
+    kept = frame[frame["_ts"] == newest]
+    kept = kept[~kept.duplicated(["_request_id", "_row"], keep="last")]
+    dropped = frame.loc[frame.index.difference(kept.index), "_request_id"].unique()
+    first = ~kept["_request_id"].duplicated()
+    relogged = (first & kept["_request_id"].isin(dropped)).astype(np.int64)
+    return kept.assign(_relogged=relogged.to_numpy())
 
 
 def join_labels(frame: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:

@@ -28,7 +28,7 @@ from loopline.errors import InvalidInput
 from loopline.monitoring.alerts import BUSINESS_PREFIX
 from loopline.monitoring.business import read_business
 from loopline.monitoring.classes import BINARY, THRESHOLD, class_name, positive_class
-from loopline.monitoring.label_join import join_labels
+from loopline.monitoring.label_join import join_labels, last_loggings
 from loopline.monitoring.labels import read_labels
 from loopline.monitoring.prediction_log import read_predictions
 from loopline.monitoring.sketch import DriftSketch
@@ -49,7 +49,8 @@ class WindowMetrics:
     several rows labelled as a whole) and ``out_of_range_labels`` (a row the request does
     not have); so are the rows that met a label but cannot be scored, ``unscored_rows``
     (a regressor's row whose label or prediction is not a finite number: ``"n/a"``,
-    ``"3"``, None).
+    ``"3"``, None). A request id logged more than once counts once, by its last logging;
+    ``relogged_requests`` says how many such requests the window has (:mod:`.label_join`).
     ``throughput_rps`` is None when the window cannot measure a rate (:func:`throughput`).
 
     Drift (with a reference): ``drifted`` lists the features that trigger - their values
@@ -76,6 +77,7 @@ class WindowMetrics:
     no_row_labels: int = 0
     out_of_range_labels: int = 0
     unscored_rows: int = 0
+    relogged_requests: int = 0
 
     def value(self, name: str) -> float | None:
         """A metric by name: a live metric, ``latency_p99_ms``, ``drift_share``,
@@ -125,6 +127,7 @@ class WindowMetrics:
             "no_row_labels": self.no_row_labels,
             "out_of_range_labels": self.out_of_range_labels,
             "unscored_rows": self.unscored_rows,
+            "relogged_requests": self.relogged_requests,
         }
 
 
@@ -422,6 +425,7 @@ def performance(
     frame = read_predictions(model, start=start, end=end, last=last)
     if frame.empty:
         return []
+    frame = last_loggings(frame)  # a request id logged twice: its last answer, once
     frame["_window"] = assign_windows(frame, window)
     # Each row meets the label sent for it (or for its request of one row, or for every
     # row of its request); the labels that fit no row are counted per window.
@@ -477,6 +481,7 @@ def performance(
             no_row_labels=int(group["_no_row_label"].sum()),
             out_of_range_labels=int(group["_out_of_range_labels"].sum()),
             unscored_rows=unscored,
+            relogged_requests=int(group["_relogged"].sum()),
         )
         if not business.empty:
             mine = business[business["request_id"].isin(set(requests["_request_id"]))]
