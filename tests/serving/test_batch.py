@@ -204,10 +204,75 @@ def test_scoring_a_file_with_inf_or_a_stray_word_names_the_column_and_the_file_r
     done = _score_cli(embedded_ctx, model_uri, str(tmp_path / "word.csv"), str(tmp_path / "o.csv"))
     assert done.returncode == 2, done.stderr
     assert "column 'a' expects float, got str 'abc' (row 205)" in done.stderr
-    # In chunks, an earlier chunk holds only numbers as text: the hint says what to look for.
-    with pytest.raises(InvalidInput, match=r"rows 0\.\.99: column 'a' expects float") as e:
+    # In chunks: the chunk that holds the word, the word and its row. Before, the word made
+    # the whole column text, and the first chunk failed on its first number.
+    with pytest.raises(InvalidInput) as e:
         score(model_uri, tmp_path / "word.csv", tmp_path / "o.csv", chunk_rows=100)
-    assert e.value.hint is not None and "one value that is not a number" in e.value.hint
+    assert e.value.message == "rows 200..299: column 'a' expects float, got str 'abc' (row 205)"
+    assert e.value.field == "a"
+
+
+def test_a_csv_is_copied_as_text_and_only_the_features_are_parsed(
+    model_uri: str, tmp_path: Path
+) -> None:
+    """Ids were read by type inference: 007, 0012, 1e3 and NA came out as 7, 12, 1000 and
+    an empty field (a float64 column in Parquet)."""
+    import csv
+
+    src = tmp_path / "ids.csv"
+    src.write_text(
+        "id,a,b,bucket,note\n"
+        "007,0.1,0.2,1,NA\n"
+        "0012, 0.3 ,-1e-1,2.0,\n"
+        "1e3,inf,0.5,3,x y\n"
+        "NA,-0.5,0.25,0,null\n"
+        ',0.4,0.1,1,"a,b"\n'
+    )
+    ids = ["007", "0012", "1e3", "NA", ""]
+    for out in ("out.csv", "out.parquet"):
+        with pytest.raises(InvalidInput, match=r"column 'a' is inf in row 2"):
+            score(model_uri, src, tmp_path / out, chunk_rows=2)
+    src.write_text(src.read_text().replace("inf", "0.7"))
+    score(model_uri, src, tmp_path / "out.parquet", chunk_rows=2)
+    table = pq.read_table(tmp_path / "out.parquet")
+    assert table.column("id").to_pylist() == ids and str(table.schema.field("id").type) == "string"
+    assert table.column("note").to_pylist() == ["NA", "", "x y", "null", "a,b"]
+    # The features as their signature types: a and b floats, bucket an int (2.0 is 2).
+    assert table.column("a").to_pylist() == [0.1, 0.3, 0.7, -0.5, 0.4]
+    assert table.column("bucket").to_pylist() == [1, 2, 3, 0, 1]
+    assert [str(table.schema.field(n).type) for n in FEATURES] == ["double", "double", "int64"]
+    frame = pd.DataFrame({"a": [0.1, 0.3, 0.7, -0.5, 0.4], "b": [0.2, -0.1, 0.5, 0.25, 0.1]})
+    expected = ll.registry.load(model_uri).predict(frame.assign(bucket=[1, 2, 3, 0, 1]))
+    assert table.column("prediction").to_pylist() == expected.tolist()
+
+    score(model_uri, src, tmp_path / "out.csv", chunk_rows=2)
+    with (tmp_path / "out.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["id"] for r in rows] == ids and [r["note"] for r in rows][-1] == "a,b"
+
+
+def test_a_bad_csv_value_is_named_by_its_row_and_value_in_any_chunk(
+    model_uri: str, tmp_path: Path, embedded_ctx: Context
+) -> None:
+    """One word among numbers made the whole column text: the error named the first row of
+    the first chunk and its number ('rows 0..2: ... got str '0.0' (row 0)')."""
+    lines = ["a,b,bucket", *(f"{i / 10},0.5,1" for i in range(7)), "0.9,abc,1"]
+    lines += [f"{i / 10},0.5,1" for i in range(5)]
+    (tmp_path / "bad.csv").write_text("\n".join(lines) + "\n")
+    done = _score_cli(
+        embedded_ctx, model_uri, str(tmp_path / "bad.csv"), str(tmp_path / "o.csv"),
+        "--chunk-rows", "3",
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "rows 6..8: column 'b' expects float, got str 'abc' (row 7)" in done.stderr
+    assert not (tmp_path / "o.csv").exists()
+    # A fraction in an int column, and a word in it, are named the same way.
+    for value, shown in (("1.5", "1.5"), ("two", "str 'two'")):
+        text = "a,b,bucket\n0.1,0.2,1\n0.1,0.2,3\n0.1,0.2," + value + "\n"
+        (tmp_path / "int.csv").write_text(text)
+        with pytest.raises(InvalidInput, match=r"column 'bucket' .*" + shown + r".*row 2") as e:
+            score(model_uri, tmp_path / "int.csv", tmp_path / "o.parquet")
+        assert e.value.field == "bucket"
 
 
 @pytest.mark.slow

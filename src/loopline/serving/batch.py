@@ -8,6 +8,11 @@ predicted, and the rows are written out as they come - the input's columns, then
 ``.csv``). A chunk that breaks the signature stops the run with the row range and the
 column named.
 
+A CSV file is read with every column as text (:mod:`.csv_text`): the columns the model
+does not take are copied as they are (an id ``007`` stays ``007``, ``NA`` stays ``NA``),
+and the features are parsed as their signature types, so a value that does not parse is
+named with its row and its text.
+
 With ``executor="ray"`` the same work runs as Ray Data ``map_batches`` on the cluster at
 ``LOOPLINE_RAY_ADDRESS`` (a local Ray otherwise), one task per Parquet row group (one for a
 CSV file), cut into the same chunks as locally so that an error names the same row of the
@@ -29,6 +34,7 @@ from typing import Any
 
 from loopline.data import formats
 from loopline.errors import InvalidInput, NotFound
+from loopline.serving.csv_text import csv_format, parse_features
 
 PREDICTION = "prediction"
 VERSION = "model_version"
@@ -70,7 +76,14 @@ def _format(path: Path, role: str) -> str:
     )
 
 
-def _dataset(path: Path) -> Any:
+def _reads_text(model: Any, kind: str) -> bool:
+    """Whether a ``kind`` input is read as text and its features parsed by the signature
+    (:mod:`.csv_text`): a CSV file, for a model with a signature."""
+    return kind == "csv" and model.signature is not None
+
+
+def _dataset(path: Path, as_text: bool = False) -> Any:
+    """The input as a pyarrow dataset; ``as_text``: a CSV file's columns all as text."""
     import pyarrow.dataset as ds
 
     if not path.exists():
@@ -78,7 +91,8 @@ def _dataset(path: Path) -> Any:
     import pyarrow as pa
 
     try:
-        return ds.dataset(str(path), format=_format(path, "input"))
+        kind = _format(path, "input")
+        return ds.dataset(str(path), format=csv_format(path) if as_text else kind)
     except pa.ArrowInvalid as exc:
         raise InvalidInput(
             f"cannot read {path}: {exc}",
@@ -125,24 +139,30 @@ def _outputs(model: Any, features: Any, version: str, probabilities: bool) -> di
     return out
 
 
-def _score_batch(model: Any, batch: Any, first_row: int, version: str, probabilities: bool) -> Any:
+def _score_batch(
+    model: Any, batch: Any, first_row: int, version: str, probabilities: bool, as_text: bool
+) -> Any:
     """The input batch's own columns, untouched, plus the scoring columns (an Arrow table).
 
     Only the model's features go through pandas: an id column with a null read through
     pandas became float64, so ids past 2**53 were rounded (two ids could become one).
+    ``as_text``: the batch is a CSV file's text, whose features are parsed by the
+    signature (:mod:`.csv_text`) and whose other columns are copied as text.
     """
     import pandas as pd
     import pyarrow as pa
 
+    table = pa.Table.from_batches([batch])
     names = model.signature.names if model.signature is not None else None
     columns = batch.schema.names
-    if names is not None and all(n in columns for n in names):
+    if as_text:
+        table, frame = parse_features(table, model.signature)
+    elif names is not None and all(n in columns for n in names):
         frame = batch.select(names).to_pandas()
     else:  # the signature check names what is missing
         frame = batch.to_pandas()
     # Numbered from the chunk's first row, so a bad value is named by its row in the file.
     frame.index = pd.RangeIndex(first_row, first_row + len(frame))
-    table = pa.Table.from_batches([batch])
     for name, values in _outputs(model, frame, version, probabilities).items():
         table = table.append_column(name, pa.array(values))
     return table
@@ -230,11 +250,13 @@ def _next_batch(batches: Any, src: Path, done: int) -> Any:
         ) from exc
 
 
-def _score_chunk(model: Any, batch: Any, start: int, version: str, probabilities: bool) -> Any:
+def _score_chunk(
+    model: Any, batch: Any, start: int, version: str, probabilities: bool, as_text: bool
+) -> Any:
     """One chunk scored (see :func:`_score_batch`); ``start`` is its first row's number in
     the input, so a bad value is named by its row in the input on every executor."""
     try:
-        return _score_batch(model, batch, start, version, probabilities)
+        return _score_batch(model, batch, start, version, probabilities, as_text)
     except InvalidInput as exc:
         raise InvalidInput(
             f"rows {start}..{start + batch.num_rows - 1}: {exc.message}",
@@ -252,7 +274,8 @@ def _score_local(
     probabilities: bool,
     progress: ProgressFn | None,
 ) -> tuple[int, int]:
-    data = _dataset(src)
+    as_text = _reads_text(model, _format(src, "input"))
+    data = _dataset(src, as_text)
     _check_columns(data.schema.names, model, probabilities)
     total = data.count_rows() if _format(src, "input") == "parquet" else None
     writer = _Writer(dst, _format(dst, "output"))
@@ -263,7 +286,7 @@ def _score_local(
         while (batch := _next_batch(batches, src, rows)) is not None:
             if batch.num_rows == 0:
                 continue
-            writer.write(_score_chunk(model, batch, rows, version, probabilities))
+            writer.write(_score_chunk(model, batch, rows, version, probabilities, as_text))
             rows += batch.num_rows
             chunks += 1
             if progress is not None:
@@ -296,12 +319,14 @@ def _ray_units(data: Any, src: Path, kind: str) -> list[dict[str, Any]]:
     return units
 
 
-def _unit_batches(unit: dict[str, Any], kind: str, schema: Any, chunk_rows: int) -> Any:
+def _unit_batches(
+    unit: dict[str, Any], kind: str, schema: Any, chunk_rows: int, as_text: bool
+) -> Any:
     """The unit's record batches of at most ``chunk_rows`` rows, as the local path cuts them."""
     import pyarrow.dataset as ds
 
     if kind != "parquet":
-        return _dataset(Path(unit["path"])).to_batches(batch_size=chunk_rows)
+        return _dataset(Path(unit["path"]), as_text).to_batches(batch_size=chunk_rows)
     data = ds.dataset(unit["path"], format="parquet", schema=schema)
     fragment = next(iter(data.get_fragments())).subset(row_group_ids=[unit["row_group"]])
     return fragment.to_batches(schema=schema, batch_size=chunk_rows)
@@ -356,7 +381,8 @@ def _score_ray(
 
     kind = _format(src, "input")
     out_kind = _format(dst, "output")
-    data = _dataset(src)
+    as_text = _reads_text(model, kind)
+    data = _dataset(src, as_text)
     _check_columns(data.schema.names, model, probabilities)
     schema = data.schema if kind == "parquet" else None
     units = _ray_units(data, src, kind)
@@ -368,10 +394,10 @@ def _score_ray(
         scorer = ray.get(model_ref)
         for unit in batch.to_dict("records"):
             start = int(unit["start"])
-            batches = iter(_unit_batches(unit, kind, schema, chunk_rows))
+            batches = iter(_unit_batches(unit, kind, schema, chunk_rows, as_text))
             while (chunk := _next_batch(batches, Path(unit["path"]), start)) is not None:
                 if chunk.num_rows:
-                    yield _score_chunk(scorer, chunk, start, version, probabilities)
+                    yield _score_chunk(scorer, chunk, start, version, probabilities, as_text)
                     start += chunk.num_rows
 
     scored = ray.data.from_items(units).map_batches(predict, batch_size=1, batch_format="pandas")
