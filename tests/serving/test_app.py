@@ -620,3 +620,55 @@ def test_a_deployed_version_that_failed_to_load_is_a_503_naming_the_error(
     assert status == 200 and listed["churn"]["phase"] == "unavailable"
     assert f"models:/churn/{version} is corrupted" in listed["churn"]["load_error"]
     assert asyncio.run(_get(server, "/v1/models/nosuch"))[0] == 404
+
+
+def test_a_slow_candidate_never_makes_the_stable_versions_answers_time_out(
+    embedded_ctx: Context,
+) -> None:
+    """A candidate past the deployment's timeout_ms went on running (a thread cannot be
+    stopped) and held the interpreter, so the stable version answering for it, and the
+    stable's own next requests, missed the same timeout_ms: 504 'version 1 did not answer
+    within 0.008 s' for 3 of 80 requests (21 of 60 at 2 ms) though it answers in 0.13 ms."""
+    server, v1, v2 = _good_then_weak(embedded_ctx, "ab", split=50, timeout_ms=15)
+    route = server.control.routes["churn"]
+    assert route.candidate is not None and route.stats is not None
+    real = route.candidate.predict
+
+    def greedy(rows: Any) -> Any:  # pure Python for 0.3 s: holds the GIL but for switches
+        end = time.perf_counter() + 0.3
+        while time.perf_counter() < end:
+            pass
+        return real(rows)
+
+    route.candidate.predict = greedy
+    keys = [f"user-{i}" for i in range(200)]
+    sides = [route.pick(k)[1] for k in keys]
+    to_candidate = [k for k, c in zip(keys, sides, strict=True) if c][:3]
+    to_stable = [k for k, c in zip(keys, sides, strict=True) if not c][:3]
+
+    async def scenario() -> list[tuple[int, dict[str, Any]]]:
+        answers = []
+        for cand, stable in zip(to_candidate, to_stable, strict=True):
+            # The candidate times out (the stable answers for it), then the stable's own
+            # request arrives while the abandoned call still runs.
+            for key in (cand, stable):
+                body = {"instances": [row()], "key": key}
+                answers.append(await _post(server, "/v1/models/churn/predict", body))
+        return answers
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.01)  # a thread keeps the GIL for 10 ms when another asks for it
+    try:
+        answers = asyncio.run(scenario())
+    finally:
+        sys.setswitchinterval(interval)
+        if server._runner is not None:
+            server._runner.close()
+    assert [status for status, _ in answers] == [200] * 6, answers
+    assert {a["model_version"] for _, a in answers} == {str(v1)}
+    stats = route.stats
+    assert (stats.candidate.errors, stats.stable.errors, stats.fallbacks) == (3, 0, 3)
+    metrics = server.metrics.render()[0].decode()
+    assert f'kind="timeout",model="churn",version="{v2}"}} 3.0' in metrics
+    failures = [line for line in metrics.splitlines() if line.startswith("loopline_model_fail")]
+    assert not [line for line in failures if f'version="{v1}"' in line], failures

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from loopline.serving.timeouts import ModelHung, PredictRunner
+from loopline.serving.timeouts import ModelHung, PredictRunner, PredictTimeout
 
 
 class Blocking:
@@ -99,6 +99,87 @@ def test_a_late_answer_is_a_timeout_even_when_the_model_starved_the_event_loop()
         with pytest.raises(TimeoutError, match=r"took longer than 0\.001 s"):
             await runner.run(Greedy(), "records", [{}], timeout=0.001)
         assert await runner.run(Quick(), "records", [{}, {}], timeout=5) == [2]
+        runner.close()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1.0)  # the loop's thread gets the GIL back only when run() ends
+    try:
+        asyncio.run(scenario())
+    finally:
+        sys.setswitchinterval(interval)
+
+
+class Sleepy(Quick):
+    """A version slower than the timeouts below on its own: 0.1 s a call."""
+
+    name = "sleepy"
+
+    def run(self, shape: str, rows: Any) -> list[Any]:
+        time.sleep(0.1)
+        return ["slow"]
+
+
+def test_a_call_late_beside_another_versions_abandoned_call_is_waited_for() -> None:
+    """A slow candidate's call abandoned at its timeout goes on running and took the
+    interpreter from the stable version answering for it, which then missed the same
+    timeout: a 504 for a request the stable version answers in 0.13 ms alone."""
+
+    async def scenario() -> None:
+        runner = PredictRunner(workers=2)
+        candidate, stable = Blocking("candidate"), Sleepy()
+        with pytest.raises(PredictTimeout, match=r"longer than 0\.05 s") as e:
+            await runner.run(candidate, "records", [{}], timeout=0.05, beside=[stable])
+        assert not e.value.excused and runner.stuck(candidate) == 1
+        # Late while the candidate's abandoned call runs: given the grace, and answered.
+        answer = await runner.run(
+            stable, "records", [{}], timeout=0.05, grace=None, beside=[candidate]
+        )
+        assert answer == ["slow"]
+        assert await runner.run(stable, "records", [{}], 0.05, grace=5, beside=[candidate])
+        # The grace is a bound too, and the error says which limit it was.
+        with pytest.raises(PredictTimeout, match=r"longer than 0\.07 s") as e:
+            await runner.run(stable, "records", [{}], 0.05, grace=0.07, beside=[candidate])
+        assert e.value.excused
+        # Only the versions beside it excuse it; with no grace (the default), nothing does.
+        for kwargs in ({"grace": None, "beside": []}, {"beside": [candidate]}):
+            with pytest.raises(PredictTimeout, match=r"longer than 0\.05 s"):
+                await runner.run(stable, "records", [{}], timeout=0.05, **kwargs)
+        # Once the abandoned call returned, a call made afterwards is late on its own.
+        candidate.release.set()
+        for _ in range(100):
+            if runner.stuck(candidate) == 0:
+                break
+            await asyncio.sleep(0.01)
+        with pytest.raises(PredictTimeout) as e:
+            await runner.run(stable, "records", [{}], 0.05, grace=None, beside=[candidate])
+        assert not e.value.excused
+        runner.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_call_the_abandoned_one_starved_of_the_loop_is_excused_too() -> None:
+    """The late-answer check (the loop got the GIL back only as the call returned) takes the
+    same excuse: a call past its timeout beside another version's abandoned call."""
+
+    class Greedy(Quick):
+        name = "greedy"
+
+        def run(self, shape: str, rows: Any) -> list[Any]:
+            end = time.perf_counter() + 0.05
+            while time.perf_counter() < end:  # pure Python: holds the GIL throughout
+                pass
+            return ["late"]
+
+    async def scenario() -> None:
+        runner = PredictRunner(workers=2)
+        candidate, stable = Blocking("candidate"), Greedy()
+        with pytest.raises(PredictTimeout):
+            await runner.run(candidate, "records", [{}], timeout=0.01)
+        assert await runner.run(stable, "records", [{}], 0.001, grace=None, beside=[candidate])
+        with pytest.raises(PredictTimeout, match=r"longer than 0\.001 s"):
+            await runner.run(stable, "records", [{}], 0.001, grace=None)
+        candidate.release.set()
         runner.close()
 
     interval = sys.getswitchinterval()

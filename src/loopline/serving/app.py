@@ -24,8 +24,12 @@ model deployed here whose versions failed to load is a 503 naming the error.
 
 When the answering version raises (or exceeds ``timeout_ms``), the stable version answers
 for a candidate, and the deployment's fallback version answers for the stable one; the
-failure is counted (metrics and the canary window). A request the signature rejects is
-the client's error - a 422 that counts against no version, so bad input cannot roll a
+failure is counted (metrics and the canary window). A version's ``timeout_ms`` is its own:
+a call that runs out of it while a call of another version of the deployment, abandoned
+past its own timeout, ran in the worker (a slow candidate's, taking the interpreter from
+the stable version answering for it) is waited for up to the server's limit instead, and
+answers (:mod:`loopline.serving.timeouts`). A request the signature rejects is the
+client's error - a 422 that counts against no version, so bad input cannot roll a
 canary back; a candidate that refuses what the stable version takes did fail. Shadow
 requests run after the answer was sent. With ``log_predictions`` every answered request
 is queued for the prediction log (:mod:`loopline.monitoring.prediction_log`: a deque
@@ -69,7 +73,7 @@ from loopline.serving.feedback import RecentAnswers, read_feedback
 from loopline.serving.inputs import MalformedBody, loads, parse
 from loopline.serving.prom import ServingMetrics
 from loopline.serving.router import Route, ServedModel
-from loopline.serving.timeouts import PredictRunner
+from loopline.serving.timeouts import AbandonedCalls, PredictRunner, PredictTimeout
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -127,6 +131,7 @@ class ModelFailed(Exception):
             f"version {model.version} of {model.name!r} failed: {type(cause).__name__}: {cause}"
         )
         self.model = model
+        self.cause = cause
         self.timed_out = isinstance(cause, TimeoutError)
 
 
@@ -218,6 +223,9 @@ class ModelServer:
         self._recent = RecentAnswers()
         self._runner: PredictRunner | None = None
         self._shadow_runner: PredictRunner | None = None
+        # The calls abandoned at their timeout, on either runner: they excuse the late
+        # calls of other versions (see loopline.serving.timeouts).
+        self._abandoned = AbandonedCalls()
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._predlog: Any = None
         self._saved: tuple[float, tuple[int, ...]] | None = None
@@ -485,8 +493,18 @@ class ModelServer:
         if timeout is None:
             return model.run(shape, rows)
         if self._runner is None:
-            self._runner = PredictRunner()
-        preds: list[Any] = await self._runner.run(model, shape, rows, timeout)
+            self._runner = PredictRunner(abandoned=self._abandoned)
+        # A call that ran out of time beside an abandoned call of another version of the
+        # deployment is given the server's limit (none: it is waited for): the lateness
+        # is not its own.
+        preds: list[Any] = await self._runner.run(
+            model,
+            shape,
+            rows,
+            timeout,
+            grace=self.settings.predict_timeout_s,
+            beside=route.versions_besides(model),
+        )
         return preds
 
     def _failed(self, model: ServedModel, exc: BaseException) -> None:
@@ -666,7 +684,12 @@ class ModelServer:
         self.metrics.request(name, version, status, time.perf_counter() - start)
 
     def _timeout_error(self, route: Route, exc: ModelFailed) -> bytes:
-        if route.timeout is not None and exc.model is not route.fallback:
+        if isinstance(exc.cause, PredictTimeout) and exc.cause.excused:
+            limit = (
+                f"{exc.cause.limit:g} s (LOOPLINE_SERVE_PREDICT_TIMEOUT_S; given instead of the "
+                "deployment's timeout_ms while another version's abandoned call ran)"
+            )
+        elif route.timeout is not None and exc.model is not route.fallback:
             limit = f"{route.timeout:g} s (the deployment's timeout_ms)"
         else:
             limit = f"{self.settings.predict_timeout_s:g} s (LOOPLINE_SERVE_PREDICT_TIMEOUT_S)"
@@ -701,12 +724,18 @@ class ModelServer:
         stats = route.stats
         assert shadow is not None and stats is not None
         if self._shadow_runner is None:  # one thread: mirrored calls queue behind each other
-            self._shadow_runner = PredictRunner(workers=1)
+            self._shadow_runner = PredictRunner(workers=1, abandoned=self._abandoned)
         timeout = self.settings.predict_timeout_s if route.timeout is None else route.timeout
         t = time.perf_counter()
         try:
             preds, took = await self._shadow_runner.run(
-                shadow, shape, rows, timeout, call=shadow.timed_run
+                shadow,
+                shape,
+                rows,
+                timeout,
+                call=shadow.timed_run,
+                grace=self.settings.predict_timeout_s,
+                beside=route.versions_besides(shadow),
             )
         except Exception as exc:  # a failing shadow never affects clients; it is counted
             stats.candidate.error(time.perf_counter() - t)

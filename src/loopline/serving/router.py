@@ -147,6 +147,17 @@ class Route:
             return True
         return errors_fail_window(self.policy, self.stats.stable, c)
 
+    def versions_besides(self, model: ServedModel) -> tuple[ServedModel, ...]:
+        """The other versions this route may call besides ``model`` (stable, candidate,
+        shadow, fallback): whose calls abandoned at their timeout excuse a late call of
+        ``model`` (see :mod:`loopline.serving.timeouts`).
+
+        Example:
+            >>> # route.versions_besides(route.stable)  -> (candidate,)
+        """
+        versions = (self.stable, self.candidate, self.shadow, self.fallback)
+        return tuple(m for m in versions if m is not None and m is not model)
+
     def describe(self) -> dict[str, Any]:
         """What this route serves (for ``GET /v1/models``).
 
