@@ -1,4 +1,5 @@
-"""The 0007_serving migration creates exactly the tables of delivery/ and serving/ tables."""
+"""The migrations create exactly the tables of delivery/ and serving/ tables: 0007_serving,
+and 0020_feedback_labels the labels model-server workers hand to each other."""
 
 from __future__ import annotations
 
@@ -6,7 +7,12 @@ import sqlalchemy as sa
 
 from loopline.core.db import create_engine_for, current_revision, upgrade
 from loopline.delivery.tables import gate_verdicts
-from loopline.serving.tables import canary_windows, deployment_events, deployments
+from loopline.serving.tables import (
+    canary_windows,
+    deployment_events,
+    deployments,
+    feedback_labels,
+)
 from tests.schema_diff import schema_diffs
 
 NAMES = {t.name for t in (gate_verdicts, deployments, deployment_events, canary_windows)}
@@ -33,4 +39,19 @@ def test_the_migration_downgrades_cleanly(db_uri: str) -> None:
     assert current_revision(engine) == "0006_pipelines"
     upgrade(engine, "0007_serving")
     assert set(sa.inspect(engine).get_table_names()) >= NAMES
+    engine.dispose()
+
+
+def test_0020_creates_the_labels_workers_hand_over_and_downgrades_cleanly(db_uri: str) -> None:
+    from alembic import command
+
+    from loopline.core.db import alembic_config
+
+    engine = create_engine_for(db_uri)
+    upgrade(engine)
+    assert schema_diffs(engine, {feedback_labels.name}) == []
+    command.downgrade(alembic_config(engine), "0019_version_description")
+    assert feedback_labels.name not in sa.inspect(engine).get_table_names()
+    upgrade(engine, "0020_feedback_labels")
+    assert schema_diffs(engine, {feedback_labels.name}) == []
     engine.dispose()

@@ -178,7 +178,7 @@ def test_labels_for_the_rows_of_a_batch_request_count_towards_live_accuracy(
     status, fed = asyncio.run(
         _post(server, "/v1/models/churn/feedback", {"labels": [whole, *labels]})
     )
-    assert status == 200 and fed == {"matched": 6, "unmatched": 1}, fed
+    assert status == 200 and fed == {"matched": 6, "unmatched": 1, "pending": 0}, fed
     stats = server.control.routes["churn"].stats
     assert stats is not None
     role = stats.candidate if answer["model_version"] == str(v2) else stats.stable
@@ -275,7 +275,7 @@ def test_feedback_for_a_model_not_served_here_is_404(embedded_ctx: Context) -> N
     assert status == 404, answer
     assert answer["error"]["field"] == "name" and "churn" in answer["error"]["hint"]
     status, answer = asyncio.run(_post(server, "/v1/models/churn/feedback", label))
-    assert status == 200 and answer == {"matched": 0, "unmatched": 1}
+    assert status == 200 and answer == {"matched": 0, "unmatched": 1, "pending": 0}
 
 
 def test_a_request_id_labels_could_never_name_is_refused(embedded_ctx: Context) -> None:
@@ -470,7 +470,7 @@ def test_feedback_live_accuracy_cannot_use_is_a_422_and_scores_nothing(
     stats = server.control.routes["churn"].stats
     assert stats is not None and stats.stable.labels == stats.candidate.labels == 0
     status, fed = asyncio.run(_post(server, feedback, {"request_id": rid, "label": 1}))
-    assert status == 200 and fed == {"matched": 1, "unmatched": 0}
+    assert status == 200 and fed == {"matched": 1, "unmatched": 0, "pending": 0}
 
 
 async def _get(app: Any, path: str) -> tuple[int, dict[str, Any]]:
@@ -672,3 +672,50 @@ def test_a_slow_candidate_never_makes_the_stable_versions_answers_time_out(
     assert f'kind="timeout",model="churn",version="{v2}"}} 3.0' in metrics
     failures = [line for line in metrics.splitlines() if line.startswith("loopline_model_fail")]
     assert not [line for line in failures if f'version="{v1}"' in line], failures
+
+
+def test_a_label_for_another_workers_answer_is_passed_on_and_scored_there(
+    embedded_ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A label reaching a worker that did not answer its request was answered 'unmatched'
+    and lost; now it is 'pending' here and scored by the worker that answered."""
+    from sqlalchemy.exc import OperationalError
+
+    from loopline.serving.feedback import Relay
+
+    answering, _, _ = _good_then_weak(embedded_ctx, "ab", split=50)
+    other = _served(embedded_ctx)
+    other._relay = Relay("another-worker")  # in one process both would be host-pid
+    feedback = "/v1/models/churn/feedback"
+
+    async def scenario() -> None:
+        answering._relay.start(embedded_ctx.engine)
+        status, answer = await _post(answering, "/v1/models/churn/predict", {"instances": [row()]})
+        assert status == 200, answer
+        label = {"request_id": answer["request_id"], "label": answer["predictions"][0]}
+        for _ in range(2):  # the second time, the row was labelled before: scored once
+            status, fed = await _post(other, feedback, label)
+            assert status == 200 and fed == {"matched": 0, "unmatched": 0, "pending": 1}, fed
+        assert await answering.take_labels() == 1
+        assert await answering.take_labels() == 0
+        stats = answering.control.routes["churn"].stats
+        assert stats is not None and stats.stable.labels + stats.candidate.labels == 1
+        assert stats.stable.correct + stats.candidate.correct == 1
+
+        # The store cannot take the labels to pass on: a 503, and none of the request's
+        # labels is scored, so that sending them again counts each once.
+        status, mine = await _post(other, "/v1/models/churn/predict", {"instances": [row()]})
+        both = {"labels": [{"request_id": mine["request_id"], "label": 1}, label]}
+
+        def down(*args: Any) -> None:
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+        monkeypatch.setattr(other._relay, "send", down)
+        status, error = await _post(other, feedback, both)
+        assert status == 503 and error["error"]["code"] == "BACKEND_UNAVAILABLE", error
+        assert "send the labels again" in error["error"]["hint"]
+        monkeypatch.undo()
+        status, fed = await _post(other, feedback, both)
+        assert fed == {"matched": 1, "unmatched": 0, "pending": 1}, fed
+
+    asyncio.run(scenario())

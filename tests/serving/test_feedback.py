@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from loopline.core.context import Context
 from loopline.errors import InvalidInput
 from loopline.monitoring.limits import MAX_LABEL_CHARS
-from loopline.serving.feedback import MAX_FEEDBACK, RecentAnswers, read_feedback
+from loopline.serving.feedback import MAX_FEEDBACK, RecentAnswers, Relay, read_feedback
 
 
 def test_each_row_of_a_request_is_scored_against_its_own_prediction() -> None:
@@ -138,3 +139,61 @@ def test_good_labels_are_read_with_their_rows() -> None:
         ]
     }
     assert read_feedback(body) == [("a", 2, True), ("b", None, 0.5), ("c", None, "x" * 1000)]
+
+
+def test_labels_handed_over_reach_every_other_worker_once_even_when_committed_late(
+    ctx: Context,
+) -> None:
+    """A label sent to a worker that did not answer its request was counted unmatched there
+    and lost: with N workers or replicas, about (N-1)/N of the labels never counted."""
+    a, b, c = Relay("a"), Relay("b"), Relay("c")
+    served = [("churn", 3)]
+    assert b.receive(ctx.engine, served) == [] == c.receive(ctx.engine, served)
+    a.send(ctx.engine, "churn", 3, [("r-1", None, 1), ("r-2", 4, "spam")])
+    a.send(ctx.engine, "churn", 2, [("r-old", None, 0)])  # another revision
+    a.send(ctx.engine, "fraud", 3, [("r-f", None, 0)])  # another deployment
+    for relay in (b, c):  # every other worker gets them, as they were sent
+        got = [h[1:] for h in relay.receive(ctx.engine, served)]
+        assert got == [("churn", 3, "r-1", None, 1), ("churn", 3, "r-2", 4, "spam")]
+    assert a.receive(ctx.engine, served) == []  # never its own
+    # PostgreSQL hands an id out before the insert commits: a row with a lower id can
+    # appear after a higher one was read. Read one poll behind, it is still received.
+    top = max(_ids(ctx))
+    _insert(ctx, top + 10, "r-10")
+    assert [h[3] for h in b.receive(ctx.engine, served)] == ["r-10"]
+    _insert(ctx, top + 5, "r-late")  # committed after r-10 was read
+    assert [h[3] for h in b.receive(ctx.engine, served)] == ["r-late"]
+    assert b.receive(ctx.engine, served) == []  # and each only once
+    assert [h[3] for h in c.receive(ctx.engine, served)] == ["r-late", "r-10"]
+
+
+def _insert(ctx: Context, id: int, rid: str) -> None:
+    """A label row with the given id, as worker 'a' would store it for churn revision 3."""
+    import sqlalchemy as sa
+
+    from loopline.serving.tables import feedback_labels
+
+    values = {"name": "churn", "revision": 3, "worker": "a", "request_id": rid}
+    with ctx.engine.begin() as conn:
+        conn.execute(sa.insert(feedback_labels).values(id=id, label="1", received=0.0, **values))
+
+
+def _ids(ctx: Context) -> set[int]:
+    import sqlalchemy as sa
+
+    from loopline.serving.tables import feedback_labels
+
+    with ctx.engine.connect() as conn:
+        return set(conn.execute(sa.select(feedback_labels.c.id)).scalars())
+
+
+def test_labels_handed_over_are_dropped_after_a_while(ctx: Context, monkeypatch: Any) -> None:
+    from loopline.serving import feedback
+
+    a, b = Relay("a"), Relay("b")
+    b.receive(ctx.engine, [("churn", 1)])
+    a.send(ctx.engine, "churn", 1, [("r-1", None, 1)])
+    monkeypatch.setattr(feedback, "KEEP_HANDED_OFF", -60.0)  # everything is old
+    monkeypatch.setattr(feedback, "PRUNE_EVERY", 0.0)
+    assert len(b.receive(ctx.engine, [("churn", 1)])) == 1
+    assert _ids(ctx) == set()

@@ -306,7 +306,8 @@ def test_ab_traffic_is_split_and_sticky_by_request_key(ctx: Context) -> None:
             "/v1/models/churn/feedback",
             json={"labels": [*labels, {"request_id": "unknown", "label": 0}]},
         )
-        assert fed.json() == {"matched": 120, "unmatched": 1}
+        # An id this worker does not know may be another worker's: passed on, not refused.
+        assert fed.json() == {"matched": 120, "unmatched": 0, "pending": 1}
         bad_feedback = client.post("/v1/models/churn/feedback", json={"labels": [{"x": 1}]})
         assert bad_feedback.status_code == 422
         window = wait_for(
@@ -471,6 +472,49 @@ def test_two_workers_share_the_canary_window_and_the_metrics(embedded_ctx: Conte
         if line.startswith('loopline_predictions_total{model="churn",status="200"')
     )
     assert served == len(statuses)  # summed over both worker processes
+
+
+def test_a_label_counts_whichever_worker_gets_it(embedded_ctx: Context) -> None:
+    """Each worker remembered its own answers, so a label that reached the other worker was
+    counted 'unmatched' and lost: 1 of 20 matched with --workers 2 (and a canary judged on
+    about 1/N of its labels with N replicas)."""
+    data = toy_data()
+    v1 = register(good_model(data), "churn", data)
+    v2 = register(weak_model(data), "churn", data)
+    ll.deploy("churn", v1)
+    ll.deploy("churn", v2, strategy="canary", steps=[50, 100], window_requests=1000)
+    counts = {"matched": 0, "unmatched": 0, "pending": 0}
+    right = 0
+    with serving(embedded_ctx, "--workers", "2") as url:
+        for i in range(20):
+            body = {"instances": [row(a=(i % 7) - 3.0, b=(i % 5) - 2.0)]}
+            with httpx.Client(base_url=url, timeout=30) as client:  # new connections spread
+                answer = _predict(client, "churn", body).json()
+            label = int(answer["predictions"][0]) if i % 4 else 1 - int(answer["predictions"][0])
+            right += label == answer["predictions"][0]
+            with httpx.Client(base_url=url, timeout=30) as client:
+                fed = client.post(
+                    "/v1/models/churn/feedback",
+                    json={"request_id": answer["request_id"], "label": label},
+                )
+            assert fed.status_code == 200, fed.text
+            for key, n in fed.json().items():
+                counts[key] += n
+        assert counts["unmatched"] == 0 and counts["matched"] + counts["pending"] == 20, counts
+        assert counts["pending"] > 0  # some labels did reach the worker that did not answer
+        window = wait_for(
+            lambda: (
+                (w := live_window("churn"))
+                and w["stable"]["labels"] + w["candidate"]["labels"] == 20
+                and w
+            )
+        )
+    correct = sum(
+        round(window[k]["accuracy"] * window[k]["labels"])
+        for k in ("stable", "candidate")
+        if window[k]["labels"]
+    )
+    assert correct == right  # each label scored once, against the prediction it names
 
 
 def _entrypoint(dockerfile: str) -> list[str]:

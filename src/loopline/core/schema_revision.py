@@ -12,4 +12,4 @@ Example:
 
 from __future__ import annotations
 
-HEAD_REVISION = "0019_version_description"
+HEAD_REVISION = "0020_feedback_labels"

@@ -62,6 +62,7 @@ from typing import Any
 import orjson
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.exc import SQLAlchemyError
 
 from loopline.core.access import is_json_media_type
 from loopline.core.columns import MAX_REQUEST_ID_CHARS
@@ -69,7 +70,7 @@ from loopline.core.context import Context, get_context
 from loopline.core.hosts import AllowedHosts, protect
 from loopline.errors import InvalidInput
 from loopline.serving.control import RETRY_LOAD_AFTER, Controller
-from loopline.serving.feedback import RecentAnswers, read_feedback
+from loopline.serving.feedback import RecentAnswers, Relay, read_feedback
 from loopline.serving.inputs import MalformedBody, loads, parse
 from loopline.serving.prom import ServingMetrics
 from loopline.serving.router import Route, ServedModel
@@ -221,6 +222,10 @@ class ModelServer:
         self._ids = itertools.count(1)
         self._prefix = secrets.token_hex(4) + "-"
         self._recent = RecentAnswers()
+        # Labels for requests other workers answered go to them through the store, and
+        # theirs come here (see loopline.serving.feedback).
+        self._relay = Relay(self.worker)
+        self._relay_task: asyncio.Task[None] | None = None
         self._runner: PredictRunner | None = None
         self._shadow_runner: PredictRunner | None = None
         # The calls abandoned at their timeout, on either runner: they excuse the late
@@ -239,6 +244,7 @@ class ModelServer:
             >>> # server.startup()
         """
         self.control.refresh()
+        self._relay.start(self.ctx.engine)
         if self.settings.log_predictions:
             # Imported here: the prediction log needs pandas/pyarrow, the request path not.
             from loopline.monitoring.prediction_log import PredictionLogger
@@ -295,8 +301,11 @@ class ModelServer:
                     log.exception("model server failed to start")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                self._relay_task = loop.create_task(self._relay_labels())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self._relay_task is not None:
+                    self._relay_task.cancel()
                 await loop.run_in_executor(None, self.shutdown)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -784,17 +793,78 @@ class ModelServer:
         except InvalidInput as exc:
             await self._send(send, 422, error_body(exc.code, exc.message, exc.field, exc.hint))
             return
+        if route.stats is None:  # no rollout: nothing counts labels
+            await self._send(send, 200, _feedback_counts(0, len(labels), 0))
+            return
+        # A request this worker does not remember may have been answered by another worker
+        # or replica: its label is stored for them (before any label is scored here, so
+        # that a failure to store leaves nothing half done for the client to send again).
+        elsewhere = [item for item in labels if item[0] not in self._recent]
+        here = [item for item in labels if item[0] in self._recent]
+        if elsewhere:
+            try:
+                await asyncio.get_running_loop().run_in_executor(
+                    None, self._relay.send, self.ctx.engine, name, route.revision, elsewhere
+                )
+            except SQLAlchemyError as exc:
+                log.exception("storing labels for the other workers failed")
+                await self._send(send, 503, _relay_failed(len(elsewhere), exc))
+                return
+        matched = sum(self._score(route, rid, row, label) for rid, row, label in here)
+        unmatched = len(here) - matched
+        await self._send(send, 200, _feedback_counts(matched, unmatched, len(elsewhere)))
+
+    def _score(self, route: Route, rid: str, row: int | None, label: Any) -> int:
+        """Score one label against this worker's answer to ``rid``: 1 if it matched."""
+        scored = self._recent.match(rid, route.name, route.revision, row, label)
+        if scored is None or route.stats is None:
+            return 0
+        role, right = scored
+        route.stats.role(role).label(right)
+        return 1
+
+    async def take_labels(self) -> int:
+        """Score the labels other workers and replicas stored for the requests this worker
+        answered (one poll); the number that matched.
+
+        Example:
+            >>> # await server.take_labels()  -> 3
+        """
+        routes = self.control.routes.values()
+        revisions = [(r.name, r.revision) for r in routes if r.stats is not None]
+        if not revisions:
+            return 0
+        loop = asyncio.get_running_loop()
+        handed = await loop.run_in_executor(None, self._relay.receive, self.ctx.engine, revisions)
         matched = 0
-        for rid, row, label in labels:
-            scored = self._recent.match(rid, name, route.revision, row, label)
-            if scored is None or route.stats is None:
-                continue
-            role, right = scored
-            route.stats.role(role).label(right)
-            matched += 1
-        await self._send(
-            send, 200, orjson.dumps({"matched": matched, "unmatched": len(labels) - matched})
-        )
+        for _, name, revision, rid, row, label in handed:
+            route = self.control.routes.get(name)
+            if route is not None and route.revision == revision:
+                matched += self._score(route, rid, row, label)
+        return matched
+
+    async def _relay_labels(self) -> None:
+        """Every poll interval, :meth:`take_labels` (while the server runs)."""
+        while True:
+            await asyncio.sleep(self.settings.poll_interval)
+            try:
+                await self.take_labels()
+            except Exception:  # the loop must outlive a database hiccup; it is logged
+                log.exception("reading the labels other workers passed on failed; retrying")
+
+
+def _feedback_counts(matched: int, unmatched: int, pending: int) -> bytes:
+    """The answer to ``/feedback``: labels scored here, not scorable, and passed on."""
+    return orjson.dumps({"matched": matched, "unmatched": unmatched, "pending": pending})
+
+
+def _relay_failed(n: int, exc: Exception) -> bytes:
+    return error_body(
+        "BACKEND_UNAVAILABLE",
+        f"{n} label(s) for requests this worker did not answer could not be stored for the "
+        f"other workers: {type(exc).__name__}",
+        hint="send the labels again in a moment; none of this request's labels was scored",
+    )
 
 
 def with_host_check(app: ASGIApp, ctx: Context) -> ASGIApp:

@@ -12,6 +12,16 @@ The rules are those of the prediction log's labels (:mod:`loopline.monitoring.la
 * a row past the request's last, a row labelled before, a request forgotten or answered
   for another model or deployment revision: no match.
 
+**Several workers and replicas.** An answer is remembered by the worker process that gave
+it, and a label may reach any other worker (``--workers N``) or replica behind the load
+balancer. A label for a request this worker does not remember is therefore stored
+(``feedback_labels``, :class:`Relay`) for the others: every worker serving a running
+rollout reads, each poll, the labels the others stored for the revisions it serves and
+scores those it answered, into its own counters - which the canary judges summed over
+every worker and replica. The answer to ``/feedback`` counts such labels as ``pending``
+(not ``unmatched``: the request may well have been answered elsewhere); a label whose
+request no worker remembers is never scored.
+
 Labels and predictions are compared by the class they name (``1``, ``1.0`` and ``true`` are
 one class), and a binary classifier's probability of class 1 is that class from 0.5 up
 (:mod:`loopline.monitoring.classes`).
@@ -33,14 +43,19 @@ Example:
 from __future__ import annotations
 
 import math
+import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
+
+from sqlalchemy.engine import Engine
 
 from loopline.core.columns import MAX_REQUEST_ID_CHARS
 from loopline.errors import InvalidInput
 from loopline.monitoring.classes import class_name, predicted_class
 from loopline.monitoring.limits import MAX_LABEL_CHARS, MAX_LABELS, MAX_ROW
+from loopline.serving import store
+from loopline.serving.store import HandedOff
 
 #: Requests remembered for their labels; the oldest are forgotten first.
 MAX_REQUESTS = 100_000
@@ -53,6 +68,11 @@ MAX_FEEDBACK = MAX_LABELS
 
 #: One checked label: (request id, row or None, label).
 Feedback = tuple[str, int | None, bool | int | float | str]
+#: Labels handed between workers are kept this long (seconds); every worker reads them
+#: within a poll or two.
+KEEP_HANDED_OFF = 600.0
+#: How often (seconds) a worker drops the labels older than :data:`KEEP_HANDED_OFF`.
+PRUNE_EVERY = 60.0
 
 _ITEM_FIELDS = frozenset(("request_id", "label", "row"))
 _LIST_FIELDS = frozenset(("labels",))
@@ -212,6 +232,9 @@ class RecentAnswers:
     def __len__(self) -> int:
         return len(self._answers)
 
+    def __contains__(self, request_id: object) -> bool:
+        return request_id in self._answers
+
     def remember(
         self,
         request_id: str,
@@ -271,3 +294,73 @@ class RecentAnswers:
         truth = class_name(label)
         right = predicted_class(answer.predictions[row], truth) == truth
         return ("candidate" if answer.is_candidate else "stable"), right
+
+
+class Relay:
+    """Labels for requests another worker or replica answered, passed through the store.
+
+    :meth:`send` stores the labels this worker received but does not remember the request
+    of; :meth:`receive` reads the labels the other workers stored for the given deployment
+    revisions since the last call. Both do I/O: the model server runs them off its event
+    loop. The rows are read by id, one poll behind the newest id read: PostgreSQL hands ids
+    out before the insert commits, so a row may appear after a higher one was read; rows
+    read twice are returned once.
+
+    Example:
+        >>> import tempfile, loopline
+        >>> ctx = loopline.init(uri="sqlite:///:memory:", artifacts=tempfile.mkdtemp())
+        >>> a, b = Relay("worker-a"), Relay("worker-b")
+        >>> b.receive(ctx.engine, [("churn", 3)])
+        []
+        >>> a.send(ctx.engine, "churn", 3, [("r-9", None, 1)])
+        >>> [row[1:] for row in b.receive(ctx.engine, [("churn", 3)])]
+        [('churn', 3, 'r-9', None, 1)]
+        >>> b.receive(ctx.engine, [("churn", 3)]), a.receive(ctx.engine, [("churn", 3)])
+        ([], [])
+    """
+
+    def __init__(self, worker: str) -> None:
+        self.worker = worker
+        self._after: int | None = None  # the query's lower bound: ids above it are read
+        self._newest = 0  # the highest id read so far
+        self._seen: set[int] = set()  # ids above _after already returned
+        self._pruned = time.monotonic()
+
+    def start(self, engine: Engine) -> None:
+        """Receive the labels stored from now on (the model server calls it as it starts,
+        before it answers: a label for its first answers may arrive before its first poll).
+
+        Example:
+            >>> # relay.start(ctx.engine)
+        """
+        self._after = self._newest = store.last_label_id(engine)
+
+    def send(self, engine: Engine, name: str, revision: int, labels: Sequence[Feedback]) -> None:
+        """Store ``labels`` (for revision ``revision`` of deployment ``name``) for the other
+        workers; durable when it returns.
+
+        Example:
+            >>> # relay.send(ctx.engine, "churn", 7, [("r-1", None, 1)])
+        """
+        store.hand_off_labels(engine, name, revision, self.worker, labels)
+
+    def receive(self, engine: Engine, revisions: Collection[tuple[str, int]]) -> list[HandedOff]:
+        """The labels other workers stored for these (name, revision) pairs that this one
+        has not received yet (none from before :meth:`start`, or the first call); now and
+        then drops those older than :data:`KEEP_HANDED_OFF`.
+
+        Example:
+            >>> # relay.receive(ctx.engine, [("churn", 7)])  -> [(12, "churn", 7, "r-1", None, 1)]
+        """
+        if self._after is None:
+            self.start(engine)
+        assert self._after is not None
+        rows = store.handed_off_labels(engine, revisions, self._after, self.worker)
+        fresh = [r for r in rows if r[0] not in self._seen]
+        self._after, self._newest = self._newest, max((r[0] for r in rows), default=self._newest)
+        after = self._after
+        self._seen = {i for i in self._seen if i > after} | {r[0] for r in rows if r[0] > after}
+        if time.monotonic() - self._pruned >= PRUNE_EVERY:
+            self._pruned = time.monotonic()
+            store.prune_labels(engine, time.time() - KEEP_HANDED_OFF)
+        return fresh

@@ -37,7 +37,9 @@ _ERRORS = {
     "422": "The body does not fit the model's signature (or the labels' rules); `field` "
     "names the column or field",
     "500": "The model raised (and no fallback version answered)",
-    "503": "The model is deployed, but this server could not load it (the error is named)",
+    "503": "The model is deployed, but this server could not load it (the error is named); "
+    "for labels, those for requests another worker answered could not be stored for it: "
+    "none was scored, send them again",
     "504": "The model did not answer in time (and no fallback version answered)",
 }
 _HEALTH = {
@@ -77,10 +79,16 @@ _COMPONENTS: dict[str, Any] = {
         },
         "Feedback": {
             "type": "object",
-            "required": ["matched", "unmatched"],
+            "required": ["matched", "unmatched", "pending"],
             "properties": {
                 "matched": {"type": "integer", "minimum": 0},
                 "unmatched": {"type": "integer", "minimum": 0},
+                "pending": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "labels for requests this worker does not remember, "
+                    "passed on to the worker or replica that answered them",
+                },
             },
         },
     }

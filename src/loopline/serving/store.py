@@ -1,4 +1,6 @@
-"""SQL for deployments, their events and canary windows; rows leave as plain dataclasses.
+"""SQL for deployments, their events, canary windows and labels handed between workers.
+
+Rows leave as plain dataclasses (or tuples).
 
 Every change is a compare-and-set on the deployment's ``revision``: a writer that read
 revision 7 writes revision 8 only if the row still says 7, so two model-server workers
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +33,7 @@ from loopline.core.context import Context
 from loopline.core.db import reading
 from loopline.errors import Conflict
 from loopline.serving.policy import RolloutPolicy
-from loopline.serving.tables import canary_windows, deployment_events, deployments
+from loopline.serving.tables import canary_windows, deployment_events, deployments, feedback_labels
 
 
 @dataclass(frozen=True)
@@ -486,3 +489,84 @@ def prune_windows(engine: Engine, name: str, below: int) -> None:
                 (canary_windows.c.name == name) & (canary_windows.c.revision < below)
             )
         )
+
+
+#: A label as ``/feedback`` reads it: (request id, row or None, label).
+Label = tuple[str, int | None, Any]
+#: A label handed over by another worker: (id, deployment name, revision, request id, row
+#: or None, label).
+HandedOff = tuple[int, str, int, str, int | None, Any]
+
+
+def hand_off_labels(
+    engine: Engine, name: str, revision: int, worker: str, labels: Sequence[Label]
+) -> None:
+    """Store labels ``worker`` received for revision ``revision`` of deployment ``name`` but
+    did not answer the request of, for the worker that did (one insert; durable on return).
+
+    Example:
+        >>> # hand_off_labels(ctx.engine, "churn", 7, "host-123", [("r-1", None, 1)])
+    """
+    now = time.time()
+    rows = [
+        {
+            "name": name,
+            "revision": revision,
+            "worker": worker,
+            "request_id": rid,
+            "row": row,
+            "label": orjson.dumps(label).decode(),
+            "received": now,
+        }
+        for rid, row, label in labels
+    ]
+    if rows:
+        with engine.begin() as conn:
+            conn.execute(sa.insert(feedback_labels), rows)
+
+
+def last_label_id(engine: Engine) -> int:
+    """The id of the newest label handed between workers (0: none).
+
+    Example:
+        >>> # last_label_id(ctx.engine)  -> 42
+    """
+    with reading(engine) as conn:
+        found = conn.execute(sa.select(sa.func.max(feedback_labels.c.id))).scalar()
+    return int(found or 0)
+
+
+def handed_off_labels(
+    engine: Engine, revisions: Collection[tuple[str, int]], after: int, not_from: str
+) -> list[HandedOff]:
+    """The labels other workers than ``not_from`` handed over for these (name, revision)
+    pairs, with an id above ``after``, oldest first.
+
+    Example:
+        >>> # handed_off_labels(ctx.engine, [("churn", 7)], after=40, not_from="host-123")
+    """
+    if not revisions:
+        return []
+    t = feedback_labels
+    which = sa.or_(*[(t.c.name == name) & (t.c.revision == rev) for name, rev in revisions])
+    query = (
+        sa.select(t.c.id, t.c.name, t.c.revision, t.c.request_id, t.c.row, t.c.label)
+        .where((t.c.id > after) & (t.c.worker != not_from) & which)
+        .order_by(t.c.id)
+    )
+    with reading(engine) as conn:
+        rows = conn.execute(query).all()
+    return [
+        (int(r.id), r.name, int(r.revision), r.request_id, r.row, orjson.loads(r.label))
+        for r in rows
+    ]
+
+
+def prune_labels(engine: Engine, before: float) -> None:
+    """Drop the labels handed between workers before ``before`` (epoch seconds).
+
+    Example:
+        >>> # prune_labels(ctx.engine, time.time() - 600)
+    """
+    with engine.begin() as conn:
+        conn.execute(feedback_labels.delete().where(feedback_labels.c.received < before))

@@ -1,7 +1,7 @@
 """Tables of the serving stage (stage 5): deployments, their history, canary windows.
 
 Only :mod:`loopline.serving.store` reads or writes them. The migration ``0007_serving``
-creates exactly these tables (``tests/delivery/test_tables.py`` compares the two).
+creates exactly the first three (``tests/delivery/test_tables.py`` compares the two).
 
 * ``deployments`` - one row per served model name: the strategy, the stable version, the
   candidate (A/B, canary or shadow) and its share of traffic, the fallback, the standby of
@@ -12,6 +12,9 @@ creates exactly these tables (``tests/delivery/test_tables.py`` compares the two
 * ``canary_windows`` - the counters each model-server worker gathered for one revision of
   a deployment (requests, errors, latency histogram, a sample of predictions, labels),
   summed across workers and replicas when a step is judged.
+* ``feedback_labels`` (migration ``0020_feedback_labels``) - labels a worker received for
+  requests it did not answer, for the worker or replica that did (it scores them on its
+  next poll; :mod:`loopline.serving.feedback`). Kept for minutes.
 
 Example:
     >>> deployments.c.revision.nullable
@@ -69,4 +72,18 @@ canary_windows = sa.Table(
     sa.Column("worker", sa.String(64), primary_key=True),
     sa.Column("stats", sa.Text, nullable=False),
     sa.Column("updated", sa.Float, nullable=False),
+)
+
+feedback_labels = sa.Table(
+    "feedback_labels",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("worker", sa.String(64), nullable=False),
+    sa.Column("request_id", sa.String(200), nullable=False),
+    sa.Column("row", sa.Integer, nullable=True),
+    sa.Column("label", sa.Text, nullable=False),
+    sa.Column("received", sa.Float, nullable=False),
+    sa.Index("ix_feedback_labels_received", "received"),
 )
