@@ -6,6 +6,7 @@ import asyncio
 import sys
 import threading
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 import pytest
@@ -34,6 +35,29 @@ class Quick:
 
     def run(self, shape: str, rows: Any) -> list[Any]:
         return [len(rows)]
+
+
+class Greedy(Quick):
+    """A version whose call is 0.05 s of pure Python: it holds the GIL throughout."""
+
+    name = "greedy"
+
+    def run(self, shape: str, rows: Any) -> list[Any]:
+        end = time.perf_counter() + 0.05
+        while time.perf_counter() < end:
+            pass
+        return ["late"]
+
+
+def _run_with_a_long_switch_interval(scenario: Coroutine[Any, Any, None]) -> None:
+    """Run ``scenario`` where a thread keeps the GIL for 1 s when another asks for it: the
+    loop's thread gets it back only when a call that holds it returns."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1.0)
+    try:
+        asyncio.run(scenario)
+    finally:
+        sys.setswitchinterval(interval)
 
 
 def test_hung_calls_time_out_and_never_take_the_threads_of_others() -> None:
@@ -87,13 +111,6 @@ def test_a_late_answer_is_a_timeout_even_when_the_model_starved_the_event_loop()
     # A model that holds the GIL for its whole call kept the loop from running wait_for's
     # timer until it returned; wait_for then handed back the late answer, and a version
     # past its timeout_ms answered (seen in CI with a brute-force KNN at timeout_ms=1).
-    class Greedy(Quick):
-        def run(self, shape: str, rows: Any) -> list[Any]:
-            end = time.perf_counter() + 0.05
-            while time.perf_counter() < end:  # pure Python: holds the GIL throughout
-                pass
-            return ["late"]
-
     async def scenario() -> None:
         runner = PredictRunner(workers=1)
         with pytest.raises(TimeoutError, match=r"took longer than 0\.001 s"):
@@ -101,12 +118,7 @@ def test_a_late_answer_is_a_timeout_even_when_the_model_starved_the_event_loop()
         assert await runner.run(Quick(), "records", [{}, {}], timeout=5) == [2]
         runner.close()
 
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1.0)  # the loop's thread gets the GIL back only when run() ends
-    try:
-        asyncio.run(scenario())
-    finally:
-        sys.setswitchinterval(interval)
+    _run_with_a_long_switch_interval(scenario())
 
 
 class Sleepy(Quick):
@@ -162,15 +174,6 @@ def test_a_call_the_abandoned_one_starved_of_the_loop_is_excused_too() -> None:
     """The late-answer check (the loop got the GIL back only as the call returned) takes the
     same excuse: a call past its timeout beside another version's abandoned call."""
 
-    class Greedy(Quick):
-        name = "greedy"
-
-        def run(self, shape: str, rows: Any) -> list[Any]:
-            end = time.perf_counter() + 0.05
-            while time.perf_counter() < end:  # pure Python: holds the GIL throughout
-                pass
-            return ["late"]
-
     async def scenario() -> None:
         runner = PredictRunner(workers=2)
         candidate, stable = Blocking("candidate"), Greedy()
@@ -182,9 +185,4 @@ def test_a_call_the_abandoned_one_starved_of_the_loop_is_excused_too() -> None:
         candidate.release.set()
         runner.close()
 
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1.0)  # the loop's thread gets the GIL back only when run() ends
-    try:
-        asyncio.run(scenario())
-    finally:
-        sys.setswitchinterval(interval)
+    _run_with_a_long_switch_interval(scenario())
