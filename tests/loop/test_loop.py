@@ -194,7 +194,10 @@ def test_a_feature_logged_all_null_triggers_the_loop_and_says_why(
             "reference": "churn",
             "monitor": monitor,
             "retrain": {"pipeline": "churn_loop:retrain"},
-            "gate": {"dataset": "churn", "thresholds": {"label": "churned"}},
+            "gate": {
+                "dataset": "churn",
+                "thresholds": {"label": "churned", "metrics": {"accuracy": {"lower": 0.5}}},
+            },
         }
     )
     rng = np.random.default_rng(4)

@@ -171,7 +171,7 @@ def test_latest_is_a_reserved_alias(client: MlflowClient) -> None:
 
 @pytest.mark.filterwarnings("ignore:.*get_latest_versions.*:FutureWarning")
 def test_latest_versions_by_stage_find_none_outside_stage_none(
-    client: MlflowClient, server_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    client: MlflowClient, server_url: str, tmp_path: Path
 ) -> None:
     # Loopline has no stages: every version is in "None". Asking for another stage must
     # find nothing (as MLflow does when no version was moved there), not the newest version:
@@ -184,8 +184,10 @@ def test_latest_versions_by_stage_find_none_outside_stage_none(
     assert [str(v.version) for v in client.get_latest_versions("staged", ["none"])] == ["2"]
     for stage in ("Staging", "production", "Archived"):
         assert client.get_latest_versions("staged", [stage]) == []
-    # MLflow resolves models:/ URIs with a client of the default tracking URI.
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", server_url)
+    # MLflow resolves models:/ URIs with a client of the process's tracking and registry
+    # URIs (which another test of this worker may have set), not of the client at hand.
+    mlflow.set_tracking_uri(server_url)
+    mlflow.set_registry_uri(server_url)
     with pytest.raises(MlflowException, match="No versions of model with name 'staged'"):
         mlflow.artifacts.download_artifacts("models:/staged/Production", dst_path=str(tmp_path))
     with pytest.raises(MlflowException, match="'Bogus' is not a model version stage") as info:

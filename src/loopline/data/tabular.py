@@ -17,8 +17,8 @@ is a number), a leading ``+`` (``+4930...``, a phone number), or in a column of
 floating-point numbers an integer past 2**53 (a long id, which a double rounds). Spaces
 around a number and the spelling of a float (``1.50``, ``1e3``) are not information. A
 column with no value at all (only empty cells or null markers such as ``NA``) is
-``string`` as well, its cells kept verbatim as in any text column, rather than Arrow's
-``null`` type: nothing in the file says it holds numbers.
+``string`` as well, its cells null, rather than Arrow's ``null`` type: nothing in the file
+says it holds numbers, and nothing says it holds text either.
 
 Example:
     >>> import pyarrow as pa
@@ -217,16 +217,19 @@ def read_csv(path: Path) -> pa.Table:
 
 
 def _keep_text(path: Path, parse: pcsv.ParseOptions, table: pa.Table) -> pa.Table:
-    """``table`` with its number and all-null columns read again as text where the text
-    carries what a number would lose (:func:`_number_loses_text`), or where there is no
-    value at all (Arrow types such a column ``null``)."""
+    """``table`` with its all-null columns typed ``string`` (Arrow types them ``null``) and
+    its number columns read again as text where the text carries what a number would lose
+    (:func:`_number_loses_text`)."""
     names = table.column_names
+    if duplicate_names(names):  # refused where stored
+        return table
+    for f in table.schema:
+        if pa.types.is_null(f.type):  # no value at all: text, and still no value
+            table = table.set_column(names.index(f.name), f.name, table[f.name].cast(pa.string()))
     suspects = [
-        f.name
-        for f in table.schema
-        if pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_null(f.type)
+        f.name for f in table.schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
     ]
-    if not suspects or duplicate_names(names):  # duplicate names are refused where stored
+    if not suspects:
         return table
     # A second read, of these columns only and without parsing: Arrow's reader cannot keep
     # both a column's text and its inferred type.
@@ -235,8 +238,7 @@ def _keep_text(path: Path, parse: pcsv.ParseOptions, table: pa.Table) -> pa.Tabl
     )
     text = pcsv.read_csv(path, parse_options=parse, convert_options=convert)
     for name in suspects:
-        typ = table.schema.field(name).type
-        if pa.types.is_null(typ) or _number_loses_text(text.column(name), table.column(name)):
+        if _number_loses_text(text.column(name), table.column(name)):
             table = table.set_column(names.index(name), name, text.column(name))
     return table
 
