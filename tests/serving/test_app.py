@@ -520,7 +520,7 @@ def test_a_body_not_sent_as_json_is_a_415_and_moves_nothing(
     status, fed = asyncio.run(
         _post(server, "/v1/models/churn/feedback", {"request_id": rid, "label": 1})
     )
-    assert status == 200 and fed == {"matched": 1, "unmatched": 0}
+    assert status == 200 and fed == {"matched": 1, "unmatched": 0, "pending": 0}
 
 
 def test_json_with_parameters_or_a_json_suffix_is_taken_and_an_encoding_is_415(
