@@ -205,3 +205,25 @@ def test_empty_states_and_errors_are_html_pages(embedded_ctx: Context) -> None:
             assert "not a valid dataset name" in drift.text
     finally:
         stop_server(proc)
+
+
+def test_the_drift_table_shows_a_broken_column_as_drift(ctx: Context) -> None:
+    # A column all null in the current data triggers drift; the table showed its status in
+    # grey, as a column skipped on purpose.
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    ll.datasets.register("b-ref", pd.DataFrame({"x": rng.normal(size=300), "y": rng.random(300)}))
+    ll.datasets.register("b-cur", pd.DataFrame({"x": [np.nan] * 300, "y": rng.random(300)}))
+    proc, url = start_server(ctx.settings.metadata_uri, ctx.settings.artifacts_uri)
+    try:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            page = client.get("/monitoring", params={"reference": "b-ref@1", "current": "b-cur@1"})
+        assert page.status_code == 200, page.text[:300]
+        row = re.search(r'<tr>\s*<th scope="row"><a [^>]*>x</a></th>.*?</tr>', page.text, re.S)
+        assert row is not None, page.text[:2000]
+        assert '<span class="badge blocked">broken</span>' in row.group(0), row.group(0)
+        assert "all null in current" in row.group(0)
+    finally:
+        stop_server(proc)
