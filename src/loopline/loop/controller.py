@@ -299,9 +299,9 @@ def _dead(note: str | None) -> bool:
         >>> _dead("broken: all null in current"), _dead("ks p=0.001 < 0.05")
         (True, False)
     """
-    from loopline.monitoring.report import MISSING
+    from loopline.monitoring.report import BROKEN, MISSING
 
-    return note is not None and (note == MISSING or note.startswith("broken:"))
+    return note is not None and (note == MISSING or note.startswith(f"{BROKEN}:"))
 
 
 # -- acting --------------------------------------------------------------------------------
