@@ -234,6 +234,60 @@ def test_resume_reruns_only_failed_and_skipped_steps(ctx: Context, tmp_path: Pat
     assert second.output("after").startswith("after [7, ")
 
 
+_RESUME_CODE = """
+from pathlib import Path
+
+import loopline as ll
+from tests.training.pipeline_steps import bump
+
+
+@ll.step
+def first(workdir: str) -> int:
+    bump(workdir, "first")
+    {body}
+
+
+@ll.step
+def second(workdir: str, x: int) -> int:
+    bump(workdir, "second")
+    if (Path(workdir) / "broken").exists():
+        raise RuntimeError("broken")
+    return x * 10
+
+
+@ll.pipeline
+def pipe(workdir: str) -> None:
+    second(workdir, first(workdir))
+"""
+
+
+def test_resume_reruns_a_finished_step_whose_code_changed(
+    ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fix to an upstream step between the failed run and the resume must not be
+    # answered with the output of the old code.
+    name = f"resumechange_{uuid.uuid4().hex[:8]}"
+    src = tmp_path / "mods"
+    src.mkdir()
+    monkeypatch.syspath_prepend(str(src))
+    path = src / f"{name}.py"
+    wd = str(tmp_path)
+    path.write_text(textwrap.dedent(_RESUME_CODE).format(body="return 1"))
+    mod = importlib.import_module(name)
+    (tmp_path / "broken").touch()
+    failed = mod.pipe.run({"workdir": wd})
+    assert _statuses(failed) == {"first": "finished", "second": "failed"}
+    (tmp_path / "broken").unlink()
+    path.write_text(textwrap.dedent(_RESUME_CODE).format(body="return 2"))
+    importlib.reload(mod)
+    again = resume(failed.run_id)
+    assert _statuses(again) == {"first": "finished", "second": "finished"}
+    assert again.output("first") == 2
+    assert again.output("second") == 20
+    assert ps.count(wd, "first") == 2
+    sys.modules.pop(name, None)
+
+
 def test_every_executed_step_is_a_child_run_with_lineage_tags(ctx: Context, tmp_path: Path) -> None:
     result = ps.simple.run({"workdir": str(tmp_path), "n": 3})
     run = ll.get_run(result.run_id)

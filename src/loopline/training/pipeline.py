@@ -444,7 +444,9 @@ def resume(
 ) -> PipelineResult:
     """Rerun the failed and skipped steps of a pipeline run (and so what depends on them).
 
-    Steps that finished (or were cached) keep their stored outputs. The rerun is a new
+    Steps that finished (or were cached) keep their stored outputs while their code and
+    inputs are unchanged; a step whose code (or an upstream output) changed since runs
+    again, as a cache miss would. The rerun is a new
     pipeline run tagged ``loopline.pipeline.resumed_from``; its reused steps are
     ``cached``. The pipeline is imported again from where it was defined, with the same
     params, on the same executor unless another is given.
@@ -457,7 +459,7 @@ def resume(
     pipe = resolve_pipeline(old.target)
     params = {k: materialize(spec, ctx.artifacts) for k, spec in old.params.items()}
     reuse = {
-        s.name: Reused(s.output, s.run_id or s.cached_from)
+        s.name: Reused(s.output, s.run_id or s.cached_from, s.cache_key)
         for s in old.steps.values()
         if s.status in ("finished", "cached")
         and s.output is not None

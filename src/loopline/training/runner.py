@@ -69,10 +69,13 @@ class StepEvent:
 
 @dataclass(frozen=True)
 class Reused:
-    """An output a resumed run takes over from the run it resumes."""
+    """An output a resumed run takes over from the run it resumes, made under
+    ``cache_key``: it is taken over only while the step's key is still that one (the same
+    code on the same inputs)."""
 
     output: StoredOutput
     run_id: str | None
+    cache_key: str | None = None
 
 
 EventFn = Callable[[StepEvent], None]
@@ -251,6 +254,10 @@ class Runner:
         rec.cache_key = cache.cache_key(node.step, args)
         self.journal.touch(rec)
         reused = self.reuse.get(node.name)
+        if reused is not None and reused.cache_key != rec.cache_key:
+            # The step's code or an input changed since the resumed run: its old output
+            # was made by other code from other data, so the step runs again.
+            reused = None
         hit = None
         reads: list[list[Any]] = []
         if reused is None and node.step.cache and self.use_cache:
