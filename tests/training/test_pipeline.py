@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import json
 import sys
 import textwrap
 import time
@@ -16,7 +17,7 @@ import pytest
 import loopline as ll
 from loopline.core.context import Context
 from loopline.errors import InvalidInput
-from loopline.training.pipeline import PipelineFailed, resume
+from loopline.training.pipeline import PipelineFailed, get_pipeline_run, resume
 from loopline.training.steps import GraphBuilder, StepHandle
 from tests.training import pipeline_steps as ps
 
@@ -286,6 +287,34 @@ def test_resume_reruns_a_finished_step_whose_code_changed(
     assert again.output("second") == 20
     assert ps.count(wd, "first") == 2
     sys.modules.pop(name, None)
+
+
+def test_a_step_fed_by_hundreds_of_steps_finishes_and_keeps_its_inputs(ctx: Context) -> None:
+    # A fan-in of 300 outputs made the step's inputs tag too long for a tag: the run's
+    # bookkeeping failed, the CLI printed an error and the run stayed "running".
+    @ll.step
+    def square(i: int) -> int:
+        return i * i
+
+    @ll.step
+    def add_up(xs: list[int]) -> int:
+        return sum(xs)
+
+    @ll.pipeline
+    def fan_in(n: int) -> None:
+        add_up([square(i) for i in range(n)])
+
+    result = fan_in.run({"n": 300})
+    assert result.status == "finished"
+    assert result.output("add_up") == sum(i * i for i in range(300))
+    stored = get_pipeline_run(result.run_id)
+    assert stored.status == "finished"
+    rec = stored.steps["add_up"]
+    assert len(rec.inputs or {}) == 300  # the step's record keeps every input
+    tag = json.loads(ll.get_run(rec.run_id or "").tags["loopline.step.inputs"] or "")
+    kept = {k: v for k, v in tag.items() if k != "..."}
+    assert kept and all((rec.inputs or {})[k] == v for k, v in kept.items())
+    assert tag["..."] == f"{300 - len(kept)} more inputs: see `loopline pipeline show`"
 
 
 def test_every_executed_step_is_a_child_run_with_lineage_tags(ctx: Context, tmp_path: Path) -> None:

@@ -112,6 +112,38 @@ def param_text(value: Any) -> str:
     return text if len(text) <= _MAX_PARAM else text[: _MAX_PARAM - 3] + "..."
 
 
+def inputs_tag(inputs: dict[str, str]) -> str:
+    """The ``loopline.step.inputs`` tag: argument -> input digest as JSON, within a tag's
+    length limit.
+
+    A step fed by many others (a fan-in of a few hundred outputs) has more inputs than a
+    tag holds; the whole list failed the pipeline's bookkeeping and left the run
+    ``running``. The tag keeps the first inputs and says how many more there are; the step's
+    record (``loopline pipeline show``) has every one.
+
+    Example:
+        >>> inputs_tag({"df": "ab12"})
+        '{"df": "ab12"}'
+        >>> many = inputs_tag({f"xs[{i}]": "f" * 64 for i in range(300)})
+        >>> len(many) <= 8000, json.loads(many)["..."]
+        (True, '199 more inputs: see `loopline pipeline show`')
+    """
+    from loopline.tracking.validation import MAX_TAG_VALUE_LENGTH
+
+    text = json.dumps(inputs)
+    if len(text) <= MAX_TAG_VALUE_LENGTH:
+        return text
+    kept: dict[str, str] = {}
+    size = 100  # room for the braces and the note on what was left out
+    for key, digest in inputs.items():
+        size += len(json.dumps(key)) + len(json.dumps(digest)) + 4
+        if size > MAX_TAG_VALUE_LENGTH:
+            break
+        kept[key] = digest
+    kept["..."] = f"{len(inputs) - len(kept)} more inputs: see `loopline pipeline show`"
+    return json.dumps(kept)
+
+
 def build_graph(
     fn: Callable[..., Any], call: tuple[tuple[Any, ...], dict[str, Any]], ctx: Context
 ) -> Graph:
@@ -297,7 +329,7 @@ class Runner:
                 f"{STEP_TAG}.function": node.step.target,
                 f"{STEP_TAG}.code_hash": node.step.code_hash,
                 f"{STEP_TAG}.cache_key": rec.cache_key,
-                f"{STEP_TAG}.inputs": json.dumps(rec.inputs),
+                f"{STEP_TAG}.inputs": inputs_tag(rec.inputs or {}),
                 f"{PIPELINE_TAG}.run": self.record.id,
             },
             params={k: param_text(v) for k, v in (rec.params or {}).items()},
