@@ -110,6 +110,18 @@ def branches(workdir: str) -> None:
     independent(workdir)
 
 
+@ll.step(retries=1, retry_delay=0.0)
+def exits(workdir: str) -> int:
+    bump(workdir, "exits")
+    raise SystemExit(3)  # what sys.exit(3) raises
+
+
+@ll.pipeline
+def exiting(workdir: str) -> None:
+    after(workdir, exits(workdir))
+    independent(workdir)
+
+
 @ll.step(cache=False)
 def gate(workdir: str) -> int:
     bump(workdir, "gate")

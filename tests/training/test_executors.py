@@ -104,6 +104,23 @@ def test_retries_and_failure_isolation(ctx: Context, executor: Executor, tmp_pat
     assert "ValueError: boom" in (branches.steps["always_fails"].error or "")
 
 
+def test_a_step_calling_sys_exit_fails_only_that_step(
+    ctx: Context, executor: Executor, tmp_path: Path
+) -> None:
+    # SystemExit is no Exception: it went through the step's retries and ended the driver
+    # (the whole `loopline pipeline run`), other branches and bookkeeping with it.
+    wd = str(tmp_path)
+    result = ps.exiting.run({"workdir": wd}, executor=executor)
+    assert result.status == "failed"
+    assert result.summary()["steps"] == {
+        "exits": {"status": "failed", "attempts": 2},
+        "after": {"status": "skipped", "attempts": 0},
+        "independent": {"status": "finished", "attempts": 1},
+    }
+    assert ps.count(wd, "exits") == 2
+    assert "SystemExit: the step called sys.exit(3)" in (result.steps["exits"].error or "")
+
+
 def test_unstorable_output_names_the_step(ctx: Context, executor: Executor) -> None:
     result = ps.bad_output.run({}, executor=executor)
     rec = result.steps["unstorable"]

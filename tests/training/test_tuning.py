@@ -174,6 +174,21 @@ def test_an_objective_that_always_fails(ctx: Context) -> None:
         ll.tune(_raises, {"x": ("float", 0.0, 1.0)}, n_trials=2)
 
 
+def test_an_objective_calling_sys_exit_fails_its_trial_only(ctx: Context) -> None:
+    # SystemExit went past the trial and ended ll.tune (and the process).
+    result = ll.tune(_exits_below_half, {"x": ("float", 0.0, 1.0)}, n_trials=8, seed=0)
+    failed = [t for t in result.trials if t.state == "failed"]
+    assert failed and all(t.params["x"] < 0.5 for t in failed)
+    assert "SystemExit: 2" in (failed[0].error or "")
+    assert result.best_params["x"] >= 0.5
+
+
+def _exits_below_half(params: dict[str, Any]) -> float:
+    if params["x"] < 0.5:
+        raise SystemExit(2)
+    return float(params["x"])
+
+
 def test_a_score_given_as_text_is_no_score(ctx: Context) -> None:
     """'1.5' was converted and became the best value: an objective returning text is a bug."""
     with pytest.raises(TuningFailed, match=r"the objective returned '1\.5'"):

@@ -211,7 +211,7 @@ def run_trial(task: TrialTask) -> TrialOutcome:
         return TrialOutcome(
             task.number, "pruned", None, reporter.reported, seconds=time.perf_counter() - started
         )
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # an objective that exits failed its trial only
         text = f"{type(exc).__qualname__}: {exc}\n\n" + "".join(traceback.format_exception(exc))
         return TrialOutcome(
             task.number, "failed", None, reporter.reported, text, time.perf_counter() - started

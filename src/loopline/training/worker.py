@@ -132,7 +132,12 @@ def materialize(spec: Spec, store: ArtifactStore) -> Any:
 
 
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__qualname__}: {exc}\n\n" + "".join(traceback.format_exception(exc))
+    head = (
+        f"SystemExit: the step called sys.exit({exc.code!r})"
+        if isinstance(exc, SystemExit)
+        else f"{type(exc).__qualname__}: {exc}"
+    )
+    return f"{head}\n\n" + "".join(traceback.format_exception(exc))
 
 
 def execute_step(task: StepTask) -> StepOutcome:
@@ -166,7 +171,9 @@ def execute_step(task: StepTask) -> StepOutcome:
         reads_token = READS.set(reads := [])  # the reads of the attempt that succeeds
         try:
             value = step.fn(*call_args, **call_kwargs)
-        except Exception as exc:
+        # SystemExit too: a step that calls sys.exit() (a script's habit) has failed, like a
+        # container exiting non-zero; raised on, it ended the driver and every other step.
+        except (Exception, SystemExit) as exc:
             if attempt >= step.retries:
                 return StepOutcome(
                     task.node,
