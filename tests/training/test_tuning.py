@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import optuna
@@ -74,6 +75,37 @@ def test_study_lives_in_the_metadata_database(ctx: Context) -> None:
     tables = set(sa.inspect(ctx.engine).get_table_names())
     assert {"studies", "trials", "runs", "pipeline_runs"} <= tables
     assert current_revision(ctx.engine) == head_revision()  # Loopline's schema untouched
+
+
+def test_a_resumed_study_does_not_ask_its_first_params_again(ctx: Context) -> None:
+    # With the same seed, TPE's random start asked for the params of the study's first
+    # trials again: every call on a named study re-evaluated the same points.
+    space = {"x": ("float", -10.0, 10.0), "k": ("int", 1, 1000)}
+    first = ll.tune(ps.quadratic, space, n_trials=4, study_name="goes-on", seed=0)
+    again = ll.tune(ps.quadratic, space, n_trials=4, study_name="goes-on", seed=0)
+    seen = {(t.params["x"], t.params["k"]) for t in first.trials}
+    assert not seen & {(t.params["x"], t.params["k"]) for t in again.trials}
+    # still reproducible: the same calls on a new study search the same points
+    fresh = [ll.tune(ps.quadratic, space, n_trials=4, study_name="copy", seed=0)]
+    fresh.append(ll.tune(ps.quadratic, space, n_trials=4, study_name="copy", seed=0))
+    assert [t.params for r in fresh for t in r.trials] == [
+        t.params for r in (first, again) for t in r.trials
+    ]
+
+
+def test_tune_waits_for_the_last_trials_without_spinning(ctx: Context) -> None:
+    # Past the timeout, the loop waited with a timeout of 0 for the trials in flight: it
+    # spun a core (~0.5 s of CPU per second of the trial) until they ended.
+    ll.tune(ps.quadratic, {"x": ("float", 0.0, 1.0)}, n_trials=1)  # Optuna's imports, once
+    cpu = time.process_time()
+    result = ll.tune(_sleeps, {"x": ("float", 0.0, 1.0)}, n_trials=5, timeout=0.2)
+    assert [t.state for t in result.trials] == ["complete"]
+    assert time.process_time() - cpu < 0.25
+
+
+def _sleeps(params: dict[str, Any]) -> float:
+    time.sleep(2.0)  # a sleeping thread takes no CPU
+    return float(params["x"])
 
 
 def test_tuning_does_not_log_optunas_study_created_line(
@@ -189,6 +221,19 @@ def _exits_below_half(params: dict[str, Any]) -> float:
     return float(params["x"])
 
 
+def test_a_bool_is_no_score(ctx: Context) -> None:
+    # `return acc > 0.9` was taken as 1.0 or 0.0, and a tie of 1.0s picked the best.
+    with pytest.raises(TuningFailed, match=r"the objective returned True"):
+        ll.tune(lambda p: p["x"] >= 0.0, {"x": ("float", 0.0, 1.0)}, n_trials=2)
+    with pytest.raises(TuningFailed, match=r"trial 0 reported the bool True at step 0"):
+        ll.tune(_reports_a_bool, {"x": ("float", 0.0, 1.0)}, n_trials=1)
+
+
+def _reports_a_bool(params: dict[str, Any], trial: Any) -> float:
+    trial.report(params["x"] > 0.5 or True, 0)
+    return float(params["x"])
+
+
 def test_a_score_given_as_text_is_no_score(ctx: Context) -> None:
     """'1.5' was converted and became the best value: an objective returning text is a bug."""
     with pytest.raises(TuningFailed, match=r"the objective returned '1\.5'"):
@@ -237,3 +282,7 @@ def test_bad_arguments_are_clear_errors(ctx: Context) -> None:
         ll.tune(ps.quadratic, space, direction="up")  # type: ignore[arg-type]
     with pytest.raises(InvalidInput, match="unknown executor 'gpu'"):
         ll.tune(ps.quadratic, space, executor="gpu")
+    for seed in (True, -1, 2**32, "0", 1.0):
+        with pytest.raises(InvalidInput, match="'seed' parameter of tune") as err:
+            ll.tune(ps.quadratic, space, seed=seed)  # type: ignore[arg-type]
+        assert err.value.field == "seed"

@@ -96,9 +96,10 @@ class TrialReporter:
         Example:
             >>> TrialReporter(None, number=0, params={}).report(1.0, step=0)
         """
-        if isinstance(value, str | bytes):
+        if isinstance(value, str | bytes | bool):
+            kind = "the bool" if isinstance(value, bool) else "the text"
             raise InvalidInput(
-                f"trial {self.number} reported the text {value!r} at step {step}, not a number",
+                f"trial {self.number} reported {kind} {value!r} at step {step}, not a number",
                 field="value",
                 hint="report the score itself, e.g. reporter.report(0.93, step)",
             )
@@ -217,8 +218,9 @@ def run_trial(task: TrialTask) -> TrialOutcome:
             task.number, "failed", None, reporter.reported, text, time.perf_counter() - started
         )
     try:
-        # Text is no score, even when it reads as one ("1.5"): the objective has a bug.
-        value = math.nan if isinstance(raw, str | bytes) else float(raw)
+        # Text is no score, even when it reads as one ("1.5"), nor is a bool (a comparison
+        # returned instead of its margin): the objective has a bug.
+        value = math.nan if isinstance(raw, str | bytes | bool) else float(raw)
     except (TypeError, ValueError):
         value = math.nan
     if not math.isfinite(value):

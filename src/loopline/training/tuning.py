@@ -216,7 +216,30 @@ def _wants_reporter(objective: Callable[..., Any]) -> bool:
     return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
 
 
-def _check(n_trials: int, direction: str, timeout: float | None, n_jobs: int | None) -> None:
+def sampler_seed(seed: int, earlier_trials: int) -> int:
+    """The seed of the sampler for a call of ``tune`` on a study that has ``earlier_trials``.
+
+    ``seed`` itself for a new study. A study that goes on gets a seed drawn from both: with
+    ``seed`` again, TPE's random start drew the very params of the study's first trials,
+    so every call on a named study evaluated them once more. Still one seed per
+    (seed, study size): a rerun of the same calls searches the same points.
+
+    Example:
+        >>> sampler_seed(0, 0)
+        0
+        >>> sampler_seed(0, 5) == sampler_seed(0, 5) != sampler_seed(0, 6)
+        True
+    """
+    if earlier_trials == 0:
+        return seed
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, earlier_trials]).generate_state(1)[0])
+
+
+def _check(
+    n_trials: int, direction: str, timeout: float | None, n_jobs: int | None, seed: int
+) -> None:
     if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 1:
         raise InvalidInput(
             f"The 'n_trials' parameter of tune must be an int >= 1. Got {n_trials!r} instead.",
@@ -232,6 +255,11 @@ def _check(n_trials: int, direction: str, timeout: float | None, n_jobs: int | N
         raise InvalidInput(
             f"The 'timeout' parameter of tune must be a number > 0. Got {timeout!r} instead.",
             field="timeout",
+        )
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+        raise InvalidInput(
+            f"The 'seed' parameter of tune must be an int in [0, 2**32). Got {seed!r} instead.",
+            field="seed",
         )
     if n_jobs is not None and (not isinstance(n_jobs, int) or n_jobs < 1):
         raise InvalidInput(
@@ -277,7 +305,7 @@ def tune(
 
     _quiet_study_creation()
     distributions = parse_space(space)
-    _check(n_trials, direction, timeout, n_jobs)
+    _check(n_trials, direction, timeout, n_jobs, seed)
     check_executor_name(executor)
     if not callable(objective):
         raise InvalidInput(f"objective {objective!r} is not callable", field="objective")
@@ -292,7 +320,6 @@ def tune(
             study_name=name,
             direction=direction,
             load_if_exists=True,
-            sampler=optuna.samplers.TPESampler(seed=seed),
             pruner=optuna.pruners.MedianPruner(**PRUNER_SETTINGS)
             if pruner
             else optuna.pruners.NopPruner(),
@@ -313,6 +340,8 @@ def tune(
             hint="use another study_name or the study's direction",
         )
     _check_resumable(study, distributions)
+    earlier = len(study.get_trials(deepcopy=False))
+    study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(seed, earlier))
     ex = get_executor(executor)
     try:
         if ex.remote:
@@ -447,7 +476,9 @@ class _Loop:
                     started += 1
                 if not in_flight:
                     break
-                wait_for = None if deadline is None else max(0.0, deadline - time.monotonic())
+                # Past the deadline no trial opens, so wait for one to end without a
+                # timeout: a timeout of 0 made this loop spin a core until it did.
+                wait_for = None if not open_more else _left(deadline)
                 done, _ = wait(list(in_flight), timeout=wait_for, return_when=FIRST_COMPLETED)
                 for fut in done:
                     trial, child = in_flight.pop(fut)
@@ -509,6 +540,11 @@ class _Loop:
                 outcome.error,
             )
         )
+
+
+def _left(deadline: float | None) -> float | None:
+    """Seconds until ``deadline`` (None: no deadline), at least a millisecond."""
+    return None if deadline is None else max(0.001, deadline - time.monotonic())
 
 
 def _optuna_state(state: TrialState) -> Any:
