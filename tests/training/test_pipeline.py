@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import itertools
 import json
+import math
 import sys
 import textwrap
 import time
@@ -484,6 +485,37 @@ def test_bad_calls_are_clear_errors(ctx: Context) -> None:
     with pytest.raises(InvalidInput, match=r"step 'after', argument 'value' is a builtins.object"):
         odd_literal.run({})
     assert len(ll.search_runs()) == 0  # nothing ran: the errors came before any run
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"cache": "no"}, "cache"),
+        ({"cache": 0}, "cache"),
+        ({"retry_delay": math.nan}, "retry_delay"),
+        ({"retry_delay": math.inf}, "retry_delay"),
+        ({"retry_delay": True}, "retry_delay"),
+        ({"name": ""}, "name"),
+        ({"name": 3}, "name"),
+    ],
+    ids=[
+        "cache-text",
+        "cache-int",
+        "delay-nan",
+        "delay-inf",
+        "delay-bool",
+        "name-empty",
+        "name-int",
+    ],
+)
+def test_bad_step_options_are_refused_naming_the_option(
+    options: dict[str, Any], field: str
+) -> None:
+    # cache="no" was truthy and cached; a NaN delay made the retry's time.sleep raise, lost
+    # as "the executor lost the step"; an empty name fell back to the function's name.
+    with pytest.raises(InvalidInput, match=f"'{field}' parameter of step") as err:
+        ll.step(**options)(len)
+    assert err.value.field == field
 
 
 def test_a_step_outside_a_pipeline_is_a_plain_call(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ import contextvars
 import functools
 import importlib
 import inspect
+import math
 import textwrap
 import traceback
 from collections.abc import Callable, Iterator
@@ -81,17 +82,32 @@ class Step(Generic[P, R]):
                 f"The 'retries' parameter of step must be an int >= 0. Got {retries!r} instead.",
                 field="retries",
             )
-        if not isinstance(retry_delay, int | float) or retry_delay < 0:
+        if (
+            not isinstance(retry_delay, int | float)
+            or isinstance(retry_delay, bool)
+            or not 0 <= retry_delay < math.inf  # NaN fails too: time.sleep refuses it
+        ):
             raise InvalidInput(
-                "The 'retry_delay' parameter of step must be a number >= 0. "
+                "The 'retry_delay' parameter of step must be a finite number >= 0. "
                 f"Got {retry_delay!r} instead.",
                 field="retry_delay",
+            )
+        if not isinstance(cache, bool):  # cache="no" is truthy: it would cache
+            raise InvalidInput(
+                f"The 'cache' parameter of step must be True or False. Got {cache!r} instead.",
+                field="cache",
+            )
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise InvalidInput(
+                f"The 'name' parameter of step must be a non-empty str. Got {name!r} instead.",
+                field="name",
+                hint="leave it out to name the step after its function",
             )
         self.fn = fn
         self.name: str = name or str(getattr(fn, "__name__", type(fn).__name__))
         self.retries = retries
         self.retry_delay = float(retry_delay)
-        self.cache = bool(cache)
+        self.cache = cache
         functools.update_wrapper(self, fn)
 
     @property
