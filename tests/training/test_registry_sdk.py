@@ -87,6 +87,43 @@ def test_register_takes_a_logged_model_or_ids_and_refuses_ambiguity(ctx: Context
     assert ll.registry.register(single.id, "m").version == 3
 
 
+@ll.step
+def _fit_and_log(seed: int) -> float:
+    df = _frame(seed=seed)
+    X = df[["tenure", "spend"]]
+    clf = LogisticRegression(max_iter=300).fit(X, df["churned"])
+    run = ll.active_run()
+    assert run is not None
+    run.log_model(clf, "model", input_example=X.head(5))  # on the pipeline's run
+    return float(clf.score(X, df["churned"]))
+
+
+@ll.pipeline
+def _train_pipe(seed: int = 1) -> None:
+    _fit_and_log(seed)
+
+
+def test_registering_a_cached_pipeline_run_names_the_run_that_logged_the_model(
+    ctx: Context,
+) -> None:
+    # The second run's step came from the cache, so it logged nothing; the error said
+    # "log one first with run.log_model", which the pipeline does.
+    first = _train_pipe.run({"seed": 1})
+    second = _train_pipe.run({"seed": 1})
+    assert second.steps["_fit_and_log"].status == "cached"
+    with pytest.raises(InvalidInput, match=f"by pipeline run {first.run_id}") as err:
+        ll.registry.register(second.run_id, "churn")
+    assert f"ll.registry.register('{first.run_id}', name)" in (err.value.hint or "")
+    assert "cache=False" in (err.value.hint or "")
+    v = ll.registry.register(first.run_id, "churn")
+    assert v.run_id == first.run_id
+    with ll.start_run() as plain:  # a run that is no pipeline run keeps the first hint
+        pass
+    with pytest.raises(InvalidInput, match=r"no logged model to register \(hint") as err:
+        ll.registry.register(plain.id, "churn")
+    assert "log one first" in (err.value.hint or "")
+
+
 def test_alias_moves_are_audited_and_load_follows_them(ctx: Context) -> None:
     ll.registry.register(_train(seed=1), "churn")
     ll.registry.register(_train(seed=2), "churn")

@@ -253,10 +253,20 @@ def _single_logged_model(ctx: Context, run_id: str) -> LoggedModel:
     if len(ready) == 1:
         return ready[0]
     if not ready:
+        cached = _cached_from_runs(ctx, run_id)
         raise InvalidInput(
-            f"run {run_id} has no logged model to register",
+            f"run {run_id} has no logged model to register"
+            + (
+                f": it is a pipeline run whose steps came from the cache, and the model was "
+                f"logged when they ran, by pipeline run {', '.join(cached)}"
+                if cached
+                else ""
+            ),
             field="logged_model_or_run",
-            hint="log one first with run.log_model(model, 'model', input_example=...)",
+            hint=f"register that run (ll.registry.register({cached[0]!r}, name)), or run the "
+            "pipeline with cache=False to log a model on a run of its own"
+            if cached
+            else "log one first with run.log_model(model, 'model', input_example=...)",
         )
     ready.sort(key=lambda m: (m.creation_time, m.name))
     listed = ", ".join(f"{m.name} ({m.model_id})" for m in ready)
@@ -265,6 +275,30 @@ def _single_logged_model(ctx: Context, run_id: str) -> LoggedModel:
         field="logged_model_or_run",
         hint="pass the one to register: ll.registry.register(run.log_model(...), name)",
     )
+
+
+def _cached_from_runs(ctx: Context, run_id: str) -> list[str]:
+    """The earlier pipeline runs whose step outputs ``run_id`` (a pipeline run) reused and
+    that logged a model: a step logs on the pipeline's run, so a run served from the cache
+    has none of its own, and "log one first" sent the user the wrong way."""
+    from loopline.tracking.api import get_run
+    from loopline.training import pipeline_store
+
+    try:
+        record = pipeline_store.get(ctx.engine, run_id)
+    except NotFound:
+        return []
+    found: list[str] = []
+    for step_ in record.steps.values():
+        if step_.status != "cached" or not step_.cached_from:
+            continue
+        try:
+            parent = get_run(step_.cached_from).parent_run_id
+        except NotFound:
+            continue
+        if parent and parent not in found and store.search_logged_models(ctx, source_run_id=parent):
+            found.append(parent)
+    return found
 
 
 def _resolve_source(ctx: Context, obj: Any) -> LoggedModel:
