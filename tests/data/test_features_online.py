@@ -808,3 +808,87 @@ def test_keys_that_are_no_collection_are_invalid_input(fs_ctx: Context) -> None:
     assert ll.features.get_online("ik", (k for k in (1, 2))) == want  # type: ignore[arg-type]
     assert ll.features.get_online("ik", np.array([1, 2])) == want  # type: ignore[arg-type]
     assert ll.features.get_online("ik", pd.Series([1, 2])) == want
+
+
+# -- a feature whose type changed ----------------------------------------------------------
+
+
+def _typed_view(values: list[Any], *, name: str = "ty") -> FeatureView:
+    frame = pd.DataFrame({"k": [1, 2], "ts": [T0, T0], "x": values})
+    return FeatureView(name=name, entity="k", timestamp="ts", features=["x"], source=frame)
+
+
+@pytest.mark.parametrize(
+    ("values", "new_type"),
+    [([1.5, 2.0], "DOUBLE"), (["a", "b"], "VARCHAR")],
+    ids=["int-to-float", "int-to-text"],
+)
+def test_get_online_after_a_feature_type_changed_raises_until_materialized(
+    fs_ctx: Context, values: list[Any], new_type: str
+) -> None:
+    # Same names, same entity, another type: get_online served the old ints ({'x': 1}).
+    ll.features.register(_typed_view([1, 2]))
+    ll.features.materialize("ty", end=T0)
+    assert ll.features.get_online("ty", [1]) == [{"x": 1}]
+    ll.features.register(_typed_view(values))
+    with pytest.raises(ll.Conflict, match="changed since its last materialization") as info:
+        ll.features.get_online("ty", [1])
+    assert f"type of x BIGINT -> {new_type}" in str(info.value)
+    with pytest.raises(ll.Conflict, match="would mix rows"):
+        ll.features.materialize("ty", start=T0, end=T0)
+    ll.features.materialize("ty", end=T0)
+    got = ll.features.get_online("ty", [1, 2])
+    assert got == [{"x": values[0]}, {"x": values[1]}]
+    assert type(got[0]["x"]) is type(values[0])
+
+
+def test_new_data_of_the_same_type_keeps_the_online_rows(fs_ctx: Context) -> None:
+    ll.features.register(_typed_view([1, 2]))
+    ll.features.materialize("ty", end=T0)
+    ll.features.register(_typed_view([5, 6]))  # other values, same type: keep serving
+    assert ll.features.get_online("ty", [1]) == [{"x": 1}]
+    assert ll.features.materialize("ty", start=T0, end=T0).rows == 2
+    assert ll.features.get_online("ty", [1]) == [{"x": 5}]
+
+
+def test_a_dataset_version_of_another_type(fs_ctx: Context) -> None:
+    ll.datasets.register("typed", _typed_view([1, 2]).source)
+    view = FeatureView(name="dv", entity="k", timestamp="ts", features=["x"], source="typed")
+    ll.features.register(view)
+    ll.features.materialize("dv", end=T0)
+    ll.datasets.register("typed", _typed_view([1.5, 2.5]).source)
+    # The online store holds the last materialization (of version 1) until the next one.
+    assert ll.features.get_online("dv", [1]) == [{"x": 1}]
+    with pytest.raises(ll.Conflict, match=r"type of x BIGINT -> DOUBLE\); a materialization"):
+        ll.features.materialize("dv", start=T0, end=T0)
+    assert ll.features.get_online("dv", [1]) == [{"x": 1}]  # the refusal wrote nothing
+    ll.features.materialize("dv", end=T0)
+    assert ll.features.get_online("dv", [1, 2]) == [{"x": 1.5}, {"x": 2.5}]
+    assert ll.features.materialize("dv", start=T0, end=T0).rows == 2
+    # Pointing the view at version 1 again (ints) drops the online rows of version 2.
+    ll.features.register(
+        FeatureView(name="dv", entity="k", timestamp="ts", features=["x"], source="typed@1")
+    )
+    with pytest.raises(ll.Conflict, match="type of x DOUBLE -> BIGINT"):
+        ll.features.get_online("dv", [1])
+
+
+def test_a_registration_with_another_type_during_a_materialization_drops_what_it_wrote(
+    fs_ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ll.features.register(_typed_view([1, 2]))
+    ll.features.materialize("ty", end=T0)
+    real = pit_join.latest_rows
+
+    def register_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        ll.features.register(_typed_view(["a", "b"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pit_join, "latest_rows", register_meanwhile)
+    with pytest.raises(ll.Conflict, match="type of x BIGINT -> VARCHAR"):
+        ll.features.materialize("ty", end=T0)
+    with pytest.raises(ll.Conflict, match="changed since its last materialization"):
+        ll.features.get_online("ty", [1])
+    monkeypatch.setattr(pit_join, "latest_rows", real)
+    ll.features.materialize("ty", end=T0)
+    assert ll.features.get_online("ty", [1]) == [{"x": "a"}]

@@ -890,3 +890,27 @@ def test_cli_unknown_view_exits_4_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 4, result.stderr
     assert "no feature view named 'ghost'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_training_sets_follow_a_changed_feature_type(embedded_ctx: Context) -> None:
+    # A frame registered again, and a dataset's new version, with clicks as text, then as
+    # floats: each training set has the type of the rows it reads, none a stale copy's.
+    ll.features.register(_view())
+    assert ll.features.get_historical(_entities(), ["user_stats:clicks"])["clicks"].tolist() == [
+        2,
+        3,
+    ]
+    ll.features.register(_view(source=_frame().assign(clicks=["a", "b", "c"])))
+    result = ll.features.get_historical(_entities(), ["user_stats:clicks"])
+    assert result["clicks"].tolist() == ["b", "c"]
+    ll.datasets.register("stats", _frame())
+    ll.features.register(_view(source="stats"))
+    ll.features.register(_view(name="pinned", source="stats@1"))
+    ll.datasets.register("stats", _frame().assign(clicks=[0.5, 1.5, 2.5]))
+    result = ll.features.get_historical(
+        _entities(), ["user_stats:clicks", "pinned:clicks"], full_names=True
+    )
+    assert result["user_stats__clicks"].tolist() == [1.5, 2.5]
+    assert result["user_stats__clicks"].dtype == "float64"
+    assert result["pinned__clicks"].tolist() == [2, 3]
+    assert result["pinned__clicks"].dtype == "int64"

@@ -261,9 +261,11 @@ def register(view: FeatureView) -> RegisteredView:
 
     Registering a name again replaces its definition (audited); registering the same
     definition and data again changes nothing. When the new definition has other key
-    columns or other features than the materialized one, the view's online rows are
-    dropped: :func:`get_online` raises :class:`Conflict` until :func:`materialize` writes
-    rows of the new definition (online rows of the old one would lack the new features).
+    columns, other features, or a feature of another type (its source column went from
+    int to float or text) than the materialized one, the view's online rows are dropped:
+    :func:`get_online` raises :class:`Conflict` until :func:`materialize` writes rows of
+    the new definition (online rows of the old one would lack the new features, or hold
+    values of the old type).
 
     Example:
         >>> # ll.features.register(ll.features.FeatureView(name="user_stats", ...))
@@ -283,14 +285,7 @@ def register(view: FeatureView) -> RegisteredView:
     if isinstance(view.source, pd.DataFrame):
         digest, rows = _store_frame(ctx, view)
         definition["rows"] = rows
-        saved = _save(ctx, view, definition, source_kind="frame", digest=digest, dataset=None)
-        # Write the join's prepared copy now, not in the first get_historical call.
-        con = pit_join.connect(ctx.settings.home / "tmp" / "duckdb")
-        try:
-            prepared_view(ctx, con, saved, saved.features)
-        finally:
-            con.close()
-        return saved
+        return _save(ctx, view, definition, source_kind="frame", digest=digest, dataset=None)
     _check_dataset_ref(view)
     return _save(ctx, view, definition, source_kind="dataset", digest=None, dataset=view.source)
 
@@ -304,13 +299,38 @@ def _save(
     digest: str | None,
     dataset: str | None,
 ) -> RegisteredView:
-    """:func:`save_view`, dropping the online rows of a materialized view whose key columns
-    or features change (after the new definition was checked, so a refused one drops
-    nothing)."""
+    """:func:`save_view`, dropping the online rows of a materialized view whose key columns,
+    features or feature types change (after the new definition was checked, so a refused
+    one drops nothing).
+
+    A frame source's prepared copy is written first (so that the first get_historical
+    call does not, and a frame the join cannot read is refused before it is saved). A
+    dataset source is read only when the view was materialized, for its types.
+    """
     old = load_views(ctx, [view.name]).get(view.name)
+    source = f"frame:{digest}" if source_kind == "frame" else f"dataset:{dataset}"
+    new = RegisteredView(
+        name=view.name,
+        keys=view.keys,
+        timestamp=view.timestamp,
+        created=view.created,
+        features=tuple(view.features),
+        ttl=view.ttl,
+        source=source,
+        rows=definition.get("rows"),
+        registered_at=dt.datetime.now(dt.UTC),
+        updated_at=dt.datetime.now(dt.UTC),
+    )
+    materialized = old is not None and old.last_materialization is not None
+    types = None
+    if source_kind == "frame":
+        types = _online_types(ctx, new)
+    elif materialized:
+        types = _readable_types(ctx, new)
     change = None
-    if old is not None and old.last_materialization is not None:
-        change = online_change(old.keys, old.features, view.keys, view.features)
+    if old is not None and materialized:
+        served = _served_types(ctx, view.name) if types is not None else None
+        change = online_change(old.keys, old.features, view.keys, view.features, served, types)
     if change:
         # Before saving, so that an unreachable online store fails the registration
         # instead of leaving rows of the old definition to be served.
@@ -323,6 +343,38 @@ def _save(
         # since (it checks the definition again after writing, see materialize).
         _drop_online_rows(ctx, view.name, view.keys, view.features, change)
     return saved
+
+
+def _online_types(ctx: Context, view: RegisteredView) -> dict[str, str]:
+    """The types the online store would serve ``view``'s features as (writing the view's
+    prepared copy if it is missing).
+
+    Raises :class:`NotFound` or :class:`InvalidInput` when its source cannot be read.
+    """
+    con = pit_join.connect(ctx.settings.home / "tmp" / "duckdb")
+    try:
+        return pit_join.online_types(con, prepared_view(ctx, con, view, view.features))
+    finally:
+        con.close()
+
+
+def _readable_types(ctx: Context, view: RegisteredView) -> dict[str, str] | None:
+    """:func:`_online_types`, or ``None`` for a dataset source that cannot be read now
+    (missing, or lacking a column): it is read, and refused, at query time."""
+    try:
+        return _online_types(ctx, view)
+    except (NotFound, InvalidInput):
+        return None
+
+
+def _served_types(ctx: Context, view_name: str) -> dict[str, str] | None:
+    """The feature types of the view's rows in the online store (``None``: unknown, e.g.
+    rows written before types were recorded, or another process's online store)."""
+    meta = _online_store(ctx).read_meta(view_name)
+    if meta is None:
+        return None
+    types = orjson.loads(meta).get("types")
+    return dict(types) if isinstance(types, dict) else None
 
 
 def _check_dataset_ref(view: FeatureView) -> None:
@@ -733,8 +785,9 @@ def materialize(
     count. Without ``start`` the view's online rows are replaced as a whole (entities
     whose rows expired disappear); with ``start`` only entities with rows in
     ``[start, end]`` are written over, the others are kept; that is refused
-    (:class:`Conflict`) when the view's key columns or features changed since its last
-    materialization, as it would mix rows of both definitions. ``view_name`` is a view's
+    (:class:`Conflict`) when the view's key columns, features or feature types (e.g. of a
+    new version of its dataset) changed since its last materialization, as it would mix
+    rows of both. ``view_name`` is a view's
     name or a view object (its name is taken; the registered definition is materialized).
 
     Example:
@@ -751,19 +804,21 @@ def materialize(
             f"start {start_ts.isoformat()} is after end {end_ts.isoformat()}", field="start"
         )
     store = _online_store(ctx)
-    if start_ts is not None:
-        _check_incremental(store, view)
-    meta = orjson.dumps(
-        {
-            "features": list(view.features),
-            "entity": list(view.keys),
-            "end": end_ts.isoformat(),
-            "source": view.source,
-        }
-    )
     con = pit_join.connect(ctx.settings.home / "tmp" / "duckdb")
     try:
         prepared = prepared_view(ctx, con, view, view.features)
+        types = pit_join.online_types(con, prepared)
+        if start_ts is not None:
+            _check_incremental(store, view, types)
+        meta = orjson.dumps(
+            {
+                "features": list(view.features),
+                "entity": list(view.keys),
+                "types": types,
+                "end": end_ts.isoformat(),
+                "source": view.source,
+            }
+        )
         rows = pit_join.latest_rows(
             con,
             prepared,
@@ -778,7 +833,7 @@ def materialize(
         )
     finally:
         con.close()
-    _check_unchanged(ctx, view)
+    _check_unchanged(ctx, view, types)
     result = Materialization(
         view=name,
         start=start_ts.to_pydatetime() if start_ts is not None else None,
@@ -804,8 +859,8 @@ def get_online(
     integer (``42.0`` is ``42``), as in training sets. Values come back as JSON types:
     timestamps and durations as ISO 8601 strings, decimals as floats, and inf, -inf and
     NaN as floats (see docs/data.md). ``view_name`` is a view's name or a view object
-    (its name is taken). :class:`Conflict` when the view's key columns or features were
-    changed (:func:`register`) since its last materialization.
+    (its name is taken). :class:`Conflict` when the view's key columns, features or
+    feature types were changed (:func:`register`) since its last materialization.
 
     Example:
         >>> # ll.features.get_online("user_stats", [42, 7])
@@ -899,23 +954,35 @@ def online_change(
     old_features: Sequence[str],
     keys: Sequence[str],
     features: Sequence[str],
+    old_types: Mapping[str, str] | None = None,
+    types: Mapping[str, str] | None = None,
 ) -> str | None:
     """How a view's online rows would change shape, in words; ``None`` if they would not.
 
     The key columns count in order (they make each key's text); the features as a set
-    (their order only orders each row's dict).
+    (their order only orders each row's dict); the type of each feature kept, when both
+    ``old_types`` and ``types`` are known (an int column that became float or text would
+    otherwise be served with its old values and type).
 
     Example:
         >>> online_change(["user"], ["x"], ["user"], ["z"])
         'features x -> z'
         >>> online_change(["user"], ["x", "y"], ["user"], ["y", "x"]) is None
         True
+        >>> online_change(["user"], ["x"], ["user"], ["x"], {"x": "BIGINT"}, {"x": "DOUBLE"})
+        'type of x BIGINT -> DOUBLE'
     """
     changes = []
     if tuple(old_keys) != tuple(keys):
         changes.append(f"key columns {', '.join(old_keys)} -> {', '.join(keys)}")
     if set(old_features) != set(features):
         changes.append(f"features {', '.join(old_features)} -> {', '.join(features)}")
+    if old_types is not None and types is not None:
+        changes.extend(
+            f"type of {f} {old_types[f]} -> {types[f]}"
+            for f in features
+            if f in old_types and f in types and old_types[f] != types[f]
+        )
     return "; ".join(changes) or None
 
 
@@ -928,14 +995,21 @@ def _drop_online_rows(
     _online_store(ctx).invalidate(view_name, meta=orjson.dumps(meta))
 
 
-def _check_incremental(store: OnlineStore, view: RegisteredView) -> None:
-    """Refuse to upsert rows of ``view`` among online rows of another definition."""
+def _check_incremental(store: OnlineStore, view: RegisteredView, types: dict[str, str]) -> None:
+    """Refuse to upsert rows of ``view``, whose features have ``types``, among online rows
+    of another definition or of other feature types (e.g. a new version of its dataset
+    turned a column from int to float)."""
     meta = store.read_meta(view.name)
     if meta is None:
         return
     record = orjson.loads(meta)
     change = record.get("changed") or online_change(
-        record.get("entity") or view.keys, record["features"], view.keys, view.features
+        record.get("entity") or view.keys,
+        record["features"],
+        view.keys,
+        view.features,
+        record.get("types"),
+        types,
     )
     if change:
         raise Conflict(
@@ -947,14 +1021,18 @@ def _check_incremental(store: OnlineStore, view: RegisteredView) -> None:
         )
 
 
-def _check_unchanged(ctx: Context, view: RegisteredView) -> None:
-    """After writing ``view``'s rows: if it was registered again with other key columns or
-    features meanwhile, drop them (the registration may have dropped the online rows
-    before they were written) and raise :class:`Conflict`."""
+def _check_unchanged(ctx: Context, view: RegisteredView, types: dict[str, str]) -> None:
+    """After writing ``view``'s rows (of feature ``types``): if it was registered again
+    with other key columns, features or feature types meanwhile, drop them (the
+    registration may have dropped the online rows before they were written) and raise
+    :class:`Conflict`."""
     now = load_views(ctx, [view.name]).get(view.name)
     if now is None:
         return  # deleted meanwhile: log_materialization says so
-    change = online_change(view.keys, view.features, now.keys, now.features)
+    now_types = None
+    if now.source != view.source:  # the same source has the same types
+        now_types = _readable_types(ctx, now)
+    change = online_change(view.keys, view.features, now.keys, now.features, types, now_types)
     if change:
         _drop_online_rows(ctx, view.name, now.keys, now.features, change)
         raise Conflict(

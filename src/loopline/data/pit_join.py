@@ -595,6 +595,27 @@ def latest_sql(
     )
 
 
+def file_types(con: duckdb.DuckDBPyConnection, path: str | Path) -> dict[str, str]:
+    """The DuckDB type of each column of the Parquet file ``path``.
+
+    Example:
+        >>> # file_types(connect(), "view.parquet")  -> {'user': 'BIGINT', 'x': 'DOUBLE', ...}
+    """
+    rows = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_literal(str(path))})").fetchall()
+    return {str(r[0]): str(r[1]) for r in rows}
+
+
+def online_types(con: duckdb.DuckDBPyConnection, view: PreparedView) -> dict[str, str]:
+    """The type of each feature of ``view`` as the online store serves it: its DuckDB type
+    in the prepared file, ``INTERVAL`` for a duration (kept there as BIGINT microseconds).
+
+    Example:
+        >>> # online_types(connect(), prepared)  -> {'clicks': 'BIGINT', 'wait': 'INTERVAL'}
+    """
+    types = file_types(con, view.path)
+    return {f: "INTERVAL" if f in view.durations else types[f] for f in view.features}
+
+
 def latest_rows(
     con: duckdb.DuckDBPyConnection, view: PreparedView, end_us: int, start_us: int | None
 ) -> Iterator[tuple[Any, ...]]:
@@ -607,8 +628,6 @@ def latest_rows(
     Example:
         >>> # for *row, special in latest_rows(connect(), view, end_us, None): ...
     """
-    rows = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_literal(view.path)})").fetchall()
-    types = {str(r[0]): str(r[1]) for r in rows}
-    result = con.execute(latest_sql(view, end_us, start_us, types))
+    result = con.execute(latest_sql(view, end_us, start_us, file_types(con, view.path)))
     while batch := result.fetchmany(_FETCH):
         yield from batch
