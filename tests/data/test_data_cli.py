@@ -268,3 +268,39 @@ def test_csv_zip_codes_keep_their_leading_zeros(project: Path) -> None:
     assert [t["value"] for t in added["stats"]["zip"]["top"]] == ["00501", "02134"]
     inferred = _json(project, "data", "infer-contract", "zips@1", "zips.yaml")
     assert inferred["contract"]["columns"]["zip"]["dtype"] == "str"
+
+
+def _columns_row(table: str, column: str) -> list[str]:
+    """The cells of ``column``'s row in ``data show``'s columns table."""
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.replace("┃", "│").strip("│ ").split("│")]
+        if cells[0] == column:
+            return cells
+    raise AssertionError(f"no row {column!r} in\n{table}")
+
+
+def test_show_counts_infinities_and_diff_shows_their_change(project: Path) -> None:
+    # --json had the count of inf/-inf per float column, the table not: its mean (of the
+    # finite values) and its max 'inf' were all a reader saw.
+    (project / "a.csv").write_text("x,y,s\n1.5,1,a\ninf,2,b\n-inf,3,c\n2.5,4,d\n")
+    (project / "b.csv").write_text("x,y,s\n1.5,1,a\n2.0,2,b\n2.2,3,c\n2.5,4,d\n")
+    for csv in ("a.csv", "b.csv"):
+        assert _loopline(project, "data", "add", "inf", csv).returncode == 0
+    shown = _loopline(project, "data", "show", "inf@1")
+    assert shown.returncode == 0, shown.stderr
+    header = _columns_row(shown.stdout, "column")
+    assert header[:5] == ["column", "type", "count", "nulls", "±inf"]
+    x, y = _columns_row(shown.stdout, "x"), _columns_row(shown.stdout, "y")
+    assert (x[4], x[5], x[6]) == ("2", "-inf", "inf")
+    assert y[4] == ""  # an integer column has no infinities to count
+    # A version without infinities has no such column.
+    shown = _loopline(project, "data", "show", "inf@2")
+    assert "±inf" not in shown.stdout and _columns_row(shown.stdout, "x")[4] == "1.5"
+    diff = _loopline(project, "data", "diff", "inf@1", "inf@2")
+    assert diff.returncode == 0, diff.stderr
+    assert "x: infinite 2 -> 0" in diff.stdout
+    assert [
+        (s["column"], s["before"], s["after"])
+        for s in _json(project, "data", "diff", "inf@1", "inf@2")["stat_changes"]
+        if s["statistic"] == "infinite"
+    ] == [("x", 2, 0)]

@@ -171,14 +171,7 @@ def show_cmd(
     if v.description:
         _common.console.print(esc(v.description))
     if v.schema:
-        table = Table(title="columns")
-        for col in ("column", "type", "count", "nulls", "min", "max", "mean", "std", "distinct"):
-            table.add_column(col)
-        for col, typ in v.schema.items():
-            s = v.stats.get(col, {})
-            cells = [s.get(k) for k in ("count", "nulls", "min", "max", "mean", "std", "distinct")]
-            table.add_row(esc(col), esc(typ), *(esc(_num(c)) for c in cells))
-        _common.console.print(table)
+        _common.console.print(_columns_table(v.schema, v.stats))
     shown = v.files if all_files else v.files[:20]
     files = Table(title="files")
     for col in ("path", "size", "digest"):
@@ -188,6 +181,29 @@ def show_cmd(
     _common.console.print(files)
     if len(shown) < len(v.files):
         _common.console.print(f"... and {len(v.files) - len(shown)} more (--files lists them all)")
+
+
+def _columns_table(schema: dict[str, str], stats: dict[str, dict[str, Any]]) -> Any:
+    """The per-column statistics of ``data show``, as a Rich table.
+
+    A ``±inf`` column (the statistic ``infinite``: how many ``inf`` and ``-inf`` values
+    each float column holds; ``mean`` and ``std`` are those of the finite values) appears
+    when some column holds infinities: most versions have none, and a column of zeros
+    would only squeeze the others.
+    """
+    from rich.table import Table
+
+    keys = ["count", "nulls"]
+    if any(s.get("infinite") for s in stats.values()):
+        keys.append("infinite")
+    keys += ["min", "max", "mean", "std", "distinct"]
+    table = Table(title="columns")
+    for key in ("column", "type", *keys):
+        table.add_column("±inf" if key == "infinite" else key)
+    for col, typ in schema.items():
+        s = stats.get(col, {})
+        table.add_row(esc(col), esc(typ), *(esc(_num(s.get(k))) for k in keys))
+    return table
 
 
 @app.command("diff")
