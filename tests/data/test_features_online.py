@@ -892,3 +892,21 @@ def test_a_registration_with_another_type_during_a_materialization_drops_what_it
     monkeypatch.setattr(pit_join, "latest_rows", real)
     ll.features.materialize("ty", end=T0)
     assert ll.features.get_online("ty", [1]) == [{"x": "a"}]
+
+
+def test_materialize_as_of_times_far_from_now(fs_ctx: Context) -> None:
+    # An end after 2262 or a start before 1677 failed with OutOfBoundsDatetime (exit 1 in
+    # the CLI); datetime.max as end then made every later read of the views fail.
+    ll.features.register(_small_view())
+    assert ll.features.materialize("ik", end="3000-01-01").rows == 1
+    assert ll.features.get_online("ik", [1]) == [{"v": 1.0}]
+    assert ll.features.materialize("ik", end="1000-01-01").rows == 0
+    assert ll.features.materialize("ik", start="1000-01-01", end=T0).rows == 1
+    last = dt.datetime.max.replace(tzinfo=dt.UTC)
+    assert ll.features.materialize("ik", end=last).end == last
+    assert ll.features.get_view("ik").last_materialization.end == last  # type: ignore[union-attr]
+    assert [v.name for v in ll.features.list_views()] == ["ik"]
+    beyond = pd.Timestamp("9999-12-31T00:00:00Z") + pd.Timedelta(days=2)
+    with pytest.raises(ll.InvalidInput, match="year 10000, outside the years 1 to 9999") as info:
+        ll.features.materialize("ik", end=beyond)
+    assert info.value.field == "end"

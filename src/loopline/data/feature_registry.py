@@ -28,7 +28,15 @@ _ATTEMPTS = 3
 
 
 def _utc(ts: float | None) -> dt.datetime | None:
-    return None if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC)
+    """A stored time (float seconds); one past the last or first instant a datetime holds
+    (``9999-12-31T23:59:59.999999`` as a float rounds up to the year 10000) is that
+    instant, instead of failing every later read of the views."""
+    if ts is None:
+        return None
+    try:
+        return dt.datetime.fromtimestamp(ts, dt.UTC)
+    except (OverflowError, ValueError, OSError):
+        return (dt.datetime.max if ts > 0 else dt.datetime.min).replace(tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,11 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 KEY_SEP = "\x1f"
 _ESC = "\x1e"
 _ROW_GROUP = 128 * 1024
-_EPOCH = pd.Timestamp(0, tz="UTC")
+# In microseconds: a nanosecond epoch made every time before 1677 or after 2262 (an `end`
+# of 3000-01-01: all rows, none expired) overflow when subtracted from it.
+_EPOCH = pd.Timestamp(0, tz="UTC").as_unit("us")
+_FIRST = pd.Timestamp(dt.datetime.min.replace(tzinfo=dt.UTC))
+_LAST = pd.Timestamp(dt.datetime.max.replace(tzinfo=dt.UTC))
 # The longest TTL (about 137 years): the definition stores the TTL as float seconds, which
 # give back every microsecond up to here; timedelta.max would not even come back from them
 # (OverflowError).
@@ -249,7 +253,14 @@ def _to_utc(value: dt.datetime | pd.Timestamp | str, param: str) -> pd.Timestamp
         ) from exc
     if pd.isna(ts):
         raise InvalidInput(f"{param} must be a timestamp, not NaT", field=param)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    if not _FIRST <= ts <= _LAST:  # a Materialization's datetime could not hold it
+        raise InvalidInput(
+            f"{param} is in the year {ts.year}, outside the years 1 to 9999",
+            field=param,
+            hint="use ISO 8601",
+        )
+    return ts
 
 
 def _epoch_us(ts: pd.Timestamp) -> int:
