@@ -304,3 +304,22 @@ def test_show_counts_infinities_and_diff_shows_their_change(project: Path) -> No
         for s in _json(project, "data", "diff", "inf@1", "inf@2")["stat_changes"]
         if s["statistic"] == "infinite"
     ] == [("x", 2, 0)]
+
+
+def test_diff_of_a_table_and_a_files_version_says_the_kinds_differ(project: Path) -> None:
+    # A dataset may go from a table to a folder of files; the diff listed the files and
+    # nothing else, as if the rows and columns had not changed.
+    assert _loopline(project, "data", "add", "mixed", "v1.csv").returncode == 0
+    assert _loopline(project, "data", "add", "mixed", "images").returncode == 0
+    diff = _loopline(project, "data", "diff", "mixed@1", "mixed@2")
+    assert diff.returncode == 0, diff.stderr
+    assert "kind: table -> files (rows and columns are compared between two tables only)" in (
+        diff.stdout
+    )
+    assert "  - data.parquet" in diff.stdout and "  + 0.jpg" in diff.stdout
+    d = _json(project, "data", "diff", "mixed@2", "mixed@1")
+    assert (d["kind_before"], d["kind_after"], d["rows_after"]) == ("files", "table", None)
+    same_kind = _json(project, "data", "diff", "mixed@1", "mixed@1")
+    assert (same_kind["kind_before"], same_kind["kind_after"]) == ("table", "table")
+    assert _loopline(project, "data", "add", "other", "v2.csv").returncode == 0
+    assert "kind:" not in _loopline(project, "data", "diff", "mixed@1", "other@1").stdout

@@ -227,3 +227,26 @@ def test_the_drift_table_shows_a_broken_column_as_drift(ctx: Context) -> None:
         assert "all null in current" in row.group(0)
     finally:
         stop_server(proc)
+
+
+def test_the_diff_of_a_table_and_a_files_version_says_the_kinds_differ(
+    embedded_ctx: Context, tmp_path: Path
+) -> None:
+    # The page showed empty rows and columns, as if nothing but files had changed.
+    ll.datasets.register("mixed", churn_frame(20, seed=0))
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "a.txt").write_text("a")
+    ll.datasets.register("mixed", tmp_path / "files")
+    ll.datasets.register("mixed", churn_frame(25, seed=1))
+    settings = embedded_ctx.settings
+    proc, url = start_server(settings.metadata_uri, settings.artifacts_uri)
+    try:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            page = client.get("/datasets/mixed/diff", params={"a": 1, "b": 2})
+            tables = client.get("/datasets/mixed/diff", params={"a": 1, "b": 3})
+        assert page.status_code == 200, page.text[:300]
+        assert "mixed@1 is a table dataset and mixed@2 a files one" in page.text
+        assert tables.status_code == 200 and 'id="kind-changed"' not in tables.text
+        assert 'id="diff-summary"' in tables.text
+    finally:
+        stop_server(proc)

@@ -226,6 +226,11 @@ def diff_cmd(
         _common.console.print(f"{esc(d.a)} and {esc(d.b)} have the same content")
         return
     _common.console.print(f"[bold]{esc(d.a)} -> {esc(d.b)}[/]")
+    if d.kind_before != d.kind_after:
+        _common.console.print(
+            f"kind: {d.kind_before} -> {d.kind_after} "
+            "(rows and columns are compared between two tables only)"
+        )
     for label, paths in (("+", d.files_added), ("-", d.files_removed), ("~", d.files_changed)):
         for p in paths[:50]:
             _common.console.print(f"  {label} {esc(p)}", highlight=False)

@@ -745,9 +745,9 @@ def diff(
 ) -> DatasetDiff:
     """What changed from version ``a`` to version ``b`` (``DatasetVersion`` or ``"NAME@N"``).
 
-    Files added/removed/changed; for two tables also rows added/removed, columns
-    added/removed/retyped and statistics that moved beyond the tolerances (see
-    :mod:`loopline.data.diff`).
+    Files added/removed/changed and the kinds of both; for two tables also rows
+    added/removed, columns added/removed/retyped and statistics that moved beyond the
+    tolerances (see :mod:`loopline.data.diff`).
 
     Example:
         >>> # d = ll.datasets.diff("churn@2", "churn@3"); d.rows_added, d.stat_changes
@@ -756,7 +756,16 @@ def diff(
     added, removed, changed = diff_files(list(va.files), list(vb.files))
     same = va.hash == vb.hash
     if va.kind != "table" or vb.kind != "table":
-        return DatasetDiff(va.ref, vb.ref, same, added, removed, changed)
+        return DatasetDiff(
+            va.ref,
+            vb.ref,
+            same,
+            added,
+            removed,
+            changed,
+            kind_before=va.kind,
+            kind_after=vb.kind,
+        )
     common = [c for c in va.schema if c in vb.schema and va.schema[c] == vb.schema[c]]
     rows_added, rows_removed = (0, 0) if same else (None, None)
     if not same and common:
@@ -783,6 +792,8 @@ def diff(
         stat_changes=diff_stats(
             va.stats, vb.stats, mean_tol=mean_tol, std_tol=std_tol, null_tol=null_tol
         ),
+        kind_before=va.kind,
+        kind_after=vb.kind,
     )
 
 

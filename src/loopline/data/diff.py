@@ -42,7 +42,11 @@ class StatChange:
 
 @dataclass(frozen=True)
 class DatasetDiff:
-    """The differences from version ``a`` to version ``b`` (``a`` is the older one)."""
+    """The differences from version ``a`` to version ``b`` (``a`` is the older one).
+
+    ``kind_before`` and ``kind_after`` are the versions' kinds (``"table"`` or
+    ``"files"``); rows, columns and statistics are compared between two tables only.
+    """
 
     a: str
     b: str
@@ -59,6 +63,8 @@ class DatasetDiff:
     columns_removed: list[str] = field(default_factory=list)
     columns_type_changed: dict[str, tuple[str, str]] = field(default_factory=dict)
     stat_changes: list[StatChange] = field(default_factory=list)
+    kind_before: str | None = None
+    kind_after: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The diff as plain data (for JSON).
