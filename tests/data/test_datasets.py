@@ -492,3 +492,11 @@ def test_a_description_with_nul_is_refused_before_anything_is_stored(ctx: Contex
     with pytest.raises(NotFound):
         datasets.get("d")
     assert datasets.register("d", frame, description="Q3 export").version == 1
+
+
+def test_a_ref_ending_in_at_names_no_version() -> None:
+    # "churn@" (the number left out) was the latest version.
+    with pytest.raises(InvalidInput, match="version '' is not a version number") as info:
+        datasets.parse_ref("churn@")
+    assert info.value.field == "version"
+    assert datasets.parse_ref("churn@latest") == datasets.parse_ref("churn") == ("churn", None)

@@ -548,12 +548,14 @@ def parse_version(version: int | str) -> int | None:
 def parse_ref(ref: str) -> tuple[str, int | None]:
     """``"churn@3"`` -> ``("churn", 3)``; ``"churn"`` or ``"churn@latest"`` -> ``("churn", None)``.
 
+    ``"churn@"`` is :class:`InvalidInput` (a version left out, not the latest one).
+
     Example:
         >>> parse_ref("churn@3"), parse_ref("churn")
         (('churn', 3), ('churn', None))
     """
-    name, _, version = ref.partition("@")
-    return check_name(name), parse_version(version or "latest")
+    name, sep, version = ref.partition("@")
+    return check_name(name), parse_version(version if sep else "latest")
 
 
 #: The environment variable holding dataset pins as JSON ``{"NAME": VERSION}``. Read here
