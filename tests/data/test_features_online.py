@@ -910,3 +910,22 @@ def test_materialize_as_of_times_far_from_now(fs_ctx: Context) -> None:
     with pytest.raises(ll.InvalidInput, match="year 10000, outside the years 1 to 9999") as info:
         ll.features.materialize("ik", end=beyond)
     assert info.value.field == "end"
+
+
+def test_a_number_for_a_time_and_a_dict_for_a_key_are_refused(fs_ctx: Context) -> None:
+    # end=1717200000 (seconds) was read as nanoseconds: rows as of 1970-01-01T00:00:01.7,
+    # none written; a Feast-style {"k": 1} key read as a missing entity (all None).
+    ll.features.register(_small_view())
+    for bad in (1_717_200_000, 1.5e9, np.int64(5), Decimal(5)):
+        with pytest.raises(ll.InvalidInput, match="is a number, not a timestamp") as info:
+            ll.features.materialize("ik", end=bad)  # type: ignore[arg-type]
+        assert info.value.field == "end"
+    with pytest.raises(ll.InvalidInput, match="is a number") as info:
+        ll.features.materialize("ik", start=0, end=T0)  # type: ignore[arg-type]
+    assert info.value.field == "start"
+    ll.features.materialize("ik", end=pd.Timestamp("2024-03-01T00:00:00.000000999Z"))
+    assert ll.features.get_view("ik").last_materialization.end == T0  # type: ignore[union-attr]
+    with pytest.raises(ll.InvalidInput, match="is a dict") as info:
+        ll.features.get_online("ik", [1, {"k": 1}])
+    assert info.value.field == "keys" and "(k)" in (info.value.hint or "")
+    assert ll.features.get_online("ik", [1]) == [{"v": 1.0}]

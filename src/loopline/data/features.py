@@ -245,6 +245,15 @@ def _first_bad(col: pd.Series) -> object:
 
 
 def _to_utc(value: dt.datetime | pd.Timestamp | str, param: str) -> pd.Timestamp:
+    if isinstance(value, bool | int | float | Decimal | np.number):
+        # pandas reads a number as nanoseconds since 1970: 1717200000 (seconds) is
+        # 1970-01-01T00:00:01.7172.
+        raise InvalidInput(
+            f"{param}={value!r} is a number, not a timestamp",
+            field=param,
+            hint="pass a datetime or ISO 8601 text; for seconds since 1970 pass "
+            "pd.Timestamp(seconds, unit='s', tz='UTC')",
+        )
     try:
         ts = pd.Timestamp(value)
     except (ValueError, TypeError) as exc:
@@ -254,6 +263,8 @@ def _to_utc(value: dt.datetime | pd.Timestamp | str, param: str) -> pd.Timestamp
     if pd.isna(ts):
         raise InvalidInput(f"{param} must be a timestamp, not NaT", field=param)
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    if ts.unit == "ns":  # times count in microseconds (to_pydatetime warned and dropped them)
+        ts = ts.floor("us")
     if not _FIRST <= ts <= _LAST:  # a Materialization's datetime could not hold it
         raise InvalidInput(
             f"{param} is in the year {ts.year}, outside the years 1 to 9999",
@@ -919,6 +930,15 @@ def _key_list(keys: object) -> list[Any]:
 
 
 def _check_key_parts(key: object, entity: list[str], view_name: str) -> None:
+    if isinstance(key, Mapping):
+        # Feast's entity rows are dicts; here a dict's text never matches a key.
+        columns = f" ({', '.join(entity)})" if entity else ""
+        raise InvalidInput(
+            f"key {key!r} is a dict; feature view {view_name!r} takes each key as its value",
+            field="keys",
+            hint=f"pass the key column's value (e.g. 42), or a tuple of the values of the key "
+            f"columns{columns} in their order",
+        )
     parts = len(key) if isinstance(key, tuple | list) else 1
     if entity and parts != len(entity):
         raise InvalidInput(
