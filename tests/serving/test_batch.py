@@ -378,3 +378,74 @@ def test_package_writes_valid_kubernetes_manifests_and_a_pinned_dockerfile(
     assert app_name("Churn Model_v2") == "loopline-churn-model-v2"
     with pytest.raises(InvalidInput):
         package("churn", tmp_path / "x")
+
+
+def test_scoring_a_file_into_itself_is_refused_and_the_input_kept(
+    model_uri: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "events.parquet"
+    toy_data(50).drop(columns=["label"]).to_parquet(src)
+    before = src.read_bytes()
+    with pytest.raises(InvalidInput, match="scoring would overwrite the data it reads") as e:
+        score(model_uri, src, src)
+    assert e.value.field == "output" and src.read_bytes() == before
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    (folder / "a.parquet").write_bytes(before)
+    with pytest.raises(InvalidInput, match="inside its folder") as e:
+        score(model_uri, folder, folder / "scored.parquet")
+    assert e.value.field == "output" and sorted(p.name for p in folder.iterdir()) == ["a.parquet"]
+
+
+def test_an_existing_folder_as_the_output_is_refused_before_scoring(
+    model_uri: str, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    (work / "scored.csv").mkdir(parents=True)
+    src = work / "events.csv"
+    toy_data(50).drop(columns=["label"]).to_csv(src, index=False)
+    with pytest.raises(InvalidInput, match="is a folder; scoring writes one csv file") as e:
+        score(model_uri, src, work / "scored.csv")
+    assert e.value.field == "output"  # and no hidden .scored.csv.part left behind
+    assert sorted(p.name for p in work.iterdir()) == ["events.csv", "scored.csv"]
+
+
+def test_probabilities_of_a_model_without_them_are_refused_naming_the_option(
+    embedded_ctx: Context, tmp_path: Path
+) -> None:
+    from sklearn.svm import LinearSVC
+
+    data = toy_data(200)
+    version = register(LinearSVC().fit(data[FEATURES], data["label"]), "svm", data)
+    src = tmp_path / "events.csv"
+    data.drop(columns=["label"]).to_csv(src, index=False)
+    out = tmp_path / "o.csv"
+    done = _score_cli(embedded_ctx, f"models:/svm/{version}", str(src), str(out), "--proba")
+    assert done.returncode == 2, done.stderr
+    assert "LinearSVC gives no class probabilities" in done.stderr, done.stderr
+    assert "without --proba" in done.stderr and not out.exists()
+
+
+def test_a_model_logged_without_an_example_is_given_the_columns_it_was_fitted_on(
+    embedded_ctx: Context, tmp_path: Path
+) -> None:
+    data = toy_data(200)
+    model = good_model(data)
+    with ll.start_run(experiment="no-example") as run:
+        run.log_model(model, "model")  # no input example: no signature
+    version = ll.registry.register(run, "bare").version
+    # An id first and the features in another order than at fit.
+    frame = data.drop(columns=["label"])[["bucket", "b", "a"]].assign(id=range(200))
+    for suffix, write in ((".csv", "to_csv"), (".parquet", "to_parquet")):
+        src = tmp_path / f"events{suffix}"
+        getattr(frame, write)(src, index=False)
+        report = score(f"models:/bare/{version}", src, tmp_path / f"scored{suffix}")
+        assert report.rows == 200
+        out = (pd.read_csv if suffix == ".csv" else pd.read_parquet)(tmp_path / f"scored{suffix}")
+        assert out["prediction"].tolist() == model.predict(data[FEATURES]).tolist()
+        assert out["id"].tolist() == list(range(200))
+    src = tmp_path / "short.parquet"
+    frame.drop(columns=["b"]).to_parquet(src)
+    with pytest.raises(InvalidInput, match="missing column 'b'") as e:
+        score(f"models:/bare/{version}", src, tmp_path / "short-out.parquet")
+    assert e.value.field == "b"

@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -139,6 +140,18 @@ def _outputs(model: Any, features: Any, version: str, probabilities: bool) -> di
     return out
 
 
+def _feature_names(model: Any) -> list[str] | None:
+    """The columns the model takes, in its order: its signature's, else (a model logged
+    without an input example) the names a scikit-learn model was fitted on. Without them
+    every input column went to the model: an id column, or the features in another order
+    than at fit, failed in scikit-learn (or, for a model that does not check names, was
+    silently taken as a feature)."""
+    if model.signature is not None:
+        return list(model.signature.names)
+    fitted = getattr(getattr(model, "native", None), "feature_names_in_", None)
+    return None if fitted is None else [str(n) for n in fitted]
+
+
 def _score_batch(
     model: Any, batch: Any, first_row: int, version: str, probabilities: bool, as_text: bool
 ) -> Any:
@@ -153,12 +166,20 @@ def _score_batch(
     import pyarrow as pa
 
     table = pa.Table.from_batches([batch])
-    names = model.signature.names if model.signature is not None else None
+    names = _feature_names(model)
     columns = batch.schema.names
     if as_text:
         table, frame = parse_features(table, model.signature)
     elif names is not None and all(n in columns for n in names):
         frame = batch.select(names).to_pandas()
+    elif model.signature is None and names is not None:
+        missing = [n for n in names if n not in columns]
+        raise InvalidInput(
+            f"missing column {missing[0]!r}: the model was fitted on {len(names)} columns "
+            f"({', '.join(names)}), the input has no {', '.join(map(repr, missing))}",
+            field=missing[0],
+            hint="add the column to the input",
+        )
     else:  # the signature check names what is missing
         frame = batch.to_pandas()
     # Numbered from the chunk's first row, so a bad value is named by its row in the file.
@@ -193,9 +214,57 @@ class _Writer:
         if self._writer is not None:
             self._writer.close()
         if ok and self._tmp.exists():
+            # Durable before it takes the output's name: after a crash the output is the
+            # whole scored file or absent, never a name on unwritten pages.
+            _fsync(self._tmp)
             self._tmp.replace(self.path)
+            _fsync(self.path.parent)
         else:
             self._tmp.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _check_output(src: Path, dst: Path, executor: str) -> None:
+    """Refuse an output that would overwrite the input or that cannot be written, before
+    any row is scored: scoring a file into itself replaced the input with the scored copy,
+    and an existing folder as a local output failed only at the end, leaving the hidden
+    ``.part`` file behind."""
+    same = dst.exists() and src.exists() and src.samefile(dst)
+    inside = src.is_dir() and dst.resolve().is_relative_to(src.resolve())
+    if same or inside:
+        raise InvalidInput(
+            f"output {dst} is the input {src}"
+            + (" or inside its folder" if inside and not same else "")
+            + ": scoring would overwrite the data it reads",
+            field="output",
+            hint="write the scored rows to another path, e.g. scored.parquet",
+        )
+    if executor == "local" and dst.is_dir():
+        raise InvalidInput(
+            f"output {dst} is a folder; scoring writes one {_format(dst, 'output')} file",
+            field="output",
+            hint=f"name a file, e.g. {dst / ('scored.' + _format(dst, 'output'))}",
+        )
+
+
+def _check_probabilities(model: Any, probabilities: bool) -> None:
+    """``probabilities`` needs a model that gives them: refused before any row is read (it
+    was an AttributeError at the first chunk)."""
+    if probabilities and not hasattr(model, "predict_proba"):
+        flavor = getattr(getattr(model, "manifest", None), "saved", None)
+        kind = getattr(flavor, "model_class", "this model")
+        raise InvalidInput(
+            f"{kind} gives no class probabilities, so there are no proba_<class> columns to add",
+            field="probabilities",
+            hint="score without --proba (probabilities=False)",
+        )
 
 
 def score(
@@ -220,7 +289,9 @@ def score(
     if chunk_rows < 1:
         raise InvalidInput("chunk_rows must be at least 1", field="chunk_rows")
     src, dst = Path(input_path), Path(output_path)
+    _check_output(src, dst, executor)
     model = registry.load(model_uri)
+    _check_probabilities(model, probabilities)
     version = str(model.version if model.version is not None else model_uri)
     start = time.perf_counter()
     if executor == "ray":
