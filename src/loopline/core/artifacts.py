@@ -60,7 +60,7 @@ import blake3
 from loopline.core import scratch
 from loopline.core.artifact_copy import THREADED_HASH_MIN as _THREADED_HASH_MIN
 from loopline.core.artifact_copy import copy_hashing
-from loopline.core.syncfs import syncfs
+from loopline.core.syncfs import fsync_path, syncfs
 from loopline.errors import BackendUnavailable, ConfigError, IntegrityError, InvalidInput, NotFound
 
 _DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -281,13 +281,7 @@ def _check_unchanged(src: Path, before: os.stat_result) -> None:
         raise _changed_while_stored(src)
 
 
-def _fsync(path: Path) -> None:
-    """fsync a file or a folder by its path (Linux flushes a file's data through any fd)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+_fsync = fsync_path
 
 
 def _fsync_all(paths: list[Path]) -> None:

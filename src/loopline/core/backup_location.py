@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from loopline.core.backup_format import MANIFEST
+from loopline.core.syncfs import fsync_path
 from loopline.errors import BackendUnavailable, Conflict, NotFound
 
 
@@ -48,12 +49,7 @@ def _local(url: str) -> Path:
     return Path(url.removeprefix("file://")).expanduser().resolve()
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+_fsync = fsync_path
 
 
 class BackupSink(ABC):

@@ -34,6 +34,20 @@ from typing import Any
 _MIN_KERNEL = (5, 8)
 
 
+def fsync_path(path: str | os.PathLike[str]) -> None:
+    """fsync one file or folder by its path (Linux flushes a file's data through any fd).
+
+    Example:
+        >>> import tempfile
+        >>> fsync_path(tempfile.gettempdir())
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @cache
 def _libc_syncfs() -> Any | None:
     """The C library's ``syncfs`` where the kernel reports its errors, else None."""

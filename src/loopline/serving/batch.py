@@ -25,7 +25,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loopline.core.syncfs import fsync_path
 from loopline.data import formats
 from loopline.errors import InvalidInput, NotFound
 from loopline.serving.csv_text import csv_format, parse_features
@@ -216,19 +216,11 @@ class _Writer:
         if ok and self._tmp.exists():
             # Durable before it takes the output's name: after a crash the output is the
             # whole scored file or absent, never a name on unwritten pages.
-            _fsync(self._tmp)
+            fsync_path(self._tmp)
             self._tmp.replace(self.path)
-            _fsync(self.path.parent)
+            fsync_path(self.path.parent)
         else:
             self._tmp.unlink(missing_ok=True)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _check_output(src: Path, dst: Path, executor: str) -> None:
