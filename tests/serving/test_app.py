@@ -338,6 +338,46 @@ def test_a_slow_shadow_never_holds_the_answers_and_a_busy_one_is_skipped(
     assert f'loopline_shadow_skipped_total{{model="churn",version="{v2}"}} 2.0' in metrics
 
 
+def test_a_shadow_that_differs_on_a_later_row_of_a_request_disagrees(
+    embedded_ctx: Context,
+) -> None:
+    """Only the first row was compared: a request of several rows that the shadow answered
+    otherwise after the first counted as agreeing."""
+    import numpy as np
+
+    import loopline as ll
+
+    server, v1, v2 = _good_then_weak(embedded_ctx, "shadow")
+    stats = server.control.routes["churn"].stats
+    assert stats is not None
+    good, weak = (ll.registry.load(f"models:/churn/{v}") for v in (v1, v2))
+    rows = [row(a=float(a), b=0.0) for a in np.linspace(-3, 3, 61)]
+    same = good.predict(rows) == weak.predict(rows)
+    agree, differ = rows[int(np.argmax(same))], rows[int(np.argmin(same))]
+    assert same.any() and not same.all()
+
+    async def scenario() -> list[tuple[int, dict[str, Any]]]:
+        answers = [
+            await _post(server, "/v1/models/churn/predict", {"instances": body})
+            for body in ([agree, differ], [agree, agree])
+        ]
+        deadline = time.monotonic() + 30
+        while stats.compared < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return answers
+
+    answers = asyncio.run(scenario())
+    assert {(status, a["model_version"]) for status, a in answers} == {(200, str(v1))}
+    assert (stats.compared, stats.agreed) == (2, 1)
+    [seen] = stats.disagreements
+    assert seen["row"] == 1 and seen["request_id"] == answers[0][1]["request_id"]
+    assert seen["served"] == answers[0][1]["predictions"][1] != seen["shadow"]
+    metrics = server.metrics.render()[0].decode()
+    for agreed in ("true", "false"):
+        labels = f'agreed="{agreed}",model="churn",version="{v2}"'
+        assert f"loopline_shadow_predictions_total{{{labels}}} 1.0" in metrics, metrics
+
+
 def test_a_model_trained_on_a_categorical_column_takes_its_categories_as_json(
     embedded_ctx: Context,
 ) -> None:

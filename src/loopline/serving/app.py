@@ -687,7 +687,7 @@ class ModelServer:
                     preds,
                 )
                 if route.shadow is not None:
-                    self._shadow(route, shape, rows, rid, _first(preds))
+                    self._shadow(route, shape, rows, rid, preds)
             return
         await self._send(send, status, out)
         self.metrics.request(name, version, status, time.perf_counter() - start)
@@ -710,7 +710,7 @@ class ModelServer:
             "timeout_ms",
         )
 
-    def _shadow(self, route: Route, shape: str, rows: Any, rid: str, served: Any) -> None:
+    def _shadow(self, route: Route, shape: str, rows: Any, rid: str, served: list[Any]) -> None:
         """Mirror a request to the shadow version in the background, once it was answered.
 
         The shadow predicts on its own thread, never on the event loop: inline, a shadow
@@ -727,8 +727,15 @@ class ModelServer:
         self._shadow_tasks.add(task)  # a reference, so the task is not collected mid-way
         task.add_done_callback(self._shadow_tasks.discard)
 
-    async def _mirror(self, route: Route, shape: str, rows: Any, rid: str, served: Any) -> None:
-        """Ask the shadow version too, after the answer went out; log and compare."""
+    async def _mirror(
+        self, route: Route, shape: str, rows: Any, rid: str, served: list[Any]
+    ) -> None:
+        """Ask the shadow version too, after the answer went out; log and compare.
+
+        A request agrees when the shadow's answer is the served one on every row: with the
+        first row alone, a request of 100 rows that the shadow answered otherwise on 99 of
+        them counted as agreeing.
+        """
         shadow = route.shadow
         stats = route.stats
         assert shadow is not None and stats is not None
@@ -750,17 +757,16 @@ class ModelServer:
             stats.candidate.error(time.perf_counter() - t)
             self._failed(shadow, exc)
             return
-        answer = _first(preds)
-        stats.candidate.record(took, answer)  # its own time, not its wait in the queue
-        stats.compare(rid, served, answer)
-        self.metrics.shadowed(shadow.name, shadow.label, served == answer)
+        stats.candidate.record(took, _first(preds))  # its own time, not its wait in the queue
+        agreed = stats.compare(rid, served, preds)
+        self.metrics.shadowed(shadow.name, shadow.label, agreed)
         log.debug(
             "shadow %s v%s request %s: served %r, shadow %r",
             shadow.name,
             shadow.version,
             rid,
             served,
-            answer,
+            preds,
         )
 
     # -- labels ------------------------------------------------------------------------

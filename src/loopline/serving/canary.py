@@ -191,20 +191,36 @@ class WindowStats:
         """
         return self.candidate if name == "candidate" else self.stable
 
-    def compare(self, request_id: str, served: Any, shadow: Any) -> None:
-        """Count one shadow comparison; keep a few disagreements for the log.
+    def compare(self, request_id: str, served: list[Any], shadow: list[Any]) -> bool:
+        """Count one shadow comparison of a request's answers, one per row; keep a few
+        disagreements for the log (the first row that differs, its number in ``row``).
+        Returns whether the shadow agreed on every row.
 
         Example:
-            >>> w = WindowStats(); w.compare("r1", 1, 0); (w.compared, w.agreed)
+            >>> w = WindowStats(); w.compare("r1", [1, 1], [1, 0]); (w.compared, w.agreed)
+            False
             (1, 0)
+            >>> w.disagreements[0]["row"], w.disagreements[0]["served"]
+            (1, 1)
         """
         self.compared += 1
         if served == shadow:
             self.agreed += 1
-        elif len(self.disagreements) < 20:
-            self.disagreements.append(
-                {"request_id": request_id, "served": served, "shadow": shadow}
+            return True
+        if len(self.disagreements) < 20:
+            pairs = zip(served, shadow, strict=False)
+            row = next(
+                (i for i, (a, b) in enumerate(pairs) if a != b), min(len(served), len(shadow))
             )
+            self.disagreements.append(
+                {
+                    "request_id": request_id,
+                    "row": row,
+                    "served": served[row] if row < len(served) else None,
+                    "shadow": shadow[row] if row < len(shadow) else None,
+                }
+            )
+        return False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (stored as JSON per worker).
