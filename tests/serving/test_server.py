@@ -408,6 +408,9 @@ def test_the_fallback_version_answers_when_the_serving_one_raises(
         assert client.get("/v1/models/broken").status_code == 503
     assert normal.json()["model_version"] == str(v2)
     assert unseen.status_code == 200 and unseen.json()["model_version"] == str(v1)
+    # The stand-in answer says which version failed; a normal answer carries no such mark.
+    assert "x-loopline-fallback-for" not in normal.headers
+    assert unseen.headers["x-loopline-fallback-for"] == str(v2)
     assert (
         f'loopline_model_failures_total{{kind="error",model="churn",version="{v2}"}} 1.0' in metrics
     )
@@ -431,6 +434,7 @@ def test_a_version_that_exceeds_its_timeout_is_answered_for_by_the_fallback(
         metrics = client.get("/metrics").text
     assert {a.status_code for a in answers} == {200}
     assert {a.json()["model_version"] for a in answers} == {str(v1)}
+    assert {a.headers.get("x-loopline-fallback-for") for a in answers} == {str(v2)}
     assert f'kind="timeout",model="churn",version="{v2}"}} 5.0' in metrics
 
 

@@ -198,6 +198,11 @@ def unsupported_body(content_type: bytes | None, encoding: bytes | None) -> byte
     )
 
 
+#: On an answer given by another version than the one picked (the fallback for the stable
+#: version, the stable version for a candidate): the version that failed.
+FALLBACK_HEADER = b"x-loopline-fallback-for"
+
+
 def _first(preds: list[Any]) -> Any:
     return preds[0] if preds else None
 
@@ -662,7 +667,11 @@ class ModelServer:
                 {"predictions": preds, "model_version": version, "request_id": rid},
                 option=orjson.OPT_SERIALIZE_NUMPY,
             )
-            await self._send(send, 200, out)
+            # Another version answered for the one picked, which failed or ran out of time:
+            # the client is told which, as model_version alone does not say it was a
+            # stand-in (the fallback may be a version that also serves on its own).
+            marked = None if answered is served else [(FALLBACK_HEADER, served.label.encode())]
+            await self._send(send, 200, out, marked)
             elapsed = time.perf_counter() - start
             self.metrics.request(name, version, 200, elapsed)
             if self._predlog is not None:
