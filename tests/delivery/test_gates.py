@@ -151,6 +151,32 @@ def test_bootstrap_intervals_are_seeded_and_judge_the_worse_end(
     assert twin.blessed and twin.metrics["intervals"]["auc"]["absolute"]["low"] == 0.0
 
 
+def test_the_bootstrap_does_not_judge_a_change_on_a_few_rows(
+    ctx: Context, models: dict[str, int]
+) -> None:
+    """On 5 rows where two models agree every resample gives a change of 0, so the weak
+    model, which differs from the good one elsewhere, passed "with 95 % confidence"."""
+    ll.registry.set_alias("churn", "champion", models["good"])
+    good, weak = (ll.registry.load(f"models:/churn/{models[k]}") for k in ("good", "weak"))
+    frame = toy_data(300, seed=4)
+    agree = frame[good.predict(frame[FEATURES]) == weak.predict(frame[FEATURES])]
+    assert len(agree) < len(frame)  # the weak model is worse elsewhere
+    ll.datasets.register("tiny", agree.head(5))
+    spec: dict[str, Any] = {
+        "label": "label",
+        "data": {"validate": False},
+        "metrics": {"accuracy": {"lower": 0.0, "change": {"absolute": -0.01}}},
+        "bootstrap": {"samples": 200, "seed": 1},
+    }
+    v = ll.gates.evaluate("churn", models["weak"], "tiny@1", spec)
+    assert not v.blessed
+    assert _checks(v) == {"accuracy.lower": True, "accuracy.change.absolute": False}
+    assert "5 held-out rows are too few for the bootstrap" in v.reasons[0]
+    assert "bootstrap.min_rows: 30" in v.reasons[0]
+    spec["bootstrap"]["min_rows"] = 5  # the team's own call, written in the thresholds
+    assert ll.gates.evaluate("churn", models["weak"], "tiny@1", spec).blessed
+
+
 def test_the_data_gate_checks_the_holdout_and_a_serving_sample(
     ctx: Context, models: dict[str, int], tmp_path: Path
 ) -> None:

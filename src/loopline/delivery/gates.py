@@ -500,6 +500,20 @@ def _change_checks(
             continue
         change = value - base if kind == "absolute" else (value - base) / abs(base)
         judged, how = change, f"change {change:+.4g}"
+        rows = len(chal.y_true)
+        if spec.bootstrap is not None and rows < spec.bootstrap.min_rows:
+            out.append(
+                GateCheck(
+                    "performance",
+                    f"{metric}.change.{kind}",
+                    False,
+                    f"{metric}: {rows} held-out rows are too few for the bootstrap to judge "
+                    f"the change (bootstrap.min_rows: {spec.bootstrap.min_rows}): resamples "
+                    "of a few rows often miss every row where the models differ; gate on a "
+                    "larger held-out dataset",
+                )
+            )
+            continue
         if spec.bootstrap is not None:
             interval = gm.bootstrap_change(
                 metric,
