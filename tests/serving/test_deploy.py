@@ -537,3 +537,71 @@ def test_a_version_the_mlflow_client_logged_is_not_deployed(ctx: Context) -> Non
     assert "could not load it" in refused.value.message
     with pytest.raises(NotFound):
         get_deployment("legacy")
+
+
+def test_a_candidate_whose_files_rotted_after_its_deploy_is_not_promoted(
+    ctx: Context, versions: tuple[int, int, int]
+) -> None:
+    """promote moved a canary to stable without looking at its files: every server that
+    started after served nothing, and the champion alias pointed at unloadable bytes."""
+    v1, _, v3 = versions
+    ll.deploy("churn", v1)
+    ll.deploy("churn", v3, strategy="canary")
+    corrupt(ctx, "churn", v3)
+    with pytest.raises(IntegrityError) as refused:
+        promote("churn", reason="looks good")
+    message = refused.value.message
+    assert message.startswith(f"cannot promote version {v3} of 'churn': the model servers")
+    assert f"model.skops of models:/churn/{v3} is corrupted" in message
+    assert refused.value.exit_code == 6
+    d = get_deployment("churn")
+    assert (d.stable_version, d.candidate_version, d.revision) == (v1, v3, 2)
+    assert ll.registry.get("churn", "champion").version == v1
+    # dropping the broken candidate needs nothing of it: the stable version keeps serving
+    assert rollback("churn", reason="its files rotted").candidate_version is None
+
+
+def test_a_rollback_to_a_corrupted_standby_is_refused_and_the_serving_version_stays(
+    ctx: Context, versions: tuple[int, int, int]
+) -> None:
+    """rollback switched to the standby blindly: a direct or blue/green switch back to a
+    version whose files rotted left the servers that restart with nothing to load."""
+    v1, _, v3 = versions
+    for strategy in ("direct", "blue_green"):
+        ll.deploy("churn", v1)
+        ll.deploy("churn", v3, strategy=strategy)
+        path = corrupt(ctx, "churn", v1)
+        revision = get_deployment("churn").revision
+        with pytest.raises(IntegrityError) as refused:
+            rollback("churn", reason="p99 doubled")
+        message = refused.value.message
+        assert message.startswith(f"cannot roll back to version {v1} of 'churn'"), strategy
+        assert f"model.skops of models:/churn/{v1} is corrupted" in message
+        assert "loopline deploy churn" in (refused.value.hint or "")
+        d = get_deployment("churn")
+        assert (d.stable_version, d.standby_version, d.revision) == (v3, v1, revision)
+        assert ll.registry.get("churn", "champion").version == v3
+        corrupt(ctx, "churn", v1)  # the same byte flipped back: intact again
+        assert path.exists()
+        back = rollback("churn", reason="p99 doubled")
+        assert (back.stable_version, back.standby_version) == (v1, v3)
+
+
+def test_an_alias_is_not_moved_onto_a_corrupted_version(
+    ctx: Context, versions: tuple[int, int, int]
+) -> None:
+    """A server started with models:/churn@champion follows the alias: set_alias pointed it
+    at rotten bytes, and the server loaded nothing at its next start."""
+    v1, v2, _ = versions
+    ll.registry.set_alias("churn", "champion", v1)
+    corrupt(ctx, "churn", v2)
+    with pytest.raises(IntegrityError) as refused:
+        ll.registry.set_alias("churn", "champion", v2, reason="better AUC")
+    assert refused.value.message.startswith(
+        f"cannot point alias 'champion' at version {v2} of 'churn'"
+    )
+    assert f"model.skops of models:/churn/{v2} is corrupted" in refused.value.message
+    assert ll.registry.get("churn", "champion").version == v1
+    # a version the MLflow client logged has no Loopline files to check: its alias moves
+    registry_store.create_model_version(ctx, "legacy", source="runs:/abc/model", run_id=None)
+    assert ll.registry.set_alias("legacy", "prod", 1).version == 1

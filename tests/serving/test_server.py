@@ -256,6 +256,41 @@ def test_a_better_canary_is_promoted_step_by_step_to_100(ctx: Context) -> None:
     assert step.after is not None and step.after["traffic"] == 50.0
 
 
+def test_a_canary_whose_files_rotted_is_rolled_back_instead_of_promoted(ctx: Context) -> None:
+    """The server promoted a passing canary from its copy in memory: the files of the new
+    stable version were never looked at again, and every server started later loaded
+    nothing. The stable version it keeps is the one already answering from memory."""
+    data = toy_data()
+    v1 = register(weak_model(data), "churn", data)
+    v2 = register(good_model(data), "churn", data)
+    ll.deploy("churn", v1)
+    ll.deploy(
+        "churn",
+        v2,
+        strategy="canary",
+        steps=[50, 100],
+        window_requests=30,
+        min_requests=10,
+        max_psi=2.0,
+    )
+    statuses = []
+    with serving(ctx) as url, httpx.Client(base_url=url, timeout=30) as client:
+        corrupt(ctx, "churn", v2)  # after the server loaded it
+        for i in range(2000):
+            r = _predict(client, "churn", {"instances": [row(a=(i % 7) - 3.0, b=(i % 5) - 2.0)]})
+            statuses.append(r.status_code)
+            if i % 20 == 19 and get_deployment("churn").candidate_version is None:
+                break
+    assert set(statuses) == {200}
+    d = get_deployment("churn")
+    assert (d.stable_version, d.candidate_version) == (v1, None)
+    assert ll.registry.get("churn", "champion").version == v1
+    event = history("churn")[-1]
+    assert event.action == "canary.rollback" and event.actor.startswith("loopline-serve:")
+    assert f"version {v2} passed, but its files failed verification" in (event.reason or "")
+    assert f"model.skops of models:/churn/{v2} is corrupted" in (event.reason or "")
+
+
 def test_shadow_answers_are_compared_and_never_reach_the_client(ctx: Context) -> None:
     data = toy_data()
     v1 = register(good_model(data), "churn", data)

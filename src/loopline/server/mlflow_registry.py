@@ -264,7 +264,10 @@ class SetAlias(_Req):
 
 @router.post("/registered-models/alias")
 def set_alias(body: SetAlias, ctx: Ctx) -> dict[str, Any]:
+    from loopline.training.registry import check_intact
+
     version = store.require_version_number(body.version)
+    check_intact(ctx, body.name, version, doing=f"point alias {body.alias!r} at")
     store.set_alias(ctx, body.name, body.alias, version, reason="set through the MLflow API")
     return {}
 

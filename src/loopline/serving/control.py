@@ -12,7 +12,10 @@ Every ``poll_interval`` seconds a background thread:
    and, when the window says pass or fail, moves the deployment to its next step,
    promotes it or rolls it back - a compare-and-set on the revision, so among many
    workers exactly one decision is written - with the analysis and the reason recorded
-   and audited.
+   and audited. A canary that passed its last step is promoted only if its stored files
+   are still intact (:func:`loopline.training.registry.verify`); otherwise it is rolled
+   back with the file named in the reason. A rollback checks nothing: the stable version
+   it leaves serving is the one already answering from memory.
 
 Example:
     >>> # control = Controller(ctx, worker="host-1"); control.refresh(); control.routes
@@ -23,11 +26,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 from loopline.core.context import Context
 from loopline.core.db import reading
-from loopline.errors import InvalidInput, NotFound
+from loopline.errors import IntegrityError, InvalidInput, NotFound
 from loopline.serving import store
 from loopline.serving.canary import Analysis, WindowStats, analyse
 from loopline.serving.policy import RolloutPolicy
@@ -212,6 +216,16 @@ class Controller:
                 store.set_status(self.ctx.engine, d.name, d.revision, result.reason)
             return
         after, action = next_state(d, result)
+        if action == "canary.promote" and d.candidate_version is not None:
+            broken = _unloadable(d.name, d.candidate_version)
+            if broken is not None:  # it would serve everything, yet no new server loads it
+                result = replace(
+                    result,
+                    decision="fail",
+                    reason=f"version {d.candidate_version} passed, but its files failed "
+                    f"verification before promotion: {broken}",
+                )
+                after, action = next_state(d, result)
         written = store.save(
             self.ctx,
             d,
@@ -303,6 +317,23 @@ class Controller:
         for n in self.unavailable():
             found[n] = {"name": n, "phase": "unavailable", "load_error": errors.get(n)}
         return dict(sorted(found.items()))
+
+
+def _unloadable(name: str, version: int) -> str | None:
+    """Why the files of ``version`` could not be loaded now (corrupted or missing since it
+    was deployed), or None when they are intact.
+
+    The canary's copy in memory was verified when it was loaded; the promotion makes it
+    the version every server restarted or added later loads, so its stored files are
+    checked again (read and hashed once, on this background thread).
+    """
+    from loopline.training import registry
+
+    try:
+        registry.verify(name, version)
+    except (IntegrityError, InvalidInput) as exc:
+        return exc.message
+    return None
 
 
 def next_state(d: Deployment, result: Analysis) -> tuple[Deployment, str]:

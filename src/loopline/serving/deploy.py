@@ -72,21 +72,28 @@ def _check_version(ctx: Context, name: str, version: int | str, what: str) -> in
     return number
 
 
-def _check_loadable(name: str, version: int, role: str) -> None:
+def _check_loadable(name: str, version: int, role: str = "version", doing: str = "deploy") -> None:
     """Refuse a version whose files the model servers could not load (IntegrityError or
-    InvalidInput naming the file or the reason), before the deployment or the alias moves.
+    InvalidInput naming the version and the file or the reason), before the deployment or
+    the alias moves; ``doing`` is the move, for the message ("promote", "roll back to").
 
     Accepted, it would be the deployment every server follows while none can load it: a
     server already running keeps the previous version, a new one serves nothing (503).
-    ``force`` does not skip it: it overrides a gate's judgement, not missing bytes.
+    ``force`` does not skip it: it overrides a gate's judgement, not missing bytes. Every
+    move that makes a version serve traffic runs it (deploy, promote, a rollback to the
+    standby; the model servers check a canary before they promote it on their own); it
+    reads and hashes each file of the version (:func:`loopline.training.registry.verify`).
     """
     from loopline.training import registry
 
-    what = f"cannot deploy {role} {version} of {name!r}: the model servers could not load it"
+    what = f"cannot {doing} {role} {version} of {name!r}: the model servers could not load it"
     try:
         registry.verify(name, version)
     except IntegrityError as exc:
-        raise IntegrityError(f"{what}: {exc.message}", hint=exc.hint) from exc
+        hint = exc.hint
+        if doing != "deploy":  # the way out when the version cannot be repaired at once
+            hint = f"{hint}; or deploy a version whose files are intact: loopline deploy {name} N"
+        raise IntegrityError(f"{what}: {exc.message}", hint=hint) from exc
     except InvalidInput as exc:  # logged by the MLflow client, or of an unknown flavor
         raise InvalidInput(f"{what}: {exc.message}", field=role.split()[0], hint=exc.hint) from exc
 
@@ -212,7 +219,7 @@ def deploy(
             field="fallback",
             hint="name another version to answer when this one fails, e.g. the current one",
         )
-    _check_loadable(name, number, "version")
+    _check_loadable(name, number)
     if fallback_number is not None:
         _check_loadable(name, fallback_number, "fallback version")
     _gate(ctx, name, number, force, reason)
@@ -351,6 +358,11 @@ def _write(
 def rollback(name: str, reason: str | None = None) -> Deployment:
     """Drop the candidate (A/B, canary, shadow), or switch back to the standby version.
 
+    A switch back to the standby first verifies its files as :func:`deploy` does (an
+    IntegrityError names the version and the file, and nothing moves). Dropping a candidate
+    checks nothing: the stable version keeps serving, it already answers most requests
+    from the servers' memory, and a failing candidate must be removable at once.
+
     Example:
         >>> # rollback("churn", reason="error rate up after the switch")
     """
@@ -366,6 +378,9 @@ def rollback(name: str, reason: str | None = None) -> Deployment:
             status=f"rolled back {before.phase} of version {before.candidate_version}",
         )
     elif before.standby_version is not None:
+        # The standby serves everything after the switch: a new or restarted server must
+        # be able to load it (a blue/green server's copy in memory does not outlive it).
+        _check_loadable(name, before.standby_version, doing="roll back to")
         after = before.replace(
             stable_version=before.standby_version,
             standby_version=before.stable_version,
@@ -383,6 +398,9 @@ def rollback(name: str, reason: str | None = None) -> Deployment:
 def promote(name: str, reason: str | None = None) -> Deployment:
     """Make the candidate (A/B, canary, shadow) the stable version now.
 
+    Its files are verified first, as :func:`deploy` does: one corrupted or missing since
+    it was deployed is an IntegrityError naming the version and the file, and nothing moves.
+
     Example:
         >>> # promote("churn", reason="B wins the A/B test")
     """
@@ -393,6 +411,7 @@ def promote(name: str, reason: str | None = None) -> Deployment:
             f"{name!r} has no candidate to promote (it serves version {before.stable_version})",
             hint="deploy a version with a strategy first",
         )
+    _check_loadable(name, before.candidate_version, doing="promote")
     after = before.replace(
         stable_version=before.candidate_version,
         standby_version=before.stable_version,

@@ -24,7 +24,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from loopline.core.context import Context, get_context
-from loopline.errors import InvalidInput, NotFound
+from loopline.errors import IntegrityError, InvalidInput, NotFound
 from loopline.training import registry_store as store
 from loopline.training.flavors import LibraryVersionWarning
 from loopline.training.registry_store import LoggedModel, RegisteredModel
@@ -41,6 +41,7 @@ __all__ = [
     "LoggedModel",
     "ModelVersion",
     "RegisteredModel",
+    "check_intact",
     "delete_alias",
     "get",
     "get_model",
@@ -410,13 +411,47 @@ def get_model(name: str) -> RegisteredModel:
 def set_alias(name: str, alias: str, version: int | str, reason: str | None = None) -> ModelVersion:
     """Point ``alias`` at ``version`` of ``name``; the move is audited with ``reason``.
 
+    The version's files are verified first (:func:`check_intact`): a server pinned to the
+    alias would load nothing once it pointed at corrupted bytes.
+
     Example:
         >>> # ll.registry.set_alias("churn", "champion", 3, reason="AUC 0.91 > 0.89")
     """
     ctx = get_context()
     number = store.require_version_number(version)
+    check_intact(ctx, name, number, doing=f"point alias {alias!r} at")
     store.set_alias(ctx, name, alias, number, reason=reason)
     return _wrap(ctx, store.get_model_version(ctx, name, number))
+
+
+def check_intact(ctx: Context, name: str, version: int, doing: str) -> None:
+    """Refuse to ``doing`` ("point alias 'champion' at") ``version`` of ``name`` when its
+    stored files are corrupted or missing: an IntegrityError naming the version and file.
+
+    A model server started with ``--model models:/NAME@ALIAS`` serves whatever version the
+    alias points at, so an alias moved onto a version with rotten bytes is a server that
+    loads nothing at its next start. Each file is read and hashed once (as :func:`verify`).
+    A version Loopline cannot load for another reason (logged by the MLflow client, of a
+    flavor not installed here) is not refused: its aliases may serve other tools.
+
+    Example:
+        >>> # check_intact(ctx, "churn", 3, doing="point alias 'champion' at")
+    """
+    from loopline.training.models import verify_logged_model
+
+    mv = _wrap(ctx, store.get_model_version(ctx, name, version))
+    if mv.logged_model is None:
+        return
+    try:
+        verify_logged_model(ctx, mv.logged_model, ref=mv.uri)
+    except IntegrityError as exc:
+        raise IntegrityError(
+            f"cannot {doing} version {version} of {name!r}: the model servers could not load "
+            f"it: {exc.message}",
+            hint=exc.hint,
+        ) from exc
+    except InvalidInput:
+        return  # not Loopline's to load (see above); its bytes are not this check's business
 
 
 def delete_alias(name: str, alias: str, reason: str | None = None) -> None:
