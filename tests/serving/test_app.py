@@ -22,6 +22,7 @@ from loopline.serving.app import (
     ServeSettings,
     error_body,
 )
+from loopline.serving.canary import WindowStats
 from loopline.serving.deploy import deploy, get_deployment, history, live_window
 from tests.serving.helpers import corrupt, good_model, register, row, toy_data, weak_model
 
@@ -757,5 +758,73 @@ def test_a_label_for_another_workers_answer_is_passed_on_and_scored_there(
         monkeypatch.undo()
         status, fed = await _post(other, feedback, both)
         assert fed == {"matched": 1, "unmatched": 0, "pending": 1}, fed
+
+    asyncio.run(scenario())
+
+
+def test_a_label_no_worker_can_score_expires_counted_and_removed(embedded_ctx: Context) -> None:
+    """A label for a request no worker remembered stayed 'pending' for ever: kept in the
+    table (not even pruned once no rollout ran), and counted nowhere."""
+    import sqlalchemy as sa
+
+    from loopline.serving.deploy import rollback
+    from loopline.serving.feedback import Relay
+    from loopline.serving.tables import feedback_labels
+
+    _good_then_weak(embedded_ctx, "ab", split=50)
+    settings = ServeSettings(log_predictions=False, label_horizon_s=0.4)
+    answering, other = ModelServer(embedded_ctx, settings), ModelServer(embedded_ctx, settings)
+    other._relay = Relay("another-worker", horizon=0.4)  # in one process both are host-pid
+    for server in (answering, other):
+        server.control.refresh()
+        server._relay.start(embedded_ctx.engine)
+    feedback = "/v1/models/churn/feedback"
+
+    def table() -> list[str]:
+        with embedded_ctx.engine.connect() as conn:
+            return list(conn.execute(sa.select(feedback_labels.c.request_id)).scalars())
+
+    def counted(server: ModelServer, outcome: str) -> float:
+        metrics = server.metrics.render()[0].decode()
+        line = f'loopline_feedback_labels_total{{model="churn",outcome="{outcome}"}} '
+        found = [x for x in metrics.splitlines() if x.startswith(line)]
+        return float(found[0].removeprefix(line)) if found else 0.0
+
+    async def scenario() -> None:
+        status, answer = await _post(answering, "/v1/models/churn/predict", {"instances": [row()]})
+        assert status == 200, answer
+        labels = {
+            "labels": [
+                {"request_id": answer["request_id"], "label": answer["predictions"][0]},
+                {"request_id": "never-made", "label": 1},
+            ]
+        }
+        status, fed = await _post(other, feedback, labels)
+        assert fed == {"matched": 0, "unmatched": 0, "pending": 2}, fed
+        assert counted(other, "pending") == 2
+        assert await answering.take_labels() == 1  # scored where it was answered, deleted
+        assert counted(answering, "matched") == 1 and table() == ["never-made"]
+        await asyncio.sleep(0.45)
+        assert await other.take_labels() == 0
+        assert await answering.take_labels() == 0  # expired once, by one of the two
+        assert counted(other, "expired") + counted(answering, "expired") == 1
+        assert counted(answering, "matched") == 1  # the scored label never expires
+        assert table() == []
+        stats = [s.control.routes["churn"].stats for s in (answering, other)]
+        assert sum(s.expired_labels for s in stats if s is not None) == 1
+        windows = [s.to_dict() for s in stats if s is not None]
+        assert WindowStats.merge(windows).summary()["expired_labels"] == 1
+
+        # Once the rollout ended no worker read the table any more: its labels stayed.
+        status, fed = await _post(other, feedback, {"request_id": "gone-too", "label": 0})
+        assert fed["pending"] == 1 and table() == ["gone-too"]
+        rollback("churn", reason="done")
+        for server in (answering, other):
+            server.control.refresh()
+            assert server.control.routes["churn"].stats is None
+        await asyncio.sleep(0.45)
+        assert await answering.take_labels() + await other.take_labels() == 0
+        assert table() == []
+        assert counted(other, "expired") + counted(answering, "expired") == 2
 
     asyncio.run(scenario())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -187,13 +188,21 @@ def _ids(ctx: Context) -> set[int]:
         return set(conn.execute(sa.select(feedback_labels.c.id)).scalars())
 
 
-def test_labels_handed_over_are_dropped_after_a_while(ctx: Context, monkeypatch: Any) -> None:
-    from loopline.serving import feedback
-
-    a, b = Relay("a"), Relay("b")
+def test_labels_handed_over_expire_once_after_the_horizon_and_scored_ones_never(
+    ctx: Context,
+) -> None:
+    """A label no worker could score stayed in the table and 'pending' for ever, counted
+    nowhere (and with no rollout running no worker even pruned the table)."""
+    a, b, c = Relay("a"), Relay("b", horizon=0.3), Relay("c", horizon=0.3)
     b.receive(ctx.engine, [("churn", 1)])
-    a.send(ctx.engine, "churn", 1, [("r-1", None, 1)])
-    monkeypatch.setattr(feedback, "KEEP_HANDED_OFF", -60.0)  # everything is old
-    monkeypatch.setattr(feedback, "PRUNE_EVERY", 0.0)
-    assert len(b.receive(ctx.engine, [("churn", 1)])) == 1
+    a.send(ctx.engine, "churn", 1, [("r-1", None, 1), ("never-made", None, 0)])
+    handed = b.receive(ctx.engine, [("churn", 1)])
+    b.resolve(ctx.engine, [h[0] for h in handed if h[3] == "r-1"])  # b answered r-1
+    assert b.expire(ctx.engine) == []  # too young: not even looked for yet
+    time.sleep(0.35)
+    expired = b.expire(ctx.engine) + c.expire(ctx.engine)  # each row to one worker only
+    assert [h[1:] for h in expired] == [("churn", 1, "never-made", None, 0)]
     assert _ids(ctx) == set()
+    a.send(ctx.engine, "churn", 1, [("fresh", None, 1)])
+    time.sleep(0.1)
+    assert c.expire(ctx.engine) == [] and len(_ids(ctx)) == 1  # within its horizon: kept

@@ -70,7 +70,13 @@ from loopline.core.context import Context, get_context
 from loopline.core.hosts import AllowedHosts, protect
 from loopline.errors import InvalidInput
 from loopline.serving.control import RETRY_LOAD_AFTER, Controller
-from loopline.serving.feedback import RecentAnswers, Relay, read_feedback
+from loopline.serving.feedback import (
+    LABEL_HORIZON_S,
+    RecentAnswers,
+    Relay,
+    log_expired,
+    read_feedback,
+)
 from loopline.serving.inputs import MalformedBody, loads, parse
 from loopline.serving.prom import ServingMetrics
 from loopline.serving.router import Route, ServedModel
@@ -122,6 +128,11 @@ class ServeSettings(BaseSettings):
     #: on one thread use the cores without the spinning and descheduled-team stalls of
     #: wide teams (see loopline.training.native_threads).
     native_threads: int = Field(1, ge=0, le=1024)
+    #: Seconds a ``/feedback`` label for a request this worker does not remember waits for
+    #: the worker or replica that answered it (which reads it within a poll or two); then
+    #: it expires, counted in ``loopline_feedback_labels_total{outcome="expired"}`` (see
+    #: loopline.serving.feedback). Keep it many poll intervals long.
+    label_horizon_s: float = Field(LABEL_HORIZON_S, gt=0)
 
 
 class ModelFailed(Exception):
@@ -229,7 +240,7 @@ class ModelServer:
         self._recent = RecentAnswers()
         # Labels for requests other workers answered go to them through the store, and
         # theirs come here (see loopline.serving.feedback).
-        self._relay = Relay(self.worker)
+        self._relay = Relay(self.worker, horizon=self.settings.label_horizon_s)
         self._relay_task: asyncio.Task[None] | None = None
         self._runner: PredictRunner | None = None
         self._shadow_runner: PredictRunner | None = None
@@ -810,6 +821,7 @@ class ModelServer:
             return
         if route.stats is None:  # no rollout: nothing counts labels
             await self._send(send, 200, _feedback_counts(0, len(labels), 0))
+            self.metrics.labels(name, "unmatched", len(labels))
             return
         # A request this worker does not remember may have been answered by another worker
         # or replica: its label is stored for them (before any label is scored here, so
@@ -828,6 +840,9 @@ class ModelServer:
         matched = sum(self._score(route, rid, row, label) for rid, row, label in here)
         unmatched = len(here) - matched
         await self._send(send, 200, _feedback_counts(matched, unmatched, len(elsewhere)))
+        self.metrics.labels(name, "matched", matched)
+        self.metrics.labels(name, "unmatched", unmatched)
+        self.metrics.labels(name, "pending", len(elsewhere))
 
     def _score(self, route: Route, rid: str, row: int | None, label: Any) -> int:
         """Score one label against this worker's answer to ``rid``: 1 if it matched."""
@@ -840,23 +855,67 @@ class ModelServer:
 
     async def take_labels(self) -> int:
         """Score the labels other workers and replicas stored for the requests this worker
-        answered (one poll); the number that matched.
+        answered (one poll), and delete them; then expire those no worker scored within
+        the label horizon (see :meth:`expire_labels`). The number that matched.
 
         Example:
             >>> # await server.take_labels()  -> 3
         """
         routes = self.control.routes.values()
         revisions = [(r.name, r.revision) for r in routes if r.stats is not None]
-        if not revisions:
-            return 0
         loop = asyncio.get_running_loop()
-        handed = await loop.run_in_executor(None, self._relay.receive, self.ctx.engine, revisions)
+        engine = self.ctx.engine
+        handed = (
+            await loop.run_in_executor(None, self._relay.receive, engine, revisions)
+            if revisions
+            else []
+        )
         matched = 0
-        for _, name, revision, rid, row, label in handed:
+        resolved: list[int] = []
+        for id_, name, revision, rid, row, label in handed:
             route = self.control.routes.get(name)
-            if route is not None and route.revision == revision:
-                matched += self._score(route, rid, row, label)
+            if route is None or route.revision != revision or rid not in self._recent:
+                continue  # not this worker's answer: the one that gave it scores it
+            resolved.append(id_)
+            scored = self._score(route, rid, row, label)
+            matched += scored
+            self.metrics.labels(name, "matched" if scored else "unmatched", 1)
+        if resolved:
+            await loop.run_in_executor(None, self._relay.resolve, engine, resolved)
+        await self.expire_labels()
         return matched
+
+    async def expire_labels(self) -> int:
+        """Delete the handed-off labels no worker scored within the label horizon, and say
+        so: ``logged`` when this server logs predictions and the prediction log holds the
+        request (then the label is stored for monitoring, where live performance joins it
+        with that prediction), else ``expired`` - in ``loopline_feedback_labels_total``; the
+        live window of the rollout they were sent for counts both in ``expired_labels``.
+        The number expired or logged.
+
+        Example:
+            >>> # await server.expire_labels()  -> 2
+        """
+        loop = asyncio.get_running_loop()
+        expired = await loop.run_in_executor(None, self._relay.expire, self.ctx.engine)
+        if not expired:
+            return 0
+        logged: set[int] = set()
+        if self._predlog is not None:
+            logged = await loop.run_in_executor(None, self._log_expired, expired)
+        for id_, name, revision, *_ in expired:
+            outcome = "logged" if id_ in logged else "expired"
+            self.metrics.labels(name, outcome, 1)
+            route = self.control.routes.get(name)  # the rollout could score neither kind
+            if route is not None and route.revision == revision and route.stats is not None:
+                route.stats.expired_labels += 1
+        log.info("%d label(s) expired, %d of them logged for monitoring", len(expired), len(logged))
+        return len(expired)
+
+    def _log_expired(self, expired: list[Any]) -> set[int]:
+        if self._predlog is not None:
+            self._predlog.flush()  # a prediction still queued here is in the log after this
+        return log_expired(self.ctx, expired)
 
     async def _relay_labels(self) -> None:
         """Every poll interval, :meth:`take_labels` (while the server runs)."""

@@ -178,6 +178,8 @@ class WindowStats:
     stable: RoleStats = field(default_factory=RoleStats)
     candidate: RoleStats = field(default_factory=RoleStats)
     fallbacks: int = 0
+    #: Labels sent for this revision that no worker could score within the label horizon.
+    expired_labels: int = 0
     compared: int = 0
     agreed: int = 0
     disagreements: list[dict[str, Any]] = field(default_factory=list)
@@ -233,6 +235,7 @@ class WindowStats:
             "stable": self.stable.to_dict(),
             "candidate": self.candidate.to_dict(),
             "fallbacks": self.fallbacks,
+            "expired_labels": self.expired_labels,
             "compared": self.compared,
             "agreed": self.agreed,
             "disagreements": list(self.disagreements),
@@ -260,6 +263,7 @@ class WindowStats:
             out.stable.add(part.get("stable", {}))
             out.candidate.add(part.get("candidate", {}))
             out.fallbacks += int(part.get("fallbacks", 0))
+            out.expired_labels += int(part.get("expired_labels", 0))
             out.compared += int(part.get("compared", 0))
             out.agreed += int(part.get("agreed", 0))
             out.disagreements.extend(part.get("disagreements", ())[:20])
@@ -288,6 +292,7 @@ class WindowStats:
             "stable": role(self.stable),
             "candidate": role(self.candidate),
             "fallbacks": self.fallbacks,
+            "expired_labels": self.expired_labels,
         }
         if self.compared:
             out["shadow"] = {

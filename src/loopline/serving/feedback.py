@@ -18,9 +18,13 @@ balancer. A label for a request this worker does not remember is therefore store
 (``feedback_labels``, :class:`Relay`) for the others: every worker serving a running
 rollout reads, each poll, the labels the others stored for the revisions it serves and
 scores those it answered, into its own counters - which the canary judges summed over
-every worker and replica. The answer to ``/feedback`` counts such labels as ``pending``
-(not ``unmatched``: the request may well have been answered elsewhere); a label whose
-request no worker remembers is never scored.
+every worker and replica - and deletes them. The answer to ``/feedback`` counts such
+labels as ``pending`` (not ``unmatched``: the request may well have been answered
+elsewhere). A pending label no worker scored within :data:`LABEL_HORIZON_S` expires:
+one worker deletes it (:meth:`Relay.expire`) and counts it ``expired`` in
+``loopline_feedback_labels_total`` and the rollout's live window - or, when the server
+logs predictions and its request is in the prediction log, stores it as a monitoring
+label (``logged``), which live performance joins with the logged prediction.
 
 Labels and predictions are compared by the class they name (``1``, ``1.0`` and ``true`` are
 one class), and a binary classifier's probability of class 1 is that class from 0.5 up
@@ -42,6 +46,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import OrderedDict
@@ -51,11 +56,14 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from loopline.core.columns import MAX_REQUEST_ID_CHARS
+from loopline.core.context import Context
 from loopline.errors import InvalidInput
 from loopline.monitoring.classes import class_name, predicted_class
 from loopline.monitoring.limits import MAX_LABEL_CHARS, MAX_LABELS, MAX_ROW
 from loopline.serving import store
 from loopline.serving.store import HandedOff
+
+log = logging.getLogger("loopline.serving")
 
 #: Requests remembered for their labels; the oldest are forgotten first.
 MAX_REQUESTS = 100_000
@@ -68,11 +76,16 @@ MAX_FEEDBACK = MAX_LABELS
 
 #: One checked label: (request id, row or None, label).
 Feedback = tuple[str, int | None, bool | int | float | str]
-#: Labels handed between workers are kept this long (seconds); every worker reads them
-#: within a poll or two.
-KEEP_HANDED_OFF = 600.0
-#: How often (seconds) a worker drops the labels older than :data:`KEEP_HANDED_OFF`.
-PRUNE_EVERY = 60.0
+#: How long (seconds) a label handed between workers waits for the worker that answered
+#: its request (``LOOPLINE_SERVE_LABEL_HORIZON_S``). Every worker reads a handed-off label
+#: within a poll or two (1 s each by default), and the one that remembers the request
+#: scores it then; a label still waiting after 600 polls names a request no worker
+#: remembers (never made, forgotten among the last :data:`MAX_REQUESTS`, answered before
+#: a restart or for a rollout that ended), and expires.
+LABEL_HORIZON_S = 600.0
+#: Expired labels are looked for at most this often (seconds), and at least four times
+#: per horizon.
+EXPIRE_EVERY = 60.0
 
 _ITEM_FIELDS = frozenset(("request_id", "label", "row"))
 _LIST_FIELDS = frozenset(("labels",))
@@ -214,6 +227,45 @@ class _Answer:
         self.labelled: set[int] | None = None  # made on the first label: most get none
 
 
+def log_expired(ctx: Context, expired: Sequence[HandedOff]) -> set[int]:
+    """Store as monitoring labels (:func:`loopline.monitoring.labels.log_labels`, for
+    their model) the expired labels whose request the prediction log holds; their ids.
+
+    No worker remembered their request any more (answered before a restart, or long
+    ago), but its prediction was logged: live performance joins the label with it. A batch
+    the monitoring rules refuse (a text label for a model that predicts numbers) is logged
+    as a warning and stays expired.
+
+    Example:
+        >>> # log_expired(ctx, [(12, "churn", 7, "r-1", None, 1)])  -> {12}
+    """
+    # Imported here: the prediction log's readers need pandas/pyarrow, the server not.
+    from loopline.monitoring.labels import log_labels, logged_rows
+
+    by_model: dict[str, list[HandedOff]] = {}
+    for item in expired:
+        by_model.setdefault(item[1], []).append(item)
+    out: set[int] = set()
+    for model, items in by_model.items():
+        known = logged_rows([h[3] for h in items], model, ctx)
+        kept = [h for h in items if h[3] in known]
+        if not kept:
+            continue
+        try:
+            log_labels(
+                [h[3] for h in kept],
+                [h[5] for h in kept],
+                model=model,
+                rows=[h[4] for h in kept],
+                ctx=ctx,
+            )
+        except InvalidInput as exc:
+            log.warning("expired labels of %s could not be logged for monitoring: %s", model, exc)
+            continue
+        out.update(h[0] for h in kept)
+    return out
+
+
 class RecentAnswers:
     """Answers by request id, for :meth:`match` to score the labels sent for them.
 
@@ -319,12 +371,13 @@ class Relay:
         ([], [])
     """
 
-    def __init__(self, worker: str) -> None:
+    def __init__(self, worker: str, horizon: float = LABEL_HORIZON_S) -> None:
         self.worker = worker
+        self.horizon = horizon
         self._after: int | None = None  # the query's lower bound: ids above it are read
         self._newest = 0  # the highest id read so far
         self._seen: set[int] = set()  # ids above _after already returned
-        self._pruned = time.monotonic()
+        self._expired_at = time.monotonic()
 
     def start(self, engine: Engine) -> None:
         """Receive the labels stored from now on (the model server calls it as it starts,
@@ -346,8 +399,7 @@ class Relay:
 
     def receive(self, engine: Engine, revisions: Collection[tuple[str, int]]) -> list[HandedOff]:
         """The labels other workers stored for these (name, revision) pairs that this one
-        has not received yet (none from before :meth:`start`, or the first call); now and
-        then drops those older than :data:`KEEP_HANDED_OFF`.
+        has not received yet (none from before :meth:`start`, or the first call).
 
         Example:
             >>> # relay.receive(ctx.engine, [("churn", 7)])  -> [(12, "churn", 7, "r-1", None, 1)]
@@ -360,7 +412,32 @@ class Relay:
         self._after, self._newest = self._newest, max((r[0] for r in rows), default=self._newest)
         after = self._after
         self._seen = {i for i in self._seen if i > after} | {r[0] for r in rows if r[0] > after}
-        if time.monotonic() - self._pruned >= PRUNE_EVERY:
-            self._pruned = time.monotonic()
-            store.prune_labels(engine, time.time() - KEEP_HANDED_OFF)
         return fresh
+
+    def resolve(self, engine: Engine, ids: Collection[int]) -> None:
+        """Delete the handed-off labels this worker scored (or found unscorable): the
+        request was this worker's, so no other will score them, and they must not expire.
+
+        Example:
+            >>> # relay.resolve(ctx.engine, [12, 13])
+        """
+        store.drop_labels(engine, ids)
+
+    def expire(self, engine: Engine) -> list[HandedOff]:
+        """The labels handed off more than ``horizon`` seconds ago, deleted: no worker
+        remembered their request. Looked for at most every :data:`EXPIRE_EVERY` seconds
+        (a quarter of the horizon when that is shorter); among several workers, each
+        expired label is returned to exactly one.
+
+        Example:
+            >>> import tempfile, loopline
+            >>> ctx = loopline.init(uri="sqlite:///:memory:", artifacts=tempfile.mkdtemp())
+            >>> a, b = Relay("worker-a"), Relay("worker-b", horizon=0.0)
+            >>> a.send(ctx.engine, "churn", 3, [("never-made", None, 1)])
+            >>> [row[1:] for row in b.expire(ctx.engine)], a.expire(ctx.engine)
+            ([('churn', 3, 'never-made', None, 1)], [])
+        """
+        if time.monotonic() - self._expired_at < min(EXPIRE_EVERY, self.horizon / 4):
+            return []
+        self._expired_at = time.monotonic()
+        return store.expire_labels(engine, time.time() - self.horizon)

@@ -6,7 +6,13 @@
   (``kind``: ``error``/``timeout``) and another one answered, or none could;
 * ``loopline_shadow_predictions_total{model, version, agreed}`` - mirrored requests;
 * ``loopline_shadow_skipped_total{model, version}`` - requests not mirrored because the
-  shadow version was still busy with ``SHADOW_BACKLOG`` earlier ones.
+  shadow version was still busy with ``SHADOW_BACKLOG`` earlier ones;
+* ``loopline_feedback_labels_total{model, outcome}`` - labels sent to ``/feedback``:
+  ``matched`` (scored against the prediction of their row), ``unmatched`` (the request was
+  answered, but the label names none of its predictions; or no rollout runs), ``pending``
+  (passed on to the other workers; each then ends as ``matched``/``unmatched`` where it
+  was answered, or after the label horizon as ``expired`` - no worker remembered its
+  request - or ``logged`` - stored for the prediction log's live performance instead).
 
 With ``--workers N`` the server sets ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` sums the
 workers' values (prometheus_client's multiprocess mode).
@@ -70,6 +76,12 @@ class ServingMetrics:
             ["model", "version"],
             registry=self.registry,
         )
+        self.feedback = Counter(
+            "loopline_feedback_labels",
+            "Labels sent to /feedback, by what became of them.",
+            ["model", "outcome"],
+            registry=self.registry,
+        )
         self._counters: dict[tuple[str, str, int], Any] = {}
         self._histograms: dict[tuple[str, str], Any] = {}
 
@@ -113,6 +125,18 @@ class ServingMetrics:
             >>> ServingMetrics().shadow_skipped("churn", "4")
         """
         self.shadow_skips.labels(model, version).inc()
+
+    def labels(self, model: str, outcome: str, n: int) -> None:
+        """Count ``n`` labels of ``model`` with ``outcome`` (see the module); 0 counts none.
+
+        Example:
+            >>> m = ServingMetrics(); m.labels("churn", "expired", 2)
+            >>> line = b'loopline_feedback_labels_total{model="churn",outcome="expired"} 2.0'
+            >>> line in m.render()[0]
+            True
+        """
+        if n:
+            self.feedback.labels(model, outcome).inc(n)
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition format and its content type (all workers in multiprocess).

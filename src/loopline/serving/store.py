@@ -562,11 +562,33 @@ def handed_off_labels(
     ]
 
 
-def prune_labels(engine: Engine, before: float) -> None:
-    """Drop the labels handed between workers before ``before`` (epoch seconds).
+def drop_labels(engine: Engine, ids: Collection[int]) -> None:
+    """Delete the handed-off labels with these ids (scored by the worker that answered).
 
     Example:
-        >>> # prune_labels(ctx.engine, time.time() - 600)
+        >>> # drop_labels(ctx.engine, [12, 13])
     """
+    if ids:
+        with engine.begin() as conn:
+            conn.execute(feedback_labels.delete().where(feedback_labels.c.id.in_(sorted(ids))))
+
+
+def expire_labels(engine: Engine, before: float) -> list[HandedOff]:
+    """Delete the labels handed between workers before ``before`` (epoch seconds) and
+    return them: one ``DELETE ... RETURNING``, so among workers expiring at once each row
+    is returned to one of them only.
+
+    Example:
+        >>> # expire_labels(ctx.engine, time.time() - 600)  -> [(12, "churn", 7, "r-1", None, 1)]
+    """
+    t = feedback_labels
     with engine.begin() as conn:
-        conn.execute(feedback_labels.delete().where(feedback_labels.c.received < before))
+        rows = conn.execute(
+            t.delete()
+            .where(t.c.received < before)
+            .returning(t.c.id, t.c.name, t.c.revision, t.c.request_id, t.c.row, t.c.label)
+        ).all()
+    return sorted(
+        (int(r.id), r.name, int(r.revision), r.request_id, r.row, orjson.loads(r.label))
+        for r in rows
+    )
