@@ -556,6 +556,54 @@ def test_a_label_counts_whichever_worker_gets_it(embedded_ctx: Context) -> None:
     assert correct == right  # each label scored once, against the prediction it names
 
 
+def test_a_label_for_a_request_answered_before_a_restart_is_joined_through_the_log(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a restart no worker remembers the earlier answers: their labels stayed
+    'pending' for ever, and were lost although the prediction log held the predictions.
+    Now, after the label horizon, such a label is stored for monitoring (live performance
+    joins it with the logged prediction) and one whose request was never made expires;
+    both are counted and leave the table."""
+    import sqlalchemy as sa
+
+    from loopline.serving.tables import feedback_labels
+
+    data = toy_data()
+    v1 = register(good_model(data), "churn", data)
+    v2 = register(weak_model(data), "churn", data)
+    ll.deploy("churn", v1)
+    ll.deploy("churn", v2, strategy="ab", split=50)
+    with serving(ctx) as url, httpx.Client(base_url=url, timeout=30) as client:
+        answer = _predict(client, "churn", {"instances": [row()]}).json()
+    monkeypatch.setenv("LOOPLINE_SERVE_LABEL_HORIZON_S", "1")
+    with serving(ctx) as url, httpx.Client(base_url=url, timeout=30) as client:
+        labels = [
+            {"request_id": answer["request_id"], "label": answer["predictions"][0]},
+            {"request_id": "never-made", "label": 1},
+        ]
+        fed = client.post("/v1/models/churn/feedback", json={"labels": labels})
+        assert fed.json() == {"matched": 0, "unmatched": 0, "pending": 2}, fed.text
+
+        def counted() -> dict[str, float]:
+            prefix = 'loopline_feedback_labels_total{model="churn",outcome="'
+            return {
+                line.removeprefix(prefix).split('"')[0]: float(line.rsplit(" ", 1)[1])
+                for line in client.get("/metrics").text.splitlines()
+                if line.startswith(prefix)
+            }
+
+        outcomes = wait_for(lambda: "expired" in (c := counted()) and c, timeout=20)
+        # the A/B test scored neither: both count in its live window (written each poll)
+        wait_for(lambda: (live_window("churn") or {}).get("expired_labels") == 2, timeout=5)
+    assert outcomes == {"pending": 2.0, "logged": 1.0, "expired": 1.0}, outcomes
+    with ctx.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(feedback_labels)).scalar() == 0
+    stored = ll.monitor.read_labels("churn")
+    assert stored["request_id"].tolist() == [answer["request_id"]]
+    joined = ll.monitor.performance("churn", window="day")
+    assert sum(w.labelled for w in joined) == 1  # met its logged prediction
+
+
 def _entrypoint(dockerfile: str) -> list[str]:
     line = next(x for x in dockerfile.splitlines() if x.startswith("ENTRYPOINT "))
     args: list[str] = json.loads(line.removeprefix("ENTRYPOINT "))

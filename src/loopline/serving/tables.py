@@ -14,7 +14,8 @@ creates exactly the first three (``tests/delivery/test_tables.py`` compares the 
   summed across workers and replicas when a step is judged.
 * ``feedback_labels`` (migration ``0020_feedback_labels``) - labels a worker received for
   requests it did not answer, for the worker or replica that did (it scores them on its
-  next poll; :mod:`loopline.serving.feedback`). Kept for minutes.
+  next poll and deletes them; :mod:`loopline.serving.feedback`). One no worker scored is
+  deleted after the label horizon (``LOOPLINE_SERVE_LABEL_HORIZON_S``), counted expired.
 
 Example:
     >>> deployments.c.revision.nullable
