@@ -206,3 +206,19 @@ def test_labels_handed_over_expire_once_after_the_horizon_and_scored_ones_never(
     a.send(ctx.engine, "churn", 1, [("fresh", None, 1)])
     time.sleep(0.1)
     assert c.expire(ctx.engine) == [] and len(_ids(ctx)) == 1  # within its horizon: kept
+
+
+def test_a_label_stored_after_the_newest_was_scored_and_deleted_is_still_received(
+    ctx: Context,
+) -> None:
+    """SQLite gave a deleted newest row's id to the next label: the workers read only ids
+    above the highest they had read, so that label was never scored (2 of 20 were lost
+    with two workers once scored labels were deleted)."""
+    a, b = Relay("a"), Relay("b")
+    b.receive(ctx.engine, [("churn", 1)])
+    a.send(ctx.engine, "churn", 1, [("r-1", None, 1)])
+    first = b.receive(ctx.engine, [("churn", 1)])
+    b.resolve(ctx.engine, [h[0] for h in first])  # scored by b, deleted: the table is empty
+    a.send(ctx.engine, "churn", 1, [("r-2", None, 0)])
+    second = b.receive(ctx.engine, [("churn", 1)]) + b.receive(ctx.engine, [("churn", 1)])
+    assert [h[3] for h in second] == ["r-2"] and second[0][0] > first[0][0]

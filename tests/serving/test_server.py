@@ -217,27 +217,32 @@ def test_a_canary_that_raises_is_rolled_back_within_one_window_and_no_request_fa
     assert str(v2) in versions  # the canary did answer some requests before the rollback
 
 
-def test_a_better_canary_is_promoted_step_by_step_to_100(ctx: Context) -> None:
+def _better_canary(steps: list[float]) -> tuple[int, int]:
+    """``churn`` version 1 (weak) deployed, version 2 (good) as a canary with ``steps``."""
     data = toy_data()
     v1 = register(weak_model(data), "churn", data)
     v2 = register(good_model(data), "churn", data)
     ll.deploy("churn", v1)
-    ll.deploy(
-        "churn",
-        v2,
-        strategy="canary",
-        steps=[25, 50, 100],
-        window_requests=30,
-        min_requests=10,
-        max_psi=2.0,
-    )
+    policy: dict[str, Any] = {"window_requests": 30, "min_requests": 10, "max_psi": 2.0}
+    ll.deploy("churn", v2, strategy="canary", steps=steps, **policy)
+    return v1, v2
+
+
+def _until_the_canary_ends(client: httpx.Client) -> list[int]:
+    """Predict until the servers promoted or rolled back the canary; the statuses."""
     statuses = []
+    for i in range(2000):
+        r = _predict(client, "churn", {"instances": [row(a=(i % 7) - 3.0, b=(i % 5) - 2.0)]})
+        statuses.append(r.status_code)
+        if i % 20 == 19 and get_deployment("churn").candidate_version is None:
+            break
+    return statuses
+
+
+def test_a_better_canary_is_promoted_step_by_step_to_100(ctx: Context) -> None:
+    v1, v2 = _better_canary([25, 50, 100])
     with serving(ctx) as url, httpx.Client(base_url=url, timeout=30) as client:
-        for i in range(2000):
-            r = _predict(client, "churn", {"instances": [row(a=(i % 7) - 3.0, b=(i % 5) - 2.0)]})
-            statuses.append(r.status_code)
-            if i % 20 == 19 and get_deployment("churn").candidate_version is None:
-                break
+        statuses = _until_the_canary_ends(client)
         # the worker that decided answers with v2 from its next request; others (none here)
         # follow within one poll: the database says "promoted" a moment before the route moves
         promoted = wait_for(
@@ -260,27 +265,10 @@ def test_a_canary_whose_files_rotted_is_rolled_back_instead_of_promoted(ctx: Con
     """The server promoted a passing canary from its copy in memory: the files of the new
     stable version were never looked at again, and every server started later loaded
     nothing. The stable version it keeps is the one already answering from memory."""
-    data = toy_data()
-    v1 = register(weak_model(data), "churn", data)
-    v2 = register(good_model(data), "churn", data)
-    ll.deploy("churn", v1)
-    ll.deploy(
-        "churn",
-        v2,
-        strategy="canary",
-        steps=[50, 100],
-        window_requests=30,
-        min_requests=10,
-        max_psi=2.0,
-    )
-    statuses = []
+    v1, v2 = _better_canary([50, 100])
     with serving(ctx) as url, httpx.Client(base_url=url, timeout=30) as client:
         corrupt(ctx, "churn", v2)  # after the server loaded it
-        for i in range(2000):
-            r = _predict(client, "churn", {"instances": [row(a=(i % 7) - 3.0, b=(i % 5) - 2.0)]})
-            statuses.append(r.status_code)
-            if i % 20 == 19 and get_deployment("churn").candidate_version is None:
-                break
+        statuses = _until_the_canary_ends(client)
     assert set(statuses) == {200}
     d = get_deployment("churn")
     assert (d.stable_version, d.candidate_version) == (v1, None)

@@ -87,4 +87,7 @@ feedback_labels = sa.Table(
     sa.Column("label", sa.Text, nullable=False),
     sa.Column("received", sa.Float, nullable=False),
     sa.Index("ix_feedback_labels_received", "received"),
+    # SQLite would give a deleted newest row's id to the next label, which the workers
+    # (reading above the highest id they read) then never see (migration 0021).
+    sqlite_autoincrement=True,
 )
