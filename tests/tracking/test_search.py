@@ -250,6 +250,31 @@ def test_order_by_metric_puts_nan_then_missing_last(filled: Context) -> None:
     assert [r.name for r in ne] == ["xgb-1", "lgbm-1", "rf-1"]
 
 
+def test_the_run_name_tag_is_the_run_name(ctx: Context) -> None:
+    # MLflow keeps tags.mlflow.runName and the name in step, and its wire shows Loopline's
+    # name as that tag; the SDK's runs have no such tag row, so a search of the tag rows
+    # found none of them, ordered nothing and called every run nameless.
+    for name in ("b-run", "a-run", "c"):
+        with ll.start_run(experiment="names", name=name):
+            pass
+    with ll.start_run(experiment="tagged", name="its-name") as tagged:
+        tagged.set_tag("mlflow.runName", "its-tag")  # the tag row is what MLflow shows
+
+    def names(filter_: str | None = None, order_by: str | None = None) -> list[str | None]:
+        return [r.name for r in ll.search_runs("names", filter=filter_, order_by=order_by)]
+
+    assert names("tags.mlflow.runName = 'a-run'") == ["a-run"]
+    assert names("tags.`mlflow.runName` LIKE '%-run'") == ["a-run", "b-run"]
+    assert names("tags.mlflow.runName != 'a-run'") == ["c", "b-run"]
+    assert names("tags.mlflow.runName IN ('b-run', 'x')") == ["b-run"]
+    assert names("tags.mlflow.runName IS NULL") == []  # every run has a name, as in MLflow
+    assert names("tags.mlflow.runName IS NOT NULL") == ["c", "a-run", "b-run"]
+    assert names(order_by="tags.mlflow.runName") == ["a-run", "b-run", "c"]
+    assert names(order_by="tags.`mlflow.runName` DESC") == ["c", "b-run", "a-run"]
+    found = ll.search_runs("tagged", filter="tags.mlflow.runName = 'its-tag'")
+    assert [r.id for r in found] == [tagged.id]
+
+
 def test_order_by_a_param_tested_for_null(filled: Context) -> None:
     # IS NOT NULL joins nothing: the order key still needs its own join
     page = ll.search_runs("search", filter="params.lr IS NOT NULL", order_by="params.lr DESC")

@@ -20,6 +20,8 @@ Filter grammar (keywords are case-insensitive)::
   ``=, !=, LIKE`` (case-sensitive), ``ILIKE``, or a list with ``IN`` / ``NOT IN``;
   a run without the param or tag never matches, not even ``!=``; ``IS NULL`` and
   ``IS NOT NULL`` test whether a run has the param or tag;
+* ``tags.mlflow.runName`` is that tag if the run has it, else the run's name (as MLflow's
+  wire shows it);
 * ``start_time``, ``end_time`` (milliseconds) take numbers.
 
 ``ORDER BY`` items are ``entity [ASC|DESC]``; runs without the metric, param or tag sort last
@@ -83,6 +85,21 @@ ATTRIBUTE_ALIASES = {
     "run name": "run_name",
     "Run name": "run_name",
     "Run Name": "run_name",
+}
+#: Tags MLflow's wire shows from a run's own column when the run has no such tag row (see
+#: :func:`loopline.server.mlflow_wire.run_json`): a search sees the tag as MLflow clients
+#: do, its row if there is one, else the column. A run the SDK starts has its name in the
+#: runs table only, so a search of the tag rows alone missed every such run:
+#: ``tags.mlflow.runName = 'x'`` found nothing, ordering by it did not order, and
+#: ``IS NULL`` found every run. Parsed as the attribute ``tags.<key>`` (no attribute
+#: spelled that way can be typed: see :meth:`_Parser.entity`).
+SHOWN_TAGS: dict[str, ColumnElement[Any]] = {
+    "tags.mlflow.runName": sa.func.coalesce(
+        sa.select(tags.c.value)
+        .where(tags.c.run_id == runs.c.id, tags.c.key == "mlflow.runName")
+        .scalar_subquery(),
+        runs.c.name,
+    )
 }
 DATASET_FIELDS = {
     "name": run_inputs.c.name,
@@ -323,7 +340,8 @@ class _Parser:
                     f"{op} tests a param or tag (as in MLflow), not {_describe(kind, key)}",
                     op_tok,
                 )
-            return Comparison(kind, key, op, "", pos)
+            return Comparison(*_as_attribute(kind, key), op, "", pos)
+        kind, key = _as_attribute(kind, key)
         numeric = kind == "metric" or (kind == "attribute" and key in NUMERIC_ATTRIBUTES)
         allowed = NUMERIC_OPS if numeric else STRING_OPS
         if op not in allowed:
@@ -397,7 +415,23 @@ class _Parser:
             raise self.fail("expected ASC, DESC or the end of the order_by item")
         if kind == "dataset":
             raise _error(self.text, 0, "runs cannot be ordered by a dataset field", self.what)
-        return OrderKey(kind, key, ascending)
+        return OrderKey(*_as_attribute(kind, key), ascending)
+
+
+def _as_attribute(kind: str, key: str) -> tuple[str, str]:
+    """``(kind, key)``, or the attribute that a tag of :data:`SHOWN_TAGS` is searched as."""
+    if kind == "tag" and f"tags.{key}" in SHOWN_TAGS:
+        return "attribute", f"tags.{key}"
+    return kind, key
+
+
+def _attribute_column(key: str) -> ColumnElement[Any]:
+    """The column (or expression) an attribute, or a tag of :data:`SHOWN_TAGS`, compares."""
+    if key in NUMERIC_ATTRIBUTES:
+        return NUMERIC_ATTRIBUTES[key]
+    if key in STRING_ATTRIBUTES:
+        return STRING_ATTRIBUTES[key]
+    return SHOWN_TAGS[key]
 
 
 def _describe(kind: str, key: str) -> str:
@@ -514,7 +548,7 @@ def add_comparison(
             )
         on = sa.and_(metric.c.run_id == runs.c.id, metric.c.key == key, matches)
         return query.join(metric, on)
-    if cmp.op in NULL_OPS:  # a param or tag: is there a row of that key at all?
+    if cmp.op in NULL_OPS and cmp.kind in ("param", "tag"):  # a row of that key at all?
         keyed = _KEYED_TABLES[cmp.kind]
         there = sa.exists().where(keyed.c.run_id == runs.c.id, keyed.c.key == key)
         return query.where(there if cmp.op == "IS NOT NULL" else ~there)
@@ -527,12 +561,16 @@ def add_comparison(
         )
         return query.join(table, on)
     if cmp.kind == "dataset":
-        column = DATASET_FIELDS[cmp.key]
-        sub = sa.select(run_inputs.c.run_id).where(_string_clause(dialect, column, cmp.op, value))
+        field = DATASET_FIELDS[cmp.key]
+        sub = sa.select(run_inputs.c.run_id).where(_string_clause(dialect, field, cmp.op, value))
         return query.where(runs.c.id.in_(sub))
     if cmp.key in NUMERIC_ATTRIBUTES:
         return query.where(_numeric_clause(NUMERIC_ATTRIBUTES[cmp.key], cmp.op, value))
-    return query.where(_string_clause(dialect, STRING_ATTRIBUTES[cmp.key], cmp.op, value))
+    column = _attribute_column(cmp.key)
+    if cmp.op in NULL_OPS:  # a tag of SHOWN_TAGS: MLflow's wire shows no empty name
+        unset = sa.or_(column.is_(None), column == "")
+        return query.where(unset if cmp.op == "IS NULL" else ~unset)
+    return query.where(_string_clause(dialect, column, cmp.op, value))
 
 
 _KEYED_TABLES = {"metric": latest_metrics, "param": params, "tag": tags}
@@ -577,7 +615,7 @@ def order_query(
     for n, key in enumerate(keys):
         column: ColumnElement[Any]
         if key.kind == "attribute":
-            column = {**STRING_ATTRIBUTES, **NUMERIC_ATTRIBUTES}[key.key]
+            column = _attribute_column(key.key)
         elif joined is not None and (filtered := joined[n]) is not None:
             # Every comparison is false on NULL, so the filter's row always has a value:
             # no "missing last" term, and SQLite can walk the filter's (key, value) index
