@@ -186,6 +186,36 @@ def test_search_filters_orders_and_pages(tracking: Context, exp: str) -> None:
         ll.search_runs(exp, max_results=0)
 
 
+@pytest.mark.parametrize(
+    ("arguments", "field"),
+    [
+        ({"experiment": 5}, "experiment"),
+        ({"experiment": ["Default", 5]}, "experiment"),
+        ({"filter": 5}, "filter"),
+        ({"order_by": [None]}, "order_by"),
+        ({"order_by": 5}, "order_by"),
+        ({"max_results": True}, "max_results"),  # a bool is no count: it searched 1 run
+        ({"max_results": 2.0}, "max_results"),
+        ({"page_token": 5}, "page_token"),
+        ({"view": "DELETED"}, "view"),
+    ],
+)
+def test_search_arguments_of_a_wrong_type_are_invalid_input(
+    tracking: Context, arguments: dict[str, object], field: str
+) -> None:
+    # Embedded, they raised AttributeError or TypeError from deep inside (or took True
+    # as 1); remote, pydantic's ValidationError: the same InvalidInput on both now.
+    with pytest.raises(InvalidInput) as info:
+        ll.search_runs(**{"experiment": "Default", **arguments})  # type: ignore[arg-type]
+    assert info.value.field == field
+
+
+def test_a_bad_order_by_item_hints_at_order_by(tracking: Context) -> None:
+    with pytest.raises(InvalidInput, match="position 9") as info:
+        ll.search_runs("Default", order_by="metrics.a, metrics.b")
+    assert info.value.field == "order_by" and "['metrics.auc DESC'" in (info.value.hint or "")
+
+
 def test_errors_name_what_is_wrong(tracking: Context, exp: str) -> None:
     with pytest.raises(NotFound, match="run 'abc123' does not exist"):
         ll.get_run("abc123")

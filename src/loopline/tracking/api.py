@@ -62,6 +62,7 @@ from loopline.tracking.validation import (
     check_artifact_path,
     check_int,
     check_key,
+    check_run_search,
     metric_float,
     stored_metric_value,
 )
@@ -807,17 +808,22 @@ def search_runs(
         >>> #                       order_by=["metrics.auc DESC"])
         >>> # best = page[0]; more = ll.search_runs("churn", page_token=page.next_page_token)
     """
+    names, orders = check_run_search(
+        experiments=[experiment] if isinstance(experiment, str) else experiment,
+        filter=filter,
+        order_by=[order_by] if isinstance(order_by, str) else order_by,
+        max_results=max_results,
+        page_token=page_token,
+        view=view,
+    )
     ctx = get_context()
     deferred.write_all()
     ingest.flush_all()
-    names = None
-    if experiment is not None:
-        names = [experiment] if isinstance(experiment, str) else list(experiment)
     backend = backend_for(ctx)
     result = backend.search_runs(
         experiments=names,
         filter=filter,
-        order_by=[order_by] if isinstance(order_by, str) else order_by,
+        order_by=orders,
         max_results=max_results,
         page_token=page_token,
         view=view,

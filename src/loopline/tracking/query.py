@@ -48,9 +48,9 @@ from loopline.tracking.search import (
 )
 from loopline.tracking.store import get_runs
 from loopline.tracking.tables import experiments, runs
+from loopline.tracking.validation import MAX_RESULTS_LIMIT as MAX_RESULTS_LIMIT
+from loopline.tracking.validation import check_max_results
 
-#: The most runs or experiments one page may hold (MLflow's limit).
-MAX_RESULTS_LIMIT = 50_000
 #: The largest offset a page token may hold (PostgreSQL's and SQLite's OFFSET are 64-bit).
 MAX_OFFSET = 2**62
 
@@ -90,15 +90,6 @@ def decode_page_token(token: str | None) -> int:
     return offset
 
 
-def _check_max_results(max_results: int) -> None:
-    if not isinstance(max_results, int) or not 1 <= max_results <= MAX_RESULTS_LIMIT:
-        raise InvalidInput(
-            f"max_results must be between 1 and {MAX_RESULTS_LIMIT}, got {max_results!r}",
-            field="max_results",
-            hint="page through larger results with page_token",
-        )
-
-
 def _lifecycle(column: Any, view: ViewType) -> Any:
     if view == "active":
         return column == "active"
@@ -130,7 +121,7 @@ def search_runs(
         >>> # search_runs(engine, experiment_ids=[1], filter="metrics.auc > 0.8",
         >>> #             order_by=["metrics.auc DESC"], max_results=10).runs
     """
-    _check_max_results(max_results)
+    check_max_results(max_results)
     comparisons = parse_filter(filter)
     keys = parse_order_by(list(order_by) if order_by else None)
     offset = decode_page_token(page_token)
@@ -307,7 +298,7 @@ def search_experiments(
     Example:
         >>> # search_experiments(engine, name_like="churn%").experiments
     """
-    _check_max_results(max_results)
+    check_max_results(max_results)
     too_long = like_pattern_too_long(name_like) if name_like else None
     if too_long is not None:
         raise InvalidInput(too_long, field="name_like", hint="shorten the pattern")

@@ -64,7 +64,7 @@ from loopline.tracking.entities import (
 )
 from loopline.tracking.ingest import MetricSink, MetricWriter
 from loopline.tracking.store import check_params, check_run_status, check_tags
-from loopline.tracking.validation import check_artifact_path, check_int
+from loopline.tracking.validation import check_artifact_path, check_int, check_max_results
 from loopline.tracking.wire import (
     ArtifactListModel,
     ArtifactModel,
@@ -479,12 +479,7 @@ class RemoteBackend(TrackingBackend):
             >>> #                     order_by=None, max_results=10, page_token=None,
             >>> #                     view="active")
         """
-        if not isinstance(max_results, int) or not 1 <= max_results <= 50_000:
-            raise InvalidInput(
-                f"max_results must be between 1 and 50000, got {max_results!r}",
-                field="max_results",
-                hint="page through larger results with page_token",
-            )
+        check_max_results(max_results)
         request = SearchRunsRequest(
             experiments=None if experiments is None else list(experiments),
             filter=filter,

@@ -177,13 +177,21 @@ class OrderKey:
     ascending: bool
 
 
+_HINTS = {
+    "filter": "e.g. metrics.auc > 0.8 and params.model = 'lgbm' "
+    "(quote strings; back-tick keys with spaces)",
+    # An order_by item's error showed the filter's example, which is no order_by item.
+    "order_by": "one item per key, e.g. ['metrics.auc DESC', 'params.model'] "
+    "(back-tick keys with spaces)",
+}
+
+
 def _error(text: str, pos: int, message: str, what: str = "filter") -> InvalidInput:
     caret = " " * pos + "^"
     return InvalidInput(
         f"invalid {what} at position {pos}: {message}\n    {text}\n    {caret}",
         field=what,
-        hint="e.g. metrics.auc > 0.8 and params.model = 'lgbm' "
-        "(quote strings; back-tick keys with spaces)",
+        hint=_HINTS[what],
     )
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from loopline.core.artifact_paths import unsafe_reason
@@ -282,3 +283,85 @@ def check_int(value: Any, field: str) -> int:
             hint=f"give {field} between -2**63 and 2**63 - 1",
         )
     return int(number)
+
+
+#: The most runs or experiments one page of a search may hold (MLflow's limit).
+MAX_RESULTS_LIMIT = 50_000
+#: Which runs a search sees, by lifecycle stage.
+VIEWS = ("active", "deleted", "all")
+
+
+def check_max_results(max_results: Any) -> int:
+    """A page size between 1 and :data:`MAX_RESULTS_LIMIT`; a bool is not one.
+
+    Example:
+        >>> check_max_results(100)
+        100
+    """
+    if type(max_results) is not int or not 1 <= max_results <= MAX_RESULTS_LIMIT:
+        raise InvalidInput(
+            f"max_results must be between 1 and {MAX_RESULTS_LIMIT}, got {max_results!r}",
+            field="max_results",
+            hint="give an integer (not a bool); page through larger results with page_token",
+        )
+    return max_results
+
+
+def check_run_search(
+    *,
+    experiments: Any,
+    filter: Any,
+    order_by: Any,
+    max_results: Any,
+    page_token: Any,
+    view: Any,
+) -> tuple[list[str] | None, list[str] | None]:
+    """The experiment names and order keys of a run search, as lists, once its arguments'
+    types are checked: before either backend sees them.
+
+    The embedded backend failed on a wrong type with whatever Python raised on the way
+    (``AttributeError: 'int' object has no attribute 'strip'``) and took ``max_results=True``
+    as 1; the remote one raised pydantic's ``ValidationError``. Both now raise this
+    :class:`InvalidInput`, naming the argument.
+
+    Example:
+        >>> check_run_search(experiments=("churn",), filter="metrics.auc > 0.8",
+        ...                  order_by=["metrics.auc DESC"], max_results=10, page_token=None,
+        ...                  view="active")
+        (['churn'], ['metrics.auc DESC'])
+    """
+    names = _texts(experiments, "experiment", "an experiment name or a list of them")
+    if filter is not None and not isinstance(filter, str):
+        raise InvalidInput(
+            f"filter must be text, got {filter!r}",
+            field="filter",
+            hint="e.g. filter=\"metrics.auc > 0.8 and params.model = 'lgbm'\"",
+        )
+    orders = _texts(order_by, "order_by", "e.g. order_by=['metrics.auc DESC']")
+    check_max_results(max_results)
+    if page_token is not None and not isinstance(page_token, str):
+        raise InvalidInput(
+            f"page_token must be text, got {page_token!r}",
+            field="page_token",
+            hint="pass the next_page_token of the previous page unchanged",
+        )
+    if not isinstance(view, str) or view not in VIEWS:
+        raise InvalidInput(
+            f"unknown view {view!r}", field="view", hint="use 'active', 'deleted' or 'all'"
+        )
+    return names, orders
+
+
+def _texts(items: Any, field: str, hint: str) -> list[str] | None:
+    """``items`` (None, or a collection of strings other than a mapping) as a list."""
+    if items is None:
+        return None
+    if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
+        raise InvalidInput(
+            f"{field} must be text or a list of text, got {items!r}", field=field, hint=hint
+        )
+    found = list(items)
+    for n, item in enumerate(found):
+        if not isinstance(item, str):
+            raise InvalidInput(f"{field}[{n}] must be text, got {item!r}", field=field, hint=hint)
+    return found
