@@ -216,6 +216,50 @@ def test_a_bad_order_by_item_hints_at_order_by(tracking: Context) -> None:
     assert info.value.field == "order_by" and "['metrics.auc DESC'" in (info.value.hint or "")
 
 
+@pytest.mark.parametrize(
+    ("arguments", "field"),
+    [
+        ({"experiment": 5}, "experiment"),
+        ({"experiment": ""}, "experiment"),  # was the parent's experiment, or Default
+        ({"name": 5}, "name"),
+        ({"tags": [("team", "risk")]}, "tags"),
+        ({"tags": {1: "x"}}, "tag"),
+    ],
+)
+def test_start_run_arguments_of_a_wrong_type_are_invalid_input(
+    tracking: Context, arguments: dict[str, object], field: str
+) -> None:
+    # Embedded they raised TypeError; remote, pydantic's ValidationError.
+    with pytest.raises(InvalidInput) as info:
+        ll.start_run(**arguments)  # type: ignore[arg-type]
+    assert info.value.field == field
+    assert ll.active_run() is None
+
+
+def test_logging_arguments_of_a_wrong_type_are_invalid_input(tracking: Context, exp: str) -> None:
+    import numpy as np
+
+    with ll.start_run(experiment=exp) as run:
+        for call, field in [
+            (lambda: run.log_metrics([("auc", 0.9)]), "metrics"),  # type: ignore[arg-type]
+            (lambda: run.log_params([("lr", "0.1")]), "params"),  # type: ignore[arg-type]
+            (lambda: run.set_tags(["team"]), "tags"),  # type: ignore[arg-type]
+            # a bool is no number (the REST routes refuse it): it was stored as 1.0
+            (lambda: run.log_metric("flag", True), "metrics.flag"),
+            (lambda: run.log_metric("flag", np.bool_(True)), "metrics.flag"),
+            (lambda: run.log_metrics({"flag": False}), "metrics.flag"),
+        ]:
+            with pytest.raises(InvalidInput) as info:
+                call()
+            assert info.value.field == field
+        run.log_metric("auc", 0.9)
+    assert ll.get_run(run.id).metrics == {"auc": 0.9}
+    for key in (None, 5, ""):  # they found no points, and said nothing
+        with pytest.raises(InvalidInput) as no_key:
+            ll.metric_history(run.id, key)  # type: ignore[arg-type]
+        assert no_key.value.field == "metric"
+
+
 def test_errors_name_what_is_wrong(tracking: Context, exp: str) -> None:
     with pytest.raises(NotFound, match="run 'abc123' does not exist"):
         ll.get_run("abc123")

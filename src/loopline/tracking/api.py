@@ -56,12 +56,14 @@ from loopline.tracking.entities import (
     ViewType,
     now_ms,
 )
+from loopline.tracking.experiments import check_experiment_name
 from loopline.tracking.store import check_params, check_tags
 from loopline.tracking.validation import (
     MAX_TAG_VALUE_LENGTH,
     check_artifact_path,
     check_int,
     check_key,
+    check_run_name,
     check_run_search,
     metric_float,
     stored_metric_value,
@@ -377,7 +379,12 @@ class Run:
         keys = self._metric_keys
         run_id = self._record.id
         rows = []
-        for key, value in metrics.items():
+        try:  # inline, not _items: a call costs the hot path ~40 ns
+            items = metrics.items()
+        except AttributeError:
+            _items(metrics, "metrics")  # raises, naming the field
+            raise
+        for key, value in items:
             if key not in keys:
                 keys.add(check_key(key, "metric"))
             v = value if type(value) is float else metric_float(key, value)
@@ -419,6 +426,7 @@ class Run:
         Example:
             >>> # run.log_params({"model": "lgbm", "lr": 0.05})
         """
+        params = dict(_items(params, "params"))
         if self._new is not None:
             with self._lock:
                 if self._new is not None:
@@ -441,6 +449,7 @@ class Run:
         Example:
             >>> # run.set_tags({"team": "risk", "stage": "candidate"})
         """
+        tags = dict(_items(tags, "tags"))
         if self._new is not None:
             with self._lock:
                 if self._new is not None:
@@ -700,6 +709,21 @@ def active_run() -> Run | None:
     return active.current()
 
 
+def _items(values: Mapping[str, Any], field: str) -> Any:
+    """``values.items()``; InvalidInput naming ``field`` when ``values`` is no mapping.
+
+    A list of pairs (or anything else) failed with AttributeError or ValueError from inside.
+    """
+    try:
+        return values.items()
+    except AttributeError:
+        raise InvalidInput(
+            f"{field} must be a dict of key to value, got {type(values).__name__}: {values!r:.200}",
+            field=field,
+            hint="pass a dict such as {'name': value}",
+        ) from None
+
+
 def _as_int(value: Any, field: str) -> int:
     # Checked here, at the call: a step or timestamp past 64 bits found only at the flush
     # would refuse the whole batch, the good points with it.
@@ -734,6 +758,14 @@ def start_run(
         >>> # with ll.start_run(experiment="churn", name="lgbm", tags={"team": "risk"}) as run:
         >>> #     run.log_param("lr", 0.05)
     """
+    # Checked before either backend: a wrong type failed deep inside the embedded one
+    # (TypeError) and in pydantic for the remote one (ValidationError), and "" silently
+    # meant the parent's experiment or Default.
+    if experiment is not None:
+        check_experiment_name(experiment)
+    if name is not None:
+        check_run_name(name)
+    user_tags = {} if tags is None else dict(_items(tags, "tags"))
     parent = active_run()
     if nested and parent is None:
         raise InvalidInput(
@@ -748,7 +780,7 @@ def start_run(
         **environment.run_tags(),
         "mlflow.user": actor,
         ENVIRONMENT_TAG: environment.environment_digest(),
-        **(tags or {}),
+        **user_tags,
     }
     new = backend_for(ctx).prepare_run(
         experiment=experiment or (parent.experiment if parent else DEFAULT_EXPERIMENT),
@@ -784,6 +816,7 @@ def metric_history(run_id: str, key: str) -> list[MetricPoint]:
     Example:
         >>> # [p.value for p in ll.metric_history(run.id, "loss")]
     """
+    check_key(key, "metric")  # None, 5 or '' found no points and said nothing
     ctx = get_context()
     deferred.write_all()
     ingest.flush_all()

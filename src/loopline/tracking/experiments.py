@@ -62,7 +62,14 @@ def experiment_from_row(conn: Connection, row: Any) -> Experiment:
     )
 
 
-def _check_experiment_name(name: Any) -> str:
+def check_experiment_name(name: Any) -> str:
+    """An experiment name: non-empty text of at most :data:`MAX_EXPERIMENT_NAME_LENGTH`
+    characters, without a control character; :class:`InvalidInput` otherwise.
+
+    Example:
+        >>> check_experiment_name("churn")
+        'churn'
+    """
     if not isinstance(name, str) or not name.strip():
         raise InvalidInput(
             f"experiment name {name!r} must be a non-empty string",
@@ -99,7 +106,7 @@ def create_experiment(
     Example:
         >>> # create_experiment(engine, "churn", tags={"team": "risk"}).id
     """
-    _check_experiment_name(name)
+    check_experiment_name(name)
     clean_tags = {check_key(k, "tag"): check_tag_value(k, v) for k, v in (tags or {}).items()}
     now = now_ms()
     with engine.begin() as conn:
@@ -190,7 +197,7 @@ def get_or_create_experiment(engine: Engine, name: str, *, actor: str | None = N
     Example:
         >>> # get_or_create_experiment(engine, "churn").name  -> 'churn'
     """
-    _check_experiment_name(name)
+    check_experiment_name(name)
     try:
         return get_experiment_by_name(engine, name)
     except NotFound:
@@ -290,7 +297,7 @@ def rename_experiment(
     Example:
         >>> # rename_experiment(engine, 3, "churn-2026", actor="ada")
     """
-    _check_experiment_name(new_name)
+    check_experiment_name(new_name)
     _changed()  # lookups from now on do not trust what they remembered
     taken = Conflict(
         f"an experiment named {new_name!r} already exists",

@@ -399,7 +399,7 @@ class RemoteBackend(TrackingBackend):
         request = CreateRunRequest(
             experiment=experiment,
             name=name,
-            tags={k: None if v is None else str(v) for k, v in tags.items()},
+            tags=check_tags(tags),  # a wrong key failed in pydantic, not as InvalidInput
             parent_run_id=parent_run_id,
             user_id=user_id,
         )

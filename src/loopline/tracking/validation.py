@@ -171,12 +171,19 @@ def metric_float(key: str, value: Any) -> float:
     """``value`` as a float, or :class:`InvalidInput` naming the metric.
 
     Text is refused even when it reads as a number (``"0.93"``, ``"nan"``), as MLflow's
-    client and the REST routes refuse it: a metric logged as text is a bug upstream.
+    client and the REST routes refuse it: a metric logged as text is a bug upstream. So is
+    a bool (Python's or numpy's), which the REST routes refuse too; it was stored as 1.0.
 
     Example:
         >>> metric_float("acc", 1)
         1.0
     """
+    if type(value).__name__ in ("bool", "bool_"):  # Python's, numpy's (bool_ before 2.0)
+        raise InvalidInput(
+            f"metric {key!r} got {value!r}, which is a bool, not a number",
+            field=f"metrics.{key}",
+            hint="log 1.0 or 0.0 if you mean a number (float(flag)); log a flag as a tag",
+        )
     if isinstance(value, str | bytes | bytearray):
         raise InvalidInput(
             f"metric {key!r} got {value!r}, which is not a number (text is refused, even "
@@ -220,6 +227,10 @@ def check_run_name(name: str) -> str:
         >>> check_run_name("baseline")
         'baseline'
     """
+    if not isinstance(name, str):  # len() of it raised TypeError
+        raise InvalidInput(
+            f"run name must be text, got {name!r}", field="name", hint="e.g. 'lgbm-6'"
+        )
     _bounded_text(name, "name", "run name", MAX_RUN_NAME_LENGTH)
     check_no_control(name, "name", lines=True)
     return name
