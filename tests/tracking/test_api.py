@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import platform
+import re
 import shlex
 import socket
 import subprocess
@@ -234,6 +236,33 @@ def test_log_dict_as_json_or_yaml(ctx: Context) -> None:
     assert orjson.loads(ctx.artifacts.get_bytes(a.digest)) == {"features": ["age", "plan"], "k": 3}
     assert yaml.safe_load(ctx.artifacts.get_bytes(b.digest)) == {"k": [1, 2]}
     assert {"config/features.json", "config/k.yaml"} <= {x.path for x in run.artifacts}
+
+
+def test_log_dict_refuses_nan_and_infinity_in_json(ctx: Context) -> None:
+    import numpy as np
+
+    # orjson writes null for them: the artifact said "no value" where there was a NaN
+    cases = [
+        ({"report": {"auc": float("nan")}}, "nan at report.auc"),
+        ({"scores": [0.5, float("inf")]}, "inf at scores[1]"),
+        ({"m": np.array([[1.0, 2.0], [3.0, -np.inf]])}, "-inf at m[1][1]"),
+        ({"x": np.float32("nan")}, "nan at x"),
+    ]
+    with ll.start_run(experiment="art") as run:
+        for dictionary, where in cases:
+            with pytest.raises(InvalidInput, match=re.escape(where)) as info:
+                run.log_dict(dictionary, "report.json")
+            assert info.value.field == "dictionary" and ".yaml" in (info.value.hint or "")
+        kept = run.log_dict({"auc": float("nan"), "loss": float("inf")}, "report.yaml")
+        fine = run.log_dict({"m": np.array([1.0, 2.0]), "n": None, "s": "nan"}, "ok.json")
+    loaded = yaml.safe_load(ctx.artifacts.get_bytes(kept.digest))
+    assert math.isnan(loaded["auc"]) and loaded["loss"] == math.inf
+    assert orjson.loads(ctx.artifacts.get_bytes(fine.digest)) == {
+        "m": [1.0, 2.0],
+        "n": None,
+        "s": "nan",
+    }
+    assert "report.json" not in {a.path for a in run.artifacts}
 
 
 def test_log_figure_stores_a_png(ctx: Context) -> None:

@@ -107,6 +107,14 @@ def encode_dict(dictionary: Any, artifact_file: str) -> bytes:
             import yaml
 
             return yaml.safe_dump(dictionary, sort_keys=False).encode()
+        where = non_finite_at(dictionary)
+        if where is not None:  # orjson writes null for it: the value would be lost unsaid
+            raise InvalidInput(
+                f"cannot store {type(dictionary).__name__} as {artifact_file}: it holds "
+                f"{where[1]!r} at {where[0] or 'the top'}, and JSON has no NaN or infinity",
+                field="dictionary",
+                hint="replace it with None, or name the file .yaml (YAML writes .nan and .inf)",
+            )
         return orjson.dumps(
             dictionary,
             option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS,
@@ -117,6 +125,37 @@ def encode_dict(dictionary: Any, artifact_file: str) -> bytes:
             field="dictionary",
             hint="pass plain dicts, lists, strings and numbers",
         ) from exc
+
+
+def non_finite_at(value: Any, path: str = "") -> tuple[str, Any] | None:
+    """Where ``value`` (dicts, lists, tuples, floats, numpy floats and arrays) holds its first
+    NaN or infinity, and that value; None when it holds none.
+
+    Example:
+        >>> non_finite_at({"scores": [0.5, float("nan")]})
+        ('scores[1]', nan)
+    """
+    if isinstance(value, float):  # numpy's float64 too
+        return None if value - value == 0 else (path, value)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = non_finite_at(item, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for n, item in enumerate(value):
+            found = non_finite_at(item, f"{path}[{n}]")
+            if found is not None:
+                return found
+    elif getattr(getattr(value, "dtype", None), "kind", "") in ("f", "c"):  # numpy
+        import numpy as np
+
+        array = np.asarray(value)
+        bad = np.argwhere(~np.isfinite(array))
+        if len(bad):  # a 0-d array's (a numpy scalar's) row is empty
+            index = tuple(int(i) for i in bad[0])
+            return path + "".join(f"[{i}]" for i in index), array[index].item()
+    return None
 
 
 def render_figure(figure: Any, artifact_file: str) -> bytes:
