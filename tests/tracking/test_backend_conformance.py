@@ -260,6 +260,30 @@ def test_logging_arguments_of_a_wrong_type_are_invalid_input(tracking: Context, 
         assert no_key.value.field == "metric"
 
 
+def test_the_run_name_tag_renames_the_run(tracking: Context, exp: str) -> None:
+    # As in MLflow: the SDK's set_tag("mlflow.runName") left the name as it was, so
+    # run.name, `loopline runs` and the UI showed one name and MLflow clients another.
+    with ll.start_run(experiment=exp, tags={"mlflow.runName": "from-tag"}) as tagged:
+        pass
+    assert ll.get_run(tagged.id).name == "from-tag"
+    with ll.start_run(experiment=exp, name="first") as run:
+        run.set_tag("mlflow.runName", "before-write")  # still buffered with the new run
+        assert ll.get_run(run.id).name == "before-write"
+        run.set_tag("mlflow.runName", "after-write")
+        assert run.name == "after-write"
+    found = ll.search_runs(exp, filter="attributes.run_name = 'after-write'")
+    assert [r.id for r in found] == [run.id]
+    assert found[0].tags["mlflow.runName"] == "after-write"
+    with pytest.raises(InvalidInput, match="differ") as both:
+        ll.start_run(experiment=exp, name="one", tags={"mlflow.runName": "other"})
+    assert both.value.field == "name"
+    long = ll.start_run(experiment=exp, name="kept")
+    with pytest.raises(InvalidInput, match="run name is 300 characters"):
+        long.set_tag("mlflow.runName", "n" * 300)  # a tag may be longer than a name
+    long.end()
+    assert ll.get_run(long.id).name == "kept"
+
+
 def test_errors_name_what_is_wrong(tracking: Context, exp: str) -> None:
     with pytest.raises(NotFound, match="run 'abc123' does not exist"):
         ll.get_run("abc123")

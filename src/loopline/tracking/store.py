@@ -73,6 +73,10 @@ from loopline.tracking.validation import (
 
 #: Tag that MLflow's UI reads to nest a child run under its parent.
 PARENT_RUN_TAG = "mlflow.parentRunId"
+#: MLflow's tag for the run name: setting it renames the run, as in MLflow (the SDK's
+#: ``run.set_tag("mlflow.runName", ...)`` left the name as it was, so ``run.name``,
+#: ``loopline runs`` and the UI showed one name and MLflow clients the tag's).
+RUN_NAME_TAG = "mlflow.runName"
 #: Tags ``loopline.ingest.<writer>`` hold the last batch number applied from each metric
 #: writer (see :func:`log_batch`); they are written by the server only.
 INGEST_TAG_PREFIX = "loopline.ingest."
@@ -167,6 +171,14 @@ def new_run(
     if user_id is not None:
         check_user_id(user_id)
     clean_tags = _clean_tags(tags or {})
+    tagged = _tagged_name(clean_tags)
+    if tagged is not None and name is not None and tagged != name:
+        raise InvalidInput(  # MLflow's store refuses it too
+            f"the run name {name!r} and the tag {RUN_NAME_TAG} {tagged!r} differ",
+            field="name",
+            hint=f"give the name once: as name, or as the tag {RUN_NAME_TAG}",
+        )
+    name = name or tagged
     if parent_run_id is not None:
         clean_tags[PARENT_RUN_TAG] = parent_run_id
     for entry in artifacts:
@@ -236,6 +248,7 @@ def write_run(
     if end is not None:
         status, end_time = check_run_status(end[0]), check_int(end[1], "end_time")
     all_tags = {**record.tags, **(tags or {})}
+    name = _tagged_name(all_tags) or record.name  # a tag set before the run was written
     with engine.begin() as conn:
         p = placeholder(conn)
         found_stage = driver_fetchone(
@@ -262,7 +275,7 @@ def write_run(
                 (
                     record.id,
                     record.experiment_id,
-                    record.name,
+                    name,
                     status,
                     record.start_time,
                     end_time,
@@ -531,6 +544,9 @@ def log_batch(
             _write_params(conn, run_id, param_pairs)
         if tag_pairs:
             _upsert_tags(conn, run_id, tag_pairs)
+            renamed = _tagged_name(tag_pairs)
+            if renamed is not None:
+                conn.execute(runs.update().where(runs.c.id == run_id).values(name=renamed))
         run_json.refresh(conn, (run_id,), params=bool(param_pairs), tags=tags_written)
         if all_rows:
             metric_store.write_rows(conn, all_rows)
@@ -651,8 +667,15 @@ def _clean_tags(tags: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> dict[str
                 field=f"tags.{key}",
                 hint="choose another tag key",
             )
-        clean[key] = check_tag_value(key, value)
+        text = clean[key] = check_tag_value(key, value)
+        if key == RUN_NAME_TAG and text:  # it becomes the name: it must fit the column
+            check_run_name(text)
     return clean
+
+
+def _tagged_name(tags: Mapping[str, str | None]) -> str | None:
+    """The run name a checked :data:`RUN_NAME_TAG` sets, if any (an empty one sets none)."""
+    return tags.get(RUN_NAME_TAG) or None
 
 
 def _clean_params(pairs: list[tuple[str, Any]]) -> dict[str, str]:
