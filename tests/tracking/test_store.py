@@ -160,6 +160,19 @@ def test_run_lifecycle_update_delete_restore(ctx: Context) -> None:
         store.get_run(ctx.engine, "f00")
 
 
+def test_a_renamed_run_s_name_tag_follows_its_name(ctx: Context) -> None:
+    # A run the MLflow client made has the tag; a rename through /api/v1 (update_run) left
+    # it on the old name, which MLflow clients then saw. A run without the tag gets none.
+    tagged = store.create_run(ctx.engine, 0, name="old", tags={"mlflow.runName": "old"})
+    plain = store.create_run(ctx.engine, 0, name="plain")
+    assert store.update_run(ctx.engine, tagged.id, name="new").tags["mlflow.runName"] == "new"
+    assert "mlflow.runName" not in store.update_run(ctx.engine, plain.id, name="p2").tags
+    found = query.search_runs(ctx.engine, filter="tags.mlflow.runName = 'new'").runs
+    assert [r.id for r in found] == [tagged.id]
+    store.log_batch(ctx.engine, plain.id, tags={"mlflow.runName": "p3"})  # the other way
+    assert store.get_run(ctx.engine, plain.id).name == "p3"
+
+
 def test_random_run_names_and_parent_tag(ctx: Context) -> None:
     parent = store.create_run(ctx.engine, 0)
     child = store.create_run(ctx.engine, 0, parent_run_id=parent.id)

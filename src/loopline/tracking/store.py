@@ -429,7 +429,8 @@ def update_run(
     name: str | None = None,
     actor: str | None = None,
 ) -> RunRecord:
-    """Change a run's status, end time or name (MLflow's ``UpdateRun``).
+    """Change a run's status, end time or name (MLflow's ``UpdateRun``); a new name is its
+    ``mlflow.runName`` tag's too, if it has one.
 
     Example:
         >>> # update_run(engine, run_id, status="FINISHED", end_time=now_ms())
@@ -445,6 +446,14 @@ def update_run(
         before = require_run(conn, run_id)
         if values:
             conn.execute(runs.update().where(runs.c.id == run_id).values(**values))
+        if name is not None:  # a run's RUN_NAME_TAG follows its name (it showed the old one)
+            renamed = conn.execute(
+                tags_table.update()
+                .where(tags_table.c.run_id == run_id, tags_table.c.key == RUN_NAME_TAG)
+                .values(value=values["name"])
+            )
+            if renamed.rowcount:
+                run_json.refresh(conn, (run_id,), tags=True)
         if actor and status is not None and status != before.status:
             audit.append(
                 conn,
