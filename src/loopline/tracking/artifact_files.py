@@ -8,6 +8,7 @@ Example:
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -107,14 +108,11 @@ def encode_dict(dictionary: Any, artifact_file: str) -> bytes:
             import yaml
 
             return yaml.safe_dump(dictionary, sort_keys=False).encode()
-        where = non_finite_at(dictionary)
-        if where is not None:  # orjson writes null for it: the value would be lost unsaid
-            raise InvalidInput(
-                f"cannot store {type(dictionary).__name__} as {artifact_file}: it holds "
-                f"{where[1]!r} at {where[0] or 'the top'}, and JSON has no NaN or infinity",
-                field="dictionary",
-                hint="replace it with None, or name the file .yaml (YAML writes .nan and .inf)",
-            )
+        if non_finite_at(dictionary) is not None:
+            # orjson writes null for NaN and the infinities, so the value would be lost
+            # unsaid; MLflow's log_dict writes them as Python's json does (NaN, Infinity),
+            # which json.loads, pandas and MLflow read back.
+            return json.dumps(dictionary, indent=2, allow_nan=True, default=_plain).encode()
         return orjson.dumps(
             dictionary,
             option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS,
@@ -125,6 +123,13 @@ def encode_dict(dictionary: Any, artifact_file: str) -> bytes:
             field="dictionary",
             hint="pass plain dicts, lists, strings and numbers",
         ) from exc
+
+
+def _plain(value: Any) -> Any:
+    """A numpy array or scalar as the list or number json can write."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
 
 
 def non_finite_at(value: Any, path: str = "") -> tuple[str, Any] | None:
