@@ -87,6 +87,21 @@ def test_run_with_params_on_the_process_executor(ctx: Context, tmp_path: Path) -
     assert "cached" in human.stdout and "finished" in human.stdout
 
 
+def test_a_run_whose_last_write_fails_exits_1_and_is_marked_failed(
+    ctx: Context, tmp_path: Path
+) -> None:
+    # The run's last write failed outside the error handling: the run stayed 'running'.
+    done = _cli(ctx, "run", "tests.cli.doomed_pipeline:doomed", "-p", f"workdir={tmp_path}")
+    assert done.returncode == 1, done.stderr
+    assert "disk I/O error (injected)" in done.stderr
+    assert "loopline pipeline resume" in done.stderr and "Traceback" not in done.stderr
+    (listed,) = _json(_cli(ctx, "ls", "--json"))["runs"]
+    assert listed["status"] == "failed"
+    shown = _json(_cli(ctx, "show", listed["run_id"], "--json"))
+    assert shown["finished_at"] is not None
+    assert any("disk I/O error" in (s["error"] or "") for s in shown["steps"].values())
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -18,7 +18,13 @@ import pytest
 import loopline as ll
 from loopline.core.context import Context
 from loopline.errors import InvalidInput
-from loopline.training.pipeline import PipelineFailed, get_pipeline_run, resume
+from loopline.training.pipeline import (
+    PipelineFailed,
+    get_pipeline_run,
+    list_pipeline_runs,
+    resume,
+)
+from loopline.training.step_journal import StepJournal
 from loopline.training.steps import GraphBuilder, StepHandle
 from tests.training import pipeline_steps as ps
 
@@ -234,6 +240,37 @@ def test_resume_reruns_only_failed_and_skipped_steps(ctx: Context, tmp_path: Pat
     assert ll.get_run(second.run_id).tags["loopline.pipeline.resumed_from"] == first.run_id
     assert [ps.count(wd, s) for s in ("load", "double", "gate", "after")] == [1, 1, 2, 1]
     assert second.output("after").startswith("after [7, ")
+
+
+def test_a_failed_last_write_marks_the_run_failed_not_running(
+    ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The run's last batch was written outside the error handling, and the cleanup wrote
+    # the same batch again: when it failed, the run stayed 'running' forever.
+    real_flush = StepJournal.flush
+
+    def flush(journal: StepJournal, status: str | None = None, **kw: Any) -> None:
+        if status is not None:  # the run's end: the final batch, and the cleanup's
+            raise RuntimeError("disk I/O error")
+        real_flush(journal, status, **kw)
+
+    monkeypatch.setattr(StepJournal, "flush", flush)
+    with pytest.raises(PipelineFailed, match="disk I/O error") as err:
+        ps.simple.run({"workdir": str(tmp_path), "n": 3})
+    monkeypatch.undo()
+    (stored,) = list_pipeline_runs("simple")
+    assert f"run {stored.run_id} failed" in str(err.value)
+    assert f"loopline pipeline resume {stored.run_id}" in (err.value.hint or "")
+    assert stored.status == "failed" and stored.record.finished_at is not None
+    # The steps whose end was in the lost batch are failed with the error, so resume reruns
+    # them and `pipeline show` says why.
+    unsettled = [s for s in stored.steps.values() if s.status != "finished"]
+    assert unsettled and all(s.status == "failed" for s in unsettled)
+    assert all("disk I/O error" in (s.error or "") for s in unsettled)
+    assert ll.get_run(stored.run_id).status == "FAILED"
+    again = resume(stored.run_id)
+    assert again.status == "finished"
+    assert again.output("total") == {"sum": 6, "rows": 3}
 
 
 _RESUME_CODE = """

@@ -361,7 +361,17 @@ class Pipeline(Generic[P]):
             runner = Runner(
                 ctx, graph, record, run=run, on_event=on_event, reuse=reuse, use_cache=use_cache
             )
-            status = runner.run(ex)
+            try:
+                status = runner.run(ex)
+            except LooplineError:
+                raise
+            except Exception as exc:  # e.g. the database refused the run's last write
+                # The runner has marked the run failed; say which run, and what to do.
+                raise PipelineFailed(
+                    f"pipeline {self.name!r} run {run.id} failed: {type(exc).__name__}: {exc}",
+                    hint=f"the run is marked failed; once the cause is fixed, rerun what did "
+                    f"not finish: loopline pipeline resume {run.id}",
+                ) from exc
             run.set_tags({f"{PIPELINE_TAG}.status": status, **reproduce_record.modules_tags()})
             if status == "failed":
                 failed = [s.name for s in record.steps.values() if s.status == "failed"]

@@ -151,6 +151,32 @@ def save(
             also(conn)
 
 
+def mark_failed(engine: Engine, run_id: str, error: str, finished_at: float) -> None:
+    """Mark a run ``failed``, and its steps not yet settled in the database failed with
+    ``error``: the small write made when the run's last batch could not be written.
+
+    It touches only the run's status and those steps' status, error and end, so it does
+    not fail for what the batch held (a value the database refuses, a cache entry).
+
+    Example:
+        >>> # mark_failed(ctx.engine, run_id, "the final write failed: ...", time.time())
+    """
+    with engine.begin() as conn:
+        conn.execute(
+            pipeline_runs.update()
+            .where(pipeline_runs.c.id == run_id)
+            .values(status="failed", finished_at=finished_at)
+        )
+        conn.execute(
+            step_runs.update()
+            .where(
+                step_runs.c.pipeline_run_id == run_id,
+                step_runs.c.status.in_(["pending", "running"]),
+            )
+            .values(status="failed", error=error, finished_at=finished_at)
+        )
+
+
 def _step(row: Any) -> StepRecord:
     return StepRecord(
         name=row.step,

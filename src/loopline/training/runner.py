@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import logging
 import queue
 import time
 from collections.abc import Callable
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 STEP_TAG = "loopline.step"
 PIPELINE_TAG = "loopline.pipeline"
 _MAX_PARAM = 500
+_log = logging.getLogger(__name__)
 #: Seconds a step may run before its ``running`` status (and RUNNING run) is written.
 _SHOW_RUNNING_AFTER = 0.2
 
@@ -248,16 +250,17 @@ class Runner:
                     name = in_flight.pop(fut)
                     if self._finish(name, _outcome(fut, name)):
                         self._release(name, ready)
+            failed = any(s.status == "failed" for s in self.record.steps.values())
+            status = "failed" if failed else "finished"
+            self.record.status = status
+            self.record.finished_at = time.time()
+            # Inside the try: a failure of this last write left the run `running` forever.
+            self.journal.flush(status=status, finished_at=self.record.finished_at)
         except BaseException as exc:
             for fut in in_flight:
                 fut.cancel()
             self._abort(exc)
             raise
-        failed = any(s.status == "failed" for s in self.record.steps.values())
-        status = "failed" if failed else "finished"
-        self.record.status = status
-        self.record.finished_at = time.time()
-        self.journal.flush(status=status, finished_at=self.record.finished_at)
         return status
 
     def _release(self, name: str, ready: list[tuple[int, str]]) -> None:
@@ -387,7 +390,8 @@ class Runner:
 
     def _abort(self, exc: BaseException) -> None:
         """The driver itself failed or was interrupted: close what is open, then re-raise."""
-        reason = f"pipeline interrupted: {type(exc).__name__}: {exc}"
+        what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        reason = f"pipeline {what}: {type(exc).__name__}: {exc}"
         now = time.time()
         for rec in self.record.steps.values():
             if rec.status in ("pending", "running"):
@@ -396,7 +400,17 @@ class Runner:
                 self.journal.touch(rec)
         self.journal.end_open("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         self.record.status, self.record.finished_at = "failed", now
-        self.journal.flush(status="failed", finished_at=now)
+        try:
+            self.journal.flush(status="failed", finished_at=now)
+        except Exception as write_error:
+            # The batch may be what fails (a row the database refuses): written again, it
+            # fails again. A second write of the run's status alone still marks it failed.
+            _log.warning("pipeline run %s: writing its end failed: %s", self.record.id, write_error)
+            error = f"{reason}; then writing the run's end failed: {write_error}"
+            try:
+                self.journal.mark_failed(error, now)
+            except Exception as mark_error:  # the database is gone: nothing more to try
+                _log.error("pipeline run %s stays 'running': %s", self.record.id, mark_error)
 
 
 def _outcome(fut: Future[StepOutcome], name: str) -> StepOutcome:

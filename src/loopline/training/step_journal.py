@@ -226,3 +226,14 @@ class StepJournal:
         self.entries.clear()
         self.queued = 0
         self.queued_since = None
+
+    def mark_failed(self, error: str, finished_at: float) -> None:
+        """Mark the run failed in a second, minimal write (see
+        :func:`~loopline.training.pipeline_store.mark_failed`) when :meth:`flush` cannot
+        write the batch: the same batch, written again, fails again, and the run stayed
+        ``running`` forever.
+
+        Example:
+            >>> # journal.mark_failed("the final write failed: OperationalError: ...", time.time())
+        """
+        pipeline_store.mark_failed(self.engine, self.record.id, error, finished_at)
