@@ -87,6 +87,17 @@ def test_run_with_params_on_the_process_executor(ctx: Context, tmp_path: Path) -
     assert "cached" in human.stdout and "finished" in human.stdout
 
 
+def test_a_step_past_its_timeout_fails_the_run_with_exit_1(ctx: Context, tmp_path: Path) -> None:
+    target = "tests.training.pipeline_steps:hanging"
+    done = _cli(ctx, "run", target, "-p", f"workdir={tmp_path}", "-x", "process")
+    assert done.returncode == 1, done.stderr
+    assert "hangs failed after 1 attempt(s): step 'hangs' timed out after 0.5 s" in done.stdout
+    assert "loopline pipeline resume" in done.stdout
+    refused = _cli(ctx, "run", target, "-p", f"workdir={tmp_path}")  # the local executor
+    assert refused.returncode == 2, refused.stderr
+    assert "cannot enforce" in refused.stderr and "--executor process" in refused.stderr
+
+
 def test_a_run_whose_last_write_fails_exits_1_and_is_marked_failed(
     ctx: Context, tmp_path: Path
 ) -> None:

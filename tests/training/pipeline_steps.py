@@ -6,6 +6,7 @@ tell a step that ran from one that was served by the cache, whatever process ran
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -312,3 +313,53 @@ def rows_plus(workdir: str, df: pd.DataFrame, extra: int) -> int:
 @ll.pipeline
 def reads_data(workdir: str, name: str, extra: int = 0) -> None:
     rows_plus(workdir, load_dataset(workdir, name), extra)
+
+
+@ll.step(cache=False, timeout=0.5)
+def hangs(workdir: str) -> str:
+    """Hangs (60 s) past its 0.5 s timeout."""
+    bump(workdir, "hangs")
+    time.sleep(60)
+    return "woke up"
+
+
+@ll.pipeline
+def hanging(workdir: str) -> None:
+    after(workdir, hangs(workdir))
+    independent(workdir)
+
+
+@ll.step(cache=False, timeout=0.5, retries=1, retry_delay=0.1)
+def hangs_once(workdir: str) -> str:
+    """Hangs on its first try only: the timeout is retried like any failure."""
+    tries = bump(workdir, "hangs_once")
+    if tries == 1:
+        time.sleep(60)
+    return f"ok after {tries}"
+
+
+@ll.pipeline
+def hanging_once(workdir: str) -> None:
+    hangs_once(workdir)
+
+
+@ll.step(cache=False)
+def dies(workdir: str) -> int:
+    """Kills its worker process (as the OOM killer would) while another step runs."""
+    bump(workdir, "dies")
+    time.sleep(0.3)
+    os._exit(3)
+
+
+@ll.step(cache=False)
+def bystander(workdir: str) -> str:
+    """Runs beside ``dies``: it must not fail with it."""
+    bump(workdir, "bystander")
+    time.sleep(1.0)
+    return "survived"
+
+
+@ll.pipeline
+def dying(workdir: str) -> None:
+    bystander(workdir)
+    after(workdir, dies(workdir))

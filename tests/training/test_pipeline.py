@@ -534,6 +534,12 @@ def test_bad_calls_are_clear_errors(ctx: Context) -> None:
         ({"retry_delay": True}, "retry_delay"),
         ({"name": ""}, "name"),
         ({"name": 3}, "name"),
+        ({"timeout": 0}, "timeout"),
+        ({"timeout": -1.0}, "timeout"),
+        ({"timeout": math.nan}, "timeout"),
+        ({"timeout": math.inf}, "timeout"),
+        ({"timeout": True}, "timeout"),
+        ({"timeout": "5"}, "timeout"),
     ],
     ids=[
         "cache-text",
@@ -543,6 +549,12 @@ def test_bad_calls_are_clear_errors(ctx: Context) -> None:
         "delay-bool",
         "name-empty",
         "name-int",
+        "timeout-zero",
+        "timeout-negative",
+        "timeout-nan",
+        "timeout-inf",
+        "timeout-bool",
+        "timeout-text",
     ],
 )
 def test_bad_step_options_are_refused_naming_the_option(

@@ -20,15 +20,25 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import functools
+import itertools
 import logging
 import multiprocessing
 import os
+import pickle
+import signal
+import struct
 import sys
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, TypeVar
@@ -38,6 +48,36 @@ from loopline.training.steps import Step, resolve_target
 
 T = TypeVar("T")
 EXECUTORS = ("local", "process", "ray")
+_log = logging.getLogger(__name__)
+
+
+class TaskTimedOut(Exception):
+    """A call ran past its timeout and was stopped (its worker process killed, or its Ray
+    task cancelled); what its future raises.
+
+    Example:
+        >>> str(TaskTimedOut(0.5))
+        'the call ran past its timeout of 0.5 s and was stopped'
+    """
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(f"the call ran past its timeout of {timeout:g} s and was stopped")
+        self.timeout = timeout
+
+
+class WorkerDied(Exception):
+    """The worker process running a call died (``os._exit``, a signal such as the OOM
+    killer's SIGKILL); what that call's future raises. Calls that only shared the worker
+    pool with it are run again.
+
+    Example:
+        >>> str(WorkerDied("exit code 3"))
+        'the worker process died (exit code 3)'
+    """
+
+    def __init__(self, how: str) -> None:
+        super().__init__(f"the worker process died ({how})")
+        self.how = how
 
 
 class Executor(ABC):
@@ -48,10 +88,12 @@ class Executor(ABC):
     * return at once from :meth:`submit` a :class:`concurrent.futures.Future` of
       ``fn(*args)``; futures of tasks submitted without waiting run side by side, up to
       :attr:`max_workers` at a time;
-    * let the future raise only when the executor itself breaks (a worker dies, a task
-      cannot be sent): :func:`loopline.training.worker.execute_step` turns a step's own
-      exceptions into a FAILED outcome, so the runner records any raising future as the
-      step's error;
+    * let the future raise only when the executor itself breaks (a task cannot be sent),
+      when the call's worker died (:class:`WorkerDied`) or when it ran past the timeout of
+      :meth:`submit_with_timeout` (:class:`TaskTimedOut`; only where :attr:`can_time_out`):
+      :func:`loopline.training.worker.execute_step` turns a step's own exceptions into a
+      FAILED outcome, so the runner records any raising future as the step's error (and
+      tries the step again after the last two);
     * when :attr:`remote` is true, run ``fn`` in another process: then ``fn`` and every
       argument must pickle, and functions travel by import path (the runner checks with
       :func:`check_importable` first). Workers write outputs to the artifact store and
@@ -70,6 +112,8 @@ class Executor(ABC):
     name: ClassVar[str]
     #: Whether tasks run in another process (arguments are pickled, code imported).
     remote: ClassVar[bool] = False
+    #: Whether :meth:`submit_with_timeout` can stop a call that runs too long.
+    can_time_out: ClassVar[bool] = False
 
     def __init__(self, max_workers: int | None = None) -> None:
         if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
@@ -87,6 +131,24 @@ class Executor(ABC):
         Example:
             >>> # executor.submit(execute_step, task).result().status  -> 'finished'
         """
+
+    def submit_with_timeout(self, timeout: float, fn: Callable[..., T], /, *args: Any) -> Future[T]:
+        """Like :meth:`submit`, but a call still running ``timeout`` seconds after it
+        started is stopped, and its future raises :class:`TaskTimedOut`.
+
+        Only executors whose :attr:`can_time_out` is true can: a thread cannot be stopped,
+        so the base class refuses.
+
+        Example:
+            >>> get_executor("local").submit_with_timeout(1.0, len, "abc")  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            loopline.errors.InvalidInput: the local executor cannot stop a call that runs ...
+        """
+        raise InvalidInput(
+            f"the {self.name} executor cannot stop a call that runs too long",
+            field="timeout",
+            hint="use the process or ray executor",
+        )
 
     def close(self) -> None:  # noqa: B027 - executors without workers need no cleanup
         """Release the workers; wait for running tasks.
@@ -136,10 +198,106 @@ class LocalExecutor(Executor):
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+#: The pipe a worker process announces the calls it starts on (set by :func:`_worker_init`).
+_marks: Connection | None = None
+#: (call id, worker pid, stage): stage 0 when a worker takes the call, 1 when the call's
+#: function starts (its timeout counts from then). Call id -1 wakes the watcher.
+_MARK = struct.Struct("!qqb")
+
+
+def _worker_init(marks: Connection) -> None:
+    global _marks
+    _marks = marks
+
+
+def _marked_call(call_id: int, payload: bytes) -> Any:
+    """Run a pickled ``(fn, args)`` in a worker, after saying which worker started it.
+
+    The first mark goes before the call is even unpickled (importing a step's module can
+    crash a worker too); the second when the function starts, so that a timeout does not
+    count a new worker's imports. Each is one small write to a pipe: atomic, so workers
+    share the pipe without a lock that a killed worker could leave held.
+    """
+    if _marks is not None:
+        _marks.send_bytes(_MARK.pack(call_id, os.getpid(), 0))
+    fn, args = pickle.loads(payload)
+    if _marks is not None:
+        _marks.send_bytes(_MARK.pack(call_id, os.getpid(), 1))
+    return fn(*args)
+
+
+def _death(process: Any) -> str:
+    """How a worker process ended, in words: its exit code or the signal that killed it."""
+    if process is not None and process.exitcode is None:
+        # The pool saw it go (its pipe closed) a moment before it can be reaped.
+        process.join(timeout=2)
+    code = getattr(process, "exitcode", None)
+    if code is None:
+        return "exit code unknown"
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _process(pool: ProcessPoolExecutor, pid: int) -> Any:
+    """The pool's process object of worker ``pid`` (for its exit code), or None: the pool
+    keeps them in a private dict, which a later Python may not have."""
+    processes = getattr(pool, "_processes", None)
+    return processes.get(pid) if isinstance(processes, dict) else None
+
+
+def _ended_by_itself(process: Any) -> bool:
+    """Whether a worker process has ended, other than by the SIGTERM with which a broken
+    pool ends the workers left."""
+    code = getattr(process, "exitcode", None)
+    return code is not None and code != -getattr(signal, "SIGTERM", 15)
+
+
+@dataclass(eq=False)
+class _Call:
+    """One call submitted to a :class:`ProcessExecutor`, until its future is settled."""
+
+    id: int
+    payload: bytes
+    timeout: float | None
+    future: Future[Any]
+    pool: ProcessPoolExecutor | None = None
+    #: The worker running it (from its mark), and that worker's process object.
+    pid: int | None = None
+    process: Any = None
+    deadline: float | None = None
+    timed_out: bool = False
+    #: Whether it waits in the pool of one worker (suspected of killing a pool).
+    solo: bool = False
+    #: Pool breakages it was caught in without being found to be their cause.
+    lost: int = 0
+
+
+#: A call caught in this many pool breakages without being found to cause one fails.
+_MAX_LOST = 3
+
+
 class ProcessExecutor(Executor):
     """Local worker processes (``spawn``): true parallelism for pure-Python steps.
 
     Workers start on first use (about a second each: they import the step's module).
+
+    Each worker says which call it starts (a mark on a pipe, read by a watcher thread), so
+    the executor knows what runs where. A call given a timeout
+    (:meth:`submit_with_timeout`) that is still running ``timeout`` seconds after it
+    started has its worker killed (SIGKILL) and raises :class:`TaskTimedOut`.
+
+    A worker that dies (``os._exit``, a signal, the OOM killer, a timeout's kill) breaks
+    Python's whole process pool, and every call in it used to fail. Now the pool is
+    replaced and the calls are sorted by the marks: a call no worker had started is
+    submitted again; when one call had started, it is the one that died (its future
+    raises :class:`WorkerDied` with the exit code or signal) and the others run again;
+    when several had started, the executor cannot tell which one died, so they run again
+    one at a time in a pool of one worker, where a death can only be the one running call.
+    Calls run again are not retries: they did not fail.
 
     Example:
         >>> # with ProcessExecutor(max_workers=2) as ex: ex.submit(math.factorial, 20).result()
@@ -147,25 +305,259 @@ class ProcessExecutor(Executor):
 
     name = "process"
     remote = True
+    can_time_out = True
 
     def __init__(self, max_workers: int | None = None) -> None:
         super().__init__(max_workers)
+        self._mp = multiprocessing.get_context("spawn")
         self._pool: ProcessPoolExecutor | None = None
-        self._lock = threading.Lock()
+        #: A pool of one worker where calls suspected of killing a pool run one at a time.
+        self._solo: ProcessPoolExecutor | None = None
+        self._lock = threading.RLock()
+        self._calls: dict[int, _Call] = {}
+        self._ids = itertools.count()
+        self._broken: list[ProcessPoolExecutor] = []
+        #: Pools in which we killed a worker (for a timeout): their breakage has a known cause.
+        self._killed: list[ProcessPoolExecutor] = []
+        self._marks: tuple[Connection, Connection] | None = None
+        self._watcher: threading.Thread | None = None
+        self._closing = False
 
     def submit(self, fn: Callable[..., T], /, *args: Any) -> Future[T]:
+        return self._submit(None, fn, args)
+
+    def submit_with_timeout(self, timeout: float, fn: Callable[..., T], /, *args: Any) -> Future[T]:
+        """Run ``fn(*args)`` in a worker; kill the worker if the call is still running
+        ``timeout`` seconds after it started (its future then raises TaskTimedOut).
+
+        Example:
+            >>> # ex.submit_with_timeout(0.5, time.sleep, 10).exception()  -> TaskTimedOut
+        """
+        return self._submit(timeout, fn, args)
+
+    def _submit(
+        self, timeout: float | None, fn: Callable[..., T], args: tuple[Any, ...]
+    ) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            payload = pickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # as the pool did: the future raises, submit does not
+            future.set_exception(exc)
+            return future
         with self._lock:
-            if self._pool is None:
-                self._pool = ProcessPoolExecutor(
-                    self.max_workers, mp_context=multiprocessing.get_context("spawn")
-                )
-            return self._pool.submit(fn, *args)
+            if self._closing:
+                raise RuntimeError("the process executor is closed")
+            self._start_watcher()
+            self._send(_Call(-1, payload, timeout, future), solo=False)
+        return future
+
+    # -- pools -----------------------------------------------------------------------------
+
+    def _new_pool(self, workers: int) -> ProcessPoolExecutor:
+        assert self._marks is not None
+        return ProcessPoolExecutor(
+            workers,
+            mp_context=self._mp,
+            initializer=_worker_init,
+            initargs=(self._marks[1],),
+        )
+
+    def _send(self, call: _Call, *, solo: bool) -> None:
+        """Submit ``call`` to the main pool (or the solo pool), making one if needed."""
+        # A new id for each sending: a late mark of the worker that had the call before
+        # (a pool breaks, its workers are ended a moment later) names the old one.
+        self._calls.pop(call.id, None)
+        call.id = next(self._ids)
+        self._calls[call.id] = call
+        call.pid = call.process = call.deadline = call.pool = None
+        call.solo = solo
+        for _ in range(2):  # a pool found broken is replaced once
+            if solo:
+                self._solo = self._solo or self._new_pool(1)
+                pool = self._solo
+            else:
+                self._pool = self._pool or self._new_pool(self.max_workers)
+                pool = self._pool
+            try:
+                inner = pool.submit(_marked_call, call.id, call.payload)
+            except BrokenProcessPool:  # broke before we heard: its calls are being sorted
+                self._forget(pool)
+                continue
+            call.pool = pool
+            inner.add_done_callback(functools.partial(self._settle, call, pool))
+            return
+        self._fail(call, RuntimeError("the process pool broke twice while a call was sent"))
+
+    def _forget(self, pool: ProcessPoolExecutor) -> None:
+        if pool is self._pool:
+            self._pool = None
+        if pool is self._solo:
+            self._solo = None
+
+    def _settle(self, call: _Call, pool: ProcessPoolExecutor, inner: Future[Any]) -> None:
+        """A pool's future is done: hand its result on, or have the watcher sort a breakage."""
+        if inner.cancelled():  # only close() cancels
+            with self._lock:
+                self._calls.pop(call.id, None)
+            call.future.cancel()
+            return
+        exc = inner.exception()
+        if isinstance(exc, BrokenProcessPool):
+            with self._lock:
+                if call.pool is not pool or pool in self._broken:
+                    return  # sorted already: the call was sent on
+                self._broken.append(pool)
+            # Through the pipe, after every mark the dead worker wrote: the watcher reads
+            # them in order, so it knows what had started when it sorts the calls.
+            self._wake()
+            return
+        with self._lock:
+            if call.pool is not pool or self._calls.pop(call.id, None) is None:
+                return  # an earlier submission's news; the call was sent again
+        if exc is None:
+            self._resolve(call, inner.result())
+        else:
+            self._fail(call, exc)
+
+    @staticmethod
+    def _resolve(call: _Call, value: Any) -> None:
+        with contextlib.suppress(InvalidStateError):  # the caller cancelled it meanwhile
+            call.future.set_result(value)
+
+    def _fail(self, call: _Call, exc: BaseException) -> None:
+        with self._lock:
+            self._calls.pop(call.id, None)
+        with contextlib.suppress(InvalidStateError):
+            call.future.set_exception(exc)
+
+    # -- the watcher -----------------------------------------------------------------------
+
+    def _start_watcher(self) -> None:
+        if self._watcher is not None:
+            return
+        self._marks = self._mp.Pipe(duplex=False)
+        self._watcher = threading.Thread(
+            target=self._watch, name="loopline-process-watcher", daemon=True
+        )
+        self._watcher.start()
+
+    def _wake(self) -> None:
+        with self._lock:
+            if self._marks is not None:
+                self._marks[1].send_bytes(_MARK.pack(-1, 0, 0))
+
+    def _watch(self) -> None:
+        """Read the workers' marks, kill calls past their deadline, sort broken pools."""
+        assert self._marks is not None
+        reader = self._marks[0]
+        while True:
+            with self._lock:
+                deadlines = [c.deadline for c in self._calls.values() if c.deadline is not None]
+            wait = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+            try:
+                if reader.poll(wait):
+                    call_id, pid, stage = _MARK.unpack(reader.recv_bytes())
+                    with self._lock:
+                        if call_id < 0:
+                            if self._closing:
+                                return
+                            self._recover()
+                        else:
+                            self._started(call_id, pid, stage)
+                with self._lock:
+                    self._kill_late()
+            except (EOFError, OSError):  # the pipe was closed: the executor is closing
+                return
+            except Exception:  # keep watching: a dead watcher would hang every call
+                _log.exception("the process executor's watcher failed")
+
+    def _started(self, call_id: int, pid: int, stage: int) -> None:
+        call = self._calls.get(call_id)
+        if call is None or call.pool is None:
+            return
+        call.pid = pid
+        call.process = _process(call.pool, pid)
+        if stage == 1 and call.timeout is not None:
+            call.deadline = time.monotonic() + call.timeout
+
+    def _kill_late(self) -> None:
+        now = time.monotonic()
+        for call in self._calls.values():
+            if call.deadline is None or call.deadline > now or call.timed_out or call.pid is None:
+                continue
+            call.timed_out = True
+            if call.pool is not None and call.pool not in self._killed:
+                self._killed.append(call.pool)
+            with contextlib.suppress(ProcessLookupError):  # it ended: its news is on its way
+                os.kill(call.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+
+    def _recover(self) -> None:
+        """Sort the calls of each broken pool (see the class doc) and send them on."""
+        while self._broken:
+            pool = self._broken.pop(0)
+            self._forget(pool)
+            calls = [c for c in self._calls.values() if c.pool is pool]
+            killed = [c for c in calls if c.timed_out]
+            for call in calls:  # a mark read late: look again while the pool knows it
+                if call.pid is not None and call.process is None:
+                    call.process = _process(pool, call.pid)
+            for call in killed:
+                assert call.timeout is not None
+                self._fail(call, TaskTimedOut(call.timeout))
+            # A kill of ours (for a timeout, even of a call that ended just before it) is
+            # a known cause: every other call only shared the pool. Else one call running
+            # is the one that died; of several, the one whose worker ended by itself
+            # (the pool ends the others with SIGTERM), or when that does not tell, any.
+            started = [] if pool in self._killed else [c for c in calls if c.pid is not None]
+            ended = [c for c in started if _ended_by_itself(c.process)]
+            culprits: list[_Call] = started if len(started) == 1 else []
+            suspects: list[_Call] = []
+            if len(started) > 1 and len(ended) == 1:
+                culprits = ended
+            elif len(started) > 1:
+                suspects = started
+            for call in culprits:
+                self._fail(call, WorkerDied(_death(call.process)))
+            for call in calls:
+                if call in killed or call in culprits:
+                    continue
+                call.lost += 1
+                if call.lost > _MAX_LOST:
+                    self._fail(
+                        call,
+                        WorkerDied(f"its pool broke {call.lost} times: {_death(call.process)}"),
+                    )
+                else:
+                    self._send(call, solo=call.solo or call in suspects)
+            if pool in self._killed:
+                self._killed.remove(pool)
 
     def close(self) -> None:
+        """Shut the pools down (waiting for running calls) and stop the watcher.
+
+        Example:
+            >>> ProcessExecutor(max_workers=1).close()
+        """
         with self._lock:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True, cancel_futures=True)
-                self._pool = None
+            self._closing = True
+            pools = [p for p in (self._pool, self._solo) if p is not None]
+            self._pool = self._solo = None
+        for pool in pools:
+            pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            left = list(self._calls.values())
+        for call in left:  # a pool that broke while closing: nobody will sort it now
+            self._fail(call, RuntimeError("the process executor was closed"))
+        watcher = self._watcher
+        if watcher is not None:
+            self._wake()
+            watcher.join(timeout=5)
+            assert self._marks is not None
+            for end in self._marks:
+                end.close()
+        with self._lock:
+            self._watcher, self._marks = None, None
+            self._closing = False  # a closed executor may be used again, as before
 
 
 def _ray_call(fn: Callable[..., T], *args: Any) -> T:
@@ -182,6 +574,7 @@ class RayExecutor(Executor):
 
     name = "ray"
     remote = True
+    can_time_out = True
     _init_lock = threading.Lock()
 
     def __init__(self, max_workers: int | None = None, address: str | None = None) -> None:
@@ -228,8 +621,58 @@ class RayExecutor(Executor):
             ) from exc
 
     def submit(self, fn: Callable[..., T], /, *args: Any) -> Future[T]:
+        return self._submit(None, fn, args)
+
+    def submit_with_timeout(self, timeout: float, fn: Callable[..., T], /, *args: Any) -> Future[T]:
+        """Run ``fn(*args)`` as a Ray task; cancel it (``force=True``: its worker is killed)
+        when it has not ended ``timeout`` seconds after it was submitted. Ray does not tell
+        the driver when a task starts, so time spent waiting for a free CPU counts.
+
+        Example:
+            >>> # ex.submit_with_timeout(0.5, time.sleep, 10).exception()  -> TaskTimedOut
+        """
+        return self._submit(timeout, fn, args)
+
+    def _submit(
+        self, timeout: float | None, fn: Callable[..., T], args: tuple[Any, ...]
+    ) -> Future[T]:
+        import ray
+
         ref = self._task.remote(fn, *args)
-        return ref.future()  # type: ignore[no-any-return]
+        inner: Future[T] = ref.future()
+        outer: Future[T] = Future()
+        fired = threading.Event()
+        timer: threading.Timer | None = None
+        if timeout is not None:
+
+            def stop() -> None:
+                fired.set()
+                ray.cancel(ref, force=True)
+
+            timer = threading.Timer(timeout, stop)
+            timer.daemon = True
+            timer.start()
+
+        def settle(done: Future[T]) -> None:
+            if timer is not None:
+                timer.cancel()
+            exc = None if done.cancelled() else done.exception()
+            try:
+                if done.cancelled():
+                    outer.cancel()
+                elif exc is None:
+                    outer.set_result(done.result())
+                elif fired.is_set() and timeout is not None:
+                    outer.set_exception(TaskTimedOut(timeout))
+                elif isinstance(exc, ray.exceptions.WorkerCrashedError):
+                    outer.set_exception(WorkerDied(f"the Ray worker crashed: {exc}"))
+                else:
+                    outer.set_exception(exc)
+            except InvalidStateError:  # the caller cancelled it meanwhile
+                pass
+
+        inner.add_done_callback(settle)
+        return outer
 
 
 def get_executor(name: str | Executor = "local", max_workers: int | None = None) -> Executor:

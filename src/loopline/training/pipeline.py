@@ -307,6 +307,7 @@ class Pipeline(Generic[P]):
             tags[f"{PIPELINE_TAG}.resumed_from"] = resumed_from
         ex = get_executor(executor, max_workers)
         try:
+            _check_timeouts(graph, ex)
             if ex.remote:
                 for node in graph.nodes.values():
                     check_importable(node.step, allow_main=ex.name != "ray")
@@ -381,6 +382,24 @@ class Pipeline(Generic[P]):
 
     def __repr__(self) -> str:
         return f"<Pipeline {self.name} ({self.target})>"
+
+
+def _check_timeouts(graph: Graph, ex: Executor) -> None:
+    """Refuse, before anything runs, a step with a timeout on an executor that cannot stop
+    a step: the local executor runs steps in threads of this process, and a thread cannot
+    be killed (a hung step would hang the run past its timeout)."""
+    if ex.can_time_out:
+        return
+    for node in graph.nodes.values():
+        if node.step.timeout is not None:
+            raise InvalidInput(
+                f"step {node.name!r} has a timeout of {node.step.timeout:g} s, which the "
+                f"{ex.name} executor cannot enforce: it runs steps in threads of this "
+                "process, and a thread cannot be stopped",
+                field="executor",
+                hint="run the pipeline on the process executor (executor='process', "
+                "loopline pipeline run ... --executor process) or on ray, or drop the timeout",
+            )
 
 
 @overload

@@ -3,8 +3,10 @@
 The driver (the process that called ``pipeline.run``) is the only writer of the metadata
 database. It walks the graph: a step whose inputs are all done is *ready*; a ready step
 whose cache key is in the step cache is ``cached`` at once (nothing runs); any other is
-submitted to the executor with its child run started. When a step fails every step that
-depends on it is ``skipped``; independent branches go on. The run ends ``finished`` when
+submitted to the executor with its child run started, one try per call: the runner sends
+the next try after a try that raised, timed out (``@step(timeout=...)``) or whose worker
+process died, while tries are left. When a step fails every step that depends on it is
+``skipped``; independent branches go on. The run ends ``finished`` when
 no step failed, else ``failed``.
 
 Each executed step gets a tracked run nested under the pipeline's run, with its params,
@@ -33,18 +35,18 @@ import queue
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from loopline.core.context import Context
 from loopline.errors import NotFound
 from loopline.training import cache
-from loopline.training.executors import Executor
+from loopline.training.executors import Executor, TaskTimedOut, WorkerDied
 from loopline.training.outputs import StoredOutput
 from loopline.training.pipeline_store import PipelineRecord, StepRecord
 from loopline.training.step_journal import CacheWrite, StepJournal
 from loopline.training.steps import Graph, GraphBuilder, Node, Spec
-from loopline.training.worker import StepOutcome, StepTask, StoreSpec, execute_step
+from loopline.training.worker import StepOutcome, StepTask, StoreSpec, backoff, execute_step
 
 if TYPE_CHECKING:
     from loopline.tracking.api import Run
@@ -195,6 +197,11 @@ class Runner:
         self.downstream = graph.downstream()
         self.journal = StepJournal(ctx.engine, record, ctx.settings.actor_name)
         self.settled = 0
+        #: Each submitted step's task, to send its next try; the try in flight (from 0);
+        #: the start of a retried step's first try.
+        self.tasks: dict[str, StepTask] = {}
+        self.attempts_sent: dict[str, int] = {}
+        self.first_start: dict[str, float] = {}
         for node in self.order:
             record.steps[node.name] = StepRecord(
                 node.name,
@@ -248,7 +255,12 @@ class Runner:
                     finished.append(done.get_nowait())
                 for fut in sorted(finished, key=lambda f: self.graph.nodes[in_flight[f]].position):
                     name = in_flight.pop(fut)
-                    if self._finish(name, _outcome(fut, name)):
+                    outcome = self._outcome(fut, name)
+                    if self._retry(outcome):
+                        again = self._submit(name, outcome.attempts, executor)
+                        in_flight[again] = name
+                        again.add_done_callback(done.put)
+                    elif self._finish(name, outcome):
                         self._release(name, ready)
             failed = any(s.status == "failed" for s in self.record.steps.values())
             status = "failed" if failed else "finished"
@@ -317,10 +329,67 @@ class Runner:
         # The run's bookkeeping is done before the step starts: done while a local step
         # runs, it would fight the step's thread for the GIL.
         self._open_run(node, rec)
-        task = StepTask(node.name, node.step, args, self.store_spec)
-        future = executor.submit(execute_step, task)
+        self.tasks[node.name] = StepTask(node.name, node.step, args, self.store_spec)
+        future = self._submit(node.name, 0, executor)
         self._event(rec)
         return future
+
+    def _submit(self, name: str, attempt: int, executor: Executor) -> Future[StepOutcome]:
+        """Send try ``attempt`` (from 0) of a step to the executor.
+
+        One try per call: a try that times out or whose worker dies ends the call, so the
+        runner, not the worker, sends the next try.
+        """
+        task = replace(self.tasks[name], attempt=attempt)
+        self.attempts_sent[name] = attempt
+        timeout = task.step.timeout
+        if timeout is None:
+            return executor.submit(execute_step, task)
+        # The try sleeps its backoff first, in the call: the call gets that time on top.
+        return executor.submit_with_timeout(
+            timeout + backoff(task.step, attempt), execute_step, task
+        )
+
+    def _retry(self, outcome: StepOutcome) -> bool:
+        """Whether to try the step again: it failed by itself (it raised, timed out or
+        its worker died) and has tries left. Keeps the first try's start."""
+        step = self.graph.nodes[outcome.node].step
+        if outcome.status != "failed" or not outcome.retryable or outcome.attempts > step.retries:
+            return False
+        self.first_start.setdefault(outcome.node, outcome.started_at)
+        return True
+
+    def _outcome(self, fut: Future[StepOutcome], name: str) -> StepOutcome:
+        """The future's outcome; a try that timed out or whose worker process died is a
+        failed (retryable) try; any other executor failure fails the step."""
+        try:
+            return fut.result()
+        except Exception as exc:
+            now = time.time()
+            attempt = self.attempts_sent.get(name, 0)
+            step = self.graph.nodes[name].step
+            if isinstance(exc, TaskTimedOut):
+                error = f"step {name!r} timed out after {step.timeout:g} s (its worker was stopped)"
+            elif isinstance(exc, WorkerDied):
+                error = f"{exc} while it ran step {name!r}"
+            else:
+                return StepOutcome(
+                    name,
+                    "failed",
+                    0,
+                    error=f"the executor lost the step: {type(exc).__name__}: {exc}",
+                    started_at=now,
+                    finished_at=now,
+                )
+            return StepOutcome(
+                name,
+                "failed",
+                attempt + 1,
+                error=error,
+                started_at=self.record.steps[name].started_at or now,  # when it was sent
+                finished_at=now,
+                retryable=True,
+            )
 
     def _open_run(self, node: Node, rec: StepRecord) -> None:
         """Give the submitted step its run (written by the journal, with the parent's
@@ -349,7 +418,7 @@ class Runner:
         rec.attempts = outcome.attempts
         rec.output = outcome.output
         rec.error = outcome.error
-        rec.started_at = outcome.started_at or rec.started_at
+        rec.started_at = self.first_start.pop(name, None) or outcome.started_at or rec.started_at
         rec.finished_at = outcome.finished_at or time.time()
         tags: dict[str, Any] = {
             f"{STEP_TAG}.status": rec.status,
@@ -411,22 +480,6 @@ class Runner:
                 self.journal.mark_failed(error, now)
             except Exception as mark_error:  # the database is gone: nothing more to try
                 _log.error("pipeline run %s stays 'running': %s", self.record.id, mark_error)
-
-
-def _outcome(fut: Future[StepOutcome], name: str) -> StepOutcome:
-    """The future's outcome; an executor failure (a dead worker) becomes a failed step."""
-    try:
-        return fut.result()
-    except Exception as exc:
-        now = time.time()
-        return StepOutcome(
-            name,
-            "failed",
-            0,
-            error=f"the executor lost the step: {type(exc).__name__}: {exc}",
-            started_at=now,
-            finished_at=now,
-        )
 
 
 #: The tag of a step's run listing the dataset versions the step read, as JSON.

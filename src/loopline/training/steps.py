@@ -58,7 +58,8 @@ class Step(Generic[P, R]):
 
     ``retries`` extra tries after a failure, waiting ``retry_delay * 2**attempt`` seconds
     before each; ``cache`` lets a run skip the step when its code, params and inputs match
-    a finished run of it.
+    a finished run of it; ``timeout`` (seconds, or None) stops a try that runs longer,
+    which then fails (and is retried) like any failure.
 
     Example:
         >>> s = Step(len, name="size", retries=1, retry_delay=0.0, cache=False)
@@ -74,6 +75,7 @@ class Step(Generic[P, R]):
         retries: int = 0,
         retry_delay: float = 1.0,
         cache: bool = True,
+        timeout: float | None = None,
     ) -> None:
         if not callable(fn):
             raise InvalidInput(f"@step needs a function, got {fn!r}", field="fn")
@@ -92,6 +94,17 @@ class Step(Generic[P, R]):
                 f"Got {retry_delay!r} instead.",
                 field="retry_delay",
             )
+        if timeout is not None and (
+            not isinstance(timeout, int | float)
+            or isinstance(timeout, bool)
+            or not 0 < timeout < math.inf  # NaN fails too
+        ):
+            raise InvalidInput(
+                "The 'timeout' parameter of step must be a finite number of seconds > 0, "
+                f"or None. Got {timeout!r} instead.",
+                field="timeout",
+                hint="e.g. timeout=600 stops a try of the step after ten minutes",
+            )
         if not isinstance(cache, bool):  # cache="no" is truthy: it would cache
             raise InvalidInput(
                 f"The 'cache' parameter of step must be True or False. Got {cache!r} instead.",
@@ -108,6 +121,9 @@ class Step(Generic[P, R]):
         self.retries = retries
         self.retry_delay = float(retry_delay)
         self.cache = cache
+        # Not part of the cache key (nor of the code hash, which drops decorators): a
+        # timeout stops a try or not, it does not change what a finished step returns.
+        self.timeout = None if timeout is None else float(timeout)
         functools.update_wrapper(self, fn)
 
     @property
@@ -165,7 +181,12 @@ def step(fn: Callable[P, R], /) -> Step[P, R]: ...
 
 @overload
 def step(
-    *, name: str | None = None, retries: int = 0, retry_delay: float = 1.0, cache: bool = True
+    *,
+    name: str | None = None,
+    retries: int = 0,
+    retry_delay: float = 1.0,
+    cache: bool = True,
+    timeout: float | None = None,
 ) -> Callable[[Callable[P, R]], Step[P, R]]: ...
 
 
@@ -177,18 +198,23 @@ def step(
     retries: int = 0,
     retry_delay: float = 1.0,
     cache: bool = True,
+    timeout: float | None = None,
 ) -> Step[P, R] | Callable[[Callable[P, R]], Step[P, R]]:
     """Make a function a pipeline step: cached, retried with exponential backoff.
 
     Use bare (``@ll.step``) or with options. A step that raises is tried ``1 + retries``
-    times, sleeping ``retry_delay * 2**attempt`` seconds between tries. Its return value is
+    times, sleeping ``retry_delay * 2**attempt`` seconds between tries. A try still running
+    after ``timeout`` seconds is stopped (its worker process killed on the ``process``
+    executor, its task cancelled on ``ray``) and fails like a raise; the ``local``
+    executor's threads cannot be stopped, so it refuses a pipeline with a timed step.
+    Outside a pipeline (a plain call) the timeout does not apply. Its return value is
     stored as a typed artifact (see :mod:`loopline.training.outputs`). Steps run by the
     ``process`` and ``ray`` executors must be defined at the top level of an importable
     module.
 
     Example:
         >>> import loopline as ll
-        >>> @ll.step(retries=2, retry_delay=1.0, cache=True)
+        >>> @ll.step(retries=2, retry_delay=1.0, cache=True, timeout=600)
         ... def load(n: int) -> list[int]:
         ...     return list(range(n))
         >>> load(3)
@@ -196,7 +222,9 @@ def step(
     """
 
     def wrap(f: Callable[P, R]) -> Step[P, R]:
-        return Step(f, name=name, retries=retries, retry_delay=retry_delay, cache=cache)
+        return Step(
+            f, name=name, retries=retries, retry_delay=retry_delay, cache=cache, timeout=timeout
+        )
 
     return wrap(fn) if fn is not None else wrap
 

@@ -5,10 +5,12 @@ Ray task. It reads input artifacts and writes the output artifact to the artifac
 and returns a small :class:`StepOutcome` (digests, never values): only digests cross
 process boundaries. It never touches the metadata database; the driver records outcomes.
 
-A step that raises is tried again ``retries`` times, sleeping ``retry_delay * 2**attempt``
-seconds first (1x, 2x, 4x ... the delay). The outcome of a step that raises on every try
-carries the last traceback. An output with no safe format fails the step at once (trying
-again would not help).
+Each call runs ONE try of the step (``task.attempt``, from 0), sleeping its backoff first
+(:func:`backoff`: 1x, 2x, 4x ... ``retry_delay`` before the 2nd, 3rd, 4th try). The runner
+sends the next try when an outcome is ``retryable`` (the step raised) and tries are left,
+and also after a try that timed out or whose worker process died: those end the call
+without an outcome, so the retries cannot live inside it. An output with no safe format
+fails the step at once (trying again would not help).
 
 Example:
     >>> current_step() is None  # outside a step
@@ -52,6 +54,8 @@ class StepTask:
     step: Step[Any, Any]
     args: dict[str, Spec]
     store: StoreSpec
+    #: Which try this is, from 0 (the runner sends the next one after a failure).
+    attempt: int = 0
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,8 @@ class StepOutcome:
     #: The dataset versions the step read, ``(name, version, hash, asked_for_latest)``:
     #: its output's lineage.
     reads: tuple[tuple[str, int, str, bool], ...] = ()
+    #: Whether the step itself failed (it raised), so that another try may succeed.
+    retryable: bool = False
 
 
 @dataclass(frozen=True)
@@ -140,14 +146,27 @@ def _describe(exc: BaseException) -> str:
     return f"{head}\n\n" + "".join(traceback.format_exception(exc))
 
 
+def backoff(step: Step[Any, Any], attempt: int) -> float:
+    """Seconds to wait before try ``attempt`` (from 0): ``retry_delay * 2**(attempt - 1)``.
+
+    Example:
+        >>> s = Step(len, retry_delay=0.5)
+        >>> [backoff(s, a) for a in range(4)]
+        [0.0, 0.5, 1.0, 2.0]
+    """
+    return 0.0 if attempt == 0 else step.retry_delay * 2 ** (attempt - 1)
+
+
 def execute_step(task: StepTask) -> StepOutcome:
-    """Run one step where the executor placed it; never raises for the step's own errors.
+    """Run one try of a step where the executor placed it; never raises for the step's
+    own errors.
 
     Example:
         >>> # outcome = execute_step(task); outcome.status, outcome.output.digest
     """
-    started = time.time()
     step = task.step
+    time.sleep(backoff(step, task.attempt))
+    started = time.time()
     try:
         store = open_store(task.store)
         values = OrderedDict((k, materialize(s, store)) for k, s in task.args.items())
@@ -157,46 +176,41 @@ def execute_step(task: StepTask) -> StepOutcome:
         return StepOutcome(
             task.node,
             "failed",
-            0,
+            task.attempt,
             error="loading the inputs failed: " + _describe(exc),
             started_at=started,
             finished_at=time.time(),
         )
     from loopline.data.datasets import READS
 
-    attempt = 0
-    reads: list[tuple[str, int, str, bool]]
-    while True:
-        token = _current.set(StepInfo(task.node, attempt + 1))
-        reads_token = READS.set(reads := [])  # the reads of the attempt that succeeds
-        try:
-            value = step.fn(*call_args, **call_kwargs)
-        # SystemExit too: a step that calls sys.exit() (a script's habit) has failed, like a
-        # container exiting non-zero; raised on, it ended the driver and every other step.
-        except (Exception, SystemExit) as exc:
-            if attempt >= step.retries:
-                return StepOutcome(
-                    task.node,
-                    "failed",
-                    attempt + 1,
-                    error=_describe(exc),
-                    started_at=started,
-                    finished_at=time.time(),
-                )
-            time.sleep(step.retry_delay * 2**attempt)
-            attempt += 1
-            continue
-        finally:
-            _current.reset(token)
-            READS.reset(reads_token)
-        break
+    attempts = task.attempt + 1
+    token = _current.set(StepInfo(task.node, attempts))
+    reads: list[tuple[str, int, str, bool]] = []
+    reads_token = READS.set(reads)
+    try:
+        value = step.fn(*call_args, **call_kwargs)
+    # SystemExit too: a step that calls sys.exit() (a script's habit) has failed, like a
+    # container exiting non-zero; raised on, it ended the driver and every other step.
+    except (Exception, SystemExit) as exc:
+        return StepOutcome(
+            task.node,
+            "failed",
+            attempts,
+            error=_describe(exc),
+            started_at=started,
+            finished_at=time.time(),
+            retryable=True,
+        )
+    finally:
+        _current.reset(token)
+        READS.reset(reads_token)
     try:
         output = store_value(value, store, step=task.node)
     except LooplineError as exc:
         return StepOutcome(
             task.node,
             "failed",
-            attempt + 1,
+            attempts,
             error=_describe(exc),
             started_at=started,
             finished_at=time.time(),
@@ -204,7 +218,7 @@ def execute_step(task: StepTask) -> StepOutcome:
     return StepOutcome(
         task.node,
         "finished",
-        attempt + 1,
+        attempts,
         output=output,
         started_at=started,
         finished_at=time.time(),
