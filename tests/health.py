@@ -24,9 +24,11 @@ def wait_healthy(
     *,
     timeout: float = 60.0,
     what: str = "the server",
+    path: str = "/health",
 ) -> None:
-    """Poll ``url``/health until it answers 200; fail with ``output()`` (the process's log)
-    when ``proc`` exits first or ``timeout`` seconds pass (the process is then killed).
+    """Poll ``url`` + ``path`` (``/health``) until it answers 200; fail with ``output()``
+    (the process's log) when ``proc`` exits first or ``timeout`` seconds pass (the process
+    is then killed).
 
     Example:
         >>> # wait_healthy("http://127.0.0.1:5000", proc, log.read_text, timeout=120)
@@ -37,12 +39,12 @@ def wait_healthy(
             if proc.poll() is not None:
                 raise AssertionError(f"{what} exited with {proc.returncode}: {output()}")
             try:
-                if client.get(f"{url}/health").status_code == 200:
+                if client.get(f"{url}{path}").status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
                 proc.kill()
                 proc.wait()
-                raise AssertionError(f"{what} did not answer /health in {timeout:g} s: {output()}")
+                raise AssertionError(f"{what} did not answer {path} in {timeout:g} s: {output()}")
             time.sleep(0.1)

@@ -86,8 +86,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(ctx: Context, *args: str, poll: float = 0.2) -> Iterator[str]:
-    """A real ``loopline serve`` process on the context's store; yields its base URL."""
+def serving(ctx: Context, *args: str, poll: float = 0.2, wait: str = "/health") -> Iterator[str]:
+    """A real ``loopline serve`` process on the context's store; yields its base URL once
+    ``wait`` answers 200 (``/livez`` for a server whose models may not load)."""
     port = free_port()
     env = {
         **os.environ,
@@ -115,7 +116,7 @@ def serving(ctx: Context, *args: str, poll: float = 0.2) -> Iterator[str]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(url, proc, log.read_text, timeout=120, what="loopline serve")
+        wait_healthy(url, proc, log.read_text, timeout=120, what="loopline serve", path=wait)
         yield url
     finally:
         proc.terminate()

@@ -32,10 +32,15 @@ def test_the_probes_are_written_out_and_a_slow_load_gets_a_startup_probe(
     doc = _deployment(tmp_path / "pkg")
     kubernetes_validate.validate(doc, "1.30.0", strict=True)
     container = doc["spec"]["template"]["spec"]["containers"][0]  # type: ignore[index]
-    for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container[kind]["httpGet"] == {"path": "/health", "port": "http"}, kind
+    # Readiness waits for the models; liveness and startup only for the process: on
+    # /health, 503 while no version of the deployment loads, liveness restarted the pod
+    # in a loop where the server would have loaded the model on its own next retry.
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
+    assert container["startupProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
     startup = container["startupProbe"]
-    # /health is 503 while the models load: liveness alone killed a pod after 60 s.
+    # The server answers no HTTP while it loads the models at start: liveness alone killed
+    # a pod after 60 s.
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
 
 

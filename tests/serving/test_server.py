@@ -441,6 +441,33 @@ def test_the_fallback_version_answers_when_the_serving_one_raises(
     assert "unknown categories" in _error(failed)["message"]
 
 
+def test_livez_answers_while_no_version_loads_without_a_token_or_a_known_host(
+    embedded_ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The packaged pod's liveness probe: on /health (503 until a version loads) it
+    # restarted a pod whose deployment could not load, again and again.
+    data = toy_data()
+    broken = register(good_model(data), "broken", data)
+    corrupt(embedded_ctx, "broken", broken)
+    with monkeypatch.context() as patched:
+        patched.setattr(deploy_module, "_check_loadable", lambda *_: None)
+        ll.deploy("broken", broken)
+    with (
+        serving(embedded_ctx, "--auth", wait="/livez") as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        alive = client.get("/livez")
+        assert alive.status_code == 200 and alive.json() == {"status": "alive"}
+        health = client.get("/health")
+        assert health.status_code == 503 and health.json() == {"status": "unavailable"}
+        # Open like /health: a probe has no token and calls the pod by its IP address.
+        assert client.get("/v1/models").status_code == 401
+        stranger = {"Host": "10.1.2.3:8080"}
+        assert client.get("/v1/models", headers=stranger).status_code == 403
+        assert client.get("/livez", headers=stranger).json() == {"status": "alive"}
+        assert client.get("/openapi.json").status_code == 401
+
+
 def test_a_version_that_exceeds_its_timeout_is_answered_for_by_the_fallback(
     ctx: Context,
 ) -> None:

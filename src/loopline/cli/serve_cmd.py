@@ -62,14 +62,14 @@ def serve(
         False,
         "--auth",
         help="Require an API token (Authorization: Bearer): viewer to predict, editor to "
-        "send feedback; /health stays open. See `loopline tokens`.",
+        "send feedback; /health and /livez stay open. See `loopline tokens`.",
     ),
 ) -> None:
     """Serve predictions of the deployed models at POST /v1/models/NAME/predict.
 
     Deployment changes (loopline deploy, canary steps, rollbacks) are picked up within
-    --poll-interval seconds without dropping a request. /health and /metrics (Prometheus)
-    are served too.
+    --poll-interval seconds without dropping a request. /health (ready), /livez (alive) and
+    /metrics (Prometheus) are served too.
 
     Example: loopline serve --host 127.0.0.1 --port 8080 --workers 2 --auth
     """

@@ -15,8 +15,8 @@ separated: ``models.internal`` (any port), ``models.internal:8080`` (that port o
 default it by the address they bind: a loopback address checks (nothing added); another
 address (``--host 0.0.0.0``) defaults to ``*``, because the names such a server is reached
 by (a Service, a load balancer, a pod IP) are not known here - set it to your server's
-names to check there too. ``/health`` is answered whatever the Host, for probes that call
-a pod by its IP.
+names to check there too. ``/health`` (and the model server's ``/livez``) is answered
+whatever the Host, for probes that call a pod by its IP.
 
 The check costs one set lookup per request: every Host value let in is remembered.
 
@@ -46,7 +46,8 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 SETTING = "LOOPLINE_ALLOWED_HOSTS"
 OPTION = "--allowed-hosts"
 #: Paths answered whatever the Host (probes call a pod by its IP address).
-OPEN_PATHS = frozenset({"/health"})
+#: ``/livez`` is the model server's liveness probe; ``loopline server`` has none (a 404).
+OPEN_PATHS = frozenset({"/health", "/livez"})
 _MEMO_SIZE = 1024
 _NAME = re.compile(r"(\*\.)?[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?|\[[0-9a-f:.]+\]")
 

@@ -10,6 +10,7 @@ Endpoints::
                                       "row": N labels row N of a request of several rows)
     GET  /v1/models, /v1/models/{name}   what is served, and why a version did not load
     GET  /health                      {"status": "ok"}: 200 once the deployments are loaded
+    GET  /livez                       {"status": "alive"}: 200 whenever the process serves HTTP
     GET  /metrics                     Prometheus text format
     GET  /openapi.json                the routes above, typed by each model's signature
 
@@ -93,6 +94,8 @@ _JSON = (b"content-type", b"application/json")
 # Browsers take the declared type: an answer echoing input is never read as a page.
 _NOSNIFF = (b"x-content-type-options", b"nosniff")
 _PREFIX = "/v1/models/"
+#: The answer of /livez: the same bytes every time, and nothing about the models.
+_ALIVE = b'{"status":"alive"}'
 #: Collector thresholds while serving. A request leaves ~7 tracked objects behind (its
 #: prediction-log entry, until the next flush): at CPython's (700, 10, 10) a young
 #: collection paused every ~100th request - right at the p99 - and a full one, which only
@@ -365,7 +368,12 @@ class ModelServer:
             else:
                 await self._no_endpoint(send, path)
             return
-        if path == "/health":
+        if path == "/livez":
+            # Liveness: the process answers HTTP, whatever its models. A liveness probe on
+            # /health restarted a pod whose deployment had no loadable version again and
+            # again, while the server itself retries the load every RETRY_LOAD_AFTER s.
+            await self._send(send, 200, _ALIVE)
+        elif path == "/health":
             # Not ready while starting, or while a deployment has no loadable version at all.
             # Only the status: probes need no token and any Host may ask, so what is served
             # and why a load failed are for GET /v1/models (viewer role under --auth).

@@ -4,6 +4,7 @@ The same tokens and roles as ``loopline server --auth`` (:mod:`loopline.core.aut
 
 ==========================================  =========  ===========================
 ``GET  /health``                            open       probes; the status only
+``GET  /livez``                             open       liveness probes; "alive" only
 ``GET  /metrics``                           viewer     Prometheus sends a bearer token
 ``GET  /v1/models``, ``/v1/models/{name}``  viewer     what is served
 ``POST /v1/models/{name}/predict``          viewer     reading a model's answer
@@ -42,6 +43,7 @@ from loopline.serving.app import (
 
 RULES: list[Rule] = [
     ("GET", "/health", PUBLIC),
+    ("GET", "/livez", PUBLIC),
     ("GET", "/metrics", "viewer"),
     ("GET", "/openapi.json", "viewer"),  # as on loopline server
     ("GET", "/v1/models", "viewer"),

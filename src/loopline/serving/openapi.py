@@ -9,7 +9,7 @@ or rolling back changes it within one poll interval.
 Example:
     >>> spec = describe({})
     >>> spec["openapi"], sorted(spec["paths"])[:2]
-    ('3.1.0', ['/health', '/metrics'])
+    ('3.1.0', ['/health', '/livez'])
 """
 
 from __future__ import annotations
@@ -47,6 +47,12 @@ _HEALTH = {
     "required": ["status"],
     "additionalProperties": False,
     "properties": {"status": {"enum": ["ok", "starting", "unavailable"]}},
+}
+_ALIVE = {
+    "type": "object",
+    "required": ["status"],
+    "additionalProperties": False,
+    "properties": {"status": {"const": "alive"}},
 }
 _COMPONENTS: dict[str, Any] = {
     "schemas": {
@@ -294,6 +300,13 @@ def describe(routes: dict[str, Any]) -> dict[str, Any]:
                     "200": _json(_HEALTH, "Ready"),
                     "503": _json(_HEALTH, "Starting, or a deployment cannot load"),
                 },
+            }
+        },
+        "/livez": {
+            "get": {
+                "operationId": "livez",
+                "summary": "200 whenever the process serves HTTP (liveness); nothing about models",
+                "responses": {"200": _json(_ALIVE, "Alive")},
             }
         },
         "/metrics": {

@@ -5,8 +5,9 @@
     deploy/churn/Dockerfile              the model's python (slim) + loopline + the model's
                                          libraries, pinned to the versions in its manifest
                                          (of every deployed version for models:/NAME); non-root
-    deploy/churn/k8s/deployment.yaml     N replicas of `loopline serve --model URI`, startup/
-                                         readiness/liveness on /health, Prometheus annotations
+    deploy/churn/k8s/deployment.yaml     N replicas of `loopline serve --model URI`, readiness
+                                         on /health, startup and liveness on /livez, Prometheus
+                                         annotations
     deploy/churn/k8s/service.yaml        a ClusterIP Service on port 80
     deploy/churn/k8s/hpa.yaml            an autoscaling/v2 HorizontalPodAutoscaler on CPU
     deploy/churn/README.md               how to build, create the store Secret and apply
@@ -35,6 +36,10 @@ from loopline import __version__
 from loopline.errors import InvalidInput
 
 PORT = 8080
+#: 200 once the models serve (readiness, the image's HEALTHCHECK) / whenever the process
+#: answers HTTP (liveness, startup).
+READINESS_PATH = "/health"
+LIVENESS_PATH = "/livez"
 #: The Pythons Loopline runs on (pyproject's requires-python), as base image tags.
 SUPPORTED_PYTHONS = ("3.11", "3.12", "3.13")
 DEFAULT_PYTHON = "3.11"
@@ -158,7 +163,7 @@ RUN pip install --no-cache-dir "$LOOPLINE_SPEC" {pins} {" ".join(_EXTRA_LIBS)} \
 USER 10001
 EXPOSE {PORT}
 HEALTHCHECK --interval=10s --timeout=3s \\
-  CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:{PORT}/health')"
+  CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:{PORT}{READINESS_PATH}')"
 ENTRYPOINT [{entry}]
 """
 
@@ -186,11 +191,11 @@ def manifests(spec: PackageSpec) -> dict[str, dict[str, Any]]:
         ['deployment.yaml', 'hpa.yaml', 'service.yaml']
     """
 
-    def probe(**more: Any) -> dict[str, Any]:
+    def probe(path: str, **more: Any) -> dict[str, Any]:
         # A new dict each: one shared dict was dumped as a YAML anchor and alias (&id001,
         # *id001), which some manifest tools do not take.
         return {
-            "httpGet": {"path": "/health", "port": "http"},
+            "httpGet": {"path": path, "port": "http"},
             "periodSeconds": 10,
             "timeoutSeconds": 3,
             **more,
@@ -202,12 +207,16 @@ def manifests(spec: PackageSpec) -> dict[str, dict[str, Any]]:
         "imagePullPolicy": "IfNotPresent",
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
         "envFrom": [{"secretRef": {"name": f"{spec.app}-store"}}],
-        # /health is 503 until the models are loaded: the startup probe gives a large
-        # model 5 minutes, where the liveness probe alone restarted a pod still loading
-        # after 60 s, again and again. Liveness and readiness apply once it started.
-        "startupProbe": probe(periodSeconds=5, failureThreshold=60),
-        "readinessProbe": probe(),
-        "livenessProbe": probe(failureThreshold=3),
+        # Liveness asks /livez, which answers whenever the process serves HTTP: on /health,
+        # 503 while a deployment has no loadable version, it restarted the pod again and
+        # again, where the server itself retries the load every 30 s. Readiness stays on
+        # /health: no traffic until the models serve. The server answers nothing while it
+        # loads the models at start, so the startup probe gives a large model 5 minutes
+        # (liveness alone restarted a pod still loading after 60 s); it asks /livez too,
+        # or a version that never loads would have the pod restarted every 5 minutes.
+        "startupProbe": probe(LIVENESS_PATH, periodSeconds=5, failureThreshold=60),
+        "readinessProbe": probe(READINESS_PATH),
+        "livenessProbe": probe(LIVENESS_PATH, failureThreshold=3),
         "resources": {
             "requests": {"cpu": spec.cpu_request, "memory": spec.memory_request},
             "limits": {"cpu": spec.cpu_limit, "memory": spec.memory_limit},
