@@ -409,3 +409,48 @@ def test_the_positive_class_of_a_binary_classifier_can_be_named(ctx: Context) ->
             "holdout-text@1",
             {**spec, "positive": "churned", "metrics": {"rmse": {"upper": 1}}},
         )
+
+
+def _log_bare(model: Any, name: str) -> int:
+    """Log ``model`` without an input example (no signature) and register it."""
+    with ll.start_run(experiment=f"bare-{name}") as run:
+        run.log_model(model, "model")
+    return int(ll.registry.register(run, name).version)
+
+
+def test_a_model_logged_without_an_example_is_scored_on_the_columns_it_was_fitted_on(
+    ctx: Context,
+) -> None:
+    # Every held-out column but the label went to the model: an id column, or the
+    # features in another order, failed the gate with scikit-learn's error.
+    from sklearn import metrics as skm
+
+    train = toy_data(240, seed=0)
+    model = good_model(train)
+    version = _log_bare(model, "bare")
+    holdout = toy_data(150, seed=1)
+    shuffled = holdout[["label", "bucket", "b", "a"]].assign(id=range(150))
+    ll.datasets.register("holdout-shuffled", shuffled)
+    spec = {"label": "label", "data": {"validate": False}, "metrics": {"accuracy": {"lower": 0}}}
+    v = ll.gates.evaluate("bare", version, "holdout-shuffled@1", spec)
+    assert v.blessed, v.reasons
+    expected = skm.accuracy_score(holdout.label, model.predict(holdout[FEATURES]))
+    assert v.metrics["challenger"]["accuracy"] == pytest.approx(expected)
+    ll.datasets.register("holdout-short", shuffled.drop(columns=["b"]))
+    short = ll.gates.evaluate("bare", version, "holdout-short@1", spec)
+    assert not short.blessed and "missing column 'b'" in short.reasons[0], short.reasons
+
+
+def test_a_model_fitted_on_a_bare_array_without_an_example_is_not_scored_on_a_guess(
+    ctx: Context,
+) -> None:
+    # Nothing records which held-out columns such a model takes, nor their order: the
+    # gate scored whatever columns the held-out set had, in its order.
+    train = toy_data(240, seed=0)
+    version = _log_bare(good_model(train).fit(train[FEATURES].to_numpy(), train.label), "arr")
+    ll.datasets.register("holdout-arr", toy_data(150, seed=1)[["b", "a", "bucket", "label"]])
+    spec = {"label": "label", "data": {"validate": False}, "metrics": {"accuracy": {"lower": 0}}}
+    v = ll.gates.evaluate("arr", version, "holdout-arr@1", spec)
+    assert not v.blessed and v.metrics["challenger"] == {}
+    (reason,) = v.reasons
+    assert "fitted on unnamed columns" in reason and "input_example=X.head(5)" in reason

@@ -217,6 +217,67 @@ def test_a_model_logged_without_example_loads_unvalidated(ctx: Context) -> None:
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
 
 
+SHUFFLED = ["score", "age", "visits", "income"]
+
+
+@pytest.mark.parametrize("flavor", sorted(MAKERS), ids=str)
+def test_the_input_columns_come_from_the_signature_else_from_the_fit_else_none(
+    ctx: Context, flavor: str
+) -> None:
+    # One answer to "which columns does this model take" for batch scoring and the gate:
+    # a model logged without an example was given every column of the table, so an id
+    # column or another column order failed (or, for a booster, was silently misread).
+    X, y = _data()
+    fitted = MAKERS[flavor](X, y)
+    with ll.start_run(experiment="models") as run:
+        with_example = run.log_model(fitted, "with", input_example=X[COLUMNS].head(5))
+        by_names = run.log_model(fitted, "names")
+        by_position = run.log_model(MAKERS[flavor](X.to_numpy(), y), "array")
+    loaded = {
+        logged.name: models.load_logged_model(ctx, logged, ref=logged.name)
+        for logged in (with_example, by_names, by_position)
+    }
+    assert loaded["with"].input_columns == COLUMNS
+    assert loaded["names"].signature is None and loaded["names"].input_columns == COLUMNS
+    assert loaded["array"].input_columns is None  # nothing records its columns
+    table = X[SHUFFLED].assign(id=range(len(X)))
+    model = loaded["names"]
+    picked = model.select_inputs(list(table.columns))
+    assert picked == COLUMNS
+    np.testing.assert_array_equal(model.predict(table[picked]), fitted.predict(X))
+    assert loaded["array"].select_inputs(list(table.columns)) is None
+    with pytest.raises(InvalidInput, match="missing column 'visits'") as e:
+        model.select_inputs(["id", "age", "income", "score"])
+    assert e.value.field == "visits"
+    assert {m.task for m in loaded.values()} == {"classification"}
+
+
+def test_the_task_is_what_the_model_says_it_is(ctx: Context) -> None:
+    from sklearn.cluster import KMeans
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = _data()
+    cases = {
+        "classification": [make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)],
+        "regression": [
+            Ridge().fit(X, X.income),
+            xgb.XGBRegressor(n_estimators=2).fit(X, X.income),
+            lgb.LGBMRegressor(n_estimators=2, verbose=-1).fit(X, X.income),
+        ],
+        None: [
+            KMeans(n_clusters=2, n_init=1).fit(X),
+            xgb.XGBClassifier(n_estimators=2).fit(X, y).get_booster(),
+        ],
+    }
+    for task, fitted in cases.items():
+        for native in fitted:
+            with ll.start_run(experiment="tasks") as run:
+                logged = run.log_model(native, "m", input_example=X.head(3))
+            assert models.load_logged_model(ctx, logged, ref="m").task == task, native
+
+
 def _categorical_data(n: int = 300) -> tuple[pd.DataFrame, pd.Series]:
     rng = np.random.default_rng(5)
     X = pd.DataFrame(

@@ -347,10 +347,23 @@ def _outputs(model: Any, features: Any, y_true: Any, task: str, positive: Any = 
 
 
 def _features(spec: Thresholds, frame: Any, model: Any) -> Any:
-    signature = model.signature
-    if signature is not None and all(n in frame.columns for n in signature.names):
-        return frame[signature.names]
-    return frame.drop(columns=[spec.label])
+    """The held-out columns the model takes, in its order (:attr:`LoadedModel.input_columns`):
+    every column but the label went to a model logged without an input example, so an id
+    column or another column order failed in scikit-learn. A model fitted on a bare array
+    and logged without an example records no column names: its columns cannot be told
+    from an id, nor its order from another, so it is not scored on a guess."""
+    names = model.select_inputs([c for c in frame.columns if c != spec.label])
+    if names is None:
+        raise InvalidInput(
+            f"{model.uri} was fitted on unnamed columns (a bare array) and logged without "
+            "an input example, so nothing records which held-out columns it takes nor in "
+            "which order, and the gate does not guess; log it again with "
+            "input_example=X.head(5) (X the table it was fitted on, with column names) "
+            "and gate that version",
+            field="input_example",
+            hint="run.log_model(model, 'model', input_example=X.head(5))",
+        )
+    return frame[names]
 
 
 def _predict_all(

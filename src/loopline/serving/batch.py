@@ -140,18 +140,6 @@ def _outputs(model: Any, features: Any, version: str, probabilities: bool) -> di
     return out
 
 
-def _feature_names(model: Any) -> list[str] | None:
-    """The columns the model takes, in its order: its signature's, else (a model logged
-    without an input example) the names a scikit-learn model was fitted on. Without them
-    every input column went to the model: an id column, or the features in another order
-    than at fit, failed in scikit-learn (or, for a model that does not check names, was
-    silently taken as a feature)."""
-    if model.signature is not None:
-        return list(model.signature.names)
-    fitted = getattr(getattr(model, "native", None), "feature_names_in_", None)
-    return None if fitted is None else [str(n) for n in fitted]
-
-
 def _score_batch(
     model: Any, batch: Any, first_row: int, version: str, probabilities: bool, as_text: bool
 ) -> Any:
@@ -166,22 +154,14 @@ def _score_batch(
     import pyarrow as pa
 
     table = pa.Table.from_batches([batch])
-    names = _feature_names(model)
-    columns = batch.schema.names
     if as_text:
         table, frame = parse_features(table, model.signature)
-    elif names is not None and all(n in columns for n in names):
-        frame = batch.select(names).to_pandas()
-    elif model.signature is None and names is not None:
-        missing = [n for n in names if n not in columns]
-        raise InvalidInput(
-            f"missing column {missing[0]!r}: the model was fitted on {len(names)} columns "
-            f"({', '.join(names)}), the input has no {', '.join(map(repr, missing))}",
-            field=missing[0],
-            hint="add the column to the input",
-        )
-    else:  # the signature check names what is missing
-        frame = batch.to_pandas()
+    else:
+        # The model's columns, in its order (an id column or another order was given to the
+        # model as it stood); every column for a model fitted on a bare array and logged
+        # without an example, which records no names: the file's order is its order.
+        names = model.select_inputs(batch.schema.names)
+        frame = (batch if names is None else batch.select(names)).to_pandas()
     # Numbered from the chunk's first row, so a bad value is named by its row in the file.
     frame.index = pd.RangeIndex(first_row, first_row + len(frame))
     for name, values in _outputs(model, frame, version, probabilities).items():

@@ -47,7 +47,7 @@ from loopline.training.flavors import (
     flavor_for,
     get_flavor,
 )
-from loopline.training.flavors.base import installed_version
+from loopline.training.flavors.base import ModelTask, installed_version
 from loopline.training.model_manifest import (
     MANIFEST_FILE,
     Manifest,
@@ -124,6 +124,56 @@ class LoadedModel:
     def signature(self) -> ModelSignature | None:
         """The input columns and output type, or None when the model was logged without."""
         return self.manifest.signature
+
+    @property
+    def input_columns(self) -> list[str] | None:
+        """The columns the model takes, in its order - the one answer to "which columns of
+        a table go to this model": the signature's when it was logged with an input
+        example, else the names its library fitted it on (scikit-learn's
+        ``feature_names_in_``, a LightGBM or XGBoost booster's feature names), else None:
+        a model fitted on a bare array and logged without an example, whose columns and
+        their order nothing records.
+
+        Example:
+            >>> # ll.registry.load("models:/churn/3").input_columns  -> ['tenure', 'spend']
+        """
+        if self.signature is not None:
+            return list(self.signature.names)
+        return get_flavor(self.flavor).fitted_columns(self.native, self.manifest.saved)
+
+    def select_inputs(self, available: Sequence[str]) -> list[str] | None:
+        """:attr:`input_columns`, each checked to be among ``available`` (a table's
+        columns): select these, in this order, to predict - an id column, the label or
+        another column order stays out of the model's way. None when the columns are not
+        known; InvalidInput naming the first missing column.
+
+        Example:
+            >>> # model.select_inputs(["id", "spend", "tenure"])  -> ['tenure', 'spend']
+        """
+        names = self.input_columns
+        if names is None:
+            return None
+        have = set(available)
+        missing = [n for n in names if n not in have]
+        if missing:
+            raise InvalidInput(
+                f"missing column {missing[0]!r}: the model takes {len(names)} columns "
+                f"({', '.join(names)}), the input has no {', '.join(map(repr, missing))}",
+                field=missing[0],
+                hint="add the column to the input",
+            )
+        return names
+
+    @property
+    def task(self) -> ModelTask | None:
+        """``classification`` or ``regression`` when the model says which it is (a
+        scikit-learn or XGBoost classifier or regressor, a LightGBM one by the wrapper it
+        was logged from), else None.
+
+        Example:
+            >>> # ll.registry.load("models:/churn/3").task  -> 'classification'
+        """
+        return get_flavor(self.flavor).task(self.native, self.manifest.saved)
 
     def predict(self, X: Any) -> np.ndarray[Any, Any]:
         """Validate ``X`` against the signature and predict.

@@ -45,6 +45,8 @@ class SavedModel:
 
 
 InputKind = Literal["array", "frame"]
+#: What a model predicts: a class, or a number.
+ModelTask = Literal["classification", "regression"]
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,38 @@ class Flavor(ABC):
         example: list[dict[str, Any]] | None,
     ) -> Predictor:
         """How to call ``model``; ``example`` rows may be used to probe it once."""
+
+    def fitted_columns(self, model: Any, saved: SavedModel) -> list[str] | None:
+        """The column names ``model`` was fitted on, in its order, or None when it was
+        fitted on unnamed columns (a bare array). The default reads scikit-learn's
+        ``feature_names_in_``, which XGBoost's scikit-learn wrappers keep too.
+
+        Example:
+            >>> from loopline.training.flavors import get_flavor
+            >>> get_flavor("sklearn").fitted_columns(object(), SavedModel((), "x")) is None
+            True
+        """
+        names = getattr(model, "feature_names_in_", None)
+        return None if names is None else [str(n) for n in names]
+
+    def task(self, model: Any, saved: SavedModel) -> ModelTask | None:
+        """``classification`` or ``regression`` for a model that says which it is, else
+        None (a clusterer, a ranker, a bare booster). The default asks scikit-learn's
+        estimator tags, which a Pipeline takes from its last step.
+
+        Example:
+            >>> from sklearn.linear_model import LinearRegression
+            >>> from loopline.training.flavors import get_flavor
+            >>> get_flavor("sklearn").task(LinearRegression(), SavedModel((), "x"))
+            'regression'
+        """
+        if not hasattr(model, "__sklearn_tags__"):  # not an estimator: the tags would raise
+            return None
+        from sklearn.base import is_classifier, is_regressor
+
+        if is_classifier(model):
+            return "classification"
+        return "regression" if is_regressor(model) else None
 
     def library_versions(self) -> dict[str, str]:
         """The installed versions of :attr:`libraries` (``"not installed"`` when absent).

@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from loopline.errors import InvalidInput
 from loopline.training import native_threads
-from loopline.training.flavors.base import Flavor, Predictor, SavedModel, class_path, defined_in
+from loopline.training.flavors.base import (
+    Flavor,
+    ModelTask,
+    Predictor,
+    SavedModel,
+    class_path,
+    defined_in,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -87,6 +94,32 @@ class LightGBMFlavor(Flavor):
                 field=MODEL_FILE,
                 hint="log the model again",
             ) from exc
+
+    def fitted_columns(self, model: Any, saved: SavedModel) -> list[str] | None:
+        """The booster's feature names; None for the ``Column_0``, ``Column_1``, ...
+        LightGBM makes up for a model fitted on a bare array.
+
+        Example:
+            >>> LightGBMFlavor().fitted_columns(object(), SavedModel((), "x")) is None
+            True
+        """
+        feature_name = getattr(model, "feature_name", None)
+        if feature_name is None:
+            return None
+        names = [str(n) for n in feature_name()]
+        return None if names == [f"Column_{i}" for i in range(len(names))] else names
+
+    def task(self, model: Any, saved: SavedModel) -> ModelTask | None:
+        """From the wrapper the booster was saved from (recorded at logging).
+
+        Example:
+            >>> LightGBMFlavor().task(None, SavedModel((), "x", {"estimator": "regressor"}))
+            'regression'
+        """
+        kind = saved.options.get("estimator")
+        if kind == "classifier":
+            return "classification"
+        return "regression" if kind == "regressor" else None
 
     def predictor(
         self,

@@ -83,6 +83,20 @@ class XGBoostFlavor(Flavor):
             ) from exc
         return model
 
+    def fitted_columns(self, model: Any, saved: SavedModel) -> list[str] | None:
+        """The wrapper's ``feature_names_in_``, else a bare Booster's ``feature_names``
+        (None for a model fitted on a bare array).
+
+        Example:
+            >>> XGBoostFlavor().fitted_columns(object(), SavedModel((), "x")) is None
+            True
+        """
+        names = super().fitted_columns(model, saved)
+        if names is None and saved.model_class == "xgboost.core.Booster":
+            found = getattr(model, "feature_names", None)
+            names = None if found is None else [str(n) for n in found]
+        return names
+
     def predictor(
         self,
         model: Any,
