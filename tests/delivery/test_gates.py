@@ -454,3 +454,42 @@ def test_a_model_fitted_on_a_bare_array_without_an_example_is_not_scored_on_a_gu
     assert not v.blessed and v.metrics["challenger"] == {}
     (reason,) = v.reasons
     assert "fitted on unnamed columns" in reason and "input_example=X.head(5)" in reason
+
+
+def test_a_metric_of_the_other_task_is_refused_naming_it_and_the_models_task(
+    ctx: Context, models: dict[str, int], tmp_path: Path
+) -> None:
+    # A thresholds file naming only rmse made the task 'regression': a classifier was
+    # scored as a regressor (its class labels taken for numbers) and could be blessed.
+    from sklearn.linear_model import LinearRegression
+
+    from tests.cli_run import run_loopline
+
+    rmse = {"label": "label", "data": {"validate": False}, "metrics": {"rmse": {"upper": 1}}}
+    with pytest.raises(InvalidInput) as e:
+        ll.gates.evaluate("churn", models["good"], "holdout@1", rmse)
+    assert e.value.field == "metrics.rmse"
+    assert "rmse does not apply to the task classification" in e.value.message
+    assert "accuracy, precision, recall, f1, auc, logloss" in (e.value.hint or "")
+    with pytest.raises(InvalidInput) as e:
+        ll.gates.evaluate("churn", models["good"], "holdout@1", {**rmse, "task": "regression"})
+    assert e.value.field == "task" and "(task classification)" in e.value.message
+    assert latest_verdict("churn", models["good"]) is None  # refused, not judged
+
+    data = toy_data(200).assign(y=lambda d: 3 * d.a - d.b)
+    ll.datasets.register("prices", data.drop(columns=["label"]))
+    price = register(LinearRegression().fit(data[FEATURES], data.y), "price", data)
+    accuracy = {"label": "y", "data": {"validate": False}, "metrics": {"accuracy": {"lower": 0}}}
+    with pytest.raises(InvalidInput) as e:
+        ll.gates.evaluate("price", price, "prices@1", accuracy)
+    assert e.value.field == "metrics.accuracy" and "task regression" in e.value.message
+    assert e.value.hint == "metrics of the task regression: rmse, mae, r2"
+
+    gate = tmp_path / "gate.yaml"
+    gate.write_text("label: label\nmetrics:\n  rmse: {upper: 1}\n")
+    done = run_loopline(
+        ctx, "gate", "churn", str(models["good"]), "-d", "holdout@1", "-t", str(gate)
+    )
+    assert done.returncode == 2, done.stderr
+    assert "metrics.rmse" in done.stderr and "classification" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from loopline.core.context import get_context
 from loopline.delivery import metrics as gm
 from loopline.delivery.thresholds import (
+    Task,
     Thresholds,
     load_thresholds,
     parse_thresholds,
@@ -164,11 +165,14 @@ def evaluate(
         )
     _check_labels(frame, spec.label, data.ref)
     challenger = _load_model(name, version)
+    # The model's own task, when it says, decides how it is scored: a classifier gated on
+    # rmse alone was scored as a regressor. A metric of the other task is refused.
+    task = spec.task_for(challenger.task, f"version {version} of {name!r}")
     champion_version = current_champion(name)
     checks: list[GateCheck] = []
     if spec.data.validate_:
         checks.extend(_data_gate(spec, frame, data.ref, challenger, mv))
-    perf_checks, metrics = _performance_gate(spec, frame, name, challenger, champion_version)
+    perf_checks, metrics = _performance_gate(spec, task, frame, name, challenger, champion_version)
     checks.extend(perf_checks)
     blessed = all(c.passed for c in checks)
     reasons = [c.message for c in checks if c.passed == blessed]
@@ -367,27 +371,25 @@ def _features(spec: Thresholds, frame: Any, model: Any) -> Any:
 
 
 def _predict_all(
-    spec: Thresholds, frame: Any, model: Any, label: str
+    spec: Thresholds, task: Task, frame: Any, model: Any, label: str
 ) -> tuple[gm.Outputs | None, str | None]:
     try:
-        out = _outputs(
-            model,
-            _features(spec, frame, model),
-            frame[spec.label],
-            spec.task_for(),
-            spec.positive,
-        )
+        out = _outputs(model, _features(spec, frame, model), frame[spec.label], task, spec.positive)
     except (LooplineError, ValueError, TypeError) as exc:
         return None, f"{label} could not predict the held-out data: {exc}"
     return out, None
 
 
 def _performance_gate(
-    spec: Thresholds, frame: Any, name: str, challenger: Any, champion_version: int | None
+    spec: Thresholds,
+    task: Task,
+    frame: Any,
+    name: str,
+    challenger: Any,
+    champion_version: int | None,
 ) -> tuple[list[GateCheck], dict[str, Any]]:
-    task = spec.task_for()
     checks: list[GateCheck] = []
-    chal, error = _predict_all(spec, frame, challenger, "the challenger")
+    chal, error = _predict_all(spec, task, frame, challenger, "the challenger")
     metrics: dict[str, Any] = {
         "task": task,
         "challenger": {},
@@ -402,6 +404,7 @@ def _performance_gate(
     if champion_version is not None:
         champ, error = _predict_all(
             spec,
+            task,
             frame,
             _load_model(name, champion_version),
             f"the champion (version {champion_version})",

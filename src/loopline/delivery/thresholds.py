@@ -207,13 +207,26 @@ class Thresholds(BaseModel):
             raise ValueError("'positive' names a class: it applies to a classifier only")
         return self
 
-    def task_for(self) -> Task:
-        """The task: as given, else regression when only regression metrics are named.
+    def task_for(self, model_task: Task | None = None, model: str = "the model") -> Task:
+        """The task the model is scored as: ``model_task``, the model's own when it says
+        (a classifier or a regressor), else the file's ``task``, else regression when only
+        regression metrics are named. A file whose ``task`` or metrics do not fit the
+        model's task is refused naming them: a classifier judged on ``rmse`` alone was
+        scored as a regressor, its class labels taken for numbers.
 
         Example:
-            >>> Thresholds(label="y", metrics={"rmse": {"upper": 2}}).task_for()
+            >>> t = Thresholds(label="y", metrics={"rmse": {"upper": 2}})
+            >>> t.task_for()
             'regression'
+            >>> try:
+            ...     t.task_for("classification")
+            ... except InvalidInput as exc:
+            ...     print(exc.field)
+            metrics.rmse
         """
+        if model_task is not None:
+            _check_task(self, model_task, model)
+            return model_task
         if self.task is not None:
             return self.task
         if all(m in REGRESSION_METRICS for m in self.metrics):
@@ -231,6 +244,29 @@ class Thresholds(BaseModel):
         if bound is not None and bound.change is not None and bound.change.direction:
             return bound.change.direction
         return METRIC_DIRECTIONS[metric]
+
+
+_KIND = {"classification": "a classifier", "regression": "a regressor"}
+
+
+def _check_task(spec: Thresholds, task: Task, model: str) -> None:
+    """Refuse a ``task`` or a metric of ``spec`` that does not fit the model's ``task``."""
+    fitting = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+    hint = f"metrics of the task {task}: {', '.join(fitting)}"
+    if spec.task is not None and spec.task != task:
+        raise InvalidInput(
+            f"task: {spec.task} does not fit {model}, {_KIND[task]} (task {task})",
+            field="task",
+            hint=f"remove 'task' or set it to {task}; {hint}",
+        )
+    wrong = [m for m in spec.metrics if m not in fitting]
+    if wrong:
+        raise InvalidInput(
+            f"metrics.{wrong[0]}: {wrong[0]} does not apply to the task {task} of {model} "
+            f"({_KIND[task]})",
+            field=f"metrics.{wrong[0]}",
+            hint=hint,
+        )
 
 
 def _wrong_task(task: Any, metrics: list[str]) -> str | None:
