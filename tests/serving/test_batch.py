@@ -351,6 +351,7 @@ def test_package_writes_valid_kubernetes_manifests_and_a_pinned_dockerfile(
         "k8s/deployment.yaml",
         "k8s/hpa.yaml",
         "k8s/service.yaml",
+        f"wheels/loopline-{ll.__version__}-py3-none-any.whl",
     ]
     kinds = {}
     for path in (tmp_path / "pkg" / "k8s").iterdir():

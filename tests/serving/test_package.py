@@ -75,3 +75,66 @@ def test_a_model_following_its_deployment_gets_the_libraries_of_the_deployed_ver
     docker = (tmp_path / "pkg" / "Dockerfile").read_text()
     # The replicas serve the deployed XGBoost version: the image must be able to load it.
     assert f'"xgboost=={xgboost.__version__}"' in docker, docker
+
+
+def test_the_image_installs_a_wheel_of_the_running_loopline_from_the_build_context(
+    embedded_ctx: Context, tmp_path: Path
+) -> None:
+    # It installed loopline==VERSION from PyPI: nothing published yet, or not the code
+    # that logged and serves the model.
+    import os
+    import subprocess
+    import sys
+    import time
+    import zipfile
+
+    import loopline
+
+    data = toy_data(200)
+    register(good_model(data), "churn", data)
+    started = time.perf_counter()
+    files = package("models:/churn", tmp_path / "pkg")
+    took = time.perf_counter() - started
+    (wheel,) = (tmp_path / "pkg" / "wheels").iterdir()
+    assert wheel in files and wheel.name == f"loopline-{loopline.__version__}-py3-none-any.whl"
+    docker = (tmp_path / "pkg" / "Dockerfile").read_text()
+    assert "COPY wheels/ /tmp/wheels/" in docker, docker
+    assert f'ARG LOOPLINE_SPEC="/tmp/wheels/{wheel.name}"' in docker
+    assert not [x for x in docker.splitlines() if "loopline==" in x and not x.startswith("#")]
+    root = Path(loopline.__file__).parent
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        # The running code, this very file's bytes among them.
+        assert zf.read("loopline/serving/package.py") == (root / "serving/package.py").read_bytes()
+    on_disk = {
+        f"loopline/{p.relative_to(root).as_posix()}"
+        for p in root.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+    assert {n for n in names if n.startswith("loopline/")} == on_disk
+    # pip takes it as it is, offline, with the package data and the command.
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet",
+         "--target", str(target), str(wheel)],
+        check=True, timeout=300,
+    )  # fmt: skip
+    assert (target / "loopline/server/ui/templates/base.html").is_file()
+    entry_points = next(target.glob("loopline-*.dist-info")) / "entry_points.txt"
+    assert "loopline = " in entry_points.read_text()
+    where = subprocess.run(
+        [sys.executable, "-c", "import loopline; print(loopline.__file__)"],
+        env={**os.environ, "PYTHONPATH": str(target)},
+        capture_output=True, text=True, check=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert where.stdout.strip() == str(target / "loopline" / "__init__.py")
+    assert took < 30, f"package took {took:.1f} s"
+
+
+def test_a_loopline_spec_replaces_the_wheel(embedded_ctx: Context, tmp_path: Path) -> None:
+    data = toy_data(200)
+    register(good_model(data), "churn", data)
+    package("models:/churn", tmp_path / "pkg", loopline_spec="loopline==0.1.0")
+    docker = (tmp_path / "pkg" / "Dockerfile").read_text()
+    assert 'ARG LOOPLINE_SPEC="loopline==0.1.0"' in docker, docker
+    assert list((tmp_path / "pkg" / "wheels").iterdir()) == []  # COPY needs the folder

@@ -23,6 +23,12 @@ def package(
     ),
     workers: int = typer.Option(1, "--workers", min=1, help="Server workers per pod."),
     namespace: str = typer.Option(None, "--namespace", help="Kubernetes namespace."),
+    loopline_spec: str = typer.Option(
+        None,
+        "--loopline-spec",
+        help="What the image installs as Loopline, e.g. loopline==0.1.0 (default: a wheel "
+        "of this Loopline, written into the build context).",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the written files as JSON."),
 ) -> None:
     """Write a Dockerfile and a Deployment, Service and HorizontalPodAutoscaler.
@@ -41,6 +47,7 @@ def package(
         cpu_target=cpu_target,
         workers=workers,
         namespace=namespace,
+        loopline_spec=loopline_spec,
     )
     if json_out:
         print_json([str(f) for f in files])
