@@ -144,6 +144,13 @@ class Settings(BaseSettings):
         gt=0,
         description="`loopline server`: largest artifact upload in MB (413 beyond).",
     )
+    request_read_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="Servers: seconds a client has to send a request's headers, and the "
+        "longest pause while it sends the body; beyond, the connection is closed (408 for "
+        "late headers), so that slow clients cannot hold the server's connections.",
+    )
     token: SecretStr | None = Field(
         None,
         description="Remote mode: the API token sent as 'Authorization: Bearer' to a server "

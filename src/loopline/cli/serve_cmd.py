@@ -77,6 +77,7 @@ def serve(
 
     from loopline.cli._listen import announce, configure_hosts, enable_auth
     from loopline.core.context import get_context
+    from loopline.core.read_timeout import TimedHttpProtocol
     from loopline.serving.control import check_selection
 
     configure_hosts(host, allowed_hosts)
@@ -98,6 +99,8 @@ def serve(
         "log_level": log_level,
         "access_log": False,
         "timeout_graceful_shutdown": 10,
+        # Slow clients are cut off (LOOPLINE_REQUEST_READ_TIMEOUT_S).
+        "http": TimedHttpProtocol,
     }
     if workers == 1:
         from loopline.serving.app import ModelServer, ServeSettings, with_host_check

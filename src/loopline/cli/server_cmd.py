@@ -60,6 +60,7 @@ def server(
 
     from loopline.cli._listen import announce, configure_hosts, enable_auth
     from loopline.core.context import get_context
+    from loopline.core.read_timeout import TimedHttpProtocol
 
     configure_hosts(host, allowed_hosts)
     enable_auth(auth)  # before the context is built: its settings carry it to create_app
@@ -87,6 +88,8 @@ def server(
             workers=workers,
             log_level=log_level,
             access_log=False,
+            # Slow clients are cut off (LOOPLINE_REQUEST_READ_TIMEOUT_S).
+            http=TimedHttpProtocol,
         )
     except _Stopped:
         pass
