@@ -9,7 +9,8 @@ route, middleware or fast path runs:
   names - else **403**. Both answers are JSON naming what is needed (MLflow's
   ``{"error_code", "message"}`` on its routes, Loopline's ``{"error": {...}}`` elsewhere);
 * a route missing from the table is refused to everyone (default deny); a path that is no
-  route at all gets the app's 404 once the caller has a valid token.
+  route at all gets the app's 404, and a method a route does not serve the app's 405, once
+  the caller has a valid token.
 
 Browsers cannot add a header to a link, so the UI has a login form (``/login``) that puts
 the token in a cookie - ``HttpOnly`` (page scripts cannot read it), ``SameSite=Strict``
@@ -122,20 +123,28 @@ class AuthGate:
         self.app = app
         self.cache = cache
         self.table = table
-        self._routes: list[re.Pattern[str]] | None = None
+        self._routes: list[tuple[frozenset[str], re.Pattern[str]]] | None = None
 
-    def _is_route(self, scope: Scope, path: str) -> bool:
-        """True when the app has a route at ``path`` (for any method)."""
+    def _is_route(self, scope: Scope, method: str, path: str) -> bool:
+        """True when the app has a route for ``method`` at ``path``.
+
+        Another method of an existing route is not one: the app answers it 405 (to a caller
+        with a valid token), not the 403 of a route the access table forgot.
+        """
         if self._routes is None:
             app = scope.get("app")
             routes = getattr(app, "routes", [])
             self._routes = [
-                # A mount (no methods) answers every path below it.
-                compile_route(str(r.path) + ("" if r.methods else "/{rest:path}"))
+                (
+                    # A mount (static files, no methods) serves GET (and HEAD) below it.
+                    frozenset(r.methods or ("GET",)),
+                    compile_route(str(r.path) + ("" if r.methods else "/{rest:path}")),
+                )
                 for r in iter_route_contexts(routes)
                 if r.path
             ]
-        return any(regex.fullmatch(path) for regex in self._routes)
+        method = "GET" if method == "HEAD" else method  # as the access table reads it
+        return any(method in methods and regex.fullmatch(path) for methods, regex in self._routes)
 
     async def _principal(self, scope: Scope, path: str) -> tuple[Principal | None, bool, bool]:
         """(caller, a credential was sent, it came from the UI cookie)."""
@@ -162,7 +171,7 @@ class AuthGate:
         if need == PUBLIC:
             await self.app(scope, receive, send)
             return
-        unlisted = need == DENY and self._is_route(scope, path)
+        unlisted = need == DENY and self._is_route(scope, method, path)
         if need == DENY and not unlisted:
             # Another method of a listed route (405), or no route at all (404): the app
             # answers that, to a caller with a valid token.
