@@ -321,6 +321,18 @@ def test_bad_log_batch_is_a_4xx_naming_the_field(
     assert api.get(f"/runs/{rid}").json()["params"] == {}  # nothing was written
 
 
+def test_a_log_batch_of_many_unknown_fields_names_ten_not_all(api: httpx.Client) -> None:
+    # The message listed every one: 100,000 unknown keys came back as a 1 MB error.
+    rid = _run(api)["id"]
+    keys = b",".join(b'"k%05d": 1' % i for i in range(100_000))
+    for body in (b"{" + keys + b"}", b'{"metrics": {' + keys + b"}}"):
+        answer = api.post(f"/runs/{rid}/log-batch", content=body, headers=JSON)
+        error = _error(answer, 422)
+        assert "k00000, k00001" in error["message"]
+        assert "(and 99990 more)" in error["message"]
+        assert len(answer.content) < 2000
+
+
 #: (metrics, the field named): integers past 64 bits, which orjson reads as floats when
 #: they do not fit in 64 bits unsigned either ("-9.2e18 is not an integer" was said).
 HUGE_INTEGERS = [

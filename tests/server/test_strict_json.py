@@ -82,3 +82,54 @@ def test_the_server_answers_a_lone_surrogate_with_a_client_error(server_url: str
             ):
                 wrong.append((path, content, answer.status_code, said[:200]))
     assert not wrong
+
+
+def test_a_body_of_too_many_values_is_refused_before_any_model_sees_it() -> None:
+    from loopline.server.strict_json import MAX_JSON_VALUES, count_values
+
+    fits = {"ids": list(range(MAX_JSON_VALUES))}
+    assert count_values(fits) == MAX_JSON_VALUES + 1
+    with pytest.raises(json.JSONDecodeError) as info:
+        loads_text(json.dumps(fits).encode())
+    assert f"more than {MAX_JSON_VALUES} values" in info.value.msg
+    labels = {"request_ids": ["r"] * 10_000, "labels": [1] * 10_000, "rows": [0] * 10_000}
+    assert loads_text(json.dumps(labels).encode()) == labels  # the largest an endpoint takes
+
+
+def _many_keys(n: int) -> bytes:
+    return b"{" + b",".join(b'"k%d":1' % i for i in range(n)) + b"}"
+
+
+# Bodies that made the server build one error per value (FastAPI makes each a dict): 12 MB
+# of unknown keys cost 10 s of CPU and 1.3 GB; the body limit, 64 MB, took the server down.
+MANY = [
+    ("/api/v1/runs/search", _many_keys(300_000)),  # a viewer's route
+    ("/api/v1/experiments", _many_keys(300_000)),
+    ("/api/2.0/mlflow/runs/log-batch", b'{"run_id": "x", "metrics": [' + b"1," * 300_000 + b"1]}"),
+    ("/api/2.0/mlflow/runs/search", b'{"experiment_ids": [' + b"[]," * 300_000 + b"[]]}"),
+]
+
+
+@pytest.mark.parametrize(("path", "body"), MANY, ids=[p for p, _ in MANY])
+def test_the_server_refuses_a_body_of_too_many_values_at_once(
+    server_url: str, path: str, body: bytes
+) -> None:
+    answer = httpx.post(
+        server_url + path,
+        content=body,
+        headers={"content-type": "application/json"},
+        timeout=60,
+    )
+    assert answer.status_code in (400, 422), answer.text[:300]
+    assert "more than 100000 values" in answer.text
+    assert answer.elapsed.total_seconds() < 3
+
+
+def test_a_body_nested_too_deeply_is_invalid_json_saying_so(server_url: str) -> None:
+    answer = httpx.post(
+        server_url + "/api/v1/runs/search",
+        content=b"[" * 100_000 + b"]" * 100_000,
+        headers={"content-type": "application/json"},
+    )
+    assert answer.status_code == 422
+    assert "nested too deeply" in answer.text

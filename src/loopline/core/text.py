@@ -91,3 +91,19 @@ def check_no_control(text: str, field: str, *, lines: bool = False) -> None:
             field=field,
             hint=f"remove control characters such as NUL, ESC and carriage returns{allowed}",
         )
+
+
+def some_names(names: set[str] | list[str], shown: int = 10) -> str:
+    """The first ``shown`` of ``names`` in order, comma separated, and how many more.
+
+    For messages naming what a request got wrong: a body of 500,000 unknown keys must not
+    come back as a 4 MB error message.
+
+    Example:
+        >>> some_names({"b", "a"}), some_names([str(i) for i in range(12)], shown=2)
+        ('a, b', '0, 1 (and 10 more)')
+    """
+    ordered = sorted(names)
+    more = len(ordered) - shown
+    listed = ", ".join(ordered[:shown])
+    return f"{listed} (and {more} more)" if more > 0 else listed

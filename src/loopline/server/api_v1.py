@@ -49,6 +49,7 @@ from loopline.core.access import is_json_media_type
 from loopline.core.artifacts import check_digest
 from loopline.core.context import Context
 from loopline.core.db import reading
+from loopline.core.text import some_names
 from loopline.errors import InvalidInput, NotFound
 from loopline.monitoring.wire import (
     BusinessRequest,
@@ -371,8 +372,8 @@ def _apply_batch(ctx: Context, run_id: str, raw: bytes) -> Response:
     unknown = set(body) - _BATCH_FIELDS
     if unknown:
         raise InvalidInput(
-            f"unknown field(s) {', '.join(sorted(unknown))}",
-            field=sorted(unknown)[0],
+            f"unknown field(s) {some_names(unknown)}",
+            field=min(unknown),
             hint=f"the fields are {', '.join(sorted(_BATCH_FIELDS))}",
         )
     params, tags = body.get("params") or {}, body.get("tags") or {}

@@ -10,6 +10,14 @@ FastAPI turns into its ``json_invalid`` validation error (a 400 or 422 naming th
 
 NaN and Infinity stay accepted: MLflow's client sends them as bare literals.
 
+A body of more than :data:`MAX_JSON_VALUES` values (object members and array items, nested
+ones included) is refused the same way, before any endpoint model sees it: validating such a
+body against a model that refuses it makes one error per value, and FastAPI turns each into
+a dict - 12 MB of unknown keys took 10 s of CPU and 1.3 GB of memory, and 64 MB (the body
+limit) would have taken the server down. No endpoint takes that many (the largest, 10,000
+labels with their ids and rows, has about 30,000). A body nested deeper than Python's
+parser goes (``[[[[...``) is refused as invalid JSON too.
+
 Example:
     >>> loads_text(b'{"a": "\\ud83d\\ude00"}')  # a surrogate pair is one character
     {'a': '😀'}
@@ -31,6 +39,8 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
+#: Most values (object members and array items, at any depth) a JSON request body may hold.
+MAX_JSON_VALUES = 100_000
 #: An escape of a UTF-16 surrogate, high (D800-DBFF) or low (DC00-DFFF).
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
@@ -54,10 +64,43 @@ def loads_text(body: bytes) -> Any:
             shown,
             len(body[: exc.start].decode("utf-8", "replace")),
         ) from None
-    data = json.loads(text)
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError(
+            "the body is nested too deeply; send a flatter JSON document", text, 0
+        ) from None
     if _SURROGATE_ESCAPE.search(text) is not None:
         _refuse_lone_surrogate(text)
+    # Each value takes at least two characters ("1,"): a shorter body cannot be too many.
+    if len(body) > 2 * MAX_JSON_VALUES and count_values(data) > MAX_JSON_VALUES:
+        raise json.JSONDecodeError(
+            f"the body holds more than {MAX_JSON_VALUES} values (object members and array "
+            "items); send fewer per request",
+            text,
+            0,
+        )
     return data
+
+
+def count_values(data: Any) -> int:
+    """How many values ``data`` holds: its objects' members and arrays' items, at any depth.
+
+    Example:
+        >>> count_values({"a": [1, 2, {"b": None}], "c": "x"})
+        6
+    """
+    count = 0
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            count += len(item)
+            stack.extend(v for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            count += len(item)
+            stack.extend(v for v in item if isinstance(v, dict | list))
+    return count
 
 
 def _refuse_lone_surrogate(text: str) -> None:

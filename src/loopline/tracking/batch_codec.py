@@ -26,6 +26,7 @@ from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
+from loopline.core.text import some_names
 from loopline.errors import InvalidInput
 from loopline.tracking._dialect import MetricRow
 from loopline.tracking.validation import MAX_FLOAT, check_key
@@ -149,7 +150,7 @@ def decode_metrics(raw: Any, run_id: str, now: int) -> list[MetricRow]:
         unknown = set(raw) - {"keys", "values", "steps", "timestamps"}
         if unknown:
             raise InvalidInput(
-                f"metrics has unknown field(s) {', '.join(sorted(unknown))}",
+                f"metrics has unknown field(s) {some_names(unknown)}",
                 field="metrics",
                 hint="columns are keys, values, steps and timestamps",
             )
