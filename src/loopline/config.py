@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
@@ -41,6 +42,44 @@ S3_MAX_ATTEMPTS = 3
 #: (``token:NAME``); it wins over ``LOOPLINE_ACTOR`` so that the audit log names the token
 #: behind each change made through a server started with ``--auth``.
 request_actor: ContextVar[str | None] = ContextVar("loopline_request_actor", default=None)
+
+
+#: Query parameters of a URI that carry a secret (libpq's ``password`` and ``sslpassword``,
+#: redis-py's ``password``, ...): :func:`display_uri` hides their values too.
+_SECRET_QUERY = re.compile(
+    r"([?&](?:password|passwd|pwd|sslpassword|secret|token)=)[^&#]*", re.IGNORECASE
+)
+
+
+def display_uri(uri: str) -> str:
+    """``uri`` as it may be shown - in messages, logs, ``loopline doctor``, stored records:
+    the password of its user part and the values of secret query parameters become ``***``.
+
+    A team's ``LOOPLINE_URI`` (``postgresql://loopline:PASSWORD@db/...``) and
+    ``LOOPLINE_ONLINE_STORE`` (``redis://:PASSWORD@cache/0``) usually hold one; a log line
+    or a doctor report must never repeat it.
+
+    Example:
+        >>> display_uri("postgresql://loopline:s3cret@db.internal:5432/loopline")
+        'postgresql://loopline:***@db.internal:5432/loopline'
+        >>> display_uri("redis://:s3cret@cache:6379/0")
+        'redis://:***@cache:6379/0'
+        >>> display_uri("postgresql://loopline@db/loopline?password=s3cret&sslmode=require")
+        'postgresql://loopline@db/loopline?password=***&sslmode=require'
+        >>> display_uri("sqlite:///.loopline/loopline.db")
+        'sqlite:///.loopline/loopline.db'
+    """
+    scheme, sep, rest = uri.partition("://")
+    if sep:
+        # The user part ends at the last "@" before the query: a password may hold a "/"
+        # or an "@" its writer forgot to percent-encode, and must be hidden all the same.
+        end = min((i for i in (rest.find(c) for c in "?#") if i >= 0), default=len(rest))
+        userinfo, at, after = rest[:end].rpartition("@")
+        user, colon, _password = userinfo.partition(":")
+        if at and colon and "/" not in user:
+            rest = f"{user}:***@{after}{rest[end:]}"
+        uri = f"{scheme}://{rest}"
+    return _SECRET_QUERY.sub(r"\1***", uri)
 
 
 class _TomlSource(PydanticBaseSettingsSource):

@@ -5,6 +5,7 @@ import os
 import re
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,10 @@ import pytest
 import typer.main
 
 from loopline.cli.main import COMMAND_SUMMARIES, LAZY_COMMANDS, app, load_command
-from tests.cli_run import run_cli
+from tests.cli_run import popen, run_cli
 from tests.conftest import run_python
+from tests.health import wait_healthy
+from tests.server.conftest import free_port, stop_server
 
 
 def _loopline(
@@ -257,3 +260,34 @@ def test_loop_pause_refuses_a_model_it_does_not_know(tmp_path: Path) -> None:
     assert _loopline("loop", "resume", "*", cwd=tmp_path).returncode == 0
     audit = _loopline("audit", "ls", "--json", cwd=tmp_path)
     assert "chrun" not in audit.stdout and audit.stdout.count("loop.pause") == 1, audit.stderr
+
+
+@pytest.mark.parametrize("command", ["server", "serve"])
+def test_the_servers_startup_line_hides_the_database_password(
+    pg_uri: str, tmp_path: Path, command: str
+) -> None:
+    password = "hunter2-do-not-log"
+    scheme, rest = pg_uri.split("://", 1)
+    user, host = rest.split("@", 1)  # the test server trusts loopback: the password goes unused
+    env = {
+        **os.environ,
+        "LOOPLINE_URI": f"{scheme}://{user}:{password}@{host}",
+        "LOOPLINE_ARTIFACTS": str(tmp_path / "art"),
+    }
+    port = free_port()
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        proc = popen(
+            [sys.executable, "-m", "loopline.cli.main", command, "--port", str(port)],
+            env=env,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", proc, log.read_text, what=command)
+    finally:
+        stop_server(proc)
+    text = " ".join(log.read_text().split())
+    assert f"metadata {scheme}://{user}:***@{host}" in text
+    assert password not in text

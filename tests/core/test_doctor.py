@@ -57,3 +57,39 @@ def test_a_redis_that_answers_passes(tmp_path: Path) -> None:
     if not url:
         pytest.skip("needs the Redis service (make test)")
     assert _online(tmp_path, url) == (True, "redis answers")
+
+
+def _with_password(uri: str, password: str) -> str:
+    """``uri`` (``scheme://user@host...`` or ``scheme://host...``) with ``password`` added."""
+    scheme, rest = uri.split("://", 1)
+    user, at, host = rest.partition("@")
+    return f"{scheme}://{user}:{password}@{host}" if at else f"{scheme}://:{password}@{rest}"
+
+
+@pytest.mark.parametrize(
+    "backend",
+    ["postgresql", "postgresql-unreachable", "server-unreachable", "redis", "redis-unreachable"],
+)
+def test_no_password_in_the_report(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str
+) -> None:
+    password = "hunter2-do-not-show"
+    uri = f"sqlite:///{tmp_path / 'meta.db'}"
+    online = None
+    if backend == "postgresql":  # the test server trusts loopback: the password goes unused
+        uri = _with_password(str(request.getfixturevalue("pg_uri")), password)
+    elif backend == "postgresql-unreachable":
+        uri = f"postgresql://loopline:{password}@127.0.0.1:1/loopline"
+    elif backend == "server-unreachable":
+        uri = f"http://loopline:{password}@127.0.0.1:1"
+    elif backend == "redis":  # a password the test Redis does not ask for: it answers
+        online = _with_password(str(request.getfixturevalue("redis_url")), password)
+    else:
+        online = f"redis://:{password}@127.0.0.1:1/0"
+    settings = Settings(uri=uri, artifacts=str(tmp_path / "artifacts"), online_store=online)
+    checks = run_checks(settings)
+    shown = [text for c in checks for text in (c.target, c.detail)]
+    assert not any(password in text for text in shown), shown
+    checked = checks[0] if online is None else checks[-1]
+    assert "***" in checked.target
+    assert checked.ok == (backend in ("postgresql", "redis")), checked.detail

@@ -929,3 +929,47 @@ def test_a_number_for_a_time_and_a_dict_for_a_key_are_refused(fs_ctx: Context) -
         ll.features.get_online("ik", [1, {"k": 1}])
     assert info.value.field == "keys" and "(k)" in (info.value.hint or "")
     assert ll.features.get_online("ik", [1]) == [{"v": 1.0}]
+
+
+# -- a password in LOOPLINE_ONLINE_STORE ------------------------------------------------
+
+
+@pytest.fixture
+def redis_with_password(redis_url: str) -> Iterator[tuple[str, str]]:
+    """The test Redis through a user of its own with a password: (URL, password)."""
+    import uuid
+
+    import redis
+
+    admin = redis.Redis.from_url(redis_url)
+    user, password = f"t-{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex}"
+    admin.execute_command("ACL", "SETUSER", user, "on", f">{password}", "~*", "&*", "+@all")
+    host_db = redis_url.removeprefix("redis://")
+    try:
+        yield f"redis://{user}:{password}@{host_db}", password
+    finally:
+        admin.execute_command("ACL", "DELUSER", user)
+        admin.close()
+
+
+def test_a_redis_password_is_never_shown_nor_recorded(
+    redis_with_password: tuple[str, str], migrated_db_uri: str, tmp_path: Path
+) -> None:
+    url, password = redis_with_password
+    context = ll.init(uri=migrated_db_uri, artifacts=str(tmp_path / "art"), online_store=url)
+    try:
+        _random_view("u", seed=8)
+        with pytest.raises(ll.NotFound) as never:
+            ll.features.get_online("u", [1])
+        result = ll.features.materialize("u", end=T0 + pd.Timedelta(seconds=80))
+        last = ll.features.get_view("u").last_materialization
+        assert last is not None and ll.features.get_online("u", [10_000])[0]["x"] is None
+        shown = [str(never.value), result.online_store, last.online_store]
+        assert all(password not in text for text in shown), shown
+        assert result.online_store == last.online_store == url.replace(password, "***")
+    finally:
+        context.close()
+    down = open_online_store(url.rsplit(":", 1)[0] + ":1/0")  # same password, no server
+    with pytest.raises(ll.BackendUnavailable) as unreachable:
+        down.read("v", ["1"])
+    assert password not in str(unreachable.value) and "***" in str(unreachable.value)

@@ -76,6 +76,7 @@ def serve(
     import uvicorn
 
     from loopline.cli._listen import announce, configure_hosts, enable_auth
+    from loopline.config import display_uri
     from loopline.core.context import get_context
     from loopline.core.read_timeout import TimedHttpProtocol
     from loopline.serving.control import check_selection
@@ -89,7 +90,8 @@ def serve(
     check_selection(model)
     err_console.print(
         f"loopline serve: {workers} worker(s), "
-        f"metadata {ctx.settings.metadata_uri}, artifacts {ctx.settings.artifacts_uri}",
+        f"metadata {display_uri(ctx.settings.metadata_uri)}, "
+        f"artifacts {display_uri(ctx.settings.artifacts_uri)}",
         highlight=False,
     )
     announce("loopline serve", host, port, ctx=ctx)

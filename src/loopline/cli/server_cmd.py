@@ -59,6 +59,7 @@ def server(
     import uvicorn
 
     from loopline.cli._listen import announce, configure_hosts, enable_auth
+    from loopline.config import display_uri
     from loopline.core.context import get_context
     from loopline.core.read_timeout import TimedHttpProtocol
 
@@ -67,7 +68,8 @@ def server(
     ctx = get_context()
     _ = ctx.engine  # migrate before the first request, and fail early on a bad URI
     err_console.print(
-        f"metadata {ctx.settings.metadata_uri}, artifacts {ctx.settings.artifacts_uri}",
+        f"metadata {display_uri(ctx.settings.metadata_uri)}, "
+        f"artifacts {display_uri(ctx.settings.artifacts_uri)}",
         highlight=False,
     )
     announce("loopline server", host, port, ctx=ctx)

@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
+from loopline.config import display_uri
 from loopline.core.schema_revision import HEAD_REVISION as _HEAD_REVISION
 from loopline.errors import BackendUnavailable, ConfigError
 
@@ -75,6 +76,17 @@ def driver_reason(exc: DBAPIError) -> str:
     return text.splitlines()[0] if text else str(exc)
 
 
+def shown_url(engine: Engine) -> str:
+    """``engine``'s database URL as messages may show it: without the password, be it in
+    the user part or a ``password=`` query parameter (:func:`loopline.config.display_uri`).
+
+    Example:
+        >>> shown_url(sa.create_engine("postgresql+psycopg://u:pw@db/x?password=pw"))
+        'postgresql+psycopg://u:***@db/x?password=***'
+    """
+    return display_uri(engine.url.render_as_string(hide_password=False))
+
+
 def like_literal(text: str) -> str:
     r"""``text`` as part of a LIKE pattern that matches only itself (use ``escape="\\"``):
     ``%``, ``_`` and the escape character are escaped.
@@ -99,7 +111,7 @@ def create_engine_for(uri: str, *, busy_timeout_ms: int = 30_000) -> Engine:
         url = make_url(uri)
     except ArgumentError as exc:
         raise ConfigError(
-            f"LOOPLINE_URI={uri!r} is not a database URI",
+            f"LOOPLINE_URI={display_uri(uri)!r} is not a database URI",
             hint="use sqlite:///path/to/file.db or postgresql://user:pw@host:port/db",
         ) from exc
     backend = url.get_backend_name()
@@ -301,7 +313,7 @@ def check_known_revision(engine: Engine, revision: str | None) -> None:
         return
     from loopline import __version__
 
-    safe = engine.url.render_as_string(hide_password=True)
+    safe = shown_url(engine)
     raise ConfigError(
         f"the metadata database {safe} is at schema revision {revision!r}, which this "
         f"Loopline ({__version__}, newest revision {known_revisions()[-1]!r}) does not "
@@ -432,7 +444,7 @@ class _translate_connect_errors:
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if isinstance(exc, OperationalError):
-            safe = self.engine.url.render_as_string(hide_password=True)
+            safe = shown_url(self.engine)
             reason = driver_reason(exc)
             raise BackendUnavailable(
                 f"cannot reach the metadata database {safe}: {reason}",
@@ -522,7 +534,7 @@ def _committed(engine: Engine, xid: int, deadline: float, retry_s: float) -> boo
 
 
 def _unavailable(engine: Engine, exc: DBAPIError, retry_s: float) -> BackendUnavailable:
-    safe = engine.url.render_as_string(hide_password=True)
+    safe = shown_url(engine)
     reason = driver_reason(exc)
     return BackendUnavailable(
         f"the metadata database {safe} did not answer for {retry_s:g} s: {reason}",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from loopline.config import REDIS_SCHEMES, Settings
+from loopline.config import REDIS_SCHEMES, Settings, display_uri
 from loopline.core.artifacts import S3ArtifactStore, open_artifact_store
 from loopline.core.db import (
     check_known_revision,
@@ -57,12 +57,13 @@ def _check_metadata(settings: Settings) -> str:
     if uri.startswith(("http://", "https://")):
         import httpx
 
+        shown = display_uri(uri)
         try:
             resp = httpx.get(uri.rstrip("/") + "/health", timeout=5)
         except httpx.HTTPError as exc:
-            raise LooplineError(f"server {uri} does not answer: {exc}") from exc
+            raise LooplineError(f"server {shown} does not answer: {exc}") from exc
         if resp.status_code != 200:
-            raise LooplineError(f"server {uri} answered /health with {resp.status_code}")
+            raise LooplineError(f"server {shown} answered /health with {resp.status_code}")
         return "server healthy"
     engine = create_engine_for(uri, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     try:
@@ -156,6 +157,7 @@ def _check_online(settings: Settings) -> str:
     uri = settings.online_store or ""
     if not uri:
         return "sqlite (embedded)"
+    shown = display_uri(uri)
     if uri.startswith(REDIS_SCHEMES):
         import redis
 
@@ -163,14 +165,14 @@ def _check_online(settings: Settings) -> str:
             client = redis.Redis.from_url(uri, socket_timeout=3, socket_connect_timeout=3)
         except ValueError as exc:
             raise ConfigError(
-                f"LOOPLINE_ONLINE_STORE={uri} is not a Redis URL: {exc}",
+                f"LOOPLINE_ONLINE_STORE={shown} is not a Redis URL: {exc}",
                 hint="use redis://host:port/db, rediss://host:port/db or unix:///path.sock",
             ) from exc
         try:
             client.ping()
         except redis.RedisError as exc:
             raise LooplineError(
-                f"Redis at LOOPLINE_ONLINE_STORE={uri} does not answer: {exc}"
+                f"Redis at LOOPLINE_ONLINE_STORE={shown} does not answer: {exc}"
             ) from exc
         finally:
             client.close()
@@ -179,13 +181,13 @@ def _check_online(settings: Settings) -> str:
         path = uri.removeprefix("sqlite:///")
         if not path or path == ":memory:":
             raise ConfigError(
-                f"LOOPLINE_ONLINE_STORE={uri} names no file",
+                f"LOOPLINE_ONLINE_STORE={shown} names no file",
                 hint="use sqlite:///path/to/online.db",
             )
         return f"sqlite at {path}"
     # the online store refuses any other scheme on first use: say so now, not then
     raise ConfigError(
-        f"LOOPLINE_ONLINE_STORE has unknown scheme in {uri!r}",
+        f"LOOPLINE_ONLINE_STORE has unknown scheme in {shown!r}",
         hint="use sqlite:///path/to/online.db, redis://host:port/db, rediss://... or unix://...",
     )
 
@@ -196,9 +198,13 @@ def run_checks(settings: Settings) -> list[Check]:
     Example:
         >>> # [c.name for c in run_checks(load_settings())] -> ['metadata', 'artifacts', ...]
     """
-    artifacts = _timed("artifacts", settings.artifacts_uri, lambda: _check_artifacts(settings))
+    # Targets as display_uri() shows them: a report (or a pasted --json) must not carry
+    # the password of the database or of Redis.
+    artifacts = _timed(
+        "artifacts", display_uri(settings.artifacts_uri), lambda: _check_artifacts(settings)
+    )
     checks = [
-        _timed("metadata", settings.metadata_uri, lambda: _check_metadata(settings)),
+        _timed("metadata", display_uri(settings.metadata_uri), lambda: _check_metadata(settings)),
         artifacts,
         _timed(
             "temp files",
@@ -207,10 +213,11 @@ def run_checks(settings: Settings) -> list[Check]:
         ),
         _timed(
             "online store",
-            settings.online_store or "sqlite (embedded)",
+            display_uri(settings.online_store or "sqlite (embedded)"),
             lambda: _check_online(settings),
         ),
     ]
     if settings.ray_address:
-        checks.append(Check("ray", settings.ray_address, True, "configured (checked on use)", 0.0))
+        ray = display_uri(settings.ray_address)
+        checks.append(Check("ray", ray, True, "configured (checked on use)", 0.0))
     return checks

@@ -34,7 +34,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from loopline.config import REDIS_SCHEMES
+from loopline.config import REDIS_SCHEMES, display_uri
 from loopline.errors import BackendUnavailable, ConfigError
 
 SETTING = "LOOPLINE_ONLINE_STORE"
@@ -63,6 +63,8 @@ class OnlineStore(ABC):
     ``tests/data/test_features_online.py`` runs one conformance suite on every backend.
     """
 
+    #: Where the store is, as messages, results and the materialization log show it
+    #: (:func:`~loopline.config.display_uri`: never a password).
     url: str
 
     @abstractmethod
@@ -291,13 +293,15 @@ class RedisOnlineStore(OnlineStore):
     def __init__(self, url: str) -> None:
         import redis
 
-        self.url = url
+        # The URL's password stays in the client: the url shown (in errors, in what
+        # materialize returns and records in the metadata database) has none.
+        self.url = display_uri(url)
         self._redis_mod = redis
         try:
             self._client: Any = redis.Redis.from_url(url)
         except ValueError as exc:
             raise ConfigError(
-                f"{SETTING}={url!r} is not a Redis URL: {exc}",
+                f"{SETTING}={self.url!r} is not a Redis URL: {exc}",
                 hint="use redis://host:port/db",
             ) from exc
 
@@ -406,6 +410,6 @@ def open_online_store(
     if url.startswith(REDIS_SCHEMES):
         return RedisOnlineStore(url)
     raise ConfigError(
-        f"{SETTING} has unknown scheme in {url!r}",
+        f"{SETTING} has unknown scheme in {display_uri(url)!r}",
         hint="use sqlite:///path/to/online.db or redis://host:port/db",
     )

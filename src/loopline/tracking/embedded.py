@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from loopline.core.context import Context
-from loopline.core.db import driver_reason
+from loopline.core.db import driver_reason, shown_url
 from loopline.errors import BackendUnavailable, NotFound, remedy
 from loopline.tracking import experiments, lineage, query, store
 from loopline.tracking._dialect import MetricRow
@@ -149,7 +149,7 @@ class EmbeddedBackend(TrackingBackend):
         try:
             store.write_run(self.ctx.engine, new, params=params, tags=tags, rows=rows, end=end)
         except (DBAPIError, BackendUnavailable) as exc:
-            safe = self.ctx.engine.url.render_as_string(hide_password=True)
+            safe = shown_url(self.ctx.engine)
             raise BackendUnavailable(
                 f"could not write run {new.record.id} to {safe}: {_reason(exc)}",
                 hint=f"nothing of it is lost: {remedy(exc, _FIX)}; the run is written with its "
@@ -186,7 +186,7 @@ class EmbeddedBackend(TrackingBackend):
             if writer is not None:
                 writer.put_back(rows)
             if isinstance(exc, (DBAPIError, BackendUnavailable)):
-                safe = self.ctx.engine.url.render_as_string(hide_password=True)
+                safe = shown_url(self.ctx.engine)
                 raise BackendUnavailable(
                     f"could not end run {run_id} and write its {len(rows)} queued metric "
                     f"points to {safe}: {_reason(exc)}",

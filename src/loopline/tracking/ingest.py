@@ -40,7 +40,7 @@ from typing import Protocol
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from loopline.core.db import driver_reason, run_transaction
+from loopline.core.db import driver_reason, run_transaction, shown_url
 from loopline.errors import BackendUnavailable, LooplineError, remedy
 from loopline.tracking._dialect import MetricRow
 from loopline.tracking.metrics import write_rows
@@ -130,7 +130,7 @@ class EmbeddedSink:
         Example:
             >>> # EmbeddedSink(engine).describe()  -> 'sqlite:///.loopline/loopline.db'
         """
-        return self.engine.url.render_as_string(hide_password=True)
+        return shown_url(self.engine)
 
     def after_fork(self) -> None:
         """Forget the parent's pooled connections without closing them.
