@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import socket
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from loopline.core import db
 from loopline.core.db import (
     create_engine_for,
     current_revision,
@@ -150,6 +153,56 @@ def test_switching_a_new_file_to_wal_is_retried_while_another_process_holds_it()
 def test_unknown_scheme_names_the_setting(uri: str) -> None:
     with pytest.raises(ConfigError, match="LOOPLINE_URI"):
         create_engine_for(uri)
+
+
+@pytest.mark.parametrize(
+    ("uri", "words"),
+    [
+        ("postgres://loopline:hunter2@db/loopline", "write postgresql:// instead"),
+        ("postgresql://loopline:hunter2@db:fivethousand/loopline", "is not a database URI"),
+        ("postgresql://loopline:hunter2@db:5432", "names no database"),
+        ("postgresql://loopline:hunter2@db:5432/", "names no database"),
+        ("postgresql+asyncpg://loopline:hunter2@db/loopline", "through psycopg (3) only"),
+    ],
+    ids=["postgres-scheme", "port-no-number", "no-database", "empty-database", "other-driver"],
+)
+def test_a_postgresql_uri_loopline_cannot_use_names_the_setting(uri: str, words: str) -> None:
+    with pytest.raises(ConfigError, match="LOOPLINE_URI") as info:
+        create_engine_for(uri)
+    said = f"{info.value.message} {info.value.hint}"
+    assert words in said and "hunter2" not in said
+
+
+def test_a_database_named_in_the_query_is_enough() -> None:
+    engine = create_engine_for("postgresql://loopline@/?dbname=loopline&host=/run/postgresql")
+    assert engine.dialect.name == "postgresql"
+
+
+@pytest.fixture
+def mute_server() -> Iterator[int]:
+    """A loopback port whose connections are accepted (by the kernel) and never answered:
+    a hung database server, or a proxy in front of a stopped one."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield int(listener.getsockname()[1])
+
+
+@pytest.mark.parametrize("bound_by", ["default", "uri"])
+def test_a_postgresql_server_that_never_answers_fails_in_bounded_time(
+    mute_server: int, monkeypatch: pytest.MonkeyPatch, bound_by: str
+) -> None:
+    uri = f"postgresql://loopline:hunter2@127.0.0.1:{mute_server}/loopline"
+    if bound_by == "default":
+        monkeypatch.setattr(db, "PG_CONNECT_TIMEOUT_S", 1)
+    else:  # the URI's own connect_timeout wins over the default
+        monkeypatch.setattr(db, "PG_CONNECT_TIMEOUT_S", 3600)
+        uri += "?connect_timeout=1"
+    start = time.monotonic()
+    with pytest.raises(BackendUnavailable, match="LOOPLINE_URI") as info:
+        current_revision(create_engine_for(uri))
+    assert time.monotonic() - start < 15
+    assert "timeout" in info.value.message and "hunter2" not in info.value.message
 
 
 def test_unreachable_postgres_names_the_setting() -> None:

@@ -98,10 +98,39 @@ def like_literal(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+#: Seconds a new PostgreSQL connection may take - to connect and to be answered - unless
+#: ``LOOPLINE_URI`` sets ``?connect_timeout=N``. Without a bound, a server that accepts the
+#: connection and never answers (hung, or a proxy in front of a stopped one) hangs every
+#: command, and ``loopline doctor``, for good.
+PG_CONNECT_TIMEOUT_S = 10
+
+_PG_HINT = "use postgresql://user:password@host:5432/database"
+
+
+def _pg_url(url: sa.URL, uri: str) -> sa.URL:
+    """``url`` for SQLAlchemy's psycopg (3) driver; ConfigError naming LOOPLINE_URI for a
+    PostgreSQL URI that Loopline cannot use."""
+    shown = display_uri(uri)
+    if url.drivername not in ("postgresql", "postgresql+psycopg"):
+        raise ConfigError(
+            f"LOOPLINE_URI={shown!r} asks for the driver {url.drivername!r}: Loopline talks "
+            "to PostgreSQL through psycopg (3) only",
+            hint=_PG_HINT,
+        )
+    if not url.database and "dbname" not in url.query:
+        # libpq would fall back to a database named after the user (often 'postgres'), and
+        # Loopline's tables would land there.
+        raise ConfigError(f"LOOPLINE_URI={shown!r} names no database", hint=_PG_HINT)
+    return url.set(drivername="postgresql+psycopg")
+
+
 def create_engine_for(uri: str, *, busy_timeout_ms: int = 30_000) -> Engine:
     """Create a SQLAlchemy engine for a ``sqlite://`` or ``postgresql://`` URI.
 
-    Raises :class:`ConfigError` for any other scheme, naming ``LOOPLINE_URI``.
+    Raises :class:`ConfigError` naming ``LOOPLINE_URI`` for any other scheme (``postgres://``
+    is named as such), a port that is no number, another PostgreSQL driver than psycopg, and
+    a PostgreSQL URI without a database. A PostgreSQL connection waits at most
+    :data:`PG_CONNECT_TIMEOUT_S` seconds, unless the URI sets ``connect_timeout``.
 
     Example:
         >>> create_engine_for("sqlite:///:memory:").dialect.name
@@ -109,12 +138,17 @@ def create_engine_for(uri: str, *, busy_timeout_ms: int = 30_000) -> Engine:
     """
     try:
         url = make_url(uri)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is no number
         raise ConfigError(
             f"LOOPLINE_URI={display_uri(uri)!r} is not a database URI",
             hint="use sqlite:///path/to/file.db or postgresql://user:pw@host:port/db",
         ) from exc
     backend = url.get_backend_name()
+    if backend == "postgres":  # Heroku's and some tools' spelling; SQLAlchemy has none of it
+        raise ConfigError(
+            "LOOPLINE_URI begins with 'postgres://', which SQLAlchemy does not read",
+            hint="write postgresql:// instead: the rest of the URI stays as it is",
+        )
     if backend not in SUPPORTED_SCHEMES:
         raise ConfigError(
             f"LOOPLINE_URI has unknown scheme {url.drivername!r}",
@@ -122,9 +156,13 @@ def create_engine_for(uri: str, *, busy_timeout_ms: int = 30_000) -> Engine:
         )
     if backend == "sqlite":
         return _sqlite_engine(url, busy_timeout_ms)
-    if url.drivername == "postgresql":
-        url = url.set(drivername="postgresql+psycopg")
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    url = _pg_url(url, uri)
+    connect_args = (
+        {} if "connect_timeout" in url.query else {"connect_timeout": PG_CONNECT_TIMEOUT_S}
+    )
+    return sa.create_engine(
+        url, pool_pre_ping=True, pool_size=5, max_overflow=10, connect_args=connect_args
+    )
 
 
 def enable_wal(cursor: Any, wait_s: float) -> None:
