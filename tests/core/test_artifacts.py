@@ -87,6 +87,24 @@ def test_missing_bucket_names_the_setting() -> None:
         store.check()
 
 
+def test_a_write_to_a_missing_bucket_names_the_setting(tmp_path: Path) -> None:
+    # exists() answers False for a missing bucket: the write is where it showed, as a bare
+    # FileNotFoundError ("The specified bucket does not exist") naming no setting.
+    store = open_artifact_store("s3://no-such-bucket-here/x", s3_options())
+    (tmp_path / "f.bin").write_bytes(b"file")
+    for write in (lambda: store.put_bytes(b"x"), lambda: store.put_file(tmp_path / "f.bin")):
+        with pytest.raises(BackendUnavailable, match="LOOPLINE_ARTIFACTS") as info:
+            write()
+        assert "'no-such-bucket-here'" in info.value.message
+        assert "does not exist" in info.value.message
+
+
+@pytest.mark.parametrize("url", ["s3://", "s3:///", "s3:///prefix"])
+def test_an_s3_url_without_a_bucket_names_the_setting(url: str) -> None:
+    with pytest.raises(ConfigError, match=r"LOOPLINE_ARTIFACTS.*names no bucket"):
+        open_artifact_store(url)
+
+
 def test_unwritable_folder_names_the_setting(tmp_path: Path) -> None:
     store = open_artifact_store("/proc/loopline-cannot-write-here")
     with pytest.raises(BackendUnavailable, match="LOOPLINE_ARTIFACTS"):

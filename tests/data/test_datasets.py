@@ -420,6 +420,21 @@ def test_register_on_the_s3_artifact_store(
         context.close()
 
 
+def test_a_missing_bucket_fails_the_register_naming_the_setting_and_records_nothing(
+    s3_env: None, migrated_db_uri: str, tmp_path: Path
+) -> None:
+    context = ll.init(uri=migrated_db_uri, artifacts="s3://no-such-bucket-here/x")
+    try:
+        folder = _make_folder(tmp_path / "src", 3)
+        for source in (folder, _frame(10)):
+            with pytest.raises(ll.BackendUnavailable, match="LOOPLINE_ARTIFACTS") as info:
+                ll.datasets.register("d", source)
+            assert "'no-such-bucket-here'" in info.value.message
+        assert ll.datasets.list_datasets() == []
+    finally:
+        context.close()
+
+
 _CATALOG_OPENED_DURING_THE_COPY = """
 import sys, threading
 import loopline as ll

@@ -564,8 +564,9 @@ class S3ArtifactStore(ArtifactStore):
         # Heavy (botocore); only a team deployment pays for it.
         from loopline.core.s3 import s3_filesystem
 
-        self.url = url.rstrip("/")
-        self._root = self.url.removeprefix("s3://")
+        # The scheme goes first: "s3://" stripped of its slashes first became bucket "s3:".
+        self._root = url.removeprefix("s3://").rstrip("/")
+        self.url = f"s3://{self._root}"
         self.bucket = self._root.split("/", 1)[0]
         if not self.bucket:
             raise ConfigError(
@@ -583,16 +584,32 @@ class S3ArtifactStore(ArtifactStore):
     def put_bytes(self, data: bytes) -> str:
         digest = hash_bytes(data)
         if not self.exists(digest):
-            with self._translate():
+            with self._uploading():
                 self.fs.pipe_file(self._key(digest), data)
         return digest
 
     def put_file(self, path: str | os.PathLike[str]) -> str:
         digest = hash_file(path)
         if not self.exists(digest):
-            with self._translate():
+            with self._uploading():
                 self.fs.put_file(os.fspath(path), self._key(digest))
         return digest
+
+    @contextlib.contextmanager
+    def _uploading(self) -> Iterator[None]:
+        """Translate S3's failures of a write; "not found" can only mean the bucket.
+
+        (``exists`` answers False for a missing bucket, so the first write is where a
+        wrong bucket name shows: as ``FileNotFoundError``, which named no setting.)
+        """
+        with self._translate():
+            try:
+                yield
+            except FileNotFoundError as exc:
+                raise BackendUnavailable(
+                    f"the bucket {self.bucket!r} of LOOPLINE_ARTIFACTS={self.url} does not exist",
+                    hint="create the bucket or fix LOOPLINE_ARTIFACTS",
+                ) from exc
 
     def _read_raw(self, digest: str) -> bytes:
         with self._translate():
@@ -617,14 +634,9 @@ class S3ArtifactStore(ArtifactStore):
         # False for an endpoint that does not answer too, which would send the user looking
         # for a bucket that is there. A missing bucket fails the write as not found.
         probe = f"{self._root}/tmp/probe-{uuid.uuid4().hex}"
+        with self._uploading():
+            self.fs.pipe_file(probe, b"ok")
         with self._translate():
-            try:
-                self.fs.pipe_file(probe, b"ok")
-            except FileNotFoundError as exc:
-                raise BackendUnavailable(
-                    f"the bucket {self.bucket!r} of LOOPLINE_ARTIFACTS={self.url} does not exist",
-                    hint="create the bucket or fix LOOPLINE_ARTIFACTS",
-                ) from exc
             self.fs.rm_file(probe)
 
     def unfinished_uploads(self) -> list[tuple[str, str]]:
