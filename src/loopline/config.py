@@ -19,7 +19,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from loopline.errors import ConfigError
@@ -88,6 +88,7 @@ class _TomlSource(PydanticBaseSettingsSource):
     def __init__(self, settings_cls: type[BaseSettings]) -> None:
         super().__init__(settings_cls)
         self._data = _read_toml()
+        _check_keys(self._data, settings_cls)
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return self._data.get(field_name), field_name, False
@@ -96,8 +97,12 @@ class _TomlSource(PydanticBaseSettingsSource):
         return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
 
 
+def _config_path() -> Path:
+    return Path(os.environ.get("LOOPLINE_CONFIG", "loopline.toml"))
+
+
 def _read_toml() -> dict[str, Any]:
-    path = Path(os.environ.get("LOOPLINE_CONFIG", "loopline.toml"))
+    path = _config_path()
     if not path.is_file():
         return {}
     try:
@@ -106,8 +111,35 @@ def _read_toml() -> dict[str, Any]:
         raise ConfigError(
             f"{path} is not valid TOML: {exc}", hint="fix the file or unset LOOPLINE_CONFIG"
         ) from exc
-    section = data.get("loopline", data)
+    if "loopline" not in data:
+        # Settings at the top level: tables there are other sections, not settings.
+        return {k: v for k, v in data.items() if not isinstance(v, dict)}
+    section = data["loopline"]
     return section if isinstance(section, dict) else {}
+
+
+#: Keys of ``[loopline]`` that are not settings: the loop's policies (``[loopline.loop.*]``,
+#: read by :func:`loopline.loop.policy.load_policies`).
+_OTHER_KEYS = ("loop",)
+
+
+def _check_keys(data: dict[str, Any], settings_cls: type[BaseSettings]) -> None:
+    """Refuse a key of ``loopline.toml`` that is no setting: a misspelt ``url`` or
+    ``artifact`` was ignored, and the process quietly used the embedded default store -
+    a laptop's runs never reached the team's database."""
+    import difflib
+
+    known = settings_cls.model_fields
+    for key in data:
+        if key in known or key in _OTHER_KEYS:
+            continue
+        close = difflib.get_close_matches(key, list(known), n=1)
+        raise ConfigError(
+            f"{_config_path()}: {key!r} is not a Loopline setting",
+            hint=(f"did you mean {close[0]!r}? " if close else "")
+            + "the settings are the LOOPLINE_* variables in lower case without the prefix "
+            "(`uri`, `artifacts`, `online_store`, ...)",
+        )
 
 
 class Settings(BaseSettings):
@@ -215,6 +247,18 @@ class Settings(BaseSettings):
         description="Servers with auth: seconds between reloads of the tokens, i.e. the "
         "longest a revoked token is still accepted.",
     )
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _endpoint_has_a_scheme(cls, value: str | None) -> str | None:
+        # botocore's own words for "minio:9000" ("Invalid endpoint") named no setting, and
+        # came only at the first upload.
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(
+                f"LOOPLINE_S3_ENDPOINT_URL={value!r} must begin with http:// or https:// "
+                f"(e.g. https://{value})"
+            )
+        return value
 
     @classmethod
     def settings_customise_sources(
