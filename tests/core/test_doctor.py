@@ -93,3 +93,18 @@ def test_no_password_in_the_report(
     checked = checks[0] if online is None else checks[-1]
     assert "***" in checked.target
     assert checked.ok == (backend in ("postgresql", "redis")), checked.detail
+
+
+def test_a_local_artifact_folder_next_to_a_shared_database_is_pointed_out(
+    db_uri: str, tmp_path: Path
+) -> None:
+    settings = Settings(uri=db_uri, artifacts=str(tmp_path / "artifacts"))
+    [check] = [c for c in run_checks(settings) if c.name == "artifacts"]
+    assert check.ok, check.detail
+    if db_uri.startswith("postgresql"):
+        assert "other machines will find the rows this one records, not their files" in (
+            check.detail
+        )
+        assert str(tmp_path / "artifacts") in check.detail and "LOOPLINE_ARTIFACTS" in check.detail
+    else:  # one machine's SQLite file: its own folder is the right place
+        assert check.detail == "writable"

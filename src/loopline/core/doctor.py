@@ -99,7 +99,23 @@ def _quick(settings: Settings) -> Settings:
 def _check_artifacts(settings: Settings) -> str:
     store = open_artifact_store(settings.artifacts_uri, _quick(settings).s3_storage_options())
     store.check()
+    if settings.metadata_uri.startswith("postgresql") and not isinstance(store, S3ArtifactStore):
+        # The usual slip of a laptop joining the team: LOOPLINE_URI set, LOOPLINE_ARTIFACTS
+        # forgotten. Its datasets and models are recorded in the shared database while
+        # their files stay on the laptop, where no other machine can read them.
+        return (
+            f"writable; but a folder of this machine ({_local_folder(settings)}) while the "
+            "metadata database is PostgreSQL: other machines will find the rows this one "
+            "records, not their files - unless every machine mounts this folder at the same "
+            "path, set LOOPLINE_ARTIFACTS to the team's s3://bucket/prefix"
+        )
     return "writable"
+
+
+def _local_folder(settings: Settings) -> str:
+    from pathlib import Path
+
+    return str(Path(settings.artifacts_uri.removeprefix("file://")).expanduser().resolve())
 
 
 def _mib(size: int) -> str:
