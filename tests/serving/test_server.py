@@ -687,3 +687,60 @@ def test_serve_stops_with_one_line_before_listening_when_a_pin_does_not_resolve(
     assert done.returncode == code, done.stderr
     assert "Traceback" not in done.stderr and "listening" not in done.stderr
     assert words in done.stderr and "error:" in done.stderr
+
+
+def test_a_database_outage_is_one_warning_each_way_not_a_traceback_per_poll(
+    pg_uri: str, _pg_admin: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A replica kept serving through a database restart, but logged a traceback on every
+    poll (each second) until the database answered again."""
+    import logging
+    import time
+
+    import sqlalchemy as sa
+
+    from loopline.serving.control import Controller
+
+    password = "hunter2-do-not-log"
+    scheme, rest = pg_uri.split("://", 1)
+    user, host = rest.split("@", 1)  # the test server trusts loopback: the password goes unused
+    context = ll.init(uri=f"{scheme}://{user}:{password}@{host}", artifacts=str(tmp_path / "a"))
+    database = pg_uri.rsplit("/", 1)[1]
+
+    def accept_connections(allow: bool) -> None:
+        with _pg_admin.connect() as admin:  # the database refuses, as one restarting does
+            admin.execute(sa.text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {allow}'))
+            if not allow:
+                admin.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = :d AND pid <> pg_backend_pid()"
+                    ),
+                    {"d": database},
+                )
+
+    def said() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name == "loopline.serving"]
+
+    _ = context.engine  # migrated first, as `loopline serve` does before its workers start
+    controller = Controller(context, worker="w1", poll_interval=0.05)
+    try:
+        with caplog.at_level(logging.WARNING, logger="loopline.serving"):
+            controller.start()
+            time.sleep(0.3)  # polls that find the database answering say nothing
+            assert said() == []
+            accept_connections(False)
+            try:
+                time.sleep(1.0)  # some 20 polls into the outage
+            finally:
+                accept_connections(True)
+            assert wait_for(lambda: len(said()) >= 2, timeout=10)
+            time.sleep(0.3)
+    finally:
+        controller.stop()
+        context.close()
+    assert [r.exc_info for r in said()] == [None, None], [r.getMessage() for r in said()]
+    down, up = (r.getMessage() for r in said())
+    assert f"{scheme}+psycopg://{user}:***@{host} does not answer" in down, down
+    assert "not currently accepting connections" in down
+    assert up.endswith(f"{user}:***@{host} answers again") and password not in down + up

@@ -29,9 +29,11 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
 from loopline.core.context import Context
-from loopline.core.db import reading
-from loopline.errors import IntegrityError, InvalidInput, NotFound
+from loopline.core.db import driver_reason, is_transient, reading, shown_url
+from loopline.errors import BackendUnavailable, IntegrityError, InvalidInput, NotFound
 from loopline.serving import store
 from loopline.serving.canary import Analysis, WindowStats, analyse
 from loopline.serving.policy import RolloutPolicy
@@ -116,6 +118,7 @@ class Controller:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.actor = f"loopline-serve:{worker}"
+        self._outage = False  # the metadata database stopped answering; said once
 
     # -- loading -----------------------------------------------------------------------
 
@@ -248,10 +251,45 @@ class Controller:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.poll_interval):
-            try:
-                self.refresh()
-            except Exception:  # the loop must outlive a database hiccup; it is logged
+            self.poll()
+
+    def poll(self) -> None:
+        """:meth:`refresh`, never raising: the loop must outlive a database outage.
+
+        An outage (the database restarting, unreachable) is one warning line when it begins
+        and one when the database answers again - the routes keep serving meanwhile - not
+        a traceback per poll. Any other failure is logged with its traceback.
+
+        Example:
+            >>> # controller.poll()
+        """
+        try:
+            self.refresh()
+        except (DBAPIError, BackendUnavailable) as exc:
+            # the driver's error, or the one Loopline made of it (a SQLite lock held too long)
+            cause = exc if isinstance(exc, DBAPIError) else exc.__cause__
+            if not isinstance(cause, DBAPIError) or not (
+                isinstance(exc, BackendUnavailable) or is_transient(self.ctx.engine, cause)
+            ):
                 log.exception("refreshing the deployments failed; retrying")
+                return
+            if not self._outage:
+                said = exc if isinstance(exc, BackendUnavailable) else None
+                reason = said.message if said is not None else driver_reason(cause)
+                log.warning(
+                    "the metadata database %s does not answer (%s): serving the current "
+                    "deployments, asking again every %g s",
+                    shown_url(self.ctx.engine),
+                    reason,
+                    self.poll_interval,
+                )
+            self._outage = True
+        except Exception:
+            log.exception("refreshing the deployments failed; retrying")
+        else:
+            if self._outage:
+                log.warning("the metadata database %s answers again", shown_url(self.ctx.engine))
+            self._outage = False
 
     def start(self) -> None:
         """Start polling in a daemon thread.
