@@ -151,6 +151,111 @@ def test_bad_inputs_get_a_4xx_naming_the_problem_and_the_server_keeps_serving(
     ]
 
 
+def _register_without_example(model: Any, name: str) -> int:
+    with ll.start_run(experiment=f"exp-{name}") as run:
+        run.log_model(model, "model")  # no input example: no signature
+    return int(ll.registry.register(run, name).version)
+
+
+def test_a_model_logged_without_an_example_takes_its_fitted_columns_by_name(
+    embedded_ctx: Context,
+) -> None:
+    """The server took a model without a signature the request's columns as sent: an id
+    column or another order made scikit-learn raise (a 500 MODEL_ERROR), and a LightGBM
+    booster scored the values on the wrong columns without a word. It now selects and
+    orders the columns the model was fitted on (``LoadedModel.input_columns``), as batch
+    scoring does; a missing column, or one it was not fitted on, is a 422 naming it, as
+    for a model with a signature."""
+    import lightgbm as lgb
+    from sklearn.linear_model import LogisticRegression
+
+    data = toy_data()
+    X = data[FEATURES]
+    fitted = {
+        "sk": LogisticRegression().fit(X, data["label"]),
+        "gbm": lgb.LGBMRegressor(n_estimators=20, min_child_samples=5, verbose=-1).fit(
+            X, data["a"] - 2 * data["b"]
+        ),
+    }
+    for name, model in fitted.items():
+        ll.deploy(name, _register_without_example(model, name))
+    rows = X.head(4)
+    shuffled = ["bucket", "b", "a"]
+    with serving(embedded_ctx) as url, httpx.Client(base_url=url, timeout=30) as client:
+        for name, model in fitted.items():
+            expected = model.predict(rows).tolist()
+            as_sent = _predict(client, name, {"instances": rows.to_dict("records")})
+            assert as_sent.status_code == 200, as_sent.text
+            assert as_sent.json()["predictions"] == pytest.approx(expected)
+            other_order = [
+                _predict(client, name, {"instances": rows[shuffled].to_dict("records")}),
+                _predict(
+                    client,
+                    name,
+                    {
+                        "dataframe_split": {
+                            "columns": shuffled,
+                            "data": rows[shuffled].values.tolist(),
+                        }
+                    },
+                ),
+                _predict(client, name, {"inputs": rows[shuffled].to_dict("list")}),
+                _predict(client, name, {"instances": rows.values.tolist()}),  # the model's order
+            ]
+            for r in other_order:
+                assert r.status_code == 200, r.text
+                assert r.json()["predictions"] == pytest.approx(expected), name
+            with_id = _predict(client, name, {"instances": [{"id": 7, **row()}]})
+            assert with_id.status_code == 422, with_id.text
+            assert _error(with_id)["field"] == "id"
+            assert "unexpected column 'id'" in _error(with_id)["message"]
+            split_id = _predict(
+                client,
+                name,
+                {"dataframe_split": {"columns": ["id", *FEATURES], "data": [[7, 0.5, 0.5, 1]]}},
+            )
+            assert split_id.status_code == 422 and _error(split_id)["field"] == "id"
+            missing = _predict(client, name, {"instances": [{"a": 0.5, "b": 0.5}]})
+            assert missing.status_code == 422 and _error(missing)["field"] == "bucket"
+            assert "missing column 'bucket'" in _error(missing)["message"]
+            short = _predict(client, name, {"instances": [[0.5, 0.5]]})
+            assert short.status_code == 422 and "takes 3 features" in _error(short)["message"]
+            assert client.get(f"/v1/models/{name}").json()["inputs"] == FEATURES
+        metrics = client.get("/metrics").text
+        assert 'status="500"' not in metrics
+
+
+def test_a_model_fitted_on_unnamed_columns_takes_rows_by_position_only(
+    embedded_ctx: Context,
+) -> None:
+    """Fitted on a bare array and logged without an example, nothing records which column
+    is which: rows with names were given to it in the order sent, so another order was
+    scored on the wrong columns (200, a wrong answer) and an extra id column was a 500.
+    Rows must now come as lists of its width; named rows are a 422 saying so."""
+    from sklearn.linear_model import LogisticRegression
+
+    data = toy_data()
+    X = data[FEATURES].to_numpy()
+    model = LogisticRegression().fit(X, data["label"])
+    ll.deploy("bare", _register_without_example(model, "bare"))
+    with serving(embedded_ctx) as url, httpx.Client(base_url=url, timeout=30) as client:
+        lists = _predict(client, "bare", {"instances": X[:5].tolist()})
+        assert lists.status_code == 200, lists.text
+        assert lists.json()["predictions"] == model.predict(X[:5]).tolist()
+        for body in (
+            {"instances": [{"bucket": 1, "b": 0.5, "a": -2.0}]},
+            {"instances": [{"id": 7, **row()}]},
+            {"dataframe_split": {"columns": FEATURES, "data": [[0.5, 0.5, 1]]}},
+        ):
+            named = _predict(client, "bare", body)
+            assert named.status_code == 422, named.text
+            assert _error(named)["field"] == "instances"
+            assert "3 unnamed columns" in _error(named)["message"]
+        wide = _predict(client, "bare", {"instances": [[7, 0.5, 0.5, 1]]})
+        assert wide.status_code == 422 and "takes 3 features" in _error(wide)["message"]
+        assert 'status="500"' not in client.get("/metrics").text
+
+
 def test_one_request_the_log_cannot_store_never_stops_the_prediction_log(
     embedded_ctx: Context,
 ) -> None:

@@ -240,6 +240,9 @@ def test_the_input_columns_come_from_the_signature_else_from_the_fit_else_none(
     assert loaded["with"].input_columns == COLUMNS
     assert loaded["names"].signature is None and loaded["names"].input_columns == COLUMNS
     assert loaded["array"].input_columns is None  # nothing records its columns
+    # ... but its library records how many there are: the model server takes its rows by
+    # position only, as rows with names would be scored in the order sent.
+    assert {k: m.input_width for k, m in loaded.items()} == dict.fromkeys(loaded, len(COLUMNS))
     table = X[SHUFFLED].assign(id=range(len(X)))
     model = loaded["names"]
     picked = model.select_inputs(list(table.columns))

@@ -22,7 +22,7 @@ import zlib
 from typing import Any
 
 from loopline.serving.canary import WindowStats, errors_fail_window
-from loopline.serving.inputs import as_records
+from loopline.serving.inputs import as_fitted_frame, as_positional, as_records
 from loopline.serving.store import Deployment
 from loopline.training import native_threads
 
@@ -33,7 +33,18 @@ _SCALE = 10_000
 class ServedModel:
     """A loaded model version and the one call the request path makes on it."""
 
-    __slots__ = ("label", "loaded", "name", "names", "predict", "threads", "types", "version")
+    __slots__ = (
+        "fitted",
+        "label",
+        "loaded",
+        "name",
+        "names",
+        "predict",
+        "threads",
+        "types",
+        "version",
+        "width",
+    )
 
     def __init__(self, loaded: Any, name: str, version: int, threads: int = 0) -> None:
         self.loaded = loaded
@@ -45,7 +56,17 @@ class ServedModel:
             native_threads.refresh()
         self.label = str(version)
         signature = loaded.signature
-        self.names: list[str] | None = None if signature is None else signature.names
+        #: The columns the model takes, in its order (the signature's, else those it was
+        #: fitted on; None when nothing records them), found once here: asking the model's
+        #: library on every request would cost the hot path.
+        self.names: list[str] | None = loaded.input_columns
+        #: Known only by the columns it was fitted on: no signature checks the rows, so
+        #: they are selected and ordered here (a model given another order raised, a 500,
+        #: or - LightGBM - predicted on the wrong columns).
+        self.fitted = signature is None and self.names is not None
+        #: Fitted on unnamed columns (their count known, their names not): rows must come
+        #: as lists, by position, as named ones would be scored in the order sent.
+        self.width: int | None = None if self.names is not None else loaded.input_width
         #: The columns' types, for the prediction log to store each value as the model took it.
         self.types: list[str] | None = (
             None if signature is None else [c.type for c in signature.inputs]
@@ -53,12 +74,19 @@ class ServedModel:
         self.predict = loaded.predict
 
     def run(self, shape: str, rows: Any) -> list[Any]:
-        """Validate ``rows`` against the signature, predict, return plain Python values.
+        """Validate ``rows`` against the signature (or, without one, select the columns the
+        model was fitted on), predict, return plain Python values.
 
         Example:
             >>> # served.run("records", [{"x": 1.0}]) -> [0]
         """
-        records = as_records(shape, rows, self.names)
+        if self.fitted:
+            assert self.names is not None
+            records = as_fitted_frame(shape, rows, self.names)
+        elif self.width is not None:
+            records = as_positional(shape, rows, self.width)
+        else:
+            records = as_records(shape, rows, self.names)
         if self.threads:
             with native_threads.limited(self.threads):
                 out = self.predict(records)

@@ -141,6 +141,21 @@ class LoadedModel:
             return list(self.signature.names)
         return get_flavor(self.flavor).fitted_columns(self.native, self.manifest.saved)
 
+    @property
+    def input_width(self) -> int | None:
+        """How many columns the model takes: as many as :attr:`input_columns` when they are
+        known, else the count its library recorded at fitting (scikit-learn's
+        ``n_features_in_``, a booster's feature count), else None. A width without names
+        marks a model fitted on a bare array: its values are told apart by position only.
+
+        Example:
+            >>> # ll.registry.load("models:/bare/1").input_width  -> 2
+        """
+        names = self.input_columns
+        if names is not None:
+            return len(names)
+        return get_flavor(self.flavor).fitted_width(self.native, self.manifest.saved)
+
     def select_inputs(self, available: Sequence[str]) -> list[str] | None:
         """:attr:`input_columns`, each checked to be among ``available`` (a table's
         columns): select these, in this order, to predict - an id column, the label or

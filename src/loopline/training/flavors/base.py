@@ -127,6 +127,20 @@ class Flavor(ABC):
         names = getattr(model, "feature_names_in_", None)
         return None if names is None else [str(n) for n in names]
 
+    def fitted_width(self, model: Any, saved: SavedModel) -> int | None:
+        """How many columns ``model`` was fitted on, or None when it does not say. The
+        default reads scikit-learn's ``n_features_in_``, which XGBoost's scikit-learn
+        wrappers keep too. With :meth:`fitted_columns` None, a known width means a model
+        fitted on unnamed columns: only their position says which value is which.
+
+        Example:
+            >>> from loopline.training.flavors import get_flavor
+            >>> get_flavor("sklearn").fitted_width(object(), SavedModel((), "x")) is None
+            True
+        """
+        width = getattr(model, "n_features_in_", None)
+        return width if type(width) is int else None
+
     def task(self, model: Any, saved: SavedModel) -> ModelTask | None:
         """``classification`` or ``regression`` for a model that says which it is, else
         None (a clusterer, a ranker, a bare booster). The default asks scikit-learn's

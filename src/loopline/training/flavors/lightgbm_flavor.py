@@ -109,6 +109,16 @@ class LightGBMFlavor(Flavor):
         names = [str(n) for n in feature_name()]
         return None if names == [f"Column_{i}" for i in range(len(names))] else names
 
+    def fitted_width(self, model: Any, saved: SavedModel) -> int | None:
+        """The booster's feature count.
+
+        Example:
+            >>> LightGBMFlavor().fitted_width(object(), SavedModel((), "x")) is None
+            True
+        """
+        num_feature = getattr(model, "num_feature", None)
+        return None if num_feature is None else int(num_feature())
+
     def task(self, model: Any, saved: SavedModel) -> ModelTask | None:
         """From the wrapper the booster was saved from (recorded at logging).
 

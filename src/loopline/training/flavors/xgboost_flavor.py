@@ -97,6 +97,18 @@ class XGBoostFlavor(Flavor):
             names = None if found is None else [str(n) for n in found]
         return names
 
+    def fitted_width(self, model: Any, saved: SavedModel) -> int | None:
+        """The wrapper's ``n_features_in_``, else a bare Booster's feature count.
+
+        Example:
+            >>> XGBoostFlavor().fitted_width(object(), SavedModel((), "x")) is None
+            True
+        """
+        width = super().fitted_width(model, saved)
+        if width is None and saved.model_class == "xgboost.core.Booster":
+            width = int(model.num_features())
+        return width
+
     def predictor(
         self,
         model: Any,
