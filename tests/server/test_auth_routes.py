@@ -394,3 +394,28 @@ def test_a_fast_path_write_is_audited_under_the_tokens_actor(setup: Setup) -> No
     run_id = r.json()["run"]["info"]["run_id"]
     events = audit.events(setup.ctx.engine, object_type="run", object_id=run_id)
     assert [(e.action, e.actor) for e in events] == [("run.create", "token:editor")]
+
+
+def test_head_is_answered_as_get_with_the_same_role_and_no_body(setup: Setup) -> None:
+    # FastAPI adds no HEAD to a GET route: HEAD /health and every UI page were a 405, and
+    # load balancers and uptime checkers probe with HEAD. Each GET endpoint now answers
+    # HEAD with the GET's status and headers, to every role alike, and no body.
+    anonymous = setup.client()
+    clients = {None: anonymous, **{role: setup.client(role) for role in auth.ROLES}}
+    gets = [pattern for method, pattern in _endpoints(setup) if method == "GET"]
+    assert {"/health", "/", "/runs", "/models", "/metrics"} <= set(gets)
+    for pattern in gets:
+        path = _concrete(pattern)
+        for role, client in clients.items():
+            got, head = client.get(path), client.head(path)
+            where = f"HEAD {pattern} as {role}"
+            assert head.status_code == got.status_code, (where, head.text)
+            assert head.content == b"", where
+            assert head.headers.get("content-type") == got.headers.get("content-type"), where
+    health = anonymous.head("/health")
+    assert health.status_code == 200
+    assert int(health.headers["content-length"]) == len(anonymous.get("/health").content)
+    assert anonymous.head("/runs").status_code == 401
+    assert clients["viewer"].head("/runs").status_code == 200
+    assert anonymous.head("/metrics").status_code == 401
+    assert clients["viewer"].head("/metrics").status_code == 200

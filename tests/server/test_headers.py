@@ -42,3 +42,19 @@ def test_answers_say_nosniff(server_url: str) -> None:
         assert answers["route error"].status_code == 404
         # Once per answer, also where the page set it already.
         assert answers["page"].headers.get_list("x-content-type-options") == ["nosniff"]
+
+
+def test_head_answers_health_and_the_pages_like_get_without_a_body(server_url: str) -> None:
+    # A load balancer's or uptime checker's HEAD /health was a 405 (FastAPI adds no HEAD
+    # to a GET route), and so was HEAD on every UI page.
+    with httpx.Client(base_url=server_url, timeout=30) as client:
+        for path in ("/health", "/", "/runs", "/models", "/deployments", "/metrics"):
+            got, head = client.get(path), client.head(path)
+            assert got.status_code == 200, path
+            assert head.status_code == 200, (path, head.status_code)
+            assert head.content == b"", path
+            assert head.headers["content-type"] == got.headers["content-type"], path
+        assert client.head("/health").headers["content-length"] == str(
+            len(client.get("/health").content)
+        )
+        assert client.head("/api/v1/nothing-here").status_code == 404

@@ -15,7 +15,7 @@ import pytest
 
 import loopline as ll
 import loopline.serving.deploy as deploy_module
-from loopline.core import audit
+from loopline.core import audit, auth
 from loopline.core.context import Context
 from loopline.serving.deploy import get_deployment, history, live_window, rollback
 from tests.serving.helpers import (
@@ -544,6 +544,49 @@ def test_the_fallback_version_answers_when_the_serving_one_raises(
     )
     assert failed.status_code == 500 and _error(failed)["code"] == "MODEL_ERROR"
     assert "unknown categories" in _error(failed)["message"]
+
+
+READ_ONLY = ["/health", "/livez", "/metrics", "/openapi.json", "/v1/models", "/v1/models/churn"]
+
+
+def test_read_only_endpoints_answer_get_and_head_and_refuse_other_methods(
+    embedded_ctx: Context,
+) -> None:
+    """PUT, DELETE or OPTIONS on /metrics, /health, /openapi.json or /livez answered 200 as a
+    GET would: they are now a 405 with ``Allow: GET, HEAD``. HEAD, which load balancers and
+    uptime checkers probe with, is answered as GET without the body, needing the GET's
+    role under --auth."""
+    data = toy_data()
+    ll.deploy("churn", register(good_model(data), "churn", data))
+    viewer = auth.create_token(embedded_ctx.engine, "viewer", name="v", actor="t").token
+    with serving(embedded_ctx) as url, httpx.Client(base_url=url, timeout=30) as client:
+        for path in READ_ONLY:
+            got, head = client.get(path), client.head(path)
+            assert got.status_code == head.status_code == 200, (path, head.status_code)
+            assert head.content == b"", path
+            assert head.headers["content-type"] == got.headers["content-type"], path
+            for method in ("PUT", "DELETE", "OPTIONS", "POST", "PATCH"):
+                r = client.request(method, path)
+                assert r.status_code == 405, (method, path, r.status_code)
+                assert r.headers["allow"] == "GET, HEAD", (method, path)
+                assert _error(r)["code"] == "METHOD_NOT_ALLOWED"
+        assert client.head("/health").headers["content-length"] == str(
+            len(client.get("/health").content)
+        )
+        assert client.put("/nothing-here").status_code == 404
+        assert client.head("/v1/models/churn/predict").status_code == 405
+    with (
+        serving(embedded_ctx, "--auth") as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        token = {"Authorization": f"Bearer {viewer}"}
+        for path in READ_ONLY:
+            open_ = path in ("/health", "/livez")
+            assert client.head(path).status_code == (200 if open_ else 401), path
+            assert client.get(path).status_code == (200 if open_ else 401), path
+            assert client.head(path, headers=token).status_code == 200, path
+            r = client.put(path, headers=token)
+            assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD", path
 
 
 def test_livez_answers_while_no_version_loads_without_a_token_or_a_known_host(

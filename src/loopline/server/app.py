@@ -20,7 +20,7 @@ from loopline.core.hosts import AllowedHosts, protect
 from loopline.server.ajax_api import AjaxApiAlias
 from loopline.server.errors import error_for_path, install_error_handlers
 from loopline.server.raw_path import EncodedSlashes
-from loopline.server.responses import NoSniff, OrjsonResponse
+from loopline.server.responses import HeadAsGet, NoSniff, OrjsonResponse
 
 
 class _App(FastAPI):
@@ -39,6 +39,8 @@ class _App(FastAPI):
         stack = EncodedSlashes(stack)
         # Before anything routes on the path: MLflow's /ajax-api/ alias of /api/.
         stack = AjaxApiAlias(stack)
+        # Before the auth gate and the routes: HEAD is a GET (same role) without the body.
+        stack = HeadAsGet(stack)
         # Outermost, before the auth gate and the MLflow fast path: a request by a name
         # this server does not answer to (DNS rebinding) reaches nothing.
         if self.allowed_hosts is None:

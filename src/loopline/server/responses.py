@@ -57,3 +57,32 @@ class NoSniff:
             await send(message)
 
         await self.app(scope, receive, send_nosniff)
+
+
+class HeadAsGet:
+    """ASGI middleware answering ``HEAD`` as ``GET`` without the body (RFC 9110: the same
+    status and headers, ``Content-Length`` included). FastAPI adds no HEAD to a GET route,
+    so ``HEAD /health`` and the UI's pages were a 405, and load balancers and uptime
+    checkers probe with HEAD. Every layer below - the token gate, the access table, the
+    routes - sees a GET, so a HEAD needs exactly the role the GET needs.
+
+    Example:
+        >>> # app = HeadAsGet(app)
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_headers(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return  # a part of the body: dropped, the headers are what HEAD asks
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_headers)

@@ -19,7 +19,8 @@ for one row of a numeric model: the body is read (at most ``max_body_mb``; 413 b
 parsed with orjson, validated against the model's signature into a numpy row and
 predicted. Every bad input is a 4xx whose JSON body names what is wrong
 (``{"error": {"code", "message", "field", "hint"}}``); the server keeps serving. A wrong
-method on one of these endpoints is a 405 with the ``Allow`` header; a body not sent as
+method on one of these endpoints is a 405 with the ``Allow`` header (a GET endpoint answers
+``HEAD`` as ``GET``, without the body: probes use it); a body not sent as
 ``Content-Type: application/json`` a 415 (:func:`unsupported_body`, against CSRF). A
 model deployed here whose versions failed to load is a 503 naming the error.
 
@@ -94,6 +95,11 @@ _JSON = (b"content-type", b"application/json")
 # Browsers take the declared type: an answer echoing input is never read as a page.
 _NOSNIFF = (b"x-content-type-options", b"nosniff")
 _PREFIX = "/v1/models/"
+#: The endpoints that only read, and the methods they answer: HEAD is answered as GET (the
+#: server sends the headers, Content-Length included, without the body), for the load
+#: balancers and uptime checkers that probe with it.
+_READ_ONLY = frozenset(("/livez", "/health", "/metrics", "/openapi.json", "/v1/models"))
+_READ = "GET, HEAD"
 #: The answer of /livez: the same bytes every time, and nothing about the models.
 _ALIVE = b'{"status":"alive"}'
 #: Collector thresholds while serving. A request leaves ~7 tracked objects behind (its
@@ -347,8 +353,8 @@ class ModelServer:
             rest = path[len(_PREFIX) :]
             name, slash, action = rest.partition("/")
             if not slash:
-                if method != "GET":
-                    await self._not_allowed(send, method, path, "GET")
+                if method != "GET" and method != "HEAD":
+                    await self._not_allowed(send, method, path, _READ)
                 elif not rest:
                     await self._send(send, 200, orjson.dumps(self.control.describe()))
                 elif (described := self.control.describe_model(rest)) is not None:
@@ -365,6 +371,13 @@ class ModelServer:
                     await self._not_allowed(send, method, path, "POST")
                 else:
                     await self._feedback(scope, name, receive, send)
+            else:
+                await self._no_endpoint(send, path)
+            return
+        if method != "GET" and method != "HEAD":
+            # The other endpoints only read (PUT /metrics answered 200 like GET).
+            if path in _READ_ONLY:
+                await self._not_allowed(send, method, path, _READ)
             else:
                 await self._no_endpoint(send, path)
             return
@@ -391,10 +404,7 @@ class ModelServer:
             )
             await send({"type": "http.response.body", "body": text})
         elif path == "/v1/models":
-            if method != "GET":
-                await self._not_allowed(send, method, path, "GET")
-            else:
-                await self._send(send, 200, orjson.dumps(self.control.describe()))
+            await self._send(send, 200, orjson.dumps(self.control.describe()))
         elif path == "/openapi.json":
             from loopline.serving.openapi import describe  # only when asked: off the hot path
 
