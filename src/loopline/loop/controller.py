@@ -228,6 +228,18 @@ def _reference(policy: LoopPolicy, version: int) -> str | None:
 
 
 def _features(policy: LoopPolicy, version: int) -> list[str] | None:
+    """The columns to test for drift: the policy's ``features``, else the registered
+    signature's, else None (every column of the reference).
+
+    Not :attr:`~loopline.training.models.LoadedModel.input_columns`: for a model logged
+    without an input example the names it was fitted on live only in the model file, and
+    loading (reading, hashing and unpickling) every version on each pass of the loop to
+    read them is not worth it; docs/monitoring.md tells such a model's policy to list its
+    ``features``.
+
+    Example:
+        >>> # _features(policy, 3)  -> ['tenure', 'spend']
+    """
     from loopline.training import registry
 
     if policy.features:
