@@ -127,7 +127,12 @@ def test_params_and_tags_are_checked_when_logged_not_when_written(ctx: Context) 
     assert ll.get_run(run.id).params == {"lr": "0.1"}
 
 
-def test_a_deleted_experiment_refuses_new_runs(ctx: Context, other_engine: sa.Engine) -> None:
+def test_a_deleted_experiment_refuses_new_runs(
+    ctx: Context, other_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The run below must still be unwritten when the other process deletes its experiment:
+    # on a loaded machine that update took longer than the background writer's delay.
+    monkeypatch.setattr(deferred, "WRITE_DELAY_S", 60.0)
     with ll.start_run(experiment="doomed"):
         pass  # remembered as active
     exp = experiments.get_experiment_by_name(ctx.engine, "doomed")
