@@ -12,6 +12,9 @@ A test or fixture that only needs a working store, not a first use, asks for
 and ``sqlite_uri`` stay fresh and empty for every other test, so the tests of migrations and
 of first use still start from nothing. Tests that each touch only what they make (their
 own runs) or only read may share one store per module and backend: ``module_ctx``.
+A fixture that fills the test's store with the same things for every test (models trained
+and registered) can build them once per worker and backend with :func:`seeded`: each test
+still gets its own copy of the filled database and artifact folder.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -136,6 +140,8 @@ class MigratedTemplates:
         self._sqlite: Path | None = None
         self._pg: str | None = None
         self._admin: sa.Engine | None = None
+        self._seeded: dict[tuple[tuple[str, str], str], tuple[Path, str | None, Any]] = {}
+        self._pg_seeded: list[str] = []
 
     def sqlite_copy(self, dest: Path) -> None:
         """Write a copy of the migrated SQLite database to ``dest``."""
@@ -171,14 +177,122 @@ class MigratedTemplates:
             self._admin, self._pg = admin, name
         return self._pg
 
+    def seeded_copy(
+        self, seed: Seed, backend: str, artifacts: Path, admin: sa.Engine | None = None
+    ) -> tuple[str | None, Any]:
+        """Copy the store ``seed`` built (once per worker and backend) for one test: its
+        artifact folder to ``artifacts``; on SQLite its database file to ``artifacts``'s
+        sibling ``meta.db`` (None is returned), on PostgreSQL the name of the filled template
+        database to copy. Returns that and what the seed's builder returned."""
+        key = (seed.key, backend)
+        if key not in self._seeded:
+            self._seeded[key] = self._seed(seed, backend, admin)
+        folder, template, value = self._seeded[key]
+        shutil.copytree(folder / "artifacts", artifacts)
+        if backend == "sqlite":
+            shutil.copyfile(folder / "meta.db", artifacts.parent / "meta.db")
+        return template, value
+
+    def _seed(
+        self, seed: Seed, backend: str, admin: sa.Engine | None
+    ) -> tuple[Path, str | None, Any]:
+        """Run ``seed``'s builder on a new copy of the migrated template, in a folder of its
+        own; nobody writes to the result afterwards (tests get copies)."""
+        folder = self._folder / f"seed-{uuid.uuid4().hex[:8]}"
+        folder.mkdir()
+        template: str | None = None
+        if backend == "sqlite":
+            self.sqlite_copy(folder / "meta.db")
+            uri = f"sqlite:///{folder / 'meta.db'}"
+        else:
+            assert admin is not None
+            template = f"seed_{uuid.uuid4().hex[:16]}"
+            with admin.connect() as conn:
+                conn.execute(
+                    sa.text(f'CREATE DATABASE "{template}" TEMPLATE "{self.pg_template(admin)}"')
+                )
+            self._pg_seeded.append(template)
+            uri = _pg_uri_of(template)
+        cwd = Path.cwd()
+        os.chdir(folder)  # whatever the builder writes to its working folder stays here
+        try:
+            context = loopline.init(uri=uri, artifacts=str(folder / "artifacts"))
+            try:
+                value = seed.builder()
+            finally:
+                context.close()
+        finally:
+            os.chdir(cwd)
+        if backend == "sqlite":
+            assert not Path(f"{folder / 'meta.db'}-wal").exists(), "seed WAL was not checkpointed"
+        else:
+            assert admin is not None
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'ALTER DATABASE "{template}" ALLOW_CONNECTIONS false'))
+        return folder, template, value
+
     def close(self) -> None:
-        """Drop the PostgreSQL template (the SQLite one goes with pytest's temp folder)."""
-        if self._pg is not None and self._admin is not None:
-            with self._admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{self._pg}" WITH (FORCE)'))
-            # The session's admin pool may already be closed (fixtures end in reverse order
-            # of first use): close the connection this drop opened.
-            self._admin.dispose()
+        """Drop the PostgreSQL templates (the SQLite ones go with pytest's temp folder)."""
+        if self._admin is None:
+            return
+        with self._admin.connect() as conn:
+            for name in [*self._pg_seeded, *([self._pg] if self._pg else [])]:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        # The session's admin pool may already be closed (fixtures end in reverse order
+        # of first use): close the connections these drops opened.
+        self._admin.dispose()
+
+
+class Seed:
+    """What a :func:`seeded` fixture fills a store with: its builder, and its key."""
+
+    def __init__(self, builder: Callable[[], Any]) -> None:
+        self.builder = builder
+        self.key = (builder.__module__, builder.__name__)
+
+
+#: What the builder of a test's seeded fixture returned (kept by ``db_uri``).
+_SEEDED_VALUE = pytest.StashKey[Any]()
+#: The seeded fixtures, by (module, fixture name): ``db_uri`` looks its test's names up here.
+_SEEDS: dict[tuple[str, str], Seed] = {}
+
+
+def seeded(builder: Callable[[], Any]) -> Any:
+    """Make ``builder`` a fixture of the same name that fills the test's ``ctx`` store: the
+    builder runs once per worker and backend on a store of its own (the current context),
+    and each test that asks for the fixture gets its own copy of that database and artifact
+    folder as its ``ctx`` store, and the builder's return value.
+
+    For a setup that is the same for every test of a module and costs more than the copy
+    (models trained, logged and registered: ~0.25 s each). The test must use ``ctx``; its
+    copy is writable and its own, so tests stay independent.
+
+    Example:
+        @seeded
+        def versions() -> tuple[int, int]:
+            return register(good_model(data), "m", data), register(weak_model(data), ...)
+
+        def test_deploys(ctx: Context, versions: tuple[int, int]) -> None: ...
+    """
+    seed = Seed(builder)
+    if seed.key in _SEEDS:
+        raise ValueError(f"two seeded fixtures named {seed.key}")
+    _SEEDS[seed.key] = seed
+
+    def fixture(request: pytest.FixtureRequest, ctx: Context) -> Any:
+        # ``ctx``'s ``db_uri`` copied the seeded store and kept the builder's value.
+        return request.node.stash[_SEEDED_VALUE]
+
+    fixture.__doc__ = builder.__doc__
+    return pytest.fixture(name=builder.__name__)(fixture)
+
+
+def _seed_of(request: pytest.FixtureRequest) -> Seed | None:
+    """The seeded fixture the test asks for (at most one), if any."""
+    module = request.module.__name__
+    found = [_SEEDS[module, n] for n in request.fixturenames if (module, n) in _SEEDS]
+    assert len(found) <= 1, f"a test can use one seeded fixture, not {len(found)}"
+    return found[0] if found else None
 
 
 @pytest.fixture(scope="session")
@@ -208,17 +322,32 @@ def db_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
     Empty, unless the test uses ``ctx`` or ``migrated_db_uri``: then it is that context's
     database, already at the newest schema (a copy of a :class:`MigratedTemplates`
-    database), as ``ctx`` would have migrated it on first use anyway.
+    database), as ``ctx`` would have migrated it on first use anyway; or, if the test asks
+    for a :func:`seeded` fixture, a copy of the store that fixture's builder filled (with
+    its artifacts in ``ctx``'s folder).
     """
     migrated = "ctx" in request.fixturenames or "migrated_db_uri" in request.fixturenames
-    if request.param == "sqlite":
+    seed = _seed_of(request)
+    if seed is not None:
+        assert "ctx" in request.fixturenames, f"{seed.key[1]} fills the store of ctx"
+        templates: MigratedTemplates = request.getfixturevalue("migrated_templates")
+        admin = None if request.param == "sqlite" else request.getfixturevalue("_pg_admin")
+        template, value = templates.seeded_copy(seed, request.param, tmp_path / "artifacts", admin)
+        request.node.stash[_SEEDED_VALUE] = value
+        if template is None:
+            yield f"sqlite:///{tmp_path / 'meta.db'}"
+        else:
+            assert admin is not None
+            with _pg_database(admin, template) as uri:
+                yield uri
+    elif request.param == "sqlite":
         path = tmp_path / "meta.db"
         if migrated:
-            templates: MigratedTemplates = request.getfixturevalue("migrated_templates")
+            templates = request.getfixturevalue("migrated_templates")
             templates.sqlite_copy(path)
         yield f"sqlite:///{path}"
     elif migrated:
-        admin: sa.Engine = request.getfixturevalue("_pg_admin")
+        admin = request.getfixturevalue("_pg_admin")
         templates = request.getfixturevalue("migrated_templates")
         with _pg_database(admin, templates.pg_template(admin)) as uri:
             yield uri

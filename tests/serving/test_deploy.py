@@ -24,14 +24,15 @@ from loopline.serving.deploy import (
 from loopline.serving.policy import RolloutPolicy, check_options
 from loopline.serving.tables import STRATEGIES
 from loopline.training import registry_store
+from tests.conftest import seeded
 from tests.serving.helpers import corrupt, good_model, register, toy_data, weak_model
 
 GATE = {"label": "label", "metrics": {"accuracy": {"lower": 0.99}}}
 
 
-@pytest.fixture
-def versions(ctx: Context) -> tuple[int, int, int]:
-    """Three versions of ``churn`` (good, weak, good)."""
+@seeded
+def versions() -> tuple[int, int, int]:
+    """Three versions of ``churn`` (good, weak, good), in the test's ``ctx`` store."""
     data = toy_data(200)
     return (
         register(good_model(data), "churn", data),
