@@ -258,14 +258,15 @@ _SEEDS: dict[tuple[str, str], Seed] = {}
 
 
 def seeded(builder: Callable[[], Any]) -> Any:
-    """Make ``builder`` a fixture of the same name that fills the test's ``ctx`` store: the
-    builder runs once per worker and backend on a store of its own (the current context),
-    and each test that asks for the fixture gets its own copy of that database and artifact
-    folder as its ``ctx`` store, and the builder's return value.
+    """Make ``builder`` a fixture of the same name that fills the test's ``ctx`` store (or
+    ``embedded_ctx``'s, if the test does not use ``ctx``): the builder runs once per worker
+    and backend on a store of its own (the current context), and each test that asks for
+    the fixture gets its own copy of that database and artifact folder as its store, and the
+    builder's return value.
 
     For a setup that is the same for every test of a module and costs more than the copy
-    (models trained, logged and registered: ~0.25 s each). The test must use ``ctx``; its
-    copy is writable and its own, so tests stay independent.
+    (models trained, logged and registered: ~0.25 s each). The copy is writable and the
+    test's own, so tests stay independent.
 
     Example:
         @seeded
@@ -279,8 +280,10 @@ def seeded(builder: Callable[[], Any]) -> Any:
         raise ValueError(f"two seeded fixtures named {seed.key}")
     _SEEDS[seed.key] = seed
 
-    def fixture(request: pytest.FixtureRequest, ctx: Context) -> Any:
-        # ``ctx``'s ``db_uri`` copied the seeded store and kept the builder's value.
+    def fixture(request: pytest.FixtureRequest) -> Any:
+        # The store's fixture (``ctx``'s ``db_uri``, or ``embedded_ctx``) copies the seeded
+        # store and keeps the builder's value.
+        request.getfixturevalue("ctx" if "ctx" in request.fixturenames else "embedded_ctx")
         return request.node.stash[_SEEDED_VALUE]
 
     fixture.__doc__ = builder.__doc__
@@ -329,7 +332,7 @@ def db_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     migrated = "ctx" in request.fixturenames or "migrated_db_uri" in request.fixturenames
     seed = _seed_of(request)
     if seed is not None:
-        assert "ctx" in request.fixturenames, f"{seed.key[1]} fills the store of ctx"
+        assert "ctx" in request.fixturenames, f"{seed.key[1]} fills ctx's store, not this one"
         templates: MigratedTemplates = request.getfixturevalue("migrated_templates")
         admin = None if request.param == "sqlite" else request.getfixturevalue("_pg_admin")
         template, value = templates.seeded_copy(seed, request.param, tmp_path / "artifacts", admin)
@@ -492,13 +495,21 @@ def module_ctx(module_store: tuple[str, str]) -> Iterator[Context]:
 
 
 @pytest.fixture
-def embedded_ctx(tmp_path: Path, migrated_templates: MigratedTemplates) -> Iterator[Context]:
+def embedded_ctx(
+    request: pytest.FixtureRequest, tmp_path: Path, migrated_templates: MigratedTemplates
+) -> Iterator[Context]:
     """The embedded default: SQLite + a local folder, in the test's own folder.
 
-    Its database starts as a copy of the migrated template (see :class:`MigratedTemplates`).
+    Its database starts as a copy of the migrated template (see :class:`MigratedTemplates`),
+    or of the store the test's :func:`seeded` fixture filled.
     """
     path = tmp_path / "meta.db"
-    if not path.exists():
+    seed = _seed_of(request)
+    if seed is not None:
+        _, request.node.stash[_SEEDED_VALUE] = migrated_templates.seeded_copy(
+            seed, "sqlite", tmp_path / "artifacts"
+        )
+    elif not path.exists():
         migrated_templates.sqlite_copy(path)
     context = loopline.init(uri=f"sqlite:///{path}", artifacts=str(tmp_path / "artifacts"))
     yield context

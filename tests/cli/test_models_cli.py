@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from sklearn.linear_model import LogisticRegression
 
 import loopline as ll
 from loopline.core import audit
 from loopline.core.context import Context
 from tests.cli_run import run_loopline
+from tests.conftest import seeded
 
 
 def _models(ctx: Context, *args: str) -> subprocess.CompletedProcess[str]:
@@ -27,9 +27,10 @@ def _json(ctx: Context, *args: str) -> Any:
     return orjson.loads(done.stdout)
 
 
-@pytest.fixture
-def churn(ctx: Context) -> list[str]:
-    """Two versions of 'churn', each from a run that read a dataset; champion -> 1."""
+@seeded
+def churn() -> list[str]:
+    """Two versions of 'churn', each from a run that read a dataset; champion -> 1; in the
+    test's ``ctx`` store."""
     import pandas as pd
 
     run_ids = []

@@ -17,12 +17,14 @@ from loopline.core.context import Context
 from loopline.delivery.gates import GateVerdict, latest_verdict, verdicts
 from loopline.errors import InvalidInput
 from loopline.training import registry_store
+from tests.conftest import seeded
 from tests.serving.helpers import FEATURES, good_model, register, toy_data, weak_model
 
 
-@pytest.fixture
-def models(ctx: Context) -> dict[str, int]:
-    """train@1 and holdout@1; versions: good (read train@1), weak, good again."""
+@seeded
+def models() -> dict[str, int]:
+    """train@1 and holdout@1; versions: good (read train@1), weak, good again; in the test's
+    ``ctx`` store."""
     train = toy_data(240, seed=0)
     ll.datasets.register("train", train)
     ll.datasets.register("holdout", toy_data(150, seed=1))

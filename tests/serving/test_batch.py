@@ -18,11 +18,13 @@ from loopline.errors import InvalidInput
 from loopline.serving.batch import score
 from loopline.serving.package import app_name, package
 from tests.cli_run import run_loopline
+from tests.conftest import seeded
 from tests.serving.helpers import FEATURES, good_model, register, toy_data
 
 
-@pytest.fixture
-def model_uri(embedded_ctx: Context) -> str:
+@seeded
+def model_uri() -> str:
+    """A registered model, in the test's ``embedded_ctx`` store."""
     data = toy_data(200)
     version = register(good_model(data), "churn", data)
     return f"models:/churn/{version}"
