@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ from sklearn.linear_model import LogisticRegression
 import loopline as ll
 from loopline.core import audit
 from loopline.core.context import Context
-from tests.cli_run import run_loopline
+from tests.cli_run import run_cli, run_loopline
 from tests.conftest import seeded
 
 
@@ -136,13 +136,7 @@ def test_unknown_names_exit_4_with_a_hint(ctx: Context, churn: list[str]) -> Non
 
 def test_every_models_command_has_an_example(tmp_path: Path) -> None:
     for command in ("ls", "show", "lineage", "alias"):
-        done = subprocess.run(
-            [sys.executable, "-m", "loopline.cli.main", "models", command, "--help"],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            timeout=60,
-        )
+        done = run_cli(["models", command, "--help"], env=os.environ, cwd=tmp_path, timeout=60)
         assert done.returncode == 0 and "Example" in done.stdout
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import pytest
 
 import loopline as ll
 from loopline.core.context import Context
-from tests.cli_run import run_loopline
+from tests.cli_run import run_cli, run_loopline
 
 
 def _runs(ctx: Context, *args: str) -> subprocess.CompletedProcess[str]:
@@ -95,13 +95,7 @@ def test_compare_shows_differing_params_and_metric_deltas(ctx: Context, three: l
 
 def test_every_runs_command_has_an_example(tmp_path: Path) -> None:
     for command in ("ls", "show", "compare"):
-        done = subprocess.run(
-            [sys.executable, "-m", "loopline.cli.main", "runs", command, "--help"],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            timeout=60,
-        )
+        done = run_cli(["runs", command, "--help"], env=os.environ, cwd=tmp_path, timeout=60)
         assert done.returncode == 0 and "Example" in done.stdout
 
 

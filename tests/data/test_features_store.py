@@ -6,8 +6,6 @@ import datetime as dt
 import itertools
 import os
 import re
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +29,7 @@ from loopline.core.schema import metadata
 from loopline.data import feature_sources
 from loopline.data.feature_tables import feature_materializations, feature_views
 from loopline.data.features import MAX_TTL, FeatureView
+from tests.cli_run import run_cli
 from tests.conftest import s3_options
 
 T0 = pd.Timestamp("2024-03-01T00:00:00Z")
@@ -879,14 +878,7 @@ def test_cli_get_online_refuses_a_bad_json_key(embedded_ctx: Context, key: str, 
 
 def test_cli_unknown_view_exits_4_with_one_line(tmp_path: Path) -> None:
     env = {**os.environ, "LOOPLINE_HOME": str(tmp_path / "home")}
-    result = subprocess.run(
-        [sys.executable, "-m", "loopline.cli.main", "features", "show", "ghost"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=120,
-    )
+    result = run_cli(["features", "show", "ghost"], env=env, cwd=tmp_path, timeout=120)
     assert result.returncode == 4, result.stderr
     assert "no feature view named 'ghost'" in result.stderr
     assert "Traceback" not in result.stderr

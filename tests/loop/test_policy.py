@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from typer.testing import CliRunner
 from loopline.cli.main import app
 from loopline.errors import ConfigError
 from loopline.loop.policy import LoopPolicy, load_policies
+from tests.cli_run import run_cli
 
 GOOD = """
 model: flights
@@ -174,12 +174,8 @@ def test_a_toml_whose_loop_is_not_a_table_names_file_and_key(
 
 def test_loop_once_on_such_a_toml_exits_2_without_a_traceback(tmp_path: Path) -> None:
     (tmp_path / "loopline.toml").write_text('[loopline]\nloop = "x"\n')
-    result = subprocess.run(
-        [sys.executable, "-m", "loopline.cli.main", "loop", "once", "--root", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
+    result = run_cli(
+        ["loop", "once", "--root", str(tmp_path)], env=os.environ, cwd=tmp_path, timeout=120
     )
     assert result.returncode == 2, result.stderr
     assert "loopline.toml: loopline.loop" in result.stderr and "Traceback" not in result.stderr

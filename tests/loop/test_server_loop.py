@@ -23,7 +23,7 @@ from loopline.loop import controller
 from loopline.loop.leader import holder
 from loopline.loop.runner import server_loop
 from loopline.serving.deploy import get_deployment
-from tests.cli_run import popen
+from tests.cli_run import popen, run_cli
 from tests.health import wait_healthy
 from tests.loop import scenario
 from tests.server.conftest import free_port
@@ -93,12 +93,8 @@ def _status_cli(ctx: Context) -> dict[str, Any]:
         "LOOPLINE_URI": ctx.settings.metadata_uri,
         "LOOPLINE_ARTIFACTS": ctx.settings.artifacts_uri,
     }
-    out = subprocess.run(
-        [sys.executable, "-m", "loopline.cli.main", "loop", "status", "--json"],
-        env=env,
-        capture_output=True,
-        check=True,
-    )
+    out = run_cli(["loop", "status", "--json"], env=env)
+    assert out.returncode == 0, out.stderr
     status: dict[str, Any] = orjson.loads(out.stdout)
     return status
 

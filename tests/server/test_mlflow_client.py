@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
 import loopline  # noqa: E402
+from tests.cli_run import run_cli  # noqa: E402
 from tests.server.conftest import mlflow_client_on  # noqa: E402
 from tests.tracking.backends import database, server  # noqa: E402
 
@@ -96,10 +95,8 @@ def test_runs_params_metrics_tags_and_search(
     ours = loopline.get_run(parent.info.run_id)
     assert ours.params["model"] == "lgbm" and ours.metrics["auc"] == pytest.approx(0.91)
     assert [p[0] for p in loopline.metric_history(parent.info.run_id, "loss")] == [0, 1, 2, 3, 4]
-    cli = subprocess.run(
-        [sys.executable, "-m", "loopline.cli.main", "runs", "show", parent.info.run_id, "--json"],
-        capture_output=True,
-        text=True,
+    cli = run_cli(
+        ["runs", "show", parent.info.run_id, "--json"],
         env={**os.environ, "LOOPLINE_URI": db_uri},
         timeout=120,
     )
