@@ -6,7 +6,8 @@ the short CLI calls.
 
 Run as a script by :mod:`tests.cli_run` (never imported by the tests): ``python
 tests/cli_zygote.py SOCKET``. It imports what nearly every ``loopline`` command imports
-(SQLAlchemy, pydantic, Typer, the tracking API, pandas) and the two servers' apps, then
+(SQLAlchemy, pydantic, Typer, the tracking API, pandas) and the two servers' apps with what
+they import as they start, then
 serves requests on the Unix socket ``SOCKET``: each names the module or script, the
 arguments, the environment and the working folder, and carries the child's stdin, stdout
 and stderr as file descriptors. For each, a waiter is forked, which forks the command's
@@ -52,6 +53,35 @@ def _preload() -> None:
     import loopline.tracking.api
 
     del loopline, pandas, pyarrow, rich, sqlalchemy, uvicorn
+    _preload_servers()
+
+
+#: What the two servers import as they start, beyond their apps' modules: their commands,
+#: the server loop, and uvicorn's event loop, HTTP parser and lifespan.
+_SERVER_MODULES = (
+    "loopline.cli._listen",
+    "loopline.cli.server_cmd",
+    "loopline.cli.serve_cmd",
+    "loopline.loop.runner",
+    "uvicorn.lifespan.on",
+    "uvicorn.loops.uvloop",
+    "uvicorn.protocols.http.httptools_impl",
+    "uvicorn.protocols.websockets.wsproto_impl",
+)
+
+
+def _preload_servers() -> None:
+    """Import every module of ``loopline server``'s app (create_app imports its routers,
+    the UI and the MLflow routes only when it builds the app) and :data:`_SERVER_MODULES`:
+    ~1.4 s of CPU that each server a test starts paid again after the fork."""
+    import importlib
+    import pkgutil
+
+    import loopline.server
+
+    names = [m.name for m in pkgutil.walk_packages(loopline.server.__path__, "loopline.server.")]
+    for name in [*names, *_SERVER_MODULES]:
+        importlib.import_module(name)
 
 
 def _run_command(request: dict[str, Any], fds: list[int]) -> None:
