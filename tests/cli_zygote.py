@@ -57,12 +57,16 @@ def _preload() -> None:
 
 
 #: What the two servers import as they start, beyond their apps' modules: their commands,
-#: the server loop, and uvicorn's event loop, HTTP parser and lifespan.
+#: the server loop, uvicorn's event loop, HTTP parser and lifespan, and skops.io, which
+#: loads (and saves) a scikit-learn model: it imports scikit-learn and lists every public
+#: type of it, ~2 s of CPU (~5 s under the suite's load) in each model server, and in each
+#: server loop's retrain. It starts no thread (nor OpenMP's) as it is imported.
 _SERVER_MODULES = (
     "loopline.cli._listen",
     "loopline.cli.server_cmd",
     "loopline.cli.serve_cmd",
     "loopline.loop.runner",
+    "skops.io",
     "uvicorn.lifespan.on",
     "uvicorn.loops.uvloop",
     "uvicorn.protocols.http.httptools_impl",
