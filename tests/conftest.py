@@ -229,6 +229,15 @@ class MigratedTemplates:
             assert admin is not None
             with admin.connect() as conn:
                 conn.execute(sa.text(f'ALTER DATABASE "{template}" ALLOW_CONNECTIONS false'))
+                # CREATE DATABASE ... TEMPLATE needs it without connections: a pool the
+                # builder's calls opened besides the context's engine is done with it.
+                conn.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE datname = :name AND pid <> pg_backend_pid()"
+                    ),
+                    {"name": template},
+                )
         return folder, template, value
 
     def close(self) -> None:
