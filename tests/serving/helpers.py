@@ -12,7 +12,6 @@ Data: columns ``a``, ``b`` (floats) and ``bucket`` (an int in 0..3); the label i
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ import loopline as ll
 from loopline.core.context import Context
 from tests.cli_run import popen
 from tests.health import wait_healthy
+from tests.ports import free_port
 
 FEATURES = ["a", "b", "bucket"]
 
@@ -77,12 +77,6 @@ def register(model: Any, name: str, data: pd.DataFrame, train_ref: str | None = 
             ll.datasets.get(ref_name, int(ref_version))
         run.log_model(model, "model", input_example=data[FEATURES].head(5))
     return int(ll.registry.register(run, name).version)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
