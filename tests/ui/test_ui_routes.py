@@ -221,7 +221,8 @@ def test_the_drift_table_shows_a_broken_column_as_drift(ctx: Context) -> None:
         with httpx.Client(base_url=url, timeout=60) as client:
             page = client.get("/monitoring", params={"reference": "b-ref@1", "current": "b-cur@1"})
         assert page.status_code == 200, page.text[:300]
-        row = re.search(r'<tr>\s*<th scope="row"><a [^>]*>x</a></th>.*?</tr>', page.text, re.S)
+        # A column without a plot (broken here) has no link to one.
+        row = re.search(r'<tr>\s*<th scope="row">x</th>.*?</tr>', page.text, re.S)
         assert row is not None, page.text[:2000]
         assert '<span class="badge blocked">broken</span>' in row.group(0), row.group(0)
         assert "all null in current" in row.group(0)
@@ -250,3 +251,61 @@ def test_the_diff_of_a_table_and_a_files_version_says_the_kinds_differ(
         assert 'id="diff-summary"' in tables.text
     finally:
         stop_server(proc)
+
+
+def test_the_drift_table_links_each_column_to_its_own_plot_and_shows_what_the_cli_shows(
+    embedded_ctx: Context,
+) -> None:
+    # Plots were numbered by rank among the plotted columns, rows by rank among all: after
+    # a broken column (no plot) every link went to the next column's plot or to nothing.
+    # The table also left out what `loopline drift` prints: the missing share on both sides
+    # (its rise counts as drift), the columns only in the current data, "(constant)".
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    n = 400
+    ref = pd.DataFrame(
+        {
+            "broken": rng.normal(size=n),
+            "x": rng.normal(size=n),
+            "holes": rng.normal(size=n),
+            "const": [1] * n,
+        }
+    )
+    holes = rng.normal(size=n)
+    holes[: n // 2] = np.nan
+    cur = pd.DataFrame(
+        {
+            "broken": [np.nan] * n,
+            "x": rng.normal(size=n),
+            "holes": holes,
+            "const": [1] * n,
+            "extra": rng.normal(size=n),
+        }
+    )
+    ll.datasets.register("links-ref", ref)
+    ll.datasets.register("links-cur", cur)
+    settings = embedded_ctx.settings
+    proc, url = start_server(settings.metadata_uri, settings.artifacts_uri)
+    try:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            page = client.get(
+                "/monitoring", params={"reference": "links-ref@1", "current": "links-cur@1"}
+            ).text
+    finally:
+        stop_server(proc)
+    links = re.findall(r'<th scope="row"><a href="#([^"]+)">([^<]+)</a></th>', page)
+    assert {name for _, name in links} == {"x", "holes", "const"}, links
+    for anchor, name in links:
+        figure = re.search(rf'<figure [^>]*id="{anchor}"[^>]*>\s*<figcaption>([^<]*)<', page)
+        assert figure is not None, (anchor, page[-3000:])
+        assert figure.group(1) == name
+    assert '<th scope="row">broken</th>' in page  # no plot, so no link
+    holes_row = re.search(r'<th scope="row"><a [^>]*>holes</a></th>.*?</tr>', page, re.S)
+    assert holes_row is not None
+    assert "0.0 % → 50.0 %" in holes_row.group(0) and "badge blocked" in holes_row.group(0)
+    assert 'id="missing-rose"' in page and "holes (0.0 % → 50.0 %)" in page
+    assert "Only in the current data (not tested): extra" in page
+    const_row = re.search(r'<th scope="row"><a [^>]*>const</a></th>.*?</tr>', page, re.S)
+    assert const_row is not None and "(constant)" in const_row.group(0)

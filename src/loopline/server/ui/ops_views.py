@@ -146,6 +146,8 @@ def drift_view(reference: str, current: str) -> dict[str, Any]:
         "choices": table_versions(),
         "report": None,
         "charts": [],
+        "plots": {},
+        "missing_rose": [],
         "error": None,
         "installed": True,
     }
@@ -165,7 +167,7 @@ def drift_view(reference: str, current: str) -> dict[str, Any]:
         out["error"] = exc
         return out
     charts = []
-    for name, col in list(report.columns.items())[:MAX_DRIFT_PLOTS]:
+    for position, (name, col) in enumerate(list(report.columns.items())[:MAX_DRIFT_PLOTS], 1):
         hist = col.histogram
         if hist is None:
             continue
@@ -173,6 +175,9 @@ def drift_view(reference: str, current: str) -> dict[str, Any]:
         charts.append(
             {
                 "column": name,
+                # Named after the column's row, not the chart's rank: a column without a
+                # plot (broken, skipped) shifted every later link onto another column's plot.
+                "anchor": f"plot-{position}",
                 "chart": bars_chart(
                     name,
                     [str(x) for x in labels],
@@ -185,6 +190,8 @@ def drift_view(reference: str, current: str) -> dict[str, Any]:
         )
     out["report"] = report
     out["charts"] = charts
+    out["plots"] = {item["column"]: item["anchor"] for item in charts}
+    out["missing_rose"] = [n for n, c in report.columns.items() if c.tested and c.missing_drifted]
     return out
 
 
