@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -42,6 +42,8 @@ _TAGS = sa.select(experiment_tags.c.key, experiment_tags.c.value).where(
 )
 _BY_ID = sa.select(experiments).where(experiments.c.id == sa.bindparam("experiment_id"))
 _BY_NAME = sa.select(experiments).where(experiments.c.name == sa.bindparam("name"))
+#: Experiment ids per query when the tags of a page of experiments are read.
+_TAG_CHUNK = 500
 
 
 def experiment_from_row(conn: Connection, row: Any) -> Experiment:
@@ -51,6 +53,10 @@ def experiment_from_row(conn: Connection, row: Any) -> Experiment:
         >>> # experiment_from_row(conn, conn.execute(sa.select(experiments)).first())
     """
     found = conn.execute(_TAGS, {"experiment_id": row.id})
+    return _experiment(row, {r.key: r.value for r in found})
+
+
+def _experiment(row: Any, tags: dict[str, str | None]) -> Experiment:
     return Experiment(
         id=row.id,
         name=row.name,
@@ -58,8 +64,26 @@ def experiment_from_row(conn: Connection, row: Any) -> Experiment:
         lifecycle_stage=row.lifecycle_stage,
         creation_time=row.creation_time,
         last_update_time=row.last_update_time,
-        tags={r.key: r.value for r in found},
+        tags=tags,
     )
+
+
+def experiments_from_rows(conn: Connection, rows: Sequence[Any]) -> list[Experiment]:
+    """:class:`Experiment` objects from ``experiments`` rows, their tags read in one query
+    (a page of 50 experiments took 51 queries, one per experiment's tags).
+
+    Example:
+        >>> # experiments_from_rows(conn, list(conn.execute(sa.select(experiments))))
+    """
+    tags: dict[int, dict[str, str | None]] = {row.id: {} for row in rows}
+    ids = list(tags)
+    for start in range(0, len(ids), _TAG_CHUNK):  # a page may hold 50,000: bound the IN list
+        query = sa.select(
+            experiment_tags.c.experiment_id, experiment_tags.c.key, experiment_tags.c.value
+        ).where(experiment_tags.c.experiment_id.in_(ids[start : start + _TAG_CHUNK]))
+        for found in conn.execute(query):
+            tags[found.experiment_id][found.key] = found.value
+    return [_experiment(row, tags[row.id]) for row in rows]
 
 
 def check_experiment_name(name: Any) -> str:

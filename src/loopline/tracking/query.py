@@ -34,7 +34,7 @@ from loopline.core.db import reading
 from loopline.errors import InvalidInput, NotFound
 from loopline.tracking._dialect import like_pattern_too_long
 from loopline.tracking.entities import ExperimentSearchResult, RunSearchResult, ViewType
-from loopline.tracking.experiments import experiment_from_row
+from loopline.tracking.experiments import experiments_from_rows
 from loopline.tracking.run_records import ID_LIST, list_value
 from loopline.tracking.search import (
     NULL_OPS,
@@ -311,6 +311,6 @@ def search_experiments(
     query = query.order_by(experiments.c.id).limit(max_results + 1).offset(offset)
     with reading(engine) as conn:
         rows = list(conn.execute(query))
-        found = [experiment_from_row(conn, row) for row in rows[:max_results]]
+        found = experiments_from_rows(conn, rows[:max_results])
     token = encode_page_token(offset + max_results) if len(rows) > max_results else None
     return ExperimentSearchResult(found, token)

@@ -26,7 +26,7 @@ import contextlib
 import re
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -346,26 +346,48 @@ def get_registered_model(ctx: Context, name: str) -> RegisteredModel:
 
 
 def _hydrate_model(conn: Connection, row: Any) -> RegisteredModel:
-    tags = dict(
-        conn.execute(
-            sa.select(registered_model_tags.c.key, registered_model_tags.c.value).where(
-                registered_model_tags.c.name == row.name
-            )
-        ).all()
-    )
-    aliases = dict(
-        conn.execute(
-            sa.select(model_aliases.c.alias, model_aliases.c.version).where(
-                model_aliases.c.name == row.name
-            )
-        ).all()
-    )
-    latest = conn.execute(
-        sa.select(sa.func.max(model_versions.c.version)).where(model_versions.c.name == row.name)
-    ).scalar()
-    return RegisteredModel(
-        row.name, row.description, row.creation_time, row.last_updated_time, tags, aliases, latest
-    )
+    return _hydrate_models(conn, [row])[0]
+
+
+#: Names (or version rows) per query when a page of models or versions is hydrated.
+_HYDRATE_CHUNK = 500
+
+
+def _hydrate_models(conn: Connection, rows: Sequence[Any]) -> list[RegisteredModel]:
+    """Models with their tags, aliases and latest version, in three queries per 500 rows
+    (one model at a time cost three queries per model on every list page)."""
+    tags: dict[str, dict[str, str]] = {r.name: {} for r in rows}
+    aliases: dict[str, dict[str, int]] = {r.name: {} for r in rows}
+    latest: dict[str, int | None] = dict.fromkeys(tags)
+    names = list(tags)
+    for start in range(0, len(names), _HYDRATE_CHUNK):
+        chunk = names[start : start + _HYDRATE_CHUNK]
+        t = registered_model_tags
+        for name, key, value in conn.execute(
+            sa.select(t.c.name, t.c.key, t.c.value).where(t.c.name.in_(chunk))
+        ):
+            tags[name][key] = value
+        a = model_aliases
+        for name, alias, version in conn.execute(
+            sa.select(a.c.name, a.c.alias, a.c.version).where(a.c.name.in_(chunk))
+        ):
+            aliases[name][alias] = version
+        v = model_versions
+        newest_of = sa.select(v.c.name, sa.func.max(v.c.version)).where(v.c.name.in_(chunk))
+        for name, newest in conn.execute(newest_of.group_by(v.c.name)):
+            latest[name] = newest
+    return [
+        RegisteredModel(
+            r.name,
+            r.description,
+            r.creation_time,
+            r.last_updated_time,
+            tags[r.name],
+            aliases[r.name],
+            latest[r.name],
+        )
+        for r in rows
+    ]
 
 
 def search_registered_models(
@@ -384,7 +406,7 @@ def search_registered_models(
         query = query.where(registered_models.c.name.like(name_like, escape="\\"))
     with reading(ctx.engine) as conn:
         rows = conn.execute(query.limit(max_results).offset(offset)).all()
-        return [_hydrate_model(conn, r) for r in rows]
+        return _hydrate_models(conn, rows)
 
 
 def update_registered_model(ctx: Context, name: str, description: str | None) -> RegisteredModel:
@@ -565,34 +587,52 @@ def _version_row(conn: Connection, name: str, version: int) -> Any:
 
 
 def _hydrate_version(conn: Connection, row: Any) -> ModelVersion:
-    tags = dict(
-        conn.execute(
-            sa.select(model_version_tags.c.key, model_version_tags.c.value).where(
-                (model_version_tags.c.name == row.name)
-                & (model_version_tags.c.version == row.version)
+    return _hydrate_versions(conn, [row])[0]
+
+
+def _hydrate_versions(conn: Connection, rows: Sequence[Any]) -> list[ModelVersion]:
+    """Versions with their tags and aliases, in two queries per 500 rows (one version at a
+    time cost two queries per version: 50 on a model's page)."""
+    keys = [(r.name, r.version) for r in rows]
+    tags: dict[tuple[str, int], dict[str, str]] = {k: {} for k in keys}
+    aliases: dict[tuple[str, int], list[str]] = {k: [] for k in keys}
+    for start in range(0, len(keys), _HYDRATE_CHUNK):
+        chunk = keys[start : start + _HYDRATE_CHUNK]
+        # Names IN and versions IN select a superset of the pairs; the dicts keep the pairs.
+        names = sorted({n for n, _ in chunk})
+        numbers = sorted({v for _, v in chunk})
+        t = model_version_tags
+        for name, version, key, value in conn.execute(
+            sa.select(t.c.name, t.c.version, t.c.key, t.c.value).where(
+                t.c.name.in_(names) & t.c.version.in_(numbers)
             )
-        ).all()
-    )
-    aliases = list(
-        conn.execute(
-            sa.select(model_aliases.c.alias)
-            .where((model_aliases.c.name == row.name) & (model_aliases.c.version == row.version))
-            .order_by(model_aliases.c.alias)
-        ).scalars()
-    )
-    return ModelVersion(
-        row.name,
-        row.version,
-        row.source,
-        row.run_id,
-        row.model_id,
-        row.status,
-        row.description,
-        row.creation_time,
-        row.last_updated_time,
-        tags,
-        aliases,
-    )
+        ):
+            if (name, version) in tags:
+                tags[(name, version)][key] = value
+        a = model_aliases
+        for name, version, alias in conn.execute(
+            sa.select(a.c.name, a.c.version, a.c.alias)
+            .where(a.c.name.in_(names) & a.c.version.in_(numbers))
+            .order_by(a.c.alias)
+        ):
+            if (name, version) in aliases:
+                aliases[(name, version)].append(alias)
+    return [
+        ModelVersion(
+            r.name,
+            r.version,
+            r.source,
+            r.run_id,
+            r.model_id,
+            r.status,
+            r.description,
+            r.creation_time,
+            r.last_updated_time,
+            tags[(r.name, r.version)],
+            aliases[(r.name, r.version)],
+        )
+        for r in rows
+    ]
 
 
 def version_number(ref: object) -> int | None:
@@ -655,7 +695,7 @@ def search_model_versions(
         query = query.where(model_versions.c.run_id == run_id)
     with reading(ctx.engine) as conn:
         rows = conn.execute(query.limit(max_results).offset(offset)).all()
-        return [_hydrate_version(conn, r) for r in rows]
+        return _hydrate_versions(conn, rows)
 
 
 def update_model_version(

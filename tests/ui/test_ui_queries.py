@@ -1,0 +1,87 @@
+"""A list page of the UI costs the same number of queries however long its list is.
+
+In process (the app on the test's store, its SQL counted on the engine): a page that read
+its rows one at a time (the tags of each experiment, the tags and aliases of each model
+version, the aliases and latest version of each model) grew by a query or three per row.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sklearn.linear_model import LogisticRegression
+
+import loopline as ll
+from loopline.core.context import Context
+from loopline.server.app import create_app
+from loopline.tracking.api import get_run
+from loopline.tracking.experiments import set_experiment_tag
+
+with warnings.catch_warnings():
+    # Starlette asks for its httpx fork ("httpx2"); the test client works the same on httpx.
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+#: The server answers loopback names only (TestClient's default, "testserver", is refused).
+LOCAL = "http://127.0.0.1:5000"
+
+
+@contextmanager
+def counted(ctx: Context) -> Iterator[list[str]]:
+    """The SQL statements run on ``ctx``'s engine inside the block."""
+    seen: list[str] = []
+
+    def count(*args: object) -> None:
+        seen.append(str(args[2]))
+
+    sa.event.listen(ctx.engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(ctx.engine, "before_cursor_execute", count)
+
+
+def _queries(client: TestClient, ctx: Context, path: str) -> int:
+    client.get(path)  # warm: first-use lookups (schema checks, caches) are not the page's
+    with counted(ctx) as seen:
+        answer = client.get(path)
+    assert answer.status_code == 200, (path, answer.text[:300])
+    return len(seen)
+
+
+def _add(ctx: Context, start: int, stop: int, run_id: str) -> None:
+    """Experiments ``e{i}`` with a tag, versions of ``m0`` with an alias, models ``m{i+1}``
+    with an alias."""
+    for i in range(start, stop):
+        with ll.start_run(experiment=f"e{i}") as run:
+            run.log_metric("m", 1.0)
+        set_experiment_tag(ctx.engine, run.experiment_id, "team", f"t{i}")
+        mv = ll.registry.register(get_run(run_id), "m0")
+        ll.registry.set_alias("m0", f"a{i}", mv.version)
+        other = ll.registry.register(get_run(run_id), f"m{i + 1}")
+        ll.registry.set_alias(f"m{i + 1}", "champion", other.version)
+
+
+def test_list_pages_cost_the_same_queries_for_3_rows_as_for_20(embedded_ctx: Context) -> None:
+    frame = pd.DataFrame({"x": np.arange(20.0), "y": np.arange(20) % 2})
+    with ll.start_run(experiment="train") as run:
+        run.log_model(LogisticRegression().fit(frame[["x"]], frame["y"]), "model")
+    pages = ["/", "/models", "/models/m0"]
+    client = TestClient(create_app(embedded_ctx), base_url=LOCAL)
+    _add(embedded_ctx, 0, 3, run.id)
+    few = {p: _queries(client, embedded_ctx, p) for p in pages}
+    _add(embedded_ctx, 3, 20, run.id)
+    many = {p: _queries(client, embedded_ctx, p) for p in pages}
+    assert many == few
+    page = client.get("/models/m0").text
+    # Each version's row still shows its own alias.
+    rows = re.findall(r'<td><a href="/models/m0/versions/(\d+)">.*?</td>\s*<td>(.*?)</td>', page)
+    shown = {int(v): re.findall(r"@(\w+)", cell) for v, cell in rows}
+    assert shown == {v: [f"a{v - 1}"] for v in range(1, 21)}, shown
+    assert "@champion" in client.get("/models").text
