@@ -107,6 +107,7 @@ __all__ = [
     "pinned",
     "pins",
     "register",
+    "version_rows",
     "versions",
 ]
 
@@ -717,6 +718,21 @@ def versions(name: str) -> list[DatasetVersion]:
     rows = catalog.versions_of(ctx.engine, name)
     files = catalog.files_of(ctx.engine, [r.id for r in rows])
     return [_version(ctx, r, files[r.id]) for r in rows]
+
+
+def version_rows(name: str) -> list[VersionRow]:
+    """Every version of ``name`` without its manifest (``file_count`` says how many files),
+    oldest first: what a listing needs. :func:`versions` also reads every version's file
+    list, which for a folder of thousands of files kept over many versions is most of the
+    catalog (a page listing 30 versions of 3,000 files took 1.5 s).
+
+    Example:
+        >>> # [(r.version, r.file_count) for r in ll.datasets.version_rows("images")]
+    """
+    check_name(name)
+    from loopline.data import catalog
+
+    return catalog.versions_of(get_context().engine, name)
 
 
 def list_datasets() -> list[DatasetSummary]:

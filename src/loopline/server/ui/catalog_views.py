@@ -94,12 +94,9 @@ def _column_rows(v: datasets.DatasetVersion) -> list[dict[str, Any]]:
 
 def dataset_detail(ctx: Context, name: str, version: int | None) -> dict[str, Any]:
     """The versions of ``name``, and the schema, statistics, files and readers of one."""
-    all_versions = datasets.versions(name)
-    if not all_versions:
-        datasets.get(name)  # NotFound naming the datasets that exist
-    chosen = next((v for v in all_versions if v.version == version), None)
-    if chosen is None:
-        chosen = datasets.get(name, "latest" if version is None else version)
+    # The listing needs no manifests: only the version shown reads its files.
+    all_versions = datasets.version_rows(name)
+    chosen = datasets.get(name, "latest" if version is None else version)  # or NotFound
     reader_filter = (
         f"datasets.name = {sql_string(chosen.name)} "
         f"and datasets.version = {sql_string(str(chosen.version))}"
@@ -128,7 +125,7 @@ def dataset_diff(name: str, a: int, b: int) -> dict[str, Any]:
     return {
         "name": name,
         "diff": datasets.diff(f"{name}@{a}", f"{name}@{b}"),
-        "numbers": [v.version for v in reversed(datasets.versions(name))],
+        "numbers": [v.version for v in reversed(datasets.version_rows(name))],
         "a": a,
         "b": b,
     }
