@@ -309,3 +309,52 @@ def test_the_drift_table_links_each_column_to_its_own_plot_and_shows_what_the_cl
     assert "Only in the current data (not tested): extra" in page
     const_row = re.search(r'<th scope="row"><a [^>]*>const</a></th>.*?</tr>', page, re.S)
     assert const_row is not None and "(constant)" in const_row.group(0)
+
+
+def test_an_empty_runs_page_says_why_and_a_run_page_says_it_lists_some_children(
+    embedded_ctx: Context,
+) -> None:
+    # "No runs yet." stood for every empty page without a filter: past the last page, an
+    # experiment deleted with its runs, "Show: deleted" with nothing deleted. A parent of
+    # 150 trials listed 100 children as if they were all.
+    from loopline.tracking.experiments import set_experiment_lifecycle
+    from loopline.tracking.query import encode_page_token
+
+    settings = embedded_ctx.settings
+    proc, url = start_server(settings.metadata_uri, settings.artifacts_uri)
+    try:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            fresh = client.get("/runs").text
+            assert "No runs yet. Log one from Python with" in html.unescape(fresh)
+
+            with ll.start_run(experiment="gone") as gone:
+                gone.log_metric("m", 1.0)
+            set_experiment_lifecycle(embedded_ctx.engine, gone.experiment_id, "deleted")
+            page = client.get("/runs", params={"experiment": gone.experiment_id}).text
+            assert "Experiment gone is deleted, and its runs with it" in html.unescape(page)
+            every = client.get("/runs", params={"experiment": gone.experiment_id, "view": "all"})
+            assert f"/runs/{gone.id}" in every.text
+
+            with ll.start_run(experiment="tuning", name="parent") as parent:
+                for i in range(101):
+                    with ll.start_run(name=f"trial-{i}"):
+                        pass
+            assert f"/runs/{gone.id}" in client.get("/runs", params={"view": "deleted"}).text
+            none_deleted = client.get(
+                "/runs", params={"view": "deleted", "experiment": parent.experiment_id}
+            ).text
+            assert "No deleted runs in tuning." in none_deleted
+
+            past = client.get("/runs", params={"page_token": encode_page_token(5000)}).text
+            assert "No runs on this page: the list ends before it." in past
+            assert 'href="/runs">← first page</a>' in past
+
+            run_page = client.get(f"/runs/{parent.id}").text
+            assert run_page.count('<li><a href="/runs/') >= 100
+            shown = r'id="more-children">Showing the first 100 child runs: <a href="([^"]+)"'
+            more = re.search(shown, run_page)
+            assert more is not None, run_page[-3000:]
+            listed = client.get(html.unescape(more.group(1)), params={"per_page": 200}).text
+            assert len(re.findall(r'<td><a href="/runs/[0-9a-f]{32}">trial-', listed)) == 101
+    finally:
+        stop_server(proc)

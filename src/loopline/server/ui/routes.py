@@ -152,6 +152,9 @@ def runs_list(
         view=view,
         experiments=selected,
         quote_key=tracking_views.quote_key,
+        no_runs=tracking_views.no_runs_message(
+            filter_text=filter_text, offset=result.offset, view=view, experiments=selected
+        ),
     )
 
 

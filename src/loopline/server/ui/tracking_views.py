@@ -26,7 +26,7 @@ from loopline.errors import InvalidInput, NotFound
 from loopline.server.ui.charts import metric_chart
 from loopline.server.ui.render import stored_infinity
 from loopline.tracking import metrics as metric_store
-from loopline.tracking.entities import MetricPoint, RunRecord, ViewType
+from loopline.tracking.entities import Experiment, MetricPoint, RunRecord, ViewType
 from loopline.tracking.lineage import list_artifacts
 from loopline.tracking.query import decode_page_token, encode_page_token, search_runs
 from loopline.tracking.store import get_run, get_runs
@@ -39,6 +39,8 @@ TABLE_KEYS = 6
 MAX_CHARTS = 24
 #: Runs one comparison may hold.
 MAX_COMPARE = 12
+#: Child runs listed on a run's page (the runs table, linked from there, lists them all).
+MAX_CHILDREN = 100
 #: Artifacts listed on a run's page.
 MAX_ARTIFACTS = 500
 #: Tags whose key starts with one of these are the system's, shown apart.
@@ -147,6 +149,40 @@ def runs_page(
     )
 
 
+def no_runs_message(
+    *, filter_text: str, offset: int, view: ViewType, experiments: Sequence[Experiment]
+) -> str:
+    """Why a page of the runs table is empty, and what to do about it.
+
+    It said "No runs yet." whenever no filter was typed: on a page past the last, for an
+    experiment that was deleted with its runs, for "Show: deleted" when nothing is deleted.
+
+    Example:
+        >>> no_runs_message(filter_text="", offset=0, view="deleted", experiments=[])
+        'No deleted runs.'
+    """
+    names = ", ".join(e.name for e in experiments)
+    where = f" in {names}" if names else ""
+    if offset > 0:
+        return "No runs on this page: the list ends before it."
+    if filter_text:
+        return f"No {'deleted ' if view == 'deleted' else ''}runs{where} match the filter."
+    if view == "deleted":
+        return f"No deleted runs{where}."
+    deleted = [e.name for e in experiments if e.lifecycle_stage == "deleted"]
+    if deleted and view == "active":
+        return (
+            f"Experiment {', '.join(deleted)} is deleted, and its runs with it: "
+            "choose Show: deleted or all to see them."
+        )
+    first = experiments[0].name if experiments else "churn"
+    return (
+        f"No runs{where} yet. Log one from Python with "
+        f'`with ll.start_run(experiment="{first}") as run: run.log_metric("auc", 0.9)`, '
+        "or point an MLflow client at this server (MLFLOW_TRACKING_URI)."
+    )
+
+
 def _histories(
     engine: Engine, pairs: Sequence[tuple[str, str]]
 ) -> dict[tuple[str, str], list[MetricPoint]]:
@@ -169,11 +205,9 @@ def run_detail(ctx: Context, run_id: str) -> dict[str, Any]:
         if len(histories[(run.id, k)]) > 1
     ]
     artifacts = list_artifacts(engine, run.id)
+    children_filter = f"tags.`mlflow.parentRunId` = {sql_string(run.id)}"
     children = search_runs(
-        engine,
-        filter=f"tags.`mlflow.parentRunId` = {sql_string(run.id)}",
-        max_results=100,
-        view="all",
+        engine, filter=children_filter, max_results=MAX_CHILDREN + 1, view="all"
     ).runs
     parent = get_runs(engine, [run.parent_run_id]) if run.parent_run_id else []
     user_tags = {k: v for k, v in run.tags.items() if not k.startswith(SYSTEM_TAG_PREFIXES)}
@@ -183,7 +217,10 @@ def run_detail(ctx: Context, run_id: str) -> dict[str, Any]:
         "charts": charts,
         "artifacts": artifacts[:MAX_ARTIFACTS],
         "artifact_count": len(artifacts),
-        "children": children,
+        "children": children[:MAX_CHILDREN],
+        # More than shown (a tuning parent of 500 trials): the runs table lists them all.
+        "more_children": len(children) > MAX_CHILDREN,
+        "children_filter": children_filter,
         "parent": parent[0] if parent else None,
         "user_tags": user_tags,
         "system_tags": system_tags,
