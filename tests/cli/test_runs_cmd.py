@@ -93,6 +93,24 @@ def test_compare_shows_differing_params_and_metric_deltas(ctx: Context, three: l
     assert one.returncode == 2 and "at least two run ids" in one.stderr
 
 
+def test_an_infinite_metric_reads_inf_and_has_no_delta_as_in_the_ui(ctx: Context) -> None:
+    # The store keeps +/-inf as +/- the largest float: show printed 1.79769e+308 where the
+    # UI says inf, and compare printed a delta of -1.79769e+308 where the UI shows none.
+    ids = []
+    for value in (float("inf"), 3.0, float("-inf")):
+        with ll.start_run(experiment="inf") as run:
+            run.log_metrics({"m": value, "finite": 1.0})
+        ids.append(run.id)
+    shown = _runs(ctx, "show", ids[0])
+    assert shown.returncode == 0, shown.stderr
+    assert "1.79769e+308" not in shown.stdout and "│ inf " in shown.stdout
+    result = _json(ctx, "compare", *ids)
+    assert result["metrics"]["m"]["deltas"] == [None, None, None]
+    assert result["metrics"]["finite"]["deltas"] == [None, 0.0, 0.0]
+    text = _runs(ctx, "compare", *ids)
+    assert text.returncode == 0 and "e+308" not in text.stdout and "-inf" in text.stdout
+
+
 def test_every_runs_command_has_an_example(tmp_path: Path) -> None:
     for command in ("ls", "show", "compare"):
         done = run_cli(["runs", command, "--help"], env=os.environ, cwd=tmp_path, timeout=60)

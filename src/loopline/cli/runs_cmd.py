@@ -11,6 +11,7 @@ from rich.table import Table
 from loopline.cli._common import console, esc, print_json
 from loopline.core.calendar import utc_text_ms
 from loopline.errors import InvalidInput
+from loopline.tracking.validation import stored_infinity
 
 app = typer.Typer(
     help="List, inspect and compare tracked runs.\n\n"
@@ -34,6 +35,8 @@ def _num(value: float | None) -> str:
         return "-"
     if math.isnan(value):
         return "nan"
+    if stored_infinity(value):  # +/-inf as stored: the UI says inf too, not 1.79769e+308
+        return "inf" if value > 0 else "-inf"
     return f"{value:.6g}"
 
 
@@ -183,8 +186,13 @@ def comparison(runs: list[Any]) -> dict[str, Any]:
     for key in sorted({k for m in metrics for k in m}):
         values = [m.get(key) for m in metrics]
         base = values[0]
+        # No delta from or to inf (as the UI's compare page): the stored +/-inf is the
+        # largest float, and a difference with it is a number that means nothing.
         deltas = [
-            None if i == 0 or v is None or base is None else v - base for i, v in enumerate(values)
+            None
+            if i == 0 or v is None or base is None or stored_infinity(v) or stored_infinity(base)
+            else v - base
+            for i, v in enumerate(values)
         ]
         compared[key] = {
             "values": [_json_float(v) for v in values],

@@ -219,6 +219,17 @@ def stored_metric_value(value: float) -> tuple[float, bool]:
     return value, False
 
 
+def stored_infinity(value: Any) -> bool:
+    """True for a metric value that stands for +/-inf: the store keeps them as +/- the
+    largest float (:data:`MAX_FLOAT`), as MLflow does.
+
+    Example:
+        >>> stored_infinity(1.7976931348623157e308), stored_infinity(1e308)
+        (True, False)
+    """
+    return isinstance(value, float) and abs(value) >= MAX_FLOAT
+
+
 def check_run_name(name: str) -> str:
     """A run name within :data:`MAX_RUN_NAME_LENGTH` characters, without a control
     character but tab and newline, returned as it is.

@@ -21,8 +21,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from loopline.server.ui.render import finite, stored_infinity
+from loopline.server.ui.render import finite
 from loopline.tracking.entities import MetricPoint
+from loopline.tracking.validation import stored_infinity
 
 #: Points per series sent to the browser.
 MAX_POINTS = 1000

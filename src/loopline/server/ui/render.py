@@ -26,7 +26,7 @@ from markupsafe import Markup
 from loopline import __version__
 from loopline.core.calendar import utc_datetime, utc_text
 from loopline.core.sizes import fmt_bytes
-from loopline.tracking.validation import MAX_FLOAT
+from loopline.tracking.validation import stored_infinity
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -60,17 +60,6 @@ def finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [finite(v) for v in value]
     return value
-
-
-def stored_infinity(value: Any) -> bool:
-    """True for a metric value that stands for +/-inf: the store keeps them as +/- the
-    largest float (:data:`~loopline.tracking.validation.MAX_FLOAT`), as MLflow does.
-
-    Example:
-        >>> stored_infinity(1.7976931348623157e308), stored_infinity(1e308)
-        (True, False)
-    """
-    return isinstance(value, float) and abs(value) >= MAX_FLOAT
 
 
 def fmt_ms(ms: int | float | None) -> Markup:

@@ -24,12 +24,12 @@ from loopline.core.context import Context
 from loopline.core.db import reading
 from loopline.errors import InvalidInput, NotFound
 from loopline.server.ui.charts import metric_chart
-from loopline.server.ui.render import stored_infinity
 from loopline.tracking import metrics as metric_store
 from loopline.tracking.entities import Experiment, MetricPoint, RunRecord, ViewType
 from loopline.tracking.lineage import list_artifacts
 from loopline.tracking.query import decode_page_token, encode_page_token, search_runs
 from loopline.tracking.store import get_run, get_runs
+from loopline.tracking.validation import stored_infinity
 
 #: Runs per page the runs table offers.
 PAGE_SIZES = (25, 50, 100, 200)
