@@ -11,7 +11,8 @@
 * a run and an experiment whose names are HTML (``<script>...``), to check escaping;
 * experiment ``edges``: run ``diverged``, whose ``loss`` went to inf and NaN on the way,
   whose ``seen`` metric was logged at steps up to 2**63 - 1 and whose ``huge`` one holds
-  finite values up to 1.7e308; and a run whose name, tag and
+  finite values up to 1.7e308; run ``repeats``, whose metrics repeat x values (30 points
+  in 3 ms without steps, three values per step); and a run whose name, tag and
   param are each one long word (:data:`LONG_NAME`, :data:`LONG_TEXT`), as is an alert's
   message.
 """
@@ -58,6 +59,7 @@ class Filled:
     run_ids: dict[str, str] = field(default_factory=dict)
     xss_run_id: str = ""
     diverged_run_id: str = ""
+    repeats_run_id: str = ""
     long_run_id: str = ""
     model_versions: dict[str, int] = field(default_factory=dict)
 
@@ -115,6 +117,16 @@ def fill(ctx: Context) -> Filled:
         for step, value in enumerate([1e308, -1.5e308, 1.7e308, 3.0]):  # finite, all of them
             run.log_metric("huge", value, step=step)
     out.diverged_run_id = run.id
+    with ll.start_run(experiment="edges", name="repeats") as run:
+        # Ten points per millisecond, without steps, a spike among them; and three values
+        # at each of five steps: points that share an x value.
+        start = 1_700_000_000_000
+        for i in range(30):
+            run.log_metric("burst", 50.0 if i == 10 else 1.0, timestamp=start + i // 10)
+        for step in range(5):
+            for k in range(3):
+                run.log_metric("per_step", float(10 * step + k), step=step)
+    out.repeats_run_id = run.id
     with ll.start_run(experiment="edges", name=LONG_NAME, tags={"data": LONG_TEXT}) as run:
         run.log_param("source", LONG_TEXT)
     out.long_run_id = run.id

@@ -240,6 +240,27 @@ def test_charts_draw_a_metric_that_went_to_inf_and_steps_up_to_2_63(
     assert cells.nth(1).locator(".delta").count() == 0
 
 
+def test_a_chart_draws_every_point_of_a_metric_that_repeats_an_x_value(
+    ui: UI, server: tuple[str, Filled]
+) -> None:
+    # The browser merged series onto one slot per distinct x, keeping the last value: 30
+    # points logged in 3 ms were drawn as 3, and the spike among them not at all.
+    ui.open(f"/runs/{server[1].repeats_run_id}")
+    assert ui.charts_drawn() == 2
+
+    def data(title: str) -> Any:
+        figure = ui.page.locator(f"figure.chart:has(figcaption:text-is('{title}'))")
+        return figure.evaluate("f => f.uplot.data")
+
+    xs, ys = data("burst")
+    assert len(xs) == 30 and max(ys) == 50.0, (xs, ys)
+    assert xs == sorted(xs) and len(set(xs)) == 3
+    xs, ys = data("per_step")
+    assert xs == [s for s in range(5) for _ in range(3)]
+    assert ys == [float(10 * s + k) for s in range(5) for k in range(3)]
+    ui.shot("run-repeats")
+
+
 def test_long_user_text_wraps_inside_the_window(ui: UI, server: tuple[str, Filled]) -> None:
     # A long name or message without a space (a path, a hash) widened the page past the
     # window - 40,000 pixels for an alert's 5,000 characters: every table ran off the right.

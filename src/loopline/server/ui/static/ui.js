@@ -7,13 +7,25 @@
     "#c2185b", "#6d7a00", "#5d4037", "#455a64", "#ff8f00", "#3949ab"];
 
   // Merge series with their own x values onto one sorted x axis (null where absent).
+  // Points of different series at the same x share a slot; a series' own repeats of an x
+  // (a metric logged several times at one step, or without steps within a millisecond)
+  // each get a slot of their own. One slot per distinct x kept only the last of them: a
+  // spike logged between two equal x values was sent to the browser and never drawn.
   function align(series) {
-    const xs = Array.from(new Set(series.flatMap((s) => s.x))).sort((a, b) => a - b);
-    const index = new Map(xs.map((x, i) => [x, i]));
-    const ys = series.map((s) => {
-      const col = new Array(xs.length).fill(null);
-      s.x.forEach((x, i) => { col[index.get(x)] = s.y[i]; });
-      return col;
+    const points = [];
+    series.forEach((s, k) => s.x.forEach((x, i) => points.push([x, k, i])));
+    points.sort((a, b) => a[0] - b[0] || a[1] - b[1] || a[2] - b[2]);
+    const xs = [];
+    const ys = series.map(() => []);
+    let taken = null;  // the series that already have a point in the current slot
+    points.forEach(([x, k, i]) => {
+      if (taken === null || x !== xs[xs.length - 1] || taken.has(k)) {
+        xs.push(x);
+        ys.forEach((col) => col.push(null));
+        taken = new Set();
+      }
+      ys[k][xs.length - 1] = series[k].y[i];
+      taken.add(k);
     });
     return [xs, ...ys];
   }
