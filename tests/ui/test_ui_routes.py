@@ -358,3 +358,47 @@ def test_an_empty_runs_page_says_why_and_a_run_page_says_it_lists_some_children(
             assert len(re.findall(r'<td><a href="/runs/[0-9a-f]{32}">trial-', listed)) == 101
     finally:
         stop_server(proc)
+
+
+def test_the_experiments_page_searches_names_and_pages_back_one_page(
+    embedded_ctx: Context,
+) -> None:
+    # 130 experiments were three pages to walk forward, with "first page" as the only way
+    # back and no way to look one up by name; the runs table named a run's experiment
+    # without a link to it.
+    from loopline.tracking.experiments import get_or_create_experiment
+
+    for i in range(120):
+        get_or_create_experiment(embedded_ctx.engine, f"exp-{i:03d}")
+    get_or_create_experiment(embedded_ctx.engine, "Churn_v2 (März)")
+    with ll.start_run(experiment="exp-007") as run:
+        run.log_metric("m", 1.0)
+    settings = embedded_ctx.settings
+    proc, url = start_server(settings.metadata_uri, settings.artifacts_uri)
+    try:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            first = client.get("/").text
+            assert "experiments 1\u201350" in first and 'rel="prev"' not in first
+            nxt = re.search(r'<a href="([^"]+)" rel="next">', first)
+            assert nxt is not None
+            second = client.get(html.unescape(nxt.group(1))).text
+            assert "experiments 51\u2013100" in second
+            back = re.search(r'<a href="([^"]+)" rel="prev">', second)
+            assert back is not None and html.unescape(back.group(1)) == "/"
+            nxt = re.search(r'<a href="([^"]+)" rel="next">', second)
+            assert nxt is not None
+            third = client.get(html.unescape(nxt.group(1))).text
+            back = re.search(r'<a href="([^"]+)" rel="prev">', third)
+            assert back is not None
+            assert "experiments 51\u2013100" in client.get(html.unescape(back.group(1))).text
+
+            found = client.get("/", params={"q": "churn_v2 (mär"}).text  # any case
+            assert "Churn_v2 (März)" in html.unescape(found) and "exp-000" not in found
+            assert "exp-0" not in client.get("/", params={"q": "_"}).text  # '_' is itself
+            none = client.get("/", params={"q": "nothing like it"}).text
+            assert "No experiment&#39;s name contains nothing like it." in none
+
+            runs = client.get("/runs").text
+            assert f'<a href="/runs?experiment={run.experiment_id}">exp-007</a>' in runs
+    finally:
+        stop_server(proc)

@@ -1,7 +1,7 @@
 """The web UI's routes: one server-rendered page per URL, all read-only but audit verify.
 
 =====================================  ===================================================
-``/``                                  experiments
+``/``                                  experiments: name search (``q``), paging
 ``/runs``                              runs: filter (MLflow grammar), order, paging
 ``/runs/{run_id}``                     one run: params, metrics + charts, tags, lineage
 ``/runs/{run_id}/artifact?path=``      download one of its artifacts (as an attachment)
@@ -48,7 +48,7 @@ from loopline.server.ui import catalog_views, ops_views, tracking_views
 from loopline.server.ui.render import STATIC_DIR, STATIC_URL, page
 from loopline.tracking.entities import ViewType
 from loopline.tracking.experiments import get_experiment
-from loopline.tracking.query import search_experiments
+from loopline.tracking.query import decode_page_token, encode_page_token, search_experiments
 
 Ctx = Annotated[Context, Depends(get_ctx)]
 
@@ -98,16 +98,34 @@ def install_ui(app: FastAPI) -> None:
 # -- experiments and runs -----------------------------------------------------------------
 
 
+#: Experiments per page.
+EXPERIMENTS_PER_PAGE = 50
+
+
 @router.get("/", response_class=HTMLResponse)
-def experiments_page(ctx: Ctx, page_token: str | None = None) -> HTMLResponse:
-    """Experiments, 50 to a page."""
-    result = search_experiments(ctx.engine, max_results=50, page_token=page_token)
+def experiments_page(
+    ctx: Ctx, page_token: str | None = None, q: Annotated[str, Query(max_length=200)] = ""
+) -> HTMLResponse:
+    """Experiments, 50 to a page, optionally those whose name contains ``q``."""
+    # "Name contains", case-insensitive: the words as typed, '_' and '%' included.
+    like = f"%{like_literal(q.strip())}%" if q.strip() else None
+    result = search_experiments(
+        ctx.engine, name_like=like, max_results=EXPERIMENTS_PER_PAGE, page_token=page_token
+    )
+    offset = decode_page_token(page_token)
+    # Back one page, not only to the first: the list was walked forward only. The first
+    # page's address has no token.
+    back = offset - EXPERIMENTS_PER_PAGE
+    prev = encode_page_token(back) if back > 0 else None
     return page(
         "experiments.html",
         nav="experiments",
         experiments=result.experiments,
         next_token=result.next_page_token,
-        page_token=page_token,
+        prev_token=prev,
+        has_prev=offset > 0,
+        offset=offset,
+        q=q,
     )
 
 
