@@ -7,6 +7,7 @@ version, the aliases and latest version of each model) grew by a query or three 
 
 from __future__ import annotations
 
+import html
 import re
 import warnings
 from collections.abc import Iterator
@@ -113,3 +114,32 @@ def test_a_dataset_page_reads_the_files_of_the_versions_it_shows_only(
     page = client.get("/datasets/images").text
     counts = re.findall(r'<td class="num">(\d+)</td>\s*<td><time', page)
     assert counts == ["9", "8", "7", "6"], counts  # each version's own file count
+
+
+def test_a_dataset_of_many_versions_is_paged_newest_first(embedded_ctx: Context) -> None:
+    # Every version was one row and two <option>s of the diff form: 600 versions made a
+    # page of 300 KB, and it grew with each version kept.
+    for i in range(60):
+        ll.datasets.register("daily", pd.DataFrame({"x": [float(i)]}))
+    client = TestClient(create_app(embedded_ctx), base_url=LOCAL)
+
+    def numbers(page: str) -> list[int]:
+        found = re.findall(r'<td><a href="/datasets/daily[^"]*">(\d+)</a></td>', page)
+        return [int(n) for n in found]
+
+    first = client.get("/datasets/daily").text
+    assert numbers(first) == list(range(60, 35, -1))
+    assert "<option" not in first and 'name="a" min="1" max="60" value="59"' in first
+    older = re.search(r'<a href="([^"]+)" rel="next">older versions', first)
+    assert older is not None
+    second = client.get(html.unescape(older.group(1))).text
+    assert numbers(second) == list(range(35, 10, -1))
+    last = client.get("/datasets/daily", params={"page": 3}).text
+    assert numbers(last) == list(range(10, 0, -1)) and 'rel="next"' not in last
+    assert "list ends before it" in client.get("/datasets/daily", params={"page": 9}).text
+    # A version on another page is shown and the page stays.
+    chosen = client.get("/datasets/daily", params={"version": 3, "page": 3}).text
+    assert "daily@3" in chosen and numbers(chosen) == list(range(10, 0, -1))
+    diff = client.get("/datasets/daily/diff", params={"a": 1, "b": 60}).text
+    assert "<option" not in diff and 'name="b" min="1" max="60" value="60"' in diff
+    assert client.get("/datasets/daily", params={"page": 0}).status_code == 422

@@ -88,10 +88,23 @@ def find_version(engine: Engine, name: str, version: int | None) -> VersionRow |
     return None if found is None else _row(found)
 
 
-def versions_of(engine: Engine, name: str) -> list[VersionRow]:
-    """Every version row of ``name``, oldest first."""
+def versions_of(
+    engine: Engine,
+    name: str,
+    *,
+    limit: int | None = None,
+    offset: int = 0,
+    newest_first: bool = False,
+) -> list[VersionRow]:
+    """The version rows of ``name``, oldest first (or newest first), ``limit`` of them from
+    ``offset`` (None: every one)."""
+    number = dataset_versions.c.version
     query = (
-        _version_query().where(dataset_versions.c.name == name).order_by(dataset_versions.c.version)
+        _version_query()
+        .where(dataset_versions.c.name == name)
+        .order_by(number.desc() if newest_first else number)
+        .limit(limit)
+        .offset(offset)
     )
     with reading(engine) as conn:
         return [_row(r) for r in conn.execute(query)]

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from loopline.delivery.gates import GateVerdict
     from loopline.serving.store import Deployment, DeploymentEvent
 
-#: Model versions per page of a model.
+#: Model versions per page of a model, and dataset versions per page of a dataset.
 VERSIONS_PER_PAGE = 25
 #: Registered models per page.
 MODELS_PER_PAGE = 50
@@ -92,11 +92,17 @@ def _column_rows(v: datasets.DatasetVersion) -> list[dict[str, Any]]:
     return rows
 
 
-def dataset_detail(ctx: Context, name: str, version: int | None) -> dict[str, Any]:
-    """The versions of ``name``, and the schema, statistics, files and readers of one."""
+def dataset_detail(ctx: Context, name: str, version: int | None, page: int) -> dict[str, Any]:
+    """A page of the versions of ``name``, newest first, and the schema, statistics, files
+    and readers of one version."""
     # The listing needs no manifests: only the version shown reads its files.
-    all_versions = datasets.version_rows(name)
     chosen = datasets.get(name, "latest" if version is None else version)  # or NotFound
+    rows = datasets.version_rows(
+        name,
+        limit=VERSIONS_PER_PAGE + 1,
+        offset=(page - 1) * VERSIONS_PER_PAGE,
+        newest_first=True,
+    )
     reader_filter = (
         f"datasets.name = {sql_string(chosen.name)} "
         f"and datasets.version = {sql_string(str(chosen.version))}"
@@ -112,7 +118,10 @@ def dataset_detail(ctx: Context, name: str, version: int | None) -> dict[str, An
         "reader_filter": reader_filter,
         "more_readers": len(found) == MAX_READERS,
         "name": name,
-        "versions": list(reversed(all_versions)),
+        "versions": rows[:VERSIONS_PER_PAGE],
+        "more_versions": len(rows) > VERSIONS_PER_PAGE,
+        "page": page,
+        "latest": _latest_number(name),
         "v": chosen,
         "columns": _column_rows(chosen),
         "files": chosen.files[:MAX_FILES],
@@ -120,12 +129,17 @@ def dataset_detail(ctx: Context, name: str, version: int | None) -> dict[str, An
     }
 
 
+def _latest_number(name: str) -> int:
+    newest = datasets.version_rows(name, limit=1, newest_first=True)
+    return newest[0].version if newest else 0
+
+
 def dataset_diff(name: str, a: int, b: int) -> dict[str, Any]:
     """What changed from version ``a`` to version ``b`` of ``name``."""
     return {
         "name": name,
         "diff": datasets.diff(f"{name}@{a}", f"{name}@{b}"),
-        "numbers": [v.version for v in reversed(datasets.version_rows(name))],
+        "latest": _latest_number(name),
         "a": a,
         "b": b,
     }

@@ -235,10 +235,17 @@ def datasets_page() -> HTMLResponse:
 
 @router.get("/datasets/{name}", response_class=HTMLResponse)
 def dataset_page(
-    ctx: Ctx, name: str, version: Annotated[int | None, Query(ge=1)] = None
+    ctx: Ctx,
+    name: str,
+    version: Annotated[int | None, Query(ge=1, le=MAX_INTEGER)] = None,
+    page_number: Annotated[int, Query(alias="page", ge=1, le=MAX_PAGE)] = 1,
 ) -> HTMLResponse:
-    """A dataset's versions and one version's schema, statistics, files and readers."""
-    return page("dataset.html", nav="datasets", **catalog_views.dataset_detail(ctx, name, version))
+    """A page of a dataset's versions, and one version's schema, statistics, files, readers."""
+    return page(
+        "dataset.html",
+        nav="datasets",
+        **catalog_views.dataset_detail(ctx, name, version, page_number),
+    )
 
 
 @router.get("/datasets/{name}/diff", response_class=HTMLResponse)
