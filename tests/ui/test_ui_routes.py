@@ -402,3 +402,29 @@ def test_the_experiments_page_searches_names_and_pages_back_one_page(
             assert f'<a href="/runs?experiment={run.experiment_id}">exp-007</a>' in runs
     finally:
         stop_server(proc)
+
+
+def test_a_run_of_300_params_folds_most_and_the_runs_table_reads_like_the_cli(
+    embedded_ctx: Context,
+) -> None:
+    # 300 params pushed the metric charts 7,000 px down the run's page. The runs table
+    # rounded metrics to 4 digits where `loopline runs ls`, the run page and the compare
+    # page show 6: two runs sorted by auc read the same value.
+    with ll.start_run(experiment="wide", name="wide") as run:
+        run.log_params({f"p{i:03d}": i for i in range(300)})
+        for step in range(3):
+            run.log_metric("auc", 0.987654 - step * 1e-6, step=step)
+    with ll.start_run(experiment="wide", name="close") as close:
+        close.log_metric("auc", 0.987651)
+    settings = embedded_ctx.settings
+    proc, url = start_server(settings.metadata_uri, settings.artifacts_uri)
+    try:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            page = client.get(f"/runs/{run.id}").text
+            table = client.get("/runs", params={"order_by": "metrics.auc DESC"}).text
+    finally:
+        stop_server(proc)
+    folded = page.index('<details id="more-params"><summary>270 more parameters</summary>')
+    assert page.index(">p029<") < folded < page.index(">p030<") < page.index(">p299<")
+    cells = re.findall(r'<td class="num">(0\.98765\d)</td>', table)
+    assert cells == ["0.987652", "0.987651"], cells

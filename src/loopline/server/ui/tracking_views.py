@@ -39,6 +39,8 @@ TABLE_KEYS = 6
 MAX_CHARTS = 24
 #: Runs one comparison may hold.
 MAX_COMPARE = 12
+#: Params listed open on a run's page; the others are folded under them.
+PARAMS_SHOWN = 30
 #: Child runs listed on a run's page (the runs table, linked from there, lists them all).
 MAX_CHILDREN = 100
 #: Artifacts listed on a run's page.
@@ -214,6 +216,7 @@ def run_detail(ctx: Context, run_id: str) -> dict[str, Any]:
     system_tags = {k: v for k, v in run.tags.items() if k.startswith(SYSTEM_TAG_PREFIXES)}
     return {
         "run": run,
+        "params_shown": PARAMS_SHOWN,
         "charts": charts,
         "artifacts": artifacts[:MAX_ARTIFACTS],
         "artifact_count": len(artifacts),
