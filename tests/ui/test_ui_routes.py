@@ -8,6 +8,7 @@ route of :data:`loopline.server.ui.routes.router`, so a new page cannot go untes
 from __future__ import annotations
 
 import html
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -428,3 +429,35 @@ def test_a_run_of_300_params_folds_most_and_the_runs_table_reads_like_the_cli(
     assert page.index(">p029<") < folded < page.index(">p030<") < page.index(">p299<")
     cells = re.findall(r'<td class="num">(0\.98765\d)</td>', table)
     assert cells == ["0.987652", "0.987651"], cells
+
+
+def test_live_metrics_in_windows_of_100_requests_score_the_newest_20_windows(
+    embedded_ctx: Context,
+) -> None:
+    # The page read the newest 100,000 prediction rows whatever the window: in windows of
+    # 100 requests that was 1,000 windows, each scored with scikit-learn, a page of 26 s.
+    import numpy as np
+
+    from loopline.monitoring.labels import log_labels
+    from loopline.monitoring.prediction_log import PredictionLogger
+
+    rng = np.random.default_rng(0)
+    ids = [f"r{i}" for i in range(4000)]
+    with PredictionLogger(embedded_ctx, start=False) as logger:
+        for rid in ids:
+            logger.log(rid, "m", 1, [{"x": float(rng.normal())}], [int(rng.random() < 0.5)], 2.0)
+        logger.flush()
+    log_labels(ids, [int(rng.random() < 0.5) for _ in ids], model="m")
+    settings = embedded_ctx.settings
+    proc, url = start_server(settings.metadata_uri, settings.artifacts_uri)
+    try:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            page = client.get("/monitoring", params={"model": "m", "window": "100"}).text
+            hourly = client.get("/monitoring", params={"model": "m", "window": "hour"}).text
+    finally:
+        stop_server(proc)
+    assert "newest 2,000 rows" in page and "<summary>20 newest windows</summary>" in page
+    requests = re.search(r'<script type="application/json" id="live-1">(.*?)</script>', page)
+    assert requests is not None
+    assert len(json.loads(requests.group(1))["series"][0]["x"]) == 20
+    assert "newest 20,000 rows" in hourly
