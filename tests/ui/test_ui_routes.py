@@ -461,3 +461,25 @@ def test_live_metrics_in_windows_of_100_requests_score_the_newest_20_windows(
     assert requests is not None
     assert len(json.loads(requests.group(1))["series"][0]["x"]) == 20
     assert "newest 20,000 rows" in hourly
+
+
+def test_a_small_relative_change_on_the_compare_page_is_not_shown_as_zero(
+    embedded_ctx: Context,
+) -> None:
+    # A change of 0.01 % read "(+0.0 %)", as if the metric had not moved.
+    ids = []
+    for auc, loss in ((0.9, 0.5), (0.90009, 0.506)):
+        with ll.start_run(experiment="close") as run:
+            run.log_metrics({"auc": auc, "loss": loss})
+        ids.append(run.id)
+    settings = embedded_ctx.settings
+    proc, url = start_server(settings.metadata_uri, settings.artifacts_uri)
+    try:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            page = client.get("/compare", params={"run": ids}).text
+    finally:
+        stop_server(proc)
+    table = page[page.index('id="metric-deltas"') :]
+    cell = r'<th scope="row">(\w+)</th>.*?class="delta[^"]*">([^<]*)</span>'
+    deltas = dict(re.findall(cell, table, re.S))
+    assert deltas == {"auc": "+9e-05 (+0.01 %)", "loss": "+0.006 (+1.2 %)"}, deltas

@@ -147,6 +147,24 @@ def fmt_pct(share: float | None, digits: int = 1) -> str:
     return f"{share * 100:.{digits}f} %"
 
 
+def fmt_change(share: float | None) -> str:
+    """A relative change as a signed percentage: one decimal, or two significant digits
+    when it is smaller than 0.1 % (it read "-0.0 %", a change that looked like none).
+
+    Example:
+        >>> fmt_change(0.0123), fmt_change(-0.0001002), fmt_change(0.0), fmt_change(None)
+        ('+1.2 %', '-0.01 %', '0.0 %', '')
+    """
+    if share is None:
+        return ""
+    percent = share * 100
+    if percent == 0:
+        return "0.0 %"
+    if abs(percent) >= 0.1:
+        return f"{percent:+.1f} %"
+    return f"{percent:+.2g} %"
+
+
 def query_string(base: Mapping[str, Any] | None = None, **changes: Any) -> str:
     """``?a=1&b=x`` from ``base`` updated with ``changes``; None and "" values are dropped,
     lists repeat the key.
@@ -181,6 +199,7 @@ def _environment() -> Environment:
         num=fmt_num,
         bytes=fmt_bytes,
         pct=fmt_pct,
+        change=fmt_change,
         duration=fmt_duration,
         finite=finite,
     )
