@@ -150,13 +150,16 @@ def test_empty_states_and_errors_are_html_pages(embedded_ctx: Context) -> None:
                 "/models": "No registered models yet.",
                 "/deployments": "No deployments yet.",
                 "/monitoring": "No table datasets yet",
-                "/audit": "No audit events match.",
+                "/audit": "No audit events yet: registering a dataset",
             }
             for path, text in empty.items():
                 response = client.get(path)
                 assert response.status_code == 200, path
                 assert text in response.text, path
             assert "Default" in client.get("/").text
+            # A filter that matches nothing says so ("No audit events yet" is a new store).
+            nothing = client.get("/audit", params={"actor": "nobody"}).text
+            assert "No audit events match." in nothing
 
             ll.datasets.register("churn-data", churn_frame(50, seed=0))
             missing = client.get("/runs/0123456789abcdef0123456789abcdef")
