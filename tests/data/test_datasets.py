@@ -316,6 +316,22 @@ def test_list_datasets_and_versions(ctx: Context, tmp_path: Path) -> None:
     assert ll.datasets.versions("zzz") == []
 
 
+def test_version_rows_list_and_page_versions_without_their_files(
+    ctx: Context, tmp_path: Path
+) -> None:
+    for n in (2, 3, 4, 5):
+        ll.datasets.register("f", _make_folder(tmp_path / f"f{n}", n))
+    rows = ll.datasets.version_rows("f")
+    assert [(r.version, r.file_count) for r in rows] == [(1, 2), (2, 3), (3, 4), (4, 5)]
+    page = ll.datasets.version_rows("f", limit=2, offset=1, newest_first=True)
+    assert [r.version for r in page] == [3, 2]
+    assert ll.datasets.version_rows("zzz") == []
+    for bad in ({"limit": 0}, {"limit": True}, {"offset": -1}, {"offset": 2**63}):
+        with pytest.raises(InvalidInput) as caught:
+            ll.datasets.version_rows("f", **bad)
+        assert caught.value.field == next(iter(bad))
+
+
 def test_diff_tables(ctx: Context) -> None:
     df = _frame(200)
     ll.datasets.register("churn", df)

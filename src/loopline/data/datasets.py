@@ -734,15 +734,16 @@ def version_rows(
         >>> # ll.datasets.version_rows("daily", limit=50, newest_first=True)  # a page
     """
     check_name(name)
-    if limit is not None and (type(limit) is not int or limit < 1):
+    # Bounded by what a query binds: past it SQLite raised OverflowError, not a 4xx.
+    if limit is not None and (type(limit) is not int or not 1 <= limit <= MAX_INTEGER):
         raise InvalidInput(
-            f"limit must be a whole number of at least 1, got {limit!r}",
+            f"limit must be a whole number from 1 to {MAX_INTEGER}, got {limit!r}",
             field="limit",
             hint="pass limit=50, or None for every version",
         )
-    if type(offset) is not int or offset < 0:
+    if type(offset) is not int or not 0 <= offset <= MAX_INTEGER:
         raise InvalidInput(
-            f"offset must be a whole number of at least 0, got {offset!r}",
+            f"offset must be a whole number from 0 to {MAX_INTEGER}, got {offset!r}",
             field="offset",
             hint="pass offset=0 for the first page",
         )
