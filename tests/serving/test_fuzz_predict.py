@@ -172,12 +172,12 @@ def test_the_server_answers_its_own_schema_for_the_top_level_fields(
 @pytest.mark.parametrize(
     ("method", "path", "allow"),
     [
-        ("POST", "/v1/models/churn", "GET"),
-        ("DELETE", "/v1/models/churn", "GET"),
+        ("POST", "/v1/models/churn", "GET, HEAD"),
+        ("DELETE", "/v1/models/churn", "GET, HEAD"),
         ("GET", "/v1/models/churn/feedback", "POST"),
         ("GET", "/v1/models/churn/predict", "POST"),
         ("PUT", "/v1/models/nosuch/predict", "POST"),
-        ("POST", "/v1/models/", "GET"),
+        ("POST", "/v1/models/", "GET, HEAD"),
     ],
     ids=lambda v: v.replace("/v1/models", "") or "list" if isinstance(v, str) else None,
 )

@@ -315,6 +315,10 @@ class ProcessExecutor(Executor):
         self._solo: ProcessPoolExecutor | None = None
         self._lock = threading.RLock()
         self._calls: dict[int, _Call] = {}
+        #: Every worker process by pid, kept from each pool as it spawns them: a broken pool
+        #: drops its own, and a worker's first mark can be read before the pool lists it,
+        #: so the exit code of a dead worker is read from here.
+        self._workers: dict[int, Any] = {}
         self._ids = itertools.count()
         self._broken: list[ProcessPoolExecutor] = []
         #: Pools in which we killed a worker (for a timeout): their breakage has a known cause.
@@ -384,6 +388,7 @@ class ProcessExecutor(Executor):
                 self._forget(pool)
                 continue
             call.pool = pool
+            self._workers.update(getattr(pool, "_processes", None) or {})  # spawned by submit
             inner.add_done_callback(functools.partial(self._settle, call, pool))
             return
         self._fail(call, RuntimeError("the process pool broke twice while a call was sent"))
@@ -476,7 +481,7 @@ class ProcessExecutor(Executor):
         if call is None or call.pool is None:
             return
         call.pid = pid
-        call.process = _process(call.pool, pid)
+        call.process = self._workers.get(pid) or _process(call.pool, pid)
         if stage == 1 and call.timeout is not None:
             call.deadline = time.monotonic() + call.timeout
 
@@ -500,7 +505,7 @@ class ProcessExecutor(Executor):
             killed = [c for c in calls if c.timed_out]
             for call in calls:  # a mark read late: look again while the pool knows it
                 if call.pid is not None and call.process is None:
-                    call.process = _process(pool, call.pid)
+                    call.process = self._workers.get(call.pid) or _process(pool, call.pid)
             for call in killed:
                 assert call.timeout is not None
                 self._fail(call, TaskTimedOut(call.timeout))
