@@ -792,28 +792,15 @@ def diff(
     va, vb = _resolve(a), _resolve(b)
     added, removed, changed = diff_files(list(va.files), list(vb.files))
     same = va.hash == vb.hash
+    files = (va.ref, vb.ref, same, added, removed, changed)
     if va.kind != "table" or vb.kind != "table":
-        return DatasetDiff(
-            va.ref,
-            vb.ref,
-            same,
-            added,
-            removed,
-            changed,
-            kind_before=va.kind,
-            kind_after=vb.kind,
-        )
+        return DatasetDiff(*files, kind_before=va.kind, kind_after=vb.kind)
     common = [c for c in va.schema if c in vb.schema and va.schema[c] == vb.schema[c]]
     rows_added, rows_removed = (0, 0) if same else (None, None)
     if not same and common:
         rows_added, rows_removed = diff_rows(va.path, vb.path, common)
     return DatasetDiff(
-        va.ref,
-        vb.ref,
-        same,
-        added,
-        removed,
-        changed,
+        *files,
         rows_before=va.row_count,
         rows_after=vb.row_count,
         rows_added=rows_added,
