@@ -76,6 +76,15 @@ def test_every_ui_route_answers_200_and_escapes_user_text(served: tuple[str, Fil
         verify = client.post("/audit/verify")
         assert verify.status_code == 200 and "Intact" in verify.text
         bodies["/audit/verify"] = verify.text
+        # Without --auth too, another site's page cannot make the server walk the chain.
+        for header in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+            refused = client.post("/audit/verify", headers=header)
+            assert refused.status_code == 403, header
+            assert "posted from another site" in refused.text and "Intact" not in refused.text
+        same = client.post(
+            "/audit/verify", headers={"Origin": url, "Sec-Fetch-Site": "same-origin"}
+        )
+        assert same.status_code == 200 and "Intact" in same.text
 
         # What users typed never comes back as markup, only as text.
         for template, body in bodies.items():

@@ -93,12 +93,16 @@ def _same_origin(scope: Scope) -> bool:
     return urlsplit(origin).netloc == (_header(scope, b"host") or "")
 
 
-def _cross_origin_form(request: Request) -> Response | None:
-    """The 403 for a login or logout form posted from another origin, else None.
+def cross_origin_form(request: Request) -> Response | None:
+    """The 403 for a form posted from another origin, else None.
 
     Without it a page on another site could log the user's browser in with the attacker's
     token (login CSRF: what the user then logs or uploads goes to the attacker's account,
-    under the attacker's name in the audit log), or log the user out.
+    under the attacker's name in the audit log), log the user out, or make a server without
+    ``--auth`` walk its whole audit chain as often as the page likes.
+
+    Example:
+        >>> # refused = cross_origin_form(request); if refused: return refused
     """
     if _same_origin(request.scope):
         return None
@@ -276,7 +280,7 @@ def login_form(next: str = "/") -> HTMLResponse:
 @router.post("/login", response_model=None)
 async def login(request: Request) -> Response:
     """Check the posted token; on success keep it in an HttpOnly, SameSite=Strict cookie."""
-    refused = _cross_origin_form(request)
+    refused = cross_origin_form(request)
     if refused is not None:
         return refused
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
@@ -301,7 +305,7 @@ async def login(request: Request) -> Response:
 @router.post("/logout", response_model=None)
 def logout(request: Request) -> Response:
     """Forget the cookie."""
-    refused = _cross_origin_form(request)
+    refused = cross_origin_form(request)
     if refused is not None:
         return refused
     response = RedirectResponse("/login", status_code=303)

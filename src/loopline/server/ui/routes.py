@@ -42,6 +42,7 @@ from loopline.core.context import Context
 from loopline.core.db import like_literal
 from loopline.errors import InvalidInput, LooplineError
 from loopline.server.api_v1 import artifact_response
+from loopline.server.auth import cross_origin_form
 from loopline.server.deps import get_ctx
 from loopline.server.strict_json import StrictJsonRoute
 from loopline.server.ui import catalog_views, ops_views, tracking_views
@@ -365,6 +366,13 @@ def audit_log_page(
 
 
 @router.post("/audit/verify", response_class=HTMLResponse)
-def audit_verify(ctx: Ctx) -> HTMLResponse:
-    """Walk the hash chain (:func:`loopline.core.audit.verify`) and show what it found."""
+def audit_verify(ctx: Ctx, request: Request) -> Response:
+    """Walk the hash chain (:func:`loopline.core.audit.verify`) and show what it found.
+
+    Only a form of this server may ask, with or without ``--auth``: the walk reads every
+    event, and without it any page the user opens could make the server repeat it at will.
+    """
+    refused = cross_origin_form(request)
+    if refused is not None:
+        return refused
     return _audit(ctx, None, "", "", "", audit.verify(ctx.engine))
