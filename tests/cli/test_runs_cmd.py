@@ -85,10 +85,12 @@ def test_compare_shows_differing_params_and_metric_deltas(ctx: Context, three: l
     auc = result["metrics"]["auc"]
     assert auc["values"] == [0.8, 0.85, "NaN"]
     assert auc["deltas"][0] is None and auc["deltas"][1] == pytest.approx(0.05)
-    assert auc["deltas"][2] == "NaN"
+    assert auc["deltas"][2] is None  # no delta to or from NaN, as the UI's compare page
     assert result["metrics"]["loss"]["deltas"][1] == pytest.approx(-0.05)
     text = _runs(ctx, "compare", three[0], three[1])
     assert text.returncode == 0 and "(+0.05)" in text.stdout and "(-0.05)" in text.stdout
+    with_nan = _runs(ctx, "compare", three[0], three[2])
+    assert with_nan.returncode == 0 and "NaN" in with_nan.stdout and "nan" not in with_nan.stdout
     one = _runs(ctx, "compare", three[0])
     assert one.returncode == 2 and "at least two run ids" in one.stderr
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeGuard
 
 import typer
 from rich.table import Table
@@ -34,10 +34,15 @@ def _num(value: float | None) -> str:
     if value is None:
         return "-"
     if math.isnan(value):
-        return "nan"
+        return "NaN"  # as the UI and MLflow's UI write it
     if stored_infinity(value):  # +/-inf as stored: the UI says inf too, not 1.79769e+308
         return "inf" if value > 0 else "-inf"
     return f"{value:.6g}"
+
+
+def _comparable(value: float | None) -> TypeGuard[float]:
+    """True for a value a delta can be taken from: present, not NaN, not a stored inf."""
+    return value is not None and not math.isnan(value) and not stored_infinity(value)
 
 
 def _json_float(value: float | None) -> float | str | None:
@@ -186,12 +191,10 @@ def comparison(runs: list[Any]) -> dict[str, Any]:
     for key in sorted({k for m in metrics for k in m}):
         values = [m.get(key) for m in metrics]
         base = values[0]
-        # No delta from or to inf (as the UI's compare page): the stored +/-inf is the
-        # largest float, and a difference with it is a number that means nothing.
+        # No delta from or to NaN or inf (as the UI's compare page): the stored +/-inf is
+        # the largest float, and a difference with it or with NaN means nothing.
         deltas = [
-            None
-            if i == 0 or v is None or base is None or stored_infinity(v) or stored_infinity(base)
-            else v - base
+            None if i == 0 or not _comparable(v) or not _comparable(base) else v - base
             for i, v in enumerate(values)
         ]
         compared[key] = {
