@@ -212,6 +212,25 @@ def test_lineage_goes_from_data_to_deployments(ctx: Context) -> None:
     assert ll.registry.lineage("churn", "latest")["run_id"] == run.id
 
 
+def test_lineage_describes_the_one_version_the_run_read(ctx: Context) -> None:
+    # lineage read every version of each input dataset (file lists included) to find one.
+    ll.datasets.register("many", _frame(n=10, seed=1))
+    ll.datasets.register("many", _frame(n=20, seed=2))
+    with ll.start_run(experiment="churn") as run:
+        df = ll.datasets.get("many", 2).to_pandas()
+        clf = LogisticRegression().fit(df[["tenure", "spend"]], df["churned"])
+        run.log_model(clf, "model", input_example=df[["tenure", "spend"]].head(3))
+        run.log_input("dataset", "many", "7", "0" * 64)  # a version that does not exist
+        run.log_input("dataset", "gone", "1", "0" * 64)  # a dataset that does not exist
+    ll.datasets.register("many", _frame(n=30, seed=3))
+    ll.registry.register(run, "churn")
+    entries = {(d["name"], d["version"]): d for d in ll.registry.lineage("churn", 1)["datasets"]}
+    read = entries[("many", "2")]
+    assert read["found"] and read["digest_matches"] and read["ref"] == "many@2"
+    assert read["row_count"] == 20 and read["file_count"] == len(ll.datasets.get("many", 2).files)
+    assert not entries[("many", "7")]["found"] and not entries[("gone", "1")]["found"]
+
+
 def test_lineage_lists_the_deployments_a_version_took_part_in(ctx: Context) -> None:
     for seed in (1, 2):
         ll.registry.register(_train(seed=seed), "churn")

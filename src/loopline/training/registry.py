@@ -575,28 +575,35 @@ def _dataset_entry(item: RunInput) -> dict[str, Any]:
     }
     if item.kind != "dataset":
         return entry
-    from loopline.data import datasets
+    from loopline.data import catalog
+    from loopline.data.datasets import check_name, parse_version
 
+    # Only the version the run read, with its own file list: reading every version of the
+    # dataset (ll.datasets.versions) read the file lists of all of them.
     try:
-        found = [v for v in datasets.versions(item.name) if str(v.version) == item.version]
+        check_name(item.name)
+        number = parse_version(item.version)
     except InvalidInput:
-        found = []
-    if found:
-        v = found[0]
-        entry.update(
-            {
-                "found": True,
-                "digest_matches": v.hash == item.digest,
-                "ref": v.ref,
-                "data_kind": v.kind,
-                "row_count": v.row_count,
-                "byte_size": v.byte_size,
-                "file_count": len(v.files),
-                "files": [
-                    {"path": f.path, "digest": f.digest, "size": f.size} for f in v.files[:100]
-                ],
-            }
-        )
+        return entry
+    if number is None:  # "latest" is no version a run read
+        return entry
+    engine = get_context().engine
+    row = catalog.find_version(engine, item.name, number)
+    if row is None:
+        return entry
+    files = catalog.files_of(engine, [row.id])[row.id]
+    entry.update(
+        {
+            "found": True,
+            "digest_matches": row.hash == item.digest,
+            "ref": f"{row.name}@{row.version}",
+            "data_kind": row.kind,
+            "row_count": row.row_count,
+            "byte_size": row.byte_size,
+            "file_count": len(files),
+            "files": [{"path": f.path, "digest": f.digest, "size": f.size} for f in files[:100]],
+        }
+    )
     return entry
 
 
