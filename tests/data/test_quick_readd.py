@@ -25,6 +25,7 @@ try:
     main()
 finally:
     heavy = ("sqlalchemy", "typer", "pydantic_settings", "rich")
+    print("collector on" if gc.isenabled() else "collector off", file=sys.stderr)
     print("frozen" if gc.get_freeze_count() else "not frozen", file=sys.stderr)
     print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)
 """
@@ -273,7 +274,8 @@ def test_the_entry_runs_the_full_app_for_a_first_add(tmp_path: Path) -> None:
         tmp_path, ["data", "add", "d", "d", "--json"], quick=True, LOOPLINE_HOME="home"
     )
     assert '"created_now": true' in out
-    # The full app ran, and the collector's walk at exit was skipped for `data add` only.
-    assert "sqlalchemy" in err[-1] and err[-2] == "frozen"
+    # The full app ran, without the collector's passes during its imports and at exit, for
+    # `data add` only.
+    assert "sqlalchemy" in err[-1] and err[-2] == "frozen" and err[-3] == "collector off"
     out, err = _run_full(tmp_path, ["data", "ls", "--json"], quick=True, LOOPLINE_HOME="home")
-    assert '"name": "d"' in out and err[-2] == "not frozen"
+    assert '"name": "d"' in out and err[-2] == "not frozen" and err[-3] == "collector on"
