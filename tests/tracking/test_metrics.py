@@ -40,21 +40,25 @@ def _random_rows(seed: int, n: int) -> list[MetricRow]:
 
 
 @pytest.mark.parametrize("seed", range(20), ids=lambda s: f"seed{s}")
-def test_each_chunk_holds_its_group_in_order_and_the_latest_row_as_latest_of_picks_it(
+def test_each_chunk_holds_its_groups_distinct_points_in_order_and_the_latest_row(
     seed: int,
 ) -> None:
-    rows = _random_rows(seed, 200)
+    rows = _random_rows(seed, 200)  # few values, steps and timestamps: many repeated points
     chunks, latest = pack_chunks(rows)
     expected = latest_of(rows)
     assert latest == [expected[k] for k in sorted(expected)]
     assert [(c[0], c[1]) for c in chunks] == sorted(expected)
-    for run_id, key, points, steps, stamps, values in chunks:
+    for run_id, key, points, steps, stamps, values, *span in chunks:
         group = [r for r in rows if (r[0], r[1]) == (run_id, key)]
+        distinct = list(dict.fromkeys(r[2:] for r in group))  # the first of each, in order
         unpacked = unpack_chunk(steps, stamps, values)
-        assert points == len(group) == len(unpacked)
-        for row, point in zip(group, unpacked, strict=True):
-            assert (point.step, point.timestamp) == (row[4], row[3])
-            assert math.isnan(point.value) if row[5] else point.value == row[2]
+        assert points == len(distinct) == len(unpacked)
+        for (value, ts, step, nan), point in zip(distinct, unpacked, strict=True):
+            assert (point.step, point.timestamp) == (step, ts)
+            assert math.isnan(point.value) if nan else point.value == value
+        pairs = [(r[4], r[3]) for r in group]
+        assert span == [*min(pairs), *max(pairs)]
+    assert sum(c[2] for c in chunks) < len(rows)  # some repeats were dropped
 
 
 def test_a_step_beyond_64_bits_is_refused_naming_the_field() -> None:

@@ -12,4 +12,4 @@ Example:
 
 from __future__ import annotations
 
-HEAD_REVISION = "0021_feedback_label_ids"
+HEAD_REVISION = "0022_metric_points_once"

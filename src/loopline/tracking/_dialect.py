@@ -21,7 +21,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from loopline.core.bulk import driver_executemany, placeholder
+from loopline.core.bulk import driver_executemany, driver_fetchall, placeholder
 from loopline.errors import ConfigError
 
 #: One stored metric row: (run_id, key, value, timestamp, step, is_nan). ``is_nan`` is 0 or 1
@@ -67,8 +67,9 @@ def cached_statement(conn: Connection, name: str, build: Callable[[Connection], 
 
 
 _CHUNK_INSERT = (
-    "INSERT INTO metric_chunks (run_id, key, points, steps, timestamps, metric_values) "
-    "VALUES ({p}, {p}, {p}, {p}, {p}, {p})"
+    "INSERT INTO metric_chunks (run_id, key, points, steps, timestamps, metric_values, "
+    "min_step, min_timestamp, max_step, max_timestamp) "
+    "VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
 )
 
 
@@ -80,11 +81,53 @@ def bulk_insert_chunks(conn: Connection, chunks: Sequence[tuple[Any, ...]]) -> N
     than the insert on the one-point-per-request MLflow path.
 
     Example:
-        >>> # bulk_insert_chunks(conn, [(run_id, "loss", 1, steps, timestamps, values)])
+        >>> # bulk_insert_chunks(conn, [(run_id, "loss", 1, steps, timestamps, values,
+        >>> #                            3, 1700000000000, 3, 1700000000000)])
     """
     if not chunks:
         return
     driver_executemany(conn, _CHUNK_INSERT.format(p=placeholder(conn)), chunks)
+
+
+#: One series' span in a batch: (run_id, key, min_step, min_timestamp, max_step,
+#: max_timestamp), the lowest and the highest (step, timestamp) pair of its points.
+Span = tuple[str, str, int, int, int, int]
+
+# A stored chunk can hold one of a batch's points only if their spans meet. The index on
+# (run_id, key, max_step, max_timestamp, min_step, min_timestamp) answers each term with
+# one probe (row values compare in order, and use the index, on SQLite 3.15+ and
+# PostgreSQL); the usual batch, past everything stored, finds nothing.
+_SPAN_TERM = (
+    '(run_id = {p} AND "key" = {p} AND (max_step, max_timestamp) >= ({p}, {p}) '
+    "AND (min_step, min_timestamp) <= ({p}, {p}))"
+)
+_SPAN_SELECT = 'SELECT run_id, "key", steps, timestamps, metric_values FROM metric_chunks WHERE '
+#: Series per statement: a few hundred bound values, far below either database's limit.
+SPAN_TERMS_PER_QUERY = 100
+
+
+def chunks_meeting(conn: Connection, spans: Sequence[Span]) -> list[tuple[Any, ...]]:
+    """``(run_id, key, steps, timestamps, values)`` of the stored chunks whose span meets
+    one of ``spans`` (same run and key), in the caller's transaction.
+
+    One statement per :data:`SPAN_TERMS_PER_QUERY` series, through the driver: the MLflow
+    client logs one point per request, and this runs for each.
+
+    Example:
+        >>> # chunks_meeting(conn, [(run_id, "loss", 3, 1700000000000, 3, 1700000000000)])
+    """
+    p = placeholder(conn)
+    found: list[tuple[Any, ...]] = []
+    for start in range(0, len(spans), SPAN_TERMS_PER_QUERY):
+        page = spans[start : start + SPAN_TERMS_PER_QUERY]
+        sql = _SPAN_SELECT + " OR ".join([_SPAN_TERM.format(p=p)] * len(page))
+        args = [
+            v
+            for run_id, key, lo_step, lo_ts, hi_step, hi_ts in page
+            for v in (run_id, key, lo_step, lo_ts, hi_step, hi_ts)
+        ]
+        found += driver_fetchall(conn, sql, tuple(args))
+    return found
 
 
 # Keep whichever of the stored and the new point has the greater (step, timestamp, value):

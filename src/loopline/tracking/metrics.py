@@ -14,6 +14,20 @@ A chunk holds its points in the order they were logged as three little-endian ar
 bytes instead of a table row and an index entry, so ingest is no longer capped by the
 database's per-row insert rate. :func:`history` and :func:`stored_points` unpack them.
 
+A point is stored once, as MLflow stores it (its ``metrics`` table's primary key is
+``(run, key, timestamp, step, value, is_nan)``, and its ``_log_metrics`` drops repeats within
+a batch and rows already stored): :func:`write_rows` drops a batch's repeats of a point
+(the first is kept) and the points already stored, so a batch sent again (a client's retry
+after a lost answer) or the same point logged twice adds nothing. Two points are the same
+when run, key, step, timestamp and value are; NaN equals NaN (MLflow stores NaN as 0 with
+``is_nan`` set, so its key dedupes NaN too) and ``-0.0`` equals ``0.0`` (as in SQL). The
+stored points a batch can repeat are in the chunks whose span (lowest and highest
+``(step, timestamp)``, kept in the chunk's row and index) meets the batch's: one index probe
+per series, which finds nothing for the usual batch (steps or times past everything
+stored); only a batch reaching back into stored history reads chunks. The check runs
+after :func:`~loopline.tracking.run_json.lock_runs` (PostgreSQL) or inside ``BEGIN
+IMMEDIATE`` (SQLite), so two writers of one run never both add a point.
+
 Rows are in stored form (:data:`~loopline.tracking._dialect.MetricRow`): NaN as value 0
 with ``is_nan`` 1, +/-inf as +/-1.7976931348623157e308
 (see :func:`~loopline.tracking.validation.stored_metric_value`).
@@ -39,8 +53,10 @@ from loopline.errors import InvalidInput
 from loopline.tracking import run_json
 from loopline.tracking._dialect import (
     MetricRow,
+    Span,
     bulk_insert_chunks,
     bulk_upsert_latest,
+    chunks_meeting,
 )
 from loopline.tracking.entities import MetricPoint
 from loopline.tracking.tables import metric_chunks
@@ -49,8 +65,13 @@ _NAN = float("nan")
 _RUN, _VALUE, _TIMESTAMP, _STEP, _IS_NAN = (itemgetter(i) for i in (0, 2, 3, 4, 5))
 _SWAP = sys.byteorder != "little"  # chunks are little-endian on every machine
 
-#: One packed chunk, as inserted: (run_id, key, points, steps, timestamps, values).
-ChunkRow = tuple[str, str, int, bytes, bytes, bytes]
+#: One packed chunk, as inserted: (run_id, key, points, steps, timestamps, values,
+#: min_step, min_timestamp, max_step, max_timestamp); the last four are its span.
+ChunkRow = tuple[str, str, int, bytes, bytes, bytes, int, int, int, int]
+#: A point as compared for sameness: (value, timestamp, step, is_nan), NaN as (0.0, ..., 1).
+Point = tuple[float, int, int, int]
+#: Stored-form rows grouped by series, sorted by (run_id, key).
+Series = list[tuple[tuple[str, str], list[MetricRow]]]
 
 
 def latest_of(rows: Sequence[MetricRow]) -> dict[tuple[str, str], MetricRow]:
@@ -97,18 +118,14 @@ def _unpack(typecode: str, data: bytes) -> array[Any]:
     return out
 
 
-def pack_chunks(rows: Sequence[MetricRow]) -> tuple[list[ChunkRow], list[MetricRow]]:
-    """Group stored-form rows into one chunk per (run_id, key), and each group's latest row.
-
-    The chunks keep the rows' order; the latest row is the first with the greatest
-    ``(step, timestamp, value)`` (as :func:`latest_of` picks it). Both lists are sorted by
-    (run_id, key), a fixed order in which concurrent writers take their locks.
+def group_series(rows: Sequence[MetricRow]) -> Series:
+    """Stored-form rows grouped by (run_id, key), in logged order within a group; the groups
+    sorted by (run_id, key), a fixed order in which concurrent writers take their locks.
 
     Example:
-        >>> rows = [("r", "loss", 0.9, 10, 0, 0), ("r", "loss", 0.5, 11, 1, 0)]
-        >>> chunks, latest = pack_chunks(rows)
-        >>> chunks[0][2], latest[0][2]
-        (2, 0.5)
+        >>> rows = [("r", "loss", 0.9, 10, 0, 0), ("r", "acc", 0.5, 11, 1, 0)]
+        >>> [k for k, _ in group_series(rows)]
+        [('r', 'acc'), ('r', 'loss')]
     """
     groups: defaultdict[tuple[str, str], list[MetricRow]] = defaultdict(list)
     runs = set(map(_RUN, rows))
@@ -121,9 +138,66 @@ def pack_chunks(rows: Sequence[MetricRow]) -> tuple[list[ChunkRow], list[MetricR
     else:
         for row in rows:
             groups[row[0], row[1]].append(row)
+    return sorted(groups.items())
+
+
+def distinct_points(group: list[MetricRow]) -> list[MetricRow]:
+    """``group`` (one series) without repeats of a point, the first of each kept, in order.
+
+    Example:
+        >>> rows = [("r", "loss", 0.5, 10, 1, 0), ("r", "loss", 0.5, 10, 1, 0),
+        ...         ("r", "loss", 0.7, 10, 1, 0)]
+        >>> [r[2] for r in distinct_points(rows)]
+        [0.5, 0.7]
+    """
+    n = len(group)
+    # Two points can be the same only with the same step and timestamp: distinct steps (a
+    # training loop) or distinct timestamps settle it in C, without a set of points.
+    if n < 2 or len(set(map(_STEP, group))) == n or len(set(map(_TIMESTAMP, group))) == n:
+        return group
+    seen: set[Point] = set()
+    out: list[MetricRow] = []
+    for row in group:
+        point = _point(row)
+        if point not in seen:
+            seen.add(point)
+            out.append(row)
+    return out
+
+
+def _point(row: MetricRow) -> Point:
+    return (0.0 if row[5] else row[2], row[3], row[4], 1 if row[5] else 0)
+
+
+def _span(steps: list[int], stamps: list[int]) -> tuple[int, int, int, int]:
+    """The lowest and the highest (step, timestamp) pair: (min_step, its least timestamp,
+    max_step, its greatest timestamp)."""
+    lo, hi = min(steps), max(steps)
+    if steps.count(lo) == 1:  # the usual cases, found in C
+        lo_ts = stamps[steps.index(lo)]
+    else:
+        lo_ts = min(t for s, t in zip(steps, stamps, strict=True) if s == lo)
+    if steps.count(hi) == 1:
+        hi_ts = stamps[steps.index(hi)]
+    else:
+        hi_ts = max(t for s, t in zip(steps, stamps, strict=True) if s == hi)
+    return lo, lo_ts, hi, hi_ts
+
+
+def pack_series(series: Series) -> tuple[list[ChunkRow], list[MetricRow]]:
+    """One chunk per series (its points in logged order, with its span) and each series'
+    latest row: the first with the greatest ``(step, timestamp, value)``, as
+    :func:`latest_of` picks it. Both lists keep the order of ``series``.
+
+    Example:
+        >>> rows = [("r", "loss", 0.9, 10, 0, 0), ("r", "loss", 0.5, 11, 1, 0)]
+        >>> chunks, latest = pack_series(group_series(rows))
+        >>> chunks[0][2], chunks[0][6:], latest[0][2]
+        (2, (0, 10, 1, 11), 0.5)
+    """
     chunks: list[ChunkRow] = []
     latest: list[MetricRow] = []
-    for (run_id, key), group in sorted(groups.items()):
+    for (run_id, key), group in series:
         values = list(map(_VALUE, group))
         stamps = list(map(_TIMESTAMP, group))
         steps = list(map(_STEP, group))
@@ -139,9 +213,26 @@ def pack_chunks(rows: Sequence[MetricRow]) -> tuple[list[ChunkRow], list[MetricR
                 _pack("q", steps, "step"),
                 _pack("q", stamps, "timestamp"),
                 _pack("d", stored, "value"),
+                *_span(steps, stamps),
             )
         )
     return chunks, latest
+
+
+def pack_chunks(rows: Sequence[MetricRow]) -> tuple[list[ChunkRow], list[MetricRow]]:
+    """Group stored-form rows into one chunk per (run_id, key) of its distinct points, and
+    each group's latest row (:func:`group_series`, :func:`distinct_points`,
+    :func:`pack_series`); both lists sorted by (run_id, key).
+
+    Example:
+        >>> rows = [("r", "loss", 0.9, 10, 0, 0), ("r", "loss", 0.5, 11, 1, 0),
+        ...         ("r", "loss", 0.5, 11, 1, 0)]
+        >>> chunks, latest = pack_chunks(rows)
+        >>> chunks[0][2], latest[0][2]
+        (2, 0.5)
+    """
+    series = [(k, distinct_points(group)) for k, group in group_series(rows)]
+    return pack_series(series)
 
 
 def _latest_index(steps: list[int], stamps: list[int], values: list[float]) -> int:
@@ -154,22 +245,60 @@ def _latest_index(steps: list[int], stamps: list[int], values: list[float]) -> i
 
 
 def write_rows(conn: Connection, rows: Sequence[MetricRow], new_runs: Collection[str] = ()) -> None:
-    """Store stored-form points and bring ``latest_metrics`` and each run's copy of it
-    (``runs.metrics_json``) up to date, in ``conn``'s transaction.
+    """Store stored-form points not stored yet and bring ``latest_metrics`` and each run's
+    copy of it (``runs.metrics_json``) up to date, in ``conn``'s transaction.
 
-    ``new_runs``: runs created in this transaction, which have no other points.
+    A point already stored, or repeated in ``rows``, is stored once (see the module's
+    docstring). ``new_runs``: runs created in this transaction, which have no other points.
 
     Example:
         >>> # with engine.begin() as conn: write_rows(conn, rows)
     """
     if not rows:
         return
-    chunks, latest = pack_chunks(rows)
-    # Runs' rows first, then latest rows, in every writer: see run_json.lock_runs.
-    run_json.lock_runs(conn, {row[0] for row in latest if row[0] not in new_runs})
+    series = [(k, distinct_points(group)) for k, group in group_series(rows)]
+    # Runs' rows first, then latest rows, in every writer: see run_json.lock_runs. The lock
+    # also keeps another writer of the run from adding a point between check and insert.
+    run_json.lock_runs(conn, {run_id for (run_id, _key), _g in series if run_id not in new_runs})
+    series = _without_stored(conn, series, new_runs)
+    if not series:
+        return
+    chunks, latest = pack_series(series)
     bulk_insert_chunks(conn, chunks)
     bulk_upsert_latest(conn, [(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in latest])
     run_json.refresh_metrics(conn, latest, new_runs)
+
+
+def _without_stored(conn: Connection, series: Series, new_runs: Collection[str]) -> Series:
+    """``series`` without the points already stored; a series left empty is dropped.
+
+    Its latest point is stored already then, and ``latest_metrics`` holds it or a later one.
+    """
+    spans: list[Span] = []
+    for (run_id, key), group in series:
+        if run_id not in new_runs:
+            steps = list(map(_STEP, group))
+            spans.append((run_id, key, *_span(steps, list(map(_TIMESTAMP, group)))))
+    if not spans:
+        return series
+    stored: defaultdict[tuple[str, str], set[Point]] = defaultdict(set)
+    for run_id, key, steps, stamps, values in chunks_meeting(conn, spans):
+        stored[run_id, key].update(
+            (0.0, ts, step, 1) if value != value else (value, ts, step, 0)
+            for step, ts, value in zip(
+                _unpack("q", steps), _unpack("q", stamps), _unpack("d", values), strict=True
+            )
+        )
+    if not stored:  # the usual batch: nothing stored meets it
+        return series
+    kept: Series = []
+    for series_key, group in series:
+        known = stored.get(series_key)
+        if known:
+            group = [row for row in group if _point(row) not in known]
+        if group:
+            kept.append((series_key, group))
+    return kept
 
 
 def unpack_chunk(steps: bytes, timestamps: bytes, values: bytes) -> list[MetricPoint]:

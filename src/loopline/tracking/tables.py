@@ -10,8 +10,9 @@ artifact path inside a run to a content-addressed blob of the artifact store).
 
 Only ``loopline.tracking`` reads or writes these tables; other stages use its functions.
 The migrations ``0002_tracking``, ``0011_metric_chunks``, ``0012_tracking_without_rowid``,
-``0013_run_params_tags_json``, ``0014_run_metrics_json``, ``0015_version_counter_inputs``
-and ``0018_run_outputs`` create exactly these tables (a test compares them).
+``0013_run_params_tags_json``, ``0014_run_metrics_json``, ``0015_version_counter_inputs``,
+``0018_run_outputs`` and ``0022_metric_points_once`` create exactly these tables (a test
+compares them).
 
 Example:
     >>> from loopline.tracking.tables import runs
@@ -119,6 +120,11 @@ tags = sa.Table(
 # they were logged. One row per point cost an index entry per point and capped ingest at
 # the database's per-row insert rate; a chunk costs one. NaN is stored as NaN, +/-inf as
 # +/-max float (as MLflow does). Read through :func:`loopline.tracking.metrics.history`.
+# A point is stored once (MLflow's primary key on the point): a write drops the points
+# already stored, found among the chunks whose (step, timestamp) span meets its own. The
+# span is the lowest and the highest (step, timestamp) pair of the chunk's points; the
+# index holds it, so the usual write (steps or times past everything stored) finds no
+# chunk in one index probe (migration 0022).
 metric_chunks = sa.Table(
     "metric_chunks",
     metadata,
@@ -129,7 +135,19 @@ metric_chunks = sa.Table(
     sa.Column("steps", sa.LargeBinary, nullable=False),
     sa.Column("timestamps", sa.LargeBinary, nullable=False),
     sa.Column("metric_values", sa.LargeBinary, nullable=False),
-    sa.Index("ix_metric_chunks_run_id_key", "run_id", "key"),
+    sa.Column("min_step", sa.BigInteger, nullable=False),
+    sa.Column("min_timestamp", sa.BigInteger, nullable=False),
+    sa.Column("max_step", sa.BigInteger, nullable=False),
+    sa.Column("max_timestamp", sa.BigInteger, nullable=False),
+    sa.Index(
+        "ix_metric_chunks_run_id_key_span",
+        "run_id",
+        "key",
+        "max_step",
+        "max_timestamp",
+        "min_step",
+        "min_timestamp",
+    ),
 )
 
 # The point with the greatest (step, timestamp, value) per run and key, as in MLflow.
