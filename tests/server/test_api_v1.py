@@ -238,6 +238,21 @@ def test_a_batch_is_applied_once_per_writer_and_seq(api: httpx.Client, served: A
     assert api.get(f"/runs/{rid}").json()["tags"][f"loopline.ingest.{WRITER}"] == "2"
 
 
+def test_a_batch_sent_again_without_a_batch_id_stores_each_point_once(
+    api: httpx.Client, served: Any
+) -> None:
+    rid = _run(api)["id"]
+    body = {"metrics": {"keys": ["m", "m", "n"], "values": [1, "NaN", 2], "timestamps": [5] * 3}}
+    for _ in range(3):  # e.g. a client of its own that retries after a timeout
+        assert api.post(f"/runs/{rid}/log-batch", json=body).status_code == 200
+    body["metrics"]["values"] = [1, 3, 2]  # one new value at the same step and timestamp
+    assert api.post(f"/runs/{rid}/log-batch", json=body).status_code == 200
+    counts, _dupes = count_points(served[1], [rid])
+    assert counts == {rid: 4}
+    history = api.get(f"/runs/{rid}/metric-history", params={"key": "m"}).json()
+    assert history["values"] == [1.0, "NaN", 3.0]
+
+
 @pytest.mark.parametrize(
     ("body", "status", "field", "message"),
     [

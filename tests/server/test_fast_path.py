@@ -278,3 +278,26 @@ def test_a_body_not_sent_as_json_is_refused_as_the_fastapi_route_refuses_it(
     assert run["info"]["status"] == "RUNNING"
     assert not run["data"].get("metrics") and not run["data"].get("params")
     assert {t["key"] for t in run["data"].get("tags", [])} <= {"mlflow.runName"}
+
+
+def test_a_point_sent_twice_is_stored_once_on_either_path(mlflow: httpx.Client) -> None:
+    # MLflow's client sends a log-batch again after a timeout, a 5xx or a 429; its server
+    # stores a point once (the point is its metrics table's primary key), and so must ours.
+    created = mlflow.post("/experiments/create", json={"name": f"fast-{uuid.uuid4().hex}"})
+    run_id = Case(mlflow, created.json()["experiment_id"]).new_run()
+    point = {"run_id": run_id, "key": "loss", "value": 0.5, "timestamp": 7, "step": 1}
+    for slow in (False, True, False):  # the fast path, FastAPI's route, the fast path again
+        answer = _send(mlflow, ("POST", "/runs/log-metric", point), slow=slow)
+        assert answer.status_code == 200, answer.text
+    metrics = [
+        {"key": "loss", "value": v, "timestamp": 7, "step": 1} for v in (0.5, 0.25, 0.25)
+    ] + [{"key": "loss", "value": "NaN", "timestamp": 8, "step": 2}]
+    batch = {"run_id": run_id, "metrics": metrics}
+    for slow in (False, False, True):  # a retried batch, on both paths
+        answer = _send(mlflow, ("POST", "/runs/log-batch", batch), slow=slow)
+        assert answer.status_code == 200, answer.text
+    history = mlflow.get("/metrics/get-history", params={"run_id": run_id, "metric_key": "loss"})
+    points = [(p["step"], p["timestamp"], p["value"]) for p in history.json()["metrics"]]
+    assert points == [(1, 7, 0.5), (1, 7, 0.25), (2, 8, "NaN")]
+    run = mlflow.get("/runs/get", params={"run_id": run_id}).json()["run"]
+    assert run["data"]["metrics"] == [{"key": "loss", "value": "NaN", "timestamp": 8, "step": 2}]

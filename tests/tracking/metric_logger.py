@@ -8,6 +8,9 @@ STEPS x KEYS points in one run of the experiment "concurrent", prints the run id
 flushing, prints the run id and exits (normally, or by an uncaught exception).
 ``fork URI ARTIFACTS``: queues 100 points, forks; the child logs 50 more to the inherited run
 and exits normally; the parent logs 10 more and ends the run; prints the run id.
+``same URI ARTIFACTS GO_FILE RUN_ID POINTS``: prints READY, waits for GO_FILE, writes the
+points 0..POINTS-1 of key "same" to the run in batches of 7 (each point in two batches), the
+same points as every other process in this mode; prints DONE.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import time
 from pathlib import Path
 
 import loopline
+from loopline.tracking import store
 
 
 def concurrent(uri: str, artifacts: str, go: str, index: int, steps: int, keys: int) -> None:
@@ -76,10 +80,23 @@ def fork(uri: str, artifacts: str) -> None:
     print(run.id, flush=True)
 
 
+def same(uri: str, artifacts: str, go: str, run_id: str, points: int) -> None:
+    ctx = loopline.init(uri=uri, artifacts=artifacts)
+    rows = [(run_id, "same", float(i % 5), 1_000 + i, i // 3, 0) for i in range(points)]
+    print("READY", flush=True)
+    while not Path(go).exists():
+        time.sleep(0.005)
+    for start in range(0, points, 5):  # batches of 7 that overlap by 2
+        store.log_batch(ctx.engine, run_id, rows=rows[start : start + 7])
+    print("DONE", flush=True)
+
+
 if __name__ == "__main__":
     mode, uri, artifacts, *rest = sys.argv[1:]
     if mode == "concurrent":
         concurrent(uri, artifacts, rest[0], int(rest[1]), int(rest[2]), int(rest[3]))
+    elif mode == "same":
+        same(uri, artifacts, rest[0], rest[1], int(rest[2]))
     elif mode == "fork":
         fork(uri, artifacts)
     elif mode == "killed":

@@ -155,6 +155,20 @@ def test_explicit_steps_and_timestamps(tracking: Context, exp: str) -> None:
     assert run.metrics == {"m": 1.0}
 
 
+def test_a_point_logged_twice_is_stored_once(tracking: Context, exp: str) -> None:
+    with ll.start_run(experiment=exp) as run:
+        run.log_metric("m", 1.0, step=1, timestamp=1_000)
+        run.flush()
+        run.log_metric("m", 1.0, step=1, timestamp=1_000)  # already stored
+        run.log_metrics({"m": 1.0, "n": math.nan}, step=1, timestamp=1_000)  # and queued twice
+        run.log_metrics({"m": 2.0, "n": math.nan}, step=1, timestamp=1_000)
+    history = ll.metric_history(run.id, "m")
+    assert history == [MetricPoint(1, 1000, 1.0), MetricPoint(1, 1000, 2.0)]
+    assert [math.isnan(p.value) for p in ll.metric_history(run.id, "n")] == [True]
+    latest = ll.get_run(run.id).metrics
+    assert latest["m"] == 2.0 and math.isnan(latest["n"])
+
+
 def test_search_filters_orders_and_pages(tracking: Context, exp: str) -> None:
     for i in range(5):
         with ll.start_run(experiment=exp, name=f"r{i}") as run:

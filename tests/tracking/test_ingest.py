@@ -214,3 +214,27 @@ def test_eight_processes_log_to_one_experiment_at_once(
         index = int(name.split("-")[1])
         assert (value, step) == (index * 1e6 + (steps - 1) * 100, steps - 1)
     assert not ingest._live  # this process holds no writer any more
+
+
+def test_processes_writing_the_same_points_to_one_run_store_each_once(
+    ctx: Context, db_uri: str, tmp_path: Path
+) -> None:
+    workers, points = 6, 600
+    run = ll.start_run(experiment="same-points")
+    go = tmp_path / "go"
+    procs = [
+        _logger("same", db_uri, str(ctx.artifacts.url), str(go), run.id, str(points))
+        for _ in range(workers)
+    ]
+    for proc in procs:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "READY", proc.stderr and proc.stderr.read()
+    go.touch()  # all start at once: each point is offered by every process, twice
+    for proc in procs:
+        out, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0 and out.strip() == "DONE", err
+    run.end()
+    stored = _points(db_uri, [run.id])
+    assert len(stored) == points
+    assert sorted(step for _r, _k, step in stored) == sorted(i // 3 for i in range(points))
+    assert ll.get_run(run.id).metrics == {"same": float((points - 1) % 5)}
