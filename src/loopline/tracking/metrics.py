@@ -70,8 +70,6 @@ _SWAP = sys.byteorder != "little"  # chunks are little-endian on every machine
 ChunkRow = tuple[str, str, int, bytes, bytes, bytes, int, int, int, int]
 #: A point as compared for sameness: (value, timestamp, step, is_nan), NaN as (0.0, ..., 1).
 Point = tuple[float, int, int, int]
-#: Stored-form rows grouped by series, sorted by (run_id, key).
-Series = list[tuple[tuple[str, str], list[MetricRow]]]
 
 
 def latest_of(rows: Sequence[MetricRow]) -> dict[tuple[str, str], MetricRow]:
@@ -118,7 +116,7 @@ def _unpack(typecode: str, data: bytes) -> array[Any]:
     return out
 
 
-def group_series(rows: Sequence[MetricRow]) -> Series:
+def group_series(rows: Sequence[MetricRow]) -> list[tuple[tuple[str, str], list[MetricRow]]]:
     """Stored-form rows grouped by (run_id, key), in logged order within a group; the groups
     sorted by (run_id, key), a fixed order in which concurrent writers take their locks.
 
@@ -141,79 +139,143 @@ def group_series(rows: Sequence[MetricRow]) -> Series:
     return sorted(groups.items())
 
 
-def distinct_points(group: list[MetricRow]) -> list[MetricRow]:
-    """``group`` (one series) without repeats of a point, the first of each kept, in order.
+class Series:
+    """One (run, key)'s points of a batch, without repeats (the first of each kept, in logged
+    order), with their steps and timestamps and their span.
+
+    Steps and timestamps are listed once and shared by the repeat check, the span, the
+    latest point and the packing: each pass over a batch is a measurable share of ingest.
 
     Example:
         >>> rows = [("r", "loss", 0.5, 10, 1, 0), ("r", "loss", 0.5, 10, 1, 0),
-        ...         ("r", "loss", 0.7, 10, 1, 0)]
-        >>> [r[2] for r in distinct_points(rows)]
-        [0.5, 0.7]
+        ...         ("r", "loss", 0.7, 12, 0, 0)]
+        >>> s = Series("r", "loss", rows)
+        >>> [r[2] for r in s.rows], s.span()
+        ([0.5, 0.7], (0, 12, 1, 10))
     """
-    n = len(group)
-    # Two points can be the same only with the same step and timestamp: distinct steps (a
-    # training loop) or distinct timestamps settle it in C, without a set of points.
-    if n < 2 or len(set(map(_STEP, group))) == n or len(set(map(_TIMESTAMP, group))) == n:
-        return group
-    seen: set[Point] = set()
-    out: list[MetricRow] = []
-    for row in group:
-        point = _point(row)
-        if point not in seen:
-            seen.add(point)
-            out.append(row)
-    return out
+
+    __slots__ = ("_span", "distinct_steps", "key", "rows", "run_id", "stamps", "steps")
+
+    def __init__(self, run_id: str, key: str, rows: list[MetricRow]) -> None:
+        self.run_id, self.key = run_id, key
+        self._set(rows)
+        n = len(rows)
+        # Two points can be the same only with the same step and timestamp: distinct steps
+        # (a training loop) or distinct timestamps settle it in C, without a set of points.
+        self.distinct_steps = len(set(self.steps)) == n
+        if not self.distinct_steps and n > 1 and len(set(self.stamps)) != n:
+            seen: set[Point] = set()
+            kept: list[MetricRow] = []
+            for row in rows:
+                point = _point(row)
+                if point not in seen:
+                    seen.add(point)
+                    kept.append(row)
+            if len(kept) < n:
+                self._set(kept)
+
+    def _set(self, rows: list[MetricRow]) -> None:
+        self.rows = rows
+        self.steps = list(map(_STEP, rows))
+        self.stamps = list(map(_TIMESTAMP, rows))
+        self._span: tuple[int, int, int, int, int] | None = None
+
+    def drop(self, known: set[Point]) -> None:
+        """Forget the points in ``known`` (stored already).
+
+        Example:
+            >>> s = Series("r", "loss", [("r", "loss", 0.5, 10, 1, 0)])
+            >>> s.drop({(0.5, 10, 1, 0)}); s.rows
+            []
+        """
+        kept = [row for row in self.rows if _point(row) not in known]
+        if len(kept) < len(self.rows):
+            self._set(kept)
+
+    def span(self) -> tuple[int, int, int, int]:
+        """The lowest and the highest (step, timestamp) pair: (min_step, its least
+        timestamp, max_step, its greatest timestamp).
+
+        Example:
+            >>> Series("r", "x", [("r", "x", 1.0, 7, 2, 0), ("r", "x", 1.0, 5, 2, 0)]).span()
+            (2, 5, 2, 7)
+        """
+        return self._extremes()[:4]
+
+    def _extremes(self) -> tuple[int, int, int, int, int]:
+        """The span, and the index of the highest step when steps are distinct (else -1);
+        worked out once (each pass over a batch is a measurable share of ingest)."""
+        if self._span is not None:
+            return self._span
+        steps, stamps = self.steps, self.stamps
+        lo, hi = min(steps), max(steps)
+        if self.distinct_steps:  # the usual case, found in C
+            top = steps.index(hi)
+            self._span = (lo, stamps[steps.index(lo)], hi, stamps[top], top)
+        else:
+            lo_ts = min(t for s, t in zip(steps, stamps, strict=True) if s == lo)
+            hi_ts = max(t for s, t in zip(steps, stamps, strict=True) if s == hi)
+            self._span = (lo, lo_ts, hi, hi_ts, -1)
+        return self._span
+
+    def latest(self) -> MetricRow:
+        """The first point with the greatest ``(step, timestamp, value)``, as
+        :func:`latest_of` picks it.
+
+        Example:
+            >>> Series("r", "x", [("r", "x", 1.0, 7, 2, 0), ("r", "x", 3.0, 7, 2, 0)]).latest()[2]
+            3.0
+        """
+        top = self._extremes()[4]
+        if top >= 0:
+            return self.rows[top]
+        values = list(map(_VALUE, self.rows))
+        return self.rows[_latest_index(self.steps, self.stamps, values)]
 
 
 def _point(row: MetricRow) -> Point:
     return (0.0 if row[5] else row[2], row[3], row[4], 1 if row[5] else 0)
 
 
-def _span(steps: list[int], stamps: list[int]) -> tuple[int, int, int, int]:
-    """The lowest and the highest (step, timestamp) pair: (min_step, its least timestamp,
-    max_step, its greatest timestamp)."""
-    lo, hi = min(steps), max(steps)
-    if steps.count(lo) == 1:  # the usual cases, found in C
-        lo_ts = stamps[steps.index(lo)]
-    else:
-        lo_ts = min(t for s, t in zip(steps, stamps, strict=True) if s == lo)
-    if steps.count(hi) == 1:
-        hi_ts = stamps[steps.index(hi)]
-    else:
-        hi_ts = max(t for s, t in zip(steps, stamps, strict=True) if s == hi)
-    return lo, lo_ts, hi, hi_ts
+def series_of(rows: Sequence[MetricRow]) -> list[Series]:
+    """The batch's :class:`Series`, sorted by (run_id, key) (see :func:`group_series`).
+
+    Example:
+        >>> [s.key for s in series_of([("r", "b", 1.0, 1, 0, 0), ("r", "a", 1.0, 1, 0, 0)])]
+        ['a', 'b']
+    """
+    return [Series(run_id, key, group) for (run_id, key), group in group_series(rows)]
 
 
-def pack_series(series: Series) -> tuple[list[ChunkRow], list[MetricRow]]:
+def pack_series(series: Sequence[Series]) -> tuple[list[ChunkRow], list[MetricRow]]:
     """One chunk per series (its points in logged order, with its span) and each series'
-    latest row: the first with the greatest ``(step, timestamp, value)``, as
-    :func:`latest_of` picks it. Both lists keep the order of ``series``.
+    latest row (:meth:`Series.latest`). Both lists keep the order of ``series``.
 
     Example:
         >>> rows = [("r", "loss", 0.9, 10, 0, 0), ("r", "loss", 0.5, 11, 1, 0)]
-        >>> chunks, latest = pack_series(group_series(rows))
+        >>> chunks, latest = pack_series(series_of(rows))
         >>> chunks[0][2], chunks[0][6:], latest[0][2]
         (2, (0, 10, 1, 11), 0.5)
     """
     chunks: list[ChunkRow] = []
     latest: list[MetricRow] = []
-    for (run_id, key), group in series:
-        values = list(map(_VALUE, group))
-        stamps = list(map(_TIMESTAMP, group))
-        steps = list(map(_STEP, group))
-        latest.append(group[_latest_index(steps, stamps, values)])
-        stored: list[float] = values
+    for one in series:
+        group = one.rows
+        latest.append(one.latest())
+        stored: list[float]
         if any(map(_IS_NAN, group)):
             stored = [_NAN if row[5] else row[2] for row in group]
+        else:
+            stored = list(map(_VALUE, group))
         chunks.append(
             (
-                run_id,
-                key,
+                one.run_id,
+                one.key,
                 len(group),
-                _pack("q", steps, "step"),
-                _pack("q", stamps, "timestamp"),
+                _pack("q", one.steps, "step"),
+                _pack("q", one.stamps, "timestamp"),
                 _pack("d", stored, "value"),
-                *_span(steps, stamps),
+                *one.span(),
             )
         )
     return chunks, latest
@@ -221,8 +283,8 @@ def pack_series(series: Series) -> tuple[list[ChunkRow], list[MetricRow]]:
 
 def pack_chunks(rows: Sequence[MetricRow]) -> tuple[list[ChunkRow], list[MetricRow]]:
     """Group stored-form rows into one chunk per (run_id, key) of its distinct points, and
-    each group's latest row (:func:`group_series`, :func:`distinct_points`,
-    :func:`pack_series`); both lists sorted by (run_id, key).
+    each group's latest row (:func:`series_of`, :func:`pack_series`); both lists sorted by
+    (run_id, key).
 
     Example:
         >>> rows = [("r", "loss", 0.9, 10, 0, 0), ("r", "loss", 0.5, 11, 1, 0),
@@ -231,8 +293,7 @@ def pack_chunks(rows: Sequence[MetricRow]) -> tuple[list[ChunkRow], list[MetricR
         >>> chunks[0][2], latest[0][2]
         (2, 0.5)
     """
-    series = [(k, distinct_points(group)) for k, group in group_series(rows)]
-    return pack_series(series)
+    return pack_series(series_of(rows))
 
 
 def _latest_index(steps: list[int], stamps: list[int], values: list[float]) -> int:
@@ -256,10 +317,10 @@ def write_rows(conn: Connection, rows: Sequence[MetricRow], new_runs: Collection
     """
     if not rows:
         return
-    series = [(k, distinct_points(group)) for k, group in group_series(rows)]
+    series = series_of(rows)
     # Runs' rows first, then latest rows, in every writer: see run_json.lock_runs. The lock
     # also keeps another writer of the run from adding a point between check and insert.
-    run_json.lock_runs(conn, {run_id for (run_id, _key), _g in series if run_id not in new_runs})
+    run_json.lock_runs(conn, {s.run_id for s in series if s.run_id not in new_runs})
     series = _without_stored(conn, series, new_runs)
     if not series:
         return
@@ -269,16 +330,14 @@ def write_rows(conn: Connection, rows: Sequence[MetricRow], new_runs: Collection
     run_json.refresh_metrics(conn, latest, new_runs)
 
 
-def _without_stored(conn: Connection, series: Series, new_runs: Collection[str]) -> Series:
+def _without_stored(
+    conn: Connection, series: list[Series], new_runs: Collection[str]
+) -> list[Series]:
     """``series`` without the points already stored; a series left empty is dropped.
 
     Its latest point is stored already then, and ``latest_metrics`` holds it or a later one.
     """
-    spans: list[Span] = []
-    for (run_id, key), group in series:
-        if run_id not in new_runs:
-            steps = list(map(_STEP, group))
-            spans.append((run_id, key, *_span(steps, list(map(_TIMESTAMP, group)))))
+    spans: list[Span] = [(s.run_id, s.key, *s.span()) for s in series if s.run_id not in new_runs]
     if not spans:
         return series
     stored: defaultdict[tuple[str, str], set[Point]] = defaultdict(set)
@@ -291,14 +350,11 @@ def _without_stored(conn: Connection, series: Series, new_runs: Collection[str])
         )
     if not stored:  # the usual batch: nothing stored meets it
         return series
-    kept: Series = []
-    for series_key, group in series:
-        known = stored.get(series_key)
+    for one in series:
+        known = stored.get((one.run_id, one.key))
         if known:
-            group = [row for row in group if _point(row) not in known]
-        if group:
-            kept.append((series_key, group))
-    return kept
+            one.drop(known)
+    return [one for one in series if one.rows]
 
 
 def unpack_chunk(steps: bytes, timestamps: bytes, values: bytes) -> list[MetricPoint]:
@@ -306,7 +362,7 @@ def unpack_chunk(steps: bytes, timestamps: bytes, values: bytes) -> list[MetricP
 
     Example:
         >>> chunks, _ = pack_chunks([("r", "loss", 0.5, 1700000000000, 3, 0)])
-        >>> unpack_chunk(*chunks[0][3:])
+        >>> unpack_chunk(*chunks[0][3:6])
         [MetricPoint(step=3, timestamp=1700000000000, value=0.5)]
     """
     return list(
