@@ -145,6 +145,15 @@ MATCHES = [
     ("params.x = 'a\\' OR \\'1\\'=\\'1'", set()),
     ("params.x LIKE '%'' OR ''1''=''1'", set()),
     ("", {"lgbm-1", "lgbm-2", "xgb-1", "rf-1", "none-5"}),
+    # What MLflow's SearchUtils also takes: an AND leading, trailing or repeated (its
+    # statement check lets every AND through), and a back-ticked prefix (trimmed by
+    # _valid_entity_type), so a filter written for MLflow does not break here.
+    ("metrics.auc > 0.8 AND", {"lgbm-1", "lgbm-2"}),
+    ("AND metrics.auc > 0.8 and and params.model = 'lgbm' AND ", {"lgbm-1", "lgbm-2"}),
+    ("AND", {"lgbm-1", "lgbm-2", "xgb-1", "rf-1", "none-5"}),
+    ("`metrics`.auc > 0.8", {"lgbm-1", "lgbm-2"}),
+    ("`metrics`.`val/auc` <= 0.7 and `params`.'model' = 'xgb'", {"xgb-1"}),
+    ("`tags`.`my tag` = 'x' and `attributes`.status = 'FAILED'", {"xgb-1"}),
 ]
 
 
@@ -189,7 +198,11 @@ MALFORMED = [
     ("status IS NOT NULL", 7, "IS NOT NULL tests a param or tag"),
     ("params.model IS 'a'", 16, "expected NULL or NOT NULL after IS"),
     ("params.model IS NOT 'a'", 20, "expected NULL or NOT NULL after IS"),
-    ("metrics.auc > 0.8 and", 21, "expected an identifier"),
+    ("metrics.auc > 0.8 and and 1", 26, "expected an identifier"),
+    ("`metrics`. auc > 0.8", 11, "expected a key right after `metrics`."),
+    ("`metrics`.= 1", 10, "expected a key right after `metrics`."),
+    ("`foo`.bar = 'x'", 0, "unknown prefix 'foo'"),
+    ("`metrics` > 0.8", 0, "expected an identifier"),
     ("metrics.auc > 0.8; DROP TABLE runs", 17, "unexpected character ';'"),
     ("tags.team = 'risk'; DROP TABLE runs; --'", 18, "unexpected character ';'"),
     ("metrics. = 1", 9, "expected a key after 'metrics.'"),
@@ -293,6 +306,9 @@ def test_order_by_params_attributes_and_default(filled: Context) -> None:
     two_keys = ll.search_runs("search", order_by=["params.model DESC", "start_time ASC"])
     assert [r.name for r in two_keys][:3] == ["xgb-1", "lgbm-1", "lgbm-2"]
     assert parse_order_by(["tags.`my tag` desc"])[0].ascending is False
+    # a back-ticked prefix, as MLflow's order_by parser takes it
+    by_lr_quoted = [r.name for r in ll.search_runs("search", order_by=["`params`.`lr` ASC"])]
+    assert by_lr_quoted == by_lr
 
 
 def test_bad_order_by_names_the_position(filled: Context) -> None:

@@ -2,12 +2,12 @@
 
 Filter grammar (keywords are case-insensitive)::
 
-    filter      := comparison ( AND comparison )*
+    filter      := AND* comparison ( AND+ comparison )* AND*
     comparison  := entity operator value
     entity      := prefix "." key            e.g. metrics.auc, params.`max depth`
                  | attribute                  e.g. status (same as attributes.status)
     prefix      := metrics | params | tags | attributes | datasets   (singular forms too;
-                   attr and run mean attributes)
+                   attr and run mean attributes), bare or back-ticked (`metrics`.auc)
     key         := name | `back-ticked` | "double-quoted" | 'single-quoted'
     operator    := = | != | <> | < | <= | > | >= | LIKE | ILIKE | IN | NOT IN
                  | IS NULL | IS NOT NULL      (params and tags; no value follows)
@@ -26,6 +26,11 @@ Filter grammar (keywords are case-insensitive)::
 
 ``ORDER BY`` items are ``entity [ASC|DESC]``; runs without the metric, param or tag sort last
 (NaN metrics just before them, as in MLflow).
+An ``AND`` may lead, trail or repeat, and a prefix may be back-ticked, because MLflow's
+``SearchUtils`` takes both (its statement check lets every ``AND`` keyword through, and
+``_valid_entity_type`` trims back-ticks from the prefix): a filter written for MLflow keeps
+working. Beyond MLflow, ``IN`` / ``NOT IN`` also take params and tags, ``<>`` means ``!=``
+and a key may hold ``/``, ``:`` and ``-`` unquoted.
 Every value becomes a bound parameter: no text from the filter is ever pasted into SQL.
 A malformed filter raises :class:`~loopline.errors.InvalidInput` naming the position, with
 the filter and a caret under the offending character.
@@ -128,6 +133,7 @@ _TOKEN = re.compile(
   | (?P<rparen>\))
   | (?P<comma>,)
   | (?P<quote>['"`])
+  | (?P<dot>\.)
     """,
     re.VERBOSE,
 )
@@ -271,6 +277,8 @@ class _Parser:
 
     def entity(self) -> tuple[str, str, int]:
         tok = self.next()
+        if tok.kind == "backtick" and self.tok.kind == "dot" and self._touching(tok):
+            return self._backticked_prefix(tok)
         if tok.kind != "ident":
             raise self.fail(
                 "expected an identifier such as metrics.auc, params.model or status", tok
@@ -287,6 +295,29 @@ class _Parser:
                 tok,
             )
         prefix, key = tok.text.split(".", 1)
+        if not key:
+            quoted = self.next()
+            if quoted.kind not in ("backtick", "string") or not quoted.text:
+                raise self.fail(f"expected a key after {tok.text!r}", quoted)
+            key = quoted.text
+        return self._prefixed(prefix, key, tok)
+
+    def _touching(self, tok: Token) -> bool:
+        """Whether the current token starts right where ``tok`` (a quoted one) ended."""
+        return self.text[self.tok.pos - 1] == "`" and self.tok.pos > tok.pos
+
+    def _backticked_prefix(self, tok: Token) -> tuple[str, str, int]:
+        """```metrics`.auc`` or ```metrics`.`my-metric```: MLflow trims the prefix's
+        back-ticks (``SearchUtils._valid_entity_type``)."""
+        dot = self.next()
+        key = self.next()
+        if key.pos != dot.pos + 1 or key.kind not in ("ident", "backtick", "string"):
+            raise self.fail(f"expected a key right after `{tok.text}`.", key)
+        if not key.text:
+            raise self.fail(f"expected a key after `{tok.text}`.", key)
+        return self._prefixed(tok.text, key.text, tok)
+
+    def _prefixed(self, prefix: str, key: str, tok: Token) -> tuple[str, str, int]:
         kind = _PREFIXES.get(prefix.lower())
         if kind is None:
             raise self.fail(
@@ -294,11 +325,6 @@ class _Parser:
                 "or datasets.",
                 tok,
             )
-        if not key:
-            quoted = self.next()
-            if quoted.kind not in ("backtick", "string") or not quoted.text:
-                raise self.fail(f"expected a key after {tok.text!r}", quoted)
-            key = quoted.text
         if kind == "attribute":
             key = ATTRIBUTE_ALIASES.get(key, key)
         if kind == "attribute" and key not in STRING_ATTRIBUTES and key not in NUMERIC_ATTRIBUTES:
@@ -395,16 +421,26 @@ class _Parser:
             if sep.kind != "comma":
                 raise self.fail("expected ',' or ')' in the list", sep)
 
+    def _is_and(self) -> bool:
+        return self.tok.kind == "keyword" and self.tok.text == "AND"
+
     def filter(self) -> list[Comparison]:
-        if self.tok.kind == "eof":
-            return []
-        found = [self.comparison()]
+        # MLflow's parser lets an AND through anywhere between comparisons (leading,
+        # trailing, repeated); a filter written for it must not break here.
+        found: list[Comparison] = []
+        while self._is_and():
+            self.next()
         while self.tok.kind != "eof":
-            tok = self.next()
-            if tok.kind == "keyword" and tok.text == "OR":
-                raise self.fail("OR is not supported; use IN (...) or run two searches", tok)
-            if tok.kind != "keyword" or tok.text != "AND":
-                raise self.fail("expected AND or the end of the filter", tok)
+            if found:
+                tok = self.tok
+                if tok.kind == "keyword" and tok.text == "OR":
+                    raise self.fail("OR is not supported; use IN (...) or run two searches", tok)
+                if not self._is_and():
+                    raise self.fail("expected AND or the end of the filter", tok)
+                while self._is_and():
+                    self.next()
+                if self.tok.kind == "eof":
+                    break
             if len(found) == MAX_FILTER_TERMS:
                 raise self.fail(
                     f"a filter holds at most {MAX_FILTER_TERMS} comparisons "
