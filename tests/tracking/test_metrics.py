@@ -23,6 +23,17 @@ from loopline.tracking.validation import MAX_FLOAT
 RUN_A, RUN_B = "a" * 32, "b" * 32
 
 
+def _insert_bare_run(conn: sa.Connection, run_id: str) -> None:
+    """A run row as an old schema held it, written with SQL (the migrations' starting point)."""
+    conn.execute(
+        sa.text(
+            "INSERT INTO runs (id, experiment_id, status, start_time, lifecycle_stage) "
+            "VALUES (:id, 0, 'RUNNING', 1, 'active')"
+        ),
+        {"id": run_id},
+    )
+
+
 def _random_rows(seed: int, n: int) -> list[MetricRow]:
     rng = random.Random(seed)
     rows: list[MetricRow] = []
@@ -109,13 +120,7 @@ def test_the_migration_moves_existing_points_into_chunks_and_back(db_uri: str) -
         (4, "loss", 0.25, 90, 1, False),
     ]
     with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO runs (id, experiment_id, status, start_time, lifecycle_stage) "
-                "VALUES (:id, 0, 'RUNNING', 1, 'active')"
-            ),
-            {"id": run_id},
-        )
+        _insert_bare_run(conn, run_id)
         conn.execute(
             sa.text(
                 'INSERT INTO metrics (id, run_id, "key", value, timestamp, step, is_nan) '
@@ -269,13 +274,7 @@ def test_0022_removes_stored_copies_keeps_first_ones_and_spans_every_chunk(
         chunk("acc", [(1, 10, 0.5), (1, 10, -0.0)]),  # another key: its own points
     ]
     with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO runs (id, experiment_id, status, start_time, lifecycle_stage) "
-                "VALUES (:id, 0, 'RUNNING', 1, 'active')"
-            ),
-            {"id": run_id},
-        )
+        _insert_bare_run(conn, run_id)
         conn.execute(
             sa.text(
                 'INSERT INTO metric_chunks (run_id, "key", points, steps, timestamps, '
