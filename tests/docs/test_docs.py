@@ -519,3 +519,26 @@ def test_every_setting_named_exists() -> None:
                 if name not in known
             )
     assert not unknown, "settings the code does not read:\n" + "\n".join(unknown)
+
+
+def test_audit_anchors_in_the_docs_parse() -> None:
+    """An anchor a page shows is one ``loopline audit verify --anchor`` takes: the parse
+    check above passes any text, and a digit too many made the example exit 2."""
+    from loopline.core.audit import Anchor
+    from loopline.errors import InvalidInput
+
+    found = []
+    for where, cmd in SHELL_COMMANDS:
+        for i, tok in enumerate(cmd):
+            if tok == "--anchor" and i + 1 < len(cmd):
+                found.append((where, cmd[i + 1]))
+            elif tok.startswith("--anchor="):
+                found.append((where, tok.partition("=")[2]))
+    assert found, "no page shows `loopline audit verify --anchor`"
+    bad = []
+    for where, text in found:
+        try:
+            Anchor.parse(text)
+        except InvalidInput as exc:
+            bad.append(f"{where}: {exc}")
+    assert not bad, "\n".join(bad)
