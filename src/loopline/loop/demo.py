@@ -20,6 +20,8 @@ Example:
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -99,6 +101,40 @@ def policy() -> LoopPolicy:
             "cooldown_seconds": 600,
         }
     )
+
+
+def shell_path(path: Path, cwd: Path | None = None) -> str:
+    """``path`` as a shell command line should name it: relative to ``cwd`` (default: the
+    working folder) when it lies inside, else absolute; quoted when it needs quotes.
+
+    Example:
+        >>> shell_path(Path("/work/repo/.loopline-demo"), Path("/work/repo"))
+        '.loopline-demo'
+        >>> shell_path(Path("/tmp/my demo"), Path("/work/repo"))
+        "'/tmp/my demo'"
+    """
+    cwd = cwd or Path.cwd()
+    try:
+        text = str(path.relative_to(cwd))
+    except ValueError:
+        text = str(path)
+    return shlex.quote(text)
+
+
+def loopline_command(cwd: Path | None = None) -> str:
+    """How the user's shell runs this ``loopline``: ``loopline`` when ``PATH`` finds this
+    installation's script, else the script's path (``.venv/bin/loopline`` after ``make demo``,
+    whose venv is not activated: a bare ``loopline`` there is "command not found").
+
+    Example:
+        >>> loopline_command().endswith("loopline")
+        True
+    """
+    script = Path(sys.executable).parent / "loopline"
+    found = shutil.which("loopline")
+    if not script.exists() or (found and Path(found).resolve() == script.resolve()):
+        return "loopline"
+    return shell_path(script, cwd)
 
 
 def gate_thresholds() -> dict[str, Any]:
@@ -351,9 +387,15 @@ def run_demo(home: Path, console: Console | None = None, seed: int = 13) -> Demo
     for row in summary.rows:
         table.add_row(*row)
     console.print(table)
-    console.print(f"open the UI on it: LOOPLINE_HOME={home} loopline server", soft_wrap=True)
+    # Commands the user can paste as they are, from the folder the demo ran in.
+    where, exe = shell_path(home), loopline_command()
     console.print(
-        f"the loop's state: LOOPLINE_HOME={home} loopline loop status --root {home}",
+        f"open the UI on it: LOOPLINE_HOME={where} {exe} server --port 5000"
+        " (then http://127.0.0.1:5000/)",
+        soft_wrap=True,
+    )
+    console.print(
+        f"the loop's state: LOOPLINE_HOME={where} {exe} loop status --root {where}",
         soft_wrap=True,
     )
     monitor.get_logger().close()
