@@ -36,3 +36,16 @@ def test_promote_rollback_and_alias_exit_6_naming_the_version_and_the_file(ctx: 
     d = get_deployment("churn")
     assert (d.stable_version, d.standby_version) == (v2, v1)
     assert ll.registry.get("churn", "champion").version == v2
+
+
+def test_show_says_what_serves_and_a_window_without_traffic_in_words(ctx: Context) -> None:
+    """The live window read 'p99 None ms, accuracy None' before any request or label."""
+    data = toy_data(200)
+    v1, v2 = (register(good_model(data), "churn", data) for _ in range(2))
+    ll.deploy("churn", v1)
+    ll.deploy("churn", v2, strategy="canary", steps=[10, 100])
+    shown = run_loopline(ctx, "deployments", "show", "churn")
+    assert shown.returncode == 0, shown.stderr
+    assert f"churn serves v{v1}; canary of v{v2} at 10%" in shown.stdout
+    assert "stable: 0 requests, 0 errors, p99 -, accuracy - (no labels)" in shown.stdout
+    assert "None" not in shown.stdout

@@ -14,6 +14,7 @@ from loopline.cli.loop_cmd import FAILED_EXIT
 from loopline.cli.main import app
 from loopline.core.context import Context
 from loopline.errors import NotFound
+from tests.cli_run import run_loopline
 from tests.loop.test_leader import toy_loop
 
 
@@ -75,3 +76,14 @@ def test_status_and_once_agree_on_a_root_without_policies(
     assert done.exception.exit_code == 4  # `loopline` exits 4 on it
     assert f"no loop policy in {root / 'policies'}" in done.exception.message
     assert ("there is no folder" in str(done.exception.hint)) == (where == "missing")
+
+
+def test_status_says_what_the_deployment_serves_in_words(ctx: Context, tmp_path: Path) -> None:
+    """The deployment column printed the status dict's repr ({'strategy': 'canary', 'phase':
+    ..., 'candidate': None, ...}); it now reads as `loopline deploy` says it."""
+    _toy(tmp_path)
+    assert orjson.loads(_once(tmp_path).stdout)[0]["outcome"] == "deployed"
+    done = run_loopline(ctx, "loop", "status", "--root", str(tmp_path))  # a wide terminal
+    assert done.returncode == 0, done.stderr
+    assert "serves v1; canary of v2 at 50% (canary)" in done.stdout, done.stdout
+    assert "{" not in done.stdout and "None" not in done.stdout

@@ -32,17 +32,65 @@ def _steps(text: str | None) -> list[float] | None:
         ) from exc
 
 
+def serving_text(
+    stable: int | None,
+    phase: str,
+    candidate: int | None = None,
+    traffic: float = 0.0,
+    fallback: int | None = None,
+    standby: int | None = None,
+) -> str:
+    """What a deployment serves, in words (``loopline deploy``, ``loopline loop status``).
+
+    Example:
+        >>> serving_text(2, "canary", candidate=3, traffic=25.0, standby=1)
+        'serves v2; canary of v3 at 25%; standby v1'
+    """
+    line = f"serves v{stable}"
+    if candidate is not None:
+        line += f"; {phase} of v{candidate}"
+        if phase != "shadow":
+            line += f" at {traffic:g}%"
+    if fallback is not None:
+        line += f"; fallback v{fallback}"
+    if standby is not None:
+        line += f"; standby v{standby}"
+    return line
+
+
+def window_text(w: dict[str, Any]) -> str:
+    """One side of a rollout's live window, in words (no latency or accuracy yet: said so).
+
+    Example:
+        >>> window_text({"requests": 0, "errors": 0, "p99_ms": None, "labels": 0,
+        ...              "accuracy": None})
+        '0 requests, 0 errors, p99 -, accuracy - (no labels)'
+        >>> window_text({"requests": 80, "errors": 1, "p99_ms": 4.25, "labels": 40,
+        ...              "accuracy": 0.75})
+        '80 requests, 1 errors, p99 4.25 ms, accuracy 75.0% (40 labels)'
+    """
+    p99 = "-" if w.get("p99_ms") is None else f"{w['p99_ms']:g} ms"
+    labels = w.get("labels") or 0
+    accuracy = "-" if w.get("accuracy") is None else f"{w['accuracy']:.1%}"
+    return (
+        f"{w['requests']} requests, {w['errors']} errors, p99 {p99}, "
+        f"accuracy {accuracy} ({labels or 'no'} labels)"
+    )
+
+
 def _print_deployment(d: Any) -> None:
-    line = f"[bold]{d.name}[/] serves v{d.stable_version}"
-    if d.candidate_version is not None:
-        line += f"; {d.phase} of v{d.candidate_version}"
-        if d.phase != "shadow":
-            line += f" at {d.traffic:g}%"
-    if d.fallback_version is not None:
-        line += f"; fallback v{d.fallback_version}"
-    if d.standby_version is not None:
-        line += f"; standby v{d.standby_version}"
-    console.print(line + f" (strategy {d.strategy}, revision {d.revision})", highlight=False)
+    serves = serving_text(
+        d.stable_version,
+        d.phase,
+        d.candidate_version,
+        d.traffic,
+        d.fallback_version,
+        d.standby_version,
+    )
+    console.print(
+        f"[bold]{d.name}[/] {serves} (strategy {d.strategy}, revision {d.revision})",
+        highlight=False,
+    )
     if d.status:
         console.print(f"  status: {esc(d.status)}", highlight=False)
 
@@ -153,12 +201,7 @@ def show_cmd(
     _print_deployment(d)
     if window is not None:
         for role in ("stable", "candidate"):
-            w = window[role]
-            console.print(
-                f"  {role}: {w['requests']} requests, {w['errors']} errors, "
-                f"p99 {w['p99_ms']} ms, accuracy {w['accuracy']}",
-                highlight=False,
-            )
+            console.print(f"  {role}: {window_text(window[role])}", highlight=False)
     table = Table(title="history")
     for col in ("when", "revision", "action", "actor", "after", "reason"):
         table.add_column(col, overflow="fold")

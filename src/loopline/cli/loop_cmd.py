@@ -174,6 +174,7 @@ def status(
 
     from rich.table import Table
 
+    from loopline.cli.deploy_cmd import serving_text
     from loopline.core.context import get_context
     from loopline.loop.controller import status as get_status
     from loopline.loop.leader import holder
@@ -204,7 +205,12 @@ def status(
             r["model"],
             "yes" if r["paused"] else "no",
             f"{r['cooldown_left_s']:.0f} s",
-            "-" if d is None else str(d),
+            "-"
+            if d is None
+            else serving_text(
+                d["stable"], d["phase"], d["candidate"], d["traffic"], d["fallback"], d["standby"]
+            )
+            + f" ({d['strategy']})",
             " -> ".join(e["kind"] for e in r["events"]) or "-",
         )
     console.print(table)
