@@ -75,6 +75,20 @@ def test_show_a_model_and_a_version(ctx: Context, churn: list[str]) -> None:
     assert _json(ctx, "show", "churn@2")["run_id"] == churn[1]
     text = _models(ctx, "show", "churn@champion")
     assert text.returncode == 0 and "signature" in text.stdout and "churn-data" in text.stdout
+    assert "churn: 2 versions" in _models(ctx, "show", "churn").stdout
+
+
+def test_show_a_model_of_one_version_says_version(ctx: Context) -> None:
+    """It said 'churn: 1 versions'."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"x": [0.1, 0.4, 0.6, 0.9] * 5, "y": [0, 0, 1, 1] * 5})
+    with ll.start_run(experiment="cli-models") as run:
+        run.log_model(LogisticRegression().fit(frame[["x"]], frame["y"]), "model")
+    ll.registry.register(run, "solo")
+    text = _models(ctx, "show", "solo")
+    assert text.returncode == 0, text.stderr
+    assert "solo: 1 version\n" in text.stdout or "solo: 1 version " in text.stdout, text.stdout
 
 
 def test_lineage_json_and_tree(ctx: Context, churn: list[str]) -> None:

@@ -71,6 +71,13 @@ def test_run_prints_the_summary_and_resume_reruns_the_failed_steps(
     human = _cli(ctx, "show", first["run_id"])
     assert human.returncode == 0, human.stderr
     assert "the gate is broken" in human.stdout
+    # In an 80-column terminal the ids stay whole, to paste into `pipeline show/resume`
+    # and `runs show` (`ls` cut them to '463b82906...').
+    narrow = run_loopline(ctx, "pipeline", "ls", env={"COLUMNS": "80"})
+    assert first["run_id"] in narrow.stdout and second["run_id"] in narrow.stdout, narrow.stdout
+    narrow = run_loopline(ctx, "pipeline", "show", first["run_id"], env={"COLUMNS": "80"})
+    step_runs = [s["run_id"] for s in shown["steps"].values() if s["run_id"]]
+    assert step_runs and all(r in narrow.stdout for r in step_runs), narrow.stdout
 
 
 def test_run_with_params_on_the_process_executor(ctx: Context, tmp_path: Path) -> None:

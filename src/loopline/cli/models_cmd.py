@@ -84,7 +84,7 @@ def show_cmd(
         if json_out:
             print_json({**vars(info), "versions": [v.to_dict(with_lineage=False) for v in found]})
             return
-        table = Table(title=f"{name}: {len(found)} versions")
+        table = Table(title=f"{name}: {len(found)} version{'' if len(found) == 1 else 's'}")
         for col in ("version", "aliases", "flavor", "run", "registered (UTC)"):
             table.add_column(col, overflow="fold")
         for v in found:

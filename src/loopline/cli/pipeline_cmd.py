@@ -174,8 +174,9 @@ def _print_result(result: PipelineResult, json_out: bool) -> None:
 
 def _print_steps(result: PipelineResult) -> None:
     table = Table(title=f"{result.pipeline} {result.run_id}")
-    for col in ("step", "status", "attempts", "time", "output", "run"):
-        table.add_column(col)
+    for col in ("step", "status", "attempts", "time", "output"):
+        table.add_column(col, overflow="fold")
+    table.add_column("run", no_wrap=True)  # whole, to paste into `loopline runs show`
     for rec in result.steps.values():
         style = _STYLE.get(rec.status, "")
         output = f"{rec.output.type} {rec.output.digest[:12]}" if rec.output else ""
@@ -280,8 +281,11 @@ def ls_cmd(
         )
         return
     table = Table(title="pipeline runs")
-    for col in ("run", "pipeline", "status", "executor", "started", "time", "steps"):
-        table.add_column(col)
+    # The id whole, to paste into `pipeline show/resume` (a narrow terminal cut it to 9
+    # characters and an ellipsis); the other columns fold instead.
+    table.add_column("run", no_wrap=True)
+    for col in ("pipeline", "status", "executor", "started", "time", "steps"):
+        table.add_column(col, overflow="fold")
     for r in runs:
         style = _STYLE.get(r.status, "")
         table.add_row(
