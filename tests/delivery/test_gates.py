@@ -15,7 +15,7 @@ from loopline.cli.main import app
 from loopline.core import audit
 from loopline.core.context import Context
 from loopline.delivery.gates import GateVerdict, latest_verdict, verdicts
-from loopline.errors import InvalidInput
+from loopline.errors import InvalidInput, NotFound
 from loopline.training import registry_store
 from tests.conftest import seeded
 from tests.serving.helpers import FEATURES, good_model, register, toy_data, weak_model
@@ -201,6 +201,12 @@ def test_the_data_gate_checks_the_holdout_and_a_serving_sample(
     v = ll.gates.evaluate("churn", models["good"], "holdout@1", spec)
     assert _checks(v) == {"contract": True, "serving_sample": False, "accuracy.lower": True}
     assert f"contract {contract}" in v.reasons[0] and "a: nullable" in v.reasons[0]
+
+    # A serving sample that does not exist: the error says which of the gate's datasets
+    # it is (it read like the held-out set was missing).
+    spec["data"]["serving_sample"] = "live@7"
+    with pytest.raises(NotFound, match=r"^data\.serving_sample: .*'live' has no version 7"):
+        ll.gates.evaluate("churn", models["good"], "holdout@1", spec)
 
 
 def test_regression_metrics(ctx: Context) -> None:

@@ -72,6 +72,11 @@ def test_a_full_file_parses_with_directions(tmp_path: Path) -> None:
             "metrics.auc.change.absolute",
             "finite",
         ),
+        (
+            {"label": "y", "metrics": {"auc": {"lower": 0}}, "data": {"serving_sample": "live"}},
+            "data.serving_sample",
+            "'live' names no version: use NAME@VERSION",
+        ),
     ],
     ids=[
         "bad-bound-key",
@@ -87,6 +92,7 @@ def test_a_full_file_parses_with_directions(tmp_path: Path) -> None:
         "top-level",
         "nan-bound",
         "inf-change",
+        "serving-sample-without-version",
     ],
 )
 def test_mistakes_name_the_key(data: dict[str, object], field: str, words: str) -> None:

@@ -246,7 +246,10 @@ def _data_gate(spec: Thresholds, frame: Any, held_out: str, model: Any, mv: Any)
     else:
         checks.append(_contract_check(contract, frame, held_out, source))
     if spec.data.serving_sample:
-        sample = _dataset(spec.data.serving_sample)
+        try:
+            sample = _dataset(spec.data.serving_sample)
+        except NotFound as exc:  # say which of the gate's datasets is missing
+            raise NotFound(f"data.serving_sample: {exc.message}", hint=exc.hint) from exc
         serving = sample.to_pandas()
         if contract is None:
             checks.append(_signature_check(spec, serving, sample.ref, model, source))

@@ -52,6 +52,7 @@ from pydantic import (
     Field,
     FiniteFloat,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -160,6 +161,20 @@ class DataGate(BaseModel):
     validate_: Annotated[bool, BeforeValidator(_flag)] = Field(True, alias="validate")
     contract: str | None = None
     serving_sample: str | None = None
+
+    @field_validator("serving_sample")
+    @classmethod
+    def _a_fixed_version(cls, value: str | None) -> str | None:
+        # Read when the thresholds are, not at the end of the gate (where it was an error
+        # naming 'dataset', the gate's other argument); a verdict names fixed versions.
+        if value is None:
+            return value
+        from loopline.data.datasets import parse_ref
+
+        name, number = parse_ref(value)
+        if number is None:
+            raise ValueError(f"{value!r} names no version: use NAME@VERSION, e.g. {name}@3")
+        return value
 
 
 class Bootstrap(BaseModel):
