@@ -837,6 +837,59 @@ def test_serve_stops_with_one_line_before_listening_when_a_pin_does_not_resolve(
     assert words in done.stderr and "error:" in done.stderr
 
 
+def _serve_start(ctx: Context, *models: str) -> str:
+    """What ``loopline serve`` prints until it listens (then it is stopped)."""
+    import signal
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "LOOPLINE_URI": ctx.settings.metadata_uri,
+        "LOOPLINE_ARTIFACTS": ctx.settings.artifacts_uri,
+        "COLUMNS": "200",
+    }
+    args = [arg for m in models for arg in ("-m", m)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loopline.cli.main", "serve", "--port", str(port), *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    lines = []
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if "listening on" in line:
+                break
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+        assert proc.stderr is not None
+        proc.stderr.close()
+    return "".join(lines)
+
+
+def test_serve_warns_at_start_about_a_followed_model_that_is_not_deployed(
+    embedded_ctx: Context,
+) -> None:
+    """`loopline serve -m chrun` (a typo) started like a healthy server: /health 200 and a
+    404 for every prediction, without a word. It still starts (a replica may come up before
+    the first deploy), and now says which names are not deployed."""
+    ctx = embedded_ctx
+    text = _serve_start(ctx)
+    assert "warning: nothing is deployed yet" in text and "listening on" in text
+    data = toy_data()
+    ll.deploy("churn", register(good_model(data), "churn", data))
+    text = _serve_start(ctx, "chrun", "churn")
+    assert "warning: 'chrun' is not deployed (deployed: churn)" in text
+    assert "loopline deploy chrun VERSION" in text and "'churn' is not" not in text
+    assert "warning" not in _serve_start(ctx, "churn") + _serve_start(ctx)
+
+
 def test_a_database_outage_is_one_warning_each_way_not_a_traceback_per_poll(
     pg_uri: str, _pg_admin: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -88,6 +88,7 @@ def serve(
     # A bad --model value or a missing pinned version stops here with one line; inside
     # uvicorn's startup it would be a traceback after "listening on".
     check_selection(model)
+    _warn_undeployed(model)
     err_console.print(
         f"loopline serve: {workers} worker(s), "
         f"metadata {display_uri(ctx.settings.metadata_uri)}, "
@@ -148,3 +149,24 @@ def serve(
         )
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _warn_undeployed(models: list[str]) -> None:
+    """Say at start which followed deployments do not exist yet: the server serves them
+    once deployed, but a typo looked the same as a healthy server (/health 200, 404s)."""
+    from loopline.cli._common import esc
+    from loopline.serving.control import undeployed
+
+    missing, deployed = undeployed(models)
+    for name in missing:
+        if name == "*":
+            text = (
+                "nothing is deployed yet: every prediction is a 404 until "
+                "`loopline deploy NAME VERSION` deploys a model"
+            )
+        else:
+            text = (
+                f"{name!r} is not deployed (deployed: {', '.join(deployed) or 'none'}): "
+                f"it is served once `loopline deploy {name} VERSION` deploys it"
+            )
+        err_console.print(f"[yellow]warning:[/] {esc(text)}", highlight=False)

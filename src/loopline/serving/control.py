@@ -93,6 +93,26 @@ def check_selection(models: list[str]) -> dict[str, int]:
     return {name: registry.get(name, ref).version for name, ref in pins.items()}
 
 
+def undeployed(models: list[str]) -> tuple[list[str], list[str]]:
+    """The deployments ``--model`` follows that do not exist yet, and those that do.
+
+    Without ``--model`` the server follows every deployment: none at all is reported as
+    ``["*"]``. A server whose names are all undeployed answers 404 to every prediction
+    (and 200 on ``/health``) until one is deployed, which is right for a replica started
+    before the first deploy but is also what a typo (``-m chrun``) looks like.
+
+    Example:
+        >>> # undeployed(["chrun"]) -> (['chrun'], ['churn'])
+    """
+    from loopline.serving.deploy import list_deployments
+
+    names, _ = parse_selection(models)
+    deployed = sorted(d.name for d in list_deployments())
+    if names is None:
+        return ([] if deployed else ["*"]), deployed
+    return sorted(names - set(deployed)), deployed
+
+
 class Controller:
     """Owns the routes of one model-server worker and keeps them current."""
 
