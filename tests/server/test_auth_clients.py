@@ -14,8 +14,9 @@ import pytest
 
 import loopline
 from loopline.core import auth
-from loopline.errors import LooplineError
+from loopline.errors import PermissionDenied
 from tests.cli_run import popen
+from tests.conftest import env_without_loopline
 from tests.health import wait_healthy
 from tests.server.conftest import free_port, stop_server
 
@@ -105,8 +106,20 @@ def test_the_mlflow_client_works_with_a_token_and_is_told_why_without(
 
 def test_the_loopline_sdk_sends_loopline_token(server: Server, tmp_path: Path) -> None:
     ctx = loopline.init(uri=server.url, artifacts=str(tmp_path / "client-art"), token="ll_bad")
-    with pytest.raises(LooplineError, match="not valid"):
+    with pytest.raises(PermissionDenied, match="not valid"):
         loopline.search_runs()
+    # Without a token the CLI exits 7 (PermissionDenied), not 1 (a command's failed result).
+    env = {**env_without_loopline(), "LOOPLINE_URI": server.url}
+    done = subprocess.run(
+        [sys.executable, "-m", "loopline.cli.main", "runs", "ls"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 7, done.stderr
+    assert "requires an API token" in done.stderr and "LOOPLINE_TOKEN" in done.stderr
     ctx = loopline.init(
         uri=server.url, artifacts=str(tmp_path / "client-art"), token=server.tokens["editor"]
     )

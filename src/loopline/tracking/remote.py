@@ -50,6 +50,7 @@ from loopline.errors import (
     InvalidInput,
     LooplineError,
     NotFound,
+    PermissionDenied,
 )
 from loopline.tracking._dialect import MetricRow
 from loopline.tracking.backend import TrackingBackend
@@ -89,6 +90,10 @@ _RETRY_STATUSES = frozenset({502, 503, 504})
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _CHUNK = 1 << 20
 _BY_CODE: dict[str, type[LooplineError]] = {m.code: cls for cls, m in ERROR_TABLE.items()}
+# A 401 (no token, or one unknown or revoked) has no class of its own: the caller may not
+# do this, as with a role too low. As a bare LooplineError `loopline runs ls` exited 1,
+# the code of a command whose result is a failure, instead of 7.
+_BY_CODE["UNAUTHENTICATED"] = PermissionDenied
 
 
 class HttpTransport:
