@@ -104,6 +104,24 @@ def test_lineage_json_and_tree(ctx: Context, churn: list[str]) -> None:
     assert bad.returncode == 2 and "NAME@VERSION" in bad.stderr
 
 
+def test_lineage_tree_says_how_the_run_read_each_dataset(ctx: Context) -> None:
+    """A held-out set the run only scored on was listed like its training data."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"x": [0.1, 0.4, 0.6, 0.9] * 5, "y": [0, 0, 1, 1] * 5})
+    ll.datasets.register("flights-train", frame)
+    held = ll.datasets.register("flights-holdout", frame.head(8))
+    with ll.start_run(experiment="cli-models") as run:
+        df = ll.datasets.get("flights-train").to_pandas()  # no context given
+        run.log_input("dataset", held.name, str(held.version), held.hash, context="holdout")
+        run.log_model(LogisticRegression().fit(df[["x"]], df["y"]), "model")
+    ll.registry.register(run, "late")
+    text = _models(ctx, "lineage", "late@1")
+    assert text.returncode == 0, text.stderr
+    assert "flights-holdout@1" in text.stdout and "8 rows (holdout)" in text.stdout
+    assert "20 rows\n" in text.stdout  # the training read: no context, nothing added
+
+
 def test_lineage_shows_the_deployments_of_the_version(ctx: Context, churn: list[str]) -> None:
     ll.deploy("churn", 1, reason="first [release]")
     ll.deploy("churn", 2, strategy="canary", steps=[50, 100])

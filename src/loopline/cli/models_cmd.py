@@ -184,6 +184,9 @@ def lineage_cmd(
     datasets = root.add("datasets")
     for d in data["datasets"]:
         extra = f", {d['row_count']} rows" if d.get("row_count") is not None else ""
+        # How the run read it: a held-out set it scored on is no training data.
+        if d.get("context"):
+            extra += f" ({esc(d['context'])})"
         note = "" if d["found"] else " [red](not found)[/]"
         if d.get("digest_matches") is False:
             note = " [red](content differs from what the run read)[/]"

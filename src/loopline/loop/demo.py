@@ -341,8 +341,9 @@ def run_demo(home: Path, console: Console | None = None, seed: int = 13) -> Demo
         (registry.get(MODEL, first.model_version).metrics if first.model_version else {}),
     )
     lineage = registry.lineage(MODEL, d.stable_version)
-    data_refs = ", ".join(
-        f"{x.get('name')}@{x.get('version')}" for x in lineage.get("datasets", [])
+    data_refs = ", ".join(  # with how the run read each: the holdout was only scored on
+        f"{x.get('name')}@{x.get('version')}" + (f" ({x['context']})" if x.get("context") else "")
+        for x in lineage.get("datasets", [])
     )
     chain = audit.verify(ctx.engine)
     summary.rows += [
