@@ -50,4 +50,4 @@ bench: $(STAMP)
 
 clean:
 	bash scripts/services.sh stop || true
-	rm -rf $(VENV) .services .loopline .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .services .loopline .loopline-demo .pytest_cache .mypy_cache .ruff_cache
