@@ -323,3 +323,16 @@ def test_diff_of_a_table_and_a_files_version_says_the_kinds_differ(project: Path
     assert (same_kind["kind_before"], same_kind["kind_after"]) == ("table", "table")
     assert _loopline(project, "data", "add", "other", "v2.csv").returncode == 0
     assert "kind:" not in _loopline(project, "data", "diff", "mixed@1", "other@1").stdout
+
+
+def test_ls_in_a_narrow_terminal_folds_a_long_name_instead_of_cutting_it(project: Path) -> None:
+    """In 80 columns `data ls` showed 'custome…', no name to pass to `data show`."""
+    name = "customer-churn-export-2024-emea-weekly"
+    added = _loopline(project, "data", "add", name, "v1.csv", "--description", "weekly export")
+    assert added.returncode == 0, added.stderr
+    listed = run_cli(["data", "ls"], env={**env_without_loopline(), "COLUMNS": "80"}, cwd=project)
+    assert listed.returncode == 0, listed.stderr
+    assert "…" not in listed.stdout, listed.stdout
+    # The name column's cells, top to bottom, spell the whole name.
+    cells = [ln.split("│")[1].strip() for ln in listed.stdout.splitlines() if ln.count("│") > 2]
+    assert name in "".join(cells), listed.stdout

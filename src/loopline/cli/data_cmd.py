@@ -127,8 +127,9 @@ def ls_cmd(json_out: bool = _JSON) -> None:
         print_json([r.__dict__ for r in rows])
         return
     table = Table(title="datasets")
+    # Fold, never cut: a name cut to 'custome…' in a narrow terminal was no name to use.
     for col in ("name", "latest", "versions", "kind", "rows", "size", "updated", "description"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(
             esc(r.name),

@@ -42,7 +42,7 @@ def ls_cmd(
         return
     table = Table(title="feature views")
     for col in ("name", "entity", "features", "ttl", "source", "last materialized"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # a narrow terminal cut names to '…'
     for v in views:
         d = v.to_dict()
         last = v.last_materialization

@@ -70,7 +70,7 @@ def ls_cmd(
         return
     table = Table(title="API tokens")
     for col in ("name", "role", "created", "by", "last used", "revoked"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # a narrow terminal cut names to '…'
     for t in rows:
         table.add_row(
             t.name,
