@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from loopline.config import load_settings
+from loopline.config import Settings, load_settings
 from loopline.errors import ConfigError
 
 
@@ -80,3 +81,20 @@ def test_bad_value_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOOPLINE_SQLITE_BUSY_TIMEOUT_MS", "soon")
     with pytest.raises(ConfigError, match="sqlite_busy_timeout_ms"):
         load_settings()
+
+
+def test_the_actor_without_user_in_the_environment_is_the_account_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Containers, cron and systemd often set no USER: the audit log and the runs'
+    mlflow.user said 'unknown' for what the account did."""
+    import pwd
+
+    for name in ("LOOPLINE_ACTOR", "USER", "USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    account = pwd.getpwuid(os.getuid()).pw_name
+    assert Settings().actor_name == account != "unknown"
+    monkeypatch.setenv("USER", "alice")  # the environment still wins, as documented
+    assert Settings().actor_name == "alice"
+    monkeypatch.setenv("LOOPLINE_ACTOR", "ci-bot")
+    assert Settings().actor_name == "ci-bot"

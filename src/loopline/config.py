@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tomllib
@@ -289,6 +290,7 @@ class Settings(BaseSettings):
             or self.actor
             or os.environ.get("USER")
             or os.environ.get("USERNAME")
+            or _account_name()
             or "unknown"
         )
 
@@ -315,6 +317,25 @@ class Settings(BaseSettings):
             "retries": {"mode": "standard", "total_max_attempts": self.s3_max_attempts},
         }
         return opts
+
+
+@functools.cache
+def _account_name() -> str | None:
+    """This process's login name from the password database, or None where there is none.
+
+    Containers, cron and systemd units often run without ``USER``: the audit log said
+    'unknown' for what root (or the image's user) did.
+
+    Example:
+        >>> isinstance(_account_name(), str | None)
+        True
+    """
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name or None
+    except (ImportError, AttributeError, KeyError):  # Windows; a uid with no entry
+        return None
 
 
 def load_settings(**overrides: Any) -> Settings:
