@@ -43,6 +43,18 @@ from loopline.core.db import create_engine_for, upgrade
 # before pytest sets PYTEST_CURRENT_TEST, so the test modules' imports would switch it on.
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 
+# OpenMP (scikit-learn's gradient boosting, LightGBM) keeps a team as wide as the machine and
+# by default its idle members spin between parallel regions. The suite runs three workers
+# and their servers on two cores: a spinning member holds a core another process needs, and
+# a region waits for a member the kernel has descheduled. HistGradientBoosting's fit of
+# 1,500 rows took 3-14 s instead of 0.4 s on the loaded machine (one region per tree and
+# iteration). Passive members sleep instead; the team keeps its width, so what the tests
+# assert about thread counts (tests/training/test_native_threads.py, the model server's
+# native_threads) is unchanged. Set before any test imports scikit-learn (libgomp reads it
+# once, as it loads); the servers and CLI processes the tests start inherit it. A value
+# already set wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Modules that hold a slow test run first, each kept whole (its module fixtures are
