@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli_run import run_cli
+
 
 @pytest.mark.slow
 def test_loopline_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     home = tmp_path / "demo"
+    # A process of its own, forked from the worker's fork server (tests.cli_run): the
+    # imports of `python -m loopline.cli.main` are done once per worker, the rest is the
+    # command as a user runs it, with only these variables (the suite's OpenMP wait policy
+    # too, see tests/conftest.py: the demo trains and serves gradient boosting).
     env = {"PATH": "/usr/bin:/bin", "COLUMNS": "200", "HOME": str(tmp_path)}
-    out = subprocess.run(
-        [sys.executable, "-m", "loopline.cli.main", "demo", "--home", str(home), "--seed", "13"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        cwd=tmp_path,
-    )
+    env["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
+    out = run_cli(["demo", "--home", str(home), "--seed", "13"], env=env, cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout
     assert "loop once #1" in text and "deployed: canary of version 2" in text
