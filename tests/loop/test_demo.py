@@ -17,10 +17,11 @@ def test_loopline_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     home = tmp_path / "demo"
     # A process of its own, forked from the worker's fork server (tests.cli_run): the
     # imports of `python -m loopline.cli.main` are done once per worker, the rest is the
-    # command as a user runs it, with only these variables (the suite's OpenMP wait policy
-    # too, see tests/conftest.py: the demo trains and serves gradient boosting).
+    # command as a user runs it, with only these variables (and the suite's OpenMP and
+    # OpenBLAS thread settings, see tests/conftest.py: the demo and its model server train
+    # and predict with gradient boosting on the suite's shared cores).
     env = {"PATH": "/usr/bin:/bin", "COLUMNS": "200", "HOME": str(tmp_path)}
-    env["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
+    env.update({k: os.environ[k] for k in ("OMP_WAIT_POLICY", "OPENBLAS_NUM_THREADS")})
     out = run_cli(["demo", "--home", str(home), "--seed", "13"], env=env, cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout
