@@ -119,10 +119,12 @@ def fill(ctx: Context) -> Filled:
     out.diverged_run_id = run.id
     with ll.start_run(experiment="edges", name="repeats") as run:
         # Ten points per millisecond, without steps, a spike among them; and three values
-        # at each of five steps: points that share an x value.
+        # at each of five steps: points that share an x value. Each value differs: a point
+        # logged again with the same step, time and value is stored once (as in MLflow).
         start = 1_700_000_000_000
         for i in range(30):
-            run.log_metric("burst", 50.0 if i == 10 else 1.0, timestamp=start + i // 10)
+            value = 50.0 if i == 10 else 1.0 + i / 100
+            run.log_metric("burst", value, timestamp=start + i // 10)
         for step in range(5):
             for k in range(3):
                 run.log_metric("per_step", float(10 * step + k), step=step)
