@@ -845,6 +845,7 @@ def _serve_start(ctx: Context, *models: str) -> str:
     """What ``loopline serve`` prints until it listens (then it is stopped)."""
     import signal
 
+    from tests.health import wait_healthy
     from tests.ports import free_port
 
     port = free_port()  # bind(0) races the other workers' servers (see tests/ports.py)
@@ -870,7 +871,7 @@ def _serve_start(ctx: Context, *models: str) -> str:
                 break
         # Stopped once it answers: the test is about what it says at start, not Ctrl-C
         # while uvicorn starts.
-        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/health"), timeout=60)
+        wait_healthy(f"http://127.0.0.1:{port}", proc, lambda: "".join(lines), what="serve")
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -880,13 +881,6 @@ def _serve_start(ctx: Context, *models: str) -> str:
             rest, _ = proc.communicate()
             raise AssertionError(f"loopline serve did not stop on SIGINT: {rest[-2000:]}") from None
     return "".join(lines)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_serve_warns_at_start_about_a_followed_model_that_is_not_deployed(
