@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 import loopline as ll
 from loopline.core.context import Context
 from loopline.errors import InvalidInput
+from loopline.training import executors
 from loopline.training.executors import (
     Executor,
     LocalExecutor,
@@ -156,3 +158,27 @@ def test_unknown_executor_is_a_clear_error() -> None:
         get_executor("threads")
     with pytest.raises(InvalidInput, match="'max_workers' parameter"):
         LocalExecutor(max_workers=0)
+
+
+class _ReapedElsewhere:
+    """A worker's process object while the pool's own thread reaps it: ``join`` returns at
+    once (its sentinel is ready) and the exit code appears only when that thread stores it."""
+
+    def __init__(self, code: int, after: float) -> None:
+        self._code, self._at = code, time.monotonic() + after
+
+    def join(self, timeout: float | None = None) -> None:
+        return None
+
+    @property
+    def exitcode(self) -> int | None:
+        return self._code if time.monotonic() >= self._at else None
+
+
+def test_a_dead_workers_exit_code_is_read_though_another_thread_reaped_it() -> None:
+    # CI read "exit code unknown" once: the pool's thread won the waitpid race.
+    assert executors._death(_ReapedElsewhere(3, after=0.2)) == "exit code 3"
+    assert executors._death(_ReapedElsewhere(-9, after=0.1)) == "killed by signal SIGKILL"
+    assert executors._ended_by_itself(_ReapedElsewhere(3, after=0.1))
+    assert not executors._ended_by_itself(_ReapedElsewhere(-15, after=0.1))
+    assert executors._death(None) == "exit code unknown"

@@ -226,12 +226,28 @@ def _marked_call(call_id: int, payload: bytes) -> Any:
     return fn(*args)
 
 
+def _exit_code(process: Any, wait: float = 2.0) -> int | None:
+    """The exit code of a worker process that has ended or is ending, waiting up to
+    ``wait`` seconds for it; None when there is no process object or it has not ended.
+
+    The pool's own thread reaps its workers too (it joins them when it breaks). When its
+    ``waitpid`` wins, ours fails with ECHILD and reads None until that thread has stored
+    the code on the shared process object, a moment later: so look again until it has.
+    """
+    if process is None:
+        return None
+    deadline = time.monotonic() + wait
+    while True:
+        process.join(timeout=0.05)
+        code: int | None = process.exitcode
+        if code is not None or time.monotonic() >= deadline:
+            return code
+        time.sleep(0.01)
+
+
 def _death(process: Any) -> str:
     """How a worker process ended, in words: its exit code or the signal that killed it."""
-    if process is not None and process.exitcode is None:
-        # The pool saw it go (its pipe closed) a moment before it can be reaped.
-        process.join(timeout=2)
-    code = getattr(process, "exitcode", None)
+    code = _exit_code(process)
     if code is None:
         return "exit code unknown"
     if code < 0:
@@ -252,7 +268,7 @@ def _process(pool: ProcessPoolExecutor, pid: int) -> Any:
 def _ended_by_itself(process: Any) -> bool:
     """Whether a worker process has ended, other than by the SIGTERM with which a broken
     pool ends the workers left."""
-    code = getattr(process, "exitcode", None)
+    code = _exit_code(process)
     return code is not None and code != -getattr(signal, "SIGTERM", 15)
 
 
