@@ -69,6 +69,13 @@ def picky_model(data: pd.DataFrame) -> Any:
     )
 
 
+def register_without_example(model: Any, name: str) -> int:
+    """Log ``model`` without an input example (so without a signature) and register it."""
+    with ll.start_run(experiment=f"exp-{name}") as run:
+        run.log_model(model, "model")
+    return int(ll.registry.register(run, name).version)
+
+
 def register(model: Any, name: str, data: pd.DataFrame, train_ref: str | None = None) -> int:
     """Log ``model`` in a run (reading ``train_ref`` for lineage) and register it."""
     with ll.start_run(experiment=f"exp-{name}") as run:

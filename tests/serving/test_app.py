@@ -222,6 +222,178 @@ def test_a_canary_that_refuses_what_the_stable_version_takes_is_rolled_back(
     assert history("churn")[-1].action == "canary.rollback"
 
 
+def _plans(data: Any) -> Any:
+    """``data`` with a text column ``plan`` ("free"/"pro", from ``bucket``'s parity)."""
+    return data.assign(plan=["pro" if b % 2 else "free" for b in data["bucket"]])
+
+
+def _takes_text(data: Any) -> Any:
+    """A pipeline that reads ``plan`` as text (one-hot) and ``a``, ``b`` as numbers."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    encode = ColumnTransformer(
+        [("plan", OneHotEncoder(handle_unknown="ignore"), ["plan"])], remainder="passthrough"
+    )
+    X = _plans(data)[["a", "b", "plan"]]
+    return Pipeline([("encode", encode), ("clf", LogisticRegression())]).fit(X, data["label"])
+
+
+def _reads_numbers(data: Any) -> Any:
+    """A model fitted on ``a``, ``b`` and ``plan`` coded as a number: text there makes it raise."""
+    from sklearn.linear_model import LogisticRegression
+
+    X = data[["a", "b"]].assign(plan=(data["bucket"] % 2).astype(float))
+    return LogisticRegression().fit(X, data["label"])
+
+
+def test_a_model_without_a_signature_given_text_is_a_422_naming_the_column(
+    embedded_ctx: Context,
+) -> None:
+    """A model logged without an input example raised on text in a column it reads as
+    numbers (scikit-learn: ValueError, could not convert string to float), and the client
+    got a 500 MODEL_ERROR for its own mistake. It is a 422 naming the column, its first
+    row and the model's message; numbers that make the model raise stay its failure."""
+    import lightgbm as lgb
+    from sklearn.linear_model import LogisticRegression
+
+    from tests.serving.helpers import FEATURES, picky_model, register_without_example
+
+    data = toy_data()
+    X = data[FEATURES]
+    deploy("sk", register_without_example(LogisticRegression().fit(X, data["label"]), "sk"))
+    booster = lgb.LGBMRegressor(n_estimators=5, min_child_samples=5, verbose=-1)
+    deploy("gbm", register_without_example(booster.fit(X, data["a"]), "gbm"))
+    bare = LogisticRegression().fit(X.to_numpy(), data["label"])
+    deploy("bare", register_without_example(bare, "bare"))
+    deploy("picky", register_without_example(picky_model(data), "picky"))
+    server = _served(embedded_ctx)
+    cases: list[tuple[str, Any, str, list[str]]] = [
+        (
+            "sk",
+            {"instances": [{**row(), "a": "abc"}]},
+            "a",
+            ["could not convert string to float: 'abc'", "column 'a' (a string, 'abc', row 0)"],
+        ),
+        (
+            "sk",
+            {"dataframe_split": {"columns": FEATURES, "data": [[0.5, 0.5, 1], [0.5, "x", 1]]}},
+            "b",
+            ["column 'b' (a string, 'x', row 1)"],
+        ),
+        (
+            "sk",
+            {"instances": [{**row(), "a": {"v": 1}}]},
+            "a",
+            ["TypeError", "column 'a' (an object"],
+        ),
+        (
+            "gbm",
+            {"inputs": {**{k: [v] for k, v in row().items()}, "bucket": ["two"]}},
+            "bucket",
+            ["bad pandas dtypes", "column 'bucket' (a string, 'two', row 0)"],
+        ),
+        (
+            "bare",
+            {"instances": [[0.5, 0.5, 1], [0.5, "x", 1]]},
+            "instances[1][1]",
+            ["column 1 (by position) (a string, 'x', row 1)"],
+        ),
+    ]
+    for name, body, field, words in cases:
+        status, answer = asyncio.run(_post(server, f"/v1/models/{name}/predict", body))
+        assert status == 422, (name, answer)
+        error = answer["error"]
+        assert error["code"] == "INVALID_INPUT" and error["field"] == field, error
+        for w in words:
+            assert w in error["message"], (w, error)
+        assert "input example" in error["hint"] and "send numbers in column" in error["hint"]
+    for name in ("sk", "gbm", "picky"):
+        status, answer = asyncio.run(
+            _post(server, f"/v1/models/{name}/predict", {"instances": [row()]})
+        )
+        assert status == 200, answer
+    # Numbers alone that make the model raise (a bucket it never saw) are its failure.
+    status, answer = asyncio.run(
+        _post(server, "/v1/models/picky/predict", {"instances": [row(bucket=9)]})
+    )
+    assert status == 500 and answer["error"]["code"] == "MODEL_ERROR", answer
+    assert "unknown categories" in answer["error"]["message"]
+    failures = [
+        line
+        for line in server.metrics.render()[0].decode().splitlines()
+        if line.startswith("loopline_model_failures_total{")
+    ]
+    assert failures == ['loopline_model_failures_total{kind="error",model="picky",version="1"} 1.0']
+
+
+def test_a_canary_without_a_signature_that_raises_on_text_the_stable_takes_is_rolled_back(
+    embedded_ctx: Context,
+) -> None:
+    """A model's own raise on text is a 422, but a candidate that raises on what the stable
+    version takes did fail: the stable version answers, the error counts against the
+    candidate, and the canary is rolled back (the accounting does not follow the status)."""
+    import loopline as ll
+    from tests.serving.helpers import register_without_example
+
+    data = toy_data()
+    v1 = register_without_example(_takes_text(data), "churn")
+    v2 = register_without_example(_reads_numbers(data), "churn")
+    deploy("churn", v1)
+    deploy("churn", v2, strategy="canary", steps=[50, 100], window_requests=20, min_requests=5)
+    server = _served(embedded_ctx)
+    for i in range(40):
+        body = {"instances": [{"a": 0.5, "b": -0.5, "plan": "pro" if i % 2 else "free"}]}
+        status, answer = asyncio.run(_post(server, "/v1/models/churn/predict", body))
+        assert status == 200 and answer["model_version"] == str(v1), answer
+    stats = server.control.routes["churn"].stats
+    assert stats is not None and stats.candidate.errors >= 1
+    assert stats.candidate.errors == stats.candidate.requests  # every candidate call raised
+    assert stats.stable.errors == 0
+    metrics = server.metrics.render()[0].decode()
+    assert f'loopline_model_failures_total{{kind="error",model="churn",version="{v2}"}}' in metrics
+    server.control.refresh()
+    d = get_deployment("churn")
+    assert (d.stable_version, d.candidate_version) == (v1, None)
+    event = history("churn")[-1]
+    assert event.action == "canary.rollback" and "error" in (event.reason or "")
+    assert ll.registry.get("churn", "champion").version == v1
+
+
+def test_the_fallback_answers_when_the_stable_model_raises_on_text_it_takes(
+    embedded_ctx: Context,
+) -> None:
+    """The fallback judges what the stable model raised on: when it takes the text, it
+    answers and the stable version's failure is counted; when no version takes it, the
+    client gets the 422 naming the column and no version failed."""
+    from tests.serving.helpers import register_without_example
+
+    data = toy_data()
+    v1 = register_without_example(_takes_text(data), "churn")
+    v2 = register_without_example(_reads_numbers(data), "churn")
+    deploy("churn", v2, fallback=v1)
+    deploy("numbers", register_without_example(_reads_numbers(data), "numbers"))
+    server = _served(embedded_ctx)
+    text = {"instances": [{"a": 0.5, "b": -0.5, "plan": "pro"}]}
+    status, answer = asyncio.run(_post(server, "/v1/models/churn/predict", text))
+    assert status == 200 and answer["model_version"] == str(v1), answer
+    coded = {"instances": [{"a": 0.5, "b": -0.5, "plan": 1.0}]}
+    status, answer = asyncio.run(_post(server, "/v1/models/churn/predict", coded))
+    assert status == 200 and answer["model_version"] == str(v2), answer
+    status, answer = asyncio.run(_post(server, "/v1/models/numbers/predict", text))
+    assert status == 422 and answer["error"]["field"] == "plan", answer
+    failures = [
+        line
+        for line in server.metrics.render()[0].decode().splitlines()
+        if line.startswith("loopline_model_failures_total{")
+    ]
+    assert failures == [
+        f'loopline_model_failures_total{{kind="error",model="churn",version="{v2}"}} 1.0'
+    ]
+
+
 @pytest.mark.parametrize(
     ("body", "field", "words"),
     [

@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loopline.errors import InvalidInput
-from loopline.serving.inputs import MalformedBody, as_records, loads, parse
+from loopline.serving.inputs import (
+    MalformedBody,
+    ModelRejected,
+    as_records,
+    loads,
+    parse,
+    rejected_by_model,
+)
 
 
 def test_three_shapes_give_the_same_records() -> None:
@@ -285,3 +292,43 @@ _json_values = st.recursive(
 def test_any_json_without_a_repeated_key_parses_as_orjson_parses_it(value: object) -> None:
     body = orjson.dumps(value)
     assert loads(body) == orjson.loads(body)
+
+
+@pytest.mark.parametrize(
+    ("body", "names", "field", "words"),
+    [
+        ({"instances": [{"a": 1.0, "b": "x"}]}, None, "b", "column 'b' (a string, 'x', row 0)"),
+        ({"instances": [[1.0, 2.0], [[3], 4.0]]}, ["a", "b"], "a", "column 'a' (an array"),
+        ({"instances": [[1.0, 2.0], [3.0, "y"]]}, None, "instances[1][1]", "column 1 (by"),
+        ({"inputs": {"a": [1.0, 2.0], "b": [3.0, {"k": 1}]}}, None, "b", "(an object"),
+        ({"instances": [{"a": "p", "b": "q"}]}, None, "a", "column 'b' (a string, 'q'"),
+    ],
+    ids=["records", "lists-named", "lists-by-position", "inputs-columns", "two-columns"],
+)
+def test_a_models_raise_on_values_that_are_not_numbers_names_the_column(
+    body: dict[str, object], names: list[str] | None, field: str, words: str
+) -> None:
+    shape, rows, _ = parse(body)
+    exc = ValueError("could not convert string to float")
+    rejected = rejected_by_model(exc, shape, rows, names)
+    assert isinstance(rejected, ModelRejected) and isinstance(rejected, InvalidInput)
+    assert rejected.field == field and words in rejected.message, rejected.message
+    assert "could not convert string to float" in rejected.message
+    assert rejected.http_status == 422
+
+
+def test_a_models_raise_on_numbers_or_of_another_kind_is_not_the_clients() -> None:
+    """Numbers (null and booleans too) are what a numeric model takes: its raise on them,
+    or an error other than a ValueError/TypeError, stays the model's failure."""
+    numbers = parse({"instances": [{"a": 1.0, "b": None, "c": True}]})
+    assert rejected_by_model(ValueError("Input X contains NaN"), *numbers[:2], None) is None
+    text = parse({"instances": [{"a": "x"}]})
+    assert rejected_by_model(KeyError("a"), *text[:2], None) is None
+    assert rejected_by_model(RuntimeError("boom"), *text[:2], None) is None
+
+
+def test_a_long_message_of_the_model_and_many_columns_are_cut_short() -> None:
+    shape, rows, _ = parse({"instances": [{f"c{i}": "x" * 100 for i in range(8)}]})
+    rejected = rejected_by_model(TypeError("e" * 5000), shape, rows, None)
+    assert rejected is not None and len(rejected.message) < 1000
+    assert "and 3 more columns" in rejected.message and "c5" not in rejected.message

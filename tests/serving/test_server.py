@@ -24,6 +24,7 @@ from tests.serving.helpers import (
     good_model,
     picky_model,
     register,
+    register_without_example,
     row,
     serving,
     toy_data,
@@ -151,12 +152,6 @@ def test_bad_inputs_get_a_4xx_naming_the_problem_and_the_server_keeps_serving(
     ]
 
 
-def _register_without_example(model: Any, name: str) -> int:
-    with ll.start_run(experiment=f"exp-{name}") as run:
-        run.log_model(model, "model")  # no input example: no signature
-    return int(ll.registry.register(run, name).version)
-
-
 def test_a_model_logged_without_an_example_takes_its_fitted_columns_by_name(
     embedded_ctx: Context,
 ) -> None:
@@ -178,7 +173,7 @@ def test_a_model_logged_without_an_example_takes_its_fitted_columns_by_name(
         ),
     }
     for name, model in fitted.items():
-        ll.deploy(name, _register_without_example(model, name))
+        ll.deploy(name, register_without_example(model, name))
     rows = X.head(4)
     shuffled = ["bucket", "b", "a"]
     with serving(embedded_ctx) as url, httpx.Client(base_url=url, timeout=30) as client:
@@ -237,7 +232,7 @@ def test_a_model_fitted_on_unnamed_columns_takes_rows_by_position_only(
     data = toy_data()
     X = data[FEATURES].to_numpy()
     model = LogisticRegression().fit(X, data["label"])
-    ll.deploy("bare", _register_without_example(model, "bare"))
+    ll.deploy("bare", register_without_example(model, "bare"))
     with serving(embedded_ctx) as url, httpx.Client(base_url=url, timeout=30) as client:
         lists = _predict(client, "bare", {"instances": X[:5].tolist()})
         assert lists.status_code == 200, lists.text

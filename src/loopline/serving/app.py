@@ -79,7 +79,7 @@ from loopline.serving.feedback import (
     log_expired,
     read_feedback,
 )
-from loopline.serving.inputs import MalformedBody, loads, parse
+from loopline.serving.inputs import MalformedBody, ModelRejected, loads, parse
 from loopline.serving.prom import ServingMetrics
 from loopline.serving.router import Route, ServedModel
 from loopline.serving.timeouts import AbandonedCalls, PredictRunner, PredictTimeout
@@ -586,16 +586,34 @@ class ModelServer:
                     stats.candidate.record(time.perf_counter() - t, _first(preds))
                 return preds, model
         stable = route.stable
+        fallback = route.fallback
         t = time.perf_counter()
         try:
             preds = await self._call(route, stable, shape, rows)
+        except ModelRejected as exc:
+            if fallback is None:
+                raise  # a 422 for the client: no other version says the input was fine
+            # The stable model itself raised on values no signature checked: the fallback
+            # judges them, as the stable version judges what a candidate refused.
+            took = time.perf_counter() - t
+            try:
+                preds = await self._call(route, fallback, shape, rows, last_resort=True)
+            except InvalidInput:
+                raise  # refused by both: bad input, no version failed
+            except Exception as exc2:  # the stable's 422 names the column; this is logged
+                self._failed(fallback, exc2)
+                raise exc from exc2
+            if stats is not None:
+                stats.stable.error(took)
+                stats.fallbacks += 1
+            self._failed(stable, exc)
+            answered = fallback
         except InvalidInput:
             raise  # a 422 for the client; no version failed
         except Exception as exc:  # the fallback version answers, or ModelFailed (500)
             if stats is not None:
                 stats.stable.error(time.perf_counter() - t)
             self._failed(stable, exc)
-            fallback = route.fallback
             if fallback is None:
                 raise ModelFailed(stable, exc) from exc
             try:
@@ -607,15 +625,17 @@ class ModelServer:
                 raise ModelFailed(fallback, exc2) from exc2
             if stats is not None:
                 stats.fallbacks += 1
-            return preds, fallback
-        if stats is not None:
-            stats.stable.record(time.perf_counter() - t, _first(preds))
-        if rejected is not None:  # the stable version took what the candidate refused
+            answered = fallback
+        else:
+            if stats is not None:
+                stats.stable.record(time.perf_counter() - t, _first(preds))
+            answered = stable
+        if rejected is not None:  # another version took what the candidate refused
             if stats is not None:
                 stats.candidate.error(rejected[1])
                 stats.fallbacks += 1
             self._failed(model, rejected[0])
-        return preds, stable
+        return preds, answered
 
     async def _predict(self, scope: Scope, name: str, receive: Receive, send: Send) -> None:
         start = time.perf_counter()

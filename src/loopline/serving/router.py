@@ -22,7 +22,12 @@ import zlib
 from typing import Any
 
 from loopline.serving.canary import WindowStats, errors_fail_window
-from loopline.serving.inputs import as_fitted_frame, as_positional, as_records
+from loopline.serving.inputs import (
+    as_fitted_frame,
+    as_positional,
+    as_records,
+    rejected_by_model,
+)
 from loopline.serving.store import Deployment
 from loopline.training import native_threads
 
@@ -75,7 +80,9 @@ class ServedModel:
 
     def run(self, shape: str, rows: Any) -> list[Any]:
         """Validate ``rows`` against the signature (or, without one, select the columns the
-        model was fitted on), predict, return plain Python values.
+        model was fitted on), predict, return plain Python values. A model without a
+        signature that raises on text (an array, an object) in a column is a
+        :class:`~loopline.serving.inputs.ModelRejected` naming the column.
 
         Example:
             >>> # served.run("records", [{"x": 1.0}]) -> [0]
@@ -87,11 +94,23 @@ class ServedModel:
             records = as_positional(shape, rows, self.width)
         else:
             records = as_records(shape, rows, self.names)
-        if self.threads:
-            with native_threads.limited(self.threads):
+        try:
+            if self.threads:
+                with native_threads.limited(self.threads):
+                    out = self.predict(records)
+            else:
                 out = self.predict(records)
-        else:
-            out = self.predict(records)
+        except Exception as exc:
+            # Without a signature nothing checked the values: text where the model reads
+            # numbers made it raise, a 500 for the client's mistake. That is a 422 naming
+            # the column now; with a signature the types were checked, so what the model
+            # raises is its own failure, as is any raise on numbers alone.
+            rejected = (
+                None if self.types is not None else rejected_by_model(exc, shape, rows, self.names)
+            )
+            if rejected is None:
+                raise
+            raise rejected from exc
         return out.tolist() if hasattr(out, "tolist") else list(out)
 
     def timed_run(self, shape: str, rows: Any) -> tuple[list[Any], float]:
