@@ -32,7 +32,10 @@ past its own timeout, ran in the worker (a slow candidate's, taking the interpre
 the stable version answering for it) is waited for up to the server's limit instead, and
 answers (:mod:`loopline.serving.timeouts`). A request the signature rejects is the
 client's error - a 422 that counts against no version, so bad input cannot roll a
-canary back; a candidate that refuses what the stable version takes did fail. Shadow
+canary back; a candidate that refuses what the stable version takes did fail. A model
+without a signature that raises on text in a column is such a 422 too
+(:class:`~loopline.serving.inputs.ModelRejected`), judged the same way, and the stable
+version's by the fallback: the failure counts when another version takes the input. Shadow
 requests run after the answer was sent. With ``log_predictions`` every answered request
 is queued for the prediction log (:mod:`loopline.monitoring.prediction_log`: a deque
 append here, written in batches by its own thread).
