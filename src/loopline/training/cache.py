@@ -1,11 +1,13 @@
 """The step cache: a key from code, params and inputs; a table from key to output.
 
 A step's cache key is the BLAKE3 digest of the canonical JSON of its name, its code hash
-(see :func:`loopline.training.steps.code_hash`) and its arguments with every upstream
-output replaced by that output's digest and type. Two runs of a step with the same code,
-the same literal params and inputs with the same bytes get the same key, whichever
-pipeline run produced the inputs. A key is a hit when ``step_cache`` has it and the
-output artifact is still in the store.
+(see :func:`loopline.training.steps.code_hash`), the module constants and same-package
+helper functions its code reads (see :mod:`loopline.training.step_globals`; left out of
+the JSON when there are none, so such a step keeps the key it had before they counted) and
+its arguments with every upstream output replaced by that output's digest and type. Two
+runs of a step with the same code, the same constants, the same literal params and inputs
+with the same bytes get the same key, whichever pipeline run produced the inputs. A key is
+a hit when ``step_cache`` has it and the output artifact is still in the store.
 
 Example:
     >>> from loopline.training.steps import step
@@ -16,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -29,9 +32,11 @@ from loopline.errors import InvalidInput
 from loopline.training import outputs
 from loopline.training.outputs import StoredOutput
 from loopline.training.pipeline_tables import step_cache
+from loopline.training.step_globals import GlobalTooLarge, read_globals
 from loopline.training.steps import Spec, Step, spec_digest
 
 _CHUNK = 500
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -43,15 +48,36 @@ class CacheEntry:
     pipeline_run_id: str
 
 
-def cache_key(step: Step[Any, Any], args: dict[str, Spec]) -> str:
-    """The cache key of ``step`` called with resolved argument specs.
+def cache_key(step: Step[Any, Any], args: dict[str, Spec]) -> str | None:
+    """The cache key of ``step`` called with resolved argument specs, or None.
+
+    The globals the step reads are looked up now, at every call: a constant changed in
+    this process since the last run (a notebook cell) changes the key too. None when one
+    of them is too large to digest (:class:`~loopline.training.step_globals.GlobalTooLarge`,
+    logged as a warning): the step then has no key, so it is neither served from the cache
+    nor reused by resume - it runs every time.
 
     Example:
         >>> from loopline.training.steps import step
         >>> len(cache_key(step(len), {"obj": {"v": "abc"}}))
         64
     """
-    return spec_digest({"step": step.name, "code": step.code_hash, "args": args})
+    try:
+        reads = read_globals(step.fn)
+    except GlobalTooLarge as exc:
+        _log.warning(
+            "step %r reads the global %s, too large to put in its cache key (%s): it runs "
+            "every time; pass the value as an argument of the step, or read it from a "
+            "file or dataset inside the step",
+            step.name,
+            exc.name,
+            exc.why,
+        )
+        return None
+    key: dict[str, Any] = {"step": step.name, "code": step.code_hash, "args": args}
+    if reads:  # absent when none: the keys of steps that read no globals do not change
+        key["globals"] = reads
+    return spec_digest(key)
 
 
 def resolve(

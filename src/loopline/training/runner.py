@@ -301,13 +301,14 @@ class Runner:
         rec.cache_key = cache.cache_key(node.step, args)
         self.journal.touch(rec)
         reused = self.reuse.get(node.name)
-        if reused is not None and reused.cache_key != rec.cache_key:
+        if reused is not None and (rec.cache_key is None or reused.cache_key != rec.cache_key):
             # The step's code or an input changed since the resumed run: its old output
-            # was made by other code from other data, so the step runs again.
+            # was made by other code from other data, so the step runs again. No key (a
+            # global it reads is too large to digest): no way to tell, so it runs too.
             reused = None
         hit = None
         reads: list[list[Any]] = []
-        if reused is None and node.step.cache and self.use_cache:
+        if reused is None and node.step.cache and self.use_cache and rec.cache_key is not None:
             hit = cache.lookup(self.ctx.engine, rec.cache_key, self.store)
             if hit is not None:
                 reads = _step_reads(hit.run_id)
@@ -394,17 +395,17 @@ class Runner:
     def _open_run(self, node: Node, rec: StepRecord) -> None:
         """Give the submitted step its run (written by the journal, with the parent's
         environment tags), tagged for lineage and with the step's params."""
+        tags = {
+            STEP_TAG: node.name,
+            f"{STEP_TAG}.function": node.step.target,
+            f"{STEP_TAG}.code_hash": node.step.code_hash,
+            f"{STEP_TAG}.inputs": inputs_tag(rec.inputs or {}),
+            f"{PIPELINE_TAG}.run": self.record.id,
+        }
+        if rec.cache_key is not None:
+            tags[f"{STEP_TAG}.cache_key"] = rec.cache_key
         rec.run_id = self.journal.started(
-            rec,
-            tags={
-                STEP_TAG: node.name,
-                f"{STEP_TAG}.function": node.step.target,
-                f"{STEP_TAG}.code_hash": node.step.code_hash,
-                f"{STEP_TAG}.cache_key": rec.cache_key,
-                f"{STEP_TAG}.inputs": inputs_tag(rec.inputs or {}),
-                f"{PIPELINE_TAG}.run": self.record.id,
-            },
-            params={k: param_text(v) for k, v in (rec.params or {}).items()},
+            rec, tags=tags, params={k: param_text(v) for k, v in (rec.params or {}).items()}
         )
 
     def _finish(self, name: str, outcome: StepOutcome) -> bool:
@@ -432,8 +433,13 @@ class Runner:
         if rec.error is not None:
             tags[ERROR_TAG] = rec.error[-MAX_TAG_VALUE_LENGTH:]
         entry = None
-        if rec.status == "finished" and node.step.cache and rec.output is not None:
-            entry = CacheWrite(rec.cache_key or "", node.step, rec.output, rec.run_id)
+        if (
+            rec.status == "finished"
+            and node.step.cache
+            and rec.output is not None
+            and rec.cache_key is not None  # no key: a global too large to digest
+        ):
+            entry = CacheWrite(rec.cache_key, node.step, rec.output, rec.run_id)
         self.journal.ended(rec, "FINISHED" if rec.status == "finished" else "FAILED", tags, entry)
         skipped: list[StepRecord] = []
         if rec.status == "finished":
