@@ -1,0 +1,421 @@
+"""The module constants and helpers a step reads are part of its cache key.
+
+The pipeline tests write a real module, import it, run its pipeline, rewrite the module and
+reload it, as ``test_pipeline.py`` does for a change of the step's own code.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import importlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from textwrap import dedent
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from loopline.core.context import Context
+from loopline.training.cache import cache_key
+from loopline.training.pipeline import get_pipeline_run, resume
+from loopline.training.step_globals import (
+    MAX_BYTES,
+    MAX_DEPTH,
+    MAX_ITEMS,
+    GlobalTooLarge,
+    canonical,
+    read_globals,
+)
+from tests.training import pipeline_steps as ps
+from tests.training.pipeline_steps import bump
+
+_MODULE = """
+from pathlib import Path
+
+import loopline as ll
+from tests.training.pipeline_steps import bump
+
+THRESHOLD = {threshold}
+UNUSED = {unused}
+WEIGHTS = {weights}
+BIG = {big}
+
+
+def scale(x: float) -> float:
+    return x * {factor}
+
+
+@ll.step
+def decide(workdir: str, score: float) -> dict:
+    bump(workdir, "decide")
+    return {{
+        "above": score > THRESHOLD,
+        "threshold": THRESHOLD,
+        "weights": sorted(WEIGHTS.items()),
+        "scaled": scale(score),
+    }}
+
+
+@ll.step
+def report(workdir: str, decision: dict) -> str:
+    bump(workdir, "report")
+    if (Path(workdir) / "broken").exists():
+        raise RuntimeError("broken")
+    return "above" if decision["above"] else "below"
+
+
+@ll.step
+def count_big(workdir: str) -> int:
+    bump(workdir, "count_big")
+    return len(BIG)
+
+
+@ll.pipeline
+def pipe(workdir: str, score: float = 0.6) -> None:
+    report(workdir, decide(workdir, score))
+
+
+@ll.pipeline
+def big(workdir: str) -> None:
+    count_big(workdir)
+"""
+
+_DEFAULTS = {
+    "threshold": "0.5",
+    "unused": "1",
+    "weights": '{"a": 1, "b": 2}',
+    "big": "[]",
+    "factor": "2",
+}
+
+Writer = Callable[..., ModuleType]
+
+
+@pytest.fixture
+def write_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Writer]:
+    """Write the module with some values changed (``threshold="0.7"``); (re)import it."""
+    name = f"constchange_{uuid.uuid4().hex[:8]}"
+    src = tmp_path / "mods"
+    src.mkdir()
+    monkeypatch.syspath_prepend(str(src))
+    # No .pyc: a rewrite within the same second and of the same size (0.5 -> 0.7) would
+    # otherwise be served from the stale bytecode.
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    path = src / f"{name}.py"
+
+    def write(**values: str) -> ModuleType:
+        path.write_text(textwrap.dedent(_MODULE).format(**{**_DEFAULTS, **values}))
+        if name in sys.modules:
+            return importlib.reload(sys.modules[name])
+        return importlib.import_module(name)
+
+    yield write
+    sys.modules.pop(name, None)
+
+
+def _statuses(result: Any) -> dict[str, str]:
+    return {name: rec.status for name, rec in result.steps.items()}
+
+
+# -- in a pipeline -------------------------------------------------------------------------
+
+
+def test_cache_misses_when_a_module_constant_the_step_reads_changes(
+    ctx: Context, tmp_path: Path, write_module: Writer
+) -> None:
+    wd = str(tmp_path)
+    first = write_module().pipe.run({"workdir": wd})
+    assert first.output("decide")["threshold"] == 0.5
+    assert _statuses(write_module().pipe.run({"workdir": wd})) == {
+        "decide": "cached",
+        "report": "cached",
+    }
+    # A constant the step does not read changes nothing.
+    unused = write_module(unused="2").pipe.run({"workdir": wd})
+    assert _statuses(unused) == {"decide": "cached", "report": "cached"}
+    # The one it reads makes it run again (and its output, unchanged, keeps report cached).
+    changed = write_module(threshold="0.7").pipe.run({"workdir": wd})
+    assert _statuses(changed) == {"decide": "finished", "report": "finished"}
+    assert changed.output("decide")["threshold"] == 0.7
+    assert changed.output("report") == "below"
+    assert changed.steps["decide"].cache_key != first.steps["decide"].cache_key
+    # Back to 0.5: the first output is still the cached one for that key.
+    back = write_module(threshold="0.5").pipe.run({"workdir": wd})
+    assert _statuses(back) == {"decide": "cached", "report": "cached"}
+    assert back.output("decide")["threshold"] == 0.5
+    assert back.steps["decide"].cache_key == first.steps["decide"].cache_key
+    assert ps.count(wd, "decide") == 2
+
+
+def test_a_dict_constant_with_its_items_in_another_order_still_hits(
+    ctx: Context, tmp_path: Path, write_module: Writer
+) -> None:
+    wd = str(tmp_path)
+    write_module(weights='{"a": 1, "b": 2}').pipe.run({"workdir": wd})
+    reordered = write_module(weights='{"b": 2, "a": 1}').pipe.run({"workdir": wd})
+    assert _statuses(reordered) == {"decide": "cached", "report": "cached"}
+    changed = write_module(weights='{"b": 3, "a": 1}').pipe.run({"workdir": wd})
+    assert _statuses(changed)["decide"] == "finished"
+    assert changed.output("decide")["weights"] == [("a", 1), ("b", 3)]
+    assert ps.count(wd, "decide") == 2
+
+
+def test_cache_misses_when_a_helper_of_the_same_module_changes(
+    ctx: Context, tmp_path: Path, write_module: Writer
+) -> None:
+    # Before, only the step's own source counted: editing scale() reused the old output.
+    wd = str(tmp_path)
+    assert write_module(factor="2").pipe.run({"workdir": wd}).output("decide")["scaled"] == 1.2
+    changed = write_module(factor="3").pipe.run({"workdir": wd})
+    assert _statuses(changed)["decide"] == "finished"
+    assert changed.output("decide")["scaled"] == pytest.approx(1.8)
+
+
+def test_a_constant_changed_in_the_running_process_changes_the_key(
+    ctx: Context, tmp_path: Path, write_module: Writer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As in a notebook: the key is computed at each run, not once per process.
+    wd = str(tmp_path)
+    mod = write_module()
+    mod.pipe.run({"workdir": wd})
+    monkeypatch.setattr(mod, "THRESHOLD", 0.7)
+    changed = mod.pipe.run({"workdir": wd})
+    assert _statuses(changed)["decide"] == "finished"
+    assert changed.output("decide")["threshold"] == 0.7
+
+
+def test_resume_reruns_a_finished_step_whose_constant_changed(
+    ctx: Context, tmp_path: Path, write_module: Writer
+) -> None:
+    wd = str(tmp_path)
+    (tmp_path / "broken").touch()
+    failed = write_module(threshold="0.5").pipe.run({"workdir": wd})
+    assert _statuses(failed) == {"decide": "finished", "report": "failed"}
+    (tmp_path / "broken").unlink()
+    write_module(threshold="0.7")
+    again = resume(failed.run_id)
+    assert _statuses(again) == {"decide": "finished", "report": "finished"}
+    assert again.output("report") == "below"  # 0.6 > 0.7 is False: not the old "above"
+    assert ps.count(wd, "decide") == 2
+
+
+def test_a_step_reading_a_global_too_large_to_digest_runs_every_time(
+    ctx: Context, tmp_path: Path, write_module: Writer, caplog: pytest.LogCaptureFixture
+) -> None:
+    wd = str(tmp_path)
+    mod = write_module(big=f"list(range({MAX_ITEMS + 1}))")
+    with caplog.at_level(logging.WARNING, logger="loopline.training.cache"):
+        first = mod.big.run({"workdir": wd})
+        second = mod.big.run({"workdir": wd})
+    assert _statuses(first) == _statuses(second) == {"count_big": "finished"}
+    assert second.output("count_big") == MAX_ITEMS + 1
+    assert ps.count(wd, "count_big") == 2
+    stored = get_pipeline_run(second.run_id).steps["count_big"]
+    assert stored.status == "finished"
+    assert stored.cache_key is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    assert f"{mod.__name__}.BIG" in warnings[0]
+    assert f"more than {MAX_ITEMS} items" in warnings[0]
+
+
+def test_the_key_is_the_same_in_every_process(tmp_path: Path) -> None:
+    # Sets of strings iterate in an order that depends on PYTHONHASHSEED.
+    (tmp_path / "hashseed_mod.py").write_text(
+        dedent(
+            """
+            import loopline as ll
+
+            TAGS = {"alpha", "beta", "gamma", "delta", "epsilon"}
+            TABLE = {"x": frozenset({"p", "q", "r"}), "y": (1.5, None, b"z")}
+
+            @ll.step
+            def tagged(n: int) -> int:
+                return n + len(TAGS) + len(TABLE)
+            """
+        )
+    )
+    script = (
+        "import json, hashseed_mod\n"
+        "from loopline.training.cache import cache_key\n"
+        "from loopline.training.step_globals import read_globals\n"
+        "s = hashseed_mod.tagged\n"
+        "print(json.dumps([cache_key(s, {'n': {'v': 1}}), read_globals(s.fn)]))\n"
+    )
+    outputs = []
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(tmp_path)}
+        done = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        outputs.append(json.loads(done.stdout))
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert sorted(outputs[0][1]) == ["hashseed_mod.TABLE", "hashseed_mod.TAGS"]
+
+
+# -- what counts ---------------------------------------------------------------------------
+
+LIMIT = 3
+mean = 5  # shares its name with an attribute that _keep_small reads: not a read of it
+NAMES = ("a", "b")
+Point = collections.namedtuple("Point", "x y")
+ORIGIN = Point(0, 0)
+
+
+class Colour(enum.IntEnum):
+    RED = 1
+
+
+def _keep_small(xs: Any) -> Any:
+    return [x for x in xs if x < LIMIT], xs.mean  # LIMIT is read in a comprehension
+
+
+def _uses_other_kinds(x: str) -> Any:
+    # a module, a class, a function of another package, a namedtuple and an IntEnum member
+    return json.dumps(x), Path(x), dedent(x), ORIGIN, Colour.RED
+
+
+def _ping(n: int) -> int:
+    return _pong(n - 1) + len(NAMES) if n else 0
+
+
+def _pong(n: int) -> int:
+    return _ping(n)
+
+
+def _scaled(x: float, k: float = 2.5) -> float:
+    return x * k
+
+
+def _calls_scaled(x: float) -> float:
+    return _scaled(x) + bump.__code__.co_argcount
+
+
+_HERE = __name__
+
+
+def test_only_names_loaded_as_globals_count_also_in_nested_code() -> None:
+    reads = read_globals(_keep_small)
+    assert list(reads) == [f"{_HERE}.LIMIT"]
+    assert reads[f"{_HERE}.LIMIT"].startswith("data:")
+
+
+def test_modules_classes_other_packages_and_non_plain_values_are_left_out() -> None:
+    assert read_globals(_uses_other_kinds) == {}
+
+
+def test_helpers_of_the_same_package_count_by_code_and_defaults_and_recursion_ends() -> None:
+    reads = read_globals(_ping)
+    assert sorted(reads) == [f"{_HERE}.NAMES", f"{_HERE}._pong"]  # _ping itself: its code hash
+    assert reads[f"{_HERE}._pong"].startswith("code:")
+    called = read_globals(_calls_scaled)
+    assert sorted(called) == [
+        f"{_HERE}._scaled",
+        f"{_HERE}._scaled.__defaults__",
+        f"{_HERE}.bump",  # tests.training.pipeline_steps: the same top-level package
+    ]
+
+
+def test_a_helper_default_value_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = read_globals(_calls_scaled)
+    monkeypatch.setattr(_scaled, "__defaults__", (3.5,))
+    after = read_globals(_calls_scaled)
+    assert after[f"{_HERE}._scaled.__defaults__"] != before[f"{_HERE}._scaled.__defaults__"]
+    assert after[f"{_HERE}._scaled"] == before[f"{_HERE}._scaled"]
+
+
+def test_a_step_that_reads_nothing_keeps_the_key_it_had() -> None:
+    # The key of a step reading no globals is computed exactly as before the change.
+    from loopline.training.steps import spec_digest, step
+
+    def plain(x: int) -> int:
+        return x + 1
+
+    s = step(plain)
+    args: dict[str, Any] = {"x": {"v": 1}}
+    assert cache_key(s, args) == spec_digest({"step": "plain", "code": s.code_hash, "args": args})
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ({"a": 1, "b": [1, 2]}, {"b": [1, 2], "a": 1}),
+        ({3, 1, 2}, {2, 3, 1}),
+        (frozenset({"x", "y"}), frozenset({"y", "x"})),
+        ({1: "a", "1": "b"}, {"1": "b", 1: "a"}),
+    ],
+    ids=["dict", "set", "frozenset", "mixed-keys"],
+)
+def test_equal_values_encode_the_same(a: Any, b: Any) -> None:
+    assert canonical(a) == canonical(b)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (1, 1.0),
+        (1, True),
+        (0, None),
+        ([1, 2], (1, 2)),
+        ({1, 2}, frozenset({1, 2})),
+        ("ab", b"ab"),
+        (["ab"], ["a", "b"]),
+        (0.1, 0.1000000000000001),
+        (0.0, -0.0),
+    ],
+    ids=["int-float", "int-bool", "zero-none", "list-tuple", "set-frozenset", "str-bytes",
+         "lengths", "float-repr", "signed-zero"],
+)  # fmt: skip
+def test_different_values_encode_differently(a: Any, b: Any) -> None:
+    assert canonical(a) != canonical(b)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [Point(1, 2), collections.OrderedDict(a=1), Colour.RED, [1, object()], {"k": Path()}],
+    ids=["namedtuple", "OrderedDict", "IntEnum", "object-in-list", "object-in-dict"],
+)
+def test_subclasses_and_objects_are_not_plain(value: Any) -> None:
+    with pytest.raises(ValueError, match="not plain data"):
+        canonical(value)
+
+
+def test_the_bounds() -> None:
+    assert canonical(list(range(MAX_ITEMS - 1)))  # the list and its items: MAX_ITEMS
+    with pytest.raises(GlobalTooLarge, match=f"more than {MAX_ITEMS} items"):
+        canonical(list(range(MAX_ITEMS)))
+    with pytest.raises(GlobalTooLarge, match=f"more than {MAX_BYTES} bytes"):
+        canonical("x" * (MAX_BYTES + 1))
+    with pytest.raises(GlobalTooLarge, match=f"more than {MAX_BYTES} bytes"):
+        canonical(["y" * (MAX_BYTES // 2)] * 3)
+    deep: list[Any] = []
+    for _ in range(MAX_DEPTH + 1):
+        deep = [deep]
+    with pytest.raises(GlobalTooLarge, match=f"deeper than {MAX_DEPTH} levels"):
+        canonical(deep)
+    loop: list[Any] = []
+    loop.append(loop)  # would never end
+    with pytest.raises(GlobalTooLarge, match="deeper"):
+        canonical(loop)
+
+
+def test_a_huge_int_is_encoded() -> None:
+    # str() refuses ints past 4300 digits; the hex form does not.
+    assert canonical(10**5000) != canonical(10**5000 + 1)
+
+
+def test_a_too_large_global_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "NAMES", tuple(range(MAX_ITEMS)))
+    with pytest.raises(GlobalTooLarge) as err:
+        read_globals(_ping)
+    assert err.value.name == f"{_HERE}.NAMES"
