@@ -17,8 +17,9 @@ The arguments of a node are kept as a *spec*, plain JSON that crosses process bo
 
 **Code hash.** A step's code hash is the BLAKE3 digest of its name and the syntax tree of
 its source (``inspect.getsource``, decorators dropped, so comments and formatting do not
-count). Functions the step calls are *not* hashed: change a helper and the cache still
-hits; bump the step (or pass ``cache=False``) when that matters.
+count). It covers the step's own source only: the module constants and same-package
+helpers the step reads are added by the cache key (see
+:mod:`loopline.training.step_globals`), looked up at each run.
 
 Example:
     >>> @step(retries=2)
@@ -233,7 +234,8 @@ def code_hash(fn: Callable[..., Any], name: str) -> str:
     """BLAKE3 of ``name`` and the syntax tree of ``fn``'s source, decorators dropped.
 
     Falls back to the bytecode and constants when the source is not available (a function
-    typed at the prompt). Helpers that ``fn`` calls are not part of the hash.
+    typed at the prompt). Helpers that ``fn`` calls and the globals it reads are not part
+    of this hash; the cache key adds them (:func:`loopline.training.step_globals.read_globals`).
 
     Example:
         >>> def f(x): return x + 1  # a comment does not count
