@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import functools
 import importlib
 import json
 import logging
@@ -301,6 +302,15 @@ def _calls_scaled(x: float) -> float:
     return _scaled(x) + bump.__code__.co_argcount
 
 
+@functools.cache
+def _cached_helper(x: int) -> int:
+    return x + LIMIT
+
+
+def _calls_cached(x: int) -> int:
+    return _cached_helper(x)
+
+
 _HERE = __name__
 
 
@@ -324,6 +334,12 @@ def test_helpers_of_the_same_package_count_by_code_and_defaults_and_recursion_en
         f"{_HERE}._scaled.__defaults__",
         f"{_HERE}.bump",  # tests.training.pipeline_steps: the same top-level package
     ]
+
+
+def test_a_helper_behind_functools_cache_is_followed() -> None:
+    reads = read_globals(_calls_cached)
+    assert sorted(reads) == [f"{_HERE}.LIMIT", f"{_HERE}._cached_helper"]
+    assert reads[f"{_HERE}._cached_helper"].startswith("code:")
 
 
 def test_a_helper_default_value_counts(monkeypatch: pytest.MonkeyPatch) -> None:

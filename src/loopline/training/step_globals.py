@@ -15,8 +15,9 @@ with 0.5. :func:`read_globals` finds those reads for the cache key
   form: dict items and set members sorted by their encoding, floats by ``repr``, ints in
   hex, type tags so ``1``, ``1.0`` and ``True`` differ; no ``hash()`` or ``id()``, so
   every process computes the same digest;
-* a name bound to a **function** (or a step) defined in the step's own top-level package
-  (its own module, when that is a top-level module) counts by its code hash, together with
+* a name bound to a **function** (or a step, or a ``functools.cache`` of a function)
+  defined in the step's own top-level package (its own module, when that is a top-level
+  module) counts by its code hash, together with
   its plain default values and, recursively, what it reads itself;
 * anything else - modules, classes, functions of other packages, other objects - is left
   out. A constant read through a module (``config.THRESHOLD``) is not followed either.
@@ -63,6 +64,7 @@ _CONTAINER_TAGS: dict[type, bytes] = {
     set: b"S",
     frozenset: b"Z",
 }
+_LRU_WRAPPER = type(functools.cache(len))
 _code_hashes: weakref.WeakKeyDictionary[Callable[..., Any], str] = weakref.WeakKeyDictionary()
 
 
@@ -171,8 +173,14 @@ def _global_names(code: types.CodeType) -> tuple[str, ...]:
 
 
 def _unwrap(value: Any) -> Any:
-    """A step's function for a step (a step calling a step runs its function)."""
-    return value.fn if isinstance(value, Step) else value
+    """The function behind a step (a step calling a step runs its function) or behind
+    ``functools.cache`` / ``lru_cache``; else ``value`` itself."""
+    if isinstance(value, Step):
+        return value.fn
+    # Only functools' own cache wrapper: getattr on an arbitrary object may run its code.
+    if isinstance(value, _LRU_WRAPPER):
+        return _unwrap(value.__wrapped__)
+    return value
 
 
 def _package(func: types.FunctionType) -> str | None:
