@@ -18,6 +18,7 @@ import pytest
 import loopline as ll
 from loopline.core.context import Context
 from loopline.errors import InvalidInput
+from loopline.training import step_journal
 from loopline.training.pipeline import (
     PipelineFailed,
     get_pipeline_run,
@@ -255,6 +256,9 @@ def test_a_failed_last_write_marks_the_run_failed_not_running(
         real_flush(journal, status, **kw)
 
     monkeypatch.setattr(StepJournal, "flush", flush)
+    # Only the run's end may write the steps' ends: on a loaded machine the time-based
+    # flush wrote them all before it, leaving no step for the lost batch to settle.
+    monkeypatch.setattr(step_journal, "FLUSH_AFTER", 3600.0)
     with pytest.raises(PipelineFailed, match="disk I/O error") as err:
         ps.simple.run({"workdir": str(tmp_path), "n": 3})
     monkeypatch.undo()
