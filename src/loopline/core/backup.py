@@ -16,6 +16,9 @@ content address and its hash verified on the way. The format (Parquet tables, ma
 last) is described in :mod:`loopline.core.backup_format`; restoring is
 :mod:`loopline.core.backup_restore`.
 
+The online feature store (given as ``online``) is read while the metadata snapshot is
+open, and checked against it; see :mod:`loopline.core.backup_online`.
+
 Example:
     >>> import tempfile, pathlib
     >>> from loopline.core.artifacts import open_artifact_store
@@ -36,7 +39,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -56,6 +59,14 @@ from loopline.core.backup_format import (
     encode_batch,
 )
 from loopline.core.backup_location import BackupSink, open_sink
+from loopline.core.backup_online import (
+    OnlineCheck,
+    OnlineEntry,
+    OnlinePart,
+    OnlineView,
+    consistent_snapshots,
+    dump_online,
+)
 from loopline.errors import NotFound
 
 #: ``progress(phase, done, total)``: phase is ``"tables"`` (rows) or ``"artifacts"`` (objects).
@@ -75,6 +86,12 @@ class BackupReport:
     artifact_count: int
     artifact_bytes: int
     seconds: float
+    #: Online feature views and rows in the backup (0, 0 when no online store was given).
+    online_views: int = 0
+    online_rows: int = 0
+    #: Online views whose rows did not match their last recorded materialization (view ->
+    #: why): a restore asks to materialize them again.
+    online_mismatched: dict[str, str] = field(default_factory=dict)
 
 
 def _no_progress(phase: str, done: int, total: int) -> None:
@@ -224,16 +241,38 @@ def _write_index(sink: BackupSink, sizes: list[tuple[str, int]]) -> str:
     return digest
 
 
+@contextlib.contextmanager
+def _fixed_snapshot(engine: Engine) -> Iterator[Connection]:
+    with snapshot(engine) as conn:
+        read_revision(conn)  # the first read fixes the snapshot on SQLite
+        yield conn
+
+
+@contextlib.contextmanager
+def _snapshots(
+    engine: Engine, online: OnlinePart | None
+) -> Iterator[tuple[Connection, OnlineView | None, OnlineCheck | None]]:
+    """The metadata snapshot and, with ``online``, the online store's, checked together."""
+    if online is None:
+        with _fixed_snapshot(engine) as conn:
+            yield conn, None, None
+        return
+    with consistent_snapshots(lambda: _fixed_snapshot(engine), online) as (conn, snap, check):
+        yield conn, snap, check
+
+
 def backup(
     engine: Engine,
     store: ArtifactStore,
     dest: str,
     *,
+    online: OnlinePart | None = None,
     storage_options: dict[str, Any] | None = None,
     progress: Progress | None = None,
     loopline_version: str | None = None,
 ) -> BackupReport:
-    """Back up the metadata database behind ``engine`` and every object of ``store``.
+    """Back up the metadata database behind ``engine``, every object of ``store`` and,
+    when given, the rows of the ``online`` feature store.
 
     ``dest`` is a new local folder or an fsspec URL (``s3://bucket/prefix``, opened with
     ``storage_options``). Nothing is visible at ``dest`` as a complete backup until every
@@ -247,9 +286,10 @@ def backup(
     report = progress or _no_progress
     start = time.perf_counter()
     sink = open_sink(dest, storage_options)
+    online_entry: OnlineEntry | None = None
     try:
-        with snapshot(engine) as conn:
-            revision = read_revision(conn)  # the first read fixes the snapshot on SQLite
+        with _snapshots(engine, online) as (conn, online_snap, check):
+            revision = read_revision(conn)
             tables = reflect_tables(conn)
             counts = {
                 t.name: int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
@@ -263,6 +303,8 @@ def backup(
 
             report("tables", 0, total)
             entries = [dump_table(conn, t, sink, on_rows=on_rows) for t in tables]
+            if online is not None and online_snap is not None and check is not None:
+                online_entry = dump_online(sink, online_snap, check, online.store.url)
             # Listed after the snapshot: everything it refers to is already stored.
             digests = list(store.iter_digests())
         report("artifacts", 0, len(digests))
@@ -277,6 +319,7 @@ def backup(
             artifact_count=len(digests),
             artifact_bytes=nbytes,
             artifact_index_blake3=_write_index(sink, sizes),
+            online=online_entry,
         )
         sink.finish(manifest.to_json())
     except BaseException:
@@ -290,4 +333,7 @@ def backup(
         artifact_count=len(digests),
         artifact_bytes=nbytes,
         seconds=round(time.perf_counter() - start, 3),
+        online_views=online_entry.views if online_entry else 0,
+        online_rows=online_entry.rows if online_entry else 0,
+        online_mismatched=dict(online_entry.mismatched) if online_entry else {},
     )

@@ -6,6 +6,12 @@ A backup is a folder (local or on S3)::
     tables/<table>.parquet        one file per table, rows in primary-key order
     artifacts/index.tsv           "<digest>\\t<size>" per artifact object, sorted
     artifacts/objects/ab/cdef...  the objects, by content address (as in the store)
+    online/views.parquet          the online feature store's views and rows (format 2;
+    online/rows.parquet           see :mod:`loopline.core.backup_online`)
+
+Format versions: 1 had no online rows (a restore of one says which feature views to
+materialize again); 2 adds them, as the manifest's ``online`` object (``null`` when the
+backup was made without an online store). Both restore.
 
 **Why Parquet and not JSON lines.** Parquet columns are typed, so every SQL type maps to
 one Arrow type and back without a home-made encoding: ``float64`` keeps NaN and ±inf
@@ -41,10 +47,13 @@ import orjson
 import pyarrow as pa
 import sqlalchemy as sa
 
+from loopline.core.backup_online import OnlineEntry
 from loopline.errors import IntegrityError, InvalidInput, LooplineError
 
 FORMAT = "loopline-backup"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Every format version this code restores.
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 ARTIFACT_INDEX = "artifacts/index.tsv"
 ARTIFACT_OBJECTS = "artifacts/objects"
@@ -236,6 +245,8 @@ class Manifest:
     artifact_count: int = 0
     artifact_bytes: int = 0
     artifact_index_blake3: str = ""
+    #: The online feature store's rows; ``None`` in format 1 or when not backed up.
+    online: OnlineEntry | None = None
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 
@@ -257,11 +268,13 @@ class Manifest:
                 raise ValueError(f"it holds a JSON {type(raw).__name__}, not an object")
             if raw.get("format") != FORMAT:
                 raise ValueError(f"format is {raw.get('format')!r}, not {FORMAT!r}")
-            if raw.get("format_version") != FORMAT_VERSION:
+            version = raw.get("format_version")
+            if type(version) is not int or version not in READABLE_VERSIONS:
                 raise ValueError(
-                    f"format_version {raw.get('format_version')!r} is not {FORMAT_VERSION} "
-                    "(made by another Loopline version?)"
+                    f"format_version {version!r} is not one of {list(READABLE_VERSIONS)} "
+                    "(made by a newer Loopline?)"
                 )
+            online = raw.get("online") if version >= 2 else None
             tables = [
                 TableEntry(
                     name=check_table_name(t["name"]),
@@ -288,6 +301,8 @@ class Manifest:
                 artifact_count=int(raw["artifact_count"]),
                 artifact_bytes=int(raw["artifact_bytes"]),
                 artifact_index_blake3=str(raw["artifact_index_blake3"]),
+                online=None if online is None else OnlineEntry.from_dict(online),
+                format_version=version,
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, InvalidInput) as exc:
             raise IntegrityError(

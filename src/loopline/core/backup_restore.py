@@ -11,7 +11,12 @@ Order of work, so that a bad backup is refused before anything is written:
 6. in ONE transaction: bring the target schema to the backup's revision (Alembic, up or
    down), empty every table, insert the rows in foreign-key order in batches, reset
    PostgreSQL sequences, check every row count and migrate to the newest schema this
-   code knows; a failure (or a kill) rolls all of it back, schema changes included.
+   code knows; a failure (or a kill) rolls all of it back, schema changes included;
+7. with an online store: write the backup's online feature rows into it (after the
+   commit: they are derived data, which ``loopline features materialize`` can rebuild),
+   then compare its views with the restored feature views and report each one whose
+   rows do not match its last materialization (or are not in the backup: format 1), so
+   that the caller can say which views to materialize again.
 
 Rows are bound through the *target's* reflected column types, so a backup taken on SQLite
 loads into PostgreSQL and back.
@@ -50,6 +55,13 @@ from loopline.core.backup_format import (
     decode_batch,
 )
 from loopline.core.backup_location import BackupSource
+from loopline.core.backup_online import (
+    ROWS_FILE,
+    VIEWS_FILE,
+    OnlinePart,
+    load_online,
+    read_views,
+)
 from loopline.core.db import (
     create_engine_for,
     current_revision,
@@ -81,6 +93,15 @@ class RestoreReport:
     audit_checked: int = 0
     audit_problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: Whether the backup holds online feature rows (format 1 backups do not).
+    online_in_backup: bool = False
+    online_views: int = 0
+    online_rows: int = 0
+    #: Online views replaced (a forced restore drops the target's views).
+    online_replaced: list[str] = field(default_factory=list)
+    #: Feature views to materialize again (view -> why): their online rows are not those
+    #: of their last materialization.
+    online_rematerialize: dict[str, str] = field(default_factory=dict)
 
 
 def _no_progress(phase: str, done: int, total: int) -> None:
@@ -470,11 +491,40 @@ def _load_rows(
         )
 
 
+def _online_held(online: OnlinePart | None) -> list[str]:
+    """The views the target online store holds (rows or a metadata record)."""
+    if online is None:
+        return []
+    with online.store.snapshot() as snap:
+        return sorted(snap.metas)
+
+
+def _verify_online(
+    source: BackupSource, manifest: Manifest, online: OnlinePart | None
+) -> tuple[list[tuple[str, bytes, int]], Path | None]:
+    """The backup's online views and the local path of its rows file, both verified."""
+    entry = manifest.online
+    if online is None or entry is None:
+        return [], None
+    views_path = _verify_file(source, VIEWS_FILE, entry.views_blake3)
+    views = read_views(views_path, entry)
+    source.release(views_path)
+    return views, _verify_file(source, ROWS_FILE, entry.rows_blake3)
+
+
+def _rematerialize(engine: Engine, online: OnlinePart) -> dict[str, str]:
+    """Restored feature views whose online rows are not those of their last
+    materialization (view -> why)."""
+    with reading(engine) as conn, online.store.snapshot() as snap:
+        return online.check(conn, snap.metas).mismatched
+
+
 def restore(
     engine: Engine,
     store: ArtifactStore,
     src: str,
     *,
+    online: OnlinePart | None = None,
     force: bool = False,
     storage_options: dict[str, Any] | None = None,
     progress: Progress | None = None,
@@ -484,7 +534,10 @@ def restore(
 
     Refuses an incomplete or corrupted backup (:class:`IntegrityError` naming the file), a
     backup from a newer Loopline (:class:`InvalidInput`), and a target that holds data
-    (:class:`Conflict`) unless ``force``, which replaces every row of the target.
+    (:class:`Conflict`) unless ``force``, which replaces every row of the target. With
+    ``online``, the backup's online feature rows are written into that store (which must
+    hold no view, unless ``force``: its views are then dropped) and
+    :attr:`RestoreReport.online_rematerialize` names the views to materialize again.
 
     Example:
         >>> # restore(create_engine_for(uri), open_artifact_store(url), "/backups/x")
@@ -498,6 +551,7 @@ def restore(
         _check_tables(manifest, source)
         files = _verify_tables(source, manifest)
         index = _read_index(source, manifest)
+        online_views, online_rows = _verify_online(source, manifest, online)
         target_rev = current_revision(engine)
         if target_rev is not None and target_rev not in known_revisions():
             raise Conflict(
@@ -512,6 +566,15 @@ def restore(
                 f"the target metadata store already holds data: {listing}",
                 hint="restore into an empty database, or pass --force to replace its contents",
             )
+        online_held = _online_held(online)
+        if online_held and not force:
+            assert online is not None
+            raise Conflict(
+                f"the target online store {online.store.url} already holds feature views: "
+                + ", ".join(online_held),
+                hint="restore into an empty online store (LOOPLINE_ONLINE_STORE), or pass "
+                "--force to replace its contents",
+            )
         present = _restore_artifacts(source, store, index, report)
         # One transaction from the schema's first change to the newest schema: a failure
         # or a kill anywhere leaves the target as it was (a forced restore of an older
@@ -522,6 +585,14 @@ def restore(
             _load_rows(conn, manifest, files, report, batch_rows)
             migrate_in(conn, "head")
         verified = audit.verify(engine)
+        rematerialize: dict[str, str] = {}
+        if online is not None:
+            if online_rows is not None:
+                load_online(online.store, online_views, online_rows, drop=online_held)
+            else:
+                for view in online_held:
+                    online.store.delete(view)
+            rematerialize = _rematerialize(engine, online)
     finally:
         source.close()
     return RestoreReport(
@@ -537,4 +608,9 @@ def restore(
         audit_checked=verified.checked,
         audit_problems=verified.problems,
         seconds=round(time.perf_counter() - start, 3),
+        online_in_backup=manifest.online is not None,
+        online_views=len(online_views),
+        online_rows=sum(n for _, _, n in online_views),
+        online_replaced=online_held,
+        online_rematerialize=rematerialize,
     )

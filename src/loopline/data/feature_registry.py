@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
+from loopline.core.backup_online import OnlineCheck
 from loopline.core.context import Context
 from loopline.core.db import reading
 from loopline.data.feature_tables import feature_materializations, feature_views
@@ -340,3 +343,64 @@ def log_materialization(ctx: Context, m: Materialization) -> None:
             )
     if view_id is None:  # deleted while it was being materialized
         raise not_found(ctx, m.view)
+
+
+def _end_seconds(text: object) -> float | None:
+    """The ``end`` of an online metadata record as float seconds (``None``: none/bad)."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return dt.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+def _online_mismatch(view: RegisteredView, meta: bytes | None) -> str | None:
+    """Why the online rows described by ``meta`` are not those of ``view``'s last
+    materialization; ``None`` when they are (or the view was never materialized)."""
+    last = view.last_materialization
+    if meta is None:
+        if last is None:
+            return None  # never materialized: get_online says so itself
+        return f"the online store has no rows of it (last materialized to {last.online_store})"
+    record = orjson.loads(meta)
+    same_shape = list(record.get("entity") or []) == list(view.keys) and set(
+        record.get("features") or []
+    ) == set(view.features)
+    if record.get("changed"):
+        # register() dropped the rows of the old definition: consistent once the new
+        # definition is registered (get_online then asks to materialize it).
+        return None if same_shape else "its online record is of another definition"
+    if not same_shape:
+        return "its online rows are of another definition"
+    end = _end_seconds(record.get("end"))
+    if last is None:
+        return "its online rows have no recorded materialization"
+    if end is None or abs(end - last.end.timestamp()) > 1e-5 or record.get("source") != last.source:
+        return (
+            f"its online rows (as of {record.get('end')}, from {record.get('source')}) are not "
+            f"those of its last recorded materialization (as of {last.end.isoformat()}, "
+            f"from {last.source})"
+        )
+    return None
+
+
+def check_online(conn: Connection, metas: Mapping[str, bytes]) -> OnlineCheck:
+    """Compare the online store's metadata records with the feature views of ``conn``.
+
+    Used by ``loopline backup`` and ``restore`` (:mod:`loopline.core.backup_online`): a
+    view's online rows match when their record has the view's key columns and features
+    and the end and source of its last recorded materialization.
+
+    Example:
+        >>> # check_online(conn, {"user_stats": meta}).mismatched  -> {}
+    """
+    rows = conn.execute(sa.select(feature_views).order_by(feature_views.c.name)).all()
+    last = _last_materializations(conn, {r.id: r.name for r in rows})
+    views = {r.name: _view(r, last.get(r.id)) for r in rows}
+    mismatched = {}
+    for name, view in views.items():
+        why = _online_mismatch(view, metas.get(name))
+        if why is not None:
+            mismatched[name] = why
+    return OnlineCheck(registered=frozenset(set(metas) & set(views)), mismatched=mismatched)

@@ -111,11 +111,49 @@ class OnlineStore(ABC):
         """
 
     @abstractmethod
+    def delete(self, view: str) -> bool:
+        """Drop the rows and the metadata record of ``view``; return whether it had any.
+
+        Example:
+            >>> # store.delete("v")  -> True (get_online then says "not materialized")
+        """
+
+    @abstractmethod
+    def snapshot(self) -> contextlib.AbstractContextManager[OnlineSnapshot]:
+        """A consistent read of every view, for a backup (see :class:`OnlineSnapshot`).
+
+        Example:
+            >>> # with store.snapshot() as snap: meta, rows = snap.read_view("v")
+        """
+
+    @abstractmethod
     def close(self) -> None:
         """Release connections; the store may be used again afterwards (it reconnects).
 
         Example:
             >>> # store.close()
+        """
+
+
+class OnlineSnapshot(ABC):
+    """What a backup reads of an online store: each view's metadata record and rows.
+
+    :attr:`metas` is read once, when the snapshot is taken. On SQLite the whole snapshot
+    is one read transaction: :meth:`read_view` returns the rows and record of that
+    moment. Redis has no snapshot over several keys: :meth:`read_view` reads the view's
+    hash and returns the record current *after* the read, which differs from
+    :attr:`metas` when the view was written meanwhile.
+    """
+
+    #: view name -> metadata record, for every view written (or invalidated).
+    metas: dict[str, bytes]
+
+    @abstractmethod
+    def read_view(self, view: str) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+        """The view's metadata record and all its ``(key, packed)`` rows, by key.
+
+        Example:
+            >>> # snap.read_view("v")  -> (b'{"features": ...}', [("1", b'{"x":1}')])
         """
 
 
@@ -263,12 +301,70 @@ class SQLiteOnlineStore(OnlineStore):
             raise
         return int(row[0])
 
+    def delete(self, view: str) -> bool:
+        with self._writing(f"delete view {view!r} from", f"check {SETTING}") as conn:
+            had = conn.execute(f"DELETE FROM {self._META} WHERE view = ?", (view,)).rowcount
+            conn.execute(f"DROP TABLE IF EXISTS {self._table(view)}")
+        return bool(had)
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[OnlineSnapshot]:
+        if not self.path.exists():  # never written: a backup creates no file
+            yield _SQLiteSnapshot(None, {})
+            return
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=self._busy_timeout_ms / 1000, isolation_level=None
+            )
+        except sqlite3.Error as exc:
+            raise BackendUnavailable(
+                f"cannot open the online store {self.url}: {exc}", hint=f"check {SETTING}"
+            ) from exc
+        try:
+            conn.execute("PRAGMA query_only=ON")
+            # WAL: the first read fixes the snapshot; writers carry on meanwhile.
+            conn.execute("BEGIN DEFERRED")
+            try:
+                metas = {str(v): bytes(m) for v, m in conn.execute(f"SELECT * FROM {self._META}")}
+            except sqlite3.OperationalError as exc:
+                if "no such table" not in str(exc):
+                    raise
+                metas = {}
+            yield _SQLiteSnapshot(conn, metas)
+        except sqlite3.Error as exc:
+            raise BackendUnavailable(
+                f"cannot read the online store {self.url}: {exc}", hint=f"check {SETTING}"
+            ) from exc
+        finally:
+            conn.close()
+
     def close(self) -> None:
         with self._lock:
             conns, self._all = self._all, []
         for conn in conns:
             conn.close()
         self._local = threading.local()
+
+
+class _SQLiteSnapshot(OnlineSnapshot):
+    """One read transaction on the online store's file (``None``: there is no file)."""
+
+    def __init__(self, conn: sqlite3.Connection | None, metas: dict[str, bytes]) -> None:
+        self._conn = conn
+        self.metas = metas
+
+    def read_view(self, view: str) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+        meta = self.metas.get(view)
+        if self._conn is None or meta is None:
+            return meta, []
+        table = SQLiteOnlineStore._table(view)
+        try:
+            rows = self._conn.execute(f"SELECT k, v FROM {table} ORDER BY k").fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):  # an invalidated view has no table
+                raise
+            rows = []
+        return meta, [(str(k), bytes(v)) for k, v in rows]
 
 
 class RedisOnlineStore(OnlineStore):
@@ -380,8 +476,47 @@ class RedisOnlineStore(OnlineStore):
         with self._translate():
             return int(self._client.hlen(self._key(view)))
 
+    def delete(self, view: str) -> bool:
+        with self._translate():
+            pipe = self._client.pipeline(transaction=True)
+            pipe.delete(self._key(view))
+            pipe.hdel(self.META_KEY, view)
+            return bool(pipe.execute()[1])
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[OnlineSnapshot]:
+        with self._translate():
+            metas = {k.decode(): bytes(v) for k, v in self._client.hgetall(self.META_KEY).items()}
+        yield _RedisSnapshot(self, metas)
+
     def close(self) -> None:
         self._client.close()
+
+
+class _RedisSnapshot(OnlineSnapshot):
+    """Redis reads one view at a time (``HSCAN``); a view written during its read (its
+    metadata record changed: a replacing write switches hash and record in one step) is
+    read again, up to :attr:`ATTEMPTS` times."""
+
+    ATTEMPTS = 5
+
+    def __init__(self, store: RedisOnlineStore, metas: dict[str, bytes]) -> None:
+        self._store = store
+        self.metas = metas
+
+    def read_view(self, view: str) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+        client, key = self._store._client, self._store._key(view)
+        with self._store._translate():
+            before = client.hget(self._store.META_KEY, view)
+            for _ in range(self.ATTEMPTS):
+                # HSCAN may return a field twice: the dict keeps one.
+                rows = {k.decode(): bytes(v) for k, v in client.hscan_iter(key, count=1000)}
+                after = client.hget(self._store.META_KEY, view)
+                if after == before:
+                    break
+                before = after
+        meta = None if after is None else bytes(after)
+        return meta, sorted(rows.items())
 
 
 def open_online_store(

@@ -1,0 +1,143 @@
+"""The online feature store's rows in a backup: real stores (a SQLite file, the test Redis),
+views registered and materialized through the SDK, read back with ``get_online``."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import loopline as ll
+from loopline.core.artifacts import open_artifact_store
+from loopline.core.backup import backup
+from loopline.core.backup_format import Manifest
+from loopline.core.backup_online import OnlinePart
+from loopline.core.backup_restore import restore
+from loopline.core.context import Context
+from loopline.core.db import create_engine_for
+from loopline.data.feature_registry import check_online
+from loopline.data.features import FeatureView
+from loopline.data.online import OnlineStore, open_online_store
+from loopline.errors import Conflict
+
+T0 = pd.Timestamp("2024-03-01T00:00:00Z")
+USERS = list(range(70))
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def online_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The source's online store: a SQLite file, then the test Redis."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'online.db'}"
+    return str(request.getfixturevalue("redis_url"))
+
+
+@pytest.fixture
+def source(online_url: str, tmp_path: Path) -> Iterator[Context]:
+    ctx = ll.init(
+        uri=f"sqlite:///{tmp_path / 'src.db'}",
+        artifacts=str(tmp_path / "src-art"),
+        online_store=online_url,
+    )
+    yield ctx
+    ctx.close()
+
+
+def _frame(seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = 300
+    return pd.DataFrame(
+        {
+            "user": rng.integers(0, 60, n),
+            "ts": T0 + pd.to_timedelta(rng.integers(0, 100, n), unit="s"),
+            "x": rng.normal(size=n),
+            # inf and NaN: rows packed in the online store's special form
+            "y": np.where(rng.random(n) < 0.1, np.inf, rng.normal(size=n)),
+            "label": [f"l{i} ☃" for i in range(n)],
+        }
+    )
+
+
+def _view(name: str, seed: int, features: list[str]) -> None:
+    ll.features.register(
+        FeatureView(
+            name=name, entity="user", timestamp="ts", features=features, source=_frame(seed)
+        )
+    )
+
+
+def _features(ctx: Context) -> dict[str, Any]:
+    """A materialized view, one materialized twice (whole, then incrementally), one whose
+    definition changed since (its rows dropped), and one never materialized."""
+    _view("u", 1, ["x", "y", "label"])
+    ll.features.materialize("u", end=T0 + pd.Timedelta(seconds=80))
+    _view("w", 2, ["x", "label"])
+    ll.features.materialize("w", end=T0 + pd.Timedelta(seconds=40))
+    ll.features.materialize(
+        "w", start=T0 + pd.Timedelta(seconds=40), end=T0 + pd.Timedelta(seconds=90)
+    )
+    _view("changed", 3, ["x"])
+    ll.features.materialize("changed", end=T0 + pd.Timedelta(seconds=90))
+    _view("changed", 3, ["x", "y"])
+    _view("never", 4, ["x"])
+    return {v: ll.features.get_online(v, USERS) for v in ("u", "w")}
+
+
+def _part(url: str) -> OnlinePart:
+    return OnlinePart(open_online_store(url), check_online)
+
+
+def _target(tmp_path: Path) -> tuple[str, str]:
+    tag = uuid.uuid4().hex[:6]
+    return f"sqlite:///{tmp_path / f'dst-{tag}.db'}", str(tmp_path / f"dst-art-{tag}")
+
+
+def _flush(url: str) -> None:
+    import redis
+
+    redis.Redis.from_url(url).flushdb()
+
+
+def _views(store: OnlineStore) -> list[str]:
+    with store.snapshot() as snap:
+        return sorted(snap.metas)
+
+
+@pytest.mark.parametrize("into", ["same backend", "sqlite"])
+def test_online_rows_are_backed_up_and_restored(
+    source: Context, online_url: str, into: str, tmp_path: Path
+) -> None:
+    before = _features(source)
+    made = backup(source.engine, source.artifacts, str(tmp_path / "bk"), online=_part(online_url))
+    assert (made.online_views, made.online_mismatched) == (3, {})  # u, w, changed
+    assert made.online_rows == sum(1 for v in before.values() for r in v if r["x"] is not None)
+    manifest = Manifest.from_json((tmp_path / "bk" / "manifest.json").read_bytes(), "bk")
+    assert manifest.format_version == 2 and manifest.online is not None
+    assert manifest.online.store.split(":")[0] == online_url.split(":")[0]
+    source.close()
+
+    target_online = f"sqlite:///{tmp_path / 'dst-online.db'}"
+    if into == "same backend" and online_url.startswith("redis"):
+        _flush(online_url)  # restore into the emptied Redis
+        target_online = online_url
+    uri, art = _target(tmp_path)
+    engine = create_engine_for(uri)
+    report = restore(
+        engine, open_artifact_store(art), str(tmp_path / "bk"), online=_part(target_online)
+    )
+    engine.dispose()
+    assert report.online_in_backup and report.online_rows == made.online_rows
+    assert report.online_rematerialize == {}
+
+    ll.init(uri=uri, artifacts=art, online_store=target_online)
+    for view, rows in before.items():
+        assert ll.features.get_online(view, USERS) == rows, view
+    with pytest.raises(Conflict, match="changed since its last materialization"):
+        ll.features.get_online("changed", [10_000])
+    with pytest.raises(ll.NotFound, match="has not been materialized"):
+        ll.features.get_online("never", [1])
