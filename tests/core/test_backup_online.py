@@ -3,12 +3,14 @@ views registered and materialized through the SDK, read back with ``get_online``
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 
@@ -141,3 +143,138 @@ def test_online_rows_are_backed_up_and_restored(
         ll.features.get_online("changed", [10_000])
     with pytest.raises(ll.NotFound, match="has not been materialized"):
         ll.features.get_online("never", [1])
+
+
+def _restore_into_new(tmp_path: Path, bk: Path, online_url: str, **kw: Any) -> Any:
+    uri, art = _target(tmp_path)
+    engine = create_engine_for(uri)
+    try:
+        return restore(engine, open_artifact_store(art), str(bk), online=_part(online_url), **kw)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("old", ["format 1", "no online store given"])
+def test_a_backup_without_online_rows_restores_and_names_the_views_to_materialize(
+    source: Context, old: str, tmp_path: Path
+) -> None:
+    _features(source)
+    bk = tmp_path / "bk"
+    backup(source.engine, source.artifacts, str(bk))  # no online part: "online": null
+    if old == "format 1":  # as an older Loopline wrote it
+        manifest = orjson.loads((bk / "manifest.json").read_bytes())
+        del manifest["online"]
+        manifest["format_version"] = 1
+        (bk / "manifest.json").write_bytes(orjson.dumps(manifest))
+    report = _restore_into_new(tmp_path, bk, f"sqlite:///{tmp_path / 'dst-online.db'}")
+    assert not report.online_in_backup and report.online_rows == 0
+    # materialized views only: "never" was not, and get_online already says so
+    assert sorted(report.online_rematerialize) == ["changed", "u", "w"]
+    assert "has no rows of it" in report.online_rematerialize["u"]
+
+
+def test_a_manifest_of_a_newer_format_is_refused(source: Context, tmp_path: Path) -> None:
+    backup(source.engine, source.artifacts, str(tmp_path / "bk"))
+    manifest = orjson.loads((tmp_path / "bk" / "manifest.json").read_bytes())
+    manifest["format_version"] = 3
+    (tmp_path / "bk" / "manifest.json").write_bytes(orjson.dumps(manifest))
+    with pytest.raises(ll.IntegrityError, match=r"format_version 3 is not one of \[1, 2\]"):
+        _restore_into_new(tmp_path, tmp_path / "bk", f"sqlite:///{tmp_path / 'o.db'}")
+
+
+def test_restore_refuses_an_online_store_with_views_unless_forced(
+    source: Context, online_url: str, tmp_path: Path
+) -> None:
+    before = _features(source)
+    bk = tmp_path / "bk"
+    backup(source.engine, source.artifacts, str(bk), online=_part(online_url))
+    _view("other", 5, ["x"])
+    ll.features.materialize("other", end=T0 + pd.Timedelta(seconds=90))
+    held = _views(open_online_store(online_url))
+    assert held == ["changed", "other", "u", "w"]
+    uri, art = _target(tmp_path)
+    engine = create_engine_for(uri)
+    with pytest.raises(Conflict, match="already holds feature views: changed, other, u, w"):
+        restore(engine, open_artifact_store(art), str(bk), online=_part(online_url))
+    assert _views(open_online_store(online_url)) == held  # untouched
+    report = restore(
+        engine, open_artifact_store(art), str(bk), online=_part(online_url), force=True
+    )
+    engine.dispose()
+    assert report.online_replaced == held and report.online_rematerialize == {}
+    assert _views(open_online_store(online_url)) == ["changed", "u", "w"]
+    source.close()
+    ll.init(uri=uri, artifacts=art, online_store=online_url)
+    for view, rows in before.items():
+        assert ll.features.get_online(view, USERS) == rows, view
+
+
+def test_online_rows_no_materialization_recorded_are_backed_up_and_named(
+    source: Context, online_url: str, tmp_path: Path
+) -> None:
+    """A materialization killed between writing its rows and recording them: the rows
+    stay as they are (get_online serves them), and both backup and restore say so."""
+    _features(source)
+    store = open_online_store(online_url)
+    meta = orjson.loads(store.read_meta("u") or b"")
+    meta["end"] = (T0 + pd.Timedelta(seconds=95)).isoformat()
+    store.write(
+        "u", [("1", b'{"x":1.0,"y":2.0,"label":"new"}')], meta=orjson.dumps(meta), replace=False
+    )
+    expected = ll.features.get_online("u", USERS)
+    made = backup(source.engine, source.artifacts, str(tmp_path / "bk"), online=_part(online_url))
+    assert list(made.online_mismatched) == ["u"]
+    assert "not those of its last recorded materialization" in made.online_mismatched["u"]
+    source.close()
+    target_online = f"sqlite:///{tmp_path / 'dst-online.db'}"
+    uri, art = _target(tmp_path)
+    engine = create_engine_for(uri)
+    report = restore(
+        engine, open_artifact_store(art), str(tmp_path / "bk"), online=_part(target_online)
+    )
+    engine.dispose()
+    assert list(report.online_rematerialize) == ["u"]
+    ll.init(uri=uri, artifacts=art, online_store=target_online)
+    assert ll.features.get_online("u", USERS) == expected
+
+
+def test_a_materialization_during_the_backup_leaves_a_consistent_copy(
+    source: Context, online_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A materialization writes its rows, then records them. A backup whose metadata
+    snapshot fell between the two saw rows newer than its last record: it takes both
+    snapshots again, and the copy holds the new rows with their record."""
+    _features(source)
+    from loopline.data import features
+
+    written, release = threading.Event(), threading.Event()
+    log = features.log_materialization
+
+    def slow_log(ctx: Context, m: Any) -> None:
+        written.set()  # the rows are in the online store, the record not yet
+        release.wait(30)
+        log(ctx, m)
+
+    monkeypatch.setattr(features, "log_materialization", slow_log)
+    end = T0 + pd.Timedelta(seconds=95)
+    thread = threading.Thread(target=ll.features.materialize, args=("u",), kwargs={"end": end})
+    thread.start()
+    assert written.wait(30)
+    threading.Timer(0.05, release.set).start()  # recorded during the backup's first pause
+    made = backup(source.engine, source.artifacts, str(tmp_path / "bk"), online=_part(online_url))
+    thread.join()
+    assert made.online_mismatched == {}
+    expected = ll.features.get_online("u", USERS)
+    source.close()
+    target_online = f"sqlite:///{tmp_path / 'dst-online.db'}"
+    uri, art = _target(tmp_path)
+    engine = create_engine_for(uri)
+    report = restore(
+        engine, open_artifact_store(art), str(tmp_path / "bk"), online=_part(target_online)
+    )
+    engine.dispose()
+    assert report.online_rematerialize == {}
+    ll.init(uri=uri, artifacts=art, online_store=target_online)
+    assert ll.features.get_online("u", USERS) == expected
+    last = ll.features.get_view("u").last_materialization
+    assert last is not None and last.end == end.to_pydatetime()
