@@ -111,6 +111,38 @@ def test_views_are_separate(store: OnlineStore) -> None:
     assert (store.read_meta("a"), store.read_meta("b")) == (b"ma", b"mb")
 
 
+def test_snapshot_reads_every_view_as_of_its_start(store: OnlineStore) -> None:
+    store.write("a", _rows(3), meta=b"ma", replace=True)
+    store.write("b", [("1", b"B")], meta=b"mb", replace=True)
+    store.invalidate("b", meta=b"changed")
+    with store.snapshot() as snap:
+        assert snap.metas == {"a": b"ma", "b": b"changed"}
+        store.write("a", _rows(1, "later"), meta=b"ma2", replace=True)
+        meta, rows = snap.read_view("a")
+        assert snap.read_view("b") == (b"changed", [])  # invalidated: no rows
+        assert snap.read_view("nothing") == (None, [])
+    if isinstance(store, SQLiteOnlineStore):  # one read transaction: as of its start
+        assert (meta, rows) == (b"ma", sorted(_rows(3)))
+    else:  # Redis: each view as of its read, with the record that goes with it
+        assert (meta, rows) == (b"ma2", _rows(1, "later"))
+
+
+def test_a_snapshot_of_a_sqlite_store_never_written_creates_no_file(tmp_path: Path) -> None:
+    store = SQLiteOnlineStore(tmp_path / "online.db")
+    with store.snapshot() as snap:
+        assert snap.metas == {} and snap.read_view("v") == (None, [])
+    assert not (tmp_path / "online.db").exists()
+
+
+def test_delete_drops_rows_and_record(store: OnlineStore) -> None:
+    store.write("a", _rows(3), meta=b"ma", replace=True)
+    store.write("b", [("1", b"B")], meta=b"mb", replace=True)
+    assert store.delete("a") is True
+    assert (store.read("a", ["1"]), store.read_meta("a"), store.count("a")) == ([None], None, 0)
+    assert store.read("b", ["1"]) == [b"B"]
+    assert store.delete("a") is False
+
+
 def test_failed_write_leaves_the_old_rows(store: OnlineStore) -> None:
     store.write("v", _rows(3), meta=b"old", replace=True)
 
