@@ -133,3 +133,47 @@ def test_a_manifest_that_is_json_but_not_an_object_exits_6(tmp_path: Path, manif
     assert bad.returncode == 6, bad.stderr
     assert "not a valid Loopline backup manifest" in bad.stderr and "not an object" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_online_rows_move_with_the_backup_and_an_old_backup_names_the_views(
+    tmp_path: Path,
+) -> None:
+    from tests.core.test_backup_online import USERS, _features
+
+    src_online = f"sqlite:///{tmp_path / 'src-online.db'}"
+    uri, art = f"sqlite:///{tmp_path / 'src.db'}", str(tmp_path / "art")
+    ctx = ll.init(uri=uri, artifacts=art, online_store=src_online)
+    before = _features(ctx)
+    ctx.close()
+
+    def run(*args: str, uri: str, online: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "LOOPLINE_URI": uri, "LOOPLINE_ARTIFACTS": art}
+        return run_cli(args, env={**env, "LOOPLINE_ONLINE_STORE": online}, timeout=300)
+
+    made = run("backup", str(tmp_path / "bk"), uri=uri, online=src_online)
+    assert made.returncode == 0, made.stderr
+    assert "3 online feature views" in made.stdout and "warning" not in made.stderr
+
+    dst, dst_online = f"sqlite:///{tmp_path / 'dst.db'}", f"sqlite:///{tmp_path / 'dst-on.db'}"
+    done = run("restore", str(tmp_path / "bk"), uri=dst, online=dst_online)
+    assert done.returncode == 0, done.stderr
+    assert "3 online feature views" in done.stdout and "warning" not in done.stderr
+    ll.init(uri=dst, artifacts=art, online_store=dst_online)
+    for view, rows in before.items():
+        assert ll.features.get_online(view, USERS) == rows, view
+
+    # A backup as Loopline wrote them before online rows were backed up (format 1).
+    manifest = orjson.loads((tmp_path / "bk" / "manifest.json").read_bytes())
+    manifest["format_version"], manifest["online"] = 1, None
+    (tmp_path / "bk" / "manifest.json").write_bytes(orjson.dumps(manifest))
+    old = run(
+        "restore",
+        str(tmp_path / "bk"),
+        uri=f"sqlite:///{tmp_path / 'old.db'}",
+        online=f"sqlite:///{tmp_path / 'old-on.db'}",
+    )
+    assert old.returncode == 0, old.stderr
+    assert "holds no online rows" in old.stderr
+    for view in ("u", "w", "changed"):
+        assert f"loopline features materialize {view}`" in old.stderr
+    assert "materialize never" not in old.stderr
