@@ -213,6 +213,24 @@ def test_log_batch_columns_rows_and_history(api: httpx.Client) -> None:
     assert [r["id"] for r in search["runs"]] == [rid] and search["next_page_token"] is None
 
 
+def test_log_batch_answers_the_points_it_stored_now_not_the_points_sent(api: httpx.Client) -> None:
+    # The same run/key/step/timestamp/value is stored once (as MLflow stores it), so a batch
+    # sent again without writer/seq stores nothing and must say so; a partly new one counts
+    # its new points only.
+    rid = _run(api)["id"]
+    batch = {"keys": ["loss"] * 3 + ["acc"], "values": [0.5, 0.4, 0.3, 0.9]}
+    batch |= {"steps": [0, 1, 2, 0], "timestamps": [10, 11, 12, 10]}
+    url = f"/runs/{rid}/log-batch"
+    assert api.post(url, json={"metrics": batch}).json() == {"stored": 4, "duplicate": False}
+    assert api.post(url, json={"metrics": batch}).json() == {"stored": 0, "duplicate": False}
+    partly = [["loss", 0.3, 2, 12], ["loss", 0.2, 3, 13], ["loss", 0.2, 3, 13], ["acc", 0.8, 0, 10]]
+    assert api.post(url, json={"metrics": partly}).json() == {"stored": 2, "duplicate": False}
+    history = api.get(f"/runs/{rid}/metric-history", params={"key": "loss"}).json()
+    assert history["steps"] == [0, 1, 2, 3] and history["values"] == [0.5, 0.4, 0.3, 0.2]
+    acc = api.get(f"/runs/{rid}/metric-history", params={"key": "acc"}).json()
+    assert acc["values"] == [0.9, 0.8]
+
+
 def test_a_batch_is_applied_once_per_writer_and_seq(api: httpx.Client, served: Any) -> None:
     rid = _run(api)["id"]
 

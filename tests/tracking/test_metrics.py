@@ -16,7 +16,7 @@ from loopline.core.db import alembic_config, create_engine_for, current_revision
 from loopline.errors import InvalidInput
 from loopline.tracking import store
 from loopline.tracking._dialect import MetricRow
-from loopline.tracking.entities import Metric, MetricPoint
+from loopline.tracking.entities import LoggedBatch, Metric, MetricPoint
 from loopline.tracking.metrics import latest_of, pack_chunks, stored_points, unpack_chunk
 from loopline.tracking.validation import MAX_FLOAT
 
@@ -164,10 +164,12 @@ def _stored(ctx: Context, run_id: str) -> list[tuple[str, int, int, float]]:
 def test_a_point_logged_twice_is_stored_once_as_mlflow_stores_it(ctx: Context) -> None:
     run = store.create_run(ctx.engine, 0)
     point = (run.id, "loss", 0.5, 10, 1, 0)
-    store.log_batch(ctx.engine, run.id, rows=[point])
+    assert store.log_batch(ctx.engine, run.id, rows=[point]) == LoggedBatch(True, stored=1)
     chunks = _chunk_count(ctx)
-    store.log_batch(ctx.engine, run.id, rows=[point])  # the same point again: nothing added
-    store.log_batch(ctx.engine, run.id, metrics=[Metric("loss", 0.5, 10, 1)])  # as MLflow sends
+    # the same point again: nothing added, and the answer counts nothing
+    assert store.log_batch(ctx.engine, run.id, rows=[point]).stored == 0
+    again = store.log_batch(ctx.engine, run.id, metrics=[Metric("loss", 0.5, 10, 1)])  # as MLflow
+    assert again == LoggedBatch(applied=True, stored=0)
     assert store.get_metric_history(ctx.engine, run.id, "loss") == [MetricPoint(1, 10, 0.5)]
     assert _chunk_count(ctx) == chunks
     # Same step and timestamp, another value: another point (MLflow's key holds the value).
@@ -175,9 +177,10 @@ def test_a_point_logged_twice_is_stored_once_as_mlflow_stores_it(ctx: Context) -
     assert [p.value for p in store.get_metric_history(ctx.engine, run.id, "loss")] == [0.5, 0.25]
     # NaN equals NaN (stored as 0 with is_nan, as MLflow stores it) but not 0.0; -0.0 is 0.0.
     nan = Metric("loss", math.nan, 10, 1)
-    store.log_batch(ctx.engine, run.id, metrics=[nan, nan])
-    store.log_batch(ctx.engine, run.id, metrics=[nan, Metric("loss", 0.0, 10, 1)])
-    store.log_batch(ctx.engine, run.id, metrics=[Metric("loss", -0.0, 10, 1)])
+    assert store.log_batch(ctx.engine, run.id, metrics=[nan, nan]).stored == 1
+    zero = Metric("loss", 0.0, 10, 1)
+    assert store.log_batch(ctx.engine, run.id, metrics=[nan, zero]).stored == 1
+    assert store.log_batch(ctx.engine, run.id, metrics=[Metric("loss", -0.0, 10, 1)]).stored == 0
     values = [p.value for p in store.get_metric_history(ctx.engine, run.id, "loss")]
     assert len(values) == 4 and values[:2] == [0.5, 0.25] and math.isnan(values[2])
     assert values[3] == 0.0
@@ -190,12 +193,14 @@ def test_a_retried_batch_adds_only_the_points_not_stored_yet(ctx: Context) -> No
     batch: list[MetricRow] = [
         (run.id, key, float(step), 1000 + step, step, 0) for step in range(50) for key in "ab"
     ]
-    store.log_batch(ctx.engine, run.id, rows=batch)
-    store.log_batch(ctx.engine, run.id, rows=batch)  # a client's retry after a lost answer
+    assert store.log_batch(ctx.engine, run.id, rows=batch).stored == 100
+    # a client's retry after a lost answer: nothing stored, and the answer says so
+    assert store.log_batch(ctx.engine, run.id, rows=batch).stored == 0
     assert len(_stored(ctx, run.id)) == 100
     # Sent again with new points in the middle and at the end, and repeats inside itself.
     more = [(run.id, "a", 0.5, 1000, 0, 0), (run.id, "b", 99.0, 2000, 99, 0)]
-    store.log_batch(ctx.engine, run.id, rows=batch[:60] + more + batch[40:] + more)
+    resent = store.log_batch(ctx.engine, run.id, rows=batch[:60] + more + batch[40:] + more)
+    assert resent.stored == 2
     stored = _stored(ctx, run.id)
     assert len(stored) == 102 and len(set(stored)) == 102
     assert store.get_run(ctx.engine, run.id).metrics == {"a": 49.0, "b": 99.0}

@@ -67,8 +67,8 @@ def test_every_write_keeps_the_copies_equal_to_the_rows(ctx: Context) -> None:
     for key, first, then in (("tie", math.nan, -0.5), ("tie2", 0.5, math.nan), ("t3", -1.0, 2.0)):
         store.log_batch(engine, run.id, metrics=[Metric(key, first, ts, 5)])
         store.log_batch(engine, run.id, metrics=[Metric(key, then, ts, 5)])
-    assert store.log_batch(engine, run.id, tags={"late": "1"}, batch=("writer-1", 1))
-    assert not store.log_batch(engine, run.id, tags={"late": "2"}, batch=("writer-1", 1))
+    assert store.log_batch(engine, run.id, tags={"late": "1"}, batch=("writer-1", 1)).applied
+    assert not store.log_batch(engine, run.id, tags={"late": "2"}, batch=("writer-1", 1)).applied
     with ll.start_run(experiment="json", name="pipeline") as parent:
         p = run_batch.parent_of(parent)
         step = run_batch.ChildRun(

@@ -395,8 +395,8 @@ def _apply_batch(ctx: Context, run_id: str, raw: bytes) -> Response:
             )
     batch = _batch_id(body.get("writer"), body.get("seq"))
     rows = decode_metrics(body.get("metrics"), run_id, now_ms())
-    applied = store.log_batch(ctx.engine, run_id, params=params, tags=tags, rows=rows, batch=batch)
-    return _answer(LogBatchResponse(stored=len(rows) if applied else 0, duplicate=not applied))
+    logged = store.log_batch(ctx.engine, run_id, params=params, tags=tags, rows=rows, batch=batch)
+    return _answer(LogBatchResponse(stored=logged.stored, duplicate=not logged.applied))
 
 
 def _batch_id(writer: Any, seq: Any) -> tuple[str, int] | None:

@@ -45,6 +45,21 @@ class Metric(NamedTuple):
 
 
 @dataclass(frozen=True)
+class LoggedBatch:
+    """What :func:`loopline.tracking.store.log_batch` did: whether the batch was applied
+    (False for a ``(writer, seq)`` batch applied before) and how many of its metric points
+    it stored now (a point stored before, or repeated in the batch, is not counted).
+
+    Example:
+        >>> LoggedBatch(applied=True, stored=0).stored  # a batch of points all stored before
+        0
+    """
+
+    applied: bool
+    stored: int
+
+
+@dataclass(frozen=True)
 class Experiment:
     """An experiment: a named group of runs.
 

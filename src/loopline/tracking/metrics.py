@@ -305,29 +305,32 @@ def _latest_index(steps: list[int], stamps: list[int], values: list[float]) -> i
     return max(tied, key=lambda i: (stamps[i], values[i], -i))
 
 
-def write_rows(conn: Connection, rows: Sequence[MetricRow], new_runs: Collection[str] = ()) -> None:
+def write_rows(conn: Connection, rows: Sequence[MetricRow], new_runs: Collection[str] = ()) -> int:
     """Store stored-form points not stored yet and bring ``latest_metrics`` and each run's
-    copy of it (``runs.metrics_json``) up to date, in ``conn``'s transaction.
+    copy of it (``runs.metrics_json``) up to date, in ``conn``'s transaction; returns how
+    many points it stored.
 
     A point already stored, or repeated in ``rows``, is stored once (see the module's
-    docstring). ``new_runs``: runs created in this transaction, which have no other points.
+    docstring) and not counted. ``new_runs``: runs created in this transaction, which have
+    no other points.
 
     Example:
-        >>> # with engine.begin() as conn: write_rows(conn, rows)
+        >>> # with engine.begin() as conn: write_rows(conn, rows)  -> len(rows) when all new
     """
     if not rows:
-        return
+        return 0
     series = series_of(rows)
     # Runs' rows first, then latest rows, in every writer: see run_json.lock_runs. The lock
     # also keeps another writer of the run from adding a point between check and insert.
     run_json.lock_runs(conn, {s.run_id for s in series if s.run_id not in new_runs})
     series = _without_stored(conn, series, new_runs)
     if not series:
-        return
+        return 0
     chunks, latest = pack_series(series)
     bulk_insert_chunks(conn, chunks)
     bulk_upsert_latest(conn, [(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in latest])
     run_json.refresh_metrics(conn, latest, new_runs)
+    return sum(chunk[2] for chunk in chunks)
 
 
 def _without_stored(

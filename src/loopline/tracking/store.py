@@ -18,8 +18,8 @@ Example:
     >>> from loopline.core.db import create_engine_for, upgrade
     >>> engine = create_engine_for("sqlite:///:memory:"); upgrade(engine)
     >>> run = create_run(engine, 0, name="baseline")
-    >>> log_batch(engine, run.id, params={"lr": "0.1"})
-    True
+    >>> log_batch(engine, run.id, params={"lr": "0.1"}, metrics=[Metric("loss", 0.5, 1, 0)])
+    LoggedBatch(applied=True, stored=1)
     >>> get_run(engine, run.id).params
     {'lr': '0.1'}
 """
@@ -44,6 +44,7 @@ from loopline.tracking._dialect import MetricRow, cached_statement, insert_for
 from loopline.tracking.entities import (
     ArtifactEntry,
     Experiment,
+    LoggedBatch,
     Metric,
     MetricPoint,
     NewRun,
@@ -521,7 +522,7 @@ def log_batch(
     tags: Mapping[str, Any] | Iterable[tuple[str, Any]] = (),
     rows: Sequence[MetricRow] = (),
     batch: tuple[str, int] | None = None,
-) -> bool:
+) -> LoggedBatch:
     """Log metrics, params and tags to a run in one transaction (MLflow's ``LogBatch``).
 
     Everything is validated before anything is written; a param that already has another
@@ -532,8 +533,12 @@ def log_batch(
     ``batch=(writer, seq)`` makes a retried batch harmless: the batch is applied only when
     ``seq`` is greater than the last one applied from ``writer`` to this run (kept in the
     tag ``loopline.ingest.<writer>``, updated in the same transaction), so a batch whose
-    acknowledgement was lost can be sent again. Returns False when it had been applied
-    already (nothing is written), else True.
+    acknowledgement was lost can be sent again.
+
+    Returns a :class:`LoggedBatch`: ``applied`` is False when the batch had been applied
+    already (nothing is written), and ``stored`` counts the metric points written now. A
+    point already stored, or repeated in the batch, is stored once (see
+    :mod:`loopline.tracking.metrics`), so a batch sent again without ``batch`` stores 0.
 
     Example:
         >>> # log_batch(engine, run_id, metrics=[Metric("loss", 0.3, now_ms(), 1)],
@@ -548,7 +553,7 @@ def log_batch(
         tags_written = bool(tag_pairs) or batch is not None
         require_active(conn, run_id, lock=bool(param_pairs) or tags_written)
         if batch is not None and not _claim_batch(conn, run_id, *batch):
-            return False
+            return LoggedBatch(applied=False, stored=0)
         if param_pairs:
             _write_params(conn, run_id, param_pairs)
         if tag_pairs:
@@ -557,9 +562,8 @@ def log_batch(
             if renamed is not None:
                 conn.execute(runs.update().where(runs.c.id == run_id).values(name=renamed))
         run_json.refresh(conn, (run_id,), params=bool(param_pairs), tags=tags_written)
-        if all_rows:
-            metric_store.write_rows(conn, all_rows)
-    return True
+        stored = metric_store.write_rows(conn, all_rows)
+    return LoggedBatch(applied=True, stored=stored)
 
 
 def _metric_rows(run_id: str, metrics: Sequence[Metric]) -> list[MetricRow]:

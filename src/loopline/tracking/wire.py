@@ -442,7 +442,13 @@ class LogBatchRequest(WireModel):
 
 
 class LogBatchResponse(RecordModel):
-    """How many metric points were stored, and whether the batch had been applied before."""
+    """How many of the batch's metric points were stored now, and whether the batch had
+    been applied before.
+
+    ``stored`` leaves out the points stored before (a batch sent again without ``writer``
+    and ``seq`` answers ``stored: 0``) and a point repeated in the batch, counted once.
+    Params and tags are not counted.
+    """
 
     stored: int
     duplicate: bool = False
