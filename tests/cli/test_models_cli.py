@@ -12,6 +12,7 @@ from sklearn.linear_model import LogisticRegression
 
 import loopline as ll
 from loopline.core import audit
+from loopline.core.calendar import utc_text_ms
 from loopline.core.context import Context
 from tests.cli_run import run_cli, run_loopline
 from tests.conftest import seeded
@@ -60,6 +61,26 @@ def test_ls_lists_models_with_aliases(ctx: Context, churn: list[str]) -> None:
     text = _models(ctx, "ls")
     assert text.returncode == 0 and "churn" in text.stdout and "champion=v1" in text.stdout
     assert _json(ctx, "ls", "--name", "nothing%")["models"] == []
+
+
+def test_ls_and_the_version_list_in_80_columns_split_no_id_version_or_date(
+    ctx: Context, churn: list[str]
+) -> None:
+    # Rich folded every column to fit: a run id in `models show` broke over lines, and the
+    # dates with it. The word columns stay whole now; aliases and descriptions may fold.
+    narrow = {"COLUMNS": "80"}
+    listing = run_loopline(ctx, "models", "ls", env=narrow)
+    versions = run_loopline(ctx, "models", "show", "churn", env=narrow)
+    for done in (listing, versions):
+        assert done.returncode == 0, done.stderr
+        assert max(map(len, done.stdout.splitlines())) <= 80, done.stdout
+    shown = set(versions.stdout.split())
+    assert {*churn, "version", "flavor", "run", "registered", "(UTC)", "sklearn"} <= shown, (
+        versions.stdout
+    )
+    dates = [v["creation_time"] for v in _json(ctx, "show", "churn")["versions"]]
+    assert all(set(utc_text_ms(ms).split()) <= shown for ms in dates), versions.stdout
+    assert {"latest", "updated", "(UTC)", "2"} <= set(listing.stdout.split()), listing.stdout
 
 
 def test_show_a_model_and_a_version(ctx: Context, churn: list[str]) -> None:

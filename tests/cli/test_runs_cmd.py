@@ -11,12 +11,15 @@ import orjson
 import pytest
 
 import loopline as ll
+from loopline.core.calendar import utc_text_ms
 from loopline.core.context import Context
 from tests.cli_run import run_cli, run_loopline
 
 
-def _runs(ctx: Context, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_loopline(ctx, "runs", *args)
+def _runs(
+    ctx: Context, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return run_loopline(ctx, "runs", *args, env=env)
 
 
 def _json(ctx: Context, *args: str) -> Any:
@@ -56,6 +59,22 @@ def test_ls_filters_orders_and_pages(ctx: Context, three: list[str]) -> None:
     assert nan_run["metrics"]["auc"] == "NaN"
     table = _runs(ctx, "ls", "-e", "cli")
     assert table.returncode == 0 and three[0] in table.stdout and "FINISHED" in table.stdout
+
+
+def test_ls_in_80_columns_splits_no_id_status_date_or_header(
+    ctx: Context, three: list[str]
+) -> None:
+    # Rich folded every column to fit 80 columns: FINISHED read 'FINI' / 'SHED', and dates
+    # and headers broke alike. Only free text (names, experiments, metrics) may fold now.
+    done = _runs(ctx, "ls", "-e", "cli", env={"COLUMNS": "80"})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert max(map(len, lines)) <= 80, done.stdout
+    shown = {word for line in lines for word in line.split()}
+    runs = _json(ctx, "ls", "-e", "cli")["runs"]
+    started = {w for r in runs for w in utc_text_ms(r["start_time"]).split()}
+    expected = {*three, "FINISHED", *started, "id", "status", "started", "(UTC)", "duration"}
+    assert expected <= shown, (expected - shown, done.stdout)
 
 
 def test_ls_reports_a_bad_filter_with_its_position(ctx: Context, three: list[str]) -> None:

@@ -118,18 +118,19 @@ def ls_cmd(json_out: bool = _JSON) -> None:
 
     Example: loopline data ls --json
     """
-    from rich.table import Table
-
+    from loopline.cli._tables import list_table
     from loopline.data import datasets
 
     rows = datasets.list_datasets()
     if json_out:
         print_json([r.__dict__ for r in rows])
         return
-    table = Table(title="datasets")
     # Fold, never cut: a name cut to 'custome…' in a narrow terminal was no name to use.
-    for col in ("name", "latest", "versions", "kind", "rows", "size", "updated", "description"):
-        table.add_column(col, overflow="fold")
+    table = list_table(
+        "datasets",
+        ("name", "latest", "versions", "kind", "rows", "size", "updated", "description"),
+        words=("latest", "versions", "kind", "rows", "size", "updated"),
+    )
     for r in rows:
         table.add_row(
             esc(r.name),

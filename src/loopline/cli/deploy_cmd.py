@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from loopline.cli._common import console, esc, print_json
+from loopline.cli._tables import list_table
 from loopline.core.calendar import utc_text
 from loopline.errors import InvalidInput
 
@@ -155,18 +156,8 @@ def ls_cmd(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")
     if json_out:
         print_json([d.to_dict() for d in found])
         return
-    table = Table()
-    for col in (
-        "name",
-        "strategy",
-        "stable",
-        "candidate",
-        "traffic",
-        "fallback",
-        "revision",
-        "status",
-    ):
-        table.add_column(col, overflow="fold")
+    numbers = ("stable", "candidate", "traffic", "fallback", "revision")
+    table = list_table(None, ("name", "strategy", *numbers, "status"), words=("strategy", *numbers))
     for d in found:
         table.add_row(
             d.name,

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from loopline.cli._common import console, esc, print_json
+from loopline.cli._tables import list_table
 from loopline.errors import InvalidInput
 
 app = typer.Typer(
@@ -40,9 +41,11 @@ def ls_cmd(
     if json_out:
         print_json([v.to_dict() for v in views])
         return
-    table = Table(title="feature views")
-    for col in ("name", "entity", "features", "ttl", "source", "last materialized"):
-        table.add_column(col, overflow="fold")  # a narrow terminal cut names to '…'
+    table = list_table(  # free text folds: a narrow terminal cut names to '…'
+        "feature views",
+        ("name", "entity", "features", "ttl", "source", "last materialized"),
+        words=("features", "ttl", "last materialized"),
+    )
     for v in views:
         d = v.to_dict()
         last = v.last_materialization

@@ -10,6 +10,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from loopline.cli._common import console, esc, print_json
+from loopline.cli._tables import list_table
 from loopline.core.calendar import utc_text, utc_text_ms
 from loopline.errors import InvalidInput
 
@@ -51,9 +52,11 @@ def ls_cmd(
     if json_out:
         print_json({"models": [vars(m) for m in models]})
         return
-    table = Table(title=f"registered models ({len(models)})")
-    for col in ("name", "latest", "aliases", "updated (UTC)", "description"):
-        table.add_column(col, overflow="fold")
+    table = list_table(
+        f"registered models ({len(models)})",
+        ("name", "latest", "aliases", "updated (UTC)", "description"),
+        words=("latest", "updated (UTC)"),
+    )
     for m in models:
         aliases = ", ".join(f"{a}=v{v}" for a, v in sorted(m.aliases.items()))
         table.add_row(
@@ -84,9 +87,11 @@ def show_cmd(
         if json_out:
             print_json({**vars(info), "versions": [v.to_dict(with_lineage=False) for v in found]})
             return
-        table = Table(title=f"{name}: {len(found)} version{'' if len(found) == 1 else 's'}")
-        for col in ("version", "aliases", "flavor", "run", "registered (UTC)"):
-            table.add_column(col, overflow="fold")
+        table = list_table(
+            f"{name}: {len(found)} version{'' if len(found) == 1 else 's'}",
+            ("version", "aliases", "flavor", "run", "registered (UTC)"),
+            words=("version", "flavor", "run", "registered (UTC)"),
+        )
         for v in found:
             table.add_row(
                 str(v.version),

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from loopline.cli._common import console, err_console, esc, print_json
+from loopline.cli._tables import list_table
 from loopline.core.calendar import utc_text
 from loopline.errors import InvalidInput
 
@@ -280,12 +281,13 @@ def ls_cmd(
             }
         )
         return
-    table = Table(title="pipeline runs")
     # The id whole, to paste into `pipeline show/resume` (a narrow terminal cut it to 9
-    # characters and an ellipsis); the other columns fold instead.
-    table.add_column("run", no_wrap=True)
-    for col in ("pipeline", "status", "executor", "started", "time", "steps"):
-        table.add_column(col, overflow="fold")
+    # characters and an ellipsis); the free-text columns fold instead.
+    table = list_table(
+        "pipeline runs",
+        ("run", "pipeline", "status", "executor", "started", "time", "steps"),
+        words=("run", "status", "executor", "started", "time"),
+    )
     for r in runs:
         style = _STYLE.get(r.status, "")
         table.add_row(

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from loopline.cli._common import console, esc, print_json
+from loopline.cli._tables import list_table
 from loopline.core.calendar import utc_text_ms
 from loopline.errors import InvalidInput
 from loopline.tracking.validation import stored_infinity
@@ -91,10 +92,11 @@ def ls_cmd(
     if json_out:
         print_json({"runs": [_run_json(r) for r in page], "next_page_token": page.next_page_token})
         return
-    table = Table(title=f"runs ({len(page)})")
-    table.add_column("id", no_wrap=True)
-    for col in ("name", "experiment", "status", "started (UTC)", "duration", "metrics"):
-        table.add_column(col, overflow="fold")
+    table = list_table(
+        f"runs ({len(page)})",
+        ("id", "name", "experiment", "status", "started (UTC)", "duration", "metrics"),
+        words=("id", "status", "started (UTC)", "duration"),
+    )
     for run in page:
         data = run.to_dict()
         shown = list(data["metrics"].items())[:4]

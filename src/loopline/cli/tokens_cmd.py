@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
 from loopline.cli._common import console, err_console, print_json
+from loopline.cli._tables import list_table
 from loopline.core import auth
 from loopline.core.calendar import utc_text
 from loopline.core.context import get_context
@@ -68,9 +68,11 @@ def ls_cmd(
             ]
         )
         return
-    table = Table(title="API tokens")
-    for col in ("name", "role", "created", "by", "last used", "revoked"):
-        table.add_column(col, overflow="fold")  # a narrow terminal cut names to '…'
+    table = list_table(  # free text folds: a narrow terminal cut names to '…'
+        "API tokens",
+        ("name", "role", "created", "by", "last used", "revoked"),
+        words=("role", "created", "last used", "revoked"),
+    )
     for t in rows:
         table.add_row(
             t.name,

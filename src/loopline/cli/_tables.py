@@ -1,0 +1,174 @@
+"""The tables the ``ls`` commands print: they fit the terminal without breaking a word.
+
+Rich shares a narrow terminal's width among a table's columns by folding the widest ones
+anywhere, so at 80 columns ``loopline runs ls`` printed ``FINI``/``SHED`` for FINISHED and
+split dates and headers alike. :func:`list_table` names the columns that hold single words
+(ids, statuses, versions, dates, sizes): when the table is too wide, those columns keep
+their longest word whole (a date and its time may go on two lines) and only the free-text
+columns (names, descriptions, metrics) fold. When the boxed table leaves the free-text
+columns too little room, it is drawn without the box (a rule under the header and two
+spaces between columns), which gives them 10 more characters. A terminal too narrow even
+for the word columns alone gets Rich's own even squeeze.
+
+Example:
+    >>> from rich.console import Console
+    >>> table = list_table("runs", ("id", "status", "name"), words=("id", "status"))
+    >>> table.add_row("3f2a9c0d1e2f4a5b6c7d8e9f00112233", "FINISHED", "a long name here")
+    >>> console = Console(width=52)
+    >>> with console.capture() as out:
+    ...     console.print(table)
+    >>> print("\\n".join(line.rstrip() for line in out.get().splitlines()[3:]))
+    3f2a9c0d1e2f4a5b6c7d8e9f00112233  FINISHED  a long
+                                                name
+                                                here
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import replace
+from typing import NamedTuple
+
+from rich import box
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.table import Column, Table
+from rich.text import Text
+
+#: The least a free-text column is given before the table drops its box for more room.
+TEXT_MIN = 6
+#: What a free-text column keeps before a word column may take room to stay on one line.
+TEXT_ROOM = 12
+
+
+def list_table(title: str | None, columns: Sequence[str], *, words: Collection[str]) -> Table:
+    """A table with ``columns``, of which ``words`` hold single words that are never split.
+
+    The other columns fold (``overflow="fold"``: a long name folds rather than being cut to
+    ``…``). Add rows with ``add_row`` as to any Rich table.
+
+    Example:
+        >>> t = list_table("datasets", ("name", "kind"), words=("kind",))
+        >>> [c.header for c in t.columns]
+        ['name', 'kind']
+    """
+    unknown = set(words) - set(columns)
+    if unknown:
+        raise ValueError(f"word columns {sorted(unknown)} are not among {list(columns)}")
+    table = _FittedTable(title=title)
+    for header in columns:
+        table.add_column(header, overflow="fold", no_wrap=header in words)
+    table.word_columns = frozenset(i for i, header in enumerate(columns) if header in words)
+    return table
+
+
+class _FittedTable(Table):
+    """A :class:`~rich.table.Table` that works out, at each render, the widths that keep its
+    word columns whole at the console's width (see the module docstring)."""
+
+    word_columns: frozenset[int] = frozenset()
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield from Table.__rich_console__(
+            self._fitted(console, options.max_width), console, options
+        )
+
+    def _fitted(self, console: Console, width: int) -> Table:
+        sizes = [_sizes(console, column) for column in self.columns]
+        if any(size is None for size in sizes):
+            return self  # a cell that is not text: left to Rich
+        known = [size for size in sizes if size is not None]
+        if sum(size.natural for size in known) <= _room(self, width):
+            return self
+        boxed = self._with_widths(known, width, text_floor=_text_floor)
+        if boxed is not None:
+            return boxed
+        bare = copy.copy(self)
+        bare.box, bare.show_edge, bare.pad_edge, bare.collapse_padding = (
+            box.SIMPLE_HEAD,
+            False,
+            False,
+            True,
+        )
+        fitted = bare._with_widths(known, width, text_floor=lambda size: 1)
+        if fitted is not None:
+            return fitted
+        # Too narrow even for the words: fold everything (an id folded onto two lines can
+        # still be copied; one cut short by a no_wrap column is another id).
+        bare.columns = [replace(column, no_wrap=False) for column in self.columns]
+        return bare
+
+    def _with_widths(
+        self, sizes: list[_Size], width: int, *, text_floor: Callable[[_Size], int]
+    ) -> Table | None:
+        """A copy whose word columns have fixed widths, or None when they leave a free-text
+        column less than ``text_floor`` of it.
+
+        A word column is as wide as its longest word, or as its longest line when the free
+        text keeps :data:`TEXT_ROOM` all the same (a date keeps its time on its line); the
+        free-text columns share the rest, folded by Rich.
+        """
+        words = self.word_columns
+        room = _room(self, width)
+        text = [size for i, size in enumerate(sizes) if i not in words]
+        fixed = [size.longest if i in words else 0 for i, size in enumerate(sizes)]
+        if sum(fixed) + sum(map(text_floor, text)) > room:
+            return None
+        spare = room - sum(fixed) - sum(min(size.natural, TEXT_ROOM) for size in text)
+        for i in sorted(words):
+            grow = sizes[i].natural - fixed[i]
+            if 0 < grow <= spare:  # all or nothing: a part would only add blank space
+                fixed[i] += grow
+                spare -= grow
+        fitted = copy.copy(self)
+        fitted.columns = [
+            replace(column, width=fixed[i], no_wrap=False) if i in words else column
+            for i, column in enumerate(self.columns)
+        ]
+        return fitted
+
+
+class _Size(NamedTuple):
+    """A column's longest line, longest word, and longest word of its header."""
+
+    natural: int
+    longest: int
+    header: int
+
+
+def _text_floor(size: _Size) -> int:
+    """The least a free-text column gets in the boxed table: its header's words whole, and
+    :data:`TEXT_MIN`, as far as its text is that long."""
+    return min(size.natural, max(TEXT_MIN, size.header))
+
+
+def _room(table: Table, width: int) -> int:
+    """The width ``table``'s cells share at ``width``: less its borders and padding, as Rich
+    counts them."""
+    padding = sum(table._get_padding_width(i) for i in range(len(table.columns)))
+    return width - table._extra_width - padding
+
+
+def _sizes(console: Console, column: Column) -> _Size | None:
+    """A column's sizes over its header and cells, or None when a cell is not text."""
+    header = _plain(console, column.header)
+    if header is None:
+        return None
+    natural = longest = 0
+    for cell in (header, *column.cells):
+        text = _plain(console, cell)
+        if text is None:
+            return None
+        for line in text.splitlines() or [""]:
+            natural = max(natural, cell_len(line))
+            longest = max([longest, *(cell_len(word) for word in line.split())])
+    return _Size(natural, longest, max([0, *(cell_len(word) for word in header.split())]))
+
+
+def _plain(console: Console, cell: RenderableType) -> str | None:
+    if isinstance(cell, str):
+        return console.render_str(cell).plain
+    if isinstance(cell, Text):
+        return cell.plain
+    return None

@@ -1,0 +1,83 @@
+"""The ``ls`` commands' tables: word columns are never split, at any terminal width that
+can hold them; free text folds."""
+
+from __future__ import annotations
+
+import pytest
+from rich.console import Console
+
+from loopline.cli._tables import list_table
+
+RUNS = ("id", "name", "experiment", "status", "started (UTC)", "duration", "metrics")
+WORDS = ("id", "status", "started (UTC)", "duration")
+ROWS = [
+    (
+        "464109f463e440de8d1bf82a3cdca7b0",
+        "baseline-model-with-a-long-name",
+        "churn-prediction",
+        "FINISHED",
+        "2026-11-28 23:04:11",
+        "0.0s",
+        "accuracy=0.9, auc=0.81, f1=0.7, loss=0.3, ...",
+    ),
+    (
+        "4eae1a1ff38c44c4b0023807da120572",
+        "lgbm",
+        "churn",
+        "RUNNING",
+        "2026-11-28 23:04:12",
+        "running",
+        "auc=0.81",
+    ),
+]
+
+
+def _render(width: int) -> list[str]:
+    table = list_table("runs (2)", RUNS, words=WORDS)
+    for row in ROWS:
+        table.add_row(*row)
+    console = Console(width=width)
+    with console.capture() as out:
+        console.print(table)
+    return out.get().splitlines()
+
+
+def _word_column_words() -> set[str]:
+    columns = [RUNS.index(name) for name in WORDS]
+    words = {word for name in WORDS for word in name.split()}
+    return words | {word for row in ROWS for i in columns for word in row[i].split()}
+
+
+@pytest.mark.parametrize("width", [74, 80, 90, 100, 120, 160], ids=lambda w: f"{w}-columns")
+def test_the_word_columns_keep_every_word_whole(width: int) -> None:
+    lines = _render(width)
+    assert max(len(line) for line in lines) <= width
+    shown = {word for line in lines for word in line.split()}
+    missing = _word_column_words() - shown
+    assert not missing, "\n".join(["split:", *missing, *lines])
+
+
+def test_a_table_that_fits_is_rich_s_own_boxed_table() -> None:
+    lines = _render(200)
+    assert lines[1].startswith("┏") and "│ 2026-11-28 23:04:11 │" in "\n".join(lines)
+    assert "FINISHED" in lines[4] and len(lines) == 7  # title, 3 rules, a header and 2 rows
+
+
+def test_a_narrow_terminal_drops_the_box_before_splitting_a_header() -> None:
+    lines = _render(100)
+    assert not any("┃" in line or "│" in line for line in lines)
+    assert {"experiment", "metrics", "name"} <= {w for line in lines for w in line.split()}
+
+
+def test_too_narrow_for_the_words_folds_rather_than_cuts_an_id() -> None:
+    # 60 columns cannot hold a 32-character id, a date and five more columns: Rich cut the
+    # id short (another id); folded, the first column still reads both ids in full.
+    lines = _render(60)
+    body = lines[lines.index(next(line for line in lines if line.startswith("─"))) + 1 :]
+    first = len(body[0].split()[0])
+    assert "".join(line[:first].strip() for line in body) == ROWS[0][0] + ROWS[1][0]
+
+
+def test_a_word_column_must_be_one_of_the_columns() -> None:
+    with pytest.raises(ValueError, match=r"\['state'\] are not among"):
+        list_table(None, ("id", "status"), words=("state",))
