@@ -44,6 +44,23 @@ def test_labels_for_unknown_request_ids_are_reported_not_dropped(ctx: Context) -
     assert ll.monitor.log_labels(["r1"], [1], model="other").unmatched == 1
 
 
+def test_a_request_labelled_row_by_row_is_listed_once_among_the_unknown_ids(
+    ctx: Context,
+) -> None:
+    # unmatched_ids repeated an unknown id once per labelled row; the counts stay of labels.
+    _traffic(ctx, 10)
+    ids = ["ghost", "ghost", "ghost", "r1", "ghost-2", "ghost"]
+    report = ll.monitor.log_labels(ids, [1, 0, 1, 1, 0, 1], rows=[0, 1, 2, 0, 0, 3])
+    assert (report.received, report.matched, report.unmatched) == (6, 1, 5)
+    assert report.unmatched_ids == ["ghost", "ghost-2"]
+    assert report.to_dict()["unmatched_ids"] == ["ghost", "ghost-2"]
+    # Past 20 labels: the first 20 distinct ids, not 20 labels of the first few.
+    many = [f"g{i // 3}" for i in range(90)]
+    assert ll.monitor.log_labels(many, [1] * 90, rows=[i % 3 for i in range(90)]).unmatched_ids == [
+        f"g{i}" for i in range(20)
+    ]
+
+
 def test_labels_need_one_label_per_id(embedded_ctx: Context) -> None:
     with pytest.raises(ll.InvalidInput, match="2 request ids and 1 labels"):
         ll.monitor.log_labels(["a", "b"], [1])

@@ -66,6 +66,11 @@ def test_labels_report_matched_and_unknown_ids(served: tuple[Context, str]) -> N
     labels = ll.monitor.read_labels().set_index("request_id")
     assert labels.loc[ids[5], "label_num"] == 0.0  # the last label of a repeated id wins
     assert "ghost-1" in labels.index  # stored, not dropped
+    # A request labelled row by row is one id in the answer; its labels are all counted.
+    rows = {"request_ids": ["ghost-2", "ghost-2", ids[0], "ghost-2"], "rows": [0, 1, 0, 2]}
+    r = httpx.post(f"{url}/api/v1/monitor/labels", json={**rows, "labels": [1, 0, 1, 1]})
+    assert r.status_code == 200, r.text
+    assert (r.json()["unmatched"], r.json()["unmatched_ids"]) == (3, ["ghost-2"])
 
 
 BAD_LABELS = [
@@ -184,6 +189,10 @@ def test_the_remote_sdk_goes_through_the_routes(served: tuple[Context, str]) -> 
         assert (
             report.unmatched_ids[:2] == ["late-50", "late-51"] and len(report.unmatched_ids) == 20
         )
+        # An unknown id in both of the SDK's requests is still listed once.
+        split = ["ghost-both"] * (MAX_LABELS + 1)
+        twice = ll.monitor.log_labels(split, [1] * len(split), rows=list(range(len(split))))
+        assert (twice.unmatched, twice.unmatched_ids) == (MAX_LABELS + 1, ["ghost-both"])
         ll.monitor.log_business("refund", 3.0, request_id=ids[0], model="m")
         with pytest.raises(ll.InvalidInput, match="predicts numbers") as err:
             ll.monitor.log_labels(ids[:1], ["late"], model="m")

@@ -55,6 +55,7 @@ import sqlalchemy as sa
 from loopline.core.context import Context, get_context
 from loopline.core.db import reading
 from loopline.errors import InvalidInput
+from loopline.monitoring.limits import SHOWN_IDS, first_distinct
 from loopline.monitoring.prediction_log import (
     _parquet_bytes,
     batch_files,
@@ -72,7 +73,7 @@ _FEW_FILES = 8
 #: Prediction files whose fingerprints are loaded per query.
 _HASH_CHUNK = 200
 #: How many unknown request ids a report lists (all are counted).
-UNMATCHED_SHOWN = 20
+UNMATCHED_SHOWN = SHOWN_IDS
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,11 @@ class LabelReport:
 
     ``received`` = ``matched`` + ``unmatched`` (request id not logged, yet) + ``no_row``
     (a label that names no row, for a request of several rows) + ``out_of_range`` (a row
-    past the request's last: ``(request id, row, rows it has)``). All are stored; the
-    lists hold the first 20 of each kind and :attr:`warnings` says what to do.
+    past the request's last: ``(request id, row, rows it has)``). The counts are of labels;
+    ``unmatched_ids`` and ``no_row_ids`` name the first 20 distinct request ids of their
+    kind, each once in the order first seen (a request labelled row by row is one id), and
+    ``out_of_range_rows`` the first 20 labels. All are stored; :attr:`warnings` says what
+    to do.
     """
 
     received: int
@@ -500,10 +504,10 @@ def _report(
         len(ids),
         len(ids) - len(unmatched) - len(no_row) - len(out_of_range),
         len(unmatched),
-        unmatched[:UNMATCHED_SHOWN],
+        first_distinct(unmatched, UNMATCHED_SHOWN),
         duplicates=duplicates,
         no_row=len(no_row),
-        no_row_ids=no_row[:UNMATCHED_SHOWN],
+        no_row_ids=first_distinct(no_row, UNMATCHED_SHOWN),
         out_of_range=len(out_of_range),
         out_of_range_rows=out_of_range[:UNMATCHED_SHOWN],
     )

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from loopline.config import Settings
 from loopline.errors import InvalidInput
-from loopline.monitoring.limits import MAX_LABELS
+from loopline.monitoring.limits import MAX_LABELS, SHOWN_IDS, first_distinct
 from loopline.monitoring.wire import (
     BusinessRequest,
     BusinessResponse,
@@ -124,8 +124,10 @@ def log_labels(
         total.no_row_ids.extend(part.no_row_ids)
         total.out_of_range += part.out_of_range
         total.out_of_range_rows.extend(part.out_of_range_rows)
-    for shown in (total.unmatched_ids, total.no_row_ids, total.out_of_range_rows):
-        del shown[20:]
+    # Each request's answer lists an id once; an id in two requests is still one id.
+    total.unmatched_ids = first_distinct(total.unmatched_ids, SHOWN_IDS)
+    total.no_row_ids = first_distinct(total.no_row_ids, SHOWN_IDS)
+    del total.out_of_range_rows[SHOWN_IDS:]
     return total
 
 

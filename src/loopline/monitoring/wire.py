@@ -235,8 +235,10 @@ class LabelsResponse(_Answer):
     """What became of the labels (``received`` = ``matched`` + ``unmatched`` +
     ``no_row`` + ``out_of_range``), and the first ids of each kind.
 
-    ``unmatched_ids`` lists at most 20 of the ``unmatched`` ids; they are stored all the
-    same (their prediction may still be in a model server's buffer). ``no_row``: labels
+    The counts are of labels. ``unmatched_ids`` names the first 20 distinct request ids of
+    the ``unmatched`` labels, each once in the order first seen (a request labelled row by
+    row is one id); they are stored all the same (their prediction may still be in a model
+    server's buffer). ``no_row_ids`` lists its ids the same way. ``no_row``: labels
     that name no row for a request that had several (compared with no prediction);
     ``out_of_range``: labels for a row past the request's last. ``warnings`` says so in
     words.
