@@ -61,3 +61,18 @@ def count_points(db_uri: str, run_ids: list[str]) -> tuple[dict[str, int], list[
     counts = Counter(run_id for run_id, *_rest in points)
     dupes = [tuple(str(x) for x in point) for point, n in Counter(points).items() if n > 1]
     return dict(counts), dupes
+
+
+def run_with_id(engine: sa.Engine, experiment: str, run_id: str) -> str:
+    """Write a FINISHED run with the id ``run_id`` (the store draws a random one) into
+    ``experiment``; for ids that share a prefix, which random ids almost never do."""
+    from dataclasses import replace
+
+    from loopline.tracking import store
+    from loopline.tracking.entities import now_ms
+    from loopline.tracking.experiments import get_or_create_experiment
+
+    new = store.new_run(get_or_create_experiment(engine, experiment))
+    new = replace(new, record=replace(new.record, id=run_id))
+    store.write_run(engine, new, end=("FINISHED", now_ms()))
+    return run_id

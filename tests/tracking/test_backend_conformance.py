@@ -17,15 +17,17 @@ import pytest
 import loopline as ll
 from loopline.core.artifacts import hash_bytes
 from loopline.core.context import Context
+from loopline.core.db import create_engine_for
 from loopline.errors import Conflict, InvalidInput, NotFound
-from loopline.tracking.api import ENVIRONMENT_TAG, ERROR_TAG
+from loopline.tracking import store
+from loopline.tracking.api import ENVIRONMENT_TAG, ERROR_TAG, resolve_run_id
 from loopline.tracking.backend import TrackingBackend, backend_for
 from loopline.tracking.embedded import EmbeddedBackend
 from loopline.tracking.entities import MetricPoint
 from loopline.tracking.environment import ENVIRONMENT_ARTIFACT
 from loopline.tracking.remote import RemoteBackend, RemoteSink
 from loopline.tracking.validation import MAX_FLOAT
-from tests.tracking.backends import count_points, database, server
+from tests.tracking.backends import count_points, database, run_with_id, server
 
 BACKENDS = ["embedded-sqlite", "embedded-postgresql", "remote-sqlite", "remote-postgresql"]
 
@@ -343,6 +345,40 @@ def test_an_id_that_only_starts_like_a_run_id_is_not_found(
 def test_odd_run_ids_are_not_found_naming_the_id(tracking: Context, odd: str) -> None:
     with pytest.raises(NotFound, match=f"run {re.escape(repr(odd))} does not exist"):
         ll.get_run(odd)
+
+
+def test_a_run_id_prefix_resolves_to_its_run_in_every_mode(
+    tracking: Context, exp: str, backend_env: tuple[str, str, str, Path]
+) -> None:
+    # Two runs whose ids share 10 characters (the store draws random ids: these are written
+    # with chosen ones into the backend's database), and a third that differs at the 10th.
+    base = uuid.uuid4().hex[:9]
+    remote = backend_env[0] == "remote"
+    engine = create_engine_for(backend_env[2]) if remote else tracking.engine
+    try:
+        twins = [run_with_id(engine, exp, base + digit * 23) for digit in "01"]
+        other = run_with_id(engine, exp, base + "f" * 23)
+        store.delete_run(engine, other)  # get_run shows a deleted run: a prefix finds it
+    finally:
+        if remote:
+            engine.dispose()
+    assert resolve_run_id(twins[0][:10]) == twins[0]
+    assert resolve_run_id(other[:10]) == other
+    assert resolve_run_id(other) == other
+    with pytest.raises(InvalidInput, match=f"prefix '{base}' is ambiguous") as caught:
+        resolve_run_id(base)
+    assert caught.value.field == "run_id" and "more characters" in (caught.value.hint or "")
+    assert twins[0] in str(caught.value) and twins[1] in str(caught.value)
+    with pytest.raises(InvalidInput, match="too short: give at least 8") as short:
+        resolve_run_id(base[:7], field="uri")
+    assert short.value.field == "uri"
+    with pytest.raises(NotFound, match="no run id starts with it"):
+        resolve_run_id(("0" if base[0] != "0" else "1") + base[1:] + "0")
+    # Not a hex prefix: given back unchanged for get_run to judge (NotFound), as before.
+    for text in ("nope", other[:10].upper(), other + "0", "3f2a-9c0d"):
+        assert resolve_run_id(text) == text
+        with pytest.raises(NotFound, match="does not exist"):
+            ll.get_run(text)
 
 
 def test_bad_arguments_are_invalid_input_in_every_mode(tracking: Context, exp: str) -> None:

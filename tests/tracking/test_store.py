@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -15,6 +16,7 @@ from loopline.tracking.entities import ArtifactEntry, Metric, MetricPoint, RunIn
 from loopline.tracking.metrics import stored_points
 from loopline.tracking.tables import latest_metrics
 from loopline.tracking.validation import MAX_FLOAT
+from tests.tracking.backends import run_with_id
 
 
 def test_experiment_create_get_and_name_conflict(ctx: Context) -> None:
@@ -343,3 +345,55 @@ def test_artifacts_map_paths_to_blobs(ctx: Context) -> None:
     assert [a.path for a in lineage.list_artifacts(ctx.engine, run.id, "model")] == ["model/w.bin"]
     with pytest.raises(InvalidInput, match=r"'\.\.' segment"):
         lineage.add_artifacts(ctx.engine, run.id, [ArtifactEntry("../x", one, 3)])
+
+
+def test_run_ids_starting_finds_the_runs_a_prefix_starts_and_no_neighbour(ctx: Context) -> None:
+    # Ids around the digit boundaries of the range's upper end: ...09 -> ...0a, ...0f -> ...10.
+    ids = {
+        tail: run_with_id(ctx.engine, "prefixes", "abcdef" + tail + "0" * 24)
+        for tail in ("09", "0a", "0f", "10")
+    }
+    twin = run_with_id(ctx.engine, "prefixes", "abcdef09" + "1" * 24)
+    store.delete_run(ctx.engine, twin)  # deleted runs count: get_run finds them too
+    assert store.run_ids_starting(ctx.engine, "abcdef09") == [ids["09"], twin]
+    assert store.run_ids_starting(ctx.engine, "abcdef0a") == [ids["0a"]]
+    assert store.run_ids_starting(ctx.engine, "abcdef0f") == [ids["0f"]]
+    assert store.run_ids_starting(ctx.engine, "abcdef1") == [ids["10"]]
+    assert store.run_ids_starting(ctx.engine, "abcdef0", limit=10) == [
+        ids["09"],
+        twin,
+        ids["0a"],
+        ids["0f"],
+    ]
+    assert store.run_ids_starting(ctx.engine, "abcdef0", limit=1) == [ids["09"]]
+    assert store.run_ids_starting(ctx.engine, "abcdef2") == []
+    assert store.run_ids_starting(ctx.engine, ids["10"][:31]) == [ids["10"]]
+
+
+@pytest.mark.parametrize("bad", ["", "ABCDEF09", "abcdef0%", "abcdef_9", "a" * 32, 5], ids=repr)
+def test_a_run_id_prefix_that_is_no_hex_start_of_an_id_is_refused(ctx: Context, bad: str) -> None:
+    with pytest.raises(InvalidInput, match="lowercase hex digits") as caught:
+        store.run_ids_starting(ctx.engine, bad)
+    assert caught.value.field == "run_id"
+
+
+def test_a_run_id_prefix_is_looked_up_on_the_primary_key_index(embedded_ctx: Context) -> None:
+    """Not a scan of every run: SQLite's plan for the statement the store sends searches
+    the key's index (PostgreSQL plans small tables as scans either way)."""
+    engine = embedded_ctx.engine
+    run_with_id(engine, "plans", "0123abcd" + "0" * 24)
+    sent: list[tuple[str, Any]] = []
+
+    def remember(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        sent.append((statement, params))
+
+    sa.event.listen(engine, "before_cursor_execute", remember)
+    try:
+        assert store.run_ids_starting(engine, "0123abcd") == ["0123abcd" + "0" * 24]
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", remember)
+    [(statement, params)] = [s for s in sent if "runs" in s[0]]
+    with engine.connect() as conn:
+        plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params).all()
+    details = " ".join(str(row[-1]) for row in plan)
+    assert "SEARCH runs USING" in details and "INDEX" in details, details

@@ -43,17 +43,20 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from loopline.core.context import Context, get_context
-from loopline.errors import BackendUnavailable, Conflict, InvalidInput, remedy
+from loopline.errors import BackendUnavailable, Conflict, InvalidInput, NotFound, remedy
 from loopline.tracking import active, artifact_files, deferred, environment, ingest
 from loopline.tracking._dialect import MetricRow
 from loopline.tracking.backend import TrackingBackend, backend_for
 from loopline.tracking.entities import (
+    MIN_RUN_ID_PREFIX,
+    RUN_ID_LENGTH,
     ArtifactEntry,
     MetricPoint,
     NewRun,
     RunInput,
     RunRecord,
     ViewType,
+    is_run_id_prefix,
     now_ms,
 )
 from loopline.tracking.experiments import check_experiment_name
@@ -808,6 +811,56 @@ def get_run(run_id: str) -> Run:
     deferred.write_all()
     ingest.flush_all()
     return Run(backend_for(ctx).get_run(run_id), ctx)
+
+
+def resolve_run_id(
+    run_id: str, *, field: str = "run_id", min_length: int = MIN_RUN_ID_PREFIX
+) -> str:
+    """The full id of the one run whose id starts with ``run_id``, as git and docker take
+    an abbreviated id: at least ``min_length`` lowercase hex characters.
+
+    Anything else is given back unchanged, without a query, for the read that follows to
+    judge: a full-length id, and text that is no hex prefix (so ``runs show nope`` still
+    says the run does not exist). A hex prefix shorter than ``min_length``, or one that
+    starts several runs, is :class:`~loopline.errors.InvalidInput` on ``field`` (the
+    latter naming the candidates); one that starts none is
+    :class:`~loopline.errors.NotFound`. Deleted runs count too, as ``get_run`` finds them.
+    Against a Loopline server the prefix goes through its run search with the same rules.
+    :func:`get_run` itself takes full ids only.
+
+    Example:
+        >>> import loopline as ll, tempfile
+        >>> _ = ll.init(uri="sqlite:///:memory:", artifacts=tempfile.mkdtemp())
+        >>> with ll.start_run(experiment="demo") as run:
+        ...     pass
+        >>> resolve_run_id(run.id[:8]) == run.id
+        True
+    """
+    if type(run_id) is not str or len(run_id) >= RUN_ID_LENGTH or not is_run_id_prefix(run_id):
+        return run_id
+    if len(run_id) < min_length:
+        raise InvalidInput(
+            f"run id prefix {run_id!r} is too short: give at least {min_length} characters",
+            field=field,
+            hint=f"pass at least the first {min_length} characters of the id "
+            "(`loopline runs ls` shows them)",
+        )
+    ctx = get_context()
+    deferred.write_all()  # a run this process started but has not written yet
+    found = backend_for(ctx).run_ids_starting(run_id, limit=2)
+    if not found:
+        raise NotFound(
+            f"run {run_id!r} does not exist (no run id starts with it)",
+            hint="list runs with `loopline runs ls` and check the id",
+        )
+    if len(found) > 1:
+        raise InvalidInput(
+            f"run id prefix {run_id!r} is ambiguous: it starts {found[0]}, {found[1]} and "
+            "maybe more",
+            field=field,
+            hint="give more characters of the id",
+        )
+    return found[0]
 
 
 def metric_history(run_id: str, key: str) -> list[MetricPoint]:

@@ -151,6 +151,30 @@ class TrackingBackend(ABC):
             >>> # backend.get_run(run_id).params  -> {'lr': '0.1'}
         """
 
+    def run_ids_starting(self, prefix: str, *, limit: int = 2) -> list[str]:
+        """The ids (at most ``limit``) of the runs, deleted ones too, that start with
+        ``prefix`` (lowercase hex, shorter than an id).
+
+        This default asks :meth:`search_runs` (``attributes.run_id LIKE 'prefix%'``), which
+        a Loopline server answers with the same rules; the embedded backend queries the
+        runs' primary key directly.
+
+        Example:
+            >>> # backend.run_ids_starting("3f2a9c0d")  -> ['3f2a9c0d1e2f4a5b6c7d8e9f00112233']
+        """
+        from loopline.tracking.store import check_run_id_prefix
+
+        check_run_id_prefix(prefix)
+        page = self.search_runs(
+            experiments=None,
+            filter=f"attributes.run_id LIKE '{prefix}%'",  # hex only: nothing to quote
+            order_by=["attributes.run_id ASC"],
+            max_results=limit,
+            page_token=None,
+            view="all",
+        )
+        return [run.id for run in page.runs]
+
     @abstractmethod
     def finish_run(
         self, run_id: str, *, status: str, end_time: int, writer: MetricWriter | None

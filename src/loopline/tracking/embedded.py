@@ -164,6 +164,14 @@ class EmbeddedBackend(TrackingBackend):
         """
         return store.get_run(self.ctx.engine, run_id)
 
+    def run_ids_starting(self, prefix: str, *, limit: int = 2) -> list[str]:
+        """See :meth:`TrackingBackend.run_ids_starting`: a range on the runs' primary key.
+
+        Example:
+            >>> # backend.run_ids_starting("3f2a9c0d")  -> ['3f2a9c0d1e2f4a5b6c7d8e9f00112233']
+        """
+        return store.run_ids_starting(self.ctx.engine, prefix, limit=limit)
+
     def finish_run(
         self, run_id: str, *, status: str, end_time: int, writer: MetricWriter | None
     ) -> None:

@@ -14,6 +14,22 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
+#: How long a run id is: 32 lowercase hex characters (``uuid4().hex``).
+RUN_ID_LENGTH = 32
+#: The fewest characters of a run id the CLI takes for it (git's default abbreviation is 7).
+MIN_RUN_ID_PREFIX = 8
+
+
+def is_run_id_prefix(text: str) -> bool:
+    """True when ``text`` is 1 or more lowercase hex digits, as a run id starts.
+
+    Example:
+        >>> is_run_id_prefix("3f2a9c0d"), is_run_id_prefix("3F2A"), is_run_id_prefix("")
+        (True, False, False)
+    """
+    return bool(text) and not set(text) - set("0123456789abcdef")
+
+
 #: Which runs or experiments a search sees: soft-deleted ones are hidden by default.
 ViewType = Literal["active", "deleted", "all"]
 

@@ -42,6 +42,7 @@ from loopline.tracking import metrics as metric_store
 from loopline.tracking import run_json
 from loopline.tracking._dialect import MetricRow, cached_statement, insert_for
 from loopline.tracking.entities import (
+    RUN_ID_LENGTH,
     ArtifactEntry,
     Experiment,
     LoggedBatch,
@@ -49,6 +50,7 @@ from loopline.tracking.entities import (
     MetricPoint,
     NewRun,
     RunRecord,
+    is_run_id_prefix,
     now_ms,
 )
 from loopline.tracking.experiments import get_experiment
@@ -419,6 +421,56 @@ def get_run(engine: Engine, run_id: str) -> RunRecord:
             hint="list runs with `loopline runs ls` and check the id",
         )
     return found[0]
+
+
+_HEX_DIGITS = "0123456789abcdef"
+
+
+def check_run_id_prefix(prefix: str) -> str:
+    """``prefix`` when it can start a run id and is not one: 1 to 31 lowercase hex digits.
+
+    Example:
+        >>> check_run_id_prefix("3f2a9c0d")
+        '3f2a9c0d'
+    """
+    if type(prefix) is not str or len(prefix) >= RUN_ID_LENGTH or not is_run_id_prefix(prefix):
+        raise InvalidInput(
+            f"a run id prefix is 1 to {RUN_ID_LENGTH - 1} lowercase hex digits, got {prefix!r}",
+            field="run_id",
+            hint="pass the first characters of an id as `loopline runs ls` shows it",
+        )
+    return prefix
+
+
+def run_ids_starting(engine: Engine, prefix: str, *, limit: int = 2) -> list[str]:
+    """The ids (at most ``limit``, in order) of the runs, deleted ones too, whose id starts
+    with ``prefix``, a lowercase hex string shorter than a run id.
+
+    A range on the primary key (``prefix <= id < successor``) that the index answers on
+    SQLite and PostgreSQL alike; ``LIKE 'prefix%'`` is a full scan on PostgreSQL unless the
+    database collation is C. The successor is the prefix with its last digit raised
+    (``...9`` -> ``...a``, ``...f`` -> ``...g``): letters and digits only, which sort the
+    same in every collation, unlike a ``'\uffff'`` sentinel or ``':'`` after ``'9'``.
+
+    Example:
+        >>> from loopline.core.db import create_engine_for, upgrade
+        >>> engine = create_engine_for("sqlite:///:memory:"); upgrade(engine)
+        >>> run = create_run(engine, 0)
+        >>> run_ids_starting(engine, run.id[:8]) == [run.id]
+        True
+    """
+    check_run_id_prefix(prefix)
+    last = prefix[-1]
+    successor = prefix[:-1] + ("g" if last == "f" else _HEX_DIGITS[_HEX_DIGITS.index(last) + 1])
+    query = (
+        sa.select(runs.c.id)
+        .where(runs.c.id >= prefix, runs.c.id < successor)
+        .order_by(runs.c.id)
+        .limit(limit)
+    )
+    with reading(engine) as conn:
+        found = [str(row.id) for row in conn.execute(query)]
+    return [run_id for run_id in found if run_id.startswith(prefix)]
 
 
 def update_run(
