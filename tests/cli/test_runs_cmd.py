@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import loopline as ll
 from loopline.core.calendar import utc_text_ms
 from loopline.core.context import Context
 from tests.cli_run import run_cli, run_loopline
+from tests.tracking.backends import run_with_id
 
 
 def _runs(
@@ -66,6 +68,8 @@ def test_ls_in_80_columns_splits_no_id_status_date_or_header(
 ) -> None:
     # Rich folded every column to fit 80 columns: FINISHED read 'FINI' / 'SHED', and dates
     # and headers broke alike. Only free text (names, experiments, metrics) may fold now.
+    # The whole ids took 32 of the 80 columns: they are cut to their first 8 characters,
+    # which every runs command takes (the header says so).
     done = _runs(ctx, "ls", "-e", "cli", env={"COLUMNS": "80"})
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -73,8 +77,59 @@ def test_ls_in_80_columns_splits_no_id_status_date_or_header(
     shown = {word for line in lines for word in line.split()}
     runs = _json(ctx, "ls", "-e", "cli")["runs"]
     started = {w for r in runs for w in utc_text_ms(r["start_time"]).split()}
-    expected = {*three, "FINISHED", *started, "id", "status", "started", "(UTC)", "duration"}
+    short = {run_id[:8] for run_id in three}
+    expected = {*short, "FINISHED", *started, "id", "(first", "8)", "status", "duration"}
     assert expected <= shown, (expected - shown, done.stdout)
+    assert not set(three) & shown, done.stdout
+    wide = _runs(ctx, "ls", "-e", "cli", env={"COLUMNS": "200"})
+    assert set(three) <= {w for line in wide.stdout.splitlines() for w in line.split()}
+    assert "(first" not in wide.stdout, wide.stdout
+    listed = orjson.loads(_runs(ctx, "ls", "-e", "cli", "--json", env={"COLUMNS": "80"}).stdout)
+    assert sorted(r["id"] for r in listed["runs"]) == sorted(three)  # JSON: whole ids
+
+
+def test_ls_in_80_columns_leaves_names_room_to_read(ctx: Context) -> None:
+    # With 32-character ids the name, experiment and metrics columns were 4 characters
+    # wide: 'lgbm' / '-tun' / 'ed-d' / 'epth' / '8'. With 8-character ids they get twice that
+    # and more: a name of 8 characters stays on one line, a longer one folds in few pieces.
+    names = ["baseline", "lgbm-tuned-depth8", "xgb-extra"]
+    for i, name in enumerate(names):
+        with ll.start_run(experiment="churn-prediction", name=name) as run:
+            run.log_metrics({"auc": 0.8 + i / 100, "logloss": 0.4})
+    done = _runs(ctx, "ls", "-e", "churn-prediction", env={"COLUMNS": "80"})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert max(map(len, lines)) <= 80, done.stdout
+    cells = [cell.strip() for line in lines for cell in line.replace("│", "\0").split("\0")]
+    assert "baseline" in cells, done.stdout
+    width = max(len(cell) for cell in cells if cell and "lgbm-tuned-depth8".startswith(cell))
+    assert width >= 8, done.stdout
+
+
+def test_show_and_compare_take_a_run_id_prefix(ctx: Context, three: list[str]) -> None:
+    shown = _json(ctx, "show", three[1][:8])
+    assert shown["id"] == three[1] and shown["name"] == "b"
+    result = _json(ctx, "compare", three[0][:8], three[1][:12], three[2])
+    assert [r["id"] for r in result["runs"]] == three
+    text = _runs(ctx, "show", three[0][:10])
+    assert text.returncode == 0 and f"run {three[0]}" in text.stdout
+
+
+def test_an_ambiguous_or_too_short_run_id_prefix_is_refused(ctx: Context) -> None:
+    base = uuid.uuid4().hex[:10]
+    twins = [run_with_id(ctx.engine, "twins", base + digit * 22) for digit in "ab"]
+    done = _runs(ctx, "show", base)
+    assert done.returncode == 2, done.stderr  # InvalidInput
+    assert f"run id prefix '{base}' is ambiguous" in done.stderr
+    assert twins[0] in done.stderr and twins[1] in done.stderr
+    assert "give more characters" in done.stderr and "Traceback" not in done.stderr
+    assert _json(ctx, "show", twins[1][:11])["id"] == twins[1]
+    compared = _runs(ctx, "compare", twins[0], base)
+    assert compared.returncode == 2 and "ambiguous" in compared.stderr
+    short = _runs(ctx, "show", base[:7])
+    assert short.returncode == 2 and "too short: give at least 8 characters" in short.stderr
+    missing = _runs(ctx, "show", ("0" if base[0] != "0" else "1") + base[1:8])
+    assert missing.returncode == 4 and "does not exist" in missing.stderr
 
 
 def test_ls_reports_a_bad_filter_with_its_position(ctx: Context, three: list[str]) -> None:

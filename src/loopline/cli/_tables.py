@@ -10,6 +10,11 @@ columns too little room, it is drawn without the box (a rule under the header an
 spaces between columns), which gives them 10 more characters. A terminal too narrow even
 for the word columns alone gets Rich's own even squeeze.
 
+A run id is 32 characters, which at 80 columns left the names and metrics of ``runs ls`` 4
+characters each. The columns named in ``run_ids`` show each id whole when the whole table
+fits, and else, as git and docker do, its first :data:`SHORT_ID` characters, with the
+header saying so (``id (first 8)``): every command that takes a run id takes that prefix.
+
 Example:
     >>> from rich.console import Console
     >>> table = list_table("runs", ("id", "status", "name"), words=("id", "status"))
@@ -21,6 +26,15 @@ Example:
     3f2a9c0d1e2f4a5b6c7d8e9f00112233  FINISHED  a long
                                                 name
                                                 here
+    >>> table = list_table("runs", ("id", "status", "name"), words=("status",), run_ids=("id",))
+    >>> table.add_row("3f2a9c0d1e2f4a5b6c7d8e9f00112233", "FINISHED", "a long name here")
+    >>> with console.capture() as out:
+    ...     console.print(table)
+    >>> print("\\n".join(line.rstrip() for line in out.get().splitlines()[1:5]))
+    ┏━━━━━━━━━━━━━━┳━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━┓
+    ┃ id (first 8) ┃ status   ┃ name             ┃
+    ┡━━━━━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━┩
+    │ 3f2a9c0d     │ FINISHED │ a long name here │
 """
 
 from __future__ import annotations
@@ -36,30 +50,46 @@ from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.table import Column, Table
 from rich.text import Text
 
+from loopline.tracking.entities import MIN_RUN_ID_PREFIX, RUN_ID_LENGTH, is_run_id_prefix
+
 #: The least a free-text column is given before the table drops its box for more room.
 TEXT_MIN = 6
 #: What a free-text column keeps before a word column may take room to stay on one line.
 TEXT_ROOM = 12
+#: How many characters of a run id a table too narrow for whole ids shows: the fewest that
+#: the commands taking a run id accept.
+SHORT_ID = MIN_RUN_ID_PREFIX
 
 
-def list_table(title: str | None, columns: Sequence[str], *, words: Collection[str]) -> Table:
-    """A table with ``columns``, of which ``words`` hold single words that are never split.
+def list_table(
+    title: str | None,
+    columns: Sequence[str],
+    *,
+    words: Collection[str],
+    run_ids: Collection[str] = (),
+) -> Table:
+    """A table with ``columns``, of which ``words`` hold single words that are never split
+    and ``run_ids`` hold run ids, shown whole when the table fits and else shortened to
+    their first :data:`SHORT_ID` characters (the header says so).
 
     The other columns fold (``overflow="fold"``: a long name folds rather than being cut to
-    ``…``). Add rows with ``add_row`` as to any Rich table.
+    ``…``). Add rows with ``add_row`` as to any Rich table; a run id column's cells are the
+    full ids (or empty).
 
     Example:
         >>> t = list_table("datasets", ("name", "kind"), words=("kind",))
         >>> [c.header for c in t.columns]
         ['name', 'kind']
     """
-    unknown = set(words) - set(columns)
+    unknown = (set(words) | set(run_ids)) - set(columns)
     if unknown:
-        raise ValueError(f"word columns {sorted(unknown)} are not among {list(columns)}")
+        raise ValueError(f"columns {sorted(unknown)} are not among {list(columns)}")
     table = _FittedTable(title=title)
+    whole = set(words) | set(run_ids)
     for header in columns:
-        table.add_column(header, overflow="fold", no_wrap=header in words)
-    table.word_columns = frozenset(i for i, header in enumerate(columns) if header in words)
+        table.add_column(header, overflow="fold", no_wrap=header in whole)
+    table.word_columns = frozenset(i for i, header in enumerate(columns) if header in whole)
+    table.run_id_columns = frozenset(i for i, header in enumerate(columns) if header in run_ids)
     return table
 
 
@@ -68,6 +98,7 @@ class _FittedTable(Table):
     word columns whole at the console's width (see the module docstring)."""
 
     word_columns: frozenset[int] = frozenset()
+    run_id_columns: frozenset[int] = frozenset()
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         yield from Table.__rich_console__(
@@ -81,6 +112,8 @@ class _FittedTable(Table):
         known = [size for size in sizes if size is not None]
         if sum(size.natural for size in known) <= _room(self, width):
             return self
+        if self.run_id_columns:
+            return self._short_ids()._fitted(console, width)
         boxed = self._with_widths(known, width, text_floor=_text_floor)
         if boxed is not None:
             return boxed
@@ -98,6 +131,22 @@ class _FittedTable(Table):
         # still be copied; one cut short by a no_wrap column is another id).
         bare.columns = [replace(column, no_wrap=False) for column in self.columns]
         return bare
+
+    def _short_ids(self) -> _FittedTable:
+        """A copy whose run id columns show each id's first :data:`SHORT_ID` characters."""
+        short = copy.copy(self)
+        short.run_id_columns = frozenset()
+        short.columns = [
+            replace(
+                column,
+                header=f"{column.header} (first {SHORT_ID})",
+                _cells=[_short_id(cell) for cell in column.cells],
+            )
+            if i in self.run_id_columns
+            else column
+            for i, column in enumerate(self.columns)
+        ]
+        return short
 
     def _with_widths(
         self, sizes: list[_Size], width: int, *, text_floor: Callable[[_Size], int]
@@ -127,6 +176,13 @@ class _FittedTable(Table):
             for i, column in enumerate(self.columns)
         ]
         return fitted
+
+
+def _short_id(cell: RenderableType) -> RenderableType:
+    """A run id's first :data:`SHORT_ID` characters; any other cell as it is."""
+    if isinstance(cell, str) and len(cell) == RUN_ID_LENGTH and is_run_id_prefix(cell):
+        return cell[:SHORT_ID]
+    return cell
 
 
 class _Size(NamedTuple):

@@ -90,7 +90,8 @@ def show_cmd(
         table = list_table(
             f"{name}: {len(found)} version{'' if len(found) == 1 else 's'}",
             ("version", "aliases", "flavor", "run", "registered (UTC)"),
-            words=("version", "flavor", "run", "registered (UTC)"),
+            words=("version", "flavor", "registered (UTC)"),
+            run_ids=("run",),
         )
         for v in found:
             table.add_row(

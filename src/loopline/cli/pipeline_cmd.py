@@ -221,7 +221,9 @@ def run_cmd(
 
 @app.command("resume")
 def resume_cmd(
-    run_id: str = typer.Argument(..., help="The pipeline run to resume."),
+    run_id: str = typer.Argument(
+        ..., help="The pipeline run to resume: its id, or the first 8 or more characters."
+    ),
     executor: str = typer.Option(
         None, "--executor", "-x", help="Run on another executor than the first time."
     ),
@@ -231,11 +233,13 @@ def resume_cmd(
 
     Example: loopline pipeline resume 3f2a9c0e5b7d4e1f8a6b2c9d0e1f2a3b --json
     """
+    from loopline.tracking.api import resolve_run_id
     from loopline.training.executors import check_executor_name
     from loopline.training.pipeline import resume
 
     if executor is not None:
         check_executor_name(executor)
+    run_id = resolve_run_id(run_id)
     _project_on_path()
     with _progress(f"resume {run_id[:8]}") as on_event:
         result = resume(run_id, executor=executor, on_event=on_event)
@@ -281,12 +285,13 @@ def ls_cmd(
             }
         )
         return
-    # The id whole, to paste into `pipeline show/resume` (a narrow terminal cut it to 9
-    # characters and an ellipsis); the free-text columns fold instead.
+    # The id whole when the table fits, else its first 8 characters, which `pipeline
+    # show/resume` take as well (a narrow terminal cut it to 9 characters and an ellipsis).
     table = list_table(
         "pipeline runs",
         ("run", "pipeline", "status", "executor", "started", "time", "steps"),
-        words=("run", "status", "executor", "started", "time"),
+        words=("status", "executor", "started", "time"),
+        run_ids=("run",),
     )
     for r in runs:
         style = _STYLE.get(r.status, "")
@@ -304,17 +309,20 @@ def ls_cmd(
 
 @app.command("show")
 def show_cmd(
-    run_id: str = typer.Argument(..., help="The pipeline run to show."),
+    run_id: str = typer.Argument(
+        ..., help="The pipeline run to show: its id, or the first 8 or more characters."
+    ),
     json_out: bool = _JSON,
 ) -> None:
     """Show a pipeline run: params and, per step, status, attempts, lineage and errors.
 
-    Example: loopline pipeline show 3f2a9c0e5b7d4e1f8a6b2c9d0e1f2a3b --json
+    Example: loopline pipeline show 3f2a9c0e --json
     """
+    from loopline.tracking.api import resolve_run_id
     from loopline.training.pipeline import get_pipeline_run
     from loopline.training.runner import display
 
-    result = get_pipeline_run(run_id)
+    result = get_pipeline_run(resolve_run_id(run_id))
     rec = result.record
     if json_out:
         print_json(

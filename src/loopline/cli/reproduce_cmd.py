@@ -69,7 +69,9 @@ def _print(result: Reproduction) -> None:
 
 def reproduce(
     uri: str = typer.Argument(
-        ..., help="models:/NAME/VERSION, models:/NAME@ALIAS, or a pipeline (step) run id."
+        ...,
+        help="models:/NAME/VERSION, models:/NAME@ALIAS, or a pipeline (step) run id (or its "
+        "first 8 or more characters).",
     ),
     env: str = typer.Option(
         "fresh",
@@ -116,9 +118,12 @@ def reproduce(
 
     Example: loopline reproduce models:/churn/3 --env current --tolerance 1e-6 --json
     """
+    from loopline.tracking.api import resolve_run_id
     from loopline.training.reproduce import STAGES
     from loopline.training.reproduce import reproduce as run_reproduction
 
+    if not uri.startswith("models:/"):
+        uri = resolve_run_id(uri, field="uri")  # reproduce itself takes whole ids only
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),

@@ -95,7 +95,8 @@ def ls_cmd(
     table = list_table(
         f"runs ({len(page)})",
         ("id", "name", "experiment", "status", "started (UTC)", "duration", "metrics"),
-        words=("id", "status", "started (UTC)", "duration"),
+        words=("status", "started (UTC)", "duration"),
+        run_ids=("id",),
     )
     for run in page:
         data = run.to_dict()
@@ -119,16 +120,16 @@ def ls_cmd(
 
 @app.command("show")
 def show_cmd(
-    run_id: str = typer.Argument(..., help="The run id."),
+    run_id: str = typer.Argument(..., help="The run id, or its first 8 or more characters."),
     json_out: bool = typer.Option(False, "--json", help="Print the run as JSON."),
 ) -> None:
     """Show one run: its status, params, metrics, tags, inputs and artifacts.
 
-    Example: loopline runs show 3f2a9c0d1e2f4a5b6c7d8e9f00112233
+    Example: loopline runs show 3f2a9c0d
     """
-    from loopline.tracking.api import get_run
+    from loopline.tracking.api import get_run, resolve_run_id
 
-    run = get_run(run_id)
+    run = get_run(resolve_run_id(run_id))
     data = _run_json(run)
     artifacts = [a.__dict__ for a in run.artifacts]
     if json_out:
@@ -212,20 +213,22 @@ def comparison(runs: list[Any]) -> dict[str, Any]:
 
 @app.command("compare")
 def compare_cmd(
-    run_ids: list[str] = typer.Argument(..., help="Two or more run ids; the first is the base."),
+    run_ids: list[str] = typer.Argument(
+        ..., help="Two or more run ids (or their first 8+ characters); the first is the base."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
 ) -> None:
     """Compare runs: the params that differ, and metric deltas against the first run.
 
-    Example: loopline runs compare 3f2a9c0d1e2f4a5b6c7d8e9f00112233 a1b2c3d4e5f60718293a4b5c6d7e8f90
+    Example: loopline runs compare 3f2a9c0d a1b2c3d4e5f60718293a4b5c6d7e8f90
     """
-    from loopline.tracking.api import get_run
+    from loopline.tracking.api import get_run, resolve_run_id
 
     if len(run_ids) < 2:
         raise InvalidInput(
             "compare needs at least two run ids", field="run_ids", hint="pass two or more ids"
         )
-    runs = [get_run(i) for i in run_ids]
+    runs = [get_run(resolve_run_id(i, field="run_ids")) for i in run_ids]
     result = comparison(runs)
     if json_out:
         print_json(result)
