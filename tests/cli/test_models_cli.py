@@ -67,7 +67,8 @@ def test_ls_and_the_version_list_in_80_columns_split_no_id_version_or_date(
     ctx: Context, churn: list[str]
 ) -> None:
     # Rich folded every column to fit: a run id in `models show` broke over lines, and the
-    # dates with it. The word columns stay whole now; aliases and descriptions may fold.
+    # dates with it. The word columns stay whole now; aliases and descriptions may fold. A
+    # run id too long for the width shows its first 8 characters, which `runs show` takes.
     narrow = {"COLUMNS": "80"}
     listing = run_loopline(ctx, "models", "ls", env=narrow)
     versions = run_loopline(ctx, "models", "show", "churn", env=narrow)
@@ -75,9 +76,11 @@ def test_ls_and_the_version_list_in_80_columns_split_no_id_version_or_date(
         assert done.returncode == 0, done.stderr
         assert max(map(len, done.stdout.splitlines())) <= 80, done.stdout
     shown = set(versions.stdout.split())
-    assert {*churn, "version", "flavor", "run", "registered", "(UTC)", "sklearn"} <= shown, (
-        versions.stdout
-    )
+    short = {run_id[:8] for run_id in churn}
+    expected = {*short, "version", "flavor", "run", "(first", "registered", "(UTC)", "sklearn"}
+    assert expected <= shown, versions.stdout
+    wide = run_loopline(ctx, "models", "show", "churn", env={"COLUMNS": "200"})
+    assert set(churn) <= set(wide.stdout.split()), wide.stdout
     dates = [v["creation_time"] for v in _json(ctx, "show", "churn")["versions"]]
     assert all(set(utc_text_ms(ms).split()) <= shown for ms in dates), versions.stdout
     assert {"latest", "updated", "(UTC)", "2"} <= set(listing.stdout.split()), listing.stdout

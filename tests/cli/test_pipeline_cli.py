@@ -48,7 +48,7 @@ def test_run_prints_the_summary_and_resume_reruns_the_failed_steps(
         "after": {"status": "skipped", "attempts": 0},
     }
     (tmp_path / "broken").unlink()
-    done = _cli(ctx, "resume", first["run_id"], "--json")
+    done = _cli(ctx, "resume", first["run_id"][:8], "--json")  # a prefix names the run
     assert done.returncode == 0, done.stderr
     second = _json(done)
     assert second["status"] == "finished"
@@ -68,13 +68,18 @@ def test_run_prints_the_summary_and_resume_reruns_the_failed_steps(
     assert shown["steps"]["gate"]["status"] == "failed"
     assert "the gate is broken" in shown["steps"]["gate"]["error"]
     assert shown["steps"]["double"]["inputs"] == {"df": shown["steps"]["load"]["output"]["digest"]}
-    human = _cli(ctx, "show", first["run_id"])
+    human = _cli(ctx, "show", first["run_id"][:9])
     assert human.returncode == 0, human.stderr
     assert "the gate is broken" in human.stdout
-    # In an 80-column terminal the ids stay whole, to paste into `pipeline show/resume`
-    # and `runs show` (`ls` cut them to '463b82906...').
+    # In an 80-column terminal `ls` shows the ids' first 8 characters (it cut them to
+    # '463b82906...', which named no run), and `pipeline show/resume` and `runs show` take
+    # them; a wide one shows them whole.
     narrow = run_loopline(ctx, "pipeline", "ls", env={"COLUMNS": "80"})
-    assert first["run_id"] in narrow.stdout and second["run_id"] in narrow.stdout, narrow.stdout
+    words = {w for line in narrow.stdout.splitlines() for w in line.split()}
+    assert {first["run_id"][:8], second["run_id"][:8], "(first"} <= words, narrow.stdout
+    assert first["run_id"] not in narrow.stdout, narrow.stdout
+    wide = run_loopline(ctx, "pipeline", "ls", env={"COLUMNS": "200"})
+    assert first["run_id"] in wide.stdout and second["run_id"] in wide.stdout, wide.stdout
     narrow = run_loopline(ctx, "pipeline", "show", first["run_id"], env={"COLUMNS": "80"})
     step_runs = [s["run_id"] for s in shown["steps"].values() if s["run_id"]]
     assert step_runs and all(r in narrow.stdout for r in step_runs), narrow.stdout

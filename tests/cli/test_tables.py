@@ -81,3 +81,35 @@ def test_too_narrow_for_the_words_folds_rather_than_cuts_an_id() -> None:
 def test_a_word_column_must_be_one_of_the_columns() -> None:
     with pytest.raises(ValueError, match=r"\['state'\] are not among"):
         list_table(None, ("id", "status"), words=("state",))
+
+
+def _render_ids(width: int) -> str:
+    table = list_table("runs (2)", RUNS, words=WORDS[1:], run_ids=("id",))
+    for row in (*ROWS, ("", "no id", "churn", "RUNNING", "2026-11-28 23:04:13", "", "")):
+        table.add_row(*row)
+    console = Console(width=width)
+    with console.capture() as out:
+        console.print(table)
+    return out.get()
+
+
+def test_run_ids_are_whole_when_the_table_fits_and_8_characters_when_not() -> None:
+    wide = _render_ids(200)
+    assert all(row[0] in wide for row in ROWS) and "(first 8)" not in wide
+    narrow = _render_ids(80)
+    words = set(narrow.split())
+    assert {ROWS[0][0][:8], ROWS[1][0][:8], "(first", "8)", "FINISHED"} <= words, narrow
+    assert not any(row[0][:9] in narrow for row in ROWS), narrow
+    assert max(map(len, narrow.splitlines())) <= 80
+    # The names get the room the ids gave up: 'baseline-model-with-a-long-name' folded into
+    # 4-character pieces next to whole ids; next to 8-character ones into 8 or more.
+    lines = narrow.splitlines()
+    first = next(i for i, line in enumerate(lines) if ROWS[0][0][:8] in line)
+    second = next(i for i, line in enumerate(lines) if ROWS[1][0][:8] in line)
+    pieces = [p for line in lines[first:second] if (p := line.split("│")[2].strip())]
+    assert "".join(pieces) == ROWS[0][1] and len(pieces) <= 4, narrow
+
+
+def test_a_run_id_column_must_be_one_of_the_columns() -> None:
+    with pytest.raises(ValueError, match=r"\['run'\] are not among"):
+        list_table(None, ("id", "status"), words=("status",), run_ids=("run",))
