@@ -19,7 +19,13 @@ from loopline.serving.batch import score
 from loopline.serving.package import app_name, package
 from tests.cli_run import run_loopline
 from tests.conftest import seeded
-from tests.serving.helpers import FEATURES, good_model, register, toy_data
+from tests.serving.helpers import (
+    FEATURES,
+    good_model,
+    register,
+    register_without_example,
+    toy_data,
+)
 
 
 @seeded
@@ -452,3 +458,34 @@ def test_a_model_logged_without_an_example_is_given_the_columns_it_was_fitted_on
     with pytest.raises(InvalidInput, match="missing column 'b'") as e:
         score(f"models:/bare/{version}", src, tmp_path / "short-out.parquet")
     assert e.value.field == "b"
+
+
+def test_a_model_without_a_signature_given_text_names_the_column_and_row(
+    tmp_path: Path, embedded_ctx: Context
+) -> None:
+    # The model raised "could not convert string to float" and `loopline score` exited 1
+    # with only that: no column, no row.
+    data = toy_data(200)
+    version = register_without_example(good_model(data), "nosig")
+    # A column of text, as one word makes it: numbers as strings, which the model takes,
+    # and the words it does not.
+    frame = toy_data(300, seed=3).drop(columns=["label"])
+    frame["b"] = frame["b"].map(repr)
+    frame.loc[[150, 170], "b"] = ["x", "y"]
+    frame.to_parquet(tmp_path / "in.parquet")
+    with pytest.raises(InvalidInput) as e:
+        score(f"models:/nosig/{version}", tmp_path / "in.parquet", tmp_path / "o.parquet")
+    assert e.value.field == "b"
+    assert "column 'b' holds text where the model reads numbers ('x' in row 150)" in (
+        e.value.message
+    )
+    assert "could not convert string to float" in e.value.message
+    assert not (tmp_path / "o.parquet").exists()
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    done = _score_cli(
+        embedded_ctx, f"models:/nosig/{version}", str(tmp_path / "in.csv"),
+        str(tmp_path / "o.csv"), "--chunk-rows", "100",
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "rows 100..199: column 'b' holds text" in done.stderr, done.stderr
+    assert "('x' in row 150)" in done.stderr and "Traceback" not in done.stderr

@@ -164,9 +164,59 @@ def _score_batch(
         frame = (batch if names is None else batch.select(names)).to_pandas()
     # Numbered from the chunk's first row, so a bad value is named by its row in the file.
     frame.index = pd.RangeIndex(first_row, first_row + len(frame))
-    for name, values in _outputs(model, frame, version, probabilities).items():
+    try:
+        outputs = _outputs(model, frame, version, probabilities)
+    except (ValueError, TypeError) as exc:
+        # Without a signature nothing checked the values first: text where the model
+        # reads numbers made it raise, and the user saw only "could not convert string to
+        # float". Name the column and its row, as a signature's check would.
+        text = None if model.signature is not None else _first_text(frame)
+        if text is None:
+            raise
+        column, row, value = text
+        raise InvalidInput(
+            f"column {column!r} holds text where the model reads numbers ({value!r} in row "
+            f"{row}); the model raised {type(exc).__name__}: {str(exc)[:200]}. It was "
+            "logged without an input example, so no signature checked the types first",
+            field=str(column),
+            hint=f"write numbers in column {column!r}, or log the model with an input "
+            "example (log_model(..., input_example=X.head())) to have each value checked",
+        ) from exc
+    for name, values in outputs.items():
         table = table.append_column(name, pa.array(values))
     return table
+
+
+def _first_text(frame: Any) -> tuple[Any, int, str] | None:
+    """The first column of ``frame`` holding a string that is not a number, its first such
+    row (the frame's index) and that string; None when there is none. (A column read as
+    text because of one word still holds numbers as strings, which models convert.)
+
+    Example:
+        >>> import pandas as pd
+        >>> _first_text(pd.DataFrame({"a": [1.0, 2.0], "b": ["1.5", "x"]}, index=[7, 8]))
+        ('b', 8, 'x')
+    """
+    for column in frame.columns:
+        values = frame[column]
+        if values.dtype.kind in "biufcmMb":  # numbers, times, booleans: no strings there
+            continue
+        texts = values.map(_is_word)
+        if texts.any():
+            row = texts.idxmax()
+            return column, int(row), str(values[row])
+    return None
+
+
+def _is_word(value: Any) -> bool:
+    """Whether ``value`` is a string no float conversion takes."""
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return True
+    return False
 
 
 class _Writer:
