@@ -140,3 +140,16 @@ def test_a_revoked_token_is_refused_within_the_refresh_interval(server: Server) 
     while httpx.get(f"{server.url}/api/v1/whoami", headers=headers).status_code != 401:
         assert time.monotonic() - revoked < 3, "still accepted 3 s after revocation (refresh 0.5 s)"
         time.sleep(0.05)
+
+
+def test_the_login_cookie_is_secure_behind_a_trusted_tls_proxy(server: Server) -> None:
+    # A TLS-terminating proxy speaks HTTP to the server: the cookie is Secure only when the
+    # proxy is trusted for X-Forwarded-Proto (FORWARDED_ALLOW_IPS; 127.0.0.1 and ::1 by
+    # default, which is where this test's requests come from).
+    form = {"token": server.tokens["viewer"], "next": "/"}
+    with httpx.Client(base_url=server.url) as browser:
+        plain = browser.post("/login", data=form)
+        proxied = browser.post("/login", data=form, headers={"X-Forwarded-Proto": "https"})
+    assert plain.status_code == proxied.status_code == 303
+    assert "secure" not in plain.headers["set-cookie"].lower()
+    assert "; secure" in proxied.headers["set-cookie"].lower()
