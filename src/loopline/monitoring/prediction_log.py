@@ -506,6 +506,37 @@ def batch_files(
         return [r[0] for r in conn.execute(q)]
 
 
+def newest_since(
+    ctx: Context, model: str, start: float | None, end: float | None, last: int
+) -> float | None:
+    """The time from which ``model``'s ``last`` newest rows in a time range were logged,
+    at the latest (None: from the start), by the prediction files' index alone.
+
+    A file's rows were logged from its ``ts_min`` to its ``ts_max``. The newest files (by
+    ``ts_max``) wholly in the range that together hold ``last`` rows hold that many rows
+    logged at their lowest ``ts_min`` or later, so the newest ``last`` rows are all from
+    then on. (A file that the range cuts is not counted: some of its rows are outside.)
+
+    Example:
+        >>> # newest_since(ctx, "flights", None, None, 20_000)  -> 1764150000.0
+    """
+    t = prediction_batches
+    q = sa.select(t.c.rows, t.c.ts_min, t.c.ts_max).where(t.c.model == model)
+    if start is not None:
+        q = q.where(t.c.ts_min >= start)
+    if end is not None:
+        q = q.where(t.c.ts_max < end)
+    with reading(ctx.engine) as conn:
+        files = conn.execute(q).all()
+    held, since = 0, None
+    for rows, ts_min, _ in sorted(files, key=lambda f: f.ts_max, reverse=True):
+        held += rows
+        since = ts_min if since is None else min(since, ts_min)
+        if held >= last:
+            return float(since)
+    return start
+
+
 def index_ranges(
     ctx: Context, model: str | None
 ) -> list[tuple[int, str, str | None, str | None, bool]]:
@@ -585,9 +616,14 @@ def read_predictions(
         return pd.DataFrame(columns=list(META_COLUMNS))
     where = []
     params: list[Any] = []
-    if lo is not None:
+    # The newest ``last`` rows were logged since a time the index tells: with it as a
+    # filter DuckDB skips the older files' row groups by their statistics and sorts a few
+    # rows, not the whole log. Every file is still named, so the columns (their order and
+    # types, those of old files too) are what they were without it.
+    since = lo if last is None else newest_since(ctx, model, lo, hi, last)
+    if since is not None:
         where.append("_ts >= ?")
-        params.append(lo)
+        params.append(since)
     if hi is not None:
         where.append("_ts < ?")
         params.append(hi)
