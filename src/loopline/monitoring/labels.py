@@ -50,6 +50,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from loopline.core.context import Context, get_context
@@ -524,16 +525,20 @@ def label_files() -> list[str]:
         return [r[0] for r in conn.execute(q)]
 
 
-def read_labels(model: str | None = None) -> pd.DataFrame:
+def read_labels(
+    model: str | None = None, *, request_ids: Sequence[str] | pd.Series | None = None
+) -> pd.DataFrame:
     """The newest label of every labelled row and request (``request_id``, ``label``,
     ``label_num``, ``arrived``, ``model``, ``row``, ``all_rows``): among the labels sent
     for ``model`` and those sent for no model in particular when ``model`` is given (what
     its live performance reads), else among all (``model`` says which model each was sent
     for; None: any). ``row`` is the row a label is for (``<NA>``: the request as a whole;
     then ``all_rows`` says whether it was sent for every row of the request).
+    ``request_ids``: only the labels of these requests (those of the predictions read).
 
     Example:
         >>> # read_labels("churn").set_index("request_id").loc["r-1", "label_num"]
+        >>> # read_labels("churn", request_ids=["r-1", "r-2"])
     """
     import duckdb
 
@@ -542,7 +547,22 @@ def read_labels(model: str | None = None) -> pd.DataFrame:
     cols = ["request_id", "label", "label_num", "arrived", "model", "row", "all_rows"]
     if not digests:
         return pd.DataFrame(columns=cols)
-    mine = "WHERE model IS NULL OR model = ?" if model is not None else ""
+    where, params = [], []
+    if model is not None:
+        where.append("(model IS NULL OR model = ?)")
+        params.append(model)
+    wanted = None
+    if request_ids is not None:
+        wanted = pa.array(pd.Series(request_ids).astype(str), pa.string())
+        if len(wanted) == 0:
+            return pd.DataFrame(columns=cols)
+        # Before the newest of each is picked: the labels of other requests (most of them,
+        # under a page of recent windows) are never sorted; and by the ids' range DuckDB
+        # skips the files (row groups) of other ids by their statistics, unread.
+        bounds = pc.min_max(wanted)
+        where.append("request_id BETWEEN ? AND ? AND request_id IN (SELECT rid FROM wanted)")
+        params += [bounds["min"].as_py(), bounds["max"].as_py()]
+    mine = f"WHERE {' AND '.join(where)}" if where else ""
     with local_files(ctx, digests) as paths:
         con = duckdb.connect()
         try:
@@ -560,6 +580,8 @@ def read_labels(model: str | None = None) -> pd.DataFrame:
                 ),
             }
             batches.create_view("batches")
+            if wanted is not None:
+                con.register("wanted", pa.table({"rid": wanted}))
             frame: pd.DataFrame = con.execute(
                 "SELECT request_id, label, label_num, arrived, model, row, all_rows FROM ("
                 " SELECT *, row_number() OVER (PARTITION BY request_id, row"
@@ -567,7 +589,7 @@ def read_labels(model: str | None = None) -> pd.DataFrame:
                 "  SELECT request_id, label, label_num, arrived, seq, filename AS file,"
                 f"  {', '.join(stored.values())} FROM batches) {mine}"
                 ") WHERE k = 1",
-                [] if model is None else [model],
+                params,
             ).df()
         finally:
             con.close()
