@@ -346,7 +346,7 @@ def test_labels_for_a_numeric_model_are_checked_while_its_predictions_are_queued
 
 
 def test_regression_metrics_are_nan_over_a_row_that_is_not_a_number() -> None:
-    from loopline.monitoring.performance import label_metrics
+    from loopline.monitoring.scoring import label_metrics
 
     m = label_metrics(pd.Series([1.0, np.nan]), pd.Series([1.5, 2.0]), None, "regression")
     assert np.isnan(m["rmse"]) and np.isnan(m["mae"])  # never a mean over fewer rows
