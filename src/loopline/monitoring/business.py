@@ -71,8 +71,12 @@ def log_business(
         )
 
 
-def read_business(start: float | None = None, end: float | None = None) -> pd.DataFrame:
-    """Business events between ``start`` and ``end`` (epoch seconds), oldest first.
+def read_business(
+    start: float | None = None, end: float | None = None, *, model: str | None = None
+) -> pd.DataFrame:
+    """Business events between ``start`` and ``end`` (epoch seconds), oldest first; with
+    ``model``, only those sent for it or for no model in particular (what its live
+    performance counts).
 
     Example:
         >>> # read_business().groupby("event")["value"].sum()
@@ -83,6 +87,14 @@ def read_business(start: float | None = None, end: float | None = None) -> pd.Da
         q = q.where(t.c.ts >= start)
     if end is not None:
         q = q.where(t.c.ts < end)
+    if model is not None:
+        q = q.where(t.c.model.is_(None) | (t.c.model == model))
+    columns = ["event", "value", "request_id", "ts", "model"]
     with reading(get_context().engine) as conn:
         rows = conn.execute(q).all()
-    return pd.DataFrame(rows, columns=["event", "value", "request_id", "ts", "model"])
+    if not rows:
+        return pd.DataFrame(rows, columns=columns)
+    # By column: pandas takes a list of rows one value at a time (17 ms for 3,000 rows,
+    # 5 ms so), and infers the same types from the columns.
+    values = [list(column) for column in zip(*rows, strict=True)]
+    return pd.DataFrame(dict(zip(columns, values, strict=True)), columns=columns)

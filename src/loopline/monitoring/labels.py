@@ -60,6 +60,7 @@ from loopline.monitoring.limits import SHOWN_IDS, first_distinct
 from loopline.monitoring.prediction_log import (
     _parquet_bytes,
     batch_files,
+    duck,
     flush_default,
     index_hashes,
     index_ranges,
@@ -540,8 +541,6 @@ def read_labels(
         >>> # read_labels("churn").set_index("request_id").loc["r-1", "label_num"]
         >>> # read_labels("churn", request_ids=["r-1", "r-2"])
     """
-    import duckdb
-
     ctx = get_context()
     digests = label_files()
     cols = ["request_id", "label", "label_num", "arrived", "model", "row", "all_rows"]
@@ -563,36 +562,32 @@ def read_labels(
         where.append("request_id BETWEEN ? AND ? AND request_id IN (SELECT rid FROM wanted)")
         params += [bounds["min"].as_py(), bounds["max"].as_py()]
     mine = f"WHERE {' AND '.join(where)}" if where else ""
-    with local_files(ctx, digests) as paths:
-        con = duckdb.connect()
-        try:
-            batches = con.read_parquet(paths, filename=True, union_by_name=True)
-            # Batches written before the model (the row) was stored have no such column:
-            # such a label is for any model (for its request as a whole), as when written.
-            have = set(batches.columns)
-            stored = {
-                "model": "model" if "model" in have else "CAST(NULL AS VARCHAR) AS model",
-                "row": "row" if "row" in have else "CAST(NULL AS BIGINT) AS row",
-                "all_rows": (
-                    "coalesce(all_rows, false) AS all_rows"
-                    if "all_rows" in have
-                    else "false AS all_rows"
-                ),
-            }
-            batches.create_view("batches")
-            if wanted is not None:
-                con.register("wanted", pa.table({"rid": wanted}))
-            frame: pd.DataFrame = con.execute(
-                "SELECT request_id, label, label_num, arrived, model, row, all_rows FROM ("
-                " SELECT *, row_number() OVER (PARTITION BY request_id, row"
-                "   ORDER BY arrived DESC, file DESC, seq DESC) AS k FROM ("
-                "  SELECT request_id, label, label_num, arrived, seq, filename AS file,"
-                f"  {', '.join(stored.values())} FROM batches) {mine}"
-                ") WHERE k = 1",
-                params,
-            ).df()
-        finally:
-            con.close()
+    with local_files(ctx, digests) as paths, duck() as con:
+        batches = con.read_parquet(paths, filename=True, union_by_name=True)
+        # Batches written before the model (the row) was stored have no such column:
+        # such a label is for any model (for its request as a whole), as when written.
+        have = set(batches.columns)
+        stored = {
+            "model": "model" if "model" in have else "CAST(NULL AS VARCHAR) AS model",
+            "row": "row" if "row" in have else "CAST(NULL AS BIGINT) AS row",
+            "all_rows": (
+                "coalesce(all_rows, false) AS all_rows"
+                if "all_rows" in have
+                else "false AS all_rows"
+            ),
+        }
+        batches.create_view("batches")
+        if wanted is not None:
+            con.register("wanted", pa.table({"rid": wanted}))
+        frame: pd.DataFrame = con.execute(
+            "SELECT request_id, label, label_num, arrived, model, row, all_rows FROM ("
+            " SELECT *, row_number() OVER (PARTITION BY request_id, row"
+            "   ORDER BY arrived DESC, file DESC, seq DESC) AS k FROM ("
+            "  SELECT request_id, label, label_num, arrived, seq, filename AS file,"
+            f"  {', '.join(stored.values())} FROM batches) {mine}"
+            ") WHERE k = 1",
+            params,
+        ).df()
     frame["row"] = frame["row"].astype("Int64")
     frame["all_rows"] = frame["all_rows"].astype(bool)
     return frame

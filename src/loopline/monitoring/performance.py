@@ -43,6 +43,7 @@ from loopline.monitoring.scoring import (
     finite_values,
     hard_names,
     infer_task,
+    numbers_of,
 )
 from loopline.monitoring.sketch import DriftSketch
 
@@ -243,9 +244,14 @@ def _scorable(labelled: pd.DataFrame, task: Task) -> np.ndarray:
     return ok
 
 
-def _percentile(values: np.ndarray, q: float) -> float | None:
+def _percentiles(values: np.ndarray) -> tuple[float | None, float | None]:
+    """The median and the 99th percentile of the values that are not NaN (in one call:
+    NumPy's own cost is most of it on a window's values)."""
     vals = values[~np.isnan(values)]
-    return float(np.percentile(vals, q)) if len(vals) else None
+    if not len(vals):
+        return None, None
+    p50, p99 = np.percentile(vals, [50, 99])
+    return float(p50), float(p99)
 
 
 def performance(
@@ -296,25 +302,22 @@ def performance(
         # The classes of every window, from all of them: which class is positive, and
         # whether precision and recall are a binary's or a macro average, must not depend
         # on the classes one window happens to hold.
-        yt_all, yp_all, _ = hard_names(
-            labels.truth_names, labels.predicted_names, labels.prediction
-        )
+        predicted = labels.prediction if labels.numbers is None else labels.numbers
+        yt_all, yp_all, _ = hard_names(labels.truth_names, labels.predicted_names, predicted)
         classes = set(yt_all) | set(yp_all)
         if len(classes) <= 2:
             positive_class(classes, positive)  # a positive class that is none: refused now
     sketch = reference_sketch(reference, features) if reference is not None else None
-    business = read_business(float(frame["_window"].min()))
-    if not business.empty:  # an event sent for another model is not this one's
-        business = business[business["model"].isna() | (business["model"] == model)]
+    # an event sent for another model is not this one's
+    business = read_business(float(frame["_window"].min()), model=model)
     keys = ["_window", "_version"] if by_version else ["_window"]
     groups = _Groups.of(frame, keys)
-    events = groups.rows_of(business["request_id"]) if not business.empty else {}
     ts = frame["_ts"].to_numpy(dtype=float)
     latency = frame["_latency_ms"].to_numpy(dtype=float, na_value=np.nan)
     counts = {c: frame[c].to_numpy(dtype=np.int64) for c in (*ISSUE_COLUMNS, "_relogged")}
     out: list[WindowMetrics] = []
     span = 86400.0 if window == "day" else 3600.0
-    for g, (key, rows) in enumerate(zip(groups.keys, groups.rows, strict=True)):
+    for key, rows in zip(groups.keys, groups.rows, strict=True):
         parts = key if isinstance(key, tuple) else (key,)
         w_start = float(cast(float, parts[0]))
         version = str(parts[1]) if by_version else "*"
@@ -323,6 +326,7 @@ def performance(
         mine = labels.at[rows]
         mine = mine[mine >= 0]  # the window's labelled rows, as rows of labelled_all
         scored = mine[labels.scorable[mine]]
+        p50, p99 = _percentiles(latency[requests])
         w = WindowMetrics(
             start=w_start,
             end=w_end,
@@ -331,34 +335,55 @@ def performance(
             rows=len(rows),
             labelled=len(scored),
             metrics=labels.metrics(scored, task, positive, classes),
-            latency_p50_ms=_percentile(latency[requests], 50),
-            latency_p99_ms=_percentile(latency[requests], 99),
+            latency_p50_ms=p50,
+            latency_p99_ms=p99,
             throughput_rps=throughput(ts[requests]),
             no_row_labels=int(counts["_no_row_label"][rows].sum()),
             out_of_range_labels=int(counts["_out_of_range_labels"][rows].sum()),
             unscored_rows=len(mine) - len(scored),
             relogged_requests=int(counts["_relogged"][rows].sum()),
         )
-        if not business.empty:
-            mine_events = business.iloc[events.get(g, _NONE)]
-            if not by_version:
-                # An hour (a day) holds what arrived in it, after its last request too; a
-                # window of N requests spans its first to its last request.
-                at = business["ts"]
-                inside = (
-                    at.between(float(ts[rows].min()), w_end)
-                    if isinstance(window, int)
-                    else (at >= w_start) & (at < w_end)
-                )
-                loose = business[business["request_id"].isna() & inside]
-                mine_events = pd.concat([mine_events, loose])
-            w.business = {
-                str(k): float(v) for k, v in mine_events.groupby("event")["value"].sum().items()
-            }
         if sketch is not None:
             _add_drift(w, sketch, frame.iloc[rows])
         out.append(w)
+    if not business.empty:
+        _add_business(out, business, groups, ts, isinstance(window, int), by_version)
     return out
+
+
+def _add_business(
+    windows: list[WindowMetrics],
+    business: pd.DataFrame,
+    groups: _Groups,
+    ts: np.ndarray,
+    by_count: bool,
+    by_version: bool,
+) -> None:
+    """The sums of the business events of each window (in one groupby, each window's in
+    the order it holds them): those of its requests, and over all versions
+    (``by_version=False``) those without a request that arrived in it - an hour (a day)
+    holds what arrived in it, after its last request too; a window of N requests spans
+    its first to its last request."""
+    events = groups.rows_of(business["request_id"])
+    loose = np.flatnonzero(business["request_id"].isna().to_numpy())
+    arrived = business["ts"].to_numpy(dtype=float)[loose]
+    taken, of = [], []
+    for g, (w, rows) in enumerate(zip(windows, groups.rows, strict=True)):
+        mine = events.get(g, _NONE)
+        if not by_version:
+            inside = (
+                (arrived >= float(ts[rows].min())) & (arrived <= w.end)
+                if by_count
+                else (arrived >= w.start) & (arrived < w.end)
+            )
+            mine = np.concatenate([mine, loose[inside]])
+        taken.append(mine)
+        of.append(np.full(len(mine), g))
+    picked = business.iloc[np.concatenate(taken)].assign(_g=np.concatenate(of))
+    sums = picked.groupby(["_g", "event"], sort=True)["value"].sum()
+    for key, value in sums.items():
+        g, event = cast(tuple[int, str], key)
+        windows[g].business[str(event)] = float(value)
 
 
 _NONE = np.zeros(0, dtype=np.int64)
@@ -418,7 +443,8 @@ class _Labelled:
     whether each row can be scored; and ``at``: each log row's position here (-1: none)."""
 
     prediction: pd.Series
-    score: pd.Series | None
+    numbers: np.ndarray | None
+    score: np.ndarray | None
     truth_names: np.ndarray
     predicted_names: np.ndarray
     truth_values: np.ndarray
@@ -433,9 +459,11 @@ class _Labelled:
         truth, prediction = _truth(labelled, task), labelled["_prediction"]
         none = np.empty(0, dtype=object)
         classify = task == "classification"
+        score = labelled["_score"] if "_score" in labelled.columns else None
         return cls(
             prediction=prediction,
-            score=labelled["_score"] if "_score" in labelled.columns else None,
+            numbers=numbers_of(prediction),
+            score=None if score is None else score.to_numpy(dtype=float, na_value=np.nan),
             truth_names=class_names(truth) if classify else none,
             predicted_names=class_names(prediction) if classify else none,
             truth_values=none if classify else finite_values(truth),
@@ -452,8 +480,8 @@ class _Labelled:
             return {}
         if task == "regression":
             return error_metrics(self.truth_values[rows], self.predicted_values[rows])
-        yt_s, yp_s, probs = hard_names(
-            self.truth_names[rows], self.predicted_names[rows], self.prediction.iloc[rows]
-        )
-        score = None if self.score is None else self.score.iloc[rows]
+        predicted = self.prediction.iloc[rows] if self.numbers is None else self.numbers[rows]
+        named = self.truth_names[rows], self.predicted_names[rows]
+        yt_s, yp_s, probs = hard_names(*named, predicted)
+        score = None if self.score is None else self.score[rows]
         return class_metrics(yt_s, yp_s, probs, score, positive, classes)
