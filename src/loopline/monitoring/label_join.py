@@ -89,20 +89,35 @@ def join_labels(frame: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
         return out
     rids = frame["_request_id"].astype(str).to_numpy(dtype=object)
     rows = frame["_row"].to_numpy(dtype=np.int64)
+    # Each request id as a number (its first position among the distinct ids), so that
+    # what is per request is an array indexed by it, not a pandas index of text.
+    codes, distinct = pd.factorize(rids)
+    ids = pd.Index(distinct)
     # The rows a request had: its highest row + 1 (a window of the ``last`` rows may cut
     # the oldest request, but keeps its highest rows: they are logged after the lower).
-    top = pd.Series(rows, index=rids).groupby(level=0, sort=False).max()
-    n_rows = top.reindex(rids).to_numpy(dtype=np.int64) + 1
+    top = np.full(len(distinct), -1, dtype=np.int64)
+    np.maximum.at(top, codes, rows)
+    n_rows = top[codes] + 1
 
     has_row = labels["row"].notna().to_numpy(dtype=bool)
     by_row = labels[has_row]
     whole = labels[~has_row]
 
-    keys = pd.MultiIndex.from_arrays(
-        [by_row["request_id"].astype(str), by_row["row"].astype(np.int64)]
-    )
-    at_r = keys.get_indexer(pd.MultiIndex.from_arrays([rids, rows]))
-    at_q = pd.Index(whole["request_id"].astype(str)).get_indexer(pd.Index(rids))
+    # A row's label: by (request, row) as one number, among the labels of logged rows.
+    label_code = ids.get_indexer(by_row["request_id"].astype(str).to_numpy(dtype=object))
+    label_row = by_row["row"].to_numpy(dtype=np.int64)
+    logged = label_code >= 0
+    fits = logged & (label_row >= 0)
+    fits[fits] = label_row[fits] <= top[label_code[fits]]
+    width = int(top.max()) + 1
+    at_fit = pd.Index(label_code[fits] * width + label_row[fits]).get_indexer(codes * width + rows)
+    at_r = np.full(n, -1, dtype=np.int64)
+    at_r[at_fit >= 0] = np.flatnonzero(fits)[at_fit[at_fit >= 0]]
+    # A request's label as a whole: by the request's number.
+    whole_code = ids.get_indexer(whole["request_id"].astype(str).to_numpy(dtype=object))
+    of_code = np.full(len(distinct), -1, dtype=np.int64)
+    of_code[whole_code[whole_code >= 0]] = np.flatnonzero(whole_code >= 0)
+    at_q = of_code[codes]
     got_r, got_q = at_r >= 0, at_q >= 0
     every = _pick(whole["all_rows"].to_numpy(dtype=bool), at_q, False)
     applies = got_q & (every | (n_rows == 1))
@@ -116,15 +131,15 @@ def join_labels(frame: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
         values[use_q] = whole[column].to_numpy()[at_q[use_q]]
         out[column] = values
 
-    first = ~pd.Series(rids).duplicated().to_numpy()
+    first = np.zeros(n, dtype=bool)
+    first[np.unique(codes, return_index=True)[1]] = True
     # A label for the whole of a request of several rows, that some row is left without.
-    unmet = pd.Series(got_q & ~applies & ~got_r, index=rids).groupby(level=0, sort=False).any()
-    out["_no_row_label"] = (first & unmet.reindex(rids).to_numpy(dtype=bool)).astype(np.int64)
-    label_top = top.reindex(by_row["request_id"].astype(str).to_numpy(dtype=object))
-    past = by_row["row"].to_numpy(dtype=np.int64) > label_top.to_numpy()  # NaN: not logged
-    beyond = pd.Series(past, index=label_top.index).groupby(level=0, sort=False).sum()
-    counts = beyond.reindex(rids).fillna(0).to_numpy(dtype=np.int64)
-    out["_out_of_range_labels"] = np.where(first, counts, 0)
+    unmet = np.bincount(codes, weights=got_q & ~applies & ~got_r, minlength=len(distinct)) > 0
+    out["_no_row_label"] = (first & unmet[codes]).astype(np.int64)
+    past = logged.copy()  # a row past the request's last; not logged: no request to count
+    past[logged] = label_row[logged] > top[label_code[logged]]
+    beyond = np.bincount(label_code[past], minlength=len(distinct)).astype(np.int64)
+    out["_out_of_range_labels"] = np.where(first, beyond[codes], 0)
     return out
 
 
