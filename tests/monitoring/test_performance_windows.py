@@ -211,3 +211,33 @@ def test_the_labels_of_some_requests_are_those_of_all_labels(embedded_ctx: Conte
     )
     assert some.set_index(key).loc[("r3", 0), "label"] == "0"
     assert ll.monitor.read_labels("m", request_ids=[]).empty
+
+
+@pytest.mark.parametrize("seed", range(20), ids=lambda s: f"seed{s}")
+def test_each_window_finds_the_events_of_its_requests_and_its_first_rows(seed: int) -> None:
+    # A request id may be in two windows (logged twice at one instant by two versions):
+    # an event for it counts in both, as the per-window isin did.
+    from loopline.monitoring.performance import _Groups
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 60))
+    ids = [f"r{i}" for i in range(15)]
+    frame = pd.DataFrame(
+        {
+            "_window": rng.integers(0, 4, n).astype(float),
+            "_version": rng.choice(["1", "2"], n),
+            "_request_id": rng.choice(ids, n),
+        }
+    )
+    groups = _Groups.of(frame, ["_window", "_version"])
+    events = pd.Series(rng.choice([*ids, "other", None], int(rng.integers(0, 30))), dtype=object)
+    got = {g: at.tolist() for g, at in groups.rows_of(events).items()}
+    want = {}
+    for g, rows in enumerate(groups.rows):
+        mine = set(frame["_request_id"].iloc[rows])
+        found = [i for i, rid in enumerate(events) if rid in mine]
+        if found:
+            want[g] = found
+    assert got == want
+    first = ~frame.duplicated(["_window", "_version", "_request_id"]).to_numpy()
+    assert groups.first.tolist() == first.tolist()

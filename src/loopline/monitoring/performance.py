@@ -411,29 +411,45 @@ class _Groups:
     keys: list[Any]
     rows: list[np.ndarray]
     first: np.ndarray
-    ids: np.ndarray
-    of_row: np.ndarray
+    ids: pd.Index
+    pairs: np.ndarray
 
     @classmethod
     def of(cls, frame: pd.DataFrame, keys: list[str]) -> _Groups:
         grouped = frame.groupby(keys, sort=True)
-        of_row = grouped.ngroup().to_numpy()
+        of_row = grouped.ngroup().to_numpy(dtype=np.int64)
         order = np.argsort(of_row, kind="stable")
         bounds = np.searchsorted(of_row[order], np.arange(grouped.ngroups + 1))
         rows = [order[bounds[g] : bounds[g + 1]] for g in range(grouped.ngroups)]
-        first = ~frame.duplicated([*keys, "_request_id"]).to_numpy()
-        ids = frame["_request_id"].to_numpy(dtype=object)
-        return cls(list(grouped.size().index), rows, first, ids, of_row)
+        # Each (request, window) as one number, (request, window) order: its first row is
+        # the request's first in the window.
+        codes, ids = pd.factorize(frame["_request_id"].to_numpy(dtype=object))
+        pairs, at = np.unique(codes * grouped.ngroups + of_row, return_index=True)
+        first = np.zeros(len(frame), dtype=bool)
+        first[at] = True
+        keys_of = list(grouped.size().index)
+        return cls(keys_of, rows, first, pd.Index(ids), pairs)
 
     def rows_of(self, request_ids: pd.Series) -> dict[int, np.ndarray]:
         """Per window, the positions of the ``request_ids`` (business events) that name
-        one of its requests, in their order."""
-        pairs = pd.DataFrame({"request_id": self.ids, "_g": self.of_row}).drop_duplicates()
-        events = pd.DataFrame(
-            {"request_id": request_ids.to_numpy(dtype=object), "_at": np.arange(len(request_ids))}
-        )
-        met = events[events["request_id"].notna()].merge(pairs, on="request_id")
-        return {cast(int, g): np.sort(at.to_numpy()) for g, at in met.groupby("_g")["_at"]}
+        one of its requests, in their order (a request in two windows: in both)."""
+        found = self.ids.get_indexer(pd.Index(request_ids.to_numpy(dtype=object)))
+        at = np.flatnonzero(found >= 0)
+        if not len(at):
+            return {}
+        n = len(self.rows)
+        request, window = self.pairs // n, self.pairs % n
+        lo = np.searchsorted(request, found[at], "left")
+        many = np.searchsorted(request, found[at], "right") - lo  # 1, unless relogged
+        events = np.repeat(at, many)
+        # the windows of each event's request: lo, lo + 1, ... for each
+        pair = np.repeat(lo - np.cumsum(many) + many, many) + np.arange(len(events))
+        of = window[pair]
+        order = np.argsort(of, kind="stable")  # by window, each in the events' order
+        events, of = events[order], of[order]
+        starts = np.flatnonzero(np.r_[True, of[1:] != of[:-1]])
+        parts = np.split(events, starts[1:])
+        return {int(of[i]): part for i, part in zip(starts, parts, strict=True)}
 
 
 @dataclass
