@@ -333,6 +333,6 @@ def test_0022_removes_stored_copies_keeps_first_ones_and_spans_every_chunk(
         assert [(k, p.step, p.timestamp) for _r, k, p in stored_points(conn, [run_id])] == [
             s[:3] for s in stored
         ]
-    upgrade(engine)
+    upgrade(engine, "0022_metric_points_once")
     assert current_revision(engine) == "0022_metric_points_once"
     engine.dispose()

@@ -12,4 +12,4 @@ Example:
 
 from __future__ import annotations
 
-HEAD_REVISION = "0022_metric_points_once"
+HEAD_REVISION = "0023_label_batches_index"

@@ -66,14 +66,12 @@ from loopline.monitoring.prediction_log import (
     index_ranges,
     local_files,
 )
-from loopline.monitoring.rid_index import WantedIds, contains
+from loopline.monitoring.rid_index import WantedIds, index_columns, may_hold
 from loopline.monitoring.tables import label_batches
 from loopline.monitoring.wire import ALL_ROWS, check_names, checked_labels
 
 #: Up to this many candidate files are matched with pyarrow, more with DuckDB.
 _FEW_FILES = 8
-#: Prediction files whose fingerprints are loaded per query.
-_HASH_CHUNK = 200
 #: How many unknown request ids a report lists (all are counted).
 UNMATCHED_SHOWN = SHOWN_IDS
 
@@ -209,21 +207,17 @@ def _candidates(
     ids: Sequence[str], model: str | None, ctx: Context
 ) -> tuple[list[tuple[str, bool]], int]:
     """:func:`candidate_files`, each with whether its file has a request of several rows."""
-    wanted = WantedIds(ids)
     files = index_ranges(ctx, model)
-    in_range = [
-        (row_id, digest, span, several)
-        for row_id, digest, lo, hi, several in files
-        if (span := wanted.in_range(lo, hi)) is not None
-    ]
+    kept = may_hold(
+        WantedIds(ids),
+        [(row_id, lo, hi) for row_id, _, lo, hi, _ in files],
+        lambda row_ids: index_hashes(ctx, row_ids),
+    )
+    by_id = {row_id: (digest, several) for row_id, digest, _, _, several in files}
     found: dict[str, bool] = {}
-    for start in range(0, len(in_range), _HASH_CHUNK):
-        part = in_range[start : start + _HASH_CHUNK]
-        hashes = index_hashes(ctx, [row_id for row_id, _, _, _ in part])
-        for row_id, digest, (lo, hi), several in part:
-            index = hashes.get(row_id)
-            if index is None or contains(index, wanted.prints[lo:hi]).any():
-                found[digest] = found.get(digest, False) or several
+    for row_id in kept:
+        digest, several = by_id[row_id]
+        found[digest] = found.get(digest, False) or several
     return list(found.items()), len(files)
 
 
@@ -433,7 +427,12 @@ def log_labels(
     with ctx.engine.begin() as conn:
         conn.execute(
             sa.insert(label_batches).values(
-                digest=digest, rows=len(ids), matched=report.matched, created=now
+                digest=digest,
+                rows=len(ids),
+                matched=report.matched,
+                created=now,
+                model=model,
+                **index_columns(ids),
             )
         )
     return report
@@ -515,15 +514,53 @@ def _report(
     )
 
 
-def label_files() -> list[str]:
-    """The digests of every label batch, oldest first.
+def label_files(
+    model: str | None = None,
+    request_ids: Sequence[str] | None = None,
+    ctx: Context | None = None,
+) -> list[str]:
+    """The digests of the label batches, oldest first: every one, or (``model`` given)
+    those sent for ``model`` or for any model, and (``request_ids`` given) of those only
+    the ones whose request-id range and fingerprints (:mod:`.rid_index`) say they can hold
+    one of these ids. A batch written before ``label_batches`` had these columns (NULL) is
+    always listed.
 
     Example:
-        >>> # label_files()[:1]
+        >>> # label_files("churn", ["r-1", "r-2"])[:1]
     """
-    with reading(get_context().engine) as conn:
-        q = sa.select(label_batches.c.digest).order_by(label_batches.c.id)
-        return [r[0] for r in conn.execute(q)]
+    ctx = ctx or get_context()
+    t = label_batches
+    q = sa.select(t.c.id, t.c.digest, t.c.rid_min, t.c.rid_max).order_by(t.c.id)
+    if model is not None:
+        q = q.where(sa.or_(t.c.model.is_(None), t.c.model == model))
+    with reading(ctx.engine) as conn:
+        files = [(int(r[0]), str(r[1]), r[2], r[3]) for r in conn.execute(q)]
+    if request_ids is None:
+        return [digest for _, digest, _, _ in files]
+    kept = set(
+        may_hold(
+            WantedIds(request_ids),
+            [(row_id, lo, hi) for row_id, _, lo, hi in files],
+            lambda row_ids: index_hashes(ctx, row_ids, label_batches),
+        )
+    )
+    return [digest for row_id, digest, _, _ in files if row_id in kept]
+
+
+def _no_labels() -> pd.DataFrame:
+    """No label: the columns of :func:`read_labels` with the types it gives them (text as
+    DuckDB hands it to pandas: ``str``, which is ``object`` before pandas 3)."""
+    return pd.DataFrame(
+        {
+            "request_id": pd.Series(dtype=str),
+            "label": pd.Series(dtype=str),
+            "label_num": pd.Series(dtype="float64"),
+            "arrived": pd.Series(dtype="float64"),
+            "model": pd.Series(dtype=str),
+            "row": pd.Series(dtype="Int64"),
+            "all_rows": pd.Series(dtype=bool),
+        }
+    )
 
 
 def read_labels(
@@ -537,24 +574,26 @@ def read_labels(
     then ``all_rows`` says whether it was sent for every row of the request).
     ``request_ids``: only the labels of these requests (those of the predictions read).
 
+    Only the label files that can hold them are opened: those sent for ``model`` (or for
+    any model), and of those, with ``request_ids``, the ones whose request-id index says
+    they can hold one (:func:`label_files`).
+
     Example:
         >>> # read_labels("churn").set_index("request_id").loc["r-1", "label_num"]
         >>> # read_labels("churn", request_ids=["r-1", "r-2"])
     """
     ctx = get_context()
-    digests = label_files()
-    cols = ["request_id", "label", "label_num", "arrived", "model", "row", "all_rows"]
-    if not digests:
-        return pd.DataFrame(columns=cols)
     where, params = [], []
     if model is not None:
         where.append("(model IS NULL OR model = ?)")
         params.append(model)
     wanted = None
+    asked = None
     if request_ids is not None:
-        wanted = pa.array(pd.Series(request_ids).astype(str), pa.string())
-        if len(wanted) == 0:
-            return pd.DataFrame(columns=cols)
+        asked = pd.Series(request_ids).astype(str)
+        if len(asked) == 0:
+            return _no_labels()
+        wanted = pa.array(asked, pa.string())
         # Before the newest of each is picked: the labels of other requests (most of them,
         # under a page of recent windows) are never sorted; and by the ids' range DuckDB
         # skips the files (row groups) of other ids by their statistics, unread.
@@ -562,6 +601,9 @@ def read_labels(
         where.append("request_id BETWEEN ? AND ? AND request_id IN (SELECT rid FROM wanted)")
         params += [bounds["min"].as_py(), bounds["max"].as_py()]
     mine = f"WHERE {' AND '.join(where)}" if where else ""
+    digests = label_files(model, None if asked is None else asked.tolist(), ctx)
+    if not digests:
+        return _no_labels()
     with local_files(ctx, digests) as paths, duck() as con:
         batches = con.read_parquet(paths, filename=True, union_by_name=True)
         # Batches written before the model (the row) was stored have no such column:

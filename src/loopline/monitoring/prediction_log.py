@@ -559,13 +559,16 @@ def index_ranges(
         return [(int(r[0]), str(r[1]), r[2], r[3], bool(r[4])) for r in conn.execute(q)]
 
 
-def index_hashes(ctx: Context, ids: Sequence[int]) -> dict[int, bytes | None]:
-    """The request-id fingerprints of the prediction files with these row ids.
+def index_hashes(
+    ctx: Context, ids: Sequence[int], table: sa.Table = prediction_batches
+) -> dict[int, bytes | None]:
+    """The request-id fingerprints of the prediction files with these row ids (or of the
+    files of another ``table`` with a ``rid_hashes`` column: ``label_batches``).
 
     Example:
         >>> # index_hashes(ctx, [1, 2])[1][:4]  -> b'LLF1'
     """
-    t = prediction_batches
+    t = table
     q = sa.select(t.c.id, t.c.rid_hashes).where(t.c.id.in_(list(ids)))
     with reading(ctx.engine) as conn:
         return {int(r[0]): None if r[1] is None else bytes(r[1]) for r in conn.execute(q)}

@@ -18,11 +18,12 @@ are tested against it. A sorted fingerprint list errs for one id with probabilit
 ``n / 2**32`` (``n`` ids in the file): for 10,000 wanted ids against a file of 10,000,
 about 2 % of files are opened in vain; a file that holds a wanted id is never missed.
 
-:func:`candidate_files` (in :mod:`.labels`) reads the small range columns of every file,
-keeps the files whose range holds a wanted id, loads only their fingerprints and keeps the
-files where one matches (a binary search of the wanted fingerprints); the exact match is
-then made against those files' ``_request_id`` column only. Files written before the
-index existed (NULL columns) are always candidates.
+:func:`may_hold` reads the small range columns of every file, keeps the files whose range
+holds a wanted id, loads only their fingerprints and keeps the files where one matches (a
+binary search of the wanted fingerprints): :func:`~.labels.candidate_files` for prediction
+files, whose ``_request_id`` column is then matched exactly, and
+:func:`~.labels.label_files` for label files (``label_batches`` has the same columns).
+Files written before the index existed (NULL columns) are always candidates.
 
 Hashing: pandas' SipHash-2-4 (``pandas.util.hash_array``) with a fixed key; the header
 names the scheme (``LLF1``) and a test pins hash values, so that a change in pandas is
@@ -36,7 +37,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -154,8 +155,42 @@ class WantedIds:
         return bool(contains(entry.hashes, self.prints[span[0] : span[1]]).any())
 
 
+#: Files whose fingerprints :func:`may_hold` loads at a time (one query each).
+HASH_CHUNK = 200
+
+
+def may_hold(
+    wanted: WantedIds,
+    files: Sequence[tuple[int, str | None, str | None]],
+    load_hashes: Callable[[list[int]], Mapping[int, bytes | None]],
+) -> list[int]:
+    """The row ids of the ``files`` (``(row id, rid_min, rid_max)``, in their order) that
+    can hold a wanted id: by their range, then by their fingerprints, which ``load_hashes``
+    reads for the files in range only, :data:`HASH_CHUNK` at a time. A file without an
+    index (NULL columns) is always kept; one that holds a wanted id is never left out.
+
+    Example:
+        >>> stored = {1: build_fingerprints(["a-1"]), 2: build_fingerprints(["a-2"])}
+        >>> files = [(1, "a-1", "a-1"), (2, "a-2", "a-2"), (3, None, None)]
+        >>> may_hold(WantedIds(["a-2"]), files, lambda ids: {i: stored.get(i) for i in ids})
+        [2, 3]
+    """
+    in_range = [
+        (row_id, span) for row_id, lo, hi in files if (span := wanted.in_range(lo, hi)) is not None
+    ]
+    kept = []
+    for start in range(0, len(in_range), HASH_CHUNK):
+        part = in_range[start : start + HASH_CHUNK]
+        hashes = load_hashes([row_id for row_id, _ in part])
+        for row_id, (lo, hi) in part:
+            index = hashes.get(row_id)
+            if index is None or contains(index, wanted.prints[lo:hi]).any():
+                kept.append(row_id)
+    return kept
+
+
 def index_columns(ids: Sequence[str]) -> dict[str, object]:
-    """The index columns of a prediction file's row for the request ids it holds.
+    """The index columns of a prediction or label file's row for the request ids it holds.
 
     Example:
         >>> cols = index_columns(["r-2", "r-1"])

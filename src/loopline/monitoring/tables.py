@@ -11,7 +11,11 @@ The migration ``0008_monitoring`` creates exactly these tables
   file's request ids (:mod:`.rid_index`): ``log_labels`` opens only the files that can hold
   a labelled id. They are NULL for files written before the index existed (always opened).
 * ``label_batches`` - one row per Parquet file of ground-truth labels (request id, row, label),
-  written by ``ll.monitor.log_labels`` whenever labels arrive.
+  written by ``ll.monitor.log_labels`` whenever labels arrive. ``model`` (the model they
+  were sent for; NULL: any), ``rid_min``, ``rid_max`` and ``rid_hashes`` (added by
+  ``0023_label_batches_index``) index the file as for predictions: ``read_labels`` opens
+  only the files of the model that can hold a wanted id. NULL for files written before
+  (always opened; the upgrade does not fill them in).
 * ``business_events`` - business metrics (``ll.monitor.log_business``), one row each; the
   model it concerns when no request id ties it to one (``model``, added by ``0010``).
 * ``alerts`` - every alert raised: the rule, the value that crossed the threshold, the
@@ -63,6 +67,11 @@ label_batches = sa.Table(
     sa.Column("rows", sa.Integer, nullable=False),
     sa.Column("matched", sa.Integer, nullable=False),
     sa.Column("created", sa.Float, nullable=False),
+    sa.Column("model", sa.String(256), nullable=True),
+    sa.Column("rid_min", sa.String(200), nullable=True),
+    sa.Column("rid_max", sa.String(200), nullable=True),
+    sa.Column("rid_hashes", sa.LargeBinary, nullable=True),
+    sa.Index("ix_label_batches_model", "model"),
 )
 
 business_events = sa.Table(
