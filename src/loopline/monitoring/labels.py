@@ -33,7 +33,9 @@ well (their prediction may still be in a model server's buffer) and reported bac
 
 Matching does not read the whole log: the request-id index of each prediction file
 (:mod:`.rid_index`) rules out the files that cannot hold a labelled id, and the ids are
-matched exactly against the ``_request_id`` column of the others only.
+matched exactly against the ``_request_id`` column of the others only. Label files are
+indexed the same way (``label_batches``: the model and the ids' range and fingerprints):
+:func:`read_labels` opens only the label files of the model that can hold an asked id.
 
 Example:
     >>> # report = ll.monitor.log_labels(["r-1", "r-2"], [1, 0])
