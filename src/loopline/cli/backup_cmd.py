@@ -148,8 +148,9 @@ def restore(
     ),
     json_out: bool = _JSON,
 ) -> None:
-    """Restore a backup into the (empty) store of LOOPLINE_URI, LOOPLINE_ARTIFACTS and
-    LOOPLINE_ONLINE_STORE.
+    """Restore a backup into an empty store: its database, artifacts and online features.
+
+    The store is the one LOOPLINE_URI, LOOPLINE_ARTIFACTS and LOOPLINE_ONLINE_STORE name.
 
     Refuses an incomplete or corrupted backup (naming the file), a backup from a newer
     Loopline, and a target that holds data unless --force. Verifies the audit log after,
