@@ -469,6 +469,14 @@ def redis_url() -> str:
     return url
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def online_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty online feature store URL: a SQLite file, then the test Redis."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'online.db'}"
+    return str(request.getfixturevalue("redis_url"))
+
+
 @pytest.fixture
 def ctx(db_uri: str, tmp_path: Path) -> Iterator[Context]:
     """A Loopline context on each metadata backend, with a local artifact folder.

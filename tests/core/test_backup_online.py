@@ -31,14 +31,6 @@ T0 = pd.Timestamp("2024-03-01T00:00:00Z")
 USERS = list(range(70))
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def online_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The source's online store: a SQLite file, then the test Redis."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'online.db'}"
-    return str(request.getfixturevalue("redis_url"))
-
-
 @pytest.fixture
 def source(online_url: str, tmp_path: Path) -> Iterator[Context]:
     ctx = ll.init(
@@ -110,6 +102,22 @@ def _views(store: OnlineStore) -> list[str]:
         return sorted(snap.metas)
 
 
+def _restore_into_new(
+    tmp_path: Path, bk: Path, online_url: str, *, open_after: bool = False, **kw: Any
+) -> Any:
+    """Restore ``bk`` into a new database and artifact folder with the online store
+    ``online_url``; with ``open_after``, make that restored store the current one."""
+    uri, art = _target(tmp_path)
+    engine = create_engine_for(uri)
+    try:
+        report = restore(engine, open_artifact_store(art), str(bk), online=_part(online_url), **kw)
+    finally:
+        engine.dispose()
+    if open_after:
+        ll.init(uri=uri, artifacts=art, online_store=online_url)
+    return report
+
+
 @pytest.mark.parametrize("into", ["same backend", "sqlite"])
 def test_online_rows_are_backed_up_and_restored(
     source: Context, online_url: str, into: str, tmp_path: Path
@@ -127,31 +135,15 @@ def test_online_rows_are_backed_up_and_restored(
     if into == "same backend" and online_url.startswith("redis"):
         _flush(online_url)  # restore into the emptied Redis
         target_online = online_url
-    uri, art = _target(tmp_path)
-    engine = create_engine_for(uri)
-    report = restore(
-        engine, open_artifact_store(art), str(tmp_path / "bk"), online=_part(target_online)
-    )
-    engine.dispose()
+    report = _restore_into_new(tmp_path, tmp_path / "bk", target_online, open_after=True)
     assert report.online_in_backup and report.online_rows == made.online_rows
     assert report.online_rematerialize == {}
-
-    ll.init(uri=uri, artifacts=art, online_store=target_online)
     for view, rows in before.items():
         assert ll.features.get_online(view, USERS) == rows, view
     with pytest.raises(Conflict, match="changed since its last materialization"):
         ll.features.get_online("changed", [10_000])
     with pytest.raises(ll.NotFound, match="has not been materialized"):
         ll.features.get_online("never", [1])
-
-
-def _restore_into_new(tmp_path: Path, bk: Path, online_url: str, **kw: Any) -> Any:
-    uri, art = _target(tmp_path)
-    engine = create_engine_for(uri)
-    try:
-        return restore(engine, open_artifact_store(art), str(bk), online=_part(online_url), **kw)
-    finally:
-        engine.dispose()
 
 
 @pytest.mark.parametrize("old", ["format 1", "no online store given"])
@@ -227,14 +219,8 @@ def test_online_rows_no_materialization_recorded_are_backed_up_and_named(
     assert "not those of its last recorded materialization" in made.online_mismatched["u"]
     source.close()
     target_online = f"sqlite:///{tmp_path / 'dst-online.db'}"
-    uri, art = _target(tmp_path)
-    engine = create_engine_for(uri)
-    report = restore(
-        engine, open_artifact_store(art), str(tmp_path / "bk"), online=_part(target_online)
-    )
-    engine.dispose()
+    report = _restore_into_new(tmp_path, tmp_path / "bk", target_online, open_after=True)
     assert list(report.online_rematerialize) == ["u"]
-    ll.init(uri=uri, artifacts=art, online_store=target_online)
     assert ll.features.get_online("u", USERS) == expected
 
 
@@ -267,14 +253,8 @@ def test_a_materialization_during_the_backup_leaves_a_consistent_copy(
     expected = ll.features.get_online("u", USERS)
     source.close()
     target_online = f"sqlite:///{tmp_path / 'dst-online.db'}"
-    uri, art = _target(tmp_path)
-    engine = create_engine_for(uri)
-    report = restore(
-        engine, open_artifact_store(art), str(tmp_path / "bk"), online=_part(target_online)
-    )
-    engine.dispose()
+    report = _restore_into_new(tmp_path, tmp_path / "bk", target_online, open_after=True)
     assert report.online_rematerialize == {}
-    ll.init(uri=uri, artifacts=art, online_store=target_online)
     assert ll.features.get_online("u", USERS) == expected
     last = ll.features.get_view("u").last_materialization
     assert last is not None and last.end == end.to_pydatetime()

@@ -34,14 +34,6 @@ from tests.conftest import run_python
 T0 = pd.Timestamp("2024-03-01T00:00:00Z")
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def online_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty online store URL: a SQLite file, then the test Redis."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'online.db'}"
-    return str(request.getfixturevalue("redis_url"))
-
-
 @pytest.fixture
 def store(online_url: str) -> Iterator[OnlineStore]:
     s = open_online_store(online_url)
