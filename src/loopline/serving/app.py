@@ -599,16 +599,9 @@ class ModelServer:
             # The stable model itself raised on values no signature checked: the fallback
             # judges them, as the stable version judges what a candidate refused.
             took = time.perf_counter() - t
-            try:
-                preds = await self._call(route, fallback, shape, rows, last_resort=True)
-            except InvalidInput:
-                raise  # refused by both: bad input, no version failed
-            except Exception as exc2:  # the stable's 422 names the column; this is logged
-                self._failed(fallback, exc2)
-                raise exc from exc2
+            preds = await self._by_fallback(route, fallback, shape, rows, exc)
             if stats is not None:
                 stats.stable.error(took)
-                stats.fallbacks += 1
             self._failed(stable, exc)
             answered = fallback
         except InvalidInput:
@@ -619,15 +612,7 @@ class ModelServer:
             self._failed(stable, exc)
             if fallback is None:
                 raise ModelFailed(stable, exc) from exc
-            try:
-                preds = await self._call(route, fallback, shape, rows, last_resort=True)
-            except InvalidInput:
-                raise
-            except Exception as exc2:
-                self._failed(fallback, exc2)
-                raise ModelFailed(fallback, exc2) from exc2
-            if stats is not None:
-                stats.fallbacks += 1
+            preds = await self._by_fallback(route, fallback, shape, rows, exc)
             answered = fallback
         else:
             if stats is not None:
@@ -639,6 +624,28 @@ class ModelServer:
                 stats.fallbacks += 1
             self._failed(model, rejected[0])
         return preds, answered
+
+    async def _by_fallback(
+        self, route: Route, fallback: ServedModel, shape: str, rows: Any, failed: Exception
+    ) -> list[Any]:
+        """The fallback version's answer after the stable version failed with ``failed``.
+
+        Input the fallback refuses too is a 422 (no version failed). When the fallback
+        fails, the client gets the stable version's 422 naming the column if that is why
+        it failed (:class:`ModelRejected`), else the fallback's failure (500).
+        """
+        try:
+            preds = await self._call(route, fallback, shape, rows, last_resort=True)
+        except InvalidInput:
+            raise
+        except Exception as exc:
+            self._failed(fallback, exc)
+            if isinstance(failed, ModelRejected):
+                raise failed from exc
+            raise ModelFailed(fallback, exc) from exc
+        if route.stats is not None:
+            route.stats.fallbacks += 1
+        return preds
 
     async def _predict(self, scope: Scope, name: str, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
