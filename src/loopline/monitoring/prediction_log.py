@@ -495,8 +495,16 @@ def batch_files(
     Example:
         >>> # batch_files(ctx, "flights", None, None)[:1]
     """
+    return [f.digest for f in _batches(ctx, model, start, end)]
+
+
+def _batches(
+    ctx: Context, model: str | None, start: float | None, end: float | None
+) -> list[sa.Row[Any]]:
+    """The index rows (digest, rows, ts_min, ts_max) of the prediction files of ``model``
+    (all models: None) with rows in a time range, oldest file first."""
     t = prediction_batches
-    q = sa.select(t.c.digest).order_by(t.c.id)
+    q = sa.select(t.c.digest, t.c.rows, t.c.ts_min, t.c.ts_max).order_by(t.c.id)
     if model is not None:
         q = q.where(t.c.model == model)
     if start is not None:
@@ -504,14 +512,15 @@ def batch_files(
     if end is not None:
         q = q.where(t.c.ts_min < end)
     with reading(ctx.engine) as conn:
-        return [r[0] for r in conn.execute(q)]
+        return list(conn.execute(q))
 
 
 def newest_since(
-    ctx: Context, model: str, start: float | None, end: float | None, last: int
+    files: Sequence[sa.Row[Any]], start: float | None, end: float | None, last: int
 ) -> float | None:
-    """The time from which ``model``'s ``last`` newest rows in a time range were logged,
-    at the latest (None: from the start), by the prediction files' index alone.
+    """The time from which the ``last`` newest rows of the prediction ``files`` (their
+    index rows, :func:`_batches`) in a time range were logged, at the latest (None: from
+    the start).
 
     A file's rows were logged from its ``ts_min`` to its ``ts_max``. The newest files (by
     ``ts_max``) wholly in the range that together hold ``last`` rows hold that many rows
@@ -519,20 +528,15 @@ def newest_since(
     then on. (A file that the range cuts is not counted: some of its rows are outside.)
 
     Example:
-        >>> # newest_since(ctx, "flights", None, None, 20_000)  -> 1764150000.0
+        >>> # newest_since(_batches(ctx, "flights", None, None), None, None, 20_000)
     """
-    t = prediction_batches
-    q = sa.select(t.c.rows, t.c.ts_min, t.c.ts_max).where(t.c.model == model)
-    if start is not None:
-        q = q.where(t.c.ts_min >= start)
-    if end is not None:
-        q = q.where(t.c.ts_max < end)
-    with reading(ctx.engine) as conn:
-        files = conn.execute(q).all()
+    inside = [
+        f for f in files if (start is None or f.ts_min >= start) and (end is None or f.ts_max < end)
+    ]
     held, since = 0, None
-    for rows, ts_min, _ in sorted(files, key=lambda f: f.ts_max, reverse=True):
-        held += rows
-        since = ts_min if since is None else min(since, ts_min)
+    for f in sorted(inside, key=lambda f: f.ts_max, reverse=True):
+        held += f.rows
+        since = f.ts_min if since is None else min(since, f.ts_min)
         if held >= last:
             return float(since)
     return start
@@ -644,7 +648,8 @@ def read_predictions(
     ctx = get_context()
     flush_default()
     lo, hi = _ts(start), _ts(end)
-    digests = batch_files(ctx, model, lo, hi)
+    files = _batches(ctx, model, lo, hi)
+    digests = [f.digest for f in files]
     if not digests:
         return pd.DataFrame(columns=list(META_COLUMNS))
     where = []
@@ -653,7 +658,7 @@ def read_predictions(
     # filter DuckDB skips the older files' row groups by their statistics and sorts a few
     # rows, not the whole log. Every file is still named, so the columns (their order and
     # types, those of old files too) are what they were without it.
-    since = lo if last is None else newest_since(ctx, model, lo, hi, last)
+    since = lo if last is None else newest_since(files, lo, hi, last)
     if since is not None:
         where.append("_ts >= ?")
         params.append(since)
