@@ -106,10 +106,26 @@ def test_run_ids_are_whole_when_the_table_fits_and_8_characters_when_not() -> No
     lines = narrow.splitlines()
     first = next(i for i, line in enumerate(lines) if ROWS[0][0][:8] in line)
     second = next(i for i, line in enumerate(lines) if ROWS[1][0][:8] in line)
-    pieces = [p for line in lines[first:second] if (p := line.split("│")[2].strip())]
+    header = next(line for line in lines if " name " in line)  # boxed or not: by position
+    name = slice(header.index(" name ") + 1, header.index(" experiment "))
+    pieces = [p for line in lines[first:second] if (p := line[name].strip(" │"))]
     assert "".join(pieces) == ROWS[0][1] and len(pieces) <= 4, narrow
 
 
 def test_a_run_id_column_must_be_one_of_the_columns() -> None:
     with pytest.raises(ValueError, match=r"\['run'\] are not among"):
         list_table(None, ("id", "status"), words=("status",), run_ids=("run",))
+
+
+@pytest.mark.parametrize("width", [74, 80, 90], ids=lambda w: f"{w}-columns")
+def test_free_text_headers_stay_whole_and_short_text_before_long(width: int) -> None:
+    # Rich shrank every free-text column alike: 'experiment' read 'experime' / 'nt' at 80
+    # columns, and a deployment named 'flights' read 'flig' / 'hts' beside a long status.
+    shown = {word for line in _render_ids(width).splitlines() for word in line.split()}
+    assert {"name", "experiment", "metrics", "(UTC)"} <= shown
+    table = list_table(None, ("name", "strategy", "status"), words=("strategy",))
+    table.add_row("flights", "canary", "promoted version 2 to 100% after passing 50% " * 3)
+    console = Console(width=width // 2)
+    with console.capture() as out:
+        console.print(table)
+    assert "flights" in out.get().split(), out.get()

@@ -7,8 +7,11 @@ split dates and headers alike. :func:`list_table` names the columns that hold si
 their longest word whole (a date and its time may go on two lines) and only the free-text
 columns (names, descriptions, metrics) fold. When the boxed table leaves the free-text
 columns too little room, it is drawn without the box (a rule under the header and two
-spaces between columns), which gives them 10 more characters. A terminal too narrow even
-for the word columns alone gets Rich's own even squeeze.
+spaces between columns), which gives them 10 more characters. The free-text columns share
+what is left widest first, so a short name stays on one line while long text folds, and
+none is cut below its header's longest word (Rich, sharing the room itself, shrank them
+all alike and split ``experiment``). A terminal too narrow even for that folds headers
+too; one too narrow for the word columns alone gets Rich's own even squeeze.
 
 A run id is 32 characters, which at 80 columns left the names and metrics of ``runs ls`` 4
 characters each. The columns named in ``run_ids`` show each id whole when the whole table
@@ -53,7 +56,7 @@ from rich.text import Text
 from loopline.tracking.entities import MIN_RUN_ID_PREFIX, RUN_ID_LENGTH, is_run_id_prefix
 
 #: The least a free-text column is given before the table drops its box for more room.
-TEXT_MIN = 6
+TEXT_MIN = 10
 #: What a free-text column keeps before a word column may take room to stay on one line.
 TEXT_ROOM = 12
 #: How many characters of a run id a table too narrow for whole ids shows: the fewest that
@@ -124,9 +127,11 @@ class _FittedTable(Table):
             False,
             True,
         )
-        fitted = bare._with_widths(known, width, text_floor=lambda size: 1)
-        if fitted is not None:
-            return fitted
+        # Headers whole if the room allows; else free text may fold down to a character.
+        for floor in (_header_floor, lambda size: 1):
+            fitted = bare._with_widths(known, width, text_floor=floor)
+            if fitted is not None:
+                return fitted
         # Too narrow even for the words: fold everything (an id folded onto two lines can
         # still be copied; one cut short by a no_wrap column is another id).
         bare.columns = [replace(column, no_wrap=False) for column in self.columns]
@@ -170,12 +175,45 @@ class _FittedTable(Table):
             if 0 < grow <= spare:  # all or nothing: a part would only add blank space
                 fixed[i] += grow
                 spare -= grow
+        shares = _text_widths(
+            [(i, size) for i, size in enumerate(sizes) if i not in words],
+            room - sum(fixed),
+            text_floor,
+        )
         fitted = copy.copy(self)
         fitted.columns = [
-            replace(column, width=fixed[i], no_wrap=False) if i in words else column
+            replace(column, width=fixed[i], no_wrap=False)
+            if i in words
+            else replace(column, width=shares[i])
             for i, column in enumerate(self.columns)
         ]
         return fitted
+
+
+def _text_widths(
+    text: list[tuple[int, _Size]], room: int, text_floor: Callable[[_Size], int]
+) -> dict[int, int]:
+    """The widths of the free-text columns (by index) sharing ``room``: each its natural
+    width, the widest cut a character at a time until they fit, none below its floor. So
+    short names stay whole and long text folds, as Rich shares the room; but Rich, left to
+    itself, also cuts below the floor and splits a header such as ``experiment``.
+
+    Example:
+        >>> floor = lambda size: size.header
+        >>> _text_widths([(0, _Size(40, 8, 4)), (1, _Size(12, 12, 10))], 30, floor)
+        {0: 18, 1: 12}
+    """
+    widths = {i: size.natural for i, size in text}
+    floors = {i: text_floor(size) for i, size in text}
+    excess = sum(widths.values()) - room
+    while excess > 0:
+        cut = [i for i in widths if widths[i] > floors[i]]
+        if not cut:
+            break
+        widest = max(cut, key=lambda j: (widths[j], -j))
+        widths[widest] -= 1
+        excess -= 1
+    return widths
 
 
 def _short_id(cell: RenderableType) -> RenderableType:
@@ -191,6 +229,12 @@ class _Size(NamedTuple):
     natural: int
     longest: int
     header: int
+
+
+def _header_floor(size: _Size) -> int:
+    """The least a free-text column gets in the table without a box: its header's words
+    whole, as far as its text is that long."""
+    return min(size.natural, size.header)
 
 
 def _text_floor(size: _Size) -> int:
