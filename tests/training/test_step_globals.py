@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from loopline.core.context import Context
+from loopline.training import step_globals
 from loopline.training.cache import cache_key
 from loopline.training.pipeline import get_pipeline_run, resume
 from loopline.training.step_globals import (
@@ -435,3 +436,263 @@ def test_a_too_large_global_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(GlobalTooLarge) as err:
         read_globals(_ping)
     assert err.value.name == f"{_HERE}.NAMES"
+
+
+# -- module attributes, closures, partials, arrays and frames, in a pipeline -------------
+
+_CONFIG = """
+THRESHOLD = {threshold}
+OTHER = {other}
+
+
+def scale(x: float) -> float:
+    return x * {factor}
+"""
+
+_FLOW = """
+import functools
+
+import numpy as np
+import pandas as pd
+
+import loopline as ll
+import {pkg}.config
+from {pkg} import config
+from tests.training.pipeline_steps import bump
+
+
+def weigh(x: float, k: float) -> float:
+    return x * k + {offset}
+
+
+WEIGHED = functools.partial(weigh, k={k})
+ARRAY = np.array({array}, dtype="float64")
+FRAME = pd.DataFrame({frame}, index={index})
+
+
+@ll.step
+def by_module(workdir: str, score: float) -> dict:
+    bump(workdir, "by_module")
+    return {{
+        "above": score > config.THRESHOLD,
+        "scaled": config.scale(score),
+        "other": {pkg}.config.OTHER,
+    }}
+
+
+def make_sieve(limit: float, weigh_by):
+    @ll.step
+    def sieve(workdir: str, score: float) -> dict:
+        bump(workdir, "sieve")
+        return {{"kept": score < limit, "weighed": weigh_by(score)}}
+
+    return sieve
+
+
+sieve = make_sieve({limit}, functools.partial(weigh, k={closure_k}))
+
+
+@ll.step
+def weighed(workdir: str, score: float) -> float:
+    bump(workdir, "weighed")
+    return WEIGHED(score)
+
+
+@ll.step
+def with_data(workdir: str) -> dict:
+    bump(workdir, "with_data")
+    return {{"array": float(ARRAY.sum()), "frame": FRAME.to_json()}}
+
+
+@ll.pipeline
+def module_pipe(workdir: str, score: float = 0.6) -> None:
+    by_module(workdir, score)
+
+
+@ll.pipeline
+def closure_pipe(workdir: str, score: float = 0.6) -> None:
+    sieve(workdir, score)
+
+
+@ll.pipeline
+def partial_pipe(workdir: str, score: float = 0.6) -> None:
+    weighed(workdir, score)
+
+
+@ll.pipeline
+def data_pipe(workdir: str) -> None:
+    with_data(workdir)
+"""
+
+_PACKAGE_DEFAULTS = {
+    "threshold": "0.5",
+    "other": '"x"',
+    "factor": "2",
+    "offset": "0",
+    "k": "2.0",
+    "array": "[1.0, 2.0, 3.0]",
+    "frame": '{"a": [1, 2], "s": ["p", "q"]}',
+    "index": '["r1", "r2"]',
+    "limit": "0.7",
+    "closure_k": "3.0",
+}
+
+
+@pytest.fixture
+def write_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Writer]:
+    """Write a package (``config`` and the ``flow`` of steps reading it) with some values
+    changed; (re)import it and return ``flow``. ``config`` is reloaded in place, as a
+    notebook's ``importlib.reload(config)`` would."""
+    pkg = f"ckpkg_{uuid.uuid4().hex[:8]}"
+    root = tmp_path / "mods"
+    (root / pkg).mkdir(parents=True)
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # see write_module
+    (root / pkg / "__init__.py").write_text("")
+
+    def write(**values: str) -> ModuleType:
+        filled = {**_PACKAGE_DEFAULTS, **values, "pkg": pkg}
+        (root / pkg / "config.py").write_text(_CONFIG.format(**filled))
+        (root / pkg / "flow.py").write_text(_FLOW.format(**filled))
+        for name in (f"{pkg}.config", f"{pkg}.flow"):
+            if name in sys.modules:
+                importlib.reload(sys.modules[name])
+        return importlib.import_module(f"{pkg}.flow")
+
+    yield write
+    for name in (f"{pkg}.flow", f"{pkg}.config", pkg):
+        sys.modules.pop(name, None)
+
+
+def _reruns(write: Writer, pipe: str, wd: str, step: str, **values: str) -> bool:
+    """Run ``pipe`` with ``values`` written; whether ``step`` ran (False: cache hit)."""
+    result = getattr(write(**values), pipe).run({"workdir": wd})
+    status = result.steps[step].status
+    assert status in ("finished", "cached"), status
+    return status == "finished"
+
+
+def test_a_constant_read_through_a_module_of_the_package_counts(
+    ctx: Context, tmp_path: Path, write_package: Writer
+) -> None:
+    # Before, config.THRESHOLD was not in the key: a changed threshold reused the output.
+    wd = str(tmp_path)
+    first = write_package().module_pipe.run({"workdir": wd})
+    assert first.output("by_module") == {"above": True, "scaled": 1.2, "other": "x"}
+    assert not _reruns(write_package, "module_pipe", wd, "by_module")
+    assert _reruns(write_package, "module_pipe", wd, "by_module", threshold="0.7")
+    # Through ``import pkg.config`` (pkg.config.OTHER) and a helper called as config.scale.
+    assert _reruns(write_package, "module_pipe", wd, "by_module", threshold="0.7", other='"y"')
+    changed = write_package(threshold="0.7", other='"y"', factor="3").module_pipe.run(
+        {"workdir": wd}
+    )
+    assert _statuses(changed) == {"by_module": "finished"}
+    assert changed.output("by_module") == {
+        "above": False,
+        "scaled": pytest.approx(1.8),
+        "other": "y",
+    }
+    # A value of the module the step does not read, or a step of another pipeline: no rerun.
+    assert not _reruns(
+        write_package, "module_pipe", wd, "by_module", threshold="0.7", other='"y"', factor="3",
+        array="[9.0]", limit="0.1",
+    )  # fmt: skip
+    assert ps.count(wd, "by_module") == 4
+
+
+def test_a_variable_of_the_factory_that_made_the_step_counts(
+    ctx: Context, tmp_path: Path, write_package: Writer
+) -> None:
+    wd = str(tmp_path)
+    first = write_package().closure_pipe.run({"workdir": wd})
+    assert first.output("sieve") == {"kept": True, "weighed": pytest.approx(1.8)}
+    assert not _reruns(write_package, "closure_pipe", wd, "sieve")
+    changed = write_package(limit="0.5").closure_pipe.run({"workdir": wd})
+    assert _statuses(changed) == {"sieve": "finished"}
+    assert changed.output("sieve")["kept"] is False
+    # A partial held in a cell: its bound keyword counts.
+    assert _reruns(write_package, "closure_pipe", wd, "sieve", limit="0.5", closure_k="4.0")
+    assert not _reruns(write_package, "closure_pipe", wd, "sieve", limit="0.5", closure_k="4.0")
+    back = write_package().closure_pipe.run({"workdir": wd})
+    assert _statuses(back) == {"sieve": "cached"}
+    assert back.steps["sieve"].cache_key == first.steps["sieve"].cache_key
+    assert ps.count(wd, "sieve") == 3
+
+
+def test_a_partial_counts_by_its_function_and_its_arguments(
+    ctx: Context, tmp_path: Path, write_package: Writer
+) -> None:
+    wd = str(tmp_path)
+    assert write_package().partial_pipe.run({"workdir": wd}).output("weighed") == 1.2
+    assert not _reruns(write_package, "partial_pipe", wd, "weighed")
+    assert _reruns(write_package, "partial_pipe", wd, "weighed", k="3.0")
+    assert not _reruns(write_package, "partial_pipe", wd, "weighed", k="3.0")
+    # The partial's function is a helper of the package: its code counts.
+    changed = write_package(k="3.0", offset="1").partial_pipe.run({"workdir": wd})
+    assert _statuses(changed) == {"weighed": "finished"}
+    assert changed.output("weighed") == pytest.approx(2.8)
+    assert ps.count(wd, "weighed") == 3
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"array": "[1.0, 2.0, 4.0]"},
+        {"array": "[[1.0, 2.0, 3.0]]"},  # the same bytes in another shape
+        {"frame": '{"a": [1, 3], "s": ["p", "q"]}'},
+        {"frame": '{"a": [1, 2], "s": ["p", "z"]}'},  # a column of strings
+        {"frame": '{"b": [1, 2], "s": ["p", "q"]}'},  # a column renamed
+        {"index": '["r1", "r3"]'},
+        {"frame": '{"a": pd.array([1, 2], dtype="Int32"), "s": ["p", "q"]}'},  # the dtype
+    ],
+    ids=["array-value", "array-shape", "frame-value", "frame-strings", "frame-columns",
+         "frame-index", "frame-dtype"],
+)  # fmt: skip
+def test_an_array_or_frame_global_counts_by_its_content(
+    ctx: Context, tmp_path: Path, write_package: Writer, change: dict[str, str]
+) -> None:
+    wd = str(tmp_path)
+    first = write_package().data_pipe.run({"workdir": wd})
+    assert first.output("with_data")["array"] == 6.0
+    # A rewrite with equal values is a new array object, and still a hit.
+    assert not _reruns(write_package, "data_pipe", wd, "with_data")
+    assert _reruns(write_package, "data_pipe", wd, "with_data", **change)
+    assert not _reruns(write_package, "data_pipe", wd, "with_data", **change)
+    assert ps.count(wd, "with_data") == 2
+
+
+def test_an_array_changed_in_place_changes_the_key(
+    ctx: Context, tmp_path: Path, write_package: Writer
+) -> None:
+    # Arrays are mutable: their bytes are hashed at each run, never remembered by object.
+    wd = str(tmp_path)
+    flow = write_package()
+    flow.data_pipe.run({"workdir": wd})
+    flow.ARRAY[0] = 10.0
+    changed = flow.data_pipe.run({"workdir": wd})
+    assert _statuses(changed) == {"with_data": "finished"}
+    assert changed.output("with_data")["array"] == 15.0
+    flow.ARRAY[0] = 1.0
+    assert _statuses(flow.data_pipe.run({"workdir": wd})) == {"with_data": "cached"}
+
+
+def test_an_array_past_the_byte_bound_runs_every_time(
+    ctx: Context,
+    tmp_path: Path,
+    write_package: Writer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The bound is 256 MiB; a smaller one here keeps the test from allocating that much.
+    monkeypatch.setattr(step_globals, "MAX_ARRAY_BYTES", 16)
+    wd = str(tmp_path)
+    flow = write_package()  # ARRAY: 3 float64, 24 bytes
+    with caplog.at_level(logging.WARNING, logger="loopline.training.cache"):
+        first = flow.data_pipe.run({"workdir": wd})
+        second = flow.data_pipe.run({"workdir": wd})
+    assert _statuses(first) == _statuses(second) == {"with_data": "finished"}
+    assert get_pipeline_run(second.run_id).steps["with_data"].cache_key is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    assert f"{flow.__name__}.ARRAY" in warnings[0]
+    assert "more than 16 bytes of array data" in warnings[0]

@@ -36,10 +36,11 @@ from __future__ import annotations
 
 import dis
 import functools
+import sys
 import types
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 import blake3
 
@@ -51,11 +52,19 @@ MAX_ITEMS = 100_000
 MAX_BYTES = 4 * 1024 * 1024
 #: At most this many levels of containers inside containers (a list holding itself has no end).
 MAX_DEPTH = 32
+#: At most this many bytes of NumPy array data (the arrays and pandas columns) in one
+#: global (256 MiB). The data is not copied into the canonical form but hashed with BLAKE3
+#: in place: ~25-40 ms per 100 MiB on one core here, so the cap keeps a key under ~0.1 s.
+#: Data past that belongs in an argument or a dataset, whose digest is computed once.
+MAX_ARRAY_BYTES = 256 * 1024 * 1024
 
 # The opcodes that read a global: LOAD_NAME in class bodies, LOAD_FROM_DICT_OR_GLOBALS in
 # 3.12's class scopes. Not co_names as such: it also holds attribute names (``df.mean``),
 # which would drag unrelated globals named ``mean`` into the key.
 _GLOBAL_LOADS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "LOAD_FROM_DICT_OR_GLOBALS"})
+# An attribute read right after such a load: ``config.THRESHOLD`` (LOAD_ATTR), and
+# ``config.helper(x)`` (LOAD_METHOD in 3.11; 3.12 folds it into LOAD_ATTR).
+_ATTR_LOADS = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
 
 _CONTAINER_TAGS: dict[type, bytes] = {
     list: b"l",
@@ -92,6 +101,8 @@ def read_globals(fn: Callable[..., Any]) -> dict[str, str]:
     A constant maps to ``data:<blake3 of its canonical form>``, a helper function of the
     same package to ``code:<its code hash>`` (its own reads appear as entries of their
     own); keys come sorted. ``fn``'s own code is not an entry: the step's code hash has it.
+    A closure variable is ``<function>.__closure__.<name>``, the parts of a
+    ``functools.partial`` are ``<name>.func``, ``<name>.args[i]`` and ``<name>.keywords[k]``.
     Raises :class:`GlobalTooLarge` for a value past the bounds.
 
     Example:
@@ -99,38 +110,74 @@ def read_globals(fn: Callable[..., Any]) -> dict[str, str]:
         >>> def f(x): return helper(x) + len(x)
         >>> sorted(read_globals(f))
         ['loopline.training.step_globals.helper']
+        >>> def make(k):
+        ...     return lambda x: x * k
+        >>> sorted(read_globals(make(3)))
+        ['loopline.training.step_globals.make.<locals>.<lambda>.__closure__.k']
     """
     fn = _unwrap(fn)
     if not isinstance(fn, types.FunctionType):
         return {}
-    root = _package(fn)
-    out: dict[str, str] = {}
-    seen: set[types.FunctionType] = {fn}
-    todo = [fn]
-    while todo:
-        func = todo.pop()
-        for key, value in _reads(func):
-            if key in out:
-                continue
-            helper = _unwrap(value)
-            if isinstance(helper, types.FunctionType):
-                if helper in seen or root is None or _package(helper) != root:
+    return _Reader(fn).read()
+
+
+class _Reader:
+    """Walks from a step's function through what it reads, collecting the entries."""
+
+    def __init__(self, fn: types.FunctionType) -> None:
+        self.root = _package(fn)
+        self.out: dict[str, str] = {}
+        self.seen: set[types.FunctionType] = {fn}
+        self.todo = [(f"{fn.__module__}.{fn.__qualname__}", fn)]
+
+    def read(self) -> dict[str, str]:
+        while self.todo:
+            key, func = self.todo.pop()
+            for name, value in _reads(func, self.root):
+                self.count(name, value)
+            # A step made by a factory reads the factory's arguments from its cells.
+            cells = zip(func.__code__.co_freevars, func.__closure__ or (), strict=True)
+            for var, cell in cells:
+                try:
+                    value = cell.cell_contents
+                except ValueError:  # an empty cell: a variable not assigned yet
                     continue
-                seen.add(helper)
-                todo.append(helper)
-                out[key] = "code:" + _helper_hash(helper)
-                for attr in ("__defaults__", "__kwdefaults__"):
-                    # Bound when the helper was defined (``def scale(x, k=FACTOR)``): its
-                    # code reads no FACTOR, so the value counts here.
-                    defaults = getattr(helper, attr)
-                    digest = None if defaults is None else _data_digest(f"{key}.{attr}", defaults)
-                    if digest is not None:
-                        out[f"{key}.{attr}"] = digest
-                continue
+                self.count(f"{key}.__closure__.{var}", value)
+        return dict(sorted(self.out.items()))
+
+    def count(self, key: str, value: Any) -> None:
+        """Add the entry (or entries) of ``value``, read under the name ``key``."""
+        if key in self.out:
+            return
+        helper = _unwrap(value)
+        if isinstance(helper, types.FunctionType):
+            self._function(key, helper)
+        elif type(helper) is functools.partial:
+            # The bound arguments are values the step computes with, whatever the
+            # function's package: each counts under its own name.
+            self.count(f"{key}.func", helper.func)
+            for i, arg in enumerate(helper.args):
+                self.count(f"{key}.args[{i}]", arg)
+            for name, arg in helper.keywords.items():
+                self.count(f"{key}.keywords[{name}]", arg)
+        else:
             digest = _data_digest(key, value)
             if digest is not None:
-                out[key] = digest
-    return dict(sorted(out.items()))
+                self.out[key] = digest
+
+    def _function(self, key: str, helper: types.FunctionType) -> None:
+        if helper in self.seen or self.root is None or _package(helper) != self.root:
+            return
+        self.seen.add(helper)
+        self.todo.append((key, helper))
+        self.out[key] = "code:" + _helper_hash(helper)
+        for attr in ("__defaults__", "__kwdefaults__"):
+            # Bound when the helper was defined (``def scale(x, k=FACTOR)``): its code
+            # reads no FACTOR, so the value counts here.
+            defaults = getattr(helper, attr)
+            digest = None if defaults is None else _data_digest(f"{key}.{attr}", defaults)
+            if digest is not None:
+                self.out[f"{key}.{attr}"] = digest
 
 
 def canonical(value: Any) -> bytes:
@@ -151,25 +198,65 @@ def canonical(value: Any) -> bytes:
         raise ValueError(f"{type(value).__name__} is not plain data: {exc}") from None
 
 
-def _reads(func: types.FunctionType) -> list[tuple[str, Any]]:
-    """``(module.NAME, value)`` for each global name ``func``'s code loads and that exists."""
+def _reads(func: types.FunctionType, root: str | None) -> list[tuple[str, Any]]:
+    """``(module.NAME, value)`` for each global name ``func``'s code loads and that exists,
+    and for each attribute it reads from a module of the package ``root``
+    (``config.THRESHOLD`` -> ``pkg.config.THRESHOLD``)."""
     scope = func.__globals__
     module = str(scope.get("__name__", func.__module__))
-    return [(f"{module}.{n}", scope[n]) for n in _global_names(func.__code__) if n in scope]
+    names, chains = _code_reads(func.__code__)
+    found = [(f"{module}.{n}", scope[n]) for n in names if n in scope]
+    for first, *attrs in chains:
+        obj = scope.get(first)
+        for attr in attrs:
+            if not _in_package(obj, root):
+                break
+            # The module's dict, not getattr: a module __getattr__ may run any code.
+            space = vars(obj)
+            if attr not in space:
+                break
+            key, obj = f"{obj.__name__}.{attr}", space[attr]
+            if not isinstance(obj, types.ModuleType):
+                found.append((key, obj))
+                break
+    return found
+
+
+def _in_package(obj: Any, root: str | None) -> TypeGuard[types.ModuleType]:
+    """Whether ``obj`` is a module of the top-level package ``root``."""
+    if root is None or not isinstance(obj, types.ModuleType):
+        return False
+    name = getattr(obj, "__name__", None)
+    return isinstance(name, str) and name.split(".", 1)[0] == root
 
 
 @functools.lru_cache(maxsize=4096)
-def _global_names(code: types.CodeType) -> tuple[str, ...]:
-    """The global names a code object loads, with those of the code nested in it, sorted."""
+def _code_reads(
+    code: types.CodeType,
+) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    """The global names a code object loads and the attribute chains read from them
+    (``config.THRESHOLD`` -> ``("config", "THRESHOLD")``), with those of the code nested
+    in it, each sorted."""
     names: set[str] = set()
+    chains: set[tuple[str, ...]] = set()
     stack = [code]
     while stack:
         current = stack.pop()
+        chain: list[str] = []
         for ins in dis.get_instructions(current):
+            if chain and ins.opname in _ATTR_LOADS and isinstance(ins.argval, str):
+                chain.append(ins.argval)
+                continue
+            if len(chain) > 1:
+                chains.add(tuple(chain))
+            chain = []
             if ins.opname in _GLOBAL_LOADS and isinstance(ins.argval, str):
                 names.add(ins.argval)
+                chain = [ins.argval]
+        if len(chain) > 1:
+            chains.add(tuple(chain))
         stack.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
-    return tuple(sorted(names))
+    return tuple(sorted(names)), tuple(sorted(chains))
 
 
 def _unwrap(value: Any) -> Any:
@@ -214,6 +301,7 @@ class _Encoder:
         self.name = name
         self.items = 0
         self.size = 0
+        self.array_bytes = 0
 
     def _count(self, size: int) -> None:
         self.items += 1
@@ -239,9 +327,91 @@ class _Encoder:
             data = value.encode("utf-8", "surrogatepass") if kind is str else value
             out = (b"s%d:" if kind is str else b"b%d:") % len(data) + data
         else:
-            return self._container(value, depth)
+            numeric = self._numeric(value, depth)
+            return self._container(value, depth) if numeric is None else numeric
         self._count(len(out))
         return out
+
+    def _numeric(self, value: Any, depth: int) -> bytes | None:
+        """A NumPy array or scalar, or a pandas frame, series or index; else None.
+
+        numpy and pandas are looked up in ``sys.modules``: a value of theirs exists only
+        once they are imported, and the key of other steps does not import them.
+        """
+        np = sys.modules.get("numpy")
+        if np is not None and (type(value) is np.ndarray or isinstance(value, np.generic)):
+            return self._array(np.asarray(value), depth)
+        pd = sys.modules.get("pandas")
+        if pd is None:
+            return None
+        if type(value) is pd.DataFrame:
+            head = self._head(b"D%d,%d:" % value.shape, depth)
+            columns = [self._values(value.iloc[:, i], depth + 1) for i in range(value.shape[1])]
+            parts = [self._index(value.columns, depth + 1), self._index(value.index, depth + 1)]
+            return head + b"".join(parts + columns)
+        if type(value) is pd.Series:
+            head = self._head(b"P", depth)
+            name = self.encode(value.name, depth + 1)
+            return (
+                head + name + self._index(value.index, depth + 1) + self._values(value, depth + 1)
+            )
+        if isinstance(value, pd.Index):  # its subclasses are pandas' own kinds of index
+            return self._index(value, depth)
+        return None
+
+    def _head(self, head: bytes, depth: int) -> bytes:
+        """Count a container-like node's header, refusing one nested too deep."""
+        if depth >= MAX_DEPTH:
+            raise GlobalTooLarge(self.name, f"nested deeper than {MAX_DEPTH} levels")
+        self._count(len(head))
+        return head
+
+    def _array(self, arr: Any, depth: int) -> bytes:
+        """An ndarray by dtype, shape and the BLAKE3 of its bytes (C order); an object
+        array by its elements, each plain data."""
+        shape = b",".join(b"%d" % n for n in arr.shape)
+        if arr.dtype.hasobject:
+            if arr.dtype.kind != "O":
+                raise _NotPlain("a structured array holding objects")
+            head = self._head(b"AO%s;%d:" % (shape, arr.size), depth)
+            return head + b"".join(self.encode(v, depth + 1) for v in arr.ravel().tolist())
+        # Field names and types too: the .str of a structured dtype is only its size.
+        dtype = arr.dtype.str if arr.dtype.fields is None else str(arr.dtype.descr)
+        head = self._head(b"A%s;%s:" % (dtype.encode(), shape), depth)
+        self.array_bytes += arr.nbytes
+        if self.array_bytes > MAX_ARRAY_BYTES:
+            raise GlobalTooLarge(self.name, f"more than {MAX_ARRAY_BYTES} bytes of array data")
+        # A uint8 view of the C-ordered data: datetime64 and structured dtypes have no
+        # buffer format of their own. One thread: other steps and workers share the cores.
+        data = sys.modules["numpy"].ascontiguousarray(arr).reshape(-1).view("uint8")
+        return head + blake3.blake3(data, max_threads=1).digest()
+
+    def _index(self, index: Any, depth: int) -> bytes:
+        """A pandas index by its names, dtype and values; a RangeIndex by its range."""
+        pd = sys.modules["pandas"]
+        names = self.encode(list(index.names), depth + 1)
+        if type(index) is pd.RangeIndex:
+            head = self._head(b"R%x,%x,%x:" % (index.start, index.stop, index.step), depth)
+            return head + names
+        return self._head(b"X", depth) + names + self._values(index, depth + 1)
+
+    def _values(self, values: Any, depth: int) -> bytes:
+        """The values of a series, column or index, with their dtype: a NumPy dtype by its
+        array; an extension dtype (nullable, string, categorical, tz-aware) by its parts
+        or, failing those, element by element as plain data (a missing value as None)."""
+        np, pd = sys.modules["numpy"], sys.modules["pandas"]
+        dtype = values.dtype
+        if isinstance(dtype, np.dtype):
+            return self._array(np.asarray(values), depth)
+        head = self._head(b"E" + self.encode(str(dtype), depth + 1), depth)
+        array = values.array
+        if isinstance(dtype, pd.CategoricalDtype):
+            ordered = self.encode(bool(dtype.ordered), depth + 1)
+            categories = self._index(dtype.categories, depth + 1)
+            return head + ordered + categories + self._array(array.codes, depth + 1)
+        if isinstance(dtype, pd.DatetimeTZDtype):  # the unit and zone are in str(dtype)
+            return head + self._array(array.asi8, depth + 1)
+        return head + self._array(array.to_numpy(dtype=object, na_value=None), depth + 1)
 
     def _container(self, value: Any, depth: int) -> bytes:
         kind: type = type(value)
