@@ -23,13 +23,17 @@ from textwrap import dedent
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 
+import tests.training.pipeline_steps
 from loopline.core.context import Context
 from loopline.training import step_globals
 from loopline.training.cache import cache_key
 from loopline.training.pipeline import get_pipeline_run, resume
 from loopline.training.step_globals import (
+    MAX_ARRAY_BYTES,
     MAX_BYTES,
     MAX_DEPTH,
     MAX_ITEMS,
@@ -696,3 +700,183 @@ def test_an_array_past_the_byte_bound_runs_every_time(
     assert len(warnings) == 2
     assert f"{flow.__name__}.ARRAY" in warnings[0]
     assert "more than 16 bytes of array data" in warnings[0]
+
+
+# -- what counts: the new kinds ------------------------------------------------------------
+
+
+def _reads_other_modules(x: str) -> Any:
+    # Modules of other packages (their attributes too) stay out, as before.
+    return json.dumps(x), np.pi, os.path.sep, pd.NA
+
+
+def test_a_step_reading_only_other_packages_modules_keeps_the_key_it_had() -> None:
+    from loopline.training.steps import spec_digest, step
+
+    assert read_globals(_reads_other_modules) == {}
+    s = step(_reads_other_modules)
+    args: dict[str, Any] = {"x": {"v": "a"}}
+    expected = spec_digest({"step": "_reads_other_modules", "code": s.code_hash, "args": args})
+    assert cache_key(s, args) == expected
+
+
+def test_the_plain_data_encoding_is_unchanged() -> None:
+    # Pinned bytes: keys of steps reading plain constants stay those stored before.
+    value = {"b": [1, 2.5], "a": (None, True, "x", b"y"), "c": frozenset({3})}
+    assert canonical(value) == b"d3:s1:at4:nTs1:xb1:ys1:bl2:i1;f2.5;s1:cZ1:i3;"
+
+
+def _make_reader(limit: float) -> Callable[[float], bool]:
+    def reader(x: float) -> bool:
+        return x < limit and bool(later)
+
+    if limit < 0:  # never here: ``later`` stays an empty cell
+        later = 1
+    return reader
+
+
+def test_closure_cells_count_and_an_empty_cell_is_left_out() -> None:
+    reads = read_globals(_make_reader(0.5))
+    prefix = f"{_HERE}._make_reader.<locals>.reader.__closure__"
+    assert list(reads) == [f"{prefix}.limit"]
+    assert reads[f"{prefix}.limit"] == read_globals(_make_reader(0.5))[f"{prefix}.limit"]
+    assert reads[f"{prefix}.limit"] != read_globals(_make_reader(0.6))[f"{prefix}.limit"]
+
+
+_PARTIAL = functools.partial(_scaled, 1.5, k=LIMIT)
+_FOREIGN_PARTIAL = functools.partial(dedent, "  x")
+
+
+def _calls_partials(x: float) -> Any:
+    return _PARTIAL() + x, _FOREIGN_PARTIAL()
+
+
+def test_a_partial_counts_by_its_function_and_each_argument() -> None:
+    reads = read_globals(_calls_partials)
+    assert sorted(reads) == [
+        f"{_HERE}._FOREIGN_PARTIAL.args[0]",  # another package's function: its args only
+        f"{_HERE}._PARTIAL.args[0]",
+        f"{_HERE}._PARTIAL.func",
+        f"{_HERE}._PARTIAL.func.__defaults__",
+        f"{_HERE}._PARTIAL.keywords[k]",
+    ]
+    assert reads[f"{_HERE}._PARTIAL.func"] == read_globals(_calls_scaled)[f"{_HERE}._scaled"]
+
+
+def _reads_package_modules(x: int) -> Any:
+    # tests.training.pipeline_steps is of this package; ``ps.bump`` is a helper of it.
+    return ps.bump, ps.count, tests.training.pipeline_steps.os, ps.no_such_name, x
+
+
+def test_a_module_of_the_package_counts_by_its_attributes() -> None:
+    reads = read_globals(_reads_package_modules)
+    assert sorted(reads) == [
+        "tests.training.pipeline_steps.bump",
+        "tests.training.pipeline_steps.count",
+    ]
+    assert all(d.startswith("code:") for d in reads.values())
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (np.arange(6.0).reshape(2, 3), np.asfortranarray(np.arange(6.0).reshape(2, 3))),
+        (np.float64(0.5), np.array(0.5)),
+        (np.array(["a", None], dtype=object), np.array(["a", None], dtype=object)),
+        (pd.DataFrame({"a": [1, 2]}), pd.DataFrame({"a": [1, 2]})),
+        (pd.Series(pd.Categorical(["x", "y"])), pd.Series(pd.Categorical(["x", "y"]))),
+    ],
+    ids=["memory-order", "scalar-0d", "object", "frame", "categorical"],
+)
+def test_equal_arrays_encode_the_same(a: Any, b: Any) -> None:
+    assert canonical(a) == canonical(b)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (np.zeros(6), np.zeros((2, 3))),
+        (np.zeros(3), np.zeros(3, dtype="float32")),
+        (np.zeros(3, dtype="<f8"), np.zeros(3, dtype=">f8")),
+        (np.array([1, 2]), [1, 2]),
+        (pd.DataFrame({"a": [1]}), pd.DataFrame({"b": [1]})),
+        (pd.DataFrame({"a": [1]}), pd.DataFrame({"a": [1]}, index=[5])),
+        (pd.Series([1], name="a"), pd.Series([1], name="b")),
+        (pd.Series([1, None], dtype="Int64"), pd.Series([1, 0], dtype="Int64")),
+        (pd.Series(pd.Categorical(["x"], categories=["x", "y"])),
+         pd.Series(pd.Categorical(["x"], categories=["x", "z"]))),
+        (pd.Series(pd.to_datetime(["2020-01-01"]).tz_localize("UTC")),
+         pd.Series(pd.to_datetime(["2020-01-01"]).tz_localize("Europe/Paris"))),
+    ],
+    ids=["shape", "dtype", "byte-order", "array-list", "columns", "index", "series-name",
+         "missing", "categories", "time-zone"],
+)  # fmt: skip
+def test_different_arrays_encode_differently(a: Any, b: Any) -> None:
+    assert canonical(a) != canonical(b)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        np.ma.masked_array([1, 2], mask=[0, 1]),
+        np.array([object()], dtype=object),
+        pd.DataFrame({"t": [pd.Period("2020-01", freq="M")]}),
+    ],
+    ids=["masked-array", "object-element", "period-column"],
+)
+def test_arrays_holding_what_is_not_plain_are_not_plain(value: Any) -> None:
+    with pytest.raises(ValueError, match="not plain data"):
+        canonical(value)
+
+
+def test_the_array_bounds() -> None:
+    with pytest.raises(GlobalTooLarge, match=f"more than {MAX_ITEMS} items"):
+        canonical(np.array(["s"] * MAX_ITEMS, dtype=object))  # element-wise, like a list
+    with pytest.raises(GlobalTooLarge, match="bytes of array data"):
+        # Counted over the whole global: two halves and one byte more.
+        half = np.zeros(MAX_ARRAY_BYTES // 2, dtype="uint8")
+        canonical([half, half, np.zeros(1, dtype="uint8")])
+
+
+def test_array_and_frame_keys_are_the_same_in_every_process(tmp_path: Path) -> None:
+    (tmp_path / "hashseed_arrays.py").write_text(
+        dedent(
+            """
+            import functools
+
+            import numpy as np
+            import pandas as pd
+
+            import loopline as ll
+
+            FRAME = pd.DataFrame(
+                {"n": np.arange(4.0), "s": list("abcd"), "c": pd.Categorical(list("xyxz"))},
+                index=pd.MultiIndex.from_product([["p", "q"], [1, 2]]),
+            )
+            PICK = functools.partial(sorted, key=None, reverse=frozenset({"u", "v", "w"}))
+
+            @ll.step
+            def summed(n: int) -> int:
+                return n + len(FRAME) + len(PICK([]))
+            """
+        )
+    )
+    script = (
+        "import json, hashseed_arrays\n"
+        "from loopline.training.step_globals import read_globals\n"
+        "print(json.dumps(read_globals(hashseed_arrays.summed.fn)))\n"
+    )
+    outputs = []
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(tmp_path)}
+        done = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        outputs.append(json.loads(done.stdout))
+    assert outputs[0] == outputs[1]
+    assert sorted(outputs[0]) == [
+        "hashseed_arrays.FRAME",
+        "hashseed_arrays.PICK.keywords[key]",
+        "hashseed_arrays.PICK.keywords[reverse]",
+    ]

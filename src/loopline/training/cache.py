@@ -1,12 +1,13 @@
 """The step cache: a key from code, params and inputs; a table from key to output.
 
 A step's cache key is the BLAKE3 digest of the canonical JSON of its name, its code hash
-(see :func:`loopline.training.steps.code_hash`), the module constants and same-package
-helper functions its code reads (see :mod:`loopline.training.step_globals`; left out of
-the JSON when there are none, so such a step keeps the key it had before they counted) and
-its arguments with every upstream output replaced by that output's digest and type. Two
-runs of a step with the same code, the same constants, the same literal params and inputs
-with the same bytes get the same key, whichever pipeline run produced the inputs. A key is
+(see :func:`loopline.training.steps.code_hash`), the module constants, same-package
+helper functions, closure variables, partials' arguments and arrays its code reads (see
+:mod:`loopline.training.step_globals`; left out of the JSON when there are none, so such a
+step keeps the key it had before they counted) and its arguments with every upstream
+output replaced by that output's digest and type. Two runs of a step with the same code,
+the same constants, the same literal params and inputs with the same bytes get the same
+key, whichever pipeline run produced the inputs. A key is
 a hit when ``step_cache`` has it and the output artifact is still in the store.
 
 Example:

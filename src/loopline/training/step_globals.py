@@ -1,31 +1,50 @@
-"""What a step reads from its module besides its own source: constants and helpers.
+"""What a step reads besides its own source: constants, helpers, closures and arrays.
 
 A step's code hash (:func:`loopline.training.steps.code_hash`) covers the step's own
-source. Its result also depends on the module globals its code reads: when
-``THRESHOLD = 0.5`` becomes ``0.7`` the step must run again, not return the output made
-with 0.5. :func:`read_globals` finds those reads for the cache key
+source. Its result also depends on the values its code reads: when ``THRESHOLD = 0.5``
+becomes ``0.7`` the step must run again, not return the output made with 0.5.
+:func:`read_globals` finds those reads for the cache key
 (:func:`loopline.training.cache.cache_key`):
 
 * the names the step's code loads as globals, also in its nested functions, lambdas and
   comprehensions, looked up in the function's ``__globals__`` (a name not found there is a
   builtin or not defined yet: left out);
+* the attributes it reads from a **module of its own top-level package**: a global name
+  bound to such a module followed by an attribute load (``LOAD_GLOBAL config`` then
+  ``LOAD_ATTR THRESHOLD`` / ``LOAD_METHOD scale``; also ``pkg.config.THRESHOLD``) counts
+  ``pkg.config.THRESHOLD`` by the rules below, read from the module's ``__dict__`` (a
+  module ``__getattr__`` is not called). Modules of other packages stay out: a library
+  upgrade does not rerun steps;
+* the values in the **closure cells** of the step (a step made by a factory reads the
+  factory's arguments) and of the helpers it follows, as ``<function>.__closure__.<name>``;
+  an empty cell is left out;
 * a name bound to **plain data** - None, bool, int, float, str, bytes, and tuples, lists,
   dicts, sets and frozensets of those, of exactly these types (a namedtuple, an
   ``OrderedDict`` or an ``IntEnum`` is not plain) - counts by its value, in a canonical
   form: dict items and set members sorted by their encoding, floats by ``repr``, ints in
   hex, type tags so ``1``, ``1.0`` and ``True`` differ; no ``hash()`` or ``id()``, so
   every process computes the same digest;
+* **NumPy arrays and scalars and pandas DataFrames, Series and Indexes** (of exactly
+  these types; a masked array is not one) count as data too, also inside plain
+  containers: an array by its dtype, shape and the BLAKE3 of its bytes in C order; a frame
+  by its shape, columns, index and each column; a RangeIndex by its range. An object
+  array, and an extension column (nullable, string) as objects with None for missing, by
+  its elements as plain data; a categorical by its categories and codes, a tz-aware
+  column by its dtype and int64 values. An element that is not plain (a ``Period``)
+  leaves the whole value out;
 * a name bound to a **function** (or a step, or a ``functools.cache`` of a function)
   defined in the step's own top-level package (its own module, when that is a top-level
   module) counts by its code hash, together with
   its plain default values and, recursively, what it reads itself;
+* a ``functools.partial`` counts by its parts: ``.func`` by the function rule and each of
+  ``.args[i]`` and ``.keywords[k]`` by these rules, whatever the function's package;
 * anything else - modules, classes, functions of other packages, other objects - is left
-  out. A constant read through a module (``config.THRESHOLD``) is not followed either.
+  out.
 
-A value past :data:`MAX_ITEMS` items, :data:`MAX_BYTES` bytes of canonical form or
-:data:`MAX_DEPTH` levels of nesting is too costly to digest on every run:
-:class:`GlobalTooLarge` names it, and the runner then neither serves the step from the
-cache nor reuses it on resume - it runs every time.
+A value past :data:`MAX_ITEMS` items, :data:`MAX_BYTES` bytes of canonical form,
+:data:`MAX_DEPTH` levels of nesting or :data:`MAX_ARRAY_BYTES` bytes of array data is too
+costly to digest on every run: :class:`GlobalTooLarge` names it, and the runner then
+neither serves the step from the cache nor reuses it on resume - it runs every time.
 
 Example:
     >>> read_globals(lambda x: x)
@@ -54,7 +73,8 @@ MAX_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 32
 #: At most this many bytes of NumPy array data (the arrays and pandas columns) in one
 #: global (256 MiB). The data is not copied into the canonical form but hashed with BLAKE3
-#: in place: ~25-40 ms per 100 MiB on one core here, so the cap keeps a key under ~0.1 s.
+#: in place: ~40 ms per 100 MiB on one core (0.09-0.13 s measured at 256 MiB), so the cap
+#: keeps the cost of a key near 0.1 s.
 #: Data past that belongs in an argument or a dataset, whose digest is computed once.
 MAX_ARRAY_BYTES = 256 * 1024 * 1024
 
@@ -181,7 +201,8 @@ class _Reader:
 
 
 def canonical(value: Any) -> bytes:
-    """The canonical bytes of a plain-data value: the same in every process.
+    """The canonical bytes of a plain-data value (NumPy and pandas values included, an
+    array as a digest of its bytes): the same in every process.
 
     Raises ValueError when ``value`` is not plain data, :class:`GlobalTooLarge` past the
     bounds.

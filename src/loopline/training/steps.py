@@ -17,8 +17,8 @@ The arguments of a node are kept as a *spec*, plain JSON that crosses process bo
 
 **Code hash.** A step's code hash is the BLAKE3 digest of its name and the syntax tree of
 its source (``inspect.getsource``, decorators dropped, so comments and formatting do not
-count). It covers the step's own source only: the module constants and same-package
-helpers the step reads are added by the cache key (see
+count). It covers the step's own source only: the module constants, same-package helpers,
+closure variables and arrays the step reads are added by the cache key (see
 :mod:`loopline.training.step_globals`), looked up at each run.
 
 Example:
