@@ -832,6 +832,14 @@ def test_arrays_holding_what_is_not_plain_are_not_plain(value: Any) -> None:
 def test_the_array_bounds() -> None:
     with pytest.raises(GlobalTooLarge, match=f"more than {MAX_ITEMS} items"):
         canonical(np.array(["s"] * MAX_ITEMS, dtype=object))  # element-wise, like a list
+    # A column of strings (pandas' string dtype) and a MultiIndex: refused before they are
+    # turned into Python objects.
+    with pytest.raises(GlobalTooLarge, match=f"more than {MAX_ITEMS} items"):
+        canonical(pd.DataFrame({"s": ["s"] * MAX_ITEMS}))
+    with pytest.raises(GlobalTooLarge, match=f"more than {MAX_ITEMS} items"):
+        canonical(pd.MultiIndex.from_product([range(MAX_ITEMS // 100 + 1), range(100)]))
+    # A categorical counts its categories, not its rows.
+    assert canonical(pd.Series(pd.Categorical(["a", "b"] * MAX_ITEMS)))
     with pytest.raises(GlobalTooLarge, match="bytes of array data"):
         # Counted over the whole global: two halves and one byte more.
         half = np.zeros(MAX_ARRAY_BYTES // 2, dtype="uint8")

@@ -394,11 +394,12 @@ class _Encoder:
         if arr.dtype.hasobject:
             if arr.dtype.kind != "O":
                 raise _NotPlain("a structured array holding objects")
+            self._fits(arr.size)
             head = self._head(b"AO%s;%d:" % (shape, arr.size), depth)
             return head + b"".join(self.encode(v, depth + 1) for v in arr.ravel().tolist())
         # Field names and types too: the .str of a structured dtype is only its size.
-        dtype = arr.dtype.str if arr.dtype.fields is None else str(arr.dtype.descr)
-        head = self._head(b"A%s;%s:" % (dtype.encode(), shape), depth)
+        dtype = (arr.dtype.str if arr.dtype.fields is None else str(arr.dtype.descr)).encode()
+        head = self._head(b"A%d:%s%s:" % (len(dtype), dtype, shape), depth)
         self.array_bytes += arr.nbytes
         if self.array_bytes > MAX_ARRAY_BYTES:
             raise GlobalTooLarge(self.name, f"more than {MAX_ARRAY_BYTES} bytes of array data")
@@ -406,6 +407,12 @@ class _Encoder:
         # buffer format of their own. One thread: other steps and workers share the cores.
         data = sys.modules["numpy"].ascontiguousarray(arr).reshape(-1).view("uint8")
         return head + blake3.blake3(data, max_threads=1).digest()
+
+    def _fits(self, elements: int) -> None:
+        """Refuse ``elements`` more items before building them: turning a column of
+        millions of strings into Python objects would cost more than the step."""
+        if self.items + elements > MAX_ITEMS:
+            raise GlobalTooLarge(self.name, f"more than {MAX_ITEMS} items")
 
     def _index(self, index: Any, depth: int) -> bytes:
         """A pandas index by its names, dtype and values; a RangeIndex by its range."""
@@ -423,6 +430,8 @@ class _Encoder:
         np, pd = sys.modules["numpy"], sys.modules["pandas"]
         dtype = values.dtype
         if isinstance(dtype, np.dtype):
+            if dtype.kind == "O":
+                self._fits(len(values))  # before a MultiIndex makes its tuples
             return self._array(np.asarray(values), depth)
         head = self._head(b"E" + self.encode(str(dtype), depth + 1), depth)
         array = values.array
@@ -432,17 +441,19 @@ class _Encoder:
             return head + ordered + categories + self._array(array.codes, depth + 1)
         if isinstance(dtype, pd.DatetimeTZDtype):  # the unit and zone are in str(dtype)
             return head + self._array(array.asi8, depth + 1)
-        return head + self._array(array.to_numpy(dtype=object, na_value=None), depth + 1)
+        self._fits(len(array))  # before a column of strings makes its Python objects
+        try:
+            objects = array.to_numpy(dtype=object, na_value=None)
+        except (TypeError, ValueError) as exc:  # an extension type of another library
+            raise _NotPlain(f"{dtype} values: {exc}") from None
+        return head + self._array(objects, depth + 1)
 
     def _container(self, value: Any, depth: int) -> bytes:
         kind: type = type(value)
         tag = _CONTAINER_TAGS.get(kind)
         if tag is None:
             raise _NotPlain(f"{kind.__module__}.{kind.__qualname__}")
-        if depth >= MAX_DEPTH:
-            raise GlobalTooLarge(self.name, f"nested deeper than {MAX_DEPTH} levels")
-        head = tag + b"%d:" % len(value)
-        self._count(len(head))
+        head = self._head(tag + b"%d:" % len(value), depth)
         if kind is dict:
             pairs = [
                 (self.encode(k, depth + 1), self.encode(v, depth + 1)) for k, v in value.items()
