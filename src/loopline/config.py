@@ -159,6 +159,12 @@ class Settings(BaseSettings):
         description="Artifact store: a folder path, file://..., or s3://bucket/prefix. "
         "Default: LOOPLINE_HOME/artifacts.",
     )
+    spool: Path | None = Field(
+        None,
+        description="Local folder where the prediction log writes each answered request "
+        "before the answer is sent, until its batch is stored (a subfolder per store). "
+        "Local even when the stores are not. Default: LOOPLINE_HOME/spool/predictions.",
+    )
     online_store: str | None = Field(
         None, description="Online feature store: sqlite:///path or redis://host:port/db."
     )
@@ -281,6 +287,11 @@ class Settings(BaseSettings):
     def artifacts_uri(self) -> str:
         """The artifact store location, defaulting to ``home/artifacts``."""
         return self.artifacts or str(self.home / "artifacts")
+
+    @property
+    def spool_dir(self) -> Path:
+        """The prediction log's spool folder, defaulting to ``home/spool/predictions``."""
+        return self.spool or self.home / "spool" / "predictions"
 
     @property
     def actor_name(self) -> str:

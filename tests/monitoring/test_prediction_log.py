@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import sqlalchemy as sa
 
@@ -20,6 +21,7 @@ from loopline.core.context import Context
 from loopline.core.db import create_engine_for, current_revision, upgrade
 from loopline.monitoring import tables
 from loopline.monitoring.prediction_log import PredictionLogger, flush_default, read_predictions
+from loopline.serving.inputs import loads, parse
 from tests.cli_run import Process, popen
 from tests.schema_diff import schema_diffs
 
@@ -152,6 +154,28 @@ def test_what_is_buffered_is_written_at_exit(ctx: Context, tmp_path: Path) -> No
     assert len(read_predictions("m")) == 500
 
 
+TYPES = ["float", "int"]
+
+
+def served(
+    logger: PredictionLogger,
+    rid: str,
+    payload: dict[str, Any],
+    names: list[str] | None = None,
+    preds: list[Any] | None = None,
+    types: list[str] | None = None,
+) -> None:
+    """Log a request as the model server does: the body parsed by the server's parser, the
+    answer as the server makes it."""
+    body = orjson.dumps(payload)
+    shape, rows, _ = parse(loads(body))
+    preds = [0] if preds is None else preds
+    answer = orjson.dumps({"predictions": preds, "model_version": "1", "request_id": rid})
+    logger.log_request(
+        rid, "m", "1", shape, rows, names, preds, 1.0, types, body=body, answer=answer
+    )
+
+
 def test_read_predictions_rejects_a_bad_last(embedded_ctx: Context) -> None:
     with pytest.raises(ll.InvalidInput, match="last"):
         read_predictions("m", last=0)
@@ -159,9 +183,9 @@ def test_read_predictions_rejects_a_bad_last(embedded_ctx: Context) -> None:
 
 def test_the_model_servers_parsed_bodies_become_named_rows(embedded_ctx: Context) -> None:
     with PredictionLogger(embedded_ctx, start=False) as logger:
-        logger.log_request("a", "m", "1", "records", [{"x": 1.0, "y": 2.0}], None, [0], 1.0)
-        logger.log_request("b", "m", "1", "lists", [[3.0, 4.0]], ["x", "y"], [1], 1.0)
-        logger.log_request("c", "m", "1", "split", (["x", "y"], [[5.0, 6.0]]), None, [0], 1.0)
+        served(logger, "a", {"instances": [{"x": 1.0, "y": 2.0}]}, None, [0])
+        served(logger, "b", {"instances": [[3.0, 4.0]]}, ["x", "y"], [1])
+        served(logger, "c", {"dataframe_split": {"columns": ["x", "y"], "data": [[5.0, 6.0]]}})
     frame = read_predictions("m").set_index("_request_id")
     assert frame.loc[["a", "b", "c"], "x"].tolist() == [1.0, 3.0, 5.0]
     assert frame.loc[["a", "b", "c"], "y"].tolist() == [2.0, 4.0, 6.0]
@@ -274,20 +298,8 @@ def test_the_model_servers_rows_are_logged_in_their_columns_types(
     """An int for a float column is the float the model took (2**63 has no int64), and an
     integral float for an int column the int, so that a column keeps one type in a file."""
     with PredictionLogger(embedded_ctx, start=False) as logger:
-        logger.log_request(
-            "a",
-            "m",
-            "1",
-            "records",
-            [{"x": 2**63, "k": 3.0}],
-            ["x", "k"],
-            [0],
-            1.0,
-            types=["float", "int"],
-        )
-        logger.log_request(
-            "b", "m", "1", "lists", [[1, 4]], ["x", "k"], [0], 1.0, types=["float", "int"]
-        )
+        served(logger, "a", {"instances": [{"x": 2**63, "k": 3.0}]}, ["x", "k"], [0], TYPES)
+        served(logger, "b", {"instances": [[1, 4]]}, ["x", "k"], [0], TYPES)
     frame = read_predictions("m").set_index("_request_id")
     assert frame.loc[["a", "b"], "x"].tolist() == [float(2**63), 1.0]
     assert frame["k"].dtype.kind == "i" and frame.loc[["a", "b"], "k"].tolist() == [3, 4]

@@ -12,4 +12,4 @@ Example:
 
 from __future__ import annotations
 
-HEAD_REVISION = "0023_label_batches_index"
+HEAD_REVISION = "0024_prediction_spool"

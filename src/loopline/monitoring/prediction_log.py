@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import atexit
 import io
+import json
 import logging
 import math
 import os
+import struct
 import tempfile
 import threading
 import time
@@ -45,6 +47,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -55,14 +58,23 @@ from loopline.core.context import Context, get_context
 from loopline.core.db import reading
 from loopline.errors import InvalidInput
 from loopline.monitoring.rid_index import index_columns
-from loopline.monitoring.tables import prediction_batches
+from loopline.monitoring.spool import MAGIC, Segment, Spool, read_records, store_folder
+from loopline.monitoring.tables import prediction_batches, prediction_spool
 
 log = logging.getLogger("loopline.monitoring")
 
 #: Columns every prediction file has besides the model's inputs.
 META_COLUMNS = ("_request_id", "_ts", "_version", "_latency_ms", "_row", "_prediction")
 
-_Entry = tuple[float, str, str, str, Any, Any, float]
+#: ``(ts, request id, model, version, inputs, outputs, latency ms, segment, end)``: the
+#: last two say where the request's spool record ends (None, 0: it has none).
+_Entry = tuple[float, str, str, str, Any, Any, float, Segment | None, int]
+#: A server's spool record: b"R", ts, latency, then the lengths of its meta (model,
+#: version, the signature's names and types as JSON) and of the request body; the answer
+#: as sent takes the rest.
+_SERVED = struct.Struct("<cddII")
+#: An SDK call's spool record: b"E" then the call as JSON (NaN and Infinity allowed).
+_CALLED = b"E"
 #: What turning entries into a Parquet file raises when the data cannot be stored (no Arrow
 #: type holds a value, values of one column clash, Parquet has no form for a type): errors
 #: of the entries, which no retry cures. The store's own errors are not among them.
@@ -153,7 +165,7 @@ def entries_to_table(entries: Sequence[_Entry]) -> pa.Table:
     """
     records: list[dict[str, Any]] = []
     scored = False
-    for ts, rid, _model, version, inputs, outputs, latency in entries:
+    for ts, rid, _model, version, inputs, outputs, latency, *_ in entries:
         fresh = isinstance(inputs, RawInputs)  # its records are new dicts, ours to fill
         if fresh:
             inputs = inputs.records()
@@ -230,13 +242,89 @@ def _files(
     return files
 
 
+def _nonfinite(value: Any) -> bool:
+    """Whether ``value`` - plain JSON data: dicts with text keys, lists, text, int, float,
+    bool, None, of exactly these types - holds a NaN or an infinity; TypeError for
+    anything else (a tuple, a numpy number, a datetime), which JSON would change."""
+    t = type(value)
+    if t is float:
+        return not math.isfinite(value)
+    if t is str or t is int or t is bool or value is None:
+        return False
+    if t is list:
+        return any([_nonfinite(v) for v in value])  # a list, not a generator: check all
+    if t is dict:
+        for k in value:
+            if type(k) is not str:
+                raise TypeError(f"a key of type {type(k).__name__}: {k!r:.40}")
+        return any([_nonfinite(v) for v in value.values()])
+    raise TypeError(f"a value of type {t.__name__}: {value!r:.40}")
+
+
+def _call_record(call: list[Any]) -> bytes:
+    """The spool record of a :meth:`PredictionLogger.log` call; TypeError when its values
+    are not plain JSON data (replayed, they would come back as something else)."""
+    if _nonfinite(call):
+        return _CALLED + json.dumps(call, separators=(",", ":")).encode()
+    try:
+        return _CALLED + orjson.dumps(call)
+    except TypeError:  # an int past 64 bits, a lone surrogate: the standard module takes them
+        return _CALLED + json.dumps(call, separators=(",", ":")).encode()
+
+
+def _replayed(payload: bytes, seg: Segment, end: int) -> _Entry:
+    """The queue entry of a spool record (raises on one that is not a record)."""
+    if payload[:1] == _CALLED:
+        ts, rid, model, version, inputs, outputs, latency = json.loads(payload[1:])
+        return (ts, rid, model, version, inputs, outputs, latency, seg, end)
+    # Imported here: only a replay needs the server's parser, which takes the body the same
+    # way it took it when the request was answered.
+    from loopline.serving.inputs import loads, parse
+
+    kind, ts, latency, meta_len, body_len = _SERVED.unpack_from(payload)
+    if kind != b"R":
+        raise ValueError(f"a spool record of unknown kind {kind!r}")
+    at = _SERVED.size
+    model, version, names, types = orjson.loads(payload[at : at + meta_len])
+    body = payload[at + meta_len : at + meta_len + body_len]
+    answer = orjson.loads(payload[at + meta_len + body_len :])
+    shape, rows, _ = parse(loads(body))
+    inputs = RawInputs(shape, rows, names, types)
+    return (
+        ts,
+        answer["request_id"],
+        model,
+        version,
+        inputs,
+        answer["predictions"],
+        latency,
+        seg,
+        end,
+    )
+
+
+def _marks(entries: Sequence[_Entry], owed: dict[Segment, int]) -> dict[Segment, int]:
+    """Per spool segment, the end of the last of ``entries`` in it (or ``owed``, if later)."""
+    marks = dict(owed)
+    for e in entries:
+        seg = e[7]
+        if seg is not None and e[8] > marks.get(seg, 0):
+            marks[seg] = e[8]
+    return marks
+
+
 class PredictionLogger:
-    """Buffers predictions in memory and writes them as Parquet batches in a thread.
+    """Buffers predictions in memory and writes them as Parquet batches in a thread; each
+    request is in the local spool first (see the module), from which a later logger
+    replays what a killed process had not written.
 
     ``max_rows`` requests waiting wake the writer; ``interval`` seconds bound how long a
     request waits; ``max_buffer`` requests waiting make :meth:`log` drop the oldest (counted
     in ``dropped``) rather than grow without bound when the store is down. ``dropped`` also
-    counts the requests whose rows could not be stored (see the module).
+    counts the requests whose rows could not be stored (see the module). ``unspooled``
+    counts the requests kept in memory only (a value JSON does not hold as it is, a spool
+    that cannot be written); ``recovered`` the requests replayed from dead processes'
+    spools. ``spool=False``: no spool (memory only, as before the spool existed).
 
     Example:
         >>> # with PredictionLogger(ctx, interval=1.0) as logger:
@@ -251,21 +339,45 @@ class PredictionLogger:
         interval: float = 5.0,
         max_buffer: int = 1_000_000,
         start: bool = True,
+        spool: bool = True,
     ) -> None:
         self.ctx = ctx or get_context()
         self.max_rows = max_rows
         self.interval = interval
         self.max_buffer = max_buffer
         self.dropped = 0
+        self.unspooled = 0
+        self.recovered = 0
         self.written_files = 0
         self.written_rows = 0
         self._buf: deque[_Entry] = deque()
+        # Held while a request goes to the spool and the queue, so that the queue's order
+        # is the spool's: a flush mark past one entry is past every entry before it.
+        self._lock = threading.Lock()
+        self._owed: dict[Segment, int] = {}
+        self._meta: dict[tuple[str, str], tuple[Any, Any, bytes]] = {}
+        self._spool = self._open_spool() if spool else None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._flush_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         if start:
             self.start()
+
+    def _open_spool(self) -> Spool | None:
+        settings = self.ctx.settings
+        folder = store_folder(settings.spool_dir, settings.metadata_uri, settings.artifacts_uri)
+        try:
+            return Spool(folder)
+        except OSError as exc:
+            log.error(
+                "the prediction log cannot spool to %s (%s): answered requests are kept in "
+                "memory only until written, and lost if the process is killed; set "
+                "LOOPLINE_SPOOL to a writable local folder",
+                folder,
+                exc,
+            )
+            return None
 
     # -- the hot path ----------------------------------------------------------------------
 
@@ -278,19 +390,22 @@ class PredictionLogger:
         outputs: list[Any] | Any,
         latency_ms: float,
     ) -> None:
-        """Queue one answered request; returns at once (no I/O, no conversion).
+        """Queue one answered request, written to the spool first (one ``write``, no
+        fsync); returns at once (no conversion, no SQL). A request whose values JSON would
+        change (a numpy number, a tuple, a datetime: pass Python values) is queued in memory
+        only, counted in ``unspooled``, with one warning.
 
         Example:
             >>> # logger.log("r-1", "flights", 3, [{"temp": 41.0}], [1], latency_ms=0.9)
         """
-        buf = self._buf
-        buf.append((time.time(), request_id, model, str(version), inputs, outputs, latency_ms))
-        n = len(buf)
-        if n >= self.max_rows:
-            if n > self.max_buffer:
-                buf.popleft()
-                self.dropped += 1
-            self._wake.set()
+        ts, version = time.time(), str(version)
+        record = None
+        if self._spool is not None:
+            try:
+                record = _call_record([ts, request_id, model, version, inputs, outputs, latency_ms])
+            except TypeError as exc:
+                self._not_spooled(f"request {request_id!r} holds {exc}; pass plain Python values")
+        self._queue(ts, request_id, model, version, inputs, outputs, latency_ms, record)
 
     def log_request(
         self,
@@ -303,22 +418,75 @@ class PredictionLogger:
         outputs: list[Any],
         latency_ms: float,
         types: Sequence[str] | None = None,
+        *,
+        body: bytes,
+        answer: bytes,
     ) -> None:
         """:meth:`log` for the model server: the parsed body as it is (``shape``, ``rows``
         from ``serving.inputs.parse``), turned into named rows on the writer thread, each
         value of the type of its column in ``types`` (the signature's, with ``names``).
+        The spool record is the request ``body`` and the ``answer`` as sent (JSON with
+        ``predictions`` and ``request_id``) behind a small header: no JSON work here.
 
         Example:
             >>> # logger.log_request(rid, "flights", "3", "records", [{"temp": 41}],
-            >>> #                    ["temp"], [1], 0.9, types=["float"])
+            >>> #                    ["temp"], [1], 0.9, types=["float"], body=b, answer=out)
         """
+        ts = time.time()
         inputs = RawInputs(shape, rows, names, types)
-        self.log(request_id, model, version, inputs, outputs, latency_ms)
+        parts = None
+        if self._spool is not None:
+            meta = self._meta.get((model, version))
+            if meta is None or meta[0] is not names or meta[1] is not types:
+                encoded = orjson.dumps([model, version, names, types])
+                meta = self._meta[model, version] = (names, types, encoded)
+            head = _SERVED.pack(b"R", ts, latency_ms, len(meta[2]), len(body))
+            parts = (head, meta[2], body, answer)
+        self._queue(ts, request_id, model, version, inputs, outputs, latency_ms, parts)
+
+    def _queue(
+        self,
+        ts: float,
+        request_id: str,
+        model: str,
+        version: str,
+        inputs: Any,
+        outputs: Any,
+        latency_ms: float,
+        record: bytes | tuple[bytes, ...] | None,
+    ) -> None:
+        buf = self._buf
+        with self._lock:
+            seg, end = None, 0
+            if record is not None:
+                try:
+                    seg, end = self._spool.append(  # type: ignore[union-attr]
+                        *((record,) if isinstance(record, bytes) else record)
+                    )
+                except OSError as exc:
+                    self._not_spooled(f"the spool cannot be written: {exc}")
+            buf.append((ts, request_id, model, version, inputs, outputs, latency_ms, seg, end))
+            n = len(buf)
+        if n >= self.max_rows:
+            if n > self.max_buffer:
+                buf.popleft()
+                self.dropped += 1
+            self._wake.set()
+
+    def _not_spooled(self, why: str) -> None:
+        self.unspooled += 1
+        if self.unspooled == 1:  # one line, not one per request: `unspooled` counts them
+            log.warning(
+                "the prediction log keeps a request in memory only (lost if the process is "
+                "killed before it is written; counted in `unspooled`): %s",
+                why,
+            )
 
     # -- the writer ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the background writer (done by the constructor unless ``start=False``).
+        """Start the background writer (done by the constructor unless ``start=False``);
+        its first work is :meth:`recover`.
 
         Example:
             >>> # PredictionLogger(ctx, start=False).start()
@@ -331,14 +499,22 @@ class PredictionLogger:
         atexit.register(self.close)
 
     def _run(self) -> None:
+        recovered = False
         while not self._stop.is_set():
+            if not recovered:  # retried every interval: the store may be down at start
+                recovered = self._attempt(self.recover, "replaying the prediction log's spool")
             self._wake.wait(self.interval)
             self._wake.clear()
-            try:
-                self.flush()
-            except Exception:  # the writer must outlive a store outage; rows stay buffered
-                log.exception("writing the prediction log failed; retrying")
-                self._stop.wait(min(self.interval, 1.0))
+            self._attempt(self.flush, "writing the prediction log")
+
+    def _attempt(self, work: Any, what: str) -> bool:
+        try:
+            work()
+        except Exception:  # the writer must outlive a store outage; rows stay buffered
+            log.exception("%s failed; retrying", what)
+            self._stop.wait(min(self.interval, 1.0))
+            return False
+        return True
 
     def _take(self) -> list[_Entry]:
         buf = self._buf
@@ -352,21 +528,99 @@ class PredictionLogger:
         """
         with self._flush_lock:
             entries = self._take()
-            if not entries:
+            if not entries and not self._owed:
                 return 0
             try:
                 files = self._convert(entries)
             except BaseException:
                 self._buf.extendleft(reversed(entries))  # not lost: retried on the next flush
                 raise
+            marks = _marks(entries, self._owed)
             try:
-                return self._write(files)
+                rows = self._write(files, marks)
             except BaseException:
                 # Not lost: retried on the next flush, in their order; the entries that
-                # could not be converted were dropped and counted once, not again.
+                # could not be converted were dropped and counted once, not again - the
+                # spool's mark moves past them with the next flush's.
                 kept = {id(e) for f in files for e in f.entries}
                 self._buf.extendleft(reversed([e for e in entries if id(e) in kept]))
+                self._owed = marks
                 raise
+            self._owed = {}
+            self._release_done()
+            return rows
+
+    def _release_done(self) -> None:
+        """Delete the segments written in full and no longer written to, then their marks."""
+        if self._spool is not None:
+            with self._lock:  # the request path may be starting a segment
+                done = self._spool.release_done()
+            self._forget(done)
+
+    def _forget(self, segments: Sequence[Segment]) -> None:
+        # After the files are gone: a mark without its file is a stray row, a file without
+        # its mark would be replayed from its start.
+        if segments:
+            names = [s.name for s in segments]
+            with self.ctx.engine.begin() as conn:
+                conn.execute(
+                    sa.delete(prediction_spool).where(prediction_spool.c.segment.in_(names))
+                )
+
+    def recover(self) -> int:
+        """Replay the spool segments that dead processes left in this store's spool folder
+        (records past their flush mark, through the same conversion and files), then delete
+        them; return the number of requests replayed. The writer thread does it first.
+
+        Example:
+            >>> # logger.recover()  -> requests a killed server had answered, now written
+        """
+        if self._spool is None:
+            return 0
+        total = 0
+        for seg in self._spool.orphans():
+            try:
+                count = self._replay(seg)
+            except BaseException:
+                seg.close(delete=False)  # kept, for the next try
+                raise
+            seg.close(delete=True)
+            self._forget([seg])
+            total += count
+            log.warning(
+                "the prediction log recovered %d requests from %s, left by a process that "
+                "ended before writing them",
+                count,
+                seg.path,
+            )
+        self.recovered += total
+        return total
+
+    def _replay(self, seg: Segment) -> int:
+        with reading(self.ctx.engine) as conn:
+            mark = conn.execute(
+                sa.select(prediction_spool.c.flushed).where(prediction_spool.c.segment == seg.name)
+            ).scalar()
+        seg.flushed = len(MAGIC) if mark is None else int(mark)
+        batch: list[_Entry] = []
+        count = 0
+        for end, payload in read_records(seg.path, seg.flushed):
+            try:
+                batch.append(_replayed(payload, seg, end))
+            except Exception as exc:  # whole (its CRC holds) yet not a request: skipped
+                self.dropped += 1
+                log.error("a record of %s is no logged request, skipped: %s", seg.path, exc)
+            count += 1
+            if len(batch) >= self.max_rows:
+                self._store(batch, {seg: end})
+                batch = []
+            seg.flushed = end
+        self._store(batch, {seg: seg.flushed})
+        return count
+
+    def _store(self, entries: list[_Entry], marks: dict[Segment, int]) -> None:
+        with self._flush_lock:
+            self._write(self._convert(entries), marks)
 
     def _convert(self, entries: list[_Entry]) -> list[_File]:
         """The Parquet files of ``entries``, by model and hour; the entries that cannot be
@@ -395,7 +649,10 @@ class PredictionLogger:
             )
         return files
 
-    def _write(self, files: list[_File]) -> int:
+    def _write(self, files: list[_File], marks: dict[Segment, int]) -> int:
+        """Store ``files``, then in one transaction their index rows and the spool ``marks``
+        (each segment's records up to there are stored): a kill before the commit replays
+        them, after it does not."""
         index: list[dict[str, Any]] = []
         rows = 0
         for f in files:
@@ -415,9 +672,13 @@ class PredictionLogger:
                 }
             )
             rows += f.rows
-        if index:
+        if index or marks:
             with self.ctx.engine.begin() as conn:
-                conn.execute(sa.insert(prediction_batches), index)
+                if index:
+                    conn.execute(sa.insert(prediction_batches), index)
+                _set_marks(conn, marks)
+        for seg, end in marks.items():
+            seg.flushed = max(seg.flushed, end)
         self.written_files += len(index)
         self.written_rows += rows
         return rows
@@ -434,13 +695,33 @@ class PredictionLogger:
             self._thread.join(timeout=30)
             self._thread = None
         atexit.unregister(self.close)
-        self.flush()
+        try:
+            self.flush()
+        finally:
+            # The segments written in full go; the others (the store failed) stay for the
+            # next logger to replay.
+            if self._spool is not None:
+                with self._lock:
+                    spool, self._spool = self._spool, None
+                    done = spool.close()
+                self._forget(done)
 
     def __enter__(self) -> PredictionLogger:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _set_marks(conn: sa.Connection, marks: dict[Segment, int]) -> None:
+    now = time.time()
+    t = prediction_spool
+    for seg, end in marks.items():
+        moved = conn.execute(
+            sa.update(t).where(t.c.segment == seg.name).values(flushed=end, updated=now)
+        )
+        if moved.rowcount == 0:  # its first flush: only this process writes its mark
+            conn.execute(sa.insert(t).values(segment=seg.name, flushed=end, updated=now))
 
 
 _default: PredictionLogger | None = None

@@ -16,6 +16,11 @@ The migration ``0008_monitoring`` creates exactly these tables
   ``0023_label_batches_index``) index the file as for predictions: ``read_labels`` opens
   only the files of the model that can hold a wanted id. NULL for files written before
   (always opened; the upgrade does not fill them in).
+* ``prediction_spool`` - the flush mark of each segment of the prediction log's local spool
+  (``0024_prediction_spool``): the segment file's name, the byte offset up to which its
+  records are stored (``flushed``, moved in the transaction that adds their
+  ``prediction_batches`` rows, so a replay after a kill writes each request once) and
+  when it moved. A row goes when its segment is deleted.
 * ``business_events`` - business metrics (``ll.monitor.log_business``), one row each; the
   model it concerns when no request id ties it to one (``model``, added by ``0010``).
 * ``alerts`` - every alert raised: the rule, the value that crossed the threshold, the
@@ -72,6 +77,14 @@ label_batches = sa.Table(
     sa.Column("rid_max", sa.String(200), nullable=True),
     sa.Column("rid_hashes", sa.LargeBinary, nullable=True),
     sa.Index("ix_label_batches_model", "model"),
+)
+
+prediction_spool = sa.Table(
+    "prediction_spool",
+    metadata,
+    sa.Column("segment", sa.String(200), primary_key=True),
+    sa.Column("flushed", sa.BigInteger, nullable=False),
+    sa.Column("updated", sa.Float, nullable=False),
 )
 
 business_events = sa.Table(

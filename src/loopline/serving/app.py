@@ -37,8 +37,9 @@ without a signature that raises on text in a column is such a 422 too
 (:class:`~loopline.serving.inputs.ModelRejected`), judged the same way, and the stable
 version's by the fallback: the failure counts when another version takes the input. Shadow
 requests run after the answer was sent. With ``log_predictions`` every answered request
-is queued for the prediction log (:mod:`loopline.monitoring.prediction_log`: a deque
-append here, written in batches by its own thread).
+is queued for the prediction log before its answer is sent
+(:mod:`loopline.monitoring.prediction_log`: one write of the body and the answer to a local
+spool and a deque append here, written in batches by its own thread).
 
 The tail latency of one-row requests is the server's own background work more than the
 request path: at startup the loaded models are frozen out of the collector's reach, the
@@ -730,11 +731,11 @@ class ModelServer:
             # the client is told which, as model_version alone does not say it was a
             # stand-in (the fallback may be a version that also serves on its own).
             marked = None if answered is served else [(FALLBACK_HEADER, served.label.encode())]
-            await self._send(send, 200, out, marked)
-            elapsed = time.perf_counter() - start
-            self.metrics.request(name, version, 200, elapsed)
             if self._predlog is not None:
-                # Only a deque append here; rows are built on the writer thread.
+                # Before the answer leaves: a request answered is in the spool, which a
+                # kill of this process does not lose. One write of the body and the answer
+                # and a deque append; rows are built on the writer thread. The latency
+                # logged is up to the answer made, the send not in it.
                 self._predlog.log_request(
                     rid,
                     name,
@@ -743,9 +744,13 @@ class ModelServer:
                     rows,
                     answered.names,
                     preds,
-                    elapsed * 1000,
+                    (time.perf_counter() - start) * 1000,
                     answered.types,
+                    body=body,
+                    answer=out,
                 )
+            await self._send(send, 200, out, marked)
+            self.metrics.request(name, version, 200, time.perf_counter() - start)
             if route.stats is not None:
                 self._recent.remember(
                     rid,
