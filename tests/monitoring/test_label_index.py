@@ -172,7 +172,7 @@ def test_0023_adds_the_label_index_keeps_old_rows_and_downgrades(db_uri: str) ->
             ),
             old,
         )
-    upgrade(engine)
+    upgrade(engine, "0023_label_batches_index")
     assert current_revision(engine) == "0023_label_batches_index"
     with engine.connect() as conn:
         row = conn.execute(sa.select(label_batches)).one()._asdict()
@@ -186,6 +186,6 @@ def test_0023_adds_the_label_index_keeps_old_rows_and_downgrades(db_uri: str) ->
     with engine.connect() as conn:
         kept = conn.execute(sa.text("SELECT digest, rows, matched, created FROM label_batches"))
         assert [tuple(r) for r in kept] == [tuple(old.values())]
-    upgrade(engine)
+    upgrade(engine, "0023_label_batches_index")
     assert current_revision(engine) == "0023_label_batches_index"
     engine.dispose()

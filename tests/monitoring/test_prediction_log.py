@@ -36,6 +36,7 @@ NAMES = {
         tables.loop_events,
         tables.drift_results,
         tables.loop_leader,
+        tables.prediction_spool,
     )
 }
 
@@ -52,6 +53,27 @@ def test_the_migration_creates_exactly_the_tables_module_and_downgrades(db_uri: 
     command.downgrade(alembic_config(engine), "0007_serving")
     assert not NAMES & set(sa.inspect(engine).get_table_names())
     assert current_revision(engine) == "0007_serving"
+    upgrade(engine)
+    engine.dispose()
+
+
+def test_0024_adds_the_spool_marks_and_downgrades(db_uri: str) -> None:
+    from alembic import command
+
+    from loopline.core.db import alembic_config
+
+    engine = create_engine_for(db_uri)
+    upgrade(engine, "0023_label_batches_index")
+    assert "prediction_spool" not in sa.inspect(engine).get_table_names()
+    upgrade(engine, "0024_prediction_spool")
+    assert schema_diffs(engine, {"prediction_spool"}) == []
+    mark = {"segment": "1-ab-000001.seg", "flushed": 2**40, "updated": 1.5}  # past 4 GiB
+    with engine.begin() as conn:
+        conn.execute(sa.insert(tables.prediction_spool).values(mark))
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(tables.prediction_spool)).one()._asdict() == mark
+    command.downgrade(alembic_config(engine), "0023_label_batches_index")
+    assert "prediction_spool" not in sa.inspect(engine).get_table_names()
     upgrade(engine)
     engine.dispose()
 
@@ -108,19 +130,32 @@ def test_the_background_writer_flushes_on_size_and_interval(embedded_ctx: Contex
 
 _WRITER = textwrap.dedent(
     """
-    import sys, time
+    import os, signal, sys, time
     import loopline as ll
     from loopline.monitoring.prediction_log import PredictionLogger
     ctx = ll.init(uri=sys.argv[1], artifacts=sys.argv[2])
+    mode = sys.argv[3]
+    if mode == "sdk":  # the process's default logger, as a user's script has it
+        for i in range(50):
+            ll.monitor.log_prediction(f"s{i}", "m", 1, [{"x": float(i)}], [i % 2], 1.0)
+        print("logged", flush=True)
+        time.sleep(60)
     logger = PredictionLogger(ctx, interval=3600, max_rows=10**9)
     for i in range(500):
         logger.log(f"r{i}", "m", "1", [{"x": float(i)}], [i % 2], 1.0)
-    if sys.argv[3] == "kill":
+    if mode == "kill":
         logger.flush()
         for i in range(500, 700):
             logger.log(f"r{i}", "m", "1", [{"x": float(i)}], [i % 2], 1.0)
         print("flushed", flush=True)
         time.sleep(60)
+    if mode == "kill-after-commit":
+        logger.flush()
+        for i in range(500, 700):
+            logger.log(f"r{i}", "m", "1", [{"x": float(i)}], [i % 2], 1.0)
+        # Dies at the first step after the commit of the files' index rows and the mark.
+        PredictionLogger._release_done = lambda self: os.kill(os.getpid(), signal.SIGKILL)
+        logger.flush()
     """
 )
 
@@ -136,15 +171,68 @@ def _writer(ctx: Context, tmp_path: Path, mode: str) -> Process:
     )
 
 
-def test_a_flushed_batch_survives_sigkill_of_the_writer(ctx: Context, tmp_path: Path) -> None:
+def _spooled(ctx: Context) -> list[Path]:
+    return sorted(ctx.settings.spool_dir.glob("*/*.seg"))
+
+
+def _marks(ctx: Context) -> list[Any]:
+    with ctx.engine.connect() as conn:
+        return list(conn.execute(sa.select(tables.prediction_spool)))
+
+
+def test_what_a_sigkilled_writer_had_not_written_is_replayed_once(
+    ctx: Context, tmp_path: Path
+) -> None:
+    """The 200 requests logged after the last flush died with the process: they are in its
+    spool, and the next logger on the store writes them, after the 500 flushed ones."""
     proc = _writer(ctx, tmp_path, "kill")
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "flushed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
     frame = read_predictions("m")
-    assert len(frame) == 500  # the flushed batch, whole; the 200 unflushed ones died with it
-    assert sorted(frame["_request_id"]) == sorted(f"r{i}" for i in range(500))
+    assert sorted(frame["_request_id"]) == sorted(f"r{i}" for i in range(500))  # flushed
+    assert len(_spooled(ctx)) == 1 and len(_marks(ctx)) == 1
+    with PredictionLogger(ctx, start=False) as logger:
+        assert logger.recover() == 200  # past the mark of the flushed 500 only
+        assert logger.flush() == 0  # the replay is written, nothing is left waiting
+    frame = read_predictions("m")
+    assert sorted(frame["_request_id"]) == sorted(f"r{i}" for i in range(700))  # once each
+    assert frame.set_index("_request_id").loc["r650", "x"] == 650.0
+    assert _spooled(ctx) == [] and _marks(ctx) == []  # the dead segment and its mark: gone
+
+
+def test_a_kill_right_after_the_commit_replays_nothing_twice(ctx: Context, tmp_path: Path) -> None:
+    """The mark moves in the transaction of the files' index rows: a process killed at the
+    first step after that commit left a segment whose records are all written."""
+    proc = _writer(ctx, tmp_path, "kill-after-commit")
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert sorted(read_predictions("m")["_request_id"]) == sorted(f"r{i}" for i in range(700))
+    assert len(_spooled(ctx)) == 1  # not deleted: the kill came first
+    with PredictionLogger(ctx, start=False) as logger:
+        assert logger.recover() == 0
+    frame = read_predictions("m")
+    assert len(frame) == 700 and frame["_request_id"].is_unique
+    assert _spooled(ctx) == [] and _marks(ctx) == []
+
+
+def test_the_sdks_log_prediction_is_spooled_and_replayed(ctx: Context, tmp_path: Path) -> None:
+    proc = _writer(ctx, tmp_path, "sdk")
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "logged"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert read_predictions("m").empty  # nothing was flushed before the kill
+    # A started logger replays on its writer thread, as the model server's does.
+    with PredictionLogger(ctx, interval=0.1) as logger:
+        wait = time.monotonic() + 30
+        while logger.recovered < 50 and time.monotonic() < wait:
+            time.sleep(0.05)
+    frame = read_predictions("m").sort_values("_ts")
+    assert frame["_request_id"].tolist() == [f"s{i}" for i in range(50)]
+    assert frame["_prediction"].tolist() == [i % 2 for i in range(50)]
+    assert frame["_version"].unique().tolist() == ["1"]
 
 
 def test_what_is_buffered_is_written_at_exit(ctx: Context, tmp_path: Path) -> None:
@@ -152,6 +240,7 @@ def test_what_is_buffered_is_written_at_exit(ctx: Context, tmp_path: Path) -> No
     proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert len(read_predictions("m")) == 500
+    assert _spooled(ctx) == [] and _marks(ctx) == []  # written in full: the spool is gone
 
 
 TYPES = ["float", "int"]
@@ -303,3 +392,24 @@ def test_the_model_servers_rows_are_logged_in_their_columns_types(
     frame = read_predictions("m").set_index("_request_id")
     assert frame.loc[["a", "b"], "x"].tolist() == [float(2**63), 1.0]
     assert frame["k"].dtype.kind == "i" and frame.loc[["a", "b"], "k"].tolist() == [3, 4]
+
+
+def test_values_json_would_change_are_logged_in_memory_only_with_one_warning(
+    embedded_ctx: Context, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Never coerced for the spool: a numpy number replayed as a float would be another
+    column type. Such a request is written from memory as before, counted."""
+    import numpy as np
+
+    logger = PredictionLogger(embedded_ctx, start=False)
+    with caplog.at_level("WARNING", logger="loopline.monitoring"):
+        logger.log("n1", "m", "1", [{"x": 1.0}], [np.int64(1)], 1.0)
+        logger.log("n2", "n", "1", [{"pair": (1, 2)}], [0], 1.0)
+        logger.log("fine", "m", "1", [{"x": float("nan")}], [0], 1.0)  # NaN is spooled as is
+    warned = [r.getMessage() for r in caplog.records if "memory only" in r.getMessage()]
+    assert len(warned) == 1 and "int64" in warned[0]
+    assert logger.unspooled == 2
+    assert logger.flush() == 3
+    logger.close()
+    assert sorted(read_predictions("m")["_request_id"]) == ["fine", "n1"]
+    assert read_predictions("n")["pair"].tolist()[0].tolist() == [1, 2]
