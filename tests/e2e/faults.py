@@ -140,19 +140,30 @@ class WriterGroup:
 
 
 class KillableServer:
-    """``loopline server`` on a fixed loopback port, which can be SIGKILLed and restarted."""
+    """``loopline server`` (or ``loopline serve``: ``command``) on a fixed loopback port,
+    which can be SIGKILLed and restarted."""
 
-    def __init__(self, port: int, env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, port: int, env: dict[str, str], log: Path, command: tuple[str, ...] = ("server",)
+    ) -> None:
         self.port = port
         self.env = env
         self.log = log
+        self.command = command
         self.url = f"http://127.0.0.1:{port}"
         self.proc: Process | None = None
 
     def start(self, timeout: float = 60) -> None:
         with self.log.open("ab") as out:
             self.proc = popen(
-                [sys.executable, "-m", "loopline.cli.main", "server", "--port", str(self.port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "loopline.cli.main",
+                    *self.command,
+                    "--port",
+                    str(self.port),
+                ],
                 env={**os.environ, **self.env},
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -162,8 +173,12 @@ class KillableServer:
             self.proc,
             lambda: self.log.read_text()[-3000:],
             timeout=timeout,
-            what="loopline server",
+            what=f"loopline {self.command[0]}",
         )
+
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
     def kill(self) -> None:
         """SIGKILL: no shutdown handler runs, in-flight requests are cut off."""
