@@ -22,7 +22,8 @@ Example:
     >>> seg, end = spool.append(b"hello")
     >>> [payload for _, payload in read_records(seg.path, len(MAGIC))]
     [b'hello']
-    >>> spool.close()
+    >>> spool.close()  # not stored yet: the segment is left for a replay
+    []
 """
 
 from __future__ import annotations
