@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -268,6 +269,84 @@ def served(
 def test_read_predictions_rejects_a_bad_last(embedded_ctx: Context) -> None:
     with pytest.raises(ll.InvalidInput, match="last"):
         read_predictions("m", last=0)
+
+
+def test_the_newest_rows_read_one_older_file_of_each_column_layout(embedded_ctx: Context) -> None:
+    # 8 files: the first alone has the column "old" (and ints in "x"), the next five one
+    # layout (floats in "x"), the last two add "new". The newest 15 rows are in the last
+    # two; of the older files only the first of each layout is needed for the columns.
+    layouts = [{"x": 1, "old": "o"}] + [{"x": 1.5}] * 5 + [{"x": 2.5, "new": "n"}] * 2
+    with PredictionLogger(embedded_ctx, start=False) as logger:
+        for f, row in enumerate(layouts):
+            for i in range(10):
+                logger.log(f"r{f}-{i}", "m", "1", [dict(row)], [i % 2], 1.0)
+            logger.flush()
+    t = tables.prediction_batches
+    with embedded_ctx.engine.connect() as conn:
+        index = conn.execute(sa.select(t.c.id, t.c.digest, t.c.schema_digest).order_by(t.c.id))
+        ids, digests, layout = zip(*index, strict=True)
+    assert len(digests) == 8 and len(set(layout)) == 3
+
+    def recorded(layouts: tuple[str | None, ...]) -> None:
+        with embedded_ctx.engine.begin() as conn:
+            for row_id, digest in zip(ids, layouts, strict=True):
+                conn.execute(sa.update(t).where(t.c.id == row_id).values(schema_digest=digest))
+
+    # Without the layouts (as files indexed before 0025): every file is named, as before.
+    recorded((None,) * 8)
+    every = read_predictions("m", last=15)
+    recorded(layout)
+    whole = read_predictions("m")
+    # Files 3-6 (older, of file 2's layout) are never opened: gone from the store, the
+    # newest rows read the same, with every column of the log, its types and order.
+    for digest in digests[2:6]:
+        embedded_ctx.artifacts.local_path(digest).unlink()
+    got = read_predictions("m", last=15)
+    pd.testing.assert_frame_equal(got, every)
+    tail = whole.tail(15).reset_index(drop=True)  # its rows; "old", all null here, aside
+    pd.testing.assert_frame_equal(got.drop(columns="old"), tail.drop(columns="old"))
+    assert got.columns.tolist() == whole.columns.tolist() and got["old"].isna().all()
+    assert got["x"].dtype == "float64"  # the first file's ints and the others' floats
+    with pytest.raises(ll.NotFound):  # they were the log's files: a whole read needs them
+        read_predictions("m")
+    # A file indexed before its layout was recorded (NULL) is named by every read.
+    recorded((*layout[:3], None, *layout[4:]))
+    with pytest.raises(ll.NotFound, match=digests[3]):
+        read_predictions("m", last=15)
+
+
+def test_0025_adds_the_files_column_layout_keeps_old_rows_and_downgrades(db_uri: str) -> None:
+    from alembic import command
+
+    from loopline.core.db import alembic_config
+
+    engine = create_engine_for(db_uri)
+    upgrade(engine, "0024_prediction_spool")
+    old = {"model": "m", "hour": 0.0, "digest": "d" * 64, "rows": 2, "requests": 1}
+    old |= {"ts_min": 1.0, "ts_max": 2.0, "created": 3.0}
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO prediction_batches (model, hour, digest, rows, requests, ts_min, "
+                "ts_max, created) VALUES (:model, :hour, :digest, :rows, :requests, :ts_min, "
+                ":ts_max, :created)"
+            ),
+            old,
+        )
+    upgrade(engine, "0025_prediction_batches_schema")
+    t = tables.prediction_batches
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(t.c.digest, t.c.rows, t.c.schema_digest)).one()
+    assert tuple(row) == ("d" * 64, 2, None)  # not filled in: such a file is always read
+    command.downgrade(alembic_config(engine), "0024_prediction_spool")
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("prediction_batches")}
+    assert "schema_digest" not in columns and {"digest", "rid_hashes"} <= columns
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT digest, rows FROM prediction_batches")).all() == [
+            ("d" * 64, 2)
+        ]
+    upgrade(engine)
+    engine.dispose()
 
 
 def test_the_model_servers_parsed_bodies_become_named_rows(embedded_ctx: Context) -> None:
