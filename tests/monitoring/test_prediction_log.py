@@ -338,9 +338,13 @@ def test_0025_adds_the_files_column_layout_keeps_old_rows_and_downgrades(db_uri:
     with engine.connect() as conn:
         row = conn.execute(sa.select(t.c.digest, t.c.rows, t.c.schema_digest)).one()
     assert tuple(row) == ("d" * 64, 2, None)  # not filled in: such a file is always read
+    indexes = {i["name"]: i["column_names"] for i in sa.inspect(engine).get_indexes(t.name)}
+    assert indexes["ix_prediction_batches_model_schema"] == ["model", "schema_digest"]
     command.downgrade(alembic_config(engine), "0024_prediction_spool")
     columns = {c["name"] for c in sa.inspect(engine).get_columns("prediction_batches")}
     assert "schema_digest" not in columns and {"digest", "rid_hashes"} <= columns
+    indexes = {i["name"] for i in sa.inspect(engine).get_indexes(t.name)}
+    assert indexes == {"ix_prediction_batches_model_hour"}
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT digest, rows FROM prediction_batches")).all() == [
             ("d" * 64, 2)

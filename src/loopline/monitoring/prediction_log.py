@@ -60,7 +60,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Set
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -830,19 +830,49 @@ def batch_files(
 def _batches(
     ctx: Context, model: str | None, start: float | None, end: float | None
 ) -> list[sa.Row[Any]]:
-    """The index rows (digest, rows, ts_min, ts_max, schema_digest) of the prediction files
-    of ``model`` (all models: None) with rows in a time range, oldest file first."""
+    """The index rows (id, digest, rows, ts_min, ts_max) of the prediction files of
+    ``model`` (all models: None) with rows in a time range, oldest file first."""
     t = prediction_batches
-    q = sa.select(t.c.digest, t.c.rows, t.c.ts_min, t.c.ts_max, t.c.schema_digest)
-    q = q.order_by(t.c.id)
+    # Not schema_digest: in SQLite it follows rid_hashes (~40 kB a file) in the row, and
+    # reaching it walks the blob's overflow pages (8.7 ms instead of 1.2 ms at 500 files).
+    q = sa.select(t.c.id, t.c.digest, t.c.rows, t.c.ts_min, t.c.ts_max).order_by(t.c.id)
+    with reading(ctx.engine) as conn:
+        return list(conn.execute(_in_range(q, model, start, end)))
+
+
+def _in_range(
+    q: sa.Select[Any], model: str | None, start: float | None, end: float | None
+) -> sa.Select[Any]:
+    """``q`` on the prediction files of ``model`` (all models: None) with rows in a range."""
+    t = prediction_batches
     if model is not None:
         q = q.where(t.c.model == model)
     if start is not None:
         q = q.where(t.c.ts_max >= start)
     if end is not None:
         q = q.where(t.c.ts_min < end)
+    return q
+
+
+def layout_files(
+    ctx: Context, model: str | None, start: float | None, end: float | None
+) -> set[int]:
+    """The row ids of the first prediction file (of ``model``, with rows in a time range)
+    of each column layout (``schema_digest``), and of every file without one (indexed
+    before it was recorded): together they have every column of the range's files, in
+    the order and of the types a read of them all gives. Read from the index
+    ``(model, schema_digest)`` alone in the usual case (no range), not from the rows.
+
+    Example:
+        >>> # layout_files(ctx, "flights", None, None)  -> {1, 57}
+    """
+    t = prediction_batches
+    firsts = _in_range(sa.select(sa.func.min(t.c.id)), model, start, end)
+    firsts = firsts.where(t.c.schema_digest.is_not(None)).group_by(t.c.schema_digest)
+    unknown = _in_range(sa.select(t.c.id), model, start, end)
+    unknown = unknown.where(t.c.schema_digest.is_(None))
     with reading(ctx.engine) as conn:
-        return list(conn.execute(q))
+        return {int(i) for q in (firsts, unknown) for (i,) in conn.execute(q)}
 
 
 def newest_since(
@@ -872,11 +902,11 @@ def newest_since(
     return start
 
 
-def newest_files(files: Sequence[Any], since: float | None) -> list[Any]:
+def newest_files(files: Sequence[Any], since: float, layouts: Set[int]) -> list[Any]:
     """Of the prediction ``files`` (index rows, oldest first, :func:`_batches`), those a
     read of the rows logged from ``since`` on names, oldest first: the files that can hold
-    such rows (``ts_max >= since``), the first file of each other column layout
-    (``schema_digest``) and every file without one (written before it was recorded).
+    such rows (``ts_max >= since``) and the ``layouts`` files (by row id,
+    :func:`layout_files`: the first of each column layout, every one without a layout).
 
     The others are left out: their rows are all older, and their columns (names, types,
     order) are those of an earlier file named, so a ``union_by_name`` read of what is left
@@ -885,22 +915,11 @@ def newest_files(files: Sequence[Any], since: float | None) -> list[Any]:
 
     Example:
         >>> from types import SimpleNamespace as F
-        >>> log = [F(ts_max=t, schema_digest=s) for t, s in [(1, "a"), (2, "b"), (3, "a"),
-        ...                                                  (4, None), (5, "b"), (6, "a")]]
-        >>> [f.ts_max for f in newest_files(log, 5.5)]
+        >>> log = [F(id=i, ts_max=float(i)) for i in range(1, 7)]
+        >>> [f.id for f in newest_files(log, 5.5, {1, 2, 4})]
         [1, 2, 4, 6]
     """
-    if since is None:
-        return list(files)
-    layouts: set[str] = set()
-    kept = []
-    for f in files:
-        layout = f.schema_digest
-        if f.ts_max >= since or layout is None or layout not in layouts:
-            kept.append(f)
-        if layout is not None:
-            layouts.add(layout)
-    return kept
+    return [f for f in files if f.ts_max >= since or f.id in layouts]
 
 
 def index_ranges(
@@ -1020,7 +1039,9 @@ def read_predictions(
     # the columns (their order and types, those of old files too) are those of every file
     # in the range; naming all of them cost a footer read each (0.14 s at 500 files).
     since = lo if last is None else newest_since(files, lo, hi, last)
-    digests = [f.digest for f in (files if last is None else newest_files(files, since))]
+    if last is not None and since is not None:
+        files = newest_files(files, since, layout_files(ctx, model, lo, hi))
+    digests = [f.digest for f in files]
     if since is not None:
         where.append("_ts >= ?")
         params.append(since)

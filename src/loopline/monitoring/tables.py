@@ -13,7 +13,8 @@ The migration ``0008_monitoring`` creates exactly these tables
   ``schema_digest`` (added by ``0025_prediction_batches_schema``) fingerprints the file's
   column names and types: ``read_predictions(last=N)`` names one file of each column layout
   besides the files of the newest rows, so that its columns are those of every file
-  without opening them all. NULL for files written before (always named).
+  without opening them all (its index, ``(model, schema_digest)``, answers which files
+  those are without reading the rows). NULL for files written before (always named).
 * ``label_batches`` - one row per Parquet file of ground-truth labels (request id, row, label),
   written by ``ll.monitor.log_labels`` whenever labels arrive. ``model`` (the model they
   were sent for; NULL: any), ``rid_min``, ``rid_max`` and ``rid_hashes`` (added by
@@ -67,6 +68,7 @@ prediction_batches = sa.Table(
     sa.Column("rid_hashes", sa.LargeBinary, nullable=True),
     sa.Column("schema_digest", sa.String(64), nullable=True),
     sa.Index("ix_prediction_batches_model_hour", "model", "hour"),
+    sa.Index("ix_prediction_batches_model_schema", "model", "schema_digest"),
 )
 
 label_batches = sa.Table(

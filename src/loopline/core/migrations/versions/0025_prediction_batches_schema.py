@@ -10,7 +10,9 @@ prediction file of the model in its DuckDB query, only so that the result had th
 with the log (0.16 s of a 0.24 s page at 500 files). ``prediction_batches`` gains
 ``schema_digest``, a fingerprint of the file's column names and types
 (:func:`loopline.monitoring.prediction_log.schema_digest`): the read names the files that
-can hold the newest rows and one file of each other column layout, no more.
+can hold the newest rows and one file of each other column layout, no more; an index on
+``(model, schema_digest)`` finds those without reading the rows (in SQLite the column
+follows ``rid_hashes``, ~40 kB a file, and reaching it walks the blob's overflow pages).
 
 Rows written before stay NULL: such a file is named by every read, as before (correct,
 only slower). The upgrade does not fill them in: the columns are in the files, in the
@@ -32,8 +34,10 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("prediction_batches") as batch:
         batch.add_column(sa.Column("schema_digest", sa.String(64), nullable=True))
+        batch.create_index("ix_prediction_batches_model_schema", ["model", "schema_digest"])
 
 
 def downgrade() -> None:
     with op.batch_alter_table("prediction_batches") as batch:
+        batch.drop_index("ix_prediction_batches_model_schema")
         batch.drop_column("schema_digest")
