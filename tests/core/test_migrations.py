@@ -204,3 +204,46 @@ def test_0019_gives_each_dataset_version_its_dataset_s_description(db_uri: str) 
     columns = {c["name"] for c in sa.inspect(engine).get_columns("dataset_versions")}
     assert "description" not in columns
     engine.dispose()
+
+
+def test_0026_hides_the_passwords_of_online_stores_already_logged(db_uri: str) -> None:
+    # Before display_uri, materialize logged LOOPLINE_ONLINE_STORE as given, password and
+    # all, and `loopline features` showed it again.
+    engine = create_engine_for(db_uri)
+    upgrade(engine, "0025_prediction_batches_schema")
+    stores = [
+        "redis://:s3cret@cache:6379/0",
+        "redis://feast:p%40ss@cache:6379/1?ssl_cert_reqs=none",
+        "rediss://cache:6380/0?password=s3cret&db=2",
+        "sqlite:///home/ada/.loopline/online.db",
+        "redis://cache:6379/0",
+    ]
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO feature_views (id, name, definition, source_kind, created_at, "
+                "updated_at) VALUES (1, 'trips', '{}', 'frame', 1, 1)"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO feature_materializations (view_id, end_ts, rows, online_store, "
+                "source_ref, started_at, finished_at) VALUES (1, 2, 10, :store, 'trips', 1, 2)"
+            ),
+            [{"store": store} for store in stores],
+        )
+    upgrade(engine)
+    query = "SELECT online_store FROM feature_materializations ORDER BY id"
+    with engine.connect() as conn:
+        shown = [row[0] for row in conn.execute(sa.text(query))]
+    assert shown == [
+        "redis://:***@cache:6379/0",
+        "redis://feast:***@cache:6379/1?ssl_cert_reqs=none",
+        "rediss://cache:6380/0?password=***&db=2",
+        "sqlite:///home/ada/.loopline/online.db",
+        "redis://cache:6379/0",
+    ]
+    assert not any("s3cret" in s or "p%40ss" in s for s in shown)
+    command.downgrade(alembic_config(engine), "0025_prediction_batches_schema")  # keeps them hidden
+    with engine.connect() as conn:
+        assert [row[0] for row in conn.execute(sa.text(query))] == shown

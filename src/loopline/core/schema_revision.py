@@ -12,4 +12,4 @@ Example:
 
 from __future__ import annotations
 
-HEAD_REVISION = "0025_prediction_batches_schema"
+HEAD_REVISION = "0026_scrub_materialization_passwords"
