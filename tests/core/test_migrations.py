@@ -247,3 +247,14 @@ def test_0026_hides_the_passwords_of_online_stores_already_logged(db_uri: str) -
     command.downgrade(alembic_config(engine), "0025_prediction_batches_schema")  # keeps them hidden
     with engine.connect() as conn:
         assert [row[0] for row in conn.execute(sa.text(query))] == shown
+    engine.dispose()  # before the fixture drops the database under its pooled connection
+
+
+def test_every_revision_id_fits_alembic_s_version_column() -> None:
+    # alembic_version.version_num is VARCHAR(32): on PostgreSQL a longer id fails the
+    # upgrade after its migration ran ("value too long"); SQLite does not check it.
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(alembic_config(create_engine_for("sqlite://")))
+    too_long = [s.revision for s in scripts.walk_revisions() if len(s.revision) > 32]
+    assert not too_long, too_long

@@ -12,4 +12,4 @@ Example:
 
 from __future__ import annotations
 
-HEAD_REVISION = "0026_scrub_materialization_passwords"
+HEAD_REVISION = "0026_scrub_online_passwords"

@@ -1,6 +1,6 @@
 """features: no password in the materialization log written before it was hidden
 
-Revision ID: 0026_scrub_materialization_passwords
+Revision ID: 0026_scrub_online_passwords
 Revises: 0025_prediction_batches_schema
 Create Date: 2026-12-05
 
@@ -23,7 +23,7 @@ import re
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0026_scrub_materialization_passwords"
+revision = "0026_scrub_online_passwords"
 down_revision = "0025_prediction_batches_schema"
 branch_labels = None
 depends_on = None
