@@ -333,6 +333,11 @@ def test_ls_in_a_narrow_terminal_folds_a_long_name_instead_of_cutting_it(project
     listed = run_cli(["data", "ls"], env={**env_without_loopline(), "COLUMNS": "80"}, cwd=project)
     assert listed.returncode == 0, listed.stderr
     assert "…" not in listed.stdout, listed.stdout
-    # The name column's cells, top to bottom, spell the whole name.
-    cells = [ln.split("│")[1].strip() for ln in listed.stdout.splitlines() if ln.count("│") > 2]
+    # The name column's cells, top to bottom, spell the whole name (boxed or not: the
+    # column is found by the header's position).
+    lines = listed.stdout.splitlines()
+    header = next(i for i, ln in enumerate(lines) if " latest " in ln)
+    column = slice(0, lines[header].index(" latest ") + 1)
+    body = [ln for ln in lines[header + 1 :] if ln.strip(" ─━┡╇┩└┴┘")]
+    cells = [ln[column].strip(" │") for ln in body]
     assert name in "".join(cells), listed.stdout
