@@ -40,6 +40,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -361,8 +362,26 @@ def main() -> None:
             for folder in _SCRATCH:
                 shutil.rmtree(folder, ignore_errors=True)
     details["load_average_end"] = os.getloadavg()
+    rows, details = _with_earlier(rows, details, args.cases)
     path = write_result("tracking", rows, details)
     print(f"wrote {path}")
+
+
+def _with_earlier(
+    rows: list[dict[str, Any]], details: dict[str, Any], cases: str
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """This run's rows and details, with the earlier results' rows and details of the cases
+    not run (``--cases c`` would otherwise drop (a), (b) and (d) from the README), in case
+    order; ``details["earlier"]`` says when those were measured."""
+    path = ROOT / "bench" / "results" / "tracking.json"
+    if set("abcd") <= set(cases) or not path.exists():
+        return rows, details
+    earlier = json.loads(path.read_text())
+    kept = [r for r in earlier["rows"] if r["case"][1:2] not in cases]
+    merged = {**{k: v for k, v in earlier["details"].items() if k[:1] not in cases}, **details}
+    when = earlier["details"].get("earlier", {}).get("when", earlier["when"])
+    merged["earlier"] = {"cases": "".join(c for c in "abcd" if c not in cases), "when": when}
+    return sorted(kept + rows, key=lambda r: r["case"][1:2]), merged
 
 
 if __name__ == "__main__":
