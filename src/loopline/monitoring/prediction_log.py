@@ -449,7 +449,8 @@ class PredictionLogger:
         record = None
         if self._spool is not None:
             try:
-                record = _call_record([ts, request_id, model, version, inputs, outputs, latency_ms])
+                call = [ts, request_id, model, version, inputs, outputs, latency_ms]
+                record = (_call_record(call),)
             except TypeError as exc:
                 self._not_spooled(f"request {request_id!r} holds {exc}; pass plain Python values")
         self._queue(ts, request_id, model, version, inputs, outputs, latency_ms, record)
@@ -500,16 +501,16 @@ class PredictionLogger:
         inputs: Any,
         outputs: Any,
         latency_ms: float,
-        record: bytes | tuple[bytes, ...] | None,
+        record: tuple[bytes, ...] | None,
     ) -> None:
-        buf = self._buf
+        """Spool ``record`` (its parts make one record; None: memory only) and queue the
+        entry, under the lock that keeps the queue in the spool's order."""
+        buf, spool = self._buf, self._spool
         with self._lock:
             seg, end = None, 0
-            if record is not None:
+            if record is not None and spool is not None:
                 try:
-                    seg, end = self._spool.append(  # type: ignore[union-attr]
-                        *((record,) if isinstance(record, bytes) else record)
-                    )
+                    seg, end = spool.append(*record)
                 except OSError as exc:
                     self._not_spooled(f"the spool cannot be written: {exc}")
             buf.append((ts, request_id, model, version, inputs, outputs, latency_ms, seg, end))
