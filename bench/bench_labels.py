@@ -115,10 +115,7 @@ def _log_cost() -> float:
         for i in range(n):
             rid = f"r{i:x}"
             answer = b'{"predictions":[1],"model_version":"1","request_id":"%s"}' % rid.encode()
-            logger.log_request(
-                rid, MODEL, "1", "split", (columns, data), columns, [1], 0.3, body=body,
-                answer=answer,
-            )  # fmt: skip
+            logger.log_request(rid, MODEL, "1", columns, 0.3, body=body, answer=answer)
         # never flushed (the writer was not started): only the caller's cost is measured
         return (time.perf_counter() - start) / n
     finally:

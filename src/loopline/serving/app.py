@@ -106,12 +106,12 @@ _READ_ONLY = frozenset(("/livez", "/health", "/metrics", "/openapi.json", "/v1/m
 _READ = "GET, HEAD"
 #: The answer of /livez: the same bytes every time, and nothing about the models.
 _ALIVE = b'{"status":"alive"}'
-#: Collector thresholds while serving. A request leaves ~7 tracked objects behind (its
-#: prediction-log entry, until the next flush): at CPython's (700, 10, 10) a young
-#: collection paused every ~100th request - right at the p99 - and a full one, which only
-#: finds those entries again (reference counting frees them at the flush), came every few
-#: thousand requests. Here a young collection comes every ~300 requests (still well under
-#: a millisecond) and a full one rarely.
+#: Collector thresholds while serving. A request leaves one tracked object behind (its
+#: prediction-log entry, until the next flush: its record is bytes, which the collector
+#: does not walk; it left ~7 when the entry held the parsed rows, and collections cost
+#: ~14 us a request). At CPython's (700, 10, 10) a young collection paused every few
+#: hundred requests and an older one, which only finds those entries again (reference
+#: counting frees them at the flush), every few thousand.
 GC_THRESHOLDS = (2_000, 10, 100)
 #: Mirrored requests waiting for or running on the shadow thread; beyond it a request is
 #: not mirrored (counted in loopline_shadow_skipped_total): a shadow slower than the
@@ -740,10 +740,7 @@ class ModelServer:
                     rid,
                     name,
                     version,
-                    shape,
-                    rows,
                     answered.names,
-                    preds,
                     (time.perf_counter() - start) * 1000,
                     answered.types,
                     body=body,
