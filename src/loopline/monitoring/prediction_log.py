@@ -79,6 +79,7 @@ from loopline.errors import InvalidInput
 from loopline.monitoring.rid_index import index_columns
 from loopline.monitoring.spool import MAGIC, Segment, Spool, read_records, store_folder
 from loopline.monitoring.tables import prediction_batches, prediction_spool
+from loopline.serving.inputs import loads, parse
 
 log = logging.getLogger("loopline.monitoring")
 
@@ -344,9 +345,6 @@ def _served_meta(meta: bytes) -> tuple[str, str, list[str] | None, list[str] | N
 def _served(record: bytes) -> tuple[str, RawInputs, Any]:
     """The request id, inputs and predictions of a model server's spool record, parsed as
     the server parsed the body when it answered (raises on a record of another kind)."""
-    # Imported here: the writer thread needs the server's parser, the SDK's users not.
-    from loopline.serving.inputs import loads, parse
-
     kind, _ts, _latency, meta_len, body_len = _SERVED.unpack_from(record)
     if kind != b"R":
         raise ValueError(f"a spool record of unknown kind {kind!r}")
