@@ -191,7 +191,7 @@ def test_unknown_names_exit_4_with_a_hint(ctx: Context, churn: list[str]) -> Non
 
 
 def test_every_models_command_has_an_example(tmp_path: Path) -> None:
-    for command in ("ls", "show", "lineage", "alias"):
+    for command in ("ls", "show", "lineage", "alias", "rename"):
         done = run_cli(["models", command, "--help"], env=os.environ, cwd=tmp_path, timeout=60)
         assert done.returncode == 0 and "Example" in done.stdout
 
@@ -245,3 +245,16 @@ def test_lineage_prints_run_names_params_and_metrics_verbatim(embedded_ctx: Cont
     assert tree.returncode == 0, tree.stderr
     for text in ("xgb[/x]", "odd [/exp]", "[red]p=[red]lgbm", "auc[/]=0.9"):
         assert text in tree.stdout, tree.stdout
+
+
+def test_rename_moves_the_model_and_a_taken_name_exits_5(ctx: Context, churn: list[str]) -> None:
+    renamed = _json(ctx, "rename", "churn", "churn-classifier")
+    assert renamed == {"name": "churn-classifier", "previous": "churn", "latest_version": 2}
+    assert ll.registry.get("churn-classifier", "champion").version == 1
+    assert [m.name for m in ll.registry.list_models()] == ["churn-classifier"]
+    ll.registry.rename("churn-classifier", "churn")  # the SDK: and back
+    ll.registry.register(churn[0], "other")
+    taken = _models(ctx, "rename", "churn", "other")
+    assert taken.returncode == 5 and "'other' already exists" in taken.stderr
+    text = _models(ctx, "rename", "churn", "churn-v2")
+    assert text.returncode == 0 and "churn -> churn-v2" in text.stdout

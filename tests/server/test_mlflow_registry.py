@@ -11,18 +11,33 @@ mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
+from loopline.config import Settings  # noqa: E402
+from loopline.core import audit  # noqa: E402
+from loopline.core.context import Context  # noqa: E402
+from loopline.training import registry_store  # noqa: E402
+from tests.cli_run import run_loopline  # noqa: E402
 from tests.tracking.backends import database, server  # noqa: E402
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def server_url(
+def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """One server per backend for the module, as starting one takes seconds. The tests share
-    it without seeing each other's data: each uses its own model names."""
+) -> Iterator[tuple[str, Context]]:
+    """One server per backend for the module, as starting one takes seconds, and a context
+    on its store (what Loopline's SDK and CLI read). The tests share it without seeing each
+    other's data: each uses its own model names."""
     folder: Path = tmp_path_factory.mktemp(request.param)
     with database(request.param, folder) as db_uri, server(db_uri, folder) as url:
-        yield url
+        ctx = Context(Settings(uri=db_uri, artifacts=str(folder / "server-artifacts")))
+        try:
+            yield url, ctx
+        finally:
+            ctx.close()
+
+
+@pytest.fixture
+def server_url(served: tuple[str, Context]) -> str:
+    return served[0]
 
 
 @pytest.fixture
@@ -197,14 +212,68 @@ def test_latest_versions_by_stage_find_none_outside_stage_none(
         client.get_latest_versions("no-such-model", ["Bogus"])
 
 
+def test_a_renamed_model_keeps_its_versions_tags_and_aliases(
+    client: MlflowClient, served: tuple[str, Context]
+) -> None:
+    client.create_registered_model("to-rename", tags={"team": "growth"}, description="d")
+    for run in ("a", "b"):
+        client.create_model_version("to-rename", source=f"mlflow-artifacts:/0/{run}/artifacts/m")
+    client.set_model_version_tag("to-rename", "1", "validated", "yes")
+    client.set_registered_model_alias("to-rename", "champion", "1")
+
+    client.rename_registered_model("to-rename", "renamed")  # MlflowClient returns None
+
+    renamed = client.get_registered_model("renamed")
+    assert (renamed.name, renamed.tags, renamed.description) == ("renamed", {"team": "growth"}, "d")
+    assert renamed.aliases == {"champion": "1"}
+    assert [str(v.version) for v in renamed.latest_versions] == ["2"]
+    champion = client.get_model_version_by_alias("renamed", "champion")
+    assert (champion.name, str(champion.version), champion.tags) == (
+        "renamed",
+        "1",
+        {"validated": "yes"},
+    )
+    found = client.search_model_versions("name = 'renamed'")
+    assert sorted(str(v.version) for v in found) == ["1", "2"]
+    assert client.search_model_versions("name = 'to-rename'") == []
+    with pytest.raises(MlflowException) as info:
+        client.get_registered_model("to-rename")
+    assert info.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    # Loopline's SDK and CLI read the same store: the model under its new name, audited
+    ctx = served[1]
+    assert registry_store.get_registered_model(ctx, "renamed").aliases == {"champion": 1}
+    shown = run_loopline(ctx, "models", "ls", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert "renamed" in shown.stdout and "to-rename" not in shown.stdout
+    [event] = [
+        e
+        for e in audit.events(ctx.engine, object_type="registered_model", object_id="renamed")
+        if e.action == "model.rename"
+    ]
+    assert (event.before, event.after) == ({"name": "to-rename"}, {"name": "renamed"})
+
+
+def test_a_rename_onto_a_taken_or_bad_name_is_refused_as_mlflow_refuses_it(
+    client: MlflowClient,
+) -> None:
+    client.create_registered_model("keeps-name")
+    client.create_registered_model("taken-name")
+    with pytest.raises(MlflowException, match="'taken-name' already exists") as info:
+        client.rename_registered_model("keeps-name", "taken-name")
+    assert info.value.error_code == "RESOURCE_ALREADY_EXISTS"
+    with pytest.raises(MlflowException) as info:
+        client.rename_registered_model("no-such-model", "anything")
+    assert info.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    with pytest.raises(MlflowException, match=r"new_name '\.\./up' is not a valid") as info:
+        client.rename_registered_model("keeps-name", "../up")
+    assert info.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert client.get_registered_model("keeps-name").name == "keeps-name"
+
+
 @pytest.mark.filterwarnings("ignore:.*transition_model_version_stage.*:FutureWarning")
 def test_routes_loopline_does_not_serve_say_so(client: MlflowClient) -> None:
     client.create_registered_model("unserved")
     client.create_model_version("unserved", source="mlflow-artifacts:/0/a/artifacts/m")
-    with pytest.raises(MlflowException) as info:
-        client.rename_registered_model("unserved", "renamed")
-    assert info.value.error_code == "ENDPOINT_NOT_FOUND"
-    assert "does not serve POST /api/2.0/mlflow/registered-models/rename" in str(info.value)
     with pytest.raises(MlflowException, match="set an alias") as info:
         client.transition_model_version_stage("unserved", "1", "Production")
     assert info.value.error_code == "ENDPOINT_NOT_FOUND"

@@ -174,6 +174,10 @@ def test_a_version_its_deployment_names_cannot_be_deleted(ctx: Context) -> None:
     assert store.get_registered_model(ctx, "served").aliases == {"champion": 2}
     with pytest.raises(Conflict, match="model 'served' is deployed"):
         store.delete_registered_model(ctx, "served")
+    # its servers and rollout load it by name: a rename would leave them nothing to load
+    with pytest.raises(Conflict, match=r"model 'served' is deployed .* cannot be renamed"):
+        store.rename_registered_model(ctx, "served", "elsewhere")
+    assert store.get_registered_model(ctx, "served").aliases == {"champion": 2}
     store.delete_model_version(ctx, "served", 5)  # not deployed: deleted as before
     assert [v.version for v in store.search_model_versions(ctx, name="served")] == [4, 3, 2, 1]
     store.create_model_version(ctx, "idle", source="runs:/r/model", run_id=None)
@@ -300,3 +304,54 @@ def test_what_the_sdk_and_the_mlflow_client_register_from_is_kept(
     ctx: Context, source: str
 ) -> None:
     assert store.create_model_version(ctx, "sourced", source=source, run_id=None).source == source
+
+
+def test_a_rename_moves_versions_tags_aliases_and_verdicts(ctx: Context) -> None:
+    from loopline.delivery.verdicts import GateVerdict, store_verdict, verdicts
+
+    store.create_registered_model(ctx, "old", description="d", tags={"team": "growth"})
+    for run in ("r1", "r2"):
+        store.create_model_version(ctx, "old", source=f"runs:/{run}/model", run_id=run)
+    store.delete_model_version(ctx, "old", 2)
+    store.create_model_version(ctx, "old", source="runs:/r3/model", run_id="r3")
+    store.set_model_version_tag(ctx, "old", 1, "validated", "yes")
+    store.set_alias(ctx, "old", "champion", 1)
+    store_verdict(ctx, GateVerdict("old", 1, True, ["ok"], {}, [], None, "ds@1", {}))
+    before = store.get_registered_model(ctx, "old")
+
+    renamed = store.rename_registered_model(ctx, "old", "new")
+
+    assert (renamed.name, renamed.description, renamed.tags) == ("new", "d", {"team": "growth"})
+    assert renamed.aliases == {"champion": 1} and renamed.latest_version == 3
+    assert renamed.last_updated_time >= before.last_updated_time
+    assert renamed.creation_time == before.creation_time
+    assert [v.version for v in store.search_model_versions(ctx, name="new")] == [3, 1]
+    assert store.get_model_version(ctx, "new", 1).tags["validated"] == "yes"
+    assert store.get_version_by_alias(ctx, "new", "champion").run_id == "r1"
+    assert [v.version for v in verdicts("new", ctx=ctx)] == [1] and not verdicts("old", ctx=ctx)
+    with pytest.raises(NotFound, match="'old'"):
+        store.get_registered_model(ctx, "old")
+    assert store.search_model_versions(ctx, name="old") == []
+    # a deleted version's number is still not given again under the new name
+    assert store.create_model_version(ctx, "new", source="runs:/r4/m", run_id=None).version == 4
+    renames = [e for e in audit.events(ctx.engine, object_type="registered_model")]
+    rename = [e for e in renames if e.action == "model.rename"]
+    assert [(e.object_id, e.before, e.after) for e in rename] == [
+        ("new", {"name": "old"}, {"name": "new"})
+    ]
+    assert audit.verify(ctx.engine).ok
+
+
+def test_a_rename_refuses_a_taken_name_an_unknown_model_and_a_bad_name(ctx: Context) -> None:
+    store.create_model_version(ctx, "a", source="runs:/r/model", run_id=None)
+    store.create_registered_model(ctx, "b")
+    with pytest.raises(Conflict, match="registered model 'b' already exists"):
+        store.rename_registered_model(ctx, "a", "b")
+    with pytest.raises(NotFound, match="'ghost'"):
+        store.rename_registered_model(ctx, "ghost", "c")
+    with pytest.raises(InvalidInput, match=r"new_name '\.\./x'") as info:
+        store.rename_registered_model(ctx, "a", "../x")
+    assert info.value.field == "new_name"
+    assert store.rename_registered_model(ctx, "a", "a").latest_version == 1  # a no-op
+    assert [m.name for m in store.search_registered_models(ctx)] == ["a", "b"]
+    assert store.get_model_version(ctx, "a", 1).source == "runs:/r/model"

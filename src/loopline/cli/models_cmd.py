@@ -1,4 +1,5 @@
-"""``loopline models``: list registered models, show versions and lineage, move aliases."""
+"""``loopline models``: list registered models, show versions and lineage, move aliases,
+rename."""
 
 from __future__ import annotations
 
@@ -242,6 +243,25 @@ def _deployment_line(event: dict[str, Any]) -> str:
         f"{when} {event['name']} rev {event['revision']} {event['action']} "
         f"({', '.join(roles)}) by {event['actor']}{reason}"
     )
+
+
+@app.command("rename")
+def rename_cmd(
+    name: str = typer.Argument(..., help="The registered model."),
+    new_name: str = typer.Argument(..., help="Its new name (not taken by another model)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the renamed model as JSON."),
+) -> None:
+    """Rename a registered model; its versions, tags and aliases follow it (audited).
+
+    Example: loopline models rename churn churn-classifier
+    """
+    from loopline.training import registry
+
+    model = registry.rename(name, new_name)
+    if json_out:
+        print_json({"name": model.name, "previous": name, "latest_version": model.latest_version})
+        return
+    console.print(f"{esc(name)} -> {esc(model.name)}")
 
 
 @app.command("alias")

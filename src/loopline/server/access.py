@@ -97,6 +97,7 @@ RULES: list[Rule] = [
     ("GET", f"{_MLF}/registered-models/get", "viewer"),
     ("PATCH", f"{_MLF}/registered-models/update", "editor"),
     ("DELETE", f"{_MLF}/registered-models/delete", "admin"),
+    ("POST", f"{_MLF}/registered-models/rename", "editor"),  # MLflow's EDIT permission
     ("GET", f"{_MLF}/registered-models/search", "viewer"),
     ("POST", f"{_MLF}/registered-models/search", "viewer"),
     ("POST", f"{_MLF}/registered-models/get-latest-versions", "viewer"),

@@ -116,7 +116,6 @@ def error_for_path(
 
 #: What to do instead, for MLflow routes Loopline does not serve (by the path's tail).
 _UNSERVED_HINTS = {
-    "registered-models/rename": "register the versions under the new name",
     "model-versions/transition-stage": "stages are deprecated in MLflow: set an alias "
     "(client.set_registered_model_alias) and load models:/NAME@ALIAS",
     "logged-models": "logged models are kept: register or alias the ones you use",

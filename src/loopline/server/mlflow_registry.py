@@ -109,6 +109,23 @@ def update_registered_model(body: UpdateModel, ctx: Ctx) -> dict[str, Any]:
     return {"registered_model": model_json(ctx, rm)}
 
 
+class RenameModel(_Req):
+    name: str
+    new_name: str
+
+
+@router.post("/registered-models/rename")
+def rename_registered_model(body: RenameModel, ctx: Ctx) -> dict[str, Any]:
+    """MLflow's ``rename_registered_model``: versions, tags and aliases follow the model;
+    a taken name is ``RESOURCE_ALREADY_EXISTS`` (409), as on MLflow's server.
+
+    Example:
+        >>> # POST /api/2.0/mlflow/registered-models/rename {"name": "a", "new_name": "b"}
+    """
+    rm = store.rename_registered_model(ctx, body.name, body.new_name)
+    return {"registered_model": model_json(ctx, rm)}
+
+
 class NameOnly(_Req):
     name: str
 

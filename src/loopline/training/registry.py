@@ -50,6 +50,7 @@ __all__ = [
     "load",
     "parse_uri",
     "register",
+    "rename",
     "set_alias",
     "verify",
     "versions",
@@ -406,6 +407,18 @@ def get_model(name: str) -> RegisteredModel:
         >>> # ll.registry.get_model("churn").aliases  -> {"champion": 3}
     """
     return store.get_registered_model(get_context(), name)
+
+
+def rename(name: str, new_name: str) -> RegisteredModel:
+    """Rename registered model ``name`` to ``new_name`` (audited); its versions, tags,
+    aliases and gate verdicts follow it, and ``models:/NEW_NAME@champion`` loads what
+    ``models:/NAME@champion`` did. :class:`~loopline.errors.Conflict` when the new name is
+    taken or the model is deployed (its servers load it by name).
+
+    Example:
+        >>> # ll.registry.rename("churn", "churn-classifier").name  -> 'churn-classifier'
+    """
+    return store.rename_registered_model(get_context(), name, new_name)
 
 
 def set_alias(name: str, alias: str, version: int | str, reason: str | None = None) -> ModelVersion:

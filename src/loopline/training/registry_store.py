@@ -447,6 +447,69 @@ def delete_registered_model(ctx: Context, name: str) -> None:
         ctx.audit(conn, action="model.delete", object_type="registered_model", object_id=name)
 
 
+def rename_registered_model(ctx: Context, name: str, new_name: str) -> RegisteredModel:
+    """Rename registered model ``name`` to ``new_name`` (audited): its versions, their
+    numbers, tags, aliases and gate verdicts follow it, and ``name`` no longer exists.
+
+    :class:`Conflict` when ``new_name`` is taken, or when ``name`` is deployed: its model
+    servers, rollout and loop load it by name, and would find nothing under either name.
+    Renaming a model to its own name changes nothing.
+
+    Example:
+        >>> import tempfile, loopline
+        >>> ctx = loopline.init(uri="sqlite:///:memory:", artifacts=tempfile.mkdtemp())
+        >>> _ = create_registered_model(ctx, "churn")
+        >>> rename_registered_model(ctx, "churn", "churn-v2").name
+        'churn-v2'
+    """
+    check_name(new_name, "new_name")
+    with ctx.engine.begin() as conn:
+        _model_row(conn, name)
+        if new_name == name:
+            return _hydrate_model(conn, _model_row(conn, name))
+        lock_model(conn, name)
+        _refuse_if_deployed(conn, name, None, doing="renamed")
+        if conn.execute(
+            sa.select(registered_models.c.name).where(registered_models.c.name == new_name)
+        ).first():
+            raise _name_taken(new_name)
+        now = _now_ms()
+        try:
+            _move_name(conn, name, new_name, now)
+        except SAIntegrityError as exc:  # registered by another writer meanwhile
+            raise _name_taken(new_name) from exc
+        ctx.audit(
+            conn,
+            action="model.rename",
+            object_type="registered_model",
+            object_id=new_name,
+            before={"name": name},
+            after={"name": new_name},
+        )
+        return _hydrate_model(conn, _model_row(conn, new_name))
+
+
+def _name_taken(name: str) -> Conflict:
+    return Conflict(
+        f"registered model {name!r} already exists",
+        hint="pick another name, or delete that model first",
+    )
+
+
+def _move_name(conn: Connection, name: str, new_name: str, now: int) -> None:
+    """Every registry row of ``name`` under ``new_name``, inside the caller's transaction;
+    the model and its versions last changed ``now`` (as MLflow's rename sets them)."""
+    # Imported here: delivery imports the registry.
+    from loopline.delivery.tables import gate_verdicts
+
+    for table in (registered_models, model_versions):
+        conn.execute(
+            table.update().where(table.c.name == name).values(name=new_name, last_updated_time=now)
+        )
+    for table in (registered_model_tags, model_version_tags, model_aliases, gate_verdicts):
+        conn.execute(table.update().where(table.c.name == name).values(name=new_name))
+
+
 def set_registered_model_tag(ctx: Context, name: str, key: str, value: str) -> None:
     """Set a tag on a registered model.
 
@@ -738,8 +801,11 @@ def delete_model_version(ctx: Context, name: str, version: int) -> None:
         )
 
 
-def _refuse_if_deployed(conn: Connection, name: str, version: int | None) -> None:
-    """Conflict when the deployment of ``name`` names ``version`` (any, when None).
+def _refuse_if_deployed(
+    conn: Connection, name: str, version: int | None, doing: str = "deleted"
+) -> None:
+    """Conflict when the deployment of ``name`` names ``version`` (any, when None): it
+    cannot be ``doing`` ("deleted", "renamed").
 
     Deleting a version its deployment serves broke serving (``loopline serve`` failed on
     the missing version) and took the ``champion`` alias with it, so the next gate found
@@ -762,7 +828,7 @@ def _refuse_if_deployed(conn: Connection, name: str, version: int | None) -> Non
     if version is None:
         raise Conflict(
             f"model {name!r} is deployed (stable version {row.stable_version}), so it cannot "
-            "be deleted",
+            f"be {doing}",
             hint=f"its model servers load its versions; see `loopline deployments show {name}`",
         )
     for role, number in roles.items():
