@@ -311,3 +311,51 @@ def test_a_param_changed_or_repeated_is_invalid_as_in_mlflow(
         f"{served[0]}/api/v1/runs/{run_id}/log-batch", json={"params": {"lr": "0.4"}}, timeout=30
     )
     assert changed.status_code == 409 and changed.json()["error"]["code"] == "CONFLICT"
+
+
+def test_metric_history_bulk_interval_samples_each_run_as_mlflow(
+    tracking: MlflowClient, served: tuple[str, str]
+) -> None:
+    import requests
+
+    # what the MLflow UI's charts ask for: one metric of several runs, sampled evenly
+    exp = tracking.create_experiment("bulk-interval")
+    runs = [tracking.create_run(exp).info.run_id for _ in range(2)]
+    steps = {runs[0]: range(0, 100), runs[1]: range(0, 10)}
+    for run_id, span in steps.items():
+        metrics = [Metric("loss", 1.0 / (s + 1), 1_000 + s, s) for s in span]
+        tracking.log_batch(run_id, metrics=metrics)
+    url = f"{served[0]}/api/2.0/mlflow/metrics/get-history-bulk-interval"
+
+    def ask(**params: object) -> requests.Response:
+        return requests.get(url, params={"metric_key": "loss", **params}, timeout=30)
+
+    sampled = ask(run_ids=runs, max_results=5)
+    assert sampled.status_code == 200, sampled.text
+    got = [(m["run_id"], m["step"]) for m in sampled.json()["metrics"]]
+    # MLflow's sampling: first and last kept, evenly spaced between (round((n-1)/(k-1)*i))
+    assert got == [(runs[0], s) for s in (0, 25, 50, 74, 99)] + [
+        (runs[1], s) for s in (0, 2, 4, 7, 9)
+    ]
+    first = sampled.json()["metrics"][0]
+    assert first == {"key": "loss", "value": 1.0, "timestamp": 1_000, "step": 0, "run_id": runs[0]}
+    window = ask(run_ids=[runs[0]], start_step=10, end_step=12)
+    assert [m["step"] for m in window.json()["metrics"]] == [10, 11, 12]
+    everything = ask(run_ids=[runs[1]])  # default: up to 2,500 points a run
+    assert [m["step"] for m in everything.json()["metrics"]] == list(range(10))
+    refused = {
+        "half a range": ({"run_ids": runs, "start_step": 3}, "both must be specified"),
+        "backwards": ({"run_ids": runs, "start_step": 5, "end_step": 1}, "end_step must be"),
+        "no runs": ({}, "run_ids"),
+        "too many": ({"run_ids": [runs[0]] * 101}, "run_ids"),
+        "max_results": ({"run_ids": runs, "max_results": 2501}, "max_results"),
+        "not a step": ({"run_ids": runs, "start_step": "1_0", "end_step": 20}, "start_step"),
+    }
+    for case, (params, words) in refused.items():
+        answer = ask(**params)
+        assert answer.status_code in (400, 422), (case, answer.text)
+        assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE", (case, answer.text)
+        assert words in answer.json()["message"], (case, answer.text)
+    unknown = ask(run_ids=[runs[0], "0" * 32])
+    assert unknown.status_code == 404
+    assert unknown.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"

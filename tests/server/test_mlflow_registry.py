@@ -212,6 +212,32 @@ def test_latest_versions_by_stage_find_none_outside_stage_none(
         client.get_latest_versions("no-such-model", ["Bogus"])
 
 
+def test_latest_versions_answer_get_as_post(client: MlflowClient, server_url: str) -> None:
+    import requests
+
+    # MLflow serves GetLatestVersions on GET too (its proto lists both); the client posts
+    client.create_registered_model("latest-by-get")
+    for _ in range(2):
+        client.create_model_version("latest-by-get", source="mlflow-artifacts:/0/a/artifacts/m")
+    url = f"{server_url}/api/2.0/mlflow/registered-models/get-latest-versions"
+    found = requests.get(url, params={"name": "latest-by-get"}, timeout=30)
+    assert found.status_code == 200, found.text
+    assert [(v["version"], v["current_stage"]) for v in found.json()["model_versions"]] == [
+        ("2", "None")
+    ]
+    production = {"name": "latest-by-get", "stages": ["Production"]}
+    staged = requests.get(url, params=production, timeout=30)
+    assert staged.status_code == 200 and staged.json() == {"model_versions": []}
+    bogus = requests.get(url, params={"name": "latest-by-get", "stages": "Bogus"}, timeout=30)
+    assert bogus.status_code == 422 and bogus.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "'Bogus' is not a model version stage" in bogus.json()["message"]
+    missing = requests.get(url, params={"name": "no-such-model"}, timeout=30)
+    assert missing.status_code == 404
+    assert missing.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    no_name = requests.get(url, timeout=30)
+    assert no_name.status_code in (400, 422), no_name.text
+
+
 def test_a_renamed_model_keeps_its_versions_tags_and_aliases(
     client: MlflowClient, served: tuple[str, Context]
 ) -> None:

@@ -92,6 +92,7 @@ RULES: list[Rule] = [
     ("POST", f"{_MLF}/runs/log-inputs", "editor"),
     ("POST", f"{_MLF}/runs/outputs", "editor"),
     ("GET", f"{_MLF}/metrics/get-history", "viewer"),
+    ("GET", f"{_MLF}/metrics/get-history-bulk-interval", "viewer"),
     # -- MLflow model registry ---------------------------------------------------------
     ("POST", f"{_MLF}/registered-models/create", "editor"),
     ("GET", f"{_MLF}/registered-models/get", "viewer"),
@@ -101,6 +102,7 @@ RULES: list[Rule] = [
     ("GET", f"{_MLF}/registered-models/search", "viewer"),
     ("POST", f"{_MLF}/registered-models/search", "viewer"),
     ("POST", f"{_MLF}/registered-models/get-latest-versions", "viewer"),
+    ("GET", f"{_MLF}/registered-models/get-latest-versions", "viewer"),
     ("POST", f"{_MLF}/registered-models/set-tag", "editor"),
     ("DELETE", f"{_MLF}/registered-models/delete-tag", "editor"),
     ("POST", f"{_MLF}/registered-models/alias", "editor"),

@@ -235,19 +235,29 @@ def _asked_stages(stages: list[str] | None) -> set[str]:
     return {_STAGES[stage.lower()] for stage in stages}
 
 
-@router.post("/registered-models/get-latest-versions")
-def get_latest_versions(body: LatestVersions, ctx: Ctx) -> dict[str, Any]:
+def _latest_versions(ctx: Context, name: str, stages: list[str] | None) -> dict[str, Any]:
     """The newest version in each stage asked for. Loopline has no stages (aliases replace
     them, as in MLflow 3): every version is in stage "None", so asking for "Staging" or
     "Production" finds none, and ``models:/NAME/Production`` fails in the client as it does
     against MLflow when no version was moved there, rather than loading the newest version."""
-    rm = store.get_registered_model(ctx, body.name)
-    asked = _asked_stages(body.stages)
+    rm = store.get_registered_model(ctx, name)
+    asked = _asked_stages(stages)
     if rm.latest_version is None or "None" not in asked:
         return {"model_versions": []}
-    return {
-        "model_versions": [version_json(store.get_model_version(ctx, body.name, rm.latest_version))]
-    }
+    return {"model_versions": [version_json(store.get_model_version(ctx, name, rm.latest_version))]}
+
+
+@router.post("/registered-models/get-latest-versions")
+def get_latest_versions(body: LatestVersions, ctx: Ctx) -> dict[str, Any]:
+    return _latest_versions(ctx, body.name, body.stages)
+
+
+@router.get("/registered-models/get-latest-versions")
+def get_latest_versions_get(
+    ctx: Ctx, name: str, stages: list[str] | None = Query(None)
+) -> dict[str, Any]:
+    """The same as the POST (MLflow serves both): ``?name=churn&stages=None``."""
+    return _latest_versions(ctx, name, stages)
 
 
 class SetModelTag(_Req):
