@@ -359,3 +359,40 @@ def test_metric_history_bulk_interval_samples_each_run_as_mlflow(
     unknown = ask(run_ids=[runs[0], "0" * 32])
     assert unknown.status_code == 404
     assert unknown.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_artifacts_list_shows_a_runs_files_as_mlflow_lists_them(
+    tracking: MlflowClient, served: tuple[str, str], tmp_path: Path
+) -> None:
+    import requests
+
+    # the MLflow UI's artifact browser lists a run's files through this route
+    run = tracking.create_run(tracking.create_experiment("artifact-list")).info.run_id
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "roc.txt").write_text("0.9")
+    (tmp_path / "notes.txt").write_text("hello")
+    tracking.log_artifact(run, str(tmp_path / "notes.txt"))
+    tracking.log_artifacts(run, str(tmp_path / "plots"), artifact_path="plots")
+    url = f"{served[0]}/api/2.0/mlflow/artifacts/list"
+
+    top = requests.get(url, params={"run_id": run}, timeout=30)
+    assert top.status_code == 200, top.text
+    assert top.json() == {
+        "root_uri": tracking.get_run(run).info.artifact_uri,
+        "files": [
+            {"path": "notes.txt", "is_dir": False, "file_size": 5},
+            {"path": "plots", "is_dir": True},
+        ],
+    }
+    inside = requests.get(url, params={"run_id": run, "path": "plots"}, timeout=30).json()
+    assert inside["files"] == [{"path": "plots/roc.txt", "is_dir": False, "file_size": 3}]
+    empty = requests.get(url, params={"run_id": run, "path": "nothing"}, timeout=30)
+    assert empty.status_code == 200 and "files" not in empty.json()
+    escape = requests.get(url, params={"run_id": run, "path": "../other"}, timeout=30)
+    assert escape.status_code in (400, 422), escape.text
+    assert escape.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    unknown = requests.get(url, params={"run_id": "0" * 32}, timeout=30)
+    assert unknown.status_code == 404
+    assert unknown.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    missing = requests.get(url, timeout=30)
+    assert missing.status_code in (400, 422) and "run_id" in missing.json()["message"]

@@ -92,6 +92,7 @@ RULES: list[Rule] = [
     ("POST", f"{_MLF}/runs/log-inputs", "editor"),
     ("POST", f"{_MLF}/runs/outputs", "editor"),
     ("GET", f"{_MLF}/metrics/get-history", "viewer"),
+    ("GET", f"{_MLF}/artifacts/list", "viewer"),
     ("GET", f"{_MLF}/metrics/get-history-bulk-interval", "viewer"),
     # -- MLflow model registry ---------------------------------------------------------
     ("POST", f"{_MLF}/registered-models/create", "editor"),

@@ -110,7 +110,7 @@ def list_artifacts(ctx: Ctx, path: str | None = None) -> dict[str, Any]:
     base = artifact_paths.clean_path(path or "", allow_empty=True)
     run = _run_path(base)
     if run is not None:
-        return _list_run(ctx, run[0], run[1])
+        return list_run(ctx, run[0], run[1])
     entries = artifact_paths.list_dir(ctx, base)
     files = []
     for e in entries:
@@ -121,7 +121,14 @@ def list_artifacts(ctx: Ctx, path: str | None = None) -> dict[str, Any]:
     return {"files": files} if files else {}
 
 
-def _list_run(ctx: Context, run_id: str, sub: str) -> dict[str, Any]:
+def list_run(ctx: Context, run_id: str, sub: str) -> dict[str, Any]:
+    """The files and folders directly under ``sub`` in a run's artifacts, as MLflow's
+    ``{"files": [{"path", "is_dir", "file_size"}]}`` (``{}`` when there are none); each
+    ``path`` is the child's name.
+
+    Example:
+        >>> # list_run(ctx, run_id, "plots") -> {"files": [{"path": "roc.png", ...}]}
+    """
     cut = len(sub) + 1 if sub else 0
     children: dict[str, dict[str, Any]] = {}
     for entry in lineage.list_artifacts(ctx.engine, run_id, prefix=sub or None):

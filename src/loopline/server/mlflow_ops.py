@@ -69,7 +69,13 @@ def create_run(
     return {"run": run_json(record)}
 
 
-def _require_run_id(run_id: str | None) -> str:
+def require_run_id(run_id: str | None) -> str:
+    """``run_id`` as sent, or :class:`InvalidInput` naming it when it is missing or empty.
+
+    Example:
+        >>> require_run_id("3f2a")
+        '3f2a'
+    """
     if not run_id:
         raise InvalidInput("run_id is required", field="run_id")
     return run_id
@@ -90,7 +96,7 @@ def update_run(
     """
     record = store.update_run(
         ctx.engine,
-        _require_run_id(run_id),
+        require_run_id(run_id),
         status=status,
         end_time=end_time,
         name=run_name or None,
@@ -107,7 +113,7 @@ def get_run(ctx: Context, run_id: str | None) -> dict[str, Any]:
     Example:
         >>> # get_run(ctx, rid)["run"]["data"]["params"] -> [{'key': 'lr', 'value': '0.1'}]
     """
-    return {"run": run_json(store.get_run(ctx.engine, _require_run_id(run_id)))}
+    return {"run": run_json(store.get_run(ctx.engine, require_run_id(run_id)))}
 
 
 def log_batch(

@@ -29,6 +29,7 @@ from loopline.server.mlflow_wire import (
     WireInt64,
     WireViewType,
     experiment_json,
+    run_info_json,
     run_json,
     wire_float,
 )
@@ -680,3 +681,34 @@ def get_metric_history_bulk_interval(
         for i in evenly_spaced(len(points), max_results):
             out.append({**_point(metric_key, points[i]), "run_id": rid})
     return {"metrics": out}
+
+
+@router.get("/artifacts/list")
+def list_run_artifacts(
+    ctx: Ctx,
+    run_id: str | None = None,
+    run_uuid: str | None = None,
+    path: str | None = None,
+    page_token: str | None = None,  # accepted: the one page is every entry
+) -> dict[str, Any]:
+    """MLflow's ``ListArtifacts`` of a run (its UI's artifact browser): what lies directly
+    under ``path``, each ``path`` relative to the run's artifact root, with that root.
+    One page holds everything (no ``next_page_token``), as MLflow's proxied listing does.
+
+    Example:
+        >>> # GET /api/2.0/mlflow/artifacts/list?run_id=3f2a...&path=plots
+        >>> #   -> {"root_uri": "mlflow-artifacts:/1/3f2a.../artifacts",
+        >>> #       "files": [{"path": "plots/roc.png", "is_dir": false, "file_size": 812}]}
+    """
+    from loopline.core.artifact_paths import clean_path
+    from loopline.server.mlflow_artifacts import list_run
+
+    record = store.get_run(ctx.engine, ops.require_run_id(run_id or run_uuid))
+    sub = clean_path(path or "", allow_empty=True)
+    listed = list_run(ctx, record.id, sub)
+    prefix = f"{sub}/" if sub else ""
+    files = [{**f, "path": prefix + f["path"]} for f in listed.get("files", [])]
+    out: dict[str, Any] = {"root_uri": run_info_json(record)["artifact_uri"]}
+    if files:
+        out["files"] = files
+    return out
