@@ -8,8 +8,12 @@ unknown body field, an unknown query parameter), which the fast path leaves to F
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -301,3 +305,75 @@ def test_a_point_sent_twice_is_stored_once_on_either_path(mlflow: httpx.Client) 
     assert points == [(1, 7, 0.5), (1, 7, 0.25), (2, 8, "NaN")]
     run = mlflow.get("/runs/get", params={"run_id": run_id}).json()["run"]
     assert run["data"]["metrics"] == [{"key": "loss", "value": "NaN", "timestamp": 8, "step": 2}]
+
+
+def test_a_write_waits_for_another_writers_lock_and_is_stored_once(tmp_path: Path) -> None:
+    # On SQLite a write runs on the server's event loop with a busy timeout of 0: while
+    # another process holds the write lock it must go to the thread pool, wait there as
+    # before, and be stored - not fail, not block, not be stored twice.
+    db = tmp_path / "meta.db"
+    proc, url = start_server(f"sqlite:///{db}", str(tmp_path / "art"))
+    try:
+        with httpx.Client(base_url=f"{url}/api/2.0/mlflow", timeout=60) as client:
+            run_id = client.post("/runs/create", json={"experiment_id": "0"}).json()["run"]
+            run_id = run_id["info"]["run_id"]
+            point = {"run_id": run_id, "key": "loss", "timestamp": 5}
+            before = client.post("/runs/log-metric", json={**point, "value": 0.5, "step": 0})
+            assert before.status_code == 200, before.text
+            holder = sqlite3.connect(db, isolation_level=None, timeout=30, check_same_thread=False)
+            holder.execute("BEGIN IMMEDIATE")
+            released = threading.Timer(1.0, holder.execute, ("COMMIT",))
+            released.start()
+            started = time.monotonic()
+            waited = client.post("/runs/log-metric", json={**point, "value": 0.25, "step": 1})
+            took = time.monotonic() - started
+            released.join()
+            holder.close()
+            assert waited.status_code == 200, waited.text
+            assert took >= 0.9, f"answered in {took:.2f} s while the lock was held"
+            tag = client.post("/runs/set-tag", json={"run_id": run_id, "key": "k", "value": "v"})
+            assert tag.status_code == 200, tag.text
+            history = client.get(
+                "/metrics/get-history", params={"run_id": run_id, "metric_key": "loss"}
+            ).json()["metrics"]
+            assert [(p["step"], p["value"]) for p in history] == [(0, 0.5), (1, 0.25)]
+            tags = client.get("/runs/get", params={"run_id": run_id}).json()["run"]["data"]
+            assert {"key": "k", "value": "v"} in tags["tags"]
+    finally:
+        stop_server(proc)
+
+
+def test_a_sqlite_write_runs_on_the_event_loop_and_other_requests_still_go_on(
+    tmp_path: Path,
+) -> None:
+    # Writes on the loop must not keep other requests from being answered: 8 clients send
+    # writes and reads at once; every write is stored exactly once.
+    proc, url = start_server(f"sqlite:///{tmp_path / 'meta.db'}", str(tmp_path / "art"))
+    try:
+        with httpx.Client(base_url=f"{url}/api/2.0/mlflow", timeout=60) as client:
+            run_id = client.post("/runs/create", json={"experiment_id": "0"}).json()["run"]
+            run_id = run_id["info"]["run_id"]
+
+        def log(worker: int) -> list[int]:
+            statuses = []
+            with httpx.Client(base_url=f"{url}/api/2.0/mlflow", timeout=60) as mine:
+                for step in range(25):
+                    point = {"key": f"w{worker}", "value": float(step), "timestamp": 1}
+                    sent = mine.post(
+                        "/runs/log-metric", json={"run_id": run_id, **point, "step": step}
+                    )
+                    statuses.append(sent.status_code)
+                    statuses.append(mine.get("/runs/get", params={"run_id": run_id}).status_code)
+            return statuses
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = [s for found in pool.map(log, range(8)) for s in found]
+        assert set(statuses) == {200}
+        with httpx.Client(base_url=f"{url}/api/2.0/mlflow", timeout=60) as client:
+            for worker in range(8):
+                history = client.get(
+                    "/metrics/get-history", params={"run_id": run_id, "metric_key": f"w{worker}"}
+                ).json()["metrics"]
+                assert [p["step"] for p in history] == list(range(25))
+    finally:
+        stop_server(proc)

@@ -25,6 +25,7 @@ import orjson
 
 from loopline.core.context import Context
 from loopline.server import mlflow_ops as ops
+from loopline.server.mlflow_wire import RUN_NAME_TAG
 from loopline.tracking.entities import Metric, now_ms
 
 #: An MLflow call, ready to run on the server's context; returns the JSON answer.
@@ -202,6 +203,8 @@ def set_tag(body: bytes, query: bytes) -> Operation | None:
     if found is None:
         return None
     run_id, key, value = found
+    if key != RUN_NAME_TAG:  # one transaction, as ops.set_tag writes it (store.set_tag)
+        return partial(ops.log_batch, run_id=run_id, tags=[(key, value)])
     return partial(ops.set_tag, run_id=run_id, key=key, value=value)
 
 
@@ -307,6 +310,19 @@ def get_experiment(body: bytes, query: bytes) -> Operation | None:
     if found is None or "experiment_id" not in found:
         return None
     return partial(ops.get_experiment, raw_id=found["experiment_id"])
+
+
+def single_write(operation: Operation) -> bool:
+    """True for an operation that writes in one transaction and reads nothing after it:
+    if it fails, nothing is written, so it can run again elsewhere (see :mod:`.fast_path`).
+
+    Example:
+        >>> single_write(log_metric(b'{"run_id": "r1", "key": "loss", "value": 0.5}', b""))
+        True
+        >>> single_write(get_run(b"", b"run_id=r1"))
+        False
+    """
+    return type(operation) is partial and operation.func is ops.log_batch
 
 
 _PREFIX = "/api/2.0/mlflow/"
