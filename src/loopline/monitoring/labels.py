@@ -50,6 +50,7 @@ from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -60,16 +61,14 @@ from loopline.core.db import reading
 from loopline.errors import InvalidInput
 from loopline.monitoring.limits import SHOWN_IDS, first_distinct
 from loopline.monitoring.prediction_log import (
-    _parquet_bytes,
-    batch_files,
     duck,
     flush_default,
     index_hashes,
     index_ranges,
     local_files,
 )
-from loopline.monitoring.rid_index import WantedIds, index_columns, may_hold
-from loopline.monitoring.tables import label_batches
+from loopline.monitoring.rid_index import WantedIds, may_hold
+from loopline.monitoring.tables import label_batches, prediction_batches
 from loopline.monitoring.wire import ALL_ROWS, check_names, checked_labels
 
 #: Up to this many candidate files are matched with pyarrow, more with DuckDB.
@@ -201,17 +200,17 @@ def candidate_files(
     Example:
         >>> # digests, total = candidate_files(["r-1"], "flights")
     """
-    found, total = _candidates(ids, model, ctx or get_context())
+    found, total = _candidates(WantedIds(ids), model, ctx or get_context())
     return [digest for digest, _ in found], total
 
 
 def _candidates(
-    ids: Sequence[str], model: str | None, ctx: Context
+    wanted: WantedIds, model: str | None, ctx: Context
 ) -> tuple[list[tuple[str, bool]], int]:
     """:func:`candidate_files`, each with whether its file has a request of several rows."""
     files = index_ranges(ctx, model)
     kept = may_hold(
-        WantedIds(ids),
+        wanted,
         [(row_id, lo, hi) for row_id, _, lo, hi, _ in files],
         lambda row_ids: index_hashes(ctx, row_ids),
     )
@@ -239,10 +238,15 @@ def logged_rows(
     flush_default()
     if not ids:
         return {}
-    found, _ = _candidates(ids, model, ctx)
+    return _logged_rows(WantedIds(ids), model, ctx)
+
+
+def _logged_rows(wanted_ids: WantedIds, model: str | None, ctx: Context) -> dict[str, int]:
+    """:func:`logged_rows` of the ids sorted and fingerprinted (the log flushed)."""
+    found, _ = _candidates(wanted_ids, model, ctx)
     if not found:
         return {}
-    wanted = pa.array(list(dict.fromkeys(ids)), pa.string())
+    wanted = pa.array(wanted_ids.sorted, pa.string())  # each id once
     several = {digest for digest, many in found if many}
     digests = [digest for digest, _ in found]
     with local_files(ctx, digests) as paths:
@@ -261,7 +265,7 @@ def _match_few(paths: list[str], several: list[bool], wanted: pa.Array) -> dict[
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    seen = pa.array([False] * len(wanted))
+    seen = pa.array(np.zeros(len(wanted), dtype=np.bool_))
     rows: dict[str, int] = {}
     for path, many in zip(paths, several, strict=True):
         if not many:
@@ -278,9 +282,8 @@ def _match_few(paths: list[str], several: list[bool], wanted: pa.Array) -> dict[
             top.column("rid").to_pylist(), top.column("row_max").to_pylist(), strict=True
         ):
             rows[r] = max(rows.get(r, 0), n + 1)
-    for r in wanted.filter(seen).to_pylist():
-        rows.setdefault(r, 1)
-    return rows
+    # The ids of single-row requests: most of them, in one pass (in C) rather than one call each
+    return dict.fromkeys(wanted.filter(seen).to_pylist(), 1) | rows
 
 
 def known_request_ids(
@@ -329,10 +332,13 @@ def _predicts_numbers(ctx: Context, model: str) -> bool | None:
     """Whether ``model``'s logged predictions are numbers (None: nothing logged yet)."""
     import pyarrow.parquet as pq
 
-    digests = batch_files(ctx, model, None, None)
-    if not digests:
+    t = prediction_batches
+    newest = sa.select(t.c.digest).where(t.c.model == model).order_by(t.c.id.desc()).limit(1)
+    with reading(ctx.engine) as conn:
+        digest = conn.execute(newest).scalar()
+    if digest is None:
         return None
-    with local_files(ctx, digests[-1:]) as paths:
+    with local_files(ctx, [str(digest)]) as paths:
         schema = pq.read_schema(paths[0])
     if "_prediction" not in schema.names:
         return None
@@ -343,9 +349,10 @@ def _predicts_numbers(ctx: Context, model: str) -> bool | None:
 
 
 def _check_numeric(
-    ctx: Context, model: str, values: Sequence[Any], numbers: Sequence[float | None]
+    ctx: Context, model: str, values: list[Any], numbers: list[float | None]
 ) -> None:
-    if not _predicts_numbers(ctx, model):
+    # Every label is a number or null (counted in C): nothing to look for one by one
+    if numbers.count(None) == values.count(None) or not _predicts_numbers(ctx, model):
         return
     for i, (v, n) in enumerate(zip(values, numbers, strict=True)):
         if v is not None and n is None:
@@ -400,41 +407,70 @@ def log_labels(
 
         answer = remote.log_labels(ctx.settings, ids, values, model, wanted_rows)
         return LabelReport.from_dict(answer.model_dump())
-    numbers = [_number(v) for v in values]
+    kinds = set(map(type, values))
+    numbers = _numbers(values, kinds)
+    # Predictions may still be queued: they are matched, and say what the model predicts
+    flush_default()
     if model is not None:
-        flush_default()  # its predictions may still be queued: they say what it predicts
         _check_numeric(ctx, model, values, numbers)
     every = wanted_rows == ALL_ROWS
     per_label = None if wanted_rows is None or isinstance(wanted_rows, str) else wanted_rows
-    report = _report(ids, per_label, every, logged_rows(ids, model, ctx))
+    wanted = WantedIds(ids)  # sorted and fingerprinted once: to match, then to index the file
+    report = _report(ids, per_label, every, _logged_rows(wanted, model, ctx))
     now = time.time()
+    n = len(ids)
+    texts = list(map(str, values)) if type(None) not in kinds else [_text(v) for v in values]
     table = pa.table(
         {
             "request_id": pa.array(ids, pa.string()),
-            "label": pa.array([None if v is None else str(v) for v in values], pa.string()),
+            "label": pa.array(texts, pa.string()),
             "label_num": pa.array(numbers, pa.float64()),
-            "arrived": pa.array([now] * len(ids), pa.float64()),
-            "seq": pa.array(range(len(ids)), pa.int64()),
-            "model": pa.array([model] * len(ids), pa.string()),
-            "row": pa.nulls(len(ids), pa.int64())
+            "arrived": pa.repeat(pa.scalar(now, pa.float64()), n),
+            "seq": pa.array(np.arange(n, dtype=np.int64)),
+            "model": pa.repeat(pa.scalar(model, pa.string()), n),
+            "row": pa.nulls(n, pa.int64())
             if per_label is None
             else pa.array(per_label, pa.int64()),
-            "all_rows": pa.array([every] * len(ids), pa.bool_()),
+            "all_rows": pa.repeat(pa.scalar(every, pa.bool_()), n),
         }
     )
-    digest = ctx.artifacts.put_bytes(_parquet_bytes(table))
+    digest = ctx.artifacts.put_bytes(_label_file(table))
     with ctx.engine.begin() as conn:
         conn.execute(
             sa.insert(label_batches).values(
                 digest=digest,
-                rows=len(ids),
+                rows=n,
                 matched=report.matched,
                 created=now,
                 model=model,
-                **index_columns(ids),
+                **wanted.index_columns(),
             )
         )
     return report
+
+
+def _numbers(values: list[Any], kinds: set[type]) -> list[float | None]:
+    """Each label as the number it is (None: a text or null); in one pass in C when all are
+    numbers (``float()`` of each, as :func:`_number` does one by one)."""
+    if kinds <= {int, float, bool}:
+        return list(map(float, values))
+    return [_number(v) for v in values]
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _label_file(table: pa.Table) -> bytes:
+    """A label batch as Parquet bytes: as the prediction log's files, zstd; the request ids
+    (each distinct, mostly) without a dictionary, which Parquet would build of every id
+    for nothing (the file is half as big, and quicker to write)."""
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    plain = [name for name in table.column_names if name != "request_id"]
+    pq.write_table(table, sink, compression="zstd", use_dictionary=plain)
+    return bytes(sink.getvalue())
 
 
 def _listed(values: Any, field: str, hint: str) -> list[Any]:

@@ -79,7 +79,10 @@ def build_fingerprints(ids: Sequence[str] | npt.NDArray[np.object_]) -> bytes:
         >>> len(build_fingerprints(["r-1", "r-2", "r-1"]))
         12
     """
-    sorted_unique = np.unique(fingerprints(ids))
+    return _encode(np.unique(fingerprints(ids)))
+
+
+def _encode(sorted_unique: npt.NDArray[np.uint32]) -> bytes:
     return _MAGIC + sorted_unique.astype("<u4").tobytes()
 
 
@@ -154,6 +157,18 @@ class WantedIds:
             return True
         return bool(contains(entry.hashes, self.prints[span[0] : span[1]]).any())
 
+    def index_columns(self) -> dict[str, object]:
+        """:func:`index_columns` of these ids, from their sort and fingerprints (already
+        made to look for them: a label file is indexed by the ids it was matched with).
+
+        Example:
+            >>> WantedIds(["r-2", "r-1", "r-2"]).index_columns() == index_columns(["r-2", "r-1"])
+            True
+        """
+        if not len(self.sorted):
+            return _columns(None, None, None)
+        return _columns(self.sorted[0], self.sorted[-1], np.unique(self.prints))
+
 
 #: Files whose fingerprints :func:`may_hold` loads at a time (one query each).
 HASH_CHUNK = 200
@@ -198,9 +213,16 @@ def index_columns(ids: Sequence[str]) -> dict[str, object]:
         ('r-1', 'r-2')
     """
     if not ids:
-        return {"rid_min": None, "rid_max": None, "rid_hashes": None}
-    lo: str | None = min(ids)
-    hi: str | None = max(ids)
+        return _columns(None, None, None)
+    return _columns(min(ids), max(ids), np.unique(fingerprints(ids)))
+
+
+def _columns(
+    lo: str | None, hi: str | None, sorted_unique: npt.NDArray[np.uint32] | None
+) -> dict[str, object]:
+    """The index columns of ids whose smallest and largest are ``lo`` and ``hi`` and whose
+    distinct fingerprints, sorted, are ``sorted_unique`` (None: no id)."""
     if max(len(lo or ""), len(hi or "")) > RID_RANGE_CHARS:  # wider than the column
         lo = hi = None  # the fingerprints alone then decide
-    return {"rid_min": lo, "rid_max": hi, "rid_hashes": build_fingerprints(ids)}
+    hashes = None if sorted_unique is None else _encode(sorted_unique)
+    return {"rid_min": lo, "rid_max": hi, "rid_hashes": hashes}
