@@ -157,3 +157,19 @@ def test_the_first_bad_value_is_named(ids: list[Any], labels: list[Any], field: 
 
 def test_values_of_a_subclass_pass_as_their_base_type() -> None:
     checked_labels([_Str("r-1"), "r-2"], [_Float(1.5), _Str("a")])
+
+
+@pytest.mark.parametrize(
+    ("rows", "field"),
+    [
+        ([0, 1, -1], "rows[2]"),
+        ([0, 2**31, 1], "rows[1]"),
+        ([0, True, 1], "rows[1]"),
+        ([0, None, 2.0], "rows[2]"),
+    ],
+)
+def test_the_first_bad_row_is_named(rows: list[Any], field: str) -> None:
+    with pytest.raises(ll.InvalidInput) as err:
+        checked_labels(["a"] * 3, [1] * 3, rows)
+    assert err.value.field == field
+    checked_labels(["a"] * 3, [1] * 3, [0, None, 2**31 - 1])
