@@ -281,10 +281,7 @@ def create_registered_model(
                 after={"description": description},
             )
     except SAIntegrityError as exc:
-        raise Conflict(
-            f"registered model {name!r} already exists",
-            hint="pick another name or add a version to it",
-        ) from exc
+        raise _name_taken(name, hint="pick another name or add a version to it") from exc
     return get_registered_model(ctx, name)
 
 
@@ -489,11 +486,8 @@ def rename_registered_model(ctx: Context, name: str, new_name: str) -> Registere
         return _hydrate_model(conn, _model_row(conn, new_name))
 
 
-def _name_taken(name: str) -> Conflict:
-    return Conflict(
-        f"registered model {name!r} already exists",
-        hint="pick another name, or delete that model first",
-    )
+def _name_taken(name: str, hint: str = "pick another name, or delete that model first") -> Conflict:
+    return Conflict(f"registered model {name!r} already exists", hint=hint)
 
 
 def _move_name(conn: Connection, name: str, new_name: str, now: int) -> None:
