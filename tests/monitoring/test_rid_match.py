@@ -5,6 +5,7 @@ unknown ids in and out of the files' ranges, duplicates, ids beyond ASCII)."""
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -101,3 +102,21 @@ def test_wanted_ids_are_sorted_by_code_point_and_each_kept_once() -> None:
     assert wanted.in_range("a", "b") == (1, 5)
     assert WantedIds(iter(ids)).sorted.tolist() == sorted(set(ids))
     assert WantedIds([]).in_range(None, None) is None
+
+
+def test_ids_arrow_cannot_take_are_sorted_by_python() -> None:
+    # bytes, which Arrow would take as texts, and numbers: sorted as before, by Python
+    ids: list[Any] = [b"b", b"a", b"b"]
+    assert WantedIds(ids).sorted.tolist() == [b"a", b"b"]
+    assert WantedIds([3, 1, 3]).sorted.tolist() == [1, 3]  # type: ignore[list-item]
+    with pytest.raises(TypeError):  # as sorted() refuses them
+        WantedIds(["a", b"a"])
+    assert WantedIds(["b-1", "a-1"]).as_arrow().to_pylist() == ["a-1", "b-1"]
+
+
+def test_a_slice_of_fingerprints_is_picked_in_order() -> None:
+    wanted = WantedIds(f"{i:x}-r" for i in range(2_000))
+    rng = random.Random(0)
+    for lo, hi in [(0, 2_000), (0, 1), (1_999, 2_000), *((rng.randrange(1_000), 1_500),) * 5]:
+        picked = wanted.prints_sorted(lo, hi)
+        assert picked.tolist() == sorted(wanted.prints[lo:hi].tolist()), (lo, hi)

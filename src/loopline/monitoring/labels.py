@@ -246,7 +246,7 @@ def _logged_rows(wanted_ids: WantedIds, model: str | None, ctx: Context) -> dict
     found, _ = _candidates(wanted_ids, model, ctx)
     if not found:
         return {}
-    wanted = pa.array(wanted_ids.sorted, pa.string())  # each id once
+    wanted = wanted_ids.as_arrow()  # each id once
     several = {digest for digest, many in found if many}
     digests = [digest for digest, _ in found]
     with local_files(ctx, digests) as paths:

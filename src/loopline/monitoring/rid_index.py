@@ -43,6 +43,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 _MAGIC = b"LLF1"
 _KEY = "loopline.rid.v1!"  # 16 characters: SipHash's key
@@ -127,8 +129,43 @@ class WantedIds:
     """
 
     def __init__(self, ids: Iterable[str]) -> None:
-        self.sorted: npt.NDArray[np.object_] = np.array(sorted(set(ids)), dtype=object)
+        self.sorted, self._arrow = _sorted_unique(ids)
         self.prints = fingerprints(self.sorted)
+        # The fingerprints in their own order, and where each is in ``sorted`` (made when
+        # first needed): a file's slice of them is then picked in order, which costs less
+        # than a sort of the slice
+        self._order: npt.NDArray[np.intp] | None = None
+        self._by_print = self.prints
+
+    def as_arrow(self) -> pa.Array:
+        """The sorted ids as Arrow strings (made once).
+
+        Example:
+            >>> WantedIds(["b", "a", "b"]).as_arrow().to_pylist()
+            ['a', 'b']
+        """
+        if self._arrow is None:
+            self._arrow = pa.array(self.sorted, pa.string())
+        return self._arrow
+
+    def prints_sorted(self, lo: int, hi: int) -> npt.NDArray[np.uint32]:
+        """The fingerprints of the sorted ids ``lo:hi``, in ascending order: looked up in
+        a file's (sorted) fingerprints, they walk it in order, ~5x quicker than in the
+        ids' order (a random probe each), and :func:`contains` answers alike for them.
+
+        Example:
+            >>> w = WantedIds(["a", "b", "c"])
+            >>> sorted(w.prints_sorted(0, 2).tolist()) == sorted(w.prints[:2].tolist())
+            True
+        """
+        if self._order is None:
+            self._order = np.argsort(self.prints)
+            self._by_print = self.prints[self._order]
+        if lo == 0 and hi == len(self.prints):
+            return self._by_print
+        inside = (self._order >= lo) & (self._order < hi)
+        picked: npt.NDArray[np.uint32] = self._by_print[inside]
+        return picked
 
     def in_range(self, rid_min: str | None, rid_max: str | None) -> tuple[int, int] | None:
         """The slice of the sorted wanted ids inside a file's range (None: none is).
@@ -155,7 +192,7 @@ class WantedIds:
             return False
         if entry.hashes is None:
             return True
-        return bool(contains(entry.hashes, self.prints[span[0] : span[1]]).any())
+        return bool(contains(entry.hashes, self.prints_sorted(*span)).any())
 
     def index_columns(self) -> dict[str, object]:
         """:func:`index_columns` of these ids, from their sort and fingerprints (already
@@ -168,6 +205,25 @@ class WantedIds:
         if not len(self.sorted):
             return _columns(None, None, None)
         return _columns(self.sorted[0], self.sorted[-1], np.unique(self.prints))
+
+
+def _sorted_unique(ids: Iterable[str]) -> tuple[npt.NDArray[np.object_], pa.Array | None]:
+    """The distinct ``ids`` sorted by code point (Python's order of texts), and the same as
+    Arrow strings when Arrow takes them all as texts (None: not all are texts, or one has
+    a lone surrogate, which UTF-8 cannot encode; then sorted by Python as before). Arrow
+    dedupes and sorts in C: ~1 ms of 10,000 ids against ~1.7 ms for ``sorted(set(ids))``;
+    it compares the UTF-8 bytes, whose order is that of the code points."""
+    listed = ids if isinstance(ids, list) else list(ids)
+    try:
+        arr = pa.array(listed)  # inferred: string only if every id is a str
+    except (pa.ArrowException, ValueError):  # mixed kinds; UnicodeEncodeError
+        arr = None
+    if arr is None or arr.type != pa.string() or arr.null_count:
+        return np.array(sorted(set(listed)), dtype=object), None
+    unique = pc.unique(arr)
+    arrow = unique.take(pc.array_sort_indices(unique))
+    out: npt.NDArray[np.object_] = arrow.to_numpy(zero_copy_only=False)
+    return out, arrow
 
 
 #: Files whose fingerprints :func:`may_hold` loads at a time (one query each).
@@ -199,7 +255,7 @@ def may_hold(
         hashes = load_hashes([row_id for row_id, _ in part])
         for row_id, (lo, hi) in part:
             index = hashes.get(row_id)
-            if index is None or contains(index, wanted.prints[lo:hi]).any():
+            if index is None or contains(index, wanted.prints_sorted(lo, hi)).any():
                 kept.append(row_id)
     return kept
 
