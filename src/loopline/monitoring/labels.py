@@ -263,16 +263,14 @@ def _match_few(paths: list[str], several: list[bool], wanted: pa.Array) -> dict[
     """The exact match over a few files with pyarrow: the ``_row`` column is read only in
     a file with requests of several rows (single-row traffic reads the ids alone)."""
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
-    seen = pa.array(np.zeros(len(wanted), dtype=np.bool_))
+    single: list[pa.ChunkedArray] = []
     rows: dict[str, int] = {}
     for path, many in zip(paths, several, strict=True):
         if not many:
-            logged = pq.read_table(path, columns=["_request_id"]).column(0)
-            seen = pc.or_(seen, pc.is_in(wanted, value_set=logged.cast(pa.string())))
+            single.append(_read(path, ["_request_id"]).column(0).cast(pa.string()))
             continue
-        logged = pq.read_table(path, columns=["_request_id", "_row"])
+        logged = _read(path, ["_request_id", "_row"])
         rid = logged.column(0).cast(pa.string())
         hits = pa.table({"rid": rid, "row": logged.column(1).cast(pa.int64())}).filter(
             pc.is_in(rid, value_set=wanted)
@@ -282,8 +280,22 @@ def _match_few(paths: list[str], several: list[bool], wanted: pa.Array) -> dict[
             top.column("rid").to_pylist(), top.column("row_max").to_pylist(), strict=True
         ):
             rows[r] = max(rows.get(r, 0), n + 1)
-    # The ids of single-row requests: most of them, in one pass (in C) rather than one call each
+    if not single:
+        return rows
+    # The ids of single-row requests: most of them, in one pass (in C) rather than one
+    # call each, against the ids of all those files at once
+    logged_ids = pa.chunked_array([chunk for col in single for chunk in col.chunks], pa.string())
+    seen = pc.is_in(wanted, value_set=logged_ids)
     return dict.fromkeys(wanted.filter(seen).to_pylist(), 1) | rows
+
+
+def _read(path: str, columns: list[str]) -> pa.Table:
+    """``columns`` of one Parquet file: straight from its reader, not through
+    ``pq.read_table``'s dataset machinery (~0.3 ms more a file of 10,000 requests)."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as f:
+        return f.read(columns=columns)
 
 
 def known_request_ids(
