@@ -104,8 +104,7 @@ def test_wanted_ids_are_sorted_by_code_point_and_each_kept_once() -> None:
     assert WantedIds([]).in_range(None, None) is None
 
 
-def test_ids_arrow_cannot_take_are_sorted_by_python() -> None:
-    # bytes, which Arrow would take as texts, and numbers: sorted as before, by Python
+def test_wanted_ids_of_other_kinds_are_sorted_as_python_sorts_them() -> None:
     ids: list[Any] = [b"b", b"a", b"b"]
     assert WantedIds(ids).sorted.tolist() == [b"a", b"b"]
     assert WantedIds([3, 1, 3]).sorted.tolist() == [1, 3]  # type: ignore[list-item]

@@ -44,7 +44,6 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 _MAGIC = b"LLF1"
 _KEY = "loopline.rid.v1!"  # 16 characters: SipHash's key
@@ -129,7 +128,11 @@ class WantedIds:
     """
 
     def __init__(self, ids: Iterable[str]) -> None:
-        self.sorted, self._arrow = _sorted_unique(ids)
+        # dict.fromkeys, not set: it keeps the ids' order, and ids that come mostly in
+        # order (a recent slice of traffic: a counter) are then sorted in one pass of
+        # Python's merge sort (0.4 ms of 10,000 ids; 1.7 ms from a set's order)
+        self.sorted: npt.NDArray[np.object_] = np.array(sorted(dict.fromkeys(ids)), dtype=object)
+        self._arrow: pa.Array | None = None
         self.prints = fingerprints(self.sorted)
         # The fingerprints in their own order, and where each is in ``sorted`` (made when
         # first needed): a file's slice of them is then picked in order, which costs less
@@ -205,25 +208,6 @@ class WantedIds:
         if not len(self.sorted):
             return _columns(None, None, None)
         return _columns(self.sorted[0], self.sorted[-1], np.unique(self.prints))
-
-
-def _sorted_unique(ids: Iterable[str]) -> tuple[npt.NDArray[np.object_], pa.Array | None]:
-    """The distinct ``ids`` sorted by code point (Python's order of texts), and the same as
-    Arrow strings when Arrow takes them all as texts (None: not all are texts, or one has
-    a lone surrogate, which UTF-8 cannot encode; then sorted by Python as before). Arrow
-    dedupes and sorts in C: ~1 ms of 10,000 ids against ~1.7 ms for ``sorted(set(ids))``;
-    it compares the UTF-8 bytes, whose order is that of the code points."""
-    listed = ids if isinstance(ids, list) else list(ids)
-    try:
-        arr = pa.array(listed)  # inferred: string only if every id is a str
-    except (pa.ArrowException, ValueError):  # mixed kinds; UnicodeEncodeError
-        arr = None
-    if arr is None or arr.type != pa.string() or arr.null_count:
-        return np.array(sorted(set(listed)), dtype=object), None
-    unique = pc.unique(arr)
-    arrow = unique.take(pc.array_sort_indices(unique))
-    out: npt.NDArray[np.object_] = arrow.to_numpy(zero_copy_only=False)
-    return out, arrow
 
 
 #: Files whose fingerprints :func:`may_hold` loads at a time (one query each).
