@@ -334,6 +334,10 @@ def _join_many(single: list[str], several: list[str], wanted: pa.Array) -> dict[
     return rows
 
 
+#: Types whose values :func:`_plain` hands back as they are.
+_PLAIN = frozenset({int, float, str, bool, type(None)})
+
+
 def _plain(value: Any) -> Any:
     """A NumPy scalar as the Python number it holds (labels often come from a frame)."""
     item = getattr(value, "item", None)
@@ -399,7 +403,10 @@ def log_labels(
         >>> # 3
     """
     ids = _listed(request_ids, "request_ids", "pass a list with one request id per label")
-    values = [_plain(v) for v in _listed(labels, "labels", "pass a list with one label per id")]
+    listed = _listed(labels, "labels", "pass a list with one label per id")
+    # Labels of Python's own types are kept as they are (told in one pass in C), rather
+    # than a call of _plain each (~2 ms of 10,000 labels)
+    values = listed if set(map(type, listed)) <= _PLAIN else [_plain(v) for v in listed]
     wanted_rows = _rows(rows)
     if model is not None:
         check_names(model=model)
@@ -534,7 +541,7 @@ def _report(
     no_row: list[str] = []
     out_of_range: list[tuple[str, int, int]] = []
     if rows is None:  # the usual bulk call: kept to a pass or two over the ids
-        if not every and any(n > 1 for n in logged.values()):
+        if not every and max(logged.values(), default=1) > 1:  # in C, not a step each
             no_row = [rid for rid in ids if logged.get(rid, 1) > 1]
         duplicates = len(ids) - len(set(ids))
     else:
