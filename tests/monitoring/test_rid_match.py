@@ -119,3 +119,13 @@ def test_a_slice_of_fingerprints_is_picked_in_order() -> None:
     for lo, hi in [(0, 2_000), (0, 1), (1_999, 2_000), *((rng.randrange(1_000), 1_500),) * 5]:
         picked = wanted.prints_sorted(lo, hi)
         assert picked.tolist() == sorted(wanted.prints[lo:hi].tolist()), (lo, hi)
+
+
+def test_the_ranges_of_many_files_are_those_of_each() -> None:
+    wanted = WantedIds(["a-1", "a-10", "a-2", "b-1", "éé", "😀"])
+    ranges: list[tuple[str | None, str | None]] = [
+        ("a-1", "a-2"), ("a-10", "a-10"), ("a-3", "a-9"), ("0", "zz"), (None, None),
+        ("a-1", None), ("c", "d"), ("0", "a-1"), ("😀", "😀"), ("b-1", "é"), ("z", "a"),
+    ]  # fmt: skip
+    assert wanted.in_ranges(ranges) == [wanted.in_range(lo, hi) for lo, hi in ranges]
+    assert WantedIds([]).in_ranges([("a", "b"), (None, None)]) == [None, None]
