@@ -256,14 +256,15 @@ def _logged_rows(wanted_ids: WantedIds, model: str | None, ctx: Context) -> dict
                 [p for p, d in zip(paths, digests, strict=True) if d in several],
                 wanted,
             )
-        return _match_few(paths, [d in several for d in digests], wanted)
+        return _match_few(paths, [d in several for d in digests], wanted_ids)
 
 
-def _match_few(paths: list[str], several: list[bool], wanted: pa.Array) -> dict[str, int]:
+def _match_few(paths: list[str], several: list[bool], wanted_ids: WantedIds) -> dict[str, int]:
     """The exact match over a few files with pyarrow: the ``_row`` column is read only in
     a file with requests of several rows (single-row traffic reads the ids alone)."""
     import pyarrow.compute as pc
 
+    wanted = wanted_ids.as_arrow()
     single: list[pa.ChunkedArray] = []
     rows: dict[str, int] = {}
     for path, many in zip(paths, several, strict=True):
@@ -283,10 +284,14 @@ def _match_few(paths: list[str], several: list[bool], wanted: pa.Array) -> dict[
     if not single:
         return rows
     # The ids of single-row requests: most of them, in one pass (in C) rather than one
-    # call each, against the ids of all those files at once
+    # call each. The logged ids are looked up among the wanted ones (a hash table of
+    # these, made once) for their positions in the sorted ids, whose Python texts are
+    # then picked (none is made again from Arrow's)
     logged_ids = pa.chunked_array([chunk for col in single for chunk in col.chunks], pa.string())
-    seen = pc.is_in(wanted, value_set=logged_ids)
-    return dict.fromkeys(wanted.filter(seen).to_pylist(), 1) | rows
+    at = pc.index_in(logged_ids, value_set=wanted).drop_null().to_numpy()
+    seen = np.zeros(len(wanted_ids.sorted), dtype=np.bool_)
+    seen[at] = True
+    return dict.fromkeys(wanted_ids.sorted[seen].tolist(), 1) | rows
 
 
 def _read(path: str, columns: list[str]) -> pa.Table:
