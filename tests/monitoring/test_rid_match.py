@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 
@@ -14,7 +15,7 @@ import loopline as ll
 from loopline.core.context import Context
 from loopline.monitoring.labels import _FEW_FILES, candidate_files, logged_rows
 from loopline.monitoring.prediction_log import PredictionLogger
-from loopline.monitoring.rid_index import WantedIds
+from loopline.monitoring.rid_index import WantedIds, build_fingerprints, fingerprints, index_columns
 from loopline.monitoring.tables import prediction_batches
 
 ROWS = [{"x": 1.0}, {"x": 2.0}, {"x": 3.0}]
@@ -129,3 +130,15 @@ def test_the_ranges_of_many_files_are_those_of_each() -> None:
     ]  # fmt: skip
     assert wanted.in_ranges(ranges) == [wanted.in_range(lo, hi) for lo, hi in ranges]
     assert WantedIds([]).in_ranges([("a", "b"), (None, None)]) == [None, None]
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 1_000, 70_000])
+def test_an_index_holds_the_distinct_fingerprints_sorted(n: int) -> None:
+    # a duplicated id repeats its fingerprint (as two ids of 70,000 may, ~40 % of runs)
+    rng = random.Random(n)
+    ids = [f"{rng.getrandbits(40):x}-r" for _ in range(n)] + ["dup", "dup"] * (n > 1)
+    plain = b"LLF1" + np.unique(fingerprints(ids)).astype("<u4").tobytes()
+    assert build_fingerprints(ids) == plain
+    columns = index_columns(ids)
+    assert columns["rid_hashes"] == (plain if ids else None)
+    assert WantedIds(ids).index_columns() == columns

@@ -80,7 +80,19 @@ def build_fingerprints(ids: Sequence[str] | npt.NDArray[np.object_]) -> bytes:
         >>> len(build_fingerprints(["r-1", "r-2", "r-1"]))
         12
     """
-    return _encode(np.unique(fingerprints(ids)))
+    return _encode(_distinct(np.sort(fingerprints(ids))))
+
+
+def _distinct(ascending: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
+    """The distinct fingerprints of ``ascending`` (sorted), as ``np.unique`` gives them:
+    each kept where it differs from the one before. ``np.unique`` hashes them, ~0.8 ms of
+    10,000, where a sort and this pass take ~0.15 ms (or nothing but the pass, sorted
+    already) - at each flush of the prediction log and at each call of log_labels."""
+    keep = np.empty(len(ascending), dtype=np.bool_)
+    keep[:1] = True
+    np.not_equal(ascending[1:], ascending[:-1], out=keep[1:])
+    out: npt.NDArray[np.uint32] = ascending[keep]
+    return out
 
 
 def _encode(sorted_unique: npt.NDArray[np.uint32]) -> bytes:
@@ -229,7 +241,8 @@ class WantedIds:
         """
         if not len(self.sorted):
             return _columns(None, None, None)
-        return _columns(self.sorted[0], self.sorted[-1], np.unique(self.prints))
+        every = _distinct(self.prints_sorted(0, len(self.sorted)))
+        return _columns(self.sorted[0], self.sorted[-1], every)
 
 
 #: Files whose fingerprints :func:`may_hold` loads at a time (one query each).
@@ -275,7 +288,7 @@ def index_columns(ids: Sequence[str]) -> dict[str, object]:
     """
     if not ids:
         return _columns(None, None, None)
-    return _columns(min(ids), max(ids), np.unique(fingerprints(ids)))
+    return _columns(min(ids), max(ids), _distinct(np.sort(fingerprints(ids))))
 
 
 def _columns(
