@@ -377,3 +377,48 @@ def test_a_sqlite_write_runs_on_the_event_loop_and_other_requests_still_go_on(
                 assert [p["step"] for p in history] == list(range(25))
     finally:
         stop_server(proc)
+
+
+def test_a_failed_write_on_the_held_connection_leaves_nothing_and_the_next_is_stored(
+    tmp_path: Path,
+) -> None:
+    # The writes on the loop's thread share one connection held open: a transaction that
+    # fails (a changed param, a deleted run) must be rolled back on it, and the next write
+    # must run on it and be stored.
+    proc, url = start_server(f"sqlite:///{tmp_path / 'meta.db'}", str(tmp_path / "art"))
+    try:
+        with httpx.Client(base_url=f"{url}/api/2.0/mlflow", timeout=60) as client:
+            run_id = client.post("/runs/create", json={"experiment_id": "0"}).json()["run"]
+            run_id = run_id["info"]["run_id"]
+            param = {"run_id": run_id, "key": "lr", "value": "0.1"}
+            assert client.post("/runs/log-parameter", json=param).status_code == 200
+            changed = {
+                "run_id": run_id,
+                "params": [{"key": "lr", "value": "0.2"}],
+                "metrics": [{"key": "loss", "value": 9.0, "timestamp": 1, "step": 9}],
+                "tags": [{"key": "t", "value": "lost"}],
+            }
+            refused = client.post("/runs/log-batch", json=changed)
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+            point = {"run_id": run_id, "key": "loss", "value": 0.5, "timestamp": 1, "step": 1}
+            stored = client.post("/runs/log-metric", json=point)
+            assert stored.status_code == 200, stored.text
+            other = client.post("/runs/create", json={"experiment_id": "0"}).json()["run"]
+            other_id = other["info"]["run_id"]
+            assert client.post("/runs/delete", json={"run_id": other_id}).status_code == 200
+            deleted = client.post("/runs/log-metric", json={**point, "run_id": other_id})
+            assert deleted.status_code == 422, deleted.text
+            tag = client.post("/runs/set-tag", json={"run_id": run_id, "key": "k", "value": "v"})
+            assert tag.status_code == 200, tag.text
+            data = client.get("/runs/get", params={"run_id": run_id}).json()["run"]["data"]
+            assert data["params"] == [{"key": "lr", "value": "0.1"}]
+            assert data["metrics"] == [{"key": "loss", "value": 0.5, "timestamp": 1, "step": 1}]
+            assert {"key": "k", "value": "v"} in data["tags"]
+            assert {"key": "t", "value": "lost"} not in data["tags"]
+            history = client.get(
+                "/metrics/get-history", params={"run_id": other_id, "metric_key": "loss"}
+            ).json()
+            assert history.get("metrics", []) == []
+    finally:
+        stop_server(proc)

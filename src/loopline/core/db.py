@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -61,6 +62,30 @@ def reading(engine: Engine) -> Connection:
         1
     """
     return engine.connect().execution_options(**{READ_ONLY: True})
+
+
+@contextmanager
+def begin(bind: Engine | Connection) -> Iterator[Connection]:
+    """A transaction, committed at the end of the block and rolled back if it raises, on a
+    connection of ``bind``'s pool or on ``bind`` itself: a connection its caller holds
+    open between transactions, saving the pool's checkout and checkin (~15 us, as much as
+    a metric point's insert), stays open and usable after either end.
+
+    Example:
+        >>> engine = create_engine_for("sqlite:///:memory:")
+        >>> with engine.connect() as held:
+        ...     with begin(held) as conn:
+        ...         conn.exec_driver_sql("SELECT 1").scalar()
+        ...     held.in_transaction()
+        1
+        False
+    """
+    if isinstance(bind, Engine):
+        with bind.begin() as conn:
+            yield conn
+        return
+    with bind.begin():
+        yield bind
 
 
 def driver_reason(exc: DBAPIError) -> str:

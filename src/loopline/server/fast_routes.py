@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
+from sqlalchemy.engine import Connection
 
 from loopline.core.context import Context
 from loopline.server import mlflow_ops as ops
@@ -323,6 +324,19 @@ def single_write(operation: Operation) -> bool:
         False
     """
     return type(operation) is partial and operation.func is ops.log_batch
+
+
+def on_connection(operation: Operation, conn: Connection) -> Operation:
+    """``operation``, a :func:`single_write`, run on ``conn`` (a connection of the context's
+    database held open, outside any transaction) instead of the context's engine.
+
+    Example:
+        >>> # on_connection(log_metric(body, b""), held)(ctx) -> {}
+    """
+    if not single_write(operation):
+        raise TypeError(f"not a single write: {operation!r}")
+    found: partial[dict[str, Any]] = operation  # type: ignore[assignment]
+    return partial(ops.log_batch, *found.args, **found.keywords, bind=conn)
 
 
 _PREFIX = "/api/2.0/mlflow/"

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from loopline.core.context import Context
 from loopline.errors import Conflict, InvalidInput
 from loopline.server.mlflow_wire import (
@@ -123,8 +125,11 @@ def log_batch(
     metrics: Sequence[Metric] = (),
     params: Sequence[tuple[str, str]] = (),
     tags: Sequence[tuple[str, str]] = (),
+    bind: Connection | None = None,
 ) -> dict[str, Any]:
-    """``runs/log-batch``, ``runs/log-metric`` and ``runs/log-parameter``: one transaction.
+    """``runs/log-batch``, ``runs/log-metric`` and ``runs/log-parameter``: one transaction,
+    on ``ctx``'s engine or on ``bind``, a connection of the same database held open by the
+    caller (the fast path's writes on the event loop's thread).
 
     Example:
         >>> # log_batch(ctx, rid, metrics=[Metric("loss", 0.3, now_ms(), 1)]) -> {}
@@ -132,7 +137,8 @@ def log_batch(
     if len(params) > 1:
         _refuse_duplicate_params(params)
     try:
-        store.log_batch(ctx.engine, run_id, metrics=metrics, params=params, tags=tags)
+        on = ctx.engine if bind is None else bind
+        store.log_batch(on, run_id, metrics=metrics, params=params, tags=tags)
     except Conflict as exc:
         # Only a param can conflict here: MLflow's client raises INVALID_PARAMETER_VALUE
         # for it ("Changing param values is not allowed"), and so must this server.

@@ -36,7 +36,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from loopline.core import audit
 from loopline.core.bulk import driver_executemany, driver_fetchone, placeholder
-from loopline.core.db import reading
+from loopline.core.db import begin, reading
 from loopline.errors import Conflict, InvalidInput, NotFound
 from loopline.tracking import metrics as metric_store
 from loopline.tracking import run_json
@@ -566,7 +566,7 @@ def _pairs(items: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> list[tuple[s
 
 
 def log_batch(
-    engine: Engine,
+    engine: Engine | Connection,
     run_id: str,
     *,
     metrics: Sequence[Metric] = (),
@@ -581,6 +581,9 @@ def log_batch(
     value is :class:`Conflict` naming the key and both values, and nothing is written.
     ``rows`` are metric points already in stored form and checked (the REST API's decoder
     makes them).
+
+    ``engine`` may be a connection held open by the caller, outside any transaction: the
+    batch is its own transaction on it (:func:`loopline.core.db.begin`).
 
     ``batch=(writer, seq)`` makes a retried batch harmless: the batch is applied only when
     ``seq`` is greater than the last one applied from ``writer`` to this run (kept in the
@@ -600,7 +603,7 @@ def log_batch(
     tag_pairs = _clean_tags(tags)
     all_rows: list[MetricRow] = list(rows)
     all_rows.extend(_metric_rows(run_id, metrics))
-    with engine.begin() as conn:
+    with begin(engine) as conn:
         # The batch ledger is a tag too.
         tags_written = bool(tag_pairs) or batch is not None
         require_active(conn, run_id, lock=bool(param_pairs) or tags_written)
