@@ -397,3 +397,34 @@ def test_a_run_id_prefix_is_looked_up_on_the_primary_key_index(embedded_ctx: Con
         plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params).all()
     details = " ".join(str(row[-1]) for row in plan)
     assert "SEARCH runs USING" in details and "INDEX" in details, details
+
+
+def test_points_for_a_missing_or_deleted_run_are_refused_alike_on_an_engine_or_a_connection(
+    ctx: Context,
+) -> None:
+    # log_batch reads the run's state with its metrics copy in one statement on SQLite (and
+    # runs on a connection held open by the server): the errors must be require_active's,
+    # nothing written, and the held connection usable after them.
+    run = store.create_run(ctx.engine, 0)
+    store.log_batch(ctx.engine, run.id, metrics=[Metric("loss", 0.5, 10, 0)])
+    gone = store.create_run(ctx.engine, 0)
+    store.delete_run(ctx.engine, gone.id)
+    point = [Metric("loss", 0.25, 11, 1)]
+    with ctx.engine.connect() as held:
+        for bind in (ctx.engine, held):
+            with pytest.raises(NotFound, match="run 'nope' does not exist"):
+                store.log_batch(bind, "nope", metrics=point)
+            with pytest.raises(InvalidInput, match=f"run {gone.id} is deleted") as info:
+                store.log_batch(bind, gone.id, metrics=point, tags={"t": "x"})
+            assert info.value.field == "run_id"
+            assert not held.in_transaction()
+        assert store.log_batch(held, run.id, metrics=point).stored == 1
+        assert not held.in_transaction()
+    assert store.get_run(ctx.engine, gone.id).metrics == {}
+    assert "t" not in store.get_run(ctx.engine, gone.id).tags
+    found = store.get_run(ctx.engine, run.id)
+    assert found.metrics == {"loss": 0.25}
+    assert store.get_metric_history(ctx.engine, run.id, "loss") == [
+        MetricPoint(0, 10, 0.5),
+        MetricPoint(1, 11, 0.25),
+    ]

@@ -42,7 +42,7 @@ from __future__ import annotations
 import sys
 from array import array
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -305,14 +305,20 @@ def _latest_index(steps: list[int], stamps: list[int], values: list[float]) -> i
     return max(tied, key=lambda i: (stamps[i], values[i], -i))
 
 
-def write_rows(conn: Connection, rows: Sequence[MetricRow], new_runs: Collection[str] = ()) -> int:
+def write_rows(
+    conn: Connection,
+    rows: Sequence[MetricRow],
+    new_runs: Collection[str] = (),
+    copies: Mapping[str, str | None] | None = None,
+) -> int:
     """Store stored-form points not stored yet and bring ``latest_metrics`` and each run's
     copy of it (``runs.metrics_json``) up to date, in ``conn``'s transaction; returns how
     many points it stored.
 
     A point already stored, or repeated in ``rows``, is stored once (see the module's
     docstring) and not counted. ``new_runs``: runs created in this transaction, which have
-    no other points.
+    no other points. ``copies``: runs' ``metrics_json`` already read in this transaction
+    under the runs' lock (see :func:`loopline.tracking.run_json.refresh_metrics`).
 
     Example:
         >>> # with engine.begin() as conn: write_rows(conn, rows)  -> len(rows) when all new
@@ -329,7 +335,7 @@ def write_rows(conn: Connection, rows: Sequence[MetricRow], new_runs: Collection
     chunks, latest = pack_series(series)
     bulk_insert_chunks(conn, chunks)
     bulk_upsert_latest(conn, [(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in latest])
-    run_json.refresh_metrics(conn, latest, new_runs)
+    run_json.refresh_metrics(conn, latest, new_runs, copies)
     return sum(chunk[2] for chunk in chunks)
 
 

@@ -606,7 +606,11 @@ def log_batch(
     with begin(engine) as conn:
         # The batch ledger is a tag too.
         tags_written = bool(tag_pairs) or batch is not None
-        require_active(conn, run_id, lock=bool(param_pairs) or tags_written)
+        copies = None
+        if all_rows and conn.dialect.name == "sqlite":
+            copies = {run_id: _active_run_copy(conn, run_id)}
+        else:
+            require_active(conn, run_id, lock=bool(param_pairs) or tags_written)
         if batch is not None and not _claim_batch(conn, run_id, *batch):
             return LoggedBatch(applied=False, stored=0)
         if param_pairs:
@@ -617,8 +621,25 @@ def log_batch(
             if renamed is not None:
                 conn.execute(runs.update().where(runs.c.id == run_id).values(name=renamed))
         run_json.refresh(conn, (run_id,), params=bool(param_pairs), tags=tags_written)
-        stored = metric_store.write_rows(conn, all_rows)
+        stored = metric_store.write_rows(conn, all_rows, copies=copies)
     return LoggedBatch(applied=True, stored=stored)
+
+
+_ACTIVE_RUN_SQL = 'SELECT "lifecycle_stage", "metrics_json" FROM "runs" WHERE "id" = ?'
+
+
+def _active_run_copy(conn: Connection, run_id: str) -> str | None:
+    """On SQLite, :func:`require_active` and the run's ``metrics_json`` in one statement.
+
+    A write transaction on SQLite holds the database's write lock from its start (``BEGIN
+    IMMEDIATE``), so the copy read here is the one its metric write updates: one statement
+    fewer per MLflow log-metric request. A missing or deleted run gets
+    :func:`require_active`'s own error.
+    """
+    row = driver_fetchone(conn, _ACTIVE_RUN_SQL, (run_id,)) if type(run_id) is str else None
+    if row is None or row[0] != "active":
+        require_active(conn, run_id)  # raises: NotFound, or InvalidInput for a deleted run
+    return row[1] if row is not None else None
 
 
 def _metric_rows(run_id: str, metrics: Sequence[Metric]) -> list[MetricRow]:
