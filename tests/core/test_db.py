@@ -17,6 +17,7 @@ from loopline.core.db import (
     ensure_schema,
     head_revision,
     lock_wait_error,
+    reading,
 )
 from loopline.errors import BackendUnavailable, ConfigError
 
@@ -117,6 +118,41 @@ def test_a_lock_held_past_the_busy_timeout_is_explained(tmp_path: Path) -> None:
     assert lock_wait_error(sqlite3.OperationalError("locking protocol")) is not None
     assert lock_wait_error(sqlite3.OperationalError("no such table: runs")) is None
     assert lock_wait_error(ValueError("database is locked")) is None
+
+
+def test_a_begin_that_fails_raises_as_through_sqlalchemy_and_leaves_the_connection_usable(
+    tmp_path: Path,
+) -> None:
+    # BEGIN goes straight to the driver: its errors must still be the ones SQLAlchemy's
+    # statement handling gave (a lock as BackendUnavailable caused by the driver's
+    # OperationalError), and a held connection must begin again once the lock is gone.
+    path = tmp_path / "loopline.db"
+    engine = create_engine_for(f"sqlite:///{path}", busy_timeout_ms=0)
+    ensure_schema(engine)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    with engine.connect() as held:
+        with pytest.raises(BackendUnavailable, match="stayed locked") as info, held.begin():
+            pytest.fail("began while another connection held the write lock")
+        assert isinstance(info.value.__cause__, sqlite3.OperationalError)
+        assert not held.in_transaction()
+        with reading(engine) as conn, conn.begin():  # a read begins DEFERRED: no wait
+            assert conn.exec_driver_sql("SELECT count(*) FROM runs").scalar() == 0
+        holder.execute("ROLLBACK")
+        with held.begin():
+            held.exec_driver_sql("CREATE TABLE after_the_lock (x INTEGER)")
+        # Another error of the BEGIN: SQLAlchemy's own exception, on the driver's.
+        raw = held.connection.dbapi_connection
+        assert raw is not None
+        raw.execute("BEGIN")
+        with pytest.raises(sa.exc.OperationalError, match="within a transaction") as failed:
+            held.begin()
+        assert isinstance(failed.value.orig, sqlite3.OperationalError)
+        assert not raw.in_transaction  # rolled back after the failed statement
+    holder.close()
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM after_the_lock").scalar() == 0
+    engine.dispose()
 
 
 class _Cursor:

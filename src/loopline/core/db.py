@@ -17,6 +17,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -255,7 +257,20 @@ def _sqlite_engine(url: sa.URL, busy_timeout_ms: int) -> Engine:
         # instead of one failing with "database is locked" when it upgrades a read lock.
         # A transaction marked READ_ONLY never upgrades: it reads a snapshot, lock-free.
         read_only = conn.get_execution_options().get(READ_ONLY, False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        sql = "BEGIN" if read_only else "BEGIN IMMEDIATE"
+        # Straight to the driver: SQLAlchemy's statement handling cost more than the BEGIN
+        # itself on a one-point write. Its errors come out as through SQLAlchemy: a lock
+        # held past the busy timeout as BackendUnavailable (see _on_error), others wrapped.
+        raw: Any = conn.connection.dbapi_connection
+        try:
+            raw.execute(sql)
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                raw.rollback()  # as SQLAlchemy does after a failed statement outside a transaction
+            locked = lock_wait_error(exc, database or None)
+            if locked is not None:
+                raise locked from exc  # SQLAlchemy chains a handler's error to the driver's
+            raise sa.exc.DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
 
     @sa.event.listens_for(engine, "handle_error")
     def _on_error(context: sa.engine.ExceptionContext) -> None:
