@@ -428,3 +428,31 @@ def test_points_for_a_missing_or_deleted_run_are_refused_alike_on_an_engine_or_a
         MetricPoint(0, 10, 0.5),
         MetricPoint(1, 11, 0.25),
     ]
+
+
+def test_a_point_logged_again_is_stored_once_whether_it_is_the_latest_or_older(
+    ctx: Context,
+) -> None:
+    # log_batch skips the look for stored points when a series comes after its key's latest
+    # point (the run's metrics copy): a repeat of the latest, or of an older point, must
+    # still be found and dropped, and only new points counted.
+    run = store.create_run(ctx.engine, 0)
+
+    def log(*points: tuple[float, int, int]) -> int:
+        metrics = [Metric("loss", value, stamp, step) for value, stamp, step in points]
+        return store.log_batch(ctx.engine, run.id, metrics=metrics).stored
+
+    assert log((0.5, 10, 1)) == 1
+    assert log((0.5, 10, 1)) == 0  # the latest point again
+    assert log((0.7, 10, 1)) == 1  # the same step and time with another value
+    assert log((0.7, 10, 1), (0.9, 11, 2)) == 1  # a batch reaching back to the latest
+    assert log((0.5, 10, 1)) == 0  # an older point again
+    assert log((0.1, 12, 3)) == 1  # past the latest
+    assert log((0.1, 12, 3)) == 0
+    assert log((math.nan, 13, 4)) == 1
+    assert log((math.nan, 13, 4)) == 0  # NaN equals NaN, as MLflow stores it
+    history = store.get_metric_history(ctx.engine, run.id, "loss")
+    assert [(p.step, p.timestamp) for p in history] == [(1, 10), (1, 10), (2, 11), (3, 12), (4, 13)]
+    assert [p.value for p in history][:4] == [0.5, 0.7, 0.9, 0.1]
+    assert math.isnan(history[4].value)
+    assert math.isnan(store.get_run(ctx.engine, run.id).metrics["loss"])

@@ -46,6 +46,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -318,7 +319,9 @@ def write_rows(
     A point already stored, or repeated in ``rows``, is stored once (see the module's
     docstring) and not counted. ``new_runs``: runs created in this transaction, which have
     no other points. ``copies``: runs' ``metrics_json`` already read in this transaction
-    under the runs' lock (see :func:`loopline.tracking.run_json.refresh_metrics`).
+    under the runs' lock (see :func:`loopline.tracking.run_json.refresh_metrics`); a series
+    whose points all come after its key's latest point in the copy skips the look for
+    stored points (none can be one of them).
 
     Example:
         >>> # with engine.begin() as conn: write_rows(conn, rows)  -> len(rows) when all new
@@ -329,24 +332,32 @@ def write_rows(
     # Runs' rows first, then latest rows, in every writer: see run_json.lock_runs. The lock
     # also keeps another writer of the run from adding a point between check and insert.
     run_json.lock_runs(conn, {s.run_id for s in series if s.run_id not in new_runs})
-    series = _without_stored(conn, series, new_runs)
+    known = {run_id: orjson.loads(copy) if copy else {} for run_id, copy in (copies or {}).items()}
+    series = _without_stored(conn, series, new_runs, known)
     if not series:
         return 0
     chunks, latest = pack_series(series)
     bulk_insert_chunks(conn, chunks)
     bulk_upsert_latest(conn, [(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in latest])
-    run_json.refresh_metrics(conn, latest, new_runs, copies)
+    run_json.refresh_metrics(conn, latest, new_runs, known)
     return sum(chunk[2] for chunk in chunks)
 
 
 def _without_stored(
-    conn: Connection, series: list[Series], new_runs: Collection[str]
+    conn: Connection,
+    series: list[Series],
+    new_runs: Collection[str],
+    copies: Mapping[str, dict[str, list[Any]]],
 ) -> list[Series]:
     """``series`` without the points already stored; a series left empty is dropped.
 
     Its latest point is stored already then, and ``latest_metrics`` holds it or a later one.
     """
-    spans: list[Span] = [(s.run_id, s.key, *s.span()) for s in series if s.run_id not in new_runs]
+    spans: list[Span] = [
+        (s.run_id, s.key, *s.span())
+        for s in series
+        if s.run_id not in new_runs and not _after_latest(s, copies)
+    ]
     if not spans:
         return series
     stored: defaultdict[tuple[str, str], set[Point]] = defaultdict(set)
@@ -364,6 +375,23 @@ def _without_stored(
         if known:
             one.drop(known)
     return [one for one in series if one.rows]
+
+
+def _after_latest(one: Series, copies: Mapping[str, dict[str, list[Any]]]) -> bool:
+    """True when every point of ``one`` comes after its key's latest point in its run's
+    copy (``copies``, read in this transaction): no stored point can be one of them.
+
+    The copy holds the greatest ``(step, timestamp, value)`` of the key's stored points
+    (:func:`loopline.tracking.run_json.refresh_metrics` keeps it so with every point
+    stored), so every stored point's ``(step, timestamp)`` is at most the copy's, and a point
+    with a greater one is none of them. A key missing from the copy is looked up as always.
+    """
+    points = copies.get(one.run_id)
+    latest = points.get(one.key) if points else None
+    if latest is None:
+        return False
+    low_step, low_stamp = one.span()[:2]
+    return (low_step, low_stamp) > (latest[0], latest[1])
 
 
 def unpack_chunk(steps: bytes, timestamps: bytes, values: bytes) -> list[MetricPoint]:

@@ -123,14 +123,14 @@ def refresh_metrics(
     conn: Connection,
     latest: Sequence[tuple[Any, ...]],
     new_runs: Collection[str] = (),
-    known: Mapping[str, str | None] | None = None,
+    known: Mapping[str, dict[str, list[Any]]] | None = None,
 ) -> None:
     """Bring ``metrics_json`` of the runs of ``latest`` up to date with it, in ``conn``'s
     transaction, as the upsert of the same rows brings ``latest_metrics`` up to date.
 
-    ``known`` holds copies (``run_id -> metrics_json``) the caller read in this transaction
-    after taking the runs' lock (on SQLite, any read in a write transaction): they are not
-    read again.
+    ``known`` holds copies (``run_id -> metrics_json`` as read by :func:`orjson.loads`) the
+    caller read in this transaction after taking the runs' lock (on SQLite, any read in a
+    write transaction): they are not read again, and are updated in place.
 
     ``latest`` holds stored-form rows ``(run_id, key, value, timestamp, step, is_nan)``,
     one per run and key. Each point replaces the copy's point of its key only when its
@@ -147,8 +147,7 @@ def refresh_metrics(
         return
     dialect = conn.dialect.name
     copies: dict[str, dict[str, list[Any]]] = {}
-    for run_id, copy in (known or {}).items():
-        copies[run_id] = orjson.loads(copy) if copy else {}
+    copies.update(known or {})
     stored = sorted({row[0] for row in latest if row[0] not in new_runs and row[0] not in copies})
     if stored:
         found = driver_fetchall(conn, _COPIES_SQL[dialect], (list_value(dialect, stored),))
