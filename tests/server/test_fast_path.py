@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -307,40 +308,51 @@ def test_a_point_sent_twice_is_stored_once_on_either_path(mlflow: httpx.Client) 
     assert run["data"]["metrics"] == [{"key": "loss", "value": "NaN", "timestamp": 8, "step": 2}]
 
 
+@contextmanager
+def _sqlite_server_and_run(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A real ``loopline server`` on a SQLite file in ``tmp_path`` (``meta.db``): the base
+    URL of its MLflow API and a new run's id; the server stops after the block."""
+    proc, url = start_server(f"sqlite:///{tmp_path / 'meta.db'}", str(tmp_path / "art"))
+    try:
+        base = f"{url}/api/2.0/mlflow"
+        with httpx.Client(base_url=base, timeout=60) as client:
+            run = client.post("/runs/create", json={"experiment_id": "0"}).json()["run"]
+        yield base, run["info"]["run_id"]
+    finally:
+        stop_server(proc)
+
+
 def test_a_write_waits_for_another_writers_lock_and_is_stored_once(tmp_path: Path) -> None:
     # On SQLite a write runs on the server's event loop with a busy timeout of 0: while
     # another process holds the write lock it must go to the thread pool, wait there as
     # before, and be stored - not fail, not block, not be stored twice.
     db = tmp_path / "meta.db"
-    proc, url = start_server(f"sqlite:///{db}", str(tmp_path / "art"))
-    try:
-        with httpx.Client(base_url=f"{url}/api/2.0/mlflow", timeout=60) as client:
-            run_id = client.post("/runs/create", json={"experiment_id": "0"}).json()["run"]
-            run_id = run_id["info"]["run_id"]
-            point = {"run_id": run_id, "key": "loss", "timestamp": 5}
-            before = client.post("/runs/log-metric", json={**point, "value": 0.5, "step": 0})
-            assert before.status_code == 200, before.text
-            holder = sqlite3.connect(db, isolation_level=None, timeout=30, check_same_thread=False)
-            holder.execute("BEGIN IMMEDIATE")
-            released = threading.Timer(1.0, holder.execute, ("COMMIT",))
-            released.start()
-            started = time.monotonic()
-            waited = client.post("/runs/log-metric", json={**point, "value": 0.25, "step": 1})
-            took = time.monotonic() - started
-            released.join()
-            holder.close()
-            assert waited.status_code == 200, waited.text
-            assert took >= 0.9, f"answered in {took:.2f} s while the lock was held"
-            tag = client.post("/runs/set-tag", json={"run_id": run_id, "key": "k", "value": "v"})
-            assert tag.status_code == 200, tag.text
-            history = client.get(
-                "/metrics/get-history", params={"run_id": run_id, "metric_key": "loss"}
-            ).json()["metrics"]
-            assert [(p["step"], p["value"]) for p in history] == [(0, 0.5), (1, 0.25)]
-            tags = client.get("/runs/get", params={"run_id": run_id}).json()["run"]["data"]
-            assert {"key": "k", "value": "v"} in tags["tags"]
-    finally:
-        stop_server(proc)
+    with (
+        _sqlite_server_and_run(tmp_path) as (base, run_id),
+        httpx.Client(base_url=base, timeout=60) as client,
+    ):
+        point = {"run_id": run_id, "key": "loss", "timestamp": 5}
+        before = client.post("/runs/log-metric", json={**point, "value": 0.5, "step": 0})
+        assert before.status_code == 200, before.text
+        holder = sqlite3.connect(db, isolation_level=None, timeout=30, check_same_thread=False)
+        holder.execute("BEGIN IMMEDIATE")
+        released = threading.Timer(1.0, holder.execute, ("COMMIT",))
+        released.start()
+        started = time.monotonic()
+        waited = client.post("/runs/log-metric", json={**point, "value": 0.25, "step": 1})
+        took = time.monotonic() - started
+        released.join()
+        holder.close()
+        assert waited.status_code == 200, waited.text
+        assert took >= 0.9, f"answered in {took:.2f} s while the lock was held"
+        tag = client.post("/runs/set-tag", json={"run_id": run_id, "key": "k", "value": "v"})
+        assert tag.status_code == 200, tag.text
+        history = client.get(
+            "/metrics/get-history", params={"run_id": run_id, "metric_key": "loss"}
+        ).json()["metrics"]
+        assert [(p["step"], p["value"]) for p in history] == [(0, 0.5), (1, 0.25)]
+        tags = client.get("/runs/get", params={"run_id": run_id}).json()["run"]["data"]
+        assert {"key": "k", "value": "v"} in tags["tags"]
 
 
 def test_a_sqlite_write_runs_on_the_event_loop_and_other_requests_still_go_on(
@@ -348,15 +360,11 @@ def test_a_sqlite_write_runs_on_the_event_loop_and_other_requests_still_go_on(
 ) -> None:
     # Writes on the loop must not keep other requests from being answered: 8 clients send
     # writes and reads at once; every write is stored exactly once.
-    proc, url = start_server(f"sqlite:///{tmp_path / 'meta.db'}", str(tmp_path / "art"))
-    try:
-        with httpx.Client(base_url=f"{url}/api/2.0/mlflow", timeout=60) as client:
-            run_id = client.post("/runs/create", json={"experiment_id": "0"}).json()["run"]
-            run_id = run_id["info"]["run_id"]
+    with _sqlite_server_and_run(tmp_path) as (base, run_id):
 
         def log(worker: int) -> list[int]:
             statuses = []
-            with httpx.Client(base_url=f"{url}/api/2.0/mlflow", timeout=60) as mine:
+            with httpx.Client(base_url=base, timeout=60) as mine:
                 for step in range(25):
                     point = {"key": f"w{worker}", "value": float(step), "timestamp": 1}
                     sent = mine.post(
@@ -369,14 +377,12 @@ def test_a_sqlite_write_runs_on_the_event_loop_and_other_requests_still_go_on(
         with ThreadPoolExecutor(8) as pool:
             statuses = [s for found in pool.map(log, range(8)) for s in found]
         assert set(statuses) == {200}
-        with httpx.Client(base_url=f"{url}/api/2.0/mlflow", timeout=60) as client:
+        with httpx.Client(base_url=base, timeout=60) as client:
             for worker in range(8):
                 history = client.get(
                     "/metrics/get-history", params={"run_id": run_id, "metric_key": f"w{worker}"}
                 ).json()["metrics"]
                 assert [p["step"] for p in history] == list(range(25))
-    finally:
-        stop_server(proc)
 
 
 def test_a_failed_write_on_the_held_connection_leaves_nothing_and_the_next_is_stored(
@@ -385,40 +391,37 @@ def test_a_failed_write_on_the_held_connection_leaves_nothing_and_the_next_is_st
     # The writes on the loop's thread share one connection held open: a transaction that
     # fails (a changed param, a deleted run) must be rolled back on it, and the next write
     # must run on it and be stored.
-    proc, url = start_server(f"sqlite:///{tmp_path / 'meta.db'}", str(tmp_path / "art"))
-    try:
-        with httpx.Client(base_url=f"{url}/api/2.0/mlflow", timeout=60) as client:
-            run_id = client.post("/runs/create", json={"experiment_id": "0"}).json()["run"]
-            run_id = run_id["info"]["run_id"]
-            param = {"run_id": run_id, "key": "lr", "value": "0.1"}
-            assert client.post("/runs/log-parameter", json=param).status_code == 200
-            changed = {
-                "run_id": run_id,
-                "params": [{"key": "lr", "value": "0.2"}],
-                "metrics": [{"key": "loss", "value": 9.0, "timestamp": 1, "step": 9}],
-                "tags": [{"key": "t", "value": "lost"}],
-            }
-            refused = client.post("/runs/log-batch", json=changed)
-            assert refused.status_code == 422, refused.text
-            assert refused.json()["error_code"] == "INVALID_PARAMETER_VALUE"
-            point = {"run_id": run_id, "key": "loss", "value": 0.5, "timestamp": 1, "step": 1}
-            stored = client.post("/runs/log-metric", json=point)
-            assert stored.status_code == 200, stored.text
-            other = client.post("/runs/create", json={"experiment_id": "0"}).json()["run"]
-            other_id = other["info"]["run_id"]
-            assert client.post("/runs/delete", json={"run_id": other_id}).status_code == 200
-            deleted = client.post("/runs/log-metric", json={**point, "run_id": other_id})
-            assert deleted.status_code == 422, deleted.text
-            tag = client.post("/runs/set-tag", json={"run_id": run_id, "key": "k", "value": "v"})
-            assert tag.status_code == 200, tag.text
-            data = client.get("/runs/get", params={"run_id": run_id}).json()["run"]["data"]
-            assert data["params"] == [{"key": "lr", "value": "0.1"}]
-            assert data["metrics"] == [{"key": "loss", "value": 0.5, "timestamp": 1, "step": 1}]
-            assert {"key": "k", "value": "v"} in data["tags"]
-            assert {"key": "t", "value": "lost"} not in data["tags"]
-            history = client.get(
-                "/metrics/get-history", params={"run_id": other_id, "metric_key": "loss"}
-            ).json()
-            assert history.get("metrics", []) == []
-    finally:
-        stop_server(proc)
+    with (
+        _sqlite_server_and_run(tmp_path) as (base, run_id),
+        httpx.Client(base_url=base, timeout=60) as client,
+    ):
+        param = {"run_id": run_id, "key": "lr", "value": "0.1"}
+        assert client.post("/runs/log-parameter", json=param).status_code == 200
+        changed = {
+            "run_id": run_id,
+            "params": [{"key": "lr", "value": "0.2"}],
+            "metrics": [{"key": "loss", "value": 9.0, "timestamp": 1, "step": 9}],
+            "tags": [{"key": "t", "value": "lost"}],
+        }
+        refused = client.post("/runs/log-batch", json=changed)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+        point = {"run_id": run_id, "key": "loss", "value": 0.5, "timestamp": 1, "step": 1}
+        stored = client.post("/runs/log-metric", json=point)
+        assert stored.status_code == 200, stored.text
+        other = client.post("/runs/create", json={"experiment_id": "0"}).json()["run"]
+        other_id = other["info"]["run_id"]
+        assert client.post("/runs/delete", json={"run_id": other_id}).status_code == 200
+        deleted = client.post("/runs/log-metric", json={**point, "run_id": other_id})
+        assert deleted.status_code == 422, deleted.text
+        tag = client.post("/runs/set-tag", json={"run_id": run_id, "key": "k", "value": "v"})
+        assert tag.status_code == 200, tag.text
+        data = client.get("/runs/get", params={"run_id": run_id}).json()["run"]["data"]
+        assert data["params"] == [{"key": "lr", "value": "0.1"}]
+        assert data["metrics"] == [{"key": "loss", "value": 0.5, "timestamp": 1, "step": 1}]
+        assert {"key": "k", "value": "v"} in data["tags"]
+        assert {"key": "t", "value": "lost"} not in data["tags"]
+        history = client.get(
+            "/metrics/get-history", params={"run_id": other_id, "metric_key": "loss"}
+        ).json()
+        assert history.get("metrics", []) == []
