@@ -13,6 +13,8 @@ from loopline.core.context import Context
 from loopline.monitoring.labels import candidate_files, known_request_ids
 from loopline.monitoring.prediction_log import PredictionLogger
 from loopline.monitoring.rid_index import (
+    SAMPLE_FILES,
+    SAMPLE_FROM,
     FileIndex,
     WantedIds,
     build_fingerprints,
@@ -20,6 +22,7 @@ from loopline.monitoring.rid_index import (
     fingerprints,
     hash_ids,
     index_columns,
+    may_hold,
 )
 from loopline.monitoring.tables import prediction_batches
 
@@ -55,6 +58,30 @@ def test_the_range_rules_out_files_before_the_fingerprints() -> None:
     assert not WantedIds(["z"]).may_be_in(FileIndex("d", None, None, cols["rid_hashes"]))
     with pytest.raises(ValueError, match="not a Loopline request-id index"):
         WantedIds(["y"]).may_be_in(FileIndex("d", None, None, b"junk!!!!"))
+
+
+def test_ids_in_every_file_keep_every_file_without_reading_each_ones_fingerprints() -> None:
+    # 100 files of UUID-like ids (each file's range is the whole space): wanted ids
+    # scattered over all of them keep all of them after 16 files' fingerprints; wanted ids
+    # of one file are still found by every file's fingerprints.
+    files = [[secrets.token_hex(8) for _ in range(200)] for _ in range(100)]
+    stored = {i: build_fingerprints(ids) for i, ids in enumerate(files)}
+    rows = [(i, min(ids), max(ids)) for i, ids in enumerate(files)]
+    asked: list[int] = []
+
+    def load(row_ids: list[int]) -> dict[int, bytes | None]:
+        asked.extend(row_ids)
+        return {i: stored[i] for i in row_ids}
+
+    scattered = WantedIds([ids[7] for ids in files])
+    assert may_hold(scattered, rows, load) == list(range(100)) and len(asked) == SAMPLE_FILES
+    asked.clear()
+    assert may_hold(WantedIds(files[42][:50]), rows, load) == [42]
+    assert len(asked) == SAMPLE_FILES + 100  # the sample was not all kept: every file read
+    asked.clear()
+    few = rows[: SAMPLE_FROM - 1]  # too few files in range to sample
+    assert may_hold(scattered, few, load) == list(range(SAMPLE_FROM - 1))
+    assert len(asked) == SAMPLE_FROM - 1
 
 
 def _log(ctx: Context, prefix: str, n: int, model: str = "m") -> list[str]:

@@ -247,6 +247,10 @@ class WantedIds:
 
 #: Files whose fingerprints :func:`may_hold` loads at a time (one query each).
 HASH_CHUNK = 200
+#: From this many files in range, :func:`may_hold` first reads the fingerprints of
+#: ``SAMPLE_FILES`` of them, spread out: if each holds a wanted id, it keeps them all.
+SAMPLE_FROM = 64
+SAMPLE_FILES = 16
 
 
 def may_hold(
@@ -258,6 +262,8 @@ def may_hold(
     can hold a wanted id: by their range, then by their fingerprints, which ``load_hashes``
     reads for the files in range only, :data:`HASH_CHUNK` at a time. A file without an
     index (NULL columns) is always kept; one that holds a wanted id is never left out.
+    With many files in range, a spread-out sample of them is read first: if each holds a
+    wanted id (ids scattered over the whole log), every file in range is kept unread.
 
     Example:
         >>> stored = {1: build_fingerprints(["a-1"]), 2: build_fingerprints(["a-2"])}
@@ -267,14 +273,33 @@ def may_hold(
     """
     spans = wanted.in_ranges([(lo, hi) for _, lo, hi in files])
     in_range = [(f[0], span) for f, span in zip(files, spans, strict=True) if span is not None]
+    if len(in_range) >= SAMPLE_FROM:
+        # Ids scattered over the whole log are in every file: each file's fingerprints then
+        # cost a read (~0.06 ms) and prune nothing. A sample spread over the files tells:
+        # when each file of it holds a wanted id, every file in range is kept unread.
+        step = len(in_range) // SAMPLE_FILES
+        sample = in_range[::step][:SAMPLE_FILES]
+        if len(_holding(wanted, sample, load_hashes)) == len(sample):
+            return [row_id for row_id, _ in in_range]
     kept = []
     for start in range(0, len(in_range), HASH_CHUNK):
-        part = in_range[start : start + HASH_CHUNK]
-        hashes = load_hashes([row_id for row_id, _ in part])
-        for row_id, (lo, hi) in part:
-            index = hashes.get(row_id)
-            if index is None or contains(index, wanted.prints_sorted(lo, hi)).any():
-                kept.append(row_id)
+        kept += _holding(wanted, in_range[start : start + HASH_CHUNK], load_hashes)
+    return kept
+
+
+def _holding(
+    wanted: WantedIds,
+    files: Sequence[tuple[int, tuple[int, int]]],
+    load_hashes: Callable[[list[int]], Mapping[int, bytes | None]],
+) -> list[int]:
+    """The row ids of ``files`` (row id, the slice of the wanted ids in its range) whose
+    fingerprints hold one of the wanted ids, or that have none (not indexed)."""
+    hashes = load_hashes([row_id for row_id, _ in files])
+    kept = []
+    for row_id, (lo, hi) in files:
+        index = hashes.get(row_id)
+        if index is None or contains(index, wanted.prints_sorted(lo, hi)).any():
+            kept.append(row_id)
     return kept
 
 
