@@ -293,10 +293,13 @@ def test_a_canary_that_raises_is_rolled_back_within_one_window_and_no_request_fa
     statuses, versions = [], []
     with serving(ctx) as url, httpx.Client(base_url=url, timeout=30) as client:
         for i in range(400):
-            # 20 % of inputs make version 2 raise, from the 21st request on: the first errors
+            # Half the inputs make version 2 raise, from the 21st request on: the first errors
             # close the window at once (no more canary traffic), so the canary gets some good
             # requests first and the check below that it answered does not rest on a coin flip.
-            bucket = 9 if i >= 20 and i % 5 == 0 else 1
+            # (With a fifth of them, the canary's 40 requests held a single error about once
+            # in a hundred runs: not significant, so the rollback's reason was the latency
+            # check's when a loaded machine slowed the window, and otherwise no rollback.)
+            bucket = 9 if i >= 20 and i % 2 == 0 else 1
             r = _predict(client, "churn", {"instances": [row(bucket=bucket)]})
             statuses.append(r.status_code)
             versions.append(r.json().get("model_version"))
