@@ -61,6 +61,7 @@ from loopline.core.db import reading
 from loopline.errors import InvalidInput
 from loopline.monitoring.limits import SHOWN_IDS, first_distinct
 from loopline.monitoring.prediction_log import (
+    _parquet_bytes,
     duck,
     flush_default,
     index_hashes,
@@ -262,8 +263,6 @@ def _logged_rows(wanted_ids: WantedIds, model: str | None, ctx: Context) -> dict
 def _match_few(paths: list[str], several: list[bool], wanted_ids: WantedIds) -> dict[str, int]:
     """The exact match over a few files with pyarrow: the ``_row`` column is read only in
     a file with requests of several rows (single-row traffic reads the ids alone)."""
-    import pyarrow.compute as pc
-
     wanted = wanted_ids.as_arrow()
     single: list[pa.ChunkedArray] = []
     rows: dict[str, int] = {}
@@ -408,10 +407,13 @@ def log_labels(
         >>> # 3
     """
     ids = _listed(request_ids, "request_ids", "pass a list with one request id per label")
-    listed = _listed(labels, "labels", "pass a list with one label per id")
+    values = _listed(labels, "labels", "pass a list with one label per id")
+    kinds = set(map(type, values))
     # Labels of Python's own types are kept as they are (told in one pass in C), rather
     # than a call of _plain each (~2 ms of 10,000 labels)
-    values = listed if set(map(type, listed)) <= _PLAIN else [_plain(v) for v in listed]
+    if not kinds <= _PLAIN:
+        values = [_plain(v) for v in values]
+        kinds = set(map(type, values))
     wanted_rows = _rows(rows)
     if model is not None:
         check_names(model=model)
@@ -431,7 +433,6 @@ def log_labels(
 
         answer = remote.log_labels(ctx.settings, ids, values, model, wanted_rows)
         return LabelReport.from_dict(answer.model_dump())
-    kinds = set(map(type, values))
     numbers = _numbers(values, kinds)
     # Predictions may still be queued: they are matched, and say what the model predicts
     flush_default()
@@ -458,7 +459,7 @@ def log_labels(
             "all_rows": pa.repeat(pa.scalar(every, pa.bool_()), n),
         }
     )
-    digest = ctx.artifacts.put_bytes(_label_file(table))
+    digest = ctx.artifacts.put_bytes(_parquet_bytes(table, distinct=["request_id"]))
     with ctx.engine.begin() as conn:
         conn.execute(
             sa.insert(label_batches).values(
@@ -483,18 +484,6 @@ def _numbers(values: list[Any], kinds: set[type]) -> list[float | None]:
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def _label_file(table: pa.Table) -> bytes:
-    """A label batch as Parquet bytes: as the prediction log's files, zstd; the request ids
-    (each distinct, mostly) without a dictionary, which Parquet would build of every id
-    for nothing (the file is half as big, and quicker to write)."""
-    import pyarrow.parquet as pq
-
-    sink = pa.BufferOutputStream()
-    plain = [name for name in table.column_names if name != "request_id"]
-    pq.write_table(table, sink, compression="zstd", use_dictionary=plain)
-    return bytes(sink.getvalue())
 
 
 def _listed(values: Any, field: str, hint: str) -> list[Any]:

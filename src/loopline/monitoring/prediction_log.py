@@ -193,7 +193,7 @@ def entries_to_table(entries: Sequence[_Entry]) -> pa.Table:
     scored = False
     for ts, rid, _model, version, inputs, outputs, latency, *_ in entries:
         if outputs is SERVED:
-            _, inputs, outputs = _served(inputs)
+            *_, inputs, outputs = _served(inputs)
         fresh = isinstance(inputs, RawInputs)  # its records are new dicts, ours to fill
         if fresh:
             inputs = inputs.records()
@@ -234,9 +234,13 @@ def schema_digest(schema: pa.Schema) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _parquet_bytes(table: pa.Table) -> bytes:
+def _parquet_bytes(table: pa.Table, distinct: Sequence[str] = ()) -> bytes:
+    """``table`` as zstd Parquet; the ``distinct`` columns (values mostly each other's
+    distinct: request ids) without a dictionary, which Parquet would build of every value
+    for nothing (a label file is half as big, and quicker to write)."""
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
+    coded = [c for c in table.column_names if c not in distinct] if distinct else True
+    pq.write_table(table, sink, compression="zstd", use_dictionary=coded)
     return sink.getvalue()
 
 
@@ -342,29 +346,30 @@ def _served_meta(meta: bytes) -> tuple[str, str, list[str] | None, list[str] | N
     return model, version, names, types
 
 
-def _served(record: bytes) -> tuple[str, RawInputs, Any]:
-    """The request id, inputs and predictions of a model server's spool record, parsed as
-    the server parsed the body when it answered (raises on a record of another kind)."""
-    kind, _ts, _latency, meta_len, body_len = _SERVED.unpack_from(record)
+def _served(record: bytes) -> tuple[float, float, str, str, str, RawInputs, Any]:
+    """The time, latency, model, version, request id, inputs and predictions of a model
+    server's spool record, its body parsed as the server parsed it when it answered
+    (raises on a record of another kind)."""
+    kind, ts, latency, meta_len, body_len = _SERVED.unpack_from(record)
     if kind != b"R":
         raise ValueError(f"a spool record of unknown kind {kind!r}")
     at = _SERVED.size
-    _model, _version, names, types = _served_meta(record[at : at + meta_len])
+    model, version, names, types = _served_meta(record[at : at + meta_len])
     body = record[at + meta_len : at + meta_len + body_len]
     answer = orjson.loads(record[at + meta_len + body_len :])
     shape, rows, _ = parse(loads(body))
-    return answer["request_id"], RawInputs(shape, rows, names, types), answer["predictions"]
+    inputs = RawInputs(shape, rows, names, types)
+    return ts, latency, model, version, answer["request_id"], inputs, answer["predictions"]
 
 
 def _replayed(payload: bytes, seg: Segment, end: int) -> _Entry:
     """The queue entry of a spool record (raises on one that is not a record): a model
-    server's is queued as its record, as the server queued it."""
+    server's is queued as its record, as the server queued it (parsed here once to check
+    it, then again when its batch is made)."""
     if payload[:1] == _CALLED:
         ts, rid, model, version, inputs, outputs, latency = json.loads(payload[1:])
         return (ts, rid, model, version, inputs, outputs, latency, seg, end)
-    rid, _, _ = _served(payload)
-    _, ts, latency, meta_len, _ = _SERVED.unpack_from(payload)
-    model, version, _, _ = _served_meta(payload[_SERVED.size : _SERVED.size + meta_len])
+    ts, latency, model, version, rid, _, _ = _served(payload)
     return (ts, rid, model, version, payload, SERVED, latency, seg, end)
 
 

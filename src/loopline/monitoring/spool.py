@@ -258,11 +258,12 @@ class Spool:
             if written != len(data):
                 raise OSError(f"wrote {written} of {len(data)} bytes to {seg.path}")
         except OSError:
+            if seg.mapped is not None:
+                # Never cut back: shorter than its mapping, a copy into the part past its
+                # end would kill the process (SIGBUS). Written no more instead.
+                self._rotate()
+                raise
             try:
-                if seg.mapped is not None:
-                    # Cut back, the file would be shorter than its mapping: a copy into the
-                    # part past its end would kill the process (SIGBUS).
-                    raise
                 os.ftruncate(seg.fd, start)
             except OSError:  # the segment may now hold a torn record: write no more to it
                 self._rotate()

@@ -184,17 +184,14 @@ def inline_engine(ctx: Context) -> Engine | None:
         >>> inline_engine(Context(Settings(uri="sqlite:///:memory:"))) is None
         True
     """
-    from sqlalchemy.engine import make_url
-
     from loopline.core.db import create_engine_for
 
     if ctx.is_remote:
         return None
-    url = make_url(ctx.settings.metadata_uri)
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return None  # an in-memory database is one connection's own: no second one
     # The store is opened and migrated by ``ctx.engine``: this engine is the same database.
     url = ctx.engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None  # an in-memory database is one connection's own: no second one
     return create_engine_for(url.render_as_string(hide_password=False), busy_timeout_ms=0)
 
 
