@@ -132,10 +132,13 @@ def mlflow_server(mlflow_py: Path, folder: Path) -> Server:
     return Server(cmd, {}, port, folder)
 
 
-def replay_server(recording: Path, folder: Path) -> Server:
-    """``bench/replay_server.py`` on ``recording``: answers, no work (see case (c))."""
+def replay_server(recording: Path, folder: Path, durable: bool = False) -> Server:
+    """``bench/replay_server.py`` on ``recording``: answers, no work (see case (c)); with
+    ``durable``, each write is also made durable (one ``fdatasync``) before its answer."""
     port = free_port()
     cmd = [str(LOOPLINE_PY), str(REPLAY_SCRIPT), str(recording), str(port)]
+    if durable:
+        cmd += ["--durable", str(folder / "writes.log")]
     return Server(cmd, {}, port, folder)
 
 
@@ -249,13 +252,14 @@ def case_c(mlflow_py: Path, repeat: int, details: dict[str, Any]) -> list[dict[s
     # Both servers run side by side and the runs alternate, so that a busy spell of the
     # machine (its disk above all) falls on both sides alike. A third server replays the
     # answers ours gave the warm-up run and does nothing else: the script against it is
-    # the fastest any server under uvicorn could make it.
+    # the fastest any server under uvicorn could make it; a fourth does the same and makes
+    # each write durable (one fdatasync), the fastest a server keeping every answered write
+    # could make it.
     work = _fresh("c")
-    (work / "ours").mkdir()
-    (work / "theirs").mkdir()
-    (work / "replay").mkdir()
+    for side in ("ours", "theirs", "replay", "durable"):
+        (work / side).mkdir()
     recording = work / "replay" / "answers.json"
-    ours, theirs, replayed = [], [], []
+    ours, theirs, replayed, durably = [], [], [], []
     with (
         loopline_server(work / "ours") as mine,
         mlflow_server(mlflow_py, work / "theirs") as anchor,
@@ -263,17 +267,28 @@ def case_c(mlflow_py: Path, repeat: int, details: dict[str, Any]) -> list[dict[s
         _settle(mine.url, anchor.url)
         mlflow(mlflow_py, "mixed", mine.url, work, str(recording))  # warm-up, not counted
         mlflow(mlflow_py, "mixed", anchor.url, work)
-        with replay_server(recording, work / "replay") as null:
+        with (
+            replay_server(recording, work / "replay") as null,
+            replay_server(recording, work / "durable", durable=True) as synced,
+        ):
             mlflow(mlflow_py, "mixed", null.url, work)
+            mlflow(mlflow_py, "mixed", synced.url, work)
             for _ in range(repeat):
                 ours.append(mlflow(mlflow_py, "mixed", mine.url, work))
                 theirs.append(mlflow(mlflow_py, "mixed", anchor.url, work))
                 replayed.append(mlflow(mlflow_py, "mixed", null.url, work))
-    assert {r["runs_found"] for r in ours + theirs + replayed} == {10}
-    details["c"] = {"loopline_server": ours, "mlflow_server": theirs, "replay_server": replayed}
+                durably.append(mlflow(mlflow_py, "mixed", synced.url, work))
+    assert {r["runs_found"] for r in ours + theirs + replayed + durably} == {10}
+    details["c"] = {
+        "loopline_server": ours,
+        "mlflow_server": theirs,
+        "replay_server": replayed,
+        "durable_replay_server": durably,
+    }
     ours_s = statistics.median(r["seconds"] for r in ours)
     theirs_s = statistics.median(r["seconds"] for r in theirs)
     null_s = statistics.median(r["seconds"] for r in replayed)
+    synced_s = statistics.median(r["seconds"] for r in durably)
     # The client's own time (the script's wall time outside its HTTP exchanges) is a floor
     # that no server lowers; the replay server adds what one uvicorn exchange per call
     # costs at the least. Both rows are ceilings, not targets.
@@ -287,6 +302,10 @@ def case_c(mlflow_py: Path, repeat: int, details: dict[str, Any]) -> list[dict[s
                 "exchanges answered from a recording, under uvicorn)", f"{null_s:.2f} s",
                 "the same script against mlflow server", f"{theirs_s:.2f} s",
                 theirs_s / null_s, "ceiling for a uvicorn server", True), "met": None},
+        {**_row("(c) the same script against that server making each write durable (one "
+                "fdatasync per write, into a preallocated file)", f"{synced_s:.2f} s",
+                "the same script against mlflow server", f"{theirs_s:.2f} s",
+                theirs_s / synced_s, "ceiling for a durable server", True), "met": None},
         {**_row("(c) the same script's own time outside HTTP (MLflow client floor)",
                 f"{client_s:.2f} s", "the same script against mlflow server",
                 f"{theirs_s:.2f} s", theirs_s / client_s, "ceiling for any server", True),
