@@ -17,6 +17,7 @@ from loopline.serving.inputs import (
     as_records,
     loads,
     parse,
+    parse_accepted,
     rejected_by_model,
 )
 
@@ -332,3 +333,21 @@ def test_a_long_message_of_the_model_and_many_columns_are_cut_short() -> None:
     rejected = rejected_by_model(TypeError("e" * 5000), shape, rows, None)
     assert rejected is not None and len(rejected.message) < 1000
     assert "and 3 more columns" in rejected.message and "c5" not in rejected.message
+
+
+ACCEPTED = [
+    b'{"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2.5], [3, 4]]}}',
+    b'{"dataframe_split": {"columns": ["a"], "data": [[1]], "index": [7]}, "key": "u-1"}',
+    b'{"key": "u-2", "dataframe_split": {"columns": ["a"], "data": [[NaN]]}}',
+    b'{"instances": [{"a": 1, "b": "x"}]}',
+    b'{"instances": [[1, 2]], "key": "k"}',
+    b'{"inputs": {"a": [1, 2], "b": [3, 4]}}',
+    b'{"inputs": [[Infinity]]}',
+    b'{"dataframe_records": [{"a": null}]}',
+]
+
+
+@pytest.mark.parametrize("body", ACCEPTED)
+def test_an_accepted_body_parses_again_as_the_server_parsed_it(body: bytes) -> None:
+    shape, rows, _ = parse(loads(body))
+    assert repr(parse_accepted(body)) == repr((shape, rows))  # as text: NaN != NaN

@@ -34,7 +34,8 @@ error; the rest of its batch is written. Only a failing store (the artifact stor
 database) puts a batch back in the queue, to be retried: a request that cannot be
 converted now never can, and retrying it would stop the log for every model.
 
-A file's columns: the model's input columns under their own names, and ``_request_id``,
+A file's columns: the model's input columns under their own names (every column any of
+its requests sent, None where one did not: :mod:`.log_columns`), and ``_request_id``,
 ``_ts`` (epoch seconds), ``_version``, ``_latency_ms`` (the model server's: from the
 request's arrival to its answer made, the send not in it), ``_row`` (index of the row in its
 request) and ``_prediction`` (``_score`` too when an output is a dict with a ``score`` or
@@ -76,15 +77,13 @@ from loopline.core.artifacts import LocalArtifactStore
 from loopline.core.context import Context, get_context
 from loopline.core.db import reading
 from loopline.errors import InvalidInput
+from loopline.monitoring.log_columns import META_COLUMNS, LogColumns, RawInputs
 from loopline.monitoring.rid_index import index_columns
 from loopline.monitoring.spool import MAGIC, Segment, Spool, read_records, store_folder
 from loopline.monitoring.tables import prediction_batches, prediction_spool
-from loopline.serving.inputs import loads, parse
+from loopline.serving.inputs import parse_accepted
 
 log = logging.getLogger("loopline.monitoring")
-
-#: Columns every prediction file has besides the model's inputs.
-META_COLUMNS = ("_request_id", "_ts", "_version", "_latency_ms", "_row", "_prediction")
 
 #: ``(ts, request id, model, version, inputs, outputs, latency ms, segment, end)``: the
 #: last two say where the request's spool record ends (None, 0: it has none). A model
@@ -111,113 +110,22 @@ def _hour(ts: float) -> float:
     return float(math.floor(ts / 3600.0) * 3600)
 
 
-def _split_output(out: Any) -> tuple[Any, float | None]:
-    if isinstance(out, dict):
-        score = out.get("score", out.get("probability"))
-        value = out.get("prediction", out.get("label", score))
-        return value, None if score is None else float(score)
-    return out, None
-
-
-class RawInputs:
-    """A request body as the model server parsed it, turned into rows on the writer thread.
-
-    ``names`` and ``types`` are the signature's columns and their types (None without a
-    signature): a value is logged as the column's type, as the model took it.
-    """
-
-    __slots__ = ("names", "rows", "shape", "types")
-
-    def __init__(
-        self,
-        shape: str,
-        rows: Any,
-        names: list[str] | None,
-        types: Sequence[str] | None = None,
-    ) -> None:
-        self.shape, self.rows, self.names, self.types = shape, rows, names, types
-
-    def records(self) -> list[dict[str, Any]]:
-        """One new dict per row: ``records`` as sent, ``lists`` by the signature's names,
-        ``split`` by its ``columns``; with ``types``, an int in a ``float`` column is the
-        float and an integral float in an ``int`` column the int.
-
-        Example:
-            >>> RawInputs("split", (["a"], [[1], [2]]), None).records()
-            [{'a': 1}, {'a': 2}]
-            >>> rows = [{"a": 2**63, "b": 3.0}]
-            >>> RawInputs("records", rows, ["a", "b"], ["float", "int"]).records()
-            [{'a': 9.223372036854776e+18, 'b': 3}]
-        """
-        if self.shape == "split":
-            columns, data = self.rows
-            recs = [dict(zip(columns, row, strict=False)) for row in data]
-        elif self.shape == "lists":
-            if not self.names:
-                return [{"_input": list(row)} for row in self.rows]
-            recs = [dict(zip(self.names, row, strict=False)) for row in self.rows]
-        else:
-            # Copies: the rows are the request's own, which a shadow version may still read.
-            recs = [dict(row) for row in self.rows]
-        if self.names and self.types:
-            _as_column_types(recs, self.names, self.types)
-        return recs
-
-
-def _as_column_types(recs: list[dict[str, Any]], names: list[str], types: Sequence[str]) -> None:
-    """Give each value its column's type, as the signature gave it to the model: an int in a
-    ``float`` column became a float (2**63 has no int64, and a column of 1 and 1.5 would
-    have two types), an integral float in an ``int`` column an int."""
-    floats = [n for n, t in zip(names, types, strict=False) if t == "float"]
-    ints = [n for n, t in zip(names, types, strict=False) if t == "int"]
-    for rec in recs:
-        for n in floats:
-            v = rec.get(n)
-            if type(v) is int:
-                rec[n] = float(v)
-        for n in ints:
-            v = rec.get(n)
-            if type(v) is float and v.is_integer():
-                rec[n] = int(v)
-
-
 def entries_to_table(entries: Sequence[_Entry]) -> pa.Table:
-    """Rows (one per input row) of logged requests as an Arrow table.
+    """Rows (one per input row) of logged requests as an Arrow table: every input column
+    any request sent (None where one did not), then :data:`META_COLUMNS` (see
+    :class:`~loopline.monitoring.log_columns.LogColumns`).
 
     Example:
         >>> t = entries_to_table([(0.0, "r", "m", "1", [{"x": 1.0}], [0], 2.0)])
         >>> t.column("_prediction").to_pylist(), t.column("x").to_pylist()
         ([0], [1.0])
     """
-    records: list[dict[str, Any]] = []
-    scored = False
+    columns = LogColumns()
     for ts, rid, _model, version, inputs, outputs, latency, *_ in entries:
         if outputs is SERVED:
             *_, inputs, outputs = _served(inputs)
-        fresh = isinstance(inputs, RawInputs)  # its records are new dicts, ours to fill
-        if fresh:
-            inputs = inputs.records()
-        rows = inputs if isinstance(inputs, list) else [inputs]
-        outs = outputs if isinstance(outputs, list) else [outputs]
-        for i, row in enumerate(rows):
-            value, score = _split_output(outs[i] if i < len(outs) else None)
-            rec = row if fresh else dict(row) if isinstance(row, dict) else {"_input": row}
-            rec.update(
-                _request_id=rid,
-                _ts=ts,
-                _version=version,
-                _latency_ms=latency,
-                _row=i,
-                _prediction=value,
-            )
-            if score is not None:
-                rec["_score"] = score
-                scored = True
-            records.append(rec)
-    if scored:
-        for rec in records:
-            rec.setdefault("_score", None)
-    return pa.Table.from_pylist(records)
+        columns.add(inputs, rid, ts, version, latency, outputs)
+    return columns.table()
 
 
 def schema_digest(schema: pa.Schema) -> str:
@@ -357,7 +265,7 @@ def _served(record: bytes) -> tuple[float, float, str, str, str, RawInputs, Any]
     model, version, names, types = _served_meta(record[at : at + meta_len])
     body = record[at + meta_len : at + meta_len + body_len]
     answer = orjson.loads(record[at + meta_len + body_len :])
-    shape, rows, _ = parse(loads(body))
+    shape, rows = parse_accepted(body)
     inputs = RawInputs(shape, rows, names, types)
     return ts, latency, model, version, answer["request_id"], inputs, answer["predictions"]
 

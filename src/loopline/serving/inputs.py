@@ -264,6 +264,33 @@ def parse(payload: Any) -> tuple[str, Any, str | None]:
     return (*_row_list(payload[field], field), skey)
 
 
+def parse_accepted(body: bytes) -> tuple[str, Any]:
+    """The shape and rows of a request body this server has already read and accepted
+    (the prediction log's writer, a replay of the spool): what :func:`loads` and
+    :func:`parse` gave the server, at a third of their cost. The body's checks passed
+    when the server read it, so orjson alone parses it (the standard parser as in
+    :func:`loads` for NaN and Infinity), and a ``dataframe_split`` body, the only fields
+    of which are its rows and a key, gives its columns and data as :func:`parse` gives
+    them; any other body goes through :func:`parse`.
+
+    Example:
+        >>> parse_accepted(b'{"dataframe_split": {"columns": ["a"], "data": [[1]]}}')
+        ('split', (['a'], [[1]]))
+        >>> parse_accepted(b'{"instances": [{"a": NaN}]}')
+        ('records', [{'a': nan}])
+    """
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        payload = loads(body)
+    if type(payload) is dict:
+        split = payload.get("dataframe_split")
+        if type(split) is dict and len(payload) == 1 + ("key" in payload):
+            return SPLIT, (split["columns"], split["data"])
+    shape, rows, _ = parse(payload)
+    return shape, rows
+
+
 def _row_list(value: Any, field: str) -> tuple[str, list[Any]]:
     """Rows all objects (RECORDS) or all lists (LISTS)."""
     rows = _rows(value, field)
