@@ -111,9 +111,9 @@ def typed(values: Sequence[Any], kind: str | None) -> Sequence[Any]:
         ([1.0, 2.5], [2, 3.5], [1])
     """
     if kind == "float":
-        if any(type(v) is int for v in values):
+        if int in set(map(type, values)):
             return [float(v) if type(v) is int else v for v in values]
-    elif kind == "int" and any(type(v) is float and v.is_integer() for v in values):
+    elif kind == "int" and float in set(map(type, values)):
         return [int(v) if type(v) is float and v.is_integer() else v for v in values]
     return values
 
@@ -224,11 +224,18 @@ class LogColumns:
             self.scores.append(score)
             if score is not None:
                 self.scored = True
-        rids.extend([request_id] * count)
-        tss.extend([ts] * count)
-        versions.extend([version] * count)
-        latencies.extend([latency_ms] * count)
-        indexes.extend(range(count))
+        if count == 1:  # most requests: appends cost less than lists of one
+            rids.append(request_id)
+            tss.append(ts)
+            versions.append(version)
+            latencies.append(latency_ms)
+            indexes.append(0)
+        else:
+            rids.extend([request_id] * count)
+            tss.extend([ts] * count)
+            versions.extend([version] * count)
+            latencies.extend([latency_ms] * count)
+            indexes.extend(range(count))
         self.rows += count
 
     def _add_raw(self, inputs: RawInputs) -> int:
