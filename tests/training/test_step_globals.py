@@ -23,6 +23,7 @@ from textwrap import dedent
 from types import ModuleType
 from typing import Any
 
+import blake3
 import numpy as np
 import pandas as pd
 import pytest
@@ -282,13 +283,17 @@ class Colour(enum.IntEnum):
     RED = 1
 
 
+RED = Colour.RED
+
+
 def _keep_small(xs: Any) -> Any:
     return [x for x in xs if x < LIMIT], xs.mean  # LIMIT is read in a comprehension
 
 
 def _uses_other_kinds(x: str) -> Any:
-    # a module, a class, a function of another package, a namedtuple and an IntEnum member
-    return json.dumps(x), Path(x), dedent(x), ORIGIN, Colour.RED
+    # a module, a class and a function of another package, a namedtuple and an IntEnum
+    # member (an instance: not plain data; its own class counts, see _uses_own_enum)
+    return json.dumps(x), Path(x), dedent(x), ORIGIN, RED
 
 
 def _ping(n: int) -> int:
@@ -888,3 +893,292 @@ def test_array_and_frame_keys_are_the_same_in_every_process(tmp_path: Path) -> N
         "hashseed_arrays.PICK.keywords[key]",
         "hashseed_arrays.PICK.keywords[reverse]",
     ]
+
+
+# -- the user's own code: modules beside the step's, classes, modules in closures ----------
+
+_SIBLING_FLOW = """
+import json
+
+import numpy as np
+
+import {cfg}
+import {feats}
+
+
+def by_sibling(x):
+    # {cfg} and {feats} sit beside this top-level module; json and numpy are libraries.
+    return {cfg}.THRESHOLD, {feats}.double(x), json.dumps(x), np.pi
+
+
+def by_class(x):
+    return {feats}.Scaler(x).apply()
+
+
+def make(mod):
+    def from_cell(x):
+        return x * mod.FACTOR
+
+    return from_cell
+
+
+from_cell = make({cfg})
+"""
+
+_SIBLING_CFG = """
+THRESHOLD = {threshold}
+FACTOR = 2
+"""
+
+_SIBLING_FEATS = """
+def double(x):
+    return x * 2
+
+
+class Scaler:
+    OFFSET = {offset}
+
+    def __init__(self, k):
+        self.k = k
+
+    def apply(self):
+        return double(self.k) + self.OFFSET
+"""
+
+Project = Callable[..., ModuleType]
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
+    """Write a top-level module of steps and, beside it in ``folder`` of tmp_path, a
+    module (``cfg_*``) and a package (``feats_*``) it imports; import and return it."""
+    tag = uuid.uuid4().hex[:8]
+    names = {"flow": f"flow_{tag}", "cfg": f"cfg_{tag}", "feats": f"feats_{tag}"}
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # see write_module
+
+    def write(folder: str = "proj", threshold: str = "0.5", offset: str = "1") -> ModuleType:
+        root = tmp_path / folder
+        (root / names["feats"]).mkdir(parents=True, exist_ok=True)
+        monkeypatch.syspath_prepend(str(root))
+        (root / f"{names['cfg']}.py").write_text(_SIBLING_CFG.format(threshold=threshold))
+        (root / names["feats"] / "__init__.py").write_text(_SIBLING_FEATS.format(offset=offset))
+        (root / f"{names['flow']}.py").write_text(_SIBLING_FLOW.format(**names))
+        for name in names.values():  # a rewrite: reloaded in place, as write_module does
+            if name in sys.modules:
+                importlib.reload(sys.modules[name])
+        return importlib.import_module(names["flow"])
+
+    yield write
+    for name in names.values():
+        sys.modules.pop(name, None)
+
+
+def test_modules_beside_a_top_level_module_are_own_code(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before, ``import config`` beside churn_pipeline.py was "another package": a changed
+    # config.THRESHOLD or features.double() reused the old output.
+    flow = project()
+    cfg, feats = flow.__name__.replace("flow", "cfg"), flow.__name__.replace("flow", "feats")
+    reads = read_globals(flow.by_sibling)
+    assert sorted(reads) == [f"{cfg}.THRESHOLD", f"{feats}.double"]  # not json, np.pi
+    assert reads[f"{feats}.double"].startswith("code:")
+    monkeypatch.setattr(sys.modules[cfg], "THRESHOLD", 0.7)
+    changed = read_globals(flow.by_sibling)
+    assert changed[f"{cfg}.THRESHOLD"] != reads[f"{cfg}.THRESHOLD"]
+    assert changed[f"{feats}.double"] == reads[f"{feats}.double"]
+
+
+@pytest.mark.parametrize("folder", ["venv/lib/python3.11/site-packages", "dist-packages"])
+def test_a_module_beside_a_step_in_a_library_folder_is_not_own_code(
+    project: Project, folder: str
+) -> None:
+    # A library never becomes the user's own code because a script sits next to it.
+    assert read_globals(project(folder).by_sibling) == {}
+
+
+def test_a_module_beside_a_step_in_the_standard_library_folder_is_not_own_code(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As if the script were in the standard library's folder (sysconfig's stdlib).
+    monkeypatch.setattr(step_globals, "_library_folders", lambda: (tmp_path.resolve(),))
+    assert read_globals(project().by_sibling) == {}
+
+
+def test_a_class_of_a_module_beside_the_step_counts(project: Project) -> None:
+    flow = project()
+    feats = flow.__name__.replace("flow", "feats")
+    reads = read_globals(flow.by_class)
+    assert sorted(reads) == [
+        f"{feats}.Scaler",
+        f"{feats}.Scaler.OFFSET",
+        f"{feats}.Scaler.__init__",
+        f"{feats}.Scaler.apply",
+        f"{feats}.double",  # read by apply
+    ]
+    assert reads[f"{feats}.Scaler"] == f"class:{feats}.Scaler"
+    assert (
+        read_globals(project(offset="2").by_class)[f"{feats}.Scaler.OFFSET"]
+        != reads[f"{feats}.Scaler.OFFSET"]
+    )
+
+
+def test_a_module_held_in_a_closure_cell_counts_by_the_attributes_read(project: Project) -> None:
+    flow = project()
+    cfg = flow.__name__.replace("flow", "cfg")
+    assert sorted(read_globals(flow.from_cell)) == [f"{cfg}.FACTOR"]
+    # A module of the same package (``ps``) and one of a library (json).
+    reads = read_globals(_make_module_reader(ps))
+    assert sorted(reads) == ["tests.training.pipeline_steps.count"]
+    assert read_globals(_make_module_reader(json)) == {}
+
+
+def _make_module_reader(mod: ModuleType) -> Callable[[str], Any]:
+    def reader(wd: str) -> Any:
+        return mod.count(wd, "x")
+
+    return reader
+
+
+def _make_shadowed(mod: ModuleType) -> Callable[[], Any]:
+    def reader() -> Any:
+        def inner(mod: ModuleType) -> Callable[[], Any]:  # its own ``mod``: not the cell
+            return lambda: mod.count
+
+        return inner(json)(), mod
+
+    return reader
+
+
+def test_a_nested_function_s_own_variable_is_not_the_closure_s() -> None:
+    assert read_globals(_make_shadowed(ps)) == {}
+
+
+class _Base:
+    OFFSET = 1.5
+
+    def shift(self, x: float) -> float:
+        return x + self.OFFSET
+
+
+class _Scaler(_Base):
+    FACTOR = 2
+    TAGS = ("a", "b")
+
+    def __init__(self, k: float) -> None:
+        self.k = k
+
+    def apply(self, xs: Any) -> Any:
+        return _keep_small(xs)
+
+    @staticmethod
+    def make() -> _Scaler:
+        return _Scaler(LIMIT)  # its own class: the walk ends
+
+    @classmethod
+    def create(cls) -> _Scaler:
+        return cls(len(NAMES))
+
+    @property
+    def doubled(self) -> float:
+        return self.k * 2
+
+    def up(self) -> float:
+        return super().shift(1.0)  # a __class__ cell holding _Scaler
+
+
+def _uses_scaler(x: float) -> float:
+    return _Scaler.FACTOR * x
+
+
+def _shift_more(self: _Base, x: float) -> float:
+    return x + self.OFFSET * 2
+
+
+def test_a_class_of_the_own_package_counts_by_its_members_and_bases() -> None:
+    # Before, _Scaler.FACTOR was left out: a changed factor reused the old output.
+    reads = read_globals(_uses_scaler)
+    scaler = f"{_HERE}._Scaler"
+    assert sorted(reads) == sorted([
+        f"{_HERE}.LIMIT",  # read by make
+        f"{_HERE}.NAMES",  # read by create
+        f"{_HERE}._keep_small",  # called by apply
+        scaler,
+        f"{scaler}.FACTOR",
+        f"{scaler}.TAGS",
+        f"{scaler}.__bases__[0]",
+        f"{scaler}.__bases__[0].OFFSET",
+        f"{scaler}.__bases__[0].shift",
+        f"{scaler}.__init__",
+        f"{scaler}.apply",
+        f"{scaler}.create",
+        f"{scaler}.doubled.fget",
+        f"{scaler}.make",
+        f"{scaler}.up",
+    ])  # fmt: skip
+    assert reads[scaler] == f"class:{scaler}"
+    assert reads[f"{scaler}.__bases__[0]"] == f"class:{_HERE}._Base"
+    assert reads[f"{scaler}.FACTOR"].startswith("data:")
+    assert reads[f"{scaler}.make"].startswith("code:")
+
+
+def test_a_class_attribute_or_method_changed_changes_the_entries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before = read_globals(_uses_scaler)
+    monkeypatch.setattr(_Scaler, "FACTOR", 3)
+    monkeypatch.setattr(_Base, "shift", _shift_more)  # a base's method edited
+    after = read_globals(_uses_scaler)
+    changed = {k for k in before if before[k] != after[k]}
+    assert changed == {f"{_HERE}._Scaler.FACTOR", f"{_HERE}._Scaler.__bases__[0].shift"}
+
+
+class _Ping:
+    def go(self) -> Any:
+        return _Pong().go()
+
+
+class _Pong:
+    def go(self) -> Any:
+        return _Ping().go()
+
+
+def _uses_ping() -> Any:
+    return _Ping().go()
+
+
+def test_classes_naming_each_other_are_each_counted_once() -> None:
+    assert sorted(read_globals(_uses_ping)) == [
+        f"{_HERE}._Ping",
+        f"{_HERE}._Ping.go",
+        f"{_HERE}._Pong",
+        f"{_HERE}._Pong.go",
+    ]
+
+
+def _uses_own_enum() -> Any:
+    return Colour.RED
+
+
+def test_an_own_enum_counts_by_its_members_values() -> None:
+    reads = read_globals(_uses_own_enum)
+    # Its base IntEnum is another package's; _member_names_ and the like are Python's.
+    assert sorted(reads) == [f"{_HERE}.Colour", f"{_HERE}.Colour.RED._value_"]
+    assert reads[f"{_HERE}.Colour.RED._value_"] == "data:" + blake3.blake3(canonical(1)).hexdigest()
+    assert read_globals(lambda: RED) == {}  # a member read as a global: not plain data
+
+
+def _uses_library_classes() -> Any:
+    return OrderedDict(), Path("x"), collections.Counter, np.ndarray
+
+
+OrderedDict = collections.OrderedDict
+
+
+def test_classes_of_other_packages_are_left_out() -> None:
+    # A library upgrade does not rerun steps.
+    from sklearn.linear_model import LogisticRegression
+
+    assert read_globals(_uses_library_classes) == {}
+    reads = read_globals(lambda: LogisticRegression(C=LIMIT))
+    assert sorted(reads) == [f"{_HERE}.LIMIT"]

@@ -54,12 +54,15 @@ Example:
 from __future__ import annotations
 
 import dis
+import enum
 import functools
 import sys
+import sysconfig
 import types
 import weakref
 from collections.abc import Callable
-from typing import Any, TypeGuard
+from pathlib import Path
+from typing import Any
 
 import blake3
 
@@ -85,6 +88,11 @@ _GLOBAL_LOADS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "LOAD_FROM_DICT_OR_GLOBAL
 # An attribute read right after such a load: ``config.THRESHOLD`` (LOAD_ATTR), and
 # ``config.helper(x)`` (LOAD_METHOD in 3.11; 3.12 folds it into LOAD_ATTR).
 _ATTR_LOADS = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
+# The opcodes that read a closure variable (``cfg.THRESHOLD`` with ``cfg`` a factory's
+# argument): LOAD_CLASSDEREF in 3.11's class bodies, LOAD_FROM_DICT_OR_DEREF in 3.12's.
+_DEREF_LOADS = frozenset({"LOAD_DEREF", "LOAD_CLASSDEREF", "LOAD_FROM_DICT_OR_DEREF"})
+# The sysconfig paths that hold installed libraries and the standard library.
+_LIBRARY_PATHS = ("purelib", "platlib", "stdlib", "platstdlib")
 
 _CONTAINER_TAGS: dict[type, bytes] = {
     list: b"l",
@@ -145,23 +153,20 @@ class _Reader:
     """Walks from a step's function through what it reads, collecting the entries."""
 
     def __init__(self, fn: types.FunctionType) -> None:
-        self.root = _package(fn)
+        self.own = _OwnCode(fn)
         self.out: dict[str, str] = {}
         self.seen: set[types.FunctionType] = {fn}
+        # Classes by id, not in a set: a metaclass's __hash__ or __eq__ is the user's code.
+        self.classes: dict[int, type] = {}
         self.todo = [(f"{fn.__module__}.{fn.__qualname__}", fn)]
 
     def read(self) -> dict[str, str]:
         while self.todo:
             key, func = self.todo.pop()
-            for name, value in _reads(func, self.root):
+            for name, value in _reads(func, self.own):
                 self.count(name, value)
             # A step made by a factory reads the factory's arguments from its cells.
-            cells = zip(func.__code__.co_freevars, func.__closure__ or (), strict=True)
-            for var, cell in cells:
-                try:
-                    value = cell.cell_contents
-                except ValueError:  # an empty cell: a variable not assigned yet
-                    continue
+            for var, value in _cells(func).items():
                 self.count(f"{key}.__closure__.{var}", value)
         return dict(sorted(self.out.items()))
 
@@ -180,13 +185,15 @@ class _Reader:
                 self.count(f"{key}.args[{i}]", arg)
             for name, arg in helper.keywords.items():
                 self.count(f"{key}.keywords[{name}]", arg)
+        elif isinstance(helper, type):
+            self._class(key, helper)
         else:
             digest = _data_digest(key, value)
             if digest is not None:
                 self.out[key] = digest
 
     def _function(self, key: str, helper: types.FunctionType) -> None:
-        if helper in self.seen or self.root is None or _package(helper) != self.root:
+        if helper in self.seen or not self.own(helper.__module__):
             return
         self.seen.add(helper)
         self.todo.append((key, helper))
@@ -198,6 +205,29 @@ class _Reader:
             digest = None if defaults is None else _data_digest(f"{key}.{attr}", defaults)
             if digest is not None:
                 self.out[f"{key}.{attr}"] = digest
+
+    def _class(self, key: str, cls: type) -> None:
+        """A class of the user's own code: its name, its own-code bases and what its
+        ``__dict__`` holds - methods by the function rule, class attributes by value.
+
+        Read from the dict only: no descriptor is called, no instance made.
+        """
+        space = vars(cls)
+        module = space.get("__module__")
+        if id(cls) in self.classes or not self.own(module):
+            return
+        self.classes[id(cls)] = cls  # before the members: a method may name its class
+        self.out[key] = f"class:{module}.{cls.__qualname__}"
+        for i, base in enumerate(cls.__bases__):
+            self.count(f"{key}.__bases__[{i}]", base)
+        for name in sorted(n for n in space if isinstance(n, str)):
+            for suffix, member in _members(space[name]):
+                # __doc__, __module__, an Enum's _member_names_...: what Python and
+                # libraries keep in a class, not values the code computes with (and not
+                # the same in every Python); __init__ and the like count.
+                internal = len(name) > 1 and name[0] == name[-1] == "_"
+                if not internal or isinstance(_unwrap(member), types.FunctionType):
+                    self.count(f"{key}.{name}{suffix}", member)
 
 
 def canonical(value: Any) -> bytes:
@@ -219,18 +249,20 @@ def canonical(value: Any) -> bytes:
         raise ValueError(f"{type(value).__name__} is not plain data: {exc}") from None
 
 
-def _reads(func: types.FunctionType, root: str | None) -> list[tuple[str, Any]]:
+def _reads(func: types.FunctionType, own: _OwnCode) -> list[tuple[str, Any]]:
     """``(module.NAME, value)`` for each global name ``func``'s code loads and that exists,
-    and for each attribute it reads from a module of the package ``root``
-    (``config.THRESHOLD`` -> ``pkg.config.THRESHOLD``)."""
+    and for each attribute it reads from a module of the user's own code, named by a global
+    or held in a closure cell (``config.THRESHOLD`` -> ``pkg.config.THRESHOLD``)."""
     scope = func.__globals__
     module = str(scope.get("__name__", func.__module__))
-    names, chains = _code_reads(func.__code__)
+    names, chains, derefs = _code_reads(func.__code__)
     found = [(f"{module}.{n}", scope[n]) for n in names if n in scope]
-    for first, *attrs in chains:
-        obj = scope.get(first)
+    cells = _cells(func)
+    starts = [(scope.get(first), attrs) for first, *attrs in chains]
+    starts += [(cells.get(first), attrs) for first, *attrs in derefs]
+    for obj, attrs in starts:
         for attr in attrs:
-            if not _in_package(obj, root):
+            if not isinstance(obj, types.ModuleType) or not own(obj.__name__):
                 break
             # The module's dict, not getattr: a module __getattr__ may run any code.
             space = vars(obj)
@@ -243,41 +275,138 @@ def _reads(func: types.FunctionType, root: str | None) -> list[tuple[str, Any]]:
     return found
 
 
-def _in_package(obj: Any, root: str | None) -> TypeGuard[types.ModuleType]:
-    """Whether ``obj`` is a module of the top-level package ``root``."""
-    if root is None or not isinstance(obj, types.ModuleType):
-        return False
-    name = getattr(obj, "__name__", None)
-    return isinstance(name, str) and name.split(".", 1)[0] == root
+def _cells(func: types.FunctionType) -> dict[str, Any]:
+    """``func``'s closure variables and their values; an empty cell (a variable not
+    assigned yet) is left out."""
+    out = {}
+    for var, cell in zip(func.__code__.co_freevars, func.__closure__ or (), strict=True):
+        try:
+            out[var] = cell.cell_contents
+        except ValueError:
+            continue
+    return out
+
+
+def _members(value: Any) -> list[tuple[str, Any]]:
+    """What a class attribute holds, without calling it: a staticmethod's or classmethod's
+    function, a property's fget, fset and fdel (``.fget``...), a cached_property's
+    function, an Enum member's value (``._value_``); else the value itself."""
+    if isinstance(value, staticmethod | classmethod):
+        return [("", value.__func__)]
+    if isinstance(value, property):
+        parts = (("fget", value.fget), ("fset", value.fset), ("fdel", value.fdel))
+        return [(f".{name}", f) for name, f in parts if f is not None]
+    if isinstance(value, functools.cached_property):
+        return [("", value.func)]
+    if isinstance(value, enum.Enum):  # a member (RED = 1): its value, from its own dict
+        return [("._value_", vars(value).get("_value_"))]
+    return [("", value)]
+
+
+class _OwnCode:
+    """Which modules are the user's own code for one step: those of the step's top-level
+    package, and the top-level modules and packages in the same folder as that package
+    (``config.py`` beside ``churn_pipeline.py``) - never one installed as a library or of
+    the standard library, wherever the step's file is.
+
+    The folder is found once per step; each other top-level module's, once per step too.
+    """
+
+    def __init__(self, fn: types.FunctionType) -> None:
+        module = fn.__module__
+        self.root = module.split(".", 1)[0] if isinstance(module, str) and module else None
+        self.home = None if self.root is None else _home(sys.modules.get(self.root))
+        self.known: dict[str, bool] = {}
+
+    def __call__(self, module_name: object) -> bool:
+        """Whether the module named ``module_name`` is the user's own code."""
+        if self.root is None or not isinstance(module_name, str) or not module_name:
+            return False
+        top = module_name.split(".", 1)[0]
+        if top == self.root:
+            return True
+        if self.home is None:
+            return False
+        own = self.known.get(top)
+        if own is None:
+            own = self.known[top] = _home(sys.modules.get(top)) == self.home
+        return own
+
+
+def _home(module: Any) -> Path | None:
+    """The folder holding the top-level module or package ``module`` (symlinks resolved);
+    None when it has no file or lies in a library or standard-library folder."""
+    if not isinstance(module, types.ModuleType):
+        return None
+    space = vars(module)  # not getattr: a module __getattr__ may run any code
+    file, path = space.get("__file__"), space.get("__path__")
+    if isinstance(file, str):
+        folder = Path(file).resolve().parent
+        if path is not None:  # a package: the folder of its folder
+            folder = folder.parent
+    else:  # a namespace package: its one folder
+        entries = list(path) if path is not None else []
+        if len(entries) != 1 or not isinstance(entries[0], str):
+            return None
+        folder = Path(entries[0]).resolve().parent
+    if {"site-packages", "dist-packages"} & set(folder.parts):
+        return None
+    if any(folder.is_relative_to(lib) for lib in _library_folders()):
+        return None
+    return folder
+
+
+@functools.lru_cache(maxsize=1)
+def _library_folders() -> tuple[Path, ...]:
+    """The folders of installed libraries and of the standard library, for this
+    environment and the installation it was made from (a venv's base)."""
+    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    schemes = [sysconfig.get_paths()] + [
+        sysconfig.get_paths(vars={"base": p, "platbase": p, "installed_base": p,
+                                  "installed_platbase": p})
+        for p in sorted(prefixes)
+    ]  # fmt: skip
+    found = {Path(paths[name]).resolve() for paths in schemes for name in _LIBRARY_PATHS}
+    return tuple(sorted(found))
 
 
 @functools.lru_cache(maxsize=4096)
 def _code_reads(
     code: types.CodeType,
-) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
-    """The global names a code object loads and the attribute chains read from them
-    (``config.THRESHOLD`` -> ``("config", "THRESHOLD")``), with those of the code nested
-    in it, each sorted."""
+) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...], tuple[tuple[str, ...], ...]]:
+    """The global names a code object loads, the attribute chains read from them
+    (``config.THRESHOLD`` -> ``("config", "THRESHOLD")``) and those read from its closure
+    variables, with those of the code nested in it, each sorted."""
     names: set[str] = set()
     chains: set[tuple[str, ...]] = set()
-    stack = [code]
+    derefs: set[tuple[str, ...]] = set()
+    # Each code with the names of its free variables that are ``code``'s: a nested
+    # function's own local of the same name is another variable.
+    stack = [(code, frozenset(code.co_freevars))]
     while stack:
-        current = stack.pop()
+        current, free = stack.pop()
         chain: list[str] = []
+        into = chains
         for ins in dis.get_instructions(current):
             if chain and ins.opname in _ATTR_LOADS and isinstance(ins.argval, str):
                 chain.append(ins.argval)
                 continue
             if len(chain) > 1:
-                chains.add(tuple(chain))
+                into.add(tuple(chain))
             chain = []
             if ins.opname in _GLOBAL_LOADS and isinstance(ins.argval, str):
                 names.add(ins.argval)
-                chain = [ins.argval]
+                chain, into = [ins.argval], chains
+            elif ins.opname in _DEREF_LOADS and ins.argval in free:
+                chain, into = [ins.argval], derefs
         if len(chain) > 1:
-            chains.add(tuple(chain))
-        stack.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
-    return tuple(sorted(names)), tuple(sorted(chains))
+            into.add(tuple(chain))
+        stack.extend(
+            (c, free & frozenset(c.co_freevars))
+            for c in current.co_consts
+            if isinstance(c, types.CodeType)
+        )
+    return tuple(sorted(names)), tuple(sorted(chains)), tuple(sorted(derefs))
 
 
 def _unwrap(value: Any) -> Any:
@@ -289,12 +418,6 @@ def _unwrap(value: Any) -> Any:
     if isinstance(value, _LRU_WRAPPER):
         return _unwrap(value.__wrapped__)
     return value
-
-
-def _package(func: types.FunctionType) -> str | None:
-    """The top-level package of the module that defined ``func`` (None when unknown)."""
-    module = func.__module__
-    return module.split(".", 1)[0] if isinstance(module, str) and module else None
 
 
 def _helper_hash(func: types.FunctionType) -> str:
