@@ -9,12 +9,19 @@ becomes ``0.7`` the step must run again, not return the output made with 0.5.
 * the names the step's code loads as globals, also in its nested functions, lambdas and
   comprehensions, looked up in the function's ``__globals__`` (a name not found there is a
   builtin or not defined yet: left out);
-* the attributes it reads from a **module of its own top-level package**: a global name
-  bound to such a module followed by an attribute load (``LOAD_GLOBAL config`` then
-  ``LOAD_ATTR THRESHOLD`` / ``LOAD_METHOD scale``; also ``pkg.config.THRESHOLD``) counts
-  ``pkg.config.THRESHOLD`` by the rules below, read from the module's ``__dict__`` (a
-  module ``__getattr__`` is not called). Modules of other packages stay out: a library
-  upgrade does not rerun steps;
+* the attributes it reads from a **module of the user's own code**: a global name or a
+  closure variable bound to such a module followed by an attribute load
+  (``LOAD_GLOBAL config`` or ``LOAD_DEREF cfg``, then ``LOAD_ATTR THRESHOLD`` /
+  ``LOAD_METHOD scale``; also ``pkg.config.THRESHOLD``) counts ``pkg.config.THRESHOLD``
+  by the rules below, read from the module's ``__dict__`` (a module ``__getattr__`` is
+  not called). The user's own code is the step's own top-level package, and the
+  top-level modules and packages whose file is in the same folder as that package's (or
+  top-level module's) file, such as ``config.py`` and ``features/`` beside
+  ``churn_pipeline.py``, unless that folder is under a ``site-packages`` or
+  ``dist-packages`` folder or one of the library or standard-library folders of
+  ``sysconfig`` (for ``sys.prefix`` and ``sys.base_prefix``): a library never becomes
+  the user's own code because a script sits next to it. Modules of other packages stay
+  out: a library upgrade does not rerun steps;
 * the values in the **closure cells** of the step (a step made by a factory reads the
   factory's arguments) and of the helpers it follows, as ``<function>.__closure__.<name>``;
   an empty cell is left out;
@@ -33,13 +40,23 @@ becomes ``0.7`` the step must run again, not return the output made with 0.5.
   column by its dtype and int64 values. An element that is not plain (a ``Period``)
   leaves the whole value out;
 * a name bound to a **function** (or a step, or a ``functools.cache`` of a function)
-  defined in the step's own top-level package (its own module, when that is a top-level
-  module) counts by its code hash, together with
-  its plain default values and, recursively, what it reads itself;
+  of the user's own code counts by its code hash, together with its plain default values
+  and, recursively, what it reads itself;
+* a name bound to a **class** of the user's own code (its ``__module__`` is) counts by
+  ``class:<module>.<qualified name>`` and what its ``__dict__`` holds, each as
+  ``<name>.<attribute>``: functions (methods, the ``__func__`` of a staticmethod or
+  classmethod, a cached_property's function) and a property's ``.fget``, ``.fset`` and
+  ``.fdel`` by the function rule (what they read counts in turn), an Enum member by its
+  ``._value_``, any other attribute by these rules (a plain-data class attribute by its
+  value); names that begin and end with ``_`` (``__doc__``, an Enum's
+  ``_member_names_``) are Python's bookkeeping and count only when they hold a
+  function (``__init__``). Its bases of the user's own code count the same way, as
+  ``<name>.__bases__[i]``. Only the ``__dict__`` is read: no descriptor is called, no
+  instance made; each class counts once (a method naming its own class ends there);
 * a ``functools.partial`` counts by its parts: ``.func`` by the function rule and each of
   ``.args[i]`` and ``.keywords[k]`` by these rules, whatever the function's package;
-* anything else - modules, classes, functions of other packages, other objects - is left
-  out.
+* anything else - modules, classes and functions of other packages, instances (of any
+  class: ``MODEL = Scaler(2)`` is not read), other objects - is left out.
 
 A value past :data:`MAX_ITEMS` items, :data:`MAX_BYTES` bytes of canonical form,
 :data:`MAX_DEPTH` levels of nesting or :data:`MAX_ARRAY_BYTES` bytes of array data is too
@@ -127,8 +144,10 @@ def read_globals(fn: Callable[..., Any]) -> dict[str, str]:
     """``module.NAME -> digest`` of the globals ``fn`` reads that count (see module doc).
 
     A constant maps to ``data:<blake3 of its canonical form>``, a helper function of the
-    same package to ``code:<its code hash>`` (its own reads appear as entries of their
-    own); keys come sorted. ``fn``'s own code is not an entry: the step's code hash has it.
+    user's own code to ``code:<its code hash>`` (its own reads appear as entries of their
+    own), a class of it to ``class:<module>.<qualified name>`` (its members appear as
+    entries of their own); keys come sorted. ``fn``'s own code is not an entry: the
+    step's code hash has it.
     A closure variable is ``<function>.__closure__.<name>``, the parts of a
     ``functools.partial`` are ``<name>.func``, ``<name>.args[i]`` and ``<name>.keywords[k]``.
     Raises :class:`GlobalTooLarge` for a value past the bounds.
@@ -142,6 +161,10 @@ def read_globals(fn: Callable[..., Any]) -> dict[str, str]:
         ...     return lambda x: x * k
         >>> sorted(read_globals(make(3)))
         ['loopline.training.step_globals.make.<locals>.<lambda>.__closure__.k']
+        >>> class Config:
+        ...     LIMIT = 3
+        >>> sorted(read_globals(lambda x: x < Config.LIMIT))
+        ['loopline.training.step_globals.Config', 'loopline.training.step_globals.Config.LIMIT']
     """
     fn = _unwrap(fn)
     if not isinstance(fn, types.FunctionType):
