@@ -1002,7 +1002,11 @@ def test_a_module_beside_a_step_in_the_standard_library_folder_is_not_own_code(
 ) -> None:
     # As if the script were in the standard library's folder (sysconfig's stdlib).
     monkeypatch.setattr(step_globals, "_library_folders", lambda: (tmp_path.resolve(),))
-    assert read_globals(project().by_sibling) == {}
+    step_globals._folder.cache_clear()  # folders are kept per process
+    try:
+        assert read_globals(project().by_sibling) == {}
+    finally:
+        step_globals._folder.cache_clear()
 
 
 def test_a_class_of_a_module_beside_the_step_counts(project: Project) -> None:
@@ -1182,3 +1186,11 @@ def test_classes_of_other_packages_are_left_out() -> None:
     assert read_globals(_uses_library_classes) == {}
     reads = read_globals(lambda: LogisticRegression(C=LIMIT))
     assert sorted(reads) == [f"{_HERE}.LIMIT"]
+
+
+def test_a_class_attribute_too_large_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The bounds hold for what a class holds as for a global.
+    monkeypatch.setattr(_Scaler, "TAGS", tuple(range(MAX_ITEMS)))
+    with pytest.raises(GlobalTooLarge) as err:
+        read_globals(_uses_scaler)
+    assert err.value.name == f"{_HERE}._Scaler.TAGS"

@@ -332,14 +332,18 @@ class _OwnCode:
     (``config.py`` beside ``churn_pipeline.py``) - never one installed as a library or of
     the standard library, wherever the step's file is.
 
-    The folder is found once per step; each other top-level module's, once per step too.
+    The step's folder is found once per step, when a module of another top-level
+    package is first met; each such package is looked at once per step.
     """
 
     def __init__(self, fn: types.FunctionType) -> None:
         module = fn.__module__
         self.root = module.split(".", 1)[0] if isinstance(module, str) and module else None
-        self.home = None if self.root is None else _home(sys.modules.get(self.root))
         self.known: dict[str, bool] = {}
+
+    @functools.cached_property
+    def home(self) -> Path | None:
+        return None if self.root is None else _home(sys.modules.get(self.root))
 
     def __call__(self, module_name: object) -> bool:
         """Whether the module named ``module_name`` is the user's own code."""
@@ -348,11 +352,10 @@ class _OwnCode:
         top = module_name.split(".", 1)[0]
         if top == self.root:
             return True
-        if self.home is None:
-            return False
         own = self.known.get(top)
         if own is None:
-            own = self.known[top] = _home(sys.modules.get(top)) == self.home
+            home = self.home
+            own = self.known[top] = home is not None and _home(sys.modules.get(top)) == home
         return own
 
 
@@ -364,14 +367,19 @@ def _home(module: Any) -> Path | None:
     space = vars(module)  # not getattr: a module __getattr__ may run any code
     file, path = space.get("__file__"), space.get("__path__")
     if isinstance(file, str):
-        folder = Path(file).resolve().parent
-        if path is not None:  # a package: the folder of its folder
-            folder = folder.parent
-    else:  # a namespace package: its one folder
-        entries = list(path) if path is not None else []
-        if len(entries) != 1 or not isinstance(entries[0], str):
-            return None
-        folder = Path(entries[0]).resolve().parent
+        return _folder(file, 2 if path is not None else 1)  # a package: its folder's
+    entries = list(path) if path is not None else []  # a namespace package: its one folder
+    if len(entries) != 1 or not isinstance(entries[0], str):
+        return None
+    return _folder(entries[0], 1)
+
+
+@functools.lru_cache(maxsize=1024)
+def _folder(path: str, up: int) -> Path | None:
+    """The folder ``up`` levels above ``path`` (symlinks resolved), None when it is a
+    library or standard-library folder. Kept per process: resolving a path reads the
+    file system at each level."""
+    folder = Path(path).resolve().parents[up - 1]
     if {"site-packages", "dist-packages"} & set(folder.parts):
         return None
     if any(folder.is_relative_to(lib) for lib in _library_folders()):
