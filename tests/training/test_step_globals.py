@@ -30,7 +30,7 @@ import pytest
 
 import tests.training.pipeline_steps
 from loopline.core.context import Context
-from loopline.training import step_globals
+from loopline.training import own_code, step_globals
 from loopline.training.cache import cache_key
 from loopline.training.pipeline import get_pipeline_run, resume
 from loopline.training.step_globals import (
@@ -1001,12 +1001,12 @@ def test_a_module_beside_a_step_in_the_standard_library_folder_is_not_own_code(
     project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # As if the script were in the standard library's folder (sysconfig's stdlib).
-    monkeypatch.setattr(step_globals, "_library_folders", lambda: (tmp_path.resolve(),))
-    step_globals._folder.cache_clear()  # folders are kept per process
+    monkeypatch.setattr(own_code, "_library_folders", lambda: (tmp_path.resolve(),))
+    own_code._folder.cache_clear()  # folders are kept per process
     try:
         assert read_globals(project().by_sibling) == {}
     finally:
-        step_globals._folder.cache_clear()
+        own_code._folder.cache_clear()
 
 
 def test_a_class_of_a_module_beside_the_step_counts(project: Project) -> None:
