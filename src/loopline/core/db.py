@@ -67,6 +67,34 @@ def reading(engine: Engine) -> Connection:
 
 
 @contextmanager
+def read_on(bind: Engine | Connection) -> Iterator[Connection]:
+    """A connection to read on: one of ``bind``'s pool (:func:`reading`), or ``bind`` itself,
+    a connection its caller holds open between transactions (marked :data:`READ_ONLY` by
+    the caller, so that on SQLite it takes no write lock). On a held connection the block
+    is a transaction of its own, rolled back at its end, so each block reads what was
+    committed before it began, by any process.
+
+    Example:
+        >>> engine = create_engine_for("sqlite:///:memory:")
+        >>> with reading(engine) as held:
+        ...     with read_on(held) as conn:
+        ...         conn.exec_driver_sql("SELECT 1").scalar()
+        ...     held.in_transaction()
+        1
+        False
+    """
+    if isinstance(bind, Engine):
+        with reading(bind) as conn:
+            yield conn
+        return
+    transaction = bind.begin()
+    try:
+        yield bind
+    finally:
+        transaction.rollback()
+
+
+@contextmanager
 def begin(bind: Engine | Connection) -> Iterator[Connection]:
     """A transaction, committed at the end of the block and rolled back if it raises, on a
     connection of ``bind``'s pool or on ``bind`` itself: a connection its caller holds

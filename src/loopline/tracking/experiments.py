@@ -27,8 +27,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from loopline.core import audit
+from loopline.core.bulk import driver_fetchone, placeholder
 from loopline.core.columns import MAX_INTEGER
-from loopline.core.db import reading
+from loopline.core.db import read_on
 from loopline.errors import Conflict, InvalidInput, NotFound
 from loopline.tracking._dialect import insert_for
 from loopline.tracking.entities import Experiment, now_ms
@@ -175,13 +176,14 @@ def create_experiment(
         return experiment_from_row(conn, row)
 
 
-def get_experiment(engine: Engine, experiment_id: int) -> Experiment:
-    """The experiment with this id, or :class:`NotFound`.
+def get_experiment(bind: Engine | Connection, experiment_id: int) -> Experiment:
+    """The experiment with this id, or :class:`NotFound`; ``bind`` is an engine or a
+    connection held open outside any transaction (:func:`loopline.core.db.read_on`).
 
     Example:
         >>> # get_experiment(engine, 0).name  -> 'Default'
     """
-    with reading(engine) as conn:
+    with read_on(bind) as conn:
         return experiment_from_row(conn, _row_by_id(conn, experiment_id))
 
 
@@ -193,19 +195,48 @@ def _row_by_id(conn: Connection, experiment_id: int) -> Any:
         row = conn.execute(_BY_ID, {"experiment_id": int(experiment_id)}).one_or_none()
         if row is not None:
             return row
-    raise NotFound(
+    raise _no_experiment(experiment_id)
+
+
+def _no_experiment(experiment_id: int) -> NotFound:
+    return NotFound(
         f"experiment {experiment_id} does not exist",
         hint="list experiments with search_experiments",
     )
 
 
-def get_experiment_by_name(engine: Engine, name: str) -> Experiment:
-    """The experiment with this name, or :class:`NotFound`.
+# On the driver: every run's creation reads its experiment, and SQLAlchemy's statement and
+# row handling cost several times the lookup.
+_FOR_RUN_SQL = (
+    'SELECT "id", "name", "artifact_location", "lifecycle_stage", "creation_time", '
+    '"last_update_time" FROM "experiments" WHERE "id" = {p}'
+)
+
+
+def experiment_for_run(conn: Connection, experiment_id: int) -> Experiment:
+    """The experiment with this id, read in the caller's transaction, without its tags (a
+    new run needs its name, stage and artifact location only), or :class:`NotFound`.
+
+    Example:
+        >>> # with engine.begin() as conn: experiment_for_run(conn, 0).name -> 'Default'
+    """
+    row = None
+    if 0 <= int(experiment_id) <= MAX_INTEGER:  # as _row_by_id
+        sql = _FOR_RUN_SQL.format(p=placeholder(conn))
+        row = driver_fetchone(conn, sql, (int(experiment_id),))
+    if row is None:
+        raise _no_experiment(experiment_id)
+    return Experiment(*row)
+
+
+def get_experiment_by_name(bind: Engine | Connection, name: str) -> Experiment:
+    """The experiment with this name, or :class:`NotFound`; ``bind`` as in
+    :func:`get_experiment`.
 
     Example:
         >>> # get_experiment_by_name(engine, "Default").id  -> 0
     """
-    with reading(engine) as conn:
+    with read_on(bind) as conn:
         row = conn.execute(_BY_NAME, {"name": name}).one_or_none()
         if row is None:
             raise NotFound(

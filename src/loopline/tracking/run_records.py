@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from loopline.core.bulk import driver_fetchall
-from loopline.core.db import reading
+from loopline.core.db import read_on
 from loopline.errors import ConfigError
 from loopline.tracking.entities import MetricPoint, RunInput, RunOutput, RunRecord
 
@@ -73,8 +73,10 @@ def list_value(dialect: str, items: list[str]) -> str | list[str]:
     return orjson.dumps(items).decode() if dialect == "sqlite" else items
 
 
-def get_runs(engine: Engine, run_ids: Sequence[str]) -> list[RunRecord]:
-    """Load many runs in a few queries, in the order of ``run_ids`` (missing ids skipped).
+def get_runs(bind: Engine | Connection, run_ids: Sequence[str]) -> list[RunRecord]:
+    """Load many runs in a few queries, in the order of ``run_ids`` (missing ids skipped),
+    on ``bind``: an engine, or a connection held open outside any transaction
+    (:func:`loopline.core.db.read_on`).
 
     Example:
         >>> # [r.name for r in get_runs(engine, ids)]
@@ -82,18 +84,29 @@ def get_runs(engine: Engine, run_ids: Sequence[str]) -> list[RunRecord]:
     ids = list(dict.fromkeys(run_ids))
     if not ids:
         return []
+    with read_on(bind) as conn:
+        return runs_in(conn, ids)
+
+
+def runs_in(conn: Connection, run_ids: Sequence[str]) -> list[RunRecord]:
+    """:func:`get_runs` in the caller's transaction on ``conn`` (a write reads back what it
+    wrote before it commits).
+
+    Example:
+        >>> # with engine.begin() as conn: runs_in(conn, [run_id])[0].status
+    """
+    ids = list(dict.fromkeys(run_ids))
     info: dict[str, Any] = {}
     inp: dict[str, list[RunInput]] = {}
-    dialect = engine.dialect.name
+    dialect = conn.dialect.name
     runs_sql, inputs_sql = _statements(dialect)
-    with reading(engine) as conn:
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            bound = (list_value(dialect, chunk),)
-            for found in driver_fetchall(conn, runs_sql, bound):
-                info[found[0]] = found
-            for run_id, *fields in driver_fetchall(conn, inputs_sql, bound):
-                inp.setdefault(run_id, []).append(RunInput(*fields))
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        bound = (list_value(dialect, chunk),)
+        for found in driver_fetchall(conn, runs_sql, bound):
+            info[found[0]] = found
+        for run_id, *fields in driver_fetchall(conn, inputs_sql, bound):
+            inp.setdefault(run_id, []).append(RunInput(*fields))
     records = []
     loads = orjson.loads
     new, set_attr = object.__new__, object.__setattr__

@@ -53,8 +53,9 @@ from loopline.tracking.entities import (
     is_run_id_prefix,
     now_ms,
 )
-from loopline.tracking.experiments import get_experiment
+from loopline.tracking.experiments import experiment_for_run
 from loopline.tracking.run_records import get_runs as get_runs  # re-exported
+from loopline.tracking.run_records import runs_in
 from loopline.tracking.tables import (
     RUN_STATUSES,
     run_artifacts,
@@ -112,7 +113,7 @@ def random_run_name() -> str:
 
 
 def create_run(
-    engine: Engine,
+    engine: Engine | Connection,
     experiment_id: int,
     *,
     name: str | None = None,
@@ -129,20 +130,26 @@ def create_run(
     ``mlflow.parentRunId`` tag so that MLflow's UI nests it. ``artifacts`` (blobs already
     in the artifact store) are indexed in the same transaction.
 
+    One transaction, which reads the experiment and writes the run and its audit event, on
+    ``engine`` or on a connection held open by the caller outside any transaction
+    (:func:`loopline.core.db.begin`): if it fails, nothing is written.
+
     Example:
         >>> # create_run(engine, 0, name="baseline", tags={"team": "risk"}).status -> 'RUNNING'
     """
-    new = new_run(
-        get_experiment(engine, experiment_id),
-        name=name,
-        start_time=start_time,
-        tags=tags,
-        parent_run_id=parent_run_id,
-        user_id=user_id,
-        actor=actor,
-        artifacts=artifacts,
-    )
-    write_run(engine, new)
+    with begin(engine) as conn:
+        new = new_run(
+            experiment_for_run(conn, experiment_id),
+            name=name,
+            start_time=start_time,
+            tags=tags,
+            parent_run_id=parent_run_id,
+            user_id=user_id,
+            actor=actor,
+            artifacts=artifacts,
+        )
+        # The experiment was read in this transaction: its stage needs no second look.
+        _insert_run(conn, new, experiment_read=True)
     return new.record
 
 
@@ -213,7 +220,7 @@ def _deleted_experiment(name: str) -> InvalidInput:
     )
 
 
-_RUN_EXISTS = sa.select(runs.c.id).where(runs.c.id == sa.bindparam("run_id"))
+_RUN_EXISTS_SQL = 'SELECT "id" FROM "runs" WHERE "id" = {p}'
 # A new run's statements go straight to the driver (``?`` on SQLite, ``%s`` on PostgreSQL),
 # inside the transaction ``engine.begin()`` opened: they are fixed, and SQLAlchemy's work
 # per statement (~50 us) added up to a fifth of the CPU time of creating a run.
@@ -246,97 +253,118 @@ def write_run(
     Example:
         >>> # write_run(engine, new_run(exp), params={"lr": "0.1"}, end=("FINISHED", now_ms()))
     """
+    with engine.begin() as conn:
+        _insert_run(conn, new, params=params, tags=tags, rows=rows, end=end)
+
+
+def _insert_run(
+    conn: Connection,
+    new: NewRun,
+    *,
+    params: Mapping[str, str] | None = None,
+    tags: Mapping[str, str | None] | None = None,
+    rows: Sequence[MetricRow] = (),
+    end: tuple[str, int] | None = None,
+    experiment_read: bool = False,
+) -> None:
+    """:func:`write_run` in the caller's transaction; ``experiment_read``: the experiment
+    was read (and found active) in this transaction already."""
     record = new.record
     status, end_time = "RUNNING", None
     if end is not None:
         status, end_time = check_run_status(end[0]), check_int(end[1], "end_time")
     all_tags = {**record.tags, **(tags or {})}
     name = _tagged_name(all_tags) or record.name  # a tag set before the run was written
-    with engine.begin() as conn:
-        p = placeholder(conn)
-        found_stage = driver_fetchone(
-            conn, _EXPERIMENT_STAGE_SQL.format(p=p), (record.experiment_id,)
-        )
-        if found_stage is None:
+    p = placeholder(conn)
+    if not experiment_read:
+        _require_active_experiment(conn, record)
+    if record.parent_run_id is not None:
+        sql = _RUN_EXISTS_SQL.format(p=p)
+        if driver_fetchone(conn, sql, (record.parent_run_id,)) is None:
             raise NotFound(
-                f"experiment {record.experiment!r} (id {record.experiment_id}) does not exist",
-                hint="it was removed while the run started; start the run again",
+                f"run {record.parent_run_id!r} does not exist",
+                hint="list runs with `loopline runs ls` and check the parent run id",
             )
-        if found_stage[0] != "active":
-            raise _deleted_experiment(record.experiment)
-        if record.parent_run_id is not None:
-            found = conn.execute(_RUN_EXISTS, {"run_id": record.parent_run_id}).first()
-            if found is None:
-                raise NotFound(
-                    f"run {record.parent_run_id!r} does not exist",
-                    hint="list runs with `loopline runs ls` and check the parent run id",
-                )
-        driver_executemany(
-            conn,
-            _INSERT_RUN_SQL.format(p=p),
+    driver_executemany(
+        conn,
+        _INSERT_RUN_SQL.format(p=p),
+        [
+            (
+                record.id,
+                record.experiment_id,
+                name,
+                status,
+                record.start_time,
+                end_time,
+                record.parent_run_id,
+                "active",
+                record.user_id,
+                record.artifact_uri,
+                run_json.object_json(params or {}),
+                run_json.object_json(all_tags),
+            )
+        ],
+    )
+    run_id = record.id
+    if all_tags:
+        rows_t = [(run_id, k, v) for k, v in all_tags.items()]
+        driver_executemany(conn, _INSERT_TAGS_SQL.format(p=p), rows_t)
+    if params:
+        rows_p = [(run_id, k, v) for k, v in params.items()]
+        driver_executemany(conn, _INSERT_PARAMS_SQL.format(p=p), rows_p)
+    if new.artifacts:
+        now = now_ms()
+        conn.execute(
+            run_artifacts.insert(),
             [
-                (
-                    record.id,
-                    record.experiment_id,
-                    name,
-                    status,
-                    record.start_time,
-                    end_time,
-                    record.parent_run_id,
-                    "active",
-                    record.user_id,
-                    record.artifact_uri,
-                    run_json.object_json(params or {}),
-                    run_json.object_json(all_tags),
-                )
+                {
+                    "run_id": record.id,
+                    "path": e.path,
+                    "digest": e.digest,
+                    "size": e.size,
+                    "logged_time": now,
+                }
+                for e in new.artifacts
             ],
         )
-        run_id = record.id
-        if all_tags:
-            rows_t = [(run_id, k, v) for k, v in all_tags.items()]
-            driver_executemany(conn, _INSERT_TAGS_SQL.format(p=p), rows_t)
-        if params:
-            rows_p = [(run_id, k, v) for k, v in params.items()]
-            driver_executemany(conn, _INSERT_PARAMS_SQL.format(p=p), rows_p)
-        if new.artifacts:
-            now = now_ms()
-            conn.execute(
-                run_artifacts.insert(),
-                [
-                    {
-                        "run_id": record.id,
-                        "path": e.path,
-                        "digest": e.digest,
-                        "size": e.size,
-                        "logged_time": now,
-                    }
-                    for e in new.artifacts
-                ],
+    if rows:
+        metric_store.write_rows(conn, rows, new_runs=(run_id,))
+    if new.actor:
+        events = [
+            audit.NewEvent(
+                new.actor,
+                "run.create",
+                "run",
+                record.id,
+                after={"experiment": record.experiment, "parent_run_id": record.parent_run_id},
             )
-        if rows:
-            metric_store.write_rows(conn, rows, new_runs=(run_id,))
-        if new.actor:
-            events = [
+        ]
+        if status != "RUNNING":
+            events.append(
                 audit.NewEvent(
                     new.actor,
-                    "run.create",
+                    "run.update",
                     "run",
                     record.id,
-                    after={"experiment": record.experiment, "parent_run_id": record.parent_run_id},
+                    before={"status": "RUNNING"},
+                    after={"status": status},
                 )
-            ]
-            if status != "RUNNING":
-                events.append(
-                    audit.NewEvent(
-                        new.actor,
-                        "run.update",
-                        "run",
-                        record.id,
-                        before={"status": "RUNNING"},
-                        after={"status": status},
-                    )
-                )
-            audit.append_many(conn, events)
+            )
+        audit.append_many(conn, events)
+
+
+def _require_active_experiment(conn: Connection, record: RunRecord) -> None:
+    """Raise unless the run's experiment still exists and is active (it may have been
+    deleted since :func:`new_run` read it)."""
+    sql = _EXPERIMENT_STAGE_SQL.format(p=placeholder(conn))
+    found_stage = driver_fetchone(conn, sql, (record.experiment_id,))
+    if found_stage is None:
+        raise NotFound(
+            f"experiment {record.experiment!r} (id {record.experiment_id}) does not exist",
+            hint="it was removed while the run started; start the run again",
+        )
+    if found_stage[0] != "active":
+        raise _deleted_experiment(record.experiment)
 
 
 def check_run_status(status: str) -> str:
@@ -407,8 +435,9 @@ def require_active(conn: Connection, run_id: str, *, lock: bool = False) -> None
         )
 
 
-def get_run(engine: Engine, run_id: str) -> RunRecord:
-    """Everything about one run, or :class:`NotFound` naming the id.
+def get_run(engine: Engine | Connection, run_id: str) -> RunRecord:
+    """Everything about one run, or :class:`NotFound` naming the id; ``engine`` may be a
+    connection held open outside any transaction (:func:`loopline.core.db.read_on`).
 
     Example:
         >>> # get_run(engine, "3f2a...").metrics  -> {'auc': 0.91}
@@ -416,11 +445,15 @@ def get_run(engine: Engine, run_id: str) -> RunRecord:
     # A run id is text: another type names no run (PostgreSQL refused to compare it).
     found = get_runs(engine, [run_id]) if type(run_id) is str else []
     if not found:
-        raise NotFound(
-            f"run {run_id!r} does not exist",
-            hint="list runs with `loopline runs ls` and check the id",
-        )
+        raise _no_run(run_id)
     return found[0]
+
+
+def _no_run(run_id: str) -> NotFound:
+    return NotFound(
+        f"run {run_id!r} does not exist",
+        hint="list runs with `loopline runs ls` and check the id",
+    )
 
 
 _HEX_DIGITS = "0123456789abcdef"
@@ -474,7 +507,7 @@ def run_ids_starting(engine: Engine, prefix: str, *, limit: int = 2) -> list[str
 
 
 def update_run(
-    engine: Engine,
+    engine: Engine | Connection,
     run_id: str,
     *,
     status: str | None = None,
@@ -483,7 +516,11 @@ def update_run(
     actor: str | None = None,
 ) -> RunRecord:
     """Change a run's status, end time or name (MLflow's ``UpdateRun``); a new name is its
-    ``mlflow.runName`` tag's too, if it has one.
+    ``mlflow.runName`` tag's too, if it has one. Returns the run as the change left it.
+
+    One transaction, which writes the change and its audit event and reads the run back,
+    on ``engine`` or on a connection held open by the caller outside any transaction
+    (:func:`loopline.core.db.begin`): if it fails, nothing is written.
 
     Example:
         >>> # update_run(engine, run_id, status="FINISHED", end_time=now_ms())
@@ -495,10 +532,10 @@ def update_run(
         values["end_time"] = check_int(end_time, "end_time")
     if name is not None:
         values["name"] = check_run_name(name)
-    with engine.begin() as conn:
+    with begin(engine) as conn:
         before = require_run(conn, run_id)
         if values:
-            conn.execute(runs.update().where(runs.c.id == run_id).values(**values))
+            _update_run_row(conn, run_id, values)
         if name is not None:  # a run's RUN_NAME_TAG follows its name (it showed the old one)
             renamed = conn.execute(
                 tags_table.update()
@@ -517,7 +554,21 @@ def update_run(
                 before={"status": before.status},
                 after={"status": status},
             )
-    return get_run(engine, run_id)
+        # Read back in the transaction: no second one (and its checkout) after the commit.
+        found = runs_in(conn, [run_id])
+    if not found:
+        raise _no_run(run_id)  # not reached: require_run found it, and no run is removed
+    return found[0]
+
+
+def _update_run_row(conn: Connection, run_id: str, values: dict[str, Any]) -> None:
+    """Set the run's columns named in ``values`` (status, end_time, name) on the driver:
+    MLflow's client ends every run this way, and building the statement in SQLAlchemy cost
+    more than running it."""
+    p = placeholder(conn)
+    columns = ", ".join(f'"{column}" = {p}' for column in values)  # names of this module
+    sql = f'UPDATE "runs" SET {columns} WHERE "id" = {p}'
+    driver_executemany(conn, sql, [(*values.values(), run_id)])
 
 
 def delete_run(engine: Engine, run_id: str, *, actor: str | None = None) -> None:
