@@ -44,12 +44,20 @@ from functools import partial
 
 import orjson
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loopline.core.context import Context
+from loopline.core.db import READ_ONLY, lock_wait_error
 from loopline.errors import BackendUnavailable, LooplineError
 from loopline.server.errors import database_error, error_for_path
-from loopline.server.fast_routes import ROUTES, Operation, on_connection, single_write
+from loopline.server.fast_routes import (
+    ROUTES,
+    Operation,
+    cheap_read,
+    on_connection,
+    single_write,
+)
 from loopline.server.mlflow_wire import ORJSON_OPTIONS
 from loopline.server.responses import NOSNIFF
 
@@ -76,11 +84,12 @@ class MlflowFastPath:
         self.app = app
         self.ctx = ctx
         self.max_body = max_body
-        # The engine of the writes on the loop's thread (see the module's docstring), made
-        # on first use; False where there is none (not a SQLite file). Its one connection
-        # is opened by the loop's thread (others, as in tests, take the pool) and held.
+        # The engine of the work on the loop's thread (see the module's docstring), made
+        # on first use; False where there is none (not a SQLite file). Its two connections,
+        # one to write and one to read, are opened by the loop's thread (others, as in
+        # tests, take the pool) and held.
         self._inline: Engine | bool | None = None
-        self._held: Connection | None = None
+        self._held: dict[bool, Connection] = {}  # read-only? -> connection
         self._held_by = 0
         self._in_pool = 0  # operations of this path running in the thread pool now
 
@@ -119,14 +128,18 @@ class MlflowFastPath:
 
     async def _execute(self, operation: Operation) -> bytes:
         """Run ``operation`` (on the loop's thread where it may, else in the pool)."""
-        if self._in_pool == 0 and single_write(operation):
+        if self._in_pool == 0:
             try:
-                held = self._held_connection()
-                if held is not None:
-                    on_held = on_connection(operation, held)
+                on_held = self._on_held(operation)
+                if on_held is not None:
                     return contextvars.copy_context().run(_run, on_held, self.ctx)
             except BackendUnavailable:
                 pass  # another writer holds the lock: rolled back, nothing written
+            except DBAPIError as exc:
+                if lock_wait_error(exc) is None:
+                    raise
+                # A read the driver refused at once (SQLite's busy timeout is 0 here): it
+                # waits in the pool instead.
         self._in_pool += 1
         try:
             # A cancelled request stops waiting; a started transaction still runs to its end.
@@ -136,30 +149,47 @@ class MlflowFastPath:
         finally:
             self._in_pool -= 1
 
-    def _held_connection(self) -> Connection | None:
-        """The connection of the writes on the loop's thread, opened on first use; None
-        where there are none, or on another thread than the one that opened it."""
-        held = self._held
+    def _on_held(self, operation: Operation) -> Operation | None:
+        """``operation`` on the held connection of its kind, if it may run on the loop's
+        thread (:func:`.single_write`, :func:`.cheap_read`) and there is one, else None."""
+        if single_write(operation):
+            held = self._held_connection(read_only=False)
+        elif cheap_read(operation):
+            held = self._held_connection(read_only=True)
+        else:
+            return None
+        return None if held is None else on_connection(operation, held)
+
+    def _held_connection(self, *, read_only: bool) -> Connection | None:
+        """The connection of the writes (or of the reads) on the loop's thread, opened on
+        first use; None where there are none, or on another thread than the one that
+        opened the first."""
+        held = self._held.get(read_only)
         if held is not None:
             return held if threading.get_ident() == self._held_by else None
+        if self._held and threading.get_ident() != self._held_by:
+            return None
         if self._inline is None:
             self._inline = inline_engine(self.ctx) or False
         if not isinstance(self._inline, Engine):
             return None
-        self._held = self._inline.connect()  # BackendUnavailable: tried again next time
+        held = self._inline.connect()  # BackendUnavailable: tried again next time
+        if read_only:  # its transactions begin DEFERRED: a snapshot, no write lock
+            held.execution_options(**{READ_ONLY: True})
+        self._held[read_only] = held
         self._held_by = threading.get_ident()
-        return self._held
+        return held
 
     def close(self) -> None:
-        """Close the connection of the writes on the loop's thread (at the server's shutdown).
+        """Close the connections of the work on the loop's thread (at the server's shutdown).
 
         Example:
             >>> # MlflowFastPath(app, ctx).close()
         """
-        held, inline = self._held, self._inline
-        self._held, self._inline = None, None
-        if held is not None:
-            held.close()
+        held, inline = list(self._held.values()), self._inline
+        self._held, self._inline = {}, None
+        for conn in held:
+            conn.close()
         if isinstance(inline, Engine):
             inline.dispose()
 

@@ -313,30 +313,54 @@ def get_experiment(body: bytes, query: bytes) -> Operation | None:
     return partial(ops.get_experiment, raw_id=found["experiment_id"])
 
 
+# The operations that write in one transaction (its audit event in it) and do nothing
+# after it; ops.update_run only without a new name (then the name's tag is a second one).
+_SINGLE_WRITES = frozenset({ops.log_batch, ops.create_run, ops.update_run})
+# The reads of one transaction that take a connection to read on.
+_CHEAP_READS = frozenset({ops.get_run, ops.get_experiment, ops.get_experiment_by_name})
+
+
 def single_write(operation: Operation) -> bool:
-    """True for an operation that writes in one transaction and reads nothing after it:
+    """True for an operation that writes in one transaction and does nothing after it:
     if it fails, nothing is written, so it can run again elsewhere (see :mod:`.fast_path`).
 
     Example:
         >>> single_write(log_metric(b'{"run_id": "r1", "key": "loss", "value": 0.5}', b""))
         True
+        >>> single_write(update_run(b'{"run_id": "r1", "run_name": "new"}', b""))
+        False
         >>> single_write(get_run(b"", b"run_id=r1"))
         False
     """
-    return type(operation) is partial and operation.func is ops.log_batch
+    if type(operation) is not partial or operation.func not in _SINGLE_WRITES:
+        return False
+    return operation.func is not ops.update_run or not operation.keywords.get("run_name")
+
+
+def cheap_read(operation: Operation) -> bool:
+    """True for an operation that only reads, in one transaction: a run, an experiment.
+
+    Example:
+        >>> cheap_read(get_run(b"", b"run_id=r1"))
+        True
+        >>> cheap_read(log_metric(b'{"run_id": "r1", "key": "loss", "value": 0.5}', b""))
+        False
+    """
+    return type(operation) is partial and operation.func in _CHEAP_READS
 
 
 def on_connection(operation: Operation, conn: Connection) -> Operation:
-    """``operation``, a :func:`single_write`, run on ``conn`` (a connection of the context's
-    database held open, outside any transaction) instead of the context's engine.
+    """``operation``, a :func:`single_write` or a :func:`cheap_read`, run on ``conn`` (a
+    connection of the context's database held open, outside any transaction; marked
+    read-only for a read) instead of the context's engine.
 
     Example:
         >>> # on_connection(log_metric(body, b""), held)(ctx) -> {}
     """
-    if not single_write(operation):
-        raise TypeError(f"not a single write: {operation!r}")
+    if not (single_write(operation) or cheap_read(operation)):
+        raise TypeError(f"neither a single write nor a cheap read: {operation!r}")
     found: partial[dict[str, Any]] = operation  # type: ignore[assignment]
-    return partial(ops.log_batch, *found.args, **found.keywords, bind=conn)
+    return partial(found.func, *found.args, **found.keywords, bind=conn)
 
 
 _PREFIX = "/api/2.0/mlflow/"

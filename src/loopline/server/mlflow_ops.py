@@ -4,6 +4,8 @@ Both ways into the server call these: the FastAPI routes (:mod:`.mlflow_tracking
 pydantic has validated the request) and the fast path (:mod:`.fast_routes`, after its strict
 parser has accepted it). Each writes through :mod:`loopline.tracking`'s store in one
 transaction, which commits before the answer is returned, and returns the JSON answer.
+Those that take ``bind`` run on it, a connection of the context's database held open by
+the caller (the fast path's work on the event loop's thread), instead of ``ctx.engine``.
 
 Where MLflow's server answers otherwise than Loopline's own API, these answer as MLflow's
 does: a param logged again with another value, and a key given twice in one batch, are
@@ -47,8 +49,10 @@ def create_run(
     start_time: int | None,
     tags: dict[str, str],
     run_name: str | None,
+    bind: Connection | None = None,
 ) -> dict[str, Any]:
     """``runs/create``: a RUNNING run; the parent and the name may come as MLflow's tags.
+    One transaction (with its audit event), on ``ctx``'s engine or on ``bind``.
 
     Example:
         >>> # create_run(ctx, experiment="1", user_id=None, start_time=None, tags={},
@@ -59,7 +63,7 @@ def create_run(
         # MLflow's server stores the name as this tag too: filters on it find the run.
         tags = {**tags, RUN_NAME_TAG: name}
     record = store.create_run(
-        ctx.engine,
+        ctx.engine if bind is None else bind,
         experiment_id(experiment or "0"),
         name=name,
         start_time=start_time,
@@ -90,14 +94,20 @@ def update_run(
     status: str | None,
     end_time: int | None,
     run_name: str | None,
+    bind: Connection | None = None,
 ) -> dict[str, Any]:
     """``runs/update``: status, end time or name; answers the run's new ``run_info``.
+
+    On ``ctx``'s engine or on ``bind``; one transaction without a name (MLflow's
+    ``end_run``), two with one (the name, then its tag), which ``bind`` cannot take.
 
     Example:
         >>> # update_run(ctx, run_id=rid, status="FINISHED", end_time=None, run_name=None)
     """
+    if run_name and bind is not None:
+        raise TypeError("a rename is two transactions: it runs on ctx's engine only")
     record = store.update_run(
-        ctx.engine,
+        ctx.engine if bind is None else bind,
         require_run_id(run_id),
         status=status,
         end_time=end_time,
@@ -109,13 +119,15 @@ def update_run(
     return {"run_info": run_info_json(record)}
 
 
-def get_run(ctx: Context, run_id: str | None) -> dict[str, Any]:
-    """``runs/get``: the whole run (latest metrics, params, tags, inputs).
+def get_run(ctx: Context, run_id: str | None, bind: Connection | None = None) -> dict[str, Any]:
+    """``runs/get``: the whole run (latest metrics, params, tags, inputs), read on ``ctx``'s
+    engine or on ``bind``.
 
     Example:
         >>> # get_run(ctx, rid)["run"]["data"]["params"] -> [{'key': 'lr', 'value': '0.1'}]
     """
-    return {"run": run_json(store.get_run(ctx.engine, require_run_id(run_id)))}
+    found = store.get_run(ctx.engine if bind is None else bind, require_run_id(run_id))
+    return {"run": run_json(found)}
 
 
 def log_batch(
@@ -177,20 +189,24 @@ def set_tag(ctx: Context, run_id: str, key: str, value: str) -> dict[str, Any]:
     return EMPTY
 
 
-def get_experiment(ctx: Context, raw_id: str) -> dict[str, Any]:
-    """``experiments/get``.
+def get_experiment(ctx: Context, raw_id: str, bind: Connection | None = None) -> dict[str, Any]:
+    """``experiments/get``, read on ``ctx``'s engine or on ``bind``.
 
     Example:
         >>> # get_experiment(ctx, "0")["experiment"]["name"] -> 'Default'
     """
-    found = exp_store.get_experiment(ctx.engine, experiment_id(raw_id))
-    return {"experiment": experiment_json(found)}
+    on = ctx.engine if bind is None else bind
+    return {"experiment": experiment_json(exp_store.get_experiment(on, experiment_id(raw_id)))}
 
 
-def get_experiment_by_name(ctx: Context, name: str) -> dict[str, Any]:
-    """``experiments/get-by-name``; MLflow's ``set_experiment`` asks it first.
+def get_experiment_by_name(
+    ctx: Context, name: str, bind: Connection | None = None
+) -> dict[str, Any]:
+    """``experiments/get-by-name``, read on ``ctx``'s engine or on ``bind``; MLflow's
+    ``set_experiment`` asks it first.
 
     Example:
         >>> # get_experiment_by_name(ctx, "Default")["experiment"]["experiment_id"] -> '0'
     """
-    return {"experiment": experiment_json(exp_store.get_experiment_by_name(ctx.engine, name))}
+    on = ctx.engine if bind is None else bind
+    return {"experiment": experiment_json(exp_store.get_experiment_by_name(on, name))}
