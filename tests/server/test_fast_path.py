@@ -12,6 +12,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -23,6 +24,9 @@ import httpx
 import orjson
 import pytest
 
+from loopline.core import audit
+from loopline.core.db import create_engine_for
+from loopline.tracking import experiments, store
 from tests.server.conftest import start_server, stop_server
 from tests.tracking.backends import database, server
 
@@ -425,3 +429,137 @@ def test_a_failed_write_on_the_held_connection_leaves_nothing_and_the_next_is_st
             "/metrics/get-history", params={"run_id": other_id, "metric_key": "loss"}
         ).json()
         assert history.get("metrics", []) == []
+
+
+def _while_locked(db: Path, send: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
+    """``send()``'s answer and how long it took while another process held SQLite's write
+    lock on ``db`` for 1 s."""
+    holder = sqlite3.connect(db, isolation_level=None, timeout=30, check_same_thread=False)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        released = threading.Timer(1.0, holder.execute, ("COMMIT",))
+        released.start()
+        started = time.monotonic()
+        answer = send()
+        took = time.monotonic() - started
+        released.join()
+    finally:
+        holder.close()
+    return answer, took
+
+
+def test_a_create_and_an_update_wait_for_another_writers_lock_and_are_stored_once(
+    tmp_path: Path,
+) -> None:
+    # runs/create and runs/update run on the server's event loop with a busy timeout of 0:
+    # while another process holds the write lock they must go to the thread pool, wait
+    # there, and be stored once, their audit events with them.
+    db = tmp_path / "meta.db"
+    with (
+        _sqlite_server_and_run(tmp_path) as (base, run_id),
+        httpx.Client(base_url=base, timeout=60) as client,
+    ):
+        ended = client.post("/runs/update", json={"run_id": run_id, "status": "FINISHED"})
+        assert ended.status_code == 200, ended.text  # on the loop's thread: its connection
+        body = {"experiment_id": "0", "run_name": "waited", "tags": [{"key": "t", "value": "1"}]}
+        created, took = _while_locked(db, lambda: client.post("/runs/create", json=body))
+        assert created.status_code == 200, created.text
+        assert took >= 0.9, f"answered in {took:.2f} s while the lock was held"
+        new_id = created.json()["run"]["info"]["run_id"]
+        finish = {"run_id": new_id, "status": "FINISHED", "end_time": 7}
+        updated, took = _while_locked(db, lambda: client.post("/runs/update", json=finish))
+        assert updated.status_code == 200, updated.text
+        assert took >= 0.9, f"answered in {took:.2f} s while the lock was held"
+        assert updated.json()["run_info"]["status"] == "FINISHED"
+        found = client.post("/runs/search", json={"experiment_ids": ["0"]}).json()["runs"]
+        named = [r["info"] for r in found if r["info"]["run_name"] == "waited"]
+        assert [(i["run_id"], i["status"], i["end_time"]) for i in named] == [
+            (new_id, "FINISHED", 7)
+        ]
+    engine = create_engine_for(f"sqlite:///{db}")
+    try:
+        changes = [(e.action, e.object_id) for e in audit.events(engine, object_id=new_id)]
+        assert changes == [("run.create", new_id), ("run.update", new_id)]
+        assert audit.verify(engine).ok
+    finally:
+        engine.dispose()
+
+
+def test_a_read_on_the_event_loop_sees_what_another_process_committed_just_before(
+    tmp_path: Path,
+) -> None:
+    # Reads run on the loop's thread on a connection held open: each must be a new read
+    # transaction, or it would keep answering what the database held at its first read.
+    db = tmp_path / "meta.db"
+    engine = create_engine_for(f"sqlite:///{db}")
+    try:
+        with (
+            _sqlite_server_and_run(tmp_path) as (base, run_id),
+            httpx.Client(base_url=base, timeout=60) as client,
+        ):
+            for i in range(5):
+                store.set_tag(engine, run_id, "round", str(i))  # this process, not the server
+                run = client.get("/runs/get", params={"run_id": run_id}).json()["run"]
+                assert {"key": "round", "value": str(i)} in run["data"]["tags"]
+                made = experiments.create_experiment(engine, f"made-{i}")
+                by_name = client.get(
+                    "/experiments/get-by-name", params={"experiment_name": made.name}
+                )
+                assert by_name.status_code == 200, by_name.text
+                assert by_name.json()["experiment"]["experiment_id"] == str(made.id)
+                experiments.rename_experiment(engine, made.id, f"renamed-{i}")
+                by_id = client.get("/experiments/get", params={"experiment_id": str(made.id)})
+                assert by_id.json()["experiment"]["name"] == f"renamed-{i}"
+    finally:
+        engine.dispose()
+
+
+def test_eight_mlflow_clients_creating_and_ending_runs_store_each_run_and_event_once(
+    tmp_path: Path,
+) -> None:
+    # 8 clients at once, as MLflow's client sends them: create a run (with its tags), log a
+    # point, end it. Some requests run on the loop's thread, others in the pool meanwhile:
+    # every run must be stored once, ended, and audited once per change.
+    with (
+        _sqlite_server_and_run(tmp_path) as (base, _run_id),
+        httpx.Client(base_url=base, timeout=60) as client,
+    ):
+        created = client.post("/experiments/create", json={"name": "eight"})
+        experiment = created.json()["experiment_id"]
+
+        def work(worker: int) -> list[str]:
+            made = []
+            with httpx.Client(base_url=base, timeout=60) as mine:
+                for i in range(10):
+                    tags = [
+                        {"key": "mlflow.user", "value": f"w{worker}"},
+                        {"key": "mlflow.source.name", "value": "train.py"},
+                        {"key": "mlflow.runName", "value": f"w{worker}-{i}"},
+                    ]
+                    body = {"experiment_id": experiment, "start_time": 1, "tags": tags}
+                    answer = mine.post("/runs/create", json={**body, "run_name": f"w{worker}-{i}"})
+                    assert answer.status_code == 200, answer.text
+                    run_id = answer.json()["run"]["info"]["run_id"]
+                    point = {"run_id": run_id, "key": "loss", "value": 0.5, "timestamp": 1}
+                    assert mine.post("/runs/log-metric", json=point).status_code == 200
+                    end = {"run_id": run_id, "status": "FINISHED", "end_time": 2}
+                    assert mine.post("/runs/update", json=end).status_code == 200
+                    made.append(run_id)
+            return made
+
+        with ThreadPoolExecutor(8) as pool:
+            made = [run_id for found in pool.map(work, range(8)) for run_id in found]
+        search = {"experiment_ids": [experiment], "max_results": 1000}
+        found = client.post("/runs/search", json=search).json()["runs"]
+        assert sorted(r["info"]["run_id"] for r in found) == sorted(made)
+        assert len(set(made)) == 80
+        assert {r["info"]["status"] for r in found} == {"FINISHED"}
+        assert {len(r["data"]["metrics"]) for r in found} == {1}
+    engine = create_engine_for(f"sqlite:///{tmp_path / 'meta.db'}")
+    try:
+        changes = Counter((e.action, e.object_id) for e in audit.events(engine, object_type="run"))
+        expected = {(action, r): 1 for r in made for action in ("run.create", "run.update")}
+        assert {k: v for k, v in changes.items() if k[1] in set(made)} == expected
+        assert audit.verify(engine).ok
+    finally:
+        engine.dispose()

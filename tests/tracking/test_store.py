@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +12,8 @@ import sqlalchemy as sa
 
 from loopline.core import audit
 from loopline.core.context import Context
-from loopline.errors import Conflict, InvalidInput, NotFound
+from loopline.core.db import create_engine_for, upgrade
+from loopline.errors import BackendUnavailable, Conflict, InvalidInput, NotFound
 from loopline.tracking import experiments, lineage, query, store
 from loopline.tracking.entities import ArtifactEntry, Metric, MetricPoint, RunInput, now_ms
 from loopline.tracking.metrics import stored_points
@@ -456,3 +459,72 @@ def test_a_point_logged_again_is_stored_once_whether_it_is_the_latest_or_older(
     assert [p.value for p in history][:4] == [0.5, 0.7, 0.9, 0.1]
     assert math.isnan(history[4].value)
     assert math.isnan(store.get_run(ctx.engine, run.id).metrics["loss"])
+
+
+def test_a_run_created_and_ended_on_a_held_connection_is_one_transaction_each(
+    ctx: Context,
+) -> None:
+    # The MLflow server creates and ends runs on a connection it holds open (bind): each
+    # must be one transaction with its audit event, leave the connection outside any
+    # transaction, and answer what a call on the engine answers.
+    parent = store.create_run(ctx.engine, 0, name="parent")
+    with ctx.engine.connect() as held:
+        child = store.create_run(
+            held, 0, name="child", tags={"team": "risk"}, parent_run_id=parent.id, actor="ada"
+        )
+        assert not held.in_transaction()
+        assert store.get_run(ctx.engine, child.id) == child
+        ended = store.update_run(held, child.id, status="FINISHED", end_time=5, actor="ada")
+        assert not held.in_transaction()
+        assert ended == store.get_run(ctx.engine, child.id)
+        assert (ended.status, ended.end_time, ended.name) == ("FINISHED", 5, "child")
+        with pytest.raises(NotFound, match="experiment 999 does not exist"):
+            store.create_run(held, 999, actor="ada")
+        with pytest.raises(NotFound, match="run 'nope' does not exist"):
+            store.create_run(held, 0, parent_run_id="nope", actor="ada")
+        with pytest.raises(NotFound, match="run 'nope' does not exist"):
+            store.update_run(held, "nope", status="KILLED", actor="ada")
+        assert not held.in_transaction()
+        assert store.get_run(held, child.id) == ended  # a read on it too
+        assert experiments.get_experiment(held, 0).name == "Default"
+        assert experiments.get_experiment_by_name(held, "Default").id == 0
+        assert not held.in_transaction()
+    changes = [(e.action, e.object_id) for e in audit.events(ctx.engine)]
+    assert changes == [("run.create", child.id), ("run.update", child.id)]
+    assert len(query.search_runs(ctx.engine, experiment_ids=[0]).runs) == 2
+
+
+def test_a_create_or_update_on_a_connection_that_does_not_wait_fails_whole_while_locked(
+    tmp_path: Path,
+) -> None:
+    # The server's writes on its event loop use a connection whose busy timeout is 0: while
+    # another process holds SQLite's write lock, they must fail at once with
+    # BackendUnavailable, nothing written (the server then runs them again in its pool).
+    uri = f"sqlite:///{tmp_path / 'meta.db'}"
+    engine = create_engine_for(uri)
+    upgrade(engine)
+    run = store.create_run(engine, 0, name="r")
+    quick = create_engine_for(uri, busy_timeout_ms=0)
+    holder = sqlite3.connect(tmp_path / "meta.db", isolation_level=None)
+    try:
+        with quick.connect() as held:
+            holder.execute("BEGIN IMMEDIATE")
+            with pytest.raises(BackendUnavailable):
+                store.create_run(held, 0, name="locked-out", actor="ada")
+            with pytest.raises(BackendUnavailable):
+                store.update_run(held, run.id, status="FINISHED", actor="ada")
+            assert not held.in_transaction()
+            holder.execute("COMMIT")
+            assert store.get_run(engine, run.id).status == "RUNNING"
+            assert [r.name for r in query.search_runs(engine, experiment_ids=[0]).runs] == ["r"]
+            assert audit.events(engine) == []
+            created = store.create_run(held, 0, name="after", actor="ada")
+            assert store.update_run(held, run.id, status="FINISHED", actor="ada").status == (
+                "FINISHED"
+            )
+        assert store.get_run(engine, created.id).name == "after"
+        assert [e.action for e in audit.events(engine)] == ["run.create", "run.update"]
+    finally:
+        holder.close()
+        quick.dispose()
+        engine.dispose()
