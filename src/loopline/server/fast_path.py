@@ -17,18 +17,29 @@ the fast path's own thread pool, in a copy of the request's context (so the acto
 the auth gate reaches the audit log); ``run_in_executor`` costs the loop about half what
 ``anyio.to_thread.run_sync`` does per call.
 
-On a SQLite file, a write of one transaction (log-metric, log-parameter, log-batch, set-tag)
-runs on the event loop's own thread when no other operation of the path is under way: the
-hop to a worker thread and back (~40-80 us) cost as much as the transaction's own work, one
-of the MLflow client's requests at a time. It runs on a connection of its own whose busy
-timeout is 0, so the loop never waits for another writer's lock: if one holds it, the
-transaction fails at once, nothing written, and runs again in the thread pool, which waits
-as always. That connection stays open from the first such write to the server's shutdown
-(ASGI lifespan), used by the loop's thread alone, so a write does not pay the pool's
-checkout and checkin (~15 us); a transaction that fails is rolled back on it and the next
-one runs on it as usual. Requests that come meanwhile wait one transaction (~0.2-0.5 ms,
-its commit's ``fsync`` above all), as SQLite's single writer makes the other writes wait
-anyway; PostgreSQL's transactions, and SQLite's others, stay in the pool.
+On a SQLite file, a write of one transaction - log-metric, log-parameter, log-batch,
+set-tag, runs/create, and runs/update without a new name (:func:`.single_write`; the run's
+audit event is in that transaction) - runs on the event loop's own thread when no other
+operation of the path is under way: the hop to a worker thread and back (~100-300 us of
+wake-ups on two cores) cost as much as the transaction's own work, one of the MLflow
+client's requests at a time. It runs on a connection of its own whose busy timeout is 0,
+so the loop never waits for another writer's lock: if one holds it, the transaction fails
+at once, nothing written, and runs again in the thread pool, which waits as always. That
+connection stays open from the first such write to the server's shutdown (ASGI lifespan),
+used by the loop's thread alone, so a write does not pay the pool's checkout and checkin
+(~15 us); a transaction that fails is rolled back on it and the next one runs on it as
+usual. Requests that come meanwhile wait one transaction (~0.2-0.5 ms, its commit's
+``fsync`` above all), as SQLite's single writer makes the other writes wait anyway. A
+rename (runs/update with ``run_name``) is two transactions, the name then its tag: it
+stays in the pool, where a failure of the second cannot send the first to run again.
+
+The cheap reads - runs/get, experiments/get and get-by-name (:func:`.cheap_read`) - run
+there too, under the same rule, on a second held connection marked
+:data:`~loopline.core.db.READ_ONLY`: each is a read transaction of its own (``BEGIN``
+DEFERRED, rolled back after it, :func:`loopline.core.db.read_on`), so it reads what any
+process committed before it began and takes no lock; one the driver refuses at once
+("database is locked") runs again in the pool. PostgreSQL's transactions, and SQLite's
+others, stay in the pool.
 
 Example:
     >>> # app.add_middleware(MlflowFastPath, ctx=ctx)
