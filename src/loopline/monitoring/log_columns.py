@@ -180,7 +180,7 @@ class LogColumns:
         [0]
     """
 
-    __slots__ = ("inputs", "meta", "rows", "run", "scored", "scores")
+    __slots__ = ("inputs", "meta", "rows", "run", "scores")
 
     def __init__(self) -> None:
         # An input column may be shorter than `rows`: the rows it lacks are None, filled
@@ -188,7 +188,6 @@ class LogColumns:
         self.inputs: dict[str, list[Any]] = {}
         self.meta: tuple[list[Any], ...] = tuple([] for _ in META_COLUMNS)
         self.scores: list[float | None] = []
-        self.scored = False
         self.rows = 0
         self.run: _Run | None = None
 
@@ -222,9 +221,7 @@ class LogColumns:
             value, score = split_output(outs[i] if i < len(outs) else None)
             predictions.append(value)
             self.scores.append(score)
-            if score is not None:
-                self.scored = True
-        if count == 1:  # most requests: appends cost less than lists of one
+        if count == 1:  # most requests: appends cost less than lists of one (~1 us a request)
             rids.append(request_id)
             tss.append(ts)
             versions.append(version)
@@ -294,9 +291,10 @@ class LogColumns:
         self._end_run()
         if not self.rows:
             return pa.table({})
-        reserved = {*META_COLUMNS, _SCORE} if self.scored else set(META_COLUMNS)
+        scored = any(score is not None for score in self.scores)
+        reserved = {*META_COLUMNS, _SCORE} if scored else set(META_COLUMNS)
         columns = {n: self._column(n, self.rows) for n in self.inputs if n not in reserved}
         columns.update(zip(META_COLUMNS, self.meta, strict=True))
-        if self.scored:
+        if scored:
             columns[_SCORE] = self.scores
         return pa.Table.from_pydict(columns)

@@ -175,11 +175,11 @@ class MlflowFastPath:
         """The connection of the writes (or of the reads) on the loop's thread, opened on
         first use; None where there are none, or on another thread than the one that
         opened the first."""
-        held = self._held.get(read_only)
-        if held is not None:
-            return held if threading.get_ident() == self._held_by else None
         if self._held and threading.get_ident() != self._held_by:
             return None
+        held = self._held.get(read_only)
+        if held is not None:
+            return held
         if self._inline is None:
             self._inline = inline_engine(self.ctx) or False
         if not isinstance(self._inline, Engine):

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from loopline.core.context import Context
 from loopline.errors import Conflict, InvalidInput
@@ -39,6 +39,12 @@ from loopline.tracking.entities import Metric
 
 #: MLflow's answer to a write that returns nothing.
 EMPTY: dict[str, Any] = {}
+
+
+def _on(ctx: Context, bind: Connection | None) -> Engine | Connection:
+    """Where an operation runs: ``bind`` when the caller holds a connection, else ``ctx``'s
+    engine."""
+    return ctx.engine if bind is None else bind
 
 
 def create_run(
@@ -63,7 +69,7 @@ def create_run(
         # MLflow's server stores the name as this tag too: filters on it find the run.
         tags = {**tags, RUN_NAME_TAG: name}
     record = store.create_run(
-        ctx.engine if bind is None else bind,
+        _on(ctx, bind),
         experiment_id(experiment or "0"),
         name=name,
         start_time=start_time,
@@ -107,7 +113,7 @@ def update_run(
     if run_name and bind is not None:
         raise TypeError("a rename is two transactions: it runs on ctx's engine only")
     record = store.update_run(
-        ctx.engine if bind is None else bind,
+        _on(ctx, bind),
         require_run_id(run_id),
         status=status,
         end_time=end_time,
@@ -126,8 +132,7 @@ def get_run(ctx: Context, run_id: str | None, bind: Connection | None = None) ->
     Example:
         >>> # get_run(ctx, rid)["run"]["data"]["params"] -> [{'key': 'lr', 'value': '0.1'}]
     """
-    found = store.get_run(ctx.engine if bind is None else bind, require_run_id(run_id))
-    return {"run": run_json(found)}
+    return {"run": run_json(store.get_run(_on(ctx, bind), require_run_id(run_id)))}
 
 
 def log_batch(
@@ -149,8 +154,7 @@ def log_batch(
     if len(params) > 1:
         _refuse_duplicate_params(params)
     try:
-        on = ctx.engine if bind is None else bind
-        store.log_batch(on, run_id, metrics=metrics, params=params, tags=tags)
+        store.log_batch(_on(ctx, bind), run_id, metrics=metrics, params=params, tags=tags)
     except Conflict as exc:
         # Only a param can conflict here: MLflow's client raises INVALID_PARAMETER_VALUE
         # for it ("Changing param values is not allowed"), and so must this server.
@@ -195,8 +199,8 @@ def get_experiment(ctx: Context, raw_id: str, bind: Connection | None = None) ->
     Example:
         >>> # get_experiment(ctx, "0")["experiment"]["name"] -> 'Default'
     """
-    on = ctx.engine if bind is None else bind
-    return {"experiment": experiment_json(exp_store.get_experiment(on, experiment_id(raw_id)))}
+    found = exp_store.get_experiment(_on(ctx, bind), experiment_id(raw_id))
+    return {"experiment": experiment_json(found)}
 
 
 def get_experiment_by_name(
@@ -208,5 +212,5 @@ def get_experiment_by_name(
     Example:
         >>> # get_experiment_by_name(ctx, "Default")["experiment"]["experiment_id"] -> '0'
     """
-    on = ctx.engine if bind is None else bind
-    return {"experiment": experiment_json(exp_store.get_experiment_by_name(on, name))}
+    found = exp_store.get_experiment_by_name(_on(ctx, bind), name)
+    return {"experiment": experiment_json(found)}

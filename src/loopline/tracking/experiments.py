@@ -189,13 +189,17 @@ def get_experiment(bind: Engine | Connection, experiment_id: int) -> Experiment:
 
 def _row_by_id(conn: Connection, experiment_id: int) -> Any:
     """The ``experiments`` row with this id, or :class:`NotFound`."""
-    # An id past the column's 32-bit range names no experiment (PostgreSQL would refuse
-    # to compare it).
-    if 0 <= int(experiment_id) <= MAX_INTEGER:
+    if _may_exist(experiment_id):
         row = conn.execute(_BY_ID, {"experiment_id": int(experiment_id)}).one_or_none()
         if row is not None:
             return row
     raise _no_experiment(experiment_id)
+
+
+def _may_exist(experiment_id: int) -> bool:
+    # An id past the column's 32-bit range names no experiment (PostgreSQL would refuse
+    # to compare it).
+    return 0 <= int(experiment_id) <= MAX_INTEGER
 
 
 def _no_experiment(experiment_id: int) -> NotFound:
@@ -221,7 +225,7 @@ def experiment_for_run(conn: Connection, experiment_id: int) -> Experiment:
         >>> # with engine.begin() as conn: experiment_for_run(conn, 0).name -> 'Default'
     """
     row = None
-    if 0 <= int(experiment_id) <= MAX_INTEGER:  # as _row_by_id
+    if _may_exist(experiment_id):
         sql = _FOR_RUN_SQL.format(p=placeholder(conn))
         row = driver_fetchone(conn, sql, (int(experiment_id),))
     if row is None:

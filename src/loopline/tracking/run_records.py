@@ -81,11 +81,10 @@ def get_runs(bind: Engine | Connection, run_ids: Sequence[str]) -> list[RunRecor
     Example:
         >>> # [r.name for r in get_runs(engine, ids)]
     """
-    ids = list(dict.fromkeys(run_ids))
-    if not ids:
+    if not run_ids:
         return []
     with read_on(bind) as conn:
-        return runs_in(conn, ids)
+        return runs_in(conn, run_ids)
 
 
 def runs_in(conn: Connection, run_ids: Sequence[str]) -> list[RunRecord]:

@@ -445,15 +445,11 @@ def get_run(engine: Engine | Connection, run_id: str) -> RunRecord:
     # A run id is text: another type names no run (PostgreSQL refused to compare it).
     found = get_runs(engine, [run_id]) if type(run_id) is str else []
     if not found:
-        raise _no_run(run_id)
+        raise NotFound(
+            f"run {run_id!r} does not exist",
+            hint="list runs with `loopline runs ls` and check the id",
+        )
     return found[0]
-
-
-def _no_run(run_id: str) -> NotFound:
-    return NotFound(
-        f"run {run_id!r} does not exist",
-        hint="list runs with `loopline runs ls` and check the id",
-    )
 
 
 _HEX_DIGITS = "0123456789abcdef"
@@ -554,11 +550,9 @@ def update_run(
                 before={"status": before.status},
                 after={"status": status},
             )
-        # Read back in the transaction: no second one (and its checkout) after the commit.
-        found = runs_in(conn, [run_id])
-    if not found:
-        raise _no_run(run_id)  # not reached: require_run found it, and no run is removed
-    return found[0]
+        # Read back in the transaction: no second one (and its checkout) after the commit;
+        # require_run found the run, and nothing removes it before the commit.
+        return runs_in(conn, [run_id])[0]
 
 
 def _update_run_row(conn: Connection, run_id: str, values: dict[str, Any]) -> None:
