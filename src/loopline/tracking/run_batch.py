@@ -49,6 +49,7 @@ from loopline.tracking.environment import ENVIRONMENT_ARTIFACT
 from loopline.tracking.store import (
     END_RUN,
     PARENT_RUN_TAG,
+    artifact_rows,
     check_run_status,
     upsert_tag_statement,
 )
@@ -201,7 +202,7 @@ def write_runs(
     run_rows: list[dict[str, Any]] = []
     tag_rows: list[dict[str, Any]] = []
     param_rows: list[dict[str, Any]] = []
-    artifact_rows: list[dict[str, Any]] = []
+    artifacts: list[dict[str, Any]] = []
     events: list[audit.NewEvent] = []
     now = now_ms()
     for child in created:
@@ -229,16 +230,7 @@ def write_runs(
         param_rows.extend(
             {"run_id": child.id, "key": k, "value": v} for k, v in child_params.items()
         )
-        artifact_rows.extend(
-            {
-                "run_id": child.id,
-                "path": a.path,
-                "digest": a.digest,
-                "size": a.size,
-                "logged_time": now,
-            }
-            for a in parent.artifacts
-        )
+        artifacts.extend(artifact_rows(child.id, parent.artifacts, now))
         if actor:
             events.append(
                 audit.NewEvent(
@@ -265,7 +257,7 @@ def write_runs(
     insert_rows(conn, runs, run_rows)
     insert_rows(conn, tags_table, tag_rows)
     insert_rows(conn, params_table, param_rows)
-    insert_rows(conn, run_artifacts, artifact_rows)
+    insert_rows(conn, run_artifacts, artifacts)
     tagged = {row["run_id"] for row in end_tags}
     run_json.lock_runs(conn, tagged)
     if end_rows:

@@ -313,20 +313,7 @@ def _insert_run(
         rows_p = [(run_id, k, v) for k, v in params.items()]
         driver_executemany(conn, _INSERT_PARAMS_SQL.format(p=p), rows_p)
     if new.artifacts:
-        now = now_ms()
-        conn.execute(
-            run_artifacts.insert(),
-            [
-                {
-                    "run_id": record.id,
-                    "path": e.path,
-                    "digest": e.digest,
-                    "size": e.size,
-                    "logged_time": now,
-                }
-                for e in new.artifacts
-            ],
-        )
+        conn.execute(run_artifacts.insert(), artifact_rows(record.id, new.artifacts, now_ms()))
     if rows:
         metric_store.write_rows(conn, rows, new_runs=(run_id,))
     if new.actor:
@@ -351,6 +338,23 @@ def _insert_run(
                 )
             )
         audit.append_many(conn, events)
+
+
+def artifact_rows(
+    run_id: str, entries: Iterable[ArtifactEntry], logged_time: int
+) -> list[dict[str, Any]]:
+    """The ``run_artifacts`` rows indexing ``entries`` (blobs already in the store) under
+    ``run_id``.
+
+    Example:
+        >>> artifact_rows("r1", [], 0)
+        []
+    """
+    return [
+        {"run_id": run_id, "path": e.path, "digest": e.digest, "size": e.size,
+         "logged_time": logged_time}
+        for e in entries
+    ]  # fmt: skip
 
 
 def _require_active_experiment(conn: Connection, record: RunRecord) -> None:
