@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,10 @@ def _json(ctx: Context, *args: str) -> Any:
 def three(ctx: Context) -> list[str]:
     ids = []
     for name, model, auc in [("a", "lgbm", 0.80), ("b", "xgb", 0.85), ("c", "lgbm", float("nan"))]:
+        # Each run starts in a millisecond of its own: runs that start in the same one tie
+        # on start time and then sort by their random ids (as MLflow's), and creating a run
+        # now takes well under a millisecond.
+        time.sleep(0.002)
         with ll.start_run(experiment="cli", name=name) as run:
             run.log_params({"model": model, "seed": 13})
             run.log_metrics({"auc": auc, "loss": 1 - auc}, step=1)
