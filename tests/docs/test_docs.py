@@ -501,7 +501,7 @@ def known_settings() -> set[str]:
         if path.is_file():
             names.update(_SETTING.findall(path.read_text(encoding="utf-8", errors="replace")))
     from loopline.config import Settings
-    from loopline.serving.app import ServeSettings
+    from loopline.serving.serve_settings import ServeSettings
 
     names.update(f"LOOPLINE_{f.upper()}" for f in Settings.model_fields)
     names.update(f"LOOPLINE_SERVE_{f.upper()}" for f in ServeSettings.model_fields)

@@ -15,15 +15,12 @@ import pytest
 from pydantic import ValidationError
 
 from loopline.core.context import Context
-from loopline.serving.app import (
-    GC_THRESHOLDS,
-    SHADOW_BACKLOG,
-    ModelServer,
-    ServeSettings,
-    error_body,
-)
+from loopline.serving.app import GC_THRESHOLDS, ModelServer
 from loopline.serving.canary import WindowStats
 from loopline.serving.deploy import deploy, get_deployment, history, live_window
+from loopline.serving.predict_endpoint import SHADOW_BACKLOG
+from loopline.serving.serve_settings import ServeSettings
+from loopline.serving.server_base import error_body
 from tests.serving.helpers import corrupt, good_model, register, row, toy_data, weak_model
 
 

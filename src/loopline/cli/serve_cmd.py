@@ -106,7 +106,8 @@ def serve(
         "http": TimedHttpProtocol,
     }
     if workers == 1:
-        from loopline.serving.app import ModelServer, ServeSettings, with_host_check
+        from loopline.serving.app import ModelServer, with_host_check
+        from loopline.serving.serve_settings import ServeSettings
 
         settings = ServeSettings(
             models=model,

@@ -30,16 +30,8 @@ from typing import Any
 
 from loopline.core.access import PUBLIC, AccessTable, Rule, bearer_token
 from loopline.core.auth import TokenCache
-from loopline.serving.app import (
-    ASGIApp,
-    Message,
-    ModelServer,
-    Receive,
-    Scope,
-    Send,
-    error_body,
-    with_host_check,
-)
+from loopline.serving.app import ModelServer, with_host_check
+from loopline.serving.server_base import ASGIApp, Message, Receive, Scope, Send, error_body
 
 RULES: list[Rule] = [
     ("GET", "/health", PUBLIC),
