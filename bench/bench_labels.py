@@ -134,7 +134,7 @@ def _duckdb_scan(ctx: Any, ids: list[str]) -> int:
     import duckdb
     import pyarrow as pa
 
-    from loopline.monitoring.prediction_log import batch_files, local_files
+    from loopline.monitoring.log_reads import batch_files, local_files
 
     with local_files(ctx, batch_files(ctx, MODEL, None, None)) as paths:
         con = duckdb.connect()

@@ -13,7 +13,7 @@ import pytest
 
 import loopline as ll
 from loopline.core.context import Context
-from loopline.monitoring.prediction_log import read_predictions
+from loopline.monitoring.log_reads import read_predictions
 from tests.e2e.faults import KillableServer, wait_until
 from tests.server.conftest import free_port
 from tests.serving.helpers import good_model, register, row, toy_data

@@ -9,7 +9,8 @@ import pytest
 
 from loopline.core.context import Context
 from loopline.monitoring.log_columns import META_COLUMNS, LogColumns, RawInputs, split_output
-from loopline.monitoring.prediction_log import PredictionLogger, read_predictions
+from loopline.monitoring.log_reads import read_predictions
+from loopline.monitoring.prediction_log import PredictionLogger
 from tests.monitoring.test_prediction_log import served
 
 Request = tuple[Any, str, float, str, float, Any]

@@ -22,12 +22,9 @@ import loopline as ll
 from loopline.core.context import Context
 from loopline.core.db import create_engine_for, current_revision, upgrade
 from loopline.monitoring import tables
-from loopline.monitoring.prediction_log import (
-    SERVED,
-    PredictionLogger,
-    flush_default,
-    read_predictions,
-)
+from loopline.monitoring.log_reads import read_predictions
+from loopline.monitoring.log_records import SERVED
+from loopline.monitoring.prediction_log import PredictionLogger, flush_default
 from tests.cli_run import Process, popen
 from tests.schema_diff import schema_diffs
 

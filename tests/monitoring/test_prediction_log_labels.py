@@ -106,7 +106,7 @@ def test_label_batches_written_before_the_model_was_stored_count_for_any_model(
     import pyarrow as pa
     import sqlalchemy as sa
 
-    from loopline.monitoring.prediction_log import _parquet_bytes
+    from loopline.monitoring.log_files import _parquet_bytes
     from loopline.monitoring.tables import label_batches
 
     _traffic(ctx, 4)

@@ -141,7 +141,7 @@ def test_bad_inputs_get_a_4xx_naming_the_problem_and_the_server_keeps_serving(
         )
         assert "loopline_prediction_latency_seconds_bucket" in metrics
     # The server flushed its prediction log when it stopped: one row per answered input row.
-    from loopline.monitoring.prediction_log import read_predictions
+    from loopline.monitoring.log_reads import read_predictions
 
     logged = read_predictions("churn")
     assert len(logged) == 6 and set(logged["_version"]) == {str(v1)}
@@ -271,7 +271,7 @@ def test_one_request_the_log_cannot_store_never_stops_the_prediction_log(
             assert r.status_code == 200
             good.append(r.json()["request_id"])
     # The server flushed its log when it stopped.
-    from loopline.monitoring.prediction_log import read_predictions
+    from loopline.monitoring.log_reads import read_predictions
 
     logged = read_predictions("churn").set_index("_request_id")
     assert set(good) <= set(logged.index)

@@ -19,8 +19,9 @@ from loopline.monitoring.alerts import Alert, AlertRule, check_rules, raise_aler
 from loopline.monitoring.business import log_business, read_business
 from loopline.monitoring.drift import drift
 from loopline.monitoring.labels import LabelReport, log_labels, read_labels
+from loopline.monitoring.log_reads import read_predictions
 from loopline.monitoring.performance import WindowMetrics, performance
-from loopline.monitoring.prediction_log import PredictionLogger, get_logger, read_predictions
+from loopline.monitoring.prediction_log import PredictionLogger, get_logger
 from loopline.monitoring.report import ColumnDrift, DriftReport, Histogram
 from loopline.monitoring.sketch import DriftSketch
 from loopline.monitoring.wire import check_request_id, finite_number

@@ -60,14 +60,9 @@ from loopline.core.context import Context, get_context
 from loopline.core.db import reading
 from loopline.errors import InvalidInput
 from loopline.monitoring.limits import SHOWN_IDS, first_distinct
-from loopline.monitoring.prediction_log import (
-    _parquet_bytes,
-    duck,
-    flush_default,
-    index_hashes,
-    index_ranges,
-    local_files,
-)
+from loopline.monitoring.log_files import _parquet_bytes
+from loopline.monitoring.log_reads import duck, index_hashes, index_ranges, local_files
+from loopline.monitoring.prediction_log import flush_default
 from loopline.monitoring.rid_index import WantedIds, may_hold
 from loopline.monitoring.tables import label_batches, prediction_batches
 from loopline.monitoring.wire import ALL_ROWS, check_names, checked_labels
@@ -316,7 +311,7 @@ def known_request_ids(
 def _join_many(single: list[str], several: list[str], wanted: pa.Array) -> dict[str, int]:
     """The exact match over many files: DuckDB scans them in parallel (the ``_row``
     column of the files with requests of several rows only). On the process's shared
-    DuckDB database (:func:`~loopline.monitoring.prediction_log.duck`): opening one of its
+    DuckDB database (:func:`~loopline.monitoring.log_reads.duck`): opening one of its
     own cost ~14 ms per call."""
     rows: dict[str, int] = {}
     with duck() as con:

@@ -9,7 +9,7 @@ prediction file of the model in its DuckDB query, only so that the result had th
 (and types) of all of them - an old file may have a column the newest lack. That cost grew
 with the log (0.16 s of a 0.24 s page at 500 files). ``prediction_batches`` gains
 ``schema_digest``, a fingerprint of the file's column names and types
-(:func:`loopline.monitoring.prediction_log.schema_digest`): the read names the files that
+(:func:`loopline.monitoring.log_files.schema_digest`): the read names the files that
 can hold the newest rows and one file of each other column layout, no more; an index on
 ``(model, schema_digest)`` finds those without reading the rows (in SQLite the column
 follows ``rid_hashes``, ~40 kB a file, and reaching it walks the blob's overflow pages).
