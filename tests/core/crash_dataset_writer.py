@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import loopline
-import loopline.core.artifacts as artifacts_mod
+import loopline.core.artifact_local as artifacts_mod
 from loopline.core.artifacts import SYNCFS_MIN
 
 FILES = SYNCFS_MIN + 16

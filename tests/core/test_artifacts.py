@@ -158,7 +158,7 @@ def test_a_failed_batch_leaves_nothing_behind(tmp_path: Path) -> None:
 def test_a_file_changing_during_the_copy_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import loopline.core.artifacts as artifacts_mod
+    import loopline.core.artifact_store as artifacts_mod
 
     store = LocalArtifactStore(tmp_path / "a")
     src = tmp_path / "f"
@@ -196,7 +196,7 @@ def test_every_copy_is_fsynced_before_it_is_renamed_into_place(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, direct: bool
 ) -> None:
     import loopline.core.artifact_copy as artifact_copy
-    import loopline.core.artifacts as artifacts_mod
+    import loopline.core.artifact_local as artifacts_mod
 
     if not direct:
         monkeypatch.setattr(artifact_copy, "_O_DIRECT", 0)
@@ -234,7 +234,7 @@ def test_every_copy_is_fsynced_before_it_is_renamed_into_place(
 @pytest.fixture
 def synced(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Every path the local store fsyncs, in order (the fsyncs still happen)."""
-    import loopline.core.artifacts as artifacts_mod
+    import loopline.core.artifact_local as artifacts_mod
 
     done: list[Path] = []
     real_fsync = artifacts_mod._fsync
@@ -282,7 +282,7 @@ def _files(folder: Path, count: int) -> list[Path]:
 def test_a_large_batch_flushes_the_file_system_before_and_after_its_renames(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import loopline.core.artifacts as artifacts_mod
+    import loopline.core.artifact_local as artifacts_mod
 
     store = LocalArtifactStore(tmp_path / "a")
     events: list[str] = []
@@ -319,7 +319,7 @@ def test_a_large_batch_fsyncs_each_copy_when_syncfs_is_not_used(
     # syncfs would flush every other process's dirty pages too (a training job's
     # checkpoints): past SYNCFS_MAX_DIRTY, as where there is no syncfs, the batch goes file
     # by file instead.
-    import loopline.core.artifacts as artifacts_mod
+    import loopline.core.artifact_local as artifacts_mod
     import loopline.core.syncfs as syncfs_mod
 
     if why == "syncfs unavailable":
