@@ -6,6 +6,8 @@ of libraries stay out, so a library upgrade does not rerun steps. The user's own
 the step's top-level package and the top-level modules and packages in the same folder
 (``config.py`` beside ``churn_pipeline.py``), never one in a ``site-packages`` or
 ``dist-packages`` folder or in a library or standard-library folder of ``sysconfig``.
+A flow run as ``python -m pkg.flow`` is the module ``__main__`` of the package ``pkg``:
+its own code is ``__main__`` and ``pkg``, as when ``pkg.flow`` is imported.
 """
 
 from __future__ import annotations
@@ -39,26 +41,45 @@ class OwnCode:
     def __init__(self, fn: types.FunctionType) -> None:
         module = fn.__module__
         self.root = module.split(".", 1)[0] if isinstance(module, str) and module else None
+        # ``python -m pkg.flow``: the step's module is __main__, its package ``pkg``.
+        self.package = _main_package() if self.root == "__main__" else None
         self.known: dict[str, bool] = {}
 
     @functools.cached_property
     def home(self) -> Path | None:
         """The folder of the step's top-level package or module (None: no file, or a
         library's)."""
-        return None if self.root is None else _home(sys.modules.get(self.root))
+        if self.root is None:
+            return None
+        # A flow run with -m: its package's folder, as when it is imported (``python -m
+        # flow``, a top-level module, is not imported under its name: __main__'s file).
+        top = self.package if self.package in sys.modules else self.root
+        return _home(sys.modules.get(top))
 
     def __call__(self, module_name: object) -> bool:
         """Whether the module named ``module_name`` is the user's own code."""
-        if self.root is None or not isinstance(module_name, str) or not module_name:
+        if self.root is None or type(module_name) is not str or not module_name:
             return False
         top = module_name.split(".", 1)[0]
-        if top == self.root:
+        if top == self.root or top == self.package:
             return True
         own = self.known.get(top)
         if own is None:
             home = self.home
             own = self.known[top] = home is not None and _home(sys.modules.get(top)) == home
         return own
+
+
+def _main_package() -> str | None:
+    """The top-level package (or module) ``__main__`` was run as with ``python -m``
+    (``pkg`` for ``python -m pkg.flow``), from its ``__spec__``; None for a script or a
+    prompt."""
+    main = sys.modules.get("__main__")
+    spec = vars(main).get("__spec__") if isinstance(main, types.ModuleType) else None
+    name = getattr(spec, "name", None)  # a ModuleSpec's: the standard library's attribute
+    if type(name) is not str or not name or name == "__main__":
+        return None
+    return name.split(".", 1)[0]
 
 
 def _home(module: Any) -> Path | None:
