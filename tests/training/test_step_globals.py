@@ -291,9 +291,12 @@ def _keep_small(xs: Any) -> Any:
 
 
 def _uses_other_kinds(x: str) -> Any:
-    # a module, a class and a function of another package, a namedtuple and an IntEnum
-    # member (an instance: not plain data; its own class counts, see _uses_own_enum)
-    return json.dumps(x), Path(x), dedent(x), ORIGIN, RED
+    # a module, a class and a function of another package
+    return json.dumps(x), Path(x), dedent(x)
+
+
+def _uses_namedtuple_and_enum() -> Any:
+    return ORIGIN, RED
 
 
 def _ping(n: int) -> int:
@@ -332,6 +335,16 @@ def test_only_names_loaded_as_globals_count_also_in_nested_code() -> None:
 
 def test_modules_classes_other_packages_and_non_plain_values_are_left_out() -> None:
     assert read_globals(_uses_other_kinds) == {}
+
+
+def test_a_namedtuple_and_an_enum_member_held_in_globals_count() -> None:
+    # Before, both were left out (not plain data): a changed value was a stale hit. Now
+    # each counts as data, and, being of classes of the own package, by its class.
+    reads = read_globals(_uses_namedtuple_and_enum)
+    assert reads[f"{_HERE}.ORIGIN"].startswith("data:")
+    assert reads[f"{_HERE}.RED"].startswith("data:")
+    assert reads[f"{_HERE}.ORIGIN.__refs__[0]"] == f"class:{_HERE}.Point"
+    assert reads[f"{_HERE}.RED.__refs__[0]"] == f"class:{_HERE}.Colour"
 
 
 def test_helpers_of_the_same_package_count_by_code_and_defaults_and_recursion_ends() -> None:
@@ -408,8 +421,8 @@ def test_different_values_encode_differently(a: Any, b: Any) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [Point(1, 2), collections.OrderedDict(a=1), Colour.RED, [1, object()], {"k": Path()}],
-    ids=["namedtuple", "OrderedDict", "IntEnum", "object-in-list", "object-in-dict"],
+    [collections.Counter(a=1), collections.defaultdict(int), [1, object()], {"k": Path()}],
+    ids=["Counter", "defaultdict", "object-in-list", "object-in-dict"],
 )
 def test_subclasses_and_objects_are_not_plain(value: Any) -> None:
     with pytest.raises(ValueError, match="not plain data"):
@@ -1169,7 +1182,10 @@ def test_an_own_enum_counts_by_its_members_values() -> None:
     # Its base IntEnum is another package's; _member_names_ and the like are Python's.
     assert sorted(reads) == [f"{_HERE}.Colour", f"{_HERE}.Colour.RED._value_"]
     assert reads[f"{_HERE}.Colour.RED._value_"] == "data:" + blake3.blake3(canonical(1)).hexdigest()
-    assert read_globals(lambda: RED) == {}  # a member read as a global: not plain data
+    # A member read as a global counts as data (class, name, value) and by its class.
+    member = read_globals(lambda: RED)
+    red = f"{_HERE}.RED"
+    assert sorted(member) == [red, f"{red}.__refs__[0]", f"{red}.__refs__[0].RED._value_"]
 
 
 def _uses_library_classes() -> Any:

@@ -70,14 +70,16 @@ Example:
 
 from __future__ import annotations
 
+import collections
 import dis
 import enum
 import functools
+import struct
 import sys
 import types
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard, TypeVar
 
 import blake3
 
@@ -116,6 +118,11 @@ _CONTAINER_TAGS: dict[type, bytes] = {
     frozenset: b"Z",
 }
 _LRU_WRAPPER = type(functools.cache(len))
+_T = TypeVar("_T")
+# The size of an object's layout with no field of its own (an instance of ``object``) and
+# of each pointer field (a slot, the __dict__ or __weakref__ pointer) added to it.
+_OBJECT_SIZE = object.__basicsize__
+_POINTER = struct.calcsize("P")
 _code_hashes: weakref.WeakKeyDictionary[Callable[..., Any], str] = weakref.WeakKeyDictionary()
 
 
@@ -195,7 +202,7 @@ class _Reader:
         if key in self.out:
             return
         helper = _unwrap(value)
-        if isinstance(helper, types.FunctionType):
+        if type(helper) is types.FunctionType:
             self._function(key, helper)
         elif type(helper) is functools.partial:
             # The bound arguments are values the step computes with, whatever the
@@ -205,12 +212,22 @@ class _Reader:
                 self.count(f"{key}.args[{i}]", arg)
             for name, arg in helper.keywords.items():
                 self.count(f"{key}.keywords[{name}]", arg)
-        elif isinstance(helper, type):
+        elif _is(helper, type):
             self._class(key, helper)
         else:
-            digest = _data_digest(key, value)
-            if digest is not None:
-                self.out[key] = digest
+            self._data(key, value)
+
+    def _data(self, key: str, value: Any) -> None:
+        """Count ``value`` as data (plain data, arrays, instances...) and, once the whole
+        value is counted, the functions and classes its instances hold."""
+        encoder = _Encoder(key, self.own)
+        try:
+            encoded = encoder.encode(value, 0)
+        except _NotPlain:
+            return  # left out whole: never half an instance
+        self.out[key] = "data:" + blake3.blake3(encoded).hexdigest()
+        for i, ref in enumerate(encoder.refs):
+            self.count(f"{key}.__refs__[{i}]", ref)
 
     def _function(self, key: str, helper: types.FunctionType) -> None:
         if helper in self.seen or not self.own(helper.__module__):
@@ -222,9 +239,8 @@ class _Reader:
             # Bound when the helper was defined (``def scale(x, k=FACTOR)``): its code
             # reads no FACTOR, so the value counts here.
             defaults = getattr(helper, attr)
-            digest = None if defaults is None else _data_digest(f"{key}.{attr}", defaults)
-            if digest is not None:
-                self.out[f"{key}.{attr}"] = digest
+            if defaults is not None:
+                self._data(f"{key}.{attr}", defaults)
 
     def _class(self, key: str, cls: type) -> None:
         """A class of the user's own code: its name, its own-code bases and what its
@@ -237,7 +253,7 @@ class _Reader:
         if id(cls) in self.classes or not self.own(module):
             return
         self.classes[id(cls)] = cls  # before the members: a method may name its class
-        self.out[key] = f"class:{module}.{cls.__qualname__}"
+        self.out[key] = f"class:{_type_name(cls)}"
         for i, base in enumerate(cls.__bases__):
             self.count(f"{key}.__bases__[{i}]", base)
         for name in sorted(n for n in space if isinstance(n, str)):
@@ -282,14 +298,14 @@ def _reads(func: types.FunctionType, own: OwnCode) -> list[tuple[str, Any]]:
     starts += [(cells.get(first), attrs) for first, *attrs in derefs]
     for obj, attrs in starts:
         for attr in attrs:
-            if not isinstance(obj, types.ModuleType) or not own(obj.__name__):
+            if not _is(obj, types.ModuleType) or not own(obj.__name__):
                 break
             # The module's dict, not getattr: a module __getattr__ may run any code.
             space = vars(obj)
             if attr not in space:
                 break
             key, obj = f"{obj.__name__}.{attr}", space[attr]
-            if not isinstance(obj, types.ModuleType):
+            if not _is(obj, types.ModuleType):
                 found.append((key, obj))
                 break
     return found
@@ -311,16 +327,80 @@ def _members(value: Any) -> list[tuple[str, Any]]:
     """What a class attribute holds, without calling it: a staticmethod's or classmethod's
     function, a property's fget, fset and fdel (``.fget``...), a cached_property's
     function, an Enum member's value (``._value_``); else the value itself."""
-    if isinstance(value, staticmethod | classmethod):
+    if _is(value, staticmethod) or _is(value, classmethod):
         return [("", value.__func__)]
-    if isinstance(value, property):
+    if _is(value, property):
         parts = (("fget", value.fget), ("fset", value.fset), ("fdel", value.fdel))
         return [(f".{name}", f) for name, f in parts if f is not None]
-    if isinstance(value, functools.cached_property):
+    if _is(value, functools.cached_property):
         return [("", value.func)]
-    if isinstance(value, enum.Enum):  # a member (RED = 1): its value, from its own dict
-        return [("._value_", vars(value).get("_value_"))]
+    if _is(value, enum.Enum):  # a member (RED = 1): its value, from its own dict
+        return [("._value_", _enum_value(value))]
     return [("", value)]
+
+
+def _is(value: object, kind: type[_T]) -> TypeGuard[_T]:
+    """``isinstance(value, kind)`` without asking ``value``: isinstance falls back to
+    ``value.__class__``, which a ``__getattribute__`` of the user's class answers."""
+    return issubclass(type(value), kind)
+
+
+def _type_name(kind: type) -> str:
+    """``<module>.<qualified name>`` of a class, read through ``type``'s own descriptors
+    (a metaclass's property of the same name is not called)."""
+    qualname = vars(type)["__qualname__"].__get__(kind, type(kind))
+    return f"{vars(kind).get('__module__')}.{qualname}"
+
+
+def _instance_dict(obj: Any) -> dict[Any, Any] | None:
+    """``obj.__dict__`` read by its class's ``__dict__`` descriptor, as CPython's own
+    (no ``__getattribute__`` or property of the user's runs); None when it has none."""
+    for cls in type(obj).__mro__:
+        descriptor = vars(cls).get("__dict__")
+        if descriptor is not None:
+            if type(descriptor) is not types.GetSetDescriptorType:  # the user's __dict__
+                raise _NotPlain(f"{_type_name(type(obj))}: a __dict__ of its own")
+            state = descriptor.__get__(obj, type(obj))
+            if type(state) is not dict:
+                raise _NotPlain(f"{_type_name(type(obj))}: its __dict__ is not a dict")
+            return state
+    return None
+
+
+def _slots(kind: type) -> list[tuple[str, Any]] | None:
+    """The slot descriptors of ``kind`` and its bases, in method resolution order; None
+    when its instances hold what neither their ``__dict__`` nor these slots hold (a base
+    written in C: dict, ndarray, Exception), known by the size of their layout."""
+    mro = kind.__mro__
+    if mro[-1] is not object or kind.__itemsize__:
+        return None
+    found = [
+        (name, member)
+        for cls in mro[:-1]
+        for name, member in vars(cls).items()
+        if type(member) is types.MemberDescriptorType and member.__objclass__ is cls
+    ]
+    size = _OBJECT_SIZE + _POINTER * len(found)
+    # A __dict__ or __weakref__ pointer inside the object (3.11 keeps the dict before it).
+    size += _POINTER * ((kind.__dictoffset__ > 0) + (kind.__weakrefoffset__ > 0))
+    return found if kind.__basicsize__ == size else None
+
+
+def _namedtuple_fields(kind: type) -> tuple[str, ...] | None:
+    """The field names of a namedtuple class (``collections.namedtuple``,
+    ``typing.NamedTuple``: a direct subclass of tuple with ``_fields`` and no
+    ``__dict__``); None for any other class."""
+    space = vars(kind)
+    fields = space.get("_fields")
+    if kind.__bases__ != (tuple,) or space.get("__slots__") != () or type(fields) is not tuple:
+        return None
+    return fields if all(type(f) is str for f in fields) else None
+
+
+def _enum_value(member: enum.Enum) -> Any:
+    """An Enum member's value, from its own dict (``.value`` is a property)."""
+    state = _instance_dict(member)
+    return None if state is None else state.get("_value_")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -365,10 +445,10 @@ def _code_reads(
 def _unwrap(value: Any) -> Any:
     """The function behind a step (a step calling a step runs its function) or behind
     ``functools.cache`` / ``lru_cache``; else ``value`` itself."""
-    if isinstance(value, Step):
+    if _is(value, Step):
         return value.fn
     # Only functools' own cache wrapper: getattr on an arbitrary object may run its code.
-    if isinstance(value, _LRU_WRAPPER):
+    if _is(value, _LRU_WRAPPER):
         return _unwrap(value.__wrapped__)
     return value
 
@@ -382,23 +462,24 @@ def _helper_hash(func: types.FunctionType) -> str:
     return digest
 
 
-def _data_digest(name: str, value: Any) -> str | None:
-    """``data:<digest>`` of a plain-data value; None when it is not plain data."""
-    try:
-        encoded = _Encoder(name).encode(value, 0)
-    except _NotPlain:
-        return None
-    return "data:" + blake3.blake3(encoded).hexdigest()
-
-
 class _Encoder:
-    """Encodes one value canonically, counting items and bytes against the bounds."""
+    """Encodes one value canonically, counting items and bytes against the bounds.
 
-    def __init__(self, name: str) -> None:
+    With ``own`` (which modules are the user's own code), instances of the user's own
+    classes are data too; the classes, and the functions and classes their state holds,
+    are collected in :attr:`refs` for the reader to count by their own rules once the
+    whole value is encoded. The encoding names each by its place in :attr:`refs`.
+    """
+
+    def __init__(self, name: str, own: Callable[[object], bool] | None = None) -> None:
         self.name = name
         self.items = 0
         self.size = 0
         self.array_bytes = 0
+        self.own = own
+        self.refs: list[Any] = []
+        self._ref_places: dict[int, int] = {}  # by id: a class's __hash__ is the user's code
+        self._instances: list[int] = []  # the ids of the instances being encoded, outermost first
 
     def _count(self, size: int) -> None:
         self.items += 1
@@ -436,7 +517,7 @@ class _Encoder:
         once they are imported, and the key of other steps does not import them.
         """
         np = sys.modules.get("numpy")
-        if np is not None and (type(value) is np.ndarray or isinstance(value, np.generic)):
+        if np is not None and (type(value) is np.ndarray or _is(value, np.generic)):
             return self._array(np.asarray(value), depth)
         pd = sys.modules.get("pandas")
         if pd is None:
@@ -452,7 +533,7 @@ class _Encoder:
             return (
                 head + name + self._index(value.index, depth + 1) + self._values(value, depth + 1)
             )
-        if isinstance(value, pd.Index):  # its subclasses are pandas' own kinds of index
+        if _is(value, pd.Index):  # its subclasses are pandas' own kinds of index
             return self._index(value, depth)
         return None
 
@@ -528,7 +609,7 @@ class _Encoder:
         kind: type = type(value)
         tag = _CONTAINER_TAGS.get(kind)
         if tag is None:
-            raise _NotPlain(f"{kind.__module__}.{kind.__qualname__}")
+            return self._object(value, depth)
         head = self._head(tag + b"%d:" % len(value), depth)
         if kind is dict:
             pairs = [
@@ -538,3 +619,90 @@ class _Encoder:
         parts = [self.encode(v, depth + 1) for v in value]
         body = b"".join(sorted(parts) if kind in (set, frozenset) else parts)
         return head + body
+
+    def _object(self, value: Any, depth: int) -> bytes:
+        """An Enum member, a namedtuple, an OrderedDict, an instance of the user's own
+        class (and, in an instance's state, a function or class of the user's own code);
+        raises _NotPlain for anything else."""
+        kind: type = type(value)
+        if issubclass(kind, enum.Enum):
+            return self._enum(value, depth)
+        if kind is collections.OrderedDict:  # its order is part of its value
+            head = self._head(b"O%d:" % len(value), depth)
+            pairs = [
+                self.encode(k, depth + 1) + self.encode(v, depth + 1) for k, v in value.items()
+            ]
+            return head + b"".join(pairs)
+        fields = _namedtuple_fields(kind)
+        if fields is not None:
+            head = self._head(b"N%s;" % self._ref(kind), depth)
+            names = self.encode(_type_name(kind), depth + 1) + self.encode(fields, depth + 1)
+            return head + names + self.encode(tuple(tuple.__iter__(value)), depth + 1)
+        if self._instances:  # in an instance's state: a function or class counts by its rule
+            helper = _unwrap(value)
+            if type(helper) is types.FunctionType and self._own(helper.__module__):
+                return b"c%s;" % self._ref(helper, always=True) + self.encode(
+                    f"{helper.__module__}.{helper.__qualname__}", depth + 1
+                )
+            if issubclass(kind, type) and self._own(vars(value).get("__module__")):
+                return b"C%s;" % self._ref(value) + self.encode(_type_name(value), depth + 1)
+        slots = _slots(kind) if self._own(vars(kind).get("__module__")) else None
+        if slots is None:
+            raise _NotPlain(_type_name(kind))
+        return self._instance(value, slots, depth)
+
+    def _own(self, module: object) -> bool:
+        return self.own is not None and self.own(module)
+
+    def _ref(self, item: Any, always: bool = False) -> bytes:
+        """The place of ``item`` (a function, or a class of the user's own code) in
+        :attr:`refs`, added the first time; ``-`` for a class of another package."""
+        if not always and not self._own(vars(item).get("__module__")):
+            return b"-"
+        place = self._ref_places.get(id(item))
+        if place is None:
+            place = self._ref_places[id(item)] = len(self.refs)
+            self.refs.append(item)
+        return b"%d" % place
+
+    def _enum(self, member: enum.Enum, depth: int) -> bytes:
+        """An Enum member (of any package) by its class's name, its name and its value."""
+        kind = type(member)
+        state = _instance_dict(member) or {}
+        head = self._head(b"e%s;" % self._ref(kind), depth)
+        name = self.encode(_type_name(kind), depth + 1) + self.encode(
+            state.get("_name_"), depth + 1
+        )
+        return head + name + self.encode(_enum_value(member), depth + 1)
+
+    def _instance(self, obj: Any, slots: list[tuple[str, Any]], depth: int) -> bytes:
+        """An instance of the user's own class by its class and its state: its
+        ``__dict__`` as a dict, then its slots in order (``u`` for an unset one). An
+        instance met again inside itself is ``@<how many instances out>;``."""
+        if id(obj) in self._instances:
+            return self._head(
+                b"@%d;" % (len(self._instances) - self._instances.index(id(obj))), depth
+            )
+        kind = type(obj)
+        head = self._head(b"o%s;" % self._ref(kind), depth) + self.encode(
+            _type_name(kind), depth + 1
+        )
+        self._instances.append(id(obj))
+        try:
+            state = _instance_dict(obj)
+            parts = [
+                head,
+                b"n" if state is None else self.encode(state, depth + 1),
+                b"%d:" % len(slots),
+            ]
+            for name, member in slots:
+                parts.append(self.encode(name, depth + 1))
+                try:
+                    value = member.__get__(obj, kind)  # CPython's slot read: no user code
+                except AttributeError:
+                    parts.append(self._head(b"u", depth + 1))
+                    continue
+                parts.append(self.encode(value, depth + 1))
+        finally:
+            self._instances.pop()
+        return b"".join(parts)
