@@ -26,11 +26,34 @@ becomes ``0.7`` the step must run again, not return the output made with 0.5.
   factory's arguments) and of the helpers it follows, as ``<function>.__closure__.<name>``;
   an empty cell is left out;
 * a name bound to **plain data** - None, bool, int, float, str, bytes, and tuples, lists,
-  dicts, sets and frozensets of those, of exactly these types (a namedtuple, an
-  ``OrderedDict`` or an ``IntEnum`` is not plain) - counts by its value, in a canonical
+  dicts, sets and frozensets of those, of exactly these types (a subclass such as
+  ``Counter`` is not plain), and the values below - counts by its value, in a canonical
   form: dict items and set members sorted by their encoding, floats by ``repr``, ints in
   hex, type tags so ``1``, ``1.0`` and ``True`` differ; no ``hash()`` or ``id()``, so
   every process computes the same digest;
+* an **Enum member** (of any package: ``http.HTTPStatus.OK`` too; an ``IntEnum``'s
+  differs from its int) counts by its class's ``<module>.<qualified name>``, its name and
+  its ``_value_`` (from its ``__dict__``) by these rules; a **namedtuple** (made by
+  ``collections.namedtuple`` or ``typing.NamedTuple``) by its type's name, its field
+  names and its values; an ``OrderedDict`` by its items in their order (a dict's order
+  does not count). Each has a tag of its own: ``(1, 2)``, ``Pair(1, 2)``, ``{"a": 1}`` and
+  ``OrderedDict(a=1)`` all differ. A member or namedtuple of a class of the user's own
+  code also counts its class by the class rule below;
+* an **instance of a class of the user's own code** (its type's ``__module__`` is),
+  also inside the containers above, counts by its class, by the class rule below (as
+  ``<name>.__refs__[i]``), and by its state: its ``__dict__`` as a dict, then its slots in
+  method resolution order (an unset slot as unset), each value by these rules, a function
+  or class of the user's own code by its own rule (as ``<name>.__refs__[i]`` too). The
+  state is read through CPython's own ``__dict__`` and slot descriptors: no
+  ``__getattribute__``, property, ``__repr__``, ``__eq__``, ``__hash__``,
+  ``__getstate__`` or ``__reduce__`` is called, no ``dataclasses.asdict``. An instance
+  whose state holds anything that does not count (a library's estimator, a file, a
+  function of another package), or whose layout holds more than its ``__dict__`` and
+  slots (a base written in C: ``dict``, ``Exception``), is left out whole, with the value
+  holding it: never half an instance. An instance met again inside itself
+  (``node.parent.child is node``) counts as a reference to it; each attribute counts as
+  an item toward the bounds, like a container's member. Instances of other packages'
+  classes are left out;
 * **NumPy arrays and scalars and pandas DataFrames, Series and Indexes** (of exactly
   these types; a masked array is not one) count as data too, also inside plain
   containers: an array by its dtype, shape and the BLAKE3 of its bytes in C order; a frame
@@ -55,8 +78,8 @@ becomes ``0.7`` the step must run again, not return the output made with 0.5.
   instance made; each class counts once (a method naming its own class ends there);
 * a ``functools.partial`` counts by its parts: ``.func`` by the function rule and each of
   ``.args[i]`` and ``.keywords[k]`` by these rules, whatever the function's package;
-* anything else - modules, classes and functions of other packages, instances (of any
-  class: ``MODEL = Scaler(2)`` is not read), other objects - is left out.
+* anything else - modules, classes and functions of other packages, instances of their
+  classes, other objects - is left out.
 
 A value past :data:`MAX_ITEMS` items, :data:`MAX_BYTES` bytes of canonical form,
 :data:`MAX_DEPTH` levels of nesting or :data:`MAX_ARRAY_BYTES` bytes of array data is too
@@ -153,7 +176,8 @@ def read_globals(fn: Callable[..., Any]) -> dict[str, str]:
     entries of their own); keys come sorted. ``fn``'s own code is not an entry: the
     step's code hash has it.
     A closure variable is ``<function>.__closure__.<name>``, the parts of a
-    ``functools.partial`` are ``<name>.func``, ``<name>.args[i]`` and ``<name>.keywords[k]``.
+    ``functools.partial`` are ``<name>.func``, ``<name>.args[i]`` and ``<name>.keywords[k]``,
+    the classes, functions and classes held by the instances of a value ``<name>.__refs__[i]``.
     Raises :class:`GlobalTooLarge` for a value past the bounds.
 
     Example:
@@ -169,6 +193,13 @@ def read_globals(fn: Callable[..., Any]) -> dict[str, str]:
         ...     LIMIT = 3
         >>> sorted(read_globals(lambda x: x < Config.LIMIT))
         ['loopline.training.step_globals.Config', 'loopline.training.step_globals.Config.LIMIT']
+        >>> class Scaler:
+        ...     def __init__(self, k): self.k = k
+        >>> MODEL = Scaler(2)
+        >>> sorted(read_globals(lambda x: MODEL.k * x))  # doctest: +NORMALIZE_WHITESPACE
+        ['loopline.training.step_globals.MODEL',
+         'loopline.training.step_globals.MODEL.__refs__[0]',
+         'loopline.training.step_globals.MODEL.__refs__[0].__init__']
     """
     fn = _unwrap(fn)
     if not isinstance(fn, types.FunctionType):
@@ -267,8 +298,10 @@ class _Reader:
 
 
 def canonical(value: Any) -> bytes:
-    """The canonical bytes of a plain-data value (NumPy and pandas values included, an
-    array as a digest of its bytes): the same in every process.
+    """The canonical bytes of a plain-data value (NumPy and pandas values, Enum members,
+    namedtuples and OrderedDicts included, an array as a digest of its bytes): the same in
+    every process. An instance of a class is not plain data here: only a step's key knows
+    which classes are the user's own code.
 
     Raises ValueError when ``value`` is not plain data, :class:`GlobalTooLarge` past the
     bounds.
