@@ -90,7 +90,7 @@ def _cases(traffic: dict[str, list[str]]) -> dict[str, list[str] | None]:
 
 
 def _time_all(cases: dict[str, list[str] | None], repeat: int) -> tuple[dict[str, float], Any]:
-    from loopline.monitoring.labels import read_labels
+    from loopline.monitoring.label_reads import read_labels
 
     key = ["request_id", "row", "model"]
     answers = {
@@ -116,7 +116,7 @@ def main() -> None:
     import sqlalchemy as sa
 
     import loopline as ll
-    from loopline.monitoring.labels import label_files
+    from loopline.monitoring.label_reads import label_files
     from loopline.monitoring.tables import label_batches
 
     work = WORK / "label_files"

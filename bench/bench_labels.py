@@ -165,7 +165,7 @@ def _run(n: int, n_labels: int, repeat: int) -> tuple[list[dict[str, Any]], dict
     import sqlalchemy as sa
 
     import loopline as ll
-    from loopline.monitoring.labels import candidate_files, known_request_ids
+    from loopline.monitoring.labelled_requests import candidate_files, known_request_ids
     from loopline.monitoring.tables import prediction_batches
 
     work = WORK / "labels"

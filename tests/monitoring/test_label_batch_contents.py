@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 import loopline as ll
 from loopline.core.context import Context
-from loopline.monitoring.labels import logged_rows
+from loopline.monitoring.labelled_requests import logged_rows
 from loopline.monitoring.prediction_log import PredictionLogger
 from loopline.monitoring.rid_index import index_columns
 from loopline.monitoring.tables import label_batches

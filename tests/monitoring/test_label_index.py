@@ -16,7 +16,7 @@ from alembic import command
 import loopline as ll
 from loopline.core.context import Context
 from loopline.core.db import alembic_config, create_engine_for, current_revision, upgrade
-from loopline.monitoring.labels import label_files, read_labels
+from loopline.monitoring.label_reads import label_files, read_labels
 from loopline.monitoring.log_files import _parquet_bytes
 from loopline.monitoring.rid_index import build_fingerprints
 from loopline.monitoring.tables import label_batches

@@ -13,7 +13,7 @@ from sklearn.metrics import accuracy_score
 import loopline as ll
 from loopline.core.context import Context
 from loopline.monitoring.label_join import join_labels
-from loopline.monitoring.labels import logged_rows
+from loopline.monitoring.labelled_requests import logged_rows
 from loopline.monitoring.prediction_log import PredictionLogger
 
 BATCH = [{"x": 1.0}, {"x": 2.0}, {"x": 3.0}]

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 import loopline as ll
 from loopline.core.context import Context
-from loopline.monitoring.labels import candidate_files, known_request_ids
+from loopline.monitoring.labelled_requests import candidate_files, known_request_ids
 from loopline.monitoring.prediction_log import PredictionLogger
 from loopline.monitoring.rid_index import (
     SAMPLE_FILES,

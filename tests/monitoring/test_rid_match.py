@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 import loopline as ll
 from loopline.core.context import Context
-from loopline.monitoring.labels import _FEW_FILES, candidate_files, logged_rows
+from loopline.monitoring.labelled_requests import _FEW_FILES, candidate_files, logged_rows
 from loopline.monitoring.prediction_log import PredictionLogger
 from loopline.monitoring.rid_index import WantedIds, build_fingerprints, fingerprints, index_columns
 from loopline.monitoring.tables import prediction_batches

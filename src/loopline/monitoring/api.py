@@ -18,7 +18,8 @@ from loopline.errors import InvalidInput
 from loopline.monitoring.alerts import Alert, AlertRule, check_rules, raise_alert
 from loopline.monitoring.business import log_business, read_business
 from loopline.monitoring.drift import drift
-from loopline.monitoring.labels import LabelReport, log_labels, read_labels
+from loopline.monitoring.label_reads import read_labels
+from loopline.monitoring.labels import LabelReport, log_labels
 from loopline.monitoring.log_reads import read_predictions
 from loopline.monitoring.performance import WindowMetrics, performance
 from loopline.monitoring.prediction_log import PredictionLogger, get_logger

@@ -1,7 +1,7 @@
 """Which label each logged prediction row is compared with, and the labels that fit none.
 
 The prediction log has one row per input row of a request (``_request_id``, ``_row``);
-:func:`~.labels.read_labels` gives the newest label of each ``(request_id, row)`` and of
+:func:`~.label_reads.read_labels` gives the newest label of each ``(request_id, row)`` and of
 each request as a whole (``row`` missing). A prediction row takes:
 
 * the label sent for its row;
@@ -70,7 +70,7 @@ def last_loggings(frame: pd.DataFrame) -> pd.DataFrame:
 
 def join_labels(frame: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     """``frame`` (the prediction log) with ``label``, ``label_num`` and the counts of
-    :data:`ISSUE_COLUMNS` (see the module); ``labels`` as :func:`~.labels.read_labels`
+    :data:`ISSUE_COLUMNS` (see the module); ``labels`` as :func:`~.label_reads.read_labels`
     gives them. The frame's own columns are not copied.
 
     Example:

@@ -31,11 +31,12 @@ Request ids the prediction log does not know are not dropped silently: they are 
 well (their prediction may still be in a model server's buffer) and reported back in
 :class:`LabelReport` (a count and the first 20 ids) so that the caller sees them.
 
-Matching does not read the whole log: the request-id index of each prediction file
-(:mod:`.rid_index`) rules out the files that cannot hold a labelled id, and the ids are
-matched exactly against the ``_request_id`` column of the others only. Label files are
-indexed the same way (``label_batches``: the model and the ids' range and fingerprints):
-:func:`read_labels` opens only the label files of the model that can hold an asked id.
+Matching does not read the whole log (:mod:`.labelled_requests`): the request-id index of
+each prediction file (:mod:`.rid_index`) rules out the files that cannot hold a labelled
+id, and the ids are matched exactly against the ``_request_id`` column of the others only.
+Label files are indexed the same way (``label_batches``: the model and the ids' range and
+fingerprints): :func:`~.label_reads.read_labels` opens only the label files of the model
+that can hold an asked id.
 
 Example:
     >>> # report = ll.monitor.log_labels(["r-1", "r-2"], [1, 0])
@@ -53,22 +54,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from loopline.core.context import Context, get_context
 from loopline.core.db import reading
 from loopline.errors import InvalidInput
+from loopline.monitoring.labelled_requests import _logged_rows
 from loopline.monitoring.limits import SHOWN_IDS, first_distinct
 from loopline.monitoring.log_files import _parquet_bytes
-from loopline.monitoring.log_reads import duck, index_hashes, index_ranges, local_files
+from loopline.monitoring.log_reads import local_files
 from loopline.monitoring.prediction_log import flush_default
-from loopline.monitoring.rid_index import WantedIds, may_hold
+from loopline.monitoring.rid_index import WantedIds
 from loopline.monitoring.tables import label_batches, prediction_batches
 from loopline.monitoring.wire import ALL_ROWS, check_names, checked_labels
 
-#: Up to this many candidate files are matched with pyarrow, more with DuckDB.
-_FEW_FILES = 8
 #: How many unknown request ids a report lists (all are counted).
 UNMATCHED_SHOWN = SHOWN_IDS
 
@@ -185,152 +184,6 @@ def _number(value: Any) -> float | None:
     if isinstance(value, int | float):
         return float(value)
     return None
-
-
-def candidate_files(
-    ids: Sequence[str], model: str | None = None, ctx: Context | None = None
-) -> tuple[list[str], int]:
-    """The prediction files (of ``model``) that can hold any of ``ids``, by their id range
-    and fingerprints (:mod:`.rid_index`), and how many files there are in all.
-
-    Example:
-        >>> # digests, total = candidate_files(["r-1"], "flights")
-    """
-    found, total = _candidates(WantedIds(ids), model, ctx or get_context())
-    return [digest for digest, _ in found], total
-
-
-def _candidates(
-    wanted: WantedIds, model: str | None, ctx: Context
-) -> tuple[list[tuple[str, bool]], int]:
-    """:func:`candidate_files`, each with whether its file has a request of several rows."""
-    files = index_ranges(ctx, model)
-    kept = may_hold(
-        wanted,
-        [(row_id, lo, hi) for row_id, _, lo, hi, _ in files],
-        lambda row_ids: index_hashes(ctx, row_ids),
-    )
-    by_id = {row_id: (digest, several) for row_id, digest, _, _, several in files}
-    found: dict[str, bool] = {}
-    for row_id in kept:
-        digest, several = by_id[row_id]
-        found[digest] = found.get(digest, False) or several
-    return list(found.items()), len(files)
-
-
-def logged_rows(
-    ids: Sequence[str], model: str | None = None, ctx: Context | None = None
-) -> dict[str, int]:
-    """How many rows each of ``ids`` that the prediction log holds (of ``model``, or of
-    any model) had: an exact match against the ``_request_id`` column of only the files
-    that can hold them (and their ``_row`` column, in a file with requests of several
-    rows): with pyarrow, one file at a time, for a few files (no DuckDB start-up); a
-    DuckDB join that scans them in parallel for more.
-
-    Example:
-        >>> # logged_rows(["r-1", "b-7", "nope"])  -> {"r-1": 1, "b-7": 3}
-    """
-    ctx = ctx or get_context()
-    flush_default()
-    if not ids:
-        return {}
-    return _logged_rows(WantedIds(ids), model, ctx)
-
-
-def _logged_rows(wanted_ids: WantedIds, model: str | None, ctx: Context) -> dict[str, int]:
-    """:func:`logged_rows` of the ids sorted and fingerprinted (the log flushed)."""
-    found, _ = _candidates(wanted_ids, model, ctx)
-    if not found:
-        return {}
-    wanted = wanted_ids.as_arrow()  # each id once
-    several = {digest for digest, many in found if many}
-    digests = [digest for digest, _ in found]
-    with local_files(ctx, digests) as paths:
-        if len(paths) > _FEW_FILES:
-            return _join_many(
-                [p for p, d in zip(paths, digests, strict=True) if d not in several],
-                [p for p, d in zip(paths, digests, strict=True) if d in several],
-                wanted,
-            )
-        return _match_few(paths, [d in several for d in digests], wanted_ids)
-
-
-def _match_few(paths: list[str], several: list[bool], wanted_ids: WantedIds) -> dict[str, int]:
-    """The exact match over a few files with pyarrow: the ``_row`` column is read only in
-    a file with requests of several rows (single-row traffic reads the ids alone)."""
-    wanted = wanted_ids.as_arrow()
-    single: list[pa.ChunkedArray] = []
-    rows: dict[str, int] = {}
-    for path, many in zip(paths, several, strict=True):
-        if not many:
-            single.append(_read(path, ["_request_id"]).column(0).cast(pa.string()))
-            continue
-        logged = _read(path, ["_request_id", "_row"])
-        rid = logged.column(0).cast(pa.string())
-        hits = pa.table({"rid": rid, "row": logged.column(1).cast(pa.int64())}).filter(
-            pc.is_in(rid, value_set=wanted)
-        )
-        top = hits.group_by("rid").aggregate([("row", "max")])
-        for r, n in zip(
-            top.column("rid").to_pylist(), top.column("row_max").to_pylist(), strict=True
-        ):
-            rows[r] = max(rows.get(r, 0), n + 1)
-    if not single:
-        return rows
-    # The ids of single-row requests: most of them, in one pass (in C) rather than one
-    # call each. The logged ids are looked up among the wanted ones (a hash table of
-    # these, made once) for their positions in the sorted ids, whose Python texts are
-    # then picked (none is made again from Arrow's)
-    logged_ids = pa.chunked_array([chunk for col in single for chunk in col.chunks], pa.string())
-    at = pc.index_in(logged_ids, value_set=wanted).drop_null().to_numpy()
-    seen = np.zeros(len(wanted_ids.sorted), dtype=np.bool_)
-    seen[at] = True
-    return dict.fromkeys(wanted_ids.sorted[seen].tolist(), 1) | rows
-
-
-def _read(path: str, columns: list[str]) -> pa.Table:
-    """``columns`` of one Parquet file: straight from its reader, not through
-    ``pq.read_table``'s dataset machinery (~0.3 ms more a file of 10,000 requests)."""
-    import pyarrow.parquet as pq
-
-    with pq.ParquetFile(path) as f:
-        return f.read(columns=columns)
-
-
-def known_request_ids(
-    ids: Sequence[str], model: str | None = None, ctx: Context | None = None
-) -> set[str]:
-    """Which of ``ids`` the prediction log holds (of ``model``, or of any model).
-
-    Example:
-        >>> # known_request_ids(["r-1", "nope"])  -> {"r-1"}
-    """
-    return set(logged_rows(ids, model, ctx))
-
-
-def _join_many(single: list[str], several: list[str], wanted: pa.Array) -> dict[str, int]:
-    """The exact match over many files: DuckDB scans them in parallel (the ``_row``
-    column of the files with requests of several rows only). On the process's shared
-    DuckDB database (:func:`~loopline.monitoring.log_reads.duck`): opening one of its
-    own cost ~14 ms per call."""
-    rows: dict[str, int] = {}
-    with duck() as con:
-        con.register("wanted", pa.table({"rid": wanted}))
-        if several:
-            for rid, n in con.execute(
-                "SELECT p._request_id, max(p._row) + 1 FROM read_parquet(?, union_by_name=true) p "
-                "JOIN wanted w ON p._request_id = w.rid GROUP BY p._request_id",
-                [several],
-            ).fetchall():
-                rows[str(rid)] = int(n)
-        if single:
-            for (rid,) in con.execute(
-                "SELECT DISTINCT p._request_id FROM read_parquet(?, union_by_name=true) p "
-                "JOIN wanted w ON p._request_id = w.rid",
-                [single],
-            ).fetchall():
-                rows.setdefault(str(rid), 1)
-    return rows
 
 
 #: Types whose values :func:`_plain` hands back as they are.
@@ -555,124 +408,3 @@ def _report(
         out_of_range=len(out_of_range),
         out_of_range_rows=out_of_range[:UNMATCHED_SHOWN],
     )
-
-
-def label_files(
-    model: str | None = None,
-    request_ids: Sequence[str] | None = None,
-    ctx: Context | None = None,
-) -> list[str]:
-    """The digests of the label batches, oldest first: every one, or (``model`` given)
-    those sent for ``model`` or for any model, and (``request_ids`` given) of those only
-    the ones whose request-id range and fingerprints (:mod:`.rid_index`) say they can hold
-    one of these ids. A batch written before ``label_batches`` had these columns (NULL) is
-    always listed.
-
-    Example:
-        >>> # label_files("churn", ["r-1", "r-2"])[:1]
-    """
-    ctx = ctx or get_context()
-    t = label_batches
-    q = sa.select(t.c.id, t.c.digest, t.c.rid_min, t.c.rid_max).order_by(t.c.id)
-    if model is not None:
-        q = q.where(sa.or_(t.c.model.is_(None), t.c.model == model))
-    with reading(ctx.engine) as conn:
-        files = [(int(r[0]), str(r[1]), r[2], r[3]) for r in conn.execute(q)]
-    if request_ids is None:
-        return [digest for _, digest, _, _ in files]
-    kept = set(
-        may_hold(
-            WantedIds(request_ids),
-            [(row_id, lo, hi) for row_id, _, lo, hi in files],
-            lambda row_ids: index_hashes(ctx, row_ids, label_batches),
-        )
-    )
-    return [digest for row_id, digest, _, _ in files if row_id in kept]
-
-
-def _no_labels() -> pd.DataFrame:
-    """No label: the columns of :func:`read_labels` with the types it gives them (text as
-    DuckDB hands it to pandas: ``str``, which is ``object`` before pandas 3)."""
-    return pd.DataFrame(
-        {
-            "request_id": pd.Series(dtype=str),
-            "label": pd.Series(dtype=str),
-            "label_num": pd.Series(dtype="float64"),
-            "arrived": pd.Series(dtype="float64"),
-            "model": pd.Series(dtype=str),
-            "row": pd.Series(dtype="Int64"),
-            "all_rows": pd.Series(dtype=bool),
-        }
-    )
-
-
-def read_labels(
-    model: str | None = None, *, request_ids: Sequence[str] | pd.Series | None = None
-) -> pd.DataFrame:
-    """The newest label of every labelled row and request (``request_id``, ``label``,
-    ``label_num``, ``arrived``, ``model``, ``row``, ``all_rows``): among the labels sent
-    for ``model`` and those sent for no model in particular when ``model`` is given (what
-    its live performance reads), else among all (``model`` says which model each was sent
-    for; None: any). ``row`` is the row a label is for (``<NA>``: the request as a whole;
-    then ``all_rows`` says whether it was sent for every row of the request).
-    ``request_ids``: only the labels of these requests (those of the predictions read).
-
-    Only the label files that can hold them are opened: those sent for ``model`` (or for
-    any model), and of those, with ``request_ids``, the ones whose request-id index says
-    they can hold one (:func:`label_files`).
-
-    Example:
-        >>> # read_labels("churn").set_index("request_id").loc["r-1", "label_num"]
-        >>> # read_labels("churn", request_ids=["r-1", "r-2"])
-    """
-    ctx = get_context()
-    where, params = [], []
-    if model is not None:
-        where.append("(model IS NULL OR model = ?)")
-        params.append(model)
-    wanted = None
-    asked = None
-    if request_ids is not None:
-        asked = pd.Series(request_ids).astype(str)
-        if len(asked) == 0:
-            return _no_labels()
-        wanted = pa.array(asked, pa.string())
-        # Before the newest of each is picked: the labels of other requests (most of them,
-        # under a page of recent windows) are never sorted; and by the ids' range DuckDB
-        # skips the files (row groups) of other ids by their statistics, unread.
-        bounds = pc.min_max(wanted)
-        where.append("request_id BETWEEN ? AND ? AND request_id IN (SELECT rid FROM wanted)")
-        params += [bounds["min"].as_py(), bounds["max"].as_py()]
-    mine = f"WHERE {' AND '.join(where)}" if where else ""
-    digests = label_files(model, None if asked is None else asked.tolist(), ctx)
-    if not digests:
-        return _no_labels()
-    with local_files(ctx, digests) as paths, duck() as con:
-        batches = con.read_parquet(paths, filename=True, union_by_name=True)
-        # Batches written before the model (the row) was stored have no such column:
-        # such a label is for any model (for its request as a whole), as when written.
-        have = set(batches.columns)
-        stored = {
-            "model": "model" if "model" in have else "CAST(NULL AS VARCHAR) AS model",
-            "row": "row" if "row" in have else "CAST(NULL AS BIGINT) AS row",
-            "all_rows": (
-                "coalesce(all_rows, false) AS all_rows"
-                if "all_rows" in have
-                else "false AS all_rows"
-            ),
-        }
-        batches.create_view("batches")
-        if wanted is not None:
-            con.register("wanted", pa.table({"rid": wanted}))
-        frame: pd.DataFrame = con.execute(
-            "SELECT request_id, label, label_num, arrived, model, row, all_rows FROM ("
-            " SELECT *, row_number() OVER (PARTITION BY request_id, row"
-            "   ORDER BY arrived DESC, file DESC, seq DESC) AS k FROM ("
-            "  SELECT request_id, label, label_num, arrived, seq, filename AS file,"
-            f"  {', '.join(stored.values())} FROM batches) {mine}"
-            ") WHERE k = 1",
-            params,
-        ).df()
-    frame["row"] = frame["row"].astype("Int64")
-    frame["all_rows"] = frame["all_rows"].astype(bool)
-    return frame

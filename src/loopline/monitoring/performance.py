@@ -33,7 +33,7 @@ from loopline.monitoring.alerts import BUSINESS_PREFIX
 from loopline.monitoring.business import read_business
 from loopline.monitoring.classes import positive_class
 from loopline.monitoring.label_join import ISSUE_COLUMNS, join_labels, last_loggings
-from loopline.monitoring.labels import read_labels
+from loopline.monitoring.label_reads import read_labels
 from loopline.monitoring.log_reads import read_predictions
 from loopline.monitoring.scoring import (
     Task,

@@ -20,9 +20,9 @@ about 2 % of files are opened in vain; a file that holds a wanted id is never mi
 
 :func:`may_hold` reads the small range columns of every file, keeps the files whose range
 holds a wanted id, loads only their fingerprints and keeps the files where one matches (a
-binary search of the wanted fingerprints): :func:`~.labels.candidate_files` for prediction
-files, whose ``_request_id`` column is then matched exactly, and
-:func:`~.labels.label_files` for label files (``label_batches`` has the same columns).
+binary search of the wanted fingerprints): :func:`~.labelled_requests.candidate_files`
+for prediction files, whose ``_request_id`` column is then matched exactly, and
+:func:`~.label_reads.label_files` for label files (``label_batches`` has the same columns).
 Files written before the index existed (NULL columns) are always candidates.
 
 Hashing: pandas' SipHash-2-4 (``pandas.util.hash_array``) with a fixed key; the header

@@ -240,7 +240,8 @@ def log_expired(ctx: Context, expired: Sequence[HandedOff]) -> set[int]:
         >>> # log_expired(ctx, [(12, "churn", 7, "r-1", None, 1)])  -> {12}
     """
     # Imported here: the prediction log's readers need pandas/pyarrow, the server not.
-    from loopline.monitoring.labels import log_labels, logged_rows
+    from loopline.monitoring.labelled_requests import logged_rows
+    from loopline.monitoring.labels import log_labels
 
     by_model: dict[str, list[HandedOff]] = {}
     for item in expired:
