@@ -204,9 +204,9 @@ def test_square_brackets_in_descriptions_params_and_reasons_print_verbatim(
     ctx: Context, churn: list[str]
 ) -> None:
     """Rich reads '[...]' as markup: '[/x]' crashed a table and '[red]' vanished."""
-    from loopline.training import registry_store
+    from loopline.training import registry_models
 
-    registry_store.update_registered_model(ctx, "churn", "v2 [/x] beats [red]v1")
+    registry_models.update_registered_model(ctx, "churn", "v2 [/x] beats [red]v1")
     ll.deploy("churn", 1, reason="first [/release]")
     listed = _models(ctx, "ls")
     assert listed.returncode == 0, listed.stderr

@@ -16,7 +16,7 @@ from loopline.core import audit
 from loopline.core.context import Context
 from loopline.delivery.gates import GateVerdict, latest_verdict, verdicts
 from loopline.errors import InvalidInput, NotFound
-from loopline.training import registry_store
+from loopline.training import registry_versions
 from tests.conftest import seeded
 from tests.serving.helpers import FEATURES, good_model, register, toy_data, weak_model
 
@@ -263,7 +263,7 @@ def test_the_verdict_is_stored_tagged_audited_and_the_cli_exits_1_when_blocked(
     stored = latest_verdict("churn", models["weak"])
     assert stored is not None and stored.id == shown["id"] and stored.reasons == shown["reasons"]
     assert stored.checks == [c for c in stored.checks if c.gate in ("data", "performance")]
-    tags = registry_store.get_model_version(ctx, "churn", models["weak"]).tags
+    tags = registry_versions.get_model_version(ctx, "churn", models["weak"]).tags
     assert tags["loopline.gate"] == "blocked"
     events = audit.events(
         ctx.engine, object_type="model_version", object_id=f"churn/{models['weak']}"

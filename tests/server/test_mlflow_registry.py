@@ -14,7 +14,7 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 from loopline.config import Settings  # noqa: E402
 from loopline.core import audit  # noqa: E402
 from loopline.core.context import Context  # noqa: E402
-from loopline.training import registry_store  # noqa: E402
+from loopline.training import registry_models  # noqa: E402
 from tests.cli_run import run_loopline  # noqa: E402
 from tests.tracking.backends import database, server  # noqa: E402
 
@@ -267,7 +267,7 @@ def test_a_renamed_model_keeps_its_versions_tags_and_aliases(
     assert info.value.error_code == "RESOURCE_DOES_NOT_EXIST"
     # Loopline's SDK and CLI read the same store: the model under its new name, audited
     ctx = served[1]
-    assert registry_store.get_registered_model(ctx, "renamed").aliases == {"champion": 1}
+    assert registry_models.get_registered_model(ctx, "renamed").aliases == {"champion": 1}
     shown = run_loopline(ctx, "models", "ls", "--json")
     assert shown.returncode == 0, shown.stderr
     assert "renamed" in shown.stdout and "to-rename" not in shown.stdout

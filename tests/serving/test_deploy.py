@@ -23,7 +23,7 @@ from loopline.serving.deploy import (
 )
 from loopline.serving.policy import RolloutPolicy, check_options
 from loopline.serving.tables import STRATEGIES
-from loopline.training import registry_store
+from loopline.training import registry_versions
 from tests.conftest import seeded
 from tests.serving.helpers import corrupt, good_model, register, toy_data, weak_model
 
@@ -146,7 +146,7 @@ def test_a_version_deleted_while_it_is_deployed_is_never_served(
 
     def gate_then_delete(*args: object, **kwargs: object) -> None:
         gate(*args, **kwargs)  # type: ignore[arg-type]
-        registry_store.delete_model_version(ctx, "churn", v2)
+        registry_versions.delete_model_version(ctx, "churn", v2)
 
     monkeypatch.setattr(deploy_module, "_gate", gate_then_delete)
     with pytest.raises(Conflict, match=f"version {v2} of 'churn' was deleted while"):
@@ -531,7 +531,7 @@ def test_the_deploy_command_exits_6_for_a_corrupted_version(
 
 
 def test_a_version_the_mlflow_client_logged_is_not_deployed(ctx: Context) -> None:
-    registry_store.create_model_version(ctx, "legacy", source="runs:/abc/model", run_id=None)
+    registry_versions.create_model_version(ctx, "legacy", source="runs:/abc/model", run_id=None)
     with pytest.raises(InvalidInput, match="logged by the MLflow client") as refused:
         ll.deploy("legacy", 1)
     assert refused.value.field == "version"
@@ -604,5 +604,5 @@ def test_an_alias_is_not_moved_onto_a_corrupted_version(
     assert f"model.skops of models:/churn/{v2} is corrupted" in refused.value.message
     assert ll.registry.get("churn", "champion").version == v1
     # a version the MLflow client logged has no Loopline files to check: its alias moves
-    registry_store.create_model_version(ctx, "legacy", source="runs:/abc/model", run_id=None)
+    registry_versions.create_model_version(ctx, "legacy", source="runs:/abc/model", run_id=None)
     assert ll.registry.set_alias("legacy", "prod", 1).version == 1

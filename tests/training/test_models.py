@@ -21,8 +21,7 @@ from loopline.core import artifact_paths
 from loopline.core.artifacts import LocalArtifactStore, hash_bytes
 from loopline.core.context import Context
 from loopline.errors import IntegrityError, InvalidInput, NotFound
-from loopline.training import models
-from loopline.training import registry_store as store
+from loopline.training import models, registry_logged_models, registry_records
 from loopline.training.flavors import LibraryVersionWarning
 from loopline.training.flavors.sklearn_flavor import SklearnFlavor
 from loopline.training.model_manifest import MANIFEST_FILE, Manifest
@@ -51,7 +50,7 @@ MAKERS = {
 }
 
 
-def _logged(ctx: Context, flavor: str = "sklearn") -> tuple[Any, store.LoggedModel]:
+def _logged(ctx: Context, flavor: str = "sklearn") -> tuple[Any, registry_records.LoggedModel]:
     X, y = _data()
     model = MAKERS[flavor](X, y)
     with ll.start_run(experiment="models") as run:
@@ -94,7 +93,7 @@ def test_log_and_load_with_s3_artifacts(migrated_sqlite_uri: str, s3_url: str) -
         ctx.close()
 
 
-def _skops_digest(ctx: Context, logged: store.LoggedModel) -> str:
+def _skops_digest(ctx: Context, logged: registry_records.LoggedModel) -> str:
     manifest = Manifest.from_bytes(ctx.artifacts.get_bytes(logged.manifest_digest or ""), "t")
     return next(f.digest for f in manifest.files if f.path == "model.skops")
 
@@ -143,12 +142,12 @@ def test_a_missing_model_file_is_an_integrity_error(ctx: Context) -> None:
 
 
 def _with_recorded_version(
-    ctx: Context, logged: store.LoggedModel, dist: str, version: str
-) -> store.LoggedModel:
+    ctx: Context, logged: registry_records.LoggedModel, dist: str, version: str
+) -> registry_records.LoggedModel:
     raw = orjson.loads(ctx.artifacts.get_bytes(logged.manifest_digest or ""))
     raw["library_versions"][dist] = version
     digest = ctx.artifacts.put_bytes(orjson.dumps(raw))
-    return store.update_logged_model(ctx, logged.model_id, manifest_digest=digest)
+    return registry_logged_models.update_logged_model(ctx, logged.model_id, manifest_digest=digest)
 
 
 def test_another_library_version_warns_but_loads(ctx: Context) -> None:
@@ -184,11 +183,11 @@ def test_a_failed_log_is_marked_failed(ctx: Context) -> None:
     wrong = ModelSignature(tuple(ColumnSpec(c, "string") for c in COLUMNS))
     with ll.start_run(experiment="models") as run, pytest.raises(InvalidInput, match="'age'"):
         run.log_model(model, "model", input_example=X.head(3), signature=wrong)
-    [failed] = store.search_logged_models(ctx, source_run_id=run.id)
+    [failed] = registry_logged_models.search_logged_models(ctx, source_run_id=run.id)
     assert failed.status == "FAILED" and failed.manifest_digest is None
     with ll.start_run(experiment="models") as run2, pytest.raises(InvalidInput, match="flavor"):
         run2.log_model({"not": "a model"}, "model")
-    assert store.search_logged_models(ctx, source_run_id=run2.id) == []
+    assert registry_logged_models.search_logged_models(ctx, source_run_id=run2.id) == []
 
 
 @pytest.mark.parametrize("flavor", sorted(MAKERS))
@@ -202,7 +201,7 @@ def test_an_example_without_the_fitted_columns_is_refused_naming_them(
     assert info.value.field == "input_example"
     if flavor == "sklearn":  # it knows its columns by name: they are named
         assert "lacks 'visits', 'score'" in str(info.value), info.value
-    [failed] = store.search_logged_models(ctx, source_run_id=run.id)
+    [failed] = registry_logged_models.search_logged_models(ctx, source_run_id=run.id)
     assert failed.status == "FAILED"
 
 
@@ -330,11 +329,13 @@ def test_a_model_trained_on_categorical_columns_logs_loads_and_predicts(
 
 
 def test_mlflow_logged_models_are_not_unpickled(ctx: Context) -> None:
-    m = store.create_logged_model(ctx, name="model", experiment_id="0", source_run_id=None)
+    m = registry_logged_models.create_logged_model(
+        ctx, name="model", experiment_id="0", source_run_id=None
+    )
     prefix = models.artifact_prefix(m)
     artifact_paths.put_bytes(ctx, f"{prefix}/MLmodel", b"flavors:\n  sklearn: {}\n")
     artifact_paths.put_bytes(ctx, f"{prefix}/model.pkl", b"\x80\x04K\x01.")
-    m = store.update_logged_model(ctx, m.model_id, status="READY")
+    m = registry_logged_models.update_logged_model(ctx, m.model_id, status="READY")
     with pytest.raises(InvalidInput, match="logged by the MLflow client") as info:
         models.load_logged_model(ctx, m, ref="models:/mlf/1")
     assert "mlflow.pyfunc.load_model('models:/mlf/1')" in str(info.value)

@@ -15,8 +15,7 @@ import loopline as ll
 from loopline.core import audit
 from loopline.core.context import Context
 from loopline.errors import InvalidInput, NotFound
-from loopline.training import registry
-from loopline.training import registry_store as store
+from loopline.training import registry, registry_versions
 from tests.git_repo import git
 
 
@@ -245,7 +244,7 @@ def test_lineage_lists_the_deployments_a_version_took_part_in(ctx: Context) -> N
 
 
 def test_versions_registered_by_the_mlflow_client_explain_how_to_load(ctx: Context) -> None:
-    store.create_model_version(ctx, "legacy", source="runs:/abc/model", run_id=None)
+    registry_versions.create_model_version(ctx, "legacy", source="runs:/abc/model", run_id=None)
     with pytest.raises(InvalidInput, match="logged by the MLflow client") as info:
         ll.registry.load("models:/legacy/1")
     assert "mlflow.pyfunc.load_model('models:/legacy/1')" in str(info.value)

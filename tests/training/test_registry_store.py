@@ -10,17 +10,23 @@ import pytest
 from loopline.core import audit
 from loopline.core.context import Context
 from loopline.errors import Conflict, InvalidInput, NotFound
-from loopline.training import registry_store as store
+from loopline.training import (
+    registry_aliases,
+    registry_checks,
+    registry_logged_models,
+    registry_models,
+    registry_versions,
+)
 
 
 def test_versions_are_numbered_and_aliases_audited(ctx: Context) -> None:
-    v1 = store.create_model_version(ctx, "churn", source="runs:/r1/model", run_id="r1")
-    v2 = store.create_model_version(ctx, "churn", source="runs:/r2/model", run_id="r2")
+    v1 = registry_versions.create_model_version(ctx, "churn", source="runs:/r1/model", run_id="r1")
+    v2 = registry_versions.create_model_version(ctx, "churn", source="runs:/r2/model", run_id="r2")
     assert (v1.version, v2.version) == (1, 2)
-    store.set_alias(ctx, "churn", "champion", 1, reason="first")
-    store.set_alias(ctx, "churn", "champion", 2, reason="better AUC")
-    assert store.get_version_by_alias(ctx, "churn", "champion").version == 2
-    assert store.get_registered_model(ctx, "churn").aliases == {"champion": 2}
+    registry_aliases.set_alias(ctx, "churn", "champion", 1, reason="first")
+    registry_aliases.set_alias(ctx, "churn", "champion", 2, reason="better AUC")
+    assert registry_aliases.get_version_by_alias(ctx, "churn", "champion").version == 2
+    assert registry_models.get_registered_model(ctx, "churn").aliases == {"champion": 2}
     moves = [
         e
         for e in audit.events(ctx.engine, object_type="registered_model")
@@ -35,36 +41,40 @@ def test_versions_are_numbered_and_aliases_audited(ctx: Context) -> None:
 
 def test_errors_name_what_is_missing(ctx: Context) -> None:
     with pytest.raises(NotFound, match="'ghost'"):
-        store.get_registered_model(ctx, "ghost")
-    store.create_model_version(ctx, "m", source=None, run_id=None)
+        registry_models.get_registered_model(ctx, "ghost")
+    registry_versions.create_model_version(ctx, "m", source=None, run_id=None)
     with pytest.raises(NotFound, match="no version 7"):
-        store.get_model_version(ctx, "m", 7)
+        registry_versions.get_model_version(ctx, "m", 7)
     with pytest.raises(NotFound, match="no alias 'prod'"):
-        store.get_version_by_alias(ctx, "m", "prod")
+        registry_aliases.get_version_by_alias(ctx, "m", "prod")
     with pytest.raises(Conflict):
-        store.create_registered_model(ctx, "m")
+        registry_models.create_registered_model(ctx, "m")
 
 
 @pytest.mark.parametrize("name", ["../evil", "a/b", "", " lead", "x" * 300], ids=str)
 def test_bad_model_names_are_rejected(ctx: Context, name: str) -> None:
     with pytest.raises(InvalidInput):
-        store.create_registered_model(ctx, name)
+        registry_models.create_registered_model(ctx, name)
 
 
 @pytest.mark.parametrize("alias", ["v3", "3", "bad alias", ""], ids=str)
 def test_bad_aliases_are_rejected(ctx: Context, alias: str) -> None:
-    store.create_model_version(ctx, "m", source=None, run_id=None)
+    registry_versions.create_model_version(ctx, "m", source=None, run_id=None)
     with pytest.raises(InvalidInput):
-        store.set_alias(ctx, "m", alias, 1)
+        registry_aliases.set_alias(ctx, "m", alias, 1)
 
 
 def test_concurrent_writers_get_distinct_versions(ctx: Context) -> None:
-    store.create_registered_model(ctx, "busy")
+    registry_models.create_registered_model(ctx, "busy")
     made: list[int] = []
 
     def worker() -> None:
         for _ in range(5):
-            made.append(store.create_model_version(ctx, "busy", source=None, run_id=None).version)
+            made.append(
+                registry_versions.create_model_version(
+                    ctx, "busy", source=None, run_id=None
+                ).version
+            )
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for t in threads:
@@ -75,7 +85,7 @@ def test_concurrent_writers_get_distinct_versions(ctx: Context) -> None:
 
 
 def test_logged_model_lifecycle(ctx: Context) -> None:
-    m = store.create_logged_model(
+    m = registry_logged_models.create_logged_model(
         ctx,
         name="model",
         experiment_id="1",
@@ -84,11 +94,13 @@ def test_logged_model_lifecycle(ctx: Context) -> None:
         tags={"a": "b"},
     )
     assert m.status == "PENDING" and m.artifact_location.endswith(f"{m.model_id}/artifacts")
-    store.update_logged_model(ctx, m.model_id, status="READY")
-    store.set_logged_model_tags(ctx, m.model_id, {"c": "d"})
-    got = store.get_logged_model(ctx, m.model_id)
+    registry_logged_models.update_logged_model(ctx, m.model_id, status="READY")
+    registry_logged_models.set_logged_model_tags(ctx, m.model_id, {"c": "d"})
+    got = registry_logged_models.get_logged_model(ctx, m.model_id)
     assert (got.status, got.tags, got.params) == ("READY", {"a": "b", "c": "d"}, {"depth": "3"})
-    assert [x.model_id for x in store.search_logged_models(ctx, source_run_id="r")] == [m.model_id]
+    assert [
+        x.model_id for x in registry_logged_models.search_logged_models(ctx, source_run_id="r")
+    ] == [m.model_id]
 
 
 @pytest.mark.parametrize(
@@ -99,10 +111,10 @@ def test_logged_model_lifecycle(ctx: Context) -> None:
      (-1, None)],
 )  # fmt: skip
 def test_a_version_number_is_an_int_or_ascii_digits(ref: object, number: int | None) -> None:
-    assert store.version_number(ref) == number
+    assert registry_checks.version_number(ref) == number
     if number is None:
         with pytest.raises(InvalidInput, match="is not a version number") as info:
-            store.require_version_number(ref)
+            registry_checks.require_version_number(ref)
         assert info.value.field == "version"
 
 
@@ -128,16 +140,18 @@ def test_concurrent_alias_moves_queue_up_and_audit_true_befores(ctx: Context) ->
     # PostgreSQL: two moves of an alias not set yet (or deleted meanwhile) both inserted
     # it, and the second failed with a raw UniqueViolation; 'before' could be stale.
     for _ in range(3):
-        store.create_model_version(ctx, "busy", source=None, run_id=None)
+        registry_versions.create_model_version(ctx, "busy", source=None, run_id=None)
 
     def mover(k: int) -> Callable[[], None]:
         def work() -> None:
             for i in range(12):
                 if (i + k) % 4 == 3:
                     with contextlib.suppress(NotFound):  # deleted by another mover first
-                        store.delete_alias(ctx, "busy", "champion")
+                        registry_aliases.delete_alias(ctx, "busy", "champion")
                 else:
-                    store.set_alias(ctx, "busy", "champion", 1 + (i + k) % 3, reason=f"{k}")
+                    registry_aliases.set_alias(
+                        ctx, "busy", "champion", 1 + (i + k) % 3, reason=f"{k}"
+                    )
 
         return work
 
@@ -151,7 +165,9 @@ def test_concurrent_alias_moves_queue_up_and_audit_true_befores(ctx: Context) ->
     for earlier, later in itertools.pairwise(moves):  # each move starts where the last ended
         assert (earlier.after or {}).get("champion") == later.before["champion"]
     last = moves[-1].after
-    assert store.get_registered_model(ctx, "busy").aliases == ({} if last is None else last)
+    assert registry_models.get_registered_model(ctx, "busy").aliases == (
+        {} if last is None else last
+    )
     assert audit.verify(ctx.engine).ok
 
 
@@ -169,27 +185,38 @@ def test_a_version_its_deployment_names_cannot_be_deleted(ctx: Context) -> None:
     ll.deploy("served", 3, strategy="canary", fallback=4)
     for version, role in ((1, "standby"), (2, "stable"), (3, "candidate"), (4, "fallback")):
         with pytest.raises(Conflict, match=f"version {version} of 'served' is the {role}"):
-            store.delete_model_version(ctx, "served", version)
-    assert [v.version for v in store.search_model_versions(ctx, name="served")] == [5, 4, 3, 2, 1]
-    assert store.get_registered_model(ctx, "served").aliases == {"champion": 2}
+            registry_versions.delete_model_version(ctx, "served", version)
+    assert [v.version for v in registry_versions.search_model_versions(ctx, name="served")] == [
+        5,
+        4,
+        3,
+        2,
+        1,
+    ]
+    assert registry_models.get_registered_model(ctx, "served").aliases == {"champion": 2}
     with pytest.raises(Conflict, match="model 'served' is deployed"):
-        store.delete_registered_model(ctx, "served")
+        registry_models.delete_registered_model(ctx, "served")
     # its servers and rollout load it by name: a rename would leave them nothing to load
     with pytest.raises(Conflict, match=r"model 'served' is deployed .* cannot be renamed"):
-        store.rename_registered_model(ctx, "served", "elsewhere")
-    assert store.get_registered_model(ctx, "served").aliases == {"champion": 2}
-    store.delete_model_version(ctx, "served", 5)  # not deployed: deleted as before
-    assert [v.version for v in store.search_model_versions(ctx, name="served")] == [4, 3, 2, 1]
-    store.create_model_version(ctx, "idle", source="runs:/r/model", run_id=None)
-    store.delete_registered_model(ctx, "idle")
+        registry_models.rename_registered_model(ctx, "served", "elsewhere")
+    assert registry_models.get_registered_model(ctx, "served").aliases == {"champion": 2}
+    registry_versions.delete_model_version(ctx, "served", 5)  # not deployed: deleted as before
+    assert [v.version for v in registry_versions.search_model_versions(ctx, name="served")] == [
+        4,
+        3,
+        2,
+        1,
+    ]
+    registry_versions.create_model_version(ctx, "idle", source="runs:/r/model", run_id=None)
+    registry_models.delete_registered_model(ctx, "idle")
 
 
 def test_a_description_with_nul_is_refused_naming_it_on_both_backends(ctx: Context) -> None:
     # PostgreSQL raised a raw psycopg DataError; SQLite stored the NUL (then no restore onto
     # PostgreSQL could take it). Each writer of a description refuses it before writing.
     attempts: list[Callable[[], object]] = [
-        lambda: store.create_registered_model(ctx, "churn", description="a\x00b"),
-        lambda: store.create_model_version(
+        lambda: registry_models.create_registered_model(ctx, "churn", description="a\x00b"),
+        lambda: registry_versions.create_model_version(
             ctx, "churn", source="runs:/r/model", run_id="r", description="\x00"
         ),
     ]
@@ -197,21 +224,21 @@ def test_a_description_with_nul_is_refused_naming_it_on_both_backends(ctx: Conte
         with pytest.raises(InvalidInput, match="description contains a NUL character") as e:
             attempt()
         assert e.value.field == "description"
-    v1 = store.create_model_version(ctx, "churn", source="runs:/r1/model", run_id="r1")
+    v1 = registry_versions.create_model_version(ctx, "churn", source="runs:/r1/model", run_id="r1")
     for attempt in [
-        lambda: store.update_registered_model(ctx, "churn", "x\x00"),
-        lambda: store.update_model_version(ctx, "churn", v1.version, "x\x00"),
+        lambda: registry_models.update_registered_model(ctx, "churn", "x\x00"),
+        lambda: registry_versions.update_model_version(ctx, "churn", v1.version, "x\x00"),
     ]:
         with pytest.raises(InvalidInput, match="description contains a NUL character"):
             attempt()
-    assert store.get_registered_model(ctx, "churn").description is None
-    assert [v.version for v in store.search_model_versions(ctx, name="churn")] == [1]
+    assert registry_models.get_registered_model(ctx, "churn").description is None
+    assert [v.version for v in registry_versions.search_model_versions(ctx, name="churn")] == [1]
 
 
 def test_a_name_pattern_past_the_like_limit_is_refused_naming_it(ctx: Context) -> None:
     # SQLite refused it as "too complex", which the server answered as an outage (503).
     with pytest.raises(InvalidInput, match="at most 10,000 bytes") as info:
-        store.search_registered_models(ctx, name_like="x" * 60_000)
+        registry_models.search_registered_models(ctx, name_like="x" * 60_000)
     assert info.value.field == "name_like"
 
 
@@ -231,13 +258,13 @@ BAD_TAGS = [
 def test_a_bad_registry_tag_is_refused_and_not_stored(
     ctx: Context, key: str, value: str, said: str
 ) -> None:
-    store.create_registered_model(ctx, "tagged")
-    v1 = store.create_model_version(ctx, "tagged", source="runs:/r1/model", run_id="r1")
+    registry_models.create_registered_model(ctx, "tagged")
+    v1 = registry_versions.create_model_version(ctx, "tagged", source="runs:/r1/model", run_id="r1")
     attempts: list[Callable[[], object]] = [
-        lambda: store.set_registered_model_tag(ctx, "tagged", key, value),
-        lambda: store.set_model_version_tag(ctx, "tagged", v1.version, key, value),
-        lambda: store.create_registered_model(ctx, "tagged-2", tags={key: value}),
-        lambda: store.create_model_version(
+        lambda: registry_models.set_registered_model_tag(ctx, "tagged", key, value),
+        lambda: registry_versions.set_model_version_tag(ctx, "tagged", v1.version, key, value),
+        lambda: registry_models.create_registered_model(ctx, "tagged-2", tags={key: value}),
+        lambda: registry_versions.create_model_version(
             ctx, "tagged", source="runs:/r1/model", run_id="r1", tags={key: value}
         ),
     ]
@@ -245,18 +272,18 @@ def test_a_bad_registry_tag_is_refused_and_not_stored(
         with pytest.raises(InvalidInput, match=said) as info:
             attempt()
         assert info.value.field is not None and "tag" in info.value.field
-    assert store.get_registered_model(ctx, "tagged").tags == {}
-    assert store.get_model_version(ctx, "tagged", 1).tags == {}
-    assert [v.version for v in store.search_model_versions(ctx, name="tagged")] == [1]
+    assert registry_models.get_registered_model(ctx, "tagged").tags == {}
+    assert registry_versions.get_model_version(ctx, "tagged", 1).tags == {}
+    assert [v.version for v in registry_versions.search_model_versions(ctx, name="tagged")] == [1]
     with pytest.raises(NotFound):
-        store.get_registered_model(ctx, "tagged-2")
+        registry_models.get_registered_model(ctx, "tagged-2")
 
 
 def test_a_tag_at_the_limits_is_stored(ctx: Context) -> None:
-    store.set_registered_model_tag(
-        ctx, store.create_registered_model(ctx, "edge").name, "k" * 250, "v" * 8000
+    registry_models.set_registered_model_tag(
+        ctx, registry_models.create_registered_model(ctx, "edge").name, "k" * 250, "v" * 8000
     )
-    assert store.get_registered_model(ctx, "edge").tags == {"k" * 250: "v" * 8000}
+    assert registry_models.get_registered_model(ctx, "edge").tags == {"k" * 250: "v" * 8000}
 
 
 #: Sources that name no artifact of this server (or climb out of one), and why.
@@ -283,11 +310,11 @@ def test_a_source_that_is_no_artifact_uri_of_this_server_is_refused(
     ctx: Context, source: str, said: str
 ) -> None:
     with pytest.raises(InvalidInput, match=said) as info:
-        store.create_model_version(ctx, "sourced", source=source, run_id=None)
+        registry_versions.create_model_version(ctx, "sourced", source=source, run_id=None)
     assert info.value.field == "source"
     assert len(info.value.message) < 300  # a long source is not echoed whole
     with pytest.raises(NotFound):
-        store.get_model_version(ctx, "sourced", 1)
+        registry_versions.get_model_version(ctx, "sourced", 1)
 
 
 @pytest.mark.parametrize(
@@ -303,37 +330,43 @@ def test_a_source_that_is_no_artifact_uri_of_this_server_is_refused(
 def test_what_the_sdk_and_the_mlflow_client_register_from_is_kept(
     ctx: Context, source: str
 ) -> None:
-    assert store.create_model_version(ctx, "sourced", source=source, run_id=None).source == source
+    assert (
+        registry_versions.create_model_version(ctx, "sourced", source=source, run_id=None).source
+        == source
+    )
 
 
 def test_a_rename_moves_versions_tags_aliases_and_verdicts(ctx: Context) -> None:
     from loopline.delivery.verdicts import GateVerdict, store_verdict, verdicts
 
-    store.create_registered_model(ctx, "old", description="d", tags={"team": "growth"})
+    registry_models.create_registered_model(ctx, "old", description="d", tags={"team": "growth"})
     for run in ("r1", "r2"):
-        store.create_model_version(ctx, "old", source=f"runs:/{run}/model", run_id=run)
-    store.delete_model_version(ctx, "old", 2)
-    store.create_model_version(ctx, "old", source="runs:/r3/model", run_id="r3")
-    store.set_model_version_tag(ctx, "old", 1, "validated", "yes")
-    store.set_alias(ctx, "old", "champion", 1)
+        registry_versions.create_model_version(ctx, "old", source=f"runs:/{run}/model", run_id=run)
+    registry_versions.delete_model_version(ctx, "old", 2)
+    registry_versions.create_model_version(ctx, "old", source="runs:/r3/model", run_id="r3")
+    registry_versions.set_model_version_tag(ctx, "old", 1, "validated", "yes")
+    registry_aliases.set_alias(ctx, "old", "champion", 1)
     store_verdict(ctx, GateVerdict("old", 1, True, ["ok"], {}, [], None, "ds@1", {}))
-    before = store.get_registered_model(ctx, "old")
+    before = registry_models.get_registered_model(ctx, "old")
 
-    renamed = store.rename_registered_model(ctx, "old", "new")
+    renamed = registry_models.rename_registered_model(ctx, "old", "new")
 
     assert (renamed.name, renamed.description, renamed.tags) == ("new", "d", {"team": "growth"})
     assert renamed.aliases == {"champion": 1} and renamed.latest_version == 3
     assert renamed.last_updated_time >= before.last_updated_time
     assert renamed.creation_time == before.creation_time
-    assert [v.version for v in store.search_model_versions(ctx, name="new")] == [3, 1]
-    assert store.get_model_version(ctx, "new", 1).tags["validated"] == "yes"
-    assert store.get_version_by_alias(ctx, "new", "champion").run_id == "r1"
+    assert [v.version for v in registry_versions.search_model_versions(ctx, name="new")] == [3, 1]
+    assert registry_versions.get_model_version(ctx, "new", 1).tags["validated"] == "yes"
+    assert registry_aliases.get_version_by_alias(ctx, "new", "champion").run_id == "r1"
     assert [v.version for v in verdicts("new", ctx=ctx)] == [1] and not verdicts("old", ctx=ctx)
     with pytest.raises(NotFound, match="'old'"):
-        store.get_registered_model(ctx, "old")
-    assert store.search_model_versions(ctx, name="old") == []
+        registry_models.get_registered_model(ctx, "old")
+    assert registry_versions.search_model_versions(ctx, name="old") == []
     # a deleted version's number is still not given again under the new name
-    assert store.create_model_version(ctx, "new", source="runs:/r4/m", run_id=None).version == 4
+    assert (
+        registry_versions.create_model_version(ctx, "new", source="runs:/r4/m", run_id=None).version
+        == 4
+    )
     renames = [e for e in audit.events(ctx.engine, object_type="registered_model")]
     rename = [e for e in renames if e.action == "model.rename"]
     assert [(e.object_id, e.before, e.after) for e in rename] == [
@@ -343,15 +376,15 @@ def test_a_rename_moves_versions_tags_aliases_and_verdicts(ctx: Context) -> None
 
 
 def test_a_rename_refuses_a_taken_name_an_unknown_model_and_a_bad_name(ctx: Context) -> None:
-    store.create_model_version(ctx, "a", source="runs:/r/model", run_id=None)
-    store.create_registered_model(ctx, "b")
+    registry_versions.create_model_version(ctx, "a", source="runs:/r/model", run_id=None)
+    registry_models.create_registered_model(ctx, "b")
     with pytest.raises(Conflict, match="registered model 'b' already exists"):
-        store.rename_registered_model(ctx, "a", "b")
+        registry_models.rename_registered_model(ctx, "a", "b")
     with pytest.raises(NotFound, match="'ghost'"):
-        store.rename_registered_model(ctx, "ghost", "c")
+        registry_models.rename_registered_model(ctx, "ghost", "c")
     with pytest.raises(InvalidInput, match=r"new_name '\.\./x'") as info:
-        store.rename_registered_model(ctx, "a", "../x")
+        registry_models.rename_registered_model(ctx, "a", "../x")
     assert info.value.field == "new_name"
-    assert store.rename_registered_model(ctx, "a", "a").latest_version == 1  # a no-op
-    assert [m.name for m in store.search_registered_models(ctx)] == ["a", "b"]
-    assert store.get_model_version(ctx, "a", 1).source == "runs:/r/model"
+    assert registry_models.rename_registered_model(ctx, "a", "a").latest_version == 1  # a no-op
+    assert [m.name for m in registry_models.search_registered_models(ctx)] == ["a", "b"]
+    assert registry_versions.get_model_version(ctx, "a", 1).source == "runs:/r/model"

@@ -50,7 +50,7 @@ from loopline.delivery.verdicts import (
     verdicts,
 )
 from loopline.errors import InvalidInput, LooplineError, NotFound
-from loopline.training.registry_store import require_version_number
+from loopline.training.registry_checks import require_version_number
 
 if TYPE_CHECKING:
     from loopline.data.contracts import Contract

@@ -103,7 +103,7 @@ def store_verdict(ctx: Context, verdict: GateVerdict) -> GateVerdict:
     Example:
         >>> # store_verdict(ctx, verdict).id
     """
-    from loopline.training import registry_store
+    from loopline.training import registry_versions
 
     row = {
         "name": verdict.name,
@@ -137,7 +137,7 @@ def store_verdict(ctx: Context, verdict: GateVerdict) -> GateVerdict:
             },
             reason="; ".join(verdict.reasons),
         )
-    registry_store.set_model_version_tag(
+    registry_versions.set_model_version_tag(
         ctx, verdict.name, verdict.version, GATE_TAG, "blessed" if verdict.blessed else "blocked"
     )
     return dataclasses.replace(verdict, id=int(new_id))

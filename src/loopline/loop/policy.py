@@ -96,7 +96,7 @@ def _rollout_options(strategy: str, options: dict[str, Any]) -> None:
     :class:`RolloutPolicy` options, each one the strategy reads."""
     rest = dict(options)
     if "fallback" in rest:
-        from loopline.training.registry_store import require_version_number
+        from loopline.training.registry_checks import require_version_number
 
         require_version_number(rest.pop("fallback"), field="fallback")
     try:

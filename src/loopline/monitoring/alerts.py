@@ -345,7 +345,7 @@ def _check_alert(
 ) -> bytes:
     """Refuse what :func:`raise_alert` cannot store or post, naming the argument; return
     the details as JSON."""
-    from loopline.training.registry_store import check_name
+    from loopline.training.registry_checks import check_name
 
     check_name(model, "model")  # type: ignore[arg-type]
     if not isinstance(rule, str) or not 1 <= len(rule) <= MAX_RULE_CHARS:

@@ -55,7 +55,7 @@ def _check_prediction(
     # The model server's own logging (PredictionLogger.log_request) skips these checks: it
     # is the hot path, and its rows and outputs come from the model. A caller of the SDK
     # gets them, or a row would be logged without its prediction, or a prediction dropped.
-    from loopline.training.registry_store import check_name
+    from loopline.training.registry_checks import check_name
 
     try:
         check_request_id(request_id)

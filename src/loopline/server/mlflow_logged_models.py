@@ -33,10 +33,9 @@ from loopline.server.mlflow_wire import WireRequest as _Req
 from loopline.server.mlflow_wire import tag_map as _tags
 from loopline.server.strict_json import StrictJsonRoute
 from loopline.tracking import query
-from loopline.training import logged_model_data
-from loopline.training import registry_store as store
+from loopline.training import logged_model_data, registry_logged_models, registry_records
 from loopline.training.logged_model_data import ModelMetric
-from loopline.training.registry_store import LoggedModel
+from loopline.training.registry_records import LoggedModel
 
 router = APIRouter(
     route_class=StrictJsonRoute, prefix="/api/2.0/mlflow", tags=["mlflow-logged-models"]
@@ -60,7 +59,8 @@ def logged_model_json(m: LoggedModel) -> dict[str, Any]:
     """A logged model in MLflow 3's JSON shape.
 
     Example:
-        >>> # logged_model_json(store.get_logged_model(ctx, "m-01"))["info"]["model_id"]
+        >>> # m = registry_logged_models.get_logged_model(ctx, "m-01")
+        >>> # logged_model_json(m)["info"]["model_id"]
     """
     return {
         "info": {
@@ -107,7 +107,7 @@ class CreateLoggedModel(_Req):
 
 @router.post("/logged-models")
 def create_logged_model(body: CreateLoggedModel, ctx: Ctx) -> dict[str, Any]:
-    m = store.create_logged_model(
+    m = registry_logged_models.create_logged_model(
         ctx,
         name=body.name or "model",
         experiment_id=body.experiment_id,
@@ -156,7 +156,7 @@ _LOGGED_EXTRA: tuple[registry_filter.Entity, ...] = ("param", "metric")
 _METRICS = "metrics."
 
 
-def _logged_attrs(m: store.LoggedModel) -> dict[str, Any]:
+def _logged_attrs(m: registry_records.LoggedModel) -> dict[str, Any]:
     return {
         "name": m.name,
         "model_id": m.model_id,
@@ -264,7 +264,7 @@ def _logged_order(
     return tied, by_metric
 
 
-def _params_of(m: store.LoggedModel) -> dict[str, str]:
+def _params_of(m: registry_records.LoggedModel) -> dict[str, str]:
     return m.params
 
 
@@ -287,7 +287,9 @@ def search_logged_models(body: SearchLoggedModels, ctx: Ctx) -> dict[str, Any]:
     where = registry_filter.compile_filter(body.filter, _LOGGED_FIELDS, _LOGGED_EXTRA)
     datasets = _datasets(body.datasets)
     order, by_metric = _logged_order(body.order_by)
-    models = store.search_logged_models(ctx, body.experiment_ids, None, 1_000_000, 0)
+    models = registry_logged_models.search_logged_models(
+        ctx, body.experiment_ids, None, 1_000_000, 0
+    )
     if datasets and not where.uses("metric"):
         models = [m for m in models if any(_on(x, datasets) for x in m.metrics)]
 
@@ -322,7 +324,7 @@ def search_logged_models(body: SearchLoggedModels, ctx: Ctx) -> dict[str, Any]:
 
 @router.get("/logged-models/{model_id}")
 def get_logged_model(model_id: str, ctx: Ctx) -> dict[str, Any]:
-    return {"model": logged_model_json(store.get_logged_model(ctx, model_id))}
+    return {"model": logged_model_json(registry_logged_models.get_logged_model(ctx, model_id))}
 
 
 class FinalizeLoggedModel(_Req):
@@ -338,7 +340,7 @@ def finalize_logged_model(model_id: str, body: FinalizeLoggedModel, ctx: Ctx) ->
             field="status",
             hint=f"use one of {sorted(_WIRE_TO_STATUS)}",
         )
-    m = store.update_logged_model(ctx, model_id, status=status)
+    m = registry_logged_models.update_logged_model(ctx, model_id, status=status)
     return {"model": logged_model_json(m)}
 
 
@@ -374,11 +376,11 @@ class LoggedModelTags(_Req):
 
 @router.patch("/logged-models/{model_id}/tags")
 def set_logged_model_tags(model_id: str, body: LoggedModelTags, ctx: Ctx) -> dict[str, Any]:
-    store.set_logged_model_tags(ctx, model_id, _tags(body.tags))
+    registry_logged_models.set_logged_model_tags(ctx, model_id, _tags(body.tags))
     return {}
 
 
 @router.delete("/logged-models/{model_id}/tags/{key}")
 def delete_logged_model_tag(model_id: str, key: str, ctx: Ctx) -> dict[str, Any]:
-    store.delete_logged_model_tag(ctx, model_id, key)
+    registry_logged_models.delete_logged_model_tag(ctx, model_id, key)
     return {}

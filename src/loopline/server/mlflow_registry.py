@@ -20,7 +20,14 @@ from loopline.server.mlflow_wire import KeyValue, WireInt64
 from loopline.server.mlflow_wire import WireRequest as _Req
 from loopline.server.mlflow_wire import tag_map as _tags
 from loopline.server.strict_json import StrictJsonRoute
-from loopline.training import registry_store as store
+from loopline.training import (
+    registry_aliases,
+    registry_checks,
+    registry_logged_models,
+    registry_models,
+    registry_records,
+    registry_versions,
+)
 
 router = APIRouter(route_class=StrictJsonRoute, prefix="/api/2.0/mlflow", tags=["mlflow-registry"])
 Ctx = Annotated[Context, Depends(get_ctx)]
@@ -30,7 +37,7 @@ def _kv(d: dict[str, str]) -> list[dict[str, str]]:
     return [{"key": k, "value": v} for k, v in sorted(d.items())]
 
 
-def version_json(mv: store.ModelVersion) -> dict[str, Any]:
+def version_json(mv: registry_records.ModelVersion) -> dict[str, Any]:
     """A model version in MLflow's JSON shape."""
     return {
         "name": mv.name,
@@ -48,7 +55,7 @@ def version_json(mv: store.ModelVersion) -> dict[str, Any]:
     }
 
 
-def model_json(ctx: Context, rm: store.RegisteredModel) -> dict[str, Any]:
+def model_json(ctx: Context, rm: registry_records.RegisteredModel) -> dict[str, Any]:
     """A registered model in MLflow's JSON shape, with its latest version."""
     body: dict[str, Any] = {
         "name": rm.name,
@@ -60,7 +67,7 @@ def model_json(ctx: Context, rm: store.RegisteredModel) -> dict[str, Any]:
     }
     if rm.latest_version is not None:
         body["latest_versions"] = [
-            version_json(store.get_model_version(ctx, rm.name, rm.latest_version))
+            version_json(registry_versions.get_model_version(ctx, rm.name, rm.latest_version))
         ]
     return body
 
@@ -89,13 +96,13 @@ class CreateModel(_Req):
 
 @router.post("/registered-models/create")
 def create_registered_model(body: CreateModel, ctx: Ctx) -> dict[str, Any]:
-    rm = store.create_registered_model(ctx, body.name, body.description, _tags(body.tags))
+    rm = registry_models.create_registered_model(ctx, body.name, body.description, _tags(body.tags))
     return {"registered_model": model_json(ctx, rm)}
 
 
 @router.get("/registered-models/get")
 def get_registered_model(name: str, ctx: Ctx) -> dict[str, Any]:
-    return {"registered_model": model_json(ctx, store.get_registered_model(ctx, name))}
+    return {"registered_model": model_json(ctx, registry_models.get_registered_model(ctx, name))}
 
 
 class UpdateModel(_Req):
@@ -105,7 +112,7 @@ class UpdateModel(_Req):
 
 @router.patch("/registered-models/update")
 def update_registered_model(body: UpdateModel, ctx: Ctx) -> dict[str, Any]:
-    rm = store.update_registered_model(ctx, body.name, body.description)
+    rm = registry_models.update_registered_model(ctx, body.name, body.description)
     return {"registered_model": model_json(ctx, rm)}
 
 
@@ -122,7 +129,7 @@ def rename_registered_model(body: RenameModel, ctx: Ctx) -> dict[str, Any]:
     Example:
         >>> # POST /api/2.0/mlflow/registered-models/rename {"name": "a", "new_name": "b"}
     """
-    rm = store.rename_registered_model(ctx, body.name, body.new_name)
+    rm = registry_models.rename_registered_model(ctx, body.name, body.new_name)
     return {"registered_model": model_json(ctx, rm)}
 
 
@@ -132,7 +139,7 @@ class NameOnly(_Req):
 
 @router.delete("/registered-models/delete")
 def delete_registered_model(body: NameOnly, ctx: Ctx) -> dict[str, Any]:
-    store.delete_registered_model(ctx, body.name)
+    registry_models.delete_registered_model(ctx, body.name)
     return {}
 
 
@@ -143,7 +150,7 @@ _MODEL_FIELDS: dict[str, registry_filter.Kind] = {
 }
 
 
-def _model_attrs(m: store.RegisteredModel) -> dict[str, Any]:
+def _model_attrs(m: registry_records.RegisteredModel) -> dict[str, Any]:
     return {
         "name": m.name,
         "creation_timestamp": m.creation_time,
@@ -172,7 +179,7 @@ def _search_models(
     where = registry_filter.compile_filter(filter_, _MODEL_FIELDS)
     order = registry_filter.parse_order_by(order_by, list(_MODEL_FIELDS))
     page, after = registry_filter.search(
-        store.search_registered_models(ctx, None, 1_000_000, 0),
+        registry_models.search_registered_models(ctx, None, 1_000_000, 0),
         attrs=_model_attrs,
         tags=_tags_of,
         where=where,
@@ -240,11 +247,15 @@ def _latest_versions(ctx: Context, name: str, stages: list[str] | None) -> dict[
     them, as in MLflow 3): every version is in stage "None", so asking for "Staging" or
     "Production" finds none, and ``models:/NAME/Production`` fails in the client as it does
     against MLflow when no version was moved there, rather than loading the newest version."""
-    rm = store.get_registered_model(ctx, name)
+    rm = registry_models.get_registered_model(ctx, name)
     asked = _asked_stages(stages)
     if rm.latest_version is None or "None" not in asked:
         return {"model_versions": []}
-    return {"model_versions": [version_json(store.get_model_version(ctx, name, rm.latest_version))]}
+    return {
+        "model_versions": [
+            version_json(registry_versions.get_model_version(ctx, name, rm.latest_version))
+        ]
+    }
 
 
 @router.post("/registered-models/get-latest-versions")
@@ -268,7 +279,7 @@ class SetModelTag(_Req):
 
 @router.post("/registered-models/set-tag")
 def set_registered_model_tag(body: SetModelTag, ctx: Ctx) -> dict[str, Any]:
-    store.set_registered_model_tag(ctx, body.name, body.key, body.value)
+    registry_models.set_registered_model_tag(ctx, body.name, body.key, body.value)
     return {}
 
 
@@ -279,7 +290,7 @@ class DeleteModelTag(_Req):
 
 @router.delete("/registered-models/delete-tag")
 def delete_registered_model_tag(body: DeleteModelTag, ctx: Ctx) -> dict[str, Any]:
-    store.delete_registered_model_tag(ctx, body.name, body.key)
+    registry_models.delete_registered_model_tag(ctx, body.name, body.key)
     return {}
 
 
@@ -293,9 +304,11 @@ class SetAlias(_Req):
 def set_alias(body: SetAlias, ctx: Ctx) -> dict[str, Any]:
     from loopline.training.registry import check_intact
 
-    version = store.require_version_number(body.version)
+    version = registry_checks.require_version_number(body.version)
     check_intact(ctx, body.name, version, doing=f"point alias {body.alias!r} at")
-    store.set_alias(ctx, body.name, body.alias, version, reason="set through the MLflow API")
+    registry_aliases.set_alias(
+        ctx, body.name, body.alias, version, reason="set through the MLflow API"
+    )
     return {}
 
 
@@ -315,13 +328,13 @@ def delete_alias(
     target = body.alias if body else alias
     if not model or not target:
         raise InvalidInput("name and alias are required", field="alias")
-    store.delete_alias(ctx, model, target, reason="deleted through the MLflow API")
+    registry_aliases.delete_alias(ctx, model, target, reason="deleted through the MLflow API")
     return {}
 
 
 @router.get("/registered-models/alias")
 def get_by_alias(name: str, alias: str, ctx: Ctx) -> dict[str, Any]:
-    return {"model_version": version_json(store.get_version_by_alias(ctx, name, alias))}
+    return {"model_version": version_json(registry_aliases.get_version_by_alias(ctx, name, alias))}
 
 
 # ------------------------------------------------------------ model versions
@@ -339,7 +352,7 @@ class CreateVersion(_Req):
 
 @router.post("/model-versions/create")
 def create_model_version(body: CreateVersion, ctx: Ctx) -> dict[str, Any]:
-    mv = store.create_model_version(
+    mv = registry_versions.create_model_version(
         ctx,
         body.name,
         source=body.source,
@@ -353,7 +366,7 @@ def create_model_version(body: CreateVersion, ctx: Ctx) -> dict[str, Any]:
 
 @router.get("/model-versions/get")
 def get_model_version(name: str, version: str, ctx: Ctx) -> dict[str, Any]:
-    return {"model_version": version_json(store.get_model_version(ctx, name, version))}
+    return {"model_version": version_json(registry_versions.get_model_version(ctx, name, version))}
 
 
 class UpdateVersion(_Req):
@@ -364,8 +377,8 @@ class UpdateVersion(_Req):
 
 @router.patch("/model-versions/update")
 def update_model_version(body: UpdateVersion, ctx: Ctx) -> dict[str, Any]:
-    mv = store.update_model_version(
-        ctx, body.name, store.require_version_number(body.version), body.description
+    mv = registry_versions.update_model_version(
+        ctx, body.name, registry_checks.require_version_number(body.version), body.description
     )
     return {"model_version": version_json(mv)}
 
@@ -377,7 +390,9 @@ class VersionRef(_Req):
 
 @router.delete("/model-versions/delete")
 def delete_model_version(body: VersionRef, ctx: Ctx) -> dict[str, Any]:
-    store.delete_model_version(ctx, body.name, store.require_version_number(body.version))
+    registry_versions.delete_model_version(
+        ctx, body.name, registry_checks.require_version_number(body.version)
+    )
     return {}
 
 
@@ -392,7 +407,7 @@ _VERSION_FIELDS: dict[str, registry_filter.Kind] = {
 _VERSION_ORDER = ["name", "version_number", "creation_timestamp", "last_updated_timestamp"]
 
 
-def _version_attrs(v: store.ModelVersion) -> dict[str, Any]:
+def _version_attrs(v: registry_records.ModelVersion) -> dict[str, Any]:
     return {
         "name": v.name,
         "run_id": v.run_id,
@@ -417,7 +432,7 @@ def _search_versions(
         _VERSION_ORDER,
     )
     page, after = registry_filter.search(
-        store.search_model_versions(ctx, where.equals("name"), None, 1_000_000, 0),
+        registry_versions.search_model_versions(ctx, where.equals("name"), None, 1_000_000, 0),
         attrs=_version_attrs,
         tags=_tags_of,
         where=where,
@@ -453,9 +468,13 @@ def search_model_versions_post(body: SearchVersions, ctx: Ctx) -> dict[str, Any]
 
 @router.get("/model-versions/get-download-uri")
 def get_download_uri(name: str, version: str, ctx: Ctx) -> dict[str, Any]:
-    mv = store.get_model_version(ctx, name, version)
+    mv = registry_versions.get_model_version(ctx, name, version)
     if mv.model_id:
-        return {"artifact_uri": store.get_logged_model(ctx, mv.model_id).artifact_location}
+        return {
+            "artifact_uri": registry_logged_models.get_logged_model(
+                ctx, mv.model_id
+            ).artifact_location
+        }
     return {"artifact_uri": mv.source or ""}
 
 
@@ -468,8 +487,8 @@ class SetVersionTag(_Req):
 
 @router.post("/model-versions/set-tag")
 def set_model_version_tag(body: SetVersionTag, ctx: Ctx) -> dict[str, Any]:
-    store.set_model_version_tag(
-        ctx, body.name, store.require_version_number(body.version), body.key, body.value
+    registry_versions.set_model_version_tag(
+        ctx, body.name, registry_checks.require_version_number(body.version), body.key, body.value
     )
     return {}
 
@@ -482,7 +501,7 @@ class DeleteVersionTag(_Req):
 
 @router.delete("/model-versions/delete-tag")
 def delete_model_version_tag(body: DeleteVersionTag, ctx: Ctx) -> dict[str, Any]:
-    store.delete_model_version_tag(
-        ctx, body.name, store.require_version_number(body.version), body.key
+    registry_versions.delete_model_version_tag(
+        ctx, body.name, registry_checks.require_version_number(body.version), body.key
     )
     return {}

@@ -585,10 +585,10 @@ def log_outputs(body: LogOutputs, ctx: Ctx) -> dict[str, Any]:
         >>> #      {"run_id": "3f2a...", "models": [{"model_id": "m-0123", "step": 0}]}
     """
     store.get_run(ctx.engine, body.run_id)  # 404 for an unknown run
-    from loopline.training import registry_store
+    from loopline.training import registry_logged_models
 
     for m in body.models or []:
-        registry_store.get_logged_model(ctx, m.model_id)
+        registry_logged_models.get_logged_model(ctx, m.model_id)
     outputs = [RunOutput(m.model_id, 0 if m.step is None else m.step) for m in body.models or []]
     lineage.log_outputs(ctx.engine, body.run_id, outputs)
     return {}

@@ -65,10 +65,10 @@ __all__ = [
 
 
 def _check_version(ctx: Context, name: str, version: int | str, what: str) -> int:
-    from loopline.training import registry_store
+    from loopline.training import registry_checks, registry_versions
 
-    number = registry_store.require_version_number(version, field=what)
-    registry_store.get_model_version(ctx, name, number)  # NotFound names model and version
+    number = registry_checks.require_version_number(version, field=what)
+    registry_versions.get_model_version(ctx, name, number)  # NotFound names model and version
     return number
 
 

@@ -334,12 +334,12 @@ def save(
 
 def _lock_model(conn: Connection, name: str) -> bool:
     """Lock the registered model's row before the audit head, the order every registry
-    writer takes them in (:func:`registry_store.lock_model`): moving ``champion`` after
+    writer takes them in (:func:`registry_models.lock_model`): moving ``champion`` after
     the audit event would otherwise deadlock with a person moving the alias. False when
     the registry has no such model (only the low-level store writes such deployments)."""
-    from loopline.training import registry_store
+    from loopline.training import registry_models
 
-    return registry_store.lock_model(conn, name)
+    return registry_models.lock_model(conn, name)
 
 
 def _newly_named(before: Deployment | None, after: Deployment) -> set[int]:
@@ -361,10 +361,10 @@ def _check_versions_exist(conn: Connection, name: str, versions: set[int]) -> No
     between (it holds the same model lock, and refuses versions a committed deployment
     names) would leave the deployment naming a version no model server can load.
     """
-    from loopline.training import registry_store
+    from loopline.training import registry_versions
 
     for version in sorted(versions):
-        if not registry_store.version_exists(conn, name, version):
+        if not registry_versions.version_exists(conn, name, version):
             raise Conflict(
                 f"version {version} of {name!r} was deleted while it was being deployed",
                 hint=f"deploy an existing version; see `loopline models show {name}`",
@@ -381,11 +381,11 @@ def _follow_champion(ctx: Context, conn: Connection, d: Deployment, action: str,
     version the registry does not know (only the low-level store allows it) moves nothing.
     """
     # Imported here: the model server imports this module and must start fast.
-    from loopline.training import registry_store
+    from loopline.training import registry_aliases, registry_versions
 
-    if not registry_store.version_exists(conn, d.name, d.stable_version):
+    if not registry_versions.version_exists(conn, d.name, d.stable_version):
         return
-    registry_store.move_alias(
+    registry_aliases.move_alias(
         ctx,
         conn,
         d.name,

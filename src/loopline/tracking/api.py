@@ -73,7 +73,7 @@ from loopline.tracking.validation import (
 )
 
 if TYPE_CHECKING:
-    from loopline.training.registry_store import LoggedModel
+    from loopline.training.registry_records import LoggedModel
 
 DEFAULT_EXPERIMENT = "Default"
 #: Tag holding the exception type, message and traceback of a FAILED run.

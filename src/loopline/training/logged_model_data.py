@@ -17,21 +17,21 @@ columns) and :func:`write_metrics` stores it, once per (model, key, time, step, 
 MLflow keeps it. The two are apart so that a caller checks every link before it writes the
 run's points, and writes the links after them: a refused link leaves nothing behind.
 
-:mod:`loopline.training.registry_store` creates, reads and searches logged models; this
-module adds to them. Rows never leave either: functions return plain values.
+:mod:`loopline.training.registry_logged_models` creates, reads and searches logged models;
+this module adds to them. Rows never leave either: functions return plain values.
 
 Example:
     >>> import tempfile, loopline
-    >>> from loopline.training import registry_store
+    >>> from loopline.training import registry_logged_models
     >>> ctx = loopline.init(uri="sqlite:///:memory:", artifacts=tempfile.mkdtemp())
-    >>> m = registry_store.create_logged_model(
+    >>> m = registry_logged_models.create_logged_model(
     ...     ctx, name="m", experiment_id="0", source_run_id=None)
     >>> log_params(ctx, m.model_id, {"depth": "3"})
-    >>> registry_store.get_logged_model(ctx, m.model_id).params
+    >>> registry_logged_models.get_logged_model(ctx, m.model_id).params
     {'depth': '3'}
     >>> point = ModelMetric(m.model_id, "acc", 0.9, 1_700_000_000_000, 0, "0" * 32, "train")
     >>> write_metrics(ctx, prepare_metrics(ctx, [point]))
-    >>> [(x.key, x.value, x.dataset_name) for x in registry_store.get_logged_model(
+    >>> [(x.key, x.value, x.dataset_name) for x in registry_logged_models.get_logged_model(
     ...     ctx, m.model_id).metrics]
     [('acc', 0.9, 'train')]
 """

@@ -39,7 +39,7 @@ from loopline.core import artifact_paths
 from loopline.core.artifacts import hash_bytes, hash_file
 from loopline.core.context import Context
 from loopline.errors import IntegrityError, InvalidInput, LooplineError, NotFound
-from loopline.training import registry_store as store
+from loopline.training import registry_checks, registry_logged_models, registry_records
 from loopline.training.flavors import (
     Flavor,
     LibraryVersionWarning,
@@ -352,7 +352,7 @@ def save_model(
 # -- logging --------------------------------------------------------------------------------
 
 
-def artifact_prefix(logged: store.LoggedModel) -> str | None:
+def artifact_prefix(logged: registry_records.LoggedModel) -> str | None:
     """Where a logged model's files are named: ``{experiment}/models/{model_id}/artifacts``.
 
     None when the logged model's location is not served by Loopline's artifact proxy.
@@ -373,7 +373,7 @@ def log_model(
     name: str,
     input_example: Any = None,
     signature: ModelSignature | Mapping[str, Any] | None = None,
-) -> store.LoggedModel:
+) -> registry_records.LoggedModel:
     """Save ``model``, store its files content-addressed, record a READY logged model.
 
     Called by ``run.log_model(...)``. On any failure the logged model is marked FAILED
@@ -383,9 +383,9 @@ def log_model(
         >>> # with ll.start_run(experiment="churn") as run:
         >>> #     logged = run.log_model(clf, "model", input_example=X_train.head(5))
     """
-    store.check_name(name)
+    registry_checks.check_name(name)
     flavor = flavor_for(model)
-    logged = store.create_logged_model(
+    logged = registry_logged_models.create_logged_model(
         ctx,
         name=name,
         experiment_id=str(run.experiment_id),
@@ -409,10 +409,10 @@ def log_model(
                 ctx, f"{prefix}/{MANIFEST_FILE}", folder / MANIFEST_FILE
             )
     except BaseException:
-        store.update_logged_model(ctx, logged.model_id, status="FAILED")
+        registry_logged_models.update_logged_model(ctx, logged.model_id, status="FAILED")
         raise
     sig = manifest.signature
-    return store.update_logged_model(
+    return registry_logged_models.update_logged_model(
         ctx,
         logged.model_id,
         status="READY",
@@ -496,7 +496,7 @@ def _check_named_path(ctx: Context, prefix: str, f: ManifestFile, ref: str) -> N
         )
 
 
-def _not_loopline(ctx: Context, logged: store.LoggedModel, ref: str) -> InvalidInput:
+def _not_loopline(ctx: Context, logged: registry_records.LoggedModel, ref: str) -> InvalidInput:
     prefix = artifact_prefix(logged)
     entries = artifact_paths.list_dir(ctx, prefix) if prefix else []
     has_mlmodel = any(e.path.rsplit("/", 1)[-1] == "MLmodel" for e in entries)
@@ -517,7 +517,7 @@ def _not_loopline(ctx: Context, logged: store.LoggedModel, ref: str) -> InvalidI
     )
 
 
-def _verified_manifest(ctx: Context, logged: store.LoggedModel, ref: str) -> Manifest:
+def _verified_manifest(ctx: Context, logged: registry_records.LoggedModel, ref: str) -> Manifest:
     if not logged.manifest_digest:
         raise _not_loopline(ctx, logged, ref)
     return Manifest.from_bytes(
@@ -526,7 +526,7 @@ def _verified_manifest(ctx: Context, logged: store.LoggedModel, ref: str) -> Man
 
 
 def _verified_files(
-    ctx: Context, logged: store.LoggedModel, manifest: Manifest, ref: str
+    ctx: Context, logged: registry_records.LoggedModel, manifest: Manifest, ref: str
 ) -> Iterator[tuple[str, bytes]]:
     """Each file of ``manifest`` with its bytes, hashed against the manifest's digest."""
     prefix = artifact_prefix(logged)
@@ -536,7 +536,9 @@ def _verified_files(
         yield f.path, _verified_bytes(ctx, f.digest, f.path, ref)
 
 
-def verify_logged_model(ctx: Context, logged: store.LoggedModel, *, ref: str) -> Manifest:
+def verify_logged_model(
+    ctx: Context, logged: registry_records.LoggedModel, *, ref: str
+) -> Manifest:
     """Check that every file of a logged model is stored and intact, deserializing none.
 
     The checks of :func:`load_logged_model` without the load: the manifest and each file
@@ -546,7 +548,8 @@ def verify_logged_model(ctx: Context, logged: store.LoggedModel, *, ref: str) ->
     corrupted or missing file. Returns the manifest.
 
     Example:
-        >>> # verify_logged_model(ctx, store.get_logged_model(ctx, "m-01..."), ref="m-01...")
+        >>> # logged = registry_logged_models.get_logged_model(ctx, "m-01...")
+        >>> # verify_logged_model(ctx, logged, ref="m-01...")
     """
     manifest = _verified_manifest(ctx, logged, ref)
     get_flavor(manifest.flavor)
@@ -557,7 +560,7 @@ def verify_logged_model(ctx: Context, logged: store.LoggedModel, *, ref: str) ->
 
 def load_logged_model(
     ctx: Context,
-    logged: store.LoggedModel,
+    logged: registry_records.LoggedModel,
     *,
     ref: str,
     name: str | None = None,
@@ -570,7 +573,8 @@ def load_logged_model(
     fully qualified type names to the sklearn flavor's allow-list.
 
     Example:
-        >>> # load_logged_model(ctx, store.get_logged_model(ctx, "m-01..."), ref="m-01...")
+        >>> # logged = registry_logged_models.get_logged_model(ctx, "m-01...")
+        >>> # load_logged_model(ctx, logged, ref="m-01...")
     """
     manifest = _verified_manifest(ctx, logged, ref)
     files = dict(_verified_files(ctx, logged, manifest, ref))

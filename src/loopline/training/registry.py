@@ -25,9 +25,16 @@ from typing import TYPE_CHECKING, Any
 
 from loopline.core.context import Context, get_context
 from loopline.errors import IntegrityError, InvalidInput, NotFound
-from loopline.training import registry_store as store
+from loopline.training import (
+    registry_aliases,
+    registry_checks,
+    registry_logged_models,
+    registry_models,
+    registry_records,
+    registry_versions,
+)
 from loopline.training.flavors import LibraryVersionWarning
-from loopline.training.registry_store import LoggedModel, RegisteredModel
+from loopline.training.registry_records import LoggedModel, RegisteredModel
 
 if TYPE_CHECKING:
     from loopline.tracking.api import Run
@@ -90,7 +97,7 @@ class ModelVersion:
     """
 
     def __init__(
-        self, record: store.ModelVersion, logged: LoggedModel | None, ctx: Context
+        self, record: registry_records.ModelVersion, logged: LoggedModel | None, ctx: Context
     ) -> None:
         self._record = record
         self._logged = logged
@@ -239,18 +246,18 @@ class ModelVersion:
         return f"<ModelVersion {self.name}/{self.version} aliases={self.aliases}>"
 
 
-def _wrap(ctx: Context, record: store.ModelVersion) -> ModelVersion:
+def _wrap(ctx: Context, record: registry_records.ModelVersion) -> ModelVersion:
     logged = None
     if record.model_id:
         try:
-            logged = store.get_logged_model(ctx, record.model_id)
+            logged = registry_logged_models.get_logged_model(ctx, record.model_id)
         except NotFound:
             logged = None
     return ModelVersion(record, logged, ctx)
 
 
 def _single_logged_model(ctx: Context, run_id: str) -> LoggedModel:
-    models = store.search_logged_models(ctx, source_run_id=run_id)
+    models = registry_logged_models.search_logged_models(ctx, source_run_id=run_id)
     ready = [m for m in models if m.status == "READY"]
     if len(ready) == 1:
         return ready[0]
@@ -298,17 +305,21 @@ def _cached_from_runs(ctx: Context, run_id: str) -> list[str]:
             parent = get_run(step_.cached_from).parent_run_id
         except NotFound:
             continue
-        if parent and parent not in found and store.search_logged_models(ctx, source_run_id=parent):
+        if (
+            parent
+            and parent not in found
+            and registry_logged_models.search_logged_models(ctx, source_run_id=parent)
+        ):
             found.append(parent)
     return found
 
 
 def _resolve_source(ctx: Context, obj: Any) -> LoggedModel:
     if isinstance(obj, LoggedModel):
-        return store.get_logged_model(ctx, obj.model_id)
+        return registry_logged_models.get_logged_model(ctx, obj.model_id)
     if isinstance(obj, str):
         if _MODEL_ID_RE.fullmatch(obj):
-            return store.get_logged_model(ctx, obj)
+            return registry_logged_models.get_logged_model(ctx, obj)
         return _single_logged_model(ctx, obj)
     from loopline.tracking.api import Run
 
@@ -340,7 +351,7 @@ def register(logged_model_or_run: Any, name: str, description: str | None = None
             field="logged_model_or_run",
             hint="register a model whose logging finished",
         )
-    record = store.create_model_version(
+    record = registry_versions.create_model_version(
         ctx,
         name,
         source=f"models:/{logged.model_id}",
@@ -360,20 +371,20 @@ def get(name: str, version_or_alias: int | str = "latest") -> ModelVersion:
         >>> # ll.registry.get("churn", "champion").version
     """
     ctx = get_context()
-    number = store.version_number(version_or_alias)
+    number = registry_checks.version_number(version_or_alias)
     if number is not None:
-        return _wrap(ctx, store.get_model_version(ctx, name, number))
+        return _wrap(ctx, registry_versions.get_model_version(ctx, name, number))
     if version_or_alias == "latest":
-        latest = store.get_registered_model(ctx, name).latest_version
+        latest = registry_models.get_registered_model(ctx, name).latest_version
         if latest is None:
             raise NotFound(
                 f"model {name!r} has no versions yet",
                 hint="register one with ll.registry.register(run, name)",
             )
-        return _wrap(ctx, store.get_model_version(ctx, name, latest))
+        return _wrap(ctx, registry_versions.get_model_version(ctx, name, latest))
     alias = str(version_or_alias)
     try:
-        return _wrap(ctx, store.get_version_by_alias(ctx, name, alias))
+        return _wrap(ctx, registry_aliases.get_version_by_alias(ctx, name, alias))
     except NotFound as exc:
         raise NotFound(
             exc.message, hint=f"list its aliases and versions with `loopline models show {name}`"
@@ -387,8 +398,8 @@ def versions(name: str) -> list[ModelVersion]:
         >>> # [v.version for v in ll.registry.versions("churn")]  -> [3, 2, 1]
     """
     ctx = get_context()
-    store.get_registered_model(ctx, name)  # NotFound with a hint for an unknown name
-    return [_wrap(ctx, r) for r in store.search_model_versions(ctx, name=name)]
+    registry_models.get_registered_model(ctx, name)  # NotFound with a hint for an unknown name
+    return [_wrap(ctx, r) for r in registry_versions.search_model_versions(ctx, name=name)]
 
 
 def list_models(name_like: str | None = None) -> list[RegisteredModel]:
@@ -397,7 +408,7 @@ def list_models(name_like: str | None = None) -> list[RegisteredModel]:
     Example:
         >>> # [(m.name, m.latest_version, m.aliases) for m in ll.registry.list_models()]
     """
-    return store.search_registered_models(get_context(), name_like=name_like)
+    return registry_models.search_registered_models(get_context(), name_like=name_like)
 
 
 def get_model(name: str) -> RegisteredModel:
@@ -406,7 +417,7 @@ def get_model(name: str) -> RegisteredModel:
     Example:
         >>> # ll.registry.get_model("churn").aliases  -> {"champion": 3}
     """
-    return store.get_registered_model(get_context(), name)
+    return registry_models.get_registered_model(get_context(), name)
 
 
 def rename(name: str, new_name: str) -> RegisteredModel:
@@ -418,7 +429,7 @@ def rename(name: str, new_name: str) -> RegisteredModel:
     Example:
         >>> # ll.registry.rename("churn", "churn-classifier").name  -> 'churn-classifier'
     """
-    return store.rename_registered_model(get_context(), name, new_name)
+    return registry_models.rename_registered_model(get_context(), name, new_name)
 
 
 def set_alias(name: str, alias: str, version: int | str, reason: str | None = None) -> ModelVersion:
@@ -431,10 +442,10 @@ def set_alias(name: str, alias: str, version: int | str, reason: str | None = No
         >>> # ll.registry.set_alias("churn", "champion", 3, reason="AUC 0.91 > 0.89")
     """
     ctx = get_context()
-    number = store.require_version_number(version)
+    number = registry_checks.require_version_number(version)
     check_intact(ctx, name, number, doing=f"point alias {alias!r} at")
-    store.set_alias(ctx, name, alias, number, reason=reason)
-    return _wrap(ctx, store.get_model_version(ctx, name, number))
+    registry_aliases.set_alias(ctx, name, alias, number, reason=reason)
+    return _wrap(ctx, registry_versions.get_model_version(ctx, name, number))
 
 
 def check_intact(ctx: Context, name: str, version: int, doing: str) -> None:
@@ -452,7 +463,7 @@ def check_intact(ctx: Context, name: str, version: int, doing: str) -> None:
     """
     from loopline.training.models import verify_logged_model
 
-    mv = _wrap(ctx, store.get_model_version(ctx, name, version))
+    mv = _wrap(ctx, registry_versions.get_model_version(ctx, name, version))
     if mv.logged_model is None:
         return
     try:
@@ -474,9 +485,9 @@ def delete_alias(name: str, alias: str, reason: str | None = None) -> None:
         >>> # ll.registry.delete_alias("churn", "challenger", reason="rolled back")
     """
     ctx = get_context()
-    store.get_registered_model(ctx, name)
+    registry_models.get_registered_model(ctx, name)
     try:
-        store.delete_alias(ctx, name, alias, reason=reason)
+        registry_aliases.delete_alias(ctx, name, alias, reason=reason)
     except NotFound as exc:
         raise NotFound(
             exc.message, hint=f"list its aliases with `loopline models show {name}`"
@@ -503,7 +514,7 @@ def parse_uri(uri: str) -> tuple[str, int | str]:
             return name, alias
     elif "/" in rest:
         name, _, ref = rest.rpartition("/")
-        number = store.version_number(ref)
+        number = registry_checks.version_number(ref)
         if name and (number is not None or ref == "latest"):
             return name, number if number is not None else "latest"
     raise InvalidInput(
@@ -531,7 +542,10 @@ def load(uri: str, trusted_types: Sequence[str] = ()) -> LoadedModel:
     rest = uri.removeprefix("models:/") if isinstance(uri, str) else ""
     if _MODEL_ID_RE.fullmatch(rest):
         return load_logged_model(
-            ctx, store.get_logged_model(ctx, rest), ref=uri, trusted_types=trusted_types
+            ctx,
+            registry_logged_models.get_logged_model(ctx, rest),
+            ref=uri,
+            trusted_types=trusted_types,
         )
     name, ref = parse_uri(uri)
     mv = get(name, ref)

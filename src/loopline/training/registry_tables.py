@@ -1,7 +1,9 @@
 """Tables of the model registry and of logged models (stage 3).
 
-Only :mod:`loopline.training.registry_store` and :mod:`loopline.training.logged_model_data`
-read or write them.
+Only the registry's store modules (:mod:`loopline.training.registry_models`,
+:mod:`~loopline.training.registry_versions`, :mod:`~loopline.training.registry_aliases`,
+:mod:`~loopline.training.registry_logged_models`) and
+:mod:`loopline.training.logged_model_data` read or write them.
 """
 
 from __future__ import annotations

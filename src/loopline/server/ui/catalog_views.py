@@ -23,8 +23,8 @@ from loopline.server.ui.tracking_views import sql_string
 from loopline.tracking.entities import RunRecord
 from loopline.tracking.query import search_runs
 from loopline.tracking.store import get_runs
-from loopline.training import registry_store
-from loopline.training.registry_store import ModelVersion
+from loopline.training import registry_models, registry_versions
+from loopline.training.registry_records import ModelVersion
 
 if TYPE_CHECKING:
     from loopline.delivery.gates import GateVerdict
@@ -182,7 +182,7 @@ def _verdicts(ctx: Context, name: str) -> tuple[dict[int, GateVerdict], bool]:
 def model_list(ctx: Context, page: int, name_like: str | None) -> dict[str, Any]:
     """One page of registered models with their aliases and what each serves."""
     offset = (page - 1) * MODELS_PER_PAGE
-    found = registry_store.search_registered_models(
+    found = registry_models.search_registered_models(
         ctx, name_like=name_like, max_results=MODELS_PER_PAGE + 1, offset=offset
     )
     deployments, serving = _deployments()
@@ -287,9 +287,9 @@ def _deployment_of(name: str) -> tuple[Deployment | None, list[DeploymentEvent],
 
 def model_detail(ctx: Context, name: str, page: int) -> dict[str, Any]:
     """A registered model: a page of versions with runs, verdicts, roles, and lineage."""
-    model = registry_store.get_registered_model(ctx, name)
+    model = registry_models.get_registered_model(ctx, name)
     offset = (page - 1) * VERSIONS_PER_PAGE
-    found = registry_store.search_model_versions(
+    found = registry_versions.search_model_versions(
         ctx, name=name, max_results=VERSIONS_PER_PAGE + 1, offset=offset
     )
     versions = found[:VERSIONS_PER_PAGE]
@@ -313,7 +313,7 @@ def model_detail(ctx: Context, name: str, page: int) -> dict[str, Any]:
 
 def version_detail(ctx: Context, name: str, version: int) -> dict[str, Any]:
     """One model version: its run, every gate verdict, and its own lineage graph."""
-    mv = registry_store.get_model_version(ctx, name, version)
+    mv = registry_versions.get_model_version(ctx, name, version)
     runs = {r.id: r for r in get_runs(ctx.engine, [mv.run_id] if mv.run_id else [])}
     verdict_list: list[GateVerdict] = []
     try:

@@ -195,7 +195,7 @@ def _histories(
 
 def run_detail(ctx: Context, run_id: str) -> dict[str, Any]:
     """Everything the run page shows: the run, its lineage, its charts."""
-    from loopline.training import registry_store
+    from loopline.training import registry_versions
 
     engine = ctx.engine
     run = get_run(engine, run_id)
@@ -227,7 +227,9 @@ def run_detail(ctx: Context, run_id: str) -> dict[str, Any]:
         "parent": parent[0] if parent else None,
         "user_tags": user_tags,
         "system_tags": system_tags,
-        "model_versions": registry_store.search_model_versions(ctx, run_id=run.id, max_results=100),
+        "model_versions": registry_versions.search_model_versions(
+            ctx, run_id=run.id, max_results=100
+        ),
     }
 
 
