@@ -9,7 +9,8 @@ import pytest
 
 from loopline.errors import InvalidInput
 from loopline.serving.csv_text import parse_features
-from loopline.training.signature import ColumnSpec, ModelSignature
+from loopline.training.signature import ModelSignature
+from loopline.training.signature_columns import ColumnSpec
 
 
 def _signature(*columns: ColumnSpec) -> ModelSignature:

@@ -25,7 +25,8 @@ from loopline.training import models, registry_logged_models, registry_records
 from loopline.training.flavors import LibraryVersionWarning
 from loopline.training.flavors.sklearn_flavor import SklearnFlavor
 from loopline.training.model_manifest import MANIFEST_FILE, Manifest
-from loopline.training.signature import ColumnSpec, ModelSignature, infer_signature
+from loopline.training.signature import ModelSignature, infer_signature
+from loopline.training.signature_columns import ColumnSpec
 
 COLUMNS = ["age", "income", "visits", "score"]
 

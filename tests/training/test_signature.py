@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from loopline.errors import InvalidInput
-from loopline.training.signature import INT_MAX, INT_MIN, ModelSignature, infer_signature
+from loopline.training.signature import ModelSignature, infer_signature
+from loopline.training.signature_checks import INT_MAX, INT_MIN
 
 SIG = infer_signature([{"age": 30, "income": 1.5, "plan": "pro"}])  # object rows
 NUMERIC = infer_signature([{"age": 30, "income": 1.5}])  # float64 rows

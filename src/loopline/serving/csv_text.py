@@ -41,7 +41,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from loopline.training.signature import ColumnSpec, ModelSignature
+    from loopline.training.signature import ModelSignature
+    from loopline.training.signature_columns import ColumnSpec
 
 
 def csv_format(path: Path) -> Any:
@@ -129,7 +130,7 @@ def _whole(floats: Any) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from loopline.training.signature import INT_EXACT_FLOAT
+    from loopline.training.signature_checks import INT_EXACT_FLOAT
 
     largest = pc.max(pc.abs(floats)).as_py()
     if largest is not None and not largest < INT_EXACT_FLOAT:
