@@ -33,15 +33,9 @@ from loopline.errors import InvalidInput
 from loopline.tracking.validation import check_key, check_tag_value
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\- ]{0,255}$")
-
-
 ALIAS_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,255}$")
-
-
 #: Longest model version source (MLflow's column: 500).
 MAX_SOURCE_LENGTH = 500
-
-
 #: The URIs a version's source may be: what the SDK (``models:/<model id>``) and the MLflow
 #: client (``runs:/``, ``models:/``, the run's ``mlflow-artifacts:/`` location) register.
 SOURCE_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")

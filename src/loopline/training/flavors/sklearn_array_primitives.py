@@ -28,11 +28,7 @@ from loopline.errors import InvalidInput
 from loopline.training.flavors.sklearn_trees import FIELD, HINT
 
 _INT32_MAX = 2**31 - 1
-
-
 _FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
-
-
 _F64 = (np.dtype(np.float64),)
 
 
