@@ -23,7 +23,7 @@ from loopline.core.backup_restore import restore
 from loopline.core.context import Context
 from loopline.core.db import create_engine_for
 from loopline.data.feature_registry import check_online
-from loopline.data.features import FeatureView
+from loopline.data.feature_views import FeatureView
 from loopline.data.online import OnlineStore, open_online_store
 from loopline.errors import Conflict
 
@@ -231,17 +231,17 @@ def test_a_materialization_during_the_backup_leaves_a_consistent_copy(
     snapshot fell between the two saw rows newer than its last record: it takes both
     snapshots again, and the copy holds the new rows with their record."""
     _features(source)
-    from loopline.data import features
+    from loopline.data import feature_serving
 
     written, release = threading.Event(), threading.Event()
-    log = features.log_materialization
+    log = feature_serving.log_materialization
 
     def slow_log(ctx: Context, m: Any) -> None:
         written.set()  # the rows are in the online store, the record not yet
         release.wait(30)
         log(ctx, m)
 
-    monkeypatch.setattr(features, "log_materialization", slow_log)
+    monkeypatch.setattr(feature_serving, "log_materialization", slow_log)
     end = T0 + pd.Timedelta(seconds=95)
     thread = threading.Thread(target=ll.features.materialize, args=("u",), kwargs={"end": end})
     thread.start()

@@ -20,9 +20,8 @@ import pytest
 
 import loopline as ll
 from loopline.core.context import Context
-from loopline.data import features as features_mod
-from loopline.data import pit_join
-from loopline.data.features import FeatureView
+from loopline.data import feature_views, online_consistency, pit_join
+from loopline.data.feature_views import FeatureView
 from loopline.data.online import (
     OnlineStore,
     RedisOnlineStore,
@@ -766,7 +765,7 @@ def test_a_registration_the_online_store_cannot_follow_saves_nothing(
     def down(self: OnlineStore, view: str, *, meta: bytes) -> bool:
         raise ll.BackendUnavailable("the online store does not answer")
 
-    monkeypatch.setattr(type(features_mod._online_store(fs_ctx)), "invalidate", down)
+    monkeypatch.setattr(type(online_consistency._online_store(fs_ctx)), "invalidate", down)
     with pytest.raises(ll.BackendUnavailable):
         ll.features.register(_small_view(features=("w",)))
     assert ll.features.get_view("ik").features == ("v",)
@@ -791,8 +790,10 @@ def test_incremental_materialize_over_rows_of_another_shape_is_refused(
     # e.g. registered by a process whose online store is another one: nothing was dropped
     ll.features.register(_small_view())
     ll.features.materialize("ik", end=T0)
-    monkeypatch.setattr(features_mod, "_drop_online_rows", lambda *a, **k: None)
+    monkeypatch.setattr(feature_views, "_drop_online_rows", lambda *a, **k: None)
     ll.features.register(_small_view(features=("w",)))
+    # The registration dropped nothing (else the refusal below is the dropped rows' record)
+    assert ll.features.get_online("ik", [1]) == [{"v": 1.0}]
     with pytest.raises(ll.Conflict, match=r"features v -> w\); a materialization with a start"):
         ll.features.materialize("ik", start=T0, end=T0)
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import loopline as ll
 from loopline.core.context import Context
-from loopline.data.features import FeatureView
+from loopline.data.feature_views import FeatureView
 
 T0 = pd.Timestamp("2024-03-01T00:00:00Z")
 

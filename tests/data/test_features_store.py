@@ -28,7 +28,7 @@ from loopline.core.db import create_engine_for, upgrade
 from loopline.core.schema import metadata
 from loopline.data import feature_sources
 from loopline.data.feature_tables import feature_materializations, feature_views
-from loopline.data.features import MAX_TTL, FeatureView
+from loopline.data.feature_views import MAX_TTL, FeatureView
 from tests.cli_run import run_cli
 from tests.conftest import s3_options
 

@@ -11,7 +11,7 @@ The stores know nothing about feature views: they keep, per view name, a map fro
 encoded entity key (text) to a packed row (bytes, orjson of ``{feature: value}``; a row
 holding inf, NaN or bytes, which JSON has no form of, is a JSON array instead) plus one packed
 metadata record per view. Encoding and decoding live in
-:mod:`loopline.data.features`.
+:mod:`loopline.data.online_encoding`.
 
 Example:
     >>> import tempfile

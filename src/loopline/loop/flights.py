@@ -131,7 +131,7 @@ def register_weather_view(weather: pd.DataFrame) -> Any:
     import datetime as dt
 
     from loopline.data import features
-    from loopline.data.features import FeatureView
+    from loopline.data.feature_views import FeatureView
 
     view = FeatureView(
         name="weather",
