@@ -17,6 +17,8 @@ from loopline.core import audit
 from loopline.core.artifacts import LocalArtifactStore, hash_file
 from loopline.core.context import Context
 from loopline.data import datasets
+from loopline.data.dataset_refs import parse_version
+from loopline.data.ingest import manifest_bytes
 from loopline.errors import ConfigError, IntegrityError, InvalidInput, NotFound
 from tests.conftest import run_python
 
@@ -120,7 +122,7 @@ def test_register_a_folder(ctx: Context, tmp_path: Path) -> None:
         assert (v.path / f.path).read_bytes() == (folder / f.path).read_bytes()
     # The manifest is an artifact whose digest is the version's hash.
     manifest = ctx.artifacts.get_bytes(v.hash)
-    assert manifest == datasets.manifest_bytes(list(v.files))
+    assert manifest == manifest_bytes(list(v.files))
 
 
 def test_registering_a_folder_that_holds_the_store_skips_the_store(
@@ -509,9 +511,9 @@ def test_a_version_that_is_not_a_positive_whole_number_is_invalid_input(version:
     # "²" passes str.isdigit() and fails int(): it used to escape as a ValueError; a number
     # past the column's 32 bits used to reach SQLite, which could not bind it.
     with pytest.raises(InvalidInput) as info:
-        datasets.parse_version(version)  # type: ignore[arg-type]
+        parse_version(version)  # type: ignore[arg-type]
     assert info.value.field == "version"
-    assert datasets.parse_version("12") == 12 and datasets.parse_version("latest") is None
+    assert parse_version("12") == 12 and parse_version("latest") is None
 
 
 def test_a_description_with_nul_is_refused_before_anything_is_stored(ctx: Context) -> None:

@@ -15,6 +15,7 @@ from scipy.spatial import distance
 import loopline as ll
 from loopline.errors import InvalidInput, NotFound
 from loopline.monitoring.drift import drift, missing_rose
+from tests.conftest import run_python
 
 RNG = np.random.default_rng(11)
 
@@ -288,6 +289,30 @@ def test_missing_files_and_bad_sources_have_clear_errors(tmp_path: Path) -> None
         drift(tmp_path / "broken.parquet", ref)
     with pytest.raises(InvalidInput, match="cannot compute drift on a list"):
         drift([1, 2], ref)
+
+
+_DRIFT_ON_A_VERSION = """
+import sys
+import pandas as pd
+import loopline as ll
+from loopline.data.dataset_reads import get
+from loopline.data.dataset_registration import register
+from loopline.monitoring.drift import drift
+ll.init(home=sys.argv[1])
+register("d", pd.DataFrame({"x": [float(i) for i in range(50)]}))
+report = drift(get("d"), get("d"))
+print("loopline.data.datasets" in sys.modules, sorted(report.columns))
+"""
+
+
+def test_a_dataset_version_is_a_source_where_ll_datasets_was_never_imported(
+    tmp_path: Path,
+) -> None:
+    # A DatasetVersion is told by its module being loaded; the class lives in
+    # loopline.data.dataset_version, which code can load without ll.datasets.
+    done = run_python(_DRIFT_ON_A_VERSION, str(tmp_path / "h"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "['x']"]
 
 
 def test_to_json_is_the_cli_shape() -> None:

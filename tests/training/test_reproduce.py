@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from loopline.core.context import Context
 from loopline.data import datasets
+from loopline.data.dataset_refs import PINS_ENV
 from loopline.data.tables import dataset_versions
 from loopline.errors import InvalidInput, NotFound
 from loopline.tracking.api import get_run, start_run
@@ -214,9 +215,9 @@ def test_pins_are_honoured_for_latest_only_and_checked(
     with datasets.pinned({rp.DATASET: 1}):
         assert datasets.get(rp.DATASET).version == 1
         assert datasets.get(rp.DATASET, 2).version == 2
-    monkeypatch.setenv(datasets.PINS_ENV, '{"repro-data": 1}')
+    monkeypatch.setenv(PINS_ENV, '{"repro-data": 1}')
     assert datasets.get(rp.DATASET).version == 1
-    monkeypatch.setenv(datasets.PINS_ENV, "[1]")
+    monkeypatch.setenv(PINS_ENV, "[1]")
     with pytest.raises(InvalidInput, match="LOOPLINE_DATASET_PINS must be a JSON object"):
         datasets.get(rp.DATASET)
     with pytest.raises(InvalidInput, match="not a version number"):

@@ -146,7 +146,7 @@ def _check_temp_files(settings: Settings, store_answers: bool) -> str:
     When the artifact check failed, the store is not asked again: a mute endpoint would
     cost the doctor a second wait to learn what the first already said.
     """
-    from loopline.data.datasets import HOME_TMP_IN_USE
+    from loopline.data.dataset_own_files import HOME_TMP_IN_USE
 
     home = settings.home.expanduser().resolve()
     lines = [_describe(sweep(home / "tmp", keep=HOME_TMP_IN_USE))]

@@ -251,7 +251,7 @@ def _check_dataset_ref(view: FeatureView) -> None:
 
     The dataset itself is looked up at query time (``name`` follows its latest version).
     """
-    from loopline.data.datasets import parse_ref
+    from loopline.data.dataset_refs import parse_ref
 
     assert isinstance(view.source, str)
     try:

@@ -54,7 +54,7 @@ from loopline.training.registry_checks import require_version_number
 
 if TYPE_CHECKING:
     from loopline.data.contracts import Contract
-    from loopline.data.datasets import DatasetVersion
+    from loopline.data.dataset_version import DatasetVersion
 
 __all__ = [
     "GateCheck",

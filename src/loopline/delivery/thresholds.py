@@ -169,7 +169,7 @@ class DataGate(BaseModel):
         # naming 'dataset', the gate's other argument); a verdict names fixed versions.
         if value is None:
             return value
-        from loopline.data.datasets import parse_ref
+        from loopline.data.dataset_refs import parse_ref
 
         name, number = parse_ref(value)
         if number is None:

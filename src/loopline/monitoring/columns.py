@@ -215,7 +215,7 @@ def open_table(source: object, label: str) -> Table:
         return _PandasTable(source, label)
     if _is_instance(source, "pyarrow", "Table"):
         return _ArrowTable(source, label)
-    if _is_instance(source, "loopline.data.datasets", "DatasetVersion"):
+    if _is_instance(source, "loopline.data.dataset_version", "DatasetVersion"):
         return _dataset_table(source, label)
     if isinstance(source, os.PathLike | str):
         return _path_or_ref(source, label)

@@ -187,7 +187,8 @@ def reference_sketch(reference: Any, features: list[str] | None) -> DriftSketch:
     if isinstance(reference, DriftSketch):
         return reference
     if isinstance(reference, str) and "@" in reference and not reference.endswith(".parquet"):
-        from loopline.data.datasets import get, parse_ref
+        from loopline.data.dataset_reads import get
+        from loopline.data.dataset_refs import parse_ref
 
         name, version = parse_ref(reference)
         reference = get(name, "latest" if version is None else version).to_pandas()

@@ -603,7 +603,7 @@ def _dataset_entry(item: RunInput) -> dict[str, Any]:
     if item.kind != "dataset":
         return entry
     from loopline.data import catalog
-    from loopline.data.datasets import check_name, parse_version
+    from loopline.data.dataset_refs import check_name, parse_version
 
     # Only the version the run read, with its own file list: reading every version of the
     # dataset (ll.datasets.versions) read the file lists of all of them.

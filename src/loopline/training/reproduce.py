@@ -469,7 +469,7 @@ def _rerun(
     pin_data: bool,
     executor: str | None,
 ) -> dict[str, Any]:
-    from loopline.data.datasets import PINS_ENV
+    from loopline.data.dataset_refs import PINS_ENV
 
     import_dir = (code / rec.import_root).resolve() if rec.import_root else code
     workdir = (code / rec.workdir).resolve() if rec.workdir else import_dir

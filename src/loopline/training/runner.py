@@ -508,7 +508,7 @@ def _step_reads(step_run_id: str | None) -> list[list[Any]]:
 def _read_newer_data(reads: list[list[Any]]) -> bool:
     """Whether a read of "latest" would now give another version: the cache key (code and
     arguments) cannot see what a step reads inside, so a hit is checked against it."""
-    from loopline.data.datasets import latest_number
+    from loopline.data.dataset_reads import latest_number
 
     for name, version, _digest, *latest in reads:
         if latest and latest[0]:

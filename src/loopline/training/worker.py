@@ -181,7 +181,7 @@ def execute_step(task: StepTask) -> StepOutcome:
             started_at=started,
             finished_at=time.time(),
         )
-    from loopline.data.datasets import READS
+    from loopline.data.dataset_reads import READS
 
     attempts = task.attempt + 1
     token = _current.set(StepInfo(task.node, attempts))
