@@ -10,7 +10,10 @@ import pandas as pd
 import pytest
 
 import loopline as ll
-from loopline.data.contracts import ColumnRule, Contract, RowRule, Violation, infer
+from loopline.data.contract_inference import infer
+from loopline.data.contract_report import Violation
+from loopline.data.contract_rules import ColumnRule, RowRule
+from loopline.data.contract_validation import Contract
 from loopline.errors import ContractViolation, InvalidInput
 
 

@@ -299,7 +299,7 @@ def validate_cmd(
 
     Example: loopline data validate batch.csv --contract churn.contract.yaml
     """
-    from loopline.data.contracts import Contract
+    from loopline.data.contract_validation import Contract
 
     spec = Contract.from_yaml(contract)
     frame, label = _load_frame(data)
@@ -326,7 +326,7 @@ def infer_contract_cmd(
 
     Example: loopline data infer-contract churn@3 churn.contract.yaml
     """
-    from loopline.data.contracts import infer
+    from loopline.data.contract_inference import infer
 
     frame, label = _load_frame(data)
     default_name = label.split("@", 1)[0] if "@" in label else Path(label).stem

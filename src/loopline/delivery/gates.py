@@ -53,7 +53,7 @@ from loopline.errors import InvalidInput, LooplineError, NotFound
 from loopline.training.registry_checks import require_version_number
 
 if TYPE_CHECKING:
-    from loopline.data.contracts import Contract
+    from loopline.data.contract_validation import Contract
     from loopline.data.dataset_version import DatasetVersion
 
 __all__ = [
@@ -197,7 +197,8 @@ def evaluate(
 
 def _relaxed(contract: Contract) -> Contract:
     """The contract's schema rules only: columns, dtypes, nulls and categories."""
-    from loopline.data.contracts import ColumnRule, Contract, RowRule
+    from loopline.data.contract_rules import ColumnRule, RowRule
+    from loopline.data.contract_validation import Contract
 
     columns = {
         col: ColumnRule(dtype=rule.dtype, nullable=rule.nullable, allowed=rule.allowed)
@@ -233,7 +234,7 @@ def _training_contract(mv: Any, held_out: str) -> tuple[Contract | None, str]:
 
 
 def _data_gate(spec: Thresholds, frame: Any, held_out: str, model: Any, mv: Any) -> list[GateCheck]:
-    from loopline.data.contracts import Contract
+    from loopline.data.contract_validation import Contract
 
     if spec.data.contract:
         contract: Contract | None = Contract.from_yaml(spec.data.contract)
