@@ -222,11 +222,11 @@ def test_a_time_outside_the_calendar_prints_as_its_number(embedded_ctx: Context)
     """MLflow takes any 64-bit time; one such run failed 'runs ls' for everyone (printing
     is the same on every backend: SQLite only)."""
     ctx = embedded_ctx
-    from loopline.tracking import store
+    from loopline.tracking import run_state
 
     with ll.start_run(experiment="far", name="far") as run:
         run.log_metric("m", 1.0)
-    store.update_run(ctx.engine, run.id, end_time=10**16)
+    run_state.update_run(ctx.engine, run.id, end_time=10**16)
     for args in (("ls", "-e", "far"), ("show", run.id)):
         done = _runs(ctx, *args)
         assert done.returncode == 0, (args, done.stderr)

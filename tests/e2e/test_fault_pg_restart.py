@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import loopline as ll
-from loopline.tracking import store
+from loopline.tracking import run_data
 from tests.e2e.faults import PG_BIN, KillableServer, PrivateCluster, WriterGroup
 from tests.server.conftest import free_port
 
@@ -78,7 +78,7 @@ def test_nothing_acknowledged_is_lost_when_postgresql_restarts(
     ctx = ll.init(uri=cluster.uri, artifacts=str(tmp_path / "artifacts"))
     try:
         for w in direct.writers + remote.writers:
-            history = store.get_metric_history(ctx.engine, w.run_id(), "m")
+            history = run_data.get_metric_history(ctx.engine, w.run_id(), "m")
             steps = Counter(p.step for p in history)
             acked = w.last_acked()
             missing = [s for s in range(acked + 1) if s not in steps]

@@ -20,7 +20,7 @@ import pytest
 
 import loopline as ll
 from loopline.core.context import Context
-from loopline.tracking import store
+from loopline.tracking import run_data
 from tests.e2e.faults import KillableServer, WriterGroup
 from tests.server.conftest import free_port
 
@@ -71,7 +71,9 @@ def test_every_acknowledged_point_survives_a_sigkill_of_the_server(
     try:
         for w in group.writers:
             acked = w.last_acked()
-            steps = Counter(p.step for p in store.get_metric_history(ctx.engine, w.run_id(), "m"))
+            steps = Counter(
+                p.step for p in run_data.get_metric_history(ctx.engine, w.run_id(), "m")
+            )
             missing = [s for s in range(acked + 1) if s not in steps]
             assert not missing, f"{w.mode} writer lost acknowledged steps {missing[:10]}"
             if w.mode == "sdk":

@@ -26,7 +26,7 @@ import pytest
 
 from loopline.core import audit
 from loopline.core.db import create_engine_for
-from loopline.tracking import experiments, store
+from loopline.tracking import experiments, run_data
 from tests.server.conftest import start_server, stop_server
 from tests.tracking.backends import database, server
 
@@ -498,7 +498,7 @@ def test_a_read_on_the_event_loop_sees_what_another_process_committed_just_befor
             httpx.Client(base_url=base, timeout=60) as client,
         ):
             for i in range(5):
-                store.set_tag(engine, run_id, "round", str(i))  # this process, not the server
+                run_data.set_tag(engine, run_id, "round", str(i))  # this process, not the server
                 run = client.get("/runs/get", params={"run_id": run_id}).json()["run"]
                 assert {"key": "round", "value": str(i)} in run["data"]["tags"]
                 made = experiments.create_experiment(engine, f"made-{i}")

@@ -30,7 +30,7 @@ from loopline.core.context import Context
 from loopline.core.db import create_engine_for
 from loopline.server.app import create_app
 from loopline.tracking import experiments as exp_store
-from loopline.tracking import store
+from loopline.tracking import run_creation, run_data
 
 #: Generated requests per operation; enough to reach every field, small enough for CI.
 MAX_EXAMPLES = 30
@@ -90,8 +90,8 @@ def target(
         ctx = ll.init(uri=uri, artifacts=str(folder / "artifacts"), allowed_hosts="testserver")
         stack.callback(ctx.close)
         exp = exp_store.get_or_create_experiment(ctx.engine, "fuzz", actor="fuzz")
-        run = store.create_run(ctx.engine, exp.id, name="fuzz", actor="fuzz")
-        store.log_batch(ctx.engine, run.id, params={"lr": "0.1"}, tags={"team": "a"})
+        run = run_creation.create_run(ctx.engine, exp.id, name="fuzz", actor="fuzz")
+        run_data.log_batch(ctx.engine, run.id, params={"lr": "0.1"}, tags={"team": "a"})
         schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(ctx))
         yield Target(schema, {"experiment_id": str(exp.id), "run_id": run.id})
 

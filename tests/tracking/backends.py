@@ -68,11 +68,11 @@ def run_with_id(engine: sa.Engine, experiment: str, run_id: str) -> str:
     ``experiment``; for ids that share a prefix, which random ids almost never do."""
     from dataclasses import replace
 
-    from loopline.tracking import store
+    from loopline.tracking import run_creation
     from loopline.tracking.entities import now_ms
     from loopline.tracking.experiments import get_or_create_experiment
 
-    new = store.new_run(get_or_create_experiment(engine, experiment))
+    new = run_creation.new_run(get_or_create_experiment(engine, experiment))
     new = replace(new, record=replace(new.record, id=run_id))
-    store.write_run(engine, new, end=("FINISHED", now_ms()))
+    run_creation.write_run(engine, new, end=("FINISHED", now_ms()))
     return run_id

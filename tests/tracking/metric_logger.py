@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import loopline
-from loopline.tracking import store
+from loopline.tracking import run_data
 
 
 def concurrent(uri: str, artifacts: str, go: str, index: int, steps: int, keys: int) -> None:
@@ -87,7 +87,7 @@ def same(uri: str, artifacts: str, go: str, run_id: str, points: int) -> None:
     while not Path(go).exists():
         time.sleep(0.005)
     for start in range(0, points, 5):  # batches of 7 that overlap by 2
-        store.log_batch(ctx.engine, run_id, rows=rows[start : start + 7])
+        run_data.log_batch(ctx.engine, run_id, rows=rows[start : start + 7])
     print("DONE", flush=True)
 
 

@@ -19,7 +19,7 @@ from loopline.core.artifacts import hash_bytes
 from loopline.core.context import Context
 from loopline.core.db import create_engine_for
 from loopline.errors import Conflict, InvalidInput, NotFound
-from loopline.tracking import store
+from loopline.tracking import run_state
 from loopline.tracking.api import ENVIRONMENT_TAG, ERROR_TAG, resolve_run_id
 from loopline.tracking.backend import TrackingBackend, backend_for
 from loopline.tracking.embedded import EmbeddedBackend
@@ -358,7 +358,7 @@ def test_a_run_id_prefix_resolves_to_its_run_in_every_mode(
     try:
         twins = [run_with_id(engine, exp, base + digit * 23) for digit in "01"]
         other = run_with_id(engine, exp, base + "f" * 23)
-        store.delete_run(engine, other)  # get_run shows a deleted run: a prefix finds it
+        run_state.delete_run(engine, other)  # get_run shows a deleted run: a prefix finds it
     finally:
         if remote:
             engine.dispose()

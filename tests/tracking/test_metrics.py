@@ -14,7 +14,7 @@ from alembic import command
 from loopline.core.context import Context
 from loopline.core.db import alembic_config, create_engine_for, current_revision, upgrade
 from loopline.errors import InvalidInput
-from loopline.tracking import store
+from loopline.tracking import run_creation, run_data, run_state
 from loopline.tracking._dialect import MetricRow
 from loopline.tracking.entities import LoggedBatch, Metric, MetricPoint
 from loopline.tracking.metrics import latest_of, pack_chunks, stored_points, unpack_chunk
@@ -80,20 +80,20 @@ def test_a_step_beyond_64_bits_is_refused_naming_the_field() -> None:
 
 
 def test_history_merges_chunks_by_step_then_timestamp_then_logged_order(ctx: Context) -> None:
-    run = store.create_run(ctx.engine, 0)
+    run = run_creation.create_run(ctx.engine, 0)
     batches: list[list[MetricRow]] = [
         [(run.id, "loss", 3.0, 10, 2, 0), (run.id, "loss", 1.0, 10, 1, 0)],
         [(run.id, "loss", 0.0, 10, 1, 1), (run.id, "loss", math.inf, 5, 1, 0)],
         [(run.id, "loss", 2.0, 10, 1, 0), (run.id, "acc", 0.9, 1, 0, 0)],
     ]
     for rows in batches:  # one transaction (so one chunk per key) each
-        store.log_batch(ctx.engine, run.id, rows=rows)
-    history = store.get_metric_history(ctx.engine, run.id, "loss")
+        run_data.log_batch(ctx.engine, run.id, rows=rows)
+    history = run_data.get_metric_history(ctx.engine, run.id, "loss")
     assert [(p.step, p.timestamp) for p in history] == [(1, 5), (1, 10), (1, 10), (1, 10), (2, 10)]
     values = [p.value for p in history]
     assert values[0] == math.inf and values[1] == 1.0 and math.isnan(values[2])
     assert values[3:] == [2.0, 3.0]
-    assert store.get_metric_history(ctx.engine, run.id, "acc") == [MetricPoint(0, 1, 0.9)]
+    assert run_data.get_metric_history(ctx.engine, run.id, "acc") == [MetricPoint(0, 1, 0.9)]
     with ctx.engine.connect() as conn:
         chunks = conn.execute(sa.text("SELECT count(*) FROM metric_chunks")).scalar_one()
         assert len(stored_points(conn, [run.id])) == 6
@@ -101,8 +101,8 @@ def test_history_merges_chunks_by_step_then_timestamp_then_logged_order(ctx: Con
 
 
 def test_a_deleted_run_takes_its_chunks_with_it(ctx: Context) -> None:
-    run = store.create_run(ctx.engine, 0)
-    store.log_batch(ctx.engine, run.id, rows=[(run.id, "loss", 0.5, 1, 1, 0)])
+    run = run_creation.create_run(ctx.engine, 0)
+    run_data.log_batch(ctx.engine, run.id, rows=[(run.id, "loss", 0.5, 1, 1, 0)])
     with ctx.engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM runs WHERE id = :id"), {"id": run.id})
     with ctx.engine.connect() as conn:
@@ -133,10 +133,10 @@ def test_the_migration_moves_existing_points_into_chunks_and_back(db_uri: str) -
         )
     upgrade(engine)
     assert "metrics" not in sa.inspect(engine).get_table_names()
-    loss = store.get_metric_history(engine, run_id, "loss")
+    loss = run_data.get_metric_history(engine, run_id, "loss")
     assert [(p.step, p.timestamp) for p in loss] == [(1, 90), (1, 90), (2, 100)]
     assert math.isnan(loss[0].value) and [p.value for p in loss[1:]] == [0.25, 0.5]
-    assert store.get_metric_history(engine, run_id, "acc") == [MetricPoint(0, 80, MAX_FLOAT)]
+    assert run_data.get_metric_history(engine, run_id, "acc") == [MetricPoint(0, 80, MAX_FLOAT)]
 
     command.downgrade(alembic_config(engine), "0010_monitoring_index")
     assert current_revision(engine) == "0010_monitoring_index"
@@ -162,61 +162,63 @@ def _stored(ctx: Context, run_id: str) -> list[tuple[str, int, int, float]]:
 
 
 def test_a_point_logged_twice_is_stored_once_as_mlflow_stores_it(ctx: Context) -> None:
-    run = store.create_run(ctx.engine, 0)
+    run = run_creation.create_run(ctx.engine, 0)
     point = (run.id, "loss", 0.5, 10, 1, 0)
-    assert store.log_batch(ctx.engine, run.id, rows=[point]) == LoggedBatch(True, stored=1)
+    assert run_data.log_batch(ctx.engine, run.id, rows=[point]) == LoggedBatch(True, stored=1)
     chunks = _chunk_count(ctx)
     # the same point again: nothing added, and the answer counts nothing
-    assert store.log_batch(ctx.engine, run.id, rows=[point]).stored == 0
-    again = store.log_batch(ctx.engine, run.id, metrics=[Metric("loss", 0.5, 10, 1)])  # as MLflow
+    assert run_data.log_batch(ctx.engine, run.id, rows=[point]).stored == 0
+    again = run_data.log_batch(
+        ctx.engine, run.id, metrics=[Metric("loss", 0.5, 10, 1)]
+    )  # as MLflow
     assert again == LoggedBatch(applied=True, stored=0)
-    assert store.get_metric_history(ctx.engine, run.id, "loss") == [MetricPoint(1, 10, 0.5)]
+    assert run_data.get_metric_history(ctx.engine, run.id, "loss") == [MetricPoint(1, 10, 0.5)]
     assert _chunk_count(ctx) == chunks
     # Same step and timestamp, another value: another point (MLflow's key holds the value).
-    store.log_batch(ctx.engine, run.id, rows=[(run.id, "loss", 0.25, 10, 1, 0)])
-    assert [p.value for p in store.get_metric_history(ctx.engine, run.id, "loss")] == [0.5, 0.25]
+    run_data.log_batch(ctx.engine, run.id, rows=[(run.id, "loss", 0.25, 10, 1, 0)])
+    assert [p.value for p in run_data.get_metric_history(ctx.engine, run.id, "loss")] == [0.5, 0.25]
     # NaN equals NaN (stored as 0 with is_nan, as MLflow stores it) but not 0.0; -0.0 is 0.0.
     nan = Metric("loss", math.nan, 10, 1)
-    assert store.log_batch(ctx.engine, run.id, metrics=[nan, nan]).stored == 1
+    assert run_data.log_batch(ctx.engine, run.id, metrics=[nan, nan]).stored == 1
     zero = Metric("loss", 0.0, 10, 1)
-    assert store.log_batch(ctx.engine, run.id, metrics=[nan, zero]).stored == 1
-    assert store.log_batch(ctx.engine, run.id, metrics=[Metric("loss", -0.0, 10, 1)]).stored == 0
-    values = [p.value for p in store.get_metric_history(ctx.engine, run.id, "loss")]
+    assert run_data.log_batch(ctx.engine, run.id, metrics=[nan, zero]).stored == 1
+    assert run_data.log_batch(ctx.engine, run.id, metrics=[Metric("loss", -0.0, 10, 1)]).stored == 0
+    values = [p.value for p in run_data.get_metric_history(ctx.engine, run.id, "loss")]
     assert len(values) == 4 and values[:2] == [0.5, 0.25] and math.isnan(values[2])
     assert values[3] == 0.0
     # The latest point and the run's copy of it are the ones MLflow keeps.
-    assert store.get_run(ctx.engine, run.id).latest_metrics["loss"] == MetricPoint(1, 10, 0.5)
+    assert run_state.get_run(ctx.engine, run.id).latest_metrics["loss"] == MetricPoint(1, 10, 0.5)
 
 
 def test_a_retried_batch_adds_only_the_points_not_stored_yet(ctx: Context) -> None:
-    run = store.create_run(ctx.engine, 0)
+    run = run_creation.create_run(ctx.engine, 0)
     batch: list[MetricRow] = [
         (run.id, key, float(step), 1000 + step, step, 0) for step in range(50) for key in "ab"
     ]
-    assert store.log_batch(ctx.engine, run.id, rows=batch).stored == 100
+    assert run_data.log_batch(ctx.engine, run.id, rows=batch).stored == 100
     # a client's retry after a lost answer: nothing stored, and the answer says so
-    assert store.log_batch(ctx.engine, run.id, rows=batch).stored == 0
+    assert run_data.log_batch(ctx.engine, run.id, rows=batch).stored == 0
     assert len(_stored(ctx, run.id)) == 100
     # Sent again with new points in the middle and at the end, and repeats inside itself.
     more = [(run.id, "a", 0.5, 1000, 0, 0), (run.id, "b", 99.0, 2000, 99, 0)]
-    resent = store.log_batch(ctx.engine, run.id, rows=batch[:60] + more + batch[40:] + more)
+    resent = run_data.log_batch(ctx.engine, run.id, rows=batch[:60] + more + batch[40:] + more)
     assert resent.stored == 2
     stored = _stored(ctx, run.id)
     assert len(stored) == 102 and len(set(stored)) == 102
-    assert store.get_run(ctx.engine, run.id).metrics == {"a": 49.0, "b": 99.0}
+    assert run_state.get_run(ctx.engine, run.id).metrics == {"a": 49.0, "b": 99.0}
 
 
 def test_a_batch_reaching_back_finds_its_repeats_in_every_stored_chunk(ctx: Context) -> None:
-    run = store.create_run(ctx.engine, 0)
+    run = run_creation.create_run(ctx.engine, 0)
     rid = run.id
     # Step 0 throughout (MLflow's default step), so only the timestamps tell points apart.
     for start in (0, 100, 50, 200):  # chunks whose spans interleave
         rows = [(rid, "x", float(t % 7), t, 0, 0) for t in range(start, start + 60, 3)]
-        store.log_batch(ctx.engine, rid, rows=rows)
+        run_data.log_batch(ctx.engine, rid, rows=rows)
     before = _stored(ctx, rid)
     assert len(before) == len(set(before)) == 80
     replay = [(rid, "x", float(t % 7), t, 0, 0) for t in range(0, 300)]
-    store.log_batch(ctx.engine, rid, rows=replay)
+    run_data.log_batch(ctx.engine, rid, rows=replay)
     after = _stored(ctx, rid)
     assert after[: len(before)] == before  # what was stored stays, in its order
     assert sorted(after) == sorted(("x", 0, t, float(t % 7)) for t in range(300))
@@ -225,16 +227,16 @@ def test_a_batch_reaching_back_finds_its_repeats_in_every_stored_chunk(ctx: Cont
 @pytest.mark.parametrize("seed", range(8), ids=lambda s: f"seed{s}")
 def test_random_batches_store_each_distinct_point_once(ctx: Context, seed: int) -> None:
     rng = random.Random(seed)
-    run_a, run_b = store.create_run(ctx.engine, 0), store.create_run(ctx.engine, 0)
+    run_a, run_b = run_creation.create_run(ctx.engine, 0), run_creation.create_run(ctx.engine, 0)
     rows = [
         (rng.choice([run_a.id, run_b.id]), *row[1:])
         for row in _random_rows(seed, 400)  # many repeats and ties, NaN included
     ]
     cuts = sorted(rng.sample(range(1, len(rows)), 9))
     for start, end in zip([0, *cuts], [*cuts, len(rows)], strict=True):
-        store.log_batch(ctx.engine, run_a.id, rows=rows[start:end])
+        run_data.log_batch(ctx.engine, run_a.id, rows=rows[start:end])
     for start in range(0, len(rows), 37):  # everything again, cut differently
-        store.log_batch(ctx.engine, run_a.id, rows=rows[start : start + 37])
+        run_data.log_batch(ctx.engine, run_a.id, rows=rows[start : start + 37])
     with ctx.engine.connect() as conn:
         stored = stored_points(conn, [run_a.id, run_b.id])
     found = [
@@ -245,7 +247,7 @@ def test_random_batches_store_each_distinct_point_once(ctx: Context, seed: int) 
     assert len(found) == len(set(found)) and set(found) == expected
     latest = latest_of(rows)
     for run_id in (run_a.id, run_b.id):
-        got = store.get_run(ctx.engine, run_id).latest_metrics
+        got = run_state.get_run(ctx.engine, run_id).latest_metrics
         for (r, key), (_r, _k, value, ts, step, nan) in latest.items():
             if r == run_id:
                 point = got[key]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from loopline.core.context import Context
-from loopline.tracking import query, store
+from loopline.tracking import query, run_creation, run_data
 from loopline.tracking.entities import Metric
 from loopline.tracking.search import parse_filter, parse_order_by
 
@@ -14,8 +14,8 @@ from loopline.tracking.search import parse_filter, parse_order_by
 def three_runs(ctx: Context) -> dict[str, str]:
     ids = {}
     for n, model in enumerate(["alpha", "beta", "gamma"]):
-        run = store.create_run(ctx.engine, 0, name=f"run-{model}", start_time=1000 + n)
-        store.log_batch(
+        run = run_creation.create_run(ctx.engine, 0, name=f"run-{model}", start_time=1000 + n)
+        run_data.log_batch(
             ctx.engine,
             run.id,
             params={"model": model, "depth": str(n)},
@@ -79,9 +79,9 @@ def test_ordering_by_a_filtered_key_reuses_its_join_and_orders_the_same(ctx: Con
     for n, (auc, model) in enumerate(
         [(0.7, "b"), (0.9, "a"), (0.7, "a"), (float("nan"), "c"), (None, "b"), (0.9, "c")]
     ):
-        run = store.create_run(ctx.engine, 0, name=f"r{n}", start_time=1000 + n % 3)
+        run = run_creation.create_run(ctx.engine, 0, name=f"r{n}", start_time=1000 + n % 3)
         metrics = [] if auc is None else [Metric("auc", auc, 1, 0)]
-        store.log_batch(ctx.engine, run.id, params={"model": model}, metrics=metrics)
+        run_data.log_batch(ctx.engine, run.id, params={"model": model}, metrics=metrics)
     unfiltered = _names(ctx, None, ["metrics.auc DESC"])
     assert unfiltered[:4] == ["r5", "r1", "r2", "r0"] and set(unfiltered[4:]) == {"r3", "r4"}
     for order in (["metrics.auc DESC"], ["metrics.auc ASC"], ["params.model DESC", "run_name"]):

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 import loopline as ll
 from loopline.core.context import Context
-from loopline.tracking import run_batch, store
+from loopline.tracking import run_batch, run_data
 from loopline.tracking.entities import Metric, now_ms
 
 
@@ -59,16 +59,16 @@ def test_every_write_keeps_the_copies_equal_to_the_rows(ctx: Context) -> None:
         run.log_metrics({"b": 0.1 + 0.2, "a": float("nan"), "é": float("inf"), "Z": 1e-310})
         run.flush()
         run.log_metric("loss", 0.25, step=2)
-    store.delete_tag(engine, run.id, "stage")
+    run_data.delete_tag(engine, run.id, "stage")
     # a late point (an older step) does not replace the latest one, in the copy either
-    store.log_batch(engine, run.id, metrics=[Metric("loss", 9.0, now_ms(), 1)])
+    run_data.log_batch(engine, run.id, metrics=[Metric("loss", 9.0, now_ms(), 1)])
     # same step and time: the greater value wins, NaN counting as its stored 0.0
     ts = now_ms()
     for key, first, then in (("tie", math.nan, -0.5), ("tie2", 0.5, math.nan), ("t3", -1.0, 2.0)):
-        store.log_batch(engine, run.id, metrics=[Metric(key, first, ts, 5)])
-        store.log_batch(engine, run.id, metrics=[Metric(key, then, ts, 5)])
-    assert store.log_batch(engine, run.id, tags={"late": "1"}, batch=("writer-1", 1)).applied
-    assert not store.log_batch(engine, run.id, tags={"late": "2"}, batch=("writer-1", 1)).applied
+        run_data.log_batch(engine, run.id, metrics=[Metric(key, first, ts, 5)])
+        run_data.log_batch(engine, run.id, metrics=[Metric(key, then, ts, 5)])
+    assert run_data.log_batch(engine, run.id, tags={"late": "1"}, batch=("writer-1", 1)).applied
+    assert not run_data.log_batch(engine, run.id, tags={"late": "2"}, batch=("writer-1", 1)).applied
     with ll.start_run(experiment="json", name="pipeline") as parent:
         p = run_batch.parent_of(parent)
         step = run_batch.ChildRun(
@@ -105,14 +105,14 @@ def test_writers_of_one_run_at_once_lose_no_key(ctx: Context) -> None:
         try:
             start.wait()
             for i in range(5):
-                store.log_batch(
+                run_data.log_batch(
                     engine, run_id, params={f"p{n}-{i}": str(i)}, tags={f"t{n}-{i}": str(n)}
                 )
-            store.log_batch(engine, run_id, tags={"shared": str(n)}, batch=(f"w{n}", 1))
+            run_data.log_batch(engine, run_id, tags={"shared": str(n)}, batch=(f"w{n}", 1))
             for i in range(5):  # metrics only, and metrics with a param, to one run at once
                 metric = Metric(f"m{n}", float(i), now_ms(), i)
-                store.log_batch(engine, run_id, metrics=[metric])
-                store.log_batch(engine, run_id, metrics=[metric], params={f"q{n}-{i}": "1"})
+                run_data.log_batch(engine, run_id, metrics=[metric])
+                run_data.log_batch(engine, run_id, metrics=[metric], params={f"q{n}-{i}": "1"})
         except BaseException as exc:  # reported below, not lost in the thread
             errors.append(exc)
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import loopline as ll
 from loopline.core.context import Context
 from loopline.errors import InvalidInput, NotFound
-from loopline.tracking import experiments, lineage, store
+from loopline.tracking import experiments, lineage, run_creation, run_data, run_state
 from loopline.tracking.entities import Metric, RunInput
 from loopline.tracking.search import Comparison, parse_filter, parse_order_by
 
@@ -64,21 +64,23 @@ def _fill(ctx: Context) -> Fixture:
     ]  # fmt: skip
     ids: dict[str, str] = {}
     for i, (name, status, params, metrics, tags) in enumerate(spec, start=1):
-        run = store.create_run(ctx.engine, exp.id, name=name, start_time=T0 + i * 1000, tags=tags)
-        store.log_batch(
+        run = run_creation.create_run(
+            ctx.engine, exp.id, name=name, start_time=T0 + i * 1000, tags=tags
+        )
+        run_data.log_batch(
             ctx.engine,
             run.id,
             params=params,
             metrics=[Metric(k, v, T0, 0) for k, v in metrics.items()],
         )
         end = None if status == "RUNNING" else T0 + i * 1000 + 500
-        store.update_run(ctx.engine, run.id, status=status, end_time=end)
+        run_state.update_run(ctx.engine, run.id, status=status, end_time=end)
         ids[name] = run.id
     lineage.log_inputs(
         ctx.engine, ids["lgbm-1"], [RunInput("dataset", "churn", "3", "d" * 64, "training")]
     )
-    elsewhere = store.create_run(ctx.engine, other.id, name="other-1", start_time=T0)
-    store.log_batch(ctx.engine, elsewhere.id, metrics=[Metric("auc", 0.99, T0, 0)])
+    elsewhere = run_creation.create_run(ctx.engine, other.id, name="other-1", start_time=T0)
+    run_data.log_batch(ctx.engine, elsewhere.id, metrics=[Metric("auc", 0.99, T0, 0)])
     ids["other-1"] = elsewhere.id
     return Fixture(ids)
 

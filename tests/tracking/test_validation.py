@@ -147,7 +147,7 @@ def test_text_without_a_utf8_form_is_refused_where_it_is_given(ctx: Context) -> 
 
 
 def test_nul_in_a_run_name_or_user_is_refused(ctx: Context) -> None:
-    from loopline.tracking import experiments, store
+    from loopline.tracking import experiments, run_creation
 
     with pytest.raises(InvalidInput, match="NUL") as info:
         ll.start_run(experiment="nul", name="a\x00b")
@@ -155,7 +155,7 @@ def test_nul_in_a_run_name_or_user_is_refused(ctx: Context) -> None:
     exp = experiments.get_or_create_experiment(ctx.engine, "nul")
     for bad, said in [("a\x00b", "NUL"), ("u" * 257, "limit of 256"), (5, "must be text")]:
         with pytest.raises(InvalidInput, match=said) as info:
-            store.create_run(ctx.engine, exp.id, user_id=bad)  # type: ignore[arg-type]
+            run_creation.create_run(ctx.engine, exp.id, user_id=bad)  # type: ignore[arg-type]
         assert info.value.field == "user_id"
 
 
@@ -166,21 +166,23 @@ CONTROLS = ["a\x01b", "u\x1b[31m", "x\x1b[2J", "cr\rover", "del\x7f", "csi\x9b31
 @pytest.mark.parametrize("bad", CONTROLS, ids=repr)
 def test_a_control_character_in_a_run_name_or_user_is_refused(ctx: Context, bad: str) -> None:
     # Stored as sent, they reached `loopline runs ls`, which printed ESC to the terminal.
-    from loopline.tracking import experiments, store
+    from loopline.tracking import experiments, run_creation, run_state
 
     with pytest.raises(InvalidInput, match="control character") as info:
         ll.start_run(experiment="controls", name=bad)
     assert info.value.field == "name"
     exp = experiments.get_or_create_experiment(ctx.engine, "controls")
     with pytest.raises(InvalidInput, match="control character") as info:
-        store.create_run(ctx.engine, exp.id, user_id=bad)
+        run_creation.create_run(ctx.engine, exp.id, user_id=bad)
     assert info.value.field == "user_id"
-    run = store.create_run(ctx.engine, exp.id, name="fine")
+    run = run_creation.create_run(ctx.engine, exp.id, name="fine")
     with pytest.raises(InvalidInput, match="control character"):
-        store.update_run(ctx.engine, run.id, name=bad)
+        run_state.update_run(ctx.engine, run.id, name=bad)
     with pytest.raises(InvalidInput, match="control character"):
-        store.create_run(ctx.engine, exp.id, user_id="ada\nlovelace")  # a user id is one line
-    assert store.get_run(ctx.engine, run.id).name == "fine"
+        run_creation.create_run(
+            ctx.engine, exp.id, user_id="ada\nlovelace"
+        )  # a user id is one line
+    assert run_state.get_run(ctx.engine, run.id).name == "fine"
 
 
 def test_a_run_name_may_hold_tab_and_newline_as_mlflows_may(ctx: Context) -> None:

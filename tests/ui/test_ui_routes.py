@@ -201,9 +201,9 @@ def test_empty_states_and_errors_are_html_pages(embedded_ctx: Context) -> None:
             # A time outside the calendar still renders (it failed every runs page).
             with ll.start_run(experiment="far") as far:
                 far.log_metric("m", 1.0, timestamp=10**16)
-            from loopline.tracking import store
+            from loopline.tracking import run_state
 
-            store.update_run(embedded_ctx.engine, far.id, end_time=10**16)
+            run_state.update_run(embedded_ctx.engine, far.id, end_time=10**16)
             for path in ("/runs", f"/runs/{far.id}"):
                 shown = client.get(path)
                 assert shown.status_code == 200, (path, shown.text[:300])

@@ -63,7 +63,7 @@ from loopline.server.deps import get_ctx
 from loopline.server.errors import ERROR_RESPONSES
 from loopline.server.strict_json import StrictJsonRoute
 from loopline.tracking import experiments as exp_store
-from loopline.tracking import lineage, query, store
+from loopline.tracking import lineage, query, run_creation, run_data, run_state
 from loopline.tracking.batch_codec import decode_metrics
 from loopline.tracking.entities import ArtifactEntry, now_ms
 from loopline.tracking.validation import check_artifact_path
@@ -188,7 +188,7 @@ def create_run(body: CreateRunRequest, ctx: Ctx) -> Response:
     """
     actor = ctx.settings.actor_name
     exp = exp_store.get_or_create_experiment(ctx.engine, body.experiment, actor=actor)
-    record = store.create_run(
+    record = run_creation.create_run(
         ctx.engine,
         exp.id,
         name=body.name,
@@ -231,7 +231,7 @@ def get_run(run_id: str, ctx: Ctx) -> Response:
 
     Example: ``GET /api/v1/runs/3f2a9c...``
     """
-    return _answer(RunModel.from_record(store.get_run(ctx.engine, run_id)))
+    return _answer(RunModel.from_record(run_state.get_run(ctx.engine, run_id)))
 
 
 @router.patch("/runs/{run_id}", response_model=RunModel)
@@ -240,7 +240,7 @@ def update_run(run_id: str, body: UpdateRunRequest, ctx: Ctx) -> Response:
 
     Example: ``PATCH /api/v1/runs/3f2a9c... {"status": "FINISHED", "end_time": 1700000000000}``
     """
-    record = store.update_run(
+    record = run_state.update_run(
         ctx.engine,
         run_id,
         status=body.status,
@@ -257,8 +257,8 @@ def delete_run(run_id: str, ctx: Ctx) -> Response:
 
     Example: ``DELETE /api/v1/runs/3f2a9c...``
     """
-    store.delete_run(ctx.engine, run_id, actor=ctx.settings.actor_name)
-    return _answer(RunModel.from_record(store.get_run(ctx.engine, run_id)))
+    run_state.delete_run(ctx.engine, run_id, actor=ctx.settings.actor_name)
+    return _answer(RunModel.from_record(run_state.get_run(ctx.engine, run_id)))
 
 
 def json_request(request: Request) -> None:
@@ -293,8 +293,8 @@ def restore_run(run_id: str, ctx: Ctx) -> Response:
 
     Example: ``POST /api/v1/runs/3f2a9c.../restore`` with ``Content-Type: application/json``
     """
-    store.restore_run(ctx.engine, run_id, actor=ctx.settings.actor_name)
-    return _answer(RunModel.from_record(store.get_run(ctx.engine, run_id)))
+    run_state.restore_run(ctx.engine, run_id, actor=ctx.settings.actor_name)
+    return _answer(RunModel.from_record(run_state.get_run(ctx.engine, run_id)))
 
 
 _LOG_BATCH_BODY = {
@@ -395,7 +395,9 @@ def _apply_batch(ctx: Context, run_id: str, raw: bytes) -> Response:
             )
     batch = _batch_id(body.get("writer"), body.get("seq"))
     rows = decode_metrics(body.get("metrics"), run_id, now_ms())
-    logged = store.log_batch(ctx.engine, run_id, params=params, tags=tags, rows=rows, batch=batch)
+    logged = run_data.log_batch(
+        ctx.engine, run_id, params=params, tags=tags, rows=rows, batch=batch
+    )
     return _answer(LogBatchResponse(stored=logged.stored, duplicate=not logged.applied))
 
 
@@ -423,7 +425,7 @@ def metric_history(run_id: str, ctx: Ctx, key: str = Query(examples=["loss"])) -
 
     Example: ``GET /api/v1/runs/3f2a9c.../metric-history?key=loss``
     """
-    points = store.get_metric_history(ctx.engine, run_id, key)
+    points = run_data.get_metric_history(ctx.engine, run_id, key)
     return _answer(MetricHistoryModel.from_points(run_id, key, points))
 
 
@@ -433,7 +435,7 @@ def set_tag(run_id: str, body: SetTagRequest, ctx: Ctx) -> Response:
 
     Example: ``POST /api/v1/runs/3f2a9c.../tags {"key": "stage", "value": "candidate"}``
     """
-    store.set_tag(ctx.engine, run_id, body.key, body.value)
+    run_data.set_tag(ctx.engine, run_id, body.key, body.value)
     return Response(status_code=204)
 
 
@@ -443,7 +445,7 @@ def delete_tag(run_id: str, ctx: Ctx, key: str = Query(examples=["stage"])) -> R
 
     Example: ``DELETE /api/v1/runs/3f2a9c.../tags?key=stage``
     """
-    store.delete_tag(ctx.engine, run_id, key)
+    run_data.delete_tag(ctx.engine, run_id, key)
     return Response(status_code=204)
 
 
@@ -545,7 +547,7 @@ def _claimed_digest(request: Request) -> str | None:
 
 def _check_active(ctx: Context, run_id: str) -> None:
     with reading(ctx.engine) as conn:
-        store.require_active(conn, run_id)
+        run_state.require_active(conn, run_id)
 
 
 def _store_artifact(

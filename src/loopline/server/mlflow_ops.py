@@ -34,7 +34,7 @@ from loopline.server.mlflow_wire import (
     run_json,
 )
 from loopline.tracking import experiments as exp_store
-from loopline.tracking import store
+from loopline.tracking import run_creation, run_data, run_state
 from loopline.tracking.entities import Metric
 
 #: MLflow's answer to a write that returns nothing.
@@ -68,7 +68,7 @@ def create_run(
     if name is not None and RUN_NAME_TAG not in tags:
         # MLflow's server stores the name as this tag too: filters on it find the run.
         tags = {**tags, RUN_NAME_TAG: name}
-    record = store.create_run(
+    record = run_creation.create_run(
         _on(ctx, bind),
         experiment_id(experiment or "0"),
         name=name,
@@ -112,7 +112,7 @@ def update_run(
     """
     if run_name and bind is not None:
         raise TypeError("a rename is two transactions: it runs on ctx's engine only")
-    record = store.update_run(
+    record = run_state.update_run(
         _on(ctx, bind),
         require_run_id(run_id),
         status=status,
@@ -121,7 +121,7 @@ def update_run(
         actor=ctx.settings.actor_name,
     )
     if run_name:  # the tag follows the name, as in MLflow's server
-        store.set_tag(ctx.engine, record.id, RUN_NAME_TAG, run_name)
+        run_data.set_tag(ctx.engine, record.id, RUN_NAME_TAG, run_name)
     return {"run_info": run_info_json(record)}
 
 
@@ -132,7 +132,7 @@ def get_run(ctx: Context, run_id: str | None, bind: Connection | None = None) ->
     Example:
         >>> # get_run(ctx, rid)["run"]["data"]["params"] -> [{'key': 'lr', 'value': '0.1'}]
     """
-    return {"run": run_json(store.get_run(_on(ctx, bind), require_run_id(run_id)))}
+    return {"run": run_json(run_state.get_run(_on(ctx, bind), require_run_id(run_id)))}
 
 
 def log_batch(
@@ -154,7 +154,7 @@ def log_batch(
     if len(params) > 1:
         _refuse_duplicate_params(params)
     try:
-        store.log_batch(_on(ctx, bind), run_id, metrics=metrics, params=params, tags=tags)
+        run_data.log_batch(_on(ctx, bind), run_id, metrics=metrics, params=params, tags=tags)
     except Conflict as exc:
         # Only a param can conflict here: MLflow's client raises INVALID_PARAMETER_VALUE
         # for it ("Changing param values is not allowed"), and so must this server.
@@ -188,8 +188,8 @@ def set_tag(ctx: Context, run_id: str, key: str, value: str) -> dict[str, Any]:
         >>> # set_tag(ctx, rid, "mlflow.runName", "better-name") -> {}
     """
     if key == RUN_NAME_TAG:
-        store.update_run(ctx.engine, run_id, name=value)
-    store.set_tag(ctx.engine, run_id, key, value)
+        run_state.update_run(ctx.engine, run_id, name=value)
+    run_data.set_tag(ctx.engine, run_id, key, value)
     return EMPTY
 
 

@@ -38,7 +38,7 @@ from loopline.server.mlflow_wire import experiment_id as _exp_id
 from loopline.server.responses import OrjsonResponse
 from loopline.server.strict_json import StrictJsonRoute
 from loopline.tracking import experiments as exp_store
-from loopline.tracking import lineage, query, store
+from loopline.tracking import lineage, query, run_data, run_state
 from loopline.tracking.entities import (
     Experiment,
     Metric,
@@ -313,13 +313,13 @@ class RunRef(_Req):
 
 @router.post("/runs/delete")
 def delete_run(body: RunRef, ctx: Ctx) -> dict[str, Any]:
-    store.delete_run(ctx.engine, body.run_id, actor=ctx.settings.actor_name)
+    run_state.delete_run(ctx.engine, body.run_id, actor=ctx.settings.actor_name)
     return {}
 
 
 @router.post("/runs/restore")
 def restore_run(body: RunRef, ctx: Ctx) -> dict[str, Any]:
-    store.restore_run(ctx.engine, body.run_id, actor=ctx.settings.actor_name)
+    run_state.restore_run(ctx.engine, body.run_id, actor=ctx.settings.actor_name)
     return {}
 
 
@@ -405,7 +405,7 @@ class DeleteTag(_Req):
 
 @router.post("/runs/delete-tag")
 def delete_tag(body: DeleteTag, ctx: Ctx) -> dict[str, Any]:
-    store.delete_tag(ctx.engine, body.run_id, body.key)
+    run_data.delete_tag(ctx.engine, body.run_id, body.key)
     return {}
 
 
@@ -433,7 +433,7 @@ def _not_yet_stored(ctx: Context, run_id: str, linked: list[Metric]) -> list[Met
     seen: dict[str, list[MetricPoint]] = {}
     for m in linked:
         if m.key not in seen:
-            seen[m.key] = store.get_metric_history(ctx.engine, run_id, m.key)
+            seen[m.key] = run_data.get_metric_history(ctx.engine, run_id, m.key)
         # As history reads it back: NaN as NaN, +/-inf as the largest float (MLflow's).
         value = stored_metric_value(m.value)[0] if math.isinf(m.value) else m.value
         point = MetricPoint(m.step, m.timestamp, value)
@@ -584,7 +584,7 @@ def log_outputs(body: LogOutputs, ctx: Ctx) -> dict[str, Any]:
         >>> # POST /api/2.0/mlflow/runs/outputs
         >>> #      {"run_id": "3f2a...", "models": [{"model_id": "m-0123", "step": 0}]}
     """
-    store.get_run(ctx.engine, body.run_id)  # 404 for an unknown run
+    run_state.get_run(ctx.engine, body.run_id)  # 404 for an unknown run
     from loopline.training import registry_logged_models
 
     for m in body.models or []:
@@ -604,7 +604,7 @@ def get_metric_history(
     page_token: str | None = None,
 ) -> dict[str, Any]:
     rid = run_id or run_uuid or ""
-    points = store.get_metric_history(ctx.engine, rid, metric_key)
+    points = run_data.get_metric_history(ctx.engine, rid, metric_key)
     offset = query.decode_page_token(page_token)
     limit = max_results or len(points)
     page = points[offset : offset + limit]
@@ -673,7 +673,7 @@ def get_metric_history_bulk_interval(
         >>> #     ?run_ids=3f2a...&run_ids=9c1d...&metric_key=loss&max_results=100
     """
     steps = _step_range(start_step, end_step)
-    histories = {rid: store.get_metric_history(ctx.engine, rid, metric_key) for rid in run_ids}
+    histories = {rid: run_data.get_metric_history(ctx.engine, rid, metric_key) for rid in run_ids}
     out = []
     for rid, points in histories.items():
         if steps is not None:
@@ -703,7 +703,7 @@ def list_run_artifacts(
     from loopline.core.artifact_paths import clean_path
     from loopline.server.mlflow_artifacts import list_run
 
-    record = store.get_run(ctx.engine, ops.require_run_id(run_id or run_uuid))
+    record = run_state.get_run(ctx.engine, ops.require_run_id(run_id or run_uuid))
     sub = clean_path(path or "", allow_empty=True)
     listed = list_run(ctx, record.id, sub)
     prefix = f"{sub}/" if sub else ""

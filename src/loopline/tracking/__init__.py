@@ -4,9 +4,11 @@ The SDK (``ll.start_run``, ``ll.get_run``, ``ll.search_runs``, ``ll.metric_histo
 ``ll.active_run``) lives in :mod:`~loopline.tracking.api`. Underneath, one module per job:
 
 * :mod:`~loopline.tracking.tables` - the tables (migration ``0002_tracking``);
-* :mod:`~loopline.tracking.experiments`, :mod:`~loopline.tracking.store`,
+* :mod:`~loopline.tracking.experiments`, :mod:`~loopline.tracking.run_creation`,
+  :mod:`~loopline.tracking.run_state`, :mod:`~loopline.tracking.run_data`,
   :mod:`~loopline.tracking.lineage`, :mod:`~loopline.tracking.query` - the store functions
-  (engine in, plain records out) that the SDK and the MLflow-compatible server share;
+  (engine in, plain records out) that the SDK and the MLflow-compatible server share, with
+  :mod:`~loopline.tracking.param_tag_checks` - how they check params and tags;
 * :mod:`~loopline.tracking.metrics` and :mod:`~loopline.tracking.ingest` - the metric write
   path: a buffer and a background writer, bulk inserts, the latest value per key;
 * :mod:`~loopline.tracking.search` - the MLflow filter grammar, parsed into bound SQL;

@@ -60,7 +60,7 @@ from loopline.tracking.entities import (
     now_ms,
 )
 from loopline.tracking.experiments import check_experiment_name
-from loopline.tracking.store import check_params, check_tags
+from loopline.tracking.param_tag_checks import check_params, check_tags
 from loopline.tracking.validation import (
     MAX_TAG_VALUE_LENGTH,
     check_artifact_path,

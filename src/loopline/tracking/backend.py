@@ -162,7 +162,7 @@ class TrackingBackend(ABC):
         Example:
             >>> # backend.run_ids_starting("3f2a9c0d")  -> ['3f2a9c0d1e2f4a5b6c7d8e9f00112233']
         """
-        from loopline.tracking.store import check_run_id_prefix
+        from loopline.tracking.run_state import check_run_id_prefix
 
         check_run_id_prefix(prefix)
         page = self.search_runs(

@@ -1,7 +1,8 @@
 """The embedded tracking backend: direct SQL through the store functions, local blobs.
 
 Used when ``LOOPLINE_URI`` is a database (``sqlite://``, ``postgresql://``). It is a thin
-layer over :mod:`~loopline.tracking.store`, :mod:`~loopline.tracking.experiments`,
+layer over :mod:`~loopline.tracking.run_creation`, :mod:`~loopline.tracking.run_state`,
+:mod:`~loopline.tracking.run_data`, :mod:`~loopline.tracking.experiments`,
 :mod:`~loopline.tracking.query` and :mod:`~loopline.tracking.lineage`, the same functions
 the REST servers call, so embedded and remote use one implementation of the semantics.
 
@@ -24,7 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from loopline.core.context import Context
 from loopline.core.db import driver_reason, shown_url
 from loopline.errors import BackendUnavailable, NotFound, remedy
-from loopline.tracking import experiments, lineage, query, store
+from loopline.tracking import experiments, lineage, query, run_creation, run_data, run_state
 from loopline.tracking._dialect import MetricRow
 from loopline.tracking.backend import TrackingBackend
 from loopline.tracking.entities import (
@@ -77,7 +78,7 @@ class EmbeddedBackend(TrackingBackend):
             ArtifactEntry(check_artifact_path(path), self.ctx.artifacts.put_bytes(data), len(data))
             for path, data in files.items()
         ]
-        return store.create_run(
+        return run_creation.create_run(
             self.ctx.engine,
             exp.id,
             name=name,
@@ -110,7 +111,7 @@ class EmbeddedBackend(TrackingBackend):
         """
         exp = experiments.active_experiment(self.ctx.engine, experiment, actor=self._actor)
         entries = [self._stored_file(path, data) for path, data in files.items()]
-        return store.new_run(
+        return run_creation.new_run(
             exp,
             name=name,
             tags=tags,
@@ -147,7 +148,9 @@ class EmbeddedBackend(TrackingBackend):
             >>> # backend.write_run(new, params={"lr": "0.1"}, tags={}, rows=[], end=None)
         """
         try:
-            store.write_run(self.ctx.engine, new, params=params, tags=tags, rows=rows, end=end)
+            run_creation.write_run(
+                self.ctx.engine, new, params=params, tags=tags, rows=rows, end=end
+            )
         except (DBAPIError, BackendUnavailable) as exc:
             safe = shown_url(self.ctx.engine)
             raise BackendUnavailable(
@@ -162,7 +165,7 @@ class EmbeddedBackend(TrackingBackend):
         Example:
             >>> # backend.get_run(run_id).status
         """
-        return store.get_run(self.ctx.engine, run_id)
+        return run_state.get_run(self.ctx.engine, run_id)
 
     def run_ids_starting(self, prefix: str, *, limit: int = 2) -> list[str]:
         """See :meth:`TrackingBackend.run_ids_starting`: a range on the runs' primary key.
@@ -170,7 +173,7 @@ class EmbeddedBackend(TrackingBackend):
         Example:
             >>> # backend.run_ids_starting("3f2a9c0d")  -> ['3f2a9c0d1e2f4a5b6c7d8e9f00112233']
         """
-        return store.run_ids_starting(self.ctx.engine, prefix, limit=limit)
+        return run_state.run_ids_starting(self.ctx.engine, prefix, limit=limit)
 
     def finish_run(
         self, run_id: str, *, status: str, end_time: int, writer: MetricWriter | None
@@ -182,7 +185,7 @@ class EmbeddedBackend(TrackingBackend):
         """
         rows = writer.take_pending() if writer is not None else []
         try:
-            store.finish_run(
+            run_state.finish_run(
                 self.ctx.engine,
                 run_id,
                 status=status,
@@ -210,7 +213,7 @@ class EmbeddedBackend(TrackingBackend):
         Example:
             >>> # backend.log_batch(run_id, params={"lr": 0.1}, tags={})
         """
-        store.log_batch(self.ctx.engine, run_id, params=params, tags=tags)
+        run_data.log_batch(self.ctx.engine, run_id, params=params, tags=tags)
 
     def metric_sink(self) -> MetricSink:
         """See :meth:`TrackingBackend.metric_sink`: one transaction per batch.
@@ -226,7 +229,7 @@ class EmbeddedBackend(TrackingBackend):
         Example:
             >>> # backend.metric_history(run_id, "loss")[-1].value
         """
-        return store.get_metric_history(self.ctx.engine, run_id, key)
+        return run_data.get_metric_history(self.ctx.engine, run_id, key)
 
     def search_runs(
         self,

@@ -62,7 +62,7 @@ class Metric(NamedTuple):
 
 @dataclass(frozen=True)
 class LoggedBatch:
-    """What :func:`loopline.tracking.store.log_batch` did: whether the batch was applied
+    """What :func:`loopline.tracking.run_data.log_batch` did: whether the batch was applied
     (False for a ``(writer, seq)`` batch applied before) and how many of its metric points
     it stored now (a point stored before, or repeated in the batch, is not counted).
 

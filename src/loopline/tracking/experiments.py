@@ -269,7 +269,8 @@ def get_or_create_experiment(engine: Engine, name: str, *, actor: str | None = N
 
 #: How long :func:`active_experiment` trusts what it read (seconds). A change made in this
 #: process is seen at once; one made by another process within this time is still caught
-#: when the run is written (:func:`loopline.tracking.store.write_run` checks the stage).
+#: when the run is written (:func:`loopline.tracking.run_creation.write_run` checks
+#: the stage).
 ACTIVE_CACHE_S = 1.0
 _generation = 0  # bumped by every change to an experiment made through this module
 _cache_lock = threading.Lock()

@@ -12,7 +12,7 @@ Durability contract: when :meth:`MetricWriter.flush` returns, every point added 
 call is committed (acknowledged by the server, in remote mode). A batch that fails to write
 stays at the front of the queue, with its number, and is retried as it was: a server that
 applied it but whose answer was lost recognises ``(writer id, number)`` and does not apply
-it again (see :func:`loopline.tracking.store.log_batch`). The error is raised by the next
+it again (see :func:`loopline.tracking.run_data.log_batch`). The error is raised by the next
 ``flush``. Writers are flushed at run end and at interpreter exit (``atexit``). When more
 than :data:`MAX_PENDING_ROWS` points are waiting (the backend is down or too slow), ``add``
 flushes in the caller's thread, so memory stays bounded and the error reaches the caller.

@@ -30,7 +30,7 @@ from loopline.errors import Conflict, InvalidInput
 from loopline.tracking import run_json
 from loopline.tracking._dialect import insert_for
 from loopline.tracking.entities import ArtifactEntry, RunInput, RunOutput, now_ms
-from loopline.tracking.store import require_active, require_run
+from loopline.tracking.run_state import require_active, require_run
 from loopline.tracking.tables import run_artifacts, run_inputs, run_outputs
 from loopline.tracking.validation import check_artifact_path, check_int
 

@@ -64,7 +64,8 @@ from loopline.tracking.entities import (
     ViewType,
 )
 from loopline.tracking.ingest import MetricSink, MetricWriter
-from loopline.tracking.store import check_params, check_run_status, check_tags
+from loopline.tracking.param_tag_checks import check_params, check_tags
+from loopline.tracking.run_state import check_run_status
 from loopline.tracking.validation import check_artifact_path, check_int, check_max_results
 from loopline.tracking.wire import (
     ArtifactListModel,

@@ -46,13 +46,9 @@ from loopline.tracking import run_json
 from loopline.tracking._dialect import cached_statement
 from loopline.tracking.entities import ArtifactEntry, now_ms
 from loopline.tracking.environment import ENVIRONMENT_ARTIFACT
-from loopline.tracking.store import (
-    END_RUN,
-    PARENT_RUN_TAG,
-    artifact_rows,
-    check_run_status,
-    upsert_tag_statement,
-)
+from loopline.tracking.run_creation import PARENT_RUN_TAG, artifact_rows
+from loopline.tracking.run_data import upsert_tag_statement
+from loopline.tracking.run_state import END_RUN, check_run_status
 from loopline.tracking.tables import params as params_table
 from loopline.tracking.tables import run_artifacts, runs
 from loopline.tracking.tables import tags as tags_table

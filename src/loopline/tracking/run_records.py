@@ -1,7 +1,7 @@
 """Reading whole runs: a run's row, params, tags, latest metrics, inputs and outputs, in a
 few queries.
 
-Shared by :func:`loopline.tracking.store.get_run` and every search
+Shared by :func:`loopline.tracking.run_state.get_run` and every search
 (:func:`loopline.tracking.query.search_runs`), so it is written for pages of hundreds of
 runs: two fixed statements on the driver's cursor, rows fetched in bulk as tuples.
 

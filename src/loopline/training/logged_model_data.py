@@ -3,8 +3,8 @@
 MLflow 3's client sends a logged model's first 100 params with its creation and the rest
 in batches of 100 (``POST logged-models/{id}/params``, MLflow's ``LogLoggedModelParams``);
 ``mlflow.log_model_params`` sends more. Params are checked as a run's are
-(:func:`loopline.tracking.store.check_params`: key rules, values of at most 6,000
-characters, no NUL) and, like a run's, cannot change: the same value again is a no-op (a
+(:func:`loopline.tracking.param_tag_checks.check_params`: key rules, values of at most
+6,000 characters, no NUL) and, like a run's, cannot change: the same value again is a no-op (a
 retried request), another value is :class:`~loopline.errors.Conflict` and nothing of the
 batch is kept.
 
@@ -50,7 +50,7 @@ from loopline.core.db import reading
 from loopline.core.text import check_no_nul
 from loopline.errors import InvalidInput, NotFound
 from loopline.tracking._dialect import insert_for
-from loopline.tracking.store import check_params, refuse_changed_params
+from loopline.tracking.param_tag_checks import check_params, refuse_changed_params
 from loopline.tracking.validation import check_int, check_key, metric_float, stored_metric_value
 from loopline.training.registry_tables import (
     logged_model_metrics,

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 from loopline.core.context import Context
 from loopline.core.db import reading
 from loopline.errors import NotFound
-from loopline.tracking.store import check_params
+from loopline.tracking.param_tag_checks import check_params
 from loopline.training.logged_model_data import ModelMetric, metrics_of
 from loopline.training.registry_records import LoggedModel, _drop_tag, _now_ms, _put_tag
 from loopline.training.registry_tables import (
@@ -52,8 +52,8 @@ def create_logged_model(
     """Create a logged model (status PENDING until finalized).
 
     ``params`` (a mapping or ``(key, value)`` pairs) are checked as a run's are
-    (:func:`loopline.tracking.store.check_params`: a key given twice with two values is
-    :class:`Conflict`), like those logged later
+    (:func:`loopline.tracking.param_tag_checks.check_params`: a key given twice with two
+    values is :class:`Conflict`), like those logged later
     (:func:`loopline.training.logged_model_data.log_params`).
 
     Example:

@@ -22,7 +22,7 @@ from loopline.server.ui.graph import Layout, LineageGraph
 from loopline.server.ui.tracking_views import sql_string
 from loopline.tracking.entities import RunRecord
 from loopline.tracking.query import search_runs
-from loopline.tracking.store import get_runs
+from loopline.tracking.run_records import get_runs
 from loopline.training import registry_models, registry_versions
 from loopline.training.registry_records import ModelVersion
 

@@ -28,7 +28,8 @@ from loopline.tracking import metrics as metric_store
 from loopline.tracking.entities import Experiment, MetricPoint, RunRecord, ViewType
 from loopline.tracking.lineage import list_artifacts
 from loopline.tracking.query import decode_page_token, encode_page_token, search_runs
-from loopline.tracking.store import get_run, get_runs
+from loopline.tracking.run_records import get_runs
+from loopline.tracking.run_state import get_run
 from loopline.tracking.validation import stored_infinity
 
 #: Runs per page the runs table offers.
