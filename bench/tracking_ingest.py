@@ -26,7 +26,8 @@ import orjson
 import sqlalchemy as sa
 
 import loopline as ll
-from loopline.tracking.api import Run, start_run
+from loopline.tracking.api import start_run
+from loopline.tracking.run_handle import Run
 from loopline.tracking.tables import latest_metrics, metric_chunks
 
 

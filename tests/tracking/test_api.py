@@ -21,9 +21,10 @@ import loopline as ll
 from loopline.core.context import Context
 from loopline.errors import InvalidInput, NotFound
 from loopline.tracking import environment
-from loopline.tracking.api import ENVIRONMENT_TAG, ERROR_TAG, Run, RunPage
+from loopline.tracking.api import ENVIRONMENT_TAG, RunPage
 from loopline.tracking.entities import MetricPoint
 from loopline.tracking.environment import ENVIRONMENT_ARTIFACT, installed_packages
+from loopline.tracking.run_handle import ERROR_TAG, Run
 from tests.git_repo import git
 
 

@@ -20,12 +20,13 @@ from loopline.core.context import Context
 from loopline.core.db import create_engine_for
 from loopline.errors import Conflict, InvalidInput, NotFound
 from loopline.tracking import run_state
-from loopline.tracking.api import ENVIRONMENT_TAG, ERROR_TAG, resolve_run_id
+from loopline.tracking.api import ENVIRONMENT_TAG, resolve_run_id
 from loopline.tracking.backend import TrackingBackend, backend_for
 from loopline.tracking.embedded import EmbeddedBackend
 from loopline.tracking.entities import MetricPoint
 from loopline.tracking.environment import ENVIRONMENT_ARTIFACT
 from loopline.tracking.remote import RemoteBackend, RemoteSink
+from loopline.tracking.run_handle import ERROR_TAG
 from loopline.tracking.validation import MAX_FLOAT
 from tests.tracking.backends import count_points, database, run_with_id, server
 

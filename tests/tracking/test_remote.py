@@ -23,9 +23,9 @@ import pytest
 
 import loopline as ll
 from loopline.errors import BackendUnavailable, InvalidInput
-from loopline.tracking.api import Run
 from loopline.tracking.backend import backend_for
 from loopline.tracking.remote import RemoteSink
+from loopline.tracking.run_handle import Run
 from tests.cli_run import Process, popen
 from tests.server.conftest import start_server, stop_server
 from tests.tracking.backends import count_points, database

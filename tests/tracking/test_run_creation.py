@@ -21,7 +21,7 @@ from loopline.core.context import Context
 from loopline.core.db import create_engine_for
 from loopline.errors import Conflict, InvalidInput
 from loopline.tracking import deferred, experiments
-from loopline.tracking.api import _EARLY_ROWS
+from loopline.tracking.early_points import _EARLY_ROWS
 from loopline.tracking.tables import experiments as experiments_table
 from loopline.tracking.tables import runs as runs_table
 

@@ -1,7 +1,8 @@
 """Stage 2, experiment tracking: runs, params, metrics, tags, artifacts, lineage, search.
 
 The SDK (``ll.start_run``, ``ll.get_run``, ``ll.search_runs``, ``ll.metric_history``,
-``ll.active_run``) lives in :mod:`~loopline.tracking.api`. Underneath, one module per job:
+``ll.active_run``) lives in :mod:`~loopline.tracking.api`, the handle it gives out (``Run``)
+in :mod:`~loopline.tracking.run_handle`. Underneath, one module per job:
 
 * :mod:`~loopline.tracking.tables` - the tables (migration ``0002_tracking``);
 * :mod:`~loopline.tracking.experiments`, :mod:`~loopline.tracking.run_creation`,

@@ -22,7 +22,7 @@ import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from loopline.tracking.api import Run
+    from loopline.tracking.run_handle import Run
 
 _stacks: dict[int | None, list[Run]] = {}
 _lock = threading.Lock()

@@ -2,8 +2,9 @@
 
 The SDK writes a new run together with its first data: params and tags logged right after
 ``start_run`` and, for a short run, its metric points and its end, in one commit instead
-of one per call (:meth:`loopline.tracking.api.Run.write_pending`). Anything that needs the
-run to exist writes it first: reading it, its id, an artifact, a search in this process.
+of one per call (:meth:`loopline.tracking.run_handle.Run.write_pending`). Anything that
+needs the run to exist writes it first: reading it, its id, an artifact, a search in this
+process.
 So that others (the UI, a search from another process) see a running run soon even when
 it logs nothing, this module's daemon thread writes every run that has waited
 :data:`WRITE_DELAY_S`. Before a fork, waiting runs are written, so a forked child never
@@ -36,7 +37,7 @@ _log = logging.getLogger(__name__)
 
 
 class Deferred(Protocol):
-    """A run that can write itself (:class:`loopline.tracking.api.Run`)."""
+    """A run that can write itself (:class:`loopline.tracking.run_handle.Run`)."""
 
     def write_pending(self) -> None:
         """Write the run (and what was buffered for it) unless it is written already."""

@@ -60,7 +60,7 @@ from loopline.tracking.validation import (
 )
 
 if TYPE_CHECKING:
-    from loopline.tracking.api import Run
+    from loopline.tracking.run_handle import Run
 
 #: Tags a child inherits from its parent: those ``start_run`` records about the code and
 #: the environment (see :mod:`loopline.tracking.environment`), the same for the whole process.

@@ -57,7 +57,7 @@ from loopline.training.model_manifest import (
 from loopline.training.signature import ModelSignature, infer_output, infer_signature
 
 if TYPE_CHECKING:
-    from loopline.tracking.api import Run
+    from loopline.tracking.run_handle import Run
 
 __all__ = [
     "MANIFEST_FILE",

@@ -340,7 +340,8 @@ class Pipeline(Generic[P]):
         resumed_from: str | None,
         use_cache: bool,
     ) -> PipelineResult:
-        from loopline.tracking.api import ERROR_TAG, start_run
+        from loopline.tracking.api import start_run
+        from loopline.tracking.run_handle import ERROR_TAG
 
         with start_run(
             experiment=experiment or self.experiment or self.name, name=self.name, tags=tags

@@ -37,8 +37,8 @@ from loopline.training.flavors import LibraryVersionWarning
 from loopline.training.registry_records import LoggedModel, RegisteredModel
 
 if TYPE_CHECKING:
-    from loopline.tracking.api import Run
     from loopline.tracking.entities import RunInput
+    from loopline.tracking.run_handle import Run
     from loopline.training.models import LoadedModel
     from loopline.training.signature import ModelSignature
 
@@ -321,7 +321,7 @@ def _resolve_source(ctx: Context, obj: Any) -> LoggedModel:
         if _MODEL_ID_RE.fullmatch(obj):
             return registry_logged_models.get_logged_model(ctx, obj)
         return _single_logged_model(ctx, obj)
-    from loopline.tracking.api import Run
+    from loopline.tracking.run_handle import Run
 
     if isinstance(obj, Run):
         return _single_logged_model(ctx, obj.id)

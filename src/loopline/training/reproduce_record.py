@@ -33,7 +33,7 @@ import blake3
 from loopline.tracking.validation import MAX_TAG_VALUE_LENGTH
 
 if TYPE_CHECKING:
-    from loopline.tracking.api import Run
+    from loopline.tracking.run_handle import Run
 
 DIFF_ARTIFACT = "loopline/git.diff"
 IMPORT_ROOT_TAG = "loopline.pipeline.import_root"

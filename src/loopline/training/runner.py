@@ -49,7 +49,7 @@ from loopline.training.steps import Graph, GraphBuilder, Node, Spec
 from loopline.training.worker import StepOutcome, StepTask, StoreSpec, backoff, execute_step
 
 if TYPE_CHECKING:
-    from loopline.tracking.api import Run
+    from loopline.tracking.run_handle import Run
 
 #: Tag prefix of everything Loopline records about a step on its run.
 STEP_TAG = "loopline.step"
@@ -410,7 +410,7 @@ class Runner:
 
     def _finish(self, name: str, outcome: StepOutcome) -> bool:
         """Record an outcome; True when the step finished (its dependents may start)."""
-        from loopline.tracking.api import ERROR_TAG
+        from loopline.tracking.run_handle import ERROR_TAG
         from loopline.tracking.validation import MAX_TAG_VALUE_LENGTH
 
         rec = self.record.steps[name]

@@ -41,7 +41,7 @@ from loopline.training.pipeline_store import PipelineRecord, StepRecord
 from loopline.training.steps import Step
 
 if TYPE_CHECKING:
-    from loopline.tracking.api import Run
+    from loopline.tracking.run_handle import Run
 
 #: Steps ended before the journal is written (a bound on what a crash makes rerun).
 FLUSH_STEPS = 64

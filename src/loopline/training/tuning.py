@@ -64,7 +64,7 @@ from loopline.training.trials import (
 if TYPE_CHECKING:
     import optuna
 
-    from loopline.tracking.api import Run
+    from loopline.tracking.run_handle import Run
 
 __all__ = ["TrialReporter", "TrialResult", "TuneResult", "TuningFailed", "parse_space", "tune"]
 
@@ -515,7 +515,7 @@ class _Loop:
         return self.executor.submit(run_trial, task), trial, child
 
     def _finish(self, trial: Any, child: Run, outcome: TrialOutcome) -> None:
-        from loopline.tracking.api import ERROR_TAG
+        from loopline.tracking.run_handle import ERROR_TAG
 
         for step, value in outcome.reported:
             child.log_metric("objective_intermediate", value, step=step)
