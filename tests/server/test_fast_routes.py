@@ -138,9 +138,15 @@ def test_query_strings_are_read_as_starlette_reads_them(
 def test_every_fast_route_is_an_mlflow_route_of_the_app() -> None:
     from fastapi.routing import APIRoute
 
-    from loopline.server.mlflow_tracking import router
+    from loopline.server import (
+        mlflow_experiments,
+        mlflow_metric_history,
+        mlflow_run_lineage,
+        mlflow_runs,
+    )
 
-    routes = [r for r in router.routes if isinstance(r, APIRoute)]
+    modules = (mlflow_experiments, mlflow_runs, mlflow_run_lineage, mlflow_metric_history)
+    routes = [r for m in modules for r in m.router.routes if isinstance(r, APIRoute)]
     served = {(m, r.path) for r in routes for m in r.methods or ()}
     for method, path in fast_routes.ROUTES:
         assert (method, path) in served, (method, path)

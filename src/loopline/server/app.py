@@ -105,12 +105,18 @@ def create_app(ctx: Context | None = None) -> FastAPI:
 
     from loopline.server.api_v1 import router as api_v1_router
     from loopline.server.mlflow_artifacts import router as artifacts_router
+    from loopline.server.mlflow_experiments import router as experiments_router
     from loopline.server.mlflow_logged_models import router as logged_models_router
+    from loopline.server.mlflow_metric_history import router as metric_history_router
     from loopline.server.mlflow_registry import router as registry_router
-    from loopline.server.mlflow_tracking import router as tracking_router
+    from loopline.server.mlflow_run_lineage import router as run_lineage_router
+    from loopline.server.mlflow_runs import router as runs_router
 
     # The MLflow client sends many small requests; its routes are matched first.
-    app.include_router(tracking_router)
+    app.include_router(experiments_router)
+    app.include_router(runs_router)
+    app.include_router(run_lineage_router)
+    app.include_router(metric_history_router)
     app.include_router(api_v1_router)
     app.include_router(registry_router)
     app.include_router(logged_models_router)

@@ -1,9 +1,10 @@
 """What the MLflow client's frequent tracking calls do, given their already-parsed fields.
 
-Both ways into the server call these: the FastAPI routes (:mod:`.mlflow_tracking`, after
-pydantic has validated the request) and the fast path (:mod:`.fast_routes`, after its strict
-parser has accepted it). Each writes through :mod:`loopline.tracking`'s store in one
-transaction, which commits before the answer is returned, and returns the JSON answer.
+Both ways into the server call these: the FastAPI routes (:mod:`.mlflow_runs`,
+:mod:`.mlflow_experiments`, after pydantic has validated the request) and the fast path
+(:mod:`.fast_routes`, after its strict parser has accepted it). Each writes through
+:mod:`loopline.tracking`'s store in one transaction, which commits before the answer is
+returned, and returns the JSON answer.
 Those that take ``bind`` run on it, a connection of the context's database held open by
 the caller (the fast path's work on the event loop's thread), instead of ``ctx.engine``.
 

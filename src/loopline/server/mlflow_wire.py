@@ -3,7 +3,8 @@
 Experiment ids travel as strings, tags and params as ``{"key", "value"}`` lists, times as
 milliseconds, and non-finite metric values as the strings ``"NaN"``, ``"Infinity"`` and
 ``"-Infinity"`` (protobuf's JSON mapping). Shared by the FastAPI routes
-(:mod:`.mlflow_tracking`) and the fast path (:mod:`.fast_routes`), so both answer alike.
+(:mod:`.mlflow_experiments`, :mod:`.mlflow_runs`, :mod:`.mlflow_run_lineage`,
+:mod:`.mlflow_metric_history`) and the fast path (:mod:`.fast_routes`), so both answer alike.
 
 What a request may send is protobuf's JSON mapping, read strictly (:func:`wire_double`,
 :func:`wire_int64`, :func:`view_type`): a ``double`` is a JSON number, a string in JSON's
