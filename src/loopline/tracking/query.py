@@ -36,16 +36,8 @@ from loopline.tracking._dialect import like_pattern_too_long
 from loopline.tracking.entities import ExperimentSearchResult, RunSearchResult, ViewType
 from loopline.tracking.experiments import experiments_from_rows
 from loopline.tracking.run_records import ID_LIST, get_runs, list_value
-from loopline.tracking.search import (
-    NULL_OPS,
-    Comparison,
-    OrderKey,
-    add_comparison,
-    bound_value,
-    order_query,
-    parse_filter,
-    parse_order_by,
-)
+from loopline.tracking.search import NULL_OPS, Comparison, OrderKey, parse_filter, parse_order_by
+from loopline.tracking.search_sql import add_comparison, bound_value, order_query
 from loopline.tracking.tables import experiments, runs
 from loopline.tracking.validation import MAX_RESULTS_LIMIT as MAX_RESULTS_LIMIT
 from loopline.tracking.validation import check_max_results
