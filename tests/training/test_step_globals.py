@@ -13,7 +13,6 @@ import importlib
 import json
 import logging
 import os
-import subprocess
 import sys
 import textwrap
 import uuid
@@ -44,6 +43,7 @@ from loopline.training.step_globals import (
 )
 from tests.training import pipeline_steps as ps
 from tests.training.pipeline_steps import bump
+from tests.training.step_keys import outputs_under_hash_seeds
 
 _MODULE = """
 from pathlib import Path
@@ -258,14 +258,7 @@ def test_the_key_is_the_same_in_every_process(tmp_path: Path) -> None:
         "s = hashseed_mod.tagged\n"
         "print(json.dumps([cache_key(s, {'n': {'v': 1}}), read_globals(s.fn)]))\n"
     )
-    outputs = []
-    for seed in ("1", "2", "3"):
-        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(tmp_path)}
-        done = subprocess.run(
-            [sys.executable, "-c", script], env=env, capture_output=True, text=True
-        )
-        assert done.returncode == 0, done.stderr
-        outputs.append(json.loads(done.stdout))
+    outputs = outputs_under_hash_seeds(tmp_path, script, ("1", "2", "3"))
     assert outputs[0] == outputs[1] == outputs[2]
     assert sorted(outputs[0][1]) == ["hashseed_mod.TABLE", "hashseed_mod.TAGS"]
 
@@ -892,14 +885,7 @@ def test_array_and_frame_keys_are_the_same_in_every_process(tmp_path: Path) -> N
         "from loopline.training.step_globals import read_globals\n"
         "print(json.dumps(read_globals(hashseed_arrays.summed.fn)))\n"
     )
-    outputs = []
-    for seed in ("1", "2"):
-        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(tmp_path)}
-        done = subprocess.run(
-            [sys.executable, "-c", script], env=env, capture_output=True, text=True
-        )
-        assert done.returncode == 0, done.stderr
-        outputs.append(json.loads(done.stdout))
+    outputs = outputs_under_hash_seeds(tmp_path, script, ("1", "2"))
     assert outputs[0] == outputs[1]
     assert sorted(outputs[0]) == [
         "hashseed_arrays.FRAME",

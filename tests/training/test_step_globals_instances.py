@@ -14,8 +14,6 @@ import functools
 import http
 import io
 import json
-import os
-import subprocess
 import sys
 import types
 import typing
@@ -35,6 +33,7 @@ from loopline.training.step_globals import (
     canonical,
     read_globals,
 )
+from tests.training.step_keys import outputs_under_hash_seeds
 
 _HERE = __name__
 
@@ -436,14 +435,7 @@ def test_an_instance_key_is_the_same_in_every_process(tmp_path: Path) -> None:
         "from loopline.training.step_globals import read_globals\n"
         "print(json.dumps(read_globals(hashseed_inst.use.fn)))\n"
     )
-    outputs = []
-    for seed in ("1", "2"):
-        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(tmp_path)}
-        done = subprocess.run(
-            [sys.executable, "-c", script], env=env, capture_output=True, text=True
-        )
-        assert done.returncode == 0, done.stderr
-        outputs.append(json.loads(done.stdout))
+    outputs = outputs_under_hash_seeds(tmp_path, script, ("1", "2"))
     assert outputs[0] == outputs[1]
     assert outputs[0]["hashseed_inst.CFG"].startswith("data:")
     assert outputs[0]["hashseed_inst.CFG.__refs__[0]"] == "class:hashseed_inst.Cfg"

@@ -11,7 +11,6 @@ the old value made (a stale cache hit).
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +20,8 @@ import orjson
 
 from loopline.core.context import Context
 from loopline.training.pipeline import get_pipeline_run
-from tests.cli_run import popen, run_loopline
+from tests.cli_run import popen
+from tests.training.step_keys import executions, forget_bytecode, run_flow
 
 _FLOW = """
 import enum
@@ -61,28 +61,7 @@ def pipe(workdir: str, score: float = 0.6) -> None:
 
 def _write_flow(proj: Path, threshold: str = "0.5", mode: str = "FAST") -> None:
     (proj / "flow.py").write_text(_FLOW.format(threshold=threshold, mode=mode))
-    # A rewrite within the same second and of the same size would otherwise be imported
-    # from the old bytecode.
-    shutil.rmtree(proj / "__pycache__", ignore_errors=True)
-
-
-def _run(ctx: Context, proj: Path, wd: Path) -> tuple[str, Any, str | None]:
-    """Run ``flow:pipe`` in a new process; the step's status, its stored output and key."""
-    done = run_loopline(
-        ctx, "pipeline", "run", "flow:pipe", "-p", f"workdir={wd}", "--json", cwd=proj
-    )
-    assert done.returncode == 0, done.stderr
-    summary = orjson.loads(done.stdout)
-    result = get_pipeline_run(summary["run_id"])
-    return (
-        summary["steps"]["decide"]["status"],
-        result.output("decide"),
-        result.steps["decide"].cache_key,
-    )
-
-
-def _executions(wd: Path) -> int:
-    return len((wd / "decide.count").read_text().splitlines())
+    forget_bytecode(proj)
 
 
 def test_a_step_reruns_when_a_dataclass_instance_or_enum_global_changes(
@@ -92,28 +71,28 @@ def test_a_step_reruns_when_a_dataclass_instance_or_enum_global_changes(
     proj.mkdir()
     wd.mkdir()
     _write_flow(proj)
-    first = _run(ctx, proj, wd)
+    first = run_flow(ctx, proj, wd)
     assert first[:2] == ("finished", {"above": True, "threshold": 0.5, "mode": "fast"})
     # Another process computes the same key.
-    assert _run(ctx, proj, wd) == ("cached", first[1], first[2])
+    assert run_flow(ctx, proj, wd) == ("cached", first[1], first[2])
 
     # A field of the dataclass instance.
     _write_flow(proj, threshold="0.7")
-    status, output, key = _run(ctx, proj, wd)
+    status, output, key = run_flow(ctx, proj, wd)
     assert (status, output) == ("finished", {"above": False, "threshold": 0.7, "mode": "fast"})
     assert key != first[2]
 
     # Back to 0.5: the first output is a hit again.
     _write_flow(proj)
-    assert _run(ctx, proj, wd) == ("cached", first[1], first[2])
-    assert _executions(wd) == 2
+    assert run_flow(ctx, proj, wd) == ("cached", first[1], first[2])
+    assert executions(wd) == 2
 
     # The Enum member the global holds.
     _write_flow(proj, mode="SLOW")
-    status, output, key = _run(ctx, proj, wd)
+    status, output, key = run_flow(ctx, proj, wd)
     assert (status, output) == ("finished", {"above": True, "threshold": 0.5, "mode": "slow"})
     assert key != first[2]
-    assert _executions(wd) == 3
+    assert executions(wd) == 3
 
 
 _PKG_FLOW = """
@@ -178,7 +157,7 @@ def test_a_flow_run_with_python_m_counts_the_modules_of_its_package(
 
     def write_config(threshold: str) -> None:
         (pkg / "config.py").write_text(f"THRESHOLD = {threshold}\n")
-        shutil.rmtree(pkg / "__pycache__", ignore_errors=True)
+        forget_bytecode(pkg)
 
     write_config("0.5")
     first = _run_module(ctx, root, wd)
@@ -192,4 +171,4 @@ def test_a_flow_run_with_python_m_counts_the_modules_of_its_package(
     assert key != first[2]
     write_config("0.5")
     assert _run_module(ctx, root, wd) == ("cached", first[1], first[2])
-    assert _executions(wd) == 2
+    assert executions(wd) == 2

@@ -8,15 +8,10 @@ was answered with the output the old code made (a stale cache hit).
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
-from typing import Any
-
-import orjson
 
 from loopline.core.context import Context
-from loopline.training.pipeline import get_pipeline_run
-from tests.cli_run import run_loopline
+from tests.training.step_keys import executions, forget_bytecode, run_flow
 
 _CONFIG = """
 THRESHOLD = {threshold}
@@ -71,25 +66,7 @@ def _write(proj: Path, **values: str) -> None:
     (proj / "config.py").write_text(_CONFIG.format(**filled))
     (proj / "feats.py").write_text(_FEATS.format(**filled))
     (proj / "flow.py").write_text(_FLOW)
-    # A rewrite within the same second and of the same size would otherwise be imported
-    # from the old bytecode.
-    shutil.rmtree(proj / "__pycache__", ignore_errors=True)
-
-
-def _run(ctx: Context, proj: Path, wd: Path) -> tuple[str, Any, str | None]:
-    """Run ``flow:pipe`` in a new process; the step's status, its stored output and key."""
-    done = run_loopline(
-        ctx, "pipeline", "run", "flow:pipe", "-p", f"workdir={wd}", "--json", cwd=proj
-    )
-    assert done.returncode == 0, done.stderr
-    summary = orjson.loads(done.stdout)
-    result = get_pipeline_run(summary["run_id"])
-    step = result.steps["decide"]
-    return summary["steps"]["decide"]["status"], result.output("decide"), step.cache_key
-
-
-def _executions(wd: Path) -> int:
-    return len((wd / "decide.count").read_text().splitlines())
+    forget_bytecode(proj)
 
 
 def test_a_step_reruns_when_a_module_or_class_beside_it_changes(
@@ -99,32 +76,32 @@ def test_a_step_reruns_when_a_module_or_class_beside_it_changes(
     proj.mkdir()
     wd.mkdir()
     _write(proj)
-    first = _run(ctx, proj, wd)
+    first = run_flow(ctx, proj, wd)
     assert first[:2] == ("finished", {"above": True, "threshold": 0.5, "scaled": 1.2})
     # Another process computes the same key (a dataclass's generated methods included).
-    assert _run(ctx, proj, wd) == ("cached", first[1], first[2])
+    assert run_flow(ctx, proj, wd) == ("cached", first[1], first[2])
 
     # A constant of the sibling module config.py.
     _write(proj, threshold="0.75")
-    status, output, key = _run(ctx, proj, wd)
+    status, output, key = run_flow(ctx, proj, wd)
     assert (status, output) == ("finished", {"above": False, "threshold": 0.75, "scaled": 1.2})
     assert key != first[2]
 
     # A method of a class of the sibling module feats.py, a class attribute (the
     # dataclass field's default) and a function its method calls.
     _write(proj, threshold="0.75", apply="x * self.factor + 1")
-    status, output, _ = _run(ctx, proj, wd)
+    status, output, _ = run_flow(ctx, proj, wd)
     assert (status, output["scaled"]) == ("finished", 2.2)
     _write(proj, threshold="0.75", apply="x * self.factor + 1", factor="3.0")
-    status, output, _ = _run(ctx, proj, wd)
+    status, output, _ = run_flow(ctx, proj, wd)
     assert (status, output["scaled"]) == ("finished", 2.8)
     (proj / "feats.py").write_text((proj / "feats.py").read_text().replace("10.0", "2.5"))
-    shutil.rmtree(proj / "__pycache__", ignore_errors=True)
-    status, output, _ = _run(ctx, proj, wd)
+    forget_bytecode(proj)
+    status, output, _ = run_flow(ctx, proj, wd)
     assert (status, output["scaled"]) == ("finished", 2.5)
-    assert _executions(wd) == 5
+    assert executions(wd) == 5
 
     # Back to the first files: outputs are content-addressed, the first one is a hit.
     _write(proj)
-    assert _run(ctx, proj, wd) == ("cached", first[1], first[2])
-    assert _executions(wd) == 5
+    assert run_flow(ctx, proj, wd) == ("cached", first[1], first[2])
+    assert executions(wd) == 5
