@@ -29,18 +29,18 @@ import pytest
 
 import tests.training.pipeline_steps
 from loopline.core.context import Context
-from loopline.training import own_code, step_globals
+from loopline.training import canonical_encoding, own_code
 from loopline.training.cache import cache_key
-from loopline.training.pipeline import get_pipeline_run, resume
-from loopline.training.step_globals import (
+from loopline.training.canonical_encoding import (
     MAX_ARRAY_BYTES,
     MAX_BYTES,
     MAX_DEPTH,
     MAX_ITEMS,
     GlobalTooLarge,
     canonical,
-    read_globals,
 )
+from loopline.training.pipeline import get_pipeline_run, resume
+from loopline.training.step_globals import read_globals
 from tests.training import pipeline_steps as ps
 from tests.training.pipeline_steps import bump
 from tests.training.step_keys import outputs_under_hash_seeds
@@ -699,7 +699,7 @@ def test_an_array_past_the_byte_bound_runs_every_time(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # The bound is 256 MiB; a smaller one here keeps the test from allocating that much.
-    monkeypatch.setattr(step_globals, "MAX_ARRAY_BYTES", 16)
+    monkeypatch.setattr(canonical_encoding, "MAX_ARRAY_BYTES", 16)
     wd = str(tmp_path)
     flow = write_package()  # ARRAY: 3 float64, 24 bytes
     with caplog.at_level(logging.WARNING, logger="loopline.training.cache"):

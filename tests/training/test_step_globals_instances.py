@@ -26,13 +26,13 @@ import numpy as np
 import pytest
 
 from loopline.training import step_globals
-from loopline.training.step_globals import (
+from loopline.training.canonical_encoding import (
     MAX_DEPTH,
     MAX_ITEMS,
     GlobalTooLarge,
     canonical,
-    read_globals,
 )
+from loopline.training.step_globals import read_globals
 from tests.training.step_keys import outputs_under_hash_seeds
 
 _HERE = __name__

@@ -31,9 +31,10 @@ from loopline.core.artifacts import ArtifactStore
 from loopline.core.bulk import insert_rows
 from loopline.errors import InvalidInput
 from loopline.training import outputs
+from loopline.training.canonical_encoding import GlobalTooLarge
 from loopline.training.outputs import StoredOutput
 from loopline.training.pipeline_tables import step_cache
-from loopline.training.step_globals import GlobalTooLarge, read_globals
+from loopline.training.step_globals import read_globals
 from loopline.training.steps import Spec, Step, spec_digest
 
 _CHUNK = 500
@@ -54,7 +55,7 @@ def cache_key(step: Step[Any, Any], args: dict[str, Spec]) -> str | None:
 
     The globals the step reads are looked up now, at every call: a constant changed in
     this process since the last run (a notebook cell) changes the key too. None when one
-    of them is too large to digest (:class:`~loopline.training.step_globals.GlobalTooLarge`,
+    of them is too large to digest (:class:`~loopline.training.canonical_encoding.GlobalTooLarge`,
     logged as a warning): the step then has no key, so it is neither served from the cache
     nor reused by resume - it runs every time.
 
