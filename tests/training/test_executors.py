@@ -15,7 +15,7 @@ import pytest
 import loopline as ll
 from loopline.core.context import Context
 from loopline.errors import InvalidInput
-from loopline.training import executors
+from loopline.training import worker_calls
 from loopline.training.executors import (
     Executor,
     LocalExecutor,
@@ -177,8 +177,8 @@ class _ReapedElsewhere:
 
 def test_a_dead_workers_exit_code_is_read_though_another_thread_reaped_it() -> None:
     # CI read "exit code unknown" once: the pool's thread won the waitpid race.
-    assert executors._death(_ReapedElsewhere(3, after=0.2)) == "exit code 3"
-    assert executors._death(_ReapedElsewhere(-9, after=0.1)) == "killed by signal SIGKILL"
-    assert executors._ended_by_itself(_ReapedElsewhere(3, after=0.1))
-    assert not executors._ended_by_itself(_ReapedElsewhere(-15, after=0.1))
-    assert executors._death(None) == "exit code unknown"
+    assert worker_calls._death(_ReapedElsewhere(3, after=0.2)) == "exit code 3"
+    assert worker_calls._death(_ReapedElsewhere(-9, after=0.1)) == "killed by signal SIGKILL"
+    assert worker_calls._ended_by_itself(_ReapedElsewhere(3, after=0.1))
+    assert not worker_calls._ended_by_itself(_ReapedElsewhere(-15, after=0.1))
+    assert worker_calls._death(None) == "exit code unknown"

@@ -13,14 +13,9 @@ import pytest
 import loopline as ll
 from loopline.core.context import Context
 from loopline.errors import InvalidInput
-from loopline.training.executors import (
-    LocalExecutor,
-    ProcessExecutor,
-    RayExecutor,
-    TaskTimedOut,
-    WorkerDied,
-)
+from loopline.training.executors import LocalExecutor, ProcessExecutor, RayExecutor
 from loopline.training.pipeline import list_pipeline_runs
+from loopline.training.worker_calls import TaskTimedOut, WorkerDied
 from tests.training import pipeline_steps as ps
 
 

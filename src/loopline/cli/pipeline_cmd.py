@@ -207,7 +207,7 @@ def run_cmd(
 
     Example: loopline pipeline run myproject.pipelines:train --param n=1000 --executor process
     """
-    from loopline.training.executors import check_executor_name
+    from loopline.training.executor_checks import check_executor_name
     from loopline.training.pipeline import resolve_pipeline
 
     check_executor_name(executor)
@@ -234,7 +234,7 @@ def resume_cmd(
     Example: loopline pipeline resume 3f2a9c0e5b7d4e1f8a6b2c9d0e1f2a3b --json
     """
     from loopline.tracking.api import resolve_run_id
-    from loopline.training.executors import check_executor_name
+    from loopline.training.executor_checks import check_executor_name
     from loopline.training.pipeline import resume
 
     if executor is not None:

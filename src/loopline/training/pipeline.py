@@ -42,12 +42,8 @@ from loopline.core.artifacts import ArtifactStore
 from loopline.core.context import Context, get_context
 from loopline.errors import InvalidInput, LooplineError, NotFound
 from loopline.training import pipeline_store, reproduce_record
-from loopline.training.executors import (
-    Executor,
-    check_executor_name,
-    check_importable,
-    get_executor,
-)
+from loopline.training.executor_checks import check_executor_name, check_importable
+from loopline.training.executors import Executor, get_executor
 from loopline.training.outputs import load_value
 from loopline.training.pipeline_store import PipelineRecord, StepRecord
 from loopline.training.runner import (

@@ -590,7 +590,7 @@ def reproduce(
         )
     _check_tolerances(tolerance, abs_tolerance)
     if executor is not None:
-        from loopline.training.executors import check_executor_name
+        from loopline.training.executor_checks import check_executor_name
 
         check_executor_name(executor)
 

@@ -41,12 +41,13 @@ from typing import TYPE_CHECKING, Any
 from loopline.core.context import Context
 from loopline.errors import NotFound
 from loopline.training import cache
-from loopline.training.executors import Executor, TaskTimedOut, WorkerDied
+from loopline.training.executors import Executor
 from loopline.training.outputs import StoredOutput
 from loopline.training.pipeline_store import PipelineRecord, StepRecord
 from loopline.training.step_journal import CacheWrite, StepJournal
 from loopline.training.steps import Graph, GraphBuilder, Node, Spec
 from loopline.training.worker import StepOutcome, StepTask, StoreSpec, backoff, execute_step
+from loopline.training.worker_calls import TaskTimedOut, WorkerDied
 
 if TYPE_CHECKING:
     from loopline.tracking.run_handle import Run

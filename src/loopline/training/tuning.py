@@ -44,12 +44,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from loopline.core.context import Context, get_context
 from loopline.errors import InvalidInput, LooplineError
-from loopline.training.executors import (
-    Executor,
-    check_executor_name,
-    check_importable,
-    get_executor,
-)
+from loopline.training.executor_checks import check_executor_name, check_importable
+from loopline.training.executors import Executor, get_executor
 from loopline.training.trials import (
     StudySpec,
     TrialOutcome,
