@@ -25,8 +25,9 @@ from loopline.data.tables import dataset_versions
 from loopline.errors import InvalidInput, NotFound
 from loopline.tracking.api import get_run, start_run
 from loopline.training import registry, reproduce_record
-from loopline.training.reproduce import compare, reproduce, resolve
+from loopline.training.reproduce import compare, reproduce
 from loopline.training.reproduce_env import compare_packages
+from loopline.training.reproduce_resolve import resolve
 from tests.training import reproduce_project as rp
 
 
