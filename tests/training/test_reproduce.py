@@ -24,7 +24,7 @@ from loopline.data.dataset_refs import PINS_ENV
 from loopline.data.tables import dataset_versions
 from loopline.errors import InvalidInput, NotFound
 from loopline.tracking.api import get_run, start_run
-from loopline.training import registry, reproduce_record
+from loopline.training import registry, registry_reads, reproduce_record
 from loopline.training.reproduce import compare, reproduce
 from loopline.training.reproduce_env import compare_packages
 from loopline.training.reproduce_resolve import resolve
@@ -55,7 +55,7 @@ def _drift(repo: Path) -> None:
 
 def test_reproduces_a_model_from_its_commit_diff_and_pinned_data(ctx: Context, repo: Path) -> None:
     uri = _trained(repo)
-    original = registry.get("repro", 1)
+    original = registry_reads.get("repro", 1)
     recorded = original.metrics
     prun = get_run(original.run_id or "")
     assert prun.tags[reproduce_record.DIRTY_TAG] == "true"
@@ -171,7 +171,7 @@ def test_a_commit_missing_from_the_repository_is_named(
     other = tmp_path / "other"
     other.mkdir()
     rp.git(other, "init", "-q")
-    commit = get_run(registry.get("repro", 1).run_id or "").tags[reproduce_record.COMMIT_TAG]
+    commit = get_run(registry_reads.get("repro", 1).run_id or "").tags[reproduce_record.COMMIT_TAG]
     with pytest.raises(NotFound, match=f"commit {commit}.*not in the repository"):
         reproduce(uri, env="current", repo=other)
     with pytest.raises(InvalidInput, match="is not a git repository"):

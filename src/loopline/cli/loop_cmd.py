@@ -101,7 +101,7 @@ def _known_model(model: str, root: Path) -> str:
     would stop nothing."""
     from loopline.errors import InvalidInput, NotFound
     from loopline.loop.policy import load_policies
-    from loopline.training import registry
+    from loopline.training import registry_reads
 
     if model == "*":
         return model
@@ -113,7 +113,7 @@ def _known_model(model: str, root: Path) -> str:
     if model in policies:
         return model
     try:
-        registry.get_model(model)
+        registry_reads.get_model(model)
     except NotFound:
         known = ", ".join(policies) or "none"
         raise NotFound(

@@ -16,7 +16,7 @@ from loopline.core.calendar import utc_text, utc_text_ms
 from loopline.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from loopline.training.registry import ModelVersion
+    from loopline.training.registry_model_version import ModelVersion
 
 app = typer.Typer(
     help="List registered models, show their versions and lineage, and move aliases.\n\n"
@@ -47,9 +47,9 @@ def ls_cmd(
 
     Example: loopline models ls --name 'churn%'
     """
-    from loopline.training import registry
+    from loopline.training import registry_reads
 
-    models = registry.list_models(name_like)
+    models = registry_reads.list_models(name_like)
     if json_out:
         print_json({"models": [vars(m) for m in models]})
         return
@@ -79,12 +79,12 @@ def show_cmd(
 
     Example: loopline models show churn@champion
     """
-    from loopline.training import registry
+    from loopline.training import registry_reads
 
     name, ref = _split(model, need_version=False)
     if ref is None:
-        info = registry.get_model(name)
-        found = registry.versions(name)
+        info = registry_reads.get_model(name)
+        found = registry_reads.versions(name)
         if json_out:
             print_json({**vars(info), "versions": [v.to_dict(with_lineage=False) for v in found]})
             return
@@ -104,7 +104,7 @@ def show_cmd(
             )
         console.print(table)
         return
-    mv = registry.get(name, ref)
+    mv = registry_reads.get(name, ref)
     if json_out:
         print_json(mv.to_dict())
         return
@@ -176,10 +176,10 @@ def lineage_cmd(
 
     Example: loopline models lineage churn@3
     """
-    from loopline.training import registry
+    from loopline.training import registry_lineage
 
     name, ref = _split(model, need_version=True)
-    data = registry.lineage(name, ref or "latest")
+    data = registry_lineage.lineage(name, ref or "latest")
     if json_out:
         print_json(data)
         return
@@ -276,9 +276,9 @@ def alias_cmd(
 
     Example: loopline models alias churn champion 3 --reason "AUC 0.91 beats 0.89"
     """
-    from loopline.training import registry
+    from loopline.training import registry, registry_reads
 
-    previous = registry.get_model(name).aliases.get(alias)
+    previous = registry_reads.get_model(name).aliases.get(alias)
     mv = registry.set_alias(name, alias, version, reason=reason)
     if json_out:
         print_json(

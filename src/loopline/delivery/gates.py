@@ -114,9 +114,9 @@ def _check_labels(frame: Any, label: str, ref: str) -> None:
 
 
 def _load_model(name: str, version: int) -> Any:
-    from loopline.training import registry
+    from loopline.training import registry_reads
 
-    return registry.load(f"models:/{name}/{version}")
+    return registry_reads.load(f"models:/{name}/{version}")
 
 
 def current_champion(name: str) -> int | None:
@@ -125,10 +125,10 @@ def current_champion(name: str) -> int | None:
     Example:
         >>> # current_champion("churn")  -> 3
     """
-    from loopline.training import registry
+    from loopline.training import registry_reads
 
     try:
-        return registry.get(name, CHAMPION).version
+        return registry_reads.get(name, CHAMPION).version
     except NotFound:
         return None
 
@@ -148,12 +148,12 @@ def evaluate(
         >>> # verdict = ll.gates.evaluate("churn", 4, "churn-holdout@2", "gate.yaml")
         >>> # verdict.blessed
     """
-    from loopline.training import registry
+    from loopline.training import registry_reads
 
     ctx = get_context()
     spec = _thresholds(thresholds)
     version = require_version_number(challenger_version)
-    mv = registry.get(name, version)
+    mv = registry_reads.get(name, version)
     data = _dataset(dataset)
     frame = data.to_pandas()
     if spec.label not in frame.columns:

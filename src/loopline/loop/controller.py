@@ -217,11 +217,11 @@ def events(model: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
 def _reference(policy: LoopPolicy, version: int) -> str | None:
     """The drift reference: the ``reference`` dataset version the stable model read."""
     from loopline.data import datasets
-    from loopline.training import registry
+    from loopline.training import registry_reads
 
     if policy.reference is None:
         return None
-    for item in registry.get(policy.model, version).datasets:
+    for item in registry_reads.get(policy.model, version).datasets:
         if item.name == policy.reference:
             return f"{item.name}@{item.version}"
     return datasets.get(policy.reference).ref
@@ -240,11 +240,11 @@ def _features(policy: LoopPolicy, version: int) -> list[str] | None:
     Example:
         >>> # _features(policy, 3)  -> ['tenure', 'spend']
     """
-    from loopline.training import registry
+    from loopline.training import registry_reads
 
     if policy.features:
         return list(policy.features)
-    signature = registry.get(policy.model, version).signature
+    signature = registry_reads.get(policy.model, version).signature
     return None if signature is None else list(signature.names or [])
 
 
@@ -322,19 +322,19 @@ def _dead(note: str | None) -> bool:
 def _trained_on_newest(policy: LoopPolicy, version: int) -> str | None:
     """The newest ``data`` version if the serving version was already trained on it."""
     from loopline.data import datasets
-    from loopline.training import registry
+    from loopline.training import registry_reads
 
     newest = datasets.get(policy.data)
-    for item in registry.get(policy.model, version).datasets:
+    for item in registry_reads.get(policy.model, version).datasets:
         if item.name == newest.name and str(item.version) == str(newest.version):
             return newest.ref
     return None
 
 
 def _register(policy: LoopPolicy, result: Any) -> Any:
-    from loopline.training import registry
+    from loopline.training import registry, registry_model_version
 
-    if isinstance(result, registry.ModelVersion):
+    if isinstance(result, registry_model_version.ModelVersion):
         return result
     return registry.register(result, policy.model, description="retrained by the loop")
 

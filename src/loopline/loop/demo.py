@@ -272,7 +272,7 @@ def run_demo(home: Path, console: Console | None = None, seed: int = 13) -> Demo
     from loopline.loop import controller
     from loopline.monitoring import api as monitor
     from loopline.serving.deploy import deploy, get_deployment
-    from loopline.training import registry
+    from loopline.training import registry, registry_lineage, registry_reads
 
     console = console or Console()
     started = time.perf_counter()
@@ -334,13 +334,13 @@ def run_demo(home: Path, console: Console | None = None, seed: int = 13) -> Demo
         finally:
             server.stop()
     d = get_deployment(MODEL)
-    serving = registry.get(MODEL, d.stable_version)
+    serving = registry_reads.get(MODEL, d.stable_version)
     window = first.window or {}
     old_m, new_m = (
         mv1.metrics,
-        (registry.get(MODEL, first.model_version).metrics if first.model_version else {}),
+        (registry_reads.get(MODEL, first.model_version).metrics if first.model_version else {}),
     )
-    lineage = registry.lineage(MODEL, d.stable_version)
+    lineage = registry_lineage.lineage(MODEL, d.stable_version)
     data_refs = ", ".join(  # with how the run read each: the holdout was only scored on
         f"{x.get('name')}@{x.get('version')}" + (f" ({x['context']})" if x.get("context") else "")
         for x in lineage.get("datasets", [])

@@ -302,7 +302,7 @@ class SetAlias(_Req):
 
 @router.post("/registered-models/alias")
 def set_alias(body: SetAlias, ctx: Ctx) -> dict[str, Any]:
-    from loopline.training.registry import check_intact
+    from loopline.training.registry_reads import check_intact
 
     version = registry_checks.require_version_number(body.version)
     check_intact(ctx, body.name, version, doing=f"point alias {body.alias!r} at")

@@ -306,13 +306,13 @@ def score(
     Example:
         >>> # score("models:/churn/3", "events.csv", "scored.parquet", chunk_rows=100_000)
     """
-    from loopline.training import registry
+    from loopline.training import registry_reads
 
     if chunk_rows < 1:
         raise InvalidInput("chunk_rows must be at least 1", field="chunk_rows")
     src, dst = Path(input_path), Path(output_path)
     _check_output(src, dst, executor)
-    model = registry.load(model_uri)
+    model = registry_reads.load(model_uri)
     _check_probabilities(model, probabilities)
     version = str(model.version if model.version is not None else model_uri)
     start = time.perf_counter()

@@ -13,7 +13,7 @@ Every ``poll_interval`` seconds a background thread:
    promotes it or rolls it back - a compare-and-set on the revision, so among many
    workers exactly one decision is written - with the analysis and the reason recorded
    and audited. A canary that passed its last step is promoted only if its stored files
-   are still intact (:func:`loopline.training.registry.verify`); otherwise it is rolled
+   are still intact (:func:`loopline.training.registry_reads.verify`); otherwise it is rolled
    back with the file named in the reason. A rollback checks nothing: the stable version
    it leaves serving is the one already answering from memory.
 
@@ -66,7 +66,7 @@ def parse_selection(models: list[str]) -> tuple[set[str] | None, dict[str, str]]
             if rest and "@" not in rest and "/" not in rest:
                 names.add(rest)
                 continue
-            from loopline.training.registry import parse_uri
+            from loopline.training.registry_reads import parse_uri
 
             name, ref = parse_uri(spec)
             pins[name] = str(ref)
@@ -87,10 +87,10 @@ def check_selection(models: list[str]) -> dict[str, int]:
     Example:
         >>> # check_selection(["churn", "models:/fraud@champion"])  -> {'fraud': 7}
     """
-    from loopline.training import registry
+    from loopline.training import registry_reads
 
     _, pins = parse_selection(models)
-    return {name: registry.get(name, ref).version for name, ref in pins.items()}
+    return {name: registry_reads.get(name, ref).version for name, ref in pins.items()}
 
 
 def undeployed(models: list[str]) -> tuple[list[str], list[str]]:
@@ -146,9 +146,9 @@ class Controller:
         key = (name, version)
         found = self._models.get(key)
         if found is None:
-            from loopline.training import registry
+            from loopline.training import registry_reads
 
-            loaded = registry.load(f"models:/{name}/{version}")
+            loaded = registry_reads.load(f"models:/{name}/{version}")
             found = self._models[key] = ServedModel(
                 loaded, name, version, threads=self.native_threads
             )
@@ -170,9 +170,9 @@ class Controller:
         return Route(d, models)
 
     def _pinned(self, name: str, ref: str) -> Deployment:
-        from loopline.training import registry
+        from loopline.training import registry_reads
 
-        version = registry.get(name, int(ref) if ref.isdigit() else ref).version
+        version = registry_reads.get(name, int(ref) if ref.isdigit() else ref).version
         return Deployment.new(name, "direct", version, RolloutPolicy())
 
     def refresh(self) -> None:
@@ -385,10 +385,10 @@ def _unloadable(name: str, version: int) -> str | None:
     the version every server restarted or added later loads, so its stored files are
     checked again (read and hashed once, on this background thread).
     """
-    from loopline.training import registry
+    from loopline.training import registry_reads
 
     try:
-        registry.verify(name, version)
+        registry_reads.verify(name, version)
     except (IntegrityError, InvalidInput) as exc:
         return exc.message
     return None

@@ -82,13 +82,13 @@ def _check_loadable(name: str, version: int, role: str = "version", doing: str =
     ``force`` does not skip it: it overrides a gate's judgement, not missing bytes. Every
     move that makes a version serve traffic runs it (deploy, promote, a rollback to the
     standby; the model servers check a canary before they promote it on their own); it
-    reads and hashes each file of the version (:func:`loopline.training.registry.verify`).
+    reads and hashes each file of the version (:func:`loopline.training.registry_reads.verify`).
     """
-    from loopline.training import registry
+    from loopline.training import registry_reads
 
     what = f"cannot {doing} {role} {version} of {name!r}: the model servers could not load it"
     try:
-        registry.verify(name, version)
+        registry_reads.verify(name, version)
     except IntegrityError as exc:
         hint = exc.hint
         if doing != "deploy":  # the way out when the version cannot be repaired at once

@@ -98,7 +98,7 @@ def _model_parts(model_uri: str) -> tuple[str, bool]:
     if not rest:
         raise InvalidInput(f"{model_uri!r} names no model", field="model_uri")
     if "@" in rest or "/" in rest:
-        from loopline.training.registry import parse_uri
+        from loopline.training.registry_reads import parse_uri
 
         return parse_uri(model_uri)[0], True
     return rest, False
@@ -125,12 +125,12 @@ def _served_uris(model_uri: str, name: str, pinned: bool) -> list[str]:
 def _libraries(model_uri: str, name: str, pinned: bool) -> tuple[dict[str, str], str]:
     """The library versions of the models the image serves, pinned in the image, and the
     Python (``major.minor``) of the first one, which the image runs."""
-    from loopline.training import registry
+    from loopline.training import registry_reads
 
     libs: dict[str, str] = {}
     python = DEFAULT_PYTHON
     for i, uri in enumerate(_served_uris(model_uri, name, pinned)):
-        recorded = dict(registry.load(uri).manifest.library_versions)
+        recorded = dict(registry_reads.load(uri).manifest.library_versions)
         found = re.match(r"(3\.\d+)\.", recorded.pop("python", ""))
         if i == 0 and found and found[1] in SUPPORTED_PYTHONS:
             python = found[1]

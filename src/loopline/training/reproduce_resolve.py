@@ -53,11 +53,11 @@ class Recorded:
 def _source_run(ref: str) -> tuple[str, str | None, Any]:
     """(description, model URI or None, run) for a model URI or a run id."""
     from loopline.tracking.api import get_run
-    from loopline.training import registry
+    from loopline.training import registry_reads
 
     if isinstance(ref, str) and ref.startswith("models:/"):
-        name, version = registry.parse_uri(ref)
-        mv = registry.get(name, version)
+        name, version = registry_reads.parse_uri(ref)
+        mv = registry_reads.get(name, version)
         what = f"model {mv.name} version {mv.version}"
         if not mv.run_id:
             raise InvalidInput(
