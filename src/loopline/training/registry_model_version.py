@@ -23,7 +23,7 @@ from loopline.training import registry_logged_models, registry_records
 from loopline.training.registry_records import LoggedModel
 
 if TYPE_CHECKING:
-    from loopline.tracking.api import Run
+    from loopline.tracking.run_handle import Run
     from loopline.tracking.entities import RunInput
     from loopline.training.signature import ModelSignature
 
