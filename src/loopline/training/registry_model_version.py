@@ -23,8 +23,8 @@ from loopline.training import registry_logged_models, registry_records
 from loopline.training.registry_records import LoggedModel
 
 if TYPE_CHECKING:
-    from loopline.tracking.run_handle import Run
     from loopline.tracking.entities import RunInput
+    from loopline.tracking.run_handle import Run
     from loopline.training.signature import ModelSignature
 
 #: Run tags that identify the code a run ran (see loopline.tracking.environment).
