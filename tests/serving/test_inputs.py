@@ -11,15 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loopline.errors import InvalidInput
-from loopline.serving.inputs import (
-    MalformedBody,
-    ModelRejected,
-    as_records,
-    loads,
-    parse,
-    parse_accepted,
-    rejected_by_model,
-)
+from loopline.serving.body_json import MalformedBody, loads
+from loopline.serving.inputs import parse, parse_accepted
+from loopline.serving.model_rejection import ModelRejected, rejected_by_model
+from loopline.serving.model_rows import as_records
 
 
 def test_three_shapes_give_the_same_records() -> None:

@@ -34,7 +34,7 @@ answers (:mod:`loopline.serving.timeouts`). A request the signature rejects is t
 client's error - a 422 that counts against no version, so bad input cannot roll a
 canary back; a candidate that refuses what the stable version takes did fail. A model
 without a signature that raises on text in a column is such a 422 too
-(:class:`~loopline.serving.inputs.ModelRejected`), judged the same way, and the stable
+(:class:`~loopline.serving.model_rejection.ModelRejected`), judged the same way, and the stable
 version's by the fallback: the failure counts when another version takes the input. Shadow
 requests run after the answer was sent. With ``log_predictions`` every answered request
 is queued for the prediction log before its answer is sent

@@ -23,8 +23,8 @@ import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
 from loopline.errors import InvalidInput
+from loopline.serving.body_json import MalformedBody, loads
 from loopline.serving.feedback import log_expired, read_feedback
-from loopline.serving.inputs import MalformedBody, loads
 from loopline.serving.router import Route
 from loopline.serving.server_base import (
     Receive,

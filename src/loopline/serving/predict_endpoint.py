@@ -24,7 +24,9 @@ import orjson
 
 from loopline.core.columns import MAX_REQUEST_ID_CHARS
 from loopline.errors import InvalidInput
-from loopline.serving.inputs import MalformedBody, ModelRejected, loads, parse
+from loopline.serving.body_json import MalformedBody, loads
+from loopline.serving.inputs import parse
+from loopline.serving.model_rejection import ModelRejected
 from loopline.serving.router import Route, ServedModel
 from loopline.serving.server_base import (
     Receive,

@@ -22,12 +22,8 @@ import zlib
 from typing import Any
 
 from loopline.serving.canary import WindowStats, errors_fail_window
-from loopline.serving.inputs import (
-    as_fitted_frame,
-    as_positional,
-    as_records,
-    rejected_by_model,
-)
+from loopline.serving.model_rejection import rejected_by_model
+from loopline.serving.model_rows import as_fitted_frame, as_positional, as_records
 from loopline.serving.store import Deployment
 from loopline.training import native_threads
 
@@ -82,7 +78,7 @@ class ServedModel:
         """Validate ``rows`` against the signature (or, without one, select the columns the
         model was fitted on), predict, return plain Python values. A model without a
         signature that raises on text (an array, an object) in a column is a
-        :class:`~loopline.serving.inputs.ModelRejected` naming the column.
+        :class:`~loopline.serving.model_rejection.ModelRejected` naming the column.
 
         Example:
             >>> # served.run("records", [{"x": 1.0}]) -> [0]
