@@ -103,7 +103,10 @@ def create_app(ctx: Context | None = None) -> FastAPI:
 
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    from loopline.server.api_v1 import router as api_v1_router
+    from loopline.server.api_v1_artifacts import router as api_v1_artifacts_router
+    from loopline.server.api_v1_log_batch import router as api_v1_log_batch_router
+    from loopline.server.api_v1_monitor import router as api_v1_monitor_router
+    from loopline.server.api_v1_runs import router as api_v1_runs_router
     from loopline.server.mlflow_artifacts import router as artifacts_router
     from loopline.server.mlflow_experiments import router as experiments_router
     from loopline.server.mlflow_logged_models import router as logged_models_router
@@ -117,7 +120,10 @@ def create_app(ctx: Context | None = None) -> FastAPI:
     app.include_router(runs_router)
     app.include_router(run_lineage_router)
     app.include_router(metric_history_router)
-    app.include_router(api_v1_router)
+    app.include_router(api_v1_runs_router)
+    app.include_router(api_v1_log_batch_router)
+    app.include_router(api_v1_artifacts_router)
+    app.include_router(api_v1_monitor_router)
     app.include_router(registry_router)
     app.include_router(logged_models_router)
     app.include_router(artifacts_router)

@@ -41,7 +41,7 @@ from loopline.core.columns import MAX_INTEGER
 from loopline.core.context import Context
 from loopline.core.db import like_literal
 from loopline.errors import InvalidInput, LooplineError
-from loopline.server.api_v1 import artifact_response
+from loopline.server.api_v1_artifacts import artifact_response
 from loopline.server.auth import cross_origin_form
 from loopline.server.deps import get_ctx
 from loopline.server.strict_json import StrictJsonRoute
