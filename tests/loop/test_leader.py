@@ -21,7 +21,7 @@ from loopline.cli.main import app
 from loopline.core import audit
 from loopline.core.context import Context
 from loopline.errors import Conflict, LostLeadership
-from loopline.loop import controller
+from loopline.loop import controller, records
 from loopline.loop.leader import (
     FileLeader,
     Leader,
@@ -174,7 +174,7 @@ def _runs(ctx: Context) -> int:
 
 
 def _kinds() -> list[str]:
-    return [e["kind"] for e in controller.events(TOY)]
+    return [e["kind"] for e in records.events(TOY)]
 
 
 def test_taking_the_lock_takes_the_next_term(ctx: Context) -> None:
@@ -193,19 +193,19 @@ def test_a_deposed_leaders_writes_are_refused_whole(ctx: Context) -> None:
     assert old.try_acquire()
     with fenced(old):
         still_leading()
-        controller.record(ctx, TOY, "trigger", "as leader")
+        records.record(ctx, TOY, "trigger", "as leader")
     _drop_lock(old, ctx)
     assert new.try_acquire() and new.term == 2
     audited = len(audit.events(ctx.engine))
     with fenced(old), pytest.raises(LostLeadership, match=r"took term 1 .* at term 2"):
-        controller.record(ctx, TOY, "retrain", "deposed", state={"last_trigger": 1.0})
+        records.record(ctx, TOY, "retrain", "deposed", state={"last_trigger": 1.0})
     with fenced(old), pytest.raises(LostLeadership):
         still_leading()
     assert _kinds() == ["trigger"] and len(audit.events(ctx.engine)) == audited
-    assert not controller.is_paused(TOY, ctx) and controller._state(ctx, TOY) is None
+    assert not records.is_paused(TOY, ctx) and records._state(ctx, TOY) is None
     with fenced(new):
-        controller.record(ctx, TOY, "retrain", "the new leader")
-    controller.record(ctx, TOY, "gate", "outside a pass nothing is fenced")
+        records.record(ctx, TOY, "retrain", "the new leader")
+    records.record(ctx, TOY, "gate", "outside a pass nothing is fenced")
     assert _kinds() == ["trigger", "retrain", "gate"] and audit.verify(ctx.engine).ok
     new.release()
 
@@ -220,12 +220,12 @@ def test_a_deposed_leaders_pipeline_step_threads_are_fenced_too(ctx: Context) ->
     _drop_lock(old, ctx)
     assert new.try_acquire()
     with fenced(old), LocalExecutor(max_workers=2) as pool:
-        step = pool.submit(controller.record, ctx, TOY, "retrain", "from a step thread")
+        step = pool.submit(records.record, ctx, TOY, "retrain", "from a step thread")
         with pytest.raises(LostLeadership):
             step.result()
     assert _kinds() == []
     with LocalExecutor(max_workers=1) as pool:  # outside a pass nothing is fenced
-        pool.submit(controller.record, ctx, TOY, "gate", "a library call").result()
+        pool.submit(records.record, ctx, TOY, "gate", "a library call").result()
     assert _kinds() == ["gate"]
     new.release()
 
@@ -281,7 +281,7 @@ def test_a_deploy_whose_event_was_lost_is_recorded_by_the_next_leader(
     assert get_deployment(TOY).candidate_version == 2  # it went out before the takeover
     monkeypatch.setattr(deploy_module, "deploy", real)
     assert b.step() is True  # records it, then waits for the rollout: no second retrain
-    events = controller.events(TOY)
+    events = records.events(TOY)
     assert [e["kind"] for e in events] == ["trigger", "retrain", "gate", "deploy"]
     assert events[-1]["deployment_revision"] == get_deployment(TOY).revision == 2
     assert events[-1]["verdict_id"] == events[-2]["verdict_id"] is not None
@@ -291,17 +291,17 @@ def test_a_deploy_whose_event_was_lost_is_recorded_by_the_next_leader(
 
 def test_an_action_interrupted_twice_in_a_row_keeps_the_cooldown(ctx: Context) -> None:
     quiet = toy_loop(ceiling=None)
-    controller.record(ctx, TOY, "trigger", "t", state={"last_trigger": 100.0})
+    records.record(ctx, TOY, "trigger", "t", state={"last_trigger": 100.0})
     assert controller.run_policy(quiet).outcome == "ok"
     assert _kinds() == ["trigger", "interrupted"]
-    assert controller._state(ctx, TOY).last_trigger is None  # starts over at once
-    controller.record(ctx, TOY, "trigger", "t", state={"last_trigger": 200.0})
-    controller.record(ctx, TOY, "retrain", "r", model_version=1)
+    assert records._state(ctx, TOY).last_trigger is None  # starts over at once
+    records.record(ctx, TOY, "trigger", "t", state={"last_trigger": 200.0})
+    records.record(ctx, TOY, "retrain", "r", model_version=1)
     assert controller.run_policy(quiet).outcome == "ok"
-    events = controller.events(TOY)
+    events = records.events(TOY)
     assert [e["kind"] for e in events][-1] == "interrupted" and events[-1]["model_version"] == 1
     assert "interrupted too" in events[-1]["details"]["message"]
-    assert controller._state(ctx, TOY).last_trigger == 200.0
+    assert records._state(ctx, TOY).last_trigger == 200.0
 
 
 def test_a_pass_by_hand_refuses_while_another_process_leads(ctx: Context, tmp_path: Path) -> None:

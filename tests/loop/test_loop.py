@@ -15,7 +15,7 @@ import pytest
 import loopline as ll
 from loopline.core import audit
 from loopline.core.context import Context
-from loopline.loop import controller
+from loopline.loop import controller, records
 from loopline.loop.demo import Server
 from loopline.loop.policy import LoopPolicy
 from loopline.monitoring.alerts import list_alerts
@@ -64,7 +64,7 @@ def test_drift_retrains_gates_canaries_and_promotes(ctx: Context, tmp_path: Path
     d = get_deployment("flights")
     if after.outcome == "promoted":
         assert d.stable_version == 2
-    events = controller.events("flights")
+    events = records.events("flights")
     assert [e["kind"] for e in events] == ["trigger", "retrain", "gate", "deploy", after.outcome]
     # every step is linked: alert -> pipeline run -> model version -> verdict -> deployment
     deploy = events[3]
@@ -92,7 +92,7 @@ def test_a_worse_challenger_is_blocked_and_alerted(embedded_ctx: Context) -> Non
         None,
     )  # nothing deployed
     assert [a.rule for a in list_alerts("flights")][:2] == ["challenger blocked", "loop trigger"]
-    assert [e["kind"] for e in controller.events("flights")] == ["trigger", "retrain", "blocked"]
+    assert [e["kind"] for e in records.events("flights")] == ["trigger", "retrain", "blocked"]
     # the cooldown keeps it from retraining again in a storm
     again = controller.run_once([policy])[0]
     assert again.outcome == "cooldown" and "cooling down" in again.message
@@ -101,13 +101,13 @@ def test_a_worse_challenger_is_blocked_and_alerted(embedded_ctx: Context) -> Non
 
 def test_the_kill_switch_stops_the_loop(embedded_ctx: Context) -> None:
     policy = scenario.policy()
-    controller.pause(reason="maintenance")
+    records.pause(reason="maintenance")
     assert controller.run_once([policy])[0].outcome == "paused"
-    controller.resume()
-    controller.pause("flights")
+    records.resume()
+    records.pause("flights")
     status = controller.status([policy])[0]
     assert status["paused"] and status["deployment"] is None
-    controller.resume("flights")
+    records.resume("flights")
     assert controller.run_once([policy])[0].outcome == "idle"  # not deployed yet
     assert [a for a in _actions(embedded_ctx) if a.startswith("loop.")] == [
         "loop.pause",
@@ -119,8 +119,8 @@ def test_the_kill_switch_stops_the_loop(embedded_ctx: Context) -> None:
 
 @pytest.mark.parametrize("n", [1])
 def test_loop_events_survive_as_ordered_links(embedded_ctx: Context, n: int) -> None:
-    event_id = controller.record(embedded_ctx, "m", "trigger", "why", alert_id=3, details={"a": n})
-    [e] = controller.events("m")
+    event_id = records.record(embedded_ctx, "m", "trigger", "why", alert_id=3, details={"a": n})
+    [e] = records.events("m")
     assert (e["id"], e["alert_id"], e["details"]) == (event_id, 3, {"message": "why", "a": 1})
 
 

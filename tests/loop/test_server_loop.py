@@ -19,7 +19,7 @@ import yaml
 
 from loopline.core.context import Context
 from loopline.errors import ConfigError
-from loopline.loop import controller
+from loopline.loop import records
 from loopline.loop.leader import holder
 from loopline.loop.runner import server_loop
 from loopline.serving.deploy import get_deployment
@@ -109,10 +109,10 @@ def test_the_server_runs_the_loop_on_drift(
     servers.append(server)
     events = _wait(
         "the server's loop to deploy",
-        lambda: [e for e in controller.events("flights") if e["kind"] == "deploy"],
+        lambda: [e for e in records.events("flights") if e["kind"] == "deploy"],
     )
     assert "loop: on for flights" in server.log.read_text()
-    kinds = [e["kind"] for e in controller.events("flights")]
+    kinds = [e["kind"] for e in records.events("flights")]
     assert kinds[:4] == ["trigger", "retrain", "gate", "deploy"], kinds
     d = get_deployment("flights")
     assert (d.stable_version, d.candidate_version, d.revision) == (

@@ -135,7 +135,7 @@ def pause(
 
     Example: loopline loop pause flights --reason "data migration tonight"
     """
-    from loopline.loop.controller import pause as do_pause
+    from loopline.loop.records import pause as do_pause
 
     do_pause(_known_model(model, root), reason)
     console.print(f"loop paused for {model}")
@@ -153,7 +153,7 @@ def resume(
 
     Example: loopline loop resume flights
     """
-    from loopline.loop.controller import resume as do_resume
+    from loopline.loop.records import resume as do_resume
 
     do_resume(_known_model(model, root), reason)
     console.print(f"loop resumed for {model}")

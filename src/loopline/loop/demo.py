@@ -269,7 +269,7 @@ def run_demo(home: Path, console: Console | None = None, seed: int = 13) -> Demo
 
     from loopline.data import contracts, datasets
     from loopline.delivery import gates
-    from loopline.loop import controller
+    from loopline.loop import controller, records
     from loopline.monitoring import api as monitor
     from loopline.serving.deploy import deploy, get_deployment
     from loopline.training import registry, registry_lineage, registry_reads
@@ -378,7 +378,7 @@ def run_demo(home: Path, console: Console | None = None, seed: int = 13) -> Demo
         ),
         ("loop once #2", f"{second.outcome}: {second.message}"),
         ("now serving", f"{MODEL} v{serving.version} (run {serving.run_id}, data {data_refs})"),
-        ("loop links", " -> ".join(f"{e['kind']}" for e in controller.events(MODEL))),
+        ("loop links", " -> ".join(f"{e['kind']}" for e in records.events(MODEL))),
         ("audit events verified", f"{chain.checked} ({'intact' if chain.ok else 'BROKEN'})"),
         ("wall time", f"{time.perf_counter() - started:.1f} s"),
     ]

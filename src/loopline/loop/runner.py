@@ -89,7 +89,7 @@ class LoopRunner:
                 results = self._run_once(self.policies)
         except LostLeadership as exc:
             # Deposed mid-pass: the refused write was rolled back, and the new leader's
-            # next pass takes up what this one left (controller: interrupted actions).
+            # next pass takes up what this one left (loop.actions: interrupted actions).
             log.warning("the loop pass stopped: %s", exc.message)
             self.leader.release()
             self._leading = False

@@ -1,6 +1,6 @@
 """Stored drift results: the drift of each window of logged predictions the loop watched.
 
-The loop (:func:`loopline.loop.controller.watch`) computes, at every pass, the drift of the
+The loop (:func:`loopline.loop.watching.watch`) computes, at every pass, the drift of the
 newest window of the stable version against its reference; :func:`store_drift` keeps it in
 ``drift_results`` (one row per model and pass, scores as JSON) so that
 ``GET /api/v1/monitor/drift?model=`` and dashboards show how drift moved over time.
