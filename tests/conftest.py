@@ -5,8 +5,9 @@ their addresses as LOOPLINE_TEST_*; it also sets LOOPLINE_REQUIRE_SERVICES=1 (as
 under which a missing service fails the test instead of skipping it.
 
 A test that uses ``ctx`` or ``embedded_ctx`` gets its database as a copy of one migrated
-once per worker session by the real migrations (:func:`loopline.core.db.upgrade`): running
-all of them again per test cost ~0.15 s on SQLite and ~0.25 s on PostgreSQL, on ~900 tests.
+once per worker session by the real migrations
+(:func:`loopline.core.db_migrations.upgrade`): running all of them again per test cost
+~0.15 s on SQLite and ~0.25 s on PostgreSQL, on ~900 tests.
 A test or fixture that only needs a working store, not a first use, asks for
 ``migrated_db_uri`` or ``migrated_sqlite_uri`` to get the same copy. ``db_uri``, ``pg_uri``
 and ``sqlite_uri`` stay fresh and empty for every other test, so the tests of migrations and
@@ -35,7 +36,8 @@ import sqlalchemy as sa
 import loopline
 from loopline.core.artifacts import ArtifactStore, open_artifact_store
 from loopline.core.context import Context
-from loopline.core.db import create_engine_for, upgrade
+from loopline.core.db import create_engine_for
+from loopline.core.db_migrations import upgrade
 
 # The real MLflow client's telemetry, on by default: with no network here its config thread
 # gives up and deletes a variable from os.environ while the client's requests iterate over
@@ -146,7 +148,7 @@ def _pg_admin() -> Iterator[sa.Engine]:
 class MigratedTemplates:
     """Databases at the newest schema, migrated once per worker by the real migrations.
 
-    Each is made on first use by :func:`loopline.core.db.upgrade` (never a hand-written
+    Each is made on first use by :func:`loopline.core.db_migrations.upgrade` (never a hand-written
     schema) and only copied afterwards: a SQLite file by a file copy, a PostgreSQL database
     by ``CREATE DATABASE ... TEMPLATE``. Nobody writes to a template: the SQLite one lives
     outside every test's folder and the PostgreSQL one refuses connections once migrated.

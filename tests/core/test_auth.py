@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from loopline.core import audit, auth
 from loopline.core.access import DENY, PUBLIC, AccessTable, bearer_token
 from loopline.core.context import Context
-from loopline.core.db import create_engine_for, upgrade
+from loopline.core.db import create_engine_for
+from loopline.core.db_migrations import upgrade
 from loopline.errors import Conflict, InvalidInput, NotFound
 from tests.schema_diff import schema_diffs
 
@@ -19,7 +20,7 @@ from tests.schema_diff import schema_diffs
 def test_the_migration_creates_exactly_the_tokens_table_and_downgrades(db_uri: str) -> None:
     from alembic import command
 
-    from loopline.core.db import alembic_config
+    from loopline.core.db_migrations import alembic_config
 
     engine = create_engine_for(db_uri)
     upgrade(engine)

@@ -31,7 +31,8 @@ from loopline.core.backup import backup, dump_table, reflect_tables, snapshot
 from loopline.core.backup_location import LocalSink
 from loopline.core.backup_restore import existing_data, load_table, restore
 from loopline.core.context import Context
-from loopline.core.db import create_engine_for, current_revision, head_revision, upgrade
+from loopline.core.db import create_engine_for
+from loopline.core.db_migrations import current_revision, head_revision, upgrade
 from loopline.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from loopline.monitoring.prediction_log import PredictionLogger
 from tests.cli_run import popen

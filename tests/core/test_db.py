@@ -10,15 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from loopline.core import db
-from loopline.core.db import (
-    create_engine_for,
-    current_revision,
-    enable_wal,
-    ensure_schema,
-    head_revision,
-    lock_wait_error,
-    reading,
-)
+from loopline.core.db import create_engine_for, enable_wal, lock_wait_error, reading
+from loopline.core.db_migrations import current_revision, ensure_schema, head_revision
 from loopline.errors import BackendUnavailable, ConfigError
 
 
@@ -258,7 +251,8 @@ def test_concurrent_first_migrations_do_not_clash(db_uri: str) -> None:
     import sys
 
     code = (
-        "import sys; from loopline.core.db import create_engine_for, ensure_schema;"
+        "import sys; from loopline.core.db import create_engine_for; "
+        "from loopline.core.db_migrations import ensure_schema;"
         "ensure_schema(create_engine_for(sys.argv[1]))"
     )
     procs = [
@@ -280,7 +274,8 @@ def test_of_concurrent_upgrades_only_the_one_that_migrated_reports_a_change(db_u
     import sys
 
     code = (
-        "import sys, json; from loopline.core.db import create_engine_for, upgrade_reporting;"
+        "import sys, json; from loopline.core.db import create_engine_for; "
+        "from loopline.core.db_migrations import upgrade_reporting;"
         "print(json.dumps(upgrade_reporting(create_engine_for(sys.argv[1]))))"
     )
     procs = [
@@ -298,7 +293,7 @@ def test_of_concurrent_upgrades_only_the_one_that_migrated_reports_a_change(db_u
 
 def test_head_revision_constant_is_alembics_head() -> None:
     """ensure_schema compares with HEAD_REVISION instead of loading Alembic: keep it true."""
-    from loopline.core.db import HEAD_REVISION
+    from loopline.core.db_migrations import HEAD_REVISION
 
     assert head_revision() == HEAD_REVISION
 
@@ -315,7 +310,8 @@ def test_ensure_schema_does_not_import_alembic(tmp_path: Path, state: str) -> No
         ensure_schema(create_engine_for(uri))
     code = (
         "import sys\n"
-        "from loopline.core.db import create_engine_for, ensure_schema\n"
+        "from loopline.core.db import create_engine_for\n"
+        "from loopline.core.db_migrations import ensure_schema\n"
         f"ensure_schema(create_engine_for({uri!r}))\n"
         "print('alembic' in sys.modules)\n"
     )
@@ -327,7 +323,7 @@ def test_a_database_of_a_newer_loopline_is_named_as_one(db_uri: str, tmp_path: P
     """Alembic's "Can't locate revision identified by ..." (exit 1) said nothing of why, and
     doctor passed the database, advising the `loopline db upgrade` that fails."""
     from loopline.config import Settings
-    from loopline.core.db import upgrade
+    from loopline.core.db_migrations import upgrade
     from loopline.core.doctor import run_checks
 
     engine = create_engine_for(db_uri)

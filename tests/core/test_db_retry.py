@@ -16,7 +16,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from loopline.core.db import create_engine_for, run_transaction
+from loopline.core.db import create_engine_for
+from loopline.core.db_retry import run_transaction
 from loopline.errors import BackendUnavailable
 
 

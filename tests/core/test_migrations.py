@@ -7,7 +7,8 @@ import json
 import sqlalchemy as sa
 from alembic import command
 
-from loopline.core.db import alembic_config, create_engine_for, current_revision, upgrade
+from loopline.core.db import create_engine_for
+from loopline.core.db_migrations import alembic_config, current_revision, upgrade
 
 _RUN = "r" * 32
 _ROWS: dict[str, list[tuple[object, ...]]] = {

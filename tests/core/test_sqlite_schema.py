@@ -10,7 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from loopline.core import sqlite_schema
-from loopline.core.db import HEAD_REVISION, create_engine_for, current_revision, ensure_schema
+from loopline.core.db import create_engine_for
+from loopline.core.db_migrations import HEAD_REVISION, current_revision, ensure_schema
 
 
 def _normalised(path: Path) -> list[str]:

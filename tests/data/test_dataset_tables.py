@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from loopline.core.db import create_engine_for, upgrade
+from loopline.core.db import create_engine_for
+from loopline.core.db_migrations import upgrade
 from loopline.data import tables
 from tests.schema_diff import schema_diffs
 

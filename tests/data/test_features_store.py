@@ -24,7 +24,8 @@ from loopline.cli.main import app
 from loopline.core import audit
 from loopline.core.artifacts import LocalArtifactStore
 from loopline.core.context import Context
-from loopline.core.db import create_engine_for, upgrade
+from loopline.core.db import create_engine_for
+from loopline.core.db_migrations import upgrade
 from loopline.core.schema import metadata
 from loopline.data import feature_sources
 from loopline.data.feature_tables import feature_materializations, feature_views

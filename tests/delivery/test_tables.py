@@ -7,7 +7,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from loopline.core.db import create_engine_for, current_revision, upgrade
+from loopline.core.db import create_engine_for
+from loopline.core.db_migrations import current_revision, upgrade
 from loopline.delivery.tables import gate_verdicts
 from loopline.serving.tables import (
     canary_windows,
@@ -32,7 +33,7 @@ def test_migration_creates_exactly_the_tables_modules(db_uri: str) -> None:
 def test_the_migration_downgrades_cleanly(db_uri: str) -> None:
     from alembic import command
 
-    from loopline.core.db import alembic_config
+    from loopline.core.db_migrations import alembic_config
 
     engine = create_engine_for(db_uri)
     upgrade(engine, "0007_serving")
@@ -47,7 +48,7 @@ def test_the_migration_downgrades_cleanly(db_uri: str) -> None:
 def test_0020_creates_the_labels_workers_hand_over_and_downgrades_cleanly(db_uri: str) -> None:
     from alembic import command
 
-    from loopline.core.db import alembic_config
+    from loopline.core.db_migrations import alembic_config
 
     engine = create_engine_for(db_uri)
     upgrade(engine)
@@ -63,7 +64,7 @@ def test_0021_keeps_the_labels_and_makes_their_ids_grow_for_ever(tmp_path: Any) 
     """SQLite reused a deleted newest label's id, which the workers had read past."""
     from alembic import command
 
-    from loopline.core.db import alembic_config
+    from loopline.core.db_migrations import alembic_config
 
     engine = create_engine_for(f"sqlite:///{tmp_path / 'm.db'}")
     upgrade(engine, "0020_feedback_labels")

@@ -4,7 +4,7 @@ The cluster is the test's own (``initdb`` in a temporary folder, on a free port)
 shared test cluster. Four writers use the SDK straight on PostgreSQL
 (``LOOPLINE_URI=postgresql://...``): a batch cut off by the restart is retried for
 ``LOOPLINE_DB_RETRY_S`` and, when its COMMIT was cut off, looked up by transaction id
-first (:func:`loopline.core.db.run_transaction`). Four use the remote SDK through a
+first (:func:`loopline.core.db_retry.run_transaction`). Four use the remote SDK through a
 ``loopline server`` on the same cluster: the server answers 503 while the database is
 away and the client retries the numbered batch. Afterwards every acknowledged point is in
 the store exactly once.

@@ -15,7 +15,8 @@ from alembic import command
 
 import loopline as ll
 from loopline.core.context import Context
-from loopline.core.db import alembic_config, create_engine_for, current_revision, upgrade
+from loopline.core.db import create_engine_for
+from loopline.core.db_migrations import alembic_config, current_revision, upgrade
 from loopline.monitoring.label_reads import label_files, read_labels
 from loopline.monitoring.log_files import _parquet_bytes
 from loopline.monitoring.rid_index import build_fingerprints

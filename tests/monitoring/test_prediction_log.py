@@ -20,7 +20,8 @@ import sqlalchemy as sa
 
 import loopline as ll
 from loopline.core.context import Context
-from loopline.core.db import create_engine_for, current_revision, upgrade
+from loopline.core.db import create_engine_for
+from loopline.core.db_migrations import current_revision, upgrade
 from loopline.monitoring import tables
 from loopline.monitoring.log_reads import read_predictions
 from loopline.monitoring.log_records import SERVED
@@ -47,7 +48,7 @@ NAMES = {
 def test_the_migration_creates_exactly_the_tables_module_and_downgrades(db_uri: str) -> None:
     from alembic import command
 
-    from loopline.core.db import alembic_config
+    from loopline.core.db_migrations import alembic_config
 
     engine = create_engine_for(db_uri)
     upgrade(engine)
@@ -63,7 +64,7 @@ def test_the_migration_creates_exactly_the_tables_module_and_downgrades(db_uri: 
 def test_0024_adds_the_spool_marks_and_downgrades(db_uri: str) -> None:
     from alembic import command
 
-    from loopline.core.db import alembic_config
+    from loopline.core.db_migrations import alembic_config
 
     engine = create_engine_for(db_uri)
     upgrade(engine, "0023_label_batches_index")
@@ -317,7 +318,7 @@ def test_the_newest_rows_read_one_older_file_of_each_column_layout(embedded_ctx:
 def test_0025_adds_the_files_column_layout_keeps_old_rows_and_downgrades(db_uri: str) -> None:
     from alembic import command
 
-    from loopline.core.db import alembic_config
+    from loopline.core.db_migrations import alembic_config
 
     engine = create_engine_for(db_uri)
     upgrade(engine, "0024_prediction_spool")

@@ -12,7 +12,8 @@ import sqlalchemy as sa
 from alembic import command
 
 from loopline.core.context import Context
-from loopline.core.db import alembic_config, create_engine_for, current_revision, upgrade
+from loopline.core.db import create_engine_for
+from loopline.core.db_migrations import alembic_config, current_revision, upgrade
 from loopline.errors import InvalidInput
 from loopline.tracking import run_creation, run_data, run_state
 from loopline.tracking._dialect import MetricRow

@@ -12,7 +12,8 @@ import sqlalchemy as sa
 
 from loopline.core import audit
 from loopline.core.context import Context
-from loopline.core.db import create_engine_for, upgrade
+from loopline.core.db import create_engine_for
+from loopline.core.db_migrations import upgrade
 from loopline.errors import BackendUnavailable, Conflict, InvalidInput, NotFound
 from loopline.tracking import experiments, lineage, query, run_creation, run_data, run_state
 from loopline.tracking.entities import ArtifactEntry, Metric, MetricPoint, RunInput, now_ms

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from loopline.core.db import create_engine_for, upgrade
+from loopline.core.db import create_engine_for
+from loopline.core.db_migrations import upgrade
 from loopline.training.pipeline_tables import ALL_TABLES, step_runs
 from tests.schema_diff import schema_diffs
 

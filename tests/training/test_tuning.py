@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 import loopline as ll
 from loopline.core.context import Context
-from loopline.core.db import current_revision, head_revision
+from loopline.core.db_migrations import current_revision, head_revision
 from loopline.errors import InvalidInput
 from loopline.training.trials import open_storage, optuna_storage_url
 from loopline.training.tuning import TuningFailed, parse_space

@@ -6,12 +6,8 @@ import typer
 
 from loopline.cli._common import console, print_json
 from loopline.config import load_settings
-from loopline.core.db import (
-    create_engine_for,
-    current_revision,
-    head_revision,
-    upgrade_reporting,
-)
+from loopline.core.db import create_engine_for
+from loopline.core.db_migrations import current_revision, head_revision, upgrade_reporting
 
 app = typer.Typer(
     help="Manage the metadata database schema.\n\nExample: loopline db upgrade",

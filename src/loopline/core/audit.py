@@ -10,7 +10,8 @@ Appending takes the head row for update inside the caller's transaction, so the 
 commits or rolls back with the change it describes and appenders never fork the chain.
 
 Example:
-    >>> from loopline.core.db import create_engine_for, upgrade
+    >>> from loopline.core.db import create_engine_for
+    >>> from loopline.core.db_migrations import upgrade
     >>> engine = create_engine_for("sqlite:///:memory:"); upgrade(engine)
     >>> with engine.begin() as conn:
     ...     _ = append(conn, actor="ada", action="alias.set", object_type="model",
@@ -193,7 +194,8 @@ def append_many(conn: Connection, new: Sequence[NewEvent]) -> list[AuditEvent]:
     (a pipeline's step runs) then costs one audit round trip instead of one per event.
 
     Example:
-        >>> from loopline.core.db import create_engine_for, upgrade
+        >>> from loopline.core.db import create_engine_for
+        >>> from loopline.core.db_migrations import upgrade
         >>> engine = create_engine_for("sqlite:///:memory:"); upgrade(engine)
         >>> with engine.begin() as conn:
         ...     done = append_many(conn, [NewEvent("ci", "run.create", "run", "a"),
@@ -422,7 +424,8 @@ def head(engine: Engine) -> Anchor | None:
     keep elsewhere and pass back to :func:`verify` later.
 
     Example:
-        >>> from loopline.core.db import create_engine_for, upgrade
+        >>> from loopline.core.db import create_engine_for
+        >>> from loopline.core.db_migrations import upgrade
         >>> engine = create_engine_for("sqlite:///:memory:"); upgrade(engine)
         >>> head(engine) is None
         True

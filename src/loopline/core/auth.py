@@ -20,7 +20,8 @@ Roles are ordered, each including the one before it:
 Creation and revocation are written to the audit log with the acting user.
 
 Example:
-    >>> from loopline.core.db import create_engine_for, upgrade
+    >>> from loopline.core.db import create_engine_for
+    >>> from loopline.core.db_migrations import upgrade
     >>> engine = create_engine_for("sqlite:///:memory:"); upgrade(engine)
     >>> made = create_token(engine, "viewer", name="grafana", actor="ada")
     >>> verify_token(engine, made.token).name

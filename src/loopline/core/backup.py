@@ -22,7 +22,8 @@ open, and checked against it; see :mod:`loopline.core.backup_online`.
 Example:
     >>> import tempfile, pathlib
     >>> from loopline.core.artifacts import open_artifact_store
-    >>> from loopline.core.db import create_engine_for, upgrade
+    >>> from loopline.core.db import create_engine_for
+    >>> from loopline.core.db_migrations import upgrade
     >>> engine = create_engine_for("sqlite:///:memory:"); upgrade(engine)
     >>> store = open_artifact_store(tempfile.mkdtemp())
     >>> dest = pathlib.Path(tempfile.mkdtemp()) / "bk"

@@ -62,16 +62,15 @@ from loopline.core.backup_online import (
     load_online,
     read_views,
 )
-from loopline.core.db import (
-    create_engine_for,
+from loopline.core.db import create_engine_for, reading
+from loopline.core.db_migrations import (
     current_revision,
     head_revision,
     known_revisions,
     lock_migrations,
     migrate_in,
-    reading,
 )
-from loopline.core.db import upgrade as upgrade_to
+from loopline.core.db_migrations import upgrade as upgrade_to
 from loopline.errors import Conflict, IntegrityError, InvalidInput
 
 _COPY_WORKERS = 8
@@ -222,7 +221,8 @@ def existing_data(engine: Engine) -> dict[str, int]:
     Empty for an empty store, so ``restore`` may proceed without ``force``.
 
     Example:
-        >>> from loopline.core.db import create_engine_for, upgrade
+        >>> from loopline.core.db import create_engine_for
+        >>> from loopline.core.db_migrations import upgrade
         >>> engine = create_engine_for("sqlite:///:memory:"); upgrade(engine)
         >>> existing_data(engine)
         {}

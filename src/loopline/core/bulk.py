@@ -12,7 +12,8 @@ statements (metric chunks, run rows, search pages, audit appends) go through
 :func:`placeholder` for the driver's parameter style.
 
 Example:
-    >>> from loopline.core.db import create_engine_for, upgrade
+    >>> from loopline.core.db import create_engine_for
+    >>> from loopline.core.db_migrations import upgrade
     >>> from loopline.core.schema import audit_head
     >>> engine = create_engine_for("sqlite:///:memory:"); upgrade(engine)
     >>> with engine.begin() as conn:

@@ -49,7 +49,8 @@ class Context:
                 "this operation needs direct database access but LOOPLINE_URI is a server URL",
                 hint="run it on the server, or set LOOPLINE_URI to the database",
             )
-        from loopline.core.db import create_engine_for, ensure_schema
+        from loopline.core.db import create_engine_for
+        from loopline.core.db_migrations import ensure_schema
 
         engine = create_engine_for(
             self.settings.metadata_uri, busy_timeout_ms=self.settings.sqlite_busy_timeout_ms

@@ -1,4 +1,5 @@
-"""The metadata database: engine creation by URI, and migrations to the newest schema.
+"""The metadata database: engine creation by URI, and the connections and transactions
+the rest of Loopline reads and writes through.
 
 SQLite (the embedded default) runs in WAL mode with a busy timeout and ``synchronous=FULL``
 so that a committed transaction survives a crash of the process or the machine. Reads
@@ -6,26 +7,29 @@ so that a committed transaction survives a crash of the process or the machine. 
 process raises :class:`BackendUnavailable` saying so (:func:`lock_wait_error`).
 PostgreSQL is used as is; its connection errors are turned into :class:`BackendUnavailable`
 naming ``LOOPLINE_URI``. Pooled connections are pinged before use, so a restarted server is
-reconnected to; :func:`run_transaction` also retries a transaction cut off by a restart.
+reconnected to; :func:`~loopline.core.db_retry.run_transaction` also retries a transaction
+cut off by a restart.
+
+The pieces: this module makes engines and connections; :mod:`loopline.core.db_migrations`
+brings a database's schema to the newest revision (``upgrade``, ``ensure_schema``), and
+:mod:`loopline.core.db_retry` retries a transaction across a database restart.
 
 Example:
     >>> engine = create_engine_for("sqlite:///:memory:")
-    >>> upgrade(engine)
-    >>> current_revision(engine) == head_revision()
-    True
+    >>> with reading(engine) as conn:
+    ...     conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+    'memory'
 """
 
 from __future__ import annotations
 
 import contextlib
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -33,16 +37,9 @@ from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from loopline.config import display_uri
-from loopline.core.schema_revision import HEAD_REVISION as _HEAD_REVISION
 from loopline.errors import BackendUnavailable, ConfigError
 
-if TYPE_CHECKING:
-    from alembic.config import Config
-
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SUPPORTED_SCHEMES = ("sqlite", "postgresql")
-_upgrade_lock = threading.Lock()
-T = TypeVar("T")
 
 #: Execution option of a connection whose transactions only read. On SQLite they begin
 #: DEFERRED, reading a WAL snapshot without the write lock (every other transaction begins
@@ -311,196 +308,6 @@ def _sqlite_engine(url: sa.URL, busy_timeout_ms: int) -> Engine:
     return engine
 
 
-#: PostgreSQL advisory lock (transaction-scoped) that queues migrations of one database.
-MIGRATION_LOCK_ID = 7_274_231
-
-
-def alembic_config(engine: Engine, connection: Connection | None = None) -> Config:
-    """An Alembic config bound to ``engine`` and Loopline's migration scripts.
-
-    With ``connection``, migrations run on it inside the caller's transaction (which has
-    taken :func:`lock_migrations`) instead of a transaction of their own.
-    """
-    from alembic.config import Config  # Alembic loads only when migrating (import cost)
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.attributes["engine"] = engine
-    if connection is not None:
-        cfg.attributes["connection"] = connection
-    return cfg
-
-
-def lock_migrations(conn: Connection) -> None:
-    """Queue behind any other migration of this database until ``conn``'s transaction ends.
-
-    PostgreSQL: a transaction-scoped advisory lock; SQLite: the transaction's
-    ``BEGIN IMMEDIATE`` already holds the write lock.
-    """
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
-
-
-def migrate_in(conn: Connection, revision: str = "head") -> None:
-    """Move the schema to ``revision`` (up or down) inside ``conn``'s transaction.
-
-    Nothing is committed here: a caller that fails later rolls the migration back with
-    its own work (``restore`` loads a backup this way). The caller holds
-    :func:`lock_migrations`.
-
-    Example:
-        >>> engine = create_engine_for("sqlite:///:memory:")
-        >>> with engine.begin() as conn:
-        ...     migrate_in(conn, "0002_tracking")
-        >>> current_revision(engine)
-        '0002_tracking'
-    """
-    from alembic import command
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
-    current = MigrationContext.configure(conn).get_current_revision()
-    script = ScriptDirectory(str(MIGRATIONS_DIR))
-    target = script.get_current_head() if revision == "head" else revision
-    if current == target:
-        return
-    cfg = alembic_config(conn.engine, conn)
-    order = [s.revision for s in script.walk_revisions()]  # newest first
-    if current is not None and order.index(current) < order.index(str(target)):
-        command.downgrade(cfg, str(target))
-    else:
-        command.upgrade(cfg, str(target))
-
-
-@cache
-def head_revision() -> str:
-    """The newest migration revision shipped with this version of Loopline."""
-    from alembic.script import ScriptDirectory
-
-    script = ScriptDirectory(str(MIGRATIONS_DIR))
-    head = script.get_current_head()
-    assert head is not None, "migration chain has no head"
-    return head
-
-
-def current_revision(engine: Engine) -> str | None:
-    """The revision the database is at, or None for an empty database."""
-    from alembic.runtime.migration import MigrationContext
-
-    with _translate_connect_errors(engine), reading(engine) as conn:
-        return MigrationContext.configure(conn).get_current_revision()
-
-
-@cache
-def known_revisions() -> tuple[str, ...]:
-    """Every migration revision this version of Loopline ships, oldest first.
-
-    Example:
-        >>> known_revisions()[0]
-        '0001_core'
-    """
-    from alembic.script import ScriptDirectory
-
-    script = ScriptDirectory(str(MIGRATIONS_DIR))
-    return tuple(reversed([s.revision for s in script.walk_revisions()]))
-
-
-def check_known_revision(engine: Engine, revision: str | None) -> None:
-    """Refuse a database whose schema revision this Loopline does not ship.
-
-    Such a database was written by a newer Loopline: Alembic's own error ("Can't locate
-    revision identified by ...") said nothing of that, and ``loopline doctor`` advised
-    ``loopline db upgrade``, which is what fails.
-
-    Example:
-        >>> check_known_revision(create_engine_for("sqlite:///:memory:"), "0001_core")
-    """
-    if revision is None or revision in known_revisions():
-        return
-    from loopline import __version__
-
-    safe = shown_url(engine)
-    raise ConfigError(
-        f"the metadata database {safe} is at schema revision {revision!r}, which this "
-        f"Loopline ({__version__}, newest revision {known_revisions()[-1]!r}) does not "
-        "know: a newer Loopline has migrated it",
-        hint="upgrade Loopline to the version that uses this database (an older one "
-        "cannot read it), or set LOOPLINE_URI to another database",
-    )
-
-
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Migrate the database to ``revision`` (default: the newest).
-
-    Raises :class:`ConfigError` when the database is at a revision this Loopline does not
-    ship (a newer Loopline migrated it).
-
-    Example:
-        >>> upgrade(create_engine_for("sqlite:///:memory:"))
-    """
-    upgrade_reporting(engine, revision)
-
-
-def upgrade_reporting(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
-    """:func:`upgrade`, returning the revisions before and after, read under the migration
-    lock: of two concurrent upgrades, the one that found the schema already migrated
-    reports no change (``loopline db upgrade`` prints them).
-
-    Example:
-        >>> upgrade_reporting(create_engine_for("sqlite:///:memory:"))[0] is None
-        True
-    """
-    from alembic.runtime.migration import MigrationContext
-
-    with _upgrade_lock, _translate_connect_errors(engine), engine.begin() as conn:
-        lock_migrations(conn)
-        before = MigrationContext.configure(conn).get_current_revision()
-        check_known_revision(engine, before)  # read under the lock: a newer one may have won
-        migrate_in(conn, revision)
-        after = MigrationContext.configure(conn).get_current_revision()
-    return before, after
-
-
-#: The newest migration's revision id (:data:`loopline.core.schema_revision.HEAD_REVISION`,
-#: a module without imports, so that a quick path can read it too). ``ensure_schema``
-#: compares the database with it without importing Alembic (which costs ~0.15 s of every
-#: command's start-up to import and to parse the migration scripts); a test keeps it equal
-#: to Alembic's own head.
-HEAD_REVISION = _HEAD_REVISION
-
-_VERSION_QUERY = sa.text("SELECT version_num FROM alembic_version")
-
-
-def _stored_revision(engine: Engine) -> str | None:
-    """The revision in ``alembic_version``; None when the table is missing or empty.
-
-    Read without the write lock (:data:`READ_ONLY`): every command's start asks this.
-    """
-    with _translate_connect_errors(engine), reading(engine) as conn:
-        if not sa.inspect(conn).has_table("alembic_version"):
-            return None
-        rows = conn.execute(_VERSION_QUERY).scalars().all()
-    return rows[0] if len(rows) == 1 else None
-
-
-def ensure_schema(engine: Engine) -> None:
-    """Migrate the database if it is behind; cheap when it is already current.
-
-    Example:
-        >>> ensure_schema(create_engine_for("sqlite:///:memory:"))
-    """
-    stored = _stored_revision(engine)
-    if stored == HEAD_REVISION:
-        return
-    if stored is None:
-        from loopline.core.sqlite_schema import create_if_empty
-
-        with _translate_connect_errors(engine):
-            if create_if_empty(engine):  # a new SQLite file: the newest schema in one step
-                return
-    upgrade(engine)
-
-
 #: SQLite's words for a lock another process held past the busy timeout ("locking
 #: protocol": a WAL reader that found the lock it needs held through all its retries).
 _LOCK_WAIT_REASONS = ("database is locked", "locking protocol")
@@ -536,113 +343,4 @@ def lock_wait_error(exc: BaseException, database: str | None = None) -> BackendU
         hint="a process is stopped (^Z) or hung in the middle of a write: resume it (fg) or"
         f" end it (`fuser -v {database or 'FILE'}` lists the processes that have the"
         " database open)",
-    )
-
-
-class _translate_connect_errors:
-    """Turn driver connection failures into a one-line error naming LOOPLINE_URI."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if isinstance(exc, OperationalError):
-            safe = shown_url(self.engine)
-            reason = driver_reason(exc)
-            raise BackendUnavailable(
-                f"cannot reach the metadata database {safe}: {reason}",
-                hint="check LOOPLINE_URI and that the database server is running",
-            ) from exc
-
-
-# -- retrying a transaction across a database restart ------------------------------------
-
-
-def is_transient(engine: Engine, exc: DBAPIError) -> bool:
-    """Whether ``exc`` is worth retrying: the connection broke, or PostgreSQL could not be
-    reached, was shutting down or starting up (its ``OperationalError`` class). SQLite's
-    errors are not: its ``OperationalError`` also means a missing table.
-
-    Example:
-        >>> # is_transient(engine, exc)  -> True for "connection refused" on PostgreSQL
-    """
-    if exc.connection_invalidated:
-        return True
-    return engine.dialect.name == "postgresql" and isinstance(exc, OperationalError)
-
-
-def run_transaction(engine: Engine, work: Callable[[Connection], T], *, retry_s: float) -> T:
-    """Run ``work(conn)`` in one transaction, retried while PostgreSQL restarts.
-
-    A transaction that failed before its COMMIT was sent is simply run again (it was rolled
-    back). One whose COMMIT was cut off may or may not have committed: its transaction id,
-    taken at the start, is looked up with ``txid_status`` once the server answers again, and
-    the work is run again only if it did not commit - so it is never applied twice. Retries
-    stop after ``retry_s`` seconds with :class:`BackendUnavailable` naming ``LOOPLINE_URI``;
-    other errors rise as they are. On SQLite this is one plain transaction.
-
-    Example:
-        >>> engine = create_engine_for("sqlite:///:memory:")
-        >>> run_transaction(engine, lambda conn: conn.exec_driver_sql("SELECT 1").scalar(),
-        ...                 retry_s=5)
-        1
-    """
-    postgres = engine.dialect.name == "postgresql"
-    deadline = time.monotonic() + retry_s
-    pause = 0.05
-    while True:
-        xid: int | None = None
-        committing = False
-        try:
-            with engine.connect() as conn, conn.begin():
-                if postgres:
-                    xid = conn.exec_driver_sql("SELECT txid_current()").scalar_one()
-                result = work(conn)
-                committing = True  # the block's end sends COMMIT
-            return result
-        except DBAPIError as exc:
-            if not is_transient(engine, exc):
-                raise
-            # A cut-off COMMIT is settled first (with a full retry window of its own): a
-            # caller told "unavailable" retries the work, which must not apply it twice.
-            if (
-                committing
-                and xid is not None
-                and _committed(engine, xid, time.monotonic() + retry_s, retry_s)
-            ):
-                return result
-            if time.monotonic() > deadline:
-                raise _unavailable(engine, exc, retry_s) from exc
-        time.sleep(pause)
-        pause = min(pause * 2, 1.0)
-
-
-def _committed(engine: Engine, xid: int, deadline: float, retry_s: float) -> bool:
-    """Whether transaction ``xid`` committed, asked again until the server answers."""
-    pause = 0.05
-    while True:
-        try:
-            with reading(engine) as conn:
-                status = conn.execute(sa.text("SELECT txid_status(:x)"), {"x": xid}).scalar()
-        except DBAPIError as exc:
-            if not is_transient(engine, exc):
-                raise
-            if time.monotonic() > deadline:
-                raise _unavailable(engine, exc, retry_s) from exc
-        else:
-            if status != "in progress":  # committed, aborted, or too old to know (None)
-                return status == "committed"
-        time.sleep(pause)
-        pause = min(pause * 2, 1.0)
-
-
-def _unavailable(engine: Engine, exc: DBAPIError, retry_s: float) -> BackendUnavailable:
-    safe = shown_url(engine)
-    reason = driver_reason(exc)
-    return BackendUnavailable(
-        f"the metadata database {safe} did not answer for {retry_s:g} s: {reason}",
-        hint="check that the database server runs (LOOPLINE_URI), or raise LOOPLINE_DB_RETRY_S",
     )

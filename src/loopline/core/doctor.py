@@ -18,13 +18,8 @@ import sqlalchemy as sa
 
 from loopline.config import REDIS_SCHEMES, Settings, display_uri
 from loopline.core.artifacts import S3ArtifactStore, open_artifact_store
-from loopline.core.db import (
-    check_known_revision,
-    create_engine_for,
-    current_revision,
-    head_revision,
-    reading,
-)
+from loopline.core.db import create_engine_for, reading
+from loopline.core.db_migrations import check_known_revision, current_revision, head_revision
 from loopline.core.scratch import Sweep, sweep
 from loopline.errors import ConfigError, LooplineError
 

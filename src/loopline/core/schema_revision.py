@@ -1,6 +1,6 @@
 """The newest migration's revision id, in a module that imports nothing.
 
-:func:`loopline.core.db.ensure_schema` compares the database with it without importing
+:func:`loopline.core.db_migrations.ensure_schema` compares the database with it without importing
 Alembic, and the quick re-add of ``loopline data add`` (:mod:`loopline.data.quick_readd`)
 without importing SQLAlchemy either. ``tests/core/test_db.py`` keeps it equal to Alembic's
 own head: bump it with every new migration.

@@ -102,7 +102,8 @@ def migrated_statements() -> list[str]:
     Example:
         >>> # migrated_statements()[:1]
     """
-    from loopline.core.db import create_engine_for, upgrade
+    from loopline.core.db import create_engine_for
+    from loopline.core.db_migrations import upgrade
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "meta.db"

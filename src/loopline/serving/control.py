@@ -32,7 +32,8 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from loopline.core.context import Context
-from loopline.core.db import driver_reason, is_transient, reading, shown_url
+from loopline.core.db import driver_reason, reading, shown_url
+from loopline.core.db_retry import is_transient
 from loopline.errors import BackendUnavailable, IntegrityError, InvalidInput, NotFound
 from loopline.serving import store
 from loopline.serving.canary import Analysis, WindowStats, analyse

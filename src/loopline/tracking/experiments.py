@@ -9,7 +9,8 @@ id); what asks for the experiment by its old name afterwards (a script's
 ``start_run(experiment=...)``, a loop policy) gets a new experiment of that name.
 
 Example:
-    >>> from loopline.core.db import create_engine_for, upgrade
+    >>> from loopline.core.db import create_engine_for
+    >>> from loopline.core.db_migrations import upgrade
     >>> engine = create_engine_for("sqlite:///:memory:"); upgrade(engine)
     >>> get_or_create_experiment(engine, "churn").artifact_location
     'mlflow-artifacts:/1'

@@ -20,7 +20,8 @@ A forked child starts with an empty buffer and a new writer id (the parent write
 pending) and reconnects.
 
 Example:
-    >>> from loopline.core.db import create_engine_for, upgrade
+    >>> from loopline.core.db import create_engine_for
+    >>> from loopline.core.db_migrations import upgrade
     >>> engine = create_engine_for("sqlite:///:memory:"); upgrade(engine)
     >>> writer = MetricWriter(engine)
     >>> # writer.add((run_id, "loss", 0.5, 1700000000000, 0, 0)); writer.flush()
@@ -40,7 +41,8 @@ from typing import Protocol
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from loopline.core.db import driver_reason, run_transaction, shown_url
+from loopline.core.db import driver_reason, shown_url
+from loopline.core.db_retry import run_transaction
 from loopline.errors import BackendUnavailable, LooplineError, remedy
 from loopline.tracking._dialect import MetricRow
 from loopline.tracking.metrics import write_rows
@@ -101,7 +103,7 @@ class EmbeddedSink:
 
     On PostgreSQL a batch cut off by a restart of the server is retried for up to
     ``retry_s`` seconds (``LOOPLINE_DB_RETRY_S``), and never applied twice (see
-    :func:`loopline.core.db.run_transaction`).
+    :func:`loopline.core.db_retry.run_transaction`).
 
     Example:
         >>> # MetricWriter(EmbeddedSink(engine, retry_s=30))

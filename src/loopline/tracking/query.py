@@ -9,7 +9,8 @@ parameters) and then run on the driver's cursor: building and compiling cost mor
 the query itself. Nothing about results is cached.
 
 Example:
-    >>> from loopline.core.db import create_engine_for, upgrade
+    >>> from loopline.core.db import create_engine_for
+    >>> from loopline.core.db_migrations import upgrade
     >>> engine = create_engine_for("sqlite:///:memory:"); upgrade(engine)
     >>> search_runs(engine, filter="metrics.auc > 0.8").runs
     []

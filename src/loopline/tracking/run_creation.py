@@ -8,7 +8,8 @@ When ``actor`` is given, creating a run is also written to the audit log in the 
 transaction.
 
 Example:
-    >>> from loopline.core.db import create_engine_for, upgrade
+    >>> from loopline.core.db import create_engine_for
+    >>> from loopline.core.db_migrations import upgrade
     >>> engine = create_engine_for("sqlite:///:memory:"); upgrade(engine)
     >>> create_run(engine, 0, name="baseline").status
     'RUNNING'

@@ -12,7 +12,8 @@ MLflow's semantics:
 * metric points go through :mod:`loopline.tracking.metrics` (history + latest value).
 
 Example:
-    >>> from loopline.core.db import create_engine_for, upgrade
+    >>> from loopline.core.db import create_engine_for
+    >>> from loopline.core.db_migrations import upgrade
     >>> from loopline.tracking.entities import Metric
     >>> from loopline.tracking.run_creation import create_run
     >>> from loopline.tracking.run_state import get_run

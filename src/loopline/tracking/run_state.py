@@ -8,7 +8,8 @@ accept data; delete and restore are soft. When ``actor`` is given, ending, delet
 restoring a run is also written to the audit log in the same transaction.
 
 Example:
-    >>> from loopline.core.db import create_engine_for, upgrade
+    >>> from loopline.core.db import create_engine_for
+    >>> from loopline.core.db_migrations import upgrade
     >>> from loopline.tracking.run_creation import create_run
     >>> engine = create_engine_for("sqlite:///:memory:"); upgrade(engine)
     >>> run = create_run(engine, 0, name="baseline")
@@ -154,7 +155,8 @@ def run_ids_starting(engine: Engine, prefix: str, *, limit: int = 2) -> list[str
     same in every collation, unlike a ``'\uffff'`` sentinel or ``':'`` after ``'9'``.
 
     Example:
-        >>> from loopline.core.db import create_engine_for, upgrade
+        >>> from loopline.core.db import create_engine_for
+        >>> from loopline.core.db_migrations import upgrade
         >>> from loopline.tracking.run_creation import create_run
         >>> engine = create_engine_for("sqlite:///:memory:"); upgrade(engine)
         >>> run = create_run(engine, 0)

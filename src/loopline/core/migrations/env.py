@@ -1,4 +1,4 @@
-"""Alembic environment: runs Loopline's migrations on the engine handed in by core.db."""
+"""Alembic environment: runs Loopline's migrations on the engine handed in by core.db_migrations."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection
 
-from loopline.core.db import lock_migrations
+from loopline.core.db_migrations import lock_migrations
 from loopline.core.schema import metadata
 
 config = context.config
@@ -24,7 +24,7 @@ def _run(connection: Connection) -> None:
     context.run_migrations()
 
 
-# A connection handed in (core.db.migrate_in) is inside its caller's transaction, which
+# A connection handed in (core.db_migrations.migrate_in) is inside its caller's transaction, which
 # holds the migration lock and commits or rolls back the migration with its own work.
 handed = config.attributes.get("connection")
 if handed is not None:
