@@ -13,10 +13,8 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
-from pathlib import Path
 
 import blake3
 from fastapi import APIRouter, Query, Request
@@ -31,6 +29,7 @@ from loopline.errors import InvalidInput, NotFound
 from loopline.server.api_v1 import Ctx, _answer
 from loopline.server.errors import ERROR_RESPONSES
 from loopline.server.strict_json import StrictJsonRoute
+from loopline.server.upload_body import received_body
 from loopline.tracking import lineage, run_state
 from loopline.tracking.entities import ArtifactEntry
 from loopline.tracking.validation import check_artifact_path
@@ -40,8 +39,6 @@ router = APIRouter(
     route_class=StrictJsonRoute, prefix="/api/v1", tags=["tracking"], responses=ERROR_RESPONSES
 )
 
-#: Largest artifact accepted in one upload (bytes).
-MAX_ARTIFACT_BYTES = 5 * 1024**3
 #: Header carrying an artifact's BLAKE3 digest with its bytes.
 DIGEST_HEADER = "X-Loopline-Digest"
 _SMALL = 8 * 1024 * 1024
@@ -84,24 +81,13 @@ async def upload_artifact(
     clean = check_artifact_path(path).strip("/")
     claimed = _claimed_digest(request)
     await run_in_threadpool(_check_active, ctx, run_id)
-    fd, tmp_name = tempfile.mkstemp(prefix="loopline-upload-")
-    size = 0
     # Hashed as it arrives, so that a body damaged in transit is refused before it is
     # stored (the store hashes the file again: its address is its own digest).
     hasher = blake3.blake3()
-    try:
-        with os.fdopen(fd, "wb") as tmp:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > MAX_ARTIFACT_BYTES:
-                    raise InvalidInput(
-                        f"artifact {clean!r} is larger than {MAX_ARTIFACT_BYTES} bytes",
-                        field="body",
-                        hint="split it or store it as a dataset",
-                    )
-                tmp.write(chunk)
-                if claimed is not None:
-                    hasher.update(chunk)
+    async with received_body(request, clean, hasher if claimed is not None else None) as (
+        tmp_name,
+        size,
+    ):
         if claimed is not None and hasher.hexdigest() != claimed:
             raise InvalidInput(
                 f"artifact {clean!r}: the {size} bytes received hash to {hasher.hexdigest()}, "
@@ -111,9 +97,6 @@ async def upload_artifact(
                 "the BLAKE3 digest of its bytes",
             )
         entry = await run_in_threadpool(_store_artifact, ctx, run_id, clean, tmp_name, size)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            Path(tmp_name).unlink()
     return _answer(ArtifactModel.from_entity(entry))
 
 

@@ -10,12 +10,10 @@ path index of :mod:`loopline.core.artifact_paths`.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import posixpath
 import re
 import tempfile
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -25,9 +23,10 @@ from starlette.concurrency import run_in_threadpool
 
 from loopline.core import artifact_paths
 from loopline.core.context import Context
-from loopline.errors import InvalidInput, NotFound
+from loopline.errors import NotFound
 from loopline.server.deps import get_ctx
 from loopline.server.strict_json import StrictJsonRoute
+from loopline.server.upload_body import received_body
 from loopline.tracking import lineage
 from loopline.tracking.entities import ArtifactEntry
 
@@ -36,8 +35,6 @@ router = APIRouter(
 )
 Ctx = Annotated[Context, Depends(get_ctx)]
 
-#: Largest artifact accepted in one upload (bytes).
-MAX_ARTIFACT_BYTES = 5 * 1024**3
 _SMALL = 8 * 1024 * 1024
 _RUN_PATH = re.compile(r"^\d+/([0-9a-f]{32})/artifacts(?:/(.*))?$")
 
@@ -70,23 +67,8 @@ def _lookup(ctx: Context, path: str) -> tuple[str, int]:
 @router.put("/artifacts/{path:path}")
 async def upload(path: str, request: Request, ctx: Ctx) -> dict[str, Any]:
     clean = artifact_paths.clean_path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix="loopline-upload-")
-    size = 0
-    try:
-        with os.fdopen(fd, "wb") as tmp:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > MAX_ARTIFACT_BYTES:
-                    raise InvalidInput(
-                        f"artifact {clean!r} is larger than {MAX_ARTIFACT_BYTES} bytes",
-                        field="body",
-                        hint="split it or store it as a dataset",
-                    )
-                tmp.write(chunk)
+    async with received_body(request, clean) as (tmp_name, size):
         await run_in_threadpool(_store_upload, ctx, clean, tmp_name, size)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            Path(tmp_name).unlink()
     return {}
 
 
