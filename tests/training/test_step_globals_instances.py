@@ -462,3 +462,19 @@ def test_a_numpy_array_in_an_instance_counts_by_content(monkeypatch: pytest.Monk
     first = _digest(monkeypatch, SlotConfig(0.5, weights=np.arange(3.0)))
     assert first is not None
     assert _digest(monkeypatch, SlotConfig(0.5, weights=np.arange(4.0))) != first
+
+
+def test_own_functions_and_classes_in_a_container_count_by_their_rules(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    doubled = _keys(monkeypatch, [_double, Scaler])
+    assert doubled[f"{_HERE}.CFG"].startswith("data:")
+    assert doubled[f"{_HERE}.CFG.__refs__[0]"].startswith("code:")
+    assert doubled[f"{_HERE}.CFG.__refs__[1]"] == f"class:{_HERE}.Scaler"
+    # Another function in the list: its code counts, so the key changes.
+    tripled = _keys(monkeypatch, [_triple, Scaler])
+    assert tripled[f"{_HERE}.CFG.__refs__[0]"] != doubled[f"{_HERE}.CFG.__refs__[0]"]
+    assert _keys(monkeypatch, {"a": _double, "b": Scaler}) != doubled
+    assert _keys(monkeypatch, [_double, Scaler]) == doubled  # the same list again: a hit
+    # A function of another package cannot be counted: the container is left out.
+    assert _keys(monkeypatch, [_double, json.dumps]) == {}

@@ -176,9 +176,10 @@ class _Encoder:
     """Encodes one value canonically, counting items and bytes against the bounds.
 
     With ``own`` (which modules are the user's own code), instances of the user's own
-    classes are data too; the classes, and the functions and classes their state holds,
-    are collected in :attr:`refs` for the reader to count by their own rules once the
-    whole value is encoded. The encoding names each by its place in :attr:`refs`.
+    classes are data too; their classes, and the functions and classes of the user's own
+    code the value holds (in a container or an instance's state), are collected in
+    :attr:`refs` for the reader to count by their own rules once the whole value is
+    encoded. The encoding names each by its place in :attr:`refs`.
     """
 
     def __init__(self, name: str, own: Callable[[object], bool] | None = None) -> None:
@@ -332,8 +333,8 @@ class _Encoder:
 
     def _object(self, value: Any, depth: int) -> bytes:
         """An Enum member, a namedtuple, an OrderedDict, an instance of the user's own
-        class (and, in an instance's state, a function or class of the user's own code);
-        raises _NotPlain for anything else."""
+        class, and (for a step's key: ``own`` given) a function or class of the user's own
+        code, in a container or an instance's state; raises _NotPlain for anything else."""
         kind: type = type(value)
         if issubclass(kind, enum.Enum):
             return self._enum(value, depth)
@@ -348,7 +349,7 @@ class _Encoder:
             head = self._head(b"N%s;" % self._ref(kind), depth)
             names = self.encode(_type_name(kind), depth + 1) + self.encode(fields, depth + 1)
             return head + names + self.encode(tuple(tuple.__iter__(value)), depth + 1)
-        if self._instances:  # in an instance's state: a function or class counts by its rule
+        if self.own is not None:  # a step's key: a function or class counts by its rule
             helper = _unwrap(value)
             if type(helper) is types.FunctionType and self._own(helper.__module__):
                 return b"c%s;" % self._ref(helper, always=True) + self.encode(

@@ -64,7 +64,10 @@ becomes ``0.7`` the step must run again, not return the output made with 0.5.
   leaves the whole value out;
 * a name bound to a **function** (or a step, or a ``functools.cache`` of a function)
   of the user's own code counts by its code hash, together with its plain default values
-  and, recursively, what it reads itself;
+  and, recursively, what it reads itself; inside a container (``HANDLERS = [clean,
+  scale]``) or an instance's state, a function or class of the user's own code counts
+  the same way, as ``<name>.__refs__[i]``, and the container by its place there (a
+  function of another package there leaves the container out);
 * a name bound to a **class** of the user's own code (its ``__module__`` is) counts by
   ``class:<module>.<qualified name>`` and what its ``__dict__`` holds, each as
   ``<name>.<attribute>``: functions (methods, the ``__func__`` of a staticmethod or
