@@ -215,16 +215,8 @@ def update_run(
             )
             if renamed.rowcount:
                 run_json.refresh(conn, (run_id,), tags=True)
-        if actor and status is not None and status != before.status:
-            audit.append(
-                conn,
-                actor=actor,
-                action="run.update",
-                object_type="run",
-                object_id=run_id,
-                before={"status": before.status},
-                after={"status": status},
-            )
+        if status is not None:
+            _audit_status(conn, run_id, actor, before.status, status)
         # Read back in the transaction: no second one (and its checkout) after the commit;
         # require_run found the run, and nothing removes it before the commit.
         return runs_in(conn, [run_id])[0]
@@ -278,6 +270,23 @@ def _set_run_lifecycle(
             )
 
 
+def _audit_status(
+    conn: Connection, run_id: str, actor: str | None, before: str, after: str
+) -> None:
+    """Record a change of the run's status in the audit log (an actor given, the status
+    changed): what an update and the end of a run both do."""
+    if actor and after != before:
+        audit.append(
+            conn,
+            actor=actor,
+            action="run.update",
+            object_type="run",
+            object_id=run_id,
+            before={"status": before},
+            after={"status": after},
+        )
+
+
 #: Sets a run's status and end time (bound: ``run``, ``new_status``, ``new_end``).
 END_RUN = (
     runs.update()
@@ -307,13 +316,4 @@ def finish_run(
         if rows:
             metric_store.write_rows(conn, rows)
         conn.execute(END_RUN, {"run": run_id, "new_status": status, "new_end": end})
-        if actor and status != before.status:
-            audit.append(
-                conn,
-                actor=actor,
-                action="run.update",
-                object_type="run",
-                object_id=run_id,
-                before={"status": before.status},
-                after={"status": status},
-            )
+        _audit_status(conn, run_id, actor, before.status, status)
